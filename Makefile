@@ -1,0 +1,116 @@
+# dedup - build, test, install.
+#   make                 build/dedup-agent and build/dedup-server
+#   make test            unit + end-to-end tests
+#   make asan            the same under AddressSanitizer + UBSan (build-asan/)
+#   make install PREFIX=/usr DESTDIR=...
+#   make bench           the benchmark against restic and borg (long)
+#   V=1 for verbose, WERROR=1 to turn warnings into errors.
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/dedup
+SYSCONFDIR ?= /etc
+O       ?= build
+
+CC      ?= cc
+PKG_CONFIG ?= pkg-config
+OPT     ?= -O2 -g
+SAN     ?=
+CFLAGS  ?=
+LDFLAGS ?=
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wno-unused-parameter -Wformat=2
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+PKGS := libmicrohttpd jansson libzstd libarchive libcurl openssl
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
+             -Ishared -I$(O) -D_FILE_OFFSET_BITS=64 \
+             -DDD_SYSCONFDIR='"$(SYSCONFDIR)"' $(PKG_CFLAGS) $(CFLAGS)
+
+LIBS_COMMON := $(shell $(PKG_CONFIG) --libs libzstd openssl jansson) -pthread
+LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd) -lleveldb
+LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRC    := $(wildcard shared/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+AGENT_SRC  := $(wildcard agent/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(O)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(O)/%.o) $(O)/web_assets.o
+AGENT_OBJ  := $(AGENT_SRC:%.c=$(O)/%.o)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+LIBDEDUP   := $(O)/libdedup.a
+
+WEB_FILES  := $(wildcard web/*)
+
+all: $(O)/dedup-agent $(O)/dedup-server
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -c -o $@ $<
+
+$(LIBDEDUP): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# The status page is compiled into the server so a bare binary serves it.
+$(O)/web_assets.c: $(WEB_FILES) tests/embed.sh
+	@mkdir -p $(dir $@)
+	$(Q)sh tests/embed.sh $(WEB_FILES) > $@
+
+$(O)/web_assets.o: $(O)/web_assets.c
+	$(Q)$(CC) $(DD_CFLAGS) -Iserver -c -o $@ $<
+
+$(O)/dedup-server: $(SERVER_OBJ) $(LIBDEDUP)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SAN) -o $@ $^ $(LIBS_SERVER) $(LDFLAGS)
+
+$(O)/dedup-agent: $(AGENT_OBJ) $(LIBDEDUP)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(OPT) $(SAN) -o $@ $^ $(LIBS_AGENT) $(LDFLAGS)
+
+$(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -o $@ $< $(LIBDEDUP) $(LIBS_SERVER) $(LIBS_AGENT) $(LDFLAGS)
+
+tests: $(UNIT_BIN)
+
+test: all tests
+	$(Q)O=$(O) bash tests/run.sh
+
+asan:
+	$(MAKE) O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+bench: all
+	O=$(O) bash tests/bench/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/web
+	install -m 0755 $(O)/dedup-agent $(DESTDIR)$(BINDIR)/dedup-agent
+	install -m 0755 $(O)/dedup-server $(DESTDIR)$(SBINDIR)/dedup-server
+	install -m 0644 $(WEB_FILES) $(DESTDIR)$(DATADIR)/web/
+	install -d $(DESTDIR)$(SYSCONFDIR)/dedup
+	install -m 0644 conf/server.conf.example $(DESTDIR)$(DATADIR)/server.conf.example
+	install -m 0644 conf/agent.conf.example $(DESTDIR)$(DATADIR)/agent.conf.example
+
+clean:
+	rm -rf $(O) build-asan
+
+.PHONY: all tests test asan bench install clean
+
+-include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d)

@@ -1,0 +1,35 @@
+/*
+ * compress.h - chunk compression. A chunk is stored either raw or as one
+ * zstd frame; the flag travels with it on the wire and in packs.
+ */
+#ifndef DD_COMPRESS_H
+#define DD_COMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "util.h"
+
+#define DD_COMP_NONE 0u
+#define DD_COMP_ZSTD 1u
+
+/*
+ * Compresses `len` bytes at zstd `level` into out (replacing its contents).
+ * If compression saves nothing, out holds the raw bytes. Returns the flag
+ * actually used (DD_COMP_NONE or DD_COMP_ZSTD) or a negative error.
+ * `cctx` is an optional reusable ZSTD_CCtx* (NULL: a temporary one).
+ */
+int dd_compress(struct dd_buf *out, const void *data, size_t len, int level,
+		void *cctx);
+
+/*
+ * Decodes a stored chunk into out (replacing its contents). The result must
+ * be exactly `plain_len` bytes (<= DD_CHUNK_SIZE_LIMIT), else -EBADMSG.
+ * `dctx` is an optional reusable ZSTD_DCtx*.
+ */
+int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
+		  size_t len, uint32_t plain_len, void *dctx);
+
+/* The largest stored length accepted for a chunk of plain_len bytes. */
+size_t dd_stored_len_bound(uint32_t plain_len);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * hash.h - chunk ids. A chunk id is the SHA-256 of the chunk's plain
+ * (uncompressed) bytes; ids are compared as 32 raw bytes and printed as 64
+ * lowercase hex digits.
+ */
+#ifndef DD_HASH_H
+#define DD_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define DD_ID_LEN 32
+#define DD_ID_HEX_LEN 64
+
+struct dd_id {
+	uint8_t b[DD_ID_LEN];
+};
+
+void dd_sha256(struct dd_id *out, const void *data, size_t len);
+
+/* Incremental SHA-256 (wraps an OpenSSL EVP_MD_CTX). */
+struct dd_sha256_ctx;
+struct dd_sha256_ctx *dd_sha256_new(void);
+void dd_sha256_update(struct dd_sha256_ctx *c, const void *p, size_t n);
+void dd_sha256_final(struct dd_sha256_ctx *c, struct dd_id *out); /* resets */
+void dd_sha256_free(struct dd_sha256_ctx *c);
+
+static inline bool dd_id_eq(const struct dd_id *a, const struct dd_id *b)
+{
+	return memcmp(a->b, b->b, DD_ID_LEN) == 0;
+}
+/* out must hold DD_ID_HEX_LEN + 1 bytes. */
+void dd_id_to_hex(char *out, const struct dd_id *id);
+/* Exactly 64 hex digits; -EINVAL otherwise. */
+int dd_id_from_hex(struct dd_id *out, const char *hex);
+/* Verifies that `data` hashes to `id`; -EBADMSG if not. */
+int dd_id_verify(const struct dd_id *id, const void *data, size_t len);
+
+#endif

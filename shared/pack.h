@@ -1,0 +1,90 @@
+/*
+ * pack.h - append-only pack files, the server's chunk store on disk.
+ * Layout in docs/FORMAT.md ("Pack file").
+ *
+ *   header:  "DDPK" | u32 version=1 | u64 pack_seq                (16 bytes)
+ *   record:  "DDRC" | id[32] | u32 flags | u32 plain_len | u32 stored_len
+ *            | bytes                                              (48 + n)
+ *   trailer: "DDTR" | u32 count | count x (id[32] | u64 offset | u32 flags
+ *            | u32 plain_len | u32 stored_len) | sha256 of the trailer so far
+ *            | u64 trailer_offset | "DDPE"
+ *
+ * A pack is written only by appending. Records become durable with
+ * dd_pack_writer_sync(); a pack is sealed (trailer appended) when it is
+ * full or when the server stops. An unsealed pack (crash) is still readable
+ * record by record: the scanner stops at the first torn record.
+ */
+#ifndef DD_PACK_H
+#define DD_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "hash.h"
+#include "util.h"
+
+#define DD_PACK_VERSION 1u
+#define DD_PACK_HEADER_LEN 16u
+#define DD_PACK_RECORD_HEADER_LEN 48u
+#define DD_PACK_TRAILER_ENTRY_LEN 56u
+
+/* Where a chunk lives: what the index stores. */
+struct dd_chunk_loc {
+	uint64_t pack_seq;
+	uint64_t offset;      /* of the record header within the pack */
+	uint32_t flags;
+	uint32_t plain_len;
+	uint32_t stored_len;
+};
+/* The index value encoding of a location: 28 bytes, little-endian,
+ * pack_seq | offset | flags | plain_len | stored_len, preceded by a version
+ * byte 1 (29 bytes in all). */
+#define DD_CHUNK_LOC_LEN 29u
+void dd_chunk_loc_encode(uint8_t out[DD_CHUNK_LOC_LEN],
+			 const struct dd_chunk_loc *loc);
+int dd_chunk_loc_decode(struct dd_chunk_loc *out, const void *p, size_t len);
+
+/* "<dir>/<16 hex digits of seq>.pack" into out (size >= strlen(dir)+24). */
+void dd_pack_path(char *out, size_t outsz, const char *dir, uint64_t seq);
+
+struct dd_pack_writer;
+/* Creates a new pack file (O_EXCL) with its header, synced. */
+int dd_pack_writer_new(struct dd_pack_writer **out, const char *dir,
+		       uint64_t seq);
+/* Appends one record; fills *loc. Not yet durable. */
+int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
+			  uint32_t flags, uint32_t plain_len,
+			  const void *stored, uint32_t stored_len,
+			  struct dd_chunk_loc *loc);
+/* fdatasync of everything appended so far. */
+int dd_pack_writer_sync(struct dd_pack_writer *w);
+uint64_t dd_pack_writer_size(const struct dd_pack_writer *w);
+uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w);
+/* Appends the trailer, syncs, closes. The writer is freed either way. */
+int dd_pack_writer_seal(struct dd_pack_writer *w);
+/* Closes without sealing (the pack stays readable by scanning). */
+void dd_pack_writer_free(struct dd_pack_writer *w);
+
+/*
+ * Reads the record at loc->offset from an open pack fd, checks the record
+ * header against *id and *loc, and returns the stored bytes in out
+ * (replacing its contents). -EBADMSG on any mismatch. Does not decompress.
+ */
+int dd_pack_read_record(int fd, const struct dd_id *id,
+			const struct dd_chunk_loc *loc, struct dd_buf *out);
+
+/* Called by dd_pack_scan for each record: return 0 to go on, non-zero to
+ * stop (passed back). `stored` is only valid during the call. */
+typedef int (*dd_pack_scan_cb)(void *payload, const struct dd_id *id,
+			       const struct dd_chunk_loc *loc,
+			       const uint8_t *stored);
+/*
+ * Walks every record of a pack file in order (sealed or not). Stops
+ * quietly at a torn tail of an unsealed pack; *sealed tells whether a valid
+ * trailer was found (its entries must then match the records, else
+ * -EBADMSG). Record bytes are passed to the callback without decompressing.
+ */
+int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
+		 bool *sealed);
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * util.h - small building blocks of libdedup: a capped growable buffer,
+ * the thread-local error message, little-endian codecs, hex, and durable
+ * file-system helpers.
+ *
+ * Conventions for all of libdedup: functions return 0 (or a count) on
+ * success and a negative errno-style code on failure (-ENOMEM, -EIO,
+ * -EBADMSG for corrupt/invalid input, -ENOENT, -EEXIST, -E2BIG when a cap
+ * is hit). A failing function may record a human-readable reason with
+ * dd_error_set(); callers print dd_error_last(). The library never prints
+ * and never exits.
+ */
+#ifndef DD_UTIL_H
+#define DD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define DD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- error message (thread-local, like libgit2's git_error_last) ---- */
+
+/* Records a printf-style reason for the last failure of this thread and
+ * returns `code` unchanged, so `return dd_error_set(-EBADMSG, "...")` works. */
+int dd_error_set(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The last reason recorded on this thread, or "unknown error"; never NULL. */
+const char *dd_error_last(void);
+void dd_error_clear(void);
+
+/* ---- growable byte buffer with a hard cap ---- */
+
+struct dd_buf {
+	uint8_t *data;
+	size_t len;
+	size_t alloc;
+	size_t cap;     /* hard limit on len; 0 = SIZE_MAX */
+};
+
+void dd_buf_init(struct dd_buf *b, size_t cap);
+void dd_buf_release(struct dd_buf *b);          /* frees data, keeps cap */
+void dd_buf_reset(struct dd_buf *b);            /* len = 0, keeps memory */
+/* Make room for `extra` more bytes; -E2BIG past the cap, -ENOMEM. */
+int dd_buf_reserve(struct dd_buf *b, size_t extra);
+int dd_buf_append(struct dd_buf *b, const void *p, size_t n);
+int dd_buf_append_u8(struct dd_buf *b, uint8_t v);
+int dd_buf_append_le32(struct dd_buf *b, uint32_t v);
+int dd_buf_append_le64(struct dd_buf *b, uint64_t v);
+/* Hands the bytes to the caller (who frees them); the buffer becomes empty. */
+uint8_t *dd_buf_detach(struct dd_buf *b, size_t *len_out);
+
+/* ---- little-endian codecs ---- */
+
+static inline uint32_t dd_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static inline uint64_t dd_le64(const uint8_t *p)
+{
+	return (uint64_t)dd_le32(p) | (uint64_t)dd_le32(p + 4) << 32;
+}
+static inline void dd_put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+static inline void dd_put_le64(uint8_t *p, uint64_t v)
+{
+	dd_put_le32(p, (uint32_t)v);
+	dd_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* A bounds-checked reader over a byte range; every get fails with
+ * -EBADMSG instead of reading past the end. */
+struct dd_cursor {
+	const uint8_t *p;
+	size_t left;
+};
+int dd_cursor_get(struct dd_cursor *c, void *out, size_t n);
+int dd_cursor_get_u8(struct dd_cursor *c, uint8_t *out);
+int dd_cursor_get_le32(struct dd_cursor *c, uint32_t *out);
+int dd_cursor_get_le64(struct dd_cursor *c, uint64_t *out);
+/* Borrow n bytes in place (no copy). */
+int dd_cursor_take(struct dd_cursor *c, const uint8_t **out, size_t n);
+
+/* ---- hex ---- */
+
+/* Writes 2*n lowercase hex digits and a NUL into out (size >= 2*n+1). */
+void dd_hex_encode(char *out, const uint8_t *p, size_t n);
+/* Parses exactly 2*n hex digits (either case) from s of length slen;
+ * -EINVAL on a wrong length or a non-hex digit. */
+int dd_hex_decode(uint8_t *out, size_t n, const char *s, size_t slen);
+
+/* ---- parsing ---- */
+
+/* Strict decimal parse of a whole string into uint64 (no sign, no spaces,
+ * no trailing bytes); -EINVAL otherwise, -ERANGE on overflow. */
+int dd_parse_u64(const char *s, uint64_t *out);
+
+/* ---- file system ---- */
+
+/* Writes `len` bytes to `path` durably: path.tmp, fsync, rename, fsync of
+ * the directory. Never leaves a half-written `path`. */
+int dd_write_file_atomic(const char *path, const void *data, size_t len,
+			 mode_t mode);
+/* Reads a whole file of at most `max` bytes; -E2BIG if larger. Caller frees
+ * *out (NUL-terminated for convenience; *len excludes the NUL). */
+int dd_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+int dd_fsync_dir(const char *dir);
+/* mkdir -p with `mode` for created components; existing dirs are fine. */
+int dd_mkdir_p(const char *path, mode_t mode);
+/* Full write/read loops that retry on EINTR and short counts. */
+int dd_write_all(int fd, const void *p, size_t n);
+int dd_pwrite_all(int fd, const void *p, size_t n, off_t off);
+/* Reads exactly n bytes at off; -EBADMSG on a short file. */
+int dd_pread_all(int fd, void *p, size_t n, off_t off);
+/* Reads up to n bytes, stopping early only at end of file; returns count. */
+ssize_t dd_read_full(int fd, void *p, size_t n);
+
+/* Wall-clock seconds (CLOCK_REALTIME) and a monotonic clock in seconds. */
+int64_t dd_now(void);
+double dd_monotonic(void);
+/* Formats unix seconds as RFC 3339 UTC ("2026-11-21T16:40:00Z"). */
+void dd_format_time(char out[32], int64_t t);
+
+/* Random bytes from OpenSSL's CSPRNG. */
+int dd_random(void *out, size_t n);
+
+#endif
