@@ -1,0 +1,188 @@
+# tests/e2e/lib.sh - shared helpers for the end-to-end scripts. Each script
+# sources this, runs real binaries against a real dedup-server on a loopback
+# port with a temporary repository, and ends with `finish`, which prints
+# "N passed, N failed". Every wait is a bounded loop.
+set -u
+DD_BUILD=${DD_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
+AGENT=$DD_BUILD/dedup-agent
+SERVER=$DD_BUILD/dedup-server
+T=$(mktemp -d "${TMPDIR:-/tmp}/dedup-e2e.XXXXXX")
+_pass=0
+_fail=0
+SERVER_PID=
+SERVER_PIDS=()
+
+cleanup() {
+	local p
+	for p in "${SERVER_PIDS[@]}"; do
+		kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
+	done
+	for p in "${SERVER_PIDS[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { _pass=$((_pass + 1)); echo "ok - $1"; }
+not_ok() { _fail=$((_fail + 1)); echo "not ok - $1"; }
+
+# check "description" command...: passes when the command exits 0.
+check() {
+	local desc=$1; shift
+	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+# check_eq "description" expected actual
+check_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1 (expected '$2', got '$3')"; fi
+}
+
+finish() {
+	echo "$(basename "$0" .sh): $_pass passed, $_fail failed"
+	[ "$_fail" = 0 ]
+	exit $?
+}
+
+# json FILE-or-STRING FIELD: prints a top-level field with python3.
+json_get() {
+	python3 -c 'import json,sys; v=json.loads(sys.argv[1]); 
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(json.dumps(v) if isinstance(v,(dict,list)) else v)' "$1" "$2"
+}
+
+# repo_init DIR: a new repository.
+repo_init() {
+	"$SERVER" init --repo "$1" >/dev/null
+}
+
+# server_start REPO [extra serve args]: starts a server on a free loopback
+# port; sets SERVER_PID, URL and CA.
+server_start() {
+	local repo=$1; shift
+	local ready=$T/ready.$RANDOM
+	rm -f "$ready"
+	"$SERVER" serve --repo "$repo" --listen 127.0.0.1:0 --ready-file "$ready" "$@" \
+		2>>"$T/server.log" &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	local i
+	for i in $(seq 1 200); do
+		[ -s "$ready" ] && break
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	if [ ! -s "$ready" ]; then
+		echo "server did not become ready; log:"; cat "$T/server.log"
+		return 1
+	fi
+	URL=$(cat "$ready")
+	CA=$repo/tls/cert.pem
+	export URL CA
+}
+
+# server_stop [SIGNAL]: stops the server started last and waits for it.
+server_stop() {
+	local sig=${1:-TERM}
+	[ -n "$SERVER_PID" ] || return 0
+	kill -"$sig" "$SERVER_PID" 2>/dev/null
+	local i
+	for i in $(seq 1 200); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	wait "$SERVER_PID" 2>/dev/null
+	SERVER_RC=$?
+	SERVER_PID=
+}
+
+# token_add REPO NAME [--admin]
+token_add() {
+	"$SERVER" token add --repo "$1" "${@:3}" "$2"
+}
+
+# agent TOKEN args...: runs the agent against the current server.
+agent() {
+	local tok=$1; shift
+	"$AGENT" --server "$URL" --token "$tok" --ca "$CA" "$@"
+}
+
+# api TOKEN METHOD PATH [curl args...]: prints the body, then the status on
+# its own last line.
+api() {
+	local tok=$1 method=$2 path=$3; shift 3
+	curl -sS --cacert "$CA" -X "$method" ${tok:+-H "Authorization: Bearer $tok"} \
+		-w '\n%{http_code}' "$@" "$URL$path"
+}
+api_status() { api "$@" | tail -n1; }
+
+# prand SEED BYTES: deterministic pseudo-random bytes (AES-CTR keystream).
+prand() {
+	local key
+	key=$(printf '%s' "$1" | sha256sum | cut -c1-32)
+	head -c "$2" /dev/zero | openssl enc -aes-128-ctr -K "$key" -iv 00000000000000000000000000000000 -nosalt 2>/dev/null
+}
+
+# tree_manifest DIR: one line per entry: path, type, mode, mtime, size,
+# link target, content hash. Two trees with equal manifests are the same.
+tree_manifest() {
+	(cd "$1" && find . -printf '%P\t%y\t%m\t%T@\t%s\t%l\n' | LC_ALL=C sort |
+	while IFS=$'\t' read -r p y m t s l; do
+		h=-
+		if [ "$y" = f ]; then h=$(sha256sum < "$p" | cut -c1-16); fi
+		[ "$y" = d ] && s=-
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$y" "$m" "$t" "$s" "$l" "$h"
+	done)
+}
+
+# make_mixed_tree DIR [big_mb]: text, binary, random, empty files, a big
+# file, symlinks, names with spaces and UTF-8, and many small files.
+make_mixed_tree() {
+	local d=$1 big=${2:-${DD_TEST_BIG_MB:-200}} small=${DD_TEST_SMALL_FILES:-10000}
+	mkdir -p "$d/src/deep/er/still" "$d/bin" "$d/empty dir" "$d/small" "$d/ünïcødé dir"
+	local i
+	for i in $(seq 1 200); do echo "line $i: the quick brown fox jumps over the lazy dog"; done > "$d/src/notes.txt"
+	seq 1 200000 > "$d/src/numbers.txt"
+	cp "$d/src/notes.txt" "$d/src/deep/er/still/copy of notes.txt"
+	prand bin 3000000 > "$d/bin/random.bin"
+	head -c 5000000 /dev/zero > "$d/bin/zeros.bin"
+	{ prand a 700000; seq 1 100000; prand b 900000; } > "$d/bin/mixed.bin"
+	prand big "$((big * 1024 * 1024))" > "$d/big file.img"
+	: > "$d/empty"
+	: > "$d/src/also empty"
+	echo "héllo wörld ✓" > "$d/ünïcødé dir/名前.txt"
+	ln -s src/notes.txt "$d/link-to-notes"
+	ln -s /nonexistent/target "$d/dangling link"
+	ln -s "ünïcødé dir" "$d/dirlink"
+	chmod 0600 "$d/src/notes.txt"
+	chmod 0755 "$d/bin/random.bin"
+	chmod 0444 "$d/bin/zeros.bin"
+	chmod 0700 "$d/src/deep"
+	(cd "$d/small" && for i in $(seq 1 "$small"); do
+		printf 'small file %d\n' "$i" > "f$i"
+	done)
+	touch -h -d '2001-02-03 04:05:06.123456789' "$d/link-to-notes"
+	touch -d '2010-01-01 00:00:00.5' "$d/src/numbers.txt"
+	touch -d '1999-12-31 23:59:59.999999999' "$d/empty dir"
+}
+
+# not command...: succeeds when the command fails (for check).
+not() { ! "$@" 2>/dev/null; }
+
+# le32 N: four little-endian bytes.
+le32() {
+	printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $((($1 >> 8) & 255)))\\x$(printf %02x $((($1 >> 16) & 255)))\\x$(printf %02x $((($1 >> 24) & 255)))"
+}
+# hexbytes HEX: the raw bytes of a hex string.
+hexbytes() { printf '%s' "$1" | xxd -r -p; }
+
+# bundle_raw ID_HEX FILE: a one-record bundle carrying FILE uncompressed
+# under the claimed id.
+bundle_raw() {
+	local n
+	n=$(stat -c %s "$2")
+	printf 'DDBN'; le32 1; le32 1
+	hexbytes "$1"; le32 0; le32 "$n"; le32 "$n"
+	cat "$2"
+}
