@@ -1,0 +1,201 @@
+/*
+ * cmd_init.c - `dedup-server init --repo DIR`: creates an empty repository
+ * (docs/FORMAT.md, "Repository layout"). config.json is written last, so
+ * a directory without it is never mistaken for a repository.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "log.h"
+#include "repo.h"
+#include "store.h"
+#include "tls.h"
+#include "tokens.h"
+#include "util.h"
+
+const char cmd_init_usage[] =
+	"usage: dedup-server init --repo DIR\n"
+	"\n"
+	"Creates a repository in DIR (which must not exist or be empty):\n"
+	"config.json with fresh chunker parameters, an empty clients.json,\n"
+	"the index, packs/, snapshots/ and a self-signed TLS certificate\n"
+	"(tls/cert.pem, which agents use as their CA).\n";
+
+/* 0 if `dir` is missing or an empty directory; an error otherwise. */
+static int init_check_target(const char *dir)
+{
+	char cfg[4200];
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	int rc;
+
+	rc = repo_path(cfg, sizeof(cfg), dir, REPO_CONFIG);
+	if (rc < 0)
+		return rc;
+	if (stat(cfg, &st) == 0)
+		return dd_error_set(-EEXIST, "'%s' already contains a dedup "
+				    "repository", dir);
+	if (stat(dir, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return dd_error_set(-errno, "cannot stat '%s': %s", dir,
+				    strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return dd_error_set(-ENOTDIR, "'%s' is not a directory", dir);
+	d = opendir(dir);
+	if (!d)
+		return dd_error_set(-errno, "cannot open '%s': %s", dir,
+				    strerror(errno));
+	rc = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			rc = dd_error_set(-ENOTEMPTY, "'%s' is not empty", dir);
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static int init_mkdir(const char *repo, const char *name)
+{
+	char path[4200];
+	int rc = repo_path(path, sizeof(path), repo, name);
+
+	if (rc < 0)
+		return rc;
+	if (mkdir(path, 0700) < 0)
+		return dd_error_set(-errno, "cannot create '%s': %s", path,
+				    strerror(errno));
+	return 0;
+}
+
+static int init_config(const char *repo)
+{
+	struct repo_config c;
+	uint8_t raw[16], seed[8];
+	char path[4200], *text = NULL;
+	json_t *j;
+	int rc, i;
+
+	memset(&c, 0, sizeof(c));
+	rc = dd_random(raw, sizeof(raw));
+	if (rc == 0)
+		rc = dd_random(seed, sizeof(seed));
+	if (rc < 0)
+		return log_wrap(rc, "cannot get random bytes");
+	dd_hex_encode(c.repo_id, raw, sizeof(raw));
+	dd_format_time(c.created, dd_now());
+	dd_chunker_params_default(&c.chunker);
+	c.chunker.seed = 0;
+	for (i = 0; i < 8; i++)
+		c.chunker.seed = c.chunker.seed << 8 | seed[i];
+	rc = dd_chunker_params_check(&c.chunker);
+	if (rc < 0)
+		return log_wrap(rc, "bad default chunker parameters");
+
+	j = repo_config_to_json(&c);
+	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (!text)
+		return -ENOMEM;
+	rc = repo_path(path, sizeof(path), repo, REPO_CONFIG);
+	if (rc == 0) {
+		/* JSON_INDENT output ends without a newline; write one. */
+		size_t n = strlen(text);
+
+		text[n] = '\n';   /* replaces the NUL; length n + 1 below */
+		rc = dd_write_file_atomic(path, text, n + 1, 0644);
+	}
+	free(text);
+	return rc;
+}
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "repo", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *repo = NULL;
+	struct tokens_list none = { NULL, 0 };
+	char path[4200], cert[4200], key[4200], host[256];
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "r:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			repo = optarg;
+			break;
+		case 'h':
+			fputs(cmd_init_usage, stdout);
+			return CMD_OK;
+		default:
+			fputs(cmd_init_usage, stderr);
+			return CMD_USAGE;
+		}
+	}
+	if (!repo || optind != argc) {
+		fputs(cmd_init_usage, stderr);
+		return CMD_USAGE;
+	}
+
+	rc = init_check_target(repo);
+	if (rc < 0) {
+		log_error("%s", log_reason(rc));
+		return CMD_ERROR;
+	}
+	{
+		rc = dd_mkdir_p(repo, 0700);
+	}
+	if (rc == 0)
+		rc = init_mkdir(repo, REPO_PACKS);
+	if (rc == 0)
+		rc = init_mkdir(repo, REPO_SNAPSHOTS);
+	if (rc == 0)
+		rc = init_mkdir(repo, REPO_TLS);
+	if (rc == 0)
+		rc = init_mkdir(repo, REPO_INDEX);
+	if (rc == 0)
+		rc = repo_path(path, sizeof(path), repo, REPO_INDEX);
+	if (rc == 0)
+		rc = store_index_create(path);
+	if (rc == 0)
+		rc = repo_path(cert, sizeof(cert), repo, REPO_CERT);
+	if (rc == 0)
+		rc = repo_path(key, sizeof(key), repo, REPO_KEY);
+	if (rc == 0) {
+		if (gethostname(host, sizeof(host)) < 0)
+			host[0] = '\0';
+		host[sizeof(host) - 1] = '\0';
+		rc = tls_generate(cert, key, host);
+	}
+	if (rc == 0)
+		rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
+	if (rc == 0)
+		rc = tokens_list_save(&none, path);
+	if (rc == 0)
+		rc = init_config(repo);
+	if (rc == 0)
+		rc = dd_fsync_dir(repo);
+	if (rc < 0) {
+		log_error("cannot initialise repository '%s': %s", repo,
+			  log_reason(rc));
+		return CMD_ERROR;
+	}
+	printf("initialised dedup repository '%s'\n"
+	       "agents need its certificate as their CA: %s\n"
+	       "next: dedup-server token add --repo %s NAME\n",
+	       repo, cert, repo);
+	return CMD_OK;
+}

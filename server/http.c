@@ -1,0 +1,477 @@
+/*
+ * http.c - see http.h.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+/* Past its cap, a chunked upload is read and dropped (so the client gets
+ * its 413) for at most this many more bytes; then the connection is cut. */
+#define HTTP_DISCARD_MAX (8u * 1024 * 1024)
+/* libmicrohttpd's per-connection buffer: headers and upload pieces. */
+#define HTTP_CONN_MEMORY (256u * 1024)
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	struct http_config cfg;
+};
+
+/* One request's state, kept by libmicrohttpd between callbacks. */
+struct http_call {
+	const struct http_route *route;   /* NULL: the fallback */
+	const char *param;
+	struct tokens_identity who;
+	struct dd_buf body;
+	size_t cap;
+	uint64_t discarded;
+	char allow[64];                   /* for a 405: the methods allowed */
+	bool too_large;
+	bool no_memory;
+};
+
+/* ---- replies ---- */
+
+static void http_reply_clear(struct http_reply *rep)
+{
+	if (rep->must_free)
+		free((void *)rep->body);
+	rep->body = NULL;
+	rep->len = 0;
+	rep->must_free = false;
+}
+
+void http_reply_take(struct http_reply *rep, unsigned status,
+		     const char *content_type, uint8_t *data, size_t len)
+{
+	http_reply_clear(rep);
+	rep->status = status;
+	rep->content_type = content_type;
+	rep->body = data;
+	rep->len = len;
+	rep->must_free = true;
+}
+
+void http_reply_static(struct http_reply *rep, unsigned status,
+		       const char *content_type, const void *data, size_t len)
+{
+	http_reply_clear(rep);
+	rep->status = status;
+	rep->content_type = content_type;
+	rep->body = data;
+	rep->len = len;
+}
+
+static const char http_oom_json[] = "{\"error\":\"out of memory\"}\n";
+
+void http_reply_json(struct http_reply *rep, unsigned status, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	size_t n;
+
+	json_decref(j);
+	if (!text) {
+		http_reply_static(rep, 500, "application/json", http_oom_json,
+				  sizeof(http_oom_json) - 1);
+		return;
+	}
+	n = strlen(text);
+	/* json_dumps leaves no room for the newline that curl users like. */
+	{
+		char *t = realloc(text, n + 2);
+
+		if (t) {
+			text = t;
+			text[n++] = '\n';
+			text[n] = '\0';
+		}
+	}
+	http_reply_take(rep, status, "application/json", (uint8_t *)text, n);
+}
+
+void http_reply_error(struct http_reply *rep, unsigned status,
+		      const char *fmt, ...)
+{
+	char msg[1024], clean[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	/* Messages may quote client input; JSON strings must be UTF-8. */
+	log_sanitize(clean, sizeof(clean), msg, (size_t)-1);
+	http_reply_json(rep, status, json_pack("{s:s}", "error", clean));
+}
+
+/* ---- libmicrohttpd glue ---- */
+
+static enum MHD_Result http_send(struct MHD_Connection *conn,
+				 const struct http_call *call,
+				 const char *method, const char *url,
+				 struct http_reply *rep)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if (rep->status == 0)
+		http_reply_error(rep, 500, "handler gave no reply");
+	if (rep->status >= 500) {
+		char clean[600];
+
+		log_sanitize(clean, sizeof(clean), url, (size_t)-1);
+		size_t n = rep->len > 400 ? 400 : rep->len;
+
+		while (n > 0 && rep->body[n - 1] == '\n')
+			n--;
+		log_error("%s %s: %u %.*s", method, clean, rep->status, (int)n,
+			  rep->body ? (const char *)rep->body : "");
+	}
+	if (rep->len == 0) {
+		http_reply_clear(rep);
+		r = MHD_create_response_from_buffer(0, (void *)"",
+						    MHD_RESPMEM_PERSISTENT);
+	}
+	else if (rep->must_free)
+		r = MHD_create_response_from_buffer(rep->len, (void *)rep->body,
+						    MHD_RESPMEM_MUST_FREE);
+	else
+		r = MHD_create_response_from_buffer(rep->len, (void *)rep->body,
+						    MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		http_reply_clear(rep);
+		return MHD_NO;
+	}
+	/* The response owns the bytes now. */
+	rep->must_free = false;
+	if (rep->content_type)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+					rep->content_type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+				rep->cacheable ? "no-cache" : "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	if (rep->status == 401)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"dedup\"");
+	if (rep->status == 405 && call && call->allow[0])
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, call->allow);
+	ret = MHD_queue_response(conn, rep->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static bool http_method_ok(const char *route_method, const char *method)
+{
+	if (strcmp(route_method, method) == 0)
+		return true;
+	return strcmp(route_method, "GET") == 0 && strcmp(method, "HEAD") == 0;
+}
+
+static bool http_path_match(const struct http_route *rt, const char *url,
+			    const char **param)
+{
+	size_t n = strlen(rt->path);
+
+	if (!rt->prefix) {
+		if (strcmp(url, rt->path) != 0)
+			return false;
+		*param = "";
+		return true;
+	}
+	if (strncmp(url, rt->path, n) != 0 || url[n] == '\0' ||
+	    strchr(url + n, '/'))
+		return false;
+	*param = url + n;
+	return true;
+}
+
+/*
+ * Picks the route for (method, url): exact paths win over prefixes, so
+ * GET /api/v1/chunks/fetch is a 405 and not a chunk id. Returns 0 and
+ * call->route (NULL for the fallback), or 405 with call->allow listing the
+ * methods of the routes whose path matched.
+ */
+static unsigned http_route_find(const struct http_server *h,
+				struct http_call *call, const char *method,
+				const char *url)
+{
+	bool path_hit = false;
+	const char *param;
+	size_t i;
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < h->cfg.nroutes; i++) {
+			const struct http_route *rt = &h->cfg.routes[i];
+
+			if (rt->prefix != (pass == 1) ||
+			    !http_path_match(rt, url, &param))
+				continue;
+			if (http_method_ok(rt->method, method)) {
+				call->route = rt;
+				call->param = param;
+				return 0;
+			}
+			path_hit = true;
+			if (!strstr(call->allow, rt->method)) {
+				size_t n = strlen(call->allow);
+
+				snprintf(call->allow + n, sizeof(call->allow) - n,
+					 "%s%s", n ? ", " : "", rt->method);
+			}
+		}
+		if (path_hit) {
+			call->route = NULL;
+			return 405;
+		}
+	}
+	call->route = NULL;
+	call->param = "";
+	return 0;
+}
+
+static enum MHD_Result http_fail_early(struct MHD_Connection *conn,
+				       const struct http_call *call,
+				       const char *method, const char *url,
+				       unsigned status, const char *msg)
+{
+	struct http_reply rep = { 0 };
+
+	http_reply_error(&rep, status, "%s", msg);
+	return http_send(conn, call, method, url, &rep);
+}
+
+/* First call for a request: route, token, declared body size. */
+static enum MHD_Result http_begin(struct http_server *h,
+				  struct MHD_Connection *conn,
+				  struct http_call *call, const char *method,
+				  const char *url)
+{
+	const char *cl;
+	char msg[128];
+	uint64_t len = 0;
+	unsigned st;
+
+	st = http_route_find(h, call, method, url);
+	if (st == 405) {
+		snprintf(msg, sizeof(msg), "method not allowed (allowed: %s)",
+			 call->allow);
+		return http_fail_early(conn, call, method, url, 405, msg);
+	}
+	if (call->route && call->route->auth) {
+		const char *authz = MHD_lookup_connection_value(
+			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+
+		if (tokens_authenticate(h->cfg.tokens, authz, &call->who) < 0)
+			return http_fail_early(conn, call, method, url, 401,
+					       authz ? "invalid token"
+						     : "missing bearer token");
+	}
+	call->cap = call->route ? call->route->body_cap : 0;
+	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl && dd_parse_u64(cl, &len) < 0)
+		return http_fail_early(conn, call, method, url, 400,
+				       "invalid Content-Length");
+	if (!call->route && (len > 0 ||
+			     MHD_lookup_connection_value(
+				     conn, MHD_HEADER_KIND,
+				     MHD_HTTP_HEADER_TRANSFER_ENCODING))) {
+		/* No route takes a body: answer (404, 405) without reading
+		 * it rather than call it too large. */
+		struct http_request req = { method, url, "", NULL, 0, NULL };
+		struct http_reply rep = { 0 };
+
+		h->cfg.fallback(h->cfg.payload, &req, &rep);
+		return http_send(conn, call, method, url, &rep);
+	}
+	if (len > call->cap) {
+		snprintf(msg, sizeof(msg),
+			 "request body too large (limit %zu bytes)", call->cap);
+		return http_fail_early(conn, call, method, url, 413, msg);
+	}
+	/* dd_buf's cap 0 means unlimited, so a no-body route gets 1 and the
+	 * explicit check in http_upload. */
+	dd_buf_init(&call->body, call->cap ? call->cap : 1);
+	if (len > 0 && dd_buf_reserve(&call->body, (size_t)len) < 0)
+		return http_fail_early(conn, call, method, url, 503,
+				       "out of memory");
+	return MHD_YES;
+}
+
+/* A piece of the body: keep it while under the cap, else drop it. */
+static enum MHD_Result http_upload(struct http_call *call, const char *data,
+				   size_t n)
+{
+	if (!call->too_large && !call->no_memory) {
+		if (n > call->cap - call->body.len) {
+			call->too_large = true;
+			dd_buf_release(&call->body);
+		} else {
+			int rc = dd_buf_append(&call->body, data, n);
+
+			if (rc == -E2BIG) {
+				call->too_large = true;
+				dd_buf_release(&call->body);
+			} else if (rc < 0) {
+				call->no_memory = true;
+				dd_buf_release(&call->body);
+			}
+		}
+	}
+	if (call->too_large || call->no_memory) {
+		call->discarded += n;
+		if (call->discarded > HTTP_DISCARD_MAX)
+			return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
+				   const char *url, const char *method,
+				   const char *version,
+				   const char *upload_data,
+				   size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *h = cls;
+	struct http_call *call = *con_cls;
+	struct http_request req;
+	struct http_reply rep = { 0 };
+	http_handler fn;
+
+	(void)version;
+	if (!call) {
+		call = calloc(1, sizeof(*call));
+		if (!call)
+			return MHD_NO;
+		*con_cls = call;
+		return http_begin(h, conn, call, method, url);
+	}
+	if (*upload_data_size) {
+		enum MHD_Result ret = http_upload(call, upload_data,
+						  *upload_data_size);
+
+		*upload_data_size = 0;
+		return ret;
+	}
+	if (call->too_large) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg),
+			 "request body too large (limit %zu bytes)", call->cap);
+		return http_fail_early(conn, call, method, url, 413, msg);
+	}
+	if (call->no_memory)
+		return http_fail_early(conn, call, method, url, 503,
+				       "out of memory");
+
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.url = url;
+	req.param = call->param;
+	req.body = call->body.len ? call->body.data : NULL;
+	req.body_len = call->body.len;
+	req.who = call->route && call->route->auth ? &call->who : NULL;
+	fn = call->route ? call->route->fn : h->cfg.fallback;
+	dd_error_clear();
+	fn(h->cfg.payload, &req, &rep);
+	/* The body is no longer needed: free it before sending the reply. */
+	dd_buf_release(&call->body);
+	return http_send(conn, call, method, url, &rep);
+}
+
+static void http_completed(void *cls, struct MHD_Connection *conn,
+			   void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct http_call *call = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!call)
+		return;
+	dd_buf_release(&call->body);
+	free(call);
+	*con_cls = NULL;
+}
+
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '.'))
+		msg[--n] = '\0';
+	if (n > 0 && msg[0] >= 'A' && msg[0] <= 'Z' && !(msg[1] >= 'A' &&
+							  msg[1] <= 'Z'))
+		msg[0] = (char)(msg[0] - 'A' + 'a');
+	log_info("http: %s", msg);
+}
+
+int http_start(struct http_server **out, const struct http_config *cfg)
+{
+	struct http_server *h;
+	unsigned flags;
+
+	*out = NULL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->cfg = *cfg;
+	flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD |
+		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+		MHD_USE_ERROR_LOG;
+	if (cfg->addr->sa_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	h->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, http_access, h,
+		/* First, so that every message goes through it. */
+		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, h,
+		MHD_OPTION_SOCK_ADDR, cfg->addr,
+		MHD_OPTION_HTTPS_MEM_KEY, cfg->key_pem,
+		MHD_OPTION_HTTPS_MEM_CERT, cfg->cert_pem,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_sec,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+		MHD_OPTION_NOTIFY_COMPLETED, http_completed, h,
+		MHD_OPTION_END);
+	if (!h->daemon) {
+		free(h);
+		return dd_error_set(-EIO, "cannot start the HTTPS listener "
+				    "(address in use, or a bad TLS key or "
+				    "certificate?)");
+	}
+	*out = h;
+	return 0;
+}
+
+uint16_t http_port(const struct http_server *h)
+{
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+
+	return info ? info->port : 0;
+}
+
+void http_stop(struct http_server *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->daemon);
+	free(h);
+}

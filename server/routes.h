@@ -1,0 +1,32 @@
+/*
+ * routes.h - the REST API of docs/API.md: one handler per route, over the
+ * store, the snapshots and the token table. Bodies and their caps as in
+ * docs/FORMAT.md and shared/proto.h.
+ */
+#ifndef SRV_ROUTES_H
+#define SRV_ROUTES_H
+
+#include <stddef.h>
+#include "http.h"
+#include "repo.h"
+#include "snapshots.h"
+#include "store.h"
+#include "tokens.h"
+
+/* What every handler works on (the `payload` of the http config). */
+struct routes_ctx {
+	struct repo_config config;
+	struct store *store;
+	struct snapshots *snapshots;
+	struct tokens *tokens;
+};
+
+extern const struct http_route routes_table[];
+extern const size_t routes_count;
+
+/* Everything no API route matches: the embedded web assets ("/" is
+ * "/index.html"), else a JSON 404. */
+void routes_fallback(void *payload, const struct http_request *req,
+		     struct http_reply *rep);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * tls.c - see tls.h. Uses only OpenSSL 3 EVP/X509 APIs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+#include "tls.h"
+#include "util.h"
+
+#define TLS_VALID_DAYS 3650
+#define TLS_PEM_MAX (1u << 20)
+
+/* The last OpenSSL error as a reason for messages. */
+static int tls_fail(const char *what)
+{
+	char buf[256];
+	unsigned long e = ERR_get_error();
+
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "unknown OpenSSL error");
+	ERR_clear_error();
+	return dd_error_set(-EIO, "cannot %s: %s", what, buf);
+}
+
+/* True for a host name we can put in a DNS SAN: letters, digits, '-' and
+ * '.', not empty, not "localhost" (already there). */
+static int tls_dns_name_ok(const char *h)
+{
+	size_t i, n = strlen(h);
+
+	if (n == 0 || n > 253 || strcmp(h, "localhost") == 0 || h[0] == '.' ||
+	    h[0] == '-')
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = h[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+static int tls_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+	int ok;
+
+	if (!ext)
+		return tls_fail("build certificate extension");
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	if (!ok)
+		return tls_fail("add certificate extension");
+	return 0;
+}
+
+static int tls_write_bio(BIO *bio, const char *path, mode_t mode)
+{
+	char *data = NULL;
+	long len = BIO_get_mem_data(bio, &data);
+	int rc;
+
+	if (len <= 0)
+		return dd_error_set(-EIO, "cannot encode '%s'", path);
+	rc = dd_write_file_atomic(path, data, (size_t)len, mode);
+	return rc;
+}
+
+int tls_generate(const char *cert_path, const char *key_path,
+		 const char *hostname)
+{
+	EVP_PKEY *pkey = NULL;
+	X509 *x = NULL;
+	X509_NAME *name;
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *serial = NULL;
+	BIO *kbio = NULL, *cbio = NULL;
+	X509V3_CTX v3;
+	unsigned char serial_bytes[16];
+	char san[512], cn[300];
+	int rc;
+
+	pkey = EVP_EC_gen("P-256");
+	if (!pkey) {
+		rc = tls_fail("generate an EC key");
+		goto cleanup;
+	}
+	x = X509_new();
+	if (!x) {
+		rc = tls_fail("allocate a certificate");
+		goto cleanup;
+	}
+	if (!X509_set_version(x, X509_VERSION_3)) {
+		rc = tls_fail("set certificate version");
+		goto cleanup;
+	}
+
+	/* A random positive 127-bit serial number. */
+	rc = dd_random(serial_bytes, sizeof(serial_bytes));
+	if (rc < 0)
+		goto cleanup;
+	serial_bytes[0] &= 0x7f;
+	serial_bytes[0] |= 0x01;
+	bn = BN_bin2bn(serial_bytes, sizeof(serial_bytes), NULL);
+	serial = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+	if (!serial || !X509_set_serialNumber(x, serial)) {
+		rc = tls_fail("set certificate serial");
+		goto cleanup;
+	}
+
+	if (!X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
+	    !X509_time_adj_ex(X509_getm_notAfter(x), TLS_VALID_DAYS, 0, NULL)) {
+		rc = tls_fail("set certificate validity");
+		goto cleanup;
+	}
+	if (!X509_set_pubkey(x, pkey)) {
+		rc = tls_fail("set certificate key");
+		goto cleanup;
+	}
+
+	snprintf(cn, sizeof(cn), "dedup-server %s",
+		 tls_dns_name_ok(hostname) ? hostname : "localhost");
+	name = X509_get_subject_name(x);
+	if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+					(const unsigned char *)"dedup", -1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+					(const unsigned char *)cn, -1, -1, 0) ||
+	    !X509_set_issuer_name(x, name)) {
+		rc = tls_fail("set certificate name");
+		goto cleanup;
+	}
+
+	if (tls_dns_name_ok(hostname))
+		snprintf(san, sizeof(san),
+			 "DNS:localhost,IP:127.0.0.1,IP:::1,DNS:%s", hostname);
+	else
+		snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,IP:::1");
+
+	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	rc = tls_add_ext(x, &v3, NID_basic_constraints, "critical,CA:TRUE");
+	if (rc == 0)
+		rc = tls_add_ext(x, &v3, NID_key_usage,
+				 "critical,digitalSignature,keyCertSign");
+	if (rc == 0)
+		rc = tls_add_ext(x, &v3, NID_ext_key_usage, "serverAuth");
+	if (rc == 0)
+		rc = tls_add_ext(x, &v3, NID_subject_alt_name, san);
+	if (rc == 0)
+		rc = tls_add_ext(x, &v3, NID_subject_key_identifier, "hash");
+	if (rc == 0)
+		rc = tls_add_ext(x, &v3, NID_authority_key_identifier,
+				 "keyid:always");
+	if (rc < 0)
+		goto cleanup;
+
+	if (!X509_sign(x, pkey, EVP_sha256())) {
+		rc = tls_fail("sign the certificate");
+		goto cleanup;
+	}
+
+	kbio = BIO_new(BIO_s_mem());
+	cbio = BIO_new(BIO_s_mem());
+	if (!kbio || !cbio ||
+	    !PEM_write_bio_PrivateKey(kbio, pkey, NULL, NULL, 0, NULL, NULL) ||
+	    !PEM_write_bio_X509(cbio, x)) {
+		rc = tls_fail("encode the key and certificate");
+		goto cleanup;
+	}
+	rc = tls_write_bio(kbio, key_path, 0600);
+	if (rc == 0)
+		rc = tls_write_bio(cbio, cert_path, 0644);
+cleanup:
+	BIO_free(kbio);
+	BIO_free(cbio);
+	ASN1_INTEGER_free(serial);
+	BN_free(bn);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return rc;
+}
+
+int tls_read_pem(char **out, const char *path)
+{
+	uint8_t *data = NULL;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	rc = dd_read_file(path, TLS_PEM_MAX, &data, &len);
+	if (rc < 0)
+		return rc;
+	if (len == 0 || memchr(data, '\0', len)) {
+		free(data);
+		return dd_error_set(-EBADMSG, "'%s' is not a PEM file", path);
+	}
+	*out = (char *)data;
+	return 0;
+}
