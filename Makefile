@@ -113,4 +113,4 @@ clean:
 
 .PHONY: all tests test asan bench install clean
 
--include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d)

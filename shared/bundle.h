@@ -30,7 +30,10 @@ struct dd_bundle_record {
 	const uint8_t *data;   /* borrowed: points into the bundle body */
 };
 
-/* Writer: start, then add records, then finish (patches the count). */
+/* Writer: start (empties `b`: the body is the whole buffer), then add
+ * records, then finish. The count in the header is kept current by each
+ * add; add refuses records the reader would reject (-EINVAL) and a record
+ * past DD_BUNDLE_MAX_COUNT (-E2BIG), leaving `b` unchanged. */
 int dd_bundle_begin(struct dd_buf *b);
 int dd_bundle_add(struct dd_buf *b, const struct dd_id *id, uint32_t flags,
 		  uint32_t plain_len, const void *stored, uint32_t stored_len);

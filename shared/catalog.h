@@ -64,7 +64,9 @@ struct dd_entry {
 /* Writer: appends to a dd_buf. */
 int dd_catalog_begin(struct dd_buf *out);
 /* Validates the entry (path rules, lengths, file: sum of chunk plain_len
- * == size; non-files: nchunks == 0) before appending. */
+ * == size; non-files: nchunks == 0) before appending; -EINVAL with a
+ * reason, `out` unchanged. One entry's chunk list is at most 64 MiB
+ * (1,864,135 chunks: about 2 TiB at the default average chunk size). */
 int dd_catalog_add(struct dd_buf *out, const struct dd_entry *e);
 
 /* Checks a relative path per the rules above; 0 or -EINVAL. */

@@ -26,7 +26,8 @@
 #define DD_PACK_VERSION 1u
 #define DD_PACK_HEADER_LEN 16u
 #define DD_PACK_RECORD_HEADER_LEN 48u
-#define DD_PACK_TRAILER_ENTRY_LEN 56u
+/* id[32] + u64 offset + u32 flags + u32 plain_len + u32 stored_len */
+#define DD_PACK_TRAILER_ENTRY_LEN 52u
 
 /* Where a chunk lives: what the index stores. */
 struct dd_chunk_loc {
@@ -83,6 +84,10 @@ typedef int (*dd_pack_scan_cb)(void *payload, const struct dd_id *id,
  * quietly at a torn tail of an unsealed pack; *sealed tells whether a valid
  * trailer was found (its entries must then match the records, else
  * -EBADMSG). Record bytes are passed to the callback without decompressing.
+ * Records are reported as they are read, so a sealed pack found corrupt
+ * late may have reported some records before the error. When the file has
+ * a canonical name ("<16 hex>.pack") the header's sequence number must
+ * match it (-EBADMSG otherwise); loc->pack_seq comes from the header.
  */
 int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 		 bool *sealed);

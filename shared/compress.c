@@ -1,0 +1,118 @@
+/*
+ * compress.c - a chunk is stored raw or as exactly one zstd frame whose
+ * decoded size is the chunk's plain_len. Decoding never produces more than
+ * plain_len bytes, whatever the frame claims.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "chunker.h"
+#include "compress.h"
+
+/* The raw fallback: out already has room for len bytes. */
+static int store_raw(struct dd_buf *out, const void *data, size_t len)
+{
+	if (len)
+		memcpy(out->data, data, len);
+	out->len = len;
+	return DD_COMP_NONE;
+}
+
+int dd_compress(struct dd_buf *out, const void *data, size_t len, int level,
+		void *cctx)
+{
+	ZSTD_CCtx *own = NULL, *cc = cctx;
+	size_t n;
+	int err;
+
+	dd_buf_reset(out);
+	/* Room for the raw fallback; a frame is only kept when smaller, so
+	 * it fits in len - 1 bytes and zstd stops early otherwise. */
+	err = dd_buf_reserve(out, len ? len : 1);
+	if (err < 0)
+		return err;
+	if (len < 2)
+		return store_raw(out, data, len);
+	if (!cc) {
+		own = ZSTD_createCCtx();
+		if (!own)
+			return dd_error_set(-ENOMEM, "cannot create a zstd "
+					    "context");
+		cc = own;
+	}
+	n = ZSTD_compressCCtx(cc, out->data, len - 1, data, len, level);
+	ZSTD_freeCCtx(own);
+	if (ZSTD_isError(n)) {
+		if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
+			return store_raw(out, data, len);
+		return dd_error_set(-EIO, "zstd compression failed: %s",
+				    ZSTD_getErrorName(n));
+	}
+	out->len = n;
+	return DD_COMP_ZSTD;
+}
+
+int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
+		  size_t len, uint32_t plain_len, void *dctx)
+{
+	ZSTD_DCtx *own = NULL, *dc = dctx;
+	unsigned long long content;
+	size_t n;
+	int err;
+
+	dd_buf_reset(out);
+	if (plain_len > DD_CHUNK_SIZE_LIMIT)
+		return dd_error_set(-EBADMSG, "chunk of %u bytes is above the "
+				    "limit", plain_len);
+	if (flags == DD_COMP_NONE) {
+		if (len != plain_len)
+			return dd_error_set(-EBADMSG, "raw chunk has %zu bytes, "
+					    "expected %u", len, plain_len);
+		return dd_buf_append(out, data, len);
+	}
+	if (flags != DD_COMP_ZSTD)
+		return dd_error_set(-EBADMSG, "unknown chunk encoding %u", flags);
+	if (len > dd_stored_len_bound(plain_len))
+		return dd_error_set(-EBADMSG, "zstd chunk of %zu bytes is too "
+				    "large for %u plain bytes", len, plain_len);
+	/* Exactly one frame, no trailing frames or bytes. */
+	n = ZSTD_findFrameCompressedSize(data, len);
+	if (ZSTD_isError(n) || n != len)
+		return dd_error_set(-EBADMSG, "not a single zstd frame");
+	content = ZSTD_getFrameContentSize(data, len);
+	if (content == ZSTD_CONTENTSIZE_ERROR)
+		return dd_error_set(-EBADMSG, "bad zstd frame header");
+	if (content != ZSTD_CONTENTSIZE_UNKNOWN && content != plain_len)
+		return dd_error_set(-EBADMSG, "zstd frame holds %llu bytes, "
+				    "expected %u", content, plain_len);
+	err = dd_buf_reserve(out, plain_len ? plain_len : 1);
+	if (err < 0)
+		return err;
+	if (!dc) {
+		own = ZSTD_createDCtx();
+		if (!own)
+			return dd_error_set(-ENOMEM, "cannot create a zstd "
+					    "context");
+		dc = own;
+	}
+	/* The destination is exactly plain_len: a frame that decodes to more
+	 * fails with dstSize_tooSmall instead of growing the output. */
+	n = ZSTD_decompressDCtx(dc, out->data, plain_len, data, len);
+	ZSTD_freeDCtx(own);
+	if (ZSTD_isError(n))
+		return dd_error_set(-EBADMSG, "corrupt zstd frame: %s",
+				    ZSTD_getErrorName(n));
+	if (n != plain_len)
+		return dd_error_set(-EBADMSG, "zstd frame decoded to %zu bytes, "
+				    "expected %u", n, plain_len);
+	out->len = n;
+	return 0;
+}
+
+size_t dd_stored_len_bound(uint32_t plain_len)
+{
+	return ZSTD_COMPRESSBOUND((size_t)plain_len);
+}

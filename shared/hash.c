@@ -1,0 +1,96 @@
+/*
+ * hash.c - SHA-256 chunk ids through OpenSSL's EVP interface.
+ *
+ * The digest functions return void: SHA-256 over memory cannot fail except
+ * when OpenSSL cannot allocate its context, and a wrong id would be worse
+ * than stopping, so that case aborts.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "hash.h"
+#include "util.h"
+
+struct dd_sha256_ctx {
+	EVP_MD_CTX *md;
+};
+
+void dd_sha256(struct dd_id *out, const void *data, size_t len)
+{
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, out->b, &n, EVP_sha256(), NULL) != 1 ||
+	    n != DD_ID_LEN)
+		abort();
+}
+
+struct dd_sha256_ctx *dd_sha256_new(void)
+{
+	struct dd_sha256_ctx *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->md = EVP_MD_CTX_new();
+	if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(c->md);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void dd_sha256_update(struct dd_sha256_ctx *c, const void *p, size_t n)
+{
+	if (EVP_DigestUpdate(c->md, p, n) != 1)
+		abort();
+}
+
+void dd_sha256_final(struct dd_sha256_ctx *c, struct dd_id *out)
+{
+	unsigned int n = 0;
+
+	if (EVP_DigestFinal_ex(c->md, out->b, &n) != 1 || n != DD_ID_LEN ||
+	    EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+		abort();
+}
+
+void dd_sha256_free(struct dd_sha256_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_MD_CTX_free(c->md);
+	free(c);
+}
+
+void dd_id_to_hex(char *out, const struct dd_id *id)
+{
+	dd_hex_encode(out, id->b, DD_ID_LEN);
+}
+
+int dd_id_from_hex(struct dd_id *out, const char *hex)
+{
+	size_t n = strnlen(hex, DD_ID_HEX_LEN + 1);
+
+	if (n != DD_ID_HEX_LEN)
+		return dd_error_set(-EINVAL, "a chunk id has 64 hex digits");
+	if (dd_hex_decode(out->b, DD_ID_LEN, hex, n) < 0)
+		return dd_error_set(-EINVAL, "not a chunk id: '%.64s'", hex);
+	return 0;
+}
+
+int dd_id_verify(const struct dd_id *id, const void *data, size_t len)
+{
+	struct dd_id got;
+	char want_hex[DD_ID_HEX_LEN + 1], got_hex[DD_ID_HEX_LEN + 1];
+
+	dd_sha256(&got, data, len);
+	if (dd_id_eq(&got, id))
+		return 0;
+	dd_id_to_hex(want_hex, id);
+	dd_id_to_hex(got_hex, &got);
+	return dd_error_set(-EBADMSG, "chunk %s: content hashes to %s",
+			    want_hex, got_hex);
+}

@@ -1,0 +1,685 @@
+/*
+ * pack.c - append-only pack files (docs/FORMAT.md, "Pack file").
+ *
+ * The writer only ever appends at the offset it tracks, so a failed or
+ * short write is overwritten by the next append instead of leaving a hole;
+ * after a failed fdatasync the writer refuses further work (the kernel may
+ * have dropped the dirty pages, so nothing written since the last good sync
+ * can be acknowledged). Readers check every length against the file and the
+ * chunk limits before using it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "chunker.h"
+#include "compress.h"
+#include "pack.h"
+
+#define PACK_MAGIC "DDPK"
+#define RECORD_MAGIC "DDRC"
+#define TRAILER_MAGIC "DDTR"
+#define TRAILER_END_MAGIC "DDPE"
+/* "DDTR" | u32 count */
+#define TRAILER_HEAD_LEN 8u
+/* sha256 | u64 trailer_offset | "DDPE" */
+#define TRAILER_TAIL_LEN (32u + 8u + 4u)
+#define TRAILER_MIN_LEN (TRAILER_HEAD_LEN + TRAILER_TAIL_LEN)
+/* Trailer entries read per pread while scanning a sealed pack. */
+#define SCAN_ENTRY_BLOCK 1024u
+
+struct trailer_entry {
+	struct dd_id id;
+	uint64_t offset;
+	uint32_t flags;
+	uint32_t plain_len;
+	uint32_t stored_len;
+};
+
+struct dd_pack_writer {
+	int fd;
+	int failed;           /* sticky error after a failed sync */
+	uint64_t seq;
+	uint64_t size;        /* where the next record goes */
+	char *path;
+	struct trailer_entry *ents;
+	size_t nents, aents;
+};
+
+/* The limits every record, loc and trailer entry must respect. */
+static int check_chunk(uint32_t flags, uint32_t plain_len,
+		       uint32_t stored_len, int code, const char *what)
+{
+	if (flags != DD_COMP_NONE && flags != DD_COMP_ZSTD)
+		return dd_error_set(code, "%s has unknown flags %u", what, flags);
+	if (plain_len > DD_CHUNK_SIZE_LIMIT)
+		return dd_error_set(code, "%s of %u bytes is above the chunk "
+				    "limit", what, plain_len);
+	if (stored_len > dd_stored_len_bound(plain_len))
+		return dd_error_set(code, "%s stores %u bytes for %u plain "
+				    "bytes", what, stored_len, plain_len);
+	if (flags == DD_COMP_NONE && stored_len != plain_len)
+		return dd_error_set(code, "raw %s stores %u bytes for %u plain "
+				    "bytes", what, stored_len, plain_len);
+	return 0;
+}
+
+static void id_hex(char out[DD_ID_HEX_LEN + 1], const struct dd_id *id)
+{
+	dd_id_to_hex(out, id);
+}
+
+/* ---- index value ---- */
+
+void dd_chunk_loc_encode(uint8_t out[DD_CHUNK_LOC_LEN],
+			 const struct dd_chunk_loc *loc)
+{
+	out[0] = 1;
+	dd_put_le64(out + 1, loc->pack_seq);
+	dd_put_le64(out + 9, loc->offset);
+	dd_put_le32(out + 17, loc->flags);
+	dd_put_le32(out + 21, loc->plain_len);
+	dd_put_le32(out + 25, loc->stored_len);
+}
+
+int dd_chunk_loc_decode(struct dd_chunk_loc *out, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	struct dd_chunk_loc loc;
+	int err;
+
+	if (len != DD_CHUNK_LOC_LEN)
+		return dd_error_set(-EBADMSG, "chunk location has %zu bytes, "
+				    "expected %u", len, DD_CHUNK_LOC_LEN);
+	if (b[0] != 1)
+		return dd_error_set(-EBADMSG, "unknown chunk location version "
+				    "%u", b[0]);
+	loc.pack_seq = dd_le64(b + 1);
+	loc.offset = dd_le64(b + 9);
+	loc.flags = dd_le32(b + 17);
+	loc.plain_len = dd_le32(b + 21);
+	loc.stored_len = dd_le32(b + 25);
+	err = check_chunk(loc.flags, loc.plain_len, loc.stored_len, -EBADMSG,
+			  "chunk location");
+	if (err < 0)
+		return err;
+	if (loc.offset < DD_PACK_HEADER_LEN || loc.offset > (uint64_t)INT64_MAX)
+		return dd_error_set(-EBADMSG, "chunk location has a bad offset "
+				    "%llu", (unsigned long long)loc.offset);
+	*out = loc;
+	return 0;
+}
+
+void dd_pack_path(char *out, size_t outsz, const char *dir, uint64_t seq)
+{
+	snprintf(out, outsz, "%s/%016llx.pack", dir, (unsigned long long)seq);
+}
+
+/* ---- writer ---- */
+
+int dd_pack_writer_new(struct dd_pack_writer **out, const char *dir,
+		       uint64_t seq)
+{
+	struct dd_pack_writer *w;
+	uint8_t hdr[DD_PACK_HEADER_LEN];
+	size_t plen = strlen(dir) + 24;
+	bool created = false;
+	int err = 0;
+
+	*out = NULL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return dd_error_set(-ENOMEM, "out of memory");
+	w->fd = -1;
+	w->seq = seq;
+	w->size = DD_PACK_HEADER_LEN;
+	w->path = malloc(plen);
+	if (!w->path) {
+		err = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	dd_pack_path(w->path, plen, dir, seq);
+	w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (w->fd < 0) {
+		err = dd_error_set(-errno, "cannot create pack '%s': %s",
+				   w->path, strerror(errno));
+		goto cleanup;
+	}
+	created = true;
+	memcpy(hdr, PACK_MAGIC, 4);
+	dd_put_le32(hdr + 4, DD_PACK_VERSION);
+	dd_put_le64(hdr + 8, seq);
+	err = dd_pwrite_all(w->fd, hdr, sizeof(hdr), 0);
+	if (err < 0) {
+		dd_error_set(err, "cannot write pack '%s': %s", w->path,
+			     strerror(-err));
+		goto cleanup;
+	}
+	if (fdatasync(w->fd) < 0) {
+		err = dd_error_set(-errno, "cannot sync pack '%s': %s",
+				   w->path, strerror(errno));
+		goto cleanup;
+	}
+	err = dd_fsync_dir(dir);
+	if (err < 0)
+		goto cleanup;
+	*out = w;
+	return 0;
+
+cleanup:
+	if (created)
+		unlink(w->path);
+	dd_pack_writer_free(w);
+	return err;
+}
+
+int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
+			  uint32_t flags, uint32_t plain_len,
+			  const void *stored, uint32_t stored_len,
+			  struct dd_chunk_loc *loc)
+{
+	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
+	struct trailer_entry *e;
+	int err;
+
+	if (w->failed)
+		return dd_error_set(w->failed, "pack '%s' failed earlier and "
+				    "accepts no more records", w->path);
+	err = check_chunk(flags, plain_len, stored_len, -EINVAL, "record");
+	if (err < 0)
+		return err;
+	if (w->nents >= UINT32_MAX)
+		return dd_error_set(-E2BIG, "pack '%s' is full", w->path);
+	if (w->size > (uint64_t)INT64_MAX - DD_PACK_RECORD_HEADER_LEN -
+		      stored_len)
+		return dd_error_set(-E2BIG, "pack '%s' is full", w->path);
+	/* Grow the trailer list first so nothing fails after the write. */
+	if (w->nents == w->aents) {
+		size_t n = w->aents ? w->aents * 2 : 64;
+
+		e = realloc(w->ents, n * sizeof(*e));
+		if (!e)
+			return dd_error_set(-ENOMEM, "out of memory");
+		w->ents = e;
+		w->aents = n;
+	}
+	memcpy(hdr, RECORD_MAGIC, 4);
+	memcpy(hdr + 4, id->b, DD_ID_LEN);
+	dd_put_le32(hdr + 36, flags);
+	dd_put_le32(hdr + 40, plain_len);
+	dd_put_le32(hdr + 44, stored_len);
+	err = dd_pwrite_all(w->fd, hdr, sizeof(hdr), (off_t)w->size);
+	if (err == 0 && stored_len)
+		err = dd_pwrite_all(w->fd, stored, stored_len,
+				    (off_t)(w->size + sizeof(hdr)));
+	if (err < 0)
+		return dd_error_set(err, "cannot write pack '%s': %s", w->path,
+				    strerror(-err));
+	e = &w->ents[w->nents++];
+	e->id = *id;
+	e->offset = w->size;
+	e->flags = flags;
+	e->plain_len = plain_len;
+	e->stored_len = stored_len;
+	if (loc) {
+		loc->pack_seq = w->seq;
+		loc->offset = w->size;
+		loc->flags = flags;
+		loc->plain_len = plain_len;
+		loc->stored_len = stored_len;
+	}
+	w->size += sizeof(hdr) + stored_len;
+	return 0;
+}
+
+int dd_pack_writer_sync(struct dd_pack_writer *w)
+{
+	if (w->failed)
+		return dd_error_set(w->failed, "pack '%s' failed earlier",
+				    w->path);
+	if (fdatasync(w->fd) < 0) {
+		w->failed = -errno;
+		return dd_error_set(w->failed, "cannot sync pack '%s': %s",
+				    w->path, strerror(errno));
+	}
+	return 0;
+}
+
+uint64_t dd_pack_writer_size(const struct dd_pack_writer *w)
+{
+	return w->size;
+}
+
+uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w)
+{
+	return w->seq;
+}
+
+int dd_pack_writer_seal(struct dd_pack_writer *w)
+{
+	struct dd_buf t;
+	struct dd_id sum;
+	size_t i;
+	int err;
+
+	dd_buf_init(&t, 0);
+	if (w->failed) {
+		err = dd_error_set(w->failed, "pack '%s' failed earlier and "
+				   "cannot be sealed", w->path);
+		goto cleanup;
+	}
+	err = dd_buf_reserve(&t, TRAILER_MIN_LEN +
+			     w->nents * DD_PACK_TRAILER_ENTRY_LEN);
+	if (err < 0)
+		goto cleanup;
+	dd_buf_append(&t, TRAILER_MAGIC, 4);
+	dd_buf_append_le32(&t, (uint32_t)w->nents);
+	for (i = 0; i < w->nents; i++) {
+		const struct trailer_entry *e = &w->ents[i];
+
+		dd_buf_append(&t, e->id.b, DD_ID_LEN);
+		dd_buf_append_le64(&t, e->offset);
+		dd_buf_append_le32(&t, e->flags);
+		dd_buf_append_le32(&t, e->plain_len);
+		dd_buf_append_le32(&t, e->stored_len);
+	}
+	dd_sha256(&sum, t.data, t.len);
+	dd_buf_append(&t, sum.b, DD_ID_LEN);
+	dd_buf_append_le64(&t, w->size);
+	dd_buf_append(&t, TRAILER_END_MAGIC, 4);
+	err = dd_pwrite_all(w->fd, t.data, t.len, (off_t)w->size);
+	if (err < 0) {
+		dd_error_set(err, "cannot write the trailer of pack '%s': %s",
+			     w->path, strerror(-err));
+		goto cleanup;
+	}
+	if (fdatasync(w->fd) < 0) {
+		err = dd_error_set(-errno, "cannot sync pack '%s': %s",
+				   w->path, strerror(errno));
+		goto cleanup;
+	}
+	if (close(w->fd) < 0) {
+		w->fd = -1;
+		err = dd_error_set(-errno, "cannot close pack '%s': %s",
+				   w->path, strerror(errno));
+		goto cleanup;
+	}
+	w->fd = -1;
+
+cleanup:
+	dd_buf_release(&t);
+	dd_pack_writer_free(w);
+	return err;
+}
+
+void dd_pack_writer_free(struct dd_pack_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w->ents);
+	free(w->path);
+	free(w);
+}
+
+/* ---- reading ---- */
+
+/* Reads exactly the iovecs at off; -EBADMSG at end of file. */
+static int preadv_all(int fd, struct iovec *iov, int n, off_t off)
+{
+	while (n > 0) {
+		ssize_t r = preadv(fd, iov, n, off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return dd_error_set(-errno, "read failed: %s",
+					    strerror(errno));
+		}
+		if (r == 0)
+			return dd_error_set(-EBADMSG, "file too short");
+		off += r;
+		while (n > 0 && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+int dd_pack_read_record(int fd, const struct dd_id *id,
+			const struct dd_chunk_loc *loc, struct dd_buf *out)
+{
+	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
+	char hex[DD_ID_HEX_LEN + 1];
+	struct iovec iov[2];
+	int err;
+
+	dd_buf_reset(out);
+	id_hex(hex, id);
+	err = check_chunk(loc->flags, loc->plain_len, loc->stored_len,
+			  -EBADMSG, "chunk location");
+	if (err < 0)
+		return err;
+	if (loc->offset < DD_PACK_HEADER_LEN ||
+	    loc->offset > (uint64_t)INT64_MAX - DD_PACK_RECORD_HEADER_LEN -
+			  loc->stored_len)
+		return dd_error_set(-EBADMSG, "chunk %s: bad pack offset %llu",
+				    hex, (unsigned long long)loc->offset);
+	err = dd_buf_reserve(out, loc->stored_len ? loc->stored_len : 1);
+	if (err < 0)
+		return err;
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = out->data;
+	iov[1].iov_len = loc->stored_len;
+	err = preadv_all(fd, iov, loc->stored_len ? 2 : 1,
+			 (off_t)loc->offset);
+	if (err == -EBADMSG)
+		return dd_error_set(err, "chunk %s: pack ends inside the record "
+				    "at offset %llu", hex,
+				    (unsigned long long)loc->offset);
+	if (err < 0)
+		return dd_error_set(err, "chunk %s: cannot read pack at offset "
+				    "%llu: %s", hex,
+				    (unsigned long long)loc->offset,
+				    strerror(-err));
+	if (memcmp(hdr, RECORD_MAGIC, 4) != 0)
+		return dd_error_set(-EBADMSG, "chunk %s: no record at pack "
+				    "offset %llu", hex,
+				    (unsigned long long)loc->offset);
+	if (memcmp(hdr + 4, id->b, DD_ID_LEN) != 0)
+		return dd_error_set(-EBADMSG, "chunk %s: pack record at offset "
+				    "%llu holds another chunk", hex,
+				    (unsigned long long)loc->offset);
+	if (dd_le32(hdr + 36) != loc->flags ||
+	    dd_le32(hdr + 40) != loc->plain_len ||
+	    dd_le32(hdr + 44) != loc->stored_len)
+		return dd_error_set(-EBADMSG, "chunk %s: pack record at offset "
+				    "%llu does not match the index", hex,
+				    (unsigned long long)loc->offset);
+	out->len = loc->stored_len;
+	return 0;
+}
+
+/*
+ * Looks for a trailer at the end of the file. Returns 1 and fills *toff and
+ * *count when one is present and its checksum holds, 0 when the file does
+ * not end in a trailer (unsealed), -EBADMSG when it does but the checksum
+ * fails. A trailer counts as present only when "DDPE" ends the file, its
+ * offset points at "DDTR" and the count accounts for every byte in between:
+ * an unsealed pack whose last chunk merely ends in "DDPE" stays unsealed.
+ */
+static int find_trailer(int fd, const char *path, uint64_t size,
+			uint64_t *toff, uint32_t *count)
+{
+	uint8_t tail[TRAILER_TAIL_LEN], head[TRAILER_HEAD_LEN];
+	uint8_t block[16384];
+	struct dd_sha256_ctx *sha = NULL;
+	struct dd_id sum;
+	uint64_t off, end, n;
+	int err;
+
+	if (size < DD_PACK_HEADER_LEN + TRAILER_MIN_LEN)
+		return 0;
+	err = dd_pread_all(fd, tail, sizeof(tail),
+			   (off_t)(size - sizeof(tail)));
+	if (err < 0)
+		return err;
+	if (memcmp(tail + 40, TRAILER_END_MAGIC, 4) != 0)
+		return 0;
+	off = dd_le64(tail + 32);
+	if (off < DD_PACK_HEADER_LEN || off > size - TRAILER_MIN_LEN)
+		return 0;
+	err = dd_pread_all(fd, head, sizeof(head), (off_t)off);
+	if (err < 0)
+		return err;
+	if (memcmp(head, TRAILER_MAGIC, 4) != 0)
+		return 0;
+	n = dd_le32(head + 4);
+	if ((size - off - TRAILER_MIN_LEN) != n * DD_PACK_TRAILER_ENTRY_LEN)
+		return 0;
+
+	sha = dd_sha256_new();
+	if (!sha)
+		return dd_error_set(-ENOMEM, "out of memory");
+	end = size - TRAILER_TAIL_LEN;
+	for (; off < end; ) {
+		size_t step = end - off < sizeof(block) ?
+			      (size_t)(end - off) : sizeof(block);
+
+		err = dd_pread_all(fd, block, step, (off_t)off);
+		if (err < 0)
+			goto cleanup;
+		dd_sha256_update(sha, block, step);
+		off += step;
+	}
+	dd_sha256_final(sha, &sum);
+	if (memcmp(sum.b, tail, DD_ID_LEN) != 0) {
+		err = dd_error_set(-EBADMSG, "pack '%s': trailer checksum "
+				   "mismatch", path);
+		goto cleanup;
+	}
+	*toff = dd_le64(tail + 32);
+	*count = (uint32_t)n;
+	err = 1;
+
+cleanup:
+	dd_sha256_free(sha);
+	return err;
+}
+
+/* The sequence number a canonical pack name ("<16 hex>.pack") carries;
+ * false for any other name. */
+static bool seq_from_name(const char *path, uint64_t *seq)
+{
+	const char *base = strrchr(path, '/');
+	uint64_t v = 0;
+	int i;
+
+	base = base ? base + 1 : path;
+	if (strlen(base) != 21 || strcmp(base + 16, ".pack") != 0)
+		return false;
+	for (i = 0; i < 16; i++) {
+		char ch = base[i];
+		unsigned d;
+
+		if (ch >= '0' && ch <= '9')
+			d = (unsigned)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			d = (unsigned)(ch - 'a' + 10);
+		else if (ch >= 'A' && ch <= 'F')
+			d = (unsigned)(ch - 'A' + 10);
+		else
+			return false;
+		v = v << 4 | d;
+	}
+	*seq = v;
+	return true;
+}
+
+int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
+		 bool *sealed)
+{
+	uint64_t name_seq;
+	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
+	uint8_t *ents = NULL;
+	struct dd_buf data;
+	struct stat st;
+	uint64_t seq, size, end, off, toff = 0;
+	uint32_t count = 0, i = 0, version;
+	bool is_sealed = false, torn = false;
+	int fd, err = 0;
+
+	if (sealed)
+		*sealed = false;
+	dd_buf_init(&data, dd_stored_len_bound(DD_CHUNK_SIZE_LIMIT));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dd_error_set(-errno, "cannot open pack '%s': %s", path,
+				    strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		err = dd_error_set(-errno, "cannot stat pack '%s': %s", path,
+				   strerror(errno));
+		goto cleanup;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		err = dd_error_set(-EBADMSG, "pack '%s' is not a regular file",
+				   path);
+		goto cleanup;
+	}
+	size = (uint64_t)st.st_size;
+	if (size < DD_PACK_HEADER_LEN) {
+		err = dd_error_set(-EBADMSG, "pack '%s' is shorter than its "
+				   "header", path);
+		goto cleanup;
+	}
+	err = dd_pread_all(fd, hdr, DD_PACK_HEADER_LEN, 0);
+	if (err < 0)
+		goto cleanup;
+	version = dd_le32(hdr + 4);
+	seq = dd_le64(hdr + 8);
+	if (memcmp(hdr, PACK_MAGIC, 4) != 0 || version != DD_PACK_VERSION) {
+		err = dd_error_set(-EBADMSG, "pack '%s' has a bad header", path);
+		goto cleanup;
+	}
+	/* Nothing else covers the header's sequence number: check it against
+	 * the name, which is what the index and the store go by. */
+	if (seq_from_name(path, &name_seq) && name_seq != seq) {
+		err = dd_error_set(-EBADMSG, "pack '%s' says it is pack %016llx",
+				   path, (unsigned long long)seq);
+		goto cleanup;
+	}
+
+	err = find_trailer(fd, path, size, &toff, &count);
+	if (err < 0)
+		goto cleanup;
+	is_sealed = err == 1;
+	err = 0;
+	end = is_sealed ? toff : size;
+	if (is_sealed) {
+		ents = malloc(SCAN_ENTRY_BLOCK * DD_PACK_TRAILER_ENTRY_LEN);
+		if (!ents) {
+			err = dd_error_set(-ENOMEM, "out of memory");
+			goto cleanup;
+		}
+	}
+
+	/* In a sealed pack every record up to the trailer must be whole and
+	 * listed; in an unsealed one the first bad record ends the scan.
+	 * Records are reported as they are read, so a sealed pack whose
+	 * trailer disagrees late may have reported some records first. */
+	for (off = DD_PACK_HEADER_LEN; off < end; i++) {
+		struct dd_chunk_loc loc;
+		struct dd_id id;
+		const uint8_t *ent;
+
+		if (end - off < DD_PACK_RECORD_HEADER_LEN) {
+			torn = true;
+			break;
+		}
+		err = dd_pread_all(fd, hdr, sizeof(hdr), (off_t)off);
+		if (err < 0)
+			goto cleanup;
+		if (memcmp(hdr, RECORD_MAGIC, 4) != 0) {
+			torn = true;
+			break;
+		}
+		memcpy(id.b, hdr + 4, DD_ID_LEN);
+		loc.pack_seq = seq;
+		loc.offset = off;
+		loc.flags = dd_le32(hdr + 36);
+		loc.plain_len = dd_le32(hdr + 40);
+		loc.stored_len = dd_le32(hdr + 44);
+		if (check_chunk(loc.flags, loc.plain_len, loc.stored_len,
+				-EBADMSG, "pack record") < 0 ||
+		    end - off - DD_PACK_RECORD_HEADER_LEN < loc.stored_len) {
+			torn = true;
+			break;
+		}
+		if (is_sealed) {
+			if (i >= count) {
+				err = dd_error_set(-EBADMSG, "pack '%s': record "
+						   "at offset %llu is not in "
+						   "the trailer", path,
+						   (unsigned long long)off);
+				goto cleanup;
+			}
+			if (i % SCAN_ENTRY_BLOCK == 0) {
+				uint32_t k = count - i < SCAN_ENTRY_BLOCK ?
+					     count - i : SCAN_ENTRY_BLOCK;
+
+				err = dd_pread_all(fd, ents,
+						   (size_t)k *
+						   DD_PACK_TRAILER_ENTRY_LEN,
+						   (off_t)(toff +
+						   TRAILER_HEAD_LEN +
+						   (uint64_t)i *
+						   DD_PACK_TRAILER_ENTRY_LEN));
+				if (err < 0)
+					goto cleanup;
+			}
+			ent = ents + (size_t)(i % SCAN_ENTRY_BLOCK) *
+				     DD_PACK_TRAILER_ENTRY_LEN;
+			if (memcmp(ent, id.b, DD_ID_LEN) != 0 ||
+			    dd_le64(ent + 32) != off ||
+			    dd_le32(ent + 40) != loc.flags ||
+			    dd_le32(ent + 44) != loc.plain_len ||
+			    dd_le32(ent + 48) != loc.stored_len) {
+				err = dd_error_set(-EBADMSG, "pack '%s': trailer "
+						   "entry %u does not match the "
+						   "record at offset %llu",
+						   path, i,
+						   (unsigned long long)off);
+				goto cleanup;
+			}
+		}
+		dd_buf_reset(&data);
+		err = dd_buf_reserve(&data, loc.stored_len ? loc.stored_len : 1);
+		if (err < 0)
+			goto cleanup;
+		if (loc.stored_len) {
+			err = dd_pread_all(fd, data.data, loc.stored_len,
+					   (off_t)(off +
+						   DD_PACK_RECORD_HEADER_LEN));
+			if (err < 0)
+				goto cleanup;
+		}
+		err = cb(payload, &id, &loc, data.data);
+		if (err)
+			goto cleanup;
+		off += DD_PACK_RECORD_HEADER_LEN + loc.stored_len;
+	}
+	/* An unsealed pack ends at its first torn record: the quiet case. */
+	if (torn && is_sealed) {
+		err = dd_error_set(-EBADMSG, "pack '%s': bad record at offset "
+				   "%llu before the trailer", path,
+				   (unsigned long long)off);
+		goto cleanup;
+	}
+	if (is_sealed && i != count) {
+		err = dd_error_set(-EBADMSG, "pack '%s': trailer lists %u "
+				   "records, found %u", path, count, i);
+		goto cleanup;
+	}
+	if (sealed)
+		*sealed = is_sealed;
+
+cleanup:
+	free(ents);
+	dd_buf_release(&data);
+	close(fd);
+	return err;
+}

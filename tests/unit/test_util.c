@@ -1,0 +1,248 @@
+/* test_util.c - buffer caps, cursor bounds, hex, strict parsing, durable
+ * file helpers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "unit.h"
+#include "util.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+	const char *t = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/dd-util-XXXXXX",
+		 t && *t ? t : "/tmp");
+	if (!mkdtemp(tmpdir))
+		abort();
+}
+
+static void test_error(void)
+{
+	dd_error_clear();
+	CHECK(strcmp(dd_error_last(), "unknown error") == 0);
+	CHECK_EQ(dd_error_set(-EBADMSG, "bad %s at %d", "thing", 7), -EBADMSG);
+	CHECK(strcmp(dd_error_last(), "bad thing at 7") == 0);
+	/* Wrapping the current message must not corrupt it. */
+	dd_error_set(-EIO, "outer: %s", dd_error_last());
+	CHECK(strcmp(dd_error_last(), "outer: bad thing at 7") == 0);
+	dd_error_clear();
+	CHECK(strcmp(dd_error_last(), "unknown error") == 0);
+}
+
+static void test_buf(void)
+{
+	struct dd_buf b;
+	uint8_t *p;
+	size_t len = 99;
+	int i, fails;
+
+	dd_buf_init(&b, 10);
+	CHECK_EQ(dd_buf_append(&b, "0123456789", 10), 0);
+	CHECK_EQ(b.len, 10);
+	CHECK_EQ(dd_buf_append_u8(&b, 1), -E2BIG);
+	CHECK_EQ(b.len, 10);
+	CHECK_EQ(dd_buf_reserve(&b, SIZE_MAX), -E2BIG);
+	dd_buf_reset(&b);
+	CHECK_EQ(b.len, 0);
+	CHECK_EQ(dd_buf_append_le32(&b, 0x04030201), 0);
+	CHECK_EQ(dd_buf_append_le32(&b, 0), 0);
+	CHECK_EQ(dd_buf_append_le64(&b, 1), -E2BIG);
+	CHECK_EQ(b.data[0], 1);
+	CHECK_EQ(b.data[3], 4);
+	dd_buf_release(&b);
+	CHECK(b.data == NULL);
+	CHECK_EQ(b.cap, 10);
+
+	dd_buf_init(&b, 0);
+	for (i = 0, fails = 0; i < 100000; i++)
+		fails += dd_buf_append_u8(&b, (uint8_t)i) != 0;
+	CHECK_EQ(fails, 0);
+	CHECK_EQ(b.len, 100000);
+	CHECK_EQ(b.data[99999], (uint8_t)99999);
+	CHECK_EQ(dd_buf_append_le64(&b, 0x0807060504030201ull), 0);
+	CHECK_EQ(dd_le64(b.data + 100000), 0x0807060504030201ll);
+	p = dd_buf_detach(&b, &len);
+	CHECK(p != NULL);
+	CHECK_EQ(len, 100008);
+	CHECK(b.data == NULL && b.len == 0);
+	free(p);
+	/* An empty buffer still detaches to a pointer that can be freed. */
+	p = dd_buf_detach(&b, &len);
+	CHECK(p != NULL);
+	CHECK_EQ(len, 0);
+	free(p);
+	dd_buf_release(&b);
+}
+
+static void test_cursor(void)
+{
+	const uint8_t data[12] = { 1, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0 };
+	struct dd_cursor c = { data, sizeof(data) };
+	const uint8_t *p;
+	uint64_t v64;
+	uint32_t v32;
+	uint8_t v8;
+
+	CHECK_EQ(dd_cursor_get_u8(&c, &v8), 0);
+	CHECK_EQ(v8, 1);
+	CHECK_EQ(dd_cursor_get_le32(&c, &v32), 0);
+	CHECK_EQ(v32, 2);
+	CHECK_EQ(dd_cursor_get_le64(&c, &v64), -EBADMSG);
+	CHECK_EQ(c.left, 7);        /* a failed get does not advance */
+	CHECK_EQ(dd_cursor_take(&c, &p, 7), 0);
+	CHECK_EQ(p[0], 3);
+	CHECK_EQ(c.left, 0);
+	CHECK_EQ(dd_cursor_get_u8(&c, &v8), -EBADMSG);
+	CHECK_EQ(dd_cursor_get(&c, &v8, 0), 0);
+}
+
+static void test_hex(void)
+{
+	const uint8_t in[4] = { 0x00, 0xab, 0x7f, 0xff };
+	uint8_t out[4];
+	char hex[9];
+
+	dd_hex_encode(hex, in, 4);
+	CHECK(strcmp(hex, "00ab7fff") == 0);
+	CHECK_EQ(dd_hex_decode(out, 4, "00AB7ffF", 8), 0);
+	CHECK(memcmp(out, in, 4) == 0);
+	CHECK_EQ(dd_hex_decode(out, 4, "00ab7ff", 7), -EINVAL);
+	CHECK_EQ(dd_hex_decode(out, 4, "00ab7fff0", 9), -EINVAL);
+	CHECK_EQ(dd_hex_decode(out, 4, "00ag7fff", 8), -EINVAL);
+	CHECK_EQ(dd_hex_decode(out, 4, "00 b7fff", 8), -EINVAL);
+}
+
+static void test_parse(void)
+{
+	uint64_t v = 0;
+
+	CHECK_EQ(dd_parse_u64("0", &v), 0);
+	CHECK_EQ(v, 0);
+	CHECK_EQ(dd_parse_u64("1048576", &v), 0);
+	CHECK_EQ(v, 1048576);
+	CHECK_EQ(dd_parse_u64("18446744073709551615", &v), 0);
+	CHECK(v == UINT64_MAX);
+	CHECK_EQ(dd_parse_u64("18446744073709551616", &v), -ERANGE);
+	CHECK_EQ(dd_parse_u64("99999999999999999999", &v), -ERANGE);
+	CHECK_EQ(dd_parse_u64("", &v), -EINVAL);
+	CHECK_EQ(dd_parse_u64(" 1", &v), -EINVAL);
+	CHECK_EQ(dd_parse_u64("1 ", &v), -EINVAL);
+	CHECK_EQ(dd_parse_u64("-1", &v), -EINVAL);
+	CHECK_EQ(dd_parse_u64("+1", &v), -EINVAL);
+	CHECK_EQ(dd_parse_u64("12k", &v), -EINVAL);
+	CHECK_EQ(dd_parse_u64("0x10", &v), -EINVAL);
+}
+
+static void test_files(void)
+{
+	char path[512], sub[512], tmp[520];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	struct stat st;
+	uint8_t buf[16];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/file", tmpdir);
+	CHECK_EQ(dd_write_file_atomic(path, "first", 5, 0600), 0);
+	CHECK_EQ(dd_write_file_atomic(path, "second", 6, 0600), 0);
+	CHECK_EQ(dd_read_file(path, 100, &data, &len), 0);
+	CHECK_EQ(len, 6);
+	CHECK(data && memcmp(data, "second", 7) == 0);   /* NUL included */
+	free(data);
+	CHECK_EQ(stat(path, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0600);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	CHECK(access(tmp, F_OK) != 0);
+
+	CHECK_EQ(dd_read_file(path, 5, &data, &len), -E2BIG);
+	CHECK(data == NULL);
+	CHECK_EQ(dd_read_file(path, 6, &data, &len), 0);
+	free(data);
+	snprintf(sub, sizeof(sub), "%s/missing", tmpdir);
+	CHECK_EQ(dd_read_file(sub, 6, &data, &len), -ENOENT);
+	/* Files without a useful size (devices, /proc) are read to the end. */
+	CHECK_EQ(dd_read_file("/dev/null", 10, &data, &len), 0);
+	CHECK_EQ(len, 0);
+	free(data);
+	CHECK_EQ(dd_read_file("/proc/self/stat", 1 << 16, &data, &len), 0);
+	CHECK(len > 10);
+	free(data);
+	CHECK_EQ(dd_read_file("/proc/self/stat", 4, &data, &len), -E2BIG);
+
+	/* An atomic write into a missing directory fails cleanly. */
+	snprintf(sub, sizeof(sub), "%s/nodir/file", tmpdir);
+	CHECK_EQ(dd_write_file_atomic(sub, "x", 1, 0644), -ENOENT);
+
+	snprintf(sub, sizeof(sub), "%s/a/b//c/", tmpdir);
+	CHECK_EQ(dd_mkdir_p(sub, 0755), 0);
+	CHECK_EQ(dd_mkdir_p(sub, 0755), 0);
+	snprintf(sub, sizeof(sub), "%s/a/b/c", tmpdir);
+	CHECK_EQ(stat(sub, &st), 0);
+	CHECK(S_ISDIR(st.st_mode));
+	CHECK_EQ(dd_fsync_dir(sub), 0);
+	snprintf(sub, sizeof(sub), "%s/file/x", tmpdir);
+	CHECK(dd_mkdir_p(sub, 0755) < 0);
+	CHECK(dd_mkdir_p(path, 0755) < 0);
+	CHECK_EQ(dd_mkdir_p("", 0755), -EINVAL);
+
+	snprintf(sub, sizeof(sub), "%s/rw", tmpdir);
+	fd = open(sub, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0);
+	CHECK_EQ(dd_write_all(fd, "abcdef", 6), 0);
+	CHECK_EQ(dd_pwrite_all(fd, "XY", 2, 1), 0);
+	CHECK_EQ(dd_pread_all(fd, buf, 6, 0), 0);
+	CHECK(memcmp(buf, "aXYdef", 6) == 0);
+	CHECK_EQ(dd_pread_all(fd, buf, 6, 1), -EBADMSG);
+	CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
+	CHECK_EQ(dd_read_full(fd, buf, sizeof(buf)), 6);
+	CHECK_EQ(dd_read_full(fd, buf, sizeof(buf)), 0);
+	close(fd);
+}
+
+static void test_time_random(void)
+{
+	uint8_t a[32] = { 0 }, b[32] = { 0 };
+	char t[32];
+	double m0, m1;
+
+	dd_format_time(t, 0);
+	CHECK(strcmp(t, "1970-01-01T00:00:00Z") == 0);
+	dd_format_time(t, 1795279200);
+	CHECK(strcmp(t, "2026-11-21T16:40:00Z") == 0);
+	CHECK(dd_now() > 1600000000);
+	m0 = dd_monotonic();
+	m1 = dd_monotonic();
+	CHECK(m1 >= m0);
+	CHECK_EQ(dd_random(a, sizeof(a)), 0);
+	CHECK_EQ(dd_random(b, sizeof(b)), 0);
+	CHECK(memcmp(a, b, sizeof(a)) != 0);
+	CHECK_EQ(dd_random(a, 0), 0);
+}
+
+static void cleanup_tmpdir(void)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+int main(void)
+{
+	make_tmpdir();
+	UNIT_RUN(test_error);
+	UNIT_RUN(test_buf);
+	UNIT_RUN(test_cursor);
+	UNIT_RUN(test_hex);
+	UNIT_RUN(test_parse);
+	UNIT_RUN(test_files);
+	UNIT_RUN(test_time_random);
+	cleanup_tmpdir();
+	UNIT_DONE();
+}
