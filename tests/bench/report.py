@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""tests/bench/report.py - turns the raw TSV of tests/bench/bench.sh into the
+markdown report (docs/BENCHMARKS.md). Usage: report.py RESULTS.tsv OUT.md..."""
+import csv
+import sys
+
+TOOLS = ["dedup", "restic", "borg"]
+PEERS = ["restic", "borg"]
+
+
+def load(path):
+    rows, meta = [], {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if r["tool"] == "meta":
+                meta[r["step"]] = r["value"]
+            else:
+                rows.append(r)
+    return rows, meta
+
+
+def num(s, default=0.0):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return default
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit("usage: report.py RESULTS.tsv OUT.md...")
+    rows, meta = load(sys.argv[1])
+    ran = [t for t in TOOLS if any(r["tool"] == t for r in rows)]
+    ngen = int(meta.get("generations", "10"))
+    mixed = num(meta.get("mixed_bytes"))
+
+    def find(tool, step):
+        for r in rows:
+            if r["tool"] == tool and r["step"] == step:
+                return r
+        return None
+
+    # metric -> tool -> (value or None, flag text)
+    res = {}
+
+    def put(metric, tool, value, flag=""):
+        res.setdefault(metric, {})[tool] = (value, flag)
+
+    for t in ran:
+        r = find(t, "mixed-1")
+        if r and r["rc"] == "0" and num(r["seconds"]) > 0:
+            put("first", t, mixed / 1e6 / num(r["seconds"]))
+        else:
+            put("first", t, None, "FAIL")
+        r = find(t, "mixed-2")
+        put("rebackup", t, *((num(r["seconds"]),) if r and r["rc"] == "0" else (None, "FAIL")))
+        gens = [find(t, "gen-%d" % k) for k in range(1, ngen + 1)]
+        ok = [num(g["seconds"]) for g in gens if g and g["rc"] == "0"]
+        if ok:
+            put("gen", t, sum(ok) / len(ok), "" if len(ok) == ngen else
+                "%d of %d failed" % (ngen - len(ok), ngen))
+        else:
+            put("gen", t, None, "FAIL")
+        r = find(t, "restore")
+        v = find(t, "restore-diff")
+        if r and r["rc"] == "0" and num(r["seconds"]) > 0:
+            flag = "" if v and v["rc"] == "0" else "RESTORE MISMATCH (diff -r)"
+            put("restore", t, mixed / 1e6 / num(r["seconds"]), flag)
+        else:
+            put("restore", t, None, "FAIL" + ("" if not v or v["rc"] == "0" else
+                                               ", RESTORE MISMATCH"))
+        r = find(t, "repo-final")
+        put("repo", t, num(r["value"]) if r and r["value"] else None, "" if r else "n/a")
+        a, b = find(t, "repo-after-img-a"), find(t, "repo-after-img-b")
+        ib = find(t, "img-b")
+        if a and b and ib and ib["rc"] == "0":
+            put("imgb", t, num(b["value"]) - num(a["value"]))
+        else:
+            put("imgb", t, None, "FAIL")
+        rss = [num(x["rss_kib"]) for x in rows
+               if x["tool"] == t and x["kind"] in ("backup", "restore")]
+        put("rss", t, max(rss) / 1024 if rss else None)
+        if t == "dedup":
+            s = find(t, "server")
+            put("srss", t, num(s["rss_kib"]) / 1024 if s and num(s["rss_kib"]) > 0 else None,
+                "" if s and num(s["rss_kib"]) > 0 else "n/a")
+        failed = [x["step"] for x in rows if x["tool"] == t and x["rc"] != "0"]
+        if failed:
+            put("failed", t, None, ", ".join(failed))
+
+    def fmt(metric, tool):
+        if tool not in ran:
+            return "not run"
+        if metric == "srss" and tool != "dedup":
+            return "-"
+        v, flag = res.get(metric, {}).get(tool, (None, "n/a"))
+        if v is None:
+            return "**%s**" % (flag or "n/a")
+        if metric in ("first", "restore"):
+            s = "%.1f" % v
+        elif metric in ("rebackup", "gen"):
+            s = "%.2f" % v if v < 10 else "%.1f" % v
+        elif metric in ("repo", "imgb"):
+            s = "%.1f MB" % (v / 1e6)
+        else:
+            s = "%.0f" % v
+        return s + (" **%s**" % flag if flag else "")
+
+    def ratio(metric, kind):
+        if "dedup" not in ran:
+            return "n/a"
+        # values carrying a flag (failed steps, restore mismatch) are not compared
+        d, dflag = res.get(metric, {}).get("dedup", (None, ""))
+        peers = [res.get(metric, {}).get(p, (None, "")) for p in PEERS if p in ran]
+        peers = [v for v, flag in peers if v is not None and not flag]
+        if d is None or dflag or not peers:
+            return "n/a"
+        if kind == "throughput":
+            best = max(peers)
+            return "%.2fx" % (d / best) if best > 0 else "n/a"
+        if kind == "time":
+            best = min(peers)
+            if d <= 0 or best <= 0:
+                return "n/a"
+            return ("%.2fx faster" % (best / d)) if best >= d else ("%.2fx slower" % (d / best))
+        smallest = min(peers)
+        return "%.2fx" % (d / smallest) if smallest > 0 else "n/a"
+
+    metrics = [
+        ("first", "first backup of the mixed tree, MB/s", "throughput"),
+        ("rebackup", "unchanged re-backup of the mixed tree, s", "time"),
+        ("gen", "next-generation backup, s (mean of gen-1..gen-%d)" % ngen, "time"),
+        ("restore", "restore of the mixed tree, MB/s (then `diff -r`)", "throughput"),
+        ("repo", "repository bytes after all backups (generations + images)", "bytes"),
+        ("imgb", "bytes added by disk image B after A", "bytes"),
+        ("rss", "peak RSS agent/client, MiB (max over backups and restores)", "bytes"),
+        ("srss", "peak RSS server, MiB (dedup only)", "none"),
+    ]
+    lines = ["| | dedup | restic | borg | dedup vs faster peer |",
+             "|---|---:|---:|---:|---:|"]
+    for m, label, kind in metrics:
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            label, fmt(m, "dedup"), fmt(m, "restic"), fmt(m, "borg"),
+            ratio(m, kind) if kind != "none" else "n/a"))
+    if "failed" in res:
+        lines.append("| **FAILED STEPS** | %s | %s | %s | |" % tuple(
+            ("**%s**" % res["failed"][t][1]) if t in res["failed"] else "" for t in TOOLS))
+    table = "\n".join(lines)
+
+    # per-step seconds
+    steps = ["mixed-1", "mixed-2", "restore"] + ["gen-%d" % k for k in range(ngen + 1)] + \
+        ["img-a", "img-b"]
+    det = ["| step | " + " | ".join(ran) + " |", "|---|" + "---:|" * len(ran)]
+    for s in steps:
+        cells = []
+        for t in ran:
+            r = find(t, s)
+            if not r:
+                cells.append("-")
+            elif r["rc"] != "0":
+                cells.append("**FAIL rc=%s**" % r["rc"])
+            else:
+                cells.append("%.2f s / %d MiB" % (num(r["seconds"]), num(r["rss_kib"]) / 1024))
+        det.append("| %s | %s |" % (s, " | ".join(cells)))
+    for s in ["repo-after-generations", "repo-after-img-a", "repo-after-img-b"]:
+        cells = []
+        for t in ran:
+            r = find(t, s)
+            cells.append("%.1f MB" % (num(r["value"]) / 1e6) if r and r["value"] else "-")
+        det.append("| %s | %s |" % (s, " | ".join(cells)))
+    srv = find("dedup", "server")
+    if srv and srv["value"]:
+        det.append("| dedup-server CPU (user+sys) over the whole run | %s s |%s" % (
+            srv["value"], " |" * (len(ran) - 1)))
+    details = "\n".join(det)
+
+    ram_gib = num(meta.get("ram_kib")) / 1024 / 1024
+    scale = meta.get("scale", "1.0")
+    gens_log = [x for x in meta.get("gens_log", "").split(";") if x]
+    img_log = meta.get("images_log", "").strip(";")
+    full = num(scale) == 1.0 and len(ran) == 3
+    doc = []
+    doc.append("# Benchmarks: dedup, restic and borg\n")
+    doc.append("Written by `make bench` (`tests/bench/bench.sh`); do not edit by hand.%s\n" % (
+        "" if full else " **This is a reduced run (scale %s, tools: %s), not the full "
+        "benchmark.**" % (scale, ", ".join(ran))))
+    doc.append("- Date: %s" % meta.get("date", "?"))
+    doc.append("- Machine: %s CPUs (`nproc`), %s, %.1f GiB RAM; %s; %s; work dir on %s" % (
+        meta.get("nproc", "?"), meta.get("cpu", "?"), ram_gib, meta.get("os", "?"),
+        meta.get("kernel", "?"), meta.get("fs", "?")))
+    doc.append("- Load average when the run started: %s (1, 5, 15 min; anything well above 0 "
+               "means other work competed for the CPUs)" % meta.get("loadavg", "?"))
+    doc.append("- Versions: dedup %s; %s; %s" % (
+        meta.get("dedup_version", "?"), meta.get("restic_version", "restic ?"),
+        meta.get("borg_version", "borg ?")))
+    doc.append("- Data (seed %s, scale %s, generated by `tests/bench/gen.c`):" % (
+        meta.get("seed", "?"), scale))
+    doc.append("  - mixed tree: %d files, %.1f MB (small files in nested dirs, source-like "
+               "text, binary-like files, random/compressed data, three large mixed files, "
+               "~1%% duplicate files)" % (num(meta.get("mixed_files")), mixed / 1e6))
+    doc.append("  - generations: gen-0 %d files, %.1f MB; %d generations each derived from "
+               "the previous by inserting, deleting and overwriting byte ranges inside files "
+               "and adding/removing files; gen-%d %.1f MB" % (
+                   num(meta.get("gen0_files")), num(meta.get("gen0_bytes")) / 1e6, ngen, ngen,
+                   num(meta.get("genN_bytes")) / 1e6))
+    doc.append("  - disk images: A and B of %.1f MB each; B is A with unaligned inserts, "
+               "deletes, overwrites and new zero runs (%s)" % (
+                   num(meta.get("image_bytes")) / 1e6, img_log))
+    doc.append("- Whole run: %s s\n" % meta.get("total_seconds", "?"))
+    doc.append(table + "\n")
+    doc.append("MB = 10^6 bytes, MiB = 2^20 bytes. Ratio column: throughput = dedup / best "
+               "peer; times = best peer time / dedup time (\"Nx faster\", or \"Nx slower\" "
+               "when dedup is slower); bytes and RSS = dedup / smallest peer (below 1 = "
+               "dedup smaller).\n")
+    doc.append("## Method\n")
+    doc.append(
+        "- Every tool gets **one fresh repository for everything**, filled in this order: "
+        "the mixed tree (first backup, then an unchanged re-backup), a restore of the first "
+        "snapshot into an empty directory checked with `diff -r --no-dereference`, the "
+        "generations gen-0..gen-%d, then disk image A and image B. One repository per tool "
+        "is how each tool is used in practice (and how dedup's cross-client index works), "
+        "so the final repository size includes cross-dataset effects; the image B row is the "
+        "repository growth caused by B alone." % ngen)
+    doc.append(
+        "- The generations are backed up from one fixed path (`gen-current`): before each "
+        "backup, only the files whose size or mtime differ are copied in from gen-k, and "
+        "removed files are deleted, so every tool sees the same directory changing over "
+        "time and can use its parent snapshot / files cache. The images are backed up as one "
+        "fixed path `img-current/disk.img`.")
+    doc.append(
+        "- Times are wall-clock seconds of the client process (dedup-agent, restic, borg); "
+        "the dedup-server runs on 127.0.0.1 over HTTPS for the whole run, started before the "
+        "first backup. Peak RSS is GNU time's \"Maximum resident set size\"; the server's is "
+        "read after SIGTERM.")
+    doc.append(
+        "- Settings: dedup defaults (repository from `dedup-server init`, token, self-signed "
+        "CA). restic: local repository, `init --repository-version 2`, `backup --compression "
+        "auto`. borg: `init -e none`, `create --compression zstd`. Caches of all tools "
+        "(restic cache, borg cache/security dirs, the agent's HOME/XDG dirs) live inside the "
+        "work dir and start empty.")
+    doc.append(
+        "- All data stay in the page cache (the machine has more RAM than the data), so "
+        "the numbers measure CPU and software overheads, not the disk; every tool sees the "
+        "same conditions in the same run.\n")
+    doc.append("## Every step (wall seconds / peak RSS)\n")
+    doc.append(details + "\n")
+    if gens_log:
+        doc.append("## Generated generations\n")
+        doc.append("```")
+        doc.extend(gens_log)
+        doc.append("```\n")
+    text = "\n".join(doc)
+    for p in sys.argv[2:]:
+        with open(p, "w") as f:
+            f.write(text)
+    print()
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
