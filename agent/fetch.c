@@ -1,0 +1,224 @@
+/*
+ * fetch.c - batched, verified chunk downloads.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress.h"
+#include "proto.h"
+#include "agent.h"
+#include "client.h"
+#include "fetch.h"
+
+void fetch_batch_init(struct fetch_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	/* The server caps its reply at DD_MAX_FETCH_RESPONSE; leave room for
+	 * the bundle framing. */
+	dd_buf_init(&b->body, DD_MAX_FETCH_RESPONSE + 1024 * 1024);
+	dd_buf_init(&b->query, 0);
+}
+
+void fetch_batch_release(struct fetch_batch *b)
+{
+	dd_buf_release(&b->body);
+	dd_buf_release(&b->query);
+	free(b->recs);
+	memset(b, 0, sizeof(*b));
+}
+
+int fetch_batch_get(struct fetch_batch *b, struct client *c,
+		    const struct dd_id *ids, size_t n)
+{
+	struct dd_bundle_reader r;
+	char hex[DD_ID_HEX_LEN + 1];
+	int rc;
+
+	if (n == 0 || n > DD_MAX_IDS_PER_QUERY)
+		return dd_error_set(-EINVAL, "bad fetch batch of %zu ids", n);
+	b->nrecs = 0;
+	if (n > b->alloc) {
+		struct dd_bundle_record *p = realloc(b->recs, n * sizeof(*p));
+
+		if (!p)
+			return dd_error_set(-ENOMEM, "out of memory");
+		b->recs = p;
+		b->alloc = n;
+	}
+	dd_buf_reset(&b->query);
+	if ((rc = dd_buf_append(&b->query, ids, n * sizeof(*ids))) < 0)
+		return dd_error_set(rc, "out of memory");
+	rc = client_request(c, "POST", DD_API_PREFIX "/chunks/fetch",
+			    "application/octet-stream", b->query.data,
+			    b->query.len, &b->body);
+	if (rc < 0)
+		return rc;
+
+	if ((rc = dd_bundle_reader_init(&r, b->body.data, b->body.len)) < 0)
+		return agent_error_wrap(rc, "server '%s' sent a bad chunk bundle",
+					client_server(c));
+	for (;;) {
+		struct dd_bundle_record rec;
+
+		rc = dd_bundle_next(&r, &rec);
+		if (rc < 0)
+			return agent_error_wrap(rc, "server '%s' sent a bad chunk bundle",
+						client_server(c));
+		if (rc == 0)
+			break;
+		if (b->nrecs >= n || !dd_id_eq(&rec.id, &ids[b->nrecs])) {
+			dd_id_to_hex(hex, &rec.id);
+			return dd_error_set(-EBADMSG,
+					    "server '%s' sent chunk %s out of order",
+					    client_server(c), hex);
+		}
+		b->recs[b->nrecs++] = rec;
+	}
+	if (b->nrecs != n)
+		return dd_error_set(-EBADMSG,
+				    "server '%s' sent %zu of %zu requested chunks",
+				    client_server(c), b->nrecs, n);
+	return 0;
+}
+
+int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
+		      struct dd_buf *out, void *dctx)
+{
+	const struct dd_bundle_record *rec = &b->recs[i];
+	char hex[DD_ID_HEX_LEN + 1];
+	int rc;
+
+	dd_id_to_hex(hex, &rec->id);
+	if (plain_len && rec->plain_len != plain_len)
+		return dd_error_set(-EBADMSG,
+				    "chunk %s has %u bytes, the catalog says %u",
+				    hex, rec->plain_len, plain_len);
+	rc = dd_decompress(out, rec->flags, rec->data, rec->stored_len,
+			   rec->plain_len, dctx);
+	if (rc < 0)
+		return agent_error_wrap(rc, "chunk %s is corrupt", hex);
+	if (dd_id_verify(&rec->id, out->data, out->len) < 0)
+		return dd_error_set(-EBADMSG,
+				    "chunk %s is corrupt: its bytes do not match its id",
+				    hex);
+	return 0;
+}
+
+/* ---- background fetcher ---- */
+
+struct fetcher {
+	struct client *client;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* the job; guarded by mu */
+	struct fetch_batch *batch;
+	const struct dd_id *ids;
+	size_t n;
+	bool pending;          /* started, not yet finished */
+	bool stop;
+	int rc;
+	char msg[1024];
+};
+
+static void *fetcher_main(void *arg)
+{
+	struct fetcher *f = arg;
+	int rc;
+
+	pthread_mutex_lock(&f->mu);
+	for (;;) {
+		while (!f->stop && !(f->pending && f->batch))
+			pthread_cond_wait(&f->cv, &f->mu);
+		if (f->stop)
+			break;
+		pthread_mutex_unlock(&f->mu);
+		rc = fetch_batch_get(f->batch, f->client, f->ids, f->n);
+		pthread_mutex_lock(&f->mu);
+		f->rc = rc;
+		if (rc < 0)
+			snprintf(f->msg, sizeof(f->msg), "%s", dd_error_last());
+		f->batch = NULL;
+		f->pending = false;
+		pthread_cond_broadcast(&f->cv);
+	}
+	pthread_mutex_unlock(&f->mu);
+	return NULL;
+}
+
+int fetcher_new(struct fetcher **out, const struct settings *s)
+{
+	struct fetcher *f;
+	int rc;
+
+	*out = NULL;
+	if (!(f = calloc(1, sizeof(*f))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cv, NULL);
+	if ((rc = client_new(&f->client, s)) < 0)
+		goto fail;
+	if ((rc = pthread_create(&f->thread, NULL, fetcher_main, f))) {
+		rc = dd_error_set(-rc, "cannot start fetch thread: %s",
+				  strerror(rc));
+		goto fail;
+	}
+	f->started = true;
+	*out = f;
+	return 0;
+fail:
+	fetcher_free(f);
+	return rc;
+}
+
+void fetcher_free(struct fetcher *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->mu);
+	while (f->pending)
+		pthread_cond_wait(&f->cv, &f->mu);
+	f->stop = true;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+	if (f->started)
+		pthread_join(f->thread, NULL);
+	client_free(f->client);
+	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+void fetcher_start(struct fetcher *f, struct fetch_batch *b,
+		   const struct dd_id *ids, size_t n)
+{
+	pthread_mutex_lock(&f->mu);
+	assert(!f->pending);
+	f->batch = b;
+	f->ids = ids;
+	f->n = n;
+	f->rc = 0;
+	f->pending = true;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+int fetcher_wait(struct fetcher *f)
+{
+	int rc;
+
+	pthread_mutex_lock(&f->mu);
+	while (f->pending)
+		pthread_cond_wait(&f->cv, &f->mu);
+	rc = f->rc;
+	if (rc < 0)
+		dd_error_set(rc, "%s", f->msg);
+	pthread_mutex_unlock(&f->mu);
+	return rc;
+}

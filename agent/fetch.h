@@ -1,0 +1,62 @@
+/*
+ * fetch.h - downloading chunks for restore: one POST /api/v1/chunks/fetch
+ * per batch, and per chunk the decompression and the hash check. A chunk
+ * whose bytes do not hash to its id is an error naming the id; nothing
+ * unverified is ever handed to the caller.
+ */
+#ifndef DD_AGENT_FETCH_H
+#define DD_AGENT_FETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bundle.h"
+#include "hash.h"
+#include "util.h"
+#include "settings.h"
+
+struct client;
+
+struct fetch_batch {
+	struct dd_buf body;              /* the reply bundle */
+	struct dd_bundle_record *recs;   /* point into body */
+	size_t nrecs, alloc;
+	struct dd_buf query;
+};
+
+void fetch_batch_init(struct fetch_batch *b);
+void fetch_batch_release(struct fetch_batch *b);
+
+/*
+ * Fetches `n` ids (1..DD_MAX_IDS_PER_QUERY). The reply must hold exactly
+ * those records in request order (-EBADMSG otherwise).
+ */
+int fetch_batch_get(struct fetch_batch *b, struct client *c,
+		    const struct dd_id *ids, size_t n);
+
+/*
+ * Decodes record `i` into `out` (replacing its contents) and verifies it:
+ * the plain length must be `plain_len` (when not 0) and the bytes must hash
+ * to the record's id. `dctx` is a reusable ZSTD_DCtx* or NULL.
+ */
+int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
+		      struct dd_buf *out, void *dctx);
+
+/*
+ * A thread that runs fetch_batch_get() in the background, on its own
+ * connection, one batch at a time: restore plans and fetches the next
+ * batch while it writes the current one.
+ */
+struct fetcher;
+int fetcher_new(struct fetcher **out, const struct settings *s);
+/* Waits for a fetch in progress, stops the thread, frees. */
+void fetcher_free(struct fetcher *f);
+/* Starts fetching `ids` into `b`; neither may be touched until
+ * fetcher_wait() returns. One fetch at a time. */
+void fetcher_start(struct fetcher *f, struct fetch_batch *b,
+		   const struct dd_id *ids, size_t n);
+/* Waits for the fetch started last; its result, with its message recorded
+ * on the calling thread. */
+int fetcher_wait(struct fetcher *f);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * settings.c - connection settings from flags, environment and config file.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "util.h"
+#include "settings.h"
+
+struct conf_load {
+	const char *file;
+	char *server, *token, *ca;
+};
+
+static int settings_replace(char **slot, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return dd_error_set(-ENOMEM, "out of memory");
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+static int settings_conf_cb(void *payload, const char *key,
+			    const char *value, unsigned line)
+{
+	struct conf_load *cl = payload;
+
+	if (strcmp(key, "server") == 0)
+		return settings_replace(&cl->server, value);
+	if (strcmp(key, "token") == 0)
+		return settings_replace(&cl->token, value);
+	if (strcmp(key, "ca") == 0)
+		return settings_replace(&cl->ca, value);
+	return dd_error_set(-EINVAL, "%s:%u: unknown key '%s'", cl->file,
+			    line, key);
+}
+
+/* Picks flag, then environment, then file value; NULL or "" counts as
+ * unset. */
+static int settings_pick(char **out, const char *flag, const char *env_name,
+			 char **from_file)
+{
+	const char *env = getenv(env_name);
+
+	if (flag && *flag)
+		return settings_replace(out, flag);
+	if (env && *env)
+		return settings_replace(out, env);
+	if (*from_file && **from_file) {
+		*out = *from_file;
+		*from_file = NULL;
+	}
+	return 0;
+}
+
+static int settings_check_token(const char *token)
+{
+	for (const unsigned char *p = (const unsigned char *)token; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f)
+			return dd_error_set(-EINVAL,
+					    "the token contains a space or a control or non-ASCII character");
+	return 0;
+}
+
+/* A relative CA path is made absolute: restore changes directory, and
+ * curl reads the file again whenever it reconnects. */
+static int settings_absolute(char **path)
+{
+	char *cwd, *abs;
+	size_t n;
+
+	if (!*path || (*path)[0] == '/')
+		return 0;
+	if (!(cwd = getcwd(NULL, 0)))
+		return dd_error_set(-errno, "cannot get the working directory: %s",
+				    strerror(errno));
+	n = strlen(cwd) + strlen(*path) + 2;
+	if (!(abs = malloc(n))) {
+		free(cwd);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	snprintf(abs, n, "%s/%s", cwd, *path);
+	free(cwd);
+	free(*path);
+	*path = abs;
+	return 0;
+}
+
+int settings_load(struct settings *out, const struct settings_source *src)
+{
+	struct conf_load cl = { 0 };
+	struct settings s = { 0 };
+	const char *file = src->config ? src->config : SETTINGS_DEFAULT_CONFIG;
+	size_t n;
+	int rc;
+
+	cl.file = file;
+	rc = dd_conf_parse_file(file, settings_conf_cb, &cl);
+	if (rc == -ENOENT && !src->config) {
+		rc = 0;
+	} else if (rc == -ENOENT) {
+		rc = dd_error_set(-ENOENT, "cannot read config file '%s': %s",
+				  file, strerror(ENOENT));
+		goto cleanup;
+	} else if (rc < 0) {
+		goto cleanup;
+	}
+
+	if ((rc = settings_pick(&s.server, src->server, "DEDUP_SERVER",
+				&cl.server)) < 0 ||
+	    (rc = settings_pick(&s.token, src->token, "DEDUP_TOKEN",
+				&cl.token)) < 0 ||
+	    (rc = settings_pick(&s.ca, src->ca, "DEDUP_CA", &cl.ca)) < 0)
+		goto cleanup;
+
+	if (!s.server) {
+		rc = dd_error_set(-EINVAL,
+				  "no server configured (--server, DEDUP_SERVER or server = in %s)",
+				  file);
+		goto cleanup;
+	}
+	if (!s.token) {
+		rc = dd_error_set(-EINVAL,
+				  "no token configured (--token, DEDUP_TOKEN or token = in %s)",
+				  file);
+		goto cleanup;
+	}
+	if (strncmp(s.server, "https://", 8) != 0 || !s.server[8]) {
+		rc = dd_error_set(-EINVAL,
+				  "server URL '%s' must start with https://",
+				  s.server);
+		goto cleanup;
+	}
+	n = strlen(s.server);
+	while (n > 8 && s.server[n - 1] == '/')
+		s.server[--n] = '\0';
+	if ((rc = settings_check_token(s.token)) < 0 ||
+	    (rc = settings_absolute(&s.ca)) < 0)
+		goto cleanup;
+
+	*out = s;
+	memset(&s, 0, sizeof(s));
+	rc = 0;
+cleanup:
+	settings_release(&s);
+	free(cl.server);
+	free(cl.token);
+	free(cl.ca);
+	return rc;
+}
+
+void settings_release(struct settings *s)
+{
+	if (!s)
+		return;
+	free(s->server);
+	if (s->token)
+		memset(s->token, 0, strlen(s->token));
+	free(s->token);
+	free(s->ca);
+	memset(s, 0, sizeof(*s));
+}

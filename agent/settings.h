@@ -1,0 +1,38 @@
+/*
+ * settings.h - where the agent finds its server: flags win over the
+ * environment (DEDUP_SERVER, DEDUP_TOKEN, DEDUP_CA), the environment over
+ * the config file (`server`, `token`, `ca` keys; --config FILE or the
+ * default DD_SYSCONFDIR "/dedup/agent.conf").
+ */
+#ifndef DD_AGENT_SETTINGS_H
+#define DD_AGENT_SETTINGS_H
+
+#define SETTINGS_DEFAULT_CONFIG DD_SYSCONFDIR "/dedup/agent.conf"
+
+/* What the command line said; borrowed strings, NULL when not given. */
+struct settings_source {
+	const char *server;
+	const char *token;
+	const char *ca;
+	const char *config;   /* explicit --config; NULL = the default file */
+};
+
+/* The resolved settings; owned strings. `ca` may be NULL (then the system
+ * trust store verifies the server). */
+struct settings {
+	char *server;         /* https://host:port, no trailing '/' */
+	char *token;
+	char *ca;
+};
+
+/*
+ * Resolves the settings. A missing default config file is fine; a missing
+ * explicit one, an unknown key or a syntax error is an error naming the
+ * file (and line). Missing server or token, a server URL that is not
+ * https://, or a token with characters unfit for a header is -EINVAL with
+ * a message saying where to set it. On failure *out holds nothing.
+ */
+int settings_load(struct settings *out, const struct settings_source *src);
+void settings_release(struct settings *s);
+
+#endif

@@ -1,0 +1,436 @@
+/*
+ * upload.c - batching, missing-chunk queries, compression and bundle
+ * upload of the chunks a backup produces, on worker threads.
+ *
+ * Batches cycle between three places: the one the caller fills (`cur`),
+ * the pending list (full, waiting for a worker), and the free list. There
+ * are workers + 1 of them, allocated once.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include "bundle.h"
+#include "chunker.h"
+#include "compress.h"
+#include "proto.h"
+#include "util.h"
+#include "agent.h"
+#include "client.h"
+#include "idset.h"
+#include "upload.h"
+
+struct upload_item {
+	struct dd_id id;
+	size_t off;            /* into batch->plain */
+	uint32_t len;
+};
+
+struct upload_batch {
+	struct dd_buf plain;
+	struct upload_item *items;
+	size_t nitems;
+	struct upload_batch *next;
+};
+
+struct upload_worker {
+	struct upload_queue *q;
+	pthread_t thread;
+	bool started;
+	struct client *client;
+	ZSTD_CCtx *cctx;
+	struct dd_buf query;         /* ids for /chunks/missing */
+	struct dd_buf bitmap;
+	struct dd_buf reply;
+	struct dd_buf stored;        /* one compressed chunk */
+	struct dd_buf bundle;
+	uint32_t bundle_count;
+	struct upload_stats batch;   /* counters of the batch in progress */
+	struct upload_stats stats;   /* totals, guarded by q->mu */
+};
+
+struct upload_queue {
+	struct upload_limits lim;
+	struct idset *seen;          /* caller's thread only */
+	struct upload_batch *cur;    /* caller's thread only */
+	uint64_t chunks_repeat;
+
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv;      /* a batch is pending, or stop */
+	pthread_cond_t done_cv;      /* a batch came back */
+	struct upload_batch *pending, *pending_tail;
+	struct upload_batch *free_list;
+	size_t busy;                 /* pending or being processed */
+	bool stop;
+	int err;
+	char errmsg[1024];
+
+	struct upload_batch *batches;
+	size_t nbatches;
+	struct upload_worker *workers;
+	size_t nworkers;
+};
+
+/* ---- the worker's side ---- */
+
+static void upload_stats_add(struct upload_stats *to,
+			     const struct upload_stats *s)
+{
+	to->chunks_new += s->chunks_new;
+	to->bytes_new += s->bytes_new;
+	to->bytes_sent += s->bytes_sent;
+	to->chunks_known += s->chunks_known;
+	to->chunks_repeat += s->chunks_repeat;
+	to->requests += s->requests;
+}
+
+static int upload_send_bundle(struct upload_worker *w)
+{
+	int rc;
+
+	if (w->bundle_count == 0)
+		return 0;
+	if ((rc = dd_bundle_finish(&w->bundle)) < 0)
+		return agent_error_wrap(rc, "cannot build chunk bundle");
+	rc = client_request(w->client, "POST", DD_API_PREFIX "/chunks",
+			    "application/octet-stream", w->bundle.data,
+			    w->bundle.len, &w->reply);
+	w->batch.requests++;
+	if (rc < 0)
+		return agent_error_wrap(rc, "cannot upload chunks");
+	w->bundle_count = 0;
+	dd_buf_reset(&w->bundle);
+	return 0;
+}
+
+static int upload_add_to_bundle(struct upload_worker *w,
+				const struct upload_batch *b,
+				const struct upload_item *it)
+{
+	const struct upload_limits *lim = &w->q->lim;
+	int flags, rc;
+
+	flags = dd_compress(&w->stored, b->plain.data + it->off, it->len,
+			    lim->level, w->cctx);
+	if (flags < 0)
+		return agent_error_wrap(flags, "cannot compress chunk");
+	if (w->bundle_count > 0 &&
+	    (w->bundle.len + DD_BUNDLE_RECORD_HEADER_LEN + w->stored.len >
+	     lim->bundle_bytes || w->bundle_count >= DD_BUNDLE_MAX_COUNT) &&
+	    (rc = upload_send_bundle(w)) < 0)
+		return rc;
+	if (w->bundle_count == 0 && (rc = dd_bundle_begin(&w->bundle)) < 0)
+		return agent_error_wrap(rc, "cannot build chunk bundle");
+	rc = dd_bundle_add(&w->bundle, &it->id, (uint32_t)flags, it->len,
+			   w->stored.data, (uint32_t)w->stored.len);
+	if (rc < 0)
+		return agent_error_wrap(rc, "cannot build chunk bundle");
+	w->bundle_count++;
+	w->batch.chunks_new++;
+	w->batch.bytes_new += it->len;
+	w->batch.bytes_sent += w->stored.len;
+	return 0;
+}
+
+/* Asks which chunks of the batch the server lacks and sends those. */
+static int upload_process(struct upload_worker *w,
+			  const struct upload_batch *b)
+{
+	size_t nbits = (b->nitems + 7) / 8;
+	int rc;
+
+	dd_buf_reset(&w->query);
+	for (size_t i = 0; i < b->nitems; i++)
+		if ((rc = dd_buf_append(&w->query, b->items[i].id.b,
+					DD_ID_LEN)) < 0)
+			return dd_error_set(rc, "out of memory");
+	rc = client_request(w->client, "POST", DD_API_PREFIX "/chunks/missing",
+			    "application/octet-stream", w->query.data,
+			    w->query.len, &w->bitmap);
+	w->batch.requests++;
+	if (rc < 0)
+		return agent_error_wrap(rc, "cannot query missing chunks");
+	if (w->bitmap.len != nbits)
+		return dd_error_set(-EBADMSG,
+				    "server '%s' answered /chunks/missing with %zu bytes for %zu ids",
+				    client_server(w->client), w->bitmap.len,
+				    b->nitems);
+
+	for (size_t i = 0; i < b->nitems; i++) {
+		if (!(w->bitmap.data[i / 8] & (1u << (i % 8)))) {
+			w->batch.chunks_known++;
+			continue;
+		}
+		if ((rc = upload_add_to_bundle(w, b, &b->items[i])) < 0)
+			return rc;
+	}
+	return upload_send_bundle(w);
+}
+
+static void *upload_worker_main(void *arg)
+{
+	struct upload_worker *w = arg;
+	struct upload_queue *q = w->q;
+	struct upload_batch *b;
+	int rc;
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->stop && !q->pending)
+			pthread_cond_wait(&q->work_cv, &q->mu);
+		if (q->stop)
+			break;
+		b = q->pending;
+		q->pending = b->next;
+		if (!q->pending)
+			q->pending_tail = NULL;
+		rc = q->err;    /* after a failure, batches are dropped */
+		pthread_mutex_unlock(&q->mu);
+
+		memset(&w->batch, 0, sizeof(w->batch));
+		if (rc == 0) {
+			rc = upload_process(w, b);
+			if (rc < 0)
+				w->bundle_count = 0;
+		}
+
+		pthread_mutex_lock(&q->mu);
+		if (rc < 0 && q->err == 0) {
+			q->err = rc;
+			snprintf(q->errmsg, sizeof(q->errmsg), "%s",
+				 dd_error_last());
+		}
+		upload_stats_add(&w->stats, &w->batch);
+		b->nitems = 0;
+		dd_buf_reset(&b->plain);
+		b->next = q->free_list;
+		q->free_list = b;
+		q->busy--;
+		pthread_cond_broadcast(&q->done_cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* ---- the caller's side ---- */
+
+/* Returns the queue's failure, re-recorded on this thread. Call locked. */
+static int upload_failed(struct upload_queue *q)
+{
+	return dd_error_set(q->err, "%s", q->errmsg);
+}
+
+/* Hands the current batch to the workers and takes a free one. */
+static int upload_submit(struct upload_queue *q)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&q->mu);
+	if (q->err) {
+		rc = upload_failed(q);
+		goto out;
+	}
+	q->cur->next = NULL;
+	if (q->pending_tail)
+		q->pending_tail->next = q->cur;
+	else
+		q->pending = q->cur;
+	q->pending_tail = q->cur;
+	q->busy++;
+	q->cur = NULL;
+	pthread_cond_signal(&q->work_cv);
+	while (!q->free_list && !q->err)
+		pthread_cond_wait(&q->done_cv, &q->mu);
+	if (q->err) {
+		rc = upload_failed(q);
+		goto out;
+	}
+	q->cur = q->free_list;
+	q->free_list = q->cur->next;
+out:
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+static void upload_worker_release(struct upload_worker *w)
+{
+	client_free(w->client);
+	ZSTD_freeCCtx(w->cctx);
+	dd_buf_release(&w->query);
+	dd_buf_release(&w->bitmap);
+	dd_buf_release(&w->reply);
+	dd_buf_release(&w->stored);
+	dd_buf_release(&w->bundle);
+}
+
+static int upload_worker_init(struct upload_worker *w, struct upload_queue *q,
+			      const struct settings *s)
+{
+	int rc;
+
+	w->q = q;
+	dd_buf_init(&w->query, 0);
+	dd_buf_init(&w->bitmap, DD_MAX_IDS_PER_QUERY / 8);
+	dd_buf_init(&w->reply, 1024 * 1024);
+	dd_buf_init(&w->stored, 0);
+	dd_buf_init(&w->bundle, 0);
+	if ((rc = client_new(&w->client, s)) < 0)
+		return rc;
+	if (!(w->cctx = ZSTD_createCCtx()))
+		return dd_error_set(-ENOMEM, "out of memory");
+	/* Reserve once so the big buffers never move or double past need. */
+	if ((rc = dd_buf_reserve(&w->bundle, q->lim.bundle_bytes)) < 0 ||
+	    (rc = dd_buf_reserve(&w->query, q->lim.batch_ids * DD_ID_LEN)) < 0)
+		return dd_error_set(rc, "out of memory");
+	return 0;
+}
+
+int upload_queue_new(struct upload_queue **out, const struct settings *s,
+		     const struct upload_limits *lim)
+{
+	struct upload_queue *q;
+	int rc = -ENOMEM;
+
+	assert(lim->batch_ids > 0 && lim->batch_ids <= DD_MAX_IDS_PER_QUERY);
+	assert(lim->workers > 0);
+	/* A bundle must hold the largest chunk, stored raw. */
+	assert(lim->bundle_bytes >= DD_BUNDLE_HEADER_LEN +
+	       DD_BUNDLE_RECORD_HEADER_LEN + DD_CHUNK_SIZE_LIMIT);
+	*out = NULL;
+	if (!(q = calloc(1, sizeof(*q))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	q->lim = *lim;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->work_cv, NULL);
+	pthread_cond_init(&q->done_cv, NULL);
+	q->nbatches = lim->workers + 1;
+	q->nworkers = lim->workers;
+	if ((rc = idset_new(&q->seen)) < 0)
+		goto fail;
+	rc = -ENOMEM;
+	if (!(q->batches = calloc(q->nbatches, sizeof(*q->batches))) ||
+	    !(q->workers = calloc(q->nworkers, sizeof(*q->workers))))
+		goto fail_nomem;
+	for (size_t i = 0; i < q->nbatches; i++) {
+		struct upload_batch *b = &q->batches[i];
+
+		dd_buf_init(&b->plain, 0);
+		if (!(b->items = calloc(lim->batch_ids, sizeof(*b->items))) ||
+		    dd_buf_reserve(&b->plain, lim->batch_bytes +
+				   DD_CHUNK_SIZE_LIMIT) < 0)
+			goto fail_nomem;
+		if (i == 0) {
+			q->cur = b;
+		} else {
+			b->next = q->free_list;
+			q->free_list = b;
+		}
+	}
+	for (size_t i = 0; i < q->nworkers; i++)
+		if ((rc = upload_worker_init(&q->workers[i], q, s)) < 0)
+			goto fail;
+	for (size_t i = 0; i < q->nworkers; i++) {
+		if ((rc = pthread_create(&q->workers[i].thread, NULL,
+					 upload_worker_main, &q->workers[i]))) {
+			rc = dd_error_set(-rc, "cannot start upload thread: %s",
+					  strerror(rc));
+			goto fail;
+		}
+		q->workers[i].started = true;
+	}
+	*out = q;
+	return 0;
+fail_nomem:
+	rc = dd_error_set(-ENOMEM, "out of memory");
+fail:
+	upload_queue_free(q);
+	return rc;
+}
+
+void upload_queue_free(struct upload_queue *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->stop = true;
+	pthread_cond_broadcast(&q->work_cv);
+	pthread_mutex_unlock(&q->mu);
+	for (size_t i = 0; q->workers && i < q->nworkers; i++) {
+		if (q->workers[i].started)
+			pthread_join(q->workers[i].thread, NULL);
+		upload_worker_release(&q->workers[i]);
+	}
+	for (size_t i = 0; q->batches && i < q->nbatches; i++) {
+		dd_buf_release(&q->batches[i].plain);
+		free(q->batches[i].items);
+	}
+	free(q->workers);
+	free(q->batches);
+	idset_free(q->seen);
+	pthread_cond_destroy(&q->work_cv);
+	pthread_cond_destroy(&q->done_cv);
+	pthread_mutex_destroy(&q->mu);
+	free(q);
+}
+
+int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
+		     const void *data, size_t len)
+{
+	struct upload_batch *b = q->cur;
+	struct upload_item *it;
+	int rc;
+
+	assert(len > 0 && len <= DD_CHUNK_SIZE_LIMIT);
+	if (!b) {    /* a submit failed earlier */
+		pthread_mutex_lock(&q->mu);
+		rc = upload_failed(q);
+		pthread_mutex_unlock(&q->mu);
+		return rc;
+	}
+	rc = idset_insert(q->seen, id, 0, NULL);
+	if (rc < 0)
+		return rc;
+	if (rc == 0) {
+		q->chunks_repeat++;
+		return 0;
+	}
+	if ((rc = dd_buf_append(&b->plain, data, len)) < 0)
+		return dd_error_set(rc, "out of memory");
+	it = &b->items[b->nitems++];
+	it->id = *id;
+	it->off = b->plain.len - len;
+	it->len = (uint32_t)len;
+	if (b->nitems >= q->lim.batch_ids || b->plain.len >= q->lim.batch_bytes)
+		return upload_submit(q);
+	return 0;
+}
+
+int upload_queue_flush(struct upload_queue *q)
+{
+	int rc;
+
+	if (q->cur && q->cur->nitems > 0 && (rc = upload_submit(q)) < 0)
+		return rc;
+	pthread_mutex_lock(&q->mu);
+	while (q->busy > 0)
+		pthread_cond_wait(&q->done_cv, &q->mu);
+	rc = q->err ? upload_failed(q) : 0;
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+void upload_queue_stats(struct upload_queue *q, struct upload_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&q->mu);
+	for (size_t i = 0; i < q->nworkers; i++)
+		upload_stats_add(out, &q->workers[i].stats);
+	pthread_mutex_unlock(&q->mu);
+	out->chunks_repeat = q->chunks_repeat;
+}

@@ -1,0 +1,67 @@
+/*
+ * upload.h - the queue that gets chunks to the server. The backup hands it
+ * every chunk it cuts (id + plain bytes); the queue
+ *
+ *   1. drops a chunk whose id it already saw in this run (queued, sent, or
+ *      known present), so a repeated chunk is neither asked about nor sent
+ *      twice;
+ *   2. batches the rest (up to `batch_bytes` of plain data or `batch_ids`
+ *      ids) and asks POST /chunks/missing which the server lacks;
+ *   3. compresses only the missing ones (zstd) and sends them in bundles of
+ *      at most `bundle_bytes` via POST /chunks.
+ *
+ * Steps 2 and 3 run on `workers` threads, each with its own connection, so
+ * reading and hashing, compression, and the server's work overlap. The
+ * caller's thread only fills batches; it blocks when every batch is in
+ * flight, which bounds memory at about (workers + 1) batches and `workers`
+ * bundles.
+ *
+ * A chunk counts as stored once upload_queue_flush() has returned 0; the
+ * caller flushes before it names chunks in a snapshot. The first failure
+ * of any worker stops the queue: later calls return it, with its message.
+ * add, flush and stats are for one caller thread.
+ */
+#ifndef DD_AGENT_UPLOAD_H
+#define DD_AGENT_UPLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hash.h"
+#include "settings.h"
+
+struct upload_queue;
+
+struct upload_limits {
+	size_t batch_bytes;    /* plain bytes in one batch */
+	size_t batch_ids;      /* ids per /chunks/missing query */
+	size_t bundle_bytes;   /* body of one POST /chunks */
+	size_t workers;        /* upload threads, >= 1 */
+	int level;             /* zstd level */
+};
+
+struct upload_stats {
+	uint64_t chunks_new;   /* chunks uploaded */
+	uint64_t bytes_new;    /* their plain bytes */
+	uint64_t bytes_sent;   /* their stored (compressed) bytes */
+	uint64_t chunks_known; /* chunks the server already had */
+	uint64_t chunks_repeat;/* chunks repeated within this run */
+	uint64_t requests;     /* HTTP requests made */
+};
+
+/* Starts the workers, each with its own client made from `s`. */
+int upload_queue_new(struct upload_queue **out, const struct settings *s,
+		     const struct upload_limits *lim);
+/* Stops the workers (dropping what was not flushed) and frees the queue. */
+void upload_queue_free(struct upload_queue *q);
+
+/* Queues one chunk (the bytes are copied). May wait for a free batch. */
+int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
+		     const void *data, size_t len);
+/* Returns once everything queued is acknowledged by the server. */
+int upload_queue_flush(struct upload_queue *q);
+
+/* Totals so far (exact after a successful flush). */
+void upload_queue_stats(struct upload_queue *q, struct upload_stats *out);
+
+#endif

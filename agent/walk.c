@@ -1,0 +1,410 @@
+/*
+ * walk.c - depth-first tree walk for backup.
+ */
+#define _GNU_SOURCE     /* O_NOATIME */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "util.h"
+#include "agent.h"
+#include "walk.h"
+
+struct walker {
+	const struct walk_ops *ops;
+	void *payload;
+	struct walk_stats *stats;
+	char *path;          /* the catalog path of the current entry */
+	size_t len;
+	size_t alloc;
+};
+
+int walk_normalize(char **out, const char *arg)
+{
+	char *cwd = NULL, *src = NULL, *res = NULL;
+	size_t srclen, n = 0;
+	int rc = 0;
+
+	*out = NULL;
+	if (!*arg)
+		return dd_error_set(-EINVAL, "empty path");
+	if (arg[0] == '/') {
+		src = strdup(arg);
+	} else {
+		if (!(cwd = getcwd(NULL, 0)))
+			return dd_error_set(-errno,
+					    "cannot get the working directory: %s",
+					    strerror(errno));
+		srclen = strlen(cwd) + strlen(arg) + 2;
+		if ((src = malloc(srclen)))
+			snprintf(src, srclen, "%s/%s", cwd, arg);
+	}
+	if (!src || !(res = malloc(strlen(src) + 2))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+
+	/* res holds "/a/b" without a trailing slash; n is its length. */
+	for (char *p = src; *p;) {
+		char *comp = p;
+		size_t clen;
+
+		while (*p && *p != '/')
+			p++;
+		clen = (size_t)(p - comp);
+		while (*p == '/')
+			p++;
+		if (clen == 0 || (clen == 1 && comp[0] == '.'))
+			continue;
+		if (clen == 2 && comp[0] == '.' && comp[1] == '.') {
+			while (n > 0 && res[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;     /* the slash before the component */
+			continue;
+		}
+		res[n++] = '/';
+		memcpy(res + n, comp, clen);
+		n += clen;
+	}
+	if (n == 0)
+		res[n++] = '/';
+	res[n] = '\0';
+	*out = res;
+	res = NULL;
+cleanup:
+	free(res);
+	free(src);
+	free(cwd);
+	return rc;
+}
+
+static int walk_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether `inner` equals `outer` or lies below it. */
+static bool walk_covers(const char *outer, const char *inner)
+{
+	size_t n = strlen(outer);
+
+	if (strcmp(outer, "/") == 0)
+		return true;
+	return strncmp(outer, inner, n) == 0 &&
+	       (inner[n] == '\0' || inner[n] == '/');
+}
+
+size_t walk_roots_prune(char **roots, size_t n)
+{
+	size_t kept = 0;
+
+	qsort(roots, n, sizeof(*roots), walk_cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		bool covered = false;
+
+		for (size_t k = 0; k < kept && !covered; k++)
+			covered = walk_covers(roots[k], roots[i]);
+		if (covered)
+			free(roots[i]);
+		else
+			roots[kept++] = roots[i];
+	}
+	return kept;
+}
+
+/* Appends "/name" (or "name" at the top) to the current path. */
+static int walk_push(struct walker *w, const char *name, size_t *saved)
+{
+	size_t nlen = strlen(name);
+	size_t need = w->len + 1 + nlen + 1;
+
+	*saved = w->len;
+	if (need > w->alloc) {
+		size_t a = w->alloc ? w->alloc : 256;
+		char *p;
+
+		while (a < need)
+			a *= 2;
+		if (!(p = realloc(w->path, a)))
+			return dd_error_set(-ENOMEM, "out of memory");
+		w->path = p;
+		w->alloc = a;
+	}
+	if (w->len > 0)
+		w->path[w->len++] = '/';
+	memcpy(w->path + w->len, name, nlen + 1);
+	w->len += nlen;
+	return 0;
+}
+
+static void walk_pop(struct walker *w, size_t saved)
+{
+	w->len = saved;
+	w->path[saved] = '\0';
+}
+
+static void walk_skip(struct walker *w, const char *what, int err)
+{
+	agent_warn("cannot %s '/%s': %s; skipped", what, w->path,
+		   strerror(err));
+	w->stats->skipped_error++;
+}
+
+static int walk_entry(struct walker *w, int dirfd, const char *name);
+
+static int walk_file(struct walker *w, int dirfd, const char *name,
+		     const struct stat *lst)
+{
+	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	struct stat st;
+	int fd, rc;
+
+	fd = openat(dirfd, name, flags | O_NOATIME);
+	if (fd < 0 && errno == EPERM)    /* O_NOATIME needs ownership */
+		fd = openat(dirfd, name, flags);
+	if (fd < 0) {
+		walk_skip(w, "open", errno);
+		return 0;
+	}
+	if (fstat(fd, &st) < 0) {
+		walk_skip(w, "stat", errno);
+		close(fd);
+		return 0;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino ||
+	    st.st_dev != lst->st_dev) {
+		agent_warn("'/%s' changed while being read; skipped", w->path);
+		w->stats->skipped_error++;
+		close(fd);
+		return 0;
+	}
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	rc = w->ops->file(w->payload, w->path, w->len, fd, &st);
+	close(fd);
+	return rc;
+}
+
+static int walk_symlink(struct walker *w, int dirfd, const char *name,
+			const struct stat *st)
+{
+	size_t size = st->st_size > 0 && st->st_size < DD_CATALOG_LINK_MAX ?
+		(size_t)st->st_size + 1 : 256;
+	char *buf = NULL;
+	ssize_t n;
+	int rc;
+
+	for (;;) {
+		char *p = realloc(buf, size);
+
+		if (!p) {
+			free(buf);
+			return dd_error_set(-ENOMEM, "out of memory");
+		}
+		buf = p;
+		n = readlinkat(dirfd, name, buf, size);
+		if (n < 0) {
+			walk_skip(w, "read symlink", errno);
+			free(buf);
+			return 0;
+		}
+		if ((size_t)n < size)
+			break;
+		if (size > DD_CATALOG_LINK_MAX) {
+			walk_skip(w, "record symlink", ENAMETOOLONG);
+			free(buf);
+			return 0;
+		}
+		size *= 2;
+	}
+	buf[n] = '\0';
+	rc = w->ops->symlink(w->payload, w->path, w->len, st, buf, (size_t)n);
+	free(buf);
+	return rc;
+}
+
+static int walk_dir_children(struct walker *w, int dfd)
+{
+	char **names = NULL;
+	size_t n = 0, alloc = 0;
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (!(d = fdopendir(dfd))) {
+		walk_skip(w, "list directory", errno);
+		close(dfd);
+		return 0;
+	}
+	for (;;) {
+		errno = 0;
+		if (!(de = readdir(d))) {
+			if (errno) {
+				walk_skip(w, "list directory", errno);
+				goto cleanup;
+			}
+			break;
+		}
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == alloc) {
+			size_t a = alloc ? alloc * 2 : 64;
+			char **p = realloc(names, a * sizeof(*names));
+
+			if (!p) {
+				rc = dd_error_set(-ENOMEM, "out of memory");
+				goto cleanup;
+			}
+			names = p;
+			alloc = a;
+		}
+		if (!(names[n] = strdup(de->d_name))) {
+			rc = dd_error_set(-ENOMEM, "out of memory");
+			goto cleanup;
+		}
+		n++;
+	}
+	if (n > 1)
+		qsort(names, n, sizeof(*names), walk_cmp_str);
+	for (size_t i = 0; i < n && rc >= 0; i++)
+		rc = walk_entry(w, dirfd(d), names[i]);
+cleanup:
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(d);
+	return rc;
+}
+
+static int walk_dir(struct walker *w, int dirfd, const char *name,
+		    const struct stat *lst)
+{
+	struct stat st = *lst;
+	int dfd, open_err, rc;
+
+	dfd = openat(dirfd, name,
+		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	open_err = errno;
+	if (dfd >= 0 && fstat(dfd, &st) < 0)
+		st = *lst;
+	/* The directory is recorded even when its contents cannot be read,
+	 * so a restore recreates it with its owner, mode and times. */
+	if ((rc = w->ops->dir(w->payload, w->path, w->len, &st)) < 0) {
+		if (dfd >= 0)
+			close(dfd);
+		return rc;
+	}
+	if (dfd < 0) {
+		agent_warn("cannot open directory '/%s': %s; its contents are skipped",
+			   w->path, strerror(open_err));
+		w->stats->skipped_error++;
+		return 0;
+	}
+	return walk_dir_children(w, dfd);
+}
+
+static int walk_entry(struct walker *w, int dirfd, const char *name)
+{
+	struct stat st;
+	size_t saved;
+	int rc;
+
+	if ((rc = walk_push(w, name, &saved)) < 0)
+		return rc;
+	if (w->len > DD_CATALOG_PATH_MAX) {
+		walk_skip(w, "record", ENAMETOOLONG);
+		goto done;
+	}
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		walk_skip(w, "stat", errno);
+		goto done;
+	}
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG:
+		rc = walk_file(w, dirfd, name, &st);
+		break;
+	case S_IFDIR:
+		rc = walk_dir(w, dirfd, name, &st);
+		break;
+	case S_IFLNK:
+		rc = walk_symlink(w, dirfd, name, &st);
+		break;
+	default:
+		agent_warn("'/%s' is a %s; skipped", w->path,
+			   S_ISFIFO(st.st_mode) ? "fifo" :
+			   S_ISSOCK(st.st_mode) ? "socket" :
+			   S_ISCHR(st.st_mode) ? "character device" :
+			   S_ISBLK(st.st_mode) ? "block device" :
+			   "file of unknown type");
+		w->stats->skipped_type++;
+		break;
+	}
+done:
+	walk_pop(w, saved);
+	return rc;
+}
+
+int walk_root(const char *root, const struct walk_ops *ops, void *payload,
+	      struct walk_stats *stats)
+{
+	struct walker w = { .ops = ops, .payload = payload, .stats = stats };
+	const char *slash = strrchr(root, '/');
+	char *parent = NULL;
+	struct stat st;
+	int pfd = -1, rc;
+
+	if (root[0] != '/' || !slash)
+		return dd_error_set(-EINVAL, "path '%s' is not absolute", root);
+
+	if (strcmp(root, "/") == 0) {
+		/* The root directory has no catalog path of its own: record
+		 * its children ("bin", "etc", ...). */
+		pfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pfd < 0)
+			return dd_error_set(-errno, "cannot open '/': %s",
+					    strerror(errno));
+		if (!(w.path = calloc(1, 256))) {
+			close(pfd);
+			return dd_error_set(-ENOMEM, "out of memory");
+		}
+		w.alloc = 256;
+		rc = walk_dir_children(&w, pfd);   /* closes pfd */
+		free(w.path);
+		return rc;
+	}
+
+	if (!(parent = strndup(root, slash == root ? 1 : (size_t)(slash - root))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	/* The walk's paths start with the parent's, without its '/'. */
+	w.len = strlen(parent + 1);
+	w.alloc = w.len + 256;
+	if (!(w.path = malloc(w.alloc))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	memcpy(w.path, parent + 1, w.len + 1);
+	pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (pfd < 0) {
+		rc = dd_error_set(-errno, "cannot open '%s': %s", parent,
+				  strerror(errno));
+		goto cleanup;
+	}
+	if (fstatat(pfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = dd_error_set(-errno, "cannot stat '%s': %s", root,
+				  strerror(errno));
+		goto cleanup;
+	}
+	rc = walk_entry(&w, pfd, slash + 1);
+cleanup:
+	if (pfd >= 0)
+		close(pfd);
+	free(parent);
+	free(w.path);
+	return rc;
+}
