@@ -124,16 +124,29 @@ prand() {
 	head -c "$2" /dev/zero | openssl enc -aes-128-ctr -K "$key" -iv 00000000000000000000000000000000 -nosalt 2>/dev/null
 }
 
-# tree_manifest DIR: one line per entry: path, type, mode, mtime, size,
-# link target, content hash. Two trees with equal manifests are the same.
+# tree_manifest DIR: one line per entry: path, type, mode, mtime (ns),
+# size, link target, content hash. Two trees with equal manifests are the
+# same tree, metadata included.
 tree_manifest() {
-	(cd "$1" && find . -printf '%P\t%y\t%m\t%T@\t%s\t%l\n' | LC_ALL=C sort |
-	while IFS=$'\t' read -r p y m t s l; do
-		h=-
-		if [ "$y" = f ]; then h=$(sha256sum < "$p" | cut -c1-16); fi
-		[ "$y" = d ] && s=-
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$y" "$m" "$t" "$s" "$l" "$h"
-	done)
+	python3 - "$1" <<'PY'
+import hashlib, os, stat, sys
+top = sys.argv[1]
+out = []
+for root, dirs, files in os.walk(top):
+    for name in dirs + files:
+        p = os.path.join(root, name)
+        st = os.lstat(p)
+        rel = os.path.relpath(p, top)
+        link = os.readlink(p) if stat.S_ISLNK(st.st_mode) else "-"
+        size = st.st_size if not stat.S_ISDIR(st.st_mode) else "-"
+        h = "-"
+        if stat.S_ISREG(st.st_mode):
+            with open(p, "rb") as f:
+                h = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        out.append("%r\t%o\t%d\t%s\t%r\t%s" % (rel, st.st_mode, st.st_mtime_ns, size, link, h))
+for line in sorted(out):
+    print(line)
+PY
 }
 
 # make_mixed_tree DIR [big_mb]: text, binary, random, empty files, a big
