@@ -32,6 +32,7 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "parent.h"
 #include "repo_config.h"
 #include "upload.h"
 #include "walk.h"
@@ -47,11 +48,16 @@
 #define BACKUP_ZSTD_LEVEL 3
 /* Read this much at a time beyond the max_size window. */
 #define BACKUP_READ_BLOCK (8u * 1024 * 1024)
+/* Parent catalog chunks fetched per request. */
+#define BACKUP_PARENT_FETCH 16u
 
 struct backup {
 	struct client *client;
 	struct upload_queue *uq;
 	struct dd_chunker chunker;
+	char host[HOST_NAME_MAX + 1];
+	struct parent *parent;         /* NULL: read every file */
+	json_t *parent_manifest;
 
 	uint8_t *rbuf;                 /* file read window */
 	size_t rcap;
@@ -221,6 +227,32 @@ static int backup_file(void *payload, const char *path, size_t path_len,
 	return 0;
 }
 
+/* A file the parent snapshot has with the same size, times, inode and
+ * mode: record the parent's chunk list without opening the file. */
+static int backup_file_known(void *payload, const char *path, size_t path_len,
+			     const struct stat *st)
+{
+	struct backup *b = payload;
+	const struct dd_chunk_ref *chunks;
+	uint64_t nchunks;
+	struct dd_entry e;
+	int rc;
+
+	if (!b->parent ||
+	    parent_match(b->parent, path, path_len, st, &chunks, &nchunks) <= 0)
+		return 0;
+	backup_entry_from_stat(&e, DD_ENTRY_FILE, path, path_len, st);
+	e.size = (uint64_t)st->st_size;
+	e.nchunks = nchunks;
+	e.chunks = chunks;
+	if ((rc = backup_catalog_add(b, &e)) < 0)
+		return rc;
+	b->files++;
+	b->bytes_total += e.size;
+	b->chunks_total += nchunks;
+	return 1;
+}
+
 static int backup_dir(void *payload, const char *path, size_t path_len,
 		      const struct stat *st)
 {
@@ -253,6 +285,7 @@ static int backup_symlink(void *payload, const char *path, size_t path_len,
 }
 
 static const struct walk_ops backup_walk_ops = {
+	.file_known = backup_file_known,
 	.file = backup_file,
 	.dir = backup_dir,
 	.symlink = backup_symlink,
@@ -263,10 +296,26 @@ static const struct walk_ops backup_walk_ops = {
 static void backup_release(struct backup *b)
 {
 	upload_queue_free(b->uq);
+	parent_free(b->parent);
+	json_decref(b->parent_manifest);
 	free(b->rbuf);
 	free(b->refs);
 	free(b->cat_ids);
 	dd_buf_release(&b->cat);
+}
+
+/* Finds the parent snapshot (same host, same paths) and opens its
+ * catalog. Without one, every file is read. */
+static int backup_find_parent(struct backup *b, char *const *roots,
+			      size_t nroots)
+{
+	int rc = parent_find(&b->parent_manifest, b->client, b->host, roots,
+			     nroots);
+
+	if (rc < 0 || !b->parent_manifest)
+		return rc;
+	return parent_open(&b->parent, b->client, b->parent_manifest,
+			   BACKUP_PARENT_FETCH);
 }
 
 static int backup_setup(struct backup *b, struct client *c,
@@ -296,6 +345,8 @@ static int backup_setup(struct backup *b, struct client *c,
 		lim.batch_bytes = BACKUP_BATCH_BYTES;
 
 	b->client = c;
+	if (gethostname(b->host, sizeof(b->host) - 1) < 0)
+		snprintf(b->host, sizeof(b->host), "unknown");
 	dd_buf_init(&b->cat, 0);
 	if ((rc = repo_config_fetch(&cfg, c)) < 0)
 		return rc;
@@ -328,14 +379,14 @@ static int backup_create_snapshot(struct backup *b, char **roots,
 				  json_t **manifest)
 {
 	struct upload_stats us;
-	char host[HOST_NAME_MAX + 1] = "";
 	json_t *paths = json_array(), *cat = json_array(), *req = NULL;
+	json_t *parent = json_null();
 	int rc = -ENOMEM;
 
 	if (!paths || !cat)
 		goto cleanup;
-	if (gethostname(host, sizeof(host) - 1) < 0)
-		snprintf(host, sizeof(host), "unknown");
+	if (b->parent_manifest)
+		parent = json_object_get(b->parent_manifest, "id");
 	for (size_t i = 0; i < nroots; i++)
 		if (json_array_append_new(paths, json_string(roots[i])) < 0)
 			goto cleanup;
@@ -347,9 +398,9 @@ static int backup_create_snapshot(struct backup *b, char **roots,
 			goto cleanup;
 	}
 	upload_queue_stats(b->uq, &us);
-	req = json_pack("{s:s, s:O, s:O, s:I, s:n, s:I, s:I, s:I}",
-			"host", host, "paths", paths, "catalog", cat,
-			"time_start", (json_int_t)time_start, "parent",
+	req = json_pack("{s:s, s:O, s:O, s:I, s:O, s:I, s:I, s:I}",
+			"host", b->host, "paths", paths, "catalog", cat,
+			"time_start", (json_int_t)time_start, "parent", parent,
 			"bytes_new", (json_int_t)us.bytes_new,
 			"chunks_new", (json_int_t)us.chunks_new,
 			"bytes_sent", (json_int_t)us.bytes_sent);
@@ -386,9 +437,10 @@ static int backup_print(struct backup *b, const json_t *manifest,
 		return 0;
 	}
 	upload_queue_stats(b->uq, &us);
-	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
 			"snapshot_id", id,
 			"files", (json_int_t)b->files,
+			"files_unchanged", (json_int_t)parent_matched(b->parent),
 			"bytes_total", (json_int_t)b->bytes_total,
 			"bytes_new", (json_int_t)us.bytes_new,
 			"bytes_sent", (json_int_t)us.bytes_sent,
@@ -408,6 +460,7 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "force-read", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -417,7 +470,7 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 	json_t *manifest = NULL, *probe;
 	char **roots = NULL;
 	size_t nroots = 0;
-	bool as_json = false;
+	bool as_json = false, force_read = false;
 	double t0 = dd_monotonic();
 	int64_t time_start = dd_now();
 	int opt, rc;
@@ -427,6 +480,9 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 		switch (opt) {
 		case 'j':
 			as_json = true;
+			break;
+		case 'F':
+			force_read = true;
 			break;
 		case 'h':
 			return agent_usage_help(self);
@@ -464,7 +520,8 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 
 	if ((rc = settings_load(&s, &g->src)) < 0 ||
 	    (rc = client_new(&c, &s)) < 0 ||
-	    (rc = backup_setup(&b, c, &s)) < 0)
+	    (rc = backup_setup(&b, c, &s)) < 0 ||
+	    (!force_read && (rc = backup_find_parent(&b, roots, nroots)) < 0))
 		goto cleanup;
 	for (size_t i = 0; i < nroots; i++)
 		if ((rc = walk_root(roots[i], &backup_walk_ops, &b, &b.ws)) < 0)

@@ -39,6 +39,7 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "catstream.h"
 #include "fetch.h"
 #include "idset.h"
 #include "repo_config.h"
@@ -50,57 +51,6 @@
 #define RESTORE_QUEUE_LEN 4096u
 /* Catalog chunks fetched at a time, at most. */
 #define RESTORE_CATALOG_IDS 64u
-
-/* ---- the catalog, fetched chunk by chunk as the reader asks ---- */
-
-struct cat_stream {
-	struct client *client;
-	struct dd_id *ids;
-	size_t n, next;
-	size_t per_fetch;
-	struct fetch_batch fb;
-	size_t fb_pos;
-	struct dd_buf plain;
-	size_t off;
-	void *dctx;
-	char err[512];       /* our reason, if the reader failed on our read */
-};
-
-static ssize_t cat_stream_read(void *payload, void *buf, size_t len)
-{
-	struct cat_stream *s = payload;
-	size_t n;
-	int rc;
-
-	while (s->off == s->plain.len) {
-		if (s->fb_pos == s->fb.nrecs) {
-			size_t k = s->n - s->next;
-
-			if (k == 0)
-				return 0;
-			if (k > s->per_fetch)
-				k = s->per_fetch;
-			rc = fetch_batch_get(&s->fb, s->client, s->ids + s->next, k);
-			if (rc < 0)
-				goto fail;
-			s->next += k;
-			s->fb_pos = 0;
-		}
-		rc = fetch_batch_chunk(&s->fb, s->fb_pos++, 0, &s->plain, s->dctx);
-		if (rc < 0)
-			goto fail;
-		s->off = 0;
-	}
-	n = s->plain.len - s->off;
-	if (n > len)
-		n = len;
-	memcpy(buf, s->plain.data + s->off, n);
-	s->off += n;
-	return (ssize_t)n;
-fail:
-	snprintf(s->err, sizeof(s->err), "%s", dd_error_last());
-	return rc;
-}
 
 /* ---- restore state ---- */
 
@@ -136,8 +86,7 @@ struct restore {
 	bool quiet;
 	size_t batch_bytes, batch_ids;
 
-	struct cat_stream cs;
-	struct dd_catalog_reader *cr;
+	struct catstream *cs;
 	bool cat_eof;
 
 	/* entries read but not yet written; entry number `abs` (counted
@@ -213,12 +162,9 @@ static int restore_read_entry(struct restore *r)
 	assert(r->qcount < RESTORE_QUEUE_LEN);
 	if (r->cat_eof)
 		return 0;
-	rc = dd_catalog_next(r->cr, &e);
-	if (rc < 0) {
-		if (r->cs.err[0])
-			return dd_error_set(rc, "%s", r->cs.err);
-		return agent_error_wrap(rc, "the snapshot's catalog is corrupt");
-	}
+	rc = catstream_next(r->cs, &e);
+	if (rc < 0)
+		return rc;
 	if (rc == 0) {
 		r->cat_eof = true;
 		return 0;
@@ -594,27 +540,6 @@ static int restore_entry(struct restore *r, const struct rentry *re)
 
 /* ---- setup ---- */
 
-static int restore_catalog_ids(struct cat_stream *cs, const json_t *manifest)
-{
-	json_t *cat = json_object_get(manifest, "catalog"), *v;
-	size_t i;
-
-	if (!json_is_array(cat) || json_array_size(cat) == 0 ||
-	    json_array_size(cat) > DD_MAX_CATALOG_CHUNKS)
-		return dd_error_set(-EBADMSG, "the manifest has no valid catalog list");
-	if (!(cs->ids = calloc(json_array_size(cat), sizeof(*cs->ids))))
-		return dd_error_set(-ENOMEM, "out of memory");
-	json_array_foreach(cat, i, v) {
-		const char *hex = json_string_value(v);
-
-		if (!hex || dd_id_from_hex(&cs->ids[i], hex) < 0)
-			return dd_error_set(-EBADMSG,
-					    "the manifest's catalog list has a bad id");
-	}
-	cs->n = json_array_size(cat);
-	return 0;
-}
-
 /* Creates the target if missing and makes it the working directory, so
  * every path handed to libarchive is relative to it. */
 static int restore_enter_target(const char *target)
@@ -645,15 +570,13 @@ static int restore_setup(struct restore *r, struct client *c,
 		ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
 		ARCHIVE_EXTRACT_UNLINK;
 	struct repo_config cfg;
+	size_t per_fetch;
 	int rc;
 
 	r->client = c;
-	r->cs.client = c;
 	fetch_batch_init(&r->batches[0].fb);
 	fetch_batch_init(&r->batches[1].fb);
-	fetch_batch_init(&r->cs.fb);
 	dd_buf_init(&r->plain, 0);
-	dd_buf_init(&r->cs.plain, 0);
 
 	if ((rc = repo_config_fetch(&cfg, c)) < 0)
 		return rc;
@@ -663,21 +586,16 @@ static int restore_setup(struct restore *r, struct client *c,
 	r->batch_ids = RESTORE_BATCH_IDS;
 	if (cfg.max_ids_per_query && r->batch_ids > cfg.max_ids_per_query)
 		r->batch_ids = cfg.max_ids_per_query;
-	r->cs.per_fetch = r->batch_bytes / cfg.chunker.max_size;
-	if (r->cs.per_fetch == 0)
-		r->cs.per_fetch = 1;
-	if (r->cs.per_fetch > RESTORE_CATALOG_IDS)
-		r->cs.per_fetch = RESTORE_CATALOG_IDS;
+	per_fetch = r->batch_bytes / cfg.chunker.max_size;
+	if (per_fetch > RESTORE_CATALOG_IDS)
+		per_fetch = RESTORE_CATALOG_IDS;
 
-	if ((rc = restore_catalog_ids(&r->cs, manifest)) < 0 ||
+	if ((rc = catstream_new(&r->cs, c, manifest, per_fetch)) < 0 ||
 	    (rc = idset_new(&r->uniq)) < 0 ||
 	    (rc = fetcher_new(&r->fetcher, s)) < 0)
 		return rc;
 	if (!(r->dctx = ZSTD_createDCtx()))
 		return dd_error_set(-ENOMEM, "out of memory");
-	r->cs.dctx = r->dctx;
-	if ((rc = dd_catalog_reader_new(&r->cr, cat_stream_read, &r->cs)) < 0)
-		return agent_error_wrap(rc, "cannot read the catalog");
 
 	if (geteuid() == 0)
 		flags |= ARCHIVE_EXTRACT_OWNER;
@@ -701,16 +619,13 @@ static void restore_release(struct restore *r)
 	if (r->aw)
 		archive_write_free(r->aw);
 	archive_entry_free(r->ae);
-	dd_catalog_reader_free(r->cr);
+	catstream_free(r->cs);
 	for (size_t i = 0; i < DD_ARRAY_SIZE(r->batches); i++) {
 		fetch_batch_release(&r->batches[i].fb);
 		free(r->batches[i].uids);
 		free(r->batches[i].refs);
 	}
-	fetch_batch_release(&r->cs.fb);
 	dd_buf_release(&r->plain);
-	dd_buf_release(&r->cs.plain);
-	free(r->cs.ids);
 	ZSTD_freeDCtx(r->dctx);
 	idset_free(r->uniq);
 	free(r->parent_ok);

@@ -18,7 +18,7 @@
 #include "client.h"
 #include "snapshots.h"
 
-static int snapshots_list(json_t **out, struct client *c)
+int snapshots_list(json_t **out, struct client *c)
 {
 	int rc = client_get_json(c, DD_API_PREFIX "/snapshots", out);
 

@@ -19,4 +19,8 @@ struct client;
  */
 int snapshots_resolve(json_t **out, struct client *c, const char *spec);
 
+/* The snapshots the token can see, oldest first: a JSON array of
+ * manifests (the caller owns *out). */
+int snapshots_list(json_t **out, struct client *c);
+
 #endif

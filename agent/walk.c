@@ -90,6 +90,13 @@ static int walk_cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int walk_cmp_path(const void *a, const void *b)
+{
+	const char *pa = *(char *const *)a, *pb = *(char *const *)b;
+
+	return dd_catalog_path_cmp(pa, strlen(pa), pb, strlen(pb));
+}
+
 /* Whether `inner` equals `outer` or lies below it. */
 static bool walk_covers(const char *outer, const char *inner)
 {
@@ -105,7 +112,7 @@ size_t walk_roots_prune(char **roots, size_t n)
 {
 	size_t kept = 0;
 
-	qsort(roots, n, sizeof(*roots), walk_cmp_str);
+	qsort(roots, n, sizeof(*roots), walk_cmp_path);
 	for (size_t i = 0; i < n; i++) {
 		bool covered = false;
 
@@ -166,6 +173,11 @@ static int walk_file(struct walker *w, int dirfd, const char *name,
 	struct stat st;
 	int fd, rc;
 
+	if (w->ops->file_known) {
+		rc = w->ops->file_known(w->payload, w->path, w->len, lst);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
 	fd = openat(dirfd, name, flags | O_NOATIME);
 	if (fd < 0 && errno == EPERM)    /* O_NOATIME needs ownership */
 		fd = openat(dirfd, name, flags);

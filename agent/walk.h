@@ -16,6 +16,12 @@
 #include <sys/stat.h>
 
 struct walk_ops {
+	/* Optional, called for a regular file before it is opened, with its
+	 * lstat: return 1 if the callback recorded the file itself (it is
+	 * then neither opened nor read), 0 to have it opened and passed to
+	 * `file`, negative to stop the walk. */
+	int (*file_known)(void *payload, const char *path, size_t path_len,
+			  const struct stat *st);
 	/* A regular file, open read-only at `fd` (the walker closes it);
 	 * `st` is its fstat. The callback reads it. */
 	int (*file)(void *payload, const char *path, size_t path_len, int fd,
@@ -40,8 +46,10 @@ struct walk_stats {
 int walk_normalize(char **out, const char *arg);
 
 /*
- * Sorts and deduplicates normalised roots in place: a root equal to or
- * inside another root is dropped. Returns the new count.
+ * Sorts normalised roots into catalog order (dd_catalog_path_cmp) and
+ * deduplicates them in place: a root equal to or inside another root is
+ * dropped. Returns the new count. Walking the roots in this order writes
+ * the whole catalog in catalog order.
  */
 size_t walk_roots_prune(char **roots, size_t n);
 

@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential pkg-config libssl-dev libmicrohttpd-dev libjansson-dev
 libleveldb-dev libzstd-dev libarchive-dev libcurl4-openssl-dev
-curl openssl ca-certificates python3 xxd procps time attr acl"
+curl openssl ca-certificates python3 xxd procps time attr acl strace"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup" ;;
 esac

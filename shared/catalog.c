@@ -62,6 +62,24 @@ int dd_catalog_path_check(const char *path, size_t len)
 	return 0;
 }
 
+int dd_catalog_path_cmp(const char *a, size_t alen, const char *b,
+			size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned ca = (unsigned char)a[i], cb = (unsigned char)b[i];
+
+		if (ca == cb)
+			continue;
+		/* '/' ends a component: it sorts before any name byte. */
+		ca = ca == '/' ? 0 : ca;
+		cb = cb == '/' ? 0 : cb;
+		return ca < cb ? -1 : 1;
+	}
+	return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
 /* Everything both the writer and the reader require of an entry;
  * -EINVAL with a reason. */
 static int entry_check(const struct dd_entry *e)

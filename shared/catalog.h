@@ -73,6 +73,17 @@ int dd_catalog_add(struct dd_buf *out, const struct dd_entry *e);
 int dd_catalog_path_check(const char *path, size_t len);
 
 /*
+ * Catalog order: the order of a depth-first walk that visits a directory
+ * before its children and children in bytewise name order. It is bytewise
+ * order with '/' sorting before every other byte, so that "a/x" < "a-b"
+ * and "a" < "a/x". Returns <0, 0 or >0 like memcmp. Catalogs are written in
+ * this order, which lets a backup merge its walk with the parent's catalog
+ * in one pass.
+ */
+int dd_catalog_path_cmp(const char *a, size_t alen, const char *b,
+			size_t blen);
+
+/*
  * Streaming reader. It pulls bytes from `read` (which returns the count
  * read, 0 at end, negative on error) and yields entries whose pointers stay
  * valid until the next call. Every field is validated like the writer does,

@@ -559,6 +559,35 @@ static void test_big_entries(void)
 	free(ext);
 }
 
+static int cmp_s(const char *a, const char *b)
+{
+	int r = dd_catalog_path_cmp(a, strlen(a), b, strlen(b));
+
+	return r < 0 ? -1 : r > 0 ? 1 : 0;
+}
+
+/* Catalog order is the order of a sorted depth-first walk. */
+static void test_path_order(void)
+{
+	/* The order a walk of this tree produces: a, a/b, a/b/c, a/x, a-b,
+	 * a0, ab. */
+	static const char *walk[] = { "a", "a/b", "a/b/c", "a/x", "a-b",
+				      "a-b/z", "a0", "ab", "b" };
+
+	for (size_t i = 0; i < DD_ARRAY_SIZE(walk); i++) {
+		CHECK_EQ(cmp_s(walk[i], walk[i]), 0);
+		for (size_t j = i + 1; j < DD_ARRAY_SIZE(walk); j++) {
+			CHECK_EQ(cmp_s(walk[i], walk[j]), -1);
+			CHECK_EQ(cmp_s(walk[j], walk[i]), 1);
+		}
+	}
+	/* Plain strcmp gets this pair the other way round. */
+	CHECK(strcmp("a/x", "a-b") > 0);
+	CHECK_EQ(cmp_s("a/x", "a-b"), -1);
+	/* High bytes (UTF-8) sort after ASCII, as bytes. */
+	CHECK_EQ(cmp_s("z", "\xc3\xa9"), -1);
+}
+
 int main(void)
 {
 	fixture_chunks(fx, fx_text, fx_bytes);
@@ -572,5 +601,6 @@ int main(void)
 	UNIT_RUN(test_read_errors);
 	UNIT_RUN(test_writer);
 	UNIT_RUN(test_big_entries);
+	UNIT_RUN(test_path_order);
 	UNIT_DONE();
 }

@@ -1,0 +1,158 @@
+/*
+ * parent.c - pairing the walk with the parent snapshot's catalog.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "util.h"
+#include "agent.h"
+#include "catstream.h"
+#include "client.h"
+#include "parent.h"
+#include "snapshots.h"
+
+struct parent {
+	struct catstream *cs;
+	struct dd_entry cur;     /* the parent's next unpaired entry */
+	bool have;               /* cur is valid */
+	bool done;               /* end of the catalog, or it failed */
+	uint64_t matched;
+};
+
+static int parent_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether the manifest's "paths" are exactly `sorted` (sorted strings). */
+static bool parent_same_paths(const json_t *m, const char *const *sorted,
+			      size_t n)
+{
+	const json_t *paths = json_object_get(m, "paths");
+	const char **have;
+	bool same = true;
+
+	if (!json_is_array(paths) || json_array_size(paths) != n)
+		return false;
+	if (!(have = calloc(n ? n : 1, sizeof(*have))))
+		return false;
+	for (size_t i = 0; i < n && same; i++)
+		same = (have[i] = json_string_value(json_array_get(paths, i)));
+	if (same) {
+		qsort(have, n, sizeof(*have), parent_cmp_str);
+		for (size_t i = 0; i < n && same; i++)
+			same = strcmp(have[i], sorted[i]) == 0;
+	}
+	free(have);
+	return same;
+}
+
+int parent_find(json_t **out, struct client *c, const char *host,
+		char *const *roots, size_t nroots)
+{
+	json_t *list = NULL;
+	const char **sorted = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = snapshots_list(&list, c)) < 0)
+		return rc;
+	if (!(sorted = calloc(nroots ? nroots : 1, sizeof(*sorted)))) {
+		json_decref(list);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < nroots; i++)
+		sorted[i] = roots[i];
+	qsort(sorted, nroots, sizeof(*sorted), parent_cmp_str);
+	/* The list is oldest first: the newest match is the last one. */
+	for (size_t i = json_array_size(list); i-- > 0;) {
+		json_t *m = json_array_get(list, i);
+		const char *h = json_string_value(json_object_get(m, "host"));
+
+		if (h && strcmp(h, host) == 0 &&
+		    parent_same_paths(m, sorted, nroots)) {
+			*out = json_incref(m);
+			break;
+		}
+	}
+	free(sorted);
+	json_decref(list);
+	return 0;
+}
+
+int parent_open(struct parent **out, struct client *c, const json_t *manifest,
+		size_t per_fetch)
+{
+	struct parent *p = calloc(1, sizeof(*p));
+	int rc;
+
+	*out = NULL;
+	if (!p)
+		return dd_error_set(-ENOMEM, "out of memory");
+	if ((rc = catstream_new(&p->cs, c, manifest, per_fetch)) < 0) {
+		free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+void parent_free(struct parent *p)
+{
+	if (!p)
+		return;
+	catstream_free(p->cs);
+	free(p);
+}
+
+uint64_t parent_matched(const struct parent *p)
+{
+	return p ? p->matched : 0;
+}
+
+/* Moves to the parent's next entry; on a read failure the parent is given
+ * up for the rest of the backup. */
+static void parent_advance(struct parent *p)
+{
+	int rc = catstream_next(p->cs, &p->cur);
+
+	p->have = rc > 0;
+	if (rc <= 0)
+		p->done = true;
+	if (rc < 0)
+		agent_warn("cannot read the parent snapshot's catalog (%s); "
+			   "reading every file", dd_error_last());
+}
+
+int parent_match(struct parent *p, const char *path, size_t len,
+		 const struct stat *st, const struct dd_chunk_ref **chunks,
+		 uint64_t *nchunks)
+{
+	const struct dd_entry *e = &p->cur;
+	int cmp = 1;
+
+	if (!p->have && !p->done)
+		parent_advance(p);
+	/* Skip the parent's entries that sort before this path: they were
+	 * deleted, or are directories and symlinks the walk passed. */
+	while (p->have &&
+	       (cmp = dd_catalog_path_cmp(e->path, e->path_len, path, len)) < 0)
+		parent_advance(p);
+	if (!p->have || cmp != 0 || e->type != DD_ENTRY_FILE)
+		return 0;
+	if (e->size != (uint64_t)st->st_size ||
+	    e->mtime_sec != st->st_mtim.tv_sec ||
+	    e->mtime_nsec != (uint32_t)st->st_mtim.tv_nsec ||
+	    e->ctime_sec != st->st_ctim.tv_sec ||
+	    e->ctime_nsec != (uint32_t)st->st_ctim.tv_nsec ||
+	    e->ino != (uint64_t)st->st_ino ||
+	    e->mode != (st->st_mode & 07777))
+		return 0;
+	*chunks = e->chunks;
+	*nchunks = e->nchunks;
+	p->matched++;
+	return 1;
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Incremental backups: a file whose path, size, mtime, ctime, inode and mode
+# are unchanged since the parent snapshot is not opened at all (checked with
+# strace), a changed one is read again, --force-read reads everything, and
+# every snapshot restores to the tree as it was.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$T/tree
+mkdir -p "$SRC/a/b" "$SRC/a-b" "$SRC/c"
+for i in $(seq 1 500); do printf 'file %d\n' "$i" > "$SRC/a/b/f$i"; done
+for i in $(seq 1 50); do printf 'other %d\n' "$i" > "$SRC/a-b/g$i"; done
+prand inc1 3000000 > "$SRC/c/big.bin"
+prand inc2 200000 > "$SRC/c/same-size.bin"
+ln -s a/b "$SRC/link"
+nfiles=$(find "$SRC" -type f | wc -l)
+
+repo_init "$T/repo"
+A=$(token_add "$T/repo" alice)
+server_start "$T/repo" || exit 1
+
+# opened_files LOG: how many files below $SRC the traced run opened
+# (strace -y shows the path of each returned fd; directories are opened to
+# list them and do not count).
+opened_files() {
+	grep -E "= [0-9]+<$SRC/" "$1" | grep -vc O_DIRECTORY
+}
+# opened LOG PATH: whether the traced run opened PATH.
+opened() { grep -qE "= [0-9]+<$2>" "$1"; }
+trace() { strace -f -qq -y -e trace=open,openat -o "$@"; }
+
+out=$(agent "$A" backup --json "$SRC")
+ID1=$(json_get "$out" snapshot_id)
+check_eq "first backup has no parent" 0 "$(json_get "$out" files_unchanged)"
+tree_manifest "$SRC" > "$T/m1"
+
+out=$(trace "$T/trace2" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$SRC")
+check "unchanged re-backup succeeds" grep -qE '^[0-9a-f]{64}$' <<<"$(json_get "$out" snapshot_id)"
+ID2=$(json_get "$out" snapshot_id)
+check_eq "every file is known from the parent" "$nfiles" "$(json_get "$out" files_unchanged)"
+check_eq "no file below the tree is opened" 0 "$(opened_files "$T/trace2")"
+check_eq "nothing is sent" 0 "$(json_get "$out" bytes_sent)"
+check_eq "the snapshot still counts every file" "$nfiles" "$(json_get "$out" files)"
+check "the manifest names its parent" grep -q "\"parent\": *\"$ID1\"" <<<"$(api "$A" GET "/api/v1/snapshots/$ID2" | head -n1)"
+
+# Change the tree: append to one file, rewrite one in place keeping size
+# and mtime (only ctime tells), replace one by a copy (new inode), chmod
+# one, add one, delete one.
+echo "appended" >> "$SRC/a/b/f1"
+printf 'FILE 2\n' | dd of="$SRC/a/b/f2" conv=notrunc status=none
+touch -d "$(date -d @"$(stat -c %Y "$SRC/a/b/f3")")" "$SRC/a/b/f2"
+cp -p "$SRC/c/same-size.bin" "$T/tmpcopy" && prand inc3 200000 > "$T/tmpcopy2"
+cp "$T/tmpcopy2" "$SRC/c/same-size.bin.new" && touch -r "$SRC/c/same-size.bin" "$SRC/c/same-size.bin.new" && mv "$SRC/c/same-size.bin.new" "$SRC/c/same-size.bin"
+chmod 0600 "$SRC/a/b/f4"
+echo "new file" > "$SRC/a/new"
+rm "$SRC/a/b/f5"
+sleep 0.01
+
+out=$(trace "$T/trace3" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$SRC")
+ID3=$(json_get "$out" snapshot_id)
+check_eq "only the changed files are opened" 5 "$(opened_files "$T/trace3")"
+check "the rewritten file was read" opened "$T/trace3" "$SRC/a/b/f2"
+check "the replaced file was read" opened "$T/trace3" "$SRC/c/same-size.bin"
+check "the big unchanged file was not" not opened "$T/trace3" "$SRC/c/big.bin"
+check "the trace does see opened files" opened "$T/trace3" "$SRC/a/new"
+tree_manifest "$SRC" > "$T/m3"
+
+out=$(trace "$T/trace4" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json --force-read "$SRC")
+check_eq "--force-read opens every file" "$(find "$SRC" -type f | wc -l)" "$(opened_files "$T/trace4")"
+check_eq "--force-read uses no parent" 0 "$(json_get "$out" files_unchanged)"
+
+# Another set of paths does not use this parent.
+out=$(agent "$A" backup --json "$SRC/a")
+check_eq "a different path set has no parent" 0 "$(json_get "$out" files_unchanged)"
+
+# Every snapshot restores to the tree as it was.
+agent "$A" restore "$ID2" --target "$T/r2" 2>/dev/null
+tree_manifest "$T/r2/${SRC#/}" > "$T/r2m"
+check "the snapshot made from the parent restores the original tree" cmp -s "$T/m1" "$T/r2m"
+agent "$A" restore "$ID3" --target "$T/r3" 2>/dev/null
+tree_manifest "$T/r3/${SRC#/}" > "$T/r3m"
+check "the changed snapshot restores the changed tree" cmp -s "$T/m3" "$T/r3m"
+check "with the in-place rewrite" cmp -s "$SRC/a/b/f2" "$T/r3/${SRC#/}/a/b/f2"
+check "and the replaced file" cmp -s "$SRC/c/same-size.bin" "$T/r3/${SRC#/}/c/same-size.bin"
+finish
