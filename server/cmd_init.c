@@ -20,12 +20,46 @@
 #include "util.h"
 
 const char cmd_init_usage[] =
-	"usage: dedup-server init --repo DIR\n"
+	"usage: dedup-server init --repo DIR [--chunker MIN,AVG,MAX]\n"
 	"\n"
 	"Creates a repository in DIR (which must not exist or be empty):\n"
 	"config.json with fresh chunker parameters, an empty clients.json,\n"
 	"the index, packs/, snapshots/ and a self-signed TLS certificate\n"
-	"(tls/cert.pem, which agents use as their CA).\n";
+	"(tls/cert.pem, which agents use as their CA).\n"
+	"\n"
+	"  --chunker MIN,AVG,MAX  chunk sizes in bytes, with an optional K or M\n"
+	"                         suffix (default 256K,1M,4M; AVG a power of two)\n";
+
+/* Parses "256K,1M,4M" into the sizes of *p (the seed is left alone). */
+static int init_parse_chunker(struct dd_chunker_params *p, const char *arg)
+{
+	uint32_t v[3];
+	const char *s = arg;
+
+	for (int i = 0; i < 3; i++) {
+		char *end;
+		unsigned long long n;
+
+		errno = 0;
+		n = strtoull(s, &end, 10);
+		if (end == s || errno)
+			goto bad;
+		if (*end == 'K' || *end == 'k')
+			n <<= 10, end++;
+		else if (*end == 'M' || *end == 'm')
+			n <<= 20, end++;
+		if (n > UINT32_MAX || *end != (i < 2 ? ',' : '\0'))
+			goto bad;
+		v[i] = (uint32_t)n;
+		s = end + 1;
+	}
+	p->min_size = v[0];
+	p->avg_size = v[1];
+	p->max_size = v[2];
+	return 0;
+bad:
+	return dd_error_set(-EINVAL, "bad --chunker value '%s': want MIN,AVG,MAX", arg);
+}
 
 /* 0 if `dir` is missing or an empty directory; an error otherwise. */
 static int init_check_target(const char *dir)
@@ -78,7 +112,7 @@ static int init_mkdir(const char *repo, const char *name)
 	return 0;
 }
 
-static int init_config(const char *repo)
+static int init_config(const char *repo, const struct dd_chunker_params *chunker)
 {
 	struct repo_config c;
 	uint8_t raw[16], seed[8];
@@ -94,7 +128,7 @@ static int init_config(const char *repo)
 		return log_wrap(rc, "cannot get random bytes");
 	dd_hex_encode(c.repo_id, raw, sizeof(raw));
 	dd_format_time(c.created, dd_now());
-	dd_chunker_params_default(&c.chunker);
+	c.chunker = *chunker;
 	c.chunker.seed = 0;
 	for (i = 0; i < 8; i++)
 		c.chunker.seed = c.chunker.seed << 8 | seed[i];
@@ -123,19 +157,29 @@ int cmd_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repo", required_argument, NULL, 'r' },
+		{ "chunker", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL;
 	struct tokens_list none = { NULL, 0 };
 	char path[4200], cert[4200], key[4200], host[256];
+	struct dd_chunker_params chunker;
 	int c, rc;
 
+	dd_chunker_params_default(&chunker);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "r:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			repo = optarg;
+			break;
+		case 'C':
+			if (init_parse_chunker(&chunker, optarg) < 0 ||
+			    dd_chunker_params_check(&chunker) < 0) {
+				log_error("%s", dd_error_last());
+				return CMD_USAGE;
+			}
 			break;
 		case 'h':
 			fputs(cmd_init_usage, stdout);
@@ -185,7 +229,7 @@ int cmd_init(int argc, char **argv)
 	if (rc == 0)
 		rc = tokens_list_save(&none, path);
 	if (rc == 0)
-		rc = init_config(repo);
+		rc = init_config(repo, &chunker);
 	if (rc == 0)
 		rc = dd_fsync_dir(repo);
 	if (rc < 0) {

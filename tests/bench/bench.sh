@@ -15,6 +15,8 @@
 #   DD_BENCH_SEED         data seed, default 1
 #   DD_BENCH_GENERATIONS  generations after gen-0, default 10
 #   DD_BENCH_STEP_TIMEOUT seconds any single tool command may take, default 3600
+#   DD_BENCH_CHUNKER      dedup chunk sizes MIN,AVG,MAX (dedup-server init
+#                         --chunker), default: the repository default
 #   DD_BENCH_DOCS         1 = write docs/BENCHMARKS.md, 0 = never; default:
 #                         only for a full run (scale 1, all three tools).
 #                         The report is always written to $DD_BENCH_DIR.
@@ -281,7 +283,7 @@ dedup_setup() {
 	DREPO=$RUN/dedup/repo
 	DHOME=$RUN/dedup/home
 	mkdir -p "$DHOME"
-	"$SERVER" init --repo "$DREPO" >"$LOGS/dedup.init.log" 2>&1 ||
+	"$SERVER" init --repo "$DREPO" ${DD_BENCH_CHUNKER:+--chunker "$DD_BENCH_CHUNKER"} >"$LOGS/dedup.init.log" 2>&1 ||
 		{ loud "dedup-server init failed"; cat "$LOGS/dedup.init.log" >&2; return 1; }
 	DTOKEN=$("$SERVER" token add --repo "$DREPO" bench 2>>"$LOGS/dedup.init.log") ||
 		{ loud "dedup-server token add failed"; return 1; }
