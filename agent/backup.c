@@ -336,10 +336,13 @@ static int backup_setup(struct backup *b, struct client *c,
 	 * core, at least two so the network wait overlaps with work. */
 	lim.workers = ncpu < 2 ? 2 : ncpu > BACKUP_WORKERS_MAX ?
 		BACKUP_WORKERS_MAX : (size_t)ncpu;
-	/* An override for benchmarks. */
+	/* Overrides for benchmarks. */
 	if ((env = getenv("DEDUP_UPLOAD_WORKERS")) &&
 	    dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 16)
 		lim.workers = (size_t)n;
+	if ((env = getenv("DEDUP_ZSTD_LEVEL")) &&
+	    dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 19)
+		lim.level = (int)n;
 	lim.batch_bytes = BACKUP_BATCH_BUDGET / (lim.workers + 1);
 	if (lim.batch_bytes > BACKUP_BATCH_BYTES)
 		lim.batch_bytes = BACKUP_BATCH_BYTES;
