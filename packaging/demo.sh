@@ -2,11 +2,14 @@
 # The README's first command: install what is needed, build, start a server
 # on localhost with a local repository, and back a sample directory up into
 # it. Prints the snapshot id, the repository stats and the status-page URL.
-#   bash packaging/demo.sh [DIR-TO-BACK-UP]
+#   bash packaging/demo.sh [PATH-TO-BACK-UP...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
-sample=${1:-$top}
+# By default the project's own sources (not the checkout, which holds the
+# demo repository itself).
+if [ $# -gt 0 ]; then samples=("$@"); else
+	samples=("$top/agent" "$top/server" "$top/shared" "$top/web" "$top/docs"); fi
 work=${DEDUP_DEMO_DIR:-$top/demo}
 listen=${DEDUP_DEMO_LISTEN:-127.0.0.1:8443}
 
@@ -37,8 +40,8 @@ ca = $work/repo/tls/cert.pem
 CONF
 chmod 600 "$work/agent.conf"
 
-echo "== backing up $sample"
-id=$(build/dedup-agent --config "$work/agent.conf" backup "$sample")
+echo "== backing up ${samples[*]}"
+id=$(build/dedup-agent --config "$work/agent.conf" backup "${samples[@]}")
 echo "snapshot id: $id"
 echo "== repository stats"
 build/dedup-agent --config "$work/agent.conf" stats
