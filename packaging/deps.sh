@@ -12,6 +12,6 @@ esac
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
+$SUDO apt-get -o DPkg::Lock::Timeout=300 update -q
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -q --no-install-recommends $PKGS
+$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $PKGS
