@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "compress.h"
 #include "proto.h"
 #include "agent.h"
@@ -22,12 +24,15 @@ void fetch_batch_init(struct fetch_batch *b)
 	 * the bundle framing. */
 	dd_buf_init(&b->body, DD_MAX_FETCH_RESPONSE + 1024 * 1024);
 	dd_buf_init(&b->query, 0);
+	dd_buf_init(&b->plain, 0);
 }
 
 void fetch_batch_release(struct fetch_batch *b)
 {
 	dd_buf_release(&b->body);
 	dd_buf_release(&b->query);
+	dd_buf_release(&b->plain);
+	free(b->plain_off);
 	free(b->recs);
 	memset(b, 0, sizeof(*b));
 }
@@ -42,6 +47,7 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 	if (n == 0 || n > DD_MAX_IDS_PER_QUERY)
 		return dd_error_set(-EINVAL, "bad fetch batch of %zu ids", n);
 	b->nrecs = 0;
+	b->decoded = false;
 	if (n > b->alloc) {
 		struct dd_bundle_record *p = realloc(b->recs, n * sizeof(*p));
 
@@ -86,6 +92,44 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 	return 0;
 }
 
+/* Decodes every record of a fetched batch into b->plain; a record that
+ * fails is left for fetch_batch_chunk to decode (and report) in context.
+ * `scratch` is the decoder's reusable buffer. */
+static int fetch_batch_decode(struct fetch_batch *b, struct dd_buf *scratch,
+			      void *dctx)
+{
+	size_t total = 0;
+
+	b->decoded = false;
+	if (b->nrecs > b->plain_alloc) {
+		size_t *p = realloc(b->plain_off, b->nrecs * sizeof(*p));
+
+		if (!p)
+			return dd_error_set(-ENOMEM, "out of memory");
+		b->plain_off = p;
+		b->plain_alloc = b->nrecs;
+	}
+	for (size_t i = 0; i < b->nrecs; i++)
+		total += b->recs[i].plain_len;
+	dd_buf_reset(&b->plain);
+	if (dd_buf_reserve(&b->plain, total) < 0)
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (size_t i = 0; i < b->nrecs; i++) {
+		const struct dd_bundle_record *rec = &b->recs[i];
+
+		b->plain_off[i] = FETCH_NOT_DECODED;
+		if (dd_decompress(scratch, rec->flags, rec->data,
+				  rec->stored_len, rec->plain_len, dctx) < 0 ||
+		    dd_id_verify(&rec->id, scratch->data, scratch->len) < 0)
+			continue;
+		b->plain_off[i] = b->plain.len;
+		/* Cannot fail: the room for every record was reserved. */
+		(void)dd_buf_append(&b->plain, scratch->data, scratch->len);
+	}
+	b->decoded = true;
+	return 0;
+}
+
 int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 		      struct dd_buf *out, void *dctx)
 {
@@ -98,6 +142,11 @@ int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 		return dd_error_set(-EBADMSG,
 				    "chunk %s has %u bytes, the catalog says %u",
 				    hex, rec->plain_len, plain_len);
+	if (b->decoded && b->plain_off[i] != FETCH_NOT_DECODED) {
+		dd_buf_reset(out);
+		return dd_buf_append(out, b->plain.data + b->plain_off[i],
+				     rec->plain_len);
+	}
 	rc = dd_decompress(out, rec->flags, rec->data, rec->stored_len,
 			   rec->plain_len, dctx);
 	if (rc < 0)
@@ -125,6 +174,8 @@ struct fetcher {
 	bool stop;
 	int rc;
 	char msg[1024];
+	ZSTD_DCtx *dctx;
+	struct dd_buf scratch;
 };
 
 static void *fetcher_main(void *arg)
@@ -140,6 +191,8 @@ static void *fetcher_main(void *arg)
 			break;
 		pthread_mutex_unlock(&f->mu);
 		rc = fetch_batch_get(f->batch, f->client, f->ids, f->n);
+		if (rc == 0)
+			rc = fetch_batch_decode(f->batch, &f->scratch, f->dctx);
 		pthread_mutex_lock(&f->mu);
 		f->rc = rc;
 		if (rc < 0)
@@ -164,6 +217,10 @@ int fetcher_new(struct fetcher **out, const struct settings *s)
 	pthread_cond_init(&f->cv, NULL);
 	if ((rc = client_new(&f->client, s)) < 0)
 		goto fail;
+	if (!(f->dctx = ZSTD_createDCtx())) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto fail;
+	}
 	if ((rc = pthread_create(&f->thread, NULL, fetcher_main, f))) {
 		rc = dd_error_set(-rc, "cannot start fetch thread: %s",
 				  strerror(rc));
@@ -190,6 +247,8 @@ void fetcher_free(struct fetcher *f)
 	if (f->started)
 		pthread_join(f->thread, NULL);
 	client_free(f->client);
+	ZSTD_freeDCtx(f->dctx);
+	dd_buf_release(&f->scratch);
 	pthread_cond_destroy(&f->cv);
 	pthread_mutex_destroy(&f->mu);
 	free(f);

@@ -7,6 +7,7 @@
 #ifndef DD_AGENT_FETCH_H
 #define DD_AGENT_FETCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +23,16 @@ struct fetch_batch {
 	struct dd_bundle_record *recs;   /* point into body */
 	size_t nrecs, alloc;
 	struct dd_buf query;
+	/* Filled by the background fetcher: every record decoded and
+	 * verified ahead of use. plain_off[i] is record i's offset in
+	 * `plain`, or FETCH_NOT_DECODED (the caller then decodes it itself
+	 * and gets the error naming the chunk). */
+	struct dd_buf plain;
+	size_t *plain_off;
+	size_t plain_alloc;
+	bool decoded;
 };
+#define FETCH_NOT_DECODED ((size_t)-1)
 
 void fetch_batch_init(struct fetch_batch *b);
 void fetch_batch_release(struct fetch_batch *b);
@@ -44,8 +54,10 @@ int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 
 /*
  * A thread that runs fetch_batch_get() in the background, on its own
- * connection, one batch at a time: restore plans and fetches the next
- * batch while it writes the current one.
+ * connection, one batch at a time, and then decompresses and verifies
+ * every record of the batch: restore plans, fetches and decodes the next
+ * batch while it writes the current one, so decompression and hashing run
+ * on another core than the writes.
  */
 struct fetcher;
 int fetcher_new(struct fetcher **out, const struct settings *s);
