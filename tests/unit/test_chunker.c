@@ -94,15 +94,15 @@ static void test_params(void)
 	struct dd_chunker c;
 
 	dd_chunker_params_default(&p);
-	CHECK_EQ(p.min_size, 256 * 1024);
-	CHECK_EQ(p.avg_size, 1024 * 1024);
-	CHECK_EQ(p.max_size, 4 * 1024 * 1024);
+	CHECK_EQ(p.min_size, 64 * 1024);
+	CHECK_EQ(p.avg_size, 256 * 1024);
+	CHECK_EQ(p.max_size, 1024 * 1024);
 	CHECK_EQ(p.seed, 0);
 	CHECK_EQ(dd_chunker_params_check(&p), 0);
 	CHECK_EQ(dd_chunker_init(&c, &p), 0);
-	/* b = 20: top 22 bits below avg, top 18 bits from avg on */
-	CHECK(c.mask_small == 0xfffffc0000000000ull);
-	CHECK(c.mask_large == 0xffffc00000000000ull);
+	/* b = 18: top 20 bits below avg, top 16 bits from avg on */
+	CHECK(c.mask_small == 0xfffff00000000000ull);
+	CHECK(c.mask_large == 0xffff000000000000ull);
 	/* splitmix64 seeded with 0: its well-known first outputs */
 	CHECK(c.gear[0] == 0xe220a8397b1dcdafull);
 	CHECK(c.gear[1] == 0x6e789e6aa1b965f4ull);
@@ -300,7 +300,7 @@ static void test_average(void)
 		mean, small.avg_size);
 	CHECK(mean > 0.8 * small.avg_size && mean < 1.4 * small.avg_size);
 
-	/* the defaults, over 64 MiB: about 55 chunks */
+	/* the defaults, over 64 MiB: about 220 chunks */
 	free(d);
 	n = 64u << 20;
 	d = random_bytes(n, 4242);
