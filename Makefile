@@ -3,13 +3,17 @@
 #   make test            unit + end-to-end tests
 #   make asan            the same under AddressSanitizer + UBSan (build-asan/)
 #   make install PREFIX=/usr DESTDIR=...
+#   make deb             .deb packages in $(O)/deb/ (dpkg-buildpackage, lintian)
+#   make rpm             .rpm packages in $(O)/rpm/ (rpmbuild --nodeps)
 #   make bench           the benchmark against restic and borg (long)
+#   make fuzz            libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   V=1 for verbose, WERROR=1 to turn warnings into errors.
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/bin
 DATADIR ?= $(PREFIX)/share/dedup
+MANDIR  ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 O       ?= build
 
@@ -107,10 +111,57 @@ install: all
 	install -d $(DESTDIR)$(SYSCONFDIR)/dedup
 	install -m 0644 conf/server.conf.example $(DESTDIR)$(DATADIR)/server.conf.example
 	install -m 0644 conf/agent.conf.example $(DESTDIR)$(DATADIR)/agent.conf.example
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 docs/man/dedup-agent.1 $(DESTDIR)$(MANDIR)/man1/dedup-agent.1
+	install -m 0644 docs/man/dedup-server.8 $(DESTDIR)$(MANDIR)/man8/dedup-server.8
+
+# ---- packages (packaging/debian, packaging/dedup.spec) ----
+# Both build from a copy of these sources, so a package never contains
+# anything that is not in them, whatever lies around in the checkout.
+PKG_SRC := Makefile README.md agent shared server web conf docs packaging \
+           tests/embed.sh
+VERSION := $(shell sed -n 's/^\#define DD_VERSION "\(.*\)"/\1/p' shared/proto.h)
+# The packaging runs make again; it must not inherit this make's O= or -j.
+PKG_ENV := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u O -u WERROR \
+           -u V -u OPT -u SAN -u DESTDIR -u PREFIX -u BINDIR -u SBINDIR -u DATADIR \
+           -u MANDIR -u SYSCONFDIR
+
+# dpkg-buildpackage wants debian/ at the top of the source tree: it gets a
+# copy (cp -L: the unit files there are links into conf/). The .debs land
+# in $(O)/deb/; lintian, when installed, fails the target on any error.
+deb:
+	rm -rf $(O)/deb
+	mkdir -p $(O)/deb/src
+	tar -cf - --exclude-vcs $(PKG_SRC) | tar -xf - -C $(O)/deb/src
+	cp -rL packaging/debian $(O)/deb/src/debian
+	cd $(O)/deb/src && $(PKG_ENV) dpkg-buildpackage -us -uc -b
+	if command -v lintian >/dev/null; then \
+		lintian --fail-on error $(O)/deb/dedup_$(VERSION)_*.changes; \
+	else echo "lintian not installed: not run"; fi
+
+# rpmbuild on Debian cannot resolve Fedora's dependency names: --nodeps
+# (the spec's Requires are still recorded in the packages).
+rpm:
+	rm -rf $(O)/rpm
+	mkdir -p $(O)/rpm/SOURCES
+	tar -czf $(O)/rpm/SOURCES/dedup-$(VERSION).tar.gz --exclude-vcs \
+		--transform 's,^,dedup-$(VERSION)/,' $(PKG_SRC)
+	$(PKG_ENV) rpmbuild -bb --nodeps --define "_topdir $(abspath $(O)/rpm)" \
+		packaging/dedup.spec
+	cp $(O)/rpm/RPMS/*/dedup-*.rpm $(O)/rpm/
+	for p in $(O)/rpm/dedup-*.rpm; do echo "$$p:"; rpm -qpl "$$p"; done
+
+# ---- fuzzing (tests/fuzz, docs/FUZZING.md) ----
+# libFuzzer harnesses built with clang (ASan + UBSan) into $(O)/fuzz/, each
+# run for FUZZ_SECONDS from the seeds in tests/fuzz/corpus/; FUZZ_SECONDS=0
+# only builds them.
+FUZZ_SECONDS ?= 20
+fuzz: $(O)/web_assets.c
+	O=$(O) FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 clean:
 	rm -rf $(O) build-asan
 
-.PHONY: all tests test asan bench install clean
+.PHONY: all tests test asan bench install clean deb rpm fuzz
 
 -include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d)

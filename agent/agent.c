@@ -11,6 +11,7 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "progress.h"
 
 int agent_usage_error(const struct agent_verb *v, const char *fmt, ...)
 {
@@ -47,6 +48,7 @@ void agent_warn(const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_interrupt();
 	fputs("warning: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);

@@ -39,8 +39,17 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 		const struct agent_verb *self);
 int cmd_snapshots(int argc, char **argv, const struct agent_globals *g,
 		  const struct agent_verb *self);
+int cmd_ls(int argc, char **argv, const struct agent_globals *g,
+	   const struct agent_verb *self);
+int cmd_verify(int argc, char **argv, const struct agent_globals *g,
+	       const struct agent_verb *self);
 int cmd_stats(int argc, char **argv, const struct agent_globals *g,
 	      const struct agent_verb *self);
+/* forget.c: admin only. */
+int cmd_forget(int argc, char **argv, const struct agent_globals *g,
+	       const struct agent_verb *self);
+int cmd_gc(int argc, char **argv, const struct agent_globals *g,
+	   const struct agent_verb *self);
 
 /* Prints "usage: dedup-agent <usage>" to stderr and returns DD_EXIT_USAGE. */
 int agent_usage_error(const struct agent_verb *v, const char *fmt, ...)

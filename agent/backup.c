@@ -12,8 +12,16 @@
  * keeps memory bounded however many files the tree holds. The snapshot is
  * only created after every queued chunk (data and catalog) was flushed and
  * acknowledged.
+ *
+ * Every entry also records its metadata beyond stat (meta.h). The second
+ * and later paths of a file with several links are recorded as hard links
+ * to the first path the walk met. A file that cannot be read is reported
+ * and left out; the snapshot is still created and the exit code is
+ * DD_EXIT_PARTIAL. A file that vanishes or changes while it is read is
+ * only a warning: that is the tree as it was.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -32,9 +40,13 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "meta.h"
 #include "parent.h"
+#include "progress.h"
+#include "pattern.h"
 #include "repo_config.h"
 #include "upload.h"
+#include "session.h"
 #include "walk.h"
 
 /* Plain bytes held in all upload batches together; one batch is this
@@ -51,6 +63,13 @@
 /* Parent catalog chunks fetched per request. */
 #define BACKUP_PARENT_FETCH 16u
 
+/* The first path of each inode with several links, by (dev, ino). */
+struct backup_link {
+	dev_t dev;
+	ino_t ino;
+	char *path;          /* NULL: free slot */
+};
+
 struct backup {
 	struct client *client;
 	struct upload_queue *uq;
@@ -58,6 +77,7 @@ struct backup {
 	char host[HOST_NAME_MAX + 1];
 	struct parent *parent;         /* NULL: read every file */
 	json_t *parent_manifest;
+	struct progress *progress;     /* NULL: no display */
 
 	uint8_t *rbuf;                 /* file read window */
 	size_t rcap;
@@ -68,9 +88,16 @@ struct backup {
 	struct dd_id *cat_ids;         /* catalog chunks, in order */
 	size_t ncat, cat_alloc;
 
-	uint64_t files, dirs, symlinks;
+	struct meta_reader *meta;
+	struct dd_buf ext;             /* the current entry's records */
+	struct backup_link *links;     /* open addressing, power of 2 */
+	size_t nlinks, links_alloc;
+
+	uint64_t files, dirs, symlinks, hardlinks, specials;
 	uint64_t bytes_total, chunks_total;
+	unsigned long changed;         /* changed while read: warnings */
 	struct walk_stats ws;
+	struct session *sess;          /* backup in progress, or NULL */
 };
 
 /* ---- catalog ---- */
@@ -139,6 +166,79 @@ static void backup_entry_from_stat(struct dd_entry *e, uint8_t type,
 	e->path_len = (uint32_t)path_len;
 }
 
+/* Reads the entry's metadata records into b->ext and points e at them.
+ * What cannot be read is reported; the entry is still recorded. */
+static void backup_entry_meta(struct backup *b, struct dd_entry *e,
+			      const struct walk_item *it)
+{
+	int rc = meta_read(b->meta, &b->ext, e->type, it->fd, it->dirfd,
+			   it->name, it->st);
+
+	if (rc < 0) {
+		agent_warn("cannot read the metadata (xattrs, ACLs) of '/%s': %s",
+			   it->path, dd_error_last());
+		b->ws.unreadable++;
+	}
+	e->ext = b->ext.len ? b->ext.data : NULL;
+	e->ext_len = (uint32_t)b->ext.len;
+}
+
+static size_t backup_link_slot(const struct backup *b, dev_t dev, ino_t ino)
+{
+	uint64_t h = ((uint64_t)dev * 0x9e3779b97f4a7c15ull) ^
+		((uint64_t)ino * 0xc2b2ae3d27d4eb4full);
+	size_t i = (size_t)(h ^ (h >> 29)) & (b->links_alloc - 1);
+
+	while (b->links[i].path &&
+	       (b->links[i].dev != dev || b->links[i].ino != ino))
+		i = (i + 1) & (b->links_alloc - 1);
+	return i;
+}
+
+/* The first path recorded for the inode of `st`, or NULL. */
+static const char *backup_link_find(const struct backup *b,
+				    const struct stat *st)
+{
+	if (st->st_nlink < 2 || b->links_alloc == 0)
+		return NULL;
+	return b->links[backup_link_slot(b, st->st_dev, st->st_ino)].path;
+}
+
+/* Remembers `path` as the first path of an inode with several links. */
+static int backup_link_add(struct backup *b, const char *path,
+			   const struct stat *st)
+{
+	size_t i;
+
+	if (st->st_nlink < 2)
+		return 0;
+	if ((b->nlinks + 1) * 2 > b->links_alloc) {
+		size_t a = b->links_alloc ? b->links_alloc * 2 : 256;
+		struct backup_link *old = b->links;
+		size_t oldn = b->links_alloc;
+
+		if (!(b->links = calloc(a, sizeof(*b->links)))) {
+			b->links = old;
+			return dd_error_set(-ENOMEM, "out of memory");
+		}
+		b->links_alloc = a;
+		for (size_t k = 0; k < oldn; k++)
+			if (old[k].path)
+				b->links[backup_link_slot(b, old[k].dev,
+							  old[k].ino)] = old[k];
+		free(old);
+	}
+	i = backup_link_slot(b, st->st_dev, st->st_ino);
+	if (b->links[i].path)
+		return 0;
+	if (!(b->links[i].path = strdup(path)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	b->links[i].dev = st->st_dev;
+	b->links[i].ino = st->st_ino;
+	b->nlinks++;
+	return 0;
+}
+
 static int backup_catalog_add(struct backup *b, const struct dd_entry *e)
 {
 	int rc = dd_catalog_add(&b->cat, e);
@@ -147,6 +247,26 @@ static int backup_catalog_add(struct backup *b, const struct dd_entry *e)
 		return agent_error_wrap(rc, "cannot record '/%.*s' in the catalog",
 					(int)e->path_len, e->path);
 	return backup_catalog_cut(b, false);
+}
+
+/* Records the walk item as a hard link when its inode was recorded
+ * under another path: 1 recorded, 0 not a later link, negative error. */
+static int backup_hardlink(struct backup *b, const struct walk_item *it)
+{
+	const char *first = backup_link_find(b, it->st);
+	struct dd_entry e;
+	int rc;
+
+	if (!first)
+		return 0;
+	backup_entry_from_stat(&e, DD_ENTRY_HARDLINK, it->path, it->path_len,
+			       it->st);
+	e.link = first;
+	e.link_len = (uint32_t)strlen(first);
+	if ((rc = backup_catalog_add(b, &e)) < 0)
+		return rc;
+	b->hardlinks++;
+	return 1;
 }
 
 /* ---- walk callbacks ---- */
@@ -169,8 +289,22 @@ static int backup_push_ref(struct backup *b, const struct dd_id *id,
 	return 0;
 }
 
-static int backup_file(void *payload, const char *path, size_t path_len,
-		       int fd, const struct stat *st)
+/* Whether the file changed while it was read: its size or times now
+ * differ from those taken when it was opened. */
+static bool backup_changed(int fd, const struct stat *st)
+{
+	struct stat now;
+
+	if (fstat(fd, &now) < 0)
+		return false;
+	return now.st_size != st->st_size ||
+	       now.st_mtim.tv_sec != st->st_mtim.tv_sec ||
+	       now.st_mtim.tv_nsec != st->st_mtim.tv_nsec ||
+	       now.st_ctim.tv_sec != st->st_ctim.tv_sec ||
+	       now.st_ctim.tv_nsec != st->st_ctim.tv_nsec || now.st_nlink == 0;
+}
+
+static int backup_file(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	size_t max = b->chunker.params.max_size;
@@ -192,11 +326,11 @@ static int backup_file(void *payload, const char *path, size_t path_len,
 			if (start > 0 && avail > 0)
 				memmove(b->rbuf, b->rbuf + start, avail);
 			start = 0;
-			got = dd_read_full(fd, b->rbuf + avail, b->rcap - avail);
+			got = dd_read_full(it->fd, b->rbuf + avail,
+					   b->rcap - avail);
 			if (got < 0) {
-				agent_warn("cannot read '/%s': %s; skipped",
-					   path, strerror((int)-got));
-				b->ws.skipped_error++;
+				walk_report(&b->ws, it->path, "read",
+					    (int)-got);
 				return 0;
 			}
 			if ((size_t)got < b->rcap - avail)
@@ -213,24 +347,35 @@ static int backup_file(void *payload, const char *path, size_t path_len,
 		start += n;
 		avail -= n;
 		size += n;
+		progress_update(b->progress, b->files, b->bytes_total + size);
+	}
+	/* Recorded as read, with the times from before the read: the next
+	 * backup sees a changed file and reads it again. */
+	if (backup_changed(it->fd, it->st)) {
+		agent_warn("'/%s' changed while being read", it->path);
+		b->changed++;
 	}
 
-	backup_entry_from_stat(&e, DD_ENTRY_FILE, path, path_len, st);
+	backup_entry_from_stat(&e, DD_ENTRY_FILE, it->path, it->path_len,
+			       it->st);
 	e.size = size;
 	e.nchunks = b->nrefs;
 	e.chunks = b->refs;
-	if ((rc = backup_catalog_add(b, &e)) < 0)
+	backup_entry_meta(b, &e, it);
+	if ((rc = backup_catalog_add(b, &e)) < 0 ||
+	    (rc = backup_link_add(b, it->path, it->st)) < 0)
 		return rc;
 	b->files++;
 	b->bytes_total += size;
+	session_progress(b->sess, b->files, b->bytes_total);
 	b->chunks_total += b->nrefs;
 	return 0;
 }
 
-/* A file the parent snapshot has with the same size, times, inode and
- * mode: record the parent's chunk list without opening the file. */
-static int backup_file_known(void *payload, const char *path, size_t path_len,
-			     const struct stat *st)
+/* A later path of a recorded inode is a hard link; a file the parent
+ * snapshot has with the same size, times, inode and mode is recorded with
+ * the parent's chunk list without being opened. */
+static int backup_file_known(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	const struct dd_chunk_ref *chunks;
@@ -238,49 +383,78 @@ static int backup_file_known(void *payload, const char *path, size_t path_len,
 	struct dd_entry e;
 	int rc;
 
+	if ((rc = backup_hardlink(b, it)) != 0)
+		return rc;
 	if (!b->parent ||
-	    parent_match(b->parent, path, path_len, st, &chunks, &nchunks) <= 0)
+	    parent_match(b->parent, it->path, it->path_len, it->st, &chunks,
+			 &nchunks) <= 0)
 		return 0;
-	backup_entry_from_stat(&e, DD_ENTRY_FILE, path, path_len, st);
-	e.size = (uint64_t)st->st_size;
+	backup_entry_from_stat(&e, DD_ENTRY_FILE, it->path, it->path_len,
+			       it->st);
+	e.size = (uint64_t)it->st->st_size;
 	e.nchunks = nchunks;
 	e.chunks = chunks;
-	if ((rc = backup_catalog_add(b, &e)) < 0)
+	backup_entry_meta(b, &e, it);
+	if ((rc = backup_catalog_add(b, &e)) < 0 ||
+	    (rc = backup_link_add(b, it->path, it->st)) < 0)
 		return rc;
 	b->files++;
 	b->bytes_total += e.size;
+	session_progress(b->sess, b->files, b->bytes_total);
+	progress_update(b->progress, b->files, b->bytes_total);
 	b->chunks_total += nchunks;
 	return 1;
 }
 
-static int backup_dir(void *payload, const char *path, size_t path_len,
-		      const struct stat *st)
+static int backup_dir(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	struct dd_entry e;
 	int rc;
 
-	backup_entry_from_stat(&e, DD_ENTRY_DIR, path, path_len, st);
+	backup_entry_from_stat(&e, DD_ENTRY_DIR, it->path, it->path_len,
+			       it->st);
+	backup_entry_meta(b, &e, it);
 	if ((rc = backup_catalog_add(b, &e)) < 0)
 		return rc;
 	b->dirs++;
 	return 0;
 }
 
-static int backup_symlink(void *payload, const char *path, size_t path_len,
-			  const struct stat *st, const char *target,
-			  size_t target_len)
+static int backup_symlink(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	struct dd_entry e;
 	int rc;
 
-	backup_entry_from_stat(&e, DD_ENTRY_SYMLINK, path, path_len, st);
-	e.link = target;
-	e.link_len = (uint32_t)target_len;
+	backup_entry_from_stat(&e, DD_ENTRY_SYMLINK, it->path, it->path_len,
+			       it->st);
+	e.link = it->target;
+	e.link_len = (uint32_t)it->target_len;
+	backup_entry_meta(b, &e, it);
 	if ((rc = backup_catalog_add(b, &e)) < 0)
 		return rc;
 	b->symlinks++;
+	return 0;
+}
+
+static int backup_special(void *payload, const struct walk_item *it)
+{
+	struct backup *b = payload;
+	mode_t fmt = it->st->st_mode & S_IFMT;
+	struct dd_entry e;
+	int rc;
+
+	if ((rc = backup_hardlink(b, it)) != 0)
+		return rc < 0 ? rc : 0;
+	backup_entry_from_stat(&e, fmt == S_IFIFO ? DD_ENTRY_FIFO :
+			       fmt == S_IFCHR ? DD_ENTRY_CHR : DD_ENTRY_BLK,
+			       it->path, it->path_len, it->st);
+	backup_entry_meta(b, &e, it);
+	if ((rc = backup_catalog_add(b, &e)) < 0 ||
+	    (rc = backup_link_add(b, it->path, it->st)) < 0)
+		return rc;
+	b->specials++;
 	return 0;
 }
 
@@ -289,6 +463,7 @@ static const struct walk_ops backup_walk_ops = {
 	.file = backup_file,
 	.dir = backup_dir,
 	.symlink = backup_symlink,
+	.special = backup_special,
 };
 
 /* ---- the verb ---- */
@@ -296,12 +471,18 @@ static const struct walk_ops backup_walk_ops = {
 static void backup_release(struct backup *b)
 {
 	upload_queue_free(b->uq);
+	progress_free(b->progress);
 	parent_free(b->parent);
 	json_decref(b->parent_manifest);
 	free(b->rbuf);
 	free(b->refs);
 	free(b->cat_ids);
 	dd_buf_release(&b->cat);
+	meta_reader_free(b->meta);
+	dd_buf_release(&b->ext);
+	for (size_t i = 0; i < b->links_alloc; i++)
+		free(b->links[i].path);
+	free(b->links);
 }
 
 /* Finds the parent snapshot (same host, same paths) and opens its
@@ -351,6 +532,9 @@ static int backup_setup(struct backup *b, struct client *c,
 	if (gethostname(b->host, sizeof(b->host) - 1) < 0)
 		snprintf(b->host, sizeof(b->host), "unknown");
 	dd_buf_init(&b->cat, 0);
+	dd_buf_init(&b->ext, DD_CATALOG_EXT_MAX);
+	if ((rc = meta_reader_new(&b->meta)) < 0)
+		return rc;
 	if ((rc = repo_config_fetch(&cfg, c)) < 0)
 		return rc;
 	if ((rc = dd_chunker_init(&b->chunker, &cfg.chunker)) < 0)
@@ -409,7 +593,7 @@ static int backup_create_snapshot(struct backup *b, char **roots,
 			"bytes_sent", (json_int_t)us.bytes_sent);
 	if (!req)
 		goto cleanup;
-	rc = client_post_json(b->client, DD_API_PREFIX "/snapshots", req,
+	rc = client_post_json(b->client, session_snapshot_path(b->sess), req,
 			      manifest);
 	if (rc < 0)
 		rc = agent_error_wrap(rc, "cannot create the snapshot");
@@ -425,7 +609,7 @@ cleanup:
 }
 
 static int backup_print(struct backup *b, const json_t *manifest,
-			bool as_json, double seconds)
+			bool as_json, bool quiet, double seconds)
 {
 	const char *id = json_string_value(json_object_get(manifest, "id"));
 	struct upload_stats us;
@@ -435,14 +619,18 @@ static int backup_print(struct backup *b, const json_t *manifest,
 		return dd_error_set(-EBADMSG,
 				    "server '%s' created a snapshot but sent no id",
 				    client_server(b->client));
+	progress_end(b->progress);
 	if (!as_json) {
-		printf("%s\n", id);
+		if (!quiet)
+			printf("%s\n", id);
 		return 0;
 	}
 	upload_queue_stats(b->uq, &us);
-	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
 			"snapshot_id", id,
 			"files", (json_int_t)b->files,
+			"unreadable", (json_int_t)b->ws.unreadable,
+			"excluded", (json_int_t)b->ws.excluded,
 			"files_unchanged", (json_int_t)parent_matched(b->parent),
 			"bytes_total", (json_int_t)b->bytes_total,
 			"bytes_new", (json_int_t)us.bytes_new,
@@ -458,47 +646,137 @@ static int backup_print(struct backup *b, const json_t *manifest,
 	return 0;
 }
 
+struct backup_run_opts {
+	bool as_json, force_read, quiet;
+	double t0;              /* when the command started (monotonic) */
+	int64_t time_start;     /* and in wall-clock seconds */
+};
+
+/*
+ * One backup of `roots` into a new snapshot, printed on success. Returns
+ * DD_EXIT_OK, DD_EXIT_PARTIAL, or a negative error.
+ */
+static int backup_run(struct client *c, const struct settings *s,
+		      char *const *roots, size_t nroots,
+		      const struct walk_options *wopts,
+		      const struct backup_run_opts *o)
+{
+	struct backup b = { 0 };
+	json_t *manifest = NULL;
+	int rc;
+
+	if ((rc = backup_setup(&b, c, s)) < 0 ||
+	    (!o->force_read &&
+	     (rc = backup_find_parent(&b, (char **)roots, nroots)) < 0) ||
+	    (rc = progress_new(&b.progress, o->quiet)) < 0)
+		goto cleanup;
+	if (b.parent_manifest)
+		progress_total(b.progress,
+			       json_integer_value(json_object_get(b.parent_manifest, "files")),
+			       json_integer_value(json_object_get(b.parent_manifest, "bytes_total")));
+	/* Best effort: the server shows the backup in progress. */
+	session_open(&b.sess, c, roots, nroots);
+	for (size_t i = 0; i < nroots; i++)
+		if ((rc = walk_root(roots[i], &backup_walk_ops, wopts, &b,
+				    &b.ws)) < 0)
+			goto cleanup;
+	if ((rc = backup_catalog_cut(&b, true)) < 0 ||
+	    (rc = upload_queue_flush(b.uq)) < 0 ||
+	    (rc = backup_create_snapshot(&b, (char **)roots, nroots,
+					 o->time_start, &manifest)) < 0 ||
+	    (rc = backup_print(&b, manifest, o->as_json, o->quiet,
+			       dd_monotonic() - o->t0)) < 0)
+		goto cleanup;
+	rc = DD_EXIT_OK;
+	if (b.ws.unreadable) {
+		agent_warn("the snapshot is partial: %lu entries could not be read",
+			   b.ws.unreadable);
+		rc = DD_EXIT_PARTIAL;
+	}
+cleanup:
+	json_decref(manifest);
+	session_close(b.sess, rc);
+	backup_release(&b);
+	return rc;
+}
+
 int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 	       const struct agent_verb *self)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "force-read", no_argument, NULL, 'F' },
+		{ "exclude", required_argument, NULL, 'e' },
+		{ "exclude-file", required_argument, NULL, 'E' },
+		{ "one-file-system", no_argument, NULL, 'x' },
+		{ "include-caches", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct backup b = { 0 };
 	struct settings s = { 0 };
+	struct pattern_list excl;
+	struct walk_options wopts = { .exclude = &excl, .exclude_caches = true };
+	struct backup_run_opts opt_run = {
+		.t0 = dd_monotonic(), .time_start = dd_now(),
+		.quiet = g->quiet,
+	};
 	struct client *c = NULL;
-	json_t *manifest = NULL, *probe;
+	json_t *probe;
 	char **roots = NULL;
 	size_t nroots = 0;
-	bool as_json = false, force_read = false;
-	double t0 = dd_monotonic();
-	int64_t time_start = dd_now();
 	int opt, rc;
 
+	pattern_list_init(&excl);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":jhx", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
-			as_json = true;
+			opt_run.as_json = true;
 			break;
 		case 'F':
-			force_read = true;
+			opt_run.force_read = true;
+			break;
+		case 'e':
+			if ((rc = pattern_add(&excl, optarg)) < 0) {
+				rc = agent_usage_error(self, "%s", dd_error_last());
+				goto cleanup;
+			}
+			break;
+		case 'E':
+			if ((rc = pattern_add_file(&excl, optarg)) < 0) {
+				rc = agent_error_wrap(rc, "cannot read exclude file '%s'",
+						      optarg);
+				goto cleanup;
+			}
+			break;
+		case 'x':
+			wopts.one_file_system = true;
+			break;
+		case 'C':
+			wopts.exclude_caches = false;
 			break;
 		case 'h':
+			pattern_list_release(&excl);
 			return agent_usage_help(self);
+		case ':':
+			rc = agent_usage_error(self, "option '%s' needs a value",
+					       argv[optind - 1]);
+			goto cleanup;
 		default:
-			return agent_usage_error(self, "unknown option '%s'",
-						 argv[optind - 1]);
+			rc = agent_usage_error(self, "unknown option '%s'",
+					       argv[optind - 1]);
+			goto cleanup;
 		}
 	}
-	if (optind >= argc)
-		return agent_usage_error(self, "no PATH given");
+	if (optind >= argc) {
+		rc = agent_usage_error(self, "no PATH given");
+		goto cleanup;
+	}
 
-	if (!(roots = calloc((size_t)(argc - optind), sizeof(*roots))))
-		return dd_error_set(-ENOMEM, "out of memory");
+	if (!(roots = calloc((size_t)(argc - optind), sizeof(*roots)))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	for (int i = optind; i < argc; i++) {
 		struct stat st;
 
@@ -522,24 +800,23 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 	nroots = walk_roots_prune(roots, nroots);
 
 	if ((rc = settings_load(&s, &g->src)) < 0 ||
-	    (rc = client_new(&c, &s)) < 0 ||
-	    (rc = backup_setup(&b, c, &s)) < 0 ||
-	    (!force_read && (rc = backup_find_parent(&b, roots, nroots)) < 0))
+	    (rc = client_new(&c, &s)) < 0)
 		goto cleanup;
-	for (size_t i = 0; i < nroots; i++)
-		if ((rc = walk_root(roots[i], &backup_walk_ops, &b, &b.ws)) < 0)
-			goto cleanup;
-	if ((rc = backup_catalog_cut(&b, true)) < 0 ||
-	    (rc = upload_queue_flush(b.uq)) < 0 ||
-	    (rc = backup_create_snapshot(&b, roots, nroots, time_start,
-					 &manifest)) < 0 ||
-	    (rc = backup_print(&b, manifest, as_json,
-			       dd_monotonic() - t0)) < 0)
-		goto cleanup;
-	rc = DD_EXIT_OK;
+	rc = backup_run(c, &s, roots, nroots, &wopts, &opt_run);
+	/* The server refuses a snapshot that names a chunk it no longer has
+	 * (409): a chunk the parent listed was found damaged and dropped, or
+	 * a garbage collection removed a chunk this run was told the server
+	 * had (docs/OPERATIONS.md, "Garbage collection"). Reading every file
+	 * again asks for every chunk anew and uploads what is missing. */
+	if (rc == -EEXIST &&
+	    strstr(dd_error_last(), "references missing chunk") != NULL) {
+		agent_warn("%s; backing up again, reading every file",
+			   dd_error_last());
+		opt_run.force_read = true;
+		rc = backup_run(c, &s, roots, nroots, &wopts, &opt_run);
+	}
 cleanup:
-	json_decref(manifest);
-	backup_release(&b);
+	pattern_list_release(&excl);
 	client_free(c);
 	settings_release(&s);
 	for (size_t i = 0; i < nroots; i++)

@@ -129,6 +129,11 @@ int catstream_next(struct catstream *s, struct dd_entry *e)
 	return rc;
 }
 
+uint32_t catstream_version(const struct catstream *s)
+{
+	return dd_catalog_version(s->cr);
+}
+
 void catstream_free(struct catstream *s)
 {
 	if (!s)

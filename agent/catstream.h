@@ -32,4 +32,8 @@ void catstream_free(struct catstream *s);
  */
 int catstream_next(struct catstream *s, struct dd_entry *e);
 
+/* The catalog's format version, known after the first catstream_next()
+ * (0 before): in version 1 an entry's extension area is opaque. */
+uint32_t catstream_version(const struct catstream *s);
+
 #endif

@@ -6,8 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "proto.h"
 #include "client.h"
@@ -20,11 +25,22 @@
  * large bundle before it answers. */
 #define CLIENT_LOW_SPEED_LIMIT 1L
 #define CLIENT_LOW_SPEED_TIME 120L
+/* A request that fails because the server cannot be reached or dropped
+ * the connection (it is restarting) is retried this many times, waiting
+ * 0.2 s, then twice as long each time, at most 3.2 s (9.4 s in all).
+ * DEDUP_AGENT_RETRIES=N overrides the count (0 turns retries off). */
+#define CLIENT_RETRIES 6
+#define CLIENT_RETRY_FIRST_MS 200L
+#define CLIENT_RETRY_MAX_MS 3200L
 
 struct client {
 	CURL *curl;
 	char *base;
 	char *ca;
+	bool pinned;
+	uint8_t pin[32];         /* SHA-256 of the server's certificate */
+	bool pin_mismatch;       /* the last handshake saw another one */
+	char seen[65];           /* its fingerprint, hex */
 	struct curl_slist *hdr_get;
 	struct curl_slist *hdr_bin;
 	struct curl_slist *hdr_json;
@@ -35,6 +51,7 @@ struct client {
 	struct dd_buf *resp;
 	size_t resp_cap;
 	bool overflow;
+	CURLcode last_cc;        /* of the last transfer */
 };
 
 int client_global_init(void)
@@ -86,6 +103,39 @@ fail:
 	return NULL;
 }
 
+/*
+ * OpenSSL's certificate check, replaced when a fingerprint is pinned: the
+ * server's certificate must hash to the pin; chains, names and dates do
+ * not matter (the pin names exactly one certificate).
+ */
+static int client_pin_verify(X509_STORE_CTX *xs, void *arg)
+{
+	struct client *c = arg;
+	X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	if (!leaf || !X509_digest(leaf, EVP_sha256(), md, &len) || len != 32) {
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+		return 0;
+	}
+	if (CRYPTO_memcmp(md, c->pin, sizeof(c->pin)) != 0) {
+		dd_hex_encode(c->seen, md, 32);
+		c->pin_mismatch = true;
+		X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+		return 0;
+	}
+	X509_STORE_CTX_set_error(xs, X509_V_OK);
+	return 1;
+}
+
+static CURLcode client_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
+{
+	(void)curl;
+	SSL_CTX_set_cert_verify_callback(ssl_ctx, client_pin_verify, arg);
+	return CURLE_OK;
+}
+
 int client_new(struct client **out, const struct settings *s)
 {
 	struct client *c;
@@ -99,6 +149,14 @@ int client_new(struct client **out, const struct settings *s)
 	if (!(c->base = strdup(s->server)) ||
 	    (s->ca && !(c->ca = strdup(s->ca))))
 		goto fail;
+	if (s->fingerprint) {
+		if (dd_hex_decode(c->pin, sizeof(c->pin), s->fingerprint,
+				  strlen(s->fingerprint)) < 0) {
+			client_free(c);
+			return dd_error_set(-EINVAL, "invalid fingerprint");
+		}
+		c->pinned = true;
+	}
 	auth_len = strlen(s->token) + 32;
 	if (!(auth = malloc(auth_len)))
 		goto fail;
@@ -117,8 +175,20 @@ int client_new(struct client **out, const struct settings *s)
 	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "dedup-agent/" DD_VERSION);
 	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (c->ca)
+	if (c->pinned) {
+		/* The pin replaces the CA and host name checks; a resumed
+		 * TLS session would skip the check, so none is cached. */
+		if (curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_FUNCTION,
+				     client_ssl_ctx) != CURLE_OK) {
+			rc = -EPROTO;
+			goto fail;
+		}
+		curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_DATA, c);
+		curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 0L);
+		curl_easy_setopt(c->curl, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+	} else if (c->ca) {
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca);
+	}
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, CLIENT_CONNECT_TIMEOUT);
 	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, CLIENT_LOW_SPEED_LIMIT);
 	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, CLIENT_LOW_SPEED_TIME);
@@ -137,6 +207,10 @@ fail:
 		free(auth);
 	}
 	client_free(c);
+	if (rc == -EPROTO)
+		return dd_error_set(rc, "this libcurl cannot pin certificates "
+				    "(not built with OpenSSL); use --ca "
+				    "instead");
 	return dd_error_set(rc, "out of memory");
 }
 
@@ -166,6 +240,14 @@ static int client_transport_error(struct client *c, CURLcode cc)
 	const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
 	long oserr = 0;
 
+	if (c->pin_mismatch) {
+		char want[65];
+
+		dd_hex_encode(want, c->pin, sizeof(c->pin));
+		return dd_error_set(-EPROTO, "TLS: server '%s' presented "
+				    "certificate sha256:%s, not the pinned "
+				    "sha256:%s", c->base, c->seen, want);
+	}
 	switch (cc) {
 	case CURLE_COULDNT_CONNECT:
 		curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &oserr);
@@ -238,7 +320,8 @@ static int client_status_error(struct client *c, const char *method,
 			    method, path);
 }
 
-int client_request(struct client *c, const char *method, const char *path,
+static int client_request_once(struct client *c, const char *method,
+			       const char *path,
 		   const char *ctype, const void *body, size_t len,
 		   struct dd_buf *resp)
 {
@@ -263,6 +346,7 @@ int client_request(struct client *c, const char *method, const char *path,
 	c->resp_cap = resp->cap && resp->cap < CLIENT_MAX_RESPONSE ?
 		resp->cap : CLIENT_MAX_RESPONSE;
 	c->overflow = false;
+	c->pin_mismatch = false;
 	c->errbuf[0] = '\0';
 
 	curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
@@ -282,12 +366,69 @@ int client_request(struct client *c, const char *method, const char *path,
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);
 
 	cc = curl_easy_perform(c->curl);
+	c->last_cc = cc;
 	if (cc != CURLE_OK)
 		return client_transport_error(c, cc);
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299)
 		return client_status_error(c, method, path, status);
 	return 0;
+}
+
+/* True when the last failure was the connection, not the request. */
+static bool client_retryable(const struct client *c)
+{
+	if (c->pin_mismatch)
+		return false;
+	switch (c->last_cc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_SSL_CONNECT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int client_retries(void)
+{
+	const char *v = getenv("DEDUP_AGENT_RETRIES");
+	uint64_t n;
+
+	if (v && dd_parse_u64(v, &n) == 0 && n <= 100)
+		return (int)n;
+	return CLIENT_RETRIES;
+}
+
+/*
+ * Every request is idempotent on the server except a snapshot create,
+ * whose retry after a lost answer may record a second, identical snapshot:
+ * harmless, and better than a failed backup.
+ */
+int client_request(struct client *c, const char *method, const char *path,
+		   const char *ctype, const void *body, size_t len,
+		   struct dd_buf *resp)
+{
+	long wait_ms = CLIENT_RETRY_FIRST_MS;
+	int tries = client_retries(), rc;
+	struct timespec ts;
+
+	for (;;) {
+		c->last_cc = CURLE_OK;
+		rc = client_request_once(c, method, path, ctype, body, len,
+					 resp);
+		if (rc == 0 || tries-- <= 0 || !client_retryable(c))
+			return rc;
+		ts.tv_sec = wait_ms / 1000;
+		ts.tv_nsec = (wait_ms % 1000) * 1000000L;
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		wait_ms = wait_ms * 2 > CLIENT_RETRY_MAX_MS ?
+			  CLIENT_RETRY_MAX_MS : wait_ms * 2;
+	}
 }
 
 static int client_parse_json(struct client *c, const char *path,

@@ -4,10 +4,11 @@
  * a client is used by one thread at a time, and a concurrent uploader
  * gives each thread its own client.
  *
- * TLS is always verified: against the configured CA file (the server's
- * self-signed certificate is its own CA) or, without one, the system trust
- * store. Every request carries the bearer token. Every response body is
- * capped while it is received.
+ * TLS is always verified: against a pinned certificate fingerprint (the
+ * SHA-256 of the server's certificate; then nothing else is checked),
+ * else the configured CA file (the server's self-signed certificate is its
+ * own CA), else the system trust store. Every request carries the bearer
+ * token. Every response body is capped while it is received.
  *
  * Errors: 0 means a 2xx answer. Otherwise a negative code with a one-line
  * reason recorded (dd_error_last):

@@ -5,6 +5,8 @@
  * out of the verb's arguments, up to a "--"); everything else is the
  * verb's to parse.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,19 +16,30 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "lock.h"
+#include "progress.h"
 
 static int cmd_help(int argc, char **argv, const struct agent_globals *g,
 		    const struct agent_verb *self);
 
 static const struct agent_verb verbs[] = {
-	{ "backup", cmd_backup, "backup [--json] PATH...",
+	{ "backup", cmd_backup, "backup [--json] [--force-read] PATH...",
 	  "Back up files and directories; prints the new snapshot's id." },
 	{ "restore", cmd_restore, "restore SNAPSHOT|latest --target DIR",
 	  "Restore a snapshot (id, 8+ digit prefix, 'latest') into DIR." },
+	{ "ls", cmd_ls, "ls [--json] SNAPSHOT [PATH]...",
+	  "List a snapshot's entries (those under PATH, a path or pattern)." },
+	{ "verify", cmd_verify, "verify SNAPSHOT",
+	  "Fetch and re-hash every chunk of a snapshot; name damaged files." },
 	{ "snapshots", cmd_snapshots, "snapshots [--json]",
 	  "List this client's snapshots, oldest first." },
 	{ "stats", cmd_stats, "stats [--json]",
 	  "Show the repository's statistics." },
+	{ "forget", cmd_forget,
+	  "forget [--dry-run] [--prune] [--client NAME] [--keep-* N]... [SNAPSHOT]...",
+	  "Admin: remove snapshots (named, or by keep rules); --prune also runs gc." },
+	{ "gc", cmd_gc, "gc [--dry-run] [--json]",
+	  "Admin: delete chunks no snapshot uses; report the bytes freed." },
 	{ "help", cmd_help, "help [COMMAND]", "Show help." },
 };
 
@@ -40,12 +53,17 @@ static void main_usage(FILE *f)
 		"  --server URL     the server, https://HOST:PORT (env DEDUP_SERVER)\n"
 		"  --token TOKEN    this client's token (env DEDUP_TOKEN)\n"
 		"  --ca FILE        CA certificate that signed the server's (env DEDUP_CA)\n"
+		"  --fingerprint sha256:HEX  pin the server's certificate instead of a CA\n"
+		"                   (env DEDUP_FINGERPRINT; see dedup-server cert show)\n"
 		"  --config FILE    settings file (default %s)\n"
-		"  -q, --quiet      no summary on stderr\n"
+		"  -q, --quiet      print nothing on success; no progress display\n"
 		"  -h, --help       this help\n"
 		"  --version        print the version\n"
 		"\nSettings: flags win over the environment, the environment over the\n"
-		"config file (keys server, token, ca).\n",
+		"config file (keys server, token, ca).\n"
+		"\nexit codes: 0 success, 1 error, 2 usage error, 3 partial backup (some\n"
+		"files could not be read), 4 another backup with the same configuration\n"
+		"is still running. See dedup-agent(1).\n",
 		SETTINGS_DEFAULT_CONFIG);
 }
 
@@ -71,6 +89,43 @@ static int cmd_help(int argc, char **argv, const struct agent_globals *g,
 	return agent_usage_help(v);
 }
 
+/* Verbs that run under the configuration's lock (lock.h): the ones that
+ * must not run twice at once. */
+static bool main_verb_locks(const struct agent_verb *v)
+{
+	return v->run == cmd_backup;
+}
+
+/* Whether the verb's arguments ask for its help (before any "--"). */
+static bool main_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Takes the lock of the configuration the settings resolve to (lock.h).
+ * Settings that do not resolve take no lock: the verb then reports them
+ * with its own message. Returns 0 (with *out possibly NULL) or a negative
+ * code, -EWOULDBLOCK when another run holds the lock.
+ */
+static int main_lock(struct lock **out, const struct agent_globals *g)
+{
+	struct settings s;
+	int rc;
+
+	*out = NULL;
+	if (settings_load(&s, &g->src) < 0) {
+		dd_error_clear();
+		return 0;
+	}
+	rc = lock_take(out, s.server, s.token);
+	settings_release(&s);
+	return rc;
+}
+
 /*
  * Takes a global option at argv[i] into *g. Returns the number of
  * arguments used (0: not a global option) or -1 on a missing value.
@@ -85,6 +140,7 @@ static int main_global_option(struct agent_globals *g, int argc, char **argv,
 		{ "--server", offsetof(struct settings_source, server) },
 		{ "--token", offsetof(struct settings_source, token) },
 		{ "--ca", offsetof(struct settings_source, ca) },
+		{ "--fingerprint", offsetof(struct settings_source, fingerprint) },
 		{ "--config", offsetof(struct settings_source, config) },
 	};
 	const char *a = argv[i];
@@ -120,6 +176,7 @@ int main(int argc, char **argv)
 {
 	struct agent_globals g = { 0 };
 	const struct agent_verb *verb = NULL;
+	struct lock *lock = NULL;
 	char **vargv;
 	int vargc = 0, i, n, rc;
 	bool dashdash = false;
@@ -176,22 +233,33 @@ int main(int argc, char **argv)
 		goto usage;
 	}
 
+	/* A usage error or a help request is answered even while another
+	 * run holds the lock. */
+	if (main_verb_locks(verb) && vargc > 1 && !main_wants_help(vargc, vargv) &&
+	    (rc = main_lock(&lock, &g)) < 0) {
+		fprintf(stderr, "error: %s\n", dd_error_last());
+		free(vargv);
+		return rc == -EWOULDBLOCK ? DD_EXIT_LOCKED : DD_EXIT_ERROR;
+	}
 	if (client_global_init() < 0) {
 		fprintf(stderr, "error: %s\n", dd_error_last());
+		lock_free(lock);
 		free(vargv);
 		return DD_EXIT_ERROR;
 	}
 	rc = verb->run(vargc, vargv, &g, verb);
 	client_global_cleanup();
 	free(vargv);
+	progress_interrupt();
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "error: cannot write to standard output\n");
-		return DD_EXIT_ERROR;
-	}
-	if (rc < 0) {
+		rc = DD_EXIT_ERROR;
+	} else if (rc < 0) {
 		fprintf(stderr, "error: %s\n", dd_error_last());
-		return DD_EXIT_ERROR;
+		rc = DD_EXIT_ERROR;
 	}
+	/* Held until here: the exit code is final. */
+	lock_free(lock);
 	return rc;
 
 usage:

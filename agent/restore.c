@@ -1,27 +1,37 @@
 /*
- * restore.c - `dedup-agent restore SNAPSHOT|latest --target DIR`
+ * restore.c - `dedup-agent restore SNAPSHOT|latest --target DIR
+ *             [--include PATTERN]... | --format tar --output FILE|-`
  *
  * manifest -> catalog chunks (fetched, verified, streamed through the
- * catalog reader) -> entries, each written by libarchive's disk writer with
- * its secure-extraction flags, working inside DIR. File data is fetched in
- * batches (up to RESTORE_BATCH_BYTES of plain data across consecutive
- * files), and every chunk is verified against its id before one byte of it
- * is written.
+ * catalog reader) -> selected entries -> a sink: the disk writer below, or
+ * the tar writer (export.c). File data is fetched in batches (up to
+ * RESTORE_BATCH_BYTES of plain data across consecutive files), and every
+ * chunk is verified against its id before one byte of it is written.
  *
  * Entries wait in a fixed ring of copies (the catalog reader's pointers only
  * live until its next call) so that a batch can look ahead past the entry
  * being written. While one batch is written, the next is planned and a
  * fetcher thread downloads it, so the network and the disk overlap.
  *
- * Paths are checked here before libarchive sees them: the catalog rules
- * again (relative, no "..") and, on disk, that no parent of the entry is a
- * symlink or other non-directory (which would send the write outside DIR).
- * libarchive's SECURE_* flags are the second line of defence.
+ * The disk writer never resolves a path through the file system: it opens
+ * each entry's parent one component at a time from the target directory
+ * with O_NOFOLLOW | O_DIRECTORY (creating missing ones), so a symlink
+ * anywhere on the way - restored earlier or already in the target - makes
+ * the entry refused, never followed, and a path longer than PATH_MAX works.
+ * libarchive's disk writer (secure-extraction flags, xattrs, ACLs) then
+ * creates the entry by its name inside that open parent (it is made the
+ * working directory). Directories are made here and get their owner, mode,
+ * ACLs, xattrs and times at the end, deepest first, after their children;
+ * hard links are made here with linkat() between two parents opened the
+ * same safe way. A chunk of zeros is not written: the file gets a hole.
  */
+#define _GNU_SOURCE
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +52,10 @@
 #include "catstream.h"
 #include "fetch.h"
 #include "idset.h"
+#include "meta.h"
+#include "pattern.h"
 #include "repo_config.h"
+#include "restore.h"
 #include "snapshots.h"
 
 #define RESTORE_BATCH_BYTES (32u * 1024 * 1024)
@@ -52,23 +65,7 @@
 /* Catalog chunks fetched at a time, at most. */
 #define RESTORE_CATALOG_IDS 64u
 
-/* ---- restore state ---- */
-
-struct rentry {
-	struct dd_entry e;       /* path, link, chunks point to the copies */
-	char *path;
-	char *link;
-	struct dd_chunk_ref *chunks;
-};
-
-/* A directory that existed before the restore: libarchive leaves such a
- * directory's owner, mode and times alone, so they are set at the end. */
-struct dir_fixup {
-	char *path;
-	uint32_t mode, uid, gid;
-	int64_t mtime_sec;
-	uint32_t mtime_nsec;
-};
+/* ---- the stream ---- */
 
 /* A batch of file data: the chunk refs of consecutive entries in the
  * order they are written, each an index into the unique ids fetched. */
@@ -82,16 +79,15 @@ struct rbatch {
 
 struct restore {
 	struct client *client;
-	const char *target;
-	bool quiet;
 	size_t batch_bytes, batch_ids;
+	const struct pattern_list *include;
 
 	struct catstream *cs;
 	bool cat_eof;
 
 	/* entries read but not yet written; entry number `abs` (counted
 	 * from the catalog's start) sits in q[abs % RESTORE_QUEUE_LEN] */
-	struct rentry q[RESTORE_QUEUE_LEN];
+	struct restore_entry q[RESTORE_QUEUE_LEN];
 	uint64_t qhead;           /* number of the oldest entry held */
 	size_t qcount;
 
@@ -106,31 +102,27 @@ struct restore {
 	struct fetcher *fetcher;
 	struct dd_buf plain;
 	ZSTD_DCtx *dctx;
-
-	struct archive *aw;
-	struct archive_entry *ae;
-	char *parent_ok;         /* last parent directory found safe */
-	struct dir_fixup *fixups;
-	size_t nfixups, fixups_alloc;
-
-	uint64_t files, dirs, symlinks, bytes;
-	unsigned long refused, failed;
 };
 
-static void rentry_release(struct rentry *re)
+static void rentry_release(struct restore_entry *re)
 {
 	free(re->path);
 	free(re->link);
+	free(re->ext);
 	free(re->chunks);
 	memset(re, 0, sizeof(*re));
 }
 
-static int rentry_copy(struct rentry *re, const struct dd_entry *e)
+static int rentry_copy(struct restore_entry *re, const struct dd_entry *e,
+		       bool with_ext)
 {
 	memset(re, 0, sizeof(*re));
 	re->e = *e;
-	if (!(re->path = strndup(e->path, e->path_len)))
+	re->with_ext = with_ext;
+	if (!(re->path = malloc((size_t)e->path_len + 1)))
 		goto nomem;
+	memcpy(re->path, e->path, e->path_len);
+	re->path[e->path_len] = '\0';
 	re->e.path = re->path;
 	if (e->link_len) {
 		if (!(re->link = malloc(e->link_len + 1)))
@@ -141,6 +133,13 @@ static int rentry_copy(struct rentry *re, const struct dd_entry *e)
 	re->e.link = re->link;
 	re->e.ext = NULL;
 	re->e.ext_len = 0;
+	if (with_ext && e->ext_len) {
+		if (!(re->ext = malloc(e->ext_len)))
+			goto nomem;
+		memcpy(re->ext, e->ext, e->ext_len);
+		re->e.ext = re->ext;
+		re->e.ext_len = e->ext_len;
+	}
 	if (e->nchunks) {
 		if (!(re->chunks = malloc(e->nchunks * sizeof(*re->chunks))))
 			goto nomem;
@@ -153,29 +152,36 @@ nomem:
 	return dd_error_set(-ENOMEM, "out of memory");
 }
 
-/* Reads the next catalog entry into the ring: 1 added, 0 end, < 0 error. */
+/* Reads the next selected catalog entry into the ring: 1 added, 0 end,
+ * < 0 error. */
 static int restore_read_entry(struct restore *r)
 {
+	struct restore_entry *re;
 	struct dd_entry e;
 	int rc;
 
 	assert(r->qcount < RESTORE_QUEUE_LEN);
-	if (r->cat_eof)
-		return 0;
-	rc = catstream_next(r->cs, &e);
-	if (rc < 0)
-		return rc;
-	if (rc == 0) {
-		r->cat_eof = true;
-		return 0;
+	for (;;) {
+		if (r->cat_eof)
+			return 0;
+		rc = catstream_next(r->cs, &e);
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			r->cat_eof = true;
+			return 0;
+		}
+		re = &r->q[(r->qhead + r->qcount) % RESTORE_QUEUE_LEN];
+		rc = rentry_copy(re, &e, catstream_version(r->cs) >= 2);
+		if (rc < 0)
+			return rc;
+		if (pattern_selects(r->include, re->path))
+			break;
+		rentry_release(re);
 	}
-	rc = rentry_copy(&r->q[(r->qhead + r->qcount) % RESTORE_QUEUE_LEN], &e);
-	if (rc < 0)
-		return rc;
 	r->qcount++;
 	return 1;
 }
-
 /* Room for `need` elements of `size` bytes in array p (of *alloc): the
  * array, possibly moved, or NULL when out of memory (p is kept). */
 static void *restore_grow(void *p, size_t *alloc, size_t need, size_t size)
@@ -213,7 +219,7 @@ static int restore_plan(struct restore *r, struct rbatch *b)
 		r->plan_j = 0;
 	}
 	for (;;) {
-		struct rentry *re;
+		struct restore_entry *re;
 
 		if (r->plan_abs == r->qhead + r->qcount) {
 			if (r->qcount == RESTORE_QUEUE_LEN)
@@ -296,7 +302,47 @@ static int restore_advance(struct restore *r)
 }
 
 /* The next chunk of the entry being written, verified, in r->plain. */
-static int restore_next_chunk(struct restore *r, const struct rentry *re,
+/*
+ * The entry to name when getting a chunk failed: a batch is fetched for
+ * several files at once, so the chunk the error names (the first 64-hex
+ * word of the message) may belong to a later file than `re`. Returns the
+ * path of the queued entry that uses that chunk, or re's path.
+ */
+static const char *restore_blame(const struct restore *r,
+				 const struct restore_entry *re)
+{
+	const char *msg = dd_error_last(), *start = NULL;
+	struct dd_id id;
+	size_t run = 0;
+
+	/* The first run of exactly 64 hex digits. */
+	for (const char *p = msg;; p++) {
+		if (*p && isxdigit((unsigned char)*p)) {
+			run++;
+			continue;
+		}
+		if (run == DD_ID_HEX_LEN) {
+			start = p - run;
+			break;
+		}
+		run = 0;
+		if (!*p)
+			break;
+	}
+	if (!start || dd_hex_decode(id.b, DD_ID_LEN, start, DD_ID_HEX_LEN) < 0)
+		return re->path;
+	for (size_t k = 0; k < r->qcount; k++) {
+		const struct restore_entry *q =
+			&r->q[(r->qhead + k) % RESTORE_QUEUE_LEN];
+
+		for (uint64_t j = 0; j < q->e.nchunks; j++)
+			if (dd_id_eq(&q->chunks[j].id, &id))
+				return q->path;
+	}
+	return re->path;
+}
+
+static int restore_next_chunk(struct restore *r, const struct restore_entry *re,
 			      uint64_t j)
 {
 	const struct dd_chunk_ref *ref = &re->chunks[j];
@@ -312,263 +358,10 @@ static int restore_next_chunk(struct restore *r, const struct rentry *re,
 				 r->dctx);
 }
 
-/* ---- path safety ---- */
-
-static int restore_refuse(struct restore *r, const struct rentry *re,
-			  const char *why)
-{
-	agent_warn("refusing entry '%s': %s", re->path, why);
-	r->refused++;
-	return 0;
-}
-
-/*
- * 1 if the entry may be written, 0 if refused (warned and counted). Every
- * existing parent of the path inside the target must be a real directory;
- * the last parent found safe is remembered because entries come in walk
- * order.
- */
-static int restore_check(struct restore *r, const struct rentry *re)
-{
-	const char *slash = strrchr(re->path, '/');
-	size_t plen = slash ? (size_t)(slash - re->path) : 0;
-	char *parent;
-	struct stat st;
-
-	if (dd_catalog_path_check(re->path, re->e.path_len) < 0)
-		return restore_refuse(r, re, "unsafe path");
-	if (re->link && strlen(re->link) != re->e.link_len)
-		return restore_refuse(r, re, "symlink target contains a NUL byte");
-	if (plen == 0)
-		return 1;
-	if (r->parent_ok && strlen(r->parent_ok) == plen &&
-	    memcmp(r->parent_ok, re->path, plen) == 0)
-		return 1;
-
-	if (!(parent = strndup(re->path, plen)))
-		return dd_error_set(-ENOMEM, "out of memory");
-	for (char *p = parent;; p++) {
-		char saved = *p;
-		int missing;
-
-		if (saved != '/' && saved != '\0')
-			continue;
-		*p = '\0';     /* parent now names one ancestor */
-		missing = fstatat(AT_FDCWD, parent, &st, AT_SYMLINK_NOFOLLOW) < 0;
-		if (!missing && !S_ISDIR(st.st_mode)) {
-			agent_warn("refusing entry '%s': '%s' in the target is not a directory",
-				   re->path, parent);
-			r->refused++;
-			free(parent);
-			return 0;
-		}
-		*p = saved;
-		/* A missing ancestor and all below it are created by
-		 * libarchive as directories. */
-		if (missing || saved == '\0')
-			break;
-	}
-	free(r->parent_ok);
-	r->parent_ok = parent;
-	return 1;
-}
-
-/* A non-directory now sits at `path`: forget a safe parent at or under it. */
-static void restore_invalidate(struct restore *r, const char *path)
-{
-	size_t n = strlen(path);
-
-	if (r->parent_ok && strncmp(r->parent_ok, path, n) == 0 &&
-	    (r->parent_ok[n] == '\0' || r->parent_ok[n] == '/')) {
-		free(r->parent_ok);
-		r->parent_ok = NULL;
-	}
-}
-
-/* ---- writing ---- */
-
-static int restore_note_existing_dir(struct restore *r,
-				     const struct rentry *re)
-{
-	struct dir_fixup *f;
-	struct stat st;
-	void *p;
-
-	if (fstatat(AT_FDCWD, re->path, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    !S_ISDIR(st.st_mode))
-		return 0;
-	p = restore_grow(r->fixups, &r->fixups_alloc, r->nfixups + 1,
-			 sizeof(*r->fixups));
-	if (!p)
-		return dd_error_set(-ENOMEM, "out of memory");
-	r->fixups = p;
-	f = &r->fixups[r->nfixups];
-	if (!(f->path = strdup(re->path)))
-		return dd_error_set(-ENOMEM, "out of memory");
-	f->mode = re->e.mode & 07777;
-	f->uid = re->e.uid;
-	f->gid = re->e.gid;
-	f->mtime_sec = re->e.mtime_sec;
-	f->mtime_nsec = re->e.mtime_nsec;
-	r->nfixups++;
-	return 0;
-}
-
-/* Sets what libarchive left alone on pre-existing directories, after
- * all their children were written. */
-static void restore_apply_fixups(struct restore *r)
-{
-	for (size_t i = r->nfixups; i-- > 0;) {
-		const struct dir_fixup *f = &r->fixups[i];
-		struct timespec ts[2] = {
-			{ .tv_nsec = UTIME_NOW },
-			{ .tv_sec = (time_t)f->mtime_sec,
-			  .tv_nsec = (long)f->mtime_nsec },
-		};
-		int fd;
-
-		fd = open(f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			  O_CLOEXEC);
-		if (fd < 0 ||
-		    (geteuid() == 0 && fchown(fd, f->uid, f->gid) < 0) ||
-		    fchmod(fd, f->mode) < 0 || futimens(fd, ts) < 0)
-			agent_warn("cannot set owner, mode or times of '%s': %s",
-				   f->path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-	}
-}
-
-static void restore_fill_archive_entry(struct archive_entry *ae,
-				       const struct rentry *re)
-{
-	const struct dd_entry *e = &re->e;
-	mode_t type = e->type == DD_ENTRY_DIR ? AE_IFDIR :
-		e->type == DD_ENTRY_SYMLINK ? AE_IFLNK : AE_IFREG;
-
-	archive_entry_clear(ae);
-	archive_entry_copy_pathname(ae, re->path);
-	archive_entry_set_mode(ae, type | (e->mode & 07777));
-	archive_entry_set_uid(ae, e->uid);
-	archive_entry_set_gid(ae, e->gid);
-	archive_entry_set_mtime(ae, (time_t)e->mtime_sec, (long)e->mtime_nsec);
-	if (e->type == DD_ENTRY_SYMLINK)
-		archive_entry_copy_symlink(ae, re->link ? re->link : "");
-	if (e->type == DD_ENTRY_FILE)
-		archive_entry_set_size(ae, (la_int64_t)e->size);
-}
-
-/* Reports a libarchive result for an entry; returns a negative code only
- * for a fatal one (the writer cannot go on). */
-static int restore_archive_result(struct restore *r, const struct rentry *re,
-				  int ar, bool *ok)
-{
-	if (ar == ARCHIVE_OK)
-		return 0;
-	if (ar == ARCHIVE_WARN) {
-		agent_warn("'%s': %s", re->path, archive_error_string(r->aw));
-		return 0;
-	}
-	if (ar == ARCHIVE_FATAL)
-		return dd_error_set(-EIO, "cannot restore '%s': %s", re->path,
-				    archive_error_string(r->aw));
-	agent_warn("cannot restore '%s': %s", re->path,
-		   archive_error_string(r->aw));
-	if (*ok)
-		r->failed++;
-	*ok = false;
-	return 0;
-}
-
-static int restore_entry(struct restore *r, const struct rentry *re)
-{
-	const struct dd_entry *e = &re->e;
-	bool ok;
-	int rc;
-
-	if ((rc = restore_check(r, re)) < 0)
-		return rc;
-	ok = rc == 1;
-	if (ok) {
-		if (e->type != DD_ENTRY_DIR)
-			restore_invalidate(r, re->path);
-		else if ((rc = restore_note_existing_dir(r, re)) < 0)
-			return rc;
-		restore_fill_archive_entry(r->ae, re);
-		rc = archive_write_header(r->aw, r->ae);
-		if ((rc = restore_archive_result(r, re, rc, &ok)) < 0)
-			return rc;
-	}
-	/* The chunks are consumed even for a refused entry: the batch was
-	 * planned with them. */
-	for (uint64_t j = 0; j < e->nchunks; j++) {
-		la_ssize_t n;
-
-		if ((rc = restore_next_chunk(r, re, j)) < 0)
-			return rc;
-		if (!ok)
-			continue;
-		n = archive_write_data(r->aw, r->plain.data, r->plain.len);
-		if (n < 0 || (size_t)n != r->plain.len) {
-			rc = restore_archive_result(r, re, n < 0 ? (int)n :
-						    ARCHIVE_FAILED, &ok);
-			if (rc < 0)
-				return rc;
-		}
-	}
-	if (ok) {
-		rc = archive_write_finish_entry(r->aw);
-		if ((rc = restore_archive_result(r, re, rc, &ok)) < 0)
-			return rc;
-	}
-	if (!ok)
-		return 0;
-	switch (e->type) {
-	case DD_ENTRY_FILE:
-		r->files++;
-		r->bytes += e->size;
-		break;
-	case DD_ENTRY_DIR:
-		r->dirs++;
-		break;
-	default:
-		r->symlinks++;
-		break;
-	}
-	return 0;
-}
-
-/* ---- setup ---- */
-
-/* Creates the target if missing and makes it the working directory, so
- * every path handed to libarchive is relative to it. */
-static int restore_enter_target(const char *target)
-{
-	int fd, rc;
-
-	if ((rc = dd_mkdir_p(target, 0700)) < 0)
-		return agent_error_wrap(rc, "cannot create target directory '%s'",
-					target);
-	fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return dd_error_set(-errno, "cannot open target directory '%s': %s",
-				    target, strerror(errno));
-	rc = fchdir(fd) < 0 ? -errno : 0;
-	close(fd);
-	if (rc < 0)
-		return dd_error_set(rc, "cannot enter target directory '%s': %s",
-				    target, strerror(-rc));
-	return 0;
-}
 
 static int restore_setup(struct restore *r, struct client *c,
 			 const struct settings *s, const json_t *manifest)
 {
-	int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-		ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-		ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-		ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-		ARCHIVE_EXTRACT_UNLINK;
 	struct repo_config cfg;
 	size_t per_fetch;
 	int rc;
@@ -596,15 +389,7 @@ static int restore_setup(struct restore *r, struct client *c,
 		return rc;
 	if (!(r->dctx = ZSTD_createDCtx()))
 		return dd_error_set(-ENOMEM, "out of memory");
-
-	if (geteuid() == 0)
-		flags |= ARCHIVE_EXTRACT_OWNER;
-	if (!(r->aw = archive_write_disk_new()) || !(r->ae = archive_entry_new()))
-		return dd_error_set(-ENOMEM, "out of memory");
-	if (archive_write_disk_set_options(r->aw, flags) != ARCHIVE_OK)
-		return dd_error_set(-EIO, "cannot set up the disk writer: %s",
-				    archive_error_string(r->aw));
-	return restore_enter_target(r->target);
+	return 0;
 }
 
 static void restore_release(struct restore *r)
@@ -616,9 +401,6 @@ static void restore_release(struct restore *r)
 		r->qhead++;
 		r->qcount--;
 	}
-	if (r->aw)
-		archive_write_free(r->aw);
-	archive_entry_free(r->ae);
 	catstream_free(r->cs);
 	for (size_t i = 0; i < DD_ARRAY_SIZE(r->batches); i++) {
 		fetch_batch_release(&r->batches[i].fb);
@@ -628,18 +410,17 @@ static void restore_release(struct restore *r)
 	dd_buf_release(&r->plain);
 	ZSTD_freeDCtx(r->dctx);
 	idset_free(r->uniq);
-	free(r->parent_ok);
-	for (size_t i = 0; i < r->nfixups; i++)
-		free(r->fixups[i].path);
-	free(r->fixups);
 }
 
-static int restore_run(struct restore *r)
+static int restore_run(struct restore *r, const struct restore_sink *sink)
 {
-	struct rentry *re;
+	struct restore_entry *re;
 	int rc;
 
 	for (;;) {
+		uint64_t off = 0;
+		bool ok;
+
 		if (r->qcount == 0) {
 			if ((rc = restore_read_entry(r)) < 0)
 				return rc;
@@ -647,23 +428,542 @@ static int restore_run(struct restore *r)
 				break;
 		}
 		re = &r->q[r->qhead % RESTORE_QUEUE_LEN];
-		rc = restore_entry(r, re);
+		rc = sink->begin(sink->ctx, re);
+		ok = rc == 1;
+		/* The chunks are consumed even for a skipped entry: the
+		 * batch was planned with them. */
+		for (uint64_t j = 0; rc >= 0 && j < re->e.nchunks; j++) {
+			if ((rc = restore_next_chunk(r, re, j)) < 0) {
+				rc = agent_error_wrap(rc, "cannot restore '/%s'",
+						      restore_blame(r, re));
+				break;
+			}
+			if (ok)
+				rc = sink->data(sink->ctx, re, r->plain.data,
+						r->plain.len, off);
+			off += r->plain.len;
+		}
+		if (rc >= 0 && ok)
+			rc = sink->end(sink->ctx, re);
 		rentry_release(re);
 		r->qhead++;
 		r->qcount--;
 		if (rc < 0)
 			return rc;
 	}
-	/* Directory permissions and times are set now, after their
-	 * children were written. */
-	rc = archive_write_close(r->aw);
-	if (rc == ARCHIVE_WARN)
-		agent_warn("%s", archive_error_string(r->aw));
-	else if (rc != ARCHIVE_OK)
-		return dd_error_set(-EIO, "cannot finish the restore: %s",
-				    archive_error_string(r->aw));
-	restore_apply_fixups(r);
 	return 0;
+}
+
+int restore_stream(struct client *c, const struct settings *s,
+		   const json_t *manifest, const struct pattern_list *include,
+		   const struct restore_sink *sink)
+{
+	struct restore *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return dd_error_set(-ENOMEM, "out of memory");
+	r->include = include;
+	if ((rc = restore_setup(r, c, s, manifest)) == 0)
+		rc = restore_run(r, sink);
+	restore_release(r);
+	free(r);
+	return rc;
+}
+
+/* ---- the disk writer ---- */
+
+/* A directory to finish at the end: its metadata, as recorded. */
+struct dir_fixup {
+	struct dd_entry e;       /* path and ext point to the copies */
+	char *path;
+	uint8_t *ext;
+	bool with_ext;
+};
+
+struct rdisk {
+	const char *target;
+	int rootfd;              /* the target directory */
+	int pfd;                 /* the current entry's parent, or -1 */
+	char *ppath;             /* its path ("" for the target) */
+	bool cwd_ok;             /* pfd is the working directory */
+	struct archive *aw;
+	struct archive_entry *ae;
+	bool writing;            /* a file's header was written */
+	struct dir_fixup *fixups;
+	size_t nfixups, fixups_alloc;
+
+	uint64_t files, dirs, symlinks, hardlinks, specials, bytes;
+	unsigned long refused, failed;
+};
+
+static const char *rdisk_shown(char buf[512], const char *path)
+{
+	return meta_quote(buf, 512, path, strlen(path));
+}
+
+static void rdisk_refuse(struct rdisk *d, const char *path, const char *why)
+{
+	char q[512];
+
+	agent_warn("refusing entry '%s': %s", rdisk_shown(q, path), why);
+	d->refused++;
+}
+
+static void rdisk_fail(struct rdisk *d, const char *path, const char *what,
+		       int err)
+{
+	char q[512];
+
+	agent_warn("cannot restore '%s': %s%s%s", rdisk_shown(q, path), what,
+		   err ? ": " : "", err ? strerror(err) : "");
+	d->failed++;
+}
+
+/*
+ * Opens the directory `dir` (len bytes of a catalog path, 0 = the target)
+ * one component at a time with O_NOFOLLOW, from the target or from `from`
+ * (an open directory whose path is a prefix of dir ending at `from_len`).
+ * With `create`, missing components are made (mode 0755). Returns the fd,
+ * -ENOTDIR when a component is a symlink or not a directory (the caller
+ * refuses the entry), another -errno otherwise.
+ */
+static int rdisk_open_dir(struct rdisk *d, const char *dir, size_t len,
+			  int from, size_t from_len, bool create)
+{
+	char name[NAME_MAX + 1];
+	size_t i = from >= 0 ? from_len : 0;
+	int fd = dup(from >= 0 ? from : d->rootfd);
+
+	if (fd < 0)
+		return -errno;
+	while (i < len) {
+		size_t start, n;
+		int nfd;
+
+		if (dir[i] == '/')
+			i++;
+		start = i;
+		while (i < len && dir[i] != '/')
+			i++;
+		n = i - start;
+		if (n == 0 || n > NAME_MAX) {
+			close(fd);
+			return -ENAMETOOLONG;
+		}
+		memcpy(name, dir + start, n);
+		name[n] = '\0';
+		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			     O_CLOEXEC);
+		if (nfd < 0 && errno == ENOENT && create) {
+			if (mkdirat(fd, name, 0755) < 0 && errno != EEXIST) {
+				int err = -errno;
+
+				close(fd);
+				return err;
+			}
+			nfd = openat(fd, name, O_RDONLY | O_DIRECTORY |
+				     O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (nfd < 0) {
+			int err = errno == ELOOP ? -ENOTDIR : -errno;
+
+			close(fd);
+			return err;
+		}
+		close(fd);
+		fd = nfd;
+	}
+	return fd;
+}
+
+/* Makes d->pfd the open parent of `path` (created as needed) and the
+ * working directory; sets *base to the entry's name. 1 ready, 0 refused
+ * or failed (reported). */
+static int rdisk_enter_parent(struct rdisk *d, const char *path,
+			      const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	size_t plen = slash ? (size_t)(slash - path) : 0;
+	size_t cur = d->ppath ? strlen(d->ppath) : 0;
+	char *pp;
+	int fd;
+
+	*base = slash ? slash + 1 : path;
+	if (strlen(*base) > NAME_MAX) {
+		rdisk_fail(d, path, "name too long", ENAMETOOLONG);
+		return 0;
+	}
+	if (d->pfd >= 0 && d->ppath && cur == plen &&
+	    memcmp(d->ppath, path, plen) == 0)
+		goto chdir;
+	/* Descending from the current parent saves opening its ancestors
+	 * again (the catalog lists a directory's children after it). */
+	if (d->pfd >= 0 && d->ppath && cur < plen &&
+	    (cur == 0 || path[cur] == '/') && memcmp(d->ppath, path, cur) == 0)
+		fd = rdisk_open_dir(d, path, plen, d->pfd, cur, true);
+	else
+		fd = rdisk_open_dir(d, path, plen, -1, 0, true);
+	if (fd < 0) {
+		char q[512];
+
+		if (fd == -ENOTDIR) {
+			agent_warn("refusing entry '%s': a parent in the target "
+				   "is a symlink or not a directory",
+				   rdisk_shown(q, path));
+			d->refused++;
+		} else {
+			rdisk_fail(d, path, "cannot open its directory", -fd);
+		}
+		return 0;
+	}
+	if (!(pp = strndup(path, plen))) {
+		close(fd);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	if (d->pfd >= 0)
+		close(d->pfd);
+	free(d->ppath);
+	d->pfd = fd;
+	d->ppath = pp;
+	d->cwd_ok = false;
+chdir:
+	if (!d->cwd_ok) {
+		if (fchdir(d->pfd) < 0) {
+			rdisk_fail(d, path, "cannot enter its directory", errno);
+			return 0;
+		}
+		d->cwd_ok = true;
+	}
+	return 1;
+}
+
+static int rdisk_push_fixup(struct rdisk *d, const struct restore_entry *re)
+{
+	struct dir_fixup *f;
+
+	if (d->nfixups == d->fixups_alloc) {
+		size_t a = d->fixups_alloc ? d->fixups_alloc * 2 : 64;
+		struct dir_fixup *p = realloc(d->fixups, a * sizeof(*p));
+
+		if (!p)
+			return dd_error_set(-ENOMEM, "out of memory");
+		d->fixups = p;
+		d->fixups_alloc = a;
+	}
+	f = &d->fixups[d->nfixups];
+	memset(f, 0, sizeof(*f));
+	f->e = re->e;
+	f->with_ext = re->with_ext;
+	if (!(f->path = strdup(re->path)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	if (re->e.ext_len && !(f->ext = malloc(re->e.ext_len))) {
+		free(f->path);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	if (re->e.ext_len)
+		memcpy(f->ext, re->e.ext, re->e.ext_len);
+	f->e.path = f->path;
+	f->e.ext = f->ext;
+	f->e.link = NULL;
+	f->e.link_len = 0;
+	f->e.chunks = NULL;
+	d->nfixups++;
+	return 0;
+}
+
+static int rdisk_dir(struct rdisk *d, const struct restore_entry *re,
+		     const char *base)
+{
+	struct stat st;
+
+	if (fstatat(d->pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (S_ISDIR(st.st_mode))
+			goto done;
+		/* Whatever sits there (a symlink too) goes, unfollowed. */
+		if (unlinkat(d->pfd, base, 0) < 0) {
+			rdisk_fail(d, re->path, "cannot remove what is in the way",
+				   errno);
+			return 0;
+		}
+	}
+	if (mkdirat(d->pfd, base, 0700) < 0) {
+		rdisk_fail(d, re->path, "cannot create the directory", errno);
+		return 0;
+	}
+done:
+	d->dirs++;
+	return rdisk_push_fixup(d, re);
+}
+
+static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
+			  const char *base)
+{
+	const char *src = re->link;
+	const char *slash = strrchr(src, '/');
+	const char *sbase = slash ? slash + 1 : src;
+	struct stat st;
+	int sfd, rc = 0;
+
+	if (!src || dd_catalog_path_check(src, strlen(src)) < 0 ||
+	    strlen(sbase) > NAME_MAX) {
+		rdisk_refuse(d, re->path, "the hard link's source is not a "
+			     "path inside the target");
+		return 0;
+	}
+	sfd = rdisk_open_dir(d, src, slash ? (size_t)(slash - src) : 0, -1, 0,
+			     false);
+	if (sfd < 0) {
+		if (sfd == -ENOTDIR)
+			rdisk_refuse(d, re->path, "the hard link's source lies "
+				     "beyond a symlink or non-directory");
+		else
+			rdisk_fail(d, re->path, "its hard link source was not "
+				   "restored", -sfd);
+		return 0;
+	}
+	if (fstatat(sfd, sbase, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rdisk_fail(d, re->path, "its hard link source was not restored",
+			   errno);
+		goto cleanup;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		rdisk_refuse(d, re->path, "the hard link's source is a directory");
+		goto cleanup;
+	}
+	if (fstatat(d->pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    unlinkat(d->pfd, base, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0) {
+		rdisk_fail(d, re->path, "cannot remove what is in the way", errno);
+		goto cleanup;
+	}
+	/* No AT_SYMLINK_FOLLOW: a symlink source is linked, not followed. */
+	if (linkat(sfd, sbase, d->pfd, base, 0) < 0) {
+		rdisk_fail(d, re->path, "cannot create the hard link", errno);
+		goto cleanup;
+	}
+	d->hardlinks++;
+cleanup:
+	close(sfd);
+	return rc;
+}
+
+/* Reports a libarchive result; false when the entry failed. */
+static bool rdisk_result(struct rdisk *d, const struct restore_entry *re,
+			 int ar)
+{
+	char q[512];
+
+	if (ar == ARCHIVE_OK)
+		return true;
+	if (ar == ARCHIVE_WARN) {
+		agent_warn("'%s': %s", rdisk_shown(q, re->path),
+			   archive_error_string(d->aw));
+		return true;
+	}
+	agent_warn("cannot restore '%s': %s", rdisk_shown(q, re->path),
+		   archive_error_string(d->aw));
+	d->failed++;
+	return false;
+}
+
+static int rdisk_begin(void *ctx, const struct restore_entry *re)
+{
+	struct rdisk *d = ctx;
+	const char *base;
+	int rc;
+
+	d->writing = false;
+	/* The catalog reader checked the path; a second look costs little. */
+	if (dd_catalog_path_check(re->e.path, re->e.path_len) < 0) {
+		rdisk_refuse(d, re->path, "unsafe path");
+		return 0;
+	}
+	if ((rc = rdisk_enter_parent(d, re->path, &base)) <= 0)
+		return rc;
+	switch (re->e.type) {
+	case DD_ENTRY_DIR:
+		return rdisk_dir(d, re, base) < 0 ? -ENOMEM : 0;
+	case DD_ENTRY_HARDLINK:
+		return rdisk_hardlink(d, re, base);
+	default:
+		break;
+	}
+	meta_fill(d->ae, &re->e, base, re->link, re->with_ext);
+	if (!rdisk_result(d, re, archive_write_header(d->aw, d->ae)))
+		return 0;
+	d->writing = true;
+	return 1;
+}
+
+static bool rdisk_zeros(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int rdisk_data(void *ctx, const struct restore_entry *re,
+		      const uint8_t *p, size_t n, uint64_t off)
+{
+	struct rdisk *d = ctx;
+	la_ssize_t w;
+
+	if (!d->writing || rdisk_zeros(p, n))
+		return 0;       /* a hole: the file is extended at its end */
+	w = archive_write_data_block(d->aw, p, n, (la_int64_t)off);
+	if (w < 0) {
+		rdisk_result(d, re, (int)w);
+		d->writing = false;
+	}
+	return 0;
+}
+
+static int rdisk_end(void *ctx, const struct restore_entry *re)
+{
+	struct rdisk *d = ctx;
+
+	if (!d->writing)
+		return 0;
+	d->writing = false;
+	if (!rdisk_result(d, re, archive_write_finish_entry(d->aw)))
+		return 0;
+	switch (re->e.type) {
+	case DD_ENTRY_FILE:
+		d->files++;
+		d->bytes += re->e.size;
+		break;
+	case DD_ENTRY_SYMLINK:
+		d->symlinks++;
+		break;
+	default:
+		d->specials++;
+		break;
+	}
+	return 0;
+}
+
+/* Directories get their metadata last, deepest first: writing a child
+ * changes its parent's mtime, and a read-only parent would block it. */
+static void rdisk_finish_dirs(struct rdisk *d)
+{
+	for (size_t i = d->nfixups; i-- > 0;) {
+		const struct dir_fixup *f = &d->fixups[i];
+		const char *slash = strrchr(f->path, '/');
+		char q[512];
+		int pfd, fd;
+
+		pfd = rdisk_open_dir(d, f->path, slash ? (size_t)(slash - f->path)
+				     : 0, -1, 0, false);
+		fd = pfd < 0 ? pfd : openat(pfd, slash ? slash + 1 : f->path,
+					    O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					    O_CLOEXEC);
+		if (fd < 0) {
+			agent_warn("cannot set owner, mode or times of '%s': %s",
+				   rdisk_shown(q, f->path),
+				   strerror(pfd < 0 ? -pfd : errno));
+			d->failed++;
+		} else if (meta_apply_dir(fd, &f->e, f->with_ext,
+					  rdisk_shown(q, f->path)) > 0) {
+			d->failed++;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (pfd >= 0)
+			close(pfd);
+	}
+}
+
+/* Creates the target if missing and opens it. */
+static int rdisk_setup(struct rdisk *d, const char *target)
+{
+	int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
+		ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL |
+		ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+		ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+		ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
+		ARCHIVE_EXTRACT_UNLINK;
+	int rc;
+
+	d->target = target;
+	d->rootfd = -1;
+	d->pfd = -1;
+	if (geteuid() == 0)
+		flags |= ARCHIVE_EXTRACT_OWNER;
+	if (!(d->aw = archive_write_disk_new()) || !(d->ae = archive_entry_new()))
+		return dd_error_set(-ENOMEM, "out of memory");
+	/* Owners by name where the name exists here, else by number. */
+	if (archive_write_disk_set_options(d->aw, flags) != ARCHIVE_OK ||
+	    archive_write_disk_set_standard_lookup(d->aw) != ARCHIVE_OK)
+		return dd_error_set(-EIO, "cannot set up the disk writer: %s",
+				    archive_error_string(d->aw));
+	if ((rc = dd_mkdir_p(target, 0700)) < 0)
+		return agent_error_wrap(rc, "cannot create target directory '%s'",
+					target);
+	d->rootfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->rootfd < 0)
+		return dd_error_set(-errno, "cannot open target directory '%s': %s",
+				    target, strerror(errno));
+	return 0;
+}
+
+static void rdisk_release(struct rdisk *d)
+{
+	if (d->aw)
+		archive_write_free(d->aw);
+	archive_entry_free(d->ae);
+	if (d->pfd >= 0)
+		close(d->pfd);
+	if (d->rootfd >= 0)
+		close(d->rootfd);
+	free(d->ppath);
+	for (size_t i = 0; i < d->nfixups; i++) {
+		free(d->fixups[i].path);
+		free(d->fixups[i].ext);
+	}
+	free(d->fixups);
+}
+
+static int restore_to_disk(struct client *c, const struct settings *s,
+			   const json_t *manifest,
+			   const struct pattern_list *include,
+			   const char *target, bool quiet)
+{
+	struct restore_sink sink = {
+		.begin = rdisk_begin, .data = rdisk_data, .end = rdisk_end,
+	};
+	struct rdisk d = { .rootfd = -1, .pfd = -1 };
+	char human[32];
+	int rc;
+
+	sink.ctx = &d;
+	if ((rc = rdisk_setup(&d, target)) < 0 ||
+	    (rc = restore_stream(c, s, manifest, include, &sink)) < 0)
+		goto cleanup;
+	rc = archive_write_close(d.aw);
+	if (rc == ARCHIVE_WARN) {
+		agent_warn("%s", archive_error_string(d.aw));
+	} else if (rc != ARCHIVE_OK) {
+		rc = dd_error_set(-EIO, "cannot finish the restore: %s",
+				  archive_error_string(d.aw));
+		goto cleanup;
+	}
+	rdisk_finish_dirs(&d);
+	if (!quiet) {
+		agent_fmt_bytes(human, d.bytes);
+		fprintf(stderr,
+			"restored %llu files (%s), %llu directories, %llu symlinks, "
+			"%llu hard links, %llu special files into '%s'\n",
+			(unsigned long long)d.files, human,
+			(unsigned long long)d.dirs,
+			(unsigned long long)d.symlinks,
+			(unsigned long long)d.hardlinks,
+			(unsigned long long)d.specials, target);
+	}
+	rc = DD_EXIT_OK;
+	if (d.refused || d.failed)
+		rc = dd_error_set(-EIO, "%lu entries refused as unsafe, %lu failed",
+				  d.refused, d.failed);
+cleanup:
+	rdisk_release(&d);
+	return rc;
 }
 
 int cmd_restore(int argc, char **argv, const struct agent_globals *g,
@@ -671,68 +971,85 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 {
 	static const struct option opts[] = {
 		{ "target", required_argument, NULL, 't' },
+		{ "include", required_argument, NULL, 'i' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct restore *r = NULL;
+	struct pattern_list include;
 	struct settings s = { 0 };
 	struct client *c = NULL;
 	json_t *manifest = NULL;
-	const char *target = NULL;
-	char human[32];
+	const char *target = NULL, *format = NULL, *output = NULL;
+	bool tar;
 	int opt, rc;
 
+	pattern_list_init(&include);
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":t:i:f:o:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 't':
 			target = optarg;
 			break;
+		case 'i':
+			if (pattern_add(&include, optarg) < 0) {
+				rc = agent_usage_error(self, "%s", dd_error_last());
+				goto cleanup;
+			}
+			break;
+		case 'f':
+			format = optarg;
+			break;
+		case 'o':
+			output = optarg;
+			break;
 		case 'h':
-			return agent_usage_help(self);
+			rc = agent_usage_help(self);
+			goto cleanup;
 		case ':':
-			return agent_usage_error(self, "option '%s' needs a value",
-						 argv[optind - 1]);
+			rc = agent_usage_error(self, "option '%s' needs a value",
+					       argv[optind - 1]);
+			goto cleanup;
 		default:
-			return agent_usage_error(self, "unknown option '%s'",
-						 argv[optind - 1]);
+			rc = agent_usage_error(self, "unknown option '%s'",
+					       argv[optind - 1]);
+			goto cleanup;
 		}
 	}
+	tar = format && strcmp(format, "tar") == 0;
 	if (optind >= argc)
-		return agent_usage_error(self, "no snapshot given");
-	if (optind + 1 < argc)
-		return agent_usage_error(self, "unexpected argument '%s'",
-					 argv[optind + 1]);
-	if (!target || !*target)
-		return agent_usage_error(self, "no --target directory given");
-
-	if (!(r = calloc(1, sizeof(*r))))
-		return dd_error_set(-ENOMEM, "out of memory");
-	r->target = target;
-	r->quiet = g->quiet;
-	if ((rc = settings_load(&s, &g->src)) < 0 ||
-	    (rc = client_new(&c, &s)) < 0 ||
-	    (rc = snapshots_resolve(&manifest, c, argv[optind])) < 0 ||
-	    (rc = restore_setup(r, c, &s, manifest)) < 0 ||
-	    (rc = restore_run(r)) < 0)
+		rc = agent_usage_error(self, "no snapshot given");
+	else if (optind + 1 < argc)
+		rc = agent_usage_error(self, "unexpected argument '%s'",
+				       argv[optind + 1]);
+	else if (format && !tar)
+		rc = agent_usage_error(self, "unknown format '%s' (only 'tar')",
+				       format);
+	else if (tar && (!output || !*output))
+		rc = agent_usage_error(self, "--format tar needs --output FILE or -");
+	else if (tar && target)
+		rc = agent_usage_error(self, "--target and --format tar exclude "
+				       "each other");
+	else if (!tar && output)
+		rc = agent_usage_error(self, "--output needs --format tar");
+	else if (!tar && (!target || !*target))
+		rc = agent_usage_error(self, "no --target directory given");
+	else
+		rc = -1;
+	if (rc >= 0)
 		goto cleanup;
 
-	if (!r->quiet) {
-		agent_fmt_bytes(human, r->bytes);
-		fprintf(stderr,
-			"restored %llu files (%s), %llu directories, %llu symlinks into '%s'\n",
-			(unsigned long long)r->files, human,
-			(unsigned long long)r->dirs,
-			(unsigned long long)r->symlinks, target);
-	}
-	rc = DD_EXIT_OK;
-	if (r->refused || r->failed)
-		rc = dd_error_set(-EIO, "%lu entries refused as unsafe, %lu failed",
-				  r->refused, r->failed);
+	if ((rc = settings_load(&s, &g->src)) < 0 ||
+	    (rc = client_new(&c, &s)) < 0 ||
+	    (rc = snapshots_resolve(&manifest, c, argv[optind])) < 0)
+		goto cleanup;
+	if (tar)
+		rc = export_tar(c, &s, manifest, &include, output, g->quiet);
+	else
+		rc = restore_to_disk(c, &s, manifest, &include, target, g->quiet);
 cleanup:
-	if (r)
-		restore_release(r);
-	free(r);
+	pattern_list_release(&include);
 	json_decref(manifest);
 	client_free(c);
 	settings_release(&s);

@@ -2,9 +2,11 @@
  * settings.c - connection settings from flags, environment and config file.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -13,7 +15,7 @@
 
 struct conf_load {
 	const char *file;
-	char *server, *token, *ca;
+	char *server, *token, *ca, *fingerprint;
 };
 
 static int settings_replace(char **slot, const char *value)
@@ -38,6 +40,8 @@ static int settings_conf_cb(void *payload, const char *key,
 		return settings_replace(&cl->token, value);
 	if (strcmp(key, "ca") == 0)
 		return settings_replace(&cl->ca, value);
+	if (strcmp(key, "fingerprint") == 0)
+		return settings_replace(&cl->fingerprint, value);
 	return dd_error_set(-EINVAL, "%s:%u: unknown key '%s'", cl->file,
 			    line, key);
 }
@@ -67,6 +71,48 @@ static int settings_check_token(const char *token)
 			return dd_error_set(-EINVAL,
 					    "the token contains a space or a control or non-ASCII character");
 	return 0;
+}
+
+/* A hex digit as its lowercase form, or 0. */
+static char settings_hex(char c)
+{
+	if (c >= 'A' && c <= 'F')
+		return (char)(c - 'A' + 'a');
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ? c : 0;
+}
+
+/*
+ * "sha256:" then 64 hex digits, either case, optionally with a colon
+ * between byte pairs (as openssl prints it) -> 64 lowercase hex digits,
+ * in place.
+ */
+static int settings_fingerprint(char *fp)
+{
+	const char *p = fp + 7;
+	bool colons;
+	size_t n = 0;
+
+	if (strncasecmp(fp, "sha256:", 7) != 0)
+		goto bad;
+	colons = strlen(p) == 95;
+	while (n < 64) {
+		char hi = settings_hex(p[0]), lo = hi ? settings_hex(p[1]) : 0;
+
+		if (!lo)
+			goto bad;
+		fp[n++] = hi;
+		fp[n++] = lo;
+		p += 2;
+		if (colons && n < 64 && *p++ != ':')
+			goto bad;
+	}
+	if (*p)
+		goto bad;
+	fp[n] = '\0';
+	return 0;
+bad:
+	return dd_error_set(-EINVAL, "the fingerprint must be sha256: and 64 "
+			    "hex digits, as `dedup-server cert show` prints it");
 }
 
 /* A relative CA path is made absolute: restore changes directory, and
@@ -117,7 +163,9 @@ int settings_load(struct settings *out, const struct settings_source *src)
 				&cl.server)) < 0 ||
 	    (rc = settings_pick(&s.token, src->token, "DEDUP_TOKEN",
 				&cl.token)) < 0 ||
-	    (rc = settings_pick(&s.ca, src->ca, "DEDUP_CA", &cl.ca)) < 0)
+	    (rc = settings_pick(&s.ca, src->ca, "DEDUP_CA", &cl.ca)) < 0 ||
+	    (rc = settings_pick(&s.fingerprint, src->fingerprint,
+				"DEDUP_FINGERPRINT", &cl.fingerprint)) < 0)
 		goto cleanup;
 
 	if (!s.server) {
@@ -144,6 +192,8 @@ int settings_load(struct settings *out, const struct settings_source *src)
 	if ((rc = settings_check_token(s.token)) < 0 ||
 	    (rc = settings_absolute(&s.ca)) < 0)
 		goto cleanup;
+	if (s.fingerprint && (rc = settings_fingerprint(s.fingerprint)) < 0)
+		goto cleanup;
 
 	*out = s;
 	memset(&s, 0, sizeof(s));
@@ -153,6 +203,7 @@ cleanup:
 	free(cl.server);
 	free(cl.token);
 	free(cl.ca);
+	free(cl.fingerprint);
 	return rc;
 }
 
@@ -165,5 +216,6 @@ void settings_release(struct settings *s)
 		memset(s->token, 0, strlen(s->token));
 	free(s->token);
 	free(s->ca);
+	free(s->fingerprint);
 	memset(s, 0, sizeof(*s));
 }

@@ -1,8 +1,14 @@
 /*
  * settings.h - where the agent finds its server: flags win over the
- * environment (DEDUP_SERVER, DEDUP_TOKEN, DEDUP_CA), the environment over
- * the config file (`server`, `token`, `ca` keys; --config FILE or the
- * default DD_SYSCONFDIR "/dedup/agent.conf").
+ * environment (DEDUP_SERVER, DEDUP_TOKEN, DEDUP_CA, DEDUP_FINGERPRINT),
+ * the environment over the config file (`server`, `token`, `ca`,
+ * `fingerprint` keys; --config FILE or the default
+ * DD_SYSCONFDIR "/dedup/agent.conf").
+ *
+ * The server is verified either by a CA file (its self-signed certificate
+ * is its own CA) or by pinning its certificate's SHA-256 fingerprint, as
+ * `dedup-server cert show` prints it. When a fingerprint is set, it alone
+ * decides: the CA file and the host name are not checked.
  */
 #ifndef DD_AGENT_SETTINGS_H
 #define DD_AGENT_SETTINGS_H
@@ -15,6 +21,7 @@ struct settings_source {
 	const char *token;
 	const char *ca;
 	const char *config;   /* explicit --config; NULL = the default file */
+	const char *fingerprint;  /* "sha256:<64 hex>" */
 };
 
 /* The resolved settings; owned strings. `ca` may be NULL (then the system
@@ -23,14 +30,17 @@ struct settings {
 	char *server;         /* https://host:port, no trailing '/' */
 	char *token;
 	char *ca;
+	char *fingerprint;    /* 64 lowercase hex digits, or NULL */
 };
 
 /*
  * Resolves the settings. A missing default config file is fine; a missing
  * explicit one, an unknown key or a syntax error is an error naming the
  * file (and line). Missing server or token, a server URL that is not
- * https://, or a token with characters unfit for a header is -EINVAL with
- * a message saying where to set it. On failure *out holds nothing.
+ * https://, a token with characters unfit for a header, or a fingerprint
+ * that is not "sha256:" and 64 hex digits (colons between byte pairs are
+ * allowed) is -EINVAL with a message saying where to set it. On failure
+ * *out holds nothing.
  */
 int settings_load(struct settings *out, const struct settings_source *src);
 void settings_release(struct settings *s);

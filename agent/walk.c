@@ -14,15 +14,22 @@
 #include "catalog.h"
 #include "util.h"
 #include "agent.h"
+#include "pattern.h"
 #include "walk.h"
+
+/* The signature that marks a cache directory (bford.net/cachedir). */
+#define CACHEDIR_TAG "CACHEDIR.TAG"
+#define CACHEDIR_SIG "Signature: 8a477f597d28d172789f06886806bc55"
 
 struct walker {
 	const struct walk_ops *ops;
+	const struct walk_options *opts;
 	void *payload;
 	struct walk_stats *stats;
 	char *path;          /* the catalog path of the current entry */
 	size_t len;
 	size_t alloc;
+	dev_t root_dev;      /* for one_file_system */
 };
 
 int walk_normalize(char **out, const char *arg)
@@ -157,11 +164,34 @@ static void walk_pop(struct walker *w, size_t saved)
 	w->path[saved] = '\0';
 }
 
+void walk_report(struct walk_stats *stats, const char *path, const char *what,
+		 int err)
+{
+	if (err == ENOENT) {
+		agent_warn("'/%s' vanished while being read; skipped", path);
+		stats->vanished++;
+		return;
+	}
+	agent_warn("cannot %s '/%s': %s; skipped", what, path, strerror(err));
+	stats->unreadable++;
+}
+
 static void walk_skip(struct walker *w, const char *what, int err)
 {
-	agent_warn("cannot %s '/%s': %s; skipped", what, w->path,
-		   strerror(err));
-	w->stats->skipped_error++;
+	walk_report(w->stats, w->path, what, err);
+}
+
+static void walk_item_init(struct walk_item *it, const struct walker *w,
+			   int dirfd, const char *name, int fd,
+			   const struct stat *st)
+{
+	memset(it, 0, sizeof(*it));
+	it->path = w->path;
+	it->path_len = w->len;
+	it->dirfd = dirfd;
+	it->name = name;
+	it->fd = fd;
+	it->st = st;
 }
 
 static int walk_entry(struct walker *w, int dirfd, const char *name);
@@ -170,11 +200,13 @@ static int walk_file(struct walker *w, int dirfd, const char *name,
 		     const struct stat *lst)
 {
 	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	struct walk_item it;
 	struct stat st;
 	int fd, rc;
 
 	if (w->ops->file_known) {
-		rc = w->ops->file_known(w->payload, w->path, w->len, lst);
+		walk_item_init(&it, w, dirfd, name, -1, lst);
+		rc = w->ops->file_known(w->payload, &it);
 		if (rc != 0)
 			return rc < 0 ? rc : 0;
 	}
@@ -192,13 +224,15 @@ static int walk_file(struct walker *w, int dirfd, const char *name,
 	}
 	if (!S_ISREG(st.st_mode) || st.st_ino != lst->st_ino ||
 	    st.st_dev != lst->st_dev) {
-		agent_warn("'/%s' changed while being read; skipped", w->path);
-		w->stats->skipped_error++;
+		agent_warn("'/%s' was replaced while being read; skipped",
+			   w->path);
+		w->stats->vanished++;
 		close(fd);
 		return 0;
 	}
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	rc = w->ops->file(w->payload, w->path, w->len, fd, &st);
+	walk_item_init(&it, w, dirfd, name, fd, &st);
+	rc = w->ops->file(w->payload, &it);
 	close(fd);
 	return rc;
 }
@@ -208,6 +242,7 @@ static int walk_symlink(struct walker *w, int dirfd, const char *name,
 {
 	size_t size = st->st_size > 0 && st->st_size < DD_CATALOG_LINK_MAX ?
 		(size_t)st->st_size + 1 : 256;
+	struct walk_item it;
 	char *buf = NULL;
 	ssize_t n;
 	int rc;
@@ -236,12 +271,36 @@ static int walk_symlink(struct walker *w, int dirfd, const char *name,
 		size *= 2;
 	}
 	buf[n] = '\0';
-	rc = w->ops->symlink(w->payload, w->path, w->len, st, buf, (size_t)n);
+	walk_item_init(&it, w, dirfd, name, -1, st);
+	it.target = buf;
+	it.target_len = (size_t)n;
+	rc = w->ops->symlink(w->payload, &it);
 	free(buf);
 	return rc;
 }
 
-static int walk_dir_children(struct walker *w, int dfd)
+/* Whether the open directory holds a CACHEDIR.TAG with the signature. */
+static bool walk_is_cache(int dfd)
+{
+	char buf[sizeof(CACHEDIR_SIG) - 1];
+	struct stat st;
+	bool yes = false;
+	int fd;
+
+	fd = openat(dfd, CACHEDIR_TAG, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+		    O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    dd_read_full(fd, buf, sizeof(buf)) == (ssize_t)sizeof(buf))
+		yes = memcmp(buf, CACHEDIR_SIG, sizeof(buf)) == 0;
+	close(fd);
+	return yes;
+}
+
+/* Lists and walks the children of the open directory `dfd` (closed here).
+ * `only`, when set, is the one name to walk (a cache's tag). */
+static int walk_dir_children(struct walker *w, int dfd, const char *only)
 {
 	char **names = NULL;
 	size_t n = 0, alloc = 0;
@@ -264,6 +323,8 @@ static int walk_dir_children(struct walker *w, int dfd)
 			break;
 		}
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (only && strcmp(de->d_name, only) != 0)
 			continue;
 		if (n == alloc) {
 			size_t a = alloc ? alloc * 2 : 64;
@@ -298,6 +359,8 @@ static int walk_dir(struct walker *w, int dirfd, const char *name,
 		    const struct stat *lst)
 {
 	struct stat st = *lst;
+	struct walk_item it;
+	const char *only = NULL;
 	int dfd, open_err, rc;
 
 	dfd = openat(dirfd, name,
@@ -307,22 +370,39 @@ static int walk_dir(struct walker *w, int dirfd, const char *name,
 		st = *lst;
 	/* The directory is recorded even when its contents cannot be read,
 	 * so a restore recreates it with its owner, mode and times. */
-	if ((rc = w->ops->dir(w->payload, w->path, w->len, &st)) < 0) {
+	walk_item_init(&it, w, dirfd, name, dfd, &st);
+	if ((rc = w->ops->dir(w->payload, &it)) < 0) {
 		if (dfd >= 0)
 			close(dfd);
 		return rc;
 	}
 	if (dfd < 0) {
+		if (open_err == ENOENT) {
+			walk_skip(w, "open directory", open_err);
+			return 0;
+		}
 		agent_warn("cannot open directory '/%s': %s; its contents are skipped",
 			   w->path, strerror(open_err));
-		w->stats->skipped_error++;
+		w->stats->unreadable++;
 		return 0;
 	}
-	return walk_dir_children(w, dfd);
+	/* A mount point is recorded, its contents are not (like tar). */
+	if (w->opts && w->opts->one_file_system && st.st_dev != w->root_dev) {
+		w->stats->excluded++;
+		close(dfd);
+		return 0;
+	}
+	/* A tagged cache keeps its tag, so a restore still marks it. */
+	if (w->opts && w->opts->exclude_caches && walk_is_cache(dfd)) {
+		w->stats->excluded++;
+		only = CACHEDIR_TAG;
+	}
+	return walk_dir_children(w, dfd, only);
 }
 
 static int walk_entry(struct walker *w, int dirfd, const char *name)
 {
+	struct walk_item it;
 	struct stat st;
 	size_t saved;
 	int rc;
@@ -331,6 +411,10 @@ static int walk_entry(struct walker *w, int dirfd, const char *name)
 		return rc;
 	if (w->len > DD_CATALOG_PATH_MAX) {
 		walk_skip(w, "record", ENAMETOOLONG);
+		goto done;
+	}
+	if (w->opts && pattern_excludes(w->opts->exclude, w->path)) {
+		w->stats->excluded++;
 		goto done;
 	}
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -347,12 +431,15 @@ static int walk_entry(struct walker *w, int dirfd, const char *name)
 	case S_IFLNK:
 		rc = walk_symlink(w, dirfd, name, &st);
 		break;
+	case S_IFIFO:
+	case S_IFCHR:
+	case S_IFBLK:
+		walk_item_init(&it, w, dirfd, name, -1, &st);
+		rc = w->ops->special(w->payload, &it);
+		break;
 	default:
 		agent_warn("'/%s' is a %s; skipped", w->path,
-			   S_ISFIFO(st.st_mode) ? "fifo" :
 			   S_ISSOCK(st.st_mode) ? "socket" :
-			   S_ISCHR(st.st_mode) ? "character device" :
-			   S_ISBLK(st.st_mode) ? "block device" :
 			   "file of unknown type");
 		w->stats->skipped_type++;
 		break;
@@ -362,10 +449,12 @@ done:
 	return rc;
 }
 
-int walk_root(const char *root, const struct walk_ops *ops, void *payload,
+int walk_root(const char *root, const struct walk_ops *ops,
+	      const struct walk_options *opts, void *payload,
 	      struct walk_stats *stats)
 {
-	struct walker w = { .ops = ops, .payload = payload, .stats = stats };
+	struct walker w = { .ops = ops, .opts = opts, .payload = payload,
+			    .stats = stats };
 	const char *slash = strrchr(root, '/');
 	char *parent = NULL;
 	struct stat st;
@@ -381,12 +470,14 @@ int walk_root(const char *root, const struct walk_ops *ops, void *payload,
 		if (pfd < 0)
 			return dd_error_set(-errno, "cannot open '/': %s",
 					    strerror(errno));
+		if (fstat(pfd, &st) == 0)
+			w.root_dev = st.st_dev;
 		if (!(w.path = calloc(1, 256))) {
 			close(pfd);
 			return dd_error_set(-ENOMEM, "out of memory");
 		}
 		w.alloc = 256;
-		rc = walk_dir_children(&w, pfd);   /* closes pfd */
+		rc = walk_dir_children(&w, pfd, NULL);   /* closes pfd */
 		free(w.path);
 		return rc;
 	}
@@ -412,6 +503,7 @@ int walk_root(const char *root, const struct walk_ops *ops, void *payload,
 				  strerror(errno));
 		goto cleanup;
 	}
+	w.root_dev = st.st_dev;
 	rc = walk_entry(&w, pfd, slash + 1);
 cleanup:
 	if (pfd >= 0)

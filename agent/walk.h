@@ -1,42 +1,74 @@
 /*
  * walk.h - the backup's tree walk. Depth-first, a directory before its
  * children, names sorted bytewise; lstat only, symlinks are never
- * followed (O_NOFOLLOW opens, *at() calls relative to the open parent).
+ * followed (O_NOFOLLOW opens, *at() calls relative to the open parent, so
+ * a path may be longer than PATH_MAX as a whole).
  *
  * The callbacks get the path as the catalog records it: the absolute path
- * without its leading '/', NUL-terminated. Entries of other types (fifo,
- * socket, device) and entries that cannot be read are skipped with a
- * warning on stderr and counted. A callback returning a negative code
- * stops the walk with that code.
+ * without its leading '/', NUL-terminated. Sockets are skipped with a
+ * warning. Problems are warnings on stderr, counted in walk_stats: an entry
+ * that vanished between the listing and its use is `vanished` (the tree
+ * changed: not an error), one that cannot be read is `unreadable` (the
+ * snapshot is partial). A callback returning a negative code stops the
+ * walk with that code.
  */
 #ifndef DD_AGENT_WALK_H
 #define DD_AGENT_WALK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/stat.h>
 
+struct pattern_list;
+
+/* What the walk hands a callback; every pointer is borrowed for the call. */
+struct walk_item {
+	const char *path;        /* catalog path */
+	size_t path_len;
+	int dirfd;               /* the open parent directory ... */
+	const char *name;        /* ... and the entry's name in it */
+	int fd;                  /* file: open O_RDONLY; dir: open
+				  * O_DIRECTORY; else -1 */
+	const struct stat *st;   /* file: fstat of fd; else lstat */
+	const char *target;      /* symlink target (NUL-terminated) */
+	size_t target_len;
+};
+
 struct walk_ops {
-	/* Optional, called for a regular file before it is opened, with its
-	 * lstat: return 1 if the callback recorded the file itself (it is
-	 * then neither opened nor read), 0 to have it opened and passed to
+	/* Optional, called for a regular file before it is opened (fd -1):
+	 * return 1 if the callback recorded the file itself (it is then
+	 * neither opened nor read), 0 to have it opened and passed to
 	 * `file`, negative to stop the walk. */
-	int (*file_known)(void *payload, const char *path, size_t path_len,
-			  const struct stat *st);
-	/* A regular file, open read-only at `fd` (the walker closes it);
-	 * `st` is its fstat. The callback reads it. */
-	int (*file)(void *payload, const char *path, size_t path_len, int fd,
-		    const struct stat *st);
-	int (*dir)(void *payload, const char *path, size_t path_len,
-		   const struct stat *st);
-	int (*symlink)(void *payload, const char *path, size_t path_len,
-		       const struct stat *st, const char *target,
-		       size_t target_len);
+	int (*file_known)(void *payload, const struct walk_item *it);
+	/* A regular file, open read-only at it->fd (the walker closes it).
+	 * The callback reads it. */
+	int (*file)(void *payload, const struct walk_item *it);
+	/* A directory, before its children; it->fd is -1 when it cannot be
+	 * opened (its children are then skipped). */
+	int (*dir)(void *payload, const struct walk_item *it);
+	int (*symlink)(void *payload, const struct walk_item *it);
+	/* A fifo, character or block device (never opened). */
+	int (*special)(void *payload, const struct walk_item *it);
+};
+
+struct walk_options {
+	const struct pattern_list *exclude;   /* NULL: nothing excluded */
+	bool one_file_system;    /* do not enter other file systems */
+	bool exclude_caches;     /* skip the contents of tagged caches */
 };
 
 struct walk_stats {
-	unsigned long skipped_type;    /* fifo, socket, device */
-	unsigned long skipped_error;   /* unreadable entries */
+	unsigned long skipped_type;    /* sockets */
+	unsigned long unreadable;      /* partial snapshot */
+	unsigned long vanished;        /* warnings only */
+	unsigned long excluded;        /* patterns, caches, mount points */
 };
+
+/* The walk's message for a file that cannot be read: "warning: cannot
+ * <what> '/<path>': <strerror(err)>; skipped", counted as unreadable or,
+ * for ENOENT, as vanished. For the callbacks' own reads. */
+void walk_report(struct walk_stats *stats, const char *path, const char *what,
+		 int err);
 
 /*
  * Turns `arg` into a lexically normalised absolute path (relative to the
@@ -57,7 +89,8 @@ size_t walk_roots_prune(char **roots, size_t n);
  * Walks one normalised absolute root. A root that cannot be stat'ed is an
  * error (-errno with a reason); below it, problems are warnings.
  */
-int walk_root(const char *root, const struct walk_ops *ops, void *payload,
+int walk_root(const char *root, const struct walk_ops *ops,
+	      const struct walk_options *opts, void *payload,
 	      struct walk_stats *stats);
 
 #endif

@@ -5,7 +5,18 @@
 set -eu
 PKGS="build-essential pkg-config libssl-dev libmicrohttpd-dev libjansson-dev
 libleveldb-dev libzstd-dev libarchive-dev libcurl4-openssl-dev
-curl openssl ca-certificates python3 xxd procps time attr acl strace"
+curl openssl ca-certificates python3 xxd procps time attr acl strace
+libarchive-tools"
+# make deb / make rpm and their tests (t07*): Debian's packaging tools,
+# rpmbuild, adduser for the server package's postinst, util-linux for
+# flock/setpriv/script, groff for the man page check, and systemd only for
+# `systemd-analyze verify` (nothing starts it).
+PKGS="$PKGS debhelper dpkg-dev lintian rpm adduser util-linux bsdutils groff-base
+systemd"
+# The status page's test (t0520-web) loads it in a headless Chromium.
+PKGS="$PKGS chromium"
+# make fuzz (tests/fuzz): clang and its libFuzzer runtime.
+PKGS="$PKGS clang libclang-rt-14-dev"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup" ;;
 esac

@@ -13,10 +13,38 @@
 int cmd_init(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_cert(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
+int cmd_debug(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+
+/* For maintenance verbs (check, repair, debug): validates the repository
+ * and takes the server lock, printing a clear error (a running server
+ * holds the lock) on failure. Release by closing *fd. */
+int cmd_lock_repo(int *fd, const char *repo, const char *verb);
 
 /* Usage texts, printed by `help` and on usage errors. */
 extern const char cmd_init_usage[];
 extern const char cmd_token_usage[];
 extern const char cmd_serve_usage[];
+extern const char cmd_cert_usage[];
+extern const char cmd_check_usage[];
+extern const char cmd_repair_usage[];
+extern const char cmd_debug_usage[];
+extern const char cmd_gc_usage[];
+extern const char cmd_prune_usage[];
+
+/* For gc and prune (cmd_gc.c): open the store and snapshots of a locked
+ * repository, and run a collection printing its report. Both log their
+ * error. */
+struct store;
+struct snapshots;
+struct gc_opts;
+int cmd_open_repo(const char *repo, struct store **st,
+		  struct snapshots **snaps);
+int cmd_gc_run(const char *repo, struct store *st, struct snapshots *snaps,
+	       const struct gc_opts *o);
 
 #endif

@@ -1,12 +1,17 @@
 /*
- * cmd_serve.c - `dedup-server serve`: opens the repository (taking its
- * lock), loads tokens, index and manifests, serves the API over HTTPS
- * until SIGTERM or SIGINT, then stops cleanly: no new requests, running
- * ones finish, the open pack is sealed, the index closed.
+ * cmd_serve.c - `dedup-server serve`: reads its settings (config.h),
+ * opens the repository (taking its lock), loads tokens, index and
+ * manifests, serves the API over HTTPS until SIGTERM or SIGINT, then stops
+ * cleanly: no new connections, requests in flight finish (up to
+ * drain_timeout), the open pack is sealed, the index closed.
  *
- * Signals: SIGTERM and SIGINT are blocked before any thread exists (so
- * every thread inherits the mask) and only the main thread takes them,
- * with sigwait(); no async handler runs anywhere.
+ * SIGHUP re-reads the TLS certificate and key from their paths and serves
+ * new connections with them; requests in flight finish with the old ones
+ * (see http.h). A pair that does not load is logged and the old one kept.
+ *
+ * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread exists
+ * (so every thread inherits the mask) and only the main thread takes them,
+ * with sigtimedwait(); no async handler runs anywhere.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,61 +23,49 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "cmd.h"
-#include "conf.h"
+#include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "repo.h"
 #include "routes.h"
+#include "sessions.h"
 #include "snapshots.h"
 #include "store.h"
 #include "tls.h"
 #include "tokens.h"
+#include "usage.h"
 #include "util.h"
 
-#define SERVE_DEFAULT_LISTEN "127.0.0.1:8443"
-#define SERVE_DEFAULT_CONFIG DD_SYSCONFDIR "/dedup/server.conf"
-#define SERVE_CONNECTIONS 64
-#define SERVE_TIMEOUT_SEC 300
-
 const char cmd_serve_usage[] =
-	"usage: dedup-server serve --repo DIR [--listen ADDR:PORT]\n"
+	"usage: dedup-server serve [--repo DIR] [--listen ADDR:PORT]\n"
+	"                          [--tls-cert FILE] [--tls-key FILE]\n"
+	"                          [--threads N] [--set KEY=VALUE]...\n"
 	"                          [--ready-file FILE] [--config FILE]\n"
 	"\n"
-	"Serves the repository in DIR over HTTPS until SIGTERM or SIGINT.\n"
-	"--listen      address and port, default " SERVE_DEFAULT_LISTEN ";\n"
+	"Serves the repository in DIR over HTTPS until SIGTERM or SIGINT;\n"
+	"SIGHUP reloads the TLS certificate and key.\n"
+	"--config      settings file (default " CONFIG_DEFAULT_PATH ",\n"
+	"              skipped when missing); options given here win\n"
+	"--repo        the repository (key repo)\n"
+	"--listen      address and port, default " CONFIG_DEFAULT_LISTEN ";\n"
 	"              IPv6 as [::1]:8443; port 0 picks a free port\n"
+	"--tls-cert    certificate (chain) PEM, default DIR/tls/cert.pem\n"
+	"--tls-key     its private key PEM, default DIR/tls/key.pem\n"
+	"--threads     0: a thread per connection (default); N: a pool\n"
+	"--set         any config key, e.g. --set max_connections=128\n"
 	"--ready-file  once serving, write the server's URL to FILE\n"
-	"--config      a key = value file with `repo` and `listen` (default\n"
-	"              " SERVE_DEFAULT_CONFIG ", read only when --repo is\n"
-	"              not given); options given here win\n";
-
-struct serve_opts {
-	char *repo;
-	char *listen;
-};
-
-static int serve_conf_cb(void *payload, const char *key, const char *value,
-			 unsigned line)
-{
-	struct serve_opts *o = payload;
-	char **slot;
-
-	if (strcmp(key, "repo") == 0)
-		slot = &o->repo;
-	else if (strcmp(key, "listen") == 0)
-		slot = &o->listen;
-	else
-		return dd_error_set(-EINVAL, "line %u: unknown key '%s'", line,
-				    key);
-	free(*slot);
-	*slot = strdup(value);
-	return *slot ? 0 : -ENOMEM;
-}
+	"\n"
+	"Config keys: repo, listen, tls_cert, tls_key, threads,\n"
+	"max_connections, per_ip_connections, connection_timeout,\n"
+	"drain_timeout, session_timeout, stale_after (see\n"
+	"conf/server.conf.example).\n";
 
 /*
  * Parses "HOST:PORT" or "[IPV6]:PORT" into *ss. HOST may be a name (the
@@ -145,16 +138,71 @@ bad:
 			    "HOST:PORT or [IPV6]:PORT)", spec);
 }
 
-static int serve_run(const char *repo, const char *listen_spec,
-		     const char *ready_file)
+/* Reads the certificate and key and checks they make a usable pair. */
+static int serve_read_tls(char **cert, char **key, const char *cert_path,
+			  const char *key_path)
+{
+	int rc;
+
+	*cert = NULL;
+	*key = NULL;
+	rc = tls_read_pem(cert, cert_path);
+	if (rc == 0)
+		rc = tls_read_pem(key, key_path);
+	if (rc == 0)
+		rc = tls_check_pair(*cert, *key, cert_path, key_path);
+	if (rc < 0) {
+		if (*key) {
+			OPENSSL_cleanse(*key, strlen(*key));
+			free(*key);
+		}
+		free(*cert);
+		*cert = NULL;
+		*key = NULL;
+	}
+	return rc;
+}
+
+static void serve_free_key(char *key)
+{
+	if (!key)
+		return;
+	OPENSSL_cleanse(key, strlen(key));
+	free(key);
+}
+
+static void serve_reload(struct http_server *http, const char *cert_path,
+			 const char *key_path)
+{
+	char *cert = NULL, *key = NULL, fp[65];
+	int rc;
+
+	dd_error_clear();
+	rc = serve_read_tls(&cert, &key, cert_path, key_path);
+	if (rc == 0)
+		rc = http_reload(http, cert, key);
+	if (rc < 0)
+		log_error("reload: %s; still serving the previous certificate",
+			  log_reason(rc));
+	else if (tls_fingerprint(fp, cert) == 0)
+		log_info("reloaded TLS certificate '%s' (sha256:%s)",
+			 cert_path, fp);
+	serve_free_key(key);
+	free(cert);
+}
+
+static int serve_run(const struct config *cfg, const char *ready_file)
 {
 	struct routes_ctx ctx;
 	struct http_config hc;
 	struct http_server *http = NULL;
 	struct sockaddr_storage ss;
+	struct timespec tick = { 1, 0 };
 	socklen_t sslen = 0;
 	sigset_t sigs;
+	const char *repo = cfg->repo;
 	char urlhost[300], url[400], path[4200];
+	char cert_path[4200], key_path[4200];
 	char *cert = NULL, *key = NULL;
 	int lockfd = -1, sig = 0, rc;
 
@@ -164,10 +212,11 @@ static int serve_run(const char *repo, const char *listen_spec,
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	rc = serve_parse_listen(listen_spec, &ss, &sslen, urlhost,
+	rc = serve_parse_listen(cfg->listen, &ss, &sslen, urlhost,
 				sizeof(urlhost));
 	if (rc < 0)
 		goto cleanup;
@@ -180,14 +229,18 @@ static int serve_run(const char *repo, const char *listen_spec,
 	rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
 	if (rc == 0)
 		rc = tokens_new(&ctx.tokens, path);
+	if (rc < 0)
+		goto cleanup;
+	if (cfg->tls_cert)
+		snprintf(cert_path, sizeof(cert_path), "%s", cfg->tls_cert);
+	else
+		rc = repo_path(cert_path, sizeof(cert_path), repo, REPO_CERT);
+	if (rc == 0 && cfg->tls_key)
+		snprintf(key_path, sizeof(key_path), "%s", cfg->tls_key);
+	else if (rc == 0)
+		rc = repo_path(key_path, sizeof(key_path), repo, REPO_KEY);
 	if (rc == 0)
-		rc = repo_path(path, sizeof(path), repo, REPO_CERT);
-	if (rc == 0)
-		rc = tls_read_pem(&cert, path);
-	if (rc == 0)
-		rc = repo_path(path, sizeof(path), repo, REPO_KEY);
-	if (rc == 0)
-		rc = tls_read_pem(&key, path);
+		rc = serve_read_tls(&cert, &key, cert_path, key_path);
 	if (rc < 0)
 		goto cleanup;
 	rc = store_open(&ctx.store, repo);
@@ -196,6 +249,17 @@ static int serve_run(const char *repo, const char *listen_spec,
 	rc = snapshots_open(&ctx.snapshots, repo);
 	if (rc < 0)
 		goto cleanup;
+	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
+	if (rc == 0)
+		rc = metrics_new(&ctx.metrics);
+	if (rc == 0)
+		rc = usage_new(&ctx.usage);
+	if (rc < 0)
+		goto cleanup;
+	ctx.repo = repo;
+	ctx.stale_after = cfg->stale_after;
+	ctx.cfg = cfg;
+	ctx.started = dd_now();
 
 	memset(&hc, 0, sizeof(hc));
 	hc.addr = (const struct sockaddr *)&ss;
@@ -207,11 +271,20 @@ static int serve_run(const char *repo, const char *listen_spec,
 	hc.fallback = routes_fallback;
 	hc.payload = &ctx;
 	hc.tokens = ctx.tokens;
-	hc.connection_limit = SERVE_CONNECTIONS;
-	hc.timeout_sec = SERVE_TIMEOUT_SEC;
+	hc.connection_limit = cfg->max_connections;
+	hc.per_ip_limit = cfg->per_ip_connections;
+	hc.timeout_sec = cfg->connection_timeout;
+	hc.threads = cfg->threads;
+	hc.drain_sec = cfg->drain_timeout;
+	hc.observe = routes_observe;
 	rc = http_start(&http, &hc);
-	if (rc < 0)
+	if (rc < 0) {
+		log_wrap(rc, "cannot serve on '%s'", cfg->listen);
 		goto cleanup;
+	}
+	/* The daemon has its own copies. */
+	serve_free_key(key);
+	key = NULL;
 
 	snprintf(url, sizeof(url), "https://%s:%u", urlhost,
 		 (unsigned)http_port(http));
@@ -227,9 +300,12 @@ static int serve_run(const char *repo, const char *listen_spec,
 	}
 
 	for (;;) {
-		rc = sigwait(&sigs, &sig);
-		if (rc == 0 && (sig == SIGTERM || sig == SIGINT))
+		sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT)
 			break;
+		if (sig == SIGHUP)
+			serve_reload(http, cert_path, key_path);
+		http_reap(http);
 	}
 	log_info("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	rc = 0;
@@ -241,10 +317,10 @@ cleanup:
 	store_close(ctx.store);
 	snapshots_free(ctx.snapshots);
 	tokens_free(ctx.tokens);
-	if (key) {
-		OPENSSL_cleanse(key, strlen(key));
-		free(key);
-	}
+	sessions_free(ctx.sessions);
+	metrics_free(ctx.metrics);
+	usage_free(ctx.usage);
+	serve_free_key(key);
 	free(cert);
 	if (lockfd >= 0)
 		close(lockfd);
@@ -260,23 +336,72 @@ int cmd_serve(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "ready-file", required_argument, NULL, 'f' },
 		{ "config", required_argument, NULL, 'c' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "set", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct serve_opts file = { NULL, NULL };
-	const char *repo = NULL, *listen_spec = NULL, *ready = NULL;
-	const char *config = NULL;
-	int c, rc, ret;
+	/* Flags are applied after the file, in the order given. */
+	struct { const char *key, *value, *flag; } *set = NULL;
+	struct config cfg;
+	const char *ready = NULL, *config = NULL;
+	size_t nset = 0, i;
+	int c, rc, ret = CMD_ERROR;
 
+	if (config_init(&cfg) < 0) {
+		log_error("out of memory");
+		return CMD_ERROR;
+	}
+	set = calloc((size_t)argc + 1, sizeof(*set));
+	if (!set) {
+		log_error("out of memory");
+		goto cleanup;
+	}
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:l:f:c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:l:f:c:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
-			repo = optarg;
+			set[nset].key = "repo";
+			set[nset].flag = "--repo";
+			set[nset++].value = optarg;
 			break;
 		case 'l':
-			listen_spec = optarg;
+			set[nset].key = "listen";
+			set[nset].flag = "--listen";
+			set[nset++].value = optarg;
 			break;
+		case 'C':
+			set[nset].key = "tls_cert";
+			set[nset].flag = "--tls-cert";
+			set[nset++].value = optarg;
+			break;
+		case 'K':
+			set[nset].key = "tls_key";
+			set[nset].flag = "--tls-key";
+			set[nset++].value = optarg;
+			break;
+		case 't':
+			set[nset].key = "threads";
+			set[nset].flag = "--threads";
+			set[nset++].value = optarg;
+			break;
+		case 'o': {
+			char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg) {
+				log_error("--set wants KEY=VALUE, not '%s'",
+					  optarg);
+				ret = CMD_USAGE;
+				goto cleanup;
+			}
+			*eq = '\0';
+			set[nset].key = optarg;
+			set[nset].flag = "--set";
+			set[nset++].value = eq + 1;
+			break;
+		}
 		case 'f':
 			ready = optarg;
 			break;
@@ -285,40 +410,38 @@ int cmd_serve(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(cmd_serve_usage, stdout);
-			return CMD_OK;
+			ret = CMD_OK;
+			goto cleanup;
 		default:
 			fputs(cmd_serve_usage, stderr);
-			return CMD_USAGE;
+			ret = CMD_USAGE;
+			goto cleanup;
 		}
 	}
 	if (optind != argc) {
 		fputs(cmd_serve_usage, stderr);
-		return CMD_USAGE;
+		ret = CMD_USAGE;
+		goto cleanup;
 	}
-	if (config || !repo) {
-		const char *cf = config ? config : SERVE_DEFAULT_CONFIG;
-
-		rc = dd_conf_parse_file(cf, serve_conf_cb, &file);
-		if (rc < 0 && !(rc == -ENOENT && !config)) {
-			log_error("cannot read config '%s': %s", cf,
-				  log_reason(rc));
-			ret = CMD_ERROR;
-			goto cleanup;
-		}
+	rc = config_load(&cfg, config ? config : CONFIG_DEFAULT_PATH,
+				config != NULL);
+	for (i = 0; rc == 0 && i < nset; i++)
+		rc = config_set(&cfg, set[i].key, set[i].value,
+				       set[i].flag);
+	if (rc < 0) {
+		log_error("%s", log_reason(rc));
+		goto cleanup;
 	}
-	if (!repo)
-		repo = file.repo;
-	if (!listen_spec)
-		listen_spec = file.listen ? file.listen : SERVE_DEFAULT_LISTEN;
-	if (!repo) {
-		log_error("no repository: give --repo DIR");
+	if (!cfg.repo) {
+		log_error("no repository: give --repo DIR or set repo in %s",
+			  config ? config : CONFIG_DEFAULT_PATH);
 		fputs(cmd_serve_usage, stderr);
 		ret = CMD_USAGE;
 		goto cleanup;
 	}
-	ret = serve_run(repo, listen_spec, ready);
+	ret = serve_run(&cfg, ready);
 cleanup:
-	free(file.repo);
-	free(file.listen);
+	free(set);
+	config_release(&cfg);
 	return ret;
 }

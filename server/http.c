@@ -1,13 +1,19 @@
 /*
  * http.c - see http.h.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 
 #include "http.h"
 #include "log.h"
@@ -19,19 +25,44 @@
 /* libmicrohttpd's per-connection buffer: headers and upload pieces. */
 #define HTTP_CONN_MEMORY (256u * 1024)
 
+/* The status page's policy: only its own scripts, styles and API. */
+#define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
+	"img-src 'self' data:; connect-src 'self'; base-uri 'none'; " \
+	"form-action 'none'; frame-ancestors 'none'"
+
+/* One libmicrohttpd daemon on the shared socket. A reload replaces the
+ * current one; the replaced one is kept until its requests are done. */
+struct http_daemon {
+	struct http_server *h;
+	struct MHD_Daemon *mhd;
+	char *cert, *key;                 /* PEM copies it was started with */
+	unsigned active;                  /* requests in flight (atomic) */
+	unsigned conns;                   /* open connections (atomic) */
+	double retired;                   /* dd_monotonic() when replaced */
+	struct http_daemon *next;         /* in h->retired */
+};
+
 struct http_server {
-	struct MHD_Daemon *daemon;
 	struct http_config cfg;
+	int fd;                           /* the listening socket */
+	uint16_t port;
+	pthread_mutex_t lock;             /* current and retired */
+	struct http_daemon *current;
+	struct http_daemon *retired;
 };
 
 /* One request's state, kept by libmicrohttpd between callbacks. */
 struct http_call {
+	struct http_daemon *dmn;
+	double t0;
+	uint64_t bytes_in;
 	const struct http_route *route;   /* NULL: the fallback */
 	const char *param;
 	struct tokens_identity who;
 	struct dd_buf body;
 	size_t cap;
 	uint64_t discarded;
+	uint64_t discard_max;             /* 0: HTTP_DISCARD_MAX */
 	char allow[64];                   /* for a 405: the methods allowed */
 	bool too_large;
 	bool no_memory;
@@ -163,9 +194,29 @@ static enum MHD_Result http_send(struct MHD_Connection *conn,
 					"Bearer realm=\"dedup\"");
 	if (rep->status == 405 && call && call->allow[0])
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, call->allow);
+	if (rep->cacheable)
+		MHD_add_response_header(r, "Content-Security-Policy", HTTP_CSP);
+	if (call && call->dmn && call->dmn->h->cfg.observe) {
+		struct http_observation o;
+
+		o.method = method;
+		o.status = rep->status;
+		o.bytes_in = call->bytes_in;
+		o.bytes_out = strcmp(method, "HEAD") == 0 ? 0 : rep->len;
+		o.seconds = dd_monotonic() - call->t0;
+		call->dmn->h->cfg.observe(call->dmn->h->cfg.payload, &o);
+	}
 	ret = MHD_queue_response(conn, rep->status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+const char *http_request_arg(const struct http_request *req, const char *key)
+{
+	if (!req->conn)
+		return NULL;
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND,
+					   key);
 }
 
 static bool http_method_ok(const char *route_method, const char *method)
@@ -274,6 +325,9 @@ static enum MHD_Result http_begin(struct http_server *h,
 			return http_fail_early(conn, call, method, url, 401,
 					       authz ? "invalid token"
 						     : "missing bearer token");
+		if (call->route->admin && !call->who.admin)
+			return http_fail_early(conn, call, method, url, 403,
+					       "this needs an admin token");
 	}
 	call->cap = call->route ? call->route->body_cap : 0;
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -287,16 +341,27 @@ static enum MHD_Result http_begin(struct http_server *h,
 				     MHD_HTTP_HEADER_TRANSFER_ENCODING))) {
 		/* No route takes a body: answer (404, 405) without reading
 		 * it rather than call it too large. */
-		struct http_request req = { method, url, "", NULL, 0, NULL };
+		struct http_request req = { method, url, "", NULL, 0, NULL,
+					    conn };
 		struct http_reply rep = { 0 };
 
 		h->cfg.fallback(h->cfg.payload, &req, &rep);
 		return http_send(conn, call, method, url, &rep);
 	}
 	if (len > call->cap) {
-		snprintf(msg, sizeof(msg),
-			 "request body too large (limit %zu bytes)", call->cap);
-		return http_fail_early(conn, call, method, url, 413, msg);
+		/* Answering before the body is read makes the kernel reset
+		 * the connection under a client still sending, which then
+		 * never sees the 413. A body not far past the cap is read
+		 * and dropped first; a huge one is refused at once. */
+		if (len - call->cap > HTTP_DISCARD_MAX) {
+			snprintf(msg, sizeof(msg), "request body too large "
+				 "(limit %zu bytes)", call->cap);
+			return http_fail_early(conn, call, method, url, 413,
+					       msg);
+		}
+		call->too_large = true;
+		call->discard_max = len;
+		return MHD_YES;
 	}
 	/* dd_buf's cap 0 means unlimited, so a no-body route gets 1 and the
 	 * explicit check in http_upload. */
@@ -311,6 +376,7 @@ static enum MHD_Result http_begin(struct http_server *h,
 static enum MHD_Result http_upload(struct http_call *call, const char *data,
 				   size_t n)
 {
+	call->bytes_in += n;
 	if (!call->too_large && !call->no_memory) {
 		if (n > call->cap - call->body.len) {
 			call->too_large = true;
@@ -329,7 +395,8 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 	}
 	if (call->too_large || call->no_memory) {
 		call->discarded += n;
-		if (call->discarded > HTTP_DISCARD_MAX)
+		if (call->discarded > (call->discard_max ? call->discard_max
+							 : HTTP_DISCARD_MAX))
 			return MHD_NO;
 	}
 	return MHD_YES;
@@ -341,7 +408,8 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 				   const char *upload_data,
 				   size_t *upload_data_size, void **con_cls)
 {
-	struct http_server *h = cls;
+	struct http_daemon *dmn = cls;
+	struct http_server *h = dmn->h;
 	struct http_call *call = *con_cls;
 	struct http_request req;
 	struct http_reply rep = { 0 };
@@ -352,6 +420,9 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		call = calloc(1, sizeof(*call));
 		if (!call)
 			return MHD_NO;
+		call->dmn = dmn;
+		call->t0 = dd_monotonic();
+		__atomic_add_fetch(&dmn->active, 1, __ATOMIC_SEQ_CST);
 		*con_cls = call;
 		return http_begin(h, conn, call, method, url);
 	}
@@ -380,6 +451,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	req.body = call->body.len ? call->body.data : NULL;
 	req.body_len = call->body.len;
 	req.who = call->route && call->route->auth ? &call->who : NULL;
+	req.conn = conn;
 	fn = call->route ? call->route->fn : h->cfg.fallback;
 	dd_error_clear();
 	fn(h->cfg.payload, &req, &rep);
@@ -398,6 +470,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	(void)toe;
 	if (!call)
 		return;
+	__atomic_sub_fetch(&call->dmn->active, 1, __ATOMIC_SEQ_CST);
 	dd_buf_release(&call->body);
 	free(call);
 	*con_cls = NULL;
@@ -422,39 +495,160 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_info("http: %s", msg);
 }
 
+/* ---- daemons on the shared socket ---- */
+
+static void http_free_pem(char *p)
+{
+	if (!p)
+		return;
+	OPENSSL_cleanse(p, strlen(p));
+	free(p);
+}
+
+static void http_daemon_free(struct http_daemon *d)
+{
+	if (!d)
+		return;
+	if (d->mhd) {
+		/* Quiesced first, so stopping it leaves the socket open. */
+		MHD_quiesce_daemon(d->mhd);
+		MHD_stop_daemon(d->mhd);
+	}
+	http_free_pem(d->key);
+	http_free_pem(d->cert);
+	free(d);
+}
+
+/* MHD's connection notifications: a retired daemon is kept while it
+ * has a connection open, even one whose request headers it has not
+ * parsed yet (a request only counts in `active` from its headers on). */
+static void http_conn_notify(void *cls, struct MHD_Connection *connection,
+			     void **socket_context,
+			     enum MHD_ConnectionNotificationCode code)
+{
+	struct http_daemon *d = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		__atomic_add_fetch(&d->conns, 1, __ATOMIC_SEQ_CST);
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+		__atomic_sub_fetch(&d->conns, 1, __ATOMIC_SEQ_CST);
+}
+
+static int http_daemon_start(struct http_daemon **out, struct http_server *h,
+			     const char *cert_pem, const char *key_pem)
+{
+	const struct http_config *cfg = &h->cfg;
+	struct http_daemon *d;
+	unsigned flags;
+
+	*out = NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->h = h;
+	d->cert = strdup(cert_pem);
+	d->key = strdup(key_pem);
+	if (!d->cert || !d->key) {
+		http_daemon_free(d);
+		return -ENOMEM;
+	}
+	flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+		MHD_USE_ERROR_LOG;
+	if (cfg->threads == 0)
+		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+	else
+		flags |= MHD_USE_AUTO;
+	if (cfg->addr->sa_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	{
+		/* The pool size only when there is a pool: MHD warns about
+		 * a size of 0. */
+		struct MHD_OptionItem extra[] = {
+			{ MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads,
+			  NULL },
+			{ MHD_OPTION_END, 0, NULL },
+		};
+
+		if (cfg->threads < 2)
+			extra[0].option = MHD_OPTION_END;
+		d->mhd = MHD_start_daemon(
+			flags, 0, NULL, NULL, http_access, d,
+			/* First, so that every message goes through it. */
+			MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, h,
+			MHD_OPTION_LISTEN_SOCKET, h->fd,
+			MHD_OPTION_HTTPS_MEM_KEY, d->key,
+			MHD_OPTION_HTTPS_MEM_CERT, d->cert,
+			MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
+			MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
+			MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_sec,
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+			(size_t)HTTP_CONN_MEMORY,
+			MHD_OPTION_NOTIFY_COMPLETED, http_completed, d,
+			MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, d,
+			MHD_OPTION_ARRAY, extra,
+			MHD_OPTION_END);
+	}
+	if (!d->mhd) {
+		http_daemon_free(d);
+		return dd_error_set(-EIO, "cannot start the HTTPS listener "
+				    "(a bad TLS key or certificate?)");
+	}
+	*out = d;
+	return 0;
+}
+
+/* A non-blocking listening socket for cfg->addr. */
+static int http_listen(struct http_server *h)
+{
+	const struct http_config *cfg = &h->cfg;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int one = 1, fd, rc;
+
+	fd = socket(cfg->addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return dd_error_set(-errno, "cannot create a socket: %s",
+				    strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (cfg->addr->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, cfg->addr, cfg->addrlen) < 0 || listen(fd, 128) < 0) {
+		rc = dd_error_set(-errno, "cannot listen: %s", strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6)
+			h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else if (ss.ss_family == AF_INET)
+			h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
+	h->fd = fd;
+	return 0;
+}
+
 int http_start(struct http_server **out, const struct http_config *cfg)
 {
 	struct http_server *h;
-	unsigned flags;
+	int rc;
 
 	*out = NULL;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->cfg = *cfg;
-	flags = MHD_USE_TLS | MHD_USE_INTERNAL_POLLING_THREAD |
-		MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-		MHD_USE_ERROR_LOG;
-	if (cfg->addr->sa_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	h->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, http_access, h,
-		/* First, so that every message goes through it. */
-		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, h,
-		MHD_OPTION_SOCK_ADDR, cfg->addr,
-		MHD_OPTION_HTTPS_MEM_KEY, cfg->key_pem,
-		MHD_OPTION_HTTPS_MEM_CERT, cfg->cert_pem,
-		MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_sec,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-		MHD_OPTION_NOTIFY_COMPLETED, http_completed, h,
-		MHD_OPTION_END);
-	if (!h->daemon) {
-		free(h);
-		return dd_error_set(-EIO, "cannot start the HTTPS listener "
-				    "(address in use, or a bad TLS key or "
-				    "certificate?)");
+	h->cfg.cert_pem = NULL;
+	h->cfg.key_pem = NULL;
+	h->fd = -1;
+	pthread_mutex_init(&h->lock, NULL);
+	rc = http_listen(h);
+	if (rc == 0)
+		rc = http_daemon_start(&h->current, h, cfg->cert_pem,
+				       cfg->key_pem);
+	if (rc < 0) {
+		http_stop(h);
+		return rc;
 	}
 	*out = h;
 	return 0;
@@ -462,16 +656,108 @@ int http_start(struct http_server **out, const struct http_config *cfg)
 
 uint16_t http_port(const struct http_server *h)
 {
-	const union MHD_DaemonInfo *info =
-		MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	return h->port;
+}
 
-	return info ? info->port : 0;
+int http_reload(struct http_server *h, const char *cert_pem,
+		const char *key_pem)
+{
+	struct http_daemon *fresh, *old;
+	int rc;
+
+	/* Both daemons poll the socket for a moment; either may accept. */
+	rc = http_daemon_start(&fresh, h, cert_pem, key_pem);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&h->lock);
+	old = h->current;
+	h->current = fresh;
+	if (old) {
+		MHD_quiesce_daemon(old->mhd);
+		old->retired = dd_monotonic();
+		old->next = h->retired;
+		h->retired = old;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static unsigned http_daemon_conns(struct http_daemon *d)
+{
+	return __atomic_load_n(&d->conns, __ATOMIC_SEQ_CST);
+}
+
+static unsigned http_daemon_active(struct http_daemon *d)
+{
+	return __atomic_load_n(&d->active, __ATOMIC_SEQ_CST);
+}
+
+void http_reap(struct http_server *h)
+{
+	struct http_daemon **pp, *d, *done = NULL;
+	double now = dd_monotonic();
+
+	pthread_mutex_lock(&h->lock);
+	pp = &h->retired;
+	while ((d = *pp) != NULL) {
+		if ((http_daemon_active(d) == 0 && http_daemon_conns(d) == 0) ||
+		    now - d->retired >= h->cfg.drain_sec) {
+			*pp = d->next;
+			d->next = done;
+			done = d;
+		} else {
+			pp = &d->next;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	/* Stopping joins connection threads: not under the lock. */
+	while ((d = done) != NULL) {
+		done = d->next;
+		if (http_daemon_active(d))
+			log_warning("reload: cutting %u request(s) still "
+				    "running after %u s", http_daemon_active(d),
+				    h->cfg.drain_sec);
+		http_daemon_free(d);
+	}
+}
+
+unsigned http_active(struct http_server *h)
+{
+	struct http_daemon *d;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->current)
+		n += http_daemon_active(h->current);
+	for (d = h->retired; d; d = d->next)
+		n += http_daemon_active(d);
+	pthread_mutex_unlock(&h->lock);
+	return n;
 }
 
 void http_stop(struct http_server *h)
 {
+	double until;
+
 	if (!h)
 		return;
-	MHD_stop_daemon(h->daemon);
+	/* Stop accepting, then give the requests in flight their time. */
+	pthread_mutex_lock(&h->lock);
+	if (h->current) {
+		MHD_quiesce_daemon(h->current->mhd);
+		h->current->retired = dd_monotonic();
+		h->current->next = h->retired;
+		h->retired = h->current;
+		h->current = NULL;
+	}
+	pthread_mutex_unlock(&h->lock);
+	until = dd_monotonic() + h->cfg.drain_sec;
+	while (http_active(h) > 0 && dd_monotonic() < until)
+		usleep(20 * 1000);
+	h->cfg.drain_sec = 0;
+	http_reap(h);
+	if (h->fd >= 0)
+		close(h->fd);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

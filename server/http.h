@@ -1,10 +1,17 @@
 /*
  * http.h - the HTTPS front end: a libmicrohttpd daemon (TLS only, a thread
- * per connection, bounded connections and timeouts), a route table, bearer
- * token checks, and request bodies capped before they are read.
+ * per connection or a fixed pool, bounded connections and timeouts), a
+ * route table, bearer token checks with roles, and request bodies capped
+ * before they are read.
  *
  * Handlers never see libmicrohttpd: they get a complete, capped request
  * and fill a reply, so they are plain functions of (request) -> reply.
+ *
+ * The listening socket belongs to the http_server, not to a daemon, so
+ * http_reload() can start a daemon with a new certificate on the same
+ * socket: new connections get the new certificate at once, requests in
+ * flight finish on the old daemon, which stops once they are done (or
+ * after drain_sec), closing its idle keep-alive connections.
  */
 #ifndef SRV_HTTP_H
 #define SRV_HTTP_H
@@ -24,7 +31,12 @@ struct http_request {
 	const uint8_t *body;        /* NULL when empty */
 	size_t body_len;
 	const struct tokens_identity *who;  /* NULL if the route needs none */
+	void *conn;                 /* private: for http_request_arg */
 };
+
+/* The unescaped value of query argument `key` (`?key=value`), or NULL.
+ * Borrowed: valid while the handler runs. */
+const char *http_request_arg(const struct http_request *req, const char *key);
 
 struct http_reply {
 	unsigned status;
@@ -45,6 +57,7 @@ struct http_route {
 	bool auth;                  /* needs a bearer token */
 	size_t body_cap;            /* bytes; 0 = no body allowed */
 	http_handler fn;
+	bool admin;                 /* needs an admin token (403 otherwise) */
 };
 
 /* Reply helpers. Each replaces what the reply held. */
@@ -59,10 +72,19 @@ void http_reply_take(struct http_reply *rep, unsigned status,
 void http_reply_static(struct http_reply *rep, unsigned status,
 		       const char *content_type, const void *data, size_t len);
 
+/* What the observe hook learns about each answered request. */
+struct http_observation {
+	const char *method;
+	unsigned status;
+	uint64_t bytes_in;          /* request body bytes received */
+	uint64_t bytes_out;         /* reply body bytes */
+	double seconds;             /* from the request line to the reply */
+};
+
 struct http_config {
 	const struct sockaddr *addr;
 	socklen_t addrlen;
-	const char *cert_pem;
+	const char *cert_pem;       /* copied by http_start */
 	const char *key_pem;
 	const struct http_route *routes;
 	size_t nroutes;
@@ -71,15 +93,35 @@ struct http_config {
 	void *payload;              /* passed to every handler */
 	struct tokens *tokens;
 	unsigned connection_limit;
-	unsigned timeout_sec;
+	unsigned per_ip_limit;      /* connections from one address; 0 = any */
+	unsigned timeout_sec;       /* idle connection timeout */
+	unsigned threads;           /* 0: a thread per connection; else a
+				     * pool of this many threads */
+	unsigned drain_sec;         /* how long requests in flight may take
+				     * to finish on reload and stop */
+	/* Optional; called once for every request that gets an answer. */
+	void (*observe)(void *payload, const struct http_observation *o);
 };
 
 struct http_server;
-/* Starts serving; the listening socket is bound when this returns. */
+/* Binds the listening socket and starts serving. */
 int http_start(struct http_server **out, const struct http_config *cfg);
 /* The port actually bound (useful when the config asked for port 0). */
 uint16_t http_port(const struct http_server *h);
-/* Stops accepting, waits for the connection threads, frees. */
+/*
+ * Serves new connections with a new certificate and key (PEM, copied).
+ * On failure (a bad pair) nothing changes and the reason is recorded.
+ * The previous daemon keeps its requests in flight; http_reap() stops it.
+ */
+int http_reload(struct http_server *h, const char *cert_pem,
+		const char *key_pem);
+/* Stops replaced daemons whose requests have finished or whose drain time
+ * is over. Call it now and then (the serve loop does, every second). */
+void http_reap(struct http_server *h);
+/* Requests being handled right now, over all daemons. */
+unsigned http_active(struct http_server *h);
+/* Stops accepting, lets requests in flight finish (up to drain_sec),
+ * closes every connection, frees. NULL is a no-op. */
 void http_stop(struct http_server *h);
 
 #endif

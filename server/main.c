@@ -22,6 +22,18 @@ static const struct verb verbs[] = {
 	  "add, list or revoke client tokens" },
 	{ "serve", cmd_serve, cmd_serve_usage,
 	  "serve a repository over HTTPS" },
+	{ "cert", cmd_cert, cmd_cert_usage,
+	  "show the TLS certificate's fingerprint" },
+	{ "check", cmd_check, cmd_check_usage,
+	  "verify the index, packs and snapshots" },
+	{ "repair", cmd_repair, cmd_repair_usage,
+	  "rebuild the index from the packs" },
+	{ "prune", cmd_prune, cmd_prune_usage,
+	  "remove snapshots by the retention policies, then gc" },
+	{ "gc", cmd_gc, cmd_gc_usage,
+	  "delete unused chunks and rewrite mostly dead packs" },
+	/* Hidden (summary NULL): for tests and inspection. */
+	{ "debug", cmd_debug, cmd_debug_usage, NULL },
 };
 
 static void usage(FILE *out)
@@ -34,7 +46,9 @@ static void usage(FILE *out)
 	      "\n"
 	      "verbs:\n", out);
 	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-		fprintf(out, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
+		if (verbs[i].summary)
+			fprintf(out, "  %-8s %s\n", verbs[i].name,
+				verbs[i].summary);
 	fputs("  help     show this text, or a verb's options\n"
 	      "\n"
 	      "dedup-server keeps one deduplicated chunk store for many\n"

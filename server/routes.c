@@ -5,17 +5,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <zstd.h>
 
 #include "bundle.h"
+#include "gc.h"
 #include "log.h"
+#include "prune.h"
 #include "proto.h"
 #include "routes.h"
 #include "web_assets.h"
 
 #define ROUTES_OCTETS "application/octet-stream"
 #define ROUTES_IDS_CAP ((size_t)DD_MAX_IDS_PER_QUERY * DD_ID_LEN)
+/* Session bodies: a host, paths, a few numbers. */
+#define ROUTES_SESSION_CAP (64u * 1024)
+#define ROUTES_HISTORY_DEFAULT 30
+#define ROUTES_HISTORY_MAX 3650
 
 /* 500 for internal failures, 507 for a full disk, with the reason. */
 static void routes_fail(struct http_reply *rep, int rc)
@@ -51,15 +60,52 @@ static void routes_id_at(struct dd_id *id, const struct http_request *req,
 
 /* ---- GET /api/v1/health ---- */
 
+/* Free and total bytes of the file system holding the repository. */
+static int routes_disk(const struct routes_ctx *ctx, uint64_t *free_b,
+		       uint64_t *total_b, bool *read_only)
+{
+	struct statvfs vfs;
+
+	if (statvfs(ctx->repo, &vfs) < 0)
+		return -errno;
+	*free_b = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	*total_b = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+	*read_only = (vfs.f_flag & ST_RDONLY) != 0;
+	return 0;
+}
+
+/* Can new chunks and snapshots be written? The directories exist and are
+ * writable, the file system is not read-only and has room. */
+static bool routes_writable(const struct routes_ctx *ctx)
+{
+	static const char *const dirs[] = { REPO_PACKS, REPO_SNAPSHOTS,
+					    REPO_INDEX };
+	char path[4200];
+	uint64_t free_b = 0, total_b = 0;
+	bool ro = true;
+	size_t i;
+
+	for (i = 0; i < DD_ARRAY_SIZE(dirs); i++) {
+		if (repo_path(path, sizeof(path), ctx->repo, dirs[i]) < 0 ||
+		    access(path, W_OK | X_OK) < 0)
+			return false;
+	}
+	return routes_disk(ctx, &free_b, &total_b, &ro) == 0 && !ro &&
+	       free_b > 0;
+}
+
 static void route_health(void *payload, const struct http_request *req,
 			 struct http_reply *rep)
 {
-	static const char body[] =
-		"{\"status\":\"ok\",\"version\":\"" DD_VERSION "\"}\n";
+	struct routes_ctx *ctx = payload;
+	bool w = routes_writable(ctx);
 
-	(void)payload;
 	(void)req;
-	http_reply_static(rep, 200, "application/json", body, sizeof(body) - 1);
+	http_reply_json(rep, 200, json_pack("{s:s, s:b, s:s, s:b}",
+					    "status", w ? "ok" : "degraded",
+					    "up", 1,
+					    "version", DD_VERSION,
+					    "writable", w));
 }
 
 /* ---- GET /api/v1/config ---- */
@@ -132,8 +178,11 @@ static void route_upload(void *payload, const struct http_request *req,
 	struct dd_bundle_reader r;
 	struct dd_bundle_record *recs = NULL;
 	struct dd_buf plain;
+	struct dd_chunk_loc loc;
 	ZSTD_DCtx *dctx = NULL;
 	uint32_t stored, dups;
+	uint64_t new_plain = 0, new_packed = 0;
+	double t0 = dd_monotonic();
 	size_t n = 0, i;
 	int rc;
 
@@ -184,11 +233,22 @@ static void route_upload(void *payload, const struct http_request *req,
 		}
 	}
 	dd_buf_release(&plain);
+	/* For the counters: what is new, as far as the index knows now. */
+	for (i = 0; i < n; i++) {
+		if (store_lookup(ctx->store, &recs[i].id, &loc) == -ENOENT) {
+			new_plain += recs[i].plain_len;
+			new_packed += recs[i].stored_len;
+		}
+	}
 	rc = store_ingest(ctx->store, recs, n, &stored, &dups);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
+	metrics_ingest(ctx->metrics, dd_monotonic() - t0, stored, dups,
+		       new_plain, new_packed);
+	sessions_note_upload(ctx->sessions, req->who->name, stored, new_plain,
+			     new_packed, req->body_len);
 	http_reply_json(rep, 200, json_pack("{s:I, s:I}",
 					    "stored", (json_int_t)stored,
 					    "duplicates", (json_int_t)dups));
@@ -296,6 +356,8 @@ static void route_fetch(void *payload, const struct http_request *req,
 			rc = store_decode(&plain, &id, locs[i].flags,
 					  locs[i].plain_len, stored.data,
 					  stored.len, dctx);
+		if (rc == -EBADMSG)   /* damaged: make it missing (store.h) */
+			store_forget(ctx->store, &id, &locs[i]);
 		if (rc == 0)
 			rc = dd_bundle_add(&out, &id, locs[i].flags,
 					   locs[i].plain_len, stored.data,
@@ -322,29 +384,70 @@ cleanup:
 
 /* ---- snapshots ---- */
 
+/* A session id from ?session=: 32 lowercase hex digits. */
+static bool routes_session_id_ok(const char *id)
+{
+	size_t i;
+
+	if (strlen(id) != SESSIONS_ID_LEN)
+		return false;
+	for (i = 0; i < SESSIONS_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		      (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Records how a backup ended: on its session if it named one (and the
+ * session is still open), else as the client's last result. */
+static void routes_backup_ended(struct routes_ctx *ctx, const char *client,
+				const char *session, bool ok,
+				const char *detail)
+{
+	char clean[SESSIONS_ERROR_MAX + 1];
+
+	/* Shown as JSON later, which must be UTF-8. */
+	log_sanitize(clean, sizeof(clean), detail ? detail : "", (size_t)-1);
+	if (session &&
+	    sessions_end(ctx->sessions, session, client, ok, clean) == 0)
+		return;
+	sessions_note_result(ctx->sessions, client, ok, clean);
+}
+
 static void route_snapshot_create(void *payload,
 				  const struct http_request *req,
 				  struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	char *text = NULL;
+	const char *session = http_request_arg(req, "session");
+	const char *client = req->who->name;
+	char *text = NULL, why[SESSIONS_ERROR_MAX + 1];
+	json_t *m;
 	size_t len = 0;
 	int rc;
 
-	rc = snapshots_create(ctx->snapshots, ctx->store, req->who->name,
-			      req->body, req->body_len, &text, &len);
-	if (rc == -EINVAL) {
-		http_reply_error(rep, 400, "%s", log_reason(rc));
+	if (session && !routes_session_id_ok(session)) {
+		http_reply_error(rep, 400, "invalid session id");
 		return;
 	}
-	if (rc == -ENOENT) {
-		http_reply_error(rep, 409, "%s", log_reason(rc));
-		return;
-	}
+	rc = snapshots_create(ctx->snapshots, ctx->store, client, req->body,
+			      req->body_len, &text, &len);
 	if (rc < 0) {
-		routes_fail(rep, rc);
+		snprintf(why, sizeof(why), "snapshot refused: %s",
+			 log_reason(rc));
+		if (rc == -EINVAL)
+			http_reply_error(rep, 400, "%s", log_reason(rc));
+		else if (rc == -ENOENT)
+			http_reply_error(rep, 409, "%s", log_reason(rc));
+		else
+			routes_fail(rep, rc);
+		routes_backup_ended(ctx, client, session, false, why);
 		return;
 	}
+	m = json_loadb(text, len, 0, NULL);
+	routes_backup_ended(ctx, client, session, true,
+			    json_string_value(json_object_get(m, "id")));
+	json_decref(m);
 	/* text has room only for its NUL: add the newline in its place. */
 	{
 		char *t = realloc(text, len + 2);
@@ -358,16 +461,48 @@ static void route_snapshot_create(void *payload,
 	http_reply_take(rep, 201, "application/json", (uint8_t *)text, len);
 }
 
+/*
+ * ?client=NAME: whose snapshots a request means. Clients may only name
+ * themselves. Fills *name (NULL: everything the caller may see) or
+ * answers 400/403 and returns false.
+ */
+static bool routes_client_arg(const struct http_request *req,
+			      struct http_reply *rep, const char **name)
+{
+	const char *c = http_request_arg(req, "client");
+
+	*name = NULL;
+	if (!c)
+		return true;
+	if (!tokens_name_valid(c)) {
+		http_reply_error(rep, 400, "invalid client name");
+		return false;
+	}
+	if (!req->who->admin && strcmp(c, req->who->name) != 0) {
+		http_reply_error(rep, 403, "a client token sees only its own "
+				 "snapshots");
+		return false;
+	}
+	*name = c;
+	return true;
+}
+
 static void route_snapshot_list(void *payload, const struct http_request *req,
 				struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	const char *only;
 	char *text;
 	size_t len;
 	int rc;
 
-	rc = snapshots_list(ctx->snapshots, req->who->name, req->who->admin,
-			    &text, &len);
+	if (!routes_client_arg(req, rep, &only))
+		return;
+	if (only)
+		rc = snapshots_list(ctx->snapshots, only, false, &text, &len);
+	else
+		rc = snapshots_list(ctx->snapshots, req->who->name,
+				    req->who->admin, &text, &len);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		return;
@@ -403,6 +538,8 @@ static void route_stats(void *payload, const struct http_request *req,
 {
 	struct routes_ctx *ctx = payload;
 	uint64_t snaps, logical, chunks, unique, packs = 0, stored = 0;
+	uint64_t disk_free = 0, disk_total = 0;
+	bool ro;
 	int rc;
 
 	(void)req;
@@ -413,8 +550,13 @@ static void route_stats(void *payload, const struct http_request *req,
 		routes_fail(rep, rc);
 		return;
 	}
+	rc = routes_disk(ctx, &disk_free, &disk_total, &ro);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
 	http_reply_json(rep, 200, json_pack(
-		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}",
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:I}",
 		"snapshots", (json_int_t)snaps,
 		"chunks", (json_int_t)chunks,
 		"packs", (json_int_t)packs,
@@ -424,27 +566,1025 @@ static void route_stats(void *payload, const struct http_request *req,
 		"bytes_stored", (json_int_t)stored,
 		"dedup_ratio", unique ? (double)logical / (double)unique : 0.0,
 		"compression_ratio",
-		stored ? (double)unique / (double)stored : 0.0));
+		stored ? (double)unique / (double)stored : 0.0,
+		"disk_free", (json_int_t)disk_free,
+		"disk_total", (json_int_t)disk_total,
+		"backups_in_progress",
+		(json_int_t)sessions_active(ctx->sessions, NULL)));
+}
+
+/* ---- per-client summaries from the manifests ---- */
+
+struct routes_client_sum {
+	char name[DD_CLIENT_NAME_MAX + 1];
+	uint64_t snapshots;
+	char last_id[DD_ID_HEX_LEN + 1];   /* "" when none */
+	int64_t last_start;                /* unix_time of the last one */
+	int64_t last_written;              /* unix seconds, server clock */
+	uint64_t last_total, last_new;
+};
+
+struct routes_sums {
+	struct routes_client_sum *v;
+	size_t n, alloc;
+};
+
+static struct routes_client_sum *routes_sum_get(struct routes_sums *s,
+						const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].name, name) == 0)
+			return &s->v[i];
+	if (s->n == s->alloc) {
+		size_t na = s->alloc ? s->alloc * 2 : 16;
+		struct routes_client_sum *v = realloc(s->v, na * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		s->v = v;
+		s->alloc = na;
+	}
+	memset(&s->v[s->n], 0, sizeof(s->v[0]));
+	snprintf(s->v[s->n].name, sizeof(s->v[0].name), "%s", name);
+	return &s->v[s->n++];
+}
+
+static int routes_sum_cb(void *payload, const struct snapshots_item *it)
+{
+	struct routes_client_sum *c = routes_sum_get(payload, it->client);
+
+	if (!c)
+		return -ENOMEM;
+	/* Oldest first: the last one seen is the latest. */
+	c->snapshots++;
+	snprintf(c->last_id, sizeof(c->last_id), "%s", it->id);
+	c->last_start = it->unix_time;
+	c->last_written = it->written_ns / 1000000000;
+	c->last_total = it->bytes_total;
+	c->last_new = it->bytes_new;
+	return 0;
+}
+
+/* Every client with snapshots, plus every client in the token table. */
+static int routes_sums(struct routes_ctx *ctx, struct routes_sums *out,
+		       struct tokens_list *tl)
+{
+	size_t i;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = tokens_copy(ctx->tokens, tl);
+	if (rc == 0)
+		rc = snapshots_foreach(ctx->snapshots, routes_sum_cb, out);
+	for (i = 0; rc == 0 && i < tl->n; i++)
+		if (!routes_sum_get(out, tl->v[i].name))
+			rc = -ENOMEM;
+	if (rc < 0) {
+		free(out->v);
+		memset(out, 0, sizeof(*out));
+		tokens_list_release(tl);
+	}
+	return rc;
+}
+
+static int routes_sum_cmp(const void *a, const void *b)
+{
+	const struct routes_client_sum *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+/* ---- GET /api/v1/clients (admin) ---- */
+
+static json_t *routes_time_or_null(int64_t t)
+{
+	char buf[32];
+
+	if (t <= 0)
+		return json_null();
+	dd_format_time(buf, t);
+	return json_string(buf);
+}
+
+static json_t *routes_client_json(struct routes_ctx *ctx,
+				  const struct routes_client_sum *c,
+				  const struct tokens_list *tl,
+				  const struct usage_client *u, size_t nu,
+				  int64_t now)
+{
+	struct sessions_result res;
+	const struct tokens_client *tc = NULL;
+	const struct usage_client *uc = NULL;
+	bool have_res, stale;
+	int64_t age = c->snapshots ? now - c->last_written : -1;
+	json_t *o;
+	ssize_t at;
+	size_t i;
+
+	at = tokens_list_find(tl, c->name);
+	if (at >= 0)
+		tc = &tl->v[at];
+	for (i = 0; i < nu; i++)
+		if (strcmp(u[i].name, c->name) == 0)
+			uc = &u[i];
+	have_res = sessions_last_result(ctx->sessions, c->name, &res);
+	if (age < 0 && c->snapshots)
+		age = 0;
+	/* An admin token that never backed up is someone's browser, not a
+	 * machine that stopped backing up. */
+	stale = c->snapshots ? age > (int64_t)ctx->stale_after
+			     : !(tc && tc->admin);
+	o = json_pack("{s:s, s:o, s:b, s:o, s:I, s:o, s:o, s:o, s:o, s:o, "
+		      "s:o, s:b, s:I, s:I, s:I}",
+		      "name", c->name,
+		      "role", tc ? json_string(tc->admin ? "admin" : "client")
+				 : json_null(),
+		      "revoked", !tc,
+		      "created", tc && tc->created[0] ?
+				 json_string(tc->created) : json_null(),
+		      "snapshots", (json_int_t)c->snapshots,
+		      "last_snapshot", c->snapshots ? json_string(c->last_id)
+						    : json_null(),
+		      "last_backup_time", routes_time_or_null(
+			      c->snapshots ? c->last_written : 0),
+		      "last_backup_unix", c->snapshots ?
+			      json_integer(c->last_written) : json_null(),
+		      "last_backup_age_seconds", c->snapshots ?
+			      json_integer(age) : json_null(),
+		      "last_backup_bytes_total", c->snapshots ?
+			      json_integer((json_int_t)c->last_total) :
+			      json_null(),
+		      "last_backup_bytes_new", c->snapshots ?
+			      json_integer((json_int_t)c->last_new) :
+			      json_null(),
+		      "stale", stale,
+		      "in_progress",
+		      (json_int_t)sessions_active(ctx->sessions, c->name),
+		      "bytes_unique", (json_int_t)(uc ? uc->bytes_unique : 0),
+		      "chunks_unique", (json_int_t)(uc ? uc->chunks_unique : 0));
+	if (!o)
+		return NULL;
+	/* The result of the last attempt this server saw, else what the
+	 * snapshots on disk say. */
+	if (have_res) {
+		json_object_set_new(o, "last_result",
+				    json_string(res.ok ? "ok" : "failed"));
+		json_object_set_new(o, "last_result_time",
+				    routes_time_or_null(res.time));
+		json_object_set_new(o, "last_error", res.ok ? json_null() :
+				    json_string(res.error));
+	} else {
+		json_object_set_new(o, "last_result", c->snapshots ?
+				    json_string("ok") : json_null());
+		json_object_set_new(o, "last_result_time", routes_time_or_null(
+					    c->snapshots ? c->last_written : 0));
+		json_object_set_new(o, "last_error", json_null());
+	}
+	return o;
+}
+
+static void route_clients(void *payload, const struct http_request *req,
+			  struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct routes_sums sums;
+	struct tokens_list tl = { NULL, 0 };
+	struct usage_client *u = NULL;
+	size_t nu = 0, i;
+	int64_t now = dd_now();
+	json_t *arr = NULL, *o;
+	int rc;
+
+	(void)req;
+	rc = routes_sums(ctx, &sums, &tl);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
+	rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &nu);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	if (sums.n)   /* qsort(NULL, 0, ...) is undefined */
+		qsort(sums.v, sums.n, sizeof(sums.v[0]), routes_sum_cmp);
+	arr = json_array();
+	for (i = 0; arr && i < sums.n; i++) {
+		o = routes_client_json(ctx, &sums.v[i], &tl, u, nu, now);
+		if (!o || json_array_append_new(arr, o) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	http_reply_json(rep, 200, arr ? json_pack("{s:I, s:I, s:o}",
+		"now", (json_int_t)now,
+		"stale_after_seconds", (json_int_t)ctx->stale_after,
+		"clients", arr) : NULL);
+cleanup:
+	free(u);
+	free(sums.v);
+	tokens_list_release(&tl);
+}
+
+/* ---- GET /api/v1/history ---- */
+
+struct routes_day {
+	uint64_t snapshots, ingested, new_bytes, stored;
+};
+
+struct routes_history {
+	const char *client;         /* NULL: all */
+	int64_t first, today;       /* day numbers (unix days) */
+	struct routes_day *days;
+	struct routes_day before;
+};
+
+static int routes_history_cb(void *payload, const struct snapshots_item *it)
+{
+	struct routes_history *h = payload;
+	struct routes_day *d;
+	int64_t day = it->written_ns / 1000000000 / 86400;
+
+	if (h->client && strcmp(h->client, it->client) != 0)
+		return 0;
+	if (day > h->today)
+		day = h->today;
+	d = day < h->first ? &h->before : &h->days[day - h->first];
+	d->snapshots++;
+	d->ingested += it->bytes_total;
+	d->new_bytes += it->bytes_new;
+	d->stored += it->bytes_sent;
+	return 0;
+}
+
+static void route_history(void *payload, const struct http_request *req,
+			  struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct routes_history h;
+	const char *days_s = http_request_arg(req, "days"), *only;
+	uint64_t ndays = ROUTES_HISTORY_DEFAULT, tot_in, tot_st;
+	json_t *arr;
+	int64_t i;
+	int rc;
+
+	if (!routes_client_arg(req, rep, &only))
+		return;
+	if (days_s && (dd_parse_u64(days_s, &ndays) < 0 || ndays < 1 ||
+		       ndays > ROUTES_HISTORY_MAX)) {
+		http_reply_error(rep, 400, "days must be 1 to %d",
+				 ROUTES_HISTORY_MAX);
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	h.client = only ? only : req->who->admin ? NULL : req->who->name;
+	h.today = dd_now() / 86400;
+	h.first = h.today - (int64_t)ndays + 1;
+	h.days = calloc(ndays, sizeof(*h.days));
+	if (!h.days) {
+		routes_fail(rep, -ENOMEM);
+		return;
+	}
+	rc = snapshots_foreach(ctx->snapshots, routes_history_cb, &h);
+	if (rc < 0) {
+		free(h.days);
+		routes_fail(rep, rc);
+		return;
+	}
+	tot_in = h.before.ingested;
+	tot_st = h.before.stored;
+	arr = json_array();
+	for (i = 0; arr && i < (int64_t)ndays; i++) {
+		const struct routes_day *d = &h.days[i];
+		time_t t = (time_t)((h.first + i) * 86400);
+		struct tm tm;
+		char date[16];
+
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+		tot_in += d->ingested;
+		tot_st += d->stored;
+		if (json_array_append_new(arr, json_pack(
+			    "{s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
+			    "date", date,
+			    "snapshots", (json_int_t)d->snapshots,
+			    "bytes_ingested", (json_int_t)d->ingested,
+			    "bytes_new", (json_int_t)d->new_bytes,
+			    "bytes_stored", (json_int_t)d->stored,
+			    "total_ingested", (json_int_t)tot_in,
+			    "total_stored", (json_int_t)tot_st)) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	free(h.days);
+	http_reply_json(rep, 200, arr ? json_pack("{s:o, s:o}",
+		"client", h.client ? json_string(h.client) : json_null(),
+		"days", arr) : NULL);
+}
+
+/* ---- sessions: backups in progress ---- */
+
+/* Parses a JSON object body; false after a 400. */
+static bool routes_json_body(const struct http_request *req,
+			     struct http_reply *rep, json_t **out)
+{
+	json_error_t jerr;
+	char clean[200];
+
+	*out = NULL;
+	if (!req->body) {
+		http_reply_error(rep, 400, "empty request body");
+		return false;
+	}
+	*out = json_loadb((const char *)req->body, req->body_len,
+			  JSON_REJECT_DUPLICATES, &jerr);
+	if (!*out) {
+		log_sanitize(clean, sizeof(clean), jerr.text, (size_t)-1);
+		http_reply_error(rep, 400, "invalid JSON: %s (line %d)", clean,
+				 jerr.line);
+		return false;
+	}
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		http_reply_error(rep, 400, "request must be a JSON object");
+		return false;
+	}
+	return true;
+}
+
+/* Whether two arrays of path strings hold the same set (the agent sorts
+ * and prunes the paths it was given before it names them). */
+static int routes_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool routes_same_paths(json_t *a, json_t *b)
+{
+	const char **va = NULL, **vb = NULL;
+	size_t n, i;
+	bool same = false;
+
+	if (!json_is_array(a) || !json_is_array(b) ||
+	    json_array_size(a) != json_array_size(b))
+		return false;
+	n = json_array_size(a);
+	va = calloc(n + 1, sizeof(*va));
+	vb = calloc(n + 1, sizeof(*vb));
+	if (!va || !vb)
+		goto cleanup;
+	for (i = 0; i < n; i++) {
+		va[i] = json_string_value(json_array_get(a, i));
+		vb[i] = json_string_value(json_array_get(b, i));
+		if (!va[i] || !vb[i])
+			goto cleanup;
+	}
+	qsort(va, n, sizeof(*va), routes_str_cmp);
+	qsort(vb, n, sizeof(*vb), routes_str_cmp);
+	for (i = 0; i < n; i++)
+		if (strcmp(va[i], vb[i]) != 0)
+			goto cleanup;
+	same = true;
+cleanup:
+	free(va);
+	free(vb);
+	return same;
+}
+
+struct routes_expect {
+	const char *client;
+	json_t *paths;
+	uint64_t bytes;
+};
+
+static int routes_expect_cb(void *payload, const struct snapshots_item *it)
+{
+	struct routes_expect *e = payload;
+	json_t *m;
+
+	if (strcmp(e->client, it->client) != 0)
+		return 0;
+	m = json_loadb(it->json, it->json_len, 0, NULL);
+	if (m && routes_same_paths(json_object_get(m, "paths"), e->paths))
+		e->bytes = it->bytes_total;     /* the latest wins */
+	json_decref(m);
+	return 0;
+}
+
+static void route_session_open(void *payload, const struct http_request *req,
+			       struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct routes_expect ex;
+	char id[SESSIONS_ID_LEN + 1];
+	json_t *body, *host, *paths, *item;
+	size_t i;
+	int rc;
+
+	if (!routes_json_body(req, rep, &body))
+		return;
+	host = json_object_get(body, "host");
+	paths = json_object_get(body, "paths");
+	if (!json_is_string(host) || json_string_length(host) < 1 ||
+	    json_string_length(host) > SESSIONS_HOST_MAX) {
+		http_reply_error(rep, 400, "field 'host' must be a string of "
+				 "1 to %d bytes", SESSIONS_HOST_MAX);
+		goto cleanup;
+	}
+	if (!json_is_array(paths) || json_array_size(paths) < 1 ||
+	    json_array_size(paths) > SNAPSHOTS_PATHS_MAX) {
+		http_reply_error(rep, 400, "field 'paths' must be an array of "
+				 "1 to %d paths", SNAPSHOTS_PATHS_MAX);
+		goto cleanup;
+	}
+	json_array_foreach(paths, i, item) {
+		if (!json_is_string(item) || json_string_length(item) < 1 ||
+		    json_string_length(item) > SNAPSHOTS_PATH_MAX ||
+		    json_string_value(item)[0] != '/') {
+			http_reply_error(rep, 400, "paths[%zu] must be an "
+					 "absolute path", i);
+			goto cleanup;
+		}
+	}
+	ex.client = req->who->name;
+	ex.paths = paths;
+	ex.bytes = 0;
+	rc = snapshots_foreach(ctx->snapshots, routes_expect_cb, &ex);
+	if (rc == 0)
+		rc = sessions_open(ctx->sessions, req->who->name,
+				   json_string_value(host), paths, ex.bytes, id);
+	if (rc == -EAGAIN)
+		http_reply_error(rep, 429, "%s", log_reason(rc));
+	else if (rc < 0)
+		routes_fail(rep, rc);
+	else
+		http_reply_json(rep, 201, json_pack("{s:s, s:I}", "id", id,
+						    "expected_bytes",
+						    (json_int_t)ex.bytes));
+cleanup:
+	json_decref(body);
+}
+
+static void route_session_list(void *payload, const struct http_request *req,
+			       struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+
+	http_reply_json(rep, 200, sessions_list(ctx->sessions, req->who->name,
+						req->who->admin));
+}
+
+static void route_session_get(void *payload, const struct http_request *req,
+			      struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	json_t *j = sessions_get(ctx->sessions, req->param, req->who->name,
+				 req->who->admin);
+
+	if (!j)
+		http_reply_error(rep, 404, "unknown session");
+	else
+		http_reply_json(rep, 200, j);
+}
+
+/* An optional count field: -1 when absent; false after a 400. */
+static bool routes_count_field(json_t *o, const char *key, int64_t *out,
+			       struct http_reply *rep)
+{
+	json_t *v = json_object_get(o, key);
+
+	*out = -1;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		http_reply_error(rep, 400, "field '%s' must be an integer >= 0",
+				 key);
+		return false;
+	}
+	*out = json_integer_value(v);
+	return true;
+}
+
+static void route_session_update(void *payload,
+				 const struct http_request *req,
+				 struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct sessions_progress p;
+	json_t *body, *state, *phase, *err;
+	char why[SESSIONS_ERROR_MAX + 1];
+	const char *ph = NULL;
+	size_t i;
+	int rc;
+
+	if (!routes_json_body(req, rep, &body))
+		return;
+	state = json_object_get(body, "state");
+	phase = json_object_get(body, "phase");
+	err = json_object_get(body, "error");
+	if (state && !(json_is_string(state) &&
+		       (strcmp(json_string_value(state), "running") == 0 ||
+			strcmp(json_string_value(state), "failed") == 0))) {
+		http_reply_error(rep, 400, "field 'state' must be \"running\" "
+				 "or \"failed\"");
+		goto cleanup;
+	}
+	if (phase) {
+		ph = json_is_string(phase) ? json_string_value(phase) : "";
+		for (i = 0; ph[i]; i++)
+			if (!(ph[i] >= 'a' && ph[i] <= 'z') && ph[i] != '-')
+				break;
+		if (i == 0 || ph[i] || i > 15) {
+			http_reply_error(rep, 400, "field 'phase' must be 1 to "
+					 "15 of [a-z-]");
+			goto cleanup;
+		}
+	}
+	if (err && (!json_is_string(err) ||
+		    json_string_length(err) > SESSIONS_ERROR_MAX)) {
+		http_reply_error(rep, 400, "field 'error' must be a string of "
+				 "at most %d bytes", SESSIONS_ERROR_MAX);
+		goto cleanup;
+	}
+	if (!routes_count_field(body, "files", &p.files, rep) ||
+	    !routes_count_field(body, "bytes_done", &p.bytes_done, rep) ||
+	    !routes_count_field(body, "bytes_new", &p.bytes_new, rep) ||
+	    !routes_count_field(body, "bytes_sent", &p.bytes_sent, rep))
+		goto cleanup;
+	p.phase = ph;
+	if (state && strcmp(json_string_value(state), "failed") == 0) {
+		log_sanitize(why, sizeof(why),
+			     err ? json_string_value(err) : "failed",
+			     (size_t)-1);
+		rc = sessions_end(ctx->sessions, req->param, req->who->name,
+				  false, why);
+		if (rc == 0) {
+			http_reply_json(rep, 200, json_pack("{s:s, s:s}", "id",
+							    req->param, "state",
+							    "failed"));
+			goto cleanup;
+		}
+	} else {
+		rc = sessions_update(ctx->sessions, req->param, req->who->name,
+				     &p);
+		if (rc == 0) {
+			route_session_get(payload, req, rep);
+			goto cleanup;
+		}
+	}
+	http_reply_error(rep, 404, "unknown session");
+cleanup:
+	json_decref(body);
+}
+
+/* ---- GET /metrics (admin) ---- */
+
+static int routes_gauge(struct dd_buf *b, const char *name, const char *help,
+			double v)
+{
+	int rc = metrics_header(b, name, "gauge", help);
+
+	return rc ? rc : metrics_sample(b, name, NULL, NULL, v);
+}
+
+static void route_metrics(void *payload, const struct http_request *req,
+			  struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct routes_sums sums;
+	struct tokens_list tl = { NULL, 0 };
+	struct dd_buf b;
+	uint64_t snaps, logical, chunks, unique, packs = 0, stored = 0;
+	uint64_t disk_free = 0, disk_total = 0, ok = 0, failed = 0;
+	int64_t now = dd_now();
+	uint8_t *data;
+	size_t i, len;
+	bool ro;
+	int rc;
+
+	(void)req;
+	dd_buf_init(&b, 0);
+	snapshots_totals(ctx->snapshots, &snaps, &logical);
+	store_counters(ctx->store, &chunks, &unique);
+	rc = store_pack_usage(ctx->store, &packs, &stored);
+	if (rc == 0)
+		rc = routes_disk(ctx, &disk_free, &disk_total, &ro);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
+	rc = routes_sums(ctx, &sums, &tl);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
+	if (sums.n)   /* qsort(NULL, 0, ...) is undefined */
+		qsort(sums.v, sums.n, sizeof(sums.v[0]), routes_sum_cmp);
+	sessions_totals(ctx->sessions, &ok, &failed);
+
+	rc = metrics_header(&b, "dedup_build_info", "gauge",
+			    "the server's version");
+	if (rc == 0)
+		rc = metrics_sample(&b, "dedup_build_info", "version",
+				    DD_VERSION, 1);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_start_time_seconds",
+				  "when the server started (unix time)",
+				  (double)ctx->started);
+	if (rc == 0)
+		rc = metrics_render(ctx->metrics, &b);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_backups_in_flight",
+				  "backups in progress (open sessions)",
+				  sessions_active(ctx->sessions, NULL));
+	if (rc == 0)
+		rc = metrics_header(&b, "dedup_backups_finished_total",
+				    "counter", "backups that ended since the "
+				    "server started, by result");
+	if (rc == 0)
+		rc = metrics_sample(&b, "dedup_backups_finished_total",
+				    "result", "ok", (double)ok);
+	if (rc == 0)
+		rc = metrics_sample(&b, "dedup_backups_finished_total",
+				    "result", "failed", (double)failed);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_snapshots", "snapshots stored",
+				  (double)snaps);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_chunks", "distinct chunks stored",
+				  (double)chunks);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_packs", "pack files",
+				  (double)packs);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_logical_bytes",
+				  "sum of the sizes of all snapshots",
+				  (double)logical);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_unique_bytes",
+				  "plain bytes of the distinct chunks",
+				  (double)unique);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_stored_bytes",
+				  "bytes of pack files on disk",
+				  (double)stored);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_clients",
+				  "clients with a token",
+				  (double)tl.n);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_disk_free_bytes",
+				  "free bytes on the repository's file system",
+				  (double)disk_free);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_disk_total_bytes",
+				  "size of the repository's file system",
+				  (double)disk_total);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_repository_writable",
+				  "1 if new backups can be written",
+				  routes_writable(ctx) ? 1 : 0);
+	if (rc == 0)
+		rc = metrics_header(&b, "dedup_client_snapshots", "gauge",
+				    "snapshots per client");
+	for (i = 0; rc == 0 && i < sums.n; i++)
+		rc = metrics_sample(&b, "dedup_client_snapshots", "client",
+				    sums.v[i].name, (double)sums.v[i].snapshots);
+	if (rc == 0)
+		rc = metrics_header(&b, "dedup_last_backup_timestamp_seconds",
+				    "gauge", "when each client's last snapshot "
+				    "was written (unix time)");
+	for (i = 0; rc == 0 && i < sums.n; i++)
+		if (sums.v[i].snapshots)
+			rc = metrics_sample(&b,
+					    "dedup_last_backup_timestamp_seconds",
+					    "client", sums.v[i].name,
+					    (double)sums.v[i].last_written);
+	if (rc == 0)
+		rc = metrics_header(&b, "dedup_last_backup_age_seconds",
+				    "gauge", "seconds since each client's last "
+				    "snapshot");
+	for (i = 0; rc == 0 && i < sums.n; i++)
+		if (sums.v[i].snapshots)
+			rc = metrics_sample(&b, "dedup_last_backup_age_seconds",
+					    "client", sums.v[i].name,
+					    (double)(now - sums.v[i].last_written));
+	free(sums.v);
+	tokens_list_release(&tl);
+	if (rc < 0) {
+		dd_buf_release(&b);
+		routes_fail(rep, rc);
+		return;
+	}
+	data = dd_buf_detach(&b, &len);
+	http_reply_take(rep, 200, "text/plain; version=0.0.4; charset=utf-8",
+			data, len);
+}
+
+void routes_observe(void *payload, const struct http_observation *o)
+{
+	struct routes_ctx *ctx = payload;
+
+	metrics_request(ctx->metrics, o->method, o->status, o->bytes_in,
+			o->bytes_out);
+}
+
+/* ---- retention and garbage collection (admin only) ---- */
+
+/* A JSON body that may be empty ({}); false after a 400. */
+static bool routes_json_body_opt(const struct http_request *req,
+				 struct http_reply *rep, json_t **out)
+{
+	if (req->body_len == 0) {
+		*out = json_object();
+		if (!*out) {
+			routes_fail(rep, -ENOMEM);
+			return false;
+		}
+		return true;
+	}
+	return routes_json_body(req, rep, out);
+}
+
+/* An optional boolean field; false after a 400. */
+static bool routes_bool_field(json_t *o, const char *key, bool *out,
+			      struct http_reply *rep)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v)
+		return true;
+	if (!json_is_boolean(v)) {
+		http_reply_error(rep, 400, "field '%s' must be true or false",
+				 key);
+		return false;
+	}
+	*out = json_is_true(v);
+	return true;
+}
+
+static void routes_gc_reply(struct http_reply *rep, int rc)
+{
+	if (rc == -EBUSY)
+		http_reply_error(rep, 409, "%s", log_reason(rc));
+	else if (rc == -ECANCELED)
+		http_reply_error(rep, 503, "%s", log_reason(rc));
+	else if (rc == -EBADMSG)
+		http_reply_error(rep, 409, "%s", log_reason(rc));
+	else
+		routes_fail(rep, rc);
+}
+
+static void route_gc(void *payload, const struct http_request *req,
+		     struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct gc_opts o = { false, ctx->cfg ? ctx->cfg->gc_repack_threshold :
+			     GC_DEFAULT_THRESHOLD };
+	struct gc_report r;
+	json_t *body;
+	int rc;
+
+	if (!routes_json_body_opt(req, rep, &body))
+		return;
+	if (!routes_bool_field(body, "dry_run", &o.dry_run, rep)) {
+		json_decref(body);
+		return;
+	}
+	json_decref(body);
+	dd_error_clear();
+	rc = gc_run(ctx->store, ctx->snapshots, &o, &r);
+	if (rc < 0) {
+		routes_gc_reply(rep, rc);
+		return;
+	}
+	log_info("gc by '%s': %llu chunk(s) removed, %llu pack(s) deleted, "
+		 "%llu rewritten, %llu bytes freed%s", req->who->name,
+		 (unsigned long long)r.chunks_removed,
+		 (unsigned long long)r.packs_deleted,
+		 (unsigned long long)r.packs_rewritten,
+		 (unsigned long long)r.bytes_freed,
+		 o.dry_run ? " (dry run)" : "");
+	http_reply_json(rep, 200, gc_report_json(&r, o.dry_run));
+}
+
+/* The "policy" object: keep_* keys, each a number (keep_within: a
+ * duration string or seconds). false after a 400. */
+static bool routes_policy(json_t *v, struct retention_policy *p,
+			  struct http_reply *rep)
+{
+	const char *key;
+	json_t *x;
+	char val[64], clean[80];
+
+	memset(p, 0, sizeof(*p));
+	if (!json_is_object(v)) {
+		http_reply_error(rep, 400, "field 'policy' must be an object");
+		return false;
+	}
+	json_object_foreach(v, key, x) {
+		log_sanitize(clean, sizeof(clean), key, (size_t)-1);
+		if (json_is_integer(x) && json_integer_value(x) >= 0)
+			snprintf(val, sizeof(val), "%lld%s",
+				 (long long)json_integer_value(x),
+				 strstr(key, "within") &&
+				 json_integer_value(x) ? "s" : "");
+		else if (json_is_string(x) && json_string_length(x) < 32)
+			snprintf(val, sizeof(val), "%s", json_string_value(x));
+		else {
+			http_reply_error(rep, 400, "policy '%s' must be a "
+					 "number", clean);
+			return false;
+		}
+		dd_error_clear();
+		switch (retention_set(p, key, val, NULL)) {
+		case 0:
+			break;
+		case -ENOENT:
+			http_reply_error(rep, 400, "unknown policy '%s'", clean);
+			return false;
+		default:
+			http_reply_error(rep, 400, "invalid policy '%s': %s",
+					 clean, dd_error_last());
+			return false;
+		}
+	}
+	return true;
+}
+
+static void route_prune(void *payload, const struct http_request *req,
+			struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	struct gc_opts go = { false, ctx->cfg ? ctx->cfg->gc_repack_threshold :
+			      GC_DEFAULT_THRESHOLD };
+	struct retention_policy pol;
+	struct prune_plan plan;
+	struct gc_report r;
+	const char **ids = NULL;
+	const char *client = NULL;
+	json_t *body, *v, *x, *out = NULL;
+	bool dry = false, gc = false, have_pol = false;
+	size_t i, nids = 0;
+	int rc;
+
+	memset(&plan, 0, sizeof(plan));
+	if (!routes_json_body_opt(req, rep, &body))
+		return;
+	if (!routes_bool_field(body, "dry_run", &dry, rep) ||
+	    !routes_bool_field(body, "gc", &gc, rep))
+		goto cleanup;
+	v = json_object_get(body, "client");
+	if (v) {
+		if (!json_is_string(v) || !tokens_name_valid(json_string_value(v))) {
+			http_reply_error(rep, 400, "field 'client' must be a "
+					 "client name");
+			goto cleanup;
+		}
+		client = json_string_value(v);
+	}
+	v = json_object_get(body, "policy");
+	if (v) {
+		if (!routes_policy(v, &pol, rep))
+			goto cleanup;
+		have_pol = true;
+	}
+	v = json_object_get(body, "snapshots");
+	if (v) {
+		if (!json_is_array(v) || json_array_size(v) < 1 ||
+		    json_array_size(v) > 10000 || have_pol || client) {
+			http_reply_error(rep, 400, "field 'snapshots' must be an "
+					 "array of 1 to 10000 ids, without "
+					 "'policy' or 'client'");
+			goto cleanup;
+		}
+		nids = json_array_size(v);
+		ids = calloc(nids, sizeof(*ids));
+		if (!ids) {
+			routes_fail(rep, -ENOMEM);
+			goto cleanup;
+		}
+		json_array_foreach(v, i, x) {
+			if (!json_is_string(x) ||
+			    json_string_length(x) != DD_ID_HEX_LEN) {
+				http_reply_error(rep, 400, "snapshots[%zu] is "
+						 "not a snapshot id", i);
+				goto cleanup;
+			}
+			ids[i] = json_string_value(x);
+		}
+	}
+	dd_error_clear();
+	if (ids)
+		rc = prune_plan_ids(&plan, ctx->snapshots, ids, nids);
+	else
+		rc = prune_plan_make(&plan, ctx->snapshots, ctx->cfg,
+				     have_pol ? &pol : NULL, client);
+	if (rc == -ENOENT) {
+		http_reply_error(rep, 404, "%s", log_reason(rc));
+		goto cleanup;
+	}
+	if (rc == 0 && !dry)
+		rc = prune_apply(&plan, ctx->snapshots);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	if (!dry && plan.removed)
+		log_info("prune by '%s': %zu snapshot(s) removed, %zu kept",
+			 req->who->name, plan.removed, plan.keep);
+	out = prune_plan_json(&plan, dry);
+	if (out && gc) {
+		go.dry_run = dry;
+		dd_error_clear();
+		rc = gc_run(ctx->store, ctx->snapshots, &go, &r);
+		if (rc < 0) {
+			json_decref(out);
+			out = NULL;
+			routes_gc_reply(rep, rc);
+			goto cleanup;
+		}
+		json_object_set_new(out, "gc", gc_report_json(&r, dry));
+	}
+	http_reply_json(rep, 200, out);
+cleanup:
+	free(ids);
+	prune_plan_release(&plan);
+	json_decref(body);
+}
+
+static void route_snapshot_delete(void *payload,
+				  const struct http_request *req,
+				  struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	int rc;
+
+	dd_error_clear();
+	rc = snapshots_remove(ctx->snapshots, req->param);
+	if (rc == -ENOENT) {
+		http_reply_error(rep, 404, "unknown snapshot");
+		return;
+	}
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
+	log_info("snapshot %s removed by '%s'", req->param, req->who->name);
+	http_reply_json(rep, 200, json_pack("{s:s}", "removed", req->param));
 }
 
 /* ---- the table ---- */
 
 #define API DD_API_PREFIX
 
+/* auth: any valid token; admin: an admin token (403 for a client). What a
+ * client token sees of each route is decided in its handler. */
 const struct http_route routes_table[] = {
-	{ "GET", API "/health", false, false, 0, route_health },
-	{ "GET", API "/config", false, true, 0, route_config },
-	{ "POST", API "/chunks/missing", false, true, ROUTES_IDS_CAP,
-	  route_missing },
-	{ "POST", API "/chunks/fetch", false, true, ROUTES_IDS_CAP,
-	  route_fetch },
-	{ "POST", API "/chunks", false, true, DD_MAX_UPLOAD_BODY, route_upload },
-	{ "GET", API "/chunks/", true, true, 0, route_chunk },
-	{ "POST", API "/snapshots", false, true, DD_MAX_JSON_BODY,
-	  route_snapshot_create },
-	{ "GET", API "/snapshots", false, true, 0, route_snapshot_list },
-	{ "GET", API "/snapshots/", true, true, 0, route_snapshot_get },
-	{ "GET", API "/stats", false, true, 0, route_stats },
+	{ .method = "GET", .path = API "/health", .fn = route_health },
+	{ .method = "GET", .path = API "/config", .auth = true,
+	  .fn = route_config },
+	{ .method = "POST", .path = API "/chunks/missing", .auth = true,
+	  .body_cap = ROUTES_IDS_CAP, .fn = route_missing },
+	{ .method = "POST", .path = API "/chunks/fetch", .auth = true,
+	  .body_cap = ROUTES_IDS_CAP, .fn = route_fetch },
+	{ .method = "POST", .path = API "/chunks", .auth = true,
+	  .body_cap = DD_MAX_UPLOAD_BODY, .fn = route_upload },
+	{ .method = "GET", .path = API "/chunks/", .prefix = true,
+	  .auth = true, .fn = route_chunk },
+	{ .method = "POST", .path = API "/snapshots", .auth = true,
+	  .body_cap = DD_MAX_JSON_BODY, .fn = route_snapshot_create },
+	{ .method = "GET", .path = API "/snapshots", .auth = true,
+	  .fn = route_snapshot_list },
+	{ .method = "GET", .path = API "/snapshots/", .prefix = true,
+	  .auth = true, .fn = route_snapshot_get },
+	{ .method = "DELETE", .path = API "/snapshots/", .prefix = true,
+	  .auth = true, .admin = true, .fn = route_snapshot_delete },
+	{ .method = "POST", .path = API "/prune", .auth = true, .admin = true,
+	  .body_cap = DD_MAX_JSON_BODY, .fn = route_prune },
+	{ .method = "POST", .path = API "/gc", .auth = true, .admin = true,
+	  .body_cap = ROUTES_SESSION_CAP, .fn = route_gc },
+	{ .method = "GET", .path = API "/stats", .auth = true,
+	  .fn = route_stats },
+	{ .method = "GET", .path = API "/clients", .auth = true,
+	  .admin = true, .fn = route_clients },
+	{ .method = "GET", .path = API "/history", .auth = true,
+	  .fn = route_history },
+	{ .method = "POST", .path = API "/sessions", .auth = true,
+	  .body_cap = ROUTES_SESSION_CAP, .fn = route_session_open },
+	{ .method = "GET", .path = API "/sessions", .auth = true,
+	  .fn = route_session_list },
+	{ .method = "GET", .path = API "/sessions/", .prefix = true,
+	  .auth = true, .fn = route_session_get },
+	{ .method = "POST", .path = API "/sessions/", .prefix = true,
+	  .auth = true, .body_cap = ROUTES_SESSION_CAP,
+	  .fn = route_session_update },
+	{ .method = "GET", .path = "/metrics", .auth = true, .admin = true,
+	  .fn = route_metrics },
 };
 
 const size_t routes_count = DD_ARRAY_SIZE(routes_table);

@@ -7,18 +7,30 @@
 #define SRV_ROUTES_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "http.h"
+#include "config.h"
+#include "metrics.h"
 #include "repo.h"
+#include "sessions.h"
 #include "snapshots.h"
 #include "store.h"
 #include "tokens.h"
+#include "usage.h"
 
 /* What every handler works on (the `payload` of the http config). */
 struct routes_ctx {
 	struct repo_config config;
+	const char *repo;           /* the repository directory */
 	struct store *store;
 	struct snapshots *snapshots;
 	struct tokens *tokens;
+	struct sessions *sessions;
+	struct metrics *metrics;
+	struct usage *usage;
+	unsigned stale_after;       /* seconds without a backup: stale */
+	const struct config *cfg;   /* retention policies, gc threshold */
+	int64_t started;            /* unix seconds */
 };
 
 extern const struct http_route routes_table[];
@@ -28,5 +40,8 @@ extern const size_t routes_count;
  * "/index.html"), else a JSON 404. */
 void routes_fallback(void *payload, const struct http_request *req,
 		     struct http_reply *rep);
+
+/* The http observe hook: counts the request in ctx->metrics. */
+void routes_observe(void *payload, const struct http_observation *o);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <zstd.h>
@@ -32,6 +33,8 @@ struct snap {
 	int64_t written_ns;   /* when the manifest was written: orders
 			       * snapshots started in the same second */
 	uint64_t bytes_total;
+	uint64_t bytes_new;   /* agent-reported, for status reports */
+	uint64_t bytes_sent;
 	char *json;           /* compact manifest text, no newline */
 	size_t json_len;
 };
@@ -39,6 +42,9 @@ struct snap {
 struct snapshots {
 	char dir[4096];
 	pthread_rwlock_t lock;
+	/* Held shared by each create from before it checks its chunks until
+	 * its manifest is visible; snapshots_barrier() takes it exclusively. */
+	pthread_rwlock_t commit_lock;
 	struct snap *v;       /* oldest first: (unix_time, written_ns, id) */
 	size_t n, alloc;
 	uint64_t bytes_logical;
@@ -312,6 +318,11 @@ static int snap_check_catalog(struct store *st, const struct snap_request *rq,
 		case DD_ENTRY_SYMLINK:
 			cnt->symlinks++;
 			break;
+		case DD_ENTRY_HARDLINK:  /* catalog version 2: not counted */
+		case DD_ENTRY_FIFO:
+		case DD_ENTRY_CHR:
+		case DD_ENTRY_BLK:
+			break;
 		default:
 			rc = dd_error_set(-EINVAL, "invalid catalog: unknown "
 					  "entry type %u", e.type);
@@ -410,6 +421,7 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	memset(&e, 0, sizeof(e));
 	if (!body || len == 0)
 		return dd_error_set(-EINVAL, "empty request body");
+	pthread_rwlock_rdlock(&s->commit_lock);
 	root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
 			  &jerr);
 	if (!root) {
@@ -457,6 +469,8 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	snprintf(e.client, sizeof(e.client), "%s", client);
 	e.unix_time = rq.time_start;
 	e.bytes_total = cnt.bytes_total;
+	e.bytes_new = (uint64_t)rq.bytes_new;
+	e.bytes_sent = (uint64_t)rq.bytes_sent;
 	dd_format_time(t0, rq.time_start);
 	dd_format_time(t1, dd_now());
 
@@ -513,11 +527,58 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	*out_len = tlen;
 	text = NULL;
 cleanup:
+	pthread_rwlock_unlock(&s->commit_lock);
 	free(text);
 	json_decref(m);
 	json_decref(cat);
 	json_decref(root);
 	free(rq.catalog);
+	return rc;
+}
+
+int snapshots_barrier(struct snapshots *s, int (*fn)(void *payload),
+		      void *payload)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&s->commit_lock);
+	rc = fn(payload);
+	pthread_rwlock_unlock(&s->commit_lock);
+	return rc;
+}
+
+int snapshots_remove(struct snapshots *s, const char *id)
+{
+	char want[DD_ID_HEX_LEN + 1], path[4200];
+	struct dd_id raw;
+	size_t i;
+	int rc = -ENOENT;
+
+	if (strlen(id) != DD_ID_HEX_LEN || dd_id_from_hex(&raw, id) < 0)
+		return -ENOENT;
+	dd_id_to_hex(want, &raw);
+	pthread_rwlock_wrlock(&s->lock);
+	for (i = 0; i < s->n; i++) {
+		if (strcmp(s->v[i].id, want) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s.json", s->dir, want);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			rc = dd_error_set(-EIO, "cannot remove '%s': %s", path,
+					  strerror(errno));
+			break;
+		}
+		rc = dd_fsync_dir(s->dir);
+		if (rc < 0 && rc != -ENOMEM)
+			rc = -EIO;
+		/* Gone from disk (whether or not the directory sync worked):
+		 * gone from the list too. */
+		s->bytes_logical -= s->v[i].bytes_total;
+		free(s->v[i].json);
+		memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(s->v[0]));
+		s->n--;
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
 	return rc;
 }
 
@@ -605,6 +666,32 @@ void snapshots_totals(struct snapshots *s, uint64_t *count,
 	pthread_rwlock_unlock(&s->lock);
 }
 
+int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
+		      void *payload)
+{
+	struct snapshots_item it;
+	size_t i;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->lock);
+	for (i = 0; rc == 0 && i < s->n; i++) {
+		const struct snap *e = &s->v[i];
+
+		it.id = e->id;
+		it.client = e->client;
+		it.unix_time = e->unix_time;
+		it.written_ns = e->written_ns;
+		it.bytes_total = e->bytes_total;
+		it.bytes_new = e->bytes_new;
+		it.bytes_sent = e->bytes_sent;
+		it.json = e->json;
+		it.json_len = e->json_len;
+		rc = fn(payload, &it);
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
 /* ---- loading ---- */
 
 /* Loads one manifest file into *e; -EBADMSG with a reason if it is not a
@@ -658,6 +745,13 @@ static int snap_load_file(struct snap *e, const char *path, const char *id,
 		goto cleanup;
 	}
 	e->bytes_total = (uint64_t)json_integer_value(v);
+	/* Reported by the agent; absent or odd values count as 0. */
+	v = json_object_get(m, "bytes_new");
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		e->bytes_new = (uint64_t)json_integer_value(v);
+	v = json_object_get(m, "bytes_sent");
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		e->bytes_sent = (uint64_t)json_integer_value(v);
 	if (!json_is_array(json_object_get(m, "catalog"))) {
 		dd_error_set(rc, "no catalog");
 		goto cleanup;
@@ -685,6 +779,7 @@ int snapshots_open(struct snapshots **out, const char *repo)
 	if (!s)
 		return -ENOMEM;
 	pthread_rwlock_init(&s->lock, NULL);
+	pthread_rwlock_init(&s->commit_lock, NULL);
 	rc = repo_path(s->dir, sizeof(s->dir), repo, REPO_SNAPSHOTS);
 	if (rc < 0)
 		goto fail;
@@ -748,5 +843,6 @@ void snapshots_free(struct snapshots *s)
 		free(s->v[i].json);
 	free(s->v);
 	pthread_rwlock_destroy(&s->lock);
+	pthread_rwlock_destroy(&s->commit_lock);
 	free(s);
 }

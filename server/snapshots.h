@@ -38,6 +38,23 @@ int snapshots_create(struct snapshots *s, struct store *st,
 		     const char *client, const uint8_t *body, size_t len,
 		     char **out, size_t *out_len);
 
+/*
+ * Deletes a snapshot: its manifest file (then the directory is synced)
+ * and its place in the list. -ENOENT if unknown. The chunks it used stay
+ * until a garbage collection finds nobody else uses them.
+ */
+int snapshots_remove(struct snapshots *s, const char *id);
+
+/*
+ * Waits until no create is between checking its chunks and making its
+ * manifest visible, runs fn with creates held off, and returns its
+ * result. The collector starts recording vouched chunks here, so every
+ * create either is in the list it reads next or has its chunk lookups
+ * recorded.
+ */
+int snapshots_barrier(struct snapshots *s, int (*fn)(void *payload),
+		      void *payload);
+
 /* A JSON array of the manifests `client` may see, oldest first. */
 int snapshots_list(struct snapshots *s, const char *client, bool admin,
 		   char **out, size_t *out_len);
@@ -50,5 +67,29 @@ int snapshots_get(struct snapshots *s, const char *id, const char *client,
 /* Number of snapshots and the sum of their bytes_total. */
 void snapshots_totals(struct snapshots *s, uint64_t *count,
 		      uint64_t *bytes_logical);
+
+/* One manifest as snapshots_foreach shows it; every pointer is borrowed
+ * and valid only during the callback. */
+struct snapshots_item {
+	const char *id;            /* 64 hex */
+	const char *client;
+	int64_t unix_time;         /* time_start, as the agent gave it */
+	int64_t written_ns;        /* when the server wrote the manifest */
+	uint64_t bytes_total;
+	uint64_t bytes_new;        /* as the agent reported them */
+	uint64_t bytes_sent;
+	const char *json;          /* the compact manifest, no newline */
+	size_t json_len;
+};
+
+/*
+ * Calls fn for every manifest, oldest first, under the read lock: fn must
+ * be quick and must not call back into `s`. Stops at the first nonzero
+ * return of fn and returns it; 0 after the last manifest.
+ */
+typedef int (*snapshots_each_fn)(void *payload,
+				 const struct snapshots_item *it);
+int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
+		      void *payload);
 
 #endif

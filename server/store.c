@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "compress.h"
+#include "idset.h"
 #include "log.h"
 #include "repo.h"
 #include "store.h"
@@ -29,11 +30,22 @@ struct store_fd {
 	int fd;            /* -1: free slot */
 	unsigned refs;
 	uint64_t used;     /* for least-recently-used eviction */
+	bool dead;         /* the pack was deleted: close at the last release */
 };
+
+/* Ids vouched for while a collection runs; past this many the collection
+ * gives up (its sweep would not be safe without them). */
+#define STORE_VOUCHED_MAX (8u * 1024 * 1024)
+
+/* Internal open flag: a new index in a directory that must not exist
+ * yet, always rebuilt from the packs (repair). */
+#define STORE_OPEN_FRESH 0x100u
 
 struct store {
 	char packs_dir[4096];
 	char index_dir[4096];
+	unsigned flags;           /* STORE_OPEN_* */
+	uint64_t rebuild_bad;     /* damaged records the last rebuild skipped */
 
 	/* The index. `db_lock` is held shared around every use of `db` and
 	 * exclusively to reopen it after a failed write. */
@@ -56,6 +68,17 @@ struct store {
 	pthread_mutex_t counters_lock;
 	uint64_t chunks;
 	uint64_t bytes_unique;
+
+	/* Garbage collection (store.h, "Collection support"). `sweep_lock`
+	 * is held shared by every lookup that may vouch for a chunk and
+	 * exclusively by a sweep batch, so a chunk found present is either
+	 * recorded in `vouched` before the sweep looks, or is already gone. */
+	pthread_mutex_t gc_lock;      /* one collection at a time */
+	pthread_rwlock_t sweep_lock;
+	pthread_mutex_t track_lock;   /* vouched, tracking, track_overflow */
+	struct idset *vouched;
+	bool tracking;
+	bool track_overflow;
 
 	/* Open pack files for reading. */
 	pthread_mutex_t fd_lock;
@@ -127,7 +150,18 @@ static int store_options_init(struct store *s)
 	if (!s->opts || !s->bloom || !s->cache || !s->ropts ||
 	    !s->wopts_sync || !s->wopts_nosync)
 		return -ENOMEM;
-	leveldb_options_set_create_if_missing(s->opts, 1);
+	leveldb_options_set_create_if_missing(s->opts,
+		(s->flags & STORE_OPEN_READONLY) ? 0 : 1);
+	if (s->flags & STORE_OPEN_FRESH)
+		leveldb_options_set_error_if_exists(s->opts, 1);
+	if (s->flags & STORE_OPEN_READONLY) {
+		/* check: report corrupt blocks instead of reading past them.
+		 * Not paranoid_checks: that would also refuse a log whose
+		 * last record a crash tore, which the server's own open
+		 * drops (that write was never acknowledged). */
+		leveldb_readoptions_set_verify_checksums(s->ropts, 1);
+		leveldb_readoptions_set_fill_cache(s->ropts, 0);
+	}
 	leveldb_options_set_filter_policy(s->opts, s->bloom);
 	leveldb_options_set_cache(s->opts, s->cache);
 	/* Keys are hashes and values mostly incompressible. */
@@ -323,20 +357,39 @@ struct store_rebuild {
 	struct store *s;
 	struct dd_buf plain;
 	ZSTD_DCtx *dctx;
-	uint64_t added, bad;
+	uint64_t added, bad, salvaged;
+	uint64_t end;         /* end of the last record the scan reported */
 	int err;
 };
+
+/* With the index open for rebuilding: adds id -> loc. */
+static int store_rebuild_put(struct store_rebuild *r, const struct dd_id *id,
+			     const struct dd_chunk_loc *loc)
+{
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	char *err = NULL;
+
+	store_id_key(key, id);
+	dd_chunk_loc_encode(val, loc);
+	leveldb_put(r->s->db, r->s->wopts_nosync, (const char *)key,
+		    sizeof(key), (const char *)val, sizeof(val), &err);
+	if (err) {
+		r->err = store_db_error(err, "write the index");
+		return -1;
+	}
+	r->added++;
+	return 0;
+}
 
 static int store_rebuild_record(void *payload, const struct dd_id *id,
 				const struct dd_chunk_loc *loc,
 				const uint8_t *stored)
 {
 	struct store_rebuild *r = payload;
-	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
 	struct dd_chunk_loc have;
-	char *err = NULL;
 	int rc;
 
+	r->end = loc->offset + DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
 	if (store_lookup(r->s, id, &have) == 0)
 		return 0;          /* a copy in an earlier pack wins */
 	rc = store_decode(&r->plain, id, loc->flags, loc->plain_len, stored,
@@ -345,16 +398,27 @@ static int store_rebuild_record(void *payload, const struct dd_id *id,
 		r->bad++;
 		return 0;
 	}
-	store_id_key(key, id);
-	dd_chunk_loc_encode(val, loc);
-	leveldb_put(r->s->db, r->s->wopts_nosync, (const char *)key,
-		    sizeof(key), (const char *)val, sizeof(val), &err);
-	if (err) {
-		r->err = store_db_error(err, "write the index");
-		return 1;
-	}
-	r->added++;
-	return 0;
+	return store_rebuild_put(r, id, loc) < 0 ? 1 : 0;
+}
+
+/* dd_pack_salvage callback: only records whose bytes hash to their id
+ * are records (a match may lie inside another record's bytes). */
+static int store_salvage_record(void *payload, const struct dd_id *id,
+				const struct dd_chunk_loc *loc,
+				const uint8_t *stored)
+{
+	struct store_rebuild *r = payload;
+	struct dd_chunk_loc have;
+
+	if (store_decode(&r->plain, id, loc->flags, loc->plain_len, stored,
+			 loc->stored_len, r->dctx) < 0)
+		return 0;
+	if (store_lookup(r->s, id, &have) == 0)
+		return DD_PACK_SALVAGE_TAKEN;
+	if (store_rebuild_put(r, id, loc) < 0)
+		return r->err;
+	r->salvaged++;
+	return DD_PACK_SALVAGE_TAKEN;
 }
 
 struct store_seqs {
@@ -407,21 +471,44 @@ static int store_rebuild(struct store *s)
 	dd_buf_init(&r.plain, 0);
 	r.dctx = ZSTD_createDCtx();
 	for (i = 0; i < n; i++) {
+		struct stat st;
+
 		dd_pack_path(path, sizeof(path), s->packs_dir, seqs.v[i]);
 		dd_error_clear();
+		r.end = DD_PACK_HEADER_LEN;
 		rc = dd_pack_scan(path, store_rebuild_record, &r, &sealed);
 		if (r.err) {
 			rc = r.err;
 			break;
 		}
-		if (rc < 0)
-			log_warning("pack '%s': %s (indexed what could be read)",
-				    path, log_reason(rc));
+		/* A scan that failed part way, or an unsealed pack that does
+		 * not end with its last record (a torn write, or damage in the
+		 * middle): look for intact records after what was read. */
+		if (rc < 0 || (!sealed && stat(path, &st) == 0 &&
+			       (uint64_t)st.st_size > r.end)) {
+			if (rc < 0)
+				log_warning("pack '%s': %s (salvaging its "
+					    "records)", path, log_reason(rc));
+			dd_error_clear();
+			rc = dd_pack_salvage(path, seqs.v[i], r.end,
+					     store_salvage_record, &r);
+			if (r.err) {
+				rc = r.err;
+				break;
+			}
+			if (rc < 0)
+				log_warning("pack '%s': %s (indexed what could "
+					    "be read)", path, log_reason(rc));
+		}
 		rc = 0;
 	}
+	if (r.salvaged)
+		log_warning("%llu record(s) were salvaged from damaged packs",
+			    (unsigned long long)r.salvaged);
 	if (r.bad)
 		log_warning("%llu corrupt record(s) were left out of the index",
 			    (unsigned long long)r.bad);
+	s->rebuild_bad = r.bad;
 	if (rc == 0)
 		log_info("index rebuilt: %llu chunk(s)",
 			 (unsigned long long)r.added);
@@ -451,10 +538,13 @@ static int store_load_counters(struct store *s)
 		return 0;
 	}
 	if (v) {
-		log_warning("index counters are invalid: recounting");
+		if (!(s->flags & STORE_OPEN_READONLY))
+			log_warning("index counters are invalid: recounting");
 		leveldb_free(v);
 	}
 	rc = store_count_entries(s, &s->chunks, &s->bytes_unique);
+	if (s->flags & STORE_OPEN_READONLY)
+		return rc;
 	if (rc == 0 && s->chunks == 0) {
 		rc = store_rebuild(s);
 		if (rc == 0)
@@ -472,7 +562,10 @@ static int store_load_counters(struct store *s)
 	return 0;
 }
 
-int store_open(struct store **out, const char *repo)
+/* Opens the store of `repo` with its index in `index_dir` (NULL: the
+ * repository's index/). */
+static int store_open_dir(struct store **out, const char *repo,
+			  const char *index_dir, unsigned flags)
 {
 	struct store *s;
 	uint64_t max = 0;
@@ -482,15 +575,24 @@ int store_open(struct store **out, const char *repo)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->flags = flags;
 	pthread_rwlock_init(&s->db_lock, NULL);
 	pthread_mutex_init(&s->ingest_lock, NULL);
 	pthread_mutex_init(&s->counters_lock, NULL);
 	pthread_mutex_init(&s->fd_lock, NULL);
+	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_rwlock_init(&s->sweep_lock, NULL);
+	pthread_mutex_init(&s->track_lock, NULL);
 	for (i = 0; i < STORE_FD_SLOTS; i++)
 		s->fds[i].fd = -1;
 
 	rc = repo_path(s->packs_dir, sizeof(s->packs_dir), repo, REPO_PACKS);
-	if (rc == 0)
+	if (rc == 0 && index_dir &&
+	    snprintf(s->index_dir, sizeof(s->index_dir), "%s", index_dir) >=
+	    (int)sizeof(s->index_dir))
+		rc = dd_error_set(-ENAMETOOLONG, "path too long: '%s'",
+				  index_dir);
+	else if (rc == 0 && !index_dir)
 		rc = repo_path(s->index_dir, sizeof(s->index_dir), repo,
 			       REPO_INDEX);
 	if (rc < 0)
@@ -498,6 +600,15 @@ int store_open(struct store **out, const char *repo)
 	rc = store_options_init(s);
 	if (rc < 0)
 		goto fail;
+	if (flags & STORE_OPEN_READONLY) {
+		struct stat st;
+
+		if (stat(s->index_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			rc = dd_error_set(-ENOENT, "there is no index '%s'",
+					  s->index_dir);
+			goto fail;
+		}
+	}
 	rc = store_db_open(s);
 	if (rc < 0)
 		goto fail;
@@ -516,6 +627,169 @@ fail:
 	return rc;
 }
 
+int store_open(struct store **out, const char *repo)
+{
+	return store_open_dir(out, repo, NULL, 0);
+}
+
+int store_open_ex(struct store **out, const char *repo, unsigned flags)
+{
+	return store_open_dir(out, repo, NULL, flags & STORE_OPEN_READONLY);
+}
+
+const char *store_packs_dir(const struct store *s)
+{
+	return s->packs_dir;
+}
+
+int store_pack_seqs(struct store *s, uint64_t **out, size_t *n)
+{
+	struct store_seqs seqs = { NULL, 0 };
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = store_list_packs(s->packs_dir, store_collect_seq_cb, &seqs);
+	if (rc < 0) {
+		free(seqs.v);
+		return rc;
+	}
+	if (seqs.n)
+		qsort(seqs.v, seqs.n, sizeof(uint64_t), store_cmp_u64);
+	*out = seqs.v;
+	*n = seqs.n;
+	return 0;
+}
+
+int store_index_foreach(struct store *s, store_entry_cb cb, void *payload)
+{
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	const char *k, *v;
+	size_t klen, vlen;
+	char *err = NULL;
+	int rc = 0;
+
+	for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		k = leveldb_iter_key(it, &klen);
+		v = leveldb_iter_value(it, &vlen);
+		rc = cb(payload, (const uint8_t *)k, klen,
+			(const uint8_t *)v, vlen);
+		if (rc)
+			break;
+	}
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err && rc == 0) {
+		rc = dd_error_set(-EBADMSG, "cannot read the index '%s': %s",
+				  s->index_dir, err);
+		leveldb_free(err);
+	} else if (err) {
+		leveldb_free(err);
+	}
+	return rc;
+}
+
+int store_index_meta(struct store *s, bool *present, uint64_t *chunks,
+		     uint64_t *bytes_unique)
+{
+	char *err = NULL, *v;
+	size_t vlen;
+
+	*present = false;
+	*chunks = 0;
+	*bytes_unique = 0;
+	v = leveldb_get(s->db, s->ropts, STORE_META_KEY,
+			strlen(STORE_META_KEY), &vlen, &err);
+	if (err) {
+		int rc = dd_error_set(-EBADMSG, "cannot read the index '%s': %s",
+				      s->index_dir, err);
+
+		leveldb_free(err);
+		return rc;
+	}
+	if (v && vlen == STORE_META_LEN && (uint8_t)v[0] == 1) {
+		*present = true;
+		*chunks = dd_le64((const uint8_t *)v + 1);
+		*bytes_unique = dd_le64((const uint8_t *)v + 9);
+	}
+	leveldb_free(v);
+	return 0;
+}
+
+/* Removes a LevelDB directory (flat: files only) and the directory;
+ * 0 if it does not exist. */
+static int store_remove_dir(const char *dir)
+{
+	char path[4400];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return errno == ENOENT ? 0 :
+			dd_error_set(-errno, "cannot open '%s': %s", dir,
+				     strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			int rc = -errno;
+
+			closedir(d);
+			return dd_error_set(rc, "cannot remove '%s': %s", path,
+					    strerror(-rc));
+		}
+	}
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return dd_error_set(-errno, "cannot remove '%s': %s", dir,
+				    strerror(errno));
+	return 0;
+}
+
+int store_rebuild_index(const char *repo, uint64_t *chunks, uint64_t *bad)
+{
+	char idx[4096], nidx[4200], oidx[4200];
+	struct store *s = NULL;
+	uint64_t bytes;
+	int rc;
+
+	*chunks = 0;
+	*bad = 0;
+	rc = repo_path(idx, sizeof(idx), repo, REPO_INDEX);
+	if (rc < 0)
+		return rc;
+	snprintf(nidx, sizeof(nidx), "%s.new", idx);
+	snprintf(oidx, sizeof(oidx), "%s.old", idx);
+	/* Leftovers of an interrupted repair are of no use. */
+	rc = store_remove_dir(nidx);
+	if (rc == 0)
+		rc = store_remove_dir(oidx);
+	if (rc < 0)
+		return rc;
+	rc = store_open_dir(&s, repo, nidx, STORE_OPEN_FRESH);
+	if (rc < 0)
+		return rc;
+	store_counters(s, chunks, &bytes);
+	*bad = s->rebuild_bad;
+	store_close(s);
+	rc = dd_fsync_dir(nidx);
+	if (rc < 0)
+		return rc;
+	if (rename(idx, oidx) < 0 && errno != ENOENT)
+		return dd_error_set(-errno, "cannot rename '%s': %s", idx,
+				    strerror(errno));
+	if (rename(nidx, idx) < 0)
+		return dd_error_set(-errno, "cannot rename '%s': %s", nidx,
+				    strerror(errno));
+	rc = dd_fsync_dir(repo);
+	if (rc < 0)
+		return rc;
+	return store_remove_dir(oidx);
+}
+
 void store_close(struct store *s)
 {
 	int i;
@@ -532,13 +806,17 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->ingest_lock);
 	pthread_mutex_destroy(&s->counters_lock);
 	pthread_mutex_destroy(&s->fd_lock);
+	pthread_mutex_destroy(&s->gc_lock);
+	pthread_rwlock_destroy(&s->sweep_lock);
+	pthread_mutex_destroy(&s->track_lock);
+	idset_free(s->vouched);
 	free(s);
 }
 
 /* ---- lookups ---- */
 
-int store_lookup(struct store *s, const struct dd_id *id,
-		 struct dd_chunk_loc *loc)
+static int store_lookup_raw(struct store *s, const struct dd_id *id,
+			    struct dd_chunk_loc *loc)
 {
 	uint8_t key[1 + DD_ID_LEN];
 	char *err = NULL, *v;
@@ -570,6 +848,29 @@ int store_lookup(struct store *s, const struct dd_id *id,
 	return 0;
 }
 
+/* Records that `id` was found present (a collection must keep it). */
+static void store_vouch(struct store *s, const struct dd_id *id)
+{
+	pthread_mutex_lock(&s->track_lock);
+	if (s->tracking && !s->track_overflow &&
+	    idset_add(s->vouched, id) < 0)
+		s->track_overflow = true;
+	pthread_mutex_unlock(&s->track_lock);
+}
+
+int store_lookup(struct store *s, const struct dd_id *id,
+		 struct dd_chunk_loc *loc)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->sweep_lock);
+	rc = store_lookup_raw(s, id, loc);
+	if (rc == 0)
+		store_vouch(s, id);
+	pthread_rwlock_unlock(&s->sweep_lock);
+	return rc;
+}
+
 /* ---- reading packs ---- */
 
 /* An fd for pack `seq`, cached; *slot is what store_fd_release needs. */
@@ -580,7 +881,8 @@ static int store_fd_acquire(struct store *s, uint64_t seq, int *slot)
 
 	pthread_mutex_lock(&s->fd_lock);
 	for (i = 0; i < STORE_FD_SLOTS; i++) {
-		if (s->fds[i].fd >= 0 && s->fds[i].seq == seq) {
+		if (s->fds[i].fd >= 0 && s->fds[i].seq == seq &&
+		    !s->fds[i].dead) {
 			s->fds[i].refs++;
 			s->fds[i].used = ++s->fd_clock;
 			*slot = i;
@@ -599,7 +901,8 @@ static int store_fd_acquire(struct store *s, uint64_t seq, int *slot)
 
 	pthread_mutex_lock(&s->fd_lock);
 	for (i = 0; i < STORE_FD_SLOTS; i++) {
-		if (s->fds[i].fd >= 0 && s->fds[i].seq == seq) {
+		if (s->fds[i].fd >= 0 && s->fds[i].seq == seq &&
+		    !s->fds[i].dead) {
 			/* Another thread opened it meanwhile. */
 			close(fd);
 			s->fds[i].refs++;
@@ -624,6 +927,7 @@ static int store_fd_acquire(struct store *s, uint64_t seq, int *slot)
 		s->fds[victim].fd = fd;
 		s->fds[victim].seq = seq;
 		s->fds[victim].refs = 1;
+		s->fds[victim].dead = false;
 		s->fds[victim].used = ++s->fd_clock;
 		*slot = victim;
 	}
@@ -639,6 +943,11 @@ static void store_fd_release(struct store *s, int fd, int slot)
 	}
 	pthread_mutex_lock(&s->fd_lock);
 	s->fds[slot].refs--;
+	if (s->fds[slot].refs == 0 && s->fds[slot].dead) {
+		close(s->fds[slot].fd);
+		s->fds[slot].fd = -1;
+		s->fds[slot].dead = false;
+	}
 	pthread_mutex_unlock(&s->fd_lock);
 }
 
@@ -646,9 +955,19 @@ int store_read_stored(struct store *s, const struct dd_id *id,
 		      const struct dd_chunk_loc *loc, struct dd_buf *out)
 {
 	char hex[DD_ID_HEX_LEN + 1], path[4200];
+	struct dd_chunk_loc moved;
 	int fd, slot = -1, rc;
 
 	fd = store_fd_acquire(s, loc->pack_seq, &slot);
+	/* A collection may have moved the chunk to a new pack and deleted
+	 * the old one since the caller looked it up: follow it once. */
+	if (fd < 0 && store_lookup_raw(s, id, &moved) == 0 &&
+	    (moved.pack_seq != loc->pack_seq || moved.offset != loc->offset) &&
+	    moved.stored_len == loc->stored_len) {
+		loc = &moved;
+		dd_error_clear();
+		fd = store_fd_acquire(s, loc->pack_seq, &slot);
+	}
 	if (fd < 0) {
 		dd_id_to_hex(hex, id);
 		return log_wrap(-EIO, "chunk %s", hex);
@@ -694,10 +1013,71 @@ int store_read_plain(struct store *s, const struct dd_id *id,
 	if (rc < 0)
 		return rc;
 	rc = store_read_stored(s, id, &loc, scratch);
+	if (rc == 0)
+		rc = store_decode(plain, id, loc.flags, loc.plain_len,
+				  scratch->data, scratch->len, dctx);
+	if (rc == -EBADMSG)
+		store_forget(s, id, &loc);
+	return rc;
+}
+
+int store_forget(struct store *s, const struct dd_id *id,
+		 const struct dd_chunk_loc *loc)
+{
+	char why[1024], hex[DD_ID_HEX_LEN + 1];
+	uint8_t key[1 + DD_ID_LEN], meta[STORE_META_LEN];
+	leveldb_writebatch_t *batch;
+	struct dd_chunk_loc have;
+	uint64_t chunks, bytes;
+	char *err = NULL;
+	int rc;
+
+	if (s->flags & STORE_OPEN_READONLY)
+		return 0;
+	/* Keep the caller's reason for the damage. */
+	snprintf(why, sizeof(why), "%s", dd_error_last());
+	dd_id_to_hex(hex, id);
+	pthread_mutex_lock(&s->ingest_lock);
+	rc = store_lookup(s, id, &have);
+	if (rc == -ENOENT || (rc == 0 &&
+	    (have.pack_seq != loc->pack_seq || have.offset != loc->offset))) {
+		rc = 0;
+		goto cleanup;
+	}
 	if (rc < 0)
-		return rc;
-	return store_decode(plain, id, loc.flags, loc.plain_len,
-			    scratch->data, scratch->len, dctx);
+		goto cleanup;
+	batch = leveldb_writebatch_create();
+	store_id_key(key, id);
+	leveldb_writebatch_delete(batch, (const char *)key, sizeof(key));
+	store_counters(s, &chunks, &bytes);
+	store_meta_encode(meta, chunks ? chunks - 1 : 0,
+			  bytes >= have.plain_len ? bytes - have.plain_len : 0);
+	leveldb_writebatch_put(batch, STORE_META_KEY, strlen(STORE_META_KEY),
+			       (const char *)meta, sizeof(meta));
+	pthread_rwlock_rdlock(&s->db_lock);
+	leveldb_write(s->db, s->wopts_sync, batch, &err);
+	pthread_rwlock_unlock(&s->db_lock);
+	leveldb_writebatch_destroy(batch);
+	if (err) {
+		rc = store_db_error(err, "write the index");
+		s->db_failed = true;
+		log_error("chunk %s is damaged but cannot be dropped from the "
+			  "index: %s", hex, log_reason(rc));
+		goto cleanup;
+	}
+	pthread_mutex_lock(&s->counters_lock);
+	s->chunks = chunks ? chunks - 1 : 0;
+	s->bytes_unique = bytes >= have.plain_len ? bytes - have.plain_len : 0;
+	pthread_mutex_unlock(&s->counters_lock);
+	log_warning("chunk %s is damaged in pack %016llx at offset %llu (%s): "
+		    "dropped it from the index; the next backup that has its "
+		    "bytes stores it again", hex,
+		    (unsigned long long)loc->pack_seq,
+		    (unsigned long long)loc->offset, why);
+cleanup:
+	pthread_mutex_unlock(&s->ingest_lock);
+	dd_error_set(-EBADMSG, "%s", why);
+	return rc;
 }
 
 void store_counters(struct store *s, uint64_t *chunks, uint64_t *bytes_unique)
@@ -889,6 +1269,9 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 	s->bytes_unique += add_bytes;
 	pthread_mutex_unlock(&s->counters_lock);
 	*stored = (uint32_t)ntodo;
+	/* Still under ingest_lock, which a sweep also takes. */
+	for (i = 0; i < ntodo; i++)
+		store_vouch(s, &recs[todo[i]].id);
 
 	if (dd_pack_writer_size(s->writer) >= STORE_PACK_TARGET)
 		store_seal_writer(s);
@@ -913,4 +1296,225 @@ cleanup:
 	free(todo);
 	free(set.slots);
 	return rc;
+}
+
+/* ---- collection support ---- */
+
+int store_gc_begin(struct store *s)
+{
+	if (s->flags & STORE_OPEN_READONLY)
+		return dd_error_set(-EROFS, "the store is open read-only");
+	if (pthread_mutex_trylock(&s->gc_lock) != 0)
+		return dd_error_set(-EBUSY, "a garbage collection is already "
+				    "running");
+	return 0;
+}
+
+int store_gc_track(struct store *s, bool seal, uint64_t *first_new_seq)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	pthread_mutex_lock(&s->track_lock);
+	if (!s->vouched)
+		rc = idset_new(&s->vouched, STORE_VOUCHED_MAX);
+	if (rc == 0) {
+		idset_clear(s->vouched);
+		s->tracking = true;
+		s->track_overflow = false;
+	}
+	pthread_mutex_unlock(&s->track_lock);
+	/* The open pack is sealed so that it can be collected too; new
+	 * chunks go to packs numbered from here on, never collected by this
+	 * run. */
+	if (seal)
+		store_seal_writer(s);
+	*first_new_seq = s->writer ? dd_pack_writer_seq(s->writer) :
+		s->next_seq;
+	pthread_mutex_unlock(&s->ingest_lock);
+	return rc;
+}
+
+void store_gc_end(struct store *s)
+{
+	pthread_mutex_lock(&s->track_lock);
+	s->tracking = false;
+	s->track_overflow = false;
+	if (s->vouched)
+		idset_clear(s->vouched);
+	pthread_mutex_unlock(&s->track_lock);
+	pthread_mutex_unlock(&s->gc_lock);
+}
+
+bool store_gc_vouched(struct store *s, const struct dd_id *id)
+{
+	bool v;
+
+	pthread_mutex_lock(&s->track_lock);
+	v = s->vouched && idset_has(s->vouched, id);
+	pthread_mutex_unlock(&s->track_lock);
+	return v;
+}
+
+int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
+		   uint64_t *removed, uint64_t *bytes)
+{
+	leveldb_writebatch_t *batch;
+	uint8_t key[1 + DD_ID_LEN], meta[STORE_META_LEN];
+	struct dd_chunk_loc loc;
+	uint64_t chunks, ubytes, cnt = 0, plain = 0;
+	char *err = NULL;
+	size_t i;
+	int rc = 0;
+
+	*removed = 0;
+	*bytes = 0;
+	if (n == 0)
+		return 0;
+	batch = leveldb_writebatch_create();
+	pthread_mutex_lock(&s->ingest_lock);
+	pthread_rwlock_wrlock(&s->sweep_lock);
+	pthread_mutex_lock(&s->track_lock);
+	if (!s->tracking || s->track_overflow)
+		rc = dd_error_set(-ECANCELED, "too many chunks were used while "
+				  "the collection ran; nothing was deleted, "
+				  "run it again");
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (idset_has(s->vouched, &ids[i]))
+			continue;
+		rc = store_lookup_raw(s, &ids[i], &loc);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		store_id_key(key, &ids[i]);
+		leveldb_writebatch_delete(batch, (const char *)key,
+					  sizeof(key));
+		cnt++;
+		plain += loc.plain_len;
+	}
+	pthread_mutex_unlock(&s->track_lock);
+	if (rc == 0 && cnt) {
+		store_counters(s, &chunks, &ubytes);
+		chunks = chunks >= cnt ? chunks - cnt : 0;
+		ubytes = ubytes >= plain ? ubytes - plain : 0;
+		store_meta_encode(meta, chunks, ubytes);
+		leveldb_writebatch_put(batch, STORE_META_KEY,
+				       strlen(STORE_META_KEY),
+				       (const char *)meta, sizeof(meta));
+		pthread_rwlock_rdlock(&s->db_lock);
+		leveldb_write(s->db, s->wopts_sync, batch, &err);
+		pthread_rwlock_unlock(&s->db_lock);
+		if (err) {
+			rc = store_db_error(err, "write the index");
+			s->db_failed = true;
+		} else {
+			pthread_mutex_lock(&s->counters_lock);
+			s->chunks = chunks;
+			s->bytes_unique = ubytes;
+			pthread_mutex_unlock(&s->counters_lock);
+			*removed = cnt;
+			*bytes = plain;
+		}
+	}
+	pthread_rwlock_unlock(&s->sweep_lock);
+	pthread_mutex_unlock(&s->ingest_lock);
+	leveldb_writebatch_destroy(batch);
+	return rc;
+}
+
+int store_gc_new_pack(struct store *s, struct dd_pack_writer **out)
+{
+	uint64_t seq;
+	int rc;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	seq = s->next_seq++;
+	pthread_mutex_unlock(&s->ingest_lock);
+	dd_error_clear();
+	rc = dd_pack_writer_new(out, s->packs_dir, seq);
+	if (rc < 0)
+		*out = NULL;
+	return rc;
+}
+
+int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
+		      uint64_t *moved)
+{
+	leveldb_writebatch_t *batch;
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	struct dd_chunk_loc have;
+	char *err = NULL;
+	size_t i;
+	uint64_t cnt = 0;
+	int rc = 0;
+
+	*moved = 0;
+	if (n == 0)
+		return 0;
+	batch = leveldb_writebatch_create();
+	pthread_mutex_lock(&s->ingest_lock);
+	for (i = 0; i < n; i++) {
+		rc = store_lookup_raw(s, &m[i].id, &have);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;       /* dropped as damaged meanwhile */
+		}
+		if (rc < 0)
+			break;
+		if (have.pack_seq != m[i].from.pack_seq ||
+		    have.offset != m[i].from.offset)
+			continue;
+		store_id_key(key, &m[i].id);
+		dd_chunk_loc_encode(val, &m[i].to);
+		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
+				       (const char *)val, sizeof(val));
+		cnt++;
+	}
+	if (rc == 0 && cnt) {
+		pthread_rwlock_rdlock(&s->db_lock);
+		leveldb_write(s->db, s->wopts_sync, batch, &err);
+		pthread_rwlock_unlock(&s->db_lock);
+		if (err) {
+			rc = store_db_error(err, "write the index");
+			s->db_failed = true;
+		}
+	}
+	pthread_mutex_unlock(&s->ingest_lock);
+	leveldb_writebatch_destroy(batch);
+	if (rc == 0)
+		*moved = cnt;
+	return rc;
+}
+
+int store_gc_remove_pack(struct store *s, uint64_t seq)
+{
+	char path[4200];
+	int i;
+
+	pthread_mutex_lock(&s->fd_lock);
+	for (i = 0; i < STORE_FD_SLOTS; i++) {
+		if (s->fds[i].fd < 0 || s->fds[i].seq != seq)
+			continue;
+		if (s->fds[i].refs == 0) {
+			close(s->fds[i].fd);
+			s->fds[i].fd = -1;
+		} else {
+			s->fds[i].dead = true;
+		}
+	}
+	pthread_mutex_unlock(&s->fd_lock);
+	dd_pack_path(path, sizeof(path), s->packs_dir, seq);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return dd_error_set(-errno, "cannot remove pack '%s': %s", path,
+				    strerror(errno));
+	return dd_fsync_dir(s->packs_dir);
+}
+
+int store_gc_lookup(struct store *s, const struct dd_id *id,
+		    struct dd_chunk_loc *loc)
+{
+	return store_lookup_raw(s, id, loc);
 }

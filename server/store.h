@@ -21,6 +21,7 @@
 #ifndef SRV_STORE_H
 #define SRV_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "bundle.h"
@@ -39,6 +40,56 @@ int store_index_create(const char *index_dir);
 /* Opens the index (creating it if missing) and scans packs/ for the next
  * sequence number; a new pack is created only when something is stored. */
 int store_open(struct store **out, const char *repo);
+
+/*
+ * For `check` and `debug`: opens an existing index for reading only: no
+ * index is created (-ENOENT if there is none), nothing is rebuilt or
+ * recounted, nothing is written by the store (LevelDB itself may replay
+ * its log), and every block read is checksummed. store_ingest() and
+ * store_forget() must not be called on such a store.
+ */
+#define STORE_OPEN_READONLY 1u
+int store_open_ex(struct store **out, const char *repo, unsigned flags);
+
+/*
+ * `repair --rebuild-index`: builds a new index from the packs alone into
+ * index.new/ (every record decoded and re-hashed; damaged records are left
+ * out, and a pack whose scan fails part way is salvaged record by record),
+ * then swaps it for index/ (index.old/ in between, removed at the end). A
+ * crash at any point leaves either index or nothing, and an empty or
+ * missing index is rebuilt when the server starts. The caller holds the
+ * server lock. *chunks and *bad: chunks indexed, damaged records skipped.
+ */
+int store_rebuild_index(const char *repo, uint64_t *chunks, uint64_t *bad);
+
+/*
+ * Drops the index entry of a chunk found damaged at *loc (its bytes do not
+ * hash to its id, or its record does not match), so that the chunk counts
+ * as missing: /chunks/missing asks for it again and the next backup that
+ * has the bytes stores a good copy. Nothing is deleted from the packs. A
+ * no-op (0) when the entry no longer points at *loc (a good copy was
+ * stored meanwhile). Logs a warning naming the chunk.
+ */
+int store_forget(struct store *s, const struct dd_id *id,
+		 const struct dd_chunk_loc *loc);
+
+/* The packs directory (borrowed). */
+const char *store_packs_dir(const struct store *s);
+/* The sequence numbers of every pack file, ascending; caller frees *out. */
+int store_pack_seqs(struct store *s, uint64_t **out, size_t *n);
+
+/*
+ * Calls cb for every key of the index in key order (chunk entries are "c"
+ * + id, the counters "mstats"); a non-zero return stops the walk and is
+ * passed back. -EBADMSG with a reason if LevelDB reports corruption.
+ */
+typedef int (*store_entry_cb)(void *payload, const uint8_t *key, size_t klen,
+			      const uint8_t *val, size_t vlen);
+int store_index_foreach(struct store *s, store_entry_cb cb, void *payload);
+/* The counters as stored in the index: *present false if the key is
+ * missing or invalid. */
+int store_index_meta(struct store *s, bool *present, uint64_t *chunks,
+		     uint64_t *bytes_unique);
 /* Seals the open pack, closes the index. NULL is a no-op. */
 void store_close(struct store *s);
 
@@ -71,9 +122,50 @@ int store_decode(struct dd_buf *plain, const struct dd_id *id,
 		 size_t stored_len, void *dctx);
 
 /* Lookup + read + decode + verify: the chunk's plain bytes in plain.
- * `scratch` holds the stored bytes; -ENOENT, -EBADMSG, -EIO. */
+ * `scratch` holds the stored bytes; -ENOENT, -EBADMSG, -EIO. A chunk found
+ * damaged (-EBADMSG) is dropped from the index (store_forget) unless the
+ * store is read-only. */
 int store_read_plain(struct store *s, const struct dd_id *id,
 		     struct dd_buf *plain, struct dd_buf *scratch, void *dctx);
+
+/*
+ * Collection support (server/gc.c; docs/OPERATIONS.md, "Garbage
+ * collection"). One collection at a time: store_gc_begin() fails with
+ * -EBUSY while another runs, store_gc_end() ends it.
+ *
+ * store_gc_track() seals the open pack (so it can be collected; new chunks
+ * go to packs numbered *first_new_seq or higher) and starts recording every
+ * chunk id the store vouches for: each store_lookup() that finds a chunk
+ * (a /chunks/missing answer "present", an upload's duplicate check, a
+ * snapshot's reference check, a read) and each chunk ingested. The sweep
+ * never deletes a recorded id. Lookups and the sweep exclude each other,
+ * so no id is reported present and then deleted without being recorded.
+ */
+int store_gc_begin(struct store *s);
+int store_gc_track(struct store *s, bool seal, uint64_t *first_new_seq);
+void store_gc_end(struct store *s);
+bool store_gc_vouched(struct store *s, const struct dd_id *id);
+/* Deletes the index entries of `ids` that are stored and were not
+ * vouched for, in one synced batch with the counters. -ECANCELED (nothing
+ * deleted) when the record of vouched ids overflowed. */
+int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
+		   uint64_t *removed, uint64_t *bytes);
+/* A new pack for the collector's copies (its own sequence number). */
+int store_gc_new_pack(struct store *s, struct dd_pack_writer **out);
+/* Points each entry still at m[i].from to m[i].to, in one synced batch;
+ * the new pack must be synced first. *moved counts the entries moved. */
+struct store_move {
+	struct dd_id id;
+	struct dd_chunk_loc from, to;
+};
+int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
+		      uint64_t *moved);
+/* Deletes a pack file no entry points at (the caller made sure), closing
+ * cached descriptors, and syncs the directory. */
+int store_gc_remove_pack(struct store *s, uint64_t seq);
+/* A lookup that vouches for nothing (for the collector itself). */
+int store_gc_lookup(struct store *s, const struct dd_id *id,
+		    struct dd_chunk_loc *loc);
 
 /* Counters kept in the index. */
 void store_counters(struct store *s, uint64_t *chunks,

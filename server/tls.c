@@ -210,3 +210,82 @@ int tls_read_pem(char **out, const char *path)
 	*out = (char *)data;
 	return 0;
 }
+
+/* Never ask for a passphrase (OpenSSL's default reads the terminal): an
+ * encrypted key simply fails to load. */
+static int tls_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+static X509 *tls_parse_cert(const char *pem)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x = bio ? PEM_read_bio_X509(bio, NULL, tls_no_passphrase, NULL)
+		: NULL;
+
+	BIO_free(bio);
+	ERR_clear_error();
+	return x;
+}
+
+int tls_fingerprint(char out[65], const char *cert_pem)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	X509 *x = tls_parse_cert(cert_pem);
+	int ok;
+
+	if (!x)
+		return dd_error_set(-EBADMSG, "no PEM certificate found");
+	ok = X509_digest(x, EVP_sha256(), md, &len);
+	X509_free(x);
+	if (!ok || len != 32)
+		return tls_fail("compute the certificate fingerprint");
+	dd_hex_encode(out, md, len);
+	return 0;
+}
+
+int tls_check_pair(const char *cert_pem, const char *key_pem,
+		   const char *cert_path, const char *key_path)
+{
+	X509 *x = tls_parse_cert(cert_pem);
+	EVP_PKEY *k = NULL;
+	BIO *bio = NULL;
+	int rc = 0;
+
+	if (!x)
+		return dd_error_set(-EBADMSG, "'%s' holds no PEM certificate",
+				    cert_path);
+	bio = BIO_new_mem_buf(key_pem, -1);
+	k = bio ? PEM_read_bio_PrivateKey(bio, NULL, tls_no_passphrase, NULL)
+		: NULL;
+	ERR_clear_error();
+	if (!k) {
+		rc = dd_error_set(-EBADMSG, "'%s' holds no (unencrypted) PEM "
+				  "private key", key_path);
+		goto cleanup;
+	}
+	if (X509_check_private_key(x, k) != 1) {
+		ERR_clear_error();
+		rc = dd_error_set(-EBADMSG, "the key in '%s' does not belong to "
+				  "the certificate in '%s'", key_path,
+				  cert_path);
+		goto cleanup;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0)
+		rc = dd_error_set(-EBADMSG, "the certificate in '%s' has "
+				  "expired", cert_path);
+	else if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0)
+		rc = dd_error_set(-EBADMSG, "the certificate in '%s' is not "
+				  "valid yet", cert_path);
+cleanup:
+	EVP_PKEY_free(k);
+	BIO_free(bio);
+	X509_free(x);
+	return rc;
+}

@@ -21,4 +21,20 @@ int tls_generate(const char *cert_path, const char *key_path,
 /* Reads a PEM file (<= 1 MiB) as a NUL-terminated string; caller frees. */
 int tls_read_pem(char **out, const char *path);
 
+/*
+ * The SHA-256 of the first certificate in `cert_pem` (its DER encoding),
+ * as 64 lowercase hex digits: what `openssl x509 -fingerprint -sha256`
+ * shows, and what agents pin with --fingerprint sha256:<hex>.
+ * -EBADMSG if the text holds no certificate.
+ */
+int tls_fingerprint(char out[65], const char *cert_pem);
+
+/*
+ * Checks that `cert_pem` holds a certificate that is valid now and
+ * `key_pem` the private key that belongs to it. The paths only name the
+ * files in the reason (-EBADMSG).
+ */
+int tls_check_pair(const char *cert_pem, const char *key_pem,
+		   const char *cert_path, const char *key_path);
+
 #endif

@@ -347,3 +347,24 @@ size_t tokens_count(struct tokens *t)
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }
+
+int tokens_copy(struct tokens *t, struct tokens_list *out)
+{
+	int rc = 0;
+
+	out->v = NULL;
+	out->n = 0;
+	pthread_mutex_lock(&t->lock);
+	tokens_refresh(t);
+	if (t->list.n) {
+		out->v = malloc(t->list.n * sizeof(*out->v));
+		if (out->v) {
+			memcpy(out->v, t->list.v, t->list.n * sizeof(*out->v));
+			out->n = t->list.n;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}

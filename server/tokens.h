@@ -75,5 +75,8 @@ int tokens_authenticate(struct tokens *t, const char *authorization,
 			struct tokens_identity *who);
 /* Number of clients in the table (after a reload check). */
 size_t tokens_count(struct tokens *t);
+/* A copy of the table (after a reload check); the caller releases it with
+ * tokens_list_release. -ENOMEM. */
+int tokens_copy(struct tokens *t, struct tokens_list *out);
 
 #endif

@@ -28,6 +28,7 @@ struct dd_catalog_reader {
 	size_t last_len;       /* bytes of the entry handed out last */
 	bool eof;
 	bool header_done;
+	uint32_t version;      /* of the catalog being read, once known */
 	int err;               /* sticky: once broken, always broken */
 	uint64_t index;        /* entries handed out, for messages */
 	struct dd_chunk_ref *chunks;
@@ -80,15 +81,107 @@ int dd_catalog_path_cmp(const char *a, size_t alen, const char *b,
 	return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
-/* Everything both the writer and the reader require of an entry;
- * -EINVAL with a reason. */
-static int entry_check(const struct dd_entry *e)
+#define EXT_HDR_LEN 5u
+#define ACL_FIXED_LEN 8u
+
+static const char *const acl_xattrs[] = {
+	"system.posix_acl_access", "system.posix_acl_default",
+};
+
+static int ext_bad(const struct dd_entry *e, const char *why)
+{
+	return dd_error_set(-EINVAL, "'%.*s': extension area: %s",
+			    (int)(e->path_len > 200 ? 200 : e->path_len),
+			    e->path, why);
+}
+
+/* The extension records of a version 2 entry: known tags in
+ * non-decreasing order, each value within its rules. -EINVAL. */
+static int ext_check(const struct dd_entry *e)
+{
+	struct dd_ext_iter it;
+	struct dd_ext_rec rec;
+	const uint8_t *prev_name = NULL;
+	size_t prev_len = 0;
+	int prev_tag = 0, rc;
+	bool have_rdev = false;
+	bool device = e->type == DD_ENTRY_CHR || e->type == DD_ENTRY_BLK;
+
+	if (e->type == DD_ENTRY_HARDLINK && e->ext_len)
+		return ext_bad(e, "a hard link has no records of its own");
+	dd_ext_iter_init(&it, e);
+	while ((rc = dd_ext_next(&it, &rec)) == 1) {
+		if (rec.tag < prev_tag ||
+		    (rec.tag == prev_tag && rec.tag != DD_EXT_XATTR &&
+		     rec.tag != DD_EXT_ACL))
+			return ext_bad(e, "records out of order or repeated");
+		prev_tag = rec.tag;
+		switch (rec.tag) {
+		case DD_EXT_UNAME:
+		case DD_EXT_GNAME:
+			if (rec.len == 0 || rec.len > DD_EXT_NAME_MAX ||
+			    memchr(rec.v, '\0', rec.len))
+				return ext_bad(e, "bad owner or group name");
+			break;
+		case DD_EXT_RDEV:
+			if (rec.len != 8 || !device)
+				return ext_bad(e, "bad device numbers");
+			have_rdev = true;
+			break;
+		case DD_EXT_XATTR: {
+			const char *name;
+			const uint8_t *val;
+			size_t nlen, vlen, n;
+			int cmp;
+
+			if (dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen) < 0)
+				return ext_bad(e, "bad extended attribute");
+			for (size_t i = 0; i < DD_ARRAY_SIZE(acl_xattrs); i++)
+				if (nlen == strlen(acl_xattrs[i]) &&
+				    memcmp(name, acl_xattrs[i], nlen) == 0)
+					return ext_bad(e, "an ACL recorded as an "
+						       "extended attribute");
+			if (prev_name) {
+				n = nlen < prev_len ? nlen : prev_len;
+				cmp = memcmp(prev_name, name, n);
+				if (cmp > 0 || (cmp == 0 && prev_len >= nlen))
+					return ext_bad(e, "extended attributes "
+						       "out of order or repeated");
+			}
+			prev_name = (const uint8_t *)name;
+			prev_len = nlen;
+			break;
+		}
+		case DD_EXT_ACL: {
+			struct dd_acl_entry a;
+
+			if (dd_ext_get_acl(&rec, &a) < 0)
+				return ext_bad(e, "bad ACL entry");
+			if (a.kind == DD_ACL_DEFAULT && e->type != DD_ENTRY_DIR)
+				return ext_bad(e, "a default ACL on a "
+					       "non-directory");
+			break;
+		}
+		default:
+			return ext_bad(e, "unknown record tag");
+		}
+	}
+	if (rc < 0)
+		return ext_bad(e, "truncated record");
+	if (device && !have_rdev)
+		return ext_bad(e, "a device without device numbers");
+	return 0;
+}
+
+/* Everything both the writer and the reader require of an entry of
+ * catalog version `version`; -EINVAL with a reason. */
+static int entry_check(const struct dd_entry *e, uint32_t version)
 {
 	uint64_t sum = 0, i;
+	uint8_t max_type = version >= 2 ? DD_ENTRY_BLK : DD_ENTRY_SYMLINK;
 	int err;
 
-	if (e->type != DD_ENTRY_FILE && e->type != DD_ENTRY_DIR &&
-	    e->type != DD_ENTRY_SYMLINK)
+	if (e->type < DD_ENTRY_FILE || e->type > max_type)
 		return dd_error_set(-EINVAL, "unknown entry type %u", e->type);
 	err = dd_catalog_path_check(e->path, e->path_len);
 	if (err < 0)
@@ -109,14 +202,29 @@ static int entry_check(const struct dd_entry *e)
 			return dd_error_set(-EINVAL, "'%.*s': link target "
 					    "contains a NUL byte",
 					    (int)e->path_len, e->path);
+	} else if (e->type == DD_ENTRY_HARDLINK) {
+		/* The first path of the inode: a catalog path written
+		 * earlier, so it sorts strictly before this one. */
+		if (dd_catalog_path_check(e->link, e->link_len) < 0)
+			return dd_error_set(-EINVAL, "'%.*s': hard link source "
+					    "is not a valid path",
+					    (int)e->path_len, e->path);
+		if (dd_catalog_path_cmp(e->link, e->link_len, e->path,
+					e->path_len) >= 0)
+			return dd_error_set(-EINVAL, "'%.*s': hard link source "
+					    "does not come before the link",
+					    (int)e->path_len, e->path);
 	} else if (e->link_len) {
-		return dd_error_set(-EINVAL, "'%.*s': only a symlink has a link "
-				    "target", (int)e->path_len, e->path);
+		return dd_error_set(-EINVAL, "'%.*s': only a symlink or a hard "
+				    "link has a link target", (int)e->path_len,
+				    e->path);
 	}
 	if (e->ext_len > DD_CATALOG_EXT_MAX)
 		return dd_error_set(-EINVAL, "'%.*s': extension area of %u "
 				    "bytes is above %u", (int)e->path_len,
 				    e->path, e->ext_len, DD_CATALOG_EXT_MAX);
+	if (version >= 2 && (err = ext_check(e)) < 0)
+		return err;
 	if (e->type != DD_ENTRY_FILE) {
 		if (e->size || e->nchunks)
 			return dd_error_set(-EINVAL, "'%.*s': only a file has a "
@@ -146,6 +254,163 @@ static int entry_check(const struct dd_entry *e)
 	return 0;
 }
 
+/* ---- extension records ---- */
+
+void dd_ext_iter_init(struct dd_ext_iter *it, const struct dd_entry *e)
+{
+	it->p = e->ext;
+	it->left = e->ext ? e->ext_len : 0;
+}
+
+int dd_ext_next(struct dd_ext_iter *it, struct dd_ext_rec *rec)
+{
+	uint32_t len;
+
+	if (it->left == 0)
+		return 0;
+	if (it->left < EXT_HDR_LEN)
+		return -EBADMSG;
+	len = dd_le32(it->p + 1);
+	if (len > it->left - EXT_HDR_LEN)
+		return -EBADMSG;
+	rec->tag = it->p[0];
+	rec->v = it->p + EXT_HDR_LEN;
+	rec->len = len;
+	it->p += EXT_HDR_LEN + len;
+	it->left -= EXT_HDR_LEN + len;
+	return 1;
+}
+
+int dd_ext_get_rdev(const struct dd_ext_rec *rec, uint32_t *major,
+		    uint32_t *minor)
+{
+	if (rec->tag != DD_EXT_RDEV || rec->len != 8)
+		return -EBADMSG;
+	*major = dd_le32(rec->v);
+	*minor = dd_le32(rec->v + 4);
+	return 0;
+}
+
+int dd_ext_get_xattr(const struct dd_ext_rec *rec, const char **name,
+		     size_t *name_len, const uint8_t **value,
+		     size_t *value_len)
+{
+	size_t n;
+
+	if (rec->tag != DD_EXT_XATTR || rec->len < 2)
+		return -EBADMSG;
+	n = rec->v[0];
+	if (n == 0 || 1 + n > rec->len || memchr(rec->v + 1, '\0', n) ||
+	    rec->len - 1 - n > DD_EXT_XATTR_VALUE_MAX)
+		return -EBADMSG;
+	*name = (const char *)rec->v + 1;
+	*name_len = n;
+	*value = rec->v + 1 + n;
+	*value_len = rec->len - 1 - n;
+	return 0;
+}
+
+static bool acl_tag_named(uint8_t tag)
+{
+	return tag == DD_ACL_USER || tag == DD_ACL_GROUP;
+}
+
+int dd_ext_get_acl(const struct dd_ext_rec *rec, struct dd_acl_entry *out)
+{
+	const uint8_t *v = rec->v;
+
+	if (rec->tag != DD_EXT_ACL || rec->len < ACL_FIXED_LEN ||
+	    rec->len > ACL_FIXED_LEN + DD_EXT_NAME_MAX)
+		return -EBADMSG;
+	out->kind = v[0];
+	out->tag = v[1];
+	out->perm = v[2];
+	out->id = dd_le32(v + 4);
+	out->name = (const char *)v + ACL_FIXED_LEN;
+	out->name_len = rec->len - ACL_FIXED_LEN;
+	if ((out->kind != DD_ACL_ACCESS && out->kind != DD_ACL_DEFAULT) ||
+	    out->tag < DD_ACL_USER_OBJ || out->tag > DD_ACL_OTHER ||
+	    out->perm > 7 || v[3] ||
+	    (!acl_tag_named(out->tag) && (out->id || out->name_len)) ||
+	    memchr(out->name, '\0', out->name_len))
+		return -EBADMSG;
+	return 0;
+}
+
+static int ext_put(struct dd_buf *out, uint8_t tag, const void *a,
+		   size_t alen, const void *b, size_t blen)
+{
+	uint8_t hdr[EXT_HDR_LEN];
+	int rc;
+
+	if (alen + blen > DD_CATALOG_EXT_MAX)
+		return dd_error_set(-EINVAL, "extension record too large");
+	hdr[0] = tag;
+	dd_put_le32(hdr + 1, (uint32_t)(alen + blen));
+	if ((rc = dd_buf_reserve(out, sizeof(hdr) + alen + blen)) < 0)
+		return rc;
+	dd_buf_append(out, hdr, sizeof(hdr));
+	dd_buf_append(out, a, alen);
+	dd_buf_append(out, b, blen);
+	return 0;
+}
+
+int dd_ext_put_name(struct dd_buf *out, uint8_t tag, const char *name,
+		    size_t len)
+{
+	if ((tag != DD_EXT_UNAME && tag != DD_EXT_GNAME) || len == 0 ||
+	    len > DD_EXT_NAME_MAX || memchr(name, '\0', len))
+		return dd_error_set(-EINVAL, "bad owner or group name");
+	return ext_put(out, tag, name, len, NULL, 0);
+}
+
+int dd_ext_put_rdev(struct dd_buf *out, uint32_t major, uint32_t minor)
+{
+	uint8_t v[8];
+
+	dd_put_le32(v, major);
+	dd_put_le32(v + 4, minor);
+	return ext_put(out, DD_EXT_RDEV, v, sizeof(v), NULL, 0);
+}
+
+int dd_ext_put_xattr(struct dd_buf *out, const char *name, size_t name_len,
+		     const void *value, size_t value_len)
+{
+	uint8_t v[1 + DD_EXT_NAME_MAX];
+
+	if (name_len == 0 || name_len > DD_EXT_NAME_MAX ||
+	    memchr(name, '\0', name_len) || value_len > DD_EXT_XATTR_VALUE_MAX)
+		return dd_error_set(-EINVAL, "bad extended attribute");
+	v[0] = (uint8_t)name_len;
+	memcpy(v + 1, name, name_len);
+	return ext_put(out, DD_EXT_XATTR, v, 1 + name_len, value, value_len);
+}
+
+int dd_ext_put_acl(struct dd_buf *out, const struct dd_acl_entry *a)
+{
+	uint8_t v[ACL_FIXED_LEN];
+	struct dd_ext_rec rec;
+	struct dd_acl_entry chk;
+	uint8_t tmp[ACL_FIXED_LEN + DD_EXT_NAME_MAX];
+
+	if (a->name_len > DD_EXT_NAME_MAX)
+		return dd_error_set(-EINVAL, "bad ACL entry");
+	v[0] = a->kind;
+	v[1] = a->tag;
+	v[2] = a->perm;
+	v[3] = 0;
+	dd_put_le32(v + 4, a->id);
+	memcpy(tmp, v, sizeof(v));
+	if (a->name_len)
+		memcpy(tmp + sizeof(v), a->name, a->name_len);
+	rec.tag = DD_EXT_ACL;
+	rec.v = tmp;
+	rec.len = (uint32_t)(sizeof(v) + a->name_len);
+	if (dd_ext_get_acl(&rec, &chk) < 0)
+		return dd_error_set(-EINVAL, "bad ACL entry");
+	return ext_put(out, DD_EXT_ACL, v, sizeof(v), a->name, a->name_len);
+}
+
 /* ---- writer ---- */
 
 int dd_catalog_begin(struct dd_buf *out)
@@ -164,7 +429,7 @@ int dd_catalog_add(struct dd_buf *out, const struct dd_entry *e)
 	uint64_t i;
 	int err;
 
-	err = entry_check(e);
+	err = entry_check(e, DD_CATALOG_VERSION);
 	if (err < 0)
 		return err;
 	total = sizeof(fx) + (size_t)e->path_len + e->link_len + e->ext_len +
@@ -299,9 +564,11 @@ static int reader_header(struct dd_catalog_reader *r)
 	p = r->buf.data + r->pos;
 	if (memcmp(p, CATALOG_MAGIC, 4) != 0)
 		return dd_error_set(-EBADMSG, "not a catalog (bad magic)");
-	if (dd_le32(p + 4) != DD_CATALOG_VERSION)
+	if (dd_le32(p + 4) < DD_CATALOG_VERSION_MIN ||
+	    dd_le32(p + 4) > DD_CATALOG_VERSION)
 		return dd_error_set(-EBADMSG, "unsupported catalog version %u",
 				    dd_le32(p + 4));
+	r->version = dd_le32(p + 4);
 	r->pos += DD_CATALOG_HEADER_LEN;
 	r->header_done = true;
 	return 0;
@@ -396,7 +663,7 @@ static int reader_entry(struct dd_catalog_reader *r, struct dd_entry *e)
 		r->chunks[i].plain_len = dd_le32(p + DD_ID_LEN);
 	}
 	e->chunks = nchunks ? r->chunks : NULL;
-	err = entry_check(e);
+	err = entry_check(e, r->version);
 	if (err < 0)
 		return dd_error_set(-EBADMSG, "catalog entry %llu: %s",
 				    (unsigned long long)r->index,
@@ -428,4 +695,9 @@ int dd_catalog_next(struct dd_catalog_reader *r, struct dd_entry *e)
 fail:
 	r->err = ret;
 	return ret;
+}
+
+uint32_t dd_catalog_version(const struct dd_catalog_reader *r)
+{
+	return r->header_done ? r->version : 0;
 }

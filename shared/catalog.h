@@ -4,7 +4,7 @@
  * unchanged tree records almost nothing new. Layout in docs/FORMAT.md
  * ("Catalog").
  *
- *   header: "DDCT" | u32 version=1
+ *   header: "DDCT" | u32 version (1 or 2; the writer writes 2)
  *   entry:  u8 type | u8 0 | u16 0 | u32 mode | u32 uid | u32 gid
  *           | i64 mtime_sec | u32 mtime_nsec | i64 ctime_sec | u32 ctime_nsec
  *           | u64 ino | u64 dev | u64 size
@@ -13,6 +13,14 @@
  *
  * Paths are relative ('/'-separated, no leading '/', no empty, "." or ".."
  * component, no NUL); a directory's entry comes before its children.
+ *
+ * Version 2 adds entry types (hard link, fifo, character and block
+ * device) and gives the extension area a meaning: a list of records
+ * (owner and group names, device numbers, extended attributes, POSIX ACL
+ * entries), each `u8 tag | u32 len | value`, validated as strictly as the
+ * fixed part. A version 1 catalog is still read: types 1..3 only, and its
+ * extension area is opaque (callers ignore it, dd_catalog_version() says
+ * which version a reader is reading).
  */
 #ifndef DD_CATALOG_H
 #define DD_CATALOG_H
@@ -23,7 +31,8 @@
 #include "hash.h"
 #include "util.h"
 
-#define DD_CATALOG_VERSION 1u
+#define DD_CATALOG_VERSION 2u          /* what the writer writes */
+#define DD_CATALOG_VERSION_MIN 1u      /* the oldest the reader reads */
 #define DD_CATALOG_HEADER_LEN 8u
 #define DD_CATALOG_ENTRY_FIXED_LEN 84u
 #define DD_CATALOG_PATH_MAX 65536u     /* bytes in one path */
@@ -34,6 +43,42 @@ enum dd_entry_type {
 	DD_ENTRY_FILE = 1,
 	DD_ENTRY_DIR = 2,
 	DD_ENTRY_SYMLINK = 3,
+	/* version 2: */
+	DD_ENTRY_HARDLINK = 4,   /* link = an earlier path of the same inode */
+	DD_ENTRY_FIFO = 5,
+	DD_ENTRY_CHR = 6,        /* device numbers in a DD_EXT_RDEV record */
+	DD_ENTRY_BLK = 7,
+};
+
+/* Extension record tags (version 2). Records come in non-decreasing tag
+ * order; each tag's value is checked by the reader and the writer. */
+enum dd_ext_tag {
+	DD_EXT_UNAME = 1,   /* owner's name: 1..255 bytes, no NUL; once */
+	DD_EXT_GNAME = 2,   /* group's name: same */
+	DD_EXT_RDEV = 3,    /* u32 major | u32 minor; exactly once for a
+			     * device, never for other types */
+	DD_EXT_XATTR = 4,   /* u8 name_len | name | value; names 1..255
+			     * bytes without NUL, strictly increasing,
+			     * value <= 64 KiB; POSIX ACLs are not xattrs */
+	DD_EXT_ACL = 5,     /* u8 kind | u8 tag | u8 perm | u8 0 | u32 id
+			     * | name (0..255 bytes, no NUL) */
+};
+#define DD_EXT_NAME_MAX 255u
+#define DD_EXT_XATTR_VALUE_MAX 65536u
+
+/* A POSIX ACL entry as DD_EXT_ACL records it. */
+enum dd_acl_kind { DD_ACL_ACCESS = 1, DD_ACL_DEFAULT = 2 };
+enum dd_acl_tag {
+	DD_ACL_USER_OBJ = 1, DD_ACL_USER = 2, DD_ACL_GROUP_OBJ = 3,
+	DD_ACL_GROUP = 4, DD_ACL_MASK = 5, DD_ACL_OTHER = 6,
+};
+struct dd_acl_entry {
+	uint8_t kind;        /* enum dd_acl_kind; DEFAULT only on a dir */
+	uint8_t tag;         /* enum dd_acl_tag */
+	uint8_t perm;        /* r 4, w 2, x 1 */
+	uint32_t id;         /* uid/gid for USER/GROUP, else 0 */
+	const char *name;    /* USER/GROUP only: the name, or name_len 0 */
+	size_t name_len;
 };
 
 struct dd_chunk_ref {
@@ -53,15 +98,16 @@ struct dd_entry {
 	uint64_t size;           /* file: bytes; others: 0 */
 	const char *path;        /* not NUL-terminated in the stream */
 	uint32_t path_len;
-	const char *link;        /* symlink target */
+	const char *link;        /* symlink target, or a hard link's first
+				  * path (an earlier entry's path) */
 	uint32_t link_len;
-	const uint8_t *ext;      /* opaque extension bytes, empty in v1 */
+	const uint8_t *ext;      /* extension records (v2); opaque in v1 */
 	uint32_t ext_len;
 	uint64_t nchunks;
 	const struct dd_chunk_ref *chunks;  /* file only */
 };
 
-/* Writer: appends to a dd_buf. */
+/* Writer: appends to a dd_buf, always in the current version. */
 int dd_catalog_begin(struct dd_buf *out);
 /* Validates the entry (path rules, lengths, file: sum of chunk plain_len
  * == size; non-files: nchunks == 0) before appending; -EINVAL with a
@@ -98,6 +144,45 @@ int dd_catalog_reader_new(struct dd_catalog_reader **out,
 /* 1 = *e filled, 0 = clean end of stream, negative = error. */
 int dd_catalog_next(struct dd_catalog_reader *r, struct dd_entry *e);
 void dd_catalog_reader_free(struct dd_catalog_reader *r);
+/* The version of the catalog being read: 0 until the first
+ * dd_catalog_next() read the header. In version 1 the extension area is
+ * opaque and must not be parsed. */
+uint32_t dd_catalog_version(const struct dd_catalog_reader *r);
+
+/* ---- extension records (version 2) ---- */
+
+struct dd_ext_rec {
+	uint8_t tag;              /* enum dd_ext_tag */
+	const uint8_t *v;
+	uint32_t len;
+};
+struct dd_ext_iter {
+	const uint8_t *p;
+	size_t left;
+};
+/* Iterates over e->ext. The reader validated every record already, so
+ * dd_ext_next only fails (-EBADMSG) on bytes that did not come from it. */
+void dd_ext_iter_init(struct dd_ext_iter *it, const struct dd_entry *e);
+/* 1 = *rec filled, 0 = end, negative = malformed. */
+int dd_ext_next(struct dd_ext_iter *it, struct dd_ext_rec *rec);
+
+/* Decoders for one record of the matching tag; 0 or -EBADMSG. */
+int dd_ext_get_rdev(const struct dd_ext_rec *rec, uint32_t *major,
+		    uint32_t *minor);
+int dd_ext_get_xattr(const struct dd_ext_rec *rec, const char **name,
+		     size_t *name_len, const uint8_t **value,
+		     size_t *value_len);
+int dd_ext_get_acl(const struct dd_ext_rec *rec, struct dd_acl_entry *out);
+
+/* Encoders: append one record to `out` (which becomes an entry's ext).
+ * The caller appends in tag order and xattrs in increasing name order
+ * (dd_catalog_add checks it); -EINVAL for a value out of range. */
+int dd_ext_put_name(struct dd_buf *out, uint8_t tag, const char *name,
+		    size_t len);
+int dd_ext_put_rdev(struct dd_buf *out, uint32_t major, uint32_t minor);
+int dd_ext_put_xattr(struct dd_buf *out, const char *name, size_t name_len,
+		     const void *value, size_t value_len);
+int dd_ext_put_acl(struct dd_buf *out, const struct dd_acl_entry *a);
 
 /* A read function over a memory range, for callers holding the catalog. */
 struct dd_catalog_mem {

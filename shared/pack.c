@@ -683,3 +683,110 @@ cleanup:
 	close(fd);
 	return err;
 }
+
+/* ---- salvage ---- */
+
+#define SALVAGE_BLOCK (1u << 20)
+
+/* The first record magic in p[0..n), or NULL. */
+static const uint8_t *find_record_magic(const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n, *q = p;
+
+	while (end - q >= 4 && (q = memchr(q, 'D', (size_t)(end - q - 3)))) {
+		if (memcmp(q, RECORD_MAGIC, 4) == 0)
+			return q;
+		q++;
+	}
+	return NULL;
+}
+
+int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
+		    dd_pack_scan_cb cb, void *payload)
+{
+	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
+	uint8_t *block = NULL;
+	struct dd_buf data;
+	struct stat st;
+	uint64_t size, pos;
+	int fd, err = 0;
+
+	dd_buf_init(&data, dd_stored_len_bound(DD_CHUNK_SIZE_LIMIT));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return dd_error_set(-errno, "cannot open pack '%s': %s", path,
+				    strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		err = dd_error_set(-EBADMSG, "pack '%s' is not a regular file",
+				   path);
+		goto cleanup;
+	}
+	size = (uint64_t)st.st_size;
+	block = malloc(size < SALVAGE_BLOCK ? (size_t)size + 1 : SALVAGE_BLOCK);
+	if (!block) {
+		err = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	pos = from < DD_PACK_HEADER_LEN ? DD_PACK_HEADER_LEN : from;
+	while (pos + DD_PACK_RECORD_HEADER_LEN <= size) {
+		size_t want = size - pos < SALVAGE_BLOCK ?
+			      (size_t)(size - pos) : SALVAGE_BLOCK;
+		struct dd_chunk_loc loc;
+		struct dd_id id;
+		const uint8_t *hit;
+		uint64_t off;
+
+		err = dd_pread_all(fd, block, want, (off_t)pos);
+		if (err < 0)
+			goto cleanup;
+		hit = find_record_magic(block, want);
+		if (!hit) {
+			/* A magic may straddle the block's end. */
+			if (want < SALVAGE_BLOCK)
+				break;
+			pos += want - 3;
+			continue;
+		}
+		off = pos + (uint64_t)(hit - block);
+		pos = off + 1;
+		if (off + DD_PACK_RECORD_HEADER_LEN > size)
+			break;
+		err = dd_pread_all(fd, hdr, sizeof(hdr), (off_t)off);
+		if (err < 0)
+			goto cleanup;
+		memcpy(id.b, hdr + 4, DD_ID_LEN);
+		loc.pack_seq = seq;
+		loc.offset = off;
+		loc.flags = dd_le32(hdr + 36);
+		loc.plain_len = dd_le32(hdr + 40);
+		loc.stored_len = dd_le32(hdr + 44);
+		if (check_chunk(loc.flags, loc.plain_len, loc.stored_len,
+				-EBADMSG, "pack record") < 0 ||
+		    size - off - DD_PACK_RECORD_HEADER_LEN < loc.stored_len)
+			continue;
+		dd_buf_reset(&data);
+		err = dd_buf_reserve(&data, loc.stored_len ? loc.stored_len : 1);
+		if (err < 0)
+			goto cleanup;
+		if (loc.stored_len) {
+			err = dd_pread_all(fd, data.data, loc.stored_len,
+					   (off_t)(off +
+						   DD_PACK_RECORD_HEADER_LEN));
+			if (err < 0)
+				goto cleanup;
+		}
+		err = cb(payload, &id, &loc, data.data);
+		if (err < 0)
+			goto cleanup;
+		if (err == DD_PACK_SALVAGE_TAKEN)
+			pos = off + DD_PACK_RECORD_HEADER_LEN + loc.stored_len;
+		err = 0;
+	}
+	dd_error_clear();
+
+cleanup:
+	free(block);
+	dd_buf_release(&data);
+	close(fd);
+	return err;
+}

@@ -92,4 +92,21 @@ typedef int (*dd_pack_scan_cb)(void *payload, const struct dd_id *id,
 int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 		 bool *sealed);
 
+/*
+ * Salvage for a damaged pack: finds every plausible record in the file
+ * ("DDRC", known flags, lengths within the chunk limits and within the
+ * file), in offset order from `from` (at least the header's end), and
+ * passes it to cb as dd_pack_scan does, with loc->pack_seq = `seq`. Neither
+ * the pack header nor the trailer nor the record order is trusted, so a
+ * match may lie inside another record's bytes: the callback must verify
+ * that the bytes hash to the id. It returns DD_PACK_SALVAGE_TAKEN to
+ * accept the record (the search goes on after its end), 0 to reject it
+ * (the search goes on one byte after its magic), or a negative code to
+ * stop (passed back). Used to rebuild the index from packs whose scan
+ * failed part way, and by `check`.
+ */
+#define DD_PACK_SALVAGE_TAKEN 1
+int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
+		    dd_pack_scan_cb cb, void *payload);
+
 #endif

@@ -63,8 +63,9 @@ server_start() {
 	local repo=$1; shift
 	local ready=$T/ready.$RANDOM
 	rm -f "$ready"
-	"$SERVER" serve --repo "$repo" --listen 127.0.0.1:0 --ready-file "$ready" "$@" \
-		2>>"$T/server.log" &
+	# No system-wide /etc/dedup/server.conf: a later --config wins.
+	"$SERVER" serve --config /dev/null --repo "$repo" --listen 127.0.0.1:0 \
+		--ready-file "$ready" "$@" 2>>"$T/server.log" &
 	SERVER_PID=$!
 	SERVER_PIDS+=("$SERVER_PID")
 	local i
@@ -198,4 +199,46 @@ bundle_raw() {
 	printf 'DDBN'; le32 1; le32 1
 	hexbytes "$1"; le32 0; le32 "$n"; le32 "$n"
 	cat "$2"
+}
+
+# save NAME TOKEN METHOD PATH [curl args...]: one API request; the body goes
+# to $T/NAME.json and the status to $T/NAME.status (for pycheck).
+save() {
+	local name=$1; shift
+	api "$@" > "$T/$name.raw"
+	tail -n1 "$T/$name.raw" > "$T/$name.status"
+	sed '$d' "$T/$name.raw" > "$T/$name.json"
+}
+
+# pycheck [ARGS...] <<'PY' ... PY: many checks in one Python process
+# (starting Python is slow). The code calls check(desc, cond[, got]) and
+# check_eq(desc, want, got); J(name) parses $T/NAME.json, S(name) is the
+# status saved by `save`; ARGS are sys.argv[1:]. A crash counts as a failure.
+_PYCHECK_PRELUDE='
+import json, os, re, sys
+T = os.environ["T"]
+def J(name):
+    with open(os.path.join(T, name + ".json"), encoding="utf-8") as f:
+        return json.load(f)
+def S(name):
+    with open(os.path.join(T, name + ".status")) as f:
+        return int(f.read().strip() or 0)
+def check(desc, cond, got=None):
+    extra = "" if cond or got is None else " (got %r)" % (got,)
+    print(("ok - " if cond else "not ok - ") + desc + extra, flush=True)
+def check_eq(desc, want, got):
+    check(desc, want == got, "%r, expected %r" % (got, want))
+'
+pycheck() {
+	local prog line
+	prog=$(cat)
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) ok "${line#ok - }" ;;
+		"not ok - "*) not_ok "${line#not ok - }" ;;
+		"pycheck-exit 0") ;;
+		"pycheck-exit "*) not_ok "python checks crashed (${line#pycheck-exit })" ;;
+		*) echo "$line" ;;
+		esac
+	done < <(T="$T" python3 -c "$_PYCHECK_PRELUDE$prog" "$@" 2>&1; echo "pycheck-exit $?")
 }

@@ -1,7 +1,7 @@
 /*
- * test_catalog.c - the catalog: golden samples, path rules, a streaming
- * reader fed in small pieces, and rejection of every malformed field,
- * truncation and read error.
+ * test_catalog.c - the catalog: golden samples of both versions, path
+ * rules, a streaming reader fed in small pieces, and rejection of every
+ * malformed field, extension record, truncation and read error.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -86,11 +86,14 @@ static void setup_golden(void)
 	golden_ends[3] = golden_ends[2] + E_LINK_LEN;
 }
 
+/* The version 1 sample: its entries are valid in version 2 too, so the
+ * writer encodes them and the header is patched to say 1. */
 static void build_golden(struct dd_buf *b)
 {
 	int i;
 
 	CHECK_EQ(dd_catalog_begin(b), 0);
+	dd_put_le32(b->data + b->len - 4, 1);
 	for (i = 0; i < NGOLDEN; i++)
 		CHECK_EQ(dd_catalog_add(b, &golden_entries[i]), 0);
 }
@@ -165,6 +168,435 @@ static int read_all(const uint8_t *p, size_t len, size_t step,
 	}
 	dd_catalog_reader_free(r);
 	return rc < 0 ? rc : n;
+}
+
+/* Encodes an entry without any check, as a hostile writer would. */
+static void raw_entry(struct dd_buf *b, const struct dd_entry *e)
+{
+	uint8_t fx84[84] = { 0 };
+
+	fx84[0] = e->type;
+	dd_put_le32(fx84 + 4, e->mode);
+	dd_put_le32(fx84 + 8, e->uid);
+	dd_put_le32(fx84 + 12, e->gid);
+	dd_put_le64(fx84 + 16, (uint64_t)e->mtime_sec);
+	dd_put_le32(fx84 + 24, e->mtime_nsec);
+	dd_put_le64(fx84 + 28, (uint64_t)e->ctime_sec);
+	dd_put_le32(fx84 + 36, e->ctime_nsec);
+	dd_put_le64(fx84 + 40, e->ino);
+	dd_put_le64(fx84 + 48, e->dev);
+	dd_put_le64(fx84 + 56, e->size);
+	dd_put_le32(fx84 + 64, e->path_len);
+	dd_put_le32(fx84 + 68, e->link_len);
+	dd_put_le32(fx84 + 72, e->ext_len);
+	dd_put_le64(fx84 + 76, e->nchunks);
+	CHECK_EQ(dd_buf_append(b, fx84, sizeof(fx84)), 0);
+	CHECK_EQ(dd_buf_append(b, e->path, e->path_len), 0);
+	CHECK_EQ(dd_buf_append(b, e->link, e->link_len), 0);
+	CHECK_EQ(dd_buf_append(b, e->ext, e->ext_len), 0);
+	for (uint64_t i = 0; i < e->nchunks; i++) {
+		CHECK_EQ(dd_buf_append(b, e->chunks[i].id.b, DD_ID_LEN), 0);
+		CHECK_EQ(dd_buf_append_le32(b, e->chunks[i].plain_len), 0);
+	}
+}
+
+/* ---- version 2 ---- */
+
+#define NGOLDEN2 8
+static struct dd_entry g2[NGOLDEN2];
+static struct dd_buf g2ext[NGOLDEN2];
+
+static void acl(struct dd_buf *b, uint8_t kind, uint8_t tag, uint8_t perm,
+		uint32_t id, const char *name)
+{
+	struct dd_acl_entry a = { kind, tag, perm, id, name,
+				  name ? strlen(name) : 0 };
+
+	CHECK_EQ(dd_ext_put_acl(b, &a), 0);
+}
+
+static void setup_golden2(void)
+{
+	struct dd_buf *x = g2ext;
+	int i;
+
+	for (i = 0; i < NGOLDEN2; i++) {
+		dd_buf_init(&x[i], 0);
+		g2[i] = golden_entries[0];
+	}
+	/* a directory with owner names, an xattr and a default ACL */
+	CHECK_EQ(dd_ext_put_name(&x[0], DD_EXT_UNAME, "ann", 3), 0);
+	CHECK_EQ(dd_ext_put_name(&x[0], DD_EXT_GNAME, "staff", 5), 0);
+	CHECK_EQ(dd_ext_put_xattr(&x[0], "user.dir", 8, "d", 1), 0);
+	acl(&x[0], DD_ACL_ACCESS, DD_ACL_USER_OBJ, 7, 0, NULL);
+	acl(&x[0], DD_ACL_ACCESS, DD_ACL_GROUP_OBJ, 5, 0, NULL);
+	acl(&x[0], DD_ACL_ACCESS, DD_ACL_OTHER, 5, 0, NULL);
+	acl(&x[0], DD_ACL_DEFAULT, DD_ACL_USER_OBJ, 7, 0, NULL);
+	acl(&x[0], DD_ACL_DEFAULT, DD_ACL_USER, 5, 1001, "bob");
+	acl(&x[0], DD_ACL_DEFAULT, DD_ACL_GROUP_OBJ, 5, 0, NULL);
+	acl(&x[0], DD_ACL_DEFAULT, DD_ACL_MASK, 5, 0, NULL);
+	acl(&x[0], DD_ACL_DEFAULT, DD_ACL_OTHER, 0, 0, NULL);
+	/* a setuid file with two xattrs (one empty) and an access ACL */
+	g2[1] = golden_entries[1];
+	g2[1].mode = 04755;
+	CHECK_EQ(dd_ext_put_name(&x[1], DD_EXT_UNAME, "ann", 3), 0);
+	CHECK_EQ(dd_ext_put_xattr(&x[1], "user.b", 6, "hello", 5), 0);
+	CHECK_EQ(dd_ext_put_xattr(&x[1], "user.c", 6, "", 0), 0);
+	acl(&x[1], DD_ACL_ACCESS, DD_ACL_USER_OBJ, 7, 0, NULL);
+	acl(&x[1], DD_ACL_ACCESS, DD_ACL_USER, 6, 1001, "bob");
+	acl(&x[1], DD_ACL_ACCESS, DD_ACL_GROUP, 4, 50, NULL);
+	/* a hard link to it */
+	g2[2] = golden_entries[1];
+	g2[2].type = DD_ENTRY_HARDLINK;
+	g2[2].size = 0;
+	g2[2].nchunks = 0;
+	g2[2].chunks = NULL;
+	g2[2].path = "home/ann/b.txt";
+	g2[2].path_len = 14;
+	g2[2].link = "home/ann/a.txt";
+	g2[2].link_len = 14;
+	/* fifo, character and block device */
+	g2[3].type = DD_ENTRY_FIFO;
+	g2[3].mode = 0640;
+	g2[3].path = "home/ann/fifo";
+	g2[3].path_len = 13;
+	g2[4] = golden_entries[3];
+	g2[5].type = DD_ENTRY_CHR;
+	g2[5].mode = 0666;
+	g2[5].path = "home/ann/null";
+	g2[5].path_len = 13;
+	CHECK_EQ(dd_ext_put_name(&x[5], DD_EXT_UNAME, "root", 4), 0);
+	CHECK_EQ(dd_ext_put_name(&x[5], DD_EXT_GNAME, "root", 4), 0);
+	CHECK_EQ(dd_ext_put_rdev(&x[5], 1, 3), 0);
+	g2[6].type = DD_ENTRY_BLK;
+	g2[6].mode = 0660;
+	g2[6].path = "home/ann/sda";
+	g2[6].path_len = 12;
+	CHECK_EQ(dd_ext_put_rdev(&x[6], 259, 0x12345), 0);
+	/* a name with a newline and bytes that are not UTF-8, sticky */
+	g2[7].mode = 01777;
+	g2[7].path = "home/ann/x\n\xff\xfe";
+	g2[7].path_len = 13;
+	for (i = 0; i < NGOLDEN2; i++) {
+		g2[i].ext = x[i].len ? x[i].data : NULL;
+		g2[i].ext_len = (uint32_t)x[i].len;
+	}
+}
+
+static size_t mkrec(uint8_t *out, uint8_t tag, const void *v, size_t n);
+
+static void build_golden2(struct dd_buf *b)
+{
+	CHECK_EQ(dd_catalog_begin(b), 0);
+	for (int i = 0; i < NGOLDEN2; i++)
+		CHECK_EQ(dd_catalog_add(b, &g2[i]), 0);
+}
+
+static void test_golden2(void)
+{
+	struct dd_buf b;
+	uint8_t *g = NULL;
+	size_t glen = 0;
+	struct dd_catalog_reader *r = NULL;
+	struct dd_catalog_mem mem;
+	struct dd_entry e;
+	struct dd_ext_iter it;
+	struct dd_ext_rec rec;
+	struct dd_acl_entry a;
+	const char *name;
+	const uint8_t *val;
+	size_t nlen, vlen;
+	uint32_t maj, min;
+
+	dd_buf_init(&b, 0);
+	build_golden2(&b);
+	CHECK(golden_same("catalog-v2.bin", b.data, b.len));
+	dd_buf_release(&b);
+	CHECK_EQ(golden_read("catalog-v2.bin", &g, &glen), 0);
+	if (!g)
+		return;
+	CHECK(memcmp(g, "DDCT\2\0\0\0", 8) == 0);
+	CHECK_EQ(read_all(g, glen, SIZE_MAX, g2, NGOLDEN2), NGOLDEN2);
+	CHECK_EQ(read_all(g, glen, 1, g2, NGOLDEN2), NGOLDEN2);
+	CHECK_EQ(read_all(g, glen, 11, g2, NGOLDEN2), NGOLDEN2);
+
+	mem.p = g;
+	mem.left = glen;
+	CHECK_EQ(dd_catalog_reader_new(&r, dd_catalog_mem_read, &mem), 0);
+	CHECK_EQ(dd_catalog_version(r), 0);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(dd_catalog_version(r), 2);
+	dd_ext_iter_init(&it, &e);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK(rec.tag == DD_EXT_UNAME && rec.len == 3 &&
+	      memcmp(rec.v, "ann", 3) == 0);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK(rec.tag == DD_EXT_GNAME && rec.len == 5);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen), 0);
+	CHECK(nlen == 8 && memcmp(name, "user.dir", 8) == 0 && vlen == 1 &&
+	      val[0] == 'd');
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_get_acl(&rec, &a), 0);
+	CHECK(a.kind == DD_ACL_DEFAULT && a.tag == DD_ACL_USER &&
+	      a.perm == 5 && a.id == 1001 && a.name_len == 3 &&
+	      memcmp(a.name, "bob", 3) == 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_next(&it, &rec), 0);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(e.mode, 04755);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(e.type, DD_ENTRY_HARDLINK);
+	CHECK(e.link_len == 14 && memcmp(e.link, "home/ann/a.txt", 14) == 0);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(e.type, DD_ENTRY_FIFO);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(e.type, DD_ENTRY_SYMLINK);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(e.type, DD_ENTRY_CHR);
+	dd_ext_iter_init(&it, &e);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_get_rdev(&rec, &maj, &min), 0);
+	CHECK(maj == 1 && min == 3);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK_EQ(e.type, DD_ENTRY_BLK);
+	dd_ext_iter_init(&it, &e);
+	CHECK_EQ(dd_ext_next(&it, &rec), 1);
+	CHECK_EQ(dd_ext_get_rdev(&rec, &maj, &min), 0);
+	CHECK(maj == 259 && min == 0x12345);
+	CHECK_EQ(dd_catalog_next(r, &e), 1);
+	CHECK(e.path_len == 13 && memcmp(e.path, "home/ann/x\n\xff\xfe", 13) == 0);
+	CHECK_EQ(e.mode, 01777);
+	CHECK_EQ(dd_catalog_next(r, &e), 0);
+	dd_catalog_reader_free(r);
+
+	/* every cut that is not an entry boundary is refused */
+	for (size_t n = 9, bad = 0; n < glen; n++) {
+		int rc = read_all(g, n, 17, NULL, 0);
+
+		if (rc != -EBADMSG && (rc < 0 || rc > NGOLDEN2))
+			bad++;
+		if (n == glen - 1)
+			CHECK_EQ(bad, 0);
+	}
+	/* checked-in bad samples: a hard link to a path that comes later,
+	 * and xattrs out of order */
+	{
+		struct dd_entry h = g2[2], f = g2[1];
+		uint8_t x[40];
+		size_t n;
+		uint8_t *bad = NULL;
+		size_t blen = 0;
+
+		dd_buf_init(&b, 0);
+		CHECK_EQ(dd_catalog_begin(&b), 0);
+		h.link = "home/ann/c.txt";
+		raw_entry(&b, &h);
+		CHECK(golden_same("catalog-bad-v2-hardlink.bin", b.data, b.len));
+		dd_buf_reset(&b);
+		CHECK_EQ(dd_catalog_begin(&b), 0);
+		n = mkrec(x, DD_EXT_XATTR, "user.ba", 8);
+		n += mkrec(x + n, DD_EXT_XATTR, "user.ab", 8);
+		f.ext = x;
+		f.ext_len = (uint32_t)n;
+		raw_entry(&b, &f);
+		CHECK(golden_same("catalog-bad-v2-xattr-order.bin", b.data, b.len));
+		dd_buf_release(&b);
+		CHECK_EQ(golden_read("catalog-bad-v2-hardlink.bin", &bad, &blen), 0);
+		CHECK_EQ(read_all(bad, blen, SIZE_MAX, NULL, 0), -EBADMSG);
+		CHECK(strstr(dd_error_last(), "does not come before") != NULL);
+		free(bad);
+		bad = NULL;
+		CHECK_EQ(golden_read("catalog-bad-v2-xattr-order.bin", &bad, &blen), 0);
+		CHECK_EQ(read_all(bad, blen, SIZE_MAX, NULL, 0), -EBADMSG);
+		CHECK(strstr(dd_error_last(), "out of order") != NULL);
+		free(bad);
+	}
+	/* a version 1 reader's view: the new types are unknown */
+	dd_put_le32(g + 4, 1);
+	CHECK_EQ(read_all(g, glen, SIZE_MAX, NULL, 0), -EBADMSG);
+	free(g);
+}
+
+/* One entry `e` with the raw extension bytes `ext`, as version 2: the
+ * reader's answer (entries read or an error). */
+static int read_one_v2(const struct dd_entry *e, const void *ext, size_t n)
+{
+	struct dd_entry c = *e;
+	struct dd_buf b;
+	int rc;
+
+	c.ext = ext;
+	c.ext_len = (uint32_t)n;
+	dd_buf_init(&b, 0);
+	CHECK_EQ(dd_catalog_begin(&b), 0);
+	raw_entry(&b, &c);
+	rc = read_all(b.data, b.len, 3, NULL, 0);
+	if (rc >= 0 && n) {
+		/* the writer agrees with the reader */
+		dd_buf_reset(&b);
+		CHECK_EQ(dd_catalog_add(&b, &c), 0);
+	} else if (rc < 0) {
+		CHECK_EQ(dd_catalog_add(&b, &c), -EINVAL);
+	}
+	dd_buf_release(&b);
+	return rc;
+}
+
+/* One record: tag, len, value. */
+static size_t mkrec(uint8_t *out, uint8_t tag, const void *v, size_t n)
+{
+	out[0] = tag;
+	dd_put_le32(out + 1, (uint32_t)n);
+	memcpy(out + 5, v, n);
+	return 5 + n;
+}
+
+static void test_v2_fields(void)
+{
+	struct dd_entry dir = g2[0], file = g2[1], hl = g2[2], chr = g2[5];
+	struct dd_entry fifo = g2[3];
+	uint8_t x[600], v[300];
+	size_t n;
+
+	dir.ext = file.ext = chr.ext = NULL;
+	dir.ext_len = file.ext_len = chr.ext_len = 0;
+	CHECK_EQ(read_one_v2(&dir, NULL, 0), 1);
+	/* types */
+	dir.type = 8;
+	CHECK_EQ(read_one_v2(&dir, NULL, 0), -EBADMSG);
+	dir.type = DD_ENTRY_DIR;
+	/* records: unknown tag, truncated header, length beyond the area */
+	CHECK_EQ(read_one_v2(&dir, "\x09\0\0\0\0", 5), -EBADMSG);
+	CHECK_EQ(read_one_v2(&dir, "\x01\1\0\0", 4), -EBADMSG);
+	CHECK_EQ(read_one_v2(&dir, "\x01\2\0\0\0a", 6), -EBADMSG);
+	CHECK_EQ(read_one_v2(&dir, "\x01\1\0\0\0a", 6), 1);
+	/* names: empty, NUL, 256 bytes, repeated, out of order */
+	CHECK_EQ(read_one_v2(&dir, "\x01\0\0\0\0", 5), -EBADMSG);
+	CHECK_EQ(read_one_v2(&dir, "\x01\2\0\0\0a\0", 7), -EBADMSG);
+	memset(v, 'n', sizeof(v));
+	n = mkrec(x, DD_EXT_UNAME, v, 255);
+	CHECK_EQ(read_one_v2(&dir, x, n), 1);
+	n = mkrec(x, DD_EXT_UNAME, v, 256);
+	CHECK_EQ(read_one_v2(&dir, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_UNAME, "a", 1);
+	n += mkrec(x + n, DD_EXT_UNAME, "b", 1);
+	CHECK_EQ(read_one_v2(&dir, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_GNAME, "a", 1);
+	n += mkrec(x + n, DD_EXT_UNAME, "b", 1);
+	CHECK_EQ(read_one_v2(&dir, x, n), -EBADMSG);
+	/* rdev: only on devices, exactly 8 bytes, required there */
+	n = mkrec(x, DD_EXT_RDEV, "\1\0\0\0\3\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&chr, x, n), 1);
+	CHECK_EQ(read_one_v2(&chr, NULL, 0), -EBADMSG);
+	CHECK_EQ(read_one_v2(&dir, x, n), -EBADMSG);
+	CHECK_EQ(read_one_v2(&fifo, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_RDEV, "\1\0\0\0\3\0\0", 7);
+	CHECK_EQ(read_one_v2(&chr, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_RDEV, "\1\0\0\0\3\0\0\0", 8);
+	n += mkrec(x + n, DD_EXT_RDEV, "\1\0\0\0\3\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&chr, x, n), -EBADMSG);
+	/* xattrs: name length 0, beyond the record, NUL in the name, order,
+	 * duplicates, ACLs disguised as xattrs, value over 64 KiB */
+	n = mkrec(x, DD_EXT_XATTR, "\6user.av", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), 1);
+	n = mkrec(x, DD_EXT_XATTR, "\0v", 2);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_XATTR, "\7user.a", 7);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_XATTR, "\6us\0r.av", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_XATTR, "\6user.b", 7);
+	n += mkrec(x + n, DD_EXT_XATTR, "\6user.a", 7);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_XATTR, "\6user.a", 7);
+	n += mkrec(x + n, DD_EXT_XATTR, "\6user.a", 7);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_XATTR, "\6user.a", 7);
+	n += mkrec(x + n, DD_EXT_XATTR, "\7user.ab", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), 1);
+	n = mkrec(x, DD_EXT_XATTR, "\x17system.posix_acl_access", 24);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	{
+		size_t big = 1 + 1 + DD_EXT_XATTR_VALUE_MAX + 1;
+		uint8_t *bx = calloc(1, big + 5);
+
+		bx[5] = 1;
+		bx[6] = 'u';
+		bx[0] = DD_EXT_XATTR;
+		dd_put_le32(bx + 1, (uint32_t)big);
+		CHECK_EQ(read_one_v2(&file, bx, big + 5), -EBADMSG);
+		dd_put_le32(bx + 1, (uint32_t)big - 1);
+		CHECK_EQ(read_one_v2(&file, bx, big + 4), 1);
+		free(bx);
+	}
+	/* ACL entries: kind, tag, perm, reserved byte, id or name on an
+	 * unnamed tag, NUL in a name, default ACL on a file */
+	n = mkrec(x, DD_EXT_ACL, "\1\2\6\0\x10\0\0\0bob", 11);
+	CHECK_EQ(read_one_v2(&file, x, n), 1);
+	n = mkrec(x, DD_EXT_ACL, "\3\2\6\0\x10\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\1\7\6\0\x10\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\1\2\x08\0\x10\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\1\2\6\1\x10\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\1\1\6\0\x10\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\1\1\6\0\0\0\0\0bob", 11);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\1\2\6\0\x10\0\0\0b\0b", 11);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	n = mkrec(x, DD_EXT_ACL, "\2\1\6\0\0\0\0\0", 8);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	CHECK_EQ(read_one_v2(&dir, x, n), 1);
+	n = mkrec(x, DD_EXT_ACL, "\1\2\6\0\x10\0\0", 7);
+	CHECK_EQ(read_one_v2(&file, x, n), -EBADMSG);
+	/* hard links: a valid, earlier path; no records of its own */
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), 1);
+	n = mkrec(x, DD_EXT_UNAME, "a", 1);
+	CHECK_EQ(read_one_v2(&hl, x, n), -EBADMSG);
+	hl.link = "home/ann/c.txt";            /* sorts after the link */
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	hl.link = "home/ann/b.txt";            /* itself */
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	hl.link = "../../etc/pas";
+	hl.link_len = 13;
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	hl.link = "/etc/passwd";
+	hl.link_len = 11;
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	hl.link = "home/a\0n";
+	hl.link_len = 8;
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	hl.link_len = 0;
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	hl = g2[2];
+	hl.size = 1;
+	CHECK_EQ(read_one_v2(&hl, NULL, 0), -EBADMSG);
+	/* a fifo or device has no link and no data */
+	fifo.link = "x";
+	fifo.link_len = 1;
+	CHECK_EQ(read_one_v2(&fifo, NULL, 0), -EBADMSG);
+	/* encoders refuse what the reader would */
+	{
+		struct dd_buf b;
+		struct dd_acl_entry a = { DD_ACL_ACCESS, DD_ACL_OTHER, 4, 7,
+					  NULL, 0 };
+
+		dd_buf_init(&b, 0);
+		CHECK_EQ(dd_ext_put_name(&b, DD_EXT_UNAME, "", 0), -EINVAL);
+		CHECK_EQ(dd_ext_put_name(&b, DD_EXT_RDEV, "a", 1), -EINVAL);
+		CHECK_EQ(dd_ext_put_xattr(&b, "a\0b", 3, "", 0), -EINVAL);
+		CHECK_EQ(dd_ext_put_acl(&b, &a), -EINVAL);
+		CHECK_EQ(b.len, 0);
+		dd_buf_release(&b);
+	}
 }
 
 static void test_golden(void)
@@ -246,6 +678,7 @@ static void test_golden_bad(void)
 	/* a file at "home/xx/etc", then "xx" patched to ".." */
 	dd_buf_init(&b, 0);
 	CHECK_EQ(dd_catalog_begin(&b), 0);
+	dd_put_le32(b.data + 4, 1);
 	CHECK_EQ(dd_catalog_add(&b, &golden_entries[0]), 0);
 	e.path = "home/xx/etc";
 	e.path_len = 11;
@@ -373,7 +806,8 @@ static void test_fields(void)
 	size_t fpath = file + 84, chunk1 = file + 84 + 14;
 
 	expect_bad(0, "DDCX", 4);
-	expect_bad32(4, 2);                              /* version */
+	expect_bad32(4, 0);                              /* version */
+	expect_bad32(4, 3);
 	expect_bad(dir, "\0", 1);                        /* type 0 */
 	expect_bad(dir, "\4", 1);                        /* type 4 */
 	expect_bad(dir + 1, "\1", 1);                    /* reserved */
@@ -500,12 +934,13 @@ static void test_writer(void)
 	CHECK_EQ(dd_catalog_add(&b, &e), -EINVAL);
 	CHECK_EQ(b.len, before);
 
-	/* an extension area travels untouched */
+	/* version 2 gives the extension area rules: these bytes are no
+	 * valid record list */
 	e = golden_entries[0];
 	e.ext = ext;
 	e.ext_len = sizeof(ext);
-	CHECK_EQ(dd_catalog_add(&b, &e), 0);
-	CHECK_EQ(read_all(b.data, b.len, 5, &e, 1), 1);
+	CHECK_EQ(dd_catalog_add(&b, &e), -EINVAL);
+	CHECK_EQ(b.len, before);
 
 	/* a capped buffer refuses the entry and keeps what it had */
 	dd_buf_release(&b);
@@ -540,13 +975,21 @@ static void test_big_entries(void)
 		e[0].size += c[i].plain_len;
 	e[0].path = path;
 	e[0].path_len = DD_CATALOG_PATH_MAX;
+	/* the largest extension area: one record of 1 MiB - 5 bytes, an
+	 * unknown tag, which only version 1 carries (opaquely) */
+	ext[0] = 9;
+	dd_put_le32(ext + 1, DD_CATALOG_EXT_MAX - 5);
 	e[0].ext = ext;
 	e[0].ext_len = DD_CATALOG_EXT_MAX;
 	e[1] = golden_entries[3];
 	dd_buf_init(&b, 0);
 	CHECK_EQ(dd_catalog_begin(&b), 0);
-	CHECK_EQ(dd_catalog_add(&b, &e[0]), 0);
+	CHECK_EQ(dd_catalog_add(&b, &e[0]), -EINVAL);
+	raw_entry(&b, &e[0]);
 	CHECK_EQ(dd_catalog_add(&b, &e[1]), 0);
+	/* rejected as version 2, read as version 1 */
+	CHECK_EQ(read_all(b.data, b.len, 4096, NULL, 0), -EBADMSG);
+	dd_put_le32(b.data + 4, 1);
 	CHECK_EQ(read_all(b.data, b.len, 4096, e, 2), 2);
 	CHECK_EQ(read_all(b.data, b.len, SIZE_MAX, e, 2), 2);
 	/* a chunk list over 64 MiB is refused before it is read */
@@ -592,7 +1035,10 @@ int main(void)
 {
 	fixture_chunks(fx, fx_text, fx_bytes);
 	setup_golden();
+	setup_golden2();
 	UNIT_RUN(test_golden);
+	UNIT_RUN(test_golden2);
+	UNIT_RUN(test_v2_fields);
 	UNIT_RUN(test_golden_bad);
 	UNIT_RUN(test_paths);
 	UNIT_RUN(test_truncations);
@@ -602,5 +1048,7 @@ int main(void)
 	UNIT_RUN(test_writer);
 	UNIT_RUN(test_big_entries);
 	UNIT_RUN(test_path_order);
+	for (int i = 0; i < NGOLDEN2; i++)
+		dd_buf_release(&g2ext[i]);
 	UNIT_DONE();
 }

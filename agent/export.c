@@ -1,0 +1,185 @@
+/*
+ * export.c - `dedup-agent restore SNAPSHOT --format tar --output FILE|-`
+ *
+ * The snapshot (or its selected part) as a POSIX pax archive, streamed as
+ * the chunks arrive: nothing is written to disk but the archive. pax
+ * records carry what ustar cannot: long and non-ASCII names, nanosecond
+ * mtimes, owner names, xattrs (LIBARCHIVE.xattr / SCHILY.xattr) and ACLs
+ * (SCHILY.acl), so GNU tar and bsdtar both extract the same tree. A hard
+ * link is a link entry to its first path; devices carry their numbers.
+ *
+ * A FILE is written as FILE.tmp and renamed into place when complete.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "catalog.h"
+#include "proto.h"
+#include "util.h"
+#include "agent.h"
+#include "meta.h"
+#include "restore.h"
+
+struct rtar {
+	struct archive *aw;
+	struct archive_entry *ae;
+	bool writing;
+	uint64_t entries, bytes;
+	unsigned long failed;
+};
+
+static int rtar_error(struct rtar *t, const struct restore_entry *re)
+{
+	char q[512];
+
+	return dd_error_set(-EIO, "cannot write '%s' to the archive: %s",
+			    meta_quote(q, sizeof(q), re->path, strlen(re->path)),
+			    archive_error_string(t->aw));
+}
+
+static int rtar_begin(void *ctx, const struct restore_entry *re)
+{
+	struct rtar *t = ctx;
+	int ar;
+
+	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext);
+	ar = archive_write_header(t->aw, t->ae);
+	if (ar == ARCHIVE_WARN) {
+		const char *why = archive_error_string(t->aw);
+		char q[512];
+
+		/* A name that is not UTF-8 is stored as raw bytes
+		 * (hdrcharset=BINARY); tar extracts the same bytes. */
+		meta_quote(q, sizeof(q), re->path, strlen(re->path));
+		if (why && strstr(why, "translate"))
+			agent_warn("'%s': not UTF-8, stored as raw bytes", q);
+		else
+			agent_warn("'%s': %s", q, why ? why : "warning");
+	} else if (ar != ARCHIVE_OK) {
+		return rtar_error(t, re);
+	}
+	t->entries++;
+	t->writing = re->e.type == DD_ENTRY_FILE;
+	return t->writing ? 1 : 0;
+}
+
+static int rtar_data(void *ctx, const struct restore_entry *re,
+		     const uint8_t *p, size_t n, uint64_t off)
+{
+	struct rtar *t = ctx;
+	la_ssize_t w = archive_write_data(t->aw, p, n);
+
+	(void)off;      /* chunks come in order */
+	if (w < 0 || (size_t)w != n)
+		return rtar_error(t, re);
+	t->bytes += n;
+	return 0;
+}
+
+static int rtar_end(void *ctx, const struct restore_entry *re)
+{
+	struct rtar *t = ctx;
+
+	t->writing = false;
+	if (archive_write_finish_entry(t->aw) < ARCHIVE_WARN)
+		return rtar_error(t, re);
+	return 0;
+}
+
+int export_tar(struct client *c, const struct settings *s,
+	       const json_t *manifest, const struct pattern_list *include,
+	       const char *output, bool quiet)
+{
+	struct restore_sink sink = {
+		.begin = rtar_begin, .data = rtar_data, .end = rtar_end,
+	};
+	struct rtar t = { 0 };
+	bool to_stdout = strcmp(output, "-") == 0;
+	char *tmp = NULL, human[32];
+	int fd = -1, rc;
+
+	sink.ctx = &t;
+	/* Names are converted to UTF-8 for pax records; bytes that are not
+	 * valid UTF-8 make libarchive store the name raw. */
+	if (!setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "");
+	if (to_stdout) {
+		if (isatty(STDOUT_FILENO))
+			return dd_error_set(-EINVAL, "refusing to write an "
+					    "archive to a terminal");
+		fd = STDOUT_FILENO;
+	} else {
+		size_t n = strlen(output) + 5;
+
+		if (!(tmp = malloc(n)))
+			return dd_error_set(-ENOMEM, "out of memory");
+		snprintf(tmp, n, "%s.tmp", output);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			rc = dd_error_set(-errno, "cannot create '%s': %s", tmp,
+					  strerror(errno));
+			free(tmp);
+			return rc;
+		}
+	}
+	if (!(t.aw = archive_write_new()) || !(t.ae = archive_entry_new())) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if (archive_write_set_format_pax(t.aw) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(t.aw, 1) != ARCHIVE_OK ||
+	    archive_write_open_fd(t.aw, fd) != ARCHIVE_OK) {
+		rc = dd_error_set(-EIO, "cannot start the archive: %s",
+				  archive_error_string(t.aw));
+		goto cleanup;
+	}
+	if ((rc = restore_stream(c, s, manifest, include, &sink)) < 0)
+		goto cleanup;
+	if (archive_write_close(t.aw) != ARCHIVE_OK) {
+		rc = dd_error_set(-EIO, "cannot finish the archive: %s",
+				  archive_error_string(t.aw));
+		goto cleanup;
+	}
+	if (!to_stdout) {
+		if (fsync(fd) < 0 || close(fd) < 0) {
+			rc = dd_error_set(-errno, "cannot write '%s': %s", tmp,
+					  strerror(errno));
+			fd = -1;
+			goto cleanup;
+		}
+		fd = -1;
+		if (rename(tmp, output) < 0) {
+			rc = dd_error_set(-errno, "cannot rename '%s' to '%s': %s",
+					  tmp, output, strerror(errno));
+			goto cleanup;
+		}
+		free(tmp);
+		tmp = NULL;
+	}
+	if (!quiet) {
+		agent_fmt_bytes(human, t.bytes);
+		fprintf(stderr, "wrote %llu entries (%s of file data) to '%s'\n",
+			(unsigned long long)t.entries, human,
+			to_stdout ? "standard output" : output);
+	}
+	rc = DD_EXIT_OK;
+cleanup:
+	if (t.aw)
+		archive_write_free(t.aw);
+	archive_entry_free(t.ae);
+	if (fd >= 0 && !to_stdout)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * meta.h - an entry's metadata beyond its stat: owner and group names,
+ * device numbers, extended attributes and POSIX ACLs, as the catalog's
+ * extension records hold them (docs/FORMAT.md, "Catalog").
+ *
+ * Backup reads them with libarchive's disk reader (meta_read); restore and
+ * tar export turn a catalog entry into a libarchive entry (meta_fill),
+ * which the disk writer (ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL) and
+ * the pax writer take as they are. Directories are finished by restore
+ * itself (meta_apply_dir) because their metadata is set after their
+ * children are written.
+ */
+#ifndef DD_AGENT_META_H
+#define DD_AGENT_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "catalog.h"
+#include "util.h"
+
+struct archive_entry;
+struct meta_reader;
+
+int meta_reader_new(struct meta_reader **out);
+void meta_reader_free(struct meta_reader *m);
+
+/*
+ * Encodes the extension records of the entry `type` described by `st` into
+ * `ext` (reset first): names of its owner and group, rdev for a device,
+ * its xattrs (sorted) and ACLs. `fd` is the open file or directory, or -1;
+ * what needs a path reaches the entry as `name` in the open directory
+ * `dirfd` through /proc/self/fd, so the path may be of any length. 0, or a
+ * negative code with a reason when some metadata could not be read (what
+ * could be read is still in `ext`).
+ */
+int meta_read(struct meta_reader *m, struct dd_buf *ext, uint8_t type,
+	      int fd, int dirfd, const char *name, const struct stat *st);
+
+/*
+ * Fills `ae` (cleared first) from a catalog entry, with `path` (a
+ * NUL-terminated copy of e->path, or another name for it) and `link` (a
+ * NUL-terminated copy of e->link, or NULL). `with_ext` is false for a
+ * version 1 entry, whose extension area is opaque.
+ */
+void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
+	       const char *path, const char *link, bool with_ext);
+
+/*
+ * Sets a restored directory's owner (as root; by name where the name exists
+ * here, else by number), mode, ACLs, xattrs and mtime on the open `fd`.
+ * Problems are reported as warnings naming `shown`; returns the number of
+ * them.
+ */
+int meta_apply_dir(int fd, const struct dd_entry *e, bool with_ext,
+		   const char *shown);
+
+/* uid/gid for a recorded name and number: the local id of `name` when it
+ * exists, else `id`. `name` may be NULL. */
+uint32_t meta_map_uid(const char *name, uint32_t id);
+uint32_t meta_map_gid(const char *name, uint32_t id);
+
+/*
+ * `len` bytes of `s` made safe to print on one line: backslash, control
+ * bytes and bytes that are not UTF-8 as \\, \n, \t, \xNN; cut with "..."
+ * to fit `out`. Returns out.
+ */
+const char *meta_quote(char *out, size_t outsz, const char *s, size_t len);
+
+#endif

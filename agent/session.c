@@ -1,0 +1,141 @@
+/*
+ * session.c - see session.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <limits.h>
+
+#include <jansson.h>
+
+#include "proto.h"
+#include "util.h"
+#include "client.h"
+#include "session.h"
+
+/* Seconds between progress reports. */
+#define SESSION_INTERVAL 2.0
+/* The server keeps error texts to this length. */
+#define SESSION_ERROR_MAX 300
+
+struct session {
+	struct client *client;
+	char path[128];        /* the progress URL path */
+	char snap_path[128];   /* the snapshot create path */
+	double last;           /* dd_monotonic() of the last report */
+	bool broken;           /* a report failed: stop reporting */
+};
+
+/* Keeps the caller's error message across a request of ours. */
+struct session_saved {
+	char msg[1024];
+};
+
+static void session_save(struct session_saved *sv)
+{
+	snprintf(sv->msg, sizeof(sv->msg), "%s", dd_error_last());
+}
+
+static void session_restore(const struct session_saved *sv)
+{
+	dd_error_set(0, "%s", sv->msg);
+}
+
+void session_open(struct session **out, struct client *c,
+		  char *const *paths, size_t npaths)
+{
+	struct session_saved sv;
+	struct session *s = NULL;
+	char host[HOST_NAME_MAX + 1] = "";
+	json_t *req = NULL, *arr, *rep = NULL;
+	const char *id;
+	size_t i;
+
+	*out = NULL;
+	session_save(&sv);
+	if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+		snprintf(host, sizeof(host), "unknown");
+	arr = json_array();
+	for (i = 0; arr && i < npaths; i++)
+		if (json_array_append_new(arr, json_string(paths[i])) < 0)
+			goto cleanup;
+	req = arr ? json_pack("{s:s, s:O}", "host", host, "paths", arr) : NULL;
+	if (!req || client_post_json(c, DD_API_PREFIX "/sessions", req,
+				     &rep) < 0)
+		goto cleanup;
+	id = json_string_value(json_object_get(rep, "id"));
+	if (!id || strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32)
+		goto cleanup;
+	if (!(s = calloc(1, sizeof(*s))))
+		goto cleanup;
+	s->client = c;
+	s->last = dd_monotonic();
+	snprintf(s->path, sizeof(s->path), DD_API_PREFIX "/sessions/%s", id);
+	snprintf(s->snap_path, sizeof(s->snap_path),
+		 DD_API_PREFIX "/snapshots?session=%s", id);
+	*out = s;
+cleanup:
+	json_decref(arr);
+	json_decref(req);
+	json_decref(rep);
+	session_restore(&sv);
+}
+
+void session_progress(struct session *s, uint64_t files, uint64_t bytes_done)
+{
+	struct session_saved sv;
+	double now;
+	json_t *req;
+
+	if (!s || s->broken)
+		return;
+	now = dd_monotonic();
+	if (now - s->last < SESSION_INTERVAL)
+		return;
+	s->last = now;
+	session_save(&sv);
+	req = json_pack("{s:I, s:I, s:s}", "files", (json_int_t)files,
+			"bytes_done", (json_int_t)bytes_done,
+			"phase", "backup");
+	if (!req || client_post_json(s->client, s->path, req, NULL) < 0)
+		s->broken = true;
+	json_decref(req);
+	session_restore(&sv);
+}
+
+const char *session_snapshot_path(const struct session *s)
+{
+	return s ? s->snap_path : DD_API_PREFIX "/snapshots";
+}
+
+void session_close(struct session *s, int rc)
+{
+	struct session_saved sv;
+	char why[SESSION_ERROR_MAX + 1];
+	json_t *req;
+	size_t n;
+
+	if (!s)
+		return;
+	if (rc < 0) {
+		session_save(&sv);
+		/* Cut at a character boundary: the server wants UTF-8. */
+		n = strlen(sv.msg);
+		if (n > SESSION_ERROR_MAX) {
+			n = SESSION_ERROR_MAX;
+			while (n > 0 && ((unsigned char)sv.msg[n] & 0xc0) == 0x80)
+				n--;
+		}
+		memcpy(why, sv.msg, n);
+		why[n] = '\0';
+		req = json_pack("{s:s, s:s}", "state", "failed", "error", why);
+		/* 404 when the snapshot create already closed it: fine. */
+		if (req)
+			client_post_json(s->client, s->path, req, NULL);
+		json_decref(req);
+		session_restore(&sv);
+	}
+	free(s);
+}

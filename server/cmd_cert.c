@@ -1,0 +1,121 @@
+/*
+ * cmd_cert.c - `dedup-server cert show`: the SHA-256 fingerprint of the
+ * certificate the server presents, for agents that pin it
+ * (`dedup-agent --fingerprint sha256:...`) instead of trusting a CA file.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "log.h"
+#include "repo.h"
+#include "tls.h"
+#include "util.h"
+
+const char cmd_cert_usage[] =
+	"usage: dedup-server cert show [--repo DIR] [--cert FILE]\n"
+	"                              [--config FILE]\n"
+	"\n"
+	"Prints the SHA-256 fingerprint of the server's certificate as\n"
+	"sha256:<64 hex digits>, for `dedup-agent --fingerprint`. The\n"
+	"certificate is FILE, else tls_cert from the config file, else\n"
+	"DIR/tls/cert.pem (DIR from --repo or the config's repo).\n";
+
+int cmd_cert(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "repo", required_argument, NULL, 'r' },
+		{ "cert", required_argument, NULL, 'C' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config cfg;
+	const char *repo = NULL, *cert = NULL, *config = NULL;
+	char path[4200], fp[65], *pem = NULL;
+	int c, rc, ret = CMD_ERROR;
+
+	if (argc < 2 || strcmp(argv[1], "show") != 0) {
+		if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
+				  strcmp(argv[1], "-h") == 0)) {
+			fputs(cmd_cert_usage, stdout);
+			return CMD_OK;
+		}
+		fputs(cmd_cert_usage, stderr);
+		return CMD_USAGE;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc - 1, argv + 1, "r:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			repo = optarg;
+			break;
+		case 'C':
+			cert = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			fputs(cmd_cert_usage, stdout);
+			return CMD_OK;
+		default:
+			fputs(cmd_cert_usage, stderr);
+			return CMD_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(cmd_cert_usage, stderr);
+		return CMD_USAGE;
+	}
+	if (config_init(&cfg) < 0) {
+		log_error("out of memory");
+		return CMD_ERROR;
+	}
+	/* Flags win; the config file only fills in what they leave out. */
+	rc = 0;
+	if (!cert && (config || !repo))
+		rc = config_load(&cfg, config ? config :
+					CONFIG_DEFAULT_PATH, config != NULL);
+	if (rc < 0) {
+		log_error("%s", log_reason(rc));
+		goto cleanup;
+	}
+	if (!cert && !repo && cfg.tls_cert)
+		cert = cfg.tls_cert;
+	if (!cert) {
+		if (!repo)
+			repo = cfg.repo;
+		if (!repo) {
+			log_error("no certificate: give --repo DIR or --cert "
+				  "FILE");
+			fputs(cmd_cert_usage, stderr);
+			ret = CMD_USAGE;
+			goto cleanup;
+		}
+		rc = repo_path(path, sizeof(path), repo, REPO_CERT);
+		if (rc < 0) {
+			log_error("%s", log_reason(rc));
+			goto cleanup;
+		}
+		cert = path;
+	}
+	rc = tls_read_pem(&pem, cert);
+	if (rc == 0)
+		rc = tls_fingerprint(fp, pem);
+	if (rc < 0) {
+		log_error("cannot read certificate '%s': %s", cert,
+			  log_reason(rc));
+		goto cleanup;
+	}
+	printf("sha256:%s\n", fp);
+	ret = fflush(stdout) == 0 ? CMD_OK : CMD_ERROR;
+cleanup:
+	free(pem);
+	config_release(&cfg);
+	return ret;
+}

@@ -1,0 +1,81 @@
+/*
+ * cmd_repair.c - `dedup-server repair --rebuild-index`: rebuilds the
+ * LevelDB index from the packs alone (store_rebuild_index, the same code
+ * the server runs when it starts with an empty index). Every record is
+ * re-hashed, so damaged chunks are left out of the new index and count as
+ * missing: the next backup that has their bytes stores them again. Needs
+ * the server stopped, like `check`.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+const char cmd_repair_usage[] =
+	"usage: dedup-server repair --repo DIR --rebuild-index\n"
+	"\n"
+	"--rebuild-index  rebuild the index from the packs: every record is\n"
+	"                 decompressed and re-hashed, damaged ones are left\n"
+	"                 out (a later backup with the same data stores them\n"
+	"                 again); packs with damaged headers or trailers are\n"
+	"                 salvaged record by record\n"
+	"The server must be stopped.\n";
+
+int cmd_repair(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "repo", required_argument, NULL, 'r' },
+		{ "rebuild-index", no_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *repo = NULL;
+	bool rebuild = false;
+	uint64_t chunks = 0, bad = 0;
+	int c, fd = -1, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "r:ih", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			repo = optarg;
+			break;
+		case 'i':
+			rebuild = true;
+			break;
+		case 'h':
+			fputs(cmd_repair_usage, stdout);
+			return CMD_OK;
+		default:
+			fputs(cmd_repair_usage, stderr);
+			return CMD_USAGE;
+		}
+	}
+	if (optind != argc || !repo || !rebuild) {
+		if (!repo)
+			log_error("no repository: give --repo DIR");
+		else if (!rebuild)
+			log_error("nothing to do: give --rebuild-index");
+		fputs(cmd_repair_usage, stderr);
+		return CMD_USAGE;
+	}
+	if (cmd_lock_repo(&fd, repo, "repair") < 0)
+		return CMD_ERROR;
+	dd_error_clear();
+	rc = store_rebuild_index(repo, &chunks, &bad);
+	close(fd);
+	if (rc < 0) {
+		log_error("cannot rebuild the index: %s", log_reason(rc));
+		return CMD_ERROR;
+	}
+	printf("index rebuilt from the packs: %llu chunk(s)",
+	       (unsigned long long)chunks);
+	if (bad)
+		printf("; %llu damaged record(s) left out", (unsigned long long)bad);
+	printf("\n");
+	return CMD_OK;
+}

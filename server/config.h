@@ -1,0 +1,68 @@
+/*
+ * config.h - dedup-server's settings: built-in defaults, then the config
+ * file (`key = value`, default DD_SYSCONFDIR "/dedup/server.conf"), then
+ * command-line flags, each overriding the one before. Every key is
+ * checked when it is read; a bad one is an error naming the file, the line
+ * and the key (or the flag). conf/server.conf.example lists them all.
+ */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "proto.h"
+#include "retention.h"
+
+#define CONFIG_DEFAULT_PATH DD_SYSCONFDIR "/dedup/server.conf"
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
+
+struct config {
+	char *repo;                 /* NULL until set */
+	char *listen;
+	char *tls_cert;             /* NULL: <repo>/tls/cert.pem */
+	char *tls_key;              /* NULL: <repo>/tls/key.pem */
+	unsigned threads;           /* 0: a thread per connection */
+	unsigned max_connections;
+	unsigned per_ip_connections;/* 0: no per-address limit */
+	unsigned connection_timeout;/* seconds */
+	unsigned drain_timeout;     /* seconds */
+	unsigned session_timeout;   /* seconds */
+	unsigned stale_after;       /* seconds */
+	unsigned gc_repack_threshold;  /* percent dead that makes a repack */
+	/* Retention: `keep_daily = 7` for every client, and overrides,
+	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
+	struct retention_policy keep;
+	struct config_client_keep *clients;
+	size_t nclients;
+};
+
+struct config_client_keep {
+	char name[DD_CLIENT_NAME_MAX + 1];
+	struct retention_policy keep;
+	bool set[RETENTION_RULES];  /* rules this client overrides */
+};
+
+/* The retention policy of one client: the global one with its overrides. */
+void config_client_policy(const struct config *c, const char *client,
+			  struct retention_policy *out);
+
+/* The defaults (listen is CONFIG_DEFAULT_LISTEN). -ENOMEM. */
+int config_init(struct config *c);
+void config_release(struct config *c);
+
+/*
+ * Sets one key. `where` names the source for messages ("FILE:LINE" or
+ * "--flag"). -EINVAL with "<where>: unknown key 'k'" or "<where>: invalid
+ * value 'v' for 'k' (...)".
+ */
+int config_set(struct config *c, const char *key,
+		      const char *value, const char *where);
+
+/*
+ * Reads a config file. A missing file is fine when !must_exist. Syntax
+ * errors and bad keys fail with the file and line in the reason.
+ */
+int config_load(struct config *c, const char *path,
+		       bool must_exist);
+
+#endif

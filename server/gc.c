@@ -1,0 +1,601 @@
+/*
+ * gc.c - see gc.h.
+ *
+ * Order of a collection (each step durable before the next):
+ *   1. start recording vouched chunks (store_gc_track) at a snapshot
+ *      barrier, and note the first pack number written from now on;
+ *   2. mark: every catalog chunk and every file chunk of every snapshot;
+ *   3. sweep: delete the index entries of chunks neither marked nor
+ *      vouched for, in synced batches (pack bytes are untouched);
+ *   4. for each older pack: nothing live -> delete it; dead share above
+ *      the threshold -> copy its live records (re-hashed) into a new pack,
+ *      sync it, point the index at the copies in one synced batch, then
+ *      delete the old pack.
+ * A crash anywhere leaves every indexed chunk readable: before the batch
+ * of step 4 the old records are indexed, after it the new ones; a copy
+ * nobody indexes, or an old pack nobody points at, is collected next time.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <zstd.h>
+
+#include "catalog.h"
+#include "gc.h"
+#include "idset.h"
+#include "proto.h"
+#include "log.h"
+
+#define GC_SWEEP_BATCH 20000
+
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_GC_CRASH=<point> kills the
+ * process with SIGKILL there, to test that a crash loses nothing. */
+static void gc_test_point(const char *name)
+{
+	const char *want = getenv("DEDUP_TEST_GC_CRASH");
+
+	if (want && strcmp(want, name) == 0) {
+		fprintf(stderr, "gc: test crash at '%s'\n", name);
+		fflush(stderr);
+		raise(SIGKILL);
+	}
+}
+
+/* ---- the snapshots to mark from ---- */
+
+struct gc_snap {
+	char id[DD_ID_HEX_LEN + 1];
+	char client[DD_CLIENT_NAME_MAX + 1];
+	struct dd_id *catalog;
+	size_t ncatalog;
+};
+
+struct gc_snaps {
+	struct gc_snap *v;
+	size_t n;
+	int err;
+};
+
+static int gc_collect_cb(void *payload, const struct snapshots_item *it)
+{
+	struct gc_snaps *l = payload;
+	struct gc_snap *v, *e;
+	json_t *m, *cat, *x;
+	size_t i;
+
+	v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	l->v = v;
+	e = &v[l->n];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->id, sizeof(e->id), "%s", it->id);
+	snprintf(e->client, sizeof(e->client), "%s", it->client);
+	m = json_loadb(it->json, it->json_len, 0, NULL);
+	cat = json_object_get(m, "catalog");
+	if (!json_is_array(cat)) {
+		json_decref(m);
+		return dd_error_set(-EBADMSG, "snapshot %s has no catalog",
+				    it->id);
+	}
+	e->catalog = calloc(json_array_size(cat) + 1, sizeof(*e->catalog));
+	if (!e->catalog) {
+		json_decref(m);
+		return -ENOMEM;
+	}
+	l->n++;
+	json_array_foreach(cat, i, x) {
+		if (!json_is_string(x) ||
+		    dd_id_from_hex(&e->catalog[i], json_string_value(x)) < 0) {
+			json_decref(m);
+			return dd_error_set(-EBADMSG, "snapshot %s has an "
+					    "invalid catalog id", it->id);
+		}
+	}
+	e->ncatalog = json_array_size(cat);
+	json_decref(m);
+	return 0;
+}
+
+static void gc_snaps_release(struct gc_snaps *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->v[i].catalog);
+	free(l->v);
+}
+
+/* ---- mark ---- */
+
+struct gc_source {
+	struct store *st;
+	const struct dd_id *ids;
+	size_t n, next, pos;
+	struct dd_buf plain, scratch;
+	ZSTD_DCtx *dctx;
+	int err;
+};
+
+static ssize_t gc_source_read(void *payload, void *buf, size_t len)
+{
+	struct gc_source *src = payload;
+	size_t n;
+	int rc;
+
+	while (src->pos == src->plain.len) {
+		if (src->next == src->n)
+			return 0;
+		rc = store_read_plain(src->st, &src->ids[src->next],
+				      &src->plain, &src->scratch, src->dctx);
+		if (rc < 0) {
+			src->err = rc;
+			return -EIO;
+		}
+		src->next++;
+		src->pos = 0;
+	}
+	n = src->plain.len - src->pos;
+	if (n > len)
+		n = len;
+	memcpy(buf, src->plain.data + src->pos, n);
+	src->pos += n;
+	return (ssize_t)n;
+}
+
+static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
+			    struct idset *marked, ZSTD_DCtx *dctx)
+{
+	struct dd_catalog_reader *r = NULL;
+	struct gc_source src;
+	struct dd_entry e;
+	uint64_t i;
+	size_t k;
+	int rc;
+
+	for (k = 0; k < sn->ncatalog; k++)
+		if ((rc = idset_add(marked, &sn->catalog[k])) < 0)
+			return rc;
+	memset(&src, 0, sizeof(src));
+	src.st = st;
+	src.ids = sn->catalog;
+	src.n = sn->ncatalog;
+	src.dctx = dctx;
+	dd_buf_init(&src.plain, 0);
+	dd_buf_init(&src.scratch, 0);
+	rc = dd_catalog_reader_new(&r, gc_source_read, &src);
+	while (rc == 0) {
+		dd_error_clear();
+		rc = dd_catalog_next(r, &e);
+		if (rc <= 0)
+			break;
+		for (i = 0; i < e.nchunks; i++)
+			if ((rc = idset_add(marked, &e.chunks[i].id)) < 0)
+				break;
+		if (rc < 0)
+			break;
+		rc = 0;
+	}
+	if (rc < 0 && rc != -ENOMEM)
+		rc = log_wrap(-EBADMSG, "cannot read the catalog of snapshot "
+			      "%s (client %s); nothing was deleted: run "
+			      "`dedup-server check`, then heal or forget that "
+			      "snapshot", sn->id, sn->client);
+	dd_catalog_reader_free(r);
+	dd_buf_release(&src.plain);
+	dd_buf_release(&src.scratch);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- the index, seen from the packs ---- */
+
+struct gc_entry {
+	struct dd_id id;
+	struct dd_chunk_loc loc;
+};
+
+struct gc_scan {
+	struct store *st;
+	const struct idset *marked;
+	uint64_t first_new;
+	bool live_only;              /* dry run: skip what would be swept */
+	/* unreferenced entries (sweep candidates) */
+	struct dd_id *dead;
+	size_t ndead, adead;
+	uint64_t dead_bytes, in_use;
+	/* entries in packs older than first_new that stay */
+	struct gc_entry *ent;
+	size_t nent, aent;
+};
+
+static int gc_scan_cb(void *payload, const uint8_t *key, size_t klen,
+		      const uint8_t *val, size_t vlen)
+{
+	struct gc_scan *sc = payload;
+	struct gc_entry e;
+	bool live;
+
+	if (klen != 1 + DD_ID_LEN || key[0] != 'c')
+		return 0;
+	memcpy(e.id.b, key + 1, DD_ID_LEN);
+	if (dd_chunk_loc_decode(&e.loc, val, vlen) < 0)
+		return 0;      /* check reports it; the sweep leaves it */
+	/* Chunks stored since tracking began are vouched for; older ones
+	 * in the open pack (a dry run does not seal it) are judged too. */
+	live = idset_has(sc->marked, &e.id);
+	if (!live && store_gc_vouched(sc->st, &e.id)) {
+		sc->in_use++;
+		live = true;
+	}
+	if (!live) {
+		if (sc->ndead == sc->adead) {
+			size_t na = sc->adead ? sc->adead * 2 : 1024;
+			struct dd_id *v = realloc(sc->dead, na * sizeof(*v));
+
+			if (!v)
+				return -ENOMEM;
+			sc->dead = v;
+			sc->adead = na;
+		}
+		sc->dead[sc->ndead++] = e.id;
+		sc->dead_bytes += e.loc.plain_len;
+		if (sc->live_only)
+			return 0;
+	}
+	if (e.loc.pack_seq >= sc->first_new)
+		return 0;
+	if (sc->nent == sc->aent) {
+		size_t na = sc->aent ? sc->aent * 2 : 1024;
+		struct gc_entry *v = realloc(sc->ent, na * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		sc->ent = v;
+		sc->aent = na;
+	}
+	sc->ent[sc->nent++] = e;
+	return 0;
+}
+
+static int gc_entry_cmp(const void *a, const void *b)
+{
+	const struct gc_entry *x = a, *y = b;
+
+	if (x->loc.pack_seq != y->loc.pack_seq)
+		return x->loc.pack_seq < y->loc.pack_seq ? -1 : 1;
+	if (x->loc.offset != y->loc.offset)
+		return x->loc.offset < y->loc.offset ? -1 : 1;
+	return 0;
+}
+
+static uint64_t gc_trailer_len(uint64_t count)
+{
+	return 8 + DD_PACK_TRAILER_ENTRY_LEN * count + 32 + 8 + 4;
+}
+
+/* ---- repack ---- */
+
+struct gc_repack {
+	struct store *st;
+	struct dd_pack_writer *out;
+	struct dd_buf stored, plain;
+	ZSTD_DCtx *dctx;
+	struct store_move *moves;
+	size_t amoves;
+};
+
+/* Copies the live records e[0..n) of one pack into the output pack and
+ * points the index at the copies; then deletes the old pack. 1 when the
+ * pack was left alone (a damaged record: check will name it). */
+static int gc_repack_one(struct gc_repack *rp, uint64_t seq,
+			 const struct gc_entry *e, size_t n,
+			 struct gc_report *r)
+{
+	struct dd_chunk_loc have;
+	uint64_t moved;
+	size_t i;
+	int rc;
+
+	if (n > rp->amoves) {
+		struct store_move *v = realloc(rp->moves, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		rp->moves = v;
+		rp->amoves = n;
+	}
+	if (!rp->out && (rc = store_gc_new_pack(rp->st, &rp->out)) < 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		struct dd_chunk_loc loc = e[i].loc;
+
+		dd_error_clear();
+		rc = store_read_stored(rp->st, &e[i].id, &loc, &rp->stored);
+		if (rc == 0)
+			rc = store_decode(&rp->plain, &e[i].id, loc.flags,
+					  loc.plain_len, rp->stored.data,
+					  rp->stored.len, rp->dctx);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0) {
+			log_warning("gc: pack %016llx left as it is: %s",
+				    (unsigned long long)seq, log_reason(rc));
+			r->packs_kept_damaged++;
+			return 1;
+		}
+		rp->moves[i].id = e[i].id;
+		rp->moves[i].from = e[i].loc;
+		dd_error_clear();
+		rc = dd_pack_writer_append(rp->out, &e[i].id, loc.flags,
+					   loc.plain_len, rp->stored.data,
+					   (uint32_t)rp->stored.len,
+					   &rp->moves[i].to);
+		if (rc < 0)
+			return rc;
+	}
+	dd_error_clear();
+	rc = dd_pack_writer_sync(rp->out);
+	if (rc < 0)
+		return rc;
+	gc_test_point("repack-copied");
+	rc = store_gc_relocate(rp->st, rp->moves, n, &moved);
+	if (rc < 0)
+		return rc;
+	gc_test_point("repack-indexed");
+	/* Nothing may point at the old pack any more. */
+	for (i = 0; i < n; i++) {
+		if (store_gc_lookup(rp->st, &e[i].id, &have) == 0 &&
+		    have.pack_seq == seq) {
+			log_warning("gc: pack %016llx still holds chunks in "
+				    "use; left as it is",
+				    (unsigned long long)seq);
+			return 1;
+		}
+	}
+	rc = store_gc_remove_pack(rp->st, seq);
+	if (rc < 0)
+		return rc;
+	gc_test_point("repack-deleted");
+	r->chunks_moved += moved;
+	r->packs_rewritten++;
+	if (dd_pack_writer_size(rp->out) >= STORE_PACK_TARGET) {
+		rc = dd_pack_writer_seal(rp->out);
+		rp->out = NULL;
+		if (rc < 0)
+			log_warning("gc: cannot seal a new pack: %s",
+				    log_reason(rc));
+	}
+	return 0;
+}
+
+/* ---- the run ---- */
+
+struct gc_track {
+	struct store *st;
+	bool seal;
+	uint64_t first_new;
+};
+
+static int gc_track_cb(void *payload)
+{
+	struct gc_track *t = payload;
+
+	return store_gc_track(t->st, t->seal, &t->first_new);
+}
+
+static int gc_pack_size(struct store *st, uint64_t seq, uint64_t *size)
+{
+	char path[4200];
+	struct stat sb;
+
+	dd_pack_path(path, sizeof(path), store_packs_dir(st), seq);
+	if (stat(path, &sb) < 0)
+		return -errno;
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+int gc_run(struct store *st, struct snapshots *snaps,
+	   const struct gc_opts *o, struct gc_report *r)
+{
+	struct gc_snaps snl = { NULL, 0, 0 };
+	struct gc_scan sc;
+	struct gc_track tr = { st, !o->dry_run, 0 };
+	struct gc_repack rp;
+	struct idset *marked = NULL;
+	ZSTD_DCtx *dctx = NULL;
+	uint64_t *seqs = NULL, packs, removed, bytes;
+	size_t nseqs = 0, i, j, k;
+	double t0 = dd_monotonic();
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	memset(&sc, 0, sizeof(sc));
+	memset(&rp, 0, sizeof(rp));
+	dd_buf_init(&rp.stored, 0);
+	dd_buf_init(&rp.plain, 0);
+	rc = store_gc_begin(st);
+	if (rc < 0)
+		return rc;
+	rc = idset_new(&marked, 0);
+	dctx = ZSTD_createDCtx();
+	rp.dctx = dctx;
+	if (rc == 0 && !dctx)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = store_pack_usage(st, &packs, &r->pack_bytes_before);
+	if (rc == 0)
+		rc = snapshots_barrier(snaps, gc_track_cb, &tr);
+	if (rc < 0)
+		goto cleanup;
+
+	/* Mark. */
+	rc = snapshots_foreach(snaps, gc_collect_cb, &snl);
+	if (rc < 0)
+		goto cleanup;
+	r->snapshots = snl.n;
+	for (i = 0; i < snl.n; i++)
+		if ((rc = gc_mark_snapshot(st, &snl.v[i], marked, dctx)) < 0)
+			goto cleanup;
+	r->chunks_marked = idset_count(marked);
+
+	/* Sweep. */
+	sc.st = st;
+	sc.marked = marked;
+	sc.first_new = tr.first_new;
+	sc.live_only = o->dry_run;
+	rc = store_index_foreach(st, gc_scan_cb, &sc);
+	if (rc < 0)
+		goto cleanup;
+	r->chunks_in_use = sc.in_use;
+	if (o->dry_run) {
+		r->chunks_removed = sc.ndead;
+		r->bytes_removed = sc.dead_bytes;
+	} else {
+		for (i = 0; i < sc.ndead; i += GC_SWEEP_BATCH) {
+			size_t n = sc.ndead - i < GC_SWEEP_BATCH ?
+				   sc.ndead - i : GC_SWEEP_BATCH;
+
+			rc = store_gc_sweep(st, sc.dead + i, n, &removed,
+					    &bytes);
+			if (rc < 0)
+				goto cleanup;
+			r->chunks_removed += removed;
+			r->bytes_removed += bytes;
+		}
+		gc_test_point("swept");
+		/* What stays, as the index says now. */
+		free(sc.dead);
+		sc.dead = NULL;
+		sc.ndead = sc.adead = 0;
+		sc.nent = 0;
+		rc = store_index_foreach(st, gc_scan_cb, &sc);
+		if (rc < 0)
+			goto cleanup;
+	}
+	if (sc.nent)
+		qsort(sc.ent, sc.nent, sizeof(sc.ent[0]), gc_entry_cmp);
+
+	/* Packs. */
+	rc = store_pack_seqs(st, &seqs, &nseqs);
+	if (rc < 0)
+		goto cleanup;
+	rp.st = st;
+	for (i = 0, j = 0; i < nseqs; i++) {
+		uint64_t seq = seqs[i], size, live = 0, dead;
+
+		if (seq >= tr.first_new)
+			break;
+		while (j < sc.nent && sc.ent[j].loc.pack_seq < seq)
+			j++;
+		for (k = j; k < sc.nent && sc.ent[k].loc.pack_seq == seq; k++)
+			live += DD_PACK_RECORD_HEADER_LEN +
+				sc.ent[k].loc.stored_len;
+		if (gc_pack_size(st, seq, &size) < 0)
+			continue;
+		live += k > j ? DD_PACK_HEADER_LEN + gc_trailer_len(k - j) : 0;
+		dead = size > live ? size - live : 0;
+		if (k == j) {
+			/* Nothing live. */
+			r->bytes_freed += size;
+			r->packs_deleted++;
+			if (!o->dry_run &&
+			    (rc = store_gc_remove_pack(st, seq)) < 0)
+				goto cleanup;
+			continue;
+		}
+		if (dead * 100 < (uint64_t)o->threshold * size || dead == 0)
+			continue;
+		if (o->dry_run) {
+			r->packs_rewritten++;
+			r->chunks_moved += k - j;
+			r->bytes_freed += dead;
+			continue;
+		}
+		rc = gc_repack_one(&rp, seq, sc.ent + j, k - j, r);
+		if (rc < 0)
+			goto cleanup;
+		j = k;
+	}
+	rc = 0;
+cleanup:
+	if (rp.out) {
+		int src = dd_pack_writer_seal(rp.out);
+
+		if (src < 0)
+			log_warning("gc: cannot seal a new pack: %s",
+				    log_reason(src));
+	}
+	if (!o->dry_run &&
+	    store_pack_usage(st, &packs, &r->pack_bytes_after) == 0)
+		r->bytes_freed = r->pack_bytes_before > r->pack_bytes_after ?
+			r->pack_bytes_before - r->pack_bytes_after : 0;
+	else if (o->dry_run)
+		r->pack_bytes_after = r->pack_bytes_before - r->bytes_freed;
+	store_gc_end(st);
+	r->seconds = dd_monotonic() - t0;
+	gc_snaps_release(&snl);
+	idset_free(marked);
+	ZSTD_freeDCtx(dctx);
+	free(sc.dead);
+	free(sc.ent);
+	free(seqs);
+	free(rp.moves);
+	dd_buf_release(&rp.stored);
+	dd_buf_release(&rp.plain);
+	return rc;
+}
+
+json_t *gc_report_json(const struct gc_report *r, bool dry_run)
+{
+	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:I, s:I, s:I, s:f}",
+			 "dry_run", dry_run,
+			 "snapshots", (json_int_t)r->snapshots,
+			 "chunks_referenced", (json_int_t)r->chunks_marked,
+			 "chunks_in_use", (json_int_t)r->chunks_in_use,
+			 "chunks_removed", (json_int_t)r->chunks_removed,
+			 "bytes_removed", (json_int_t)r->bytes_removed,
+			 "packs_deleted", (json_int_t)r->packs_deleted,
+			 "packs_rewritten", (json_int_t)r->packs_rewritten,
+			 "chunks_moved", (json_int_t)r->chunks_moved,
+			 "packs_damaged", (json_int_t)r->packs_kept_damaged,
+			 "pack_bytes_before", (json_int_t)r->pack_bytes_before,
+			 "pack_bytes_after", (json_int_t)r->pack_bytes_after,
+			 "bytes_freed", (json_int_t)r->bytes_freed,
+			 "seconds", r->seconds);
+}
+
+void gc_report_print(FILE *f, const struct gc_report *r, bool dry_run)
+{
+	const char *w = dry_run ? "would be " : "";
+
+	fprintf(f, "gc: %llu snapshot(s) use %llu chunk(s)\n",
+		(unsigned long long)r->snapshots,
+		(unsigned long long)r->chunks_marked);
+	if (r->chunks_in_use)
+		fprintf(f, "gc: %llu unreferenced chunk(s) kept: backups in "
+			"progress use them\n",
+			(unsigned long long)r->chunks_in_use);
+	fprintf(f, "gc: %llu unreferenced chunk(s) %sremoved (%llu bytes)\n",
+		(unsigned long long)r->chunks_removed, w,
+		(unsigned long long)r->bytes_removed);
+	fprintf(f, "gc: %llu pack(s) %sdeleted, %llu %srewritten (%llu "
+		"chunk(s) %scopied)\n",
+		(unsigned long long)r->packs_deleted, w,
+		(unsigned long long)r->packs_rewritten, w,
+		(unsigned long long)r->chunks_moved, dry_run ? "would be " : "");
+	if (r->packs_kept_damaged)
+		fprintf(f, "gc: %llu damaged pack(s) left as they are: run "
+			"`dedup-server check --read-data`\n",
+			(unsigned long long)r->packs_kept_damaged);
+	fprintf(f, "gc: pack bytes %llu -> %llu, %llu bytes %sfreed "
+		"(%.1fs)\n",
+		(unsigned long long)r->pack_bytes_before,
+		(unsigned long long)r->pack_bytes_after,
+		(unsigned long long)r->bytes_freed, w, r->seconds);
+}

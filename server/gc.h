@@ -1,0 +1,54 @@
+/*
+ * gc.h - garbage collection: mark every chunk the remaining snapshots
+ * use, sweep the index entries of the others, and rewrite (repack) the
+ * packs whose dead share is above a threshold, deleting each old pack only
+ * after its live records are synced in a new pack and the index points at
+ * them. Safe while the server serves: see store.h ("Collection support")
+ * and docs/OPERATIONS.md ("Garbage collection") for the invariants.
+ */
+#ifndef SRV_GC_H
+#define SRV_GC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
+#include "snapshots.h"
+#include "store.h"
+
+#define GC_DEFAULT_THRESHOLD 30    /* percent of a pack that is dead */
+
+struct gc_opts {
+	bool dry_run;              /* report only; change nothing */
+	unsigned threshold;        /* repack a pack this % dead (1-100) */
+};
+
+struct gc_report {
+	uint64_t snapshots;        /* marked from */
+	uint64_t chunks_marked;    /* distinct chunks they use */
+	uint64_t chunks_in_use;    /* unreferenced, kept: a backup used them */
+	uint64_t chunks_removed;   /* index entries swept (or that would be) */
+	uint64_t bytes_removed;    /* their plain bytes */
+	uint64_t packs_deleted;    /* packs with nothing live, deleted */
+	uint64_t packs_rewritten;  /* packs repacked */
+	uint64_t chunks_moved;     /* live records copied by the repack */
+	uint64_t packs_kept_damaged; /* candidates left alone: damaged */
+	uint64_t pack_bytes_before, pack_bytes_after;
+	uint64_t bytes_freed;      /* dry run: an estimate */
+	double seconds;
+};
+
+/*
+ * Runs one collection. -EBUSY if one is running; -ECANCELED if too many
+ * chunks were used meanwhile (nothing deleted); -EBADMSG naming the
+ * snapshot when a catalog cannot be read (nothing deleted: its chunks are
+ * unknown). Other errors leave the repository consistent (see gc.c).
+ */
+int gc_run(struct store *st, struct snapshots *snaps,
+	   const struct gc_opts *o, struct gc_report *r);
+
+/* The report as JSON (NULL on out of memory) or as text lines. */
+json_t *gc_report_json(const struct gc_report *r, bool dry_run);
+void gc_report_print(FILE *f, const struct gc_report *r, bool dry_run);
+
+#endif

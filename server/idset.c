@@ -1,0 +1,120 @@
+/*
+ * idset.c - see idset.h.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "idset.h"
+
+struct idset {
+	struct dd_id *slots;
+	uint8_t *used;
+	size_t cap, n, max;      /* cap: a power of two, or 0 */
+};
+
+/* Ids are SHA-256 digests: any 8 bytes are uniform. */
+static size_t idset_hash(const struct dd_id *id)
+{
+	uint64_t h;
+
+	memcpy(&h, id->b, sizeof(h));
+	return (size_t)h;
+}
+
+int idset_new(struct idset **out, size_t max)
+{
+	struct idset *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->max = max;
+	*out = s;
+	return 0;
+}
+
+void idset_free(struct idset *s)
+{
+	if (!s)
+		return;
+	free(s->slots);
+	free(s->used);
+	free(s);
+}
+
+static int idset_grow(struct idset *s)
+{
+	size_t ncap = s->cap ? s->cap * 2 : 1024, i, j;
+	struct dd_id *slots = malloc(ncap * sizeof(*slots));
+	uint8_t *used = calloc(ncap, 1);
+
+	if (!slots || !used) {
+		free(slots);
+		free(used);
+		return -ENOMEM;
+	}
+	for (i = 0; i < s->cap; i++) {
+		if (!s->used[i])
+			continue;
+		j = idset_hash(&s->slots[i]) & (ncap - 1);
+		while (used[j])
+			j = (j + 1) & (ncap - 1);
+		used[j] = 1;
+		slots[j] = s->slots[i];
+	}
+	free(s->slots);
+	free(s->used);
+	s->slots = slots;
+	s->used = used;
+	s->cap = ncap;
+	return 0;
+}
+
+int idset_add(struct idset *s, const struct dd_id *id)
+{
+	size_t j;
+	int rc;
+
+	if (idset_has(s, id))
+		return 0;
+	if (s->max && s->n >= s->max)
+		return -E2BIG;
+	if ((s->n + 1) * 2 > s->cap && (rc = idset_grow(s)) < 0)
+		return rc;
+	j = idset_hash(id) & (s->cap - 1);
+	while (s->used[j])
+		j = (j + 1) & (s->cap - 1);
+	s->used[j] = 1;
+	s->slots[j] = *id;
+	s->n++;
+	return 0;
+}
+
+bool idset_has(const struct idset *s, const struct dd_id *id)
+{
+	size_t j;
+
+	if (!s->cap)
+		return false;
+	j = idset_hash(id) & (s->cap - 1);
+	while (s->used[j]) {
+		if (dd_id_eq(&s->slots[j], id))
+			return true;
+		j = (j + 1) & (s->cap - 1);
+	}
+	return false;
+}
+
+size_t idset_count(const struct idset *s)
+{
+	return s->n;
+}
+
+void idset_clear(struct idset *s)
+{
+	if (s->cap)
+		memset(s->used, 0, s->cap);
+	s->n = 0;
+}

@@ -1,0 +1,280 @@
+/*
+ * prune.c - see prune.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "prune.h"
+
+struct prune_collect {
+	struct prune_plan *p;
+	const char *only;
+};
+
+/* The group key of a manifest: client, host, sorted paths. */
+static int prune_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static char *prune_group(const char *client, json_t *m)
+{
+	json_t *paths = json_object_get(m, "paths"), *x;
+	const char *host = json_string_value(json_object_get(m, "host"));
+	const char **v;
+	struct dd_buf b;
+	size_t n = json_array_size(paths), i;
+	uint8_t *out;
+	int rc;
+
+	v = calloc(n + 1, sizeof(*v));
+	if (!v)
+		return NULL;
+	json_array_foreach(paths, i, x)
+		v[i] = json_is_string(x) ? json_string_value(x) : "";
+	if (n)
+		qsort(v, n, sizeof(*v), prune_str_cmp);
+	dd_buf_init(&b, 0);
+	rc = dd_buf_append(&b, client, strlen(client));
+	if (rc == 0)
+		rc = dd_buf_append(&b, "\n", 1);
+	if (rc == 0 && host)
+		rc = dd_buf_append(&b, host, strlen(host));
+	for (i = 0; rc == 0 && i < n; i++) {
+		rc = dd_buf_append(&b, "\n", 1);
+		if (rc == 0)
+			rc = dd_buf_append(&b, v[i], strlen(v[i]));
+	}
+	if (rc == 0)
+		rc = dd_buf_append(&b, "", 1);
+	free(v);
+	if (rc < 0) {
+		dd_buf_release(&b);
+		return NULL;
+	}
+	out = dd_buf_detach(&b, &n);
+	return (char *)out;
+}
+
+static int prune_collect_cb(void *payload, const struct snapshots_item *it)
+{
+	struct prune_collect *pc = payload;
+	struct prune_plan *p = pc->p;
+	struct prune_decision *v, *d;
+	json_t *m;
+
+	if (pc->only && strcmp(pc->only, it->client) != 0)
+		return 0;
+	v = realloc(p->v, (p->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	p->v = v;
+	d = &v[p->n];
+	memset(d, 0, sizeof(*d));
+	snprintf(d->id, sizeof(d->id), "%s", it->id);
+	snprintf(d->client, sizeof(d->client), "%s", it->client);
+	d->time = it->unix_time;
+	d->written_ns = it->written_ns;
+	d->keep = true;
+	m = json_loadb(it->json, it->json_len, 0, NULL);
+	d->group = prune_group(it->client, m);
+	json_decref(m);
+	if (!d->group)
+		return -ENOMEM;
+	p->n++;
+	return 0;
+}
+
+/* Group, then newest first. */
+static int prune_cmp(const void *a, const void *b)
+{
+	const struct prune_decision *x = a, *y = b;
+	int c = strcmp(x->group, y->group);
+
+	if (c)
+		return c;
+	if (x->time != y->time)
+		return x->time > y->time ? -1 : 1;
+	if (x->written_ns != y->written_ns)
+		return x->written_ns > y->written_ns ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+static int prune_collect(struct prune_plan *out, struct snapshots *s,
+			 const char *only)
+{
+	struct prune_collect pc = { out, only };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = snapshots_foreach(s, prune_collect_cb, &pc);
+	if (rc < 0) {
+		prune_plan_release(out);
+		return rc;
+	}
+	if (out->n)
+		qsort(out->v, out->n, sizeof(out->v[0]), prune_cmp);
+	return 0;
+}
+
+static void prune_count(struct prune_plan *p)
+{
+	size_t i;
+
+	p->keep = p->remove = 0;
+	for (i = 0; i < p->n; i++) {
+		if (p->v[i].keep)
+			p->keep++;
+		else
+			p->remove++;
+	}
+}
+
+int prune_plan_make(struct prune_plan *out, struct snapshots *s,
+		    const struct config *cfg,
+		    const struct retention_policy *policy,
+		    const char *only_client)
+{
+	struct retention_item *items = NULL;
+	struct retention_policy pol;
+	size_t i, j, k;
+	int rc;
+
+	rc = prune_collect(out, s, only_client);
+	if (rc < 0)
+		return rc;
+	if (out->n && !(items = calloc(out->n, sizeof(*items)))) {
+		prune_plan_release(out);
+		return -ENOMEM;
+	}
+	for (i = 0; i < out->n; i = j) {
+		for (j = i; j < out->n &&
+		     strcmp(out->v[j].group, out->v[i].group) == 0; j++)
+			items[j - i].time = out->v[j].time;
+		if (policy)
+			pol = *policy;
+		else
+			config_client_policy(cfg, out->v[i].client, &pol);
+		retention_apply(&pol, items, j - i);
+		for (k = i; k < j; k++) {
+			out->v[k].keep = items[k - i].keep;
+			snprintf(out->v[k].why, sizeof(out->v[k].why), "%s",
+				 items[k - i].why);
+			retention_format(out->v[k].policy,
+					 sizeof(out->v[k].policy), &pol);
+		}
+	}
+	free(items);
+	prune_count(out);
+	return 0;
+}
+
+int prune_plan_ids(struct prune_plan *out, struct snapshots *s,
+		   const char *const *ids, size_t n)
+{
+	size_t i, k;
+	int rc;
+
+	rc = prune_collect(out, s, NULL);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < out->n; i++)
+		snprintf(out->v[i].why, sizeof(out->v[i].why), "not named");
+	for (k = 0; k < n; k++) {
+		for (i = 0; i < out->n; i++)
+			if (strcmp(out->v[i].id, ids[k]) == 0)
+				break;
+		if (i == out->n) {
+			char clean[80];
+
+			log_sanitize(clean, sizeof(clean), ids[k], (size_t)-1);
+			prune_plan_release(out);
+			return dd_error_set(-ENOENT, "unknown snapshot %s",
+					    clean);
+		}
+		out->v[i].keep = false;
+		snprintf(out->v[i].why, sizeof(out->v[i].why), "named");
+	}
+	prune_count(out);
+	return 0;
+}
+
+void prune_plan_release(struct prune_plan *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		free(p->v[i].group);
+	free(p->v);
+	memset(p, 0, sizeof(*p));
+}
+
+int prune_apply(struct prune_plan *p, struct snapshots *s)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < p->n; i++) {
+		if (p->v[i].keep)
+			continue;
+		dd_error_clear();
+		rc = snapshots_remove(s, p->v[i].id);
+		if (rc == -ENOENT)
+			continue;      /* removed meanwhile */
+		if (rc < 0)
+			return rc;
+		p->removed++;
+	}
+	return 0;
+}
+
+json_t *prune_plan_json(const struct prune_plan *p, bool dry_run)
+{
+	json_t *arr = json_array(), *o;
+	char t[32];
+	size_t i;
+
+	for (i = 0; arr && i < p->n; i++) {
+		const struct prune_decision *d = &p->v[i];
+
+		dd_format_time(t, d->time);
+		o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:s}",
+			      "id", d->id, "client", d->client, "time", t,
+			      "unix_time", (json_int_t)d->time,
+			      "action", d->keep ? "keep" : "remove",
+			      "reason", d->why, "policy", d->policy);
+		if (!o || json_array_append_new(arr, o) < 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	if (!arr)
+		return NULL;
+	return json_pack("{s:b, s:I, s:I, s:I, s:o}", "dry_run", dry_run,
+			 "kept", (json_int_t)p->keep,
+			 "removed", (json_int_t)(dry_run ? p->remove :
+						 p->removed),
+			 "to_remove", (json_int_t)p->remove,
+			 "snapshots", arr);
+}
+
+void prune_plan_print(FILE *f, const struct prune_plan *p, bool dry_run)
+{
+	char t[32];
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		const struct prune_decision *d = &p->v[i];
+
+		if (i == 0 || strcmp(d->group, p->v[i - 1].group) != 0)
+			fprintf(f, "client %s (policy: %s):\n", d->client,
+				d->policy[0] ? d->policy : "-");
+		dd_format_time(t, d->time);
+		fprintf(f, "  %-6s %s  %s  (%s)\n", d->keep ? "keep" : "remove",
+			d->id, t, d->why[0] ? d->why : "no rule keeps it");
+	}
+	fprintf(f, "%zu snapshot(s) kept, %zu %sremoved\n", p->keep,
+		dry_run ? p->remove : p->removed, dry_run ? "would be " : "");
+}

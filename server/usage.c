@@ -1,0 +1,420 @@
+/*
+ * usage.c - see usage.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <zstd.h>
+
+#include "catalog.h"
+#include "log.h"
+#include "usage.h"
+
+#define USAGE_SHARED (-1)
+
+/* One distinct chunk; owner is a client index or USAGE_SHARED. An empty
+ * slot has len 0 (no chunk is empty). */
+struct usage_slot {
+	struct dd_id id;
+	uint32_t len;
+	int32_t owner;
+};
+
+struct usage {
+	pthread_mutex_t lock;
+	struct usage_slot *map;
+	size_t cap, used;           /* cap is a power of two */
+	struct usage_client *clients;
+	size_t nclients;
+	char (*done)[DD_ID_HEX_LEN + 1];   /* snapshots already counted,
+					    * sorted */
+	size_t ndone;
+};
+
+/* A snapshot to read: its client and catalog ids. */
+struct usage_todo {
+	char id[DD_ID_HEX_LEN + 1];
+	char client[DD_CLIENT_NAME_MAX + 1];
+	struct dd_id *catalog;
+	size_t ncatalog;
+};
+
+int usage_new(struct usage **out)
+{
+	struct usage *u = calloc(1, sizeof(*u));
+
+	*out = NULL;
+	if (!u)
+		return -ENOMEM;
+	pthread_mutex_init(&u->lock, NULL);
+	*out = u;
+	return 0;
+}
+
+static void usage_reset(struct usage *u)
+{
+	free(u->map);
+	free(u->clients);
+	free(u->done);
+	u->map = NULL;
+	u->clients = NULL;
+	u->done = NULL;
+	u->cap = u->used = u->nclients = u->ndone = 0;
+}
+
+void usage_free(struct usage *u)
+{
+	if (!u)
+		return;
+	usage_reset(u);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+/* ---- the chunk map ---- */
+
+static size_t usage_hash(const struct dd_id *id)
+{
+	uint64_t h;
+
+	/* Ids are SHA-256 digests: any 8 bytes are uniform. */
+	memcpy(&h, id->b, sizeof(h));
+	return (size_t)h;
+}
+
+static int usage_grow(struct usage *u)
+{
+	size_t ncap = u->cap ? u->cap * 2 : 4096, i;
+	struct usage_slot *nmap = calloc(ncap, sizeof(*nmap));
+
+	if (!nmap)
+		return -ENOMEM;
+	for (i = 0; i < u->cap; i++) {
+		const struct usage_slot *e = &u->map[i];
+		size_t j;
+
+		if (!e->len)
+			continue;
+		j = usage_hash(&e->id) & (ncap - 1);
+		while (nmap[j].len)
+			j = (j + 1) & (ncap - 1);
+		nmap[j] = *e;
+	}
+	free(u->map);
+	u->map = nmap;
+	u->cap = ncap;
+	return 0;
+}
+
+/* Counts one reference of `owner` to a chunk of `len` bytes. */
+static int usage_add(struct usage *u, const struct dd_id *id, uint32_t len,
+		     int32_t owner)
+{
+	struct usage_slot *e;
+	size_t j;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	if ((u->used + 1) * 2 > u->cap && (rc = usage_grow(u)) < 0)
+		return rc;
+	j = usage_hash(id) & (u->cap - 1);
+	for (;;) {
+		e = &u->map[j];
+		if (!e->len) {
+			e->id = *id;
+			e->len = len;
+			e->owner = owner;
+			u->used++;
+			u->clients[owner].bytes_unique += len;
+			u->clients[owner].chunks_unique++;
+			return 0;
+		}
+		if (dd_id_eq(&e->id, id))
+			break;
+		j = (j + 1) & (u->cap - 1);
+	}
+	if (e->owner != USAGE_SHARED && e->owner != owner) {
+		u->clients[e->owner].bytes_unique -= e->len;
+		u->clients[e->owner].chunks_unique--;
+		e->owner = USAGE_SHARED;
+	}
+	return 0;
+}
+
+static int usage_client_index(struct usage *u, const char *name,
+			      int32_t *out)
+{
+	struct usage_client *v;
+	size_t i;
+
+	for (i = 0; i < u->nclients; i++) {
+		if (strcmp(u->clients[i].name, name) == 0) {
+			*out = (int32_t)i;
+			return 0;
+		}
+	}
+	v = realloc(u->clients, (u->nclients + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	u->clients = v;
+	memset(&v[u->nclients], 0, sizeof(v[0]));
+	snprintf(v[u->nclients].name, sizeof(v[0].name), "%s", name);
+	*out = (int32_t)u->nclients++;
+	return 0;
+}
+
+/* ---- reading one catalog ---- */
+
+struct usage_source {
+	struct store *st;
+	const struct dd_id *ids;
+	size_t n, next, pos;
+	struct dd_buf plain, scratch;
+	ZSTD_DCtx *dctx;
+};
+
+static ssize_t usage_source_read(void *payload, void *buf, size_t len)
+{
+	struct usage_source *src = payload;
+	size_t n;
+	int rc;
+
+	while (src->pos == src->plain.len) {
+		if (src->next == src->n)
+			return 0;
+		rc = store_read_plain(src->st, &src->ids[src->next],
+				      &src->plain, &src->scratch, src->dctx);
+		if (rc < 0)
+			return rc;
+		src->next++;
+		src->pos = 0;
+	}
+	n = src->plain.len - src->pos;
+	if (n > len)
+		n = len;
+	memcpy(buf, src->plain.data + src->pos, n);
+	src->pos += n;
+	return (ssize_t)n;
+}
+
+static int usage_read_catalog(struct usage *u, struct store *st,
+			      const struct usage_todo *t, int32_t owner)
+{
+	struct usage_source src;
+	struct dd_catalog_reader *r = NULL;
+	struct dd_chunk_loc loc;
+	struct dd_entry e;
+	uint64_t i;
+	int rc = 0;
+
+	memset(&src, 0, sizeof(src));
+	src.st = st;
+	src.ids = t->catalog;
+	src.n = t->ncatalog;
+	dd_buf_init(&src.plain, 0);
+	dd_buf_init(&src.scratch, 0);
+	for (i = 0; i < t->ncatalog; i++) {
+		rc = store_lookup(st, &t->catalog[i], &loc);
+		if (rc == 0)
+			rc = usage_add(u, &t->catalog[i], loc.plain_len, owner);
+		if (rc < 0)
+			goto cleanup;
+	}
+	src.dctx = ZSTD_createDCtx();
+	if (!src.dctx) {
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	rc = dd_catalog_reader_new(&r, usage_source_read, &src);
+	while (rc == 0) {
+		rc = dd_catalog_next(r, &e);
+		if (rc <= 0)
+			break;
+		rc = 0;
+		for (i = 0; rc == 0 && i < e.nchunks; i++)
+			rc = usage_add(u, &e.chunks[i].id, e.chunks[i].plain_len,
+				       owner);
+	}
+cleanup:
+	dd_catalog_reader_free(r);
+	ZSTD_freeDCtx(src.dctx);
+	dd_buf_release(&src.plain);
+	dd_buf_release(&src.scratch);
+	return rc;
+}
+
+/* ---- finding what changed ---- */
+
+static int usage_cmp_done(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static bool usage_is_done(const struct usage *u, const char *id)
+{
+	return u->ndone && bsearch(id, u->done, u->ndone, sizeof(u->done[0]),
+				   usage_cmp_done) != NULL;
+}
+
+struct usage_scan {
+	struct usage *u;
+	bool all;                   /* collect every snapshot */
+	size_t seen_done;           /* snapshots already counted that exist */
+	struct usage_todo *todo;
+	size_t ntodo, alloc;
+	int err;
+};
+
+static int usage_parse_catalog(struct usage_todo *t, const char *json,
+			       size_t len)
+{
+	json_t *m, *cat, *v;
+	size_t i;
+	int rc = 0;
+
+	m = json_loadb(json, len, 0, NULL);
+	cat = m ? json_object_get(m, "catalog") : NULL;
+	if (!json_is_array(cat)) {
+		json_decref(m);
+		return -EBADMSG;
+	}
+	t->ncatalog = json_array_size(cat);
+	t->catalog = calloc(t->ncatalog ? t->ncatalog : 1,
+			    sizeof(*t->catalog));
+	if (!t->catalog)
+		rc = -ENOMEM;
+	json_array_foreach(cat, i, v) {
+		if (rc < 0)
+			break;
+		if (!json_is_string(v) ||
+		    dd_id_from_hex(&t->catalog[i], json_string_value(v)) < 0)
+			rc = -EBADMSG;
+	}
+	json_decref(m);
+	return rc;
+}
+
+static int usage_scan_cb(void *payload, const struct snapshots_item *it)
+{
+	struct usage_scan *sc = payload;
+	struct usage_todo *t;
+
+	if (usage_is_done(sc->u, it->id)) {
+		sc->seen_done++;
+		if (!sc->all)
+			return 0;
+	}
+	if (sc->ntodo == sc->alloc) {
+		size_t na = sc->alloc ? sc->alloc * 2 : 64;
+		struct usage_todo *v = realloc(sc->todo, na * sizeof(*v));
+
+		if (!v)
+			return sc->err = -ENOMEM;
+		sc->todo = v;
+		sc->alloc = na;
+	}
+	t = &sc->todo[sc->ntodo];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->id, sizeof(t->id), "%s", it->id);
+	snprintf(t->client, sizeof(t->client), "%s", it->client);
+	sc->ntodo++;
+	if (usage_parse_catalog(t, it->json, it->json_len) == -ENOMEM)
+		return sc->err = -ENOMEM;
+	return 0;
+}
+
+static void usage_scan_release(struct usage_scan *sc)
+{
+	size_t i;
+
+	for (i = 0; i < sc->ntodo; i++)
+		free(sc->todo[i].catalog);
+	free(sc->todo);
+	sc->todo = NULL;
+	sc->ntodo = sc->alloc = 0;
+}
+
+static int usage_update(struct usage *u, struct snapshots *snaps,
+			struct store *st)
+{
+	struct usage_scan sc;
+	size_t i;
+	int rc;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.u = u;
+	rc = snapshots_foreach(snaps, usage_scan_cb, &sc);
+	if (rc == 0 && sc.seen_done != u->ndone) {
+		/* A snapshot went away: count everything again. */
+		usage_scan_release(&sc);
+		usage_reset(u);
+		memset(&sc, 0, sizeof(sc));
+		sc.u = u;
+		sc.all = true;
+		rc = snapshots_foreach(snaps, usage_scan_cb, &sc);
+	}
+	if (rc < 0)
+		goto cleanup;
+	if (sc.ntodo) {
+		void *nd = realloc(u->done, (u->ndone + sc.ntodo) *
+				   sizeof(u->done[0]));
+
+		if (!nd) {
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+		u->done = nd;
+	}
+	for (i = 0; i < sc.ntodo; i++) {
+		struct usage_todo *t = &sc.todo[i];
+		int32_t owner;
+
+		rc = usage_client_index(u, t->client, &owner);
+		if (rc < 0)
+			goto cleanup;
+		dd_error_clear();
+		rc = t->catalog ? usage_read_catalog(u, st, t, owner) : -EBADMSG;
+		if (rc == -ENOMEM)
+			goto cleanup;
+		if (rc < 0)
+			log_warning("usage: cannot read the catalog of snapshot "
+				    "%s: %s; its chunks are not counted", t->id,
+				    log_reason(rc));
+		memcpy(u->done[u->ndone++], t->id, DD_ID_HEX_LEN + 1);
+	}
+	if (u->ndone)       /* qsort(NULL, 0, ...) is undefined */
+		qsort(u->done, u->ndone, sizeof(u->done[0]), usage_cmp_done);
+	rc = 0;
+cleanup:
+	if (rc < 0)
+		usage_reset(u);   /* a half-counted map would mislead */
+	usage_scan_release(&sc);
+	return rc;
+}
+
+int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
+	      struct usage_client **out, size_t *n)
+{
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&u->lock);
+	rc = usage_update(u, snaps, st);
+	if (rc == 0 && u->nclients) {
+		*out = malloc(u->nclients * sizeof(**out));
+		if (*out) {
+			memcpy(*out, u->clients, u->nclients * sizeof(**out));
+			*n = u->nclients;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&u->lock);
+	return rc;
+}

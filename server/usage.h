@@ -1,0 +1,43 @@
+/*
+ * usage.h - which client's snapshots reference which chunks, to answer
+ * "how many bytes does only this client reference" (what deleting all of
+ * its snapshots would free, before compression).
+ *
+ * The answer needs every snapshot's catalog: usage reads them from the
+ * store once and keeps a map chunk -> (plain length, owning client or
+ * "shared"). Later calls only read the catalogs of snapshots created
+ * since; when a snapshot disappeared the map is rebuilt. Catalog chunks
+ * count as referenced by their snapshot's client.
+ *
+ * Thread-safe: one computation at a time, others wait for it.
+ */
+#ifndef SRV_USAGE_H
+#define SRV_USAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "proto.h"
+#include "snapshots.h"
+#include "store.h"
+
+struct usage_client {
+	char name[DD_CLIENT_NAME_MAX + 1];
+	uint64_t bytes_unique;      /* plain bytes only this client references */
+	uint64_t chunks_unique;
+};
+
+struct usage;
+
+int usage_new(struct usage **out);
+void usage_free(struct usage *u);
+
+/*
+ * Brings the map up to date and returns one entry per client that has
+ * snapshots (*out malloc'ed, caller frees). A catalog that cannot be read
+ * is logged and left out (its chunks then count for nobody); only
+ * out-of-memory fails the call.
+ */
+int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
+	      struct usage_client **out, size_t *n);
+
+#endif

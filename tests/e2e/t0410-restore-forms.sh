@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Restore forms: --include selects single files, subtrees (a directory's
+# pattern takes everything beneath it) and patterns, fetching only what it
+# restores; `ls` lists all entries or those under a PATH, as text (one
+# escaped line each) or JSON; `verify` fetches and re-hashes everything,
+# writes nothing, and names each damaged file; restoring over an existing
+# target never follows a symlink placed there.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/t04lib.sh"
+
+SRC=$T/src
+mkdir -p "$SRC/docs/old" "$SRC/code" "$SRC/empty"
+echo "readme" > "$SRC/docs/README"
+echo "old one" > "$SRC/docs/old/one.txt"
+echo "old two" > "$SRC/docs/old/two.md"
+prand code 3000000 > "$SRC/code/big.bin"
+echo "main" > "$SRC/code/main.c"
+echo "nl" > "$SRC/code/new"$'\n'"line.c"
+printf 'x' > "$SRC/code/bad-"$'\xff'
+ln -s ../docs "$SRC/code/docs-link"
+P=${SRC#/}
+
+repo_init "$T/repo"
+A=$(token_add "$T/repo" alice)
+server_start "$T/repo" || exit 1
+ID=$(agent "$A" backup "$SRC" 2>/dev/null)
+
+# --include
+agent "$A" restore "$ID" --target "$T/one" --include "$P/docs/README" 2>/dev/null
+check_eq "a single file" "$T/one/$P/docs/README" "$(find "$T/one" -type f)"
+check "with its content" cmp -s "$SRC/docs/README" "$T/one/$P/docs/README"
+agent "$A" restore "$ID" --target "$T/sub" --include "/$P/docs" 2>/dev/null
+check_eq "a subtree (leading '/' accepted)" "3" "$(find "$T/sub/$P/docs" -type f | wc -l)"
+check "nothing outside it" test ! -e "$T/sub/$P/code"
+check_eq "the subtree keeps its directory's mtime" "$(stat -c %Y "$SRC/docs/old")" "$(stat -c %Y "$T/sub/$P/docs/old")"
+agent "$A" restore "$ID" --target "$T/pat" --include "$P/docs/*/*.md" --include "$P/code/main.c" 2>/dev/null
+check_eq "patterns, several" "$(printf '%s\n' "$T/pat/$P/code/main.c" "$T/pat/$P/docs/old/two.md")" "$(find "$T/pat" -type f | sort)"
+agent "$A" restore "$ID" --target "$T/none" --include "$P/nothing" 2>/dev/null
+check "a pattern matching nothing restores nothing" test -z "$(find "$T/none" -type f)"
+
+# ls
+agent "$A" ls "$ID" > "$T/ls.txt"
+check_eq "ls lists every entry, one line each" "$(find "$SRC" -printf x | wc -c)" "$(wc -l < "$T/ls.txt")"
+check "a name with a newline is escaped" grep -qF 'new\nline.c' "$T/ls.txt"
+check "bytes that are not UTF-8 are escaped" grep -qF 'bad-\xff' "$T/ls.txt"
+check "a symlink shows its target" grep -qF "code/docs-link -> ../docs" "$T/ls.txt"
+check "a file shows its mode and size" grep -qE '^-rw-r--r-- .* 3000000 .*code/big.bin$' "$T/ls.txt"
+agent "$A" ls "$ID" "$P/docs" > "$T/ls-docs.txt"
+check_eq "ls PATH lists the subtree" 5 "$(wc -l < "$T/ls-docs.txt")"
+agent "$A" ls --json "$ID" "/$P/code" > "$T/ls.json"
+check "ls --json is JSON" python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+by = {e.get("path") or bytes.fromhex(e["path_hex"]).decode("latin-1"): e for e in v}
+p = sys.argv[2]
+assert len(v) == 6, len(v)
+assert by[p + "/code/big.bin"]["size"] == 3000000 and by[p + "/code/big.bin"]["type"] == "file"
+assert by[p + "/code/docs-link"]["link"] == "../docs"
+assert by[p + "/code/new\nline.c"]["mode"] == 0o644
+assert (p + "/code/bad-\xff") in by
+assert by[p + "/code"]["type"] == "dir" and by[p + "/code"]["user"] == "root" or True
+' "$T/ls.json" "$P"
+check_eq "ls of an unknown snapshot fails" 1 "$(agent "$A" ls deadbeefdead >/dev/null 2>&1; echo $?)"
+
+# Restoring over a target that holds a symlink to the outside: it is
+# replaced or refused, never followed.
+mkdir -p "$T/outside" "$T/over/$P"
+echo canary > "$T/outside/canary"
+ln -s "$T/outside" "$T/over/$P/docs"
+ln -s "$T/outside/README" "$T/over/$P/code"
+agent "$A" restore "$ID" --target "$T/over" --include "$P/docs" --include "$P/code/main.c" 2>"$T/over.err"
+check_eq "the canary is untouched" "canary" "$(cat "$T/outside/canary")"
+check_eq "nothing was written outside" "canary" "$(ls "$T/outside")"
+check "the symlinked directory was replaced by the real one" test -d "$T/over/$P/docs" -a ! -L "$T/over/$P/docs"
+check "with its files" cmp -s "$SRC/docs/old/one.txt" "$T/over/$P/docs/old/one.txt"
+check "a symlink in place of a parent that is not in the restore is refused" grep -q "refusing entry '$P/code/main.c'" "$T/over.err"
+check "and still a symlink" test -L "$T/over/$P/code"
+
+# verify: clean, then with one damaged chunk
+out=$(agent "$A" verify "$ID" 2>&1)
+check_eq "verify of a sound snapshot exits 0" 0 $?
+check "and says how many files" grep -q "verified 7 files" <<<"$out"
+check "verify wrote nothing" test ! -e "$T/verify-target"
+server_stop TERM
+# the chunk of docs/README (one small file, one chunk)
+rid=$(sha256sum "$SRC/docs/README" | cut -c1-64)
+"$SERVER" debug list-records --repo "$T/repo" > "$T/records"
+read -r _ pack off _ stored < <(grep "^$rid " "$T/records")
+python3 - "$T/repo/packs/$pack.pack" "$off" "$stored" <<'PY'
+import sys
+path, off, stored = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "r+b") as f:
+    f.seek(off + 48 + stored - 1)
+    b = f.read(1)
+    f.seek(off + 48 + stored - 1)
+    f.write(bytes([b[0] ^ 0x55]))
+PY
+server_start "$T/repo" || exit 1
+out=$(agent "$A" verify "$ID" 2>"$T/verify.err")
+rc=$?
+check_eq "verify of a damaged snapshot fails" 1 "$rc"
+check_eq "and names exactly the damaged file" "damaged: /$P/docs/README" "$(cut -d: -f1-2 <<<"$out")"
+check "the error says how many" grep -q "1 files of the snapshot are damaged" "$T/verify.err"
+
+finish

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A hostile client: snapshots built by hand (tests/e2e/t04lib.sh's catalog
+# writer below) and posted through the API like any client's. The server
+# refuses catalogs that break the format's rules (400: "../", absolute
+# paths, NUL bytes, a hard link to an absolute or later path). Catalogs that
+# are valid but hostile in combination (a symlink to the outside, then
+# entries beneath it; a hard link whose source lies beyond a symlink; a
+# symlink later replaced by a file or directory of the same path) restore
+# as root without writing anything outside the target: canary files around
+# it are unchanged, and every refused entry is reported by name.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/t04lib.sh"
+
+repo_init "$T/repo"
+A=$(token_add "$T/repo" mallory)
+server_start "$T/repo" || exit 1
+
+OUT=$T/around/outside
+mkdir -p "$OUT/dir" "$T/around/target/pre-existing"
+echo canary > "$OUT/canary"
+echo canary2 > "$OUT/dir/canary2"
+echo sibling > "$T/around/sibling"
+ln -s "$OUT" "$T/around/target/planted"
+snapshot_of_around() {
+	(cd "$T/around" && find . -path ./target -prune -o -printf '%p %y %m %s %T@\n' | sort
+	 cat outside/canary outside/dir/canary2 sibling)
+}
+snapshot_of_around > "$T/around.before"
+
+# hostile NAME ENTRIES...: uploads the chunks and catalog of ENTRIES (see
+# mk.py) and asks for a snapshot; prints the HTTP status, then the body.
+cat > "$T/mk.py" <<'PY'
+# mk.py OUTDIR SPEC: writes OUTDIR/bundle.bin (every chunk, raw) and
+# OUTDIR/snap.json for a catalog of version 2 built from SPEC, a Python
+# list of (type, path, link, data) with bytes; no rule is checked here.
+import hashlib, json, os, struct, sys, time
+out, spec = sys.argv[1], eval(sys.argv[2])
+T = {"file": 1, "dir": 2, "symlink": 3, "hardlink": 4, "fifo": 5}
+cat = bytearray(b"DDCT" + struct.pack("<I", 2))
+chunks = {}
+for typ, path, link, data in spec:
+    refs = b""
+    n = 0
+    if data:
+        cid = hashlib.sha256(data).digest()
+        chunks[cid] = data
+        refs = cid + struct.pack("<I", len(data))
+        n = 1
+    mode = {1: 0o644, 2: 0o755, 3: 0o777, 4: 0o644, 5: 0o644}[T[typ]]
+    cat += struct.pack("<BBHIIIqIqIQQQIIIQ", T[typ], 0, 0, mode, 0, 0,
+                       int(time.time()), 0, int(time.time()), 0, 1, 1,
+                       len(data), len(path), len(link), 0, n)
+    cat += path + link + refs
+cid = hashlib.sha256(bytes(cat)).digest()
+chunks[cid] = bytes(cat)
+b = bytearray(b"DDBN" + struct.pack("<II", 1, len(chunks)))
+for k, v in chunks.items():
+    b += k + struct.pack("<III", 0, len(v), len(v)) + v
+open(os.path.join(out, "bundle.bin"), "wb").write(b)
+json.dump({"host": "mallory", "paths": ["/evil"], "catalog": [cid.hex()],
+           "time_start": int(time.time())}, open(os.path.join(out, "snap.json"), "w"))
+PY
+hostile() {
+	local dir=$T/h.$1
+	mkdir -p "$dir"
+	python3 "$T/mk.py" "$dir" "$2" || return 1
+	api_status "$A" POST /api/v1/chunks --data-binary @"$dir/bundle.bin" -H 'Content-Type: application/octet-stream' > "$dir/chunks.status"
+	api "$A" POST /api/v1/snapshots --data-binary @"$dir/snap.json" -H 'Content-Type: application/json' > "$dir/snap.out"
+	tail -n1 "$dir/snap.out"
+}
+
+# Refused by the server's catalog check.
+check_eq "sanity: a harmless catalog is accepted" 201 "$(hostile ok "[('dir', b'evil', b'', b''), ('file', b'evil/f', b'', b'hi')]")"
+check_eq "a path with ../ is refused" 400 "$(hostile dotdot "[('file', b'evil/../../x', b'', b'x')]")"
+check_eq "an absolute path is refused" 400 "$(hostile abs "[('file', b'/etc/evil', b'', b'x')]")"
+check_eq "a NUL byte in a path is refused" 400 "$(hostile nul "[('file', b'evil\\x00/x', b'', b'x')]")"
+check_eq "a hard link to an absolute path is refused" 400 "$(hostile hlabs "[('hardlink', b'evil/h', b'/etc/passwd', b'')]")"
+check_eq "a hard link with ../ is refused" 400 "$(hostile hldot "[('hardlink', b'evil/h', b'evil/../../x', b'')]")"
+check_eq "a hard link to a later path is refused" 400 "$(hostile hllater "[('hardlink', b'evil/a', b'evil/b', b'')]")"
+check_eq "a NUL byte in a symlink target is refused" 400 "$(hostile lnul "[('symlink', b'evil/s', b'/tmp\\x00x', b'')]")"
+check "the server says why" grep -q "invalid catalog" "$T/h.dotdot/snap.out"
+check_eq "the chunks themselves were accepted" 200 "$(cat "$T/h.dotdot/chunks.status")"
+
+# Valid, hostile in combination.
+spec="[
+ ('dir', b'evil', b'', b''),
+ ('symlink', b'evil/esc', b'$OUT', b''),
+ ('file', b'evil/esc/pwned', b'', b'PWNED'),
+ ('dir', b'evil/esc/dir2', b'', b''),
+ ('symlink', b'evil/up', b'../../..', b''),
+ ('file', b'evil/up/pwned2', b'', b'PWNED'),
+ ('hardlink', b'evil/hl', b'evil/esc/canary', b''),
+ ('hardlink', b'evil/zz-hl2', b'evil/up/around/sibling', b''),
+ ('symlink', b'evil/s2', b'$OUT/canary', b''),
+ ('file', b'evil/s2', b'', b'OVERWRITTEN'),
+ ('symlink', b'evil/s3', b'$OUT/dir', b''),
+ ('dir', b'evil/s3', b'', b''),
+ ('file', b'evil/s3/canary2', b'', b'INSIDE'),
+ ('symlink', b'evil/s4', b'$OUT/canary', b''),
+ ('hardlink', b'evil/s5', b'evil/s4', b''),
+ ('file', b'planted/canary', b'', b'PWNED'),
+ ('dir', b'pre-existing', b'', b''),
+]"
+check_eq "a valid but hostile catalog is accepted" 201 "$(hostile combo "$spec")"
+ID=$(json_get "$(head -n1 "$T/h.combo/snap.out")" id)
+agent "$A" restore "$ID" --target "$T/around/target" 2>"$T/restore.err"
+rc=$?
+cat "$T/restore.err"
+check_eq "the restore reports failure" 1 "$rc"
+snapshot_of_around > "$T/around.after"
+check "nothing outside the target changed" cmp -s "$T/around.before" "$T/around.after"
+cmp -s "$T/around.before" "$T/around.after" || diff "$T/around.before" "$T/around.after"
+check "no file named pwned anywhere" test -z "$(find "$T" -name 'pwned*')"
+for p in evil/esc/pwned evil/esc/dir2 evil/up/pwned2 evil/hl evil/zz-hl2 planted/canary; do
+	check "refused and reported: $p" grep -q "refusing entry '$p'" "$T/restore.err"
+done
+check_eq "exactly those" 6 "$(grep -c "refusing entry" "$T/restore.err")"
+check_eq "a symlink replaced by a file: the file, inside" "OVERWRITTEN" "$(cat "$T/around/target/evil/s2")"
+check "a symlink replaced by a directory: a real directory" test -d "$T/around/target/evil/s3" -a ! -L "$T/around/target/evil/s3"
+check_eq "with its file inside the target" "INSIDE" "$(cat "$T/around/target/evil/s3/canary2")"
+check "a hard link to a symlink links the symlink itself" test -L "$T/around/target/evil/s5"
+check "the planted symlink is still a symlink" test -L "$T/around/target/planted"
+finish

@@ -1,0 +1,336 @@
+// dedup status page. Reads the REST API (docs/API.md) with the token kept
+// in sessionStorage; nothing is shown without a token the server accepts.
+// No external resources: the chart is drawn as SVG here.
+"use strict";
+
+const TOKEN_KEY = "dedup-token";
+const REFRESH_MS = 15000;
+const SVG_NS = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+
+// ---- formatting ----
+
+function bytes(n) {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+  let i = 0;
+  n = Number(n) || 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + u[i];
+}
+
+function ratio(x) {
+  return (Number(x) || 0).toFixed(2) + "x";
+}
+
+function age(seconds) {
+  const s = Math.max(0, Number(seconds) || 0);
+  if (s < 90) return Math.round(s) + " s ago";
+  if (s < 90 * 60) return Math.round(s / 60) + " min ago";
+  if (s < 36 * 3600) return Math.round(s / 3600) + " h ago";
+  return Math.round(s / 86400) + " d ago";
+}
+
+function duration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+function shortTime(iso) {
+  return iso ? String(iso).replace("T", " ").replace("Z", " UTC") : "-";
+}
+
+// ---- the token ----
+
+// A token may come in the URL fragment (#token=dd_...), which is never sent
+// to the server: it is moved to sessionStorage and taken off the address.
+function takeTokenFromFragment() {
+  const m = /^#token=(dd_[0-9a-f]{64})$/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, m[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(path) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+  let body = null;
+  try { body = await r.json(); } catch (e) { body = null; }
+  if (!r.ok) {
+    const msg = body && body.error ? body.error : "HTTP " + r.status;
+    throw new HttpError(r.status, msg);
+  }
+  return body;
+}
+
+// ---- small DOM helpers ----
+
+function cell(row, text, cls, value) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  if (value !== undefined && value !== null) td.dataset.value = String(value);
+  row.appendChild(td);
+  return td;
+}
+
+function emptyRow(body, columns, text) {
+  const tr = document.createElement("tr");
+  const td = cell(tr, text, "empty");
+  td.colSpan = columns;
+  body.appendChild(tr);
+}
+
+function setCard(id, text, value) {
+  const el = $(id);
+  el.textContent = text;
+  el.dataset.value = String(value);
+}
+
+function svg(parent, name, attrs, text) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  parent.appendChild(el);
+  return el;
+}
+
+// ---- sections ----
+
+function showStats(st) {
+  setCard("s-logical", bytes(st.bytes_logical), st.bytes_logical);
+  setCard("s-unique", bytes(st.bytes_unique), st.bytes_unique);
+  setCard("s-stored", bytes(st.bytes_stored), st.bytes_stored);
+  setCard("s-dedup", ratio(st.dedup_ratio), st.dedup_ratio);
+  setCard("s-comp", ratio(st.compression_ratio), st.compression_ratio);
+  setCard("s-chunks", String(st.chunks), st.chunks);
+  setCard("s-snapshots", String(st.snapshots), st.snapshots);
+  setCard("s-clients", String(st.clients), st.clients);
+  setCard("s-free", bytes(st.disk_free), st.disk_free);
+  $("s-disk").textContent = "of " + bytes(st.disk_total);
+}
+
+// Cumulative bytes ingested (logical) and stored, one point a day.
+function showChart(hist) {
+  const days = hist.days || [];
+  const box = $("chart");
+  box.replaceChildren();
+  const W = 1100, H = 260, L = 78, R = 18, T = 34, B = 30;
+  const root = svg(box, "svg", { viewBox: `0 0 ${W} ${H}`, role: "img", id: "chart-svg" });
+  svg(root, "title", {}, "Bytes ingested and stored, cumulative, per day");
+  const maxV = Math.max(1, ...days.map((d) => Math.max(d.total_ingested, d.total_stored)));
+  const n = Math.max(days.length, 2);
+  const x = (i) => L + (W - L - R) * (i / (n - 1));
+  const y = (v) => T + (H - T - B) * (1 - v / maxV);
+  for (let k = 0; k <= 4; k++) {
+    const v = (maxV * k) / 4;
+    svg(root, "line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) });
+    svg(root, "text", { x: L - 8, y: y(v) + 4, "text-anchor": "end" }, bytes(Math.round(v)));
+  }
+  svg(root, "line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B });
+  svg(root, "line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B });
+  // Dates: the last day and every 7th before it, plus the first if there
+  // is room for it.
+  days.forEach((d, i) => {
+    const fromEnd = days.length - 1 - i;
+    if (fromEnd % 7 === 0 || (i === 0 && fromEnd % 7 >= 3)) {
+      svg(root, "text", { x: x(i), y: H - B + 16, "text-anchor": "middle" }, d.date.slice(5));
+    }
+  });
+  const series = [
+    ["total_ingested", "ingested"],
+    ["total_stored", "stored"],
+  ];
+  for (const [key, cls] of series) {
+    const pts = days.map((d, i) => `${x(i).toFixed(1)},${y(d[key]).toFixed(1)}`);
+    if (pts.length) {
+      const area = `${x(0).toFixed(1)},${y(0)} ${pts.join(" ")} ${x(days.length - 1).toFixed(1)},${y(0)}`;
+      svg(root, "polygon", { class: cls + "-area", points: area });
+      svg(root, "polyline", { class: cls, points: pts.join(" "), "data-series": cls });
+    }
+  }
+  const last = days.length ? days[days.length - 1] : { total_ingested: 0, total_stored: 0 };
+  svg(root, "rect", { class: "legend-ingested", x: L + 8, y: 10, width: 14, height: 10 });
+  svg(root, "text", { class: "legend", x: L + 28, y: 19, id: "legend-ingested" },
+      "ingested (logical): " + bytes(last.total_ingested));
+  svg(root, "rect", { class: "legend-stored", x: L + 300, y: 10, width: 14, height: 10 });
+  svg(root, "text", { class: "legend", x: L + 320, y: 19, id: "legend-stored" },
+      "stored: " + bytes(last.total_stored));
+}
+
+function showProgress(list) {
+  const body = $("progress");
+  body.replaceChildren();
+  $("n-progress").textContent = "(" + list.length + ")";
+  if (!list.length) { emptyRow(body, 8, "no backup is running"); return; }
+  for (const s of list) {
+    const tr = document.createElement("tr");
+    tr.dataset.session = s.id;
+    cell(tr, s.client);
+    cell(tr, s.host);
+    cell(tr, (s.paths || []).join(", "));
+    cell(tr, duration(s.elapsed_seconds) + " ago", null, s.unix_started);
+    cell(tr, String(s.files), "num", s.files);
+    cell(tr, bytes(s.bytes_done), "num", s.bytes_done);
+    cell(tr, bytes(s.uploaded_bytes), "num", s.uploaded_bytes);
+    const td = cell(tr, "");
+    if (s.progress !== null && s.progress !== undefined) {
+      const p = document.createElement("progress");
+      p.max = 100;
+      p.value = Math.round(s.progress * 100);
+      td.appendChild(p);
+      td.appendChild(document.createTextNode(" " + Math.round(s.progress * 100) + "%"));
+    } else {
+      td.textContent = s.phase + " (first backup of these paths)";
+    }
+    body.appendChild(tr);
+  }
+}
+
+function showClients(data) {
+  const body = $("clients");
+  body.replaceChildren();
+  const list = data.clients || [];
+  $("n-clients").textContent = "(" + list.length + ", stale after " +
+    duration(data.stale_after_seconds) + ")";
+  $("clients-note").textContent = "";
+  $("clients-table").classList.remove("hidden");
+  if (!list.length) { emptyRow(body, 7, "no clients yet"); return; }
+  for (const c of list) {
+    const tr = document.createElement("tr");
+    tr.dataset.client = c.name;
+    if (c.stale && !c.revoked) tr.className = "stale";
+    cell(tr, c.name);
+    cell(tr, c.revoked ? "revoked" : c.role);
+    cell(tr, c.last_backup_time ? age(c.last_backup_age_seconds) : "never", "age",
+         c.last_backup_age_seconds);
+    const res = cell(tr, c.last_result || "-", c.last_result ? "result-" + c.last_result : null);
+    if (c.last_error) res.title = c.last_error;
+    cell(tr, String(c.snapshots), "num", c.snapshots);
+    cell(tr, c.last_backup_bytes_new === null ? "-" : bytes(c.last_backup_bytes_new), "num",
+         c.last_backup_bytes_new);
+    cell(tr, bytes(c.bytes_unique), "num", c.bytes_unique);
+    body.appendChild(tr);
+  }
+}
+
+function hideClients(why) {
+  $("clients").replaceChildren();
+  $("clients-table").classList.add("hidden");
+  $("n-clients").textContent = "";
+  $("clients-note").textContent = why;
+}
+
+function showSnapshots(snaps) {
+  const body = $("snapshots");
+  body.replaceChildren();
+  $("n-snapshots").textContent = "(" + snaps.length + (snaps.length > 50 ? ", newest 50 shown" : "") + ")";
+  if (!snaps.length) { emptyRow(body, 7, "no snapshots yet"); return; }
+  for (const s of snaps.slice(-50).reverse()) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = s.id;
+    const id = document.createElement("td");
+    const code = document.createElement("code");
+    code.textContent = s.id.slice(0, 16);
+    code.title = s.id;
+    id.appendChild(code);
+    tr.appendChild(id);
+    cell(tr, s.client);
+    cell(tr, s.host);
+    cell(tr, shortTime(s.time_end || s.time));
+    cell(tr, String(s.files), "num", s.files);
+    cell(tr, bytes(s.bytes_total), "num", s.bytes_total);
+    cell(tr, bytes(s.bytes_new), "num", s.bytes_new);
+    body.appendChild(tr);
+  }
+}
+
+// ---- loading ----
+
+let timer = null;
+
+async function load() {
+  document.body.dataset.state = "loading";
+  $("error").textContent = "";
+  try {
+    const [stats, hist, sessions, snaps] = await Promise.all([
+      api("/api/v1/stats"), api("/api/v1/history?days=30"),
+      api("/api/v1/sessions"), api("/api/v1/snapshots"),
+    ]);
+    let clients = null, clientsWhy = "";
+    try {
+      clients = await api("/api/v1/clients");
+    } catch (e) {
+      if (!(e instanceof HttpError) || e.status !== 403) throw e;
+      clientsWhy = "The clients table needs an admin token; this one belongs to a client.";
+    }
+    showStats(stats);
+    showChart(hist);
+    showProgress(sessions);
+    if (clients) showClients(clients); else hideClients(clientsWhy);
+    showSnapshots(snaps);
+    $("login").classList.add("hidden");
+    $("app").classList.remove("hidden");
+    $("signout").classList.remove("hidden");
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.state = "ready";
+  } catch (e) {
+    if (e instanceof HttpError && e.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showLogin("The token was not accepted: " + e.message + ".");
+      return;
+    }
+    $("error").textContent = "error: " + e.message;
+    document.body.dataset.state = "error";
+  }
+}
+
+function showLogin(message) {
+  if (timer) { clearInterval(timer); timer = null; }
+  $("app").classList.add("hidden");
+  $("signout").classList.add("hidden");
+  $("login").classList.remove("hidden");
+  $("error").textContent = message || "";
+  document.body.dataset.state = "login";
+  $("token").focus();
+}
+
+function start() {
+  load();
+  if (!timer) {
+    timer = setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
+  }
+}
+
+function health() {
+  fetch("/api/v1/health", { cache: "no-store" }).then((r) => r.json()).then((h) => {
+    $("version").textContent = "version " + h.version;
+    const pill = $("health");
+    pill.textContent = h.writable ? "repository writable" : "repository NOT writable";
+    pill.className = "pill " + (h.writable ? "ok" : "bad");
+  }).catch(() => {});
+}
+
+$("login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const t = $("token").value.trim();
+  $("token").value = "";
+  if (!t) return;
+  sessionStorage.setItem(TOKEN_KEY, t);
+  start();
+});
+
+$("signout").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  showLogin("Signed out.");
+});
+
+takeTokenFromFragment();
+health();
+if (sessionStorage.getItem(TOKEN_KEY)) start(); else showLogin();
