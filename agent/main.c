@@ -23,9 +23,9 @@ static int cmd_help(int argc, char **argv, const struct agent_globals *g,
 		    const struct agent_verb *self);
 
 static const struct agent_verb verbs[] = {
-	{ "backup", cmd_backup, "backup [--json] [--force-read] PATH...",
+	{ "backup", cmd_backup, "backup [--json] [--force-read] [--exclude PATTERN]... [--exclude-file FILE] [--one-file-system] [--include-caches] PATH...",
 	  "Back up files and directories; prints the new snapshot's id." },
-	{ "restore", cmd_restore, "restore SNAPSHOT|latest --target DIR",
+	{ "restore", cmd_restore, "restore SNAPSHOT|latest (--target DIR | --format tar --output FILE|-) [--include PATTERN]...",
 	  "Restore a snapshot (id, 8+ digit prefix, 'latest') into DIR." },
 	{ "ls", cmd_ls, "ls [--json] SNAPSHOT [PATH]...",
 	  "List a snapshot's entries (those under PATH, a path or pattern)." },
@@ -60,7 +60,7 @@ static void main_usage(FILE *f)
 		"  -h, --help       this help\n"
 		"  --version        print the version\n"
 		"\nSettings: flags win over the environment, the environment over the\n"
-		"config file (keys server, token, ca).\n"
+		"config file (keys server, token, ca, fingerprint).\n"
 		"\nexit codes: 0 success, 1 error, 2 usage error, 3 partial backup (some\n"
 		"files could not be read), 4 another backup with the same configuration\n"
 		"is still running. See dedup-agent(1).\n",
