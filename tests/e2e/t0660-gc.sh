@@ -12,8 +12,10 @@ repo_init "$R"
 A=$(token_add "$R" alice)
 # One token per concurrent agent: an agent allows one backup at a time
 # per server and token.
+# Agents backing up at once in the concurrency part (issue: 8).
+NW=${DD_GC_AGENTS:-8}
 W=()
-for i in 1 2 3 4; do W[$i]=$(token_add "$R" "w$i"); done
+for i in $(seq 1 "$NW"); do W[$i]=$(token_add "$R" "w$i"); done
 ADM=$(token_add "$R" boss --admin)
 SRC=$T/src
 mkdir -p "$SRC" "$T/ver"
@@ -77,9 +79,9 @@ server_start "$R" || exit 1
 check_eq "offline gc refuses while the server runs" 1 $?
 check "and says so" grep -q "in use by a running dedup-server" "$T/err"
 
-# Concurrency: 4 agents back up overlapping data in loops while an admin
+# Concurrency: $NW agents back up overlapping data in loops while an admin
 # forgets old snapshots and collects, over and over.
-for i in 1 2 3 4; do
+for i in $(seq 1 "$NW"); do
 	mkdir -p "$T/c$i"
 done
 worker() { # I: 4 backups of a tree sharing data with the others
@@ -94,23 +96,32 @@ worker() { # I: 4 backups of a tree sharing data with the others
 }
 : > "$T/made"
 PIDS=()
-for i in 1 2 3 4; do worker $i & PIDS+=($!); done
+for i in $(seq 1 "$NW"); do worker $i & PIDS+=($!); done
+any_running() {
+	local p
+	for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+	return 1
+}
 GCS=0
-while kill -0 "${PIDS[0]}" 2>/dev/null || kill -0 "${PIDS[1]}" 2>/dev/null ||
-      kill -0 "${PIDS[2]}" 2>/dev/null || kill -0 "${PIDS[3]}" 2>/dev/null; do
+PRUNES=0
+while any_running; do
 	# Forget the oldest concurrent snapshot still there, keeping 4.
 	OLD=$(head -n -4 "$T/made" | cut -d' ' -f1 | while read -r x; do
 		[ -e "$R/snapshots/$x.json" ] && { echo "$x"; break; }; done)
 	[ -n "$OLD" ] && agent "$ADM" forget "$OLD" >/dev/null 2>&1
+	# And a retention prune of one client's snapshots by a keep rule.
+	agent "$ADM" forget --client "w$((GCS % NW + 1))" --keep-last 2 >/dev/null 2>>"$T/prune.err" &&
+		PRUNES=$((PRUNES + 1))
 	agent "$ADM" gc >/dev/null 2>>"$T/gc.err" && GCS=$((GCS + 1))
 	sleep 0.2
 done
 wait "${PIDS[@]}"
 check "several collections ran during the backups ($GCS)" test "$GCS" -ge 2
+check "several keep-rule prunes ran during the backups ($PRUNES)" test "$PRUNES" -ge 2
 check_eq "no backup failed" "" "$(cat "$T"/work*.err 2>/dev/null | grep -v '^warning' )"
 RETRIED=$(cat "$T"/work*.err 2>/dev/null | grep -c 'backing up again')
 echo "# backups retried after a gc removed a chunk they relied on: $RETRIED"
-check_eq "16 snapshots were made" 16 "$(wc -l < "$T/made")"
+check_eq "$((NW * 4)) snapshots were made" "$((NW * 4))" "$(wc -l < "$T/made")"
 # Restore what remains of the concurrent snapshots.
 check "every remaining snapshot restores bit-identical" restore_all
 server_stop TERM
