@@ -1,0 +1,1 @@
+../../conf/dedup-agent.cron
