@@ -25,6 +25,7 @@
 #include <zstd.h>
 
 #include "catalog.h"
+#include "catsource.h"
 #include "gc.h"
 #include "idset.h"
 #include "proto.h"
@@ -112,46 +113,10 @@ static void gc_snaps_release(struct gc_snaps *l)
 
 /* ---- mark ---- */
 
-struct gc_source {
-	struct store *st;
-	const struct dd_id *ids;
-	size_t n, next, pos;
-	struct dd_buf plain, scratch;
-	ZSTD_DCtx *dctx;
-	int err;
-};
-
-static ssize_t gc_source_read(void *payload, void *buf, size_t len)
-{
-	struct gc_source *src = payload;
-	size_t n;
-	int rc;
-
-	while (src->pos == src->plain.len) {
-		if (src->next == src->n)
-			return 0;
-		rc = store_read_plain(src->st, &src->ids[src->next],
-				      &src->plain, &src->scratch, src->dctx);
-		if (rc < 0) {
-			src->err = rc;
-			return -EIO;
-		}
-		src->next++;
-		src->pos = 0;
-	}
-	n = src->plain.len - src->pos;
-	if (n > len)
-		n = len;
-	memcpy(buf, src->plain.data + src->pos, n);
-	src->pos += n;
-	return (ssize_t)n;
-}
-
 static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
-			    struct idset *marked, ZSTD_DCtx *dctx)
+			    struct idset *marked)
 {
-	struct dd_catalog_reader *r = NULL;
-	struct gc_source src;
+	struct catsource *src = NULL;
 	struct dd_entry e;
 	uint64_t i;
 	size_t k;
@@ -160,17 +125,9 @@ static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
 	for (k = 0; k < sn->ncatalog; k++)
 		if ((rc = idset_add(marked, &sn->catalog[k])) < 0)
 			return rc;
-	memset(&src, 0, sizeof(src));
-	src.st = st;
-	src.ids = sn->catalog;
-	src.n = sn->ncatalog;
-	src.dctx = dctx;
-	dd_buf_init(&src.plain, 0);
-	dd_buf_init(&src.scratch, 0);
-	rc = dd_catalog_reader_new(&r, gc_source_read, &src);
+	rc = catsource_new(&src, st, sn->catalog, sn->ncatalog);
 	while (rc == 0) {
-		dd_error_clear();
-		rc = dd_catalog_next(r, &e);
+		rc = catsource_next(src, &e);
 		if (rc <= 0)
 			break;
 		for (i = 0; i < e.nchunks; i++)
@@ -185,9 +142,7 @@ static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
 			      "%s (client %s); nothing was deleted: run "
 			      "`dedup-server check`, then heal or forget that "
 			      "snapshot", sn->id, sn->client);
-	dd_catalog_reader_free(r);
-	dd_buf_release(&src.plain);
-	dd_buf_release(&src.scratch);
+	catsource_free(src);
 	return rc < 0 ? rc : 0;
 }
 
@@ -439,7 +394,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 		goto cleanup;
 	r->snapshots = snl.n;
 	for (i = 0; i < snl.n; i++)
-		if ((rc = gc_mark_snapshot(st, &snl.v[i], marked, dctx)) < 0)
+		if ((rc = gc_mark_snapshot(st, &snl.v[i], marked)) < 0)
 			goto cleanup;
 	r->chunks_marked = idset_count(marked);
 

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "proto.h"
 #include "repo.h"
+#include "catsource.h"
 #include "snapshots.h"
 #include "tokens.h"
 
@@ -208,57 +209,6 @@ static int snap_parse_request(struct snap_request *rq, json_t *root)
 	return rc;
 }
 
-/* ---- reading the catalog from the store ---- */
-
-struct snap_source {
-	struct store *st;
-	const struct dd_id *ids;
-	size_t n, next;
-	struct dd_buf plain, scratch;
-	size_t pos;
-	ZSTD_DCtx *dctx;
-	int err;              /* a store failure, not a catalog format error */
-	char why[512];
-};
-
-/* dd_catalog_read_fn: the catalog chunks' plain bytes, one after the
- * other, each verified against its id as it is loaded. */
-static ssize_t snap_source_read(void *payload, void *buf, size_t len)
-{
-	struct snap_source *src = payload;
-	size_t n;
-	int rc;
-
-	while (src->pos == src->plain.len) {
-		if (src->next == src->n)
-			return 0;
-		rc = store_read_plain(src->st, &src->ids[src->next],
-				      &src->plain, &src->scratch, src->dctx);
-		if (rc < 0) {
-			char hex[DD_ID_HEX_LEN + 1];
-
-			dd_id_to_hex(hex, &src->ids[src->next]);
-			if (rc == -ENOENT)
-				snprintf(src->why, sizeof(src->why),
-					 "snapshot references missing chunk %s",
-					 hex);
-			else
-				snprintf(src->why, sizeof(src->why), "%s",
-					 log_reason(rc));
-			src->err = rc == -ENOENT ? -ENOENT : -EIO;
-			return -EIO;
-		}
-		src->next++;
-		src->pos = 0;
-	}
-	n = src->plain.len - src->pos;
-	if (n > len)
-		n = len;
-	memcpy(buf, src->plain.data + src->pos, n);
-	src->pos += n;
-	return (ssize_t)n;
-}
-
 struct snap_counts {
 	uint64_t files, dirs, symlinks, bytes_total, chunks_total;
 };
@@ -268,8 +218,7 @@ struct snap_counts {
 static int snap_check_catalog(struct store *st, const struct snap_request *rq,
 			      struct snap_counts *cnt)
 {
-	struct snap_source src;
-	struct dd_catalog_reader *r = NULL;
+	struct catsource *src = NULL;
 	struct dd_entry e;
 	struct dd_chunk_loc loc;
 	char hex[DD_ID_HEX_LEN + 1], path[200];
@@ -277,33 +226,17 @@ static int snap_check_catalog(struct store *st, const struct snap_request *rq,
 	int rc;
 
 	memset(cnt, 0, sizeof(*cnt));
-	memset(&src, 0, sizeof(src));
-	src.st = st;
-	src.ids = rq->catalog;
-	src.n = rq->ncatalog;
-	dd_buf_init(&src.plain, 0);
-	dd_buf_init(&src.scratch, 0);
-	src.dctx = ZSTD_createDCtx();
-	if (!src.dctx) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	rc = dd_catalog_reader_new(&r, snap_source_read, &src);
+	rc = catsource_new(&src, st, rq->catalog, rq->ncatalog);
 	if (rc < 0)
 		goto cleanup;
 	for (;;) {
-		dd_error_clear();
-		rc = dd_catalog_next(r, &e);
+		rc = catsource_next(src, &e);
 		if (rc == 0)
 			break;
 		if (rc < 0) {
-			if (src.err) {
-				rc = dd_error_set(src.err, "%s", src.why);
-			} else if (rc == -ENOMEM) {
-				/* as is */
-			} else {
+			/* A missing or unreadable chunk keeps its message. */
+			if (rc == -EBADMSG)
 				rc = log_wrap(-EINVAL, "invalid catalog");
-			}
 			goto cleanup;
 		}
 		switch (e.type) {
@@ -356,10 +289,7 @@ static int snap_check_catalog(struct store *st, const struct snap_request *rq,
 	}
 	rc = 0;
 cleanup:
-	dd_catalog_reader_free(r);
-	ZSTD_freeDCtx(src.dctx);
-	dd_buf_release(&src.plain);
-	dd_buf_release(&src.scratch);
+	catsource_free(src);
 	return rc;
 }
 

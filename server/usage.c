@@ -12,6 +12,7 @@
 
 #include "catalog.h"
 #include "log.h"
+#include "catsource.h"
 #include "usage.h"
 
 #define USAGE_SHARED (-1)
@@ -170,54 +171,15 @@ static int usage_client_index(struct usage *u, const char *name,
 
 /* ---- reading one catalog ---- */
 
-struct usage_source {
-	struct store *st;
-	const struct dd_id *ids;
-	size_t n, next, pos;
-	struct dd_buf plain, scratch;
-	ZSTD_DCtx *dctx;
-};
-
-static ssize_t usage_source_read(void *payload, void *buf, size_t len)
-{
-	struct usage_source *src = payload;
-	size_t n;
-	int rc;
-
-	while (src->pos == src->plain.len) {
-		if (src->next == src->n)
-			return 0;
-		rc = store_read_plain(src->st, &src->ids[src->next],
-				      &src->plain, &src->scratch, src->dctx);
-		if (rc < 0)
-			return rc;
-		src->next++;
-		src->pos = 0;
-	}
-	n = src->plain.len - src->pos;
-	if (n > len)
-		n = len;
-	memcpy(buf, src->plain.data + src->pos, n);
-	src->pos += n;
-	return (ssize_t)n;
-}
-
 static int usage_read_catalog(struct usage *u, struct store *st,
 			      const struct usage_todo *t, int32_t owner)
 {
-	struct usage_source src;
-	struct dd_catalog_reader *r = NULL;
+	struct catsource *src = NULL;
 	struct dd_chunk_loc loc;
 	struct dd_entry e;
 	uint64_t i;
 	int rc = 0;
 
-	memset(&src, 0, sizeof(src));
-	src.st = st;
-	src.ids = t->catalog;
-	src.n = t->ncatalog;
-	dd_buf_init(&src.plain, 0);
-	dd_buf_init(&src.scratch, 0);
 	for (i = 0; i < t->ncatalog; i++) {
 		rc = store_lookup(st, &t->catalog[i], &loc);
 		if (rc == 0)
@@ -225,14 +187,9 @@ static int usage_read_catalog(struct usage *u, struct store *st,
 		if (rc < 0)
 			goto cleanup;
 	}
-	src.dctx = ZSTD_createDCtx();
-	if (!src.dctx) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	rc = dd_catalog_reader_new(&r, usage_source_read, &src);
+	rc = catsource_new(&src, st, t->catalog, t->ncatalog);
 	while (rc == 0) {
-		rc = dd_catalog_next(r, &e);
+		rc = catsource_next(src, &e);
 		if (rc <= 0)
 			break;
 		rc = 0;
@@ -241,10 +198,7 @@ static int usage_read_catalog(struct usage *u, struct store *st,
 				       owner);
 	}
 cleanup:
-	dd_catalog_reader_free(r);
-	ZSTD_freeDCtx(src.dctx);
-	dd_buf_release(&src.plain);
-	dd_buf_release(&src.scratch);
+	catsource_free(src);
 	return rc;
 }
 

@@ -1,0 +1,116 @@
+/*
+ * catsource.c - a stored catalog streamed through the catalog reader.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#include "util.h"
+#include "catsource.h"
+#include "log.h"
+#include "store.h"
+
+struct catsource {
+	struct store *st;
+	const struct dd_id *ids;
+	size_t n, next, pos;
+	struct dd_buf plain, scratch;
+	ZSTD_DCtx *dctx;
+	struct dd_catalog_reader *r;
+	int err;              /* a store failure, not a catalog format error */
+	char why[512];
+};
+
+/* dd_catalog_read_fn: the catalog chunks' plain bytes, one after the
+ * other, each verified against its id as it is loaded. */
+static ssize_t catsource_read(void *payload, void *buf, size_t len)
+{
+	struct catsource *src = payload;
+	size_t n;
+	int rc;
+
+	while (src->pos == src->plain.len) {
+		if (src->next == src->n)
+			return 0;
+		rc = store_read_plain(src->st, &src->ids[src->next],
+				      &src->plain, &src->scratch, src->dctx);
+		if (rc < 0) {
+			char hex[DD_ID_HEX_LEN + 1];
+
+			dd_id_to_hex(hex, &src->ids[src->next]);
+			if (rc == -ENOENT)
+				snprintf(src->why, sizeof(src->why),
+					 "snapshot references missing chunk %s",
+					 hex);
+			else
+				snprintf(src->why, sizeof(src->why), "%s",
+					 log_reason(rc));
+			src->err = rc == -ENOENT ? -ENOENT : -EIO;
+			return -EIO;
+		}
+		src->next++;
+		src->pos = 0;
+	}
+	n = src->plain.len - src->pos;
+	if (n > len)
+		n = len;
+	memcpy(buf, src->plain.data + src->pos, n);
+	src->pos += n;
+	return (ssize_t)n;
+}
+
+int catsource_new(struct catsource **out, struct store *st,
+		  const struct dd_id *ids, size_t n)
+{
+	struct catsource *s = calloc(1, sizeof(*s));
+	int rc;
+
+	*out = NULL;
+	if (!s)
+		return dd_error_set(-ENOMEM, "out of memory");
+	s->st = st;
+	s->ids = ids;
+	s->n = n;
+	dd_buf_init(&s->plain, 0);
+	dd_buf_init(&s->scratch, 0);
+	if (!(s->dctx = ZSTD_createDCtx())) {
+		catsource_free(s);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	if ((rc = dd_catalog_reader_new(&s->r, catsource_read, s)) < 0) {
+		catsource_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int catsource_next(struct catsource *s, struct dd_entry *e)
+{
+	int rc;
+
+	dd_error_clear();
+	rc = dd_catalog_next(s->r, e);
+	if (rc >= 0)
+		return rc;
+	if (s->err)
+		return dd_error_set(s->err, "%s", s->why);
+	if (rc == -ENOMEM)
+		return rc;
+	/* The reader recorded why the bytes are malformed. */
+	return -EBADMSG;
+}
+
+void catsource_free(struct catsource *s)
+{
+	if (!s)
+		return;
+	dd_catalog_reader_free(s->r);
+	ZSTD_freeDCtx(s->dctx);
+	dd_buf_release(&s->plain);
+	dd_buf_release(&s->scratch);
+	free(s);
+}

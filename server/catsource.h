@@ -1,0 +1,37 @@
+/*
+ * catsource.h - a stored snapshot's catalog, entry by entry. Its chunks
+ * are read from the store one after the other, each verified against its
+ * id, and streamed through the shared catalog reader, so a catalog of any
+ * size is read in bounded memory. Used by snapshot creation, garbage
+ * collection and the per-client usage figures. (The offline checker reads
+ * packs itself and has its own source.)
+ */
+#ifndef DD_SERVER_CATSOURCE_H
+#define DD_SERVER_CATSOURCE_H
+
+#include <stddef.h>
+
+#include "catalog.h"
+#include "hash.h"
+
+struct store;
+struct catsource;
+
+/* `ids` (the catalog's chunk ids, in order) and `st` are borrowed and
+ * must outlive the source. */
+int catsource_new(struct catsource **out, struct store *st,
+		  const struct dd_id *ids, size_t n);
+void catsource_free(struct catsource *s);
+
+/*
+ * The next entry: 1 = *e filled (valid until the next call), 0 = end.
+ * Failures, each with a message:
+ *   -ENOENT   a catalog chunk is not stored
+ *             ("snapshot references missing chunk <id>")
+ *   -EIO      a catalog chunk could not be read or is damaged
+ *   -EBADMSG  the catalog bytes are malformed (the reader's reason)
+ *   -ENOMEM
+ */
+int catsource_next(struct catsource *s, struct dd_entry *e);
+
+#endif
