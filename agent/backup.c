@@ -378,23 +378,28 @@ static int backup_file(void *payload, const struct walk_item *it)
 static int backup_file_known(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
-	const struct dd_chunk_ref *chunks;
-	uint64_t nchunks;
+	const struct dd_entry *pe;
 	struct dd_entry e;
 	int rc;
 
 	if ((rc = backup_hardlink(b, it)) != 0)
 		return rc;
 	if (!b->parent ||
-	    parent_match(b->parent, it->path, it->path_len, it->st, &chunks,
-			 &nchunks) <= 0)
+	    parent_match(b->parent, it->path, it->path_len, it->st, &pe) <= 0)
 		return 0;
 	backup_entry_from_stat(&e, DD_ENTRY_FILE, it->path, it->path_len,
 			       it->st);
 	e.size = (uint64_t)it->st->st_size;
-	e.nchunks = nchunks;
-	e.chunks = chunks;
-	backup_entry_meta(b, &e, it);
+	e.nchunks = pe->nchunks;
+	e.chunks = pe->chunks;
+	/* Unchanged ctime: the xattrs and ACLs are the parent's too, so they
+	 * are not read again (three path lookups a file). */
+	if (parent_meta_reusable(b->parent)) {
+		e.ext = pe->ext_len ? pe->ext : NULL;
+		e.ext_len = pe->ext_len;
+	} else {
+		backup_entry_meta(b, &e, it);
+	}
 	if ((rc = backup_catalog_add(b, &e)) < 0 ||
 	    (rc = backup_link_add(b, it->path, it->st)) < 0)
 		return rc;
@@ -402,7 +407,7 @@ static int backup_file_known(void *payload, const struct walk_item *it)
 	b->bytes_total += e.size;
 	session_progress(b->sess, b->files, b->bytes_total);
 	progress_update(b->progress, b->files, b->bytes_total);
-	b->chunks_total += nchunks;
+	b->chunks_total += e.nchunks;
 	return 1;
 }
 

@@ -128,8 +128,7 @@ static void parent_advance(struct parent *p)
 }
 
 int parent_match(struct parent *p, const char *path, size_t len,
-		 const struct stat *st, const struct dd_chunk_ref **chunks,
-		 uint64_t *nchunks)
+		 const struct stat *st, const struct dd_entry **out)
 {
 	const struct dd_entry *e = &p->cur;
 	int cmp = 1;
@@ -151,8 +150,12 @@ int parent_match(struct parent *p, const char *path, size_t len,
 	    e->ino != (uint64_t)st->st_ino ||
 	    e->mode != (st->st_mode & 07777))
 		return 0;
-	*chunks = e->chunks;
-	*nchunks = e->nchunks;
+	*out = e;
 	p->matched++;
 	return 1;
+}
+
+bool parent_meta_reusable(const struct parent *p)
+{
+	return catstream_version(p->cs) >= 2;
 }

@@ -11,6 +11,7 @@
 #ifndef DD_AGENT_PARENT_H
 #define DD_AGENT_PARENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -37,14 +38,21 @@ void parent_free(struct parent *p);
 /*
  * Whether the file at `path` (asked in catalog order) is unchanged since
  * the parent: a regular file of the same path, size, mtime, ctime, inode
- * and permission bits. On 1, *chunks and *nchunks are the parent's chunk
- * list, valid until the next call. 0 otherwise, including after the parent
- * catalog failed to read (a warning is printed once and the backup goes on
- * reading every file).
+ * and permission bits. On 1, *out is the parent's entry (its chunk list
+ * and extension area), valid until the next call. 0 otherwise, including
+ * after the parent catalog failed to read (a warning is printed once and
+ * the backup goes on reading every file).
  */
 int parent_match(struct parent *p, const char *path, size_t len,
-		 const struct stat *st, const struct dd_chunk_ref **chunks,
-		 uint64_t *nchunks);
+		 const struct stat *st, const struct dd_entry **out);
+
+/*
+ * Whether a matched entry's extension area (xattrs, ACLs, owner names)
+ * may be reused as it is: the parent catalog is version 2 or later (a
+ * version 1 catalog recorded none). Changing xattrs or ACLs changes the
+ * ctime, which a match requires to be equal.
+ */
+bool parent_meta_reusable(const struct parent *p);
 
 /* Files matched so far. */
 uint64_t parent_matched(const struct parent *p);

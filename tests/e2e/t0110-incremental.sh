@@ -72,6 +72,18 @@ check_eq "--force-read uses no parent" 0 "$(json_get "$out" files_unchanged)"
 out=$(agent "$A" backup --json "$SRC/a")
 check_eq "a different path set has no parent" 0 "$(json_get "$out" files_unchanged)"
 
+# An xattr set on an otherwise unchanged file changes its ctime: the file
+# is not taken from the parent, and the new xattr is in the snapshot.
+if setfattr -n user.note -v "set later" "$SRC/c/big.bin" 2>/dev/null; then
+	out=$(trace "$T/trace5" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$SRC")
+	check "the file whose xattr changed is read again" opened "$T/trace5" "$SRC/c/big.bin"
+	agent "$A" restore "$(json_get "$out" snapshot_id)" --target "$T/r5" 2>/dev/null
+	check_eq "and the restore has the new xattr" "set later" \
+		"$(getfattr --only-values -n user.note "$T/r5/${SRC#/}/c/big.bin" 2>/dev/null)"
+else
+	echo "skipped: xattrs are not supported on $T"
+fi
+
 # Every snapshot restores to the tree as it was.
 agent "$A" restore "$ID2" --target "$T/r2" 2>/dev/null
 tree_manifest "$T/r2/${SRC#/}" > "$T/r2m"
