@@ -187,7 +187,9 @@ def main():
     doc.append("- Date: %s" % meta.get("date", "?"))
     doc.append("- Machine: %s CPUs (`nproc`), %s, %.1f GiB RAM; %s; %s; work dir on %s" % (
         meta.get("nproc", "?"), meta.get("cpu", "?"), ram_gib, meta.get("os", "?"),
-        meta.get("kernel", "?"), meta.get("fs", "?")))
+        # The filesystem type only: the work directory's path is this
+        # machine's business.
+        meta.get("kernel", "?"), meta.get("fs", "?").split(" at ")[0]))
     doc.append("- Load average when the run started: %s (1, 5, 15 min; anything well above 0 "
                "means other work competed for the CPUs)" % meta.get("loadavg", "?"))
     doc.append("- Versions: dedup %s; %s; %s" % (
