@@ -49,11 +49,14 @@ void agent_warn(const char *fmt, ...)
 	va_list ap;
 
 	progress_interrupt();
+	/* One line even when restore's writer threads warn at once. */
+	flockfile(stderr);
 	fputs("warning: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	funlockfile(stderr);
 }
 
 int agent_error_wrap(int code, const char *fmt, ...)

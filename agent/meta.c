@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,18 +313,102 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 	}
 }
 
+/*
+ * Name lookups are cached (most entries share a few owners) and done with
+ * the reentrant calls: restore's writer threads set owners concurrently.
+ */
+#define META_NAME_CACHE 8
+
+struct meta_name_cache {
+	char name[META_NAME_CACHE][DD_EXT_NAME_MAX + 1];
+	uint32_t id[META_NAME_CACHE];
+	bool found[META_NAME_CACHE];
+	unsigned n, next;
+};
+
+static pthread_mutex_t meta_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct meta_name_cache meta_users, meta_groups;
+
+static bool meta_cache_get(struct meta_name_cache *c, const char *name,
+			   uint32_t *id, bool *found)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&meta_cache_lock);
+	for (unsigned i = 0; i < c->n; i++) {
+		if (strcmp(c->name[i], name) == 0) {
+			*id = c->id[i];
+			*found = c->found[i];
+			hit = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&meta_cache_lock);
+	return hit;
+}
+
+static void meta_cache_put(struct meta_name_cache *c, const char *name,
+			   uint32_t id, bool found)
+{
+	unsigned i;
+
+	if (strlen(name) > DD_EXT_NAME_MAX)
+		return;
+	pthread_mutex_lock(&meta_cache_lock);
+	i = c->n < META_NAME_CACHE ? c->n++ : c->next++ % META_NAME_CACHE;
+	strcpy(c->name[i], name);
+	c->id[i] = id;
+	c->found[i] = found;
+	pthread_mutex_unlock(&meta_cache_lock);
+}
+
 uint32_t meta_map_uid(const char *name, uint32_t id)
 {
-	struct passwd *pw = name && *name ? getpwnam(name) : NULL;
+	struct passwd pw, *res = NULL;
+	uint32_t local = 0;
+	bool found = false;
 
-	return pw ? (uint32_t)pw->pw_uid : id;
+	if (!name || !*name)
+		return id;
+	if (!meta_cache_get(&meta_users, name, &local, &found)) {
+		/* Entries can be long (a group's members): grow on ERANGE. */
+		for (size_t sz = 4096; sz <= 1024 * 1024; sz *= 4) {
+			char *buf = malloc(sz);
+			int rc = buf ? getpwnam_r(name, &pw, buf, sz, &res) : ENOMEM;
+
+			found = rc == 0 && res;
+			local = found ? (uint32_t)res->pw_uid : 0;
+			free(buf);
+			if (rc != ERANGE)
+				break;
+		}
+		meta_cache_put(&meta_users, name, local, found);
+	}
+	return found ? local : id;
 }
 
 uint32_t meta_map_gid(const char *name, uint32_t id)
 {
-	struct group *gr = name && *name ? getgrnam(name) : NULL;
+	struct group gr, *res = NULL;
+	uint32_t local = 0;
+	bool found = false;
 
-	return gr ? (uint32_t)gr->gr_gid : id;
+	if (!name || !*name)
+		return id;
+	if (!meta_cache_get(&meta_groups, name, &local, &found)) {
+		for (size_t sz = 4096; sz <= 1024 * 1024; sz *= 4) {
+			char *buf = malloc(sz);
+			int rc = buf ? getgrnam_r(name, &gr, buf, sz, &res) : ENOMEM;
+
+			found = rc == 0 && res;
+			local = found ? (uint32_t)res->gr_gid : 0;
+			free(buf);
+			if (rc != ERANGE)
+				break;
+		}
+		meta_cache_put(&meta_groups, name, local, found);
+	}
+	return found ? local : id;
 }
 
 struct kacl {

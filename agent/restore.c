@@ -57,6 +57,7 @@
 #include "repo_config.h"
 #include "restore.h"
 #include "snapshots.h"
+#include "wpool.h"
 
 #define RESTORE_BATCH_BYTES (32u * 1024 * 1024)
 #define RESTORE_BATCH_IDS 8192u
@@ -64,6 +65,11 @@
 #define RESTORE_QUEUE_LEN 4096u
 /* Catalog chunks fetched at a time, at most. */
 #define RESTORE_CATALOG_IDS 64u
+/* Regular files are written by this many threads (a core each, within
+ * bounds), holding at most RESTORE_WRITE_BYTES of data between them. */
+#define RESTORE_WRITERS_MIN 2u
+#define RESTORE_WRITERS_MAX 4u
+#define RESTORE_WRITE_BYTES (32u * 1024 * 1024)
 
 /* ---- the stream ---- */
 
@@ -490,6 +496,10 @@ struct rdisk {
 	struct archive *aw;
 	struct archive_entry *ae;
 	bool writing;            /* a file's header was written */
+	struct wpool *pool;      /* writes regular files */
+	bool pooled;             /* the entry begun is the pool's */
+	char *last_pooled;       /* path of the last file given to the pool */
+	size_t last_pooled_len;
 	struct dir_fixup *fixups;
 	size_t nfixups, fixups_alloc;
 
@@ -766,6 +776,29 @@ static bool rdisk_result(struct rdisk *d, const struct restore_entry *re,
 	return false;
 }
 
+/* A regular file goes to the writer threads. */
+static int rdisk_pool_begin(struct rdisk *d, const struct restore_entry *re,
+			    const char *base)
+{
+	size_t n = re->e.path_len;
+	int rc;
+
+	if ((rc = wpool_begin(d->pool, d->pfd, base, re->path, &re->e,
+			      re->with_ext)) < 0)
+		return rc;
+	if (!d->last_pooled || n > d->last_pooled_len) {
+		char *p = realloc(d->last_pooled, n + 1);
+
+		if (!p)
+			return dd_error_set(-ENOMEM, "out of memory");
+		d->last_pooled = p;
+	}
+	memcpy(d->last_pooled, re->path, n + 1);
+	d->last_pooled_len = n;
+	d->pooled = true;
+	return 1;
+}
+
 static int rdisk_begin(void *ctx, const struct restore_entry *re)
 {
 	struct rdisk *d = ctx;
@@ -773,11 +806,20 @@ static int rdisk_begin(void *ctx, const struct restore_entry *re)
 	int rc;
 
 	d->writing = false;
+	d->pooled = false;
 	/* The catalog reader checked the path; a second look costs little. */
 	if (dd_catalog_path_check(re->e.path, re->e.path_len) < 0) {
 		rdisk_refuse(d, re->path, "unsafe path");
 		return 0;
 	}
+	/* Entries below a file still being written (only a hostile catalog
+	 * has them) and hard links (whose source must exist) wait for the
+	 * writers, so they meet what a serial restore would. */
+	if (re->e.type == DD_ENTRY_HARDLINK ||
+	    (d->last_pooled && re->e.path_len > d->last_pooled_len &&
+	     re->path[d->last_pooled_len] == '/' &&
+	     memcmp(re->path, d->last_pooled, d->last_pooled_len) == 0))
+		wpool_drain(d->pool);
 	if ((rc = rdisk_enter_parent(d, re->path, &base)) <= 0)
 		return rc;
 	switch (re->e.type) {
@@ -785,6 +827,8 @@ static int rdisk_begin(void *ctx, const struct restore_entry *re)
 		return rdisk_dir(d, re, base) < 0 ? -ENOMEM : 0;
 	case DD_ENTRY_HARDLINK:
 		return rdisk_hardlink(d, re, base);
+	case DD_ENTRY_FILE:
+		return rdisk_pool_begin(d, re, base);
 	default:
 		break;
 	}
@@ -806,6 +850,8 @@ static int rdisk_data(void *ctx, const struct restore_entry *re,
 	struct rdisk *d = ctx;
 	la_ssize_t w;
 
+	if (d->pooled)
+		return rdisk_zeros(p, n) ? 0 : wpool_data(d->pool, p, n, off);
 	if (!d->writing || rdisk_zeros(p, n))
 		return 0;       /* a hole: the file is extended at its end */
 	w = archive_write_data_block(d->aw, p, n, (la_int64_t)off);
@@ -820,6 +866,10 @@ static int rdisk_end(void *ctx, const struct restore_entry *re)
 {
 	struct rdisk *d = ctx;
 
+	if (d->pooled) {
+		d->pooled = false;
+		return wpool_end(d->pool);
+	}
 	if (!d->writing)
 		return 0;
 	d->writing = false;
@@ -880,11 +930,22 @@ static int rdisk_setup(struct rdisk *d, const char *target)
 		ARCHIVE_EXTRACT_SECURE_NODOTDOT |
 		ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
 		ARCHIVE_EXTRACT_UNLINK;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned writers = ncpu < (long)RESTORE_WRITERS_MIN ? RESTORE_WRITERS_MIN :
+		ncpu > (long)RESTORE_WRITERS_MAX ? RESTORE_WRITERS_MAX :
+		(unsigned)ncpu;
+	const char *env = getenv("DEDUP_RESTORE_WRITERS");
+	uint64_t n;
 	int rc;
 
 	d->target = target;
 	d->rootfd = -1;
 	d->pfd = -1;
+	/* An override for benchmarks. */
+	if (env && dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 16)
+		writers = (unsigned)n;
+	if ((rc = wpool_new(&d->pool, writers, RESTORE_WRITE_BYTES)) < 0)
+		return rc;
 	if (geteuid() == 0)
 		flags |= ARCHIVE_EXTRACT_OWNER;
 	if (!(d->aw = archive_write_disk_new()) || !(d->ae = archive_entry_new()))
@@ -906,6 +967,8 @@ static int rdisk_setup(struct rdisk *d, const char *target)
 
 static void rdisk_release(struct rdisk *d)
 {
+	wpool_free(d->pool);
+	free(d->last_pooled);
 	if (d->aw)
 		archive_write_free(d->aw);
 	archive_entry_free(d->ae);
@@ -930,6 +993,7 @@ static int restore_to_disk(struct client *c, const struct settings *s,
 		.begin = rdisk_begin, .data = rdisk_data, .end = rdisk_end,
 	};
 	struct rdisk d = { .rootfd = -1, .pfd = -1 };
+	struct wpool_stats ws;
 	char human[32];
 	int rc;
 
@@ -937,6 +1001,11 @@ static int restore_to_disk(struct client *c, const struct settings *s,
 	if ((rc = rdisk_setup(&d, target)) < 0 ||
 	    (rc = restore_stream(c, s, manifest, include, &sink)) < 0)
 		goto cleanup;
+	wpool_drain(d.pool);
+	wpool_get_stats(d.pool, &ws);
+	d.files += ws.files;
+	d.bytes += ws.bytes;
+	d.failed += ws.failed;
 	rc = archive_write_close(d.aw);
 	if (rc == ARCHIVE_WARN) {
 		agent_warn("%s", archive_error_string(d.aw));
