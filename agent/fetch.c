@@ -92,11 +92,10 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 	return 0;
 }
 
-/* Decodes every record of a fetched batch into b->plain; a record that
- * fails is left for fetch_batch_chunk to decode (and report) in context.
- * `scratch` is the decoder's reusable buffer. */
-static int fetch_batch_decode(struct fetch_batch *b, struct dd_buf *scratch,
-			      void *dctx)
+/* Decodes every record of a fetched batch into b->plain, in place; a
+ * record that fails is left for fetch_batch_chunk to decode (and report)
+ * in context. */
+static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 {
 	size_t total = 0;
 
@@ -112,26 +111,27 @@ static int fetch_batch_decode(struct fetch_batch *b, struct dd_buf *scratch,
 	for (size_t i = 0; i < b->nrecs; i++)
 		total += b->recs[i].plain_len;
 	dd_buf_reset(&b->plain);
-	if (dd_buf_reserve(&b->plain, total) < 0)
+	if (dd_buf_reserve(&b->plain, total ? total : 1) < 0)
 		return dd_error_set(-ENOMEM, "out of memory");
 	for (size_t i = 0; i < b->nrecs; i++) {
 		const struct dd_bundle_record *rec = &b->recs[i];
+		uint8_t *dst = b->plain.data + b->plain.len;
 
 		b->plain_off[i] = FETCH_NOT_DECODED;
-		if (dd_decompress(scratch, rec->flags, rec->data,
-				  rec->stored_len, rec->plain_len, dctx) < 0 ||
-		    dd_id_verify(&rec->id, scratch->data, scratch->len) < 0)
+		if (dd_decompress_to(dst, rec->flags, rec->data,
+				     rec->stored_len, rec->plain_len, dctx) < 0 ||
+		    dd_id_verify(&rec->id, dst, rec->plain_len) < 0)
 			continue;
 		b->plain_off[i] = b->plain.len;
-		/* Cannot fail: the room for every record was reserved. */
-		(void)dd_buf_append(&b->plain, scratch->data, scratch->len);
+		b->plain.len += rec->plain_len;
 	}
 	b->decoded = true;
 	return 0;
 }
 
-int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
-		      struct dd_buf *out, void *dctx)
+int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
+			  const uint8_t **data, struct dd_buf *scratch,
+			  void *dctx)
 {
 	const struct dd_bundle_record *rec = &b->recs[i];
 	char hex[DD_ID_HEX_LEN + 1];
@@ -143,19 +143,31 @@ int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 				    "chunk %s has %u bytes, the catalog says %u",
 				    hex, rec->plain_len, plain_len);
 	if (b->decoded && b->plain_off[i] != FETCH_NOT_DECODED) {
-		dd_buf_reset(out);
-		return dd_buf_append(out, b->plain.data + b->plain_off[i],
-				     rec->plain_len);
+		*data = b->plain.data + b->plain_off[i];
+		return 0;
 	}
-	rc = dd_decompress(out, rec->flags, rec->data, rec->stored_len,
+	rc = dd_decompress(scratch, rec->flags, rec->data, rec->stored_len,
 			   rec->plain_len, dctx);
 	if (rc < 0)
 		return agent_error_wrap(rc, "chunk %s is corrupt", hex);
-	if (dd_id_verify(&rec->id, out->data, out->len) < 0)
+	if (dd_id_verify(&rec->id, scratch->data, scratch->len) < 0)
 		return dd_error_set(-EBADMSG,
 				    "chunk %s is corrupt: its bytes do not match its id",
 				    hex);
+	*data = scratch->data;
 	return 0;
+}
+
+int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
+		      struct dd_buf *out, void *dctx)
+{
+	const uint8_t *p;
+	int rc = fetch_batch_chunk_ref(b, i, plain_len, &p, out, dctx);
+
+	if (rc < 0 || p == out->data)
+		return rc;
+	dd_buf_reset(out);
+	return dd_buf_append(out, p, b->recs[i].plain_len);
 }
 
 /* ---- background fetcher ---- */
@@ -175,7 +187,6 @@ struct fetcher {
 	int rc;
 	char msg[1024];
 	ZSTD_DCtx *dctx;
-	struct dd_buf scratch;
 };
 
 static void *fetcher_main(void *arg)
@@ -192,7 +203,7 @@ static void *fetcher_main(void *arg)
 		pthread_mutex_unlock(&f->mu);
 		rc = fetch_batch_get(f->batch, f->client, f->ids, f->n);
 		if (rc == 0)
-			rc = fetch_batch_decode(f->batch, &f->scratch, f->dctx);
+			rc = fetch_batch_decode(f->batch, f->dctx);
 		pthread_mutex_lock(&f->mu);
 		f->rc = rc;
 		if (rc < 0)
@@ -248,7 +259,6 @@ void fetcher_free(struct fetcher *f)
 		pthread_join(f->thread, NULL);
 	client_free(f->client);
 	ZSTD_freeDCtx(f->dctx);
-	dd_buf_release(&f->scratch);
 	pthread_cond_destroy(&f->cv);
 	pthread_mutex_destroy(&f->mu);
 	free(f);

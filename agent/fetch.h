@@ -51,6 +51,14 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
  */
 int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 		      struct dd_buf *out, void *dctx);
+/*
+ * The same without a copy: *data points to the verified bytes, inside the
+ * batch when the fetcher decoded it (valid until the batch is reused),
+ * else in `scratch`, where the record is decoded now.
+ */
+int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
+			  const uint8_t **data, struct dd_buf *scratch,
+			  void *dctx);
 
 /*
  * A thread that runs fetch_batch_get() in the background, on its own

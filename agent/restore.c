@@ -106,7 +106,9 @@ struct restore {
 	uint64_t plan_abs, plan_j;
 	struct idset *uniq;
 	struct fetcher *fetcher;
-	struct dd_buf plain;
+	struct dd_buf plain;      /* a chunk decoded here, not by the fetcher */
+	const uint8_t *data;      /* the current chunk's verified bytes */
+	size_t data_len;
 	ZSTD_DCtx *dctx;
 };
 
@@ -307,7 +309,7 @@ static int restore_advance(struct restore *r)
 	return restore_prefetch(r);
 }
 
-/* The next chunk of the entry being written, verified, in r->plain. */
+/* The next chunk of the entry being written, verified: r->data. */
 /*
  * The entry to name when getting a chunk failed: a batch is fetched for
  * several files at once, so the chunk the error names (the first 64-hex
@@ -360,8 +362,9 @@ static int restore_next_chunk(struct restore *r, const struct restore_entry *re,
 		return rc;
 	u = r->cur->refs[r->refpos++];
 	assert(dd_id_eq(&r->cur->fb.recs[u].id, &ref->id));
-	return fetch_batch_chunk(&r->cur->fb, u, ref->plain_len, &r->plain,
-				 r->dctx);
+	r->data_len = ref->plain_len;
+	return fetch_batch_chunk_ref(&r->cur->fb, u, ref->plain_len, &r->data,
+				     &r->plain, r->dctx);
 }
 
 
@@ -445,9 +448,9 @@ static int restore_run(struct restore *r, const struct restore_sink *sink)
 				break;
 			}
 			if (ok)
-				rc = sink->data(sink->ctx, re, r->plain.data,
-						r->plain.len, off);
-			off += r->plain.len;
+				rc = sink->data(sink->ctx, re, r->data,
+						r->data_len, off);
+			off += r->data_len;
 		}
 		if (rc >= 0 && ok)
 			rc = sink->end(sink->ctx, re);

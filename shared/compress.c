@@ -55,15 +55,13 @@ int dd_compress(struct dd_buf *out, const void *data, size_t len, int level,
 	return DD_COMP_ZSTD;
 }
 
-int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
-		  size_t len, uint32_t plain_len, void *dctx)
+int dd_decompress_to(void *dst, uint32_t flags, const void *data, size_t len,
+		     uint32_t plain_len, void *dctx)
 {
 	ZSTD_DCtx *own = NULL, *dc = dctx;
 	unsigned long long content;
 	size_t n;
-	int err;
 
-	dd_buf_reset(out);
 	if (plain_len > DD_CHUNK_SIZE_LIMIT)
 		return dd_error_set(-EBADMSG, "chunk of %u bytes is above the "
 				    "limit", plain_len);
@@ -71,7 +69,9 @@ int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
 		if (len != plain_len)
 			return dd_error_set(-EBADMSG, "raw chunk has %zu bytes, "
 					    "expected %u", len, plain_len);
-		return dd_buf_append(out, data, len);
+		if (len)
+			memcpy(dst, data, len);
+		return 0;
 	}
 	if (flags != DD_COMP_ZSTD)
 		return dd_error_set(-EBADMSG, "unknown chunk encoding %u", flags);
@@ -88,9 +88,6 @@ int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
 	if (content != ZSTD_CONTENTSIZE_UNKNOWN && content != plain_len)
 		return dd_error_set(-EBADMSG, "zstd frame holds %llu bytes, "
 				    "expected %u", content, plain_len);
-	err = dd_buf_reserve(out, plain_len ? plain_len : 1);
-	if (err < 0)
-		return err;
 	if (!dc) {
 		own = ZSTD_createDCtx();
 		if (!own)
@@ -100,7 +97,7 @@ int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
 	}
 	/* The destination is exactly plain_len: a frame that decodes to more
 	 * fails with dstSize_tooSmall instead of growing the output. */
-	n = ZSTD_decompressDCtx(dc, out->data, plain_len, data, len);
+	n = ZSTD_decompressDCtx(dc, dst, plain_len, data, len);
 	ZSTD_freeDCtx(own);
 	if (ZSTD_isError(n))
 		return dd_error_set(-EBADMSG, "corrupt zstd frame: %s",
@@ -108,7 +105,24 @@ int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
 	if (n != plain_len)
 		return dd_error_set(-EBADMSG, "zstd frame decoded to %zu bytes, "
 				    "expected %u", n, plain_len);
-	out->len = n;
+	return 0;
+}
+
+int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
+		  size_t len, uint32_t plain_len, void *dctx)
+{
+	int rc;
+
+	dd_buf_reset(out);
+	if (plain_len > DD_CHUNK_SIZE_LIMIT)
+		return dd_error_set(-EBADMSG, "chunk of %u bytes is above the "
+				    "limit", plain_len);
+	if ((rc = dd_buf_reserve(out, plain_len ? plain_len : 1)) < 0)
+		return rc;
+	if ((rc = dd_decompress_to(out->data, flags, data, len, plain_len,
+				   dctx)) < 0)
+		return rc;
+	out->len = plain_len;
 	return 0;
 }
 

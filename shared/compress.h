@@ -28,6 +28,10 @@ int dd_compress(struct dd_buf *out, const void *data, size_t len, int level,
  */
 int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
 		  size_t len, uint32_t plain_len, void *dctx);
+/* The same into `dst`, which has room for plain_len bytes (written only
+ * in part when the chunk is bad). */
+int dd_decompress_to(void *dst, uint32_t flags, const void *data, size_t len,
+		     uint32_t plain_len, void *dctx);
 
 /* The largest stored length accepted for a chunk of plain_len bytes. */
 size_t dd_stored_len_bound(uint32_t plain_len);

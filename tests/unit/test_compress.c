@@ -183,9 +183,44 @@ static void test_bound(void)
 	      DD_CHUNK_SIZE_LIMIT + DD_CHUNK_SIZE_LIMIT / 128);
 }
 
+/* Decoding in place: exactly plain_len bytes, nothing past them. */
+static void test_decompress_to(void)
+{
+	char text[FIXTURE_TEXT_LEN + 1];
+	size_t n = 100000;
+	uint8_t *plain = malloc(n), *dst = malloc(n + 16);
+	struct dd_buf z;
+
+	fixture_text(text);
+	for (size_t i = 0; i < n; i++)
+		plain[i] = (uint8_t)text[i % FIXTURE_TEXT_LEN];
+	dd_buf_init(&z, 0);
+	CHECK_EQ(dd_compress(&z, plain, n, 3, NULL), DD_COMP_ZSTD);
+	memset(dst, 0xa5, n + 16);
+	CHECK_EQ(dd_decompress_to(dst, DD_COMP_ZSTD, z.data, z.len,
+				  (uint32_t)n, NULL), 0);
+	CHECK(memcmp(dst, plain, n) == 0);
+	CHECK(dst[n] == 0xa5 && dst[n + 15] == 0xa5);
+	/* a frame that holds more than the room fails, nothing past it */
+	memset(dst, 0xa5, n + 16);
+	CHECK_EQ(dd_decompress_to(dst, DD_COMP_ZSTD, z.data, z.len,
+				  (uint32_t)n - 10, NULL), -EBADMSG);
+	CHECK(dst[n - 10] == 0xa5);
+	/* raw chunks are copied; a wrong length is refused */
+	CHECK_EQ(dd_decompress_to(dst, DD_COMP_NONE, plain, 100, 100, NULL), 0);
+	CHECK(memcmp(dst, plain, 100) == 0);
+	CHECK_EQ(dd_decompress_to(dst, DD_COMP_NONE, plain, 100, 99, NULL),
+		 -EBADMSG);
+	CHECK_EQ(dd_decompress_to(dst, 7, plain, 100, 100, NULL), -EBADMSG);
+	dd_buf_release(&z);
+	free(plain);
+	free(dst);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_roundtrip);
+	UNIT_RUN(test_decompress_to);
 	UNIT_RUN(test_incompressible);
 	UNIT_RUN(test_frozen_frame);
 	UNIT_RUN(test_reject);
