@@ -17,6 +17,8 @@
 #   DD_BENCH_STEP_TIMEOUT seconds any single tool command may take, default 3600
 #   DD_BENCH_CHUNKER      dedup chunk sizes MIN,AVG,MAX (dedup-server init
 #                         --chunker), default: the repository default
+#   DD_BENCH_SETTLE       seconds to wait after sync before each first
+#                         backup and restore, default 3
 #   DD_BENCH_DOCS         1 = write docs/BENCHMARKS.md, 0 = never; default:
 #                         only for a full run (scale 1, all three tools).
 #                         The report is always written to $DD_BENCH_DIR.
@@ -421,6 +423,7 @@ run_tool() {
 	repo=$("${tool}_repo")
 
 	say "$tool: mixed tree, first backup and unchanged re-backup"
+	settle
 	bk "$tool" mixed-1 "$MIXED"
 	snap_mixed=$SNAP
 	bk "$tool" mixed-2 "$MIXED"
@@ -430,6 +433,7 @@ run_tool() {
 	rm -rf "$target"
 	mkdir -p "$target"
 	if [ -n "$snap_mixed" ]; then
+		settle
 		"${tool}_restore" "$snap_mixed" "$target"
 		record "$tool" restore restore "$M_SECS" "$M_RSS" "$M_RC" "" ""
 		if [ -d "$target/${MIXED#/}" ] &&
@@ -475,6 +479,53 @@ run_tool() {
 	record "$tool" size repo-final 0 0 0 "$(repo_bytes "$repo")" ""
 	say "$tool: done in $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s"
 }
+
+# --------------------------------------------------------------- floors
+
+# settle: lets writeback of earlier steps finish, so each timed step
+# starts from the same state of the page cache and the file system.
+settle() { sync; sleep "${DD_BENCH_SETTLE:-3}"; }
+
+# What one thread of this machine does with the mixed tree, whatever the
+# tool: the context for the throughput ratios (docs/BENCHMARKS.md,
+# "Floors"). The tree is read from a tar in /dev/shm, so the disk is not
+# measured: GNU tar extracting it is the cost of creating the files; zstd
+# level 3 on 256 KiB blocks (-B, like chunks) and OpenSSL's SHA-256 are the
+# per-byte work every chunk needs.
+floors() {
+	local tarf=/dev/shm/dedup-bench-floor.$$.tar out=$RUN/floor-extract need_kb free_kb
+	need_kb=$((MIXED_BYTES / 1024 * 11 / 10 + 65536))
+	free_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2{print $4}')
+	if [ "${free_kb:-0}" -lt "$need_kb" ]; then
+		echo "bench: floors skipped: /dev/shm has ${free_kb:-0} KiB free, needs $need_kb" >&2
+		return 0
+	fi
+	say "floors: tar x, zstd -b1/-b3, sha256 of the mixed tree on one thread"
+	tar cf "$tarf" -C "$MIXED" . 2>"$LOGS/floor.tar.err" || { rm -f "$tarf"; return 0; }
+	rm -rf "$out"
+	mkdir -p "$out"
+	settle
+	measure floor tar-x "$LOGS/floor.tar-x.out" tar xf "$tarf" -C "$out"
+	record floor floor tar-x "$M_SECS" "$M_RSS" "$M_RC" "" "GNU tar extracting the mixed tree from /dev/shm"
+	rm -rf "$out"
+	local z l
+	for l in 1 3; do
+		z=$(zstd -b"$l" -i3 -B262144 "$tarf" 2>&1 | tr '\r' '\n' | grep 'MB/s.*MB/s' | tail -n1)
+		# "...name : IN -> OUT (xR), C MB/s, D MB/s"
+		meta "floor_zstd$l" "$(sed -n 's/.*: *\([0-9]*\) -> *\([0-9]*\) .*, *\([0-9.]*\) MB\/s, *\([0-9.]*\) MB\/s.*/\1 \2 \3 \4/p' <<<"$z")"
+	done
+	local t0 t1
+	t0=$EPOCHREALTIME
+	openssl dgst -sha256 "$tarf" >/dev/null 2>&1
+	t1=$EPOCHREALTIME
+	meta floor_sha256_mbs "$(awk -v a="$t0" -v b="$t1" -v n="$(stat -c %s "$tarf")" 'BEGIN{printf "%.0f", n/1e6/(b-a)}')"
+	rm -f "$tarf"
+}
+if command -v zstd >/dev/null && command -v openssl >/dev/null; then
+	floors
+else
+	echo "bench: floors skipped: zstd or openssl missing" >&2
+fi
 
 T_ALL=$EPOCHREALTIME
 say "data: mixed $MIXED_FILES files / $MIXED_BYTES bytes; gen-0 $GEN0_FILES files / $GEN0_BYTES bytes, $NGEN generations; images 2 x $IMG_BYTES bytes"
