@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +287,11 @@ int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes)
 		return dd_error_set(-EINVAL, "bad number of writers: %u", workers);
 	if (!(p = calloc(1, sizeof(*p))))
 		return dd_error_set(-ENOMEM, "out of memory");
+	/* The data passes through malloc: keep chunk-sized blocks on the heap
+	 * and the heap mapped, so the same memory is reused instead of being
+	 * returned to the kernel and faulted in again for every chunk. */
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 2 * (int)max_bytes + 64 * 1024 * 1024);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->data, NULL);
