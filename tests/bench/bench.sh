@@ -436,6 +436,7 @@ run_tool() {
 
 	say "$tool: mixed tree, first backup and unchanged re-backup"
 	settle
+	warm "$MIXED"
 	bk "$tool" mixed-1 "$MIXED"
 	snap_mixed=$SNAP
 	bk "$tool" mixed-2 "$MIXED"
@@ -478,10 +479,12 @@ run_tool() {
 	rm -rf "$IMGCUR"
 	mkdir -p "$IMGCUR"
 	ln "$D/images/a.img" "$IMGCUR/disk.img" || cp -a "$D/images/a.img" "$IMGCUR/disk.img"
+	warm "$IMGCUR"
 	bk "$tool" img-a "$IMGCUR"
 	record "$tool" size repo-after-img-a 0 0 0 "$(repo_bytes "$repo")" ""
 	rm -f "$IMGCUR/disk.img"
 	ln "$D/images/b.img" "$IMGCUR/disk.img" || cp -a "$D/images/b.img" "$IMGCUR/disk.img"
+	warm "$IMGCUR"
 	bk "$tool" img-b "$IMGCUR"
 	record "$tool" size repo-after-img-b 0 0 0 "$(repo_bytes "$repo")" ""
 	rm -rf "$IMGCUR"
@@ -496,6 +499,11 @@ run_tool() {
 # settle: lets writeback of earlier steps finish, so each timed step
 # starts from the same state of the page cache and the file system.
 settle() { sync; sleep "${DD_BENCH_SETTLE:-3}"; }
+
+# warm DIR: reads every file once, so a timed backup starts with its input
+# in the page cache whichever tool goes first (the machine may reclaim idle
+# page cache proactively: data read a minute ago can be gone).
+warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; }
 
 # What one thread of this machine does with the mixed tree, whatever the
 # tool: the context for the throughput ratios (docs/BENCHMARKS.md,

@@ -306,9 +306,13 @@ def main():
         "(restic cache, borg cache/security dirs, the agent's HOME/XDG dirs) live inside the "
         "work dir and start empty.")
     doc.append(
-        "- All data stay in the page cache (the machine has more RAM than the data), so "
-        "the numbers measure CPU and software overheads, not the disk; every tool sees the "
-        "same conditions in the same run.\n")
+        "- Every tool's first backup and each image backup starts right after its input "
+        "was read once (the machine may reclaim idle page cache, so data read a minute "
+        "earlier can be gone) and after `sync` and a short pause; nothing is deleted "
+        "while tools are timed (the last run's files and the restored trees are removed "
+        "at the end), because ext4 without a journal creates files more slowly right after "
+        "a large delete. So the numbers measure CPU and software overheads rather than the "
+        "disk, and every tool sees the same conditions in the same run.\n")
     doc.append("## Every step (wall seconds / peak RSS)\n")
     doc.append(details + "\n")
     if gens_log:
