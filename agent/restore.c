@@ -69,7 +69,7 @@
  * bounds), holding at most RESTORE_WRITE_BYTES of data between them. */
 #define RESTORE_WRITERS_MIN 2u
 #define RESTORE_WRITERS_MAX 4u
-#define RESTORE_WRITE_BYTES (32u * 1024 * 1024)
+#define RESTORE_WRITE_BYTES (16u * 1024 * 1024)
 
 /* ---- the stream ---- */
 
