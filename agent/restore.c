@@ -10,8 +10,9 @@
  *
  * Entries wait in a fixed ring of copies (the catalog reader's pointers only
  * live until its next call) so that a batch can look ahead past the entry
- * being written. While one batch is written, the next is planned and a
- * fetcher thread downloads it, so the network and the disk overlap.
+ * being written. While one batch is written, the next two are planned
+ * and two fetcher threads download and decode them, so the server, the
+ * decoding and the disk overlap.
  *
  * The disk writer never resolves a path through the file system: it opens
  * each entry's parent one component at a time from the target directory
@@ -59,7 +60,12 @@
 #include "snapshots.h"
 #include "wpool.h"
 
-#define RESTORE_BATCH_BYTES (32u * 1024 * 1024)
+#define RESTORE_BATCH_BYTES (16u * 1024 * 1024)
+/* Batches fetched at once while one is written, and the slots they take:
+ * two fetches in flight overlap the server's reading and sending with the
+ * agent's decoding. */
+#define RESTORE_FETCHERS 2u
+#define RESTORE_SLOTS (RESTORE_FETCHERS + 1)
 #define RESTORE_BATCH_IDS 8192u
 #define RESTORE_BATCH_REFS 65536u
 #define RESTORE_QUEUE_LEN 4096u
@@ -97,15 +103,18 @@ struct restore {
 	uint64_t qhead;           /* number of the oldest entry held */
 	size_t qcount;
 
-	/* Two batches: `cur` is being written while `next` is fetched by
-	 * the fetcher thread. The plan cursor is the first chunk ref not yet
-	 * in either batch. */
-	struct rbatch batches[2];
-	struct rbatch *cur, *next;
+	/* Batches are numbered in plan order; batch k sits in slot
+	 * k % RESTORE_SLOTS and is fetched by fetcher k % RESTORE_FETCHERS.
+	 * While batch `seq_cur` is written, the fetchers get the next ones
+	 * (up to seq_planned). The plan cursor is the first chunk ref not yet
+	 * in a batch. */
+	struct rbatch batches[RESTORE_SLOTS];
+	struct rbatch *cur;
+	uint64_t seq_cur, seq_planned;
 	size_t refpos;            /* next ref of cur */
 	uint64_t plan_abs, plan_j;
 	struct idset *uniq;
-	struct fetcher *fetcher;
+	struct fetcher *fetchers[RESTORE_FETCHERS];
 	struct dd_buf plain;      /* a chunk decoded here, not by the fetcher */
 	const uint8_t *data;      /* the current chunk's verified bytes */
 	size_t data_len;
@@ -272,41 +281,42 @@ static int restore_plan(struct restore *r, struct rbatch *b)
 	return (int)b->nrefs;
 }
 
-/* Plans the batch after `cur` and has the fetcher get it meanwhile. */
-static int restore_prefetch(struct restore *r)
+/* Plans batch `k` and has its fetcher get it: > 0 started, 0 nothing to
+ * plan now, < 0 error. */
+static int restore_start(struct restore *r, uint64_t k)
 {
-	struct rbatch *b = r->cur == &r->batches[0] ? &r->batches[1] :
-		&r->batches[0];
+	struct rbatch *b = &r->batches[k % RESTORE_SLOTS];
 	int rc = restore_plan(r, b);
 
 	if (rc <= 0)
 		return rc;
-	fetcher_start(r->fetcher, &b->fb, b->uids, b->nuids);
-	r->next = b;
-	return 0;
+	fetcher_start(r->fetchers[k % RESTORE_FETCHERS], &b->fb, b->uids,
+		      b->nuids);
+	r->seq_planned = k;
+	return rc;
 }
 
-/* Makes the next batch current, fetching it first if nobody did. */
+/* Makes the next batch current (planning and fetching it first if nobody
+ * did), then keeps every fetcher busy with the batches after it. */
 static int restore_advance(struct restore *r)
 {
 	int rc;
 
-	if (!r->next) {
-		r->cur = r->cur == &r->batches[0] ? &r->batches[1] :
-			&r->batches[0];
-		if ((rc = restore_plan(r, r->cur)) < 0)
+	if (r->seq_planned == r->seq_cur) {
+		if ((rc = restore_start(r, r->seq_cur + 1)) < 0)
 			return rc;
 		assert(rc > 0);
-		fetcher_start(r->fetcher, &r->cur->fb, r->cur->uids,
-			      r->cur->nuids);
-	} else {
-		r->cur = r->next;
-		r->next = NULL;
 	}
+	r->seq_cur++;
+	r->cur = &r->batches[r->seq_cur % RESTORE_SLOTS];
 	r->refpos = 0;
-	if ((rc = fetcher_wait(r->fetcher)) < 0)
+	if ((rc = fetcher_wait(r->fetchers[r->seq_cur % RESTORE_FETCHERS])) < 0)
 		return rc;
-	return restore_prefetch(r);
+	while (r->seq_planned < r->seq_cur + RESTORE_FETCHERS) {
+		if ((rc = restore_start(r, r->seq_planned + 1)) <= 0)
+			return rc;
+	}
+	return 0;
 }
 
 /* The next chunk of the entry being written, verified: r->data. */
@@ -376,8 +386,8 @@ static int restore_setup(struct restore *r, struct client *c,
 	int rc;
 
 	r->client = c;
-	fetch_batch_init(&r->batches[0].fb);
-	fetch_batch_init(&r->batches[1].fb);
+	for (size_t i = 0; i < DD_ARRAY_SIZE(r->batches); i++)
+		fetch_batch_init(&r->batches[i].fb);
 	dd_buf_init(&r->plain, 0);
 
 	if ((rc = repo_config_fetch(&cfg, c)) < 0)
@@ -393,9 +403,11 @@ static int restore_setup(struct restore *r, struct client *c,
 		per_fetch = RESTORE_CATALOG_IDS;
 
 	if ((rc = catstream_new(&r->cs, c, manifest, per_fetch)) < 0 ||
-	    (rc = idset_new(&r->uniq)) < 0 ||
-	    (rc = fetcher_new(&r->fetcher, s)) < 0)
+	    (rc = idset_new(&r->uniq)) < 0)
 		return rc;
+	for (size_t i = 0; i < RESTORE_FETCHERS; i++)
+		if ((rc = fetcher_new(&r->fetchers[i], s)) < 0)
+			return rc;
 	if (!(r->dctx = ZSTD_createDCtx()))
 		return dd_error_set(-ENOMEM, "out of memory");
 	return 0;
@@ -403,8 +415,9 @@ static int restore_setup(struct restore *r, struct client *c,
 
 static void restore_release(struct restore *r)
 {
-	/* First stop the fetcher: it may be writing into a batch. */
-	fetcher_free(r->fetcher);
+	/* First stop the fetchers: they may be writing into a batch. */
+	for (size_t i = 0; i < RESTORE_FETCHERS; i++)
+		fetcher_free(r->fetchers[i]);
 	while (r->qcount) {
 		rentry_release(&r->q[r->qhead % RESTORE_QUEUE_LEN]);
 		r->qhead++;
