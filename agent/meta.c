@@ -495,8 +495,8 @@ cleanup:
 	return rc;
 }
 
-int meta_apply_dir(int fd, const struct dd_entry *e, bool with_ext,
-		   const char *shown)
+int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
+	       const char *shown)
 {
 	struct timespec ts[2] = {
 		{ .tv_nsec = UTIME_OMIT },

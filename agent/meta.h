@@ -6,9 +6,9 @@
  * Backup reads them with libarchive's disk reader (meta_read); restore and
  * tar export turn a catalog entry into a libarchive entry (meta_fill),
  * which the disk writer (ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL) and
- * the pax writer take as they are. Directories are finished by restore
- * itself (meta_apply_dir) because their metadata is set after their
- * children are written.
+ * the pax writer take as they are. Regular files and directories are
+ * finished by restore itself through their descriptor (meta_apply): files
+ * by the writer threads, directories after their children are written.
  */
 #ifndef DD_AGENT_META_H
 #define DD_AGENT_META_H
@@ -49,13 +49,13 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 	       const char *path, const char *link, bool with_ext);
 
 /*
- * Sets a restored directory's owner (as root; by name where the name exists
- * here, else by number), mode, ACLs, xattrs and mtime on the open `fd`.
- * Problems are reported as warnings naming `shown`; returns the number of
- * them.
+ * Sets a restored file's or directory's owner (as root; by name where the
+ * name exists here, else by number), mode, xattrs, ACLs and mtime on the
+ * open `fd`. Safe to call from several threads. Problems are reported as
+ * warnings naming `shown`; returns the number of them.
  */
-int meta_apply_dir(int fd, const struct dd_entry *e, bool with_ext,
-		   const char *shown);
+int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
+	       const char *shown);
 
 /* uid/gid for a recorded name and number: the local id of `name` when it
  * exists, else `id`. `name` may be NULL. */

@@ -926,8 +926,8 @@ static void rdisk_finish_dirs(struct rdisk *d)
 				   rdisk_shown(q, f->path),
 				   strerror(pfd < 0 ? -pfd : errno));
 			d->failed++;
-		} else if (meta_apply_dir(fd, &f->e, f->with_ext,
-					  rdisk_shown(q, f->path)) > 0) {
+		} else if (meta_apply(fd, &f->e, f->with_ext,
+				      rdisk_shown(q, f->path)) > 0) {
 			d->failed++;
 		}
 		if (fd >= 0)

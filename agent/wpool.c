@@ -226,7 +226,7 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		char q[512];
 
 		meta_quote(q, sizeof(q), j->path, strlen(j->path));
-		ok = meta_apply_dir(fd, &j->e, j->with_ext, q) == 0;
+		ok = meta_apply(fd, &j->e, j->with_ext, q) == 0;
 	}
 	if (fd >= 0 && close(fd) < 0 && ok) {
 		wjob_warn(j, "cannot write", errno);
