@@ -319,7 +319,6 @@ static int restore_advance(struct restore *r)
 	return 0;
 }
 
-/* The next chunk of the entry being written, verified: r->data. */
 /*
  * The entry to name when getting a chunk failed: a batch is fetched for
  * several files at once, so the chunk the error names (the first 64-hex
@@ -360,6 +359,7 @@ static const char *restore_blame(const struct restore *r,
 	return re->path;
 }
 
+/* Chunk j of the entry being written, verified, in r->data. */
 static int restore_next_chunk(struct restore *r, const struct restore_entry *re,
 			      uint64_t j)
 {
