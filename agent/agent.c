@@ -3,6 +3,7 @@
  * connecting.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,36 @@ int agent_usage_help(const struct agent_verb *v)
 {
 	printf("usage: dedup-agent [OPTIONS] %s\n\n%s\n", v->usage, v->summary);
 	return DD_EXIT_OK;
+}
+
+int agent_parse_json_only(int argc, char **argv, const struct agent_verb *self,
+			  bool *as_json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	*as_json = false;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			*as_json = true;
+			break;
+		case 'h':
+			return agent_usage_help(self);
+		default:
+			return agent_usage_error(self, "unknown option '%s'",
+						 argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return agent_usage_error(self, "unexpected argument '%s'",
+					 argv[optind]);
+	return -1;
 }
 
 int agent_connect(struct client **out, const struct agent_globals *g)

@@ -57,6 +57,11 @@ int agent_usage_error(const struct agent_verb *v, const char *fmt, ...)
 /* Prints the verb's usage to stdout (for --help) and returns DD_EXIT_OK. */
 int agent_usage_help(const struct agent_verb *v);
 
+/* Options of a verb that takes only --json (and --help) and no argument:
+ * -1 to go on (*as_json set), else the exit code to return. */
+int agent_parse_json_only(int argc, char **argv, const struct agent_verb *self,
+			  bool *as_json);
+
 /* Loads the connection settings and opens a client; on failure the reason
  * is recorded and a negative code returned. The caller frees *out. */
 int agent_connect(struct client **out, const struct agent_globals *g);

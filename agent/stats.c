@@ -1,7 +1,6 @@
 /*
  * stats.c - `dedup-agent stats [--json]`: the repository's counters.
  */
-#include <getopt.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -41,32 +40,13 @@ static void stats_ratio(const json_t *j, const char *key, const char *label)
 int cmd_stats(int argc, char **argv, const struct agent_globals *g,
 	      const struct agent_verb *self)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct client *c = NULL;
 	json_t *j = NULL;
-	bool as_json = false;
-	int opt, rc;
+	bool as_json;
+	int rc;
 
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'j':
-			as_json = true;
-			break;
-		case 'h':
-			return agent_usage_help(self);
-		default:
-			return agent_usage_error(self, "unknown option '%s'",
-						 argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return agent_usage_error(self, "unexpected argument '%s'",
-					 argv[optind]);
+	if ((rc = agent_parse_json_only(argc, argv, self, &as_json)) >= 0)
+		return rc;
 
 	if ((rc = agent_connect(&c, g)) < 0 ||
 	    (rc = client_get_json(c, DD_API_PREFIX "/stats", &j)) < 0)
