@@ -157,25 +157,6 @@ static int wjob_create(const struct wjob *j)
 	return fd;
 }
 
-static int wjob_write(int fd, const struct wseg *s)
-{
-	size_t done = 0;
-
-	while (done < s->len) {
-		ssize_t w = pwrite(fd, s->data + done, s->len - done,
-				   (off_t)(s->off + done));
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return errno;
-		if (w == 0)
-			return EIO;
-		done += (size_t)w;
-	}
-	return 0;
-}
-
 /* Writes one job: its data as it arrives, then its metadata. */
 static void wjob_run(struct wpool *p, struct wjob *j)
 {
@@ -198,8 +179,9 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		pthread_mutex_unlock(&p->lock);
 		if (!s)
 			break;
-		if (ok && (err = wjob_write(fd, s)) != 0) {
-			wjob_warn(j, "cannot write", err);
+		if (ok && (err = dd_pwrite_all(fd, s->data, s->len,
+					       (off_t)s->off)) < 0) {
+			wjob_warn(j, "cannot write", -err);
 			ok = false;
 		}
 		pthread_mutex_lock(&p->lock);
