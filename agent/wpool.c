@@ -162,6 +162,7 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 {
 	int fd = wjob_create(j), err = 0;
 	bool ok = fd >= 0;
+	uint64_t end = 0;         /* past the last byte written */
 
 	for (;;) {
 		struct wseg *s;
@@ -184,6 +185,8 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 			wjob_warn(j, "cannot write", -err);
 			ok = false;
 		}
+		if (s->off + s->len > end)
+			end = s->off + s->len;
 		pthread_mutex_lock(&p->lock);
 		p->bytes -= s->len;
 		pthread_cond_signal(&p->room);
@@ -192,15 +195,15 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 	}
 	/* A file the restore gave up on is not left looking complete. */
 	if (j->abandoned) {
-		if (fd >= 0)
+		if (fd >= 0) {
 			close(fd);
-		if (fd >= 0)
 			(void)unlinkat(j->dirfd, j->name, 0);
+		}
 		fd = -1;
 		ok = false;
 	}
 	/* The size, for a file that ends in a hole (zeros not written). */
-	if (ok && ftruncate(fd, (off_t)j->e.size) < 0) {
+	if (ok && end < j->e.size && ftruncate(fd, (off_t)j->e.size) < 0) {
 		wjob_warn(j, "cannot set the size", errno);
 		ok = false;
 	}
