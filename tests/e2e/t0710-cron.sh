@@ -113,7 +113,12 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	chmod 0644 "$T/repo/tls/cert.pem" 2>/dev/null
 	chmod 0755 "$T/repo" "$T/repo/tls" 2>/dev/null
 	NB=("$(command -v setpriv)" --reuid=nobody --regid="$(id -g nobody)" --clear-groups)
-	(cd / && env -i "${NB[@]}" "$AGENT" --config "$U/agent.conf" backup -q "$U/data" \
+	# The build may sit where nobody cannot reach it (a checkout under
+	# /root is mode 0700): nobody runs a copy in the test's own folder.
+	UA=$T/bin/dedup-agent
+	mkdir -p "$T/bin" && cp "$AGENT" "$UA" && chmod 0755 "$T/bin" "$UA"
+	check "nobody can run the agent's copy" "${NB[@]}" "$UA" --version
+	(cd / && env -i "${NB[@]}" "$UA" --config "$U/agent.conf" backup -q "$U/data" \
 		>"$T/out" 2>"$T/err")
 	rc=$?
 	check_eq "a user's backup with an unreadable file exits 3 (partial)" 3 "$rc"
@@ -122,10 +127,10 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
 	rm -f "$U/data/secret"
 	LU=$(lock_file "$URL" "$A" nobody)
 	check "the user's lock file name carries its uid" test "$LU" != "$L"
-	env -i "${NB[@]}" flock -n "$LU" "$AGENT" --config "$U/agent.conf" backup -q "$U/data" >/dev/null 2>&1
+	env -i "${NB[@]}" flock -n "$LU" "$UA" --config "$U/agent.conf" backup -q "$U/data" >/dev/null 2>&1
 	check_eq "the user's lock held on the documented path: exit 4" 4 "$?"
 	rm -f "$LU"
-	flock -n "$L" env -i "${NB[@]}" "$AGENT" --config "$U/agent.conf" backup -q "$U/data" >/dev/null 2>&1
+	flock -n "$L" env -i "${NB[@]}" "$UA" --config "$U/agent.conf" backup -q "$U/data" >/dev/null 2>&1
 	check_eq "root holding its lock does not block the user" 0 "$?"
 	rm -f "$L"
 else
