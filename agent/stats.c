@@ -60,6 +60,7 @@ int cmd_stats(int argc, char **argv, const struct agent_globals *g,
 		stats_count(j, "chunks", "chunks:");
 		stats_count(j, "packs", "packs:");
 		stats_bytes(j, "bytes_logical", "logical size:");
+		stats_bytes(j, "bytes_catalog", "catalogs:");
 		stats_bytes(j, "bytes_unique", "unique data:");
 		stats_bytes(j, "bytes_stored", "stored on disk:");
 		stats_ratio(j, "dedup_ratio", "dedup ratio:");

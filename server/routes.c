@@ -537,13 +537,13 @@ static void route_stats(void *payload, const struct http_request *req,
 			struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	uint64_t snaps, logical, chunks, unique, packs = 0, stored = 0;
-	uint64_t disk_free = 0, disk_total = 0;
+	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;
+	uint64_t stored = 0, disk_free = 0, disk_total = 0;
 	bool ro;
 	int rc;
 
 	(void)req;
-	snapshots_totals(ctx->snapshots, &snaps, &logical);
+	snapshots_totals(ctx->snapshots, &snaps, &logical, &catalogs);
 	store_counters(ctx->store, &chunks, &unique);
 	rc = store_pack_usage(ctx->store, &packs, &stored);
 	if (rc < 0) {
@@ -555,16 +555,21 @@ static void route_stats(void *payload, const struct http_request *req,
 		routes_fail(rep, rc);
 		return;
 	}
+	/* The ratio counts the catalogs on both sides: they are stored as
+	 * chunks too, so a first backup reads 1.00, not below. */
 	http_reply_json(rep, 200, json_pack(
-		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:I}",
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, "
+		"s:I}",
 		"snapshots", (json_int_t)snaps,
 		"chunks", (json_int_t)chunks,
 		"packs", (json_int_t)packs,
 		"clients", (json_int_t)tokens_count(ctx->tokens),
 		"bytes_logical", (json_int_t)logical,
+		"bytes_catalog", (json_int_t)catalogs,
 		"bytes_unique", (json_int_t)unique,
 		"bytes_stored", (json_int_t)stored,
-		"dedup_ratio", unique ? (double)logical / (double)unique : 0.0,
+		"dedup_ratio", unique ? (double)(logical + catalogs) /
+			(double)unique : 0.0,
 		"compression_ratio",
 		stored ? (double)unique / (double)stored : 0.0,
 		"disk_free", (json_int_t)disk_free,
@@ -1158,7 +1163,8 @@ static void route_metrics(void *payload, const struct http_request *req,
 	struct routes_sums sums;
 	struct tokens_list tl = { NULL, 0 };
 	struct dd_buf b;
-	uint64_t snaps, logical, chunks, unique, packs = 0, stored = 0;
+	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;
+	uint64_t stored = 0;
 	uint64_t disk_free = 0, disk_total = 0, ok = 0, failed = 0;
 	int64_t now = dd_now();
 	uint8_t *data;
@@ -1168,7 +1174,7 @@ static void route_metrics(void *payload, const struct http_request *req,
 
 	(void)req;
 	dd_buf_init(&b, 0);
-	snapshots_totals(ctx->snapshots, &snaps, &logical);
+	snapshots_totals(ctx->snapshots, &snaps, &logical, &catalogs);
 	store_counters(ctx->store, &chunks, &unique);
 	rc = store_pack_usage(ctx->store, &packs, &stored);
 	if (rc == 0)
@@ -1224,6 +1230,10 @@ static void route_metrics(void *payload, const struct http_request *req,
 		rc = routes_gauge(&b, "dedup_logical_bytes",
 				  "sum of the sizes of all snapshots",
 				  (double)logical);
+	if (rc == 0)
+		rc = routes_gauge(&b, "dedup_catalog_bytes",
+				  "sum of the catalog sizes of all snapshots",
+				  (double)catalogs);
 	if (rc == 0)
 		rc = routes_gauge(&b, "dedup_unique_bytes",
 				  "plain bytes of the distinct chunks",

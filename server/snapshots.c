@@ -34,6 +34,7 @@ struct snap {
 	int64_t written_ns;   /* when the manifest was written: orders
 			       * snapshots started in the same second */
 	uint64_t bytes_total;
+	uint64_t catalog_bytes;  /* plain bytes of its catalog chunks */
 	uint64_t bytes_new;   /* agent-reported, for status reports */
 	uint64_t bytes_sent;
 	char *json;           /* compact manifest text, no newline */
@@ -49,6 +50,7 @@ struct snapshots {
 	struct snap *v;       /* oldest first: (unix_time, written_ns, id) */
 	size_t n, alloc;
 	uint64_t bytes_logical;
+	uint64_t bytes_catalog;
 };
 
 static int snap_cmp(const struct snap *a, const struct snap *b)
@@ -86,6 +88,7 @@ static int snapshots_insert(struct snapshots *s, const struct snap *e)
 	s->v[lo] = *e;
 	s->n++;
 	s->bytes_logical += e->bytes_total;
+	s->bytes_catalog += e->catalog_bytes;
 	return 0;
 }
 
@@ -399,6 +402,7 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	snprintf(e.client, sizeof(e.client), "%s", client);
 	e.unix_time = rq.time_start;
 	e.bytes_total = cnt.bytes_total;
+	e.catalog_bytes = catalog_bytes;
 	e.bytes_new = (uint64_t)rq.bytes_new;
 	e.bytes_sent = (uint64_t)rq.bytes_sent;
 	dd_format_time(t0, rq.time_start);
@@ -503,6 +507,7 @@ int snapshots_remove(struct snapshots *s, const char *id)
 		/* Gone from disk (whether or not the directory sync worked):
 		 * gone from the list too. */
 		s->bytes_logical -= s->v[i].bytes_total;
+		s->bytes_catalog -= s->v[i].catalog_bytes;
 		free(s->v[i].json);
 		memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(s->v[0]));
 		s->n--;
@@ -588,11 +593,12 @@ int snapshots_get(struct snapshots *s, const char *id, const char *client,
 }
 
 void snapshots_totals(struct snapshots *s, uint64_t *count,
-		      uint64_t *bytes_logical)
+		      uint64_t *bytes_logical, uint64_t *bytes_catalog)
 {
 	pthread_rwlock_rdlock(&s->lock);
 	*count = s->n;
 	*bytes_logical = s->bytes_logical;
+	*bytes_catalog = s->bytes_catalog;
 	pthread_rwlock_unlock(&s->lock);
 }
 
@@ -682,6 +688,9 @@ static int snap_load_file(struct snap *e, const char *path, const char *id,
 	v = json_object_get(m, "bytes_sent");
 	if (json_is_integer(v) && json_integer_value(v) > 0)
 		e->bytes_sent = (uint64_t)json_integer_value(v);
+	v = json_object_get(m, "catalog_bytes");
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		e->catalog_bytes = (uint64_t)json_integer_value(v);
 	if (!json_is_array(json_object_get(m, "catalog"))) {
 		dd_error_set(rc, "no catalog");
 		goto cleanup;

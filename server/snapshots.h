@@ -64,9 +64,10 @@ int snapshots_list(struct snapshots *s, const char *client, bool admin,
 int snapshots_get(struct snapshots *s, const char *id, const char *client,
 		  bool admin, char **out, size_t *out_len);
 
-/* Number of snapshots and the sum of their bytes_total. */
+/* Number of snapshots, the sum of their bytes_total (file data) and of
+ * their catalog_bytes (the catalogs: names and metadata). */
 void snapshots_totals(struct snapshots *s, uint64_t *count,
-		      uint64_t *bytes_logical);
+		      uint64_t *bytes_logical, uint64_t *bytes_catalog);
 
 /* One manifest as snapshots_foreach shows it; every pointer is borrowed
  * and valid only during the callback. */

@@ -52,11 +52,12 @@ check_eq("health: not writable without packs/", (False, "degraded"), (J("health_
 check_eq("health: writable again", True, J("health_back")["writable"])
 
 st = J("stats")
-fields = ["bytes_logical", "bytes_unique", "bytes_stored", "dedup_ratio", "compression_ratio", "chunks",
+fields = ["bytes_logical", "bytes_catalog", "bytes_unique", "bytes_stored", "dedup_ratio", "compression_ratio", "chunks",
           "packs", "snapshots", "clients", "disk_free", "disk_total", "backups_in_progress"]
 check("stats has every field", all(k in st for k in fields), st)
 check_eq("stats: 3 snapshots, 4 clients", (3, 4), (st["snapshots"], st["clients"]))
-check("stats: dedup ratio is logical / unique", abs(st["dedup_ratio"] - st["bytes_logical"] / st["bytes_unique"]) < 1e-9, st)
+check("stats: dedup ratio is (logical + catalogs) / unique", abs(st["dedup_ratio"] - (st["bytes_logical"] + st["bytes_catalog"]) / st["bytes_unique"]) < 1e-9, st)
+check("stats: the catalogs take some bytes", st["bytes_catalog"] > 0, st)
 check("stats: compression ratio is unique / stored", abs(st["compression_ratio"] - st["bytes_unique"] / st["bytes_stored"]) < 1e-9, st)
 check("stats: the text compresses (ratio > 1)", st["compression_ratio"] > 1, st)
 check("stats: free disk is known", 0 < st["disk_free"] <= st["disk_total"], st)
