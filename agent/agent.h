@@ -30,7 +30,8 @@ struct agent_verb {
 	int (*run)(int argc, char **argv, const struct agent_globals *g,
 		   const struct agent_verb *self);
 	const char *usage;     /* "backup [--json] PATH..." */
-	const char *summary;   /* one line for the help text */
+	const char *summary;   /* the help text: its first line is listed
+				* by `help`, all of it by `VERB --help` */
 };
 
 int cmd_backup(int argc, char **argv, const struct agent_globals *g,

@@ -44,7 +44,7 @@ static ssize_t catstream_read(void *payload, void *buf, size_t len)
 				return 0;
 			if (k > s->per_fetch)
 				k = s->per_fetch;
-			rc = fetch_batch_get(&s->fb, s->client, s->ids + s->next, k);
+			rc = fetch_batch_get(&s->fb, s->client, s->ids + s->next, NULL, k);
 			if (rc < 0)
 				goto fail;
 			s->next += k;

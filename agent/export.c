@@ -50,7 +50,7 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 	struct rtar *t = ctx;
 	int ar;
 
-	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext);
+	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext, NULL);
 	ar = archive_write_header(t->aw, t->ae);
 	if (ar == ARCHIVE_WARN) {
 		const char *why = archive_error_string(t->aw);
@@ -94,6 +94,27 @@ static int rtar_end(void *ctx, const struct restore_entry *re)
 	return 0;
 }
 
+/*
+ * Creates `tmp` as a new file that only this run has opened: never through
+ * a symlink or into an existing file (another user may have planted one
+ * where the archive's temporary name will be). Whatever sits there, left by
+ * a killed run or planted, is unlinked (a symlink is removed, never
+ * followed) and the name made again with O_EXCL; a second collision means
+ * someone is racing us, and is an error. The fd, or a negative error.
+ */
+static int export_create_tmp(const char *tmp)
+{
+	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	int fd = open(tmp, flags, 0600);
+
+	if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+		fd = open(tmp, flags, 0600);
+	if (fd < 0)
+		return dd_error_set(-errno, "cannot create '%s': %s", tmp,
+				    strerror(errno));
+	return fd;
+}
+
 int export_tar(struct client *c, const struct settings *s,
 	       const json_t *manifest, const struct pattern_list *include,
 	       const char *output, bool quiet)
@@ -122,12 +143,9 @@ int export_tar(struct client *c, const struct settings *s,
 		if (!(tmp = malloc(n)))
 			return dd_error_set(-ENOMEM, "out of memory");
 		snprintf(tmp, n, "%s.tmp", output);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			rc = dd_error_set(-errno, "cannot create '%s': %s", tmp,
-					  strerror(errno));
+		if ((fd = export_create_tmp(tmp)) < 0) {
 			free(tmp);
-			return rc;
+			return fd;
 		}
 	}
 	if (!(t.aw = archive_write_new()) || !(t.ae = archive_entry_new())) {

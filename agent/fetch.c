@@ -38,7 +38,8 @@ void fetch_batch_release(struct fetch_batch *b)
 }
 
 int fetch_batch_get(struct fetch_batch *b, struct client *c,
-		    const struct dd_id *ids, size_t n)
+		    const struct dd_id *ids, const uint32_t *plain_lens,
+		    size_t n)
 {
 	struct dd_bundle_reader r;
 	char hex[DD_ID_HEX_LEN + 1];
@@ -82,6 +83,14 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 			return dd_error_set(-EBADMSG,
 					    "server '%s' sent chunk %s out of order",
 					    client_server(c), hex);
+		}
+		if (plain_lens && rec.plain_len != plain_lens[b->nrecs]) {
+			dd_id_to_hex(hex, &rec.id);
+			return dd_error_set(-EBADMSG,
+					    "server '%s' sent chunk %s as %u bytes, "
+					    "the catalog says %u", client_server(c),
+					    hex, rec.plain_len,
+					    plain_lens[b->nrecs]);
 		}
 		b->recs[b->nrecs++] = rec;
 	}
@@ -181,6 +190,7 @@ struct fetcher {
 	/* the job; guarded by mu */
 	struct fetch_batch *batch;
 	const struct dd_id *ids;
+	const uint32_t *plain_lens;
 	size_t n;
 	bool pending;          /* started, not yet finished */
 	bool stop;
@@ -201,7 +211,8 @@ static void *fetcher_main(void *arg)
 		if (f->stop)
 			break;
 		pthread_mutex_unlock(&f->mu);
-		rc = fetch_batch_get(f->batch, f->client, f->ids, f->n);
+		rc = fetch_batch_get(f->batch, f->client, f->ids,
+				     f->plain_lens, f->n);
 		if (rc == 0)
 			rc = fetch_batch_decode(f->batch, f->dctx);
 		pthread_mutex_lock(&f->mu);
@@ -265,12 +276,14 @@ void fetcher_free(struct fetcher *f)
 }
 
 void fetcher_start(struct fetcher *f, struct fetch_batch *b,
-		   const struct dd_id *ids, size_t n)
+		   const struct dd_id *ids, const uint32_t *plain_lens,
+		   size_t n)
 {
 	pthread_mutex_lock(&f->mu);
 	assert(!f->pending);
 	f->batch = b;
 	f->ids = ids;
+	f->plain_lens = plain_lens;
 	f->n = n;
 	f->rc = 0;
 	f->pending = true;

@@ -39,10 +39,15 @@ void fetch_batch_release(struct fetch_batch *b);
 
 /*
  * Fetches `n` ids (1..DD_MAX_IDS_PER_QUERY). The reply must hold exactly
- * those records in request order (-EBADMSG otherwise).
+ * those records in request order (-EBADMSG otherwise). `plain_lens`, when
+ * not NULL, holds the plain length the catalog gives each id: a record
+ * claiming another length is refused here, before any memory is set aside
+ * for its plain bytes, so a hostile server cannot make the agent reserve
+ * more than what it planned (-EBADMSG naming the chunk).
  */
 int fetch_batch_get(struct fetch_batch *b, struct client *c,
-		    const struct dd_id *ids, size_t n);
+		    const struct dd_id *ids, const uint32_t *plain_lens,
+		    size_t n);
 
 /*
  * Decodes record `i` into `out` (replacing its contents) and verifies it:
@@ -71,10 +76,12 @@ struct fetcher;
 int fetcher_new(struct fetcher **out, const struct settings *s);
 /* Waits for a fetch in progress, stops the thread, frees. */
 void fetcher_free(struct fetcher *f);
-/* Starts fetching `ids` into `b`; neither may be touched until
- * fetcher_wait() returns. One fetch at a time. */
+/* Starts fetching `ids` (whose plain lengths are `plain_lens`, see
+ * fetch_batch_get) into `b`; none may be touched until fetcher_wait()
+ * returns. One fetch at a time. */
 void fetcher_start(struct fetcher *f, struct fetch_batch *b,
-		   const struct dd_id *ids, size_t n);
+		   const struct dd_id *ids, const uint32_t *plain_lens,
+		   size_t n);
 /* Waits for the fetch started last; its result, with its message recorded
  * on the calling thread. */
 int fetcher_wait(struct fetcher *f);

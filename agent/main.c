@@ -25,8 +25,13 @@ static int cmd_help(int argc, char **argv, const struct agent_globals *g,
 static const struct agent_verb verbs[] = {
 	{ "backup", cmd_backup, "backup [--json] [--force-read] [--exclude PATTERN]... [--exclude-file FILE] [--one-file-system] [--include-caches] PATH...",
 	  "Back up files and directories; prints the new snapshot's id." },
-	{ "restore", cmd_restore, "restore SNAPSHOT|latest (--target DIR | --format tar --output FILE|-) [--include PATTERN]...",
-	  "Restore a snapshot (id, 8+ digit prefix, 'latest') into DIR." },
+	{ "restore", cmd_restore, "restore SNAPSHOT|latest (--target DIR [--same-privileges] [--no-setuid] [--no-devices] [--no-special-xattrs] | --format tar --output FILE|-) [--include PATTERN]...",
+	  "Restore a snapshot (id, 8+ digit prefix, 'latest') into DIR.\n"
+	  "Another client's snapshot (an admin's restore) is restored without\n"
+	  "setuid/setgid bits, device nodes and security.*/trusted.*/system.*\n"
+	  "xattrs unless --same-privileges; --no-setuid, --no-devices and\n"
+	  "--no-special-xattrs leave them out of any snapshot. A hard link is\n"
+	  "only made to a file this restore created." },
 	{ "ls", cmd_ls, "ls [--json] SNAPSHOT [PATH]...",
 	  "List a snapshot's entries (those under PATH, a path or pattern)." },
 	{ "verify", cmd_verify, "verify SNAPSHOT",
@@ -47,7 +52,9 @@ static void main_usage(FILE *f)
 {
 	fprintf(f, "usage: dedup-agent [OPTIONS] COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < DD_ARRAY_SIZE(verbs); i++)
-		fprintf(f, "  %-38s %s\n", verbs[i].usage, verbs[i].summary);
+		/* The summary's first line; `COMMAND --help` shows the rest. */
+		fprintf(f, "  %-38s %.*s\n", verbs[i].usage,
+			(int)strcspn(verbs[i].summary, "\n"), verbs[i].summary);
 	fprintf(f,
 		"\noptions (before or after the command):\n"
 		"  --server URL     the server, https://HOST:PORT (env DEDUP_SERVER)\n"

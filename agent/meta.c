@@ -230,8 +230,29 @@ static const char *meta_cstr(char out[DD_EXT_NAME_MAX + 1], const void *p,
 	return out;
 }
 
+unsigned meta_mode(const struct dd_entry *e, struct meta_drop *drop)
+{
+	unsigned mode = e->mode & 07777;
+
+	if (drop && drop->setid && e->type != DD_ENTRY_DIR &&
+	    (mode & (S_ISUID | S_ISGID))) {
+		mode &= ~(unsigned)(S_ISUID | S_ISGID);
+		__atomic_fetch_add(&drop->n_setid, 1, __ATOMIC_RELAXED);
+	}
+	return mode;
+}
+
+bool meta_xattr_kept(const char *name, struct meta_drop *drop)
+{
+	if (!drop || !drop->special_xattrs || strncmp(name, "user.", 5) == 0)
+		return true;
+	__atomic_fetch_add(&drop->n_xattrs, 1, __ATOMIC_RELAXED);
+	return false;
+}
+
 void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
-	       const char *path, const char *link, bool with_ext)
+	       const char *path, const char *link, bool with_ext,
+	       struct meta_drop *drop)
 {
 	struct dd_ext_iter it;
 	struct dd_ext_rec rec;
@@ -248,7 +269,7 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 	}
 	archive_entry_clear(ae);
 	archive_entry_copy_pathname(ae, path);
-	archive_entry_set_mode(ae, type | (e->mode & 07777));
+	archive_entry_set_mode(ae, type | meta_mode(e, drop));
 	archive_entry_set_uid(ae, e->uid);
 	archive_entry_set_gid(ae, e->gid);
 	archive_entry_set_mtime(ae, (time_t)e->mtime_sec, (long)e->mtime_nsec);
@@ -285,9 +306,9 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 			const uint8_t *val;
 			size_t nlen, vlen;
 
-			if (dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen) == 0)
-				archive_entry_xattr_add_entry(ae,
-					meta_cstr(buf, name, nlen), val, vlen);
+			if (dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen) == 0 &&
+			    meta_xattr_kept(meta_cstr(buf, name, nlen), drop))
+				archive_entry_xattr_add_entry(ae, buf, val, vlen);
 			break;
 		}
 		case DD_EXT_ACL: {
@@ -496,7 +517,7 @@ cleanup:
 }
 
 int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
-	       const char *shown)
+	       const char *shown, struct meta_drop *drop)
 {
 	struct timespec ts[2] = {
 		{ .tv_nsec = UTIME_OMIT },
@@ -506,6 +527,7 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 	struct dd_ext_rec rec;
 	char uname[DD_EXT_NAME_MAX + 1] = "", gname[DD_EXT_NAME_MAX + 1] = "";
 	char xname[DD_EXT_NAME_MAX + 1];
+	unsigned mode = meta_mode(e, drop);
 	int problems = 0, rc;
 
 	if (with_ext) {
@@ -523,8 +545,7 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 			   strerror(errno));
 		problems++;
 	}
-	if (fchmod(fd, e->mode & 07777) < 0 &&
-	    fchmod(fd, e->mode & 01777) < 0) {
+	if (fchmod(fd, mode) < 0 && fchmod(fd, mode & 01777) < 0) {
 		agent_warn("cannot set the mode of '%s': %s", shown,
 			   strerror(errno));
 		problems++;
@@ -539,7 +560,8 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 			if (rec.tag != DD_EXT_XATTR ||
 			    dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen) < 0)
 				continue;
-			meta_cstr(xname, name, nlen);
+			if (!meta_xattr_kept(meta_cstr(xname, name, nlen), drop))
+				continue;
 			if (fsetxattr(fd, xname, val, vlen, 0) < 0) {
 				agent_warn("cannot set extended attribute '%s' "
 					   "of '%s': %s", xname, shown,

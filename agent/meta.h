@@ -40,22 +40,47 @@ int meta_read(struct meta_reader *m, struct dd_buf *ext, uint8_t type,
 	      int fd, int dirfd, const char *name, const struct stat *st);
 
 /*
+ * What a restore leaves out of the metadata a catalog records, for a
+ * snapshot it does not fully trust (docs/SECURITY.md, "Restoring snapshots
+ * you do not fully trust"): setuid and setgid bits of anything but a
+ * directory, extended attributes outside the `user.` namespace
+ * (`security.capability`, `security.selinux`, `trusted.*`, `system.*`;
+ * ACLs are records of their own and are kept), and device nodes (restore.c
+ * skips those). The counters say how many were left out; writer threads
+ * update them atomically. NULL everywhere means: leave nothing out.
+ */
+struct meta_drop {
+	bool setid;
+	bool special_xattrs;
+	bool devices;
+	unsigned long n_setid, n_xattrs, n_devices;
+};
+
+/* e's permission bits (07777) less what `drop` leaves out, counted. */
+unsigned meta_mode(const struct dd_entry *e, struct meta_drop *drop);
+/* Whether the xattr `name` is restored under `drop`; a left out one is
+ * counted. */
+bool meta_xattr_kept(const char *name, struct meta_drop *drop);
+
+/*
  * Fills `ae` (cleared first) from a catalog entry, with `path` (a
  * NUL-terminated copy of e->path, or another name for it) and `link` (a
  * NUL-terminated copy of e->link, or NULL). `with_ext` is false for a
  * version 1 entry, whose extension area is opaque.
  */
 void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
-	       const char *path, const char *link, bool with_ext);
+	       const char *path, const char *link, bool with_ext,
+	       struct meta_drop *drop);
 
 /*
  * Sets a restored file's or directory's owner (as root; by name where the
  * name exists here, else by number), mode, xattrs, ACLs and mtime on the
- * open `fd`. Safe to call from several threads. Problems are reported as
- * warnings naming `shown`; returns the number of them.
+ * open `fd`, less what `drop` leaves out (may be NULL). Safe to call from
+ * several threads. Problems are reported as warnings naming `shown`;
+ * returns the number of them.
  */
 int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
-	       const char *shown);
+	       const char *shown, struct meta_drop *drop);
 
 /* uid/gid for a recorded name and number: the local id of `name` when it
  * exists, else `id`. `name` may be NULL. */

@@ -84,7 +84,8 @@
 struct rbatch {
 	struct fetch_batch fb;
 	struct dd_id *uids;
-	size_t nuids, uids_alloc;
+	uint32_t *ulens;          /* plain length of each, as planned */
+	size_t nuids, uids_alloc, ulens_alloc;
 	uint32_t *refs;
 	size_t nrefs, refs_alloc;
 };
@@ -264,7 +265,13 @@ static int restore_plan(struct restore *r, struct rbatch *b)
 				if (!p)
 					return dd_error_set(-ENOMEM, "out of memory");
 				b->uids = p;
+				p = restore_grow(b->ulens, &b->ulens_alloc,
+						 b->nuids + 1, sizeof(*b->ulens));
+				if (!p)
+					return dd_error_set(-ENOMEM, "out of memory");
+				b->ulens = p;
 				b->uids[b->nuids] = ref->id;
+				b->ulens[b->nuids] = ref->plain_len;
 				u = (uint32_t)b->nuids++;
 				plain += ref->plain_len;
 			}
@@ -291,7 +298,7 @@ static int restore_start(struct restore *r, uint64_t k)
 	if (rc <= 0)
 		return rc;
 	fetcher_start(r->fetchers[k % RESTORE_FETCHERS], &b->fb, b->uids,
-		      b->nuids);
+		      b->ulens, b->nuids);
 	r->seq_planned = k;
 	return rc;
 }
@@ -427,6 +434,7 @@ static void restore_release(struct restore *r)
 	for (size_t i = 0; i < DD_ARRAY_SIZE(r->batches); i++) {
 		fetch_batch_release(&r->batches[i].fb);
 		free(r->batches[i].uids);
+		free(r->batches[i].ulens);
 		free(r->batches[i].refs);
 	}
 	dd_buf_release(&r->plain);
@@ -495,6 +503,12 @@ int restore_stream(struct client *c, const struct settings *s,
 
 /* ---- the disk writer ---- */
 
+/* The restore options about privileges (cmd_restore). */
+struct restore_privs {
+	bool same;               /* --same-privileges */
+	bool no_setuid, no_devices, no_special_xattrs;
+};
+
 /* A directory to finish at the end: its metadata, as recorded. */
 struct dir_fixup {
 	struct dd_entry e;       /* path and ext point to the copies */
@@ -518,10 +532,33 @@ struct rdisk {
 	size_t last_pooled_len;
 	struct dir_fixup *fixups;
 	size_t nfixups, fixups_alloc;
+	/* SHA-256 of the path of every non-directory this restore created:
+	 * the only sources a hard link may have. */
+	struct idset *made;
+	struct meta_drop drop;   /* what metadata is left out */
 
 	uint64_t files, dirs, symlinks, hardlinks, specials, bytes;
 	unsigned long refused, failed;
 };
+
+/* Remembers that this restore created `path` (a non-directory). */
+static int rdisk_mark_made(struct rdisk *d, const char *path)
+{
+	struct dd_id h;
+
+	dd_sha256(&h, path, strlen(path));
+	if (idset_insert(d->made, &h, 0, NULL) < 0)
+		return dd_error_set(-ENOMEM, "out of memory");
+	return 0;
+}
+
+static bool rdisk_was_made(const struct rdisk *d, const char *path)
+{
+	struct dd_id h;
+
+	dd_sha256(&h, path, strlen(path));
+	return idset_lookup(d->made, &h, NULL) == 1;
+}
 
 static const char *rdisk_shown(char buf[512], const char *path)
 {
@@ -737,6 +774,13 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 			     "path inside the target");
 		return 0;
 	}
+	/* Linking to a file that was in the target before (or that this
+	 * restore refused) would hand the snapshot a file it does not own. */
+	if (!rdisk_was_made(d, src)) {
+		rdisk_refuse(d, re->path, "the hard link's source was not "
+			     "restored by this restore");
+		return 0;
+	}
 	sfd = rdisk_open_dir(d, src, slash ? (size_t)(slash - src) : 0, -1, 0,
 			     false);
 	if (sfd < 0) {
@@ -768,6 +812,7 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 		goto cleanup;
 	}
 	d->hardlinks++;
+	rc = rdisk_mark_made(d, re->path);
 cleanup:
 	close(sfd);
 	return rc;
@@ -812,6 +857,8 @@ static int rdisk_pool_begin(struct rdisk *d, const struct restore_entry *re,
 	memcpy(d->last_pooled, re->path, n + 1);
 	d->last_pooled_len = n;
 	d->pooled = true;
+	if ((rc = rdisk_mark_made(d, re->path)) < 0)
+		return rc;
 	return 1;
 }
 
@@ -845,10 +892,17 @@ static int rdisk_begin(void *ctx, const struct restore_entry *re)
 		return rdisk_hardlink(d, re, base);
 	case DD_ENTRY_FILE:
 		return rdisk_pool_begin(d, re, base);
+	case DD_ENTRY_CHR:
+	case DD_ENTRY_BLK:
+		if (d->drop.devices) {
+			d->drop.n_devices++;
+			return 0;
+		}
+		break;
 	default:
 		break;
 	}
-	meta_fill(d->ae, &re->e, base, re->link, re->with_ext);
+	meta_fill(d->ae, &re->e, base, re->link, re->with_ext, &d->drop);
 	if (!rdisk_result(d, re, archive_write_header(d->aw, d->ae)))
 		return 0;
 	d->writing = true;
@@ -891,6 +945,8 @@ static int rdisk_end(void *ctx, const struct restore_entry *re)
 	d->writing = false;
 	if (!rdisk_result(d, re, archive_write_finish_entry(d->aw)))
 		return 0;
+	if (rdisk_mark_made(d, re->path) < 0)
+		return -ENOMEM;
 	switch (re->e.type) {
 	case DD_ENTRY_FILE:
 		d->files++;
@@ -927,7 +983,7 @@ static void rdisk_finish_dirs(struct rdisk *d)
 				   strerror(pfd < 0 ? -pfd : errno));
 			d->failed++;
 		} else if (meta_apply(fd, &f->e, f->with_ext,
-				      rdisk_shown(q, f->path)) > 0) {
+				      rdisk_shown(q, f->path), &d->drop) > 0) {
 			d->failed++;
 		}
 		if (fd >= 0)
@@ -937,8 +993,10 @@ static void rdisk_finish_dirs(struct rdisk *d)
 	}
 }
 
-/* Creates the target if missing and opens it. */
-static int rdisk_setup(struct rdisk *d, const char *target)
+/* Creates the target if missing and opens it; `drop` says what metadata
+ * to leave out. */
+static int rdisk_setup(struct rdisk *d, const char *target,
+		       const struct meta_drop *drop)
 {
 	int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
 		ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL |
@@ -960,7 +1018,10 @@ static int rdisk_setup(struct rdisk *d, const char *target)
 	/* An override for benchmarks. */
 	if (env && dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 16)
 		writers = (unsigned)n;
-	if ((rc = wpool_new(&d->pool, writers, RESTORE_WRITE_BYTES)) < 0)
+	d->drop = *drop;
+	if ((rc = idset_new(&d->made)) < 0 ||
+	    (rc = wpool_new(&d->pool, writers, RESTORE_WRITE_BYTES,
+			    &d->drop)) < 0)
 		return rc;
 	if (geteuid() == 0)
 		flags |= ARCHIVE_EXTRACT_OWNER;
@@ -998,23 +1059,86 @@ static void rdisk_release(struct rdisk *d)
 		free(d->fixups[i].ext);
 	}
 	free(d->fixups);
+	idset_free(d->made);
+}
+
+/*
+ * Whether the snapshot is the restoring token's own: a client token only
+ * ever reads its own snapshots, and /history names the caller's client for
+ * it (null for an admin, who reads everyone's). Anything else, an error
+ * included, counts as another client's snapshot.
+ */
+static bool restore_own_snapshot(struct client *c, const json_t *manifest)
+{
+	const char *owner = json_string_value(json_object_get(manifest, "client"));
+	const char *me;
+	json_t *h = NULL;
+	bool own;
+
+	if (client_get_json(c, DD_API_PREFIX "/history?days=1", &h) < 0) {
+		dd_error_clear();
+		return false;
+	}
+	me = json_string_value(json_object_get(h, "client"));
+	own = owner && me && strcmp(owner, me) == 0;
+	json_decref(h);
+	return own;
+}
+
+/*
+ * What the restore of `manifest` leaves out: everything meta.h can for
+ * another client's snapshot unless --same-privileges, plus what the
+ * options ask for. *why says for the warnings.
+ */
+static void restore_drop_for(struct meta_drop *drop, const char **why,
+			     struct client *c, const json_t *manifest,
+			     const struct restore_privs *p)
+{
+	memset(drop, 0, sizeof(*drop));
+	*why = "as asked";
+	if (!p->same && !restore_own_snapshot(c, manifest)) {
+		drop->setid = drop->special_xattrs = drop->devices = true;
+		*why = "the snapshot is another client's; --same-privileges "
+			"restores them";
+	}
+	drop->setid |= p->no_setuid;
+	drop->devices |= p->no_devices;
+	drop->special_xattrs |= p->no_special_xattrs;
+}
+
+/* One warning line per kind of metadata that was left out. */
+static void rdisk_report_drops(const struct rdisk *d, const char *why)
+{
+	if (d->drop.n_setid)
+		agent_warn("left out the setuid/setgid bits of %lu entries (%s)",
+			   d->drop.n_setid, why);
+	if (d->drop.n_devices)
+		agent_warn("left out %lu device nodes (%s)", d->drop.n_devices,
+			   why);
+	if (d->drop.n_xattrs)
+		agent_warn("left out %lu security.*, trusted.* or system.* "
+			   "extended attributes (%s)", d->drop.n_xattrs, why);
 }
 
 static int restore_to_disk(struct client *c, const struct settings *s,
 			   const json_t *manifest,
 			   const struct pattern_list *include,
-			   const char *target, bool quiet)
+			   const char *target, const struct restore_privs *privs,
+			   bool quiet)
 {
 	struct restore_sink sink = {
 		.begin = rdisk_begin, .data = rdisk_data, .end = rdisk_end,
 	};
 	struct rdisk d = { .rootfd = -1, .pfd = -1 };
 	struct wpool_stats ws;
+	struct meta_drop drop;
+	const char *why;
 	char human[32];
 	int rc;
 
 	sink.ctx = &d;
-	if ((rc = rdisk_setup(&d, target)) < 0 ||
+	restore_drop_for(&drop, &why, c, manifest, privs);
+	if ((rc = rdisk_setup(&d, target, &drop)) < 0 ||
 	    (rc = restore_stream(c, s, manifest, include, &sink)) < 0)
 		goto cleanup;
 	wpool_drain(d.pool);
@@ -1031,6 +1155,7 @@ static int restore_to_disk(struct client *c, const struct settings *s,
 		goto cleanup;
 	}
 	rdisk_finish_dirs(&d);
+	rdisk_report_drops(&d, why);
 	if (!quiet) {
 		agent_fmt_bytes(human, d.bytes);
 		fprintf(stderr,
@@ -1059,9 +1184,14 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 		{ "include", required_argument, NULL, 'i' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "same-privileges", no_argument, NULL, 'P' },
+		{ "no-setuid", no_argument, NULL, 'S' },
+		{ "no-devices", no_argument, NULL, 'D' },
+		{ "no-special-xattrs", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct restore_privs privs = { 0 };
 	struct pattern_list include;
 	struct settings s = { 0 };
 	struct client *c = NULL;
@@ -1088,6 +1218,18 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 			break;
 		case 'o':
 			output = optarg;
+			break;
+		case 'P':
+			privs.same = true;
+			break;
+		case 'S':
+			privs.no_setuid = true;
+			break;
+		case 'D':
+			privs.no_devices = true;
+			break;
+		case 'X':
+			privs.no_special_xattrs = true;
 			break;
 		case 'h':
 			rc = agent_usage_help(self);
@@ -1118,6 +1260,11 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 				       "each other");
 	else if (!tar && output)
 		rc = agent_usage_error(self, "--output needs --format tar");
+	else if (tar && (privs.same || privs.no_setuid || privs.no_devices ||
+			 privs.no_special_xattrs))
+		rc = agent_usage_error(self, "--same-privileges and --no-* apply "
+				       "to --target: an archive keeps what the "
+				       "snapshot holds");
 	else if (!tar && (!target || !*target))
 		rc = agent_usage_error(self, "no --target directory given");
 	else
@@ -1132,7 +1279,8 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 	if (tar)
 		rc = export_tar(c, &s, manifest, &include, output, g->quiet);
 	else
-		rc = restore_to_disk(c, &s, manifest, &include, target, g->quiet);
+		rc = restore_to_disk(c, &s, manifest, &include, target, &privs,
+				     g->quiet);
 cleanup:
 	pattern_list_release(&include);
 	json_decref(manifest);

@@ -106,7 +106,7 @@ static int verify_mark(struct verify *v, size_t u, const char *why)
 /* Fetches and checks the batch's unique ids, filling v->ubad. */
 static int verify_fetch(struct verify *v)
 {
-	int rc = fetch_batch_get(&v->fb, v->client, v->uids, v->nuids);
+	int rc = fetch_batch_get(&v->fb, v->client, v->uids, NULL, v->nuids);
 
 	if (rc == 0) {
 		for (size_t u = 0; u < v->nuids; u++)
@@ -120,7 +120,7 @@ static int verify_fetch(struct verify *v)
 		return rc;
 	/* Find the chunks the server cannot serve, one by one. */
 	for (size_t u = 0; u < v->nuids; u++) {
-		rc = fetch_batch_get(&v->fb, v->client, &v->uids[u], 1);
+		rc = fetch_batch_get(&v->fb, v->client, &v->uids[u], NULL, 1);
 		if (rc == 0)
 			rc = fetch_batch_chunk(&v->fb, 0, v->ulen[u], &v->plain,
 					       v->dctx);

@@ -82,6 +82,7 @@ struct wpool {
 	pthread_t threads[WPOOL_MAX_WORKERS];
 	unsigned nthreads;
 	struct wpool_stats st;
+	struct meta_drop *drop;  /* what metadata is left out; borrowed */
 };
 
 static void wjob_free(struct wjob *j)
@@ -211,7 +212,7 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		char q[512];
 
 		meta_quote(q, sizeof(q), j->path, strlen(j->path));
-		ok = meta_apply(fd, &j->e, j->with_ext, q) == 0;
+		ok = meta_apply(fd, &j->e, j->with_ext, q, p->drop) == 0;
 	}
 	if (fd >= 0 && close(fd) < 0 && ok) {
 		wjob_warn(j, "cannot write", errno);
@@ -262,7 +263,8 @@ static void *wpool_worker(void *arg)
 	return NULL;
 }
 
-int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes)
+int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
+	      struct meta_drop *drop)
 {
 	struct wpool *p;
 	int rc;
@@ -284,6 +286,7 @@ int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes)
 	for (unsigned i = 0; i < WPOOL_MAX_WORKERS; i++)
 		p->q[i].tail = &p->q[i].head;
 	p->max_bytes = max_bytes;
+	p->drop = drop;
 	for (unsigned i = 0; i < workers; i++) {
 		struct wpool_worker_arg *a = malloc(sizeof(*a));
 

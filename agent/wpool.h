@@ -33,8 +33,13 @@ struct wpool_stats {
 	unsigned long failed;    /* files with a problem (warned) */
 };
 
-/* `workers` threads (1..16), at most `max_bytes` of data queued. */
-int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes);
+struct meta_drop;
+
+/* `workers` threads (1..16), at most `max_bytes` of data queued. Files get
+ * their metadata less what `drop` leaves out (meta.h; NULL: nothing),
+ * which must outlive the pool. */
+int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
+	      struct meta_drop *drop);
 
 /*
  * Starts the file `name` inside the open directory `dirfd` (the pool
