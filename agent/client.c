@@ -298,12 +298,16 @@ static int client_status_error(struct client *c, const char *method,
 	char text[512] = "";
 	int code;
 
+	/* The text is the server's, and is printed: its control bytes are
+	 * escaped so that it cannot drive the terminal. */
+
 	if (status == 401)
 		return dd_error_set(-EACCES, "server rejected the token (401)");
 	j = json_loadb((const char *)c->resp->data, c->resp->len, 0, NULL);
 	msg = j ? json_object_get(j, "error") : NULL;
 	if (json_is_string(msg))
-		snprintf(text, sizeof(text), "%s", json_string_value(msg));
+		dd_quote(text, sizeof(text), json_string_value(msg),
+			 json_string_length(msg));
 	json_decref(j);
 	if (!text[0])
 		snprintf(text, sizeof(text), "unexpected answer");

@@ -41,7 +41,7 @@ static int rtar_error(struct rtar *t, const struct restore_entry *re)
 	char q[512];
 
 	return dd_error_set(-EIO, "cannot write '%s' to the archive: %s",
-			    meta_quote(q, sizeof(q), re->path, strlen(re->path)),
+			    dd_quote(q, sizeof(q), re->path, strlen(re->path)),
 			    archive_error_string(t->aw));
 }
 
@@ -58,7 +58,7 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 
 		/* A name that is not UTF-8 is stored as raw bytes
 		 * (hdrcharset=BINARY); tar extracts the same bytes. */
-		meta_quote(q, sizeof(q), re->path, strlen(re->path));
+		dd_quote(q, sizeof(q), re->path, strlen(re->path));
 		if (why && strstr(why, "translate"))
 			agent_warn("'%s': not UTF-8, stored as raw bytes", q);
 		else

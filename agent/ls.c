@@ -85,7 +85,9 @@ static void ls_meta(struct ls_meta *m, const struct dd_entry *e, bool v2)
 static void ls_text(const struct dd_entry *e, const struct ls_meta *m)
 {
 	static const char types[] = "?-dlhpcb";
-	char perm[11], who[2 * DD_EXT_NAME_MAX + 32], when[32], size[32];
+	/* Names are the backup host's, shown escaped (dd_quote). */
+	char un[4 * DD_EXT_NAME_MAX + 8], gn[4 * DD_EXT_NAME_MAX + 8];
+	char perm[11], who[sizeof(un) + sizeof(gn) + 32], when[32], size[32];
 	char *path = malloc((size_t)e->path_len * 4 + 8);
 	char *link = e->link_len ? malloc((size_t)e->link_len * 4 + 8) : NULL;
 	time_t t = (time_t)e->mtime_sec;
@@ -104,8 +106,11 @@ static void ls_text(const struct dd_entry *e, const struct ls_meta *m)
 		perm[9] = perm[9] == 'x' ? 't' : 'T';
 	perm[10] = '\0';
 	if (m->uname[0] || m->gname[0])
-		snprintf(who, sizeof(who), "%s/%s", m->uname[0] ? m->uname : "?",
-			 m->gname[0] ? m->gname : "?");
+		snprintf(who, sizeof(who), "%s/%s",
+			 m->uname[0] ? dd_quote(un, sizeof(un), m->uname,
+						strlen(m->uname)) : "?",
+			 m->gname[0] ? dd_quote(gn, sizeof(gn), m->gname,
+						strlen(m->gname)) : "?");
 	else
 		snprintf(who, sizeof(who), "%u/%u", e->uid, e->gid);
 	if (e->type == DD_ENTRY_CHR || e->type == DD_ENTRY_BLK)
@@ -121,9 +126,9 @@ static void ls_text(const struct dd_entry *e, const struct ls_meta *m)
 		free(link);
 		return;
 	}
-	meta_quote(path, (size_t)e->path_len * 4 + 8, e->path, e->path_len);
+	dd_quote(path, (size_t)e->path_len * 4 + 8, e->path, e->path_len);
 	if (link)
-		meta_quote(link, (size_t)e->link_len * 4 + 8, e->link,
+		dd_quote(link, (size_t)e->link_len * 4 + 8, e->link,
 			   e->link_len);
 	printf("%s%s %-17s %10s %s %s%s%s\n", perm,
 	       m->acls ? "+" : " ", who, size, when, path,

@@ -87,11 +87,4 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 uint32_t meta_map_uid(const char *name, uint32_t id);
 uint32_t meta_map_gid(const char *name, uint32_t id);
 
-/*
- * `len` bytes of `s` made safe to print on one line: backslash, control
- * bytes and bytes that are not UTF-8 as \\, \n, \t, \xNN; cut with "..."
- * to fit `out`. Returns out.
- */
-const char *meta_quote(char *out, size_t outsz, const char *s, size_t len);
-
 #endif

@@ -464,8 +464,12 @@ static int restore_run(struct restore *r, const struct restore_sink *sink)
 		 * batch was planned with them. */
 		for (uint64_t j = 0; rc >= 0 && j < re->e.nchunks; j++) {
 			if ((rc = restore_next_chunk(r, re, j)) < 0) {
+				const char *who = restore_blame(r, re);
+				char q[512];
+
 				rc = agent_error_wrap(rc, "cannot restore '/%s'",
-						      restore_blame(r, re));
+						      dd_quote(q, sizeof(q), who,
+							       strlen(who)));
 				break;
 			}
 			if (ok)
@@ -562,7 +566,7 @@ static bool rdisk_was_made(const struct rdisk *d, const char *path)
 
 static const char *rdisk_shown(char buf[512], const char *path)
 {
-	return meta_quote(buf, 512, path, strlen(path));
+	return dd_quote(buf, 512, path, strlen(path));
 }
 
 static void rdisk_refuse(struct rdisk *d, const char *path, const char *why)

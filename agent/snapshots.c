@@ -126,38 +126,50 @@ static void snapshots_fmt_time(char out[32], const json_t *m)
 		    strftime(out, 32, "%Y-%m-%d %H:%M:%S", &tm) > 0)
 			return;
 	}
-	snprintf(out, 32, "%s", s ? s : "?");
+	dd_quote(out, 32, s ? s : "?", strlen(s ? s : "?"));
+}
+
+/* A string field of the server's JSON, escaped to print (dd_quote):
+ * clients choose their host and paths. "?" when absent. */
+static const char *snapshots_shown(char *out, size_t size, const json_t *v)
+{
+	if (!json_is_string(v))
+		return "?";
+	return dd_quote(out, size, json_string_value(v), json_string_length(v));
 }
 
 static void snapshots_print_table(const json_t *list)
 {
 	size_t i, hostw = 4;
+	char h[4 * 255 + 8];
 	json_t *m;
 
 	json_array_foreach(list, i, m) {
-		const char *h = json_string_value(json_object_get(m, "host"));
+		size_t n = strlen(snapshots_shown(h, sizeof(h),
+						  json_object_get(m, "host")));
 
-		if (h && strlen(h) > hostw)
-			hostw = strlen(h) > 32 ? 32 : strlen(h);
+		if (n > hostw)
+			hostw = n > 32 ? 32 : n;
 	}
 	printf("%-16s  %-19s  %-*s  %8s  %10s  %s\n", "ID", "TIME", (int)hostw,
 	       "HOST", "FILES", "SIZE", "PATHS");
 	json_array_foreach(list, i, m) {
-		const char *id = json_string_value(json_object_get(m, "id"));
-		const char *host = json_string_value(json_object_get(m, "host"));
 		json_t *paths = json_object_get(m, "paths"), *p;
-		char when[32], size[32];
+		char when[32], size[32], id[DD_ID_HEX_LEN * 4 + 8];
+		char shown[4 * 4096 + 8];
 		size_t k;
 
 		snapshots_fmt_time(when, m);
 		agent_fmt_bytes(size, (uint64_t)json_integer_value(
 					json_object_get(m, "bytes_total")));
-		printf("%-16.16s  %-19s  %-*s  %8lld  %10s ", id ? id : "?",
-		       when, (int)hostw, host ? host : "?",
+		printf("%-16.16s  %-19s  %-*s  %8lld  %10s ",
+		       snapshots_shown(id, sizeof(id), json_object_get(m, "id")),
+		       when, (int)hostw,
+		       snapshots_shown(h, sizeof(h), json_object_get(m, "host")),
 		       (long long)json_integer_value(json_object_get(m, "files")),
 		       size);
 		json_array_foreach(paths, k, p)
-			printf(" %s", json_string_value(p) ? json_string_value(p) : "?");
+			printf(" %s", snapshots_shown(shown, sizeof(shown), p));
 		putchar('\n');
 	}
 }

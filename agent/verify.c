@@ -140,7 +140,7 @@ static void verify_report(struct verify *v, struct vfile *f)
 	if (f->why) {
 		v->ndamaged++;
 		printf("damaged: /%s: %s\n",
-		       meta_quote(q, sizeof(q), f->path, strlen(f->path)),
+		       dd_quote(q, sizeof(q), f->path, strlen(f->path)),
 		       f->why);
 	}
 	free(f->path);

@@ -131,7 +131,7 @@ static void wjob_warn(const struct wjob *j, const char *what, int err)
 	char q[512];
 
 	agent_warn("cannot restore '%s': %s%s%s",
-		   meta_quote(q, sizeof(q), j->path, strlen(j->path)), what,
+		   dd_quote(q, sizeof(q), j->path, strlen(j->path)), what,
 		   err ? ": " : "", err ? strerror(err) : "");
 }
 
@@ -211,7 +211,7 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 	if (ok) {
 		char q[512];
 
-		meta_quote(q, sizeof(q), j->path, strlen(j->path));
+		dd_quote(q, sizeof(q), j->path, strlen(j->path));
 		ok = meta_apply(fd, &j->e, j->with_ext, q, p->drop) == 0;
 	}
 	if (fd >= 0 && close(fd) < 0 && ok) {

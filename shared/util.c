@@ -611,3 +611,99 @@ int dd_random(void *out, size_t n)
 	}
 	return 0;
 }
+
+/* Length of the valid UTF-8 sequence at s (of n bytes), or 0. */
+static size_t dd_utf8_len(const unsigned char *s, size_t n)
+{
+	size_t need, i;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		need = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		need = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		need = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < need)
+		return 0;
+	for (i = 1; i < need; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return need;
+}
+
+/*
+ * Whether the UTF-8 sequence of k bytes at s is a character a terminal
+ * acts on or that reorders what is shown: a C1 control (U+0080..U+009F;
+ * U+009B is a CSI on many terminals) or a bidirectional override or
+ * isolate (U+202A..U+202E, U+2066..U+2069).
+ */
+static bool dd_quote_invisible(const unsigned char *s, size_t k)
+{
+	if (k == 2)
+		return s[0] == 0xc2 && s[1] <= 0x9f;
+	if (k == 3 && s[0] == 0xe2)
+		return (s[1] == 0x80 && s[2] >= 0xaa && s[2] <= 0xae) ||
+		       (s[1] == 0x81 && s[2] >= 0xa6 && s[2] <= 0xa9);
+	return false;
+}
+
+const char *dd_quote(char *out, size_t outsz, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, i = 0;
+
+	while (i < len) {
+		char tmp[8];
+		size_t k = dd_utf8_len(p + i, len - i), tl;
+
+		if (k > 1 && dd_quote_invisible(p + i, k)) {
+			/* Escaped byte by byte, like bytes that are not UTF-8. */
+			tl = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", p[i]);
+			k = 1;
+		} else if (k == 1 && (p[i] < 0x20 || p[i] == 0x7f || p[i] == '\\')) {
+			if (p[i] == '\n')
+				tl = (size_t)snprintf(tmp, sizeof(tmp), "\\n");
+			else if (p[i] == '\t')
+				tl = (size_t)snprintf(tmp, sizeof(tmp), "\\t");
+			else if (p[i] == '\\')
+				tl = (size_t)snprintf(tmp, sizeof(tmp), "\\\\");
+			else
+				tl = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", p[i]);
+			k = 1;
+		} else if (k == 0) {
+			tl = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", p[i]);
+			k = 1;
+		} else {
+			memcpy(tmp, p + i, k);
+			tl = k;
+		}
+		/* Room is kept for "..." and the NUL. */
+		if (o + tl + 4 > outsz) {
+			if (o + 4 <= outsz) {
+				memcpy(out + o, "...", 4);
+				return out;
+			}
+			break;
+		}
+		memcpy(out + o, tmp, tl);
+		o += tl;
+		i += k;
+	}
+	if (outsz)
+		out[o < outsz ? o : outsz - 1] = '\0';
+	return out;
+}

@@ -94,6 +94,15 @@ void dd_hex_encode(char *out, const uint8_t *p, size_t n);
  * -EINVAL on a wrong length or a non-hex digit. */
 int dd_hex_decode(uint8_t *out, size_t n, const char *s, size_t slen);
 
+/*
+ * `len` bytes of `s` (untrusted: a file name, a name from a catalog, a
+ * server's message) made safe to print on one line of a terminal: the
+ * backslash, control bytes (C0, DEL, and the C1 controls and bidi
+ * overrides of UTF-8) and bytes that are not UTF-8 become \\, \n, \t,
+ * \xNN; other UTF-8 passes. Cut with "..." to fit `out`. Returns out.
+ */
+const char *dd_quote(char *out, size_t outsz, const char *s, size_t len);
+
 /* ---- parsing ---- */
 
 /* Strict decimal parse of a whole string into uint64 (no sign, no spaces,
