@@ -40,6 +40,7 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "lock.h"
 #include "meta.h"
 #include "parent.h"
 #include "progress.h"
@@ -668,6 +669,7 @@ static int backup_run(struct client *c, const struct settings *s,
 {
 	struct backup b = { 0 };
 	json_t *manifest = NULL;
+	char lock[PATH_MAX];
 	int rc;
 
 	if ((rc = backup_setup(&b, c, s)) < 0 ||
@@ -679,8 +681,13 @@ static int backup_run(struct client *c, const struct settings *s,
 		progress_total(b.progress,
 			       json_integer_value(json_object_get(b.parent_manifest, "files")),
 			       json_integer_value(json_object_get(b.parent_manifest, "bytes_total")));
-	/* Best effort: the server shows the backup in progress. */
-	session_open(&b.sess, c, roots, nroots);
+	/* Best effort: the server shows the backup in progress, and closes
+	 * what killed runs of this configuration left open. */
+	if (lock_path(lock, sizeof(lock), s->server, s->token) < 0) {
+		dd_error_clear();
+		lock[0] = '\0';
+	}
+	session_open(&b.sess, c, lock[0] ? lock : NULL, roots, nroots);
 	for (size_t i = 0; i < nroots; i++)
 		if ((rc = walk_root(roots[i], &backup_walk_ops, wopts, &b,
 				    &b.ws)) < 0)

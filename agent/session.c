@@ -10,8 +10,10 @@
 
 #include <jansson.h>
 
+#include "hash.h"
 #include "proto.h"
 #include "util.h"
+#include "agent.h"
 #include "client.h"
 #include "session.h"
 
@@ -19,6 +21,8 @@
 #define SESSION_INTERVAL 2.0
 /* The server keeps error texts to this length. */
 #define SESSION_ERROR_MAX 300
+/* Hex digits of the configuration key sent. */
+#define SESSION_CONFIG_HEX 32
 
 struct session {
 	struct client *client;
@@ -43,28 +47,65 @@ static void session_restore(const struct session_saved *sv)
 	dd_error_set(0, "%s", sv->msg);
 }
 
-void session_open(struct session **out, struct client *c,
+/* The configuration key: 32 hex digits of SHA-256 over the host name and
+ * the lock file's path (which holds the user and a hash of server and
+ * token): the same for every run that would take the same lock here. */
+static void session_config_key(char out[SESSION_CONFIG_HEX + 1],
+			       const char *host, const char *lock)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+	struct dd_sha256_ctx *ctx = dd_sha256_new();
+	struct dd_id id;
+
+	out[0] = '\0';
+	if (!ctx)
+		return;
+	dd_sha256_update(ctx, "dedup-agent session\n", 20);
+	dd_sha256_update(ctx, host, strlen(host));
+	dd_sha256_update(ctx, "\n", 1);
+	dd_sha256_update(ctx, lock, strlen(lock));
+	dd_sha256_final(ctx, &id);
+	dd_sha256_free(ctx);
+	dd_id_to_hex(hex, &id);
+	memcpy(out, hex, SESSION_CONFIG_HEX);
+	out[SESSION_CONFIG_HEX] = '\0';
+}
+
+void session_open(struct session **out, struct client *c, const char *lock,
 		  char *const *paths, size_t npaths)
 {
 	struct session_saved sv;
 	struct session *s = NULL;
-	char host[HOST_NAME_MAX + 1] = "";
+	char host[HOST_NAME_MAX + 1] = "", key[SESSION_CONFIG_HEX + 1] = "";
 	json_t *req = NULL, *arr, *rep = NULL;
 	const char *id;
 	size_t i;
+	int rc;
 
 	*out = NULL;
 	session_save(&sv);
 	if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
 		snprintf(host, sizeof(host), "unknown");
+	if (lock)
+		session_config_key(key, host, lock);
 	arr = json_array();
 	for (i = 0; arr && i < npaths; i++)
 		if (json_array_append_new(arr, json_string(paths[i])) < 0)
 			goto cleanup;
 	req = arr ? json_pack("{s:s, s:O}", "host", host, "paths", arr) : NULL;
-	if (!req || client_post_json(c, DD_API_PREFIX "/sessions", req,
-				     &rep) < 0)
+	if (req && key[0] &&
+	    json_object_set_new(req, "config", json_string(key)) < 0)
 		goto cleanup;
+	if (!req)
+		goto cleanup;
+	rc = client_post_json(c, DD_API_PREFIX "/sessions", req, &rep);
+	if (rc == -ENOENT)       /* a server without sessions */
+		goto cleanup;
+	if (rc < 0) {
+		agent_warn("the server does not show this backup as in "
+			   "progress: %s", dd_error_last());
+		goto cleanup;
+	}
 	id = json_string_value(json_object_get(rep, "id"));
 	if (!id || strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32)
 		goto cleanup;

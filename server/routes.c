@@ -986,7 +986,9 @@ static void route_session_open(void *payload, const struct http_request *req,
 	struct routes_ctx *ctx = payload;
 	struct routes_expect ex;
 	char id[SESSIONS_ID_LEN + 1];
-	json_t *body, *host, *paths, *item;
+	json_t *body, *host, *paths, *item, *config;
+	const char *cfg = NULL;
+	unsigned replaced = 0;
 	size_t i;
 	int rc;
 
@@ -994,6 +996,17 @@ static void route_session_open(void *payload, const struct http_request *req,
 		return;
 	host = json_object_get(body, "host");
 	paths = json_object_get(body, "paths");
+	config = json_object_get(body, "config");
+	if (config) {
+		cfg = json_string_value(config);
+		if (!cfg || !*cfg || strlen(cfg) > SESSIONS_CONFIG_MAX ||
+		    strspn(cfg, "0123456789abcdef") != strlen(cfg)) {
+			http_reply_error(rep, 400, "field 'config' must be 1 to "
+					 "%d lowercase hex digits",
+					 SESSIONS_CONFIG_MAX);
+			goto cleanup;
+		}
+	}
 	if (!json_is_string(host) || json_string_length(host) < 1 ||
 	    json_string_length(host) > SESSIONS_HOST_MAX) {
 		http_reply_error(rep, 400, "field 'host' must be a string of "
@@ -1021,7 +1034,11 @@ static void route_session_open(void *payload, const struct http_request *req,
 	rc = snapshots_foreach(ctx->snapshots, routes_expect_cb, &ex);
 	if (rc == 0)
 		rc = sessions_open(ctx->sessions, req->who->name,
-				   json_string_value(host), paths, ex.bytes, id);
+				   json_string_value(host), paths, cfg, ex.bytes,
+				   id, &replaced);
+	if (replaced)
+		log_info("client '%s': %u backup(s) in progress closed: %s",
+			 req->who->name, replaced, SESSIONS_REPLACED);
 	if (rc == -EAGAIN)
 		http_reply_error(rep, 429, "%s", log_reason(rc));
 	else if (rc < 0)

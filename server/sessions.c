@@ -15,6 +15,7 @@ struct sess {
 	char id[SESSIONS_ID_LEN + 1];
 	char client[DD_CLIENT_NAME_MAX + 1];
 	char host[SESSIONS_HOST_MAX + 1];
+	char config[SESSIONS_CONFIG_MAX + 1];   /* "" when not given */
 	json_t *paths;
 	int64_t started;            /* unix seconds */
 	int64_t updated;            /* unix seconds of the last activity */
@@ -154,21 +155,49 @@ static void sessions_touch(struct sess *e)
 	e->updated = dd_now();
 }
 
+/* With the lock held: closes the open sessions of `client` that another
+ * run of the same configuration left behind. Returns how many. */
+static unsigned sessions_replace(struct sessions *s, const char *client,
+				 const char *config)
+{
+	unsigned n = 0;
+
+	if (!config || !*config)
+		return 0;
+	for (size_t i = 0; i < SESSIONS_MAX; i++) {
+		struct sess *e = &s->v[i];
+
+		if (e->used && strcmp(e->client, client) == 0 &&
+		    strcmp(e->config, config) == 0) {
+			sessions_close_slot(s, e, false, SESSIONS_REPLACED);
+			n++;
+		}
+	}
+	return n;
+}
+
 int sessions_open(struct sessions *s, const char *client, const char *host,
-		  json_t *paths, uint64_t expected_bytes,
-		  char id[SESSIONS_ID_LEN + 1])
+		  json_t *paths, const char *config, uint64_t expected_bytes,
+		  char id[SESSIONS_ID_LEN + 1], unsigned *replaced)
 {
 	struct sess *slot = NULL;
 	uint8_t raw[SESSIONS_ID_LEN / 2];
-	unsigned mine = 0;
+	unsigned mine = 0, gone;
 	size_t i;
 	int rc;
 
+	if (replaced)
+		*replaced = 0;
+	if (config && strlen(config) > SESSIONS_CONFIG_MAX)
+		return dd_error_set(-EINVAL, "configuration key too long");
 	rc = dd_random(raw, sizeof(raw));
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&s->lock);
 	sessions_expire(s);
+	gone = sessions_replace(s, client, config);
+	if (replaced)
+		*replaced = gone;
 	for (i = 0; i < SESSIONS_MAX; i++) {
 		if (!s->v[i].used) {
 			if (!slot)
@@ -188,6 +217,7 @@ int sessions_open(struct sessions *s, const char *client, const char *host,
 	dd_hex_encode(slot->id, raw, sizeof(raw));
 	snprintf(slot->client, sizeof(slot->client), "%s", client);
 	snprintf(slot->host, sizeof(slot->host), "%s", host);
+	snprintf(slot->config, sizeof(slot->config), "%s", config ? config : "");
 	slot->paths = json_incref(paths);
 	slot->started = dd_now();
 	slot->order = s->next_order++;

@@ -30,6 +30,8 @@
 #define SESSIONS_RESULTS 4096
 #define SESSIONS_HOST_MAX 255
 #define SESSIONS_ERROR_MAX 300
+#define SESSIONS_CONFIG_MAX 64      /* hex digits of a configuration key */
+#define SESSIONS_REPLACED "abandoned: a new backup of the same configuration started"
 
 struct sessions;
 
@@ -53,12 +55,21 @@ struct sessions_result {
 int sessions_new(struct sessions **out, unsigned timeout_sec);
 void sessions_free(struct sessions *s);
 
-/* Opens a session; `paths` is a JSON array (a reference is taken) and
+/*
+ * Opens a session; `paths` is a JSON array (a reference is taken) and
  * `expected_bytes` the size of the client's previous backup of the same
- * paths (0 if none), for a progress estimate. */
+ * paths (0 if none), for a progress estimate.
+ *
+ * `config` (NULL or 1..SESSIONS_CONFIG_MAX hex digits) names the agent's
+ * configuration. An agent runs one backup per configuration at a time, so
+ * a new session with the same key means the older ones of that client
+ * belong to runs that died: they are closed first, as failed with
+ * SESSIONS_REPLACED, and do not count towards the per-client limit.
+ * *replaced (when not NULL) gets their number.
+ */
 int sessions_open(struct sessions *s, const char *client, const char *host,
-		  json_t *paths, uint64_t expected_bytes,
-		  char id[SESSIONS_ID_LEN + 1]);
+		  json_t *paths, const char *config, uint64_t expected_bytes,
+		  char id[SESSIONS_ID_LEN + 1], unsigned *replaced);
 int sessions_update(struct sessions *s, const char *id, const char *client,
 		    const struct sessions_progress *p);
 /* Closes a session: ok with the snapshot's id, or failed with a reason. */
