@@ -621,7 +621,8 @@ static int backup_print(struct backup *b, const json_t *manifest,
 	struct upload_stats us;
 	json_t *out;
 
-	if (!id || strlen(id) != DD_ID_HEX_LEN)
+	if (!id || strlen(id) != DD_ID_HEX_LEN ||
+	    strspn(id, "0123456789abcdef") != DD_ID_HEX_LEN)
 		return dd_error_set(-EBADMSG,
 				    "server '%s' created a snapshot but sent no id",
 				    client_server(b->client));

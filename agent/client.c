@@ -439,13 +439,16 @@ static int client_parse_json(struct client *c, const char *path,
 			     const struct dd_buf *b, json_t **out)
 {
 	json_error_t jerr;
+	char why[4 * JSON_ERROR_TEXT_LENGTH];
 	json_t *j;
 
 	j = json_loadb((const char *)b->data, b->len, 0, &jerr);
-	if (!j)
+	if (!j)     /* jansson's text quotes the bytes it choked on */
 		return dd_error_set(-EBADMSG,
 				    "server '%s' sent invalid JSON for %s: %s",
-				    c->base, path, jerr.text);
+				    c->base, path,
+				    dd_quote(why, sizeof(why), jerr.text,
+					     strlen(jerr.text)));
 	*out = j;
 	return 0;
 }

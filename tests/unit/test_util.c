@@ -21,6 +21,20 @@ static void make_tmpdir(void)
 		abort();
 }
 
+static void test_quote(void)
+{
+	char out[64];
+	/* ESC, a C1 CSI (U+009B), an RLO bidi override (U+202E), a byte that
+	 * is not UTF-8, then ordinary UTF-8 that passes. */
+	const char in[] = "a\x1b[2J\xc2\x9b" "1m\xe2\x80\xae" "x\xff\\\n\xc3\xa9";
+
+	CHECK(strcmp(dd_quote(out, sizeof(out), in, sizeof(in) - 1),
+		     "a\\x1b[2J\\xc2\\x9b1m\\xe2\\x80\\xaex\\xff\\\\\\n\xc3\xa9") == 0);
+	/* Cut with "..." to fit, never inside an escape. */
+	CHECK(strcmp(dd_quote(out, 10, "\x01\x02\x03", 3), "\\x01...") == 0);
+	CHECK(strcmp(dd_quote(out, sizeof(out), "", 0), "") == 0);
+}
+
 static void test_error(void)
 {
 	dd_error_clear();
@@ -237,6 +251,7 @@ int main(void)
 {
 	make_tmpdir();
 	UNIT_RUN(test_error);
+	UNIT_RUN(test_quote);
 	UNIT_RUN(test_buf);
 	UNIT_RUN(test_cursor);
 	UNIT_RUN(test_hex);
