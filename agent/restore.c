@@ -25,6 +25,12 @@
  * ACLs, xattrs and times at the end, deepest first, after their children;
  * hard links are made here with linkat() between two parents opened the
  * same safe way. A chunk of zeros is not written: the file gets a hole.
+ *
+ * What the catalog claims is not trusted further than its maker
+ * (docs/SECURITY.md): a hard link is made only to a path this restore
+ * created, and another client's snapshot loses setuid/setgid bits, device
+ * nodes and xattrs outside user. (struct meta_drop) unless
+ * --same-privileges.
  */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -848,7 +854,8 @@ static int rdisk_pool_begin(struct rdisk *d, const struct restore_entry *re,
 	size_t n = re->e.path_len;
 	int rc;
 
-	if ((rc = wpool_begin(d->pool, d->pfd, base, re->path, &re->e,
+	if ((rc = rdisk_mark_made(d, re->path)) < 0 ||
+	    (rc = wpool_begin(d->pool, d->pfd, base, re->path, &re->e,
 			      re->with_ext)) < 0)
 		return rc;
 	if (!d->last_pooled || n > d->last_pooled_len) {
@@ -861,8 +868,6 @@ static int rdisk_pool_begin(struct rdisk *d, const struct restore_entry *re,
 	memcpy(d->last_pooled, re->path, n + 1);
 	d->last_pooled_len = n;
 	d->pooled = true;
-	if ((rc = rdisk_mark_made(d, re->path)) < 0)
-		return rc;
 	return 1;
 }
 
