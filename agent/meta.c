@@ -230,23 +230,31 @@ static const char *meta_cstr(char out[DD_EXT_NAME_MAX + 1], const void *p,
 	return out;
 }
 
-unsigned meta_mode(const struct dd_entry *e, struct meta_drop *drop)
+unsigned meta_mode(const struct dd_entry *e, struct meta_drop *drop,
+		   const char *shown)
 {
 	unsigned mode = e->mode & 07777;
 
 	if (drop && drop->setid && e->type != DD_ENTRY_DIR &&
 	    (mode & (S_ISUID | S_ISGID))) {
 		mode &= ~(unsigned)(S_ISUID | S_ISGID);
-		__atomic_fetch_add(&drop->n_setid, 1, __ATOMIC_RELAXED);
+		if (__atomic_fetch_add(&drop->n_setid, 1, __ATOMIC_RELAXED) == 0)
+			snprintf(drop->ex_setid, sizeof(drop->ex_setid), "%s",
+				 shown);
 	}
 	return mode;
 }
 
-bool meta_xattr_kept(const char *name, struct meta_drop *drop)
+bool meta_xattr_kept(const char *name, struct meta_drop *drop,
+		     const char *shown)
 {
+	char q[DD_EXT_NAME_MAX + 8];
+
 	if (!drop || !drop->special_xattrs || strncmp(name, "user.", 5) == 0)
 		return true;
-	__atomic_fetch_add(&drop->n_xattrs, 1, __ATOMIC_RELAXED);
+	if (__atomic_fetch_add(&drop->n_xattrs, 1, __ATOMIC_RELAXED) == 0)
+		snprintf(drop->ex_xattr, sizeof(drop->ex_xattr), "%s of '%s'",
+			 dd_quote(q, sizeof(q), name, strlen(name)), shown);
 	return false;
 }
 
@@ -256,7 +264,7 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 {
 	struct dd_ext_iter it;
 	struct dd_ext_rec rec;
-	char buf[DD_EXT_NAME_MAX + 1];
+	char buf[DD_EXT_NAME_MAX + 1], shown[256] = "";
 	mode_t type;
 
 	switch (e->type) {
@@ -269,7 +277,9 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 	}
 	archive_entry_clear(ae);
 	archive_entry_copy_pathname(ae, path);
-	archive_entry_set_mode(ae, type | meta_mode(e, drop));
+	if (drop && e->path)
+		dd_quote(shown, sizeof(shown), e->path, e->path_len);
+	archive_entry_set_mode(ae, type | meta_mode(e, drop, shown));
 	archive_entry_set_uid(ae, e->uid);
 	archive_entry_set_gid(ae, e->gid);
 	archive_entry_set_mtime(ae, (time_t)e->mtime_sec, (long)e->mtime_nsec);
@@ -307,7 +317,8 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 			size_t nlen, vlen;
 
 			if (dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen) == 0 &&
-			    meta_xattr_kept(meta_cstr(buf, name, nlen), drop))
+			    meta_xattr_kept(meta_cstr(buf, name, nlen), drop,
+					    shown))
 				archive_entry_xattr_add_entry(ae, buf, val, vlen);
 			break;
 		}
@@ -527,7 +538,7 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 	struct dd_ext_rec rec;
 	char uname[DD_EXT_NAME_MAX + 1] = "", gname[DD_EXT_NAME_MAX + 1] = "";
 	char xname[DD_EXT_NAME_MAX + 1];
-	unsigned mode = meta_mode(e, drop);
+	unsigned mode = meta_mode(e, drop, shown);
 	int problems = 0, rc;
 
 	if (with_ext) {
@@ -560,7 +571,8 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 			if (rec.tag != DD_EXT_XATTR ||
 			    dd_ext_get_xattr(&rec, &name, &nlen, &val, &vlen) < 0)
 				continue;
-			if (!meta_xattr_kept(meta_cstr(xname, name, nlen), drop))
+			if (!meta_xattr_kept(meta_cstr(xname, name, nlen), drop,
+					     shown))
 				continue;
 			if (fsetxattr(fd, xname, val, vlen, 0) < 0) {
 				agent_warn("cannot set extended attribute '%s' "

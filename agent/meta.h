@@ -46,21 +46,31 @@ int meta_read(struct meta_reader *m, struct dd_buf *ext, uint8_t type,
  * directory, extended attributes outside the `user.` namespace
  * (`security.capability`, `security.selinux`, `trusted.*`, `system.*`;
  * ACLs are records of their own and are kept), and device nodes (restore.c
- * skips those). The counters say how many were left out; writer threads
- * update them atomically. NULL everywhere means: leave nothing out.
+ * skips those). The counters say how many were left out, the ex_ strings
+ * name the first one of each kind (escaped, for a warning); writer
+ * threads update them (the first to count writes the example), so read
+ * them once the writers are drained. NULL everywhere means: leave nothing
+ * out.
  */
+#define META_DROP_EXAMPLE 320
 struct meta_drop {
 	bool setid;
 	bool special_xattrs;
 	bool devices;
 	unsigned long n_setid, n_xattrs, n_devices;
+	char ex_setid[META_DROP_EXAMPLE];
+	char ex_xattr[META_DROP_EXAMPLE];
+	char ex_device[META_DROP_EXAMPLE];
 };
 
-/* e's permission bits (07777) less what `drop` leaves out, counted. */
-unsigned meta_mode(const struct dd_entry *e, struct meta_drop *drop);
-/* Whether the xattr `name` is restored under `drop`; a left out one is
- * counted. */
-bool meta_xattr_kept(const char *name, struct meta_drop *drop);
+/* e's permission bits (07777) less what `drop` leaves out, counted;
+ * `shown` names the entry (escaped) for the example. */
+unsigned meta_mode(const struct dd_entry *e, struct meta_drop *drop,
+		   const char *shown);
+/* Whether the xattr `name` of the entry `shown` is restored under `drop`;
+ * a left out one is counted. */
+bool meta_xattr_kept(const char *name, struct meta_drop *drop,
+		     const char *shown);
 
 /*
  * Fills `ae` (cleared first) from a catalog entry, with `path` (a

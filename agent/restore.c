@@ -904,7 +904,10 @@ static int rdisk_begin(void *ctx, const struct restore_entry *re)
 	case DD_ENTRY_CHR:
 	case DD_ENTRY_BLK:
 		if (d->drop.devices) {
-			d->drop.n_devices++;
+			if (d->drop.n_devices++ == 0)
+				dd_quote(d->drop.ex_device,
+					 sizeof(d->drop.ex_device), re->path,
+					 strlen(re->path));
 			return 0;
 		}
 		break;
@@ -1115,18 +1118,21 @@ static void restore_drop_for(struct meta_drop *drop, const char **why,
 	drop->special_xattrs |= p->no_special_xattrs;
 }
 
-/* One warning line per kind of metadata that was left out. */
+/* One warning line per kind of metadata that was left out, naming the
+ * first (after the writers are drained). */
 static void rdisk_report_drops(const struct rdisk *d, const char *why)
 {
 	if (d->drop.n_setid)
-		agent_warn("left out the setuid/setgid bits of %lu entries (%s)",
-			   d->drop.n_setid, why);
+		agent_warn("left out the setuid/setgid bits of %lu entries, "
+			   "first '%s' (%s)", d->drop.n_setid,
+			   d->drop.ex_setid, why);
 	if (d->drop.n_devices)
-		agent_warn("left out %lu device nodes (%s)", d->drop.n_devices,
-			   why);
+		agent_warn("left out %lu device nodes, first '%s' (%s)",
+			   d->drop.n_devices, d->drop.ex_device, why);
 	if (d->drop.n_xattrs)
 		agent_warn("left out %lu security.*, trusted.* or system.* "
-			   "extended attributes (%s)", d->drop.n_xattrs, why);
+			   "extended attributes, first %s (%s)",
+			   d->drop.n_xattrs, d->drop.ex_xattr, why);
 }
 
 static int restore_to_disk(struct client *c, const struct settings *s,

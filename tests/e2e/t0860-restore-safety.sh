@@ -69,8 +69,8 @@ check_eq "without the setuid bit" 755 "$(restored suid "$T/foreign")"
 check_eq "without the setgid bit of a file" 711 "$(restored sgid "$T/foreign")"
 check_eq "a directory keeps its setgid bit" 2775 "$(restored sgdir "$T/foreign")"
 check_eq "user.* xattrs are kept" kept "$(restored user "$T/foreign")"
-check "a warning names the setuid/setgid bits left out" \
-	grep -q "left out the setuid/setgid bits of [0-9]* entries (the snapshot is another client's; --same-privileges" "$T/foreign.err"
+check "a warning counts the setuid/setgid bits left out, names the first" \
+	grep -q "left out the setuid/setgid bits of 2 entries, first '${SRC#/}/d/s[ug]id' (the snapshot is another client's; --same-privileges" "$T/foreign.err"
 
 agent "$ADM" restore "$ID" --target "$T/same" --same-privileges 2>"$T/same.err"
 check_eq "with --same-privileges" 0 "$?"
@@ -80,7 +80,7 @@ check "and nothing is said to be left out" not grep -q "left out" "$T/same.err"
 agent "$A" restore "$ID" --target "$T/asked" --no-setuid --no-devices --no-special-xattrs 2>"$T/asked.err"
 check_eq "her own with --no-setuid --no-devices --no-special-xattrs" 0 "$?"
 check_eq "the setuid bit is left out as asked" 755 "$(restored suid "$T/asked")"
-check "the warning says it was asked" grep -q "left out the setuid/setgid bits of .* (as asked)" "$T/asked.err"
+check "the warning says it was asked" grep -q "left out the setuid/setgid bits of 2 entries, .* (as asked)" "$T/asked.err"
 
 agent "$A" restore "$ID" --format tar --output "$T/x.tar" --same-privileges 2>/dev/null
 check_eq "privilege options with --format tar are a usage error" 2 "$?"
@@ -92,8 +92,10 @@ if is_root; then
 	check_eq "another client's: no device node" no "$(restored dev "$T/foreign")"
 	check_eq "another client's: no trusted.* xattr" none "$(restored trusted "$T/foreign")"
 	check_eq "another client's: no security.capability" no "$(restored cap "$T/foreign")"
-	check "a warning counts the device nodes" grep -q "left out 1 device nodes" "$T/foreign.err"
-	check "a warning counts the special xattrs" grep -q "left out [0-9]* security.\*, trusted.\* or system.\* extended attributes" "$T/foreign.err"
+	check "a warning counts the device nodes and names one" \
+		grep -q "left out 1 device nodes, first '${SRC#/}/d/null'" "$T/foreign.err"
+	check "a warning counts the special xattrs and names one" \
+		grep -qE "left out 2 security.\*, trusted.\* or system.\* extended attributes, first (security.capability of '${SRC#/}/d/suid2'|trusted.evil of '${SRC#/}/d/xattrs')" "$T/foreign.err"
 	check_eq "--same-privileges: the device node" yes "$(restored dev "$T/same")"
 	check_eq "--same-privileges: trusted.*" 1 "$(restored trusted "$T/same")"
 	check_eq "--same-privileges: security.capability" yes "$(restored cap "$T/same")"
