@@ -249,12 +249,16 @@ for i in $(seq 1 300); do echo "small file number $i" > "$T/small/f$i"; done
 SID=$(agent "$A" backup --json "$T/small" | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshot_id"])')
 proxy_start bigplain
 # The agent's address space is capped so that, should it try to reserve
-# 300 x 16 MiB, it fails instead of eating the machine's memory.
-python3 - "$AGENT" "$PURL" "$A" "$CA" "$SID" "$T/big" > "$T/big.out" 2> "$T/big.err" <<'PY'
+# 300 x 16 MiB, it fails instead of eating the machine's memory (not under
+# AddressSanitizer, whose shadow memory needs far more address space).
+ASAN=0
+ldd "$AGENT" 2>/dev/null | grep -q libasan && ASAN=1
+python3 - "$AGENT" "$PURL" "$A" "$CA" "$SID" "$T/big" "$ASAN" > "$T/big.out" 2> "$T/big.err" <<'PY'
 import resource, subprocess, sys
-agent, url, tok, ca, sid, target = sys.argv[1:7]
+agent, url, tok, ca, sid, target, asan = sys.argv[1:8]
 def cap():
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    if asan == "0":
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 p = subprocess.run([agent, "--server", url, "--token", tok, "--ca", ca,
                     "restore", sid, "--target", target],
                    preexec_fn=cap, stderr=subprocess.PIPE, timeout=300)
@@ -267,7 +271,9 @@ check_eq "a fetch reply claiming 16 MiB per chunk fails the restore" 1 "$big_rc"
 check "with an error naming the chunk and both lengths" \
 	grep -qE "sent chunk [0-9a-f]{64} as 16777216 bytes, the catalog says [0-9]+" "$T/big.err"
 check "not with running out of memory" not grep -q "out of memory" "$T/big.err"
-check "the agent's peak RSS stays small (${big_rss} MiB < 200)" test "${big_rss:-9999}" -lt 200
+if [ "$ASAN" = 0 ]; then
+	check "the agent's peak RSS stays small (${big_rss} MiB < 200)" test "${big_rss:-9999}" -lt 200
+fi
 check "nothing was written from the forged chunks" test -z "$(find "$T/big" -type f -size +1k 2>/dev/null)"
 
 proxy_start ctrlerr
