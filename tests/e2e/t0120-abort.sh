@@ -44,11 +44,16 @@ check "it printed no snapshot id" test ! -s "$T/out1"
 server_start "$T/repo" || exit 1
 check_eq "no snapshot was created" 0 "$(snapshot_count "$A")"
 
-# 2. the token is revoked in the middle of the upload
+# 2. the token is revoked in the middle of the upload. Bob's tree is his
+# own: had the first case stored most of $SRC before the kill, a backup of
+# it would have little left to send and could end before the revoke.
 B=$(token_add "$T/repo" bob)
-agent "$B" backup "$SRC" > "$T/out2" 2> "$T/err2" &
-apid=$!
+SRCB=$T/tree-bob
+mkdir -p "$SRCB"
+for i in 1 2 3 4; do prand "abort-bob$i" $((64 * 1024 * 1024)) > "$SRCB/part$i.bin"; done
 before=$(api "$A" GET /api/v1/stats | head -n1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["chunks"])')
+agent "$B" backup "$SRCB" > "$T/out2" 2> "$T/err2" &
+apid=$!
 for i in $(seq 1 600); do
 	now=$(api "$A" GET /api/v1/stats | head -n1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["chunks"])')
 	[ "$now" -gt "$before" ] && break
