@@ -121,7 +121,7 @@ static void route_config(void *payload, const struct http_request *req,
 	snprintf(seed, sizeof(seed), "%016llx",
 		 (unsigned long long)c->chunker.seed);
 	http_reply_json(rep, 200, json_pack(
-		"{s:i, s:s, s:{s:I, s:I, s:I, s:s}, s:{s:I, s:I, s:I, s:I}}",
+		"{s:i, s:s, s:{s:I, s:I, s:I, s:s}, s:{s:I, s:I, s:I, s:I, s:I}}",
 		"format", REPO_FORMAT,
 		"repo_id", c->repo_id,
 		"chunker",
@@ -131,6 +131,7 @@ static void route_config(void *payload, const struct http_request *req,
 		"seed", seed,
 		"limits",
 		"max_upload_body", (json_int_t)DD_MAX_UPLOAD_BODY,
+		"max_upload_plain", (json_int_t)DD_MAX_UPLOAD_PLAIN,
 		"max_ids_per_query", (json_int_t)DD_MAX_IDS_PER_QUERY,
 		"max_fetch_response", (json_int_t)DD_MAX_FETCH_RESPONSE,
 		"max_json_body", (json_int_t)DD_MAX_JSON_BODY));
@@ -171,11 +172,131 @@ static void route_missing(void *payload, const struct http_request *req,
 
 /* ---- POST /api/v1/chunks ---- */
 
+/* Orders record pointers by id, to find a repeated one. */
+static int routes_rec_cmp(const void *pa, const void *pb)
+{
+	const struct dd_bundle_record *a = *(const struct dd_bundle_record *
+					     const *)pa;
+	const struct dd_bundle_record *b = *(const struct dd_bundle_record *
+					     const *)pb;
+
+	return memcmp(a->id.b, b->id.b, DD_ID_LEN);
+}
+
+/* 1 and the id in *dup if an id appears twice in recs, 0 if not; -ENOMEM.
+ * Sorting pointers costs n log n comparisons, nothing near the
+ * decompression a repeat would cost. */
+static int routes_bundle_repeat(const struct dd_bundle_record *recs,
+				size_t n, struct dd_id *dup)
+{
+	const struct dd_bundle_record **v;
+	size_t i;
+	int found = 0;
+
+	if (n < 2)
+		return 0;
+	v = malloc(n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		v[i] = &recs[i];
+	qsort(v, n, sizeof(*v), routes_rec_cmp);
+	for (i = 1; i < n && !found; i++) {
+		if (dd_id_eq(&v[i - 1]->id, &v[i]->id)) {
+			*dup = v[i]->id;
+			found = 1;
+		}
+	}
+	free(v);
+	return found;
+}
+
+/*
+ * Parses an upload body into *recs (caller frees) without decompressing
+ * anything, and refuses what would cost more than it is worth: a bundle
+ * that carries one id twice (400, naming it), or whose declared plain
+ * bytes add up past DD_MAX_UPLOAD_PLAIN (413). Parsing reads only the
+ * record headers, so both are decided before any decompression. 0, or negative after the
+ * reply was set.
+ */
+static int routes_upload_parse(const struct http_request *req,
+			       struct http_reply *rep,
+			       struct dd_bundle_record **recs, size_t *nrecs)
+{
+	struct dd_bundle_reader r;
+	struct dd_bundle_record *v;
+	uint64_t plain = 0;
+	struct dd_id dup;
+	size_t n = 0;
+	int rc;
+
+	*recs = NULL;
+	*nrecs = 0;
+	rc = dd_bundle_reader_init(&r, req->body, req->body_len);
+	if (rc < 0) {
+		http_reply_error(rep, 400, "invalid chunk bundle: %s",
+				 log_reason(rc));
+		return rc;
+	}
+	/* One spare slot: the call that reports the end gets one too. */
+	v = malloc(((size_t)r.count + 1) * sizeof(*v));
+	if (!v) {
+		routes_fail(rep, -ENOMEM);
+		return -ENOMEM;
+	}
+	for (;;) {
+		dd_error_clear();
+		rc = dd_bundle_next(&r, &v[n]);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			http_reply_error(rep, 400, "invalid chunk bundle: "
+					 "record %zu: %s", n, log_reason(rc));
+			goto fail;
+		}
+		plain += v[n].plain_len;
+		if (++n > r.count) {
+			rc = -EBADMSG;
+			http_reply_error(rep, 400, "invalid chunk bundle: more "
+					 "records than its count");
+			goto fail;
+		}
+	}
+	rc = routes_bundle_repeat(v, n, &dup);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto fail;
+	}
+	if (rc > 0) {
+		char hex[DD_ID_HEX_LEN + 1];
+
+		dd_id_to_hex(hex, &dup);
+		rc = -EBADMSG;
+		http_reply_error(rep, 400, "invalid chunk bundle: chunk %s "
+				 "appears more than once; nothing was stored",
+				 hex);
+		goto fail;
+	}
+	if (plain > DD_MAX_UPLOAD_PLAIN) {
+		rc = -E2BIG;
+		http_reply_error(rep, 413, "chunk bundle declares %llu plain "
+				 "bytes, more than %u plain bytes per request; "
+				 "send fewer chunks per request",
+				 (unsigned long long)plain, DD_MAX_UPLOAD_PLAIN);
+		goto fail;
+	}
+	*recs = v;
+	*nrecs = n;
+	return 0;
+fail:
+	free(v);
+	return rc;
+}
+
 static void route_upload(void *payload, const struct http_request *req,
 			 struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	struct dd_bundle_reader r;
 	struct dd_bundle_record *recs = NULL;
 	struct dd_buf plain;
 	struct dd_chunk_loc loc;
@@ -187,37 +308,16 @@ static void route_upload(void *payload, const struct http_request *req,
 	int rc;
 
 	dd_buf_init(&plain, 0);
-	rc = dd_bundle_reader_init(&r, req->body, req->body_len);
-	if (rc < 0) {
-		http_reply_error(rep, 400, "invalid chunk bundle: %s",
-				 log_reason(rc));
+	if (routes_upload_parse(req, rep, &recs, &n) < 0)
 		goto cleanup;
-	}
-	/* One spare slot: the call that reports the end gets one too. */
-	recs = malloc(((size_t)r.count + 1) * sizeof(*recs));
 	dctx = ZSTD_createDCtx();
-	if (!recs || !dctx) {
+	if (!dctx) {
 		routes_fail(rep, -ENOMEM);
 		goto cleanup;
 	}
-	for (;;) {
-		dd_error_clear();
-		rc = dd_bundle_next(&r, &recs[n]);
-		if (rc == 0)
-			break;
-		if (rc < 0) {
-			http_reply_error(rep, 400, "invalid chunk bundle: "
-					 "record %zu: %s", n, log_reason(rc));
-			goto cleanup;
-		}
-		if (++n > r.count) {
-			http_reply_error(rep, 400, "invalid chunk bundle: more "
-					 "records than its count");
-			goto cleanup;
-		}
-	}
 	/* Never trust an id: decode and re-hash every record before any of
-	 * them is stored. */
+	 * them is stored. Decoding writes at most plain_len bytes per record
+	 * (dd_decompress), and the plain_len sum is capped above. */
 	for (i = 0; i < n; i++) {
 		rc = store_decode(&plain, &recs[i].id, recs[i].flags,
 				  recs[i].plain_len, recs[i].data,

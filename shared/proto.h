@@ -10,6 +10,11 @@
 
 /* Request body caps enforced by the server before reading a body. */
 #define DD_MAX_UPLOAD_BODY (64u * 1024 * 1024)   /* POST /chunks */
+/* Plain bytes one POST /chunks may declare (the sum of its records'
+ * plain_len), checked before anything is decompressed: it bounds the
+ * decompression and hashing one request can cost. The agent's batches
+ * stay under it (at most 32 MiB plus one chunk). */
+#define DD_MAX_UPLOAD_PLAIN (128u * 1024 * 1024)
 #define DD_MAX_IDS_PER_QUERY 65536u              /* /chunks/missing, /fetch */
 #define DD_MAX_FETCH_RESPONSE (64u * 1024 * 1024)/* /chunks/fetch reply */
 #define DD_MAX_JSON_BODY (16u * 1024 * 1024)     /* POST /snapshots */
