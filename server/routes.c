@@ -26,7 +26,8 @@
 #define ROUTES_HISTORY_DEFAULT 30
 #define ROUTES_HISTORY_MAX 3650
 
-/* 500 for internal failures, 507 for a full disk, with the reason. */
+/* 500 for internal failures, 507 for a full disk, 503 for what passes
+ * (the index being reopened), with the reason. */
 static void routes_fail(struct http_reply *rep, int rc)
 {
 	if (rc == -ENOSPC || rc == -EDQUOT)
@@ -34,6 +35,8 @@ static void routes_fail(struct http_reply *rep, int rc)
 				 log_reason(rc));
 	else if (rc == -ENOMEM)
 		http_reply_error(rep, 503, "out of memory");
+	else if (rc == -EAGAIN)
+		http_reply_error(rep, 503, "%s", log_reason(rc));
 	else
 		http_reply_error(rep, 500, "%s", log_reason(rc));
 }
@@ -75,8 +78,10 @@ static int routes_disk(const struct routes_ctx *ctx, uint64_t *free_b,
 }
 
 /* Can new chunks and snapshots be written? The directories exist and are
- * writable, the file system is not read-only and has room. */
-static bool routes_writable(const struct routes_ctx *ctx)
+ * writable, the file system is not read-only and has room, and the index
+ * takes writes. false with the reason in `why`. */
+static bool routes_writable(const struct routes_ctx *ctx, char *why,
+			    size_t whysz)
 {
 	static const char *const dirs[] = { REPO_PACKS, REPO_SNAPSHOTS,
 					    REPO_INDEX };
@@ -87,25 +92,40 @@ static bool routes_writable(const struct routes_ctx *ctx)
 
 	for (i = 0; i < DD_ARRAY_SIZE(dirs); i++) {
 		if (repo_path(path, sizeof(path), ctx->repo, dirs[i]) < 0 ||
-		    access(path, W_OK | X_OK) < 0)
+		    access(path, W_OK | X_OK) < 0) {
+			snprintf(why, whysz, "cannot write to the repository's %s/", dirs[i]);
 			return false;
+		}
 	}
-	return routes_disk(ctx, &free_b, &total_b, &ro) == 0 && !ro &&
-	       free_b > 0;
+	if (routes_disk(ctx, &free_b, &total_b, &ro) < 0 || ro) {
+		snprintf(why, whysz, "the repository file system is "
+			 "read-only");
+		return false;
+	}
+	if (free_b == 0) {
+		snprintf(why, whysz, "the repository disk is full");
+		return false;
+	}
+	return store_index_health(ctx->store, why, whysz) == 0;
 }
 
+/* Liveness and writability. Always 200 while the server serves (reads and
+ * restores go on when it cannot write); "status" says "degraded" and
+ * "reason" why when new backups cannot be written. */
 static void route_health(void *payload, const struct http_request *req,
 			 struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	bool w = routes_writable(ctx);
+	char why[600] = "";
+	bool w = routes_writable(ctx, why, sizeof(why));
+	json_t *j;
 
 	(void)req;
-	http_reply_json(rep, 200, json_pack("{s:s, s:b, s:s, s:b}",
-					    "status", w ? "ok" : "degraded",
-					    "up", 1,
-					    "version", DD_VERSION,
-					    "writable", w));
+	j = json_pack("{s:s, s:b, s:s, s:b}", "status", w ? "ok" : "degraded",
+		      "up", 1, "version", DD_VERSION, "writable", w);
+	if (j && !w)
+		json_object_set_new(j, "reason", json_string(why));
+	http_reply_json(rep, 200, j);
 }
 
 /* ---- GET /api/v1/config ---- */
@@ -1280,6 +1300,7 @@ static void route_metrics(void *payload, const struct http_request *req,
 	struct routes_sums sums;
 	struct tokens_list tl = { NULL, 0 };
 	struct dd_buf b;
+	char why[600];
 	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;
 	uint64_t stored = 0;
 	uint64_t disk_free = 0, disk_total = 0, ok = 0, failed = 0;
@@ -1374,7 +1395,8 @@ static void route_metrics(void *payload, const struct http_request *req,
 	if (rc == 0)
 		rc = routes_gauge(&b, "dedup_repository_writable",
 				  "1 if new backups can be written",
-				  routes_writable(ctx) ? 1 : 0);
+				  routes_writable(ctx, why, sizeof(why)) ? 1 :
+				  0);
 	if (rc == 0)
 		rc = metrics_header(&b, "dedup_client_snapshots", "gauge",
 				    "snapshots per client");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <leveldb/c.h>
@@ -24,6 +25,14 @@
 #define STORE_FD_SLOTS 64
 #define STORE_META_KEY "mstats"
 #define STORE_META_LEN 17u
+/* Reopening an index whose writes failed: at most one attempt per backoff,
+ * which doubles from MIN to MAX while the disk stays full. */
+#define STORE_HEAL_BACKOFF_MIN 0.5
+#define STORE_HEAL_BACKOFF_MAX 8.0
+/* Room an index reopen needs beyond its log and MANIFEST (a new MANIFEST
+ * and log, and slack). */
+#define STORE_HEAL_MARGIN (1024u * 1024)
+#define STORE_HEAL_PROBE "heal-probe.tmp"
 
 struct store_fd {
 	uint64_t seq;
@@ -58,11 +67,23 @@ struct store {
 	leveldb_writeoptions_t *wopts_sync;
 	leveldb_writeoptions_t *wopts_nosync;
 
-	/* Ingest state, under ingest_lock. */
+	/* Ingest state, under ingest_lock. `db_failed`: a write to the index
+	 * failed, LevelDB refuses every later write until it is reopened,
+	 * and reads still work (store_db_heal). */
 	pthread_mutex_t ingest_lock;
 	struct dd_pack_writer *writer;
 	uint64_t next_seq;
 	bool db_failed;
+	double heal_next;         /* monotonic time of the next attempt */
+	double heal_backoff;      /* seconds until the one after */
+
+	/* What /health reports, under heal_lock (never waits for an ingest):
+	 * a copy of db_failed / db == NULL and why. */
+	pthread_mutex_t heal_lock;
+	bool idx_failed;
+	bool idx_closed;
+	int idx_rc;
+	char idx_reason[512];
 
 	/* Counters, under counters_lock (read by /stats while ingesting). */
 	pthread_mutex_t counters_lock;
@@ -583,6 +604,8 @@ static int store_open_dir(struct store **out, const char *repo,
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_rwlock_init(&s->sweep_lock, NULL);
 	pthread_mutex_init(&s->track_lock, NULL);
+	pthread_mutex_init(&s->heal_lock, NULL);
+	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
 	for (i = 0; i < STORE_FD_SLOTS; i++)
 		s->fds[i].fd = -1;
 
@@ -809,8 +832,206 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->gc_lock);
 	pthread_rwlock_destroy(&s->sweep_lock);
 	pthread_mutex_destroy(&s->track_lock);
+	pthread_mutex_destroy(&s->heal_lock);
 	idset_free(s->vouched);
 	free(s);
+}
+
+/* ---- healing the index after a failed write ---- */
+
+/* Copies the index state for store_index_health(); ingest_lock held. */
+static void store_heal_publish(struct store *s, int rc, const char *why)
+{
+	pthread_mutex_lock(&s->heal_lock);
+	s->idx_failed = s->db_failed;
+	s->idx_closed = s->db == NULL;
+	s->idx_rc = rc;
+	if (why)
+		snprintf(s->idx_reason, sizeof(s->idx_reason), "%s", why);
+	else if (!s->db_failed && s->db)
+		s->idx_reason[0] = '\0';
+	pthread_mutex_unlock(&s->heal_lock);
+}
+
+/* ingest_lock held: a write to the index failed with rc (message set). */
+static void store_db_write_failed(struct store *s, int rc)
+{
+	s->db_failed = true;
+	s->heal_next = dd_monotonic() + s->heal_backoff;
+	log_error("the index cannot be written: %s; lookups and restores go "
+		  "on, writes are refused until it can be reopened",
+		  dd_error_last());
+	store_heal_publish(s, rc, dd_error_last());
+}
+
+static int store_closed_error(struct store *s)
+{
+	char why[512];
+	int rc;
+
+	pthread_mutex_lock(&s->heal_lock);
+	snprintf(why, sizeof(why), "%s", s->idx_reason[0] ? s->idx_reason :
+		 "it was never opened");
+	pthread_mutex_unlock(&s->heal_lock);
+	rc = dd_error_set(-EAGAIN, "the index is not open (%s); it is "
+			  "reopened as soon as it can be written", why);
+	return rc;
+}
+
+/* Bytes of the index files a reopen rewrites (its logs are turned into a
+ * table, its MANIFEST into a new one), plus a margin. */
+static uint64_t store_heal_need(const struct store *s)
+{
+	char path[4400];
+	struct stat st;
+	struct dirent *de;
+	uint64_t need = STORE_HEAL_MARGIN;
+	DIR *d = opendir(s->index_dir);
+
+	if (!d)
+		return need;
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		if (!((len > 4 && strcmp(de->d_name + len - 4, ".log") == 0) ||
+		      strncmp(de->d_name, "MANIFEST-", 9) == 0))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", s->index_dir,
+			 de->d_name);
+		if (stat(path, &st) == 0)
+			need += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return need;
+}
+
+/*
+ * Is there room to reopen the index? Reserves `need` bytes in a probe file
+ * beside it (so a quota or a tmpfs counts as the real write would), then
+ * removes it. Where the file system cannot reserve, its free space is
+ * compared instead. 0, or -ENOSPC / -EIO with a reason.
+ */
+static int store_heal_probe(const struct store *s, uint64_t need)
+{
+	char path[4400];
+	struct statvfs vfs;
+	int fd, err;
+
+	snprintf(path, sizeof(path), "%s/%s", s->index_dir, STORE_HEAL_PROBE);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = errno;
+		if (err == ENOSPC || err == EDQUOT)
+			return dd_error_set(-ENOSPC, "no space for the index "
+					    "(cannot create a file in '%s')",
+					    s->index_dir);
+		return dd_error_set(-EIO, "cannot create '%s': %s", path,
+				    strerror(err));
+	}
+	err = posix_fallocate(fd, 0, (off_t)need);
+	close(fd);
+	unlink(path);
+	if (err == EOPNOTSUPP || err == EINVAL) {
+		if (statvfs(s->index_dir, &vfs) < 0)
+			return dd_error_set(-EIO, "cannot stat '%s': %s",
+					    s->index_dir, strerror(errno));
+		if ((uint64_t)vfs.f_bavail * vfs.f_frsize >= need)
+			return 0;
+		err = ENOSPC;
+	}
+	if (err == ENOSPC || err == EDQUOT)
+		return dd_error_set(-ENOSPC, "no space for the index: "
+				    "reopening it needs %llu bytes free",
+				    (unsigned long long)need);
+	if (err)
+		return dd_error_set(-EIO, "cannot reserve space in '%s': %s",
+				    s->index_dir, strerror(err));
+	return 0;
+}
+
+/*
+ * With ingest_lock held: reopens the index after a failed write (LevelDB
+ * refuses every write after one failed, until it is reopened), at most
+ * once per backoff. The failed handle stays open, and reads keep working,
+ * until a probe shows the reopen can write; only then is it closed and
+ * opened again. 0 when the index is writable again; otherwise the error
+ * of the last attempt, with its reason.
+ */
+static int store_db_heal(struct store *s)
+{
+	double now = dd_monotonic();
+	int rc;
+
+	if (!s->db_failed && s->db)
+		return 0;
+	if (now < s->heal_next) {
+		pthread_mutex_lock(&s->heal_lock);
+		rc = s->idx_rc ? s->idx_rc : -EIO;
+		dd_error_set(rc, "the index cannot be written (%s); it is "
+			     "reopened as soon as it can be",
+			     s->idx_reason[0] ? s->idx_reason :
+			     "a write failed");
+		pthread_mutex_unlock(&s->heal_lock);
+		return rc;
+	}
+	dd_error_clear();
+	rc = store_heal_probe(s, store_heal_need(s));
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&s->db_lock);
+		store_db_release(s);
+		rc = store_db_open(s);
+		pthread_rwlock_unlock(&s->db_lock);
+	}
+	if (rc < 0) {
+		s->heal_next = now + s->heal_backoff;
+		if (s->heal_backoff < STORE_HEAL_BACKOFF_MAX)
+			s->heal_backoff *= 2;
+		store_heal_publish(s, rc, dd_error_last());
+		return rc;
+	}
+	s->db_failed = false;
+	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
+	s->heal_next = 0;
+	store_heal_publish(s, 0, NULL);
+	log_info("the index is writable again: writes resume");
+	return 0;
+}
+
+/* A heal attempt from a path that may already hold ingest_lock (a
+ * lookup): skipped when the lock is busy. */
+static void store_heal_try(struct store *s)
+{
+	if (pthread_mutex_trylock(&s->ingest_lock) != 0)
+		return;
+	store_db_heal(s);
+	pthread_mutex_unlock(&s->ingest_lock);
+}
+
+int store_index_health(struct store *s, char *why, size_t whysz)
+{
+	int rc = 0;
+
+	/* Also the moment to notice a failure the collector recorded, and
+	 * to try a reopen that is due. Never waits for an ingest. */
+	if (pthread_mutex_trylock(&s->ingest_lock) == 0) {
+		if (s->db_failed || !s->db)
+			store_db_heal(s);
+		pthread_mutex_lock(&s->heal_lock);
+		s->idx_failed = s->db_failed;
+		s->idx_closed = s->db == NULL;
+		pthread_mutex_unlock(&s->heal_lock);
+		pthread_mutex_unlock(&s->ingest_lock);
+	}
+	pthread_mutex_lock(&s->heal_lock);
+	if (s->idx_closed)
+		rc = -EAGAIN;
+	else if (s->idx_failed)
+		rc = s->idx_rc ? s->idx_rc : -EIO;
+	if (why && whysz)
+		snprintf(why, whysz, "%s", rc == 0 ? "" : s->idx_reason[0] ?
+			 s->idx_reason : "a write to the index failed");
+	pthread_mutex_unlock(&s->heal_lock);
+	return rc;
 }
 
 /* ---- lookups ---- */
@@ -826,8 +1047,15 @@ static int store_lookup_raw(struct store *s, const struct dd_id *id,
 	store_id_key(key, id);
 	pthread_rwlock_rdlock(&s->db_lock);
 	if (!s->db) {
+		/* A reopen after a failed write failed too: try again when
+		 * due, unless this thread is in the middle of a write. */
 		pthread_rwlock_unlock(&s->db_lock);
-		return dd_error_set(-EIO, "the index is not open");
+		store_heal_try(s);
+		pthread_rwlock_rdlock(&s->db_lock);
+	}
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
 	}
 	v = leveldb_get(s->db, s->ropts, (const char *)key, sizeof(key),
 			&vlen, &err);
@@ -1046,6 +1274,8 @@ int store_forget(struct store *s, const struct dd_id *id,
 	}
 	if (rc < 0)
 		goto cleanup;
+	if (s->db_failed && (rc = store_db_heal(s)) < 0)
+		goto cleanup;
 	batch = leveldb_writebatch_create();
 	store_id_key(key, id);
 	leveldb_writebatch_delete(batch, (const char *)key, sizeof(key));
@@ -1060,7 +1290,7 @@ int store_forget(struct store *s, const struct dd_id *id,
 	leveldb_writebatch_destroy(batch);
 	if (err) {
 		rc = store_db_error(err, "write the index");
-		s->db_failed = true;
+		store_db_write_failed(s, rc);
 		log_error("chunk %s is damaged but cannot be dropped from the "
 			  "index: %s", hex, log_reason(rc));
 		goto cleanup;
@@ -1138,21 +1368,6 @@ static void store_abandon_writer(struct store *s)
 	}
 }
 
-/* With ingest_lock held: reopen the index after a failed write (LevelDB
- * keeps some write errors sticky until it is reopened). */
-static int store_db_reopen(struct store *s)
-{
-	int rc;
-
-	pthread_rwlock_wrlock(&s->db_lock);
-	store_db_release(s);
-	rc = store_db_open(s);
-	pthread_rwlock_unlock(&s->db_lock);
-	if (rc == 0)
-		s->db_failed = false;
-	return rc;
-}
-
 int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 		 size_t n, uint32_t *stored, uint32_t *duplicates)
 {
@@ -1180,8 +1395,10 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 	}
 
 	pthread_mutex_lock(&s->ingest_lock);
-	if (s->db_failed) {
-		rc = store_db_reopen(s);
+	if (s->db_failed || !s->db) {
+		/* Before any pack byte is written: nothing could be
+		 * indexed. */
+		rc = store_db_heal(s);
 		if (rc < 0)
 			goto cleanup;
 	}
@@ -1259,7 +1476,7 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 	pthread_rwlock_unlock(&s->db_lock);
 	if (err) {
 		rc = store_db_error(err, "write the index");
-		s->db_failed = true;
+		store_db_write_failed(s, rc);
 		store_abandon_writer(s);
 		goto cleanup;
 	}

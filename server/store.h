@@ -90,11 +90,26 @@ int store_index_foreach(struct store *s, store_entry_cb cb, void *payload);
  * missing or invalid. */
 int store_index_meta(struct store *s, bool *present, uint64_t *chunks,
 		     uint64_t *bytes_unique);
+/*
+ * The index after a failed write. LevelDB refuses every write once one
+ * failed (a full disk, an I/O error) until it is reopened; the store then
+ * keeps the failed handle for lookups and reads (restores go on), refuses
+ * ingest before writing any pack byte, and reopens the index by itself
+ * (on the next ingest, lookup or health query, at most once per backoff
+ * of 0.5 s doubling to 8 s) as soon as a probe shows there is room for
+ * the reopen. 0 when the index is writable; otherwise -ENOSPC (no room),
+ * -EAGAIN (closed: a reopen failed, lookups fail until one succeeds) or
+ * -EIO, with the reason in `why` (may be NULL). Never waits for an
+ * ingest in progress.
+ */
+int store_index_health(struct store *s, char *why, size_t whysz);
+
 /* Seals the open pack, closes the index. NULL is a no-op. */
 void store_close(struct store *s);
 
 /* 0 and *loc filled, -ENOENT if the id is not stored, -EIO (with a
- * reason) if the index cannot be read. */
+ * reason) if the index cannot be read, -EAGAIN if it is closed after a
+ * failed reopen (store_index_health). */
 int store_lookup(struct store *s, const struct dd_id *id,
 		 struct dd_chunk_loc *loc);
 
@@ -103,8 +118,9 @@ int store_lookup(struct store *s, const struct dd_id *id,
  * every record (decompressed and re-hashed). Records already in the index,
  * and repeats of an id within `recs`, are counted in *duplicates. On
  * success everything is durable. On failure nothing is acknowledged and
- * nothing is indexed: -ENOSPC when the disk (or quota) is full, -EIO
- * otherwise, with a reason.
+ * nothing is indexed: -ENOSPC when the disk (or quota) is full (also while
+ * the index cannot be reopened after such a failure), -EIO otherwise,
+ * with a reason.
  */
 int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 		 size_t n, uint32_t *stored, uint32_t *duplicates);

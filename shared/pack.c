@@ -295,6 +295,11 @@ int dd_pack_writer_seal(struct dd_pack_writer *w)
 	dd_buf_append(&t, TRAILER_END_MAGIC, 4);
 	err = dd_pwrite_all(w->fd, t.data, t.len, (off_t)w->size);
 	if (err < 0) {
+		/* A trailer cut short (a full disk) would make the pack read
+		 * as damaged: take the torn part off, so it stays a whole
+		 * unsealed pack, which is valid. */
+		if (ftruncate(w->fd, (off_t)w->size) == 0)
+			(void)fdatasync(w->fd);
 		dd_error_set(err, "cannot write the trailer of pack '%s': %s",
 			     w->path, strerror(-err));
 		goto cleanup;

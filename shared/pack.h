@@ -61,7 +61,9 @@ int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 int dd_pack_writer_sync(struct dd_pack_writer *w);
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w);
 uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w);
-/* Appends the trailer, syncs, closes. The writer is freed either way. */
+/* Appends the trailer, syncs, closes. The writer is freed either way. A
+ * trailer that cannot be written whole (a full disk) is cut off again: the
+ * pack stays a valid unsealed pack. */
 int dd_pack_writer_seal(struct dd_pack_writer *w);
 /* Closes without sealing (the pack stays readable by scanning). */
 void dd_pack_writer_free(struct dd_pack_writer *w);

@@ -92,4 +92,96 @@ cfg=$(api "$A" GET /api/v1/config | head -n1)
 check_eq "/config gives the plain-byte cap" 134217728 "$(json_get "$cfg" limits.max_upload_plain)"
 server_stop TERM
 
+# ---- 2. gc on a full disk: the index heals without a restart ----
+section_diskfull() {
+	local MNT=$T/small R2 A2 ADM ID1 ID2 i code h pid
+	mkdir -p "$MNT"
+	if ! mount -t tmpfs -o size=40m dedup-test "$MNT" 2>"$T/mount.err"; then
+		ok "skipped: cannot mount a tmpfs here ($(head -c 200 "$T/mount.err"))"
+		return 0
+	fi
+	MOUNTED=$MNT
+	R2=$MNT/repo
+	repo_init "$R2"
+	A2=$(token_add "$R2" alice)
+	ADM=$(token_add "$R2" boss --admin)
+	server_start "$R2" || return 1
+	pid=$SERVER_PID
+	# Two snapshots of many distinct small files: forgetting the first
+	# leaves thousands of index entries for gc to delete.
+	mkdir -p "$T/one" "$T/two"
+	for i in $(seq 1 1500); do echo "one: file $i" > "$T/one/f$i"; done
+	for i in $(seq 1 300); do echo "two: file $i" > "$T/two/f$i"; done
+	prand two 1500000 > "$T/two/big.bin"
+	ID1=$(json_get "$(agent "$A2" backup --json "$T/one")" snapshot_id)
+	ID2=$(json_get "$(agent "$A2" backup --json "$T/two")" snapshot_id)
+	agent "$ADM" forget "$ID1" > /dev/null
+	# Fill the disk to the last page.
+	dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null
+	dd if=/dev/zero of="$MNT/filler2" bs=4k 2>/dev/null
+	agent "$ADM" gc --json > "$T/gc.out" 2> "$T/gc.err"
+	check "gc on the full disk fails" test $? -ne 0
+	check "saying the disk is full" grep -q "disk is full" "$T/gc.err"
+
+	# While the disk is full: lookups, fetches and restores go on.
+	prand lone 100000 > "$T/lone.bin"
+	LID=$(sha256sum "$T/lone.bin" | cut -c1-64)
+	bundle_raw "$LID" "$T/lone.bin" > "$T/lone.bundle"
+	code=$(api_status "$A2" POST /api/v1/chunks -H 'Content-Type: application/octet-stream' --data-binary @"$T/lone.bundle")
+	check_eq "an upload while the index cannot be written gets 507" 507 "$code"
+	hexbytes "$LID" > "$T/lone.id"
+	api "$A2" POST /api/v1/chunks/missing --data-binary @"$T/lone.id" > "$T/m1"
+	check_eq "/chunks/missing still answers on the full disk" 200 "$(tail -n1 "$T/m1")"
+	check_eq "and the chunk it refused is missing" 01 "$(head -c1 "$T/m1" | xxd -p)"
+	rm -rf "$T/rt"
+	agent "$A2" restore "$ID2" --target "$T/rt" > /dev/null 2> "$T/rt.err"
+	check_eq "a snapshot restores while the disk is full" 0 $?
+	check "bit-identical" diff -r "$T/two" "$T/rt/${T#/}/two"
+	save h1 "" GET /api/v1/health
+	pycheck <<'PY'
+h = J("h1")
+check_eq("/health answers 200 while degraded", 200, S("h1"))
+check_eq("/health says degraded", "degraded", h.get("status"))
+check_eq("and not writable", False, h.get("writable"))
+check("with a reason", bool(h.get("reason")), h.get("reason"))
+PY
+
+	# Space comes back: the same server heals by itself.
+	rm -f "$MNT/filler" "$MNT/filler2"
+	for i in $(seq 1 80); do
+		h=$(api "" GET /api/v1/health | head -n1)
+		[ "$(json_get "$h" writable)" = True ] && break
+		sleep 0.25
+	done
+	check_eq "/health says writable again once space is back" True "$(json_get "$h" writable)"
+	api "$A2" POST /api/v1/chunks/missing --data-binary @"$T/lone.id" > "$T/m2"
+	check_eq "/chunks/missing answers after the disk was full" 200 "$(tail -n1 "$T/m2")"
+	code=$(api_status "$A2" POST /api/v1/chunks -H 'Content-Type: application/octet-stream' --data-binary @"$T/lone.bundle")
+	check_eq "the refused upload now succeeds" 200 "$code"
+	agent "$ADM" gc --json > "$T/gc2.out" 2> "$T/gc2.err"
+	check_eq "gc now succeeds" 0 $?
+	out=$(agent "$A2" backup --json "$T/one" 2> "$T/b3.err")
+	check_eq "a backup succeeds" 0 $?
+	rm -rf "$T/rt"
+	agent "$A2" restore "$(json_get "$out" snapshot_id)" --target "$T/rt" > /dev/null 2>&1
+	check "and restores bit-identical" diff -r "$T/one" "$T/rt/${T#/}/one"
+	check "all without a restart" test "$pid" = "$SERVER_PID" -a -d "/proc/$pid"
+	server_stop TERM
+	"$SERVER" check --repo "$R2" --read-data > "$T/check.out" 2>&1
+	code=$?
+	check_eq "check --read-data is clean afterwards" 0 "$code"
+	[ "$code" = 0 ] || grep -E '^(problem|damaged|missing)' "$T/check.out" | head -n 5
+	grep -E "index cannot be written|writable again" "$T/server.log" | sed 's/^/# server: /' | head -n 4
+}
+MOUNTED=
+store_cleanup() {
+	local p
+	for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	[ -n "$MOUNTED" ] && { umount "$MOUNTED" 2>/dev/null || umount -l "$MOUNTED"; }
+	cleanup
+}
+trap store_cleanup EXIT
+section_diskfull
+
 finish
