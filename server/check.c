@@ -24,6 +24,7 @@
 
 #include "catalog.h"
 #include "check.h"
+#include "ldbcheck.h"
 #include "log.h"
 #include "pack.h"
 #include "proto.h"
@@ -53,6 +54,15 @@ struct cent {
 	uint32_t uses;         /* usage lines printed */
 };
 
+/* A pack as found on disk, for the truncation findings that need the
+ * index (pass 2). */
+struct cpack {
+	uint64_t seq;
+	uint64_t size;
+	uint64_t torn;         /* bytes after its last whole record, unsealed */
+	uint64_t cut;          /* index entries of records past its end */
+};
+
 struct checker {
 	const char *repo;
 	const struct check_opts *o;
@@ -60,6 +70,9 @@ struct checker {
 	char packs_dir[4096];
 	char snaps_dir[4096];
 	struct store *st;      /* NULL when the index cannot be opened */
+	bool index_bad;        /* the index cannot be opened or read */
+	struct cpack *packs;
+	size_t npacks;
 	struct crec *recs;
 	size_t nrecs, arecs;
 	struct cent *ents;
@@ -353,16 +366,24 @@ static int ck_packs(struct checker *c)
 	rc = ck_list_packs(c, &seqs, &n);
 	if (rc < 0)
 		return rc;
+	c->packs = calloc(n ? n : 1, sizeof(*c->packs));
+	if (!c->packs) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	c->npacks = n;
 	for (i = 0; i < n; i++) {
 		struct stat st;
 		bool sealed = false;
 
 		dd_pack_path(path, sizeof(path), c->packs_dir, seqs[i]);
+		c->packs[i].seq = seqs[i];
 		if (stat(path, &st) < 0) {
 			ck_problem(c, "cannot stat pack '%s': %s", path,
 				   strerror(errno));
 			continue;
 		}
+		c->packs[i].size = (uint64_t)st.st_size;
 		bytes += (uint64_t)st.st_size;
 		if ((uint64_t)st.st_size < DD_PACK_HEADER_LEN) {
 			/* Created, then the server died before its header
@@ -391,11 +412,10 @@ static int ck_packs(struct checker *c)
 				ck_problem(c, "pack '%s' is damaged: its "
 					   "trailer is unreadable", path);
 			} else if ((uint64_t)st.st_size > c->end) {
-				ck_note(c, "pack '%s' is not sealed and ends in "
-					"%llu byte(s) that are not a whole "
-					"record (an interrupted write)", path,
-					(unsigned long long)
-					((uint64_t)st.st_size - c->end));
+				/* An interrupted write, or a cut: told
+				 * apart by the index (ck_pack_cuts). */
+				c->packs[i].torn = (uint64_t)st.st_size -
+						   c->end;
 			}
 		}
 		/* Find what is intact past the point the scan stopped. */
@@ -526,6 +546,72 @@ static int ck_entry(struct checker *c, struct cent *e)
 	return 0;
 }
 
+/* The index cannot be opened or read: one line, and the passes that
+ * need the index are skipped (each chunk would be reported otherwise). */
+static void ck_index_unreadable(struct checker *c, const char *why)
+{
+	ck_problem(c, "the index cannot be read: %s (run `dedup-server repair "
+		   "--rebuild-index`, then check again)", why);
+	c->index_bad = true;
+}
+
+static struct cpack *ck_find_pack(struct checker *c, uint64_t seq)
+{
+	size_t lo = 0, hi = c->npacks;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (c->packs[mid].seq == seq)
+			return &c->packs[mid];
+		if (c->packs[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/*
+ * A pack that ends before records the index points into lost bytes after
+ * they were acknowledged: it was cut (a truncated copy, a damaged disk),
+ * which is a problem even where its trailer is gone and it reads as
+ * unsealed. An interrupted write never cuts an indexed record (the index
+ * is written after the pack is synced), so a torn tail with no index
+ * entry past the end stays a note.
+ */
+static void ck_pack_cuts(struct checker *c)
+{
+	char path[4200];
+	struct cpack *p;
+	size_t i;
+
+	for (i = 0; !c->index_bad && i < c->nents; i++) {
+		const struct dd_chunk_loc *l = &c->ents[i].loc;
+
+		p = ck_find_pack(c, l->pack_seq);
+		if (p && p->size && l->offset + DD_PACK_RECORD_HEADER_LEN +
+		    l->stored_len > p->size)
+			p->cut++;
+	}
+	for (i = 0; i < c->npacks; i++) {
+		p = &c->packs[i];
+		dd_pack_path(path, sizeof(path), c->packs_dir, p->seq);
+		if (p->cut)
+			ck_problem(c, "pack '%s' is truncated: it ends at byte "
+				   "%llu, before %llu indexed record(s) (it "
+				   "lost data: an interrupted write never "
+				   "does)", path,
+				   (unsigned long long)p->size,
+				   (unsigned long long)p->cut);
+		else if (p->torn)
+			ck_note(c, "pack '%s' is not sealed and ends in %llu "
+				"byte(s) that are not a whole record (an "
+				"interrupted write)", path,
+				(unsigned long long)p->torn);
+	}
+}
+
 static int ck_index(struct checker *c)
 {
 	uint64_t chunks, bytes, sum = 0, orphans = 0, bad_orphans = 0;
@@ -539,9 +625,10 @@ static int ck_index(struct checker *c)
 	rc = store_index_foreach(c->st, ck_index_cb, c);
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc < 0)
-		ck_problem(c, "%s (run `dedup-server repair --rebuild-index`)",
-			   log_reason(rc));
+	if (rc < 0) {
+		ck_index_unreadable(c, log_reason(rc));
+		return 0;
+	}
 	if (c->nents)
 		qsort(c->ents, c->nents, sizeof(*c->ents), ck_ent_cmp);
 	c->res->index_entries = c->nents;
@@ -917,6 +1004,41 @@ next:
 
 /* ---- the whole check ---- */
 
+/* Opens the index read-only and checks its tables' checksums
+ * (ldbcheck.h); a failure is one problem line (c->index_bad). Negative
+ * only when the check cannot go on. */
+static int ck_open_index(struct checker *c)
+{
+	char dir[4200];
+	int rc;
+
+	dd_error_clear();
+	rc = repo_path(dir, sizeof(dir), c->repo, REPO_INDEX);
+	if (rc == 0)
+		rc = ldbcheck_dir(dir, NULL);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0 && rc != -ENOENT) {
+		ck_index_unreadable(c, log_reason(rc));
+		return 0;
+	}
+	dd_error_clear();
+	rc = store_open_ex(&c->st, c->repo, STORE_OPEN_READONLY);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc == -ENOSPC) {
+		/* LevelDB writes when it opens. */
+		ck_problem(c, "cannot open the index: %s (the disk is full: "
+			   "free some space and check again)", log_reason(rc));
+		return rc;
+	}
+	if (rc < 0) {
+		ck_index_unreadable(c, log_reason(rc));
+		c->st = NULL;
+	}
+	return 0;
+}
+
 int check_repo(const char *repo, const struct check_opts *o,
 	       struct check_result *res)
 {
@@ -943,21 +1065,9 @@ int check_repo(const char *repo, const struct check_opts *o,
 		goto cleanup;
 	}
 	dd_error_clear();
-	rc = store_open_ex(&c.st, repo, STORE_OPEN_READONLY);
-	if (rc == -ENOMEM)
+	rc = ck_open_index(&c);
+	if (rc < 0)
 		goto cleanup;
-	if (rc == -ENOSPC) {
-		/* LevelDB writes when it opens. */
-		ck_problem(&c, "cannot open the index: %s (the disk is full: "
-			   "free some space and check again)", log_reason(rc));
-		goto cleanup;
-	}
-	if (rc < 0) {
-		ck_problem(&c, "cannot open the index: %s (run "
-			   "`dedup-server repair --rebuild-index`); checking "
-			   "the snapshots against the packs", log_reason(rc));
-		c.st = NULL;
-	}
 	rc = ck_packs(&c);
 	if (rc < 0)
 		goto cleanup;
@@ -966,7 +1076,12 @@ int check_repo(const char *repo, const struct check_opts *o,
 	rc = ck_index(&c);
 	if (rc < 0)
 		goto cleanup;
-	rc = ck_snapshots(&c);
+	ck_pack_cuts(&c);
+	/* Without the index every chunk would read as unindexed: the
+	 * report would be one line per chunk, and says nothing a rebuild
+	 * does not fix. */
+	if (!c.index_bad)
+		rc = ck_snapshots(&c);
 	if (rc < 0)
 		goto cleanup;
 	if (res->problems)
@@ -983,5 +1098,6 @@ cleanup:
 	dd_buf_release(&c.stored);
 	free(c.recs);
 	free(c.ents);
+	free(c.packs);
 	return rc;
 }

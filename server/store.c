@@ -17,6 +17,7 @@
 
 #include "compress.h"
 #include "idset.h"
+#include "ldbcheck.h"
 #include "log.h"
 #include "repo.h"
 #include "store.h"
@@ -583,6 +584,33 @@ static int store_load_counters(struct store *s)
 	return 0;
 }
 
+/* The server's open: a table with a bad block would go unnoticed until a
+ * lookup lands on it (ldbcheck.h), so every table is checked first, and a
+ * damaged index stops the start with one clear error. */
+static int store_verify_tables(struct store *s)
+{
+	struct ldbcheck_stats st;
+	double t0 = dd_monotonic();
+	int rc;
+
+	dd_error_clear();
+	rc = ldbcheck_dir(s->index_dir, &st);
+	if (rc == -ENOENT)
+		return 0;           /* a new index */
+	if (rc == -EBADMSG)
+		return dd_error_set(rc, "the index is damaged: %s; run "
+				    "`dedup-server repair --rebuild-index` "
+				    "(with the server stopped)",
+				    dd_error_last());
+	if (rc < 0)
+		return rc;
+	log_info("index tables verified: %llu table(s), %llu block(s), "
+		 "%.1f MiB in %.2f s", (unsigned long long)st.tables,
+		 (unsigned long long)st.blocks,
+		 (double)st.bytes / (1024.0 * 1024.0), dd_monotonic() - t0);
+	return 0;
+}
+
 /* Opens the store of `repo` with its index in `index_dir` (NULL: the
  * repository's index/). */
 static int store_open_dir(struct store **out, const char *repo,
@@ -631,6 +659,11 @@ static int store_open_dir(struct store **out, const char *repo,
 					  s->index_dir);
 			goto fail;
 		}
+	}
+	if (!(flags & (STORE_OPEN_READONLY | STORE_OPEN_FRESH))) {
+		rc = store_verify_tables(s);
+		if (rc < 0)
+			goto fail;
 	}
 	rc = store_db_open(s);
 	if (rc < 0)
