@@ -245,6 +245,28 @@ section_index() {
 		rm -rf "$R3"
 	done
 
+	# A flipped bit anywhere in a table: in a data block, the filter, the
+	# index block, a block trailer or the footer.
+	local where got=0 n=0
+	R3=$T/r-spots
+	for where in 0 1/3 1/2 2/3 -300 -120 -60 -20 -5; do
+		rm -rf "$R3"
+		cp -a "$P" "$R3"
+		f=$(ls -S "$R3"/index/*.ldb | head -n1)
+		python3 -c 'import sys; p, w = sys.argv[1], sys.argv[2]; d = bytearray(open(p, "rb").read()); n = len(d)
+i = int(w) % n if "/" not in w else n * int(w.split("/")[0]) // int(w.split("/")[1])
+d[i] ^= 0x20; open(p, "wb").write(d)' "$f" "$where"
+		n=$((n + 1))
+		"$SERVER" check --repo "$R3" --quiet > "$T/c.spot" 2>&1
+		if [ $? = 1 ] && grep -q "^problem: the index cannot be read" "$T/c.spot"; then
+			got=$((got + 1))
+		else
+			echo "# a flip at $where of the table was not reported:"; head -n 3 "$T/c.spot"
+		fi
+	done
+	check_eq "a flipped bit anywhere in a table is found ($got of $n spots)" "$n" "$got"
+	rm -rf "$R3"
+
 	# A sealed pack cut short: a problem, not an interrupted write.
 	R3=$T/r-cut
 	cp -a "$P" "$R3"
