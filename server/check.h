@@ -5,9 +5,15 @@
  * lists) must be indexed and readable.
  *
  * What it verifies:
+ *   tables     every block of every index table has its checksum
+ *              (ldbcheck.h); an index that cannot be opened or read is
+ *              one problem line, and the index and snapshot passes are
+ *              skipped (without the index every chunk would be a line)
  *   packs      every pack scans cleanly (header, records, trailer of a
  *              sealed pack); an unsealed pack may end in a torn record
- *              (an interrupted write), which is a note, not a problem
+ *              (an interrupted write), which is a note, not a problem,
+ *              unless index entries point past its end: then it was cut
+ *              (a problem, "is truncated")
  *   index      every entry decodes and points at a record of its pack
  *              with the same id, flags and lengths; the counters match
  *   snapshots  every manifest parses; every catalog chunk is indexed and

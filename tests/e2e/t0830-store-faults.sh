@@ -141,6 +141,7 @@ section_diskfull() {
 	check_eq "a snapshot restores while the disk is full" 0 $?
 	check "bit-identical" diff -r "$T/two" "$T/rt/${T#/}/two"
 	save h1 "" GET /api/v1/health
+	echo "# /health on the full disk: $(cat "$T/h1.json")"
 	pycheck <<'PY'
 h = J("h1")
 check_eq("/health answers 200 while degraded", 200, S("h1"))
@@ -149,8 +150,22 @@ check_eq("and not writable", False, h.get("writable"))
 check("with a reason", bool(h.get("reason")), h.get("reason"))
 PY
 
+	# 256 KiB come back: not enough to reopen the index. /health must
+	# not say writable because the disk is no longer at 0 bytes free.
+	truncate -s -256K "$MNT/filler"
+	sleep 0.6   # one backoff, so that this query tries a reopen
+	save h2 "" GET /api/v1/health
+	echo "# /health with $(df -B1 --output=avail "$MNT" | tail -n1 | tr -d ' ') bytes free: $(cat "$T/h2.json")"
+	pycheck <<'PY'
+h = J("h2")
+check_eq("with a few KiB free, /health still says not writable", False, h.get("writable"))
+check("because the index cannot be reopened yet", "index" in h.get("reason", ""), h.get("reason"))
+PY
+	api "$A2" POST /api/v1/chunks/missing --data-binary @"$T/lone.id" > "$T/m1b"
+	check_eq "and /chunks/missing still answers" 200 "$(tail -n1 "$T/m1b")"
+
 	# Space comes back: the same server heals by itself.
-	rm -f "$MNT/filler" "$MNT/filler2"
+	rm -f "$MNT/filler"
 	for i in $(seq 1 80); do
 		h=$(api "" GET /api/v1/health | head -n1)
 		[ "$(json_get "$h" writable)" = True ] && break
