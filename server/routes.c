@@ -93,7 +93,8 @@ static bool routes_writable(const struct routes_ctx *ctx, char *why,
 	for (i = 0; i < DD_ARRAY_SIZE(dirs); i++) {
 		if (repo_path(path, sizeof(path), ctx->repo, dirs[i]) < 0 ||
 		    access(path, W_OK | X_OK) < 0) {
-			snprintf(why, whysz, "cannot write to the repository's %s/", dirs[i]);
+			snprintf(why, whysz, "cannot write to the "
+				 "repository's %s/", dirs[i]);
 			return false;
 		}
 	}
@@ -141,7 +142,8 @@ static void route_config(void *payload, const struct http_request *req,
 	snprintf(seed, sizeof(seed), "%016llx",
 		 (unsigned long long)c->chunker.seed);
 	http_reply_json(rep, 200, json_pack(
-		"{s:i, s:s, s:{s:I, s:I, s:I, s:s}, s:{s:I, s:I, s:I, s:I, s:I}}",
+		"{s:i, s:s, s:{s:I, s:I, s:I, s:s}, "
+		"s:{s:I, s:I, s:I, s:I, s:I}}",
 		"format", REPO_FORMAT,
 		"repo_id", c->repo_id,
 		"chunker",
@@ -236,8 +238,8 @@ static int routes_bundle_repeat(const struct dd_bundle_record *recs,
  * anything, and refuses what would cost more than it is worth: a bundle
  * that carries one id twice (400, naming it), or whose declared plain
  * bytes add up past DD_MAX_UPLOAD_PLAIN (413). Parsing reads only the
- * record headers, so both are decided before any decompression. 0, or negative after the
- * reply was set.
+ * record headers, so both are decided before any decompression. 0, or
+ * negative after the reply was set.
  */
 static int routes_upload_parse(const struct http_request *req,
 			       struct http_reply *rep,
