@@ -299,6 +299,9 @@ int upload_queue_new(struct upload_queue **out, const struct settings *s,
 
 	assert(lim->batch_ids > 0 && lim->batch_ids <= DD_MAX_IDS_PER_QUERY);
 	assert(lim->workers > 0);
+	/* A bundle holds at most one batch: the server refuses more plain
+	 * bytes than this per request. */
+	assert(lim->batch_bytes + DD_CHUNK_SIZE_LIMIT <= DD_MAX_UPLOAD_PLAIN);
 	/* A bundle must hold the largest chunk, stored raw. */
 	assert(lim->bundle_bytes >= DD_BUNDLE_HEADER_LEN +
 	       DD_BUNDLE_RECORD_HEADER_LEN + DD_CHUNK_SIZE_LIMIT);
