@@ -215,7 +215,7 @@ static int ldb_file(const uint32_t crc[8][256], const char *dir,
 		return dd_error_set(-ENAMETOOLONG, "path too long: '%s'", dir);
 	rc = dd_read_file(path, LDB_TABLE_MAX, &data, &len);
 	if (rc == -ENOENT)
-		return 0;         /* compacted away meanwhile */
+		return 0;         /* gone since the listing */
 	if (rc < 0)
 		return rc == -ENOMEM ? rc : dd_error_set(-EIO, "cannot read "
 							 "index table '%s'",

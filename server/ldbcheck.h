@@ -12,9 +12,9 @@
  * blocks must lie inside the file. Cost: one sequential read of the
  * tables (docs/OPERATIONS.md gives figures).
  *
- * Tables are immutable once written, so the scan may run while LevelDB has
- * the directory open; a table removed meanwhile by a compaction is
- * skipped.
+ * Run it before LevelDB opens the directory: a table that a compaction is
+ * still writing has no footer yet and would read as damaged. (The store
+ * and `check` scan first, then open.)
  */
 #ifndef SRV_LDBCHECK_H
 #define SRV_LDBCHECK_H
