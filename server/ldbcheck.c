@@ -5,12 +5,12 @@
  * 48-byte footer (metaindex handle, index handle, padding, u64 magic).
  * A handle is two varint64: offset, size (without the trailer).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ldbcheck.h"
 #include "util.h"
@@ -193,33 +193,229 @@ static int ldb_table_check(struct ldb_table *t)
 	return rc;
 }
 
-static bool ldb_is_table(const char *name)
-{
-	size_t n = strlen(name);
+/* ---- the live tables, from the MANIFEST ---- */
 
-	return n > 4 && (strcmp(name + n - 4, ".ldb") == 0 ||
-			 strcmp(name + n - 4, ".sst") == 0);
+/* A table the MANIFEST lists: number and size. */
+struct ldb_live {
+	uint64_t num;
+	uint64_t size;
+	bool dead;
+};
+
+struct ldb_manifest {
+	const uint32_t (*crc)[256];
+	const char *name;
+	struct ldb_live *v;
+	size_t n, a;
+	struct dd_buf rec;      /* a record being assembled from fragments */
+};
+
+static bool ldb_slice(const uint8_t **p, const uint8_t *end)
+{
+	uint64_t len;
+
+	if (!ldb_varint(p, end, &len) || len > (uint64_t)(end - *p))
+		return false;
+	*p += len;
+	return true;
 }
 
-static int ldb_file(const uint32_t crc[8][256], const char *dir,
-		    const char *name, struct ldbcheck_stats *st)
+static int ldb_live_add(struct ldb_manifest *m, uint64_t num, uint64_t size)
+{
+	if (m->n == m->a) {
+		size_t na = m->a ? m->a * 2 : 64;
+		struct ldb_live *v = realloc(m->v, na * sizeof(*v));
+
+		if (!v)
+			return dd_error_set(-ENOMEM, "out of memory");
+		m->v = v;
+		m->a = na;
+	}
+	m->v[m->n].num = num;
+	m->v[m->n].size = size;
+	m->v[m->n].dead = false;
+	m->n++;
+	return 0;
+}
+
+static void ldb_live_del(struct ldb_manifest *m, uint64_t num)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->v[i].num == num)
+			m->v[i].dead = true;
+}
+
+/* One VersionEdit (LevelDB db/version_edit.cc): tagged fields; only new
+ * and deleted files matter here. */
+static int ldb_edit(struct ldb_manifest *m, const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	uint64_t tag, level, num, size, skip;
+	int rc;
+
+	while (p < end) {
+		if (!ldb_varint(&p, end, &tag))
+			goto bad;
+		switch (tag) {
+		case 1:                              /* comparator */
+			if (!ldb_slice(&p, end))
+				goto bad;
+			break;
+		case 2: case 3: case 4: case 9:      /* numbers */
+			if (!ldb_varint(&p, end, &skip))
+				goto bad;
+			break;
+		case 5:                              /* compact pointer */
+			if (!ldb_varint(&p, end, &level) ||
+			    !ldb_slice(&p, end))
+				goto bad;
+			break;
+		case 6:                              /* deleted file */
+			if (!ldb_varint(&p, end, &level) ||
+			    !ldb_varint(&p, end, &num))
+				goto bad;
+			ldb_live_del(m, num);
+			break;
+		case 7:                              /* new file */
+			if (!ldb_varint(&p, end, &level) ||
+			    !ldb_varint(&p, end, &num) ||
+			    !ldb_varint(&p, end, &size) ||
+			    !ldb_slice(&p, end) || !ldb_slice(&p, end))
+				goto bad;
+			if ((rc = ldb_live_add(m, num, size)) < 0)
+				return rc;
+			break;
+		default:
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	return dd_error_set(-EBADMSG, "'%s' holds a malformed record",
+			    m->name);
+}
+
+/*
+ * The log format of LevelDB's doc/log_format.md: 32 KiB blocks of records,
+ * each "u32 masked crc | u16 length | u8 type | data", type FULL(1) or a
+ * FIRST(2), MIDDLE(3)..., LAST(4) run. A torn record at the end is where
+ * the log ends (LevelDB reads it so too).
+ */
+static int ldb_manifest_parse(struct ldb_manifest *m, const uint8_t *d,
+			      size_t len)
+{
+	size_t off = 0, left, n;
+	uint8_t type;
+	int rc;
+
+	while (off < len) {
+		left = 32768 - off % 32768;
+		if (left < 7 || len - off < 7) {
+			off += left;             /* block trailer padding */
+			continue;
+		}
+		n = (size_t)d[off + 4] | (size_t)d[off + 5] << 8;
+		type = d[off + 6];
+		if (type == 0 && n == 0) {       /* preallocated zeros */
+			off += left;
+			continue;
+		}
+		if (7 + n > left || 7 + n > len - off)
+			break;                   /* torn at the end */
+		if (ldb_unmask(dd_le32(d + off)) !=
+		    ldb_crc32c(m->crc, d + off + 6, n + 1))
+			return dd_error_set(-EBADMSG, "'%s' is damaged "
+					    "(checksum mismatch at offset %zu)",
+					    m->name, off);
+		if (type == 1 || type == 2)
+			dd_buf_reset(&m->rec);
+		if (type < 1 || type > 4)
+			return dd_error_set(-EBADMSG, "'%s' is damaged (record "
+					    "type %u)", m->name, type);
+		if ((rc = dd_buf_append(&m->rec, d + off + 7, n)) < 0)
+			return rc;
+		if ((type == 1 || type == 4) &&
+		    (rc = ldb_edit(m, m->rec.data, m->rec.len)) < 0)
+			return rc;
+		off += 7 + n;
+	}
+	return 0;
+}
+
+/* The live tables of the index in `dir`, as CURRENT's MANIFEST lists them.
+ * 0 with m->n == 0 when there is no CURRENT (LevelDB makes a new index,
+ * or refuses to open: not for this scan to say). */
+static int ldb_manifest_load(struct ldb_manifest *m, const char *dir)
 {
 	char path[4400];
+	uint8_t *cur = NULL, *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/CURRENT", dir);
+	rc = dd_read_file(path, 4096, &cur, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : dd_error_set(-EBADMSG, "cannot read "
+							 "'%s'", path);
+	while (len && (cur[len - 1] == '\n' || cur[len - 1] == '\r'))
+		cur[--len] = '\0';
+	if (len < 10 || strncmp((char *)cur, "MANIFEST-", 9) != 0 ||
+	    strchr((char *)cur, '/')) {
+		free(cur);
+		return dd_error_set(-EBADMSG, "'%s' does not name a MANIFEST",
+				    path);
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, (char *)cur);
+	m->name = strrchr(path, '/') + 1;
+	rc = dd_read_file(path, LDB_TABLE_MAX, &data, &len);
+	free(cur);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : dd_error_set(-EBADMSG, "cannot read "
+							 "'%s'", path);
+	rc = ldb_manifest_parse(m, data, len);
+	m->name = NULL;      /* pointed into path */
+	free(data);
+	return rc;
+}
+
+/* Reads and checks live table `num` of `size` bytes (.ldb, or the older
+ * .sst name). */
+static int ldb_file(const uint32_t crc[8][256], const char *dir,
+		    uint64_t num, uint64_t size, struct ldbcheck_stats *st)
+{
+	char path[4400], name[32];
 	struct ldb_table t;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int rc;
 
-	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
-	    (int)sizeof(path))
-		return dd_error_set(-ENAMETOOLONG, "path too long: '%s'", dir);
+	snprintf(name, sizeof(name), "%06llu.ldb", (unsigned long long)num);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	rc = dd_read_file(path, LDB_TABLE_MAX, &data, &len);
+	if (rc == -ENOENT) {
+		snprintf(name, sizeof(name), "%06llu.sst",
+			 (unsigned long long)num);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		rc = dd_read_file(path, LDB_TABLE_MAX, &data, &len);
+	}
 	if (rc == -ENOENT)
-		return 0;         /* gone since the listing */
+		return dd_error_set(-EBADMSG, "table %06llu.ldb is missing",
+				    (unsigned long long)num);
 	if (rc < 0)
 		return rc == -ENOMEM ? rc : dd_error_set(-EIO, "cannot read "
 							 "index table '%s'",
 							 path);
+	if (len != size) {
+		free(data);
+		return dd_error_set(-EBADMSG, "table '%s' has %zu bytes, its "
+				    "MANIFEST says %llu (truncated or "
+				    "damaged)", name, len,
+				    (unsigned long long)size);
+	}
 	t.crc = crc;
 	t.name = name;
 	t.data = data;
@@ -238,23 +434,27 @@ int ldbcheck_dir(const char *dir, struct ldbcheck_stats *st)
 {
 	struct ldbcheck_stats local;
 	uint32_t crc[8][256];
-	struct dirent *de;
-	DIR *d;
-	int rc = 0;
+	struct ldb_manifest m;
+	struct stat sb;
+	size_t i;
+	int rc;
 
 	if (!st)
 		st = &local;
 	memset(st, 0, sizeof(*st));
-	ldb_crc_init(crc);
-	d = opendir(dir);
-	if (!d)
+	if (stat(dir, &sb) < 0)
 		return dd_error_set(errno == ENOENT ? -ENOENT : -EIO,
 				    "cannot open '%s': %s", dir,
 				    strerror(errno));
-	while (rc == 0 && (de = readdir(d)) != NULL) {
-		if (ldb_is_table(de->d_name))
-			rc = ldb_file(crc, dir, de->d_name, st);
-	}
-	closedir(d);
+	ldb_crc_init(crc);
+	memset(&m, 0, sizeof(m));
+	m.crc = crc;
+	dd_buf_init(&m.rec, 0);
+	rc = ldb_manifest_load(&m, dir);
+	for (i = 0; rc == 0 && i < m.n; i++)
+		if (!m.v[i].dead)
+			rc = ldb_file(crc, dir, m.v[i].num, m.v[i].size, st);
+	dd_buf_release(&m.rec);
+	free(m.v);
 	return rc;
 }

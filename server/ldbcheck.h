@@ -1,6 +1,9 @@
 /*
- * ldbcheck.h - verifies the checksum of every block of every LevelDB table
- * file (*.ldb, *.sst) in the index directory, without LevelDB.
+ * ldbcheck.h - verifies the checksum of every block of every live LevelDB
+ * table of the index directory, without LevelDB. The live tables are the
+ * ones CURRENT's MANIFEST lists (its records checksummed too); each must
+ * exist with the size the MANIFEST gives. A table file it does not list
+ * (one a crash left half written) is not looked at: LevelDB deletes it.
  *
  * LevelDB checks a block's CRC only when a read asks for it, and never
  * the index and filter blocks of a table unless paranoid checks are on
@@ -12,9 +15,10 @@
  * blocks must lie inside the file. Cost: one sequential read of the
  * tables (docs/OPERATIONS.md gives figures).
  *
- * Run it before LevelDB opens the directory: a table that a compaction is
- * still writing has no footer yet and would read as damaged. (The store
- * and `check` scan first, then open.)
+ * Run it before LevelDB opens the directory, so that no compaction changes
+ * the set of tables meanwhile. (The store and `check` scan first, then
+ * open.) Without CURRENT there is nothing to check (0): LevelDB then
+ * makes a new index or refuses to open, which its caller reports.
  */
 #ifndef SRV_LDBCHECK_H
 #define SRV_LDBCHECK_H
@@ -27,8 +31,8 @@ struct ldbcheck_stats {
 	uint64_t bytes;
 };
 
-/* 0 when every table of `dir` is intact; -EBADMSG naming the table and
- * what is wrong; -ENOENT if `dir` does not exist; -EIO (or -ENOMEM) when
+/* 0 when every live table of `dir` is intact; -EBADMSG naming the table
+ * (or the MANIFEST) and what is wrong; -ENOENT if `dir` does not exist; -EIO (or -ENOMEM) when
  * a file cannot be read. `st` may be NULL. */
 int ldbcheck_dir(const char *dir, struct ldbcheck_stats *st);
 
