@@ -158,7 +158,7 @@ PY
 	echo "# /health with $(df -B1 --output=avail "$MNT" | tail -n1 | tr -d ' ') bytes free: $(cat "$T/h2.json")"
 	pycheck <<'PY'
 h = J("h2")
-check_eq("with a few KiB free, /health still says not writable", False, h.get("writable"))
+check_eq("with 256 KiB free, /health still says not writable", False, h.get("writable"))
 check("because the index cannot be reopened yet", "index" in h.get("reason", ""), h.get("reason"))
 PY
 	api "$A2" POST /api/v1/chunks/missing --data-binary @"$T/lone.id" > "$T/m1b"
