@@ -63,7 +63,8 @@ const char cmd_serve_usage[] =
 	"--ready-file  once serving, write the server's URL to FILE\n"
 	"\n"
 	"Config keys: repo, listen, tls_cert, tls_key, threads,\n"
-	"max_connections, per_ip_connections, connection_timeout,\n"
+	"max_connections, reserved_connections, per_ip_connections,\n"
+	"header_timeout, min_body_rate, connection_timeout,\n"
 	"drain_timeout, session_timeout, stale_after (see\n"
 	"conf/server.conf.example).\n";
 
@@ -272,7 +273,10 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	hc.payload = &ctx;
 	hc.tokens = ctx.tokens;
 	hc.connection_limit = cfg->max_connections;
+	hc.reserved = cfg->reserved_connections;
 	hc.per_ip_limit = cfg->per_ip_connections;
+	hc.header_timeout_sec = cfg->header_timeout;
+	hc.min_body_rate = cfg->min_body_rate;
 	hc.timeout_sec = cfg->connection_timeout;
 	hc.threads = cfg->threads;
 	hc.drain_sec = cfg->drain_timeout;
@@ -428,6 +432,8 @@ int cmd_serve(int argc, char **argv)
 	for (i = 0; rc == 0 && i < nset; i++)
 		rc = config_set(&cfg, set[i].key, set[i].value,
 				       set[i].flag);
+	if (rc == 0)
+		rc = config_check(&cfg);
 	if (rc < 0) {
 		log_error("%s", log_reason(rc));
 		goto cleanup;

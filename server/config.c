@@ -35,8 +35,14 @@ static const struct config_key config_keys[] = {
 	{ "tls_key", CONFIG_PATH, CONFIG_OFF(tls_key), 0, 0 },
 	{ "threads", CONFIG_COUNT, CONFIG_OFF(threads), 0, 256 },
 	{ "max_connections", CONFIG_COUNT, CONFIG_OFF(max_connections), 1, 10000 },
+	{ "reserved_connections", CONFIG_COUNT,
+	  CONFIG_OFF(reserved_connections), 0, 9999 },
 	{ "per_ip_connections", CONFIG_COUNT, CONFIG_OFF(per_ip_connections), 0,
 	  10000 },
+	{ "header_timeout", CONFIG_SECONDS, CONFIG_OFF(header_timeout), 1,
+	  3600 },
+	{ "min_body_rate", CONFIG_COUNT, CONFIG_OFF(min_body_rate), 0,
+	  1000000000 },
 	{ "connection_timeout", CONFIG_SECONDS, CONFIG_OFF(connection_timeout), 1,
 	  86400 },
 	{ "drain_timeout", CONFIG_SECONDS, CONFIG_OFF(drain_timeout), 0, 3600 },
@@ -56,7 +62,10 @@ int config_init(struct config *c)
 		return -ENOMEM;
 	c->threads = 0;
 	c->max_connections = 64;
-	c->per_ip_connections = 0;
+	c->reserved_connections = CONFIG_RESERVED_AUTO;
+	c->per_ip_connections = 16;
+	c->header_timeout = 10;
+	c->min_body_rate = 1024;
 	c->connection_timeout = 300;
 	c->drain_timeout = 60;
 	c->session_timeout = 900;
@@ -234,6 +243,20 @@ int config_set(struct config *c, const char *key,
 		return 0;
 	}
 	return -EINVAL;
+}
+
+int config_check(struct config *c)
+{
+	if (c->reserved_connections == CONFIG_RESERVED_AUTO) {
+		c->reserved_connections = c->max_connections / 4;
+		return 0;
+	}
+	if (c->reserved_connections >= c->max_connections)
+		return dd_error_set(-EINVAL, "reserved_connections (%u) must be "
+				    "less than max_connections (%u)",
+				    c->reserved_connections,
+				    c->max_connections);
+	return 0;
 }
 
 struct config_load {

@@ -15,6 +15,7 @@
 
 #define CONFIG_DEFAULT_PATH DD_SYSCONFDIR "/dedup/server.conf"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
+#define CONFIG_RESERVED_AUTO (~0u)
 
 struct config {
 	char *repo;                 /* NULL until set */
@@ -23,8 +24,14 @@ struct config {
 	char *tls_key;              /* NULL: <repo>/tls/key.pem */
 	unsigned threads;           /* 0: a thread per connection */
 	unsigned max_connections;
-	unsigned per_ip_connections;/* 0: no per-address limit */
-	unsigned connection_timeout;/* seconds */
+	/* Of max_connections, slots only connections that showed a valid
+	 * token may use; CONFIG_RESERVED_AUTO: a quarter of them. */
+	unsigned reserved_connections;
+	unsigned per_ip_connections;/* untrusted ones from one address
+				     * (IPv6: /64); 0: no limit */
+	unsigned header_timeout;    /* seconds for request headers */
+	unsigned min_body_rate;     /* bytes/s; 0: no minimum */
+	unsigned connection_timeout;/* seconds idle */
 	unsigned drain_timeout;     /* seconds */
 	unsigned session_timeout;   /* seconds */
 	unsigned stale_after;       /* seconds */
@@ -57,6 +64,12 @@ void config_release(struct config *c);
  */
 int config_set(struct config *c, const char *key,
 		      const char *value, const char *where);
+
+/*
+ * Checks what single keys cannot: reserved_connections below
+ * max_connections. Resolves CONFIG_RESERVED_AUTO. -EINVAL with the reason.
+ */
+int config_check(struct config *c);
 
 /*
  * Reads a config file. A missing file is fine when !must_exist. Syntax

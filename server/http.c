@@ -15,6 +15,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 
+#include "conns.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -24,6 +25,18 @@
 #define HTTP_DISCARD_MAX (8u * 1024 * 1024)
 /* libmicrohttpd's per-connection buffer: headers and upload pieces. */
 #define HTTP_CONN_MEMORY (256u * 1024)
+
+/* TLS 1.2 and 1.3 only, AEAD ciphers with forward secrecy (ECDHE; TLS 1.3
+ * is always ephemeral), the server's order first. */
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:" \
+	"-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:" \
+	"-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
+/* Browsers that once saw the page never try it over plain HTTP (there is
+ * no plaintext listener anyway). */
+#define HTTP_HSTS "max-age=31536000"
+/* A request body starts with at most this much memory and grows as bytes
+ * arrive: a declared Content-Length alone reserves nothing more. */
+#define HTTP_BODY_START (64u * 1024)
 
 /* The status page's policy: only its own scripts, styles and API. */
 #define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
@@ -49,11 +62,13 @@ struct http_server {
 	pthread_mutex_t lock;             /* current and retired */
 	struct http_daemon *current;
 	struct http_daemon *retired;
+	struct conns *conns;              /* every connection, all daemons */
 };
 
 /* One request's state, kept by libmicrohttpd between callbacks. */
 struct http_call {
 	struct http_daemon *dmn;
+	struct conn *tracked;             /* NULL if the table had no memory */
 	double t0;
 	uint64_t bytes_in;
 	const struct http_route *route;   /* NULL: the fallback */
@@ -66,6 +81,8 @@ struct http_call {
 	char allow[64];                   /* for a 405: the methods allowed */
 	bool too_large;
 	bool no_memory;
+	bool trusted;                     /* a valid token came with it */
+	bool reading_body;                /* the body is read after begin */
 };
 
 /* ---- replies ---- */
@@ -189,6 +206,7 @@ static enum MHD_Result http_send(struct MHD_Connection *conn,
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
 	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(r, "Strict-Transport-Security", HTTP_HSTS);
 	if (rep->status == 401)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Bearer realm=\"dedup\"");
@@ -325,6 +343,7 @@ static enum MHD_Result http_begin(struct http_server *h,
 			return http_fail_early(conn, call, method, url, 401,
 					       authz ? "invalid token"
 						     : "missing bearer token");
+		call->trusted = true;
 		if (call->route->admin && !call->who.admin)
 			return http_fail_early(conn, call, method, url, 403,
 					       "this needs an admin token");
@@ -361,14 +380,21 @@ static enum MHD_Result http_begin(struct http_server *h,
 		}
 		call->too_large = true;
 		call->discard_max = len;
+		call->reading_body = true;
 		return MHD_YES;
 	}
 	/* dd_buf's cap 0 means unlimited, so a no-body route gets 1 and the
-	 * explicit check in http_upload. */
-	dd_buf_init(&call->body, call->cap ? call->cap : 1);
-	if (len > 0 && dd_buf_reserve(&call->body, (size_t)len) < 0)
+	 * explicit check in http_upload. A declared length caps the buffer's
+	 * growth (libmicrohttpd delivers no more), but reserves nothing: the
+	 * memory grows with the bytes that really arrive. */
+	dd_buf_init(&call->body, len > 0 ? (size_t)len : call->cap ? call->cap
+									: 1);
+	if (len > 0 && dd_buf_reserve(&call->body, len < HTTP_BODY_START ?
+				      (size_t)len : HTTP_BODY_START) < 0)
 		return http_fail_early(conn, call, method, url, 503,
 				       "out of memory");
+	call->reading_body = len > 0 || MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	return MHD_YES;
 }
 
@@ -377,6 +403,7 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 				   size_t n)
 {
 	call->bytes_in += n;
+	conns_body(call->dmn->h->conns, call->tracked, n);
 	if (!call->too_large && !call->no_memory) {
 		if (n > call->cap - call->body.len) {
 			call->too_large = true;
@@ -402,6 +429,15 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 	return MHD_YES;
 }
 
+/* The connection table's entry for `conn` (see http_conn_notify). */
+static struct conn *http_conn_entry(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 				   const char *url, const char *method,
 				   const char *version,
@@ -413,6 +449,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	struct http_call *call = *con_cls;
 	struct http_request req;
 	struct http_reply rep = { 0 };
+	enum MHD_Result ret;
 	http_handler fn;
 
 	(void)version;
@@ -422,17 +459,21 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		call->dmn = dmn;
 		call->t0 = dd_monotonic();
+		call->tracked = http_conn_entry(conn);
 		__atomic_add_fetch(&dmn->active, 1, __ATOMIC_SEQ_CST);
 		*con_cls = call;
-		return http_begin(h, conn, call, method, url);
+		ret = http_begin(h, conn, call, method, url);
+		conns_request(h->conns, call->tracked, call->trusted,
+			      call->reading_body, dd_monotonic());
+		return ret;
 	}
 	if (*upload_data_size) {
-		enum MHD_Result ret = http_upload(call, upload_data,
-						  *upload_data_size);
+		ret = http_upload(call, upload_data, *upload_data_size);
 
 		*upload_data_size = 0;
 		return ret;
 	}
+	conns_busy(h->conns, call->tracked);
 	if (call->too_large) {
 		char msg[128];
 
@@ -470,6 +511,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	(void)toe;
 	if (!call)
 		return;
+	conns_idle(call->dmn->h->conns, call->tracked, dd_monotonic());
 	__atomic_sub_fetch(&call->dmn->active, 1, __ATOMIC_SEQ_CST);
 	dd_buf_release(&call->body);
 	free(call);
@@ -519,19 +561,44 @@ static void http_daemon_free(struct http_daemon *d)
 	free(d);
 }
 
-/* MHD's connection notifications: a retired daemon is kept while it
- * has a connection open, even one whose request headers it has not
- * parsed yet (a request only counts in `active` from its headers on). */
+/*
+ * MHD's connection notifications: a retired daemon is kept while it has a
+ * connection open, even one whose request headers it has not parsed yet
+ * (a request only counts in `active` from its headers on); and the
+ * connection table sees each one. MHD calls CLOSED before it closes the
+ * fd, so the table never shuts down a reused one.
+ */
 static void http_conn_notify(void *cls, struct MHD_Connection *connection,
 			     void **socket_context,
 			     enum MHD_ConnectionNotificationCode code)
 {
 	struct http_daemon *d = cls;
 
-	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *fd, *addr;
+
 		__atomic_add_fetch(&d->conns, 1, __ATOMIC_SEQ_CST);
-	else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+		fd = MHD_get_connection_info(connection,
+					     MHD_CONNECTION_INFO_CONNECTION_FD);
+		addr = MHD_get_connection_info(
+			connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		*socket_context = fd ? conns_open(d->h->conns, fd->connect_fd,
+						  addr ? addr->client_addr
+						       : NULL,
+						  dd_monotonic())
+				     : NULL;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		conns_close(d->h->conns, *socket_context);
+		*socket_context = NULL;
 		__atomic_sub_fetch(&d->conns, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* MHD's own limit: room for the table's connections plus those it cut
+ * that MHD has not closed yet (it closes them within milliseconds). */
+static unsigned http_hard_limit(unsigned max)
+{
+	return max + (max < 64 ? 64 : max);
 }
 
 static int http_daemon_start(struct http_daemon **out, struct http_server *h,
@@ -578,8 +645,12 @@ static int http_daemon_start(struct http_daemon **out, struct http_server *h,
 			MHD_OPTION_LISTEN_SOCKET, h->fd,
 			MHD_OPTION_HTTPS_MEM_KEY, d->key,
 			MHD_OPTION_HTTPS_MEM_CERT, d->cert,
-			MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit,
-			MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
+			MHD_OPTION_HTTPS_PRIORITIES, HTTP_TLS_PRIORITIES,
+			/* The table (conns.h) enforces the limits: it makes
+			 * room by cutting old untrusted connections, so MHD
+			 * must accept past them while those close. */
+			MHD_OPTION_CONNECTION_LIMIT,
+			http_hard_limit(cfg->connection_limit),
 			MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_sec,
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 			(size_t)HTTP_CONN_MEMORY,
@@ -642,7 +713,19 @@ int http_start(struct http_server **out, const struct http_config *cfg)
 	h->cfg.key_pem = NULL;
 	h->fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
-	rc = http_listen(h);
+	{
+		struct conns_limits lim = {
+			.max = cfg->connection_limit,
+			.reserved = cfg->reserved,
+			.per_addr = cfg->per_ip_limit,
+			.header_sec = cfg->header_timeout_sec,
+			.min_body_rate = cfg->min_body_rate,
+		};
+
+		rc = conns_new(&h->conns, &lim);
+	}
+	if (rc == 0)
+		rc = http_listen(h);
 	if (rc == 0)
 		rc = http_daemon_start(&h->current, h, cfg->cert_pem,
 				       cfg->key_pem);
@@ -758,6 +841,8 @@ void http_stop(struct http_server *h)
 	http_reap(h);
 	if (h->fd >= 0)
 		close(h->fd);
+	/* After the daemons: their connections are all closed now. */
+	conns_free(h->conns);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

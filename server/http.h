@@ -7,6 +7,12 @@
  * Handlers never see libmicrohttpd: they get a complete, capped request
  * and fill a reply, so they are plain functions of (request) -> reply.
  *
+ * TLS is 1.2 or 1.3 with AEAD ciphers and forward secrecy only; every
+ * reply carries Strict-Transport-Security.
+ *
+ * A request body's memory grows with the bytes received, never with the
+ * Content-Length declared.
+ *
  * The listening socket belongs to the http_server, not to a daemon, so
  * http_reload() can start a daemon with a new certificate on the same
  * socket: new connections get the new certificate at once, requests in
@@ -92,9 +98,18 @@ struct http_config {
 	http_handler fallback;
 	void *payload;              /* passed to every handler */
 	struct tokens *tokens;
+	/* Connection limits, enforced by a table (conns.h): untrusted
+	 * connections (no valid token yet) get at most connection_limit -
+	 * reserved slots, per_ip_limit from one address (0 = any), and must
+	 * send request headers within header_timeout_sec; request bodies
+	 * must arrive at min_body_rate bytes/s (0 = any). A new connection
+	 * pushes out the oldest untrusted one rather than being refused. */
 	unsigned connection_limit;
-	unsigned per_ip_limit;      /* connections from one address; 0 = any */
-	unsigned timeout_sec;       /* idle connection timeout */
+	unsigned reserved;          /* < connection_limit */
+	unsigned per_ip_limit;
+	unsigned header_timeout_sec;
+	unsigned min_body_rate;
+	unsigned timeout_sec;       /* idle timeout (trusted connections) */
 	unsigned threads;           /* 0: a thread per connection; else a
 				     * pool of this many threads */
 	unsigned drain_sec;         /* how long requests in flight may take

@@ -151,10 +151,12 @@ int tls_generate(const char *cert_path, const char *key_path,
 		snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,IP:::1");
 
 	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-	rc = tls_add_ext(x, &v3, NID_basic_constraints, "critical,CA:TRUE");
+	/* A leaf, not a CA: whoever trusts it as agents do (--ca) trusts
+	 * this one certificate, not anything its key might sign. */
+	rc = tls_add_ext(x, &v3, NID_basic_constraints, "critical,CA:FALSE");
 	if (rc == 0)
 		rc = tls_add_ext(x, &v3, NID_key_usage,
-				 "critical,digitalSignature,keyCertSign");
+				 "critical,digitalSignature");
 	if (rc == 0)
 		rc = tls_add_ext(x, &v3, NID_ext_key_usage, "serverAuth");
 	if (rc == 0)

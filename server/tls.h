@@ -1,7 +1,9 @@
 /*
- * tls.h - the repository's TLS identity: a self-signed certificate that is
- * also its own CA, so agents pin it with `--cacert tls/cert.pem`
- * (libcurl/OpenSSL verify it as a trust anchor).
+ * tls.h - the repository's TLS identity: a self-signed leaf certificate
+ * (CA:FALSE), which agents trust directly with `--ca tls/cert.pem`
+ * (OpenSSL accepts a self-signed certificate found in the trust store as
+ * its own anchor) or pin with `--fingerprint`. It cannot sign others, so
+ * trusting it trusts nothing else.
  */
 #ifndef SRV_TLS_H
 #define SRV_TLS_H
@@ -11,9 +13,10 @@
 /*
  * Generates an EC P-256 key and an X.509 v3 certificate valid for 10
  * years, subjectAltName DNS:localhost, IP:127.0.0.1, IP:::1 and
- * DNS:<hostname> (when `hostname` is a usable DNS name), CA:TRUE
- * (critical), keyUsage digitalSignature + keyCertSign, signed with
- * SHA-256. Writes both PEM files durably; the key with mode 0600.
+ * DNS:<hostname> (when `hostname` is a usable DNS name), CA:FALSE
+ * (critical), keyUsage digitalSignature (critical), extendedKeyUsage
+ * serverAuth, self-signed with SHA-256. (Repositories made before kept
+ * their CA:TRUE certificate; both work.) Writes both PEM files durably; the key with mode 0600.
  */
 int tls_generate(const char *cert_path, const char *key_path,
 		 const char *hostname);

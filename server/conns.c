@@ -1,0 +1,385 @@
+/*
+ * conns.c - see conns.h.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "conns.h"
+#include "log.h"
+#include "util.h"
+
+/* How often the watchdog looks, and how often it may log. */
+#define CONNS_TICK_MS 500
+#define CONNS_LOG_SEC 10.0
+
+enum conn_state {
+	CONN_WAITING,               /* for request headers (or TLS) */
+	CONN_BODY,                  /* receiving a request body */
+	CONN_BUSY,                  /* handling or answering a request */
+};
+
+struct conn {
+	struct conn *prev, *next;   /* in t->head, oldest first */
+	int fd;
+	sa_family_t family;
+	uint8_t addr[8];            /* IPv4 address, or IPv6 /64 prefix */
+	enum conn_state state;
+	bool trusted;
+	bool cut;                   /* shut down; waiting for conns_close */
+	double since;               /* CONN_WAITING from; CONN_BODY from */
+	uint64_t body_bytes;
+};
+
+struct conns {
+	struct conns_limits lim;
+	pthread_mutex_t lock;
+	struct conn *head, *tail;
+	struct conns_stats stats;   /* open, untrusted: counted on demand */
+	/* the watchdog */
+	pthread_t thread;
+	pthread_cond_t wake;
+	bool stopping;
+	double logged_at;
+	struct conns_stats logged;
+};
+
+/* ---- the table (callers hold t->lock) ---- */
+
+static void conns_cut(struct conn *c)
+{
+	/* The fd is open: conns_close has not run (we hold the lock). */
+	shutdown(c->fd, SHUT_RDWR);
+	c->cut = true;
+}
+
+static bool conns_same_addr(const struct conn *a, const struct conn *b)
+{
+	return a->family == b->family &&
+	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* Live (not cut) connections, overall and for c's address. */
+struct conns_census {
+	unsigned total, untrusted, from_addr;
+	struct conn *oldest_untrusted, *oldest_from_addr;
+};
+
+static void conns_count(const struct conns *t, const struct conn *c,
+			struct conns_census *n)
+{
+	struct conn *p;
+
+	memset(n, 0, sizeof(*n));
+	for (p = t->head; p; p = p->next) {
+		if (p->cut)
+			continue;
+		n->total++;
+		if (p->trusted)
+			continue;
+		n->untrusted++;
+		if (!n->oldest_untrusted)
+			n->oldest_untrusted = p;
+		if (conns_same_addr(p, c)) {
+			n->from_addr++;
+			if (!n->oldest_from_addr)
+				n->oldest_from_addr = p;
+		}
+	}
+}
+
+/* Cuts older untrusted connections until the new one `c` fits; cuts `c`
+ * itself when only trusted ones hold the slots. */
+static void conns_make_room(struct conns *t, struct conn *c)
+{
+	const struct conns_limits *lim = &t->lim;
+	struct conns_census n;
+	struct conn *victim;
+
+	for (;;) {
+		conns_count(t, c, &n);
+		if (lim->per_addr && n.from_addr > lim->per_addr)
+			victim = n.oldest_from_addr;
+		else if (n.untrusted > lim->max - lim->reserved ||
+			 n.total > lim->max)
+			victim = n.oldest_untrusted;
+		else
+			return;
+		conns_cut(victim);
+		if (victim == c) {
+			t->stats.refused++;
+			return;
+		}
+		t->stats.evicted++;
+	}
+}
+
+static void conns_set_addr(struct conn *c, const struct sockaddr *sa)
+{
+	c->family = sa ? sa->sa_family : AF_UNSPEC;
+	if (c->family == AF_INET)
+		memcpy(c->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	else if (c->family == AF_INET6)
+		/* One host easily owns a /64: count it as one address. */
+		memcpy(c->addr, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+		       8);
+}
+
+struct conn *conns_open(struct conns *t, int fd, const struct sockaddr *addr,
+			double now)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		shutdown(fd, SHUT_RDWR);
+		return NULL;
+	}
+	c->fd = fd;
+	conns_set_addr(c, addr);
+	c->state = CONN_WAITING;
+	c->since = now;
+	pthread_mutex_lock(&t->lock);
+	c->prev = t->tail;
+	if (t->tail)
+		t->tail->next = c;
+	else
+		t->head = c;
+	t->tail = c;
+	conns_make_room(t, c);
+	pthread_mutex_unlock(&t->lock);
+	return c;
+}
+
+void conns_close(struct conns *t, struct conn *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&t->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		t->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		t->tail = c->prev;
+	pthread_mutex_unlock(&t->lock);
+	free(c);
+}
+
+void conns_request(struct conns *t, struct conn *c, bool trusted, bool body,
+		   double now)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&t->lock);
+	if (trusted)
+		c->trusted = true;
+	c->state = body ? CONN_BODY : CONN_BUSY;
+	c->since = now;
+	c->body_bytes = 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void conns_body(struct conns *t, struct conn *c, size_t n)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&t->lock);
+	c->body_bytes += n;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void conns_busy(struct conns *t, struct conn *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&t->lock);
+	c->state = CONN_BUSY;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void conns_idle(struct conns *t, struct conn *c, double now)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&t->lock);
+	c->state = CONN_WAITING;
+	c->since = now;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- deadlines ---- */
+
+static bool conns_headers_late(const struct conns *t, const struct conn *c,
+			       double now)
+{
+	return !c->trusted && c->state == CONN_WAITING &&
+	       now - c->since >= t->lim.header_sec;
+}
+
+/* Below the minimum rate averaged since the headers, after a grace of
+ * header_sec: a slow start is forgiven, a trickle is not. */
+static bool conns_body_slow(const struct conns *t, const struct conn *c,
+			    double now)
+{
+	double late = now - c->since - t->lim.header_sec;
+
+	return c->state == CONN_BODY && t->lim.min_body_rate > 0 &&
+	       late > 0 && (double)c->body_bytes <
+	       (double)t->lim.min_body_rate * late;
+}
+
+void conns_tick(struct conns *t, double now)
+{
+	struct conn *c;
+
+	pthread_mutex_lock(&t->lock);
+	for (c = t->head; c; c = c->next) {
+		if (c->cut)
+			continue;
+		if (conns_headers_late(t, c, now)) {
+			conns_cut(c);
+			t->stats.headers_late++;
+		} else if (conns_body_slow(t, c, now)) {
+			conns_cut(c);
+			t->stats.body_slow++;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void conns_stats_locked(const struct conns *t, struct conns_stats *out)
+{
+	const struct conn *c;
+
+	*out = t->stats;
+	out->open = 0;
+	out->untrusted = 0;
+	for (c = t->head; c; c = c->next) {
+		if (c->cut)
+			continue;
+		out->open++;
+		if (!c->trusted)
+			out->untrusted++;
+	}
+}
+
+void conns_stats(struct conns *t, struct conns_stats *out)
+{
+	pthread_mutex_lock(&t->lock);
+	conns_stats_locked(t, out);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- the watchdog ---- */
+
+/* One line for what was cut since the last one, at most every 10 s: a
+ * flood must not flood the log too. */
+static void conns_log(struct conns *t, double now)
+{
+	struct conns_stats s, *o = &t->logged;
+
+	if (now - t->logged_at < CONNS_LOG_SEC)
+		return;
+	conns_stats(t, &s);
+	if (s.headers_late == o->headers_late && s.body_slow == o->body_slow &&
+	    s.evicted == o->evicted && s.refused == o->refused)
+		return;
+	log_info("http: cut %llu connection(s) without request headers "
+		 "within %u s, %llu upload(s) slower than %u B/s, %llu "
+		 "stranger(s) for newer connections; refused %llu with every "
+		 "slot trusted (now %u open, %u untrusted)",
+		 (unsigned long long)(s.headers_late - o->headers_late),
+		 t->lim.header_sec,
+		 (unsigned long long)(s.body_slow - o->body_slow),
+		 t->lim.min_body_rate,
+		 (unsigned long long)(s.evicted - o->evicted),
+		 (unsigned long long)(s.refused - o->refused), s.open,
+		 s.untrusted);
+	*o = s;
+	t->logged_at = now;
+}
+
+static void *conns_watch(void *arg)
+{
+	struct conns *t = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += CONNS_TICK_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&t->wake, &t->lock, &until);
+		if (t->stopping)
+			break;
+		pthread_mutex_unlock(&t->lock);
+		conns_tick(t, dd_monotonic());
+		conns_log(t, dd_monotonic());
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+int conns_new(struct conns **out, const struct conns_limits *lim)
+{
+	pthread_condattr_t ca;
+	struct conns *t;
+	int rc;
+
+	*out = NULL;
+	if (lim->max == 0 || lim->reserved >= lim->max || lim->header_sec == 0)
+		return dd_error_set(-EINVAL, "bad connection limits");
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->lim = *lim;
+	t->logged_at = dd_monotonic();
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = pthread_create(&t->thread, NULL, conns_watch, t);
+	if (rc != 0) {
+		pthread_cond_destroy(&t->wake);
+		pthread_mutex_destroy(&t->lock);
+		free(t);
+		return dd_error_set(-rc, "cannot start the connection "
+				    "watchdog: %s", strerror(rc));
+	}
+	*out = t;
+	return 0;
+}
+
+void conns_free(struct conns *t)
+{
+	struct conn *c;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stopping = true;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	conns_log(t, dd_monotonic() + CONNS_LOG_SEC);
+	/* Normally empty; entries left by a library that skipped a
+	 * notification are freed, not leaked. */
+	while ((c = t->head) != NULL) {
+		t->head = c->next;
+		free(c);
+	}
+	pthread_cond_destroy(&t->wake);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}

@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# Connections: strangers cannot lock agents out. Idle TCP connections from
+# one address (no TLS handshake, no token), many addresses trickling a byte
+# a second, an authenticated upload that trickles its body, and huge
+# declared bodies never sent: health answers and a real agent backs up,
+# the trickling connections are cut by the header deadline, the slow body
+# by the minimum rate, and declared lengths reserve no memory. Reserved
+# slots: with every untrusted slot taken, an agent still gets in and its
+# kept-alive connections are never pushed out. Sources 127.0.0.2... play
+# other addresses (all of 127/8 is loopback on Linux).
+. "$(dirname "$0")/lib.sh"
+
+repo_init "$T/repo"
+A=$(token_add "$T/repo" alice)
+mkdir -p "$T/d"
+seq 1 200000 > "$T/d/numbers"
+prand data 300000 > "$T/d/random"
+
+# hold.py PORT STATUS STOP N FIRST NADDR [trickle] [reconnect]: opens N
+# plain TCP connections from 127.0.0.FIRST.. (NADDR addresses, in turn)
+# and holds them; with `trickle` sends a byte a second (a TLS record header,
+# then its payload); with `reconnect` opens a closed one again after 1 s.
+# Writes STATUS ("key value" lines) every 0.1 s until STOP exists (or 60 s): open now,
+# opened, closed by the server, the shortest and longest life of a closed
+# one, and the age of the oldest still open.
+cat > "$T/hold.py" <<'PY'
+import os, socket, sys, time
+port, status, stop, n, first, naddr = sys.argv[1:7]
+n, first, naddr = int(n), int(first), int(naddr)
+trickle, reconnect = "trickle" in sys.argv[7:], "reconnect" in sys.argv[7:]
+RECORD = bytes([0x16, 0x03, 0x01, 0x40, 0x00])
+slots = []  # [src, sock or None, opened_at, closed_at, bytes_sent, last_send]
+st = {"opened": 0, "closed": 0, "failed": 0, "lives": []}
+def connect(slot):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.bind((slot[0], 0))
+        s.connect(("127.0.0.1", int(port)))
+    except OSError:
+        st["failed"] += 1
+        s.close()
+        slot[1], slot[3] = None, time.monotonic()
+        return
+    s.setblocking(False)
+    slot[1], slot[2], slot[3], slot[4], slot[5] = s, time.monotonic(), None, 0, 0
+    st["opened"] += 1
+for i in range(n):
+    slot = ["127.0.0.%d" % (first + i % naddr), None, 0, None, 0, 0]
+    slots.append(slot)
+    connect(slot)
+start = time.monotonic()
+def write_status(now):
+    lives = st["lives"]
+    alive = [now - s[2] for s in slots if s[1]]
+    out = {"open": len(alive), "opened": st["opened"], "closed": st["closed"],
+           "failed": st["failed"], "min_life": min(lives) if lives else -1,
+           "max_life": max(lives) if lives else -1,
+           "oldest_open": max(alive) if alive else 0}
+    with open(status + ".tmp", "w") as f:
+        for k, v in out.items():
+            f.write("%s %s\n" % (k, v if isinstance(v, int) else "%.2f" % v))
+    os.replace(status + ".tmp", status)
+while not os.path.exists(stop) and time.monotonic() - start < 60:
+    now = time.monotonic()
+    for slot in slots:
+        s = slot[1]
+        if s is None:
+            if reconnect and now - slot[3] >= 1.0:
+                connect(slot)
+            continue
+        try:
+            gone = s.recv(4096) == b""
+        except BlockingIOError:
+            gone = False
+        except OSError:
+            gone = True
+        if not gone and trickle and now - slot[5] >= 1.0:
+            b = RECORD[slot[4]:slot[4] + 1] or b"\0"
+            try:
+                s.send(b)
+                slot[4] += 1
+                slot[5] = now
+            except BlockingIOError:
+                pass
+            except OSError:
+                gone = True
+        if gone:
+            s.close()
+            slot[1], slot[3] = None, now
+            st["closed"] += 1
+            st["lives"].append(now - slot[2])
+    write_status(now)
+    time.sleep(0.1)
+write_status(time.monotonic())
+PY
+
+# hold_start NAME ARGS...: hold.py in the background; hold_stop NAME ends
+# it; hold NAME FIELD reads its status.
+declare -A HOLD_PID
+hold_start() {
+	local name=$1; shift
+	rm -f "$T/$name.stop" "$T/$name.json"
+	python3 "$T/hold.py" "${URL##*:}" "$T/$name.json" "$T/$name.stop" "$@" &
+	HOLD_PID[$name]=$!
+}
+hold_stop() {
+	touch "$T/$1.stop"
+	wait "${HOLD_PID[$1]}" 2>/dev/null
+}
+hold() { awk -v k="$2" '$1 == k { print $2 }' "$T/$1.json"; }
+# hold_wait NAME: until hold.py has opened its connections (<= 20 s).
+hold_wait() {
+	local i
+	for i in $(seq 1 200); do
+		[ -s "$T/$1.json" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# until_true SECONDS COMMAND...: polls COMMAND every 0.1 s.
+until_true() {
+	local n=$(($1 * 10)) i
+	shift
+	for i in $(seq 1 "$n"); do
+		"$@" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+field_is() { [ "$(hold "$1" "$2")" = "$3" ]; }
+field_ge() { [ "$(hold "$1" "$2")" -ge "$3" ]; }
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f\n", b - a }'; }
+# lt A B, ge A B: compare decimal numbers.
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+# health: the status code (or 000) and curl's exit code, in at most 10 s.
+health() {
+	local code rc
+	code=$(curl -sS --cacert "$CA" --max-time 10 -o /dev/null -w '%{http_code}' "$URL/api/v1/health" 2>/dev/null)
+	rc=$?
+	echo "$code/$rc"
+}
+backup() { timeout 30 "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup "$T/d" >/dev/null 2>>"$T/agent.err"; }
+
+# ---- idle strangers: the per-address limit and the untrusted pool ----
+server_start "$T/repo" --set header_timeout=30s || exit 1
+PID1=$SERVER_PID
+hold_start idle1 80 1 1
+hold_wait idle1
+check "80 idle connections from one address: all but per_ip_connections (16) are cut at once" \
+	until_true 5 field_is idle1 open 16
+check_eq "the server cut the oldest ones as newer ones came" 64 "$(hold idle1 closed)"
+t=$(now); h=$(health); dt=$(since "$t")
+check_eq "health answers while they are held" 200/0 "$h"
+echo "# 80 idle from one address: health in ${dt}s"
+t=$(now); backup; rc=$?; dt=$(since "$t")
+check_eq "and an agent backs up" 0 "$rc"
+echo "# 80 idle from one address: backup in ${dt}s"
+hold_stop idle1
+
+hold_start idle200 200 2 200
+hold_wait idle200
+check "200 idle strangers from 200 addresses: at most max - reserved (48) are kept" \
+	until_true 5 field_is idle200 open 48
+t=$(now); h=$(health); dt=$(since "$t")
+check_eq "health answers" 200/0 "$h"
+echo "# 200 idle from 200 addresses: health in ${dt}s"
+t=$(now); backup; rc=$?; dt=$(since "$t")
+check_eq "and an agent backs up" 0 "$rc"
+echo "# 200 idle from 200 addresses: backup in ${dt}s"
+hold_stop idle200
+
+# ---- a declared Content-Length reserves no memory ----
+vm() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+cat > "$T/declare.py" <<'PY'
+import os, socket, ssl, sys, time
+hostport, ca, token, n, stop = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+socks = []
+for i in range(int(n)):
+    s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
+    s.sendall(("POST /api/v1/chunks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+               % (token, 64 * 1024 * 1024 - 4096)).encode())
+    socks.append(s)
+print("sent", flush=True)
+for _ in range(300):
+    if os.path.exists(stop):
+        break
+    time.sleep(0.1)
+PY
+data0=$(vm "$PID1" VmData); rss0=$(vm "$PID1" VmRSS)
+python3 "$T/declare.py" "${URL#https://}" "$CA" "$A" 12 "$T/declare.stop" > "$T/declare.out" 2>&1 &
+DPID=$!
+until_true 20 grep -q sent "$T/declare.out"
+# Watch for 2 s: a reservation would show at once.
+data1=$data0; rss1=$rss0
+for i in $(seq 1 20); do
+	d=$(vm "$PID1" VmData); r=$(vm "$PID1" VmRSS)
+	[ "$d" -gt "$data1" ] && data1=$d
+	[ "$r" -gt "$rss1" ] && rss1=$r
+	sleep 0.1
+done
+touch "$T/declare.stop"; wait "$DPID"
+echo "# 12 uploads declaring 64 MiB, no bytes sent: VmData +$(( (data1 - data0) / 1024 )) MiB, VmRSS +$(( (rss1 - rss0) / 1024 )) MiB"
+check "12 uploads declaring 64 MiB each commit no body memory (VmData +$(( (data1 - data0) / 1024 )) MiB < 384)" \
+	test $((data1 - data0)) -lt $((384 * 1024))
+check "nor resident memory (VmRSS +$(( (rss1 - rss0) / 1024 )) MiB < 64)" test $((rss1 - rss0)) -lt $((64 * 1024))
+check "the agent still backs up after" backup
+server_stop TERM
+
+# ---- trickling strangers ----
+server_start "$T/repo" --set header_timeout=2s --set min_body_rate=1024 || exit 1
+# Fewer than the untrusted pool holds: the header deadline alone cuts them.
+hold_start few 40 2 40 trickle
+hold_wait few
+check "40 connections trickling 1 byte/s are all cut" until_true 10 field_is few closed 40
+check "by the header deadline: none before 2 s (shortest $(hold few min_life)s)" \
+	ge "$(hold few min_life)" 1.9
+check "none after 2 s and a tick (longest $(hold few max_life)s)" \
+	lt "$(hold few max_life)" 3.6
+hold_stop few
+# More than it holds, reconnecting 1 s after each cut: a sustained flood.
+hold_start trickle 200 2 40 trickle reconnect
+hold_wait trickle
+check "200 connections trickling 1 byte/s from 40 addresses: cut within 2 s + a tick" \
+	until_true 10 field_ge trickle closed 200
+t=$(now); h=$(health); dt=$(since "$t")
+check_eq "health answers during the flood" 200/0 "$h"
+echo "# 200 trickling (reconnecting) from 40 addresses: health in ${dt}s"
+t=$(now); backup; rc=$?; dt=$(since "$t")
+check_eq "an agent backs up during the flood" 0 "$rc"
+echo "# 200 trickling (reconnecting) from 40 addresses: backup in ${dt}s"
+hold_stop trickle
+max_life=$(hold trickle max_life)
+lt "$max_life" "$(hold trickle oldest_open)" && max_life=$(hold trickle oldest_open)
+echo "# trickling connections: $(hold trickle opened) opened, $(hold trickle closed) cut by the server, longest life ${max_life}s"
+check "none lived past the header deadline (2 s) and a tick (longest ${max_life}s)" \
+	lt "$max_life" 3.6
+
+# an authenticated upload whose body trickles below min_body_rate
+cat > "$T/slow.py" <<'PY'
+import socket, ssl, sys, time
+hostport, ca, token = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=15), server_hostname=host)
+s.sendall(("POST /api/v1/chunks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n" % token).encode())
+t0 = time.monotonic()
+s.settimeout(0.5)
+while time.monotonic() - t0 < 15:
+    try:
+        s.sendall(b"x" * 50)
+        d = s.recv(4096)
+        if not d:
+            break
+        print("answer", d.split(b"\r\n")[0].decode(), flush=True)
+        break
+    except socket.timeout:
+        continue
+    except OSError:
+        break
+print("closed after %.1f" % (time.monotonic() - t0), flush=True)
+PY
+python3 "$T/slow.py" "${URL#https://}" "$CA" "$A" > "$T/slow.out" 2>&1
+cut=$(sed -n 's/^closed after //p' "$T/slow.out")
+echo "# an upload trickling 100 B/s: closed after ${cut:-?}s"
+check "an upload trickling 100 B/s is cut by the minimum body rate (after ${cut:-?}s)" \
+	lt "${cut:-99}" 6
+check "without an answer" not grep -q '^answer' "$T/slow.out"
+check "the server still serves" backup
+server_stop TERM
+check "the server logged what it cut" grep -q 'http: cut [0-9]* connection(s) without request headers' "$T/server.log"
+sum() { awk '{ n += $1 } END { print n + 0 }'; }
+cuts=$(sed -n 's/.*http: cut \([0-9]*\) connection(s) without request headers.*/\1/p' "$T/server.log" | sum)
+slow=$(sed -n 's/.*, \([0-9]*\) upload(s) slower than.*/\1/p' "$T/server.log" | sum)
+echo "# server log: ${cuts:-0} cut by the header deadline, ${slow:-0} slow upload(s)"
+check "the header deadline cut at least the 40 (${cuts:-0})" test "${cuts:-0}" -ge 40
+check "and the slow upload" test "${slow:-0}" -ge 1
+
+# ---- reserved slots: every untrusted slot taken, an agent still gets in ----
+server_start "$T/repo" --set max_connections=6 --set reserved_connections=2 \
+	--set per_ip_connections=0 --set header_timeout=30s || exit 1
+cat > "$T/keep.py" <<'PY'
+import os, socket, ssl, sys, time
+hostport, ca, token, go, stop = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+def get(s):
+    s.sendall(("GET /api/v1/snapshots HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % token).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            return "closed"
+        buf += d
+    head, body = buf.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < n:
+        body += s.recv(4096)
+    return head.split(b" ")[1].decode()
+socks = [ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host) for _ in range(4)]
+print("first", " ".join(get(s) for s in socks), flush=True)
+for _ in range(300):
+    if os.path.exists(go):
+        break
+    time.sleep(0.1)
+out = []
+for s in socks:
+    try:
+        out.append(get(s))
+    except OSError:
+        out.append("error")
+print("again", " ".join(out), flush=True)
+PY
+python3 "$T/keep.py" "${URL#https://}" "$CA" "$A" "$T/keep.go" "$T/keep.stop" > "$T/keep.out" 2>&1 &
+KPID=$!
+check "4 agents' connections, kept alive" until_true 20 grep -q '^first 200 200 200 200$' "$T/keep.out"
+hold_start fill 10 2 10
+hold_wait fill
+check "10 strangers: 2 fit beside the 4 trusted ones (max_connections 6)" until_true 5 field_is fill open 2
+code=$(curl -sS --cacert "$CA" --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $A" "$URL/api/v1/snapshots" 2>/dev/null)
+check_eq "a new agent request still gets in (a stranger makes room)" 200 "$code"
+touch "$T/keep.go"
+wait "$KPID"
+check "the kept-alive agent connections were never pushed out" grep -q '^again 200 200 200 200$' "$T/keep.out"
+hold_stop fill
+server_stop TERM
+finish
