@@ -14,6 +14,7 @@ wait_for() {
 	done
 	return 1
 }
+quiet() { "$@" >/dev/null; }
 # served_fp: the SHA-256 fingerprint of the certificate the server presents.
 served_fp() {
 	local hostport=${URL#https://}
@@ -30,6 +31,29 @@ mkdir -p "$T/d" && seq 1 100000 > "$T/d/f"
 # ---- the certificate init wrote ----
 san=$(openssl x509 -in "$CA" -noout -ext subjectAltName 2>/dev/null)
 check "the certificate names localhost, 127.0.0.1 and ::1" bash -c "grep -q 'DNS:localhost' <<<'$san' && grep -q 'IP Address:127.0.0.1' <<<'$san' && grep -q 'IP Address:0:0:0:0:0:0:0:1' <<<'$san'"
+check "it is a leaf, not a CA (basicConstraints CA:FALSE)" bash -c "openssl x509 -in '$CA' -noout -ext basicConstraints | grep -q 'CA:FALSE'"
+check "that cannot sign certificates (no keyCertSign)" not bash -c "openssl x509 -in '$CA' -noout -ext keyUsage | grep -qi 'Certificate Sign'"
+check "and verifies as its own trust anchor (what --ca does)" quiet openssl verify -CAfile "$CA" -purpose sslserver "$CA"
+# handshake VERSION [CIPHER]: the protocol and cipher the server agreed to
+# ("none" if it refused). The client allows everything (@SECLEVEL=0), so
+# only the server can say no.
+handshake() {
+	echo | timeout 10 openssl s_client -connect "127.0.0.1:$PORT" "-$1" \
+		-cipher "${2:-DEFAULT}:@SECLEVEL=0" 2>/dev/null |
+		awk '/^New, / { gsub(",", ""); none = $2 == "(NONE)"; n = $2; c = $5 }
+		     /^ *Protocol *:/ { p = $3 }
+		     END { print none || c == "" ? "none" : (p ? p : n) " " c }'
+}
+check_eq "TLS 1.0 is refused" none "$(handshake tls1)"
+check_eq "TLS 1.1 is refused" none "$(handshake tls1_1)"
+check "TLS 1.2 is accepted, with an AEAD cipher" grep -qE '^TLSv1.2 ECDHE-ECDSA-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$' <<<"$(handshake tls1_2)"
+check_eq "TLS 1.2 with a CBC cipher is refused" none "$(handshake tls1_2 ECDHE-ECDSA-AES128-SHA)"
+check_eq "TLS 1.2 without forward secrecy is refused" none "$(handshake tls1_2 AES128-GCM-SHA256)"
+check "TLS 1.3 is accepted" grep -q '^TLSv1.3 TLS_' <<<"$(handshake tls1_3)"
+hsts() { curl -sS --cacert "$CA" -o /dev/null -D - "$@" | tr -d '\r' | grep -qix 'Strict-Transport-Security: max-age=31536000'; }
+check "HSTS on the status page" hsts "$URL/"
+check "on API replies" hsts "$URL/api/v1/health"
+check "and on errors" hsts "$URL/api/v1/snapshots"
 FP=$("$SERVER" cert show --repo "$T/repo")
 check "cert show prints sha256:<64 hex>" grep -qxE 'sha256:[0-9a-f]{64}' <<<"$FP"
 check_eq "it is the certificate's SHA-256 fingerprint" \
@@ -40,7 +64,6 @@ check "cert show of a missing file fails" not "$SERVER" cert show --cert "$T/not
 
 # ---- pinning ----
 pin() { "$AGENT" --server "$URL" --token "$A" "$@" >/dev/null; }
-quiet() { "$@" >/dev/null; }
 check "--fingerprint alone (no CA) works" pin --fingerprint "$FP" snapshots
 check "a backup with a pinned certificate works (every upload worker)" pin --fingerprint "$FP" backup "$T/d"
 check "by the name localhost too" quiet "$AGENT" --server "https://localhost:$PORT" --token "$A" --fingerprint "$FP" snapshots
@@ -134,6 +157,8 @@ check "the server logs the reload" wait_for "$T/server.log" 'reloaded TLS certif
 FP3=$("$SERVER" cert show --cert "$T/pki/other.pem")
 check_eq "new connections get the new certificate" "${FP3#sha256:}" "$(served_fp)"
 check "the agent pinned to the new one connects" quiet "$AGENT" --server "$URL" --token "$A" --fingerprint "$FP3" snapshots
+check "the new one is an old-style self-signed CA:TRUE certificate" bash -c "openssl x509 -in '$T/pki/other.pem' -noout -ext basicConstraints | grep -q 'CA:TRUE'"
+check "which still works as the agent's --ca" quiet "$AGENT" --server "$URL" --token "$A" --ca "$T/pki/other.pem" snapshots
 check "the one pinned to the old one is refused" not quiet "$AGENT" --server "$URL" --token "$A" --fingerprint "$FP2" snapshots
 touch "$T/go"
 for i in $(seq 1 200); do kill -0 "$PY_PID" 2>/dev/null || break; sleep 0.05; done
