@@ -145,6 +145,14 @@ health() {
 }
 backup() { timeout 30 "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup "$T/d" >/dev/null 2>>"$T/agent.err"; }
 
+# ---- the settings ----
+timeout 10 "$SERVER" serve --config /dev/null --repo "$T/repo" --listen 127.0.0.1:0 \
+	--set max_connections=8 --set reserved_connections=8 2>"$T/err"
+check_eq "reserved_connections must be below max_connections (exit 1)" 1 $?
+check "saying so" grep -q "reserved_connections (8) must be less than max_connections (8)" "$T/err"
+timeout 10 "$SERVER" serve --config /dev/null --repo "$T/repo" --listen 127.0.0.1:0 --set header_timeout=0 2>"$T/err"
+check "header_timeout 0 is refused" grep -q "invalid value '0' for 'header_timeout'" "$T/err"
+
 # ---- idle strangers: the per-address limit and the untrusted pool ----
 server_start "$T/repo" --set header_timeout=30s || exit 1
 PID1=$SERVER_PID
