@@ -91,6 +91,13 @@ $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBDEDUP)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -o $@ $< $(LIBDEDUP) $(LIBS_SERVER) $(LIBS_AGENT) $(LDFLAGS)
 
+# A unit test of a server module links that module and the log it uses.
+SERVER_UNIT_OBJ := $(O)/server/conns.o $(O)/server/log.o
+$(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_OBJ) $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iserver -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
 tests: $(UNIT_BIN)
 
 test: all tests

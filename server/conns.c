@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -278,29 +279,41 @@ void conns_stats(struct conns *t, struct conns_stats *out)
 
 /* ---- the watchdog ---- */
 
+/* Appends "; <n> <what>" to a message when n > 0. */
+static void conns_log_part(char *msg, size_t size, uint64_t n,
+			   const char *what)
+{
+	size_t len = strlen(msg);
+
+	if (n > 0)
+		snprintf(msg + len, size - len, "%s%llu %s", len ? "; " : "",
+			 (unsigned long long)n, what);
+}
+
 /* One line for what was cut since the last one, at most every 10 s: a
  * flood must not flood the log too. */
 static void conns_log(struct conns *t, double now)
 {
 	struct conns_stats s, *o = &t->logged;
+	char msg[600] = "", late[80], slow[80];
 
 	if (now - t->logged_at < CONNS_LOG_SEC)
 		return;
 	conns_stats(t, &s);
-	if (s.headers_late == o->headers_late && s.body_slow == o->body_slow &&
-	    s.evicted == o->evicted && s.refused == o->refused)
-		return;
-	log_info("http: cut %llu connection(s) without request headers "
-		 "within %u s, %llu upload(s) slower than %u B/s, %llu "
-		 "stranger(s) for newer connections; refused %llu with every "
-		 "slot trusted (now %u open, %u untrusted)",
-		 (unsigned long long)(s.headers_late - o->headers_late),
-		 t->lim.header_sec,
-		 (unsigned long long)(s.body_slow - o->body_slow),
-		 t->lim.min_body_rate,
-		 (unsigned long long)(s.evicted - o->evicted),
-		 (unsigned long long)(s.refused - o->refused), s.open,
-		 s.untrusted);
+	snprintf(late, sizeof(late), "sent no request headers within %u s",
+		 t->lim.header_sec);
+	snprintf(slow, sizeof(slow), "sent a body slower than %u B/s",
+		 t->lim.min_body_rate);
+	conns_log_part(msg, sizeof(msg), s.headers_late - o->headers_late,
+		       late);
+	conns_log_part(msg, sizeof(msg), s.body_slow - o->body_slow, slow);
+	conns_log_part(msg, sizeof(msg), s.evicted - o->evicted,
+		       "untrusted made room for newer ones");
+	conns_log_part(msg, sizeof(msg), s.refused - o->refused,
+		       "refused, every slot trusted");
+	if (msg[0])
+		log_info("http: cut connections: %s (now %u open, %u "
+			 "untrusted)", msg, s.open, s.untrusted);
 	*o = s;
 	t->logged_at = now;
 }

@@ -1,0 +1,216 @@
+/*
+ * test_conns.c - the connection table (server/conns.c): who is cut when a
+ * limit is reached, the header deadline, the minimum body rate. Each
+ * "connection" is one end of a socketpair; a cut shows as end-of-file on
+ * the other end. Times are far in the future, so the table's own watchdog
+ * (which uses the real clock) never finds anything late.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conns.h"
+#include "unit.h"
+#include "util.h"
+
+#define MAXC 16
+
+struct fake {
+	int ours, peer;
+	struct conn *c;
+};
+
+static struct fake fakes[MAXC];
+static double base;
+
+static struct sockaddr_in addr4(unsigned last)
+{
+	struct sockaddr_in a;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(0x7f000000u | last);
+	return a;
+}
+
+static void open_fake(struct conns *t, int i, unsigned from, double at)
+{
+	int sv[2];
+	struct sockaddr_in a = addr4(from);
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) {
+		CHECK(!"socketpair");
+		return;
+	}
+	fakes[i].ours = sv[0];
+	fakes[i].peer = sv[1];
+	fakes[i].c = conns_open(t, sv[0], (struct sockaddr *)&a, base + at);
+	CHECK(fakes[i].c != NULL);
+}
+
+/* True if the table shut connection i down. */
+static bool is_cut(int i)
+{
+	char b;
+
+	return recv(fakes[i].peer, &b, 1, MSG_DONTWAIT) == 0;
+}
+
+static void close_all(struct conns *t, int n)
+{
+	for (int i = 0; i < n; i++) {
+		conns_close(t, fakes[i].c);
+		close(fakes[i].ours);
+		close(fakes[i].peer);
+	}
+}
+
+static struct conns *table(unsigned max, unsigned reserved, unsigned per_addr)
+{
+	struct conns_limits lim = { max, reserved, per_addr, 10, 1000 };
+	struct conns *t = NULL;
+
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	return t;
+}
+
+static void test_per_address_evicts_its_own_oldest(void)
+{
+	struct conns *t = table(10, 2, 3);
+	struct conns_stats s;
+
+	open_fake(t, 0, 9, 0);              /* another address */
+	for (int i = 1; i <= 5; i++)
+		open_fake(t, i, 1, i);
+	CHECK(!is_cut(0));
+	CHECK(is_cut(1));
+	CHECK(is_cut(2));
+	CHECK(!is_cut(3) && !is_cut(4) && !is_cut(5));
+	conns_stats(t, &s);
+	CHECK_EQ(s.evicted, 2);
+	CHECK_EQ(s.open, 4);
+	close_all(t, 6);
+	conns_free(t);
+}
+
+static void test_untrusted_pool_and_reserve(void)
+{
+	struct conns *t = table(6, 2, 0);
+	struct conns_stats s;
+	int i;
+
+	/* Two agents, trusted. */
+	open_fake(t, 0, 1, 0);
+	open_fake(t, 1, 1, 0);
+	conns_request(t, fakes[0].c, true, false, base);
+	conns_request(t, fakes[1].c, true, false, base);
+	/* Strangers: only 4 untrusted fit (6 - 2); oldest go first. */
+	for (i = 2; i < 8; i++)
+		open_fake(t, i, 10 + i, i);
+	CHECK(!is_cut(0) && !is_cut(1));
+	CHECK(is_cut(2) && is_cut(3));
+	CHECK(!is_cut(4) && !is_cut(5) && !is_cut(6) && !is_cut(7));
+	conns_stats(t, &s);
+	CHECK_EQ(s.open, 6);
+	CHECK_EQ(s.untrusted, 4);
+	close_all(t, 8);
+	conns_free(t);
+}
+
+static void test_all_trusted_refuses_the_new_one(void)
+{
+	struct conns *t = table(3, 1, 0);
+	struct conns_stats s;
+
+	for (int i = 0; i < 3; i++) {
+		open_fake(t, i, 1, i);
+		conns_request(t, fakes[i].c, true, false, base + i);
+	}
+	open_fake(t, 3, 2, 5);
+	CHECK(is_cut(3));
+	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2));
+	conns_stats(t, &s);
+	CHECK_EQ(s.refused, 1);
+	CHECK_EQ(s.evicted, 0);
+	close_all(t, 4);
+	conns_free(t);
+}
+
+static void test_header_deadline(void)
+{
+	struct conns *t = table(10, 2, 0);
+	struct conns_stats s;
+
+	open_fake(t, 0, 1, 0);              /* sends nothing */
+	open_fake(t, 1, 2, 0);              /* a request, then idle */
+	open_fake(t, 2, 3, 0);              /* trusted, then idle */
+	conns_request(t, fakes[1].c, false, false, base + 1);
+	conns_request(t, fakes[2].c, true, false, base + 1);
+	conns_tick(t, base + 9.9);
+	CHECK(!is_cut(0));
+	conns_tick(t, base + 10);
+	CHECK(is_cut(0));
+	CHECK(!is_cut(1));                  /* answering: no deadline */
+	conns_idle(t, fakes[1].c, base + 20);
+	conns_idle(t, fakes[2].c, base + 20);
+	conns_tick(t, base + 29.9);
+	CHECK(!is_cut(1));
+	conns_tick(t, base + 30);
+	CHECK(is_cut(1));                   /* from the end of the response */
+	conns_tick(t, base + 1000);
+	CHECK(!is_cut(2));                  /* trusted: the idle timeout's job */
+	conns_stats(t, &s);
+	CHECK_EQ(s.headers_late, 2);
+	close_all(t, 3);
+	conns_free(t);
+}
+
+static void test_body_rate(void)
+{
+	struct conns *t = table(10, 2, 0);
+	struct conns_stats s;
+
+	open_fake(t, 0, 1, 0);
+	open_fake(t, 1, 2, 0);
+	conns_request(t, fakes[0].c, true, true, base);
+	conns_request(t, fakes[1].c, true, true, base);
+	conns_body(t, fakes[0].c, 500);
+	conns_body(t, fakes[1].c, 500);
+	conns_tick(t, base + 10.4);         /* grace 10 s, 0.4 s at 1000 B/s */
+	CHECK(!is_cut(0) && !is_cut(1));
+	conns_body(t, fakes[1].c, 100000);
+	conns_tick(t, base + 11);           /* 1000 B due: 500 is too slow */
+	CHECK(is_cut(0));
+	CHECK(!is_cut(1));
+	conns_busy(t, fakes[1].c);          /* body done: no rate any more */
+	conns_tick(t, base + 10000);
+	CHECK(!is_cut(1));
+	conns_stats(t, &s);
+	CHECK_EQ(s.body_slow, 1);
+	close_all(t, 2);
+	conns_free(t);
+}
+
+static void test_bad_limits(void)
+{
+	struct conns_limits lim = { 4, 4, 0, 10, 0 };
+	struct conns *t = (struct conns *)&lim;
+
+	CHECK_EQ(conns_new(&t, &lim), -EINVAL);
+	CHECK(t == NULL);
+	conns_free(NULL);
+}
+
+int main(void)
+{
+	base = dd_monotonic() + 1e6;
+	UNIT_RUN(test_per_address_evicts_its_own_oldest);
+	UNIT_RUN(test_untrusted_pool_and_reserve);
+	UNIT_RUN(test_all_trusted_refuses_the_new_one);
+	UNIT_RUN(test_header_deadline);
+	UNIT_RUN(test_body_rate);
+	UNIT_RUN(test_bad_limits);
+	UNIT_DONE();
+}
