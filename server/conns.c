@@ -1,6 +1,7 @@
 /*
  * conns.c - see conns.h.
  */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -110,6 +111,8 @@ static void conns_make_room(struct conns *t, struct conn *c)
 			victim = n.oldest_untrusted;
 		else
 			return;
+		/* c itself is untrusted, so there is always a victim. */
+		assert(victim != NULL);
 		conns_cut(victim);
 		if (victim == c) {
 			t->stats.refused++;
