@@ -175,14 +175,14 @@ void conns_close(struct conns *t, struct conn *c)
 	free(c);
 }
 
-void conns_request(struct conns *t, struct conn *c, bool trusted, bool body,
-		   double now)
+void conns_request(struct conns *t, struct conn *c, enum conns_token token,
+		   bool body, double now)
 {
 	if (!c)
 		return;
 	pthread_mutex_lock(&t->lock);
-	if (trusted)
-		c->trusted = true;
+	if (token != CONNS_TOKEN_NONE)
+		c->trusted = token == CONNS_TOKEN_VALID;
 	c->state = body ? CONN_BODY : CONN_BUSY;
 	c->since = now;
 	c->body_bytes = 0;

@@ -5,7 +5,8 @@
  * The HTTP front end reports each connection's life here: opened, request
  * headers complete (with or without a valid token), body bytes, response
  * sent, closed. A connection is *untrusted* until a request on it showed a
- * valid token, then *trusted* for good. The table enforces:
+ * valid token, then *trusted* until one shows an invalid one (a token
+ * revoked meanwhile). The table enforces:
  *
  *  - a header deadline: an untrusted connection must deliver complete
  *    request headers within `header_sec` of its accept, and again of the
@@ -82,10 +83,17 @@ struct conn *conns_open(struct conns *t, int fd, const struct sockaddr *addr,
 /* The connection is going away; its fd is still open. NULL is a no-op. */
 void conns_close(struct conns *t, struct conn *c);
 
-/* Request headers are complete; `trusted` once a token was valid (it
- * stays trusted), `body` when a request body follows. NULL is a no-op. */
-void conns_request(struct conns *t, struct conn *c, bool trusted, bool body,
-		   double now);
+/* What the request's token made of its connection. */
+enum conns_token {
+	CONNS_TOKEN_NONE,           /* the route needs none: no change */
+	CONNS_TOKEN_VALID,          /* trusted from now on */
+	CONNS_TOKEN_INVALID,        /* untrusted again (a revoked token) */
+};
+
+/* Request headers are complete; `body` when a request body follows.
+ * NULL is a no-op. */
+void conns_request(struct conns *t, struct conn *c, enum conns_token token,
+		   bool body, double now);
 /* `n` more body bytes arrived. */
 void conns_body(struct conns *t, struct conn *c, size_t n);
 /* The body is complete (or there was none); the request is being

@@ -81,7 +81,7 @@ struct http_call {
 	char allow[64];                   /* for a 405: the methods allowed */
 	bool too_large;
 	bool no_memory;
-	bool trusted;                     /* a valid token came with it */
+	enum conns_token token;           /* what its token was */
 	bool reading_body;                /* the body is read after begin */
 };
 
@@ -339,11 +339,13 @@ static enum MHD_Result http_begin(struct http_server *h,
 		const char *authz = MHD_lookup_connection_value(
 			conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 
-		if (tokens_authenticate(h->cfg.tokens, authz, &call->who) < 0)
+		if (tokens_authenticate(h->cfg.tokens, authz, &call->who) < 0) {
+			call->token = CONNS_TOKEN_INVALID;
 			return http_fail_early(conn, call, method, url, 401,
 					       authz ? "invalid token"
 						     : "missing bearer token");
-		call->trusted = true;
+		}
+		call->token = CONNS_TOKEN_VALID;
 		if (call->route->admin && !call->who.admin)
 			return http_fail_early(conn, call, method, url, 403,
 					       "this needs an admin token");
@@ -463,7 +465,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		__atomic_add_fetch(&dmn->active, 1, __ATOMIC_SEQ_CST);
 		*con_cls = call;
 		ret = http_begin(h, conn, call, method, url);
-		conns_request(h->conns, call->tracked, call->trusted,
+		conns_request(h->conns, call->tracked, call->token,
 			      call->reading_body, dd_monotonic());
 		return ret;
 	}

@@ -104,8 +104,8 @@ static void test_untrusted_pool_and_reserve(void)
 	/* Two agents, trusted. */
 	open_fake(t, 0, 1, 0);
 	open_fake(t, 1, 1, 0);
-	conns_request(t, fakes[0].c, true, false, base);
-	conns_request(t, fakes[1].c, true, false, base);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, false, base);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, false, base);
 	/* Strangers: only 4 untrusted fit (6 - 2); oldest go first. */
 	for (i = 2; i < 8; i++)
 		open_fake(t, i, 10 + i, i);
@@ -126,7 +126,8 @@ static void test_all_trusted_refuses_the_new_one(void)
 
 	for (int i = 0; i < 3; i++) {
 		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, true, false, base + i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, false,
+			      base + i);
 	}
 	open_fake(t, 3, 2, 5);
 	CHECK(is_cut(3));
@@ -146,8 +147,8 @@ static void test_header_deadline(void)
 	open_fake(t, 0, 1, 0);              /* sends nothing */
 	open_fake(t, 1, 2, 0);              /* a request, then idle */
 	open_fake(t, 2, 3, 0);              /* trusted, then idle */
-	conns_request(t, fakes[1].c, false, false, base + 1);
-	conns_request(t, fakes[2].c, true, false, base + 1);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_NONE, false, base + 1);
+	conns_request(t, fakes[2].c, CONNS_TOKEN_VALID, false, base + 1);
 	conns_tick(t, base + 9.9);
 	CHECK(!is_cut(0));
 	conns_tick(t, base + 10);
@@ -174,8 +175,8 @@ static void test_body_rate(void)
 
 	open_fake(t, 0, 1, 0);
 	open_fake(t, 1, 2, 0);
-	conns_request(t, fakes[0].c, true, true, base);
-	conns_request(t, fakes[1].c, true, true, base);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, true, base);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, true, base);
 	conns_body(t, fakes[0].c, 500);
 	conns_body(t, fakes[1].c, 500);
 	conns_tick(t, base + 10.4);         /* grace 10 s, 0.4 s at 1000 B/s */
@@ -190,6 +191,25 @@ static void test_body_rate(void)
 	conns_stats(t, &s);
 	CHECK_EQ(s.body_slow, 1);
 	close_all(t, 2);
+	conns_free(t);
+}
+
+static void test_invalid_token_untrusts(void)
+{
+	struct conns *t = table(10, 2, 0);
+
+	open_fake(t, 0, 1, 0);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, false, base);
+	conns_idle(t, fakes[0].c, base + 1);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_NONE, false, base + 2);
+	conns_idle(t, fakes[0].c, base + 3);
+	conns_tick(t, base + 100);
+	CHECK(!is_cut(0));                  /* a health check keeps trust */
+	conns_request(t, fakes[0].c, CONNS_TOKEN_INVALID, false, base + 101);
+	conns_idle(t, fakes[0].c, base + 102);
+	conns_tick(t, base + 112);
+	CHECK(is_cut(0));                   /* revoked: a stranger again */
+	close_all(t, 1);
 	conns_free(t);
 }
 
@@ -211,6 +231,7 @@ int main(void)
 	UNIT_RUN(test_all_trusted_refuses_the_new_one);
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
+	UNIT_RUN(test_invalid_token_untrusts);
 	UNIT_RUN(test_bad_limits);
 	UNIT_DONE();
 }
