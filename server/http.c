@@ -81,6 +81,8 @@ struct http_call {
 	char allow[64];                   /* for a 405: the methods allowed */
 	bool too_large;
 	bool no_memory;
+	unsigned refused;                 /* 401/403 sent once the body is read */
+	const char *refused_msg;          /* a string literal */
 	enum conns_token token;           /* what its token was */
 	bool reading_body;                /* the body is read after begin */
 };
@@ -318,6 +320,31 @@ static enum MHD_Result http_fail_early(struct MHD_Connection *conn,
 	return http_send(conn, call, method, url, &rep);
 }
 
+/*
+ * Refuses a request that failed its token check. A client still sending a
+ * body would see a reset instead of the answer (the kernel resets a socket
+ * closed with unread bytes), so a body of the size the route takes is read
+ * and dropped first; a larger one is refused at once.
+ */
+static enum MHD_Result http_refuse(struct MHD_Connection *conn,
+				   struct http_call *call, const char *method,
+				   const char *url, unsigned status,
+				   const char *msg)
+{
+	const char *cl = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	uint64_t len = 0;
+
+	if (!cl || dd_parse_u64(cl, &len) < 0 || len == 0 ||
+	    len > call->route->body_cap + (uint64_t)HTTP_DISCARD_MAX)
+		return http_fail_early(conn, call, method, url, status, msg);
+	call->refused = status;
+	call->refused_msg = msg;
+	call->discard_max = len;
+	call->reading_body = true;
+	return MHD_YES;
+}
+
 /* First call for a request: route, token, declared body size. */
 static enum MHD_Result http_begin(struct http_server *h,
 				  struct MHD_Connection *conn,
@@ -341,14 +368,14 @@ static enum MHD_Result http_begin(struct http_server *h,
 
 		if (tokens_authenticate(h->cfg.tokens, authz, &call->who) < 0) {
 			call->token = CONNS_TOKEN_INVALID;
-			return http_fail_early(conn, call, method, url, 401,
-					       authz ? "invalid token"
-						     : "missing bearer token");
+			return http_refuse(conn, call, method, url, 401,
+					   authz ? "invalid token"
+						 : "missing bearer token");
 		}
 		call->token = CONNS_TOKEN_VALID;
 		if (call->route->admin && !call->who.admin)
-			return http_fail_early(conn, call, method, url, 403,
-					       "this needs an admin token");
+			return http_refuse(conn, call, method, url, 403,
+					   "this needs an admin token");
 	}
 	call->cap = call->route ? call->route->body_cap : 0;
 	cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -406,7 +433,7 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 {
 	call->bytes_in += n;
 	conns_body(call->dmn->h->conns, call->tracked, n);
-	if (!call->too_large && !call->no_memory) {
+	if (!call->too_large && !call->no_memory && !call->refused) {
 		if (n > call->cap - call->body.len) {
 			call->too_large = true;
 			dd_buf_release(&call->body);
@@ -422,7 +449,7 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 			}
 		}
 	}
-	if (call->too_large || call->no_memory) {
+	if (call->too_large || call->no_memory || call->refused) {
 		call->discarded += n;
 		if (call->discarded > (call->discard_max ? call->discard_max
 							 : HTTP_DISCARD_MAX))
@@ -476,6 +503,9 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		return ret;
 	}
 	conns_busy(h->conns, call->tracked);
+	if (call->refused)
+		return http_fail_early(conn, call, method, url, call->refused,
+				       call->refused_msg);
 	if (call->too_large) {
 		char msg[128];
 

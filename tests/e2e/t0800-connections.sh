@@ -282,6 +282,31 @@ check "an upload trickling 100 B/s is cut by the minimum body rate (after ${cut:
 	lt "${cut:-99}" 6
 check "without an answer" not grep -q '^answer' "$T/slow.out"
 check "the server still serves" backup
+
+# a wrong token on an upload: the 401 is read after the whole body was
+# sent, as a client does that streams its body before it reads (answering
+# at once and closing with the body unread made the kernel reset the
+# connection, and the client saw a broken pipe instead of the 401)
+cat > "$T/wrong.py" <<'PY'
+import socket, ssl, sys, time
+hostport, ca = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+n = 4 << 20
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=15), server_hostname=host)
+try:
+    s.sendall(("POST /api/v1/chunks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dd_wrong\r\n"
+               "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % n).encode())
+    s.sendall(b"x" * (1 << 20))
+    time.sleep(0.5)
+    s.sendall(b"x" * (n - (1 << 20)))
+    print("answer", s.recv(4096).split(b"\r\n")[0].decode())
+except OSError as e:
+    print("error", e)
+PY
+python3 "$T/wrong.py" "${URL#https://}" "$CA" > "$T/wrong.out" 2>&1
+check_eq "a wrong token on a 4 MiB upload: the client reads the 401" \
+	"answer HTTP/1.1 401 Unauthorized" "$(cat "$T/wrong.out")"
 server_stop TERM
 check "the server logged what it cut" grep -q 'http: cut connections: .*[0-9]* sent no request headers within 2 s' "$T/server.log"
 sum() { awk '{ n += $1 } END { print n + 0 }'; }
