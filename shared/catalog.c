@@ -33,6 +33,9 @@ struct dd_catalog_reader {
 	uint64_t index;        /* entries handed out, for messages */
 	struct dd_chunk_ref *chunks;
 	size_t achunks;
+	/* The previous entry's path: each must sort strictly after it. */
+	char *prev;
+	size_t prev_len, prev_alloc;
 };
 
 int dd_catalog_path_check(const char *path, size_t len)
@@ -509,6 +512,7 @@ void dd_catalog_reader_free(struct dd_catalog_reader *r)
 		return;
 	dd_buf_release(&r->buf);
 	free(r->chunks);
+	free(r->prev);
 	free(r);
 }
 
@@ -571,6 +575,37 @@ static int reader_header(struct dd_catalog_reader *r)
 	r->version = dd_le32(p + 4);
 	r->pos += DD_CATALOG_HEADER_LEN;
 	r->header_done = true;
+	return 0;
+}
+
+/* Catalog order (dd_catalog_path_cmp) is strict: an entry that sorts
+ * before the previous one, or repeats its path, makes the catalog invalid
+ * (a restore would write the path twice, an incremental backup could not
+ * pair its walk with it). Remembers e's path for the next entry. */
+static int reader_order(struct dd_catalog_reader *r, const struct dd_entry *e)
+{
+	if (r->index > 0 &&
+	    dd_catalog_path_cmp(r->prev, r->prev_len, e->path,
+				e->path_len) >= 0) {
+		int same = r->prev_len == e->path_len &&
+			   memcmp(r->prev, e->path, e->path_len) == 0;
+
+		return dd_error_set(-EINVAL, "'%.*s' %s", (int)(e->path_len >
+				    200 ? 200 : e->path_len), e->path,
+				    same ? "repeats the previous entry's path" :
+				    "is out of order (catalog order is "
+				    "sorted by path)");
+	}
+	if (e->path_len > r->prev_alloc) {
+		char *p = realloc(r->prev, e->path_len);
+
+		if (!p)
+			return dd_error_set(-ENOMEM, "out of memory");
+		r->prev = p;
+		r->prev_alloc = e->path_len;
+	}
+	memcpy(r->prev, e->path, e->path_len);
+	r->prev_len = e->path_len;
 	return 0;
 }
 
@@ -664,6 +699,10 @@ static int reader_entry(struct dd_catalog_reader *r, struct dd_entry *e)
 	}
 	e->chunks = nchunks ? r->chunks : NULL;
 	err = entry_check(e, r->version);
+	if (err == 0)
+		err = reader_order(r, e);
+	if (err == -ENOMEM)
+		return err;
 	if (err < 0)
 		return dd_error_set(-EBADMSG, "catalog entry %llu: %s",
 				    (unsigned long long)r->index,

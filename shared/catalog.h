@@ -141,7 +141,10 @@ typedef ssize_t (*dd_catalog_read_fn)(void *payload, void *buf, size_t len);
 struct dd_catalog_reader;
 int dd_catalog_reader_new(struct dd_catalog_reader **out,
 			  dd_catalog_read_fn read, void *payload);
-/* 1 = *e filled, 0 = clean end of stream, negative = error. */
+/* 1 = *e filled, 0 = clean end of stream, negative = error: -EBADMSG
+ * with the reason for malformed bytes, including an entry whose path does
+ * not sort strictly after the previous entry's (out of order or a repeated
+ * path), -ENOMEM, or the read function's error. */
 int dd_catalog_next(struct dd_catalog_reader *r, struct dd_entry *e);
 void dd_catalog_reader_free(struct dd_catalog_reader *r);
 /* The version of the catalog being read: 0 until the first

@@ -668,7 +668,8 @@ static void test_golden_bad(void)
 {
 	static const char *const bad[] = {
 		"catalog-bad-dotdot.bin", "catalog-bad-sum.bin",
-		"catalog-bad-truncated.bin",
+		"catalog-bad-truncated.bin", "catalog-bad-order.bin",
+		"catalog-bad-repeat.bin",
 	};
 	struct dd_buf b;
 	struct dd_entry e = golden_entries[1];
@@ -696,6 +697,24 @@ static void test_golden_bad(void)
 	/* the stream ends inside the symlink entry */
 	build_golden(&b);
 	CHECK(golden_same("catalog-bad-truncated.bin", b.data, b.len - 1));
+	dd_buf_reset(&b);
+
+	/* the directory, then "empty" before "a.txt": out of order */
+	CHECK_EQ(dd_catalog_begin(&b), 0);
+	dd_put_le32(b.data + 4, 1);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[0]), 0);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[2]), 0);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[1]), 0);
+	CHECK(golden_same("catalog-bad-order.bin", b.data, b.len));
+	dd_buf_reset(&b);
+
+	/* the directory, then the same file twice */
+	CHECK_EQ(dd_catalog_begin(&b), 0);
+	dd_put_le32(b.data + 4, 1);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[0]), 0);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[1]), 0);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[1]), 0);
+	CHECK(golden_same("catalog-bad-repeat.bin", b.data, b.len));
 	dd_buf_release(&b);
 
 	for (i = 0; i < DD_ARRAY_SIZE(bad); i++) {
@@ -707,6 +726,23 @@ static void test_golden_bad(void)
 	CHECK_EQ(golden_read("catalog-bad-dotdot.bin", &g, &glen), 0);
 	CHECK_EQ(read_all(g, glen, SIZE_MAX, NULL, 0), -EBADMSG);
 	CHECK(strstr(dd_error_last(), "'..'") != NULL);
+	free(g);
+	g = NULL;
+
+	/* the reader names the entry and what is wrong with it, and hands
+	 * out the entries before it */
+	CHECK_EQ(golden_read("catalog-bad-order.bin", &g, &glen), 0);
+	CHECK_EQ(read_all(g, glen, 7, NULL, 0), -EBADMSG);
+	CHECK(strstr(dd_error_last(), "catalog entry 2: 'home/ann/a.txt' is "
+		     "out of order") != NULL);
+	free(g);
+	g = NULL;
+	CHECK_EQ(golden_read("catalog-bad-repeat.bin", &g, &glen), 0);
+	CHECK_EQ(read_all(g, glen, SIZE_MAX, NULL, 0), -EBADMSG);
+	CHECK(strstr(dd_error_last(), "catalog entry 2: 'home/ann/a.txt' "
+		     "repeats the previous entry's path") != NULL);
+	CHECK_EQ(read_all(g, glen - E_FILE_LEN, SIZE_MAX, golden_entries, 2),
+		 2);
 	free(g);
 }
 
@@ -982,6 +1018,8 @@ static void test_big_entries(void)
 	e[0].ext = ext;
 	e[0].ext_len = DD_CATALOG_EXT_MAX;
 	e[1] = golden_entries[3];
+	e[1].path = "q";              /* sorts after "ppp..." */
+	e[1].path_len = 1;
 	dd_buf_init(&b, 0);
 	CHECK_EQ(dd_catalog_begin(&b), 0);
 	CHECK_EQ(dd_catalog_add(&b, &e[0]), -EINVAL);
