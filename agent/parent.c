@@ -50,37 +50,51 @@ static bool parent_same_paths(const json_t *m, const char *const *sorted,
 	return same;
 }
 
+struct parent_search {
+	const char *host;
+	const char *const *sorted;
+	size_t n;
+	char id[DD_ID_HEX_LEN + 1];
+};
+
+static int parent_match_cb(void *payload, json_t *m)
+{
+	struct parent_search *ps = payload;
+	const char *h = json_string_value(json_object_get(m, "host"));
+	const char *id = json_string_value(json_object_get(m, "id"));
+
+	if (!id || !h || strcmp(h, ps->host) != 0 ||
+	    !parent_same_paths(m, ps->sorted, ps->n))
+		return 0;
+	snprintf(ps->id, sizeof(ps->id), "%s", id);
+	return 1;
+}
+
 int parent_find(json_t **out, struct client *c, const char *host,
 		char *const *roots, size_t nroots)
 {
-	json_t *list = NULL;
+	struct parent_search ps;
 	const char **sorted = NULL;
 	int rc;
 
 	*out = NULL;
-	if ((rc = snapshots_list(&list, c)) < 0)
-		return rc;
-	if (!(sorted = calloc(nroots ? nroots : 1, sizeof(*sorted)))) {
-		json_decref(list);
+	if (!(sorted = calloc(nroots ? nroots : 1, sizeof(*sorted))))
 		return dd_error_set(-ENOMEM, "out of memory");
-	}
 	for (size_t i = 0; i < nroots; i++)
 		sorted[i] = roots[i];
 	qsort(sorted, nroots, sizeof(*sorted), parent_cmp_str);
-	/* The list is oldest first: the newest match is the last one. */
-	for (size_t i = json_array_size(list); i-- > 0;) {
-		json_t *m = json_array_get(list, i);
-		const char *h = json_string_value(json_object_get(m, "host"));
-
-		if (h && strcmp(h, host) == 0 &&
-		    parent_same_paths(m, sorted, nroots)) {
-			*out = json_incref(m);
-			break;
-		}
-	}
+	memset(&ps, 0, sizeof(ps));
+	ps.host = host;
+	ps.sorted = sorted;
+	ps.n = nroots;
+	/* Newest first (the server's order): usually the first page has it. */
+	rc = snapshots_each(c, true, parent_match_cb, &ps);
 	free(sorted);
-	json_decref(list);
-	return 0;
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return 0;
+	return snapshots_fetch(out, c, ps.id);
 }
 
 int parent_open(struct parent **out, struct client *c, const json_t *manifest,

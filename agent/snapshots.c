@@ -17,10 +17,14 @@
 #include "client.h"
 #include "snapshots.h"
 
-int snapshots_list(json_t **out, struct client *c)
+/* GET /snapshots with `query` ("limit=...&..."): one page, an array. */
+static int snapshots_page(json_t **out, struct client *c, const char *query)
 {
-	int rc = client_get_json(c, DD_API_PREFIX "/snapshots", out);
+	char path[512];
+	int rc;
 
+	snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots?%s", query);
+	rc = client_get_json(c, path, out);
 	if (rc < 0)
 		return rc;
 	if (!json_is_array(*out)) {
@@ -33,35 +37,126 @@ int snapshots_list(json_t **out, struct client *c)
 	return 0;
 }
 
-static json_int_t snapshots_time(const json_t *m)
+int snapshots_each(struct client *c, bool newest_first, snapshots_each_fn fn,
+		   void *payload)
 {
-	return json_integer_value(json_object_get(m, "unix_time"));
+	char query[256], cursor[160] = "";
+	json_t *page = NULL, *m;
+	size_t i, n;
+	int rc;
+
+	for (;;) {
+		snprintf(query, sizeof(query), "limit=%d&order=%s%s%s",
+			 SNAPSHOTS_PAGE, newest_first ? "newest" : "oldest",
+			 cursor[0] ? "&after=" : "", cursor);
+		if ((rc = snapshots_page(&page, c, query)) < 0)
+			return rc;
+		n = json_array_size(page);
+		json_array_foreach(page, i, m) {
+			if ((rc = fn(payload, m)) != 0)
+				goto done;
+		}
+		m = json_array_get(page, n - 1);
+		if (n < SNAPSHOTS_PAGE || !json_is_string(json_object_get(m, "cursor")) ||
+		    json_string_length(json_object_get(m, "cursor")) >= sizeof(cursor)) {
+			rc = 0;
+			goto done;
+		}
+		snprintf(cursor, sizeof(cursor), "%s",
+			 json_string_value(json_object_get(m, "cursor")));
+		json_decref(page);
+		page = NULL;
+	}
+done:
+	json_decref(page);
+	return rc;
+}
+
+static int snapshots_append_cb(void *payload, json_t *m)
+{
+	return json_array_append(payload, m) < 0 ?
+	       dd_error_set(-ENOMEM, "out of memory") : 0;
+}
+
+int snapshots_list(json_t **out, struct client *c)
+{
+	int rc;
+
+	if (!(*out = json_array()))
+		return dd_error_set(-ENOMEM, "out of memory");
+	rc = snapshots_each(c, false, snapshots_append_cb, *out);
+	if (rc < 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int snapshots_fetch(json_t **out, struct client *c, const char *id)
+{
+	char path[sizeof(DD_API_PREFIX "/snapshots/") + DD_ID_HEX_LEN];
+	int rc;
+
+	snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots/%.64s", id);
+	rc = client_get_json(c, path, out);
+	if (rc == -ENOENT)
+		return dd_error_set(rc, "snapshot %.64s not found", id);
+	if (rc == 0 && !json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return dd_error_set(-EBADMSG, "server '%s' sent a bad manifest",
+				    client_server(c));
+	}
+	return rc;
+}
+
+/* The newest snapshot: the first of the newest-first list. */
+static int snapshots_latest(json_t **out, struct client *c)
+{
+	json_t *page = NULL;
+	const char *id;
+	int rc;
+
+	if ((rc = snapshots_page(&page, c, "limit=1&order=newest")) < 0)
+		return rc;
+	id = json_string_value(json_object_get(json_array_get(page, 0), "id"));
+	if (!id)
+		rc = dd_error_set(-ENOENT, "there are no snapshots yet");
+	else
+		rc = snapshots_fetch(out, c, id);
+	json_decref(page);
+	return rc;
+}
+
+struct snapshots_prefix {
+	const char *want;
+	size_t len, matches;
+	char id[DD_ID_HEX_LEN + 1];
+};
+
+static int snapshots_prefix_cb(void *payload, json_t *m)
+{
+	struct snapshots_prefix *p = payload;
+	const char *id = json_string_value(json_object_get(m, "id"));
+
+	if (id && strncmp(id, p->want, p->len) == 0) {
+		snprintf(p->id, sizeof(p->id), "%s", id);
+		p->matches++;
+	}
+	return 0;
 }
 
 int snapshots_resolve(json_t **out, struct client *c, const char *spec)
 {
 	char want[DD_ID_HEX_LEN + 1];
-	char path[sizeof(DD_API_PREFIX "/snapshots/") + DD_ID_HEX_LEN];
+	struct snapshots_prefix p;
 	size_t len = strlen(spec);
-	json_t *list = NULL, *m, *found = NULL;
-	size_t i, matches = 0;
+	size_t i;
 	int rc;
 
 	*out = NULL;
-	if (strcmp(spec, "latest") == 0) {
-		if ((rc = snapshots_list(&list, c)) < 0)
-			return rc;
-		json_array_foreach(list, i, m)
-			if (!found || snapshots_time(m) >= snapshots_time(found))
-				found = m;
-		if (!found) {
-			json_decref(list);
-			return dd_error_set(-ENOENT, "there are no snapshots yet");
-		}
-		*out = json_incref(found);
-		json_decref(list);
-		return 0;
-	}
+	if (strcmp(spec, "latest") == 0)
+		return snapshots_latest(out, c);
 
 	if (len < SNAPSHOTS_MIN_PREFIX || len > DD_ID_HEX_LEN)
 		goto bad_spec;
@@ -72,40 +167,21 @@ int snapshots_resolve(json_t **out, struct client *c, const char *spec)
 	}
 	want[len] = '\0';
 
-	if (len == DD_ID_HEX_LEN) {
-		snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots/%s", want);
-		rc = client_get_json(c, path, out);
-		if (rc == -ENOENT)
-			return dd_error_set(rc, "snapshot %s not found", want);
-		if (rc == 0 && !json_is_object(*out)) {
-			json_decref(*out);
-			*out = NULL;
-			return dd_error_set(-EBADMSG, "server '%s' sent a bad manifest",
-					    client_server(c));
-		}
-		return rc;
-	}
+	if (len == DD_ID_HEX_LEN)
+		return snapshots_fetch(out, c, want);
 
-	if ((rc = snapshots_list(&list, c)) < 0)
+	memset(&p, 0, sizeof(p));
+	p.want = want;
+	p.len = len;
+	if ((rc = snapshots_each(c, false, snapshots_prefix_cb, &p)) < 0)
 		return rc;
-	json_array_foreach(list, i, m) {
-		const char *id = json_string_value(json_object_get(m, "id"));
-
-		if (id && strncmp(id, want, len) == 0) {
-			found = m;
-			matches++;
-		}
-	}
-	if (matches == 1)
-		*out = json_incref(found);
-	json_decref(list);
-	if (matches == 0)
+	if (p.matches == 0)
 		return dd_error_set(-ENOENT, "no snapshot id starts with '%s'", want);
-	if (matches > 1)
+	if (p.matches > 1)
 		return dd_error_set(-EEXIST,
 				    "snapshot prefix '%s' is ambiguous (%zu snapshots match); give more digits",
-				    want, matches);
-	return 0;
+				    want, p.matches);
+	return snapshots_fetch(out, c, p.id);
 
 bad_spec:
 	return dd_error_set(-EINVAL,

@@ -250,6 +250,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	rc = snapshots_open(&ctx.snapshots, repo);
 	if (rc < 0)
 		goto cleanup;
+	snapshots_set_max_per_client(ctx.snapshots,
+				     cfg->max_snapshots_per_client);
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
 	if (rc == 0)
 		rc = metrics_new(&ctx.metrics);

@@ -11,13 +11,15 @@
 #include "conf.h"
 #include "config.h"
 #include "log.h"
+#include "snapshots.h"
 #include "tokens.h"
 #include "util.h"
 
 #define CONFIG_PATH_MAX 4000
 #define CONFIG_YEAR (366u * 86400)
 
-enum config_kind { CONFIG_STRING, CONFIG_PATH, CONFIG_COUNT, CONFIG_SECONDS };
+enum config_kind { CONFIG_STRING, CONFIG_PATH, CONFIG_COUNT, CONFIG_SECONDS,
+		   CONFIG_BYTES };
 
 struct config_key {
 	const char *name;
@@ -52,6 +54,9 @@ static const struct config_key config_keys[] = {
 	  10 * CONFIG_YEAR },
 	{ "gc_repack_threshold", CONFIG_COUNT, CONFIG_OFF(gc_repack_threshold),
 	  1, 100 },
+	{ "max_snapshots_per_client", CONFIG_COUNT,
+	  CONFIG_OFF(max_snapshots_per_client), 0, 10000000 },
+	{ "quota_bytes", CONFIG_BYTES, CONFIG_OFF(quota_bytes), 0, 0 },
 };
 
 int config_init(struct config *c)
@@ -71,6 +76,8 @@ int config_init(struct config *c)
 	c->session_timeout = 900;
 	c->stale_after = 2 * 86400;
 	c->gc_repack_threshold = 30;
+	c->max_snapshots_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
+	c->quota_bytes = 0;
 	return 0;
 }
 
@@ -106,6 +113,42 @@ static int config_parse_seconds(const char *v, uint64_t *out)
 		return -EINVAL;
 	*out = x * mult;
 	return 0;
+}
+
+/* "0", "500000", "200M", "50G", "2T" (powers of 1024) -> bytes. */
+static int config_parse_bytes(const char *v, uint64_t *out)
+{
+	char num[32];
+	size_t n = strlen(v);
+	unsigned shift = 0;
+	uint64_t x;
+
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	switch (v[n - 1]) {
+	case 'K': shift = 10; n--; break;
+	case 'M': shift = 20; n--; break;
+	case 'G': shift = 30; n--; break;
+	case 'T': shift = 40; n--; break;
+	default: break;
+	}
+	memcpy(num, v, n);
+	num[n] = '\0';
+	if (dd_parse_u64(num, &x) < 0 || x > (UINT64_MAX >> 1) >> shift)
+		return -EINVAL;
+	*out = x << shift;
+	return 0;
+}
+
+uint64_t config_client_quota(const struct config *c, const char *client)
+{
+	size_t i;
+
+	for (i = 0; i < c->nclients; i++)
+		if (c->clients[i].quota_set &&
+		    strcmp(c->clients[i].name, client) == 0)
+			return c->clients[i].quota_bytes;
+	return c->quota_bytes;
 }
 
 void config_client_policy(const struct config *c, const char *client,
@@ -149,7 +192,8 @@ static int config_set_keep(struct config *c, const char *key,
 			return dd_error_set(-EINVAL, "%s: invalid client name "
 					    "in '%s'", where, kclean);
 		rkey = dot + 1;
-		if (strncmp(rkey, "keep_", 5) != 0)
+		if (strncmp(rkey, "keep_", 5) != 0 &&
+		    strcmp(rkey, "quota_bytes") != 0)
 			return 1;
 		for (i = 0; i < c->nclients; i++)
 			if (strcmp(c->clients[i].name, name) == 0)
@@ -168,6 +212,16 @@ static int config_set_keep(struct config *c, const char *key,
 			c->nclients++;
 		}
 		p = &cl->keep;
+		if (strcmp(rkey, "quota_bytes") == 0) {
+			if (config_parse_bytes(value, &cl->quota_bytes) < 0)
+				return dd_error_set(-EINVAL, "%s: invalid value "
+						    "'%s' for '%s' (want bytes, "
+						    "like 500M, 50G or 2T; 0 "
+						    "for none)", where, clean,
+						    kclean);
+			cl->quota_set = true;
+			return 0;
+		}
 	} else if (strncmp(key, "keep_", 5) != 0) {
 		return 1;
 	}
@@ -240,6 +294,14 @@ int config_set(struct config *c, const char *key,
 					    "or 2d)", where, clean, kclean,
 					    k->min, k->max);
 		*(unsigned *)((char *)c + k->off) = (unsigned)x;
+		return 0;
+	case CONFIG_BYTES:
+		if (config_parse_bytes(value, &x) < 0)
+			return dd_error_set(-EINVAL, "%s: invalid value '%s' "
+					    "for '%s' (want bytes, like 500M, "
+					    "50G or 2T; 0 for none)", where,
+					    clean, kclean);
+		*(uint64_t *)((char *)c + k->off) = x;
 		return 0;
 	}
 	return -EINVAL;

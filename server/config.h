@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "proto.h"
 #include "retention.h"
 
@@ -36,6 +37,10 @@ struct config {
 	unsigned session_timeout;   /* seconds */
 	unsigned stale_after;       /* seconds */
 	unsigned gc_repack_threshold;  /* percent dead that makes a repack */
+	unsigned max_snapshots_per_client;  /* 0: no limit */
+	/* Bytes a client's snapshots alone may reference (usage.h's
+	 * bytes_unique); 0: no quota. `client.NAME.quota_bytes` overrides. */
+	uint64_t quota_bytes;
 	/* Retention: `keep_daily = 7` for every client, and overrides,
 	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
 	struct retention_policy keep;
@@ -47,11 +52,16 @@ struct config_client_keep {
 	char name[DD_CLIENT_NAME_MAX + 1];
 	struct retention_policy keep;
 	bool set[RETENTION_RULES];  /* rules this client overrides */
+	uint64_t quota_bytes;
+	bool quota_set;             /* quota_bytes overrides the global one */
 };
 
 /* The retention policy of one client: the global one with its overrides. */
 void config_client_policy(const struct config *c, const char *client,
 			  struct retention_policy *out);
+
+/* The storage quota of one client in bytes; 0: none. */
+uint64_t config_client_quota(const struct config *c, const char *client);
 
 /* The defaults (listen is CONFIG_DEFAULT_LISTEN). -ENOMEM. */
 int config_init(struct config *c);

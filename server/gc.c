@@ -61,45 +61,43 @@ struct gc_snaps {
 	int err;
 };
 
+/* Under the snapshots' read lock: only names; the catalogs are read from
+ * the manifests afterwards, one snapshot at a time. */
 static int gc_collect_cb(void *payload, const struct snapshots_item *it)
 {
 	struct gc_snaps *l = payload;
 	struct gc_snap *v, *e;
-	json_t *m, *cat, *x;
-	size_t i;
 
 	v = realloc(l->v, (l->n + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	l->v = v;
-	e = &v[l->n];
+	e = &v[l->n++];
 	memset(e, 0, sizeof(*e));
 	snprintf(e->id, sizeof(e->id), "%s", it->id);
 	snprintf(e->client, sizeof(e->client), "%s", it->client);
-	m = json_loadb(it->json, it->json_len, 0, NULL);
-	cat = json_object_get(m, "catalog");
-	if (!json_is_array(cat)) {
-		json_decref(m);
-		return dd_error_set(-EBADMSG, "snapshot %s has no catalog",
-				    it->id);
-	}
-	e->catalog = calloc(json_array_size(cat) + 1, sizeof(*e->catalog));
-	if (!e->catalog) {
-		json_decref(m);
-		return -ENOMEM;
-	}
-	l->n++;
-	json_array_foreach(cat, i, x) {
-		if (!json_is_string(x) ||
-		    dd_id_from_hex(&e->catalog[i], json_string_value(x)) < 0) {
-			json_decref(m);
-			return dd_error_set(-EBADMSG, "snapshot %s has an "
-					    "invalid catalog id", it->id);
-		}
-	}
-	e->ncatalog = json_array_size(cat);
-	json_decref(m);
 	return 0;
+}
+
+/* Reads sn's catalog ids from its manifest. 1 if the snapshot was
+ * removed meanwhile (nothing to mark), 0, or an error. */
+static int gc_load_catalog(struct snapshots *snaps, struct gc_snap *sn)
+{
+	json_t *m = NULL;
+	int rc;
+
+	dd_error_clear();
+	rc = snapshots_load(snaps, sn->id, &m);
+	if (rc == -ENOENT)
+		return 1;
+	if (rc == 0)
+		rc = snapshots_manifest_catalog(m, &sn->catalog, &sn->ncatalog);
+	json_decref(m);
+	if (rc < 0 && rc != -ENOMEM)
+		rc = log_wrap(-EBADMSG, "cannot read the manifest of snapshot "
+			      "%s (client %s); nothing was deleted", sn->id,
+			      sn->client);
+	return rc;
 }
 
 static void gc_snaps_release(struct gc_snaps *l)
@@ -393,9 +391,15 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	if (rc < 0)
 		goto cleanup;
 	r->snapshots = snl.n;
-	for (i = 0; i < snl.n; i++)
-		if ((rc = gc_mark_snapshot(st, &snl.v[i], marked)) < 0)
+	for (i = 0; i < snl.n; i++) {
+		rc = gc_load_catalog(snaps, &snl.v[i]);
+		if (rc == 0)
+			rc = gc_mark_snapshot(st, &snl.v[i], marked);
+		free(snl.v[i].catalog);
+		snl.v[i].catalog = NULL;
+		if (rc < 0)
 			goto cleanup;
+	}
 	r->chunks_marked = idset_count(marked);
 
 	/* Sweep. */

@@ -13,49 +13,19 @@ struct prune_collect {
 	const char *only;
 };
 
-/* The group key of a manifest: client, host, sorted paths. */
-static int prune_str_cmp(const void *a, const void *b)
+/* The group key of a snapshot: its client, and a digest of its host and
+ * sorted paths. */
+static char *prune_group(const struct snapshots_item *it)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
+	char hex[DD_ID_HEX_LEN + 1], *g;
+	size_t n = strlen(it->client) + 1 + DD_ID_HEX_LEN + 1;
 
-static char *prune_group(const char *client, json_t *m)
-{
-	json_t *paths = json_object_get(m, "paths"), *x;
-	const char *host = json_string_value(json_object_get(m, "host"));
-	const char **v;
-	struct dd_buf b;
-	size_t n = json_array_size(paths), i;
-	uint8_t *out;
-	int rc;
-
-	v = calloc(n + 1, sizeof(*v));
-	if (!v)
+	g = malloc(n);
+	if (!g)
 		return NULL;
-	json_array_foreach(paths, i, x)
-		v[i] = json_is_string(x) ? json_string_value(x) : "";
-	if (n)
-		qsort(v, n, sizeof(*v), prune_str_cmp);
-	dd_buf_init(&b, 0);
-	rc = dd_buf_append(&b, client, strlen(client));
-	if (rc == 0)
-		rc = dd_buf_append(&b, "\n", 1);
-	if (rc == 0 && host)
-		rc = dd_buf_append(&b, host, strlen(host));
-	for (i = 0; rc == 0 && i < n; i++) {
-		rc = dd_buf_append(&b, "\n", 1);
-		if (rc == 0)
-			rc = dd_buf_append(&b, v[i], strlen(v[i]));
-	}
-	if (rc == 0)
-		rc = dd_buf_append(&b, "", 1);
-	free(v);
-	if (rc < 0) {
-		dd_buf_release(&b);
-		return NULL;
-	}
-	out = dd_buf_detach(&b, &n);
-	return (char *)out;
+	dd_id_to_hex(hex, &it->group_digest);
+	snprintf(g, n, "%s\n%s", it->client, hex);
+	return g;
 }
 
 static int prune_collect_cb(void *payload, const struct snapshots_item *it)
@@ -63,7 +33,6 @@ static int prune_collect_cb(void *payload, const struct snapshots_item *it)
 	struct prune_collect *pc = payload;
 	struct prune_plan *p = pc->p;
 	struct prune_decision *v, *d;
-	json_t *m;
 
 	if (pc->only && strcmp(pc->only, it->client) != 0)
 		return 0;
@@ -75,12 +44,12 @@ static int prune_collect_cb(void *payload, const struct snapshots_item *it)
 	memset(d, 0, sizeof(*d));
 	snprintf(d->id, sizeof(d->id), "%s", it->id);
 	snprintf(d->client, sizeof(d->client), "%s", it->client);
-	d->time = it->unix_time;
+	/* The server's clock: a client cannot date a snapshot into the
+	 * future to make the rules drop its real history. */
+	d->time = it->written_ns / 1000000000;
 	d->written_ns = it->written_ns;
 	d->keep = true;
-	m = json_loadb(it->json, it->json_len, 0, NULL);
-	d->group = prune_group(it->client, m);
-	json_decref(m);
+	d->group = prune_group(it);
 	if (!d->group)
 		return -ENOMEM;
 	p->n++;

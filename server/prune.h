@@ -6,7 +6,8 @@
  *
  * Snapshots are grouped like restic's default: by client, host and set of
  * paths, so that a client backing up /etc and /home separately keeps N of
- * each. Within a group the newest come first.
+ * each. Within a group the newest come first, by the time the server wrote
+ * each snapshot (never the time the agent claims).
  */
 #ifndef SRV_PRUNE_H
 #define SRV_PRUNE_H
@@ -22,8 +23,8 @@
 struct prune_decision {
 	char id[DD_ID_HEX_LEN + 1];
 	char client[DD_CLIENT_NAME_MAX + 1];
-	char *group;                /* "client\nhost\npath\npath..." */
-	int64_t time;
+	char *group;                /* "client\n<digest of host and paths>" */
+	int64_t time;               /* unix seconds the server wrote it */
 	int64_t written_ns;
 	bool keep;
 	char why[RETENTION_WHY_MAX];

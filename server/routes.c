@@ -192,6 +192,44 @@ static void route_missing(void *payload, const struct http_request *req,
 	http_reply_take(rep, 200, ROUTES_OCTETS, bits, (n + 7) / 8);
 }
 
+/* ---- per-client storage quota ---- */
+
+/*
+ * Whether `client` may store more: its bytes_unique (usage.h: the plain
+ * bytes only its snapshots reference) is below its quota_bytes. A client
+ * at or over it gets 507 naming both figures; the backup that crosses the
+ * quota completes, the next one is refused.
+ */
+static bool routes_quota_ok(struct routes_ctx *ctx, const char *client,
+			    struct http_reply *rep)
+{
+	struct usage_client *u = NULL;
+	uint64_t quota, used = 0;
+	size_t n = 0, i;
+	int rc;
+
+	quota = ctx->cfg ? config_client_quota(ctx->cfg, client) : 0;
+	if (!quota)
+		return true;
+	rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &n);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return false;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(u[i].name, client) == 0)
+			used = u[i].bytes_unique;
+	free(u);
+	if (used < quota)
+		return true;
+	http_reply_error(rep, 507, "storage quota exceeded: client '%s' uses "
+			 "%llu bytes, its quota is %llu bytes (quota_bytes); "
+			 "forget old snapshots and collect garbage, or ask "
+			 "for a larger quota", client,
+			 (unsigned long long)used, (unsigned long long)quota);
+	return false;
+}
+
 /* ---- POST /api/v1/chunks ---- */
 
 /* Orders record pointers by id, to find a repeated one. */
@@ -330,6 +368,8 @@ static void route_upload(void *payload, const struct http_request *req,
 	int rc;
 
 	dd_buf_init(&plain, 0);
+	if (!routes_quota_ok(ctx, req->who->name, rep))
+		goto cleanup;
 	if (routes_upload_parse(req, rep, &recs, &n) < 0)
 		goto cleanup;
 	dctx = ZSTD_createDCtx();
@@ -552,12 +592,19 @@ static void route_snapshot_create(void *payload,
 		http_reply_error(rep, 400, "invalid session id");
 		return;
 	}
+	if (!routes_quota_ok(ctx, client, rep)) {
+		routes_backup_ended(ctx, client, session, false,
+				    "snapshot refused: storage quota exceeded");
+		return;
+	}
 	rc = snapshots_create(ctx->snapshots, ctx->store, client, req->body,
 			      req->body_len, &text, &len);
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "snapshot refused: %s",
 			 log_reason(rc));
-		if (rc == -EINVAL)
+		if (rc == -EDQUOT)
+			http_reply_error(rep, 507, "%s", log_reason(rc));
+		else if (rc == -EINVAL)
 			http_reply_error(rep, 400, "%s", log_reason(rc));
 		else if (rc == -ENOENT)
 			http_reply_error(rep, 409, "%s", log_reason(rc));
@@ -609,22 +656,53 @@ static bool routes_client_arg(const struct http_request *req,
 	return true;
 }
 
+/* ?limit=N&after=CURSOR&order=newest|oldest; false after a 400. */
+static bool routes_page_args(const struct http_request *req,
+			     struct http_reply *rep, struct snapshots_query *q)
+{
+	const char *limit = http_request_arg(req, "limit");
+	const char *after = http_request_arg(req, "after");
+	const char *order = http_request_arg(req, "order");
+	uint64_t n;
+
+	q->limit = SNAPSHOTS_PAGE_DEFAULT;
+	if (limit && (dd_parse_u64(limit, &n) < 0 || n < 1 ||
+		      n > SNAPSHOTS_PAGE_MAX)) {
+		http_reply_error(rep, 400, "limit must be 1 to %d",
+				 SNAPSHOTS_PAGE_MAX);
+		return false;
+	}
+	if (limit)
+		q->limit = (size_t)n;
+	if (order && strcmp(order, "newest") != 0 &&
+	    strcmp(order, "oldest") != 0) {
+		http_reply_error(rep, 400, "order must be 'oldest' or 'newest'");
+		return false;
+	}
+	q->newest_first = order && strcmp(order, "newest") == 0;
+	if (after && snapshots_cursor_parse(q, after) < 0) {
+		http_reply_error(rep, 400, "%s", log_reason(-EINVAL));
+		return false;
+	}
+	return true;
+}
+
 static void route_snapshot_list(void *payload, const struct http_request *req,
 				struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	struct snapshots_query q;
 	const char *only;
 	char *text;
 	size_t len;
 	int rc;
 
-	if (!routes_client_arg(req, rep, &only))
+	memset(&q, 0, sizeof(q));
+	if (!routes_client_arg(req, rep, &only) ||
+	    !routes_page_args(req, rep, &q))
 		return;
-	if (only)
-		rc = snapshots_list(ctx->snapshots, only, false, &text, &len);
-	else
-		rc = snapshots_list(ctx->snapshots, req->who->name,
-				    req->who->admin, &text, &len);
+	q.client = only ? only : req->who->admin ? NULL : req->who->name;
+	rc = snapshots_list(ctx->snapshots, &q, &text, &len);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		return;
@@ -795,6 +873,25 @@ static json_t *routes_time_or_null(int64_t t)
 	return json_string(buf);
 }
 
+/* "quota_bytes" (null: none), "quota_used_percent", "over_quota",
+ * "snapshots_limit" (null: none). */
+static void routes_client_limits(struct routes_ctx *ctx, json_t *o,
+				 const char *name, uint64_t used)
+{
+	uint64_t quota = ctx->cfg ? config_client_quota(ctx->cfg, name) : 0;
+	unsigned limit = ctx->cfg ? ctx->cfg->max_snapshots_per_client : 0;
+
+	json_object_set_new(o, "quota_bytes", quota ?
+			    json_integer((json_int_t)quota) : json_null());
+	json_object_set_new(o, "quota_used_percent", quota ?
+			    json_real(100.0 * (double)used / (double)quota) :
+			    json_null());
+	json_object_set_new(o, "over_quota", json_boolean(quota &&
+							  used >= quota));
+	json_object_set_new(o, "snapshots_limit", limit ?
+			    json_integer(limit) : json_null());
+}
+
 static json_t *routes_client_json(struct routes_ctx *ctx,
 				  const struct routes_client_sum *c,
 				  const struct tokens_list *tl,
@@ -853,6 +950,7 @@ static json_t *routes_client_json(struct routes_ctx *ctx,
 		      "chunks_unique", (json_int_t)(uc ? uc->chunks_unique : 0));
 	if (!o)
 		return NULL;
+	routes_client_limits(ctx, o, c->name, uc ? uc->bytes_unique : 0);
 	/* The result of the last attempt this server saw, else what the
 	 * snapshots on disk say. */
 	if (have_res) {
@@ -1043,62 +1141,19 @@ static bool routes_json_body(const struct http_request *req,
 	return true;
 }
 
-/* Whether two arrays of path strings hold the same set (the agent sorts
- * and prunes the paths it was given before it names them). */
-static int routes_str_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static bool routes_same_paths(json_t *a, json_t *b)
-{
-	const char **va = NULL, **vb = NULL;
-	size_t n, i;
-	bool same = false;
-
-	if (!json_is_array(a) || !json_is_array(b) ||
-	    json_array_size(a) != json_array_size(b))
-		return false;
-	n = json_array_size(a);
-	va = calloc(n + 1, sizeof(*va));
-	vb = calloc(n + 1, sizeof(*vb));
-	if (!va || !vb)
-		goto cleanup;
-	for (i = 0; i < n; i++) {
-		va[i] = json_string_value(json_array_get(a, i));
-		vb[i] = json_string_value(json_array_get(b, i));
-		if (!va[i] || !vb[i])
-			goto cleanup;
-	}
-	qsort(va, n, sizeof(*va), routes_str_cmp);
-	qsort(vb, n, sizeof(*vb), routes_str_cmp);
-	for (i = 0; i < n; i++)
-		if (strcmp(va[i], vb[i]) != 0)
-			goto cleanup;
-	same = true;
-cleanup:
-	free(va);
-	free(vb);
-	return same;
-}
-
 struct routes_expect {
 	const char *client;
-	json_t *paths;
+	struct dd_id paths;         /* snapshots_paths_digest */
 	uint64_t bytes;
 };
 
 static int routes_expect_cb(void *payload, const struct snapshots_item *it)
 {
 	struct routes_expect *e = payload;
-	json_t *m;
 
-	if (strcmp(e->client, it->client) != 0)
-		return 0;
-	m = json_loadb(it->json, it->json_len, 0, NULL);
-	if (m && routes_same_paths(json_object_get(m, "paths"), e->paths))
+	if (strcmp(e->client, it->client) == 0 &&
+	    dd_id_eq(&e->paths, &it->paths_digest))
 		e->bytes = it->bytes_total;     /* the latest wins */
-	json_decref(m);
 	return 0;
 }
 
@@ -1151,9 +1206,10 @@ static void route_session_open(void *payload, const struct http_request *req,
 		}
 	}
 	ex.client = req->who->name;
-	ex.paths = paths;
 	ex.bytes = 0;
-	rc = snapshots_foreach(ctx->snapshots, routes_expect_cb, &ex);
+	rc = snapshots_paths_digest(paths, &ex.paths);
+	if (rc == 0)
+		rc = snapshots_foreach(ctx->snapshots, routes_expect_cb, &ex);
 	if (rc == 0)
 		rc = sessions_open(ctx->sessions, req->who->name,
 				   json_string_value(host), paths, cfg, ex.bytes,

@@ -1,6 +1,8 @@
 /*
  * snapshots.c - see snapshots.h.
  */
+#define _GNU_SOURCE     /* pthread_rwlockattr_setkind_np, timegm */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -26,46 +28,79 @@
 #define SNAPSHOTS_FILE_MAX (32u * 1024 * 1024)
 /* Up to year 9999, so times always format. */
 #define SNAPSHOTS_TIME_MAX 253402300799LL
+#define SNAPSHOTS_NS 1000000000LL
 
+/* What the index keeps of one manifest: small and fixed. */
 struct snap {
 	char id[DD_ID_HEX_LEN + 1];
 	char client[DD_CLIENT_NAME_MAX + 1];
-	int64_t unix_time;
-	int64_t written_ns;   /* when the manifest was written: orders
-			       * snapshots started in the same second */
+	int64_t unix_time;    /* the agent's time_start */
+	int64_t written_ns;   /* the server's clock: the order */
 	uint64_t bytes_total;
 	uint64_t catalog_bytes;  /* plain bytes of its catalog chunks */
 	uint64_t bytes_new;   /* agent-reported, for status reports */
 	uint64_t bytes_sent;
-	char *json;           /* compact manifest text, no newline */
-	size_t json_len;
+	uint64_t ncatalog;
+	struct dd_id paths_digest, group_digest;
 };
 
 struct snapshots {
 	char dir[4096];
 	pthread_rwlock_t lock;
 	/* Held shared by each create from before it checks its chunks until
-	 * its manifest is visible; snapshots_barrier() takes it exclusively. */
+	 * its manifest is visible; snapshots_barrier() takes it exclusively.
+	 * Writer-preferring, so the barrier is never starved. */
 	pthread_rwlock_t commit_lock;
-	struct snap *v;       /* oldest first: (unix_time, written_ns, id) */
+	struct snap *v;       /* oldest first: (written_ns, id) */
 	size_t n, alloc;
 	uint64_t bytes_logical;
 	uint64_t bytes_catalog;
+	uint64_t max_per_client;
 };
 
-static int snap_cmp(const struct snap *a, const struct snap *b)
+static void snap_rwlock_init(pthread_rwlock_t *l)
 {
-	if (a->unix_time != b->unix_time)
-		return a->unix_time < b->unix_time ? -1 : 1;
-	if (a->written_ns != b->written_ns)
-		return a->written_ns < b->written_ns ? -1 : 1;
-	return strcmp(a->id, b->id);
+	pthread_rwlockattr_t a;
+
+	pthread_rwlockattr_init(&a);
+	/* glibc's default lets readers overtake a waiting writer forever. */
+	pthread_rwlockattr_setkind_np(&a,
+		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(l, &a);
+	pthread_rwlockattr_destroy(&a);
 }
 
-/* With the write lock held: inserts *e in order; takes its json. */
-static int snapshots_insert(struct snapshots *s, const struct snap *e)
+static int snap_key_cmp(int64_t ans, const char *aid, int64_t bns,
+			const char *bid)
+{
+	if (ans != bns)
+		return ans < bns ? -1 : 1;
+	return strcmp(aid, bid);
+}
+
+/* The first index whose key is > (ns, id) (or >= when `inclusive`). */
+static size_t snap_bound(const struct snapshots *s, int64_t ns,
+			 const char *id, bool inclusive)
 {
 	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = snap_key_cmp(s->v[mid].written_ns, s->v[mid].id, ns,
+				     id);
+
+		if (c < 0 || (c == 0 && !inclusive))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* With the write lock held: inserts *e in order. */
+static int snapshots_insert(struct snapshots *s, const struct snap *e)
+{
+	size_t at;
 
 	if (s->n == s->alloc) {
 		size_t na = s->alloc ? s->alloc * 2 : 64;
@@ -76,20 +111,99 @@ static int snapshots_insert(struct snapshots *s, const struct snap *e)
 		s->v = v;
 		s->alloc = na;
 	}
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (snap_cmp(&s->v[mid], e) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	memmove(&s->v[lo + 1], &s->v[lo], (s->n - lo) * sizeof(*e));
-	s->v[lo] = *e;
+	at = snap_bound(s, e->written_ns, e->id, true);
+	memmove(&s->v[at + 1], &s->v[at], (s->n - at) * sizeof(*e));
+	s->v[at] = *e;
 	s->n++;
 	s->bytes_logical += e->bytes_total;
 	s->bytes_catalog += e->catalog_bytes;
 	return 0;
+}
+
+/* With a lock held: the snapshot with this (lowercase) id, or NULL. */
+static const struct snap *snap_find(const struct snapshots *s, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].id, id) == 0)
+			return &s->v[i];
+	return NULL;
+}
+
+static bool snap_visible(const struct snap *e, const char *client, bool admin)
+{
+	return admin || strcmp(e->client, client) == 0;
+}
+
+void snapshots_set_max_per_client(struct snapshots *s, uint64_t max)
+{
+	pthread_rwlock_wrlock(&s->lock);
+	s->max_per_client = max;
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* ---- digests of the paths and the host ---- */
+
+static int snap_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* SHA-256 over (u64 length, bytes) of `host` (if any) and each path,
+ * paths sorted. */
+static int snap_digest(const char *host, json_t *paths, struct dd_id *out)
+{
+	size_t n = json_array_size(paths), i;
+	const char **v = calloc(n + 1, sizeof(*v));
+	struct dd_buf b;
+	uint8_t len8[8];
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		v[i] = json_string_value(json_array_get(paths, i));
+		if (!v[i])
+			v[i] = "";
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), snap_str_cmp);
+	dd_buf_init(&b, 0);
+	if (host) {
+		dd_put_le64(len8, strlen(host));
+		rc = dd_buf_append(&b, len8, 8);
+		if (rc == 0)
+			rc = dd_buf_append(&b, host, strlen(host));
+	}
+	for (i = 0; rc == 0 && i < n; i++) {
+		dd_put_le64(len8, strlen(v[i]));
+		rc = dd_buf_append(&b, len8, 8);
+		if (rc == 0)
+			rc = dd_buf_append(&b, v[i], strlen(v[i]));
+	}
+	if (rc == 0)
+		dd_sha256(out, b.data ? (const void *)b.data : "", b.len);
+	dd_buf_release(&b);
+	free(v);
+	return rc;
+}
+
+int snapshots_paths_digest(json_t *paths, struct dd_id *out)
+{
+	return snap_digest(NULL, paths, out);
+}
+
+/* Fills the digests of *e from a manifest's host and paths. */
+static int snap_digests(struct snap *e, json_t *m)
+{
+	json_t *paths = json_object_get(m, "paths");
+	const char *host = json_string_value(json_object_get(m, "host"));
+	int rc = snap_digest(NULL, paths, &e->paths_digest);
+
+	if (rc == 0)
+		rc = snap_digest(host ? host : "", paths, &e->group_digest);
+	return rc;
 }
 
 /* ---- JSON field checks ---- */
@@ -330,6 +444,169 @@ static int snap_write(const char *path, const char *text, size_t len)
 	return rc;
 }
 
+static int snap_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct dd_id));
+}
+
+/* A catalog naming one chunk twice would make a create read it again and
+ * again (65,536 times at most) while it holds off the collector. */
+static int snap_check_distinct(const struct snap_request *rq)
+{
+	struct dd_id *v = malloc(rq->ncatalog * sizeof(*v));
+	char hex[DD_ID_HEX_LEN + 1];
+	size_t i;
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, rq->catalog, rq->ncatalog * sizeof(*v));
+	qsort(v, rq->ncatalog, sizeof(*v), snap_id_cmp);
+	for (i = 1; i < rq->ncatalog; i++) {
+		if (dd_id_eq(&v[i - 1], &v[i])) {
+			dd_id_to_hex(hex, &v[i]);
+			rc = dd_error_set(-EINVAL, "field 'catalog' names chunk "
+					  "%s more than once", hex);
+			break;
+		}
+	}
+	free(v);
+	return rc;
+}
+
+/* The agent's clock may be a little ahead of ours, not more. */
+static int snap_check_time(const struct snap_request *rq, int64_t now)
+{
+	if (rq->time_start > now + SNAPSHOTS_CLOCK_SKEW)
+		return dd_error_set(-EINVAL, "field 'time_start' is %lld s "
+				    "ahead of the server's clock (at most %d s "
+				    "allowed): check the client's clock",
+				    (long long)(rq->time_start - now),
+				    SNAPSHOTS_CLOCK_SKEW);
+	return 0;
+}
+
+static int snap_check_limit(struct snapshots *s, const char *client)
+{
+	uint64_t have = snapshots_count(s, client), max;
+
+	pthread_rwlock_rdlock(&s->lock);
+	max = s->max_per_client;
+	pthread_rwlock_unlock(&s->lock);
+	if (max && have >= max)
+		return dd_error_set(-EDQUOT, "client '%s' has %llu snapshots, "
+				    "the limit is %llu "
+				    "(max_snapshots_per_client): forget old "
+				    "ones first", client,
+				    (unsigned long long)have,
+				    (unsigned long long)max);
+	return 0;
+}
+
+/* Every catalog chunk must be stored before we read any, and together
+ * within the bound; *cat is their ids as a JSON array. */
+static int snap_lookup_catalog(struct store *st, const struct snap_request *rq,
+			       json_t *cat, uint64_t *catalog_bytes)
+{
+	struct dd_chunk_loc loc;
+	char hex[DD_ID_HEX_LEN + 1];
+	size_t i;
+	int rc;
+
+	*catalog_bytes = 0;
+	for (i = 0; i < rq->ncatalog; i++) {
+		dd_id_to_hex(hex, &rq->catalog[i]);
+		rc = store_lookup(st, &rq->catalog[i], &loc);
+		if (rc == -ENOENT)
+			return dd_error_set(-ENOENT, "snapshot references "
+					    "missing chunk %s", hex);
+		if (rc < 0)
+			return rc;
+		*catalog_bytes += loc.plain_len;
+		if (*catalog_bytes > SNAPSHOTS_CATALOG_BYTES_MAX)
+			return dd_error_set(-EINVAL, "catalog is larger than "
+					    "%llu bytes",
+					    (unsigned long long)
+					    SNAPSHOTS_CATALOG_BYTES_MAX);
+		if (json_array_append_new(cat, json_string(hex)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq,
+			     json_t *cat, uint64_t catalog_bytes,
+			     const struct snap_counts *cnt)
+{
+	char t0[32], t1[32];
+
+	dd_format_time(t0, rq->time_start);
+	dd_format_time(t1, e->written_ns / SNAPSHOTS_NS);
+	return json_pack("{s:i, s:s, s:s, s:s, s:O, s:s, s:I, s:s, s:I, s:I, "
+			 "s:o, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:I}",
+			 "version", 1,
+			 "id", e->id,
+			 "client", e->client,
+			 "host", rq->host,
+			 "paths", rq->paths,
+			 "time", t0,
+			 "unix_time", (json_int_t)rq->time_start,
+			 "time_end", t1,
+			 "unix_written", (json_int_t)(e->written_ns /
+						      SNAPSHOTS_NS),
+			 "written_ns", (json_int_t)e->written_ns,
+			 "parent", rq->parent ? json_string(rq->parent) :
+						json_null(),
+			 "catalog", cat,
+			 "catalog_bytes", (json_int_t)catalog_bytes,
+			 "files", (json_int_t)cnt->files,
+			 "dirs", (json_int_t)cnt->dirs,
+			 "symlinks", (json_int_t)cnt->symlinks,
+			 "bytes_total", (json_int_t)cnt->bytes_total,
+			 "chunks_total", (json_int_t)cnt->chunks_total,
+			 "bytes_new", (json_int_t)rq->bytes_new,
+			 "chunks_new", (json_int_t)rq->chunks_new,
+			 "bytes_sent", (json_int_t)rq->bytes_sent);
+}
+
+static int64_t snap_now_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (int64_t)now.tv_sec * SNAPSHOTS_NS + now.tv_nsec;
+}
+
+/* Parses and checks what can be checked without the store. */
+static int snap_parse_body(struct snapshots *s, const char *client,
+			   const uint8_t *body, size_t len, json_t **root,
+			   struct snap_request *rq)
+{
+	json_error_t jerr;
+	int rc;
+
+	if (!body || len == 0)
+		return dd_error_set(-EINVAL, "empty request body");
+	*root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+			   &jerr);
+	if (!*root) {
+		char clean[200];
+
+		log_sanitize(clean, sizeof(clean), jerr.text, (size_t)-1);
+		return dd_error_set(-EINVAL, "invalid JSON: %s (line %d)", clean,
+				    jerr.line);
+	}
+	rc = snap_parse_request(rq, *root);
+	if (rc == 0)
+		rc = snap_check_time(rq, dd_now());
+	if (rc == 0)
+		rc = snap_check_distinct(rq);
+	if (rc == 0)
+		rc = snap_check_limit(s, client);
+	return rc;
+}
+
 int snapshots_create(struct snapshots *s, struct store *st,
 		     const char *client, const uint8_t *body, size_t len,
 		     char **out, size_t *out_len)
@@ -337,103 +614,54 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	struct snap_request rq;
 	struct snap_counts cnt;
 	struct snap e;
-	struct dd_chunk_loc loc;
 	json_t *root = NULL, *m = NULL, *cat = NULL;
-	json_error_t jerr;
 	uint8_t raw[32];
 	uint64_t catalog_bytes = 0;
-	struct timespec now;
-	char hex[DD_ID_HEX_LEN + 1], t0[32], t1[32], path[4200];
+	char path[4200];
 	char *text = NULL;
-	size_t i, tlen = 0;
+	size_t tlen = 0;
+	bool locked = false;
 	int rc;
 
 	*out = NULL;
 	*out_len = 0;
 	memset(&rq, 0, sizeof(rq));
 	memset(&e, 0, sizeof(e));
-	if (!body || len == 0)
-		return dd_error_set(-EINVAL, "empty request body");
-	pthread_rwlock_rdlock(&s->commit_lock);
-	root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
-			  &jerr);
-	if (!root) {
-		char clean[200];
-
-		log_sanitize(clean, sizeof(clean), jerr.text, (size_t)-1);
-		rc = dd_error_set(-EINVAL, "invalid JSON: %s (line %d)", clean,
-				  jerr.line);
-		goto cleanup;
-	}
-	rc = snap_parse_request(&rq, root);
+	rc = snap_parse_body(s, client, body, len, &root, &rq);
 	if (rc < 0)
 		goto cleanup;
-
-	/* Every catalog chunk must be stored before we read any. */
 	cat = json_array();
 	if (!cat) {
 		rc = -ENOMEM;
 		goto cleanup;
 	}
-	for (i = 0; i < rq.ncatalog; i++) {
-		dd_id_to_hex(hex, &rq.catalog[i]);
-		rc = store_lookup(st, &rq.catalog[i], &loc);
-		if (rc == -ENOENT) {
-			rc = dd_error_set(-ENOENT, "snapshot references missing "
-					  "chunk %s", hex);
-			goto cleanup;
-		}
-		if (rc < 0)
-			goto cleanup;
-		catalog_bytes += loc.plain_len;
-		if (json_array_append_new(cat, json_string(hex)) < 0) {
-			rc = -ENOMEM;
-			goto cleanup;
-		}
-	}
-	rc = snap_check_catalog(st, &rq, &cnt);
-	if (rc < 0)
-		goto cleanup;
-
-	rc = dd_random(raw, sizeof(raw));
+	pthread_rwlock_rdlock(&s->commit_lock);
+	locked = true;
+	rc = snap_lookup_catalog(st, &rq, cat, &catalog_bytes);
+	if (rc == 0)
+		rc = snap_check_catalog(st, &rq, &cnt);
+	if (rc == 0)
+		rc = dd_random(raw, sizeof(raw));
 	if (rc < 0)
 		goto cleanup;
 	dd_hex_encode(e.id, raw, sizeof(raw));
 	snprintf(e.client, sizeof(e.client), "%s", client);
 	e.unix_time = rq.time_start;
+	e.written_ns = snap_now_ns();
 	e.bytes_total = cnt.bytes_total;
 	e.catalog_bytes = catalog_bytes;
 	e.bytes_new = (uint64_t)rq.bytes_new;
 	e.bytes_sent = (uint64_t)rq.bytes_sent;
-	dd_format_time(t0, rq.time_start);
-	dd_format_time(t1, dd_now());
-
-	m = json_pack("{s:i, s:s, s:s, s:s, s:O, s:s, s:I, s:s, s:o, s:O, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-		      "version", 1,
-		      "id", e.id,
-		      "client", client,
-		      "host", rq.host,
-		      "paths", rq.paths,
-		      "time", t0,
-		      "unix_time", (json_int_t)rq.time_start,
-		      "time_end", t1,
-		      "parent", rq.parent ? json_string(rq.parent) : json_null(),
-		      "catalog", cat,
-		      "catalog_bytes", (json_int_t)catalog_bytes,
-		      "files", (json_int_t)cnt.files,
-		      "dirs", (json_int_t)cnt.dirs,
-		      "symlinks", (json_int_t)cnt.symlinks,
-		      "bytes_total", (json_int_t)cnt.bytes_total,
-		      "chunks_total", (json_int_t)cnt.chunks_total,
-		      "bytes_new", (json_int_t)rq.bytes_new,
-		      "chunks_new", (json_int_t)rq.chunks_new,
-		      "bytes_sent", (json_int_t)rq.bytes_sent);
+	e.ncatalog = rq.ncatalog;
+	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
+	cat = NULL;      /* the manifest took it ("o"), even on failure */
 	if (!m) {
 		rc = -ENOMEM;
 		goto cleanup;
 	}
-	rc = snap_dump(m, &text, &tlen);
+	rc = snap_digests(&e, m);
+	if (rc == 0)
+		rc = snap_dump(m, &text, &tlen);
 	if (rc < 0)
 		goto cleanup;
 	snprintf(path, sizeof(path), "%s/%s.json", s->dir, e.id);
@@ -442,26 +670,17 @@ int snapshots_create(struct snapshots *s, struct store *st,
 		goto cleanup;
 
 	/* Durable: now visible. */
-	clock_gettime(CLOCK_REALTIME, &now);
-	e.written_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-	e.json = strdup(text);
-	if (!e.json) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	e.json_len = tlen;
 	pthread_rwlock_wrlock(&s->lock);
 	rc = snapshots_insert(s, &e);
 	pthread_rwlock_unlock(&s->lock);
-	if (rc < 0) {
-		free(e.json);
+	if (rc < 0)
 		goto cleanup;
-	}
 	*out = text;
 	*out_len = tlen;
 	text = NULL;
 cleanup:
-	pthread_rwlock_unlock(&s->commit_lock);
+	if (locked)
+		pthread_rwlock_unlock(&s->commit_lock);
 	free(text);
 	json_decref(m);
 	json_decref(cat);
@@ -505,10 +724,9 @@ int snapshots_remove(struct snapshots *s, const char *id)
 		if (rc < 0 && rc != -ENOMEM)
 			rc = -EIO;
 		/* Gone from disk (whether or not the directory sync worked):
-		 * gone from the list too. */
+		 * gone from the index too. */
 		s->bytes_logical -= s->v[i].bytes_total;
 		s->bytes_catalog -= s->v[i].catalog_bytes;
-		free(s->v[i].json);
 		memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(s->v[0]));
 		s->n--;
 		break;
@@ -517,34 +735,230 @@ int snapshots_remove(struct snapshots *s, const char *id)
 	return rc;
 }
 
-/* ---- queries ---- */
+/* ---- reading manifests ---- */
 
-static bool snap_visible(const struct snap *e, const char *client, bool admin)
+/* "2026-11-21T16:40:00Z" -> unix seconds; -1 if it is not one. */
+static int64_t snap_parse_time(const char *t)
 {
-	return admin || strcmp(e->client, client) == 0;
+	struct tm tm;
+	const char *end;
+
+	if (!t)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(t, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!end || *end)
+		return -1;
+	return (int64_t)timegm(&tm);
 }
 
-int snapshots_list(struct snapshots *s, const char *client, bool admin,
+/* Reads and parses one manifest file; -EBADMSG with a reason if it is not
+ * a manifest we wrote for `id`. */
+static int snap_read_file(const char *path, const char *id, json_t **out)
+{
+	uint8_t *data = NULL;
+	size_t len;
+	json_t *m, *v;
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	rc = dd_read_file(path, SNAPSHOTS_FILE_MAX, &data, &len);
+	if (rc < 0)
+		return rc;
+	m = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(data);
+	if (!m)
+		return dd_error_set(-EBADMSG, "%s (line %d)", jerr.text,
+				    jerr.line);
+	if (!json_is_object(m) ||
+	    !json_is_integer(json_object_get(m, "version")) ||
+	    json_integer_value(json_object_get(m, "version")) != 1) {
+		json_decref(m);
+		return dd_error_set(-EBADMSG, "not a version 1 manifest");
+	}
+	v = json_object_get(m, "id");
+	if (!json_is_string(v) || strcmp(json_string_value(v), id) != 0) {
+		json_decref(m);
+		return dd_error_set(-EBADMSG, "its id does not match its file "
+				    "name");
+	}
+	*out = m;
+	return 0;
+}
+
+static int snap_read(const struct snapshots *s, const char *id, json_t **out)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
+	return snap_read_file(path, id, out);
+}
+
+int snapshots_load(struct snapshots *s, const char *id, json_t **out)
+{
+	const struct snap *e;
+	int64_t written = 0;
+	int rc;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&s->lock);
+	e = snap_find(s, id);
+	if (e)
+		written = e->written_ns;
+	pthread_rwlock_unlock(&s->lock);
+	if (!e)
+		return -ENOENT;
+	rc = snap_read(s, id, out);
+	if (rc < 0)
+		return rc;
+	json_object_set_new(*out, "unix_written",
+			    json_integer(written / SNAPSHOTS_NS));
+	return 0;
+}
+
+int snapshots_manifest_catalog(json_t *m, struct dd_id **ids, size_t *n)
+{
+	json_t *cat = json_object_get(m, "catalog"), *x;
+	size_t i;
+
+	*ids = NULL;
+	*n = 0;
+	if (!json_is_array(cat))
+		return dd_error_set(-EBADMSG, "the manifest has no catalog");
+	*ids = calloc(json_array_size(cat) + 1, sizeof(**ids));
+	if (!*ids)
+		return -ENOMEM;
+	json_array_foreach(cat, i, x) {
+		if (!json_is_string(x) ||
+		    dd_id_from_hex(&(*ids)[i], json_string_value(x)) < 0) {
+			free(*ids);
+			*ids = NULL;
+			return dd_error_set(-EBADMSG, "the manifest has an "
+					    "invalid catalog id");
+		}
+	}
+	*n = json_array_size(cat);
+	return 0;
+}
+
+/* ---- queries ---- */
+
+int snapshots_cursor_parse(struct snapshots_query *q, const char *cursor)
+{
+	const char *dash = strchr(cursor, '-');
+	char num[24];
+	uint64_t ns;
+	struct dd_id raw;
+
+	if (!dash || dash == cursor || (size_t)(dash - cursor) >= sizeof(num) ||
+	    strlen(dash + 1) != DD_ID_HEX_LEN ||
+	    dd_id_from_hex(&raw, dash + 1) < 0)
+		return dd_error_set(-EINVAL, "invalid cursor: give the "
+				    "'cursor' of the last item of a page");
+	memcpy(num, cursor, (size_t)(dash - cursor));
+	num[dash - cursor] = '\0';
+	if (dd_parse_u64(num, &ns) < 0 || ns > INT64_MAX)
+		return dd_error_set(-EINVAL, "invalid cursor: give the "
+				    "'cursor' of the last item of a page");
+	q->have_after = true;
+	q->after_ns = (int64_t)ns;
+	dd_id_to_hex(q->after_id, &raw);
+	return 0;
+}
+
+/* Under the read lock: the ids of the page, in order. */
+static size_t snap_page_ids(struct snapshots *s, const struct snapshots_query *q,
+			    char (*ids)[DD_ID_HEX_LEN + 1], int64_t *ns)
+{
+	size_t n = 0, i;
+
+	if (!q->newest_first) {
+		i = q->have_after ? snap_bound(s, q->after_ns, q->after_id,
+					       false) : 0;
+		for (; i < s->n && n < q->limit; i++) {
+			if (q->client && strcmp(s->v[i].client, q->client))
+				continue;
+			memcpy(ids[n], s->v[i].id, sizeof(ids[n]));
+			ns[n++] = s->v[i].written_ns;
+		}
+		return n;
+	}
+	i = q->have_after ? snap_bound(s, q->after_ns, q->after_id, true) :
+			    s->n;
+	for (; i > 0 && n < q->limit; i--) {
+		if (q->client && strcmp(s->v[i - 1].client, q->client))
+			continue;
+		memcpy(ids[n], s->v[i - 1].id, sizeof(ids[n]));
+		ns[n++] = s->v[i - 1].written_ns;
+	}
+	return n;
+}
+
+/* One listed item: the manifest without its catalog, with its place. */
+static int snap_summary(struct snapshots *s, const char *id, int64_t ns,
+			struct dd_buf *b, bool comma)
+{
+	json_t *m = NULL;
+	char cursor[24 + DD_ID_HEX_LEN + 1], *text = NULL;
+	size_t tlen;
+	int rc;
+
+	rc = snap_read(s, id, &m);
+	if (rc == -ENOENT)
+		return 0;          /* removed meanwhile */
+	if (rc < 0)
+		return rc;
+	json_object_set_new(m, "catalog_chunks", json_integer((json_int_t)
+		json_array_size(json_object_get(m, "catalog"))));
+	json_object_del(m, "catalog");
+	json_object_set_new(m, "unix_written", json_integer(ns / SNAPSHOTS_NS));
+	snprintf(cursor, sizeof(cursor), "%lld-%s", (long long)ns, id);
+	json_object_set_new(m, "cursor", json_string(cursor));
+	rc = snap_dump(m, &text, &tlen);
+	json_decref(m);
+	if (rc == 0 && comma)
+		rc = dd_buf_append(b, ",", 1);
+	if (rc == 0)
+		rc = dd_buf_append(b, text, tlen);
+	free(text);
+	return rc;
+}
+
+int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 		   char **out, size_t *out_len)
 {
+	char (*ids)[DD_ID_HEX_LEN + 1] = NULL;
+	int64_t *ns = NULL;
 	struct dd_buf b;
-	size_t i, nout = 0;
-	int rc = 0;
+	size_t n, i, before;
+	int rc;
 
 	*out = NULL;
 	*out_len = 0;
-	dd_buf_init(&b, 0);
-	pthread_rwlock_rdlock(&s->lock);
-	rc = dd_buf_append(&b, "[", 1);
-	for (i = 0; rc == 0 && i < s->n; i++) {
-		if (!snap_visible(&s->v[i], client, admin))
-			continue;
-		if (nout++)
-			rc = dd_buf_append(&b, ",", 1);
-		if (rc == 0)
-			rc = dd_buf_append(&b, s->v[i].json, s->v[i].json_len);
+	assert(q->limit >= 1 && q->limit <= SNAPSHOTS_PAGE_MAX);
+	ids = malloc(q->limit * sizeof(*ids));
+	ns = malloc(q->limit * sizeof(*ns));
+	if (!ids || !ns) {
+		free(ids);
+		free(ns);
+		return -ENOMEM;
 	}
+	pthread_rwlock_rdlock(&s->lock);
+	n = snap_page_ids(s, q, ids, ns);
 	pthread_rwlock_unlock(&s->lock);
+	dd_buf_init(&b, 0);
+	rc = dd_buf_append(&b, "[", 1);
+	before = b.len;
+	for (i = 0; rc == 0 && i < n; i++) {
+		dd_error_clear();
+		rc = snap_summary(s, ids[i], ns[i], &b, b.len > before);
+		if (rc < 0 && rc != -ENOMEM)
+			log_warning("listing snapshot %s: %s", ids[i],
+				    log_reason(rc));
+	}
+	free(ids);
+	free(ns);
 	if (rc == 0)
 		rc = dd_buf_append(&b, "]\n", 2);
 	if (rc < 0) {
@@ -558,10 +972,13 @@ int snapshots_list(struct snapshots *s, const char *client, bool admin,
 int snapshots_get(struct snapshots *s, const char *id, const char *client,
 		  bool admin, char **out, size_t *out_len)
 {
-	char want[DD_ID_HEX_LEN + 1];
+	char want[DD_ID_HEX_LEN + 1], *text = NULL;
+	const struct snap *e;
 	struct dd_id raw;
-	size_t i;
-	int rc = -ENOENT;
+	json_t *m = NULL;
+	size_t tlen = 0;
+	bool ok;
+	int rc;
 
 	*out = NULL;
 	*out_len = 0;
@@ -569,27 +986,26 @@ int snapshots_get(struct snapshots *s, const char *id, const char *client,
 		return -ENOENT;
 	dd_id_to_hex(want, &raw);   /* lowercase */
 	pthread_rwlock_rdlock(&s->lock);
-	for (i = 0; i < s->n; i++) {
-		const struct snap *e = &s->v[i];
-
-		if (strcmp(e->id, want) != 0)
-			continue;
-		if (!snap_visible(e, client, admin))
-			break;
-		*out = malloc(e->json_len + 2);
-		if (!*out) {
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(*out, e->json, e->json_len);
-		(*out)[e->json_len] = '\n';
-		(*out)[e->json_len + 1] = '\0';
-		*out_len = e->json_len + 1;
-		rc = 0;
-		break;
-	}
+	e = snap_find(s, want);
+	ok = e && snap_visible(e, client, admin);
 	pthread_rwlock_unlock(&s->lock);
-	return rc;
+	if (!ok)
+		return -ENOENT;
+	rc = snapshots_load(s, want, &m);
+	if (rc == 0)
+		rc = snap_dump(m, &text, &tlen);
+	json_decref(m);
+	if (rc < 0)
+		return rc;
+	*out = realloc(text, tlen + 2);
+	if (!*out) {
+		free(text);
+		return -ENOMEM;
+	}
+	(*out)[tlen] = '\n';
+	(*out)[tlen + 1] = '\0';
+	*out_len = tlen + 1;
+	return 0;
 }
 
 void snapshots_totals(struct snapshots *s, uint64_t *count,
@@ -600,6 +1016,19 @@ void snapshots_totals(struct snapshots *s, uint64_t *count,
 	*bytes_logical = s->bytes_logical;
 	*bytes_catalog = s->bytes_catalog;
 	pthread_rwlock_unlock(&s->lock);
+}
+
+uint64_t snapshots_count(struct snapshots *s, const char *client)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	pthread_rwlock_rdlock(&s->lock);
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].client, client) == 0)
+			n++;
+	pthread_rwlock_unlock(&s->lock);
+	return n;
 }
 
 int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
@@ -620,49 +1049,51 @@ int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
 		it.bytes_total = e->bytes_total;
 		it.bytes_new = e->bytes_new;
 		it.bytes_sent = e->bytes_sent;
-		it.json = e->json;
-		it.json_len = e->json_len;
+		it.catalog_chunks = e->ncatalog;
+		it.paths_digest = e->paths_digest;
+		it.group_digest = e->group_digest;
 		rc = fn(payload, &it);
 	}
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
 }
 
-/* ---- loading ---- */
+/* ---- loading the index ---- */
 
-/* Loads one manifest file into *e; -EBADMSG with a reason if it is not a
- * manifest we wrote. `written_ns` is its mtime, which orders snapshots
- * started in the same second as they were created. */
-static int snap_load_file(struct snap *e, const char *path, const char *id,
-			  int64_t written_ns)
+/* The server's write time of a manifest: `written_ns`; for manifests
+ * from before it, `time_end` (the server's clock too) with the file's
+ * sub-second mtime when it is the same second; else the mtime. */
+static int64_t snap_written(json_t *m, const struct stat *st)
 {
-	uint8_t *data = NULL;
-	size_t len;
+	json_t *v = json_object_get(m, "written_ns");
+	int64_t mtime = (int64_t)st->st_mtim.tv_sec * SNAPSHOTS_NS +
+			st->st_mtim.tv_nsec;
+	int64_t end;
+
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		return json_integer_value(v);
+	end = snap_parse_time(json_string_value(json_object_get(m,
+								"time_end")));
+	if (end < 0 || end > SNAPSHOTS_TIME_MAX)
+		return mtime;
+	if (end == (int64_t)st->st_mtim.tv_sec)
+		return mtime;
+	return end * SNAPSHOTS_NS;
+}
+
+/* Indexes one manifest file into *e; -EBADMSG with a reason if it is not
+ * a manifest we wrote. */
+static int snap_load_file(struct snap *e, const char *path, const char *id,
+			  const struct stat *st)
+{
 	json_t *m = NULL, *v;
-	json_error_t jerr;
 	int rc;
 
 	memset(e, 0, sizeof(*e));
-	rc = dd_read_file(path, SNAPSHOTS_FILE_MAX, &data, &len);
+	rc = snap_read_file(path, id, &m);
 	if (rc < 0)
 		return rc;
-	m = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(data);
-	if (!m)
-		return dd_error_set(-EBADMSG, "%s (line %d)", jerr.text,
-				    jerr.line);
 	rc = -EBADMSG;
-	if (!json_is_object(m) ||
-	    !json_is_integer(json_object_get(m, "version")) ||
-	    json_integer_value(json_object_get(m, "version")) != 1) {
-		dd_error_set(rc, "not a version 1 manifest");
-		goto cleanup;
-	}
-	v = json_object_get(m, "id");
-	if (!json_is_string(v) || strcmp(json_string_value(v), id) != 0) {
-		dd_error_set(rc, "its id does not match its file name");
-		goto cleanup;
-	}
 	v = json_object_get(m, "client");
 	if (!json_is_string(v) || !tokens_name_valid(json_string_value(v))) {
 		dd_error_set(rc, "no valid client name");
@@ -691,13 +1122,15 @@ static int snap_load_file(struct snap *e, const char *path, const char *id,
 	v = json_object_get(m, "catalog_bytes");
 	if (json_is_integer(v) && json_integer_value(v) > 0)
 		e->catalog_bytes = (uint64_t)json_integer_value(v);
-	if (!json_is_array(json_object_get(m, "catalog"))) {
+	v = json_object_get(m, "catalog");
+	if (!json_is_array(v)) {
 		dd_error_set(rc, "no catalog");
 		goto cleanup;
 	}
+	e->ncatalog = json_array_size(v);
 	snprintf(e->id, sizeof(e->id), "%s", id);
-	e->written_ns = written_ns;
-	rc = snap_dump(m, &e->json, &e->json_len);
+	e->written_ns = snap_written(m, st);
+	rc = snap_digests(e, m);
 cleanup:
 	json_decref(m);
 	return rc;
@@ -717,8 +1150,9 @@ int snapshots_open(struct snapshots **out, const char *repo)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	pthread_rwlock_init(&s->lock, NULL);
-	pthread_rwlock_init(&s->commit_lock, NULL);
+	snap_rwlock_init(&s->lock);
+	snap_rwlock_init(&s->commit_lock);
+	s->max_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	rc = repo_path(s->dir, sizeof(s->dir), repo, REPO_SNAPSHOTS);
 	if (rc < 0)
 		goto fail;
@@ -745,9 +1179,7 @@ int snapshots_open(struct snapshots **out, const char *repo)
 		if (stat(path, &st) < 0)
 			continue;     /* gone meanwhile */
 		dd_error_clear();
-		rc = snap_load_file(&e, path, id,
-				    (int64_t)st.st_mtim.tv_sec * 1000000000 +
-				    st.st_mtim.tv_nsec);
+		rc = snap_load_file(&e, path, id, &st);
 		if (rc == -ENOMEM) {
 			closedir(d);
 			goto fail;
@@ -759,7 +1191,6 @@ int snapshots_open(struct snapshots **out, const char *repo)
 		}
 		rc = snapshots_insert(s, &e);
 		if (rc < 0) {
-			free(e.json);
 			closedir(d);
 			goto fail;
 		}
@@ -774,12 +1205,8 @@ fail:
 
 void snapshots_free(struct snapshots *s)
 {
-	size_t i;
-
 	if (!s)
 		return;
-	for (i = 0; i < s->n; i++)
-		free(s->v[i].json);
 	free(s->v);
 	pthread_rwlock_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->commit_lock);

@@ -1,13 +1,24 @@
 /*
  * snapshots.h - snapshot manifests: creating them from an agent's request
  * (after verifying its catalog against the store), keeping them on disk as
- * snapshots/<id>.json and in memory for listing.
+ * snapshots/<id>.json, and an index of their small fixed fields in memory
+ * (id, client, times, sizes, digests of host and paths) for listing,
+ * retention and the status figures. A manifest's full text (its catalog
+ * ids, its paths) is read from disk when it is asked for.
+ *
+ * Time: snapshots are ordered by the time the server wrote them
+ * (`written_ns`, the server's clock, stored in the manifest), never by the
+ * agent's `time_start`, so a client cannot make a snapshot the "latest" or
+ * push others out of a retention rule by lying about its clock. A
+ * time_start more than SNAPSHOTS_CLOCK_SKEW seconds ahead of the server's
+ * clock is refused. Manifests written before `written_ns` existed fall back
+ * to their `time_end` (also the server's clock), then to the file's mtime.
  *
  * Visibility: a client sees only the manifests it created; an admin sees
  * all. Errors use the server's codes: -EINVAL a bad request (400),
- * -ENOENT a reference to a chunk that is not stored (409), -ENOSPC a full
- * disk (507), anything else an internal error (500); the reason is in
- * dd_error_last().
+ * -ENOENT a reference to a chunk that is not stored (409), -EDQUOT the
+ * client is at its snapshot limit (507), -ENOSPC a full disk (507),
+ * anything else an internal error (500); the reason is in dd_error_last().
  */
 #ifndef SRV_SNAPSHOTS_H
 #define SRV_SNAPSHOTS_H
@@ -15,24 +26,43 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
+#include "hash.h"
 #include "store.h"
 
 #define SNAPSHOTS_HOST_MAX 255
 #define SNAPSHOTS_PATHS_MAX 1024
 #define SNAPSHOTS_PATH_MAX 4096
+/* How far ahead of the server's clock a time_start may be (seconds). */
+#define SNAPSHOTS_CLOCK_SKEW 3600
+/* The plain bytes of one snapshot's catalog chunks, together: a bound on
+ * the work one create does while it holds off garbage collection. */
+#define SNAPSHOTS_CATALOG_BYTES_MAX (4ull << 30)
+/* GET /snapshots: items per page, by default and at most. */
+#define SNAPSHOTS_PAGE_DEFAULT 1000
+#define SNAPSHOTS_PAGE_MAX 1000
+/* Default of max_snapshots_per_client (server.conf). */
+#define SNAPSHOTS_PER_CLIENT_DEFAULT 10000
 
 struct snapshots;
 
-/* Loads every snapshots/<64 hex>.json; a corrupt or foreign file is
+/* Indexes every snapshots/<64 hex>.json; a corrupt or foreign file is
  * logged and skipped, never fatal. */
 int snapshots_open(struct snapshots **out, const char *repo);
 void snapshots_free(struct snapshots *s);
 
+/* How many snapshots one client may have (0: no limit); creates beyond it
+ * fail with -EDQUOT. Concurrent creates of one client may each pass the
+ * check, so the limit can be passed by at most the number of those. */
+void snapshots_set_max_per_client(struct snapshots *s, uint64_t max);
+
 /*
- * Validates a create request (JSON, docs/API.md), reads and checks the
- * catalog from the store, counts its entries, checks every chunk it names
- * is stored, then writes the manifest durably. *out is the manifest as
- * JSON text (malloc'ed, caller frees).
+ * Validates a create request (JSON, docs/API.md): distinct catalog ids
+ * whose chunks add up to at most SNAPSHOTS_CATALOG_BYTES_MAX, a time_start
+ * not ahead of the server's clock by more than SNAPSHOTS_CLOCK_SKEW; reads
+ * and checks the catalog from the store (entries in order, each chunk
+ * stored), then writes the manifest durably with the server's time.
+ * *out is the manifest as JSON text (malloc'ed, caller frees).
  */
 int snapshots_create(struct snapshots *s, struct store *st,
 		     const char *client, const uint8_t *body, size_t len,
@@ -40,7 +70,7 @@ int snapshots_create(struct snapshots *s, struct store *st,
 
 /*
  * Deletes a snapshot: its manifest file (then the directory is synced)
- * and its place in the list. -ENOENT if unknown. The chunks it used stay
+ * and its place in the index. -ENOENT if unknown. The chunks it used stay
  * until a garbage collection finds nobody else uses them.
  */
 int snapshots_remove(struct snapshots *s, const char *id);
@@ -50,27 +80,68 @@ int snapshots_remove(struct snapshots *s, const char *id);
  * manifest visible, runs fn with creates held off, and returns its
  * result. The collector starts recording vouched chunks here, so every
  * create either is in the list it reads next or has its chunk lookups
- * recorded.
+ * recorded. The lock prefers the waiting collector: creates that arrive
+ * after it wait, so a stream of creates cannot starve it.
  */
 int snapshots_barrier(struct snapshots *s, int (*fn)(void *payload),
 		      void *payload);
 
-/* A JSON array of the manifests `client` may see, oldest first. */
-int snapshots_list(struct snapshots *s, const char *client, bool admin,
+/* Which page of the list GET /snapshots asks for. */
+struct snapshots_query {
+	const char *client;         /* whose; NULL: all (admin only) */
+	size_t limit;               /* 1..SNAPSHOTS_PAGE_MAX */
+	bool newest_first;
+	bool have_after;            /* start after this position */
+	int64_t after_ns;
+	char after_id[DD_ID_HEX_LEN + 1];
+};
+
+/* Parses a cursor ("<written_ns>-<id>", the `cursor` field of a listed
+ * item) into q; -EINVAL if malformed. */
+int snapshots_cursor_parse(struct snapshots_query *q, const char *cursor);
+
+/*
+ * A JSON array of at most q->limit snapshot summaries in server time
+ * order (oldest first unless q->newest_first), after q's cursor: each the
+ * manifest without its "catalog" (which GET /snapshots/ID gives), plus
+ * "catalog_chunks", "unix_written" and "cursor". A page shorter than the
+ * limit is the last. A snapshot removed while its page is read is left
+ * out.
+ */
+int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 		   char **out, size_t *out_len);
 
-/* One manifest by id (64 hex); -ENOENT if malformed, unknown or not
- * visible to `client`, so nothing tells another client's ids apart. */
+/* One manifest by id (64 hex), read from disk; -ENOENT if malformed,
+ * unknown or not visible to `client`, so nothing tells another client's
+ * ids apart. */
 int snapshots_get(struct snapshots *s, const char *id, const char *client,
 		  bool admin, char **out, size_t *out_len);
+
+/*
+ * The manifest of snapshot `id` as stored, parsed (*out: caller decrefs),
+ * with "unix_written" set from the index. -ENOENT if it is not (or no
+ * longer) indexed or its file is gone; -EBADMSG if the file is damaged.
+ */
+int snapshots_load(struct snapshots *s, const char *id, json_t **out);
+
+/* The catalog chunk ids of a manifest (*ids malloc'ed, caller frees);
+ * -EBADMSG if it has no valid catalog array. */
+int snapshots_manifest_catalog(json_t *m, struct dd_id **ids, size_t *n);
+
+/* A digest of a set of paths (sorted first; order does not matter), as
+ * snapshots_item.paths_digest holds it; -ENOMEM. */
+int snapshots_paths_digest(json_t *paths, struct dd_id *out);
 
 /* Number of snapshots, the sum of their bytes_total (file data) and of
  * their catalog_bytes (the catalogs: names and metadata). */
 void snapshots_totals(struct snapshots *s, uint64_t *count,
 		      uint64_t *bytes_logical, uint64_t *bytes_catalog);
 
-/* One manifest as snapshots_foreach shows it; every pointer is borrowed
- * and valid only during the callback. */
+/* Number of snapshots of one client. */
+uint64_t snapshots_count(struct snapshots *s, const char *client);
+
+/* One indexed snapshot as snapshots_foreach shows it; every pointer is
+ * borrowed and valid only during the callback. */
 struct snapshots_item {
 	const char *id;            /* 64 hex */
 	const char *client;
@@ -79,14 +150,17 @@ struct snapshots_item {
 	uint64_t bytes_total;
 	uint64_t bytes_new;        /* as the agent reported them */
 	uint64_t bytes_sent;
-	const char *json;          /* the compact manifest, no newline */
-	size_t json_len;
+	uint64_t catalog_chunks;
+	struct dd_id paths_digest; /* snapshots_paths_digest of its paths */
+	struct dd_id group_digest; /* of its host and paths: a retention
+				    * group within its client */
 };
 
 /*
- * Calls fn for every manifest, oldest first, under the read lock: fn must
- * be quick and must not call back into `s`. Stops at the first nonzero
- * return of fn and returns it; 0 after the last manifest.
+ * Calls fn for every snapshot, oldest first (server time), under the
+ * read lock: fn must be quick and must not call back into `s` (read a
+ * manifest after the walk, with snapshots_load). Stops at the first
+ * nonzero return of fn and returns it; 0 after the last one.
  */
 typedef int (*snapshots_each_fn)(void *payload,
 				 const struct snapshots_item *it);

@@ -224,31 +224,14 @@ struct usage_scan {
 	int err;
 };
 
-static int usage_parse_catalog(struct usage_todo *t, const char *json,
-			       size_t len)
+/* The catalog ids of snapshot t, from its manifest. */
+static int usage_load_catalog(struct snapshots *snaps, struct usage_todo *t)
 {
-	json_t *m, *cat, *v;
-	size_t i;
-	int rc = 0;
+	json_t *m = NULL;
+	int rc = snapshots_load(snaps, t->id, &m);
 
-	m = json_loadb(json, len, 0, NULL);
-	cat = m ? json_object_get(m, "catalog") : NULL;
-	if (!json_is_array(cat)) {
-		json_decref(m);
-		return -EBADMSG;
-	}
-	t->ncatalog = json_array_size(cat);
-	t->catalog = calloc(t->ncatalog ? t->ncatalog : 1,
-			    sizeof(*t->catalog));
-	if (!t->catalog)
-		rc = -ENOMEM;
-	json_array_foreach(cat, i, v) {
-		if (rc < 0)
-			break;
-		if (!json_is_string(v) ||
-		    dd_id_from_hex(&t->catalog[i], json_string_value(v)) < 0)
-			rc = -EBADMSG;
-	}
+	if (rc == 0)
+		rc = snapshots_manifest_catalog(m, &t->catalog, &t->ncatalog);
 	json_decref(m);
 	return rc;
 }
@@ -277,8 +260,6 @@ static int usage_scan_cb(void *payload, const struct snapshots_item *it)
 	snprintf(t->id, sizeof(t->id), "%s", it->id);
 	snprintf(t->client, sizeof(t->client), "%s", it->client);
 	sc->ntodo++;
-	if (usage_parse_catalog(t, it->json, it->json_len) == -ENOMEM)
-		return sc->err = -ENOMEM;
 	return 0;
 }
 
@@ -332,7 +313,11 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 		if (rc < 0)
 			goto cleanup;
 		dd_error_clear();
-		rc = t->catalog ? usage_read_catalog(u, st, t, owner) : -EBADMSG;
+		rc = usage_load_catalog(snaps, t);
+		if (rc == 0)
+			rc = usage_read_catalog(u, st, t, owner);
+		free(t->catalog);
+		t->catalog = NULL;
 		if (rc == -ENOMEM)
 			goto cleanup;
 		if (rc < 0)

@@ -14,7 +14,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char repo[4200], path[4400];
 	struct snapshots *s = NULL;
-	uint64_t n, bytes;
+	struct snapshots_query q = { .client = NULL, .limit = 10 };
+	uint64_t n, bytes, catalogs;
 	char *out = NULL;
 	size_t len;
 
@@ -26,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz_write(path, data, size);
 	if (snapshots_open(&s, repo) < 0)
 		return 0;
-	snapshots_totals(s, &n, &bytes);
-	if (snapshots_list(s, "fuzz", true, &out, &len) == 0)
+	snapshots_totals(s, &n, &bytes, &catalogs);
+	if (snapshots_list(s, &q, &out, &len) == 0)
 		free(out);
 	out = NULL;
 	if (snapshots_get(s, FZ_ID, "fuzz", false, &out, &len) == 0)
