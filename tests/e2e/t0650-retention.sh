@@ -5,9 +5,10 @@
 # forget` with an admin token); client tokens cannot delete anything.
 #
 # Synthetic histories: with the server stopped, copies of a real manifest
-# are written under new ids with chosen unix_time values (manifests are
-# plain JSON files, docs/FORMAT.md); they share the real catalog, so check
-# stays clean and each one restores.
+# are written under new ids with chosen times (manifests are plain JSON
+# files, docs/FORMAT.md): retention goes by the server's write time,
+# written_ns, so that is what is set (unix_time too, to match). They share
+# the real catalog, so check stays clean and each one restores.
 . "$(dirname "$0")/lib.sh"
 
 SRC=$T/src
@@ -35,6 +36,9 @@ for t in sys.argv[4:]:
     m["id"] = hashlib.sha256(("%s-%d" % (client, t)).encode()).hexdigest()
     m["unix_time"] = t
     m["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    m["written_ns"] = t * 10**9
+    m["unix_written"] = t
+    m["time_end"] = m["time"]
     p = os.path.join(d, m["id"] + ".json")
     with open(p + ".tmp", "w") as f:
         f.write(json.dumps(m, separators=(",", ":")) + "\n")
