@@ -193,6 +193,12 @@ function showProgress(list) {
   }
 }
 
+// "1.0 GiB (12%)", or "-" without a quota.
+function quotaText(c) {
+  if (c.quota_bytes === null || c.quota_bytes === undefined) return "-";
+  return bytes(c.quota_bytes) + " (" + Math.round(c.quota_used_percent) + "%)";
+}
+
 function showClients(data) {
   const body = $("clients");
   body.replaceChildren();
@@ -201,7 +207,7 @@ function showClients(data) {
     duration(data.stale_after_seconds) + ")";
   $("clients-note").textContent = "";
   $("clients-table").classList.remove("hidden");
-  if (!list.length) { emptyRow(body, 7, "no clients yet"); return; }
+  if (!list.length) { emptyRow(body, 8, "no clients yet"); return; }
   for (const c of list) {
     const tr = document.createElement("tr");
     tr.dataset.client = c.name;
@@ -216,6 +222,9 @@ function showClients(data) {
     cell(tr, c.last_backup_bytes_new === null ? "-" : bytes(c.last_backup_bytes_new), "num",
          c.last_backup_bytes_new);
     cell(tr, bytes(c.bytes_unique), "num", c.bytes_unique);
+    const q = cell(tr, quotaText(c), "num quota" + (c.over_quota ? " over-quota" : ""),
+                   c.quota_bytes);
+    if (c.over_quota) q.title = "over its quota: uploads and new snapshots are refused";
     body.appendChild(tr);
   }
 }
@@ -227,12 +236,14 @@ function hideClients(why) {
   $("clients-note").textContent = why;
 }
 
+// snaps: the newest page of GET /api/v1/snapshots, newest first.
 function showSnapshots(snaps) {
   const body = $("snapshots");
   body.replaceChildren();
-  $("n-snapshots").textContent = "(" + snaps.length + (snaps.length > 50 ? ", newest 50 shown" : "") + ")";
+  $("n-snapshots").textContent = snaps.length >= SNAPSHOTS_SHOWN ?
+    "(newest " + SNAPSHOTS_SHOWN + " shown)" : "(" + snaps.length + ")";
   if (!snaps.length) { emptyRow(body, 7, "no snapshots yet"); return; }
-  for (const s of snaps.slice(-50).reverse()) {
+  for (const s of snaps) {
     const tr = document.createElement("tr");
     tr.dataset.id = s.id;
     const id = document.createElement("td");
@@ -254,6 +265,7 @@ function showSnapshots(snaps) {
 // ---- loading ----
 
 let timer = null;
+const SNAPSHOTS_SHOWN = 50;
 
 async function load() {
   document.body.dataset.state = "loading";
@@ -261,7 +273,8 @@ async function load() {
   try {
     const [stats, hist, sessions, snaps] = await Promise.all([
       api("/api/v1/stats"), api("/api/v1/history?days=30"),
-      api("/api/v1/sessions"), api("/api/v1/snapshots"),
+      api("/api/v1/sessions"),
+      api("/api/v1/snapshots?order=newest&limit=" + SNAPSHOTS_SHOWN),
     ]);
     let clients = null, clientsWhy = "";
     try {

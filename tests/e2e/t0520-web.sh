@@ -36,7 +36,8 @@ A=$(token_add "$T/repo" alice)
 B=$(token_add "$T/repo" bob)
 token_add "$T/repo" carol >/dev/null
 OPS=$(token_add "$T/repo" ops --admin)
-server_start "$T/repo" || exit 1
+printf 'client.alice.quota_bytes = 1G\n' > "$T/server.conf"
+server_start "$T/repo" --config "$T/server.conf" || exit 1
 
 mkdir -p "$T/d1" "$T/d2"
 seq 1 300000 > "$T/d1/numbers"
@@ -174,8 +175,11 @@ for c in cl["clients"]:
     check_eq("client %s: snapshots and unique bytes" % c["name"],
              (str(c["snapshots"]), human(c["bytes_unique"])),
              (cells.get(4, {}).get("text", "").strip(), cells.get(6, {}).get("text", "").strip()))
+    want_q = "-" if c["quota_bytes"] is None else "%s (%d%%)" % (human(c["quota_bytes"]), round(c["quota_used_percent"]))
+    check_eq("client %s: quota and its use" % c["name"], want_q, cells.get(7, {}).get("text", "").strip())
     check_eq("client %s is marked stale exactly when the API says so" % c["name"],
              c["stale"], "stale" in r["attrs"].get("class", ""))
+check_eq("alice's quota is the configured 1 GiB", 1 << 30, {c["name"]: c for c in cl["clients"]}["alice"]["quota_bytes"])
 check("carol (never backed up) stands out", "stale" in crow.get("carol", {"attrs": {}})["attrs"].get("class", "") and
       crow["carol"]["cells"][2]["text"].strip() == "never")
 
