@@ -56,8 +56,10 @@ int snapshots_each(struct client *c, bool newest_first, snapshots_each_fn fn,
 			if ((rc = fn(payload, m)) != 0)
 				goto done;
 		}
+		/* Only an empty page is the end: a snapshot removed while
+		 * the server read its page shortens that page. */
 		m = json_array_get(page, n - 1);
-		if (n < SNAPSHOTS_PAGE || !json_is_string(json_object_get(m, "cursor")) ||
+		if (n == 0 || !json_is_string(json_object_get(m, "cursor")) ||
 		    json_string_length(json_object_get(m, "cursor")) >= sizeof(cursor)) {
 			rc = 0;
 			goto done;

@@ -867,36 +867,45 @@ int snapshots_cursor_parse(struct snapshots_query *q, const char *cursor)
 	return 0;
 }
 
-/* Under the read lock: the ids of the page, in order. */
-static size_t snap_page_ids(struct snapshots *s, const struct snapshots_query *q,
-			    char (*ids)[DD_ID_HEX_LEN + 1], int64_t *ns)
+/* Under the read lock: copies of the page's index entries, in order. */
+static size_t snap_page_pick(struct snapshots *s,
+			     const struct snapshots_query *q, struct snap *out)
 {
 	size_t n = 0, i;
 
 	if (!q->newest_first) {
 		i = q->have_after ? snap_bound(s, q->after_ns, q->after_id,
 					       false) : 0;
-		for (; i < s->n && n < q->limit; i++) {
-			if (q->client && strcmp(s->v[i].client, q->client))
-				continue;
-			memcpy(ids[n], s->v[i].id, sizeof(ids[n]));
-			ns[n++] = s->v[i].written_ns;
-		}
+		for (; i < s->n && n < q->limit; i++)
+			if (!q->client || !strcmp(s->v[i].client, q->client))
+				out[n++] = s->v[i];
 		return n;
 	}
 	i = q->have_after ? snap_bound(s, q->after_ns, q->after_id, true) :
 			    s->n;
-	for (; i > 0 && n < q->limit; i--) {
-		if (q->client && strcmp(s->v[i - 1].client, q->client))
-			continue;
-		memcpy(ids[n], s->v[i - 1].id, sizeof(ids[n]));
-		ns[n++] = s->v[i - 1].written_ns;
-	}
+	for (; i > 0 && n < q->limit; i--)
+		if (!q->client || !strcmp(s->v[i - 1].client, q->client))
+			out[n++] = s->v[i - 1];
 	return n;
 }
 
-/* One listed item: the manifest without its catalog, with its place. */
-static int snap_summary(struct snapshots *s, const char *id, int64_t ns,
+/* What the index knows of a snapshot whose manifest cannot be read: the
+ * item keeps its place in the list, marked damaged. */
+static json_t *snap_damaged_item(const struct snap *e, int rc)
+{
+	char t[32];
+
+	dd_format_time(t, e->unix_time);
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:s}",
+			 "id", e->id, "client", e->client, "time", t,
+			 "unix_time", (json_int_t)e->unix_time,
+			 "bytes_total", (json_int_t)e->bytes_total,
+			 "damaged", 1, "error", log_reason(rc));
+}
+
+/* One listed item: the manifest without its catalog, with its place. 0
+ * and nothing appended if the snapshot was removed meanwhile. */
+static int snap_summary(struct snapshots *s, const struct snap *e,
 			struct dd_buf *b, bool comma)
 {
 	json_t *m = NULL;
@@ -904,16 +913,25 @@ static int snap_summary(struct snapshots *s, const char *id, int64_t ns,
 	size_t tlen;
 	int rc;
 
-	rc = snap_read(s, id, &m);
+	dd_error_clear();
+	rc = snap_read(s, e->id, &m);
 	if (rc == -ENOENT)
-		return 0;          /* removed meanwhile */
-	if (rc < 0)
+		return 0;
+	if (rc == -ENOMEM)
 		return rc;
+	if (rc < 0) {
+		log_warning("listing snapshot %s: %s", e->id, log_reason(rc));
+		m = snap_damaged_item(e, rc);
+		if (!m)
+			return -ENOMEM;
+	}
 	json_object_set_new(m, "catalog_chunks", json_integer((json_int_t)
-		json_array_size(json_object_get(m, "catalog"))));
+							      e->ncatalog));
 	json_object_del(m, "catalog");
-	json_object_set_new(m, "unix_written", json_integer(ns / SNAPSHOTS_NS));
-	snprintf(cursor, sizeof(cursor), "%lld-%s", (long long)ns, id);
+	json_object_set_new(m, "unix_written",
+			    json_integer(e->written_ns / SNAPSHOTS_NS));
+	snprintf(cursor, sizeof(cursor), "%lld-%s", (long long)e->written_ns,
+		 e->id);
 	json_object_set_new(m, "cursor", json_string(cursor));
 	rc = snap_dump(m, &text, &tlen);
 	json_decref(m);
@@ -928,8 +946,7 @@ static int snap_summary(struct snapshots *s, const char *id, int64_t ns,
 int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 		   char **out, size_t *out_len)
 {
-	char (*ids)[DD_ID_HEX_LEN + 1] = NULL;
-	int64_t *ns = NULL;
+	struct snap *page;
 	struct dd_buf b;
 	size_t n, i, before;
 	int rc;
@@ -937,28 +954,18 @@ int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 	*out = NULL;
 	*out_len = 0;
 	assert(q->limit >= 1 && q->limit <= SNAPSHOTS_PAGE_MAX);
-	ids = malloc(q->limit * sizeof(*ids));
-	ns = malloc(q->limit * sizeof(*ns));
-	if (!ids || !ns) {
-		free(ids);
-		free(ns);
+	page = malloc(q->limit * sizeof(*page));
+	if (!page)
 		return -ENOMEM;
-	}
 	pthread_rwlock_rdlock(&s->lock);
-	n = snap_page_ids(s, q, ids, ns);
+	n = snap_page_pick(s, q, page);
 	pthread_rwlock_unlock(&s->lock);
 	dd_buf_init(&b, 0);
 	rc = dd_buf_append(&b, "[", 1);
 	before = b.len;
-	for (i = 0; rc == 0 && i < n; i++) {
-		dd_error_clear();
-		rc = snap_summary(s, ids[i], ns[i], &b, b.len > before);
-		if (rc < 0 && rc != -ENOMEM)
-			log_warning("listing snapshot %s: %s", ids[i],
-				    log_reason(rc));
-	}
-	free(ids);
-	free(ns);
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = snap_summary(s, &page[i], &b, b.len > before);
+	free(page);
 	if (rc == 0)
 		rc = dd_buf_append(&b, "]\n", 2);
 	if (rc < 0) {

@@ -104,9 +104,10 @@ int snapshots_cursor_parse(struct snapshots_query *q, const char *cursor);
  * A JSON array of at most q->limit snapshot summaries in server time
  * order (oldest first unless q->newest_first), after q's cursor: each the
  * manifest without its "catalog" (which GET /snapshots/ID gives), plus
- * "catalog_chunks", "unix_written" and "cursor". A page shorter than the
- * limit is the last. A snapshot removed while its page is read is left
- * out.
+ * "catalog_chunks", "unix_written" and "cursor". A snapshot removed while
+ * its page is read is left out (so the page may be short); one whose
+ * manifest cannot be read is listed from the index with "damaged": true
+ * and "error". An empty page is the end.
  */
 int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 		   char **out, size_t *out_len);

@@ -265,6 +265,18 @@ ag = json.load(open(os.path.join(T, "bob_agent.json")))
 check("the agent's list pages through all 250", ids == [m["id"] for m in ag], "%d items" % len(ag))
 check_eq("its table too (a header and 250 rows)", 251, len(open(os.path.join(T, "bob_table.txt")).read().splitlines()))
 PY
+# A manifest damaged on disk keeps its place in the list, marked.
+BAD=$(sed -n 7p "$T/bob.ids")
+cp "$R/snapshots/$BAD.json" "$T/bad.keep"
+printf 'not json' > "$R/snapshots/$BAD.json"
+save dmg "$B" GET '/api/v1/snapshots?limit=10'
+pycheck "$BAD" <<'PY'
+items = {m["id"]: m for m in J("dmg")}
+check_eq("a damaged manifest is still listed in its place", 10, len(items))
+check("marked damaged, with the reason", items.get(sys.argv[1], {}).get("damaged") is True and "error" in items[sys.argv[1]], items.get(sys.argv[1]))
+PY
+check_eq "the server still serves" 200 "$(api_status "$B" GET /api/v1/snapshots?limit=1)"
+cp "$T/bad.keep" "$R/snapshots/$BAD.json"
 
 # ---- item 5: per-client snapshot limit and storage quota ----
 server_stop TERM
