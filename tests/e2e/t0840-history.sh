@@ -230,7 +230,11 @@ RSS0=$(rss)
 h many "$B" "$CATB" 250 200 > "$T/bob.ids"
 check_eq "250 snapshots of 60 KiB of paths each made by API" 250 "$(grep -c '^[0-9a-f]\{64\}$' "$T/bob.ids")"
 RSS1=$(rss)
-check "server RSS grew by less than 8 MiB (${RSS0} -> ${RSS1} kB; the manifests hold 15 MiB)" test $((RSS1 - RSS0)) -lt 8192
+if grep -q __asan_init "$SERVER"; then
+	ok "server RSS not measured under ASan (its quarantine keeps freed memory)"
+else
+	check "server RSS grew by less than 8 MiB (${RSS0} -> ${RSS1} kB; the manifests hold 15 MiB)" test $((RSS1 - RSS0)) -lt 8192
+fi
 save p1 "$B" GET '/api/v1/snapshots?limit=100'
 CUR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[-1]["cursor"])' "$T/p1.json")
 save p2 "$B" GET "/api/v1/snapshots?limit=100&after=$CUR"
