@@ -97,8 +97,13 @@ int snapshots_list(json_t **out, struct client *c)
 int snapshots_fetch(json_t **out, struct client *c, const char *id)
 {
 	char path[sizeof(DD_API_PREFIX "/snapshots/") + DD_ID_HEX_LEN];
+	struct dd_id raw;
 	int rc;
 
+	/* The id may come from the server's list: only an id goes in a URL. */
+	if (strlen(id) != DD_ID_HEX_LEN || dd_id_from_hex(&raw, id) < 0)
+		return dd_error_set(-EBADMSG, "server '%s' listed a snapshot "
+				    "without a valid id", client_server(c));
 	snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots/%.64s", id);
 	rc = client_get_json(c, path, out);
 	if (rc == -ENOENT)
