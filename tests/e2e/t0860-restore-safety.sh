@@ -284,7 +284,9 @@ check "with its escape bytes escaped" grep -qF 'bad \x1b]2;owned\x07\x1b[2J\xc2\
 check "no raw control byte reaches the terminal" not grep -qP '[\x00-\x08\x0b-\x1f\x7f]' "$T/ctl.err"
 
 # A host name with escapes, recorded through the API by a client.
-CAT=$(agent "$A" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["catalog"][0])')
+# (The list gives summaries; the catalog is in the manifest by id.)
+SID=$(agent "$A" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+CAT=$(api "$A" GET "/api/v1/snapshots/$SID" | head -n1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["catalog"][0])')
 python3 - "$CAT" > "$T/evilhost.json" <<'PY'
 import json, sys, time
 print(json.dumps({"host": "pc\x1b]2;pwned\x07\x1b[31m", "paths": ["/x\x1b[1m"],
