@@ -4,6 +4,7 @@
  * POST /api/v1/gc (`dedup-agent gc` with an admin token).
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -21,22 +22,32 @@ const char cmd_gc_usage[] =
 	"an admin token instead.\n"
 	"--dry-run     report what would be done; change nothing\n";
 
+/* gc_opts.since offline: the server is stopped, so no backup is in
+ * progress and nothing vouched for before this run needs keeping. */
+static double cmd_gc_no_backup(void *payload)
+{
+	(void)payload;
+	return HUGE_VAL;
+}
+
 /* Opens the store and the snapshots of a locked repository and runs a
  * collection, printing its report. For gc and prune. */
 int cmd_gc_run(const char *repo, struct store *st, struct snapshots *snaps,
 	       const struct gc_opts *o)
 {
+	struct gc_opts oo = *o;
 	struct gc_report r;
 	int rc;
 
 	(void)repo;
+	oo.since = cmd_gc_no_backup;
 	dd_error_clear();
-	rc = gc_run(st, snaps, o, &r);
+	rc = gc_run(st, snaps, &oo, &r);
 	if (rc < 0) {
 		log_error("gc: %s", log_reason(rc));
 		return rc;
 	}
-	gc_report_print(stdout, &r, o->dry_run);
+	gc_report_print(stdout, &r, oo.dry_run);
 	return 0;
 }
 
@@ -68,7 +79,7 @@ int cmd_gc(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct gc_opts o = { false, GC_DEFAULT_THRESHOLD };
+	struct gc_opts o = { .threshold = GC_DEFAULT_THRESHOLD };
 	struct store *st = NULL;
 	struct snapshots *snaps = NULL;
 	const char *repo = NULL;

@@ -46,7 +46,7 @@ int cmd_prune(int argc, char **argv)
 	};
 	struct config cfg;
 	struct prune_plan plan;
-	struct gc_opts go = { false, GC_DEFAULT_THRESHOLD };
+	struct gc_opts go = { .threshold = GC_DEFAULT_THRESHOLD };
 	struct store *st = NULL;
 	struct snapshots *snaps = NULL;
 	const char *repo = NULL, *config = NULL, *client = NULL;

@@ -2,8 +2,9 @@
  * gc.c - see gc.h.
  *
  * Order of a collection (each step durable before the next):
- *   1. start recording vouched chunks (store_gc_track) at a snapshot
- *      barrier, and note the first pack number written from now on;
+ *   1. start a new generation of the vouch journal (store_gc_track) at a
+ *      snapshot barrier, dropping the generations no backup in progress
+ *      needs, and note the first pack number written from now on;
  *   2. mark: every catalog chunk and every file chunk of every snapshot;
  *   3. sweep: delete the index entries of chunks neither marked nor
  *      vouched for, in synced batches (pack bytes are untouched);
@@ -30,6 +31,7 @@
 #include "idset.h"
 #include "proto.h"
 #include "log.h"
+#include "vouch.h"
 
 #define GC_SWEEP_BATCH 20000
 
@@ -329,7 +331,7 @@ static int gc_repack_one(struct gc_repack *rp, uint64_t seq,
 
 struct gc_track {
 	struct store *st;
-	bool seal;
+	const struct gc_opts *o;
 	uint64_t first_new;
 };
 
@@ -337,7 +339,18 @@ static int gc_track_cb(void *payload)
 {
 	struct gc_track *t = payload;
 
-	return store_gc_track(t->st, t->seal, &t->first_new);
+	return store_gc_track(t->st, !t->o->dry_run, t->o->since,
+			      t->o->since_payload, &t->first_new);
+}
+
+static void gc_report_vouch(struct store *st, struct gc_report *r)
+{
+	struct vouch_stats vs;
+
+	store_gc_vouch_stats(st, &vs);
+	r->vouch_generations = vs.generations;
+	r->vouch_ids = vs.ids;
+	r->vouch_filtered = vs.filtered || vs.saturated;
 }
 
 static int gc_pack_size(struct store *st, uint64_t seq, uint64_t *size)
@@ -357,7 +370,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 {
 	struct gc_snaps snl = { NULL, 0, 0 };
 	struct gc_scan sc;
-	struct gc_track tr = { st, !o->dry_run, 0 };
+	struct gc_track tr = { st, o, 0 };
 	struct gc_repack rp;
 	struct idset *marked = NULL;
 	ZSTD_DCtx *dctx = NULL;
@@ -495,6 +508,7 @@ cleanup:
 			r->pack_bytes_before - r->pack_bytes_after : 0;
 	else if (o->dry_run)
 		r->pack_bytes_after = r->pack_bytes_before - r->bytes_freed;
+	gc_report_vouch(st, r);
 	store_gc_end(st);
 	r->seconds = dd_monotonic() - t0;
 	gc_snaps_release(&snl);
@@ -512,7 +526,7 @@ cleanup:
 json_t *gc_report_json(const struct gc_report *r, bool dry_run)
 {
 	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I, s:I, s:I, s:f}",
+			 "s:I, s:I, s:I, s:I, s:I, s:b, s:f}",
 			 "dry_run", dry_run,
 			 "snapshots", (json_int_t)r->snapshots,
 			 "chunks_referenced", (json_int_t)r->chunks_marked,
@@ -526,6 +540,9 @@ json_t *gc_report_json(const struct gc_report *r, bool dry_run)
 			 "pack_bytes_before", (json_int_t)r->pack_bytes_before,
 			 "pack_bytes_after", (json_int_t)r->pack_bytes_after,
 			 "bytes_freed", (json_int_t)r->bytes_freed,
+			 "vouch_generations", (json_int_t)r->vouch_generations,
+			 "vouch_ids", (json_int_t)r->vouch_ids,
+			 "vouch_filtered", r->vouch_filtered,
 			 "seconds", r->seconds);
 }
 
@@ -548,6 +565,11 @@ void gc_report_print(FILE *f, const struct gc_report *r, bool dry_run)
 		(unsigned long long)r->packs_deleted, w,
 		(unsigned long long)r->packs_rewritten, w,
 		(unsigned long long)r->chunks_moved, dry_run ? "would be " : "");
+	if (r->vouch_filtered)
+		fprintf(f, "gc: about %llu chunk id(s) vouched for by backups in "
+			"progress, partly in bloom filters: a few unused chunks "
+			"may stay until a later run\n",
+			(unsigned long long)r->vouch_ids);
 	if (r->packs_kept_damaged)
 		fprintf(f, "gc: %llu damaged pack(s) left as they are: run "
 			"`dedup-server check --read-data`\n",

@@ -21,6 +21,11 @@
 struct gc_opts {
 	bool dry_run;              /* report only; change nothing */
 	unsigned threshold;        /* repack a pack this % dead (1-100) */
+	/* When the oldest backup in progress began (store.h, "Collection
+	 * support"): chunks vouched for since then are kept. NULL: keep
+	 * everything vouched for since the store opened (offline). */
+	store_since_cb since;
+	void *since_payload;
 };
 
 struct gc_report {
@@ -35,14 +40,18 @@ struct gc_report {
 	uint64_t packs_kept_damaged; /* candidates left alone: damaged */
 	uint64_t pack_bytes_before, pack_bytes_after;
 	uint64_t bytes_freed;      /* dry run: an estimate */
+	/* The vouch journal at the end of the run (vouch.h). */
+	unsigned vouch_generations;  /* generations kept */
+	uint64_t vouch_ids;          /* ids they hold (filters: estimated) */
+	bool vouch_filtered;         /* some are bloom filters */
 	double seconds;
 };
 
 /*
- * Runs one collection. -EBUSY if one is running; -ECANCELED if too many
- * chunks were used meanwhile (nothing deleted); -EBADMSG naming the
- * snapshot when a catalog cannot be read (nothing deleted: its chunks are
- * unknown). Other errors leave the repository consistent (see gc.c).
+ * Runs one collection; what clients do meanwhile cannot cancel it. -EBUSY
+ * if one is running; -EBADMSG naming the snapshot when a catalog cannot
+ * be read (nothing deleted: its chunks are unknown). Other errors leave
+ * the repository consistent (see gc.c).
  */
 int gc_run(struct store *st, struct snapshots *snaps,
 	   const struct gc_opts *o, struct gc_report *r);

@@ -118,3 +118,19 @@ void idset_clear(struct idset *s)
 		memset(s->used, 0, s->cap);
 	s->n = 0;
 }
+
+void idset_foreach(const struct idset *s,
+		   void (*cb)(void *payload, const struct dd_id *id),
+		   void *payload)
+{
+	size_t i;
+
+	for (i = 0; i < s->cap; i++)
+		if (s->used[i])
+			cb(payload, &s->slots[i]);
+}
+
+size_t idset_bytes(const struct idset *s)
+{
+	return sizeof(*s) + s->cap * (sizeof(*s->slots) + 1);
+}

@@ -1534,12 +1534,25 @@ static bool routes_bool_field(json_t *o, const char *key, bool *out,
 	return true;
 }
 
+/* For gc_opts.since: a collection keeps what backups in progress use. */
+static double routes_oldest_session(void *payload)
+{
+	return sessions_oldest_open(payload);
+}
+
+static void routes_gc_opts(struct gc_opts *o, struct routes_ctx *ctx)
+{
+	memset(o, 0, sizeof(*o));
+	o->threshold = ctx->cfg ? ctx->cfg->gc_repack_threshold :
+		GC_DEFAULT_THRESHOLD;
+	o->since = routes_oldest_session;
+	o->since_payload = ctx->sessions;
+}
+
 static void routes_gc_reply(struct http_reply *rep, int rc)
 {
 	if (rc == -EBUSY)
 		http_reply_error(rep, 409, "%s", log_reason(rc));
-	else if (rc == -ECANCELED)
-		http_reply_error(rep, 503, "%s", log_reason(rc));
 	else if (rc == -EBADMSG)
 		http_reply_error(rep, 409, "%s", log_reason(rc));
 	else
@@ -1550,12 +1563,12 @@ static void route_gc(void *payload, const struct http_request *req,
 		     struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	struct gc_opts o = { false, ctx->cfg ? ctx->cfg->gc_repack_threshold :
-			     GC_DEFAULT_THRESHOLD };
+	struct gc_opts o;
 	struct gc_report r;
 	json_t *body;
 	int rc;
 
+	routes_gc_opts(&o, ctx);
 	if (!routes_json_body_opt(req, rep, &body))
 		return;
 	if (!routes_bool_field(body, "dry_run", &o.dry_run, rep)) {
@@ -1627,8 +1640,7 @@ static void route_prune(void *payload, const struct http_request *req,
 			struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	struct gc_opts go = { false, ctx->cfg ? ctx->cfg->gc_repack_threshold :
-			      GC_DEFAULT_THRESHOLD };
+	struct gc_opts go;
 	struct retention_policy pol;
 	struct prune_plan plan;
 	struct gc_report r;
@@ -1640,6 +1652,7 @@ static void route_prune(void *payload, const struct http_request *req,
 	int rc;
 
 	memset(&plan, 0, sizeof(plan));
+	routes_gc_opts(&go, ctx);
 	if (!routes_json_body_opt(req, rep, &body))
 		return;
 	if (!routes_bool_field(body, "dry_run", &dry, rep) ||

@@ -2,6 +2,7 @@
  * sessions.c - see sessions.h.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ struct sess {
 	int64_t started;            /* unix seconds */
 	int64_t updated;            /* unix seconds of the last activity */
 	double active_mono;         /* dd_monotonic() of the last activity */
+	double opened_mono;         /* dd_monotonic() when it was opened */
 	uint64_t order;             /* opening order */
 	int64_t files, bytes_done, bytes_new, bytes_sent;
 	char phase[16];
@@ -225,6 +227,7 @@ int sessions_open(struct sessions *s, const char *client, const char *host,
 	slot->files = slot->bytes_done = slot->bytes_new = slot->bytes_sent = 0;
 	snprintf(slot->phase, sizeof(slot->phase), "started");
 	sessions_touch(slot);
+	slot->opened_mono = slot->active_mono;
 	memcpy(id, slot->id, SESSIONS_ID_LEN + 1);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -437,4 +440,18 @@ void sessions_totals(struct sessions *s, uint64_t *ok, uint64_t *failed)
 	*ok = s->ended_ok;
 	*failed = s->ended_failed;
 	pthread_mutex_unlock(&s->lock);
+}
+
+double sessions_oldest_open(struct sessions *s)
+{
+	double oldest = HUGE_VAL;
+	size_t i;
+
+	pthread_mutex_lock(&s->lock);
+	sessions_expire(s);
+	for (i = 0; i < SESSIONS_MAX; i++)
+		if (s->v[i].used && s->v[i].opened_mono < oldest)
+			oldest = s->v[i].opened_mono;
+	pthread_mutex_unlock(&s->lock);
+	return oldest;
 }

@@ -96,6 +96,11 @@ unsigned sessions_active(struct sessions *s, const char *client);
 /* The last result recorded for `client`; false when none. */
 bool sessions_last_result(struct sessions *s, const char *client,
 			  struct sessions_result *out);
+/* The dd_monotonic() time at which the oldest open session was opened,
+ * or HUGE_VAL when none is open (sessions idle past the timeout are
+ * closed first). The garbage collector keeps every chunk vouched for
+ * since then (store.h, "Collection support"). */
+double sessions_oldest_open(struct sessions *s);
 /* Sessions ended since the server started. */
 void sessions_totals(struct sessions *s, uint64_t *ok, uint64_t *failed);
 

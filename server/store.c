@@ -16,11 +16,11 @@
 #include <zstd.h>
 
 #include "compress.h"
-#include "idset.h"
 #include "ldbcheck.h"
 #include "log.h"
 #include "repo.h"
 #include "store.h"
+#include "vouch.h"
 
 #define STORE_CACHE_BYTES (64u * 1024 * 1024)
 #define STORE_FD_SLOTS 64
@@ -43,9 +43,10 @@ struct store_fd {
 	bool dead;         /* the pack was deleted: close at the last release */
 };
 
-/* Ids vouched for while a collection runs; past this many the collection
- * gives up (its sweep would not be safe without them). */
-#define STORE_VOUCHED_MAX (8u * 1024 * 1024)
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_VOUCH_MAX=N bounds each
+ * exact set of the vouch journal at N ids, so that tests reach its bloom
+ * filters with a few thousand chunks. */
+#define STORE_TEST_VOUCH_MAX "DEDUP_TEST_VOUCH_MAX"
 
 /* Internal open flag: a new index in a directory that must not exist
  * yet, always rebuilt from the packs (repair). */
@@ -97,10 +98,9 @@ struct store {
 	 * recorded in `vouched` before the sweep looks, or is already gone. */
 	pthread_mutex_t gc_lock;      /* one collection at a time */
 	pthread_rwlock_t sweep_lock;
-	pthread_mutex_t track_lock;   /* vouched, tracking, track_overflow */
-	struct idset *vouched;
-	bool tracking;
-	bool track_overflow;
+	pthread_mutex_t track_lock;   /* vouched, tracking */
+	struct vouch *vouched;        /* the vouch journal (vouch.h) */
+	bool tracking;                /* a collection is past its start */
 
 	/* Open pack files for reading. */
 	pthread_mutex_t fd_lock;
@@ -611,6 +611,18 @@ static int store_verify_tables(struct store *s)
 	return 0;
 }
 
+/* The exact bound of the vouch journal: 0 (the default) unless a test
+ * sets DEDUP_TEST_VOUCH_MAX. */
+static size_t store_test_vouch_max(void)
+{
+	const char *v = getenv(STORE_TEST_VOUCH_MAX);
+	uint64_t n;
+
+	if (!v || dd_parse_u64(v, &n) < 0 || n == 0 || n > VOUCH_EXACT_MAX)
+		return 0;
+	return (size_t)n;
+}
+
 /* Opens the store of `repo` with its index in `index_dir` (NULL: the
  * repository's index/). */
 static int store_open_dir(struct store **out, const char *repo,
@@ -636,6 +648,9 @@ static int store_open_dir(struct store **out, const char *repo,
 	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
 	for (i = 0; i < STORE_FD_SLOTS; i++)
 		s->fds[i].fd = -1;
+	rc = vouch_new(&s->vouched, store_test_vouch_max());
+	if (rc < 0)
+		goto fail;
 
 	rc = repo_path(s->packs_dir, sizeof(s->packs_dir), repo, REPO_PACKS);
 	if (rc == 0 && index_dir &&
@@ -866,7 +881,7 @@ void store_close(struct store *s)
 	pthread_rwlock_destroy(&s->sweep_lock);
 	pthread_mutex_destroy(&s->track_lock);
 	pthread_mutex_destroy(&s->heal_lock);
-	idset_free(s->vouched);
+	vouch_free(s->vouched);
 	free(s);
 }
 
@@ -1109,13 +1124,12 @@ static int store_lookup_raw(struct store *s, const struct dd_id *id,
 	return 0;
 }
 
-/* Records that `id` was found present (a collection must keep it). */
+/* Records that `id` was found present or stored (a collection keeps it
+ * while its generation of the journal is kept). */
 static void store_vouch(struct store *s, const struct dd_id *id)
 {
 	pthread_mutex_lock(&s->track_lock);
-	if (s->tracking && !s->track_overflow &&
-	    idset_add(s->vouched, id) < 0)
-		s->track_overflow = true;
+	vouch_add(s->vouched, id);
 	pthread_mutex_unlock(&s->track_lock);
 }
 
@@ -1560,19 +1574,18 @@ int store_gc_begin(struct store *s)
 	return 0;
 }
 
-int store_gc_track(struct store *s, bool seal, uint64_t *first_new_seq)
+int store_gc_track(struct store *s, bool seal, store_since_cb since,
+		   void *payload, uint64_t *first_new_seq)
 {
-	int rc = 0;
+	double keep_since;
 
 	pthread_mutex_lock(&s->ingest_lock);
 	pthread_mutex_lock(&s->track_lock);
-	if (!s->vouched)
-		rc = idset_new(&s->vouched, STORE_VOUCHED_MAX);
-	if (rc == 0) {
-		idset_clear(s->vouched);
-		s->tracking = true;
-		s->track_overflow = false;
-	}
+	/* Asked under track_lock: a backup that opens after this vouches
+	 * for nothing before the new generation starts. */
+	keep_since = since ? since(payload) : 0;
+	vouch_rotate(s->vouched, dd_monotonic(), keep_since);
+	s->tracking = true;
 	pthread_mutex_unlock(&s->track_lock);
 	/* The open pack is sealed so that it can be collected too; new
 	 * chunks go to packs numbered from here on, never collected by this
@@ -1582,18 +1595,22 @@ int store_gc_track(struct store *s, bool seal, uint64_t *first_new_seq)
 	*first_new_seq = s->writer ? dd_pack_writer_seq(s->writer) :
 		s->next_seq;
 	pthread_mutex_unlock(&s->ingest_lock);
-	return rc;
+	return 0;
 }
 
 void store_gc_end(struct store *s)
 {
 	pthread_mutex_lock(&s->track_lock);
 	s->tracking = false;
-	s->track_overflow = false;
-	if (s->vouched)
-		idset_clear(s->vouched);
 	pthread_mutex_unlock(&s->track_lock);
 	pthread_mutex_unlock(&s->gc_lock);
+}
+
+void store_gc_vouch_stats(struct store *s, struct vouch_stats *out)
+{
+	pthread_mutex_lock(&s->track_lock);
+	vouch_get_stats(s->vouched, out);
+	pthread_mutex_unlock(&s->track_lock);
 }
 
 bool store_gc_vouched(struct store *s, const struct dd_id *id)
@@ -1601,7 +1618,7 @@ bool store_gc_vouched(struct store *s, const struct dd_id *id)
 	bool v;
 
 	pthread_mutex_lock(&s->track_lock);
-	v = s->vouched && idset_has(s->vouched, id);
+	v = vouch_has(s->vouched, id);
 	pthread_mutex_unlock(&s->track_lock);
 	return v;
 }
@@ -1625,12 +1642,10 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 	pthread_mutex_lock(&s->ingest_lock);
 	pthread_rwlock_wrlock(&s->sweep_lock);
 	pthread_mutex_lock(&s->track_lock);
-	if (!s->tracking || s->track_overflow)
-		rc = dd_error_set(-ECANCELED, "too many chunks were used while "
-				  "the collection ran; nothing was deleted, "
-				  "run it again");
+	if (!s->tracking)
+		rc = dd_error_set(-EINVAL, "a sweep outside a collection");
 	for (i = 0; rc == 0 && i < n; i++) {
-		if (idset_has(s->vouched, &ids[i]))
+		if (vouch_has(s->vouched, &ids[i]))
 			continue;
 		rc = store_lookup_raw(s, &ids[i], &loc);
 		if (rc == -ENOENT) {

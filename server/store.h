@@ -149,21 +149,36 @@ int store_read_plain(struct store *s, const struct dd_id *id,
  * collection"). One collection at a time: store_gc_begin() fails with
  * -EBUSY while another runs, store_gc_end() ends it.
  *
+ * The store records every chunk id it vouches for, at all times, in its
+ * vouch journal (vouch.h): each store_lookup() that finds a chunk (a
+ * /chunks/missing answer "present", an upload's duplicate check, a
+ * snapshot's reference check, a read) and each chunk ingested. The
+ * journal is bounded in memory and never overflows into a cancel.
+ *
  * store_gc_track() seals the open pack (so it can be collected; new chunks
- * go to packs numbered *first_new_seq or higher) and starts recording every
- * chunk id the store vouches for: each store_lookup() that finds a chunk
- * (a /chunks/missing answer "present", an upload's duplicate check, a
- * snapshot's reference check, a read) and each chunk ingested. The sweep
- * never deletes a recorded id. Lookups and the sweep exclude each other,
- * so no id is reported present and then deleted without being recorded.
+ * go to packs numbered *first_new_seq or higher) and starts a new
+ * generation of the journal. It asks since(payload) (under the journal's
+ * lock) when the oldest backup still in progress began (dd_monotonic()
+ * seconds; HUGE_VAL: none) and drops the generations that ended before
+ * then; since == NULL keeps them all. The sweep never deletes an id a
+ * kept generation holds: what a backup in progress was told exists, or
+ * uploaded, stays until that backup ends, whatever number of collections
+ * run meanwhile; and chunks stored since tracking began are vouched for.
+ * Lookups and the sweep exclude each other, so no id is reported present
+ * and then deleted without being recorded.
  */
+typedef double (*store_since_cb)(void *payload);
+struct vouch_stats;
 int store_gc_begin(struct store *s);
-int store_gc_track(struct store *s, bool seal, uint64_t *first_new_seq);
+int store_gc_track(struct store *s, bool seal, store_since_cb since,
+		   void *payload, uint64_t *first_new_seq);
 void store_gc_end(struct store *s);
 bool store_gc_vouched(struct store *s, const struct dd_id *id);
-/* Deletes the index entries of `ids` that are stored and were not
- * vouched for, in one synced batch with the counters. -ECANCELED (nothing
- * deleted) when the record of vouched ids overflowed. */
+/* What the journal holds now. */
+void store_gc_vouch_stats(struct store *s, struct vouch_stats *out);
+/* Deletes the index entries of `ids` that are stored and not vouched
+ * for, in one synced batch with the counters. Only between
+ * store_gc_track() and store_gc_end() (else -EINVAL). */
 int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 		   uint64_t *removed, uint64_t *bytes);
 /* A new pack for the collector's copies (its own sequence number). */
