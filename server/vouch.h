@@ -15,7 +15,8 @@
  * that the two oldest are merged (union; kept as long as the newer one).
  *
  * Memory: at most VOUCH_GENERATIONS_MAX x max(exact set, filter), about
- * 4 x 17 MiB with the default bounds, plus one filter while merging.
+ * 4 x 16.5 MiB with the default bounds, plus one filter for a moment
+ * while a set turns into a filter or two generations merge.
  *
  * Adding never fails: when memory runs out, the generation counts every
  * id as vouched (nothing is swept while it is kept). Not thread-safe: the
