@@ -51,17 +51,19 @@ freeze_mid_backup() {
 }
 
 # gc_runs N NAME: N collections through the admin API, each report in
-# $T/NAME.K.json; fails if any fails.
+# $T/NAME.K.json (a failed one: {}); fails if any fails.
 gc_runs() {
-	local k
+	local k bad=0
 	for k in $(seq 1 "$1"); do
-		agent "$ADM" gc --json > "$T/$2.$k.json" 2>>"$T/$2.err" || return 1
+		agent "$ADM" gc --json > "$T/$2.$k.json" 2>>"$T/$2.err" ||
+			{ echo '{}' > "$T/$2.$k.json"; bad=1; }
 	done
+	return $bad
 }
-sum_field() { # NAME N FIELD
+sum_field() { # NAME N FIELD: the sum over the N reports (missing: 0)
 	local k s=0
 	for k in $(seq 1 "$2"); do
-		s=$((s + $(json_get "$(cat "$T/$1.$k.json")" "$3")))
+		s=$((s + $(json_get "$(cat "$T/$1.$k.json")" "$3" 2>/dev/null || echo 0)))
 	done
 	echo "$s"
 }
@@ -183,11 +185,11 @@ check "three collections finish while it hammers" gc_runs 3 g4
 check "the hammer ran during them" hammered $((G0 + 2))
 touch "$T/stop"
 wait "$HP"
-echo "# hammer: $(cat "$T/hammer.n") requests of 3000 ids; gc errors: $(cat "$T/g4.err" 2>/dev/null | head -c 300)"
+echo "# hammer: $(cat "$T/hammer.n") requests of 3000 ids; failed collections: $(grep -c . "$T/g4.err" 2>/dev/null) $(head -n1 "$T/g4.err" 2>/dev/null)"
 check "no lookup was answered wrong" not grep -q bad "$T/hammer.n"
 F=0
 for k in 1 2 3; do
-	[ "$(json_get "$(cat "$T/g4.$k.json")" vouch_filtered)" = True ] && F=$((F + 1))
+	[ "$(json_get "$(cat "$T/g4.$k.json")" vouch_filtered 2>/dev/null)" = True ] && F=$((F + 1))
 done
 check "the vouch record passed its exact bound (bloom filter used)" test "$F" -ge 1
 check "the collections freed the forgotten snapshot's chunks" \
