@@ -57,6 +57,8 @@ static const struct config_key config_keys[] = {
 	{ "max_snapshots_per_client", CONFIG_COUNT,
 	  CONFIG_OFF(max_snapshots_per_client), 0, 10000000 },
 	{ "quota_bytes", CONFIG_BYTES, CONFIG_OFF(quota_bytes), 0, 0 },
+	{ "gc_protect_max", CONFIG_SECONDS, CONFIG_OFF(gc_protect_max), 0,
+	  10 * CONFIG_YEAR },
 };
 
 int config_init(struct config *c)
@@ -78,6 +80,7 @@ int config_init(struct config *c)
 	c->gc_repack_threshold = 30;
 	c->max_snapshots_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	c->quota_bytes = 0;
+	c->gc_protect_max = 0;
 	return 0;
 }
 

@@ -41,6 +41,8 @@ struct config {
 	/* Bytes a client's snapshots alone may reference (usage.h's
 	 * bytes_unique); 0: no quota. `client.NAME.quota_bytes` overrides. */
 	uint64_t quota_bytes;
+	unsigned gc_protect_max;    /* seconds gc keeps a backup's chunks;
+				     * 0: until the backup ends */
 	/* Retention: `keep_daily = 7` for every client, and overrides,
 	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
 	struct retention_policy keep;

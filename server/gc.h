@@ -22,8 +22,8 @@ struct gc_opts {
 	bool dry_run;              /* report only; change nothing */
 	unsigned threshold;        /* repack a pack this % dead (1-100) */
 	/* When the oldest backup in progress began (store.h, "Collection
-	 * support"): chunks vouched for since then are kept. NULL: keep
-	 * everything vouched for since the store opened (offline). */
+	 * support"): chunks vouched for since then are kept. NULL keeps
+	 * every generation (safe, frees less). */
 	store_since_cb since;
 	void *since_payload;
 };

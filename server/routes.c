@@ -1534,10 +1534,19 @@ static bool routes_bool_field(json_t *o, const char *key, bool *out,
 	return true;
 }
 
-/* For gc_opts.since: a collection keeps what backups in progress use. */
+/* For gc_opts.since: a collection keeps what backups in progress use,
+ * for gc_protect_max seconds at most when that is set. */
 static double routes_oldest_session(void *payload)
 {
-	return sessions_oldest_open(payload);
+	struct routes_ctx *ctx = payload;
+	double since = sessions_oldest_open(ctx->sessions), limit;
+
+	if (ctx->cfg && ctx->cfg->gc_protect_max) {
+		limit = dd_monotonic() - ctx->cfg->gc_protect_max;
+		if (since < limit)
+			since = limit;
+	}
+	return since;
 }
 
 static void routes_gc_opts(struct gc_opts *o, struct routes_ctx *ctx)
@@ -1546,7 +1555,7 @@ static void routes_gc_opts(struct gc_opts *o, struct routes_ctx *ctx)
 	o->threshold = ctx->cfg ? ctx->cfg->gc_repack_threshold :
 		GC_DEFAULT_THRESHOLD;
 	o->since = routes_oldest_session;
-	o->since_payload = ctx->sessions;
+	o->since_payload = ctx;
 }
 
 static void routes_gc_reply(struct http_reply *rep, int rc)

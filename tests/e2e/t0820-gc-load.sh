@@ -9,7 +9,9 @@
 #    collections cannot cancel them (the vouch journal's exact sets are
 #    bounded at 64 ids for the test with DEDUP_TEST_VOUCH_MAX, so it goes
 #    on in bloom filters): every collection finishes and frees the
-#    garbage, check --read-data stays clean, the snapshot restores.
+#    garbage, check --read-data stays clean, the snapshot restores;
+#  - gc_protect_max=2s: past it, a collection no longer keeps a frozen
+#    backup's uploads, and the backup ends after its one retry.
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -199,4 +201,25 @@ check "the hammered snapshot restores identical" restores_same "$S4" "$T/many"
 server_stop TERM
 "$SERVER" check --repo "$R" --read-data >"$T/out" 2>&1
 check_eq "check --read-data is clean" 0 $?
+
+# ---- 4. gc_protect_max bounds how long a backup's chunks are kept ----
+server_start "$R" --set gc_protect_max=2s || exit 1
+big "$T/capped" capped 16
+bg_backup b4 "$T/capped"
+check "agent frozen mid-backup (protection capped at 2 s)" freeze_mid_backup "$AP"
+check "a collection within the cap" gc_runs 1 g5
+check "keeps its uploads" test "$(sum_field g5 1 chunks_in_use)" -gt 0
+# The cap is a time: wait past it (a fixed wait is what is tested).
+sleep 2.5
+check "a collection past the cap" gc_runs 1 g6
+check "removes them" test "$(sum_field g6 1 chunks_removed)" -gt 0
+kill -CONT "$AP"
+wait "$AP"
+check_eq "the backup still ends with success" 0 $?
+check "after one retry that reads every file" grep -q "backing up again" "$T/b4.err"
+S6=$(json_get "$(cat "$T/b4.out")" snapshot_id 2>/dev/null)
+check "and restores identical" restores_same "$S6" "$T/capped"
+server_stop TERM
+"$SERVER" check --repo "$R" --read-data >"$T/out" 2>&1
+check_eq "check --read-data is clean at the end" 0 $?
 finish
