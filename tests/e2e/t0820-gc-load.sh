@@ -92,6 +92,7 @@ big "$T/first" first 24
 bg_backup b1 "$T/first"
 check "agent frozen mid-backup after uploading" freeze_mid_backup "$AP"
 check "three collections run while it is frozen" gc_runs 3 g1
+echo "# 3 collections during the frozen backup: $(sum_field g1 3 chunks_in_use) chunk(s) kept for it, $(sum_field g1 3 chunks_removed) removed"
 check "they keep its uploads (chunks_in_use > 0)" \
 	test "$(sum_field g1 3 chunks_in_use)" -gt 0
 kill -CONT "$AP"
@@ -112,6 +113,7 @@ big "$T/p/b" new 16
 bg_backup b2 "$T/p"
 check "agent frozen after its 'present' answers" freeze_mid_backup "$AP"
 check "three collections run while it is frozen" gc_runs 3 g2
+echo "# 3 collections during the frozen backup: $(sum_field g2 3 chunks_in_use) chunk(s) kept for it, $(sum_field g2 3 chunks_removed) removed"
 check "they keep the garbage it was told is present" \
 	test "$(sum_field g2 3 chunks_in_use)" -gt 0
 kill -CONT "$AP"
@@ -193,6 +195,7 @@ F=0
 for k in 1 2 3; do
 	[ "$(json_get "$(cat "$T/g4.$k.json")" vouch_filtered 2>/dev/null)" = True ] && F=$((F + 1))
 done
+echo "# vouch journal after each run: $(for k in 1 2 3; do json_get "$(cat "$T/g4.$k.json")" vouch_ids 2>/dev/null; done | tr '\n' ' ')ids; $(sum_field g4 3 chunks_removed) chunk(s) removed"
 check "the vouch record passed its exact bound (bloom filter used)" test "$F" -ge 1
 check "the collections freed the forgotten snapshot's chunks" \
 	test "$(sum_field g4 3 chunks_removed)" -gt 0
