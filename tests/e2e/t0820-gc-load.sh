@@ -6,9 +6,9 @@
 #    retry; the same when the chunks it was told are present are the
 #    garbage of a forgotten snapshot;
 #  - a client hammering /chunks/missing with present chunks in a session
-#    and during collections cannot cancel them (the vouch journal's exact sets are
-#    bounded at 64 ids for the test with DEDUP_TEST_VOUCH_MAX, so it goes
-#    on in bloom filters): every collection finishes and frees the
+#    and during collections cannot cancel them (the vouch journal's exact
+#    sets are bounded at 64 ids for the test with DEDUP_TEST_VOUCH_MAX, so
+#    it goes on in bloom filters): every collection finishes and frees the
 #    garbage, check --read-data stays clean, the snapshot restores;
 #  - gc_protect_max=2s: past it, a collection no longer keeps a frozen
 #    backup's uploads, and the backup ends after its one retry.
