@@ -32,6 +32,10 @@
 #define CLIENT_RETRIES 6
 #define CLIENT_RETRY_FIRST_MS 200L
 #define CLIENT_RETRY_MAX_MS 3200L
+/* A 429 with Retry-After (the server's rate limit): wait what it asks,
+ * at most this long at a time and in all for one request. */
+#define CLIENT_RATE_WAIT_MAX_S 60L
+#define CLIENT_RATE_WAIT_TOTAL_S 900L
 
 struct client {
 	CURL *curl;
@@ -52,6 +56,7 @@ struct client {
 	size_t resp_cap;
 	bool overflow;
 	CURLcode last_cc;        /* of the last transfer */
+	long retry_after;        /* seconds a 429 asked for; 0: none */
 };
 
 int client_global_init(void)
@@ -374,9 +379,25 @@ static int client_request_once(struct client *c, const char *method,
 	if (cc != CURLE_OK)
 		return client_transport_error(c, cc);
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status == 429) {
+		curl_off_t after = -1;
+
+		if (curl_easy_getinfo(c->curl, CURLINFO_RETRY_AFTER, &after) ==
+		    CURLE_OK && after > 0)
+			c->retry_after = after > CLIENT_RATE_WAIT_MAX_S ?
+				CLIENT_RATE_WAIT_MAX_S : (long)after;
+	}
 	if (status < 200 || status > 299)
 		return client_status_error(c, method, path, status);
 	return 0;
+}
+
+static void client_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }
 
 /* True when the last failure was the connection, not the request. */
@@ -411,25 +432,32 @@ static int client_retries(void)
  * Every request is idempotent on the server except a snapshot create,
  * whose retry after a lost answer may record a second, identical snapshot:
  * harmless, and better than a failed backup.
+ *
+ * A 429 that carries Retry-After (the server rate-limits /chunks/missing)
+ * is waited out and sent again, up to CLIENT_RATE_WAIT_TOTAL_S in all; a
+ * 429 without it is an error as before.
  */
 int client_request(struct client *c, const char *method, const char *path,
 		   const char *ctype, const void *body, size_t len,
 		   struct dd_buf *resp)
 {
-	long wait_ms = CLIENT_RETRY_FIRST_MS;
+	long wait_ms = CLIENT_RETRY_FIRST_MS, waited_s = 0;
 	int tries = client_retries(), rc;
-	struct timespec ts;
 
 	for (;;) {
 		c->last_cc = CURLE_OK;
+		c->retry_after = 0;
 		rc = client_request_once(c, method, path, ctype, body, len,
 					 resp);
+		if (rc < 0 && c->retry_after > 0 &&
+		    waited_s + c->retry_after <= CLIENT_RATE_WAIT_TOTAL_S) {
+			waited_s += c->retry_after;
+			client_sleep_ms(c->retry_after * 1000);
+			continue;
+		}
 		if (rc == 0 || tries-- <= 0 || !client_retryable(c))
 			return rc;
-		ts.tv_sec = wait_ms / 1000;
-		ts.tv_nsec = (wait_ms % 1000) * 1000000L;
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
+		client_sleep_ms(wait_ms);
 		wait_ms = wait_ms * 2 > CLIENT_RETRY_MAX_MS ?
 			  CLIENT_RETRY_MAX_MS : wait_ms * 2;
 	}

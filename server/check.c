@@ -25,6 +25,7 @@
 #include "catalog.h"
 #include "check.h"
 #include "ldbcheck.h"
+#include "domains.h"
 #include "log.h"
 #include "pack.h"
 #include "proto.h"
@@ -77,6 +78,9 @@ struct checker {
 	size_t nrecs, arecs;
 	struct cent *ents;
 	size_t nents, aents;
+	/* chunks named by dedup-domain keys, one per key (domains.h) */
+	struct dd_id *mems;
+	size_t nmems, amems;
 	struct dd_buf plain, stored;
 	ZSTD_DCtx *dctx;
 	/* the pack being scanned */
@@ -448,6 +452,48 @@ cleanup:
 
 /* ---- pass 2: the index ---- */
 
+/* A dedup-domain key: remembered, to be matched with the entries. */
+static int ck_domain_key(struct checker *c, const uint8_t *key, size_t klen)
+{
+	struct domains_tag tag;
+	struct dd_id id;
+
+	if (domains_key_parse(key, klen, &id, &tag) < 0) {
+		ck_problem(c, "the index holds a malformed dedup-domain key "
+			   "of %zu bytes", klen);
+		return 0;
+	}
+	if (c->nmems == c->amems) {
+		size_t n = c->amems ? c->amems * 2 : 1024;
+		struct dd_id *v = realloc(c->mems, n * sizeof(*v));
+
+		if (!v)
+			return dd_error_set(-ENOMEM, "out of memory");
+		c->mems = v;
+		c->amems = n;
+	}
+	c->mems[c->nmems++] = id;
+	return 0;
+}
+
+/* Memberships of chunks no longer indexed: harmless (they never make a
+ * chunk present, domains.h), dropped by the next gc. */
+static void ck_domain_orphans(struct checker *c)
+{
+	uint64_t orphans = 0;
+	size_t i;
+
+	for (i = 0; i < c->nmems; i++)
+		if (!ck_find_ent(c, &c->mems[i]))
+			orphans++;
+	if (c->nmems && !c->o->quiet)
+		printf("index: %zu dedup-domain key(s)\n", c->nmems);
+	if (orphans)
+		ck_note(c, "%llu dedup-domain membership key(s) name chunks "
+			"that are not stored (orphans; harmless, the next gc "
+			"drops them)", (unsigned long long)orphans);
+}
+
 static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 		       const uint8_t *val, size_t vlen)
 {
@@ -458,6 +504,8 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 
 	if (klen == 6 && memcmp(key, "mstats", 6) == 0)
 		return 0;
+	if (klen && (key[0] == 'd' || key[0] == 'r'))
+		return ck_domain_key(c, key, klen);
 	if (klen != 1 + DD_ID_LEN || key[0] != 'c') {
 		ck_problem(c, "the index holds an unknown key of %zu bytes",
 			   klen);
@@ -661,6 +709,7 @@ static int ck_index(struct checker *c)
 	if (!c->o->quiet)
 		printf("index: %zu chunk(s), %llu plain bytes\n", c->nents,
 		       (unsigned long long)sum);
+	ck_domain_orphans(c);
 	if (orphans)
 		ck_note(c, "%llu pack record(s) are not indexed (left by "
 			"interrupted uploads, or second copies; harmless)",
@@ -1099,5 +1148,6 @@ cleanup:
 	free(c.recs);
 	free(c.ents);
 	free(c.packs);
+	free(c.mems);
 	return rc;
 }

@@ -162,7 +162,7 @@ int cmd_init(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL;
-	struct tokens_list none = { NULL, 0 };
+	struct tokens_list none = { NULL, 0, false };
 	char path[4200], cert[4200], key[4200], host[256];
 	struct dd_chunker_params chunker;
 	int c, rc;

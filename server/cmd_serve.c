@@ -65,7 +65,8 @@ const char cmd_serve_usage[] =
 	"Config keys: repo, listen, tls_cert, tls_key, threads,\n"
 	"max_connections, reserved_connections, per_ip_connections,\n"
 	"header_timeout, min_body_rate, connection_timeout,\n"
-	"drain_timeout, session_timeout, stale_after (see\n"
+	"drain_timeout, session_timeout, stale_after,\n"
+	"missing_ids_per_second, missing_ids_burst (see\n"
 	"conf/server.conf.example).\n";
 
 /*
@@ -257,6 +258,10 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = metrics_new(&ctx.metrics);
 	if (rc == 0)
 		rc = usage_new(&ctx.usage);
+	if (rc == 0)
+		rc = ratelimit_new(&ctx.missing_limit,
+				   cfg->missing_ids_per_second,
+				   cfg->missing_ids_burst);
 	if (rc < 0)
 		goto cleanup;
 	ctx.repo = repo;
@@ -326,6 +331,7 @@ cleanup:
 	sessions_free(ctx.sessions);
 	metrics_free(ctx.metrics);
 	usage_free(ctx.usage);
+	ratelimit_free(ctx.missing_limit);
 	serve_free_key(key);
 	free(cert);
 	if (lockfd >= 0)

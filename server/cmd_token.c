@@ -21,17 +21,20 @@
 #include "util.h"
 
 const char cmd_token_usage[] =
-	"usage: dedup-server token add --repo DIR [--admin] NAME\n"
+	"usage: dedup-server token add --repo DIR [--admin] [--domain D] NAME\n"
 	"       dedup-server token list --repo DIR\n"
 	"       dedup-server token revoke --repo DIR NAME\n"
 	"\n"
 	"add     creates a client and prints its token (only the token, on\n"
 	"        stdout; it is not stored and cannot be shown again)\n"
 	"        --admin: the client may see every client's snapshots\n"
-	"list    shows each client's name, role and creation time\n"
+	"        --domain D: the client's dedup domain (default: 'default',\n"
+	"        shared by every client added without one); a client learns\n"
+	"        only of chunks its own domain stored\n"
+	"list    shows each client's name, role, creation time and domain\n"
 	"revoke  removes a client; its token stops working at once\n"
 	"\n"
-	"NAME is 1 to 64 of [A-Za-z0-9._-], not starting with '.'.\n";
+	"NAME and D are 1 to 64 of [A-Za-z0-9._-], not starting with '.'.\n";
 
 enum token_op { TOKEN_ADD, TOKEN_LIST, TOKEN_REVOKE };
 
@@ -42,10 +45,10 @@ static int token_usage(void)
 }
 
 static int token_run(enum token_op op, const char *repo, const char *name,
-		     bool admin)
+		     bool admin, const char *domain)
 {
 	struct repo_config cfg;
-	struct tokens_list list = { NULL, 0 };
+	struct tokens_list list = { NULL, 0, false };
 	struct tokens_client c;
 	char path[4200], token[TOKENS_TOKEN_LEN + 1];
 	ssize_t at;
@@ -70,9 +73,9 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 	switch (op) {
 	case TOKEN_LIST:
 		for (i = 0; i < list.n; i++)
-			printf("%-24s %-6s %s\n", list.v[i].name,
+			printf("%-24s %-6s %-20s %s\n", list.v[i].name,
 			       list.v[i].admin ? "admin" : "client",
-			       list.v[i].created);
+			       list.v[i].created, list.v[i].domain);
 		break;
 	case TOKEN_ADD:
 		if (tokens_list_find(&list, name) >= 0) {
@@ -83,6 +86,8 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 		memset(&c, 0, sizeof(c));
 		snprintf(c.name, sizeof(c.name), "%s", name);
 		c.admin = admin;
+		snprintf(c.domain, sizeof(c.domain), "%s",
+			 domain ? domain : TOKENS_DEFAULT_DOMAIN);
 		dd_format_time(c.created, dd_now());
 		rc = tokens_generate(token, c.hash);
 		if (rc == 0)
@@ -122,15 +127,29 @@ cleanup:
 	return CMD_OK;
 }
 
+/* Client and domain names: false after a message. */
+static bool token_name_ok(const char *what, const char *name)
+{
+	char clean[300];
+
+	if (tokens_name_valid(name))
+		return true;
+	log_sanitize(clean, sizeof(clean), name, (size_t)-1);
+	log_error("invalid %s '%s': use 1 to %d of [A-Za-z0-9._-], not "
+		  "starting with '.'", what, clean, DD_CLIENT_NAME_MAX);
+	return false;
+}
+
 int cmd_token(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repo", required_argument, NULL, 'r' },
 		{ "admin", no_argument, NULL, 'a' },
+		{ "domain", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *repo = NULL, *sub, *name = NULL;
+	const char *repo = NULL, *sub, *name = NULL, *domain = NULL;
 	enum token_op op;
 	bool admin = false;
 	int c;
@@ -155,13 +174,16 @@ int cmd_token(int argc, char **argv)
 	}
 
 	optind = 1;
-	while ((c = getopt_long(argc - 1, argv + 1, "r:ah", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc - 1, argv + 1, "r:ad:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			repo = optarg;
 			break;
 		case 'a':
 			admin = true;
+			break;
+		case 'd':
+			domain = optarg;
 			break;
 		case 'h':
 			fputs(cmd_token_usage, stdout);
@@ -175,21 +197,16 @@ int cmd_token(int argc, char **argv)
 	if (!repo)
 		return token_usage();
 	if (op == TOKEN_LIST) {
-		if (argc != 0 || admin)
+		if (argc != 0 || admin || domain)
 			return token_usage();
 	} else {
-		if (argc != 1 || (admin && op != TOKEN_ADD))
+		if (argc != 1 || ((admin || domain) && op != TOKEN_ADD))
 			return token_usage();
 		name = argv[0];
-		if (!tokens_name_valid(name)) {
-			char clean[300];
-
-			log_sanitize(clean, sizeof(clean), name, (size_t)-1);
-			log_error("invalid client name '%s': use 1 to %d of "
-				  "[A-Za-z0-9._-], not starting with '.'",
-				  clean, DD_CLIENT_NAME_MAX);
+		if (!token_name_ok("client name", name))
 			return CMD_ERROR;
-		}
+		if (domain && !token_name_ok("domain", domain))
+			return CMD_ERROR;
 	}
-	return token_run(op, repo, name, admin);
+	return token_run(op, repo, name, admin, domain);
 }

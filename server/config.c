@@ -59,6 +59,10 @@ static const struct config_key config_keys[] = {
 	{ "quota_bytes", CONFIG_BYTES, CONFIG_OFF(quota_bytes), 0, 0 },
 	{ "gc_protect_max", CONFIG_SECONDS, CONFIG_OFF(gc_protect_max), 0,
 	  10 * CONFIG_YEAR },
+	{ "missing_ids_per_second", CONFIG_COUNT,
+	  CONFIG_OFF(missing_ids_per_second), 0, 100000000 },
+	{ "missing_ids_burst", CONFIG_COUNT, CONFIG_OFF(missing_ids_burst), 1,
+	  1000000000 },
 };
 
 int config_init(struct config *c)
@@ -81,6 +85,8 @@ int config_init(struct config *c)
 	c->max_snapshots_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	c->quota_bytes = 0;
 	c->gc_protect_max = 0;
+	c->missing_ids_per_second = CONFIG_MISSING_IDS_PER_SECOND;
+	c->missing_ids_burst = CONFIG_MISSING_IDS_BURST;
 	return 0;
 }
 

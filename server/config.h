@@ -17,6 +17,10 @@
 #define CONFIG_DEFAULT_PATH DD_SYSCONFDIR "/dedup/server.conf"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
 #define CONFIG_RESERVED_AUTO (~0u)
+/* Measured: a first backup asks about one id per chunk, at most a few
+ * thousand a second per agent (docs/SECURITY.md, "Dedup domains"). */
+#define CONFIG_MISSING_IDS_PER_SECOND 20000
+#define CONFIG_MISSING_IDS_BURST 262144
 
 struct config {
 	char *repo;                 /* NULL until set */
@@ -43,6 +47,10 @@ struct config {
 	uint64_t quota_bytes;
 	unsigned gc_protect_max;    /* seconds gc keeps a backup's chunks;
 				     * 0: until the backup ends */
+	/* /chunks/missing: ids a client may ask about a second (0: no
+	 * limit) and how many it may save up. */
+	unsigned missing_ids_per_second;
+	unsigned missing_ids_burst;
 	/* Retention: `keep_daily = 7` for every client, and overrides,
 	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
 	struct retention_policy keep;

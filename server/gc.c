@@ -27,6 +27,7 @@
 
 #include "catalog.h"
 #include "catsource.h"
+#include "domains.h"
 #include "gc.h"
 #include "idset.h"
 #include "proto.h"
@@ -365,6 +366,20 @@ static int gc_pack_size(struct store *st, uint64_t seq, uint64_t *size)
 	return 0;
 }
 
+/* The dedup-domain memberships of chunks no longer stored: those just
+ * swept, and any an interrupted run left (server/domains.h). */
+static int gc_drop_memberships(struct store *st)
+{
+	uint64_t dropped = 0;
+	int rc = domains_drop_orphans(st, &dropped);
+
+	if (rc == 0 && dropped)
+		log_info("gc: dropped %llu dedup-domain membership(s) of "
+			 "chunks no longer stored",
+			 (unsigned long long)dropped);
+	return rc;
+}
+
 int gc_run(struct store *st, struct snapshots *snaps,
 	   const struct gc_opts *o, struct gc_report *r)
 {
@@ -440,6 +455,9 @@ int gc_run(struct store *st, struct snapshots *snaps,
 			r->bytes_removed += bytes;
 		}
 		gc_test_point("swept");
+		rc = gc_drop_memberships(st);
+		if (rc < 0)
+			goto cleanup;
 		/* What stays, as the index says now. */
 		free(sc.dead);
 		sc.dead = NULL;

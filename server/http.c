@@ -212,6 +212,12 @@ static enum MHD_Result http_send(struct MHD_Connection *conn,
 	if (rep->status == 401)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Bearer realm=\"dedup\"");
+	if (rep->retry_after) {
+		char secs[16];
+
+		snprintf(secs, sizeof(secs), "%u", rep->retry_after);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+	}
 	if (rep->status == 405 && call && call->allow[0])
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, call->allow);
 	if (rep->cacheable)

@@ -51,6 +51,7 @@ struct http_reply {
 	size_t len;
 	bool must_free;             /* body was malloc'ed; freed after sending */
 	bool cacheable;             /* static assets; API replies are no-store */
+	unsigned retry_after;       /* seconds; sent as Retry-After when > 0 */
 };
 
 typedef void (*http_handler)(void *payload, const struct http_request *req,

@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include "bundle.h"
+#include "domains.h"
 #include "gc.h"
 #include "log.h"
 #include "prune.h"
@@ -159,12 +160,49 @@ static void route_config(void *payload, const struct http_request *req,
 		"max_json_body", (json_int_t)DD_MAX_JSON_BODY));
 }
 
+/* The dedup domain of the client making the request. */
+static void routes_domain(struct domains_tag *out,
+			  const struct http_request *req)
+{
+	domains_tag_of(out, req->who->domain[0] ? req->who->domain :
+			    TOKENS_DEFAULT_DOMAIN);
+}
+
 /* ---- POST /api/v1/chunks/missing ---- */
 
+/* The client's bucket of ids (ratelimit.h); false after a 429. */
+static bool routes_missing_allowed(struct routes_ctx *ctx,
+				   const struct http_request *req,
+				   struct http_reply *rep, size_t n)
+{
+	unsigned wait = 0;
+	int rc;
+
+	rc = ratelimit_take(ctx->missing_limit, req->who->name, (double)n,
+			    dd_monotonic(), &wait);
+	if (rc == -EAGAIN) {
+		http_reply_error(rep, 429, "too many chunk ids asked about: "
+				 "at most %u a second (missing_ids_per_second)"
+				 "; retry after %u s",
+				 ctx->cfg ? ctx->cfg->missing_ids_per_second :
+				 0, wait);
+		rep->retry_after = wait;
+		return false;
+	}
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return false;
+	}
+	return true;
+}
+
+/* Answers for the client's domain only: a chunk that another domain
+ * stored is "missing" until this client uploads it (domains.h). */
 static void route_missing(void *payload, const struct http_request *req,
 			  struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	struct domains_tag dom;
 	struct dd_chunk_loc loc;
 	struct dd_id id;
 	uint8_t *bits;
@@ -173,6 +211,9 @@ static void route_missing(void *payload, const struct http_request *req,
 
 	if (!routes_ids(req, rep, &n))
 		return;
+	if (!routes_missing_allowed(ctx, req, rep, n))
+		return;
+	routes_domain(&dom, req);
 	bits = calloc((n + 7) / 8, 1);
 	if (!bits) {
 		routes_fail(rep, -ENOMEM);
@@ -180,7 +221,7 @@ static void route_missing(void *payload, const struct http_request *req,
 	}
 	for (i = 0; i < n; i++) {
 		routes_id_at(&id, req, i);
-		rc = store_lookup(ctx->store, &id, &loc);
+		rc = domains_lookup(ctx->store, &dom, &id, &loc);
 		if (rc == -ENOENT) {
 			bits[i / 8] |= (uint8_t)(1u << (i % 8));
 		} else if (rc < 0) {
@@ -357,6 +398,7 @@ static void route_upload(void *payload, const struct http_request *req,
 			 struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	struct domains_tag dom;
 	struct dd_bundle_record *recs = NULL;
 	struct dd_buf plain;
 	struct dd_chunk_loc loc;
@@ -395,14 +437,18 @@ static void route_upload(void *payload, const struct http_request *req,
 		}
 	}
 	dd_buf_release(&plain);
-	/* For the counters: what is new, as far as the index knows now. */
+	/* For the counters: what is new to this client's domain, as far as
+	 * the index knows now. The reply, too, counts a chunk that another
+	 * domain stored as stored, so it tells nothing about other domains. */
+	routes_domain(&dom, req);
 	for (i = 0; i < n; i++) {
-		if (store_lookup(ctx->store, &recs[i].id, &loc) == -ENOENT) {
+		if (domains_lookup(ctx->store, &dom, &recs[i].id, &loc) ==
+		    -ENOENT) {
 			new_plain += recs[i].plain_len;
 			new_packed += recs[i].stored_len;
 		}
 	}
-	rc = store_ingest(ctx->store, recs, n, &stored, &dups);
+	rc = store_ingest(ctx->store, &dom, recs, n, &stored, &dups);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
@@ -733,16 +779,31 @@ static void route_snapshot_get(void *payload, const struct http_request *req,
 
 /* ---- GET /api/v1/stats ---- */
 
+/* With dedup domains, a client must not see what the store holds: the
+ * chunk and byte counters (and free space) would tell whether an upload
+ * was written or was already there, stored by another domain. */
+static void routes_stats_redact(json_t *j)
+{
+	static const char *const hidden[] = {
+		"chunks", "packs", "bytes_unique", "bytes_stored",
+		"dedup_ratio", "compression_ratio", "disk_free", "disk_total",
+	};
+	size_t i;
+
+	for (i = 0; i < DD_ARRAY_SIZE(hidden); i++)
+		json_object_del(j, hidden[i]);
+}
+
 static void route_stats(void *payload, const struct http_request *req,
 			struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	json_t *j;
 	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;
 	uint64_t stored = 0, disk_free = 0, disk_total = 0;
 	bool ro;
 	int rc;
 
-	(void)req;
 	snapshots_totals(ctx->snapshots, &snaps, &logical, &catalogs);
 	store_counters(ctx->store, &chunks, &unique);
 	rc = store_pack_usage(ctx->store, &packs, &stored);
@@ -757,7 +818,7 @@ static void route_stats(void *payload, const struct http_request *req,
 	}
 	/* The ratio counts the catalogs on both sides: they are stored as
 	 * chunks too, so a first backup reads 1.00, not below. */
-	http_reply_json(rep, 200, json_pack(
+	j = json_pack(
 		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, "
 		"s:I}",
 		"snapshots", (json_int_t)snaps,
@@ -775,7 +836,10 @@ static void route_stats(void *payload, const struct http_request *req,
 		"disk_free", (json_int_t)disk_free,
 		"disk_total", (json_int_t)disk_total,
 		"backups_in_progress",
-		(json_int_t)sessions_active(ctx->sessions, NULL)));
+		(json_int_t)sessions_active(ctx->sessions, NULL));
+	if (j && !req->who->admin && tokens_domains_used(ctx->tokens))
+		routes_stats_redact(j);
+	http_reply_json(rep, 200, j);
 }
 
 /* ---- per-client summaries from the manifests ---- */
@@ -975,7 +1039,7 @@ static void route_clients(void *payload, const struct http_request *req,
 {
 	struct routes_ctx *ctx = payload;
 	struct routes_sums sums;
-	struct tokens_list tl = { NULL, 0 };
+	struct tokens_list tl = { NULL, 0, false };
 	struct usage_client *u = NULL;
 	size_t nu = 0, i;
 	int64_t now = dd_now();
@@ -1356,7 +1420,7 @@ static void route_metrics(void *payload, const struct http_request *req,
 {
 	struct routes_ctx *ctx = payload;
 	struct routes_sums sums;
-	struct tokens_list tl = { NULL, 0 };
+	struct tokens_list tl = { NULL, 0, false };
 	struct dd_buf b;
 	char why[600];
 	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;

@@ -11,6 +11,7 @@
 #include "http.h"
 #include "config.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "repo.h"
 #include "sessions.h"
 #include "snapshots.h"
@@ -28,6 +29,7 @@ struct routes_ctx {
 	struct sessions *sessions;
 	struct metrics *metrics;
 	struct usage *usage;
+	struct ratelimit *missing_limit;  /* ids a client may ask about */
 	unsigned stale_after;       /* seconds without a backup: stale */
 	const struct config *cfg;   /* retention policies, gc threshold */
 	int64_t started;            /* unix seconds */

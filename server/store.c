@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "compress.h"
+#include "domains.h"
 #include "ldbcheck.h"
 #include "log.h"
 #include "repo.h"
@@ -573,6 +574,9 @@ static int store_load_counters(struct store *s)
 			rc = store_count_entries(s, &s->chunks,
 						 &s->bytes_unique);
 	}
+	/* Before the counters are written, so a crash retries it. */
+	if (rc == 0)
+		rc = domains_after_rebuild(s);
 	if (rc < 0)
 		return rc;
 	store_meta_encode(meta, s->chunks, s->bytes_unique);
@@ -1146,6 +1150,90 @@ int store_lookup(struct store *s, const struct dd_id *id,
 	return rc;
 }
 
+int store_key_exists(struct store *s, const void *key, size_t klen)
+{
+	char *err = NULL, *v;
+	size_t vlen = 0;
+
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
+	}
+	v = leveldb_get(s->db, s->ropts, key, klen, &vlen, &err);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err)
+		return store_db_error(err, "read the index");
+	leveldb_free(v);
+	return v != NULL;
+}
+
+int store_index_scan(struct store *s, const void *prefix, size_t plen,
+		     store_entry_cb cb, void *payload)
+{
+	leveldb_iterator_t *it;
+	const char *k, *v;
+	size_t klen, vlen;
+	char *err = NULL;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
+	}
+	it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		k = leveldb_iter_key(it, &klen);
+		if (klen < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		v = leveldb_iter_value(it, &vlen);
+		rc = cb(payload, (const uint8_t *)k, klen,
+			(const uint8_t *)v, vlen);
+		if (rc)
+			break;
+	}
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err && rc == 0)
+		return store_db_error(err, "read the index");
+	leveldb_free(err);
+	return rc;
+}
+
+int store_index_apply(struct store *s, void *batch)
+{
+	char *err = NULL;
+	int rc = 0;
+
+	if (s->flags & STORE_OPEN_READONLY)
+		return dd_error_set(-EROFS, "the store is open read-only");
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (s->db)
+		leveldb_write(s->db, s->wopts_sync, batch, &err);
+	else
+		rc = store_closed_error(s);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err) {
+		rc = store_db_error(err, "write the index");
+		store_db_write_failed(s, rc);
+	}
+	return rc;
+}
+
+int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
+			   void *payload)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	rc = fn(payload);
+	pthread_mutex_unlock(&s->ingest_lock);
+	return rc;
+}
+
 /* ---- reading packs ---- */
 
 /* An fd for pack `seq`, cached; *slot is what store_fd_release needs. */
@@ -1415,12 +1503,13 @@ static void store_abandon_writer(struct store *s)
 	}
 }
 
-int store_ingest(struct store *s, const struct dd_bundle_record *recs,
-		 size_t n, uint32_t *stored, uint32_t *duplicates)
+int store_ingest(struct store *s, const struct domains_tag *dom,
+		 const struct dd_bundle_record *recs, size_t n,
+		 uint32_t *stored, uint32_t *duplicates)
 {
 	struct store_idset set = { NULL, 0 };
 	uint32_t *todo = NULL;
-	size_t ntodo = 0, i;
+	size_t ntodo = 0, njoin = 0, i;
 	leveldb_writebatch_t *batch = NULL;
 	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
 	uint8_t meta[STORE_META_LEN];
@@ -1435,6 +1524,8 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 		return 0;
 	if (store_idset_init(&set, n) < 0)
 		return -ENOMEM;
+	/* todo[0..ntodo) are new chunks; todo[n - njoin..n) chunks stored
+	 * by another domain that `dom` joins. */
 	todo = malloc(n * sizeof(*todo));
 	if (!todo) {
 		free(set.slots);
@@ -1458,8 +1549,14 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 			continue;
 		}
 		rc = store_lookup(s, &recs[i].id, &loc);
-		if (rc == 0) {
+		if (rc == 0)
+			rc = domains_is_member(s, dom, &recs[i].id);
+		if (rc == 1) {
 			(*duplicates)++;
+			continue;
+		}
+		if (rc == 0) {
+			todo[n - ++njoin] = (uint32_t)i;
 			continue;
 		}
 		if (rc != -ENOENT)
@@ -1467,8 +1564,13 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 		todo[ntodo++] = (uint32_t)i;
 	}
 	rc = 0;
-	if (ntodo == 0)
+	if (ntodo == 0 && njoin == 0)
 		goto cleanup;
+	batch = leveldb_writebatch_create();
+	for (i = n - njoin; i < n; i++)
+		domains_batch_join(batch, dom, &recs[todo[i]].id);
+	if (ntodo == 0)
+		goto write_index;
 
 	/* Keep packs near the target: if this request would push the open
 	 * pack past it, seal that pack first (all of it is durable and
@@ -1493,7 +1595,6 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 			goto cleanup;
 		}
 	}
-	batch = leveldb_writebatch_create();
 	for (i = 0; i < ntodo; i++) {
 		const struct dd_bundle_record *r = &recs[todo[i]];
 
@@ -1507,6 +1608,9 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 		dd_chunk_loc_encode(val, &loc);
 		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
 				       (const char *)val, sizeof(val));
+		rc = domains_batch_new(s, batch, dom, &r->id);
+		if (rc < 0)
+			goto write_failed;
 		add_bytes += r->plain_len;
 	}
 	dd_error_clear();
@@ -1518,6 +1622,7 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 	store_meta_encode(meta, chunks + ntodo, bytes + add_bytes);
 	leveldb_writebatch_put(batch, STORE_META_KEY, strlen(STORE_META_KEY),
 			       (const char *)meta, sizeof(meta));
+write_index:
 	pthread_rwlock_rdlock(&s->db_lock);
 	leveldb_write(s->db, s->wopts_sync, batch, &err);
 	pthread_rwlock_unlock(&s->db_lock);
@@ -1532,12 +1637,12 @@ int store_ingest(struct store *s, const struct dd_bundle_record *recs,
 	s->chunks += ntodo;
 	s->bytes_unique += add_bytes;
 	pthread_mutex_unlock(&s->counters_lock);
-	*stored = (uint32_t)ntodo;
+	*stored = (uint32_t)(ntodo + njoin);
 	/* Still under ingest_lock, which a sweep also takes. */
 	for (i = 0; i < ntodo; i++)
 		store_vouch(s, &recs[todo[i]].id);
 
-	if (dd_pack_writer_size(s->writer) >= STORE_PACK_TARGET)
+	if (s->writer && dd_pack_writer_size(s->writer) >= STORE_PACK_TARGET)
 		store_seal_writer(s);
 	rc = 0;
 	goto cleanup;

@@ -109,21 +109,46 @@ void store_close(struct store *s);
 
 /* 0 and *loc filled, -ENOENT if the id is not stored, -EIO (with a
  * reason) if the index cannot be read, -EAGAIN if it is closed after a
- * failed reopen (store_index_health). */
+ * failed reopen (store_index_health). This is whether the chunk is on
+ * disk, whoever stored it: what a client may be told goes through
+ * domains_lookup() (server/domains.h). */
 int store_lookup(struct store *s, const struct dd_id *id,
 		 struct dd_chunk_loc *loc);
 
 /*
- * Stores the records that are not yet stored. The caller has verified
- * every record (decompressed and re-hashed). Records already in the index,
- * and repeats of an id within `recs`, are counted in *duplicates. On
- * success everything is durable. On failure nothing is acknowledged and
- * nothing is indexed: -ENOSPC when the disk (or quota) is full (also while
- * the index cannot be reopened after such a failure), -EIO otherwise,
- * with a reason.
+ * Stores the records that are not yet stored, for dedup domain `dom`
+ * (NULL: the repository has no domains; server/domains.h). The caller has
+ * verified every record (decompressed and re-hashed). Records the domain
+ * already holds, and repeats of an id within `recs`, are counted in
+ * *duplicates; the others in *stored, including those another domain
+ * stored, which are not written again: the domain only becomes a member.
+ * On success everything is durable: pack bytes synced, then entries,
+ * memberships and counters in one synced batch. On failure nothing is
+ * acknowledged and nothing is indexed: -ENOSPC when the disk (or quota) is
+ * full (also while the index cannot be reopened after such a failure),
+ * -EIO otherwise, with a reason.
  */
-int store_ingest(struct store *s, const struct dd_bundle_record *recs,
-		 size_t n, uint32_t *stored, uint32_t *duplicates);
+struct domains_tag;
+int store_ingest(struct store *s, const struct domains_tag *dom,
+		 const struct dd_bundle_record *recs, size_t n,
+		 uint32_t *stored, uint32_t *duplicates);
+
+/*
+ * Raw index access for server/domains.c, whose keys live in the same
+ * index. store_key_exists: 1 if `key` is in the index, 0 if not, -EIO.
+ * store_index_scan: cb for every key starting with `prefix`, in key order
+ * (as store_index_foreach). store_index_apply: writes a LevelDB batch
+ * (leveldb_writebatch_t) synced; called inside store_with_ingest_lock()
+ * (or while the store opens), since a failed write marks the index for a
+ * reopen as store_ingest's do. store_with_ingest_lock: runs fn with the
+ * ingest lock held, so that no chunk is stored meanwhile.
+ */
+int store_key_exists(struct store *s, const void *key, size_t klen);
+int store_index_scan(struct store *s, const void *prefix, size_t plen,
+		     store_entry_cb cb, void *payload);
+int store_index_apply(struct store *s, void *batch);
+int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
+			   void *payload);
 
 /* The stored (possibly compressed) bytes of a chunk at *loc into out,
  * with the pack record header checked. -EBADMSG (naming the chunk) on a

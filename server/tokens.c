@@ -41,6 +41,7 @@ void tokens_list_release(struct tokens_list *l)
 	free(l->v);
 	l->v = NULL;
 	l->n = 0;
+	l->domains_used = false;
 }
 
 ssize_t tokens_list_find(const struct tokens_list *l, const char *name)
@@ -78,6 +79,7 @@ static int tokens_parse_client(struct tokens_client *c, json_t *o)
 	json_t *role = json_object_get(o, "role");
 	json_t *hash = json_object_get(o, "token_sha256");
 	json_t *created = json_object_get(o, "created");
+	json_t *domain = json_object_get(o, "domain");
 	const char *h;
 
 	memset(c, 0, sizeof(*c));
@@ -102,7 +104,28 @@ static int tokens_parse_client(struct tokens_client *c, json_t *o)
 	if (json_is_string(created))
 		snprintf(c->created, sizeof(c->created), "%s",
 			 json_string_value(created));
+	/* Written before domains existed: the shared default domain. */
+	snprintf(c->domain, sizeof(c->domain), "%s", TOKENS_DEFAULT_DOMAIN);
+	if (domain && (!json_is_string(domain) ||
+		       !tokens_name_valid(json_string_value(domain))))
+		return dd_error_set(-EBADMSG, "client '%s' has an invalid "
+				    "domain", c->name);
+	if (domain)
+		snprintf(c->domain, sizeof(c->domain), "%s",
+			 json_string_value(domain));
 	return 0;
+}
+
+bool tokens_list_domains_used(const struct tokens_list *l)
+{
+	size_t i;
+
+	if (l->domains_used)
+		return true;
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].domain, TOKENS_DEFAULT_DOMAIN) != 0)
+			return true;
+	return false;
 }
 
 int tokens_list_load(struct tokens_list *out, const char *path)
@@ -116,6 +139,7 @@ int tokens_list_load(struct tokens_list *out, const char *path)
 
 	out->v = NULL;
 	out->n = 0;
+	out->domains_used = false;
 	rc = dd_read_file(path, TOKENS_FILE_MAX, &text, &len);
 	if (rc < 0)
 		return rc;
@@ -133,6 +157,8 @@ int tokens_list_load(struct tokens_list *out, const char *path)
 				  "clients file", path);
 		goto cleanup;
 	}
+	out->domains_used = json_is_true(json_object_get(root,
+							 "domains_used"));
 	for (i = 0; i < json_array_size(arr); i++) {
 		rc = tokens_parse_client(&c, json_array_get(arr, i));
 		if (rc < 0) {
@@ -172,13 +198,18 @@ int tokens_list_save(const struct tokens_list *l, const char *path)
 		const struct tokens_client *c = &l->v[i];
 
 		dd_hex_encode(hex, c->hash, sizeof(c->hash));
-		if (json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}",
+		if (json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, "
+				"s:s}",
 				"name", c->name,
 				"role", c->admin ? "admin" : "client",
 				"token_sha256", hex,
-				"created", c->created)) < 0)
+				"created", c->created,
+				"domain", c->domain)) < 0)
 			goto cleanup;
 	}
+	if (tokens_list_domains_used(l) &&
+	    json_object_set_new(root, "domains_used", json_true()) < 0)
+		goto cleanup;
 	text = json_dumps(root, JSON_INDENT(2));
 	if (!text)
 		goto cleanup;
@@ -332,9 +363,22 @@ int tokens_authenticate(struct tokens *t, const char *authorization,
 	if (found >= 0) {
 		memcpy(who->name, t->list.v[found].name, sizeof(who->name));
 		who->admin = t->list.v[found].admin;
+		memcpy(who->domain, t->list.v[found].domain,
+		       sizeof(who->domain));
 	}
 	pthread_mutex_unlock(&t->lock);
 	return found >= 0 ? 0 : -EACCES;
+}
+
+bool tokens_domains_used(struct tokens *t)
+{
+	bool used;
+
+	pthread_mutex_lock(&t->lock);
+	tokens_refresh(t);
+	used = tokens_list_domains_used(&t->list);
+	pthread_mutex_unlock(&t->lock);
+	return used;
 }
 
 size_t tokens_count(struct tokens *t)
@@ -356,6 +400,7 @@ int tokens_copy(struct tokens *t, struct tokens_list *out)
 	out->n = 0;
 	pthread_mutex_lock(&t->lock);
 	tokens_refresh(t);
+	out->domains_used = t->list.domains_used;
 	if (t->list.n) {
 		out->v = malloc(t->list.n * sizeof(*out->v));
 		if (out->v) {

@@ -33,7 +33,7 @@ static void fz_add_chunk(const void *p, size_t n, struct dd_id *id)
 	rec.plain_len = (uint32_t)n;
 	rec.stored_len = (uint32_t)n;
 	rec.data = p;
-	if (store_ingest(st, &rec, 1, &stored, &dups) < 0)
+	if (store_ingest(st, NULL, &rec, 1, &stored, &dups) < 0)
 		abort();
 }
 

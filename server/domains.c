@@ -1,0 +1,399 @@
+/*
+ * domains.c - see domains.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <leveldb/c.h>
+
+#include "domains.h"
+#include "log.h"
+#include "repo.h"
+#include "tokens.h"
+
+#define DOMAINS_PREFIX "dedup-domain:"
+/* Keys per synced batch when a whole index is walked. */
+#define DOMAINS_BATCH_KEYS 16384u
+
+static const uint8_t domains_value[1] = { 1 };
+
+void domains_tag_of(struct domains_tag *out, const char *name)
+{
+	char buf[sizeof(DOMAINS_PREFIX) + DD_CLIENT_NAME_MAX + 1];
+	struct dd_id h;
+	size_t i;
+	bool zero = true;
+
+	memset(out, 0, sizeof(*out));
+	if (strcmp(name, TOKENS_DEFAULT_DOMAIN) == 0)
+		return;
+	snprintf(buf, sizeof(buf), "%s%s", DOMAINS_PREFIX, name);
+	dd_sha256(&h, buf, strlen(buf));
+	memcpy(out->b, h.b, DOMAINS_TAG_LEN);
+	for (i = 0; i < DOMAINS_TAG_LEN; i++)
+		zero = zero && out->b[i] == 0;
+	if (zero)       /* never the default's tag */
+		out->b[0] = 1;
+}
+
+bool domains_is_default(const struct domains_tag *t)
+{
+	static const struct domains_tag zero;
+
+	return !t || memcmp(t->b, zero.b, DOMAINS_TAG_LEN) == 0;
+}
+
+static void domains_member_key(uint8_t key[DOMAINS_MEMBER_KEY_LEN],
+			       const struct domains_tag *t,
+			       const struct dd_id *id)
+{
+	key[0] = 'd';
+	memcpy(key + 1, id->b, DD_ID_LEN);
+	memcpy(key + 1 + DD_ID_LEN, t->b, DOMAINS_TAG_LEN);
+}
+
+static void domains_restrict_key(uint8_t key[DOMAINS_RESTRICT_KEY_LEN],
+				 const struct dd_id *id)
+{
+	key[0] = 'r';
+	memcpy(key + 1, id->b, DD_ID_LEN);
+}
+
+static void domains_chunk_key(uint8_t key[1 + DD_ID_LEN],
+			      const struct dd_id *id)
+{
+	key[0] = 'c';
+	memcpy(key + 1, id->b, DD_ID_LEN);
+}
+
+int domains_is_member(struct store *s, const struct domains_tag *t,
+		      const struct dd_id *id)
+{
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+	int rc;
+
+	if (domains_is_default(t)) {
+		domains_restrict_key(key, id);
+		rc = store_key_exists(s, key, DOMAINS_RESTRICT_KEY_LEN);
+		return rc < 0 ? rc : !rc;
+	}
+	domains_member_key(key, t, id);
+	return store_key_exists(s, key, sizeof(key));
+}
+
+int domains_lookup(struct store *s, const struct domains_tag *t,
+		   const struct dd_id *id, struct dd_chunk_loc *loc)
+{
+	int rc = store_lookup(s, id, loc);
+
+	if (rc < 0)
+		return rc;
+	rc = domains_is_member(s, t, id);
+	if (rc < 0)
+		return rc;
+	return rc ? 0 : -ENOENT;
+}
+
+/* ---- writing ---- */
+
+void domains_batch_join(void *batch, const struct domains_tag *t,
+			const struct dd_id *id)
+{
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+
+	if (domains_is_default(t)) {
+		domains_restrict_key(key, id);
+		leveldb_writebatch_delete(batch, (const char *)key,
+					  DOMAINS_RESTRICT_KEY_LEN);
+		return;
+	}
+	domains_member_key(key, t, id);
+	leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
+			       (const char *)domains_value,
+			       sizeof(domains_value));
+}
+
+/* Adds a delete of every key seen to the batch. */
+static int domains_delete_cb(void *payload, const uint8_t *key, size_t klen,
+			     const uint8_t *val, size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	leveldb_writebatch_delete(payload, (const char *)key, klen);
+	return 0;
+}
+
+/* Deletes every membership of id ("d" keys and the "r" key). */
+static int domains_batch_forget(struct store *s, void *batch,
+				const struct dd_id *id)
+{
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+
+	domains_restrict_key(key, id);
+	leveldb_writebatch_delete(batch, (const char *)key,
+				  DOMAINS_RESTRICT_KEY_LEN);
+	key[0] = 'd';
+	return store_index_scan(s, key, 1 + DD_ID_LEN, domains_delete_cb,
+				batch);
+}
+
+int domains_batch_new(struct store *s, void *batch,
+		      const struct domains_tag *t, const struct dd_id *id)
+{
+	uint8_t key[DOMAINS_RESTRICT_KEY_LEN];
+	int rc;
+
+	rc = domains_batch_forget(s, batch, id);
+	if (rc < 0 || domains_is_default(t))
+		return rc;
+	/* Not the default domain's until one of its clients uploads it. */
+	domains_restrict_key(key, id);
+	leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
+			       (const char *)domains_value,
+			       sizeof(domains_value));
+	domains_batch_join(batch, t, id);
+	return 0;
+}
+
+struct domains_drop {
+	struct store *s;
+	const struct dd_id *ids;
+	size_t n;
+	uint64_t dropped;
+};
+
+static int domains_count_cb(void *payload, const uint8_t *key, size_t klen,
+			    const uint8_t *val, size_t vlen)
+{
+	(void)key;
+	(void)klen;
+	(void)val;
+	(void)vlen;
+	(*(uint64_t *)payload)++;
+	return 0;
+}
+
+/* With the ingest lock held: checks each id again and deletes. */
+static int domains_drop_locked(void *payload)
+{
+	struct domains_drop *d = payload;
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+	uint64_t n = 0;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; rc == 0 && i < d->n; i++) {
+		domains_chunk_key(key, &d->ids[i]);
+		rc = store_key_exists(d->s, key, 1 + DD_ID_LEN);
+		if (rc != 0)
+			continue;       /* still stored, or an error */
+		domains_restrict_key(key, &d->ids[i]);
+		rc = store_key_exists(d->s, key, DOMAINS_RESTRICT_KEY_LEN);
+		if (rc < 0)
+			break;
+		n += (uint64_t)rc;
+		key[0] = 'd';
+		rc = store_index_scan(d->s, key, 1 + DD_ID_LEN,
+				      domains_count_cb, &n);
+		if (rc == 0)
+			rc = domains_batch_forget(d->s, batch, &d->ids[i]);
+	}
+	if (rc == 0 && n)
+		rc = store_index_apply(d->s, batch);
+	if (rc == 0)
+		d->dropped += n;
+	leveldb_writebatch_destroy(batch);
+	return rc;
+}
+
+int domains_drop_gone(struct store *s, const struct dd_id *ids, size_t n,
+		      uint64_t *dropped)
+{
+	struct domains_drop d = { s, NULL, 0, 0 };
+	size_t i;
+	int rc = 0;
+
+	*dropped = 0;
+	for (i = 0; rc == 0 && i < n; i += DOMAINS_BATCH_KEYS / 4) {
+		d.ids = ids + i;
+		d.n = n - i < DOMAINS_BATCH_KEYS / 4 ? n - i :
+		      DOMAINS_BATCH_KEYS / 4;
+		rc = store_with_ingest_lock(s, domains_drop_locked, &d);
+	}
+	*dropped = d.dropped;
+	return rc;
+}
+
+/* ---- whole-index walks ---- */
+
+struct domains_ids {
+	struct dd_id *v;
+	size_t n, alloc;
+};
+
+static int domains_ids_add(struct domains_ids *l, const uint8_t *id)
+{
+	if (l->n && memcmp(l->v[l->n - 1].b, id, DD_ID_LEN) == 0)
+		return 0;       /* keys come in order: repeats are adjacent */
+	if (l->n == l->alloc) {
+		size_t na = l->alloc ? l->alloc * 2 : 1024;
+		struct dd_id *v = realloc(l->v, na * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->alloc = na;
+	}
+	memcpy(l->v[l->n++].b, id, DD_ID_LEN);
+	return 0;
+}
+
+static int domains_collect_cb(void *payload, const uint8_t *key, size_t klen,
+			      const uint8_t *val, size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	if (klen < 1 + DD_ID_LEN)
+		return 0;
+	return domains_ids_add(payload, key + 1);
+}
+
+static int domains_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DD_ID_LEN);
+}
+
+int domains_drop_orphans(struct store *s, uint64_t *dropped)
+{
+	struct domains_ids all = { NULL, 0, 0 }, orphans = { NULL, 0, 0 };
+	uint8_t key[1 + DD_ID_LEN];
+	size_t i;
+	int rc;
+
+	*dropped = 0;
+	rc = store_index_scan(s, "d", 1, domains_collect_cb, &all);
+	if (rc == 0)
+		rc = store_index_scan(s, "r", 1, domains_collect_cb, &all);
+	/* Only the ids without an entry now; domains_drop_gone checks
+	 * again under the lock. */
+	if (rc == 0 && all.n)
+		qsort(all.v, all.n, sizeof(all.v[0]), domains_id_cmp);
+	for (i = 0; rc == 0 && i < all.n; i++) {
+		domains_chunk_key(key, &all.v[i]);
+		rc = store_key_exists(s, key, sizeof(key));
+		if (rc == 0)
+			rc = domains_ids_add(&orphans, all.v[i].b);
+		else if (rc == 1)
+			rc = 0;
+	}
+	if (rc == 0 && orphans.n)
+		rc = domains_drop_gone(s, orphans.v, orphans.n, dropped);
+	free(all.v);
+	free(orphans.v);
+	return rc;
+}
+
+struct domains_restrict {
+	struct store *s;
+	leveldb_writebatch_t *batch;
+	size_t pending;
+	uint64_t done;
+};
+
+static int domains_restrict_cb(void *payload, const uint8_t *key,
+			       size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct domains_restrict *r = payload;
+	uint8_t rkey[DOMAINS_RESTRICT_KEY_LEN];
+	int rc;
+
+	(void)val;
+	(void)vlen;
+	if (klen != 1 + DD_ID_LEN)
+		return 0;
+	memcpy(rkey, key, sizeof(rkey));
+	rkey[0] = 'r';
+	leveldb_writebatch_put(r->batch, (const char *)rkey, sizeof(rkey),
+			       (const char *)domains_value,
+			       sizeof(domains_value));
+	r->done++;
+	if (++r->pending < DOMAINS_BATCH_KEYS)
+		return 0;
+	rc = store_index_apply(r->s, r->batch);
+	leveldb_writebatch_clear(r->batch);
+	r->pending = 0;
+	return rc;
+}
+
+/* Whether clients.json says a domain other than the default was used;
+ * an unreadable file says yes (the safe answer). */
+static bool domains_used(struct store *s)
+{
+	char repo[4096], path[4200];
+	struct tokens_list l;
+	char *slash;
+	bool used;
+	int rc;
+
+	snprintf(repo, sizeof(repo), "%s", store_packs_dir(s));
+	slash = strrchr(repo, '/');
+	if (slash)
+		*slash = '\0';
+	if (repo_path(path, sizeof(path), slash ? repo : ".",
+		      REPO_CLIENTS) < 0)
+		return true;
+	rc = tokens_list_load(&l, path);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return false;
+	}
+	if (rc < 0) {
+		log_warning("%s: treating every chunk as held by no domain",
+			    log_reason(rc));
+		return true;
+	}
+	used = tokens_list_domains_used(&l);
+	tokens_list_release(&l);
+	return used;
+}
+
+int domains_after_rebuild(struct store *s)
+{
+	struct domains_restrict r = { s, NULL, 0, 0 };
+	int rc;
+
+	if (!domains_used(s))
+		return 0;
+	r.batch = leveldb_writebatch_create();
+	rc = store_index_scan(s, "c", 1, domains_restrict_cb, &r);
+	if (rc == 0 && r.pending)
+		rc = store_index_apply(s, r.batch);
+	leveldb_writebatch_destroy(r.batch);
+	if (rc == 0 && r.done)
+		log_warning("dedup domains are in use and the index was "
+			    "rebuilt: %llu chunk(s) now count as absent to "
+			    "every domain until a client of it uploads them "
+			    "again (they are not stored twice)",
+			    (unsigned long long)r.done);
+	return rc;
+}
+
+int domains_key_parse(const uint8_t *key, size_t klen, struct dd_id *id,
+		      struct domains_tag *tag)
+{
+	if (klen < 1 || (key[0] != 'd' && key[0] != 'r'))
+		return 0;
+	if (key[0] == 'd' && klen == DOMAINS_MEMBER_KEY_LEN) {
+		memcpy(id->b, key + 1, DD_ID_LEN);
+		memcpy(tag->b, key + 1 + DD_ID_LEN, DOMAINS_TAG_LEN);
+		return 1;
+	}
+	if (key[0] == 'r' && klen == DOMAINS_RESTRICT_KEY_LEN) {
+		memcpy(id->b, key + 1, DD_ID_LEN);
+		return 2;
+	}
+	return -EBADMSG;
+}

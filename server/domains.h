@@ -1,0 +1,104 @@
+/*
+ * domains.h - dedup domains: which clients may learn that a chunk is
+ * stored (docs/SECURITY.md, "Dedup domains").
+ *
+ * Every client belongs to one domain (clients.json, server/tokens.h); the
+ * default domain is shared by every client added without one. A chunk is
+ * stored once on disk whoever stores it, but a client is told a chunk is
+ * present (by /chunks/missing and by the upload reply) only if a client of
+ * its own domain stored it. Any other client must upload the bytes once;
+ * the server verifies them as any upload and its domain becomes a member.
+ *
+ * Membership lives in the index, next to the chunk entries (docs/FORMAT.md):
+ *
+ *   "d" + id[32] + tag[8]  the domain with that tag holds the chunk
+ *   "r" + id[32]           the default domain does NOT hold the chunk
+ *
+ * so the default domain holds a chunk unless an "r" key says otherwise: an
+ * index written before domains existed means what it always meant, and a
+ * missing-query of the default domain costs one extra lookup of a key that
+ * is almost never there (answered by the bloom filter). A membership is
+ * written in the same synced batch as the entry it belongs to. A
+ * membership whose chunk is no longer stored (an "orphan": the collector
+ * deletes memberships after the entries, a damaged chunk is dropped) never
+ * makes anything present: lookups check the entry first, and storing the
+ * chunk afresh deletes every old membership in its batch.
+ *
+ * A tag is the first 8 bytes of SHA-256("dedup-domain:" + name); the
+ * default domain's is all zeros and never written.
+ */
+#ifndef SRV_DOMAINS_H
+#define SRV_DOMAINS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "hash.h"
+#include "pack.h"
+#include "store.h"
+
+#define DOMAINS_TAG_LEN 8
+#define DOMAINS_MEMBER_KEY_LEN (1 + DD_ID_LEN + DOMAINS_TAG_LEN)
+#define DOMAINS_RESTRICT_KEY_LEN (1 + DD_ID_LEN)
+
+struct domains_tag {
+	uint8_t b[DOMAINS_TAG_LEN];
+};
+
+/* The tag of a domain name (tokens_name_valid); "default" gives zeros. */
+void domains_tag_of(struct domains_tag *out, const char *name);
+/* True for the default domain; NULL means the default domain. */
+bool domains_is_default(const struct domains_tag *t);
+
+/* For a chunk the caller found stored: 1 if domain t holds it, 0 if not,
+ * -EIO with a reason. */
+int domains_is_member(struct store *s, const struct domains_tag *t,
+		      const struct dd_id *id);
+/* store_lookup() as domain t sees it: 0 and *loc, or -ENOENT when the
+ * chunk is not stored or t does not hold it; -EIO. */
+int domains_lookup(struct store *s, const struct domains_tag *t,
+		   const struct dd_id *id, struct dd_chunk_loc *loc);
+
+/*
+ * For store_ingest(), with its ingest lock held, adding to the batch that
+ * writes the entries (a leveldb_writebatch_t). domains_batch_new: chunk
+ * `id` is being stored afresh by t: deletes any membership left from an
+ * earlier life of the chunk and records t's. domains_batch_join: t becomes
+ * a member of a chunk already stored.
+ */
+int domains_batch_new(struct store *s, void *batch,
+		      const struct domains_tag *t, const struct dd_id *id);
+void domains_batch_join(void *batch, const struct domains_tag *t,
+			const struct dd_id *id);
+
+/*
+ * Deletes the memberships of those `ids` that are no longer stored (the
+ * collector calls it after a sweep), under the ingest lock and in one
+ * synced batch. *dropped counts the keys deleted.
+ */
+int domains_drop_gone(struct store *s, const struct dd_id *ids, size_t n,
+		      uint64_t *dropped);
+/* Finds every orphan membership in the index and deletes it (as above). */
+int domains_drop_orphans(struct store *s, uint64_t *dropped);
+
+/*
+ * Called when the index was rebuilt from the packs or recounted (the
+ * counters were missing), before the counters are written: packs do not
+ * record who stored a chunk, so if the repository has ever had a client
+ * outside the default domain (clients.json, "domains_used"), every chunk
+ * is marked as not held by the default domain: every chunk then counts as
+ * absent to every domain until a client of it uploads it again. If no
+ * client ever had a domain, nothing changes: every chunk is the default
+ * domain's, as it was.
+ */
+int domains_after_rebuild(struct store *s);
+
+/*
+ * Classifies an index key: 1 a membership ("d", *id and *tag filled), 2 a
+ * default-domain exclusion ("r", *id filled), 0 not a domains key,
+ * -EBADMSG a "d"/"r" key of the wrong length. For check.
+ */
+int domains_key_parse(const uint8_t *key, size_t klen, struct dd_id *id,
+		      struct domains_tag *tag);
+
+#endif

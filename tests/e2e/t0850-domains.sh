@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Dedup domains (docs/SECURITY.md, "Dedup domains"): a client learns only
+# of chunks its own domain stored. Client A (domain a) backs up a file
+# holding a 4-digit PIN; client B (domain b) asks about every one of the
+# 10,000 candidate files through /chunks/missing and through the upload
+# reply (and /stats) and learns nothing; a second client of domain a, and
+# two clients of the shared default domain, do find it (the documented
+# shared-domain behaviour). B backing up the same content then counts as
+# present for B and is stored once. The per-token rate limit on
+# /chunks/missing answers 429 with Retry-After, and the agent waits and
+# completes its backup. gc, check, repair --rebuild-index and restores
+# after mixed-domain uploads stay clean and identical.
+. "$(dirname "$0")/lib.sh"
+
+R=$T/repo
+repo_init "$R"
+A=$(token_add "$R" alice --domain a)
+A2=$(token_add "$R" carol --domain a)
+B=$(token_add "$R" bob --domain b)
+D1=$(token_add "$R" dave)
+D2=$(token_add "$R" erin)
+ADM=$(token_add "$R" boss --admin)
+check "token list shows the domains" grep -qE '^bob +client .* b$' <("$SERVER" token list --repo "$R")
+check "a client without --domain is in the default domain" grep -qE '^dave +client .* default$' <("$SERVER" token list --repo "$R")
+check "token add refuses a bad domain name" not "$SERVER" token add --repo "$R" --domain '../x' mallory
+check_eq "clients.json records that domains are used" True \
+	"$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("domains_used"))' "$R/clients.json")"
+
+PIN=4821
+mkdir -p "$T/a" "$T/d"
+printf 'PIN=%04d\n' "$PIN" > "$T/a/pin.txt"
+prand shared 2000000 > "$T/a/shared.bin"
+prand only-a 300000 > "$T/a/only-a.bin"
+printf 'PIN=%04d\n' 1234 > "$T/d/pin.txt"
+
+server_start "$R" || exit 1
+ID_A=$(json_get "$(agent "$A" backup --json "$T/a")" snapshot_id)
+check "A backs up" test -n "$ID_A"
+ID_D=$(json_get "$(agent "$D1" backup --json "$T/d")" snapshot_id)
+check "dave (default domain) backs up" test -n "$ID_D"
+
+# attack.py TOKEN MODE [PREFIX]: every candidate file "PIN=0000\n" ..
+# "PIN=9999\n"; MODE missing: one /chunks/missing request for all their
+# ids, prints the PINs answered present; MODE upload: uploads them all in
+# one bundle (raw records) and prints the reply's "duplicates"; MODE stats:
+# uploads them one by one and prints the PINs whose upload left /stats'
+# chunk counter unchanged (the counters, if shown, would tell).
+cat > "$T/attack.py" <<'PY'
+import hashlib, json, os, ssl, struct, sys, urllib.request, urllib.error
+tok, mode = sys.argv[1], sys.argv[2]
+url, ctx = os.environ["URL"], ssl.create_default_context(cafile=os.environ["CA"])
+cands = [b"PIN=%04d\n" % i for i in range(10000)]
+ids = [hashlib.sha256(c).digest() for c in cands]
+def req(method, path, body=None, ctype="application/octet-stream"):
+    r = urllib.request.Request(url + path, data=body, method=method, headers={
+        "Authorization": "Bearer " + tok, "Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(r, context=ctx) as resp:
+            return resp.status, resp.read(), resp.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+def bundle(items):
+    b = bytearray(b"DDBN" + struct.pack("<II", 1, len(items)))
+    for c in items:
+        b += hashlib.sha256(c).digest() + struct.pack("<III", 0, len(c), len(c)) + c
+    return bytes(b)
+if mode == "missing":
+    st, body, _ = req("POST", "/api/v1/chunks/missing", b"".join(ids))
+    assert st == 200, (st, body)
+    present = [i for i in range(len(ids)) if not body[i // 8] & (1 << (i % 8))]
+    print(" ".join("%04d" % i for i in present))
+elif mode == "upload":
+    st, body, _ = req("POST", "/api/v1/chunks", bundle(cands))
+    assert st == 200, (st, body)
+    print(json.loads(body)["duplicates"])
+elif mode == "stats":
+    lo, hi = int(sys.argv[3]), int(sys.argv[4])
+    found = []
+    def chunks():
+        st, body, _ = req("GET", "/api/v1/stats")
+        return json.loads(body).get("chunks")
+    before = chunks()
+    for i in range(lo, hi):
+        st, body, _ = req("POST", "/api/v1/chunks", bundle([cands[i]]))
+        after = chunks()
+        if after is not None and after == before:
+            found.append("%04d" % i)
+        before = after
+    print(" ".join(found) if before is not None else "hidden")
+PY
+attack() { URL=$URL CA=$CA python3 "$T/attack.py" "$@"; }
+
+# 1. B guesses every candidate: nothing is present, the real PIN included.
+check_eq "B (domain b): /chunks/missing finds none of the 10,000 candidates" "" "$(attack "$B" missing)"
+check_eq "carol (domain a, as A): /chunks/missing finds A's PIN" "$PIN" "$(attack "$A2" missing)"
+check_eq "erin (default domain, as dave): finds dave's PIN, not A's" "1234" "$(attack "$D2" missing)"
+
+# 2. the upload reply: B uploading every candidate sees no duplicate.
+check_eq "B's upload of the 10,000 candidates reports 0 duplicates" 0 "$(attack "$B" upload)"
+check_eq "B's own upload now counts as present for B" 10000 \
+	"$(attack "$B" missing | wc -w)"
+check_eq "B's upload left A's PIN unknown to the default domain" "1234" "$(attack "$D2" missing)"
+# /stats counters would tell an upload that was already stored: hidden.
+check_eq "/stats hides the store's counters from a client" "hidden" "$(attack "$B" stats 4820 4823)"
+save stats_adm "$ADM" GET /api/v1/stats
+pycheck <<'PY'
+check("an admin still sees the store's counters", isinstance(J("stats_adm").get("chunks"), int))
+PY
+
+# 3. B backs up the same content as A: uploaded once by B, stored once.
+mkdir -p "$T/b"
+cp -a "$T/a/shared.bin" "$T/a/pin.txt" "$T/b/"
+P0=$(du -sb "$R/packs" | cut -f1)
+OUT_B=$(agent "$B" backup --json "$T/b")
+ID_B=$(json_get "$OUT_B" snapshot_id)
+P1=$(du -sb "$R/packs" | cut -f1)
+check "B had to send shared.bin (it was not present for B)" test "$(json_get "$OUT_B" bytes_new)" -ge 2000000
+check "pack bytes did not grow by shared.bin again ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 200000
+out=$(agent "$B" backup --json "$T/b")
+check_eq "B's second backup sends nothing" 0 "$(json_get "$out" bytes_sent)"
+save stats_adm2 "$ADM" GET /api/v1/stats
+chunks_before_b=$(json_get "$(cat "$T/stats_adm.json")" chunks)
+check "the store counts shared.bin once" test "$(json_get "$(cat "$T/stats_adm2.json")" chunks)" -le $((chunks_before_b + 4))
+
+# 4. a client moved to another domain starts afresh.
+"$SERVER" token revoke --repo "$R" carol 2>/dev/null
+A2=$(token_add "$R" carol --domain c)
+check_eq "carol, re-added in domain c, no longer finds A's PIN" "" "$(attack "$A2" missing)"
+
+# 5. restores are identical; gc and check after mixed uploads are clean.
+restore_eq() { # TOKEN ID SRC
+	rm -rf "$T/r"
+	agent "$1" restore "$2" --target "$T/r" >/dev/null 2>>"$T/restore.err" &&
+		diff -r "$3" "$T/r/${3#/}" >/dev/null
+}
+check "A's snapshot restores identical" restore_eq "$A" "$ID_A" "$T/a"
+check "B's snapshot restores identical" restore_eq "$B" "$ID_B" "$T/b"
+# Forget A's snapshot: its own chunks go, the shared ones stay for B. A
+# gc killed between its sweep and the membership drop leaves orphan
+# memberships: check notes them (harmless), the next gc drops them.
+check_eq "forget A's snapshot" 200 "$(api_status "$ADM" DELETE "/api/v1/snapshots/$ID_A")"
+server_stop
+DEDUP_TEST_GC_CRASH=swept "$SERVER" gc --repo "$R" >/dev/null 2>"$T/gc-crash.err"
+check "gc killed right after its sweep" grep -q "test crash at 'swept'" "$T/gc-crash.err"
+"$SERVER" check --repo "$R" > "$T/check0.out" 2>&1
+check "check notes the orphan memberships the crash left" grep -q '^note: .*orphan' "$T/check0.out"
+check "... as harmless (no problems)" grep -q '^no problems found' "$T/check0.out"
+"$SERVER" gc --repo "$R" > "$T/gc.out" 2>&1
+check "the next gc succeeds" test $? = 0
+"$SERVER" check --repo "$R" --read-data > "$T/check.out" 2>&1
+check "check after mixed-domain uploads and gc: no problems" grep -q '^no problems found' "$T/check.out"
+check "check reports no orphan memberships after gc" not grep -q 'orphan' "$T/check.out"
+check "check counts the dedup-domain keys" grep -q 'dedup-domain key' "$T/check.out"
+server_start "$R" || exit 1
+check "B's snapshot still restores after gc" restore_eq "$B" "$ID_B" "$T/b"
+# Of B's 10,000 uploaded candidates only those a snapshot uses survive:
+# its own PIN, and 1234, which dave's snapshot uses.
+check_eq "after gc B holds only the candidates a snapshot uses" "1234 4821" "$(attack "$B" missing)"
+server_stop
+
+# 7. repair --rebuild-index: packs do not say who stored what, so with
+# domains in use every chunk counts as absent to every domain until it is
+# uploaded again; nothing is stored twice and restores stay identical.
+"$SERVER" repair --repo "$R" --rebuild-index > "$T/repair.out" 2>&1
+check "repair --rebuild-index succeeds" test $? = 0
+server_start "$R" || exit 1
+check_eq "after a rebuild B is told nothing is present" "" "$(attack "$B" missing)"
+check_eq "after a rebuild the default domain is told nothing either" "" "$(attack "$D2" missing)"
+P0=$(du -sb "$R/packs" | cut -f1)
+out=$(agent "$B" backup --json --force-read "$T/b")
+P1=$(du -sb "$R/packs" | cut -f1)
+check "B's backup (--force-read) after the rebuild uploads again" test "$(json_get "$out" bytes_new)" -ge 2000000
+check "... without storing it twice ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 200000
+check "B's new snapshot restores identical" restore_eq "$B" "$(json_get "$out" snapshot_id)" "$T/b"
+check "dave's snapshot restores identical after the rebuild" restore_eq "$D1" "$ID_D" "$T/d"
+server_stop
+"$SERVER" check --repo "$R" > "$T/check2.out" 2>&1
+check "check after the rebuild: no problems" grep -q '^no problems found' "$T/check2.out"
+
+# 8. the rate limit: 429 with Retry-After over the limit; the agent waits
+# and completes a backup of a tree that asks about ~3,000 ids.
+server_start "$R" --set missing_ids_per_second=1000 --set missing_ids_burst=1500 || exit 1
+python3 -c 'import sys; sys.stdout.buffer.write(bytes(32*1500))' > "$T/ids.bin"
+check_eq "1,500 ids within the burst: 200" 200 "$(api_status "$D1" POST /api/v1/chunks/missing --data-binary @"$T/ids.bin")"
+curl -sS --cacert "$CA" -H "Authorization: Bearer $D1" -D "$T/429.h" -o /dev/null \
+	-w '%{http_code}' --data-binary @"$T/ids.bin" "$URL/api/v1/chunks/missing" > "$T/429.status"
+check_eq "the next 1,500 at once: 429" 429 "$(cat "$T/429.status")"
+check "the 429 carries Retry-After" grep -qiE '^retry-after: [1-9]' "$T/429.h"
+check_eq "another client's bucket is its own" 200 "$(api_status "$D2" POST /api/v1/chunks/missing --data-binary @"$T/ids.bin")"
+mkdir -p "$T/many"
+(cd "$T/many" && for i in $(seq 1 3000); do printf 'file %d of many\n' "$i" > "f$i"; done)
+t0=$(date +%s)
+out=$(agent "$D1" backup --json "$T/many" 2>"$T/limited.err")
+rc=$?
+t1=$(date +%s)
+check_eq "the agent completes its backup under a low limit" 0 "$rc"
+check "it waited for the limit (took $((t1 - t0)) s)" test $((t1 - t0)) -ge 1
+check "the limited backup restores identical" restore_eq "$D1" "$(json_get "$out" snapshot_id)" "$T/many"
+server_stop
+
+finish
