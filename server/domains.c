@@ -88,7 +88,7 @@ int domains_lookup(struct store *s, const struct domains_tag *t,
 {
 	int rc = store_lookup(s, id, loc);
 
-	if (rc < 0)
+	if (rc < 0 || !t)
 		return rc;
 	rc = domains_is_member(s, t, id);
 	if (rc < 0)

@@ -50,12 +50,15 @@ void domains_tag_of(struct domains_tag *out, const char *name);
 /* True for the default domain; NULL means the default domain. */
 bool domains_is_default(const struct domains_tag *t);
 
-/* For a chunk the caller found stored: 1 if domain t holds it, 0 if not,
- * -EIO with a reason. */
+/* For a chunk the caller found stored: 1 if domain t (NULL: the default
+ * domain) holds it, 0 if not, -EIO with a reason. */
 int domains_is_member(struct store *s, const struct domains_tag *t,
 		      const struct dd_id *id);
 /* store_lookup() as domain t sees it: 0 and *loc, or -ENOENT when the
- * chunk is not stored or t does not hold it; -EIO. */
+ * chunk is not stored or t does not hold it; -EIO. A NULL t says that the
+ * repository has never had a domain other than the default (clients.json,
+ * "domains_used"): then no chunk is excluded from it and this is a plain
+ * store_lookup(), as fast as before domains existed. */
 int domains_lookup(struct store *s, const struct domains_tag *t,
 		   const struct dd_id *id, struct dd_chunk_loc *loc);
 

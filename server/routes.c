@@ -160,12 +160,19 @@ static void route_config(void *payload, const struct http_request *req,
 		"max_json_body", (json_int_t)DD_MAX_JSON_BODY));
 }
 
-/* The dedup domain of the client making the request. */
-static void routes_domain(struct domains_tag *out,
-			  const struct http_request *req)
+/* The dedup domain of the client making the request, in *buf; NULL when
+ * no client ever had one (clients.json): then every chunk is the default
+ * domain's and domains_lookup() is a plain store_lookup(), as fast as it
+ * was before domains existed. */
+static const struct domains_tag *routes_domain(struct routes_ctx *ctx,
+					       const struct http_request *req,
+					       struct domains_tag *buf)
 {
-	domains_tag_of(out, req->who->domain[0] ? req->who->domain :
+	if (!tokens_domains_used(ctx->tokens))
+		return NULL;
+	domains_tag_of(buf, req->who->domain[0] ? req->who->domain :
 			    TOKENS_DEFAULT_DOMAIN);
+	return buf;
 }
 
 /* ---- POST /api/v1/chunks/missing ---- */
@@ -202,7 +209,8 @@ static void route_missing(void *payload, const struct http_request *req,
 			  struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	struct domains_tag dom;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
 	struct dd_chunk_loc loc;
 	struct dd_id id;
 	uint8_t *bits;
@@ -213,7 +221,7 @@ static void route_missing(void *payload, const struct http_request *req,
 		return;
 	if (!routes_missing_allowed(ctx, req, rep, n))
 		return;
-	routes_domain(&dom, req);
+	dom = routes_domain(ctx, req, &buf);
 	bits = calloc((n + 7) / 8, 1);
 	if (!bits) {
 		routes_fail(rep, -ENOMEM);
@@ -221,7 +229,7 @@ static void route_missing(void *payload, const struct http_request *req,
 	}
 	for (i = 0; i < n; i++) {
 		routes_id_at(&id, req, i);
-		rc = domains_lookup(ctx->store, &dom, &id, &loc);
+		rc = domains_lookup(ctx->store, dom, &id, &loc);
 		if (rc == -ENOENT) {
 			bits[i / 8] |= (uint8_t)(1u << (i % 8));
 		} else if (rc < 0) {
@@ -398,7 +406,8 @@ static void route_upload(void *payload, const struct http_request *req,
 			 struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
-	struct domains_tag dom;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
 	struct dd_bundle_record *recs = NULL;
 	struct dd_buf plain;
 	struct dd_chunk_loc loc;
@@ -440,15 +449,15 @@ static void route_upload(void *payload, const struct http_request *req,
 	/* For the counters: what is new to this client's domain, as far as
 	 * the index knows now. The reply, too, counts a chunk that another
 	 * domain stored as stored, so it tells nothing about other domains. */
-	routes_domain(&dom, req);
+	dom = routes_domain(ctx, req, &buf);
 	for (i = 0; i < n; i++) {
-		if (domains_lookup(ctx->store, &dom, &recs[i].id, &loc) ==
+		if (domains_lookup(ctx->store, dom, &recs[i].id, &loc) ==
 		    -ENOENT) {
 			new_plain += recs[i].plain_len;
 			new_packed += recs[i].stored_len;
 		}
 	}
-	rc = store_ingest(ctx->store, &dom, recs, n, &stored, &dups);
+	rc = store_ingest(ctx->store, dom, recs, n, &stored, &dups);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
