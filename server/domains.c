@@ -74,6 +74,8 @@ int domains_is_member(struct store *s, const struct domains_tag *t,
 	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
 	int rc;
 
+	if (!t)
+		return 1;
 	if (domains_is_default(t)) {
 		domains_restrict_key(key, id);
 		rc = store_key_exists(s, key, DOMAINS_RESTRICT_KEY_LEN);
@@ -103,6 +105,8 @@ void domains_batch_join(void *batch, const struct domains_tag *t,
 {
 	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
 
+	if (!t)
+		return;
 	if (domains_is_default(t)) {
 		domains_restrict_key(key, id);
 		leveldb_writebatch_delete(batch, (const char *)key,
@@ -145,6 +149,8 @@ int domains_batch_new(struct store *s, void *batch,
 	uint8_t key[DOMAINS_RESTRICT_KEY_LEN];
 	int rc;
 
+	if (!t)
+		return 0;
 	rc = domains_batch_forget(s, batch, id);
 	if (rc < 0 || domains_is_default(t))
 		return rc;

@@ -26,6 +26,12 @@
  *
  * A tag is the first 8 bytes of SHA-256("dedup-domain:" + name); the
  * default domain's is all zeros and never written.
+ *
+ * Every function taking a tag accepts NULL, which says that the repository
+ * has never had a client outside the default domain (clients.json,
+ * "domains_used"; tokens_domains_used()): then no membership key exists,
+ * every chunk is the default domain's, and lookups and ingest read and
+ * write nothing more than they did before domains existed.
  */
 #ifndef SRV_DOMAINS_H
 #define SRV_DOMAINS_H
@@ -47,18 +53,16 @@ struct domains_tag {
 
 /* The tag of a domain name (tokens_name_valid); "default" gives zeros. */
 void domains_tag_of(struct domains_tag *out, const char *name);
-/* True for the default domain; NULL means the default domain. */
+/* True for the default domain (and for NULL). */
 bool domains_is_default(const struct domains_tag *t);
 
-/* For a chunk the caller found stored: 1 if domain t (NULL: the default
- * domain) holds it, 0 if not, -EIO with a reason. */
+/* For a chunk the caller found stored: 1 if domain t holds it (always for
+ * NULL), 0 if not, -EIO with a reason. */
 int domains_is_member(struct store *s, const struct domains_tag *t,
 		      const struct dd_id *id);
 /* store_lookup() as domain t sees it: 0 and *loc, or -ENOENT when the
- * chunk is not stored or t does not hold it; -EIO. A NULL t says that the
- * repository has never had a domain other than the default (clients.json,
- * "domains_used"): then no chunk is excluded from it and this is a plain
- * store_lookup(), as fast as before domains existed. */
+ * chunk is not stored or t does not hold it; -EIO. For NULL a plain
+ * store_lookup(). */
 int domains_lookup(struct store *s, const struct domains_tag *t,
 		   const struct dd_id *id, struct dd_chunk_loc *loc);
 
@@ -67,7 +71,7 @@ int domains_lookup(struct store *s, const struct domains_tag *t,
  * writes the entries (a leveldb_writebatch_t). domains_batch_new: chunk
  * `id` is being stored afresh by t: deletes any membership left from an
  * earlier life of the chunk and records t's. domains_batch_join: t becomes
- * a member of a chunk already stored.
+ * a member of a chunk already stored. Both add nothing for NULL.
  */
 int domains_batch_new(struct store *s, void *batch,
 		      const struct domains_tag *t, const struct dd_id *id);
