@@ -181,6 +181,26 @@ static int domains_count_cb(void *payload, const uint8_t *key, size_t klen,
 	return 0;
 }
 
+/* Adds the deletes of every membership of a chunk no longer stored;
+ * *n counts them. */
+static int domains_drop_one(struct domains_drop *d, void *batch,
+			    const struct dd_id *id, uint64_t *n)
+{
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+	int rc;
+
+	domains_restrict_key(key, id);
+	rc = store_key_exists(d->s, key, DOMAINS_RESTRICT_KEY_LEN);
+	if (rc < 0)
+		return rc;
+	*n += (uint64_t)rc;
+	key[0] = 'd';
+	rc = store_index_scan(d->s, key, 1 + DD_ID_LEN, domains_count_cb, n);
+	if (rc == 0)
+		rc = domains_batch_forget(d->s, batch, id);
+	return rc;
+}
+
 /* With the ingest lock held: checks each id again and deletes. */
 static int domains_drop_locked(void *payload)
 {
@@ -194,18 +214,10 @@ static int domains_drop_locked(void *payload)
 	for (i = 0; rc == 0 && i < d->n; i++) {
 		domains_chunk_key(key, &d->ids[i]);
 		rc = store_key_exists(d->s, key, 1 + DD_ID_LEN);
-		if (rc != 0)
-			continue;       /* still stored, or an error */
-		domains_restrict_key(key, &d->ids[i]);
-		rc = store_key_exists(d->s, key, DOMAINS_RESTRICT_KEY_LEN);
-		if (rc < 0)
-			break;
-		n += (uint64_t)rc;
-		key[0] = 'd';
-		rc = store_index_scan(d->s, key, 1 + DD_ID_LEN,
-				      domains_count_cb, &n);
-		if (rc == 0)
-			rc = domains_batch_forget(d->s, batch, &d->ids[i]);
+		if (rc == 1)
+			rc = 0;         /* stored again meanwhile: keep */
+		else if (rc == 0)
+			rc = domains_drop_one(d, batch, &d->ids[i], &n);
 	}
 	if (rc == 0 && n)
 		rc = store_index_apply(d->s, batch);
