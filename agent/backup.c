@@ -78,6 +78,7 @@ struct backup {
 	char host[HOST_NAME_MAX + 1];
 	struct parent *parent;         /* NULL: read every file */
 	json_t *parent_manifest;
+	struct parent_record record;   /* the last snapshot this agent made */
 	struct progress *progress;     /* NULL: no display */
 
 	uint8_t *rbuf;                 /* file read window */
@@ -492,17 +493,36 @@ static void backup_release(struct backup *b)
 }
 
 /* Finds the parent snapshot (same host, same paths) and opens its
- * catalog. Without one, every file is read. */
+ * catalog if it is the one this agent made last (parent.h). Otherwise
+ * every file is read. */
 static int backup_find_parent(struct backup *b, char *const *roots,
 			      size_t nroots)
 {
 	int rc = parent_find(&b->parent_manifest, b->client, b->host, roots,
 			     nroots);
 
-	if (rc < 0 || !b->parent_manifest)
+	if (rc < 0)
 		return rc;
+	if (!parent_trusted(&b->record, b->parent_manifest)) {
+		json_decref(b->parent_manifest);
+		b->parent_manifest = NULL;
+		return 0;
+	}
 	return parent_open(&b->parent, b->client, b->parent_manifest,
 			   BACKUP_PARENT_FETCH);
+}
+
+/* Remembers the new snapshot as the next backup's parent. Failing to is
+ * a warning: the next backup then reads every file. */
+static void backup_remember(struct backup *b, const json_t *manifest)
+{
+	const char *id = json_string_value(json_object_get(manifest, "id"));
+
+	if (parent_record_save(&b->record, id, b->cat_ids, b->ncat) < 0) {
+		agent_warn("%s; the next backup will read every file",
+			   dd_error_last());
+		dd_error_clear();
+	}
 }
 
 static int backup_setup(struct backup *b, struct client *c,
@@ -674,6 +694,8 @@ static int backup_run(struct client *c, const struct settings *s,
 	int rc;
 
 	if ((rc = backup_setup(&b, c, s)) < 0 ||
+	    (rc = parent_record_load(&b.record, s->server, s->token, b.host,
+				     roots, nroots)) < 0 ||
 	    (!o->force_read &&
 	     (rc = backup_find_parent(&b, (char **)roots, nroots)) < 0) ||
 	    (rc = progress_new(&b.progress, o->quiet)) < 0)
@@ -700,6 +722,7 @@ static int backup_run(struct client *c, const struct settings *s,
 	    (rc = backup_print(&b, manifest, o->as_json, o->quiet,
 			       dd_monotonic() - o->t0)) < 0)
 		goto cleanup;
+	backup_remember(&b, manifest);
 	rc = DD_EXIT_OK;
 	if (b.ws.unreadable) {
 		agent_warn("the snapshot is partial: %lu entries could not be read",

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "catalog.h"
 #include "util.h"
@@ -172,4 +174,216 @@ int parent_match(struct parent *p, const char *path, size_t len,
 bool parent_meta_reusable(const struct parent *p)
 {
 	return catstream_version(p->cs) >= 2;
+}
+
+/* ---- the record of the last snapshot this agent made ---- */
+
+#define PARENT_RECORD_MAGIC "dedup-agent parent 1\n"
+#define PARENT_RECORD_MAX 512
+
+/* The directory of the records (see parent.h). */
+static int parent_state_dir(char *out, size_t size)
+{
+	const char *env = getenv("DEDUP_STATE_DIR");
+	int n;
+
+	if (env && *env)
+		n = snprintf(out, size, "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(out, size, "/var/lib/dedup-agent");
+	else if ((env = getenv("XDG_STATE_HOME")) && env[0] == '/')
+		n = snprintf(out, size, "%s/dedup-agent", env);
+	else if ((env = getenv("HOME")) && env[0] == '/')
+		n = snprintf(out, size, "%s/.local/state/dedup-agent", env);
+	else
+		return dd_error_set(-ENOENT,
+				    "no place for the agent's state: set DEDUP_STATE_DIR or HOME");
+	if (n < 0 || (size_t)n >= size)
+		return dd_error_set(-ENAMETOOLONG, "state directory path too long");
+	return 0;
+}
+
+static void parent_hash_str(struct dd_sha256_ctx *ctx, const char *s)
+{
+	dd_sha256_update(ctx, s, strlen(s));
+	dd_sha256_update(ctx, "\n", 1);
+}
+
+/* The record's key: server, token, host and the sorted paths. */
+static int parent_record_key(char *hex, const char *server, const char *token,
+			     const char *host, char *const *roots,
+			     size_t nroots)
+{
+	struct dd_sha256_ctx *ctx = dd_sha256_new();
+	const char **sorted = calloc(nroots ? nroots : 1, sizeof(*sorted));
+	struct dd_id id;
+
+	if (!ctx || !sorted) {
+		dd_sha256_free(ctx);
+		free(sorted);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < nroots; i++)
+		sorted[i] = roots[i];
+	qsort(sorted, nroots, sizeof(*sorted), parent_cmp_str);
+	parent_hash_str(ctx, server);
+	parent_hash_str(ctx, token);
+	parent_hash_str(ctx, host);
+	for (size_t i = 0; i < nroots; i++)
+		parent_hash_str(ctx, sorted[i]);
+	dd_sha256_final(ctx, &id);
+	dd_sha256_free(ctx);
+	free(sorted);
+	dd_id_to_hex(hex, &id);
+	return 0;
+}
+
+/* Parses "MAGIC" "id <hex>\n" "catalog <hex>\n". */
+static int parent_record_parse(struct parent_record *r, const char *text)
+{
+	char id[DD_ID_HEX_LEN + 1], dig[DD_ID_HEX_LEN + 1];
+	size_t ml = strlen(PARENT_RECORD_MAGIC);
+	int used = 0;
+
+	if (strncmp(text, PARENT_RECORD_MAGIC, ml) != 0 ||
+	    sscanf(text + ml, "id %64[0-9a-f]\ncatalog %64[0-9a-f]\n%n",
+		   id, dig, &used) != 2 || used == 0 ||
+	    text[ml + used] != '\0' || strlen(id) != DD_ID_HEX_LEN ||
+	    dd_id_from_hex(&r->digest, dig) < 0)
+		return -EBADMSG;
+	memcpy(r->id, id, sizeof(r->id));
+	r->have = true;
+	return 0;
+}
+
+int parent_record_load(struct parent_record *r, const char *server,
+		       const char *token, const char *host,
+		       char *const *roots, size_t nroots)
+{
+	char dir[4096 - 128], key[DD_ID_HEX_LEN + 1];
+	uint8_t *text = NULL;
+	size_t len;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if ((rc = parent_record_key(key, server, token, host, roots, nroots)) < 0)
+		return rc;
+	if (parent_state_dir(dir, sizeof(dir)) < 0) {
+		agent_warn("%s; every backup reads every file", dd_error_last());
+		dd_error_clear();
+		return 0;
+	}
+	snprintf(r->path, sizeof(r->path), "%s/parent.%lu.%.32s", dir,
+		 (unsigned long)geteuid(), key);
+	rc = dd_read_file(r->path, PARENT_RECORD_MAX, &text, &len);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0 || parent_record_parse(r, (const char *)text) < 0) {
+		agent_warn("cannot use the agent's record of its last snapshot '%s' (%s); reading every file",
+			   r->path, rc < 0 ? dd_error_last() : "malformed");
+		dd_error_clear();
+		r->have = false;
+	}
+	free(text);
+	return 0;
+}
+
+/* SHA-256 over the catalog chunk ids, in order. */
+static int parent_digest_ids(struct dd_id *out, const struct dd_id *ids,
+			     size_t n)
+{
+	struct dd_sha256_ctx *ctx = dd_sha256_new();
+
+	if (!ctx)
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		dd_sha256_update(ctx, ids[i].b, sizeof(ids[i].b));
+	dd_sha256_final(ctx, out);
+	dd_sha256_free(ctx);
+	return 0;
+}
+
+/* The same digest over a manifest's "catalog" list; -EBADMSG if bad. */
+static int parent_digest_manifest(struct dd_id *out, const json_t *m)
+{
+	const json_t *cat = json_object_get(m, "catalog");
+	struct dd_sha256_ctx *ctx;
+	struct dd_id id;
+	size_t i;
+	json_t *v;
+
+	if (!json_is_array(cat))
+		return -EBADMSG;
+	if (!(ctx = dd_sha256_new()))
+		return dd_error_set(-ENOMEM, "out of memory");
+	json_array_foreach(cat, i, v) {
+		const char *hex = json_string_value(v);
+
+		if (!hex || strlen(hex) != DD_ID_HEX_LEN ||
+		    dd_id_from_hex(&id, hex) < 0) {
+			dd_sha256_free(ctx);
+			return -EBADMSG;
+		}
+		dd_sha256_update(ctx, id.b, sizeof(id.b));
+	}
+	dd_sha256_final(ctx, out);
+	dd_sha256_free(ctx);
+	return 0;
+}
+
+int parent_record_save(const struct parent_record *r, const char *id,
+		       const struct dd_id *cat_ids, size_t ncat)
+{
+	char text[PARENT_RECORD_MAX], hex[DD_ID_HEX_LEN + 1], dir[4096];
+	struct dd_id dig;
+	char *slash;
+	int rc, n;
+
+	if (!r->path[0])
+		return 0;
+	if ((rc = parent_digest_ids(&dig, cat_ids, ncat)) < 0)
+		return rc;
+	dd_id_to_hex(hex, &dig);
+	n = snprintf(text, sizeof(text), PARENT_RECORD_MAGIC "id %s\ncatalog %s\n",
+		     id, hex);
+	if (n < 0 || (size_t)n >= sizeof(text))
+		return dd_error_set(-EINVAL, "bad snapshot id");
+	snprintf(dir, sizeof(dir), "%s", r->path);
+	if ((slash = strrchr(dir, '/')))
+		*slash = '\0';
+	if ((rc = dd_mkdir_p(dir, 0700)) < 0 ||
+	    (rc = dd_write_file_atomic(r->path, text, (size_t)n, 0600)) < 0)
+		return agent_error_wrap(rc, "cannot record the snapshot in '%s'",
+					r->path);
+	return 0;
+}
+
+int parent_trusted(const struct parent_record *r, const json_t *manifest)
+{
+	const char *id = manifest ?
+		json_string_value(json_object_get(manifest, "id")) : NULL;
+	struct dd_id dig;
+
+	if (!r->have)
+		return 0;
+	if (!id) {
+		fprintf(stderr, "note: the last snapshot this agent made of these paths (%s) is gone (forgotten or pruned?); reading every file\n",
+			r->id);
+		return 0;
+	}
+	if (strcmp(id, r->id) != 0) {
+		agent_warn("snapshot %s is not the last one this agent made of these paths (%s): not used as parent, reading every file",
+			   id, r->id);
+		return 0;
+	}
+	if (parent_digest_manifest(&dig, manifest) < 0 ||
+	    !dd_id_eq(&dig, &r->digest)) {
+		dd_error_clear();
+		agent_warn("snapshot %s's catalog is not the one this agent wrote; not used as parent, reading every file",
+			   id);
+		return 0;
+	}
+	return 1;
 }

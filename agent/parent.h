@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "catalog.h"
+#include "hash.h"
 
 struct client;
 struct parent;
@@ -29,6 +30,51 @@ struct parent;
  */
 int parent_find(json_t **out, struct client *c, const char *host,
 		char *const *roots, size_t nroots);
+
+/*
+ * Only a snapshot this agent made itself may be a parent: anyone holding
+ * the client's token can create a snapshot with the same host and paths,
+ * and a parent's chunk lists are reused without reading the files. The
+ * agent remembers, on the client, the id of the last snapshot it made per
+ * configuration and a digest of its catalog (SHA-256 over the catalog
+ * chunk ids in order; each chunk is verified against its id when read, so
+ * this covers the catalog bytes).
+ *
+ * The record lives in $DEDUP_STATE_DIR if set, else /var/lib/dedup-agent
+ * for root, else $XDG_STATE_HOME/dedup-agent or
+ * ~/.local/state/dedup-agent (directory created 0700), as
+ * "parent.<uid>.<key>", the key a hash of server, token, host and the
+ * sorted paths; file 0600, written atomically (fsync, rename).
+ */
+struct parent_record {
+	bool have;                     /* a record was read */
+	char id[DD_ID_HEX_LEN + 1];    /* the snapshot it names */
+	struct dd_id digest;           /* of its catalog chunk ids */
+	char path[4096];               /* the record file */
+};
+
+/*
+ * Reads the record of this configuration. No file is not an error
+ * (r->have false); an unreadable or malformed one is a warning and counts
+ * as none; so is having no state directory (r->path stays empty and
+ * nothing is saved). Negative only when out of memory.
+ */
+int parent_record_load(struct parent_record *r, const char *server,
+		       const char *token, const char *host,
+		       char *const *roots, size_t nroots);
+
+/* Remembers snapshot `id` with catalog `cat_ids` as the next parent. */
+int parent_record_save(const struct parent_record *r, const char *id,
+		       const struct dd_id *cat_ids, size_t ncat);
+
+/*
+ * Whether the candidate `manifest` (NULL: none) is the snapshot recorded
+ * in `r`, with the recorded catalog: 1 to use it as parent, 0 to read
+ * every file. A foreign snapshot or a changed catalog is a warning naming
+ * it; a recorded snapshot no longer found is a note; with no record (a
+ * first backup, or lost state) nothing is said.
+ */
+int parent_trusted(const struct parent_record *r, const json_t *manifest);
 
 /* Starts reading the catalog of `manifest` (fetched lazily over `c`). */
 int parent_open(struct parent **out, struct client *c, const json_t *manifest,
