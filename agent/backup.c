@@ -503,7 +503,7 @@ static int backup_find_parent(struct backup *b, char *const *roots,
 
 	if (rc < 0)
 		return rc;
-	if (!parent_trusted(&b->record, b->parent_manifest)) {
+	if (!parent_trusted(&b->record, b->parent_manifest, b->client)) {
 		json_decref(b->parent_manifest);
 		b->parent_manifest = NULL;
 		return 0;

@@ -360,7 +360,20 @@ int parent_record_save(const struct parent_record *r, const char *id,
 	return 0;
 }
 
-int parent_trusted(const struct parent_record *r, const json_t *manifest)
+/* Whether the recorded snapshot is still there (1), or gone (0). */
+static int parent_record_exists(const struct parent_record *r,
+				struct client *c)
+{
+	json_t *m = NULL;
+	int rc = snapshots_fetch(&m, c, r->id);
+
+	json_decref(m);
+	dd_error_clear();
+	return rc >= 0;
+}
+
+int parent_trusted(const struct parent_record *r, const json_t *manifest,
+		   struct client *c)
 {
 	const char *id = manifest ?
 		json_string_value(json_object_get(manifest, "id")) : NULL;
@@ -368,7 +381,7 @@ int parent_trusted(const struct parent_record *r, const json_t *manifest)
 
 	if (!r->have)
 		return 0;
-	if (!id) {
+	if (!id || (strcmp(id, r->id) != 0 && !parent_record_exists(r, c))) {
 		fprintf(stderr, "note: the last snapshot this agent made of these paths (%s) is gone (forgotten or pruned?); reading every file\n",
 			r->id);
 		return 0;

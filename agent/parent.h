@@ -71,10 +71,12 @@ int parent_record_save(const struct parent_record *r, const char *id,
  * Whether the candidate `manifest` (NULL: none) is the snapshot recorded
  * in `r`, with the recorded catalog: 1 to use it as parent, 0 to read
  * every file. A foreign snapshot or a changed catalog is a warning naming
- * it; a recorded snapshot no longer found is a note; with no record (a
+ * it; a recorded snapshot no longer found (asked over `c`) is a note
+ * instead; with no record (a
  * first backup, or lost state) nothing is said.
  */
-int parent_trusted(const struct parent_record *r, const json_t *manifest);
+int parent_trusted(const struct parent_record *r, const json_t *manifest,
+		   struct client *c);
 
 /* Starts reading the catalog of `manifest` (fetched lazily over `c`). */
 int parent_open(struct parent **out, struct client *c, const json_t *manifest,

@@ -11,6 +11,9 @@ _pass=0
 _fail=0
 SERVER_PID=
 SERVER_PIDS=()
+# The agent remembers its last snapshot per configuration (agent/parent.h):
+# keep that state inside the test directory.
+export DEDUP_STATE_DIR=$T/agent-state
 
 cleanup() {
 	local p
