@@ -2,6 +2,7 @@
  * parent.c - pairing the walk with the parent snapshot's catalog.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -185,6 +186,7 @@ bool parent_meta_reusable(const struct parent *p)
 static int parent_state_dir(char *out, size_t size)
 {
 	const char *env = getenv("DEDUP_STATE_DIR");
+	struct passwd *pw;
 	int n;
 
 	if (env && *env)
@@ -193,7 +195,9 @@ static int parent_state_dir(char *out, size_t size)
 		n = snprintf(out, size, "/var/lib/dedup-agent");
 	else if ((env = getenv("XDG_STATE_HOME")) && env[0] == '/')
 		n = snprintf(out, size, "%s/dedup-agent", env);
-	else if ((env = getenv("HOME")) && env[0] == '/')
+	else if (((env = getenv("HOME")) && env[0] == '/') ||
+		 ((pw = getpwuid(geteuid())) && (env = pw->pw_dir) &&
+		  env[0] == '/'))
 		n = snprintf(out, size, "%s/.local/state/dedup-agent", env);
 	else
 		return dd_error_set(-ENOENT,

@@ -42,7 +42,8 @@ int parent_find(json_t **out, struct client *c, const char *host,
  *
  * The record lives in $DEDUP_STATE_DIR if set, else /var/lib/dedup-agent
  * for root, else $XDG_STATE_HOME/dedup-agent or
- * ~/.local/state/dedup-agent (directory created 0700), as
+ * ~/.local/state/dedup-agent (HOME, or the user's home directory from the
+ * password database; directory created 0700), as
  * "parent.<uid>.<key>", the key a hash of server, token, host and the
  * sorted paths; file 0600, written atomically (fsync, rename).
  */
