@@ -27,7 +27,7 @@ lock_file() {
 L=$(lock_file "$URL" "$A")
 
 # 1. the cron line: no environment, no terminal, no output on success
-(cd / && env -i "$AGENT" --config "$T/agent.conf" backup -q "$T/data" \
+(cd / && env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" backup -q "$T/data" \
 	>"$T/out" 2>"$T/err" </dev/null)
 rc=$?
 check_eq "env -i backup -q exits 0" 0 "$rc"
@@ -36,22 +36,22 @@ check_eq "env -i backup -q prints nothing on stderr" "" "$(cat "$T/err")"
 nsnap() { agent "$A" snapshots --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 check_eq "the snapshot was made" 1 "$(nsnap)"
 check "the lock file is removed when the run ends" test ! -e "$L"
-env -i "$AGENT" --config "$T/agent.conf" backup "$T/data" >"$T/out" 2>"$T/err"
+env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" backup "$T/data" >"$T/out" 2>"$T/err"
 check "without -q the id is printed" grep -qE '^[0-9a-f]{64}$' "$T/out"
 check "no progress line when stderr is not a terminal" test ! -s "$T/err"
 
 # 2. errors still reach stderr under -q, with the documented codes
-env -i "$AGENT" --config "$T/agent.conf" --token wrong backup -q "$T/data" >"$T/out" 2>"$T/err"
+env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" --token wrong backup -q "$T/data" >"$T/out" 2>"$T/err"
 rc=$?
 check_eq "-q with a wrong token exits 1" 1 "$rc"
 check "and says why on stderr" grep -q '^error: ' "$T/err"
 check_eq "and prints nothing on stdout" "" "$(cat "$T/out")"
-env -i "$AGENT" --config "$T/agent.conf" backup -q --frobnicate "$T/data" 2>"$T/err"
+env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" backup -q --frobnicate "$T/data" 2>"$T/err"
 check_eq "-q with a bad option exits 2" 2 "$?"
 check "and prints the usage" grep -q '^usage: ' "$T/err"
 
 # 3. one at a time: a lock held elsewhere (flock(1) on the same file)
-flock -n "$L" env -i "$AGENT" --config "$T/agent.conf" backup -q "$T/data" >"$T/out" 2>"$T/err"
+flock -n "$L" env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" backup -q "$T/data" >"$T/out" 2>"$T/err"
 rc=$?
 check_eq "a second backup while the lock is held exits 4" 4 "$rc"
 check "with a message saying so" grep -q 'still running' "$T/err"
@@ -60,9 +60,9 @@ check_eq "it prints nothing on stdout" "" "$(cat "$T/out")"
 check_eq "and made no snapshot" 2 "$(nsnap)"
 flock -n "$L" "$AGENT" --config "$T/agent.conf" backup --help >/dev/null
 check_eq "backup --help still answers while locked" 0 "$?"
-flock -n "$L" env -i "$AGENT" --config "$T/agent.conf" snapshots >/dev/null
+flock -n "$L" env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" snapshots >/dev/null
 check_eq "other verbs take no lock" 0 "$?"
-flock -n "$L" env -i "$AGENT" --config "$T/agent.conf" --token other backup -q "$T/data" >/dev/null 2>&1
+flock -n "$L" env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" --token other backup -q "$T/data" >/dev/null 2>&1
 check_eq "another configuration (token) has its own lock" 1 "$?"
 rm -f "$L"    # made by flock(1), which does not remove it
 
@@ -70,7 +70,7 @@ rm -f "$L"    # made by flock(1), which does not remove it
 # first run holds the lock, blocked in its TLS handshake, for as long as
 # the test needs: no timing luck involved.
 kill -STOP "$SERVER_PID"
-env -i "$AGENT" --config "$T/agent.conf" backup -q "$T/data" >"$T/a.out" 2>"$T/a.err" &
+env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" backup -q "$T/data" >"$T/a.out" 2>"$T/a.err" &
 apid=$!
 # Polling with flock(1) would take the lock itself: watch for the pid the
 # holder writes into the lock file instead.
@@ -80,7 +80,7 @@ for _ in $(seq 1 250); do
 	sleep 0.02
 done
 check_eq "the first backup holds the lock" yes "$held"
-env -i "$AGENT" --config "$T/agent.conf" backup -q "$T/data" >"$T/b.out" 2>"$T/b.err"
+env -i DEDUP_STATE_DIR="$DEDUP_STATE_DIR" "$AGENT" --config "$T/agent.conf" backup -q "$T/data" >"$T/b.out" 2>"$T/b.err"
 check_eq "the second one exits 4 at once" 4 "$?"
 check "naming the first one's pid" grep -q "pid $apid" "$T/b.err"
 kill -CONT "$SERVER_PID"
