@@ -1,5 +1,7 @@
 /*
- * stats.c - `dedup-agent stats [--json]`: the repository's counters.
+ * stats.c - `dedup-agent stats [--json]`: the repository's counters for
+ * an admin token; a client token gets its own figures only (no store
+ * counters, so no dedup ratio: docs/API.md, "Stats").
  */
 #include <stdio.h>
 
@@ -37,6 +39,27 @@ static void stats_ratio(const json_t *j, const char *key, const char *label)
 		printf("%-18s %.2f\n", label, json_number_value(v));
 }
 
+/* Whose figures these are: the client's own, or the repository's. */
+static void stats_scope(const json_t *j)
+{
+	const char *client = json_string_value(json_object_get(j, "client"));
+
+	if (client)
+		printf("%-18s client '%s' (its own figures)\n", "scope:", client);
+	else
+		printf("%-18s repository\n", "scope:");
+}
+
+static void stats_quota(const json_t *j)
+{
+	json_t *v = json_object_get(j, "quota_bytes");
+
+	if (json_is_null(v))
+		printf("%-18s none\n", "quota:");
+	else
+		stats_bytes(j, "quota_bytes", "quota:");
+}
+
 int cmd_stats(int argc, char **argv, const struct agent_globals *g,
 	      const struct agent_verb *self)
 {
@@ -55,6 +78,7 @@ int cmd_stats(int argc, char **argv, const struct agent_globals *g,
 		json_dumpf(j, stdout, JSON_COMPACT);
 		putchar('\n');
 	} else {
+		stats_scope(j);
 		stats_count(j, "snapshots", "snapshots:");
 		stats_count(j, "clients", "clients:");
 		stats_count(j, "chunks", "chunks:");
@@ -63,6 +87,8 @@ int cmd_stats(int argc, char **argv, const struct agent_globals *g,
 		stats_bytes(j, "bytes_catalog", "catalogs:");
 		stats_bytes(j, "bytes_unique", "unique data:");
 		stats_bytes(j, "bytes_stored", "stored on disk:");
+		stats_bytes(j, "bytes_only_client", "only this client:");
+		stats_quota(j);
 		stats_ratio(j, "dedup_ratio", "dedup ratio:");
 		stats_ratio(j, "compression_ratio", "compression ratio:");
 	}

@@ -120,11 +120,16 @@ static void route_health(void *payload, const struct http_request *req,
 	struct routes_ctx *ctx = payload;
 	char why[600] = "";
 	bool w = routes_writable(ctx, why, sizeof(why));
+	char *abs = realpath(ctx->repo, NULL);
 	json_t *j;
 
 	(void)req;
-	j = json_pack("{s:s, s:b, s:s, s:b}", "status", w ? "ok" : "degraded",
-		      "up", 1, "version", DD_VERSION, "writable", w);
+	/* "repository" lets the sign-in hint print a token command that works
+	 * as written; docs/SECURITY.md says why showing it is acceptable. */
+	j = json_pack("{s:s, s:b, s:s, s:b, s:s}", "status",
+		      w ? "ok" : "degraded", "up", 1, "version", DD_VERSION,
+		      "writable", w, "repository", abs ? abs : ctx->repo);
+	free(abs);
 	if (j && !w)
 		json_object_set_new(j, "reason", json_string(why));
 	http_reply_json(rep, 200, j);
@@ -788,19 +793,64 @@ static void route_snapshot_get(void *payload, const struct http_request *req,
 
 /* ---- GET /api/v1/stats ---- */
 
-/* With dedup domains, a client must not see what the store holds: the
- * chunk and byte counters (and free space) would tell whether an upload
- * was written or was already there, stored by another domain. */
-static void routes_stats_redact(json_t *j)
-{
-	static const char *const hidden[] = {
-		"chunks", "packs", "bytes_unique", "bytes_stored",
-		"dedup_ratio", "compression_ratio", "disk_free", "disk_total",
-	};
-	size_t i;
+/*
+ * A client token sees its own figures only, domains or not: its
+ * snapshots, their logical and catalog bytes, the bytes only it
+ * references (usage.h, what its quota counts), its quota and its own
+ * backups in progress. The store's counters (chunks, packs, unique and
+ * stored bytes, disk space) and the clients count would tell whether an
+ * upload was written or was already there, stored by someone else.
+ */
+struct routes_own {
+	const char *client;
+	uint64_t snapshots, logical, catalogs;
+};
 
-	for (i = 0; i < DD_ARRAY_SIZE(hidden); i++)
-		json_object_del(j, hidden[i]);
+static int routes_own_cb(void *payload, const struct snapshots_item *it)
+{
+	struct routes_own *o = payload;
+
+	if (strcmp(it->client, o->client) == 0) {
+		o->snapshots++;
+		o->logical += it->bytes_total;
+		o->catalogs += it->catalog_bytes;
+	}
+	return 0;
+}
+
+static void routes_stats_client(struct routes_ctx *ctx, const char *client,
+				struct http_reply *rep)
+{
+	struct routes_own o = { .client = client };
+	struct usage_client *u = NULL;
+	uint64_t only = 0, quota;
+	size_t n = 0, i;
+	json_t *j;
+	int rc;
+
+	rc = snapshots_foreach(ctx->snapshots, routes_own_cb, &o);
+	if (rc == 0)
+		rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &n);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(u[i].name, client) == 0)
+			only = u[i].bytes_unique;
+	free(u);
+	quota = ctx->cfg ? config_client_quota(ctx->cfg, client) : 0;
+	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:I}",
+		      "scope", "client", "client", client,
+		      "snapshots", (json_int_t)o.snapshots,
+		      "bytes_logical", (json_int_t)o.logical,
+		      "bytes_catalog", (json_int_t)o.catalogs,
+		      "bytes_only_client", (json_int_t)only,
+		      "quota_bytes", quota ? json_integer((json_int_t)quota)
+					   : json_null(),
+		      "backups_in_progress",
+		      (json_int_t)sessions_active(ctx->sessions, client));
+	http_reply_json(rep, 200, j);
 }
 
 static void route_stats(void *payload, const struct http_request *req,
@@ -813,6 +863,10 @@ static void route_stats(void *payload, const struct http_request *req,
 	bool ro;
 	int rc;
 
+	if (!req->who->admin) {
+		routes_stats_client(ctx, req->who->name, rep);
+		return;
+	}
 	snapshots_totals(ctx->snapshots, &snaps, &logical, &catalogs);
 	store_counters(ctx->store, &chunks, &unique);
 	rc = store_pack_usage(ctx->store, &packs, &stored);
@@ -828,8 +882,9 @@ static void route_stats(void *payload, const struct http_request *req,
 	/* The ratio counts the catalogs on both sides: they are stored as
 	 * chunks too, so a first backup reads 1.00, not below. */
 	j = json_pack(
-		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, "
-		"s:I}",
+		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, "
+		"s:I, s:I}",
+		"scope", "repository",
 		"snapshots", (json_int_t)snaps,
 		"chunks", (json_int_t)chunks,
 		"packs", (json_int_t)packs,
@@ -846,8 +901,6 @@ static void route_stats(void *payload, const struct http_request *req,
 		"disk_total", (json_int_t)disk_total,
 		"backups_in_progress",
 		(json_int_t)sessions_active(ctx->sessions, NULL));
-	if (j && !req->who->admin && tokens_domains_used(ctx->tokens))
-		routes_stats_redact(j);
 	http_reply_json(rep, 200, j);
 }
 
@@ -1900,6 +1953,10 @@ void routes_fallback(void *payload, const struct http_request *req,
 	(void)payload;
 	if (strcmp(path, "/") == 0)
 		path = "/index.html";
+	/* Browsers ask for /favicon.ico whatever the page links: the same
+	 * icon, so no view logs a 404. */
+	if (strcmp(path, "/favicon.ico") == 0)
+		path = "/favicon.svg";
 	if (strncmp(path, "/api/", 5) != 0) {
 		for (a = dd_web_assets; a->path; a++) {
 			if (strcmp(a->path, path) != 0)

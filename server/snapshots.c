@@ -1057,6 +1057,7 @@ int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
 		it.bytes_new = e->bytes_new;
 		it.bytes_sent = e->bytes_sent;
 		it.catalog_chunks = e->ncatalog;
+		it.catalog_bytes = e->catalog_bytes;
 		it.paths_digest = e->paths_digest;
 		it.group_digest = e->group_digest;
 		rc = fn(payload, &it);

@@ -152,6 +152,7 @@ struct snapshots_item {
 	uint64_t bytes_new;        /* as the agent reported them */
 	uint64_t bytes_sent;
 	uint64_t catalog_chunks;
+	uint64_t catalog_bytes;    /* plain bytes of its catalog chunks */
 	struct dd_id paths_digest; /* snapshots_paths_digest of its paths */
 	struct dd_id group_digest; /* of its host and paths: a retention
 				    * group within its client */

@@ -37,8 +37,22 @@ function duration(seconds) {
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
 
+// One convention for every time on the page: UTC, 24-hour, labelled.
 function shortTime(iso) {
   return iso ? String(iso).replace("T", " ").replace("Z", " UTC") : "-";
+}
+
+function clockUTC(d) {
+  return d.toISOString().slice(11, 19) + " UTC";
+}
+
+function clockDate(d) {
+  return d.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+}
+
+// A path as one shell word: quoted unless plainly safe.
+function shellWord(s) {
+  return /^[A-Za-z0-9_.,:\/+@%=-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\\''") + "'";
 }
 
 // ---- the token ----
@@ -87,8 +101,7 @@ function emptyRow(body, columns, text) {
   body.appendChild(tr);
 }
 
-// A figure the server left out (the store's counters, hidden from client
-// tokens once dedup domains are in use: docs/API.md, "Stats") shows "-".
+// A figure the server left out shows "-".
 function setCard(id, text, value) {
   const el = $(id);
   const known = value !== undefined && value !== null;
@@ -106,14 +119,26 @@ function svg(parent, name, attrs, text) {
 
 // ---- sections ----
 
+// An admin token gets the repository's figures; a client token only its
+// own (docs/API.md, "Stats"): the store's cards are hidden for it.
 function showStats(st) {
+  const own = st.scope === "client";
+  document.querySelectorAll("#cards .repo-only").forEach((c) => c.classList.toggle("hidden", own));
+  document.querySelectorAll("#cards .client-only").forEach((c) => c.classList.toggle("hidden", !own));
+  $("cards").dataset.scope = own ? "client" : "repository";
   setCard("s-logical", bytes(st.bytes_logical), st.bytes_logical);
+  setCard("s-snapshots", String(st.snapshots), st.snapshots);
+  if (own) {
+    setCard("s-only", bytes(st.bytes_only_client), st.bytes_only_client);
+    setCard("s-quota", st.quota_bytes === null ? "none" : bytes(st.quota_bytes) + " (" +
+            Math.round(100 * st.bytes_only_client / st.quota_bytes) + "%)", st.quota_bytes);
+    return;
+  }
   setCard("s-unique", bytes(st.bytes_unique), st.bytes_unique);
   setCard("s-stored", bytes(st.bytes_stored), st.bytes_stored);
   setCard("s-dedup", ratio(st.dedup_ratio), st.dedup_ratio);
   setCard("s-comp", ratio(st.compression_ratio), st.compression_ratio);
   setCard("s-chunks", String(st.chunks), st.chunks);
-  setCard("s-snapshots", String(st.snapshots), st.snapshots);
   setCard("s-clients", String(st.clients), st.clients);
   setCard("s-free", bytes(st.disk_free), st.disk_free);
   $("s-disk").textContent = st.disk_total === undefined ? "" : "of " + bytes(st.disk_total);
@@ -178,7 +203,8 @@ function showProgress(list) {
     cell(tr, s.client);
     cell(tr, s.host);
     cell(tr, (s.paths || []).join(", "));
-    cell(tr, duration(s.elapsed_seconds) + " ago", null, s.unix_started);
+    const started = cell(tr, duration(s.elapsed_seconds) + " ago", null, s.unix_started);
+    if (s.unix_started) started.title = clockDate(new Date(s.unix_started * 1000));
     cell(tr, String(s.files), "num", s.files);
     cell(tr, bytes(s.bytes_done), "num", s.bytes_done);
     cell(tr, bytes(s.uploaded_bytes), "num", s.uploaded_bytes);
@@ -217,8 +243,9 @@ function showClients(data) {
     if (c.stale && !c.revoked) tr.className = "stale";
     cell(tr, c.name);
     cell(tr, c.revoked ? "revoked" : c.role);
-    cell(tr, c.last_backup_time ? age(c.last_backup_age_seconds) : "never", "age",
-         c.last_backup_age_seconds);
+    const last = cell(tr, c.last_backup_time ? age(c.last_backup_age_seconds) : "never", "age",
+                      c.last_backup_age_seconds);
+    if (c.last_backup_time) last.title = shortTime(c.last_backup_time);
     const res = cell(tr, c.last_result || "-", c.last_result ? "result-" + c.last_result : null);
     if (c.last_error) res.title = c.last_error;
     cell(tr, String(c.snapshots), "num", c.snapshots);
@@ -294,7 +321,7 @@ async function load() {
     $("login").classList.add("hidden");
     $("app").classList.remove("hidden");
     $("signout").classList.remove("hidden");
-    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    $("updated").textContent = "updated " + clockUTC(new Date());
     document.body.dataset.state = "ready";
   } catch (e) {
     if (e instanceof HttpError && e.status === 401) {
@@ -327,6 +354,9 @@ function start() {
 function health() {
   fetch("/api/v1/health", { cache: "no-store" }).then((r) => r.json()).then((h) => {
     $("version").textContent = "version " + h.version;
+    if (h.repository) {
+      $("token-cmd").textContent = "dedup-server token add --repo " + shellWord(h.repository) + " --admin NAME";
+    }
     const pill = $("health");
     pill.textContent = h.writable ? "repository writable" : "repository NOT writable";
     pill.className = "pill " + (h.writable ? "ok" : "bad");
