@@ -48,10 +48,12 @@ id3, today, df_avail = sys.argv[1], sys.argv[2], int(sys.argv[3])
 h = J("health")
 check_eq("health needs no token and says ok", ("ok", True, True), (h["status"], h["up"], h["writable"]))
 check("health has the version", re.match(r"^\d+\.\d+\.\d+$", h["version"]), h)
+check_eq("health names the repository (absolute) for the sign-in hint", os.path.realpath(os.path.join(T, "repo")), h.get("repository"))
 check_eq("health: not writable without packs/", (False, "degraded"), (J("health_ro")["writable"], J("health_ro")["status"]))
 check_eq("health: writable again", True, J("health_back")["writable"])
 
 st = J("stats")
+c0 = {x["name"]: x for x in J("clients")["clients"]}
 fields = ["bytes_logical", "bytes_catalog", "bytes_unique", "bytes_stored", "dedup_ratio", "compression_ratio", "chunks",
           "packs", "snapshots", "clients", "disk_free", "disk_total", "backups_in_progress"]
 check("stats has every field", all(k in st for k in fields), st)
@@ -63,6 +65,18 @@ check("stats: the text compresses (ratio > 1)", st["compression_ratio"] > 1, st)
 check("stats: free disk is known", 0 < st["disk_free"] <= st["disk_total"], st)
 check("stats: free disk matches df within 1%", abs(st["disk_free"] - df_avail) < st["disk_total"] / 100, (st["disk_free"], df_avail))
 check_eq("a client may read the stats", 200, S("stats_client"))
+# Without dedup domains too, a client token sees its own figures only.
+sc = J("stats_client")
+check_eq("client stats: scoped to alice", ("client", "alice"), (sc.get("scope"), sc.get("client")))
+check_eq("client stats: her own 2 snapshots, not the repository's 3", 2, sc.get("snapshots"))
+check("client stats: no repository field",
+      not [k for k in ("chunks", "clients", "packs", "bytes_unique", "bytes_stored", "dedup_ratio",
+                       "compression_ratio", "disk_free", "disk_total") if k in sc], sc)
+check_eq("client stats: what only she references is the clients table's figure",
+         c0["alice"]["bytes_unique"], sc.get("bytes_only_client"))
+check("client stats: her logical bytes are below the repository's", 0 < sc.get("bytes_logical", 0) < st["bytes_logical"], sc)
+check_eq("client stats: no quota configured", None, sc.get("quota_bytes", "missing"))
+check_eq("admin stats: the repository's", "repository", st.get("scope"))
 
 cl = J("clients")
 check_eq("clients: all four, sorted", ["alice", "bob", "carol", "ops"], [c["name"] for c in cl["clients"]])

@@ -87,6 +87,14 @@ elif mode == "stats":
             found.append("%04d" % i)
         before = after
     print(" ".join(found) if before is not None else "hidden")
+elif mode == "put":
+    # put TEXT...: uploads each TEXT as one chunk, prints /stats after each
+    out = [json.loads(req("GET", "/api/v1/stats")[1])]
+    for t in sys.argv[3:]:
+        st, body, _ = req("POST", "/api/v1/chunks", bundle([t.encode()]))
+        assert st == 200, (st, body)
+        out.append(json.loads(req("GET", "/api/v1/stats")[1]))
+    print(json.dumps(out))
 PY
 attack() { URL=$URL CA=$CA python3 "$T/attack.py" "$@"; }
 
@@ -105,6 +113,25 @@ check_eq "/stats hides the store's counters from a client" "hidden" "$(attack "$
 save stats_adm "$ADM" GET /api/v1/stats
 pycheck <<'PY'
 check("an admin still sees the store's counters", isinstance(J("stats_adm").get("chunks"), int))
+PY
+# /stats as a whole: A (domain a) stores a chunk; B uploads that one, then
+# a fresh one. The store grows by 0 then by 1 (the admin sees it); B's own
+# figures are the same three times and hold nothing of the repository's.
+attack "$A" put "held by domain a" >/dev/null
+attack "$ADM" put > "$T/adm0.json"
+attack "$B" put "held by domain a" "fresh from b" > "$T/b_seq.json"
+attack "$ADM" put > "$T/adm1.json"
+pycheck <<'PY'
+seq = json.load(open(os.path.join(T, "b_seq.json")))
+a0, a1 = json.load(open(os.path.join(T, "adm0.json")))[0], json.load(open(os.path.join(T, "adm1.json")))[0]
+check_eq("the store grew by 1 chunk over B's two uploads (0 for the held one)", 1, a1["chunks"] - a0["chunks"])
+check("B's /stats is the same before, after the held chunk and after the fresh one", seq[0] == seq[1] == seq[2], seq)
+for key in ("chunks", "clients", "packs", "bytes_unique", "bytes_stored", "dedup_ratio", "disk_free"):
+    check("B's /stats has no repository field %s" % key, key not in seq[0], seq[0])
+check_eq("B's /stats is scoped to B", ("client", "bob"), (seq[0].get("scope"), seq[0].get("client")))
+check_eq("B's snapshot count is its own (none yet)", 0, seq[0].get("snapshots"))
+check_eq("the admin's /stats is the repository's", "repository", a0.get("scope"))
+check("the admin sees the clients count", isinstance(a0.get("clients"), int) and a0["clients"] >= 6, a0)
 PY
 
 # 3. B backs up the same content as A: uploaded once by B, stored once.
