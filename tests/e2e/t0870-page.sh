@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# The status page as a newcomer meets it, in a real headless Chromium
+# driven over the DevTools protocol (--remote-debugging-pipe, no extra
+# package): the sign-in hint prints a token command that works as written;
+# no request of any view answers 404 (/favicon.ico included) and the
+# console stays clean; every time reads UTC, 24-hour, labelled; at
+# 1280x800 every stat card's value in a row sits at the same height and no
+# label wraps. Signed in as a client, the page shows that client's own
+# numbers, never the repository's (docs/API.md, "The status page").
+. "$(dirname "$0")/lib.sh"
+
+CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser)}
+if [ -z "$CHROMIUM" ]; then
+	not_ok "chromium is not installed (packaging/deps.sh installs it)"
+	finish
+fi
+
+repo_init "$T/repo"
+A=$(token_add "$T/repo" alice)
+B=$(token_add "$T/repo" bob)
+OPS=$(token_add "$T/repo" ops --admin)
+printf 'client.alice.quota_bytes = 1G\n' > "$T/server.conf"
+server_start "$T/repo" --config "$T/server.conf" || exit 1
+mkdir -p "$T/d1" "$T/d2"
+prand page1 400000 > "$T/d1/random"
+prand page2 300000 > "$T/d2/random"
+agent "$A" backup "$T/d1" >/dev/null
+agent "$B" backup "$T/d2" >/dev/null
+agent "$B" backup "$T/d1" >/dev/null
+save stats_a "$A" GET /api/v1/stats
+save stats_ops "$OPS" GET /api/v1/stats
+curl -sS --cacert "$CA" -o "$T/fav.bin" -w '%{http_code} %{content_type}\n' "$URL/favicon.ico" > "$T/fav.status"
+
+# cdp.py URL OUT [TOKEN]: opens URL (with #token=TOKEN) in a fresh headless
+# Chromium at 1280x800, waits (bounded) until the page is "login" or
+# "ready", and writes what it saw as JSON: every response's status, the
+# console's errors, the stat cards' boxes, the texts the checks need.
+cat > "$T/cdp.py" <<'PY'
+import json, os, subprocess, sys, tempfile, time
+chromium, url, out = sys.argv[1], sys.argv[2], sys.argv[3]
+to_c, from_us = os.pipe()
+to_us, from_c = os.pipe()
+def child_fds():
+    # fds 3 and 4 are the pipe's ends Chromium expects
+    a, b = os.dup(to_c), os.dup(from_c)
+    os.dup2(a, 3); os.dup2(b, 4)
+profile = tempfile.mkdtemp(dir=os.environ["T"])
+p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage",
+    "--ignore-certificate-errors", "--user-data-dir=" + profile,
+    "--remote-debugging-pipe", "--window-size=1280,800", "about:blank"],
+    preexec_fn=child_fds, pass_fds=(3, 4),
+    stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.environ["T"], "chromium.log"), "ab"))
+os.close(to_c); os.close(from_c)
+wr, rd = os.fdopen(from_us, "wb"), os.fdopen(to_us, "rb")
+deadline = time.time() + 40
+seq, events, buf = [0], [], b""
+def read_msg():
+    global buf
+    while b"\0" not in buf:
+        if time.time() > deadline:
+            raise SystemExit("chromium: no answer in time")
+        chunk = os.read(rd.fileno(), 65536)
+        if not chunk:
+            raise SystemExit("chromium closed the pipe")
+        buf += chunk
+    msg, buf = buf.split(b"\0", 1)
+    return json.loads(msg)
+def call(method, params=None, session=None):
+    seq[0] += 1
+    m = {"id": seq[0], "method": method, "params": params or {}}
+    if session:
+        m["sessionId"] = session
+    wr.write(json.dumps(m).encode() + b"\0"); wr.flush()
+    while True:
+        r = read_msg()
+        if r.get("id") == seq[0]:
+            if "error" in r:
+                raise SystemExit("%s: %s" % (method, r["error"]))
+            return r["result"]
+        events.append(r)
+def js(expr, session):
+    r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True}, session)
+    return r["result"].get("value")
+try:
+    tid = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    s = call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+    for d in ("Network.enable", "Runtime.enable", "Log.enable", "Page.enable"):
+        call(d, {}, s)
+    call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800,
+         "deviceScaleFactor": 1, "mobile": False}, s)
+    call("Page.navigate", {"url": url}, s)
+    state = None
+    while time.time() < deadline:
+        state = js("document.body && document.body.dataset.state", s)
+        if state in ("login", "ready") and js("document.getElementById('version').textContent", s):
+            break
+        time.sleep(0.1)
+    # the icon the page links, fetched as the browser would
+    icon = js("""fetch(document.querySelector("link[rel=icon]").href).then(r => r.status)""", s)
+    seen = js("""(() => {
+      const box = (e) => { const r = e.getBoundingClientRect(); return {top: r.top, left: r.left, height: r.height}; };
+      const cards = [...document.querySelectorAll("#cards .card")].filter((c) => c.offsetParent !== null).map((c) => {
+        const k = c.querySelector(".k"), v = c.querySelector(".v");
+        return {id: v.id, card: box(c), value: box(v), label: k.textContent,
+                label_cut: k.scrollWidth > k.clientWidth, label_height: box(k).height,
+                line_height: parseFloat(getComputedStyle(k).lineHeight) || 0, text: v.textContent,
+                data: v.dataset.value};
+      });
+      const cells = [...document.querySelectorAll("#snapshots tr[data-id] td:nth-child(4)")].map((t) => t.textContent);
+      const ths = [...document.querySelectorAll("th")].map((t) => t.textContent);
+      return {cards, cells, ths, updated: document.getElementById("updated").textContent,
+              hint: document.getElementById("token-cmd").textContent,
+              width: innerWidth, height: innerHeight};
+    })()""", s)
+    time.sleep(0.3)
+    call("Runtime.evaluate", {"expression": "1"}, s)  # drains pending events
+    seen["state"] = state
+    seen["icon_status"] = icon
+    seen["responses"] = [(e["params"]["response"]["url"], e["params"]["response"]["status"])
+                         for e in events if e.get("method") == "Network.responseReceived"]
+    seen["console_errors"] = [e["params"]["entry"]["text"] for e in events
+                              if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+    seen["console_errors"] += [str(e["params"].get("args")) for e in events
+                               if e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
+    json.dump(seen, open(out, "w"))
+finally:
+    try:
+        call("Browser.close")
+    except BaseException:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+PY
+view() { T="$T" timeout 60 python3 "$T/cdp.py" "$CHROMIUM" "$1" "$2" 2>>"$T/cdp.err"; }
+view "$URL/" "$T/v_none.json"
+view "$URL/#token=$OPS" "$T/v_admin.json"
+view "$URL/#token=$A" "$T/v_client.json"
+check "chromium was driven (3 views)" test -s "$T/v_none.json" -a -s "$T/v_admin.json" -a -s "$T/v_client.json"
+[ -s "$T/cdp.err" ] && cat "$T/cdp.err"
+
+# The hint's command, run exactly as printed (dedup-server on PATH).
+hint=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hint"])' "$T/v_none.json" 2>/dev/null)
+check "the sign-in hint names the repository" grep -qF -- "--repo $(realpath "$T/repo")" <<<"$hint"
+check "the sign-in hint is a dedup-server token add command" grep -q '^dedup-server token add ' <<<"$hint"
+(cd "$T" && PATH="$(dirname "$SERVER"):$PATH" eval "$hint") >"$T/hint.out" 2>&1
+check_eq "the sign-in hint's command works as written ($hint)" 0 "$?"
+check "... and made an admin token" grep -qE '^NAME +admin' <("$SERVER" token list --repo "$T/repo")
+check "... which the server accepts" test "$(api_status "$(tail -n1 "$T/hint.out")" GET /api/v1/clients)" = 200
+
+pycheck <<'PY'
+fav = open(os.path.join(T, "fav.status")).read().split()
+check_eq("/favicon.ico answers 200 with an image", ["200", "image/svg+xml"], fav)
+check("... an SVG icon", open(os.path.join(T, "fav.bin"), "rb").read().startswith(b"<svg"))
+sa, so = J("stats_a"), J("stats_ops")
+for name in ("none", "admin", "client"):
+    v = json.load(open(os.path.join(T, "v_%s.json" % name)))
+    want = "login" if name == "none" else "ready"
+    check_eq("%s: the page reaches %s" % (name, want), want, v["state"])
+    check_eq("%s: the viewport is 1280x800" % name, (1280, 800), (v["width"], v["height"]))
+    bad = [r for r in v["responses"] if r[1] >= 400]
+    check("%s: no request answers 404 or any error" % name, v["responses"] and not bad, bad or v["responses"])
+    check_eq("%s: the linked icon loads" % name, 200, v["icon_status"])
+    check_eq("%s: no console error" % name, [], v["console_errors"])
+    if name == "none":
+        continue
+    check("%s: the header's time is UTC, 24-hour, labelled" % name,
+          re.fullmatch(r"updated ([01]\d|2[0-3]):[0-5]\d:[0-5]\d UTC", v["updated"]), v["updated"])
+    check("%s: the snapshots' times are UTC, 24-hour, labelled" % name,
+          v["cells"] and all(re.fullmatch(r"\d{4}-\d\d-\d\d ([01]\d|2[0-3]):[0-5]\d:[0-5]\d UTC", c) for c in v["cells"]), v["cells"])
+    check("%s: the time column says UTC" % name, "Time (UTC)" in v["ths"], v["ths"])
+    cards = v["cards"]
+    rows = {}
+    for c in cards:
+        rows.setdefault(round(c["card"]["top"]), []).append(c)
+    for top, row in sorted(rows.items()):
+        ys = [round(c["value"]["top"], 1) for c in row]
+        check("%s: the cards' values in the row at y=%d sit at the same height" % (name, top),
+              max(ys) - min(ys) < 0.5, [(c["label"], c["value"]["top"]) for c in row])
+    check("%s: no card label wraps" % name,
+          all(c["label_height"] <= c["line_height"] * 1.5 for c in cards), [(c["label"], c["label_height"]) for c in cards])
+    check("%s: no card label is cut" % name, not [c["label"] for c in cards if c["label_cut"]],
+          [c["label"] for c in cards if c["label_cut"]])
+    shown = {c["id"]: c for c in cards}
+    if name == "admin":
+        check_eq("admin: the repository's cards", {"s-logical", "s-unique", "s-stored", "s-dedup", "s-comp",
+                 "s-chunks", "s-snapshots", "s-clients", "s-free"}, set(shown))
+        check_eq("admin: the repository's snapshots and clients", (str(so["snapshots"]), str(so["clients"])),
+                 (shown["s-snapshots"]["data"], shown["s-clients"]["data"]))
+    else:
+        check_eq("client: only its own cards", {"s-logical", "s-snapshots", "s-only", "s-quota"}, set(shown))
+        check_eq("client: its own snapshots (1 of the repository's 3)", ("1", 3), (shown["s-snapshots"]["text"], so["snapshots"]))
+        check_eq("client: its own logical bytes", str(sa["bytes_logical"]), shown["s-logical"]["data"])
+        check_eq("client: what only it references", str(sa["bytes_only_client"]), shown["s-only"]["data"])
+        check("client: its quota, 1 GiB and its share", shown["s-quota"]["text"].startswith("1.0 GiB ("), shown["s-quota"]["text"])
+PY
+check_eq "the server still serves" 200 "$(api_status "" GET /api/v1/health)"
+finish
