@@ -98,10 +98,11 @@ try:
             break
         time.sleep(0.1)
     # the icon the page links, fetched as the browser would
-    icon = js("""fetch(document.querySelector("link[rel=icon]").href).then(r => r.status)""", s)
+    icon = js("""(() => { const l = document.querySelector("link[rel=icon]");
+                   return l ? fetch(l.href).then(r => r.status) : 0; })()""", s)
     seen = js("""(() => {
       const box = (e) => { const r = e.getBoundingClientRect(); return {top: r.top, left: r.left, height: r.height}; };
-      const cards = [...document.querySelectorAll("#cards .card")].filter((c) => c.offsetParent !== null).map((c) => {
+      const cards = [...document.querySelectorAll(".cards .card")].filter((c) => c.offsetParent !== null).map((c) => {
         const k = c.querySelector(".k"), v = c.querySelector(".v");
         return {id: v.id, card: box(c), value: box(v), label: k.textContent,
                 label_cut: k.scrollWidth > k.clientWidth, label_height: box(k).height,
@@ -111,7 +112,7 @@ try:
       const cells = [...document.querySelectorAll("#snapshots tr[data-id] td:nth-child(4)")].map((t) => t.textContent);
       const ths = [...document.querySelectorAll("th")].map((t) => t.textContent);
       return {cards, cells, ths, updated: document.getElementById("updated").textContent,
-              hint: document.getElementById("token-cmd").textContent,
+              hint: (document.querySelector("#login code") || {}).textContent || "",
               width: innerWidth, height: innerHeight};
     })()""", s)
     time.sleep(0.3)
