@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: install what is needed, build, start a server
 # on localhost with a local repository, and back a sample directory up into
-# it. Prints the snapshot id, the repository stats and the status-page URL.
+# it. Prints the snapshot id, the client's stats and the status-page URL.
 #   bash packaging/demo.sh [PATH-TO-BACK-UP...]
 set -euo pipefail
 here=$PWD
@@ -62,7 +62,7 @@ agent="$(rel "$bin/dedup-agent") --config $(rel "$work/agent.conf")"
 echo "== backing up ${samples[*]}"
 id=$("$bin"/dedup-agent --config "$work/agent.conf" backup "${samples[@]}")
 echo "snapshot id: $id"
-echo "== repository stats"
+echo "== stats (the demo client's own figures)"
 "$bin"/dedup-agent --config "$work/agent.conf" stats
 echo "== status page: $url/"
 echo "   (sign in with an admin token: $(rel "$bin/dedup-server") token add --repo $(rel "$work/repo") --admin NAME)"

@@ -6,6 +6,7 @@
 
 repo_init "$T/repo"
 A=$(token_add "$T/repo" alice)
+ADM=$(token_add "$T/repo" ops --admin)
 server_start "$T/repo" || exit 1
 
 check_eq "health needs no token" 200 "$(api_status "" GET /api/v1/health)"
@@ -21,11 +22,12 @@ echo "the real content" > "$T/good"
 echo "evil replacement" > "$T/evil"
 GOOD=$(sha256sum < "$T/good" | cut -c1-64)
 bundle_raw "$GOOD" "$T/evil" > "$T/tampered.bin"
-chunks_before=$(json_get "$(api "$A" GET /api/v1/stats | head -n1)" chunks)
+chunks_before=$(json_get "$(api "$ADM" GET /api/v1/stats | head -n1)" chunks)
+check "the store's chunk count is known (admin)" test -n "$chunks_before"
 resp=$(api "$A" POST /api/v1/chunks --data-binary @"$T/tampered.bin" -H 'Content-Type: application/octet-stream')
 check_eq "tampered chunk is rejected with 400" 400 "$(tail -n1 <<<"$resp")"
 check "the rejection names the id" grep -q "$GOOD" <<<"$resp"
-check_eq "nothing was stored" "$chunks_before" "$(json_get "$(api "$A" GET /api/v1/stats | head -n1)" chunks)"
+check_eq "nothing was stored" "$chunks_before" "$(json_get "$(api "$ADM" GET /api/v1/stats | head -n1)" chunks)"
 check_eq "the id is still unknown" 404 "$(api_status "$A" GET "/api/v1/chunks/$GOOD")"
 hexbytes "$GOOD" > "$T/q.bin"
 api "$A" POST /api/v1/chunks/missing --data-binary @"$T/q.bin" | head -c 1 | xxd -p > "$T/bitmap"
