@@ -534,6 +534,7 @@ static int snap_lookup_catalog(struct store *st, const struct snap_request *rq,
 	return 0;
 }
 
+/* The manifest of e; it takes the reference to cat, even on failure. */
 static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq,
 			     json_t *cat, uint64_t catalog_bytes,
 			     const struct snap_counts *cnt)
@@ -543,7 +544,7 @@ static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq
 	dd_format_time(t0, rq->time_start);
 	dd_format_time(t1, e->written_ns / SNAPSHOTS_NS);
 	return json_pack("{s:i, s:s, s:s, s:s, s:O, s:s, s:I, s:s, s:I, s:I, "
-			 "s:o, s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			 "s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
 			 "s:I}",
 			 "version", 1,
 			 "id", e->id,
