@@ -1083,7 +1083,8 @@ static int64_t snap_written(json_t *m, const struct stat *st)
 		return json_integer_value(v);
 	end = snap_parse_time(json_string_value(json_object_get(m,
 								"time_end")));
-	if (end < 0 || end > SNAPSHOTS_TIME_MAX)
+	/* Past 2262 a time in ns overflows: such a file is dated by mtime. */
+	if (end < 0 || end > INT64_MAX / SNAPSHOTS_NS)
 		return mtime;
 	if (end == (int64_t)st->st_mtim.tv_sec)
 		return mtime;
