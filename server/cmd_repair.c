@@ -3,8 +3,10 @@
  * LevelDB index from the packs alone (store_rebuild_index, the same code
  * the server runs when it starts with an empty index). Every record is
  * re-hashed, so damaged chunks are left out of the new index and count as
- * missing: the next backup that has their bytes stores them again. Needs
- * the server stopped, like `check`.
+ * missing: the next backup that has their bytes stores them again. With
+ * dedup domains in use, each domain then gets back the chunks its
+ * clients' snapshots use (regrant.h). Needs the server stopped, like
+ * `check`.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -12,6 +14,8 @@
 
 #include "cmd.h"
 #include "log.h"
+#include "regrant.h"
+#include "snapshots.h"
 #include "store.h"
 #include "util.h"
 
@@ -24,6 +28,23 @@ const char cmd_repair_usage[] =
 	"                 again); packs with damaged headers or trailers are\n"
 	"                 salvaged record by record\n"
 	"The server must be stopped.\n";
+
+/* The dedup-domain memberships, from the snapshots (regrant.h). */
+static int repair_regrant(const char *repo)
+{
+	struct snapshots *snaps = NULL;
+	struct store *st = NULL;
+	int rc;
+
+	rc = store_open(&st, repo);
+	if (rc == 0)
+		rc = snapshots_open(&snaps, repo);
+	if (rc == 0)
+		rc = regrant_run(st, snaps, repo, NULL);
+	snapshots_free(snaps);
+	store_close(st);
+	return rc;
+}
 
 int cmd_repair(int argc, char **argv)
 {
@@ -67,6 +88,8 @@ int cmd_repair(int argc, char **argv)
 		return CMD_ERROR;
 	dd_error_clear();
 	rc = store_rebuild_index(repo, &chunks, &bad);
+	if (rc == 0)
+		rc = repair_regrant(repo);
 	close(fd);
 	if (rc < 0) {
 		log_error("cannot rebuild the index: %s", log_reason(rc));

@@ -33,6 +33,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "regrant.h"
 #include "repo.h"
 #include "routes.h"
 #include "sessions.h"
@@ -249,6 +250,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc < 0)
 		goto cleanup;
 	rc = snapshots_open(&ctx.snapshots, repo);
+	if (rc == 0)    /* after an index rebuild (regrant.h) */
+		rc = regrant_run(ctx.store, ctx.snapshots, repo, NULL);
 	if (rc < 0)
 		goto cleanup;
 	snapshots_set_max_per_client(ctx.snapshots,

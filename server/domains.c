@@ -378,6 +378,26 @@ static bool domains_used(struct store *s)
 	return used;
 }
 
+/* The marker: set with the first restriction, deleted by
+ * domains_regrant_done() once the snapshots gave memberships back. */
+static int domains_regrant_mark(struct store *s, bool set)
+{
+	leveldb_writebatch_t *b = leveldb_writebatch_create();
+	int rc;
+
+	if (set)
+		leveldb_writebatch_put(b, DOMAINS_REGRANT_KEY,
+				       strlen(DOMAINS_REGRANT_KEY),
+				       (const char *)domains_value,
+				       sizeof(domains_value));
+	else
+		leveldb_writebatch_delete(b, DOMAINS_REGRANT_KEY,
+					  strlen(DOMAINS_REGRANT_KEY));
+	rc = store_index_apply(s, b);
+	leveldb_writebatch_destroy(b);
+	return rc;
+}
+
 int domains_after_rebuild(struct store *s)
 {
 	struct domains_restrict r = { s, NULL, 0, 0 };
@@ -385,6 +405,9 @@ int domains_after_rebuild(struct store *s)
 
 	if (!domains_used(s))
 		return 0;
+	rc = domains_regrant_mark(s, true);
+	if (rc < 0)
+		return rc;
 	r.batch = leveldb_writebatch_create();
 	rc = store_index_scan(s, "c", 1, domains_restrict_cb, &r);
 	if (rc == 0 && r.pending)
@@ -392,11 +415,29 @@ int domains_after_rebuild(struct store *s)
 	leveldb_writebatch_destroy(r.batch);
 	if (rc == 0 && r.done)
 		log_warning("dedup domains are in use and the index was "
-			    "rebuilt: %llu chunk(s) now count as absent to "
-			    "every domain until a client of it uploads them "
-			    "again (they are not stored twice)",
+			    "rebuilt: %llu chunk(s) count as absent to every "
+			    "domain until the snapshots give each domain back "
+			    "the chunks its clients' snapshots use (at the "
+			    "next start of the server); any other chunk a "
+			    "client uploads again (it is not stored twice)",
 			    (unsigned long long)r.done);
 	return rc;
+}
+
+int domains_regrant_pending(struct store *s)
+{
+	return store_key_exists(s, DOMAINS_REGRANT_KEY,
+				strlen(DOMAINS_REGRANT_KEY));
+}
+
+static int domains_regrant_clear(void *payload)
+{
+	return domains_regrant_mark(payload, false);
+}
+
+int domains_regrant_done(struct store *s)
+{
+	return store_with_ingest_lock(s, domains_regrant_clear, s);
 }
 
 int domains_key_parse(const uint8_t *key, size_t klen, struct dd_id *id,

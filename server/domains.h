@@ -94,11 +94,23 @@ int domains_drop_orphans(struct store *s, uint64_t *dropped);
  * record who stored a chunk, so if the repository has ever had a client
  * outside the default domain (clients.json, "domains_used"), every chunk
  * is marked as not held by the default domain: every chunk then counts as
- * absent to every domain until a client of it uploads it again. If no
+ * absent to every domain until regrant_run() gives each domain back what
+ * its clients' snapshots use, or a client of it uploads it again. If no
  * client ever had a domain, nothing changes: every chunk is the default
  * domain's, as it was.
  */
 int domains_after_rebuild(struct store *s);
+
+/*
+ * The memberships a rebuild took away come back from the snapshots
+ * (server/regrant.h): domains_after_rebuild() first writes the index key
+ * DOMAINS_REGRANT_KEY, and domains_regrant_done() deletes it once that is
+ * done, so a crash in between does it again. domains_regrant_pending: 1
+ * if the key is there, 0 if not, -EIO.
+ */
+#define DOMAINS_REGRANT_KEY "mregrant"
+int domains_regrant_pending(struct store *s);
+int domains_regrant_done(struct store *s);
 
 /*
  * Classifies an index key: 1 a membership ("d", *id and *tag filled), 2 a

@@ -180,6 +180,19 @@ static const struct domains_tag *routes_domain(struct routes_ctx *ctx,
 	return buf;
 }
 
+/* The domain whose chunks the request may read (GET /chunks/ID, /chunks/
+ * fetch): a client reads only what its own domain holds, as
+ * /chunks/missing tells it (docs/SECURITY.md, "Dedup domains"; after an
+ * index rebuild the memberships come back from the snapshots, regrant.h,
+ * so a client's own snapshots stay readable); an admin reads every chunk
+ * (NULL), as it may restore any client's snapshot. */
+static const struct domains_tag *routes_read_domain(struct routes_ctx *ctx,
+						    const struct http_request *req,
+						    struct domains_tag *buf)
+{
+	return req->who->admin ? NULL : routes_domain(ctx, req, buf);
+}
+
 /* ---- POST /api/v1/chunks/missing ---- */
 
 /* The client's bucket of ids (ratelimit.h); false after a 429. */
@@ -486,6 +499,9 @@ static void route_chunk(void *payload, const struct http_request *req,
 			struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
+	struct dd_chunk_loc loc;
 	struct dd_buf plain, scratch;
 	struct dd_id id;
 	uint8_t *data;
@@ -499,7 +515,11 @@ static void route_chunk(void *payload, const struct http_request *req,
 	}
 	dd_buf_init(&plain, 0);
 	dd_buf_init(&scratch, 0);
-	rc = store_read_plain(ctx->store, &id, &plain, &scratch, NULL);
+	/* Another domain's chunk is answered exactly as an absent one. */
+	dom = routes_read_domain(ctx, req, &buf);
+	rc = dom ? domains_lookup(ctx->store, dom, &id, &loc) : 0;
+	if (rc == 0)
+		rc = store_read_plain(ctx->store, &id, &plain, &scratch, NULL);
 	dd_buf_release(&scratch);
 	if (rc == -ENOENT) {
 		char hex[DD_ID_HEX_LEN + 1];
@@ -521,6 +541,8 @@ static void route_fetch(void *payload, const struct http_request *req,
 			struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
 	struct dd_chunk_loc *locs = NULL;
 	struct dd_buf out, stored, plain;
 	ZSTD_DCtx *dctx = NULL;
@@ -542,10 +564,12 @@ static void route_fetch(void *payload, const struct http_request *req,
 		routes_fail(rep, -ENOMEM);
 		goto cleanup;
 	}
-	/* Know every id and the reply's size before reading a byte. */
+	/* Know every id and the reply's size before reading a byte; another
+	 * domain's chunk is answered exactly as an absent one. */
+	dom = routes_read_domain(ctx, req, &buf);
 	for (i = 0; i < n; i++) {
 		routes_id_at(&id, req, i);
-		rc = store_lookup(ctx->store, &id, &locs[i]);
+		rc = domains_lookup(ctx->store, dom, &id, &locs[i]);
 		if (rc == -ENOENT) {
 			dd_id_to_hex(hex, &id);
 			http_reply_error(rep, 404, "unknown chunk %s", hex);
@@ -643,6 +667,7 @@ static void route_snapshot_create(void *payload,
 	struct routes_ctx *ctx = payload;
 	const char *session = http_request_arg(req, "session");
 	const char *client = req->who->name;
+	struct domains_tag dom;
 	char *text = NULL, why[SESSIONS_ERROR_MAX + 1];
 	json_t *m;
 	size_t len = 0;
@@ -657,7 +682,8 @@ static void route_snapshot_create(void *payload,
 				    "snapshot refused: storage quota exceeded");
 		return;
 	}
-	rc = snapshots_create(ctx->snapshots, ctx->store, client, req->body,
+	rc = snapshots_create(ctx->snapshots, ctx->store,
+			      routes_domain(ctx, req, &dom), client, req->body,
 			      req->body_len, &text, &len);
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "snapshot refused: %s",

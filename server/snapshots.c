@@ -21,6 +21,7 @@
 #include "proto.h"
 #include "repo.h"
 #include "catsource.h"
+#include "domains.h"
 #include "snapshots.h"
 #include "tokens.h"
 
@@ -332,7 +333,8 @@ struct snap_counts {
 
 /* Reads every entry, counts, and checks each file chunk is stored with
  * the length the catalog claims. */
-static int snap_check_catalog(struct store *st, const struct snap_request *rq,
+static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
+			      const struct snap_request *rq,
 			      struct snap_counts *cnt)
 {
 	struct catsource *src = NULL;
@@ -381,7 +383,7 @@ static int snap_check_catalog(struct store *st, const struct snap_request *rq,
 		for (i = 0; i < e.nchunks; i++) {
 			const struct dd_chunk_ref *ref = &e.chunks[i];
 
-			rc = store_lookup(st, &ref->id, &loc);
+			rc = domains_lookup(st, dom, &ref->id, &loc);
 			if (rc == -ENOENT) {
 				dd_id_to_hex(hex, &ref->id);
 				rc = dd_error_set(-ENOENT, "snapshot references "
@@ -505,8 +507,9 @@ static int snap_check_limit(struct snapshots *s, const char *client)
 
 /* Every catalog chunk must be stored before we read any, and together
  * within the bound; *cat is their ids as a JSON array. */
-static int snap_lookup_catalog(struct store *st, const struct snap_request *rq,
-			       json_t *cat, uint64_t *catalog_bytes)
+static int snap_lookup_catalog(struct store *st, const struct domains_tag *dom,
+			       const struct snap_request *rq, json_t *cat,
+			       uint64_t *catalog_bytes)
 {
 	struct dd_chunk_loc loc;
 	char hex[DD_ID_HEX_LEN + 1];
@@ -516,7 +519,7 @@ static int snap_lookup_catalog(struct store *st, const struct snap_request *rq,
 	*catalog_bytes = 0;
 	for (i = 0; i < rq->ncatalog; i++) {
 		dd_id_to_hex(hex, &rq->catalog[i]);
-		rc = store_lookup(st, &rq->catalog[i], &loc);
+		rc = domains_lookup(st, dom, &rq->catalog[i], &loc);
 		if (rc == -ENOENT)
 			return dd_error_set(-ENOENT, "snapshot references "
 					    "missing chunk %s", hex);
@@ -609,8 +612,9 @@ static int snap_parse_body(struct snapshots *s, const char *client,
 }
 
 int snapshots_create(struct snapshots *s, struct store *st,
-		     const char *client, const uint8_t *body, size_t len,
-		     char **out, size_t *out_len)
+		     const struct domains_tag *dom, const char *client,
+		     const uint8_t *body, size_t len, char **out,
+		     size_t *out_len)
 {
 	struct snap_request rq;
 	struct snap_counts cnt;
@@ -638,9 +642,9 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	}
 	pthread_rwlock_rdlock(&s->commit_lock);
 	locked = true;
-	rc = snap_lookup_catalog(st, &rq, cat, &catalog_bytes);
+	rc = snap_lookup_catalog(st, dom, &rq, cat, &catalog_bytes);
 	if (rc == 0)
-		rc = snap_check_catalog(st, &rq, &cnt);
+		rc = snap_check_catalog(st, dom, &rq, &cnt);
 	if (rc == 0)
 		rc = dd_random(raw, sizeof(raw));
 	if (rc < 0)

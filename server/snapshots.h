@@ -61,12 +61,17 @@ void snapshots_set_max_per_client(struct snapshots *s, uint64_t max);
  * whose chunks add up to at most SNAPSHOTS_CATALOG_BYTES_MAX, a time_start
  * not ahead of the server's clock by more than SNAPSHOTS_CLOCK_SKEW; reads
  * and checks the catalog from the store (entries in order, each chunk
- * stored), then writes the manifest durably with the server's time.
- * *out is the manifest as JSON text (malloc'ed, caller frees).
+ * stored and held by the client's dedup domain `dom`: a chunk only
+ * another domain stored counts as missing, -ENOENT, exactly as an absent
+ * one; NULL when the repository has no domains, server/domains.h), then
+ * writes the manifest durably with the server's time. *out is the
+ * manifest as JSON text (malloc'ed, caller frees).
  */
+struct domains_tag;
 int snapshots_create(struct snapshots *s, struct store *st,
-		     const char *client, const uint8_t *body, size_t len,
-		     char **out, size_t *out_len);
+		     const struct domains_tag *dom, const char *client,
+		     const uint8_t *body, size_t len, char **out,
+		     size_t *out_len);
 
 /*
  * Deletes a snapshot: its manifest file (then the directory is synced)

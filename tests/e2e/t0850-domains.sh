@@ -8,8 +8,10 @@
 # shared-domain behaviour). B backing up the same content then counts as
 # present for B and is stored once. The per-token rate limit on
 # /chunks/missing answers 429 with Retry-After, and the agent waits and
-# completes its backup. gc, check, repair --rebuild-index and restores
-# after mixed-domain uploads stay clean and identical.
+# completes its backup. GET /chunks/ID, /chunks/fetch and a snapshot's
+# references answer by domain as well. gc, check, repair --rebuild-index
+# (which gives each domain back what its snapshots use) and restores after
+# mixed-domain uploads stay clean and identical.
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -87,6 +89,31 @@ elif mode == "stats":
             found.append("%04d" % i)
         before = after
     print(" ".join(found) if before is not None else "hidden")
+elif mode in ("get", "fetch", "create"):
+    # MODE LO HI: asks for each candidate's chunk by GET /chunks/ID, by
+    # /chunks/fetch, or names it as a snapshot's catalog; prints the PINs
+    # answered otherwise than an id nothing holds (404, 404, 409).
+    import http.client, urllib.parse
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=30)
+    hdrs = {"Authorization": "Bearer " + tok}
+    absent = {"get": 404, "fetch": 404, "create": 409}[mode]
+    found = []
+    for i in range(int(sys.argv[3]), int(sys.argv[4])):
+        if mode == "get":
+            conn.request("GET", "/api/v1/chunks/" + ids[i].hex(), headers=hdrs)
+        elif mode == "fetch":
+            conn.request("POST", "/api/v1/chunks/fetch", body=ids[i], headers=hdrs)
+        else:
+            body = json.dumps({"host": "h", "paths": ["/x"], "catalog": [ids[i].hex()],
+                               "time_start": 1700000000}).encode()
+            conn.request("POST", "/api/v1/snapshots", body=body,
+                         headers=dict(hdrs, **{"Content-Type": "application/json"}))
+        r = conn.getresponse()
+        r.read()
+        if r.status != absent:
+            found.append("%04d" % i)
+    print(" ".join(found))
 elif mode == "put":
     # put TEXT...: uploads each TEXT as one chunk, prints /stats after each
     out = [json.loads(req("GET", "/api/v1/stats")[1])]
@@ -102,6 +129,17 @@ attack() { URL=$URL CA=$CA python3 "$T/attack.py" "$@"; }
 check_eq "B (domain b): /chunks/missing finds none of the 10,000 candidates" "" "$(attack "$B" missing)"
 check_eq "carol (domain a, as A): /chunks/missing finds A's PIN" "$PIN" "$(attack "$A2" missing)"
 check_eq "erin (default domain, as dave): finds dave's PIN, not A's" "1234" "$(attack "$D2" missing)"
+
+# Every read path answers by domain too: B learns nothing by reading a
+# chunk (GET, fetch) or by naming it in a snapshot; its domain's other
+# client does, and an admin reads every chunk.
+for how in get fetch create; do
+	check_eq "B (domain b): $how finds none of candidates 4800..4849" "" "$(attack "$B" $how 4800 4850)"
+	check_eq "carol (domain a): $how finds A's PIN" "$PIN" "$(attack "$A2" $how 4800 4850)"
+done
+check_eq "an admin reads any client's chunk" "$PIN" "$(attack "$ADM" get 4800 4850)"
+check_eq "erin (default domain): GET finds dave's PIN, not A's" "1234" \
+	"$(echo $(attack "$D2" get 1230 1240) $(attack "$D2" get 4820 4823))"
 
 # 2. the upload reply: B uploading every candidate sees no duplicate.
 check_eq "B's upload of the 10,000 candidates reports 0 duplicates" 0 "$(attack "$B" upload)"
@@ -191,23 +229,36 @@ check_eq "after gc B holds only the candidates a snapshot uses" "1234 4821" "$(a
 server_stop
 
 # 7. repair --rebuild-index: packs do not say who stored what, so with
-# domains in use every chunk counts as absent to every domain until it is
-# uploaded again; nothing is stored twice and restores stay identical.
+# domains in use every chunk first counts as absent to every domain; then
+# each domain gets back what its clients' snapshots use (regrant.h):
+# clients read their own snapshots and learn of nothing else.
 "$SERVER" repair --repo "$R" --rebuild-index > "$T/repair.out" 2>&1
 check "repair --rebuild-index succeeds" test $? = 0
+check "and gives the memberships back from the snapshots" grep -q 'membership(s) given back' "$T/repair.out"
 server_start "$R" || exit 1
-check_eq "after a rebuild B is told nothing is present" "" "$(attack "$B" missing)"
-check_eq "after a rebuild the default domain is told nothing either" "" "$(attack "$D2" missing)"
+check_eq "after a rebuild B holds what its snapshot uses (its PIN file)" "4821" "$(attack "$B" missing)"
+check_eq "... and the default domain what dave's uses" "1234" "$(attack "$D2" missing)"
+check_eq "... and B still reads nothing of the default domain's" "4821" "$(echo $(attack "$B" get 1230 1240) $(attack "$B" get 4820 4823))"
 P0=$(du -sb "$R/packs" | cut -f1)
 out=$(agent "$B" backup --json --force-read "$T/b")
 P1=$(du -sb "$R/packs" | cut -f1)
-check "B's backup (--force-read) after the rebuild uploads again" test "$(json_get "$out" bytes_new)" -ge 2000000
-check "... without storing it twice ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 200000
+check "B's backup (--force-read) after the rebuild sends nothing again" test "$(json_get "$out" bytes_new)" -lt 100000
+check "... and stores nothing twice ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 200000
 check "B's new snapshot restores identical" restore_eq "$B" "$(json_get "$out" snapshot_id)" "$T/b"
+check "B's old snapshot restores identical after the rebuild" restore_eq "$B" "$ID_B" "$T/b"
 check "dave's snapshot restores identical after the rebuild" restore_eq "$D1" "$ID_D" "$T/d"
 server_stop
 "$SERVER" check --repo "$R" > "$T/check2.out" 2>&1
 check "check after the rebuild: no problems" grep -q '^no problems found' "$T/check2.out"
+check "... and no memberships left to give back" not grep -q 'not yet given back' "$T/check2.out"
+# An index lost while the server is down is rebuilt at start, and the
+# memberships come back before the first request is served.
+rm -rf "$R/index"
+server_start "$R" || exit 1
+check_eq "after an index rebuilt at start B holds its PIN file again" "4821" "$(attack "$B" missing)"
+check "B's snapshot restores identical after it" restore_eq "$B" "$ID_B" "$T/b"
+check "dave's snapshot restores identical after it" restore_eq "$D1" "$ID_D" "$T/d"
+server_stop
 
 # 8. the rate limit: 429 with Retry-After over the limit; the agent, whose
 # bucket was just emptied, gets 429 too, waits and completes a backup of a

@@ -118,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!st)
 		fz_setup();
-	if (snapshots_create(snaps, st, "fuzz", data, size, &out, &len) == 0) {
+	if (snapshots_create(snaps, st, NULL, "fuzz", data, size, &out, &len) == 0) {
 		free(out);
 		if (++created % 256 == 0)
 			fz_reset_snapshots();

@@ -1,0 +1,202 @@
+/*
+ * regrant.c - dedup-domain memberships given back from the snapshots
+ * (regrant.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <leveldb/c.h>
+
+#include "catalog.h"
+#include "catsource.h"
+#include "domains.h"
+#include "log.h"
+#include "regrant.h"
+#include "repo.h"
+#include "snapshots.h"
+#include "store.h"
+#include "tokens.h"
+
+/* Memberships written per synced batch. */
+#define REGRANT_BATCH 16384u
+
+struct regrant_snap {
+	char id[DD_ID_HEX_LEN + 1];
+	char client[DD_CLIENT_NAME_MAX + 1];
+};
+
+struct regrant {
+	struct store *st;
+	leveldb_writebatch_t *batch;
+	size_t pending;
+	uint64_t granted;
+	struct regrant_snap *v;    /* every snapshot, from the walk */
+	size_t n;
+};
+
+static int regrant_collect_cb(void *payload, const struct snapshots_item *it)
+{
+	struct regrant *g = payload;
+	struct regrant_snap *v;
+
+	v = realloc(g->v, (g->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	g->v = v;
+	snprintf(v[g->n].id, sizeof(v[g->n].id), "%s", it->id);
+	snprintf(v[g->n].client, sizeof(v[g->n].client), "%s", it->client);
+	g->n++;
+	return 0;
+}
+
+static int regrant_apply_locked(void *payload)
+{
+	struct regrant *g = payload;
+
+	return store_index_apply(g->st, g->batch);
+}
+
+static int regrant_flush(struct regrant *g)
+{
+	int rc;
+
+	if (!g->pending)
+		return 0;
+	rc = store_with_ingest_lock(g->st, regrant_apply_locked, g);
+	leveldb_writebatch_clear(g->batch);
+	g->pending = 0;
+	return rc;
+}
+
+/* t becomes a member of id if id is stored (no orphan is made). */
+static int regrant_one(struct regrant *g, const struct domains_tag *t,
+		       const struct dd_id *id)
+{
+	struct dd_chunk_loc loc;
+	int rc = store_lookup(g->st, id, &loc);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	domains_batch_join(g->batch, t, id);
+	g->granted++;
+	if (++g->pending < REGRANT_BATCH)
+		return 0;
+	return regrant_flush(g);
+}
+
+/* Every chunk of one snapshot's catalog and files, for domain t. A
+ * catalog that cannot be read is a warning, not a stop: check names it,
+ * and the other snapshots still get their memberships. */
+static int regrant_snapshot(struct regrant *g, struct snapshots *snaps,
+			    const struct regrant_snap *sn,
+			    const struct domains_tag *t)
+{
+	struct catsource *src = NULL;
+	struct dd_id *cat = NULL;
+	struct dd_entry e;
+	json_t *m = NULL;
+	size_t ncat = 0, k;
+	uint64_t i;
+	int rc;
+
+	dd_error_clear();
+	rc = snapshots_load(snaps, sn->id, &m);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0)
+		rc = snapshots_manifest_catalog(m, &cat, &ncat);
+	json_decref(m);
+	for (k = 0; rc == 0 && k < ncat; k++)
+		rc = regrant_one(g, t, &cat[k]);
+	if (rc == 0)
+		rc = catsource_new(&src, g->st, cat, ncat);
+	while (rc == 0) {
+		rc = catsource_next(src, &e);
+		if (rc <= 0)
+			break;
+		for (i = 0, rc = 0; rc == 0 && i < e.nchunks; i++)
+			rc = regrant_one(g, t, &e.chunks[i].id);
+	}
+	catsource_free(src);
+	free(cat);
+	if (rc == -EBADMSG || rc == -ENOENT || rc == -EINVAL) {
+		log_warning("snapshot %s (client %s): %s; its chunks stay held "
+			    "by no dedup domain", sn->id, sn->client,
+			    log_reason(rc));
+		return 0;
+	}
+	return rc;
+}
+
+/* The domain of `client` in *t; false if the client is gone. */
+static bool regrant_domain_of(const struct tokens_list *l, const char *client,
+			      struct domains_tag *t)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->v[i].name, client) == 0) {
+			domains_tag_of(t, l->v[i].domain);
+			return true;
+		}
+	return false;
+}
+
+static int regrant_load_clients(struct tokens_list *l, const char *repo)
+{
+	char path[4200];
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
+	if (rc == 0)
+		rc = tokens_list_load(l, path);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		rc = 0;
+	}
+	return rc;
+}
+
+int regrant_run(struct store *st, struct snapshots *snaps, const char *repo,
+		uint64_t *granted)
+{
+	struct regrant g = { .st = st };
+	struct tokens_list clients;
+	struct domains_tag t;
+	size_t i;
+	int rc;
+
+	if (granted)
+		*granted = 0;
+	rc = domains_regrant_pending(st);
+	if (rc <= 0)
+		return rc;
+	rc = regrant_load_clients(&clients, repo);
+	if (rc < 0)
+		return rc;
+	g.batch = leveldb_writebatch_create();
+	rc = snapshots_foreach(snaps, regrant_collect_cb, &g);
+	for (i = 0; rc == 0 && i < g.n; i++)
+		if (regrant_domain_of(&clients, g.v[i].client, &t))
+			rc = regrant_snapshot(&g, snaps, &g.v[i], &t);
+	if (rc == 0)
+		rc = regrant_flush(&g);
+	if (rc == 0)
+		rc = domains_regrant_done(st);
+	if (rc == 0)
+		log_info("dedup domains: %llu membership(s) given back from "
+			 "%zu snapshot(s) after the index rebuild",
+			 (unsigned long long)g.granted, g.n);
+	if (granted)
+		*granted = g.granted;
+	leveldb_writebatch_destroy(g.batch);
+	free(g.v);
+	tokens_list_release(&clients);
+	return rc;
+}
