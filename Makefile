@@ -47,7 +47,12 @@ Q := @
 endif
 
 LIB_SRC    := $(wildcard shared/*.c)
-SERVER_SRC := $(wildcard server/*.c)
+# The server in layers, each using only those below it (docs/HACKING.md):
+# store/ (chunks, index, packs) < repo/ (what a repository holds) < api/
+# (HTTPS and routes) < cmd/ (one file per verb) < main.c.
+SERVER_DIRS := server server/store server/repo server/api server/cmd
+SERVER_INC := $(addprefix -I,$(SERVER_DIRS))
+SERVER_SRC := $(foreach d,$(SERVER_DIRS),$(wildcard $(d)/*.c))
 AGENT_SRC  := $(wildcard agent/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
@@ -66,6 +71,11 @@ $(O)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -c -o $@ $<
 
+$(O)/server/%.o: server/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) $(SERVER_INC) -c -o $@ $<
+
 $(LIBDEDUP): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -76,7 +86,7 @@ $(O)/web_assets.c: $(WEB_FILES) tests/embed.sh
 	$(Q)sh tests/embed.sh $(WEB_FILES) > $@
 
 $(O)/web_assets.o: $(O)/web_assets.c
-	$(Q)$(CC) $(DD_CFLAGS) -Iserver -c -o $@ $<
+	$(Q)$(CC) $(DD_CFLAGS) $(SERVER_INC) -c -o $@ $<
 
 $(O)/dedup-server: $(SERVER_OBJ) $(LIBDEDUP)
 	@$(if $(Q),echo "  LD      $@")
@@ -92,11 +102,11 @@ $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBDEDUP)
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -o $@ $< $(LIBDEDUP) $(LIBS_SERVER) $(LIBS_AGENT) $(LDFLAGS)
 
 # A unit test of a server module links that module and the log it uses.
-SERVER_UNIT_OBJ := $(O)/server/conns.o $(O)/server/log.o
+SERVER_UNIT_OBJ := $(O)/server/api/conns.o $(O)/server/log.o
 $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_OBJ) $(LIBDEDUP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iserver -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
 tests: $(UNIT_BIN)
 

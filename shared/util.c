@@ -707,3 +707,13 @@ const char *dd_quote(char *out, size_t outsz, const char *s, size_t len)
 		out[o < outsz ? o : outsz - 1] = '\0';
 	return out;
 }
+
+int dd_path_join(char *out, size_t outsz, const char *dir, const char *name)
+{
+	int n = snprintf(out, outsz, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= outsz)
+		return dd_error_set(-ENAMETOOLONG, "path too long: '%s/%s'",
+				    dir, name);
+	return 0;
+}

@@ -111,6 +111,10 @@ int dd_parse_u64(const char *s, uint64_t *out);
 
 /* ---- file system ---- */
 
+/* out = dir + "/" + name; -ENAMETOOLONG (with a reason) if it does not
+ * fit in outsz. */
+int dd_path_join(char *out, size_t outsz, const char *dir, const char *name);
+
 /* Writes `len` bytes to `path` durably: path.tmp, fsync, rename, fsync of
  * the directory. Never leaves a half-written `path`. */
 int dd_write_file_atomic(const char *path, const void *data, size_t len,

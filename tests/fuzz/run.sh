@@ -17,7 +17,7 @@ mkdir -p "$F/obj" "$F/artifacts" "$F/tmp"
 PKGS="libmicrohttpd jansson libzstd libarchive libcurl openssl"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer $SAN -fsanitize=fuzzer-no-link \
-	-Ishared -Iserver -Itests/fuzz -I$O -D_FILE_OFFSET_BITS=64 \
+	-Ishared -Iserver -Iserver/store -Iserver/repo -Iserver/api -Iserver/cmd -Itests/fuzz -I$O -D_FILE_OFFSET_BITS=64 \
 	-DDD_SYSCONFDIR=\"/etc\" $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs libzstd openssl jansson libmicrohttpd) -lleveldb -pthread"
 
@@ -28,7 +28,7 @@ fi
 
 # compile SRC...: objects in $F/obj, rebuilt when the source or a header
 # is newer (headers: any in shared/ or server/).
-newest_header=$(ls -t shared/*.h server/*.h | head -n1)
+newest_header=$(ls -t shared/*.h server/*.h server/*/*.h | head -n1)
 compile() {
 	local src obj
 	for src in "$@"; do
@@ -41,7 +41,7 @@ compile() {
 }
 
 LIB_OBJS=$(compile shared/*.c) || exit 1
-SRV_SRC=$(ls server/*.c | grep -v '^server/main\.c$')
+SRV_SRC=$(ls server/*.c server/*/*.c | grep -v '^server/main\.c$')
 if [ ! -e "$O/web_assets.c" ]; then
 	sh tests/embed.sh web/* > "$O/web_assets.c"
 fi

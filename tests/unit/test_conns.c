@@ -1,5 +1,5 @@
 /*
- * test_conns.c - the connection table (server/conns.c): who is cut when a
+ * test_conns.c - the connection table (server/api/conns.c): who is cut when a
  * limit is reached, the header deadline, the minimum body rate. Each
  * "connection" is one end of a socketpair; a cut shows as end-of-file on
  * the other end. Times are far in the future, so the table's own watchdog

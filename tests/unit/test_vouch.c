@@ -1,4 +1,4 @@
-/* test_vouch.c - the vouch journal (server/vouch.c): generations kept and
+/* test_vouch.c - the vouch journal (server/store/vouch.c): generations kept and
  * dropped by time, the exact set turning into a bloom filter, merging
  * beyond the generation cap, and no id ever lost while its generation is
  * kept. The server's sources are compiled in: the unit tests link only
@@ -6,8 +6,8 @@
 #include <math.h>
 
 #include "unit.h"
-#include "../../server/idset.c"
-#include "../../server/vouch.c"
+#include "../../server/store/idset.c"
+#include "../../server/store/vouch.c"
 
 /* Deterministic uniform ids (splitmix64), as SHA-256 ids are. */
 static void make_id(struct dd_id *id, uint64_t n)

@@ -29,6 +29,10 @@
 #include "pack.h"
 #include "util.h"
 
+/* The store's two directories inside a repository. */
+#define STORE_PACKS_DIR "packs"
+#define STORE_INDEX_DIR "index"
+
 /* A pack is sealed once it grows past this. */
 #define STORE_PACK_TARGET (128ull * 1024 * 1024)
 
@@ -49,7 +53,16 @@ int store_open(struct store **out, const char *repo);
  * store_forget() must not be called on such a store.
  */
 #define STORE_OPEN_READONLY 1u
+/*
+ * The repository has had dedup domains (clients.json: "domains_used",
+ * tokens_repo_domains_used()): an index rebuilt or recounted at open then
+ * marks every chunk as held by no domain (domains_after_rebuild). The
+ * caller says so, since the store knows nothing of clients.
+ */
+#define STORE_DOMAINS_USED 2u
 int store_open_ex(struct store **out, const char *repo, unsigned flags);
+/* The STORE_* flags s was opened with. */
+unsigned store_flags(const struct store *s);
 
 /*
  * `repair --rebuild-index`: builds a new index from the packs alone into
@@ -59,8 +72,10 @@ int store_open_ex(struct store **out, const char *repo, unsigned flags);
  * crash at any point leaves either index or nothing, and an empty or
  * missing index is rebuilt when the server starts. The caller holds the
  * server lock. *chunks and *bad: chunks indexed, damaged records skipped.
+ * flags: STORE_DOMAINS_USED or 0.
  */
-int store_rebuild_index(const char *repo, uint64_t *chunks, uint64_t *bad);
+int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
+			uint64_t *bad);
 
 /*
  * Drops the index entry of a chunk found damaged at *loc (its bytes do not
@@ -111,13 +126,13 @@ void store_close(struct store *s);
  * reason) if the index cannot be read, -EAGAIN if it is closed after a
  * failed reopen (store_index_health). This is whether the chunk is on
  * disk, whoever stored it: what a client may be told goes through
- * domains_lookup() (server/domains.h). */
+ * domains_lookup() (server/store/domains.h). */
 int store_lookup(struct store *s, const struct dd_id *id,
 		 struct dd_chunk_loc *loc);
 
 /*
  * Stores the records that are not yet stored, for dedup domain `dom`
- * (NULL: the repository has no domains; server/domains.h). The caller has
+ * (NULL: the repository has no domains; server/store/domains.h). The caller has
  * verified every record (decompressed and re-hashed). Records the domain
  * already holds, and repeats of an id within `recs`, are counted in
  * *duplicates; the others in *stored, including those another domain
@@ -134,7 +149,7 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 		 uint32_t *stored, uint32_t *duplicates);
 
 /*
- * Raw index access for server/domains.c, whose keys live in the same
+ * Raw index access for server/store/domains.c, whose keys live in the same
  * index. store_key_exists: 1 if `key` is in the index, 0 if not, -EIO.
  * store_index_scan: cb for every key starting with `prefix`, in key order
  * (as store_index_foreach). store_index_apply: writes a LevelDB batch
@@ -170,7 +185,7 @@ int store_read_plain(struct store *s, const struct dd_id *id,
 		     struct dd_buf *plain, struct dd_buf *scratch, void *dctx);
 
 /*
- * Collection support (server/gc.c; docs/OPERATIONS.md, "Garbage
+ * Collection support (server/repo/gc.c; docs/OPERATIONS.md, "Garbage
  * collection"). One collection at a time: store_gc_begin() fails with
  * -EBUSY while another runs, store_gc_end() ends it.
  *

@@ -63,7 +63,7 @@ void snapshots_set_max_per_client(struct snapshots *s, uint64_t max);
  * and checks the catalog from the store (entries in order, each chunk
  * stored and held by the client's dedup domain `dom`: a chunk only
  * another domain stored counts as missing, -ENOENT, exactly as an absent
- * one; NULL when the repository has no domains, server/domains.h), then
+ * one; NULL when the repository has no domains, server/store/domains.h), then
  * writes the manifest durably with the server's time. *out is the
  * manifest as JSON text (malloc'ed, caller frees).
  */

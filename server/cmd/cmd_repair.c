@@ -14,6 +14,7 @@
 
 #include "cmd.h"
 #include "log.h"
+#include "tokens.h"
 #include "regrant.h"
 #include "snapshots.h"
 #include "store.h"
@@ -36,7 +37,7 @@ static int repair_regrant(const char *repo)
 	struct store *st = NULL;
 	int rc;
 
-	rc = store_open(&st, repo);
+	rc = store_open_ex(&st, repo, tokens_store_flags(repo));
 	if (rc == 0)
 		rc = snapshots_open(&snaps, repo);
 	if (rc == 0)
@@ -87,7 +88,8 @@ int cmd_repair(int argc, char **argv)
 	if (cmd_lock_repo(&fd, repo, "repair") < 0)
 		return CMD_ERROR;
 	dd_error_clear();
-	rc = store_rebuild_index(repo, &chunks, &bad);
+	rc = store_rebuild_index(repo, tokens_store_flags(repo), &chunks,
+				 &bad);
 	if (rc == 0)
 		rc = repair_regrant(repo);
 	close(fd);

@@ -17,12 +17,7 @@
 
 int repo_path(char *out, size_t outsz, const char *repo, const char *name)
 {
-	int n = snprintf(out, outsz, "%s/%s", repo, name);
-
-	if (n < 0 || (size_t)n >= outsz)
-		return dd_error_set(-ENAMETOOLONG, "path too long: '%s/%s'",
-				    repo, name);
-	return 0;
+	return dd_path_join(out, outsz, repo, name);
 }
 
 static int hex_field(char *out, size_t digits, json_t *obj, const char *key)

@@ -13,8 +13,8 @@
 #define REPO_FORMAT 1
 #define REPO_CONFIG "config.json"
 #define REPO_CLIENTS "clients.json"
-#define REPO_INDEX "index"
-#define REPO_PACKS "packs"
+#define REPO_INDEX STORE_INDEX_DIR
+#define REPO_PACKS STORE_PACKS_DIR
 #define REPO_SNAPSHOTS "snapshots"
 #define REPO_TLS "tls"
 #define REPO_CERT "tls/cert.pem"

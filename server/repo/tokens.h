@@ -7,7 +7,7 @@
  *     "token_sha256": "<64 hex>", "created": "2026-11-21T16:40:00Z",
  *     "domain": "home"}], "domains_used": true}
  *
- * "domain" names the client's dedup domain (server/domains.h); a client
+ * "domain" names the client's dedup domain (server/store/domains.h); a client
  * without one is in the default domain (TOKENS_DEFAULT_DOMAIN), as every
  * client of a file written before domains existed. "domains_used" is
  * sticky: set once any client had another domain, it stays set when that
@@ -27,9 +27,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "proto.h"
+#include "domains.h"
 
 #define TOKENS_TOKEN_LEN 67     /* "dd_" + 64 hex digits */
-#define TOKENS_DEFAULT_DOMAIN "default"
+#define TOKENS_DEFAULT_DOMAIN DOMAINS_DEFAULT
 
 struct tokens_client {
 	char name[DD_CLIENT_NAME_MAX + 1];
@@ -68,6 +69,10 @@ int tokens_generate(char out[TOKENS_TOKEN_LEN + 1], uint8_t hash[32]);
 
 /* True if any client of l is outside the default domain, or ever was. */
 bool tokens_list_domains_used(const struct tokens_list *l);
+/* The same for a repository's clients.json, as the flags store_open_ex()
+ * takes: STORE_DOMAINS_USED or 0. A missing file says 0, an unreadable
+ * one STORE_DOMAINS_USED (the safe answer, with a warning). */
+unsigned tokens_store_flags(const char *repo);
 
 /* Who a request comes from. */
 struct tokens_identity {

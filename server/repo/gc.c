@@ -367,7 +367,7 @@ static int gc_pack_size(struct store *st, uint64_t seq, uint64_t *size)
 }
 
 /* The dedup-domain memberships of chunks no longer stored: those just
- * swept, and any an interrupted run left (server/domains.h). */
+ * swept, and any an interrupted run left (server/store/domains.h). */
 static int gc_drop_memberships(struct store *st)
 {
 	uint64_t dropped = 0;

@@ -14,6 +14,7 @@
 
 #include "hash.h"
 #include "log.h"
+#include "repo.h"
 #include "tokens.h"
 #include "util.h"
 
@@ -412,4 +413,28 @@ int tokens_copy(struct tokens *t, struct tokens_list *out)
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
+}
+
+unsigned tokens_store_flags(const char *repo)
+{
+	char path[4200];
+	struct tokens_list l;
+	bool used;
+	int rc;
+
+	if (repo_path(path, sizeof(path), repo, REPO_CLIENTS) < 0)
+		return STORE_DOMAINS_USED;
+	rc = tokens_list_load(&l, path);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0) {
+		log_warning("%s: treating every chunk as held by no domain",
+			    log_reason(rc));
+		return STORE_DOMAINS_USED;
+	}
+	used = tokens_list_domains_used(&l);
+	tokens_list_release(&l);
+	return used ? STORE_DOMAINS_USED : 0;
 }

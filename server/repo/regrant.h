@@ -6,7 +6,7 @@
  * Packs do not record which domain stored a chunk, so an index rebuilt
  * while domains are in use (repair --rebuild-index, or an index found
  * empty at start) begins with every chunk held by no domain, and a marker
- * key (domains_after_rebuild, server/domains.h). regrant_run() then reads
+ * key (domains_after_rebuild, server/store/domains.h). regrant_run() then reads
  * every snapshot: the domain of the client that made it (clients.json)
  * becomes a member of every stored chunk the snapshot references (its
  * catalog chunks and the chunks of its files); the marker is deleted

@@ -246,7 +246,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = serve_read_tls(&cert, &key, cert_path, key_path);
 	if (rc < 0)
 		goto cleanup;
-	rc = store_open(&ctx.store, repo);
+	rc = store_open_ex(&ctx.store, repo, tokens_store_flags(repo));
 	if (rc < 0)
 		goto cleanup;
 	rc = snapshots_open(&ctx.snapshots, repo);

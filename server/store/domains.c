@@ -10,8 +10,7 @@
 
 #include "domains.h"
 #include "log.h"
-#include "repo.h"
-#include "tokens.h"
+#include "proto.h"
 
 #define DOMAINS_PREFIX "dedup-domain:"
 /* Keys per synced batch when a whole index is walked. */
@@ -27,7 +26,7 @@ void domains_tag_of(struct domains_tag *out, const char *name)
 	bool zero = true;
 
 	memset(out, 0, sizeof(*out));
-	if (strcmp(name, TOKENS_DEFAULT_DOMAIN) == 0)
+	if (strcmp(name, DOMAINS_DEFAULT) == 0)
 		return;
 	snprintf(buf, sizeof(buf), "%s%s", DOMAINS_PREFIX, name);
 	dd_sha256(&h, buf, strlen(buf));
@@ -346,36 +345,11 @@ static int domains_restrict_cb(void *payload, const uint8_t *key,
 	return rc;
 }
 
-/* Whether clients.json says a domain other than the default was used;
- * an unreadable file says yes (the safe answer). */
+/* Whether the repository has had a domain other than the default (the
+ * opener's STORE_DOMAINS_USED, from clients.json). */
 static bool domains_used(struct store *s)
 {
-	char repo[4096], path[4200];
-	struct tokens_list l;
-	char *slash;
-	bool used;
-	int rc;
-
-	snprintf(repo, sizeof(repo), "%s", store_packs_dir(s));
-	slash = strrchr(repo, '/');
-	if (slash)
-		*slash = '\0';
-	if (repo_path(path, sizeof(path), slash ? repo : ".",
-		      REPO_CLIENTS) < 0)
-		return true;
-	rc = tokens_list_load(&l, path);
-	if (rc == -ENOENT) {
-		dd_error_clear();
-		return false;
-	}
-	if (rc < 0) {
-		log_warning("%s: treating every chunk as held by no domain",
-			    log_reason(rc));
-		return true;
-	}
-	used = tokens_list_domains_used(&l);
-	tokens_list_release(&l);
-	return used;
+	return (store_flags(s) & STORE_DOMAINS_USED) != 0;
 }
 
 /* The marker: set with the first restriction, deleted by

@@ -2,7 +2,7 @@
  * domains.h - dedup domains: which clients may learn that a chunk is
  * stored (docs/SECURITY.md, "Dedup domains").
  *
- * Every client belongs to one domain (clients.json, server/tokens.h); the
+ * Every client belongs to one domain (clients.json, server/repo/tokens.h); the
  * default domain is shared by every client added without one. A chunk is
  * stored once on disk whoever stores it, but a client is told a chunk is
  * present (by /chunks/missing and by the upload reply) only if a client of
@@ -43,6 +43,8 @@
 #include "pack.h"
 #include "store.h"
 
+/* The name of the domain of every client added without one. */
+#define DOMAINS_DEFAULT "default"
 #define DOMAINS_TAG_LEN 8
 #define DOMAINS_MEMBER_KEY_LEN (1 + DD_ID_LEN + DOMAINS_TAG_LEN)
 #define DOMAINS_RESTRICT_KEY_LEN (1 + DD_ID_LEN)
@@ -103,7 +105,7 @@ int domains_after_rebuild(struct store *s);
 
 /*
  * The memberships a rebuild took away come back from the snapshots
- * (server/regrant.h): domains_after_rebuild() first writes the index key
+ * (server/repo/regrant.h): domains_after_rebuild() first writes the index key
  * DOMAINS_REGRANT_KEY, and domains_regrant_done() deletes it once that is
  * done, so a crash in between does it again. domains_regrant_pending: 1
  * if the key is there, 0 if not, -EIO.

@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "gc.h"
 #include "log.h"
+#include "tokens.h"
 
 const char cmd_gc_usage[] =
 	"usage: dedup-server gc --repo DIR [--dry-run] [--threshold PERCENT]\n"
@@ -59,7 +60,7 @@ int cmd_open_repo(const char *repo, struct store **st,
 	*st = NULL;
 	*snaps = NULL;
 	dd_error_clear();
-	rc = store_open(st, repo);
+	rc = store_open_ex(st, repo, tokens_store_flags(repo));
 	if (rc == 0)
 		rc = snapshots_open(snaps, repo);
 	if (rc < 0) {

@@ -1,0 +1,441 @@
+/*
+ * routes_chunks.c - chunks: the missing-query, uploads, GET of one
+ * chunk and batched fetches, each answered for the caller's dedup domain
+ * (server/store/domains.h); and the per-client storage quota.
+ */
+#include "routes_impl.h"
+
+/* ---- POST /api/v1/chunks/missing ---- */
+
+/* The client's bucket of ids (ratelimit.h); false after a 429. */
+static bool routes_missing_allowed(struct routes_ctx *ctx,
+				   const struct http_request *req,
+				   struct http_reply *rep, size_t n)
+{
+	unsigned wait = 0;
+	int rc;
+
+	rc = ratelimit_take(ctx->missing_limit, req->who->name, (double)n,
+			    dd_monotonic(), &wait);
+	if (rc == -EAGAIN) {
+		http_reply_error(rep, 429, "too many chunk ids asked about: "
+				 "at most %u a second (missing_ids_per_second)"
+				 "; retry after %u s",
+				 ctx->cfg ? ctx->cfg->missing_ids_per_second :
+				 0, wait);
+		rep->retry_after = wait;
+		return false;
+	}
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return false;
+	}
+	return true;
+}
+
+/* Answers for the client's domain only: a chunk that another domain
+ * stored is "missing" until this client uploads it (domains.h). */
+void route_missing(void *payload, const struct http_request *req,
+		   struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
+	struct dd_chunk_loc loc;
+	struct dd_id id;
+	uint8_t *bits;
+	size_t n, i;
+	int rc;
+
+	if (!routes_ids(req, rep, &n))
+		return;
+	if (!routes_missing_allowed(ctx, req, rep, n))
+		return;
+	dom = routes_domain(ctx, req, &buf);
+	bits = calloc((n + 7) / 8, 1);
+	if (!bits) {
+		routes_fail(rep, -ENOMEM);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		routes_id_at(&id, req, i);
+		rc = domains_lookup(ctx->store, dom, &id, &loc);
+		if (rc == -ENOENT) {
+			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+		} else if (rc < 0) {
+			free(bits);
+			routes_fail(rep, rc);
+			return;
+		}
+	}
+	http_reply_take(rep, 200, ROUTES_OCTETS, bits, (n + 7) / 8);
+}
+
+/* ---- per-client storage quota ---- */
+
+/*
+ * Whether `client` may store more: its bytes_unique (usage.h: the plain
+ * bytes only its snapshots reference) is below its quota_bytes. A client
+ * at or over it gets 507 naming both figures; the backup that crosses the
+ * quota completes, the next one is refused.
+ */
+bool routes_quota_ok(struct routes_ctx *ctx, const char *client,
+		     struct http_reply *rep)
+{
+	struct usage_client *u = NULL;
+	uint64_t quota, used = 0;
+	size_t n = 0, i;
+	int rc;
+
+	quota = ctx->cfg ? config_client_quota(ctx->cfg, client) : 0;
+	if (!quota)
+		return true;
+	rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &n);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return false;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(u[i].name, client) == 0)
+			used = u[i].bytes_unique;
+	free(u);
+	if (used < quota)
+		return true;
+	http_reply_error(rep, 507, "storage quota exceeded: client '%s' uses "
+			 "%llu bytes, its quota is %llu bytes (quota_bytes); "
+			 "forget old snapshots and collect garbage, or ask "
+			 "for a larger quota", client,
+			 (unsigned long long)used, (unsigned long long)quota);
+	return false;
+}
+
+/* ---- POST /api/v1/chunks ---- */
+
+/* Orders record pointers by id, to find a repeated one. */
+static int routes_rec_cmp(const void *pa, const void *pb)
+{
+	const struct dd_bundle_record *a = *(const struct dd_bundle_record *
+					     const *)pa;
+	const struct dd_bundle_record *b = *(const struct dd_bundle_record *
+					     const *)pb;
+
+	return memcmp(a->id.b, b->id.b, DD_ID_LEN);
+}
+
+/* 1 and the id in *dup if an id appears twice in recs, 0 if not; -ENOMEM.
+ * Sorting pointers costs n log n comparisons, nothing near the
+ * decompression a repeat would cost. */
+static int routes_bundle_repeat(const struct dd_bundle_record *recs,
+				size_t n, struct dd_id *dup)
+{
+	const struct dd_bundle_record **v;
+	size_t i;
+	int found = 0;
+
+	if (n < 2)
+		return 0;
+	v = malloc(n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		v[i] = &recs[i];
+	qsort(v, n, sizeof(*v), routes_rec_cmp);
+	for (i = 1; i < n && !found; i++) {
+		if (dd_id_eq(&v[i - 1]->id, &v[i]->id)) {
+			*dup = v[i]->id;
+			found = 1;
+		}
+	}
+	free(v);
+	return found;
+}
+
+/*
+ * Parses an upload body into *recs (caller frees) without decompressing
+ * anything, and refuses what would cost more than it is worth: a bundle
+ * that carries one id twice (400, naming it), or whose declared plain
+ * bytes add up past DD_MAX_UPLOAD_PLAIN (413). Parsing reads only the
+ * record headers, so both are decided before any decompression. 0, or
+ * negative after the reply was set.
+ */
+static int routes_upload_parse(const struct http_request *req,
+			       struct http_reply *rep,
+			       struct dd_bundle_record **recs, size_t *nrecs)
+{
+	struct dd_bundle_reader r;
+	struct dd_bundle_record *v;
+	uint64_t plain = 0;
+	struct dd_id dup;
+	size_t n = 0;
+	int rc;
+
+	*recs = NULL;
+	*nrecs = 0;
+	rc = dd_bundle_reader_init(&r, req->body, req->body_len);
+	if (rc < 0) {
+		http_reply_error(rep, 400, "invalid chunk bundle: %s",
+				 log_reason(rc));
+		return rc;
+	}
+	/* One spare slot: the call that reports the end gets one too. */
+	v = malloc(((size_t)r.count + 1) * sizeof(*v));
+	if (!v) {
+		routes_fail(rep, -ENOMEM);
+		return -ENOMEM;
+	}
+	for (;;) {
+		dd_error_clear();
+		rc = dd_bundle_next(&r, &v[n]);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			http_reply_error(rep, 400, "invalid chunk bundle: "
+					 "record %zu: %s", n, log_reason(rc));
+			goto fail;
+		}
+		plain += v[n].plain_len;
+		if (++n > r.count) {
+			rc = -EBADMSG;
+			http_reply_error(rep, 400, "invalid chunk bundle: more "
+					 "records than its count");
+			goto fail;
+		}
+	}
+	rc = routes_bundle_repeat(v, n, &dup);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto fail;
+	}
+	if (rc > 0) {
+		char hex[DD_ID_HEX_LEN + 1];
+
+		dd_id_to_hex(hex, &dup);
+		rc = -EBADMSG;
+		http_reply_error(rep, 400, "invalid chunk bundle: chunk %s "
+				 "appears more than once; nothing was stored",
+				 hex);
+		goto fail;
+	}
+	if (plain > DD_MAX_UPLOAD_PLAIN) {
+		rc = -E2BIG;
+		http_reply_error(rep, 413, "chunk bundle declares %llu plain "
+				 "bytes, more than %u plain bytes per request; "
+				 "send fewer chunks per request",
+				 (unsigned long long)plain, DD_MAX_UPLOAD_PLAIN);
+		goto fail;
+	}
+	*recs = v;
+	*nrecs = n;
+	return 0;
+fail:
+	free(v);
+	return rc;
+}
+
+void route_upload(void *payload, const struct http_request *req,
+		  struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
+	struct dd_bundle_record *recs = NULL;
+	struct dd_buf plain;
+	struct dd_chunk_loc loc;
+	ZSTD_DCtx *dctx = NULL;
+	uint32_t stored, dups;
+	uint64_t new_plain = 0, new_packed = 0;
+	double t0 = dd_monotonic();
+	size_t n = 0, i;
+	int rc;
+
+	dd_buf_init(&plain, 0);
+	if (!routes_quota_ok(ctx, req->who->name, rep))
+		goto cleanup;
+	if (routes_upload_parse(req, rep, &recs, &n) < 0)
+		goto cleanup;
+	dctx = ZSTD_createDCtx();
+	if (!dctx) {
+		routes_fail(rep, -ENOMEM);
+		goto cleanup;
+	}
+	/* Never trust an id: decode and re-hash every record before any of
+	 * them is stored. Decoding writes at most plain_len bytes per record
+	 * (dd_decompress), and the plain_len sum is capped above. */
+	for (i = 0; i < n; i++) {
+		rc = store_decode(&plain, &recs[i].id, recs[i].flags,
+				  recs[i].plain_len, recs[i].data,
+				  recs[i].stored_len, dctx);
+		if (rc == -ENOMEM) {
+			routes_fail(rep, rc);
+			goto cleanup;
+		}
+		if (rc < 0) {
+			http_reply_error(rep, 400, "%s; nothing was stored",
+					 log_reason(rc));
+			goto cleanup;
+		}
+	}
+	dd_buf_release(&plain);
+	/* For the counters: what is new to this client's domain, as far as
+	 * the index knows now. The reply, too, counts a chunk that another
+	 * domain stored as stored, so it tells nothing about other domains. */
+	dom = routes_domain(ctx, req, &buf);
+	for (i = 0; i < n; i++) {
+		if (domains_lookup(ctx->store, dom, &recs[i].id, &loc) ==
+		    -ENOENT) {
+			new_plain += recs[i].plain_len;
+			new_packed += recs[i].stored_len;
+		}
+	}
+	rc = store_ingest(ctx->store, dom, recs, n, &stored, &dups);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	metrics_ingest(ctx->metrics, dd_monotonic() - t0, stored, dups,
+		       new_plain, new_packed);
+	sessions_note_upload(ctx->sessions, req->who->name, stored, new_plain,
+			     new_packed, req->body_len);
+	http_reply_json(rep, 200, json_pack("{s:I, s:I}",
+					    "stored", (json_int_t)stored,
+					    "duplicates", (json_int_t)dups));
+cleanup:
+	ZSTD_freeDCtx(dctx);
+	dd_buf_release(&plain);
+	free(recs);
+}
+
+/* ---- GET /api/v1/chunks/<id> ---- */
+
+void route_chunk(void *payload, const struct http_request *req,
+		 struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
+	struct dd_chunk_loc loc;
+	struct dd_buf plain, scratch;
+	struct dd_id id;
+	uint8_t *data;
+	size_t len;
+	int rc;
+
+	if (strlen(req->param) != DD_ID_HEX_LEN ||
+	    dd_id_from_hex(&id, req->param) < 0) {
+		http_reply_error(rep, 404, "not a chunk id");
+		return;
+	}
+	dd_buf_init(&plain, 0);
+	dd_buf_init(&scratch, 0);
+	/* Another domain's chunk is answered exactly as an absent one. */
+	dom = routes_read_domain(ctx, req, &buf);
+	rc = dom ? domains_lookup(ctx->store, dom, &id, &loc) : 0;
+	if (rc == 0)
+		rc = store_read_plain(ctx->store, &id, &plain, &scratch, NULL);
+	dd_buf_release(&scratch);
+	if (rc == -ENOENT) {
+		char hex[DD_ID_HEX_LEN + 1];
+
+		dd_id_to_hex(hex, &id);
+		http_reply_error(rep, 404, "unknown chunk %s", hex);
+	} else if (rc < 0) {
+		routes_fail(rep, rc);
+	} else {
+		data = dd_buf_detach(&plain, &len);
+		http_reply_take(rep, 200, ROUTES_OCTETS, data, len);
+	}
+	dd_buf_release(&plain);
+}
+
+/* ---- POST /api/v1/chunks/fetch ---- */
+
+void route_fetch(void *payload, const struct http_request *req,
+		 struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
+	struct dd_chunk_loc *locs = NULL;
+	struct dd_buf out, stored, plain;
+	ZSTD_DCtx *dctx = NULL;
+	struct dd_id id;
+	char hex[DD_ID_HEX_LEN + 1];
+	uint64_t total = DD_BUNDLE_HEADER_LEN;
+	uint8_t *data;
+	size_t n, i, len;
+	int rc;
+
+	dd_buf_init(&out, DD_MAX_FETCH_RESPONSE);
+	dd_buf_init(&stored, 0);
+	dd_buf_init(&plain, 0);
+	if (!routes_ids(req, rep, &n))
+		return;
+	locs = malloc(n * sizeof(*locs));
+	dctx = ZSTD_createDCtx();
+	if (!locs || !dctx) {
+		routes_fail(rep, -ENOMEM);
+		goto cleanup;
+	}
+	/* Know every id and the reply's size before reading a byte; another
+	 * domain's chunk is answered exactly as an absent one. */
+	dom = routes_read_domain(ctx, req, &buf);
+	for (i = 0; i < n; i++) {
+		routes_id_at(&id, req, i);
+		rc = domains_lookup(ctx->store, dom, &id, &locs[i]);
+		if (rc == -ENOENT) {
+			dd_id_to_hex(hex, &id);
+			http_reply_error(rep, 404, "unknown chunk %s", hex);
+			goto cleanup;
+		}
+		if (rc < 0) {
+			routes_fail(rep, rc);
+			goto cleanup;
+		}
+		total += DD_BUNDLE_RECORD_HEADER_LEN + locs[i].stored_len;
+	}
+	if (total > DD_MAX_FETCH_RESPONSE) {
+		http_reply_error(rep, 413, "reply would be %llu bytes, more than "
+				 "the limit of %u; ask for fewer chunks",
+				 (unsigned long long)total,
+				 DD_MAX_FETCH_RESPONSE);
+		goto cleanup;
+	}
+	rc = dd_buf_reserve(&out, (size_t)total);
+	if (rc == 0)
+		rc = dd_bundle_begin(&out);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++) {
+		routes_id_at(&id, req, i);
+		rc = store_read_stored(ctx->store, &id, &locs[i], &stored);
+		if (rc == 0)
+			rc = store_decode(&plain, &id, locs[i].flags,
+					  locs[i].plain_len, stored.data,
+					  stored.len, dctx);
+		if (rc == -EBADMSG)   /* damaged: make it missing (store.h) */
+			store_forget(ctx->store, &id, &locs[i]);
+		if (rc == 0)
+			rc = dd_bundle_add(&out, &id, locs[i].flags,
+					   locs[i].plain_len, stored.data,
+					   (uint32_t)stored.len);
+		if (rc < 0) {
+			routes_fail(rep, rc);
+			goto cleanup;
+		}
+	}
+	rc = dd_bundle_finish(&out);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	data = dd_buf_detach(&out, &len);
+	http_reply_take(rep, 200, ROUTES_OCTETS, data, len);
+cleanup:
+	ZSTD_freeDCtx(dctx);
+	free(locs);
+	dd_buf_release(&out);
+	dd_buf_release(&stored);
+	dd_buf_release(&plain);
+}

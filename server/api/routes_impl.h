@@ -1,0 +1,104 @@
+/*
+ * routes_impl.h - what the files of the REST API (routes*.c) share; private
+ * to server/api/. routes.h is the API to the rest of the server.
+ */
+#ifndef SRV_ROUTES_IMPL_H
+#define SRV_ROUTES_IMPL_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "bundle.h"
+#include "domains.h"
+#include "gc.h"
+#include "log.h"
+#include "prune.h"
+#include "proto.h"
+#include "web_assets.h"
+#include "routes.h"
+
+#define ROUTES_OCTETS "application/octet-stream"
+#define ROUTES_IDS_CAP ((size_t)DD_MAX_IDS_PER_QUERY * DD_ID_LEN)
+/* Session bodies: a host, paths, a few numbers. */
+#define ROUTES_SESSION_CAP (64u * 1024)
+/* Days of /history: by default, at most. */
+#define ROUTES_HISTORY_DEFAULT 30
+#define ROUTES_HISTORY_MAX 3650
+
+/* routes.c */
+void routes_fail(struct http_reply *rep, int rc);
+bool routes_ids(const struct http_request *req, struct http_reply *rep,
+		size_t *n);
+void routes_id_at(struct dd_id *id, const struct http_request *req,
+		  size_t i);
+const struct domains_tag *routes_domain(struct routes_ctx *ctx,
+					const struct http_request *req,
+					struct domains_tag *buf);
+const struct domains_tag *routes_read_domain(struct routes_ctx *ctx,
+					     const struct http_request *req,
+					     struct domains_tag *buf);
+
+/* routes_chunks.c */
+void route_missing(void *payload, const struct http_request *req,
+		   struct http_reply *rep);
+bool routes_quota_ok(struct routes_ctx *ctx, const char *client,
+		     struct http_reply *rep);
+void route_upload(void *payload, const struct http_request *req,
+		  struct http_reply *rep);
+void route_chunk(void *payload, const struct http_request *req,
+		 struct http_reply *rep);
+void route_fetch(void *payload, const struct http_request *req,
+		 struct http_reply *rep);
+
+/* routes_snapshots.c */
+void route_snapshot_create(void *payload,
+			   const struct http_request *req,
+			   struct http_reply *rep);
+bool routes_client_arg(const struct http_request *req,
+		       struct http_reply *rep, const char **name);
+void route_snapshot_list(void *payload, const struct http_request *req,
+			 struct http_reply *rep);
+void route_snapshot_get(void *payload, const struct http_request *req,
+			struct http_reply *rep);
+bool routes_json_body(const struct http_request *req,
+		      struct http_reply *rep, json_t **out);
+void route_session_open(void *payload, const struct http_request *req,
+			struct http_reply *rep);
+void route_session_list(void *payload, const struct http_request *req,
+			struct http_reply *rep);
+void route_session_get(void *payload, const struct http_request *req,
+		       struct http_reply *rep);
+void route_session_update(void *payload,
+			  const struct http_request *req,
+			  struct http_reply *rep);
+void route_snapshot_delete(void *payload,
+			   const struct http_request *req,
+			   struct http_reply *rep);
+
+/* routes_status.c */
+void route_health(void *payload, const struct http_request *req,
+		  struct http_reply *rep);
+void route_config(void *payload, const struct http_request *req,
+		  struct http_reply *rep);
+void route_stats(void *payload, const struct http_request *req,
+		 struct http_reply *rep);
+void route_clients(void *payload, const struct http_request *req,
+		   struct http_reply *rep);
+void route_history(void *payload, const struct http_request *req,
+		   struct http_reply *rep);
+void route_metrics(void *payload, const struct http_request *req,
+		   struct http_reply *rep);
+
+/* routes_admin.c */
+void route_gc(void *payload, const struct http_request *req,
+	      struct http_reply *rep);
+void route_prune(void *payload, const struct http_request *req,
+		 struct http_reply *rep);
+
+#endif

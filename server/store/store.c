@@ -1,0 +1,559 @@
+/*
+ * store.c - opening and closing the store: counters, the index rebuilt
+ * from the packs (at open, and for repair --rebuild-index).
+ */
+#include "store_impl.h"
+
+/* ---- opening: counters and index rebuild ---- */
+
+/* Counts the 'c' entries of the index. */
+static int store_count_entries(struct store *s, uint64_t *chunks,
+			       uint64_t *bytes)
+{
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	struct dd_chunk_loc loc;
+	const char *k, *v;
+	size_t klen, vlen;
+	char *err = NULL;
+
+	*chunks = 0;
+	*bytes = 0;
+	for (leveldb_iter_seek(it, "c", 1); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		k = leveldb_iter_key(it, &klen);
+		if (klen < 1 || k[0] != 'c')
+			break;
+		v = leveldb_iter_value(it, &vlen);
+		if (klen != 1 + DD_ID_LEN ||
+		    dd_chunk_loc_decode(&loc, v, vlen) < 0)
+			continue;
+		(*chunks)++;
+		*bytes += loc.plain_len;
+	}
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err)
+		return store_db_error(err, "read the index");
+	return 0;
+}
+
+struct store_rebuild {
+	struct store *s;
+	struct dd_buf plain;
+	ZSTD_DCtx *dctx;
+	uint64_t added, bad, salvaged;
+	uint64_t end;         /* end of the last record the scan reported */
+	int err;
+};
+
+/* With the index open for rebuilding: adds id -> loc. */
+static int store_rebuild_put(struct store_rebuild *r, const struct dd_id *id,
+			     const struct dd_chunk_loc *loc)
+{
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	char *err = NULL;
+
+	store_id_key(key, id);
+	dd_chunk_loc_encode(val, loc);
+	leveldb_put(r->s->db, r->s->wopts_nosync, (const char *)key,
+		    sizeof(key), (const char *)val, sizeof(val), &err);
+	if (err) {
+		r->err = store_db_error(err, "write the index");
+		return -1;
+	}
+	r->added++;
+	return 0;
+}
+
+static int store_rebuild_record(void *payload, const struct dd_id *id,
+				const struct dd_chunk_loc *loc,
+				const uint8_t *stored)
+{
+	struct store_rebuild *r = payload;
+	struct dd_chunk_loc have;
+	int rc;
+
+	r->end = loc->offset + DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
+	if (store_lookup(r->s, id, &have) == 0)
+		return 0;          /* a copy in an earlier pack wins */
+	rc = store_decode(&r->plain, id, loc->flags, loc->plain_len, stored,
+			  loc->stored_len, r->dctx);
+	if (rc < 0) {
+		r->bad++;
+		return 0;
+	}
+	return store_rebuild_put(r, id, loc) < 0 ? 1 : 0;
+}
+
+/* dd_pack_salvage callback: only records whose bytes hash to their id
+ * are records (a match may lie inside another record's bytes). */
+static int store_salvage_record(void *payload, const struct dd_id *id,
+				const struct dd_chunk_loc *loc,
+				const uint8_t *stored)
+{
+	struct store_rebuild *r = payload;
+	struct dd_chunk_loc have;
+
+	if (store_decode(&r->plain, id, loc->flags, loc->plain_len, stored,
+			 loc->stored_len, r->dctx) < 0)
+		return 0;
+	if (store_lookup(r->s, id, &have) == 0)
+		return DD_PACK_SALVAGE_TAKEN;
+	if (store_rebuild_put(r, id, loc) < 0)
+		return r->err;
+	r->salvaged++;
+	return DD_PACK_SALVAGE_TAKEN;
+}
+
+struct store_seqs {
+	uint64_t *v;
+	size_t n;
+};
+
+static int store_collect_seq_cb(void *payload, uint64_t seq,
+				const char *name)
+{
+	struct store_seqs *l = payload;
+	uint64_t *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+
+	(void)name;
+	if (!v)
+		return -ENOMEM;
+	v[l->n++] = seq;
+	l->v = v;
+	return 0;
+}
+
+static int store_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Rebuilds the index from every pack, oldest first, verifying each
+ * record. Used when the index is empty but packs exist. */
+static int store_rebuild(struct store *s)
+{
+	struct store_seqs seqs = { NULL, 0 };
+	struct store_rebuild r;
+	char path[4200];
+	size_t n, i;
+	bool sealed;
+	int rc;
+
+	rc = store_list_packs(s->packs_dir, store_collect_seq_cb, &seqs);
+	n = seqs.n;
+	if (rc < 0 || n == 0) {
+		free(seqs.v);
+		return rc;
+	}
+	qsort(seqs.v, n, sizeof(uint64_t), store_cmp_u64);
+	log_info("index is empty: rebuilding it from %zu pack(s)", n);
+	memset(&r, 0, sizeof(r));
+	r.s = s;
+	dd_buf_init(&r.plain, 0);
+	r.dctx = ZSTD_createDCtx();
+	for (i = 0; i < n; i++) {
+		struct stat st;
+
+		dd_pack_path(path, sizeof(path), s->packs_dir, seqs.v[i]);
+		dd_error_clear();
+		r.end = DD_PACK_HEADER_LEN;
+		rc = dd_pack_scan(path, store_rebuild_record, &r, &sealed);
+		if (r.err) {
+			rc = r.err;
+			break;
+		}
+		/* A scan that failed part way, or an unsealed pack that does
+		 * not end with its last record (a torn write, or damage in the
+		 * middle): look for intact records after what was read. */
+		if (rc < 0 || (!sealed && stat(path, &st) == 0 &&
+			       (uint64_t)st.st_size > r.end)) {
+			if (rc < 0)
+				log_warning("pack '%s': %s (salvaging its "
+					    "records)", path, log_reason(rc));
+			dd_error_clear();
+			rc = dd_pack_salvage(path, seqs.v[i], r.end,
+					     store_salvage_record, &r);
+			if (r.err) {
+				rc = r.err;
+				break;
+			}
+			if (rc < 0)
+				log_warning("pack '%s': %s (indexed what could "
+					    "be read)", path, log_reason(rc));
+		}
+		rc = 0;
+	}
+	if (r.salvaged)
+		log_warning("%llu record(s) were salvaged from damaged packs",
+			    (unsigned long long)r.salvaged);
+	if (r.bad)
+		log_warning("%llu corrupt record(s) were left out of the index",
+			    (unsigned long long)r.bad);
+	s->rebuild_bad = r.bad;
+	if (rc == 0)
+		log_info("index rebuilt: %llu chunk(s)",
+			 (unsigned long long)r.added);
+	dd_buf_release(&r.plain);
+	ZSTD_freeDCtx(r.dctx);
+	free(seqs.v);
+	return rc;
+}
+
+/* Loads the counters, recounting (and rebuilding) when the meta key is
+ * missing. */
+static int store_load_counters(struct store *s)
+{
+	uint8_t meta[STORE_META_LEN];
+	char *err = NULL, *v;
+	size_t vlen;
+	int rc;
+
+	v = leveldb_get(s->db, s->ropts, STORE_META_KEY,
+			strlen(STORE_META_KEY), &vlen, &err);
+	if (err)
+		return store_db_error(err, "read the index");
+	if (v && vlen == STORE_META_LEN && (uint8_t)v[0] == 1) {
+		s->chunks = dd_le64((const uint8_t *)v + 1);
+		s->bytes_unique = dd_le64((const uint8_t *)v + 9);
+		leveldb_free(v);
+		return 0;
+	}
+	if (v) {
+		if (!(s->flags & STORE_OPEN_READONLY))
+			log_warning("index counters are invalid: recounting");
+		leveldb_free(v);
+	}
+	rc = store_count_entries(s, &s->chunks, &s->bytes_unique);
+	if (s->flags & STORE_OPEN_READONLY)
+		return rc;
+	if (rc == 0 && s->chunks == 0) {
+		rc = store_rebuild(s);
+		if (rc == 0)
+			rc = store_count_entries(s, &s->chunks,
+						 &s->bytes_unique);
+	}
+	/* Before the counters are written, so a crash retries it. */
+	if (rc == 0)
+		rc = domains_after_rebuild(s);
+	if (rc < 0)
+		return rc;
+	store_meta_encode(meta, s->chunks, s->bytes_unique);
+	leveldb_put(s->db, s->wopts_sync, STORE_META_KEY,
+		    strlen(STORE_META_KEY), (const char *)meta, sizeof(meta),
+		    &err);
+	if (err)
+		return store_db_error(err, "write the index");
+	return 0;
+}
+
+/* The server's open: a table with a bad block would go unnoticed until a
+ * lookup lands on it (ldbcheck.h), so every table is checked first, and a
+ * damaged index stops the start with one clear error. */
+static int store_verify_tables(struct store *s)
+{
+	struct ldbcheck_stats st;
+	double t0 = dd_monotonic();
+	int rc;
+
+	dd_error_clear();
+	rc = ldbcheck_dir(s->index_dir, &st);
+	if (rc == -ENOENT)
+		return 0;           /* a new index */
+	if (rc == -EBADMSG)
+		return dd_error_set(rc, "the index is damaged: %s; run "
+				    "`dedup-server repair --rebuild-index` "
+				    "(with the server stopped)",
+				    dd_error_last());
+	if (rc < 0)
+		return rc;
+	log_info("index tables verified: %llu table(s), %llu block(s), "
+		 "%.1f MiB in %.2f s", (unsigned long long)st.tables,
+		 (unsigned long long)st.blocks,
+		 (double)st.bytes / (1024.0 * 1024.0), dd_monotonic() - t0);
+	return 0;
+}
+
+/* The exact bound of the vouch journal: 0 (the default) unless a test
+ * sets DEDUP_TEST_VOUCH_MAX. */
+static size_t store_test_vouch_max(void)
+{
+	const char *v = getenv(STORE_TEST_VOUCH_MAX);
+	uint64_t n;
+
+	if (!v || dd_parse_u64(v, &n) < 0 || n == 0 || n > VOUCH_EXACT_MAX)
+		return 0;
+	return (size_t)n;
+}
+
+/* Opens the store of `repo` with its index in `index_dir` (NULL: the
+ * repository's index/). */
+static int store_open_dir(struct store **out, const char *repo,
+			  const char *index_dir, unsigned flags)
+{
+	struct store *s;
+	uint64_t max = 0;
+	int rc, i;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->flags = flags;
+	pthread_rwlock_init(&s->db_lock, NULL);
+	pthread_mutex_init(&s->ingest_lock, NULL);
+	pthread_mutex_init(&s->counters_lock, NULL);
+	pthread_mutex_init(&s->fd_lock, NULL);
+	pthread_mutex_init(&s->gc_lock, NULL);
+	pthread_rwlock_init(&s->sweep_lock, NULL);
+	pthread_mutex_init(&s->track_lock, NULL);
+	pthread_mutex_init(&s->heal_lock, NULL);
+	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
+	for (i = 0; i < STORE_FD_SLOTS; i++)
+		s->fds[i].fd = -1;
+	rc = vouch_new(&s->vouched, store_test_vouch_max());
+	if (rc < 0)
+		goto fail;
+
+	rc = dd_path_join(s->packs_dir, sizeof(s->packs_dir), repo,
+			  STORE_PACKS_DIR);
+	if (rc == 0 && index_dir &&
+	    snprintf(s->index_dir, sizeof(s->index_dir), "%s", index_dir) >=
+	    (int)sizeof(s->index_dir))
+		rc = dd_error_set(-ENAMETOOLONG, "path too long: '%s'",
+				  index_dir);
+	else if (rc == 0 && !index_dir)
+		rc = dd_path_join(s->index_dir, sizeof(s->index_dir), repo,
+				  STORE_INDEX_DIR);
+	if (rc < 0)
+		goto fail;
+	rc = store_options_init(s);
+	if (rc < 0)
+		goto fail;
+	if (flags & STORE_OPEN_READONLY) {
+		struct stat st;
+
+		if (stat(s->index_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			rc = dd_error_set(-ENOENT, "there is no index '%s'",
+					  s->index_dir);
+			goto fail;
+		}
+	}
+	if (!(flags & (STORE_OPEN_READONLY | STORE_OPEN_FRESH))) {
+		rc = store_verify_tables(s);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = store_db_open(s);
+	if (rc < 0)
+		goto fail;
+	rc = store_list_packs(s->packs_dir, store_max_seq_cb, &max);
+	if (rc < 0)
+		goto fail;
+	/* Never append to an existing pack, sealed or not. */
+	s->next_seq = max + 1;
+	rc = store_load_counters(s);
+	if (rc < 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+int store_open(struct store **out, const char *repo)
+{
+	return store_open_dir(out, repo, NULL, 0);
+}
+
+int store_open_ex(struct store **out, const char *repo, unsigned flags)
+{
+	return store_open_dir(out, repo, NULL, flags & STORE_OPEN_READONLY);
+}
+
+unsigned store_flags(const struct store *s)
+{
+	return s->flags;
+}
+
+const char *store_packs_dir(const struct store *s)
+{
+	return s->packs_dir;
+}
+
+int store_pack_seqs(struct store *s, uint64_t **out, size_t *n)
+{
+	struct store_seqs seqs = { NULL, 0 };
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = store_list_packs(s->packs_dir, store_collect_seq_cb, &seqs);
+	if (rc < 0) {
+		free(seqs.v);
+		return rc;
+	}
+	if (seqs.n)
+		qsort(seqs.v, seqs.n, sizeof(uint64_t), store_cmp_u64);
+	*out = seqs.v;
+	*n = seqs.n;
+	return 0;
+}
+
+int store_index_foreach(struct store *s, store_entry_cb cb, void *payload)
+{
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	const char *k, *v;
+	size_t klen, vlen;
+	char *err = NULL;
+	int rc = 0;
+
+	for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		k = leveldb_iter_key(it, &klen);
+		v = leveldb_iter_value(it, &vlen);
+		rc = cb(payload, (const uint8_t *)k, klen,
+			(const uint8_t *)v, vlen);
+		if (rc)
+			break;
+	}
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	if (err && rc == 0) {
+		rc = dd_error_set(-EBADMSG, "cannot read the index '%s': %s",
+				  s->index_dir, err);
+		leveldb_free(err);
+	} else if (err) {
+		leveldb_free(err);
+	}
+	return rc;
+}
+
+int store_index_meta(struct store *s, bool *present, uint64_t *chunks,
+		     uint64_t *bytes_unique)
+{
+	char *err = NULL, *v;
+	size_t vlen;
+
+	*present = false;
+	*chunks = 0;
+	*bytes_unique = 0;
+	v = leveldb_get(s->db, s->ropts, STORE_META_KEY,
+			strlen(STORE_META_KEY), &vlen, &err);
+	if (err) {
+		int rc = dd_error_set(-EBADMSG, "cannot read the index '%s': %s",
+				      s->index_dir, err);
+
+		leveldb_free(err);
+		return rc;
+	}
+	if (v && vlen == STORE_META_LEN && (uint8_t)v[0] == 1) {
+		*present = true;
+		*chunks = dd_le64((const uint8_t *)v + 1);
+		*bytes_unique = dd_le64((const uint8_t *)v + 9);
+	}
+	leveldb_free(v);
+	return 0;
+}
+
+/* Removes a LevelDB directory (flat: files only) and the directory;
+ * 0 if it does not exist. */
+static int store_remove_dir(const char *dir)
+{
+	char path[4400];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return errno == ENOENT ? 0 :
+			dd_error_set(-errno, "cannot open '%s': %s", dir,
+				     strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			int rc = -errno;
+
+			closedir(d);
+			return dd_error_set(rc, "cannot remove '%s': %s", path,
+					    strerror(-rc));
+		}
+	}
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT)
+		return dd_error_set(-errno, "cannot remove '%s': %s", dir,
+				    strerror(errno));
+	return 0;
+}
+
+int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
+			uint64_t *bad)
+{
+	char idx[4096], nidx[4200], oidx[4200];
+	struct store *s = NULL;
+	uint64_t bytes;
+	int rc;
+
+	*chunks = 0;
+	*bad = 0;
+	rc = dd_path_join(idx, sizeof(idx), repo, STORE_INDEX_DIR);
+	if (rc < 0)
+		return rc;
+	snprintf(nidx, sizeof(nidx), "%s.new", idx);
+	snprintf(oidx, sizeof(oidx), "%s.old", idx);
+	/* Leftovers of an interrupted repair are of no use. */
+	rc = store_remove_dir(nidx);
+	if (rc == 0)
+		rc = store_remove_dir(oidx);
+	if (rc < 0)
+		return rc;
+	rc = store_open_dir(&s, repo, nidx,
+			    STORE_OPEN_FRESH | (flags & STORE_DOMAINS_USED));
+	if (rc < 0)
+		return rc;
+	store_counters(s, chunks, &bytes);
+	*bad = s->rebuild_bad;
+	store_close(s);
+	rc = dd_fsync_dir(nidx);
+	if (rc < 0)
+		return rc;
+	if (rename(idx, oidx) < 0 && errno != ENOENT)
+		return dd_error_set(-errno, "cannot rename '%s': %s", idx,
+				    strerror(errno));
+	if (rename(nidx, idx) < 0)
+		return dd_error_set(-errno, "cannot rename '%s': %s", nidx,
+				    strerror(errno));
+	rc = dd_fsync_dir(repo);
+	if (rc < 0)
+		return rc;
+	return store_remove_dir(oidx);
+}
+
+void store_close(struct store *s)
+{
+	int i;
+
+	if (!s)
+		return;
+	store_seal_writer(s);
+	store_db_release(s);
+	store_options_release(s);
+	for (i = 0; i < STORE_FD_SLOTS; i++)
+		if (s->fds[i].fd >= 0)
+			close(s->fds[i].fd);
+	pthread_rwlock_destroy(&s->db_lock);
+	pthread_mutex_destroy(&s->ingest_lock);
+	pthread_mutex_destroy(&s->counters_lock);
+	pthread_mutex_destroy(&s->fd_lock);
+	pthread_mutex_destroy(&s->gc_lock);
+	pthread_rwlock_destroy(&s->sweep_lock);
+	pthread_mutex_destroy(&s->track_lock);
+	pthread_mutex_destroy(&s->heal_lock);
+	vouch_free(s->vouched);
+	free(s);
+}

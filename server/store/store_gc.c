@@ -1,0 +1,227 @@
+/*
+ * store_gc.c - what garbage collection needs from the store: the vouch
+ * journal, sweeping entries, relocating chunks into new packs.
+ */
+#include "store_impl.h"
+
+/* ---- collection support ---- */
+
+int store_gc_begin(struct store *s)
+{
+	if (s->flags & STORE_OPEN_READONLY)
+		return dd_error_set(-EROFS, "the store is open read-only");
+	if (pthread_mutex_trylock(&s->gc_lock) != 0)
+		return dd_error_set(-EBUSY, "a garbage collection is already "
+				    "running");
+	return 0;
+}
+
+int store_gc_track(struct store *s, bool seal, store_since_cb since,
+		   void *payload, uint64_t *first_new_seq)
+{
+	double keep_since;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	pthread_mutex_lock(&s->track_lock);
+	/* Asked under track_lock: a backup that opens after this vouches
+	 * for nothing before the new generation starts. */
+	keep_since = since ? since(payload) : 0;
+	vouch_rotate(s->vouched, dd_monotonic(), keep_since);
+	s->tracking = true;
+	pthread_mutex_unlock(&s->track_lock);
+	/* The open pack is sealed so that it can be collected too; new
+	 * chunks go to packs numbered from here on, never collected by this
+	 * run. */
+	if (seal)
+		store_seal_writer(s);
+	*first_new_seq = s->writer ? dd_pack_writer_seq(s->writer) :
+		s->next_seq;
+	pthread_mutex_unlock(&s->ingest_lock);
+	return 0;
+}
+
+void store_gc_end(struct store *s)
+{
+	pthread_mutex_lock(&s->track_lock);
+	s->tracking = false;
+	pthread_mutex_unlock(&s->track_lock);
+	pthread_mutex_unlock(&s->gc_lock);
+}
+
+void store_gc_vouch_stats(struct store *s, struct vouch_stats *out)
+{
+	pthread_mutex_lock(&s->track_lock);
+	vouch_get_stats(s->vouched, out);
+	pthread_mutex_unlock(&s->track_lock);
+}
+
+bool store_gc_vouched(struct store *s, const struct dd_id *id)
+{
+	bool v;
+
+	pthread_mutex_lock(&s->track_lock);
+	v = vouch_has(s->vouched, id);
+	pthread_mutex_unlock(&s->track_lock);
+	return v;
+}
+
+int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
+		   uint64_t *removed, uint64_t *bytes)
+{
+	leveldb_writebatch_t *batch;
+	uint8_t key[1 + DD_ID_LEN], meta[STORE_META_LEN];
+	struct dd_chunk_loc loc;
+	uint64_t chunks, ubytes, cnt = 0, plain = 0;
+	char *err = NULL;
+	size_t i;
+	int rc = 0;
+
+	*removed = 0;
+	*bytes = 0;
+	if (n == 0)
+		return 0;
+	batch = leveldb_writebatch_create();
+	pthread_mutex_lock(&s->ingest_lock);
+	pthread_rwlock_wrlock(&s->sweep_lock);
+	pthread_mutex_lock(&s->track_lock);
+	if (!s->tracking)
+		rc = dd_error_set(-EINVAL, "a sweep outside a collection");
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (vouch_has(s->vouched, &ids[i]))
+			continue;
+		rc = store_lookup_raw(s, &ids[i], &loc);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		store_id_key(key, &ids[i]);
+		leveldb_writebatch_delete(batch, (const char *)key,
+					  sizeof(key));
+		cnt++;
+		plain += loc.plain_len;
+	}
+	pthread_mutex_unlock(&s->track_lock);
+	if (rc == 0 && cnt) {
+		store_counters(s, &chunks, &ubytes);
+		chunks = chunks >= cnt ? chunks - cnt : 0;
+		ubytes = ubytes >= plain ? ubytes - plain : 0;
+		store_meta_encode(meta, chunks, ubytes);
+		leveldb_writebatch_put(batch, STORE_META_KEY,
+				       strlen(STORE_META_KEY),
+				       (const char *)meta, sizeof(meta));
+		pthread_rwlock_rdlock(&s->db_lock);
+		leveldb_write(s->db, s->wopts_sync, batch, &err);
+		pthread_rwlock_unlock(&s->db_lock);
+		if (err) {
+			rc = store_db_error(err, "write the index");
+			s->db_failed = true;
+		} else {
+			pthread_mutex_lock(&s->counters_lock);
+			s->chunks = chunks;
+			s->bytes_unique = ubytes;
+			pthread_mutex_unlock(&s->counters_lock);
+			*removed = cnt;
+			*bytes = plain;
+		}
+	}
+	pthread_rwlock_unlock(&s->sweep_lock);
+	pthread_mutex_unlock(&s->ingest_lock);
+	leveldb_writebatch_destroy(batch);
+	return rc;
+}
+
+int store_gc_new_pack(struct store *s, struct dd_pack_writer **out)
+{
+	uint64_t seq;
+	int rc;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	seq = s->next_seq++;
+	pthread_mutex_unlock(&s->ingest_lock);
+	dd_error_clear();
+	rc = dd_pack_writer_new(out, s->packs_dir, seq);
+	if (rc < 0)
+		*out = NULL;
+	return rc;
+}
+
+int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
+		      uint64_t *moved)
+{
+	leveldb_writebatch_t *batch;
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	struct dd_chunk_loc have;
+	char *err = NULL;
+	size_t i;
+	uint64_t cnt = 0;
+	int rc = 0;
+
+	*moved = 0;
+	if (n == 0)
+		return 0;
+	batch = leveldb_writebatch_create();
+	pthread_mutex_lock(&s->ingest_lock);
+	for (i = 0; i < n; i++) {
+		rc = store_lookup_raw(s, &m[i].id, &have);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;       /* dropped as damaged meanwhile */
+		}
+		if (rc < 0)
+			break;
+		if (have.pack_seq != m[i].from.pack_seq ||
+		    have.offset != m[i].from.offset)
+			continue;
+		store_id_key(key, &m[i].id);
+		dd_chunk_loc_encode(val, &m[i].to);
+		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
+				       (const char *)val, sizeof(val));
+		cnt++;
+	}
+	if (rc == 0 && cnt) {
+		pthread_rwlock_rdlock(&s->db_lock);
+		leveldb_write(s->db, s->wopts_sync, batch, &err);
+		pthread_rwlock_unlock(&s->db_lock);
+		if (err) {
+			rc = store_db_error(err, "write the index");
+			s->db_failed = true;
+		}
+	}
+	pthread_mutex_unlock(&s->ingest_lock);
+	leveldb_writebatch_destroy(batch);
+	if (rc == 0)
+		*moved = cnt;
+	return rc;
+}
+
+int store_gc_remove_pack(struct store *s, uint64_t seq)
+{
+	char path[4200];
+	int i;
+
+	pthread_mutex_lock(&s->fd_lock);
+	for (i = 0; i < STORE_FD_SLOTS; i++) {
+		if (s->fds[i].fd < 0 || s->fds[i].seq != seq)
+			continue;
+		if (s->fds[i].refs == 0) {
+			close(s->fds[i].fd);
+			s->fds[i].fd = -1;
+		} else {
+			s->fds[i].dead = true;
+		}
+	}
+	pthread_mutex_unlock(&s->fd_lock);
+	dd_pack_path(path, sizeof(path), s->packs_dir, seq);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return dd_error_set(-errno, "cannot remove pack '%s': %s", path,
+				    strerror(errno));
+	return dd_fsync_dir(s->packs_dir);
+}
+
+int store_gc_lookup(struct store *s, const struct dd_id *id,
+		    struct dd_chunk_loc *loc)
+{
+	return store_lookup_raw(s, id, loc);
+}

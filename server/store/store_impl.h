@@ -1,0 +1,139 @@
+/*
+ * store_impl.h - what the files of the chunk store (store*.c) share;
+ * private to server/store/. store.h is the store's API: its contract
+ * comments hold for the functions these files define.
+ */
+#ifndef SRV_STORE_IMPL_H
+#define SRV_STORE_IMPL_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <leveldb/c.h>
+#include <zstd.h>
+
+#include "compress.h"
+#include "domains.h"
+#include "ldbcheck.h"
+#include "log.h"
+#include "store.h"
+#include "vouch.h"
+
+#define STORE_CACHE_BYTES (64u * 1024 * 1024)
+#define STORE_FD_SLOTS 64
+#define STORE_META_KEY "mstats"
+#define STORE_META_LEN 17u
+/* Reopening an index whose writes failed: at most one attempt per backoff,
+ * which doubles from MIN to MAX while the disk stays full. */
+#define STORE_HEAL_BACKOFF_MIN 0.5
+#define STORE_HEAL_BACKOFF_MAX 8.0
+/* Room an index reopen needs beyond its log and MANIFEST (a new MANIFEST
+ * and log, and slack). */
+#define STORE_HEAL_MARGIN (1024u * 1024)
+#define STORE_HEAL_PROBE "heal-probe.tmp"
+
+struct store_fd {
+	uint64_t seq;
+	int fd;            /* -1: free slot */
+	unsigned refs;
+	uint64_t used;     /* for least-recently-used eviction */
+	bool dead;         /* the pack was deleted: close at the last release */
+};
+
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_VOUCH_MAX=N bounds each
+ * exact set of the vouch journal at N ids, so that tests reach its bloom
+ * filters with a few thousand chunks. */
+#define STORE_TEST_VOUCH_MAX "DEDUP_TEST_VOUCH_MAX"
+
+/* Internal open flag: a new index in a directory that must not exist
+ * yet, always rebuilt from the packs (repair). */
+#define STORE_OPEN_FRESH 0x100u
+
+struct store {
+	char packs_dir[4096];
+	char index_dir[4096];
+	unsigned flags;           /* STORE_OPEN_* */
+	uint64_t rebuild_bad;     /* damaged records the last rebuild skipped */
+
+	/* The index. `db_lock` is held shared around every use of `db` and
+	 * exclusively to reopen it after a failed write. */
+	pthread_rwlock_t db_lock;
+	leveldb_t *db;
+	leveldb_options_t *opts;
+	leveldb_filterpolicy_t *bloom;
+	leveldb_cache_t *cache;
+	leveldb_readoptions_t *ropts;
+	leveldb_writeoptions_t *wopts_sync;
+	leveldb_writeoptions_t *wopts_nosync;
+
+	/* Ingest state, under ingest_lock. `db_failed`: a write to the index
+	 * failed, LevelDB refuses every later write until it is reopened,
+	 * and reads still work (store_db_heal). */
+	pthread_mutex_t ingest_lock;
+	struct dd_pack_writer *writer;
+	uint64_t next_seq;
+	bool db_failed;
+	double heal_next;         /* monotonic time of the next attempt */
+	double heal_backoff;      /* seconds until the one after */
+
+	/* What /health reports, under heal_lock (never waits for an ingest):
+	 * a copy of db_failed / db == NULL and why. */
+	pthread_mutex_t heal_lock;
+	bool idx_failed;
+	bool idx_closed;
+	int idx_rc;
+	char idx_reason[512];
+
+	/* Counters, under counters_lock (read by /stats while ingesting). */
+	pthread_mutex_t counters_lock;
+	uint64_t chunks;
+	uint64_t bytes_unique;
+
+	/* Garbage collection (store.h, "Collection support"). `sweep_lock`
+	 * is held shared by every lookup that may vouch for a chunk and
+	 * exclusively by a sweep batch, so a chunk found present is either
+	 * recorded in `vouched` before the sweep looks, or is already gone. */
+	pthread_mutex_t gc_lock;      /* one collection at a time */
+	pthread_rwlock_t sweep_lock;
+	pthread_mutex_t track_lock;   /* vouched, tracking */
+	struct vouch *vouched;        /* the vouch journal (vouch.h) */
+	bool tracking;                /* a collection is past its start */
+
+	/* Open pack files for reading. */
+	pthread_mutex_t fd_lock;
+	struct store_fd fds[STORE_FD_SLOTS];
+	uint64_t fd_clock;
+};
+
+
+/* store_index.c */
+int store_db_error(char *err, const char *what);
+void store_meta_encode(uint8_t out[STORE_META_LEN], uint64_t chunks,
+		       uint64_t bytes);
+void store_id_key(uint8_t key[1 + DD_ID_LEN], const struct dd_id *id);
+void store_db_release(struct store *s);
+int store_db_open(struct store *s);
+int store_options_init(struct store *s);
+void store_options_release(struct store *s);
+void store_db_write_failed(struct store *s, int rc);
+int store_db_heal(struct store *s);
+int store_lookup_raw(struct store *s, const struct dd_id *id,
+		     struct dd_chunk_loc *loc);
+void store_vouch(struct store *s, const struct dd_id *id);
+
+/* store_packs.c */
+int store_list_packs(const char *dir,
+		     int (*cb)(void *payload, uint64_t seq,
+		     const char *name),
+		     void *payload);
+int store_max_seq_cb(void *payload, uint64_t seq, const char *name);
+void store_seal_writer(struct store *s);
+
+#endif

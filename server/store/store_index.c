@@ -1,0 +1,482 @@
+/*
+ * store_index.c - the LevelDB index: options, lookups, raw access for
+ * the dedup domains, and healing the index after a failed write.
+ */
+#include "store_impl.h"
+
+/* ---- LevelDB helpers ---- */
+
+/* Turns a LevelDB error string into an errno code and a message, and frees
+ * it. LevelDB reports only text, so a full disk is recognised by the
+ * strerror() text its Posix env embeds. */
+int store_db_error(char *err, const char *what)
+{
+	int rc = -EIO;
+
+	if (err && (strstr(err, strerror(ENOSPC)) ||
+		    strstr(err, strerror(EDQUOT))))
+		rc = -ENOSPC;
+	dd_error_set(rc, "cannot %s: %s", what, err ? err : "unknown error");
+	leveldb_free(err);
+	return rc;
+}
+
+void store_meta_encode(uint8_t out[STORE_META_LEN], uint64_t chunks,
+		       uint64_t bytes)
+{
+	out[0] = 1;
+	dd_put_le64(out + 1, chunks);
+	dd_put_le64(out + 9, bytes);
+}
+
+void store_id_key(uint8_t key[1 + DD_ID_LEN], const struct dd_id *id)
+{
+	key[0] = 'c';
+	memcpy(key + 1, id->b, DD_ID_LEN);
+}
+
+void store_db_release(struct store *s)
+{
+	if (s->db)
+		leveldb_close(s->db);
+	s->db = NULL;
+}
+
+int store_db_open(struct store *s)
+{
+	char *err = NULL;
+
+	s->db = leveldb_open(s->opts, s->index_dir, &err);
+	if (!s->db || err) {
+		char what[4200];
+
+		s->db = NULL;
+		snprintf(what, sizeof(what), "open index '%s'", s->index_dir);
+		return store_db_error(err, what);
+	}
+	return 0;
+}
+
+int store_options_init(struct store *s)
+{
+	s->opts = leveldb_options_create();
+	s->bloom = leveldb_filterpolicy_create_bloom(10);
+	s->cache = leveldb_cache_create_lru(STORE_CACHE_BYTES);
+	s->ropts = leveldb_readoptions_create();
+	s->wopts_sync = leveldb_writeoptions_create();
+	s->wopts_nosync = leveldb_writeoptions_create();
+	if (!s->opts || !s->bloom || !s->cache || !s->ropts ||
+	    !s->wopts_sync || !s->wopts_nosync)
+		return -ENOMEM;
+	leveldb_options_set_create_if_missing(s->opts,
+		(s->flags & STORE_OPEN_READONLY) ? 0 : 1);
+	if (s->flags & STORE_OPEN_FRESH)
+		leveldb_options_set_error_if_exists(s->opts, 1);
+	if (s->flags & STORE_OPEN_READONLY) {
+		/* check: report corrupt blocks instead of reading past them.
+		 * Not paranoid_checks: that would also refuse a log whose
+		 * last record a crash tore, which the server's own open
+		 * drops (that write was never acknowledged). */
+		leveldb_readoptions_set_verify_checksums(s->ropts, 1);
+		leveldb_readoptions_set_fill_cache(s->ropts, 0);
+	}
+	leveldb_options_set_filter_policy(s->opts, s->bloom);
+	leveldb_options_set_cache(s->opts, s->cache);
+	/* Keys are hashes and values mostly incompressible. */
+	leveldb_options_set_compression(s->opts, leveldb_no_compression);
+	leveldb_options_set_max_open_files(s->opts, 256);
+	leveldb_options_set_write_buffer_size(s->opts, 8u * 1024 * 1024);
+	leveldb_writeoptions_set_sync(s->wopts_sync, 1);
+	leveldb_writeoptions_set_sync(s->wopts_nosync, 0);
+	return 0;
+}
+
+void store_options_release(struct store *s)
+{
+	if (s->opts)
+		leveldb_options_destroy(s->opts);
+	if (s->bloom)
+		leveldb_filterpolicy_destroy(s->bloom);
+	if (s->cache)
+		leveldb_cache_destroy(s->cache);
+	if (s->ropts)
+		leveldb_readoptions_destroy(s->ropts);
+	if (s->wopts_sync)
+		leveldb_writeoptions_destroy(s->wopts_sync);
+	if (s->wopts_nosync)
+		leveldb_writeoptions_destroy(s->wopts_nosync);
+}
+
+int store_index_create(const char *index_dir)
+{
+	leveldb_options_t *o = leveldb_options_create();
+	leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+	leveldb_t *db;
+	uint8_t meta[STORE_META_LEN];
+	char *err = NULL;
+	int rc = 0;
+
+	leveldb_options_set_create_if_missing(o, 1);
+	leveldb_options_set_error_if_exists(o, 1);
+	leveldb_writeoptions_set_sync(w, 1);
+	db = leveldb_open(o, index_dir, &err);
+	if (!db || err) {
+		rc = store_db_error(err, "create the index");
+		goto cleanup;
+	}
+	store_meta_encode(meta, 0, 0);
+	leveldb_put(db, w, STORE_META_KEY, strlen(STORE_META_KEY),
+		    (const char *)meta, sizeof(meta), &err);
+	if (err)
+		rc = store_db_error(err, "write the index");
+	leveldb_close(db);
+cleanup:
+	leveldb_writeoptions_destroy(w);
+	leveldb_options_destroy(o);
+	return rc;
+}
+
+/* ---- healing the index after a failed write ---- */
+
+/* Copies the index state for store_index_health(); ingest_lock held. */
+static void store_heal_publish(struct store *s, int rc, const char *why)
+{
+	pthread_mutex_lock(&s->heal_lock);
+	s->idx_failed = s->db_failed;
+	s->idx_closed = s->db == NULL;
+	s->idx_rc = rc;
+	if (why)
+		snprintf(s->idx_reason, sizeof(s->idx_reason), "%s", why);
+	else if (!s->db_failed && s->db)
+		s->idx_reason[0] = '\0';
+	pthread_mutex_unlock(&s->heal_lock);
+}
+
+/* ingest_lock held: a write to the index failed with rc (message set). */
+void store_db_write_failed(struct store *s, int rc)
+{
+	s->db_failed = true;
+	s->heal_next = dd_monotonic() + s->heal_backoff;
+	log_error("the index cannot be written: %s; lookups and restores go "
+		  "on, writes are refused until it can be reopened",
+		  dd_error_last());
+	store_heal_publish(s, rc, dd_error_last());
+}
+
+static int store_closed_error(struct store *s)
+{
+	char why[512];
+	int rc;
+
+	pthread_mutex_lock(&s->heal_lock);
+	snprintf(why, sizeof(why), "%s", s->idx_reason[0] ? s->idx_reason :
+		 "it was never opened");
+	pthread_mutex_unlock(&s->heal_lock);
+	rc = dd_error_set(-EAGAIN, "the index is not open (%s); it is "
+			  "reopened as soon as it can be written", why);
+	return rc;
+}
+
+/* Bytes of the index files a reopen rewrites (its logs are turned into a
+ * table, its MANIFEST into a new one), plus a margin. */
+static uint64_t store_heal_need(const struct store *s)
+{
+	char path[4400];
+	struct stat st;
+	struct dirent *de;
+	uint64_t need = STORE_HEAL_MARGIN;
+	DIR *d = opendir(s->index_dir);
+
+	if (!d)
+		return need;
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		if (!((len > 4 && strcmp(de->d_name + len - 4, ".log") == 0) ||
+		      strncmp(de->d_name, "MANIFEST-", 9) == 0))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", s->index_dir,
+			 de->d_name);
+		if (stat(path, &st) == 0)
+			need += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return need;
+}
+
+/*
+ * Is there room to reopen the index? Reserves `need` bytes in a probe file
+ * beside it (so a quota or a tmpfs counts as the real write would), then
+ * removes it. Where the file system cannot reserve, its free space is
+ * compared instead. 0, or -ENOSPC / -EIO with a reason.
+ */
+static int store_heal_probe(const struct store *s, uint64_t need)
+{
+	char path[4400];
+	struct statvfs vfs;
+	int fd, err;
+
+	snprintf(path, sizeof(path), "%s/%s", s->index_dir, STORE_HEAL_PROBE);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = errno;
+		if (err == ENOSPC || err == EDQUOT)
+			return dd_error_set(-ENOSPC, "no space for the index "
+					    "(cannot create a file in '%s')",
+					    s->index_dir);
+		return dd_error_set(-EIO, "cannot create '%s': %s", path,
+				    strerror(err));
+	}
+	err = posix_fallocate(fd, 0, (off_t)need);
+	close(fd);
+	unlink(path);
+	if (err == EOPNOTSUPP || err == EINVAL) {
+		if (statvfs(s->index_dir, &vfs) < 0)
+			return dd_error_set(-EIO, "cannot stat '%s': %s",
+					    s->index_dir, strerror(errno));
+		if ((uint64_t)vfs.f_bavail * vfs.f_frsize >= need)
+			return 0;
+		err = ENOSPC;
+	}
+	if (err == ENOSPC || err == EDQUOT)
+		return dd_error_set(-ENOSPC, "no space for the index: "
+				    "reopening it needs %llu bytes free",
+				    (unsigned long long)need);
+	if (err)
+		return dd_error_set(-EIO, "cannot reserve space in '%s': %s",
+				    s->index_dir, strerror(err));
+	return 0;
+}
+
+/*
+ * With ingest_lock held: reopens the index after a failed write (LevelDB
+ * refuses every write after one failed, until it is reopened), at most
+ * once per backoff. The failed handle stays open, and reads keep working,
+ * until a probe shows the reopen can write; only then is it closed and
+ * opened again. 0 when the index is writable again; otherwise the error
+ * of the last attempt, with its reason.
+ */
+int store_db_heal(struct store *s)
+{
+	double now = dd_monotonic();
+	int rc;
+
+	if (!s->db_failed && s->db)
+		return 0;
+	if (now < s->heal_next) {
+		pthread_mutex_lock(&s->heal_lock);
+		rc = s->idx_rc ? s->idx_rc : -EIO;
+		dd_error_set(rc, "the index cannot be written (%s); it is "
+			     "reopened as soon as it can be",
+			     s->idx_reason[0] ? s->idx_reason :
+			     "a write failed");
+		pthread_mutex_unlock(&s->heal_lock);
+		return rc;
+	}
+	dd_error_clear();
+	rc = store_heal_probe(s, store_heal_need(s));
+	if (rc == 0) {
+		pthread_rwlock_wrlock(&s->db_lock);
+		store_db_release(s);
+		rc = store_db_open(s);
+		pthread_rwlock_unlock(&s->db_lock);
+	}
+	if (rc < 0) {
+		s->heal_next = now + s->heal_backoff;
+		if (s->heal_backoff < STORE_HEAL_BACKOFF_MAX)
+			s->heal_backoff *= 2;
+		store_heal_publish(s, rc, dd_error_last());
+		return rc;
+	}
+	s->db_failed = false;
+	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
+	s->heal_next = 0;
+	store_heal_publish(s, 0, NULL);
+	log_info("the index is writable again: writes resume");
+	return 0;
+}
+
+/* A heal attempt from a path that may already hold ingest_lock (a
+ * lookup): skipped when the lock is busy. */
+static void store_heal_try(struct store *s)
+{
+	if (pthread_mutex_trylock(&s->ingest_lock) != 0)
+		return;
+	store_db_heal(s);
+	pthread_mutex_unlock(&s->ingest_lock);
+}
+
+int store_index_health(struct store *s, char *why, size_t whysz)
+{
+	int rc = 0;
+
+	/* Also the moment to notice a failure the collector recorded, and
+	 * to try a reopen that is due. Never waits for an ingest. */
+	if (pthread_mutex_trylock(&s->ingest_lock) == 0) {
+		if (s->db_failed || !s->db)
+			store_db_heal(s);
+		pthread_mutex_lock(&s->heal_lock);
+		s->idx_failed = s->db_failed;
+		s->idx_closed = s->db == NULL;
+		pthread_mutex_unlock(&s->heal_lock);
+		pthread_mutex_unlock(&s->ingest_lock);
+	}
+	pthread_mutex_lock(&s->heal_lock);
+	if (s->idx_closed)
+		rc = -EAGAIN;
+	else if (s->idx_failed)
+		rc = s->idx_rc ? s->idx_rc : -EIO;
+	if (why && whysz)
+		snprintf(why, whysz, "%s", rc == 0 ? "" : s->idx_reason[0] ?
+			 s->idx_reason : "a write to the index failed");
+	pthread_mutex_unlock(&s->heal_lock);
+	return rc;
+}
+
+/* ---- lookups ---- */
+
+int store_lookup_raw(struct store *s, const struct dd_id *id,
+		     struct dd_chunk_loc *loc)
+{
+	uint8_t key[1 + DD_ID_LEN];
+	char *err = NULL, *v;
+	size_t vlen = 0;
+	int rc;
+
+	store_id_key(key, id);
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		/* A reopen after a failed write failed too: try again when
+		 * due, unless this thread is in the middle of a write. */
+		pthread_rwlock_unlock(&s->db_lock);
+		store_heal_try(s);
+		pthread_rwlock_rdlock(&s->db_lock);
+	}
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
+	}
+	v = leveldb_get(s->db, s->ropts, (const char *)key, sizeof(key),
+			&vlen, &err);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err)
+		return store_db_error(err, "read the index");
+	if (!v)
+		return -ENOENT;
+	rc = dd_chunk_loc_decode(loc, v, vlen);
+	leveldb_free(v);
+	if (rc < 0) {
+		char hex[DD_ID_HEX_LEN + 1];
+
+		dd_id_to_hex(hex, id);
+		return dd_error_set(-EIO, "index entry of chunk %s is corrupt",
+				    hex);
+	}
+	return 0;
+}
+
+/* Records that `id` was found present or stored (a collection keeps it
+ * while its generation of the journal is kept). */
+void store_vouch(struct store *s, const struct dd_id *id)
+{
+	pthread_mutex_lock(&s->track_lock);
+	vouch_add(s->vouched, id);
+	pthread_mutex_unlock(&s->track_lock);
+}
+
+int store_lookup(struct store *s, const struct dd_id *id,
+		 struct dd_chunk_loc *loc)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->sweep_lock);
+	rc = store_lookup_raw(s, id, loc);
+	if (rc == 0)
+		store_vouch(s, id);
+	pthread_rwlock_unlock(&s->sweep_lock);
+	return rc;
+}
+
+int store_key_exists(struct store *s, const void *key, size_t klen)
+{
+	char *err = NULL, *v;
+	size_t vlen = 0;
+
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
+	}
+	v = leveldb_get(s->db, s->ropts, key, klen, &vlen, &err);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err)
+		return store_db_error(err, "read the index");
+	leveldb_free(v);
+	return v != NULL;
+}
+
+int store_index_scan(struct store *s, const void *prefix, size_t plen,
+		     store_entry_cb cb, void *payload)
+{
+	leveldb_iterator_t *it;
+	const char *k, *v;
+	size_t klen, vlen;
+	char *err = NULL;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
+	}
+	it = leveldb_create_iterator(s->db, s->ropts);
+	for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it);
+	     leveldb_iter_next(it)) {
+		k = leveldb_iter_key(it, &klen);
+		if (klen < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		v = leveldb_iter_value(it, &vlen);
+		rc = cb(payload, (const uint8_t *)k, klen,
+			(const uint8_t *)v, vlen);
+		if (rc)
+			break;
+	}
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err && rc == 0)
+		return store_db_error(err, "read the index");
+	leveldb_free(err);
+	return rc;
+}
+
+int store_index_apply(struct store *s, void *batch)
+{
+	char *err = NULL;
+	int rc = 0;
+
+	if (s->flags & STORE_OPEN_READONLY)
+		return dd_error_set(-EROFS, "the store is open read-only");
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (s->db)
+		leveldb_write(s->db, s->wopts_sync, batch, &err);
+	else
+		rc = store_closed_error(s);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err) {
+		rc = store_db_error(err, "write the index");
+		store_db_write_failed(s, rc);
+	}
+	return rc;
+}
+
+int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
+			   void *payload)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	rc = fn(payload);
+	pthread_mutex_unlock(&s->ingest_lock);
+	return rc;
+}
