@@ -242,6 +242,7 @@ check_eq "... and B still reads nothing of the default domain's" "4821" "$(echo 
 P0=$(du -sb "$R/packs" | cut -f1)
 out=$(agent "$B" backup --json --force-read "$T/b")
 P1=$(du -sb "$R/packs" | cut -f1)
+echo "# B's backup after the rebuild: bytes_new $(json_get "$out" bytes_new), packs grew $((P1 - P0)) bytes"
 check "B's backup (--force-read) after the rebuild sends nothing again" test "$(json_get "$out" bytes_new)" -lt 100000
 check "... and stores nothing twice ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 200000
 check "B's new snapshot restores identical" restore_eq "$B" "$(json_get "$out" snapshot_id)" "$T/b"
