@@ -371,7 +371,8 @@ int store_open(struct store **out, const char *repo)
 
 int store_open_ex(struct store **out, const char *repo, unsigned flags)
 {
-	return store_open_dir(out, repo, NULL, flags & STORE_OPEN_READONLY);
+	return store_open_dir(out, repo, NULL,
+			      flags & (STORE_OPEN_READONLY | STORE_DOMAINS_USED));
 }
 
 unsigned store_flags(const struct store *s)
