@@ -108,6 +108,34 @@ $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_O
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
+# ---- storage backends (server/store/backend*.h, docs/STORAGE.md) ----
+# The directory backend is part of the server. The RADOS backend is a
+# separate module, built only where librados' header is found, loaded with
+# dlopen from $(MODULEDIR) (or $DEDUP_BACKEND_DIR): the server never links
+# librados.
+LIBDIR    ?= $(PREFIX)/lib
+MODULEDIR ?= $(LIBDIR)/dedup
+BACKEND_OBJ := $(O)/server/store/backend.o $(O)/server/store/backend_dir.o
+SERVER_OBJ += $(BACKEND_OBJ)
+LIBS_SERVER += -ldl
+$(O)/server/store/backend.o: DD_CFLAGS += -DBACKEND_MODULE_DIR='"$(MODULEDIR)"'
+HAVE_RADOS := $(shell echo '\#include <rados/librados.h>' | \
+	$(CC) -E -x c - >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_RADOS),1)
+RADOS_MODULE := $(O)/dedup-backend-rados.so
+endif
+all: $(RADOS_MODULE)
+
+$(O)/dedup-backend-rados.so: server/store/backend_rados.c server/store/backend.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(DD_CFLAGS) -fPIC -shared -Iserver/store -o $@ $< -lrados $(LDFLAGS)
+
+$(O)/tests/test_backend: tests/unit/test_backend.c tests/unit/unit.h $(BACKEND_OBJ) $(LIBDEDUP) $(RADOS_MODULE)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iserver/store -o $@ $< $(BACKEND_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
 tests: $(UNIT_BIN)
 
 test: all tests
@@ -131,6 +159,8 @@ install: all
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
 	install -m 0644 docs/man/dedup-agent.1 $(DESTDIR)$(MANDIR)/man1/dedup-agent.1
 	install -m 0644 docs/man/dedup-server.8 $(DESTDIR)$(MANDIR)/man8/dedup-server.8
+	$(if $(RADOS_MODULE),install -d $(DESTDIR)$(MODULEDIR))
+	$(if $(RADOS_MODULE),install -m 0644 $(RADOS_MODULE) $(DESTDIR)$(MODULEDIR)/)
 
 # ---- packages (packaging/debian, packaging/dedup.spec) ----
 # Both build from a copy of these sources, so a package never contains
@@ -181,4 +211,4 @@ clean:
 
 .PHONY: all tests test asan bench install clean deb rpm fuzz
 
--include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(RADOS_MODULE:.so=.d)

@@ -1,0 +1,299 @@
+/*
+ * backend.c - the wrappers of backend.h: spec parsing, name checks, the
+ * RADOS module's loading, and turning an op's reason into this thread's
+ * error message.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "util.h"
+
+#ifndef BACKEND_MODULE_DIR
+#define BACKEND_MODULE_DIR "/usr/local/lib/dedup"
+#endif
+
+struct backend {
+	const struct backend_ops *ops;
+	void *impl;
+	void *dl;               /* the module's dlopen handle, or NULL */
+};
+
+/* Records "<what> '<name>': <why or strerror>" and returns rc. */
+static int backend_fail(int rc, const char *what, const char *name,
+			const char *why)
+{
+	const char *reason = why && why[0] ? why : strerror(rc < 0 ? -rc : rc);
+
+	return dd_error_set(rc, "cannot %s '%s': %s", what, name, reason);
+}
+
+static int name_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+/* 0 when `name` follows the naming rule of backend.h, else -EINVAL. */
+static int name_check(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+	const char *p = name;
+
+	if (len == 0 || len > BACKEND_NAME_MAX)
+		return -EINVAL;
+	while (*p) {
+		const char *start = p;
+
+		if (*p == '.')  /* also rules out "." and ".." */
+			return -EINVAL;
+		while (*p && *p != '/') {
+			if (!name_char_ok(*p))
+				return -EINVAL;
+			p++;
+		}
+		if (p == start)
+			return -EINVAL;
+		if (*p == '/' && *++p == '\0')
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int check_name(const char *what, const char *name)
+{
+	char safe[64];
+
+	if (name_check(name) == 0)
+		return 0;
+	snprintf(safe, sizeof(safe), "%.40s", name ? name : "(null)");
+	return dd_error_set(-EINVAL, "cannot %s '%s': not a valid object name",
+			    what, safe);
+}
+
+/* Loads the RADOS module; on failure records why and returns -ENOENT (or
+ * -ENOEXEC for a module of another ABI). */
+static int module_load(void **dl_out, const struct backend_ops **ops_out)
+{
+	const char *dir = getenv("DEDUP_BACKEND_DIR");
+	const struct backend_module *mod;
+	char path[4096];
+	void *dl;
+
+	if (!dir || !dir[0])
+		dir = BACKEND_MODULE_DIR;
+	snprintf(path, sizeof(path), "%s/%s", dir, BACKEND_MODULE_FILE);
+	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!dl)
+		return dd_error_set(-ENOENT,
+			"the RADOS backend module is not installed: cannot load '%s' "
+			"(%s); install the package %s",
+			path, dlerror(), BACKEND_MODULE_PACKAGE);
+	mod = dlsym(dl, BACKEND_MODULE_SYMBOL);
+	if (!mod || mod->abi != BACKEND_ABI || !mod->ops) {
+		dlclose(dl);
+		return dd_error_set(-ENOEXEC,
+			"'%s' is not a RADOS backend module of this server "
+			"(ABI %d expected): reinstall the package %s",
+			path, BACKEND_ABI, BACKEND_MODULE_PACKAGE);
+	}
+	*dl_out = dl;
+	*ops_out = mod->ops;
+	return 0;
+}
+
+int backend_open(struct backend **out, const char *spec,
+		 const struct backend_opts *opts)
+{
+	static const struct backend_opts no_opts;
+	const struct backend_ops *ops;
+	char why[BACKEND_WHY] = "";
+	const char *where;
+	struct backend *b;
+	void *dl = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!opts)
+		opts = &no_opts;
+	if (spec && strncmp(spec, "dir:", 4) == 0) {
+		ops = &backend_dir_ops;
+		where = spec + 4;
+	} else if (spec && strncmp(spec, "rados:", 6) == 0) {
+		where = spec + 6;
+		rc = module_load(&dl, &ops);
+		if (rc < 0)
+			return rc;
+	} else {
+		return dd_error_set(-EINVAL, "unknown storage spec '%.100s': "
+				    "expected dir:PATH or rados:POOL[/NAMESPACE]",
+				    spec ? spec : "");
+	}
+	if (!where[0]) {
+		rc = dd_error_set(-EINVAL, "storage spec '%s' names no %s", spec,
+				  dl ? "pool" : "directory");
+		goto fail;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = ops->open(&b->impl, where, opts, why);
+	if (rc < 0) {
+		free(b);
+		rc = backend_fail(rc, "open storage", spec, why);
+		goto fail;
+	}
+	b->ops = ops;
+	b->dl = dl;
+	*out = b;
+	return 0;
+fail:
+	if (dl)
+		dlclose(dl);
+	return rc;
+}
+
+void backend_free(struct backend *b)
+{
+	if (!b)
+		return;
+	b->ops->close(b->impl);
+	if (b->dl)
+		dlclose(b->dl);
+	free(b);
+}
+
+const char *backend_kind(const struct backend *b)
+{
+	return b->ops->kind;
+}
+
+int backend_put(struct backend *b, const char *name, const void *data,
+		size_t len)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("put", name);
+
+	if (rc < 0)
+		return rc;
+	if (len > BACKEND_PUT_MAX)
+		return dd_error_set(-EFBIG, "cannot put '%s': %zu bytes is over "
+				    "the %u of one put", name, len, BACKEND_PUT_MAX);
+	rc = b->ops->put(b->impl, name, data, len, why);
+	return rc < 0 ? backend_fail(rc, "put", name, why) : 0;
+}
+
+int backend_append(struct backend *b, const char *name, const void *data,
+		   size_t len)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("append to", name);
+
+	if (rc < 0 || len == 0)
+		return rc;
+	rc = b->ops->append(b->impl, name, data, len, why);
+	return rc < 0 ? backend_fail(rc, "append to", name, why) : 0;
+}
+
+int backend_read(struct backend *b, const char *name, uint64_t off,
+		 void *buf, size_t len)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("read", name);
+	int64_t got;
+
+	if (rc < 0)
+		return rc;
+	if (len == 0) {
+		uint64_t size;
+
+		return backend_stat(b, name, &size);
+	}
+	got = b->ops->read(b->impl, name, off, buf, len, why);
+	if (got < 0)
+		return backend_fail((int)got, "read", name, why);
+	if ((uint64_t)got < len)
+		return dd_error_set(-ENODATA, "short read of '%s': %lld of %zu "
+				    "bytes at offset %llu (the object ends first)",
+				    name, (long long)got, len,
+				    (unsigned long long)off);
+	return 0;
+}
+
+int backend_stat(struct backend *b, const char *name, uint64_t *size)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("stat", name);
+
+	if (rc < 0)
+		return rc;
+	rc = b->ops->stat(b->impl, name, size, why);
+	return rc < 0 ? backend_fail(rc, "stat", name, why) : 0;
+}
+
+int backend_list(struct backend *b, const char *prefix, backend_list_fn fn,
+		 void *payload)
+{
+	char why[BACKEND_WHY] = "";
+	int rc;
+
+	if (!prefix || strlen(prefix) > BACKEND_NAME_MAX)
+		return dd_error_set(-EINVAL, "cannot list: bad prefix");
+	rc = b->ops->list(b->impl, prefix, fn, payload, why);
+	if (rc < 0 && why[0])
+		return backend_fail(rc, "list", prefix, why);
+	return rc;
+}
+
+int backend_remove(struct backend *b, const char *name)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("remove", name);
+
+	if (rc < 0)
+		return rc;
+	rc = b->ops->remove(b->impl, name, why);
+	return rc < 0 ? backend_fail(rc, "remove", name, why) : 0;
+}
+
+int backend_lock(struct backend *b, const char *name, uint32_t lease_ms)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("lock", name);
+
+	if (rc < 0)
+		return rc;
+	rc = b->ops->lock(b->impl, name, lease_ms, why);
+	return rc < 0 ? backend_fail(rc, "lock", name, why) : 0;
+}
+
+int backend_unlock(struct backend *b, const char *name)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("unlock", name);
+
+	if (rc < 0)
+		return rc;
+	rc = b->ops->unlock(b->impl, name, why);
+	return rc < 0 ? backend_fail(rc, "unlock", name, why) : 0;
+}
+
+int backend_cas(struct backend *b, const char *name, const void *expect,
+		size_t expect_len, const void *data, size_t len)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("swap", name);
+
+	if (rc < 0)
+		return rc;
+	if (len > BACKEND_CAS_MAX || expect_len > BACKEND_CAS_MAX)
+		return dd_error_set(-EFBIG, "cannot swap '%s': over the %u bytes "
+				    "of a swapped object", name, BACKEND_CAS_MAX);
+	rc = b->ops->cas(b->impl, name, expect, expect_len, data, len, why);
+	return rc < 0 ? backend_fail(rc, "swap", name, why) : 0;
+}

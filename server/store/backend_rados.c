@@ -1,0 +1,507 @@
+/*
+ * backend_rados.c - the Ceph RADOS backend (backend.h), built as the
+ * separate module dedup-backend-rados.so so that the server never links
+ * librados; backend.c loads it with dlopen when a "rados:" spec is used.
+ *
+ * Every write is asynchronous (rados_aio_*) and counted done only when its
+ * completion reports complete: in librados 16 that is when every replica
+ * of the placement group has it (the old "safe"). Large appends and reads
+ * are split into PIECE-sized operations, up to INFLIGHT at once; operations
+ * from one client on one object are applied in the order they were issued,
+ * so split appends land in order.
+ *
+ * put:    one write op: create(EXCLUSIVE) + write_full (atomic, -EEXIST).
+ * cas:    read the object and its version in one read op, compare here,
+ *         then one write op: assert_version + write_full (-ERANGE or
+ *         -EOVERFLOW from the guard become -ECANCELED).
+ * lock:   rados_lock_exclusive on the object ".lock.NAME" (a name no
+ *         object has, so listings skip it), cookie unique to the handle,
+ *         the lease as the lock's duration, RENEW so that taking it again
+ *         renews it.
+ * list:   the pool's (namespace's) object listing filtered by prefix: one
+ *         pass over the namespace; give each repository its own namespace
+ *         or pool.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <rados/librados.h>
+
+#include "backend.h"
+
+#define PIECE (4u * 1024 * 1024)
+#define INFLIGHT 8
+#define LOCK_PREFIX ".lock."
+#define LOCK_CLASS "dedup"
+
+struct rados_lock_held {
+	struct rados_lock_held *next;
+	char name[];
+};
+
+struct radb {
+	rados_t cluster;
+	rados_ioctx_t io;
+	char cookie[64];
+	pthread_mutex_t mu;             /* guards locks */
+	struct rados_lock_held *locks;
+};
+
+static int why_rc(char *why, int rc, const char *what)
+{
+	snprintf(why, BACKEND_WHY, "%s: %s", what, strerror(-rc));
+	return rc;
+}
+
+/* Waits for c, releases it and returns its result. */
+static int64_t wait_release(rados_completion_t c)
+{
+	int64_t rc;
+
+	rados_aio_wait_for_complete(c);
+	rc = rados_aio_get_return_value(c);
+	rados_aio_release(c);
+	return rc;
+}
+
+static int connect_pool(struct radb *r, const char *pool, const char *ns,
+			const struct backend_opts *opts, char *why)
+{
+	int rc;
+
+	rc = rados_create(&r->cluster, opts->ceph_user);
+	if (rc < 0)
+		return why_rc(why, rc, "cannot create the RADOS client");
+	/* fail in 30 s rather than librados' 300 when no monitor answers;
+	 * ceph.conf may say otherwise */
+	rados_conf_set(r->cluster, "client_mount_timeout", "30");
+	rc = rados_conf_read_file(r->cluster, opts->ceph_conf);
+	if (rc < 0) {
+		snprintf(why, BACKEND_WHY, "cannot read ceph.conf '%s': %s",
+			 opts->ceph_conf ? opts->ceph_conf : "(default paths)",
+			 strerror(-rc));
+		return rc;
+	}
+	rados_conf_parse_env(r->cluster, NULL);
+	rc = rados_connect(r->cluster);
+	if (rc < 0) {
+		snprintf(why, BACKEND_WHY, "cannot connect to the cluster "
+			 "(ceph.conf '%s', user '%s'): %s",
+			 opts->ceph_conf ? opts->ceph_conf : "(default)",
+			 opts->ceph_user ? opts->ceph_user : "admin",
+			 strerror(-rc));
+		return rc;
+	}
+	rc = rados_ioctx_create(r->cluster, pool, &r->io);
+	if (rc < 0) {
+		snprintf(why, BACKEND_WHY, "cannot open pool '%.100s': %s", pool,
+			 rc == -ENOENT ? "no such pool" : strerror(-rc));
+		return rc;
+	}
+	if (ns && ns[0])
+		rados_ioctx_set_namespace(r->io, ns);
+	return 0;
+}
+
+static void rb_close(void *impl);
+
+static int rb_open(void **impl, const char *where,
+		      const struct backend_opts *opts, char *why)
+{
+	char pool[256];
+	const char *slash = strchr(where, '/');
+	struct radb *r;
+	int rc;
+
+	snprintf(pool, sizeof(pool), "%.*s",
+		 slash ? (int)(slash - where) : (int)strlen(where), where);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->mu, NULL);
+	rc = connect_pool(r, pool, slash ? slash + 1 : NULL, opts, why);
+	if (rc < 0) {
+		rb_close(r);
+		return rc;
+	}
+	snprintf(r->cookie, sizeof(r->cookie), "%llu-%p",
+		 (unsigned long long)rados_get_instance_id(r->cluster), (void *)r);
+	*impl = r;
+	return 0;
+}
+
+static void rb_close(void *impl)
+{
+	struct radb *r = impl;
+	struct rados_lock_held *l, *next;
+	char oid[BACKEND_NAME_MAX + sizeof(LOCK_PREFIX)];
+
+	for (l = r->locks; l; l = next) {
+		next = l->next;
+		snprintf(oid, sizeof(oid), LOCK_PREFIX "%s", l->name);
+		rados_unlock(r->io, oid, LOCK_CLASS, r->cookie);
+		free(l);
+	}
+	if (r->io)
+		rados_ioctx_destroy(r->io);
+	if (r->cluster)
+		rados_shutdown(r->cluster);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+/* Runs a write op and waits until it is complete on every replica. */
+static int write_op_wait(struct radb *r, rados_write_op_t op,
+			 const char *name)
+{
+	rados_completion_t c;
+	int rc;
+
+	rc = rados_aio_create_completion2(NULL, NULL, &c);
+	if (rc < 0)
+		return rc;
+	rc = rados_aio_write_op_operate(op, r->io, c, name, NULL, 0);
+	if (rc < 0) {
+		rados_aio_release(c);
+		return rc;
+	}
+	return (int)wait_release(c);
+}
+
+static int put_exclusive(struct radb *r, const char *name, const void *data,
+			 size_t len)
+{
+	rados_write_op_t op = rados_create_write_op();
+	int rc;
+
+	if (!op)
+		return -ENOMEM;
+	rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+	if (len > 0)
+		rados_write_op_write_full(op, data, len);
+	rc = write_op_wait(r, op, name);
+	rados_release_write_op(op);
+	return rc;
+}
+
+static int rb_put(void *impl, const char *name, const void *data,
+		     size_t len, char *why)
+{
+	int rc = put_exclusive(impl, name, data, len);
+
+	if (rc == -EEXIST)
+		snprintf(why, BACKEND_WHY, "it exists already");
+	return rc;
+}
+
+/* Waits for the oldest of *n completions in ring[], keeps the first error
+ * in *first_err, and returns the bytes it reported (reads) or 0. */
+static int64_t ring_wait_one(rados_completion_t *ring, unsigned *head,
+			     unsigned *n, int *first_err)
+{
+	int64_t rc = wait_release(ring[*head]);
+
+	*head = (*head + 1) % INFLIGHT;
+	(*n)--;
+	if (rc < 0 && *first_err == 0)
+		*first_err = (int)rc;
+	return rc < 0 ? 0 : rc;
+}
+
+static int rb_append(void *impl, const char *name, const void *data,
+			size_t len, char *why)
+{
+	struct radb *r = impl;
+	rados_completion_t ring[INFLIGHT];
+	unsigned head = 0, n = 0;
+	int err = 0;
+	size_t off;
+
+	for (off = 0; off < len && err == 0; off += PIECE) {
+		size_t piece = len - off < PIECE ? len - off : PIECE;
+		rados_completion_t c;
+		int rc;
+
+		if (n == INFLIGHT)
+			ring_wait_one(ring, &head, &n, &err);
+		if (err)
+			break;
+		rc = rados_aio_create_completion2(NULL, NULL, &c);
+		if (rc < 0) {
+			err = rc;
+			break;
+		}
+		rc = rados_aio_append(r->io, name, c, (const char *)data + off,
+				      piece);
+		if (rc < 0) {
+			rados_aio_release(c);
+			err = rc;
+			break;
+		}
+		ring[(head + n) % INFLIGHT] = c;
+		n++;
+	}
+	while (n > 0)
+		ring_wait_one(ring, &head, &n, &err);
+	if (err == -EFBIG)
+		snprintf(why, BACKEND_WHY, "the object would pass the pool's "
+			 "osd_max_object_size (128 MiB by default): use smaller packs");
+	return err;
+}
+
+/* Collects the oldest read in flight: adds its bytes to *got until the
+ * first short piece, which is where the object ends. */
+static void read_collect(rados_completion_t *ring, size_t *want,
+			 unsigned *head, unsigned *n, int *err, int64_t *got,
+			 int *ended)
+{
+	size_t w = want[*head];
+	int64_t b = ring_wait_one(ring, head, n, err);
+
+	if (*ended)
+		return;
+	*got += b;
+	if ((size_t)b < w)
+		*ended = 1;
+}
+
+static int64_t rb_read(void *impl, const char *name, uint64_t off,
+			  void *buf, size_t len, char *why)
+{
+	struct radb *r = impl;
+	rados_completion_t ring[INFLIGHT];
+	size_t want[INFLIGHT];
+	unsigned head = 0, n = 0;
+	int64_t got = 0;
+	int err = 0, ended = 0;
+	size_t pos, piece;
+
+	for (pos = 0; pos < len && err == 0; pos += piece) {
+		rados_completion_t c;
+		int rc;
+
+		piece = len - pos < PIECE ? len - pos : PIECE;
+		if (n == INFLIGHT)
+			read_collect(ring, want, &head, &n, &err, &got, &ended);
+		rc = rados_aio_create_completion2(NULL, NULL, &c);
+		if (rc < 0) {
+			err = err ? err : rc;
+			break;
+		}
+		rc = rados_aio_read(r->io, name, c, (char *)buf + pos, piece,
+				    off + pos);
+		if (rc < 0) {
+			rados_aio_release(c);
+			err = err ? err : rc;
+			break;
+		}
+		ring[(head + n) % INFLIGHT] = c;
+		want[(head + n) % INFLIGHT] = piece;
+		n++;
+	}
+	while (n > 0)
+		read_collect(ring, want, &head, &n, &err, &got, &ended);
+	return err ? err : got;
+}
+
+static int rb_stat(void *impl, const char *name, uint64_t *size,
+			  char *why)
+{
+	struct radb *r = impl;
+	time_t mtime;
+
+	return rados_stat(r->io, name, size, &mtime);
+}
+
+static int rb_list(void *impl, const char *prefix, backend_list_fn fn,
+		      void *payload, char *why)
+{
+	struct radb *r = impl;
+	size_t plen = strlen(prefix);
+	rados_list_ctx_t ctx;
+	const char *entry;
+	int rc;
+
+	rc = rados_nobjects_list_open(r->io, &ctx);
+	if (rc < 0)
+		return why_rc(why, rc, "cannot list the pool");
+	while ((rc = rados_nobjects_list_next(ctx, &entry, NULL, NULL)) == 0) {
+		if (entry[0] == '.' || strncmp(entry, prefix, plen) != 0)
+			continue;
+		rc = fn(entry, payload);
+		if (rc != 0)
+			break;
+	}
+	rados_nobjects_list_close(ctx);
+	if (rc == -ENOENT)  /* the listing's end */
+		return 0;
+	return rc;
+}
+
+static int rb_remove(void *impl, const char *name, char *why)
+{
+	struct radb *r = impl;
+
+	return rados_remove(r->io, name);
+}
+
+static int lock_held(struct radb *r, const char *name)
+{
+	struct rados_lock_held *l;
+
+	for (l = r->locks; l; l = l->next)
+		if (strcmp(l->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+static int rb_lock(void *impl, const char *name, uint32_t lease_ms,
+			  char *why)
+{
+	struct radb *r = impl;
+	char oid[BACKEND_NAME_MAX + sizeof(LOCK_PREFIX)];
+	struct timeval lease = {
+		.tv_sec = lease_ms / 1000,
+		.tv_usec = (lease_ms % 1000) * 1000,
+	};
+	struct rados_lock_held *l;
+	int rc;
+
+	snprintf(oid, sizeof(oid), LOCK_PREFIX "%s", name);
+	rc = rados_lock_exclusive(r->io, oid, LOCK_CLASS, r->cookie,
+				  "dedup-server", lease_ms ? &lease : NULL,
+				  LIBRADOS_LOCK_FLAG_RENEW);
+	if (rc == -EBUSY)
+		snprintf(why, BACKEND_WHY, "held by another handle");
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&r->mu);
+	if (!lock_held(r, name)) {
+		l = malloc(sizeof(*l) + strlen(name) + 1);
+		if (l) {
+			memcpy(l->name, name, strlen(name) + 1);
+			l->next = r->locks;
+			r->locks = l;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	return 0;
+}
+
+static int rb_unlock(void *impl, const char *name, char *why)
+{
+	struct radb *r = impl;
+	char oid[BACKEND_NAME_MAX + sizeof(LOCK_PREFIX)];
+	struct rados_lock_held **lp, *l;
+	int rc;
+
+	snprintf(oid, sizeof(oid), LOCK_PREFIX "%s", name);
+	rc = rados_unlock(r->io, oid, LOCK_CLASS, r->cookie);
+	pthread_mutex_lock(&r->mu);
+	for (lp = &r->locks; *lp; lp = &(*lp)->next) {
+		if (strcmp((*lp)->name, name) == 0) {
+			l = *lp;
+			*lp = l->next;
+			free(l);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (rc == -ENOENT)
+		snprintf(why, BACKEND_WHY, "not held by this handle");
+	return rc;
+}
+
+/* Reads up to len bytes of the object and its version in one read op. */
+static int read_versioned(struct radb *r, const char *name, char *buf,
+			  size_t len, size_t *got, uint64_t *version)
+{
+	rados_read_op_t op = rados_create_read_op();
+	rados_completion_t c;
+	int prval = 0, rc;
+
+	if (!op)
+		return -ENOMEM;
+	rados_read_op_read(op, 0, len, buf, got, &prval);
+	rc = rados_aio_create_completion2(NULL, NULL, &c);
+	if (rc == 0) {
+		rc = rados_aio_read_op_operate(op, r->io, c, name, 0);
+		if (rc == 0) {
+			rados_aio_wait_for_complete(c);
+			rc = rados_aio_get_return_value(c);
+			*version = rados_aio_get_version(c);
+		}
+		rados_aio_release(c);
+	}
+	rados_release_read_op(op);
+	return rc < 0 ? rc : prval;
+}
+
+static int swap_guarded(struct radb *r, const char *name, uint64_t version,
+			const void *data, size_t len)
+{
+	rados_write_op_t op = rados_create_write_op();
+	int rc;
+
+	if (!op)
+		return -ENOMEM;
+	rados_write_op_assert_version(op, version);
+	rados_write_op_write_full(op, data, len);
+	rc = write_op_wait(r, op, name);
+	rados_release_write_op(op);
+	return rc;
+}
+
+static int rb_cas(void *impl, const char *name, const void *expect,
+		     size_t expect_len, const void *data, size_t len, char *why)
+{
+	struct radb *r = impl;
+	uint64_t version = 0;
+	size_t got = 0;
+	char *cur;
+	int rc;
+
+	if (!expect)
+		return rb_put(impl, name, data, len, why);
+	cur = malloc(expect_len + 1);
+	if (!cur)
+		return -ENOMEM;
+	rc = read_versioned(r, name, cur, expect_len + 1, &got, &version);
+	if (rc == 0 && (got != expect_len || memcmp(cur, expect, expect_len)))
+		rc = -ECANCELED;
+	free(cur);
+	if (rc == 0) {
+		rc = swap_guarded(r, name, version, data, len);
+		if (rc == -ERANGE || rc == -EOVERFLOW)
+			rc = -ECANCELED;  /* written by another since we read */
+	}
+	if (rc == -ECANCELED)
+		snprintf(why, BACKEND_WHY, "its content is not the expected one");
+	return rc;
+}
+
+static const struct backend_ops rados_ops = {
+	.kind = "rados",
+	.open = rb_open,
+	.close = rb_close,
+	.put = rb_put,
+	.append = rb_append,
+	.read = rb_read,
+	.stat = rb_stat,
+	.list = rb_list,
+	.remove = rb_remove,
+	.lock = rb_lock,
+	.unlock = rb_unlock,
+	.cas = rb_cas,
+};
+
+/* The one symbol backend.c looks up. */
+extern const struct backend_module backend_rados_module;
+const struct backend_module backend_rados_module = {
+	.abi = BACKEND_ABI,
+	.ops = &rados_ops,
+};
