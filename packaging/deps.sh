@@ -17,6 +17,10 @@ systemd"
 PKGS="$PKGS chromium"
 # make fuzz (tests/fuzz): clang and its libFuzzer runtime.
 PKGS="$PKGS clang libclang-rt-14-dev"
+# The RADOS storage backend: librados' header for its module, and the
+# daemons and tools of the throw-away Ceph its tests start (tests/ceph/up.sh,
+# t0900-rados-backend, tests/bench/rados-bench.sh).
+PKGS="$PKGS librados-dev ceph-mon ceph-osd ceph-mgr ceph-base ceph-common"
 case "${1:-}" in
 bench) PKGS="$PKGS restic borgbackup" ;;
 esac
