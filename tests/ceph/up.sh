@@ -117,7 +117,7 @@ OSD_ID=$(timeout "$WAIT" ceph --connect-timeout 30 osd new "$OSD_UUID") ||
 	fail "the monitor did not answer 'osd new'"
 ceph-osd -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >/dev/null 2>&1 ||
 	fail "ceph-osd --mkfs failed"
-ceph-osd -i "$OSD_ID" || fail "ceph-osd did not start"
+ceph-osd -i "$OSD_ID" 2>>"$D/log/start.err" || fail "ceph-osd did not start"
 say "osd.$OSD_ID started"
 
 timeout "$WAIT" ceph osd pool create "$POOL" 8 8 >/dev/null 2>&1 ||
