@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "util.h"
@@ -86,12 +87,16 @@ static int module_load(void **dl_out, const struct backend_ops **ops_out)
 	if (!dir || !dir[0])
 		dir = BACKEND_MODULE_DIR;
 	snprintf(path, sizeof(path), "%s/%s", dir, BACKEND_MODULE_FILE);
-	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!dl)
+	if (access(path, F_OK) < 0)
 		return dd_error_set(-ENOENT,
-			"the RADOS backend module is not installed: cannot load '%s' "
-			"(%s); install the package %s",
-			path, dlerror(), BACKEND_MODULE_PACKAGE);
+			"the RADOS backend module is not installed (no '%s'): "
+			"install the package %s", path, BACKEND_MODULE_PACKAGE);
+	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!dl)  /* there, but its libraries (librados) are not */
+		return dd_error_set(-ENOENT,
+			"cannot load the RADOS backend module: %s; reinstall the "
+			"package %s (it depends on librados2)",
+			dlerror(), BACKEND_MODULE_PACKAGE);
 	mod = dlsym(dl, BACKEND_MODULE_SYMBOL);
 	if (!mod || mod->abi != BACKEND_ABI || !mod->ops) {
 		dlclose(dl);

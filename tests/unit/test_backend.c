@@ -405,6 +405,24 @@ static void test_module_missing(void)
 	CHECK(strstr(dd_error_last(), "dedup-backend-rados.so") != NULL);
 	CHECK(strstr(dd_error_last(), "install the package dedup-server-rados") != NULL);
 	CHECK(strstr(dd_error_last(), empty) != NULL);
+	/* a file that does not load (here: not an ELF file; in life: librados
+	 * missing) says so and names the package too */
+	{
+		char junk[600];
+		FILE *f;
+
+		snprintf(junk, sizeof(junk), "%s/%s", empty, BACKEND_MODULE_FILE);
+		f = fopen(junk, "w");
+		CHECK(f != NULL);
+		if (f) {
+			fputs("not a module\n", f);
+			fclose(f);
+		}
+		CHECK_EQ(backend_open(&b, "rados:dedup", NULL), -ENOENT);
+		CHECK(strstr(dd_error_last(), "cannot load the RADOS backend module") != NULL);
+		CHECK(strstr(dd_error_last(), "reinstall the package dedup-server-rados") != NULL);
+		unlink(junk);
+	}
 	rmdir(empty);
 	if (keep)
 		setenv("DEDUP_BACKEND_DIR", keep, 1);
