@@ -58,6 +58,10 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
 LIB_OBJ    := $(LIB_SRC:%.c=$(O)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(O)/%.o) $(O)/web_assets.o
+# the storage backends the server itself holds (server/store/backend.h);
+# backend_rados.c is a separate module, never part of the server
+BACKEND_OBJ := $(O)/server/store/backend.o $(O)/server/store/backend_dir.o
+SERVER_OBJ += $(BACKEND_OBJ)
 AGENT_OBJ  := $(AGENT_SRC:%.c=$(O)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 LIBDEDUP   := $(O)/libdedup.a
@@ -115,8 +119,6 @@ $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_O
 # librados.
 LIBDIR    ?= $(PREFIX)/lib
 MODULEDIR ?= $(LIBDIR)/dedup
-BACKEND_OBJ := $(O)/server/store/backend.o $(O)/server/store/backend_dir.o
-SERVER_OBJ += $(BACKEND_OBJ)
 LIBS_SERVER += -ldl
 $(O)/server/store/backend.o: DD_CFLAGS += -DBACKEND_MODULE_DIR='"$(MODULEDIR)"'
 HAVE_RADOS := $(shell echo '\#include <rados/librados.h>' | \

@@ -120,6 +120,21 @@ check_eq "make deb succeeds (lintian --fail-on error included)" 0 "$rc"
 SRV_DEB=$(ls "$T"/pkg/deb/dedup-server_*.deb)
 AGT_DEB=$(ls "$T"/pkg/deb/dedup-agent_*.deb)
 check "both .debs were built" test -f "$SRV_DEB" -a -f "$AGT_DEB"
+# The RADOS storage module is a package of its own: the server needs no
+# Ceph library (docs/STORAGE.md).
+RAD_DEB=$(ls "$T"/pkg/deb/dedup-server-rados_*.deb 2>/dev/null)
+check "dedup-server-rados .deb was built" test -f "$RAD_DEB"
+check "it ships the module in /usr/lib/dedup" \
+	grep -q ' ./usr/lib/dedup/dedup-backend-rados.so$' <(dpkg-deb -c "$RAD_DEB")
+check "it depends on librados2 and on dedup-server of its version" \
+	grep -q 'dedup-server (= .*librados2' <(dpkg-deb -f "$RAD_DEB" Depends)
+check "dedup-server does not depend on librados" \
+	not grep -q rados <(dpkg-deb -f "$SRV_DEB" Depends)
+check "dedup-server does not ship the module" \
+	not grep -q 'dedup-backend-rados' <(dpkg-deb -c "$SRV_DEB")
+check "dedup-server loads modules from /usr/lib/dedup" \
+	grep -qx /usr/lib/dedup <(dpkg-deb --fsys-tarfile "$SRV_DEB" |
+		tar -xOf - ./usr/sbin/dedup-server | strings)
 check "lintian is installed (packaging/deps.sh)" has lintian
 check_eq "lintian: no errors" "" "$(grep '^E: ' "$T/deb.log")"
 grep -E '^[WI]: ' "$T/deb.log" | sed 's/^/# lintian /'

@@ -44,6 +44,17 @@ for f in /usr/bin/dedup-agent /etc/dedup/agent.conf /etc/cron.d/dedup-agent \
 done
 check "dedup-agent ships dedup-agent(1)" grep -q '^/usr/share/man/man1/dedup-agent\.1' "$T/agt.list"
 check "the server is not in the agent package" not grep -q dedup-server "$T/agt.list"
+# The RADOS storage module is a package of its own (docs/STORAGE.md).
+RAD=$(ls "$T"/pkg/rpm/dedup-server-rados-"$V"-*.rpm 2>/dev/null)
+check "dedup-server-rados-$V rpm built" test -f "$RAD"
+check "it ships the module in the libdir's dedup/" \
+	grep -q '^/usr/lib[0-9]*/dedup/dedup-backend-rados\.so$' <(rpm -qpl "$RAD" 2>/dev/null)
+check "it requires dedup-server of its version" \
+	grep -qx "dedup-server = $V-1" <(rpm -qpR "$RAD" 2>/dev/null)
+check "and librados" grep -q '^librados\.so' <(rpm -qpR "$RAD" 2>/dev/null)
+check "dedup-server does not require librados" \
+	not grep -q rados <(rpm -qpR "$SRV" 2>/dev/null)
+check "dedup-server does not ship the module" not grep -q dedup-backend "$T/srv.list"
 
 # --dump: path size mtime digest mode owner group isconfig isdoc ...
 dump() { rpm -qp --dump "$1" 2>/dev/null | awk -v f="$2" '$1 == f { print $5, $6, $7, $8 }'; }

@@ -39,6 +39,8 @@ fi
 
 check "the server binary does not link librados" \
 	not grep -q librados <(ldd "$SERVER")
+check "the server binary holds the module loader" \
+	grep -q dedup-backend-rados.so <(strings "$SERVER")
 check "the RADOS module links librados" grep -q librados <(ldd "$DD_BUILD/dedup-backend-rados.so")
 
 t0=$(date +%s.%N)
