@@ -27,7 +27,7 @@ missing=
 for tool in ceph-mon ceph-mgr ceph-osd ceph rados monmaptool; do
 	command -v "$tool" >/dev/null || missing="$missing $tool"
 done
-[ -f "$DD_BUILD/dedup-backend-rados.so" ] || missing="$missing dedup-backend-rados.so(librados-dev)"
+[ -f "$DD_BUILD/dedup-backend-rados.so" ] || missing="$missing $DD_BUILD/dedup-backend-rados.so (make builds it where librados-dev is installed)"
 if [ -n "$missing" ]; then
 	if [ -n "${CI:-}" ]; then
 		not_ok "Ceph is installed (missing:$missing; packaging/deps.sh installs it)"
