@@ -8,7 +8,8 @@
 #   tests/ceph/up.sh [DIR]        DIR: new or empty (default: CEPH_DIR, else
 #                                 a new /tmp/dedup-ceph.XXXXXX)
 # Env: CEPH_POOL (default dedup), CEPH_MEMSTORE_MB (default 2048),
-#      CEPH_UP_TIMEOUT seconds for the cluster to take a write (default 90).
+#      CEPH_UP_TIMEOUT seconds for the cluster to take a write (default 90),
+#      CEPH_MAX_OBJECT_MB osd_max_object_size (default: Ceph's, 128 MiB).
 # Prints "export ..." lines (CEPH_DIR, CEPH_CONF, CEPH_POOL and the
 # DEDUP_TEST_CEPH_* the tests read), also written to DIR/env for sourcing.
 # Exit 0: the pool took a write. Non-zero: what failed, the daemons' log
@@ -92,6 +93,7 @@ rados osd op timeout = 60
 paxos propose interval = 0.1
 mgr stats period = 1
 mon mgr digest period = 1
+$([ -n "${CEPH_MAX_OBJECT_MB:-}" ] && echo "osd max object size = $((CEPH_MAX_OBJECT_MB * 1024 * 1024))")
 [mon]
 mon data = $D/\$name
 [mgr]

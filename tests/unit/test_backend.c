@@ -258,6 +258,18 @@ static void test_lease(void)
 		printf("lease of 1.5 s expired after %.2f s\n", waited);
 		/* the old holder's renewal now fails: it must know it lost it */
 		CHECK_EQ(backend_lock(a, "lease", 1500), -EBUSY);
+		/* a holder that renews within its lease keeps the lock */
+		CHECK_EQ(backend_unlock(b, "lease"), 0);
+		CHECK_EQ(backend_lock(a, "renewed", 1500), 0);
+		rc = 0;
+		for (t0 = now_s(); now_s() - t0 < 3.5;) {
+			usleep(400 * 1000);
+			if (backend_lock(b, "renewed", 1500) != -EBUSY)
+				rc = -1;
+			if (backend_lock(a, "renewed", 1500) != 0)
+				rc = -2;
+		}
+		CHECK_EQ(rc, 0);
 	} else {
 		pid_t pid = fork();
 		int status = 0;
@@ -367,6 +379,33 @@ static void test_dir_layout(const char *root)
 	backend_free(b);
 }
 
+/* RADOS refuses objects past osd_max_object_size: an append that would
+ * pass it fails with -EFBIG and says to use smaller packs. Run when the
+ * cluster was started with a small limit (tests/ceph/up.sh with
+ * CEPH_MAX_OBJECT_MB, given here as DEDUP_TEST_CEPH_MAX_OBJECT_MB). */
+static void test_max_object(void)
+{
+	const char *mb = getenv("DEDUP_TEST_CEPH_MAX_OBJECT_MB");
+	size_t max = mb ? strtoul(mb, NULL, 10) << 20 : 0;
+	struct backend *b;
+	uint8_t *buf;
+	uint64_t size = 0;
+
+	if (!is_rados || !max || max > 64u << 20)
+		return;
+	b = open_or_die();
+	buf = calloc(1, max);
+	CHECK_EQ(backend_append(b, "packs/full.pack", buf, max - 4096), 0);
+	CHECK_EQ(backend_append(b, "packs/full.pack", buf, 8192), -EFBIG);
+	CHECK(strstr(dd_error_last(), "osd_max_object_size") != NULL);
+	CHECK_EQ(backend_stat(b, "packs/full.pack", &size), 0);
+	CHECK_EQ(size, max - 4096);     /* nothing of the refused append */
+	CHECK_EQ(backend_append(b, "packs/full.pack", buf, 4096), 0);
+	printf("append past osd_max_object_size (%zu MiB): refused\n", max >> 20);
+	free(buf);
+	backend_free(b);
+}
+
 static void run_contract(void)
 {
 	UNIT_RUN(test_names);
@@ -376,6 +415,7 @@ static void run_contract(void)
 	UNIT_RUN(test_lock);
 	UNIT_RUN(test_lease);
 	UNIT_RUN(test_cas);
+	UNIT_RUN(test_max_object);
 }
 
 static void test_specs(void)
