@@ -127,16 +127,23 @@ static int write_temp(struct dirb *d, const char *name, const void *data,
 		      size_t len, char *tmp, size_t tmpsz)
 {
 	const char *slash = strrchr(name, '/');
-	int fd, rc;
+	int fd = -1, rc, tries;
 
-	snprintf(tmp, tmpsz, "%.*s.tmp-%ld-%lu", slash ? (int)(slash - name + 1) : 0,
-		 name, (long)getpid(), atomic_fetch_add(&tmp_seq, 1));
 	rc = make_parents(d, name);
 	if (rc < 0)
 		return rc;
-	fd = openat(d->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	/* a name left by a crashed process of the same pid is skipped */
+	for (tries = 0; fd < 0 && tries < 100; tries++) {
+		snprintf(tmp, tmpsz, "%.*s.tmp-%ld-%lu",
+			 slash ? (int)(slash - name + 1) : 0, name,
+			 (long)getpid(), atomic_fetch_add(&tmp_seq, 1));
+		fd = openat(d->rootfd, tmp,
+			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST)
+			return errno_rc();
+	}
 	if (fd < 0)
-		return errno_rc();
+		return -EIO;
 	rc = write_all(fd, data, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = errno_rc();
