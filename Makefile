@@ -6,6 +6,7 @@
 #   make deb             .deb packages in $(O)/deb/ (dpkg-buildpackage, lintian)
 #   make rpm             .rpm packages in $(O)/rpm/ (rpmbuild --nodeps)
 #   make bench           the benchmark against restic and borg (long)
+#   make bench-rados     rados bench beside the RADOS backend's own figures
 #   make fuzz            libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   V=1 for verbose, WERROR=1 to turn warnings into errors.
 
@@ -156,6 +157,11 @@ asan:
 bench: all
 	O=$(O) bash tests/bench/bench.sh
 
+# rados bench write/seq beside the RADOS backend's own append/read, on a
+# throw-away single-node Ceph (docs/STORAGE.md)
+bench-rados: all
+	O=$(O) bash tests/bench/rados-bench.sh
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/web
 	install -m 0755 $(O)/dedup-agent $(DESTDIR)$(BINDIR)/dedup-agent
@@ -217,6 +223,6 @@ fuzz: $(O)/web_assets.c
 clean:
 	rm -rf $(O) build-asan
 
-.PHONY: all tests test asan bench install clean deb rpm fuzz
+.PHONY: all tests test asan bench bench-rados install clean deb rpm fuzz
 
 -include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(RADOS_MODULE:.so=.d)
