@@ -19,7 +19,7 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer $SAN -fsanitize=fuzzer-no-link \
 	-Ishared -Iserver -Iserver/store -Iserver/repo -Iserver/api -Iserver/cmd -Itests/fuzz -I$O -D_FILE_OFFSET_BITS=64 \
 	-DDD_SYSCONFDIR=\"/etc\" $(pkg-config --cflags $PKGS)"
-LIBS="$(pkg-config --libs libzstd openssl jansson libmicrohttpd) -lleveldb -pthread"
+LIBS="$(pkg-config --libs libzstd openssl jansson libmicrohttpd) -lleveldb -ldl -pthread"
 
 if ! command -v "$CLANG" >/dev/null; then
 	echo "fuzz: $CLANG not found (apt-get install clang libclang-rt-14-dev)"
@@ -41,7 +41,7 @@ compile() {
 }
 
 LIB_OBJS=$(compile shared/*.c) || exit 1
-SRV_SRC=$(ls server/*.c server/*/*.c | grep -v '^server/main\.c$')
+SRV_SRC=$(ls server/*.c server/*/*.c | grep -v -e '^server/main\.c$' -e '^server/store/backend_rados\.c$')
 if [ ! -e "$O/web_assets.c" ]; then
 	sh tests/embed.sh web/* > "$O/web_assets.c"
 fi
