@@ -176,6 +176,37 @@ static int ext_check(const struct dd_entry *e)
 	return 0;
 }
 
+/* Chunk reference i of file e in a catalog of `version`: a chunk of
+ * 1..16 MiB, or (version 3) a hole of 1..DD_HOLE_MAX bytes that does not
+ * follow another hole. -EINVAL with a reason. */
+static int ref_check(const struct dd_entry *e, const struct dd_chunk_ref *ref,
+		     uint64_t i, uint32_t version)
+{
+	uint32_t n = ref->plain_len;
+	int plen = (int)(e->path_len > 200 ? 200 : e->path_len);
+
+	if (!dd_chunk_ref_is_hole(ref)) {
+		if (n == 0 || n > DD_CHUNK_SIZE_LIMIT)
+			return dd_error_set(-EINVAL, "'%.*s': chunk %llu has a "
+					    "bad length %u", plen, e->path,
+					    (unsigned long long)i, n);
+		return 0;
+	}
+	if (version < 3)
+		return dd_error_set(-EINVAL, "'%.*s': chunk %llu has an all-zero "
+				    "id (a hole, which version %u does not "
+				    "have)", plen, e->path,
+				    (unsigned long long)i, version);
+	if (n == 0)
+		return dd_error_set(-EINVAL, "'%.*s': hole %llu is empty", plen,
+				    e->path, (unsigned long long)i);
+	if (i > 0 && dd_chunk_ref_is_hole(&e->chunks[i - 1]))
+		return dd_error_set(-EINVAL, "'%.*s': hole %llu follows another "
+				    "hole", plen, e->path,
+				    (unsigned long long)i);
+	return 0;
+}
+
 /* Everything both the writer and the reader require of an entry of
  * catalog version `version`; -EINVAL with a reason. */
 static int entry_check(const struct dd_entry *e, uint32_t version)
@@ -241,13 +272,11 @@ static int entry_check(const struct dd_entry *e, uint32_t version)
 				    (unsigned long long)e->nchunks,
 				    (unsigned long long)e->size);
 	for (i = 0; i < e->nchunks; i++) {
-		uint32_t n = e->chunks[i].plain_len;
+		const struct dd_chunk_ref *ref = &e->chunks[i];
 
-		if (n == 0 || n > DD_CHUNK_SIZE_LIMIT)
-			return dd_error_set(-EINVAL, "'%.*s': chunk %llu has a "
-					    "bad length %u", (int)e->path_len,
-					    e->path, (unsigned long long)i, n);
-		sum += n;
+		if ((err = ref_check(e, ref, i, version)) < 0)
+			return err;
+		sum += ref->plain_len;
 	}
 	if (sum != e->size)
 		return dd_error_set(-EINVAL, "'%.*s': chunks add up to %llu "

@@ -21,6 +21,14 @@
  * fixed part. A version 1 catalog is still read: types 1..3 only, and its
  * extension area is opaque (callers ignore it, dd_catalog_version() says
  * which version a reader is reading).
+ *
+ * Version 3 adds holes: in a file's chunk list, a reference whose id is
+ * all zero bytes is a hole of plain_len bytes (1..DD_HOLE_MAX) that reads
+ * as zeros and has no chunk behind it. The chunk list still covers the
+ * file in order, so the lengths add up to the size; two holes never follow
+ * each other. A version 1 or 2 catalog with an all-zero id is corrupt (no
+ * chunk can have that id), so every reader may test refs with
+ * dd_chunk_ref_is_hole() whatever the version.
  */
 #ifndef DD_CATALOG_H
 #define DD_CATALOG_H
@@ -28,16 +36,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 #include "hash.h"
 #include "util.h"
 
-#define DD_CATALOG_VERSION 2u          /* what the writer writes */
+#define DD_CATALOG_VERSION 3u          /* what the writer writes */
 #define DD_CATALOG_VERSION_MIN 1u      /* the oldest the reader reads */
 #define DD_CATALOG_HEADER_LEN 8u
 #define DD_CATALOG_ENTRY_FIXED_LEN 84u
 #define DD_CATALOG_PATH_MAX 65536u     /* bytes in one path */
 #define DD_CATALOG_LINK_MAX 65536u     /* bytes in a symlink target */
 #define DD_CATALOG_EXT_MAX (1u << 20)  /* extension area (xattrs, ACLs) */
+#define DD_HOLE_MAX UINT32_MAX         /* bytes in one hole reference */
 
 enum dd_entry_type {
 	DD_ENTRY_FILE = 1,
@@ -81,10 +91,19 @@ struct dd_acl_entry {
 	size_t name_len;
 };
 
+/* A run of a file: a chunk, or (version 3) a hole when id is all zeros. */
 struct dd_chunk_ref {
 	struct dd_id id;
 	uint32_t plain_len;
 };
+
+/* Whether `ref` is a hole (version 3): nothing to fetch, zeros to read. */
+static inline bool dd_chunk_ref_is_hole(const struct dd_chunk_ref *ref)
+{
+	static const uint8_t zero[DD_ID_LEN];
+
+	return memcmp(ref->id.b, zero, DD_ID_LEN) == 0;
+}
 
 struct dd_entry {
 	uint8_t type;            /* enum dd_entry_type */
@@ -103,14 +122,15 @@ struct dd_entry {
 	uint32_t link_len;
 	const uint8_t *ext;      /* extension records (v2); opaque in v1 */
 	uint32_t ext_len;
-	uint64_t nchunks;
+	uint64_t nchunks;        /* chunk and hole references */
 	const struct dd_chunk_ref *chunks;  /* file only */
 };
 
 /* Writer: appends to a dd_buf, always in the current version. */
 int dd_catalog_begin(struct dd_buf *out);
-/* Validates the entry (path rules, lengths, file: sum of chunk plain_len
- * == size; non-files: nchunks == 0) before appending; -EINVAL with a
+/* Validates the entry (path rules, lengths, file: sum of chunk and hole
+ * plain_len == size, chunks 1..16 MiB, holes 1..DD_HOLE_MAX and never two
+ * in a row; non-files: nchunks == 0) before appending; -EINVAL with a
  * reason, `out` unchanged. One entry's chunk list is at most 64 MiB
  * (1,864,135 chunks: about 2 TiB at the default average chunk size). */
 int dd_catalog_add(struct dd_buf *out, const struct dd_entry *e);

@@ -285,9 +285,17 @@ static void setup_golden2(void)
 
 static size_t mkrec(uint8_t *out, uint8_t tag, const void *v, size_t n);
 
-static void build_golden2(struct dd_buf *b)
+/* The version 2 samples: their entries are valid in version 3 too, so
+ * the writer encodes them and the header is patched to say 2. */
+static void begin_v2(struct dd_buf *b)
 {
 	CHECK_EQ(dd_catalog_begin(b), 0);
+	dd_put_le32(b->data + b->len - 4, 2);
+}
+
+static void build_golden2(struct dd_buf *b)
+{
+	begin_v2(b);
 	for (int i = 0; i < NGOLDEN2; i++)
 		CHECK_EQ(dd_catalog_add(b, &g2[i]), 0);
 }
@@ -393,12 +401,12 @@ static void test_golden2(void)
 		size_t blen = 0;
 
 		dd_buf_init(&b, 0);
-		CHECK_EQ(dd_catalog_begin(&b), 0);
+		begin_v2(&b);
 		h.link = "home/ann/c.txt";
 		raw_entry(&b, &h);
 		CHECK(golden_same("catalog-bad-v2-hardlink.bin", b.data, b.len));
 		dd_buf_reset(&b);
-		CHECK_EQ(dd_catalog_begin(&b), 0);
+		begin_v2(&b);
 		n = mkrec(x, DD_EXT_XATTR, "user.ba", 8);
 		n += mkrec(x + n, DD_EXT_XATTR, "user.ab", 8);
 		f.ext = x;
@@ -836,6 +844,8 @@ static void expect_bad64(size_t off, uint64_t v)
 	expect_bad(off, le, 8);
 }
 
+static const uint8_t zero_id[DD_ID_LEN];
+
 static void test_fields(void)
 {
 	size_t dir = 8, file = dir + E_DIR_LEN, link = golden_ends[2];
@@ -843,7 +853,7 @@ static void test_fields(void)
 
 	expect_bad(0, "DDCX", 4);
 	expect_bad32(4, 0);                              /* version */
-	expect_bad32(4, 3);
+	expect_bad32(4, DD_CATALOG_VERSION + 1);
 	expect_bad(dir, "\0", 1);                        /* type 0 */
 	expect_bad(dir, "\4", 1);                        /* type 4 */
 	expect_bad(dir + 1, "\1", 1);                    /* reserved */
@@ -871,6 +881,7 @@ static void test_fields(void)
 	expect_bad32(chunk1 + 32, 0);                    /* chunk length 0 */
 	expect_bad32(chunk1 + 32, 14);                   /* sum 606 */
 	expect_bad32(chunk1 + 32, DD_CHUNK_SIZE_LIMIT + 1);
+	expect_bad(chunk1, zero_id, DD_ID_LEN);          /* a hole in v1 */
 	expect_bad32(link + 68, 0);                      /* symlink, no link */
 	expect_bad(link + 84 + 13 + 1, "\0", 1);         /* NUL in link */
 	expect_bad32(link + 68, DD_CATALOG_LINK_MAX + 1);
@@ -1069,11 +1080,142 @@ static void test_path_order(void)
 	CHECK_EQ(cmp_s("z", "\xc3\xa9"), -1);
 }
 
+/* ---- version 3: holes ---- */
+
+/* A sparse file: hole, chunk, the largest hole, chunk, hole at the end. */
+static struct dd_chunk_ref holes_refs[5];
+static struct dd_entry holes_entry;
+
+static void setup_holes(void)
+{
+	struct dd_entry *e = &holes_entry;
+
+	memset(holes_refs, 0, sizeof(holes_refs));
+	holes_refs[0].plain_len = 4096;
+	holes_refs[1] = file_chunks[0];
+	holes_refs[2].plain_len = DD_HOLE_MAX;
+	holes_refs[3] = file_chunks[1];
+	holes_refs[4].plain_len = 1;
+	*e = golden_entries[1];
+	e->path = "home/ann/sparse";
+	e->path_len = 15;
+	e->nchunks = 5;
+	e->chunks = holes_refs;
+	e->size = 0;
+	for (int i = 0; i < 5; i++)
+		e->size += holes_refs[i].plain_len;
+}
+
+/* One entry with refs `refs`/`n` and size `size`, encoded without checks
+ * under a header of `version`: the reader's answer (entries or error),
+ * after checking the writer agrees (version 3 only). */
+static int read_refs(uint32_t version, const struct dd_chunk_ref *refs,
+		     uint64_t n, uint64_t size)
+{
+	struct dd_entry e = holes_entry;
+	struct dd_buf b;
+	int rc;
+
+	e.chunks = refs;
+	e.nchunks = n;
+	e.size = size;
+	dd_buf_init(&b, 0);
+	CHECK_EQ(dd_catalog_begin(&b), 0);
+	dd_put_le32(b.data + 4, version);
+	raw_entry(&b, &e);
+	rc = read_all(b.data, b.len, 7, NULL, 0);
+	if (version == DD_CATALOG_VERSION) {
+		dd_buf_reset(&b);
+		CHECK_EQ(dd_catalog_add(&b, &e), rc == 1 ? 0 : -EINVAL);
+	}
+	dd_buf_release(&b);
+	return rc;
+}
+
+static void test_holes(void)
+{
+	struct dd_buf b;
+	uint8_t *g = NULL;
+	size_t glen = 0;
+	struct dd_chunk_ref r[3];
+
+	/* the golden sample: written, checked in, read back */
+	dd_buf_init(&b, 0);
+	CHECK_EQ(dd_catalog_begin(&b), 0);
+	CHECK_EQ(dd_catalog_add(&b, &golden_entries[0]), 0);
+	CHECK_EQ(dd_catalog_add(&b, &holes_entry), 0);
+	CHECK(golden_same("catalog-v3.bin", b.data, b.len));
+	dd_buf_release(&b);
+	CHECK_EQ(golden_read("catalog-v3.bin", &g, &glen), 0);
+	if (g) {
+		struct dd_entry want[2] = { golden_entries[0], holes_entry };
+
+		CHECK(memcmp(g, "DDCT\3\0\0\0", 8) == 0);
+		CHECK_EQ(read_all(g, glen, SIZE_MAX, want, 2), 2);
+		CHECK_EQ(read_all(g, glen, 5, want, 2), 2);
+		/* the same bytes as version 2 are corrupt: no holes there */
+		dd_put_le32(g + 4, 2);
+		CHECK_EQ(read_all(g, glen, SIZE_MAX, NULL, 0), -EBADMSG);
+		CHECK(strstr(dd_error_last(), "all-zero id") != NULL);
+		free(g);
+	}
+	CHECK(dd_chunk_ref_is_hole(&holes_refs[0]));
+	CHECK(!dd_chunk_ref_is_hole(&holes_refs[1]));
+
+	/* a file that is all hole, and a hole as the only ref */
+	memset(r, 0, sizeof(r));
+	r[0].plain_len = 1;
+	CHECK_EQ(read_refs(3, r, 1, 1), 1);
+	r[0].plain_len = DD_HOLE_MAX;
+	CHECK_EQ(read_refs(3, r, 1, DD_HOLE_MAX), 1);
+	/* sizes must add up */
+	CHECK_EQ(read_refs(3, r, 1, DD_HOLE_MAX - 1ull), -EBADMSG);
+	CHECK_EQ(read_refs(3, r, 1, DD_HOLE_MAX + 1ull), -EBADMSG);
+	/* an empty hole */
+	r[0].plain_len = 0;
+	CHECK_EQ(read_refs(3, r, 1, 0), -EBADMSG);
+	r[0].plain_len = 0;
+	r[1] = file_chunks[0];
+	CHECK_EQ(read_refs(3, r, 2, file_chunks[0].plain_len), -EBADMSG);
+	CHECK(strstr(dd_error_last(), "empty") != NULL);
+	/* two holes in a row (not merged) */
+	r[0].plain_len = 10;
+	r[1] = r[0];
+	CHECK_EQ(read_refs(3, r, 2, 20), -EBADMSG);
+	CHECK(strstr(dd_error_last(), "follows another hole") != NULL);
+	/* hole, chunk, hole is fine; a chunk still has its bounds */
+	r[1] = file_chunks[0];
+	r[2] = r[0];
+	CHECK_EQ(read_refs(3, r, 3, 20 + file_chunks[0].plain_len), 1);
+	r[1].plain_len = DD_CHUNK_SIZE_LIMIT + 1;
+	CHECK_EQ(read_refs(3, r, 3, 20 + DD_CHUNK_SIZE_LIMIT + 1ull),
+		 -EBADMSG);
+	/* more refs than bytes is still refused before any is read */
+	r[1] = file_chunks[0];
+	CHECK_EQ(read_refs(3, r, 3, 2), -EBADMSG);
+	/* a hole in a version 2 or 1 catalog */
+	r[0].plain_len = 10;
+	CHECK_EQ(read_refs(2, r, 1, 10), -EBADMSG);
+	CHECK_EQ(read_refs(1, r, 1, 10), -EBADMSG);
+	/* a hole in a directory */
+	{
+		struct dd_entry d = golden_entries[0];
+
+		d.chunks = r;
+		d.nchunks = 1;
+		d.size = 10;
+		dd_buf_init(&b, 0);
+		CHECK_EQ(dd_catalog_add(&b, &d), -EINVAL);
+		dd_buf_release(&b);
+	}
+}
+
 int main(void)
 {
 	fixture_chunks(fx, fx_text, fx_bytes);
 	setup_golden();
 	setup_golden2();
+	setup_holes();
 	UNIT_RUN(test_golden);
 	UNIT_RUN(test_golden2);
 	UNIT_RUN(test_v2_fields);
@@ -1086,6 +1228,7 @@ int main(void)
 	UNIT_RUN(test_writer);
 	UNIT_RUN(test_big_entries);
 	UNIT_RUN(test_path_order);
+	UNIT_RUN(test_holes);
 	for (int i = 0; i < NGOLDEN2; i++)
 		dd_buf_release(&g2ext[i]);
 	UNIT_DONE();
