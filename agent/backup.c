@@ -42,6 +42,7 @@
 #include "client.h"
 #include "lock.h"
 #include "meta.h"
+#include "holes.h"
 #include "parent.h"
 #include "progress.h"
 #include "pattern.h"
@@ -97,6 +98,8 @@ struct backup {
 
 	uint64_t files, dirs, symlinks, hardlinks, specials;
 	uint64_t bytes_total, chunks_total;
+	uint64_t bytes_read;           /* file data read (holes are not) */
+	uint64_t bytes_holes;          /* file bytes recorded as holes */
 	unsigned long changed;         /* changed while read: warnings */
 	struct walk_stats ws;
 	struct session *sess;          /* backup in progress, or NULL */
@@ -306,38 +309,64 @@ static bool backup_changed(int fd, const struct stat *st)
 	       now.st_ctim.tv_nsec != st->st_ctim.tv_nsec || now.st_nlink == 0;
 }
 
-static int backup_file(void *payload, const struct walk_item *it)
+/* Appends a hole of `len` bytes to the current file's list, as one
+ * reference or (beyond DD_HOLE_MAX) several full ones and a last. */
+static int backup_push_hole(struct backup *b, uint64_t len)
 {
-	struct backup *b = payload;
-	size_t max = b->chunker.params.max_size;
-	size_t start = 0, avail = 0;
-	uint64_t size = 0;
-	bool eof = false;
-	struct dd_entry e;
+	static const struct dd_id zero;
 	int rc;
 
-	b->nrefs = 0;
+	while (len > 0) {
+		uint32_t n = len > DD_HOLE_MAX ? DD_HOLE_MAX : (uint32_t)len;
+
+		if ((rc = backup_push_ref(b, &zero, n)) < 0)
+			return rc;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Reads, cuts and queues `len` bytes of the file from its current offset
+ * (UINT64_MAX: up to its end), adding them to *size. The run is cut as a
+ * stream of its own: its end ends a chunk. 1 = the run was read whole,
+ * 0 = the file ended first, negative = an error; a read error is reported
+ * (the file is left out) and returned as -EIO with *reported set.
+ */
+static int backup_read_run(struct backup *b, const struct walk_item *it,
+			   uint64_t len, uint64_t *size, bool *reported)
+{
+	size_t max = b->chunker.params.max_size;
+	size_t start = 0, avail = 0;
+	uint64_t left = len;
+	bool eof = false;
+	int rc;
+
 	for (;;) {
 		struct dd_id id;
 		size_t n;
 
-		/* Keep at least max_size bytes ahead unless the file ends. */
+		/* Keep at least max_size bytes ahead unless the run ends. */
 		if (!eof && avail < max) {
+			size_t want = b->rcap - avail;
 			ssize_t got;
 
+			if (want > left)
+				want = (size_t)left;
 			if (start > 0 && avail > 0)
 				memmove(b->rbuf, b->rbuf + start, avail);
 			start = 0;
-			got = dd_read_full(it->fd, b->rbuf + avail,
-					   b->rcap - avail);
+			got = dd_read_full(it->fd, b->rbuf + avail, want);
 			if (got < 0) {
 				walk_report(&b->ws, it->path, "read",
 					    (int)-got);
-				return 0;
+				*reported = true;
+				return -EIO;
 			}
-			if ((size_t)got < b->rcap - avail)
+			if ((size_t)got < want || (left -= (size_t)got) == 0)
 				eof = true;
 			avail += (size_t)got;
+			b->bytes_read += (uint64_t)got;
 		}
 		if (avail == 0)
 			break;
@@ -348,9 +377,84 @@ static int backup_file(void *payload, const struct walk_item *it)
 			return rc;
 		start += n;
 		avail -= n;
-		size += n;
-		progress_update(b->progress, b->files, b->bytes_total + size);
+		*size += n;
+		progress_update(b->progress, b->files, b->bytes_total + *size);
 	}
+	return left == 0 ? 1 : 0;
+}
+
+/* Moves to `off` of the file; a failure is reported like a read error. */
+static int backup_seek(struct backup *b, const struct walk_item *it,
+		       uint64_t off, bool *reported)
+{
+	if (lseek(it->fd, (off_t)off, SEEK_SET) >= 0)
+		return 0;
+	walk_report(&b->ws, it->path, "read", errno);
+	*reported = true;
+	return -EIO;
+}
+
+/*
+ * Reads a file that may have holes: its data runs (holes.h) are read,
+ * the holes between them recorded without a read. Where the file system
+ * cannot tell, the rest is read as data. Same returns as backup_read_run.
+ */
+static int backup_read_sparse(struct backup *b, const struct walk_item *it,
+			      uint64_t *size, bool *reported)
+{
+	uint64_t off = 0, start, end, fsize = (uint64_t)it->st->st_size;
+	int rc;
+
+	for (;;) {
+		rc = holes_next_run(it->fd, off, &start, &end);
+		if (rc < 0 || (rc == 1 && end <= start)) {
+			/* No answer: read on from here. */
+			if ((rc = backup_seek(b, it, off, reported)) < 0)
+				return rc;
+			return backup_read_run(b, it, UINT64_MAX, size,
+					       reported);
+		}
+		if (rc == 0) {
+			/* The rest is a hole, up to the size we stat'ed. */
+			rc = fsize > off ? backup_push_hole(b, fsize - off) : 0;
+			if (rc == 0 && fsize > off) {
+				*size += fsize - off;
+				b->bytes_holes += fsize - off;
+			}
+			return rc;
+		}
+		if (start > off) {
+			if ((rc = backup_push_hole(b, start - off)) < 0)
+				return rc;
+			*size += start - off;
+			b->bytes_holes += start - off;
+		}
+		if ((rc = backup_seek(b, it, start, reported)) < 0)
+			return rc;
+		rc = backup_read_run(b, it, end - start, size, reported);
+		if (rc <= 0)
+			return rc;
+		off = end;
+	}
+}
+
+static int backup_file(void *payload, const struct walk_item *it)
+{
+	struct backup *b = payload;
+	uint64_t size = 0;
+	bool reported = false;
+	struct dd_entry e;
+	int rc;
+
+	b->nrefs = 0;
+	if (holes_maybe(it->st))
+		rc = backup_read_sparse(b, it, &size, &reported);
+	else
+		rc = backup_read_run(b, it, UINT64_MAX, &size, &reported);
+	if (reported)
+		return 0;
+	if (rc < 0)
+		return rc;
 	/* Recorded as read, with the times from before the read: the next
 	 * backup sees a changed file and reads it again. */
 	if (backup_changed(it->fd, it->st)) {
@@ -370,7 +474,7 @@ static int backup_file(void *payload, const struct walk_item *it)
 	b->files++;
 	b->bytes_total += size;
 	session_progress(b->sess, b->files, b->bytes_total);
-	b->chunks_total += b->nrefs;
+	b->chunks_total += dd_entry_data_chunks(&e);
 	return 0;
 }
 
@@ -409,7 +513,7 @@ static int backup_file_known(void *payload, const struct walk_item *it)
 	b->bytes_total += e.size;
 	session_progress(b->sess, b->files, b->bytes_total);
 	progress_update(b->progress, b->files, b->bytes_total);
-	b->chunks_total += e.nchunks;
+	b->chunks_total += dd_entry_data_chunks(&e);
 	return 1;
 }
 
@@ -653,7 +757,8 @@ static int backup_print(struct backup *b, const json_t *manifest,
 		return 0;
 	}
 	upload_queue_stats(b->uq, &us);
-	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			"s:I, s:I, s:f}",
 			"snapshot_id", id,
 			"files", (json_int_t)b->files,
 			"unreadable", (json_int_t)b->ws.unreadable,
@@ -664,6 +769,8 @@ static int backup_print(struct backup *b, const json_t *manifest,
 			"bytes_sent", (json_int_t)us.bytes_sent,
 			"chunks_total", (json_int_t)b->chunks_total,
 			"chunks_new", (json_int_t)us.chunks_new,
+			"bytes_read", (json_int_t)b->bytes_read,
+			"bytes_holes", (json_int_t)b->bytes_holes,
 			"seconds", seconds);
 	if (!out)
 		return dd_error_set(-ENOMEM, "out of memory");

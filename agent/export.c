@@ -8,6 +8,12 @@
  * (SCHILY.acl), so GNU tar and bsdtar both extract the same tree. A hard
  * link is a link entry to its first path; devices carry their numbers.
  *
+ * A file with holes in the catalog (version 3) is a sparse entry (pax
+ * GNU.sparse 1.0): its holes take no space in the archive and tar
+ * extracts them as holes. Zero runs inside chunks are archived as data:
+ * the sparse map precedes the data in the archive, and the chunks arrive
+ * after it was written.
+ *
  * A FILE is written as FILE.tmp and renamed into place when complete.
  */
 #include <errno.h>
@@ -45,12 +51,47 @@ static int rtar_error(struct rtar *t, const struct restore_entry *re)
 			    archive_error_string(t->aw));
 }
 
+/* A file with holes in the catalog gets a sparse map (pax GNU.sparse
+ * 1.0, which GNU tar and bsdtar extract as holes): its data runs. */
+static void rtar_sparse_map(struct archive_entry *ae,
+			    const struct restore_entry *re)
+{
+	uint64_t off = 0, run = 0;
+	bool holes = false;
+
+	archive_entry_sparse_clear(ae);
+	for (uint64_t j = 0; j < re->e.nchunks; j++)
+		holes |= dd_chunk_ref_is_hole(&re->chunks[j]);
+	if (!holes)
+		return;
+	for (uint64_t j = 0; j <= re->e.nchunks; j++) {
+		bool end = j == re->e.nchunks;
+
+		if (end || dd_chunk_ref_is_hole(&re->chunks[j])) {
+			if (off > run)
+				archive_entry_sparse_add_entry(ae, (la_int64_t)run,
+							       (la_int64_t)(off - run));
+			if (end) {
+				/* A file that is all hole still needs a map:
+				 * an empty run at its end. */
+				if (archive_entry_sparse_count(ae) == 0)
+					archive_entry_sparse_add_entry(ae,
+						(la_int64_t)off, 0);
+				break;
+			}
+			run = off + re->chunks[j].plain_len;
+		}
+		off += re->chunks[j].plain_len;
+	}
+}
+
 static int rtar_begin(void *ctx, const struct restore_entry *re)
 {
 	struct rtar *t = ctx;
 	int ar;
 
 	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext, NULL);
+	rtar_sparse_map(t->ae, re);
 	ar = archive_write_header(t->aw, t->ae);
 	if (ar == ARCHIVE_WARN) {
 		const char *why = archive_error_string(t->aw);
@@ -81,6 +122,26 @@ static int rtar_data(void *ctx, const struct restore_entry *re,
 	if (w < 0 || (size_t)w != n)
 		return rtar_error(t, re);
 	t->bytes += n;
+	return 0;
+}
+
+/* libarchive's pax writer takes a sparse file's bytes in order, holes
+ * included, and drops those of the holes: they cost no archive space. */
+static int rtar_hole(void *ctx, const struct restore_entry *re, uint64_t n,
+		     uint64_t off)
+{
+	static const uint8_t zeros[64 * 1024];
+	struct rtar *t = ctx;
+
+	(void)off;
+	while (n > 0) {
+		size_t k = n < sizeof(zeros) ? (size_t)n : sizeof(zeros);
+		la_ssize_t w = archive_write_data(t->aw, zeros, k);
+
+		if (w < 0 || (size_t)w != k)
+			return rtar_error(t, re);
+		n -= k;
+	}
 	return 0;
 }
 
@@ -120,7 +181,8 @@ int export_tar(struct client *c, const struct settings *s,
 	       const char *output, bool quiet)
 {
 	struct restore_sink sink = {
-		.begin = rtar_begin, .data = rtar_data, .end = rtar_end,
+		.begin = rtar_begin, .data = rtar_data, .hole = rtar_hole,
+		.end = rtar_end,
 	};
 	struct rtar t = { 0 };
 	bool to_stdout = strcmp(output, "-") == 0;

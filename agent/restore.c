@@ -24,7 +24,9 @@
  * working directory). Directories are made here and get their owner, mode,
  * ACLs, xattrs and times at the end, deepest first, after their children;
  * hard links are made here with linkat() between two parents opened the
- * same safe way. A chunk of zeros is not written: the file gets a hole.
+ * same safe way. Holes are not written: a hole of the catalog (version
+ * 3), and every block-aligned run of zeros inside a chunk (wpool.c), is
+ * left a hole of the new file, which gets its size at the end.
  *
  * What the catalog claims is not trusted further than its maker
  * (docs/SECURITY.md): a hard link is made only to a path this restore
@@ -257,6 +259,8 @@ static int restore_plan(struct restore *r, struct rbatch *b)
 		for (; r->plan_j < re->e.nchunks; r->plan_j++) {
 			const struct dd_chunk_ref *ref = &re->chunks[r->plan_j];
 
+			if (dd_chunk_ref_is_hole(ref))
+				continue;      /* nothing to fetch */
 			if (b->nrefs > 0 &&
 			    (plain + ref->plain_len > r->batch_bytes ||
 			     b->nuids >= r->batch_ids ||
@@ -469,6 +473,15 @@ static int restore_run(struct restore *r, const struct restore_sink *sink)
 		/* The chunks are consumed even for a skipped entry: the
 		 * batch was planned with them. */
 		for (uint64_t j = 0; rc >= 0 && j < re->e.nchunks; j++) {
+			const struct dd_chunk_ref *ref = &re->chunks[j];
+
+			if (dd_chunk_ref_is_hole(ref)) {
+				if (ok && sink->hole)
+					rc = sink->hole(sink->ctx, re,
+							ref->plain_len, off);
+				off += ref->plain_len;
+				continue;
+			}
 			if ((rc = restore_next_chunk(r, re, j)) < 0) {
 				const char *who = restore_blame(r, re);
 				char q[512];
@@ -932,6 +945,7 @@ static int rdisk_data(void *ctx, const struct restore_entry *re,
 	struct rdisk *d = ctx;
 	la_ssize_t w;
 
+	/* The writer threads leave the zero blocks of the rest unwritten. */
 	if (d->pooled)
 		return rdisk_zeros(p, n) ? 0 : wpool_data(d->pool, p, n, off);
 	if (!d->writing || rdisk_zeros(p, n))
@@ -1005,6 +1019,22 @@ static void rdisk_finish_dirs(struct rdisk *d)
 	}
 }
 
+/* Zero runs are left as holes in blocks of the target's file system
+ * (its st_blksize; a hole smaller than a block saves nothing). */
+static void rdisk_hole_block(struct rdisk *d)
+{
+	struct stat st;
+	size_t blk = WPOOL_HOLE_BLOCK;
+
+	if (fstat(d->rootfd, &st) == 0 && st.st_blksize >= 512 &&
+	    st.st_blksize <= (1 << 20) &&
+	    (st.st_blksize & (st.st_blksize - 1)) == 0)
+		blk = (size_t)st.st_blksize;
+	if (blk < WPOOL_HOLE_BLOCK)
+		blk = WPOOL_HOLE_BLOCK;
+	wpool_set_hole_block(d->pool, blk);
+}
+
 /* Creates the target if missing and opens it; `drop` says what metadata
  * to leave out. */
 static int rdisk_setup(struct rdisk *d, const char *target,
@@ -1051,6 +1081,7 @@ static int rdisk_setup(struct rdisk *d, const char *target,
 	if (d->rootfd < 0)
 		return dd_error_set(-errno, "cannot open target directory '%s': %s",
 				    target, strerror(errno));
+	rdisk_hole_block(d);
 	return 0;
 }
 

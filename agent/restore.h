@@ -39,6 +39,11 @@ struct restore_sink {
 	/* `n` verified bytes at offset `off` of the file begun last. */
 	int (*data)(void *ctx, const struct restore_entry *re,
 		    const uint8_t *p, size_t n, uint64_t off);
+	/* A hole of the catalog: `n` bytes of zeros at `off`, given nowhere
+	 * else (data() skips them). NULL: nothing to do (a file written by
+	 * offset gets its size at end()). */
+	int (*hole)(void *ctx, const struct restore_entry *re, uint64_t n,
+		    uint64_t off);
 	/* After the data of an entry begin() accepted. */
 	int (*end)(void *ctx, const struct restore_entry *re);
 };

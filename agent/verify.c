@@ -221,6 +221,8 @@ static int verify_file(struct verify *v, const struct dd_entry *e)
 		const struct dd_chunk_ref *ref = &e->chunks[j];
 		uint32_t u;
 
+		if (dd_chunk_ref_is_hole(ref))
+			continue;       /* zeros: nothing stored to check */
 		if (v->nrefs && (v->nuids >= v->batch_ids ||
 				 v->bytes + ref->plain_len > v->batch_bytes)) {
 			if ((rc = verify_flush(v)) < 0)

@@ -17,6 +17,7 @@
  * worker; their time is in copying data, which does not contend.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -83,6 +84,7 @@ struct wpool {
 	unsigned nthreads;
 	struct wpool_stats st;
 	struct meta_drop *drop;  /* what metadata is left out; borrowed */
+	size_t hole_block;       /* zero runs this long (aligned) are holes */
 };
 
 static void wjob_free(struct wjob *j)
@@ -158,6 +160,50 @@ static int wjob_create(const struct wjob *j)
 	return fd;
 }
 
+static bool wpool_zeros(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/*
+ * Writes `n` bytes at `off` of a new file, leaving out every piece that is
+ * all zeros, where pieces end at multiples of `blk` (file offsets): the
+ * unwritten blocks stay holes, and a block cut by a chunk's edge is a
+ * hole if both its sides are zeros. *end moves past the last byte
+ * written. 0 or a negative errno.
+ */
+static int wjob_write_sparse(int fd, const uint8_t *p, size_t n, uint64_t off,
+			     size_t blk, uint64_t *end)
+{
+	size_t i = 0, run = 0;
+	bool pending = false;
+	int err;
+
+	while (i <= n) {
+		size_t piece = i < n ? blk - (size_t)((off + i) % blk) : 0;
+		bool zero;
+
+		if (piece > n - i)
+			piece = n - i;
+		zero = i == n || wpool_zeros(p + i, piece);
+		if (zero && pending) {
+			if ((err = dd_pwrite_all(fd, p + run, i - run,
+						 (off_t)(off + run))) < 0)
+				return err;
+			if (off + i > *end)
+				*end = off + i;
+			pending = false;
+		} else if (!zero && !pending) {
+			run = i;
+			pending = true;
+		}
+		if (i == n)
+			break;
+		i += piece;
+	}
+	return 0;
+}
+
 /* Writes one job: its data as it arrives, then its metadata. */
 static void wjob_run(struct wpool *p, struct wjob *j)
 {
@@ -181,13 +227,12 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		pthread_mutex_unlock(&p->lock);
 		if (!s)
 			break;
-		if (ok && (err = dd_pwrite_all(fd, s->data, s->len,
-					       (off_t)s->off)) < 0) {
+		if (ok && (err = wjob_write_sparse(fd, s->data, s->len,
+						   s->off, p->hole_block,
+						   &end)) < 0) {
 			wjob_warn(j, "cannot write", -err);
 			ok = false;
 		}
-		if (s->off + s->len > end)
-			end = s->off + s->len;
 		pthread_mutex_lock(&p->lock);
 		p->bytes -= s->len;
 		pthread_cond_signal(&p->room);
@@ -287,6 +332,7 @@ int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
 		p->q[i].tail = &p->q[i].head;
 	p->max_bytes = max_bytes;
 	p->drop = drop;
+	p->hole_block = WPOOL_HOLE_BLOCK;
 	for (unsigned i = 0; i < workers; i++) {
 		struct wpool_worker_arg *a = malloc(sizeof(*a));
 
@@ -459,4 +505,12 @@ void wpool_free(struct wpool *p)
 	pthread_cond_destroy(&p->room);
 	free(p->dir);
 	free(p);
+}
+
+void wpool_set_hole_block(struct wpool *p, size_t blk)
+{
+	assert(blk > 0);
+	pthread_mutex_lock(&p->lock);
+	p->hole_block = blk;
+	pthread_mutex_unlock(&p->lock);
 }

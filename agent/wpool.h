@@ -7,7 +7,8 @@
  * this pool once it has opened the file's parent safely: a worker creates
  * the file by name inside that directory (O_CREAT | O_EXCL | O_NOFOLLOW,
  * after unlinking whatever is in the way, never following it), writes its
- * data (a chunk of zeros becomes a hole), sets its size, then its owner,
+ * data (pieces of zeros, cut at multiples of the hole block, become
+ * holes: wpool_set_hole_block), sets its size, then its owner,
  * mode, xattrs, ACL and times through the descriptor.
  *
  * Files are started in the order they are given, and a large file's data
@@ -49,6 +50,13 @@ int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
  */
 int wpool_begin(struct wpool *p, int dirfd, const char *name,
 		const char *path, const struct dd_entry *e, bool with_ext);
+/* Zero runs of at least 4 KiB are left as holes by default. */
+#define WPOOL_HOLE_BLOCK 4096u
+
+/* Leaves pieces of zeros as holes cut at multiples of `blk` (> 0) bytes,
+ * the target file system's block size: call before the first file. */
+void wpool_set_hole_block(struct wpool *p, size_t blk);
+
 /* `n` bytes at offset `off` of the file begun last (copied). */
 int wpool_data(struct wpool *p, const void *data, size_t n, uint64_t off);
 /* The file begun last has all its data. */

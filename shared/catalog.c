@@ -177,8 +177,8 @@ static int ext_check(const struct dd_entry *e)
 }
 
 /* Chunk reference i of file e in a catalog of `version`: a chunk of
- * 1..16 MiB, or (version 3) a hole of 1..DD_HOLE_MAX bytes that does not
- * follow another hole. -EINVAL with a reason. */
+ * 1..16 MiB, or (version 3) a hole of 1..DD_HOLE_MAX bytes that follows
+ * another hole only if that one is DD_HOLE_MAX long. -EINVAL. */
 static int ref_check(const struct dd_entry *e, const struct dd_chunk_ref *ref,
 		     uint64_t i, uint32_t version)
 {
@@ -200,10 +200,13 @@ static int ref_check(const struct dd_entry *e, const struct dd_chunk_ref *ref,
 	if (n == 0)
 		return dd_error_set(-EINVAL, "'%.*s': hole %llu is empty", plen,
 				    e->path, (unsigned long long)i);
-	if (i > 0 && dd_chunk_ref_is_hole(&e->chunks[i - 1]))
-		return dd_error_set(-EINVAL, "'%.*s': hole %llu follows another "
-				    "hole", plen, e->path,
-				    (unsigned long long)i);
+	/* One run of zeros is one hole, split only where it is too long
+	 * for one reference: the form is canonical. */
+	if (i > 0 && dd_chunk_ref_is_hole(&e->chunks[i - 1]) &&
+	    e->chunks[i - 1].plain_len != DD_HOLE_MAX)
+		return dd_error_set(-EINVAL, "'%.*s': hole %llu follows a hole "
+				    "shorter than %u bytes", plen, e->path,
+				    (unsigned long long)i, DD_HOLE_MAX);
 	return 0;
 }
 
@@ -284,6 +287,15 @@ static int entry_check(const struct dd_entry *e, uint32_t version)
 				    e->path, (unsigned long long)sum,
 				    (unsigned long long)e->size);
 	return 0;
+}
+
+uint64_t dd_entry_data_chunks(const struct dd_entry *e)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < e->nchunks; i++)
+		n += !dd_chunk_ref_is_hole(&e->chunks[i]);
+	return n;
 }
 
 /* ---- extension records ---- */

@@ -25,8 +25,9 @@
  * Version 3 adds holes: in a file's chunk list, a reference whose id is
  * all zero bytes is a hole of plain_len bytes (1..DD_HOLE_MAX) that reads
  * as zeros and has no chunk behind it. The chunk list still covers the
- * file in order, so the lengths add up to the size; two holes never follow
- * each other. A version 1 or 2 catalog with an all-zero id is corrupt (no
+ * file in order, so the lengths add up to the size; a hole follows another
+ * only when that one is DD_HOLE_MAX long (one run of zeros, split because
+ * it is longer than a reference can say). A version 1 or 2 catalog with an all-zero id is corrupt (no
  * chunk can have that id), so every reader may test refs with
  * dd_chunk_ref_is_hole() whatever the version.
  */
@@ -129,11 +130,15 @@ struct dd_entry {
 /* Writer: appends to a dd_buf, always in the current version. */
 int dd_catalog_begin(struct dd_buf *out);
 /* Validates the entry (path rules, lengths, file: sum of chunk and hole
- * plain_len == size, chunks 1..16 MiB, holes 1..DD_HOLE_MAX and never two
- * in a row; non-files: nchunks == 0) before appending; -EINVAL with a
+ * plain_len == size, chunks 1..16 MiB, holes 1..DD_HOLE_MAX and after a
+ * hole only if it is DD_HOLE_MAX long; non-files: nchunks == 0) before appending; -EINVAL with a
  * reason, `out` unchanged. One entry's chunk list is at most 64 MiB
  * (1,864,135 chunks: about 2 TiB at the default average chunk size). */
 int dd_catalog_add(struct dd_buf *out, const struct dd_entry *e);
+
+/* The chunks of e's chunk list, holes left out (what a restore fetches
+ * and chunks_total counts). */
+uint64_t dd_entry_data_chunks(const struct dd_entry *e);
 
 /* Checks a relative path per the rules above; 0 or -EINVAL. */
 int dd_catalog_path_check(const char *path, size_t len);

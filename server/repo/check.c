@@ -916,7 +916,7 @@ static int ck_snapshot(struct checker *c, const struct ck_snap *s)
 		case DD_ENTRY_FILE:
 			files++;
 			bytes += en.size;
-			nchunks += en.nchunks;
+			nchunks += dd_entry_data_chunks(&en);
 			break;
 		case DD_ENTRY_DIR:
 			dirs++;
@@ -928,7 +928,8 @@ static int ck_snapshot(struct checker *c, const struct ck_snap *s)
 			break;
 		}
 		for (j = 0; j < en.nchunks; j++)
-			ck_file_chunk(c, s, &en, &en.chunks[j], &bad);
+			if (!dd_chunk_ref_is_hole(&en.chunks[j]))
+				ck_file_chunk(c, s, &en, &en.chunks[j], &bad);
 	}
 	if ((int64_t)files != ck_int(s->m, "files") ||
 	    (int64_t)dirs != ck_int(s->m, "dirs") ||

@@ -132,7 +132,8 @@ static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
 		if (rc <= 0)
 			break;
 		for (i = 0; i < e.nchunks; i++)
-			if ((rc = idset_add(marked, &e.chunks[i].id)) < 0)
+			if (!dd_chunk_ref_is_hole(&e.chunks[i]) &&
+			    (rc = idset_add(marked, &e.chunks[i].id)) < 0)
 				break;
 		if (rc < 0)
 			break;

@@ -362,7 +362,7 @@ static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
 		case DD_ENTRY_FILE:
 			cnt->files++;
 			cnt->bytes_total += e.size;
-			cnt->chunks_total += e.nchunks;
+			cnt->chunks_total += dd_entry_data_chunks(&e);
 			break;
 		case DD_ENTRY_DIR:
 			cnt->dirs++;
@@ -383,6 +383,8 @@ static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
 		for (i = 0; i < e.nchunks; i++) {
 			const struct dd_chunk_ref *ref = &e.chunks[i];
 
+			if (dd_chunk_ref_is_hole(ref))
+				continue;    /* catalog version 3: no chunk */
 			rc = domains_lookup(st, dom, &ref->id, &loc);
 			if (rc == -ENOENT) {
 				dd_id_to_hex(hex, &ref->id);

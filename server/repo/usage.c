@@ -194,8 +194,9 @@ static int usage_read_catalog(struct usage *u, struct store *st,
 			break;
 		rc = 0;
 		for (i = 0; rc == 0 && i < e.nchunks; i++)
-			rc = usage_add(u, &e.chunks[i].id, e.chunks[i].plain_len,
-				       owner);
+			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
+				rc = usage_add(u, &e.chunks[i].id,
+					       e.chunks[i].plain_len, owner);
 	}
 cleanup:
 	catsource_free(src);

@@ -1182,7 +1182,14 @@ static void test_holes(void)
 	r[0].plain_len = 10;
 	r[1] = r[0];
 	CHECK_EQ(read_refs(3, r, 2, 20), -EBADMSG);
-	CHECK(strstr(dd_error_last(), "follows another hole") != NULL);
+	CHECK(strstr(dd_error_last(), "follows a hole") != NULL);
+	/* ... unless the first is as long as a hole can be */
+	r[0].plain_len = DD_HOLE_MAX;
+	CHECK_EQ(read_refs(3, r, 2, DD_HOLE_MAX + 10ull), 1);
+	r[1].plain_len = DD_HOLE_MAX;
+	r[0].plain_len = 10;
+	CHECK_EQ(read_refs(3, r, 2, DD_HOLE_MAX + 10ull), -EBADMSG);
+	r[0].plain_len = 10;
 	/* hole, chunk, hole is fine; a chunk still has its bounds */
 	r[1] = file_chunks[0];
 	r[2] = r[0];
