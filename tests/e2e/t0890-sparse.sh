@@ -171,6 +171,83 @@ rm -rf "$T/r3"
 agent "$A" restore "$ID3" --target "$T/r3" >/dev/null || not_ok "restore after gc"
 check "after gc the sparse snapshot restores the same tree" diff <(tree_manifest "$SRC") <(tree_manifest "$T/r3$SRC")
 check "verify after gc" agent "$A" verify "$ID3"
+
+# 6. hand-made catalogs with holes: the server takes what follows the
+# rules and refuses the rest with a reason; it keeps serving.
+cat > "$T/mk.py" <<'PY'
+# mk.py OUTDIR VERSION SPEC: OUTDIR/bundle.bin and OUTDIR/snap.json for a
+# catalog of VERSION holding a directory "evil" and, per SPEC item
+# (type, path, size, refs), an entry whose refs are ('hole', n) or
+# ('data', bytes); nothing is checked here.
+import hashlib, json, os, struct, sys, time
+out, version, spec = sys.argv[1], int(sys.argv[2]), eval(sys.argv[3])
+T = {"file": 1, "dir": 2}
+cat = bytearray(b"DDCT" + struct.pack("<I", version))
+chunks = {}
+def entry(typ, path, size, refs):
+    global cat
+    raw = b""
+    for kind, v in refs:
+        if kind == "hole":
+            raw += b"\0" * 32 + struct.pack("<I", v)
+        else:
+            cid = hashlib.sha256(v).digest()
+            chunks[cid] = v
+            raw += cid + struct.pack("<I", len(v))
+    now = int(time.time())
+    cat += struct.pack("<BBHIIIqIqIQQQIIIQ", T[typ], 0, 0, 0o755 if typ == "dir" else 0o644,
+                       0, 0, now, 0, now, 0, 1, 1, size, len(path), 0, 0, len(refs))
+    cat += path + raw
+entry("dir", b"evil", 0, [])
+for item in spec:
+    entry(*item)
+cid = hashlib.sha256(bytes(cat)).digest()
+chunks[cid] = bytes(cat)
+b = bytearray(b"DDBN" + struct.pack("<II", 1, len(chunks)))
+for k, v in chunks.items():
+    b += k + struct.pack("<III", 0, len(v), len(v)) + v
+open(os.path.join(out, "bundle.bin"), "wb").write(b)
+json.dump({"host": "mallory", "paths": ["/evil"], "catalog": [cid.hex()],
+           "time_start": int(time.time())}, open(os.path.join(out, "snap.json"), "w"))
+PY
+# hostile NAME VERSION SPEC: prints the snapshot request's HTTP status.
+hostile() {
+	local dir=$T/h.$1
+	mkdir -p "$dir"
+	python3 "$T/mk.py" "$dir" "$2" "$3" || return 1
+	api_status "$A" POST /api/v1/chunks --data-binary @"$dir/bundle.bin" -H 'Content-Type: application/octet-stream' > "$dir/chunks.status"
+	api "$A" POST /api/v1/snapshots --data-binary @"$dir/snap.json" -H 'Content-Type: application/json' > "$dir/snap.out"
+	tail -n1 "$dir/snap.out"
+}
+MAXH=4294967295
+check_eq "a file of hole, data, hole is accepted" 201 \
+	"$(hostile ok 3 "[('file', b'evil/f', 70002, [('hole', 65536), ('data', b'hi'), ('hole', 4464)])]")"
+check_eq "a hole longer than one reference, split at its maximum, is accepted" 201 \
+	"$(hostile long 3 "[('file', b'evil/g', 2 * $MAXH + 5, [('hole', $MAXH), ('hole', $MAXH), ('hole', 5)])]")"
+check_eq "two short holes in a row are refused" 400 \
+	"$(hostile twice 3 "[('file', b'evil/f', 20, [('hole', 10), ('hole', 10)])]")"
+check "naming the rule" grep -q "follows a hole" "$T/h.twice/snap.out"
+check_eq "an empty hole is refused" 400 \
+	"$(hostile empty 3 "[('file', b'evil/f', 2, [('hole', 0), ('data', b'hi')])]")"
+check_eq "holes and chunks that do not add up to the size are refused" 400 \
+	"$(hostile sum 3 "[('file', b'evil/f', 9999, [('hole', 10), ('data', b'hi')])]")"
+check_eq "more references than bytes are refused" 400 \
+	"$(hostile many 3 "[('file', b'evil/f', 1, [('hole', 1), ('data', b'h'), ('hole', 1)])]")"
+check_eq "a hole in a directory is refused" 400 \
+	"$(hostile dirhole 3 "[('dir', b'evil/d', 10, [('hole', 10)])]")"
+check_eq "a hole in a version 2 catalog is refused" 400 \
+	"$(hostile v2 2 "[('file', b'evil/f', 10, [('hole', 10)])]")"
+check "naming the version" grep -q "all-zero id" "$T/h.v2/snap.out"
+check_eq "a catalog of an unknown version is refused" 400 \
+	"$(hostile v4 4 "[('file', b'evil/f', 2, [('data', b'hi')])]")"
+HID=$(json_get "$(head -n1 "$T/h.ok/snap.out")" id)
+rm -rf "$T/rh"
+agent "$A" restore "$HID" --target "$T/rh" >/dev/null 2>&1 || not_ok "restore of the hand-made snapshot"
+python3 -c 'import sys; sys.stdout.buffer.write(b"\0" * 65536 + b"hi" + b"\0" * 4464)' > "$T/want"
+check "its file restores as zeros, data, zeros" cmp "$T/want" "$T/rh/evil/f"
+if [ "$HOLES" = 1 ]; then
+	b=$(blocks "$T/rh/evil/f"); check "its holes stay holes ($b bytes of blocks)" test "$b" -le 8192
+fi
 check "the server kept serving" test "$(api_status "" GET /api/v1/health)" = 200
 
 finish
