@@ -13,6 +13,11 @@
  * only created after every queued chunk (data and catalog) was flushed and
  * acknowledged.
  *
+ * A file with fewer blocks than its size needs is read by its data runs
+ * (holes.h): its holes of HOLES_MIN and more are recorded as catalog holes
+ * (version 3) without a read or a hash, and each run is cut as a stream
+ * of its own.
+ *
  * Every entry also records its metadata beyond stat (meta.h). The second
  * and later paths of a file with several links are recorded as hard links
  * to the first path the walk met. A file that cannot be read is reported
