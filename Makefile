@@ -145,6 +145,12 @@ $(O)/bench/backend-bench: tests/bench/backend_bench.c $(BACKEND_OBJ) $(LIBDEDUP)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Iserver/store -o $@ $< $(BACKEND_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
+# A unit test of an agent module links that module.
+$(O)/tests/test_holes: tests/unit/test_holes.c tests/unit/unit.h $(O)/agent/holes.o $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iagent -o $@ $< $(O)/agent/holes.o $(LIBDEDUP) $(LDFLAGS)
+
 tests: $(UNIT_BIN)
 
 test: all tests
