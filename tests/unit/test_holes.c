@@ -22,7 +22,7 @@ static int nfile;
 /* A new file of `size` bytes with 1 KiB of data at each of `at[0..n)`. */
 static int mkfile(uint64_t size, const uint64_t *at, int n)
 {
-	char path[128], data[1024];
+	char path[300], data[1024];
 	int fd;
 
 	memset(data, 'x', sizeof(data));
@@ -114,7 +114,7 @@ static void test_runs(void)
 	/* no hole at all */
 	{
 		char buf[64 * 1024];
-		char path[128];
+		char path[300];
 
 		memset(buf, 'y', sizeof(buf));
 		snprintf(path, sizeof(path), "%s/dense", dir);
