@@ -120,7 +120,8 @@ static int regrant_snapshot(struct regrant *g, struct snapshots *snaps,
 		if (rc <= 0)
 			break;
 		for (i = 0, rc = 0; rc == 0 && i < e.nchunks; i++)
-			rc = regrant_one(g, t, &e.chunks[i].id);
+			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
+				rc = regrant_one(g, t, &e.chunks[i].id);
 	}
 	catsource_free(src);
 	free(cat);
