@@ -73,12 +73,31 @@ DATA=$(( 4096 + 3 * MiB + 3 * MiB + 2 * MiB + 500000 + MiB + 700000 + 300000 + 1
 
 server_start "$R" || exit 1
 
+# rchar CMD...: runs CMD (stdout to $T/rchar.out) and prints the bytes it
+# read by read(2) and friends (/proc/PID/io rchar, taken after it exited
+# and before it is reaped): files, the network, everything.
+rchar() {
+	python3 - "$@" <<'PY'
+import os, subprocess, sys
+with open(os.environ["T"] + "/rchar.out", "wb") as out:
+    p = subprocess.Popen(sys.argv[1:], stdout=out)
+    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+    io = dict(l.split(": ") for l in open("/proc/%d/io" % p.pid).read().splitlines())
+    rc = p.wait()
+print(io["rchar"])
+sys.exit(rc)
+PY
+}
+export T
+
 # 1. the 64 MiB file alone: a few KiB read, 64 MiB minus that recorded as holes
 mkdir -p "$T/alone"
 cp --sparse=always "$SRC/one-byte" "$T/alone/one-byte"
-out=$(agent "$A" backup --json "$T/alone") || not_ok "backup of the one-byte file"
-echo "# one-byte file: $out"
+rch=$(rchar "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$T/alone") || not_ok "backup of the one-byte file"
+out=$(cat "$T/rchar.out")
+echo "# one-byte file: $out; the agent read $rch bytes in all"
 if [ "$HOLES" = 1 ]; then
+	check "64 MiB file with one byte: the agent read under 1 MiB in all ($rch bytes: files, network, config)" test "$rch" -lt "$MiB"
 	rd=$(json_get "$out" bytes_read)
 	check "64 MiB file with one byte: under 64 KiB read ($rd)" test "$rd" -lt 65536
 	check "64 MiB file with one byte: the rest recorded as a hole" \
