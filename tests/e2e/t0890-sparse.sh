@@ -176,6 +176,14 @@ check "the extracted archive is the same tree" diff <(tree_manifest "$SRC") <(tr
 if [ "$HOLES" = 1 ]; then
 	b=$(blocks "$T/xt$SRC/one-byte"); check "tar extracts one-byte with holes ($b bytes of blocks)" test "$b" -lt 65536
 fi
+if command -v bsdtar >/dev/null; then
+	mkdir -p "$T/xb"
+	bsdtar -xf "$T/x.tar" -C "$T/xb" || not_ok "bsdtar -x"
+	check "bsdtar extracts the same tree" diff <(tree_manifest "$SRC") <(tree_manifest "$T/xb$SRC")
+	if [ "$HOLES" = 1 ]; then
+		b=$(blocks "$T/xb$SRC/all-hole"); check "bsdtar extracts all-hole as a hole ($b bytes of blocks)" test "$b" -lt 65536
+	fi
+fi
 
 # 5. the server's checks and gc read the new catalogs
 agent "$ADM" forget "$ID1" "$ID2" >/dev/null || not_ok "forget"
