@@ -31,7 +31,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 
-PKGS := libmicrohttpd jansson libzstd libarchive libcurl openssl
+PKGS := libmicrohttpd jansson libzstd libarchive libcurl openssl fuse3
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
              -Ishared -I$(O) -D_FILE_OFFSET_BITS=64 \
@@ -39,7 +39,7 @@ DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
 
 LIBS_COMMON := $(shell $(PKG_CONFIG) --libs libzstd openssl jansson) -pthread
 LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd) -lleveldb
-LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive)
+LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive fuse3)
 
 ifeq ($(V),1)
 Q :=

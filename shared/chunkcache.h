@@ -1,0 +1,53 @@
+/*
+ * chunkcache.h - a least-recently-used cache of verified plain chunks,
+ * bounded in bytes. `dedup-agent mount` keeps the chunks its reads fetched
+ * here, so a read of the same region (or of a neighbouring one in the same
+ * chunk) is not fetched again.
+ *
+ * The cache copies what it is given and never holds more than its bound
+ * of chunk bytes (its own bookkeeping, a few dozen bytes a chunk, comes on
+ * top). A chunk larger than the bound is not kept. Not thread-safe: the
+ * caller serialises every call.
+ */
+#ifndef DD_CHUNKCACHE_H
+#define DD_CHUNKCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hash.h"
+
+struct dd_chunkcache;
+
+struct dd_chunkcache_stats {
+	uint64_t bytes, peak_bytes;   /* chunk bytes held now, at most so far */
+	uint64_t max_bytes;           /* the bound */
+	uint64_t chunks;              /* chunks held now */
+	uint64_t hits, misses, evictions;
+};
+
+/* A cache holding at most `max_bytes` (> 0) of chunk bytes; -ENOMEM. */
+int dd_chunkcache_new(struct dd_chunkcache **out, size_t max_bytes);
+void dd_chunkcache_free(struct dd_chunkcache *c);
+
+/*
+ * The bytes of chunk `id`, or NULL when not held (counted as a miss). A
+ * hit becomes the most recently used. The pointer is borrowed: valid until
+ * the next dd_chunkcache_put() or dd_chunkcache_free().
+ */
+const uint8_t *dd_chunkcache_get(struct dd_chunkcache *c,
+				 const struct dd_id *id, size_t *len);
+
+/*
+ * Keeps a copy of `len` bytes as chunk `id` (already verified by the
+ * caller), evicting the least recently used chunks to stay within the
+ * bound. A chunk already held or larger than the bound is not stored (0).
+ * -ENOMEM leaves the cache as it was, minus what was evicted.
+ */
+int dd_chunkcache_put(struct dd_chunkcache *c, const struct dd_id *id,
+		      const void *data, size_t len);
+
+void dd_chunkcache_get_stats(const struct dd_chunkcache *c,
+			     struct dd_chunkcache_stats *out);
+
+#endif
