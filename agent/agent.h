@@ -42,6 +42,9 @@ int cmd_snapshots(int argc, char **argv, const struct agent_globals *g,
 		  const struct agent_verb *self);
 int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	   const struct agent_verb *self);
+/* mount.c: a snapshot as a read-only FUSE file system. */
+int cmd_mount(int argc, char **argv, const struct agent_globals *g,
+	      const struct agent_verb *self);
 int cmd_verify(int argc, char **argv, const struct agent_globals *g,
 	       const struct agent_verb *self);
 int cmd_stats(int argc, char **argv, const struct agent_globals *g,

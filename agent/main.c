@@ -34,6 +34,14 @@ static const struct agent_verb verbs[] = {
 	  "only made to a file this restore created." },
 	{ "ls", cmd_ls, "ls [--json] SNAPSHOT [PATH]...",
 	  "List a snapshot's entries (those under PATH, a path or pattern)." },
+	{ "mount", cmd_mount, "mount [--cache-size SIZE] [-f] SNAPSHOT|latest DIR",
+	  "Show a snapshot as a read-only file system at DIR (FUSE).\n"
+	  "Runs in the foreground (-f is the default and changes nothing)\n"
+	  "until `fusermount3 -u DIR`, SIGINT or SIGTERM, then exits 0.\n"
+	  "The catalog is loaded once; file data is fetched as it is read,\n"
+	  "only the chunks a read covers plus a little read-ahead, and kept\n"
+	  "in a chunk cache of at most SIZE bytes (K, M, G; default 64M).\n"
+	  "A read the server cannot serve fails with EIO and a log line." },
 	{ "verify", cmd_verify, "verify SNAPSHOT",
 	  "Fetch and re-hash every chunk of a snapshot; name damaged files." },
 	{ "snapshots", cmd_snapshots, "snapshots [--json]",

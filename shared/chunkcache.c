@@ -137,6 +137,11 @@ const uint8_t *dd_chunkcache_get(struct dd_chunkcache *c,
 	return n->data;
 }
 
+bool dd_chunkcache_has(const struct dd_chunkcache *c, const struct dd_id *id)
+{
+	return cc_find(c, id) != NULL;
+}
+
 int dd_chunkcache_put(struct dd_chunkcache *c, const struct dd_id *id,
 		      const void *data, size_t len)
 {

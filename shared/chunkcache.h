@@ -12,6 +12,7 @@
 #ifndef DD_CHUNKCACHE_H
 #define DD_CHUNKCACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ void dd_chunkcache_free(struct dd_chunkcache *c);
  */
 const uint8_t *dd_chunkcache_get(struct dd_chunkcache *c,
 				 const struct dd_id *id, size_t *len);
+
+/* Whether chunk `id` is held; changes neither recency nor counters. */
+bool dd_chunkcache_has(const struct dd_chunkcache *c, const struct dd_id *id);
 
 /*
  * Keeps a copy of `len` bytes as chunk `id` (already verified by the

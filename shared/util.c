@@ -271,6 +271,30 @@ int dd_parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+int dd_parse_bytes(const char *s, uint64_t *out)
+{
+	char num[32];
+	size_t n = strlen(s);
+	unsigned shift = 0;
+	uint64_t x;
+
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	switch (s[n - 1]) {
+	case 'K': shift = 10; n--; break;
+	case 'M': shift = 20; n--; break;
+	case 'G': shift = 30; n--; break;
+	case 'T': shift = 40; n--; break;
+	default: break;
+	}
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (dd_parse_u64(num, &x) < 0 || x > (UINT64_MAX >> 1) >> shift)
+		return -EINVAL;
+	*out = x << shift;
+	return 0;
+}
+
 /* ---- file system ---- */
 
 int dd_write_all(int fd, const void *p, size_t n)

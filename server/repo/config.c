@@ -127,26 +127,7 @@ static int config_parse_seconds(const char *v, uint64_t *out)
 /* "0", "500000", "200M", "50G", "2T" (powers of 1024) -> bytes. */
 static int config_parse_bytes(const char *v, uint64_t *out)
 {
-	char num[32];
-	size_t n = strlen(v);
-	unsigned shift = 0;
-	uint64_t x;
-
-	if (n == 0 || n >= sizeof(num))
-		return -EINVAL;
-	switch (v[n - 1]) {
-	case 'K': shift = 10; n--; break;
-	case 'M': shift = 20; n--; break;
-	case 'G': shift = 30; n--; break;
-	case 'T': shift = 40; n--; break;
-	default: break;
-	}
-	memcpy(num, v, n);
-	num[n] = '\0';
-	if (dd_parse_u64(num, &x) < 0 || x > (UINT64_MAX >> 1) >> shift)
-		return -EINVAL;
-	*out = x << shift;
-	return 0;
+	return dd_parse_bytes(v, out);
 }
 
 uint64_t config_client_quota(const struct config *c, const char *client)

@@ -38,6 +38,8 @@ static void test_hit_and_miss(void)
 	CHECK_EQ(len, sizeof(buf));
 	CHECK(p && memcmp(p, buf, sizeof(buf)) == 0);
 	CHECK(dd_chunkcache_get(c, &other, &len) == NULL);
+	CHECK(dd_chunkcache_has(c, &id));
+	CHECK(!dd_chunkcache_has(c, &other));
 	/* a second put of the same id changes nothing */
 	CHECK_EQ(dd_chunkcache_put(c, &id, buf, sizeof(buf)), 0);
 	dd_chunkcache_get_stats(c, &st);
