@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# dedup-agent mount: a snapshot as a read-only FUSE file system. A mixed
+# tree (small files, a 40 MiB file, nested dirs, symlinks, empty files, a
+# 0600 file, a hard link, an xattr) is backed up and mounted; `ls -lR`
+# matches the source, every file compares equal, `cp -a` out gives the
+# same tree, random-offset reads of the large file (dd) match the source
+# at the same offsets while the chunk cache stays within --cache-size,
+# writes fail with EROFS; `fusermount3 -u` ends the agent with 0. A second
+# mount loses its server: a read fails with EIO (not a hang) and a log
+# line, the mount keeps answering, and SIGTERM ends it with 0.
+. "$(dirname "$0")/lib.sh"
+
+if [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
+	echo "skipped: /dev/fuse or fusermount3 absent (FUSE mount test needs both)"
+	finish
+fi
+
+MNT=$T/mnt
+MPID=
+# Never leave a mount behind: lib.sh's cleanup removes $T recursively.
+mount_cleanup() {
+	if mountpoint -q "$MNT" 2>/dev/null; then
+		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
+	fi
+	if [ -n "$MPID" ] && kill -0 "$MPID" 2>/dev/null; then
+		kill -TERM "$MPID" 2>/dev/null
+		wait "$MPID" 2>/dev/null
+	fi
+	cleanup
+}
+trap mount_cleanup EXIT
+
+# wait_mounted: bounded poll for the mount to appear (and the agent alive).
+wait_mounted() {
+	local i
+	for i in $(seq 1 300); do
+		mountpoint -q "$MNT" && return 0
+		kill -0 "$MPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+# wait_exit: bounded wait for the agent to end; sets MRC to its exit code
+# ("running" if it did not end).
+wait_exit() {
+	local i
+	MRC=running
+	for i in $(seq 1 300); do
+		kill -0 "$MPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$MPID" 2>/dev/null && return
+	wait "$MPID"
+	MRC=$?
+	MPID=
+}
+# listing DIR: `ls -lRn` with what a FUSE directory cannot share with the
+# source's file system taken out: "total" block counts and directory sizes.
+listing() {
+	(cd "$1" && LC_ALL=C ls -lRn --time-style=+%s.%N .) |
+		awk '/^total /{next} /^d/{$5="-"} {print}'
+}
+# attrs DIR: one line per entry: path, type, mode, owner, links, mtime,
+# size (not for directories), link target.
+attrs() {
+	(cd "$1" && LC_ALL=C find . -printf '%p %y %m %U:%G %n %T@ %l\n' | sort)
+	(cd "$1" && LC_ALL=C find . ! -type d -printf '%p %s\n' | sort)
+}
+
+R=$T/repo
+repo_init "$R"
+A=$(token_add "$R" alice)
+server_start "$R" || exit 1
+
+S=$T/tree
+DD_TEST_SMALL_FILES=200 make_mixed_tree "$S" 40
+ln "$S/src/notes.txt" "$S/hard link to notes"
+chmod 0600 "$S/bin/mixed.bin"
+setfattr -n user.colour -v blue "$S/src/numbers.txt"
+SNAP=$(json_get "$(agent "$A" backup --json "$S")" snapshot_id)
+check "backup of the tree" test -n "$SNAP"
+V=$MNT$S
+
+# ---- usage and refusals ----
+mkdir -p "$MNT"
+agent "$A" mount "$SNAP" "$S/empty" >/dev/null 2>"$T/err"; rc=$?
+check_eq "a mount point that is not a directory is a usage error" 2 "$rc"
+check "it says so" grep -q "is not a directory" "$T/err"
+agent "$A" mount 00000000deadbeef "$MNT" >/dev/null 2>"$T/err"; rc=$?
+check_eq "an unknown snapshot is an error" 1 "$rc"
+check "it names the snapshot" grep -q "00000000deadbeef" "$T/err"
+"$AGENT" --server "$URL" --token nosuchtoken --ca "$CA" mount latest "$MNT" >/dev/null 2>"$T/err"; rc=$?
+check_eq "a rejected token is an error before mounting" 1 "$rc"
+check "nothing was mounted" not mountpoint -q "$MNT"
+agent "$A" mount --cache-size 12Q latest "$MNT" >/dev/null 2>"$T/err"; rc=$?
+check_eq "a bad --cache-size is a usage error" 2 "$rc"
+check "mount --help names --cache-size" sh -c "'$AGENT' mount --help | grep -q -- --cache-size"
+
+# ---- mount 1: a 4 MiB cache, random reads first ----
+CACHE=$((4 * 1024 * 1024))
+# The agent itself in the background (not lib.sh's agent function, whose
+# subshell would take the signals meant for the agent).
+mount_bg() {
+	"$AGENT" --server "$URL" --token "$A" --ca "$CA" mount "$@" &
+	MPID=$!
+}
+mount_bg --cache-size 4M "${SNAP:0:12}" "$MNT" 2>"$T/mount1.log"
+check "the snapshot mounts (prefix id)" wait_mounted
+
+BIG="big file.img"
+SIZE=$(stat -c %s "$S/$BIG")
+check_eq "the large file has its size" "$SIZE" "$(stat -c %s "$V/$BIG")"
+bad=0
+# offsets spread over the file (deterministic), odd lengths, the very
+# start, and reads running past the end
+for spec in 0:1 1:4095 12345:70000 1048575:2 $((SIZE - 10)):100 \
+	$((SIZE - 200000)):300000 $((SIZE / 2)):1 \
+	$(python3 -c 'import random
+r = random.Random(7)
+print(" ".join("%d:%d" % (r.randrange(41943040), r.randrange(1, 600000)) for _ in range(25)))'); do
+	off=${spec%%:*} len=${spec##*:}
+	a=$(dd if="$S/$BIG" iflag=skip_bytes,count_bytes skip="$off" count="$len" bs=65536 2>/dev/null | sha256sum)
+	b=$(dd if="$V/$BIG" iflag=skip_bytes,count_bytes skip="$off" count="$len" bs=65536 2>/dev/null | sha256sum)
+	[ "$a" = "$b" ] || { bad=$((bad + 1)); echo "# differs at $off+$len"; }
+done
+check_eq "32 random-offset reads of the large file match the source" 0 "$bad"
+
+check "ls -lR of the mount matches the source" diff <(listing "$S") <(listing "$V")
+check "types, modes, owners, link counts, times and sizes match" diff <(attrs "$S") <(attrs "$V")
+bad=0
+while IFS= read -r -d '' f; do
+	cmp -s "$S/$f" "$V/$f" || { bad=$((bad + 1)); echo "# differs: $f"; }
+done < <(cd "$S" && find . -type f -print0)
+check_eq "every file compares equal (cmp)" 0 "$bad"
+check_eq "the 0600 file keeps its mode" 600 "$(stat -c %a "$V/bin/mixed.bin")"
+check_eq "a hard link is the same inode" "$(stat -c %i "$V/src/notes.txt")" "$(stat -c %i "$V/hard link to notes")"
+check_eq "a symlink reads its target" "src/notes.txt" "$(readlink "$V/link-to-notes")"
+check_eq "an xattr is shown" "blue" "$(getfattr --only-values -n user.colour "$V/src/numbers.txt" 2>/dev/null)"
+check "listxattr names it" sh -c "getfattr -d '$V/src/numbers.txt' 2>/dev/null | grep -q user.colour"
+check "implied parent directories list the backed-up root" test -d "$MNT${S%/*}"
+check "a missing name is ENOENT" not stat "$V/no such file"
+
+check "cp -a out of the mount" cp -a "$V" "$T/copy"
+check "the copy equals the source" diff <(tree_manifest "$S") <(tree_manifest "$T/copy")
+
+echo x 2>"$T/err" > "$V/src/notes.txt"; rc=$?
+check "writing a file is refused" test "$rc" != 0
+check "with EROFS" grep -q "Read-only file system" "$T/err"
+check "creating a file is refused" not touch "$V/new"
+check "removing a file is refused" not rm -f "$V/empty"
+check "the source's file was not touched" cmp -s "$S/src/notes.txt" "$V/src/notes.txt"
+
+check "fusermount3 -u unmounts" fusermount3 -u "$MNT"
+wait_exit
+check_eq "the agent exits 0 after the unmount" 0 "$MRC"
+check "nothing is mounted any more" not mountpoint -q "$MNT"
+peak=$(sed -n 's/.*cache peak .* (\([0-9]*\) bytes).*/\1/p' "$T/mount1.log")
+check "the agent reports its cache use" test -n "$peak"
+check "the chunk cache stayed within --cache-size 4M (peak ${peak:-?})" test "${peak:-99999999999}" -le "$CACHE"
+check "no read failed" grep -q "(0 failed)" "$T/mount1.log"
+
+# ---- mount 2: the server goes away ----
+mount_bg latest "$MNT" 2>"$T/mount2.log"
+check "the snapshot mounts again (latest)" wait_mounted
+check "a file reads while the server is up" cmp -s "$S/src/numbers.txt" "$V/src/numbers.txt"
+server_stop
+t0=$(date +%s)
+timeout 60 cat "$V/$BIG" >/dev/null 2>"$T/err"; rc=$?
+t1=$(date +%s)
+check "a read with the server stopped fails" test "$rc" != 0
+check "and does not hang (rc $rc, $((t1 - t0)) s)" test "$rc" != 124
+check "with EIO" grep -q "Input/output error" "$T/err"
+check "the agent logs which file failed" grep -q "cannot read '/.*big file.img'" "$T/mount2.log"
+check "the mount still answers metadata" test -f "$V/src/notes.txt"
+check "the agent is still running" kill -0 "$MPID"
+kill -TERM "$MPID"
+wait_exit
+check_eq "SIGTERM ends the agent with 0" 0 "$MRC"
+check "and unmounts" not mountpoint -q "$MNT"
+
+finish
