@@ -7,6 +7,9 @@ PKGS="build-essential pkg-config libssl-dev libmicrohttpd-dev libjansson-dev
 libleveldb-dev libzstd-dev libarchive-dev libcurl4-openssl-dev
 curl openssl ca-certificates python3 xxd procps time attr acl strace
 libarchive-tools"
+# dedup-agent mount (FUSE) and its test (t0890-mount): the library and
+# fusermount3.
+PKGS="$PKGS libfuse3-dev fuse3"
 # make deb / make rpm and their tests (t07*): Debian's packaging tools,
 # rpmbuild, adduser for the server package's postinst, util-linux for
 # flock/setpriv/script, groff for the man page check, and systemd only for
