@@ -596,7 +596,10 @@ static int mount_serve(struct mount *m, const char *id, const char *dir,
 	snprintf(opts, sizeof(opts),
 		 "ro,nosuid,nodev,default_permissions,fsname=dedup:%.12s,subtype=dedup",
 		 id);
-	if (!(f = fuse_new(&args, &mount_ops, sizeof(mount_ops), m)))
+	f = fuse_new(&args, &mount_ops, sizeof(mount_ops), m);
+	/* fuse_new copied what it needs; the list may have grown */
+	fuse_opt_free_args(&args);
+	if (!f)
 		return dd_error_set(-EINVAL, "cannot set up FUSE");
 	if (fuse_mount(f, dir) != 0) {
 		fuse_destroy(f);
