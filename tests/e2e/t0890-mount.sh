@@ -6,8 +6,9 @@
 # same tree, random-offset reads of the large file (dd) match the source
 # at the same offsets while the chunk cache stays within --cache-size,
 # writes fail with EROFS; `fusermount3 -u` ends the agent with 0. A second
-# mount loses its server: a read fails with EIO (not a hang) and a log
-# line, the mount keeps answering, and SIGTERM ends it with 0.
+# mount loses its token, then its server: a read fails with EIO (not a
+# hang) and a log line, the mount keeps answering, and SIGTERM ends it
+# with 0.
 . "$(dirname "$0")/lib.sh"
 
 if [ ! -c /dev/fuse ] || ! command -v fusermount3 >/dev/null; then
@@ -163,6 +164,11 @@ check "no read failed" grep -q "(0 failed)" "$T/mount1.log"
 mount_bg latest "$MNT" 2>"$T/mount2.log"
 check "the snapshot mounts again (latest)" wait_mounted
 check "a file reads while the server is up" cmp -s "$S/src/numbers.txt" "$V/src/numbers.txt"
+"$SERVER" token revoke --repo "$R" alice >/dev/null 2>&1
+cat "$V/bin/random.bin" >/dev/null 2>"$T/err"; rc=$?
+check "a read after the token is revoked fails" test "$rc" != 0
+check "with EIO" grep -q "Input/output error" "$T/err"
+check "the agent logs the file and the refusal" grep -q "cannot read '/.*random.bin'.*401" "$T/mount2.log"
 server_stop
 t0=$(date +%s)
 timeout 60 cat "$V/$BIG" >/dev/null 2>"$T/err"; rc=$?
