@@ -39,9 +39,10 @@ static const struct agent_verb verbs[] = {
 	  "Runs in the foreground (-f is the default and changes nothing)\n"
 	  "until `fusermount3 -u DIR`, SIGINT or SIGTERM, then exits 0.\n"
 	  "The catalog is loaded once; file data is fetched as it is read,\n"
-	  "only the chunks a read covers plus a little read-ahead, and kept\n"
-	  "in a chunk cache of at most SIZE bytes (K, M, G; default 64M).\n"
-	  "A read the server cannot serve fails with EIO and a log line." },
+	  "only the chunks a read covers (plus read-ahead when sequential),\n"
+	  "kept in a chunk cache of at most SIZE bytes (K, M, G; default\n"
+	  "64M). A read the server cannot serve fails with EIO and a log\n"
+	  "line; the mount stays up." },
 	{ "verify", cmd_verify, "verify SNAPSHOT",
 	  "Fetch and re-hash every chunk of a snapshot; name damaged files." },
 	{ "snapshots", cmd_snapshots, "snapshots [--json]",

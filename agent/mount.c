@@ -9,8 +9,9 @@
  * The catalog is read once at mount (snaptree.h); every metadata call is
  * answered from memory. A read at offset X of length L fetches only the
  * chunks covering X..X+L (found by a binary search on the file's chunk
- * offsets) that the cache lacks, plus a few following ones of the same
- * file as read-ahead, in one POST /chunks/fetch (fetch.h: each chunk
+ * offsets) that the cache lacks, plus, when the read starts where the
+ * handle's previous one ended, following chunks of the same file as
+ * read-ahead, in one POST /chunks/fetch (fetch.h: each chunk
  * decompressed and verified against its id). Verified chunks are kept in
  * a byte-bounded LRU cache (shared/chunkcache.h, --cache-size, default
  * 64 MiB). A failed fetch (server down, token refused, chunk missing or
@@ -75,7 +76,7 @@ struct mount {
 	size_t ahead_bytes, batch_ids;
 	struct dd_id *ids;
 	uint32_t *lens;
-	uint64_t reads, fetched_chunks, fetched_bytes, failed_reads;
+	uint64_t reads, requests, fetched_chunks, fetched_bytes, failed_reads;
 };
 
 /* What a FUSE path names: an entry (n: the node, t: the node its data and
@@ -359,9 +360,17 @@ static int mount_statfs(const char *path, struct statvfs *sv)
 
 /* ---- file data ---- */
 
+/* An open file: its node, and where its last read ended (a read that
+ * starts there is sequential and gets read-ahead). */
+struct mount_handle {
+	size_t node;
+	uint64_t next_off;
+};
+
 static int mount_open(const char *path, struct fuse_file_info *fi)
 {
 	struct mount *m = mount_self();
+	struct mount_handle *h;
 	struct mount_obj o;
 	int rc;
 
@@ -371,23 +380,44 @@ static int mount_open(const char *path, struct fuse_file_info *fi)
 		return -EROFS;
 	if (mount_is_dir(&o))
 		return -EISDIR;
-	fi->fh = o.n->target;
+	if (!(h = calloc(1, sizeof(*h))))
+		return -ENOMEM;
+	h->node = o.n->target;
+	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 1;      /* the bytes never change */
 	return 0;
 }
 
-/* Plans the fetch of chunk k of `n` and the following chunks of the file
- * the cache lacks (read-ahead); returns how many ids are set. */
-static size_t mount_plan(struct mount *m, const struct snaptree_node *n,
+static int mount_release(const char *path, struct fuse_file_info *fi)
+{
+	free((struct mount_handle *)(uintptr_t)fi->fh);
+	return 0;
+}
+
+/* One read: bytes off..end of node n; `sequential` allows read-ahead. */
+struct mount_req {
+	const struct snaptree_node *n;
+	uint64_t off, end;
+	bool sequential;
+};
+
+/*
+ * Plans the fetch of chunk k of the read: it and the other chunks of the
+ * read's range the cache lacks and, for a sequential read, the following
+ * chunks of the file up to the read-ahead bound. Returns the ids set.
+ */
+static size_t mount_plan(struct mount *m, const struct mount_req *q,
 			 uint64_t k)
 {
+	const struct snaptree_node *n = q->n;
 	size_t cnt = 0, bytes = 0;
 
 	for (uint64_t j = k; j < n->e.nchunks && cnt < m->batch_ids; j++) {
 		const struct dd_chunk_ref *r = &n->e.chunks[j];
 		bool dup = false;
 
-		if (j > k && bytes + r->plain_len > m->ahead_bytes)
+		if (j > k && n->offs[j] >= q->end &&
+		    (!q->sequential || bytes + r->plain_len > m->ahead_bytes))
 			break;
 		if (j > k && dd_chunkcache_has(m->cache, &r->id))
 			continue;
@@ -403,20 +433,22 @@ static size_t mount_plan(struct mount *m, const struct snaptree_node *n,
 }
 
 /*
- * The verified bytes of chunk k of `n`: from the cache, or fetched with
- * its read-ahead (which goes to the cache; a read-ahead chunk that fails
- * is left for its own read to report). *data is valid until the next call.
+ * The verified bytes of chunk k of the read: from the cache, or fetched
+ * with what mount_plan adds (which goes to the cache; one of those that
+ * fails is left for its own read to report). *data is valid until the
+ * next call.
  */
-static int mount_chunk(struct mount *m, const struct snaptree_node *n,
+static int mount_chunk(struct mount *m, const struct mount_req *q,
 		       uint64_t k, const uint8_t **data)
 {
-	const struct dd_chunk_ref *r = &n->e.chunks[k];
+	const struct dd_chunk_ref *r = &q->n->e.chunks[k];
 	size_t len, cnt;
 	int rc;
 
 	if ((*data = dd_chunkcache_get(m->cache, &r->id, &len)))
 		return 0;
-	cnt = mount_plan(m, n, k);
+	cnt = mount_plan(m, q, k);
+	m->requests++;
 	if ((rc = fetch_batch_get(&m->fb, m->client, m->ids, m->lens, cnt)) < 0)
 		return rc;
 	m->fetched_chunks += cnt;
@@ -441,25 +473,27 @@ static int mount_chunk(struct mount *m, const struct snaptree_node *n,
 	return 0;
 }
 
-/* Copies bytes off..off+len of `n` (clipped to its size) into buf. */
-static int mount_read_range(struct mount *m, const struct snaptree_node *n,
-			    char *buf, size_t len, uint64_t off)
+/* Copies the read's bytes (clipped to the file's size) into buf; the
+ * count or a negative error. */
+static int mount_read_range(struct mount *m, struct mount_req *q, char *buf)
 {
-	size_t done = 0;
+	const struct snaptree_node *n = q->n;
+	size_t done = 0, len;
 	uint64_t k;
 	int rc;
 
-	if (n->e.type != DD_ENTRY_FILE || off >= n->e.size)
+	if (n->e.type != DD_ENTRY_FILE || q->off >= n->e.size)
 		return 0;
-	if (len > n->e.size - off)
-		len = (size_t)(n->e.size - off);
-	k = snaptree_chunk_at(n, off);
+	if (q->end > n->e.size)
+		q->end = n->e.size;
+	len = (size_t)(q->end - q->off);
+	k = snaptree_chunk_at(n, q->off);
 	while (done < len) {
 		const uint8_t *data;
-		uint64_t coff = off + done - n->offs[k];
+		uint64_t coff = q->off + done - n->offs[k];
 		size_t take = n->e.chunks[k].plain_len - (size_t)coff;
 
-		if ((rc = mount_chunk(m, n, k, &data)) < 0)
+		if ((rc = mount_chunk(m, q, k, &data)) < 0)
 			return rc;
 		if (take > len - done)
 			take = len - done;
@@ -474,22 +508,28 @@ static int mount_read(const char *path, char *buf, size_t size, off_t off,
 		      struct fuse_file_info *fi)
 {
 	struct mount *m = mount_self();
-	const struct snaptree_node *n = &m->tree->n[fi->fh];
-	char q[512];
+	struct mount_handle *h = (struct mount_handle *)(uintptr_t)fi->fh;
+	struct mount_req q = { .n = &m->tree->n[h->node] };
+	char qp[512];
 	int rc;
 
-	if (off < 0)
+	if (off < 0 || (uint64_t)off > UINT64_MAX - size)
 		return -EINVAL;
+	q.off = (uint64_t)off;
+	q.end = q.off + size;
 	pthread_mutex_lock(&m->mu);
+	q.sequential = q.off == h->next_off;
 	m->reads++;
-	rc = mount_read_range(m, n, buf, size, (uint64_t)off);
+	rc = mount_read_range(m, &q, buf);
 	if (rc < 0) {
 		m->failed_reads++;
 		fprintf(stderr, "error: cannot read '/%s' at offset %lld: %s\n",
-			dd_quote(q, sizeof(q), n->e.path, n->e.path_len),
+			dd_quote(qp, sizeof(qp), q.n->e.path, q.n->e.path_len),
 			(long long)off, dd_error_last());
 		dd_error_clear();
 		rc = -EIO;
+	} else {
+		h->next_off = q.off + (uint64_t)rc;
 	}
 	pthread_mutex_unlock(&m->mu);
 	return rc;
@@ -510,6 +550,7 @@ static const struct fuse_operations mount_ops = {
 	.readlink = mount_readlink,
 	.open = mount_open,
 	.read = mount_read,
+	.release = mount_release,
 	.statfs = mount_statfs,
 	.getxattr = mount_getxattr,
 	.listxattr = mount_listxattr,
@@ -551,7 +592,7 @@ static void mount_prepare(struct mount *m)
 	dd_buf_init(&m->scratch, 0);
 }
 
-static void mount_release(struct mount *m)
+static void mount_teardown(struct mount *m)
 {
 	snaptree_free(m->tree);
 	dd_chunkcache_free(m->cache);
@@ -574,10 +615,11 @@ static void mount_report(const struct mount *m, const char *dir)
 	agent_fmt_bytes(bound, st.max_bytes);
 	fprintf(stderr,
 		"unmounted '%s': %llu reads (%llu failed), %llu chunks fetched "
-		"(%s), cache peak %s of %s (%llu bytes)\n", dir,
+		"(%s) in %llu requests, cache peak %s of %s (%llu bytes)\n", dir,
 		(unsigned long long)m->reads,
 		(unsigned long long)m->failed_reads,
-		(unsigned long long)m->fetched_chunks, fetched, peak, bound,
+		(unsigned long long)m->fetched_chunks, fetched,
+		(unsigned long long)m->requests, peak, bound,
 		(unsigned long long)st.peak_bytes);
 }
 
@@ -698,7 +740,7 @@ int cmd_mount(int argc, char **argv, const struct agent_globals *g,
 	id = json_string_value(json_object_get(manifest, "id"));
 	rc = mount_serve(&m, id ? id : "?", argv[optind + 1], g->quiet);
 cleanup:
-	mount_release(&m);
+	mount_teardown(&m);
 	json_decref(manifest);
 	client_free(c);
 	settings_release(&s);

@@ -97,18 +97,43 @@ agent "$A" mount --cache-size 12Q latest "$MNT" >/dev/null 2>"$T/err"; rc=$?
 check_eq "a bad --cache-size is a usage error" 2 "$rc"
 check "mount --help names --cache-size" sh -c "'$AGENT' mount --help | grep -q -- --cache-size"
 
-# ---- mount 1: a 4 MiB cache, random reads first ----
-CACHE=$((4 * 1024 * 1024))
 # The agent itself in the background (not lib.sh's agent function, whose
 # subshell would take the signals meant for the agent).
 mount_bg() {
 	"$AGENT" --server "$URL" --token "$A" --ca "$CA" mount "$@" &
 	MPID=$!
 }
+# fetched LOG: "CHUNKS REQUESTS BYTES" from the agent's closing line.
+fetched() {
+	sed -n 's/.* \([0-9]*\) chunks fetched (\(.*\)) in \([0-9]*\) requests.*/\1 \3 \2/p' "$1"
+}
+BIG="big file.img"
+
+# ---- mount 0: a random read fetches only what covers it; a sequential
+# read of the whole file is fetched with read-ahead ----
+mount_bg "$SNAP" "$MNT" 2>"$T/mount0.log"
+check "the snapshot mounts (full id)" wait_mounted
+a=$(dd if="$S/$BIG" iflag=skip_bytes,count_bytes skip=30000000 count=1 2>/dev/null | od -An -tx1)
+b=$(dd if="$V/$BIG" iflag=skip_bytes,count_bytes skip=30000000 count=1 2>/dev/null | od -An -tx1)
+check_eq "a one-byte read at 30,000,000 gives the source's byte" "$a" "$b"
+fusermount3 -u "$MNT"
+wait_exit
+read -r nch nreq <<<"$(fetched "$T/mount0.log")"
+check "it fetched at most 3 chunks (the kernel reads up to 128 KiB; fetched ${nch:-?})" test "${nch:-99}" -le 3
+mount_bg "$SNAP" "$MNT" 2>"$T/mount0.log"
+check "the snapshot mounts again" wait_mounted
+check "cat reads the large file whole" sh -c "cat '$V/$BIG' | cmp -s - '$S/$BIG'"
+fusermount3 -u "$MNT"
+wait_exit
+read -r nch nreq nbytes <<<"$(fetched "$T/mount0.log")"
+check_eq "a sequential read fetches each chunk once" "40.0 MiB" "${nbytes:-}"
+check "in few requests thanks to read-ahead (${nreq:-?} for ${nch:-?} chunks)" test "${nreq:-99999}" -le $(( ${nch:-0} / 4 ))
+
+# ---- mount 1: a 4 MiB cache, random reads first ----
+CACHE=$((4 * 1024 * 1024))
 mount_bg --cache-size 4M "${SNAP:0:12}" "$MNT" 2>"$T/mount1.log"
 check "the snapshot mounts (prefix id)" wait_mounted
 
-BIG="big file.img"
 SIZE=$(stat -c %s "$S/$BIG")
 check_eq "the large file has its size" "$SIZE" "$(stat -c %s "$V/$BIG")"
 bad=0
