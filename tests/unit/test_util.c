@@ -150,6 +150,19 @@ static void test_parse(void)
 	CHECK_EQ(dd_parse_u64("+1", &v), -EINVAL);
 	CHECK_EQ(dd_parse_u64("12k", &v), -EINVAL);
 	CHECK_EQ(dd_parse_u64("0x10", &v), -EINVAL);
+	/* byte counts with a suffix (mount --cache-size, server sizes) */
+	CHECK_EQ(dd_parse_bytes("64M", &v), 0);
+	CHECK_EQ(v, 64ull << 20);
+	CHECK_EQ(dd_parse_bytes("3K", &v), 0);
+	CHECK_EQ(v, 3072);
+	CHECK_EQ(dd_parse_bytes("2T", &v), 0);
+	CHECK_EQ(v, 2ull << 40);
+	CHECK_EQ(dd_parse_bytes("500000", &v), 0);
+	CHECK_EQ(v, 500000);
+	CHECK_EQ(dd_parse_bytes("12Q", &v), -EINVAL);
+	CHECK_EQ(dd_parse_bytes("M", &v), -EINVAL);
+	CHECK_EQ(dd_parse_bytes("", &v), -EINVAL);
+	CHECK_EQ(dd_parse_bytes("9000000000G", &v), -EINVAL);
 }
 
 static void test_files(void)
