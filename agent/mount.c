@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,7 +228,7 @@ static int mount_fill_child(const struct mount *m, void *buf,
 			    fuse_fill_dir_t filler, size_t i, const char *name,
 			    size_t nlen, enum snaptree_kind kind)
 {
-	char cname[4096];
+	char cname[NAME_MAX + 1];
 	struct mount_obj o = { .kind = kind, .idx = i };
 	struct stat st;
 
