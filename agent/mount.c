@@ -16,7 +16,8 @@
  * a byte-bounded LRU cache (shared/chunkcache.h, --cache-size, default
  * 64 MiB). A failed fetch (server down, token refused, chunk missing or
  * corrupt) fails that read with EIO and logs one line naming the file and
- * the reason; the mount stays up.
+ * the reason; the mount stays up. A server found unreachable is not asked
+ * again for MOUNT_DOWN_HOLD_S: reads meanwhile fail at once.
  *
  * Metadata is the catalog's: modes, owners (numeric ids), times, sizes,
  * symlink targets, hard links (one inode, its link count), extended
@@ -61,6 +62,11 @@
  * random read does not wait for much it will not use. */
 #define MOUNT_BATCH_IDS 64u
 #define MOUNT_READAHEAD (4u * 1024 * 1024)
+/* After a fetch found the server unreachable (with the client's retries,
+ * about 10 s), reads fail at once for this long instead of each waiting
+ * through the retries again: `cp -r` of a tree with the server gone
+ * fails fast, and the kernel's second try of a failed read too. */
+#define MOUNT_DOWN_HOLD_S 5.0
 /* The kernel may keep names, attributes and file pages as long as it
  * likes: a snapshot never changes. */
 #define MOUNT_KERNEL_TIMEOUT 3600.0
@@ -78,6 +84,8 @@ struct mount {
 	struct dd_id *ids;
 	uint32_t *lens;
 	uint64_t reads, requests, fetched_chunks, fetched_bytes, failed_reads;
+	double down_until;        /* dd_monotonic(); 0: not known down */
+	char down_why[512];
 };
 
 /* What a FUSE path names: an entry (n: the node, t: the node its data and
@@ -448,10 +456,19 @@ static int mount_chunk(struct mount *m, const struct mount_req *q,
 
 	if ((*data = dd_chunkcache_get(m->cache, &r->id, &len)))
 		return 0;
+	if (m->down_until && dd_monotonic() < m->down_until)
+		return dd_error_set(-ECONNREFUSED, "%s (not retried for %.0f s)",
+				    m->down_why, MOUNT_DOWN_HOLD_S);
 	cnt = mount_plan(m, q, k);
 	m->requests++;
-	if ((rc = fetch_batch_get(&m->fb, m->client, m->ids, m->lens, cnt)) < 0)
+	rc = fetch_batch_get(&m->fb, m->client, m->ids, m->lens, cnt);
+	if (rc == -ECONNREFUSED) {
+		m->down_until = dd_monotonic() + MOUNT_DOWN_HOLD_S;
+		snprintf(m->down_why, sizeof(m->down_why), "%s", dd_error_last());
+	}
+	if (rc < 0)
 		return rc;
+	m->down_until = 0;
 	m->fetched_chunks += cnt;
 	for (size_t i = 1; i < cnt; i++) {
 		const uint8_t *p;

@@ -202,6 +202,11 @@ check "a read with the server stopped fails" test "$rc" != 0
 check "and does not hang (rc $rc, $((t1 - t0)) s)" test "$rc" != 124
 check "with EIO" grep -q "Input/output error" "$T/err"
 check "the agent logs which file failed" grep -q "cannot read '/.*big file.img'" "$T/mount2.log"
+t0=$(date +%s)
+timeout 60 cat "$V/small/f1" >/dev/null 2>"$T/err"; rc=$?
+t1=$(date +%s)
+check "another read right after fails at once ($((t1 - t0)) s), not after the retries again" \
+	test "$rc" = 1 -a "$((t1 - t0))" -le 3
 check "the mount still answers metadata" test -f "$V/src/notes.txt"
 check "the agent is still running" kill -0 "$MPID"
 kill -TERM "$MPID"
