@@ -428,6 +428,8 @@ static size_t mount_plan(struct mount *m, const struct mount_req *q,
 		if (j > k && n->offs[j] >= q->end &&
 		    (!q->sequential || bytes + r->plain_len > m->ahead_bytes))
 			break;
+		if (dd_chunk_ref_is_hole(r))   /* zeros, nothing to fetch */
+			continue;
 		if (j > k && dd_chunkcache_has(m->cache, &r->id))
 			continue;
 		for (size_t i = 0; i < cnt && !dup; i++)
@@ -511,10 +513,16 @@ static int mount_read_range(struct mount *m, struct mount_req *q, char *buf)
 		uint64_t coff = q->off + done - n->offs[k];
 		size_t take = n->e.chunks[k].plain_len - (size_t)coff;
 
-		if ((rc = mount_chunk(m, q, k, &data)) < 0)
-			return rc;
 		if (take > len - done)
 			take = len - done;
+		if (dd_chunk_ref_is_hole(&n->e.chunks[k])) {
+			memset(buf + done, 0, take);   /* a hole reads as zeros */
+			done += take;
+			k++;
+			continue;
+		}
+		if ((rc = mount_chunk(m, q, k, &data)) < 0)
+			return rc;
 		memcpy(buf + done, data + coff, take);
 		done += take;
 		k++;

@@ -77,6 +77,11 @@ S=$T/tree
 DD_TEST_SMALL_FILES=200 make_mixed_tree "$S" 40
 ln "$S/src/notes.txt" "$S/hard link to notes"
 chmod 0600 "$S/bin/mixed.bin"
+# A sparse file: its holes are recorded as holes (catalog version 3) and
+# read back as zeros through the mount, with data around them.
+truncate -s 64M "$S/sparse.img"
+printf 'x' | dd of="$S/sparse.img" bs=1 seek=1000 conv=notrunc status=none
+prand sparse-mid 300000 | dd of="$S/sparse.img" bs=1M seek=40 conv=notrunc status=none
 setfattr -n user.colour -v blue "$S/src/numbers.txt"
 SNAP=$(json_get "$(agent "$A" backup --json "$S")" snapshot_id)
 check "backup of the tree" test -n "$SNAP"
@@ -158,6 +163,9 @@ while IFS= read -r -d '' f; do
 	cmp -s "$S/$f" "$V/$f" || { bad=$((bad + 1)); echo "# differs: $f"; }
 done < <(cd "$S" && find . -type f -print0)
 check_eq "every file compares equal (cmp)" 0 "$bad"
+check "the sparse file reads back whole: zeros in its holes" cmp -s "$S/sparse.img" "$V/sparse.img"
+check "a read inside its hole gives zeros" cmp -s \
+	<(dd if="$V/sparse.img" bs=4096 skip=5000 count=1 status=none) <(head -c 4096 /dev/zero)
 check_eq "the 0600 file keeps its mode" 600 "$(stat -c %a "$V/bin/mixed.bin")"
 check_eq "a hard link is the same inode" "$(stat -c %i "$V/src/notes.txt")" "$(stat -c %i "$V/hard link to notes")"
 check_eq "a symlink reads its target" "src/notes.txt" "$(readlink "$V/link-to-notes")"
