@@ -232,8 +232,12 @@ function showClients(data) {
   const body = $("clients");
   body.replaceChildren();
   const list = data.clients || [];
-  $("n-clients").textContent = "(" + list.length + ", stale after " +
-    duration(data.stale_after_seconds) + ")";
+  // What needs attention first: the states notifications are sent for.
+  const stale = list.filter(c => c.stale && !c.revoked).length;
+  const failed = list.filter(c => c.last_result === "failed" && !c.revoked).length;
+  $("n-clients").textContent = "(" + list.length +
+    (stale ? ", " + stale + " stale" : "") + (failed ? ", " + failed + " failed" : "") +
+    ", stale after " + duration(data.stale_after_seconds) + ")";
   $("clients-note").textContent = "";
   $("clients-table").classList.remove("hidden");
   if (!list.length) { emptyRow(body, 8, "no clients yet"); return; }

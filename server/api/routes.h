@@ -11,6 +11,7 @@
 #include "http.h"
 #include "config.h"
 #include "metrics.h"
+#include "notify.h"
 #include "ratelimit.h"
 #include "repo.h"
 #include "sessions.h"
@@ -30,6 +31,7 @@ struct routes_ctx {
 	struct metrics *metrics;
 	struct usage *usage;
 	struct ratelimit *missing_limit;  /* ids a client may ask about */
+	struct notify *notify;      /* stale / failed backups (notify.h) */
 	unsigned stale_after;       /* seconds without a backup: stale */
 	const struct config *cfg;   /* retention policies, gc threshold */
 	int64_t started;            /* unix seconds */

@@ -562,6 +562,67 @@ static int routes_gauge(struct dd_buf *b, const char *name, const char *help,
 	return rc ? rc : metrics_sample(b, name, NULL, NULL, v);
 }
 
+/* Each client's state as notify.h sees it (1 or 0 per gauge), and the
+ * notifications sent since the server started. */
+static int routes_metrics_states(struct dd_buf *b, struct routes_ctx *ctx,
+				 const struct routes_sums *sums,
+				 const struct tokens_list *tl, int64_t now)
+{
+	static const char *const gauges[] = {
+		"dedup_client_stale", "dedup_client_last_backup_failed",
+	};
+	static const char *const helps[] = {
+		"1 if the client has no snapshot newer than stale_after",
+		"1 if the client's last backup attempt failed",
+	};
+	struct sessions_result res;
+	struct notify_counts nc;
+	enum notify_state st;
+	size_t g, i;
+	ssize_t at;
+	int rc = 0;
+
+	for (g = 0; rc == 0 && g < DD_ARRAY_SIZE(gauges); g++) {
+		rc = metrics_header(b, gauges[g], "gauge", helps[g]);
+		for (i = 0; rc == 0 && i < sums->n; i++) {
+			const struct routes_client_sum *c = &sums->v[i];
+			bool have = sessions_last_result(ctx->sessions,
+							 c->name, &res);
+
+			at = tokens_list_find(tl, c->name);
+			if (at < 0)      /* revoked */
+				continue;
+			st = notify_state_of(tl->v[at].admin, c->snapshots,
+					     c->last_written,
+					     have ? &res : NULL, now,
+					     ctx->stale_after);
+			if (st == NOTIFY_NONE)
+				continue;
+			rc = metrics_sample(b, gauges[g], "client", c->name,
+					    st == (g ? NOTIFY_FAILED :
+						   NOTIFY_STALE));
+		}
+	}
+	notify_counts(ctx->notify, &nc);
+	if (rc == 0)
+		rc = metrics_header(b, "dedup_notifications_total", "counter",
+				    "notifications sent, by event");
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_notifications_total", "event",
+				    "stale", (double)nc.events[NOTIFY_STALE]);
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_notifications_total", "event",
+				    "failed", (double)nc.events[NOTIFY_FAILED]);
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_notifications_total", "event",
+				    "recovered", (double)nc.events[NOTIFY_OK]);
+	if (rc == 0)
+		rc = routes_gauge(b, "dedup_notify_hook_failures",
+				  "notification hooks that failed or were "
+				  "killed", (double)nc.hook_failures);
+	return rc;
+}
+
 void route_metrics(void *payload, const struct http_request *req,
 		   struct http_reply *rep)
 {
@@ -691,6 +752,8 @@ void route_metrics(void *payload, const struct http_request *req,
 			rc = metrics_sample(&b, "dedup_last_backup_age_seconds",
 					    "client", sums.v[i].name,
 					    (double)(now - sums.v[i].last_written));
+	if (rc == 0)
+		rc = routes_metrics_states(&b, ctx, &sums, &tl, now);
 	free(sums.v);
 	tokens_list_release(&tl);
 	if (rc < 0) {

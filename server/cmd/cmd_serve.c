@@ -33,6 +33,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "regrant.h"
 #include "repo.h"
 #include "routes.h"
@@ -67,8 +68,9 @@ const char cmd_serve_usage[] =
 	"max_connections, reserved_connections, per_ip_connections,\n"
 	"header_timeout, min_body_rate, connection_timeout,\n"
 	"drain_timeout, session_timeout, stale_after,\n"
-	"missing_ids_per_second, missing_ids_burst (see\n"
-	"conf/server.conf.example).\n";
+	"missing_ids_per_second, missing_ids_burst, notify_command,\n"
+	"notify_email, sendmail, notify_interval, notify_repeat,\n"
+	"notify_timeout (see conf/server.conf.example).\n";
 
 /*
  * Parses "HOST:PORT" or "[IPV6]:PORT" into *ss. HOST may be a name (the
@@ -194,6 +196,25 @@ static void serve_reload(struct http_server *http, const char *cert_path,
 	free(cert);
 }
 
+/* The notifier when a hook is configured (notify.h); NULL otherwise. */
+static int serve_notify_new(struct notify **out, const struct config *cfg)
+{
+	struct notify_opts o = {
+		.command = cfg->notify_command,
+		.email = cfg->notify_email,
+		.sendmail = cfg->sendmail,
+		.stale_after = cfg->stale_after,
+		.interval = cfg->notify_interval,
+		.repeat = cfg->notify_repeat,
+		.timeout = cfg->notify_timeout,
+	};
+
+	*out = NULL;
+	if (!o.command && !o.email)
+		return 0;
+	return notify_new(out, cfg->repo, &o);
+}
+
 static int serve_run(const struct config *cfg, const char *ready_file)
 {
 	struct routes_ctx ctx;
@@ -262,6 +283,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc == 0)
 		rc = usage_new(&ctx.usage);
 	if (rc == 0)
+		rc = serve_notify_new(&ctx.notify, cfg);
+	if (rc == 0)
 		rc = ratelimit_new(&ctx.missing_limit,
 				   cfg->missing_ids_per_second,
 				   cfg->missing_ids_burst);
@@ -320,6 +343,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		if (sig == SIGHUP)
 			serve_reload(http, cert_path, key_path);
 		http_reap(http);
+		notify_tick(ctx.notify, ctx.snapshots, ctx.sessions, ctx.tokens,
+			    dd_now());
 	}
 	log_info("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	rc = 0;
@@ -328,6 +353,7 @@ cleanup:
 		log_error("%s", log_reason(rc));
 	/* Order matters: no request may run once the store is closed. */
 	http_stop(http);
+	notify_free(ctx.notify);
 	store_close(ctx.store);
 	snapshots_free(ctx.snapshots);
 	tokens_free(ctx.tokens);

@@ -63,6 +63,15 @@ static const struct config_key config_keys[] = {
 	  CONFIG_OFF(missing_ids_per_second), 0, 100000000 },
 	{ "missing_ids_burst", CONFIG_COUNT, CONFIG_OFF(missing_ids_burst), 1,
 	  1000000000 },
+	{ "notify_command", CONFIG_STRING, CONFIG_OFF(notify_command), 0, 0 },
+	{ "notify_email", CONFIG_STRING, CONFIG_OFF(notify_email), 0, 0 },
+	{ "sendmail", CONFIG_PATH, CONFIG_OFF(sendmail), 0, 0 },
+	{ "notify_interval", CONFIG_SECONDS, CONFIG_OFF(notify_interval), 1,
+	  86400 },
+	{ "notify_repeat", CONFIG_SECONDS, CONFIG_OFF(notify_repeat), 0,
+	  10 * CONFIG_YEAR },
+	{ "notify_timeout", CONFIG_SECONDS, CONFIG_OFF(notify_timeout), 1,
+	  3600 },
 };
 
 int config_init(struct config *c)
@@ -87,6 +96,12 @@ int config_init(struct config *c)
 	c->gc_protect_max = 0;
 	c->missing_ids_per_second = CONFIG_MISSING_IDS_PER_SECOND;
 	c->missing_ids_burst = CONFIG_MISSING_IDS_BURST;
+	c->sendmail = strdup("/usr/sbin/sendmail");
+	if (!c->sendmail)
+		return -ENOMEM;
+	c->notify_interval = 60;
+	c->notify_repeat = 86400;
+	c->notify_timeout = 30;
 	return 0;
 }
 
@@ -96,6 +111,9 @@ void config_release(struct config *c)
 	free(c->listen);
 	free(c->tls_cert);
 	free(c->tls_key);
+	free(c->notify_command);
+	free(c->notify_email);
+	free(c->sendmail);
 	free(c->clients);
 	memset(c, 0, sizeof(*c));
 }

@@ -51,6 +51,15 @@ struct config {
 	 * limit) and how many it may save up. */
 	unsigned missing_ids_per_second;
 	unsigned missing_ids_burst;
+	/* Notifications of stale and failed backups (notify.h): a command,
+	 * an address (NULL: none), sendmail's path, seconds between checks,
+	 * between reminders (0: none) and a hook may run. */
+	char *notify_command;
+	char *notify_email;
+	char *sendmail;
+	unsigned notify_interval;
+	unsigned notify_repeat;
+	unsigned notify_timeout;
 	/* Retention: `keep_daily = 7` for every client, and overrides,
 	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
 	struct retention_policy keep;

@@ -19,6 +19,7 @@ repo_init "$T/repo"
 A=$(token_add "$T/repo" alice)
 B=$(token_add "$T/repo" bob)
 OPS=$(token_add "$T/repo" ops --admin)
+token_add "$T/repo" carl >/dev/null     # never backs up: stale
 printf 'client.alice.quota_bytes = 1G\n' > "$T/server.conf"
 server_start "$T/repo" --config "$T/server.conf" || exit 1
 mkdir -p "$T/d1" "$T/d2"
@@ -27,6 +28,11 @@ prand page2 300000 > "$T/d2/random"
 agent "$A" backup "$T/d1" >/dev/null
 agent "$B" backup "$T/d2" >/dev/null
 agent "$B" backup "$T/d1" >/dev/null
+# bob's next backup gives up: its last result is "failed".
+SID=$(json_get "$(api "$B" POST /api/v1/sessions -H 'Content-Type: application/json' \
+	-d '{"host": "h", "paths": ["/x"]}' | head -n -1)" id)
+api "$B" POST "/api/v1/sessions/$SID" -H 'Content-Type: application/json' \
+	-d '{"state": "failed", "error": "disk on fire"}' >/dev/null
 save stats_a "$A" GET /api/v1/stats
 save stats_ops "$OPS" GET /api/v1/stats
 curl -sS --cacert "$CA" -o "$T/fav.bin" -w '%{http_code} %{content_type}\n' "$URL/favicon.ico" > "$T/fav.status"
@@ -113,6 +119,7 @@ try:
       const ths = [...document.querySelectorAll("th")].map((t) => t.textContent);
       return {cards, cells, ths, updated: document.getElementById("updated").textContent,
               hint: (document.querySelector("#login code") || {}).textContent || "",
+              n_clients: (document.getElementById("n-clients") || {}).textContent || "",
               width: innerWidth, height: innerHeight};
     })()""", s)
     time.sleep(0.3)
@@ -190,6 +197,8 @@ for name in ("none", "admin", "client"):
     if name == "admin":
         check_eq("admin: the repository's cards", {"s-logical", "s-unique", "s-stored", "s-dedup", "s-comp",
                  "s-chunks", "s-snapshots", "s-clients", "s-free"}, set(shown))
+        check("admin: the clients' heading counts the stale and the failed ones",
+              re.fullmatch(r"\(4, 1 stale, 1 failed, stale after .+\)", v["n_clients"]), v["n_clients"])
         check_eq("admin: the repository's snapshots and clients", (str(so["snapshots"]), str(so["clients"])),
                  (shown["s-snapshots"]["data"], shown["s-clients"]["data"]))
     else:
