@@ -7,6 +7,8 @@
 #   make rpm             .rpm packages in $(O)/rpm/ (rpmbuild --nodeps)
 #   make bench           the benchmark against restic and borg (long)
 #   make bench-rados     rados bench beside the RADOS backend's own figures
+#   make bench-server    N concurrent clients against one server, and a
+#                        synthetic index of DD_BENCH_CHUNKS (50M) chunks
 #   make fuzz            libFuzzer harnesses, FUZZ_SECONDS each (clang)
 #   V=1 for verbose, WERROR=1 to turn warnings into errors.
 
@@ -151,7 +153,21 @@ $(O)/tests/test_holes: tests/unit/test_holes.c tests/unit/unit.h $(O)/agent/hole
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iagent -o $@ $< $(O)/agent/holes.o $(LIBDEDUP) $(LDFLAGS)
 
-tests: $(UNIT_BIN)
+# The server's load generator and the synthetic index writer
+# (tests/bench/server-bench.sh); built with the tests so that the smoke
+# run of `make test` (t0910) keeps them working.
+BENCH_TOOLS := $(O)/bench/server-bench $(O)/bench/synth-index
+$(O)/bench/server-bench: tests/bench/server_bench.c tests/bench/synth_ids.h $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -o $@ $< $(LIBDEDUP) $(LIBS_AGENT) $(LDFLAGS)
+
+$(O)/bench/synth-index: tests/bench/synth_index.c tests/bench/synth_ids.h $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -o $@ $< $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
+tests: $(UNIT_BIN) $(BENCH_TOOLS)
 
 test: all tests
 	$(Q)O=$(O) bash tests/run.sh
@@ -167,6 +183,12 @@ bench: all
 # throw-away single-node Ceph (docs/STORAGE.md)
 bench-rados: all
 	O=$(O) bash tests/bench/rados-bench.sh
+
+# The server alone: N = 1, 4, 16, 64 clients sending pre-built bundles,
+# and the missing-query, RSS and GC on a synthetic index of
+# DD_BENCH_CHUNKS chunks (default 50 million; docs/BENCHMARKS.md).
+bench-server: all $(BENCH_TOOLS)
+	O=$(O) bash tests/bench/server-bench.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DATADIR)/web
@@ -229,6 +251,6 @@ fuzz: $(O)/web_assets.c
 clean:
 	rm -rf $(O) build-asan
 
-.PHONY: all tests test asan bench bench-rados install clean deb rpm fuzz
+.PHONY: all tests test asan bench bench-rados bench-server install clean deb rpm fuzz
 
 -include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(RADOS_MODULE:.so=.d)

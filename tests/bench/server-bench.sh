@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# tests/bench/server-bench.sh - the server alone, under many clients and
+# with a big index. `make bench-server` runs it; server_bench.c plays the
+# clients (bundles built before the clock starts) and measures the floor,
+# synth_index.c writes the synthetic index.
+#
+#   O=build bash tests/bench/server-bench.sh
+#
+# Environment:
+#   DD_BENCH_DIR      work dir (repositories, logs, results); default
+#                     /var/tmp/dedup-bench-server (the disk measured)
+#   DD_BENCH_CLIENTS  concurrent clients, default "1 4 16 64"
+#   DD_BENCH_MB       MiB of unique chunks each client count sends in all,
+#                     default 512
+#   DD_BENCH_CHUNKS   chunks of the synthetic index, default 50000000
+#   DD_BENCH_IDS      ids asked per missing-query run, default 4000000
+#   DD_BENCH_GC       1 = time `gc --dry-run` on the synthetic index
+#                     (default 1)
+#   DD_BENCH_DOCS     1 = put the report in docs/BENCHMARKS.md (section
+#                     "The server alone"); default: only a full run
+#                     (DD_BENCH_CHUNKS >= 50000000, all four client counts)
+#
+# Writes $DD_BENCH_DIR/results.jsonl (one JSON object a measurement) and
+# $DD_BENCH_DIR/server-bench.md; exits 1 when any step fails.
+set -u -o pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+O=${O:-build}
+case $O in /*) BUILD=$O ;; *) BUILD=$TOP/$O ;; esac
+SERVER=$BUILD/dedup-server
+LOAD=$BUILD/bench/server-bench
+SYNTH=$BUILD/bench/synth-index
+
+W=${DD_BENCH_DIR:-/var/tmp/dedup-bench-server}
+CLIENTS=${DD_BENCH_CLIENTS:-1 4 16 64}
+MB=${DD_BENCH_MB:-512}
+CHUNKS=${DD_BENCH_CHUNKS:-50000000}
+IDS=${DD_BENCH_IDS:-4000000}
+GC=${DD_BENCH_GC:-1}
+DOCS=${DD_BENCH_DOCS:-}
+SEED=1
+TICK=$(getconf CLK_TCK)
+
+die() { echo "server-bench: $*" >&2; exit 1; }
+for b in "$SERVER" "$LOAD" "$SYNTH"; do
+	[ -x "$b" ] || die "missing $b (make all tests)"
+done
+rm -rf "$W"
+mkdir -p "$W" || die "cannot make $W"
+RES=$W/results.jsonl
+: > "$RES"
+SERVER_PID=
+trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null' EXIT
+
+note() { printf '%s\n' "$1" >> "$RES"; }
+
+# server_cpu PID: user+system CPU seconds so far.
+server_cpu() {
+	awk -v t="$TICK" '{print ($14 + $15) / t}' "/proc/$1/stat"
+}
+# server_kib PID FIELD: VmRSS or VmHWM in KiB.
+server_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+
+# start REPO LOG: a server on a free loopback port, limits lifted so that
+# only the server's work is measured; sets SERVER_PID and URL.
+start() {
+	local ready=$W/ready i
+	rm -f "$ready"
+	"$SERVER" serve --config /dev/null --repo "$1" --listen 127.0.0.1:0 \
+		--ready-file "$ready" --set max_connections=512 \
+		--set per_ip_connections=0 --set missing_ids_per_second=0 \
+		2>>"$2" &
+	SERVER_PID=$!
+	for i in $(seq 1 600); do
+		[ -s "$ready" ] && break
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -s "$ready" ] || die "the server did not start: $(tail -3 "$2")"
+	URL=$(cat "$ready")
+}
+
+stop() {
+	local i
+	kill -TERM "$SERVER_PID" 2>/dev/null
+	for i in $(seq 1 600); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "$SERVER_PID" 2>/dev/null
+	SERVER_PID=
+}
+
+# measure KIND JSON-FROM-LOAD CPU0: the load's object with the server's
+# CPU seconds and memory added.
+measure() {
+	local cpu1 rss hwm
+	cpu1=$(server_cpu "$SERVER_PID")
+	rss=$(server_kib "$SERVER_PID" VmRSS)
+	hwm=$(server_kib "$SERVER_PID" VmHWM)
+	python3 -c 'import json,sys
+o = json.loads(sys.argv[2]); o["kind"] = sys.argv[1]
+o["server_cpu_s"] = round(float(sys.argv[4]) - float(sys.argv[3]), 2)
+o["server_rss_mib"] = round(int(sys.argv[5]) / 1024, 1)
+o["server_hwm_mib"] = round(int(sys.argv[6]) / 1024, 1)
+print(json.dumps(o))' "$1" "$2" "$3" "$cpu1" "$rss" "$hwm" >> "$RES"
+}
+
+note "{\"kind\": \"meta\", \"date\": \"$(date -u '+%Y-%m-%d %H:%M UTC')\", \
+\"load_start\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"nproc\": $(nproc), \
+\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\", \
+\"mem_gib\": $(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo), \
+\"fs\": \"$(df -T "$W" | awk 'NR == 2 {print $2}')\", \
+\"version\": \"$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)\", \
+\"mb\": $MB, \"chunks\": $CHUNKS, \"ids\": $IDS}"
+
+# ---- the floor: decompress + SHA-256 + write + fdatasync, one thread
+out=$("$LOAD" floor "$W" "$MB" "$SEED") || die "floor failed"
+note "${out%\}}, \"kind\": \"floor\"}"
+echo "floor: $out"
+
+# ---- N concurrent clients on a fresh repository each
+for n in $CLIENTS; do
+	R=$W/repo-$n
+	"$SERVER" init --repo "$R" >/dev/null || die "init failed"
+	TOK=$("$SERVER" token add --repo "$R" "bench") || die "token failed"
+	start "$R" "$W/server-$n.log"
+	cpu0=$(server_cpu "$SERVER_PID")
+	out=$("$LOAD" upload "$URL" "$R/tls/cert.pem" "$TOK" "$n" "$MB" \
+		"$SEED") || die "upload with $n clients failed: $out"
+	measure upload "$out" "$cpu0"
+	echo "upload N=$n: $(tail -1 "$RES")"
+	cpu0=$(server_cpu "$SERVER_PID")
+	out=$("$LOAD" missing "$URL" "$R/tls/cert.pem" "$TOK" "$n" "$IDS" \
+		absent 0 "$SEED") || die "missing-query with $n clients failed"
+	measure missing-small "$out" "$cpu0"
+	echo "missing N=$n: $(tail -1 "$RES")"
+	stop
+	rm -rf "$R"
+done
+
+# ---- the synthetic index
+R=$W/repo-synth
+"$SERVER" init --repo "$R" >/dev/null || die "init failed"
+TOK=$("$SERVER" token add --repo "$R" "bench") || die "token failed"
+/usr/bin/time -f '%e %M' -o "$W/synth.time" \
+	"$SYNTH" "$R" "$CHUNKS" "$SEED" > "$W/synth.out" || die "synth-index failed"
+read -r st sk < "$W/synth.time"
+ib=$(du -sb "$R/index" | cut -f1)
+note "{\"kind\": \"synth\", \"chunks\": $CHUNKS, \"seconds\": $st, \
+\"tool_rss_mib\": $((sk / 1024)), \"index_bytes\": $ib, \
+\"files\": $(ls "$R/index" | grep -c '\.ldb$')}"
+echo "synthetic index: $(tail -1 "$RES")"
+t0=$(date +%s.%N)
+start "$R" "$W/server-synth.log"
+note "{\"kind\": \"open\", \"seconds\": $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'), \
+\"server_rss_mib\": $(( $(server_kib "$SERVER_PID" VmRSS) / 1024 ))}"
+for kind in absent present; do
+	for n in 1 4; do
+		cpu0=$(server_cpu "$SERVER_PID")
+		out=$("$LOAD" missing "$URL" "$R/tls/cert.pem" "$TOK" "$n" \
+			"$IDS" "$kind" "$CHUNKS" "$SEED") ||
+			die "missing-query ($kind, $n clients) failed"
+		measure "index-$kind" "$out" "$cpu0"
+		echo "index $kind N=$n: $(tail -1 "$RES")"
+	done
+done
+stop
+if [ "$GC" = 1 ]; then
+	/usr/bin/time -f '%e %M' -o "$W/gc.time" \
+		"$SERVER" gc --repo "$R" --dry-run > "$W/gc.out" 2>&1 ||
+		die "gc failed: $(tail -3 "$W/gc.out")"
+	read -r gs gk < "$W/gc.time"
+	note "{\"kind\": \"gc\", \"seconds\": $gs, \"rss_mib\": $((gk / 1024))}"
+	echo "gc --dry-run: $(tail -1 "$RES")"
+fi
+rm -rf "$R"
+
+# ---- the report
+full=0
+[ "$CHUNKS" -ge 50000000 ] && [ "$CLIENTS" = "1 4 16 64" ] && full=1
+case $DOCS in 1 | yes) full=1 ;; 0 | no) full=0 ;; esac
+docs=()
+[ "$full" = 1 ] && docs=("$TOP/docs/BENCHMARKS.md")
+python3 "$HERE/server_report.py" "$RES" "$W/server-bench.md" "${docs[@]}" ||
+	die "report failed"
+echo "results: $RES"
+echo "report:  $W/server-bench.md ${docs[*]}"

@@ -1,0 +1,131 @@
+/*
+ * synth_index.c - a synthetic repository index of many chunks, written
+ * straight into the LevelDB of a repository made by `dedup-server init`,
+ * for the index-at-scale measurements of tests/bench/server-bench.sh.
+ *
+ *   synth-index REPO CHUNKS [SEED]
+ *
+ * Writes CHUNKS entries "c" + id -> location (docs/FORMAT.md, "Index")
+ * with the ids of synth_ids.h, in key order, then the "mstats" counters in
+ * a last synced write, so the server opens the index without recounting.
+ * The locations name pack files that do not exist (sequence numbers from
+ * 1, 128 MiB packs of 256 KiB chunks): the index is for lookups (the
+ * missing-query, /stats, RSS, bytes per chunk) and for the mark and scan
+ * phases of `gc --dry-run`; reading a chunk of it answers that its pack is
+ * missing. The options are the server's (server/store/store_index.c):
+ * bloom filter of 10 bits a key, no compression, LevelDB's default table
+ * size. Prints one line: "chunks N seconds S".
+ */
+#include <errno.h>
+#include <leveldb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pack.h"
+#include "synth_ids.h"
+#include "util.h"
+
+#define SYNTH_BATCH 100000u
+#define SYNTH_CHUNK_PLAIN (256u * 1024)
+#define SYNTH_CHUNK_STORED (150u * 1024)
+#define SYNTH_PACK_BYTES (128ull * 1024 * 1024)
+
+/* Where the synthetic chunk i lives: packs filled in id order. */
+static void synth_loc(struct dd_chunk_loc *loc, uint64_t i)
+{
+	uint64_t rec = DD_PACK_RECORD_HEADER_LEN + SYNTH_CHUNK_STORED;
+	uint64_t per_pack = (SYNTH_PACK_BYTES - DD_PACK_HEADER_LEN) / rec;
+
+	loc->pack_seq = 1 + i / per_pack;
+	loc->offset = DD_PACK_HEADER_LEN + (i % per_pack) * rec;
+	loc->flags = 1;
+	loc->plain_len = SYNTH_CHUNK_PLAIN;
+	loc->stored_len = SYNTH_CHUNK_STORED;
+}
+
+static int synth_write(leveldb_t *db, uint64_t n, uint64_t seed)
+{
+	leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+	leveldb_writebatch_t *b = leveldb_writebatch_create();
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN], meta[17];
+	struct dd_chunk_loc loc;
+	struct dd_id id;
+	char *err = NULL;
+	uint64_t i;
+
+	key[0] = 'c';
+	for (i = 0; i < n && !err; i++) {
+		synth_present_id(&id, seed, n, i);
+		memcpy(key + 1, id.b, DD_ID_LEN);
+		synth_loc(&loc, i);
+		dd_chunk_loc_encode(val, &loc);
+		leveldb_writebatch_put(b, (const char *)key, sizeof(key),
+				       (const char *)val, sizeof(val));
+		if ((i + 1) % SYNTH_BATCH == 0 || i + 1 == n) {
+			leveldb_write(db, w, b, &err);
+			leveldb_writebatch_clear(b);
+		}
+	}
+	if (!err) {
+		/* The counters, as store_meta_encode() writes them. */
+		meta[0] = 1;
+		dd_put_le64(meta + 1, n);
+		dd_put_le64(meta + 9, n * SYNTH_CHUNK_PLAIN);
+		leveldb_writeoptions_set_sync(w, 1);
+		leveldb_put(db, w, "mstats", 6, (const char *)meta,
+			    sizeof(meta), &err);
+	}
+	leveldb_writebatch_destroy(b);
+	leveldb_writeoptions_destroy(w);
+	if (err) {
+		fprintf(stderr, "error: cannot write the index: %s\n", err);
+		leveldb_free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	leveldb_options_t *o;
+	leveldb_filterpolicy_t *bloom;
+	leveldb_t *db;
+	char dir[4096], *err = NULL;
+	uint64_t n, seed = 1;
+	double t0;
+	int rc;
+
+	if (argc < 3 || argc > 4 || dd_parse_u64(argv[2], &n) < 0 ||
+	    (argc == 4 && dd_parse_u64(argv[3], &seed) < 0)) {
+		fputs("usage: synth-index REPO CHUNKS [SEED]\n", stderr);
+		return 2;
+	}
+	if (dd_path_join(dir, sizeof(dir), argv[1], "index") < 0) {
+		fputs("error: repository path too long\n", stderr);
+		return 1;
+	}
+	o = leveldb_options_create();
+	bloom = leveldb_filterpolicy_create_bloom(10);
+	leveldb_options_set_filter_policy(o, bloom);
+	leveldb_options_set_compression(o, leveldb_no_compression);
+	leveldb_options_set_write_buffer_size(o, 64u * 1024 * 1024);
+	leveldb_options_set_max_open_files(o, 256);
+	t0 = dd_monotonic();
+	db = leveldb_open(o, dir, &err);
+	if (!db || err) {
+		fprintf(stderr, "error: cannot open index '%s': %s\n", dir,
+			err ? err : "unknown error");
+		leveldb_free(err);
+		rc = -EIO;
+	} else {
+		rc = synth_write(db, n, seed);
+		leveldb_close(db);
+	}
+	leveldb_options_destroy(o);
+	leveldb_filterpolicy_destroy(bloom);
+	if (rc == 0)
+		printf("chunks %llu seconds %.2f\n", (unsigned long long)n,
+		       dd_monotonic() - t0);
+	return rc == 0 ? 0 : 1;
+}
