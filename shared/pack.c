@@ -77,15 +77,93 @@ static void id_hex(char out[DD_ID_HEX_LEN + 1], const struct dd_id *id)
 
 /* ---- index value ---- */
 
-void dd_chunk_loc_encode(uint8_t out[DD_CHUNK_LOC_LEN],
-			 const struct dd_chunk_loc *loc)
+static size_t loc_put_varint(uint8_t *p, uint64_t v)
 {
-	out[0] = 1;
-	dd_put_le64(out + 1, loc->pack_seq);
-	dd_put_le64(out + 9, loc->offset);
-	dd_put_le32(out + 17, loc->flags);
-	dd_put_le32(out + 21, loc->plain_len);
-	dd_put_le32(out + 25, loc->stored_len);
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* A varint of at most `bits` bits from b[*off..len); -EBADMSG past the
+ * end or the width. */
+static int loc_get_varint(const uint8_t *b, size_t len, size_t *off,
+			  unsigned bits, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+
+	for (;;) {
+		uint8_t c;
+
+		if (*off >= len || shift >= bits)
+			return -EBADMSG;
+		c = b[(*off)++];
+		if (shift == 63 && (c & 0x7e))
+			return -EBADMSG;
+		v |= (uint64_t)(c & 0x7f) << shift;
+		shift += 7;
+		if (!(c & 0x80))
+			break;
+	}
+	if (bits < 64 && v >> bits)
+		return -EBADMSG;
+	*out = v;
+	return 0;
+}
+
+size_t dd_chunk_loc_encode(uint8_t out[DD_CHUNK_LOC_MAX],
+			   const struct dd_chunk_loc *loc)
+{
+	size_t n = 0;
+
+	out[n++] = 2;
+	n += loc_put_varint(out + n, loc->pack_seq);
+	n += loc_put_varint(out + n, loc->offset);
+	n += loc_put_varint(out + n, loc->flags);
+	n += loc_put_varint(out + n, loc->plain_len);
+	n += loc_put_varint(out + n, loc->stored_len);
+	return n;
+}
+
+static int loc_decode_v1(struct dd_chunk_loc *loc, const uint8_t *b,
+			 size_t len)
+{
+	if (len != DD_CHUNK_LOC_V1_LEN)
+		return dd_error_set(-EBADMSG, "chunk location has %zu bytes, "
+				    "expected %u", len, DD_CHUNK_LOC_V1_LEN);
+	loc->pack_seq = dd_le64(b + 1);
+	loc->offset = dd_le64(b + 9);
+	loc->flags = dd_le32(b + 17);
+	loc->plain_len = dd_le32(b + 21);
+	loc->stored_len = dd_le32(b + 25);
+	return 0;
+}
+
+static int loc_decode_v2(struct dd_chunk_loc *loc, const uint8_t *b,
+			 size_t len)
+{
+	uint64_t v[5];
+	size_t off = 1;
+	int i;
+
+	for (i = 0; i < 5; i++)
+		if (loc_get_varint(b, len, &off, i < 2 ? 64 : 32, &v[i]) < 0)
+			return dd_error_set(-EBADMSG, "chunk location field %d "
+					    "is cut short or too wide", i);
+	if (off != len)
+		return dd_error_set(-EBADMSG, "chunk location has %zu bytes "
+				    "after its fields", len - off);
+	loc->pack_seq = v[0];
+	loc->offset = v[1];
+	loc->flags = (uint32_t)v[2];
+	loc->plain_len = (uint32_t)v[3];
+	loc->stored_len = (uint32_t)v[4];
+	return 0;
 }
 
 int dd_chunk_loc_decode(struct dd_chunk_loc *out, const void *p, size_t len)
@@ -94,17 +172,17 @@ int dd_chunk_loc_decode(struct dd_chunk_loc *out, const void *p, size_t len)
 	struct dd_chunk_loc loc;
 	int err;
 
-	if (len != DD_CHUNK_LOC_LEN)
-		return dd_error_set(-EBADMSG, "chunk location has %zu bytes, "
-				    "expected %u", len, DD_CHUNK_LOC_LEN);
-	if (b[0] != 1)
-		return dd_error_set(-EBADMSG, "unknown chunk location version "
-				    "%u", b[0]);
-	loc.pack_seq = dd_le64(b + 1);
-	loc.offset = dd_le64(b + 9);
-	loc.flags = dd_le32(b + 17);
-	loc.plain_len = dd_le32(b + 21);
-	loc.stored_len = dd_le32(b + 25);
+	if (len == 0)
+		return dd_error_set(-EBADMSG, "chunk location is empty");
+	if (b[0] == 1)
+		err = loc_decode_v1(&loc, b, len);
+	else if (b[0] == 2)
+		err = loc_decode_v2(&loc, b, len);
+	else
+		err = dd_error_set(-EBADMSG, "unknown chunk location version "
+				   "%u", b[0]);
+	if (err < 0)
+		return err;
 	err = check_chunk(loc.flags, loc.plain_len, loc.stored_len, -EBADMSG,
 			  "chunk location");
 	if (err < 0)

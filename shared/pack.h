@@ -37,12 +37,22 @@ struct dd_chunk_loc {
 	uint32_t plain_len;
 	uint32_t stored_len;
 };
-/* The index value encoding of a location: 28 bytes, little-endian,
- * pack_seq | offset | flags | plain_len | stored_len, preceded by a version
- * byte 1 (29 bytes in all). */
-#define DD_CHUNK_LOC_LEN 29u
-void dd_chunk_loc_encode(uint8_t out[DD_CHUNK_LOC_LEN],
-			 const struct dd_chunk_loc *loc);
+/*
+ * The index value encoding of a location (docs/FORMAT.md, "Index").
+ * Version 2, what dd_chunk_loc_encode writes: u8 2, then pack_seq, offset,
+ * flags, plain_len, stored_len as LEB128 varints (7 bits a byte, low
+ * first): 13 to 17 bytes for the sizes a repository has, at most
+ * DD_CHUNK_LOC_MAX. Version 1, still read: u8 1 | u64 pack_seq | u64
+ * offset | u32 flags | u32 plain_len | u32 stored_len, little-endian
+ * (DD_CHUNK_LOC_V1_LEN bytes). Returns the length written.
+ */
+#define DD_CHUNK_LOC_V1_LEN 29u
+#define DD_CHUNK_LOC_MAX 36u
+size_t dd_chunk_loc_encode(uint8_t out[DD_CHUNK_LOC_MAX],
+			   const struct dd_chunk_loc *loc);
+/* Either version; -EBADMSG (with a reason) for anything else: a short or
+ * long value, an unknown version, a varint past its field's width, or
+ * values no chunk has. */
 int dd_chunk_loc_decode(struct dd_chunk_loc *out, const void *p, size_t len);
 
 /* "<dir>/<16 hex digits of seq>.pack" into out (size >= strlen(dir)+24). */

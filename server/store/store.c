@@ -50,13 +50,14 @@ struct store_rebuild {
 static int store_rebuild_put(struct store_rebuild *r, const struct dd_id *id,
 			     const struct dd_chunk_loc *loc)
 {
-	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_MAX];
+	size_t vlen;
 	char *err = NULL;
 
 	store_id_key(key, id);
-	dd_chunk_loc_encode(val, loc);
+	vlen = dd_chunk_loc_encode(val, loc);
 	leveldb_put(r->s->db, r->s->wopts_nosync, (const char *)key,
-		    sizeof(key), (const char *)val, sizeof(val), &err);
+		    sizeof(key), (const char *)val, vlen, &err);
 	if (err) {
 		r->err = store_db_error(err, "write the index");
 		return -1;

@@ -151,7 +151,8 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		      uint64_t *moved)
 {
 	leveldb_writebatch_t *batch;
-	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_MAX];
+	size_t vlen;
 	struct dd_chunk_loc have;
 	char *err = NULL;
 	size_t i;
@@ -175,9 +176,9 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		    have.offset != m[i].from.offset)
 			continue;
 		store_id_key(key, &m[i].id);
-		dd_chunk_loc_encode(val, &m[i].to);
+		vlen = dd_chunk_loc_encode(val, &m[i].to);
 		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
-				       (const char *)val, sizeof(val));
+				       (const char *)val, vlen);
 		cnt++;
 	}
 	if (rc == 0 && cnt) {

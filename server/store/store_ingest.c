@@ -62,7 +62,8 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	uint32_t *todo = NULL;
 	size_t ntodo = 0, njoin = 0, i;
 	leveldb_writebatch_t *batch = NULL;
-	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN];
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_MAX];
+	size_t vlen;
 	uint8_t meta[STORE_META_LEN];
 	uint64_t add_bytes = 0, incoming = 0, chunks, bytes;
 	struct dd_chunk_loc loc;
@@ -156,9 +157,9 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 		if (rc < 0)
 			goto write_failed;
 		store_id_key(key, &r->id);
-		dd_chunk_loc_encode(val, &loc);
+		vlen = dd_chunk_loc_encode(val, &loc);
 		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
-				       (const char *)val, sizeof(val));
+				       (const char *)val, vlen);
 		rc = domains_batch_new(s, batch, dom, &r->id);
 		if (rc < 0)
 			goto write_failed;

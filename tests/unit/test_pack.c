@@ -478,37 +478,81 @@ static void test_loc_codec(void)
 {
 	struct dd_chunk_loc a = { 0x0102030405060708ull, 0x1122334455667788ull,
 				  DD_COMP_ZSTD, 1000, 500 }, b;
-	static const uint8_t want[DD_CHUNK_LOC_LEN] = {
+	/* Version 1, as indexes written before version 2 hold it. */
+	static const uint8_t v1[DD_CHUNK_LOC_V1_LEN] = {
 		1, 8, 7, 6, 5, 4, 3, 2, 1, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33,
 		0x22, 0x11, 1, 0, 0, 0, 0xe8, 3, 0, 0, 0xf4, 1, 0, 0,
 	};
-	uint8_t enc[DD_CHUNK_LOC_LEN], bad[DD_CHUNK_LOC_LEN];
+	/* Version 2 of a typical location: pack 3, offset 70000, zstd,
+	 * 262144 plain bytes stored in 150000. */
+	static const uint8_t v2[] = {
+		2, 3, 0xf0, 0xa2, 0x04, 1, 0x80, 0x80, 0x10, 0xf0, 0x93, 0x09,
+	};
+	struct dd_chunk_loc t = { 3, 70000, DD_COMP_ZSTD, 262144, 150000 };
+	uint8_t enc[DD_CHUNK_LOC_MAX], bad[DD_CHUNK_LOC_MAX + 4];
+	size_t n;
 	char path[64];
 
-	dd_chunk_loc_encode(enc, &a);
-	CHECK(memcmp(enc, want, sizeof(want)) == 0);
-	CHECK_EQ(dd_chunk_loc_decode(&b, enc, sizeof(enc)), 0);
+	CHECK_EQ(dd_chunk_loc_decode(&b, v1, sizeof(v1)), 0);
 	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
-	CHECK_EQ(dd_chunk_loc_decode(&b, enc, sizeof(enc) - 1), -EBADMSG);
-	CHECK_EQ(dd_chunk_loc_decode(&b, enc, 0), -EBADMSG);
-	memcpy(bad, enc, sizeof(bad));
-	bad[0] = 2;                                   /* version */
-	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(bad)), -EBADMSG);
-	memcpy(bad, enc, sizeof(bad));
+	CHECK_EQ(dd_chunk_loc_decode(&b, v1, sizeof(v1) - 1), -EBADMSG);
+	CHECK_EQ(dd_chunk_loc_decode(&b, v1, 0), -EBADMSG);
+	memcpy(bad, v1, sizeof(v1));
+	bad[0] = 3;                                   /* version */
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
+	memcpy(bad, v1, sizeof(v1));
 	dd_put_le32(bad + 17, 3);                     /* flags */
-	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(bad)), -EBADMSG);
-	memcpy(bad, enc, sizeof(bad));
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
+	memcpy(bad, v1, sizeof(v1));
 	dd_put_le32(bad + 21, DD_CHUNK_SIZE_LIMIT + 1);
-	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(bad)), -EBADMSG);
-	memcpy(bad, enc, sizeof(bad));
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
+	memcpy(bad, v1, sizeof(v1));
 	dd_put_le32(bad + 25, 2000);                  /* stored > bound */
-	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(bad)), -EBADMSG);
-	memcpy(bad, enc, sizeof(bad));
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
+	memcpy(bad, v1, sizeof(v1));
 	dd_put_le32(bad + 17, DD_COMP_NONE);          /* raw: 500 != 1000 */
-	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(bad)), -EBADMSG);
-	memcpy(bad, enc, sizeof(bad));
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
+	memcpy(bad, v1, sizeof(v1));
 	dd_put_le64(bad + 9, 3);                      /* inside the header */
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
+
+	/* What is written is version 2, and reads back. */
+	n = dd_chunk_loc_encode(enc, &t);
+	CHECK_EQ(n, sizeof(v2));
+	CHECK(memcmp(enc, v2, sizeof(v2)) == 0);
+	CHECK_EQ(dd_chunk_loc_decode(&b, enc, n), 0);
+	CHECK(memcmp(&t, &b, sizeof(t)) == 0);
+	n = dd_chunk_loc_encode(enc, &a);
+	CHECK(n <= DD_CHUNK_LOC_MAX);
+	CHECK_EQ(dd_chunk_loc_decode(&b, enc, n), 0);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	a.pack_seq = UINT64_MAX;
+	a.offset = INT64_MAX;
+	a.flags = DD_COMP_NONE;
+	a.plain_len = a.stored_len = DD_CHUNK_SIZE_LIMIT;
+	n = dd_chunk_loc_encode(enc, &a);
+	CHECK(n <= DD_CHUNK_LOC_MAX);
+	CHECK_EQ(dd_chunk_loc_decode(&b, enc, n), 0);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	/* Cut short anywhere, or with a byte after it: refused. */
+	for (size_t k = 1; k < sizeof(v2); k++)
+		CHECK_EQ(dd_chunk_loc_decode(&b, v2, k), -EBADMSG);
+	memcpy(bad, v2, sizeof(v2));
+	bad[sizeof(v2)] = 0;
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v2) + 1), -EBADMSG);
+	/* A 32-bit field of 2^32: too wide. */
+	static const uint8_t wide[] = { 2, 3, 0xf0, 0xa2, 0x04,
+					0x80, 0x80, 0x80, 0x80, 0x10,
+					0x80, 0x80, 0x10, 0xf0, 0x93, 0x09 };
+	CHECK_EQ(dd_chunk_loc_decode(&b, wide, sizeof(wide)), -EBADMSG);
+	/* A 64-bit field of eleven bytes. */
+	memset(bad, 0x80, sizeof(bad));
+	bad[0] = 2;
 	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(bad)), -EBADMSG);
+	/* The checks of version 1 hold for version 2: raw 150000 != 262144. */
+	memcpy(bad, v2, sizeof(v2));
+	bad[5] = DD_COMP_NONE;
+	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v2)), -EBADMSG);
 
 	dd_pack_path(path, sizeof(path), "/srv/repo/packs", 0x1a2b);
 	CHECK(strcmp(path, "/srv/repo/packs/0000000000001a2b.pack") == 0);
