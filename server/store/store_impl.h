@@ -27,6 +27,13 @@
 #include "vouch.h"
 
 #define STORE_CACHE_BYTES (64u * 1024 * 1024)
+/* LevelDB's table size. Its default, 2 MiB, makes 1,500 tables of a
+ * 50-million-chunk index, past the 256 the table cache keeps open, so
+ * that a lookup (present or absent: the bloom filters live in the
+ * tables) reopened a table and read its index and filter blocks again
+ * (docs/BENCHMARKS.md, "Index at scale"). 32 MiB tables keep an index of
+ * 400 million chunks in 256 open tables. */
+#define STORE_TABLE_BYTES (32u * 1024 * 1024)
 #define STORE_FD_SLOTS 64
 #define STORE_META_KEY "mstats"
 #define STORE_META_LEN 17u
