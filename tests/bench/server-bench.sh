@@ -9,7 +9,7 @@
 # Environment:
 #   DD_BENCH_DIR      work dir (repositories, logs, results); default
 #                     /var/tmp/dedup-bench-server (the disk measured)
-#   DD_BENCH_CLIENTS  concurrent clients, default "1 4 16 64"
+#   DD_BENCH_CLIENTS  concurrent clients, default "1 4 16 64" ("" none)
 #   DD_BENCH_MB       MiB of unique chunks each client count sends in all,
 #                     default 512
 #   DD_BENCH_CHUNKS   chunks of the synthetic index, default 50000000
@@ -29,12 +29,13 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 O=${O:-build}
 case $O in /*) BUILD=$O ;; *) BUILD=$TOP/$O ;; esac
-SERVER=$BUILD/dedup-server
+# DD_BENCH_SERVER: another dedup-server binary (a before/after comparison).
+SERVER=${DD_BENCH_SERVER:-$BUILD/dedup-server}
 LOAD=$BUILD/bench/server-bench
 SYNTH=$BUILD/bench/synth-index
 
 W=${DD_BENCH_DIR:-/var/tmp/dedup-bench-server}
-CLIENTS=${DD_BENCH_CLIENTS:-1 4 16 64}
+CLIENTS=${DD_BENCH_CLIENTS-1 4 16 64}
 MB=${DD_BENCH_MB:-512}
 CHUNKS=${DD_BENCH_CHUNKS:-50000000}
 IDS=${DD_BENCH_IDS:-4000000}
@@ -96,16 +97,18 @@ stop() {
 # measure KIND JSON-FROM-LOAD CPU0: the load's object with the server's
 # CPU seconds and memory added.
 measure() {
-	local cpu1 rss hwm
+	local cpu1 rss hwm anon
 	cpu1=$(server_cpu "$SERVER_PID")
 	rss=$(server_kib "$SERVER_PID" VmRSS)
 	hwm=$(server_kib "$SERVER_PID" VmHWM)
+	anon=$(server_kib "$SERVER_PID" RssAnon)
 	python3 -c 'import json,sys
 o = json.loads(sys.argv[2]); o["kind"] = sys.argv[1]
 o["server_cpu_s"] = round(float(sys.argv[4]) - float(sys.argv[3]), 2)
 o["server_rss_mib"] = round(int(sys.argv[5]) / 1024, 1)
 o["server_hwm_mib"] = round(int(sys.argv[6]) / 1024, 1)
-print(json.dumps(o))' "$1" "$2" "$3" "$cpu1" "$rss" "$hwm" >> "$RES"
+o["server_anon_mib"] = round(int(sys.argv[7]) / 1024, 1)
+print(json.dumps(o))' "$1" "$2" "$3" "$cpu1" "$rss" "$hwm" "$anon" >> "$RES"
 }
 
 note "{\"kind\": \"meta\", \"date\": \"$(date -u '+%Y-%m-%d %H:%M UTC')\", \

@@ -13,10 +13,17 @@
  * missing-query, /stats, RSS, bytes per chunk) and for the mark and scan
  * phases of `gc --dry-run`; reading a chunk of it answers that its pack is
  * missing. The options are the server's (server/store/store_index.c):
- * bloom filter of 10 bits a key, no compression, LevelDB's default table
- * size. Prints one line: "chunks N seconds S".
+ * bloom filter of 10 bits a key, no compression, its write buffer and its
+ * table size (STORE_TABLE_BYTES; DD_BENCH_TABLE_MIB sets another, to
+ * measure what the table size does; DD_BENCH_LOC_V1 set writes version
+ * 1 locations, which servers before version 2 read). Keys written in order would leave
+ * every table where its memtable flush put it; a whole-range compaction
+ * at the end gives the shape of a long-lived index instead: nearly
+ * everything in the last level, in tables of the table size, no log.
+ * Prints one line: "chunks N seconds S compact_seconds C".
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <leveldb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +37,9 @@
 #define SYNTH_CHUNK_PLAIN (256u * 1024)
 #define SYNTH_CHUNK_STORED (150u * 1024)
 #define SYNTH_PACK_BYTES (128ull * 1024 * 1024)
+/* The server's (server/store/store_impl.h). */
+#define SYNTH_WRITE_BUFFER (8u * 1024 * 1024)
+#define SYNTH_TABLE_MIB 32u
 
 /* Where the synthetic chunk i lives: packs filled in id order. */
 static void synth_loc(struct dd_chunk_loc *loc, uint64_t i)
@@ -44,11 +54,25 @@ static void synth_loc(struct dd_chunk_loc *loc, uint64_t i)
 	loc->stored_len = SYNTH_CHUNK_STORED;
 }
 
-static int synth_write(leveldb_t *db, uint64_t n, uint64_t seed)
+/* The location as servers before version 2 wrote it (docs/FORMAT.md),
+ * for a before/after comparison with such a server. */
+static size_t synth_loc_v1(uint8_t *out, const struct dd_chunk_loc *loc)
+{
+	out[0] = 1;
+	dd_put_le64(out + 1, loc->pack_seq);
+	dd_put_le64(out + 9, loc->offset);
+	dd_put_le32(out + 17, loc->flags);
+	dd_put_le32(out + 21, loc->plain_len);
+	dd_put_le32(out + 25, loc->stored_len);
+	return DD_CHUNK_LOC_V1_LEN;
+}
+
+static int synth_write(leveldb_t *db, uint64_t n, uint64_t seed, bool v1)
 {
 	leveldb_writeoptions_t *w = leveldb_writeoptions_create();
 	leveldb_writebatch_t *b = leveldb_writebatch_create();
-	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_LEN], meta[17];
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_MAX], meta[17];
+	size_t vlen;
 	struct dd_chunk_loc loc;
 	struct dd_id id;
 	char *err = NULL;
@@ -59,9 +83,10 @@ static int synth_write(leveldb_t *db, uint64_t n, uint64_t seed)
 		synth_present_id(&id, seed, n, i);
 		memcpy(key + 1, id.b, DD_ID_LEN);
 		synth_loc(&loc, i);
-		dd_chunk_loc_encode(val, &loc);
+		vlen = v1 ? synth_loc_v1(val, &loc) :
+			    dd_chunk_loc_encode(val, &loc);
 		leveldb_writebatch_put(b, (const char *)key, sizeof(key),
-				       (const char *)val, sizeof(val));
+				       (const char *)val, vlen);
 		if ((i + 1) % SYNTH_BATCH == 0 || i + 1 == n) {
 			leveldb_write(db, w, b, &err);
 			leveldb_writebatch_clear(b);
@@ -93,12 +118,19 @@ int main(int argc, char **argv)
 	leveldb_t *db;
 	char dir[4096], *err = NULL;
 	uint64_t n, seed = 1;
-	double t0;
+	const char *env = getenv("DD_BENCH_TABLE_MIB");
+	uint64_t table_mib = SYNTH_TABLE_MIB;
+	double t0, t1 = 0;
 	int rc;
 
 	if (argc < 3 || argc > 4 || dd_parse_u64(argv[2], &n) < 0 ||
 	    (argc == 4 && dd_parse_u64(argv[3], &seed) < 0)) {
 		fputs("usage: synth-index REPO CHUNKS [SEED]\n", stderr);
+		return 2;
+	}
+	if (env && (dd_parse_u64(env, &table_mib) < 0 || table_mib == 0 ||
+		    table_mib > 1024)) {
+		fputs("error: DD_BENCH_TABLE_MIB must be 1..1024\n", stderr);
 		return 2;
 	}
 	if (dd_path_join(dir, sizeof(dir), argv[1], "index") < 0) {
@@ -109,8 +141,9 @@ int main(int argc, char **argv)
 	bloom = leveldb_filterpolicy_create_bloom(10);
 	leveldb_options_set_filter_policy(o, bloom);
 	leveldb_options_set_compression(o, leveldb_no_compression);
-	leveldb_options_set_write_buffer_size(o, 64u * 1024 * 1024);
+	leveldb_options_set_write_buffer_size(o, SYNTH_WRITE_BUFFER);
 	leveldb_options_set_max_open_files(o, 256);
+	leveldb_options_set_max_file_size(o, (size_t)table_mib << 20);
 	t0 = dd_monotonic();
 	db = leveldb_open(o, dir, &err);
 	if (!db || err) {
@@ -119,13 +152,17 @@ int main(int argc, char **argv)
 		leveldb_free(err);
 		rc = -EIO;
 	} else {
-		rc = synth_write(db, n, seed);
+		rc = synth_write(db, n, seed, getenv("DD_BENCH_LOC_V1") != NULL);
+		t1 = dd_monotonic();
+		if (rc == 0)
+			leveldb_compact_range(db, NULL, 0, NULL, 0);
 		leveldb_close(db);
 	}
 	leveldb_options_destroy(o);
 	leveldb_filterpolicy_destroy(bloom);
 	if (rc == 0)
-		printf("chunks %llu seconds %.2f\n", (unsigned long long)n,
-		       dd_monotonic() - t0);
+		printf("chunks %llu seconds %.2f compact_seconds %.2f\n",
+		       (unsigned long long)n, dd_monotonic() - t0,
+		       dd_monotonic() - t1);
 	return rc == 0 ? 0 : 1;
 }
