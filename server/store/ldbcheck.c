@@ -19,8 +19,8 @@
 #define LDB_TRAILER_LEN 5u
 #define LDB_MAGIC 0xdb4775248b80fb57ull
 #define LDB_MASK_DELTA 0xa282ead8u
-/* Tables are about 2 MiB (LevelDB's max_file_size); anything far larger
- * is not one of ours. */
+/* Tables are at most about 32 MiB (STORE_TABLE_BYTES; 2 MiB in indexes
+ * written before it); anything far larger is not one of ours. */
 #define LDB_TABLE_MAX (512u * 1024 * 1024)
 
 /* CRC-32C tables for slicing by 8 (polynomial 0x82f63b78, reflected):

@@ -569,7 +569,13 @@ fi ;;
 esac
 out=("$W/BENCHMARKS.md")
 [ "$write_docs" = 1 ] && out+=("$TOP/docs/BENCHMARKS.md")
+# The section `make bench-server` wrote (server_report.py) stays.
+keep=$(sed -n '/^<!-- server-bench:/,/^<!-- \/server-bench -->/p' \
+	"$TOP/docs/BENCHMARKS.md" 2>/dev/null)
 python3 "$HERE/report.py" "$TSV" "${out[@]}" || die "report failed"
+if [ "$write_docs" = 1 ] && [ -n "$keep" ]; then
+	printf '\n%s\n' "$keep" >> "$TOP/docs/BENCHMARKS.md"
+fi
 echo
 echo "raw timings: $TSV"
 echo "report:      ${out[*]}"
