@@ -322,6 +322,7 @@ struct bench_client {
 	/* missing */
 	uint64_t ids, index_chunks, seed, first;
 	bool present;
+	pthread_barrier_t *go;      /* every thread ready: the clock starts */
 	/* results */
 	struct bench_lat lat_missing, lat_upload;
 	uint64_t asked;
@@ -360,6 +361,7 @@ static void *bench_upload_thread(void *arg)
 	double ms;
 	int rc = bench_conn_init(&conn, cl->ca, cl->token);
 
+	pthread_barrier_wait(cl->go);
 	for (size_t i = 0; rc == 0 && i < cl->nbundles; i++) {
 		struct bench_bundle *b = &cl->bundles[i];
 
@@ -375,31 +377,40 @@ static void *bench_upload_thread(void *arg)
 	return NULL;
 }
 
+/* The thread's ids, made before the clock starts (hashing them would
+ * take the load generator's CPU from the server on a shared machine). */
+static struct dd_id *bench_missing_ids(const struct bench_client *cl)
+{
+	struct dd_id *ids = malloc((cl->ids ? cl->ids : 1) * sizeof(*ids));
+	uint64_t s = cl->seed ^ (cl->first * 0x9e3779b97f4a7c15ull);
+
+	for (uint64_t j = 0; ids && j < cl->ids; j++) {
+		if (cl->present)
+			synth_present_id(&ids[j], cl->seed, cl->index_chunks,
+					 bench_splitmix(&s) %
+					 cl->index_chunks);
+		else
+			synth_absent_id(&ids[j], cl->seed, cl->first + j);
+	}
+	return ids;
+}
+
 static void *bench_missing_thread(void *arg)
 {
 	struct bench_client *cl = arg;
 	struct bench_conn conn;
-	struct dd_id *ids = malloc(BENCH_MISSING_BATCH * sizeof(*ids));
-	uint64_t s = cl->seed ^ (cl->first * 0x9e3779b97f4a7c15ull), j = 0;
+	struct dd_id *ids = bench_missing_ids(cl);
+	uint64_t j = 0;
 	int rc = bench_conn_init(&conn, cl->ca, cl->token);
 
 	if (rc == 0 && !ids)
 		rc = -ENOMEM;
+	pthread_barrier_wait(cl->go);
 	while (rc == 0 && j < cl->ids) {
 		uint32_t n = cl->ids - j < BENCH_MISSING_BATCH ?
 			     (uint32_t)(cl->ids - j) : BENCH_MISSING_BATCH;
 
-		for (uint32_t k = 0; k < n; k++) {
-			if (cl->present)
-				synth_present_id(&ids[k], cl->seed,
-						 cl->index_chunks,
-						 bench_splitmix(&s) %
-						 cl->index_chunks);
-			else
-				synth_absent_id(&ids[k], cl->seed,
-						cl->first + j + k);
-		}
-		rc = bench_ask(cl, &conn, ids, n, !cl->present);
+		rc = bench_ask(cl, &conn, ids + j, n, !cl->present);
 		j += n;
 	}
 	free(ids);
@@ -414,21 +425,35 @@ static int bench_run(struct bench_client *cl, unsigned nc,
 {
 	pthread_t *th = calloc(nc, sizeof(*th));
 	struct bench_lat miss = { 0 }, up = { 0 };
+	pthread_barrier_t go;
 	uint64_t asked = 0;
-	double t0, wall, cpu0 = bench_cpu_seconds();
+	double t0, wall, cpu0;
 	unsigned i, started = 0;
 	int rc = th ? 0 : -ENOMEM;
 
-	t0 = dd_monotonic();
+	if (rc == 0 && pthread_barrier_init(&go, NULL, nc + 1) != 0)
+		rc = -ENOMEM;
 	for (i = 0; rc == 0 && i < nc; i++) {
+		cl[i].go = &go;
 		if (pthread_create(&th[i], NULL, fn, &cl[i]) != 0)
 			rc = -EAGAIN;
 		else
 			started++;
 	}
+	if (rc < 0 && started) {
+		/* The started threads wait for nc + 1: stop here. */
+		fprintf(stderr, "error: cannot start %u threads\n", nc);
+		exit(1);
+	}
+	if (rc == 0)
+		pthread_barrier_wait(&go);
+	t0 = dd_monotonic();
+	cpu0 = bench_cpu_seconds();
 	for (i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	wall = dd_monotonic() - t0;
+	if (th && rc == 0)
+		pthread_barrier_destroy(&go);
 	for (i = 0; i < started; i++) {
 		if (cl[i].rc < 0 && rc == 0)
 			rc = cl[i].rc;
