@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct dd_buf out;
 	struct dd_chunk_loc loc;
 	struct dd_id id;
-	uint8_t enc[DD_CHUNK_LOC_LEN];
+	uint8_t enc[DD_CHUNK_LOC_V1_LEN];
 	unsigned n = 0;
 	bool sealed;
 	int fd;
