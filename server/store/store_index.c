@@ -60,7 +60,7 @@ int store_db_open(struct store *s)
 int store_options_init(struct store *s)
 {
 	s->opts = leveldb_options_create();
-	s->bloom = leveldb_filterpolicy_create_bloom(10);
+	s->bloom = leveldb_filterpolicy_create_bloom(STORE_BLOOM_BITS);
 	s->cache = leveldb_cache_create_lru(STORE_CACHE_BYTES);
 	s->ropts = leveldb_readoptions_create();
 	s->wopts_sync = leveldb_writeoptions_create();

@@ -118,7 +118,8 @@ def report(rows):
         out += ["### Index at scale", "",
                 "A synthetic index of **%d chunks** written straight into "
                 "LevelDB by `tests/bench/synth_index.c` (server options: "
-                "bloom 10 bits a key, no compression; ids in key order, "
+                "bloom filter of 16 bits a key, 32 MiB tables, no "
+                "compression; ids in key order, then compacted; "
                 "locations naming packs that do not exist, so no chunk "
                 "can be read) in %.0f s (writer peak RSS %d MiB)." % (
                     synth["chunks"], synth["seconds"],

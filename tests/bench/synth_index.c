@@ -12,14 +12,15 @@
  * 1, 128 MiB packs of 256 KiB chunks): the index is for lookups (the
  * missing-query, /stats, RSS, bytes per chunk) and for the mark and scan
  * phases of `gc --dry-run`; reading a chunk of it answers that its pack is
- * missing. The options are the server's (server/store/store_index.c):
- * bloom filter of 10 bits a key, no compression, its write buffer and its
- * table size (STORE_TABLE_BYTES; DD_BENCH_TABLE_MIB sets another, to
- * measure what the table size does; DD_BENCH_LOC_V1 set writes version
- * 1 locations, which servers before version 2 read). Keys written in order would leave
- * every table where its memtable flush put it; a whole-range compaction
- * at the end gives the shape of a long-lived index instead: nearly
- * everything in the last level, in tables of the table size, no log.
+ * missing. The options are the server's (server/store/store_impl.h):
+ * STORE_BLOOM_BITS bloom filter bits a key, no compression, its write
+ * buffer and its table size (STORE_TABLE_BYTES). For before/after
+ * figures, DD_BENCH_TABLE_MIB and DD_BENCH_BLOOM_BITS set others, and
+ * DD_BENCH_LOC_V1 set writes version 1 locations, which servers before
+ * version 2 read. Keys written in order would leave every table where
+ * its memtable flush put it; a whole-range compaction at the end gives
+ * the shape of a long-lived index instead: nearly everything in the last
+ * level, in tables of the table size, no log.
  * Prints one line: "chunks N seconds S compact_seconds C".
  */
 #include <errno.h>
@@ -40,6 +41,7 @@
 /* The server's (server/store/store_impl.h). */
 #define SYNTH_WRITE_BUFFER (8u * 1024 * 1024)
 #define SYNTH_TABLE_MIB 32u
+#define SYNTH_BLOOM_BITS 16
 
 /* Where the synthetic chunk i lives: packs filled in id order. */
 static void synth_loc(struct dd_chunk_loc *loc, uint64_t i)
@@ -119,7 +121,7 @@ int main(int argc, char **argv)
 	char dir[4096], *err = NULL;
 	uint64_t n, seed = 1;
 	const char *env = getenv("DD_BENCH_TABLE_MIB");
-	uint64_t table_mib = SYNTH_TABLE_MIB;
+	uint64_t table_mib = SYNTH_TABLE_MIB, bloom_bits = SYNTH_BLOOM_BITS;
 	double t0, t1 = 0;
 	int rc;
 
@@ -133,12 +135,18 @@ int main(int argc, char **argv)
 		fputs("error: DD_BENCH_TABLE_MIB must be 1..1024\n", stderr);
 		return 2;
 	}
+	env = getenv("DD_BENCH_BLOOM_BITS");
+	if (env && (dd_parse_u64(env, &bloom_bits) < 0 || bloom_bits == 0 ||
+		    bloom_bits > 64)) {
+		fputs("error: DD_BENCH_BLOOM_BITS must be 1..64\n", stderr);
+		return 2;
+	}
 	if (dd_path_join(dir, sizeof(dir), argv[1], "index") < 0) {
 		fputs("error: repository path too long\n", stderr);
 		return 1;
 	}
 	o = leveldb_options_create();
-	bloom = leveldb_filterpolicy_create_bloom(10);
+	bloom = leveldb_filterpolicy_create_bloom((int)bloom_bits);
 	leveldb_options_set_filter_policy(o, bloom);
 	leveldb_options_set_compression(o, leveldb_no_compression);
 	leveldb_options_set_write_buffer_size(o, SYNTH_WRITE_BUFFER);
