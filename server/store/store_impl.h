@@ -28,12 +28,20 @@
 
 #define STORE_CACHE_BYTES (64u * 1024 * 1024)
 /* LevelDB's table size. Its default, 2 MiB, makes 1,500 tables of a
- * 50-million-chunk index, past the 256 the table cache keeps open, so
- * that a lookup (present or absent: the bloom filters live in the
- * tables) reopened a table and read its index and filter blocks again
- * (docs/BENCHMARKS.md, "Index at scale"). 32 MiB tables keep an index of
- * 400 million chunks in 256 open tables. */
+ * 50-million-chunk index; 32 MiB makes about 220, which the table cache
+ * (STORE_OPEN_TABLES) keeps open: a table that is not open has to be
+ * mapped again and its index and filter blocks read before a lookup,
+ * present or absent, can use it (docs/SERVER-SCALE.md). */
 #define STORE_TABLE_BYTES (32u * 1024 * 1024)
+/* LevelDB's max_open_files: its table cache holds this many tables less
+ * 10, in 16 shards of an equal share, so a shard overflows (and closes
+ * and reopens tables on every few lookups) long before the total is
+ * reached: 256 gave 15 a shard, too few for the 217 tables of 50 million
+ * chunks. 1000 (62 a shard) keeps about 700 tables (20 GiB of index,
+ * 350 million chunks) open. Tables are mapped with mmap, and LevelDB
+ * closes a mapped table's descriptor, so this costs no file descriptors
+ * (past 1000 mapped tables LevelDB reads with pread). */
+#define STORE_OPEN_TABLES 1000
 /* Bloom filter bits a key. With LevelDB's usual 10 (1% false
  * positives), an absent id checked against the 3 or 4 levels of a big
  * index reads a data block once in 30 lookups: at 50 million chunks that

@@ -84,7 +84,7 @@ int store_options_init(struct store *s)
 	leveldb_options_set_cache(s->opts, s->cache);
 	/* Keys are hashes and values mostly incompressible. */
 	leveldb_options_set_compression(s->opts, leveldb_no_compression);
-	leveldb_options_set_max_open_files(s->opts, 256);
+	leveldb_options_set_max_open_files(s->opts, STORE_OPEN_TABLES);
 	leveldb_options_set_max_file_size(s->opts, STORE_TABLE_BYTES);
 	leveldb_options_set_write_buffer_size(s->opts, 8u * 1024 * 1024);
 	leveldb_writeoptions_set_sync(s->wopts_sync, 1);

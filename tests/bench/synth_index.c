@@ -150,7 +150,7 @@ int main(int argc, char **argv)
 	leveldb_options_set_filter_policy(o, bloom);
 	leveldb_options_set_compression(o, leveldb_no_compression);
 	leveldb_options_set_write_buffer_size(o, SYNTH_WRITE_BUFFER);
-	leveldb_options_set_max_open_files(o, 256);
+	leveldb_options_set_max_open_files(o, 1000);
 	leveldb_options_set_max_file_size(o, (size_t)table_mib << 20);
 	t0 = dd_monotonic();
 	db = leveldb_open(o, dir, &err);
