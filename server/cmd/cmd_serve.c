@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,6 +197,22 @@ static void serve_reload(struct http_server *http, const char *cert_path,
 	free(cert);
 }
 
+/* Raises the soft limit of open files towards the hard one: the index
+ * keeps up to STORE_OPEN_TABLES LevelDB tables open, beside the
+ * connections and the packs being read (the systemd unit sets 65536). */
+static void serve_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= 65536 ||
+	    rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warning("cannot raise the open-files limit: %s",
+			    strerror(errno));
+}
+
 /* The notifier when a hook is configured (notify.h); NULL otherwise. */
 static int serve_notify_new(struct notify **out, const struct config *cfg)
 {
@@ -267,6 +284,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = serve_read_tls(&cert, &key, cert_path, key_path);
 	if (rc < 0)
 		goto cleanup;
+	serve_raise_nofile();
 	rc = store_open_ex(&ctx.store, repo, tokens_store_flags(repo));
 	if (rc < 0)
 		goto cleanup;
