@@ -43,13 +43,25 @@ struct trailer_entry {
 };
 
 struct dd_pack_writer {
-	int fd;
-	int failed;           /* sticky error after a failed sync */
+	struct dd_pack_sink sink;
+	int failed;           /* sticky error after a failed flush */
+	bool created;         /* the sink made the header durable */
 	uint64_t seq;
 	uint64_t size;        /* where the next record goes */
-	char *path;
+	uint64_t durable;     /* bytes the sink has made durable */
+	struct dd_buf pending;/* records appended since the last sync */
+	char *path;           /* the sink's name, for messages */
 	struct trailer_entry *ents;
 	size_t nents, aents;
+};
+
+/* The file sink of dd_pack_writer_new: a pack file in a directory. */
+struct file_sink {
+	int fd;
+	uint64_t off;
+	char *dir;
+	char *path;
+	bool created;
 };
 
 /* The limits every record, loc and trailer entry must respect. */
@@ -201,58 +213,131 @@ void dd_pack_path(char *out, size_t outsz, const char *dir, uint64_t seq)
 
 /* ---- writer ---- */
 
+static int file_sink_create(void *ctx, const void *hdr, size_t len)
+{
+	struct file_sink *f = ctx;
+	int err;
+
+	f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (f->fd < 0)
+		return dd_error_set(-errno, "cannot create pack '%s': %s",
+				    f->path, strerror(errno));
+	f->created = true;
+	err = dd_pwrite_all(f->fd, hdr, len, 0);
+	if (err < 0)
+		return dd_error_set(err, "cannot write pack '%s': %s", f->path,
+				    strerror(-err));
+	if (fdatasync(f->fd) < 0)
+		return dd_error_set(-errno, "cannot sync pack '%s': %s",
+				    f->path, strerror(errno));
+	f->off = len;
+	return dd_fsync_dir(f->dir);
+}
+
+/* pwrite at the tracked end, then fdatasync: the bytes are durable. */
+static int file_sink_append(void *ctx, const void *data, size_t len)
+{
+	struct file_sink *f = ctx;
+	int err = dd_pwrite_all(f->fd, data, len, (off_t)f->off);
+
+	if (err < 0)
+		return dd_error_set(err, "cannot write pack '%s': %s", f->path,
+				    strerror(-err));
+	if (fdatasync(f->fd) < 0)
+		return dd_error_set(-errno, "cannot sync pack '%s': %s",
+				    f->path, strerror(errno));
+	f->off += len;
+	return 0;
+}
+
+static int file_sink_cut(void *ctx, uint64_t size)
+{
+	struct file_sink *f = ctx;
+
+	if (ftruncate(f->fd, (off_t)size) < 0 || fdatasync(f->fd) < 0)
+		return -errno;
+	f->off = size;
+	return 0;
+}
+
+static void file_sink_close(void *ctx, bool failed)
+{
+	struct file_sink *f = ctx;
+
+	if (f->fd >= 0)
+		close(f->fd);
+	/* A pack whose header never became durable holds nothing. */
+	if (failed && f->created)
+		unlink(f->path);
+	free(f->dir);
+	free(f->path);
+	free(f);
+}
+
 int dd_pack_writer_new(struct dd_pack_writer **out, const char *dir,
 		       uint64_t seq)
 {
+	struct dd_pack_sink sink;
+	struct file_sink *f;
+	size_t plen = strlen(dir) + 24;
+
+	*out = NULL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return dd_error_set(-ENOMEM, "out of memory");
+	f->fd = -1;
+	f->dir = strdup(dir);
+	f->path = malloc(plen);
+	if (!f->dir || !f->path) {
+		file_sink_close(f, false);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	dd_pack_path(f->path, plen, dir, seq);
+	sink.name = f->path;
+	sink.create = file_sink_create;
+	sink.append = file_sink_append;
+	sink.cut = file_sink_cut;
+	sink.close = file_sink_close;
+	sink.ctx = f;
+	return dd_pack_writer_open(out, &sink, seq);
+}
+
+int dd_pack_writer_open(struct dd_pack_writer **out,
+			const struct dd_pack_sink *sink, uint64_t seq)
+{
 	struct dd_pack_writer *w;
 	uint8_t hdr[DD_PACK_HEADER_LEN];
-	size_t plen = strlen(dir) + 24;
-	bool created = false;
-	int err = 0;
+	int err;
 
 	*out = NULL;
 	w = calloc(1, sizeof(*w));
-	if (!w)
+	if (!w) {
+		if (sink->close)
+			sink->close(sink->ctx, false);
 		return dd_error_set(-ENOMEM, "out of memory");
-	w->fd = -1;
+	}
+	w->sink = *sink;
 	w->seq = seq;
 	w->size = DD_PACK_HEADER_LEN;
-	w->path = malloc(plen);
+	w->durable = DD_PACK_HEADER_LEN;
+	dd_buf_init(&w->pending, 0);
+	w->path = strdup(sink->name ? sink->name : "pack");
 	if (!w->path) {
 		err = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	dd_pack_path(w->path, plen, dir, seq);
-	w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (w->fd < 0) {
-		err = dd_error_set(-errno, "cannot create pack '%s': %s",
-				   w->path, strerror(errno));
-		goto cleanup;
-	}
-	created = true;
 	memcpy(hdr, PACK_MAGIC, 4);
 	dd_put_le32(hdr + 4, DD_PACK_VERSION);
 	dd_put_le64(hdr + 8, seq);
-	err = dd_pwrite_all(w->fd, hdr, sizeof(hdr), 0);
-	if (err < 0) {
-		dd_error_set(err, "cannot write pack '%s': %s", w->path,
-			     strerror(-err));
-		goto cleanup;
-	}
-	if (fdatasync(w->fd) < 0) {
-		err = dd_error_set(-errno, "cannot sync pack '%s': %s",
-				   w->path, strerror(errno));
-		goto cleanup;
-	}
-	err = dd_fsync_dir(dir);
+	err = sink->create(sink->ctx, hdr, sizeof(hdr));
 	if (err < 0)
 		goto cleanup;
+	w->created = true;
 	*out = w;
 	return 0;
 
 cleanup:
-	if (created)
-		unlink(w->path);
+	w->failed = err;
 	dd_pack_writer_free(w);
 	return err;
 }
@@ -287,18 +372,17 @@ int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 		w->ents = e;
 		w->aents = n;
 	}
+	err = dd_buf_reserve(&w->pending, sizeof(hdr) + stored_len);
+	if (err < 0)
+		return dd_error_set(err, "out of memory");
 	memcpy(hdr, RECORD_MAGIC, 4);
 	memcpy(hdr + 4, id->b, DD_ID_LEN);
 	dd_put_le32(hdr + 36, flags);
 	dd_put_le32(hdr + 40, plain_len);
 	dd_put_le32(hdr + 44, stored_len);
-	err = dd_pwrite_all(w->fd, hdr, sizeof(hdr), (off_t)w->size);
-	if (err == 0 && stored_len)
-		err = dd_pwrite_all(w->fd, stored, stored_len,
-				    (off_t)(w->size + sizeof(hdr)));
-	if (err < 0)
-		return dd_error_set(err, "cannot write pack '%s': %s", w->path,
-				    strerror(-err));
+	dd_buf_append(&w->pending, hdr, sizeof(hdr));
+	if (stored_len)
+		dd_buf_append(&w->pending, stored, stored_len);
 	e = &w->ents[w->nents++];
 	e->id = *id;
 	e->offset = w->size;
@@ -316,17 +400,42 @@ int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 	return 0;
 }
 
+/* Hands the pending records (and `extra`, the trailer) to the sink in one
+ * durable append. On failure the writer refuses further work, and a sink
+ * that can cut takes the torn part off again. */
+static int writer_flush(struct dd_pack_writer *w, const void *extra,
+			size_t extra_len)
+{
+	int err;
+
+	if (extra_len) {
+		err = dd_buf_reserve(&w->pending, extra_len);
+		if (err < 0)
+			return dd_error_set(err, "out of memory");
+		dd_buf_append(&w->pending, extra, extra_len);
+	}
+	if (w->pending.len == 0)
+		return 0;
+	err = w->sink.append(w->sink.ctx, w->pending.data, w->pending.len);
+	if (err < 0) {
+		w->failed = err;
+		if (w->sink.cut)
+			(void)w->sink.cut(w->sink.ctx, w->durable);
+		w->pending.len = extra_len <= w->pending.len ?
+				 w->pending.len - extra_len : 0;
+		return err;
+	}
+	w->durable += w->pending.len - extra_len;
+	dd_buf_reset(&w->pending);
+	return 0;
+}
+
 int dd_pack_writer_sync(struct dd_pack_writer *w)
 {
 	if (w->failed)
 		return dd_error_set(w->failed, "pack '%s' failed earlier",
 				    w->path);
-	if (fdatasync(w->fd) < 0) {
-		w->failed = -errno;
-		return dd_error_set(w->failed, "cannot sync pack '%s': %s",
-				    w->path, strerror(errno));
-	}
-	return 0;
+	return writer_flush(w, NULL, 0);
 }
 
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w)
@@ -371,29 +480,18 @@ int dd_pack_writer_seal(struct dd_pack_writer *w)
 	dd_buf_append(&t, sum.b, DD_ID_LEN);
 	dd_buf_append_le64(&t, w->size);
 	dd_buf_append(&t, TRAILER_END_MAGIC, 4);
-	err = dd_pwrite_all(w->fd, t.data, t.len, (off_t)w->size);
+	/* A trailer cut short (a full disk) would make the pack read as
+	 * damaged: a sink that can cut takes the torn part off, so it stays
+	 * a whole unsealed pack, which is valid. */
+	err = writer_flush(w, t.data, t.len);
 	if (err < 0) {
-		/* A trailer cut short (a full disk) would make the pack read
-		 * as damaged: take the torn part off, so it stays a whole
-		 * unsealed pack, which is valid. */
-		if (ftruncate(w->fd, (off_t)w->size) == 0)
-			(void)fdatasync(w->fd);
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", dd_error_last());
 		dd_error_set(err, "cannot write the trailer of pack '%s': %s",
-			     w->path, strerror(-err));
+			     w->path, why);
 		goto cleanup;
 	}
-	if (fdatasync(w->fd) < 0) {
-		err = dd_error_set(-errno, "cannot sync pack '%s': %s",
-				   w->path, strerror(errno));
-		goto cleanup;
-	}
-	if (close(w->fd) < 0) {
-		w->fd = -1;
-		err = dd_error_set(-errno, "cannot close pack '%s': %s",
-				   w->path, strerror(errno));
-		goto cleanup;
-	}
-	w->fd = -1;
 
 cleanup:
 	dd_buf_release(&t);
@@ -405,14 +503,131 @@ void dd_pack_writer_free(struct dd_pack_writer *w)
 {
 	if (!w)
 		return;
-	if (w->fd >= 0)
-		close(w->fd);
+	/* Records never synced still go out, not durable (the pack stays
+	 * readable by scanning); after a failure nothing more is written. */
+	if (!w->failed && w->pending.len)
+		(void)writer_flush(w, NULL, 0);
+	if (w->sink.close)
+		w->sink.close(w->sink.ctx, !w->created);
+	dd_buf_release(&w->pending);
 	free(w->ents);
 	free(w->path);
 	free(w);
 }
 
 /* ---- reading ---- */
+
+/* The file source of the path and fd entry points. */
+static int fd_src_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	return dd_pread_all(*(int *)ctx, buf, len, (off_t)off);
+}
+
+/* Opens a pack file as a source: *fd is the caller's to close. */
+static int fd_src_open(struct dd_pack_src *src, int *fd, const char *path)
+{
+	struct stat st;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return dd_error_set(-errno, "cannot open pack '%s': %s", path,
+				    strerror(errno));
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		return dd_error_set(-EBADMSG, "pack '%s' is not a regular file",
+				    path);
+	}
+	src->name = path;
+	src->size = (uint64_t)st.st_size;
+	src->read = fd_src_read;
+	src->ctx = fd;
+	return 0;
+}
+
+/* Reads exactly len bytes at off; -EBADMSG when the pack ends first. */
+static int src_read(const struct dd_pack_src *src, void *buf, size_t len,
+		    uint64_t off)
+{
+	if (off > src->size || src->size - off < len)
+		return dd_error_set(-EBADMSG, "file too short");
+	return src->read(src->ctx, buf, len, off);
+}
+
+/* Checks a record header read at loc->offset against *id and *loc. */
+static int check_record_header(const uint8_t *hdr, const char *hex,
+			       const struct dd_id *id,
+			       const struct dd_chunk_loc *loc)
+{
+	if (memcmp(hdr, RECORD_MAGIC, 4) != 0)
+		return dd_error_set(-EBADMSG, "chunk %s: no record at pack "
+				    "offset %llu", hex,
+				    (unsigned long long)loc->offset);
+	if (memcmp(hdr + 4, id->b, DD_ID_LEN) != 0)
+		return dd_error_set(-EBADMSG, "chunk %s: pack record at offset "
+				    "%llu holds another chunk", hex,
+				    (unsigned long long)loc->offset);
+	if (dd_le32(hdr + 36) != loc->flags ||
+	    dd_le32(hdr + 40) != loc->plain_len ||
+	    dd_le32(hdr + 44) != loc->stored_len)
+		return dd_error_set(-EBADMSG, "chunk %s: pack record at offset "
+				    "%llu does not match the index", hex,
+				    (unsigned long long)loc->offset);
+	return 0;
+}
+
+static int check_loc(const char *hex, const struct dd_chunk_loc *loc)
+{
+	int err = check_chunk(loc->flags, loc->plain_len, loc->stored_len,
+			      -EBADMSG, "chunk location");
+
+	if (err < 0)
+		return err;
+	if (loc->offset < DD_PACK_HEADER_LEN ||
+	    loc->offset > (uint64_t)INT64_MAX - DD_PACK_RECORD_HEADER_LEN -
+			  loc->stored_len)
+		return dd_error_set(-EBADMSG, "chunk %s: bad pack offset %llu",
+				    hex, (unsigned long long)loc->offset);
+	return 0;
+}
+
+int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,
+			     const struct dd_id *id,
+			     const struct dd_chunk_loc *loc, struct dd_buf *out)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+	size_t n;
+	int err;
+
+	dd_buf_reset(out);
+	id_hex(hex, id);
+	err = check_loc(hex, loc);
+	if (err < 0)
+		return err;
+	/* Header and bytes in one read (one round trip on a remote store),
+	 * then the bytes moved down over the header. */
+	n = DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
+	err = dd_buf_reserve(out, n);
+	if (err < 0)
+		return err;
+	err = read(ctx, out->data, n, loc->offset);
+	if (err == -EBADMSG)
+		return dd_error_set(err, "chunk %s: pack ends inside the record "
+				    "at offset %llu", hex,
+				    (unsigned long long)loc->offset);
+	if (err < 0)
+		return dd_error_set(err, "chunk %s: cannot read pack at offset "
+				    "%llu: %s", hex,
+				    (unsigned long long)loc->offset,
+				    strerror(-err));
+	err = check_record_header(out->data, hex, id, loc);
+	if (err < 0)
+		return err;
+	memmove(out->data, out->data + DD_PACK_RECORD_HEADER_LEN,
+		loc->stored_len);
+	out->len = loc->stored_len;
+	return 0;
+}
 
 /* Reads exactly the iovecs at off; -EBADMSG at end of file. */
 static int preadv_all(int fd, struct iovec *iov, int n, off_t off)
@@ -452,15 +667,9 @@ int dd_pack_read_record(int fd, const struct dd_id *id,
 
 	dd_buf_reset(out);
 	id_hex(hex, id);
-	err = check_chunk(loc->flags, loc->plain_len, loc->stored_len,
-			  -EBADMSG, "chunk location");
+	err = check_loc(hex, loc);
 	if (err < 0)
 		return err;
-	if (loc->offset < DD_PACK_HEADER_LEN ||
-	    loc->offset > (uint64_t)INT64_MAX - DD_PACK_RECORD_HEADER_LEN -
-			  loc->stored_len)
-		return dd_error_set(-EBADMSG, "chunk %s: bad pack offset %llu",
-				    hex, (unsigned long long)loc->offset);
 	err = dd_buf_reserve(out, loc->stored_len ? loc->stored_len : 1);
 	if (err < 0)
 		return err;
@@ -479,20 +688,9 @@ int dd_pack_read_record(int fd, const struct dd_id *id,
 				    "%llu: %s", hex,
 				    (unsigned long long)loc->offset,
 				    strerror(-err));
-	if (memcmp(hdr, RECORD_MAGIC, 4) != 0)
-		return dd_error_set(-EBADMSG, "chunk %s: no record at pack "
-				    "offset %llu", hex,
-				    (unsigned long long)loc->offset);
-	if (memcmp(hdr + 4, id->b, DD_ID_LEN) != 0)
-		return dd_error_set(-EBADMSG, "chunk %s: pack record at offset "
-				    "%llu holds another chunk", hex,
-				    (unsigned long long)loc->offset);
-	if (dd_le32(hdr + 36) != loc->flags ||
-	    dd_le32(hdr + 40) != loc->plain_len ||
-	    dd_le32(hdr + 44) != loc->stored_len)
-		return dd_error_set(-EBADMSG, "chunk %s: pack record at offset "
-				    "%llu does not match the index", hex,
-				    (unsigned long long)loc->offset);
+	err = check_record_header(hdr, hex, id, loc);
+	if (err < 0)
+		return err;
 	out->len = loc->stored_len;
 	return 0;
 }
@@ -505,20 +703,20 @@ int dd_pack_read_record(int fd, const struct dd_id *id,
  * offset points at "DDTR" and the count accounts for every byte in between:
  * an unsealed pack whose last chunk merely ends in "DDPE" stays unsealed.
  */
-static int find_trailer(int fd, const char *path, uint64_t size,
-			uint64_t *toff, uint32_t *count)
+static int find_trailer(const struct dd_pack_src *src, uint64_t *toff,
+			uint32_t *count)
 {
 	uint8_t tail[TRAILER_TAIL_LEN], head[TRAILER_HEAD_LEN];
 	uint8_t block[16384];
 	struct dd_sha256_ctx *sha = NULL;
 	struct dd_id sum;
-	uint64_t off, end, n;
+	const char *path = src->name;
+	uint64_t size = src->size, off, end, n;
 	int err;
 
 	if (size < DD_PACK_HEADER_LEN + TRAILER_MIN_LEN)
 		return 0;
-	err = dd_pread_all(fd, tail, sizeof(tail),
-			   (off_t)(size - sizeof(tail)));
+	err = src_read(src, tail, sizeof(tail), size - sizeof(tail));
 	if (err < 0)
 		return err;
 	if (memcmp(tail + 40, TRAILER_END_MAGIC, 4) != 0)
@@ -526,7 +724,7 @@ static int find_trailer(int fd, const char *path, uint64_t size,
 	off = dd_le64(tail + 32);
 	if (off < DD_PACK_HEADER_LEN || off > size - TRAILER_MIN_LEN)
 		return 0;
-	err = dd_pread_all(fd, head, sizeof(head), (off_t)off);
+	err = src_read(src, head, sizeof(head), off);
 	if (err < 0)
 		return err;
 	if (memcmp(head, TRAILER_MAGIC, 4) != 0)
@@ -543,7 +741,7 @@ static int find_trailer(int fd, const char *path, uint64_t size,
 		size_t step = end - off < sizeof(block) ?
 			      (size_t)(end - off) : sizeof(block);
 
-		err = dd_pread_all(fd, block, step, (off_t)off);
+		err = src_read(src, block, step, off);
 		if (err < 0)
 			goto cleanup;
 		dd_sha256_update(sha, block, step);
@@ -596,40 +794,42 @@ static bool seq_from_name(const char *path, uint64_t *seq)
 int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 		 bool *sealed)
 {
+	struct dd_pack_src src;
+	int fd, err;
+
+	if (sealed)
+		*sealed = false;
+	err = fd_src_open(&src, &fd, path);
+	if (err < 0)
+		return err;
+	err = dd_pack_scan_src(&src, cb, payload, sealed);
+	close(fd);
+	return err;
+}
+
+int dd_pack_scan_src(const struct dd_pack_src *src, dd_pack_scan_cb cb,
+		     void *payload, bool *sealed)
+{
+	const char *path = src->name;
 	uint64_t name_seq;
 	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
 	uint8_t *ents = NULL;
 	struct dd_buf data;
-	struct stat st;
 	uint64_t seq, size, end, off, toff = 0;
 	uint32_t count = 0, i = 0, version;
 	bool is_sealed = false, torn = false;
-	int fd, err = 0;
+	int err = 0;
 
 	if (sealed)
 		*sealed = false;
 	dd_buf_init(&data, dd_stored_len_bound(DD_CHUNK_SIZE_LIMIT));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return dd_error_set(-errno, "cannot open pack '%s': %s", path,
-				    strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		err = dd_error_set(-errno, "cannot stat pack '%s': %s", path,
-				   strerror(errno));
-		goto cleanup;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		err = dd_error_set(-EBADMSG, "pack '%s' is not a regular file",
-				   path);
-		goto cleanup;
-	}
-	size = (uint64_t)st.st_size;
+	size = src->size;
 	if (size < DD_PACK_HEADER_LEN) {
 		err = dd_error_set(-EBADMSG, "pack '%s' is shorter than its "
 				   "header", path);
 		goto cleanup;
 	}
-	err = dd_pread_all(fd, hdr, DD_PACK_HEADER_LEN, 0);
+	err = src_read(src, hdr, DD_PACK_HEADER_LEN, 0);
 	if (err < 0)
 		goto cleanup;
 	version = dd_le32(hdr + 4);
@@ -646,7 +846,7 @@ int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 		goto cleanup;
 	}
 
-	err = find_trailer(fd, path, size, &toff, &count);
+	err = find_trailer(src, &toff, &count);
 	if (err < 0)
 		goto cleanup;
 	is_sealed = err == 1;
@@ -673,7 +873,7 @@ int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 			torn = true;
 			break;
 		}
-		err = dd_pread_all(fd, hdr, sizeof(hdr), (off_t)off);
+		err = src_read(src, hdr, sizeof(hdr), off);
 		if (err < 0)
 			goto cleanup;
 		if (memcmp(hdr, RECORD_MAGIC, 4) != 0) {
@@ -704,13 +904,12 @@ int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 				uint32_t k = count - i < SCAN_ENTRY_BLOCK ?
 					     count - i : SCAN_ENTRY_BLOCK;
 
-				err = dd_pread_all(fd, ents,
-						   (size_t)k *
-						   DD_PACK_TRAILER_ENTRY_LEN,
-						   (off_t)(toff +
-						   TRAILER_HEAD_LEN +
-						   (uint64_t)i *
-						   DD_PACK_TRAILER_ENTRY_LEN));
+				err = src_read(src, ents,
+					       (size_t)k *
+					       DD_PACK_TRAILER_ENTRY_LEN,
+					       toff + TRAILER_HEAD_LEN +
+					       (uint64_t)i *
+					       DD_PACK_TRAILER_ENTRY_LEN);
 				if (err < 0)
 					goto cleanup;
 			}
@@ -734,9 +933,8 @@ int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 		if (err < 0)
 			goto cleanup;
 		if (loc.stored_len) {
-			err = dd_pread_all(fd, data.data, loc.stored_len,
-					   (off_t)(off +
-						   DD_PACK_RECORD_HEADER_LEN));
+			err = src_read(src, data.data, loc.stored_len,
+				       off + DD_PACK_RECORD_HEADER_LEN);
 			if (err < 0)
 				goto cleanup;
 		}
@@ -763,7 +961,6 @@ int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 cleanup:
 	free(ents);
 	dd_buf_release(&data);
-	close(fd);
 	return err;
 }
 
@@ -787,24 +984,28 @@ static const uint8_t *find_record_magic(const uint8_t *p, size_t n)
 int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
 		    dd_pack_scan_cb cb, void *payload)
 {
+	struct dd_pack_src src;
+	int fd, err;
+
+	err = fd_src_open(&src, &fd, path);
+	if (err < 0)
+		return err;
+	err = dd_pack_salvage_src(&src, seq, from, cb, payload);
+	close(fd);
+	return err;
+}
+
+int dd_pack_salvage_src(const struct dd_pack_src *src, uint64_t seq,
+			uint64_t from, dd_pack_scan_cb cb, void *payload)
+{
 	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
 	uint8_t *block = NULL;
 	struct dd_buf data;
-	struct stat st;
 	uint64_t size, pos;
-	int fd, err = 0;
+	int err = 0;
 
 	dd_buf_init(&data, dd_stored_len_bound(DD_CHUNK_SIZE_LIMIT));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return dd_error_set(-errno, "cannot open pack '%s': %s", path,
-				    strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		err = dd_error_set(-EBADMSG, "pack '%s' is not a regular file",
-				   path);
-		goto cleanup;
-	}
-	size = (uint64_t)st.st_size;
+	size = src->size;
 	block = malloc(size < SALVAGE_BLOCK ? (size_t)size + 1 : SALVAGE_BLOCK);
 	if (!block) {
 		err = dd_error_set(-ENOMEM, "out of memory");
@@ -819,7 +1020,7 @@ int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
 		const uint8_t *hit;
 		uint64_t off;
 
-		err = dd_pread_all(fd, block, want, (off_t)pos);
+		err = src_read(src, block, want, pos);
 		if (err < 0)
 			goto cleanup;
 		hit = find_record_magic(block, want);
@@ -834,7 +1035,7 @@ int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
 		pos = off + 1;
 		if (off + DD_PACK_RECORD_HEADER_LEN > size)
 			break;
-		err = dd_pread_all(fd, hdr, sizeof(hdr), (off_t)off);
+		err = src_read(src, hdr, sizeof(hdr), off);
 		if (err < 0)
 			goto cleanup;
 		memcpy(id.b, hdr + 4, DD_ID_LEN);
@@ -852,9 +1053,8 @@ int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
 		if (err < 0)
 			goto cleanup;
 		if (loc.stored_len) {
-			err = dd_pread_all(fd, data.data, loc.stored_len,
-					   (off_t)(off +
-						   DD_PACK_RECORD_HEADER_LEN));
+			err = src_read(src, data.data, loc.stored_len,
+				       off + DD_PACK_RECORD_HEADER_LEN);
 			if (err < 0)
 				goto cleanup;
 		}
@@ -870,6 +1070,5 @@ int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
 cleanup:
 	free(block);
 	dd_buf_release(&data);
-	close(fd);
 	return err;
 }

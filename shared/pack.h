@@ -58,16 +58,45 @@ int dd_chunk_loc_decode(struct dd_chunk_loc *out, const void *p, size_t len);
 /* "<dir>/<16 hex digits of seq>.pack" into out (size >= strlen(dir)+24). */
 void dd_pack_path(char *out, size_t outsz, const char *dir, uint64_t seq);
 
+/*
+ * Where a writer puts a pack: a file (dd_pack_writer_new) or any store of
+ * objects (the server's backend, server/store/). Each returns 0 or a
+ * negative errno with a reason (dd_error_set).
+ *   create  makes the pack holding exactly the header, durable; -EEXIST
+ *           when it exists already (nothing is overwritten).
+ *   append  adds bytes at the end, durable on return; on failure any
+ *           prefix of them may have landed.
+ *   cut     (optional, may be NULL) takes the pack back to `size` bytes,
+ *           so a torn append does not stay behind.
+ *   close   (optional) releases ctx; header_failed: create never
+ *           succeeded, so what it left may be removed.
+ */
+struct dd_pack_sink {
+	const char *name;     /* for messages (copied) */
+	int (*create)(void *ctx, const void *hdr, size_t len);
+	int (*append)(void *ctx, const void *data, size_t len);
+	int (*cut)(void *ctx, uint64_t size);
+	void (*close)(void *ctx, bool header_failed);
+	void *ctx;
+};
+
 struct dd_pack_writer;
 /* Creates a new pack file (O_EXCL) with its header, synced. */
 int dd_pack_writer_new(struct dd_pack_writer **out, const char *dir,
 		       uint64_t seq);
-/* Appends one record; fills *loc. Not yet durable. */
+/* The same through a sink; the writer owns the sink's ctx from here on
+ * (closed by seal or free, or here on failure). */
+int dd_pack_writer_open(struct dd_pack_writer **out,
+			const struct dd_pack_sink *sink, uint64_t seq);
+/* Appends one record; fills *loc. Not yet durable: records are kept in
+ * memory until dd_pack_writer_sync hands them to the sink in ONE append
+ * (one round trip on a remote store). */
 int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 			  uint32_t flags, uint32_t plain_len,
 			  const void *stored, uint32_t stored_len,
 			  struct dd_chunk_loc *loc);
-/* fdatasync of everything appended so far. */
+/* Makes everything appended so far durable (the sink's append). After a
+ * failure the writer refuses every further call but free. */
 int dd_pack_writer_sync(struct dd_pack_writer *w);
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w);
 uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w);
@@ -75,7 +104,9 @@ uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w);
  * trailer that cannot be written whole (a full disk) is cut off again: the
  * pack stays a valid unsealed pack. */
 int dd_pack_writer_seal(struct dd_pack_writer *w);
-/* Closes without sealing (the pack stays readable by scanning). */
+/* Closes without sealing (the pack stays readable by scanning); records
+ * not synced yet are still written, without waiting for durability,
+ * unless the writer failed. */
 void dd_pack_writer_free(struct dd_pack_writer *w);
 
 /*
@@ -85,6 +116,28 @@ void dd_pack_writer_free(struct dd_pack_writer *w);
  */
 int dd_pack_read_record(int fd, const struct dd_id *id,
 			const struct dd_chunk_loc *loc, struct dd_buf *out);
+
+/*
+ * A pack to read from anywhere: `size` bytes, read(ctx, buf, len, off)
+ * returning 0 when it read exactly len bytes, -EBADMSG when the pack ends
+ * first, another negative errno on failure (reason with dd_error_set).
+ * `name` names it in messages; a canonical last component
+ * ("<16 hex>.pack") is checked against the header by the scan.
+ */
+typedef int (*dd_pack_read_fn)(void *ctx, void *buf, size_t len,
+			       uint64_t off);
+struct dd_pack_src {
+	const char *name;
+	uint64_t size;
+	dd_pack_read_fn read;
+	void *ctx;
+};
+
+/* dd_pack_read_record through a read function: header and bytes in one
+ * read. */
+int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,
+			     const struct dd_id *id,
+			     const struct dd_chunk_loc *loc, struct dd_buf *out);
 
 /* Called by dd_pack_scan for each record: return 0 to go on, non-zero to
  * stop (passed back). `stored` is only valid during the call. */
@@ -103,6 +156,9 @@ typedef int (*dd_pack_scan_cb)(void *payload, const struct dd_id *id,
  */
 int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 		 bool *sealed);
+/* The same over a source. */
+int dd_pack_scan_src(const struct dd_pack_src *src, dd_pack_scan_cb cb,
+		     void *payload, bool *sealed);
 
 /*
  * Salvage for a damaged pack: finds every plausible record in the file
@@ -120,5 +176,7 @@ int dd_pack_scan(const char *path, dd_pack_scan_cb cb, void *payload,
 #define DD_PACK_SALVAGE_TAKEN 1
 int dd_pack_salvage(const char *path, uint64_t seq, uint64_t from,
 		    dd_pack_scan_cb cb, void *payload);
+int dd_pack_salvage_src(const struct dd_pack_src *src, uint64_t seq,
+			uint64_t from, dd_pack_scan_cb cb, void *payload);
 
 #endif
