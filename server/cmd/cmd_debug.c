@@ -17,6 +17,8 @@
 #include "cmd.h"
 #include "log.h"
 #include "pack.h"
+#include "packio.h"
+#include "storage.h"
 #include "store.h"
 #include "util.h"
 
@@ -57,13 +59,12 @@ static int debug_run(const char *what, const char *repo)
 {
 	struct store *st = NULL;
 	uint64_t *seqs = NULL;
-	char path[4200];
 	size_t n = 0, i;
 	bool sealed;
 	int rc;
 
 	dd_error_clear();
-	rc = store_open_ex(&st, repo, STORE_OPEN_READONLY);
+	rc = repo_store_open(&st, repo, STORE_OPEN_READONLY);
 	if (rc < 0)
 		return rc;
 	if (strcmp(what, "list-chunks") == 0) {
@@ -71,9 +72,8 @@ static int debug_run(const char *what, const char *repo)
 	} else {
 		rc = store_pack_seqs(st, &seqs, &n);
 		for (i = 0; rc == 0 && i < n; i++) {
-			dd_pack_path(path, sizeof(path), store_packs_dir(st),
-				     seqs[i]);
-			rc = dd_pack_scan(path, debug_record_cb, NULL, &sealed);
+			rc = packio_scan(store_backend(st), seqs[i],
+					 debug_record_cb, NULL, &sealed);
 			if (rc < 0)
 				log_warning("%s", log_reason(rc));
 			rc = 0;

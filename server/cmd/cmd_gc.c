@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "gc.h"
 #include "log.h"
+#include "storage.h"
 #include "tokens.h"
 
 const char cmd_gc_usage[] =
@@ -60,7 +61,7 @@ int cmd_open_repo(const char *repo, struct store **st,
 	*st = NULL;
 	*snaps = NULL;
 	dd_error_clear();
-	rc = store_open_ex(st, repo, tokens_store_flags(repo));
+	rc = repo_store_open(st, repo, tokens_store_flags(repo));
 	if (rc == 0)
 		rc = snapshots_open(snaps, repo);
 	if (rc < 0) {

@@ -17,6 +17,7 @@
 #include "tokens.h"
 #include "regrant.h"
 #include "snapshots.h"
+#include "storage.h"
 #include "store.h"
 #include "util.h"
 
@@ -37,7 +38,7 @@ static int repair_regrant(const char *repo)
 	struct store *st = NULL;
 	int rc;
 
-	rc = store_open_ex(&st, repo, tokens_store_flags(repo));
+	rc = repo_store_open(&st, repo, tokens_store_flags(repo));
 	if (rc == 0)
 		rc = snapshots_open(&snaps, repo);
 	if (rc == 0)
@@ -88,8 +89,8 @@ int cmd_repair(int argc, char **argv)
 	if (cmd_lock_repo(&fd, repo, "repair") < 0)
 		return CMD_ERROR;
 	dd_error_clear();
-	rc = store_rebuild_index(repo, tokens_store_flags(repo), &chunks,
-				 &bad);
+	rc = repo_store_rebuild_index(repo, tokens_store_flags(repo), &chunks,
+				      &bad);
 	if (rc == 0)
 		rc = repair_regrant(repo);
 	close(fd);

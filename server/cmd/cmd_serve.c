@@ -40,6 +40,7 @@
 #include "routes.h"
 #include "sessions.h"
 #include "snapshots.h"
+#include "storage.h"
 #include "store.h"
 #include "tls.h"
 #include "tokens.h"
@@ -285,7 +286,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc < 0)
 		goto cleanup;
 	serve_raise_nofile();
-	rc = store_open_ex(&ctx.store, repo, tokens_store_flags(repo));
+	rc = repo_store_open(&ctx.store, repo, tokens_store_flags(repo));
 	if (rc < 0)
 		goto cleanup;
 	rc = snapshots_open(&ctx.snapshots, repo);

@@ -30,6 +30,8 @@
 #include "pack.h"
 #include "proto.h"
 #include "repo.h"
+#include "packio.h"
+#include "storage.h"
 #include "store.h"
 #include "tokens.h"
 
@@ -68,7 +70,7 @@ struct checker {
 	const char *repo;
 	const struct check_opts *o;
 	struct check_result *res;
-	char packs_dir[4096];
+	struct backend *be;    /* where the packs are */
 	char snaps_dir[4096];
 	struct store *st;      /* NULL when the index cannot be opened */
 	bool index_bad;        /* the index cannot be opened or read */
@@ -87,8 +89,8 @@ struct checker {
 	uint64_t end;
 	uint64_t salvaged;
 	/* one open pack for direct reads */
-	int fd;
-	uint64_t fd_seq;
+	struct backend_reader *rd;
+	uint64_t rd_seq;
 };
 
 static void ck_problem(struct checker *c, const char *fmt, ...)
@@ -202,21 +204,20 @@ static const struct crec *ck_intact_copy(struct checker *c,
 static int ck_read(struct checker *c, const struct dd_id *id,
 		   const struct dd_chunk_loc *loc, bool decode)
 {
-	char path[4200];
+	char name[PACKIO_NAME_MAX];
 	int rc;
 
-	if (c->fd < 0 || c->fd_seq != loc->pack_seq) {
-		if (c->fd >= 0)
-			close(c->fd);
-		dd_pack_path(path, sizeof(path), c->packs_dir, loc->pack_seq);
-		c->fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (c->fd < 0)
-			return dd_error_set(-EIO, "cannot open pack '%s': %s",
-					    path, strerror(errno));
-		c->fd_seq = loc->pack_seq;
+	if (!c->rd || c->rd_seq != loc->pack_seq) {
+		backend_reader_close(c->rd);
+		c->rd = NULL;
+		packio_name(name, loc->pack_seq);
+		rc = backend_reader_open(c->be, name, &c->rd);
+		if (rc < 0)
+			return log_wrap(-EIO, "cannot open pack");
+		c->rd_seq = loc->pack_seq;
 	}
 	dd_error_clear();
-	rc = dd_pack_read_record(c->fd, id, loc, &c->stored);
+	rc = packio_read_record(c->rd, id, loc, &c->stored);
 	if (rc < 0 || !decode)
 		return rc;
 	return store_decode(&c->plain, id, loc->flags, loc->plain_len,
@@ -283,57 +284,6 @@ static int ck_salvage_cb(void *payload, const struct dd_id *id,
 	return rc < 0 ? rc : DD_PACK_SALVAGE_TAKEN;
 }
 
-static int ck_u64_cmp(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The pack sequence numbers in packs/, ascending. */
-static int ck_list_packs(struct checker *c, uint64_t **out, size_t *n)
-{
-	DIR *d = opendir(c->packs_dir);
-	struct dirent *de;
-	uint64_t *v = NULL, seq;
-	size_t nv = 0, av = 0;
-	uint8_t b[8];
-	int i;
-
-	*out = NULL;
-	*n = 0;
-	if (!d)
-		return dd_error_set(-errno, "cannot open '%s': %s",
-				    c->packs_dir, strerror(errno));
-	while ((de = readdir(d)) != NULL) {
-		if (strlen(de->d_name) != 21 ||
-		    strcmp(de->d_name + 16, ".pack") != 0 ||
-		    dd_hex_decode(b, 8, de->d_name, 16) < 0)
-			continue;
-		for (seq = 0, i = 0; i < 8; i++)
-			seq = seq << 8 | b[i];
-		if (nv == av) {
-			uint64_t *t;
-
-			av = av ? av * 2 : 64;
-			t = realloc(v, av * sizeof(*v));
-			if (!t) {
-				closedir(d);
-				free(v);
-				return dd_error_set(-ENOMEM, "out of memory");
-			}
-			v = t;
-		}
-		v[nv++] = seq;
-	}
-	closedir(d);
-	if (nv)
-		qsort(v, nv, sizeof(*v), ck_u64_cmp);
-	*out = v;
-	*n = nv;
-	return 0;
-}
-
 /*
  * An unsealed pack that does not end with a whole record: true when what
  * follows its last record looks like a trailer (it starts with "DDTR",
@@ -341,33 +291,33 @@ static int ck_list_packs(struct checker *c, uint64_t **out, size_t *n)
  * the last record). A sealed pack with a damaged trailer reads as unsealed,
  * and a torn append never looks like this.
  */
-static bool ck_damaged_trailer(const char *path, uint64_t size, uint64_t end)
+static bool ck_damaged_trailer(struct backend *be, uint64_t seq,
+			       uint64_t size, uint64_t end)
 {
+	char name[PACKIO_NAME_MAX];
 	uint8_t head[4], tail[12];
 	bool r = false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
-		return false;
-	if (size - end >= 4 && dd_pread_all(fd, head, 4, (off_t)end) == 0 &&
+	packio_name(name, seq);
+	if (size - end >= 4 && backend_read(be, name, end, head, 4) == 0 &&
 	    memcmp(head, "DDTR", 4) == 0)
 		r = true;
 	if (!r && size - end >= 12 &&
-	    dd_pread_all(fd, tail, 12, (off_t)(size - 12)) == 0 &&
+	    backend_read(be, name, size - 12, tail, 12) == 0 &&
 	    (memcmp(tail + 8, "DDPE", 4) == 0 || dd_le64(tail) == end))
 		r = true;
-	close(fd);
+	dd_error_clear();
 	return r;
 }
 
 static int ck_packs(struct checker *c)
 {
 	uint64_t *seqs = NULL, bytes = 0, unsealed = 0;
-	char path[4200];
+	char path[600];
 	size_t n = 0, i;
 	int rc;
 
-	rc = ck_list_packs(c, &seqs, &n);
+	rc = packio_seqs(c->be, &seqs, &n);
 	if (rc < 0)
 		return rc;
 	c->packs = calloc(n ? n : 1, sizeof(*c->packs));
@@ -377,32 +327,32 @@ static int ck_packs(struct checker *c)
 	}
 	c->npacks = n;
 	for (i = 0; i < n; i++) {
-		struct stat st;
+		uint64_t size;
 		bool sealed = false;
 
-		dd_pack_path(path, sizeof(path), c->packs_dir, seqs[i]);
+		packio_display(path, sizeof(path), c->be, seqs[i]);
 		c->packs[i].seq = seqs[i];
-		if (stat(path, &st) < 0) {
+		dd_error_clear();
+		if (packio_size(c->be, seqs[i], &size) < 0) {
 			ck_problem(c, "cannot stat pack '%s': %s", path,
-				   strerror(errno));
+				   dd_error_last());
 			continue;
 		}
-		c->packs[i].size = (uint64_t)st.st_size;
-		bytes += (uint64_t)st.st_size;
-		if ((uint64_t)st.st_size < DD_PACK_HEADER_LEN) {
+		c->packs[i].size = size;
+		bytes += size;
+		if (size < DD_PACK_HEADER_LEN) {
 			/* Created, then the server died before its header
 			 * was written: nothing can be indexed in it (an entry
 			 * that says otherwise is reported as damaged). */
 			ck_note(c, "pack '%s' has only %llu byte(s), less than "
 				"its header (created just before a crash); "
-				"harmless", path,
-				(unsigned long long)st.st_size);
+				"harmless", path, (unsigned long long)size);
 			continue;
 		}
 		c->end = DD_PACK_HEADER_LEN;
 		c->salvaged = 0;
 		dd_error_clear();
-		rc = dd_pack_scan(path, ck_scan_cb, c, &sealed);
+		rc = packio_scan(c->be, seqs[i], ck_scan_cb, c, &sealed);
 		if (rc == -ENOMEM)
 			goto cleanup;
 		if (rc < 0) {
@@ -410,23 +360,21 @@ static int ck_packs(struct checker *c)
 				   log_reason(rc));
 		} else if (!sealed) {
 			unsealed++;
-			if ((uint64_t)st.st_size > c->end &&
-			    ck_damaged_trailer(path, (uint64_t)st.st_size,
-					       c->end)) {
+			if (size > c->end &&
+			    ck_damaged_trailer(c->be, seqs[i], size, c->end)) {
 				ck_problem(c, "pack '%s' is damaged: its "
 					   "trailer is unreadable", path);
-			} else if ((uint64_t)st.st_size > c->end) {
+			} else if (size > c->end) {
 				/* An interrupted write, or a cut: told
 				 * apart by the index (ck_pack_cuts). */
-				c->packs[i].torn = (uint64_t)st.st_size -
-						   c->end;
+				c->packs[i].torn = size - c->end;
 			}
 		}
 		/* Find what is intact past the point the scan stopped. */
-		if (rc < 0 || (!sealed && (uint64_t)st.st_size > c->end)) {
+		if (rc < 0 || (!sealed && size > c->end)) {
 			dd_error_clear();
-			rc = dd_pack_salvage(path, seqs[i], c->end,
-					     ck_salvage_cb, c);
+			rc = packio_salvage(c->be, seqs[i], c->end,
+					    ck_salvage_cb, c);
 			if (rc == -ENOMEM)
 				goto cleanup;
 			if (rc < 0)
@@ -544,14 +492,14 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 
 static void ck_damaged(struct checker *c, struct cent *e, const char *why)
 {
-	char hex[DD_ID_HEX_LEN + 1], path[4200];
+	char hex[DD_ID_HEX_LEN + 1], path[600];
 	const struct crec *copy;
 
 	e->damaged = true;
 	c->res->damaged_chunks++;
 	c->res->problems++;
 	dd_id_to_hex(hex, &e->id);
-	dd_pack_path(path, sizeof(path), c->packs_dir, e->loc.pack_seq);
+	packio_display(path, sizeof(path), c->be, e->loc.pack_seq);
 	printf("damaged chunk %s: pack '%s' offset %llu: %s\n", hex, path,
 	       (unsigned long long)e->loc.offset, why);
 	copy = ck_intact_copy(c, &e->id, &e->loc);
@@ -637,7 +585,7 @@ static struct cpack *ck_find_pack(struct checker *c, uint64_t seq)
  */
 static void ck_pack_cuts(struct checker *c)
 {
-	char path[4200];
+	char path[600];
 	struct cpack *p;
 	size_t i;
 
@@ -651,7 +599,7 @@ static void ck_pack_cuts(struct checker *c)
 	}
 	for (i = 0; i < c->npacks; i++) {
 		p = &c->packs[i];
-		dd_pack_path(path, sizeof(path), c->packs_dir, p->seq);
+		packio_display(path, sizeof(path), c->be, p->seq);
 		if (p->cut)
 			ck_problem(c, "pack '%s' is truncated: it ends at byte "
 				   "%llu, before %llu indexed record(s) (it "
@@ -1080,7 +1028,7 @@ static int ck_open_index(struct checker *c)
 		return 0;
 	}
 	dd_error_clear();
-	rc = store_open_ex(&c->st, c->repo, STORE_OPEN_READONLY);
+	rc = repo_store_open(&c->st, c->repo, STORE_OPEN_READONLY);
 	if (rc == -ENOMEM)
 		return rc;
 	if (rc == -ENOSPC) {
@@ -1107,13 +1055,11 @@ int check_repo(const char *repo, const struct check_opts *o,
 	c.repo = repo;
 	c.o = o;
 	c.res = res;
-	c.fd = -1;
 	dd_buf_init(&c.plain, 0);
 	dd_buf_init(&c.stored, 0);
-	rc = repo_path(c.packs_dir, sizeof(c.packs_dir), repo, REPO_PACKS);
+	rc = repo_path(c.snaps_dir, sizeof(c.snaps_dir), repo, REPO_SNAPSHOTS);
 	if (rc == 0)
-		rc = repo_path(c.snaps_dir, sizeof(c.snaps_dir), repo,
-			       REPO_SNAPSHOTS);
+		rc = repo_backend_open(&c.be, repo);
 	if (rc < 0)
 		goto cleanup;
 	c.dctx = ZSTD_createDCtx();
@@ -1147,9 +1093,9 @@ int check_repo(const char *repo, const struct check_opts *o,
 	else
 		printf("no problems found\n");
 cleanup:
-	if (c.fd >= 0)
-		close(c.fd);
+	backend_reader_close(c.rd);
 	store_close(c.st);
+	backend_free(c.be);
 	ZSTD_freeDCtx(c.dctx);
 	dd_buf_release(&c.plain);
 	dd_buf_release(&c.stored);

@@ -32,6 +32,7 @@
 #include "idset.h"
 #include "proto.h"
 #include "log.h"
+#include "packio.h"
 #include "vouch.h"
 
 #define GC_SWEEP_BATCH 20000
@@ -319,7 +320,8 @@ static int gc_repack_one(struct gc_repack *rp, uint64_t seq,
 	gc_test_point("repack-deleted");
 	r->chunks_moved += moved;
 	r->packs_rewritten++;
-	if (dd_pack_writer_size(rp->out) >= STORE_PACK_TARGET) {
+	if (dd_pack_writer_size(rp->out) >=
+	    packio_target(store_backend(rp->st))) {
 		rc = dd_pack_writer_seal(rp->out);
 		rp->out = NULL;
 		if (rc < 0)
@@ -357,14 +359,7 @@ static void gc_report_vouch(struct store *st, struct gc_report *r)
 
 static int gc_pack_size(struct store *st, uint64_t seq, uint64_t *size)
 {
-	char path[4200];
-	struct stat sb;
-
-	dd_pack_path(path, sizeof(path), store_packs_dir(st), seq);
-	if (stat(path, &sb) < 0)
-		return -errno;
-	*size = (uint64_t)sb.st_size;
-	return 0;
+	return packio_size(store_backend(st), seq, size);
 }
 
 /* The dedup-domain memberships of chunks no longer stored: those just

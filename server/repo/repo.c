@@ -49,6 +49,25 @@ static int u32_field(uint32_t *out, json_t *obj, const char *key)
 	return 0;
 }
 
+/* The optional "store" key: a "rados:" spec (a directory store has no
+ * key; the packs are then the repository's own). */
+static int repo_store_field(struct repo_config *out, json_t *root,
+			    const char *path)
+{
+	json_t *v = json_object_get(root, "store");
+	const char *spec;
+
+	if (!v)
+		return 0;
+	spec = json_is_string(v) ? json_string_value(v) : "";
+	if (strncmp(spec, "rados:", 6) != 0 || !spec[6] ||
+	    strlen(spec) > REPO_STORE_MAX)
+		return dd_error_set(-EBADMSG, "invalid '%s': bad store (expected "
+				    "\"rados:POOL[/NAMESPACE]\")", path);
+	snprintf(out->store, sizeof(out->store), "%s", spec);
+	return 0;
+}
+
 int repo_config_load(struct repo_config *out, const char *repo)
 {
 	char path[4096], seed[17];
@@ -114,6 +133,9 @@ int repo_config_load(struct repo_config *out, const char *repo)
 		rc = -EBADMSG;
 		goto cleanup;
 	}
+	rc = repo_store_field(out, root, path);
+	if (rc < 0)
+		goto cleanup;
 	rc = 0;
 cleanup:
 	json_decref(root);
@@ -124,10 +146,11 @@ cleanup:
 json_t *repo_config_to_json(const struct repo_config *c)
 {
 	char seed[17];
+	json_t *j;
 
 	snprintf(seed, sizeof(seed), "%016llx",
 		 (unsigned long long)c->chunker.seed);
-	return json_pack("{s:i, s:s, s:s, s:{s:I, s:I, s:I, s:s}}",
+	j = json_pack("{s:i, s:s, s:s, s:{s:I, s:I, s:I, s:s}}",
 			 "format", REPO_FORMAT,
 			 "repo_id", c->repo_id,
 			 "created", c->created,
@@ -136,6 +159,14 @@ json_t *repo_config_to_json(const struct repo_config *c)
 			 "avg_size", (json_int_t)c->chunker.avg_size,
 			 "max_size", (json_int_t)c->chunker.max_size,
 			 "seed", seed);
+	/* Only a rados store is named: a directory repository's config.json
+	 * stays as it always was. */
+	if (j && c->store[0] &&
+	    json_object_set_new(j, "store", json_string(c->store)) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 int repo_lock_server(int *out_fd, const char *repo)

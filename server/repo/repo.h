@@ -21,11 +21,18 @@
 #define REPO_KEY "tls/key.pem"
 #define REPO_LOCK "lock"
 
+/* The longest "store" spec config.json may hold. */
+#define REPO_STORE_MAX 200
+
 /* What config.json holds. */
 struct repo_config {
 	char repo_id[33];       /* 32 lowercase hex digits */
 	char created[32];       /* RFC 3339 */
 	struct dd_chunker_params chunker;
+	/* Where the packs live: "" for the repository directory itself
+	 * (no "store" key: every repository before it), else a
+	 * "rados:POOL[/NAMESPACE]" spec (server/store/backend.h). */
+	char store[REPO_STORE_MAX + 1];
 };
 
 /* "<repo>/<name>" into out; -ENAMETOOLONG if it does not fit. */

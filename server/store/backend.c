@@ -21,6 +21,7 @@ struct backend {
 	const struct backend_ops *ops;
 	void *impl;
 	void *dl;               /* the module's dlopen handle, or NULL */
+	char *where;            /* the spec after "dir:" or "rados:" */
 };
 
 /* Records "<what> '<name>': <why or strerror>" and returns rc. */
@@ -155,6 +156,11 @@ int backend_open(struct backend **out, const char *spec,
 	}
 	b->ops = ops;
 	b->dl = dl;
+	b->where = strdup(where);
+	if (!b->where) {
+		backend_free(b);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
 	*out = b;
 	return 0;
 fail:
@@ -170,12 +176,18 @@ void backend_free(struct backend *b)
 	b->ops->close(b->impl);
 	if (b->dl)
 		dlclose(b->dl);
+	free(b->where);
 	free(b);
 }
 
 const char *backend_kind(const struct backend *b)
 {
 	return b->ops->kind;
+}
+
+const char *backend_where(const struct backend *b)
+{
+	return b->where;
 }
 
 int backend_put(struct backend *b, const char *name, const void *data,
@@ -228,6 +240,71 @@ int backend_read(struct backend *b, const char *name, uint64_t off,
 				    name, (long long)got, len,
 				    (unsigned long long)off);
 	return 0;
+}
+
+struct backend_reader {
+	struct backend *b;
+	void *rd;               /* the implementation's reader, or NULL */
+	char name[BACKEND_NAME_MAX + 1];
+};
+
+int backend_reader_open(struct backend *b, const char *name,
+			struct backend_reader **out)
+{
+	char why[BACKEND_WHY] = "";
+	struct backend_reader *r;
+	uint64_t size;
+	int rc = check_name("open", name);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return dd_error_set(-ENOMEM, "out of memory");
+	r->b = b;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	if (b->ops->ropen)
+		rc = b->ops->ropen(b->impl, name, &r->rd, why);
+	else
+		rc = b->ops->stat(b->impl, name, &size, why);
+	if (rc < 0) {
+		free(r);
+		return backend_fail(rc, "open", name, why);
+	}
+	*out = r;
+	return 0;
+}
+
+int backend_reader_read(struct backend_reader *r, uint64_t off, void *buf,
+			size_t len)
+{
+	char why[BACKEND_WHY] = "";
+	int64_t got;
+
+	if (len == 0)
+		return 0;
+	if (r->rd)
+		got = r->b->ops->rread(r->rd, off, buf, len, why);
+	else
+		got = r->b->ops->read(r->b->impl, r->name, off, buf, len, why);
+	if (got < 0)
+		return backend_fail((int)got, "read", r->name, why);
+	if ((uint64_t)got < len)
+		return dd_error_set(-ENODATA, "short read of '%s': %lld of %zu "
+				    "bytes at offset %llu (the object ends first)",
+				    r->name, (long long)got, len,
+				    (unsigned long long)off);
+	return 0;
+}
+
+void backend_reader_close(struct backend_reader *r)
+{
+	if (!r)
+		return;
+	if (r->rd)
+		r->b->ops->rclose(r->rd);
+	free(r);
 }
 
 int backend_stat(struct backend *b, const char *name, uint64_t *size)

@@ -72,6 +72,9 @@ int backend_open(struct backend **out, const char *spec,
 void backend_free(struct backend *b);
 /* "dir" or "rados": for messages and metrics. Borrowed. */
 const char *backend_kind(const struct backend *b);
+/* The spec after its "dir:" or "rados:": the directory, or POOL[/NS].
+ * Borrowed. */
+const char *backend_where(const struct backend *b);
 
 /*
  * Put-once: creates object `name` holding exactly data[0..len). -EEXIST if
@@ -105,6 +108,23 @@ int backend_append(struct backend *b, const char *name, const void *data,
  */
 int backend_read(struct backend *b, const char *name, uint64_t off,
 		 void *buf, size_t len);
+
+/*
+ * An object opened for many reads (the store's pack cache): the directory
+ * backend keeps one descriptor (one pread per read, as fast as a file),
+ * RADOS one read per call. Readers are for objects that only grow (packs):
+ * a directory reader keeps reading what the object held when it was opened
+ * if it is removed meanwhile, a RADOS one gets -ENOENT. backend_reader_open
+ * returns -ENOENT when the object does not exist; backend_reader_read
+ * follows backend_read. A reader may be used by several threads at once;
+ * it must be closed before its backend is freed.
+ */
+struct backend_reader;
+int backend_reader_open(struct backend *b, const char *name,
+			struct backend_reader **out);
+int backend_reader_read(struct backend_reader *r, uint64_t off, void *buf,
+			size_t len);
+void backend_reader_close(struct backend_reader *r);
 
 /* The object's size into *size; -ENOENT when it does not exist. */
 int backend_stat(struct backend *b, const char *name, uint64_t *size);
@@ -191,6 +211,12 @@ struct backend_ops {
 	int (*cas)(void *impl, const char *name, const void *expect,
 		   size_t expect_len, const void *data, size_t len,
 		   char *why);
+	/* Optional readers (NULL: each read goes to read above). rread
+	 * returns the bytes read, as read does. */
+	int (*ropen)(void *impl, const char *name, void **rd, char *why);
+	int64_t (*rread)(void *rd, uint64_t off, void *buf, size_t len,
+			 char *why);
+	void (*rclose)(void *rd);
 };
 
 struct backend_module {

@@ -285,6 +285,51 @@ static int64_t dir_read(void *impl, const char *name, uint64_t off,
 	return (int64_t)got;
 }
 
+static int dir_ropen(void *impl, const char *name, void **rd, char *why)
+{
+	struct dirb *d = impl;
+	int *fd = malloc(sizeof(*fd));
+
+	if (!fd)
+		return -ENOMEM;
+	*fd = openat(d->rootfd, name, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
+		int rc = errno_rc();
+
+		free(fd);
+		return rc;
+	}
+	*rd = fd;
+	return 0;
+}
+
+static int64_t dir_rread(void *rd, uint64_t off, void *buf, size_t len,
+			 char *why)
+{
+	int fd = *(int *)rd;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got,
+				  (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno_rc();
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (int64_t)got;
+}
+
+static void dir_rclose(void *rd)
+{
+	close(*(int *)rd);
+	free(rd);
+}
+
 static int dir_stat(void *impl, const char *name, uint64_t *size, char *why)
 {
 	struct dirb *d = impl;
@@ -522,4 +567,7 @@ const struct backend_ops backend_dir_ops = {
 	.lock = dir_lock,
 	.unlock = dir_unlock,
 	.cas = dir_cas,
+	.ropen = dir_ropen,
+	.rread = dir_rread,
+	.rclose = dir_rclose,
 };

@@ -106,84 +106,66 @@ static int store_salvage_record(void *payload, const struct dd_id *id,
 	return DD_PACK_SALVAGE_TAKEN;
 }
 
-struct store_seqs {
-	uint64_t *v;
-	size_t n;
-};
-
-static int store_collect_seq_cb(void *payload, uint64_t seq,
-				const char *name)
+/* Rebuilds the index from every pack, oldest first, verifying each
+ * record. Used when the index is empty but packs exist. */
+/* A scan that failed part way, or an unsealed pack that does not end with
+ * its last record (a torn write, or damage in the middle): indexes the
+ * intact records after what was read. */
+static int store_rebuild_salvage(struct store_rebuild *r, uint64_t seq,
+				 const char *path, int scan_rc)
 {
-	struct store_seqs *l = payload;
-	uint64_t *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	int rc;
 
-	(void)name;
-	if (!v)
-		return -ENOMEM;
-	v[l->n++] = seq;
-	l->v = v;
+	if (scan_rc < 0)
+		log_warning("pack '%s': %s (salvaging its records)", path,
+			    log_reason(scan_rc));
+	dd_error_clear();
+	rc = packio_salvage(r->s->be, seq, r->end, store_salvage_record, r);
+	if (r->err)
+		return r->err;
+	if (rc < 0)
+		log_warning("pack '%s': %s (indexed what could be read)", path,
+			    log_reason(rc));
 	return 0;
-}
-
-static int store_cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* Rebuilds the index from every pack, oldest first, verifying each
  * record. Used when the index is empty but packs exist. */
 static int store_rebuild(struct store *s)
 {
-	struct store_seqs seqs = { NULL, 0 };
 	struct store_rebuild r;
-	char path[4200];
-	size_t n, i;
+	uint64_t *seqs = NULL, size;
+	char path[600];
+	size_t n = 0, i;
 	bool sealed;
 	int rc;
 
-	rc = store_list_packs(s->packs_dir, store_collect_seq_cb, &seqs);
-	n = seqs.n;
+	rc = packio_seqs(s->be, &seqs, &n);
 	if (rc < 0 || n == 0) {
-		free(seqs.v);
+		free(seqs);
 		return rc;
 	}
-	qsort(seqs.v, n, sizeof(uint64_t), store_cmp_u64);
 	log_info("index is empty: rebuilding it from %zu pack(s)", n);
 	memset(&r, 0, sizeof(r));
 	r.s = s;
 	dd_buf_init(&r.plain, 0);
 	r.dctx = ZSTD_createDCtx();
 	for (i = 0; i < n; i++) {
-		struct stat st;
-
-		dd_pack_path(path, sizeof(path), s->packs_dir, seqs.v[i]);
+		packio_display(path, sizeof(path), s->be, seqs[i]);
 		dd_error_clear();
 		r.end = DD_PACK_HEADER_LEN;
-		rc = dd_pack_scan(path, store_rebuild_record, &r, &sealed);
+		rc = packio_scan(s->be, seqs[i], store_rebuild_record, &r,
+				 &sealed);
 		if (r.err) {
 			rc = r.err;
 			break;
 		}
-		/* A scan that failed part way, or an unsealed pack that does
-		 * not end with its last record (a torn write, or damage in the
-		 * middle): look for intact records after what was read. */
-		if (rc < 0 || (!sealed && stat(path, &st) == 0 &&
-			       (uint64_t)st.st_size > r.end)) {
+		if (rc < 0 || (!sealed &&
+			       packio_size(s->be, seqs[i], &size) == 0 &&
+			       size > r.end)) {
+			rc = store_rebuild_salvage(&r, seqs[i], path, rc);
 			if (rc < 0)
-				log_warning("pack '%s': %s (salvaging its "
-					    "records)", path, log_reason(rc));
-			dd_error_clear();
-			rc = dd_pack_salvage(path, seqs.v[i], r.end,
-					     store_salvage_record, &r);
-			if (r.err) {
-				rc = r.err;
 				break;
-			}
-			if (rc < 0)
-				log_warning("pack '%s': %s (indexed what could "
-					    "be read)", path, log_reason(rc));
 		}
 		rc = 0;
 	}
@@ -199,7 +181,7 @@ static int store_rebuild(struct store *s)
 			 (unsigned long long)r.added);
 	dd_buf_release(&r.plain);
 	ZSTD_freeDCtx(r.dctx);
-	free(seqs.v);
+	free(seqs);
 	return rc;
 }
 
@@ -289,19 +271,25 @@ static size_t store_test_vouch_max(void)
 	return (size_t)n;
 }
 
-/* Opens the store of `repo` with its index in `index_dir` (NULL: the
- * repository's index/). */
+/* Opens the store of `repo` over `be` (taken over, freed by store_close
+ * or on failure) with its index in `index_dir` (NULL: the repository's
+ * index/). */
 static int store_open_dir(struct store **out, const char *repo,
-			  const char *index_dir, unsigned flags)
+			  struct backend *be, const char *index_dir,
+			  unsigned flags)
 {
 	struct store *s;
 	uint64_t max = 0;
-	int rc, i;
+	int rc;
 
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		backend_free(be);
 		return -ENOMEM;
+	}
+	s->be = be;
+	s->pack_target = packio_target(be);
 	s->flags = flags;
 	pthread_rwlock_init(&s->db_lock, NULL);
 	pthread_mutex_init(&s->ingest_lock, NULL);
@@ -312,15 +300,12 @@ static int store_open_dir(struct store **out, const char *repo,
 	pthread_mutex_init(&s->track_lock, NULL);
 	pthread_mutex_init(&s->heal_lock, NULL);
 	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
-	for (i = 0; i < STORE_FD_SLOTS; i++)
-		s->fds[i].fd = -1;
 	rc = vouch_new(&s->vouched, store_test_vouch_max());
 	if (rc < 0)
 		goto fail;
 
-	rc = dd_path_join(s->packs_dir, sizeof(s->packs_dir), repo,
-			  STORE_PACKS_DIR);
-	if (rc == 0 && index_dir &&
+	rc = 0;
+	if (index_dir &&
 	    snprintf(s->index_dir, sizeof(s->index_dir), "%s", index_dir) >=
 	    (int)sizeof(s->index_dir))
 		rc = dd_error_set(-ENAMETOOLONG, "path too long: '%s'",
@@ -350,7 +335,7 @@ static int store_open_dir(struct store **out, const char *repo,
 	rc = store_db_open(s);
 	if (rc < 0)
 		goto fail;
-	rc = store_list_packs(s->packs_dir, store_max_seq_cb, &max);
+	rc = packio_list(s->be, store_max_seq_cb, &max);
 	if (rc < 0)
 		goto fail;
 	/* Never append to an existing pack, sealed or not. */
@@ -365,14 +350,36 @@ fail:
 	return rc;
 }
 
+/* The directory backend of a repository: its packs/ as always. */
+static int store_dir_backend(struct backend **be, const char *repo)
+{
+	char spec[4200];
+
+	if (snprintf(spec, sizeof(spec), "dir:%s", repo) >= (int)sizeof(spec))
+		return dd_error_set(-ENAMETOOLONG, "path too long: '%s'", repo);
+	return backend_open(be, spec, NULL);
+}
+
 int store_open(struct store **out, const char *repo)
 {
-	return store_open_dir(out, repo, NULL, 0);
+	return store_open_ex(out, repo, 0);
 }
 
 int store_open_ex(struct store **out, const char *repo, unsigned flags)
 {
-	return store_open_dir(out, repo, NULL,
+	struct backend *be;
+	int rc = store_dir_backend(&be, repo);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	return store_open_be(out, repo, be, flags);
+}
+
+int store_open_be(struct store **out, const char *repo, struct backend *be,
+		  unsigned flags)
+{
+	return store_open_dir(out, repo, be, NULL,
 			      flags & (STORE_OPEN_READONLY | STORE_DOMAINS_USED));
 }
 
@@ -381,28 +388,14 @@ unsigned store_flags(const struct store *s)
 	return s->flags;
 }
 
-const char *store_packs_dir(const struct store *s)
+struct backend *store_backend(const struct store *s)
 {
-	return s->packs_dir;
+	return s->be;
 }
 
 int store_pack_seqs(struct store *s, uint64_t **out, size_t *n)
 {
-	struct store_seqs seqs = { NULL, 0 };
-	int rc;
-
-	*out = NULL;
-	*n = 0;
-	rc = store_list_packs(s->packs_dir, store_collect_seq_cb, &seqs);
-	if (rc < 0) {
-		free(seqs.v);
-		return rc;
-	}
-	if (seqs.n)
-		qsort(seqs.v, seqs.n, sizeof(uint64_t), store_cmp_u64);
-	*out = seqs.v;
-	*n = seqs.n;
-	return 0;
+	return packio_seqs(s->be, out, n);
 }
 
 int store_index_foreach(struct store *s, store_entry_cb cb, void *payload)
@@ -496,6 +489,19 @@ static int store_remove_dir(const char *dir)
 int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
 			uint64_t *bad)
 {
+	struct backend *be;
+	int rc = store_dir_backend(&be, repo);
+
+	*chunks = 0;
+	*bad = 0;
+	if (rc < 0)
+		return rc;
+	return store_rebuild_index_be(repo, be, flags, chunks, bad);
+}
+
+int store_rebuild_index_be(const char *repo, struct backend *be,
+			   unsigned flags, uint64_t *chunks, uint64_t *bad)
+{
 	char idx[4096], nidx[4200], oidx[4200];
 	struct store *s = NULL;
 	uint64_t bytes;
@@ -504,17 +510,21 @@ int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
 	*chunks = 0;
 	*bad = 0;
 	rc = dd_path_join(idx, sizeof(idx), repo, STORE_INDEX_DIR);
-	if (rc < 0)
+	if (rc < 0) {
+		backend_free(be);
 		return rc;
+	}
 	snprintf(nidx, sizeof(nidx), "%s.new", idx);
 	snprintf(oidx, sizeof(oidx), "%s.old", idx);
 	/* Leftovers of an interrupted repair are of no use. */
 	rc = store_remove_dir(nidx);
 	if (rc == 0)
 		rc = store_remove_dir(oidx);
-	if (rc < 0)
+	if (rc < 0) {
+		backend_free(be);
 		return rc;
-	rc = store_open_dir(&s, repo, nidx,
+	}
+	rc = store_open_dir(&s, repo, be, nidx,
 			    STORE_OPEN_FRESH | (flags & STORE_DOMAINS_USED));
 	if (rc < 0)
 		return rc;
@@ -538,16 +548,13 @@ int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
 
 void store_close(struct store *s)
 {
-	int i;
-
 	if (!s)
 		return;
 	store_seal_writer(s);
 	store_db_release(s);
 	store_options_release(s);
-	for (i = 0; i < STORE_FD_SLOTS; i++)
-		if (s->fds[i].fd >= 0)
-			close(s->fds[i].fd);
+	store_readers_close(s);
+	backend_free(s->be);
 	pthread_rwlock_destroy(&s->db_lock);
 	pthread_mutex_destroy(&s->ingest_lock);
 	pthread_mutex_destroy(&s->counters_lock);

@@ -33,7 +33,8 @@
 #define STORE_PACKS_DIR "packs"
 #define STORE_INDEX_DIR "index"
 
-/* A pack is sealed once it grows past this. */
+/* A pack on the directory backend is sealed once it grows past this
+ * (RADOS: PACKIO_TARGET_RADOS, packio.h). */
 #define STORE_PACK_TARGET (128ull * 1024 * 1024)
 
 struct store;
@@ -61,6 +62,17 @@ int store_open(struct store **out, const char *repo);
  */
 #define STORE_DOMAINS_USED 2u
 int store_open_ex(struct store **out, const char *repo, unsigned flags);
+/*
+ * The same with the packs in storage backend `be` (backend.h), which the
+ * store takes over (freed by store_close, or here on failure): every pack
+ * is an object "packs/<16 hex>.pack" written, read, listed and removed
+ * only through it. store_open and store_open_ex use the directory backend
+ * on `repo` itself (its packs/ as always). The index stays in
+ * <repo>/index either way.
+ */
+struct backend;
+int store_open_be(struct store **out, const char *repo, struct backend *be,
+		  unsigned flags);
 /* The STORE_* flags s was opened with. */
 unsigned store_flags(const struct store *s);
 
@@ -76,6 +88,10 @@ unsigned store_flags(const struct store *s);
  */
 int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
 			uint64_t *bad);
+/* The same from the packs of backend `be` (taken over, as by
+ * store_open_be). */
+int store_rebuild_index_be(const char *repo, struct backend *be,
+			   unsigned flags, uint64_t *chunks, uint64_t *bad);
 
 /*
  * Drops the index entry of a chunk found damaged at *loc (its bytes do not
@@ -88,9 +104,10 @@ int store_rebuild_index(const char *repo, unsigned flags, uint64_t *chunks,
 int store_forget(struct store *s, const struct dd_id *id,
 		 const struct dd_chunk_loc *loc);
 
-/* The packs directory (borrowed). */
-const char *store_packs_dir(const struct store *s);
-/* The sequence numbers of every pack file, ascending; caller frees *out. */
+/* The backend the packs live in (borrowed; server/store/packio.h reads
+ * and lists them). */
+struct backend *store_backend(const struct store *s);
+/* The sequence numbers of every pack, ascending; caller frees *out. */
 int store_pack_seqs(struct store *s, uint64_t **out, size_t *n);
 
 /*
@@ -231,8 +248,8 @@ struct store_move {
 };
 int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		      uint64_t *moved);
-/* Deletes a pack file no entry points at (the caller made sure), closing
- * cached descriptors, and syncs the directory. */
+/* Deletes a pack no entry points at (the caller made sure), closing its
+ * cached readers; durable on return (backend_remove). */
 int store_gc_remove_pack(struct store *s, uint64_t seq);
 /* A lookup that vouches for nothing (for the collector itself). */
 int store_gc_lookup(struct store *s, const struct dd_id *id,
@@ -241,7 +258,7 @@ int store_gc_lookup(struct store *s, const struct dd_id *id,
 /* Counters kept in the index. */
 void store_counters(struct store *s, uint64_t *chunks,
 		    uint64_t *bytes_unique);
-/* Number and total size of pack files on disk. */
+/* Number and total size of the packs. */
 int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes);
 
 #endif

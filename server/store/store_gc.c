@@ -141,7 +141,7 @@ int store_gc_new_pack(struct store *s, struct dd_pack_writer **out)
 	seq = s->next_seq++;
 	pthread_mutex_unlock(&s->ingest_lock);
 	dd_error_clear();
-	rc = dd_pack_writer_new(out, s->packs_dir, seq);
+	rc = packio_writer_new(s->be, seq, out);
 	if (rc < 0)
 		*out = NULL;
 	return rc;
@@ -199,26 +199,11 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 
 int store_gc_remove_pack(struct store *s, uint64_t seq)
 {
-	char path[4200];
-	int i;
+	int rc;
 
-	pthread_mutex_lock(&s->fd_lock);
-	for (i = 0; i < STORE_FD_SLOTS; i++) {
-		if (s->fds[i].fd < 0 || s->fds[i].seq != seq)
-			continue;
-		if (s->fds[i].refs == 0) {
-			close(s->fds[i].fd);
-			s->fds[i].fd = -1;
-		} else {
-			s->fds[i].dead = true;
-		}
-	}
-	pthread_mutex_unlock(&s->fd_lock);
-	dd_pack_path(path, sizeof(path), s->packs_dir, seq);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return dd_error_set(-errno, "cannot remove pack '%s': %s", path,
-				    strerror(errno));
-	return dd_fsync_dir(s->packs_dir);
+	store_readers_drop(s, seq);
+	rc = packio_remove(s->be, seq);
+	return rc == -ENOENT ? 0 : rc;
 }
 
 int store_gc_lookup(struct store *s, const struct dd_id *id,

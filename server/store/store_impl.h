@@ -23,6 +23,7 @@
 #include "domains.h"
 #include "ldbcheck.h"
 #include "log.h"
+#include "packio.h"
 #include "store.h"
 #include "vouch.h"
 
@@ -64,7 +65,7 @@
 
 struct store_fd {
 	uint64_t seq;
-	int fd;            /* -1: free slot */
+	struct backend_reader *rd;  /* NULL: free slot */
 	unsigned refs;
 	uint64_t used;     /* for least-recently-used eviction */
 	bool dead;         /* the pack was deleted: close at the last release */
@@ -80,7 +81,8 @@ struct store_fd {
 #define STORE_OPEN_FRESH 0x100u
 
 struct store {
-	char packs_dir[4096];
+	struct backend *be;       /* where the packs are (owned) */
+	uint64_t pack_target;     /* packio_target(be) */
 	char index_dir[4096];
 	unsigned flags;           /* STORE_OPEN_* */
 	uint64_t rebuild_bad;     /* damaged records the last rebuild skipped */
@@ -129,7 +131,7 @@ struct store {
 	struct vouch *vouched;        /* the vouch journal (vouch.h) */
 	bool tracking;                /* a collection is past its start */
 
-	/* Open pack files for reading. */
+	/* Packs open for reading (backend readers). */
 	pthread_mutex_t fd_lock;
 	struct store_fd fds[STORE_FD_SLOTS];
 	uint64_t fd_clock;
@@ -152,11 +154,9 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 void store_vouch(struct store *s, const struct dd_id *id);
 
 /* store_packs.c */
-int store_list_packs(const char *dir,
-		     int (*cb)(void *payload, uint64_t seq,
-		     const char *name),
-		     void *payload);
-int store_max_seq_cb(void *payload, uint64_t seq, const char *name);
+int store_max_seq_cb(void *payload, uint64_t seq);
 void store_seal_writer(struct store *s);
+void store_readers_drop(struct store *s, uint64_t seq);
+void store_readers_close(struct store *s);
 
 #endif

@@ -130,13 +130,13 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	for (i = 0; i < ntodo; i++)
 		incoming += DD_PACK_RECORD_HEADER_LEN + recs[todo[i]].stored_len;
 	if (s->writer && dd_pack_writer_size(s->writer) > DD_PACK_HEADER_LEN &&
-	    dd_pack_writer_size(s->writer) + incoming > STORE_PACK_TARGET)
+	    dd_pack_writer_size(s->writer) + incoming > s->pack_target)
 		store_seal_writer(s);
 	if (!s->writer) {
 		uint64_t seq = s->next_seq++;
 
 		dd_error_clear();
-		rc = dd_pack_writer_new(&s->writer, s->packs_dir, seq);
+		rc = packio_writer_new(s->be, seq, &s->writer);
 		if (rc < 0) {
 			/* The message names the pack already. */
 			s->writer = NULL;
@@ -194,7 +194,7 @@ write_index:
 	for (i = 0; i < ntodo; i++)
 		store_vouch(s, &recs[todo[i]].id);
 
-	if (s->writer && dd_pack_writer_size(s->writer) >= STORE_PACK_TARGET)
+	if (s->writer && dd_pack_writer_size(s->writer) >= s->pack_target)
 		store_seal_writer(s);
 	rc = 0;
 	goto cleanup;

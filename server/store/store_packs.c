@@ -4,83 +4,39 @@
  */
 #include "store_impl.h"
 
-/* ---- packs on disk ---- */
+/* ---- packs in the backend ---- */
 
-/* Parses "<16 hex>.pack"; false for any other name. */
-static bool store_pack_name(const char *name, uint64_t *seq)
-{
-	uint8_t b[8];
-	int i;
-
-	if (strlen(name) != 21 || strcmp(name + 16, ".pack") != 0 ||
-	    dd_hex_decode(b, 8, name, 16) < 0)
-		return false;
-	*seq = 0;
-	for (i = 0; i < 8; i++)
-		*seq = *seq << 8 | b[i];
-	return true;
-}
-
-/* Calls cb for each pack file name in the packs directory. */
-int store_list_packs(const char *dir,
-		     int (*cb)(void *payload, uint64_t seq,
-		     const char *name),
-		     void *payload)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	uint64_t seq;
-	int rc = 0;
-
-	if (!d)
-		return dd_error_set(-errno, "cannot open '%s': %s", dir,
-				    strerror(errno));
-	while ((de = readdir(d)) != NULL) {
-		if (!store_pack_name(de->d_name, &seq))
-			continue;
-		rc = cb(payload, seq, de->d_name);
-		if (rc)
-			break;
-	}
-	closedir(d);
-	return rc;
-}
-
-int store_max_seq_cb(void *payload, uint64_t seq, const char *name)
+int store_max_seq_cb(void *payload, uint64_t seq)
 {
 	uint64_t *max = payload;
 
-	(void)name;
 	if (seq > *max)
 		*max = seq;
 	return 0;
 }
 
 struct store_usage {
-	const char *dir;
+	struct backend *be;
 	uint64_t packs;
 	uint64_t bytes;
 };
 
-static int store_usage_cb(void *payload, uint64_t seq, const char *name)
+static int store_usage_cb(void *payload, uint64_t seq)
 {
 	struct store_usage *u = payload;
-	char path[4200];
-	struct stat st;
+	uint64_t size;
 
-	(void)seq;
-	snprintf(path, sizeof(path), "%s/%s", u->dir, name);
-	if (stat(path, &st) == 0) {
+	if (packio_size(u->be, seq, &size) == 0) {
 		u->packs++;
-		u->bytes += (uint64_t)st.st_size;
+		u->bytes += size;
 	}
 	return 0;
 }
 
 int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes)
 {
-	struct store_usage u = { s->packs_dir, 0, 0 };
-	int rc = store_list_packs(s->packs_dir, store_usage_cb, &u);
+	struct store_usage u = { s->be, 0, 0 };
+	int rc = packio_list(s->be, store_usage_cb, &u);
 
 	*packs = u.packs;
 	*bytes = u.bytes;
@@ -92,13 +48,13 @@ int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes)
  * pack stays readable by scanning. */
 void store_seal_writer(struct store *s)
 {
-	char path[4200];
+	char path[600];
 	int rc;
 
 	if (!s->writer)
 		return;
-	dd_pack_path(path, sizeof(path), s->packs_dir,
-		     dd_pack_writer_seq(s->writer));
+	packio_display(path, sizeof(path), s->be,
+		       dd_pack_writer_seq(s->writer));
 	dd_error_clear();
 	rc = dd_pack_writer_seal(s->writer);
 	s->writer = NULL;
@@ -108,58 +64,65 @@ void store_seal_writer(struct store *s)
 
 /* ---- reading packs ---- */
 
-/* An fd for pack `seq`, cached; *slot is what store_fd_release needs. */
-static int store_fd_acquire(struct store *s, uint64_t seq, int *slot)
+/* A reader for pack `seq`, cached; *slot is what store_reader_release
+ * needs. */
+static struct backend_reader *store_reader_find(struct store *s,
+						uint64_t seq, int *slot)
 {
-	char path[4200];
-	int i, fd, victim = -1;
+	int i;
 
-	pthread_mutex_lock(&s->fd_lock);
 	for (i = 0; i < STORE_FD_SLOTS; i++) {
-		if (s->fds[i].fd >= 0 && s->fds[i].seq == seq &&
-		    !s->fds[i].dead) {
+		if (s->fds[i].rd && s->fds[i].seq == seq && !s->fds[i].dead) {
 			s->fds[i].refs++;
 			s->fds[i].used = ++s->fd_clock;
 			*slot = i;
-			fd = s->fds[i].fd;
-			pthread_mutex_unlock(&s->fd_lock);
-			return fd;
+			return s->fds[i].rd;
 		}
 	}
-	pthread_mutex_unlock(&s->fd_lock);
+	return NULL;
+}
 
-	dd_pack_path(path, sizeof(path), s->packs_dir, seq);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return dd_error_set(-EIO, "cannot open pack '%s': %s", path,
-				    strerror(errno));
+static int store_reader_acquire(struct store *s, uint64_t seq, int *slot,
+				struct backend_reader **out)
+{
+	struct backend_reader *rd, *have;
+	char name[PACKIO_NAME_MAX];
+	int i, rc, victim = -1;
 
 	pthread_mutex_lock(&s->fd_lock);
+	have = store_reader_find(s, seq, slot);
+	pthread_mutex_unlock(&s->fd_lock);
+	if (have) {
+		*out = have;
+		return 0;
+	}
+	packio_name(name, seq);
+	rc = backend_reader_open(s->be, name, &rd);
+	if (rc < 0)
+		return rc;
+
+	pthread_mutex_lock(&s->fd_lock);
+	have = store_reader_find(s, seq, slot);
+	if (have) {
+		/* Another thread opened it meanwhile. */
+		pthread_mutex_unlock(&s->fd_lock);
+		backend_reader_close(rd);
+		*out = have;
+		return 0;
+	}
 	for (i = 0; i < STORE_FD_SLOTS; i++) {
-		if (s->fds[i].fd >= 0 && s->fds[i].seq == seq &&
-		    !s->fds[i].dead) {
-			/* Another thread opened it meanwhile. */
-			close(fd);
-			s->fds[i].refs++;
-			s->fds[i].used = ++s->fd_clock;
-			*slot = i;
-			fd = s->fds[i].fd;
-			pthread_mutex_unlock(&s->fd_lock);
-			return fd;
-		}
 		if (s->fds[i].refs == 0 &&
-		    (victim < 0 || s->fds[i].fd < 0 ||
-		     (s->fds[victim].fd >= 0 &&
+		    (victim < 0 || !s->fds[i].rd ||
+		     (s->fds[victim].rd &&
 		      s->fds[i].used < s->fds[victim].used)))
 			victim = i;
 	}
 	if (victim < 0) {
-		/* Every slot busy: use this fd once, uncached. */
+		/* Every slot busy: use this reader once, uncached. */
 		*slot = -1;
 	} else {
-		if (s->fds[victim].fd >= 0)
-			close(s->fds[victim].fd);
-		s->fds[victim].fd = fd;
+		backend_reader_close(s->fds[victim].rd);
+		s->fds[victim].rd = rd;
 		s->fds[victim].seq = seq;
 		s->fds[victim].refs = 1;
 		s->fds[victim].dead = false;
@@ -167,52 +130,85 @@ static int store_fd_acquire(struct store *s, uint64_t seq, int *slot)
 		*slot = victim;
 	}
 	pthread_mutex_unlock(&s->fd_lock);
-	return fd;
+	*out = rd;
+	return 0;
 }
 
-static void store_fd_release(struct store *s, int fd, int slot)
+static void store_reader_release(struct store *s, struct backend_reader *rd,
+				 int slot)
 {
 	if (slot < 0) {
-		close(fd);
+		backend_reader_close(rd);
 		return;
 	}
 	pthread_mutex_lock(&s->fd_lock);
 	s->fds[slot].refs--;
 	if (s->fds[slot].refs == 0 && s->fds[slot].dead) {
-		close(s->fds[slot].fd);
-		s->fds[slot].fd = -1;
+		backend_reader_close(s->fds[slot].rd);
+		s->fds[slot].rd = NULL;
 		s->fds[slot].dead = false;
 	}
 	pthread_mutex_unlock(&s->fd_lock);
 }
 
+/* Pack `seq` was removed: its cached readers close (at their last
+ * release if in use). */
+void store_readers_drop(struct store *s, uint64_t seq)
+{
+	int i;
+
+	pthread_mutex_lock(&s->fd_lock);
+	for (i = 0; i < STORE_FD_SLOTS; i++) {
+		if (!s->fds[i].rd || s->fds[i].seq != seq)
+			continue;
+		if (s->fds[i].refs == 0) {
+			backend_reader_close(s->fds[i].rd);
+			s->fds[i].rd = NULL;
+		} else {
+			s->fds[i].dead = true;
+		}
+	}
+	pthread_mutex_unlock(&s->fd_lock);
+}
+
+void store_readers_close(struct store *s)
+{
+	int i;
+
+	for (i = 0; i < STORE_FD_SLOTS; i++) {
+		backend_reader_close(s->fds[i].rd);
+		s->fds[i].rd = NULL;
+	}
+}
+
 int store_read_stored(struct store *s, const struct dd_id *id,
 		      const struct dd_chunk_loc *loc, struct dd_buf *out)
 {
-	char hex[DD_ID_HEX_LEN + 1], path[4200];
+	char hex[DD_ID_HEX_LEN + 1], path[600];
 	struct dd_chunk_loc moved;
-	int fd, slot = -1, rc;
+	struct backend_reader *rd = NULL;
+	int slot = -1, rc;
 
-	fd = store_fd_acquire(s, loc->pack_seq, &slot);
+	rc = store_reader_acquire(s, loc->pack_seq, &slot, &rd);
 	/* A collection may have moved the chunk to a new pack and deleted
 	 * the old one since the caller looked it up: follow it once. */
-	if (fd < 0 && store_lookup_raw(s, id, &moved) == 0 &&
+	if (rc < 0 && store_lookup_raw(s, id, &moved) == 0 &&
 	    (moved.pack_seq != loc->pack_seq || moved.offset != loc->offset) &&
 	    moved.stored_len == loc->stored_len) {
 		loc = &moved;
 		dd_error_clear();
-		fd = store_fd_acquire(s, loc->pack_seq, &slot);
+		rc = store_reader_acquire(s, loc->pack_seq, &slot, &rd);
 	}
-	if (fd < 0) {
+	if (rc < 0) {
 		dd_id_to_hex(hex, id);
 		return log_wrap(-EIO, "chunk %s", hex);
 	}
 	dd_error_clear();
-	rc = dd_pack_read_record(fd, id, loc, out);
-	store_fd_release(s, fd, slot);
+	rc = packio_read_record(rd, id, loc, out);
+	store_reader_release(s, rd, slot);
 	if (rc < 0 && rc != -ENOMEM) {
 		/* The reason names the chunk; add the pack. */
-		dd_pack_path(path, sizeof(path), s->packs_dir, loc->pack_seq);
+		packio_display(path, sizeof(path), s->be, loc->pack_seq);
 		return log_wrap(rc == -EBADMSG ? rc : -EIO,
 				"cannot read pack '%s'", path);
 	}

@@ -1,0 +1,84 @@
+/*
+ * storage.c - see storage.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "repo.h"
+#include "storage.h"
+#include "util.h"
+
+static char *storage_ceph_conf;
+static char *storage_ceph_user;
+
+static int storage_dup(char **to, const char *from)
+{
+	char *v = NULL;
+
+	if (from && !(v = strdup(from)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	free(*to);
+	*to = v;
+	return 0;
+}
+
+int repo_storage_set_opts(const char *ceph_conf, const char *ceph_user)
+{
+	int rc = storage_dup(&storage_ceph_conf, ceph_conf);
+
+	return rc < 0 ? rc : storage_dup(&storage_ceph_user, ceph_user);
+}
+
+int repo_storage_spec(char *out, size_t outsz, const char *repo)
+{
+	struct repo_config c;
+	int rc = repo_config_load(&c, repo), n;
+
+	if (rc < 0)
+		return rc;
+	n = c.store[0] ? snprintf(out, outsz, "%s", c.store) :
+		snprintf(out, outsz, "dir:%s", repo);
+	if (n < 0 || (size_t)n >= outsz)
+		return dd_error_set(-ENAMETOOLONG, "path too long: '%s'", repo);
+	return 0;
+}
+
+int repo_backend_open(struct backend **out, const char *repo)
+{
+	struct backend_opts o = { storage_ceph_conf, storage_ceph_user };
+	char spec[4400];
+	int rc;
+
+	*out = NULL;
+	rc = repo_storage_spec(spec, sizeof(spec), repo);
+	if (rc < 0)
+		return rc;
+	return backend_open(out, spec, &o);
+}
+
+int repo_store_open(struct store **out, const char *repo, unsigned flags)
+{
+	struct backend *be;
+	int rc = repo_backend_open(&be, repo);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	return store_open_be(out, repo, be, flags);
+}
+
+int repo_store_rebuild_index(const char *repo, unsigned flags,
+			     uint64_t *chunks, uint64_t *bad)
+{
+	struct backend *be;
+	int rc = repo_backend_open(&be, repo);
+
+	*chunks = 0;
+	*bad = 0;
+	if (rc < 0)
+		return rc;
+	return store_rebuild_index_be(repo, be, flags, chunks, bad);
+}
