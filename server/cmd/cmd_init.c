@@ -7,12 +7,16 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "cmd.h"
+#include "config.h"
 #include "log.h"
+#include "packio.h"
 #include "repo.h"
 #include "store.h"
 #include "tls.h"
@@ -21,6 +25,7 @@
 
 const char cmd_init_usage[] =
 	"usage: dedup-server init --repo DIR [--chunker MIN,AVG,MAX]\n"
+	"                         [--store rados:POOL[/NAMESPACE]] [--config FILE]\n"
 	"\n"
 	"Creates a repository in DIR (which must not exist or be empty):\n"
 	"config.json with fresh chunker parameters, an empty clients.json,\n"
@@ -28,7 +33,13 @@ const char cmd_init_usage[] =
 	"(tls/cert.pem, which agents use as their CA).\n"
 	"\n"
 	"  --chunker MIN,AVG,MAX  chunk sizes in bytes, with an optional K or M\n"
-	"                         suffix (default 256K,1M,4M; AVG a power of two)\n";
+	"                         suffix (default 256K,1M,4M; AVG a power of two)\n"
+	"  --store rados:POOL[/NAMESPACE]\n"
+	"                         keep the packs in a Ceph RADOS pool (module\n"
+	"                         dedup-server-rados); DIR keeps the index,\n"
+	"                         tokens, TLS and snapshots\n"
+	"  --config FILE          server.conf with ceph_conf and ceph_user\n"
+	"                         (default " CONFIG_DEFAULT_PATH ")\n";
 
 /* Parses "256K,1M,4M" into the sizes of *p (the seed is left alone). */
 static int init_parse_chunker(struct dd_chunker_params *p, const char *arg)
@@ -112,7 +123,43 @@ static int init_mkdir(const char *repo, const char *name)
 	return 0;
 }
 
-static int init_config(const char *repo, const struct dd_chunker_params *chunker)
+/* A rados store must open (the module, the cluster, the pool) and hold no
+ * packs yet: a new repository never adopts another one's chunks. */
+static int init_check_store(const char *spec, const char *config)
+{
+	struct backend_opts o = { NULL, NULL };
+	struct backend *be = NULL;
+	struct config cfg;
+	uint64_t *seqs = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (strncmp(spec, "rados:", 6) != 0 || !spec[6] ||
+	    strlen(spec) > REPO_STORE_MAX)
+		return dd_error_set(-EINVAL, "bad --store '%.100s': expected "
+				    "rados:POOL[/NAMESPACE]", spec);
+	if (config_init(&cfg) < 0)
+		return -ENOMEM;
+	rc = config_load(&cfg, config ? config : CONFIG_DEFAULT_PATH,
+			 config != NULL);
+	if (rc == 0) {
+		o.ceph_conf = cfg.ceph_conf;
+		o.ceph_user = cfg.ceph_user;
+		rc = backend_open(&be, spec, &o);
+	}
+	if (rc == 0)
+		rc = packio_seqs(be, &seqs, &n);
+	if (rc == 0 && n)
+		rc = dd_error_set(-EEXIST, "'%s' holds %zu pack(s) already: "
+				  "give an empty pool or namespace", spec, n);
+	free(seqs);
+	backend_free(be);
+	config_release(&cfg);
+	return rc;
+}
+
+static int init_config(const char *repo, const struct dd_chunker_params *chunker,
+		       const char *store)
 {
 	struct repo_config c;
 	uint8_t raw[16], seed[8];
@@ -129,6 +176,8 @@ static int init_config(const char *repo, const struct dd_chunker_params *chunker
 	dd_hex_encode(c.repo_id, raw, sizeof(raw));
 	dd_format_time(c.created, dd_now());
 	c.chunker = *chunker;
+	if (store)
+		snprintf(c.store, sizeof(c.store), "%s", store);
 	c.chunker.seed = 0;
 	for (i = 0; i < 8; i++)
 		c.chunker.seed = c.chunker.seed << 8 | seed[i];
@@ -158,10 +207,12 @@ int cmd_init(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "repo", required_argument, NULL, 'r' },
 		{ "chunker", required_argument, NULL, 'C' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "config", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *repo = NULL;
+	const char *repo = NULL, *store = NULL, *config = NULL;
 	struct tokens_list none = { NULL, 0, false };
 	char path[4200], cert[4200], key[4200], host[256];
 	struct dd_chunker_params chunker;
@@ -181,6 +232,12 @@ int cmd_init(int argc, char **argv)
 				return CMD_USAGE;
 			}
 			break;
+		case 'S':
+			store = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
 		case 'h':
 			fputs(cmd_init_usage, stdout);
 			return CMD_OK;
@@ -195,6 +252,8 @@ int cmd_init(int argc, char **argv)
 	}
 
 	rc = init_check_target(repo);
+	if (rc == 0 && store)
+		rc = init_check_store(store, config);
 	if (rc < 0) {
 		log_error("%s", log_reason(rc));
 		return CMD_ERROR;
@@ -229,7 +288,7 @@ int cmd_init(int argc, char **argv)
 	if (rc == 0)
 		rc = tokens_list_save(&none, path);
 	if (rc == 0)
-		rc = init_config(repo, &chunker);
+		rc = init_config(repo, &chunker, store);
 	if (rc == 0)
 		rc = dd_fsync_dir(repo);
 	if (rc < 0) {

@@ -12,6 +12,7 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "storage.h"
 #include "gc.h"
 #include "log.h"
 #include "prune.h"
@@ -90,6 +91,10 @@ int cmd_prune(int argc, char **argv)
 	}
 	if (!repo)
 		repo = cfg.repo;
+	if (repo_storage_set_opts(cfg.ceph_conf, cfg.ceph_user) < 0) {
+		log_error("%s", dd_error_last());
+		goto cleanup;
+	}
 	if (!repo) {
 		log_error("no repository: give --repo DIR");
 		fputs(cmd_prune_usage, stderr);

@@ -66,8 +66,8 @@ const char cmd_serve_usage[] =
 	"--set         any config key, e.g. --set max_connections=128\n"
 	"--ready-file  once serving, write the server's URL to FILE\n"
 	"\n"
-	"Config keys: repo, listen, tls_cert, tls_key, threads,\n"
-	"max_connections, reserved_connections, per_ip_connections,\n"
+	"Config keys: repo, listen, tls_cert, tls_key, ceph_conf, ceph_user,\n"
+	"threads, max_connections, reserved_connections, per_ip_connections,\n"
 	"header_timeout, min_body_rate, connection_timeout,\n"
 	"drain_timeout, session_timeout, stale_after,\n"
 	"missing_ids_per_second, missing_ids_burst, notify_command,\n"
@@ -286,7 +286,10 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc < 0)
 		goto cleanup;
 	serve_raise_nofile();
-	rc = repo_store_open(&ctx.store, repo, tokens_store_flags(repo));
+	rc = repo_storage_set_opts(cfg->ceph_conf, cfg->ceph_user);
+	if (rc == 0)
+		rc = repo_store_open(&ctx.store, repo,
+				     tokens_store_flags(repo));
 	if (rc < 0)
 		goto cleanup;
 	rc = snapshots_open(&ctx.snapshots, repo);

@@ -35,6 +35,8 @@ static const struct config_key config_keys[] = {
 	{ "listen", CONFIG_STRING, CONFIG_OFF(listen), 0, 0 },
 	{ "tls_cert", CONFIG_PATH, CONFIG_OFF(tls_cert), 0, 0 },
 	{ "tls_key", CONFIG_PATH, CONFIG_OFF(tls_key), 0, 0 },
+	{ "ceph_conf", CONFIG_PATH, CONFIG_OFF(ceph_conf), 0, 0 },
+	{ "ceph_user", CONFIG_STRING, CONFIG_OFF(ceph_user), 0, 0 },
 	{ "threads", CONFIG_COUNT, CONFIG_OFF(threads), 0, 256 },
 	{ "max_connections", CONFIG_COUNT, CONFIG_OFF(max_connections), 1, 10000 },
 	{ "reserved_connections", CONFIG_COUNT,
@@ -114,6 +116,8 @@ void config_release(struct config *c)
 	free(c->notify_command);
 	free(c->notify_email);
 	free(c->sendmail);
+	free(c->ceph_conf);
+	free(c->ceph_user);
 	free(c->clients);
 	memset(c, 0, sizeof(*c));
 }

@@ -27,6 +27,11 @@ struct config {
 	char *listen;
 	char *tls_cert;             /* NULL: <repo>/tls/cert.pem */
 	char *tls_key;              /* NULL: <repo>/tls/key.pem */
+	/* A repository on RADOS (docs/STORAGE.md): the ceph.conf to read
+	 * (NULL: librados' own search, $CEPH_CONF then /etc/ceph/ceph.conf)
+	 * and the cephx user without "client." (NULL: admin). */
+	char *ceph_conf;
+	char *ceph_user;
 	unsigned threads;           /* 0: a thread per connection */
 	unsigned max_connections;
 	/* Of max_connections, slots only connections that showed a valid
