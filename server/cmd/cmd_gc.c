@@ -64,6 +64,8 @@ int cmd_open_repo(const char *repo, struct store **st,
 	rc = repo_store_open(st, repo, tokens_store_flags(repo));
 	if (rc == 0)
 		rc = snapshots_open(snaps, repo);
+	if (rc == 0)
+		repo_storage_mirror(*snaps, *st);
 	if (rc < 0) {
 		log_error("%s", log_reason(rc));
 		store_close(*st);

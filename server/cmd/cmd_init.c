@@ -25,7 +25,8 @@
 
 const char cmd_init_usage[] =
 	"usage: dedup-server init --repo DIR [--chunker MIN,AVG,MAX]\n"
-	"                         [--store rados:POOL[/NAMESPACE]] [--config FILE]\n"
+	"                         [--store rados:POOL[/NAMESPACE] [--recover]]\n"
+	"                         [--config FILE]\n"
 	"\n"
 	"Creates a repository in DIR (which must not exist or be empty):\n"
 	"config.json with fresh chunker parameters, an empty clients.json,\n"
@@ -39,7 +40,10 @@ const char cmd_init_usage[] =
 	"                         dedup-server-rados); DIR keeps the index,\n"
 	"                         tokens, TLS and snapshots\n"
 	"  --config FILE          server.conf with ceph_conf and ceph_user\n"
-	"                         (default " CONFIG_DEFAULT_PATH ")\n";
+	"                         (default " CONFIG_DEFAULT_PATH ")\n"
+	"  --recover              with --store: take the repository the store\n"
+	"                         holds (config.json, snapshots) into the new DIR\n"
+	"                         after the old one was lost\n";
 
 /* Parses "256K,1M,4M" into the sizes of *p (the seed is left alone). */
 static int init_parse_chunker(struct dd_chunker_params *p, const char *arg)
@@ -123,17 +127,16 @@ static int init_mkdir(const char *repo, const char *name)
 	return 0;
 }
 
-/* A rados store must open (the module, the cluster, the pool) and hold no
- * packs yet: a new repository never adopts another one's chunks. */
-static int init_check_store(const char *spec, const char *config)
+/* Opens a rados store (the module, the cluster, the pool) with the Ceph
+ * options of the config file. */
+static int init_open_store(struct backend **be, const char *spec,
+			   const char *config)
 {
 	struct backend_opts o = { NULL, NULL };
-	struct backend *be = NULL;
 	struct config cfg;
-	uint64_t *seqs = NULL;
-	size_t n = 0;
 	int rc;
 
+	*be = NULL;
 	if (strncmp(spec, "rados:", 6) != 0 || !spec[6] ||
 	    strlen(spec) > REPO_STORE_MAX)
 		return dd_error_set(-EINVAL, "bad --store '%.100s': expected "
@@ -145,16 +148,140 @@ static int init_check_store(const char *spec, const char *config)
 	if (rc == 0) {
 		o.ceph_conf = cfg.ceph_conf;
 		o.ceph_user = cfg.ceph_user;
-		rc = backend_open(&be, spec, &o);
+		rc = backend_open(be, spec, &o);
 	}
-	if (rc == 0)
-		rc = packio_seqs(be, &seqs, &n);
-	if (rc == 0 && n)
-		rc = dd_error_set(-EEXIST, "'%s' holds %zu pack(s) already: "
-				  "give an empty pool or namespace", spec, n);
-	free(seqs);
-	backend_free(be);
 	config_release(&cfg);
+	return rc;
+}
+
+/* A new repository never adopts another one's chunks: the store must hold
+ * no packs and no config.json. */
+static int init_check_empty(struct backend *be, const char *spec)
+{
+	uint64_t *seqs = NULL, size;
+	size_t n = 0;
+	int rc = packio_seqs(be, &seqs, &n);
+
+	free(seqs);
+	if (rc == 0 && n)
+		return dd_error_set(-EEXIST, "'%s' holds %zu pack(s) already: "
+				    "give an empty pool or namespace (or "
+				    "--recover its repository)", spec, n);
+	if (rc == 0 && backend_stat(be, REPO_CONFIG, &size) == 0)
+		return dd_error_set(-EEXIST, "'%s' holds a repository already "
+				    "(--recover it)", spec);
+	dd_error_clear();
+	return rc;
+}
+
+/* Reads a whole small object. */
+static int init_get(struct backend *be, const char *name, uint8_t **out,
+		    size_t *len)
+{
+	uint64_t size;
+	int rc = backend_stat(be, name, &size);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	if (size > 64u * 1024 * 1024)
+		return dd_error_set(-EFBIG, "'%s' is too large", name);
+	*out = malloc(size ? size : 1);
+	if (!*out)
+		return -ENOMEM;
+	rc = backend_read(be, name, 0, *out, size);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	*len = size;
+	return 0;
+}
+
+struct init_fetch {
+	struct backend *be;
+	const char *repo;
+	size_t n;
+};
+
+/* Copies one "snapshots/<id>.json" of the store into the directory. */
+static int init_fetch_cb(const char *name, void *payload)
+{
+	struct init_fetch *f = payload;
+	char path[4200];
+	uint8_t *data;
+	size_t len;
+	int rc;
+
+	if (strlen(name) != strlen(REPO_SNAPSHOTS) + 1 + DD_ID_HEX_LEN + 5 ||
+	    strcmp(name + strlen(name) - 5, ".json") != 0)
+		return 0;
+	rc = repo_path(path, sizeof(path), f->repo, name);
+	if (rc == 0)
+		rc = init_get(f->be, name, &data, &len);
+	if (rc < 0)
+		return rc;
+	rc = dd_write_file_atomic(path, data, len, 0600);
+	free(data);
+	if (rc == 0)
+		f->n++;
+	return rc;
+}
+
+/* --recover: config.json and every snapshot manifest from the store; the
+ * index is rebuilt from the packs when the server starts. */
+static int init_recover(struct backend *be, const char *repo,
+			const char *spec)
+{
+	struct init_fetch f = { be, repo, 0 };
+	struct repo_config c;
+	char path[4200];
+	uint8_t *data;
+	size_t len;
+	int rc = init_get(be, REPO_CONFIG, &data, &len);
+
+	if (rc == -ENOENT)
+		return dd_error_set(rc, "'%s' holds no repository to recover "
+				    "(no %s)", spec, REPO_CONFIG);
+	if (rc == 0)
+		rc = repo_path(path, sizeof(path), repo, REPO_CONFIG);
+	if (rc == 0)
+		rc = dd_write_file_atomic(path, data, len, 0644);
+	free(data);
+	if (rc == 0)
+		rc = repo_config_load(&c, repo);
+	if (rc == 0 && strcmp(c.store, spec) != 0)
+		rc = dd_error_set(-EINVAL, "the repository in '%s' says it is "
+				  "in '%s'", spec, c.store);
+	if (rc == 0)
+		rc = backend_list(be, REPO_SNAPSHOTS "/", init_fetch_cb, &f);
+	if (rc < 0) {
+		unlink(path);
+		return rc;
+	}
+	printf("recovered repository %s and %zu snapshot(s) from '%s'; the "
+	       "index is rebuilt from the packs when the server starts; "
+	       "clients need new tokens\n", c.repo_id, f.n, spec);
+	return 0;
+}
+
+/* The store's copy of config.json, written last: it marks the pool as
+ * holding this repository. */
+static int init_publish_config(struct backend *be, const char *repo)
+{
+	char path[4200];
+	uint8_t *data = NULL;
+	size_t len;
+	int rc = repo_path(path, sizeof(path), repo, REPO_CONFIG);
+
+	if (rc == 0)
+		rc = dd_read_file(path, 64 * 1024, &data, &len);
+	if (rc == 0)
+		rc = backend_put(be, REPO_CONFIG, data, len);
+	free(data);
+	if (rc < 0)
+		unlink(path);
 	return rc;
 }
 
@@ -209,10 +336,13 @@ int cmd_init(int argc, char **argv)
 		{ "chunker", required_argument, NULL, 'C' },
 		{ "store", required_argument, NULL, 'S' },
 		{ "config", required_argument, NULL, 'c' },
+		{ "recover", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL, *store = NULL, *config = NULL;
+	struct backend *be = NULL;
+	bool recover = false;
 	struct tokens_list none = { NULL, 0, false };
 	char path[4200], cert[4200], key[4200], host[256];
 	struct dd_chunker_params chunker;
@@ -238,6 +368,9 @@ int cmd_init(int argc, char **argv)
 		case 'c':
 			config = optarg;
 			break;
+		case 'R':
+			recover = true;
+			break;
 		case 'h':
 			fputs(cmd_init_usage, stdout);
 			return CMD_OK;
@@ -246,15 +379,18 @@ int cmd_init(int argc, char **argv)
 			return CMD_USAGE;
 		}
 	}
-	if (!repo || optind != argc) {
+	if (!repo || optind != argc || (recover && !store)) {
 		fputs(cmd_init_usage, stderr);
 		return CMD_USAGE;
 	}
 
 	rc = init_check_target(repo);
 	if (rc == 0 && store)
-		rc = init_check_store(store, config);
+		rc = init_open_store(&be, store, config);
+	if (rc == 0 && store && !recover)
+		rc = init_check_empty(be, store);
 	if (rc < 0) {
+		backend_free(be);
 		log_error("%s", log_reason(rc));
 		return CMD_ERROR;
 	}
@@ -287,8 +423,13 @@ int cmd_init(int argc, char **argv)
 		rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
 	if (rc == 0)
 		rc = tokens_list_save(&none, path);
-	if (rc == 0)
+	if (rc == 0 && recover)
+		rc = init_recover(be, repo, store);
+	else if (rc == 0)
 		rc = init_config(repo, &chunker, store);
+	if (rc == 0 && be && !recover)
+		rc = init_publish_config(be, repo);
+	backend_free(be);
 	if (rc == 0)
 		rc = dd_fsync_dir(repo);
 	if (rc < 0) {

@@ -293,6 +293,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc < 0)
 		goto cleanup;
 	rc = snapshots_open(&ctx.snapshots, repo);
+	if (rc == 0)
+		repo_storage_mirror(ctx.snapshots, ctx.store);
 	if (rc == 0)    /* after an index rebuild (regrant.h) */
 		rc = regrant_run(ctx.store, ctx.snapshots, repo, NULL);
 	if (rc < 0)

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <zstd.h>
 
+#include "backend.h"
 #include "catalog.h"
 #include "log.h"
 #include "proto.h"
@@ -57,6 +58,10 @@ struct snapshots {
 	uint64_t bytes_logical;
 	uint64_t bytes_catalog;
 	uint64_t max_per_client;
+	/* The store's backend when it is not the repository directory: each
+	 * manifest is also the object "snapshots/<id>.json" there
+	 * (snapshots_set_mirror). Borrowed. */
+	struct backend *mirror;
 };
 
 static void snap_rwlock_init(pthread_rwlock_t *l)
@@ -427,8 +432,38 @@ static int snap_dump(json_t *m, char **out, size_t *out_len)
 	return 0;
 }
 
-/* Writes text + "\n" to path durably. */
-static int snap_write(const char *path, const char *text, size_t len)
+void snapshots_set_mirror(struct snapshots *s, struct backend *be)
+{
+	s->mirror = be;
+}
+
+/* "snapshots/<id>.json" */
+static void snap_object(char *out, size_t outsz, const char *id)
+{
+	snprintf(out, outsz, "%s/%s.json", REPO_SNAPSHOTS, id);
+}
+
+/* The manifest's copy in the store: put-once (a copy already there is the
+ * same manifest: its id is its digest). */
+static int snap_mirror_put(struct snapshots *s, const char *id,
+			   const char *buf, size_t len)
+{
+	char name[128];
+	int rc;
+
+	if (!s->mirror)
+		return 0;
+	snap_object(name, sizeof(name), id);
+	dd_error_clear();
+	rc = backend_put(s->mirror, name, buf, len);
+	if (rc == -EEXIST)
+		return 0;
+	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
+}
+
+/* Writes text + "\n" to path durably, and to the store's copy. */
+static int snap_write(struct snapshots *s, const char *id, const char *path,
+		      const char *text, size_t len)
 {
 	char *buf = malloc(len + 1);
 	int rc;
@@ -439,6 +474,13 @@ static int snap_write(const char *path, const char *text, size_t len)
 	buf[len] = '\n';
 	dd_error_clear();
 	rc = dd_write_file_atomic(path, buf, len + 1, 0600);
+	/* Acknowledged only once the store holds it too, so the pool alone
+	 * can give back every acknowledged snapshot. */
+	if (rc == 0) {
+		rc = snap_mirror_put(s, id, buf, len + 1);
+		if (rc < 0)
+			unlink(path);
+	}
 	free(buf);
 	/* Its message names the file. */
 	if (rc == -ENOSPC || rc == -EDQUOT)
@@ -672,7 +714,7 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	if (rc < 0)
 		goto cleanup;
 	snprintf(path, sizeof(path), "%s/%s.json", s->dir, e.id);
-	rc = snap_write(path, text, tlen);
+	rc = snap_write(s, e.id, path, text, tlen);
 	if (rc < 0)
 		goto cleanup;
 
@@ -722,6 +764,18 @@ int snapshots_remove(struct snapshots *s, const char *id)
 		if (strcmp(s->v[i].id, want) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s.json", s->dir, want);
+		/* The store's copy first: a manifest removed here but left
+		 * there would come back with a recovery, its chunks gone. */
+		if (s->mirror) {
+			char name[128];
+
+			snap_object(name, sizeof(name), want);
+			rc = backend_remove(s->mirror, name);
+			if (rc < 0 && rc != -ENOENT) {
+				rc = -EIO;
+				break;
+			}
+		}
 		if (unlink(path) < 0 && errno != ENOENT) {
 			rc = dd_error_set(-EIO, "cannot remove '%s': %s", path,
 					  strerror(errno));

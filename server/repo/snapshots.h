@@ -51,6 +51,19 @@ struct snapshots;
 int snapshots_open(struct snapshots **out, const char *repo);
 void snapshots_free(struct snapshots *s);
 
+/*
+ * A repository whose packs are not in its directory (a RADOS store) keeps
+ * each manifest in the store too, as "snapshots/<id>.json" (put-once;
+ * docs/STORAGE.md), so that a front-end whose directory is lost recovers
+ * its snapshots from the pool (init --recover). From this call on, a
+ * create is acknowledged only when the store holds the copy (else -EIO,
+ * and the local file is removed again), and a remove removes the store's
+ * copy first (if that fails, nothing is removed). `be` is borrowed (the
+ * store's, store_backend()); NULL turns it off.
+ */
+struct backend;
+void snapshots_set_mirror(struct snapshots *s, struct backend *be);
+
 /* How many snapshots one client may have (0: no limit); creates beyond it
  * fail with -EDQUOT. Concurrent creates of one client may each pass the
  * check, so the limit can be passed by at most the number of those. */

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "repo.h"
+#include "snapshots.h"
 #include "storage.h"
 #include "util.h"
 
@@ -81,4 +82,12 @@ int repo_store_rebuild_index(const char *repo, unsigned flags,
 	if (rc < 0)
 		return rc;
 	return store_rebuild_index_be(repo, be, flags, chunks, bad);
+}
+
+void repo_storage_mirror(struct snapshots *snaps, struct store *st)
+{
+	struct backend *be = store_backend(st);
+
+	if (strcmp(backend_kind(be), "dir") != 0)
+		snapshots_set_mirror(snaps, be);
 }

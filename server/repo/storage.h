@@ -31,6 +31,11 @@ int repo_storage_spec(char *out, size_t outsz, const char *repo);
  * -ENOENT with a reason naming the package dedup-server-rados. */
 int repo_backend_open(struct backend **out, const char *repo);
 
+/* A store that is not the repository directory keeps the snapshot
+ * manifests too (snapshots_set_mirror); a no-op for a directory. */
+struct snapshots;
+void repo_storage_mirror(struct snapshots *snaps, struct store *st);
+
 /* store_open_be / store_rebuild_index_be on the repository's backend. */
 int repo_store_open(struct store **out, const char *repo, unsigned flags);
 int repo_store_rebuild_index(const char *repo, unsigned flags,

@@ -4,12 +4,14 @@
 # the same run, so the ratios issue 12 asks for can be measured:
 #   rados bench write (4 MiB objects, 16 in flight) and seq, MB/s
 #   backend append and read (backend-bench: pack objects grown by appends)
+#   dedup: a first backup of unique data into a repository on the pool
+#   (init --store rados:POOL/NS) and its restore, as ratios of write/seq
 #
 #   O=build bash tests/bench/rados-bench.sh
 # Env: DD_RB_SECONDS rados bench duration (default 10), DD_RB_MIB backend
 # data (default 1024), DD_RB_APPEND_MIB (16), DD_RB_OBJECT_MIB (64),
 # DD_RB_THREADS (1 2: one run per count), DD_RB_OUT result file (default
-# $O/bench/rados-bench.txt). Memstore keeps the objects in RAM: the cluster
+# $O/bench/rados-bench.txt), DD_RB_DEDUP_MIB data backed up (default 512). Memstore keeps the objects in RAM: the cluster
 # gets CEPH_MEMSTORE_MB (default 6144) and objects are removed between runs.
 set -euo pipefail
 export LC_ALL=C
@@ -23,7 +25,8 @@ OBJ=${DD_RB_OBJECT_MIB:-64}
 THREADS=${DD_RB_THREADS:-1 2}
 OUT=${DD_RB_OUT:-$BUILD/bench/rados-bench.txt}
 
-make -C "$TOP" -s O="$O" "$O/bench/backend-bench" "$O/dedup-backend-rados.so"
+make -C "$TOP" -s O="$O" "$O/bench/backend-bench" "$O/dedup-backend-rados.so" \
+	"$O/dedup-server" "$O/dedup-agent"
 D=$(mktemp -d "${TMPDIR:-/tmp}/dedup-rb.XXXXXX")
 trap 'bash "$TOP/tests/ceph/down.sh" "$D" >/dev/null 2>&1 || rm -rf "$D"' EXIT
 CEPH_MEMSTORE_MB=${CEPH_MEMSTORE_MB:-6144} bash "$TOP/tests/ceph/up.sh" "$D" >/dev/null
@@ -51,3 +54,36 @@ mkdir -p "$(dirname "$OUT")"
 		echo "backend read   ${APP}MiB ranges, $t thread(s): $rd MB/s (ratio to seq $(awk -v a="$rd" -v b="$r" 'BEGIN{printf "%.2f", a/b}'))"
 	done
 } | tee "$OUT"
+
+# dedup itself: one agent, a first backup of unique (incompressible) data
+# into a repository on the pool, then its restore, both timed end to end.
+DMIB=${DD_RB_DEDUP_MIB:-512}
+W=$D/dedup
+mkdir -p "$W/src"
+for i in $(seq 1 $((DMIB / 64))); do
+	head -c $((64 << 20)) /dev/zero |
+		openssl enc -aes-128-ctr -K "$(printf '%032x' "$i")" -iv 0 -nosalt 2>/dev/null \
+		> "$W/src/f$i.bin"
+done
+bytes=$(du -sb "$W/src" | cut -f1)
+export DEDUP_BACKEND_DIR=$BUILD DEDUP_STATE_DIR=$W/state
+"$BUILD/dedup-server" init --repo "$W/repo" --store "rados:$CEPH_POOL/dedup" --config /dev/null >/dev/null
+tok=$("$BUILD/dedup-server" token add --repo "$W/repo" bench)
+"$BUILD/dedup-server" serve --config /dev/null --repo "$W/repo" --listen 127.0.0.1:0 \
+	--ready-file "$W/ready" 2>"$W/server.log" &
+spid=$!
+trap 'kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; bash "$TOP/tests/ceph/down.sh" "$D" >/dev/null 2>&1 || rm -rf "$D"' EXIT
+for _ in $(seq 1 200); do [ -s "$W/ready" ] && break; sleep 0.05; done
+ag() { "$BUILD/dedup-agent" --server "$(cat "$W/ready")" --token "$tok" --ca "$W/repo/tls/cert.pem" "$@"; }
+t0=$(date +%s.%N)
+id=$(ag backup --json "$W/src" | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshot_id"])')
+t1=$(date +%s.%N)
+ag restore "$id" --target "$W/out" >/dev/null
+t2=$(date +%s.%N)
+cmp -s "$W/src/f1.bin" "$W/out/$W/src/f1.bin" || { echo "rados-bench: the restore differs" >&2; exit 1; }
+ing=$(awk -v b="$bytes" -v a="$t0" -v c="$t1" 'BEGIN{printf "%.0f", b/1e6/(c-a)}')
+rst=$(awk -v b="$bytes" -v a="$t1" -v c="$t2" 'BEGIN{printf "%.0f", b/1e6/(c-a)}')
+{
+	echo "dedup first backup, $DMIB MiB unique, 1 agent: $ing MB/s (ratio to write $(awk -v a="$ing" -v b="$w" 'BEGIN{printf "%.2f", a/b}'))"
+	echo "dedup restore of it:                          $rst MB/s (ratio to seq $(awk -v a="$rst" -v b="$r" 'BEGIN{printf "%.2f", a/b}'))"
+} | tee -a "$OUT"

@@ -195,4 +195,24 @@ check_eq "every acknowledged snapshot restores identical" 0 "$bad"
 server_stop
 check "check --read-data is clean at the end" "$SERVER" check --repo "$R" --read-data --quiet
 check "the directory still holds no pack" test -z "$(ls -A "$R/packs")"
+
+# 8. the directory lost: a new front-end recovers the repository, its
+# snapshots and its index from the pool alone
+nsnap=$(ls "$R/snapshots" | grep -c '\.json$')
+check_eq "every manifest is in the pool too" "$nsnap" "$(rados_ls | grep -c '^snapshots/.*\.json$')"
+check "the forgotten snapshot's manifest left the pool" not rados -p "$CEPH_POOL" -N "$NS" stat "snapshots/$ID1.json"
+read -r KID KR < <(tail -n1 "$T/k/acked")
+rm -rf "$R"
+R2=$T/repo2
+check "init --recover into a new directory" "$SERVER" init --repo "$R2" --store "rados:$CEPH_POOL/$NS" --recover --config /dev/null
+check_eq "it brought back every snapshot" "$nsnap" "$(ls "$R2/snapshots" | grep -c '\.json$')"
+check "and not the forgotten one" test ! -e "$R2/snapshots/$ID1.json"
+A2=$(token_add "$R2" alice)
+server_start "$R2" || exit 1
+rm -rf "$T/k/out"
+agent "$A2" restore "$KID" --target "$T/k/out" 2>/dev/null
+check "the last acknowledged snapshot restores identical on the new front-end" \
+	cmp -s "$T/k/src.$KR/data.bin" "$T/k/out/$T/k/src.$KR/data.bin"
+server_stop
+check "check --read-data is clean on the new front-end" "$SERVER" check --repo "$R2" --read-data --quiet
 finish
