@@ -403,11 +403,14 @@ int cmd_init(int argc, char **argv)
 		rc = init_mkdir(repo, REPO_SNAPSHOTS);
 	if (rc == 0)
 		rc = init_mkdir(repo, REPO_TLS);
-	if (rc == 0)
+	/* A recovered repository gets no index yet: the server's start
+	 * rebuilds it from the packs (an empty new index would say "no
+	 * chunks"). */
+	if (rc == 0 && !recover)
 		rc = init_mkdir(repo, REPO_INDEX);
-	if (rc == 0)
+	if (rc == 0 && !recover)
 		rc = repo_path(path, sizeof(path), repo, REPO_INDEX);
-	if (rc == 0)
+	if (rc == 0 && !recover)
 		rc = store_index_create(path);
 	if (rc == 0)
 		rc = repo_path(cert, sizeof(cert), repo, REPO_CERT);
