@@ -332,6 +332,20 @@ int backend_list(struct backend *b, const char *prefix, backend_list_fn fn,
 	return rc;
 }
 
+int backend_truncate(struct backend *b, const char *name, uint64_t size)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = check_name("truncate", name);
+
+	if (rc < 0)
+		return rc;
+	if (!b->ops->truncate)
+		return dd_error_set(-EOPNOTSUPP, "cannot truncate '%s': the %s "
+				    "backend cannot", name, b->ops->kind);
+	rc = b->ops->truncate(b->impl, name, size, why);
+	return rc < 0 ? backend_fail(rc, "truncate", name, why) : 0;
+}
+
 int backend_remove(struct backend *b, const char *name)
 {
 	char why[BACKEND_WHY] = "";

@@ -139,6 +139,15 @@ typedef int (*backend_list_fn)(const char *name, void *payload);
 int backend_list(struct backend *b, const char *prefix, backend_list_fn fn,
 		 void *payload);
 
+/*
+ * Cuts object `name` back to `size` bytes (no larger than it is), durable
+ * on return: the pack writer takes a torn append off again, so a pack
+ * whose trailer could not be written whole (a full disk) stays a valid
+ * unsealed pack. -EOPNOTSUPP where the backend cannot (RADOS: the writer
+ * then leaves the torn tail, which a scan stops at).
+ */
+int backend_truncate(struct backend *b, const char *name, uint64_t size);
+
 /* Removes object `name`; durable on return. -ENOENT when it does not
  * exist. */
 int backend_remove(struct backend *b, const char *name);
@@ -211,6 +220,9 @@ struct backend_ops {
 	int (*cas)(void *impl, const char *name, const void *expect,
 		   size_t expect_len, const void *data, size_t len,
 		   char *why);
+	/* Optional (NULL: -EOPNOTSUPP). */
+	int (*truncate)(void *impl, const char *name, uint64_t size,
+			char *why);
 	/* Optional readers (NULL: each read goes to read above). rread
 	 * returns the bytes read, as read does. */
 	int (*ropen)(void *impl, const char *name, void **rd, char *why);

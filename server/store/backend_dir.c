@@ -407,6 +407,21 @@ static int dir_list(void *impl, const char *prefix, backend_list_fn fn,
 	return list_dir(impl, dir, prefix, fn, payload);
 }
 
+static int dir_truncate(void *impl, const char *name, uint64_t size,
+			char *why)
+{
+	struct dirb *d = impl;
+	int fd, rc = 0;
+
+	fd = openat(d->rootfd, name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno_rc();
+	if (ftruncate(fd, (off_t)size) < 0 || fdatasync(fd) < 0)
+		rc = errno_rc();
+	close(fd);
+	return rc;
+}
+
 static int dir_remove(void *impl, const char *name, char *why)
 {
 	struct dirb *d = impl;
@@ -564,6 +579,7 @@ const struct backend_ops backend_dir_ops = {
 	.stat = dir_stat,
 	.list = dir_list,
 	.remove = dir_remove,
+	.truncate = dir_truncate,
 	.lock = dir_lock,
 	.unlock = dir_unlock,
 	.cas = dir_cas,

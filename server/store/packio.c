@@ -225,6 +225,13 @@ static int packio_sink_append(void *ctx, const void *data, size_t len)
 	return backend_append(k->be, k->name, data, len);
 }
 
+static int packio_sink_cut(void *ctx, uint64_t size)
+{
+	struct packio_sink *k = ctx;
+
+	return backend_truncate(k->be, k->name, size);
+}
+
 static void packio_sink_close(void *ctx, bool header_failed)
 {
 	(void)header_failed;  /* put-once leaves nothing on failure */
@@ -248,7 +255,7 @@ int packio_writer_new(struct backend *be, uint64_t seq,
 	sink.name = display;
 	sink.create = packio_sink_create;
 	sink.append = packio_sink_append;
-	sink.cut = NULL;
+	sink.cut = packio_sink_cut;
 	sink.close = packio_sink_close;
 	sink.ctx = k;
 	return dd_pack_writer_open(out, &sink, seq);
