@@ -141,6 +141,12 @@ $(O)/tests/test_backend: tests/unit/test_backend.c tests/unit/unit.h $(BACKEND_O
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iserver/store -o $@ $< $(BACKEND_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
+# Packs through the backend (server/store/packio.c) on the directory backend.
+$(O)/tests/test_packio: tests/unit/test_packio.c tests/unit/unit.h $(BACKEND_OBJ) $(O)/server/store/packio.o $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iserver/store -o $@ $< $(BACKEND_OBJ) $(O)/server/store/packio.o $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
 # The backend's own throughput beside `rados bench` (tests/bench/rados-bench.sh).
 $(O)/bench/backend-bench: tests/bench/backend_bench.c $(BACKEND_OBJ) $(LIBDEDUP) $(RADOS_MODULE)
 	@mkdir -p $(dir $@)
