@@ -246,6 +246,29 @@ struct gc_repack {
 	size_t amoves;
 };
 
+/* Seals the output pack first when the records e[0..n) would take it past
+ * the pack target: on RADOS a pack must stay below the largest object. */
+static void gc_make_room(struct gc_repack *rp, const struct gc_entry *e,
+			 size_t n)
+{
+	uint64_t incoming = 0, size;
+	size_t i;
+	int rc;
+
+	if (!rp->out)
+		return;
+	for (i = 0; i < n; i++)
+		incoming += DD_PACK_RECORD_HEADER_LEN + e[i].loc.stored_len;
+	size = dd_pack_writer_size(rp->out);
+	if (size <= DD_PACK_HEADER_LEN ||
+	    size + incoming <= packio_target(store_backend(rp->st)))
+		return;
+	rc = dd_pack_writer_seal(rp->out);
+	rp->out = NULL;
+	if (rc < 0)
+		log_warning("gc: cannot seal a new pack: %s", log_reason(rc));
+}
+
 /* Copies the live records e[0..n) of one pack into the output pack and
  * points the index at the copies; then deletes the old pack. 1 when the
  * pack was left alone (a damaged record: check will name it). */
@@ -266,6 +289,7 @@ static int gc_repack_one(struct gc_repack *rp, uint64_t seq,
 		rp->moves = v;
 		rp->amoves = n;
 	}
+	gc_make_room(rp, e, n);
 	if (!rp->out && (rc = store_gc_new_pack(rp->st, &rp->out)) < 0)
 		return rc;
 	for (i = 0; i < n; i++) {
