@@ -140,6 +140,36 @@ static int packio_src_read(void *ctx, void *buf, size_t len, uint64_t off)
 	return rc == -ENODATA ? -EBADMSG : rc;
 }
 
+/* dd_pack_src's read through the window: a read that fits a window is
+ * served from it (refilled from `off` when it does not hold the range);
+ * a larger one goes to the backend directly. */
+static int packio_win_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct packio_src *ps = ctx;
+	uint64_t avail;
+	size_t want;
+	int rc;
+
+	if (len > PACKIO_WINDOW || !ps->win)
+		return packio_src_read(ps->rd, buf, len, off);
+	if (off < ps->win_off || off + len > ps->win_off + ps->win_len) {
+		if (off >= ps->src.size)
+			return dd_error_set(-EBADMSG, "file too short");
+		avail = ps->src.size - off;
+		want = avail < PACKIO_WINDOW ? (size_t)avail : PACKIO_WINDOW;
+		ps->win_len = 0;
+		rc = packio_src_read(ps->rd, ps->win, want, off);
+		if (rc < 0)
+			return rc;
+		ps->win_off = off;
+		ps->win_len = want;
+		if (off + len > off + want)
+			return dd_error_set(-EBADMSG, "file too short");
+	}
+	memcpy(buf, ps->win + (off - ps->win_off), len);
+	return 0;
+}
+
 int packio_src_open(struct packio_src *ps, struct backend *be, uint64_t seq)
 {
 	char name[PACKIO_NAME_MAX];
@@ -156,9 +186,10 @@ int packio_src_open(struct packio_src *ps, struct backend *be, uint64_t seq)
 		ps->rd = NULL;
 		return rc;
 	}
+	ps->win = malloc(PACKIO_WINDOW);  /* NULL: read without it */
 	ps->src.name = ps->display;
-	ps->src.read = packio_src_read;
-	ps->src.ctx = ps->rd;
+	ps->src.read = packio_win_read;
+	ps->src.ctx = ps;
 	return 0;
 }
 
@@ -166,6 +197,8 @@ void packio_src_close(struct packio_src *ps)
 {
 	backend_reader_close(ps->rd);
 	ps->rd = NULL;
+	free(ps->win);
+	ps->win = NULL;
 }
 
 int packio_scan(struct backend *be, uint64_t seq, dd_pack_scan_cb cb,

@@ -50,7 +50,14 @@ struct packio_src {
 	struct dd_pack_src src;
 	struct backend_reader *rd;
 	char display[512];
+	/* Read-ahead for scans: a window of the object, so that walking a
+	 * pack costs one backend read per PACKIO_WINDOW bytes, not two per
+	 * record (each a network round trip on RADOS). */
+	uint8_t *win;
+	uint64_t win_off;
+	size_t win_len;
 };
+#define PACKIO_WINDOW (4u * 1024 * 1024)
 int packio_src_open(struct packio_src *ps, struct backend *be, uint64_t seq);
 void packio_src_close(struct packio_src *ps);
 /* dd_pack_scan / dd_pack_salvage of pack `seq`. */
