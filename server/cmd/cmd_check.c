@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "repo.h"
+#include "storage.h"
 #include "util.h"
 
 const char cmd_check_usage[] =
@@ -47,6 +48,7 @@ int cmd_lock_repo(int *fd, const char *repo, const char *verb)
 		log_error("%s", log_reason(rc));
 		return rc;
 	}
+	repo_storage_default_opts();
 	rc = repo_lock_server(fd, repo);
 	if (rc == -EBUSY) {
 		log_error("repository '%s' is in use by a running dedup-server "

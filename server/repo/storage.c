@@ -2,10 +2,12 @@
  * storage.c - see storage.h.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "log.h"
 #include "repo.h"
 #include "snapshots.h"
@@ -14,6 +16,7 @@
 
 static char *storage_ceph_conf;
 static char *storage_ceph_user;
+static bool storage_opts_given;
 
 static int storage_dup(char **to, const char *from)
 {
@@ -30,7 +33,20 @@ int repo_storage_set_opts(const char *ceph_conf, const char *ceph_user)
 {
 	int rc = storage_dup(&storage_ceph_conf, ceph_conf);
 
+	storage_opts_given = true;
 	return rc < 0 ? rc : storage_dup(&storage_ceph_user, ceph_user);
+}
+
+void repo_storage_default_opts(void)
+{
+	struct config cfg;
+
+	if (storage_opts_given || config_init(&cfg) < 0)
+		return;
+	if (config_load(&cfg, CONFIG_DEFAULT_PATH, false) == 0)
+		(void)repo_storage_set_opts(cfg.ceph_conf, cfg.ceph_user);
+	dd_error_clear();
+	config_release(&cfg);
 }
 
 int repo_storage_spec(char *out, size_t outsz, const char *repo)

@@ -16,12 +16,15 @@
 
 /*
  * The Ceph options from server.conf (ceph_conf, ceph_user) for every
- * later open in this process; the strings are copied. Verbs that read no
- * server.conf leave them unset: librados then finds its config as it
- * always does ($CEPH_CONF, /etc/ceph/ceph.conf) and connects as
- * client.admin.
+ * later open in this process; the strings are copied. Unset (NULL),
+ * librados finds its config as it always does ($CEPH_CONF,
+ * /etc/ceph/ceph.conf) and connects as client.admin.
  */
 int repo_storage_set_opts(const char *ceph_conf, const char *ceph_user);
+/* For the verbs without --config (check, repair, gc, debug): the Ceph
+ * options of the default server.conf (DD_SYSCONFDIR/dedup/server.conf)
+ * when it exists and reads cleanly, unless set already. Quiet. */
+void repo_storage_default_opts(void);
 
 /* The backend spec of `repo` into out: "dir:<repo>" or its config's
  * "rados:..." spec. Errors as repo_config_load. */
