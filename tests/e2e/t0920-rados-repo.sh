@@ -37,7 +37,7 @@ fi
 # shellcheck disable=SC1091
 . "$C/env"
 export DEDUP_BACKEND_DIR=$DD_BUILD
-NS=t0910
+NS=t0920
 R=$T/repo
 rados_ls() { rados -p "$CEPH_POOL" -N "$NS" ls 2>/dev/null | sort; }
 npacks() { rados_ls | grep -c '^packs/.*\.pack$'; }
