@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "chunker.h"
@@ -629,70 +628,10 @@ int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,
 	return 0;
 }
 
-/* Reads exactly the iovecs at off; -EBADMSG at end of file. */
-static int preadv_all(int fd, struct iovec *iov, int n, off_t off)
-{
-	while (n > 0) {
-		ssize_t r = preadv(fd, iov, n, off);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return dd_error_set(-errno, "read failed: %s",
-					    strerror(errno));
-		}
-		if (r == 0)
-			return dd_error_set(-EBADMSG, "file too short");
-		off += r;
-		while (n > 0 && (size_t)r >= iov->iov_len) {
-			r -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= (size_t)r;
-		}
-	}
-	return 0;
-}
-
 int dd_pack_read_record(int fd, const struct dd_id *id,
 			const struct dd_chunk_loc *loc, struct dd_buf *out)
 {
-	uint8_t hdr[DD_PACK_RECORD_HEADER_LEN];
-	char hex[DD_ID_HEX_LEN + 1];
-	struct iovec iov[2];
-	int err;
-
-	dd_buf_reset(out);
-	id_hex(hex, id);
-	err = check_loc(hex, loc);
-	if (err < 0)
-		return err;
-	err = dd_buf_reserve(out, loc->stored_len ? loc->stored_len : 1);
-	if (err < 0)
-		return err;
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = out->data;
-	iov[1].iov_len = loc->stored_len;
-	err = preadv_all(fd, iov, loc->stored_len ? 2 : 1,
-			 (off_t)loc->offset);
-	if (err == -EBADMSG)
-		return dd_error_set(err, "chunk %s: pack ends inside the record "
-				    "at offset %llu", hex,
-				    (unsigned long long)loc->offset);
-	if (err < 0)
-		return dd_error_set(err, "chunk %s: cannot read pack at offset "
-				    "%llu: %s", hex,
-				    (unsigned long long)loc->offset,
-				    strerror(-err));
-	err = check_record_header(hdr, hex, id, loc);
-	if (err < 0)
-		return err;
-	out->len = loc->stored_len;
-	return 0;
+	return dd_pack_read_record_with(fd_src_read, &fd, id, loc, out);
 }
 
 /*
