@@ -245,3 +245,21 @@ pycheck() {
 		esac
 	done < <(T="$T" python3 -c "$_PYCHECK_PRELUDE$prog" "$@" 2>&1; echo "pycheck-exit $?")
 }
+
+# need_ceph: Ceph's daemons and tools and the RADOS module, or the script
+# ends here: under CI (CI set) as a failure, elsewhere as a skip.
+need_ceph() {
+	local missing= tool
+	for tool in ceph-mon ceph-mgr ceph-osd ceph rados monmaptool; do
+		command -v "$tool" >/dev/null || missing="$missing $tool"
+	done
+	[ -f "$DD_BUILD/dedup-backend-rados.so" ] ||
+		missing="$missing $DD_BUILD/dedup-backend-rados.so (make builds it where librados-dev is installed)"
+	[ -z "$missing" ] && return 0
+	if [ -n "${CI:-}" ]; then
+		not_ok "Ceph is installed (missing:$missing; packaging/deps.sh installs it)"
+		finish
+	fi
+	echo "skip: no Ceph here (missing:$missing); apt-get install ceph-mon ceph-mgr ceph-osd librados-dev"
+	finish
+}

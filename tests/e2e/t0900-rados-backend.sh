@@ -23,19 +23,7 @@ down_all() {
 }
 trap down_all EXIT
 
-missing=
-for tool in ceph-mon ceph-mgr ceph-osd ceph rados monmaptool; do
-	command -v "$tool" >/dev/null || missing="$missing $tool"
-done
-[ -f "$DD_BUILD/dedup-backend-rados.so" ] || missing="$missing $DD_BUILD/dedup-backend-rados.so (make builds it where librados-dev is installed)"
-if [ -n "$missing" ]; then
-	if [ -n "${CI:-}" ]; then
-		not_ok "Ceph is installed (missing:$missing; packaging/deps.sh installs it)"
-		finish
-	fi
-	echo "skip: no Ceph here (missing:$missing); apt-get install ceph-mon ceph-mgr ceph-osd librados-dev"
-	finish
-fi
+need_ceph
 
 check "the server binary does not link librados" \
 	not grep -q librados <(ldd "$SERVER")

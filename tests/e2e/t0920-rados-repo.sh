@@ -18,19 +18,7 @@ down_all() {
 }
 trap down_all EXIT
 
-missing=
-for tool in ceph-mon ceph-mgr ceph-osd ceph rados monmaptool; do
-	command -v "$tool" >/dev/null || missing="$missing $tool"
-done
-[ -f "$DD_BUILD/dedup-backend-rados.so" ] || missing="$missing $DD_BUILD/dedup-backend-rados.so"
-if [ -n "$missing" ]; then
-	if [ -n "${CI:-}" ]; then
-		not_ok "Ceph is installed (missing:$missing)"
-		finish
-	fi
-	echo "skip: no Ceph here (missing:$missing)"
-	finish
-fi
+need_ceph
 if ! bash "$ROOT/tests/ceph/up.sh" "$C" >"$T/up.out" 2>"$T/up.err"; then
 	not_ok "a single-node Ceph comes up"; cat "$T/up.err"; finish
 fi
