@@ -96,6 +96,10 @@ static void http_reply_clear(struct http_reply *rep)
 	rep->body = NULL;
 	rep->len = 0;
 	rep->must_free = false;
+	if (rep->stream.read && rep->stream.free)
+		rep->stream.free(rep->stream.payload);
+	memset(&rep->stream, 0, sizeof(rep->stream));
+	rep->disposition[0] = '\0';
 }
 
 void http_reply_take(struct http_reply *rep, unsigned status,
@@ -117,6 +121,61 @@ void http_reply_static(struct http_reply *rep, unsigned status,
 	rep->content_type = content_type;
 	rep->body = data;
 	rep->len = len;
+}
+
+void http_reply_stream(struct http_reply *rep, unsigned status,
+		       const char *content_type,
+		       const struct http_stream *stream)
+{
+	http_reply_clear(rep);
+	rep->status = status;
+	rep->content_type = content_type;
+	rep->stream = *stream;
+}
+
+/* MHD's content reader over an http_stream. */
+static ssize_t http_stream_reader(void *cls, uint64_t pos, char *buf,
+				  size_t max)
+{
+	struct http_stream *st = cls;
+	ssize_t n;
+
+	(void)pos;              /* MHD reads in order */
+	n = st->read(st->payload, (uint8_t *)buf, max);
+	if (n > 0)
+		return n;
+	return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+		      : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void http_stream_release(void *cls)
+{
+	struct http_stream *st = cls;
+
+	if (st->free)
+		st->free(st->payload);
+	free(st);
+}
+
+/* The MHD response of a streamed reply; the reply's stream moves into it
+ * (freed with the response, or here on failure). */
+static struct MHD_Response *http_stream_response(struct http_reply *rep)
+{
+	struct http_stream *st = malloc(sizeof(*st));
+	struct MHD_Response *r;
+
+	if (!st) {
+		http_reply_clear(rep);
+		return NULL;
+	}
+	*st = rep->stream;
+	memset(&rep->stream, 0, sizeof(rep->stream));
+	r = MHD_create_response_from_callback(
+		st->len == HTTP_STREAM_UNKNOWN ? MHD_SIZE_UNKNOWN : st->len,
+		64 * 1024, http_stream_reader, st, http_stream_release);
+	if (!r)
+		http_stream_release(st);
+	return r;
 }
 
 static const char http_oom_json[] = "{\"error\":\"out of memory\"}\n";
@@ -183,7 +242,9 @@ static enum MHD_Result http_send(struct MHD_Connection *conn,
 		log_error("%s %s: %u %.*s", method, clean, rep->status, (int)n,
 			  rep->body ? (const char *)rep->body : "");
 	}
-	if (rep->len == 0) {
+	if (rep->stream.read) {
+		r = http_stream_response(rep);
+	} else if (rep->len == 0) {
 		http_reply_clear(rep);
 		r = MHD_create_response_from_buffer(0, (void *)"",
 						    MHD_RESPMEM_PERSISTENT);
@@ -209,6 +270,9 @@ static enum MHD_Result http_send(struct MHD_Connection *conn,
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
 	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 	MHD_add_response_header(r, "Strict-Transport-Security", HTTP_HSTS);
+	if (rep->disposition[0])
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+					rep->disposition);
 	if (rep->status == 401)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Bearer realm=\"dedup\"");

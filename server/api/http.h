@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <jansson.h>
 #include "tokens.h"
 
@@ -44,6 +45,22 @@ struct http_request {
  * Borrowed: valid while the handler runs. */
 const char *http_request_arg(const struct http_request *req, const char *key);
 
+/*
+ * A reply body made while it is sent (http_reply_stream): `read` fills
+ * buf with up to `max` bytes and returns how many (> 0), 0 at the end, or
+ * a negative error, which cuts the connection (the status line has gone
+ * out). `free` releases the payload once the reply is done or dropped.
+ */
+typedef ssize_t (*http_stream_read_fn)(void *payload, uint8_t *buf,
+				       size_t max);
+struct http_stream {
+	http_stream_read_fn read;
+	void (*free)(void *payload);
+	void *payload;
+	uint64_t len;               /* HTTP_STREAM_UNKNOWN: chunked */
+};
+#define HTTP_STREAM_UNKNOWN UINT64_MAX
+
 struct http_reply {
 	unsigned status;
 	const char *content_type;
@@ -52,6 +69,8 @@ struct http_reply {
 	bool must_free;             /* body was malloc'ed; freed after sending */
 	bool cacheable;             /* static assets; API replies are no-store */
 	unsigned retry_after;       /* seconds; sent as Retry-After when > 0 */
+	struct http_stream stream;  /* read != NULL: the body (no `body`) */
+	char disposition[512];      /* Content-Disposition when not "" */
 };
 
 typedef void (*http_handler)(void *payload, const struct http_request *req,
@@ -78,6 +97,12 @@ void http_reply_take(struct http_reply *rep, unsigned status,
 /* Borrows `data`, which must outlive the server. */
 void http_reply_static(struct http_reply *rep, unsigned status,
 		       const char *content_type, const void *data, size_t len);
+
+/* Takes ownership of stream->payload (freed with stream->free even if
+ * the reply is replaced or never sent). */
+void http_reply_stream(struct http_reply *rep, unsigned status,
+		       const char *content_type,
+		       const struct http_stream *stream);
 
 /* What the observe hook learns about each answered request. */
 struct http_observation {

@@ -112,6 +112,15 @@ const struct http_route routes_table[] = {
 	{ .method = "POST", .path = API "/sessions/", .prefix = true,
 	  .auth = true, .body_cap = ROUTES_SESSION_CAP,
 	  .fn = route_session_update },
+	/* Restore from the browser (routes_browse.c): a download is
+	 * opened by its ticket, not a token. */
+	{ .method = "GET", .path = API "/tree/", .prefix = true,
+	  .auth = true, .fn = route_browse_tree },
+	{ .method = "POST", .path = API "/tickets/", .prefix = true,
+	  .auth = true, .body_cap = ROUTES_SESSION_CAP,
+	  .fn = route_browse_ticket },
+	{ .method = "GET", .path = API "/download/", .prefix = true,
+	  .fn = route_browse_download },
 	{ .method = "GET", .path = "/metrics", .auth = true, .admin = true,
 	  .fn = route_metrics },
 };

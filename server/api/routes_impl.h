@@ -95,6 +95,14 @@ void route_history(void *payload, const struct http_request *req,
 void route_metrics(void *payload, const struct http_request *req,
 		   struct http_reply *rep);
 
+/* routes_browse.c */
+void route_browse_tree(void *payload, const struct http_request *req,
+		       struct http_reply *rep);
+void route_browse_ticket(void *payload, const struct http_request *req,
+			 struct http_reply *rep);
+void route_browse_download(void *payload, const struct http_request *req,
+			   struct http_reply *rep);
+
 /* routes_admin.c */
 void route_gc(void *payload, const struct http_request *req,
 	      struct http_reply *rep);

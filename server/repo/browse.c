@@ -1,0 +1,957 @@
+/*
+ * browse.c - a snapshot's tree for the status page: listings, file bytes
+ * and pax archives, all read from the catalog in one forward pass.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <zstd.h>
+
+#include "catalog.h"
+#include "util.h"
+#include "browse.h"
+#include "catsource.h"
+#include "log.h"
+#include "store.h"
+
+/* Bytes handed to libarchive or a reader at a time: bounds the archive's
+ * output buffer. */
+#define BROWSE_PIECE (1u << 20)
+
+static const uint8_t browse_zeros[256 * 1024];
+
+/* ---- paths ---- */
+
+int browse_path_norm(char *out, size_t outsz, const char *in)
+{
+	size_t n = 0, len = strlen(in);
+	const char *p = in, *end = in + len;
+
+	if (len == 0 || in[0] != '/' || len > BROWSE_PATH_MAX ||
+	    outsz < len + 1)
+		return dd_error_set(-EINVAL, "path must start with '/' and be "
+				    "at most %u bytes", BROWSE_PATH_MAX);
+	while (p < end) {
+		const char *c;
+		size_t clen;
+
+		while (p < end && *p == '/')
+			p++;
+		if (p == end)
+			break;
+		c = p;
+		while (p < end && *p != '/')
+			p++;
+		clen = (size_t)(p - c);
+		if ((clen == 1 && c[0] == '.') ||
+		    (clen == 2 && c[0] == '.' && c[1] == '.'))
+			return dd_error_set(-EINVAL, "path must not have '.' "
+					    "or '..' components");
+		if (n)
+			out[n++] = '/';
+		memcpy(out + n, c, clen);
+		n += clen;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* Whether `path` is strictly under `dir` ("" is the root); *rest is the
+ * part after "dir/". */
+static bool browse_under(const char *path, size_t plen, const char *dir,
+			 size_t dlen, const char **rest, size_t *rlen)
+{
+	if (dlen == 0) {
+		*rest = path;
+		*rlen = plen;
+		return true;
+	}
+	if (plen <= dlen + 1 || path[dlen] != '/' ||
+	    memcmp(path, dir, dlen) != 0)
+		return false;
+	*rest = path + dlen + 1;
+	*rlen = plen - dlen - 1;
+	return true;
+}
+
+/* Whether the catalog, being in order, can hold nothing more under dir
+ * from entry `e` on. */
+static bool browse_past(const struct dd_entry *e, const char *dir,
+			size_t dlen)
+{
+	const char *rest;
+	size_t rlen;
+
+	if (dlen == 0)
+		return false;
+	return dd_catalog_path_cmp(e->path, e->path_len, dir, dlen) > 0 &&
+	       !browse_under(e->path, e->path_len, dir, dlen, &rest, &rlen);
+}
+
+static bool browse_is(const struct dd_entry *e, const char *path,
+		      size_t len)
+{
+	return e->path_len == len && memcmp(e->path, path, len) == 0;
+}
+
+static int browse_not_found(const char *path)
+{
+	char q[256];
+
+	return dd_error_set(-ENOENT, "no '/%s' in this snapshot",
+			    dd_quote(q, sizeof(q), path, strlen(path)));
+}
+
+/* catsource_next, with a missing catalog chunk an I/O error: -ENOENT
+ * means a path that is not in the snapshot here. */
+static int browse_next(struct catsource *src, struct dd_entry *e)
+{
+	int rc = catsource_next(src, e);
+
+	return rc == -ENOENT ? -EIO : rc;
+}
+
+/* ---- listing ---- */
+
+static const char *browse_type_name(uint8_t type)
+{
+	switch (type) {
+	case DD_ENTRY_FILE: return "file";
+	case DD_ENTRY_DIR: return "dir";
+	case DD_ENTRY_SYMLINK: return "symlink";
+	case DD_ENTRY_HARDLINK: return "hardlink";
+	case DD_ENTRY_FIFO: return "fifo";
+	case DD_ENTRY_CHR: return "chr";
+	case DD_ENTRY_BLK: return "blk";
+	default: return "unknown";
+	}
+}
+
+/* Sets obj[key] to the bytes as a string, or obj[key_hex] when they are
+ * not UTF-8 (JSON strings must be). */
+static int browse_set_bytes(json_t *obj, const char *key,
+			    const char *key_hex, const char *p, size_t n)
+{
+	json_t *s = json_stringn(p, n);
+	char *hex;
+
+	if (s)
+		return json_object_set_new(obj, key, s) == 0 ? 0 : -ENOMEM;
+	if (!(hex = malloc(2 * n + 1)))
+		return -ENOMEM;
+	dd_hex_encode(hex, (const uint8_t *)p, n);
+	s = json_string(hex);
+	free(hex);
+	return s && json_object_set_new(obj, key_hex, s) == 0 ? 0 : -ENOMEM;
+}
+
+/* One child: the entry itself (`e`, when the child is the entry) or a
+ * directory only known from the entries under it. */
+static json_t *browse_child(const char *name, size_t nlen,
+			    const struct dd_entry *e)
+{
+	json_t *o = json_object();
+
+	if (!o || browse_set_bytes(o, "name", "name_hex", name, nlen) < 0)
+		goto fail;
+	if (!e) {
+		if (json_object_set_new(o, "type", json_string("dir")) ||
+		    json_object_set_new(o, "implicit", json_true()))
+			goto fail;
+		return o;
+	}
+	if (json_object_set_new(o, "type",
+				json_string(browse_type_name(e->type))) ||
+	    json_object_set_new(o, "size", json_integer((json_int_t)e->size)) ||
+	    json_object_set_new(o, "mode", json_integer(e->mode & 07777)) ||
+	    json_object_set_new(o, "mtime", json_integer(e->mtime_sec)))
+		goto fail;
+	if ((e->type == DD_ENTRY_SYMLINK || e->type == DD_ENTRY_HARDLINK) &&
+	    browse_set_bytes(o, "link", "link_hex", e->link, e->link_len) < 0)
+		goto fail;
+	return o;
+fail:
+	json_decref(o);
+	return NULL;
+}
+
+/* Bytewise name order, shorter first on a common prefix: the order the
+ * children of one directory come in the catalog. */
+static int browse_name_cmp(const char *a, size_t alen, const uint8_t *b,
+			   size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+struct browse_lister {
+	const char *dir;
+	size_t dlen;
+	const uint8_t *after;
+	size_t after_len;
+	size_t limit;
+	json_t *entries;
+	char *last;             /* the last child seen (name) */
+	size_t last_len;
+	char *cursor;           /* the last child listed */
+	size_t cursor_len;
+	bool have_last, found, more;
+	uint64_t scanned;
+};
+
+/* Takes one catalog entry: 1 to go on, 0 when the page is complete, or a
+ * negative error. */
+static int browse_list_entry(struct browse_lister *l,
+			     const struct dd_entry *e)
+{
+	const char *rest, *slash;
+	size_t rlen, clen;
+	json_t *child;
+
+	if (l->dlen && browse_is(e, l->dir, l->dlen)) {
+		l->found = true;
+		if (e->type != DD_ENTRY_DIR)
+			return dd_error_set(-ENOTDIR, "'/%s' is not a "
+					    "directory", l->dir);
+		return 1;
+	}
+	if (browse_past(e, l->dir, l->dlen))
+		return 0;
+	if (!browse_under(e->path, e->path_len, l->dir, l->dlen, &rest,
+			  &rlen))
+		return 1;
+	l->found = true;
+	slash = memchr(rest, '/', rlen);
+	clen = slash ? (size_t)(slash - rest) : rlen;
+	if (l->have_last && clen == l->last_len &&
+	    memcmp(rest, l->last, clen) == 0)
+		return 1;       /* under a child already taken */
+	memcpy(l->last, rest, clen);
+	l->last_len = clen;
+	l->have_last = true;
+	if (l->after_len &&
+	    browse_name_cmp(rest, clen, l->after, l->after_len) <= 0)
+		return 1;
+	if (json_array_size(l->entries) == l->limit) {
+		l->more = true;
+		return 0;
+	}
+	child = browse_child(rest, clen, slash ? NULL : e);
+	if (!child || json_array_append_new(l->entries, child) < 0)
+		return dd_error_set(-ENOMEM, "out of memory");
+	memcpy(l->cursor, rest, clen);
+	l->cursor_len = clen;
+	return 1;
+}
+
+/* The cursor after the page's last child: the hex of its name. */
+static json_t *browse_next_cursor(const struct browse_lister *l)
+{
+	char *hex;
+	json_t *s;
+
+	if (!l->more)
+		return json_null();
+	if (!(hex = malloc(2 * l->cursor_len + 1)))
+		return NULL;
+	dd_hex_encode(hex, (const uint8_t *)l->cursor, l->cursor_len);
+	s = json_string(hex);
+	free(hex);
+	return s;
+}
+
+int browse_list(json_t **out, struct store *st, const struct dd_id *ids,
+		size_t n, const char *dir, const uint8_t *after,
+		size_t after_len, size_t limit)
+{
+	struct browse_lister l = {
+		.dir = dir, .dlen = strlen(dir), .after = after,
+		.after_len = after_len, .limit = limit,
+	};
+	struct catsource *src = NULL;
+	struct dd_entry e;
+	char *shown = NULL;
+	json_t *res = NULL, *next;
+	int rc;
+
+	*out = NULL;
+	if (limit < 1 || limit > BROWSE_PAGE_MAX)
+		return dd_error_set(-EINVAL, "limit must be 1 to %d",
+				    BROWSE_PAGE_MAX);
+	l.entries = json_array();
+	l.last = malloc(DD_CATALOG_PATH_MAX);
+	l.cursor = malloc(DD_CATALOG_PATH_MAX);
+	shown = malloc(l.dlen + 2);
+	if (!l.entries || !l.last || !l.cursor || !shown) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	if ((rc = catsource_new(&src, st, ids, n)) < 0)
+		goto cleanup;
+	while ((rc = browse_next(src, &e)) == 1) {
+		l.scanned++;
+		if ((rc = browse_list_entry(&l, &e)) <= 0)
+			break;
+	}
+	if (rc < 0)
+		goto cleanup;
+	if (!l.found && l.dlen) {
+		rc = browse_not_found(dir);
+		goto cleanup;
+	}
+	snprintf(shown, l.dlen + 2, "/%s", dir);
+	next = browse_next_cursor(&l);
+	res = json_object();
+	if (!res || !next ||
+	    browse_set_bytes(res, "path", "path_hex", shown,
+			     strlen(shown)) < 0 ||
+	    json_object_set(res, "entries", l.entries) ||
+	    json_object_set_new(res, "next", next) ||
+	    json_object_set_new(res, "scanned",
+				json_integer((json_int_t)l.scanned))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	*out = res;
+	res = NULL;
+	rc = 0;
+cleanup:
+	json_decref(res);
+	json_decref(l.entries);
+	catsource_free(src);
+	free(l.last);
+	free(l.cursor);
+	free(shown);
+	return rc;
+}
+
+/* ---- a file's bytes ---- */
+
+/* The bytes of one chunk list, a piece at a time. */
+struct browse_data {
+	struct store *st;
+	const struct dd_chunk_ref *refs;
+	uint64_t n, i;
+	struct dd_buf plain, scratch;
+	ZSTD_DCtx *dctx;
+	size_t pos;
+	uint64_t hole_left;
+};
+
+static int browse_data_init(struct browse_data *d, struct store *st)
+{
+	memset(d, 0, sizeof(*d));
+	d->st = st;
+	dd_buf_init(&d->plain, 0);
+	dd_buf_init(&d->scratch, 0);
+	if (!(d->dctx = ZSTD_createDCtx()))
+		return dd_error_set(-ENOMEM, "out of memory");
+	return 0;
+}
+
+static void browse_data_start(struct browse_data *d,
+			      const struct dd_entry *e)
+{
+	d->refs = e->chunks;
+	d->n = e->nchunks;
+	d->i = 0;
+	d->pos = 0;
+	d->hole_left = 0;
+	dd_buf_reset(&d->plain);
+}
+
+static void browse_data_release(struct browse_data *d)
+{
+	dd_buf_release(&d->plain);
+	dd_buf_release(&d->scratch);
+	ZSTD_freeDCtx(d->dctx);
+	d->dctx = NULL;
+}
+
+/* The next piece of at most `max` bytes: 1 and the piece in *p, *len (borrowed until
+ * the next call), 0 at the end, or a negative error. */
+static int browse_data_piece(struct browse_data *d, const uint8_t **p,
+			     size_t *len, size_t max)
+{
+	for (;;) {
+		const struct dd_chunk_ref *ref;
+		size_t k;
+		int rc;
+
+		if (d->hole_left) {
+			k = sizeof(browse_zeros) < max ? sizeof(browse_zeros)
+							: max;
+			if (d->hole_left < k)
+				k = (size_t)d->hole_left;
+			d->hole_left -= k;
+			*p = browse_zeros;
+			*len = k;
+			return 1;
+		}
+		if (d->pos < d->plain.len) {
+			k = d->plain.len - d->pos < max ? d->plain.len - d->pos
+							: max;
+			*p = d->plain.data + d->pos;
+			*len = k;
+			d->pos += k;
+			return 1;
+		}
+		if (d->i == d->n)
+			return 0;
+		ref = &d->refs[d->i++];
+		d->pos = 0;
+		dd_buf_reset(&d->plain);
+		if (dd_chunk_ref_is_hole(ref)) {
+			d->hole_left = ref->plain_len;
+			continue;
+		}
+		rc = store_read_plain(d->st, &ref->id, &d->plain, &d->scratch,
+				      d->dctx);
+		if (rc < 0) {
+			char hex[DD_ID_HEX_LEN + 1];
+
+			dd_id_to_hex(hex, &ref->id);
+			return dd_error_set(-EIO,
+					    "cannot read chunk %s: %s", hex,
+					    log_reason(rc));
+		}
+		if (d->plain.len != ref->plain_len)
+			return dd_error_set(-EBADMSG, "chunk has %zu bytes, the "
+					    "catalog says %u", d->plain.len,
+					    ref->plain_len);
+	}
+}
+
+struct browse_file {
+	struct dd_id *ids;
+	struct catsource *src;  /* kept open: `e` points into it */
+	struct dd_entry e;
+	struct browse_data data;
+};
+
+static int browse_copy_ids(struct dd_id **out, const struct dd_id *ids,
+			   size_t n)
+{
+	*out = malloc(n ? n * sizeof(*ids) : 1);
+	if (!*out)
+		return dd_error_set(-ENOMEM, "out of memory");
+	memcpy(*out, ids, n * sizeof(*ids));
+	return 0;
+}
+
+/*
+ * Moves `*src` (a new source over ids) to the entry at `path`: 1 found
+ * (in *e), or -ENOENT, or -EISDIR when `path` has entries under it.
+ */
+static int browse_seek(struct catsource **src, struct store *st,
+		       const struct dd_id *ids, size_t n, const char *path,
+		       struct dd_entry *e)
+{
+	size_t plen = strlen(path);
+	const char *rest;
+	size_t rlen;
+	int rc;
+
+	if ((rc = catsource_new(src, st, ids, n)) < 0)
+		return rc;
+	while ((rc = browse_next(*src, e)) == 1) {
+		if (browse_is(e, path, plen))
+			return 1;
+		if (browse_under(e->path, e->path_len, path, plen, &rest,
+				 &rlen))
+			return dd_error_set(-EISDIR, "'/%s' is a directory",
+					    path);
+		if (plen && browse_past(e, path, plen))
+			break;
+	}
+	return rc < 0 ? rc : browse_not_found(path);
+}
+
+int browse_file_open(struct browse_file **out, struct store *st,
+		     const struct dd_id *ids, size_t n, const char *path)
+{
+	struct browse_file *f = calloc(1, sizeof(*f));
+	char *target = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!f)
+		return dd_error_set(-ENOMEM, "out of memory");
+	if ((rc = browse_copy_ids(&f->ids, ids, n)) < 0 ||
+	    (rc = browse_data_init(&f->data, st)) < 0)
+		goto fail;
+	if (!*path) {
+		rc = dd_error_set(-EISDIR, "'/' is a directory");
+		goto fail;
+	}
+	if ((rc = browse_seek(&f->src, st, f->ids, n, path, &f->e)) < 0)
+		goto fail;
+	if (f->e.type == DD_ENTRY_HARDLINK) {
+		/* Its first path comes earlier in the catalog: look again. */
+		if (!(target = strndup(f->e.link, f->e.link_len))) {
+			rc = dd_error_set(-ENOMEM, "out of memory");
+			goto fail;
+		}
+		catsource_free(f->src);
+		f->src = NULL;
+		if ((rc = browse_seek(&f->src, st, f->ids, n, target,
+				      &f->e)) < 0)
+			goto fail;
+	}
+	if (f->e.type != DD_ENTRY_FILE) {
+		rc = dd_error_set(-EISDIR, "'/%s' is not a regular file", path);
+		goto fail;
+	}
+	browse_data_start(&f->data, &f->e);
+	free(target);
+	*out = f;
+	return 0;
+fail:
+	free(target);
+	browse_file_free(f);
+	return rc;
+}
+
+uint64_t browse_file_size(const struct browse_file *f)
+{
+	return f->e.size;
+}
+
+ssize_t browse_file_read(struct browse_file *f, uint8_t *buf, size_t max)
+{
+	const uint8_t *p;
+	size_t len;
+	int rc = browse_data_piece(&f->data, &p, &len, max);
+
+	if (rc <= 0)
+		return rc;
+	memcpy(buf, p, len);
+	return (ssize_t)len;
+}
+
+void browse_file_free(struct browse_file *f)
+{
+	if (!f)
+		return;
+	browse_data_release(&f->data);
+	catsource_free(f->src);
+	free(f->ids);
+	free(f);
+}
+
+/* ---- a directory as a pax archive ---- */
+
+struct browse_tar {
+	struct store *st;
+	struct dd_id *ids;
+	size_t n;
+	char *dir;              /* normalised; "" for the root */
+	size_t dlen;
+	size_t base_off;        /* where the archive's names start in dir */
+	struct catsource *src;
+	struct catsource *side; /* a hard link's first path, elsewhere */
+	struct dd_entry pending;
+	bool have_pending, in_data, done;
+	struct archive *aw;
+	struct archive_entry *ae;
+	struct dd_buf out;      /* archive bytes not yet read */
+	size_t out_pos;
+	struct browse_data data;
+	char *name, *link;      /* the entry's names in the archive */
+	char *scratch;          /* NUL-terminated copies of ext values */
+};
+
+#define BROWSE_NAME_MAX (2 * DD_CATALOG_PATH_MAX + 2)
+
+static la_ssize_t browse_tar_write(struct archive *a, void *cls,
+				   const void *buf, size_t n)
+{
+	struct browse_tar *t = cls;
+
+	if (dd_buf_append(&t->out, buf, n) < 0) {
+		archive_set_error(a, ENOMEM, "out of memory");
+		return -1;
+	}
+	return (la_ssize_t)n;
+}
+
+static int browse_tar_error(struct browse_tar *t, const char *what)
+{
+	return dd_error_set(-EIO, "cannot archive %s: %s", what,
+			    archive_error_string(t->aw) ?
+			    archive_error_string(t->aw) : "unknown error");
+}
+
+/* The archive name of catalog path p: from the directory's own name on. */
+static void browse_tar_name(const struct browse_tar *t, char *out,
+			    const char *p, size_t plen)
+{
+	size_t skip = t->base_off < plen ? t->base_off : plen;
+
+	memcpy(out, p + skip, plen - skip);
+	out[plen - skip] = '\0';
+}
+
+/* A copy of n bytes as a C string, in t->scratch (ext values). */
+static const char *browse_tar_cstr(struct browse_tar *t, const void *p,
+				   size_t n)
+{
+	memcpy(t->scratch, p, n);
+	t->scratch[n] = '\0';
+	return t->scratch;
+}
+
+static bool browse_utf8(const char *s)
+{
+	json_t *j = json_string(s);
+
+	json_decref(j);
+	return j != NULL;
+}
+
+static void browse_tar_ext(struct browse_tar *t, const struct dd_entry *e)
+{
+	struct dd_ext_iter it;
+	struct dd_ext_rec rec;
+	struct dd_acl_entry a;
+	const char *nm;
+	const uint8_t *val;
+	size_t nlen, vlen;
+	uint32_t maj, min;
+
+	dd_ext_iter_init(&it, e);
+	while (dd_ext_next(&it, &rec) == 1) {
+		if (rec.tag == DD_EXT_UNAME)
+			archive_entry_copy_uname(t->ae,
+				browse_tar_cstr(t, rec.v, rec.len));
+		else if (rec.tag == DD_EXT_GNAME)
+			archive_entry_copy_gname(t->ae,
+				browse_tar_cstr(t, rec.v, rec.len));
+		else if (rec.tag == DD_EXT_RDEV &&
+			 dd_ext_get_rdev(&rec, &maj, &min) == 0) {
+			archive_entry_set_rdevmajor(t->ae, maj);
+			archive_entry_set_rdevminor(t->ae, min);
+		} else if (rec.tag == DD_EXT_XATTR &&
+			   dd_ext_get_xattr(&rec, &nm, &nlen, &val, &vlen) == 0)
+			archive_entry_xattr_add_entry(t->ae,
+				browse_tar_cstr(t, nm, nlen), val, vlen);
+		else if (rec.tag == DD_EXT_ACL && dd_ext_get_acl(&rec, &a) == 0) {
+			static const int tags[] = {
+				[DD_ACL_USER_OBJ] = ARCHIVE_ENTRY_ACL_USER_OBJ,
+				[DD_ACL_USER] = ARCHIVE_ENTRY_ACL_USER,
+				[DD_ACL_GROUP_OBJ] = ARCHIVE_ENTRY_ACL_GROUP_OBJ,
+				[DD_ACL_GROUP] = ARCHIVE_ENTRY_ACL_GROUP,
+				[DD_ACL_MASK] = ARCHIVE_ENTRY_ACL_MASK,
+				[DD_ACL_OTHER] = ARCHIVE_ENTRY_ACL_OTHER,
+			};
+			bool named = a.tag == DD_ACL_USER ||
+				     a.tag == DD_ACL_GROUP;
+
+			if (a.tag < 1 || a.tag > DD_ACL_OTHER)
+				continue;
+			archive_entry_acl_add_entry(t->ae,
+				a.kind == DD_ACL_DEFAULT ?
+				ARCHIVE_ENTRY_ACL_TYPE_DEFAULT :
+				ARCHIVE_ENTRY_ACL_TYPE_ACCESS,
+				a.perm, tags[a.tag], named ? (int)a.id : -1,
+				named && a.name_len ?
+				browse_tar_cstr(t, a.name, a.name_len) : NULL);
+		}
+	}
+}
+
+/* A file with holes gets a sparse map of its data runs (pax GNU.sparse
+ * 1.0): libarchive then drops the holes' zeros it is given. */
+static void browse_tar_sparse(struct archive_entry *ae,
+			      const struct dd_entry *e)
+{
+	uint64_t off = 0, run = 0, j;
+	bool holes = false;
+
+	for (j = 0; j < e->nchunks && !holes; j++)
+		holes = dd_chunk_ref_is_hole(&e->chunks[j]);
+	if (!holes)
+		return;
+	for (j = 0; j <= e->nchunks; j++) {
+		if (j == e->nchunks || dd_chunk_ref_is_hole(&e->chunks[j])) {
+			if (off > run)
+				archive_entry_sparse_add_entry(ae,
+					(la_int64_t)run, (la_int64_t)(off - run));
+			if (j == e->nchunks)
+				break;
+			run = off + e->chunks[j].plain_len;
+		}
+		off += e->chunks[j].plain_len;
+	}
+	if (archive_entry_sparse_count(ae) == 0)
+		archive_entry_sparse_add_entry(ae, (la_int64_t)off, 0);
+}
+
+/*
+ * Fills t->ae for entry `e` under the archive name t->name. `data` is
+ * the entry whose bytes follow (e itself, or a hard link's first path
+ * stored as a copy), NULL for none; t->link is the hard link's archive
+ * name when `e` is kept as a link.
+ */
+static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
+			    const struct dd_entry *data)
+{
+	unsigned type;
+
+	switch (e->type) {
+	case DD_ENTRY_DIR: type = AE_IFDIR; break;
+	case DD_ENTRY_SYMLINK: type = AE_IFLNK; break;
+	case DD_ENTRY_FIFO: type = AE_IFIFO; break;
+	case DD_ENTRY_CHR: type = AE_IFCHR; break;
+	case DD_ENTRY_BLK: type = AE_IFBLK; break;
+	default: type = AE_IFREG; break;
+	}
+	archive_entry_clear(t->ae);
+	if (browse_utf8(t->name))
+		archive_entry_update_pathname_utf8(t->ae, t->name);
+	else
+		archive_entry_copy_pathname(t->ae, t->name);
+	archive_entry_set_mode(t->ae, type | (e->mode & 07777));
+	archive_entry_set_uid(t->ae, e->uid);
+	archive_entry_set_gid(t->ae, e->gid);
+	archive_entry_set_mtime(t->ae, (time_t)e->mtime_sec,
+				(long)e->mtime_nsec);
+	archive_entry_set_size(t->ae, data ? (la_int64_t)data->size : 0);
+	if (e->type == DD_ENTRY_SYMLINK) {
+		const char *l = browse_tar_cstr(t, e->link, e->link_len);
+
+		if (browse_utf8(l))
+			archive_entry_update_symlink_utf8(t->ae, l);
+		else
+			archive_entry_copy_symlink(t->ae, l);
+	}
+	if (e->type == DD_ENTRY_HARDLINK && !data) {
+		if (browse_utf8(t->link))
+			archive_entry_update_hardlink_utf8(t->ae, t->link);
+		else
+			archive_entry_copy_hardlink(t->ae, t->link);
+	}
+	browse_tar_ext(t, e);
+	if (data)
+		browse_tar_sparse(t->ae, data);
+}
+
+/* A hard link whose first path is outside the directory: that file's
+ * entry, from a second pass (in *out, valid while t->side is open). */
+static int browse_tar_link_source(struct browse_tar *t,
+				  const struct dd_entry *e,
+				  struct dd_entry *out)
+{
+	char *target = strndup(e->link, e->link_len);
+	int rc;
+
+	if (!target)
+		return dd_error_set(-ENOMEM, "out of memory");
+	catsource_free(t->side);
+	t->side = NULL;
+	rc = browse_seek(&t->side, t->st, t->ids, t->n, target, out);
+	free(target);
+	if (rc >= 0 && out->type != DD_ENTRY_FILE)
+		rc = dd_error_set(-EBADMSG, "a hard link names something "
+				  "that is not a file");
+	return rc < 0 ? rc : 0;
+}
+
+/* Writes the header of one entry in the directory, and starts its data. */
+static int browse_tar_entry(struct browse_tar *t, const struct dd_entry *e)
+{
+	const struct dd_entry *data = NULL;
+	struct dd_entry src;
+	const char *rest;
+	size_t rlen;
+	int rc, ar;
+
+	browse_tar_name(t, t->name, e->path, e->path_len);
+	if (e->type == DD_ENTRY_FILE) {
+		data = e;
+	} else if (e->type == DD_ENTRY_HARDLINK) {
+		if (browse_under(e->link, e->link_len, t->dir, t->dlen, &rest,
+				 &rlen)) {
+			browse_tar_name(t, t->link, e->link, e->link_len);
+		} else {
+			if ((rc = browse_tar_link_source(t, e, &src)) < 0)
+				return rc;
+			data = &src;
+		}
+	}
+	browse_tar_fill(t, e, data);
+	ar = archive_write_header(t->aw, t->ae);
+	if (ar < ARCHIVE_WARN)
+		return browse_tar_error(t, t->name);
+	if (data) {
+		browse_data_start(&t->data, data);
+		t->in_data = true;
+	}
+	return 0;
+}
+
+/* One step: a piece of file data, or the next entry, or the end. */
+static int browse_tar_step(struct browse_tar *t)
+{
+	struct dd_entry e;
+	const uint8_t *p;
+	size_t len;
+	int rc;
+
+	if (t->in_data) {
+		rc = browse_data_piece(&t->data, &p, &len, BROWSE_PIECE);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			if (archive_write_data(t->aw, p, len) != (la_ssize_t)len)
+				return browse_tar_error(t, t->name);
+			return 0;
+		}
+		t->in_data = false;
+		catsource_free(t->side);
+		t->side = NULL;
+		if (archive_write_finish_entry(t->aw) < ARCHIVE_WARN)
+			return browse_tar_error(t, t->name);
+		return 0;
+	}
+	if (t->have_pending) {
+		t->have_pending = false;
+		return browse_tar_entry(t, &t->pending);
+	}
+	rc = browse_next(t->src, &e);
+	if (rc < 0)
+		return rc;
+	if (rc == 0 || browse_past(&e, t->dir, t->dlen)) {
+		if (archive_write_close(t->aw) != ARCHIVE_OK)
+			return browse_tar_error(t, "the end");
+		t->done = true;
+		return 0;
+	}
+	return browse_tar_entry(t, &e);
+}
+
+/* Reads up to the directory's first entry (kept pending): -ENOENT when
+ * the snapshot has nothing at dir, -ENOTDIR when it is not a directory. */
+static int browse_tar_find(struct browse_tar *t)
+{
+	const char *rest;
+	size_t rlen;
+	int rc;
+
+	while ((rc = browse_next(t->src, &t->pending)) == 1) {
+		if (t->dlen && browse_is(&t->pending, t->dir, t->dlen)) {
+			if (t->pending.type != DD_ENTRY_DIR)
+				return dd_error_set(-ENOTDIR, "'/%s' is not a "
+						    "directory", t->dir);
+			break;
+		}
+		if (browse_under(t->pending.path, t->pending.path_len, t->dir,
+				 t->dlen, &rest, &rlen))
+			break;
+		if (browse_past(&t->pending, t->dir, t->dlen))
+			return browse_not_found(t->dir);
+	}
+	if (rc < 0)
+		return rc;
+	if (rc == 0) {
+		if (t->dlen)
+			return browse_not_found(t->dir);
+		t->have_pending = false;        /* an empty snapshot */
+		return 0;
+	}
+	t->have_pending = true;
+	return 0;
+}
+
+int browse_tar_open(struct browse_tar **out, struct store *st,
+		    const struct dd_id *ids, size_t n, const char *dir)
+{
+	struct browse_tar *t = calloc(1, sizeof(*t));
+	const char *slash;
+	int rc;
+
+	*out = NULL;
+	if (!t)
+		return dd_error_set(-ENOMEM, "out of memory");
+	t->st = st;
+	t->n = n;
+	dd_buf_init(&t->out, 0);
+	if ((rc = browse_copy_ids(&t->ids, ids, n)) < 0 ||
+	    (rc = browse_data_init(&t->data, st)) < 0)
+		goto fail;
+	t->dir = strdup(dir);
+	t->name = malloc(BROWSE_NAME_MAX);
+	t->link = malloc(BROWSE_NAME_MAX);
+	t->scratch = malloc(DD_CATALOG_LINK_MAX + 1);
+	t->aw = archive_write_new();
+	t->ae = archive_entry_new();
+	if (!t->dir || !t->name || !t->link || !t->scratch || !t->aw ||
+	    !t->ae) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto fail;
+	}
+	t->dlen = strlen(dir);
+	slash = strrchr(dir, '/');
+	t->base_off = slash ? (size_t)(slash - dir) + 1 : 0;
+	if ((rc = catsource_new(&t->src, st, t->ids, n)) < 0 ||
+	    (rc = browse_tar_find(t)) < 0)
+		goto fail;
+	if (archive_write_set_format_pax(t->aw) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(t->aw, 1) != ARCHIVE_OK ||
+	    archive_write_open(t->aw, t, NULL, browse_tar_write, NULL) !=
+	    ARCHIVE_OK) {
+		rc = browse_tar_error(t, "the start");
+		goto fail;
+	}
+	*out = t;
+	return 0;
+fail:
+	browse_tar_free(t);
+	return rc;
+}
+
+ssize_t browse_tar_read(struct browse_tar *t, uint8_t *buf, size_t max)
+{
+	size_t k;
+	int rc;
+
+	while (t->out_pos == t->out.len) {
+		if (t->done)
+			return 0;
+		dd_buf_reset(&t->out);
+		t->out_pos = 0;
+		if ((rc = browse_tar_step(t)) < 0)
+			return rc;
+	}
+	k = t->out.len - t->out_pos < max ? t->out.len - t->out_pos : max;
+	memcpy(buf, t->out.data + t->out_pos, k);
+	t->out_pos += k;
+	return (ssize_t)k;
+}
+
+void browse_tar_free(struct browse_tar *t)
+{
+	if (!t)
+		return;
+	if (t->aw)
+		archive_write_free(t->aw);      /* closes an open archive */
+	archive_entry_free(t->ae);
+	browse_data_release(&t->data);
+	catsource_free(t->side);
+	catsource_free(t->src);
+	dd_buf_release(&t->out);
+	free(t->ids);
+	free(t->dir);
+	free(t->name);
+	free(t->link);
+	free(t->scratch);
+	free(t);
+}
