@@ -262,13 +262,23 @@ void route_browse_ticket(void *payload, const struct http_request *req,
 	char path[BROWSE_PATH_MAX + 1], ticket[2 * BROWSE_TICKET_LEN + 1];
 	struct dd_id *ids = NULL;
 	const char *kind;
-	json_t *body = NULL, *url;
+	json_t *body = NULL, *url, *jttl;
+	json_int_t ttl = BROWSE_TICKET_TTL;
 	uint64_t expires;
 	size_t n;
 
 	if (!routes_json_body(req, rep, &body))
 		return;
 	kind = json_string_value(json_object_get(body, "kind"));
+	jttl = json_object_get(body, "ttl");
+	if (jttl && (!json_is_integer(jttl) || json_integer_value(jttl) < 1 ||
+		     json_integer_value(jttl) > BROWSE_TICKET_TTL)) {
+		http_reply_error(rep, 400, "ttl must be 1 to %d seconds",
+				 BROWSE_TICKET_TTL);
+		goto cleanup;
+	}
+	if (jttl)
+		ttl = json_integer_value(jttl);
 	if (!browse_kind_ok(kind)) {
 		http_reply_error(rep, 400, "kind must be 'file' or 'tar'");
 		goto cleanup;
@@ -281,7 +291,7 @@ void route_browse_ticket(void *payload, const struct http_request *req,
 			     path, sizeof(path), rep) ||
 	    !browse_catalog(ctx, req->param, req->who, rep, &ids, &n))
 		goto cleanup;
-	expires = (uint64_t)time(NULL) + BROWSE_TICKET_TTL;
+	expires = (uint64_t)time(NULL) + (uint64_t)ttl;
 	if (browse_ticket(ticket, req->param, kind, path, expires) < 0) {
 		routes_fail(rep, -EIO);
 		goto cleanup;
@@ -289,7 +299,7 @@ void route_browse_ticket(void *payload, const struct http_request *req,
 	url = browse_ticket_url(req->param, kind, path, expires, ticket);
 	http_reply_json(rep, 201, url ? json_pack("{s:o,s:I,s:i}", "url", url,
 						  "expires", (json_int_t)expires,
-						  "ttl", BROWSE_TICKET_TTL)
+						  "ttl", (int)ttl)
 				      : NULL);
 cleanup:
 	free(ids);

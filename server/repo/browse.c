@@ -3,6 +3,7 @@
  * and pax archives, all read from the catalog in one forward pass.
  */
 #include <errno.h>
+#include <locale.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -609,12 +610,37 @@ static const char *browse_tar_cstr(struct browse_tar *t, const void *p,
 	return t->scratch;
 }
 
-static bool browse_utf8(const char *s)
+/*
+ * libarchive converts names from the locale's charset to UTF-8 for pax
+ * records; the server runs in the C locale, where it could not. Every
+ * call into it runs with this thread (only) in C.UTF-8; a name that is
+ * not UTF-8 is then stored as raw bytes (hdrcharset=BINARY), which tar
+ * extracts as the same bytes. Returns the locale to restore, or 0.
+ */
+static locale_t browse_utf8_enter(void)
 {
-	json_t *j = json_string(s);
+	static locale_t utf8;
+	locale_t l = __atomic_load_n(&utf8, __ATOMIC_ACQUIRE);
 
-	json_decref(j);
-	return j != NULL;
+	if (!l) {
+		locale_t fresh = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+
+		if (!fresh)
+			return (locale_t)0;
+		if (!__atomic_compare_exchange_n(&utf8, &l, fresh, false,
+						 __ATOMIC_ACQ_REL,
+						 __ATOMIC_ACQUIRE))
+			freelocale(fresh);      /* another thread won */
+		else
+			l = fresh;
+	}
+	return uselocale(l);
+}
+
+static void browse_utf8_leave(locale_t old)
+{
+	if (old)
+		uselocale(old);
 }
 
 static void browse_tar_ext(struct browse_tar *t, const struct dd_entry *e)
@@ -715,30 +741,18 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 	default: type = AE_IFREG; break;
 	}
 	archive_entry_clear(t->ae);
-	if (browse_utf8(t->name))
-		archive_entry_update_pathname_utf8(t->ae, t->name);
-	else
-		archive_entry_copy_pathname(t->ae, t->name);
+	archive_entry_copy_pathname(t->ae, t->name);
 	archive_entry_set_mode(t->ae, type | (e->mode & 07777));
 	archive_entry_set_uid(t->ae, e->uid);
 	archive_entry_set_gid(t->ae, e->gid);
 	archive_entry_set_mtime(t->ae, (time_t)e->mtime_sec,
 				(long)e->mtime_nsec);
 	archive_entry_set_size(t->ae, data ? (la_int64_t)data->size : 0);
-	if (e->type == DD_ENTRY_SYMLINK) {
-		const char *l = browse_tar_cstr(t, e->link, e->link_len);
-
-		if (browse_utf8(l))
-			archive_entry_update_symlink_utf8(t->ae, l);
-		else
-			archive_entry_copy_symlink(t->ae, l);
-	}
-	if (e->type == DD_ENTRY_HARDLINK && !data) {
-		if (browse_utf8(t->link))
-			archive_entry_update_hardlink_utf8(t->ae, t->link);
-		else
-			archive_entry_copy_hardlink(t->ae, t->link);
-	}
+	if (e->type == DD_ENTRY_SYMLINK)
+		archive_entry_copy_symlink(t->ae, browse_tar_cstr(t, e->link,
+								  e->link_len));
+	if (e->type == DD_ENTRY_HARDLINK && !data)
+		archive_entry_copy_hardlink(t->ae, t->link);
 	browse_tar_ext(t, e);
 	if (data)
 		browse_tar_sparse(t->ae, data);
@@ -871,8 +885,9 @@ static int browse_tar_find(struct browse_tar *t)
 	return 0;
 }
 
-int browse_tar_open(struct browse_tar **out, struct store *st,
-		    const struct dd_id *ids, size_t n, const char *dir)
+static int browse_tar_open_in(struct browse_tar **out, struct store *st,
+			      const struct dd_id *ids, size_t n,
+			      const char *dir)
 {
 	struct browse_tar *t = calloc(1, sizeof(*t));
 	const char *slash;
@@ -918,7 +933,18 @@ fail:
 	return rc;
 }
 
-ssize_t browse_tar_read(struct browse_tar *t, uint8_t *buf, size_t max)
+int browse_tar_open(struct browse_tar **out, struct store *st,
+		    const struct dd_id *ids, size_t n, const char *dir)
+{
+	locale_t old = browse_utf8_enter();
+	int rc = browse_tar_open_in(out, st, ids, n, dir);
+
+	browse_utf8_leave(old);
+	return rc;
+}
+
+static ssize_t browse_tar_read_in(struct browse_tar *t, uint8_t *buf,
+				  size_t max)
 {
 	size_t k;
 	int rc;
@@ -937,12 +963,25 @@ ssize_t browse_tar_read(struct browse_tar *t, uint8_t *buf, size_t max)
 	return (ssize_t)k;
 }
 
+ssize_t browse_tar_read(struct browse_tar *t, uint8_t *buf, size_t max)
+{
+	locale_t old = browse_utf8_enter();
+	ssize_t n = browse_tar_read_in(t, buf, max);
+
+	browse_utf8_leave(old);
+	return n;
+}
+
 void browse_tar_free(struct browse_tar *t)
 {
+	locale_t old;
+
 	if (!t)
 		return;
+	old = browse_utf8_enter();
 	if (t->aw)
 		archive_write_free(t->aw);      /* closes an open archive */
+	browse_utf8_leave(old);
 	archive_entry_free(t->ae);
 	browse_data_release(&t->data);
 	catsource_free(t->side);

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Restore from the browser (docs/API.md, "Browsing a snapshot"): a
+# snapshot's folders listed a page at a time (a 100,000-entry folder paged
+# through, every name exactly once), one file downloaded (bytes equal,
+# holes as zeros, Content-Length, a safe Content-Disposition), a folder
+# downloaded as .tar that GNU tar extracts identical to `dedup-agent
+# restore` (symlinks, hard links, long names, a sparse file), the token
+# rules of the API (another client gets 404, an admin reads any), tickets
+# that expire and cannot be forged, bad paths and limits refused with 400
+# while the server keeps serving; then the same clicks in a real headless
+# Chromium: sign in, open the snapshot, open a folder, download a file and
+# the folder as .tar, and compare the bytes with the source.
+. "$(dirname "$0")/lib.sh"
+
+BIG_FOLDER=${DD_TEST_BROWSE_ENTRIES:-100000}
+
+repo_init "$T/repo"
+A=$(token_add "$T/repo" alice)
+B=$(token_add "$T/repo" bob)
+OPS=$(token_add "$T/repo" ops --admin)
+server_start "$T/repo" || exit 1
+
+# ---- the tree ----
+S=$T/src
+D=$S/docs
+mkdir -p "$D/sub/deeper" "$D/empty dir" "$S/many"
+echo "hello from the browser" > "$D/a.txt"
+prand browse-b 3000000 > "$D/b.bin"
+: > "$D/empty"
+echo "héllo ✓" > "$D/ünï 名前.txt"
+long=$(printf 'n%.0s' $(seq 1 200))
+echo "a long name" > "$D/sub/deeper/$long"
+ln -s a.txt "$D/link to a"
+ln -s /nowhere/at/all "$D/dangling"
+prand browse-h 70000 > "$D/hard1"
+ln "$D/hard1" "$D/sub/hard2"
+# A sparse file: 1 MB of data between holes, 40 MB in all.
+truncate -s 40M "$D/sparse.img"
+prand browse-s 1000000 | dd of="$D/sparse.img" bs=1M seek=10 conv=notrunc status=none
+chmod 0640 "$D/a.txt"
+touch -d '2011-02-03 04:05:06.5' "$D/a.txt"
+python3 - "$S/many" "$BIG_FOLDER" <<'PY'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    open(os.path.join(d, "f%06d" % i), "wb").close()
+PY
+agent "$A" backup "$S" >/dev/null
+SNAP=$(json_get "$(api "$A" GET /api/v1/snapshots | head -n -1)" 0.id)
+check "alice has a snapshot" test -n "$SNAP"
+agent "$B" backup "$D/sub" >/dev/null
+REL=${S#/}
+
+# ---- listing ----
+enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+save ls_docs "$A" GET "/api/v1/tree/$SNAP?path=$(enc "$D")"
+save ls_root "$A" GET "/api/v1/tree/$SNAP?path=/"
+save ls_admin "$OPS" GET "/api/v1/tree/$SNAP?path=$(enc "$D/sub")"
+save ls_small "$A" GET "/api/v1/tree/$SNAP?path=$(enc "$D")&limit=3"
+pycheck "$D" "$REL" <<'PY'
+d, rel = sys.argv[1], sys.argv[2]
+check_eq("listing a folder answers 200", 200, S("ls_docs"))
+page = J("ls_docs")
+by = {e["name"]: e for e in page["entries"]}
+check_eq("the folder's path comes back normalised", d, page["path"])
+check_eq("every child is listed once, in name order",
+         sorted(["a.txt", "b.bin", "empty", "ünï 名前.txt", "sub", "empty dir", "link to a",
+                 "dangling", "hard1", "sparse.img"], key=lambda s: s.encode()),
+         [e["name"] for e in page["entries"]])
+check_eq("a file's type, size and mode", ("file", 23, 0o640),
+         (by["a.txt"]["type"], by["a.txt"]["size"], by["a.txt"]["mode"]))
+check_eq("a symlink's target", ("symlink", "a.txt"), (by["link to a"]["type"], by["link to a"].get("link")))
+check_eq("a folder is a dir", "dir", by["sub"]["type"])
+check_eq("no next page", None, page["next"])
+check_eq("the root lists the top folder", [rel.split("/")[0]], [e["name"] for e in J("ls_root")["entries"]])
+check_eq("an admin lists any client's snapshot", 200, S("ls_admin"))
+check_eq("... and sees the hard link", "hardlink", {e["name"]: e for e in J("ls_admin")["entries"]}["hard2"]["type"])
+small = J("ls_small")
+check_eq("limit=3 gives 3 entries and a cursor", 3, len(small["entries"]))
+check("... with a next cursor", isinstance(small["next"], str) and small["next"], small["next"])
+PY
+
+# ---- paging through the big folder ----
+cat > "$T/pages.py" <<'PY'
+import json, ssl, sys, time, urllib.parse, urllib.request
+url, ca, tok, snap, path, limit = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=ca)
+names, after, pages, worst = [], None, 0, 0.0
+while pages < 10000:
+    q = {"path": path, "limit": limit}
+    if after:
+        q["after"] = after
+    req = urllib.request.Request("%s/api/v1/tree/%s?%s" % (url, snap, urllib.parse.urlencode(q)),
+                                 headers={"Authorization": "Bearer " + tok})
+    t0 = time.monotonic()
+    with urllib.request.urlopen(req, context=ctx) as r:
+        page = json.load(r)
+    worst = max(worst, time.monotonic() - t0)
+    pages += 1
+    names += [e["name"] for e in page["entries"]]
+    after = page["next"]
+    if not after:
+        break
+json.dump({"names": names, "pages": pages, "worst": worst}, sys.stdout)
+PY
+python3 "$T/pages.py" "$URL" "$CA" "$A" "$SNAP" "$S/many" 5000 > "$T/pages.json" 2>"$T/pages.err"
+cat "$T/pages.err"
+pycheck "$BIG_FOLDER" <<'PY'
+n = int(sys.argv[1])
+p = json.load(open(os.path.join(T, "pages.json")))
+want = ["f%06d" % i for i in range(n)]
+check_eq("paging a %d-entry folder sees every name exactly once, in order" % n, want, p["names"])
+check_eq("... in %d pages of 5000" % ((n + 4999) // 5000), (n + 4999) // 5000, p["pages"])
+print("# %d pages, the slowest took %.2f s" % (p["pages"], p["worst"]))
+PY
+
+# ---- downloads ----
+# ticket TOKEN PATH KIND [TTL]: mints a ticket; prints the download URL.
+ticket() {
+	local body
+	body=$(python3 -c 'import json, sys; d = {"path": sys.argv[1], "kind": sys.argv[2]}
+if len(sys.argv) > 3: d["ttl"] = int(sys.argv[3])
+print(json.dumps(d))' "$2" "$3" ${4:+"$4"})
+	api "$1" POST "/api/v1/tickets/$SNAP" -H 'Content-Type: application/json' -d "$body" |
+		head -n -1 | python3 -c 'import json, sys; print(json.load(sys.stdin).get("url", ""))'
+}
+# fetch URLPATH OUT: downloads without a token; prints the status.
+fetch() {
+	curl -sS --cacert "$CA" -D "$2.headers" -o "$2" -w '%{http_code}' "$URL$1"
+}
+U=$(ticket "$A" "$D/b.bin" file)
+check "a ticket names the download" grep -q "^/api/v1/download/$SNAP?path=.*&ticket=[0-9a-f]\{64\}$" <<<"$U"
+check_eq "a file downloads with its ticket" 200 "$(fetch "$U" "$T/b.dl")"
+check "... its bytes are the file's" cmp -s "$D/b.bin" "$T/b.dl"
+check "... with its Content-Length" grep -qi '^content-length: 3000000' "$T/b.dl.headers"
+check "... as an attachment named after it" grep -qi '^content-disposition: attachment; filename="b.bin"' "$T/b.dl.headers"
+check_eq "the sparse file downloads" 200 "$(fetch "$(ticket "$A" "$D/sparse.img" file)" "$T/sparse.dl")"
+check "... its holes as zeros, bytes equal" cmp -s "$D/sparse.img" "$T/sparse.dl"
+check_eq "a hard link downloads as its file" 200 "$(fetch "$(ticket "$A" "$D/sub/hard2" file)" "$T/hard2.dl")"
+check "... bytes equal" cmp -s "$D/hard1" "$T/hard2.dl"
+check_eq "a UTF-8 name downloads" 200 "$(fetch "$(ticket "$A" "$D/ünï 名前.txt" file)" "$T/u.dl")"
+check "... its name as RFC 6266 filename* and a safe ASCII filename" \
+	grep -qi "^content-disposition: attachment; filename=\"un__________.txt\"\\|filename\\*=UTF-8''%C3%BCn%C3%AF%20%E5%90%8D%E5%89%8D.txt" "$T/u.dl.headers"
+check "... and the plain filename has no quote or slash" not grep -qi 'filename="[^"]*[/\\][^"]*"' "$T/u.dl.headers"
+
+# The folder as .tar, against the agent's own restore of it.
+check_eq "the folder downloads as .tar" 200 "$(fetch "$(ticket "$A" "$D" tar)" "$T/docs.tar")"
+check "... named docs.tar" grep -qi '^content-disposition: attachment; filename="docs.tar"' "$T/docs.tar.headers"
+check "... streamed (chunked, no Content-Length)" not grep -qi '^content-length' "$T/docs.tar.headers"
+mkdir -p "$T/x" "$T/r"
+check "GNU tar extracts it" tar -xf "$T/docs.tar" -C "$T/x"
+agent "$A" restore "$SNAP" --target "$T/r" --include "$REL/docs" -q >/dev/null 2>&1
+check "dedup-agent restore restores the same folder" test -d "$T/r/$REL/docs"
+tree_manifest "$T/r/$REL/docs" > "$T/m.restore"
+tree_manifest "$T/x/docs" > "$T/m.tar"
+check "the extracted tree is identical to the restore (names, modes, times, links, bytes)" cmp -s "$T/m.restore" "$T/m.tar"
+cmp -s "$T/m.restore" "$T/m.tar" || diff "$T/m.restore" "$T/m.tar" | head -20
+check_eq "the hard link is a hard link again" "2 2" "$(stat -c %h "$T/x/docs/hard1") $(stat -c %h "$T/x/docs/sub/hard2")"
+check "... of one inode" test "$T/x/docs/hard1" -ef "$T/x/docs/sub/hard2"
+check "the 200-byte name is there" cmp -s "$D/sub/deeper/$long" "$T/x/docs/sub/deeper/$long"
+check "the sparse file's holes stay holes (under 4 MB on disk)" test "$(du -k "$T/x/docs/sparse.img" | cut -f1)" -lt 4096
+check "the sparse file's bytes are equal" cmp -s "$D/sparse.img" "$T/x/docs/sparse.img"
+# A subfolder whose hard link's first path is outside it: a copy of the file.
+check_eq "a subfolder downloads as .tar" 200 "$(fetch "$(ticket "$A" "$D/sub" tar)" "$T/sub.tar")"
+mkdir -p "$T/xs"
+tar -xf "$T/sub.tar" -C "$T/xs"
+check "... a hard link to a file outside it comes out as a copy" cmp -s "$D/hard1" "$T/xs/sub/hard2"
+
+# ---- token rules ----
+check_eq "bob cannot list alice's snapshot (404)" 404 "$(api_status "$B" GET "/api/v1/tree/$SNAP?path=/")"
+check_eq "bob cannot mint a ticket for it (404)" 404 "$(api_status "$B" POST "/api/v1/tickets/$SNAP" \
+	-H 'Content-Type: application/json' -d "{\"path\": \"$D/a.txt\", \"kind\": \"file\"}")"
+check_eq "no token: no listing (401)" 401 "$(api_status "" GET "/api/v1/tree/$SNAP?path=/")"
+check_eq "an admin mints a ticket for any snapshot" 201 "$(api_status "$OPS" POST "/api/v1/tickets/$SNAP" \
+	-H 'Content-Type: application/json' -d "{\"path\": \"$D/a.txt\", \"kind\": \"file\"}")"
+
+# ---- tickets ----
+U=$(ticket "$A" "$D/a.txt" file)
+check_eq "no ticket: 403" 403 "$(fetch "${U%%&ticket=*}" "$T/t1")"
+forged=$(python3 -c 'import sys; u = sys.argv[1]; print(u[:-1] + ("0" if u[-1] != "0" else "1"))' "$U")
+check_eq "a forged ticket: 403" 403 "$(fetch "$forged" "$T/t2")"
+check_eq "a ticket for another path: 403" 403 "$(fetch "${U/a.txt/b.bin}" "$T/t3")"
+check_eq "a ticket for another kind: 403" 403 "$(fetch "${U/kind=file/kind=tar}" "$T/t4")"
+later=$(python3 -c 'import re, sys; print(re.sub(r"expires=(\d+)", lambda m: "expires=%d" % (int(m.group(1)) + 100), sys.argv[1]))' "$U")
+check_eq "a ticket with its expiry moved: 403" 403 "$(fetch "$later" "$T/t5")"
+check "... saying the ticket is invalid" grep -q '"invalid download ticket"' "$T/t5"
+U=$(ticket "$A" "$D/a.txt" file 1)
+exp=$(sed 's/.*expires=\([0-9]*\).*/\1/' <<<"$U")
+for _ in $(seq 1 40); do [ "$(date +%s)" -gt "$exp" ] && break; sleep 0.1; done
+check_eq "an expired ticket: 403" 403 "$(fetch "$U" "$T/t6")"
+check "... saying it expired" grep -q '"download ticket expired"' "$T/t6"
+check_eq "a ticket's ttl above 300 s is refused" 400 "$(api_status "$A" POST "/api/v1/tickets/$SNAP" \
+	-H 'Content-Type: application/json' -d "{\"path\": \"$D/a.txt\", \"kind\": \"file\", \"ttl\": 3600}")"
+
+# ---- bad input ----
+tree_status() { api_status "$A" GET "/api/v1/tree/$SNAP?$1"; }
+check_eq "a relative path: 400" 400 "$(tree_status "path=etc")"
+check_eq "a '..' component: 400" 400 "$(tree_status "path=$(enc "$D/../../etc")")"
+check_eq "a '.' component: 400" 400 "$(tree_status "path=$(enc "$D/./sub")")"
+check_eq "a 5000-byte path: 400" 400 "$(tree_status "path=/$(printf 'x%.0s' $(seq 1 5000))")"
+check_eq "limit=0: 400" 400 "$(tree_status "path=/&limit=0")"
+check_eq "limit=5001: 400" 400 "$(tree_status "path=/&limit=5001")"
+check_eq "limit=abc: 400" 400 "$(tree_status "path=/&limit=abc")"
+check_eq "a cursor that is not hex: 400" 400 "$(tree_status "path=/&after=zz")"
+check_eq "an odd-length cursor: 400" 400 "$(tree_status "path=/&after=616")"
+check_eq "a path not in the snapshot: 404" 404 "$(tree_status "path=$(enc "$D/nope")")"
+save nope "$A" GET "/api/v1/tree/$SNAP?path=$(enc "$D/nope")"
+check "... as a JSON error naming it" grep -q '"error": *"no .*nope.* in this snapshot"' "$T/nope.json"
+check_eq "listing a file: 400" 400 "$(tree_status "path=$(enc "$D/a.txt")")"
+check_eq "an unknown snapshot: 404" 404 "$(api_status "$A" GET "/api/v1/tree/$(printf '0%.0s' $(seq 1 64))?path=/")"
+check_eq "a download of a folder as a file: 400" 400 "$(fetch "$(ticket "$A" "$D/sub" file)" "$T/t7")"
+check_eq "a download of a file as .tar: 400" 400 "$(fetch "$(ticket "$A" "$D/a.txt" tar)" "$T/t8")"
+check_eq "a download of a missing path: 404" 404 "$(fetch "$(ticket "$A" "$D/nope" file)" "$T/t9")"
+check_eq "a ticket of an unknown kind: 400" 400 "$(api_status "$A" POST "/api/v1/tickets/$SNAP" \
+	-H 'Content-Type: application/json' -d "{\"path\": \"/\", \"kind\": \"zip\"}")"
+check_eq "a ticket without a path: 400" 400 "$(api_status "$A" POST "/api/v1/tickets/$SNAP" \
+	-H 'Content-Type: application/json' -d '{"kind": "tar"}')"
+check_eq "the server keeps serving" 200 "$(api_status "" GET /api/v1/health)"
+
+finish
