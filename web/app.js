@@ -276,7 +276,7 @@ function showSnapshots(snaps) {
   body.replaceChildren();
   $("n-snapshots").textContent = snaps.length >= SNAPSHOTS_SHOWN ?
     "(newest " + SNAPSHOTS_SHOWN + " shown)" : "(" + snaps.length + ")";
-  if (!snaps.length) { emptyRow(body, 7, "no snapshots yet"); return; }
+  if (!snaps.length) { emptyRow(body, 8, "no snapshots yet"); return; }
   for (const s of snaps) {
     const tr = document.createElement("tr");
     tr.dataset.id = s.id;
@@ -292,9 +292,147 @@ function showSnapshots(snaps) {
     cell(tr, String(s.files), "num", s.files);
     cell(tr, bytes(s.bytes_total), "num", s.bytes_total);
     cell(tr, bytes(s.bytes_new), "num", s.bytes_new);
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "small open-snapshot";
+    open.textContent = "Browse";
+    open.addEventListener("click", () => browseOpen(s.id, "/"));
+    cell(tr, "").appendChild(open);
     body.appendChild(tr);
   }
 }
+
+// ---- browsing a snapshot (GET /tree, POST /tickets, GET /download) ----
+
+const BROWSE_PAGE = 500;
+const browse = { id: null, path: "/", next: null, shown: 0 };
+
+function joinPath(dir, name) {
+  return dir === "/" ? "/" + name : dir + "/" + name;
+}
+
+function showCrumbs(path) {
+  const nav = $("crumbs");
+  nav.replaceChildren();
+  const parts = path.split("/").filter((p) => p);
+  const link = (text, target) => {
+    const a = document.createElement("a");
+    a.textContent = text;
+    a.dataset.path = target;
+    a.addEventListener("click", () => browseOpen(browse.id, target));
+    nav.appendChild(a);
+  };
+  link("/", "/");
+  let at = "";
+  for (const p of parts) {
+    at += "/" + p;
+    if (at.length > 1 && nav.childNodes.length > 1) {
+      const sep = document.createElement("span");
+      sep.className = "sep";
+      sep.textContent = "/";
+      nav.appendChild(sep);
+    }
+    link(p, at);
+  }
+}
+
+function entryRow(e) {
+  const tr = document.createElement("tr");
+  const name = e.name !== undefined ? e.name : "(bytes " + e.name_hex + ")";
+  tr.dataset.name = name;
+  tr.dataset.type = e.type;
+  const td = cell(tr, "");
+  if (e.type === "dir" && e.name !== undefined) {
+    const a = document.createElement("a");
+    a.className = "dir";
+    a.textContent = name + "/";
+    a.addEventListener("click", () => browseOpen(browse.id, joinPath(browse.path, e.name)));
+    td.appendChild(a);
+  } else {
+    td.textContent = e.link !== undefined ? name + " \u2192 " + e.link : name;
+  }
+  cell(tr, e.type);
+  cell(tr, e.type === "file" ? bytes(e.size) : "", "num", e.size);
+  cell(tr, e.mtime !== undefined ? clockDate(new Date(e.mtime * 1000)) : "");
+  const act = cell(tr, "");
+  if ((e.type === "file" || e.type === "hardlink") && e.name !== undefined) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "small download";
+    b.textContent = "Download";
+    b.addEventListener("click", () => download(joinPath(browse.path, e.name), "file"));
+    act.appendChild(b);
+  }
+  return tr;
+}
+
+async function browsePage() {
+  let q = "/api/v1/tree/" + browse.id + "?limit=" + BROWSE_PAGE +
+    "&path=" + encodeURIComponent(browse.path);
+  if (browse.next) q += "&after=" + browse.next;
+  const page = await api(q);
+  const body = $("entries");
+  for (const e of page.entries) body.appendChild(entryRow(e));
+  browse.shown += page.entries.length;
+  browse.next = page.next;
+  $("browse-more").classList.toggle("hidden", !page.next);
+  $("browse-count").textContent = "(" + browse.shown + (page.next ? "+" : "") + " entries)";
+  if (!browse.shown) emptyRow(body, 5, "empty folder");
+}
+
+async function browseOpen(id, path) {
+  browse.id = id;
+  browse.path = path;
+  browse.next = null;
+  browse.shown = 0;
+  $("browse").classList.remove("hidden");
+  $("browse-id").textContent = id.slice(0, 16);
+  $("browse-error").textContent = "";
+  $("entries").replaceChildren();
+  showCrumbs(path);
+  document.body.dataset.browse = "loading";
+  try {
+    await browsePage();
+    document.body.dataset.browse = "ready";
+    $("browse").scrollIntoView();
+  } catch (e) {
+    $("browse-error").textContent = "error: " + e.message;
+    document.body.dataset.browse = "error";
+  }
+}
+
+// A link cannot carry the token: a ticket for this one download, minted
+// with the token, goes in the URL instead (docs/SECURITY.md).
+async function download(path, kind) {
+  $("browse-error").textContent = "";
+  try {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const r = await fetch("/api/v1/tickets/" + browse.id, {
+      method: "POST", cache: "no-store",
+      headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+      body: JSON.stringify({ path: path, kind: kind }),
+    });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body && body.error ? body.error : "HTTP " + r.status);
+    const a = document.createElement("a");
+    a.href = body.url;
+    a.download = "";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    $("browse-error").textContent = "error: " + e.message;
+  }
+}
+
+$("browse-more").addEventListener("click", () => {
+  browsePage().catch((e) => { $("browse-error").textContent = "error: " + e.message; });
+});
+$("browse-tar").addEventListener("click", () => download(browse.path, "tar"));
+$("browse-close").addEventListener("click", () => {
+  $("browse").classList.add("hidden");
+  browse.id = null;
+});
 
 // ---- loading ----
 

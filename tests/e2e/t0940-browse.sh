@@ -217,4 +217,142 @@ check_eq "a ticket without a path: 400" 400 "$(api_status "$A" POST "/api/v1/tic
 	-H 'Content-Type: application/json' -d '{"kind": "tar"}')"
 check_eq "the server keeps serving" 200 "$(api_status "" GET /api/v1/health)"
 
+# ---- the page, in a real headless Chromium ----
+CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser)}
+if [ -z "$CHROMIUM" ]; then
+	not_ok "chromium is not installed (packaging/deps.sh installs it)"
+	finish
+fi
+# browse.py URL SNAP DIR OUTDIR OUT: signs in (#token=), clicks the
+# snapshot's Browse button, clicks down the folders of DIR, clicks a
+# file's Download button and "Download folder (.tar)", waits (bounded) for
+# both downloads, and writes what it saw as JSON.
+cat > "$T/browse.py" <<'PY'
+import json, os, subprocess, sys, tempfile, time
+chromium, url, snap, folder, outdir, out = sys.argv[1:7]
+to_c, from_us = os.pipe()
+to_us, from_c = os.pipe()
+def child_fds():
+    a, b = os.dup(to_c), os.dup(from_c)
+    os.dup2(a, 3); os.dup2(b, 4)
+profile = tempfile.mkdtemp(dir=os.environ["T"])
+p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage",
+    "--ignore-certificate-errors", "--user-data-dir=" + profile,
+    "--remote-debugging-pipe", "--window-size=1280,800", "about:blank"],
+    preexec_fn=child_fds, pass_fds=(3, 4),
+    stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.environ["T"], "chromium.log"), "ab"))
+os.close(to_c); os.close(from_c)
+wr, rd = os.fdopen(from_us, "wb"), os.fdopen(to_us, "rb")
+deadline = time.time() + 90
+seq, events, buf = [0], [], b""
+def read_msg():
+    global buf
+    while b"\0" not in buf:
+        if time.time() > deadline:
+            raise SystemExit("chromium: no answer in time")
+        chunk = os.read(rd.fileno(), 65536)
+        if not chunk:
+            raise SystemExit("chromium closed the pipe")
+        buf += chunk
+    msg, buf = buf.split(b"\0", 1)
+    return json.loads(msg)
+def call(method, params=None, session=None):
+    seq[0] += 1
+    m = {"id": seq[0], "method": method, "params": params or {}}
+    if session:
+        m["sessionId"] = session
+    wr.write(json.dumps(m).encode() + b"\0"); wr.flush()
+    while True:
+        r = read_msg()
+        if r.get("id") == seq[0]:
+            if "error" in r:
+                raise SystemExit("%s: %s" % (method, r["error"]))
+            return r["result"]
+        events.append(r)
+def js(expr, session):
+    r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True}, session)
+    return r["result"].get("value")
+def wait_for(expr, session, what):
+    while time.time() < deadline:
+        if js(expr, session):
+            return True
+        time.sleep(0.1)
+    raise SystemExit("timed out waiting for " + what)
+def downloads_done():
+    return {e["params"]["guid"] for e in events if e.get("method") == "Browser.downloadProgress"
+            and e["params"]["state"] == "completed"}
+def wait_download(session, before):
+    while time.time() < deadline:
+        js("1", session)
+        done = downloads_done() - before
+        if done:
+            return done.pop()
+        time.sleep(0.1)
+    raise SystemExit("timed out waiting for a download")
+seen = {"folders": [], "downloads": {}}
+try:
+    call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": outdir, "eventsEnabled": True})
+    tid = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    s = call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+    for d in ("Runtime.enable", "Log.enable", "Page.enable"):
+        call(d, {}, s)
+    call("Page.navigate", {"url": url}, s)
+    wait_for("document.body && document.body.dataset.state === 'ready'", s, "the page")
+    wait_for("!!document.querySelector('tr[data-id=\"%s\"] button.open-snapshot')" % snap, s, "the snapshot row")
+    js("document.querySelector('tr[data-id=\"%s\"] button.open-snapshot').click()" % snap, s)
+    wait_for("document.body.dataset.browse === 'ready'", s, "the snapshot's root")
+    for part in [c for c in folder.split("/") if c]:
+        sel = "#entries tr[data-name=%s] a.dir" % json.dumps(part)
+        js("document.body.dataset.browse = ''; document.querySelector(%s).click()" % json.dumps(sel), s)
+        wait_for("document.body.dataset.browse === 'ready'", s, "folder " + part)
+        seen["folders"].append(js("[...document.querySelectorAll('#crumbs a')].map((a) => a.textContent).join('/')", s))
+    seen["names"] = js("[...document.querySelectorAll('#entries tr')].map((t) => t.dataset.name)", s)
+    before = downloads_done()
+    js("document.querySelector('#entries tr[data-name=\"b.bin\"] button.download').click()", s)
+    g = wait_download(s, before)
+    seen["downloads"]["file"] = [e["params"]["suggestedFilename"] for e in events
+                                 if e.get("method") == "Browser.downloadWillBegin" and e["params"]["guid"] == g]
+    before = downloads_done()
+    js("document.getElementById('browse-tar').click()", s)
+    g = wait_download(s, before)
+    seen["downloads"]["tar"] = [e["params"]["suggestedFilename"] for e in events
+                                if e.get("method") == "Browser.downloadWillBegin" and e["params"]["guid"] == g]
+    seen["error_text"] = js("document.getElementById('browse-error').textContent", s)
+    seen["console_errors"] = [e["params"]["entry"]["text"] for e in events
+                              if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+finally:
+    json.dump(seen, open(out, "w"))
+    try:
+        call("Browser.close")
+    except BaseException:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+PY
+mkdir -p "$T/dl"
+T="$T" timeout 120 python3 "$T/browse.py" "$CHROMIUM" "$URL/#token=$A" "$SNAP" "$D" "$T/dl" "$T/chrome.json" 2>"$T/chrome.err"
+check "chromium clicked through and downloaded twice" test -s "$T/dl/b.bin" -a -s "$T/dl/docs.tar"
+[ -s "$T/chrome.err" ] && cat "$T/chrome.err"
+pycheck "$D" <<'PY'
+v = json.load(open(os.path.join(T, "chrome.json")))
+parts = [c for c in sys.argv[1].split("/") if c]
+check_eq("the page walked down every folder to docs", len(parts), len(v["folders"]))
+check("... and shows the folder's entries", "b.bin" in (v.get("names") or []) and "sub" in (v.get("names") or []), v.get("names"))
+check_eq("the file downloads under its name", ["b.bin"], v["downloads"].get("file"))
+check_eq("the folder downloads as docs.tar", ["docs.tar"], v["downloads"].get("tar"))
+check_eq("no error on the page", "", v.get("error_text"))
+check_eq("no console error", [], v.get("console_errors"))
+PY
+check "the browser's file is the source's bytes" cmp -s "$D/b.bin" "$T/dl/b.bin"
+mkdir -p "$T/xc"
+check "GNU tar extracts the browser's .tar" tar -xf "$T/dl/docs.tar" -C "$T/xc"
+tree_manifest "$T/xc/docs" > "$T/m.chrome"
+check "... identical to dedup-agent restore" cmp -s "$T/m.restore" "$T/m.chrome"
+check_eq "the server still serves" 200 "$(api_status "" GET /api/v1/health)"
+
 finish
