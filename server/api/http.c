@@ -598,6 +598,9 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	fn = call->route ? call->route->fn : h->cfg.fallback;
 	dd_error_clear();
 	fn(h->cfg.payload, &req, &rep);
+	if (rep.trusted)
+		conns_request(h->conns, call->tracked, CONNS_TOKEN_VALID, false,
+			      dd_monotonic());
 	/* The body is no longer needed: free it before sending the reply. */
 	dd_buf_release(&call->body);
 	return http_send(conn, call, method, url, &rep);

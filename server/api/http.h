@@ -70,6 +70,10 @@ struct http_reply {
 	bool cacheable;             /* static assets; API replies are no-store */
 	unsigned retry_after;       /* seconds; sent as Retry-After when > 0 */
 	struct http_stream stream;  /* read != NULL: the body (no `body`) */
+	bool trusted;               /* a route without a token checked a
+				     * credential of its own (a download
+				     * ticket): the connection counts as
+				     * trusted, as after a valid token */
 	char disposition[512];      /* Content-Disposition when not "" */
 };
 

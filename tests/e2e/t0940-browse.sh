@@ -217,6 +217,33 @@ check_eq "a ticket without a path: 400" 400 "$(api_status "$A" POST "/api/v1/tic
 	-H 'Content-Type: application/json' -d '{"kind": "tar"}')"
 check_eq "the server keeps serving" 200 "$(api_status "" GET /api/v1/health)"
 
+# ---- a download among strangers' connections ----
+# With every untrusted slot taken, a new connection pushes out the oldest
+# untrusted one (docs/SECURITY.md); a download carries a ticket, not a
+# token, and must count as trusted, or a crowd of strangers cuts it.
+server_stop
+printf 'max_connections = 8\nreserved_connections = 2\nper_ip_connections = 0\n' > "$T/crowd.conf"
+server_start "$T/repo" --config "$T/crowd.conf" || exit 1
+U=$(ticket "$A" "$D/sparse.img" file)
+curl -sS --cacert "$CA" --limit-rate 8M -o "$T/slow.dl" -w '%{http_code}' "$URL$U" > "$T/slow.status" 2>"$T/slow.err" &
+CURL_PID=$!
+for _ in $(seq 1 50); do [ -s "$T/slow.dl" ] && break; sleep 0.1; done
+python3 - "${URL##*:}" <<'PY'
+import socket, sys, time
+held = []
+for i in range(30):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    held.append(s)
+    time.sleep(0.02)
+time.sleep(1)
+for s in held:
+    s.close()
+PY
+wait "$CURL_PID"
+check_eq "a ticket download goes on while 30 strangers connect" 200 "$(cat "$T/slow.status")"
+check "... and brings every byte" cmp -s "$D/sparse.img" "$T/slow.dl"
+check_eq "... and health still answers" 200 "$(api_status "" GET /api/v1/health)"
+
 # ---- the page, in a real headless Chromium ----
 CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser)}
 if [ -z "$CHROMIUM" ]; then
