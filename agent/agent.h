@@ -54,6 +54,9 @@ int cmd_forget(int argc, char **argv, const struct agent_globals *g,
 	       const struct agent_verb *self);
 int cmd_gc(int argc, char **argv, const struct agent_globals *g,
 	   const struct agent_verb *self);
+/* key.c: client-side encryption keys (docs/ENCRYPTION.md). */
+int cmd_key(int argc, char **argv, const struct agent_globals *g,
+	    const struct agent_verb *self);
 
 /* Prints "usage: dedup-agent <usage>" to stderr and returns DD_EXIT_USAGE. */
 int agent_usage_error(const struct agent_verb *v, const char *fmt, ...)

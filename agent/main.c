@@ -54,6 +54,19 @@ static const struct agent_verb verbs[] = {
 	  "Admin: remove snapshots (named, or by keep rules); --prune also runs gc." },
 	{ "gc", cmd_gc, "gc [--dry-run] [--json]",
 	  "Admin: delete chunks no snapshot uses; report the bytes freed." },
+	{ "key", cmd_key,
+	  "key (init|show|export --output F|import --input F) [--key-file F] [--new-passphrase-file F]",
+	  "Client-side encryption key: create, show its fingerprint, copy.\n"
+	  "init writes a new key file (mode 0600) sealed with a passphrase\n"
+	  "(scrypt, AES-256-GCM); with key_file set, backups are encrypted.\n"
+	  "LOST KEY = LOST DATA: nobody, not the server's admin, can read\n"
+	  "the backups without the key file and its passphrase. Keep a copy\n"
+	  "(export) elsewhere. export/import copy the key, read with the\n"
+	  "passphrase (--passphrase-file, DEDUP_PASSPHRASE_FILE,\n"
+	  "DEDUP_PASSPHRASE or the terminal), written with a new one if\n"
+	  "--new-passphrase-file or DEDUP_NEW_PASSPHRASE is given.\n"
+	  "Exit codes: 0 ok, 1 error (wrong passphrase, missing or\n"
+	  "malformed file, target exists), 2 usage." },
 	{ "help", cmd_help, "help [COMMAND]", "Show help." },
 };
 
@@ -158,6 +171,9 @@ static int main_global_option(struct agent_globals *g, int argc, char **argv,
 		{ "--ca", offsetof(struct settings_source, ca) },
 		{ "--fingerprint", offsetof(struct settings_source, fingerprint) },
 		{ "--config", offsetof(struct settings_source, config) },
+		{ "--key-file", offsetof(struct settings_source, key_file) },
+		{ "--passphrase-file",
+		  offsetof(struct settings_source, passphrase_file) },
 	};
 	const char *a = argv[i];
 

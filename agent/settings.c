@@ -16,6 +16,7 @@
 struct conf_load {
 	const char *file;
 	char *server, *token, *ca, *fingerprint;
+	char *key_file, *passphrase_file;
 };
 
 static int settings_replace(char **slot, const char *value)
@@ -42,6 +43,10 @@ static int settings_conf_cb(void *payload, const char *key,
 		return settings_replace(&cl->ca, value);
 	if (strcmp(key, "fingerprint") == 0)
 		return settings_replace(&cl->fingerprint, value);
+	if (strcmp(key, "key_file") == 0)
+		return settings_replace(&cl->key_file, value);
+	if (strcmp(key, "passphrase_file") == 0)
+		return settings_replace(&cl->passphrase_file, value);
 	return dd_error_set(-EINVAL, "%s:%u: unknown key '%s'", cl->file,
 			    line, key);
 }
@@ -139,6 +144,64 @@ static int settings_absolute(char **path)
 	return 0;
 }
 
+static void settings_conf_release(struct conf_load *cl)
+{
+	free(cl->server);
+	free(cl->token);
+	free(cl->ca);
+	free(cl->fingerprint);
+	free(cl->key_file);
+	free(cl->passphrase_file);
+}
+
+static int settings_conf_read(struct conf_load *cl,
+			      const struct settings_source *src)
+{
+	const char *file = src->config ? src->config : SETTINGS_DEFAULT_CONFIG;
+	int rc;
+
+	cl->file = file;
+	rc = dd_conf_parse_file(file, settings_conf_cb, cl);
+	if (rc == -ENOENT && !src->config)
+		return 0;
+	if (rc == -ENOENT)
+		return dd_error_set(-ENOENT, "cannot read config file '%s': %s",
+				    file, strerror(ENOENT));
+	return rc;
+}
+
+static int settings_pick_key(struct settings *s,
+			     const struct settings_source *src,
+			     struct conf_load *cl)
+{
+	int rc;
+
+	if ((rc = settings_pick(&s->key_file, src->key_file,
+				"DEDUP_KEY_FILE", &cl->key_file)) < 0 ||
+	    (rc = settings_pick(&s->passphrase_file, src->passphrase_file,
+				"DEDUP_PASSPHRASE_FILE",
+				&cl->passphrase_file)) < 0 ||
+	    (rc = settings_absolute(&s->key_file)) < 0)
+		return rc;
+	return settings_absolute(&s->passphrase_file);
+}
+
+int settings_load_key(struct settings *out, const struct settings_source *src)
+{
+	struct conf_load cl = { 0 };
+	struct settings s = { 0 };
+	int rc;
+
+	if ((rc = settings_conf_read(&cl, src)) == 0 &&
+	    (rc = settings_pick_key(&s, src, &cl)) == 0) {
+		*out = s;
+		memset(&s, 0, sizeof(s));
+	}
+	settings_release(&s);
+	settings_conf_release(&cl);
+	return rc;
+}
+
 int settings_load(struct settings *out, const struct settings_source *src)
 {
 	struct conf_load cl = { 0 };
@@ -147,17 +210,9 @@ int settings_load(struct settings *out, const struct settings_source *src)
 	size_t n;
 	int rc;
 
-	cl.file = file;
-	rc = dd_conf_parse_file(file, settings_conf_cb, &cl);
-	if (rc == -ENOENT && !src->config) {
-		rc = 0;
-	} else if (rc == -ENOENT) {
-		rc = dd_error_set(-ENOENT, "cannot read config file '%s': %s",
-				  file, strerror(ENOENT));
+	if ((rc = settings_conf_read(&cl, src)) < 0 ||
+	    (rc = settings_pick_key(&s, src, &cl)) < 0)
 		goto cleanup;
-	} else if (rc < 0) {
-		goto cleanup;
-	}
 
 	if ((rc = settings_pick(&s.server, src->server, "DEDUP_SERVER",
 				&cl.server)) < 0 ||
@@ -200,10 +255,7 @@ int settings_load(struct settings *out, const struct settings_source *src)
 	rc = 0;
 cleanup:
 	settings_release(&s);
-	free(cl.server);
-	free(cl.token);
-	free(cl.ca);
-	free(cl.fingerprint);
+	settings_conf_release(&cl);
 	return rc;
 }
 
@@ -217,5 +269,7 @@ void settings_release(struct settings *s)
 	free(s->token);
 	free(s->ca);
 	free(s->fingerprint);
+	free(s->key_file);
+	free(s->passphrase_file);
 	memset(s, 0, sizeof(*s));
 }

@@ -2,7 +2,7 @@
  * settings.h - where the agent finds its server: flags win over the
  * environment (DEDUP_SERVER, DEDUP_TOKEN, DEDUP_CA, DEDUP_FINGERPRINT),
  * the environment over the config file (`server`, `token`, `ca`,
- * `fingerprint` keys; --config FILE or the default
+ * `fingerprint`, `key_file`, `passphrase_file` keys; --config FILE or the default
  * DD_SYSCONFDIR "/dedup/agent.conf").
  *
  * The server is verified either by a CA file (its self-signed certificate
@@ -22,6 +22,8 @@ struct settings_source {
 	const char *ca;
 	const char *config;   /* explicit --config; NULL = the default file */
 	const char *fingerprint;  /* "sha256:<64 hex>" */
+	const char *key_file;     /* --key-file */
+	const char *passphrase_file;  /* --passphrase-file */
 };
 
 /* The resolved settings; owned strings. `ca` may be NULL (then the system
@@ -31,6 +33,10 @@ struct settings {
 	char *token;
 	char *ca;
 	char *fingerprint;    /* 64 lowercase hex digits, or NULL */
+	/* Client-side encryption (docs/ENCRYPTION.md): the key file and
+	 * where its passphrase comes from; NULL when not set. Absolute. */
+	char *key_file;
+	char *passphrase_file;
 };
 
 /*
@@ -43,6 +49,14 @@ struct settings {
  * *out holds nothing.
  */
 int settings_load(struct settings *out, const struct settings_source *src);
+
+/*
+ * Only the encryption keys: key_file (--key-file, DEDUP_KEY_FILE,
+ * `key_file =`) and passphrase_file (--passphrase-file,
+ * DEDUP_PASSPHRASE_FILE, `passphrase_file =`); the other fields of *out
+ * are NULL. For `dedup-agent key`, which needs no server.
+ */
+int settings_load_key(struct settings *out, const struct settings_source *src);
 void settings_release(struct settings *s);
 
 #endif

@@ -14,19 +14,11 @@
 static int check_record(uint32_t flags, uint32_t plain_len,
 			uint32_t stored_len, int code)
 {
-	if (flags != DD_COMP_NONE && flags != DD_COMP_ZSTD)
-		return dd_error_set(code, "bundle record has unknown flags %u",
-				    flags);
 	if (plain_len > DD_CHUNK_SIZE_LIMIT)
 		return dd_error_set(code, "bundle record of %u bytes is above "
 				    "the chunk limit", plain_len);
-	if (stored_len > dd_stored_len_bound(plain_len))
-		return dd_error_set(code, "bundle record stores %u bytes for "
-				    "%u plain bytes", stored_len, plain_len);
-	if (flags == DD_COMP_NONE && stored_len != plain_len)
-		return dd_error_set(code, "raw bundle record stores %u bytes "
-				    "for %u plain bytes", stored_len,
-				    plain_len);
+	if (dd_stored_len_check(flags, plain_len, stored_len) < 0)
+		return dd_error_set(code, "bundle record %s", dd_error_last());
 	return 0;
 }
 

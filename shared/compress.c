@@ -73,6 +73,9 @@ int dd_decompress_to(void *dst, uint32_t flags, const void *data, size_t len,
 			memcpy(dst, data, len);
 		return 0;
 	}
+	if (flags & DD_COMP_SEALED)
+		return dd_error_set(-EBADMSG, "the chunk is sealed (client-side "
+				    "encrypted): it needs the key");
 	if (flags != DD_COMP_ZSTD)
 		return dd_error_set(-EBADMSG, "unknown chunk encoding %u", flags);
 	if (len > dd_stored_len_bound(plain_len))
@@ -129,4 +132,27 @@ int dd_decompress(struct dd_buf *out, uint32_t flags, const void *data,
 size_t dd_stored_len_bound(uint32_t plain_len)
 {
 	return ZSTD_COMPRESSBOUND((size_t)plain_len);
+}
+
+int dd_stored_len_check(uint32_t flags, uint32_t plain_len,
+			uint32_t stored_len)
+{
+	uint32_t inner = stored_len;
+
+	if (flags & ~DD_COMP_KNOWN)
+		return dd_error_set(-EBADMSG, "has unknown flags %u", flags);
+	if (flags & DD_COMP_SEALED) {
+		if (stored_len < DD_COMP_SEALED_OVERHEAD)
+			return dd_error_set(-EBADMSG, "stores %u bytes, too "
+					    "few for a sealed chunk",
+					    stored_len);
+		inner -= DD_COMP_SEALED_OVERHEAD;
+	}
+	if (inner > dd_stored_len_bound(plain_len))
+		return dd_error_set(-EBADMSG, "stores %u bytes for %u plain "
+				    "bytes", stored_len, plain_len);
+	if (!(flags & DD_COMP_ZSTD) && inner != plain_len)
+		return dd_error_set(-EBADMSG, "stores %u bytes for %u plain "
+				    "bytes, raw", stored_len, plain_len);
+	return 0;
 }

@@ -11,6 +11,13 @@
 
 #define DD_COMP_NONE 0u
 #define DD_COMP_ZSTD 1u
+/* Bit 1: the stored bytes are sealed by the client (docs/ENCRYPTION.md):
+ * nonce[12] | AES-256-GCM ciphertext | tag[16], the ciphertext being the
+ * raw or zstd bytes that bit 0 says. Nobody without the key can decode
+ * them; dd_decompress refuses them. */
+#define DD_COMP_SEALED 2u
+#define DD_COMP_SEALED_OVERHEAD 28u
+#define DD_COMP_KNOWN (DD_COMP_ZSTD | DD_COMP_SEALED)
 
 /*
  * Compresses `len` bytes at zstd `level` into out (replacing its contents).
@@ -35,5 +42,15 @@ int dd_decompress_to(void *dst, uint32_t flags, const void *data, size_t len,
 
 /* The largest stored length accepted for a chunk of plain_len bytes. */
 size_t dd_stored_len_bound(uint32_t plain_len);
+
+/*
+ * Whether flags and lengths agree, as every reader of a record checks
+ * them: known flags; raw bytes exactly plain_len; zstd bytes at most
+ * dd_stored_len_bound; a sealed record DD_COMP_SEALED_OVERHEAD more than
+ * what its inner encoding allows. 0, or -EBADMSG with the reason (that
+ * starts with "has ..." or "stores ..." to follow the caller's subject).
+ */
+int dd_stored_len_check(uint32_t flags, uint32_t plain_len,
+			uint32_t stored_len);
 
 #endif

@@ -67,17 +67,11 @@ struct file_sink {
 static int check_chunk(uint32_t flags, uint32_t plain_len,
 		       uint32_t stored_len, int code, const char *what)
 {
-	if (flags != DD_COMP_NONE && flags != DD_COMP_ZSTD)
-		return dd_error_set(code, "%s has unknown flags %u", what, flags);
 	if (plain_len > DD_CHUNK_SIZE_LIMIT)
 		return dd_error_set(code, "%s of %u bytes is above the chunk "
 				    "limit", what, plain_len);
-	if (stored_len > dd_stored_len_bound(plain_len))
-		return dd_error_set(code, "%s stores %u bytes for %u plain "
-				    "bytes", what, stored_len, plain_len);
-	if (flags == DD_COMP_NONE && stored_len != plain_len)
-		return dd_error_set(code, "raw %s stores %u bytes for %u plain "
-				    "bytes", what, stored_len, plain_len);
+	if (dd_stored_len_check(flags, plain_len, stored_len) < 0)
+		return dd_error_set(code, "%s %s", what, dd_error_last());
 	return 0;
 }
 

@@ -4,6 +4,7 @@
  * (server/store/domains.h); and the per-client storage quota.
  */
 #include "routes_impl.h"
+#include "compress.h"
 
 /* ---- POST /api/v1/chunks/missing ---- */
 
@@ -63,7 +64,10 @@ static struct routes_keyed_id *routes_id_order(const struct http_request *req,
 }
 
 /* Answers for the client's domain only: a chunk that another domain
- * stored is "missing" until this client uploads it (domains.h). */
+ * stored is "missing" until this client uploads it (domains.h). A sealed
+ * chunk is "missing" to a query without `?sealed=1` (a plain client's),
+ * so a plain client is never told that bytes the server could not verify
+ * are its chunk; its upload then replaces them (store_ingest). */
 void route_missing(void *payload, const struct http_request *req,
 		   struct http_reply *rep)
 {
@@ -74,6 +78,8 @@ void route_missing(void *payload, const struct http_request *req,
 	struct dd_id id;
 	uint8_t *bits;
 	struct routes_keyed_id *order;
+	const char *arg;
+	bool sealed_ok;
 	size_t n, k, i;
 	int rc;
 
@@ -82,6 +88,8 @@ void route_missing(void *payload, const struct http_request *req,
 	if (!routes_missing_allowed(ctx, req, rep, n))
 		return;
 	dom = routes_domain(ctx, req, &buf);
+	arg = http_request_arg(req, "sealed");
+	sealed_ok = arg && strcmp(arg, "1") == 0;
 	bits = calloc((n + 7) / 8, 1);
 	if (!bits) {
 		routes_fail(rep, -ENOMEM);
@@ -92,6 +100,8 @@ void route_missing(void *payload, const struct http_request *req,
 		i = order ? order[k].at : k;
 		routes_id_at(&id, req, i);
 		rc = domains_lookup(ctx->store, dom, &id, &loc);
+		if (rc == 0 && (loc.flags & DD_COMP_SEALED) && !sealed_ok)
+			rc = -ENOENT;
 		if (rc == -ENOENT) {
 			bits[i / 8] |= (uint8_t)(1u << (i % 8));
 		} else if (rc < 0) {
@@ -372,6 +382,8 @@ void route_chunk(void *payload, const struct http_request *req,
 
 		dd_id_to_hex(hex, &id);
 		http_reply_error(rep, 404, "unknown chunk %s", hex);
+	} else if (rc == -ENOTSUP) {
+		http_reply_error(rep, 409, "%s", log_reason(rc));
 	} else if (rc < 0) {
 		routes_fail(rep, rc);
 	} else {

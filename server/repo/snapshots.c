@@ -254,9 +254,21 @@ struct snap_request {
 	struct dd_id *catalog;
 	size_t ncatalog;
 	const char *parent;        /* NULL for none */
+	const char *sealed;        /* hex, NULL for a plain snapshot */
 	int64_t time_start;
 	int64_t bytes_new, chunks_new, bytes_sent;
 };
+
+/* An encrypted snapshot's sealed metadata: checked for shape only. */
+static bool snap_is_sealed_hex(const json_t *v)
+{
+	const char *p = json_string_value(v);
+	size_t n = json_string_length(v);
+
+	if (!p || n < 2 || n > SNAPSHOTS_SEALED_MAX || n % 2)
+		return false;
+	return strspn(p, "0123456789abcdef") == n;
+}
 
 static int snap_parse_request(struct snap_request *rq, json_t *root)
 {
@@ -316,6 +328,15 @@ static int snap_parse_request(struct snap_request *rq, json_t *root)
 			return dd_error_set(-EINVAL, "field 'parent' must be null "
 					    "or a snapshot id");
 		rq->parent = json_string_value(v);
+	}
+
+	v = json_object_get(root, "sealed");
+	if (v && !json_is_null(v)) {
+		if (!snap_is_sealed_hex(v))
+			return dd_error_set(-EINVAL, "field 'sealed' must be an "
+					    "even number of hex digits, at most "
+					    "%u", SNAPSHOTS_SEALED_MAX);
+		rq->sealed = json_string_value(v);
 	}
 
 	rc = snap_get_uint(root, "time_start", true, SNAPSHOTS_TIME_MAX,
@@ -704,6 +725,11 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	e.ncatalog = rq.ncatalog;
 	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
 	cat = NULL;      /* the manifest took it ("o"), even on failure */
+	if (m && rq.sealed &&
+	    json_object_set_new(m, "sealed", json_string(rq.sealed)) < 0) {
+		json_decref(m);
+		m = NULL;
+	}
 	if (!m) {
 		rc = -ENOMEM;
 		goto cleanup;

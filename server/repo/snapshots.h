@@ -33,6 +33,9 @@
 #define SNAPSHOTS_HOST_MAX 255
 #define SNAPSHOTS_PATHS_MAX 1024
 #define SNAPSHOTS_PATH_MAX 4096
+/* The hex digits of an encrypted snapshot's sealed metadata ("sealed",
+ * docs/ENCRYPTION.md): opaque to the server, stored as it came. */
+#define SNAPSHOTS_SEALED_MAX (10u * 1024 * 1024)
 /* How far ahead of the server's clock a time_start may be (seconds). */
 #define SNAPSHOTS_CLOCK_SKEW 3600
 /* The plain bytes of one snapshot's catalog chunks, together: a bound on

@@ -189,7 +189,9 @@ int store_read_stored(struct store *s, const struct dd_id *id,
 		      const struct dd_chunk_loc *loc, struct dd_buf *out);
 
 /* Decodes stored bytes into plain bytes and checks they hash to id;
- * -EBADMSG naming the chunk if not. `dctx` is an optional ZSTD_DCtx*. */
+ * -EBADMSG naming the chunk if not. `dctx` is an optional ZSTD_DCtx*.
+ * A sealed record (DD_COMP_SEALED) cannot be decoded: only its layout is
+ * checked (dd_stored_len_check) and *plain is left empty. */
 int store_decode(struct dd_buf *plain, const struct dd_id *id,
 		 uint32_t flags, uint32_t plain_len, const void *stored,
 		 size_t stored_len, void *dctx);
@@ -197,7 +199,8 @@ int store_decode(struct dd_buf *plain, const struct dd_id *id,
 /* Lookup + read + decode + verify: the chunk's plain bytes in plain.
  * `scratch` holds the stored bytes; -ENOENT, -EBADMSG, -EIO. A chunk found
  * damaged (-EBADMSG) is dropped from the index (store_forget) unless the
- * store is read-only. */
+ * store is read-only. A sealed chunk is -ENOTSUP: its bytes are the
+ * client's to read. */
 int store_read_plain(struct store *s, const struct dd_id *id,
 		     struct dd_buf *plain, struct dd_buf *scratch, void *dctx);
 

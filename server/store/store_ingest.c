@@ -54,6 +54,16 @@ static void store_abandon_writer(struct store *s)
 	}
 }
 
+/* A verified plain record takes the id of a sealed one: the server could
+ * not check the sealed bytes, and an honest sealed chunk's id is keyed
+ * (docs/ENCRYPTION.md), so it equals a plain chunk's SHA-256 only if
+ * someone forged it. A sealed record never takes a plain chunk's id. */
+static bool store_plain_replaces(const struct dd_chunk_loc *have,
+				 const struct dd_bundle_record *r)
+{
+	return (have->flags & DD_COMP_SEALED) && !(r->flags & DD_COMP_SEALED);
+}
+
 int store_ingest(struct store *s, const struct domains_tag *dom,
 		 const struct dd_bundle_record *recs, size_t n,
 		 uint32_t *stored, uint32_t *duplicates)
@@ -66,6 +76,7 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	size_t vlen;
 	uint8_t meta[STORE_META_LEN];
 	uint64_t add_bytes = 0, incoming = 0, chunks, bytes;
+	uint64_t nreplaced = 0, replaced_bytes = 0;
 	struct dd_chunk_loc loc;
 	char *err = NULL;
 	int rc;
@@ -101,6 +112,12 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 			continue;
 		}
 		rc = store_lookup(s, &recs[i].id, &loc);
+		if (rc == 0 && store_plain_replaces(&loc, &recs[i])) {
+			nreplaced++;
+			replaced_bytes += loc.plain_len;
+			todo[ntodo++] = (uint32_t)i;
+			continue;
+		}
 		if (rc == 0)
 			rc = domains_is_member(s, dom, &recs[i].id);
 		if (rc == 1) {
@@ -171,7 +188,8 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 		goto write_failed;
 
 	store_counters(s, &chunks, &bytes);
-	store_meta_encode(meta, chunks + ntodo, bytes + add_bytes);
+	store_meta_encode(meta, chunks + ntodo - nreplaced,
+			  bytes + add_bytes - replaced_bytes);
 	leveldb_writebatch_put(batch, STORE_META_KEY, strlen(STORE_META_KEY),
 			       (const char *)meta, sizeof(meta));
 write_index:
@@ -186,8 +204,8 @@ write_index:
 	}
 
 	pthread_mutex_lock(&s->counters_lock);
-	s->chunks += ntodo;
-	s->bytes_unique += add_bytes;
+	s->chunks += ntodo - nreplaced;
+	s->bytes_unique += add_bytes - replaced_bytes;
 	pthread_mutex_unlock(&s->counters_lock);
 	*stored = (uint32_t)(ntodo + njoin);
 	/* Still under ingest_lock, which a sweep also takes. */

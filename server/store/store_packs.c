@@ -223,6 +223,19 @@ int store_decode(struct dd_buf *plain, const struct dd_id *id,
 	int rc;
 
 	dd_error_clear();
+	if (flags & DD_COMP_SEALED) {
+		/* Sealed by a client: nothing to decode or re-hash here; the
+		 * layout is all the server can check (docs/ENCRYPTION.md). */
+		dd_buf_reset(plain);
+		if (stored_len > UINT32_MAX ||
+		    dd_stored_len_check(flags, plain_len,
+					(uint32_t)stored_len) < 0) {
+			dd_id_to_hex(hex, id);
+			return dd_error_set(-EBADMSG, "sealed chunk %s %s", hex,
+					    dd_error_last());
+		}
+		return 0;
+	}
 	rc = dd_decompress(plain, flags, stored, stored_len, plain_len, dctx);
 	if (rc == -ENOMEM)
 		return rc;
@@ -243,6 +256,13 @@ int store_read_plain(struct store *s, const struct dd_id *id,
 	rc = store_lookup(s, id, &loc);
 	if (rc < 0)
 		return rc;
+	if (loc.flags & DD_COMP_SEALED) {
+		char hex[DD_ID_HEX_LEN + 1];
+
+		dd_id_to_hex(hex, id);
+		return dd_error_set(-ENOTSUP, "chunk %s is sealed (client-side "
+				    "encrypted): the server cannot read it", hex);
+	}
 	rc = store_read_stored(s, id, &loc, scratch);
 	if (rc == 0)
 		rc = store_decode(plain, id, loc.flags, loc.plain_len,
