@@ -46,12 +46,14 @@
 #include "agent.h"
 #include "client.h"
 #include "holes.h"
+#include "key.h"
 #include "lock.h"
 #include "meta.h"
 #include "parent.h"
 #include "progress.h"
 #include "pattern.h"
 #include "repo_config.h"
+#include "sealsnap.h"
 #include "upload.h"
 #include "session.h"
 #include "walk.h"
@@ -108,6 +110,7 @@ struct backup {
 	unsigned long changed;         /* changed while read: warnings */
 	struct walk_stats ws;
 	struct session *sess;          /* backup in progress, or NULL */
+	struct sealsnap *seal;         /* with a key: encrypted (key.h) */
 };
 
 /* ---- catalog ---- */
@@ -144,8 +147,9 @@ static int backup_catalog_cut(struct backup *b, bool final)
 		size_t n = dd_chunker_cut(&b->chunker, p, b->cat.len - off);
 		struct dd_id id;
 
-		dd_sha256(&id, p, n);
+		key_chunk_id(client_crypt(b->client), &id, p, n);
 		if ((rc = upload_queue_add(b->uq, &id, p, n)) < 0 ||
+		    (rc = sealsnap_note_chunk(b->seal, &id, (uint32_t)n)) < 0 ||
 		    (rc = backup_push_catalog_id(b, &id)) < 0)
 			break;
 		off += n;
@@ -256,6 +260,8 @@ static int backup_catalog_add(struct backup *b, const struct dd_entry *e)
 	if (rc < 0)
 		return agent_error_wrap(rc, "cannot record '/%.*s' in the catalog",
 					(int)e->path_len, e->path);
+	if ((rc = sealsnap_note_entry(b->seal, e)) < 0)
+		return rc;
 	return backup_catalog_cut(b, false);
 }
 
@@ -376,7 +382,7 @@ static int backup_read_run(struct backup *b, const struct walk_item *it,
 		if (avail == 0)
 			break;
 		n = dd_chunker_cut(&b->chunker, b->rbuf + start, avail);
-		dd_sha256(&id, b->rbuf + start, n);
+		key_chunk_id(client_crypt(b->client), &id, b->rbuf + start, n);
 		if ((rc = upload_queue_add(b->uq, &id, b->rbuf + start, n)) < 0 ||
 		    (rc = backup_push_ref(b, &id, n)) < 0)
 			return rc;
@@ -587,6 +593,7 @@ static const struct walk_ops backup_walk_ops = {
 static void backup_release(struct backup *b)
 {
 	upload_queue_free(b->uq);
+	sealsnap_free(b->seal);
 	progress_free(b->progress);
 	parent_free(b->parent);
 	json_decref(b->parent_manifest);
@@ -693,6 +700,8 @@ static int backup_setup(struct backup *b, struct client *c,
 		return dd_error_set(-ENOMEM, "out of memory");
 	if ((rc = dd_catalog_begin(&b->cat)) < 0)
 		return agent_error_wrap(rc, "cannot start the catalog");
+	if (client_crypt(c))
+		return sealsnap_new(&b->seal, client_crypt(c));
 	return 0;
 }
 
@@ -727,6 +736,9 @@ static int backup_create_snapshot(struct backup *b, char **roots,
 			"chunks_new", (json_int_t)us.chunks_new,
 			"bytes_sent", (json_int_t)us.bytes_sent);
 	if (!req)
+		goto cleanup;
+	if (b->seal && (rc = sealsnap_finish(b->seal, req, b->uq,
+					     &b->chunker)) < 0)
 		goto cleanup;
 	rc = client_post_json(b->client, session_snapshot_path(b->sess), req,
 			      manifest);

@@ -14,7 +14,9 @@
 #include "util.h"
 #include "agent.h"
 #include "catstream.h"
+#include "client.h"
 #include "fetch.h"
+#include "key.h"
 
 struct catstream {
 	struct client *client;
@@ -29,6 +31,8 @@ struct catstream {
 	struct dd_catalog_reader *cr;
 	char err[512];       /* our reason, if the reader failed on our read */
 };
+
+static int catstream_ids_of(struct catstream *s, const json_t *manifest);
 
 static ssize_t catstream_read(void *payload, void *buf, size_t len)
 {
@@ -66,7 +70,21 @@ fail:
 	return rc;
 }
 
+/* An encrypted snapshot's catalog is the one its sealed part lists; the
+ * manifest's own list is the server's reference list (key.h). */
 static int catstream_ids(struct catstream *s, const json_t *manifest)
+{
+	json_t *sealed = NULL;
+	int rc = key_manifest_open(client_crypt(s->client), manifest, &sealed);
+
+	if (rc < 0)
+		return rc;
+	rc = catstream_ids_of(s, sealed ? sealed : manifest);
+	json_decref(sealed);
+	return rc;
+}
+
+static int catstream_ids_of(struct catstream *s, const json_t *manifest)
 {
 	json_t *cat = json_object_get(manifest, "catalog"), *v;
 	size_t i;

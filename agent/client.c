@@ -16,6 +16,7 @@
 
 #include "proto.h"
 #include "client.h"
+#include "key.h"
 
 /* Give up on a connection attempt after this long. */
 #define CLIENT_CONNECT_TIMEOUT 10L
@@ -57,7 +58,13 @@ struct client {
 	bool overflow;
 	CURLcode last_cc;        /* of the last transfer */
 	long retry_after;        /* seconds a 429 asked for; 0: none */
+	const struct dd_crypt *crypt;  /* borrowed from key.c, or NULL */
 };
+
+const struct dd_crypt *client_crypt(const struct client *c)
+{
+	return c->crypt;
+}
 
 int client_global_init(void)
 {
@@ -151,6 +158,11 @@ int client_new(struct client **out, const struct settings *s)
 	*out = NULL;
 	if (!(c = calloc(1, sizeof(*c))))
 		return dd_error_set(-ENOMEM, "out of memory");
+	if ((rc = key_load(&c->crypt, s)) < 0) {
+		client_free(c);
+		return rc;
+	}
+	rc = -ENOMEM;
 	if (!(c->base = strdup(s->server)) ||
 	    (s->ca && !(c->ca = strdup(s->ca))))
 		goto fail;

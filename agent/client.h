@@ -44,6 +44,11 @@ void client_free(struct client *c);
 /* The server's base URL, for messages (borrowed). */
 const char *client_server(const struct client *c);
 
+/* The client-side encryption key (key.h) the settings named, loaded by
+ * client_new; NULL without key_file. Borrowed, shared by all clients. */
+struct dd_crypt;
+const struct dd_crypt *client_crypt(const struct client *c);
+
 /*
  * One request. `method` is "GET" or "POST"; `path` starts with '/';
  * `ctype` is the body's Content-Type (POST only). The reply body replaces

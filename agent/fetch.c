@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "client.h"
 #include "fetch.h"
+#include "key.h"
 
 void fetch_batch_init(struct fetch_batch *b)
 {
@@ -49,6 +50,7 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 		return dd_error_set(-EINVAL, "bad fetch batch of %zu ids", n);
 	b->nrecs = 0;
 	b->decoded = false;
+	b->crypt = client_crypt(c);
 	if (n > b->alloc) {
 		struct dd_bundle_record *p = realloc(b->recs, n * sizeof(*p));
 
@@ -106,6 +108,7 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
  * in context. */
 static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 {
+	struct dd_buf tmp;
 	size_t total = 0;
 
 	b->decoded = false;
@@ -122,18 +125,21 @@ static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 	dd_buf_reset(&b->plain);
 	if (dd_buf_reserve(&b->plain, total ? total : 1) < 0)
 		return dd_error_set(-ENOMEM, "out of memory");
+	dd_buf_init(&tmp, 0);
 	for (size_t i = 0; i < b->nrecs; i++) {
 		const struct dd_bundle_record *rec = &b->recs[i];
 		uint8_t *dst = b->plain.data + b->plain.len;
 
 		b->plain_off[i] = FETCH_NOT_DECODED;
-		if (dd_decompress_to(dst, rec->flags, rec->data,
-				     rec->stored_len, rec->plain_len, dctx) < 0 ||
-		    dd_id_verify(&rec->id, dst, rec->plain_len) < 0)
+		if (key_decode_chunk(b->crypt, dst, &rec->id, rec->flags,
+				     rec->data, rec->stored_len,
+				     rec->plain_len, &tmp, dctx) < 0)
 			continue;
 		b->plain_off[i] = b->plain.len;
 		b->plain.len += rec->plain_len;
 	}
+	dd_buf_release(&tmp);
+	dd_error_clear();
 	b->decoded = true;
 	return 0;
 }
@@ -144,6 +150,7 @@ int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
 {
 	const struct dd_bundle_record *rec = &b->recs[i];
 	char hex[DD_ID_HEX_LEN + 1];
+	struct dd_buf tmp;
 	int rc;
 
 	dd_id_to_hex(hex, &rec->id);
@@ -155,14 +162,17 @@ int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
 		*data = b->plain.data + b->plain_off[i];
 		return 0;
 	}
-	rc = dd_decompress(scratch, rec->flags, rec->data, rec->stored_len,
-			   rec->plain_len, dctx);
+	dd_buf_reset(scratch);
+	if (dd_buf_reserve(scratch, rec->plain_len ? rec->plain_len : 1) < 0)
+		return dd_error_set(-ENOMEM, "out of memory");
+	dd_buf_init(&tmp, 0);
+	rc = key_decode_chunk(b->crypt, scratch->data, &rec->id, rec->flags,
+			      rec->data, rec->stored_len, rec->plain_len, &tmp,
+			      dctx);
+	dd_buf_release(&tmp);
 	if (rc < 0)
-		return agent_error_wrap(rc, "chunk %s is corrupt", hex);
-	if (dd_id_verify(&rec->id, scratch->data, scratch->len) < 0)
-		return dd_error_set(-EBADMSG,
-				    "chunk %s is corrupt: its bytes do not match its id",
-				    hex);
+		return rc;
+	scratch->len = rec->plain_len;
 	*data = scratch->data;
 	return 0;
 }

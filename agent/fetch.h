@@ -31,6 +31,9 @@ struct fetch_batch {
 	size_t *plain_off;
 	size_t plain_alloc;
 	bool decoded;
+	/* The key of the client that fetched it (client_crypt): sealed
+	 * records are opened and checked with it (key_decode_chunk). */
+	const struct dd_crypt *crypt;
 };
 #define FETCH_NOT_DECODED ((size_t)-1)
 

@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "catstream.h"
 #include "client.h"
+#include "key.h"
 #include "parent.h"
 #include "snapshots.h"
 
@@ -80,11 +81,25 @@ int parent_find(json_t **out, struct client *c, const char *host,
 	const char **sorted = NULL;
 	int rc;
 
+	const struct dd_crypt *k = client_crypt(c);
+	char (*pseudo)[64] = NULL;
+	char phost[64];
+
 	*out = NULL;
-	if (!(sorted = calloc(nroots ? nroots : 1, sizeof(*sorted))))
+	if (!(sorted = calloc(nroots ? nroots : 1, sizeof(*sorted))) ||
+	    (k && !(pseudo = calloc(nroots ? nroots : 1, sizeof(*pseudo))))) {
+		free(sorted);
 		return dd_error_set(-ENOMEM, "out of memory");
-	for (size_t i = 0; i < nroots; i++)
+	}
+	/* An encrypted snapshot shows keyed pseudonyms (sealsnap.h). */
+	for (size_t i = 0; i < nroots; i++) {
 		sorted[i] = roots[i];
+		if (k && (rc = key_pseudonym(k, pseudo[i], sizeof(pseudo[i]),
+					     true, roots[i])) == 0)
+			sorted[i] = pseudo[i];
+	}
+	if (k && key_pseudonym(k, phost, sizeof(phost), false, host) == 0)
+		host = phost;
 	qsort(sorted, nroots, sizeof(*sorted), parent_cmp_str);
 	memset(&ps, 0, sizeof(ps));
 	ps.host = host;
@@ -93,6 +108,7 @@ int parent_find(json_t **out, struct client *c, const char *host,
 	/* Newest first (the server's order): usually the first page has it. */
 	rc = snapshots_each(c, true, parent_match_cb, &ps);
 	free(sorted);
+	free(pseudo);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
@@ -337,6 +353,20 @@ static int parent_digest_manifest(struct dd_id *out, const json_t *m)
 	return 0;
 }
 
+/* The digest of the catalog the agent wrote: an encrypted snapshot's is
+ * in its sealed part. */
+static int parent_digest_sealed(struct dd_id *out, const json_t *m,
+				struct client *c)
+{
+	json_t *sealed = NULL;
+	int rc = key_manifest_open(client_crypt(c), m, &sealed);
+
+	if (rc == 0)
+		rc = parent_digest_manifest(out, sealed ? sealed : m);
+	json_decref(sealed);
+	return rc;
+}
+
 int parent_record_save(const struct parent_record *r, const char *id,
 		       const struct dd_id *cat_ids, size_t ncat)
 {
@@ -395,7 +425,7 @@ int parent_trusted(const struct parent_record *r, const json_t *manifest,
 			   id, r->id);
 		return 0;
 	}
-	if (parent_digest_manifest(&dig, manifest) < 0 ||
+	if (parent_digest_sealed(&dig, manifest, c) < 0 ||
 	    !dd_id_eq(&dig, &r->digest)) {
 		dd_error_clear();
 		agent_warn("snapshot %s's catalog is not the one this agent wrote; not used as parent, reading every file",

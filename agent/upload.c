@@ -24,6 +24,7 @@
 #include "agent.h"
 #include "client.h"
 #include "idset.h"
+#include "key.h"
 #include "upload.h"
 
 struct upload_item {
@@ -36,6 +37,7 @@ struct upload_batch {
 	struct dd_buf plain;
 	struct upload_item *items;
 	size_t nitems;
+	bool unsealed;         /* never sealed (upload_queue_plain) */
 	struct upload_batch *next;
 };
 
@@ -49,6 +51,7 @@ struct upload_worker {
 	struct dd_buf bitmap;
 	struct dd_buf reply;
 	struct dd_buf stored;        /* one compressed chunk */
+	struct dd_buf sealed;        /* and sealed (key.h) */
 	struct dd_buf bundle;
 	uint32_t bundle_count;
 	struct upload_stats batch;   /* counters of the batch in progress */
@@ -67,6 +70,7 @@ struct upload_queue {
 	struct upload_batch *pending, *pending_tail;
 	struct upload_batch *free_list;
 	size_t busy;                 /* pending or being processed */
+	bool plain;                  /* upload_queue_plain was called */
 	bool stop;
 	int err;
 	char errmsg[1024];
@@ -114,12 +118,22 @@ static int upload_add_to_bundle(struct upload_worker *w,
 				const struct upload_item *it)
 {
 	const struct upload_limits *lim = &w->q->lim;
+
+	const struct dd_buf *out = &w->stored;
+	const struct dd_crypt *k = b->unsealed ? NULL : client_crypt(w->client);
 	int flags, rc;
 
 	flags = dd_compress(&w->stored, b->plain.data + it->off, it->len,
 			    lim->level, w->cctx);
 	if (flags < 0)
 		return agent_error_wrap(flags, "cannot compress chunk");
+	if (k) {
+		flags = key_seal_chunk(k, &w->sealed, &it->id, (uint32_t)flags,
+				       it->len, w->stored.data, w->stored.len);
+		if (flags < 0)
+			return agent_error_wrap(flags, "cannot seal chunk");
+		out = &w->sealed;
+	}
 	if (w->bundle_count > 0 &&
 	    (w->bundle.len + DD_BUNDLE_RECORD_HEADER_LEN + w->stored.len >
 	     lim->bundle_bytes || w->bundle_count >= DD_BUNDLE_MAX_COUNT) &&
@@ -128,13 +142,13 @@ static int upload_add_to_bundle(struct upload_worker *w,
 	if (w->bundle_count == 0 && (rc = dd_bundle_begin(&w->bundle)) < 0)
 		return agent_error_wrap(rc, "cannot build chunk bundle");
 	rc = dd_bundle_add(&w->bundle, &it->id, (uint32_t)flags, it->len,
-			   w->stored.data, (uint32_t)w->stored.len);
+			   out->data, (uint32_t)out->len);
 	if (rc < 0)
 		return agent_error_wrap(rc, "cannot build chunk bundle");
 	w->bundle_count++;
 	w->batch.chunks_new++;
 	w->batch.bytes_new += it->len;
-	w->batch.bytes_sent += w->stored.len;
+	w->batch.bytes_sent += out->len;
 	return 0;
 }
 
@@ -150,7 +164,11 @@ static int upload_process(struct upload_worker *w,
 		if ((rc = dd_buf_append(&w->query, b->items[i].id.b,
 					DD_ID_LEN)) < 0)
 			return dd_error_set(rc, "out of memory");
-	rc = client_request(w->client, "POST", DD_API_PREFIX "/chunks/missing",
+	/* An agent with a key may be told of sealed chunks (routes_chunks.c);
+	 * a plain chunk under a keyed id cannot exist. */
+	rc = client_request(w->client, "POST", client_crypt(w->client) ?
+			    DD_API_PREFIX "/chunks/missing?sealed=1" :
+			    DD_API_PREFIX "/chunks/missing",
 			    "application/octet-stream", w->query.data,
 			    w->query.len, &w->bitmap);
 	w->batch.requests++;
@@ -237,6 +255,7 @@ static int upload_submit(struct upload_queue *q)
 		goto out;
 	}
 	q->cur->next = NULL;
+	q->cur->unsealed = q->plain;
 	if (q->pending_tail)
 		q->pending_tail->next = q->cur;
 	else
@@ -266,6 +285,7 @@ static void upload_worker_release(struct upload_worker *w)
 	dd_buf_release(&w->bitmap);
 	dd_buf_release(&w->reply);
 	dd_buf_release(&w->stored);
+	dd_buf_release(&w->sealed);
 	dd_buf_release(&w->bundle);
 }
 
@@ -279,6 +299,7 @@ static int upload_worker_init(struct upload_worker *w, struct upload_queue *q,
 	dd_buf_init(&w->bitmap, DD_MAX_IDS_PER_QUERY / 8);
 	dd_buf_init(&w->reply, 1024 * 1024);
 	dd_buf_init(&w->stored, 0);
+	dd_buf_init(&w->sealed, 0);
 	dd_buf_init(&w->bundle, 0);
 	if ((rc = client_new(&w->client, s)) < 0)
 		return rc;
@@ -436,4 +457,11 @@ void upload_queue_stats(struct upload_queue *q, struct upload_stats *out)
 		upload_stats_add(out, &q->workers[i].stats);
 	pthread_mutex_unlock(&q->mu);
 	out->chunks_repeat = q->chunks_repeat;
+}
+
+void upload_queue_plain(struct upload_queue *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->plain = true;
+	pthread_mutex_unlock(&q->mu);
 }

@@ -61,6 +61,11 @@ int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
 /* Returns once everything queued is acknowledged by the server. */
 int upload_queue_flush(struct upload_queue *q);
 
+/* With a key (client_crypt), chunks are sealed; after this call, batches
+ * submitted go unsealed: for an encrypted snapshot's reference list,
+ * which the server must read (docs/ENCRYPTION.md). Call after a flush. */
+void upload_queue_plain(struct upload_queue *q);
+
 /* Totals so far (exact after a successful flush). */
 void upload_queue_stats(struct upload_queue *q, struct upload_stats *out);
 

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Client-side encryption (docs/ENCRYPTION.md): an encrypted backup restores
+# identical and leaves no plaintext in the repository; incremental backups
+# pair with their parent; two clients with one key dedup, another key does
+# not; plain and encrypted clients share a server and never take each
+# other's chunks; gc after forget keeps what encrypted snapshots reference;
+# wrong passphrase, wrong key and a damaged sealed chunk are clear errors;
+# key export/import round trip.
+. "$(dirname "$0")/lib.sh"
+
+R=$T/repo
+repo_init "$R"
+A=$(token_add "$R" alice)
+B=$(token_add "$R" bob)
+C=$(token_add "$R" carol)
+P=$(token_add "$R" plainpete)
+ADM=$(token_add "$R" boss --admin)
+server_start "$R" || exit 1
+
+export DEDUP_PASSPHRASE_FILE=$T/pass
+echo "correct horse battery staple" > "$T/pass"
+unset DEDUP_PASSPHRASE DEDUP_NEW_PASSPHRASE DEDUP_KEY_FILE
+K1=$T/k1.key
+K2=$T/k2.key
+# an encrypted agent: TOKEN KEYFILE args...
+eagent() {
+	local tok=$1 key=$2; shift 2
+	"$AGENT" --config /dev/null --server "$URL" --token "$tok" --ca "$CA" \
+		--key-file "$key" "$@"
+}
+
+# ---- key init / show / export / import ----
+"$AGENT" --config /dev/null key init --key-file "$K1" >"$T/fpr1" 2>"$T/init.err"
+check "key init creates a key file" test -s "$K1"
+check_eq "key file is mode 0600" 600 "$(stat -c %a "$K1")"
+check "key init warns lost key = lost data" grep -q "lost key = lost data" "$T/init.err"
+check_eq "key init prints a 32-digit fingerprint" 32 "$(tr -d '\n' < "$T/fpr1" | wc -c)"
+check "key init refuses to overwrite" not "$AGENT" --config /dev/null key init --key-file "$K1"
+check_eq "key show prints the same fingerprint" "$(cat "$T/fpr1")" \
+	"$("$AGENT" --config /dev/null key show --key-file "$K1")"
+check "key --help says lost key = lost data" sh -c "'$AGENT' key --help | grep -q 'LOST KEY = LOST DATA'"
+echo "another passphrase" > "$T/pass2"
+"$AGENT" --config /dev/null key export --key-file "$K1" --output "$T/exp.key" \
+	--new-passphrase-file "$T/pass2" >/dev/null
+check "key export with a new passphrase" test -s "$T/exp.key"
+check "the export does not open with the old passphrase" \
+	not "$AGENT" --config /dev/null key show --key-file "$T/exp.key"
+DEDUP_PASSPHRASE_FILE=$T/pass2 "$AGENT" --config /dev/null key import \
+	--key-file "$T/imp.key" --input "$T/exp.key" --new-passphrase-file "$T/pass" >/dev/null
+check_eq "key import round trip keeps the key" "$(cat "$T/fpr1")" \
+	"$("$AGENT" --config /dev/null key show --key-file "$T/imp.key")"
+"$AGENT" --config /dev/null key init --key-file "$K2" >/dev/null 2>&1
+
+# ---- encrypted backup and restore ----
+SRC=$T/src
+mkdir -p "$SRC/sub"
+MARK=ZEBRAMARKER7f3a9c
+NAME=secret-budget-plan-4711.txt
+for i in $(seq 1 4000); do echo "$MARK line $i of the plain text"; done > "$SRC/sub/$NAME"
+prand crypt1 3000000 > "$SRC/big"
+prand crypt2 700000 > "$SRC/sub/other"
+ln -s "$NAME" "$SRC/sub/link"
+S1=$(json_get "$(eagent "$A" "$K1" backup --json "$SRC")" snapshot_id)
+check "encrypted backup made a snapshot" test -n "$S1"
+eagent "$A" "$K1" restore "$S1" --target "$T/r1" >/dev/null 2>"$T/r1.err"
+check "encrypted restore is identical" diff -r "$SRC" "$T/r1$SRC"
+check "the marker is nowhere in the repository" not grep -rqa "$MARK" "$R"
+check "the file name is nowhere in the repository" not grep -rqa "$NAME" "$R"
+check "the source path is nowhere in the repository" not grep -rqa "$SRC" "$R/snapshots"
+check "the manifest carries a sealed part" grep -q '"sealed"' "$R/snapshots/$S1.json"
+eagent "$A" "$K1" restore "$S1" --format tar --output "$T/r1.tar" >/dev/null 2>&1
+check "encrypted --format tar holds the file" sh -c "tar -xOf '$T/r1.tar' '${SRC#/}/sub/$NAME' | cmp -s - '$SRC/sub/$NAME'"
+check "encrypted verify passes" eagent "$A" "$K1" verify "$S1"
+check "encrypted ls lists the file" sh -c "$(declare -f eagent); AGENT='$AGENT' URL='$URL' CA='$CA' eagent '$A' '$K1' ls '$S1' | grep -q '$NAME'"
+
+# ---- incremental ----
+echo "appended" >> "$SRC/sub/other"
+eagent "$A" "$K1" backup --json "$SRC" > "$T/inc.json"
+S2=$(json_get "$(cat "$T/inc.json")" snapshot_id)
+check_eq "incremental reuses the two unchanged files" 2 "$(json_get "$(cat "$T/inc.json")" files_unchanged)"
+check "incremental parent is the first snapshot" grep -q "\"parent\": *\"$S1\"" "$R/snapshots/$S2.json"
+rm -rf "$T/r2"
+eagent "$A" "$K1" restore "$S2" --target "$T/r2" >/dev/null 2>&1
+check "incremental restore is identical" diff -r "$SRC" "$T/r2$SRC"
+
+# ---- a second client with the same key dedups; another key does not ----
+SENT=$(json_get "$(eagent "$B" "$K1" backup --json "$SRC")" bytes_sent)
+TOT=$(du -sb "$SRC" | cut -f1)
+check "same key: second client sends <1% ($SENT of $TOT)" test "$SENT" -lt $((TOT / 100))
+SENT2=$(json_get "$(eagent "$C" "$K2" backup --json "$SRC")" bytes_sent)
+check "other key: no dedup ($SENT2 of $TOT sent)" test "$SENT2" -gt $((TOT / 2))
+
+# ---- plain and encrypted clients on one server ----
+SP=$(json_get "$(agent "$P" backup --json "$SRC")" snapshot_id)
+rm -rf "$T/rp"
+agent "$P" restore "$SP" --target "$T/rp" >/dev/null 2>&1
+check "plain client alongside restores identical" diff -r "$SRC" "$T/rp$SRC"
+check "the plain client's snapshot is unsealed" not grep -q '"sealed"' "$R/snapshots/$SP.json"
+# The server answers "missing" to a plain query for a sealed chunk.
+SID=$(python3 - "$R" "$S1" <<'PY'
+import json, sys
+m = json.load(open(f"{sys.argv[1]}/snapshots/{sys.argv[2]}.json"))
+print(m["catalog"][0])
+PY
+)
+# a sealed id: any data chunk of the encrypted snapshot (not the plain
+# reference list): take one from an encrypted fetch of the reference list
+RID=$(python3 - "$R" <<'PY'
+import os, struct, sys
+# scan packs for the first record with the sealed flag (2)
+d = sys.argv[1] + "/packs"
+for f in sorted(os.listdir(d)):
+    b = open(os.path.join(d, f), "rb").read()
+    off = 16
+    while off + 48 <= len(b) and b[off:off+4] == b"DDRC":
+        rid = b[off+4:off+36]; flags, pl, sl = struct.unpack("<III", b[off+36:off+48])
+        if flags & 2:
+            print(rid.hex()); sys.exit(0)
+        off += 48 + sl
+PY
+)
+check "a sealed record is in the packs" test -n "$RID"
+printf '%s' "$RID" | xxd -r -p > "$T/rid.bin"
+api "$P" POST /api/v1/chunks/missing --data-binary @"$T/rid.bin" \
+	-H 'Content-Type: application/octet-stream' -o "$T/bits" >/dev/null
+check_eq "a plain query is told a sealed chunk is missing" 01 "$(xxd -p "$T/bits")"
+api "$A" POST "/api/v1/chunks/missing?sealed=1" --data-binary @"$T/rid.bin" \
+	-H 'Content-Type: application/octet-stream' -o "$T/bits" >/dev/null
+check_eq "an encrypted query is told it is present" 00 "$(xxd -p "$T/bits")"
+check_eq "the server will not serve a sealed chunk as plain bytes" 409 \
+	"$(api_status "$A" GET "/api/v1/chunks/$RID")"
+# a plain upload under that id (a forger's view reversed) replaces it
+check "a plain agent cannot read the encrypted snapshot" \
+	not agent "$A" restore "$S1" --target "$T/nokey"
+check "without a key: error says it is encrypted" sh -c \
+	"'$AGENT' --config /dev/null --server '$URL' --token '$A' --ca '$CA' restore '$S1' --target '$T/nokey' 2>&1 | grep -q 'encrypted'"
+
+# ---- wrong passphrase / wrong key ----
+echo "wrong" > "$T/badpass"
+DEDUP_PASSPHRASE_FILE=$T/badpass eagent "$A" "$K1" restore "$S1" --target "$T/wp" >/dev/null 2>"$T/wp.err"
+check_eq "wrong passphrase exits 1" 1 "$?"
+check "wrong passphrase says so" grep -q "wrong passphrase" "$T/wp.err"
+check "wrong passphrase writes nothing" test ! -e "$T/wp"
+eagent "$ADM" "$K2" restore "$S1" --target "$T/wk" >/dev/null 2>"$T/wk.err"
+check_eq "wrong key exits 1" 1 "$?"
+check "wrong key is named" grep -q "does not open with this key" "$T/wk.err"
+check "wrong key writes nothing" test ! -e "$T/wk$SRC/big"
+
+# ---- check --read-data ----
+server_stop
+"$SERVER" check --repo "$R" --read-data > "$T/check.out" 2>&1
+check_eq "check --read-data passes with sealed chunks" 0 "$?"
+check "check says sealed chunks cannot be verified" grep -qi "sealed" "$T/check.out"
+server_start "$R" || exit 1
+
+# ---- gc after forget keeps what encrypted snapshots need ----
+agent "$ADM" forget "$S1" "$SP" >/dev/null
+agent "$ADM" gc --json > "$T/gc.json"
+check "gc removed something" test "$(json_get "$(cat "$T/gc.json")" chunks_removed)" -gt 0
+rm -rf "$T/r3"
+eagent "$A" "$K1" restore "$S2" --target "$T/r3" >/dev/null 2>"$T/r3.err"
+check "restore after gc is identical" diff -r "$SRC" "$T/r3$SRC"
+
+# ---- a damaged sealed chunk: restore names it, writes nothing bad ----
+server_stop
+python3 - "$R" "$T/hit" <<'PY'
+import os, struct, sys
+d = sys.argv[1] + "/packs"
+for f in sorted(os.listdir(d)):
+    p = os.path.join(d, f)
+    b = bytearray(open(p, "rb").read())
+    off = 16
+    while off + 48 <= len(b) and b[off:off+4] == b"DDRC":
+        flags, pl, sl = struct.unpack("<III", b[off+36:off+48])
+        if flags & 2 and pl > 100000:
+            b[off + 48 + sl // 2] ^= 0x55
+            open(p, "wb").write(b)
+            open(sys.argv[2], "w").write(b[off+4:off+36].hex())
+            sys.exit(0)
+        off += 48 + sl
+PY
+server_start "$R" || exit 1
+HIT=$(cat "$T/hit")
+rm -rf "$T/r4"
+eagent "$A" "$K1" restore "$S2" --target "$T/r4" >/dev/null 2>"$T/r4.err"
+check "a damaged sealed chunk fails the restore" test "$?" -ne 0
+check "the error names the chunk" grep -q "$HIT" "$T/r4.err"
+
+finish
