@@ -24,6 +24,7 @@
 
 #include "catalog.h"
 #include "check.h"
+#include "compress.h"
 #include "ldbcheck.h"
 #include "domains.h"
 #include "log.h"
@@ -88,6 +89,7 @@ struct checker {
 	/* the pack being scanned */
 	uint64_t end;
 	uint64_t salvaged;
+	uint64_t sealed;      /* records only the client can verify */
 	/* one open pack for direct reads */
 	struct backend_reader *rd;
 	uint64_t rd_seq;
@@ -255,6 +257,8 @@ static int ck_scan_cb(void *payload, const struct dd_id *id,
 	uint8_t state = REC_UNVERIFIED;
 
 	c->end = loc->offset + DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
+	if (loc->flags & DD_COMP_SEALED)
+		c->sealed++;
 	if (c->o->read_data) {
 		int rc = store_decode(&c->plain, id, loc->flags,
 				      loc->plain_len, stored, loc->stored_len,
@@ -392,6 +396,11 @@ static int ck_packs(struct checker *c)
 		printf("packs: %zu (%llu not sealed), %zu records, %llu "
 		       "bytes\n", n, (unsigned long long)unsealed, c->nrecs,
 		       (unsigned long long)bytes);
+	if (!c->o->quiet && c->o->read_data && c->sealed)
+		printf("sealed: %llu record(s) encrypted by their clients: "
+		       "their layout was checked, their contents cannot be "
+		       "(the agent verifies them on restore and verify)\n",
+		       (unsigned long long)c->sealed);
 	rc = 0;
 cleanup:
 	free(seqs);

@@ -129,7 +129,28 @@ api "$A" POST "/api/v1/chunks/missing?sealed=1" --data-binary @"$T/rid.bin" \
 check_eq "an encrypted query is told it is present" 00 "$(xxd -p "$T/bits")"
 check_eq "the server will not serve a sealed chunk as plain bytes" 409 \
 	"$(api_status "$A" GET "/api/v1/chunks/$RID")"
-# a plain upload under that id (a forger's view reversed) replaces it
+# A forged sealed record under a plain chunk's SHA-256 id: the server
+# cannot check it, so a plain client is told the chunk is missing and its
+# verified upload replaces the forgery.
+mkdir -p "$T/forge"
+prand forged 5000 > "$T/forge/f"
+FID=$(sha256sum "$T/forge/f" | cut -c1-64)
+{ printf 'DDBN'; le32 1; le32 1; hexbytes "$FID"; le32 2; le32 5000; le32 5028
+  head -c 5028 /dev/zero; } > "$T/forged.bin"
+check_eq "a sealed record is accepted by its layout" 200 "$(api_status "$C" POST /api/v1/chunks \
+	--data-binary @"$T/forged.bin" -H 'Content-Type: application/octet-stream')"
+printf '%s' "$FID" | xxd -r -p > "$T/fid.bin"
+api "$P" POST /api/v1/chunks/missing --data-binary @"$T/fid.bin" \
+	-H 'Content-Type: application/octet-stream' -o "$T/bits" >/dev/null
+check_eq "the forged chunk is missing to a plain client" 01 "$(xxd -p "$T/bits")"
+SF=$(json_get "$(agent "$P" backup --json "$T/forge")" snapshot_id)
+rm -rf "$T/rf"
+agent "$P" restore "$SF" --target "$T/rf" >/dev/null 2>"$T/rf.err"
+check "the plain upload replaced the forgery (restore identical)" cmp "$T/forge/f" "$T/rf$T/forge/f"
+bad_len=$( { printf 'DDBN'; le32 1; le32 1; hexbytes "$FID"; le32 2; le32 5000; le32 20
+  head -c 20 /dev/zero; } > "$T/short.bin"; api_status "$C" POST /api/v1/chunks \
+	--data-binary @"$T/short.bin" -H 'Content-Type: application/octet-stream')
+check_eq "a sealed record shorter than nonce + tag is refused" 400 "$bad_len"
 check "a plain agent cannot read the encrypted snapshot" \
 	not agent "$A" restore "$S1" --target "$T/nokey"
 check "without a key: error says it is encrypted" sh -c \
@@ -150,7 +171,7 @@ check "wrong key writes nothing" test ! -e "$T/wk$SRC/big"
 server_stop
 "$SERVER" check --repo "$R" --read-data > "$T/check.out" 2>&1
 check_eq "check --read-data passes with sealed chunks" 0 "$?"
-check "check says sealed chunks cannot be verified" grep -qi "sealed" "$T/check.out"
+check "check says sealed chunks cannot be verified" grep -q "contents cannot be" "$T/check.out"
 server_start "$R" || exit 1
 
 # ---- gc after forget keeps what encrypted snapshots need ----
