@@ -501,7 +501,7 @@ static void test_loc_codec(void)
 	bad[0] = 3;                                   /* version */
 	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
 	memcpy(bad, v1, sizeof(v1));
-	dd_put_le32(bad + 17, 3);                     /* flags */
+	dd_put_le32(bad + 17, 4);        /* flags: unknown (3 is sealed zstd) */
 	CHECK_EQ(dd_chunk_loc_decode(&b, bad, sizeof(v1)), -EBADMSG);
 	memcpy(bad, v1, sizeof(v1));
 	dd_put_le32(bad + 21, DD_CHUNK_SIZE_LIMIT + 1);
