@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "client.h"
 #include "session.h"
+#include "key.h"
 
 /* Seconds between progress reports. */
 #define SESSION_INTERVAL 2.0
@@ -71,9 +72,22 @@ static void session_config_key(char out[SESSION_CONFIG_HEX + 1],
 	out[SESSION_CONFIG_HEX] = '\0';
 }
 
+/* What the server is shown of a host or path: an encrypted client's
+ * keyed pseudonym (key.h), as in its snapshots. */
+static const char *session_shown(struct client *c, char *buf, size_t n,
+				 bool path, const char *value)
+{
+	const struct dd_crypt *k = client_crypt(c);
+
+	if (k && key_pseudonym(k, buf, n, path, value) == 0)
+		return buf;
+	return value;
+}
+
 void session_open(struct session **out, struct client *c, const char *lock,
 		  char *const *paths, size_t npaths)
 {
+	char pseudo[64];
 	struct session_saved sv;
 	struct session *s = NULL;
 	char host[HOST_NAME_MAX + 1] = "", key[SESSION_CONFIG_HEX + 1] = "";
@@ -90,9 +104,14 @@ void session_open(struct session **out, struct client *c, const char *lock,
 		session_config_key(key, host, lock);
 	arr = json_array();
 	for (i = 0; arr && i < npaths; i++)
-		if (json_array_append_new(arr, json_string(paths[i])) < 0)
+		if (json_array_append_new(arr, json_string(
+			session_shown(c, pseudo, sizeof(pseudo), true,
+				      paths[i]))) < 0)
 			goto cleanup;
-	req = arr ? json_pack("{s:s, s:O}", "host", host, "paths", arr) : NULL;
+	req = arr ? json_pack("{s:s, s:O}", "host",
+			      session_shown(c, pseudo, sizeof(pseudo), false,
+					    host),
+			      "paths", arr) : NULL;
 	if (req && key[0] &&
 	    json_object_set_new(req, "config", json_string(key)) < 0)
 		goto cleanup;
