@@ -17,6 +17,8 @@
 #   DD_BENCH_STEP_TIMEOUT seconds any single tool command may take, default 3600
 #   DD_BENCH_CHUNKER      dedup chunk sizes MIN,AVG,MAX (dedup-server init
 #                         --chunker), default: the repository default
+#   DD_BENCH_ENCRYPTED    1 (default) = also time dedup's encrypted first
+#                         backup and restore of the mixed tree, 0 = skip
 #   DD_BENCH_SETTLE       seconds to wait after sync before each first
 #                         backup and restore, default 3
 #   DD_BENCH_DOCS         1 = write docs/BENCHMARKS.md, 0 = never; default:
@@ -494,6 +496,59 @@ run_tool() {
 	say "$tool: done in $(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s"
 }
 
+# ------------------------------------------------------- dedup encrypted
+
+# The mixed tree's first backup and restore again, with client-side
+# encryption (docs/ENCRYPTION.md), against a repository and server of
+# their own so the plain run's repository figures stay comparable.
+dedup_encrypted() {
+	local er=$RUN/dedup-enc ready pid tok target env_agent out
+	rm -rf "$er"
+	mkdir -p "$er/home"
+	ready=$er/ready
+	"$SERVER" init --repo "$er/repo" ${DD_BENCH_CHUNKER:+--chunker "$DD_BENCH_CHUNKER"} \
+		>"$LOGS/dedup-enc.init.log" 2>&1 || { loud "dedup-enc: init failed"; return 1; }
+	tok=$("$SERVER" token add --repo "$er/repo" bench-enc 2>>"$LOGS/dedup-enc.init.log")
+	"$SERVER" serve --config /dev/null --repo "$er/repo" --listen 127.0.0.1:0 \
+		--ready-file "$ready" >>"$LOGS/dedup-enc.server.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 1 600); do
+		[ -s "$ready" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -s "$ready" ] || { loud "dedup-enc: server did not start"; return 1; }
+	echo "dedup-bench passphrase" > "$er/pass"
+	env_agent=(env HOME="$er/home" DEDUP_SERVER="$(head -n1 "$ready")" DEDUP_TOKEN="$tok"
+		DEDUP_CA="$er/repo/tls/cert.pem" DEDUP_KEY_FILE="$er/key"
+		DEDUP_PASSPHRASE_FILE="$er/pass" "$AGENT")
+	"${env_agent[@]}" key init >/dev/null 2>>"$LOGS/dedup-enc.init.log" ||
+		{ loud "dedup-enc: key init failed"; kill -TERM "$pid"; wait "$pid"; return 1; }
+	say "dedup: encrypted first backup and restore of the mixed tree"
+	settle
+	warm "$MIXED"
+	out=$LOGS/dedup.mixed-1-enc.out
+	measure dedup mixed-1-enc "$out" "${env_agent[@]}" backup --json "$MIXED"
+	record dedup backup mixed-1-enc "$M_SECS" "$M_RSS" "$M_RC" "" "$(tr -d '\n\t' <"$out" | cut -c1-400)"
+	SNAP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot_id"])' "$out" 2>/dev/null)
+	target=$er/restore
+	rm -rf "$target"
+	mkdir -p "$target"
+	settle
+	measure dedup restore-enc "$LOGS/dedup.restore-enc.out" "${env_agent[@]}" restore "${SNAP:-none}" --target "$target"
+	record dedup restore restore-enc "$M_SECS" "$M_RSS" "$M_RC" "" ""
+	if [ -d "$target/${MIXED#/}" ] && diff -r --no-dereference "$MIXED" "$target/${MIXED#/}" >"$LOGS/dedup-enc.diff" 2>&1; then
+		record dedup verify restore-enc-diff 0 0 0 "" "identical"
+	else
+		loud "dedup encrypted RESTORE MISMATCH (see $LOGS/dedup-enc.diff)"
+		record dedup verify restore-enc-diff 0 0 1 "" "MISMATCH"
+	fi
+	rm -rf "$target"
+	kill -TERM "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
 # --------------------------------------------------------------- floors
 
 # settle: lets writeback of earlier steps finish, so each timed step
@@ -549,6 +604,7 @@ T_ALL=$EPOCHREALTIME
 say "data: mixed $MIXED_FILES files / $MIXED_BYTES bytes; gen-0 $GEN0_FILES files / $GEN0_BYTES bytes, $NGEN generations; images 2 x $IMG_BYTES bytes"
 for t in "${TOOL_LIST[@]}"; do
 	run_tool "$t"
+	[ "$t" = dedup ] && [ "${DD_BENCH_ENCRYPTED:-1}" = 1 ] && dedup_encrypted
 done
 rm -rf "$GENCUR"
 # The deletes that were held back (see TRASH above): restored trees and the

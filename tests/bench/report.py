@@ -133,6 +133,16 @@ def main():
         else:
             put("restore", t, None, "FAIL" + ("" if not v or v["rc"] == "0" else
                                                ", RESTORE MISMATCH"))
+        r, v = find(t, "mixed-1-enc"), find(t, "restore-enc-diff")
+        if t == "dedup" and r:
+            put("first_enc", t, mixed / 1e6 / num(r["seconds"]) if r["rc"] == "0" and
+                num(r["seconds"]) > 0 else None, "" if r["rc"] == "0" else "FAIL")
+            r = find(t, "restore-enc")
+            if r and r["rc"] == "0" and num(r["seconds"]) > 0:
+                put("restore_enc", t, mixed / 1e6 / num(r["seconds"]),
+                    "" if v and v["rc"] == "0" else "RESTORE MISMATCH (diff -r)")
+            else:
+                put("restore_enc", t, None, "FAIL")
         r = find(t, "repo-final")
         put("repo", t, num(r["value"]) if r and r["value"] else None, "" if r else "n/a")
         a, b = find(t, "repo-after-img-a"), find(t, "repo-after-img-b")
@@ -160,7 +170,9 @@ def main():
         v, flag = res.get(metric, {}).get(tool, (None, "n/a"))
         if v is None:
             return "**%s**" % (flag or "n/a")
-        if metric in ("first", "restore"):
+        if metric in ("first_enc", "restore_enc") and tool != "dedup":
+            return "-"
+        if metric in ("first", "restore", "first_enc", "restore_enc"):
             s = "%.1f" % v
         elif metric in ("rebackup", "gen"):
             s = "%.2f" % v if v < 10 else "%.1f" % v
@@ -195,6 +207,8 @@ def main():
         ("rebackup", "unchanged re-backup of the mixed tree, s", "time"),
         ("gen", "next-generation backup, s (mean of gen-1..gen-%d)" % ngen, "time"),
         ("restore", "restore of the mixed tree, MB/s (then `diff -r`)", "throughput"),
+        ("first_enc", "first backup, encrypted (dedup only; docs/ENCRYPTION.md), MB/s", "none"),
+        ("restore_enc", "restore, encrypted (dedup only), MB/s", "none"),
         ("repo", "repository bytes after all backups (generations + images)", "bytes"),
         ("imgb", "bytes added by disk image B after A", "bytes"),
         ("rss", "peak RSS agent/client, MiB (max over backups and restores)", "bytes"),
@@ -212,7 +226,7 @@ def main():
     table = "\n".join(lines)
 
     # per-step seconds
-    steps = ["mixed-1", "mixed-2", "restore"] + ["gen-%d" % k for k in range(ngen + 1)] + \
+    steps = ["mixed-1", "mixed-2", "restore", "mixed-1-enc", "restore-enc"] + ["gen-%d" % k for k in range(ngen + 1)] + \
         ["img-a", "img-b"]
     det = ["| step | " + " | ".join(ran) + " |", "|---|" + "---:|" * len(ran)]
     for s in steps:
