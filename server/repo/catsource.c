@@ -48,7 +48,11 @@ static ssize_t catsource_read(void *payload, void *buf, size_t len)
 			else
 				snprintf(src->why, sizeof(src->why), "%s",
 					 log_reason(rc));
-			src->err = rc == -ENOENT ? -ENOENT : -EIO;
+			/* A sealed chunk cannot be a catalog the server reads:
+			 * an encrypted snapshot names its plain reference list
+			 * (docs/ENCRYPTION.md). */
+			src->err = rc == -ENOENT ? -ENOENT :
+				   rc == -ENOTSUP ? -EBADMSG : -EIO;
 			return -EIO;
 		}
 		src->next++;

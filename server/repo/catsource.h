@@ -29,7 +29,8 @@ void catsource_free(struct catsource *s);
  *   -ENOENT   a catalog chunk is not stored
  *             ("snapshot references missing chunk <id>")
  *   -EIO      a catalog chunk could not be read or is damaged
- *   -EBADMSG  the catalog bytes are malformed (the reader's reason)
+ *   -EBADMSG  the catalog bytes are malformed (the reader's reason), or
+ *             a catalog chunk is sealed (client-encrypted: unreadable)
  *   -ENOMEM
  */
 int catsource_next(struct catsource *s, struct dd_entry *e);

@@ -83,6 +83,38 @@ rm -rf "$T/r2"
 eagent "$A" "$K1" restore "$S2" --target "$T/r2" >/dev/null 2>&1
 check "incremental restore is identical" diff -r "$SRC" "$T/r2$SRC"
 
+# ---- mount (where FUSE is available) ----
+MNT=$T/mnt
+MPID=
+crypt_cleanup() {
+	if mountpoint -q "$MNT" 2>/dev/null; then
+		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
+	fi
+	[ -n "$MPID" ] && kill -0 "$MPID" 2>/dev/null && kill -TERM "$MPID" && wait "$MPID"
+	cleanup
+}
+trap crypt_cleanup EXIT
+if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null; then
+	mkdir -p "$MNT"
+	"$AGENT" --config /dev/null --server "$URL" --token "$A" --ca "$CA" \
+		--key-file "$K1" mount "$S2" "$MNT" 2>"$T/mount.log" &
+	MPID=$!
+	for i in $(seq 1 300); do
+		mountpoint -q "$MNT" && break
+		kill -0 "$MPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	check "an encrypted snapshot mounts" mountpoint -q "$MNT"
+	check "a file reads back through the mount" cmp "$SRC/sub/$NAME" "$MNT$SRC/sub/$NAME"
+	check "the large file reads back through the mount" cmp "$SRC/big" "$MNT$SRC/big"
+	fusermount3 -u "$MNT"
+	wait "$MPID"
+	check_eq "the mount ends with 0 after fusermount3 -u" 0 "$?"
+	MPID=
+else
+	echo "skipped: mount checks (/dev/fuse or fusermount3 absent)"
+fi
+
 # ---- a second client with the same key dedups; another key does not ----
 SENT=$(json_get "$(eagent "$B" "$K1" backup --json "$SRC")" bytes_sent)
 TOT=$(du -sb "$SRC" | cut -f1)
@@ -129,6 +161,9 @@ api "$A" POST "/api/v1/chunks/missing?sealed=1" --data-binary @"$T/rid.bin" \
 check_eq "an encrypted query is told it is present" 00 "$(xxd -p "$T/bits")"
 check_eq "the server will not serve a sealed chunk as plain bytes" 409 \
 	"$(api_status "$A" GET "/api/v1/chunks/$RID")"
+printf '{"host":"h","paths":["/x"],"catalog":["%s"],"time_start":%s}' "$RID" "$(date +%s)" > "$T/sealcat.json"
+check_eq "a snapshot cannot name a sealed chunk as its catalog (400)" 400 \
+	"$(api_status "$A" POST /api/v1/snapshots --data-binary @"$T/sealcat.json" -H 'Content-Type: application/json')"
 # A forged sealed record under a plain chunk's SHA-256 id: the server
 # cannot check it, so a plain client is told the chunk is missing and its
 # verified upload replaces the forgery.
