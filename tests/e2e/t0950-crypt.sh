@@ -240,6 +240,14 @@ HIT=$(cat "$T/hit")
 rm -rf "$T/r4"
 eagent "$A" "$K1" restore "$S2" --target "$T/r4" >/dev/null 2>"$T/r4.err"
 check "a damaged sealed chunk fails the restore" test "$?" -ne 0
-check "the error names the chunk" grep -q "$HIT" "$T/r4.err"
+check "the error names the chunk" grep -q "chunk ${HIT:-none}" "$T/r4.err"
+r4_ok() { # every regular file the failed restore left equals its source
+	local f
+	[ -d "$T/r4$SRC" ] || return 0
+	while IFS= read -r f; do
+		cmp -s "$f" "$SRC${f#"$T/r4$SRC"}" || return 1
+	done < <(find "$T/r4$SRC" -type f)
+}
+check "nothing was written as if good" r4_ok
 
 finish
