@@ -164,9 +164,10 @@ static int upload_process(struct upload_worker *w,
 		if ((rc = dd_buf_append(&w->query, b->items[i].id.b,
 					DD_ID_LEN)) < 0)
 			return dd_error_set(rc, "out of memory");
-	/* An agent with a key may be told of sealed chunks (routes_chunks.c);
-	 * a plain chunk under a keyed id cannot exist. */
-	rc = client_request(w->client, "POST", client_crypt(w->client) ?
+	/* Sealed chunks may be told present to a sealing agent only
+	 * (routes_chunks.c); a plain chunk under a keyed id cannot exist. */
+	rc = client_request(w->client, "POST",
+			    client_crypt(w->client) && !b->unsealed ?
 			    DD_API_PREFIX "/chunks/missing?sealed=1" :
 			    DD_API_PREFIX "/chunks/missing",
 			    "application/octet-stream", w->query.data,
