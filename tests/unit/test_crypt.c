@@ -12,6 +12,7 @@
 #include "crypt.h"
 #include "hash.h"
 #include "util.h"
+#include "golden.h"
 #include "unit.h"
 
 static void unhex(uint8_t *out, const char *hex)
@@ -250,6 +251,33 @@ static void test_sealed_bundle(void)
 	dd_buf_release(&sealed);
 }
 
+/* The checked-in key file (made by `dedup-agent key init`, passphrase
+ * "golden passphrase") still opens to the same key: the file format is
+ * stable. */
+#define GOLDEN_KEY_FPR "3b95e3ec3756b426d85e0b9c6cb231fc"
+
+static void test_golden_key(void)
+{
+	struct dd_crypt *k = NULL;
+	char fpr[DD_CRYPT_FPR_HEX_LEN + 1];
+	uint8_t *data = NULL;
+	size_t len = 0;
+
+	CHECK_EQ(golden_read("key-v1.key", &data, &len), 0);
+	if (!data)
+		return;
+	CHECK_EQ(len, 120);
+	CHECK_EQ(dd_crypt_unwrap(&k, data, len, "golden passphrase", 17), 0);
+	if (k) {
+		dd_crypt_fingerprint(fpr, k);
+		CHECK(strcmp(fpr, GOLDEN_KEY_FPR) == 0);
+	}
+	CHECK_EQ(dd_crypt_unwrap(&k, data, len, "golden passphrasE", 17),
+		 -EACCES);
+	dd_crypt_free(k);
+	free(data);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_hmac_rfc4231);
@@ -259,5 +287,6 @@ int main(void)
 	UNIT_RUN(test_seal_open);
 	UNIT_RUN(test_sealed_lengths);
 	UNIT_RUN(test_sealed_bundle);
+	UNIT_RUN(test_golden_key);
 	UNIT_DONE();
 }
