@@ -244,10 +244,12 @@ static int crypt_kek(uint8_t kek[DD_CRYPT_KEY_LEN], const char *pass,
 			       CRYPT_SALT_LEN, (uint64_t)1 << log_n, r, p);
 }
 
+/* Bounds on what a key file may ask: scrypt needs 128 * N * r bytes, at
+ * most 1 GiB here, so a hostile file cannot exhaust memory. */
 static bool crypt_params_ok(unsigned log_n, unsigned r, unsigned p)
 {
 	return log_n >= 14 && log_n <= 20 && r >= 1 && r <= 32 && p >= 1 &&
-	       p <= 16;
+	       p <= 16 && ((uint64_t)128 << log_n) * r <= ((uint64_t)1 << 30);
 }
 
 int dd_crypt_wrap(struct dd_buf *out, const struct dd_crypt *k,

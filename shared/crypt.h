@@ -41,7 +41,8 @@
 #define DD_CRYPT_FPR_HEX_LEN 32
 
 /* scrypt cost of a new key file: N = 2^15, r = 8, p = 1 (32 MiB, about
- * 0.1 s here). A file may carry N from 2^14 to 2^20, r 1..32, p 1..16. */
+ * 0.1 s here). A file may carry N from 2^14 to 2^20, r 1..32, p 1..16,
+ * with 128 * N * r at most 1 GiB. */
 #define DD_CRYPT_SCRYPT_LOG_N 15u
 #define DD_CRYPT_SCRYPT_R 8u
 #define DD_CRYPT_SCRYPT_P 1u

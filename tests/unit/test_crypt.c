@@ -120,6 +120,11 @@ static void test_wrap_unwrap(void)
 		CHECK(dd_crypt_unwrap(&k3, file.data, file.len, "pw", 2) < 0);
 		file.data[i] ^= 1;
 	}
+	file.data[8] = 20;     /* N = 2^20, r = 32: 4 GiB */
+	file.data[9] = 32;
+	CHECK_EQ(dd_crypt_unwrap(&k3, file.data, file.len, "pw", 2),
+		 -EBADMSG);
+	file.data[9] = 8;
 	file.data[8] = 40;     /* N = 2^40 */
 	CHECK_EQ(dd_crypt_unwrap(&k3, file.data, file.len, "pw", 2),
 		 -EBADMSG);
