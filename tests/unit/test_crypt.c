@@ -111,6 +111,7 @@ static void test_wrap_unwrap(void)
 	CHECK_EQ(dd_crypt_generate(&k3), 0);
 	dd_crypt_id(k3, &b, "chunk", 5);
 	CHECK(!dd_id_eq(&a, &b));
+	dd_crypt_free(k3);
 	/* Wrong passphrase; a changed byte anywhere; bad parameters. */
 	CHECK_EQ(dd_crypt_unwrap(&k3 + 0, file.data, file.len, "px", 2),
 		 -EACCES);
@@ -277,6 +278,7 @@ static void test_golden_key(void)
 		dd_crypt_fingerprint(fpr, k);
 		CHECK(strcmp(fpr, GOLDEN_KEY_FPR) == 0);
 	}
+	dd_crypt_free(k);
 	CHECK_EQ(dd_crypt_unwrap(&k, data, len, "golden passphrasE", 17),
 		 -EACCES);
 	dd_crypt_free(k);
