@@ -1015,6 +1015,12 @@ static int snap_summary(struct snapshots *s, const struct snap *e,
 	json_object_set_new(m, "catalog_chunks", json_integer((json_int_t)
 							      e->ncatalog));
 	json_object_del(m, "catalog");
+	/* An encrypted snapshot's sealed part can be megabytes: a summary
+	 * only says it is there (docs/ENCRYPTION.md). */
+	if (json_object_get(m, "sealed")) {
+		json_object_del(m, "sealed");
+		json_object_set_new(m, "encrypted", json_true());
+	}
 	json_object_set_new(m, "unix_written",
 			    json_integer(e->written_ns / SNAPSHOTS_NS));
 	snprintf(cursor, sizeof(cursor), "%lld-%s", (long long)e->written_ns,

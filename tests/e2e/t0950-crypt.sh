@@ -68,6 +68,12 @@ check "the marker is nowhere in the repository" not grep -rqa "$MARK" "$R"
 check "the file name is nowhere in the repository" not grep -rqa "$NAME" "$R"
 check "the source path is nowhere in the repository" not grep -rqa "$SRC" "$R"
 check "the manifest carries a sealed part" grep -q '"sealed"' "$R/snapshots/$S1.json"
+api "$A" GET /api/v1/snapshots | sed '$d' > "$T/list.json"
+check "a listing marks it encrypted, without the sealed part" python3 -c '
+import json, sys
+items = json.load(open(sys.argv[1]))
+it = [i for i in items if i["id"] == sys.argv[2]][0]
+sys.exit(0 if it.get("encrypted") is True and "sealed" not in it else 1)' "$T/list.json" "$S1"
 eagent "$A" "$K1" restore "$S1" --format tar --output "$T/r1.tar" >/dev/null 2>&1
 check "encrypted --format tar holds the file" sh -c "tar -xOf '$T/r1.tar' '${SRC#/}/sub/$NAME' | cmp -s - '$SRC/sub/$NAME'"
 check "encrypted verify passes" eagent "$A" "$K1" verify "$S1"
