@@ -90,7 +90,8 @@ static bool browse_path_arg(const char *path, char *out, size_t outsz,
 /*
  * The catalog ids of snapshot `id` if the caller may read it (a client
  * its own snapshots, an admin any, as GET /snapshots/ID); who NULL: any
- * (a ticket was checked). False after a 404 or 500.
+ * (a ticket was checked). False after a 404, a 409 (an encrypted
+ * snapshot) or a 500.
  */
 static bool browse_catalog(struct routes_ctx *ctx, const char *id,
 			   const struct tokens_identity *who,
@@ -114,11 +115,21 @@ static bool browse_catalog(struct routes_ctx *ctx, const char *id,
 		rc = strlen(id) == DD_ID_HEX_LEN ?
 		     snapshots_load(ctx->snapshots, id, &m) : -ENOENT;
 	}
+	/* An encrypted snapshot's catalog is sealed: its manifest names only
+	 * the reference list (docs/ENCRYPTION.md). */
+	if (rc == 0 && json_object_get(m, "sealed"))
+		rc = -EMEDIUMTYPE;
 	if (rc == 0)
 		rc = snapshots_manifest_catalog(m, ids, n);
 	json_decref(m);
 	if (rc == -ENOENT) {
 		http_reply_error(rep, 404, "unknown snapshot");
+		return false;
+	}
+	if (rc == -EMEDIUMTYPE) {
+		http_reply_error(rep, 409, "the snapshot is encrypted by its "
+				 "client: only dedup-agent with its key can "
+				 "show its files");
 		return false;
 	}
 	if (rc < 0) {

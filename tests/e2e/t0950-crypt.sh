@@ -134,6 +134,8 @@ rm -rf "$T/rp"
 agent "$P" restore "$SP" --target "$T/rp" >/dev/null 2>&1
 check "plain client alongside restores identical" diff -r "$SRC" "$T/rp$SRC"
 check "the plain client's snapshot is unsealed" not grep -q '"sealed"' "$R/snapshots/$SP.json"
+check_eq "browsing an encrypted snapshot is 409" 409 "$(api_status "$A" GET "/api/v1/tree/$S1?path=/")"
+check_eq "browsing the plain snapshot works" 200 "$(api_status "$P" GET "/api/v1/tree/$SP?path=/")"
 # The server answers "missing" to a plain query for a sealed chunk.
 SID=$(python3 - "$R" "$S1" <<'PY'
 import json, sys
