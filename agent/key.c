@@ -229,21 +229,59 @@ int key_decode_chunk(const struct dd_crypt *k, void *dst,
 
 /* ---- sealed manifests ---- */
 
-int key_manifest_seal(const struct dd_crypt *k, json_t *req)
+/*
+ * The associated data that binds a sealed part to its manifest: the
+ * label, the snapshot's start time and the reference list's chunk ids, as
+ * the server keeps them in the clear. A server that moves a sealed part
+ * to another snapshot's manifest makes it fail to open.
+ */
+static int key_manifest_ad(struct dd_buf *ad, const json_t *refs,
+			   json_int_t time_start)
+{
+	char line[DD_ID_HEX_LEN + 32];
+	const json_t *v;
+	size_t i;
+	int n;
+
+	if (!json_is_array(refs))
+		return dd_error_set(-EBADMSG, "the manifest has no catalog");
+	n = snprintf(line, sizeof(line), "%s\n%lld\n", KEY_MANIFEST_AD,
+		     (long long)time_start);
+	if (dd_buf_append(ad, line, (size_t)n) < 0)
+		return dd_error_set(-ENOMEM, "out of memory");
+	json_array_foreach(refs, i, v) {
+		const char *hex = json_string_value(v);
+
+		if (!hex || strlen(hex) != DD_ID_HEX_LEN)
+			return dd_error_set(-EBADMSG, "the manifest's catalog "
+					    "is malformed");
+		if (dd_buf_append(ad, hex, DD_ID_HEX_LEN) < 0 ||
+		    dd_buf_append(ad, "\n", 1) < 0)
+			return dd_error_set(-ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int key_manifest_seal(const struct dd_crypt *k, json_t *req,
+		      const json_t *refs)
 {
 	json_t *inner = json_pack("{s:O, s:O, s:O}",
 				  "host", json_object_get(req, "host"),
 				  "paths", json_object_get(req, "paths"),
 				  "catalog", json_object_get(req, "catalog"));
-	struct dd_buf sealed;
+	struct dd_buf sealed, ad;
 	char *text = NULL, *hex = NULL;
 	int rc = -ENOMEM;
 
 	dd_buf_init(&sealed, 0);
+	dd_buf_init(&ad, 0);
 	if (!inner || !(text = json_dumps(inner, JSON_COMPACT)))
 		goto cleanup;
-	rc = dd_crypt_seal(k, &sealed, KEY_MANIFEST_AD,
-			   strlen(KEY_MANIFEST_AD), text, strlen(text));
+	rc = key_manifest_ad(&ad, refs, json_integer_value(
+				     json_object_get(req, "time_start")));
+	if (rc < 0)
+		goto cleanup;
+	rc = dd_crypt_seal(k, &sealed, ad.data, ad.len, text, strlen(text));
 	if (rc < 0)
 		goto cleanup;
 	rc = -ENOMEM;
@@ -259,6 +297,7 @@ cleanup:
 	free(text);
 	free(hex);
 	dd_buf_release(&sealed);
+	dd_buf_release(&ad);
 	return rc;
 }
 
@@ -268,7 +307,7 @@ int key_manifest_open(const struct dd_crypt *k, const json_t *manifest,
 	const json_t *v = json_object_get(manifest, "sealed");
 	const char *hex = json_string_value(v);
 	size_t n = json_string_length(v);
-	struct dd_buf plain;
+	struct dd_buf plain, ad;
 	uint8_t *raw;
 	int rc;
 
@@ -287,9 +326,14 @@ int key_manifest_open(const struct dd_crypt *k, const json_t *manifest,
 				    "malformed");
 	}
 	dd_buf_init(&plain, 0);
-	rc = dd_crypt_open(k, &plain, KEY_MANIFEST_AD,
-			   strlen(KEY_MANIFEST_AD), raw, n / 2);
+	dd_buf_init(&ad, 0);
+	rc = key_manifest_ad(&ad, json_object_get(manifest, "catalog"),
+			     json_integer_value(json_object_get(manifest,
+								"unix_time")));
+	if (rc == 0)
+		rc = dd_crypt_open(k, &plain, ad.data, ad.len, raw, n / 2);
 	free(raw);
+	dd_buf_release(&ad);
 	if (rc < 0) {
 		dd_buf_release(&plain);
 		return dd_error_set(-EBADMSG, "the snapshot's sealed manifest "

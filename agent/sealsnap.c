@@ -180,9 +180,9 @@ int sealsnap_finish(struct sealsnap *s, json_t *req, struct upload_queue *uq,
 	if (!ids)
 		return dd_error_set(-ENOMEM, "out of memory");
 	sealsnap_unique(s);
-	if ((rc = key_manifest_seal(s->k, req)) < 0 ||
-	    (rc = sealsnap_catalog(s, &cat)) < 0 ||
-	    (rc = sealsnap_upload(&cat, uq, ck, ids)) < 0)
+	if ((rc = sealsnap_catalog(s, &cat)) < 0 ||
+	    (rc = sealsnap_upload(&cat, uq, ck, ids)) < 0 ||
+	    (rc = key_manifest_seal(s->k, req, ids)) < 0)
 		goto cleanup;
 	if (json_object_set(req, "catalog", ids) < 0) {
 		rc = dd_error_set(-ENOMEM, "out of memory");

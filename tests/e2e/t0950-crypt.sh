@@ -215,6 +215,26 @@ server_stop
 "$SERVER" check --repo "$R" --read-data > "$T/check.out" 2>&1
 check_eq "check --read-data passes with sealed chunks" 0 "$?"
 check "check says sealed chunks cannot be verified" grep -q "contents cannot be" "$T/check.out"
+
+# ---- a sealed part moved to another manifest does not open ----
+# What a hostile server could try: S1's sealed host, paths and catalog
+# shown under S2 (same key, same client). The part is bound to its own
+# manifest's start time and reference list.
+cp "$R/snapshots/$S2.json" "$T/s2.json"
+python3 - "$R/snapshots/$S1.json" "$R/snapshots/$S2.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1]))
+b = json.load(open(sys.argv[2]))
+b["sealed"] = a["sealed"]
+json.dump(b, open(sys.argv[2], "w"))
+PY
+server_start "$R" || exit 1
+eagent "$A" "$K1" restore "$S2" --target "$T/sw" >/dev/null 2>"$T/sw.err"
+check_eq "a moved sealed part: restore exits 1" 1 "$?"
+check "a moved sealed part does not open" grep -q "does not open" "$T/sw.err"
+check "a moved sealed part: nothing restored" test ! -e "$T/sw$SRC"
+server_stop
+cp "$T/s2.json" "$R/snapshots/$S2.json"
 server_start "$R" || exit 1
 
 # ---- gc after forget keeps what encrypted snapshots need ----
