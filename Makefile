@@ -40,7 +40,7 @@ DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
              -DDD_SYSCONFDIR='"$(SYSCONFDIR)"' $(PKG_CFLAGS) $(CFLAGS)
 
 LIBS_COMMON := $(shell $(PKG_CONFIG) --libs libzstd openssl jansson) -pthread
-LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive) -lleveldb
+LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive libcurl) -lleveldb
 LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive fuse3)
 
 ifeq ($(V),1)
