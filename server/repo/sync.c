@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,23 @@ struct sync_ctx {
 	const struct domains_tag *dom;  /* of the snapshot being copied */
 	struct domains_tag dom_buf;
 	char chunk_error[512];       /* the failing chunk's reason */
+	size_t batch;                /* ids per fetch */
+	uint64_t fetches;            /* fetches stored so far */
+	uint64_t kill_after;         /* test hook; 0: off */
 };
+
+/* Test hooks (tests/e2e/t0930-sync.sh): DEDUP_TEST_SYNC_BATCH=N ids per
+ * fetch; DEDUP_TEST_SYNC_KILL_AFTER=N: SIGKILL this process once N
+ * fetches are stored, as a kill at that point would. */
+static uint64_t sync_test_env(const char *name, uint64_t max)
+{
+	const char *v = getenv(name);
+	uint64_t n;
+
+	if (v && dd_parse_u64(v, &n) == 0 && n >= 1 && n <= max)
+		return n;
+	return 0;
+}
 
 static bool sync_stopped(const struct sync_ctx *c)
 {
@@ -94,6 +111,8 @@ static int sync_fetch_once(struct sync_ctx *c, const struct dd_id *ids,
 		if (rc == -EIO)   /* this repository, not the source */
 			rc = log_wrap(-EIO, "cannot store chunks");
 	}
+	if (rc == 0 && c->kill_after && ++c->fetches >= c->kill_after)
+		raise(SIGKILL);
 	if (rc == 0) {
 		c->r->chunks_copied += n;
 		for (i = 0; i < n; i++) {
@@ -153,9 +172,9 @@ static int sync_need(struct sync_ctx *c, const struct dd_id *ids, size_t n)
 			rc = 0;
 		}
 	}
-	for (at = 0; rc == 0 && at < m; at += SYNC_FETCH_BATCH)
-		rc = sync_fetch(c, miss + at, m - at < SYNC_FETCH_BATCH ?
-				m - at : SYNC_FETCH_BATCH);
+	for (at = 0; rc == 0 && at < m; at += c->batch)
+		rc = sync_fetch(c, miss + at, m - at < c->batch ?
+				m - at : c->batch);
 	free(miss);
 	return rc;
 }
@@ -411,6 +430,10 @@ static int sync_open(struct sync_ctx *c, struct tokens *tok)
 
 	dd_buf_init(&c->plain, 0);
 	dd_buf_init(&c->resp, DD_MAX_FETCH_RESPONSE + 4096);
+	c->batch = sync_test_env("DEDUP_TEST_SYNC_BATCH", SYNC_FETCH_BATCH);
+	if (!c->batch)
+		c->batch = SYNC_FETCH_BATCH;
+	c->kill_after = sync_test_env("DEDUP_TEST_SYNC_KILL_AFTER", 1000000);
 	if (strncmp(c->o->from, "https://", 8) != 0)
 		return dd_error_set(-EPROTO, "source URL '%s' is not https://",
 				    c->o->from);
