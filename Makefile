@@ -115,6 +115,10 @@ $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_O
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
+# dedup-server sync's checks of what a source sends (server/repo/syncwire.c,
+# included by the test).
+$(O)/tests/test_syncwire: DD_CFLAGS += $(SERVER_INC)
+
 # ---- storage backends (server/store/backend*.h, docs/STORAGE.md) ----
 # The directory backend is part of the server. The RADOS backend is a
 # separate module, built only where librados' header is found, loaded with
