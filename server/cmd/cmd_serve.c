@@ -308,9 +308,12 @@ static int serve_sync_start(struct serve_sync *ss, const struct config *cfg,
 		rc = sync_daemon_start(&ss->daemon, cfg->repo, ctx->store,
 				       ctx->snapshots, ctx->tokens, &ss->o,
 				       cfg->sync_interval);
-	if (rc == 0)
+	if (rc == 0 && cfg->sync_interval)
 		log_info("syncing from %s every %u s", cfg->sync_from,
 			 cfg->sync_interval);
+	else if (rc == 0)
+		log_info("syncing from %s when asked (dedup-server sync "
+			 "--repo %s)", cfg->sync_from, cfg->repo);
 	return rc;
 }
 
@@ -466,6 +469,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		if (sig == SIGHUP)
 			serve_reload(http, cert_path, key_path);
 		http_reap(http);
+		sync_daemon_poll(sync.daemon, repo);
 		notify_tick(ctx.notify, ctx.snapshots, ctx.sessions, ctx.tokens,
 			    dd_now());
 	}

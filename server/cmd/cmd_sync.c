@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -21,23 +22,21 @@
 #include "syncwire.h"
 #include "tokens.h"
 
-/* Exit codes beyond cmd.h's (docs/REPLICATION.md). */
-#define CMD_SYNC_UNREACHABLE 3   /* connect, TLS, not a dedup server */
-#define CMD_SYNC_TOKEN 4         /* the source refused the token */
-
 const char cmd_sync_usage[] =
 	"usage: dedup-server sync --repo DIR --from URL\n"
 	"                         (--token TOKEN | --token-file FILE)\n"
 	"                         [--ca FILE | --fingerprint SHA256]\n"
 	"                         [--client NAME]... [--newer-than DATE]\n"
 	"                         [--json]\n"
+	"       dedup-server sync --repo DIR [--wait SECONDS] [--json]\n"
 	"\n"
 	"Copies snapshots from the dedup-server at URL into the repository\n"
 	"DIR, fetching only the chunks DIR lacks and verifying each one; a\n"
 	"snapshot appears once all its chunks are stored, so a run that was\n"
-	"killed is completed by the next. The server of DIR must be stopped;\n"
-	"a serving one syncs by itself with sync_from in server.conf\n"
-	"(docs/REPLICATION.md).\n"
+	"killed is completed by the next. With --from, DIR's server must be\n"
+	"stopped. Without it, the dedup-server serving DIR runs the sync\n"
+	"configured in its server.conf (sync_from) now, and this waits for\n"
+	"its result: for a systemd timer (docs/REPLICATION.md).\n"
 	"--from         the source, https://HOST:PORT\n"
 	"--token        a token of the source (admin: every client)\n"
 	"--token-file   read the token from FILE instead\n"
@@ -48,6 +47,8 @@ const char cmd_sync_usage[] =
 	"--newer-than   only snapshots the source wrote since DATE:\n"
 	"               YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or an age (7d, 12h)\n"
 	"--json         print the report as JSON\n"
+	"--wait         without --from: how long to wait for the serving\n"
+	"               process's result (default 86400 s)\n"
 	"Exit: 0 all copied, 1 some snapshots not copied or a local error,\n"
 	"2 usage, 3 source unreachable / TLS / not a dedup server,\n"
 	"4 token refused.\n";
@@ -57,6 +58,7 @@ struct sync_args {
 	struct sync_opts o;
 	const char **clients;
 	bool json;
+	uint64_t wait;               /* seconds, asking a serving process */
 	char *token;                 /* read from --token-file */
 };
 
@@ -104,13 +106,15 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 		{ "client", required_argument, NULL, 'c' },
 		{ "newer-than", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "wait", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:f:t:T:C:F:c:n:jh", opts,
+	a->wait = 86400;
+	while ((c = getopt_long(argc, argv, "r:f:t:T:C:F:c:n:jw:h", opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'r': a->repo = optarg; break;
@@ -134,6 +138,14 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 				return CMD_USAGE;
 			}
 			break;
+		case 'w':
+			if (dd_parse_u64(optarg, &a->wait) < 0 ||
+			    a->wait < 1 || a->wait > 7 * 86400) {
+				log_error("invalid --wait '%s' (want 1 to "
+					  "604800 seconds)", optarg);
+				return CMD_USAGE;
+			}
+			break;
 		case 'h':
 			fputs(cmd_sync_usage, stdout);
 			return -1;
@@ -142,10 +154,15 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 			return CMD_USAGE;
 		}
 	}
+	if (optind == argc && a->repo && !a->o.from && !a->o.token &&
+	    !a->token_file && !a->o.ca && !a->o.fingerprint &&
+	    !a->o.nclients && !a->o.newer_than)
+		return 0;    /* ask the serving process */
 	if (optind != argc || !a->repo || !a->o.from ||
 	    !a->o.token == !a->token_file) {
 		log_error("sync needs --repo, --from and one of --token or "
-			  "--token-file");
+			  "--token-file (or --repo alone, to ask the server "
+			  "serving DIR)");
 		fputs(cmd_sync_usage, stderr);
 		return CMD_USAGE;
 	}
@@ -188,17 +205,6 @@ static void sync_print(const struct sync_report *r, bool json)
 	       (unsigned long long)r->bytes_received);
 }
 
-static int sync_exit_code(int rc)
-{
-	switch (rc) {
-	case 0: return CMD_OK;
-	case -ECONNREFUSED:
-	case -EPROTO: return CMD_SYNC_UNREACHABLE;
-	case -EACCES: return CMD_SYNC_TOKEN;
-	default: return CMD_ERROR;
-	}
-}
-
 /* Opens DIR (its lock held by the caller), syncs, saves the state. */
 static int sync_repo(struct sync_args *a)
 {
@@ -223,15 +229,123 @@ static int sync_repo(struct sync_args *a)
 	}
 	rc = sync_run(st, snaps, tok, &a->o, &r);
 	sync_print(&r, a->json);
+	fflush(stdout);
 	if (rc < 0)
 		log_error("sync from %s: %s", a->o.from, r.error);
-	if (sync_state_save(a->repo, a->o.from, &r) < 0)
+	if (sync_state_save(a->repo, a->o.from, NULL, &r) < 0)
 		log_warning("cannot write %s/%s", a->repo, SYNC_STATE_FILE);
 	store_close(st);
 	snapshots_free(snaps);
 	tokens_free(tok);
 	dd_httpc_global_cleanup();
 	return sync_exit_code(rc);
+}
+
+/* True (after saying what to do instead) when a server serves DIR. */
+static bool sync_served(const char *repo)
+{
+	int fd = -1;
+
+	if (repo_lock_server(&fd, repo) == -EBUSY) {
+		log_error("repository '%s' is served by a running dedup-server: "
+			  "set sync_from in its server.conf and run `dedup-server "
+			  "sync --repo %s` without --from to have it sync now "
+			  "(docs/REPLICATION.md)", repo, repo);
+		return true;
+	}
+	if (fd >= 0)
+		close(fd);
+	return false;
+}
+
+/* sync.json answers request `id`: *out is it. */
+static bool sync_answered(const char *repo, const char *id, json_t **out)
+{
+	json_t *j = NULL, *v;
+
+	if (sync_state_load(repo, dd_now(), &j) < 0)
+		return false;
+	v = json_object_get(j, "request");
+	if (json_is_string(v) && strcmp(json_string_value(v), id) == 0) {
+		*out = j;
+		return true;
+	}
+	json_decref(j);
+	return false;
+}
+
+static void sync_print_state(json_t *j, bool json)
+{
+	json_t *e = json_object_get(j, "error");
+	char *text;
+
+	if (json) {
+		text = json_dumps(j, JSON_COMPACT);
+		if (text)
+			puts(text);
+		free(text);
+		return;
+	}
+	printf("sync from %s: %s\n",
+	       json_string_value(json_object_get(j, "from")),
+	       json_string_value(json_object_get(j, "result")));
+	printf("snapshots: %lld selected, %lld copied, %lld already here, "
+	       "%lld not copied\n",
+	       (long long)json_integer_value(json_object_get(j,
+						"snapshots_listed")),
+	       (long long)json_integer_value(json_object_get(j,
+						"snapshots_copied")),
+	       (long long)json_integer_value(json_object_get(j,
+						"snapshots_present")),
+	       (long long)json_integer_value(json_object_get(j,
+						"snapshots_failed")));
+	printf("chunks copied: %lld (%lld bytes, %lld bytes received)\n",
+	       (long long)json_integer_value(json_object_get(j,
+						"chunks_copied")),
+	       (long long)json_integer_value(json_object_get(j, "bytes_copied")),
+	       (long long)json_integer_value(json_object_get(j,
+						"bytes_received")));
+	if (json_is_string(e))
+		log_error("sync: %s", json_string_value(e));
+}
+
+/*
+ * Without --from: asks the dedup-server serving DIR to run its configured
+ * sync now (SYNC_REQUEST_FILE) and waits for the answer in sync.json.
+ */
+static int sync_ask(struct sync_args *a)
+{
+	struct timespec tick = { 0, 200 * 1000 * 1000 };
+	char id[SYNC_REQUEST_LEN + 1];
+	json_t *j = NULL;
+	int64_t until;
+	int fd = -1, rc;
+
+	rc = repo_lock_server(&fd, a->repo);
+	if (rc == 0) {
+		close(fd);
+		log_error("no dedup-server is serving '%s': give --from and "
+			  "--token to sync it directly", a->repo);
+		return CMD_ERROR;
+	}
+	if (rc != -EBUSY || sync_request_write(a->repo, id) < 0) {
+		log_error("%s", log_reason(rc));
+		return CMD_ERROR;
+	}
+	until = dd_now() + (int64_t)a->wait;
+	while (!sync_answered(a->repo, id, &j)) {
+		if (dd_now() >= until) {
+			log_error("the dedup-server serving '%s' did not answer "
+				  "within %llu s (the request stays pending)",
+				  a->repo, (unsigned long long)a->wait);
+			return CMD_ERROR;
+		}
+		nanosleep(&tick, NULL);
+	}
+	sync_print_state(j, a->json);
+	rc = (int)json_integer_value(json_object_get(j, "exit_code"));
+	json_decref(j);
+	return rc;
 }
 
 int cmd_sync(int argc, char **argv)
@@ -250,11 +364,13 @@ int cmd_sync(int argc, char **argv)
 		free(a.clients);
 		return rc < 0 ? CMD_OK : rc;
 	}
-	if (a.token_file && sync_read_token(&a) < 0) {
+	if (!a.o.from) {
+		rc = sync_ask(&a);
+	} else if (a.token_file && sync_read_token(&a) < 0) {
 		log_error("%s", log_reason(-EINVAL));
 		rc = CMD_USAGE;
-	} else if (cmd_lock_repo(&fd, a.repo, "sync (or set sync_from in "
-				 "server.conf: docs/REPLICATION.md)") < 0) {
+	} else if (sync_served(a.repo) ||
+		   cmd_lock_repo(&fd, a.repo, "sync --from") < 0) {
 		rc = CMD_ERROR;
 	} else {
 		rc = sync_repo(&a);

@@ -80,7 +80,7 @@ static const struct config_key config_keys[] = {
 	{ "sync_fingerprint", CONFIG_STRING, CONFIG_OFF(sync_fingerprint), 0,
 	  0 },
 	{ "sync_clients", CONFIG_STRING, CONFIG_OFF(sync_clients), 0, 0 },
-	{ "sync_interval", CONFIG_SECONDS, CONFIG_OFF(sync_interval), 1,
+	{ "sync_interval", CONFIG_SECONDS, CONFIG_OFF(sync_interval), 0,
 	  30 * 86400 },
 };
 

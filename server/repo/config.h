@@ -68,7 +68,8 @@ struct config {
 	/* Replication (docs/REPLICATION.md): the source's URL (NULL: no
 	 * sync), a file holding its token, its CA file or pinned
 	 * certificate, the clients to copy (comma-separated; NULL: all) and
-	 * the seconds between runs. */
+	 * the seconds between runs (0: only when asked, `dedup-server sync
+	 * --repo DIR`). */
 	char *sync_from;
 	char *sync_token_file;
 	char *sync_ca;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zstd.h>
 
@@ -520,7 +521,18 @@ static const char *sync_result_name(int rc)
 	return rc == -EBADMSG ? "partial" : "failed";
 }
 
-int sync_state_save(const char *repo, const char *from,
+int sync_exit_code(int rc)
+{
+	switch (rc) {
+	case 0: return SYNC_EXIT_OK;
+	case -ECONNREFUSED:
+	case -EPROTO: return SYNC_EXIT_UNREACHABLE;
+	case -EACCES: return SYNC_EXIT_TOKEN;
+	default: return SYNC_EXIT_FAILED;
+	}
+}
+
+int sync_state_save(const char *repo, const char *from, const char *request,
 		    const struct sync_report *r)
 {
 	char path[4200], t0[32], t1[32];
@@ -533,7 +545,7 @@ int sync_state_save(const char *repo, const char *from,
 	dd_format_time(t0, r->started);
 	dd_format_time(t1, r->finished);
 	j = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:s, s:s?, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+		      "s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:s?}",
 		      "version", 1, "from", from,
 		      "started", t0, "started_unix", (json_int_t)r->started,
 		      "finished", t1, "finished_unix", (json_int_t)r->finished,
@@ -549,7 +561,9 @@ int sync_state_save(const char *repo, const char *from,
 		      "last_ok_unix", last_ok ? json_integer(last_ok) :
 					       json_null(),
 		      "oldest_pending_unix", r->oldest_pending ?
-			      json_integer(r->oldest_pending) : json_null());
+			      json_integer(r->oldest_pending) : json_null(),
+		      "exit_code", sync_exit_code(r->rc),
+		      "request", request);
 	if (!j)
 		return -ENOMEM;
 	text = json_dumps(j, JSON_COMPACT);
@@ -617,6 +631,8 @@ struct sync_daemon {
 	struct tokens *tok;
 	struct sync_opts o;
 	unsigned interval;
+	bool asked;                  /* run again now */
+	char request[SYNC_REQUEST_LEN + 1];  /* the request asked for */
 };
 
 static bool sync_daemon_quitting(void *payload)
@@ -633,9 +649,15 @@ static bool sync_daemon_quitting(void *payload)
 /* One run, its result logged and saved. */
 static void sync_daemon_run(struct sync_daemon *d)
 {
+	char request[SYNC_REQUEST_LEN + 1];
 	struct sync_report r;
 	int rc;
 
+	pthread_mutex_lock(&d->mu);
+	memcpy(request, d->request, sizeof(request));
+	d->request[0] = '\0';
+	d->asked = false;
+	pthread_mutex_unlock(&d->mu);
 	sync_run(d->st, d->snaps, d->tok, &d->o, &r);
 	if (r.rc == -EINTR)
 		return;      /* stopping: the last result stands */
@@ -648,30 +670,113 @@ static void sync_daemon_run(struct sync_daemon *d)
 			 (unsigned long long)r.bytes_received);
 	else
 		log_warning("sync from %s: %s", d->o.from, r.error);
-	rc = sync_state_save(d->repo, d->o.from, &r);
+	rc = sync_state_save(d->repo, d->o.from, request[0] ? request : NULL,
+			     &r);
 	if (rc < 0)
 		log_warning("sync: cannot write %s: %s", SYNC_STATE_FILE,
 			    log_reason(rc));
 }
 
+/* Waits for the next run: the interval (0: forever), a request or quit. */
+static void sync_daemon_wait(struct sync_daemon *d)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += d->interval;
+	pthread_mutex_lock(&d->mu);
+	while (!d->quit && !d->asked) {
+		if (!d->interval)
+			pthread_cond_wait(&d->cv, &d->mu);
+		else if (pthread_cond_timedwait(&d->cv, &d->mu, &until) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
 static void *sync_daemon_main(void *arg)
 {
 	struct sync_daemon *d = arg;
-	struct timespec until;
+	bool first = true;
 
 	for (;;) {
+		if (!first || !d->interval)
+			sync_daemon_wait(d);
+		first = false;
 		if (sync_daemon_quitting(d))
 			break;
 		sync_daemon_run(d);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += d->interval;
-		pthread_mutex_lock(&d->mu);
-		while (!d->quit &&
-		       pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
-			;
-		pthread_mutex_unlock(&d->mu);
 	}
 	return NULL;
+}
+
+static void sync_request_path(char *out, size_t outsz, const char *repo)
+{
+	snprintf(out, outsz, "%s/%s", repo, SYNC_REQUEST_FILE);
+}
+
+int sync_request_write(const char *repo, char id[SYNC_REQUEST_LEN + 1])
+{
+	uint8_t raw[SYNC_REQUEST_LEN / 2];
+	char path[4200], line[SYNC_REQUEST_LEN + 2];
+	int rc;
+
+	rc = dd_random(raw, sizeof(raw));
+	if (rc < 0)
+		return rc;
+	dd_hex_encode(id, raw, sizeof(raw));
+	snprintf(line, sizeof(line), "%s\n", id);
+	sync_request_path(path, sizeof(path), repo);
+	return dd_write_file_atomic(path, line, strlen(line), 0600);
+}
+
+/* The id of a pending request, which is then removed; false if none (or
+ * a malformed one, removed too). */
+static bool sync_request_take(const char *repo, char id[SYNC_REQUEST_LEN + 1])
+{
+	char path[4200];
+	uint8_t *data = NULL;
+	size_t len = 0, i;
+	bool ok;
+
+	sync_request_path(path, sizeof(path), repo);
+	if (dd_read_file(path, 256, &data, &len) < 0)
+		return false;
+	unlink(path);
+	ok = len >= SYNC_REQUEST_LEN;
+	for (i = 0; ok && i < SYNC_REQUEST_LEN; i++)
+		ok = (data[i] >= '0' && data[i] <= '9') ||
+		     (data[i] >= 'a' && data[i] <= 'f');
+	if (ok) {
+		memcpy(id, data, SYNC_REQUEST_LEN);
+		id[SYNC_REQUEST_LEN] = '\0';
+	}
+	free(data);
+	return ok;
+}
+
+void sync_daemon_poll(struct sync_daemon *d, const char *repo)
+{
+	char id[SYNC_REQUEST_LEN + 1];
+	struct sync_report r;
+
+	if (!sync_request_take(repo, id))
+		return;
+	if (!d) {
+		memset(&r, 0, sizeof(r));
+		r.started = r.finished = dd_now();
+		r.rc = -EINVAL;
+		snprintf(r.error, sizeof(r.error), "sync_from is not set in "
+			 "this server's configuration");
+		if (sync_state_save(repo, "", id, &r) < 0)
+			log_warning("sync: cannot write %s", SYNC_STATE_FILE);
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	memcpy(d->request, id, sizeof(d->request));
+	d->asked = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
 }
 
 int sync_daemon_start(struct sync_daemon **out, const char *repo,

@@ -28,6 +28,18 @@
 #include <jansson.h>
 
 #define SYNC_STATE_FILE "sync.json"
+/* Written by `dedup-server sync --repo DIR` (without --from) to ask the
+ * serving process for a run now: one line, a request id of 32 hex. */
+#define SYNC_REQUEST_FILE "sync.request"
+#define SYNC_REQUEST_LEN 32
+
+/* Exit codes of `dedup-server sync` by a run's rc, also kept in
+ * sync.json ("exit_code") for the runs a serving process made. */
+#define SYNC_EXIT_OK 0
+#define SYNC_EXIT_FAILED 1           /* snapshots not copied, local error */
+#define SYNC_EXIT_UNREACHABLE 3      /* connect, TLS, not a dedup server */
+#define SYNC_EXIT_TOKEN 4            /* the source refused the token */
+int sync_exit_code(int rc);
 /* Ids per POST /chunks/fetch (halved while the source answers 413). */
 #define SYNC_FETCH_BATCH 1024
 
@@ -78,8 +90,9 @@ int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
 
 /* Writes <repo>/sync.json (0600, atomically): this run's report, and
  * the time of the last run with rc 0 (kept from the previous file when
- * this one failed). */
-int sync_state_save(const char *repo, const char *from,
+ * this one failed); `request` (NULL: none) is the id of the request the
+ * run answers (SYNC_REQUEST_FILE). */
+int sync_state_save(const char *repo, const char *from, const char *request,
 		    const struct sync_report *r);
 /*
  * The state for the status page and /metrics: sync.json as written, plus
@@ -90,13 +103,27 @@ int sync_state_save(const char *repo, const char *from,
  */
 int sync_state_load(const char *repo, int64_t now, json_t **out);
 
-/* The serving process's sync thread: runs sync_run now and then every
- * `interval` seconds until freed; the options' strings are borrowed. */
+/*
+ * The serving process's sync thread: runs sync_run at start and then every
+ * `interval` seconds (0: only when asked), and when asked through
+ * SYNC_REQUEST_FILE, until freed; the options' strings are borrowed.
+ */
 struct sync_daemon;
 int sync_daemon_start(struct sync_daemon **out, const char *repo,
 		      struct store *st, struct snapshots *snaps,
 		      struct tokens *tok, const struct sync_opts *o,
 		      unsigned interval);
+/*
+ * For the serving process's main loop (once a second): takes a pending
+ * <repo>/SYNC_REQUEST_FILE and has `d` run for it (after the run in
+ * progress, if any). Without a daemon (d NULL: no sync_from) the request
+ * is answered at once in sync.json as failed, "sync_from is not set".
+ */
+void sync_daemon_poll(struct sync_daemon *d, const char *repo);
+
+/* Writes a request (a fresh id, returned in id) for the serving process
+ * of `repo`. */
+int sync_request_write(const char *repo, char id[SYNC_REQUEST_LEN + 1]);
 /* Stops the thread (a run in progress stops at its next batch) and frees
  * it. NULL is a no-op. */
 void sync_daemon_free(struct sync_daemon *d);

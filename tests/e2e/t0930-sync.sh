@@ -102,7 +102,13 @@ check_eq "alice's token does not see bob's copy" 404 "$(api_status "$DA" GET "/a
 sync_run
 check_eq "sync into a served repository: exit 1" 1 "$(cat "$T/sync.rc")"
 check "... naming sync_from" grep -q "sync_from" "$T/sync.err"
+"$SERVER" sync --repo "$D" --wait 20 >/dev/null 2>"$T/err"
+check_eq "asking a server without sync_from: exit 1" 1 $?
+check "... it answers that sync_from is not set" grep -q "sync_from is not set" "$T/err"
 SERVER_PID=$DPID; server_stop TERM
+"$SERVER" sync --repo "$D" >/dev/null 2>"$T/err"
+check_eq "asking when no server serves the repository: exit 1" 1 $?
+check "... says so" grep -q "no dedup-server is serving" "$T/err"
 
 # ---- incremental: only the new chunks ----
 tree_a 2
@@ -238,6 +244,21 @@ check("/metrics: dedup_sync_last_snapshots_copied 1", "\ndedup_sync_last_snapsho
 PY
 check_eq "the destination serves meanwhile" 200 "$(api_status "" GET /api/v1/health)"
 check "frank's snapshot restores identical from the destination" restore_same "$DADM" "$IF" f1 "$T/data/f"
+SERVER_PID=$DPID; server_stop TERM
+
+# ---- a timer asks the serving destination (sync_interval = 0) ----
+prand f2 800000 > "$T/data/f/f2.bin"
+IF2=$(backup "$F" "$T/data/f" f2)
+server_start "$D" --set sync_from="$SURL" --set sync_token_file="$T/sync.token" \
+	--set sync_ca="$SCA" --set sync_clients=frank --set sync_interval=0 || exit 1
+DPID=$SERVER_PID
+check_eq "sync_interval=0: nothing copied at start" 404 "$(api_status "$DADM" GET "/api/v1/snapshots/$IF2")"
+"$SERVER" sync --repo "$D" --json --wait 60 >"$T/sync.out" 2>"$T/sync.err"
+check_eq "the timer's \`sync --repo DIR\`: exit 0" 0 $?
+check_eq "... reports the serving process's run: 1 snapshot copied" 1 "$(field snapshots_copied)"
+check_eq "... frank's new snapshot is on the serving destination" 200 "$(api_status "$DADM" GET "/api/v1/snapshots/$IF2")"
+"$SERVER" sync --repo "$D" --json --wait 60 >"$T/sync.out" 2>"$T/sync.err"
+check_eq "asked again: nothing to copy" 0 "$(field chunks_copied)"
 SERVER_PID=$DPID; server_stop TERM
 "$SERVER" check --repo "$D" --read-data >"$T/check.out" 2>&1
 check_eq "check --read-data on the destination is clean at the end" 0 $?
