@@ -262,4 +262,10 @@ check_eq "asked again: nothing to copy" 0 "$(field chunks_copied)"
 SERVER_PID=$DPID; server_stop TERM
 "$SERVER" check --repo "$D" --read-data >"$T/check.out" 2>&1
 check_eq "check --read-data on the destination is clean at the end" 0 $?
+
+# The timer and its service as packaged.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+check "dedup-sync.service and .timer pass the unit lint" python3 "$ROOT/packaging/lint-units.py" "$ROOT/conf/dedup-sync.service" "$ROOT/conf/dedup-sync.timer"
+check "the Debian copies of the units are the same" sh -c "cmp -s '$ROOT/conf/dedup-sync.service' '$ROOT/packaging/debian/dedup-server.dedup-sync.service' && cmp -s '$ROOT/conf/dedup-sync.timer' '$ROOT/packaging/debian/dedup-server.dedup-sync.timer'"
+check "the unit asks the packaged repository's server" grep -qx "ExecStart=/usr/sbin/dedup-server sync --repo /var/lib/dedup" "$ROOT/conf/dedup-sync.service"
 finish
