@@ -59,6 +59,9 @@ struct dd_httpc {
 	CURLcode last_cc;        /* of the last transfer */
 	long retry_after;        /* seconds a 429 asked for; 0: none */
 	int retries;             /* connection failures retried per request */
+	bool (*cancel)(void *payload);
+	void *cancel_payload;
+	bool cancelled;          /* the last transfer was aborted by cancel */
 };
 
 int dd_httpc_global_init(void)
@@ -84,6 +87,24 @@ static size_t dd_httpc_write_cb(char *p, size_t size, size_t n, void *payload)
 		return 0;    /* makes curl fail with CURLE_WRITE_ERROR */
 	}
 	return len;
+}
+
+/* Aborts the transfer when the owner asks (dd_httpc_opts.cancel). */
+static int dd_httpc_progress_cb(void *payload, curl_off_t dltotal,
+				curl_off_t dlnow, curl_off_t ultotal,
+				curl_off_t ulnow)
+{
+	struct dd_httpc *c = payload;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (c->cancel(c->cancel_payload)) {
+		c->cancelled = true;
+		return 1;
+	}
+	return 0;
 }
 
 static struct curl_slist *dd_httpc_headers(const char *auth, const char *ctype)
@@ -154,6 +175,8 @@ int dd_httpc_new(struct dd_httpc **out, const struct dd_httpc_opts *s)
 	if (!(c = calloc(1, sizeof(*c))))
 		return dd_error_set(-ENOMEM, "out of memory");
 	c->retries = s->retries >= 0 ? s->retries : DD_HTTPC_RETRIES;
+	c->cancel = s->cancel;
+	c->cancel_payload = s->cancel_payload;
 	if (!(c->base = strdup(s->server)) ||
 	    (s->ca && !(c->ca = strdup(s->ca))))
 		goto fail;
@@ -205,6 +228,12 @@ int dd_httpc_new(struct dd_httpc **out, const struct dd_httpc_opts *s)
 	curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, dd_httpc_write_cb);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+	if (c->cancel) {
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION,
+				 dd_httpc_progress_cb);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+	}
 
 	memset(auth, 0, auth_len);
 	free(auth);
@@ -249,6 +278,8 @@ static int dd_httpc_transport_error(struct dd_httpc *c, CURLcode cc)
 	const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
 	long oserr = 0;
 
+	if (c->cancelled)
+		return dd_error_set(-EINTR, "interrupted");
 	if (c->pin_mismatch) {
 		char want[65];
 
@@ -360,6 +391,7 @@ static int dd_httpc_request_once(struct dd_httpc *c, const char *method,
 		resp->cap : DD_HTTPC_MAX_RESPONSE;
 	c->overflow = false;
 	c->pin_mismatch = false;
+	c->cancelled = false;
 	c->errbuf[0] = '\0';
 
 	curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
@@ -407,7 +439,7 @@ static void dd_httpc_sleep_ms(long ms)
 /* True when the last failure was the connection, not the request. */
 static bool dd_httpc_retryable(const struct dd_httpc *c)
 {
-	if (c->pin_mismatch)
+	if (c->pin_mismatch || c->cancelled)
 		return false;
 	switch (c->last_cc) {
 	case CURLE_COULDNT_CONNECT:

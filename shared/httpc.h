@@ -24,6 +24,7 @@
 #ifndef DD_HTTPC_H
 #define DD_HTTPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -43,6 +44,10 @@ struct dd_httpc_opts {
 	const char *user_agent;   /* NULL: "dedup/VERSION" */
 	int retries;              /* connection failures retried per request;
 				   * negative: the default (6) */
+	/* Asked about once a second during a transfer; true aborts it
+	 * (-EINTR, "interrupted"). NULL: never. */
+	bool (*cancel)(void *payload);
+	void *cancel_payload;
 };
 
 /* Call once per process before any client (curl_global_init). */

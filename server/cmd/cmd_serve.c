@@ -493,6 +493,7 @@ cleanup:
 	free(cert);
 	if (lockfd >= 0)
 		close(lockfd);
+	dd_httpc_global_cleanup();
 	if (rc == 0)
 		log_info("stopped");
 	return rc < 0 ? CMD_ERROR : CMD_OK;

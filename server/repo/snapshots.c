@@ -1086,6 +1086,16 @@ void snapshots_totals(struct snapshots *s, uint64_t *count,
 	pthread_rwlock_unlock(&s->lock);
 }
 
+bool snapshots_has(struct snapshots *s, const char *id)
+{
+	bool have;
+
+	pthread_rwlock_rdlock(&s->lock);
+	have = snap_find(s, id) != NULL;
+	pthread_rwlock_unlock(&s->lock);
+	return have;
+}
+
 uint64_t snapshots_count(struct snapshots *s, const char *client)
 {
 	uint64_t n = 0;
@@ -1363,7 +1373,7 @@ int snapshots_import(struct snapshots *s, struct store *st,
 	char path[4200];
 	char *text = NULL;
 	size_t tlen = 0;
-	bool locked = false, have;
+	bool locked = false;
 	int rc;
 
 	memset(&rq, 0, sizeof(rq));
@@ -1373,10 +1383,7 @@ int snapshots_import(struct snapshots *s, struct store *st,
 		return dd_error_set(-EINVAL, "manifest has no valid 'id'");
 	snprintf(e.id, sizeof(e.id), "%s", json_string_value(v));
 	snprintf(e.client, sizeof(e.client), "%s", client);
-	pthread_rwlock_rdlock(&s->lock);
-	have = snap_find(s, e.id) != NULL;
-	pthread_rwlock_unlock(&s->lock);
-	if (have)
+	if (snapshots_has(s, e.id))
 		return -EEXIST;
 	if (!(req = snap_import_request(manifest)) || !(cat = json_array())) {
 		rc = -ENOMEM;

@@ -174,6 +174,9 @@ int snapshots_paths_digest(json_t *paths, struct dd_id *out);
 void snapshots_totals(struct snapshots *s, uint64_t *count,
 		      uint64_t *bytes_logical, uint64_t *bytes_catalog);
 
+/* True if snapshot `id` (64 hex) is indexed (in memory; no file read). */
+bool snapshots_has(struct snapshots *s, const char *id);
+
 /* Number of snapshots of one client. */
 uint64_t snapshots_count(struct snapshots *s, const char *client);
 

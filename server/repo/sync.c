@@ -309,14 +309,12 @@ static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
 /* One listed snapshot: skipped, present, copied or failed. */
 static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 {
-	json_t *m = NULL;
 	int rc;
 
 	if (c->o->newer_than && it->unix_written < c->o->newer_than)
 		return 0;
 	c->r->listed++;
-	if (snapshots_load(c->snaps, it->id, &m) == 0) {
-		json_decref(m);
+	if (snapshots_has(c->snaps, it->id)) {
 		c->r->present++;
 		return 0;
 	}
@@ -406,8 +404,10 @@ static int sync_check_source(struct sync_ctx *c)
 		rc = dd_error_set(-EPROTO, "no dedup health answer");
 	json_decref(j);
 	j = NULL;
+	/* An HTTP answer that is not dedup's (httpc.h: a status error's
+	 * reason starts "server: "), or no JSON: another kind of server. */
 	if (rc == -ENOENT || rc == -EBADMSG || rc == -EACCES ||
-	    (rc == -EPROTO && !strstr(dd_error_last(), "TLS")))
+	    (rc == -EPROTO && strncmp(dd_error_last(), "server: ", 8) == 0))
 		return dd_error_set(-EPROTO, "'%s' is not a dedup server: %s",
 				    c->o->from, dd_error_last());
 	if (rc < 0)
@@ -426,6 +426,7 @@ static int sync_open(struct sync_ctx *c, struct tokens *tok)
 		.server = c->o->from, .token = c->o->token, .ca = c->o->ca,
 		.fingerprint = c->o->fingerprint,
 		.user_agent = "dedup-server-sync/" DD_VERSION, .retries = -1,
+		.cancel = c->o->stop, .cancel_payload = c->o->stop_payload,
 	};
 	int rc;
 

@@ -107,7 +107,10 @@ int syncwire_item_parse(json_t *item, bool (*valid_name)(const char *),
 	snprintf(out->client, sizeof(out->client), "%s",
 		 json_string_value(client));
 	if (!json_is_string(cursor) || json_string_length(cursor) < 1 ||
-	    json_string_length(cursor) >= sizeof(out->cursor))
+	    json_string_length(cursor) >= sizeof(out->cursor) ||
+	    strspn(json_string_value(cursor), "0123456789abcdefghijklmnopqrstu"
+		   "vwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_.") !=
+	    json_string_length(cursor))
 		return dd_error_set(-EBADMSG, "the source listed snapshot %s "
 				    "without a valid cursor", out->id);
 	snprintf(out->cursor, sizeof(out->cursor), "%s",

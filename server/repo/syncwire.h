@@ -42,7 +42,8 @@ struct syncwire_item {
 };
 
 /* -EBADMSG with a reason when the item lacks a valid id, client name
- * (`valid_name` decides), unix_written or cursor. */
+ * (`valid_name` decides), unix_written or cursor (1..127 of
+ * [A-Za-z0-9._-]: it goes back into a URL). */
 int syncwire_item_parse(json_t *item, bool (*valid_name)(const char *),
 			struct syncwire_item *out);
 

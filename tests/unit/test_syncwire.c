@@ -167,6 +167,8 @@ static void test_item(void)
 	json_object_set_new(j, "id", json_string(id));
 	json_object_del(j, "cursor");
 	CHECK_EQ(syncwire_item_parse(j, name_ok, &it), -EBADMSG);
+	json_object_set_new(j, "cursor", json_string("1-a&client=bob"));
+	CHECK_EQ(syncwire_item_parse(j, name_ok, &it), -EBADMSG);
 	json_object_set_new(j, "cursor", json_string("1-a"));
 	json_object_set_new(j, "unix_written", json_string("17"));
 	CHECK_EQ(syncwire_item_parse(j, name_ok, &it), -EBADMSG);
