@@ -199,6 +199,7 @@ PY
 src_start
 sync_run
 check_eq "damaged chunk at the source: exit 1 (some snapshots not copied)" 1 "$(cat "$T/sync.rc")"
+grep -m1 "not copied" "$T/sync.err" | sed 's/^/# /'
 check_eq "damaged chunk: one snapshot not copied" 1 "$(field snapshots_failed)"
 check "damaged chunk: the error names the chunk" grep -q "chunk $BAD" "$T/sync.err"
 check "damaged chunk: dave's snapshot is not created" not have_snap "$ID"
@@ -276,6 +277,71 @@ page_view() {
 	fi
 	T="$T" timeout 60 python3 "$T/page.py" "$chromium" "$1" "$2" 2>>"$T/page.err"
 }
+
+# ---- a source that sends damaged bytes under a chunk's id ----
+# A TLS proxy in front of the source (with the source's certificate)
+# flips a byte in every fetched record of more than 100 KB: gina's big
+# file; hank's snapshot has only small chunks and must still be copied.
+cat > "$T/evil.py" <<'PY'
+import http.server, json, os, ssl, struct, sys, threading, urllib.request
+up, cert, key, portfile, log = sys.argv[1:6]
+ctx_up = ssl.create_default_context(cafile=cert)
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def fwd(self, body=None):
+        req = urllib.request.Request(up + self.path, data=body, method=self.command,
+            headers={k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")})
+        try:
+            r = urllib.request.urlopen(req, context=ctx_up)
+            status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        if self.path.endswith("/chunks/fetch") and status == 200:
+            data = bytearray(data); off = 12
+            for _ in range(struct.unpack_from("<I", data, 8)[0]):
+                plain, stored = struct.unpack_from("<II", data, off + 36)
+                if plain > 100000:
+                    data[off + 44 + stored // 2] ^= 0x40
+                    open(log, "a").write(data[off:off + 32].hex() + "\n")
+                off += 44 + stored
+            data = bytes(data)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype); self.send_header("Content-Length", str(len(data)))
+        self.end_headers(); self.wfile.write(data)
+    def do_GET(self): self.fwd()
+    def do_POST(self): self.fwd(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+open(portfile + ".tmp", "w").write(str(srv.server_address[1])); os.rename(portfile + ".tmp", portfile)
+srv.serve_forever()
+PY
+G=$(token_add "$S" gina)
+H=$(token_add "$S" hank)
+mkdir -p "$T/data/g" "$T/data/h"
+prand g1 2500000 > "$T/data/g/g.bin"
+for i in $(seq 1 30); do echo "hank's small file $i" > "$T/data/h/f$i"; done
+IG=$(backup "$G" "$T/data/g" g1)
+IH=$(backup "$H" "$T/data/h" h1)
+python3 "$T/evil.py" "$SURL" "$SCA" "$S/tls/key.pem" "$T/evil.port" "$T/evil.log" 2>"$T/evil.err" &
+EVIL_PID=$!
+for i in $(seq 1 100); do [ -s "$T/evil.port" ] && break; sleep 0.05; done
+"$SERVER" sync --repo "$D" --from "https://127.0.0.1:$(cat "$T/evil.port")" --token-file "$T/sync.token" \
+	--ca "$SCA" --json --client gina --client hank >"$T/sync.out" 2>"$T/sync.err"
+echo $? > "$T/sync.rc"
+kill "$EVIL_PID" 2>/dev/null; wait "$EVIL_PID" 2>/dev/null
+check_eq "damaged bytes from the source: exit 1" 1 "$(cat "$T/sync.rc")"
+grep -m1 "not copied" "$T/sync.err" | sed 's/^/# /'
+check "the proxy damaged some chunks" test -s "$T/evil.log"
+check "the error names a damaged chunk as refused" grep -qE "chunk ($(paste -sd'|' "$T/evil.log")) refused" "$T/sync.err"
+check "... and says why (damaged or does not decompress)" grep -qE "damaged|does not decompress" "$T/sync.err"
+check "gina's snapshot is not created" not have_snap "$IG"
+check "hank's snapshot is" have_snap "$IH"
+check "no damaged chunk is stored at the destination" not grep -qFf "$T/evil.log" <(dest_chunks)
+"$SERVER" check --repo "$D" --read-data >"$T/check.out" 2>&1
+check_eq "check --read-data on the destination is clean after it" 0 $?
+sync_run --client gina
+check_eq "straight from the source, gina's snapshot is copied" 1 "$(field snapshots_copied)"
 
 # ---- a serving destination syncs by itself (sync_from) ----
 mkdir -p "$T/data/f"
