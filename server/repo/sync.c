@@ -142,8 +142,13 @@ static int sync_fetch(struct sync_ctx *c, const struct dd_id *ids, size_t n)
 		return rc;
 	if (n == 1) {
 		dd_id_to_hex(hex, &ids[0]);
+		/* -EBADMSG: what it sent failed our check; else the source
+		 * would not send it (one it found damaged is dropped from
+		 * its index: then "unknown chunk"). */
 		snprintf(c->chunk_error, sizeof(c->chunk_error),
-			 "chunk %s refused: %s", hex, log_reason(rc));
+			 rc == -EBADMSG ? "chunk %s refused: %s" :
+			 "chunk %s: the source cannot send it: %s", hex,
+			 log_reason(rc));
 		return rc;
 	}
 	/* The first chunk at fault fails the snapshot: no need to look for
