@@ -102,6 +102,7 @@ void route_browse_ticket(void *payload, const struct http_request *req,
 			 struct http_reply *rep);
 void route_browse_download(void *payload, const struct http_request *req,
 			   struct http_reply *rep);
+
 /* routes_sync.c: GET /api/v1/sync, and the dedup_sync_* series of
  * /metrics (none before a first sync). */
 void route_sync(void *payload, const struct http_request *req,
