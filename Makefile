@@ -40,7 +40,7 @@ DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
              -DDD_SYSCONFDIR='"$(SYSCONFDIR)"' $(PKG_CFLAGS) $(CFLAGS)
 
 LIBS_COMMON := $(shell $(PKG_CONFIG) --libs libzstd openssl jansson) -pthread
-LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive) -lleveldb
+LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive libcurl) -lleveldb
 LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive fuse3)
 
 ifeq ($(V),1)
@@ -114,6 +114,10 @@ $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_O
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
+# dedup-server sync's checks of what a source sends (server/repo/syncwire.c,
+# included by the test).
+$(O)/tests/test_syncwire: DD_CFLAGS += $(SERVER_INC)
 
 # ---- storage backends (server/store/backend*.h, docs/STORAGE.md) ----
 # The directory backend is part of the server. The RADOS backend is a

@@ -32,6 +32,8 @@ static const struct verb verbs[] = {
 	  "remove snapshots by the retention policies, then gc" },
 	{ "gc", cmd_gc, cmd_gc_usage,
 	  "delete unused chunks and rewrite mostly dead packs" },
+	{ "sync", cmd_sync, cmd_sync_usage,
+	  "copy snapshots from another dedup-server" },
 	/* Hidden (summary NULL): for tests and inspection. */
 	{ "debug", cmd_debug, cmd_debug_usage, NULL },
 };

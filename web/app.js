@@ -434,6 +434,28 @@ $("browse-close").addEventListener("click", () => {
   browse.id = null;
 });
 
+// Replication (GET /api/v1/sync, docs/REPLICATION.md): shown once a sync
+// is configured or has run; null for a client token.
+function showSync(s) {
+  const show = !!s && (s.configured || !!s.last);
+  $("sync-section").classList.toggle("hidden", !show);
+  if (!show) return;
+  const body = $("sync");
+  body.replaceChildren();
+  const tr = document.createElement("tr");
+  const last = s.last;
+  cell(tr, (last && last.from) || s.from || "-");
+  const ago = last ? Date.now() / 1000 - last.finished_unix : null;
+  const when = cell(tr, last ? age(ago) : "not yet", "age", ago);
+  if (last) when.title = shortTime(last.finished);
+  const res = cell(tr, last ? last.result : "-", last ? "result-" + (last.result === "ok" ? "ok" : "failed") : null);
+  if (last && last.error) res.title = last.error;
+  cell(tr, last ? String(last.snapshots_copied) : "-", "num", last ? last.snapshots_copied : null);
+  cell(tr, last ? bytes(last.bytes_copied) : "-", "num", last ? last.bytes_copied : null);
+  cell(tr, s.lag_seconds === null ? "-" : duration(s.lag_seconds), "num lag", s.lag_seconds);
+  body.appendChild(tr);
+}
+
 // ---- loading ----
 
 let timer = null;
@@ -450,11 +472,11 @@ async function load() {
     ]);
     // The clients table is an admin's: a client token does not ask (the
     // 403 would only litter the console).
-    let clients = null;
+    let clients = null, sync = null;
     const clientsWhy = "The clients table needs an admin token; this one belongs to a client.";
     if (stats.scope !== "client") {
       try {
-        clients = await api("/api/v1/clients");
+        [clients, sync] = await Promise.all([api("/api/v1/clients"), api("/api/v1/sync")]);
       } catch (e) {
         if (!(e instanceof HttpError) || e.status !== 403) throw e;
       }
@@ -463,6 +485,7 @@ async function load() {
     showChart(hist);
     showProgress(sessions);
     if (clients) showClients(clients); else hideClients(clientsWhy);
+    showSync(sync);
     showSnapshots(snaps);
     $("login").classList.add("hidden");
     $("app").classList.remove("hidden");

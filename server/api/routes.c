@@ -123,6 +123,8 @@ const struct http_route routes_table[] = {
 	  .fn = route_browse_download },
 	{ .method = "GET", .path = "/metrics", .auth = true, .admin = true,
 	  .fn = route_metrics },
+	{ .method = "GET", .path = API "/sync", .auth = true, .admin = true,
+	  .fn = route_sync },
 };
 
 const size_t routes_count = DD_ARRAY_SIZE(routes_table);

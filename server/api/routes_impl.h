@@ -103,6 +103,16 @@ void route_browse_ticket(void *payload, const struct http_request *req,
 void route_browse_download(void *payload, const struct http_request *req,
 			   struct http_reply *rep);
 
+/* routes_sync.c: GET /api/v1/sync, and the dedup_sync_* series of
+ * /metrics (none before a first sync). */
+void route_sync(void *payload, const struct http_request *req,
+		struct http_reply *rep);
+int routes_metrics_sync(struct dd_buf *b, struct routes_ctx *ctx,
+			int64_t now);
+/* routes_status.c: one gauge without labels. */
+int routes_gauge(struct dd_buf *b, const char *name, const char *help,
+		 double v);
+
 /* routes_admin.c */
 void route_gc(void *payload, const struct http_request *req,
 	      struct http_reply *rep);

@@ -554,8 +554,8 @@ void route_history(void *payload, const struct http_request *req,
 
 /* ---- GET /metrics (admin) ---- */
 
-static int routes_gauge(struct dd_buf *b, const char *name, const char *help,
-			double v)
+int routes_gauge(struct dd_buf *b, const char *name, const char *help,
+		 double v)
 {
 	int rc = metrics_header(b, name, "gauge", help);
 
@@ -754,6 +754,8 @@ void route_metrics(void *payload, const struct http_request *req,
 					    (double)(now - sums.v[i].last_written));
 	if (rc == 0)
 		rc = routes_metrics_states(&b, ctx, &sums, &tl, now);
+	if (rc == 0)
+		rc = routes_metrics_sync(&b, ctx, now);
 	free(sums.v);
 	tokens_list_release(&tl);
 	if (rc < 0) {

@@ -19,6 +19,7 @@ int cmd_repair(int argc, char **argv);
 int cmd_debug(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 
 /* For maintenance verbs (check, repair, debug): validates the repository
  * and takes the server lock, printing a clear error (a running server
@@ -35,6 +36,7 @@ extern const char cmd_repair_usage[];
 extern const char cmd_debug_usage[];
 extern const char cmd_gc_usage[];
 extern const char cmd_prune_usage[];
+extern const char cmd_sync_usage[];
 
 /* For gc and prune (cmd_gc.c): open the store and snapshots of a locked
  * repository, and run a collection printing its report. Both log their

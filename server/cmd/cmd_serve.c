@@ -32,6 +32,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "http.h"
+#include "httpc.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -42,6 +43,7 @@
 #include "snapshots.h"
 #include "storage.h"
 #include "store.h"
+#include "sync.h"
 #include "tls.h"
 #include "tokens.h"
 #include "usage.h"
@@ -72,7 +74,9 @@ const char cmd_serve_usage[] =
 	"drain_timeout, session_timeout, stale_after,\n"
 	"missing_ids_per_second, missing_ids_burst, notify_command,\n"
 	"notify_email, sendmail, notify_interval, notify_repeat,\n"
-	"notify_timeout (see conf/server.conf.example).\n";
+	"notify_timeout, sync_from, sync_token_file, sync_ca,\n"
+	"sync_fingerprint, sync_clients, sync_interval\n"
+	"(see conf/server.conf.example).\n";
 
 /*
  * Parses "HOST:PORT" or "[IPV6]:PORT" into *ss. HOST may be a name (the
@@ -233,8 +237,100 @@ static int serve_notify_new(struct notify **out, const struct config *cfg)
 	return notify_new(out, cfg->repo, &o);
 }
 
+/* The replication thread's settings (sync_from in server.conf). */
+struct serve_sync {
+	struct sync_opts o;
+	char *token;
+	char *names;                /* sync_clients, cut at the commas */
+	const char **clients;
+	struct sync_daemon *daemon;
+};
+
+/* Splits sync_clients ("a,b c") into names; each must be valid. */
+static int serve_sync_clients(struct serve_sync *ss, const char *list)
+{
+	size_t n = 0;
+	char *p, *save = NULL;
+
+	if (!(ss->names = strdup(list)) ||
+	    !(ss->clients = calloc(strlen(list) / 2 + 2, sizeof(char *))))
+		return -ENOMEM;
+	for (p = strtok_r(ss->names, ", ", &save); p;
+	     p = strtok_r(NULL, ", ", &save)) {
+		if (!tokens_name_valid(p))
+			return dd_error_set(-EINVAL, "sync_clients: invalid "
+					    "client name '%s'", p);
+		ss->clients[n++] = p;
+	}
+	ss->o.clients = ss->clients;
+	ss->o.nclients = n;
+	return 0;
+}
+
+/* The source's token: the first line of sync_token_file. */
+static int serve_sync_token(struct serve_sync *ss, const char *path)
+{
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = dd_read_file(path, 4096, &data, &len);
+	if (rc < 0)
+		return log_wrap(rc, "cannot read sync_token_file '%s'", path);
+	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		len--;
+	if (len == 0 || memchr(data, '\n', len) || memchr(data, '\0', len)) {
+		free(data);
+		return dd_error_set(-EINVAL, "sync_token_file '%s' does not "
+				    "hold one token", path);
+	}
+	ss->token = (char *)data;
+	ss->token[len] = '\0';
+	ss->o.token = ss->token;
+	return 0;
+}
+
+/* Starts the replication thread when sync_from is set. */
+static int serve_sync_start(struct serve_sync *ss, const struct config *cfg,
+			    struct routes_ctx *ctx)
+{
+	int rc;
+
+	if (!cfg->sync_from)
+		return 0;
+	ss->o.from = cfg->sync_from;
+	ss->o.ca = cfg->sync_ca;
+	ss->o.fingerprint = cfg->sync_fingerprint;
+	rc = serve_sync_token(ss, cfg->sync_token_file);
+	if (rc == 0 && cfg->sync_clients)
+		rc = serve_sync_clients(ss, cfg->sync_clients);
+	if (rc == 0)
+		rc = sync_daemon_start(&ss->daemon, cfg->repo, ctx->store,
+				       ctx->snapshots, ctx->tokens, &ss->o,
+				       cfg->sync_interval);
+	if (rc == 0 && cfg->sync_interval)
+		log_info("syncing from %s every %u s", cfg->sync_from,
+			 cfg->sync_interval);
+	else if (rc == 0)
+		log_info("syncing from %s when asked (dedup-server sync "
+			 "--repo %s)", cfg->sync_from, cfg->repo);
+	return rc;
+}
+
+static void serve_sync_stop(struct serve_sync *ss)
+{
+	sync_daemon_free(ss->daemon);
+	ss->daemon = NULL;
+	if (ss->token)
+		OPENSSL_cleanse(ss->token, strlen(ss->token));
+	free(ss->token);
+	free(ss->names);
+	free(ss->clients);
+}
+
 static int serve_run(const struct config *cfg, const char *ready_file)
 {
+	struct serve_sync sync;
 	struct routes_ctx ctx;
 	struct http_config hc;
 	struct http_server *http = NULL;
@@ -249,6 +345,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	int lockfd = -1, sig = 0, rc;
 
 	memset(&ctx, 0, sizeof(ctx));
+	memset(&sync, 0, sizeof(sync));
 
 	/* Before any thread (LevelDB's, libmicrohttpd's) is created. */
 	sigemptyset(&sigs);
@@ -263,6 +360,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc < 0)
 		goto cleanup;
 	rc = repo_config_load(&ctx.config, repo);
+	if (rc == 0)    /* before any thread: libcurl's setup is not safe */
+		rc = dd_httpc_global_init();
 	if (rc < 0)
 		goto cleanup;
 	rc = repo_lock_server(&lockfd, repo);
@@ -359,6 +458,9 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		if (rc < 0)
 			goto cleanup;
 	}
+	rc = serve_sync_start(&sync, cfg, &ctx);
+	if (rc < 0)
+		goto cleanup;
 
 	for (;;) {
 		sig = sigtimedwait(&sigs, NULL, &tick);
@@ -367,6 +469,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		if (sig == SIGHUP)
 			serve_reload(http, cert_path, key_path);
 		http_reap(http);
+		sync_daemon_poll(sync.daemon, repo);
 		notify_tick(ctx.notify, ctx.snapshots, ctx.sessions, ctx.tokens,
 			    dd_now());
 	}
@@ -376,6 +479,7 @@ cleanup:
 	if (rc < 0)
 		log_error("%s", log_reason(rc));
 	/* Order matters: no request may run once the store is closed. */
+	serve_sync_stop(&sync);
 	http_stop(http);
 	notify_free(ctx.notify);
 	store_close(ctx.store);
@@ -389,6 +493,7 @@ cleanup:
 	free(cert);
 	if (lockfd >= 0)
 		close(lockfd);
+	dd_httpc_global_cleanup();
 	if (rc == 0)
 		log_info("stopped");
 	return rc < 0 ? CMD_ERROR : CMD_OK;

@@ -74,6 +74,14 @@ static const struct config_key config_keys[] = {
 	  10 * CONFIG_YEAR },
 	{ "notify_timeout", CONFIG_SECONDS, CONFIG_OFF(notify_timeout), 1,
 	  3600 },
+	{ "sync_from", CONFIG_STRING, CONFIG_OFF(sync_from), 0, 0 },
+	{ "sync_token_file", CONFIG_PATH, CONFIG_OFF(sync_token_file), 0, 0 },
+	{ "sync_ca", CONFIG_PATH, CONFIG_OFF(sync_ca), 0, 0 },
+	{ "sync_fingerprint", CONFIG_STRING, CONFIG_OFF(sync_fingerprint), 0,
+	  0 },
+	{ "sync_clients", CONFIG_STRING, CONFIG_OFF(sync_clients), 0, 0 },
+	{ "sync_interval", CONFIG_SECONDS, CONFIG_OFF(sync_interval), 0,
+	  30 * 86400 },
 };
 
 int config_init(struct config *c)
@@ -104,6 +112,7 @@ int config_init(struct config *c)
 	c->notify_interval = 60;
 	c->notify_repeat = 86400;
 	c->notify_timeout = 30;
+	c->sync_interval = 3600;
 	return 0;
 }
 
@@ -118,6 +127,11 @@ void config_release(struct config *c)
 	free(c->sendmail);
 	free(c->ceph_conf);
 	free(c->ceph_user);
+	free(c->sync_from);
+	free(c->sync_token_file);
+	free(c->sync_ca);
+	free(c->sync_fingerprint);
+	free(c->sync_clients);
 	free(c->clients);
 	memset(c, 0, sizeof(*c));
 }
@@ -321,6 +335,12 @@ int config_set(struct config *c, const char *key,
 
 int config_check(struct config *c)
 {
+	if (c->sync_from && !c->sync_token_file)
+		return dd_error_set(-EINVAL, "sync_from needs sync_token_file "
+				    "(the source's token)");
+	if (c->sync_from && strncmp(c->sync_from, "https://", 8) != 0)
+		return dd_error_set(-EINVAL, "sync_from must be an https:// "
+				    "URL, not '%s'", c->sync_from);
 	if (c->reserved_connections == CONFIG_RESERVED_AUTO) {
 		c->reserved_connections = c->max_connections / 4;
 		return 0;

@@ -65,6 +65,17 @@ struct config {
 	unsigned notify_interval;
 	unsigned notify_repeat;
 	unsigned notify_timeout;
+	/* Replication (docs/REPLICATION.md): the source's URL (NULL: no
+	 * sync), a file holding its token, its CA file or pinned
+	 * certificate, the clients to copy (comma-separated; NULL: all) and
+	 * the seconds between runs (0: only when asked, `dedup-server sync
+	 * --repo DIR`). */
+	char *sync_from;
+	char *sync_token_file;
+	char *sync_ca;
+	char *sync_fingerprint;
+	char *sync_clients;
+	unsigned sync_interval;
 	/* Retention: `keep_daily = 7` for every client, and overrides,
 	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
 	struct retention_policy keep;

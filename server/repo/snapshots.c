@@ -1118,6 +1118,16 @@ void snapshots_totals(struct snapshots *s, uint64_t *count,
 	pthread_rwlock_unlock(&s->lock);
 }
 
+bool snapshots_has(struct snapshots *s, const char *id)
+{
+	bool have;
+
+	pthread_rwlock_rdlock(&s->lock);
+	have = snap_find(s, id) != NULL;
+	pthread_rwlock_unlock(&s->lock);
+	return have;
+}
+
 uint64_t snapshots_count(struct snapshots *s, const char *client)
 {
 	uint64_t n = 0;
@@ -1313,4 +1323,153 @@ void snapshots_free(struct snapshots *s)
 	pthread_rwlock_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->commit_lock);
 	free(s);
+}
+
+/* ---- import (dedup-server sync, server/repo/sync.h) ---- */
+
+/* A create request made of a source manifest's fields, for
+ * snap_parse_request (the manifest says unix_time, a request time_start). */
+static json_t *snap_import_request(json_t *m)
+{
+	json_t *rq = json_object(), *v;
+	static const char *const keep[] = { "host", "paths", "catalog",
+		"parent", "bytes_new", "chunks_new", "bytes_sent" };
+	size_t i;
+
+	if (!rq)
+		return NULL;
+	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		v = json_object_get(m, keep[i]);
+		if (v && json_object_set(rq, keep[i], v) < 0)
+			goto fail;
+	}
+	v = json_object_get(m, "unix_time");
+	if (v && json_object_set(rq, "time_start", v) < 0)
+		goto fail;
+	return rq;
+fail:
+	json_decref(rq);
+	return NULL;
+}
+
+/* The source's write time: written_ns, else unix_written in seconds. */
+static int snap_import_written(json_t *m, int64_t now_ns, int64_t *out)
+{
+	json_t *ns = json_object_get(m, "written_ns");
+	json_t *s = json_object_get(m, "unix_written");
+
+	if (json_is_integer(ns) && json_integer_value(ns) > 0)
+		*out = (int64_t)json_integer_value(ns);
+	else if (json_is_integer(s) && json_integer_value(s) > 0 &&
+		 json_integer_value(s) < SNAPSHOTS_TIME_MAX)
+		*out = (int64_t)json_integer_value(s) * SNAPSHOTS_NS;
+	else
+		return dd_error_set(-EINVAL, "manifest has no valid "
+				    "'written_ns' or 'unix_written'");
+	if (*out > now_ns + (int64_t)SNAPSHOTS_CLOCK_SKEW * SNAPSHOTS_NS)
+		return dd_error_set(-EINVAL, "manifest was written %lld s "
+				    "ahead of this server's clock",
+				    (long long)((*out - now_ns) /
+						SNAPSHOTS_NS));
+	return 0;
+}
+
+/* The fields of the manifest a create would write, plus the copy's own:
+ * "synced_ns", when this server wrote it. */
+static json_t *snap_import_manifest(const struct snap *e,
+				    const struct snap_request *rq, json_t *cat,
+				    uint64_t catalog_bytes,
+				    const struct snap_counts *cnt,
+				    int64_t synced_ns)
+{
+	json_t *m = snap_manifest(e, rq, cat, catalog_bytes, cnt);
+
+	if (m && json_object_set_new(m, "synced_ns",
+				     json_integer((json_int_t)synced_ns)) < 0) {
+		json_decref(m);
+		return NULL;
+	}
+	return m;
+}
+
+int snapshots_import(struct snapshots *s, struct store *st,
+		     const struct domains_tag *dom, const char *client,
+		     json_t *manifest)
+{
+	struct snap_request rq;
+	struct snap_counts cnt;
+	struct snap e;
+	json_t *req = NULL, *m = NULL, *cat = NULL, *v;
+	uint64_t catalog_bytes = 0;
+	int64_t now_ns = snap_now_ns();
+	char path[4200];
+	char *text = NULL;
+	size_t tlen = 0;
+	bool locked = false;
+	int rc;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&e, 0, sizeof(e));
+	v = json_object_get(manifest, "id");
+	if (!json_is_string(v) || !snap_is_hex64(json_string_value(v)))
+		return dd_error_set(-EINVAL, "manifest has no valid 'id'");
+	snprintf(e.id, sizeof(e.id), "%s", json_string_value(v));
+	snprintf(e.client, sizeof(e.client), "%s", client);
+	if (snapshots_has(s, e.id))
+		return -EEXIST;
+	if (!(req = snap_import_request(manifest)) || !(cat = json_array())) {
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	rc = snap_parse_request(&rq, req);
+	if (rc == 0)
+		rc = snap_import_written(manifest, now_ns, &e.written_ns);
+	if (rc == 0)
+		rc = snap_check_time(&rq, dd_now());
+	if (rc == 0)
+		rc = snap_check_distinct(&rq);
+	if (rc == 0)
+		rc = snap_check_limit(s, client);
+	if (rc < 0)
+		goto cleanup;
+	pthread_rwlock_rdlock(&s->commit_lock);
+	locked = true;
+	rc = snap_lookup_catalog(st, dom, &rq, cat, &catalog_bytes);
+	if (rc == 0)
+		rc = snap_check_catalog(st, dom, &rq, &cnt);
+	if (rc < 0)
+		goto cleanup;
+	e.unix_time = rq.time_start;
+	e.bytes_total = cnt.bytes_total;
+	e.catalog_bytes = catalog_bytes;
+	e.bytes_new = (uint64_t)rq.bytes_new;
+	e.bytes_sent = (uint64_t)rq.bytes_sent;
+	e.ncatalog = rq.ncatalog;
+	m = snap_import_manifest(&e, &rq, cat, catalog_bytes, &cnt, now_ns);
+	cat = NULL;      /* the manifest took it, even on failure */
+	if (!m) {
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	rc = snap_digests(&e, m);
+	if (rc == 0)
+		rc = snap_dump(m, &text, &tlen);
+	if (rc < 0)
+		goto cleanup;
+	snprintf(path, sizeof(path), "%s/%s.json", s->dir, e.id);
+	rc = snap_write(s, e.id, path, text, tlen);
+	if (rc < 0)
+		goto cleanup;
+	pthread_rwlock_wrlock(&s->lock);
+	rc = snap_find(s, e.id) ? -EEXIST : snapshots_insert(s, &e);
+	pthread_rwlock_unlock(&s->lock);
+cleanup:
+	if (locked)
+		pthread_rwlock_unlock(&s->commit_lock);
+	free(text);
+	json_decref(m);
+	json_decref(cat);
+	json_decref(req);
+	free(rq.catalog);
+	return rc;
 }

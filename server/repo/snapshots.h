@@ -90,6 +90,24 @@ int snapshots_create(struct snapshots *s, struct store *st,
 		     size_t *out_len);
 
 /*
+ * Creates a copy of another server's snapshot (dedup-server sync,
+ * docs/REPLICATION.md) from its manifest as that server's GET
+ * /snapshots/ID gives it: the same id, client, host, paths, times
+ * (unix_time, and written_ns, which orders it and drives retention here
+ * as there), parent and reported bytes_new/chunks_new/bytes_sent. The
+ * catalog is checked exactly as for a create (every chunk stored and held
+ * by `dom`, else -ENOENT naming it) and the counts are computed here; the
+ * manifest also gets "synced_ns", this server's clock when it wrote the
+ * copy. -EEXIST if a snapshot with that id exists (nothing is written),
+ * -EINVAL for a manifest a create would refuse or one written more than
+ * SNAPSHOTS_CLOCK_SKEW ahead of this clock, -EDQUOT at the client's
+ * snapshot limit, -ENOSPC, -EIO. `client` must be a valid client name.
+ */
+int snapshots_import(struct snapshots *s, struct store *st,
+		     const struct domains_tag *dom, const char *client,
+		     json_t *manifest);
+
+/*
  * Deletes a snapshot: its manifest file (then the directory is synced)
  * and its place in the index. -ENOENT if unknown. The chunks it used stay
  * until a garbage collection finds nobody else uses them.
@@ -158,6 +176,9 @@ int snapshots_paths_digest(json_t *paths, struct dd_id *out);
  * their catalog_bytes (the catalogs: names and metadata). */
 void snapshots_totals(struct snapshots *s, uint64_t *count,
 		      uint64_t *bytes_logical, uint64_t *bytes_catalog);
+
+/* True if snapshot `id` (64 hex) is indexed (in memory; no file read). */
+bool snapshots_has(struct snapshots *s, const char *id);
 
 /* Number of snapshots of one client. */
 uint64_t snapshots_count(struct snapshots *s, const char *client);

@@ -1,0 +1,832 @@
+/*
+ * sync.c - copying snapshots from another dedup-server (sync.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "catsource.h"
+#include "domains.h"
+#include "httpc.h"
+#include "log.h"
+#include "snapshots.h"
+#include "store.h"
+#include "sync.h"
+#include "syncwire.h"
+#include "tokens.h"
+
+/* File chunk ids gathered from a catalog before they are looked up. */
+#define SYNC_WALK_BATCH 4096
+/* A source snapshot list page. */
+#define SYNC_PAGE 1000
+
+struct sync_ctx {
+	struct store *st;
+	struct snapshots *snaps;
+	struct tokens_list clients;  /* this repository's, for domains */
+	bool domains_used;
+	struct dd_httpc *src;
+	const struct sync_opts *o;
+	struct sync_report *r;
+	ZSTD_DCtx *dctx;
+	struct dd_buf plain, resp;
+	const struct domains_tag *dom;  /* of the snapshot being copied */
+	struct domains_tag dom_buf;
+	char chunk_error[512];       /* the failing chunk's reason */
+	size_t batch;                /* ids per fetch */
+	uint64_t fetches;            /* fetches stored so far */
+	uint64_t kill_after;         /* test hook; 0: off */
+};
+
+/* Test hooks (tests/e2e/t0930-sync.sh): DEDUP_TEST_SYNC_BATCH=N ids per
+ * fetch; DEDUP_TEST_SYNC_KILL_AFTER=N: SIGKILL this process once N
+ * fetches are stored, as a kill at that point would. */
+static uint64_t sync_test_env(const char *name, uint64_t max)
+{
+	const char *v = getenv(name);
+	uint64_t n;
+
+	if (v && dd_parse_u64(v, &n) == 0 && n >= 1 && n <= max)
+		return n;
+	return 0;
+}
+
+static bool sync_stopped(const struct sync_ctx *c)
+{
+	return c->o->stop && c->o->stop(c->o->stop_payload);
+}
+
+static void sync_note_error(struct sync_report *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sync_note_error(struct sync_report *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->error[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	va_end(ap);
+}
+
+/* Errors that end the run rather than one snapshot. */
+static bool sync_fatal(int rc)
+{
+	return rc == -ECONNREFUSED || rc == -EACCES || rc == -ENOSPC ||
+	       rc == -ENOMEM || rc == -EINTR || rc == -EIO;
+}
+
+/* ---- chunks ---- */
+
+/* One POST /chunks/fetch of n ids, checked, then stored. */
+static int sync_fetch_once(struct sync_ctx *c, const struct dd_id *ids,
+			   size_t n)
+{
+	struct dd_bundle_record *recs;
+	uint32_t stored = 0, dups = 0;
+	size_t bad, i;
+	int rc;
+
+	recs = malloc(n * sizeof(*recs));
+	if (!recs)
+		return -ENOMEM;
+	dd_error_clear();
+	rc = dd_httpc_request(c->src, "POST", DD_API_PREFIX "/chunks/fetch",
+			      "application/octet-stream", ids,
+			      n * sizeof(*ids), &c->resp);
+	if (rc == 0)
+		rc = syncwire_check_bundle(c->resp.data, c->resp.len, ids, n,
+					   recs, &bad, &c->plain, c->dctx);
+	if (rc == 0) {
+		dd_error_clear();
+		rc = store_ingest(c->st, c->dom, recs, n, &stored, &dups);
+		if (rc == -EIO)   /* this repository, not the source */
+			rc = log_wrap(-EIO, "cannot store chunks");
+	}
+	if (rc == 0 && c->kill_after && ++c->fetches >= c->kill_after)
+		raise(SIGKILL);
+	if (rc == 0) {
+		c->r->chunks_copied += n;
+		for (i = 0; i < n; i++) {
+			c->r->bytes_copied += recs[i].plain_len;
+			c->r->bytes_received += recs[i].stored_len;
+		}
+	}
+	free(recs);
+	return rc;
+}
+
+/*
+ * Fetches and stores ids[0..n). A batch the source refuses or sends
+ * damaged is split in halves, down to the first chunk at fault, storing
+ * the good halves met on the way; the error names the bad chunk.
+ */
+static int sync_fetch(struct sync_ctx *c, const struct dd_id *ids, size_t n)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+	int rc, rc2;
+
+	if (sync_stopped(c))
+		return dd_error_set(-EINTR, "interrupted");
+	rc = sync_fetch_once(c, ids, n);
+	if (rc == 0 || sync_fatal(rc))
+		return rc;
+	if (n == 1) {
+		dd_id_to_hex(hex, &ids[0]);
+		/* -EBADMSG: what it sent failed our check; else the source
+		 * would not send it (one it found damaged is dropped from
+		 * its index: then "unknown chunk"). */
+		snprintf(c->chunk_error, sizeof(c->chunk_error),
+			 rc == -EBADMSG ? "chunk %s refused: %s" :
+			 "chunk %s: the source cannot send it: %s", hex,
+			 log_reason(rc));
+		return rc;
+	}
+	/* The first chunk at fault fails the snapshot: no need to look for
+	 * more (a source failing every request costs ~2 log2(n) of them). */
+	rc = sync_fetch(c, ids, n / 2);
+	if (rc < 0)
+		return rc;
+	rc2 = sync_fetch(c, ids + n / 2, n - n / 2);
+	return rc2;
+}
+
+/* Stores those of ids[0..n) this repository lacks for c->dom. */
+static int sync_need(struct sync_ctx *c, const struct dd_id *ids, size_t n)
+{
+	struct dd_chunk_loc loc;
+	struct dd_id *miss;
+	size_t i, m = 0, at;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	miss = malloc(n * sizeof(*miss));
+	if (!miss)
+		return -ENOMEM;
+	for (i = 0; i < n && rc == 0; i++) {
+		rc = domains_lookup(c->st, c->dom, &ids[i], &loc);
+		if (rc == -ENOENT) {
+			miss[m++] = ids[i];
+			rc = 0;
+		}
+	}
+	for (at = 0; rc == 0 && at < m; at += c->batch)
+		rc = sync_fetch(c, miss + at, m - at < c->batch ?
+				m - at : c->batch);
+	free(miss);
+	return rc;
+}
+
+static int sync_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct dd_id));
+}
+
+/* sync_need over a gathered batch, each id once. */
+static int sync_need_batch(struct sync_ctx *c, struct dd_id *ids, size_t *n)
+{
+	size_t i, u = 0;
+	int rc;
+
+	qsort(ids, *n, sizeof(*ids), sync_id_cmp);
+	for (i = 0; i < *n; i++)
+		if (u == 0 || !dd_id_eq(&ids[u - 1], &ids[i]))
+			ids[u++] = ids[i];
+	rc = sync_need(c, ids, u);
+	*n = 0;
+	return rc;
+}
+
+/* The file chunks the catalog (stored here already) names. */
+static int sync_need_files(struct sync_ctx *c, const struct dd_id *cat,
+			   size_t ncat)
+{
+	struct catsource *src = NULL;
+	struct dd_entry e;
+	struct dd_id *batch;
+	size_t n = 0;
+	uint64_t i;
+	int rc;
+
+	batch = malloc(SYNC_WALK_BATCH * sizeof(*batch));
+	if (!batch)
+		return -ENOMEM;
+	rc = catsource_new(&src, c->st, cat, ncat);
+	while (rc == 0) {
+		rc = catsource_next(src, &e);
+		if (rc <= 0)
+			break;
+		rc = 0;
+		for (i = 0; i < e.nchunks && rc == 0; i++) {
+			if (dd_chunk_ref_is_hole(&e.chunks[i]))
+				continue;
+			batch[n++] = e.chunks[i].id;
+			if (n == SYNC_WALK_BATCH)
+				rc = sync_need_batch(c, batch, &n);
+		}
+	}
+	if (rc == 0)
+		rc = sync_need_batch(c, batch, &n);
+	catsource_free(src);
+	free(batch);
+	return rc;
+}
+
+/* ---- snapshots ---- */
+
+/* The dedup domain of `client` here, as an upload of its would have. */
+static void sync_set_domain(struct sync_ctx *c, const char *client)
+{
+	ssize_t at;
+
+	if (!c->domains_used) {
+		c->dom = NULL;
+		return;
+	}
+	at = tokens_list_find(&c->clients, client);
+	domains_tag_of(&c->dom_buf, at >= 0 ? c->clients.v[at].domain :
+			TOKENS_DEFAULT_DOMAIN);
+	c->dom = &c->dom_buf;
+}
+
+/* GET /snapshots/ID: the manifest, checked to be the one listed. */
+static int sync_get_manifest(struct sync_ctx *c,
+			     const struct syncwire_item *it, json_t **out)
+{
+	char path[160];
+	json_t *m = NULL;
+	int rc;
+
+	snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots/%s", it->id);
+	rc = dd_httpc_get_json(c->src, path, &m);
+	if (rc < 0)
+		return rc;
+	if (!json_is_object(m) ||
+	    !json_is_string(json_object_get(m, "id")) ||
+	    strcmp(json_string_value(json_object_get(m, "id")), it->id) != 0 ||
+	    !json_is_string(json_object_get(m, "client")) ||
+	    strcmp(json_string_value(json_object_get(m, "client")),
+		   it->client) != 0) {
+		json_decref(m);
+		return dd_error_set(-EBADMSG, "the source's manifest does not "
+				    "match its listing");
+	}
+	*out = m;
+	return 0;
+}
+
+/* Copies one snapshot: catalog chunks, file chunks, then the manifest. */
+static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
+{
+	struct dd_id *cat = NULL;
+	json_t *m = NULL;
+	size_t ncat = 0;
+	int rc;
+
+	c->chunk_error[0] = '\0';
+	sync_set_domain(c, it->client);
+	rc = sync_get_manifest(c, it, &m);
+	if (rc == 0)
+		rc = snapshots_manifest_catalog(m, &cat, &ncat);
+	if (rc == 0)
+		rc = sync_need(c, cat, ncat);
+	if (rc == 0)
+		rc = sync_need_files(c, cat, ncat);
+	if (rc == 0) {
+		dd_error_clear();
+		rc = snapshots_import(c->snaps, c->st, c->dom, it->client, m);
+	}
+	if (rc < 0 && c->chunk_error[0])
+		dd_error_set(rc, "%s", c->chunk_error);
+	free(cat);
+	json_decref(m);
+	return rc;
+}
+
+/* One listed snapshot: skipped, present, copied or failed. */
+static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
+{
+	int rc;
+
+	if (c->o->newer_than && it->unix_written < c->o->newer_than)
+		return 0;
+	c->r->listed++;
+	if (snapshots_has(c->snaps, it->id)) {
+		c->r->present++;
+		return 0;
+	}
+	if (it->damaged)
+		rc = dd_error_set(-EBADMSG, "the source cannot read its "
+				  "manifest");
+	else
+		rc = sync_copy(c, it);
+	if (rc == -EEXIST) {
+		c->r->present++;
+		return 0;
+	}
+	if (rc == 0) {
+		c->r->copied++;
+		log_info("sync: copied snapshot %s of client '%s'", it->id,
+			 it->client);
+		return 0;
+	}
+	if (sync_fatal(rc))
+		return rc;
+	c->r->failed++;
+	if (!c->r->oldest_pending || it->unix_written < c->r->oldest_pending)
+		c->r->oldest_pending = it->unix_written;
+	log_warning("sync: snapshot %s of client '%s' not copied: %s", it->id,
+		    it->client, log_reason(rc));
+	sync_note_error(c->r, "snapshot %s of client '%s' not copied: %s",
+			it->id, it->client, log_reason(rc));
+	return 0;
+}
+
+/* Every page of the source's list (of one client, or all). */
+static int sync_list(struct sync_ctx *c, const char *client)
+{
+	char path[512], cursor[128] = "";
+	struct syncwire_item it;
+	json_t *page = NULL, *item;
+	size_t i;
+	int rc;
+
+	for (;;) {
+		snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots?limit=%d"
+			 "%s%s%s%s", SYNC_PAGE, client ? "&client=" : "",
+			 client ? client : "", cursor[0] ? "&after=" : "",
+			 cursor);
+		rc = dd_httpc_get_json(c->src, path, &page);
+		if (rc < 0)
+			return rc;
+		if (!json_is_array(page)) {
+			json_decref(page);
+			return dd_error_set(-EPROTO, "the source's snapshot "
+					    "list is not a JSON array");
+		}
+		if (json_array_size(page) == 0)
+			break;
+		json_array_foreach(page, i, item) {
+			rc = syncwire_item_parse(item, tokens_name_valid, &it);
+			if (rc < 0)
+				rc = -EPROTO;
+			if (rc == 0)
+				rc = sync_stopped(c) ?
+				     dd_error_set(-EINTR, "interrupted") :
+				     sync_one(c, &it);
+			if (rc < 0)
+				goto out;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", it.cursor);
+		json_decref(page);
+		page = NULL;
+	}
+out:
+	json_decref(page);
+	return rc;
+}
+
+/* ---- the source ---- */
+
+/* Refuses what is not a dedup server or does not take the token. */
+static int sync_check_source(struct sync_ctx *c)
+{
+	json_t *j = NULL;
+	int rc;
+
+	rc = dd_httpc_get_json(c->src, DD_API_PREFIX "/health", &j);
+	if (rc == 0 && (!json_is_object(j) ||
+			!json_is_true(json_object_get(j, "up")) ||
+			!json_is_string(json_object_get(j, "version"))))
+		rc = dd_error_set(-EPROTO, "no dedup health answer");
+	json_decref(j);
+	j = NULL;
+	/* An HTTP answer that is not dedup's (httpc.h: a status error's
+	 * reason starts "server: "), or no JSON: another kind of server. */
+	if (rc == -ENOENT || rc == -EBADMSG || rc == -EACCES ||
+	    (rc == -EPROTO && strncmp(dd_error_last(), "server: ", 8) == 0))
+		return dd_error_set(-EPROTO, "'%s' is not a dedup server: %s",
+				    c->o->from, dd_error_last());
+	if (rc < 0)
+		return rc;
+	rc = dd_httpc_get_json(c->src, DD_API_PREFIX "/config", &j);
+	json_decref(j);
+	if (rc == -EACCES)
+		return dd_error_set(-EACCES, "the source '%s' rejected the "
+				    "token: %s", c->o->from, dd_error_last());
+	return rc == -EBADMSG ? -EPROTO : rc;
+}
+
+static int sync_open(struct sync_ctx *c, struct tokens *tok)
+{
+	struct dd_httpc_opts ho = {
+		.server = c->o->from, .token = c->o->token, .ca = c->o->ca,
+		.fingerprint = c->o->fingerprint,
+		.user_agent = "dedup-server-sync/" DD_VERSION, .retries = -1,
+		.cancel = c->o->stop, .cancel_payload = c->o->stop_payload,
+	};
+	int rc;
+
+	dd_buf_init(&c->plain, 0);
+	dd_buf_init(&c->resp, DD_MAX_FETCH_RESPONSE + 4096);
+	c->batch = sync_test_env("DEDUP_TEST_SYNC_BATCH", SYNC_FETCH_BATCH);
+	if (!c->batch)
+		c->batch = SYNC_FETCH_BATCH;
+	c->kill_after = sync_test_env("DEDUP_TEST_SYNC_KILL_AFTER", 1000000);
+	if (strncmp(c->o->from, "https://", 8) != 0)
+		return dd_error_set(-EPROTO, "source URL '%s' is not https://",
+				    c->o->from);
+	if (!(c->dctx = ZSTD_createDCtx()))
+		return -ENOMEM;
+	if (tok) {
+		rc = tokens_copy(tok, &c->clients);
+		if (rc < 0)
+			return rc;
+		c->domains_used = tokens_domains_used(tok);
+	}
+	return dd_httpc_new(&c->src, &ho);
+}
+
+static void sync_close(struct sync_ctx *c)
+{
+	dd_httpc_free(c->src);
+	ZSTD_freeDCtx(c->dctx);
+	dd_buf_release(&c->plain);
+	dd_buf_release(&c->resp);
+	tokens_list_release(&c->clients);
+}
+
+int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
+	     const struct sync_opts *o, struct sync_report *r)
+{
+	struct sync_ctx c;
+	size_t i;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	memset(&c, 0, sizeof(c));
+	r->started = dd_now();
+	c.st = st;
+	c.snaps = snaps;
+	c.o = o;
+	c.r = r;
+	dd_error_clear();
+	rc = sync_open(&c, tok);
+	if (rc == 0)
+		rc = sync_check_source(&c);
+	if (rc == 0 && o->nclients == 0)
+		rc = sync_list(&c, NULL);
+	for (i = 0; rc == 0 && i < o->nclients; i++)
+		rc = sync_list(&c, o->clients[i]);
+	if (rc < 0) {
+		r->error[0] = '\0';
+		sync_note_error(r, "%s", log_reason(rc));
+	} else if (r->failed) {
+		rc = -EBADMSG;
+	}
+	sync_close(&c);
+	r->rc = rc;
+	r->finished = dd_now();
+	return rc;
+}
+
+/* ---- <repo>/sync.json ---- */
+
+static void sync_state_path(char *out, size_t outsz, const char *repo)
+{
+	snprintf(out, outsz, "%s/%s", repo, SYNC_STATE_FILE);
+}
+
+/* The file's "last_ok_unix", or 0. */
+static int64_t sync_state_last_ok(const char *repo)
+{
+	json_t *j = NULL, *v;
+	int64_t t = 0;
+
+	if (sync_state_load(repo, 0, &j) < 0)
+		return 0;
+	v = json_object_get(j, "last_ok_unix");
+	if (json_is_integer(v))
+		t = (int64_t)json_integer_value(v);
+	json_decref(j);
+	return t;
+}
+
+static const char *sync_result_name(int rc)
+{
+	if (rc == 0)
+		return "ok";
+	return rc == -EBADMSG ? "partial" : "failed";
+}
+
+int sync_exit_code(int rc)
+{
+	switch (rc) {
+	case 0: return SYNC_EXIT_OK;
+	case -ECONNREFUSED:
+	case -EPROTO: return SYNC_EXIT_UNREACHABLE;
+	case -EACCES: return SYNC_EXIT_TOKEN;
+	default: return SYNC_EXIT_FAILED;
+	}
+}
+
+int sync_state_save(const char *repo, const char *from, const char *request,
+		    const struct sync_report *r)
+{
+	char path[4200], t0[32], t1[32];
+	int64_t last_ok = r->rc == 0 ? r->finished : sync_state_last_ok(repo);
+	json_t *j;
+	char *text;
+	int rc;
+
+	sync_state_path(path, sizeof(path), repo);
+	dd_format_time(t0, r->started);
+	dd_format_time(t1, r->finished);
+	j = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:s, s:s?, s:I, "
+		      "s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:s?}",
+		      "version", 1, "from", from,
+		      "started", t0, "started_unix", (json_int_t)r->started,
+		      "finished", t1, "finished_unix", (json_int_t)r->finished,
+		      "result", sync_result_name(r->rc),
+		      "error", r->error[0] ? r->error : NULL,
+		      "snapshots_listed", (json_int_t)r->listed,
+		      "snapshots_copied", (json_int_t)r->copied,
+		      "snapshots_present", (json_int_t)r->present,
+		      "snapshots_failed", (json_int_t)r->failed,
+		      "chunks_copied", (json_int_t)r->chunks_copied,
+		      "bytes_copied", (json_int_t)r->bytes_copied,
+		      "bytes_received", (json_int_t)r->bytes_received,
+		      "last_ok_unix", last_ok ? json_integer(last_ok) :
+					       json_null(),
+		      "oldest_pending_unix", r->oldest_pending ?
+			      json_integer(r->oldest_pending) : json_null(),
+		      "exit_code", sync_exit_code(r->rc),
+		      "request", request);
+	if (!j)
+		return -ENOMEM;
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (!text)
+		return -ENOMEM;
+	rc = dd_write_file_atomic(path, text, strlen(text), 0600);
+	free(text);
+	return rc;
+}
+
+/* lag_seconds (sync.h). */
+static json_t *sync_lag(json_t *j, int64_t now)
+{
+	json_t *pending = json_object_get(j, "oldest_pending_unix");
+	json_t *ok = json_object_get(j, "last_ok_unix");
+	int64_t since;
+
+	if (json_is_integer(pending))
+		since = (int64_t)json_integer_value(pending);
+	else if (json_is_integer(ok))
+		since = (int64_t)json_integer_value(ok);
+	else
+		return json_null();
+	return json_integer(now > since ? now - since : 0);
+}
+
+int sync_state_load(const char *repo, int64_t now, json_t **out)
+{
+	char path[4200];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	json_t *j;
+	int rc;
+
+	*out = NULL;
+	sync_state_path(path, sizeof(path), repo);
+	rc = dd_read_file(path, 1 << 20, &data, &len);
+	if (rc < 0)
+		return rc;
+	j = json_loadb((const char *)data, len, 0, NULL);
+	free(data);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return dd_error_set(-EBADMSG, "%s is damaged", path);
+	}
+	if (now && json_object_set_new(j, "lag_seconds", sync_lag(j, now)) < 0) {
+		json_decref(j);
+		return -ENOMEM;
+	}
+	*out = j;
+	return 0;
+}
+
+/* ---- the serving process's thread ---- */
+
+struct sync_daemon {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool quit;
+	const char *repo;
+	struct store *st;
+	struct snapshots *snaps;
+	struct tokens *tok;
+	struct sync_opts o;
+	unsigned interval;
+	bool asked;                  /* run again now */
+	char request[SYNC_REQUEST_LEN + 1];  /* the request asked for */
+};
+
+static bool sync_daemon_quitting(void *payload)
+{
+	struct sync_daemon *d = payload;
+	bool q;
+
+	pthread_mutex_lock(&d->mu);
+	q = d->quit;
+	pthread_mutex_unlock(&d->mu);
+	return q;
+}
+
+/* One run, its result logged and saved. */
+static void sync_daemon_run(struct sync_daemon *d)
+{
+	char request[SYNC_REQUEST_LEN + 1];
+	struct sync_report r;
+	int rc;
+
+	pthread_mutex_lock(&d->mu);
+	memcpy(request, d->request, sizeof(request));
+	d->request[0] = '\0';
+	d->asked = false;
+	pthread_mutex_unlock(&d->mu);
+	sync_run(d->st, d->snaps, d->tok, &d->o, &r);
+	if (r.rc == -EINTR)
+		return;      /* stopping: the last result stands */
+	if (r.rc == 0)
+		log_info("sync from %s: %llu snapshots copied, %llu present, "
+			 "%llu chunks (%llu bytes) fetched", d->o.from,
+			 (unsigned long long)r.copied,
+			 (unsigned long long)r.present,
+			 (unsigned long long)r.chunks_copied,
+			 (unsigned long long)r.bytes_received);
+	else
+		log_warning("sync from %s: %s", d->o.from, r.error);
+	rc = sync_state_save(d->repo, d->o.from, request[0] ? request : NULL,
+			     &r);
+	if (rc < 0)
+		log_warning("sync: cannot write %s: %s", SYNC_STATE_FILE,
+			    log_reason(rc));
+}
+
+/* Waits for the next run: the interval (0: forever), a request or quit. */
+static void sync_daemon_wait(struct sync_daemon *d)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += d->interval;
+	pthread_mutex_lock(&d->mu);
+	while (!d->quit && !d->asked) {
+		if (!d->interval)
+			pthread_cond_wait(&d->cv, &d->mu);
+		else if (pthread_cond_timedwait(&d->cv, &d->mu, &until) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void *sync_daemon_main(void *arg)
+{
+	struct sync_daemon *d = arg;
+	bool first = true;
+
+	for (;;) {
+		if (!first || !d->interval)
+			sync_daemon_wait(d);
+		first = false;
+		if (sync_daemon_quitting(d))
+			break;
+		sync_daemon_run(d);
+	}
+	return NULL;
+}
+
+static void sync_request_path(char *out, size_t outsz, const char *repo)
+{
+	snprintf(out, outsz, "%s/%s", repo, SYNC_REQUEST_FILE);
+}
+
+int sync_request_write(const char *repo, char id[SYNC_REQUEST_LEN + 1])
+{
+	uint8_t raw[SYNC_REQUEST_LEN / 2];
+	char path[4200], line[SYNC_REQUEST_LEN + 2];
+	int rc;
+
+	rc = dd_random(raw, sizeof(raw));
+	if (rc < 0)
+		return rc;
+	dd_hex_encode(id, raw, sizeof(raw));
+	snprintf(line, sizeof(line), "%s\n", id);
+	sync_request_path(path, sizeof(path), repo);
+	return dd_write_file_atomic(path, line, strlen(line), 0600);
+}
+
+/* The id of a pending request, which is then removed; false if none (or
+ * a malformed one, removed too). */
+static bool sync_request_take(const char *repo, char id[SYNC_REQUEST_LEN + 1])
+{
+	char path[4200];
+	uint8_t *data = NULL;
+	size_t len = 0, i;
+	bool ok;
+
+	sync_request_path(path, sizeof(path), repo);
+	if (dd_read_file(path, 256, &data, &len) < 0)
+		return false;
+	unlink(path);
+	ok = len >= SYNC_REQUEST_LEN;
+	for (i = 0; ok && i < SYNC_REQUEST_LEN; i++)
+		ok = (data[i] >= '0' && data[i] <= '9') ||
+		     (data[i] >= 'a' && data[i] <= 'f');
+	if (ok) {
+		memcpy(id, data, SYNC_REQUEST_LEN);
+		id[SYNC_REQUEST_LEN] = '\0';
+	}
+	free(data);
+	return ok;
+}
+
+void sync_daemon_poll(struct sync_daemon *d, const char *repo)
+{
+	char id[SYNC_REQUEST_LEN + 1];
+	struct sync_report r;
+
+	if (!sync_request_take(repo, id))
+		return;
+	if (!d) {
+		memset(&r, 0, sizeof(r));
+		r.started = r.finished = dd_now();
+		r.rc = -EINVAL;
+		snprintf(r.error, sizeof(r.error), "sync_from is not set in "
+			 "this server's configuration");
+		if (sync_state_save(repo, "", id, &r) < 0)
+			log_warning("sync: cannot write %s", SYNC_STATE_FILE);
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	memcpy(d->request, id, sizeof(d->request));
+	d->asked = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+int sync_daemon_start(struct sync_daemon **out, const char *repo,
+		      struct store *st, struct snapshots *snaps,
+		      struct tokens *tok, const struct sync_opts *o,
+		      unsigned interval)
+{
+	struct sync_daemon *d;
+
+	*out = NULL;
+	if (!(d = calloc(1, sizeof(*d))))
+		return -ENOMEM;
+	d->repo = repo;
+	d->st = st;
+	d->snaps = snaps;
+	d->tok = tok;
+	d->o = *o;
+	d->o.stop = sync_daemon_quitting;
+	d->o.stop_payload = d;
+	d->interval = interval;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	if (pthread_create(&d->thread, NULL, sync_daemon_main, d) != 0) {
+		pthread_mutex_destroy(&d->mu);
+		pthread_cond_destroy(&d->cv);
+		free(d);
+		return dd_error_set(-EAGAIN, "cannot start the sync thread");
+	}
+	*out = d;
+	return 0;
+}
+
+void sync_daemon_free(struct sync_daemon *d)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->quit = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->thread, NULL);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	free(d);
+}
