@@ -602,10 +602,11 @@ static int snap_lookup_catalog(struct store *st, const struct domains_tag *dom,
 	return 0;
 }
 
-/* The manifest of e; it takes the reference to cat, even on failure. */
-static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq,
-			     json_t *cat, uint64_t catalog_bytes,
-			     const struct snap_counts *cnt)
+/* snap_manifest without the sealed part. */
+static json_t *snap_manifest_clear(const struct snap *e,
+				   const struct snap_request *rq, json_t *cat,
+				   uint64_t catalog_bytes,
+				   const struct snap_counts *cnt)
 {
 	char t0[32], t1[32];
 
@@ -637,6 +638,22 @@ static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq
 			 "bytes_new", (json_int_t)rq->bytes_new,
 			 "chunks_new", (json_int_t)rq->chunks_new,
 			 "bytes_sent", (json_int_t)rq->bytes_sent);
+}
+
+/* The manifest of e; it takes the reference to cat, even on failure. An
+ * encrypted snapshot's sealed part is kept as the client sent it. */
+static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq,
+			     json_t *cat, uint64_t catalog_bytes,
+			     const struct snap_counts *cnt)
+{
+	json_t *m = snap_manifest_clear(e, rq, cat, catalog_bytes, cnt);
+
+	if (m && rq->sealed &&
+	    json_object_set_new(m, "sealed", json_string(rq->sealed)) < 0) {
+		json_decref(m);
+		return NULL;
+	}
+	return m;
 }
 
 static int64_t snap_now_ns(void)
@@ -725,11 +742,6 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	e.ncatalog = rq.ncatalog;
 	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
 	cat = NULL;      /* the manifest took it ("o"), even on failure */
-	if (m && rq.sealed &&
-	    json_object_set_new(m, "sealed", json_string(rq.sealed)) < 0) {
-		json_decref(m);
-		m = NULL;
-	}
 	if (!m) {
 		rc = -ENOMEM;
 		goto cleanup;
@@ -1333,7 +1345,7 @@ static json_t *snap_import_request(json_t *m)
 {
 	json_t *rq = json_object(), *v;
 	static const char *const keep[] = { "host", "paths", "catalog",
-		"parent", "bytes_new", "chunks_new", "bytes_sent" };
+		"parent", "bytes_new", "chunks_new", "bytes_sent", "sealed" };
 	size_t i;
 
 	if (!rq)

@@ -10,7 +10,10 @@
 #include "compress.h"
 #include "syncwire.h"
 
-/* One record: the id asked for, bytes that hash to it. */
+/* One record: the id asked for, bytes that hash to it. A sealed record
+ * (an encrypted client's, docs/ENCRYPTION.md) cannot be re-hashed here,
+ * as on upload: only its layout is checked; the agent that holds the key
+ * verifies it on restore. */
 static int syncwire_check_record(const struct dd_bundle_record *rec,
 				 const struct dd_id *want, struct dd_buf *plain,
 				 void *dctx)
@@ -23,6 +26,16 @@ static int syncwire_check_record(const struct dd_bundle_record *rec,
 		dd_id_to_hex(got, &rec->id);
 		return dd_error_set(-EBADMSG, "chunk %s: the source sent chunk "
 				    "%s in its place", hex, got);
+	}
+	if (rec->flags & DD_COMP_SEALED) {
+		char why[160];
+
+		if (dd_stored_len_check(rec->flags, rec->plain_len,
+					rec->stored_len) == 0)
+			return 0;
+		snprintf(why, sizeof(why), "%s", dd_error_last());
+		return dd_error_set(-EBADMSG, "sealed chunk %s from the source "
+				    "%s", hex, why);
 	}
 	dd_error_clear();
 	rc = dd_decompress(plain, rec->flags, rec->data, rec->stored_len,

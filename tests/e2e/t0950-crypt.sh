@@ -245,6 +245,28 @@ rm -rf "$T/r3"
 eagent "$A" "$K1" restore "$S2" --target "$T/r3" >/dev/null 2>"$T/r3.err"
 check "restore after gc is identical" diff -r "$SRC" "$T/r3$SRC"
 
+# ---- replication copies an encrypted snapshot ----
+# The second server cannot re-hash sealed chunks: it checks their layout,
+# keeps the sealed part, and the agent with the key verifies on restore.
+D=$T/dest
+repo_init "$D"
+printf '%s\n' "$ADM" > "$T/sync.token"
+chmod 600 "$T/sync.token"
+"$SERVER" sync --repo "$D" --from "$URL" --token-file "$T/sync.token" \
+	--ca "$CA" --json > "$T/sync.out" 2> "$T/sync.err"
+check_eq "sync of encrypted snapshots exits 0" 0 "$?"
+check "the copied manifest keeps its sealed part" grep -q '"sealed"' "$D/snapshots/$S2.json"
+"$SERVER" check --repo "$D" --read-data > "$T/dcheck.out" 2>&1
+check_eq "check --read-data on the copy passes" 0 "$?"
+DA=$(token_add "$D" alice)
+SURL=$URL SCA=$CA SPID=$SERVER_PID
+server_start "$D" || exit 1
+rm -rf "$T/rd"
+eagent "$DA" "$K1" restore "$S2" --target "$T/rd" >/dev/null 2>"$T/rd.err"
+check "the encrypted snapshot restores identical from the copy" diff -r "$SRC" "$T/rd$SRC"
+server_stop
+SERVER_PID=$SPID URL=$SURL CA=$SCA
+
 # ---- a damaged sealed chunk: restore names it, writes nothing bad ----
 server_stop
 python3 - "$R" "$T/hit" <<'PY'
