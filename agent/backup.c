@@ -30,9 +30,11 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +53,7 @@
 #include "meta.h"
 #include "parent.h"
 #include "progress.h"
+#include "reorder.h"
 #include "pattern.h"
 #include "repo_config.h"
 #include "sealsnap.h"
@@ -72,6 +75,10 @@
 /* Parent catalog chunks fetched per request. */
 #define BACKUP_PARENT_FETCH 16u
 
+/* Entries held in the ring at most (and so files open), before the
+ * open-file limit lowers it. */
+#define BACKUP_RING_MAX 1024u
+
 /* The first path of each inode with several links, by (dev, ino). */
 struct backup_link {
 	dev_t dev;
@@ -89,10 +96,14 @@ struct backup {
 	struct parent_record record;   /* the last snapshot this agent made */
 	struct progress *progress;     /* NULL: no display */
 
-	uint8_t *rbuf;                 /* file read window */
-	size_t rcap;
-	struct dd_chunk_ref *refs;     /* chunks of the current file */
-	size_t nrefs, refs_alloc;
+	pthread_mutex_t uq_mu;         /* upload_queue_add is one caller's */
+	struct reorder *ring;          /* entries in walk order */
+	struct backup_reader *readers; /* nreaders threads; none: the walk
+					* thread reads with `inline_reader` */
+	size_t nreaders;
+	struct backup_reader *inline_reader;
+	size_t read_block;             /* read beyond the max_size window */
+	bool stopping;                 /* readers: give up (atomic) */
 
 	struct dd_buf cat;             /* catalog bytes not yet cut */
 	struct dd_id *cat_ids;         /* catalog chunks, in order */
@@ -112,6 +123,29 @@ struct backup {
 	struct session *sess;          /* backup in progress, or NULL */
 	struct sealsnap *seal;         /* with a key: encrypted (key.h) */
 };
+
+/*
+ * The one place a chunk's id is made from its bytes: every data and
+ * catalog chunk of a backup goes through here, on any reader or helper
+ * thread (key_chunk_id: SHA-256, or the keyed id with a key).
+ */
+static void backup_chunk_id(const struct backup *b, struct dd_id *id,
+			    const uint8_t *data, size_t n)
+{
+	key_chunk_id(client_crypt(b->client), id, data, n);
+}
+
+/* Queues one chunk; the readers share the queue. */
+static int backup_queue_chunk(struct backup *b, const struct dd_id *id,
+			      const void *data, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&b->uq_mu);
+	rc = upload_queue_add(b->uq, id, data, len);
+	pthread_mutex_unlock(&b->uq_mu);
+	return rc;
+}
 
 /* ---- catalog ---- */
 
@@ -147,8 +181,8 @@ static int backup_catalog_cut(struct backup *b, bool final)
 		size_t n = dd_chunker_cut(&b->chunker, p, b->cat.len - off);
 		struct dd_id id;
 
-		key_chunk_id(client_crypt(b->client), &id, p, n);
-		if ((rc = upload_queue_add(b->uq, &id, p, n)) < 0 ||
+		backup_chunk_id(b, &id, p, n);
+		if ((rc = backup_queue_chunk(b, &id, p, n)) < 0 ||
 		    (rc = sealsnap_note_chunk(b->seal, &id, (uint32_t)n)) < 0 ||
 		    (rc = backup_push_catalog_id(b, &id)) < 0)
 			break;
@@ -265,45 +299,288 @@ static int backup_catalog_add(struct backup *b, const struct dd_entry *e)
 	return backup_catalog_cut(b, false);
 }
 
-/* Records the walk item as a hard link when its inode was recorded
- * under another path: 1 recorded, 0 not a later link, negative error. */
-static int backup_hardlink(struct backup *b, const struct walk_item *it)
-{
-	const char *first = backup_link_find(b, it->st);
-	struct dd_entry e;
-	int rc;
+/* ---- entries in walk order ---- */
 
-	if (!first)
-		return 0;
-	backup_entry_from_stat(&e, DD_ENTRY_HARDLINK, it->path, it->path_len,
-			       it->st);
-	e.link = first;
-	e.link_len = (uint32_t)strlen(first);
-	if ((rc = backup_catalog_add(b, &e)) < 0)
-		return rc;
-	b->hardlinks++;
-	return 1;
+struct backup_reader;
+struct backup_rec;
+static void backup_read_file(struct backup_reader *r, struct backup_rec *rec);
+
+/* What an entry is, for the counters and the hard-link table. */
+enum backup_kind {
+	BACKUP_FILE_READ,    /* a file a reader reads, cuts and hashes */
+	BACKUP_FILE_KNOWN,   /* a file recorded with the parent's chunks */
+	BACKUP_DIR,
+	BACKUP_SYMLINK,
+	BACKUP_SPECIAL,
+	BACKUP_HARDLINK,
+};
+
+/*
+ * One catalog entry waiting in the ring for its turn, with copies of what
+ * the walk lent. A file to read also carries its open descriptor (the
+ * reader closes it) and, once read, its chunk list and how the read went.
+ */
+struct backup_rec {
+	enum backup_kind kind;
+	struct dd_entry e;         /* points at the copies below */
+	char *path;
+	char *link;
+	uint8_t *ext;
+	struct stat st;
+	int fd;                    /* BACKUP_FILE_READ until read, else -1 */
+	struct dd_chunk_ref *refs;
+	size_t nrefs, refs_alloc;
+	uint64_t size;             /* file bytes recorded, holes included */
+	uint64_t bytes_read, bytes_holes;
+	int read_err;              /* an errno: the file is left out */
+	const char *read_what;     /* what failed, for walk_report */
+	bool changed;              /* changed while it was read */
+	int rc;                    /* a failure that stops the backup */
+	char *errmsg;              /* and its message */
+};
+
+/* A thread that reads files (or the walk thread, reading inline). */
+struct backup_reader {
+	struct backup *b;
+	uint8_t *rbuf;             /* file read window */
+	size_t rcap;
+	pthread_t thread;
+	bool started;
+};
+
+static void backup_rec_free(struct backup_rec *rec)
+{
+	if (!rec)
+		return;
+	if (rec->fd >= 0)
+		close(rec->fd);
+	free(rec->path);
+	free(rec->link);
+	free(rec->ext);
+	free(rec->refs);
+	free(rec->errmsg);
+	free(rec);
 }
 
-/* ---- walk callbacks ---- */
-
-static int backup_push_ref(struct backup *b, const struct dd_id *id,
-			   size_t len)
+/* A record of the walk item, its path copied and its entry filled from
+ * its stat; the caller sets the rest. NULL when out of memory (set). */
+static struct backup_rec *backup_rec_new(enum backup_kind kind, uint8_t type,
+					 const struct walk_item *it)
 {
-	if (b->nrefs == b->refs_alloc) {
-		size_t a = b->refs_alloc ? b->refs_alloc * 2 : 256;
-		struct dd_chunk_ref *p = realloc(b->refs, a * sizeof(*p));
+	struct backup_rec *rec = calloc(1, sizeof(*rec));
+
+	if (!rec || !(rec->path = malloc(it->path_len + 1))) {
+		free(rec);
+		dd_error_set(-ENOMEM, "out of memory");
+		return NULL;
+	}
+	memcpy(rec->path, it->path, it->path_len);
+	rec->path[it->path_len] = '\0';
+	rec->kind = kind;
+	rec->fd = -1;
+	rec->st = *it->st;
+	backup_entry_from_stat(&rec->e, type, rec->path, it->path_len, it->st);
+	return rec;
+}
+
+/* Copies the link target of the entry (`len` bytes) into the record. */
+static int backup_rec_set_link(struct backup_rec *rec, const char *link,
+			       size_t len)
+{
+	if (!(rec->link = malloc(len + 1)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	memcpy(rec->link, link, len);
+	rec->link[len] = '\0';
+	rec->e.link = rec->link;
+	rec->e.link_len = (uint32_t)len;
+	return 0;
+}
+
+/* Keeps the ext area the entry points at (backup_entry_meta's buffer or
+ * the parent's) as the record's own. */
+static int backup_rec_keep_ext(struct backup_rec *rec)
+{
+	if (rec->e.ext_len == 0) {
+		rec->e.ext = NULL;
+		return 0;
+	}
+	if (!(rec->ext = malloc(rec->e.ext_len)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	memcpy(rec->ext, rec->e.ext, rec->e.ext_len);
+	rec->e.ext = rec->ext;
+	return 0;
+}
+
+static int backup_rec_push_ref(struct backup_rec *rec, const struct dd_id *id,
+			       size_t len)
+{
+	if (rec->nrefs == rec->refs_alloc) {
+		size_t a = rec->refs_alloc ? rec->refs_alloc * 2 : 16;
+		struct dd_chunk_ref *p = realloc(rec->refs, a * sizeof(*p));
 
 		if (!p)
 			return dd_error_set(-ENOMEM, "out of memory");
-		b->refs = p;
-		b->refs_alloc = a;
+		rec->refs = p;
+		rec->refs_alloc = a;
 	}
-	b->refs[b->nrefs].id = *id;
-	b->refs[b->nrefs].plain_len = (uint32_t)len;
-	b->nrefs++;
+	rec->refs[rec->nrefs].id = *id;
+	rec->refs[rec->nrefs].plain_len = (uint32_t)len;
+	rec->nrefs++;
 	return 0;
 }
+
+/* The record's entry as the catalog gets it: a file with its chunks. */
+static void backup_rec_finish_entry(struct backup_rec *rec)
+{
+	if (rec->kind != BACKUP_FILE_READ && rec->kind != BACKUP_FILE_KNOWN)
+		return;
+	rec->e.size = rec->size;
+	rec->e.nchunks = rec->nrefs;
+	rec->e.chunks = rec->refs;
+}
+
+/* Counts what a recorded entry adds. */
+static void backup_count(struct backup *b, const struct backup_rec *rec)
+{
+	switch (rec->kind) {
+	case BACKUP_FILE_READ:
+	case BACKUP_FILE_KNOWN:
+		b->files++;
+		b->bytes_total += rec->size;
+		b->chunks_total += dd_entry_data_chunks(&rec->e);
+		session_progress(b->sess, b->files, b->bytes_total);
+		progress_update(b->progress, b->files, b->bytes_total);
+		break;
+	case BACKUP_DIR:
+		b->dirs++;
+		break;
+	case BACKUP_SYMLINK:
+		b->symlinks++;
+		break;
+	case BACKUP_SPECIAL:
+		b->specials++;
+		break;
+	case BACKUP_HARDLINK:
+		b->hardlinks++;
+		break;
+	}
+}
+
+/* How a file's read went, reported in walk order: 0 record it, 1 leave
+ * it out (reported), negative stop the backup. */
+static int backup_read_outcome(struct backup *b, struct backup_rec *rec)
+{
+	if (rec->kind != BACKUP_FILE_READ)
+		return 0;
+	b->bytes_read += rec->bytes_read;
+	if (rec->rc < 0)
+		return dd_error_set(rec->rc, "%s",
+				    rec->errmsg ? rec->errmsg : "out of memory");
+	if (rec->read_err) {
+		walk_report(&b->ws, rec->path, rec->read_what, rec->read_err);
+		return 1;
+	}
+	b->bytes_holes += rec->bytes_holes;
+	/* Recorded as read, with the times from before the read: the next
+	 * backup sees a changed file and reads it again. */
+	if (rec->changed) {
+		agent_warn("'/%s' changed while being read", rec->path);
+		b->changed++;
+	}
+	return 0;
+}
+
+/* Writes a record whose turn has come into the catalog. */
+static int backup_emit(struct backup *b, struct backup_rec *rec)
+{
+	int rc = backup_read_outcome(b, rec);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	backup_rec_finish_entry(rec);
+	if ((rc = backup_catalog_add(b, &rec->e)) < 0)
+		return rc;
+	if (rec->kind != BACKUP_DIR && rec->kind != BACKUP_SYMLINK &&
+	    rec->kind != BACKUP_HARDLINK &&
+	    (rc = backup_link_add(b, rec->path, &rec->st)) < 0)
+		return rc;
+	backup_count(b, rec);
+	return 0;
+}
+
+/* Pops and records held entries in order: those already done, or (with
+ * `wait`) every one. Stops at the first error. */
+static int backup_emit_held(struct backup *b, bool wait)
+{
+	void *item;
+	int rc = 0;
+
+	while (rc == 0 && reorder_pop(b->ring, wait ? REORDER_WAIT :
+				      REORDER_NOWAIT, &item) == 1) {
+		rc = backup_emit(b, item);
+		backup_rec_free(item);
+	}
+	return rc;
+}
+
+/* Hands a record to the ring: a file to read goes to the readers (or is
+ * read here when there are none); what is done is recorded as soon as
+ * every earlier entry is. Takes the record in every case. */
+static int backup_submit(struct backup *b, struct backup_rec *rec)
+{
+	bool work = rec->kind == BACKUP_FILE_READ;
+	void *item;
+	int rc;
+
+	if (work && b->nreaders == 0) {
+		backup_read_file(b->inline_reader, rec);
+		work = false;
+	}
+	if ((rc = backup_emit_held(b, false)) < 0) {
+		backup_rec_free(rec);
+		return rc;
+	}
+	while (reorder_full(b->ring)) {
+		if (reorder_pop(b->ring, REORDER_WAIT, &item) != 1)
+			break;
+		rc = backup_emit(b, item);
+		backup_rec_free(item);
+		if (rc < 0) {
+			backup_rec_free(rec);
+			return rc;
+		}
+	}
+	reorder_push(b->ring, rec, work);
+	return 0;
+}
+
+/* Records the walk item as a hard link when its inode was recorded
+ * under another path: 1 recorded, 0 not a later link, negative error.
+ * The entries before it are recorded first, so that the table knows
+ * every earlier path and whether its file could be read. */
+static int backup_hardlink(struct backup *b, const struct walk_item *it)
+{
+	struct backup_rec *rec;
+	const char *first;
+	int rc;
+
+	if (it->st->st_nlink < 2)
+		return 0;
+	if ((rc = backup_emit_held(b, true)) < 0)
+		return rc;
+	if (!(first = backup_link_find(b, it->st)))
+		return 0;
+	if (!(rec = backup_rec_new(BACKUP_HARDLINK, DD_ENTRY_HARDLINK, it)))
+		return -ENOMEM;
+	if ((rc = backup_rec_set_link(rec, first, strlen(first))) < 0) {
+		backup_rec_free(rec);
+		return rc;
+	}
+	rc = backup_submit(b, rec);
+	return rc < 0 ? rc : 1;
+}
+
+/* ---- reading files ---- */
 
 /* Whether the file changed while it was read: its size or times now
  * differ from those taken when it was opened. */
@@ -320,17 +597,19 @@ static bool backup_changed(int fd, const struct stat *st)
 	       now.st_ctim.tv_nsec != st->st_ctim.tv_nsec || now.st_nlink == 0;
 }
 
-/* Appends a hole of `len` bytes to the current file's list, as one
- * reference or (beyond DD_HOLE_MAX) several full ones and a last. */
-static int backup_push_hole(struct backup *b, uint64_t len)
+/* Appends a hole of `len` bytes to the file's list, as one reference or
+ * (beyond DD_HOLE_MAX) several full ones and a last. */
+static int backup_push_hole(struct backup_rec *rec, uint64_t len)
 {
 	static const struct dd_id zero;
 	int rc;
 
+	rec->size += len;
+	rec->bytes_holes += len;
 	while (len > 0) {
 		uint32_t n = len > DD_HOLE_MAX ? DD_HOLE_MAX : (uint32_t)len;
 
-		if ((rc = backup_push_ref(b, &zero, n)) < 0)
+		if ((rc = backup_rec_push_ref(rec, &zero, n)) < 0)
 			return rc;
 		len -= n;
 	}
@@ -338,15 +617,16 @@ static int backup_push_hole(struct backup *b, uint64_t len)
 }
 
 /*
- * Reads, cuts and queues `len` bytes of the file from its current offset
- * (UINT64_MAX: up to its end), adding them to *size. The run is cut as a
- * stream of its own: its end ends a chunk. 1 = the run was read whole,
- * 0 = the file ended first, negative = an error; a read error is reported
- * (the file is left out) and returned as -EIO with *reported set.
+ * Reads, cuts, hashes and queues `len` bytes of the record's file from its
+ * current offset (UINT64_MAX: up to its end). The run is cut as a stream
+ * of its own: its end ends a chunk. 1 = the run was read whole, 0 = the
+ * file ended first, negative = an error; a read error is noted in the
+ * record (read_err: the file is left out) and returned as -EIO.
  */
-static int backup_read_run(struct backup *b, const struct walk_item *it,
-			   uint64_t len, uint64_t *size, bool *reported)
+static int backup_read_run(struct backup_reader *r, struct backup_rec *rec,
+			   uint64_t len)
 {
+	struct backup *b = r->b;
 	size_t max = b->chunker.params.max_size;
 	size_t start = 0, avail = 0;
 	uint64_t left = len;
@@ -357,51 +637,50 @@ static int backup_read_run(struct backup *b, const struct walk_item *it,
 		struct dd_id id;
 		size_t n;
 
+		if (__atomic_load_n(&b->stopping, __ATOMIC_RELAXED))
+			return dd_error_set(-ECANCELED, "the backup stopped");
 		/* Keep at least max_size bytes ahead unless the run ends. */
 		if (!eof && avail < max) {
-			size_t want = b->rcap - avail;
+			size_t want = r->rcap - avail;
 			ssize_t got;
 
 			if (want > left)
 				want = (size_t)left;
 			if (start > 0 && avail > 0)
-				memmove(b->rbuf, b->rbuf + start, avail);
+				memmove(r->rbuf, r->rbuf + start, avail);
 			start = 0;
-			got = dd_read_full(it->fd, b->rbuf + avail, want);
+			got = dd_read_full(rec->fd, r->rbuf + avail, want);
 			if (got < 0) {
-				walk_report(&b->ws, it->path, "read",
-					    (int)-got);
-				*reported = true;
+				rec->read_err = (int)-got;
+				rec->read_what = "read";
 				return -EIO;
 			}
 			if ((size_t)got < want || (left -= (size_t)got) == 0)
 				eof = true;
 			avail += (size_t)got;
-			b->bytes_read += (uint64_t)got;
+			rec->bytes_read += (uint64_t)got;
 		}
 		if (avail == 0)
 			break;
-		n = dd_chunker_cut(&b->chunker, b->rbuf + start, avail);
-		key_chunk_id(client_crypt(b->client), &id, b->rbuf + start, n);
-		if ((rc = upload_queue_add(b->uq, &id, b->rbuf + start, n)) < 0 ||
-		    (rc = backup_push_ref(b, &id, n)) < 0)
+		n = dd_chunker_cut(&b->chunker, r->rbuf + start, avail);
+		backup_chunk_id(b, &id, r->rbuf + start, n);
+		if ((rc = backup_queue_chunk(b, &id, r->rbuf + start, n)) < 0 ||
+		    (rc = backup_rec_push_ref(rec, &id, n)) < 0)
 			return rc;
 		start += n;
 		avail -= n;
-		*size += n;
-		progress_update(b->progress, b->files, b->bytes_total + *size);
+		rec->size += n;
 	}
 	return left == 0 ? 1 : 0;
 }
 
-/* Moves to `off` of the file; a failure is reported like a read error. */
-static int backup_seek(struct backup *b, const struct walk_item *it,
-		       uint64_t off, bool *reported)
+/* Moves to `off` of the file; a failure is noted like a read error. */
+static int backup_seek(struct backup_rec *rec, uint64_t off)
 {
-	if (lseek(it->fd, (off_t)off, SEEK_SET) >= 0)
+	if (lseek(rec->fd, (off_t)off, SEEK_SET) >= 0)
 		return 0;
-	walk_report(&b->ws, it->path, "read", errno);
-	*reported = true;
+	rec->read_err = errno;
+	rec->read_what = "read";
 	return -EIO;
 }
 
@@ -410,83 +689,159 @@ static int backup_seek(struct backup *b, const struct walk_item *it,
  * the holes between them recorded without a read. Where the file system
  * cannot tell, the rest is read as data. Same returns as backup_read_run.
  */
-static int backup_read_sparse(struct backup *b, const struct walk_item *it,
-			      uint64_t *size, bool *reported)
+static int backup_read_sparse(struct backup_reader *r, struct backup_rec *rec)
 {
-	uint64_t off = 0, start, end, fsize = (uint64_t)it->st->st_size;
+	uint64_t off = 0, start, end, fsize = (uint64_t)rec->st.st_size;
 	int rc;
 
 	for (;;) {
-		rc = holes_next_run(it->fd, off, &start, &end);
+		rc = holes_next_run(rec->fd, off, &start, &end);
 		if (rc < 0 || (rc == 1 && end <= start)) {
 			/* No answer: read on from here. */
-			if ((rc = backup_seek(b, it, off, reported)) < 0)
+			if ((rc = backup_seek(rec, off)) < 0)
 				return rc;
-			return backup_read_run(b, it, UINT64_MAX, size,
-					       reported);
+			return backup_read_run(r, rec, UINT64_MAX);
 		}
-		if (rc == 0) {
-			/* The rest is a hole, up to the size we stat'ed. */
-			rc = fsize > off ? backup_push_hole(b, fsize - off) : 0;
-			if (rc == 0 && fsize > off) {
-				*size += fsize - off;
-				b->bytes_holes += fsize - off;
-			}
+		if (rc == 0)    /* the rest is a hole, up to the size stat'ed */
+			return fsize > off ? backup_push_hole(rec, fsize - off) : 0;
+		if (start > off && (rc = backup_push_hole(rec, start - off)) < 0)
 			return rc;
-		}
-		if (start > off) {
-			if ((rc = backup_push_hole(b, start - off)) < 0)
-				return rc;
-			*size += start - off;
-			b->bytes_holes += start - off;
-		}
-		if ((rc = backup_seek(b, it, start, reported)) < 0)
+		if ((rc = backup_seek(rec, start)) < 0)
 			return rc;
-		rc = backup_read_run(b, it, end - start, size, reported);
+		rc = backup_read_run(r, rec, end - start);
 		if (rc <= 0)
 			return rc;
 		off = end;
 	}
 }
 
+/* Reads, cuts and hashes the record's file and closes it; how it went is
+ * left in the record for backup_emit. Safe on any reader thread. */
+static void backup_read_file(struct backup_reader *r, struct backup_rec *rec)
+{
+	int rc;
+
+	if (holes_maybe(&rec->st))
+		rc = backup_read_sparse(r, rec);
+	else
+		rc = backup_read_run(r, rec, UINT64_MAX);
+	if (rc < 0 && !rec->read_err) {
+		rec->rc = rc;
+		rec->errmsg = strdup(dd_error_last());
+		dd_error_clear();
+	} else if (!rec->read_err) {
+		rec->changed = backup_changed(rec->fd, &rec->st);
+	}
+	close(rec->fd);
+	rec->fd = -1;
+}
+
+static void *backup_reader_main(void *arg)
+{
+	struct backup_reader *r = arg;
+	void *item;
+	uint64_t seq;
+
+	while (reorder_take(r->b->ring, &item, &seq) == 1) {
+		backup_read_file(r, item);
+		reorder_done(r->b->ring, seq);
+	}
+	return NULL;
+}
+
+static int backup_reader_init(struct backup_reader *r, struct backup *b)
+{
+	r->b = b;
+	r->rcap = b->chunker.params.max_size + b->read_block;
+	if (!(r->rbuf = malloc(r->rcap)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	return 0;
+}
+
+/*
+ * Starts the readers: `threads` of them, or none with one thread (the
+ * walk thread then reads each file itself). Each holds a read window of
+ * max_size plus a block that shrinks as threads are added, so the windows
+ * together stay near 8 MiB beyond the max_size ones.
+ */
+static int backup_readers_start(struct backup *b, unsigned threads)
+{
+	size_t blk = BACKUP_READ_BLOCK / (threads ? threads : 1);
+	int rc;
+
+	if (blk < b->chunker.params.max_size)
+		blk = b->chunker.params.max_size;
+	b->read_block = blk;
+	if (!(b->inline_reader = calloc(1, sizeof(*b->inline_reader))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	if (threads <= 1)
+		return backup_reader_init(b->inline_reader, b);
+	if (!(b->readers = calloc(threads, sizeof(*b->readers))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (unsigned i = 0; i < threads; i++) {
+		struct backup_reader *r = &b->readers[i];
+
+		if ((rc = backup_reader_init(r, b)) < 0)
+			return rc;
+		b->nreaders++;
+		if ((rc = pthread_create(&r->thread, NULL, backup_reader_main,
+					 r)) != 0)
+			return dd_error_set(-rc, "cannot start a reading thread: %s",
+					    strerror(rc));
+		r->started = true;
+	}
+	return 0;
+}
+
+/* Stops and joins the readers and frees what the ring still holds. */
+static void backup_readers_stop(struct backup *b)
+{
+	void *item;
+
+	if (b->ring)
+		reorder_stop(b->ring);
+	for (size_t i = 0; i < b->nreaders; i++)
+		if (b->readers[i].started)
+			pthread_join(b->readers[i].thread, NULL);
+	for (size_t i = 0; i < b->nreaders; i++)
+		free(b->readers[i].rbuf);
+	free(b->readers);
+	b->readers = NULL;
+	b->nreaders = 0;
+	if (b->inline_reader)
+		free(b->inline_reader->rbuf);
+	free(b->inline_reader);
+	b->inline_reader = NULL;
+	while (b->ring && reorder_pop(b->ring, REORDER_ANY, &item) == 1)
+		backup_rec_free(item);
+	reorder_free(b->ring);
+	b->ring = NULL;
+}
+
+/* ---- walk callbacks ---- */
+
+/* A file to read: its metadata now (the walk's descriptor and parent are
+ * at hand), its data on a reader, which gets a duplicate descriptor. */
 static int backup_file(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
-	uint64_t size = 0;
-	bool reported = false;
-	struct dd_entry e;
+	struct backup_rec *rec;
 	int rc;
 
-	b->nrefs = 0;
-	if (holes_maybe(it->st))
-		rc = backup_read_sparse(b, it, &size, &reported);
-	else
-		rc = backup_read_run(b, it, UINT64_MAX, &size, &reported);
-	if (reported)
-		return 0;
-	if (rc < 0)
+	if (!(rec = backup_rec_new(BACKUP_FILE_READ, DD_ENTRY_FILE, it)))
+		return -ENOMEM;
+	backup_entry_meta(b, &rec->e, it);
+	if ((rc = backup_rec_keep_ext(rec)) < 0) {
+		backup_rec_free(rec);
 		return rc;
-	/* Recorded as read, with the times from before the read: the next
-	 * backup sees a changed file and reads it again. */
-	if (backup_changed(it->fd, it->st)) {
-		agent_warn("'/%s' changed while being read", it->path);
-		b->changed++;
 	}
-
-	backup_entry_from_stat(&e, DD_ENTRY_FILE, it->path, it->path_len,
-			       it->st);
-	e.size = size;
-	e.nchunks = b->nrefs;
-	e.chunks = b->refs;
-	backup_entry_meta(b, &e, it);
-	if ((rc = backup_catalog_add(b, &e)) < 0 ||
-	    (rc = backup_link_add(b, it->path, it->st)) < 0)
+	if ((rec->fd = fcntl(it->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		rc = dd_error_set(-errno, "cannot duplicate the descriptor of '/%s': %s",
+				  it->path, strerror(errno));
+		backup_rec_free(rec);
 		return rc;
-	b->files++;
-	b->bytes_total += size;
-	session_progress(b->sess, b->files, b->bytes_total);
-	b->chunks_total += dd_entry_data_chunks(&e);
-	return 0;
+	}
+	return backup_submit(b, rec);
 }
 
 /* A later path of a recorded inode is a hard link; a file the parent
@@ -496,7 +851,7 @@ static int backup_file_known(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	const struct dd_entry *pe;
-	struct dd_entry e;
+	struct backup_rec *rec;
 	int rc;
 
 	if ((rc = backup_hardlink(b, it)) != 0)
@@ -504,80 +859,69 @@ static int backup_file_known(void *payload, const struct walk_item *it)
 	if (!b->parent ||
 	    parent_match(b->parent, it->path, it->path_len, it->st, &pe) <= 0)
 		return 0;
-	backup_entry_from_stat(&e, DD_ENTRY_FILE, it->path, it->path_len,
-			       it->st);
-	e.size = (uint64_t)it->st->st_size;
-	e.nchunks = pe->nchunks;
-	e.chunks = pe->chunks;
+	if (!(rec = backup_rec_new(BACKUP_FILE_KNOWN, DD_ENTRY_FILE, it)))
+		return -ENOMEM;
+	rec->size = (uint64_t)it->st->st_size;
+	for (uint32_t i = 0; i < pe->nchunks && rc == 0; i++)
+		rc = backup_rec_push_ref(rec, &pe->chunks[i].id,
+					 pe->chunks[i].plain_len);
 	/* Unchanged ctime: the xattrs and ACLs are the parent's too, so they
 	 * are not read again (three path lookups a file). */
 	if (parent_meta_reusable(b->parent)) {
-		e.ext = pe->ext_len ? pe->ext : NULL;
-		e.ext_len = pe->ext_len;
+		rec->e.ext = pe->ext_len ? pe->ext : NULL;
+		rec->e.ext_len = pe->ext_len;
 	} else {
-		backup_entry_meta(b, &e, it);
+		backup_entry_meta(b, &rec->e, it);
 	}
-	if ((rc = backup_catalog_add(b, &e)) < 0 ||
-	    (rc = backup_link_add(b, it->path, it->st)) < 0)
+	if (rc < 0 || (rc = backup_rec_keep_ext(rec)) < 0) {
+		backup_rec_free(rec);
 		return rc;
-	b->files++;
-	b->bytes_total += e.size;
-	session_progress(b->sess, b->files, b->bytes_total);
-	progress_update(b->progress, b->files, b->bytes_total);
-	b->chunks_total += dd_entry_data_chunks(&e);
-	return 1;
+	}
+	rc = backup_submit(b, rec);
+	return rc < 0 ? rc : 1;
+}
+
+/* A directory, symlink or special file: recorded in its turn. */
+static int backup_other(struct backup *b, const struct walk_item *it,
+			enum backup_kind kind, uint8_t type)
+{
+	struct backup_rec *rec;
+	int rc;
+
+	if (!(rec = backup_rec_new(kind, type, it)))
+		return -ENOMEM;
+	if (it->target &&
+	    (rc = backup_rec_set_link(rec, it->target, it->target_len)) < 0)
+		goto fail;
+	backup_entry_meta(b, &rec->e, it);
+	if ((rc = backup_rec_keep_ext(rec)) < 0)
+		goto fail;
+	return backup_submit(b, rec);
+fail:
+	backup_rec_free(rec);
+	return rc;
 }
 
 static int backup_dir(void *payload, const struct walk_item *it)
 {
-	struct backup *b = payload;
-	struct dd_entry e;
-	int rc;
-
-	backup_entry_from_stat(&e, DD_ENTRY_DIR, it->path, it->path_len,
-			       it->st);
-	backup_entry_meta(b, &e, it);
-	if ((rc = backup_catalog_add(b, &e)) < 0)
-		return rc;
-	b->dirs++;
-	return 0;
+	return backup_other(payload, it, BACKUP_DIR, DD_ENTRY_DIR);
 }
 
 static int backup_symlink(void *payload, const struct walk_item *it)
 {
-	struct backup *b = payload;
-	struct dd_entry e;
-	int rc;
-
-	backup_entry_from_stat(&e, DD_ENTRY_SYMLINK, it->path, it->path_len,
-			       it->st);
-	e.link = it->target;
-	e.link_len = (uint32_t)it->target_len;
-	backup_entry_meta(b, &e, it);
-	if ((rc = backup_catalog_add(b, &e)) < 0)
-		return rc;
-	b->symlinks++;
-	return 0;
+	return backup_other(payload, it, BACKUP_SYMLINK, DD_ENTRY_SYMLINK);
 }
 
 static int backup_special(void *payload, const struct walk_item *it)
 {
-	struct backup *b = payload;
 	mode_t fmt = it->st->st_mode & S_IFMT;
-	struct dd_entry e;
 	int rc;
 
-	if ((rc = backup_hardlink(b, it)) != 0)
+	if ((rc = backup_hardlink(payload, it)) != 0)
 		return rc < 0 ? rc : 0;
-	backup_entry_from_stat(&e, fmt == S_IFIFO ? DD_ENTRY_FIFO :
-			       fmt == S_IFCHR ? DD_ENTRY_CHR : DD_ENTRY_BLK,
-			       it->path, it->path_len, it->st);
-	backup_entry_meta(b, &e, it);
-	if ((rc = backup_catalog_add(b, &e)) < 0 ||
-	    (rc = backup_link_add(b, it->path, it->st)) < 0)
-		return rc;
-	b->specials++;
-	return 0;
+	return backup_other(payload, it, BACKUP_SPECIAL,
+			    fmt == S_IFIFO ? DD_ENTRY_FIFO :
+			    fmt == S_IFCHR ? DD_ENTRY_CHR : DD_ENTRY_BLK);
 }
 
 static const struct walk_ops backup_walk_ops = {
@@ -592,13 +936,14 @@ static const struct walk_ops backup_walk_ops = {
 
 static void backup_release(struct backup *b)
 {
+	__atomic_store_n(&b->stopping, true, __ATOMIC_RELAXED);
+	backup_readers_stop(b);
 	upload_queue_free(b->uq);
 	sealsnap_free(b->seal);
+	pthread_mutex_destroy(&b->uq_mu);
 	progress_free(b->progress);
 	parent_free(b->parent);
 	json_decref(b->parent_manifest);
-	free(b->rbuf);
-	free(b->refs);
 	free(b->cat_ids);
 	dd_buf_release(&b->cat);
 	meta_reader_free(b->meta);
@@ -641,8 +986,34 @@ static void backup_remember(struct backup *b, const json_t *manifest)
 	}
 }
 
+/*
+ * How many entries the ring may hold: each may be a file open until it is
+ * read, so the open-file limit (raised to its hard limit if it can be)
+ * bounds it, with room left for the walk's directories and the
+ * connections.
+ */
+static size_t backup_ring_size(void)
+{
+	struct rlimit rl;
+	size_t n = BACKUP_RING_MAX;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 64;
+	if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 4 * BACKUP_RING_MAX) {
+		struct rlimit up = rl;
+
+		up.rlim_cur = rl.rlim_max < 4 * BACKUP_RING_MAX ?
+			rl.rlim_max : 4 * BACKUP_RING_MAX;
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < n)
+		n = rl.rlim_cur / 2;
+	return n < 16 ? 16 : n;
+}
+
 static int backup_setup(struct backup *b, struct client *c,
-			const struct settings *s)
+			const struct settings *s, unsigned threads)
 {
 	struct repo_config cfg;
 	struct upload_limits lim = {
@@ -671,6 +1042,7 @@ static int backup_setup(struct backup *b, struct client *c,
 		lim.batch_bytes = BACKUP_BATCH_BYTES;
 
 	b->client = c;
+	pthread_mutex_init(&b->uq_mu, NULL);
 	if (gethostname(b->host, sizeof(b->host) - 1) < 0)
 		snprintf(b->host, sizeof(b->host), "unknown");
 	dd_buf_init(&b->cat, 0);
@@ -693,11 +1065,9 @@ static int backup_setup(struct backup *b, struct client *c,
 				    client_server(c), lim.bundle_bytes);
 	if ((rc = upload_queue_new(&b->uq, s, &lim)) < 0)
 		return rc;
-	b->rcap = b->chunker.params.max_size +
-		(b->chunker.params.max_size > BACKUP_READ_BLOCK ?
-		 b->chunker.params.max_size : BACKUP_READ_BLOCK);
-	if (!(b->rbuf = malloc(b->rcap)))
-		return dd_error_set(-ENOMEM, "out of memory");
+	if ((rc = reorder_new(&b->ring, backup_ring_size())) < 0 ||
+	    (rc = backup_readers_start(b, threads)) < 0)
+		return rc;
 	if ((rc = dd_catalog_begin(&b->cat)) < 0)
 		return agent_error_wrap(rc, "cannot start the catalog");
 	if (client_crypt(c))
@@ -801,6 +1171,7 @@ struct backup_run_opts {
 	bool as_json, force_read, quiet;
 	double t0;              /* when the command started (monotonic) */
 	int64_t time_start;     /* and in wall-clock seconds */
+	unsigned threads;       /* reading threads; 1: the walk thread reads */
 };
 
 /*
@@ -817,7 +1188,7 @@ static int backup_run(struct client *c, const struct settings *s,
 	char lock[PATH_MAX];
 	int rc;
 
-	if ((rc = backup_setup(&b, c, s)) < 0 ||
+	if ((rc = backup_setup(&b, c, s, o->threads)) < 0 ||
 	    (rc = parent_record_load(&b.record, s->server, s->token, b.host,
 				     roots, nroots)) < 0 ||
 	    (!o->force_read &&
@@ -839,7 +1210,8 @@ static int backup_run(struct client *c, const struct settings *s,
 		if ((rc = walk_root(roots[i], &backup_walk_ops, wopts, &b,
 				    &b.ws)) < 0)
 			goto cleanup;
-	if ((rc = backup_catalog_cut(&b, true)) < 0 ||
+	if ((rc = backup_emit_held(&b, true)) < 0 ||
+	    (rc = backup_catalog_cut(&b, true)) < 0 ||
 	    (rc = upload_queue_flush(b.uq)) < 0 ||
 	    (rc = backup_create_snapshot(&b, (char **)roots, nroots,
 					 o->time_start, &manifest)) < 0 ||
@@ -860,6 +1232,16 @@ cleanup:
 	return rc;
 }
 
+/* One reading thread per online CPU, within SETTINGS_THREADS_MAX. */
+static unsigned backup_default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > (long)SETTINGS_THREADS_MAX ? SETTINGS_THREADS_MAX : (unsigned)n;
+}
+
 int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 	       const struct agent_verb *self)
 {
@@ -870,6 +1252,7 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 		{ "exclude-file", required_argument, NULL, 'E' },
 		{ "one-file-system", no_argument, NULL, 'x' },
 		{ "include-caches", no_argument, NULL, 'C' },
+		{ "threads", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -914,6 +1297,12 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 			break;
 		case 'C':
 			wopts.exclude_caches = false;
+			break;
+		case 'T':
+			if (settings_parse_threads(&opt_run.threads, optarg) < 0) {
+				rc = agent_usage_error(self, "%s", dd_error_last());
+				goto cleanup;
+			}
 			break;
 		case 'h':
 			pattern_list_release(&excl);
@@ -962,6 +1351,8 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 	if ((rc = settings_load(&s, &g->src)) < 0 ||
 	    (rc = client_new(&c, &s)) < 0)
 		goto cleanup;
+	if (opt_run.threads == 0)
+		opt_run.threads = s.threads ? s.threads : backup_default_threads();
 	rc = backup_run(c, &s, roots, nroots, &wopts, &opt_run);
 	/* The server refuses a snapshot that names a chunk it no longer has
 	 * (409): a chunk the parent listed was found damaged and dropped, or

@@ -23,7 +23,7 @@ static int cmd_help(int argc, char **argv, const struct agent_globals *g,
 		    const struct agent_verb *self);
 
 static const struct agent_verb verbs[] = {
-	{ "backup", cmd_backup, "backup [--json] [--force-read] [--exclude PATTERN]... [--exclude-file FILE] [--one-file-system] [--include-caches] PATH...",
+	{ "backup", cmd_backup, "backup [--json] [--force-read] [--exclude PATTERN]... [--exclude-file FILE] [--one-file-system] [--include-caches] [--threads N] PATH...",
 	  "Back up files and directories; prints the new snapshot's id." },
 	{ "restore", cmd_restore, "restore SNAPSHOT|latest (--target DIR [--same-privileges] [--no-setuid] [--no-devices] [--no-special-xattrs] | --format tar --output FILE|-) [--include PATTERN]...",
 	  "Restore a snapshot (id, 8+ digit prefix, 'latest') into DIR.\n"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -17,6 +18,7 @@ struct conf_load {
 	const char *file;
 	char *server, *token, *ca, *fingerprint;
 	char *key_file, *passphrase_file;
+	unsigned threads;
 };
 
 static int settings_replace(char **slot, const char *value)
@@ -27,6 +29,29 @@ static int settings_replace(char **slot, const char *value)
 		return dd_error_set(-ENOMEM, "out of memory");
 	free(*slot);
 	*slot = copy;
+	return 0;
+}
+
+int settings_parse_threads(unsigned *out, const char *value)
+{
+	uint64_t n;
+
+	if (dd_parse_u64(value, &n) < 0 || n < 1 || n > SETTINGS_THREADS_MAX)
+		return dd_error_set(-EINVAL,
+				    "threads must be a number from 1 to %u, not '%s'",
+				    SETTINGS_THREADS_MAX, value);
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int settings_threads(unsigned *out, const char *value,
+			    const char *file, unsigned line)
+{
+	int rc = settings_parse_threads(out, value);
+
+	if (rc < 0)
+		return dd_error_set(rc, "%s:%u: %s", file, line,
+				    dd_error_last());
 	return 0;
 }
 
@@ -47,6 +72,8 @@ static int settings_conf_cb(void *payload, const char *key,
 		return settings_replace(&cl->key_file, value);
 	if (strcmp(key, "passphrase_file") == 0)
 		return settings_replace(&cl->passphrase_file, value);
+	if (strcmp(key, "threads") == 0)
+		return settings_threads(&cl->threads, value, cl->file, line);
 	return dd_error_set(-EINVAL, "%s:%u: unknown key '%s'", cl->file,
 			    line, key);
 }
@@ -250,6 +277,7 @@ int settings_load(struct settings *out, const struct settings_source *src)
 	if (s.fingerprint && (rc = settings_fingerprint(s.fingerprint)) < 0)
 		goto cleanup;
 
+	s.threads = cl.threads;
 	*out = s;
 	memset(&s, 0, sizeof(s));
 	rc = 0;

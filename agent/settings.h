@@ -3,7 +3,9 @@
  * environment (DEDUP_SERVER, DEDUP_TOKEN, DEDUP_CA, DEDUP_FINGERPRINT),
  * the environment over the config file (`server`, `token`, `ca`,
  * `fingerprint`, `key_file`, `passphrase_file` keys; --config FILE or the default
- * DD_SYSCONFDIR "/dedup/agent.conf").
+ * DD_SYSCONFDIR "/dedup/agent.conf"). The file may also set `threads`,
+ * how many threads a backup reads, cuts and hashes files on (1..64; a
+ * command's --threads wins; unset: one per online CPU).
  *
  * The server is verified either by a CA file (its self-signed certificate
  * is its own CA) or by pinning its certificate's SHA-256 fingerprint, as
@@ -37,7 +39,14 @@ struct settings {
 	 * where its passphrase comes from; NULL when not set. Absolute. */
 	char *key_file;
 	char *passphrase_file;
+	unsigned threads;     /* `threads` of the file; 0: not set */
 };
+
+#define SETTINGS_THREADS_MAX 64u
+
+/* Parses a thread count (1..SETTINGS_THREADS_MAX) into *out; -EINVAL with
+ * a message otherwise. */
+int settings_parse_threads(unsigned *out, const char *value);
 
 /*
  * Resolves the settings. A missing default config file is fine; a missing
