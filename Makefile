@@ -158,6 +158,12 @@ $(O)/bench/backend-bench: tests/bench/backend_bench.c $(BACKEND_OBJ) $(LIBDEDUP)
 	$(Q)$(CC) $(DD_CFLAGS) -Iserver/store -o $@ $< $(BACKEND_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
 # A unit test of an agent module links that module.
+# The backup's in-order ring of reading threads (agent/reorder.c).
+$(O)/tests/test_reorder: tests/unit/test_reorder.c tests/unit/unit.h $(O)/agent/reorder.o $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iagent -o $@ $< $(O)/agent/reorder.o $(LIBDEDUP) $(LIBS_COMMON) $(LDFLAGS)
+
 $(O)/tests/test_holes: tests/unit/test_holes.c tests/unit/unit.h $(O)/agent/holes.o $(LIBDEDUP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
