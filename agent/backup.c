@@ -13,6 +13,20 @@
  * only created after every queued chunk (data and catalog) was flushed and
  * acknowledged.
  *
+ * Files are read, cut and hashed on reader threads (--threads, agent.conf
+ * `threads`, default one per online CPU): the walk thread records every
+ * entry in a bounded ring (reorder.h) and writes the catalog from it in
+ * walk order, so the catalog and the chunks do not depend on how many
+ * threads read or which finishes first. With one thread the walk thread
+ * reads each file itself. Metadata (xattrs, ACLs) is read on the walk
+ * thread; the readers share the upload queue under a mutex. A file that
+ * cannot be read is reported in its turn; any other failure of a reader
+ * stops the backup in its turn, before a snapshot is asked for. An inode
+ * with several links waits for the entries before it, so the hard-link
+ * table knows whether its first path was recorded.
+ *
+ * The id of a chunk's bytes is made in one place, backup_chunk_id().
+ *
  * A file with fewer blocks than its size needs is read by its data runs
  * (holes.h): its holes of HOLES_MIN and more are recorded as catalog holes
  * (version 3) without a read or a hash, and each run is cut as a stream

@@ -26,7 +26,8 @@
 #                         The report is always written to $DD_BENCH_DIR.
 #
 # Every tool gets one fresh repository that holds everything, in this order:
-# mixed tree (first backup, unchanged re-backup, restore + diff -r),
+# mixed tree (first backup, unchanged re-backup, a copy of it at a second
+# path, restore + diff -r),
 # generations gen-0..gen-N backed up from one fixed path, then disk image A
 # and image B backed up from one fixed path.
 set -u -o pipefail
@@ -157,6 +158,16 @@ else
 	say "data generated in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}') s"
 fi
 MIXED=$D/mixed
+# The mixed tree again at a second path (a second machine built from the
+# same template): every chunk is known after the first backup, but no tool
+# has a parent snapshot or files cache entry for these paths.
+MIXCOPY=$W/mixed-copy
+if [ "$(cat "$MIXCOPY.stamp" 2>/dev/null)" != "$STAMP" ]; then
+	say "copying the mixed tree to $MIXCOPY"
+	rm -rf "$MIXCOPY"
+	cp -a "$MIXED" "$MIXCOPY" || die "cannot copy the mixed tree"
+	echo "$STAMP" >"$MIXCOPY.stamp"
+fi
 
 tree_bytes() { find "$1" -type f -printf '%s\n' | awk '{s+=$1} END{printf "%d", s}'; }
 tree_files() { find "$1" -type f | wc -l; }
@@ -208,14 +219,15 @@ measure() {
 	M_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
 	M_RSS=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$tf" 2>/dev/null)
 	M_RSS=${M_RSS:-0}
+	M_CPU=$(awk -F': ' '/User time \(seconds\)|System time \(seconds\)/{s+=$2} END{printf "%.2f", s}' "$tf" 2>/dev/null)
 	if [ "$M_RC" != 0 ]; then
 		local why="exit $M_RC"
 		[ "$M_RC" = 124 ] && why="timed out after ${STEP_TIMEOUT} s"
 		loud "$tool $step FAILED ($why); last lines of $err:"
 		tail -n 15 "$err" >&2
 	fi
-	printf '   %-7s %-9s %8.2f s  %7d MiB rss%s\n' "$tool" "$step" "$M_SECS" \
-		"$((M_RSS / 1024))" "$([ "$M_RC" = 0 ] || echo "  FAILED rc=$M_RC")"
+	printf '   %-7s %-9s %8.2f s  %7d MiB rss  %7.2f s cpu%s\n' "$tool" "$step" "$M_SECS" \
+		"$((M_RSS / 1024))" "${M_CPU:-0}" "$([ "$M_RC" = 0 ] || echo "  FAILED rc=$M_RC")"
 }
 
 repo_bytes() { du -sb "$1" 2>/dev/null | cut -f1; }
@@ -416,12 +428,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
-# bk TOOL STEP PATH: one backup, recorded
+# bk TOOL STEP PATH: one backup, recorded (value: its CPU seconds)
 bk() {
 	SNAP=
 	NOTE=
 	"$1_backup" "$2" "$3"
-	record "$1" backup "$2" "$M_SECS" "$M_RSS" "$M_RC" "" "${NOTE:-}"
+	record "$1" backup "$2" "$M_SECS" "$M_RSS" "$M_RC" "$M_CPU" "${NOTE:-}"
 }
 
 run_tool() {
@@ -442,6 +454,9 @@ run_tool() {
 	bk "$tool" mixed-1 "$MIXED"
 	snap_mixed=$SNAP
 	bk "$tool" mixed-2 "$MIXED"
+	say "$tool: the copy of the mixed tree at a second path (all chunks known)"
+	warm "$MIXCOPY"
+	bk "$tool" mixed-copy "$MIXCOPY"
 
 	say "$tool: restore of the first mixed-tree snapshot, then diff -r"
 	target=$RUN/$tool/restore
