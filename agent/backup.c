@@ -118,6 +118,14 @@ struct backup {
 	struct backup_reader *inline_reader;
 	size_t read_block;             /* read beyond the max_size window */
 	bool stopping;                 /* readers: give up (atomic) */
+	/* Helpers hash the chunks of a reader's window (backup_hash_cuts). */
+	pthread_mutex_t h_mu;
+	pthread_cond_t h_work_cv;      /* a window is offered, or stop */
+	pthread_cond_t h_done_cv;      /* its last chunk is hashed */
+	struct backup_hashjob *hjob;   /* the window offered, or NULL */
+	bool h_stop;
+	pthread_t *helpers;
+	size_t nhelpers;
 
 	struct dd_buf cat;             /* catalog bytes not yet cut */
 	struct dd_id *cat_ids;         /* catalog chunks, in order */
@@ -358,6 +366,8 @@ struct backup_reader {
 	struct backup *b;
 	uint8_t *rbuf;             /* file read window */
 	size_t rcap;
+	struct backup_cut *cuts;   /* the chunks cut in the window */
+	size_t cuts_alloc;
 	pthread_t thread;
 	bool started;
 };
@@ -630,60 +640,181 @@ static int backup_push_hole(struct backup_rec *rec, uint64_t len)
 	return 0;
 }
 
+/* ---- hashing the chunks of one window on several threads ---- */
+
+/* One chunk cut in a reader's window, and its id once hashed. */
+struct backup_cut {
+	size_t off;
+	size_t len;
+	struct dd_id id;
+};
+
+/* A window's chunks offered to the helpers: taken by index, counted back. */
+struct backup_hashjob {
+	const uint8_t *base;
+	struct backup_cut *cuts;
+	size_t n, next, done;
+};
+
+/* Hashes the chunks of a window: on the helpers too when they are free
+ * (another reader's window may hold them), else on this thread alone. */
+static void backup_hash_cuts(struct backup *b, const uint8_t *base,
+			     struct backup_cut *cuts, size_t n)
+{
+	struct backup_hashjob job = { .base = base, .cuts = cuts, .n = n };
+
+	if (b->nhelpers > 0 && n > 1) {
+		pthread_mutex_lock(&b->h_mu);
+		if (!b->hjob) {
+			b->hjob = &job;
+			pthread_cond_broadcast(&b->h_work_cv);
+			while (job.next < job.n) {
+				size_t i = job.next++;
+
+				pthread_mutex_unlock(&b->h_mu);
+				backup_chunk_id(b, &cuts[i].id,
+						base + cuts[i].off, cuts[i].len);
+				pthread_mutex_lock(&b->h_mu);
+				job.done++;
+			}
+			while (job.done < job.n)
+				pthread_cond_wait(&b->h_done_cv, &b->h_mu);
+			b->hjob = NULL;
+			pthread_mutex_unlock(&b->h_mu);
+			return;
+		}
+		pthread_mutex_unlock(&b->h_mu);
+	}
+	for (size_t i = 0; i < n; i++)
+		backup_chunk_id(b, &cuts[i].id, base + cuts[i].off,
+				cuts[i].len);
+}
+
+/* A helper: hashes chunks of whichever window is offered, until stopped.
+ * So a large file read by one reader is hashed on every core. */
+static void *backup_helper_main(void *arg)
+{
+	struct backup *b = arg;
+
+	pthread_mutex_lock(&b->h_mu);
+	for (;;) {
+		struct backup_hashjob *job;
+		size_t i;
+
+		while (!b->h_stop && !(b->hjob && b->hjob->next < b->hjob->n))
+			pthread_cond_wait(&b->h_work_cv, &b->h_mu);
+		if (b->h_stop)
+			break;
+		job = b->hjob;
+		i = job->next++;
+		pthread_mutex_unlock(&b->h_mu);
+		backup_chunk_id(b, &job->cuts[i].id,
+				job->base + job->cuts[i].off, job->cuts[i].len);
+		pthread_mutex_lock(&b->h_mu);
+		if (++job->done == job->n)
+			pthread_cond_signal(&b->h_done_cv);
+	}
+	pthread_mutex_unlock(&b->h_mu);
+	return NULL;
+}
+
+/* Room for one more cut in the reader's list. */
+static int backup_cuts_grow(struct backup_reader *r, size_t n)
+{
+	struct backup_cut *p;
+	size_t a;
+
+	if (n < r->cuts_alloc)
+		return 0;
+	a = r->cuts_alloc ? r->cuts_alloc * 2 : 64;
+	if (!(p = realloc(r->cuts, a * sizeof(*p))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	r->cuts = p;
+	r->cuts_alloc = a;
+	return 0;
+}
+
+/* Reads into the window after the `avail` bytes kept (moved to its
+ * start), at most `*left` bytes; sets *eof when the run or the file ends.
+ * -EIO with the error noted in the record. */
+static int backup_fill(struct backup_reader *r, struct backup_rec *rec,
+		       size_t start, size_t *avail, uint64_t *left, bool *eof)
+{
+	size_t want = r->rcap - *avail;
+	ssize_t got;
+
+	if (want > *left)
+		want = (size_t)*left;
+	if (start > 0 && *avail > 0)
+		memmove(r->rbuf, r->rbuf + start, *avail);
+	got = dd_read_full(rec->fd, r->rbuf + *avail, want);
+	if (got < 0) {
+		rec->read_err = (int)-got;
+		rec->read_what = "read";
+		return -EIO;
+	}
+	if ((size_t)got < want || (*left -= (size_t)got) == 0)
+		*eof = true;
+	*avail += (size_t)got;
+	rec->bytes_read += (uint64_t)got;
+	return 0;
+}
+
 /*
  * Reads, cuts, hashes and queues `len` bytes of the record's file from its
  * current offset (UINT64_MAX: up to its end). The run is cut as a stream
- * of its own: its end ends a chunk. 1 = the run was read whole, 0 = the
- * file ended first, negative = an error; a read error is noted in the
- * record (read_err: the file is left out) and returned as -EIO.
+ * of its own: its end ends a chunk. Each window read is cut first, every
+ * chunk that starts with max_size bytes after it (or the run's end) in
+ * view, exactly as one chunk at a time would cut; then its chunks are
+ * hashed together (backup_hash_cuts) and queued in order. 1 = the run was
+ * read whole, 0 = the file ended first, negative = an error; a read error
+ * is noted in the record (read_err: the file is left out) and returned as
+ * -EIO.
  */
 static int backup_read_run(struct backup_reader *r, struct backup_rec *rec,
 			   uint64_t len)
 {
 	struct backup *b = r->b;
 	size_t max = b->chunker.params.max_size;
-	size_t start = 0, avail = 0;
+	size_t start = 0, avail = 0, n;
 	uint64_t left = len;
 	bool eof = false;
 	int rc;
 
 	for (;;) {
-		struct dd_id id;
-		size_t n;
-
 		if (__atomic_load_n(&b->stopping, __ATOMIC_RELAXED))
 			return dd_error_set(-ECANCELED, "the backup stopped");
 		/* Keep at least max_size bytes ahead unless the run ends. */
 		if (!eof && avail < max) {
-			size_t want = r->rcap - avail;
-			ssize_t got;
-
-			if (want > left)
-				want = (size_t)left;
-			if (start > 0 && avail > 0)
-				memmove(r->rbuf, r->rbuf + start, avail);
+			if ((rc = backup_fill(r, rec, start, &avail, &left,
+					      &eof)) < 0)
+				return rc;
 			start = 0;
-			got = dd_read_full(rec->fd, r->rbuf + avail, want);
-			if (got < 0) {
-				rec->read_err = (int)-got;
-				rec->read_what = "read";
-				return -EIO;
-			}
-			if ((size_t)got < want || (left -= (size_t)got) == 0)
-				eof = true;
-			avail += (size_t)got;
-			rec->bytes_read += (uint64_t)got;
 		}
 		if (avail == 0)
 			break;
-		n = dd_chunker_cut(&b->chunker, r->rbuf + start, avail);
-		backup_chunk_id(b, &id, r->rbuf + start, n);
-		if ((rc = backup_queue_chunk(b, &id, r->rbuf + start, n)) < 0 ||
-		    (rc = backup_rec_push_ref(rec, &id, n)) < 0)
-			return rc;
-		start += n;
-		avail -= n;
-		rec->size += n;
+		n = 0;
+		while (avail > 0 && (eof || avail >= max)) {
+			size_t c = dd_chunker_cut(&b->chunker, r->rbuf + start,
+						  avail);
+
+			if ((rc = backup_cuts_grow(r, n)) < 0)
+				return rc;
+			r->cuts[n].off = start;
+			r->cuts[n++].len = c;
+			start += c;
+			avail -= c;
+		}
+		backup_hash_cuts(b, r->rbuf, r->cuts, n);
+		for (size_t i = 0; i < n; i++) {
+			const struct backup_cut *k = &r->cuts[i];
+
+			if ((rc = backup_queue_chunk(b, &k->id, r->rbuf + k->off,
+						     k->len)) < 0 ||
+			    (rc = backup_rec_push_ref(rec, &k->id, k->len)) < 0)
+				return rc;
+			rec->size += k->len;
+		}
 	}
 	return left == 0 ? 1 : 0;
 }
@@ -772,6 +903,36 @@ static int backup_reader_init(struct backup_reader *r, struct backup *b)
 	return 0;
 }
 
+/* `n` threads that help the readers hash a large file's chunks. */
+static int backup_helpers_start(struct backup *b, size_t n)
+{
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if (!(b->helpers = calloc(n, sizeof(*b->helpers))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (; b->nhelpers < n; b->nhelpers++)
+		if ((rc = pthread_create(&b->helpers[b->nhelpers], NULL,
+					 backup_helper_main, b)) != 0)
+			return dd_error_set(-rc, "cannot start a hashing thread: %s",
+					    strerror(rc));
+	return 0;
+}
+
+static void backup_helpers_stop(struct backup *b)
+{
+	pthread_mutex_lock(&b->h_mu);
+	b->h_stop = true;
+	pthread_cond_broadcast(&b->h_work_cv);
+	pthread_mutex_unlock(&b->h_mu);
+	for (size_t i = 0; i < b->nhelpers; i++)
+		pthread_join(b->helpers[i], NULL);
+	free(b->helpers);
+	b->helpers = NULL;
+	b->nhelpers = 0;
+}
+
 /*
  * Starts the readers: `threads` of them, or none with one thread (the
  * walk thread then reads each file itself). Each holds a read window of
@@ -804,7 +965,7 @@ static int backup_readers_start(struct backup *b, unsigned threads)
 					    strerror(rc));
 		r->started = true;
 	}
-	return 0;
+	return backup_helpers_start(b, threads - 1);
 }
 
 /* Stops and joins the readers and frees what the ring still holds. */
@@ -817,13 +978,18 @@ static void backup_readers_stop(struct backup *b)
 	for (size_t i = 0; i < b->nreaders; i++)
 		if (b->readers[i].started)
 			pthread_join(b->readers[i].thread, NULL);
-	for (size_t i = 0; i < b->nreaders; i++)
+	backup_helpers_stop(b);
+	for (size_t i = 0; i < b->nreaders; i++) {
 		free(b->readers[i].rbuf);
+		free(b->readers[i].cuts);
+	}
 	free(b->readers);
 	b->readers = NULL;
 	b->nreaders = 0;
-	if (b->inline_reader)
+	if (b->inline_reader) {
 		free(b->inline_reader->rbuf);
+		free(b->inline_reader->cuts);
+	}
 	free(b->inline_reader);
 	b->inline_reader = NULL;
 	while (b->ring && reorder_pop(b->ring, REORDER_ANY, &item) == 1)
@@ -955,6 +1121,9 @@ static void backup_release(struct backup *b)
 	upload_queue_free(b->uq);
 	sealsnap_free(b->seal);
 	pthread_mutex_destroy(&b->uq_mu);
+	pthread_mutex_destroy(&b->h_mu);
+	pthread_cond_destroy(&b->h_work_cv);
+	pthread_cond_destroy(&b->h_done_cv);
 	progress_free(b->progress);
 	parent_free(b->parent);
 	json_decref(b->parent_manifest);
@@ -1057,6 +1226,9 @@ static int backup_setup(struct backup *b, struct client *c,
 
 	b->client = c;
 	pthread_mutex_init(&b->uq_mu, NULL);
+	pthread_mutex_init(&b->h_mu, NULL);
+	pthread_cond_init(&b->h_work_cv, NULL);
+	pthread_cond_init(&b->h_done_cv, NULL);
 	if (gethostname(b->host, sizeof(b->host) - 1) < 0)
 		snprintf(b->host, sizeof(b->host), "unknown");
 	dd_buf_init(&b->cat, 0);

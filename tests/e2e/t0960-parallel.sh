@@ -8,7 +8,8 @@
 # On the parallel path: the parent's unchanged files are not read,
 # excludes hold, a read error in the middle of a large batch leaves that
 # file out (exit 3, the same catalog as one thread gives), a file that
-# shrinks while read is a warning (exit 0), and a failure of the upload
+# shrinks while read is a warning (exit 0), the agent's peak RSS stays
+# under 256 MiB with 4 threads, and a failure of the upload
 # (the client's quota) stops the backup with no snapshot created.
 . "$(dirname "$0")/lib.sh"
 
@@ -72,8 +73,10 @@ counts() {
 # 1. one thread and four threads, each reading every file
 out1=$(agent "$A" backup --json --force-read --threads 1 "$SRC" 2>"$T/err1")
 check_eq "--threads 1: exit 0" 0 $?
-out4=$(agent "$A" backup --json --force-read --threads 4 "$SRC" 2>"$T/err4")
+out4=$(/usr/bin/time -f %M -o "$T/rss4" "$AGENT" --server "$URL" --token "$A" --ca "$CA" \
+	backup --json --force-read --threads 4 "$SRC" 2>"$T/err4")
 check_eq "--threads 4: exit 0" 0 $?
+check "--threads 4: peak RSS under 256 MiB" test "$(tail -n1 "$T/rss4")" -lt $((256 * 1024))
 ID1=$(json_get "$out1" snapshot_id)
 ID4=$(json_get "$out4" snapshot_id)
 check "two snapshots" test -n "$ID1" -a -n "$ID4" -a "$ID1" != "$ID4"
