@@ -63,6 +63,35 @@ static struct routes_keyed_id *routes_id_order(const struct http_request *req,
 	return v;
 }
 
+/* The ids of a missing-query the local index lacks, looked up in the
+ * pool's shared index in one batch (store_prefetch): a bitmap of those in
+ * neither, or NULL after failing the request. */
+static uint8_t *routes_prefetch(struct routes_ctx *ctx,
+				const struct http_request *req, size_t n,
+				struct http_reply *rep)
+{
+	uint8_t *absent = calloc((n + 7) / 8 + 1, 1);
+	struct dd_id *ids = NULL;
+	size_t i;
+	int rc = -ENOMEM;
+
+	if (absent && store_shared_on(ctx->store) &&
+	    (ids = malloc(n * sizeof(*ids))) != NULL) {
+		for (i = 0; i < n; i++)
+			routes_id_at(&ids[i], req, i);
+		rc = store_prefetch(ctx->store, ids, n, absent);
+	} else if (absent && !store_shared_on(ctx->store)) {
+		rc = 0;
+	}
+	free(ids);
+	if (rc < 0) {
+		free(absent);
+		routes_fail(rep, rc == -ENOMEM ? rc : -EIO);
+		return NULL;
+	}
+	return absent;
+}
+
 /* Answers for the client's domain only: a chunk that another domain
  * stored is "missing" until this client uploads it (domains.h). A sealed
  * chunk is "missing" to a query without `?sealed=1` (a plain client's),
@@ -76,7 +105,7 @@ void route_missing(void *payload, const struct http_request *req,
 	struct domains_tag buf;
 	struct dd_chunk_loc loc;
 	struct dd_id id;
-	uint8_t *bits;
+	uint8_t *bits, *absent;
 	struct routes_keyed_id *order;
 	const char *arg;
 	bool sealed_ok;
@@ -95,9 +124,19 @@ void route_missing(void *payload, const struct http_request *req,
 		routes_fail(rep, -ENOMEM);
 		return;
 	}
+	absent = routes_prefetch(ctx, req, n, rep);
+	if (!absent) {
+		free(bits);
+		return;
+	}
 	order = routes_id_order(req, n);
 	for (k = 0; k < n; k++) {
 		i = order ? order[k].at : k;
+		if (absent[i / 8] & (1u << (i % 8))) {
+			/* in neither the local nor the shared index */
+			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+			continue;
+		}
 		routes_id_at(&id, req, i);
 		rc = domains_lookup(ctx->store, dom, &id, &loc);
 		if (rc == 0 && (loc.flags & DD_COMP_SEALED) && !sealed_ok)
@@ -107,11 +146,13 @@ void route_missing(void *payload, const struct http_request *req,
 		} else if (rc < 0) {
 			free(order);
 			free(bits);
+			free(absent);
 			routes_fail(rep, rc);
 			return;
 		}
 	}
 	free(order);
+	free(absent);
 	http_reply_take(rep, 200, ROUTES_OCTETS, bits, (n + 7) / 8);
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "frontends.h"
 #include "cmd.h"
 #include "config.h"
 #include "log.h"
@@ -25,7 +26,7 @@
 
 const char cmd_init_usage[] =
 	"usage: dedup-server init --repo DIR [--chunker MIN,AVG,MAX]\n"
-	"                         [--store rados:POOL[/NAMESPACE] [--recover]]\n"
+	"                         [--store rados:POOL[/NAMESPACE] [--recover | --join]]\n"
 	"                         [--config FILE]\n"
 	"\n"
 	"Creates a repository in DIR (which must not exist or be empty):\n"
@@ -43,7 +44,11 @@ const char cmd_init_usage[] =
 	"                         (default " CONFIG_DEFAULT_PATH ")\n"
 	"  --recover              with --store: take the repository the store\n"
 	"                         holds (config.json, snapshots) into the new DIR\n"
-	"                         after the old one was lost\n";
+	"                         after the old one was lost\n"
+	"  --join                 with --store: add DIR as one more front-end of\n"
+	"                         the repository the store holds (its own number,\n"
+	"                         an empty index that caches the pool's shared one,\n"
+	"                         the pool's clients and snapshots)\n";
 
 /* Parses "256K,1M,4M" into the sizes of *p (the seed is left alone). */
 static int init_parse_chunker(struct dd_chunker_params *p, const char *arg)
@@ -266,6 +271,25 @@ static int init_recover(struct backend *be, const char *repo,
 	return 0;
 }
 
+/* --join (and --recover): a front-end number of its own, and the
+ * pool's clients (tokens work on every front-end). */
+static int init_join(struct backend *be, const char *repo, bool join)
+{
+	uint32_t fe = 0;
+	bool changed;
+	int rc = join ? frontends_join(be, repo, &fe) : 0;
+
+	if (rc == 0)
+		rc = frontends_clients_pull(be, repo, &changed, NULL, NULL);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		rc = 0;
+	}
+	if (rc == 0 && join)
+		printf("joined as front-end %u\n", (unsigned)fe);
+	return rc;
+}
+
 /* The store's copy of config.json, written last: it marks the pool as
  * holding this repository. */
 static int init_publish_config(struct backend *be, const char *repo)
@@ -337,12 +361,13 @@ int cmd_init(int argc, char **argv)
 		{ "store", required_argument, NULL, 'S' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "recover", no_argument, NULL, 'R' },
+		{ "join", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL, *store = NULL, *config = NULL;
 	struct backend *be = NULL;
-	bool recover = false;
+	bool recover = false, join = false;
 	struct tokens_list none = { NULL, 0, false };
 	char path[4200], cert[4200], key[4200], host[256];
 	struct dd_chunker_params chunker;
@@ -370,6 +395,9 @@ int cmd_init(int argc, char **argv)
 			break;
 		case 'R':
 			recover = true;
+			break;
+		case 'J':
+			join = recover = true;
 			break;
 		case 'h':
 			fputs(cmd_init_usage, stdout);
@@ -406,11 +434,13 @@ int cmd_init(int argc, char **argv)
 	/* A recovered repository gets no index yet: the server's start
 	 * rebuilds it from the packs (an empty new index would say "no
 	 * chunks"). */
-	if (rc == 0 && !recover)
+	/* A joining front-end's index is a cache of the pool's shared one:
+	 * it starts empty instead of being rebuilt from every pack. */
+	if (rc == 0 && (!recover || join))
 		rc = init_mkdir(repo, REPO_INDEX);
-	if (rc == 0 && !recover)
+	if (rc == 0 && (!recover || join))
 		rc = repo_path(path, sizeof(path), repo, REPO_INDEX);
-	if (rc == 0 && !recover)
+	if (rc == 0 && (!recover || join))
 		rc = store_index_create(path);
 	if (rc == 0)
 		rc = repo_path(cert, sizeof(cert), repo, REPO_CERT);
@@ -432,6 +462,8 @@ int cmd_init(int argc, char **argv)
 		rc = init_config(repo, &chunker, store);
 	if (rc == 0 && be && !recover)
 		rc = init_publish_config(be, repo);
+	if (rc == 0 && recover)
+		rc = init_join(be, repo, join);
 	backend_free(be);
 	if (rc == 0)
 		rc = dd_fsync_dir(repo);

@@ -31,6 +31,7 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "frontends.h"
 #include "http.h"
 #include "httpc.h"
 #include "log.h"
@@ -336,6 +337,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	struct http_server *http = NULL;
 	struct sockaddr_storage ss;
 	struct timespec tick = { 1, 0 };
+	struct frontends *fronts = NULL;
 	socklen_t sslen = 0;
 	sigset_t sigs;
 	const char *repo = cfg->repo;
@@ -401,6 +403,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	snapshots_set_max_per_client(ctx.snapshots,
 				     cfg->max_snapshots_per_client);
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
+	if (rc == 0)
+		rc = frontends_new(&fronts, repo, ctx.store, ctx.snapshots);
 	if (rc == 0)
 		rc = metrics_new(&ctx.metrics);
 	if (rc == 0)
@@ -472,6 +476,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		sync_daemon_poll(sync.daemon, repo);
 		notify_tick(ctx.notify, ctx.snapshots, ctx.sessions, ctx.tokens,
 			    dd_now());
+		frontends_tick(fronts, sessions_open_count(ctx.sessions));
 	}
 	log_info("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	rc = 0;
@@ -481,6 +486,7 @@ cleanup:
 	/* Order matters: no request may run once the store is closed. */
 	serve_sync_stop(&sync);
 	http_stop(http);
+	frontends_free(fronts);
 	notify_free(ctx.notify);
 	store_close(ctx.store);
 	snapshots_free(ctx.snapshots);

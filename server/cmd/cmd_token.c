@@ -18,6 +18,8 @@
 #include "log.h"
 #include "repo.h"
 #include "tokens.h"
+#include "frontends.h"
+#include "storage.h"
 #include "util.h"
 
 const char cmd_token_usage[] =
@@ -44,6 +46,31 @@ static int token_usage(void)
 	return CMD_USAGE;
 }
 
+/* For a repository in a pool: opens it into *be and copies the pool's
+ * clients.json into the directory (*seen: what it held; NULL when the
+ * pool has none yet). A directory repository: *be stays NULL. */
+static int token_pool_pull(const char *repo, struct backend **be,
+			   uint8_t **seen, size_t *seen_len)
+{
+	struct repo_config cfg;
+	bool changed;
+	int rc = repo_config_load(&cfg, repo);
+
+	*be = NULL;
+	if (rc < 0 || !cfg.store[0])
+		return rc;
+	repo_storage_default_opts();
+	rc = repo_backend_open(be, repo);
+	if (rc == 0)
+		rc = frontends_clients_pull(*be, repo, &changed, seen,
+					    seen_len);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		rc = 0;
+	}
+	return rc;
+}
+
 static int token_run(enum token_op op, const char *repo, const char *name,
 		     bool admin, const char *domain)
 {
@@ -52,7 +79,9 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 	struct tokens_client c;
 	char path[4200], token[TOKENS_TOKEN_LEN + 1];
 	ssize_t at;
-	size_t i;
+	size_t i, seen_len = 0;
+	struct backend *be = NULL;
+	uint8_t *seen = NULL;
 	int lockfd = -1, rc;
 
 	rc = repo_config_load(&cfg, repo);
@@ -66,6 +95,11 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 		if (rc < 0)
 			goto cleanup;
 	}
+	/* A repository in a pool keeps its clients there (every front-end
+	 * shares them): the pool's copy first, changed by CAS after. */
+	rc = token_pool_pull(repo, &be, &seen, &seen_len);
+	if (rc < 0)
+		goto cleanup;
 	rc = tokens_list_load(&list, path);
 	if (rc < 0)
 		goto cleanup;
@@ -94,6 +128,8 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 			rc = tokens_list_add(&list, &c);
 		if (rc == 0)
 			rc = tokens_list_save(&list, path);
+		if (rc == 0 && be)
+			rc = frontends_clients_push(be, repo, seen, seen_len);
 		if (rc < 0)
 			goto cleanup;
 		/* Only now that it is stored does the token exist. */
@@ -108,6 +144,8 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 		}
 		tokens_list_remove(&list, (size_t)at);
 		rc = tokens_list_save(&list, path);
+		if (rc == 0 && be)
+			rc = frontends_clients_push(be, repo, seen, seen_len);
 		if (rc < 0)
 			goto cleanup;
 		fprintf(stderr, "dedup-server: revoked client '%s'\n", name);
@@ -119,6 +157,8 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 cleanup:
 	if (lockfd >= 0)
 		close(lockfd);
+	backend_free(be);
+	free(seen);
 	tokens_list_release(&list);
 	if (rc < 0) {
 		log_error("%s", log_reason(rc));

@@ -455,3 +455,17 @@ double sessions_oldest_open(struct sessions *s)
 	pthread_mutex_unlock(&s->lock);
 	return oldest;
 }
+
+unsigned sessions_open_count(struct sessions *s)
+{
+	unsigned n = 0;
+	size_t i;
+
+	pthread_mutex_lock(&s->lock);
+	sessions_expire(s);
+	for (i = 0; i < SESSIONS_MAX; i++)
+		if (s->v[i].used)
+			n++;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}

@@ -101,6 +101,9 @@ bool sessions_last_result(struct sessions *s, const char *client,
  * closed first). The garbage collector keeps every chunk vouched for
  * since then (store.h, "Collection support"). */
 double sessions_oldest_open(struct sessions *s);
+/* Open sessions now (the heartbeat other front-ends' collections read,
+ * server/repo/frontends.h). */
+unsigned sessions_open_count(struct sessions *s);
 /* Sessions ended since the server started. */
 void sessions_totals(struct sessions *s, uint64_t *ok, uint64_t *failed);
 

@@ -1485,3 +1485,74 @@ cleanup:
 	free(rq.catalog);
 	return rc;
 }
+
+/* ---- several front-ends on one pool (server/repo/frontends.h) ---- */
+
+int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
+		    size_t len)
+{
+	char path[4200];
+	struct snap e;
+	struct stat st;
+	bool known;
+	int rc;
+
+	if (!snap_is_hex64(id))
+		return dd_error_set(-EINVAL, "not a snapshot id");
+	pthread_rwlock_rdlock(&s->lock);
+	known = snap_find(s, id) != NULL;
+	pthread_rwlock_unlock(&s->lock);
+	if (known)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
+	rc = dd_write_file_atomic(path, data, len, 0600);
+	if (rc == 0 && stat(path, &st) < 0)
+		rc = dd_error_set(-errno, "cannot stat '%s'", path);
+	if (rc == 0)
+		rc = snap_load_file(&e, path, id, &st);
+	if (rc < 0) {
+		unlink(path);
+		return rc;
+	}
+	pthread_rwlock_wrlock(&s->lock);
+	rc = snap_find(s, id) ? 0 : snapshots_insert(s, &e);
+	pthread_rwlock_unlock(&s->lock);
+	return rc == 0 ? 1 : rc;
+}
+
+int snapshots_drop_local(struct snapshots *s, const char *id,
+			 int64_t older_than_ns)
+{
+	char path[4200];
+	size_t i;
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&s->lock);
+	for (i = 0; i < s->n; i++) {
+		if (strcmp(s->v[i].id, id) != 0)
+			continue;
+		if (s->v[i].written_ns >= older_than_ns)
+			break;  /* maybe still on its way to the pool */
+		snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
+		unlink(path);
+		s->bytes_logical -= s->v[i].bytes_total;
+		s->bytes_catalog -= s->v[i].catalog_bytes;
+		memmove(&s->v[i], &s->v[i + 1],
+			(s->n - i - 1) * sizeof(s->v[0]));
+		s->n--;
+		rc = 1;
+		break;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return rc;
+}
+
+bool snapshots_exists(struct snapshots *s, const char *id)
+{
+	bool known;
+
+	pthread_rwlock_rdlock(&s->lock);
+	known = snap_find(s, id) != NULL;
+	pthread_rwlock_unlock(&s->lock);
+	return known;
+}

@@ -211,4 +211,18 @@ typedef int (*snapshots_each_fn)(void *payload,
 int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
 		      void *payload);
 
+/*
+ * Several front-ends on one pool (server/repo/frontends.h): a manifest
+ * another front-end wrote, copied from the pool (data[0..len)) into this
+ * directory and the index (1; 0 when it is known already); and a
+ * manifest no longer in the pool (another front-end forgot it) dropped
+ * from this directory and the index (1; 0 when unknown or written at or
+ * after older_than_ns, which may still be on its way to the pool).
+ */
+int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
+		    size_t len);
+bool snapshots_exists(struct snapshots *s, const char *id);
+int snapshots_drop_local(struct snapshots *s, const char *id,
+			 int64_t older_than_ns);
+
 #endif

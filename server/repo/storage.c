@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "frontends.h"
 #include "log.h"
 #include "repo.h"
 #include "snapshots.h"
@@ -79,12 +80,15 @@ int repo_backend_open(struct backend **out, const char *repo)
 int repo_store_open(struct store **out, const char *repo, unsigned flags)
 {
 	struct backend *be;
-	int rc = repo_backend_open(&be, repo);
+	uint32_t fe;
+	int rc = frontends_id(repo, &fe);
 
 	*out = NULL;
+	if (rc == 0)
+		rc = repo_backend_open(&be, repo);
 	if (rc < 0)
 		return rc;
-	return store_open_be(out, repo, be, flags);
+	return store_open_fe(out, repo, be, flags, fe);
 }
 
 int repo_store_rebuild_index(const char *repo, unsigned flags,

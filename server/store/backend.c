@@ -22,7 +22,10 @@ struct backend {
 	void *impl;
 	void *dl;               /* the module's dlopen handle, or NULL */
 	char *where;            /* the spec after "dir:" or "rados:" */
+	uint64_t nops;          /* calls made (backend_ops_count) */
 };
+
+#define COUNT(b) __atomic_add_fetch(&(b)->nops, 1, __ATOMIC_RELAXED)
 
 /* Records "<what> '<name>': <why or strerror>" and returns rc. */
 static int backend_fail(int rc, const char *what, const char *name,
@@ -201,6 +204,7 @@ int backend_put(struct backend *b, const char *name, const void *data,
 	if (len > BACKEND_PUT_MAX)
 		return dd_error_set(-EFBIG, "cannot put '%s': %zu bytes is over "
 				    "the %u of one put", name, len, BACKEND_PUT_MAX);
+	COUNT(b);
 	rc = b->ops->put(b->impl, name, data, len, why);
 	return rc < 0 ? backend_fail(rc, "put", name, why) : 0;
 }
@@ -213,6 +217,7 @@ int backend_append(struct backend *b, const char *name, const void *data,
 
 	if (rc < 0 || len == 0)
 		return rc;
+	COUNT(b);
 	rc = b->ops->append(b->impl, name, data, len, why);
 	return rc < 0 ? backend_fail(rc, "append to", name, why) : 0;
 }
@@ -231,6 +236,7 @@ int backend_read(struct backend *b, const char *name, uint64_t off,
 
 		return backend_stat(b, name, &size);
 	}
+	COUNT(b);
 	got = b->ops->read(b->impl, name, off, buf, len, why);
 	if (got < 0)
 		return backend_fail((int)got, "read", name, why);
@@ -267,7 +273,8 @@ int backend_reader_open(struct backend *b, const char *name,
 	if (b->ops->ropen)
 		rc = b->ops->ropen(b->impl, name, &r->rd, why);
 	else
-		rc = b->ops->stat(b->impl, name, &size, why);
+		COUNT(b);
+	rc = b->ops->stat(b->impl, name, &size, why);
 	if (rc < 0) {
 		free(r);
 		return backend_fail(rc, "open", name, why);
@@ -284,6 +291,7 @@ int backend_reader_read(struct backend_reader *r, uint64_t off, void *buf,
 
 	if (len == 0)
 		return 0;
+	COUNT(r->b);
 	if (r->rd)
 		got = r->b->ops->rread(r->rd, off, buf, len, why);
 	else
@@ -314,6 +322,7 @@ int backend_stat(struct backend *b, const char *name, uint64_t *size)
 
 	if (rc < 0)
 		return rc;
+	COUNT(b);
 	rc = b->ops->stat(b->impl, name, size, why);
 	return rc < 0 ? backend_fail(rc, "stat", name, why) : 0;
 }
@@ -326,6 +335,7 @@ int backend_list(struct backend *b, const char *prefix, backend_list_fn fn,
 
 	if (!prefix || strlen(prefix) > BACKEND_NAME_MAX)
 		return dd_error_set(-EINVAL, "cannot list: bad prefix");
+	COUNT(b);
 	rc = b->ops->list(b->impl, prefix, fn, payload, why);
 	if (rc < 0 && why[0])
 		return backend_fail(rc, "list", prefix, why);
@@ -342,6 +352,7 @@ int backend_truncate(struct backend *b, const char *name, uint64_t size)
 	if (!b->ops->truncate)
 		return dd_error_set(-EOPNOTSUPP, "cannot truncate '%s': the %s "
 				    "backend cannot", name, b->ops->kind);
+	COUNT(b);
 	rc = b->ops->truncate(b->impl, name, size, why);
 	return rc < 0 ? backend_fail(rc, "truncate", name, why) : 0;
 }
@@ -353,6 +364,7 @@ int backend_remove(struct backend *b, const char *name)
 
 	if (rc < 0)
 		return rc;
+	COUNT(b);
 	rc = b->ops->remove(b->impl, name, why);
 	return rc < 0 ? backend_fail(rc, "remove", name, why) : 0;
 }
@@ -364,6 +376,7 @@ int backend_lock(struct backend *b, const char *name, uint32_t lease_ms)
 
 	if (rc < 0)
 		return rc;
+	COUNT(b);
 	rc = b->ops->lock(b->impl, name, lease_ms, why);
 	return rc < 0 ? backend_fail(rc, "lock", name, why) : 0;
 }
@@ -375,6 +388,7 @@ int backend_unlock(struct backend *b, const char *name)
 
 	if (rc < 0)
 		return rc;
+	COUNT(b);
 	rc = b->ops->unlock(b->impl, name, why);
 	return rc < 0 ? backend_fail(rc, "unlock", name, why) : 0;
 }
@@ -390,6 +404,116 @@ int backend_cas(struct backend *b, const char *name, const void *expect,
 	if (len > BACKEND_CAS_MAX || expect_len > BACKEND_CAS_MAX)
 		return dd_error_set(-EFBIG, "cannot swap '%s': over the %u bytes "
 				    "of a swapped object", name, BACKEND_CAS_MAX);
+	COUNT(b);
 	rc = b->ops->cas(b->impl, name, expect, expect_len, data, len, why);
 	return rc < 0 ? backend_fail(rc, "swap", name, why) : 0;
+}
+
+uint64_t backend_ops_count(const struct backend *b)
+{
+	return __atomic_load_n(&b->nops, __ATOMIC_RELAXED);
+}
+
+int backend_has_omap(const struct backend *b)
+{
+	return b->ops->omap_set != NULL;
+}
+
+static int omap_check(struct backend *b, const char *what, const char *name,
+		      size_t n)
+{
+	int rc = check_name(what, name);
+
+	if (rc < 0)
+		return rc;
+	if (!b->ops->omap_set)
+		return dd_error_set(-EOPNOTSUPP, "cannot %s '%s': the %s backend "
+				    "has no key/value maps", what, name,
+				    b->ops->kind);
+	if (n > BACKEND_KV_BATCH)
+		return dd_error_set(-EINVAL, "cannot %s '%s': %zu keys is over "
+				    "the %u of one call", what, name, n,
+				    BACKEND_KV_BATCH);
+	return 0;
+}
+
+static int keys_check(const char *what, const char *name,
+		      const char *const *keys, size_t n)
+{
+	size_t i, len;
+
+	for (i = 0; i < n; i++) {
+		len = keys[i] ? strlen(keys[i]) : 0;
+		if (len == 0 || len > BACKEND_KEY_MAX)
+			return dd_error_set(-EINVAL, "cannot %s '%s': bad key",
+					    what, name);
+	}
+	return 0;
+}
+
+int backend_omap_set(struct backend *b, const char *name,
+		     const struct backend_kv *kv, size_t n)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = omap_check(b, "set keys of", name, n);
+	size_t i, len;
+
+	if (rc < 0 || n == 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		len = kv[i].key ? strlen(kv[i].key) : 0;
+		if (len == 0 || len > BACKEND_KEY_MAX ||
+		    kv[i].vlen > BACKEND_VAL_MAX)
+			return dd_error_set(-EINVAL, "cannot set keys of '%s': "
+					    "bad key or value", name);
+	}
+	COUNT(b);
+	rc = b->ops->omap_set(b->impl, name, kv, n, why);
+	return rc < 0 ? backend_fail(rc, "set keys of", name, why) : 0;
+}
+
+int backend_omap_rm(struct backend *b, const char *name,
+		    const char *const *keys, size_t n)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = omap_check(b, "remove keys of", name, n);
+
+	if (rc == 0)
+		rc = keys_check("remove keys of", name, keys, n);
+	if (rc < 0 || n == 0)
+		return rc;
+	COUNT(b);
+	rc = b->ops->omap_rm(b->impl, name, keys, n, why);
+	return rc < 0 ? backend_fail(rc, "remove keys of", name, why) : 0;
+}
+
+int backend_omap_get(struct backend *b, const char *name,
+		     const char *const *keys, size_t n, backend_kv_fn fn,
+		     void *payload)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = omap_check(b, "get keys of", name, n);
+
+	if (rc == 0)
+		rc = keys_check("get keys of", name, keys, n);
+	if (rc < 0 || n == 0)
+		return rc;
+	COUNT(b);
+	rc = b->ops->omap_get(b->impl, name, keys, n, fn, payload, why);
+	return rc < 0 && why[0] ? backend_fail(rc, "get keys of", name, why) :
+		rc;
+}
+
+int backend_omap_list(struct backend *b, const char *name, backend_kv_fn fn,
+		      void *payload)
+{
+	char why[BACKEND_WHY] = "";
+	int rc = omap_check(b, "list keys of", name, 0);
+
+	if (rc < 0)
+		return rc;
+	COUNT(b);
+	rc = b->ops->omap_list(b->impl, name, fn, payload, why);
+	return rc < 0 && why[0] ? backend_fail(rc, "list keys of", name, why) :
+		rc;
 }

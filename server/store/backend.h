@@ -183,6 +183,53 @@ int backend_cas(struct backend *b, const char *name, const void *expect,
 		size_t expect_len, const void *data, size_t len);
 
 /*
+ * Key/value maps attached to an object (RADOS: its omap): small entries
+ * read and written in batches, atomically per call and per object. The
+ * shared chunk index (docs/STORAGE.md, "Several front-ends") keeps its
+ * shards here. Keys are NUL-terminated strings of 1..BACKEND_KEY_MAX
+ * bytes; values 0..BACKEND_VAL_MAX bytes; at most BACKEND_KV_BATCH pairs a
+ * call. The directory backend has no such maps: every call there is
+ * -EOPNOTSUPP (a directory repository has one front-end, whose LevelDB
+ * index is the whole index).
+ *
+ * backend_omap_set: sets the pairs (creating the object if missing),
+ *   durable on return (every replica).
+ * backend_omap_rm: removes the keys (absent ones are no error); -ENOENT
+ *   only when the object does not exist.
+ * backend_omap_get: calls fn for each of `keys` that is set (in no
+ *   particular order); absent keys, or an absent object, call nothing.
+ * backend_omap_list: calls fn for every pair of the object, in key order;
+ *   an absent object calls nothing. A non-zero return of fn stops either
+ *   and is returned.
+ */
+#define BACKEND_KEY_MAX 128
+#define BACKEND_VAL_MAX 4096
+#define BACKEND_KV_BATCH 4096
+struct backend_kv {
+	const char *key;
+	const void *val;
+	size_t vlen;
+};
+typedef int (*backend_kv_fn)(const char *key, const void *val, size_t vlen,
+			     void *payload);
+int backend_omap_set(struct backend *b, const char *name,
+		     const struct backend_kv *kv, size_t n);
+int backend_omap_rm(struct backend *b, const char *name,
+		    const char *const *keys, size_t n);
+int backend_omap_get(struct backend *b, const char *name,
+		     const char *const *keys, size_t n, backend_kv_fn fn,
+		     void *payload);
+int backend_omap_list(struct backend *b, const char *name, backend_kv_fn fn,
+		      void *payload);
+/* Whether this backend has key/value maps (false: the calls above are
+ * -EOPNOTSUPP). */
+int backend_has_omap(const struct backend *b);
+/* Operations issued through this handle since it was opened (each call
+ * above counts its round trips to the storage: one per append piece,
+ * read piece, omap batch...): for the benchmarks' "operations per GB". */
+uint64_t backend_ops_count(const struct backend *b);
+
+/*
  * ---- for implementations only ----
  *
  * An implementation fills an ops table; the wrappers above check names and
@@ -193,7 +240,7 @@ int backend_cas(struct backend *b, const char *name, const void *expect,
  * BACKEND_MODULE_SYMBOL), checked against BACKEND_ABI when loaded.
  */
 #define BACKEND_WHY 256
-#define BACKEND_ABI 1
+#define BACKEND_ABI 2
 #define BACKEND_MODULE_FILE "dedup-backend-rados.so"
 #define BACKEND_MODULE_SYMBOL "backend_rados_module"
 #define BACKEND_MODULE_PACKAGE "dedup-server-rados"
@@ -229,6 +276,16 @@ struct backend_ops {
 	int64_t (*rread)(void *rd, uint64_t off, void *buf, size_t len,
 			 char *why);
 	void (*rclose)(void *rd);
+	/* Optional key/value maps (NULL: -EOPNOTSUPP). */
+	int (*omap_set)(void *impl, const char *name,
+			const struct backend_kv *kv, size_t n, char *why);
+	int (*omap_rm)(void *impl, const char *name,
+		       const char *const *keys, size_t n, char *why);
+	int (*omap_get)(void *impl, const char *name,
+			const char *const *keys, size_t n, backend_kv_fn fn,
+			void *payload, char *why);
+	int (*omap_list)(void *impl, const char *name, backend_kv_fn fn,
+			 void *payload, char *why);
 };
 
 struct backend_module {

@@ -484,6 +484,163 @@ static int rb_cas(void *impl, const char *name, const void *expect,
 	return rc;
 }
 
+/* ---- key/value maps: the object's omap ---- */
+
+static int rb_omap_set(void *impl, const char *name,
+		       const struct backend_kv *kv, size_t n, char *why)
+{
+	struct radb *r = impl;
+	rados_write_op_t op = rados_create_write_op();
+	const char **keys = calloc(n, sizeof(*keys));
+	const char **vals = calloc(n, sizeof(*vals));
+	size_t *klens = calloc(n, sizeof(*klens));
+	size_t *vlens = calloc(n, sizeof(*vlens));
+	size_t i;
+	int rc = -ENOMEM;
+
+	if (op && keys && vals && klens && vlens) {
+		for (i = 0; i < n; i++) {
+			keys[i] = kv[i].key;
+			klens[i] = strlen(kv[i].key);
+			vals[i] = kv[i].val;
+			vlens[i] = kv[i].vlen;
+		}
+		rados_write_op_omap_set2(op, keys, vals, klens, vlens, n);
+		rc = write_op_wait(r, op, name);
+	}
+	if (op)
+		rados_release_write_op(op);
+	free(keys);
+	free(vals);
+	free(klens);
+	free(vlens);
+	return rc < 0 ? why_rc(why, rc, "omap set") : 0;
+}
+
+static int rb_omap_rm(void *impl, const char *name, const char *const *keys,
+		      size_t n, char *why)
+{
+	struct radb *r = impl;
+	rados_write_op_t op = rados_create_write_op();
+	int rc;
+
+	if (!op)
+		return -ENOMEM;
+	/* the object must exist: a removal never creates an empty one */
+	rados_write_op_assert_exists(op);
+	rados_write_op_omap_rm_keys(op, keys, n);
+	rc = write_op_wait(r, op, name);
+	rados_release_write_op(op);
+	return rc < 0 ? why_rc(why, rc, "omap remove") : 0;
+}
+
+/* Runs a read op filling *iter; 0, or -ENOENT for a missing object. */
+static int read_op_wait(struct radb *r, rados_read_op_t op, const char *name)
+{
+	rados_completion_t c;
+	int rc = rados_aio_create_completion2(NULL, NULL, &c);
+
+	if (rc < 0)
+		return rc;
+	rc = rados_aio_read_op_operate(op, r->io, c, name, 0);
+	if (rc < 0) {
+		rados_aio_release(c);
+		return rc;
+	}
+	return (int)wait_release(c);
+}
+
+/* Calls fn for each pair of iter; *last gets the last key (if wanted). */
+static int iter_each(rados_omap_iter_t it, backend_kv_fn fn, void *payload,
+		     char *last, size_t lastsz, size_t *count)
+{
+	char key[BACKEND_KEY_MAX + 1], *k, *v;
+	size_t klen, vlen;
+	int rc = 0;
+
+	while (rados_omap_get_next2(it, &k, &v, &klen, &vlen) == 0 && k) {
+		if (klen == 0 || klen > BACKEND_KEY_MAX)
+			continue;  /* not one of ours */
+		memcpy(key, k, klen);
+		key[klen] = '\0';
+		if (last && klen < lastsz)
+			memcpy(last, key, klen + 1);
+		(*count)++;
+		rc = fn(key, v, vlen, payload);
+		if (rc != 0)
+			break;
+	}
+	return rc;
+}
+
+static int rb_omap_get(void *impl, const char *name, const char *const *keys,
+		       size_t n, backend_kv_fn fn, void *payload, char *why)
+{
+	struct radb *r = impl;
+	rados_read_op_t op = rados_create_read_op();
+	rados_omap_iter_t it = NULL;
+	size_t *klens = calloc(n, sizeof(*klens)), i, count = 0;
+	int prval = 0, rc = -ENOMEM;
+
+	if (op && klens) {
+		for (i = 0; i < n; i++)
+			klens[i] = strlen(keys[i]);
+		rados_read_op_omap_get_vals_by_keys2(op, keys, n, klens, &it,
+						      &prval);
+		rc = read_op_wait(r, op, name);
+		if (rc == 0)
+			rc = prval;
+		if (rc == 0 && it)
+			rc = iter_each(it, fn, payload, NULL, 0, &count);
+		if (it)
+			rados_omap_get_end(it);
+	}
+	if (op)
+		rados_release_read_op(op);
+	free(klens);
+	if (rc == -ENOENT)
+		return 0;  /* no object: no keys */
+	return rc < 0 ? why_rc(why, rc, "omap get") : rc;
+}
+
+#define OMAP_PAGE 1000
+
+static int rb_omap_list(void *impl, const char *name, backend_kv_fn fn,
+			void *payload, char *why)
+{
+	struct radb *r = impl;
+	char after[BACKEND_KEY_MAX + 1] = "";
+	unsigned char more = 1;
+	int rc = 0;
+
+	while (more && rc == 0) {
+		rados_read_op_t op = rados_create_read_op();
+		rados_omap_iter_t it = NULL;
+		size_t count = 0;
+		int prval = 0;
+
+		if (!op)
+			return -ENOMEM;
+		more = 0;
+		rados_read_op_omap_get_vals2(op, after, "", OMAP_PAGE, &it,
+					     &more, &prval);
+		rc = read_op_wait(r, op, name);
+		if (rc == 0)
+			rc = prval;
+		if (rc == 0 && it)
+			rc = iter_each(it, fn, payload, after, sizeof(after),
+				       &count);
+		if (it)
+			rados_omap_get_end(it);
+		rados_release_read_op(op);
+		if (count == 0)
+			more = 0;
+	}
+	if (rc == -ENOENT)
+		return 0;
+	return rc < 0 ? why_rc(why, rc, "omap list") : rc;
+}
+
 static const struct backend_ops rados_ops = {
 	.kind = "rados",
 	.open = rb_open,
@@ -497,6 +654,10 @@ static const struct backend_ops rados_ops = {
 	.lock = rb_lock,
 	.unlock = rb_unlock,
 	.cas = rb_cas,
+	.omap_set = rb_omap_set,
+	.omap_rm = rb_omap_rm,
+	.omap_get = rb_omap_get,
+	.omap_list = rb_omap_list,
 };
 
 /* The one symbol backend.c looks up. */

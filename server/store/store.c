@@ -274,12 +274,32 @@ static size_t store_test_vouch_max(void)
 /* Opens the store of `repo` over `be` (taken over, freed by store_close
  * or on failure) with its index in `index_dir` (NULL: the repository's
  * index/). */
+struct store_fe_max {
+	uint32_t fe;
+	uint64_t max;
+};
+
+/* The highest pack number of front-end fe (its own numbering). */
+static int store_fe_max_cb(void *payload, uint64_t seq)
+{
+	struct store_fe_max *m = payload;
+
+	if (store_seq_frontend(seq) == m->fe && seq > m->max)
+		m->max = seq;
+	return 0;
+}
+
+uint32_t store_seq_frontend(uint64_t seq)
+{
+	return (uint32_t)(seq >> STORE_FE_SHIFT);
+}
+
 static int store_open_dir(struct store **out, const char *repo,
 			  struct backend *be, const char *index_dir,
-			  unsigned flags)
+			  unsigned flags, uint32_t fe)
 {
+	struct store_fe_max fm = { fe, (uint64_t)fe << STORE_FE_SHIFT };
 	struct store *s;
-	uint64_t max = 0;
 	int rc;
 
 	*out = NULL;
@@ -289,6 +309,8 @@ static int store_open_dir(struct store **out, const char *repo,
 		return -ENOMEM;
 	}
 	s->be = be;
+	s->fe = fe;
+	s->shared = backend_has_omap(be);
 	s->pack_target = packio_target(be);
 	s->flags = flags;
 	pthread_rwlock_init(&s->db_lock, NULL);
@@ -335,12 +357,14 @@ static int store_open_dir(struct store **out, const char *repo,
 	rc = store_db_open(s);
 	if (rc < 0)
 		goto fail;
-	rc = packio_list(s->be, store_max_seq_cb, &max);
+	rc = packio_list(s->be, store_fe_max_cb, &fm);
 	if (rc < 0)
 		goto fail;
 	/* Never append to an existing pack, sealed or not. */
-	s->next_seq = max + 1;
+	s->next_seq = fm.max + 1;
 	rc = store_load_counters(s);
+	if (rc == 0 && !(flags & STORE_OPEN_FRESH))
+		rc = store_shared_seed(s);
 	if (rc < 0)
 		goto fail;
 	*out = s;
@@ -379,8 +403,15 @@ int store_open_ex(struct store **out, const char *repo, unsigned flags)
 int store_open_be(struct store **out, const char *repo, struct backend *be,
 		  unsigned flags)
 {
+	return store_open_fe(out, repo, be, flags, 0);
+}
+
+int store_open_fe(struct store **out, const char *repo, struct backend *be,
+		  unsigned flags, uint32_t fe)
+{
 	return store_open_dir(out, repo, be, NULL,
-			      flags & (STORE_OPEN_READONLY | STORE_DOMAINS_USED));
+			      flags & (STORE_OPEN_READONLY | STORE_DOMAINS_USED),
+			      fe);
 }
 
 unsigned store_flags(const struct store *s)
@@ -525,7 +556,7 @@ int store_rebuild_index_be(const char *repo, struct backend *be,
 		return rc;
 	}
 	rc = store_open_dir(&s, repo, be, nidx,
-			    STORE_OPEN_FRESH | (flags & STORE_DOMAINS_USED));
+			    STORE_OPEN_FRESH | (flags & STORE_DOMAINS_USED), 0);
 	if (rc < 0)
 		return rc;
 	store_counters(s, chunks, &bytes);

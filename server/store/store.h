@@ -73,6 +73,39 @@ int store_open_ex(struct store **out, const char *repo, unsigned flags);
 struct backend;
 int store_open_be(struct store **out, const char *repo, struct backend *be,
 		  unsigned flags);
+/*
+ * The same as front-end number `fe` of a pool shared by several
+ * front-ends (docs/STORAGE.md, "Several front-ends on one pool"): its new
+ * packs are numbered (fe << 48) + 1, 2, ..., so no two front-ends ever
+ * name a pack alike (front-end 0 names them as a lone server always
+ * did). On a backend with key/value maps (RADOS) the store also keeps the
+ * shared chunk index (store_shared_*): every chunk it stores is published
+ * there before it is acknowledged, and a chunk the local index lacks is
+ * looked up there (and cached locally).
+ */
+int store_open_fe(struct store **out, const char *repo, struct backend *be,
+		  unsigned flags, uint32_t fe);
+/* The front-end number of a pack sequence number. */
+uint32_t store_seq_frontend(uint64_t seq);
+/* Whether the store keeps the shared index (a RADOS store). */
+bool store_shared_on(const struct store *s);
+/*
+ * For a batch of ids (a missing-query): looks those the local index
+ * lacks up in the shared index with one omap read per shard, caches what
+ * it finds in the local index, and sets bit i of absent[(n + 7) / 8] for
+ * each id in neither (the caller answers those missing without another
+ * lookup). Without a shared index the bits are all clear. -EIO etc. with
+ * a reason when the pool cannot be read.
+ */
+int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
+		   uint8_t *absent);
+/* Copies every entry of the shared index into the local one (gc's first
+ * step on a shared pool; *entries counts them). */
+int store_shared_pull(struct store *s, uint64_t *entries);
+/* Drops every chunk entry of the local index (a cache of the shared one
+ * that another front-end's collection made stale); counters unchanged. */
+int store_cache_drop(struct store *s, uint64_t *dropped);
+
 /* The STORE_* flags s was opened with. */
 unsigned store_flags(const struct store *s);
 

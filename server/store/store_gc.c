@@ -72,6 +72,7 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 	uint8_t key[1 + DD_ID_LEN], meta[STORE_META_LEN];
 	struct dd_chunk_loc loc;
 	uint64_t chunks, ubytes, cnt = 0, plain = 0;
+	struct dd_id *gone;
 	char *err = NULL;
 	size_t i;
 	int rc = 0;
@@ -80,6 +81,9 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 	*bytes = 0;
 	if (n == 0)
 		return 0;
+	gone = malloc(n * sizeof(*gone));
+	if (!gone)
+		return -ENOMEM;
 	batch = leveldb_writebatch_create();
 	pthread_mutex_lock(&s->ingest_lock);
 	pthread_rwlock_wrlock(&s->sweep_lock);
@@ -99,10 +103,15 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 		store_id_key(key, &ids[i]);
 		leveldb_writebatch_delete(batch, (const char *)key,
 					  sizeof(key));
+		gone[cnt] = ids[i];
 		cnt++;
 		plain += loc.plain_len;
 	}
 	pthread_mutex_unlock(&s->track_lock);
+	/* The shared index first: a crash between leaves local entries
+	 * the next collection sweeps again. */
+	if (rc == 0 && cnt)
+		rc = store_shared_rm(s, gone, cnt);
 	if (rc == 0 && cnt) {
 		store_counters(s, &chunks, &ubytes);
 		chunks = chunks >= cnt ? chunks - cnt : 0;
@@ -129,6 +138,7 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 	pthread_rwlock_unlock(&s->sweep_lock);
 	pthread_mutex_unlock(&s->ingest_lock);
 	leveldb_writebatch_destroy(batch);
+	free(gone);
 	return rc;
 }
 
@@ -157,11 +167,20 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 	char *err = NULL;
 	size_t i;
 	uint64_t cnt = 0;
+	struct dd_id *ids;
+	struct dd_chunk_loc *to;
 	int rc = 0;
 
 	*moved = 0;
 	if (n == 0)
 		return 0;
+	ids = malloc(n * sizeof(*ids));
+	to = malloc(n * sizeof(*to));
+	if (!ids || !to) {
+		free(ids);
+		free(to);
+		return -ENOMEM;
+	}
 	batch = leveldb_writebatch_create();
 	pthread_mutex_lock(&s->ingest_lock);
 	for (i = 0; i < n; i++) {
@@ -179,8 +198,12 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		vlen = dd_chunk_loc_encode(val, &m[i].to);
 		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
 				       (const char *)val, vlen);
+		ids[cnt] = m[i].id;
+		to[cnt] = m[i].to;
 		cnt++;
 	}
+	if (rc == 0 && cnt)
+		rc = store_shared_put(s, ids, to, cnt);
 	if (rc == 0 && cnt) {
 		pthread_rwlock_rdlock(&s->db_lock);
 		leveldb_write(s->db, s->wopts_sync, batch, &err);
@@ -192,6 +215,8 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 	}
 	pthread_mutex_unlock(&s->ingest_lock);
 	leveldb_writebatch_destroy(batch);
+	free(ids);
+	free(to);
 	if (rc == 0)
 		*moved = cnt;
 	return rc;

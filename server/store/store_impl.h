@@ -80,8 +80,17 @@ struct store_fd {
  * yet, always rebuilt from the packs (repair). */
 #define STORE_OPEN_FRESH 0x100u
 
+/* Shards of the shared chunk index (store_shared.c): one object per
+ * leading byte of the id. */
+#define STORE_SHARDS 256u
+/* A front-end's number sits in the top bits of its pack sequence
+ * numbers, so that front-ends on one pool never name a pack alike. */
+#define STORE_FE_SHIFT 48
+
 struct store {
 	struct backend *be;       /* where the packs are (owned) */
+	bool shared;              /* the backend has the shared index */
+	uint32_t fe;              /* this front-end's number (0: the first) */
 	uint64_t pack_target;     /* packio_target(be) */
 	char index_dir[4096];
 	unsigned flags;           /* STORE_OPEN_* */
@@ -152,6 +161,18 @@ int store_db_heal(struct store *s);
 int store_lookup_raw(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc);
 void store_vouch(struct store *s, const struct dd_id *id);
+
+/* store_shared.c */
+int store_shared_put(struct store *s, const struct dd_id *ids,
+		     const struct dd_chunk_loc *locs, size_t n);
+int store_shared_rm(struct store *s, const struct dd_id *ids, size_t n);
+int store_shared_get(struct store *s, const struct dd_id *id,
+		     struct dd_chunk_loc *loc);
+int store_shared_seed(struct store *s);
+/* The shared index's entry of id, bypassing the local cache (which it
+ * then updates): a location the cache gave failed to read. */
+int store_shared_get_fresh(struct store *s, const struct dd_id *id,
+			   struct dd_chunk_loc *loc);
 
 /* store_packs.c */
 int store_max_seq_cb(void *payload, uint64_t seq);

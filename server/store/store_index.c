@@ -392,6 +392,8 @@ int store_lookup(struct store *s, const struct dd_id *id,
 
 	pthread_rwlock_rdlock(&s->sweep_lock);
 	rc = store_lookup_raw(s, id, loc);
+	if (rc == -ENOENT && s->shared)
+		rc = store_shared_get(s, id, loc);
 	if (rc == 0)
 		store_vouch(s, id);
 	pthread_rwlock_unlock(&s->sweep_lock);
@@ -479,5 +481,48 @@ int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
 	pthread_mutex_lock(&s->ingest_lock);
 	rc = fn(payload);
 	pthread_mutex_unlock(&s->ingest_lock);
+	return rc;
+}
+
+/* ---- the local index as a cache of the shared one ---- */
+
+struct store_drop {
+	leveldb_writebatch_t *batch;
+	uint64_t n;
+};
+
+static int store_drop_cb(void *payload, const uint8_t *key, size_t klen,
+			 const uint8_t *val, size_t vlen)
+{
+	struct store_drop *d = payload;
+
+	(void)val;
+	(void)vlen;
+	if (klen == 1 + DD_ID_LEN) {
+		leveldb_writebatch_delete(d->batch, (const char *)key, klen);
+		d->n++;
+	}
+	return 0;
+}
+
+int store_cache_drop(struct store *s, uint64_t *dropped)
+{
+	struct store_drop d = { NULL, 0 };
+	int rc;
+
+	*dropped = 0;
+	if (!s->shared)
+		return 0;
+	d.batch = leveldb_writebatch_create();
+	pthread_mutex_lock(&s->ingest_lock);
+	pthread_rwlock_wrlock(&s->sweep_lock);
+	rc = store_index_scan(s, "c", 1, store_drop_cb, &d);
+	if (rc == 0 && d.n)
+		rc = store_index_apply(s, d.batch);
+	pthread_rwlock_unlock(&s->sweep_lock);
+	pthread_mutex_unlock(&s->ingest_lock);
+	leveldb_writebatch_destroy(d.batch);
+	if (rc == 0)
+		*dropped = d.n;
 	return rc;
 }

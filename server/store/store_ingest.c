@@ -64,6 +64,34 @@ static bool store_plain_replaces(const struct dd_chunk_loc *have,
 	return (have->flags & DD_COMP_SEALED) && !(r->flags & DD_COMP_SEALED);
 }
 
+/* On a shared pool: the ids of recs looked up in the shared index at
+ * once (store_prefetch), and room for the new entries to publish. */
+static int store_ingest_prefetch(struct store *s,
+				 const struct dd_bundle_record *recs,
+				 size_t n, struct dd_id **ids,
+				 struct dd_chunk_loc **locs, uint8_t **absent)
+{
+	size_t i;
+	int rc;
+
+	*ids = NULL;
+	*locs = NULL;
+	*absent = NULL;
+	if (!store_shared_on(s))
+		return 0;
+	*ids = malloc(n * sizeof(**ids));
+	*locs = malloc(n * sizeof(**locs));
+	*absent = calloc((n + 7) / 8, 1);
+	if (!*ids || !*locs || !*absent)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		(*ids)[i] = recs[i].id;
+	rc = store_prefetch(s, *ids, n, *absent);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : -EIO;
+	return 0;
+}
+
 int store_ingest(struct store *s, const struct domains_tag *dom,
 		 const struct dd_bundle_record *recs, size_t n,
 		 uint32_t *stored, uint32_t *duplicates)
@@ -77,7 +105,9 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	uint8_t meta[STORE_META_LEN];
 	uint64_t add_bytes = 0, incoming = 0, chunks, bytes;
 	uint64_t nreplaced = 0, replaced_bytes = 0;
-	struct dd_chunk_loc loc;
+	struct dd_chunk_loc loc, *locs = NULL;
+	struct dd_id *ids = NULL;
+	uint8_t *absent = NULL;
 	char *err = NULL;
 	int rc;
 
@@ -93,6 +123,15 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	if (!todo) {
 		free(set.slots);
 		return -ENOMEM;
+	}
+	rc = store_ingest_prefetch(s, recs, n, &ids, &locs, &absent);
+	if (rc < 0) {
+		free(ids);
+		free(locs);
+		free(absent);
+		free(todo);
+		free(set.slots);
+		return rc;
 	}
 
 	pthread_mutex_lock(&s->ingest_lock);
@@ -111,7 +150,15 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 			(*duplicates)++;
 			continue;
 		}
-		rc = store_lookup(s, &recs[i].id, &loc);
+		/* known absent from the shared index a moment ago: only a
+		 * store of this front-end since can have added it */
+		if (absent && (absent[i / 8] & (1u << (i % 8)))) {
+			rc = store_lookup_raw(s, &recs[i].id, &loc);
+			if (rc == 0)
+				store_vouch(s, &recs[i].id);
+		} else {
+			rc = store_lookup(s, &recs[i].id, &loc);
+		}
 		if (rc == 0 && store_plain_replaces(&loc, &recs[i])) {
 			nreplaced++;
 			replaced_bytes += loc.plain_len;
@@ -173,6 +220,10 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 					   &loc);
 		if (rc < 0)
 			goto write_failed;
+		if (ids) {
+			ids[i] = r->id;
+			locs[i] = loc;
+		}
 		store_id_key(key, &r->id);
 		vlen = dd_chunk_loc_encode(val, &loc);
 		leveldb_writebatch_put(batch, (const char *)key, sizeof(key),
@@ -184,6 +235,11 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	}
 	dd_error_clear();
 	rc = dd_pack_writer_sync(s->writer);
+	if (rc < 0)
+		goto write_failed;
+	/* The pack bytes are durable: publish the entries to every
+	 * front-end before acknowledging (docs/STORAGE.md). */
+	rc = store_shared_put(s, ids, locs, ntodo);
 	if (rc < 0)
 		goto write_failed;
 
@@ -234,5 +290,8 @@ cleanup:
 		leveldb_writebatch_destroy(batch);
 	free(todo);
 	free(set.slots);
+	free(ids);
+	free(locs);
+	free(absent);
 	return rc;
 }

@@ -192,7 +192,12 @@ int store_read_stored(struct store *s, const struct dd_id *id,
 	rc = store_reader_acquire(s, loc->pack_seq, &slot, &rd);
 	/* A collection may have moved the chunk to a new pack and deleted
 	 * the old one since the caller looked it up: follow it once. */
-	if (rc < 0 && store_lookup_raw(s, id, &moved) == 0 &&
+	if (rc < 0 && s->shared && store_shared_get_fresh(s, id, &moved) == 0 &&
+	    (moved.pack_seq != loc->pack_seq || moved.offset != loc->offset)) {
+		loc = &moved;
+		dd_error_clear();
+		rc = store_reader_acquire(s, loc->pack_seq, &slot, &rd);
+	} else if (rc < 0 && store_lookup_raw(s, id, &moved) == 0 &&
 	    (moved.pack_seq != loc->pack_seq || moved.offset != loc->offset) &&
 	    moved.stored_len == loc->stored_len) {
 		loc = &moved;

@@ -1,0 +1,485 @@
+/*
+ * frontends.c - see frontends.h.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frontends.h"
+#include "log.h"
+#include "repo.h"
+#include "snapshots.h"
+#include "store.h"
+#include "util.h"
+
+#define SMALL_MAX (1u * 1024 * 1024)
+
+struct frontends {
+	char repo[4096];
+	struct store *st;
+	struct backend *be;
+	struct snapshots *snaps;
+	uint32_t fe;
+	double next;
+	uint64_t epoch;
+	bool epoch_known;
+};
+
+/* A whole small object into *out (NUL-terminated, caller frees). */
+static int pool_get(struct backend *be, const char *name, uint8_t **out,
+		    size_t *len)
+{
+	uint64_t size;
+	int rc = backend_stat(be, name, &size);
+
+	*out = NULL;
+	*len = 0;
+	if (rc < 0)
+		return rc;
+	if (size > SMALL_MAX)
+		return dd_error_set(-EFBIG, "'%s' is too large", name);
+	*out = malloc(size + 1);
+	if (!*out)
+		return -ENOMEM;
+	rc = backend_read(be, name, 0, *out, size);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	(*out)[size] = '\0';
+	*len = size;
+	return 0;
+}
+
+/* Replaces the whole content of a small object, whatever it held. */
+static int pool_replace(struct backend *be, const char *name,
+			const void *data, size_t len)
+{
+	uint8_t *cur;
+	size_t clen;
+	int rc = -ECANCELED, tries;
+
+	for (tries = 0; tries < 5 && rc == -ECANCELED; tries++) {
+		rc = pool_get(be, name, &cur, &clen);
+		if (rc == -ENOENT) {
+			dd_error_clear();
+			rc = backend_cas(be, name, NULL, 0, data, len);
+			if (rc == -EEXIST)
+				rc = -ECANCELED;
+			continue;
+		}
+		if (rc == 0)
+			rc = backend_cas(be, name, cur, clen, data, len);
+		free(cur);
+	}
+	return rc;
+}
+
+int frontends_id(const char *repo, uint32_t *fe)
+{
+	char path[4200], *end;
+	uint8_t *data = NULL;
+	unsigned long v;
+	size_t len;
+	int rc = repo_path(path, sizeof(path), repo, FRONTENDS_FILE);
+
+	*fe = 0;
+	if (rc == 0)
+		rc = dd_read_file(path, 64, &data, &len);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	data[len ? len - 1 : 0] = data[len ? len - 1 : 0] == '\n' ? '\0' :
+		data[len ? len - 1 : 0];
+	errno = 0;
+	v = strtoul((const char *)data, &end, 10);
+	if (errno || end == (char *)data || (*end && *end != '\n') ||
+	    v >= 65536)
+		rc = dd_error_set(-EBADMSG, "'%s' holds no front-end number",
+				  path);
+	else
+		*fe = (uint32_t)v;
+	free(data);
+	return rc;
+}
+
+int frontends_join(struct backend *be, const char *repo, uint32_t *fe)
+{
+	char path[4200], next[32], line[32];
+	uint8_t *cur = NULL;
+	unsigned long v = 1;
+	size_t clen;
+	int rc = -ECANCELED, tries;
+
+	for (tries = 0; tries < 20 && rc == -ECANCELED; tries++) {
+		free(cur);
+		cur = NULL;
+		rc = pool_get(be, FRONTENDS_COUNTER, &cur, &clen);
+		if (rc == -ENOENT) {
+			/* front-end 0 is the one init --store made */
+			dd_error_clear();
+			v = 1;
+			snprintf(next, sizeof(next), "%lu\n", v + 1);
+			rc = backend_cas(be, FRONTENDS_COUNTER, NULL, 0, next,
+					 strlen(next));
+			if (rc == -EEXIST)
+				rc = -ECANCELED;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		v = strtoul((const char *)cur, NULL, 10);
+		if (v == 0 || v >= 65535) {
+			rc = dd_error_set(-EBADMSG, "the pool's '%s' is not a "
+					  "front-end counter", FRONTENDS_COUNTER);
+			break;
+		}
+		snprintf(next, sizeof(next), "%lu\n", v + 1);
+		rc = backend_cas(be, FRONTENDS_COUNTER, cur, clen, next,
+				 strlen(next));
+	}
+	free(cur);
+	if (rc < 0)
+		return rc;
+	*fe = (uint32_t)v;
+	snprintf(line, sizeof(line), "%lu\n", v);
+	rc = repo_path(path, sizeof(path), repo, FRONTENDS_FILE);
+	if (rc == 0)
+		rc = dd_write_file_atomic(path, line, strlen(line), 0644);
+	return rc;
+}
+
+int frontends_clients_pull(struct backend *be, const char *repo,
+			   bool *changed, uint8_t **seen, size_t *seen_len)
+{
+	char path[4200];
+	uint8_t *pool = NULL, *local = NULL;
+	size_t plen, llen = 0;
+	int rc = pool_get(be, FRONTENDS_CLIENTS, &pool, &plen);
+
+	*changed = false;
+	if (seen) {
+		*seen = NULL;
+		*seen_len = 0;
+	}
+	if (rc < 0)
+		return rc;
+	rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
+	if (rc == 0 && dd_read_file(path, SMALL_MAX, &local, &llen) < 0) {
+		dd_error_clear();
+		llen = (size_t)-1;
+	}
+	if (rc == 0 && (llen != plen || memcmp(local, pool, plen) != 0)) {
+		rc = dd_write_file_atomic(path, pool, plen, 0600);
+		*changed = rc == 0;
+	}
+	free(local);
+	if (rc == 0 && seen) {
+		*seen = pool;
+		*seen_len = plen;
+		return 0;
+	}
+	free(pool);
+	return rc;
+}
+
+int frontends_clients_push(struct backend *be, const char *repo,
+			   const uint8_t *expect, size_t expect_len)
+{
+	char path[4200];
+	uint8_t *data = NULL;
+	size_t len;
+	int rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
+
+	if (rc == 0)
+		rc = dd_read_file(path, SMALL_MAX, &data, &len);
+	if (rc == 0)
+		rc = backend_cas(be, FRONTENDS_CLIENTS, expect, expect_len,
+				 data, len);
+	free(data);
+	if (rc == -ECANCELED || rc == -EEXIST)
+		rc = dd_error_set(-ECANCELED, "clients.json was changed "
+				  "through another front-end meanwhile: run "
+				  "the command again");
+	return rc;
+}
+
+/* ---- serve's tick ---- */
+
+int frontends_new(struct frontends **out, const char *repo,
+		  struct store *st, struct snapshots *snaps)
+{
+	struct frontends *f;
+	int rc;
+
+	*out = NULL;
+	if (!store_shared_on(st))
+		return 0;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	snprintf(f->repo, sizeof(f->repo), "%s", repo);
+	f->st = st;
+	f->be = store_backend(st);
+	f->snaps = snaps;
+	rc = frontends_id(repo, &f->fe);
+	if (rc < 0) {
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+void frontends_free(struct frontends *f)
+{
+	if (!f)
+		return;
+	/* gone: a collection need not wait for this one's sessions */
+	{
+		char name[64];
+
+		snprintf(name, sizeof(name), FRONTENDS_ACTIVE_PREFIX "%u",
+			 f->fe);
+		backend_remove(f->be, name);
+		dd_error_clear();
+	}
+	free(f);
+}
+
+struct pool_ids {
+	char (*v)[DD_ID_HEX_LEN + 1];
+	size_t n, a;
+};
+
+static int pool_ids_cb(const char *name, void *payload)
+{
+	struct pool_ids *l = payload;
+	const char *id = name + strlen(REPO_SNAPSHOTS "/");
+
+	if (strlen(id) != DD_ID_HEX_LEN + 5 ||
+	    strcmp(id + DD_ID_HEX_LEN, ".json") != 0)
+		return 0;
+	if (l->n == l->a) {
+		size_t na = l->a ? l->a * 2 : 64;
+		void *v = realloc(l->v, na * sizeof(*l->v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->a = na;
+	}
+	memcpy(l->v[l->n], id, DD_ID_HEX_LEN);
+	l->v[l->n][DD_ID_HEX_LEN] = '\0';
+	l->n++;
+	return 0;
+}
+
+struct local_ids {
+	const struct pool_ids *pool;
+	char (*gone)[DD_ID_HEX_LEN + 1];
+	size_t n, a;
+};
+
+static int local_ids_cb(void *payload, const struct snapshots_item *it)
+{
+	struct local_ids *l = payload;
+	size_t i;
+
+	for (i = 0; i < l->pool->n; i++)
+		if (strcmp(l->pool->v[i], it->id) == 0)
+			return 0;
+	if (l->n == l->a) {
+		size_t na = l->a ? l->a * 2 : 16;
+		void *v = realloc(l->gone, na * sizeof(*l->gone));
+
+		if (!v)
+			return -ENOMEM;
+		l->gone = v;
+		l->a = na;
+	}
+	snprintf(l->gone[l->n++], DD_ID_HEX_LEN + 1, "%s", it->id);
+	return 0;
+}
+
+/* Adopts the manifests other front-ends wrote, drops those they forgot. */
+static int frontends_sync_snapshots(struct frontends *f)
+{
+	struct pool_ids p = { NULL, 0, 0 };
+	struct local_ids l = { &p, NULL, 0, 0 };
+	char name[128];
+	uint8_t *data;
+	size_t i, len;
+	int64_t before = (int64_t)(dd_now() - 60) * 1000000000LL;
+	int rc = backend_list(f->be, REPO_SNAPSHOTS "/", pool_ids_cb, &p);
+
+	for (i = 0; rc == 0 && i < p.n; i++) {
+		snprintf(name, sizeof(name), REPO_SNAPSHOTS "/%s.json", p.v[i]);
+		if (snapshots_exists(f->snaps, p.v[i]))
+			continue;
+		rc = pool_get(f->be, name, &data, &len);
+		if (rc == -ENOENT) {
+			rc = 0;  /* forgotten meanwhile */
+			continue;
+		}
+		if (rc == 0)
+			rc = snapshots_adopt(f->snaps, p.v[i], data, len);
+		free(data);
+		if (rc > 0)
+			rc = 0;
+	}
+	if (rc == 0)
+		rc = snapshots_foreach(f->snaps, local_ids_cb, &l);
+	for (i = 0; rc == 0 && i < l.n; i++)
+		snapshots_drop_local(f->snaps, l.gone[i], before);
+	free(p.v);
+	free(l.gone);
+	return rc;
+}
+
+static int frontends_heartbeat(struct frontends *f, unsigned open_sessions)
+{
+	char name[64], text[96];
+
+	snprintf(name, sizeof(name), FRONTENDS_ACTIVE_PREFIX "%u", f->fe);
+	snprintf(text, sizeof(text), "%lld %u\n", (long long)dd_now(),
+		 open_sessions);
+	return pool_replace(f->be, name, text, strlen(text));
+}
+
+static int frontends_check_epoch(struct frontends *f)
+{
+	uint8_t *data;
+	size_t len;
+	uint64_t e = 0, dropped;
+	int rc = pool_get(f->be, FRONTENDS_EPOCH, &data, &len);
+
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		rc = 0;
+	} else if (rc == 0) {
+		e = strtoull((const char *)data, NULL, 10);
+		free(data);
+	}
+	if (rc < 0)
+		return rc;
+	if (f->epoch_known && e != f->epoch) {
+		rc = store_cache_drop(f->st, &dropped);
+		if (rc < 0)
+			return rc;
+		log_info("a collection ran on another front-end: dropped "
+			 "%llu cached index entries",
+			 (unsigned long long)dropped);
+	}
+	f->epoch = e;
+	f->epoch_known = true;
+	return 0;
+}
+
+void frontends_tick(struct frontends *f, unsigned open_sessions)
+{
+	double now = dd_monotonic();
+	bool changed;
+	int rc;
+
+	if (!f || now < f->next)
+		return;
+	f->next = now + FRONTENDS_TICK_SEC;
+	dd_error_clear();
+	rc = frontends_check_epoch(f);
+	if (rc == 0)
+		rc = frontends_heartbeat(f, open_sessions);
+	if (rc == 0) {
+		rc = frontends_clients_pull(f->be, f->repo, &changed, NULL,
+					    NULL);
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	if (rc == 0)
+		rc = frontends_sync_snapshots(f);
+	if (rc < 0)
+		log_warning("cannot sync with the other front-ends: %s",
+			    log_reason(rc));
+}
+
+/* ---- for gc ---- */
+
+struct peers {
+	struct backend *be;
+	uint32_t self;
+	bool busy;
+	char *who;
+	size_t whysz;
+};
+
+static int peers_cb(const char *name, void *payload)
+{
+	struct peers *p = payload;
+	const char *num = name + strlen(FRONTENDS_ACTIVE_PREFIX);
+	long long t = 0;
+	unsigned open = 0;
+	uint8_t *data;
+	size_t len;
+
+	if ((uint32_t)strtoul(num, NULL, 10) == p->self)
+		return 0;
+	if (pool_get(p->be, name, &data, &len) < 0) {
+		dd_error_clear();
+		return 0;
+	}
+	if (sscanf((const char *)data, "%lld %u", &t, &open) != 2)
+		open = 0;
+	free(data);
+	if (open > 0 && t + FRONTENDS_ALIVE_SEC >= (long long)dd_now()) {
+		p->busy = true;
+		snprintf(p->who, p->whysz, "front-end %s has %u backup "
+			 "session(s) open", num, open);
+	}
+	return 0;
+}
+
+int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
+			 char *who, size_t whysz)
+{
+	struct peers p = { be, self, false, who, whysz };
+	int rc = backend_list(be, FRONTENDS_ACTIVE_PREFIX, peers_cb, &p);
+
+	*busy = p.busy;
+	return rc;
+}
+
+int frontends_epoch_bump(struct backend *be)
+{
+	uint8_t *cur = NULL;
+	size_t clen = 0;
+	char next[32];
+	int rc = -ECANCELED, tries;
+
+	for (tries = 0; tries < 20 && rc == -ECANCELED; tries++) {
+		rc = pool_get(be, FRONTENDS_EPOCH, &cur, &clen);
+		if (rc == -ENOENT) {
+			dd_error_clear();
+			rc = backend_cas(be, FRONTENDS_EPOCH, NULL, 0, "1\n", 2);
+			if (rc == -EEXIST)
+				rc = -ECANCELED;
+			continue;
+		}
+		if (rc == 0) {
+			snprintf(next, sizeof(next), "%llu\n",
+				 strtoull((const char *)cur, NULL, 10) + 1);
+			rc = backend_cas(be, FRONTENDS_EPOCH, cur, clen, next,
+					 strlen(next));
+		}
+		free(cur);
+		cur = NULL;
+	}
+	return rc;
+}

@@ -1,0 +1,77 @@
+/*
+ * frontends.h - several `dedup-server serve` on one RADOS pool
+ * (docs/STORAGE.md, "Several front-ends on one pool"). Each front-end has
+ * its own directory (LevelDB index as a cache, TLS, logs) and a number:
+ * 0 for the one `init --store` made, 1, 2, ... for those `init --join`
+ * added (allocated by compare-and-swap on the pool object "frontends",
+ * kept in DIR/frontend). The number is in the top bits of its pack
+ * numbers, so front-ends never name a pack alike.
+ *
+ * What the front-ends share through the pool, besides the packs, the
+ * manifests and the shared chunk index (store.h):
+ *   clients.json  the pool's copy is the one `token` changes (by CAS) and
+ *                 every front-end copies into its directory (tick);
+ *   snapshots/    each front-end adopts the manifests the others wrote
+ *                 and drops those they forgot (tick);
+ *   active/<fe>   each front-end's heartbeat: unix time and open backup
+ *                 sessions, rewritten every tick; a collection deletes
+ *                 nothing while another live front-end has sessions open;
+ *   gc-epoch      bumped by a collection before it deletes anything; a
+ *                 front-end that sees it change drops its local cache.
+ * Errors: negative errno with a reason (dd_error_set).
+ */
+#ifndef SRV_FRONTENDS_H
+#define SRV_FRONTENDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "backend.h"
+
+#define FRONTENDS_FILE "frontend"
+#define FRONTENDS_COUNTER "frontends"
+#define FRONTENDS_CLIENTS "clients.json"
+#define FRONTENDS_EPOCH "gc-epoch"
+#define FRONTENDS_ACTIVE_PREFIX "active/"
+/* A heartbeat older than this is a front-end that is gone (seconds). */
+#define FRONTENDS_ALIVE_SEC 30
+/* How often the tick syncs with the pool (seconds). */
+#define FRONTENDS_TICK_SEC 2
+
+/* This directory's front-end number (DIR/frontend; 0 when absent). */
+int frontends_id(const char *repo, uint32_t *fe);
+/* init --join: allocates the next number in the pool and writes it to
+ * DIR/frontend. */
+int frontends_join(struct backend *be, const char *repo, uint32_t *fe);
+
+/* The pool's clients.json into DIR/clients.json when they differ
+ * (*changed). -ENOENT (quiet) when the pool has none yet. The content
+ * copied is returned in *seen (caller frees; may be NULL). */
+int frontends_clients_pull(struct backend *be, const char *repo,
+			   bool *changed, uint8_t **seen, size_t *seen_len);
+/* DIR/clients.json to the pool, replacing exactly `expect` (NULL: the
+ * pool had none): -ECANCELED when another front-end changed it meanwhile. */
+int frontends_clients_push(struct backend *be, const char *repo,
+			   const uint8_t *expect, size_t expect_len);
+
+/* For serve's loop: at most once per FRONTENDS_TICK_SEC, the sync above
+ * (clients, snapshots, heartbeat with `open_sessions`, gc epoch). Logs
+ * its failures; never fails the server. */
+struct store;
+struct snapshots;
+struct frontends;
+int frontends_new(struct frontends **out, const char *repo,
+		  struct store *st, struct snapshots *snaps);
+void frontends_tick(struct frontends *f, unsigned open_sessions);
+void frontends_free(struct frontends *f);
+
+/*
+ * For gc on a shared pool: whether another front-end that is alive has
+ * backup sessions open (*busy, naming it in who[whysz]), and bumping the
+ * gc epoch before deleting anything (every other front-end then drops
+ * its cached index).
+ */
+int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
+			 char *who, size_t whysz);
+int frontends_epoch_bump(struct backend *be);
+
+#endif
