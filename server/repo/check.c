@@ -1037,6 +1037,17 @@ static int ck_open_index(struct checker *c)
 		return 0;
 	}
 	dd_error_clear();
+	{
+		/* several front-ends: the local index is a cache of the
+		 * pool's shared one, which is what the packs are held to */
+		uint64_t pulled;
+
+		rc = repo_store_pull_shared(c->repo, &pulled);
+		if (rc < 0 && rc != -ENOENT)
+			ck_problem(c, "cannot read the pool's shared index: %s",
+				   log_reason(rc));
+		dd_error_clear();
+	}
 	rc = repo_store_open(&c->st, c->repo, STORE_OPEN_READONLY);
 	if (rc == -ENOMEM)
 		return rc;

@@ -34,6 +34,8 @@
 #include "log.h"
 #include "packio.h"
 #include "vouch.h"
+#include "frontends.h"
+#include "backend.h"
 
 #define GC_SWEEP_BATCH 20000
 
@@ -400,9 +402,97 @@ static int gc_drop_memberships(struct store *st)
 	return rc;
 }
 
-int gc_run(struct store *st, struct snapshots *snaps,
-	   const struct gc_opts *o, struct gc_report *r)
+/* ---- a pool shared by several front-ends ---- */
+
+#define GC_LOCK "gc"
+#define GC_LEASE_MS (10u * 60 * 1000)
+#define GC_MAX_FE 64
+
+/* Each other front-end's highest pack when the collection began: that one
+ * may be open for appends, and later ones are unknown to the pull. */
+struct gc_fe_max {
+	uint32_t fe[GC_MAX_FE];
+	uint64_t max[GC_MAX_FE];
+	size_t n;
+	bool overflow;
+};
+
+static int gc_fe_max_cb(void *payload, uint64_t seq)
 {
+	struct gc_fe_max *m = payload;
+	uint32_t fe = store_seq_frontend(seq);
+	size_t i;
+
+	for (i = 0; i < m->n; i++) {
+		if (m->fe[i] == fe) {
+			if (seq > m->max[i])
+				m->max[i] = seq;
+			return 0;
+		}
+	}
+	if (m->n == GC_MAX_FE) {
+		m->overflow = true;
+		return 0;
+	}
+	m->fe[m->n] = fe;
+	m->max[m->n++] = seq;
+	return 0;
+}
+
+/* Whether the collection may judge pack `seq` of another front-end. */
+static bool gc_fe_pack_ok(const struct gc_fe_max *m, uint64_t seq)
+{
+	uint32_t fe = store_seq_frontend(seq);
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->fe[i] == fe)
+			return seq < m->max[i];
+	return false;
+}
+
+/*
+ * The start of a collection on a shared pool: the RADOS lock (one
+ * collection in the pool at a time; its lease frees it if this process
+ * dies), the other front-ends' packs, every entry of the shared index in
+ * the local one, and whether another front-end has backups in progress
+ * (then nothing is deleted: r->deferred). Otherwise the gc epoch is bumped
+ * before anything is deleted, so the others drop their cached entries.
+ */
+static int gc_shared_begin(struct store *st, struct gc_fe_max *fm,
+			   uint32_t self, struct gc_report *r, bool dry_run)
+{
+	struct backend *be = store_backend(st);
+	uint64_t pulled;
+	bool busy = false;
+	int rc = backend_lock(be, GC_LOCK, GC_LEASE_MS);
+
+	if (rc == -EBUSY)
+		return log_wrap(-EBUSY, "another front-end is collecting");
+	if (rc == 0)
+		rc = packio_list(be, gc_fe_max_cb, fm);
+	if (rc == 0)
+		rc = store_shared_pull(st, &pulled);
+	if (rc == 0)
+		rc = frontends_peers_busy(be, self, &busy, r->deferred_why,
+					  sizeof(r->deferred_why));
+	if (rc == 0 && busy) {
+		r->deferred = true;
+		log_info("gc: deleting nothing: %s", r->deferred_why);
+	}
+	if (rc == 0 && !busy && !dry_run)
+		rc = frontends_epoch_bump(be);
+	return rc;
+}
+
+int gc_run(struct store *st, struct snapshots *snaps,
+	   const struct gc_opts *o_in, struct gc_report *r)
+{
+	struct gc_opts oo = *o_in;
+	const struct gc_opts *o = &oo;
+	struct gc_fe_max fm;
+	bool shared = store_shared_on(st), locked = false;
+	uint32_t self = 0;
 	struct gc_snaps snl = { NULL, 0, 0 };
 	struct gc_scan sc;
 	struct gc_track tr = { st, o, 0 };
@@ -419,9 +509,23 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	memset(&rp, 0, sizeof(rp));
 	dd_buf_init(&rp.stored, 0);
 	dd_buf_init(&rp.plain, 0);
+	memset(&fm, 0, sizeof(fm));
 	rc = store_gc_begin(st);
 	if (rc < 0)
 		return rc;
+	if (shared) {
+		self = store_frontend(st);
+		rc = gc_shared_begin(st, &fm, self, r, o->dry_run);
+		locked = rc == 0 || rc != -EBUSY;
+		if (rc < 0) {
+			store_gc_end(st);
+			if (locked)
+				backend_unlock(store_backend(st), GC_LOCK);
+			return rc;
+		}
+		if (r->deferred)
+			oo.dry_run = true;
+	}
 	rc = idset_new(&marked, 0);
 	dctx = ZSTD_createDCtx();
 	rp.dctx = dctx;
@@ -498,8 +602,12 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	for (i = 0, j = 0; i < nseqs; i++) {
 		uint64_t seq = seqs[i], size, live = 0, dead;
 
-		if (seq >= tr.first_new)
-			break;
+		if (shared && store_seq_frontend(seq) != self) {
+			if (!gc_fe_pack_ok(&fm, seq))
+				continue;
+		} else if (seq >= tr.first_new) {
+			continue;
+		}
 		while (j < sc.nent && sc.ent[j].loc.pack_seq < seq)
 			j++;
 		for (k = j; k < sc.nent && sc.ent[k].loc.pack_seq == seq; k++)
@@ -548,6 +656,10 @@ cleanup:
 		r->pack_bytes_after = r->pack_bytes_before - r->bytes_freed;
 	gc_report_vouch(st, r);
 	store_gc_end(st);
+	if (locked) {
+		dd_error_clear();
+		backend_unlock(store_backend(st), GC_LOCK);
+	}
 	r->seconds = dd_monotonic() - t0;
 	gc_snaps_release(&snl);
 	idset_free(marked);
@@ -563,7 +675,7 @@ cleanup:
 
 json_t *gc_report_json(const struct gc_report *r, bool dry_run)
 {
-	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+	json_t *j = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
 			 "s:I, s:I, s:I, s:I, s:I, s:b, s:f}",
 			 "dry_run", dry_run,
 			 "snapshots", (json_int_t)r->snapshots,
@@ -582,6 +694,11 @@ json_t *gc_report_json(const struct gc_report *r, bool dry_run)
 			 "vouch_ids", (json_int_t)r->vouch_ids,
 			 "vouch_filtered", r->vouch_filtered,
 			 "seconds", r->seconds);
+
+	/* a shared pool: deleting was put off for another front-end */
+	if (j && r->deferred)
+		json_object_set_new(j, "deferred", json_string(r->deferred_why));
+	return j;
 }
 
 void gc_report_print(FILE *f, const struct gc_report *r, bool dry_run)

@@ -44,6 +44,10 @@ struct gc_report {
 	unsigned vouch_generations;  /* generations kept */
 	uint64_t vouch_ids;          /* ids they hold (filters: estimated) */
 	bool vouch_filtered;         /* some are bloom filters */
+	/* A shared pool (several front-ends): nothing was deleted because
+	 * another front-end had backups in progress (why says which). */
+	bool deferred;
+	char deferred_why[160];
 	double seconds;
 };
 

@@ -91,6 +91,24 @@ int repo_store_open(struct store **out, const char *repo, unsigned flags)
 	return store_open_fe(out, repo, be, flags, fe);
 }
 
+int repo_store_pull_shared(const char *repo, uint64_t *entries)
+{
+	struct store *st;
+	char spec[4400];
+	int rc;
+
+	*entries = 0;
+	rc = repo_storage_spec(spec, sizeof(spec), repo);
+	if (rc < 0 || strncmp(spec, "rados:", 6) != 0)
+		return rc;  /* a directory: its index is the whole index */
+	rc = repo_store_open(&st, repo, 0);
+	if (rc < 0)
+		return rc;
+	rc = store_shared_pull(st, entries);
+	store_close(st);
+	return rc;
+}
+
 int repo_store_rebuild_index(const char *repo, unsigned flags,
 			     uint64_t *chunks, uint64_t *bad)
 {

@@ -41,6 +41,11 @@ void repo_storage_mirror(struct snapshots *snaps, struct store *st);
 
 /* store_open_be / store_rebuild_index_be on the repository's backend. */
 int repo_store_open(struct store **out, const char *repo, unsigned flags);
+/* A repository in a pool shared by several front-ends: copies the whole
+ * shared chunk index into the local one (a cache), for `check`, which
+ * then judges the pool's packs against every front-end's chunks. 0 and
+ * nothing done for a directory repository. */
+int repo_store_pull_shared(const char *repo, uint64_t *entries);
 int repo_store_rebuild_index(const char *repo, unsigned flags,
 			     uint64_t *chunks, uint64_t *bad);
 

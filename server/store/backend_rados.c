@@ -79,6 +79,11 @@ static int connect_pool(struct radb *r, const char *pool, const char *ns,
 	/* fail in 30 s rather than librados' 300 when no monitor answers;
 	 * ceph.conf may say otherwise */
 	rados_conf_set(r->cluster, "client_mount_timeout", "30");
+	/* an operation the cluster cannot serve (an OSD or monitor down)
+	 * fails with -ETIMEDOUT after this long instead of waiting forever:
+	 * the server answers 503 and the agent retries or fails cleanly */
+	rados_conf_set(r->cluster, "rados_osd_op_timeout", "30");
+	rados_conf_set(r->cluster, "rados_mon_op_timeout", "30");
 	rc = rados_conf_read_file(r->cluster, opts->ceph_conf);
 	if (rc < 0) {
 		snprintf(why, BACKEND_WHY, "cannot read ceph.conf '%s': %s",

@@ -289,6 +289,11 @@ static int store_fe_max_cb(void *payload, uint64_t seq)
 	return 0;
 }
 
+uint32_t store_frontend(const struct store *s)
+{
+	return s->fe;
+}
+
 uint32_t store_seq_frontend(uint64_t seq)
 {
 	return (uint32_t)(seq >> STORE_FE_SHIFT);

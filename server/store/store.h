@@ -85,6 +85,8 @@ int store_open_be(struct store **out, const char *repo, struct backend *be,
  */
 int store_open_fe(struct store **out, const char *repo, struct backend *be,
 		  unsigned flags, uint32_t fe);
+/* This store's front-end number. */
+uint32_t store_frontend(const struct store *s);
 /* The front-end number of a pack sequence number. */
 uint32_t store_seq_frontend(uint64_t seq);
 /* Whether the store keeps the shared index (a RADOS store). */
