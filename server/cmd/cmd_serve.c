@@ -405,6 +405,9 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
 	if (rc == 0)
 		rc = frontends_new(&fronts, repo, ctx.store, ctx.snapshots);
+	if (rc == 0 && fronts)
+		sessions_set_open_hook(ctx.sessions, frontends_session_opened,
+				       fronts);
 	if (rc == 0)
 		rc = metrics_new(&ctx.metrics);
 	if (rc == 0)

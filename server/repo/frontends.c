@@ -2,6 +2,7 @@
  * frontends.c - see frontends.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #define SMALL_MAX (1u * 1024 * 1024)
 
 struct frontends {
+	pthread_mutex_t lock;   /* epoch, epoch_known */
 	char repo[4096];
 	struct store *st;
 	struct backend *be;
@@ -226,6 +228,7 @@ int frontends_new(struct frontends **out, const char *repo,
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	pthread_mutex_init(&f->lock, NULL);
 	snprintf(f->repo, sizeof(f->repo), "%s", repo);
 	f->st = st;
 	f->be = store_backend(st);
@@ -252,6 +255,7 @@ void frontends_free(struct frontends *f)
 		backend_remove(f->be, name);
 		dd_error_clear();
 	}
+	pthread_mutex_destroy(&f->lock);
 	free(f);
 }
 
@@ -318,7 +322,8 @@ static int frontends_sync_snapshots(struct frontends *f)
 	char name[128];
 	uint8_t *data;
 	size_t i, len;
-	int64_t before = (int64_t)(dd_now() - 60) * 1000000000LL;
+	int64_t before = (int64_t)(dd_now() - FRONTENDS_SNAPSHOT_GRACE_SEC) *
+		1000000000LL;
 	int rc = backend_list(f->be, REPO_SNAPSHOTS "/", pool_ids_cb, &p);
 
 	for (i = 0; rc == 0 && i < p.n; i++) {
@@ -345,6 +350,7 @@ static int frontends_sync_snapshots(struct frontends *f)
 	return rc;
 }
 
+
 static int frontends_heartbeat(struct frontends *f, unsigned open_sessions)
 {
 	char name[64], text[96];
@@ -355,23 +361,48 @@ static int frontends_heartbeat(struct frontends *f, unsigned open_sessions)
 	return pool_replace(f->be, name, text, strlen(text));
 }
 
-static int frontends_check_epoch(struct frontends *f)
+struct epoch {
+	uint64_t n;
+	bool running;       /* a collection is deleting */
+	int64_t since;      /* unix time it started */
+	uint32_t by;        /* on which front-end */
+};
+
+static int epoch_read(struct backend *be, struct epoch *e)
 {
+	char state[16] = "";
+	long long since = 0;
+	unsigned long long n = 0;
+	unsigned by = 0;
 	uint8_t *data;
 	size_t len;
-	uint64_t e = 0, dropped;
-	int rc = pool_get(f->be, FRONTENDS_EPOCH, &data, &len);
+	int rc = pool_get(be, FRONTENDS_EPOCH, &data, &len);
 
+	memset(e, 0, sizeof(*e));
 	if (rc == -ENOENT) {
 		dd_error_clear();
-		rc = 0;
-	} else if (rc == 0) {
-		e = strtoull((const char *)data, NULL, 10);
-		free(data);
+		return 0;
 	}
 	if (rc < 0)
 		return rc;
-	if (f->epoch_known && e != f->epoch) {
+	if (sscanf((const char *)data, "%llu %15s %lld %u", &n, state,
+		   &since, &by) >= 1) {
+		e->n = n;
+		e->running = strcmp(state, "running") == 0;
+		e->since = since;
+		e->by = by;
+	}
+	free(data);
+	return 0;
+}
+
+/* f->lock held: drops the cache when the epoch moved. */
+static int frontends_epoch_seen(struct frontends *f, const struct epoch *e)
+{
+	uint64_t dropped;
+	int rc;
+
+	if (f->epoch_known && e->n != f->epoch) {
 		rc = store_cache_drop(f->st, &dropped);
 		if (rc < 0)
 			return rc;
@@ -379,8 +410,61 @@ static int frontends_check_epoch(struct frontends *f)
 			 "%llu cached index entries",
 			 (unsigned long long)dropped);
 	}
-	f->epoch = e;
+	f->epoch = e->n;
 	f->epoch_known = true;
+	return 0;
+}
+
+static int frontends_check_epoch(struct frontends *f)
+{
+	struct epoch e;
+	int rc = epoch_read(f->be, &e);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	rc = frontends_epoch_seen(f, &e);
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/* A collection that started longer ago than its lock's lease died. */
+static bool epoch_live_gc(const struct epoch *e)
+{
+	return e->running &&
+		e->since + FRONTENDS_GC_LEASE_SEC >= (int64_t)dd_now();
+}
+
+int frontends_session_opened(void *payload, unsigned open_now)
+{
+	struct frontends *f = payload;
+	double until = dd_monotonic() + FRONTENDS_GC_WAIT_SEC;
+	struct epoch e;
+	int rc;
+
+	/* the heartbeat first: a collection that reads it after this sees
+	 * the session; one that read it before has set its epoch running,
+	 * which the read below sees */
+	rc = frontends_heartbeat(f, open_now);
+	while (rc == 0) {
+		rc = epoch_read(f->be, &e);
+		/* this front-end's own collection: its vouch journal
+		 * protects the session (store.h) */
+		if (rc < 0 || !epoch_live_gc(&e) || e.by == f->fe)
+			break;
+		if (dd_monotonic() > until)
+			return dd_error_set(-EAGAIN, "a collection is running on "
+					    "another front-end: try again later");
+		usleep(200 * 1000);
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&f->lock);
+		rc = frontends_epoch_seen(f, &e);
+		pthread_mutex_unlock(&f->lock);
+	}
+	if (rc < 0)
+		return log_wrap(-EIO, "cannot reach the pool shared with the "
+				"other front-ends");
 	return 0;
 }
 
@@ -456,25 +540,34 @@ int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 	return rc;
 }
 
-int frontends_epoch_bump(struct backend *be)
+int frontends_epoch_set(struct backend *be, bool running, uint32_t self)
 {
 	uint8_t *cur = NULL;
 	size_t clen = 0;
-	char next[32];
+	char next[96];
 	int rc = -ECANCELED, tries;
 
 	for (tries = 0; tries < 20 && rc == -ECANCELED; tries++) {
+		unsigned long long n = 0;
+
 		rc = pool_get(be, FRONTENDS_EPOCH, &cur, &clen);
 		if (rc == -ENOENT) {
 			dd_error_clear();
-			rc = backend_cas(be, FRONTENDS_EPOCH, NULL, 0, "1\n", 2);
+			snprintf(next, sizeof(next), "1 %s %lld %u\n",
+				 running ? "running" : "done",
+				 (long long)dd_now(), (unsigned)self);
+			rc = backend_cas(be, FRONTENDS_EPOCH, NULL, 0, next,
+					 strlen(next));
 			if (rc == -EEXIST)
 				rc = -ECANCELED;
 			continue;
 		}
 		if (rc == 0) {
-			snprintf(next, sizeof(next), "%llu\n",
-				 strtoull((const char *)cur, NULL, 10) + 1);
+			n = strtoull((const char *)cur, NULL, 10);
+			snprintf(next, sizeof(next), "%llu %s %lld %u\n",
+				 running ? n + 1 : n,
+				 running ? "running" : "done",
+				 (long long)dd_now(), (unsigned)self);
 			rc = backend_cas(be, FRONTENDS_EPOCH, cur, clen, next,
 					 strlen(next));
 		}

@@ -16,8 +16,11 @@
  *   active/<fe>   each front-end's heartbeat: unix time and open backup
  *                 sessions, rewritten every tick; a collection deletes
  *                 nothing while another live front-end has sessions open;
- *   gc-epoch      bumped by a collection before it deletes anything; a
- *                 front-end that sees it change drops its local cache.
+ *   gc-epoch      "N running|done T FE": a collection sets it running (N+1)
+ *                 before it reads the heartbeats and deletes, and done
+ *                 at its end; a session open on another front-end
+ *                 writes its heartbeat, then waits while one is running;
+ *                 a front-end that sees N change drops its local cache.
  * Errors: negative errno with a reason (dd_error_set).
  */
 #ifndef SRV_FRONTENDS_H
@@ -34,6 +37,14 @@
 #define FRONTENDS_ACTIVE_PREFIX "active/"
 /* A heartbeat older than this is a front-end that is gone (seconds). */
 #define FRONTENDS_ALIVE_SEC 30
+/* A collection's lock lease (gc.c), and how long a session open waits
+ * for a collection in progress on another front-end (seconds). */
+#define FRONTENDS_GC_LEASE_SEC 600
+#define FRONTENDS_GC_WAIT_SEC 60
+/* A manifest of this directory missing from the pool is dropped only if
+ * older than this: a create writes it here first, then to the pool,
+ * before it is acknowledged (seconds). */
+#define FRONTENDS_SNAPSHOT_GRACE_SEC 10
 /* How often the tick syncs with the pool (seconds). */
 #define FRONTENDS_TICK_SEC 2
 
@@ -66,12 +77,17 @@ void frontends_free(struct frontends *f);
 
 /*
  * For gc on a shared pool: whether another front-end that is alive has
- * backup sessions open (*busy, naming it in who[whysz]), and bumping the
- * gc epoch before deleting anything (every other front-end then drops
- * its cached index).
+ * backup sessions open (*busy, naming it in who[whysz]), and the gc epoch:
+ * running (N + 1) before the heartbeats are read, done at the end (every
+ * other front-end then drops its cached index).
  */
 int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 			 char *who, size_t whysz);
-int frontends_epoch_bump(struct backend *be);
+int frontends_epoch_set(struct backend *be, bool running, uint32_t self);
+/* sessions_open_hook for serve (sessions.h): writes this front-end's
+ * heartbeat at once, then waits (at most FRONTENDS_GC_WAIT_SEC, else
+ * -EAGAIN) while another front-end's collection is deleting, and drops
+ * the local cache if one ran meanwhile. `payload` is the frontends. */
+int frontends_session_opened(void *payload, unsigned open_now);
 
 #endif

@@ -405,7 +405,7 @@ static int gc_drop_memberships(struct store *st)
 /* ---- a pool shared by several front-ends ---- */
 
 #define GC_LOCK "gc"
-#define GC_LEASE_MS (10u * 60 * 1000)
+#define GC_LEASE_MS (FRONTENDS_GC_LEASE_SEC * 1000u)
 #define GC_MAX_FE 64
 
 /* Each other front-end's highest pack when the collection began: that one
@@ -473,6 +473,10 @@ static int gc_shared_begin(struct store *st, struct gc_fe_max *fm,
 		rc = packio_list(be, gc_fe_max_cb, fm);
 	if (rc == 0)
 		rc = store_shared_pull(st, &pulled);
+	/* running before the heartbeats are read: a session opened on
+	 * another front-end after this waits for the end */
+	if (rc == 0 && !dry_run)
+		rc = frontends_epoch_set(be, true, self);
 	if (rc == 0)
 		rc = frontends_peers_busy(be, self, &busy, r->deferred_why,
 					  sizeof(r->deferred_why));
@@ -480,8 +484,6 @@ static int gc_shared_begin(struct store *st, struct gc_fe_max *fm,
 		r->deferred = true;
 		log_info("gc: deleting nothing: %s", r->deferred_why);
 	}
-	if (rc == 0 && !busy && !dry_run)
-		rc = frontends_epoch_bump(be);
 	return rc;
 }
 
@@ -657,6 +659,11 @@ cleanup:
 	gc_report_vouch(st, r);
 	store_gc_end(st);
 	if (locked) {
+		if (!o_in->dry_run &&
+		    frontends_epoch_set(store_backend(st), false, self) < 0)
+			log_warning("gc: cannot mark the collection done: %s "
+				    "(other front-ends wait out its lease)",
+				    log_reason(-EIO));
 		dd_error_clear();
 		backend_unlock(store_backend(st), GC_LOCK);
 	}

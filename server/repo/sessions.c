@@ -42,6 +42,8 @@ struct sessions {
 	struct sess_result *results;
 	size_t nresults;
 	uint64_t ended_ok, ended_failed;
+	sessions_open_hook hook;
+	void *hook_payload;
 };
 
 int sessions_new(struct sessions **out, unsigned timeout_sec)
@@ -230,7 +232,24 @@ int sessions_open(struct sessions *s, const char *client, const char *host,
 	slot->opened_mono = slot->active_mono;
 	memcpy(id, slot->id, SESSIONS_ID_LEN + 1);
 	pthread_mutex_unlock(&s->lock);
+	if (s->hook) {
+		rc = s->hook(s->hook_payload, sessions_open_count(s));
+		if (rc < 0) {
+			char why[SESSIONS_ERROR_MAX + 1];
+
+			snprintf(why, sizeof(why), "%s", dd_error_last());
+			sessions_end(s, id, client, false, why);
+			return dd_error_set(rc, "%s", why);
+		}
+	}
 	return 0;
+}
+
+void sessions_set_open_hook(struct sessions *s, sessions_open_hook fn,
+			    void *payload)
+{
+	s->hook = fn;
+	s->hook_payload = payload;
 }
 
 int sessions_update(struct sessions *s, const char *id, const char *client,

@@ -104,6 +104,16 @@ double sessions_oldest_open(struct sessions *s);
 /* Open sessions now (the heartbeat other front-ends' collections read,
  * server/repo/frontends.h). */
 unsigned sessions_open_count(struct sessions *s);
+/*
+ * Called by sessions_open once a session is open, before it returns, with
+ * the number now open (several front-ends on one pool: the heartbeat that
+ * other front-ends' collections read is written there and then, and a
+ * collection in progress is waited for). A negative return fails the
+ * open: the session is closed again as failed and the code returned.
+ */
+typedef int (*sessions_open_hook)(void *payload, unsigned open_now);
+void sessions_set_open_hook(struct sessions *s, sessions_open_hook fn,
+			    void *payload);
 /* Sessions ended since the server started. */
 void sessions_totals(struct sessions *s, uint64_t *ok, uint64_t *failed);
 

@@ -37,6 +37,38 @@ static int store_count_entries(struct store *s, uint64_t *chunks,
 	return 0;
 }
 
+/* The counters recounted from the entries and written (after a pull of
+ * the shared index, whose entries the local counters did not count). */
+int store_recount(struct store *s)
+{
+	uint8_t meta[STORE_META_LEN];
+	uint64_t chunks, bytes;
+	leveldb_writebatch_t *b;
+	int rc;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	pthread_rwlock_rdlock(&s->db_lock);
+	rc = s->db ? store_count_entries(s, &chunks, &bytes) : -EAGAIN;
+	pthread_rwlock_unlock(&s->db_lock);
+	if (rc == 0) {
+		b = leveldb_writebatch_create();
+		store_meta_encode(meta, chunks, bytes);
+		leveldb_writebatch_put(b, STORE_META_KEY,
+				       strlen(STORE_META_KEY),
+				       (const char *)meta, sizeof(meta));
+		rc = store_index_apply(s, b);
+		leveldb_writebatch_destroy(b);
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&s->counters_lock);
+		s->chunks = chunks;
+		s->bytes_unique = bytes;
+		pthread_mutex_unlock(&s->counters_lock);
+	}
+	pthread_mutex_unlock(&s->ingest_lock);
+	return rc;
+}
+
 struct store_rebuild {
 	struct store *s;
 	struct dd_buf plain;

@@ -162,6 +162,9 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc);
 void store_vouch(struct store *s, const struct dd_id *id);
 
+/* store.c */
+int store_recount(struct store *s);
+
 /* store_shared.c */
 int store_shared_put(struct store *s, const struct dd_id *ids,
 		     const struct dd_chunk_loc *locs, size_t n);

@@ -375,6 +375,8 @@ int store_shared_pull(struct store *s, uint64_t *entries)
 		shared_cache_write(s, p.batch);
 	leveldb_writebatch_destroy(p.batch);
 	*entries = p.n;
+	if (rc == 0 && !(s->flags & STORE_OPEN_READONLY))
+		rc = store_recount(s);
 	return rc;
 }
 

@@ -26,6 +26,8 @@ fi
 # shellcheck disable=SC1091
 . "$C/env"
 export DEDUP_BACKEND_DIR=$DD_BUILD
+# an operation the paused OSDs cannot serve fails after 5 s (not 60)
+export CEPH_ARGS="--rados_osd_op_timeout=5"
 NS=t0970
 rados_ls() { rados -p "$CEPH_POOL" -N "$NS" ls 2>/dev/null | sort; }
 rados_ls_has() { rados_ls | grep -qx "$1"; }
@@ -134,7 +136,11 @@ check_eq "three gc runs on A beside B's backups" 3 "$gcs"
 check "every backup through B beside gc succeeded" test ! -e "$T/gcb.failed"
 IDG=$(json_get "$(cat "$T/gcb.3")" snapshot_id)
 tree_manifest "$SRC" > "$T/m.g"
-# a gc with no backup anywhere collects what the forget freed
+# a gc with no backup anywhere collects what a forget freed
+mkdir -p "$T/u"
+prand uniq 2000000 > "$T/u/u.bin"
+IDU=$(json_get "$(on C agent "${SIX[0]}" backup --json "$T/u")" snapshot_id)
+on A agent "$ADM" forget "$IDU" >/dev/null
 sleep 3
 out=$(on A agent "$ADM" gc --json 2>&1)
 check "a gc with no backup in progress defers nothing" not grep -q deferred <<<"$out"
@@ -171,6 +177,27 @@ IDK=$(json_get "$out" snapshot_id)
 rm -rf "$T/k/o"
 on A agent "$A1" restore "$IDK" --target "$T/k/o" 2>/dev/null
 check "and restores through A" cmp -s "$T/k/big.bin" "$T/k/o/$T/k/big.bin"
+
+# 6. the OSDs stop serving mid-backup: the agent fails cleanly, the
+# front-ends keep answering, backups work again once they are back
+mkdir -p "$T/o"
+prand osd 40000000 > "$T/o/big.bin"
+( on A agent "${SIX[1]}" backup --json "$T/o" > "$T/o.out" 2>"$T/o.err"; echo $? > "$T/o.rc" ) &
+OB=$!
+sleep 0.5
+check "the OSDs pause" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
+t0=$(date +%s)
+wait "$OB"
+check "the backup during the pause fails (exit $(cat "$T/o.rc"), after $(( $(date +%s) - t0 )) s)" test "$(cat "$T/o.rc")" != 0
+head -n 3 "$T/o.err"
+check "A still answers (the list is local)" tok_ok A "${SIX[1]}"
+check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
+out=$(on A agent "${SIX[1]}" backup --json "$T/o")
+check "the backup works again once they are back" test $? = 0
+IDO=$(json_get "$out" snapshot_id)
+rm -rf "$T/o/r"
+on C agent "${SIX[1]}" restore "$IDO" --target "$T/o/r" 2>/dev/null
+check "and restores identical through C" cmp -s "$T/o/big.bin" "$T/o/r/$T/o/big.bin"
 
 for p in "$PID_A" "$PID_C"; do kill "$p"; done
 for p in "$PID_A" "$PID_C"; do wait "$p" 2>/dev/null; done

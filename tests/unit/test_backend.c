@@ -434,6 +434,72 @@ static void test_dir_stale_temp(void)
 	CHECK(system(cmd) == 0);
 }
 
+struct kv_seen {
+	unsigned n;
+	char last[BACKEND_KEY_MAX + 1];
+	int order_ok;
+	char val_of_k7[32];
+};
+
+static int kv_cb(const char *key, const void *val, size_t vlen, void *p)
+{
+	struct kv_seen *s = p;
+
+	if (s->n && strcmp(s->last, key) >= 0)
+		s->order_ok = 0;
+	snprintf(s->last, sizeof(s->last), "%s", key);
+	if (strcmp(key, "k0007") == 0 && vlen < sizeof(s->val_of_k7))
+		memcpy(s->val_of_k7, val, vlen);
+	s->n++;
+	return 0;
+}
+
+/* Key/value maps: RADOS omap in batches (set, get by keys, list past a
+ * page of 1000, remove); the directory backend says -EOPNOTSUPP. */
+static void test_omap(void)
+{
+	struct backend *b = open_or_die();
+	static struct backend_kv kv[2500];
+	static char keys[2500][8], vals[2500][16];
+	const char *want[3] = { "k0007", "nope", "k2499" };
+	struct kv_seen seen = { 0, "", 1, "" };
+	unsigned i;
+
+	for (i = 0; i < 2500; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%04u", i);
+		snprintf(vals[i], sizeof(vals[i]), "v%u", i * 3);
+		kv[i].key = keys[i];
+		kv[i].val = vals[i];
+		kv[i].vlen = strlen(vals[i]);
+	}
+	if (!is_rados) {
+		CHECK(!backend_has_omap(b));
+		CHECK_EQ(backend_omap_set(b, "index/00", kv, 1), -EOPNOTSUPP);
+		CHECK(strstr(dd_error_last(), "no key/value maps") != NULL);
+		backend_free(b);
+		return;
+	}
+	CHECK(backend_has_omap(b));
+	CHECK_EQ(backend_omap_set(b, "index/00", kv, 2500), 0);
+	CHECK_EQ(backend_omap_get(b, "index/00", want, 3, kv_cb, &seen), 0);
+	CHECK_EQ(seen.n, 2);
+	CHECK(strcmp(seen.val_of_k7, "v21") == 0);
+	memset(&seen, 0, sizeof(seen));
+	seen.order_ok = 1;
+	CHECK_EQ(backend_omap_get(b, "index/none", want, 3, kv_cb, &seen), 0);
+	CHECK_EQ(seen.n, 0);
+	CHECK_EQ(backend_omap_list(b, "index/00", kv_cb, &seen), 0);
+	CHECK_EQ(seen.n, 2500);
+	CHECK(seen.order_ok);
+	CHECK_EQ(backend_omap_rm(b, "index/00", want, 3), 0);
+	memset(&seen, 0, sizeof(seen));
+	CHECK_EQ(backend_omap_list(b, "index/00", kv_cb, &seen), 0);
+	CHECK_EQ(seen.n, 2498);
+	CHECK_EQ(backend_omap_rm(b, "index/none", want, 1), -ENOENT);
+	CHECK(backend_ops_count(b) >= 6);
+	backend_free(b);
+}
+
 static void run_contract(void)
 {
 	UNIT_RUN(test_names);
@@ -444,6 +510,7 @@ static void run_contract(void)
 	UNIT_RUN(test_lease);
 	UNIT_RUN(test_cas);
 	UNIT_RUN(test_max_object);
+	UNIT_RUN(test_omap);
 }
 
 static void test_specs(void)
