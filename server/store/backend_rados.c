@@ -49,6 +49,7 @@ struct radb {
 	char cookie[64];
 	pthread_mutex_t mu;             /* guards locks */
 	struct rados_lock_held *locks;
+	unsigned op_timeout_ms;         /* rop_finish */
 };
 
 static int why_rc(char *why, int rc, const char *what)
@@ -57,15 +58,114 @@ static int why_rc(char *why, int rc, const char *what)
 	return rc;
 }
 
-/* Waits for c, releases it and returns its result. */
-static int64_t wait_release(rados_completion_t c)
+/*
+ * An operation in flight: its completion and a condition its callback
+ * signals, so that waiting is bounded. librados' own op timeout does not
+ * end every operation (a read queued while the OSDs are paused waited
+ * minutes here); past op_timeout_ms the operation is cancelled and counts
+ * as -ETIMEDOUT.
+ */
+struct rop {
+	rados_completion_t c;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+};
+
+static void rop_done(rados_completion_t c, void *arg)
+{
+	struct rop *o = arg;
+
+	(void)c;
+	pthread_mutex_lock(&o->mu);
+	o->done = 1;
+	pthread_cond_signal(&o->cv);
+	pthread_mutex_unlock(&o->mu);
+}
+
+static int rop_new(struct rop **out)
+{
+	struct rop *o = calloc(1, sizeof(*o));
+	int rc;
+
+	*out = NULL;
+	if (!o)
+		return -ENOMEM;
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+	rc = rados_aio_create_completion2(o, rop_done, &o->c);
+	if (rc < 0) {
+		free(o);
+		return rc;
+	}
+	*out = o;
+	return 0;
+}
+
+static void rop_free(struct rop *o)
+{
+	rados_aio_release(o->c);
+	pthread_mutex_destroy(&o->mu);
+	pthread_cond_destroy(&o->cv);
+	free(o);
+}
+
+/* Waits until o is done or ms passed; 1 when done. */
+static int rop_wait_ms(struct rop *o, unsigned ms)
+{
+	struct timespec ts;
+	int done;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&o->mu);
+	while (!o->done &&
+	       pthread_cond_timedwait(&o->cv, &o->mu, &ts) != ETIMEDOUT)
+		;
+	done = o->done;
+	pthread_mutex_unlock(&o->mu);
+	return done;
+}
+
+/* Waits for o (at most the handle's op timeout, then cancels it), frees
+ * it and returns its result; *version (if not NULL) gets the object's. */
+static int64_t rop_finish(struct radb *r, struct rop *o, uint64_t *version)
 {
 	int64_t rc;
 
-	rados_aio_wait_for_complete(c);
-	rc = rados_aio_get_return_value(c);
-	rados_aio_release(c);
+	if (!rop_wait_ms(o, r->op_timeout_ms)) {
+		rados_aio_cancel(r->io, o->c);
+		/* a cancelled operation completes; if it never does, its
+		 * callback may still come: leave it allocated */
+		if (!rop_wait_ms(o, 5000))
+			return -ETIMEDOUT;
+		rop_free(o);
+		return -ETIMEDOUT;
+	}
+	rc = rados_aio_get_return_value(o->c);
+	if (version)
+		*version = rados_aio_get_version(o->c);
+	rop_free(o);
 	return rc;
+}
+
+/* librados' rados_osd_op_timeout (ceph.conf, CEPH_ARGS) plus a margin,
+ * as the bound of one wait; 65 s when it is 0 (no timeout). */
+static unsigned op_timeout_ms(rados_t cluster)
+{
+	char v[32] = "";
+	double sec = 0;
+
+	if (rados_conf_get(cluster, "rados_osd_op_timeout", v, sizeof(v)) == 0)
+		sec = strtod(v, NULL);
+	if (!(sec > 0) || sec > 3600)
+		sec = 60;
+	return (unsigned)(sec * 1000) + 5000;
 }
 
 static int connect_pool(struct radb *r, const char *pool, const char *ns,
@@ -109,6 +209,7 @@ static int connect_pool(struct radb *r, const char *pool, const char *ns,
 	}
 	if (ns && ns[0])
 		rados_ioctx_set_namespace(r->io, ns);
+	r->op_timeout_ms = op_timeout_ms(r->cluster);
 	return 0;
 }
 
@@ -163,18 +264,18 @@ static void rb_close(void *impl)
 static int write_op_wait(struct radb *r, rados_write_op_t op,
 			 const char *name)
 {
-	rados_completion_t c;
+	struct rop *o;
 	int rc;
 
-	rc = rados_aio_create_completion2(NULL, NULL, &c);
+	rc = rop_new(&o);
 	if (rc < 0)
 		return rc;
-	rc = rados_aio_write_op_operate(op, r->io, c, name, NULL, 0);
+	rc = rados_aio_write_op_operate(op, r->io, o->c, name, NULL, 0);
 	if (rc < 0) {
-		rados_aio_release(c);
+		rop_free(o);
 		return rc;
 	}
-	return (int)wait_release(c);
+	return (int)rop_finish(r, o, NULL);
 }
 
 static int put_exclusive(struct radb *r, const char *name, const void *data,
@@ -205,10 +306,10 @@ static int rb_put(void *impl, const char *name, const void *data,
 
 /* Waits for the oldest of *n completions in ring[], keeps the first error
  * in *first_err, and returns the bytes it reported (reads) or 0. */
-static int64_t ring_wait_one(rados_completion_t *ring, unsigned *head,
-			     unsigned *n, int *first_err)
+static int64_t ring_wait_one(struct radb *r, struct rop **ring,
+			     unsigned *head, unsigned *n, int *first_err)
 {
-	int64_t rc = wait_release(ring[*head]);
+	int64_t rc = rop_finish(r, ring[*head], NULL);
 
 	*head = (*head + 1) % INFLIGHT;
 	(*n)--;
@@ -221,29 +322,29 @@ static int rb_append(void *impl, const char *name, const void *data,
 			size_t len, char *why)
 {
 	struct radb *r = impl;
-	rados_completion_t ring[INFLIGHT];
+	struct rop *ring[INFLIGHT];
 	unsigned head = 0, n = 0;
 	int err = 0;
 	size_t off;
 
 	for (off = 0; off < len && err == 0; off += PIECE) {
 		size_t piece = len - off < PIECE ? len - off : PIECE;
-		rados_completion_t c;
+		struct rop *c;
 		int rc;
 
 		if (n == INFLIGHT)
-			ring_wait_one(ring, &head, &n, &err);
+			ring_wait_one(r, ring, &head, &n, &err);
 		if (err)
 			break;
-		rc = rados_aio_create_completion2(NULL, NULL, &c);
+		rc = rop_new(&c);
 		if (rc < 0) {
 			err = rc;
 			break;
 		}
-		rc = rados_aio_append(r->io, name, c, (const char *)data + off,
-				      piece);
+		rc = rados_aio_append(r->io, name, c->c,
+				      (const char *)data + off, piece);
 		if (rc < 0) {
-			rados_aio_release(c);
+			rop_free(c);
 			err = rc;
 			break;
 		}
@@ -251,7 +352,7 @@ static int rb_append(void *impl, const char *name, const void *data,
 		n++;
 	}
 	while (n > 0)
-		ring_wait_one(ring, &head, &n, &err);
+		ring_wait_one(r, ring, &head, &n, &err);
 	if (err == -EFBIG)
 		snprintf(why, BACKEND_WHY, "the object would pass the pool's "
 			 "osd_max_object_size (128 MiB by default): use smaller packs");
@@ -260,12 +361,12 @@ static int rb_append(void *impl, const char *name, const void *data,
 
 /* Collects the oldest read in flight: adds its bytes to *got until the
  * first short piece, which is where the object ends. */
-static void read_collect(rados_completion_t *ring, size_t *want,
+static void read_collect(struct radb *r, struct rop **ring, size_t *want,
 			 unsigned *head, unsigned *n, int *err, int64_t *got,
 			 int *ended)
 {
 	size_t w = want[*head];
-	int64_t b = ring_wait_one(ring, head, n, err);
+	int64_t b = ring_wait_one(r, ring, head, n, err);
 
 	if (*ended)
 		return;
@@ -278,7 +379,7 @@ static int64_t rb_read(void *impl, const char *name, uint64_t off,
 			  void *buf, size_t len, char *why)
 {
 	struct radb *r = impl;
-	rados_completion_t ring[INFLIGHT];
+	struct rop *ring[INFLIGHT];
 	size_t want[INFLIGHT];
 	unsigned head = 0, n = 0;
 	int64_t got = 0;
@@ -286,21 +387,22 @@ static int64_t rb_read(void *impl, const char *name, uint64_t off,
 	size_t pos, piece;
 
 	for (pos = 0; pos < len && err == 0; pos += piece) {
-		rados_completion_t c;
+		struct rop *c;
 		int rc;
 
 		piece = len - pos < PIECE ? len - pos : PIECE;
 		if (n == INFLIGHT)
-			read_collect(ring, want, &head, &n, &err, &got, &ended);
-		rc = rados_aio_create_completion2(NULL, NULL, &c);
+			read_collect(r, ring, want, &head, &n, &err, &got,
+				     &ended);
+		rc = rop_new(&c);
 		if (rc < 0) {
 			err = err ? err : rc;
 			break;
 		}
-		rc = rados_aio_read(r->io, name, c, (char *)buf + pos, piece,
+		rc = rados_aio_read(r->io, name, c->c, (char *)buf + pos, piece,
 				    off + pos);
 		if (rc < 0) {
-			rados_aio_release(c);
+			rop_free(c);
 			err = err ? err : rc;
 			break;
 		}
@@ -309,7 +411,7 @@ static int64_t rb_read(void *impl, const char *name, uint64_t off,
 		n++;
 	}
 	while (n > 0)
-		read_collect(ring, want, &head, &n, &err, &got, &ended);
+		read_collect(r, ring, want, &head, &n, &err, &got, &ended);
 	return err ? err : got;
 }
 
@@ -426,21 +528,19 @@ static int read_versioned(struct radb *r, const char *name, char *buf,
 			  size_t len, size_t *got, uint64_t *version)
 {
 	rados_read_op_t op = rados_create_read_op();
-	rados_completion_t c;
+	struct rop *c;
 	int prval = 0, rc;
 
 	if (!op)
 		return -ENOMEM;
 	rados_read_op_read(op, 0, len, buf, got, &prval);
-	rc = rados_aio_create_completion2(NULL, NULL, &c);
+	rc = rop_new(&c);
 	if (rc == 0) {
-		rc = rados_aio_read_op_operate(op, r->io, c, name, 0);
-		if (rc == 0) {
-			rados_aio_wait_for_complete(c);
-			rc = rados_aio_get_return_value(c);
-			*version = rados_aio_get_version(c);
-		}
-		rados_aio_release(c);
+		rc = rados_aio_read_op_operate(op, r->io, c->c, name, 0);
+		if (rc == 0)
+			rc = (int)rop_finish(r, c, version);
+		else
+			rop_free(c);
 	}
 	rados_release_read_op(op);
 	return rc < 0 ? rc : prval;
@@ -542,17 +642,17 @@ static int rb_omap_rm(void *impl, const char *name, const char *const *keys,
 /* Runs a read op filling *iter; 0, or -ENOENT for a missing object. */
 static int read_op_wait(struct radb *r, rados_read_op_t op, const char *name)
 {
-	rados_completion_t c;
-	int rc = rados_aio_create_completion2(NULL, NULL, &c);
+	struct rop *o;
+	int rc = rop_new(&o);
 
 	if (rc < 0)
 		return rc;
-	rc = rados_aio_read_op_operate(op, r->io, c, name, 0);
+	rc = rados_aio_read_op_operate(op, r->io, o->c, name, 0);
 	if (rc < 0) {
-		rados_aio_release(c);
+		rop_free(o);
 		return rc;
 	}
-	return (int)wait_release(c);
+	return (int)rop_finish(r, o, NULL);
 }
 
 /* Calls fn for each pair of iter; *last gets the last key (if wanted). */

@@ -140,7 +140,9 @@ tree_manifest "$SRC" > "$T/m.g"
 mkdir -p "$T/u"
 prand uniq 2000000 > "$T/u/u.bin"
 IDU=$(json_get "$(on C agent "${SIX[0]}" backup --json "$T/u")" snapshot_id)
-on A agent "$ADM" forget "$IDU" >/dev/null
+seen_on_a() { on A agent "$ADM" snapshots 2>/dev/null | grep -q "${IDU:0:12}"; }
+check "C's snapshot reaches A's list" wait_for 10 seen_on_a
+check "forget through A of a snapshot made through C" on A agent "$ADM" forget "$IDU"
 sleep 3
 out=$(on A agent "$ADM" gc --json 2>&1)
 check "a gc with no backup in progress defers nothing" not grep -q deferred <<<"$out"
