@@ -7,6 +7,7 @@
 #   make rpm             .rpm packages in $(O)/rpm/ (rpmbuild --nodeps)
 #   make bench           the benchmark against restic and borg (long)
 #   make bench-rados     rados bench beside the RADOS backend's own figures
+#   make bench-multife   1, 2, 3 front-ends on one pool (ingest, CPU, RADOS ops)
 #   make bench-server    N concurrent clients against one server, and a
 #                        synthetic index of DD_BENCH_CHUNKS (50M) chunks
 #   make fuzz            libFuzzer harnesses, FUZZ_SECONDS each (clang)
@@ -200,6 +201,11 @@ bench: all
 bench-rados: all
 	O=$(O) bash tests/bench/rados-bench.sh
 
+# 1, 2 and 3 front-ends on one pool: aggregate ingest, CPU per GB per
+# front-end, backend operations per GB (docs/STORAGE.md)
+bench-multife: all
+	O=$(O) bash tests/bench/multife-bench.sh
+
 # The server alone: N = 1, 4, 16, 64 clients sending pre-built bundles,
 # and the missing-query, RSS and GC on a synthetic index of
 # DD_BENCH_CHUNKS chunks (default 50 million; docs/BENCHMARKS.md).
@@ -267,6 +273,6 @@ fuzz: $(O)/web_assets.c
 clean:
 	rm -rf $(O) build-asan
 
-.PHONY: all tests test asan bench bench-rados bench-server install clean deb rpm fuzz
+.PHONY: all tests test asan bench bench-rados bench-multife bench-server install clean deb rpm fuzz
 
 -include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(RADOS_MODULE:.so=.d)

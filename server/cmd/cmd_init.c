@@ -266,8 +266,10 @@ static int init_recover(struct backend *be, const char *repo,
 		return rc;
 	}
 	printf("recovered repository %s and %zu snapshot(s) from '%s'; the "
-	       "index is rebuilt from the packs when the server starts; "
-	       "clients need new tokens\n", c.repo_id, f.n, spec);
+	       "index is rebuilt from the packs when the server starts "
+	       "(a joining front-end's fills from the shared index); "
+	       "clients keep the tokens kept in the pool\n", c.repo_id, f.n,
+	       spec);
 	return 0;
 }
 

@@ -490,6 +490,10 @@ cleanup:
 	serve_sync_stop(&sync);
 	http_stop(http);
 	frontends_free(fronts);
+	if (ctx.store)  /* for the benchmarks (tests/bench/multife-bench.sh) */
+		log_info("storage: %llu backend operation(s)",
+			 (unsigned long long)backend_ops_count(
+				 store_backend(ctx.store)));
 	notify_free(ctx.notify);
 	store_close(ctx.store);
 	snapshots_free(ctx.snapshots);

@@ -472,6 +472,35 @@ int backend_omap_set(struct backend *b, const char *name,
 	return rc < 0 ? backend_fail(rc, "set keys of", name, why) : 0;
 }
 
+int backend_omap_set_multi(struct backend *b,
+			   const struct backend_omap_batch *v, size_t n)
+{
+	char why[BACKEND_WHY] = "";
+	size_t i, k;
+	int rc;
+
+	if (!b->ops->omap_set_multi || n <= 1) {
+		for (i = 0, rc = 0; i < n && rc == 0; i++)
+			rc = backend_omap_set(b, v[i].name, v[i].kv, v[i].n);
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		rc = omap_check(b, "set keys of", v[i].name, v[i].n);
+		for (k = 0; rc == 0 && k < v[i].n; k++)
+			if (!v[i].kv[k].key || !v[i].kv[k].key[0] ||
+			    strlen(v[i].kv[k].key) > BACKEND_KEY_MAX ||
+			    v[i].kv[k].vlen > BACKEND_VAL_MAX)
+				rc = dd_error_set(-EINVAL, "cannot set keys of "
+						  "'%s': bad key or value",
+						  v[i].name);
+		if (rc < 0)
+			return rc;
+	}
+	__atomic_add_fetch(&b->nops, n, __ATOMIC_RELAXED);
+	rc = b->ops->omap_set_multi(b->impl, v, n, why);
+	return rc < 0 ? backend_fail(rc, "set keys of", v[0].name, why) : 0;
+}
+
 int backend_omap_rm(struct backend *b, const char *name,
 		    const char *const *keys, size_t n)
 {

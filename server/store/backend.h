@@ -214,6 +214,17 @@ typedef int (*backend_kv_fn)(const char *key, const void *val, size_t vlen,
 			     void *payload);
 int backend_omap_set(struct backend *b, const char *name,
 		     const struct backend_kv *kv, size_t n);
+/* Several objects' sets at once (RADOS: all in flight together, then
+ * waited for): what an ingest batch publishes to its shards in one round
+ * trip instead of one per shard. Each set is atomic on its object; on
+ * failure any of them may or may not have been applied. */
+struct backend_omap_batch {
+	const char *name;
+	const struct backend_kv *kv;
+	size_t n;
+};
+int backend_omap_set_multi(struct backend *b,
+			   const struct backend_omap_batch *v, size_t n);
 int backend_omap_rm(struct backend *b, const char *name,
 		    const char *const *keys, size_t n);
 int backend_omap_get(struct backend *b, const char *name,
@@ -279,6 +290,9 @@ struct backend_ops {
 	/* Optional key/value maps (NULL: -EOPNOTSUPP). */
 	int (*omap_set)(void *impl, const char *name,
 			const struct backend_kv *kv, size_t n, char *why);
+	/* Optional (NULL: omap_set one object after the other). */
+	int (*omap_set_multi)(void *impl, const struct backend_omap_batch *v,
+			      size_t n, char *why);
 	int (*omap_rm)(void *impl, const char *name,
 		       const char *const *keys, size_t n, char *why);
 	int (*omap_get)(void *impl, const char *name,

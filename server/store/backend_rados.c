@@ -155,7 +155,7 @@ static int64_t rop_finish(struct radb *r, struct rop *o, uint64_t *version)
 }
 
 /* librados' rados_osd_op_timeout (ceph.conf, CEPH_ARGS) plus a margin,
- * as the bound of one wait; 65 s when it is 0 (no timeout). */
+ * as the bound of one wait; 61 s when it is 0 (no timeout). */
 static unsigned op_timeout_ms(rados_t cluster)
 {
 	char v[32] = "";
@@ -165,7 +165,7 @@ static unsigned op_timeout_ms(rados_t cluster)
 		sec = strtod(v, NULL);
 	if (!(sec > 0) || sec > 3600)
 		sec = 60;
-	return (unsigned)(sec * 1000) + 5000;
+	return (unsigned)(sec * 1000) + 1000;
 }
 
 static int connect_pool(struct radb *r, const char *pool, const char *ns,
@@ -622,6 +622,83 @@ static int rb_omap_set(void *impl, const char *name,
 	return rc < 0 ? why_rc(why, rc, "omap set") : 0;
 }
 
+#define MULTI_INFLIGHT 64
+
+/* One write op of omap_set for v (NULL on allocation failure). */
+static rados_write_op_t omap_set_op(const struct backend_omap_batch *v,
+				    const char **keys, const char **vals,
+				    size_t *klens, size_t *vlens)
+{
+	rados_write_op_t op = rados_create_write_op();
+	size_t i;
+
+	if (!op)
+		return NULL;
+	for (i = 0; i < v->n; i++) {
+		keys[i] = v->kv[i].key;
+		klens[i] = strlen(v->kv[i].key);
+		vals[i] = v->kv[i].val;
+		vlens[i] = v->kv[i].vlen;
+	}
+	/* librados copies the pairs into the op here */
+	rados_write_op_omap_set2(op, keys, vals, klens, vlens, v->n);
+	return op;
+}
+
+static int rb_omap_set_multi(void *impl, const struct backend_omap_batch *v,
+			     size_t n, char *why)
+{
+	struct radb *r = impl;
+	struct rop *ring[MULTI_INFLIGHT];
+	rados_write_op_t ops[MULTI_INFLIGHT];
+	size_t most = 0, i, done = 0, k, m;
+	const char **keys = NULL, **vals = NULL;
+	size_t *klens = NULL, *vlens = NULL;
+	int err = 0;
+
+	for (i = 0; i < n; i++)
+		if (v[i].n > most)
+			most = v[i].n;
+	keys = calloc(most, sizeof(*keys));
+	vals = calloc(most, sizeof(*vals));
+	klens = calloc(most, sizeof(*klens));
+	vlens = calloc(most, sizeof(*vlens));
+	if (!keys || !vals || !klens || !vlens)
+		err = -ENOMEM;
+	while (done < n && err == 0) {
+		m = n - done < MULTI_INFLIGHT ? n - done : MULTI_INFLIGHT;
+		for (k = 0; k < m; k++) {
+			ops[k] = omap_set_op(&v[done + k], keys, vals, klens,
+					     vlens);
+			ring[k] = NULL;
+			if (!ops[k] || rop_new(&ring[k]) < 0 ||
+			    rados_aio_write_op_operate(ops[k], r->io, ring[k]->c,
+						       v[done + k].name, NULL, 0) < 0) {
+				if (ring[k])
+					rop_free(ring[k]);
+				ring[k] = NULL;
+				err = err ? err : -ENOMEM;
+			}
+		}
+		for (k = 0; k < m; k++) {
+			if (ring[k]) {
+				int rc = (int)rop_finish(r, ring[k], NULL);
+
+				if (rc < 0 && err == 0)
+					err = rc;
+			}
+			if (ops[k])
+				rados_release_write_op(ops[k]);
+		}
+		done += m;
+	}
+	free(keys);
+	free(vals);
+	free(klens);
+	free(vlens);
+	return err < 0 ? why_rc(why, err, "omap set") : 0;
+}
+
 static int rb_omap_rm(void *impl, const char *name, const char *const *keys,
 		      size_t n, char *why)
 {
@@ -760,6 +837,7 @@ static const struct backend_ops rados_ops = {
 	.unlock = rb_unlock,
 	.cas = rb_cas,
 	.omap_set = rb_omap_set,
+	.omap_set_multi = rb_omap_set_multi,
 	.omap_rm = rb_omap_rm,
 	.omap_get = rb_omap_get,
 	.omap_list = rb_omap_list,

@@ -20,6 +20,16 @@ static void shard_name(char out[SHARD_NAME_MAX], unsigned shard)
 	snprintf(out, SHARD_NAME_MAX, SHARD_FMT, shard & 0xffu);
 }
 
+static char shard_names_v[STORE_SHARDS][SHARD_NAME_MAX];
+
+static void shard_names_init(void)
+{
+	unsigned i;
+
+	for (i = 0; i < STORE_SHARDS; i++)
+		shard_name(shard_names_v[i], i);
+}
+
 bool store_shared_on(const struct store *s)
 {
 	return s->shared;
@@ -41,55 +51,63 @@ static int shared_item_cmp(const void *a, const void *b)
 	return memcmp(x->id.b, y->id.b, DD_ID_LEN);
 }
 
-/* omap_set of it[0..n), all in one shard, in batches. */
-static int shared_flush(struct store *s, const struct shared_item *it,
-			size_t n)
+/* Names of the shards, for the batches of store_shared_put. */
+static const char *shard_names(void)
 {
-	struct backend_kv kv[256];
-	char name[SHARD_NAME_MAX];
-	size_t i, k = 0;
-	int rc = 0;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	if (n == 0)
-		return 0;
-	shard_name(name, it[0].id.b[0]);
-	for (i = 0; i < n && rc == 0; i++) {
-		kv[k].key = it[i].key;
-		kv[k].val = it[i].val;
-		kv[k].vlen = it[i].vlen;
-		if (++k == sizeof(kv) / sizeof(kv[0]) || i + 1 == n) {
-			rc = backend_omap_set(s->be, name, kv, k);
-			k = 0;
-		}
-	}
-	return rc;
+	pthread_once(&once, shard_names_init);
+	return &shard_names_v[0][0];
 }
 
 int store_shared_put(struct store *s, const struct dd_id *ids,
 		     const struct dd_chunk_loc *locs, size_t n)
 {
+	struct backend_omap_batch *bv = NULL;
+	struct backend_kv *kv = NULL;
 	struct shared_item *it;
-	size_t i, start;
+	size_t i, start, nb = 0;
 	int rc = 0;
 
 	if (!s->shared || n == 0)
 		return 0;
 	it = malloc(n * sizeof(*it));
-	if (!it)
+	kv = malloc(n * sizeof(*kv));
+	bv = malloc(n * sizeof(*bv));
+	if (!it || !kv || !bv) {
+		free(it);
+		free(kv);
+		free(bv);
 		return dd_error_set(-ENOMEM, "out of memory");
+	}
 	for (i = 0; i < n; i++) {
 		it[i].id = ids[i];
 		it[i].vlen = dd_chunk_loc_encode(it[i].val, &locs[i]);
 		dd_id_to_hex(it[i].key, &ids[i]);
 	}
 	qsort(it, n, sizeof(*it), shared_item_cmp);
-	for (start = 0, i = 1; i <= n && rc == 0; i++) {
-		if (i == n || it[i].id.b[0] != it[start].id.b[0]) {
-			rc = shared_flush(s, it + start, i - start);
+	for (i = 0; i < n; i++) {
+		kv[i].key = it[i].key;
+		kv[i].val = it[i].val;
+		kv[i].vlen = it[i].vlen;
+	}
+	/* one batch per shard (at most BACKEND_KV_BATCH pairs each), all
+	 * sent at once: one round trip for the ingest batch */
+	for (start = 0, i = 1; i <= n; i++) {
+		if (i == n || it[i].id.b[0] != it[start].id.b[0] ||
+		    i - start == BACKEND_KV_BATCH) {
+			bv[nb].name = shard_names() +
+				(size_t)it[start].id.b[0] * SHARD_NAME_MAX;
+			bv[nb].kv = kv + start;
+			bv[nb].n = i - start;
+			nb++;
 			start = i;
 		}
 	}
+	rc = backend_omap_set_multi(s->be, bv, nb);
 	free(it);
+	free(kv);
+	free(bv);
 	return rc;
 }
 

@@ -195,7 +195,8 @@ R2=$T/repo2
 check "init --recover into a new directory" "$SERVER" init --repo "$R2" --store "rados:$CEPH_POOL/$NS" --recover --config /dev/null
 check_eq "it brought back every snapshot" "$nsnap" "$(ls "$R2/snapshots" | grep -c '\.json$')"
 check "and not the forgotten one" test ! -e "$R2/snapshots/$ID1.json"
-A2=$(token_add "$R2" alice)
+check "and the clients (kept in the pool)" grep -q '"alice"' "$R2/clients.json"
+A2=$A   # alice's old token works on the new front-end
 server_start "$R2" || exit 1
 rm -rf "$T/k/out"
 agent "$A2" restore "$KID" --target "$T/k/out" 2>/dev/null

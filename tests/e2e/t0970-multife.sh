@@ -180,18 +180,19 @@ rm -rf "$T/k/o"
 on A agent "$A1" restore "$IDK" --target "$T/k/o" 2>/dev/null
 check "and restores through A" cmp -s "$T/k/big.bin" "$T/k/o/$T/k/big.bin"
 
-# 6. the OSDs stop serving mid-backup: the agent fails cleanly, the
-# front-ends keep answering, backups work again once they are back
+# 6. the OSDs stop serving: a backup meanwhile fails cleanly (a 5xx within
+# the op timeout, not a hang), the front-ends keep answering, backups work
+# again once the OSDs are back, and nothing is damaged
 mkdir -p "$T/o"
-prand osd 40000000 > "$T/o/big.bin"
-( on A agent "${SIX[1]}" backup --json "$T/o" > "$T/o.out" 2>"$T/o.err"; echo $? > "$T/o.rc" ) &
-OB=$!
-sleep 0.5
+prand osd 20000000 > "$T/o/big.bin"
 check "the OSDs pause" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
 t0=$(date +%s)
-wait "$OB"
-check "the backup during the pause fails (exit $(cat "$T/o.rc"), after $(( $(date +%s) - t0 )) s)" test "$(cat "$T/o.rc")" != 0
-head -n 3 "$T/o.err"
+on A agent "${SIX[1]}" backup --json "$T/o" > "$T/o.out" 2>"$T/o.err"
+orc=$?
+dt=$(( $(date +%s) - t0 ))
+check "a backup while they are paused fails (exit $orc)" test "$orc" != 0
+check "within a bound, not a hang (${dt} s)" test "$dt" -lt 90
+head -n 2 "$T/o.err"
 check "A still answers (the list is local)" tok_ok A "${SIX[1]}"
 check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
 out=$(on A agent "${SIX[1]}" backup --json "$T/o")
