@@ -366,7 +366,11 @@ void route_upload(void *payload, const struct http_request *req,
 	 * domain stored as stored, so it tells nothing about other domains. */
 	dom = routes_domain(ctx, req, &buf);
 	for (i = 0; i < n; i++) {
-		if (domains_lookup(ctx->store, dom, &recs[i].id, &loc) ==
+		/* on a shared pool the local index (a cache) is enough for
+		 * counters: one pool round trip per chunk is not */
+		if ((dom || !store_shared_on(ctx->store) ?
+		     domains_lookup(ctx->store, dom, &recs[i].id, &loc) :
+		     store_lookup_cached(ctx->store, &recs[i].id, &loc)) ==
 		    -ENOENT) {
 			new_plain += recs[i].plain_len;
 			new_packed += recs[i].stored_len;

@@ -182,6 +182,12 @@ void store_close(struct store *s);
 int store_lookup(struct store *s, const struct dd_id *id,
 		 struct dd_chunk_loc *loc);
 
+/* store_lookup in the local index only: on a pool shared by several
+ * front-ends, a miss is not looked up in the shared index (for what may
+ * be approximate, such as an upload's counters). Otherwise the same. */
+int store_lookup_cached(struct store *s, const struct dd_id *id,
+			struct dd_chunk_loc *loc);
+
 /*
  * Stores the records that are not yet stored, for dedup domain `dom`
  * (NULL: the repository has no domains; server/store/domains.h). The caller has

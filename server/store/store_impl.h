@@ -162,6 +162,7 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc);
 void store_vouch(struct store *s, const struct dd_id *id);
 
+
 /* store.c */
 int store_recount(struct store *s);
 

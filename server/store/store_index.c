@@ -385,6 +385,19 @@ void store_vouch(struct store *s, const struct dd_id *id)
 	pthread_mutex_unlock(&s->track_lock);
 }
 
+int store_lookup_cached(struct store *s, const struct dd_id *id,
+		       struct dd_chunk_loc *loc)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&s->sweep_lock);
+	rc = store_lookup_raw(s, id, loc);
+	if (rc == 0)
+		store_vouch(s, id);
+	pthread_rwlock_unlock(&s->sweep_lock);
+	return rc;
+}
+
 int store_lookup(struct store *s, const struct dd_id *id,
 		 struct dd_chunk_loc *loc)
 {

@@ -64,31 +64,22 @@ static bool store_plain_replaces(const struct dd_chunk_loc *have,
 	return (have->flags & DD_COMP_SEALED) && !(r->flags & DD_COMP_SEALED);
 }
 
-/* On a shared pool: the ids of recs looked up in the shared index at
- * once (store_prefetch), and room for the new entries to publish. */
-static int store_ingest_prefetch(struct store *s,
-				 const struct dd_bundle_record *recs,
-				 size_t n, struct dd_id **ids,
-				 struct dd_chunk_loc **locs, uint8_t **absent)
+/* On a shared pool: room for the new entries to publish. The shared
+ * index is not asked again here: the missing-query that preceded the
+ * upload did (store_prefetch), and a chunk another front-end stored in
+ * between is only stored twice (both copies whole; gc reclaims the one
+ * the shared index does not name). */
+static int store_ingest_alloc(struct store *s, size_t n, struct dd_id **ids,
+			      struct dd_chunk_loc **locs)
 {
-	size_t i;
-	int rc;
-
 	*ids = NULL;
 	*locs = NULL;
-	*absent = NULL;
 	if (!store_shared_on(s))
 		return 0;
 	*ids = malloc(n * sizeof(**ids));
 	*locs = malloc(n * sizeof(**locs));
-	*absent = calloc((n + 7) / 8, 1);
-	if (!*ids || !*locs || !*absent)
+	if (!*ids || !*locs)
 		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		(*ids)[i] = recs[i].id;
-	rc = store_prefetch(s, *ids, n, *absent);
-	if (rc < 0)
-		return rc == -ENOMEM ? rc : -EIO;
 	return 0;
 }
 
@@ -107,7 +98,6 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	uint64_t nreplaced = 0, replaced_bytes = 0;
 	struct dd_chunk_loc loc, *locs = NULL;
 	struct dd_id *ids = NULL;
-	uint8_t *absent = NULL;
 	char *err = NULL;
 	int rc;
 
@@ -124,11 +114,10 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 		free(set.slots);
 		return -ENOMEM;
 	}
-	rc = store_ingest_prefetch(s, recs, n, &ids, &locs, &absent);
+	rc = store_ingest_alloc(s, n, &ids, &locs);
 	if (rc < 0) {
 		free(ids);
 		free(locs);
-		free(absent);
 		free(todo);
 		free(set.slots);
 		return rc;
@@ -150,15 +139,8 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 			(*duplicates)++;
 			continue;
 		}
-		/* known absent from the shared index a moment ago: only a
-		 * store of this front-end since can have added it */
-		if (absent && (absent[i / 8] & (1u << (i % 8)))) {
-			rc = store_lookup_raw(s, &recs[i].id, &loc);
-			if (rc == 0)
-				store_vouch(s, &recs[i].id);
-		} else {
-			rc = store_lookup(s, &recs[i].id, &loc);
-		}
+		/* the local index only (see store_ingest_alloc) */
+		rc = store_lookup_cached(s, &recs[i].id, &loc);
 		if (rc == 0 && store_plain_replaces(&loc, &recs[i])) {
 			nreplaced++;
 			replaced_bytes += loc.plain_len;
@@ -292,6 +274,5 @@ cleanup:
 	free(set.slots);
 	free(ids);
 	free(locs);
-	free(absent);
 	return rc;
 }
