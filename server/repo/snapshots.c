@@ -1081,6 +1081,30 @@ int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 	return 0;
 }
 
+bool snapshots_exists(struct snapshots *s, const char *id);
+int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
+		    size_t len);
+
+/* A manifest this directory lacks, taken from the store when it has it
+ * (a pool shared by several front-ends). Quiet: a miss stays a miss. */
+static void snap_adopt_from_mirror(struct snapshots *s, const char *id)
+{
+	char name[128];
+	uint64_t size;
+	uint8_t *data;
+
+	if (!s->mirror)
+		return;
+	snap_object(name, sizeof(name), id);
+	if (backend_stat(s->mirror, name, &size) == 0 &&
+	    size <= 16u * 1024 * 1024 && (data = malloc(size + 1)) != NULL) {
+		if (backend_read(s->mirror, name, 0, data, size) == 0)
+			snapshots_adopt(s, id, data, size);
+		free(data);
+	}
+	dd_error_clear();
+}
+
 int snapshots_get(struct snapshots *s, const char *id, const char *client,
 		  bool admin, char **out, size_t *out_len)
 {
@@ -1097,6 +1121,10 @@ int snapshots_get(struct snapshots *s, const char *id, const char *client,
 	if (strlen(id) != DD_ID_HEX_LEN || dd_id_from_hex(&raw, id) < 0)
 		return -ENOENT;
 	dd_id_to_hex(want, &raw);   /* lowercase */
+	/* several front-ends: one made through another may not be adopted
+	 * yet (frontends.h, every 2 s); the pool has it already */
+	if (!snapshots_exists(s, want))
+		snap_adopt_from_mirror(s, want);
 	pthread_rwlock_rdlock(&s->lock);
 	e = snap_find(s, want);
 	ok = e && snap_visible(e, client, admin);
