@@ -402,8 +402,13 @@ static int frontends_epoch_seen(struct frontends *f, const struct epoch *e)
 	uint64_t dropped;
 	int rc;
 
-	if (f->epoch_known && e->n != f->epoch) {
+	/* this front-end's own collection keeps its index right itself
+	 * (and works from it: dropping it meanwhile would make every pack
+	 * look dead) */
+	if (f->epoch_known && e->n != f->epoch && e->by != f->fe) {
 		rc = store_cache_drop(f->st, &dropped);
+		if (rc == -EBUSY)
+			return 0;  /* next time: f->epoch stays behind */
 		if (rc < 0)
 			return rc;
 		log_info("a collection ran on another front-end: dropped "

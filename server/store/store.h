@@ -105,7 +105,8 @@ int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
  * step on a shared pool; *entries counts them). */
 int store_shared_pull(struct store *s, uint64_t *entries);
 /* Drops every chunk entry of the local index (a cache of the shared one
- * that another front-end's collection made stale); counters unchanged. */
+ * that another front-end's collection made stale); counters unchanged.
+ * -EBUSY (nothing done) while a collection of this store runs. */
 int store_cache_drop(struct store *s, uint64_t *dropped);
 
 /* The STORE_* flags s was opened with. */

@@ -526,6 +526,10 @@ int store_cache_drop(struct store *s, uint64_t *dropped)
 	*dropped = 0;
 	if (!s->shared)
 		return 0;
+	/* never under a collection of this store: it works from the local
+	 * index, and would take what it no longer sees for dead */
+	if (pthread_mutex_trylock(&s->gc_lock) != 0)
+		return -EBUSY;
 	d.batch = leveldb_writebatch_create();
 	pthread_mutex_lock(&s->ingest_lock);
 	pthread_rwlock_wrlock(&s->sweep_lock);
@@ -535,6 +539,7 @@ int store_cache_drop(struct store *s, uint64_t *dropped)
 	pthread_rwlock_unlock(&s->sweep_lock);
 	pthread_mutex_unlock(&s->ingest_lock);
 	leveldb_writebatch_destroy(d.batch);
+	pthread_mutex_unlock(&s->gc_lock);
 	if (rc == 0)
 		*dropped = d.n;
 	return rc;
