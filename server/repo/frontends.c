@@ -328,7 +328,7 @@ static int frontends_sync_snapshots(struct frontends *f)
 
 	for (i = 0; rc == 0 && i < p.n; i++) {
 		snprintf(name, sizeof(name), REPO_SNAPSHOTS "/%s.json", p.v[i]);
-		if (snapshots_exists(f->snaps, p.v[i]))
+		if (snapshots_has(f->snaps, p.v[i]))
 			continue;
 		rc = pool_get(f->be, name, &data, &len);
 		if (rc == -ENOENT) {

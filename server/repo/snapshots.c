@@ -1081,7 +1081,6 @@ int snapshots_list(struct snapshots *s, const struct snapshots_query *q,
 	return 0;
 }
 
-bool snapshots_exists(struct snapshots *s, const char *id);
 int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 		    size_t len);
 
@@ -1123,7 +1122,7 @@ int snapshots_get(struct snapshots *s, const char *id, const char *client,
 	dd_id_to_hex(want, &raw);   /* lowercase */
 	/* several front-ends: one made through another may not be adopted
 	 * yet (frontends.h, every 2 s); the pool has it already */
-	if (!snapshots_exists(s, want))
+	if (!snapshots_has(s, want))
 		snap_adopt_from_mirror(s, want);
 	pthread_rwlock_rdlock(&s->lock);
 	e = snap_find(s, want);
@@ -1575,12 +1574,3 @@ int snapshots_drop_local(struct snapshots *s, const char *id,
 	return rc;
 }
 
-bool snapshots_exists(struct snapshots *s, const char *id)
-{
-	bool known;
-
-	pthread_rwlock_rdlock(&s->lock);
-	known = snap_find(s, id) != NULL;
-	pthread_rwlock_unlock(&s->lock);
-	return known;
-}

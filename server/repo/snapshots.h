@@ -221,7 +221,6 @@ int snapshots_foreach(struct snapshots *s, snapshots_each_fn fn,
  */
 int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 		    size_t len);
-bool snapshots_exists(struct snapshots *s, const char *id);
 int snapshots_drop_local(struct snapshots *s, const char *id,
 			 int64_t older_than_ns);
 
