@@ -183,25 +183,7 @@ static int init_check_empty(struct backend *be, const char *spec)
 static int init_get(struct backend *be, const char *name, uint8_t **out,
 		    size_t *len)
 {
-	uint64_t size;
-	int rc = backend_stat(be, name, &size);
-
-	*out = NULL;
-	if (rc < 0)
-		return rc;
-	if (size > 64u * 1024 * 1024)
-		return dd_error_set(-EFBIG, "'%s' is too large", name);
-	*out = malloc(size ? size : 1);
-	if (!*out)
-		return -ENOMEM;
-	rc = backend_read(be, name, 0, *out, size);
-	if (rc < 0) {
-		free(*out);
-		*out = NULL;
-		return rc;
-	}
-	*len = size;
-	return 0;
+	return backend_get(be, name, 64u * 1024 * 1024, out, len);
 }
 
 struct init_fetch {

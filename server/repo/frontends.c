@@ -35,27 +35,7 @@ struct frontends {
 static int pool_get(struct backend *be, const char *name, uint8_t **out,
 		    size_t *len)
 {
-	uint64_t size;
-	int rc = backend_stat(be, name, &size);
-
-	*out = NULL;
-	*len = 0;
-	if (rc < 0)
-		return rc;
-	if (size > SMALL_MAX)
-		return dd_error_set(-EFBIG, "'%s' is too large", name);
-	*out = malloc(size + 1);
-	if (!*out)
-		return -ENOMEM;
-	rc = backend_read(be, name, 0, *out, size);
-	if (rc < 0) {
-		free(*out);
-		*out = NULL;
-		return rc;
-	}
-	(*out)[size] = '\0';
-	*len = size;
-	return 0;
+	return backend_get(be, name, SMALL_MAX, out, len);
 }
 
 /* Replaces the whole content of a small object, whatever it held. */

@@ -656,6 +656,34 @@ static json_t *snap_manifest(const struct snap *e, const struct snap_request *rq
 	return m;
 }
 
+/* What the index keeps of a snapshot, from its request and its counts. */
+static void snap_fill(struct snap *e, const struct snap_request *rq,
+		      const struct snap_counts *cnt, uint64_t catalog_bytes)
+{
+	e->unix_time = rq->time_start;
+	e->bytes_total = cnt->bytes_total;
+	e->catalog_bytes = catalog_bytes;
+	e->bytes_new = (uint64_t)rq->bytes_new;
+	e->bytes_sent = (uint64_t)rq->bytes_sent;
+	e->ncatalog = rq->ncatalog;
+}
+
+/* Digests e's manifest m, and writes it durably (*text: its bytes, the
+ * caller frees). Not yet in the index. */
+static int snap_persist(struct snapshots *s, struct snap *e, json_t *m,
+			char **text, size_t *tlen)
+{
+	char path[4200];
+	int rc = snap_digests(e, m);
+
+	if (rc == 0)
+		rc = snap_dump(m, text, tlen);
+	if (rc < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/%s.json", s->dir, e->id);
+	return snap_write(s, e->id, path, *text, *tlen);
+}
+
 static int64_t snap_now_ns(void)
 {
 	struct timespec now;
@@ -704,7 +732,6 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	json_t *root = NULL, *m = NULL, *cat = NULL;
 	uint8_t raw[32];
 	uint64_t catalog_bytes = 0;
-	char path[4200];
 	char *text = NULL;
 	size_t tlen = 0;
 	bool locked = false;
@@ -733,26 +760,11 @@ int snapshots_create(struct snapshots *s, struct store *st,
 		goto cleanup;
 	dd_hex_encode(e.id, raw, sizeof(raw));
 	snprintf(e.client, sizeof(e.client), "%s", client);
-	e.unix_time = rq.time_start;
 	e.written_ns = snap_now_ns();
-	e.bytes_total = cnt.bytes_total;
-	e.catalog_bytes = catalog_bytes;
-	e.bytes_new = (uint64_t)rq.bytes_new;
-	e.bytes_sent = (uint64_t)rq.bytes_sent;
-	e.ncatalog = rq.ncatalog;
+	snap_fill(&e, &rq, &cnt, catalog_bytes);
 	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
 	cat = NULL;      /* the manifest took it ("o"), even on failure */
-	if (!m) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	rc = snap_digests(&e, m);
-	if (rc == 0)
-		rc = snap_dump(m, &text, &tlen);
-	if (rc < 0)
-		goto cleanup;
-	snprintf(path, sizeof(path), "%s/%s.json", s->dir, e.id);
-	rc = snap_write(s, e.id, path, text, tlen);
+	rc = m ? snap_persist(s, &e, m, &text, &tlen) : -ENOMEM;
 	if (rc < 0)
 		goto cleanup;
 
@@ -1089,18 +1101,16 @@ int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 static void snap_adopt_from_mirror(struct snapshots *s, const char *id)
 {
 	char name[128];
-	uint64_t size;
 	uint8_t *data;
+	size_t size;
 
 	if (!s->mirror)
 		return;
 	snap_object(name, sizeof(name), id);
-	if (backend_stat(s->mirror, name, &size) == 0 &&
-	    size <= 16u * 1024 * 1024 && (data = malloc(size + 1)) != NULL) {
-		if (backend_read(s->mirror, name, 0, data, size) == 0)
-			snapshots_adopt(s, id, data, size);
-		free(data);
-	}
+	if (backend_get(s->mirror, name, 16u * 1024 * 1024, &data,
+			&size) == 0)
+		snapshots_adopt(s, id, data, size);
+	free(data);
 	dd_error_clear();
 }
 
@@ -1441,7 +1451,6 @@ int snapshots_import(struct snapshots *s, struct store *st,
 	json_t *req = NULL, *m = NULL, *cat = NULL, *v;
 	uint64_t catalog_bytes = 0;
 	int64_t now_ns = snap_now_ns();
-	char path[4200];
 	char *text = NULL;
 	size_t tlen = 0;
 	bool locked = false;
@@ -1478,25 +1487,10 @@ int snapshots_import(struct snapshots *s, struct store *st,
 		rc = snap_check_catalog(st, dom, &rq, &cnt);
 	if (rc < 0)
 		goto cleanup;
-	e.unix_time = rq.time_start;
-	e.bytes_total = cnt.bytes_total;
-	e.catalog_bytes = catalog_bytes;
-	e.bytes_new = (uint64_t)rq.bytes_new;
-	e.bytes_sent = (uint64_t)rq.bytes_sent;
-	e.ncatalog = rq.ncatalog;
+	snap_fill(&e, &rq, &cnt, catalog_bytes);
 	m = snap_import_manifest(&e, &rq, cat, catalog_bytes, &cnt, now_ns);
 	cat = NULL;      /* the manifest took it, even on failure */
-	if (!m) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	rc = snap_digests(&e, m);
-	if (rc == 0)
-		rc = snap_dump(m, &text, &tlen);
-	if (rc < 0)
-		goto cleanup;
-	snprintf(path, sizeof(path), "%s/%s.json", s->dir, e.id);
-	rc = snap_write(s, e.id, path, text, tlen);
+	rc = m ? snap_persist(s, &e, m, &text, &tlen) : -ENOMEM;
 	if (rc < 0)
 		goto cleanup;
 	pthread_rwlock_wrlock(&s->lock);

@@ -248,6 +248,32 @@ int backend_read(struct backend *b, const char *name, uint64_t off,
 	return 0;
 }
 
+int backend_get(struct backend *b, const char *name, size_t max,
+		uint8_t **out, size_t *len)
+{
+	uint64_t size;
+	int rc = backend_stat(b, name, &size);
+
+	*out = NULL;
+	*len = 0;
+	if (rc < 0)
+		return rc;
+	if (size > max)
+		return dd_error_set(-EFBIG, "'%s' is too large (%llu bytes)",
+				    name, (unsigned long long)size);
+	if (!(*out = malloc(size + 1)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	rc = backend_read(b, name, 0, *out, size);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+		return rc;
+	}
+	(*out)[size] = '\0';
+	*len = size;
+	return 0;
+}
+
 struct backend_reader {
 	struct backend *b;
 	void *rd;               /* the implementation's reader, or NULL */

@@ -110,6 +110,15 @@ int backend_read(struct backend *b, const char *name, uint64_t off,
 		 void *buf, size_t len);
 
 /*
+ * The whole of a small object: *out (malloc'd, NUL-terminated so a JSON
+ * object reads as text; the caller frees) and *len. -EFBIG (with the
+ * name) when it holds more than `max` bytes; else as backend_stat and
+ * backend_read.
+ */
+int backend_get(struct backend *b, const char *name, size_t max,
+		uint8_t **out, size_t *len);
+
+/*
  * An object opened for many reads (the store's pack cache): the directory
  * backend keeps one descriptor (one pread per read, as fast as a file),
  * RADOS one read per call. Readers are for objects that only grow (packs):
