@@ -19,7 +19,7 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer $SAN -fsanitize=fuzzer-no-link \
 	-Ishared -Iserver -Iserver/store -Iserver/repo -Iserver/api -Iserver/cmd -Itests/fuzz -I$O -D_FILE_OFFSET_BITS=64 \
 	-DDD_SYSCONFDIR=\"/etc\" $(pkg-config --cflags $PKGS)"
-LIBS="$(pkg-config --libs libzstd openssl jansson libmicrohttpd) -lleveldb -ldl -pthread"
+LIBS="$(pkg-config --libs libzstd openssl jansson libmicrohttpd libcurl libarchive) -lleveldb -ldl -pthread"
 
 if ! command -v "$CLANG" >/dev/null; then
 	echo "fuzz: $CLANG not found (apt-get install clang libclang-rt-14-dev)"
