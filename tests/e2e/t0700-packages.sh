@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: alone (installs into /etc/dedup and /usr, which other scripts' agents would read)
 # The Debian packages, end to end on this machine: `make deb` (lintian
 # clean of errors), install both with dpkg, check what they put where,
 # lint the systemd units, start the installed server the way its unit
