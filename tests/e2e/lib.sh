@@ -3,6 +3,9 @@
 # port with a temporary repository, and ends with `finish`, which prints
 # "N passed, N failed". Every wait is a bounded loop.
 set -u
+# This folder: the scripts' Python helpers (cdp.py) are imported from it.
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export E2E_DIR
 DD_BUILD=${DD_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
 AGENT=$DD_BUILD/dedup-agent
 SERVER=$DD_BUILD/dedup-server

@@ -37,68 +37,24 @@ save stats_a "$A" GET /api/v1/stats
 save stats_ops "$OPS" GET /api/v1/stats
 curl -sS --cacert "$CA" -o "$T/fav.bin" -w '%{http_code} %{content_type}\n' "$URL/favicon.ico" > "$T/fav.status"
 
-# cdp.py URL OUT [TOKEN]: opens URL (with #token=TOKEN) in a fresh headless
+# view.py URL OUT [TOKEN]: opens URL (with #token=TOKEN) in a fresh headless
 # Chromium at 1280x800, waits (bounded) until the page is "login" or
 # "ready", and writes what it saw as JSON: every response's status, the
 # console's errors, the stat cards' boxes, the texts the checks need.
-cat > "$T/cdp.py" <<'PY'
-import json, os, subprocess, sys, tempfile, time
+cat > "$T/view.py" <<'PY'
+import json, os, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from cdp import Browser
 chromium, url, out = sys.argv[1], sys.argv[2], sys.argv[3]
-to_c, from_us = os.pipe()
-to_us, from_c = os.pipe()
-def child_fds():
-    # fds 3 and 4 are the pipe's ends Chromium expects
-    a, b = os.dup(to_c), os.dup(from_c)
-    os.dup2(a, 3); os.dup2(b, 4)
-profile = tempfile.mkdtemp(dir=os.environ["T"])
-p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage",
-    "--ignore-certificate-errors", "--user-data-dir=" + profile,
-    "--remote-debugging-pipe", "--window-size=1280,800", "about:blank"],
-    preexec_fn=child_fds, pass_fds=(3, 4),
-    stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.environ["T"], "chromium.log"), "ab"))
-os.close(to_c); os.close(from_c)
-wr, rd = os.fdopen(from_us, "wb"), os.fdopen(to_us, "rb")
-deadline = time.time() + 40
-seq, events, buf = [0], [], b""
-def read_msg():
-    global buf
-    while b"\0" not in buf:
-        if time.time() > deadline:
-            raise SystemExit("chromium: no answer in time")
-        chunk = os.read(rd.fileno(), 65536)
-        if not chunk:
-            raise SystemExit("chromium closed the pipe")
-        buf += chunk
-    msg, buf = buf.split(b"\0", 1)
-    return json.loads(msg)
-def call(method, params=None, session=None):
-    seq[0] += 1
-    m = {"id": seq[0], "method": method, "params": params or {}}
-    if session:
-        m["sessionId"] = session
-    wr.write(json.dumps(m).encode() + b"\0"); wr.flush()
-    while True:
-        r = read_msg()
-        if r.get("id") == seq[0]:
-            if "error" in r:
-                raise SystemExit("%s: %s" % (method, r["error"]))
-            return r["result"]
-        events.append(r)
-def js(expr, session):
-    r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True}, session)
-    return r["result"].get("value")
-try:
-    tid = call("Target.createTarget", {"url": "about:blank"})["targetId"]
-    s = call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
-    for d in ("Network.enable", "Runtime.enable", "Log.enable", "Page.enable"):
-        call(d, {}, s)
+with Browser(chromium, 40, log=os.path.join(os.environ["T"], "chromium.log")) as b:
+    call, events = b.call, b.events
+    js = b.js
+    s = b.page("Network.enable", "Runtime.enable", "Log.enable", "Page.enable")
     call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800,
          "deviceScaleFactor": 1, "mobile": False}, s)
     call("Page.navigate", {"url": url}, s)
     state = None
-    while time.time() < deadline:
+    while time.time() < b.deadline:
         state = js("document.body && document.body.dataset.state", s)
         if state in ("login", "ready") and js("document.getElementById('version').textContent", s):
             break
@@ -133,18 +89,8 @@ try:
     seen["console_errors"] += [str(e["params"].get("args")) for e in events
                                if e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
     json.dump(seen, open(out, "w"))
-finally:
-    try:
-        call("Browser.close")
-    except BaseException:
-        pass
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 PY
-view() { T="$T" timeout 60 python3 "$T/cdp.py" "$CHROMIUM" "$1" "$2" 2>>"$T/cdp.err"; }
+view() { T="$T" timeout 60 python3 "$T/view.py" "$CHROMIUM" "$1" "$2" 2>>"$T/cdp.err"; }
 view "$URL/" "$T/v_none.json"
 view "$URL/#token=$OPS" "$T/v_admin.json"
 view "$URL/#token=$A" "$T/v_client.json"

@@ -211,62 +211,24 @@ check_eq "check --read-data on the destination is clean" 0 $?
 # page_view URL OUT: the Replication table as a headless Chromium shows it
 # (DevTools over --remote-debugging-pipe, as t0870 does).
 cat > "$T/page.py" <<'PY'
-import json, os, subprocess, sys, tempfile, time
+import json, os, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from cdp import Browser
 chromium, url, out = sys.argv[1], sys.argv[2], sys.argv[3]
-to_c, from_us = os.pipe(); to_us, from_c = os.pipe()
-def child_fds():
-    a, b = os.dup(to_c), os.dup(from_c); os.dup2(a, 3); os.dup2(b, 4)
-p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--disable-dev-shm-usage", "--ignore-certificate-errors",
-    "--user-data-dir=" + tempfile.mkdtemp(dir=os.environ["T"]), "--remote-debugging-pipe",
-    "about:blank"], preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL)
-os.close(to_c); os.close(from_c)
-wr, rd = os.fdopen(from_us, "wb"), os.fdopen(to_us, "rb")
-deadline, seq, events, buf = time.time() + 40, [0], [], [b""]
-def read_msg():
-    while b"\0" not in buf[0]:
-        if time.time() > deadline: raise SystemExit("chromium: no answer in time")
-        c = os.read(rd.fileno(), 65536)
-        if not c: raise SystemExit("chromium closed the pipe")
-        buf[0] += c
-    m, buf[0] = buf[0].split(b"\0", 1)
-    return json.loads(m)
-def call(method, params=None, session=None):
-    seq[0] += 1
-    m = {"id": seq[0], "method": method, "params": params or {}}
-    if session: m["sessionId"] = session
-    wr.write(json.dumps(m).encode() + b"\0"); wr.flush()
-    while True:
-        r = read_msg()
-        if r.get("id") == seq[0]:
-            if "error" in r: raise SystemExit("%s: %s" % (method, r["error"]))
-            return r["result"]
-        events.append(r)
-def js(expr, s):
-    return call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, s)["result"].get("value")
-try:
-    tid = call("Target.createTarget", {"url": "about:blank"})["targetId"]
-    s = call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
-    call("Runtime.enable", {}, s); call("Log.enable", {}, s)
-    call("Page.navigate", {"url": url}, s)
+with Browser(chromium, 40) as b:
+    js = b.js
+    s = b.page("Runtime.enable", "Log.enable")
+    b.call("Page.navigate", {"url": url}, s)
     state = None
-    while time.time() < deadline:
+    while time.time() < b.deadline:
         state = js("document.body && document.body.dataset.state", s)
         if state == "ready": break
         time.sleep(0.1)
     seen = js("""({shown: !document.getElementById("sync-section").classList.contains("hidden"),
                   row: [...document.querySelectorAll("#sync tr td")].map((t) => t.textContent)})""", s)
     seen["state"] = state
-    seen["errors"] = [e["params"]["entry"]["text"] for e in events
-                      if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+    seen["errors"] = b.log_errors()
     json.dump(seen, open(out, "w"))
-finally:
-    try: call("Browser.close")
-    except BaseException: pass
-    try: p.wait(timeout=10)
-    except subprocess.TimeoutExpired: p.kill(); p.wait()
 PY
 page_view() {
 	local chromium

@@ -255,111 +255,49 @@ fi
 # file's Download button and "Download folder (.tar)", waits (bounded) for
 # both downloads, and writes what it saw as JSON.
 cat > "$T/browse.py" <<'PY'
-import json, os, subprocess, sys, tempfile, time
+import json, os, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from cdp import Browser
 chromium, url, snap, folder, outdir, out = sys.argv[1:7]
-to_c, from_us = os.pipe()
-to_us, from_c = os.pipe()
-def child_fds():
-    a, b = os.dup(to_c), os.dup(from_c)
-    os.dup2(a, 3); os.dup2(b, 4)
-profile = tempfile.mkdtemp(dir=os.environ["T"])
-p = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage",
-    "--ignore-certificate-errors", "--user-data-dir=" + profile,
-    "--remote-debugging-pipe", "--window-size=1280,800", "about:blank"],
-    preexec_fn=child_fds, pass_fds=(3, 4),
-    stdout=subprocess.DEVNULL, stderr=open(os.path.join(os.environ["T"], "chromium.log"), "ab"))
-os.close(to_c); os.close(from_c)
-wr, rd = os.fdopen(from_us, "wb"), os.fdopen(to_us, "rb")
-deadline = time.time() + 90
-seq, events, buf = [0], [], b""
-def read_msg():
-    global buf
-    while b"\0" not in buf:
-        if time.time() > deadline:
-            raise SystemExit("chromium: no answer in time")
-        chunk = os.read(rd.fileno(), 65536)
-        if not chunk:
-            raise SystemExit("chromium closed the pipe")
-        buf += chunk
-    msg, buf = buf.split(b"\0", 1)
-    return json.loads(msg)
-def call(method, params=None, session=None):
-    seq[0] += 1
-    m = {"id": seq[0], "method": method, "params": params or {}}
-    if session:
-        m["sessionId"] = session
-    wr.write(json.dumps(m).encode() + b"\0"); wr.flush()
-    while True:
-        r = read_msg()
-        if r.get("id") == seq[0]:
-            if "error" in r:
-                raise SystemExit("%s: %s" % (method, r["error"]))
-            return r["result"]
-        events.append(r)
-def js(expr, session):
-    r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True}, session)
-    return r["result"].get("value")
-def wait_for(expr, session, what):
-    while time.time() < deadline:
-        if js(expr, session):
-            return True
-        time.sleep(0.1)
-    raise SystemExit("timed out waiting for " + what)
+seen = {"folders": [], "downloads": {}}
+b = Browser(chromium, 90, log=os.path.join(os.environ["T"], "chromium.log"))
 def downloads_done():
-    return {e["params"]["guid"] for e in events if e.get("method") == "Browser.downloadProgress"
-            and e["params"]["state"] == "completed"}
+    return {p["guid"] for p in b.events_of("Browser.downloadProgress") if p["state"] == "completed"}
 def wait_download(session, before):
-    while time.time() < deadline:
-        js("1", session)
+    while time.time() < b.deadline:
+        b.js("1", session)
         done = downloads_done() - before
         if done:
             return done.pop()
         time.sleep(0.1)
     raise SystemExit("timed out waiting for a download")
-seen = {"folders": [], "downloads": {}}
+def suggested_name(guid):
+    return [p["suggestedFilename"] for p in b.events_of("Browser.downloadWillBegin") if p["guid"] == guid]
 try:
-    call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": outdir, "eventsEnabled": True})
-    tid = call("Target.createTarget", {"url": "about:blank"})["targetId"]
-    s = call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
-    for d in ("Runtime.enable", "Log.enable", "Page.enable"):
-        call(d, {}, s)
-    call("Page.navigate", {"url": url}, s)
-    wait_for("document.body && document.body.dataset.state === 'ready'", s, "the page")
-    wait_for("!!document.querySelector('tr[data-id=\"%s\"] button.open-snapshot')" % snap, s, "the snapshot row")
-    js("document.querySelector('tr[data-id=\"%s\"] button.open-snapshot').click()" % snap, s)
-    wait_for("document.body.dataset.browse === 'ready'", s, "the snapshot's root")
+    b.call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": outdir, "eventsEnabled": True})
+    s = b.page("Runtime.enable", "Log.enable", "Page.enable")
+    b.call("Page.navigate", {"url": url}, s)
+    b.wait_for("document.body && document.body.dataset.state === 'ready'", s, "the page")
+    b.wait_for("!!document.querySelector('tr[data-id=\"%s\"] button.open-snapshot')" % snap, s, "the snapshot row")
+    b.js("document.querySelector('tr[data-id=\"%s\"] button.open-snapshot').click()" % snap, s)
+    b.wait_for("document.body.dataset.browse === 'ready'", s, "the snapshot's root")
     for part in [c for c in folder.split("/") if c]:
         sel = "#entries tr[data-name=%s] a.dir" % json.dumps(part)
-        js("document.body.dataset.browse = ''; document.querySelector(%s).click()" % json.dumps(sel), s)
-        wait_for("document.body.dataset.browse === 'ready'", s, "folder " + part)
-        seen["folders"].append(js("[...document.querySelectorAll('#crumbs a')].map((a) => a.textContent).join('/')", s))
-    seen["names"] = js("[...document.querySelectorAll('#entries tr')].map((t) => t.dataset.name)", s)
+        b.js("document.body.dataset.browse = ''; document.querySelector(%s).click()" % json.dumps(sel), s)
+        b.wait_for("document.body.dataset.browse === 'ready'", s, "folder " + part)
+        seen["folders"].append(b.js("[...document.querySelectorAll('#crumbs a')].map((a) => a.textContent).join('/')", s))
+    seen["names"] = b.js("[...document.querySelectorAll('#entries tr')].map((t) => t.dataset.name)", s)
     before = downloads_done()
-    js("document.querySelector('#entries tr[data-name=\"b.bin\"] button.download').click()", s)
-    g = wait_download(s, before)
-    seen["downloads"]["file"] = [e["params"]["suggestedFilename"] for e in events
-                                 if e.get("method") == "Browser.downloadWillBegin" and e["params"]["guid"] == g]
+    b.js("document.querySelector('#entries tr[data-name=\"b.bin\"] button.download').click()", s)
+    seen["downloads"]["file"] = suggested_name(wait_download(s, before))
     before = downloads_done()
-    js("document.getElementById('browse-tar').click()", s)
-    g = wait_download(s, before)
-    seen["downloads"]["tar"] = [e["params"]["suggestedFilename"] for e in events
-                                if e.get("method") == "Browser.downloadWillBegin" and e["params"]["guid"] == g]
-    seen["error_text"] = js("document.getElementById('browse-error').textContent", s)
-    seen["console_errors"] = [e["params"]["entry"]["text"] for e in events
-                              if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+    b.js("document.getElementById('browse-tar').click()", s)
+    seen["downloads"]["tar"] = suggested_name(wait_download(s, before))
+    seen["error_text"] = b.js("document.getElementById('browse-error').textContent", s)
+    seen["console_errors"] = b.log_errors()
 finally:
     json.dump(seen, open(out, "w"))
-    try:
-        call("Browser.close")
-    except BaseException:
-        pass
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+    b.close()
 PY
 mkdir -p "$T/dl"
 T="$T" timeout 120 python3 "$T/browse.py" "$CHROMIUM" "$URL/#token=$A" "$SNAP" "$D" "$T/dl" "$T/chrome.json" 2>"$T/chrome.err"
