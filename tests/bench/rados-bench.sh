@@ -6,12 +6,16 @@
 #   backend append and read (backend-bench: pack objects grown by appends)
 #   dedup: a first backup of unique data into a repository on the pool
 #   (init --store rados:POOL/NS) and its restore, as ratios of write/seq
+#   the server alone: server-bench's pre-built bundles uploaded and
+#   fetched back, as ratios of write/seq
 #
 #   O=build bash tests/bench/rados-bench.sh
 # Env: DD_RB_SECONDS rados bench duration (default 10), DD_RB_MIB backend
 # data (default 1024), DD_RB_APPEND_MIB (16), DD_RB_OBJECT_MIB (64),
 # DD_RB_THREADS (1 2: one run per count), DD_RB_OUT result file (default
-# $O/bench/rados-bench.txt), DD_RB_DEDUP_MIB data backed up (default 512). Memstore keeps the objects in RAM: the cluster
+# $O/bench/rados-bench.txt), DD_RB_DEDUP_MIB data backed up (default 512),
+# DD_RB_CLIENTS the load generator's connections (default 4). Memstore
+# keeps the objects in RAM: the cluster
 # gets CEPH_MEMSTORE_MB (default 6144) and objects are removed between runs.
 set -euo pipefail
 export LC_ALL=C
@@ -86,4 +90,33 @@ rst=$(awk -v b="$bytes" -v a="$t1" -v c="$t2" 'BEGIN{printf "%.0f", b/1e6/(c-a)}
 {
 	echo "dedup first backup, $DMIB MiB unique, 1 agent: $ing MB/s (ratio to write $(awk -v a="$ing" -v b="$w" 'BEGIN{printf "%.2f", a/b}'))"
 	echo "dedup restore of it:                          $rst MB/s (ratio to seq $(awk -v a="$rst" -v b="$r" 'BEGIN{printf "%.2f", a/b}'))"
+} | tee -a "$OUT"
+
+# The server alone (agent's reading, chunking, hashing and compressing
+# left out: on 2 shared cores they compete with the server): the load
+# generator's pre-built bundles, DD_RB_CLIENTS connections (default 4),
+# uploaded into a second repository on the pool, then fetched back (every
+# record compared with what was sent). Ratios use the bytes RADOS stores
+# (the compressed chunks, "wire" MB) and, beside them, the plain MB.
+kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true
+NC=${DD_RB_CLIENTS:-4}
+make -C "$TOP" -s O="$O" "$O/bench/server-bench"
+"$BUILD/dedup-server" init --repo "$W/srv" --store "rados:$CEPH_POOL/srv" --config /dev/null >/dev/null
+tok=$("$BUILD/dedup-server" token add --repo "$W/srv" bench)
+rm -f "$W/ready"
+"$BUILD/dedup-server" serve --config /dev/null --repo "$W/srv" --listen 127.0.0.1:0 \
+	--ready-file "$W/ready" --set per_ip_connections=0 --set missing_ids_per_second=0 \
+	2>"$W/srv.log" &
+spid=$!
+for _ in $(seq 1 200); do [ -s "$W/ready" ] && break; sleep 0.05; done
+sb() { "$BUILD/bench/server-bench" "$1" "$(cat "$W/ready")" "$W/srv/tls/cert.pem" "$tok" "$NC" "$DMIB"; }
+up=$(sb upload) || { echo "rados-bench: server-bench upload failed" >&2; exit 1; }
+fe=$(sb fetch) || { echo "rados-bench: server-bench fetch failed" >&2; exit 1; }
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+wmb() { awk -v m="$(field "$1" wire_mb)" -v s="$(field "$1" seconds)" 'BEGIN{printf "%.0f", m/s}'; }
+uw=$(wmb "$up"); fw=$(wmb "$fe")
+{
+	echo "server alone, ingest, $NC connections: $uw MB/s stored ($(field "$up" mb_per_s) MB/s plain) (ratio to write $(ratio "$uw" "$w"))"
+	echo "server alone, fetch,  $NC connections: $fw MB/s stored ($(field "$fe" mb_per_s) MB/s plain) (ratio to seq $(ratio "$fw" "$r"))"
 } | tee -a "$OUT"

@@ -8,6 +8,7 @@
  *   server-bench upload  URL CA TOKEN CLIENTS MIB [SEED]
  *   server-bench missing URL CA TOKEN CLIENTS IDS present|absent
  *                        INDEX_CHUNKS [SEED]
+ *   server-bench fetch   URL CA TOKEN CLIENTS MIB [SEED]
  *   server-bench floor   DIR MIB [SEED]
  *
  * upload: MIB MiB of unique chunks (64 KiB..1 MiB, about 1.6x
@@ -19,11 +20,16 @@
  *   in requests of BENCH_MISSING_BATCH: present ids of a synthetic index
  *   of INDEX_CHUNKS chunks (synth_ids.h, random i) or absent ids. Every
  *   answer is checked (all present or all missing).
+ * fetch: the restore side of `upload` with the same CLIENTS, MIB and SEED
+ *   (run after it): each thread asks POST /chunks/fetch for its bundles'
+ *   ids, one request a bundle, and checks that every record comes back in
+ *   order with exactly the stored bytes it sent.
  * floor: what any server must do with the same data, on one thread:
  *   zstd decompress, SHA-256, write to a file in DIR and fdatasync once a
  *   bundle, as the server syncs a pack once a request.
  *
- * Each prints one JSON object on stdout: wall seconds, plain MB, ids, the
+ * Each prints one JSON object on stdout: wall seconds, plain MB, wire MB
+ * (the bundles' bytes: compressed chunks and their headers), ids, the
  * CPU seconds of this process, and per route the request count and the
  * latency percentiles (p50, p90, p99, max) in milliseconds. Exit 1 when a
  * request fails or an answer is wrong.
@@ -324,7 +330,7 @@ struct bench_client {
 	bool present;
 	pthread_barrier_t *go;      /* every thread ready: the clock starts */
 	/* results */
-	struct bench_lat lat_missing, lat_upload;
+	struct bench_lat lat_missing, lat_upload, lat_fetch;
 	uint64_t asked;
 	int rc;
 };
@@ -377,6 +383,64 @@ static void *bench_upload_thread(void *arg)
 	return NULL;
 }
 
+/* One fetched bundle against the bundle that was uploaded: the same
+ * records, in order, with the same stored bytes. */
+static int bench_fetched_same(const struct bench_bundle *sent,
+			      const struct dd_buf *got)
+{
+	struct dd_bundle_reader rs, rg;
+	struct dd_bundle_record a, b;
+	uint32_t n = 0;
+	int ra, rb, rc;
+
+	rc = dd_bundle_reader_init(&rs, sent->body.data, sent->body.len);
+	if (rc == 0)
+		rc = dd_bundle_reader_init(&rg, got->data, got->len);
+	while (rc == 0) {
+		ra = dd_bundle_next(&rs, &a);
+		rb = dd_bundle_next(&rg, &b);
+		if (ra < 0 || rb < 0 || ra != rb)
+			return -EBADMSG;
+		if (ra == 0)
+			break;
+		if (memcmp(a.id.b, b.id.b, DD_ID_LEN) ||
+		    a.stored_len != b.stored_len ||
+		    a.plain_len != b.plain_len ||
+		    memcmp(a.data, b.data, a.stored_len))
+			return -EBADMSG;
+		n++;
+	}
+	if (rc == 0 && n != sent->n)
+		rc = -EBADMSG;
+	if (rc < 0)
+		fprintf(stderr, "error: a fetched bundle differs from the "
+			"one uploaded (after %u records)\n", n);
+	return rc;
+}
+
+static void *bench_fetch_thread(void *arg)
+{
+	struct bench_client *cl = arg;
+	struct bench_conn conn;
+	double ms;
+	int rc = bench_conn_init(&conn, cl->ca, cl->token);
+
+	pthread_barrier_wait(cl->go);
+	for (size_t i = 0; rc == 0 && i < cl->nbundles; i++) {
+		struct bench_bundle *b = &cl->bundles[i];
+
+		rc = bench_post(&conn, cl->url, "/api/v1/chunks/fetch", b->ids,
+				(size_t)b->n * DD_ID_LEN, &ms);
+		if (rc == 0)
+			rc = bench_lat_add(&cl->lat_fetch, ms);
+		if (rc == 0)
+			rc = bench_fetched_same(b, &conn.reply);
+	}
+	bench_conn_release(&conn);
+	cl->rc = rc;
+	return NULL;
+}
+
 /* The thread's ids, made before the clock starts (hashing them would
  * take the load generator's CPU from the server on a shared machine). */
 static struct dd_id *bench_missing_ids(const struct bench_client *cl)
@@ -421,10 +485,11 @@ static void *bench_missing_thread(void *arg)
 
 /* Runs every client's thread, prints the JSON result. */
 static int bench_run(struct bench_client *cl, unsigned nc,
-		     void *(*fn)(void *), const char *mode, uint64_t plain)
+		     void *(*fn)(void *), const char *mode, uint64_t plain,
+		     uint64_t wire)
 {
 	pthread_t *th = calloc(nc, sizeof(*th));
-	struct bench_lat miss = { 0 }, up = { 0 };
+	struct bench_lat miss = { 0 }, up = { 0 }, fe = { 0 };
 	pthread_barrier_t go;
 	uint64_t asked = 0;
 	double t0, wall, cpu0;
@@ -459,21 +524,26 @@ static int bench_run(struct bench_client *cl, unsigned nc,
 			rc = cl[i].rc;
 		asked += cl[i].asked;
 		if (bench_lat_merge(&miss, &cl[i].lat_missing) < 0 ||
-		    bench_lat_merge(&up, &cl[i].lat_upload) < 0)
+		    bench_lat_merge(&up, &cl[i].lat_upload) < 0 ||
+		    bench_lat_merge(&fe, &cl[i].lat_fetch) < 0)
 			rc = -ENOMEM;
 	}
 	printf("{\"mode\": \"%s\", \"clients\": %u, \"ok\": %s, "
 	       "\"seconds\": %.3f, \"plain_mb\": %.1f, \"mb_per_s\": %.1f, "
+	       "\"wire_mb\": %.1f, "
 	       "\"ids\": %llu, \"ids_per_s\": %.0f, \"load_cpu_s\": %.2f, ",
 	       mode, nc, rc == 0 ? "true" : "false", wall, plain / 1e6,
-	       plain / 1e6 / wall, (unsigned long long)asked,
+	       plain / 1e6 / wall, wire / 1e6, (unsigned long long)asked,
 	       (double)asked / wall, bench_cpu_seconds() - cpu0);
-	bench_lat_print("missing", &miss, up.n > 0);
+	bench_lat_print("missing", &miss, up.n > 0 || fe.n > 0);
 	if (up.n)
-		bench_lat_print("upload", &up, false);
+		bench_lat_print("upload", &up, fe.n > 0);
+	if (fe.n)
+		bench_lat_print("fetch", &fe, false);
 	printf("}\n");
 	free(miss.ms);
 	free(up.ms);
+	free(fe.ms);
 	free(th);
 	return rc;
 }
@@ -486,10 +556,11 @@ static int bench_parse(const char *s, uint64_t *v, const char *what)
 	return -EINVAL;
 }
 
-static int cmd_upload(int argc, char **argv)
+/* upload and fetch: the same bundles from (CLIENTS, MIB, SEED). */
+static int cmd_bundles(int argc, char **argv, bool fetch)
 {
 	struct bench_client *cl;
-	uint64_t nc, mib, seed = 1, plain = 0;
+	uint64_t nc, mib, seed = 1, plain = 0, wire = 0;
 	unsigned i;
 	int rc;
 
@@ -507,16 +578,20 @@ static int cmd_upload(int argc, char **argv)
 		cl[i].token = argv[4];
 		rc = bench_build(&cl[i].bundles, &cl[i].nbundles, seed, i,
 				 mib * 1024 * 1024 / nc);
-		for (size_t k = 0; k < cl[i].nbundles; k++)
+		for (size_t k = 0; k < cl[i].nbundles; k++) {
 			plain += cl[i].bundles[k].plain;
+			wire += cl[i].bundles[k].body.len;
+		}
 	}
 	if (rc == 0)
-		rc = bench_run(cl, (unsigned)nc, bench_upload_thread, "upload",
-			       plain);
+		rc = bench_run(cl, (unsigned)nc,
+			       fetch ? bench_fetch_thread : bench_upload_thread,
+			       fetch ? "fetch" : "upload", plain, wire);
 	for (i = 0; i < nc; i++) {
 		bench_bundles_free(cl[i].bundles, cl[i].nbundles);
 		free(cl[i].lat_missing.ms);
 		free(cl[i].lat_upload.ms);
+		free(cl[i].lat_fetch.ms);
 	}
 	free(cl);
 	return rc;
@@ -550,7 +625,7 @@ static int cmd_missing(int argc, char **argv)
 		cl[i].index_chunks = chunks;
 		cl[i].seed = seed;
 	}
-	rc = bench_run(cl, (unsigned)nc, bench_missing_thread, argv[7], 0);
+	rc = bench_run(cl, (unsigned)nc, bench_missing_thread, argv[7], 0, 0);
 	for (i = 0; i < nc; i++)
 		free(cl[i].lat_missing.ms);
 	free(cl);
@@ -631,13 +706,17 @@ int main(int argc, char **argv)
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (argc > 1 && !strcmp(argv[1], "upload"))
-		rc = cmd_upload(argc, argv);
+		rc = cmd_bundles(argc, argv, false);
+	else if (argc > 1 && !strcmp(argv[1], "fetch"))
+		rc = cmd_bundles(argc, argv, true);
 	else if (argc > 1 && !strcmp(argv[1], "missing"))
 		rc = cmd_missing(argc, argv);
 	else if (argc > 1 && !strcmp(argv[1], "floor"))
 		rc = cmd_floor(argc, argv);
 	if (rc == -EINVAL)
 		fputs("usage: server-bench upload URL CA TOKEN CLIENTS MIB "
+		      "[SEED]\n"
+		      "       server-bench fetch URL CA TOKEN CLIENTS MIB "
 		      "[SEED]\n"
 		      "       server-bench missing URL CA TOKEN CLIENTS IDS "
 		      "present|absent INDEX_CHUNKS [SEED]\n"
