@@ -18,13 +18,17 @@ SERVER_PIDS=()
 # keep that state inside the test directory.
 export DEDUP_STATE_DIR=$T/agent-state
 
+CEPH_DIRS=()
 cleanup() {
-	local p
+	local p d
 	for p in "${SERVER_PIDS[@]}"; do
 		kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
 	done
 	for p in "${SERVER_PIDS[@]}"; do
 		wait "$p" 2>/dev/null
+	done
+	for d in "${CEPH_DIRS[@]}"; do
+		[ -e "$d/.dedup-ceph" ] && bash "$E2E_DIR/../ceph/down.sh" "$d"
 	done
 	rm -rf "$T"
 }
@@ -247,6 +251,23 @@ pycheck() {
 		*) echo "$line" ;;
 		esac
 	done < <(T="$T" python3 -c "$_PYCHECK_PRELUDE$prog" "$@" 2>&1; echo "pycheck-exit $?")
+}
+
+# ceph_up: a throw-away single-node Ceph under $T/ceph for this script
+# (tests/ceph/up.sh; cleanup takes it down), its env sourced (CEPH_CONF,
+# CEPH_POOL, ...) and DEDUP_BACKEND_DIR set to load the RADOS module. A
+# missing Ceph ends the script as need_ceph says; a cluster that does not
+# come up is a failure.
+ceph_up() {
+	local c=$T/ceph
+	need_ceph
+	CEPH_DIRS+=("$c")
+	if ! bash "$E2E_DIR/../ceph/up.sh" "$c" >"$T/up.out" 2>"$T/up.err"; then
+		not_ok "a single-node Ceph comes up"; cat "$T/up.err"; finish
+	fi
+	# shellcheck disable=SC1091
+	. "$c/env"
+	export DEDUP_BACKEND_DIR=$DD_BUILD
 }
 
 # need_ceph: Ceph's daemons and tools and the RADOS module, or the script

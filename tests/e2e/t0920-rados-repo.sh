@@ -10,21 +10,7 @@
 # error naming the package. Outside CI a machine without Ceph skips; under
 # CI (CI set) a missing Ceph fails.
 . "$(dirname "$0")/lib.sh"
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-C=$T/ceph
-down_all() {
-	[ -e "$C/.dedup-ceph" ] && bash "$ROOT/tests/ceph/down.sh" "$C"
-	cleanup
-}
-trap down_all EXIT
-
-need_ceph
-if ! bash "$ROOT/tests/ceph/up.sh" "$C" >"$T/up.out" 2>"$T/up.err"; then
-	not_ok "a single-node Ceph comes up"; cat "$T/up.err"; finish
-fi
-# shellcheck disable=SC1091
-. "$C/env"
-export DEDUP_BACKEND_DIR=$DD_BUILD
+ceph_up
 NS=t0920
 R=$T/repo
 rados_ls() { rados -p "$CEPH_POOL" -N "$NS" ls 2>/dev/null | sort; }
