@@ -34,23 +34,31 @@ void route_sync(void *payload, const struct http_request *req,
 	http_reply_json(rep, 200, out);
 }
 
-static int routes_sync_gauge(struct dd_buf *b, const char *name,
-			     const char *help, json_t *v)
-{
-	int rc;
-
-	if (!json_is_integer(v))
-		return 0;
-	rc = metrics_header(b, name, "gauge", help);
-	return rc ? rc : metrics_sample(b, name, NULL, NULL,
-					(double)json_integer_value(v));
-}
+/* The last run's report fields shown as gauges (absent fields: no series). */
+static const struct {
+	const char *name, *field, *help;
+} routes_sync_gauges[] = {
+	{ "dedup_sync_last_run_timestamp_seconds", "finished_unix",
+	  "when the last sync ended (unix time)" },
+	{ "dedup_sync_last_ok_timestamp_seconds", "last_ok_unix",
+	  "when the last successful sync ended" },
+	{ "dedup_sync_lag_seconds", "lag_seconds",
+	  "age of the oldest source snapshot not copied, else time since the "
+	  "last successful sync" },
+	{ "dedup_sync_last_snapshots_copied", "snapshots_copied",
+	  "snapshots the last sync copied" },
+	{ "dedup_sync_last_snapshots_failed", "snapshots_failed",
+	  "snapshots the last sync could not copy" },
+	{ "dedup_sync_last_bytes_copied", "bytes_copied",
+	  "plain bytes of the chunks the last sync copied" },
+};
 
 int routes_metrics_sync(struct dd_buf *b, struct routes_ctx *ctx,
 			int64_t now)
 {
-	json_t *j = NULL;
+	json_t *j = NULL, *v;
 	bool ok;
+	size_t i;
 	int rc;
 
 	if (sync_state_load(ctx->repo, now, &j) < 0)
@@ -59,32 +67,13 @@ int routes_metrics_sync(struct dd_buf *b, struct routes_ctx *ctx,
 	     strcmp(json_string_value(json_object_get(j, "result")), "ok") == 0;
 	rc = routes_gauge(b, "dedup_sync_last_success", "1 if the last sync "
 			  "copied every selected snapshot", ok ? 1 : 0);
-	if (rc == 0)
-		rc = routes_sync_gauge(b, "dedup_sync_last_run_timestamp_seconds",
-				       "when the last sync ended (unix time)",
-				       json_object_get(j, "finished_unix"));
-	if (rc == 0)
-		rc = routes_sync_gauge(b, "dedup_sync_last_ok_timestamp_seconds",
-				       "when the last successful sync ended",
-				       json_object_get(j, "last_ok_unix"));
-	if (rc == 0)
-		rc = routes_sync_gauge(b, "dedup_sync_lag_seconds",
-				       "age of the oldest source snapshot not "
-				       "copied, else time since the last "
-				       "successful sync",
-				       json_object_get(j, "lag_seconds"));
-	if (rc == 0)
-		rc = routes_sync_gauge(b, "dedup_sync_last_snapshots_copied",
-				       "snapshots the last sync copied",
-				       json_object_get(j, "snapshots_copied"));
-	if (rc == 0)
-		rc = routes_sync_gauge(b, "dedup_sync_last_snapshots_failed",
-				       "snapshots the last sync could not copy",
-				       json_object_get(j, "snapshots_failed"));
-	if (rc == 0)
-		rc = routes_sync_gauge(b, "dedup_sync_last_bytes_copied",
-				       "plain bytes of the chunks the last sync "
-				       "copied", json_object_get(j, "bytes_copied"));
+	for (i = 0; rc == 0 && i < DD_ARRAY_SIZE(routes_sync_gauges); i++) {
+		v = json_object_get(j, routes_sync_gauges[i].field);
+		if (json_is_integer(v))
+			rc = routes_gauge(b, routes_sync_gauges[i].name,
+					  routes_sync_gauges[i].help,
+					  (double)json_integer_value(v));
+	}
 	json_decref(j);
 	return rc;
 }
