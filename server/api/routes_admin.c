@@ -212,17 +212,24 @@ void route_prune(void *payload, const struct http_request *req,
 		}
 	}
 	dd_error_clear();
+	rc = dry ? 0 : prune_pool_lock(ctx->store);
+	if (rc < 0) {
+		routes_gc_reply(rep, rc);
+		goto cleanup;
+	}
 	if (ids)
 		rc = prune_plan_ids(&plan, ctx->snapshots, ids, nids);
 	else
 		rc = prune_plan_make(&plan, ctx->snapshots, ctx->cfg,
 				     have_pol ? &pol : NULL, client);
+	if (rc == 0 && !dry)
+		rc = prune_apply(&plan, ctx->snapshots);
+	if (!dry)
+		prune_pool_unlock(ctx->store);
 	if (rc == -ENOENT) {
 		http_reply_error(rep, 404, "%s", log_reason(rc));
 		goto cleanup;
 	}
-	if (rc == 0 && !dry)
-		rc = prune_apply(&plan, ctx->snapshots);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;

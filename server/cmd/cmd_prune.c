@@ -111,13 +111,22 @@ int cmd_prune(int argc, char **argv)
 	if (cmd_open_repo(repo, &st, &snaps) < 0)
 		goto cleanup;
 	dd_error_clear();
-	rc = prune_plan_make(&plan, snaps, &cfg, NULL, client);
+	rc = dry ? 0 : prune_pool_lock(st);
 	if (rc < 0) {
 		log_error("prune: %s", log_reason(rc));
 		goto cleanup;
 	}
+	rc = prune_plan_make(&plan, snaps, &cfg, NULL, client);
+	if (rc < 0) {
+		log_error("prune: %s", log_reason(rc));
+		if (!dry)
+			prune_pool_unlock(st);
+		goto cleanup;
+	}
 	if (!dry)
 		rc = prune_apply(&plan, snaps);
+	if (!dry)
+		prune_pool_unlock(st);
 	prune_plan_print(stdout, &plan, dry);
 	prune_plan_release(&plan);
 	if (rc < 0) {

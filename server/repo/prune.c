@@ -5,8 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "frontends.h"
 #include "log.h"
 #include "prune.h"
+#include "store.h"
+
+#define PRUNE_LOCK "prune"
 
 struct prune_collect {
 	struct prune_plan *p;
@@ -197,6 +202,25 @@ int prune_apply(struct prune_plan *p, struct snapshots *s)
 		p->removed++;
 	}
 	return 0;
+}
+
+int prune_pool_lock(struct store *st)
+{
+	int rc;
+
+	if (!store_shared_on(st))
+		return 0;
+	rc = backend_lock(store_backend(st), PRUNE_LOCK,
+			  FRONTENDS_GC_LEASE_SEC * 1000u);
+	if (rc == -EBUSY)
+		return log_wrap(rc, "another front-end is pruning");
+	return rc;
+}
+
+void prune_pool_unlock(struct store *st)
+{
+	if (store_shared_on(st))
+		backend_unlock(store_backend(st), PRUNE_LOCK);
 }
 
 json_t *prune_plan_json(const struct prune_plan *p, bool dry_run)

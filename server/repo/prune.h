@@ -55,6 +55,16 @@ void prune_plan_release(struct prune_plan *p);
 /* Removes the snapshots the plan drops; stops at the first failure. */
 int prune_apply(struct prune_plan *p, struct snapshots *s);
 
+/*
+ * On a pool shared by several front-ends, one prune at a time in the whole
+ * pool: the backend lock "prune" with a lease (FRONTENDS_GC_LEASE_SEC), so
+ * it frees itself if its holder dies; -EBUSY with a reason while another
+ * front-end prunes. A directory repository needs none (one server, and
+ * the offline verb's flock): 0 at once. Taken around planning and applying.
+ */
+int prune_pool_lock(struct store *st);
+void prune_pool_unlock(struct store *st);
+
 json_t *prune_plan_json(const struct prune_plan *p, bool dry_run);
 void prune_plan_print(FILE *f, const struct prune_plan *p, bool dry_run);
 

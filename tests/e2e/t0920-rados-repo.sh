@@ -106,8 +106,23 @@ agent "$B" restore "$IDB" --target "$T/r2" 2>/dev/null
 tree_manifest "$T/r2/${T#/}/bobsrc" > "$T/m.r2"
 check "bob's snapshot restores identical after the rebuild" cmp -s "$T/m.bob" "$T/m.r2"
 
+# 5b. One prune at a time in the pool: while another holder has the
+# pool's prune lock (taken here with the rados tool, a 20 s lease as a
+# front-end that died would leave it), a forget answers 409 and removes
+# nothing; once the lease runs out it goes through.
+rados -p "$CEPH_POOL" -N "$NS" lock get .lock.prune dedup --lock-cookie t0920 --lock-duration 20 2>/dev/null
+out=$(agent "$ADM" forget "$ID1" 2>&1)
+check "a forget while another front-end prunes fails" test $? -ne 0
+check "... saying another front-end is pruning ($out)" grep -q 'another front-end is pruning' <<<"$out"
+check "... and removes nothing" rados -p "$CEPH_POOL" -N "$NS" stat "snapshots/$ID1.json"
+forgot=no
+for _ in $(seq 1 60); do
+	agent "$ADM" forget "$ID1" >/dev/null 2>&1 && { forgot=yes; break; }
+	sleep 1
+done
+check_eq "the forget goes through once the lock's lease runs out" yes "$forgot"
+
 # 6. gc concurrent with backups, then check clean
-agent "$ADM" forget "$ID1" >/dev/null
 (
 	for r in 1 2 3; do
 		prand "gc$r" 1500000 > "$SRC/gc$r.bin"
