@@ -405,9 +405,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
 	if (rc == 0)
 		rc = frontends_new(&fronts, repo, ctx.store, ctx.snapshots);
-	if (rc == 0 && fronts)
-		sessions_set_open_hook(ctx.sessions, frontends_session_opened,
-				       fronts);
+	if (rc == 0)
+		frontends_attach_sessions(fronts, ctx.sessions);
 	if (rc == 0)
 		rc = metrics_new(&ctx.metrics);
 	if (rc == 0)
@@ -479,7 +478,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		sync_daemon_poll(sync.daemon, repo);
 		notify_tick(ctx.notify, ctx.snapshots, ctx.sessions, ctx.tokens,
 			    dd_now());
-		frontends_tick(fronts, sessions_open_count(ctx.sessions));
+		frontends_tick(fronts);
 	}
 	log_info("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	rc = 0;

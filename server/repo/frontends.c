@@ -13,6 +13,7 @@
 #include "frontends.h"
 #include "log.h"
 #include "repo.h"
+#include "sessions.h"
 #include "snapshots.h"
 #include "store.h"
 #include "util.h"
@@ -21,6 +22,11 @@
 
 struct frontends {
 	pthread_mutex_t lock;   /* epoch, epoch_known */
+	/* Held around counting the sessions and writing the heartbeat, so
+	 * that a count taken before a session opened is never written after
+	 * the heartbeat that session's open wrote. */
+	pthread_mutex_t hb_lock;
+	struct sessions *sessions;  /* NULL: no sessions counted */
 	char repo[4096];
 	struct store *st;
 	struct backend *be;
@@ -209,6 +215,7 @@ int frontends_new(struct frontends **out, const char *repo,
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_mutex_init(&f->hb_lock, NULL);
 	snprintf(f->repo, sizeof(f->repo), "%s", repo);
 	f->st = st;
 	f->be = store_backend(st);
@@ -236,6 +243,7 @@ void frontends_free(struct frontends *f)
 		dd_error_clear();
 	}
 	pthread_mutex_destroy(&f->lock);
+	pthread_mutex_destroy(&f->hb_lock);
 	free(f);
 }
 
@@ -294,33 +302,55 @@ static int local_ids_cb(void *payload, const struct snapshots_item *it)
 	return 0;
 }
 
+/* The manifests of the pool this directory lacks, copied into it (the
+ * ids listed in *p, for the caller to drop what the pool lacks). */
+static int adopt_listed(struct backend *be, struct snapshots *snaps,
+			struct pool_ids *p)
+{
+	char name[128];
+	uint8_t *data;
+	size_t i, len;
+	int rc = backend_list(be, REPO_SNAPSHOTS "/", pool_ids_cb, p);
+
+	for (i = 0; rc == 0 && i < p->n; i++) {
+		snprintf(name, sizeof(name), REPO_SNAPSHOTS "/%s.json",
+			 p->v[i]);
+		if (snapshots_has(snaps, p->v[i]))
+			continue;
+		rc = pool_get(be, name, &data, &len);
+		if (rc == -ENOENT) {
+			dd_error_clear();
+			rc = 0;  /* forgotten meanwhile */
+			continue;
+		}
+		if (rc == 0)
+			rc = snapshots_adopt(snaps, p->v[i], data, len);
+		free(data);
+		if (rc > 0)
+			rc = 0;
+	}
+	return rc;
+}
+
+int frontends_adopt_snapshots(struct backend *be, struct snapshots *snaps)
+{
+	struct pool_ids p = { NULL, 0, 0 };
+	int rc = adopt_listed(be, snaps, &p);
+
+	free(p.v);
+	return rc;
+}
+
 /* Adopts the manifests other front-ends wrote, drops those they forgot. */
 static int frontends_sync_snapshots(struct frontends *f)
 {
 	struct pool_ids p = { NULL, 0, 0 };
 	struct local_ids l = { &p, NULL, 0, 0 };
-	char name[128];
-	uint8_t *data;
-	size_t i, len;
+	size_t i;
 	int64_t before = (int64_t)(dd_now() - FRONTENDS_SNAPSHOT_GRACE_SEC) *
 		1000000000LL;
-	int rc = backend_list(f->be, REPO_SNAPSHOTS "/", pool_ids_cb, &p);
+	int rc = adopt_listed(f->be, f->snaps, &p);
 
-	for (i = 0; rc == 0 && i < p.n; i++) {
-		snprintf(name, sizeof(name), REPO_SNAPSHOTS "/%s.json", p.v[i]);
-		if (snapshots_has(f->snaps, p.v[i]))
-			continue;
-		rc = pool_get(f->be, name, &data, &len);
-		if (rc == -ENOENT) {
-			rc = 0;  /* forgotten meanwhile */
-			continue;
-		}
-		if (rc == 0)
-			rc = snapshots_adopt(f->snaps, p.v[i], data, len);
-		free(data);
-		if (rc > 0)
-			rc = 0;
-	}
 	if (rc == 0)
 		rc = snapshots_foreach(f->snaps, local_ids_cb, &l);
 	for (i = 0; rc == 0 && i < l.n; i++)
@@ -331,14 +361,32 @@ static int frontends_sync_snapshots(struct frontends *f)
 }
 
 
-static int frontends_heartbeat(struct frontends *f, unsigned open_sessions)
+/* Writes this front-end's heartbeat with the sessions open now, counted
+ * under hb_lock: heartbeats are written in the order their counts were
+ * taken, so the last one never misses a session whose open was already
+ * announced. */
+static int frontends_heartbeat(struct frontends *f)
 {
 	char name[64], text[96];
+	unsigned open_sessions;
+	int rc;
 
 	snprintf(name, sizeof(name), FRONTENDS_ACTIVE_PREFIX "%u", f->fe);
+	pthread_mutex_lock(&f->hb_lock);
+	open_sessions = f->sessions ? sessions_open_count(f->sessions) : 0;
 	snprintf(text, sizeof(text), "%lld %u\n", (long long)dd_now(),
 		 open_sessions);
-	return pool_replace(f->be, name, text, strlen(text));
+	rc = pool_replace(f->be, name, text, strlen(text));
+	pthread_mutex_unlock(&f->hb_lock);
+	return rc;
+}
+
+void frontends_attach_sessions(struct frontends *f, struct sessions *ss)
+{
+	if (!f)
+		return;
+	f->sessions = ss;
+	sessions_set_open_hook(ss, frontends_session_opened, f);
 }
 
 struct epoch {
@@ -430,7 +478,8 @@ int frontends_session_opened(void *payload, unsigned open_now)
 	/* the heartbeat first: a collection that reads it after this sees
 	 * the session; one that read it before has set its epoch running,
 	 * which the read below sees */
-	rc = frontends_heartbeat(f, open_now);
+	(void)open_now;  /* counted again under hb_lock */
+	rc = frontends_heartbeat(f);
 	while (rc == 0) {
 		rc = epoch_read(f->be, &e);
 		/* this front-end's own collection: its vouch journal
@@ -453,7 +502,7 @@ int frontends_session_opened(void *payload, unsigned open_now)
 	return 0;
 }
 
-void frontends_tick(struct frontends *f, unsigned open_sessions)
+void frontends_tick(struct frontends *f)
 {
 	double now = dd_monotonic();
 	bool changed;
@@ -465,7 +514,7 @@ void frontends_tick(struct frontends *f, unsigned open_sessions)
 	dd_error_clear();
 	rc = frontends_check_epoch(f);
 	if (rc == 0)
-		rc = frontends_heartbeat(f, open_sessions);
+		rc = frontends_heartbeat(f);
 	if (rc == 0) {
 		rc = frontends_clients_pull(f->be, f->repo, &changed, NULL,
 					    NULL);

@@ -65,14 +65,20 @@ int frontends_clients_push(struct backend *be, const char *repo,
 			   const uint8_t *expect, size_t expect_len);
 
 /* For serve's loop: at most once per FRONTENDS_TICK_SEC, the sync above
- * (clients, snapshots, heartbeat with `open_sessions`, gc epoch). Logs
+ * (clients, snapshots, heartbeat with the sessions open, gc epoch). Logs
  * its failures; never fails the server. */
 struct store;
 struct snapshots;
+struct sessions;
 struct frontends;
 int frontends_new(struct frontends **out, const char *repo,
 		  struct store *st, struct snapshots *snaps);
-void frontends_tick(struct frontends *f, unsigned open_sessions);
+/* The heartbeats count the sessions of `ss` (at the moment each is
+ * written, under one lock: a tick's count taken before a session opened
+ * is never written after the heartbeat of that open), and the open hook
+ * below is installed on ss. f NULL (one front-end): nothing. */
+void frontends_attach_sessions(struct frontends *f, struct sessions *ss);
+void frontends_tick(struct frontends *f);
 void frontends_free(struct frontends *f);
 
 /*
@@ -84,6 +90,14 @@ void frontends_free(struct frontends *f);
 int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 			 char *who, size_t whysz);
 int frontends_epoch_set(struct backend *be, bool running, uint32_t self);
+/*
+ * For gc on a shared pool: copies into `snaps` every manifest of the pool
+ * it lacks (drops nothing). A collection calls it after it has read the
+ * heartbeats: a backup another front-end finished had its manifest in the
+ * pool before its session closed, so the collection marks from it even
+ * when this front-end's tick has not adopted it yet.
+ */
+int frontends_adopt_snapshots(struct backend *be, struct snapshots *snaps);
 /* sessions_open_hook for serve (sessions.h): writes this front-end's
  * heartbeat at once, then waits (at most FRONTENDS_GC_WAIT_SEC, else
  * -EAGAIN) while another front-end's collection is deleting, and drops

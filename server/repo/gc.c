@@ -459,8 +459,9 @@ static bool gc_fe_pack_ok(const struct gc_fe_max *m, uint64_t seq)
  * (then nothing is deleted: r->deferred). Otherwise the gc epoch is bumped
  * before anything is deleted, so the others drop their cached entries.
  */
-static int gc_shared_begin(struct store *st, struct gc_fe_max *fm,
-			   uint32_t self, struct gc_report *r, bool dry_run)
+static int gc_shared_begin(struct store *st, struct snapshots *snaps,
+			   struct gc_fe_max *fm, uint32_t self,
+			   struct gc_report *r, bool dry_run)
 {
 	struct backend *be = store_backend(st);
 	uint64_t pulled;
@@ -480,6 +481,12 @@ static int gc_shared_begin(struct store *st, struct gc_fe_max *fm,
 	if (rc == 0)
 		rc = frontends_peers_busy(be, self, &busy, r->deferred_why,
 					  sizeof(r->deferred_why));
+	/* after the heartbeats: a backup that another front-end finished
+	 * had its manifest in the pool before its session closed, so every
+	 * snapshot a heartbeat without sessions vouches for is adopted here
+	 * and marked, even if this front-end's tick has not seen it yet */
+	if (rc == 0)
+		rc = frontends_adopt_snapshots(be, snaps);
 	if (rc == 0 && busy) {
 		r->deferred = true;
 		log_info("gc: deleting nothing: %s", r->deferred_why);
@@ -517,7 +524,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 		return rc;
 	if (shared) {
 		self = store_frontend(st);
-		rc = gc_shared_begin(st, &fm, self, r, o->dry_run);
+		rc = gc_shared_begin(st, snaps, &fm, self, r, o->dry_run);
 		locked = rc == 0 || rc != -EBUSY;
 		if (rc < 0) {
 			store_gc_end(st);
