@@ -12,6 +12,11 @@
  *      the threshold -> copy its live records (re-hashed) into a new pack,
  *      sync it, point the index at the copies in one synced batch, then
  *      delete the old pack.
+ * On a pool shared by several front-ends, step 1 is preceded by
+ * gc_shared_begin: the lock, the pull of the shared index, the epoch set
+ * running, the other front-ends' heartbeats, and then the pool's
+ * manifests this directory lacks (adopted, so that step 2 marks from
+ * every snapshot another front-end acknowledged before its heartbeat).
  * A crash anywhere leaves every indexed chunk readable: before the batch
  * of step 4 the old records are indexed, after it the new ones; a copy
  * nobody indexes, or an old pack nobody points at, is collected next time.
