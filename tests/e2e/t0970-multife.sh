@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: alone (three front-ends and a Ceph cluster: timing under load is issue 12's open flake)
+# test: alone (three front-ends and a Ceph cluster whose OSDs it pauses)
 # Three front-ends (dedup-server serve, each its own directory) on one
 # RADOS pool (tests/ceph/up.sh): init --store makes A, init --join adds B
 # and C; a token made through A works on every front-end; agents spread

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: alone (a Ceph cluster whose OSDs it pauses)
 # A collection on one front-end never sweeps the chunks of a snapshot that
 # another front-end acknowledged and this one has not adopted yet (its
 # tick adopts the pool's manifests every 2 s; the `gc` verb of a stopped
@@ -11,20 +12,8 @@
 # A failed collection (the OSDs paused) deletes nothing.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ceph_up
 C=$T/ceph
-down_all() {
-	[ -e "$C/.dedup-ceph" ] && bash "$ROOT/tests/ceph/down.sh" "$C"
-	cleanup
-}
-trap down_all EXIT
-
-need_ceph
-if ! bash "$ROOT/tests/ceph/up.sh" "$C" >"$T/up.out" 2>"$T/up.err"; then
-	not_ok "a single-node Ceph comes up"; cat "$T/up.err"; finish
-fi
-# shellcheck disable=SC1091
-. "$C/env"
-export DEDUP_BACKEND_DIR=$DD_BUILD
 export CEPH_ARGS="--rados_osd_op_timeout=5"
 NS=t0975
 omap_keys() {
