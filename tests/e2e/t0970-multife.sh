@@ -13,20 +13,8 @@
 # others keep serving. Outside CI a machine without Ceph skips.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-C=$T/ceph
-down_all() {
-	[ -e "$C/.dedup-ceph" ] && bash "$ROOT/tests/ceph/down.sh" "$C"
-	cleanup
-}
-trap down_all EXIT
-
-need_ceph
-if ! bash "$ROOT/tests/ceph/up.sh" "$C" >"$T/up.out" 2>"$T/up.err"; then
-	not_ok "a single-node Ceph comes up"; cat "$T/up.err"; finish
-fi
-# shellcheck disable=SC1091
-. "$C/env"
-export DEDUP_BACKEND_DIR=$DD_BUILD
+ceph_up
+C=$CEPH_DIR
 # an operation the paused OSDs cannot serve fails after 5 s (not 60)
 export CEPH_ARGS="--rados_osd_op_timeout=5"
 NS=t0970

@@ -13,7 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ceph_up
-C=$T/ceph
+C=$CEPH_DIR
 export CEPH_ARGS="--rados_osd_op_timeout=5"
 NS=t0975
 omap_keys() {
