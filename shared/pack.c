@@ -431,6 +431,39 @@ int dd_pack_writer_sync(struct dd_pack_writer *w)
 	return writer_flush(w, NULL, 0);
 }
 
+int dd_pack_writer_detach(struct dd_pack_writer *w, struct dd_buf *out)
+{
+	struct dd_buf spare = *out;
+
+	if (w->failed)
+		return dd_error_set(w->failed, "pack '%s' failed earlier",
+				    w->path);
+	dd_buf_reset(&spare);
+	*out = w->pending;
+	w->pending = spare;
+	return 0;
+}
+
+int dd_pack_writer_write_detached(struct dd_pack_writer *w,
+				  const struct dd_buf *buf)
+{
+	if (buf->len == 0)
+		return 0;
+	return w->sink.append(w->sink.ctx, buf->data, buf->len);
+}
+
+void dd_pack_writer_detached_done(struct dd_pack_writer *w, size_t len,
+				  int err)
+{
+	if (err == 0) {
+		w->durable += len;
+		return;
+	}
+	w->failed = err;
+	if (w->sink.cut)
+		(void)w->sink.cut(w->sink.ctx, w->durable);
+}
+
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w)
 {
 	return w->size;

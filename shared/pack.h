@@ -98,6 +98,28 @@ int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 /* Makes everything appended so far durable (the sink's append). After a
  * failure the writer refuses every further call but free. */
 int dd_pack_writer_sync(struct dd_pack_writer *w);
+/*
+ * Group commit (a server's many connections sharing one sync): the same
+ * as dd_pack_writer_sync in three steps, so that other threads may go on
+ * appending while the bytes are made durable.
+ *   detach   moves the records appended so far into *out (emptied
+ *            first; its memory is swapped with the writer's buffer);
+ *            later appends go after them. -EIO if the writer failed.
+ *   write    hands the detached bytes to the sink (durable on return);
+ *            it touches only the sink, so it may run while another
+ *            thread appends, but never beside a sync, seal, free or
+ *            another write of the same writer.
+ *   done     records the outcome of the write (with the caller's lock,
+ *            like every other call): on success the bytes count as
+ *            durable; on failure the writer fails as a failed sync does
+ *            (a sink that can cut takes the torn part off).
+ * At most one detached run at a time, the caller's locking sees to it.
+ */
+int dd_pack_writer_detach(struct dd_pack_writer *w, struct dd_buf *out);
+int dd_pack_writer_write_detached(struct dd_pack_writer *w,
+				  const struct dd_buf *buf);
+void dd_pack_writer_detached_done(struct dd_pack_writer *w, size_t len,
+				  int err);
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w);
 uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w);
 /* Appends the trailer, syncs, closes. The writer is freed either way. A

@@ -623,6 +623,30 @@ static int routes_metrics_states(struct dd_buf *b, struct routes_ctx *ctx,
 	return rc;
 }
 
+/* Group commit (docs/GROUP-COMMIT.md): pack syncs and the ingests they
+ * covered since the server started. */
+static int routes_metrics_commits(struct dd_buf *b, struct routes_ctx *ctx)
+{
+	uint64_t commits, members;
+	int rc;
+
+	store_commit_stats(ctx->store, &commits, &members);
+	rc = metrics_header(b, "dedup_ingest_commits_total", "counter",
+			    "commits of stored chunks, each one pack sync "
+			    "and one synced index write");
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_ingest_commits_total", NULL,
+				    NULL, (double)commits);
+	if (rc == 0)
+		rc = metrics_header(b, "dedup_ingest_committed_total",
+				    "counter", "uploads those commits "
+				    "acknowledged (several share a commit)");
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_ingest_committed_total", NULL,
+				    NULL, (double)members);
+	return rc;
+}
+
 void route_metrics(void *payload, const struct http_request *req,
 		   struct http_reply *rep)
 {
@@ -691,6 +715,8 @@ void route_metrics(void *payload, const struct http_request *req,
 	if (rc == 0)
 		rc = routes_gauge(&b, "dedup_chunks", "distinct chunks stored",
 				  (double)chunks);
+	if (rc == 0)
+		rc = routes_metrics_commits(&b, ctx);
 	if (rc == 0)
 		rc = routes_gauge(&b, "dedup_packs", "pack files",
 				  (double)packs);

@@ -46,7 +46,7 @@ int store_recount(struct store *s)
 	leveldb_writebatch_t *b;
 	int rc;
 
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	pthread_rwlock_rdlock(&s->db_lock);
 	rc = s->db ? store_count_entries(s, &chunks, &bytes) : -EAGAIN;
 	pthread_rwlock_unlock(&s->db_lock);
@@ -352,6 +352,7 @@ static int store_open_dir(struct store **out, const char *repo,
 	s->flags = flags;
 	pthread_rwlock_init(&s->db_lock, NULL);
 	pthread_mutex_init(&s->ingest_lock, NULL);
+	store_commit_init(s);
 	pthread_mutex_init(&s->counters_lock, NULL);
 	pthread_mutex_init(&s->fd_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
@@ -624,6 +625,7 @@ void store_close(struct store *s)
 	store_readers_close(s);
 	backend_free(s->be);
 	pthread_rwlock_destroy(&s->db_lock);
+	store_commit_release(s);
 	pthread_mutex_destroy(&s->ingest_lock);
 	pthread_mutex_destroy(&s->counters_lock);
 	pthread_mutex_destroy(&s->fd_lock);

@@ -14,9 +14,16 @@
  * is recounted from the entries; if the index is empty while packs exist
  * (index/ deleted), the index is rebuilt from the packs first.
  *
- * All functions are thread-safe. Ingest is serialised by one mutex (which
- * also makes concurrent uploads of the same chunk leave one entry);
- * lookups and reads run in parallel.
+ * Concurrent ingests share commits (group commit, store_commit.c): each
+ * appends its records and index entries under one mutex (which also makes
+ * concurrent uploads of the same chunk leave one entry: a chunk appended
+ * but not yet committed is found there), then one thread makes the pack
+ * bytes of every ingest waiting durable with one sync and writes all
+ * their entries in one synced batch; each returns only after the commit
+ * that covers it. The order above holds for every group. All functions
+ * are thread-safe; lookups and reads run in parallel; whatever else takes
+ * the ingest mutex (collection, recount, domain upkeep) first lets every
+ * pending commit finish.
  */
 #ifndef SRV_STORE_H
 #define SRV_STORE_H
@@ -303,6 +310,12 @@ int store_gc_lookup(struct store *s, const struct dd_id *id,
 /* Counters kept in the index. */
 void store_counters(struct store *s, uint64_t *chunks,
 		    uint64_t *bytes_unique);
+/* Group commit (docs/GROUP-COMMIT.md): the commits since the store
+ * opened that wrote something (each one pack sync and one synced index
+ * write), and the ingests they answered; members / commits is the mean
+ * group size. */
+void store_commit_stats(struct store *s, uint64_t *commits,
+			uint64_t *members);
 /* Number and total size of the packs. */
 int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes);
 

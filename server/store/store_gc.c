@@ -21,7 +21,7 @@ int store_gc_track(struct store *s, bool seal, store_since_cb since,
 {
 	double keep_since;
 
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	pthread_mutex_lock(&s->track_lock);
 	/* Asked under track_lock: a backup that opens after this vouches
 	 * for nothing before the new generation starts. */
@@ -85,7 +85,7 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 	if (!gone)
 		return -ENOMEM;
 	batch = leveldb_writebatch_create();
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	pthread_rwlock_wrlock(&s->sweep_lock);
 	pthread_mutex_lock(&s->track_lock);
 	if (!s->tracking)
@@ -182,7 +182,7 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		return -ENOMEM;
 	}
 	batch = leveldb_writebatch_create();
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	for (i = 0; i < n; i++) {
 		rc = store_lookup_raw(s, &m[i].id, &have);
 		if (rc == -ENOENT) {

@@ -6,6 +6,7 @@
 #ifndef SRV_STORE_IMPL_H
 #define SRV_STORE_IMPL_H
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -87,6 +88,48 @@ struct store_fd {
  * numbers, so that front-ends on one pool never name a pack alike. */
 #define STORE_FE_SHIFT 48
 
+/*
+ * Group commit (store_commit.c). An ingest appends its records to the
+ * open pack and its index entries to the open group's batch, then waits;
+ * one thread at a time (the leader) takes the open group, makes the pack
+ * bytes durable with one sync and writes the group's batch in one synced
+ * LevelDB write, outside ingest_lock, while the next group fills. Every
+ * member is answered only after the commit that covers its bytes.
+ *
+ * store_pend: a record appended but not yet indexed, findable by id so
+ * that a concurrent upload of the same chunk is not written twice. It
+ * lives in its waiter's array, in a bucket of store.pend until its group
+ * is done.
+ */
+struct store_pend {
+	struct dd_id id;
+	struct store_pend *next, **pprev;
+	struct domains_tag dom;   /* the domain that stored it */
+	bool has_dom;             /* false: stored with no domain (NULL) */
+	uint32_t flags;
+	uint32_t plain_len;
+};
+
+struct store_waiter {
+	struct store_waiter *next;
+	struct store_pend *pend;  /* its new records (npend of them) */
+	size_t npend;
+	const struct dd_id *ids;  /* for the shared index (NULL: none) */
+	const struct dd_chunk_loc *locs;
+	bool done;                /* set by the leader, under ingest_lock */
+	int rc;
+	char why[256];            /* the reason of a failure */
+};
+
+struct store_group {
+	struct store_waiter *head, **tail;
+	leveldb_writebatch_t *batch;   /* NULL until a member adds to it */
+	int64_t dchunks, dbytes;       /* the counters' change */
+	size_t nrecords;               /* pack records its members appended */
+};
+
+#define STORE_PEND_BUCKETS 4096u
+
 struct store {
 	struct backend *be;       /* where the packs are (owned) */
 	bool shared;              /* the backend has the shared index */
@@ -116,6 +159,21 @@ struct store {
 	bool db_failed;
 	double heal_next;         /* monotonic time of the next attempt */
 	double heal_backoff;      /* seconds until the one after */
+	/* Group commit (above), under ingest_lock: the group filling now,
+	 * whether a leader is committing the one before (with ingest_lock
+	 * released), whether a drain keeps new ingests out, and the cond
+	 * every waiter and drainer sleeps on (with ingest_lock). The open
+	 * writer is never sealed, freed or synced while `committing`. */
+	struct store_group open;
+	bool committing;
+	bool draining;
+	pthread_cond_t commit_cond;
+	struct store_pend *pend[STORE_PEND_BUCKETS];
+	/* Under counters_lock: groups committed that wrote something (one
+	 * pack sync and one index write each), and the ingests they
+	 * answered (store_commit_stats). */
+	uint64_t commits;
+	uint64_t commit_members;
 
 	/* What /health reports, under heal_lock (never waits for an ingest):
 	 * a copy of db_failed / db == NULL and why. */
@@ -146,6 +204,21 @@ struct store {
 	uint64_t fd_clock;
 };
 
+
+/* store_commit.c */
+void store_commit_init(struct store *s);
+void store_commit_release(struct store *s);
+void store_ingest_lock(struct store *s);
+void store_commit_drain(struct store *s);
+struct store_pend *store_pend_find(struct store *s, const struct dd_id *id);
+void store_pend_add(struct store *s, struct store_pend *p);
+void store_pend_remove(struct store_pend *p);
+leveldb_writebatch_t *store_group_batch(struct store *s);
+void store_group_join(struct store *s, struct store_waiter *w);
+int store_commit_wait(struct store *s, struct store_waiter *w);
+void store_writer_abandon(struct store *s);
+int store_ingest_errno(int rc);
+void store_group_fail_open(struct store *s, int rc, const char *why);
 
 /* store_index.c */
 int store_db_error(char *err, const char *what);

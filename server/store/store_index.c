@@ -491,7 +491,7 @@ int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
 {
 	int rc;
 
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	rc = fn(payload);
 	pthread_mutex_unlock(&s->ingest_lock);
 	return rc;
@@ -531,7 +531,7 @@ int store_cache_drop(struct store *s, uint64_t *dropped)
 	if (pthread_mutex_trylock(&s->gc_lock) != 0)
 		return -EBUSY;
 	d.batch = leveldb_writebatch_create();
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	pthread_rwlock_wrlock(&s->sweep_lock);
 	rc = store_index_scan(s, "c", 1, store_drop_cb, &d);
 	if (rc == 0 && d.n)

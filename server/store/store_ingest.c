@@ -38,30 +38,122 @@ static bool store_idset_add(struct store_idset *set,
 	return true;
 }
 
-static bool store_is_enospc(int rc)
-{
-	return rc == -ENOSPC || rc == -EDQUOT;
-}
-
-/* With ingest_lock held: drop the pack being written after a failure; the
- * next ingest starts a new pack. What it holds stays readable (and is
- * garbage if it was never indexed). */
-static void store_abandon_writer(struct store *s)
-{
-	if (s->writer) {
-		dd_pack_writer_free(s->writer);
-		s->writer = NULL;
-	}
-}
-
 /* A verified plain record takes the id of a sealed one: the server could
  * not check the sealed bytes, and an honest sealed chunk's id is keyed
  * (docs/ENCRYPTION.md), so it equals a plain chunk's SHA-256 only if
  * someone forged it. A sealed record never takes a plain chunk's id. */
-static bool store_plain_replaces(const struct dd_chunk_loc *have,
+static bool store_plain_replaces(uint32_t have_flags,
 				 const struct dd_bundle_record *r)
 {
-	return (have->flags & DD_COMP_SEALED) && !(r->flags & DD_COMP_SEALED);
+	return (have_flags & DD_COMP_SEALED) && !(r->flags & DD_COMP_SEALED);
+}
+
+/* Whether domain `dom` holds a chunk appended but not yet committed (as
+ * domains_is_member for a stored one). */
+static bool store_pend_holds(const struct store_pend *p,
+			     const struct domains_tag *dom)
+{
+	if (!dom)
+		return true;
+	return p->has_dom && memcmp(p->dom.b, dom->b, sizeof(dom->b)) == 0;
+}
+
+/* What one ingest found and will do. todo[0..ntodo) are new chunks;
+ * todo[n - njoin..n) chunks stored by another domain that `dom` joins. */
+struct store_plan {
+	struct store_idset set;
+	uint32_t *todo;
+	size_t ntodo, njoin;
+	uint32_t duplicates;
+	uint64_t nreplaced, replaced_bytes;
+	bool relies;   /* some record is pending in an uncommitted group */
+};
+
+static int store_plan_init(struct store_plan *pl, size_t n)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->todo = malloc(n * sizeof(*pl->todo));
+	if (!pl->todo || store_idset_init(&pl->set, n) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static void store_plan_release(struct store_plan *pl)
+{
+	free(pl->todo);
+	free(pl->set.slots);
+}
+
+/* Record i is pending (appended by an ingest whose commit has not
+ * finished): this ingest waits for that commit too. */
+static void store_plan_pending(struct store_plan *pl,
+			       const struct store_pend *p,
+			       const struct domains_tag *dom,
+			       const struct dd_bundle_record *recs,
+			       size_t n, uint32_t i)
+{
+	pl->relies = true;
+	if (store_plain_replaces(p->flags, &recs[i])) {
+		pl->nreplaced++;
+		pl->replaced_bytes += p->plain_len;
+		pl->todo[pl->ntodo++] = i;
+	} else if (store_pend_holds(p, dom)) {
+		pl->duplicates++;
+	} else {
+		pl->todo[n - ++pl->njoin] = i;
+	}
+}
+
+/* Sorts the records into new, joined and duplicate ones, under
+ * ingest_lock so that a chunk uploaded by two agents at once is written
+ * once: the index, and the records appended but not yet committed. */
+static int store_plan_make(struct store *s, struct store_plan *pl,
+			   const struct domains_tag *dom,
+			   const struct dd_bundle_record *recs, size_t n)
+{
+	struct dd_chunk_loc loc;
+	struct store_pend *p;
+	uint32_t i;
+	int rc;
+
+	pl->ntodo = pl->njoin = 0;
+	pl->duplicates = 0;
+	pl->nreplaced = pl->replaced_bytes = 0;
+	pl->relies = false;
+	memset(pl->set.slots, 0, (pl->set.mask + 1) * sizeof(*pl->set.slots));
+	for (i = 0; i < n; i++) {
+		if (!store_idset_add(&pl->set, recs, i)) {
+			pl->duplicates++;
+			continue;
+		}
+		p = store_pend_find(s, &recs[i].id);
+		if (p) {
+			store_plan_pending(pl, p, dom, recs, n, i);
+			continue;
+		}
+		/* the local index only (see store_ingest_alloc) */
+		rc = store_lookup_cached(s, &recs[i].id, &loc);
+		if (rc == 0 && store_plain_replaces(loc.flags, &recs[i])) {
+			pl->nreplaced++;
+			pl->replaced_bytes += loc.plain_len;
+			pl->todo[pl->ntodo++] = i;
+			continue;
+		}
+		if (rc == 0)
+			rc = domains_is_member(s, dom, &recs[i].id);
+		if (rc == 1) {
+			pl->duplicates++;
+			continue;
+		}
+		if (rc == 0) {
+			pl->todo[n - ++pl->njoin] = i;
+			continue;
+		}
+		if (rc != -ENOENT)
+			return rc;
+		pl->todo[pl->ntodo++] = i;
+	}
+	return 0;
 }
 
 /* On a shared pool: room for the new entries to publish. The shared
@@ -69,139 +161,94 @@ static bool store_plain_replaces(const struct dd_chunk_loc *have,
  * upload did (store_prefetch), and a chunk another front-end stored in
  * between is only stored twice (both copies whole; gc reclaims the one
  * the shared index does not name). */
-static int store_ingest_alloc(struct store *s, size_t n, struct dd_id **ids,
+static int store_ingest_alloc(struct store *s, size_t n,
+			      struct store_waiter *w, struct dd_id **ids,
 			      struct dd_chunk_loc **locs)
 {
 	*ids = NULL;
 	*locs = NULL;
+	memset(w, 0, sizeof(*w));
+	w->pend = calloc(n, sizeof(*w->pend));
+	if (!w->pend)
+		return -ENOMEM;
 	if (!store_shared_on(s))
 		return 0;
 	*ids = malloc(n * sizeof(**ids));
 	*locs = malloc(n * sizeof(**locs));
 	if (!*ids || !*locs)
 		return -ENOMEM;
+	w->ids = *ids;
+	w->locs = *locs;
 	return 0;
 }
 
-int store_ingest(struct store *s, const struct domains_tag *dom,
-		 const struct dd_bundle_record *recs, size_t n,
-		 uint32_t *stored, uint32_t *duplicates)
+/* Makes room in the open pack for the plan's new records: a pack this
+ * request would push past the target is sealed first (all of it durable
+ * and indexed), and a new one started. -EAGAIN: records of other ingests
+ * wait in the pack, so the caller lets them commit and plans again. */
+static int store_make_room(struct store *s, const struct store_plan *pl,
+			   const struct dd_bundle_record *recs)
 {
-	struct store_idset set = { NULL, 0 };
-	uint32_t *todo = NULL;
-	size_t ntodo = 0, njoin = 0, i;
-	leveldb_writebatch_t *batch = NULL;
-	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_MAX];
-	size_t vlen;
-	uint8_t meta[STORE_META_LEN];
-	uint64_t add_bytes = 0, incoming = 0, chunks, bytes;
-	uint64_t nreplaced = 0, replaced_bytes = 0;
-	struct dd_chunk_loc loc, *locs = NULL;
-	struct dd_id *ids = NULL;
-	char *err = NULL;
+	uint64_t incoming = 0, seq;
+	size_t i;
 	int rc;
 
-	*stored = 0;
-	*duplicates = 0;
-	if (n == 0)
-		return 0;
-	if (store_idset_init(&set, n) < 0)
-		return -ENOMEM;
-	/* todo[0..ntodo) are new chunks; todo[n - njoin..n) chunks stored
-	 * by another domain that `dom` joins. */
-	todo = malloc(n * sizeof(*todo));
-	if (!todo) {
-		free(set.slots);
-		return -ENOMEM;
-	}
-	rc = store_ingest_alloc(s, n, &ids, &locs);
-	if (rc < 0) {
-		free(ids);
-		free(locs);
-		free(todo);
-		free(set.slots);
-		return rc;
-	}
-
-	pthread_mutex_lock(&s->ingest_lock);
-	if (s->db_failed || !s->db) {
-		/* Before any pack byte is written: nothing could be
-		 * indexed. */
-		rc = store_db_heal(s);
-		if (rc < 0)
-			goto cleanup;
-	}
-
-	/* Under the lock, so a chunk uploaded by two agents at once is
-	 * written once. */
-	for (i = 0; i < n; i++) {
-		if (!store_idset_add(&set, recs, (uint32_t)i)) {
-			(*duplicates)++;
-			continue;
-		}
-		/* the local index only (see store_ingest_alloc) */
-		rc = store_lookup_cached(s, &recs[i].id, &loc);
-		if (rc == 0 && store_plain_replaces(&loc, &recs[i])) {
-			nreplaced++;
-			replaced_bytes += loc.plain_len;
-			todo[ntodo++] = (uint32_t)i;
-			continue;
-		}
-		if (rc == 0)
-			rc = domains_is_member(s, dom, &recs[i].id);
-		if (rc == 1) {
-			(*duplicates)++;
-			continue;
-		}
-		if (rc == 0) {
-			todo[n - ++njoin] = (uint32_t)i;
-			continue;
-		}
-		if (rc != -ENOENT)
-			goto cleanup;
-		todo[ntodo++] = (uint32_t)i;
-	}
-	rc = 0;
-	if (ntodo == 0 && njoin == 0)
-		goto cleanup;
-	batch = leveldb_writebatch_create();
-	for (i = n - njoin; i < n; i++)
-		domains_batch_join(batch, dom, &recs[todo[i]].id);
-	if (ntodo == 0)
-		goto write_index;
-
-	/* Keep packs near the target: if this request would push the open
-	 * pack past it, seal that pack first (all of it is durable and
-	 * indexed) and start a new one. */
-	for (i = 0; i < ntodo; i++)
-		incoming += DD_PACK_RECORD_HEADER_LEN + recs[todo[i]].stored_len;
+	for (i = 0; i < pl->ntodo; i++)
+		incoming += DD_PACK_RECORD_HEADER_LEN +
+			    recs[pl->todo[i]].stored_len;
 	if (s->writer && dd_pack_writer_size(s->writer) > DD_PACK_HEADER_LEN &&
-	    dd_pack_writer_size(s->writer) + incoming > s->pack_target)
+	    dd_pack_writer_size(s->writer) + incoming > s->pack_target) {
+		if (s->committing || s->open.head)
+			return -EAGAIN;
 		store_seal_writer(s);
-	if (!s->writer) {
-		uint64_t seq = s->next_seq++;
-
-		dd_error_clear();
-		rc = packio_writer_new(s->be, seq, &s->writer);
-		if (rc < 0) {
-			/* The message names the pack already. */
-			s->writer = NULL;
-			if (store_is_enospc(rc))
-				rc = -ENOSPC;
-			else if (rc != -ENOMEM)
-				rc = -EIO;
-			goto cleanup;
-		}
 	}
-	for (i = 0; i < ntodo; i++) {
-		const struct dd_bundle_record *r = &recs[todo[i]];
+	if (s->writer)
+		return 0;
+	seq = s->next_seq++;
+	dd_error_clear();
+	rc = packio_writer_new(s->be, seq, &s->writer);
+	if (rc < 0) {
+		/* The message names the pack already. */
+		s->writer = NULL;
+		return store_ingest_errno(rc);
+	}
+	return 0;
+}
+
+/* Appends the plan's new records to the open pack and their entries and
+ * memberships to `batch`; each becomes pending (findable by id) until
+ * its commit. *add_bytes: their plain bytes. */
+static int store_append(struct store *s, const struct store_plan *pl,
+			const struct domains_tag *dom,
+			const struct dd_bundle_record *recs,
+			leveldb_writebatch_t *batch, struct store_waiter *w,
+			struct dd_id *ids, struct dd_chunk_loc *locs,
+			uint64_t *add_bytes)
+{
+	uint8_t key[1 + DD_ID_LEN], val[DD_CHUNK_LOC_MAX];
+	struct dd_chunk_loc loc;
+	struct store_pend *p;
+	size_t i, vlen;
+	int rc;
+
+	*add_bytes = 0;
+	for (i = 0; i < pl->ntodo; i++) {
+		const struct dd_bundle_record *r = &recs[pl->todo[i]];
 
 		dd_error_clear();
 		rc = dd_pack_writer_append(s->writer, &r->id, r->flags,
 					   r->plain_len, r->data, r->stored_len,
 					   &loc);
 		if (rc < 0)
-			goto write_failed;
+			return store_ingest_errno(rc);
+		p = &w->pend[w->npend++];
+		p->id = r->id;
+		p->has_dom = dom != NULL;
+		if (dom)
+			p->dom = *dom;
+		p->flags = r->flags;
+		p->plain_len = r->plain_len;
+		store_pend_add(s, p);
 		if (ids) {
 			ids[i] = r->id;
 			locs[i] = loc;
@@ -212,66 +259,120 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 				       (const char *)val, vlen);
 		rc = domains_batch_new(s, batch, dom, &r->id);
 		if (rc < 0)
-			goto write_failed;
-		add_bytes += r->plain_len;
+			return store_ingest_errno(rc);
+		*add_bytes += r->plain_len;
 	}
-	dd_error_clear();
-	rc = dd_pack_writer_sync(s->writer);
-	if (rc < 0)
-		goto write_failed;
-	/* The pack bytes are durable: publish the entries to every
-	 * front-end before acknowledging (docs/STORAGE.md). */
-	rc = store_shared_put(s, ids, locs, ntodo);
-	if (rc < 0)
-		goto write_failed;
+	return 0;
+}
 
-	store_counters(s, &chunks, &bytes);
-	store_meta_encode(meta, chunks + ntodo - nreplaced,
-			  bytes + add_bytes - replaced_bytes);
-	leveldb_writebatch_put(batch, STORE_META_KEY, strlen(STORE_META_KEY),
-			       (const char *)meta, sizeof(meta));
-write_index:
-	pthread_rwlock_rdlock(&s->db_lock);
-	leveldb_write(s->db, s->wopts_sync, batch, &err);
-	pthread_rwlock_unlock(&s->db_lock);
-	if (err) {
-		rc = store_db_error(err, "write the index");
-		store_db_write_failed(s, rc);
-		store_abandon_writer(s);
-		goto cleanup;
+/* Forgets the pending records of an ingest that failed before joining a
+ * group; their bytes may still reach the pack, never indexed (garbage,
+ * as after a crash). */
+static void store_append_undo(struct store_waiter *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->npend; i++)
+		store_pend_remove(&w->pend[i]);
+	w->npend = 0;
+}
+
+/* ingest_lock held: plans, makes room, appends and joins the open group;
+ * *joined says whether the caller must wait for a commit. */
+static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
+			       const struct dd_bundle_record *recs, size_t n,
+			       struct store_plan *pl, struct store_waiter *w,
+			       struct dd_id *ids, struct dd_chunk_loc *locs,
+			       bool *joined)
+{
+	leveldb_writebatch_t *batch;
+	uint64_t add_bytes = 0;
+	size_t i;
+	int rc;
+
+	*joined = false;
+	while (s->draining)
+		pthread_cond_wait(&s->commit_cond, &s->ingest_lock);
+	if (s->db_failed || !s->db) {
+		/* Before any pack byte is written: nothing could be
+		 * indexed. */
+		rc = store_db_heal(s);
+		if (rc < 0)
+			return rc;
 	}
-
-	pthread_mutex_lock(&s->counters_lock);
-	s->chunks += ntodo - nreplaced;
-	s->bytes_unique += add_bytes - replaced_bytes;
-	pthread_mutex_unlock(&s->counters_lock);
-	*stored = (uint32_t)(ntodo + njoin);
-	/* Still under ingest_lock, which a sweep also takes. */
-	for (i = 0; i < ntodo; i++)
-		store_vouch(s, &recs[todo[i]].id);
-
-	if (s->writer && dd_pack_writer_size(s->writer) >= s->pack_target)
-		store_seal_writer(s);
-	rc = 0;
-	goto cleanup;
-
-write_failed:
-	/* The message names the pack already. */
-	if (store_is_enospc(rc))
-		rc = -ENOSPC;
-	else if (rc != -ENOMEM)
-		rc = -EIO;
-	store_abandon_writer(s);
-cleanup:
-	pthread_mutex_unlock(&s->ingest_lock);
+	for (;;) {
+		rc = store_plan_make(s, pl, dom, recs, n);
+		if (rc < 0)
+			return rc;
+		if (pl->ntodo == 0)
+			break;
+		rc = store_make_room(s, pl, recs);
+		if (rc != -EAGAIN)
+			break;
+		/* Let the records in the pack commit, then plan again: what
+		 * they stored meanwhile is no longer new. */
+		store_commit_drain(s);
+	}
+	if (rc < 0)
+		return rc;
+	if (pl->ntodo == 0 && pl->njoin == 0 && !pl->relies)
+		return 0;
+	batch = leveldb_writebatch_create();
+	for (i = n - pl->njoin; i < n; i++)
+		domains_batch_join(batch, dom, &recs[pl->todo[i]].id);
+	rc = store_append(s, pl, dom, recs, batch, w, ids, locs, &add_bytes);
 	if (rc < 0) {
-		*stored = 0;
-		*duplicates = 0;
-	}
-	if (batch)
+		store_append_undo(w);
 		leveldb_writebatch_destroy(batch);
-	free(todo);
-	free(set.slots);
+		return rc;
+	}
+	if (pl->ntodo || pl->njoin)
+		leveldb_writebatch_append(store_group_batch(s), batch);
+	leveldb_writebatch_destroy(batch);
+	s->open.dchunks += (int64_t)(pl->ntodo - pl->nreplaced);
+	s->open.dbytes += (int64_t)(add_bytes - pl->replaced_bytes);
+	store_group_join(s, w);
+	*joined = true;
+	return 0;
+}
+
+int store_ingest(struct store *s, const struct domains_tag *dom,
+		 const struct dd_bundle_record *recs, size_t n,
+		 uint32_t *stored, uint32_t *duplicates)
+{
+	struct store_plan pl;
+	struct store_waiter w;
+	struct dd_chunk_loc *locs = NULL;
+	struct dd_id *ids = NULL;
+	bool joined = false;
+	int rc;
+
+	*stored = 0;
+	*duplicates = 0;
+	if (n == 0)
+		return 0;
+	rc = store_plan_init(&pl, n);
+	if (rc == 0)
+		rc = store_ingest_alloc(s, n, &w, &ids, &locs);
+	else
+		w.pend = NULL;
+	if (rc < 0)
+		goto cleanup;
+
+	pthread_mutex_lock(&s->ingest_lock);
+	rc = store_ingest_locked(s, dom, recs, n, &pl, &w, ids, locs,
+				 &joined);
+	if (rc == 0 && joined)
+		rc = store_commit_wait(s, &w);
+	pthread_mutex_unlock(&s->ingest_lock);
+	if (rc == 0) {
+		*stored = (uint32_t)(pl.ntodo + pl.njoin);
+		*duplicates = pl.duplicates;
+	}
+
+cleanup:
+	store_plan_release(&pl);
+	free(w.pend);
 	free(ids);
 	free(locs);
 	return rc;

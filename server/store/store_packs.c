@@ -293,7 +293,7 @@ int store_forget(struct store *s, const struct dd_id *id,
 	/* Keep the caller's reason for the damage. */
 	snprintf(why, sizeof(why), "%s", dd_error_last());
 	dd_id_to_hex(hex, id);
-	pthread_mutex_lock(&s->ingest_lock);
+	store_ingest_lock(s);
 	rc = store_lookup(s, id, &have);
 	if (rc == -ENOENT || (rc == 0 &&
 	    (have.pack_seq != loc->pack_seq || have.offset != loc->offset))) {
