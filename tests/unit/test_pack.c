@@ -561,6 +561,69 @@ static void test_loc_codec(void)
 	CHECK_EQ(strlen(path), strlen("p") + 22);
 }
 
+/* Group commit: records detached and written while more are appended
+ * land in order; a failed detached write fails the writer. */
+static void test_detached_write(void)
+{
+	struct dd_pack_writer *w = NULL;
+	struct dd_buf buf;
+	struct seen s = { 0 };
+	char path[512];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	bool sealed = true;
+	int i;
+
+	dd_buf_init(&buf, 0);
+	CHECK_EQ(dd_pack_writer_new(&w, tmpdir, 1), 0);
+	if (!w)
+		return;
+	CHECK_EQ(dd_pack_writer_append(w, &fx[0].id, fx[0].flags,
+				       fx[0].plain_len, fx[0].stored,
+				       fx[0].stored_len, NULL), 0);
+	CHECK_EQ(dd_pack_writer_detach(w, &buf), 0);
+	CHECK_EQ(buf.len, fx_offset[1] - fx_offset[0]);
+	for (i = 1; i < FIXTURE_NCHUNKS; i++)
+		CHECK_EQ(dd_pack_writer_append(w, &fx[i].id, fx[i].flags,
+					       fx[i].plain_len, fx[i].stored,
+					       fx[i].stored_len, NULL), 0);
+	CHECK_EQ(dd_pack_writer_write_detached(w, &buf), 0);
+	dd_pack_writer_detached_done(w, buf.len, 0);
+	CHECK_EQ(dd_pack_writer_sync(w), 0);
+	dd_pack_writer_free(w);
+	dd_pack_path(path, sizeof(path), tmpdir, 1);
+	CHECK_EQ(dd_read_file(path, 1 << 20, &data, &len), 0);
+	unlink(path);
+	CHECK_EQ(len, 530);
+	CHECK_EQ(scan_bytes(data, len, &s, &sealed), 0);
+	CHECK(!sealed);
+	check_fixture_records(&s, FIXTURE_NCHUNKS);
+	free(data);
+
+	/* the write failed: the writer refuses more, and nothing is cut
+	 * back past what was durable */
+	CHECK_EQ(dd_pack_writer_new(&w, tmpdir, 2), 0);
+	if (!w)
+		return;
+	CHECK_EQ(dd_pack_writer_append(w, &fx[0].id, fx[0].flags,
+				       fx[0].plain_len, fx[0].stored,
+				       fx[0].stored_len, NULL), 0);
+	CHECK_EQ(dd_pack_writer_detach(w, &buf), 0);
+	dd_pack_writer_detached_done(w, buf.len, -EIO);
+	CHECK_EQ(dd_pack_writer_append(w, &fx[1].id, fx[1].flags,
+				       fx[1].plain_len, fx[1].stored,
+				       fx[1].stored_len, NULL), -EIO);
+	CHECK_EQ(dd_pack_writer_detach(w, &buf), -EIO);
+	CHECK_EQ(dd_pack_writer_sync(w), -EIO);
+	dd_pack_writer_free(w);
+	dd_pack_path(path, sizeof(path), tmpdir, 2);
+	CHECK_EQ(dd_read_file(path, 1 << 20, &data, &len), 0);
+	unlink(path);
+	CHECK_EQ(len, DD_PACK_HEADER_LEN);
+	free(data);
+	dd_buf_release(&buf);
+}
+
 static void cleanup_tmpdir(void)
 {
 	char cmd[600];
@@ -583,6 +646,7 @@ int main(void)
 	UNIT_RUN(test_scan_flips);
 	UNIT_RUN(test_read_record);
 	UNIT_RUN(test_loc_codec);
+	UNIT_RUN(test_detached_write);
 	cleanup_tmpdir();
 	UNIT_DONE();
 }
