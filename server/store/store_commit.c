@@ -15,6 +15,7 @@ void store_commit_init(struct store *s)
 {
 	memset(&s->open, 0, sizeof(s->open));
 	s->open.tail = &s->open.head;
+	dd_buf_init(&s->commit_buf, 0);
 	pthread_cond_init(&s->commit_cond, NULL);
 }
 
@@ -24,6 +25,7 @@ void store_commit_release(struct store *s)
 	if (s->open.batch)
 		leveldb_writebatch_destroy(s->open.batch);
 	s->open.batch = NULL;
+	dd_buf_release(&s->commit_buf);
 	pthread_cond_destroy(&s->commit_cond);
 }
 
@@ -229,7 +231,8 @@ static void store_commit_lead(struct store *s)
 	store_group_take(s, &g);
 	store_group_meta(s, &g);
 	s->committing = true;
-	dd_buf_init(&bytes, 0);
+	bytes = s->commit_buf;
+	dd_buf_init(&s->commit_buf, 0);
 	dd_error_clear();
 	if (g.nrecords) {
 		assert(wr);
@@ -244,7 +247,8 @@ static void store_commit_lead(struct store *s)
 	assert(s->writer == wr || !g.nrecords);
 	if (bytes.len)
 		dd_pack_writer_detached_done(wr, bytes.len, pack_rc);
-	dd_buf_release(&bytes);
+	dd_buf_reset(&bytes);
+	s->commit_buf = bytes;
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "%s", dd_error_last());
 		if (db_err)

@@ -169,6 +169,10 @@ struct store {
 	bool draining;
 	pthread_cond_t commit_cond;
 	struct store_pend *pend[STORE_PEND_BUCKETS];
+	/* The leader's buffer for the detached pack bytes, kept between
+	 * commits so that it and the writer's swap memory instead of
+	 * growing a new buffer for every group. */
+	struct dd_buf commit_buf;
 	/* Under counters_lock: groups committed that wrote something (one
 	 * pack sync and one index write each), and the ingests they
 	 * answered (store_commit_stats). */
