@@ -1,6 +1,9 @@
 /*
- * store_ingest.c - storing verified chunks: pack bytes synced, then
- * entries, memberships and counters in one synced batch.
+ * store_ingest.c - storing verified chunks: sorting a request's records
+ * into new, duplicate and joined ones, appending the new ones to the open
+ * pack and their entries to the open group, then waiting for the group
+ * commit (store_commit.c) that syncs the pack bytes and writes entries,
+ * memberships and counters in one synced batch.
  */
 #include "store_impl.h"
 

@@ -43,9 +43,11 @@ int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes)
 	return rc;
 }
 
-/* With ingest_lock held (or at close): seal the open pack. Everything in
- * it is durable and indexed already, so a failed seal loses nothing: the
- * pack stays readable by scanning. */
+/* With ingest_lock held, no commit running and no record waiting for one
+ * (store_commit_drain, or a leader whose next group is empty), or at
+ * close: seal the open pack. Everything in it is durable and indexed
+ * already, so a failed seal loses nothing: the pack stays readable by
+ * scanning. */
 void store_seal_writer(struct store *s)
 {
 	char path[600];
