@@ -126,7 +126,12 @@ struct store_group {
 	leveldb_writebatch_t *batch;   /* NULL until a member adds to it */
 	int64_t dchunks, dbytes;       /* the counters' change */
 	size_t nrecords;               /* pack records its members appended */
+	uint64_t bytes;                /* and their pack bytes */
 };
+
+/* The pack bytes a group takes while a commit runs, besides its first
+ * member's (store_group_full). */
+#define STORE_GROUP_BYTES (4u * 1024 * 1024)
 
 #define STORE_PEND_BUCKETS 4096u
 

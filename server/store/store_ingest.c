@@ -185,6 +185,30 @@ static int store_ingest_alloc(struct store *s, size_t n,
 	return 0;
 }
 
+/* The pack bytes of the plan's new records. */
+static uint64_t store_plan_bytes(const struct store_plan *pl,
+				 const struct dd_bundle_record *recs)
+{
+	uint64_t bytes = 0;
+	size_t i;
+
+	for (i = 0; i < pl->ntodo; i++)
+		bytes += DD_PACK_RECORD_HEADER_LEN +
+			 recs[pl->todo[i]].stored_len;
+	return bytes;
+}
+
+/* Whether `incoming` more bytes should wait for the commit running now
+ * instead of joining the open group: a group holds at most
+ * STORE_GROUP_BYTES (besides its first member), since its bytes wait in
+ * memory until the leader writes them, and a big buffer written long
+ * after it was filled costs more CPU than the syncs it saves. */
+static bool store_group_full(const struct store *s, uint64_t incoming)
+{
+	return s->committing && s->open.bytes &&
+	       s->open.bytes + incoming > STORE_GROUP_BYTES;
+}
+
 /* Makes room in the open pack for the plan's new records: a pack this
  * request would push past the target is sealed first (all of it durable
  * and indexed), and a new one started. -EAGAIN: records of other ingests
@@ -192,13 +216,9 @@ static int store_ingest_alloc(struct store *s, size_t n,
 static int store_make_room(struct store *s, const struct store_plan *pl,
 			   const struct dd_bundle_record *recs)
 {
-	uint64_t incoming = 0, seq;
-	size_t i;
+	uint64_t incoming = store_plan_bytes(pl, recs), seq;
 	int rc;
 
-	for (i = 0; i < pl->ntodo; i++)
-		incoming += DD_PACK_RECORD_HEADER_LEN +
-			    recs[pl->todo[i]].stored_len;
 	if (s->writer && dd_pack_writer_size(s->writer) > DD_PACK_HEADER_LEN &&
 	    dd_pack_writer_size(s->writer) + incoming > s->pack_target) {
 		if (s->committing || s->open.head)
@@ -294,8 +314,6 @@ static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
 	int rc;
 
 	*joined = false;
-	while (s->draining)
-		pthread_cond_wait(&s->commit_cond, &s->ingest_lock);
 	if (s->db_failed || !s->db) {
 		/* Before any pack byte is written: nothing could be
 		 * indexed. */
@@ -304,16 +322,25 @@ static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
 			return rc;
 	}
 	for (;;) {
+		/* Whenever the lock was let go, plan again: what others
+		 * stored meanwhile is no longer new. */
+		if (s->draining) {
+			pthread_cond_wait(&s->commit_cond, &s->ingest_lock);
+			continue;
+		}
 		rc = store_plan_make(s, pl, dom, recs, n);
 		if (rc < 0)
 			return rc;
 		if (pl->ntodo == 0)
 			break;
+		if (store_group_full(s, store_plan_bytes(pl, recs))) {
+			pthread_cond_wait(&s->commit_cond, &s->ingest_lock);
+			continue;
+		}
 		rc = store_make_room(s, pl, recs);
 		if (rc != -EAGAIN)
 			break;
-		/* Let the records in the pack commit, then plan again: what
-		 * they stored meanwhile is no longer new. */
+		/* Let the records in the pack commit first. */
 		store_commit_drain(s);
 	}
 	if (rc < 0)
@@ -334,6 +361,7 @@ static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
 	leveldb_writebatch_destroy(batch);
 	s->open.dchunks += (int64_t)(pl->ntodo - pl->nreplaced);
 	s->open.dbytes += (int64_t)(add_bytes - pl->replaced_bytes);
+	s->open.bytes += store_plan_bytes(pl, recs);
 	store_group_join(s, w);
 	*joined = true;
 	return 0;
