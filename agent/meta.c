@@ -527,6 +527,22 @@ cleanup:
 	return rc;
 }
 
+/* Whether the agent runs as root, asked once: the restore applies the
+ * metadata of every file, and the answer never changes. */
+static pthread_once_t meta_euid_once = PTHREAD_ONCE_INIT;
+static bool meta_root;
+
+static void meta_euid_init(void)
+{
+	meta_root = geteuid() == 0;
+}
+
+static bool meta_is_root(void)
+{
+	pthread_once(&meta_euid_once, meta_euid_init);
+	return meta_root;
+}
+
 int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 	       const char *shown, struct meta_drop *drop)
 {
@@ -550,7 +566,7 @@ int meta_apply(int fd, const struct dd_entry *e, bool with_ext,
 				meta_cstr(gname, rec.v, rec.len);
 		}
 	}
-	if (geteuid() == 0 &&
+	if (meta_is_root() &&
 	    fchown(fd, meta_map_uid(uname, e->uid), meta_map_gid(gname, e->gid)) < 0) {
 		agent_warn("cannot set the owner of '%s': %s", shown,
 			   strerror(errno));

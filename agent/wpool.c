@@ -45,9 +45,18 @@ struct wseg {
 	uint8_t data[];
 };
 
+/* A directory the files of consecutive jobs are created in: one
+ * duplicate of the restore's descriptor, shared, closed with its last
+ * user (refs is atomic). */
+struct wdir {
+	int fd;
+	unsigned refs;
+};
+
 struct wjob {
 	struct wjob *next;       /* in the pool's queue */
-	int dirfd;
+	struct wdir *dir;
+	int dirfd;               /* dir->fd */
 	char *name;              /* inside dirfd */
 	char *path;              /* the catalog path, for warnings */
 	struct dd_entry e;       /* e.ext points to `ext`; no path/chunks */
@@ -76,6 +85,8 @@ struct wpool {
 	unsigned small_worker;   /* where the last small file went */
 	char *dir;               /* the directory of the last file begun */
 	size_t dir_len, dir_alloc;
+	struct wdir *last_dir;   /* its descriptor (a reference) */
+	int last_dirfd;          /* the caller's descriptor it duplicates */
 	struct wjob *cur;        /* being filled by the restore thread */
 	size_t bytes, max_bytes; /* data held in all jobs */
 	size_t open;             /* jobs begun and not finished */
@@ -87,6 +98,14 @@ struct wpool {
 	size_t hole_block;       /* zero runs this long (aligned) are holes */
 };
 
+static void wdir_unref(struct wdir *d)
+{
+	if (d && __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		close(d->fd);
+		free(d);
+	}
+}
+
 static void wjob_free(struct wjob *j)
 {
 	struct wseg *s, *next;
@@ -97,8 +116,7 @@ static void wjob_free(struct wjob *j)
 		next = s->next;
 		free(s);
 	}
-	if (j->dirfd >= 0)
-		close(j->dirfd);
+	wdir_unref(j->dir);
 	free(j->name);
 	free(j->path);
 	free(j->ext);
@@ -354,12 +372,43 @@ int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
 	return 0;
 }
 
+/*
+ * Gives the job its directory: the last one's when the file is in the
+ * same directory, given by the same descriptor (one duplicate serves a
+ * directory's files: two system calls less a file), else a new duplicate.
+ */
+static int wpool_dir_for(struct wpool *p, struct wjob *j, int dirfd)
+{
+	struct wdir *d = p->last_dir;
+
+	if (!d || !j->same_dir || p->last_dirfd != dirfd) {
+		if (!(d = malloc(sizeof(*d))))
+			return dd_error_set(-ENOMEM, "out of memory");
+		if ((d->fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3)) < 0) {
+			int err = errno;
+
+			free(d);
+			return dd_error_set(-err, "cannot duplicate a descriptor: %s",
+					    strerror(err));
+		}
+		d->refs = 1;     /* the pool's */
+		wdir_unref(p->last_dir);
+		p->last_dir = d;
+		p->last_dirfd = dirfd;
+	}
+	__atomic_add_fetch(&d->refs, 1, __ATOMIC_ACQ_REL);
+	j->dir = d;
+	j->dirfd = d->fd;
+	return 0;
+}
+
 int wpool_begin(struct wpool *p, int dirfd, const char *name,
 		const char *path, const struct dd_entry *e, bool with_ext)
 {
 	struct wjob *j = calloc(1, sizeof(*j));
 	const char *slash = strrchr(path, '/');
 	size_t dlen = slash ? (size_t)(slash - path) : 0;
+	int rc;
 
 	if (!j)
 		return dd_error_set(-ENOMEM, "out of memory");
@@ -379,8 +428,8 @@ int wpool_begin(struct wpool *p, int dirfd, const char *name,
 		memcpy(p->dir, path, dlen);
 		p->dir_len = dlen;
 	}
-	j->small = e->size < WPOOL_STREAM_BYTES;
 	j->dirfd = -1;
+	j->small = e->size < WPOOL_STREAM_BYTES;
 	j->segs_tail = &j->segs;
 	j->e = *e;
 	j->e.path = NULL;
@@ -400,12 +449,9 @@ int wpool_begin(struct wpool *p, int dirfd, const char *name,
 		j->e.ext = j->ext;
 		j->e.ext_len = e->ext_len;
 	}
-	if ((j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3)) < 0) {
-		int err = errno;
-
+	if ((rc = wpool_dir_for(p, j, dirfd)) < 0) {
 		wjob_free(j);
-		return dd_error_set(-err, "cannot duplicate a descriptor: %s",
-				    strerror(err));
+		return rc;
 	}
 	pthread_mutex_lock(&p->lock);
 	p->cur = j;
@@ -503,6 +549,7 @@ void wpool_free(struct wpool *p)
 	pthread_cond_destroy(&p->work);
 	pthread_cond_destroy(&p->data);
 	pthread_cond_destroy(&p->room);
+	wdir_unref(p->last_dir);
 	free(p->dir);
 	free(p);
 }
