@@ -64,6 +64,36 @@ int dd_bundle_add(struct dd_buf *b, const struct dd_id *id, uint32_t flags,
 	return 0;
 }
 
+int dd_bundle_add_in_place(struct dd_buf *b, const struct dd_id *id,
+			   uint32_t flags, uint32_t plain_len,
+			   uint32_t stored_len)
+{
+	uint8_t *hdr;
+	uint32_t count;
+	int err;
+
+	if (b->len < DD_BUNDLE_HEADER_LEN ||
+	    memcmp(b->data, DD_BUNDLE_MAGIC, 4) != 0)
+		return dd_error_set(-EINVAL, "bundle not begun");
+	count = dd_le32(b->data + 8);
+	if (count >= DD_BUNDLE_MAX_COUNT)
+		return dd_error_set(-E2BIG, "a bundle holds at most %u records",
+				    DD_BUNDLE_MAX_COUNT);
+	err = check_record(flags, plain_len, stored_len, -EINVAL);
+	if (err < 0)
+		return err;
+	if (b->alloc - b->len < DD_BUNDLE_RECORD_HEADER_LEN + (size_t)stored_len)
+		return dd_error_set(-EINVAL, "no room for the record's bytes");
+	hdr = b->data + b->len;
+	memcpy(hdr, id->b, DD_ID_LEN);
+	dd_put_le32(hdr + 32, flags);
+	dd_put_le32(hdr + 36, plain_len);
+	dd_put_le32(hdr + 40, stored_len);
+	b->len += DD_BUNDLE_RECORD_HEADER_LEN + (size_t)stored_len;
+	dd_put_le32(b->data + 8, count + 1);
+	return 0;
+}
+
 int dd_bundle_finish(struct dd_buf *b)
 {
 	if (b->len < DD_BUNDLE_HEADER_LEN ||

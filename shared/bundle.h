@@ -37,6 +37,15 @@ struct dd_bundle_record {
 int dd_bundle_begin(struct dd_buf *b);
 int dd_bundle_add(struct dd_buf *b, const struct dd_id *id, uint32_t flags,
 		  uint32_t plain_len, const void *stored, uint32_t stored_len);
+/* Adds a record whose `stored_len` bytes the caller already wrote past
+ * the end of `b`, at b->data + b->len + DD_BUNDLE_RECORD_HEADER_LEN
+ * (within b->alloc, reserved beforehand): writes its header in front of
+ * them and counts it. Same checks as dd_bundle_add; -EINVAL if the bytes
+ * do not fit the allocation. Lets a record be read straight into the
+ * bundle instead of copied in. */
+int dd_bundle_add_in_place(struct dd_buf *b, const struct dd_id *id,
+			   uint32_t flags, uint32_t plain_len,
+			   uint32_t stored_len);
 int dd_bundle_finish(struct dd_buf *b);
 
 /* Reader over a complete body. Validates magic, version, count <=

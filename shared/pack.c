@@ -617,26 +617,20 @@ static int check_loc(const char *hex, const struct dd_chunk_loc *loc)
 	return 0;
 }
 
-int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,
-			     const struct dd_id *id,
-			     const struct dd_chunk_loc *loc, struct dd_buf *out)
+int dd_pack_read_record_to(dd_pack_read_fn read, void *ctx,
+			   const struct dd_id *id,
+			   const struct dd_chunk_loc *loc, uint8_t *buf)
 {
 	char hex[DD_ID_HEX_LEN + 1];
-	size_t n;
 	int err;
 
-	dd_buf_reset(out);
 	id_hex(hex, id);
 	err = check_loc(hex, loc);
 	if (err < 0)
 		return err;
-	/* Header and bytes in one read (one round trip on a remote store),
-	 * then the bytes moved down over the header. */
-	n = DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
-	err = dd_buf_reserve(out, n);
-	if (err < 0)
-		return err;
-	err = read(ctx, out->data, n, loc->offset);
+	/* Header and bytes in one read (one round trip on a remote store). */
+	err = read(ctx, buf, DD_PACK_RECORD_HEADER_LEN + loc->stored_len,
+		   loc->offset);
 	if (err == -EBADMSG)
 		return dd_error_set(err, "chunk %s: pack ends inside the record "
 				    "at offset %llu", hex,
@@ -646,9 +640,28 @@ int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,
 				    "%llu: %s", hex,
 				    (unsigned long long)loc->offset,
 				    strerror(-err));
-	err = check_record_header(out->data, hex, id, loc);
+	return check_record_header(buf, hex, id, loc);
+}
+
+int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,
+			     const struct dd_id *id,
+			     const struct dd_chunk_loc *loc, struct dd_buf *out)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+	int err;
+
+	dd_buf_reset(out);
+	id_hex(hex, id);
+	err = check_loc(hex, loc);
 	if (err < 0)
 		return err;
+	err = dd_buf_reserve(out, DD_PACK_RECORD_HEADER_LEN + loc->stored_len);
+	if (err < 0)
+		return err;
+	err = dd_pack_read_record_to(read, ctx, id, loc, out->data);
+	if (err < 0)
+		return err;
+	/* The bytes moved down over the header. */
 	memmove(out->data, out->data + DD_PACK_RECORD_HEADER_LEN,
 		loc->stored_len);
 	out->len = loc->stored_len;

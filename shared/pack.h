@@ -155,6 +155,13 @@ struct dd_pack_src {
 	void *ctx;
 };
 
+/* The same into `buf`, which has room for DD_PACK_RECORD_HEADER_LEN +
+ * loc->stored_len bytes: the record as it is in the pack, its header
+ * checked; the stored bytes are at buf + DD_PACK_RECORD_HEADER_LEN (no
+ * copy: a caller can read a record straight to where its bytes go). */
+int dd_pack_read_record_to(dd_pack_read_fn read, void *ctx,
+			   const struct dd_id *id,
+			   const struct dd_chunk_loc *loc, uint8_t *buf);
 /* dd_pack_read_record through a read function: header and bytes in one
  * read. */
 int dd_pack_read_record_with(dd_pack_read_fn read, void *ctx,

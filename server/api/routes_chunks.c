@@ -440,6 +440,84 @@ void route_chunk(void *payload, const struct http_request *req,
 
 /* ---- POST /api/v1/chunks/fetch ---- */
 
+/* A pack record's header is this much longer than a bundle record's: read
+ * in place, it starts that far before the end of the reply so far, over
+ * the bundle's own header at least. */
+#define ROUTES_FETCH_OVERLAP \
+	(DD_PACK_RECORD_HEADER_LEN - DD_BUNDLE_RECORD_HEADER_LEN)
+_Static_assert(DD_PACK_RECORD_HEADER_LEN >= DD_BUNDLE_RECORD_HEADER_LEN &&
+	       ROUTES_FETCH_OVERLAP <= DD_BUNDLE_HEADER_LEN,
+	       "a pack record header must fit over the bundle's end");
+
+/* Checks a chunk's stored bytes before they are sent: a damaged one is
+ * made missing (store.h) and fails the request. */
+static int routes_fetch_check(struct routes_ctx *ctx, const struct dd_id *id,
+			      const struct dd_chunk_loc *loc,
+			      const uint8_t *stored, size_t len,
+			      struct dd_buf *plain, ZSTD_DCtx *dctx)
+{
+	int rc = store_decode(plain, id, loc->flags, loc->plain_len, stored,
+			      len, dctx);
+
+	if (rc == -EBADMSG)
+		store_forget(ctx->store, id, loc);
+	return rc;
+}
+
+/*
+ * Appends the chunk to the reply bundle `out` with no copy of its bytes:
+ * the pack record is read so that its stored bytes land where the bundle
+ * record's go, its longer header over the last bytes of the reply so far,
+ * which are put back once it is checked; then the bundle record's header
+ * is written in front of the bytes. -EAGAIN (nothing added) if the chunk
+ * moved to a record of another size.
+ */
+static int routes_fetch_in_place(struct routes_ctx *ctx, const struct dd_id *id,
+				 const struct dd_chunk_loc *loc,
+				 struct dd_buf *out, struct dd_buf *plain,
+				 ZSTD_DCtx *dctx)
+{
+	uint8_t keep[ROUTES_FETCH_OVERLAP], *rec;
+	const uint8_t *bytes;
+	int rc;
+
+	rc = dd_buf_reserve(out, DD_BUNDLE_RECORD_HEADER_LEN +
+			    (size_t)loc->stored_len);
+	if (rc < 0)
+		return rc;
+	rec = out->data + out->len - ROUTES_FETCH_OVERLAP;
+	bytes = rec + DD_PACK_RECORD_HEADER_LEN;
+	memcpy(keep, rec, sizeof(keep));
+	rc = store_read_stored_to(ctx->store, id, loc, rec);
+	memcpy(rec, keep, sizeof(keep));
+	if (rc < 0)
+		return rc;
+	rc = routes_fetch_check(ctx, id, loc, bytes, loc->stored_len, plain,
+				dctx);
+	if (rc < 0)
+		return rc;
+	return dd_bundle_add_in_place(out, id, loc->flags, loc->plain_len,
+				      loc->stored_len);
+}
+
+/* The same through a copy, for a chunk that moved to a record of another
+ * size since it was looked up. */
+static int routes_fetch_copy(struct routes_ctx *ctx, const struct dd_id *id,
+			     const struct dd_chunk_loc *loc, struct dd_buf *out,
+			     struct dd_buf *stored, struct dd_buf *plain,
+			     ZSTD_DCtx *dctx)
+{
+	int rc = store_read_stored(ctx->store, id, loc, stored);
+
+	if (rc == 0)
+		rc = routes_fetch_check(ctx, id, loc, stored->data,
+					stored->len, plain, dctx);
+	if (rc == 0)
+		rc = dd_bundle_add(out, id, loc->flags, loc->plain_len,
+				   stored->data, (uint32_t)stored->len);
+	return rc;
+}
+
 void route_fetch(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
 {
@@ -500,17 +578,11 @@ void route_fetch(void *payload, const struct http_request *req,
 	}
 	for (i = 0; i < n; i++) {
 		routes_id_at(&id, req, i);
-		rc = store_read_stored(ctx->store, &id, &locs[i], &stored);
-		if (rc == 0)
-			rc = store_decode(&plain, &id, locs[i].flags,
-					  locs[i].plain_len, stored.data,
-					  stored.len, dctx);
-		if (rc == -EBADMSG)   /* damaged: make it missing (store.h) */
-			store_forget(ctx->store, &id, &locs[i]);
-		if (rc == 0)
-			rc = dd_bundle_add(&out, &id, locs[i].flags,
-					   locs[i].plain_len, stored.data,
-					   (uint32_t)stored.len);
+		rc = routes_fetch_in_place(ctx, &id, &locs[i], &out, &plain,
+					   dctx);
+		if (rc == -EAGAIN)    /* moved to a record of another size */
+			rc = routes_fetch_copy(ctx, &id, &locs[i], &out,
+					       &stored, &plain, dctx);
 		if (rc < 0) {
 			routes_fail(rep, rc);
 			goto cleanup;

@@ -237,6 +237,12 @@ int packio_read_record(struct backend_reader *rd, const struct dd_id *id,
 	return dd_pack_read_record_with(packio_src_read, rd, id, loc, out);
 }
 
+int packio_read_record_to(struct backend_reader *rd, const struct dd_id *id,
+			  const struct dd_chunk_loc *loc, uint8_t *buf)
+{
+	return dd_pack_read_record_to(packio_src_read, rd, id, loc, buf);
+}
+
 /* ---- writing ---- */
 
 struct packio_sink {

@@ -68,6 +68,10 @@ int packio_salvage(struct backend *be, uint64_t seq, uint64_t from,
 /* Reads the record at *loc of an open reader (dd_pack_read_record). */
 int packio_read_record(struct backend_reader *rd, const struct dd_id *id,
 		       const struct dd_chunk_loc *loc, struct dd_buf *out);
+/* The same into `buf` (dd_pack_read_record_to: the record as it is in the
+ * pack, stored bytes after its header). */
+int packio_read_record_to(struct backend_reader *rd, const struct dd_id *id,
+			  const struct dd_chunk_loc *loc, uint8_t *buf);
 
 /* A new pack `seq` (put-once: -EEXIST if it exists) and its writer: one
  * backend_append per dd_pack_writer_sync. */

@@ -236,6 +236,12 @@ int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
  * mismatch, -EIO if the pack cannot be read. */
 int store_read_stored(struct store *s, const struct dd_id *id,
 		      const struct dd_chunk_loc *loc, struct dd_buf *out);
+/* The same without a copy: the record as it is in the pack into `buf`,
+ * which has room for DD_PACK_RECORD_HEADER_LEN + loc->stored_len bytes;
+ * the stored bytes are left after the header. -EAGAIN (nothing read) if
+ * the chunk moved to a record of another length: use store_read_stored. */
+int store_read_stored_to(struct store *s, const struct dd_id *id,
+			 const struct dd_chunk_loc *loc, uint8_t *buf);
 
 /* Decodes stored bytes into plain bytes and checks they hash to id;
  * -EBADMSG naming the chunk if not. `dctx` is an optional ZSTD_DCtx*.

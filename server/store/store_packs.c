@@ -183,8 +183,17 @@ void store_readers_close(struct store *s)
 	}
 }
 
-int store_read_stored(struct store *s, const struct dd_id *id,
-		      const struct dd_chunk_loc *loc, struct dd_buf *out)
+/*
+ * Reads the record of `id` at *loc into `out` (its stored bytes) or, with
+ * out == NULL, into `buf` as it is in the pack (store_read_stored_to).
+ * A collection may have moved the chunk to a new pack and deleted the old
+ * one since the caller looked it up: the read follows it once; into
+ * `buf`, sized from *loc, only to a record of the same length (-EAGAIN
+ * otherwise).
+ */
+static int store_read_record(struct store *s, const struct dd_id *id,
+			     const struct dd_chunk_loc *loc, struct dd_buf *out,
+			     uint8_t *buf)
 {
 	char hex[DD_ID_HEX_LEN + 1], path[600];
 	struct dd_chunk_loc moved;
@@ -192,10 +201,10 @@ int store_read_stored(struct store *s, const struct dd_id *id,
 	int slot = -1, rc;
 
 	rc = store_reader_acquire(s, loc->pack_seq, &slot, &rd);
-	/* A collection may have moved the chunk to a new pack and deleted
-	 * the old one since the caller looked it up: follow it once. */
 	if (rc < 0 && s->shared && store_shared_get_fresh(s, id, &moved) == 0 &&
 	    (moved.pack_seq != loc->pack_seq || moved.offset != loc->offset)) {
+		if (!out && moved.stored_len != loc->stored_len)
+			return -EAGAIN;
 		loc = &moved;
 		dd_error_clear();
 		rc = store_reader_acquire(s, loc->pack_seq, &slot, &rd);
@@ -211,7 +220,8 @@ int store_read_stored(struct store *s, const struct dd_id *id,
 		return log_wrap(-EIO, "chunk %s", hex);
 	}
 	dd_error_clear();
-	rc = packio_read_record(rd, id, loc, out);
+	rc = out ? packio_read_record(rd, id, loc, out) :
+		packio_read_record_to(rd, id, loc, buf);
 	store_reader_release(s, rd, slot);
 	if (rc < 0 && rc != -ENOMEM) {
 		/* The reason names the chunk; add the pack. */
@@ -220,6 +230,18 @@ int store_read_stored(struct store *s, const struct dd_id *id,
 				"cannot read pack '%s'", path);
 	}
 	return rc;
+}
+
+int store_read_stored(struct store *s, const struct dd_id *id,
+		      const struct dd_chunk_loc *loc, struct dd_buf *out)
+{
+	return store_read_record(s, id, loc, out, NULL);
+}
+
+int store_read_stored_to(struct store *s, const struct dd_id *id,
+			 const struct dd_chunk_loc *loc, uint8_t *buf)
+{
+	return store_read_record(s, id, loc, NULL, buf);
 }
 
 int store_decode(struct dd_buf *plain, const struct dd_id *id,
