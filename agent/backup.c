@@ -110,7 +110,6 @@ struct backup {
 	struct parent_record record;   /* the last snapshot this agent made */
 	struct progress *progress;     /* NULL: no display */
 
-	pthread_mutex_t uq_mu;         /* upload_queue_add is one caller's */
 	struct reorder *ring;          /* entries in walk order */
 	struct backup_reader *readers; /* nreaders threads; none: the walk
 					* thread reads with `inline_reader` */
@@ -157,16 +156,12 @@ static void backup_chunk_id(const struct backup *b, struct dd_id *id,
 	key_chunk_id(client_crypt(b->client), id, data, n);
 }
 
-/* Queues one chunk; the readers share the queue. */
+/* Queues one chunk; the readers share the queue (upload.h: adds may
+ * come from several threads at once, each copying its own bytes). */
 static int backup_queue_chunk(struct backup *b, const struct dd_id *id,
 			      const void *data, size_t len)
 {
-	int rc;
-
-	pthread_mutex_lock(&b->uq_mu);
-	rc = upload_queue_add(b->uq, id, data, len);
-	pthread_mutex_unlock(&b->uq_mu);
-	return rc;
+	return upload_queue_add(b->uq, id, data, len);
 }
 
 /* ---- catalog ---- */
@@ -1120,7 +1115,6 @@ static void backup_release(struct backup *b)
 	backup_readers_stop(b);
 	upload_queue_free(b->uq);
 	sealsnap_free(b->seal);
-	pthread_mutex_destroy(&b->uq_mu);
 	pthread_mutex_destroy(&b->h_mu);
 	pthread_cond_destroy(&b->h_work_cv);
 	pthread_cond_destroy(&b->h_done_cv);
@@ -1225,7 +1219,6 @@ static int backup_setup(struct backup *b, struct client *c,
 		lim.batch_bytes = BACKUP_BATCH_BYTES;
 
 	b->client = c;
-	pthread_mutex_init(&b->uq_mu, NULL);
 	pthread_mutex_init(&b->h_mu, NULL);
 	pthread_cond_init(&b->h_work_cv, NULL);
 	pthread_cond_init(&b->h_done_cv, NULL);

@@ -37,6 +37,8 @@ struct upload_batch {
 	struct dd_buf plain;
 	struct upload_item *items;
 	size_t nitems;
+	size_t copying;        /* adders copying into it now (q->mu) */
+	bool full;             /* taken off `cur`: submit once copied */
 	bool unsealed;         /* never sealed (upload_queue_plain) */
 	struct upload_batch *next;
 };
@@ -60,13 +62,16 @@ struct upload_worker {
 
 struct upload_queue {
 	struct upload_limits lim;
-	struct idset *seen;          /* caller's thread only */
-	struct upload_batch *cur;    /* caller's thread only */
-	uint64_t chunks_repeat;
 
+	/* Everything below is guarded by mu; adders copy chunk bytes into
+	 * the room they took in `cur` without holding it. */
 	pthread_mutex_t mu;
+	struct idset *seen;
+	struct upload_batch *cur;    /* NULL while a full one is handed over */
+	uint64_t chunks_repeat;
 	pthread_cond_t work_cv;      /* a batch is pending, or stop */
 	pthread_cond_t done_cv;      /* a batch came back */
+	pthread_cond_t cur_cv;       /* `cur` is set again, or copies ended */
 	struct upload_batch *pending, *pending_tail;
 	struct upload_batch *free_list;
 	size_t busy;                 /* pending or being processed */
@@ -227,11 +232,14 @@ static void *upload_worker_main(void *arg)
 		}
 		upload_stats_add(&w->stats, &w->batch);
 		b->nitems = 0;
+		b->full = false;
 		dd_buf_reset(&b->plain);
 		b->next = q->free_list;
 		q->free_list = b;
 		q->busy--;
 		pthread_cond_broadcast(&q->done_cv);
+		if (q->err)    /* adders waiting for `cur` must see it */
+			pthread_cond_broadcast(&q->cur_cv);
 	}
 	pthread_mutex_unlock(&q->mu);
 	return NULL;
@@ -245,37 +253,45 @@ static int upload_failed(struct upload_queue *q)
 	return dd_error_set(q->err, "%s", q->errmsg);
 }
 
-/* Hands the current batch to the workers and takes a free one. */
-static int upload_submit(struct upload_queue *q)
+/*
+ * Hands the full batch `b` (no longer `cur`, every copy into it done) to
+ * the workers and makes a free one `cur`, waiting for one if needed.
+ * Called and returns with q->mu held.
+ */
+static int upload_submit_locked(struct upload_queue *q, struct upload_batch *b)
 {
-	int rc = 0;
-
-	pthread_mutex_lock(&q->mu);
-	if (q->err) {
-		rc = upload_failed(q);
-		goto out;
-	}
-	q->cur->next = NULL;
-	q->cur->unsealed = q->plain;
+	assert(b->copying == 0 && q->cur == NULL);
+	if (q->err)
+		return upload_failed(q);
+	b->next = NULL;
+	b->unsealed = q->plain;
 	if (q->pending_tail)
-		q->pending_tail->next = q->cur;
+		q->pending_tail->next = b;
 	else
-		q->pending = q->cur;
-	q->pending_tail = q->cur;
+		q->pending = b;
+	q->pending_tail = b;
 	q->busy++;
-	q->cur = NULL;
 	pthread_cond_signal(&q->work_cv);
 	while (!q->free_list && !q->err)
 		pthread_cond_wait(&q->done_cv, &q->mu);
 	if (q->err) {
-		rc = upload_failed(q);
-		goto out;
+		pthread_cond_broadcast(&q->cur_cv);
+		return upload_failed(q);
 	}
 	q->cur = q->free_list;
 	q->free_list = q->cur->next;
-out:
-	pthread_mutex_unlock(&q->mu);
-	return rc;
+	pthread_cond_broadcast(&q->cur_cv);
+	return 0;
+}
+
+/* Waits until `cur` is set (an adder may be handing a full batch over);
+ * the queue's failure if it failed. Called with q->mu held. Whoever sets
+ * `cur` or q->err broadcasts cur_cv. */
+static int upload_wait_cur(struct upload_queue *q)
+{
+	while (!q->cur && !q->err)
+		pthread_cond_wait(&q->cur_cv, &q->mu);
+	return q->err ? upload_failed(q) : 0;
 }
 
 static void upload_worker_release(struct upload_worker *w)
@@ -334,6 +350,7 @@ int upload_queue_new(struct upload_queue **out, const struct settings *s,
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->work_cv, NULL);
 	pthread_cond_init(&q->done_cv, NULL);
+	pthread_cond_init(&q->cur_cv, NULL);
 	q->nbatches = lim->workers + 1;
 	q->nworkers = lim->workers;
 	if ((rc = idset_new(&q->seen)) < 0)
@@ -400,6 +417,7 @@ void upload_queue_free(struct upload_queue *q)
 	idset_free(q->seen);
 	pthread_cond_destroy(&q->work_cv);
 	pthread_cond_destroy(&q->done_cv);
+	pthread_cond_destroy(&q->cur_cv);
 	pthread_mutex_destroy(&q->mu);
 	free(q);
 }
@@ -407,45 +425,75 @@ void upload_queue_free(struct upload_queue *q)
 int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
 		     const void *data, size_t len)
 {
-	struct upload_batch *b = q->cur;
+	struct upload_batch *b;
 	struct upload_item *it;
+	size_t off;
 	int rc;
 
 	assert(len > 0 && len <= DD_CHUNK_SIZE_LIMIT);
-	if (!b) {    /* a submit failed earlier */
-		pthread_mutex_lock(&q->mu);
-		rc = upload_failed(q);
-		pthread_mutex_unlock(&q->mu);
-		return rc;
-	}
+	pthread_mutex_lock(&q->mu);
+	if ((rc = upload_wait_cur(q)) < 0)
+		goto out;
 	rc = idset_insert(q->seen, id, 0, NULL);
-	if (rc < 0)
-		return rc;
-	if (rc == 0) {
-		q->chunks_repeat++;
-		return 0;
+	if (rc <= 0) {
+		if (rc == 0)
+			q->chunks_repeat++;
+		goto out;
 	}
-	if ((rc = dd_buf_append(&b->plain, data, len)) < 0)
-		return dd_error_set(rc, "out of memory");
+	/* Take room in the batch; the bytes are copied unlocked, so readers
+	 * fill it side by side. The room was reserved when the batch was
+	 * made (batch_bytes plus the largest chunk): it never moves. */
+	b = q->cur;
+	off = b->plain.len;
+	assert(off + len <= b->plain.alloc);
+	b->plain.len += len;
 	it = &b->items[b->nitems++];
 	it->id = *id;
-	it->off = b->plain.len - len;
+	it->off = off;
 	it->len = (uint32_t)len;
-	if (b->nitems >= q->lim.batch_ids || b->plain.len >= q->lim.batch_bytes)
-		return upload_submit(q);
-	return 0;
+	b->copying++;
+	if (b->nitems >= q->lim.batch_ids || b->plain.len >= q->lim.batch_bytes) {
+		b->full = true;
+		q->cur = NULL;
+	}
+	pthread_mutex_unlock(&q->mu);
+
+	memcpy(b->plain.data + off, data, len);
+
+	pthread_mutex_lock(&q->mu);
+	rc = 0;
+	if (--b->copying == 0) {
+		if (b->full)
+			rc = upload_submit_locked(q, b);
+		else
+			pthread_cond_broadcast(&q->cur_cv);
+	}
+out:
+	pthread_mutex_unlock(&q->mu);
+	return rc < 0 ? rc : 0;
 }
 
 int upload_queue_flush(struct upload_queue *q)
 {
+	struct upload_batch *b;
 	int rc;
 
-	if (q->cur && q->cur->nitems > 0 && (rc = upload_submit(q)) < 0)
-		return rc;
 	pthread_mutex_lock(&q->mu);
+	if ((rc = upload_wait_cur(q)) < 0)
+		goto out;
+	b = q->cur;
+	while (b->copying > 0)
+		pthread_cond_wait(&q->cur_cv, &q->mu);
+	/* An adder may have filled and handed it over meanwhile. */
+	if (q->cur == b && b->nitems > 0) {
+		q->cur = NULL;
+		if ((rc = upload_submit_locked(q, b)) < 0)
+			goto out;
+	}
 	while (q->busy > 0)
 		pthread_cond_wait(&q->done_cv, &q->mu);
 	rc = q->err ? upload_failed(q) : 0;
+out:
 	pthread_mutex_unlock(&q->mu);
 	return rc;
 }
@@ -456,8 +504,8 @@ void upload_queue_stats(struct upload_queue *q, struct upload_stats *out)
 	pthread_mutex_lock(&q->mu);
 	for (size_t i = 0; i < q->nworkers; i++)
 		upload_stats_add(out, &q->workers[i].stats);
-	pthread_mutex_unlock(&q->mu);
 	out->chunks_repeat = q->chunks_repeat;
+	pthread_mutex_unlock(&q->mu);
 }
 
 void upload_queue_plain(struct upload_queue *q)

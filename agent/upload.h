@@ -19,7 +19,12 @@
  * A chunk counts as stored once upload_queue_flush() has returned 0; the
  * caller flushes before it names chunks in a snapshot. The first failure
  * of any worker stops the queue: later calls return it, with its message.
- * add, flush and stats are for one caller thread.
+ *
+ * upload_queue_add() may be called from several threads at once: each
+ * takes room in the batch being filled under the queue's lock and copies
+ * its chunk's bytes without it, so readers do not wait for each other's
+ * copies; the batch goes to a worker once its last copy is done. flush,
+ * plain and stats are for one thread, with no add running.
  */
 #ifndef DD_AGENT_UPLOAD_H
 #define DD_AGENT_UPLOAD_H
@@ -55,7 +60,8 @@ int upload_queue_new(struct upload_queue **out, const struct settings *s,
 /* Stops the workers (dropping what was not flushed) and frees the queue. */
 void upload_queue_free(struct upload_queue *q);
 
-/* Queues one chunk (the bytes are copied). May wait for a free batch. */
+/* Queues one chunk (the bytes are copied before it returns). May wait
+ * for a free batch. Thread-safe. */
 int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
 		     const void *data, size_t len);
 /* Returns once everything queued is acknowledged by the server. */
