@@ -5,18 +5,26 @@
  *   1. start a new generation of the vouch journal (store_gc_track) at a
  *      snapshot barrier, dropping the generations no backup in progress
  *      needs, and note the first pack number written from now on;
- *   2. mark: every catalog chunk and every file chunk of every snapshot;
- *   3. sweep: delete the index entries of chunks neither marked nor
- *      vouched for, in synced batches (pack bytes are untouched);
- *   4. for each older pack: nothing live -> delete it; dead share above
- *      the threshold -> copy its live records (re-hashed) into a new pack,
- *      sync it, point the index at the copies in one synced batch, then
- *      delete the old pack.
+ *   2. mark: every catalog chunk and every file chunk of every snapshot,
+ *      into a bloom filter of fixed size (markset.h);
+ *   3. sweep: scan the index in key order and delete the entries of
+ *      chunks neither marked nor vouched for, in synced batches as the
+ *      scan goes (pack bytes are untouched); a false positive of the
+ *      filter keeps a dead chunk, never the other way;
+ *   4. count what stays in each pack (a second scan), then for each older
+ *      pack: nothing live -> delete it; dead share above the threshold ->
+ *      list its records and keep those the index still points at, copy
+ *      them (re-hashed) into a new pack, sync it, point the index at the
+ *      copies in one synced batch, then delete the old pack. One pack at
+ *      a time.
  * On a pool shared by several front-ends, step 1 is preceded by
  * gc_shared_begin: the lock, the pull of the shared index, the epoch set
  * running, the other front-ends' heartbeats, and then the pool's
  * manifests this directory lacks (adopted, so that step 2 marks from
  * every snapshot another front-end acknowledged before its heartbeat).
+ * Memory: the filter (MARKSET_BITS_PER_ID bits a chunk of the index, at
+ * most gc_opts.filter_max_bytes), a counter a pack, one sweep batch and
+ * one pack's records; nothing else grows with the chunk count.
  * A crash anywhere leaves every indexed chunk readable: before the batch
  * of step 4 the old records are indexed, after it the new ones; a copy
  * nobody indexes, or an old pack nobody points at, is collected next time.
@@ -26,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zstd.h>
 
@@ -34,7 +44,7 @@
 #include "catsource.h"
 #include "domains.h"
 #include "gc.h"
-#include "idset.h"
+#include "markset.h"
 #include "proto.h"
 #include "log.h"
 #include "packio.h"
@@ -123,7 +133,7 @@ static void gc_snaps_release(struct gc_snaps *l)
 /* ---- mark ---- */
 
 static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
-			    struct idset *marked)
+			    struct markset *marked)
 {
 	struct catsource *src = NULL;
 	struct dd_entry e;
@@ -132,19 +142,15 @@ static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
 	int rc;
 
 	for (k = 0; k < sn->ncatalog; k++)
-		if ((rc = idset_add(marked, &sn->catalog[k])) < 0)
-			return rc;
+		markset_add(marked, &sn->catalog[k]);
 	rc = catsource_new(&src, st, sn->catalog, sn->ncatalog);
 	while (rc == 0) {
 		rc = catsource_next(src, &e);
 		if (rc <= 0)
 			break;
 		for (i = 0; i < e.nchunks; i++)
-			if (!dd_chunk_ref_is_hole(&e.chunks[i]) &&
-			    (rc = idset_add(marked, &e.chunks[i].id)) < 0)
-				break;
-		if (rc < 0)
-			break;
+			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
+				markset_add(marked, &e.chunks[i].id);
 		rc = 0;
 	}
 	if (rc < 0 && rc != -ENOMEM)
@@ -163,77 +169,211 @@ struct gc_entry {
 	struct dd_chunk_loc loc;
 };
 
+/* What the index points at in one pack: memory a pack, not a chunk. */
+struct gc_pack {
+	uint64_t seq;
+	uint64_t live;              /* entries */
+	uint64_t live_bytes;        /* their records */
+};
+
+struct gc_packs {
+	struct gc_pack *v;          /* by seq, ascending */
+	size_t n;
+};
+
+static int gc_packs_load(struct gc_packs *p, const uint64_t *seqs, size_t n)
+{
+	size_t i;
+
+	p->v = calloc(n ? n : 1, sizeof(*p->v));
+	if (!p->v)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		p->v[i].seq = seqs[i];
+	p->n = n;
+	return 0;
+}
+
+static void gc_packs_zero(struct gc_packs *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		p->v[i].live = p->v[i].live_bytes = 0;
+}
+
+/* The pack seq, or NULL when no such pack is listed (check reports an
+ * entry that points at a missing pack; it decides nothing here). */
+static struct gc_pack *gc_packs_find(struct gc_packs *p, uint64_t seq)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (p->v[mid].seq == seq)
+			return &p->v[mid];
+		if (p->v[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void gc_packs_count(struct gc_packs *p, const struct dd_chunk_loc *loc)
+{
+	struct gc_pack *pk = gc_packs_find(p, loc->pack_seq);
+
+	if (pk) {
+		pk->live++;
+		pk->live_bytes += DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
+	}
+}
+
+/*
+ * One pass over the index. judge: each entry is dead unless marked or
+ * vouched for; dead ones are counted and (sweep) deleted in batches of
+ * GC_SWEEP_BATCH as the scan goes, live ones counted in their pack. Not
+ * judge: every entry is counted in its pack (what stays after a sweep).
+ */
 struct gc_scan {
 	struct store *st;
-	const struct idset *marked;
-	uint64_t first_new;
-	bool live_only;              /* dry run: skip what would be swept */
-	/* unreferenced entries (sweep candidates) */
-	struct dd_id *dead;
-	size_t ndead, adead;
-	uint64_t dead_bytes, in_use;
-	/* entries in packs older than first_new that stay */
-	struct gc_entry *ent;
-	size_t nent, aent;
+	const struct markset *marked;
+	struct gc_packs *packs;
+	bool judge, sweep;
+	struct dd_id *batch;         /* GC_SWEEP_BATCH ids */
+	size_t nbatch;
+	uint64_t dead, dead_bytes, in_use, removed, removed_bytes;
 };
+
+static int gc_scan_flush(struct gc_scan *sc)
+{
+	uint64_t removed, bytes;
+	int rc;
+
+	if (!sc->nbatch)
+		return 0;
+	rc = store_gc_sweep(sc->st, sc->batch, sc->nbatch, &removed, &bytes);
+	sc->nbatch = 0;
+	if (rc < 0)
+		return rc;
+	sc->removed += removed;
+	sc->removed_bytes += bytes;
+	return 0;
+}
 
 static int gc_scan_cb(void *payload, const uint8_t *key, size_t klen,
 		      const uint8_t *val, size_t vlen)
 {
 	struct gc_scan *sc = payload;
 	struct gc_entry e;
-	bool live;
 
 	if (klen != 1 + DD_ID_LEN || key[0] != 'c')
 		return 0;
 	memcpy(e.id.b, key + 1, DD_ID_LEN);
 	if (dd_chunk_loc_decode(&e.loc, val, vlen) < 0)
 		return 0;      /* check reports it; the sweep leaves it */
+	if (!sc->judge || markset_has(sc->marked, &e.id)) {
+		gc_packs_count(sc->packs, &e.loc);
+		return 0;
+	}
 	/* Chunks stored since tracking began are vouched for; older ones
 	 * in the open pack (a dry run does not seal it) are judged too. */
-	live = idset_has(sc->marked, &e.id);
-	if (!live && store_gc_vouched(sc->st, &e.id)) {
+	if (store_gc_vouched(sc->st, &e.id)) {
 		sc->in_use++;
-		live = true;
-	}
-	if (!live) {
-		if (sc->ndead == sc->adead) {
-			size_t na = sc->adead ? sc->adead * 2 : 1024;
-			struct dd_id *v = realloc(sc->dead, na * sizeof(*v));
-
-			if (!v)
-				return -ENOMEM;
-			sc->dead = v;
-			sc->adead = na;
-		}
-		sc->dead[sc->ndead++] = e.id;
-		sc->dead_bytes += e.loc.plain_len;
-		if (sc->live_only)
-			return 0;
-	}
-	if (e.loc.pack_seq >= sc->first_new)
+		gc_packs_count(sc->packs, &e.loc);
 		return 0;
-	if (sc->nent == sc->aent) {
-		size_t na = sc->aent ? sc->aent * 2 : 1024;
-		struct gc_entry *v = realloc(sc->ent, na * sizeof(*v));
+	}
+	sc->dead++;
+	sc->dead_bytes += e.loc.plain_len;
+	if (!sc->sweep)
+		return 0;
+	sc->batch[sc->nbatch++] = e.id;
+	return sc->nbatch == GC_SWEEP_BATCH ? gc_scan_flush(sc) : 0;
+}
+
+/* Judges and (unless a dry run) sweeps the whole index: see gc_scan. */
+static int gc_sweep(struct store *st, struct gc_scan *sc, struct gc_report *r,
+		    bool dry_run)
+{
+	int rc;
+
+	sc->judge = true;
+	sc->sweep = !dry_run;
+	rc = store_index_foreach(st, gc_scan_cb, sc);
+	if (rc == 0)
+		rc = gc_scan_flush(sc);
+	r->chunks_in_use = sc->in_use;
+	r->chunks_removed = dry_run ? sc->dead : sc->removed;
+	r->bytes_removed = dry_run ? sc->dead_bytes : sc->removed_bytes;
+	return rc;
+}
+
+/* Records of pack `seq` that the index still points at, listed from the
+ * pack itself (memory one pack's records). */
+struct gc_list {
+	struct store *st;
+	struct gc_entry *v;
+	size_t n, a;
+};
+
+static int gc_list_cb(void *payload, const struct dd_id *id,
+		      const struct dd_chunk_loc *loc, const uint8_t *stored)
+{
+	struct gc_list *l = payload;
+	struct dd_chunk_loc have;
+	int rc;
+
+	(void)stored;
+	rc = store_gc_lookup(l->st, id, &have);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (have.pack_seq != loc->pack_seq || have.offset != loc->offset)
+		return 0;
+	if (l->n == l->a) {
+		size_t na = l->a ? l->a * 2 : 1024;
+		struct gc_entry *v = realloc(l->v, na * sizeof(*v));
 
 		if (!v)
 			return -ENOMEM;
-		sc->ent = v;
-		sc->aent = na;
+		l->v = v;
+		l->a = na;
 	}
-	sc->ent[sc->nent++] = e;
+	l->v[l->n].id = *id;
+	l->v[l->n++].loc = have;
 	return 0;
 }
 
-static int gc_entry_cmp(const void *a, const void *b)
+/* Lists pack `seq`'s live records into l. 1 when the pack is to be left
+ * as it is: it cannot be read through, or the index points at records
+ * the listing did not find (want: entries counted by the scan). */
+static int gc_list_pack(struct gc_list *l, uint64_t seq, uint64_t want,
+			struct gc_report *r)
 {
-	const struct gc_entry *x = a, *y = b;
+	bool sealed = false;
+	int rc;
 
-	if (x->loc.pack_seq != y->loc.pack_seq)
-		return x->loc.pack_seq < y->loc.pack_seq ? -1 : 1;
-	if (x->loc.offset != y->loc.offset)
-		return x->loc.offset < y->loc.offset ? -1 : 1;
+	l->n = 0;
+	dd_error_clear();
+	rc = packio_scan(store_backend(l->st), seq, gc_list_cb, l, &sealed);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		log_warning("gc: pack %016llx left as it is: %s",
+			    (unsigned long long)seq, log_reason(rc));
+		r->packs_kept_damaged++;
+		return 1;
+	}
+	if (l->n != want) {
+		log_warning("gc: pack %016llx left as it is: the index points "
+			    "at %llu of its records, its listing found %llu",
+			    (unsigned long long)seq, (unsigned long long)want,
+			    (unsigned long long)l->n);
+		return 1;
+	}
 	return 0;
 }
 
@@ -499,6 +639,70 @@ static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 	return rc;
 }
 
+/* ---- the mark set ---- */
+
+/* A new seed each run: a dead chunk that is a false positive of this
+ * run's filter is very likely not one of the next run's. */
+static uint64_t gc_seed(void)
+{
+	uint64_t seed;
+
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+		seed = (uint64_t)(dd_monotonic() * 1e9) ^ (uint64_t)getpid();
+	return seed;
+}
+
+/* The filter's cap: o->filter_max_bytes, or the test hook
+ * DEDUP_TEST_GC_FILTER_BYTES (docs/OPERATIONS.md) to make it tiny. */
+static size_t gc_filter_max(const struct gc_opts *o)
+{
+	const char *v = getenv("DEDUP_TEST_GC_FILTER_BYTES");
+	unsigned long long n;
+	char *end;
+
+	if (v && *v) {
+		errno = 0;
+		n = strtoull(v, &end, 10);
+		if (errno == 0 && *end == 0 && n > 0)
+			return (size_t)n;
+	}
+	return o->filter_max_bytes;
+}
+
+/* Marks every chunk of every snapshot into a filter sized from the
+ * index's chunk count. */
+static int gc_mark(struct store *st, struct snapshots *snaps,
+		   const struct gc_opts *o, struct markset **out,
+		   struct gc_report *r)
+{
+	struct gc_snaps snl = { NULL, 0, 0 };
+	uint64_t chunks, ubytes;
+	size_t i;
+	int rc;
+
+	store_counters(st, &chunks, &ubytes);
+	rc = markset_new(out, chunks, gc_filter_max(o), gc_seed());
+	if (rc == 0)
+		rc = snapshots_foreach(snaps, gc_collect_cb, &snl);
+	r->snapshots = snl.n;
+	for (i = 0; rc == 0 && i < snl.n; i++) {
+		rc = gc_load_catalog(snaps, &snl.v[i]);
+		if (rc == 0)
+			rc = gc_mark_snapshot(st, &snl.v[i], *out);
+		else if (rc == 1)
+			rc = 0;
+		free(snl.v[i].catalog);
+		snl.v[i].catalog = NULL;
+	}
+	gc_snaps_release(&snl);
+	if (*out) {
+		r->chunks_marked = markset_count(*out);
+		r->filter_bytes = markset_bytes(*out);
+		r->filter_fp_rate = markset_fp_rate(*out);
+	}
+	return rc;
+}
+
 int gc_run(struct store *st, struct snapshots *snaps,
 	   const struct gc_opts *o_in, struct gc_report *r)
 {
@@ -507,20 +711,22 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	struct gc_fe_max fm;
 	bool shared = store_shared_on(st), locked = false;
 	uint32_t self = 0;
-	struct gc_snaps snl = { NULL, 0, 0 };
 	struct gc_scan sc;
+	struct gc_packs pk = { NULL, 0 };
+	struct gc_list ls;
 	struct gc_track tr = { st, o, 0 };
 	struct gc_repack rp;
-	struct idset *marked = NULL;
+	struct markset *marked = NULL;
 	ZSTD_DCtx *dctx = NULL;
-	uint64_t *seqs = NULL, packs, removed, bytes;
-	size_t nseqs = 0, i, j, k;
+	uint64_t *seqs = NULL, packs;
+	size_t nseqs = 0, i;
 	double t0 = dd_monotonic();
 	int rc;
 
 	memset(r, 0, sizeof(*r));
 	memset(&sc, 0, sizeof(sc));
 	memset(&rp, 0, sizeof(rp));
+	memset(&ls, 0, sizeof(ls));
 	dd_buf_init(&rp.stored, 0);
 	dd_buf_init(&rp.plain, 0);
 	memset(&fm, 0, sizeof(fm));
@@ -540,81 +746,51 @@ int gc_run(struct store *st, struct snapshots *snaps,
 		if (r->deferred)
 			oo.dry_run = true;
 	}
-	rc = idset_new(&marked, 0);
 	dctx = ZSTD_createDCtx();
 	rp.dctx = dctx;
-	if (rc == 0 && !dctx)
+	sc.batch = malloc(GC_SWEEP_BATCH * sizeof(*sc.batch));
+	if (!dctx || !sc.batch)
 		rc = -ENOMEM;
 	if (rc == 0)
 		rc = store_pack_usage(st, &packs, &r->pack_bytes_before);
 	if (rc == 0)
 		rc = snapshots_barrier(snaps, gc_track_cb, &tr);
+	if (rc == 0)
+		rc = gc_mark(st, snaps, o, &marked, r);
 	if (rc < 0)
 		goto cleanup;
 
-	/* Mark. */
-	rc = snapshots_foreach(snaps, gc_collect_cb, &snl);
+	/* Sweep, and what stays in each pack. The packs are listed first:
+	 * one written after that is new to this run anyway. */
+	rc = store_pack_seqs(st, &seqs, &nseqs);
+	if (rc == 0)
+		rc = gc_packs_load(&pk, seqs, nseqs);
 	if (rc < 0)
 		goto cleanup;
-	r->snapshots = snl.n;
-	for (i = 0; i < snl.n; i++) {
-		rc = gc_load_catalog(snaps, &snl.v[i]);
-		if (rc == 0)
-			rc = gc_mark_snapshot(st, &snl.v[i], marked);
-		free(snl.v[i].catalog);
-		snl.v[i].catalog = NULL;
-		if (rc < 0)
-			goto cleanup;
-	}
-	r->chunks_marked = idset_count(marked);
-
-	/* Sweep. */
 	sc.st = st;
 	sc.marked = marked;
-	sc.first_new = tr.first_new;
-	sc.live_only = o->dry_run;
-	rc = store_index_foreach(st, gc_scan_cb, &sc);
+	sc.packs = &pk;
+	rc = gc_sweep(st, &sc, r, o->dry_run);
 	if (rc < 0)
 		goto cleanup;
-	r->chunks_in_use = sc.in_use;
-	if (o->dry_run) {
-		r->chunks_removed = sc.ndead;
-		r->bytes_removed = sc.dead_bytes;
-	} else {
-		for (i = 0; i < sc.ndead; i += GC_SWEEP_BATCH) {
-			size_t n = sc.ndead - i < GC_SWEEP_BATCH ?
-				   sc.ndead - i : GC_SWEEP_BATCH;
-
-			rc = store_gc_sweep(st, sc.dead + i, n, &removed,
-					    &bytes);
-			if (rc < 0)
-				goto cleanup;
-			r->chunks_removed += removed;
-			r->bytes_removed += bytes;
-		}
+	if (!o->dry_run) {
 		gc_test_point("swept");
 		rc = gc_drop_memberships(st);
 		if (rc < 0)
 			goto cleanup;
 		/* What stays, as the index says now. */
-		free(sc.dead);
-		sc.dead = NULL;
-		sc.ndead = sc.adead = 0;
-		sc.nent = 0;
+		gc_packs_zero(&pk);
+		sc.judge = false;
 		rc = store_index_foreach(st, gc_scan_cb, &sc);
 		if (rc < 0)
 			goto cleanup;
 	}
-	if (sc.nent)
-		qsort(sc.ent, sc.nent, sizeof(sc.ent[0]), gc_entry_cmp);
 
 	/* Packs. */
-	rc = store_pack_seqs(st, &seqs, &nseqs);
-	if (rc < 0)
-		goto cleanup;
 	rp.st = st;
-	for (i = 0, j = 0; i < nseqs; i++) {
-		uint64_t seq = seqs[i], size, live = 0, dead;
+	ls.st = st;
+	for (i = 0; i < pk.n; i++) {
+		uint64_t seq = pk.v[i].seq, size, live, dead;
 
 		if (shared && store_seq_frontend(seq) != self) {
 			if (!gc_fe_pack_ok(&fm, seq))
@@ -622,16 +798,12 @@ int gc_run(struct store *st, struct snapshots *snaps,
 		} else if (seq >= tr.first_new) {
 			continue;
 		}
-		while (j < sc.nent && sc.ent[j].loc.pack_seq < seq)
-			j++;
-		for (k = j; k < sc.nent && sc.ent[k].loc.pack_seq == seq; k++)
-			live += DD_PACK_RECORD_HEADER_LEN +
-				sc.ent[k].loc.stored_len;
 		if (gc_pack_size(st, seq, &size) < 0)
 			continue;
-		live += k > j ? DD_PACK_HEADER_LEN + gc_trailer_len(k - j) : 0;
+		live = pk.v[i].live ? pk.v[i].live_bytes + DD_PACK_HEADER_LEN +
+			gc_trailer_len(pk.v[i].live) : 0;
 		dead = size > live ? size - live : 0;
-		if (k == j) {
+		if (!pk.v[i].live) {
 			/* Nothing live. */
 			r->bytes_freed += size;
 			r->packs_deleted++;
@@ -644,14 +816,15 @@ int gc_run(struct store *st, struct snapshots *snaps,
 			continue;
 		if (o->dry_run) {
 			r->packs_rewritten++;
-			r->chunks_moved += k - j;
+			r->chunks_moved += pk.v[i].live;
 			r->bytes_freed += dead;
 			continue;
 		}
-		rc = gc_repack_one(&rp, seq, sc.ent + j, k - j, r);
+		rc = gc_list_pack(&ls, seq, pk.v[i].live, r);
+		if (rc == 0)
+			rc = gc_repack_one(&rp, seq, ls.v, ls.n, r);
 		if (rc < 0)
 			goto cleanup;
-		j = k;
 	}
 	rc = 0;
 cleanup:
@@ -680,11 +853,11 @@ cleanup:
 		backend_unlock(store_backend(st), GC_LOCK);
 	}
 	r->seconds = dd_monotonic() - t0;
-	gc_snaps_release(&snl);
-	idset_free(marked);
+	markset_free(marked);
 	ZSTD_freeDCtx(dctx);
-	free(sc.dead);
-	free(sc.ent);
+	free(sc.batch);
+	free(pk.v);
+	free(ls.v);
 	free(seqs);
 	free(rp.moves);
 	dd_buf_release(&rp.stored);
@@ -714,6 +887,12 @@ json_t *gc_report_json(const struct gc_report *r, bool dry_run)
 			 "vouch_filtered", r->vouch_filtered,
 			 "seconds", r->seconds);
 
+	if (j) {
+		json_object_set_new(j, "filter_bytes",
+				    json_integer((json_int_t)r->filter_bytes));
+		json_object_set_new(j, "filter_fp_rate",
+				    json_real(r->filter_fp_rate));
+	}
 	/* a shared pool: deleting was put off for another front-end */
 	if (j && r->deferred)
 		json_object_set_new(j, "deferred", json_string(r->deferred_why));
@@ -739,6 +918,10 @@ void gc_report_print(FILE *f, const struct gc_report *r, bool dry_run)
 		(unsigned long long)r->packs_deleted, w,
 		(unsigned long long)r->packs_rewritten, w,
 		(unsigned long long)r->chunks_moved, dry_run ? "would be " : "");
+	fprintf(f, "gc: mark filter %.1f MiB, %.3f%% false positives (as "
+		"many of the unreferenced chunks stay until a later run)\n",
+		(double)r->filter_bytes / (1024 * 1024),
+		100 * r->filter_fp_rate);
 	if (r->vouch_filtered)
 		fprintf(f, "gc: about %llu chunk id(s) vouched for by backups in "
 			"progress, partly in bloom filters: a few unused chunks "

@@ -3,7 +3,8 @@
  * use, sweep the index entries of the others, and rewrite (repack) the
  * packs whose dead share is above a threshold, deleting each old pack only
  * after its live records are synced in a new pack and the index points at
- * them. Safe while the server serves: see store.h ("Collection support")
+ * them. The mark set is a bloom filter of bounded size (markset.h): the
+ * memory of a collection does not grow with the chunk count beyond it. Safe while the server serves: see store.h ("Collection support")
  * and docs/OPERATIONS.md ("Garbage collection") for the invariants.
  */
 #ifndef SRV_GC_H
@@ -26,11 +27,16 @@ struct gc_opts {
 	 * every generation (safe, frees less). */
 	store_since_cb since;
 	void *since_payload;
+	/* The mark filter's cap in bytes (0: MARKSET_DEFAULT_MAX). Below
+	 * MARKSET_BITS_PER_ID bits a chunk of the index, more dead chunks
+	 * are kept (until a later run, with another seed). */
+	size_t filter_max_bytes;
 };
 
 struct gc_report {
 	uint64_t snapshots;        /* marked from */
-	uint64_t chunks_marked;    /* distinct chunks they use */
+	uint64_t chunks_marked;    /* distinct chunks they use (estimated:
+				    * low by the false positives) */
 	uint64_t chunks_in_use;    /* unreferenced, kept: a backup used them */
 	uint64_t chunks_removed;   /* index entries swept (or that would be) */
 	uint64_t bytes_removed;    /* their plain bytes */
@@ -48,6 +54,10 @@ struct gc_report {
 	 * another front-end had backups in progress (why says which). */
 	bool deferred;
 	char deferred_why[160];
+	/* The mark filter: its memory and its false-positive rate, the
+	 * share of unreferenced chunks this run keeps by mistake. */
+	uint64_t filter_bytes;
+	double filter_fp_rate;
 	double seconds;
 };
 
