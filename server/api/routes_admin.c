@@ -58,6 +58,8 @@ static void routes_gc_opts(struct gc_opts *o, struct routes_ctx *ctx)
 	memset(o, 0, sizeof(*o));
 	o->threshold = ctx->cfg ? ctx->cfg->gc_repack_threshold :
 		GC_DEFAULT_THRESHOLD;
+	o->filter_max_bytes = ctx->cfg ?
+		(size_t)ctx->cfg->gc_filter_max_mib << 20 : 0;
 	o->since = routes_oldest_session;
 	o->since_payload = ctx;
 }

@@ -17,12 +17,14 @@
 
 const char cmd_gc_usage[] =
 	"usage: dedup-server gc --repo DIR [--dry-run] [--threshold PERCENT]\n"
+	"                       [--filter-mib MIB]\n"
 	"\n"
 	"Deletes the chunks no snapshot uses and rewrites the packs that are\n"
 	"at least PERCENT dead (default 30), then reports the bytes freed.\n"
 	"The server must be stopped; while it runs, use `dedup-agent gc` with\n"
 	"an admin token instead.\n"
-	"--dry-run     report what would be done; change nothing\n";
+	"--dry-run     report what would be done; change nothing\n"
+	"--filter-mib  cap of the mark filter, 2 bytes a chunk (default 256)\n";
 
 /* gc_opts.since offline: the server is stopped, so no backup is in
  * progress and nothing vouched for before this run needs keeping. */
@@ -80,6 +82,7 @@ int cmd_gc(int argc, char **argv)
 		{ "repo", required_argument, NULL, 'r' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "threshold", required_argument, NULL, 't' },
+		{ "filter-mib", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -91,7 +94,7 @@ int cmd_gc(int argc, char **argv)
 	int c, fd = -1, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:nt:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:nt:f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			repo = optarg;
@@ -107,6 +110,15 @@ int cmd_gc(int argc, char **argv)
 				return CMD_USAGE;
 			}
 			o.threshold = (unsigned)x;
+			break;
+		case 'f':
+			if (dd_parse_u64(optarg, &x) < 0 || x < 1 || x > 65536) {
+				log_error("invalid --filter-mib '%s' (want 1 to "
+					  "65536)", optarg);
+				fputs(cmd_gc_usage, stderr);
+				return CMD_USAGE;
+			}
+			o.filter_max_bytes = (size_t)x << 20;
 			break;
 		case 'h':
 			fputs(cmd_gc_usage, stdout);

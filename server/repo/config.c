@@ -56,6 +56,8 @@ static const struct config_key config_keys[] = {
 	  10 * CONFIG_YEAR },
 	{ "gc_repack_threshold", CONFIG_COUNT, CONFIG_OFF(gc_repack_threshold),
 	  1, 100 },
+	{ "gc_filter_max_mib", CONFIG_COUNT, CONFIG_OFF(gc_filter_max_mib),
+	  1, 65536 },
 	{ "max_snapshots_per_client", CONFIG_COUNT,
 	  CONFIG_OFF(max_snapshots_per_client), 0, 10000000 },
 	{ "quota_bytes", CONFIG_BYTES, CONFIG_OFF(quota_bytes), 0, 0 },
@@ -101,6 +103,7 @@ int config_init(struct config *c)
 	c->session_timeout = 900;
 	c->stale_after = 2 * 86400;
 	c->gc_repack_threshold = 30;
+	c->gc_filter_max_mib = 256;
 	c->max_snapshots_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	c->quota_bytes = 0;
 	c->gc_protect_max = 0;

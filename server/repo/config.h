@@ -46,6 +46,7 @@ struct config {
 	unsigned session_timeout;   /* seconds */
 	unsigned stale_after;       /* seconds */
 	unsigned gc_repack_threshold;  /* percent dead that makes a repack */
+	unsigned gc_filter_max_mib; /* cap of gc's mark filter (gc.h) */
 	unsigned max_snapshots_per_client;  /* 0: no limit */
 	/* Bytes a client's snapshots alone may reference (usage.h's
 	 * bytes_unique); 0: no quota. `client.NAME.quota_bytes` overrides. */
