@@ -171,12 +171,25 @@ for kind in absent present; do
 	done
 done
 stop
+# The collector's own memory is its anonymous RSS (RssAnon), sampled
+# while it runs; its peak RSS also counts the index tables it maps.
 if [ "$GC" = 1 ]; then
 	/usr/bin/time -f '%e %M' -o "$W/gc.time" \
-		"$SERVER" gc --repo "$R" --dry-run > "$W/gc.out" 2>&1 ||
-		die "gc failed: $(tail -3 "$W/gc.out")"
-	read -r gs gk < "$W/gc.time"
-	note "{\"kind\": \"gc\", \"seconds\": $gs, \"rss_mib\": $((gk / 1024))}"
+		"$SERVER" gc --repo "$R" --dry-run > "$W/gc.out" 2>&1 &
+	gpid=$!
+	anon=0
+	while kill -0 "$gpid" 2>/dev/null; do
+		for p in $(pgrep -P "$gpid") "$gpid"; do
+			a=$(server_kib "$p" RssAnon 2>/dev/null)
+			[ -n "$a" ] && [ "$a" -gt "$anon" ] && anon=$a
+		done
+		sleep 0.05
+	done
+	wait "$gpid" || die "gc failed: $(tail -3 "$W/gc.out")"
+	read -r gs gk < <(tail -1 "$W/gc.time")
+	fb=$(sed -n 's/^gc: mark filter \([0-9.]*\) MiB.*/\1/p' "$W/gc.out")
+	note "{\"kind\": \"gc\", \"seconds\": $gs, \"rss_mib\": $((gk / 1024)), \
+\"anon_mib\": $((anon / 1024)), \"filter_mib\": ${fb:-0}}"
 	echo "gc --dry-run: $(tail -1 "$RES")"
 fi
 rm -rf "$R"

@@ -142,11 +142,17 @@ def report(rows):
                     "MISSED (anonymous: %s)" % (
                         "met" if anon < 256 else "missed")), ""]
     if gc:
+        own = ""
+        if "anon_mib" in gc:
+            own = (", of which **%d MiB** anonymous (the collector's own "
+                   "memory, a %.1f MiB mark filter included; the rest is "
+                   "the index tables it maps)" % (
+                       gc["anon_mib"], gc.get("filter_mib", 0)))
         out += ["`dedup-server gc --dry-run` on that index (no snapshots, "
                 "so the mark phase marks nothing and the scan judges every "
-                "entry dead): **%.0f s**, peak RSS **%d MiB**. What this "
+                "entry dead): **%.0f s**, peak RSS **%d MiB**%s. What this "
                 "measures and what a full GC holds: docs/SERVER-SCALE.md." % (
-                    gc["seconds"], gc["rss_mib"]), ""]
+                    gc["seconds"], gc["rss_mib"], own), ""]
     out += [END]
     return "\n".join(out) + "\n"
 
