@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "markset.h"
 
@@ -18,8 +19,11 @@ _Static_assert(MARKSET_HASHES <= 14, "two 64-bit words give 14 positions");
 #define MARKSET_BLOCK_WORDS 8          /* 512 bits */
 #define MARKSET_BLOCK_BYTES (MARKSET_BLOCK_WORDS * 8)
 
+#define MARKSET_HUGE (2u * 1024 * 1024)
+
 struct markset {
 	uint64_t *bits;
+	size_t map_len;             /* bits is a mapping of this length */
 	uint64_t nblocks;
 	uint64_t seed;
 	uint64_t count;
@@ -63,6 +67,34 @@ static unsigned markset_bit(const struct markset_pos *p, unsigned i)
 		       (unsigned)(p->hi >> (9 * (i - 7))) & 511;
 }
 
+/*
+ * Zeroed pages, backed only where a bit is set (a read elsewhere sees the
+ * shared zero page). Every test lands in a random block, so with 4 KiB
+ * pages nearly every one misses the TLB: huge pages are asked for (a
+ * hint; transparent huge pages in "madvise" or "always" mode grant it).
+ */
+static int markset_map(struct markset *m, uint64_t bytes)
+{
+	size_t len = (size_t)((bytes + MARKSET_HUGE - 1) / MARKSET_HUGE *
+			      MARKSET_HUGE);
+	void *p;
+
+	if (bytes < MARKSET_HUGE) {
+		m->bits = calloc(1, (size_t)bytes);
+		return m->bits ? 0 : -ENOMEM;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, len, MADV_HUGEPAGE);   /* a hint: fine if refused */
+#endif
+	m->bits = p;
+	m->map_len = len;
+	return 0;
+}
+
 int markset_new(struct markset **out, uint64_t expect, size_t max_bytes,
 		uint64_t seed)
 {
@@ -84,9 +116,7 @@ int markset_new(struct markset **out, uint64_t expect, size_t max_bytes,
 		return -ENOMEM;
 	m->nblocks = bytes / MARKSET_BLOCK_BYTES;
 	m->seed = seed;
-	/* calloc: pages stay unmapped until a bit in them is set */
-	m->bits = calloc(m->nblocks, MARKSET_BLOCK_BYTES);
-	if (!m->bits) {
+	if (markset_map(m, bytes) < 0) {
 		free(m);
 		return -ENOMEM;
 	}
@@ -98,7 +128,10 @@ void markset_free(struct markset *m)
 {
 	if (!m)
 		return;
-	free(m->bits);
+	if (m->map_len)
+		munmap(m->bits, m->map_len);
+	else
+		free(m->bits);
 	free(m);
 }
 
@@ -124,9 +157,12 @@ bool markset_add(struct markset *m, const struct dd_id *id)
 
 bool markset_has(const struct markset *m, const struct dd_id *id)
 {
-	struct markset_pos p = markset_pos(m, id);
+	struct markset_pos p;
 	unsigned i, b;
 
+	if (!m->count)
+		return false;       /* nothing marked: no need to look */
+	p = markset_pos(m, id);
 	for (i = 0; i < MARKSET_HASHES; i++) {
 		b = markset_bit(&p, i);
 		if (!(p.block[b >> 6] & (1ull << (b & 63))))
