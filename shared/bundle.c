@@ -33,34 +33,52 @@ int dd_bundle_begin(struct dd_buf *b)
 	return dd_buf_append(b, hdr, sizeof(hdr));
 }
 
-int dd_bundle_add(struct dd_buf *b, const struct dd_id *id, uint32_t flags,
-		  uint32_t plain_len, const void *stored, uint32_t stored_len)
+/* Whether a record may be added to `b`; *count: the records it holds. */
+static int bundle_can_add(const struct dd_buf *b, uint32_t flags,
+			  uint32_t plain_len, uint32_t stored_len,
+			  uint32_t *count)
 {
-	uint8_t hdr[DD_BUNDLE_RECORD_HEADER_LEN];
-	uint32_t count;
-	int err;
-
 	if (b->len < DD_BUNDLE_HEADER_LEN ||
 	    memcmp(b->data, DD_BUNDLE_MAGIC, 4) != 0)
 		return dd_error_set(-EINVAL, "bundle not begun");
-	count = dd_le32(b->data + 8);
-	if (count >= DD_BUNDLE_MAX_COUNT)
+	*count = dd_le32(b->data + 8);
+	if (*count >= DD_BUNDLE_MAX_COUNT)
 		return dd_error_set(-E2BIG, "a bundle holds at most %u records",
 				    DD_BUNDLE_MAX_COUNT);
-	err = check_record(flags, plain_len, stored_len, -EINVAL);
-	if (err < 0)
-		return err;
-	err = dd_buf_reserve(b, sizeof(hdr) + (size_t)stored_len);
-	if (err < 0)
-		return err;
+	return check_record(flags, plain_len, stored_len, -EINVAL);
+}
+
+/* Writes the header of a record whose bytes already follow it, then
+ * counts the record (room checked by the caller). */
+static void bundle_put_record(struct dd_buf *b, const struct dd_id *id,
+			      uint32_t flags, uint32_t plain_len,
+			      uint32_t stored_len, uint32_t count)
+{
+	uint8_t *hdr = b->data + b->len;
+
 	memcpy(hdr, id->b, DD_ID_LEN);
 	dd_put_le32(hdr + 32, flags);
 	dd_put_le32(hdr + 36, plain_len);
 	dd_put_le32(hdr + 40, stored_len);
-	/* Room is reserved, so neither append can fail half way. */
-	dd_buf_append(b, hdr, sizeof(hdr));
-	dd_buf_append(b, stored, stored_len);
+	b->len += DD_BUNDLE_RECORD_HEADER_LEN + (size_t)stored_len;
 	dd_put_le32(b->data + 8, count + 1);
+}
+
+int dd_bundle_add(struct dd_buf *b, const struct dd_id *id, uint32_t flags,
+		  uint32_t plain_len, const void *stored, uint32_t stored_len)
+{
+	uint32_t count;
+	int err = bundle_can_add(b, flags, plain_len, stored_len, &count);
+
+	if (err == 0)
+		err = dd_buf_reserve(b, DD_BUNDLE_RECORD_HEADER_LEN +
+				     (size_t)stored_len);
+	if (err < 0)
+		return err;
+	if (stored_len)
+		memcpy(b->data + b->len + DD_BUNDLE_RECORD_HEADER_LEN, stored,
+		       stored_len);
+	bundle_put_record(b, id, flags, plain_len, stored_len, count);
 	return 0;
 }
 
@@ -68,29 +86,14 @@ int dd_bundle_add_in_place(struct dd_buf *b, const struct dd_id *id,
 			   uint32_t flags, uint32_t plain_len,
 			   uint32_t stored_len)
 {
-	uint8_t *hdr;
 	uint32_t count;
-	int err;
+	int err = bundle_can_add(b, flags, plain_len, stored_len, &count);
 
-	if (b->len < DD_BUNDLE_HEADER_LEN ||
-	    memcmp(b->data, DD_BUNDLE_MAGIC, 4) != 0)
-		return dd_error_set(-EINVAL, "bundle not begun");
-	count = dd_le32(b->data + 8);
-	if (count >= DD_BUNDLE_MAX_COUNT)
-		return dd_error_set(-E2BIG, "a bundle holds at most %u records",
-				    DD_BUNDLE_MAX_COUNT);
-	err = check_record(flags, plain_len, stored_len, -EINVAL);
 	if (err < 0)
 		return err;
 	if (b->alloc - b->len < DD_BUNDLE_RECORD_HEADER_LEN + (size_t)stored_len)
 		return dd_error_set(-EINVAL, "no room for the record's bytes");
-	hdr = b->data + b->len;
-	memcpy(hdr, id->b, DD_ID_LEN);
-	dd_put_le32(hdr + 32, flags);
-	dd_put_le32(hdr + 36, plain_len);
-	dd_put_le32(hdr + 40, stored_len);
-	b->len += DD_BUNDLE_RECORD_HEADER_LEN + (size_t)stored_len;
-	dd_put_le32(b->data + 8, count + 1);
+	bundle_put_record(b, id, flags, plain_len, stored_len, count);
 	return 0;
 }
 
