@@ -347,6 +347,16 @@ static int gc_list_cb(void *payload, const struct dd_id *id,
 	return 0;
 }
 
+/* Pack `seq` cannot be read through (rc): it is left as it is, counted,
+ * and the caller moves on (1). */
+static int gc_keep_damaged(struct gc_report *r, uint64_t seq, int rc)
+{
+	log_warning("gc: pack %016llx left as it is: %s",
+		    (unsigned long long)seq, log_reason(rc));
+	r->packs_kept_damaged++;
+	return 1;
+}
+
 /* Lists pack `seq`'s live records into l. 1 when the pack is to be left
  * as it is: it cannot be read through, or the index points at records
  * the listing did not find (want: entries counted by the scan). */
@@ -361,12 +371,8 @@ static int gc_list_pack(struct gc_list *l, uint64_t seq, uint64_t want,
 	rc = packio_scan(store_backend(l->st), seq, gc_list_cb, l, &sealed);
 	if (rc == -ENOMEM)
 		return rc;
-	if (rc < 0) {
-		log_warning("gc: pack %016llx left as it is: %s",
-			    (unsigned long long)seq, log_reason(rc));
-		r->packs_kept_damaged++;
-		return 1;
-	}
+	if (rc < 0)
+		return gc_keep_damaged(r, seq, rc);
 	if (l->n != want) {
 		log_warning("gc: pack %016llx left as it is: the index points "
 			    "at %llu of its records, its listing found %llu",
@@ -450,12 +456,8 @@ static int gc_repack_one(struct gc_repack *rp, uint64_t seq,
 					  rp->stored.len, rp->dctx);
 		if (rc == -ENOMEM)
 			return rc;
-		if (rc < 0) {
-			log_warning("gc: pack %016llx left as it is: %s",
-				    (unsigned long long)seq, log_reason(rc));
-			r->packs_kept_damaged++;
-			return 1;
-		}
+		if (rc < 0)
+			return gc_keep_damaged(r, seq, rc);
 		rp->moves[i].id = e[i].id;
 		rp->moves[i].from = e[i].loc;
 		dd_error_clear();
