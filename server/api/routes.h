@@ -35,6 +35,9 @@ struct routes_ctx {
 	unsigned stale_after;       /* seconds without a backup: stale */
 	const struct config *cfg;   /* retention policies, gc threshold */
 	int64_t started;            /* unix seconds */
+	/* Several front-ends on one pool: the others' figures for the stats
+	 * (poolstats.h); NULL for a repository of one front-end. */
+	struct poolstats *pool;
 };
 
 extern const struct http_route routes_table[];

@@ -3,6 +3,7 @@
  * /health, /config, /stats, /clients, /history and /metrics.
  */
 #include "routes_impl.h"
+#include "poolstats.h"
 
 /* ---- GET /api/v1/health ---- */
 
@@ -169,10 +170,54 @@ static void routes_stats_client(struct routes_ctx *ctx, const char *client,
 	http_reply_json(rep, 200, j);
 }
 
+/*
+ * The chunks, unique bytes and backups in progress: this front-end's own
+ * (the local index's counters, its sessions) for a repository of one
+ * front-end; on a shared pool the pool's (poolstats.h): the shared
+ * index's count, and the backups of every live front-end. The snapshots,
+ * clients and packs need nothing of this: every front-end reads them
+ * from the pool already.
+ */
+struct routes_figures {
+	uint64_t chunks, unique, backups;
+	struct poolstats_view pool;
+};
+
+static void routes_figures(struct routes_ctx *ctx, struct routes_figures *f)
+{
+	poolstats_view(ctx->pool, &f->pool);
+	store_counters(ctx->store, &f->chunks, &f->unique);
+	f->backups = sessions_active(ctx->sessions, NULL);
+	if (!ctx->pool)
+		return;
+	f->backups += f->pool.peer_backups;
+	if (f->pool.counted) {
+		f->chunks = f->pool.chunks;
+		f->unique = f->pool.bytes_unique;
+	}
+}
+
+/* How fresh the pool's figures are: "as_of" is the oldest of the shared
+ * index count and the other front-ends' publications (null before the
+ * first count). */
+static json_t *routes_pool_json(const struct poolstats_view *v)
+{
+	int64_t as_of = v->index_as_of;
+
+	if (v->peers_as_of && v->peers_as_of < as_of)
+		as_of = v->peers_as_of;
+	return json_pack("{s:I, s:o, s:o}",
+			 "frontends", (json_int_t)v->frontends,
+			 "as_of", v->counted ? json_integer(as_of) : json_null(),
+			 "index_as_of", v->counted ?
+			 json_integer(v->index_as_of) : json_null());
+}
+
 void route_stats(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	struct routes_figures fig;
 	json_t *j;
 	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;
 	uint64_t stored = 0, disk_free = 0, disk_total = 0;
@@ -184,7 +229,9 @@ void route_stats(void *payload, const struct http_request *req,
 		return;
 	}
 	snapshots_totals(ctx->snapshots, &snaps, &logical, &catalogs);
-	store_counters(ctx->store, &chunks, &unique);
+	routes_figures(ctx, &fig);
+	chunks = fig.chunks;
+	unique = fig.unique;
 	rc = store_pack_usage(ctx->store, &packs, &stored);
 	if (rc < 0) {
 		routes_fail(rep, rc);
@@ -215,8 +262,12 @@ void route_stats(void *payload, const struct http_request *req,
 		stored ? (double)unique / (double)stored : 0.0,
 		"disk_free", (json_int_t)disk_free,
 		"disk_total", (json_int_t)disk_total,
-		"backups_in_progress",
-		(json_int_t)sessions_active(ctx->sessions, NULL));
+		"backups_in_progress", (json_int_t)fig.backups);
+	if (j && ctx->pool &&
+	    json_object_set_new(j, "pool", routes_pool_json(&fig.pool)) < 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	http_reply_json(rep, 200, j);
 }
 
@@ -653,6 +704,7 @@ void route_metrics(void *payload, const struct http_request *req,
 	struct routes_ctx *ctx = payload;
 	struct routes_sums sums;
 	struct tokens_list tl = { NULL, 0, false };
+	struct routes_figures fig;
 	struct dd_buf b;
 	char why[600];
 	uint64_t snaps, logical, catalogs, chunks, unique, packs = 0;
@@ -667,7 +719,9 @@ void route_metrics(void *payload, const struct http_request *req,
 	(void)req;
 	dd_buf_init(&b, 0);
 	snapshots_totals(ctx->snapshots, &snaps, &logical, &catalogs);
-	store_counters(ctx->store, &chunks, &unique);
+	routes_figures(ctx, &fig);
+	chunks = fig.chunks;
+	unique = fig.unique;
 	rc = store_pack_usage(ctx->store, &packs, &stored);
 	if (rc == 0)
 		rc = routes_disk(ctx, &disk_free, &disk_total, &ro);
@@ -698,7 +752,7 @@ void route_metrics(void *payload, const struct http_request *req,
 	if (rc == 0)
 		rc = routes_gauge(&b, "dedup_backups_in_flight",
 				  "backups in progress (open sessions)",
-				  sessions_active(ctx->sessions, NULL));
+				  (double)fig.backups);
 	if (rc == 0)
 		rc = metrics_header(&b, "dedup_backups_finished_total",
 				    "counter", "backups that ended since the "

@@ -405,8 +405,10 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
 	if (rc == 0)
 		rc = frontends_new(&fronts, repo, ctx.store, ctx.snapshots);
-	if (rc == 0)
+	if (rc == 0) {
 		frontends_attach_sessions(fronts, ctx.sessions);
+		ctx.pool = frontends_poolstats(fronts);
+	}
 	if (rc == 0)
 		rc = metrics_new(&ctx.metrics);
 	if (rc == 0)

@@ -12,6 +12,7 @@
 
 #include "frontends.h"
 #include "log.h"
+#include "poolstats.h"
 #include "repo.h"
 #include "sessions.h"
 #include "snapshots.h"
@@ -31,6 +32,7 @@ struct frontends {
 	struct store *st;
 	struct backend *be;
 	struct snapshots *snaps;
+	struct poolstats *stats;    /* stats/<fe> and the pool's figures */
 	uint32_t fe;
 	double next;
 	uint64_t epoch;
@@ -44,9 +46,8 @@ static int pool_get(struct backend *be, const char *name, uint8_t **out,
 	return backend_get(be, name, SMALL_MAX, out, len);
 }
 
-/* Replaces the whole content of a small object, whatever it held. */
-static int pool_replace(struct backend *be, const char *name,
-			const void *data, size_t len)
+int frontends_pool_replace(struct backend *be, const char *name,
+			   const void *data, size_t len)
 {
 	uint8_t *cur;
 	size_t clen;
@@ -221,6 +222,8 @@ int frontends_new(struct frontends **out, const char *repo,
 	f->be = store_backend(st);
 	f->snaps = snaps;
 	rc = frontends_id(repo, &f->fe);
+	if (rc == 0)
+		rc = poolstats_new(&f->stats, st, f->fe);
 	if (rc < 0) {
 		free(f);
 		return rc;
@@ -242,6 +245,7 @@ void frontends_free(struct frontends *f)
 		backend_remove(f->be, name);
 		dd_error_clear();
 	}
+	poolstats_free(f->stats);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->hb_lock);
 	free(f);
@@ -376,7 +380,7 @@ static int frontends_heartbeat(struct frontends *f)
 	open_sessions = f->sessions ? sessions_open_count(f->sessions) : 0;
 	snprintf(text, sizeof(text), "%lld %u\n", (long long)dd_now(),
 		 open_sessions);
-	rc = pool_replace(f->be, name, text, strlen(text));
+	rc = frontends_pool_replace(f->be, name, text, strlen(text));
 	pthread_mutex_unlock(&f->hb_lock);
 	return rc;
 }
@@ -523,9 +527,17 @@ void frontends_tick(struct frontends *f)
 	}
 	if (rc == 0)
 		rc = frontends_sync_snapshots(f);
+	if (rc == 0)
+		rc = poolstats_tick(f->stats, f->sessions ?
+				    sessions_open_count(f->sessions) : 0);
 	if (rc < 0)
 		log_warning("cannot sync with the other front-ends: %s",
 			    log_reason(rc));
+}
+
+struct poolstats *frontends_poolstats(struct frontends *f)
+{
+	return f ? f->stats : NULL;
 }
 
 /* ---- for gc ---- */

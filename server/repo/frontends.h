@@ -16,6 +16,8 @@
  *   active/<fe>   each front-end's heartbeat: unix time and open backup
  *                 sessions, rewritten every tick; a collection deletes
  *                 nothing while another live front-end has sessions open;
+ *   stats/<fe>    each front-end's figures for GET /api/v1/stats
+ *                 (poolstats.h), rewritten every tick;
  *   gc-epoch      "N running|done T FE": a collection sets it running (N+1)
  *                 before it reads the heartbeats and deletes, and done
  *                 at its end; a session open on another front-end
@@ -47,6 +49,12 @@
 #define FRONTENDS_SNAPSHOT_GRACE_SEC 10
 /* How often the tick syncs with the pool (seconds). */
 #define FRONTENDS_TICK_SEC 2
+
+/* Replaces the whole content of a small pool object, whatever it held
+ * (get then compare-and-swap, retried a few times: -ECANCELED when other
+ * writers kept changing it). */
+int frontends_pool_replace(struct backend *be, const char *name,
+			   const void *data, size_t len);
 
 /* This directory's front-end number (DIR/frontend; 0 when absent). */
 int frontends_id(const char *repo, uint32_t *fe);
@@ -80,6 +88,9 @@ int frontends_new(struct frontends **out, const char *repo,
 void frontends_attach_sessions(struct frontends *f, struct sessions *ss);
 void frontends_tick(struct frontends *f);
 void frontends_free(struct frontends *f);
+/* The pool's stats this front-end publishes and reads at each tick
+ * (poolstats.h; borrowed, lives as long as f). f NULL: NULL. */
+struct poolstats *frontends_poolstats(struct frontends *f);
 
 /*
  * For gc on a shared pool: whether another front-end that is alive has

@@ -111,6 +111,13 @@ int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
 /* Copies every entry of the shared index into the local one (gc's first
  * step on a shared pool; *entries counts them). */
 int store_shared_pull(struct store *s, uint64_t *entries);
+/* Counts the shared index, the pool's record of its chunks: *chunks
+ * entries and the sum of their plain lengths (docs/STORAGE.md, "Stats on
+ * a shared pool"). Reads every shard (one omap listing each); changes
+ * nothing. An entry that does not decode is not counted. 0 with zeros
+ * when the store is not shared. */
+int store_shared_count(struct store *s, uint64_t *chunks,
+		       uint64_t *bytes_unique);
 /* Drops every chunk entry of the local index (a cache of the shared one
  * that another front-end's collection made stale); counters unchanged.
  * -EBUSY (nothing done) while a collection of this store runs. */

@@ -398,6 +398,51 @@ int store_shared_pull(struct store *s, uint64_t *entries)
 	return rc;
 }
 
+struct shared_count {
+	uint64_t chunks, bytes;
+};
+
+static int shared_count_cb(const char *key, const void *val, size_t vlen,
+			   void *payload)
+{
+	struct shared_count *c = payload;
+	struct dd_chunk_loc loc;
+
+	if (strlen(key) != DD_ID_HEX_LEN ||
+	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
+		return 0;
+	c->chunks++;
+	c->bytes += loc.plain_len;
+	return 0;
+}
+
+int store_shared_count(struct store *s, uint64_t *chunks,
+		       uint64_t *bytes_unique)
+{
+	struct shared_count c = { 0, 0 };
+	char name[SHARD_NAME_MAX];
+	unsigned shard;
+	int rc = 0;
+
+	*chunks = 0;
+	*bytes_unique = 0;
+	if (!s->shared)
+		return 0;
+	for (shard = 0; shard < STORE_SHARDS && rc == 0; shard++) {
+		shard_name(name, shard);
+		rc = backend_omap_list(s->be, name, shared_count_cb, &c);
+		if (rc == -ENOENT) {  /* a shard nothing was put in yet */
+			dd_error_clear();
+			rc = 0;
+		}
+	}
+	if (rc == 0) {
+		*chunks = c.chunks;
+		*bytes_unique = c.bytes;
+	}
+	return rc;
+}
+
 struct shared_seed {
 	struct store *s;
 	struct dd_id ids[1024];
