@@ -13,7 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 ceph_up
 NS=t0977
-rados_() { rados -p "$CEPH_POOL" -N "$NS" "$@"; }
+rados_() { rados -p "$CEPH_POOL" -N "$NS" "$@" 2>/dev/null; }
 
 # the directory repository first: its reply is today's, no "pool"
 repo_init "$T/dir"
@@ -37,11 +37,15 @@ start_fe() {
 start_fe "$RA" A
 start_fe "$RB" B
 on() { local f=$1; shift; URL=$(eval echo "\$URL_$f") CA=$(eval echo "\$CA_$f") "$@"; }
-# wait_for SECONDS CMD...: polls CMD every 0.2 s
+# wait_for SECONDS CMD...: polls CMD every 0.2 s until it passes or the
+# time is up (a deadline, however slow each try is)
 wait_for() {
-	local n=$(( $1 * 5 )); shift
-	while [ "$n" -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; n=$((n - 1)); done
-	return 1
+	local end=$(( SECONDS + $1 )); shift
+	while :; do
+		"$@" >/dev/null 2>&1 && return 0
+		[ "$SECONDS" -ge "$end" ] && return 1
+		sleep 0.2
+	done
 }
 tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
 check "the tokens reach B" wait_for 10 tok_ok B "$ALICE"
