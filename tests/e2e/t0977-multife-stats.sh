@@ -116,10 +116,10 @@ printf '{"version":1,"frontend":10,"time":"now","backups_in_progress":-4}' | rad
 printf '{"version":1,"frontend":11,"time":%s,"backups_in_progress":2,"local_chunks":1,"local_bytes":1}' "$(date +%s)" | rados_ put stats/x11 -
 logged() { grep -q "skipping the pool's stats object '$1'" "$T/server.log"; }
 check "the damaged objects are logged (not JSON)" wait_for 20 logged stats/7
-check "too large" logged stats/8
-check "another front-end's" logged stats/9
-check "wrong shape" logged stats/10
-check "misnamed" logged stats/x11
+check "too large" wait_for 20 logged stats/8
+check "another front-end's" wait_for 20 logged stats/9
+check "wrong shape" wait_for 20 logged stats/10
+check "misnamed" wait_for 20 logged stats/x11
 check_eq "the stats route still answers through A" 200 "$(on A api_status "$ADM" GET /api/v1/stats)"
 check_eq "and through B" 200 "$(on B api_status "$ADM" GET /api/v1/stats)"
 check_eq "with the same figures" "$before" "$(figs A)"
