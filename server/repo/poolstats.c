@@ -23,6 +23,7 @@ struct poolstats {
 	uint32_t fe;
 	struct poolstats_view view;
 	uint64_t sig;               /* the counters the last count saw */
+	double next_count;          /* monotonic: no count before this */
 	uint64_t damaged_sig;       /* the damaged objects last logged */
 };
 
@@ -154,7 +155,8 @@ static int pub_parse(const char *name, const uint8_t *data, size_t len,
  * shows in the sum of them all, whatever order they are listed in. */
 static uint64_t pub_sig(const struct poolstats_pub *pub)
 {
-	uint64_t v[3] = { pub->fe, pub->chunks, pub->bytes }, h = 1469598103934665603ULL;
+	uint64_t v[3] = { pub->fe, pub->chunks, pub->bytes };
+	uint64_t h = 1469598103934665603ULL;
 	const uint8_t *b = (const uint8_t *)v;
 	size_t i;
 
@@ -259,10 +261,18 @@ int poolstats_tick(struct poolstats *p, unsigned open_sessions)
 	if (rc < 0)
 		return rc;
 	r.sig += pub_sig(&own);
-	recount = !p->view.counted || r.sig != p->sig ||
-		own.time - p->view.index_as_of >= POOLSTATS_RECOUNT_SEC;
-	if (recount)
+	recount = !p->view.counted ||
+		(dd_monotonic() >= p->next_count && (r.sig != p->sig ||
+		 own.time - p->view.index_as_of >= POOLSTATS_RECOUNT_SEC));
+	if (recount) {
+		double t0 = dd_monotonic();
+
 		rc = store_shared_count(p->st, &chunks, &bytes);
+		/* a large index is counted less often: at most 1/10 of
+		 * the time goes to counting */
+		p->next_count = dd_monotonic() +
+			POOLSTATS_COUNT_SHARE * (dd_monotonic() - t0);
+	}
 	pthread_mutex_lock(&p->lock);
 	p->view.frontends = r.live + 1;
 	p->view.peer_backups = r.backups;

@@ -16,9 +16,11 @@
  *
  * The shared index is counted again at a tick when a front-end's published
  * local index counters changed (it stored new chunks or collected some),
- * and at least every POOLSTATS_RECOUNT_SEC. Everything read from the pool
- * is checked: an object larger than POOLSTATS_OBJ_MAX, not JSON, or of
- * another shape is skipped with a log line (once per content).
+ * and at least every POOLSTATS_RECOUNT_SEC, but never sooner than
+ * POOLSTATS_COUNT_SHARE times the last count's duration after it.
+ * Everything read from the pool is checked: an object larger than
+ * POOLSTATS_OBJ_MAX, not JSON, or of another shape is skipped with a log
+ * line (once per content: not again every tick).
  * Thread-safe: the tick (serve's loop) and the routes may run at once.
  */
 #ifndef SRV_POOLSTATS_H
@@ -32,6 +34,9 @@
 #define POOLSTATS_OBJ_MAX 4096
 #define POOLSTATS_VERSION 1
 #define POOLSTATS_RECOUNT_SEC 60
+/* After a count that took d seconds, the next waits at least this many
+ * times d (a pool of millions of chunks is not counted every tick). */
+#define POOLSTATS_COUNT_SHARE 9
 /* At most this many other front-ends are read (the rest are skipped). */
 #define POOLSTATS_PEERS_MAX 1024
 
