@@ -15,29 +15,46 @@ N=${DD_GC_MEM_CHUNKS:-5000000}
 LIMIT_KIB=131072
 check "the synthetic index writer is built" test -x "$SYNTH"
 
+# Under AddressSanitizer the server maps terabytes of shadow memory at
+# start, which no data limit allows: there the collection runs unlimited
+# and only what it reports is checked; the limit is the plain build's.
+LIMIT="ulimit -d $LIMIT_KIB"
+if ldd "$SERVER" 2>/dev/null | grep -q libasan; then
+	LIMIT=true
+	echo "# AddressSanitizer build: the data limit is not applied"
+fi
+within() { # WHAT RC: the dry run within the limit (not checkable under ASan)
+	if [ "$LIMIT" = true ]; then
+		ok "$1: not checked under AddressSanitizer"
+	else
+		check_eq "$1: gc --dry-run within $((LIMIT_KIB / 1024)) MiB" 0 "$2"
+	fi
+}
+
 # gc_limited REPO OUT: a dry run under the data limit.
 gc_limited() {
-	(ulimit -d "$LIMIT_KIB" && "$SERVER" gc --repo "$1" --dry-run) > "$2" 2>&1
+	($LIMIT && "$SERVER" gc --repo "$1" --dry-run) > "$2" 2>&1
 }
 
 S=$T/small
 repo_init "$S"
 "$SYNTH" "$S" 30000 5 >/dev/null
 gc_limited "$S" "$T/small.out"
-check_eq "30000 chunks: gc --dry-run within $((LIMIT_KIB / 1024)) MiB" 0 $?
+within "30000 chunks" $?
 
 B=$T/big
 repo_init "$B"
 "$SYNTH" "$B" "$N" 5 > "$T/synth.out"
 check "synth-index writes $N entries" grep -q "chunks $N " "$T/synth.out"
 /usr/bin/time -f '%e %M' -o "$T/time" bash -c \
-	"ulimit -d $LIMIT_KIB && exec '$SERVER' gc --repo '$B' --dry-run" \
+	"$LIMIT && exec '$SERVER' gc --repo '$B' --dry-run" \
 	> "$T/big.out" 2>&1
 rc=$?
 read -r secs kib < <(tail -1 "$T/time")
 echo "# $N chunks: gc --dry-run rc $rc, $secs s, peak RSS $((kib / 1024)) MiB (index tables mapped included)"
 [ $rc = 0 ] || sed 's/^/# /' "$T/big.out" | tail -3
-check_eq "$N chunks: gc --dry-run within $((LIMIT_KIB / 1024)) MiB" 0 "$rc"
+within "$N chunks" "$rc"
+[ "$LIMIT" = true ] && check_eq "$N chunks: gc --dry-run succeeds" 0 "$rc"
 check "it judges every entry" grep -q "^gc: $N unreferenced chunk(s) would be removed" "$T/big.out"
 check "its filter is 2 bytes a chunk" grep -qE "mark filter $(python3 -c "print(f'{$N * 2 / 1048576:.1f}')") MiB" "$T/big.out"
 finish
