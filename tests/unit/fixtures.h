@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "compress.h"
 #include "hash.h"
@@ -15,6 +16,21 @@
 #define FIXTURE_TEXT_LEN 592u
 
 /* 16 lines of 37 bytes: "golden line NN: dedup keeps one copy\n". */
+/* Deterministic uniform ids (splitmix64), as SHA-256 ids are. */
+static inline void fixture_id(struct dd_id *id, uint64_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(id->b); i += 8) {
+		uint64_t z = (n * 4 + i / 8 + 1) * 0x9e3779b97f4a7c15ull;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		memcpy(id->b + i, &z, 8);
+	}
+}
+
 static inline void fixture_text(char out[FIXTURE_TEXT_LEN + 1])
 {
 	size_t n = 0;

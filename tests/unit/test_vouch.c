@@ -6,23 +6,11 @@
 #include <math.h>
 
 #include "unit.h"
+#include "fixtures.h"
 #include "../../server/store/idset.c"
 #include "../../server/store/vouch.c"
 
-/* Deterministic uniform ids (splitmix64), as SHA-256 ids are. */
-static void make_id(struct dd_id *id, uint64_t n)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(id->b); i += 8) {
-		uint64_t z = (n * 4 + i / 8 + 1) * 0x9e3779b97f4a7c15ull;
-
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-		z ^= z >> 31;
-		memcpy(id->b + i, &z, 8);
-	}
-}
+#define make_id fixture_id
 
 static void add_range(struct vouch *v, uint64_t from, uint64_t to)
 {
