@@ -468,7 +468,7 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 			"snapshots: the next start of the server does it");
 		return 0;
 	}
-	if (klen && (key[0] == 'd' || key[0] == 'r'))
+	if (klen && (key[0] == 'd' || key[0] == 'r' || key[0] == 'k'))
 		return ck_domain_key(c, key, klen);
 	if (klen != 1 + DD_ID_LEN || key[0] != 'c') {
 		ck_problem(c, "the index holds an unknown key of %zu bytes",

@@ -454,7 +454,15 @@ int store_open_fe(struct store **out, const char *repo, struct backend *be,
 
 unsigned store_flags(const struct store *s)
 {
-	return s->flags;
+	return s->flags |
+	       (__atomic_load_n(&s->domains_noted, __ATOMIC_ACQUIRE) ?
+		STORE_DOMAINS_USED : 0u);
+}
+
+void store_domains_note(struct store *s)
+{
+	if (!__atomic_load_n(&s->domains_noted, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&s->domains_noted, 1, __ATOMIC_RELEASE);
 }
 
 struct backend *store_backend(const struct store *s)

@@ -142,6 +142,9 @@ struct store {
 	uint64_t pack_target;     /* packio_target(be) */
 	char index_dir[4096];
 	unsigned flags;           /* STORE_OPEN_* */
+	/* clients.json came to say that domains are used after the open
+	 * (store_domains_note; read and set atomically) */
+	int domains_noted;
 	uint64_t rebuild_bad;     /* damaged records the last rebuild skipped */
 
 	/* The index. `db_lock` is held shared around every use of `db` and
