@@ -460,7 +460,7 @@ void domains_cache_keep(struct store *s, void *batch, const struct dd_id *id,
 {
 	uint8_t key[DOMAINS_KEPT_KEY_LEN];
 
-	if (!domains_used(s))
+	if (!domains_used(s) || store_test_fills_unmarked(s))
 		return;
 	domains_kept_key(key, id);
 	leveldb_writebatch_put(batch, (const char *)key, sizeof(key), val,
@@ -473,7 +473,7 @@ int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
 	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
 	int rc;
 
-	if (!domains_used(s))
+	if (!domains_used(s) || store_test_fills_unmarked(s))
 		return 0;
 	/* cached here already, at that very place: nothing new is learned */
 	domains_chunk_key(key, id);
@@ -502,4 +502,81 @@ int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
 			       (const char *)domains_value,
 			       sizeof(domains_value));
 	return 0;
+}
+
+struct domains_audit {
+	struct store *s;
+	leveldb_writebatch_t *batch;
+	size_t pending;
+	uint64_t done;
+};
+
+/* An entry in another front-end's pack that the default domain holds:
+ * restricted (the front-end cannot tell a fill from a join). */
+static int domains_audit_cb(void *payload, const uint8_t *key, size_t klen,
+			    const uint8_t *val, size_t vlen)
+{
+	struct domains_audit *a = payload;
+	uint8_t rkey[DOMAINS_RESTRICT_KEY_LEN];
+	struct dd_chunk_loc loc;
+	int rc;
+
+	if (klen != 1 + DD_ID_LEN || dd_chunk_loc_decode(&loc, val, vlen) < 0 ||
+	    store_seq_frontend(loc.pack_seq) == store_frontend(a->s))
+		return 0;
+	memcpy(rkey, key, sizeof(rkey));
+	rkey[0] = 'r';
+	rc = store_key_exists(a->s, rkey, sizeof(rkey));
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	leveldb_writebatch_put(a->batch, (const char *)rkey, sizeof(rkey),
+			       (const char *)domains_value,
+			       sizeof(domains_value));
+	a->done++;
+	if (++a->pending < DOMAINS_BATCH_KEYS)
+		return 0;
+	rc = store_index_apply(a->s, a->batch);
+	leveldb_writebatch_clear(a->batch);
+	a->pending = 0;
+	return rc;
+}
+
+int domains_cache_audit(struct store *s)
+{
+	struct domains_audit a = { s, NULL, 0, 0 };
+	int rc;
+
+	a.batch = leveldb_writebatch_create();
+	if (store_test_fills_unmarked(s)) {
+		/* an index as an earlier version left it: no marker */
+		leveldb_writebatch_delete(a.batch, DOMAINS_FILLS_KEY,
+					  strlen(DOMAINS_FILLS_KEY));
+		rc = store_index_apply(s, a.batch);
+		leveldb_writebatch_destroy(a.batch);
+		return rc;
+	}
+	rc = store_key_exists(s, DOMAINS_FILLS_KEY, strlen(DOMAINS_FILLS_KEY));
+	if (rc != 0) {
+		leveldb_writebatch_destroy(a.batch);
+		return rc < 0 ? rc : 0;
+	}
+	if (domains_used(s))
+		rc = store_index_scan(s, "c", 1, domains_audit_cb, &a);
+	if (rc == 0)
+		leveldb_writebatch_put(a.batch, DOMAINS_FILLS_KEY,
+				       strlen(DOMAINS_FILLS_KEY),
+				       (const char *)domains_value,
+				       sizeof(domains_value));
+	if (rc == 0)
+		rc = store_index_apply(s, a.batch);
+	leveldb_writebatch_destroy(a.batch);
+	if (rc == 0 && a.done)
+		log_warning("dedup domains: %llu cached entr%s of chunks stored "
+			    "through other front-ends no longer count as held "
+			    "by the default domain here (an earlier version "
+			    "cached them so); its clients upload them once "
+			    "more (they are not stored twice)",
+			    (unsigned long long)a.done,
+			    a.done == 1 ? "y" : "ies");
+	return rc;
 }

@@ -150,6 +150,21 @@ int domains_regrant_done(struct store *s);
  */
 int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
 			const void *val, size_t vlen);
+/*
+ * Once per index, when a shared store opens (before it serves): an index
+ * filled by an earlier version holds entries learned from the shared
+ * index without an "r" key, i.e. held by the default domain. With
+ * domains in use, every entry located in another front-end's pack that
+ * has no "r" key gets one (a join by a default-domain client through this
+ * front-end is lost with them: it uploads once more). Then the marker
+ * DOMAINS_FILLS_KEY says that fills keep memberships, whether or not
+ * domains are in use (an index filled while none was holds only the
+ * default domain's chunks, rightly). 0, or -EIO etc. with a reason.
+ * Entries an earlier version learned and this front-end's own gc moved
+ * into its own packs look like its own and are not corrected.
+ */
+#define DOMAINS_FILLS_KEY "mfills"
+int domains_cache_audit(struct store *s);
 void domains_cache_keep(struct store *s, void *batch, const struct dd_id *id,
 			const void *val, size_t vlen);
 

@@ -137,6 +137,9 @@ unsigned store_flags(const struct store *s);
  * STORE_DOMAINS_USED (the flag is sticky, as the file's is). Thread-safe;
  * the server calls it whenever it sees the flag. */
 void store_domains_note(struct store *s);
+/* The test hook DEDUP_TEST_FILLS_UNMARKED was set at the open
+ * (domains_cache_learn). */
+bool store_test_fills_unmarked(const struct store *s);
 
 /*
  * `repair --rebuild-index`: builds a new index from the packs alone into

@@ -192,4 +192,33 @@ wait "$PID_A" "$PID_B" 2>/dev/null
 check "check of B: no problems" grep -q '^no problems found' "$T/checkb.out"
 "$SERVER" check --repo "$RA" > "$T/checka.out" 2>&1
 check "check of A: no problems" grep -q '^no problems found' "$T/checka.out"
+
+# 6. the other ways an entry reaches a cache: `check`'s pull of the shared
+# index, and an index an earlier version filled (the test hook
+# DEDUP_TEST_FILLS_UNMARKED fills as it did), corrected at the next start
+has_pin() { attack "$1" "$2" missing | grep -qw "$3"; }
+start_fe "$RA" A
+start_fe "$RB" B
+mkdir -p "$T/b3" "$T/a7"
+printf 'PIN=%04d\n' 3333 > "$T/b3/pin.txt"
+printf 'PIN=%04d\n' 7777 > "$T/a7/pin.txt"
+check "bob backs up PIN 3333 through B" on B agent "$BOB" backup --json "$T/b3"
+check "alice backs up PIN 7777 through A" on A agent "$ALICE" backup --json "$T/a7"
+kill -TERM "$PID_A"; wait "$PID_A" 2>/dev/null
+"$SERVER" check --repo "$RA" > "$T/checka2.out" 2>&1
+check "check of A (it pulls the shared index): no problems" grep -q '^no problems found' "$T/checka2.out"
+start_fe "$RA" A
+check "after check's pull, frank (default) through A does not find bob's 3333" not has_pin A "$FRANK" 3333
+check "... and carol (domain a) through A finds alice's 7777" has_pin A "$CAROL" 7777
+kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
+export DEDUP_TEST_FILLS_UNMARKED=1
+start_fe "$RB" B
+unset DEDUP_TEST_FILLS_UNMARKED
+check "a B that fills as the earlier version did: frank finds alice's 7777 through B" has_pin B "$FRANK" 7777
+kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
+start_fe "$RB" B
+check "B's next start corrects its cache" grep -q 'cached entr.* no longer count as held by the default domain' "$T/server.log"
+check "then frank through B does not find alice's 7777" not has_pin B "$FRANK" 7777
+check "... and still finds dave's 1234 (stored through B)" has_pin B "$FRANK" 1234
+check "... and carol (domain a) through B still finds the PIN she uploaded there" has_pin B "$CAROL" 4821
 finish
