@@ -150,6 +150,8 @@ int domains_regrant_done(struct store *s);
  */
 int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
 			const void *val, size_t vlen);
+void domains_cache_keep(struct store *s, void *batch, const struct dd_id *id,
+			const void *val, size_t vlen);
 /*
  * Once per index, when a shared store opens (before it serves): an index
  * filled by an earlier version holds entries learned from the shared
@@ -165,8 +167,6 @@ int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
  */
 #define DOMAINS_FILLS_KEY "mfills"
 int domains_cache_audit(struct store *s);
-void domains_cache_keep(struct store *s, void *batch, const struct dd_id *id,
-			const void *val, size_t vlen);
 
 /*
  * Classifies an index key: 1 a membership ("d", *id and *tag filled), 2 a
