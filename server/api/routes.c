@@ -49,6 +49,8 @@ const struct domains_tag *routes_domain(struct routes_ctx *ctx,
 {
 	if (!tokens_domains_used(ctx->tokens))
 		return NULL;
+	/* what the store caches from a shared index depends on it */
+	store_domains_note(ctx->store);
 	domains_tag_of(buf, req->who->domain[0] ? req->who->domain :
 			    TOKENS_DEFAULT_DOMAIN);
 	return buf;

@@ -481,6 +481,10 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		notify_tick(ctx.notify, ctx.snapshots, ctx.sessions, ctx.tokens,
 			    dd_now());
 		frontends_tick(fronts);
+		/* a token with a domain added meanwhile (perhaps through
+		 * another front-end): the store's cache fills must know */
+		if (ctx.store && tokens_domains_used(ctx.tokens))
+			store_domains_note(ctx.store);
 	}
 	log_info("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	rc = 0;

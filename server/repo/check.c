@@ -434,7 +434,9 @@ static int ck_domain_key(struct checker *c, const uint8_t *key, size_t klen)
 }
 
 /* Memberships of chunks no longer indexed: harmless (they never make a
- * chunk present, domains.h), dropped by the next gc. */
+ * chunk present, domains.h), dropped by the next gc; on a shared pool
+ * also those of entries dropped from the cache, which stand again when
+ * the entry comes back unmoved (domains_cache_learn). */
 static void ck_domain_orphans(struct checker *c)
 {
 	uint64_t orphans = 0;
@@ -448,7 +450,10 @@ static void ck_domain_orphans(struct checker *c)
 	if (orphans)
 		ck_note(c, "%llu dedup-domain membership key(s) name chunks "
 			"that are not stored (orphans; harmless, the next gc "
-			"drops them)", (unsigned long long)orphans);
+			"drops them)%s", (unsigned long long)orphans,
+			store_shared_on(c->st) ? " or that this front-end "
+			"dropped from its cache of the shared index (kept "
+			"for when they come back)" : "");
 }
 
 static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
@@ -468,7 +473,10 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 			"snapshots: the next start of the server does it");
 		return 0;
 	}
-	if (klen && (key[0] == 'd' || key[0] == 'r'))
+	if (klen == strlen(DOMAINS_FILLS_KEY) &&
+	    memcmp(key, DOMAINS_FILLS_KEY, klen) == 0)
+		return 0;
+	if (klen && (key[0] == 'd' || key[0] == 'r' || key[0] == 'k'))
 		return ck_domain_key(c, key, klen);
 	if (klen != 1 + DD_ID_LEN || key[0] != 'c') {
 		ck_problem(c, "the index holds an unknown key of %zu bytes",

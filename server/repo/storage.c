@@ -13,6 +13,7 @@
 #include "repo.h"
 #include "snapshots.h"
 #include "storage.h"
+#include "tokens.h"
 #include "util.h"
 
 static char *storage_ceph_conf;
@@ -101,7 +102,9 @@ int repo_store_pull_shared(const char *repo, uint64_t *entries)
 	rc = repo_storage_spec(spec, sizeof(spec), repo);
 	if (rc < 0 || strncmp(spec, "rados:", 6) != 0)
 		return rc;  /* a directory: its index is the whole index */
-	rc = repo_store_open(&st, repo, 0);
+	/* with the repository's domains: entries new here are held by no
+	 * domain (domains_cache_learn) */
+	rc = repo_store_open(&st, repo, tokens_store_flags(repo));
 	if (rc < 0)
 		return rc;
 	rc = store_shared_pull(st, entries);

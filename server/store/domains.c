@@ -67,6 +67,20 @@ static void domains_chunk_key(uint8_t key[1 + DD_ID_LEN],
 	memcpy(key + 1, id->b, DD_ID_LEN);
 }
 
+static void domains_kept_key(uint8_t key[DOMAINS_KEPT_KEY_LEN],
+			     const struct dd_id *id)
+{
+	key[0] = 'k';
+	memcpy(key + 1, id->b, DD_ID_LEN);
+}
+
+/* Whether the repository has had a domain other than the default (the
+ * opener's STORE_DOMAINS_USED, from clients.json, or store_domains_note). */
+static bool domains_used(struct store *s)
+{
+	return (store_flags(s) & STORE_DOMAINS_USED) != 0;
+}
+
 int domains_is_member(struct store *s, const struct domains_tag *t,
 		      const struct dd_id *id)
 {
@@ -128,7 +142,8 @@ static int domains_delete_cb(void *payload, const uint8_t *key, size_t klen,
 	return 0;
 }
 
-/* Deletes every membership of id ("d" keys and the "r" key). */
+/* Deletes every membership of id ("d" keys, the "r" key, and the "k"
+ * key that would let them stand after a cache drop). */
 static int domains_batch_forget(struct store *s, void *batch,
 				const struct dd_id *id)
 {
@@ -137,6 +152,9 @@ static int domains_batch_forget(struct store *s, void *batch,
 	domains_restrict_key(key, id);
 	leveldb_writebatch_delete(batch, (const char *)key,
 				  DOMAINS_RESTRICT_KEY_LEN);
+	domains_kept_key(key, id);
+	leveldb_writebatch_delete(batch, (const char *)key,
+				  DOMAINS_KEPT_KEY_LEN);
 	key[0] = 'd';
 	return store_index_scan(s, key, 1 + DD_ID_LEN, domains_delete_cb,
 				batch);
@@ -190,6 +208,11 @@ static int domains_drop_one(struct domains_drop *d, void *batch,
 
 	domains_restrict_key(key, id);
 	rc = store_key_exists(d->s, key, DOMAINS_RESTRICT_KEY_LEN);
+	if (rc < 0)
+		return rc;
+	*n += (uint64_t)rc;
+	domains_kept_key(key, id);
+	rc = store_key_exists(d->s, key, DOMAINS_KEPT_KEY_LEN);
 	if (rc < 0)
 		return rc;
 	*n += (uint64_t)rc;
@@ -294,6 +317,8 @@ int domains_drop_orphans(struct store *s, uint64_t *dropped)
 	rc = store_index_scan(s, "d", 1, domains_collect_cb, &all);
 	if (rc == 0)
 		rc = store_index_scan(s, "r", 1, domains_collect_cb, &all);
+	if (rc == 0)
+		rc = store_index_scan(s, "k", 1, domains_collect_cb, &all);
 	/* Only the ids without an entry now; domains_drop_gone checks
 	 * again under the lock. */
 	if (rc == 0 && all.n)
@@ -343,13 +368,6 @@ static int domains_restrict_cb(void *payload, const uint8_t *key,
 	leveldb_writebatch_clear(r->batch);
 	r->pending = 0;
 	return rc;
-}
-
-/* Whether the repository has had a domain other than the default (the
- * opener's STORE_DOMAINS_USED, from clients.json). */
-static bool domains_used(struct store *s)
-{
-	return (store_flags(s) & STORE_DOMAINS_USED) != 0;
 }
 
 /* The marker: set with the first restriction, deleted by
@@ -417,8 +435,12 @@ int domains_regrant_done(struct store *s)
 int domains_key_parse(const uint8_t *key, size_t klen, struct dd_id *id,
 		      struct domains_tag *tag)
 {
-	if (klen < 1 || (key[0] != 'd' && key[0] != 'r'))
+	if (klen < 1 || (key[0] != 'd' && key[0] != 'r' && key[0] != 'k'))
 		return 0;
+	if (key[0] == 'k' && klen == DOMAINS_KEPT_KEY_LEN) {
+		memcpy(id->b, key + 1, DD_ID_LEN);
+		return 3;
+	}
 	if (key[0] == 'd' && klen == DOMAINS_MEMBER_KEY_LEN) {
 		memcpy(id->b, key + 1, DD_ID_LEN);
 		memcpy(tag->b, key + 1 + DD_ID_LEN, DOMAINS_TAG_LEN);
@@ -429,4 +451,132 @@ int domains_key_parse(const uint8_t *key, size_t klen, struct dd_id *id,
 		return 2;
 	}
 	return -EBADMSG;
+}
+
+/* ---- a front-end's cache of the shared index ---- */
+
+void domains_cache_keep(struct store *s, void *batch, const struct dd_id *id,
+			const void *val, size_t vlen)
+{
+	uint8_t key[DOMAINS_KEPT_KEY_LEN];
+
+	if (!domains_used(s) || store_test_fills_unmarked(s))
+		return;
+	domains_kept_key(key, id);
+	leveldb_writebatch_put(batch, (const char *)key, sizeof(key), val,
+			       vlen);
+}
+
+int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
+			const void *val, size_t vlen)
+{
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+	int rc;
+
+	if (!domains_used(s) || store_test_fills_unmarked(s))
+		return 0;
+	/* cached here already, at that very place: nothing new is learned */
+	domains_chunk_key(key, id);
+	rc = store_key_matches(s, key, 1 + DD_ID_LEN, val, vlen);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	/* cached here before a drop, at that very place: the chunk lived on
+	 * meanwhile, so the memberships it had here stand */
+	domains_kept_key(key, id);
+	rc = store_key_matches(s, key, DOMAINS_KEPT_KEY_LEN, val, vlen);
+	if (rc < 0)
+		return rc;
+	leveldb_writebatch_delete(batch, (const char *)key,
+				  DOMAINS_KEPT_KEY_LEN);
+	if (rc == 1)
+		return 0;
+	/* learned from another front-end (or moved, or stored afresh after
+	 * a collection): held by no domain here, whatever keys an earlier
+	 * life of the chunk left */
+	rc = domains_batch_forget(s, batch, id);
+	if (rc < 0)
+		return rc;
+	domains_restrict_key(key, id);
+	leveldb_writebatch_put(batch, (const char *)key,
+			       DOMAINS_RESTRICT_KEY_LEN,
+			       (const char *)domains_value,
+			       sizeof(domains_value));
+	return 0;
+}
+
+struct domains_audit {
+	struct store *s;
+	leveldb_writebatch_t *batch;
+	size_t pending;
+	uint64_t done;
+};
+
+/* An entry in another front-end's pack that the default domain holds:
+ * restricted (the front-end cannot tell a fill from a join). */
+static int domains_audit_cb(void *payload, const uint8_t *key, size_t klen,
+			    const uint8_t *val, size_t vlen)
+{
+	struct domains_audit *a = payload;
+	uint8_t rkey[DOMAINS_RESTRICT_KEY_LEN];
+	struct dd_chunk_loc loc;
+	int rc;
+
+	if (klen != 1 + DD_ID_LEN || dd_chunk_loc_decode(&loc, val, vlen) < 0 ||
+	    store_seq_frontend(loc.pack_seq) == store_frontend(a->s))
+		return 0;
+	memcpy(rkey, key, sizeof(rkey));
+	rkey[0] = 'r';
+	rc = store_key_exists(a->s, rkey, sizeof(rkey));
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	leveldb_writebatch_put(a->batch, (const char *)rkey, sizeof(rkey),
+			       (const char *)domains_value,
+			       sizeof(domains_value));
+	a->done++;
+	if (++a->pending < DOMAINS_BATCH_KEYS)
+		return 0;
+	rc = store_index_apply(a->s, a->batch);
+	leveldb_writebatch_clear(a->batch);
+	a->pending = 0;
+	return rc;
+}
+
+int domains_cache_audit(struct store *s)
+{
+	struct domains_audit a = { s, NULL, 0, 0 };
+	int rc;
+
+	a.batch = leveldb_writebatch_create();
+	if (store_test_fills_unmarked(s)) {
+		/* an index as an earlier version left it: no marker */
+		leveldb_writebatch_delete(a.batch, DOMAINS_FILLS_KEY,
+					  strlen(DOMAINS_FILLS_KEY));
+		rc = store_index_apply(s, a.batch);
+		leveldb_writebatch_destroy(a.batch);
+		return rc;
+	}
+	rc = store_key_exists(s, DOMAINS_FILLS_KEY, strlen(DOMAINS_FILLS_KEY));
+	if (rc != 0) {
+		leveldb_writebatch_destroy(a.batch);
+		return rc < 0 ? rc : 0;
+	}
+	if (domains_used(s))
+		rc = store_index_scan(s, "c", 1, domains_audit_cb, &a);
+	if (rc == 0)
+		leveldb_writebatch_put(a.batch, DOMAINS_FILLS_KEY,
+				       strlen(DOMAINS_FILLS_KEY),
+				       (const char *)domains_value,
+				       sizeof(domains_value));
+	if (rc == 0)
+		rc = store_index_apply(s, a.batch);
+	leveldb_writebatch_destroy(a.batch);
+	if (rc == 0 && a.done)
+		log_warning("dedup domains: %llu cached entr%s of chunks stored "
+			    "through other front-ends no longer count as held "
+			    "by the default domain here (an earlier version "
+			    "cached them so); its clients upload them once "
+			    "more (they are not stored twice)",
+			    (unsigned long long)a.done,
+			    a.done == 1 ? "y" : "ies");
+	return rc;
 }

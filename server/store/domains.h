@@ -18,7 +18,9 @@
  * index written before domains existed means what it always meant, and a
  * missing-query of the default domain costs one extra lookup of a key that
  * is almost never there (answered by the bloom filter). A membership is
- * written in the same synced batch as the entry it belongs to. A
+ * written in the same synced batch as the entry it belongs to (on a
+ * shared pool, see domains_cache_learn below for entries learned from
+ * the shared index). A
  * membership whose chunk is no longer stored (an "orphan": the collector
  * deletes memberships after the entries, a damaged chunk is dropped) never
  * makes anything present: lookups check the entry first, and storing the
@@ -48,6 +50,7 @@
 #define DOMAINS_TAG_LEN 8
 #define DOMAINS_MEMBER_KEY_LEN (1 + DD_ID_LEN + DOMAINS_TAG_LEN)
 #define DOMAINS_RESTRICT_KEY_LEN (1 + DD_ID_LEN)
+#define DOMAINS_KEPT_KEY_LEN (1 + DD_ID_LEN)
 
 struct domains_tag {
 	uint8_t b[DOMAINS_TAG_LEN];
@@ -115,9 +118,61 @@ int domains_regrant_pending(struct store *s);
 int domains_regrant_done(struct store *s);
 
 /*
+ * A front-end's index on a pool shared by several front-ends is a cache of
+ * the shared index, which records locations only (docs/SECURITY.md, "Dedup
+ * domains on several front-ends"): memberships are this front-end's own,
+ * made by what its clients uploaded through it. So with domains in use,
+ * an entry it learns from the shared index (store_prefetch, a lookup's
+ * miss, gc's pull, a re-read after a failed read) is held by NO domain
+ * here, the default one included ("r" written, every "d" deleted), until
+ * a client of the domain uploads the chunk through this front-end (which
+ * verifies the bytes and writes nothing to the pool: the chunk is stored
+ * once). The exception is an entry this front-end already had at exactly
+ * that location: its "c" entry, or the "k" key below when the cache was
+ * dropped for another front-end's collection:
+ *
+ *   "k" + id[32]  value: the location the entry had when the cache was
+ *                 dropped (dd_chunk_loc_encode)
+ *
+ * The chunk did not move nor die meanwhile (a chunk stored afresh after a
+ * collection removed it has a new location), so its memberships here
+ * stand.
+ *
+ * domains_cache_learn: for an entry (value val) of chunk id that `batch`
+ * puts into the local index from the shared one: adds what is said above
+ * to the batch (and deletes the "k" key). 0, or -EIO etc. (the caller must
+ * then not cache the entry). Adds nothing when domains are not in use:
+ * every chunk is the default domain's, as before.
+ * domains_cache_keep: for store_cache_drop(), which deletes entry id
+ * (value val): records the "k" key in the same batch (nothing when
+ * domains are not in use). A "k" key whose chunk the shared index no
+ * longer holds is an orphan as the others are (domains_drop_orphans).
+ */
+int domains_cache_learn(struct store *s, void *batch, const struct dd_id *id,
+			const void *val, size_t vlen);
+void domains_cache_keep(struct store *s, void *batch, const struct dd_id *id,
+			const void *val, size_t vlen);
+/*
+ * Once per index, when a shared store opens (before it serves): an index
+ * filled by an earlier version holds entries learned from the shared
+ * index without an "r" key, i.e. held by the default domain. With
+ * domains in use, every entry located in another front-end's pack that
+ * has no "r" key gets one (a join by a default-domain client through this
+ * front-end is lost with them: it uploads once more). Then the marker
+ * DOMAINS_FILLS_KEY says that fills keep memberships, whether or not
+ * domains are in use (an index filled while none was holds only the
+ * default domain's chunks, rightly). 0, or -EIO etc. with a reason.
+ * Entries an earlier version learned and this front-end's own gc moved
+ * into its own packs look like its own and are not corrected.
+ */
+#define DOMAINS_FILLS_KEY "mfills"
+int domains_cache_audit(struct store *s);
+
+/*
  * Classifies an index key: 1 a membership ("d", *id and *tag filled), 2 a
- * default-domain exclusion ("r", *id filled), 0 not a domains key,
- * -EBADMSG a "d"/"r" key of the wrong length. For check.
+ * default-domain exclusion ("r", *id filled), 3 a location kept across a
+ * cache drop ("k", *id filled), 0 not a domains key, -EBADMSG a "d"/"r"/
+ * "k" key of the wrong length. For check.
  */
 int domains_key_parse(const uint8_t *key, size_t klen, struct dd_id *id,
 		      struct domains_tag *tag);

@@ -348,6 +348,7 @@ static int store_open_dir(struct store **out, const char *repo,
 	s->be = be;
 	s->fe = fe;
 	s->shared = backend_has_omap(be);
+	s->fills_unmarked = getenv(STORE_TEST_FILLS_UNMARKED) != NULL;
 	s->pack_target = packio_target(be);
 	s->flags = flags;
 	pthread_rwlock_init(&s->db_lock, NULL);
@@ -403,6 +404,9 @@ static int store_open_dir(struct store **out, const char *repo,
 	rc = store_load_counters(s);
 	if (rc == 0 && !(flags & STORE_OPEN_FRESH))
 		rc = store_shared_seed(s);
+	if (rc == 0 && s->shared &&
+	    !(flags & (STORE_OPEN_FRESH | STORE_OPEN_READONLY)))
+		rc = domains_cache_audit(s);
 	if (rc < 0)
 		goto fail;
 	*out = s;
@@ -454,7 +458,20 @@ int store_open_fe(struct store **out, const char *repo, struct backend *be,
 
 unsigned store_flags(const struct store *s)
 {
-	return s->flags;
+	return s->flags |
+	       (__atomic_load_n(&s->domains_noted, __ATOMIC_ACQUIRE) ?
+		STORE_DOMAINS_USED : 0u);
+}
+
+bool store_test_fills_unmarked(const struct store *s)
+{
+	return s->fills_unmarked;
+}
+
+void store_domains_note(struct store *s)
+{
+	if (!__atomic_load_n(&s->domains_noted, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&s->domains_noted, 1, __ATOMIC_RELEASE);
 }
 
 struct backend *store_backend(const struct store *s)

@@ -101,7 +101,8 @@ bool store_shared_on(const struct store *s);
 /*
  * For a batch of ids (a missing-query): looks those the local index
  * lacks up in the shared index with one omap read per shard, caches what
- * it finds in the local index, and sets bit i of absent[(n + 7) / 8] for
+ * it finds in the local index (with dedup domains in use, as held by no
+ * domain: domains_cache_learn), and sets bit i of absent[(n + 7) / 8] for
  * each id in neither (the caller answers those missing without another
  * lookup). Without a shared index the bits are all clear. -EIO etc. with
  * a reason when the pool cannot be read.
@@ -109,7 +110,8 @@ bool store_shared_on(const struct store *s);
 int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
 		   uint8_t *absent);
 /* Copies every entry of the shared index into the local one (gc's first
- * step on a shared pool; *entries counts them). */
+ * step on a shared pool; *entries counts them); an entry new here is held
+ * by no dedup domain (domains_cache_learn). */
 int store_shared_pull(struct store *s, uint64_t *entries);
 /* Counts the shared index, the pool's record of its chunks: *chunks
  * entries and the sum of their plain lengths (docs/STORAGE.md, "Stats on
@@ -120,11 +122,24 @@ int store_shared_count(struct store *s, uint64_t *chunks,
 		       uint64_t *bytes_unique);
 /* Drops every chunk entry of the local index (a cache of the shared one
  * that another front-end's collection made stale); counters unchanged.
- * -EBUSY (nothing done) while a collection of this store runs. */
+ * The dedup-domain memberships stay, with the location each entry had
+ * (domains_cache_keep), so that they stand when the same entry comes back
+ * from the shared index. -EBUSY (nothing done) while a collection of
+ * this store runs. */
 int store_cache_drop(struct store *s, uint64_t *dropped);
 
-/* The STORE_* flags s was opened with. */
+/* The STORE_* flags s was opened with, plus STORE_DOMAINS_USED once
+ * store_domains_note() was called. */
 unsigned store_flags(const struct store *s);
+/* The repository's clients.json now says "domains_used" (a token with a
+ * domain was added while the store is open, perhaps through another
+ * front-end): from now on the store behaves as if opened with
+ * STORE_DOMAINS_USED (the flag is sticky, as the file's is). Thread-safe;
+ * the server calls it whenever it sees the flag. */
+void store_domains_note(struct store *s);
+/* The test hook DEDUP_TEST_FILLS_UNMARKED was set at the open
+ * (domains_cache_learn). */
+bool store_test_fills_unmarked(const struct store *s);
 
 /*
  * `repair --rebuild-index`: builds a new index from the packs alone into
@@ -223,7 +238,8 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 
 /*
  * Raw index access for server/store/domains.c, whose keys live in the same
- * index. store_key_exists: 1 if `key` is in the index, 0 if not, -EIO.
+ * index. store_key_exists: 1 if `key` is in the index, 0 if not, -EIO
+ * (store_key_matches: below).
  * store_index_scan: cb for every key starting with `prefix`, in key order
  * (as store_index_foreach). store_index_apply: writes a LevelDB batch
  * (leveldb_writebatch_t) synced; called inside store_with_ingest_lock()
@@ -232,6 +248,10 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
  * ingest lock held, so that no chunk is stored meanwhile.
  */
 int store_key_exists(struct store *s, const void *key, size_t klen);
+/* 1 if `key` is in the index with exactly the value val[0..vlen), 0 if
+ * it is not or has another value, -EIO etc. */
+int store_key_matches(struct store *s, const void *key, size_t klen,
+		      const void *val, size_t vlen);
 int store_index_scan(struct store *s, const void *prefix, size_t plen,
 		     store_entry_cb cb, void *payload);
 int store_index_apply(struct store *s, void *batch);

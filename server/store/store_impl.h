@@ -76,6 +76,11 @@ struct store_fd {
  * exact set of the vouch journal at N ids, so that tests reach its bloom
  * filters with a few thousand chunks. */
 #define STORE_TEST_VOUCH_MAX "DEDUP_TEST_VOUCH_MAX"
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_FILLS_UNMARKED=1 makes a
+ * shared store fill its cache as the code before domains_cache_learn did
+ * (no membership keys, no audit), so that a test can build the index an
+ * older front-end left and check that the upgrade corrects it. */
+#define STORE_TEST_FILLS_UNMARKED "DEDUP_TEST_FILLS_UNMARKED"
 
 /* Internal open flag: a new index in a directory that must not exist
  * yet, always rebuilt from the packs (repair). */
@@ -142,6 +147,12 @@ struct store {
 	uint64_t pack_target;     /* packio_target(be) */
 	char index_dir[4096];
 	unsigned flags;           /* STORE_OPEN_* */
+	/* clients.json came to say that domains are used after the open
+	 * (store_domains_note; read and set atomically) */
+	int domains_noted;
+	/* test hook DEDUP_TEST_FILLS_UNMARKED: fills as before domains
+	 * were kept per front-end (domains.h) */
+	bool fills_unmarked;
 	uint64_t rebuild_bad;     /* damaged records the last rebuild skipped */
 
 	/* The index. `db_lock` is held shared around every use of `db` and

@@ -431,6 +431,27 @@ int store_key_exists(struct store *s, const void *key, size_t klen)
 	return v != NULL;
 }
 
+int store_key_matches(struct store *s, const void *key, size_t klen,
+		      const void *val, size_t vlen)
+{
+	char *err = NULL, *v;
+	size_t have = 0;
+	int rc;
+
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return store_closed_error(s);
+	}
+	v = leveldb_get(s->db, s->ropts, key, klen, &have, &err);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err)
+		return store_db_error(err, "read the index");
+	rc = v && have == vlen && memcmp(v, val, vlen) == 0;
+	leveldb_free(v);
+	return rc;
+}
+
 int store_index_scan(struct store *s, const void *prefix, size_t plen,
 		     store_entry_cb cb, void *payload)
 {
@@ -500,6 +521,7 @@ int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
 /* ---- the local index as a cache of the shared one ---- */
 
 struct store_drop {
+	struct store *s;
 	leveldb_writebatch_t *batch;
 	uint64_t n;
 };
@@ -508,11 +530,13 @@ static int store_drop_cb(void *payload, const uint8_t *key, size_t klen,
 			 const uint8_t *val, size_t vlen)
 {
 	struct store_drop *d = payload;
+	struct dd_id id;
 
-	(void)val;
-	(void)vlen;
 	if (klen == 1 + DD_ID_LEN) {
 		leveldb_writebatch_delete(d->batch, (const char *)key, klen);
+		/* so that its memberships stand if it comes back unmoved */
+		memcpy(id.b, key + 1, DD_ID_LEN);
+		domains_cache_keep(d->s, d->batch, &id, val, vlen);
 		d->n++;
 	}
 	return 0;
@@ -520,7 +544,7 @@ static int store_drop_cb(void *payload, const uint8_t *key, size_t klen,
 
 int store_cache_drop(struct store *s, uint64_t *dropped)
 {
-	struct store_drop d = { NULL, 0 };
+	struct store_drop d = { s, NULL, 0 };
 	int rc;
 
 	*dropped = 0;

@@ -4,7 +4,9 @@
  * and where, in STORE_SHARDS objects "index/XX" (XX: the id's first byte
  * in hex) whose omap maps the id's 64 hex digits to its encoded location
  * (dd_chunk_loc_encode, the LevelDB value). The local LevelDB index is
- * this front-end's cache of it.
+ * this front-end's cache of it; dedup-domain memberships are not shared,
+ * and an entry cached from here is held by no domain until its clients
+ * upload it through this front-end (domains_cache_learn).
  */
 #include "store_impl.h"
 
@@ -170,10 +172,15 @@ static int shared_fill_cb(const char *key, const void *val, size_t vlen,
 	struct dd_chunk_loc loc;
 	struct dd_id id;
 	size_t i;
+	int rc;
 
 	if (dd_hex_decode(id.b, DD_ID_LEN, key, strlen(key)) < 0 ||
 	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
 		return 0;  /* check reports it */
+	/* held by no domain here unless this front-end had it there */
+	rc = domains_cache_learn(f->s, f->batch, &id, val, vlen);
+	if (rc < 0)
+		return rc;
 	for (i = 0; i < f->n; i++) {
 		if (!dd_id_eq(&f->ids[f->idx[i]], &id))
 			continue;
@@ -358,10 +365,14 @@ static int shared_pull_cb(const char *key, const void *val, size_t vlen,
 	uint8_t k[1 + DD_ID_LEN];
 	struct dd_chunk_loc loc;
 	struct dd_id id;
+	int rc;
 
 	if (dd_hex_decode(id.b, DD_ID_LEN, key, strlen(key)) < 0 ||
 	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
 		return 0;
+	rc = domains_cache_learn(p->s, p->batch, &id, val, vlen);
+	if (rc < 0)
+		return rc;
 	store_id_key(k, &id);
 	leveldb_writebatch_put(p->batch, (const char *)k, sizeof(k), val,
 			       vlen);

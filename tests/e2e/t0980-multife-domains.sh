@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# test: alone (two front-ends on a Ceph cluster)
+# Dedup domains on several front-ends (docs/SECURITY.md, "Dedup domains on
+# several front-ends"). Memberships live in each front-end's local index;
+# the shared index in the pool carries locations only. A chunk a
+# front-end learns from the shared index (a missing-query's prefetch, a
+# read, gc's pull) is held by no domain there until a client of the
+# domain uploads it through that front-end (stored once in the pool all
+# the same). Alice (domain a) backs up a PIN file through A; through B,
+# the default domain's and domain b's clients guess it by /chunks/missing,
+# GET /chunks/ID, /chunks/fetch, a snapshot's references and the upload
+# reply, and learn nothing; nor does a default client through A after A
+# prefetched or pulled the whole shared index for gc. What a front-end's
+# own clients stored or joined stays theirs when it drops its cache for
+# another front-end's collection. Outside CI a machine without Ceph skips.
+. "$(dirname "$0")/lib.sh"
+ceph_up
+NS=t0980
+rados_() { rados -p "$CEPH_POOL" -N "$NS" "$@" 2>/dev/null; }
+
+RA=$T/fa RB=$T/fb
+check "init --store makes front-end A" "$SERVER" init --repo "$RA" --store "rados:$CEPH_POOL/$NS" --config /dev/null
+check "init --join adds front-end B" "$SERVER" init --repo "$RB" --store "rados:$CEPH_POOL/$NS" --join --config /dev/null
+ALICE=$(token_add "$RA" alice --domain a)
+CAROL=$(token_add "$RA" carol --domain a)
+BOB=$(token_add "$RA" bob --domain b)
+DAVE=$(token_add "$RA" dave)
+ERIN=$(token_add "$RA" erin)
+FRANK=$(token_add "$RA" frank)
+ADM=$(token_add "$RA" admin --admin)
+
+start_fe() {
+	server_start "$1" || exit 1
+	eval "URL_$2=\$URL CA_$2=\$CA PID_$2=\$SERVER_PID"
+}
+start_fe "$RA" A
+start_fe "$RB" B
+on() { local f=$1; shift; URL=$(eval echo "\$URL_$f") CA=$(eval echo "\$CA_$f") "$@"; }
+# wait_for SECONDS CMD...: polls CMD every 0.2 s until it passes or the
+# time is up
+wait_for() {
+	local end=$(( SECONDS + $1 )); shift
+	while :; do
+		"$@" >/dev/null 2>&1 && return 0
+		[ "$SECONDS" -ge "$end" ] && return 1
+		sleep 0.2
+	done
+}
+tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
+check "the tokens reach B" wait_for 10 tok_ok B "$FRANK"
+
+mkdir -p "$T/a" "$T/b" "$T/d"
+printf 'PIN=%04d\n' 4821 > "$T/a/pin.txt"
+prand secret-a 400000 > "$T/a/secret.bin"
+printf 'PIN=%04d\n' 1234 > "$T/d/pin.txt"
+printf 'PIN=%04d\n' 5555 > "$T/b/pin.txt"
+ID_A=$(json_get "$(on A agent "$ALICE" backup --json "$T/a")" snapshot_id)
+check "alice (domain a) backs up through A" test -n "$ID_A"
+ID_D=$(json_get "$(on B agent "$DAVE" backup --json "$T/d")" snapshot_id)
+check "dave (default domain) backs up through B" test -n "$ID_D"
+ID_B=$(json_get "$(on B agent "$BOB" backup --json "$T/b")" snapshot_id)
+check "bob (domain b) backs up through B" test -n "$ID_B"
+
+# attack.py TOKEN MODE [LO HI]: the candidate files "PIN=0000\n" ..
+# "PIN=9999\n". missing: one /chunks/missing for all 10,000, prints the
+# PINs answered present; get, fetch, create LO HI: GET /chunks/ID,
+# /chunks/fetch, or a snapshot naming the chunk as its catalog, for each
+# candidate in [LO, HI), prints those answered otherwise than an id
+# nothing holds (404, 404, 409); upload LO HI: one bundle of those
+# candidates, prints the reply's "duplicates".
+cat > "$T/attack.py" <<'PY'
+import hashlib, http.client, json, os, ssl, struct, sys, urllib.parse
+tok, mode = sys.argv[1], sys.argv[2]
+url, ctx = os.environ["URL"], ssl.create_default_context(cafile=os.environ["CA"])
+cands = [b"PIN=%04d\n" % i for i in range(10000)]
+ids = [hashlib.sha256(c).digest() for c in cands]
+u = urllib.parse.urlsplit(url)
+conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=60)
+hdrs = {"Authorization": "Bearer " + tok, "Content-Type": "application/octet-stream"}
+def req(method, path, body=None, extra=None):
+    conn.request(method, path, body=body, headers=dict(hdrs, **(extra or {})))
+    r = conn.getresponse()
+    return r.status, r.read()
+if mode == "missing":
+    st, body = req("POST", "/api/v1/chunks/missing", b"".join(ids))
+    assert st == 200, (st, body)
+    print(" ".join("%04d" % i for i in range(len(ids)) if not body[i // 8] & (1 << (i % 8))))
+    sys.exit(0)
+lo, hi = int(sys.argv[3]), int(sys.argv[4])
+if mode == "upload":
+    b = bytearray(b"DDBN" + struct.pack("<II", 1, hi - lo))
+    for c in cands[lo:hi]:
+        b += hashlib.sha256(c).digest() + struct.pack("<III", 0, len(c), len(c)) + c
+    st, body = req("POST", "/api/v1/chunks", bytes(b))
+    assert st == 200, (st, body)
+    print(json.loads(body)["duplicates"])
+    sys.exit(0)
+absent = {"get": 404, "fetch": 404, "create": 409}[mode]
+found = []
+for i in range(lo, hi):
+    if mode == "get":
+        st, _ = req("GET", "/api/v1/chunks/" + ids[i].hex())
+    elif mode == "fetch":
+        st, _ = req("POST", "/api/v1/chunks/fetch", ids[i])
+    else:
+        body = json.dumps({"host": "h", "paths": ["/x"], "catalog": [ids[i].hex()],
+                           "time_start": 1700000000}).encode()
+        st, _ = req("POST", "/api/v1/snapshots", body, {"Content-Type": "application/json"})
+    if st != absent:
+        found.append("%04d" % i)
+print(" ".join(found))
+PY
+attack() { local f=$1; shift; on "$f" python3 "$T/attack.py" "$@"; }
+
+# 1. through B, which never stored alice's PIN: the default domain and
+# domain b learn nothing of it, whatever they ask
+check_eq "erin (default) through B: /chunks/missing finds dave's PIN only" "1234" "$(attack B "$ERIN" missing)"
+check_eq "bob (domain b) through B: /chunks/missing finds his own PIN only" "5555" "$(attack B "$BOB" missing)"
+for how in get fetch create; do
+	check_eq "erin (default) through B: $how finds dave's PIN, not alice's" "1234" \
+		"$(echo $(attack B "$ERIN" $how 1233 1235) $(attack B "$ERIN" $how 4815 4830))"
+	check_eq "bob (domain b) through B: $how finds none of alice's candidates" "" "$(attack B "$BOB" $how 4815 4830)"
+done
+check_eq "carol (domain a) through A finds alice's PIN" "4821" "$(attack A "$CAROL" missing)"
+# carol's query made A prefetch dave's and bob's PINs from the shard
+check_eq "frank (default) through A: nothing (A learned 1234 and 5555 from the shard)" "" "$(attack A "$FRANK" missing)"
+
+# 2. a domain's client uploads once through another front-end; the pool
+# stores nothing twice
+check_eq "carol (domain a) through B: alice's PIN counts as absent there" "" "$(attack B "$CAROL" missing)"
+pack_bytes() {
+	local p n=0 s
+	for p in $(rados_ ls | grep '^packs/'); do
+		s=$(rados_ stat "$p" | sed -n 's/.* size \([0-9]*\).*/\1/p')
+		n=$((n + ${s:-0}))
+	done
+	echo "$n"
+}
+mkdir -p "$T/c"
+cp -a "$T/a/pin.txt" "$T/a/secret.bin" "$T/c/"
+P0=$(pack_bytes)
+OUT_C=$(on B agent "$CAROL" backup --json "$T/c")
+P1=$(pack_bytes)
+echo "# carol's backup through B: bytes_new $(json_get "$OUT_C" bytes_new), the pool's packs grew $((P1 - P0)) bytes"
+check "carol uploaded secret.bin through B (it was not present for her there)" \
+	test "$(json_get "$OUT_C" bytes_new)" -ge 400000
+check "the pool did not store it again ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 150000
+check_eq "carol through B now finds the PIN" "4821" "$(attack B "$CAROL" missing)"
+check_eq "and erin (default) through B still does not" "1234" "$(attack B "$ERIN" missing)"
+
+# 3. a collection on A: A pulls the whole shared index, B drops its
+# cache for the new epoch; memberships made through B stand, what A
+# pulled is held by no domain there
+# a chunk A has never been asked about: only gc's pull brings it to A
+mkdir -p "$T/b2"
+printf 'PIN=%04d\n' 6666 > "$T/b2/pin.txt"
+check "bob backs up a second PIN file through B" on B agent "$BOB" backup --json "$T/b2"
+drops() { grep -c 'a collection ran on another front-end: dropped' "$T/server.log"; }
+D0=$(drops)
+check "gc through A" on A agent "$ADM" gc
+dropped() { [ "$(drops)" -gt "$D0" ]; }
+check "B drops its cached entries for A's collection" wait_for 20 dropped
+check_eq "after the drop, erin (default) through B finds dave's PIN, not alice's" "1234" "$(attack B "$ERIN" missing)"
+check_eq "... bob (domain b) through B his own" "5555 6666" "$(attack B "$BOB" missing)"
+check_eq "... carol (domain a) through B the PIN she uploaded there" "4821" "$(attack B "$CAROL" missing)"
+check_eq "after gc's pull (6666 new to A), frank (default) through A: nothing" "" "$(attack A "$FRANK" missing)"
+check_eq "... carol through A: alice's PIN" "4821" "$(attack A "$CAROL" missing)"
+restore_eq() { # FE TOKEN ID SRC
+	rm -rf "$T/r"
+	on "$1" agent "$2" restore "$3" --target "$T/r" >/dev/null 2>>"$T/restore.err" &&
+		diff -r "$4" "$T/r/${4#/}" >/dev/null
+}
+check "dave's snapshot restores through B after the drop" restore_eq B "$DAVE" "$ID_D" "$T/d"
+check "alice's snapshot restores through A" restore_eq A "$ALICE" "$ID_A" "$T/a"
+out=$(on B agent "$CAROL" backup --json --force-read "$T/c")
+check_eq "carol's backup through B after the drop sends nothing" 0 "$(json_get "$out" bytes_sent)"
+
+# 4. the upload reply: a chunk only another domain stored through another
+# front-end counts as stored, and is still one entry of the shared index
+PIN_ID=$(printf 'PIN=4821\n' | sha256sum | cut -c1-64)
+rados_ getomapval "index/${PIN_ID:0:2}" "$PIN_ID" "$T/loc0"
+check "the shared index holds alice's PIN chunk" test -s "$T/loc0"
+check_eq "erin (default) uploading candidates 4815..4829 through B: 0 duplicates" 0 "$(attack B "$ERIN" upload 4815 4830)"
+rados_ getomapval "index/${PIN_ID:0:2}" "$PIN_ID" "$T/loc1"
+check "the PIN chunk is still where alice stored it (not stored twice)" cmp -s "$T/loc0" "$T/loc1"
+
+# 5. both front-ends' indexes check clean (B's cache holds the keys the
+# drop left for entries not asked about since)
+kill -TERM "$PID_A" "$PID_B"
+wait "$PID_A" "$PID_B" 2>/dev/null
+"$SERVER" check --repo "$RB" > "$T/checkb.out" 2>&1
+check "check of B: no problems" grep -q '^no problems found' "$T/checkb.out"
+"$SERVER" check --repo "$RA" > "$T/checka.out" 2>&1
+check "check of A: no problems" grep -q '^no problems found' "$T/checka.out"
+
+# 6. the other ways an entry reaches a cache: `check`'s pull of the shared
+# index, and an index an earlier version filled (the test hook
+# DEDUP_TEST_FILLS_UNMARKED fills as it did), corrected at the next start
+has_pin() { attack "$1" "$2" missing | grep -qw "$3"; }
+start_fe "$RA" A
+start_fe "$RB" B
+mkdir -p "$T/b3" "$T/a7"
+printf 'PIN=%04d\n' 3333 > "$T/b3/pin.txt"
+printf 'PIN=%04d\n' 7777 > "$T/a7/pin.txt"
+check "bob backs up PIN 3333 through B" on B agent "$BOB" backup --json "$T/b3"
+check "alice backs up PIN 7777 through A" on A agent "$ALICE" backup --json "$T/a7"
+kill -TERM "$PID_A"; wait "$PID_A" 2>/dev/null
+"$SERVER" check --repo "$RA" > "$T/checka2.out" 2>&1
+check "check of A (it pulls the shared index): no problems" grep -q '^no problems found' "$T/checka2.out"
+start_fe "$RA" A
+check "after check's pull, frank (default) through A does not find bob's 3333" not has_pin A "$FRANK" 3333
+check "... and carol (domain a) through A finds alice's 7777" has_pin A "$CAROL" 7777
+kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
+export DEDUP_TEST_FILLS_UNMARKED=1
+start_fe "$RB" B
+unset DEDUP_TEST_FILLS_UNMARKED
+check "a B that fills as the earlier version did: frank finds alice's 7777 through B" has_pin B "$FRANK" 7777
+kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
+start_fe "$RB" B
+check "B's next start corrects its cache" grep -q 'cached entr.* no longer count as held by the default domain' "$T/server.log"
+check "then frank through B does not find alice's 7777" not has_pin B "$FRANK" 7777
+check "... and still finds dave's 1234 (stored through B)" has_pin B "$FRANK" 1234
+check "... and carol (domain a) through B still finds the PIN she uploaded there" has_pin B "$CAROL" 4821
+finish
