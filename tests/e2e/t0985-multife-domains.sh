@@ -15,7 +15,7 @@
 # another front-end's collection. Outside CI a machine without Ceph skips.
 . "$(dirname "$0")/lib.sh"
 ceph_up
-NS=t0980
+NS=t0985
 rados_() { rados -p "$CEPH_POOL" -N "$NS" "$@" 2>/dev/null; }
 
 RA=$T/fa RB=$T/fb
