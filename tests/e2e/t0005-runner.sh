@@ -4,7 +4,8 @@
 # as long) start first in the two lanes, a "# test: alone" script runs
 # last by itself, every summary is counted, the times of the run are
 # written for the table, and a python3 that is a version manager's shim
-# is started once by the runner, not at every python3 of every script.
+# is started once by the runner, not at every python3 of every script;
+# a "# test: plain-only" script is left out of the sanitizer build.
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -57,4 +58,26 @@ check_eq "every script ran python3" 5 "$(cat "$T"/py.* | grep -c .)"
 check "the run's times are written" test -s "$T/o/tests/durations"
 check "with the table's comment" grep -q '^# a comment line$' "$T/o/tests/durations"
 check_eq "a line for each script" 5 "$(grep -c '^t000[0-9]-fake-[a-z]* [0-9][0-9]*$' "$T/o/tests/durations")"
+
+# A "# test: plain-only" script runs in the plain build and is left out
+# where the binaries are sanitized (their server has __asan_init).
+mkdir -p "$T/e2e2" "$T/plain" "$T/asan"
+cat >"$T/e2e2/t0001-fake-plainonly.sh" <<'EOF'
+#!/usr/bin/env bash
+# test: plain-only (the runner test)
+echo ran >"$DD_BUILD/plain-only.ran"
+echo 't0001-fake-plainonly: 1 passed, 0 failed'
+EOF
+printf '#!/usr/bin/env bash\necho "t0002-fake-any: 1 passed, 0 failed"\n' >"$T/e2e2/t0002-fake-any.sh"
+printf 'not a binary\n' >"$T/plain/dedup-server"
+printf 'not a binary but it names __asan_init\n' >"$T/asan/dedup-server"
+for b in plain asan; do
+	DD_E2E_DIR="$T/e2e2" DD_TEST_DURATIONS=/dev/null O="$T/$b" \
+		bash "$ROOT/tests/run.sh" fake >"$T/run.$b" 2>&1
+done
+check_eq "the plain build runs the plain-only script" "2 passed, 0 failed" "$(tail -n1 "$T/run.plain")"
+check "there it ran" test -e "$T/plain/plain-only.ran"
+check_eq "the sanitized build leaves it out" "1 passed, 0 failed" "$(tail -n1 "$T/run.asan")"
+check "and did not run it" test ! -e "$T/asan/plain-only.ran"
+check "and says so" grep -q '^e2e t0001-fake-plainonly.sh: plain-only, not run under the sanitizers$' "$T/run.asan"
 finish
