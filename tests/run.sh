@@ -137,17 +137,23 @@ reap_one() { # waits for one running job and reports it
 SANITIZED=
 grep -qa __asan_init "$O/dedup-server" 2>/dev/null && SANITIZED=1
 
+# header_says WORD SCRIPT: the script's first comment lines (its header)
+# have "# test: WORD".
+header_says() {
+	sed -n '1,/^[^#]/p' "$2" | grep -q "^# test: $1"
+}
+
 jobs_=()
 alone=()
 [ -z "$pattern" ] && jobs_+=(unit)
 for s in "$E2E"/t[0-9]*-*.sh; do
 	[ -e "$s" ] || continue
 	case "$s" in *"$pattern"*) ;; *) continue ;; esac
-	if [ -n "$SANITIZED" ] && grep -q '^# test: plain-only' "$s"; then
+	if [ -n "$SANITIZED" ] && header_says plain-only "$s"; then
 		echo "e2e $(basename "$s"): plain-only, not run under the sanitizers"
 		continue
 	fi
-	if [ "$JOBS" -gt 1 ] && grep -q '^# test: alone' "$s"; then
+	if [ "$JOBS" -gt 1 ] && header_says alone "$s"; then
 		alone+=("$s")
 		continue
 	fi

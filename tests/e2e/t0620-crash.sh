@@ -1,19 +1,14 @@
 #!/usr/bin/env bash
 # test: alone (SIGKILL timing: another script's load would stretch the kill battery)
 # Crash battery: three agents back up (overlapping data) in a loop while
-# the server is killed with SIGKILL at random moments, 50 times (20 in the
-# sanitizer build, 200 with DD_LONG=1, DD_CRASH_KILLS=N to choose; see
-# docs/HACKING.md). After every kill `check` must be clean; the agents retry
+# the server is killed with SIGKILL at random moments, 50 times (200 with
+# DD_LONG=1). After every kill `check` must be clean; the agents retry
 # through the restarts and every backup succeeds; at the end every
 # acknowledged snapshot restores bit-identical and `check --read-data` is
 # clean.
 . "$(dirname "$0")/lib.sh"
 
-NKILLS=50
-# Under ASan the battery looks for memory errors in the restarts, which
-# the first kills already meet; the plain run keeps all 50.
-grep -qa __asan_init "$SERVER" 2>/dev/null && NKILLS=20
-NKILLS=${DD_CRASH_KILLS:-$NKILLS}
+NKILLS=${DD_CRASH_KILLS:-50}
 [ "${DD_LONG:-0}" = 1 ] && NKILLS=200
 NAGENTS=3
 R=$T/repo
