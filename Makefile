@@ -2,6 +2,7 @@
 #   make                 build/dedup-agent and build/dedup-server
 #   make test            unit + end-to-end tests
 #   make asan            the same under AddressSanitizer + UBSan (build-asan/)
+#   make asan-build      only build build-asan/ (CI: with -j2, before make asan)
 #   make install PREFIX=/usr DESTDIR=...
 #   make deb             .deb packages in $(O)/deb/ (dpkg-buildpackage, lintian)
 #   make rpm             .rpm packages in $(O)/rpm/ (rpmbuild --nodeps)
@@ -189,9 +190,15 @@ tests: $(UNIT_BIN) $(BENCH_TOOLS)
 test: all tests
 	$(Q)O=$(O) bash tests/run.sh
 
+ASAN_VARS = O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 asan:
-	$(MAKE) O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	$(MAKE) $(ASAN_VARS) test
+
+# only the sanitizer build (CI builds it with -j2, then runs `make asan`
+# without -j, so the tests see the same make environment as `make test`)
+asan-build:
+	$(MAKE) $(ASAN_VARS) all tests
 
 bench: all
 	O=$(O) bash tests/bench/bench.sh
@@ -273,6 +280,6 @@ fuzz: $(O)/web_assets.c
 clean:
 	rm -rf $(O) build-asan
 
-.PHONY: all tests test asan bench bench-rados bench-multife bench-server install clean deb rpm fuzz
+.PHONY: all tests test asan asan-build bench bench-rados bench-multife bench-server install clean deb rpm fuzz
 
 -include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(RADOS_MODULE:.so=.d)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: plain-only (reads the sources; runs no binary)
 # The server's layers (docs/HACKING.md): store/ < repo/ < api/ < cmd/ <
 # main.c, each using only the layers below it and the project library
 # (shared/) and log.h. Every #include "..." of every server file is

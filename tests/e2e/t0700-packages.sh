@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # test: alone (installs into /etc/dedup and /usr, which other scripts' agents would read)
+# test: plain-only (packages its own plain build; no sanitized binary runs)
 # The Debian packages, end to end on this machine: `make deb` (lintian
 # clean of errors), install both with dpkg, check what they put where,
 # lint the systemd units, start the installed server the way its unit

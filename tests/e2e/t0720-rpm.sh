@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: plain-only (packages its own plain build; no sanitized binary runs)
 # The RPM packages: `make rpm` (rpmbuild --nodeps on Debian) builds
 # dedup-server and dedup-agent, and `rpm -qpl` lists the files each must
 # ship, with the modes and config flags that matter. Skipped, counted as

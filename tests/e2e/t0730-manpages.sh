@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# test: plain-only (compares --help texts with the man pages; the help printing is no code worth a sanitizer run)
 # The man pages keep up with the programs: every verb and every long option
 # that `--help` and `help VERB` print is documented in dedup-agent(1) and
 # dedup-server(8), every agent exit code of shared/proto.h is in EXIT

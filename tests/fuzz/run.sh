@@ -4,11 +4,16 @@
 # from the seeds in tests/fuzz/corpus/<harness>/. New inputs go to
 # $O/fuzz/corpus/<harness>/, crashes to $O/fuzz/artifacts/. Exits 1 if any
 # harness fails to build or finds a crash. `make fuzz` runs this.
+# FUZZ_JOBS compiles and fuzzes that many at once (default: 2 on a
+# machine with 2 or more CPUs, else 1); each harness fuzzes for
+# FUZZ_SECONDS either way.
 #   O=build FUZZ_SECONDS=20 [FUZZ_ONLY="pack catalog"] bash tests/fuzz/run.sh
 set -u
 cd "$(dirname "$0")/../.."
 O=${O:-build}
 SECS=${FUZZ_SECONDS:-20}
+JOBS=${FUZZ_JOBS:-$(( $(nproc 2>/dev/null || echo 1) >= 2 ? 2 : 1 ))}
+[[ $JOBS =~ ^[1-9][0-9]?$ ]] || { echo "FUZZ_JOBS must be 1..99, got '$JOBS'"; exit 2; }
 CLANG=${FUZZ_CC:-clang}
 HARNESSES=${FUZZ_ONLY:-pack catalog bundle manifest snapshot routes}
 F=$PWD/$O/fuzz
@@ -26,18 +31,28 @@ if ! command -v "$CLANG" >/dev/null; then
 	exit 1
 fi
 
-# compile SRC...: objects in $F/obj, rebuilt when the source or a header
-# is newer (headers: any in shared/ or server/).
+# throttle: waits until fewer than $JOBS of this shell's background jobs run.
+throttle() {
+	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+}
+
+# compile SRC...: objects in $F/obj, rebuilt ($JOBS at a time) when the
+# source or a header is newer (headers: any in shared/ or server/); prints
+# their names; fails when one does not compile.
 newest_header=$(ls -t shared/*.h server/*.h server/*/*.h | head -n1)
 compile() {
-	local src obj
+	local src obj failed=$F/compile.failed
+	rm -f "$failed"
 	for src in "$@"; do
 		obj=$F/obj/$(echo "$src" | tr '/' '_' ).o
 		if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ]; then
-			$CLANG $CFLAGS -c -o "$obj" "$src" || return 1
+			throttle
+			{ $CLANG $CFLAGS -c -o "$obj" "$src" >&2 || { rm -f "$obj"; : >"$failed"; }; } &
 		fi
 		echo "$obj"
 	done
+	wait
+	[ ! -e "$failed" ]
 }
 
 LIB_OBJS=$(compile shared/*.c) || exit 1
@@ -46,21 +61,38 @@ if [ ! -e "$O/web_assets.c" ]; then
 	sh tests/embed.sh web/* > "$O/web_assets.c"
 fi
 status=0
+SRV_OBJS=
 for h in $HARNESSES; do
-	case $h in
-	pack|catalog|bundle) objs=$LIB_OBJS ;;
-	*) objs="$(compile $SRV_SRC "$O/web_assets.c") $LIB_OBJS" || { status=1; continue; } ;;
+	case $h in pack|catalog|bundle) ;; *)
+		SRV_OBJS=$(compile $SRV_SRC "$O/web_assets.c") || status=1
+		break ;;
 	esac
-	if ! $CLANG $CFLAGS -fsanitize=fuzzer -o "$F/fuzz_$h" "tests/fuzz/fuzz_$h.c" $objs $LIBS; then
-		echo "fuzz $h: build failed"; status=1; continue
-	fi
+done
+# link H: the harness binary $F/fuzz_H, or "fuzz H: build failed".
+link() {
+	local h=$1 objs=$LIB_OBJS
+	case $h in pack|catalog|bundle) ;; *) objs="$SRV_OBJS $LIB_OBJS" ;; esac
+	rm -f "$F/fuzz_$h"
+	$CLANG $CFLAGS -fsanitize=fuzzer -o "$F/fuzz_$h" "tests/fuzz/fuzz_$h.c" $objs $LIBS ||
+		echo "fuzz $h: build failed"
+}
+for h in $HARNESSES; do
+	case $h in pack|catalog|bundle) ;; *) [ -n "$SRV_OBJS" ] || continue ;; esac
+	throttle
+	link "$h" >"$F/fuzz_$h.build" 2>&1 &
+done
+wait
+for h in $HARNESSES; do
+	[ -s "$F/fuzz_$h.build" ] && cat "$F/fuzz_$h.build"
+	[ -x "$F/fuzz_$h" ] || status=1
 done
 [ "$SECS" = 0 ] && exit $status
 
-for h in $HARNESSES; do
-	[ -x "$F/fuzz_$h" ] || continue
+# fuzz H: runs the harness for $SECS; its summary goes to $F/fuzz_H.result
+# (first line "ok" or "failed").
+fuzz() {
+	local h=$1 log=$F/fuzz_$1.log rc execs cov
 	mkdir -p "$F/corpus/$h"
-	log=$F/fuzz_$h.log
 	DD_FUZZ_TMP=$F/tmp ASAN_OPTIONS=detect_leaks=1 \
 		"$F/fuzz_$h" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
 		-max_len=65536 -print_final_stats=1 -artifact_prefix="$F/artifacts/$h-" \
@@ -69,12 +101,25 @@ for h in $HARNESSES; do
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
 	cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n1)
 	if [ "$rc" = 0 ]; then
+		echo ok
 		echo "fuzz $h: ok, ${execs:-?} execs in ${SECS}s, ${cov:-cov: ?}"
 	else
+		echo failed
 		echo "fuzz $h: FAILED (exit $rc), see $log"
 		grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -n 5
-		status=1
 	fi
 	rm -rf "$F"/tmp/dd-fuzz-"$h"-*
+}
+for h in $HARNESSES; do
+	rm -f "$F/fuzz_$h.result"
+	[ -x "$F/fuzz_$h" ] || continue
+	throttle
+	fuzz "$h" >"$F/fuzz_$h.result" &
+done
+wait
+for h in $HARNESSES; do
+	[ -s "$F/fuzz_$h.result" ] || continue
+	tail -n +2 "$F/fuzz_$h.result"
+	[ "$(head -n1 "$F/fuzz_$h.result")" = ok ] || status=1
 done
 exit $status

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The test runner (tests/run.sh) on a fake suite of five scripts: the
+# longest expected (tests/e2e/durations; a script not in the table counts
+# as long) start first in the two lanes, a "# test: alone" script runs
+# last by itself, every summary is counted, the times of the run are
+# written for the table, and a python3 that is a version manager's shim
+# is started once by the runner, not at every python3 of every script;
+# a "# test: plain-only" script is left out of the sanitizer build.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+mkdir -p "$T/e2e" "$T/shim" "$T/o"
+# The shim: counts its starts, then runs the real interpreter.
+REAL_PY=$(command -v python3)
+cat >"$T/shim/python3" <<EOF
+#!/usr/bin/env bash
+echo x >>"$T/shim.count"
+exec "$REAL_PY" "\$@"
+EOF
+chmod +x "$T/shim/python3"
+
+# fake NAME [alone]: a script that logs its start, asks python3 which
+# interpreter it is, and passes one check.
+fake() {
+	{
+		echo '#!/usr/bin/env bash'
+		[ "${2:-}" = alone ] && echo '# test: alone (the runner test)'
+		echo "echo $1 >>\"$T/starts\""
+		echo "python3 -c 'import sys; print(sys.executable)' >\"$T/py.$1\""
+		echo 'sleep 0.3'
+		echo "echo '$1: 1 passed, 0 failed'"
+	} >"$T/e2e/$1.sh"
+}
+fake t0001-fake-short
+fake t0002-fake-mid
+fake t0003-fake-long
+fake t0004-fake-new
+fake t0009-fake-alone alone
+printf '# a comment line\nt0001-fake-short 1\nt0002-fake-mid 5\nt0003-fake-long 9\n' >"$T/durations"
+
+PATH="$T/shim:$PATH" DD_E2E_DIR="$T/e2e" DD_TEST_DURATIONS="$T/durations" \
+	DD_TEST_JOBS=2 O="$T/o" bash "$ROOT/tests/run.sh" fake >"$T/run.out" 2>&1
+check_eq "the fake suite passes" 0 $?
+check_eq "its five checks are counted" "5 passed, 0 failed" "$(tail -n1 "$T/run.out")"
+
+mapfile -t S < <(cat "$T/starts" 2>/dev/null)
+check_eq "five scripts started" 5 "${#S[@]}"
+first_two=$(printf '%s\n' "${S[@]:0:2}" | sort | tr '\n' ' ')
+check_eq "the new and the longest start first" "t0003-fake-long t0004-fake-new " "$first_two"
+check_eq "then the middle one" t0002-fake-mid "${S[2]:-}"
+check_eq "the shortest last of the lanes" t0001-fake-short "${S[3]:-}"
+check_eq "the alone script after them all" t0009-fake-alone "${S[4]:-}"
+
+check_eq "the shim ran once, for the runner" 1 "$(cat "$T/shim.count" 2>/dev/null | wc -l)"
+check "no script's python3 was the shim" not grep -q "$T/shim" "$T"/py.*
+check_eq "every script ran python3" 5 "$(cat "$T"/py.* | grep -c .)"
+
+check "the run's times are written" test -s "$T/o/tests/durations"
+check "with the table's comment" grep -q '^# a comment line$' "$T/o/tests/durations"
+check_eq "a line for each script" 5 "$(grep -c '^t000[0-9]-fake-[a-z]* [0-9][0-9]*$' "$T/o/tests/durations")"
+
+# A "# test: plain-only" script runs in the plain build and is left out
+# where the binaries are sanitized (their server has __asan_init).
+mkdir -p "$T/e2e2" "$T/plain" "$T/asan"
+cat >"$T/e2e2/t0001-fake-plainonly.sh" <<'EOF'
+#!/usr/bin/env bash
+# test: plain-only (the runner test)
+echo ran >"$DD_BUILD/plain-only.ran"
+echo 't0001-fake-plainonly: 1 passed, 0 failed'
+EOF
+printf '#!/usr/bin/env bash\necho "t0002-fake-any: 1 passed, 0 failed"\n' >"$T/e2e2/t0002-fake-any.sh"
+printf 'not a binary\n' >"$T/plain/dedup-server"
+printf 'not a binary but it names __asan_init\n' >"$T/asan/dedup-server"
+for b in plain asan; do
+	DD_E2E_DIR="$T/e2e2" DD_TEST_DURATIONS=/dev/null O="$T/$b" \
+		bash "$ROOT/tests/run.sh" fake >"$T/run.$b" 2>&1
+done
+check_eq "the plain build runs the plain-only script" "2 passed, 0 failed" "$(tail -n1 "$T/run.plain")"
+check "there it ran" test -e "$T/plain/plain-only.ran"
+check_eq "the sanitized build leaves it out" "1 passed, 0 failed" "$(tail -n1 "$T/run.asan")"
+check "and did not run it" test ! -e "$T/asan/plain-only.ran"
+check "and says so" grep -q '^e2e t0001-fake-plainonly.sh: plain-only, not run under the sanitizers$' "$T/run.asan"
+finish
