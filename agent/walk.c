@@ -21,6 +21,9 @@
 #define CACHEDIR_TAG "CACHEDIR.TAG"
 #define CACHEDIR_SIG "Signature: 8a477f597d28d172789f06886806bc55"
 
+/* Files of this size and more are read with the sequential hint. */
+#define WALK_FADVISE_MIN (1024 * 1024)
+
 struct walker {
 	const struct walk_ops *ops;
 	const struct walk_options *opts;
@@ -230,11 +233,12 @@ static int walk_file(struct walker *w, int dirfd, const char *name,
 		close(fd);
 		return 0;
 	}
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	/* A small file is read in one go: the hint would be a system call
+	 * per file for nothing. */
+	if (st.st_size >= WALK_FADVISE_MIN)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	walk_item_init(&it, w, dirfd, name, fd, &st);
-	rc = w->ops->file(w->payload, &it);
-	close(fd);
-	return rc;
+	return w->ops->file(w->payload, &it);   /* it closes fd */
 }
 
 static int walk_symlink(struct walker *w, int dirfd, const char *name,

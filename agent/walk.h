@@ -40,8 +40,9 @@ struct walk_ops {
 	 * neither opened nor read), 0 to have it opened and passed to
 	 * `file`, negative to stop the walk. */
 	int (*file_known)(void *payload, const struct walk_item *it);
-	/* A regular file, open read-only at it->fd (the walker closes it).
-	 * The callback reads it. */
+	/* A regular file, open read-only at it->fd. The callback owns the
+	 * descriptor whatever it returns: it closes it, now or later (a
+	 * reader thread may keep it), so no duplicate is made per file. */
 	int (*file)(void *payload, const struct walk_item *it);
 	/* A directory, before its children; it->fd is -1 when it cannot be
 	 * opened (its children are then skipped). */
