@@ -89,6 +89,9 @@
 /* Parent catalog chunks fetched per request. */
 #define BACKUP_PARENT_FETCH 16u
 
+/* A file to read of this size and more wakes a reader at once. */
+#define BACKUP_KICK_SIZE (1024 * 1024)
+
 /* Entries held in the ring at most (and so files open), before the
  * open-file limit lowers it. */
 #define BACKUP_RING_MAX 1024u
@@ -548,7 +551,7 @@ static int backup_emit_held(struct backup *b, bool wait)
  * every earlier entry is. Takes the record in every case. */
 static int backup_submit(struct backup *b, struct backup_rec *rec)
 {
-	bool work = rec->kind == BACKUP_FILE_READ;
+	bool work = rec->kind == BACKUP_FILE_READ, kick;
 	void *item;
 	int rc;
 
@@ -570,7 +573,12 @@ static int backup_submit(struct backup *b, struct backup_rec *rec)
 			return rc;
 		}
 	}
+	/* A large file starts at once; small ones wake a reader in batches
+	 * (reorder.h). */
+	kick = work && rec->st.st_size >= BACKUP_KICK_SIZE;
 	reorder_push(b->ring, rec, work);
+	if (kick)
+		reorder_kick(b->ring);
 	return 0;
 }
 
