@@ -1403,6 +1403,7 @@ static int backup_run(struct client *c, const struct settings *s,
 		      const struct backup_run_opts *o)
 {
 	struct backup b = { 0 };
+	struct walk_options wo = *wopts;
 	json_t *manifest = NULL;
 	char lock[PATH_MAX];
 	int rc;
@@ -1425,8 +1426,10 @@ static int backup_run(struct client *c, const struct settings *s,
 		lock[0] = '\0';
 	}
 	session_open(&b.sess, c, lock[0] ? lock : NULL, roots, nroots);
+	/* Without a parent no file is matched before it is opened. */
+	wo.open_files_first = b.parent == NULL;
 	for (size_t i = 0; i < nroots; i++)
-		if ((rc = walk_root(roots[i], &backup_walk_ops, wopts, &b,
+		if ((rc = walk_root(roots[i], &backup_walk_ops, &wo, &b,
 				    &b.ws)) < 0)
 			goto cleanup;
 	if ((rc = backup_emit_held(&b, true)) < 0 ||
