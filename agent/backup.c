@@ -89,6 +89,9 @@
 /* Parent catalog chunks fetched per request. */
 #define BACKUP_PARENT_FETCH 16u
 
+/* A file to read of this size and more wakes a reader at once. */
+#define BACKUP_KICK_SIZE (1024 * 1024)
+
 /* Entries held in the ring at most (and so files open), before the
  * open-file limit lowers it. */
 #define BACKUP_RING_MAX 1024u
@@ -348,6 +351,7 @@ struct backup_rec {
 	struct dd_chunk_ref *refs;
 	size_t nrefs, refs_alloc;
 	uint64_t size;             /* file bytes recorded, holes included */
+	uint64_t pos;              /* the descriptor's offset */
 	uint64_t bytes_read, bytes_holes;
 	int read_err;              /* an errno: the file is left out */
 	const char *read_what;     /* what failed, for walk_report */
@@ -547,7 +551,7 @@ static int backup_emit_held(struct backup *b, bool wait)
  * every earlier entry is. Takes the record in every case. */
 static int backup_submit(struct backup *b, struct backup_rec *rec)
 {
-	bool work = rec->kind == BACKUP_FILE_READ;
+	bool work = rec->kind == BACKUP_FILE_READ, kick;
 	void *item;
 	int rc;
 
@@ -569,7 +573,12 @@ static int backup_submit(struct backup *b, struct backup_rec *rec)
 			return rc;
 		}
 	}
+	/* A large file starts at once; small ones wake a reader in batches
+	 * (reorder.h). */
+	kick = work && rec->st.st_size >= BACKUP_KICK_SIZE;
 	reorder_push(b->ring, rec, work);
+	if (kick)
+		reorder_kick(b->ring);
 	return 0;
 }
 
@@ -729,6 +738,35 @@ static int backup_cuts_grow(struct backup_reader *r, size_t n)
 	return 0;
 }
 
+/*
+ * Reads up to `want` bytes from the file at offset `pos`. A read that
+ * stops short exactly at the size stat'ed is taken as the end, without
+ * one more read to see 0 (a read per file: most files being smaller than
+ * the window); a file that grew meanwhile is caught by backup_changed.
+ * The count read, or -errno.
+ */
+static ssize_t backup_read_upto(int fd, uint8_t *p, size_t want, uint64_t pos,
+				uint64_t size)
+{
+	size_t got = 0;
+
+	while (got < want) {
+		ssize_t n = read(fd, p + got, want - got);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (pos + got == size)
+			break;
+	}
+	return (ssize_t)got;
+}
+
 /* Reads into the window after the `avail` bytes kept (moved to its
  * start), at most `*left` bytes; sets *eof when the run or the file ends.
  * -EIO with the error noted in the record. */
@@ -742,7 +780,8 @@ static int backup_fill(struct backup_reader *r, struct backup_rec *rec,
 		want = (size_t)*left;
 	if (start > 0 && *avail > 0)
 		memmove(r->rbuf, r->rbuf + start, *avail);
-	got = dd_read_full(rec->fd, r->rbuf + *avail, want);
+	got = backup_read_upto(rec->fd, r->rbuf + *avail, want, rec->pos,
+			       (uint64_t)rec->st.st_size);
 	if (got < 0) {
 		rec->read_err = (int)-got;
 		rec->read_what = "read";
@@ -751,6 +790,7 @@ static int backup_fill(struct backup_reader *r, struct backup_rec *rec,
 	if ((size_t)got < want || (*left -= (size_t)got) == 0)
 		*eof = true;
 	*avail += (size_t)got;
+	rec->pos += (uint64_t)got;
 	rec->bytes_read += (uint64_t)got;
 	return 0;
 }
@@ -817,8 +857,10 @@ static int backup_read_run(struct backup_reader *r, struct backup_rec *rec,
 /* Moves to `off` of the file; a failure is noted like a read error. */
 static int backup_seek(struct backup_rec *rec, uint64_t off)
 {
-	if (lseek(rec->fd, (off_t)off, SEEK_SET) >= 0)
+	if (lseek(rec->fd, (off_t)off, SEEK_SET) >= 0) {
+		rec->pos = off;
 		return 0;
+	}
 	rec->read_err = errno;
 	rec->read_what = "read";
 	return -EIO;
@@ -996,23 +1038,21 @@ static void backup_readers_stop(struct backup *b)
 /* ---- walk callbacks ---- */
 
 /* A file to read: its metadata now (the walk's descriptor and parent are
- * at hand), its data on a reader, which gets a duplicate descriptor. */
+ * at hand), its data on a reader, which takes over the walk's descriptor
+ * (walk.h) and closes it. */
 static int backup_file(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	struct backup_rec *rec;
 	int rc;
 
-	if (!(rec = backup_rec_new(BACKUP_FILE_READ, DD_ENTRY_FILE, it)))
+	if (!(rec = backup_rec_new(BACKUP_FILE_READ, DD_ENTRY_FILE, it))) {
+		close(it->fd);
 		return -ENOMEM;
+	}
+	rec->fd = it->fd;       /* the record owns it from here */
 	backup_entry_meta(b, &rec->e, it);
 	if ((rc = backup_rec_keep_ext(rec)) < 0) {
-		backup_rec_free(rec);
-		return rc;
-	}
-	if ((rec->fd = fcntl(it->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
-		rc = dd_error_set(-errno, "cannot duplicate the descriptor of '/%s': %s",
-				  it->path, strerror(errno));
 		backup_rec_free(rec);
 		return rc;
 	}
@@ -1363,6 +1403,7 @@ static int backup_run(struct client *c, const struct settings *s,
 		      const struct backup_run_opts *o)
 {
 	struct backup b = { 0 };
+	struct walk_options wo = *wopts;
 	json_t *manifest = NULL;
 	char lock[PATH_MAX];
 	int rc;
@@ -1385,8 +1426,10 @@ static int backup_run(struct client *c, const struct settings *s,
 		lock[0] = '\0';
 	}
 	session_open(&b.sess, c, lock[0] ? lock : NULL, roots, nroots);
+	/* Without a parent no file is matched before it is opened. */
+	wo.open_files_first = b.parent == NULL;
 	for (size_t i = 0; i < nroots; i++)
-		if ((rc = walk_root(roots[i], &backup_walk_ops, wopts, &b,
+		if ((rc = walk_root(roots[i], &backup_walk_ops, &wo, &b,
 				    &b.ws)) < 0)
 			goto cleanup;
 	if ((rc = backup_emit_held(&b, true)) < 0 ||

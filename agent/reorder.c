@@ -11,6 +11,10 @@
 #include "util.h"
 #include "reorder.h"
 
+/* Queued items that wake a sleeping worker: one wake-up (two futex calls
+ * and a context switch) per item cost more than reading a small file. */
+#define REORDER_WAKE_BATCH 8u
+
 enum reorder_state {
 	REORDER_QUEUED = 1,    /* waits for a worker */
 	REORDER_TAKEN,         /* a worker has it */
@@ -31,6 +35,8 @@ struct reorder {
 	uint64_t head;               /* oldest held item */
 	uint64_t tail;               /* the next push */
 	uint64_t next;               /* no item before it is queued */
+	size_t nqueued;              /* items queued, not taken */
+	size_t wake_batch;           /* wake workers at this many queued */
 	bool stop;
 };
 
@@ -46,6 +52,8 @@ int reorder_new(struct reorder **out, size_t cap)
 		return dd_error_set(-ENOMEM, "out of memory");
 	}
 	r->cap = cap;
+	r->wake_batch = cap / 2 < REORDER_WAKE_BATCH ? (cap + 1) / 2 :
+		REORDER_WAKE_BATCH;
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->work_cv, NULL);
 	pthread_cond_init(&r->done_cv, NULL);
@@ -95,10 +103,18 @@ uint64_t reorder_push(struct reorder *r, void *item, bool needs_work)
 	s = reorder_slot(r, seq);
 	s->item = item;
 	s->state = needs_work ? REORDER_QUEUED : REORDER_DONE;
-	if (needs_work)
+	if (needs_work && ++r->nqueued >= r->wake_batch)
 		pthread_cond_signal(&r->work_cv);
 	pthread_mutex_unlock(&r->mu);
 	return seq;
+}
+
+void reorder_kick(struct reorder *r)
+{
+	pthread_mutex_lock(&r->mu);
+	if (r->nqueued > 0)
+		pthread_cond_broadcast(&r->work_cv);
+	pthread_mutex_unlock(&r->mu);
 }
 
 int reorder_pop(struct reorder *r, enum reorder_wait how, void **item)
@@ -119,6 +135,9 @@ int reorder_pop(struct reorder *r, enum reorder_wait how, void **item)
 		}
 		if (how == REORDER_NOWAIT)
 			break;
+		/* Items short of a wake batch must not wait for more. */
+		if (r->nqueued > 0)
+			pthread_cond_broadcast(&r->work_cv);
 		pthread_cond_wait(&r->done_cv, &r->mu);
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -148,6 +167,7 @@ int reorder_take(struct reorder *r, void **item, uint64_t *seq)
 			struct reorder_slot *s = reorder_slot(r, r->next);
 
 			s->state = REORDER_TAKEN;
+			r->nqueued--;
 			*item = s->item;
 			*seq = r->next++;
 			got = 1;

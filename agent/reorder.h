@@ -34,8 +34,14 @@ size_t reorder_held(struct reorder *r);
 
 /* Owner: appends `item`; it waits for a worker when `needs_work`, else it
  * is done already. The ring must not be full. Returns its sequence number
- * (0, 1, 2, ... in push order). */
+ * (0, 1, 2, ... in push order). Sleeping workers are woken only once a
+ * few items (at most 8, at most half the capacity) are queued, or by
+ * reorder_kick(), or when the owner waits in reorder_pop(): one wake-up
+ * per small item cost more than its work. */
 uint64_t reorder_push(struct reorder *r, void *item, bool needs_work);
+/* Owner: wakes the workers for whatever is queued now (after pushing an
+ * item worth starting at once, such as a large file). */
+void reorder_kick(struct reorder *r);
 
 enum reorder_wait {
 	REORDER_NOWAIT,   /* the oldest item only if it is done */

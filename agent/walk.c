@@ -21,6 +21,9 @@
 #define CACHEDIR_TAG "CACHEDIR.TAG"
 #define CACHEDIR_SIG "Signature: 8a477f597d28d172789f06886806bc55"
 
+/* Files of this size and more are read with the sequential hint. */
+#define WALK_FADVISE_MIN (1024 * 1024)
+
 struct walker {
 	const struct walk_ops *ops;
 	const struct walk_options *opts;
@@ -92,9 +95,16 @@ cleanup:
 	return rc;
 }
 
-static int walk_cmp_str(const void *a, const void *b)
+/* A directory's entry as readdir gave it. */
+struct walk_name {
+	char *name;
+	unsigned char type;      /* d_type: DT_REG, ... or DT_UNKNOWN */
+};
+
+static int walk_cmp_name(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(((const struct walk_name *)a)->name,
+		      ((const struct walk_name *)b)->name);
 }
 
 static int walk_cmp_path(const void *a, const void *b)
@@ -194,12 +204,69 @@ static void walk_item_init(struct walk_item *it, const struct walker *w,
 	it->st = st;
 }
 
-static int walk_entry(struct walker *w, int dirfd, const char *name);
+static int walk_entry(struct walker *w, int dirfd, const char *name,
+		      unsigned char dtype);
+
+/* Opens a regular file to read: never follows a link, never blocks on a
+ * fifo or takes a terminal, leaves the access time where it can. */
+static int walk_open_file(int dirfd, const char *name)
+{
+	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	int fd = openat(dirfd, name, flags | O_NOATIME);
+
+	if (fd < 0 && errno == EPERM)    /* O_NOATIME needs ownership */
+		fd = openat(dirfd, name, flags);
+	return fd;
+}
+
+/* Hands the open regular file to the callbacks (which own fd from here). */
+static int walk_file_opened(struct walker *w, int dirfd, const char *name,
+			    int fd, const struct stat *st)
+{
+	struct walk_item it;
+
+	/* A small file is read in one go: the hint would be a system call
+	 * per file for nothing. */
+	if (st->st_size >= WALK_FADVISE_MIN)
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	walk_item_init(&it, w, dirfd, name, fd, st);
+	return w->ops->file(w->payload, &it);
+}
+
+/*
+ * opts->open_files_first: a name readdir calls a regular file is opened
+ * and fstat'ed without an lstat before (one system call a file less).
+ * WALK_FALLBACK when that cannot be done (the open or fstat failed, or the
+ * entry is not a regular file now): the caller takes the lstat path, which
+ * reports what is wrong as usual.
+ */
+#define WALK_FALLBACK 1
+static int walk_file_first(struct walker *w, int dirfd, const char *name)
+{
+	struct walk_item it;
+	struct stat st;
+	int fd, rc;
+
+	if ((fd = walk_open_file(dirfd, name)) < 0)
+		return WALK_FALLBACK;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return WALK_FALLBACK;
+	}
+	if (w->ops->file_known) {
+		walk_item_init(&it, w, dirfd, name, -1, &st);
+		if ((rc = w->ops->file_known(w->payload, &it)) != 0) {
+			close(fd);
+			return rc < 0 ? rc : 0;
+		}
+	}
+	rc = walk_file_opened(w, dirfd, name, fd, &st);
+	return rc < 0 ? rc : 0;
+}
 
 static int walk_file(struct walker *w, int dirfd, const char *name,
 		     const struct stat *lst)
 {
-	int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 	struct walk_item it;
 	struct stat st;
 	int fd, rc;
@@ -210,9 +277,7 @@ static int walk_file(struct walker *w, int dirfd, const char *name,
 		if (rc != 0)
 			return rc < 0 ? rc : 0;
 	}
-	fd = openat(dirfd, name, flags | O_NOATIME);
-	if (fd < 0 && errno == EPERM)    /* O_NOATIME needs ownership */
-		fd = openat(dirfd, name, flags);
+	fd = walk_open_file(dirfd, name);
 	if (fd < 0) {
 		walk_skip(w, "open", errno);
 		return 0;
@@ -230,11 +295,7 @@ static int walk_file(struct walker *w, int dirfd, const char *name,
 		close(fd);
 		return 0;
 	}
-	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	walk_item_init(&it, w, dirfd, name, fd, &st);
-	rc = w->ops->file(w->payload, &it);
-	close(fd);
-	return rc;
+	return walk_file_opened(w, dirfd, name, fd, &st);
 }
 
 static int walk_symlink(struct walker *w, int dirfd, const char *name,
@@ -302,7 +363,7 @@ static bool walk_is_cache(int dfd)
  * `only`, when set, is the one name to walk (a cache's tag). */
 static int walk_dir_children(struct walker *w, int dfd, const char *only)
 {
-	char **names = NULL;
+	struct walk_name *names = NULL;
 	size_t n = 0, alloc = 0;
 	struct dirent *de;
 	DIR *d;
@@ -328,7 +389,7 @@ static int walk_dir_children(struct walker *w, int dfd, const char *only)
 			continue;
 		if (n == alloc) {
 			size_t a = alloc ? alloc * 2 : 64;
-			char **p = realloc(names, a * sizeof(*names));
+			struct walk_name *p = realloc(names, a * sizeof(*names));
 
 			if (!p) {
 				rc = dd_error_set(-ENOMEM, "out of memory");
@@ -337,19 +398,19 @@ static int walk_dir_children(struct walker *w, int dfd, const char *only)
 			names = p;
 			alloc = a;
 		}
-		if (!(names[n] = strdup(de->d_name))) {
+		if (!(names[n].name = strdup(de->d_name))) {
 			rc = dd_error_set(-ENOMEM, "out of memory");
 			goto cleanup;
 		}
-		n++;
+		names[n++].type = de->d_type;
 	}
 	if (n > 1)
-		qsort(names, n, sizeof(*names), walk_cmp_str);
+		qsort(names, n, sizeof(*names), walk_cmp_name);
 	for (size_t i = 0; i < n && rc >= 0; i++)
-		rc = walk_entry(w, dirfd(d), names[i]);
+		rc = walk_entry(w, dirfd(d), names[i].name, names[i].type);
 cleanup:
 	for (size_t i = 0; i < n; i++)
-		free(names[i]);
+		free(names[i].name);
 	free(names);
 	closedir(d);
 	return rc;
@@ -400,7 +461,10 @@ static int walk_dir(struct walker *w, int dirfd, const char *name,
 	return walk_dir_children(w, dfd, only);
 }
 
-static int walk_entry(struct walker *w, int dirfd, const char *name)
+/* One entry of the open directory `dirfd`; `dtype` is readdir's d_type
+ * (DT_UNKNOWN: not known). */
+static int walk_entry(struct walker *w, int dirfd, const char *name,
+		      unsigned char dtype)
 {
 	struct walk_item it;
 	struct stat st;
@@ -417,6 +481,10 @@ static int walk_entry(struct walker *w, int dirfd, const char *name)
 		w->stats->excluded++;
 		goto done;
 	}
+	if (dtype == DT_REG && w->opts && w->opts->open_files_first &&
+	    (rc = walk_file_first(w, dirfd, name)) != WALK_FALLBACK)
+		goto done;
+	rc = 0;
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		walk_skip(w, "stat", errno);
 		goto done;
@@ -504,7 +572,7 @@ int walk_root(const char *root, const struct walk_ops *ops,
 		goto cleanup;
 	}
 	w.root_dev = st.st_dev;
-	rc = walk_entry(&w, pfd, slash + 1);
+	rc = walk_entry(&w, pfd, slash + 1, DT_UNKNOWN);
 cleanup:
 	if (pfd >= 0)
 		close(pfd);

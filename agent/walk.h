@@ -35,13 +35,15 @@ struct walk_item {
 };
 
 struct walk_ops {
-	/* Optional, called for a regular file before it is opened (fd -1):
+	/* Optional, called for a regular file before it is opened (fd -1;
+	 * with open_files_first, after: it->st is then the fstat):
 	 * return 1 if the callback recorded the file itself (it is then
 	 * neither opened nor read), 0 to have it opened and passed to
 	 * `file`, negative to stop the walk. */
 	int (*file_known)(void *payload, const struct walk_item *it);
-	/* A regular file, open read-only at it->fd (the walker closes it).
-	 * The callback reads it. */
+	/* A regular file, open read-only at it->fd. The callback owns the
+	 * descriptor whatever it returns: it closes it, now or later (a
+	 * reader thread may keep it), so no duplicate is made per file. */
 	int (*file)(void *payload, const struct walk_item *it);
 	/* A directory, before its children; it->fd is -1 when it cannot be
 	 * opened (its children are then skipped). */
@@ -55,6 +57,13 @@ struct walk_options {
 	const struct pattern_list *exclude;   /* NULL: nothing excluded */
 	bool one_file_system;    /* do not enter other file systems */
 	bool exclude_caches;     /* skip the contents of tagged caches */
+	/* A name the directory listing calls a regular file is opened and
+	 * fstat'ed with no lstat before: one system call a file less, for a
+	 * walker whose file_known needs no stat before the open (no parent
+	 * snapshot to match). As with the lstat first, an entry replaced
+	 * between the listing and the open is opened O_NONBLOCK|O_NOFOLLOW
+	 * and skipped unless it is still a regular file. */
+	bool open_files_first;
 };
 
 struct walk_stats {
