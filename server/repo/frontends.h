@@ -22,7 +22,11 @@
  *                 before it reads the heartbeats and deletes, and done
  *                 at its end; a session open on another front-end
  *                 writes its heartbeat, then waits while one is running;
- *                 a front-end that sees N change drops its local cache.
+ *                 every reading brings the local cache up to N
+ *                 (store_cache_observe), and a snapshot whose session
+ *                 began at another N is re-checked against the shared
+ *                 index before it is acknowledged.
+ * A front-end that cannot write its heartbeat fences itself (below).
  * Errors: negative errno with a reason (dd_error_set).
  */
 #ifndef SRV_FRONTENDS_H
