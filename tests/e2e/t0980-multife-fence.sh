@@ -15,8 +15,11 @@
 #      cache to be dropped, and is then told the swept chunk is missing;
 #   4. a front-end stopped while another collects drops its stale cache
 #      when it starts again.
-# Every refused snapshot leaves nothing behind, and check --read-data is
-# clean on both front-ends at the end.
+# Every refused snapshot leaves nothing behind; at the end a collection on
+# A marks from every snapshot in the pool and check --read-data is clean
+# on both front-ends (on the code before, the stalled or restarted
+# front-end's snapshot was acknowledged over swept chunks, and that
+# collection failed on its catalog).
 # The alive bound is shortened with DEDUP_TEST_ALIVE_SEC; T0980_ALIVE sets
 # the wait (30 for a build without the hook, whose bound is fixed).
 . "$(dirname "$0")/lib.sh"
@@ -205,6 +208,13 @@ check_eq "B restarted tells a new session they are missing" "200 missing" "$(mis
 check_eq "and refuses a snapshot of them" 409 "$(snapshot s4 "$S4b")"
 server_stop
 
+# every snapshot in the pool is whole: A adopts them all and marks from
+# them (a snapshot acknowledged over swept chunks fails this collection:
+# its catalog is gone), then check reads every chunk they reference
+removed=$(gc_a)
+check "a last collection on A marks from every snapshot of the pool" test $? = 0 -a -n "$removed"
+sed 's/^/# /' "$T/gca.out"
+check_eq "A knows every snapshot of the pool" "$(pool_snapshots)" "$(ls "$RA/snapshots" | grep -c '\.json$')"
 check "check --read-data on A is clean" "$SERVER" check --repo "$RA" --read-data --quiet
 check "check --read-data on B is clean" "$SERVER" check --repo "$RB" --read-data --quiet
 server_start "$RA" || exit 1
