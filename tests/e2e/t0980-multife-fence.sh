@@ -14,7 +14,9 @@
 #      lock and a collection elsewhere made the cache stale waits for the
 #      cache to be dropped, and is then told the swept chunk is missing;
 #   4. a front-end stopped while another collects drops its stale cache
-#      when it starts again.
+#      when it starts again;
+#   5. an agent whose front-end fences itself mid-backup waits (503 with
+#      Retry-After) and completes once the heartbeat is written again.
 # Every refused snapshot leaves nothing behind; at the end a collection on
 # A marks from every snapshot in the pool and check --read-data is clean
 # on both front-ends (on the code before, the stalled or restarted
@@ -206,6 +208,31 @@ server_start "$RB" || exit 1
 S4b=$(session_open)
 check_eq "B restarted tells a new session they are missing" "200 missing" "$(missing s4)"
 check_eq "and refuses a snapshot of them" 409 "$(snapshot s4 "$S4b")"
+
+# ---- 5. the agent waits out a fenced front-end (503 + Retry-After) ----
+mkdir -p "$T/src5"
+prand s5 96000000 > "$T/src5/big.bin"
+agent "$C1" backup --json "$T/src5" > "$T/b5.out" 2>"$T/b5.err" &
+AG=$!
+# stopped as soon as its session is open: it still has every chunk to
+# ask about and send
+opened() { api "$C1" GET /api/v1/sessions | grep -q '"id"'; }
+check "an agent's backup through B opens its session" wait_for 60 opened
+kill -STOP "$AG"
+touch "$T/hbfail"
+check "B fences itself meanwhile" wait_for 30 fenced
+n503() {
+	api "$ADM" GET /metrics | sed -n 's/^dedup_http_requests_total{method="POST",code="503"} //p'
+}
+n0=$(n503)
+kill -CONT "$AG"
+more503() { [ "$(n503)" -gt "$n0" ]; }
+check "the agent's next request is refused with 503" wait_for 30 more503
+rm -f "$T/hbfail"
+wait "$AG"
+check "the agent waits it out and its backup completes" test $? = 0
+ID5=$(json_get "$(cat "$T/b5.out")" snapshot_id)
+check "its snapshot is in the pool" rados -p "$CEPH_POOL" -N "$NS" stat "snapshots/$ID5.json"
 server_stop
 
 # every snapshot in the pool is whole: A adopts them all and marks from
@@ -220,8 +247,10 @@ check "check --read-data on B is clean" "$SERVER" check --repo "$RB" --read-data
 server_start "$RA" || exit 1
 api "$ADM" GET "/api/v1/snapshots/$ID1" > "$T/g1.out"
 check_eq "the acknowledged snapshot is known to A" 200 "$(tail -n1 "$T/g1.out")"
-rm -rf "$T/r1"
+rm -rf "$T/r1" "$T/r5"
 agent "$ADM" restore "$ID1" --target "$T/r1" 2>"$T/r1.err"
 check_eq "and restores through A" 65536 "$(find "$T/r1" -name f-s1 -type f -printf '%s')"
+agent "$ADM" restore "$ID5" --target "$T/r5" 2>"$T/r5.err"
+check "the agent's snapshot restores through A" cmp -s "$T/src5/big.bin" "$T/r5/$T/src5/big.bin"
 server_stop
 finish
