@@ -212,7 +212,9 @@ check_eq "and refuses a snapshot of them" 409 "$(snapshot s4 "$S4b")"
 # ---- 5. the agent waits out a fenced front-end (503 + Retry-After) ----
 mkdir -p "$T/src5"
 prand s5 96000000 > "$T/src5/big.bin"
-agent "$C1" backup --json "$T/src5" > "$T/b5.out" 2>"$T/b5.err" &
+# the agent itself in the background (not a subshell): SIGSTOP reaches it
+"$AGENT" --server "$URL" --token "$C1" --ca "$CA" backup --json "$T/src5" \
+	> "$T/b5.out" 2>"$T/b5.err" &
 AG=$!
 # stopped as soon as its session is open: it still has every chunk to
 # ask about and send
