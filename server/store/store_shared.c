@@ -610,9 +610,9 @@ static int cache_bring_up(struct store *s, uint64_t n, uint32_t by,
 				    "of the shared one and is open read-only");
 	rc = store_cache_drop_to(s, n, dropped);
 	if (rc == 0)
-		log_info("a collection ran on another front-end (gc epoch "
-			 "%llu): dropped %llu cached index entries",
-			 (unsigned long long)n, (unsigned long long)*dropped);
+		log_info("a collection ran on another front-end: dropped "
+			 "%llu cached index entries (gc epoch %llu)",
+			 (unsigned long long)*dropped, (unsigned long long)n);
 	return rc;
 }
 
