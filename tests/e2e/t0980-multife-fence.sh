@@ -97,9 +97,16 @@ snapshot() {
 		-H 'Content-Type: application/json' > "$T/snap.out"
 	tail -n1 "$T/snap.out"
 }
+# gc_a: a collection on A (the verb); prints how many chunks it removed,
+# nothing when it deferred (its report then counts what it would remove)
 gc_a() {
 	env -u DEDUP_TEST_GC_HOLD "$SERVER" gc --repo "$RA" >"$T/gca.out" 2>&1 || return 1
+	grep -q "deleting nothing" "$T/gca.out" && return 0
 	sed -n 's/^gc: \([0-9]*\) unreferenced chunk(s) removed.*/\1/p' "$T/gca.out"
+}
+# heartbeat_idle FE: the front-end's heartbeat says no session is open
+heartbeat_idle() {
+	rados -p "$CEPH_POOL" -N "$NS" get "active/$1" - 2>/dev/null | grep -q ' 0$'
 }
 pool_snapshots() {
 	rados -p "$CEPH_POOL" -N "$NS" ls | grep -c '^snapshots/'
@@ -181,6 +188,7 @@ api "$ADM" POST /api/v1/gc > "$T/gcb3.out" 2>&1 &
 GCB=$!
 held2() { [ "$(grep -c "gc: test hold while" "$T/server.log")" -ge 2 ]; }
 check "B's own collection holds its gc lock again" wait_for 20 held2
+check "B's heartbeat shows the failed session closed" wait_for 20 heartbeat_idle 1
 removed=$(gc_a)
 check "A's collection sweeps them" test "${removed:-0}" -ge 2
 session_open > "$T/s3b.id" &
