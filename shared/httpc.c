@@ -415,7 +415,9 @@ static int dd_httpc_request_once(struct dd_httpc *c, const char *method,
 	if (cc != CURLE_OK)
 		return dd_httpc_transport_error(c, cc);
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-	if (status == 429) {
+	/* 429: rate limited; 503 with Retry-After: a server that cannot
+	 * acknowledge for a moment (a fenced front-end, docs/STORAGE.md) */
+	if (status == 429 || status == 503) {
 		curl_off_t after = -1;
 
 		if (curl_easy_getinfo(c->curl, CURLINFO_RETRY_AFTER, &after) ==
@@ -459,9 +461,10 @@ static bool dd_httpc_retryable(const struct dd_httpc *c)
  * whose retry after a lost answer may record a second, identical snapshot:
  * harmless, and better than a failed backup.
  *
- * A 429 that carries Retry-After (the server rate-limits /chunks/missing)
- * is waited out and sent again, up to DD_HTTPC_RATE_WAIT_TOTAL_S in all; a
- * 429 without it is an error as before.
+ * A 429 or 503 that carries Retry-After (the server rate-limits
+ * /chunks/missing; a front-end of a shared pool that cannot write its
+ * heartbeat refuses for a while) is waited out and sent again, up to
+ * DD_HTTPC_RATE_WAIT_TOTAL_S in all; one without it is an error as before.
  */
 int dd_httpc_request(struct dd_httpc *c, const char *method, const char *path,
 		   const char *ctype, const void *body, size_t len,

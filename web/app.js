@@ -123,7 +123,8 @@ function svg(parent, name, attrs, text) {
 // own (docs/API.md, "Stats"): the store's cards are hidden for it.
 function showStats(st) {
   const own = st.scope === "client";
-  document.querySelectorAll("#cards .repo-only").forEach((c) => c.classList.toggle("hidden", own));
+  document.querySelectorAll("#cards .repo-only:not(.pool-only)").forEach((c) => c.classList.toggle("hidden", own));
+  if (own) $("c-pool").classList.add("hidden");
   document.querySelectorAll("#cards .client-only").forEach((c) => c.classList.toggle("hidden", !own));
   $("cards").dataset.scope = own ? "client" : "repository";
   setCard("s-logical", bytes(st.bytes_logical), st.bytes_logical);
@@ -142,6 +143,19 @@ function showStats(st) {
   setCard("s-clients", String(st.clients), st.clients);
   setCard("s-free", bytes(st.disk_free), st.disk_free);
   $("s-disk").textContent = st.disk_total === undefined ? "" : "of " + bytes(st.disk_total);
+  showPool(st.pool);
+}
+
+// A RADOS pool (docs/STORAGE.md, "Stats on a shared pool"): the live
+// front-ends and how fresh the pool-wide figures are; absent otherwise.
+function showPool(pool) {
+  $("c-pool").classList.toggle("hidden", !pool);
+  if (!pool) return;
+  const at = (t) => (t === null || t === undefined ? "not yet" : clockUTC(new Date(t * 1000)));
+  setCard("s-pool", String(pool.frontends), pool.frontends);
+  $("s-pool-asof").textContent = "as of " + at(pool.as_of) + ", index " + at(pool.index_as_of);
+  $("s-pool-asof").dataset.asOf = pool.as_of === null ? "" : String(pool.as_of);
+  $("s-pool-asof").dataset.indexAsOf = pool.index_as_of === null ? "" : String(pool.index_as_of);
 }
 
 // Cumulative bytes ingested (logical) and stored, one point a day.

@@ -19,6 +19,17 @@ void routes_fail(struct http_reply *rep, int rc)
 		http_reply_error(rep, 500, "%s", log_reason(rc));
 }
 
+bool routes_fence_ok(struct routes_ctx *ctx, struct http_reply *rep)
+{
+	int rc = frontends_fenced(ctx->fronts);
+
+	if (rc == 0)
+		return true;
+	http_reply_error(rep, 503, "%s", log_reason(rc));
+	rep->retry_after = ROUTES_FENCE_RETRY;
+	return false;
+}
+
 /* N x 32-byte ids, 1 <= N <= DD_MAX_IDS_PER_QUERY; false after a 400. */
 bool routes_ids(const struct http_request *req, struct http_reply *rep,
 		size_t *n)

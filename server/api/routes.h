@@ -38,6 +38,9 @@ struct routes_ctx {
 	/* Several front-ends on one pool: the others' figures for the stats
 	 * (poolstats.h); NULL for a repository of one front-end. */
 	struct poolstats *pool;
+	/* Several front-ends on one pool: the heartbeat's fence and the gc
+	 * epoch a snapshot is checked against (frontends.h); NULL for one. */
+	struct frontends *fronts;
 };
 
 extern const struct http_route routes_table[];

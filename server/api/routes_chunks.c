@@ -153,6 +153,11 @@ void route_missing(void *payload, const struct http_request *req,
 	}
 	free(order);
 	free(absent);
+	/* "present" is an acknowledgement too */
+	if (!routes_fence_ok(ctx, rep)) {
+		free(bits);
+		return;
+	}
 	http_reply_take(rep, 200, ROUTES_OCTETS, bits, (n + 7) / 8);
 }
 
@@ -334,7 +339,8 @@ void route_upload(void *payload, const struct http_request *req,
 	int rc;
 
 	dd_buf_init(&plain, 0);
-	if (!routes_quota_ok(ctx, req->who->name, rep))
+	if (!routes_fence_ok(ctx, rep) ||
+	    !routes_quota_ok(ctx, req->who->name, rep))
 		goto cleanup;
 	if (routes_upload_parse(req, rep, &recs, &n) < 0)
 		goto cleanup;
@@ -381,6 +387,10 @@ void route_upload(void *payload, const struct http_request *req,
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
+	/* stored, but not acknowledged while fenced: the retry finds the
+	 * chunks present once the heartbeat is written again */
+	if (!routes_fence_ok(ctx, rep))
+		goto cleanup;
 	metrics_ingest(ctx->metrics, dd_monotonic() - t0, stored, dups,
 		       new_plain, new_packed);
 	sessions_note_upload(ctx->sessions, req->who->name, stored, new_plain,

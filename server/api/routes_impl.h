@@ -16,6 +16,7 @@
 
 #include "bundle.h"
 #include "domains.h"
+#include "frontends.h"
 #include "gc.h"
 #include "log.h"
 #include "prune.h"
@@ -31,8 +32,15 @@
 #define ROUTES_HISTORY_DEFAULT 30
 #define ROUTES_HISTORY_MAX 3650
 
+/* Seconds a fenced front-end asks a client to wait (Retry-After). */
+#define ROUTES_FENCE_RETRY 5
+
 /* routes.c */
 void routes_fail(struct http_reply *rep, int rc);
+/* Self-fencing (frontends_fenced): true when this front-end may
+ * acknowledge chunks and snapshots; else false after a 503 with
+ * Retry-After. */
+bool routes_fence_ok(struct routes_ctx *ctx, struct http_reply *rep);
 bool routes_ids(const struct http_request *req, struct http_reply *rep,
 		size_t *n);
 void routes_id_at(struct dd_id *id, const struct http_request *req,

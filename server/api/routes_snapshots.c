@@ -44,6 +44,8 @@ void route_snapshot_create(void *payload,
 	const char *session = http_request_arg(req, "session");
 	const char *client = req->who->name;
 	struct domains_tag dom;
+	struct frontends_commit fc = { ctx->fronts, false, 0 };
+	struct snapshots_guard guard = { frontends_snapshot_commit, &fc };
 	char *text = NULL, why[SESSIONS_ERROR_MAX + 1];
 	json_t *m;
 	size_t len = 0;
@@ -53,14 +55,21 @@ void route_snapshot_create(void *payload,
 		http_reply_error(rep, 400, "invalid session id");
 		return;
 	}
+	/* fenced: refused before anything is written; the agent retries
+	 * (its session stays open) */
+	if (!routes_fence_ok(ctx, rep))
+		return;
+	fc.epoch_known = session &&
+		sessions_epoch(ctx->sessions, session, client, &fc.epoch) == 0;
 	if (!routes_quota_ok(ctx, client, rep)) {
 		routes_backup_ended(ctx, client, session, false,
 				    "snapshot refused: storage quota exceeded");
 		return;
 	}
-	rc = snapshots_create(ctx->snapshots, ctx->store,
-			      routes_domain(ctx, req, &dom), client, req->body,
-			      req->body_len, &text, &len);
+	rc = snapshots_create_guarded(ctx->snapshots, ctx->store,
+				      routes_domain(ctx, req, &dom), client,
+				      req->body, req->body_len,
+				      ctx->fronts ? &guard : NULL, &text, &len);
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "snapshot refused: %s",
 			 log_reason(rc));
@@ -70,7 +79,13 @@ void route_snapshot_create(void *payload,
 			http_reply_error(rep, 400, "%s", log_reason(rc));
 		else if (rc == -ENOENT)
 			http_reply_error(rep, 409, "%s", log_reason(rc));
-		else
+		else if (rc == -EAGAIN) {
+			/* a collection elsewhere outlasted the wait: the
+			 * session stays open for the agent's retry */
+			http_reply_error(rep, 503, "%s", log_reason(rc));
+			rep->retry_after = ROUTES_FENCE_RETRY;
+			return;
+		} else
 			routes_fail(rep, rc);
 		routes_backup_ended(ctx, client, session, false, why);
 		return;

@@ -408,6 +408,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc == 0) {
 		frontends_attach_sessions(fronts, ctx.sessions);
 		ctx.pool = frontends_poolstats(fronts);
+		ctx.fronts = fronts;
 	}
 	if (rc == 0)
 		rc = metrics_new(&ctx.metrics);

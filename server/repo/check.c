@@ -466,6 +466,9 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 
 	if (klen == 6 && memcmp(key, "mstats", 6) == 0)
 		return 0;
+	if (klen == strlen(STORE_CACHE_EPOCH_KEY) &&
+	    memcmp(key, STORE_CACHE_EPOCH_KEY, klen) == 0)
+		return 0;
 	if (klen == strlen(DOMAINS_REGRANT_KEY) &&
 	    memcmp(key, DOMAINS_REGRANT_KEY, klen) == 0) {
 		ck_note(c, "the index was rebuilt and the dedup-domain "

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@
 #define SMALL_MAX (1u * 1024 * 1024)
 
 struct frontends {
-	pthread_mutex_t lock;   /* epoch, epoch_known */
+	pthread_mutex_t lock;   /* hb_ok, hb_ok_known, *_logged */
 	/* Held around counting the sessions and writing the heartbeat, so
 	 * that a count taken before a session opened is never written after
 	 * the heartbeat that session's open wrote. */
@@ -35,9 +36,17 @@ struct frontends {
 	struct poolstats *stats;    /* stats/<fe> and the pool's figures */
 	uint32_t fe;
 	double next;
-	uint64_t epoch;
-	bool epoch_known;
+	/* Under `lock`: dd_monotonic() when the last heartbeat that was
+	 * written was composed (its time is what other front-ends judge),
+	 * and whether one was written at all. */
+	double hb_ok;
+	bool hb_ok_known;
+	bool fence_logged;      /* the fence was announced in the log */
+	bool stale_logged;      /* a cache that could not be dropped, too */
 };
+
+static int frontends_check_epoch(struct frontends *f);
+static int frontends_heartbeat(struct frontends *f);
 
 /* A whole small object into *out (NUL-terminated, caller frees). */
 static int pool_get(struct backend *be, const char *name, uint8_t **out,
@@ -228,6 +237,15 @@ int frontends_new(struct frontends **out, const char *repo,
 		free(f);
 		return rc;
 	}
+	/* before the first request: a cache that collections elsewhere made
+	 * stale while this front-end was stopped is dropped, and the first
+	 * heartbeat lifts the fence (the tick retries what fails here) */
+	rc = frontends_check_epoch(f);
+	if (rc == 0)
+		rc = frontends_heartbeat(f);
+	if (rc < 0)
+		log_warning("cannot sync with the other front-ends: %s",
+			    log_reason(rc));
 	*out = f;
 	return 0;
 }
@@ -365,24 +383,100 @@ static int frontends_sync_snapshots(struct frontends *f)
 }
 
 
+unsigned frontends_alive_sec(void)
+{
+	const char *v = getenv("DEDUP_TEST_ALIVE_SEC");
+	unsigned long n;
+	char *end;
+
+	if (v && *v) {
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (errno == 0 && *end == 0 && n >= 2 && n <= 3600)
+			return (unsigned)n;
+	}
+	return FRONTENDS_ALIVE_SEC;
+}
+
+double frontends_fence_sec(void)
+{
+	return frontends_alive_sec() / 2.0;
+}
+
+/* Test hook (docs/OPERATIONS.md): while the file named by
+ * DEDUP_TEST_HEARTBEAT_FAIL exists, heartbeat writes fail. */
+static int heartbeat_test_fault(void)
+{
+	const char *path = getenv("DEDUP_TEST_HEARTBEAT_FAIL");
+
+	if (path && *path && access(path, F_OK) == 0)
+		return dd_error_set(-EIO, "cannot write the heartbeat: test "
+				    "fault (DEDUP_TEST_HEARTBEAT_FAIL)");
+	return 0;
+}
+
 /* Writes this front-end's heartbeat with the sessions open now, counted
  * under hb_lock: heartbeats are written in the order their counts were
  * taken, so the last one never misses a session whose open was already
- * announced. */
+ * announced. A heartbeat written lifts the fence (frontends_fenced). */
 static int frontends_heartbeat(struct frontends *f)
 {
 	char name[64], text[96];
 	unsigned open_sessions;
+	double composed;
 	int rc;
 
 	snprintf(name, sizeof(name), FRONTENDS_ACTIVE_PREFIX "%u", f->fe);
 	pthread_mutex_lock(&f->hb_lock);
 	open_sessions = f->sessions ? sessions_open_count(f->sessions) : 0;
+	composed = dd_monotonic();
 	snprintf(text, sizeof(text), "%lld %u\n", (long long)dd_now(),
 		 open_sessions);
-	rc = frontends_pool_replace(f->be, name, text, strlen(text));
+	rc = heartbeat_test_fault();
+	if (rc == 0)
+		rc = frontends_pool_replace(f->be, name, text, strlen(text));
 	pthread_mutex_unlock(&f->hb_lock);
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0 && (!f->hb_ok_known || composed > f->hb_ok)) {
+		f->hb_ok = composed;
+		f->hb_ok_known = true;
+		if (f->fence_logged)
+			log_info("the heartbeat is written again: chunks and "
+				 "snapshots are acknowledged again");
+		f->fence_logged = false;
+	}
+	pthread_mutex_unlock(&f->lock);
 	return rc;
+}
+
+int frontends_fenced(struct frontends *f)
+{
+	double age, bound = frontends_fence_sec();
+	bool first;
+
+	if (!f)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	age = f->hb_ok_known ? dd_monotonic() - f->hb_ok : HUGE_VAL;
+	first = age > bound && !f->fence_logged;
+	if (age > bound)
+		f->fence_logged = true;
+	pthread_mutex_unlock(&f->lock);
+	if (age <= bound)
+		return 0;
+	if (first)
+		log_warning("the heartbeat has not been written for more than "
+			    "%.0f s: acknowledging no chunk or snapshot until "
+			    "it is (other front-ends take this one for dead "
+			    "after %u s)", bound, frontends_alive_sec());
+	if (age == HUGE_VAL)
+		return dd_error_set(-EAGAIN, "this front-end has not yet "
+				    "written its heartbeat to the pool: try "
+				    "again in a moment");
+	return dd_error_set(-EAGAIN, "this front-end cannot write its "
+			    "heartbeat to the pool (last written %.0f s ago): "
+			    "it acknowledges nothing until it can; try again "
+			    "later", age);
 }
 
 void frontends_attach_sessions(struct frontends *f, struct sessions *ss)
@@ -393,14 +487,7 @@ void frontends_attach_sessions(struct frontends *f, struct sessions *ss)
 	sessions_set_open_hook(ss, frontends_session_opened, f);
 }
 
-struct epoch {
-	uint64_t n;
-	bool running;       /* a collection is deleting */
-	int64_t since;      /* unix time it started */
-	uint32_t by;        /* on which front-end */
-};
-
-static int epoch_read(struct backend *be, struct epoch *e)
+int frontends_epoch_get(struct backend *be, struct frontends_epoch *e)
 {
 	char state[16] = "";
 	long long since = 0;
@@ -428,55 +515,67 @@ static int epoch_read(struct backend *be, struct epoch *e)
 	return 0;
 }
 
-/* f->lock held: drops the cache when the epoch moved. */
-static int frontends_epoch_seen(struct frontends *f, const struct epoch *e)
+/* Brings the local cache up to the pool's epoch e (store.h): waits up
+ * to wait_sec while this front-end's own collection holds it. */
+static int frontends_epoch_seen(struct frontends *f,
+				const struct frontends_epoch *e,
+				double wait_sec)
 {
-	uint64_t dropped;
-	int rc;
+	int rc = store_cache_observe(f->st, e->n, e->by, wait_sec, NULL);
+	bool first;
 
-	/* this front-end's own collection keeps its index right itself
-	 * (and works from it: dropping it meanwhile would make every pack
-	 * look dead) */
-	if (f->epoch_known && e->n != f->epoch && e->by != f->fe) {
-		rc = store_cache_drop(f->st, &dropped);
-		if (rc == -EBUSY)
-			return 0;  /* next time: f->epoch stays behind */
-		if (rc < 0)
-			return rc;
-		log_info("a collection ran on another front-end: dropped "
-			 "%llu cached index entries",
-			 (unsigned long long)dropped);
-	}
-	f->epoch = e->n;
-	f->epoch_known = true;
-	return 0;
+	pthread_mutex_lock(&f->lock);
+	first = rc == -EBUSY && !f->stale_logged;
+	f->stale_logged = rc == -EBUSY;
+	pthread_mutex_unlock(&f->lock);
+	if (first)
+		log_warning("%s (the next tick tries again)", dd_error_last());
+	return rc;
 }
 
 static int frontends_check_epoch(struct frontends *f)
 {
-	struct epoch e;
-	int rc = epoch_read(f->be, &e);
+	struct frontends_epoch e;
+	int rc = frontends_epoch_get(f->be, &e);
 
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&f->lock);
-	rc = frontends_epoch_seen(f, &e);
-	pthread_mutex_unlock(&f->lock);
-	return rc;
+	rc = frontends_epoch_seen(f, &e, 0);
+	return rc == -EBUSY ? 0 : rc;
 }
 
 /* A collection that started longer ago than its lock's lease died. */
-static bool epoch_live_gc(const struct epoch *e)
+static bool epoch_live_gc(const struct frontends_epoch *e)
 {
 	return e->running &&
 		e->since + FRONTENDS_GC_LEASE_SEC >= (int64_t)dd_now();
 }
 
-int frontends_session_opened(void *payload, unsigned open_now)
+/* Waits (at most FRONTENDS_GC_WAIT_SEC, else -EAGAIN) while another
+ * front-end's collection is deleting; *e is the epoch then. */
+static int frontends_wait_gc(struct frontends *f, struct frontends_epoch *e)
+{
+	double until = dd_monotonic() + FRONTENDS_GC_WAIT_SEC;
+	int rc;
+
+	for (;;) {
+		rc = frontends_epoch_get(f->be, e);
+		/* this front-end's own collection: its vouch journal
+		 * protects the session (store.h) */
+		if (rc < 0 || !epoch_live_gc(e) || e->by == f->fe)
+			return rc;
+		if (dd_monotonic() > until)
+			return dd_error_set(-EAGAIN, "a collection is running on "
+					    "another front-end: try again later");
+		usleep(200 * 1000);
+	}
+}
+
+int frontends_session_opened(void *payload, unsigned open_now,
+			     uint64_t *epoch)
 {
 	struct frontends *f = payload;
-	double until = dd_monotonic() + FRONTENDS_GC_WAIT_SEC;
-	struct epoch e;
+	struct frontends_epoch e;
 	int rc;
 
 	/* the heartbeat first: a collection that reads it after this sees
@@ -484,26 +583,46 @@ int frontends_session_opened(void *payload, unsigned open_now)
 	 * which the read below sees */
 	(void)open_now;  /* counted again under hb_lock */
 	rc = frontends_heartbeat(f);
-	while (rc == 0) {
-		rc = epoch_read(f->be, &e);
-		/* this front-end's own collection: its vouch journal
-		 * protects the session (store.h) */
-		if (rc < 0 || !epoch_live_gc(&e) || e.by == f->fe)
-			break;
-		if (dd_monotonic() > until)
-			return dd_error_set(-EAGAIN, "a collection is running on "
-					    "another front-end: try again later");
-		usleep(200 * 1000);
-	}
-	if (rc == 0) {
-		pthread_mutex_lock(&f->lock);
-		rc = frontends_epoch_seen(f, &e);
-		pthread_mutex_unlock(&f->lock);
-	}
+	if (rc == 0)
+		rc = frontends_wait_gc(f, &e);
+	if (rc == -EAGAIN)
+		return rc;
+	/* the session's "present" answers come from the cache: never from
+	 * one that a collection elsewhere made stale */
+	if (rc == 0)
+		rc = frontends_epoch_seen(f, &e, FRONTENDS_GC_WAIT_SEC);
+	if (rc == -EBUSY)
+		return dd_error_set(-EAGAIN, "%s", dd_error_last());
 	if (rc < 0)
 		return log_wrap(-EIO, "cannot reach the pool shared with the "
 				"other front-ends");
+	*epoch = e.n;
 	return 0;
+}
+
+int frontends_snapshot_commit(void *payload)
+{
+	const struct frontends_commit *c = payload;
+	struct frontends_epoch e;
+	int rc;
+
+	if (!c || !c->f)
+		return 0;
+	/* the manifest is in the pool now: a collection that sets the
+	 * epoch running after the read below marks from it */
+	rc = frontends_wait_gc(c->f, &e);
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc < 0)
+		return log_wrap(-EIO, "cannot reach the pool shared with the "
+				"other front-ends");
+	if (c->epoch_known && e.n == c->epoch)
+		return 0;
+	log_info("a collection ran since this backup began (gc epoch %llu, "
+		 "now %llu): checking its chunks against the shared index",
+		 c->epoch_known ? (unsigned long long)c->epoch : 0ull,
+		 (unsigned long long)e.n);
+	return 1;
 }
 
 void frontends_tick(struct frontends *f)
@@ -568,7 +687,8 @@ static int peers_cb(const char *name, void *payload)
 	if (sscanf((const char *)data, "%lld %u", &t, &open) != 2)
 		open = 0;
 	free(data);
-	if (open > 0 && t + FRONTENDS_ALIVE_SEC >= (long long)dd_now()) {
+	if (open > 0 && t + (long long)frontends_alive_sec() >=
+	    (long long)dd_now()) {
 		p->busy = true;
 		snprintf(p->who, p->whysz, "front-end %s has %u backup "
 			 "session(s) open", num, open);

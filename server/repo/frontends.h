@@ -22,7 +22,11 @@
  *                 before it reads the heartbeats and deletes, and done
  *                 at its end; a session open on another front-end
  *                 writes its heartbeat, then waits while one is running;
- *                 a front-end that sees N change drops its local cache.
+ *                 every reading brings the local cache up to N
+ *                 (store_cache_observe), and a snapshot whose session
+ *                 began at another N is re-checked against the shared
+ *                 index before it is acknowledged.
+ * A front-end that cannot write its heartbeat fences itself (below).
  * Errors: negative errno with a reason (dd_error_set).
  */
 #ifndef SRV_FRONTENDS_H
@@ -49,6 +53,16 @@
 #define FRONTENDS_SNAPSHOT_GRACE_SEC 10
 /* How often the tick syncs with the pool (seconds). */
 #define FRONTENDS_TICK_SEC 2
+
+/* The alive bound in use: FRONTENDS_ALIVE_SEC, or the test hook
+ * DEDUP_TEST_ALIVE_SEC (docs/OPERATIONS.md; every front-end of the pool
+ * must use the same). */
+unsigned frontends_alive_sec(void);
+/* The fence (frontends_fenced): half the alive bound, so that clocks
+ * that differ by less than the other half, and a request that is
+ * answered within it, cannot be acknowledged by a front-end that
+ * another already takes for dead (seconds). */
+double frontends_fence_sec(void);
 
 /* Replaces the whole content of a small pool object, whatever it held
  * (get then compare-and-swap, retried a few times: -ECANCELED when other
@@ -109,10 +123,55 @@ int frontends_epoch_set(struct backend *be, bool running, uint32_t self);
  * when this front-end's tick has not adopted it yet.
  */
 int frontends_adopt_snapshots(struct backend *be, struct snapshots *snaps);
+/*
+ * Self-fencing: -EAGAIN with a reason when this front-end has not
+ * written its heartbeat for longer than frontends_fence_sec() (or not
+ * yet), 0 otherwise (and for f NULL). Serve then acknowledges no chunk
+ * upload, no missing-query and no snapshot (503): a collection on another
+ * front-end may soon take it for dead and delete what its sessions were
+ * told exists.
+ */
+struct frontends;
+int frontends_fenced(struct frontends *f);
+
+/* The pool's gc epoch: "N running|done T FE" (n 0 when there is none). */
+struct frontends_epoch {
+	uint64_t n;
+	bool running;       /* a collection is deleting */
+	int64_t since;      /* unix time it started */
+	uint32_t by;        /* on which front-end */
+};
+int frontends_epoch_get(struct backend *be, struct frontends_epoch *e);
+
 /* sessions_open_hook for serve (sessions.h): writes this front-end's
  * heartbeat at once, then waits (at most FRONTENDS_GC_WAIT_SEC, else
- * -EAGAIN) while another front-end's collection is deleting, and drops
- * the local cache if one ran meanwhile. `payload` is the frontends. */
-int frontends_session_opened(void *payload, unsigned open_now);
+ * -EAGAIN) while another front-end's collection is deleting, brings the
+ * local cache up to the epoch (store_cache_observe: waiting as long again
+ * while this front-end's own collection holds it, else -EAGAIN; never
+ * answering from a stale cache) and gives the epoch in *epoch: the
+ * session's "present" answers are true as of it. `payload` is the
+ * frontends. */
+int frontends_session_opened(void *payload, unsigned open_now,
+			     uint64_t *epoch);
+
+/*
+ * For a snapshot create on a shared pool (snapshots_guard.commit, called
+ * once its manifest is in the pool and before it is acknowledged):
+ * `payload` is a struct frontends_commit, the epoch its session opened at
+ * (epoch_known false: no session, or one that did not say). Waits (as
+ * above, else -EAGAIN) while a collection of another front-end runs;
+ * then 0 when the epoch is the session's (no collection began since its
+ * chunks were vouched for, and one that begins now marks from the
+ * manifest), 1 when it moved (the snapshot's chunks must be checked
+ * against the shared index: a collection elsewhere that took this
+ * front-end for dead may have removed some), -EIO when the pool cannot
+ * be read. f NULL: 0.
+ */
+struct frontends_commit {
+	struct frontends *f;
+	bool epoch_known;
+	uint64_t epoch;
+};
+int frontends_snapshot_commit(void *payload);
 
 #endif

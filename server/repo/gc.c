@@ -67,6 +67,22 @@ static void gc_test_point(const char *name)
 	}
 }
 
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_GC_HOLD=<file> holds a
+ * collection right after it took this store's gc lock, while the file
+ * exists (at most 120 s), to test what a session open meets then. */
+static void gc_test_hold(void)
+{
+	const char *path = getenv("DEDUP_TEST_GC_HOLD");
+	double until = dd_monotonic() + 120;
+
+	if (!path || !*path || access(path, F_OK) != 0)
+		return;
+	log_info("gc: test hold while '%s' exists", path);
+	while (access(path, F_OK) == 0 && dd_monotonic() < until)
+		usleep(50 * 1000);
+	log_info("gc: test hold released");
+}
+
 /* ---- the snapshots to mark from ---- */
 
 struct gc_snap {
@@ -598,13 +614,35 @@ static bool gc_fe_pack_ok(const struct gc_fe_max *m, uint64_t seq)
 	return false;
 }
 
+/* The local cache brought up to the pool's gc epoch (store.h) before
+ * the collection reads it: a collection that ran on another front-end
+ * since this one's cache last saw the epoch removed entries it may hold.
+ * The RADOS lock is held, so no other collection runs until this ends
+ * and the cache stays up to date (a session open waiting for the drop
+ * sees that). */
+static int gc_shared_cache(struct store *st)
+{
+	struct frontends_epoch e;
+	uint64_t dropped = 0;
+	int rc = frontends_epoch_get(store_backend(st), &e);
+
+	if (rc == 0)
+		rc = store_gc_cache_refresh(st, e.n, e.by, &dropped);
+	if (rc == 0 && dropped)
+		log_info("gc: dropped %llu cached index entries first (a "
+			 "collection ran on another front-end)",
+			 (unsigned long long)dropped);
+	return rc;
+}
+
 /*
  * The start of a collection on a shared pool: the RADOS lock (one
  * collection in the pool at a time; its lease frees it if this process
- * dies), the other front-ends' packs, every entry of the shared index in
- * the local one, and whether another front-end has backups in progress
- * (then nothing is deleted: r->deferred). Otherwise the gc epoch is bumped
- * before anything is deleted, so the others drop their cached entries.
+ * dies), the local cache brought up to the gc epoch, the other
+ * front-ends' packs, every entry of the shared index in the local one,
+ * and whether another front-end has backups in progress (then nothing is
+ * deleted: r->deferred). Otherwise the gc epoch is bumped before
+ * anything is deleted, so the others drop their cached entries.
  */
 static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 			   struct gc_fe_max *fm, uint32_t self,
@@ -617,6 +655,8 @@ static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 
 	if (rc == -EBUSY)
 		return log_wrap(-EBUSY, "another front-end is collecting");
+	if (rc == 0)
+		rc = gc_shared_cache(st);
 	if (rc == 0)
 		rc = packio_list(be, gc_fe_max_cb, fm);
 	if (rc == 0)
@@ -735,6 +775,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	rc = store_gc_begin(st);
 	if (rc < 0)
 		return rc;
+	gc_test_hold();
 	if (shared) {
 		self = store_frontend(st);
 		rc = gc_shared_begin(st, snaps, &fm, self, r, o->dry_run);

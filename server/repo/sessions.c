@@ -27,6 +27,8 @@ struct sess {
 	char phase[16];
 	uint64_t up_requests, up_chunks, up_plain, up_stored, up_body;
 	uint64_t expected;
+	uint64_t epoch;             /* from the open hook, when epoch_known */
+	bool epoch_known;
 };
 
 struct sess_result {
@@ -180,6 +182,22 @@ static unsigned sessions_replace(struct sessions *s, const char *client,
 	return n;
 }
 
+/* Records the open hook's epoch on session `id` (if still open). */
+static void sessions_set_epoch(struct sessions *s, const char *id,
+			       uint64_t epoch)
+{
+	size_t i;
+
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < SESSIONS_MAX; i++) {
+		if (s->v[i].used && strcmp(s->v[i].id, id) == 0) {
+			s->v[i].epoch = epoch;
+			s->v[i].epoch_known = true;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 int sessions_open(struct sessions *s, const char *client, const char *host,
 		  json_t *paths, const char *config, uint64_t expected_bytes,
 		  char id[SESSIONS_ID_LEN + 1], unsigned *replaced)
@@ -233,7 +251,9 @@ int sessions_open(struct sessions *s, const char *client, const char *host,
 	memcpy(id, slot->id, SESSIONS_ID_LEN + 1);
 	pthread_mutex_unlock(&s->lock);
 	if (s->hook) {
-		rc = s->hook(s->hook_payload, sessions_open_count(s));
+		uint64_t epoch = 0;
+
+		rc = s->hook(s->hook_payload, sessions_open_count(s), &epoch);
 		if (rc < 0) {
 			char why[SESSIONS_ERROR_MAX + 1];
 
@@ -241,8 +261,25 @@ int sessions_open(struct sessions *s, const char *client, const char *host,
 			sessions_end(s, id, client, false, why);
 			return dd_error_set(rc, "%s", why);
 		}
+		sessions_set_epoch(s, id, epoch);
 	}
 	return 0;
+}
+
+int sessions_epoch(struct sessions *s, const char *id, const char *client,
+		   uint64_t *epoch)
+{
+	struct sess *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&s->lock);
+	e = sessions_find(s, id, client, false);
+	if (e && e->epoch_known) {
+		*epoch = e->epoch;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 void sessions_set_open_hook(struct sessions *s, sessions_open_hook fn,

@@ -108,10 +108,17 @@ unsigned sessions_open_count(struct sessions *s);
  * Called by sessions_open once a session is open, before it returns, with
  * the number now open (several front-ends on one pool: the heartbeat that
  * other front-ends' collections read is written there and then, and a
- * collection in progress is waited for). A negative return fails the
- * open: the session is closed again as failed and the code returned.
+ * collection in progress is waited for). It sets *epoch to the pool's gc
+ * epoch the session's answers are true as of, which the session keeps
+ * (sessions_epoch). A negative return fails the open: the session is
+ * closed again as failed and the code returned.
  */
-typedef int (*sessions_open_hook)(void *payload, unsigned open_now);
+typedef int (*sessions_open_hook)(void *payload, unsigned open_now,
+				  uint64_t *epoch);
+/* The gc epoch the open hook gave session `id` of `client`: -ENOENT when
+ * the session is unknown or no hook gave one. */
+int sessions_epoch(struct sessions *s, const char *id, const char *client,
+		   uint64_t *epoch);
 void sessions_set_open_hook(struct sessions *s, sessions_open_hook fn,
 			    void *payload);
 /* Sessions ended since the server started. */

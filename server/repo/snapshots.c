@@ -721,10 +721,130 @@ static int snap_parse_body(struct snapshots *s, const char *client,
 	return rc;
 }
 
+/* ---- the last check on a shared pool ---- */
+
+#define SNAP_VERIFY_BATCH 4096
+
+/* Ids waiting to be checked against the shared index. */
+struct snap_verify {
+	struct store *st;
+	struct dd_id ids[SNAP_VERIFY_BATCH];
+	uint8_t absent[SNAP_VERIFY_BATCH / 8];
+	size_t n;
+};
+
+static int snap_verify_flush(struct snap_verify *v)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+	size_t i;
+	int rc;
+
+	if (!v->n)
+		return 0;
+	rc = store_shared_verify(v->st, v->ids, v->n, v->absent);
+	for (i = 0; rc == 0 && i < v->n; i++) {
+		if (!(v->absent[i / 8] & (1u << (i % 8))))
+			continue;
+		dd_id_to_hex(hex, &v->ids[i]);
+		rc = dd_error_set(-ENOENT, "snapshot references missing chunk "
+				  "%s: a collection on another front-end "
+				  "removed it while this backup ran; run the "
+				  "backup again", hex);
+	}
+	v->n = 0;
+	return rc;
+}
+
+static int snap_verify_add(struct snap_verify *v, const struct dd_id *id)
+{
+	v->ids[v->n++] = *id;
+	return v->n == SNAP_VERIFY_BATCH ? snap_verify_flush(v) : 0;
+}
+
+/* Every chunk the request references, checked in the shared index. */
+static int snap_recheck(struct store *st, const struct snap_request *rq)
+{
+	struct snap_verify *v = calloc(1, sizeof(*v));
+	struct catsource *src = NULL;
+	struct dd_entry e;
+	uint64_t i;
+	size_t k;
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	v->st = st;
+	for (k = 0; rc == 0 && k < rq->ncatalog; k++)
+		rc = snap_verify_add(v, &rq->catalog[k]);
+	if (rc == 0)
+		rc = snap_verify_flush(v);
+	if (rc == 0)
+		rc = catsource_new(&src, st, rq->catalog, rq->ncatalog);
+	while (rc == 0) {
+		rc = catsource_next(src, &e);
+		if (rc <= 0)
+			break;
+		rc = 0;
+		for (i = 0; rc == 0 && i < e.nchunks; i++)
+			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
+				rc = snap_verify_add(v, &e.chunks[i].id);
+	}
+	if (rc == 0)
+		rc = snap_verify_flush(v);
+	catsource_free(src);
+	free(v);
+	return rc;
+}
+
+/* Removes the manifest a guard refused (the pool's copy first). */
+static void snap_unwrite(struct snapshots *s, const char *id)
+{
+	char name[128], path[4200];
+
+	if (s->mirror) {
+		snap_object(name, sizeof(name), id);
+		if (backend_remove(s->mirror, name) < 0)
+			log_warning("snapshot %s was refused but its manifest "
+				    "stays in the pool: %s (check and forget "
+				    "it)", id, dd_error_last());
+	}
+	snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
+	unlink(path);
+	dd_fsync_dir(s->dir);
+}
+
+/* The guard of snapshots_create_guarded, for a persisted manifest. */
+static int snap_guard(struct snapshots *s, struct store *st,
+		      const struct snapshots_guard *g,
+		      const struct snap_request *rq, const char *id)
+{
+	char why[512];
+	int rc = g->commit(g->payload);
+
+	if (rc == 1)
+		rc = snap_recheck(st, rq);
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "%s", dd_error_last());
+		snap_unwrite(s, id);
+		dd_error_set(rc, "%s", why);
+	}
+	return rc;
+}
+
 int snapshots_create(struct snapshots *s, struct store *st,
 		     const struct domains_tag *dom, const char *client,
 		     const uint8_t *body, size_t len, char **out,
 		     size_t *out_len)
+{
+	return snapshots_create_guarded(s, st, dom, client, body, len, NULL,
+					out, out_len);
+}
+
+int snapshots_create_guarded(struct snapshots *s, struct store *st,
+			     const struct domains_tag *dom, const char *client,
+			     const uint8_t *body, size_t len,
+			     const struct snapshots_guard *g, char **out,
+			     size_t *out_len)
 {
 	struct snap_request rq;
 	struct snap_counts cnt;
@@ -765,6 +885,8 @@ int snapshots_create(struct snapshots *s, struct store *st,
 	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
 	cat = NULL;      /* the manifest took it ("o"), even on failure */
 	rc = m ? snap_persist(s, &e, m, &text, &tlen) : -ENOMEM;
+	if (rc == 0 && g)
+		rc = snap_guard(s, st, g, &rq, e.id);
 	if (rc < 0)
 		goto cleanup;
 

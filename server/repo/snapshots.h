@@ -88,6 +88,26 @@ int snapshots_create(struct snapshots *s, struct store *st,
 		     const struct domains_tag *dom, const char *client,
 		     const uint8_t *body, size_t len, char **out,
 		     size_t *out_len);
+/*
+ * The same with a last check before the snapshot is acknowledged (several
+ * front-ends on one pool, frontends_snapshot_commit): once the manifest
+ * is durable here and in the pool, and before it is visible, g->commit
+ * (g->payload) is called: 0 goes on; 1 first checks every chunk the
+ * snapshot references (catalog and files) against the pool's shared
+ * index itself, not the local cache (store_shared_verify), and fails
+ * with -ENOENT "snapshot references missing chunk ..." when one is gone;
+ * negative fails with that code. A failure removes the manifest again
+ * (the pool's copy first). g NULL: snapshots_create.
+ */
+struct snapshots_guard {
+	int (*commit)(void *payload);
+	void *payload;
+};
+int snapshots_create_guarded(struct snapshots *s, struct store *st,
+			     const struct domains_tag *dom, const char *client,
+			     const uint8_t *body, size_t len,
+			     const struct snapshots_guard *g, char **out,
+			     size_t *out_len);
 
 /*
  * Creates a copy of another server's snapshot (dedup-server sync,

@@ -143,7 +143,7 @@ int domains_regrant_done(struct store *s);
  * to the batch (and deletes the "k" key). 0, or -EIO etc. (the caller must
  * then not cache the entry). Adds nothing when domains are not in use:
  * every chunk is the default domain's, as before.
- * domains_cache_keep: for store_cache_drop(), which deletes entry id
+ * domains_cache_keep: for store_cache_observe's drop, which deletes entry id
  * (value val): records the "k" key in the same batch (nothing when
  * domains are not in use). A "k" key whose chunk the shared index no
  * longer holds is an orphan as the others are (domains_drop_orphans).

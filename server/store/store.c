@@ -360,6 +360,7 @@ static int store_open_dir(struct store **out, const char *repo,
 	pthread_rwlock_init(&s->sweep_lock, NULL);
 	pthread_mutex_init(&s->track_lock, NULL);
 	pthread_mutex_init(&s->heal_lock, NULL);
+	pthread_mutex_init(&s->cache_lock, NULL);
 	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
 	rc = vouch_new(&s->vouched, store_test_vouch_max());
 	if (rc < 0)
@@ -407,6 +408,8 @@ static int store_open_dir(struct store **out, const char *repo,
 	if (rc == 0 && s->shared &&
 	    !(flags & (STORE_OPEN_FRESH | STORE_OPEN_READONLY)))
 		rc = domains_cache_audit(s);
+	if (rc == 0)
+		rc = store_cache_epoch_load(s);
 	if (rc < 0)
 		goto fail;
 	*out = s;
@@ -650,6 +653,7 @@ void store_close(struct store *s)
 	pthread_rwlock_destroy(&s->sweep_lock);
 	pthread_mutex_destroy(&s->track_lock);
 	pthread_mutex_destroy(&s->heal_lock);
+	pthread_mutex_destroy(&s->cache_lock);
 	vouch_free(s->vouched);
 	free(s);
 }

@@ -120,13 +120,50 @@ int store_shared_pull(struct store *s, uint64_t *entries);
  * when the store is not shared. */
 int store_shared_count(struct store *s, uint64_t *chunks,
 		       uint64_t *bytes_unique);
-/* Drops every chunk entry of the local index (a cache of the shared one
- * that another front-end's collection made stale); counters unchanged.
- * The dedup-domain memberships stay, with the location each entry had
- * (domains_cache_keep), so that they stand when the same entry comes back
- * from the shared index. -EBUSY (nothing done) while a collection of
- * this store runs. */
-int store_cache_drop(struct store *s, uint64_t *dropped);
+/*
+ * The local index as a cache of the shared one, kept in step with the
+ * pool's gc epoch (docs/STORAGE.md, "The cache and the gc epoch"): a
+ * collection on another front-end removes entries from the shared index
+ * that this cache may still hold, and a cache that answers "present" for
+ * them loses data. The cache records, under STORE_CACHE_EPOCH_KEY, the
+ * epoch it reflects; the record survives restarts, and an index without
+ * it (older, new, rebuilt from the packs) reflects no known epoch.
+ *
+ * store_cache_observe: the pool's epoch is n, last bumped by front-end
+ * `by`. If a collection of another front-end may have run since the
+ * epoch the cache reflects (n is more than one past it, or one past it
+ * and not bumped by this front-end, or the cache's epoch is unknown and
+ * n > 0), every chunk entry is dropped (counters unchanged; the
+ * dedup-domain memberships stay, with the location each entry had,
+ * domains_cache_keep, so that they stand when the same entry comes back
+ * from the shared index) and n is recorded in the same synced batch;
+ * otherwise n is only recorded. A
+ * collection of this store holds the gc lock: then the call waits up to
+ * `wait_sec` for that collection to bring the cache up itself
+ * (store_gc_cache_refresh, its first step) or to end, and returns -EBUSY
+ * with a reason when neither happened: the cache is stale and must not
+ * answer (the caller fails its request, or tries again later). *dropped
+ * (may be NULL) counts the entries dropped. Not shared: 0, nothing done.
+ */
+#define STORE_CACHE_EPOCH_KEY "mcache-epoch"
+int store_cache_observe(struct store *s, uint64_t n, uint32_t by,
+			double wait_sec, uint64_t *dropped);
+/* The same from the collection itself, which holds the gc lock
+ * (store_gc_begin) and calls it before it reads the local index. */
+int store_gc_cache_refresh(struct store *s, uint64_t n, uint32_t by,
+			   uint64_t *dropped);
+/* Whether the cache reflects gc epoch n (store_cache_observe would drop
+ * nothing). */
+bool store_cache_reflects(struct store *s, uint64_t n, uint32_t by);
+/*
+ * Looks every id up in the shared index itself, never in the local cache
+ * (which it refreshes with what it finds), with one omap read per shard
+ * and BACKEND_KV_BATCH ids: bit i of absent[(n + 7) / 8] set for each id
+ * the pool does not hold. For a snapshot whose chunks a collection on
+ * another front-end may have removed while its backup ran.
+ */
+int store_shared_verify(struct store *s, const struct dd_id *ids, size_t n,
+			uint8_t *absent);
 
 /* The STORE_* flags s was opened with, plus STORE_DOMAINS_USED once
  * store_domains_note() was called. */

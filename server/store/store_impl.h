@@ -218,6 +218,14 @@ struct store {
 	struct vouch *vouched;        /* the vouch journal (vouch.h) */
 	bool tracking;                /* a collection is past its start */
 
+	/* The local index as a cache of the shared one (store_shared.c):
+	 * the gc epoch it reflects, as recorded under STORE_CACHE_EPOCH_KEY
+	 * (unknown: an index older than that record, new or rebuilt). Under
+	 * cache_lock, which is never held while waiting for gc_lock. */
+	pthread_mutex_t cache_lock;
+	uint64_t cache_epoch;
+	bool cache_epoch_known;
+
 	/* Packs open for reading (backend readers). */
 	pthread_mutex_t fd_lock;
 	struct store_fd fds[STORE_FD_SLOTS];
@@ -266,6 +274,11 @@ int store_shared_rm(struct store *s, const struct dd_id *ids, size_t n);
 int store_shared_get(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc);
 int store_shared_seed(struct store *s);
+/* Reads the recorded cache epoch into s (store open). */
+int store_cache_epoch_load(struct store *s);
+/* store_index.c: drops the cache, recording `epoch` (gc_lock and
+ * cache_lock held). */
+int store_cache_drop_to(struct store *s, uint64_t epoch, uint64_t *dropped);
 /* The shared index's entry of id, bypassing the local cache (which it
  * then updates): a location the cache gave failed to read. */
 int store_shared_get_fresh(struct store *s, const struct dd_id *id,

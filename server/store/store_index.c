@@ -542,29 +542,36 @@ static int store_drop_cb(void *payload, const uint8_t *key, size_t klen,
 	return 0;
 }
 
-int store_cache_drop(struct store *s, uint64_t *dropped)
+/* Drops every chunk entry of the local index and records gc epoch
+ * `epoch` in the same synced batch. The caller holds gc_lock (so no
+ * collection of this store works from the index meanwhile) and
+ * cache_lock. */
+int store_cache_drop_to(struct store *s, uint64_t epoch, uint64_t *dropped)
 {
 	struct store_drop d = { s, NULL, 0 };
+	uint8_t val[8];
 	int rc;
 
 	*dropped = 0;
-	if (!s->shared)
-		return 0;
-	/* never under a collection of this store: it works from the local
-	 * index, and would take what it no longer sees for dead */
-	if (pthread_mutex_trylock(&s->gc_lock) != 0)
-		return -EBUSY;
 	d.batch = leveldb_writebatch_create();
+	if (!d.batch)
+		return -ENOMEM;
+	dd_put_le64(val, epoch);
 	store_ingest_lock(s);
 	pthread_rwlock_wrlock(&s->sweep_lock);
 	rc = store_index_scan(s, "c", 1, store_drop_cb, &d);
-	if (rc == 0 && d.n)
+	leveldb_writebatch_put(d.batch, STORE_CACHE_EPOCH_KEY,
+			       strlen(STORE_CACHE_EPOCH_KEY),
+			       (const char *)val, sizeof(val));
+	if (rc == 0)
 		rc = store_index_apply(s, d.batch);
 	pthread_rwlock_unlock(&s->sweep_lock);
 	pthread_mutex_unlock(&s->ingest_lock);
 	leveldb_writebatch_destroy(d.batch);
-	pthread_mutex_unlock(&s->gc_lock);
-	if (rc == 0)
+	if (rc == 0) {
+		s->cache_epoch = epoch;
+		s->cache_epoch_known = true;
 		*dropped = d.n;
+	}
 	return rc;
 }

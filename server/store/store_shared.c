@@ -263,8 +263,10 @@ static int shared_by_shard(const struct dd_id *ids, size_t *idx, size_t n)
 	return 0;
 }
 
-int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
-		   uint8_t *absent)
+/* The ids in the shared index, by shard; with use_local, those the
+ * local index holds are taken as present without asking the pool. */
+static int shared_lookup_batch(struct store *s, const struct dd_id *ids,
+			       size_t n, uint8_t *absent, bool use_local)
 {
 	leveldb_writebatch_t *batch = NULL;
 	struct dd_chunk_loc loc;
@@ -278,7 +280,7 @@ int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
 	if (!idx)
 		return dd_error_set(-ENOMEM, "out of memory");
 	for (i = 0; i < n; i++) {
-		rc = store_lookup_raw(s, &ids[i], &loc);
+		rc = use_local ? store_lookup_raw(s, &ids[i], &loc) : -ENOENT;
 		if (rc == -ENOENT) {
 			idx[nmiss++] = i;
 			absent[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -311,6 +313,12 @@ cleanup:
 		leveldb_writebatch_destroy(batch);
 	free(idx);
 	return rc;
+}
+
+int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
+		   uint8_t *absent)
+{
+	return shared_lookup_batch(s, ids, n, absent, true);
 }
 
 int store_shared_get(struct store *s, const struct dd_id *id,
@@ -511,4 +519,165 @@ int store_shared_seed(struct store *s)
 			 "shared index", (unsigned long long)sd->total);
 	free(sd);
 	return rc;
+}
+
+/* ---- the cache and the gc epoch ---- */
+
+int store_cache_epoch_load(struct store *s)
+{
+	char *err = NULL, *v;
+	size_t vlen = 0;
+
+	s->cache_epoch_known = false;
+	s->cache_epoch = 0;
+	if (!s->shared)
+		return 0;
+	pthread_rwlock_rdlock(&s->db_lock);
+	v = s->db ? leveldb_get(s->db, s->ropts, STORE_CACHE_EPOCH_KEY,
+				strlen(STORE_CACHE_EPOCH_KEY), &vlen, &err)
+		  : NULL;
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err)
+		return store_db_error(err, "read the index");
+	if (v && vlen == 8) {
+		s->cache_epoch = dd_le64((const uint8_t *)v);
+		s->cache_epoch_known = true;
+	}
+	leveldb_free(v);
+	return 0;
+}
+
+/* cache_lock held: whether the cache may hold entries that a collection
+ * of another front-end removed by epoch n (bumped last by `by`). */
+static bool cache_stale_for(const struct store *s, uint64_t n, uint32_t by)
+{
+	if (!s->cache_epoch_known)
+		return n > 0;
+	if (n <= s->cache_epoch)
+		return false;
+	return !(n == s->cache_epoch + 1 && by == s->fe);
+}
+
+/* cache_lock held: records epoch n without dropping anything (unsynced:
+ * a record lost in a crash only makes the next start drop the cache). */
+static void cache_epoch_record(struct store *s, uint64_t n)
+{
+	leveldb_writebatch_t *b;
+	uint8_t val[8];
+
+	if (s->cache_epoch_known && s->cache_epoch == n)
+		return;
+	s->cache_epoch = n;
+	s->cache_epoch_known = true;
+	if (s->flags & STORE_OPEN_READONLY)
+		return;
+	b = leveldb_writebatch_create();
+	if (!b)
+		return;
+	dd_put_le64(val, n);
+	leveldb_writebatch_put(b, STORE_CACHE_EPOCH_KEY,
+			       strlen(STORE_CACHE_EPOCH_KEY),
+			       (const char *)val, sizeof(val));
+	shared_cache_write(s, b);
+	leveldb_writebatch_destroy(b);
+}
+
+bool store_cache_reflects(struct store *s, uint64_t n, uint32_t by)
+{
+	bool ok;
+
+	if (!s->shared)
+		return true;
+	pthread_mutex_lock(&s->cache_lock);
+	ok = !cache_stale_for(s, n, by);
+	pthread_mutex_unlock(&s->cache_lock);
+	return ok;
+}
+
+/* cache_lock held, and gc_lock (the caller's or this store's collection
+ * in its first step): brings the cache up to epoch n. */
+static int cache_bring_up(struct store *s, uint64_t n, uint32_t by,
+			  uint64_t *dropped)
+{
+	int rc;
+
+	if (!cache_stale_for(s, n, by)) {
+		cache_epoch_record(s, n);
+		return 0;
+	}
+	if (s->flags & STORE_OPEN_READONLY)
+		return dd_error_set(-EROFS, "the local index is a stale cache "
+				    "of the shared one and is open read-only");
+	rc = store_cache_drop_to(s, n, dropped);
+	if (rc == 0)
+		log_info("a collection ran on another front-end: dropped "
+			 "%llu cached index entries (gc epoch %llu)",
+			 (unsigned long long)*dropped, (unsigned long long)n);
+	return rc;
+}
+
+/* One attempt: 1 when this store's collection holds gc_lock and the
+ * cache is still stale (nothing done). */
+static int cache_observe_once(struct store *s, uint64_t n, uint32_t by,
+			      uint64_t *dropped)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->cache_lock);
+	if (!cache_stale_for(s, n, by)) {
+		cache_epoch_record(s, n);
+	} else if (pthread_mutex_trylock(&s->gc_lock) != 0) {
+		rc = 1;
+	} else {
+		rc = cache_bring_up(s, n, by, dropped);
+		pthread_mutex_unlock(&s->gc_lock);
+	}
+	pthread_mutex_unlock(&s->cache_lock);
+	return rc;
+}
+
+int store_cache_observe(struct store *s, uint64_t n, uint32_t by,
+			double wait_sec, uint64_t *dropped)
+{
+	double until = dd_monotonic() + wait_sec;
+	uint64_t none;
+	int rc;
+
+	if (!dropped)
+		dropped = &none;
+	*dropped = 0;
+	if (!s->shared)
+		return 0;
+	/* never drop under this store's collection: it works from the
+	 * local index, and would take what it no longer sees for dead; it
+	 * brings the cache up itself before it reads it */
+	while ((rc = cache_observe_once(s, n, by, dropped)) == 1 &&
+	       dd_monotonic() < until)
+		usleep(50 * 1000);
+	if (rc == 1)
+		return dd_error_set(-EBUSY, "the local index cache is stale "
+				    "(a collection ran on another front-end) "
+				    "and this front-end's own collection holds "
+				    "it: try again in a moment");
+	return rc;
+}
+
+int store_gc_cache_refresh(struct store *s, uint64_t n, uint32_t by,
+			   uint64_t *dropped)
+{
+	int rc;
+
+	*dropped = 0;
+	if (!s->shared)
+		return 0;
+	pthread_mutex_lock(&s->cache_lock);
+	rc = cache_bring_up(s, n, by, dropped);
+	pthread_mutex_unlock(&s->cache_lock);
+	return rc;
+}
+
+int store_shared_verify(struct store *s, const struct dd_id *ids, size_t n,
+			uint8_t *absent)
+{
+	return shared_lookup_batch(s, ids, n, absent, false);
 }

@@ -129,6 +129,46 @@ check_eq "none of their backups counted" 0 "$(json_get "$out" backups_in_progres
 check "A is alive" kill -0 "$PID_A"
 check "B is alive" kill -0 "$PID_B"
 
+# 3b. the status page shows the pool member: front-ends and freshness
+# (headless Chromium over the DevTools protocol, as t0870)
+CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser)}
+cat > "$T/pool.py" <<'PY'
+import json, os, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from cdp import Browser
+chromium, url, out = sys.argv[1], sys.argv[2], sys.argv[3]
+with Browser(chromium, 40, log=os.path.join(os.environ["T"], "chromium.log")) as b:
+    s = b.page("Runtime.enable", "Page.enable")
+    b.call("Page.navigate", {"url": url}, s)
+    seen = None
+    while time.time() < b.deadline:
+        seen = b.js("""(() => { const c = document.getElementById("c-pool");
+          if (!c || document.body.dataset.state !== "ready") return null;
+          return {hidden: c.classList.contains("hidden") || c.offsetParent === null,
+                  value: document.getElementById("s-pool").textContent,
+                  sub: document.getElementById("s-pool-asof").textContent,
+                  as_of: document.getElementById("s-pool-asof").dataset.asOf || ""}; })()""", s)
+        if seen and seen["value"] not in ("", "-"):
+            break
+        time.sleep(0.1)
+    json.dump(seen, open(out, "w"))
+PY
+if [ -n "$CHROMIUM" ]; then
+	on A env T="$T" timeout 60 python3 "$T/pool.py" "$CHROMIUM" "$URL_A/#token=$ADM" "$T/pool.json" 2>>"$T/cdp.err"
+	pycheck "$(stats A)" <<'PY'
+api = json.loads(sys.argv[1])["pool"]
+page = J("pool")
+check("the status page shows the pool card", page is not None and not page["hidden"], page)
+check_eq("with the live front-ends", str(api["frontends"]), page and page["value"])
+check("and how fresh the figures are (UTC)", page is not None and
+      re.search(r"as of \d\d:\d\d:\d\d UTC, index \d\d:\d\d:\d\d UTC", page["sub"]), page)
+check("the same as_of as the API's", page is not None and page["as_of"] != "" and
+      abs(int(page["as_of"]) - api["as_of"]) <= 10, (page, api))
+PY
+else
+	not_ok "chromium is not installed (packaging/deps.sh installs it)"
+fi
+
 # 4. a front-end that stops is no longer counted; its object is removed
 kill "$PID_B"; wait "$PID_B" 2>/dev/null
 SERVER_PIDS=("$PID_A")
