@@ -270,6 +270,28 @@ ceph_up() {
 	export DEDUP_BACKEND_DIR=$DD_BUILD
 }
 
+# poll_until SECONDS CMD...: runs CMD (output discarded) every 0.2 s until
+# it succeeds (status 0) or SECONDS have passed (status 1): a deadline,
+# however slow each try is.
+poll_until() {
+	local end=$(( SECONDS + $1 )); shift
+	while :; do
+		"$@" >/dev/null 2>&1 && return 0
+		[ "$SECONDS" -ge "$end" ] && return 1
+		sleep 0.2
+	done
+}
+
+# Several front-ends of one pool (the multi-front-end scripts).
+# fe_start REPO NAME: server_start on REPO, its URL, CA and PID kept as
+# URL_NAME, CA_NAME and PID_NAME.
+fe_start() {
+	server_start "$1" || exit 1
+	eval "URL_$2=\$URL CA_$2=\$CA PID_$2=\$SERVER_PID"
+}
+# on NAME CMD...: runs CMD against front-end NAME (its URL and CA).
+on() { local f=$1; shift; URL=$(eval echo "\$URL_$f") CA=$(eval echo "\$CA_$f") "$@"; }
+
 # need_ceph: Ceph's daemons and tools and the RADOS module, or the script
 # ends here: under CI (CI set) as a failure, elsewhere as a skip.
 need_ceph() {

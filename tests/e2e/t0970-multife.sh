@@ -38,24 +38,13 @@ for i in 1 2 3 4 5 6; do SIX+=("$(token_add "$RA" "c$i")"); done
 check "clients.json is in the pool" rados_ls_has clients.json
 
 # fe NAME: point the agent at front-end NAME
-start_fe() {
-	server_start "$1" || exit 1
-	eval "URL_$2=\$URL CA_$2=\$CA PID_$2=\$SERVER_PID"
-}
-start_fe "$RA" A
-start_fe "$RB" B
-start_fe "$RC" C
-on() { local f=$1; shift; URL=$(eval echo "\$URL_$f") CA=$(eval echo "\$CA_$f") "$@"; }
-# wait_for SECONDS CMD...: polls CMD every 0.2 s
-wait_for() {
-	local n=$(( $1 * 5 )); shift
-	while [ "$n" -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; n=$((n - 1)); done
-	return 1
-}
+fe_start "$RA" A
+fe_start "$RB" B
+fe_start "$RC" C
 tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
-check "bob's token (made through B) works on A" wait_for 10 tok_ok A "$A2"
-check "alice's token (made through A) works on C" wait_for 10 tok_ok C "$A1"
-check "and on B" wait_for 10 tok_ok B "$A1"
+check "bob's token (made through B) works on A" poll_until 10 tok_ok A "$A2"
+check "alice's token (made through A) works on C" poll_until 10 tok_ok C "$A1"
+check "and on B" poll_until 10 tok_ok B "$A1"
 
 # 1. cross-front-end dedup: alice backs up through A, bob the same through B
 SRC=$T/src
@@ -79,7 +68,7 @@ check "the shared index has shards" test "$(rados_ls | grep -c '^index/[0-9a-f][
 
 # 2. a snapshot made through A is listed and restored through C
 listed() { on C agent "$A1" snapshots 2>/dev/null | grep -q "${IDA:0:12}"; }
-check "A's snapshot is listed through C" wait_for 10 listed
+check "A's snapshot is listed through C" poll_until 10 listed
 rm -rf "$T/r1"
 on C agent "$A1" restore "$IDA" --target "$T/r1" 2>"$T/r1.err"
 check "and restores through C" test $? = 0
@@ -130,7 +119,7 @@ mkdir -p "$T/u"
 prand uniq 2000000 > "$T/u/u.bin"
 IDU=$(json_get "$(on C agent "${SIX[0]}" backup --json "$T/u")" snapshot_id)
 seen_on_a() { on A agent "$ADM" snapshots 2>/dev/null | grep -q "${IDU:0:12}"; }
-check "C's snapshot reaches A's list" wait_for 10 seen_on_a
+check "C's snapshot reaches A's list" poll_until 10 seen_on_a
 check "forget through A of a snapshot made through C" on A agent "$ADM" forget "$IDU"
 sleep 3
 out=$(on A agent "$ADM" gc --json 2>&1)
@@ -138,7 +127,7 @@ check "a gc with no backup in progress defers nothing" not grep -q deferred <<<"
 check "and deletes what the forget freed" test "$(json_get "$out" chunks_removed)" -gt 0
 rm -rf "$T/r3"
 gone() { ! on C agent "$ADM" snapshots 2>/dev/null | grep -q "${IDB:0:12}"; }
-check "the forgotten snapshot leaves C's list" wait_for 10 gone
+check "the forgotten snapshot leaves C's list" poll_until 10 gone
 sleep 2.5
 on C agent "$A1" restore "$IDG" --target "$T/r3" 2>/dev/null
 tree_manifest "$T/r3/${SRC#/}" > "$T/m.r3"
@@ -159,7 +148,7 @@ prand kill 120000000 > "$T/k/big.bin"
 KB=$!
 # kill once B has stored part of the upload (its session shows it)
 uploading() { on B api "$A1" GET /api/v1/sessions | grep -q '"uploaded_chunks": *[1-9]'; }
-check "B's session shows the upload under way" wait_for 60 uploading
+check "B's session shows the upload under way" poll_until 60 uploading
 kill -9 "$PID_B"
 wait "$KB"
 # Either the agent fails cleanly (the usual case), or its snapshot was

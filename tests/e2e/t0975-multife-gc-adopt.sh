@@ -27,11 +27,6 @@ omap_keys() {
 heartbeat_idle() {
 	rados -p "$CEPH_POOL" -N "$NS" get "active/$1" - 2>/dev/null | grep -q ' 0$'
 }
-wait_for() {
-	local n=$(( $1 * 5 )); shift
-	while [ "$n" -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; n=$((n - 1)); done
-	return 1
-}
 
 RA=$T/fa RB=$T/fb
 check "init --store makes front-end A" "$SERVER" init --repo "$RA" --store "rados:$CEPH_POOL/$NS" --config /dev/null
@@ -53,7 +48,7 @@ server_stop
 server_start "$RB" || exit 1
 URL_B=$URL CA_B=$CA PID_B=$SERVER_PID
 tok_ok() { api_status "$A1" GET /api/v1/snapshots | grep -q '^200$'; }
-check "alice's token works on B" wait_for 10 tok_ok
+check "alice's token works on B" poll_until 10 tok_ok
 mkdir -p "$T/bsrc"
 prand bonly 4000000 > "$T/bsrc/bonly.bin"
 out=$(agent "$A1" backup --json "$T/bsrc")
@@ -61,7 +56,7 @@ check "a backup through B while A is stopped" test $? = 0
 IDB=$(json_get "$out" snapshot_id)
 check "its manifest is in the pool" rados -p "$CEPH_POOL" -N "$NS" stat "snapshots/$IDB.json"
 check "A's directory does not know it" test ! -e "$RA/snapshots/$IDB.json"
-check "B's heartbeat shows its session closed" wait_for 10 heartbeat_idle 1
+check "B's heartbeat shows its session closed" poll_until 10 heartbeat_idle 1
 keys0=$(omap_keys)
 
 # 3. a collection while the OSDs do not serve fails within the op
@@ -84,7 +79,7 @@ check "A adopted B's snapshot from the pool" test -e "$RA/snapshots/$IDB.json"
 # 5. B's snapshot restores through B (after dropping its cache for the
 # collection's epoch) and through A; check --read-data on A is clean
 dropped() { grep -q "dropped .* cached index entries" "$T/server.log"; }
-check "B drops its cache after A's collection" wait_for 10 dropped
+check "B drops its cache after A's collection" poll_until 10 dropped
 rm -rf "$T/rb"
 agent "$A1" restore "$IDB" --target "$T/rb" 2>"$T/rb.err"
 check "B's snapshot restores through B" cmp -s "$T/bsrc/bonly.bin" "$T/rb/$T/bsrc/bonly.bin"

@@ -30,25 +30,10 @@ check "init --join adds front-end B" "$SERVER" init --repo "$RB" --store "rados:
 ALICE=$(token_add "$RA" alice)
 ADM=$(token_add "$RA" admin --admin)
 
-start_fe() {
-	server_start "$1" || exit 1
-	eval "URL_$2=\$URL CA_$2=\$CA PID_$2=\$SERVER_PID"
-}
-start_fe "$RA" A
-start_fe "$RB" B
-on() { local f=$1; shift; URL=$(eval echo "\$URL_$f") CA=$(eval echo "\$CA_$f") "$@"; }
-# wait_for SECONDS CMD...: polls CMD every 0.2 s until it passes or the
-# time is up (a deadline, however slow each try is)
-wait_for() {
-	local end=$(( SECONDS + $1 )); shift
-	while :; do
-		"$@" >/dev/null 2>&1 && return 0
-		[ "$SECONDS" -ge "$end" ] && return 1
-		sleep 0.2
-	done
-}
+fe_start "$RA" A
+fe_start "$RB" B
 tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
-check "the tokens reach B" wait_for 10 tok_ok B "$ALICE"
+check "the tokens reach B" poll_until 10 tok_ok B "$ALICE"
 
 stats() { on "$1" api "$ADM" GET /api/v1/stats | head -n -1; }
 # figs FE: "snapshots chunks bytes_unique bytes_logical" through FE
@@ -75,12 +60,12 @@ cp "$T/a/s.bin" "$T/b/s.bin"
 check "a backup through A" on A agent "$ALICE" backup --json "$T/a" >/dev/null
 check "a backup through B" on B agent "$ALICE" backup --json "$T/b" >/dev/null
 same_figs() { [ "$(figs A)" = "$(figs B)" ] && [ "$(figs A | cut -d' ' -f1)" = 2 ]; }
-check "stats through A and B agree" wait_for 20 same_figs
+check "stats through A and B agree" poll_until 20 same_figs
 echo "# A: $(figs A); B: $(figs B)"
 IDX=$(index_count)
 chunks_is() { [ "$(figs "$1" | cut -d' ' -f2)" = "$IDX" ]; }
-check "A's chunks are the shared index's ($IDX): both front-ends' summed" wait_for 20 chunks_is A
-check "and B's" wait_for 20 chunks_is B
+check "A's chunks are the shared index's ($IDX): both front-ends' summed" poll_until 20 chunks_is A
+check "and B's" poll_until 20 chunks_is B
 check "more than the front-end's own share (A: $(figs A | cut -d' ' -f2) > 0)" test "$IDX" -gt 0
 uniq_a=$(figs A | cut -d' ' -f3)
 check "unique bytes cover both backups' data (6 MB, each byte once: $uniq_a)" \
@@ -102,10 +87,10 @@ out=$(on B api "$ALICE" POST /api/v1/sessions -H 'Content-Type: application/json
 check "a session opens on B" test "$(tail -n1 <<<"$out")" = 201
 SID=$(json_get "$(head -n -1 <<<"$out")" id)
 busy_on() { [ "$(json_get "$(stats "$1")" backups_in_progress)" = "$2" ]; }
-check "A counts B's backup in progress" wait_for 20 busy_on A 1
+check "A counts B's backup in progress" poll_until 20 busy_on A 1
 check "B too" busy_on B 1
 on B api "$ALICE" POST "/api/v1/sessions/$SID" -H 'Content-Type: application/json' -d '{"state":"failed","error":"test"}' >/dev/null
-check "and no longer once it ends" wait_for 20 busy_on A 0
+check "and no longer once it ends" poll_until 20 busy_on A 0
 
 # 3. damaged stats objects in the pool are skipped, the route answers
 before=$(figs A)
@@ -115,11 +100,11 @@ printf '{"version":1,"frontend":3,"time":%s,"backups_in_progress":5,"local_chunk
 printf '{"version":1,"frontend":10,"time":"now","backups_in_progress":-4}' | rados_ put stats/10 -
 printf '{"version":1,"frontend":11,"time":%s,"backups_in_progress":2,"local_chunks":1,"local_bytes":1}' "$(date +%s)" | rados_ put stats/x11 -
 logged() { grep -q "skipping the pool's stats object '$1'" "$T/server.log"; }
-check "the damaged objects are logged (not JSON)" wait_for 20 logged stats/7
-check "too large" wait_for 20 logged stats/8
-check "another front-end's" wait_for 20 logged stats/9
-check "wrong shape" wait_for 20 logged stats/10
-check "misnamed" wait_for 20 logged stats/x11
+check "the damaged objects are logged (not JSON)" poll_until 20 logged stats/7
+check "too large" poll_until 20 logged stats/8
+check "another front-end's" poll_until 20 logged stats/9
+check "wrong shape" poll_until 20 logged stats/10
+check "misnamed" poll_until 20 logged stats/x11
 check_eq "the stats route still answers through A" 200 "$(on A api_status "$ADM" GET /api/v1/stats)"
 check_eq "and through B" 200 "$(on B api_status "$ADM" GET /api/v1/stats)"
 check_eq "with the same figures" "$before" "$(figs A)"
@@ -175,6 +160,6 @@ SERVER_PIDS=("$PID_A")
 gone() { ! rados_ stat stats/1 >/dev/null 2>&1; }
 check "B's stats object is removed when it stops" gone
 one_fe() { [ "$(json_get "$(stats A)" pool.frontends)" = 1 ]; }
-check "A counts one live front-end" wait_for 20 one_fe
+check "A counts one live front-end" poll_until 20 one_fe
 check_eq "and the same pool figures" "$before" "$(figs A)"
 finish

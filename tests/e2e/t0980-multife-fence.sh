@@ -33,11 +33,6 @@ ALIVE=${T0980_ALIVE:-8}
 export DEDUP_TEST_ALIVE_SEC=$ALIVE
 export DEDUP_TEST_HEARTBEAT_FAIL=$T/hbfail DEDUP_TEST_GC_HOLD=$T/gchold
 
-wait_for() {
-	local n=$(( $1 * 5 )); shift
-	while [ "$n" -gt 0 ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; n=$((n - 1)); done
-	return 1
-}
 # hb_older FE SECONDS: front-end FE's heartbeat in the pool is older
 hb_older() {
 	local t
@@ -120,7 +115,7 @@ ADM=$(token_add "$RA" root --admin)
 server_start "$RB" || exit 1
 PID_B=$SERVER_PID
 tok_ok() { api_status "$C1" GET /api/v1/snapshots | grep -q '^200$'; }
-check "the tokens work on B" wait_for 10 tok_ok
+check "the tokens work on B" poll_until 10 tok_ok
 
 # ---- 1. heartbeat writes fail; B's own collection holds its gc lock ----
 mk s1
@@ -132,23 +127,23 @@ touch "$T/gchold"
 api "$ADM" POST /api/v1/gc > "$T/gcb1.out" 2>&1 &
 GCB=$!
 held() { grep -q "gc: test hold while" "$T/server.log"; }
-check "B's own collection holds its gc lock (test hook)" wait_for 20 held
+check "B's own collection holds its gc lock (test hook)" poll_until 20 held
 touch "$T/hbfail"
 t0=$(date +%s.%N)
 fenced() { [ "$(missing s1)" = 503 ]; }
-check "B refuses a missing-query once it cannot write its heartbeat" wait_for 30 fenced
+check "B refuses a missing-query once it cannot write its heartbeat" poll_until 30 fenced
 t1=$(date +%s.%N)
 echo "# fenced $(echo "$t1 - $t0" | bc) s after the heartbeat writes began to fail (alive bound $ALIVE s)"
 check "before another front-end may take it for dead" test "$(echo "$t1 - $t0 < $ALIVE" | bc)" = 1
 check "the 503 says why" grep -q "cannot write its heartbeat" "$T/miss.out"
 check_eq "B refuses an upload meanwhile" 503 "$(upload s1)"
 check_eq "and the session's snapshot" 503 "$(snapshot s1 "$S1")"
-check "B's heartbeat goes stale" wait_for 60 hb_older 1 "$ALIVE"
+check "B's heartbeat goes stale" poll_until 60 hb_older 1 "$ALIVE"
 removed=$(gc_a)
 check "A's collection takes B for dead and sweeps the session's chunks" test "${removed:-0}" -ge 2
 rm -f "$T/hbfail"
 unfenced() { [ "$(missing s1)" != 503 ]; }
-check "B answers again once its heartbeat is written" wait_for 30 unfenced
+check "B answers again once its heartbeat is written" poll_until 30 unfenced
 check_eq "B's snapshot of the swept chunks is refused" 409 "$(snapshot s1 "$S1")"
 check "with 'missing chunk'" grep -q "missing chunk" "$T/snap.out"
 check "found by re-checking against the shared index" grep -q "checking its chunks against the shared index" "$T/server.log"
@@ -167,12 +162,12 @@ mk s2
 S2=$(session_open)
 check_eq "a second session uploads through B" 200 "$(upload s2)"
 kill -STOP "$PID_B"
-check "B stalls: its heartbeat goes stale" wait_for 60 hb_older 1 "$((ALIVE + 1))"
+check "B stalls: its heartbeat goes stale" poll_until 60 hb_older 1 "$((ALIVE + 1))"
 removed=$(gc_a)
 check "A's collection sweeps the stalled session's chunks" test "${removed:-0}" -ge 2
 kill -CONT "$PID_B"
 not_503() { st=$(snapshot s2 "$S2"); [ "$st" != 503 ]; }
-wait_for 30 not_503
+poll_until 30 not_503
 check_eq "the stalled session's snapshot is refused, not acknowledged" 409 "$(tail -n1 "$T/snap.out")"
 check_eq "and leaves no manifest in the pool" 1 "$(pool_snapshots)"
 
@@ -187,8 +182,8 @@ touch "$T/gchold"
 api "$ADM" POST /api/v1/gc > "$T/gcb3.out" 2>&1 &
 GCB=$!
 held2() { [ "$(grep -c "gc: test hold while" "$T/server.log")" -ge 2 ]; }
-check "B's own collection holds its gc lock again" wait_for 20 held2
-check "B's heartbeat shows the failed session closed" wait_for 20 heartbeat_idle 1
+check "B's own collection holds its gc lock again" poll_until 20 held2
+check "B's heartbeat shows the failed session closed" poll_until 20 heartbeat_idle 1
 removed=$(gc_a)
 check "A's collection sweeps them" test "${removed:-0}" -ge 2
 session_open > "$T/s3b.id" &
@@ -228,17 +223,17 @@ AG=$!
 # stopped as soon as its session is open: it still has every chunk to
 # ask about and send
 opened() { api "$C1" GET /api/v1/sessions | grep -q '"id"'; }
-check "an agent's backup through B opens its session" wait_for 60 opened
+check "an agent's backup through B opens its session" poll_until 60 opened
 kill -STOP "$AG"
 touch "$T/hbfail"
-check "B fences itself meanwhile" wait_for 30 fenced
+check "B fences itself meanwhile" poll_until 30 fenced
 n503() {
 	api "$ADM" GET /metrics | sed -n 's/^dedup_http_requests_total{method="POST",code="503"} //p'
 }
 n0=$(n503)
 kill -CONT "$AG"
 more503() { [ "$(n503)" -gt "$n0" ]; }
-check "the agent's next request is refused with 503" wait_for 30 more503
+check "the agent's next request is refused with 503" poll_until 30 more503
 rm -f "$T/hbfail"
 wait "$AG"
 check "the agent waits it out and its backup completes" test $? = 0

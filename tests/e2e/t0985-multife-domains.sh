@@ -29,25 +29,10 @@ ERIN=$(token_add "$RA" erin)
 FRANK=$(token_add "$RA" frank)
 ADM=$(token_add "$RA" admin --admin)
 
-start_fe() {
-	server_start "$1" || exit 1
-	eval "URL_$2=\$URL CA_$2=\$CA PID_$2=\$SERVER_PID"
-}
-start_fe "$RA" A
-start_fe "$RB" B
-on() { local f=$1; shift; URL=$(eval echo "\$URL_$f") CA=$(eval echo "\$CA_$f") "$@"; }
-# wait_for SECONDS CMD...: polls CMD every 0.2 s until it passes or the
-# time is up
-wait_for() {
-	local end=$(( SECONDS + $1 )); shift
-	while :; do
-		"$@" >/dev/null 2>&1 && return 0
-		[ "$SECONDS" -ge "$end" ] && return 1
-		sleep 0.2
-	done
-}
+fe_start "$RA" A
+fe_start "$RB" B
 tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
-check "the tokens reach B" wait_for 10 tok_ok B "$FRANK"
+check "the tokens reach B" poll_until 10 tok_ok B "$FRANK"
 
 mkdir -p "$T/a" "$T/b" "$T/d"
 printf 'PIN=%04d\n' 4821 > "$T/a/pin.txt"
@@ -159,7 +144,7 @@ drops() { grep -c 'a collection ran on another front-end: dropped' "$T/server.lo
 D0=$(drops)
 check "gc through A" on A agent "$ADM" gc
 dropped() { [ "$(drops)" -gt "$D0" ]; }
-check "B drops its cached entries for A's collection" wait_for 20 dropped
+check "B drops its cached entries for A's collection" poll_until 20 dropped
 check_eq "after the drop, erin (default) through B finds dave's PIN, not alice's" "1234" "$(attack B "$ERIN" missing)"
 check_eq "... bob (domain b) through B his own" "5555 6666" "$(attack B "$BOB" missing)"
 check_eq "... carol (domain a) through B the PIN she uploaded there" "4821" "$(attack B "$CAROL" missing)"
@@ -197,8 +182,8 @@ check "check of A: no problems" grep -q '^no problems found' "$T/checka.out"
 # index, and an index an earlier version filled (the test hook
 # DEDUP_TEST_FILLS_UNMARKED fills as it did), corrected at the next start
 has_pin() { attack "$1" "$2" missing | grep -qw "$3"; }
-start_fe "$RA" A
-start_fe "$RB" B
+fe_start "$RA" A
+fe_start "$RB" B
 mkdir -p "$T/b3" "$T/a7"
 printf 'PIN=%04d\n' 3333 > "$T/b3/pin.txt"
 printf 'PIN=%04d\n' 7777 > "$T/a7/pin.txt"
@@ -207,16 +192,16 @@ check "alice backs up PIN 7777 through A" on A agent "$ALICE" backup --json "$T/
 kill -TERM "$PID_A"; wait "$PID_A" 2>/dev/null
 "$SERVER" check --repo "$RA" > "$T/checka2.out" 2>&1
 check "check of A (it pulls the shared index): no problems" grep -q '^no problems found' "$T/checka2.out"
-start_fe "$RA" A
+fe_start "$RA" A
 check "after check's pull, frank (default) through A does not find bob's 3333" not has_pin A "$FRANK" 3333
 check "... and carol (domain a) through A finds alice's 7777" has_pin A "$CAROL" 7777
 kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
 export DEDUP_TEST_FILLS_UNMARKED=1
-start_fe "$RB" B
+fe_start "$RB" B
 unset DEDUP_TEST_FILLS_UNMARKED
 check "a B that fills as the earlier version did: frank finds alice's 7777 through B" has_pin B "$FRANK" 7777
 kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
-start_fe "$RB" B
+fe_start "$RB" B
 check "B's next start corrects its cache" grep -q 'cached entr.* no longer count as held by the default domain' "$T/server.log"
 check "then frank through B does not find alice's 7777" not has_pin B "$FRANK" 7777
 check "... and still finds dave's 1234 (stored through B)" has_pin B "$FRANK" 1234
