@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# test: alone (two front-ends on a Ceph cluster)
 # GET /api/v1/stats (and /metrics) shows the whole pool from any
 # front-end: after a backup through A and another through B, both answer
 # the same chunks, unique bytes and snapshots, and the chunks are the

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# test: alone (two front-ends on a Ceph cluster)
 # Dedup domains on several front-ends (docs/SECURITY.md, "Dedup domains on
 # several front-ends"). Memberships live in each front-end's local index;
 # the shared index in the pool carries locations only. A chunk a
