@@ -33,9 +33,12 @@ add_counts() { # $1 = "N passed, M failed" line, $2 = name
 # End-to-end scripts. DD_TEST_JOBS=N runs up to N at once (default: 2 on
 # a machine with 2 or more CPUs, else 1; each script has its
 # own temporary directory, free loopback ports and, for Ceph, its own
-# throw-away cluster); a script whose header says "# test: alone" runs by
-# itself afterwards (kill batteries and multi-process timing that another
-# script's load would distort). Summaries print as scripts finish.
+# throw-away cluster). A script whose header says "# test: quiet" (kill
+# batteries, multi-process timing) never runs beside another quiet one:
+# the quiet scripts take one lane of their own, one after another, from
+# the start, beside the other lanes' scripts. A script whose header says
+# "# test: alone" (it changes the machine for everything else) runs by
+# itself at the end. Summaries print as scripts finish.
 JOBS=${DD_TEST_JOBS:-$(( $(nproc 2>/dev/null || echo 1) >= 2 ? 2 : 1 ))}
 [[ $JOBS =~ ^[1-9][0-9]?$ ]] || { echo "DD_TEST_JOBS must be 1..99, got '$JOBS'"; exit 2; }
 OUTS=$(mktemp -d "${TMPDIR:-/tmp}/dedup-run.XXXXXX")
@@ -128,6 +131,7 @@ reap_one() { # waits for one running job and reports it
 	wait -n -p pid "${!running[@]}"
 	report_script "${running[$pid]}"
 	unset "running[$pid]"
+	[ "$pid" != "${quiet_pid:-}" ] || quiet_pid=
 }
 
 # Under the sanitizers (make asan) a script whose header says
@@ -144,6 +148,7 @@ header_says() {
 }
 
 jobs_=()
+quiet=()
 alone=()
 [ -z "$pattern" ] && jobs_+=(unit)
 for s in "$E2E"/t[0-9]*-*.sh; do
@@ -155,17 +160,37 @@ for s in "$E2E"/t[0-9]*-*.sh; do
 	fi
 	if [ "$JOBS" -gt 1 ] && header_says alone "$s"; then
 		alone+=("$s")
-		continue
+	elif [ "$JOBS" -gt 1 ] && header_says quiet "$s"; then
+		quiet+=("$s")
+	else
+		jobs_+=("$s")
 	fi
-	jobs_+=("$s")
 done
 mapfile -t jobs_ < <(longest_first "${jobs_[@]}")
-for s in "${jobs_[@]}"; do
-	while [ ${#running[@]} -ge "$JOBS" ]; do reap_one; done
-	run_script "$s" &
-	running[$!]=$s
+mapfile -t quiet < <(longest_first "${quiet[@]}")
+
+# start_next: starts the next quiet script if none is running, else the
+# next other one; fails when neither may start now.
+next_job=0 next_quiet=0 quiet_pid=
+start_next() {
+	if [ -z "$quiet_pid" ] && [ "$next_quiet" -lt ${#quiet[@]} ]; then
+		run_script "${quiet[$next_quiet]}" &
+		quiet_pid=$!
+		running[$!]=${quiet[$next_quiet]}
+		next_quiet=$((next_quiet + 1))
+	elif [ "$next_job" -lt ${#jobs_[@]} ]; then
+		run_script "${jobs_[$next_job]}" &
+		running[$!]=${jobs_[$next_job]}
+		next_job=$((next_job + 1))
+	else
+		return 1
+	fi
+}
+while :; do
+	while [ ${#running[@]} -lt "$JOBS" ] && start_next; do :; done
+	[ ${#running[@]} -gt 0 ] || break
+	reap_one
 done
-while [ ${#running[@]} -gt 0 ]; do reap_one; done
 for s in "${alone[@]}"; do
 	run_script "$s"
 	report_script "$s"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: alone (SIGKILL timing: another script's load would stretch the kill battery)
+# test: quiet (SIGKILL timing: another script's load would stretch the kill battery)
 # Crash battery: three agents back up (overlapping data) in a loop while
 # the server is killed with SIGKILL at random moments, 50 times (200 with
 # DD_LONG=1). After every kill `check` must be clean; the agents retry

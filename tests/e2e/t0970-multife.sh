@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: alone (three front-ends and a Ceph cluster whose OSDs it pauses)
+# test: quiet (three front-ends and a Ceph cluster whose OSDs it pauses)
 # test: plain-only (timing batteries over the multi-front-end code that t0975, t0977, t0980 and t0985 run under the sanitizers)
 # Three front-ends (dedup-server serve, each its own directory) on one
 # RADOS pool (tests/ceph/up.sh): init --store makes A, init --join adds B

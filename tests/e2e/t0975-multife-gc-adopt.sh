@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: alone (a Ceph cluster whose OSDs it pauses)
+# test: quiet (a Ceph cluster whose OSDs it pauses)
 # A collection on one front-end never sweeps the chunks of a snapshot that
 # another front-end acknowledged and this one has not adopted yet (its
 # tick adopts the pool's manifests every 2 s; the `gc` verb of a stopped

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test: alone (two front-ends on a Ceph cluster; timings of a 4 s fence)
+# test: quiet (two front-ends on a Ceph cluster; timings of a 4 s fence)
 # Several front-ends on one pool: a front-end that another takes for dead
 # never acknowledges the loss of what its sessions were told exists.
 #   1. heartbeat writes fail (test hook): after half the alive bound the
