@@ -108,6 +108,28 @@ int catsource_next(struct catsource *s, struct dd_entry *e)
 	return -EBADMSG;
 }
 
+int catsource_each_chunk(struct store *st, const struct dd_id *ids, size_t n,
+			 catsource_chunk_fn fn, void *arg)
+{
+	struct catsource *src = NULL;
+	struct dd_entry e;
+	uint64_t i;
+	int rc;
+
+	rc = catsource_new(&src, st, ids, n);
+	while (rc == 0) {
+		rc = catsource_next(src, &e);
+		if (rc <= 0)
+			break;
+		rc = 0;
+		for (i = 0; rc == 0 && i < e.nchunks; i++)
+			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
+				rc = fn(arg, &e.chunks[i]);
+	}
+	catsource_free(src);
+	return rc;
+}
+
 void catsource_free(struct catsource *s)
 {
 	if (!s)

@@ -35,4 +35,14 @@ void catsource_free(struct catsource *s);
  */
 int catsource_next(struct catsource *s, struct dd_entry *e);
 
+/*
+ * Calls fn(arg, ref) for every file chunk the catalog's entries reference,
+ * in catalog order, holes skipped (the catalog chunks themselves are the
+ * caller's: `ids`). Stops at fn's first negative return and returns it;
+ * otherwise 0, or catsource_next's failure.
+ */
+typedef int (*catsource_chunk_fn)(void *arg, const struct dd_chunk_ref *ref);
+int catsource_each_chunk(struct store *st, const struct dd_id *ids, size_t n,
+			 catsource_chunk_fn fn, void *arg);
+
 #endif

@@ -148,33 +148,27 @@ static void gc_snaps_release(struct gc_snaps *l)
 
 /* ---- mark ---- */
 
+static int gc_mark_chunk(void *marked, const struct dd_chunk_ref *ref)
+{
+	markset_add(marked, &ref->id);
+	return 0;
+}
+
 static int gc_mark_snapshot(struct store *st, const struct gc_snap *sn,
 			    struct markset *marked)
 {
-	struct catsource *src = NULL;
-	struct dd_entry e;
-	uint64_t i;
 	size_t k;
 	int rc;
 
 	for (k = 0; k < sn->ncatalog; k++)
 		markset_add(marked, &sn->catalog[k]);
-	rc = catsource_new(&src, st, sn->catalog, sn->ncatalog);
-	while (rc == 0) {
-		rc = catsource_next(src, &e);
-		if (rc <= 0)
-			break;
-		for (i = 0; i < e.nchunks; i++)
-			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
-				markset_add(marked, &e.chunks[i].id);
-		rc = 0;
-	}
+	rc = catsource_each_chunk(st, sn->catalog, sn->ncatalog,
+				  gc_mark_chunk, marked);
 	if (rc < 0 && rc != -ENOMEM)
 		rc = log_wrap(-EBADMSG, "cannot read the catalog of snapshot "
 			      "%s (client %s); nothing was deleted: run "
 			      "`dedup-server check`, then heal or forget that "
 			      "snapshot", sn->id, sn->client);
-	catsource_free(src);
 	return rc < 0 ? rc : 0;
 }
 

@@ -89,6 +89,18 @@ static int regrant_one(struct regrant *g, const struct domains_tag *t,
 	return regrant_flush(g);
 }
 
+struct regrant_to {
+	struct regrant *g;
+	const struct domains_tag *t;
+};
+
+static int regrant_chunk(void *arg, const struct dd_chunk_ref *ref)
+{
+	struct regrant_to *to = arg;
+
+	return regrant_one(to->g, to->t, &ref->id);
+}
+
 /* Every chunk of one snapshot's catalog and files, for domain t. A
  * catalog that cannot be read is a warning, not a stop: check names it,
  * and the other snapshots still get their memberships. */
@@ -96,12 +108,10 @@ static int regrant_snapshot(struct regrant *g, struct snapshots *snaps,
 			    const struct regrant_snap *sn,
 			    const struct domains_tag *t)
 {
-	struct catsource *src = NULL;
+	struct regrant_to to = { g, t };
 	struct dd_id *cat = NULL;
-	struct dd_entry e;
 	json_t *m = NULL;
 	size_t ncat = 0, k;
-	uint64_t i;
 	int rc;
 
 	dd_error_clear();
@@ -114,16 +124,7 @@ static int regrant_snapshot(struct regrant *g, struct snapshots *snaps,
 	for (k = 0; rc == 0 && k < ncat; k++)
 		rc = regrant_one(g, t, &cat[k]);
 	if (rc == 0)
-		rc = catsource_new(&src, g->st, cat, ncat);
-	while (rc == 0) {
-		rc = catsource_next(src, &e);
-		if (rc <= 0)
-			break;
-		for (i = 0, rc = 0; rc == 0 && i < e.nchunks; i++)
-			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
-				rc = regrant_one(g, t, &e.chunks[i].id);
-	}
-	catsource_free(src);
+		rc = catsource_each_chunk(g->st, cat, ncat, regrant_chunk, &to);
 	free(cat);
 	if (rc == -EBADMSG || rc == -ENOENT || rc == -EINVAL) {
 		log_warning("snapshot %s (client %s): %s; its chunks stay held "

@@ -761,13 +761,16 @@ static int snap_verify_add(struct snap_verify *v, const struct dd_id *id)
 	return v->n == SNAP_VERIFY_BATCH ? snap_verify_flush(v) : 0;
 }
 
-/* Every chunk the request references, checked in the shared index. */
+static int snap_verify_chunk(void *v, const struct dd_chunk_ref *ref)
+{
+	return snap_verify_add(v, &ref->id);
+}
+
+/* Every chunk the request references, checked in the shared index: the
+ * catalog's own chunks first, then its entries' chunks. */
 static int snap_recheck(struct store *st, const struct snap_request *rq)
 {
 	struct snap_verify *v = calloc(1, sizeof(*v));
-	struct catsource *src = NULL;
-	struct dd_entry e;
-	uint64_t i;
 	size_t k;
 	int rc = 0;
 
@@ -779,19 +782,10 @@ static int snap_recheck(struct store *st, const struct snap_request *rq)
 	if (rc == 0)
 		rc = snap_verify_flush(v);
 	if (rc == 0)
-		rc = catsource_new(&src, st, rq->catalog, rq->ncatalog);
-	while (rc == 0) {
-		rc = catsource_next(src, &e);
-		if (rc <= 0)
-			break;
-		rc = 0;
-		for (i = 0; rc == 0 && i < e.nchunks; i++)
-			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
-				rc = snap_verify_add(v, &e.chunks[i].id);
-	}
+		rc = catsource_each_chunk(st, rq->catalog, rq->ncatalog,
+					  snap_verify_chunk, v);
 	if (rc == 0)
 		rc = snap_verify_flush(v);
-	catsource_free(src);
 	free(v);
 	return rc;
 }

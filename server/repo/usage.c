@@ -171,36 +171,35 @@ static int usage_client_index(struct usage *u, const char *name,
 
 /* ---- reading one catalog ---- */
 
+struct usage_of {
+	struct usage *u;
+	int32_t owner;
+};
+
+static int usage_add_chunk(void *arg, const struct dd_chunk_ref *ref)
+{
+	struct usage_of *of = arg;
+
+	return usage_add(of->u, &ref->id, ref->plain_len, of->owner);
+}
+
 static int usage_read_catalog(struct usage *u, struct store *st,
 			      const struct usage_todo *t, int32_t owner)
 {
-	struct catsource *src = NULL;
+	struct usage_of of = { u, owner };
 	struct dd_chunk_loc loc;
-	struct dd_entry e;
-	uint64_t i;
-	int rc = 0;
+	size_t i;
+	int rc;
 
 	for (i = 0; i < t->ncatalog; i++) {
 		rc = store_lookup(st, &t->catalog[i], &loc);
 		if (rc == 0)
 			rc = usage_add(u, &t->catalog[i], loc.plain_len, owner);
 		if (rc < 0)
-			goto cleanup;
+			return rc;
 	}
-	rc = catsource_new(&src, st, t->catalog, t->ncatalog);
-	while (rc == 0) {
-		rc = catsource_next(src, &e);
-		if (rc <= 0)
-			break;
-		rc = 0;
-		for (i = 0; rc == 0 && i < e.nchunks; i++)
-			if (!dd_chunk_ref_is_hole(&e.chunks[i]))
-				rc = usage_add(u, &e.chunks[i].id,
-					       e.chunks[i].plain_len, owner);
-	}
-cleanup:
-	catsource_free(src);
-	return rc;
+	return catsource_each_chunk(st, t->catalog, t->ncatalog,
+				    usage_add_chunk, &of);
 }
 
 /* ---- finding what changed ---- */

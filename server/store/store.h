@@ -285,8 +285,9 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
  * ingest lock held, so that no chunk is stored meanwhile.
  */
 int store_key_exists(struct store *s, const void *key, size_t klen);
-/* 1 if `key` is in the index with exactly the value val[0..vlen), 0 if
- * it is not or has another value, -EIO etc. */
+/* 1 if `key` is in the index with exactly the value val[0..vlen) (any
+ * value when val is NULL), 0 if it is not or has another value, -EIO
+ * etc. */
 int store_key_matches(struct store *s, const void *key, size_t klen,
 		      const void *val, size_t vlen);
 int store_index_scan(struct store *s, const void *prefix, size_t plen,

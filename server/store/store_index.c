@@ -415,20 +415,7 @@ int store_lookup(struct store *s, const struct dd_id *id,
 
 int store_key_exists(struct store *s, const void *key, size_t klen)
 {
-	char *err = NULL, *v;
-	size_t vlen = 0;
-
-	pthread_rwlock_rdlock(&s->db_lock);
-	if (!s->db) {
-		pthread_rwlock_unlock(&s->db_lock);
-		return store_closed_error(s);
-	}
-	v = leveldb_get(s->db, s->ropts, key, klen, &vlen, &err);
-	pthread_rwlock_unlock(&s->db_lock);
-	if (err)
-		return store_db_error(err, "read the index");
-	leveldb_free(v);
-	return v != NULL;
+	return store_key_matches(s, key, klen, NULL, 0);
 }
 
 int store_key_matches(struct store *s, const void *key, size_t klen,
@@ -447,7 +434,7 @@ int store_key_matches(struct store *s, const void *key, size_t klen,
 	pthread_rwlock_unlock(&s->db_lock);
 	if (err)
 		return store_db_error(err, "read the index");
-	rc = v && have == vlen && memcmp(v, val, vlen) == 0;
+	rc = v && (!val || (have == vlen && memcmp(v, val, vlen) == 0));
 	leveldb_free(v);
 	return rc;
 }
