@@ -89,6 +89,12 @@
 /* Parent catalog chunks fetched per request. */
 #define BACKUP_PARENT_FETCH 16u
 
+/* The windows of a file of this size and more are asked about before
+ * their chunks are copied into upload batches (upload.h): a question a
+ * window costs less than copying a few MiB, more than a small file's
+ * copy. */
+#define BACKUP_ASK_BYTES (1024u * 1024)
+
 /* A file to read of this size and more wakes a reader at once. */
 #define BACKUP_KICK_SIZE (1024 * 1024)
 
@@ -119,6 +125,7 @@ struct backup {
 	size_t nreaders;
 	struct backup_reader *inline_reader;
 	size_t read_block;             /* read beyond the max_size window */
+	uint64_t ask_bytes;            /* files this large: ask, then copy */
 	bool stopping;                 /* readers: give up (atomic) */
 	/* Helpers hash the chunks of a reader's window (backup_hash_cuts). */
 	pthread_mutex_t h_mu;
@@ -366,6 +373,7 @@ struct backup_reader {
 	uint8_t *rbuf;             /* file read window */
 	size_t rcap;
 	struct backup_cut *cuts;   /* the chunks cut in the window */
+	struct upload_chunk *up;   /* and as the upload queue takes them */
 	size_t cuts_alloc;
 	pthread_t thread;
 	bool started;
@@ -726,6 +734,7 @@ static void *backup_helper_main(void *arg)
 static int backup_cuts_grow(struct backup_reader *r, size_t n)
 {
 	struct backup_cut *p;
+	struct upload_chunk *u;
 	size_t a;
 
 	if (n < r->cuts_alloc)
@@ -734,6 +743,9 @@ static int backup_cuts_grow(struct backup_reader *r, size_t n)
 	if (!(p = realloc(r->cuts, a * sizeof(*p))))
 		return dd_error_set(-ENOMEM, "out of memory");
 	r->cuts = p;
+	if (!(u = realloc(r->up, a * sizeof(*u))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	r->up = u;
 	r->cuts_alloc = a;
 	return 0;
 }
@@ -795,6 +807,22 @@ static int backup_fill(struct backup_reader *r, struct backup_rec *rec,
 	return 0;
 }
 
+/* Queues the `n` chunks cut in the reader's window of the record's file,
+ * while the window is alive: for a large file the upload queue asks which
+ * it lacks before it copies (upload.h). */
+static int backup_queue_window(struct backup_reader *r,
+			       const struct backup_rec *rec, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		r->up[i].id = r->cuts[i].id;
+		r->up[i].data = r->rbuf + r->cuts[i].off;
+		r->up[i].len = r->cuts[i].len;
+	}
+	return upload_queue_add_window(r->b->uq, r->up, n,
+				       (uint64_t)rec->st.st_size >=
+				       r->b->ask_bytes);
+}
+
 /*
  * Reads, cuts, hashes and queues `len` bytes of the record's file from its
  * current offset (UINT64_MAX: up to its end). The run is cut as a stream
@@ -841,12 +869,12 @@ static int backup_read_run(struct backup_reader *r, struct backup_rec *rec,
 			avail -= c;
 		}
 		backup_hash_cuts(b, r->rbuf, r->cuts, n);
+		if ((rc = backup_queue_window(r, rec, n)) < 0)
+			return rc;
 		for (size_t i = 0; i < n; i++) {
 			const struct backup_cut *k = &r->cuts[i];
 
-			if ((rc = backup_queue_chunk(b, &k->id, r->rbuf + k->off,
-						     k->len)) < 0 ||
-			    (rc = backup_rec_push_ref(rec, &k->id, k->len)) < 0)
+			if ((rc = backup_rec_push_ref(rec, &k->id, k->len)) < 0)
 				return rc;
 			rec->size += k->len;
 		}
@@ -1019,6 +1047,7 @@ static void backup_readers_stop(struct backup *b)
 	for (size_t i = 0; i < b->nreaders; i++) {
 		free(b->readers[i].rbuf);
 		free(b->readers[i].cuts);
+		free(b->readers[i].up);
 	}
 	free(b->readers);
 	b->readers = NULL;
@@ -1026,6 +1055,7 @@ static void backup_readers_stop(struct backup *b)
 	if (b->inline_reader) {
 		free(b->inline_reader->rbuf);
 		free(b->inline_reader->cuts);
+		free(b->inline_reader->up);
 	}
 	free(b->inline_reader);
 	b->inline_reader = NULL;
@@ -1255,6 +1285,11 @@ static int backup_setup(struct backup *b, struct client *c,
 	    dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 19)
 		lim.level = (int)n;
 	lim.batch_bytes = BACKUP_BATCH_BUDGET / (lim.workers + 1);
+	/* One asker a reader (or the walk thread reading inline). */
+	lim.askers = threads > 1 ? threads : 1;
+	b->ask_bytes = BACKUP_ASK_BYTES;
+	if ((env = getenv("DEDUP_ASK_BYTES")) && dd_parse_u64(env, &n) == 0)
+		b->ask_bytes = n;
 	if (lim.batch_bytes > BACKUP_BATCH_BYTES)
 		lim.batch_bytes = BACKUP_BATCH_BYTES;
 
@@ -1364,7 +1399,7 @@ static int backup_print(struct backup *b, const json_t *manifest,
 	}
 	upload_queue_stats(b->uq, &us);
 	out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			"s:I, s:I, s:f}",
+			"s:I, s:I, s:I, s:f}",
 			"snapshot_id", id,
 			"files", (json_int_t)b->files,
 			"unreadable", (json_int_t)b->ws.unreadable,
@@ -1377,6 +1412,7 @@ static int backup_print(struct backup *b, const json_t *manifest,
 			"chunks_new", (json_int_t)us.chunks_new,
 			"bytes_read", (json_int_t)b->bytes_read,
 			"bytes_holes", (json_int_t)b->bytes_holes,
+			"bytes_copied", (json_int_t)us.bytes_copied,
 			"seconds", seconds);
 	if (!out)
 		return dd_error_set(-ENOMEM, "out of memory");

@@ -31,6 +31,7 @@ struct upload_item {
 	struct dd_id id;
 	size_t off;            /* into batch->plain */
 	uint32_t len;
+	bool asked;            /* the server said it lacks it: not re-asked */
 };
 
 struct upload_batch {
@@ -60,6 +61,16 @@ struct upload_worker {
 	struct upload_stats stats;   /* totals, guarded by q->mu */
 };
 
+/* A connection of its own for upload_queue_add_window's questions. */
+struct upload_asker {
+	struct client *client;
+	struct dd_buf query;
+	struct dd_buf bitmap;
+	size_t *fresh;               /* indices of the window's new chunks */
+	size_t fresh_alloc;
+	struct upload_asker *next;
+};
+
 struct upload_queue {
 	struct upload_limits lim;
 
@@ -69,6 +80,9 @@ struct upload_queue {
 	struct idset *seen;
 	struct upload_batch *cur;    /* NULL while a full one is handed over */
 	uint64_t chunks_repeat;
+	struct upload_stats asked;   /* answers to the askers' questions */
+	uint64_t bytes_copied;       /* chunk bytes copied into batches */
+	struct upload_asker *askers; /* free ones */
 	pthread_cond_t work_cv;      /* a batch is pending, or stop */
 	pthread_cond_t done_cv;      /* a batch came back */
 	pthread_cond_t cur_cv;       /* `cur` is set again, or copies ended */
@@ -84,6 +98,8 @@ struct upload_queue {
 	size_t nbatches;
 	struct upload_worker *workers;
 	size_t nworkers;
+	struct upload_asker *asker_mem;
+	size_t naskers;
 };
 
 /* ---- the worker's side ---- */
@@ -97,6 +113,38 @@ static void upload_stats_add(struct upload_stats *to,
 	to->chunks_known += s->chunks_known;
 	to->chunks_repeat += s->chunks_repeat;
 	to->requests += s->requests;
+	to->bytes_copied += s->bytes_copied;
+}
+
+/*
+ * Asks the server which of the `n` ids in `query` it lacks; the answer is
+ * a bitmap of n bits in `bitmap`. `sealed`: the chunks are sealed
+ * (routes_chunks.c tells sealed chunks present to a sealing agent only;
+ * a plain chunk under a keyed id cannot exist).
+ */
+static int upload_query(struct client *c, bool sealed,
+			const struct dd_buf *query, struct dd_buf *bitmap,
+			size_t n)
+{
+	int rc;
+
+	rc = client_request(c, "POST", sealed ?
+			    DD_API_PREFIX "/chunks/missing?sealed=1" :
+			    DD_API_PREFIX "/chunks/missing",
+			    "application/octet-stream", query->data,
+			    query->len, bitmap);
+	if (rc < 0)
+		return agent_error_wrap(rc, "cannot query missing chunks");
+	if (bitmap->len != (n + 7) / 8)
+		return dd_error_set(-EBADMSG,
+				    "server '%s' answered /chunks/missing with %zu bytes for %zu ids",
+				    client_server(c), bitmap->len, n);
+	return 0;
+}
+
+static bool upload_bit(const struct dd_buf *bitmap, size_t i)
+{
+	return bitmap->data[i / 8] & (1u << (i % 8));
 }
 
 static int upload_send_bundle(struct upload_worker *w)
@@ -157,37 +205,33 @@ static int upload_add_to_bundle(struct upload_worker *w,
 	return 0;
 }
 
-/* Asks which chunks of the batch the server lacks and sends those. */
+/* Asks which chunks of the batch the server lacks (but those an asker
+ * was told of already) and sends those. */
 static int upload_process(struct upload_worker *w,
 			  const struct upload_batch *b)
 {
-	size_t nbits = (b->nitems + 7) / 8;
+	size_t nq = 0, j = 0;
 	int rc;
 
 	dd_buf_reset(&w->query);
-	for (size_t i = 0; i < b->nitems; i++)
+	for (size_t i = 0; i < b->nitems; i++) {
+		if (b->items[i].asked)
+			continue;
 		if ((rc = dd_buf_append(&w->query, b->items[i].id.b,
 					DD_ID_LEN)) < 0)
 			return dd_error_set(rc, "out of memory");
-	/* Sealed chunks may be told present to a sealing agent only
-	 * (routes_chunks.c); a plain chunk under a keyed id cannot exist. */
-	rc = client_request(w->client, "POST",
-			    client_crypt(w->client) && !b->unsealed ?
-			    DD_API_PREFIX "/chunks/missing?sealed=1" :
-			    DD_API_PREFIX "/chunks/missing",
-			    "application/octet-stream", w->query.data,
-			    w->query.len, &w->bitmap);
-	w->batch.requests++;
-	if (rc < 0)
-		return agent_error_wrap(rc, "cannot query missing chunks");
-	if (w->bitmap.len != nbits)
-		return dd_error_set(-EBADMSG,
-				    "server '%s' answered /chunks/missing with %zu bytes for %zu ids",
-				    client_server(w->client), w->bitmap.len,
-				    b->nitems);
-
+		nq++;
+	}
+	if (nq > 0) {
+		rc = upload_query(w->client,
+				  client_crypt(w->client) && !b->unsealed,
+				  &w->query, &w->bitmap, nq);
+		w->batch.requests++;
+		if (rc < 0)
+			return rc;
+	}
 	for (size_t i = 0; i < b->nitems; i++) {
-		if (!(w->bitmap.data[i / 8] & (1u << (i % 8)))) {
+		if (!b->items[i].asked && !upload_bit(&w->bitmap, j++)) {
 			w->batch.chunks_known++;
 			continue;
 		}
@@ -306,6 +350,36 @@ static void upload_worker_release(struct upload_worker *w)
 	dd_buf_release(&w->bundle);
 }
 
+static void upload_asker_release(struct upload_asker *a)
+{
+	client_free(a->client);
+	dd_buf_release(&a->query);
+	dd_buf_release(&a->bitmap);
+	free(a->fresh);
+}
+
+/* The askers, on the free list; each connects on its first question. */
+static int upload_askers_init(struct upload_queue *q, const struct settings *s)
+{
+	int rc;
+
+	if (q->lim.askers == 0)
+		return 0;
+	if (!(q->asker_mem = calloc(q->lim.askers, sizeof(*q->asker_mem))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (; q->naskers < q->lim.askers; q->naskers++) {
+		struct upload_asker *a = &q->asker_mem[q->naskers];
+
+		dd_buf_init(&a->query, 0);
+		dd_buf_init(&a->bitmap, 0);
+		if ((rc = client_new(&a->client, s)) < 0)
+			return rc;
+		a->next = q->askers;
+		q->askers = a;
+	}
+	return 0;
+}
+
 static int upload_worker_init(struct upload_worker *w, struct upload_queue *q,
 			      const struct settings *s)
 {
@@ -377,6 +451,8 @@ int upload_queue_new(struct upload_queue **out, const struct settings *s,
 	for (size_t i = 0; i < q->nworkers; i++)
 		if ((rc = upload_worker_init(&q->workers[i], q, s)) < 0)
 			goto fail;
+	if ((rc = upload_askers_init(q, s)) < 0)
+		goto fail;
 	for (size_t i = 0; i < q->nworkers; i++) {
 		if ((rc = pthread_create(&q->workers[i].thread, NULL,
 					 upload_worker_main, &q->workers[i]))) {
@@ -412,6 +488,9 @@ void upload_queue_free(struct upload_queue *q)
 		dd_buf_release(&q->batches[i].plain);
 		free(q->batches[i].items);
 	}
+	for (size_t i = 0; i < q->naskers; i++)
+		upload_asker_release(&q->asker_mem[i]);
+	free(q->asker_mem);
 	free(q->workers);
 	free(q->batches);
 	idset_free(q->seen);
@@ -422,27 +501,24 @@ void upload_queue_free(struct upload_queue *q)
 	free(q);
 }
 
-int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
-		     const void *data, size_t len)
+/*
+ * Takes room for the chunk in the batch being filled, copies its bytes
+ * there and hands the batch on once it is full and every copy into it is
+ * done. `asked`: the server said it lacks the chunk (not asked again).
+ * Called with q->mu held, returns with it held; the copy runs unlocked,
+ * so readers fill a batch side by side. The room was reserved when the
+ * batch was made (batch_bytes plus the largest chunk): it never moves.
+ */
+static int upload_put_locked(struct upload_queue *q, const struct dd_id *id,
+			     const void *data, size_t len, bool asked)
 {
 	struct upload_batch *b;
 	struct upload_item *it;
 	size_t off;
 	int rc;
 
-	assert(len > 0 && len <= DD_CHUNK_SIZE_LIMIT);
-	pthread_mutex_lock(&q->mu);
 	if ((rc = upload_wait_cur(q)) < 0)
-		goto out;
-	rc = idset_insert(q->seen, id, 0, NULL);
-	if (rc <= 0) {
-		if (rc == 0)
-			q->chunks_repeat++;
-		goto out;
-	}
-	/* Take room in the batch; the bytes are copied unlocked, so readers
-	 * fill it side by side. The room was reserved when the batch was
-	 * made (batch_bytes plus the largest chunk): it never moves. */
+		return rc;
 	b = q->cur;
 	off = b->plain.len;
 	assert(off + len <= b->plain.alloc);
@@ -451,7 +527,9 @@ int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
 	it->id = *id;
 	it->off = off;
 	it->len = (uint32_t)len;
+	it->asked = asked;
 	b->copying++;
+	q->bytes_copied += len;
 	if (b->nitems >= q->lim.batch_ids || b->plain.len >= q->lim.batch_bytes) {
 		b->full = true;
 		q->cur = NULL;
@@ -461,14 +539,150 @@ int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
 	memcpy(b->plain.data + off, data, len);
 
 	pthread_mutex_lock(&q->mu);
-	rc = 0;
-	if (--b->copying == 0) {
-		if (b->full)
-			rc = upload_submit_locked(q, b);
-		else
-			pthread_cond_broadcast(&q->cur_cv);
+	if (--b->copying > 0)
+		return 0;
+	if (b->full)
+		return upload_submit_locked(q, b);
+	pthread_cond_broadcast(&q->cur_cv);
+	return 0;
+}
+
+/* Whether the chunk is new to this run (and now seen): 1 new, 0 seen
+ * before (counted), negative out of memory. Call locked. */
+static int upload_first_seen(struct upload_queue *q, const struct dd_id *id)
+{
+	int rc = idset_insert(q->seen, id, 0, NULL);
+
+	if (rc == 0)
+		q->chunks_repeat++;
+	return rc;
+}
+
+int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
+		     const void *data, size_t len)
+{
+	int rc;
+
+	assert(len > 0 && len <= DD_CHUNK_SIZE_LIMIT);
+	pthread_mutex_lock(&q->mu);
+	rc = q->err ? upload_failed(q) : upload_first_seen(q, id);
+	if (rc > 0)
+		rc = upload_put_locked(q, id, data, len, false);
+	pthread_mutex_unlock(&q->mu);
+	return rc < 0 ? rc : 0;
+}
+
+/* Room for `n` indices in the asker's list. */
+static int upload_asker_grow(struct upload_asker *a, size_t n)
+{
+	size_t *p;
+
+	if (n <= a->fresh_alloc)
+		return 0;
+	if (!(p = realloc(a->fresh, n * sizeof(*p))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	a->fresh = p;
+	a->fresh_alloc = n;
+	return 0;
+}
+
+/* Marks the window's chunks seen and lists the new ones in a->fresh,
+ * *nfresh of them. Call locked. */
+static int upload_window_fresh(struct upload_queue *q, struct upload_asker *a,
+			       const struct upload_chunk *c, size_t n,
+			       size_t *nfresh)
+{
+	int rc;
+
+	*nfresh = 0;
+	if ((rc = upload_asker_grow(a, n)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		assert(c[i].len > 0 && c[i].len <= DD_CHUNK_SIZE_LIMIT);
+		if ((rc = upload_first_seen(q, &c[i].id)) < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		a->fresh[(*nfresh)++] = i;
 	}
-out:
+	return 0;
+}
+
+/* Asks the server which of the window's new chunks it lacks, on the
+ * asker's own connection (unlocked): the answer is in a->bitmap. */
+static int upload_window_ask(struct upload_queue *q, struct upload_asker *a,
+			     const struct upload_chunk *c, size_t nfresh,
+			     bool sealed)
+{
+	int rc;
+
+	dd_buf_reset(&a->query);
+	for (size_t j = 0; j < nfresh; j++)
+		if ((rc = dd_buf_append(&a->query, c[a->fresh[j]].id.b,
+					DD_ID_LEN)) < 0)
+			return dd_error_set(rc, "out of memory");
+	return upload_query(a->client, sealed, &a->query, &a->bitmap, nfresh);
+}
+
+/* Records the queue's first failure (the workers' rule): later calls
+ * return it. Call locked. */
+static int upload_fail_locked(struct upload_queue *q, int rc)
+{
+	if (q->err == 0) {
+		q->err = rc;
+		snprintf(q->errmsg, sizeof(q->errmsg), "%s", dd_error_last());
+		pthread_cond_broadcast(&q->cur_cv);
+	}
+	return upload_failed(q);
+}
+
+/*
+ * With `ask`, the window's new chunks are asked about first and only
+ * those the server lacks are copied; without, they are copied at once,
+ * as upload_queue_add does. Without a free asker the window is copied
+ * too.
+ */
+int upload_queue_add_window(struct upload_queue *q,
+			    const struct upload_chunk *c, size_t n, bool ask)
+{
+	struct upload_asker *a;
+	size_t nfresh = 0;
+	bool sealed;
+	int rc;
+
+	pthread_mutex_lock(&q->mu);
+	if (!(a = q->askers)) {
+		pthread_mutex_unlock(&q->mu);
+		for (size_t i = 0; i < n; i++)
+			if ((rc = upload_queue_add(q, &c[i].id, c[i].data,
+						   c[i].len)) < 0)
+				return rc;
+		return 0;
+	}
+	q->askers = a->next;
+	rc = q->err ? upload_failed(q) :
+		upload_window_fresh(q, a, c, n, &nfresh);
+	ask = ask && rc == 0 && nfresh > 0;
+	sealed = client_crypt(a->client) && !q->plain;
+	if (ask) {
+		pthread_mutex_unlock(&q->mu);
+		rc = upload_window_ask(q, a, c, nfresh, sealed);
+		pthread_mutex_lock(&q->mu);
+		if (rc < 0)
+			rc = upload_fail_locked(q, rc);
+		else
+			q->asked.requests++;
+	}
+	for (size_t j = 0; rc >= 0 && j < nfresh; j++) {
+		const struct upload_chunk *k = &c[a->fresh[j]];
+
+		if (ask && !upload_bit(&a->bitmap, j))
+			q->asked.chunks_known++;
+		else
+			rc = upload_put_locked(q, &k->id, k->data, k->len, ask);
+	}
+	a->next = q->askers;
+	q->askers = a;
 	pthread_mutex_unlock(&q->mu);
 	return rc < 0 ? rc : 0;
 }
@@ -504,7 +718,9 @@ void upload_queue_stats(struct upload_queue *q, struct upload_stats *out)
 	pthread_mutex_lock(&q->mu);
 	for (size_t i = 0; i < q->nworkers; i++)
 		upload_stats_add(out, &q->workers[i].stats);
+	upload_stats_add(out, &q->asked);
 	out->chunks_repeat = q->chunks_repeat;
+	out->bytes_copied = q->bytes_copied;
 	pthread_mutex_unlock(&q->mu);
 }
 

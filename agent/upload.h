@@ -25,10 +25,20 @@
  * its chunk's bytes without it, so readers do not wait for each other's
  * copies; the batch goes to a worker once its last copy is done. flush,
  * plain and stats are for one thread, with no add running.
+ *
+ * upload_queue_add_window() takes the chunks of a reader's window while
+ * the window is still alive: asked to, it has one of `askers` connections
+ * ask /chunks/missing about the new ones first, and copies into a batch
+ * only the chunks the server lacks (which are not asked about again). The
+ * backup asks for the windows of large files: on a tree the server
+ * already holds their bytes are never copied (docs/PARALLEL.md); a small
+ * file's chunks are copied as before, a question per file costing more
+ * than its copy.
  */
 #ifndef DD_AGENT_UPLOAD_H
 #define DD_AGENT_UPLOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +53,7 @@ struct upload_limits {
 	size_t bundle_bytes;   /* body of one POST /chunks */
 	size_t workers;        /* upload threads, >= 1 */
 	int level;             /* zstd level */
+	size_t askers;         /* connections for windows; 0: always copy */
 };
 
 struct upload_stats {
@@ -52,6 +63,14 @@ struct upload_stats {
 	uint64_t chunks_known; /* chunks the server already had */
 	uint64_t chunks_repeat;/* chunks repeated within this run */
 	uint64_t requests;     /* HTTP requests made */
+	uint64_t bytes_copied; /* chunk bytes copied into upload batches */
+};
+
+/* One chunk of a window: its id and bytes (borrowed for the call). */
+struct upload_chunk {
+	struct dd_id id;
+	const void *data;
+	size_t len;
 };
 
 /* Starts the workers, each with its own client made from `s`. */
@@ -64,6 +83,13 @@ void upload_queue_free(struct upload_queue *q);
  * for a free batch. Thread-safe. */
 int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
 		     const void *data, size_t len);
+/* Queues the `n` chunks of a window, in order, like n calls of
+ * upload_queue_add; with `ask`, asks the server first which of the new
+ * ones it lacks and copies only those (above). The question blocks (one
+ * round trip a window, on an asker's own connection; with none free the
+ * window is copied). A failed question fails the queue. Thread-safe. */
+int upload_queue_add_window(struct upload_queue *q,
+			    const struct upload_chunk *c, size_t n, bool ask);
 /* Returns once everything queued is acknowledged by the server. */
 int upload_queue_flush(struct upload_queue *q);
 
