@@ -18,8 +18,11 @@
  * entry in a bounded ring (reorder.h) and writes the catalog from it in
  * walk order, so the catalog and the chunks do not depend on how many
  * threads read or which finishes first. With one thread the walk thread
- * reads each file itself. Metadata (xattrs, ACLs) is read on the walk
- * thread; the readers share the upload queue under a mutex. A file that
+ * reads each file itself. The metadata (xattrs, ACLs) of a file to read
+ * is read by its reader, through its descriptor, with the reader's own
+ * meta reader (that of other entries on the walk thread); the readers
+ * share the upload queue, which asks the server about a large file's
+ * chunks before it copies them (upload.h). A file whose metadata or data
  * cannot be read is reported in its turn; any other failure of a reader
  * stops the backup in its turn, before a snapshot is asked for. An inode
  * with several links waits for the entries before it, so the hard-link
@@ -365,6 +368,8 @@ struct backup_rec {
 	bool changed;              /* changed while it was read */
 	int rc;                    /* a failure that stops the backup */
 	char *errmsg;              /* and its message */
+	bool meta_failed;          /* its xattrs or ACLs could not be read: */
+	char *meta_errmsg;         /* why, warned in its turn */
 };
 
 /* A thread that reads files (or the walk thread, reading inline). */
@@ -375,6 +380,8 @@ struct backup_reader {
 	struct backup_cut *cuts;   /* the chunks cut in the window */
 	struct upload_chunk *up;   /* and as the upload queue takes them */
 	size_t cuts_alloc;
+	struct meta_reader *meta;  /* the files' xattrs and ACLs */
+	struct dd_buf ext;
 	pthread_t thread;
 	bool started;
 };
@@ -390,6 +397,7 @@ static void backup_rec_free(struct backup_rec *rec)
 	free(rec->ext);
 	free(rec->refs);
 	free(rec->errmsg);
+	free(rec->meta_errmsg);
 	free(rec);
 }
 
@@ -503,6 +511,12 @@ static int backup_read_outcome(struct backup *b, struct backup_rec *rec)
 {
 	if (rec->kind != BACKUP_FILE_READ)
 		return 0;
+	if (rec->meta_failed) {
+		agent_warn("cannot read the metadata (xattrs, ACLs) of '/%s': %s",
+			   rec->path, rec->meta_errmsg ? rec->meta_errmsg :
+			   "out of memory");
+		b->ws.unreadable++;
+	}
 	b->bytes_read += rec->bytes_read;
 	if (rec->rc < 0)
 		return dd_error_set(rec->rc, "%s",
@@ -925,15 +939,37 @@ static int backup_read_sparse(struct backup_reader *r, struct backup_rec *rec)
 	}
 }
 
-/* Reads, cuts and hashes the record's file and closes it; how it went is
- * left in the record for backup_emit. Safe on any reader thread. */
+/*
+ * Reads the file's metadata records (meta.h) through its descriptor into
+ * the record, with the reader's own meta reader: what cannot be read is
+ * noted, for a warning in the file's turn (backup_read_outcome), as the
+ * walk thread gives it for other entries.
+ */
+static int backup_read_meta(struct backup_reader *r, struct backup_rec *rec)
+{
+	const char *slash = strrchr(rec->path, '/');
+
+	if (meta_read(r->meta, &r->ext, DD_ENTRY_FILE, rec->fd, -1,
+		      slash ? slash + 1 : rec->path, &rec->st) < 0) {
+		rec->meta_failed = true;
+		rec->meta_errmsg = strdup(dd_error_last());
+		dd_error_clear();
+	}
+	rec->e.ext = r->ext.len ? r->ext.data : NULL;
+	rec->e.ext_len = (uint32_t)r->ext.len;
+	return backup_rec_keep_ext(rec);
+}
+
+/* Reads the record's file (its metadata, then its data: read, cut,
+ * hashed) and closes it; how it went is left in the record for
+ * backup_emit. Safe on any reader thread. */
 static void backup_read_file(struct backup_reader *r, struct backup_rec *rec)
 {
-	int rc;
+	int rc = backup_read_meta(r, rec);
 
-	if (holes_maybe(&rec->st))
+	if (rc == 0 && holes_maybe(&rec->st))
 		rc = backup_read_sparse(r, rec);
-	else
+	else if (rc == 0)
 		rc = backup_read_run(r, rec, UINT64_MAX);
 	if (rc < 0 && !rec->read_err) {
 		rec->rc = rc;
@@ -961,8 +997,13 @@ static void *backup_reader_main(void *arg)
 
 static int backup_reader_init(struct backup_reader *r, struct backup *b)
 {
+	int rc;
+
 	r->b = b;
 	r->rcap = b->chunker.params.max_size + b->read_block;
+	dd_buf_init(&r->ext, DD_CATALOG_EXT_MAX);
+	if ((rc = meta_reader_new(&r->meta)) < 0)
+		return rc;
 	if (!(r->rbuf = malloc(r->rcap)))
 		return dd_error_set(-ENOMEM, "out of memory");
 	return 0;
@@ -1048,6 +1089,8 @@ static void backup_readers_stop(struct backup *b)
 		free(b->readers[i].rbuf);
 		free(b->readers[i].cuts);
 		free(b->readers[i].up);
+		meta_reader_free(b->readers[i].meta);
+		dd_buf_release(&b->readers[i].ext);
 	}
 	free(b->readers);
 	b->readers = NULL;
@@ -1056,6 +1099,8 @@ static void backup_readers_stop(struct backup *b)
 		free(b->inline_reader->rbuf);
 		free(b->inline_reader->cuts);
 		free(b->inline_reader->up);
+		meta_reader_free(b->inline_reader->meta);
+		dd_buf_release(&b->inline_reader->ext);
 	}
 	free(b->inline_reader);
 	b->inline_reader = NULL;
@@ -1067,25 +1112,19 @@ static void backup_readers_stop(struct backup *b)
 
 /* ---- walk callbacks ---- */
 
-/* A file to read: its metadata now (the walk's descriptor and parent are
- * at hand), its data on a reader, which takes over the walk's descriptor
- * (walk.h) and closes it. */
+/* A file to read: its metadata and data on a reader, which takes over
+ * the walk's descriptor (walk.h), reads its xattrs and ACLs through it,
+ * and closes it. */
 static int backup_file(void *payload, const struct walk_item *it)
 {
 	struct backup *b = payload;
 	struct backup_rec *rec;
-	int rc;
 
 	if (!(rec = backup_rec_new(BACKUP_FILE_READ, DD_ENTRY_FILE, it))) {
 		close(it->fd);
 		return -ENOMEM;
 	}
 	rec->fd = it->fd;       /* the record owns it from here */
-	backup_entry_meta(b, &rec->e, it);
-	if ((rc = backup_rec_keep_ext(rec)) < 0) {
-		backup_rec_free(rec);
-		return rc;
-	}
 	return backup_submit(b, rec);
 }
 

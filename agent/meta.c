@@ -156,8 +156,12 @@ int meta_read(struct meta_reader *m, struct dd_buf *ext, uint8_t type,
 		return rc < 0 ? rc : 0;
 	archive_entry_clear(m->ae);
 	archive_entry_copy_pathname(m->ae, name);
-	/* Even with an fd: a directory's default ACL is read by path. */
-	snprintf(src, sizeof(src), "/proc/self/fd/%d/%s", dirfd, name);
+	/* Even with an fd: a directory's default ACL is read by path. A
+	 * regular file's xattrs and ACL are read through its fd alone. */
+	if (dirfd >= 0)
+		snprintf(src, sizeof(src), "/proc/self/fd/%d/%s", dirfd, name);
+	else
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
 	archive_entry_copy_sourcepath(m->ae, src);
 	archive_clear_error(m->ard);
 	ar = archive_read_disk_entry_from_file(m->ard, m->ae, fd, st);

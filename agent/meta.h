@@ -34,7 +34,10 @@ void meta_reader_free(struct meta_reader *m);
  * what needs a path reaches the entry as `name` in the open directory
  * `dirfd` through /proc/self/fd, so the path may be of any length. 0, or a
  * negative code with a reason when some metadata could not be read (what
- * could be read is still in `ext`).
+ * could be read is still in `ext`). A regular file may be read through
+ * `fd` alone, with `dirfd` -1 (`name` then only names it): so a reader
+ * thread reads it after the walk has left its directory. Each thread
+ * needs its own meta_reader.
  */
 int meta_read(struct meta_reader *m, struct dd_buf *ext, uint8_t type,
 	      int fd, int dirfd, const char *name, const struct stat *st);
