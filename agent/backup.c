@@ -1324,13 +1324,13 @@ static int backup_setup(struct backup *b, struct client *c,
 	    dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 19)
 		lim.level = (int)n;
 	lim.batch_bytes = BACKUP_BATCH_BUDGET / (lim.workers + 1);
+	if (lim.batch_bytes > BACKUP_BATCH_BYTES)
+		lim.batch_bytes = BACKUP_BATCH_BYTES;
 	/* One asker a reader (or the walk thread reading inline). */
 	lim.askers = threads > 1 ? threads : 1;
 	b->ask_bytes = BACKUP_ASK_BYTES;
 	if ((env = getenv("DEDUP_ASK_BYTES")) && dd_parse_u64(env, &n) == 0)
 		b->ask_bytes = n;
-	if (lim.batch_bytes > BACKUP_BATCH_BYTES)
-		lim.batch_bytes = BACKUP_BATCH_BYTES;
 
 	b->client = c;
 	pthread_mutex_init(&b->h_mu, NULL);

@@ -637,33 +637,22 @@ static int upload_fail_locked(struct upload_queue *q, int rc)
 }
 
 /*
- * With `ask`, the window's new chunks are asked about first and only
- * those the server lacks are copied; without, they are copied at once,
- * as upload_queue_add does. Without a free asker the window is copied
- * too.
+ * Queues at most batch_ids chunks of a window (one question) with the
+ * asker `a`, taken: with `ask`, the new ones are asked about first and
+ * only those the server lacks are copied; without, they are copied at
+ * once, as upload_queue_add does. Called and returns with q->mu held.
  */
-int upload_queue_add_window(struct upload_queue *q,
-			    const struct upload_chunk *c, size_t n, bool ask)
+static int upload_window_slice(struct upload_queue *q, struct upload_asker *a,
+			       const struct upload_chunk *c, size_t n, bool ask)
 {
-	struct upload_asker *a;
 	size_t nfresh = 0;
-	bool sealed;
+	bool sealed = client_crypt(a->client) && !q->plain;
 	int rc;
 
-	pthread_mutex_lock(&q->mu);
-	if (!(a = q->askers)) {
-		pthread_mutex_unlock(&q->mu);
-		for (size_t i = 0; i < n; i++)
-			if ((rc = upload_queue_add(q, &c[i].id, c[i].data,
-						   c[i].len)) < 0)
-				return rc;
-		return 0;
-	}
-	q->askers = a->next;
+	assert(n <= q->lim.batch_ids);
 	rc = q->err ? upload_failed(q) :
 		upload_window_fresh(q, a, c, n, &nfresh);
 	ask = ask && rc == 0 && nfresh > 0;
-	sealed = client_crypt(a->client) && !q->plain;
 	if (ask) {
 		pthread_mutex_unlock(&q->mu);
 		rc = upload_window_ask(q, a, c, nfresh, sealed);
@@ -681,10 +670,36 @@ int upload_queue_add_window(struct upload_queue *q,
 		else
 			rc = upload_put_locked(q, &k->id, k->data, k->len, ask);
 	}
+	return rc < 0 ? rc : 0;
+}
+
+/* A window of more chunks than one question may name (the server's
+ * max_ids_per_query) is asked about in slices. Without a free asker the
+ * window is copied. */
+int upload_queue_add_window(struct upload_queue *q,
+			    const struct upload_chunk *c, size_t n, bool ask)
+{
+	size_t step = q->lim.batch_ids;
+	struct upload_asker *a;
+	int rc = 0;
+
+	pthread_mutex_lock(&q->mu);
+	if (!(a = q->askers)) {
+		pthread_mutex_unlock(&q->mu);
+		for (size_t i = 0; i < n; i++)
+			if ((rc = upload_queue_add(q, &c[i].id, c[i].data,
+						   c[i].len)) < 0)
+				return rc;
+		return 0;
+	}
+	q->askers = a->next;
+	for (size_t off = 0; rc == 0 && off < n; off += step)
+		rc = upload_window_slice(q, a, c + off,
+					 n - off < step ? n - off : step, ask);
 	a->next = q->askers;
 	q->askers = a;
 	pthread_mutex_unlock(&q->mu);
-	return rc < 0 ? rc : 0;
+	return rc;
 }
 
 int upload_queue_flush(struct upload_queue *q)
