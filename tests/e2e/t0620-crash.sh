@@ -39,11 +39,15 @@ agent_loop() {
 		rm -f "$d/new-$((r - 3)).bin"
 		echo "agent $k round $r" >> "$d/log.txt"
 		tree_manifest "$d" > "$T/a$k/expect.$r"
-		# One request may meet several kills in a row (the server is
-		# up 0.05-0.9 s between them, then checked and restarted): 20
-		# retries wait up to ~54 s in all, more than a run of kills
-		# lasts even under the sanitizers (8, ~16 s, ran out once).
-		out=$(DEDUP_AGENT_RETRIES=20 agent "${TOK[$k]}" backup --json "$d" 2>>"$T/a$k/err")
+		# One request may meet many kills in a row: the server is up
+		# 0.05-0.9 s between them, then checked and restarted, which
+		# under the sanitizers and another script's load takes
+		# seconds, so a retry (every 3.2 s) lands in an up window only
+		# now and then. 60 retries wait up to ~3 minutes in all (8,
+		# ~16 s, ran out once under the sanitizers; 20, ~54 s, once
+		# with the sanitizers beside other work). The battery's length
+		# does not depend on it: the kills stop after $NKILLS.
+		out=$(DEDUP_AGENT_RETRIES=60 agent "${TOK[$k]}" backup --json "$d" 2>>"$T/a$k/err")
 		if [ $? = 0 ] && id=$(json_get "$out" snapshot_id 2>/dev/null); then
 			echo "$id $r" >> "$T/a$k/acked"
 		else
