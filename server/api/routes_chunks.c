@@ -535,7 +535,7 @@ static int routes_fetch_each(struct routes_ctx *ctx,
 			     const struct http_request *req,
 			     const struct dd_chunk_loc *locs, size_t n,
 			     struct dd_buf *out, struct dd_buf *plain,
-			     ZSTD_DCtx *dctx)
+			     ZSTD_DCtx *dctx, uint64_t *reads)
 {
 	struct dd_buf stored;
 	struct dd_id id;
@@ -547,9 +547,12 @@ static int routes_fetch_each(struct routes_ctx *ctx,
 		routes_id_at(&id, req, i);
 		rc = routes_fetch_in_place(ctx, &id, &locs[i], out, plain,
 					   dctx);
-		if (rc == -EAGAIN)    /* moved to a record of another size */
+		if (rc == -EAGAIN) {  /* moved to a record of another size */
 			rc = routes_fetch_copy(ctx, &id, &locs[i], out,
 					       &stored, plain, dctx);
+			(*reads)++;
+		}
+		(*reads)++;
 	}
 	dd_buf_release(&stored);
 	return rc;
@@ -572,7 +575,7 @@ static int routes_fetch_spans(struct routes_ctx *ctx,
 			      const struct http_request *req,
 			      const struct dd_chunk_loc *locs, size_t n,
 			      struct dd_buf *out, struct dd_buf *plain,
-			      ZSTD_DCtx *dctx)
+			      ZSTD_DCtx *dctx, uint64_t *reads)
 {
 	struct dd_id *ids = malloc(n * sizeof(*ids));
 	uint8_t **dst = malloc(n * sizeof(*dst));
@@ -591,11 +594,13 @@ static int routes_fetch_spans(struct routes_ctx *ctx,
 		dst[i] = out->data + span;
 		span += DD_PACK_RECORD_HEADER_LEN + (uint64_t)locs[i].stored_len;
 	}
-	if (store_read_records(ctx->store, ids, locs, dst, n) < 0) {
+	rc = store_read_records(ctx->store, ids, locs, dst, n);
+	if (rc < 0) {
 		dd_error_clear();
 		rc = dd_bundle_begin(out) < 0 ? -ENOMEM : -EAGAIN;
 		goto cleanup;
 	}
+	*reads += (uint64_t)rc;
 	for (i = 0, rc = 0; i < n && rc == 0; i++) {
 		const uint8_t *bytes = dst[i] + DD_PACK_RECORD_HEADER_LEN;
 
@@ -627,7 +632,7 @@ void route_fetch(void *payload, const struct http_request *req,
 	ZSTD_DCtx *dctx = NULL;
 	struct dd_id id;
 	char hex[DD_ID_HEX_LEN + 1];
-	uint64_t total = DD_BUNDLE_HEADER_LEN;
+	uint64_t total = DD_BUNDLE_HEADER_LEN, reads = 0;
 	uint8_t *data;
 	size_t n, i, len;
 	int rc;
@@ -676,16 +681,18 @@ void route_fetch(void *payload, const struct http_request *req,
 		goto cleanup;
 	}
 	rc = store_reads_overlap(ctx->store) ?
-		routes_fetch_spans(ctx, req, locs, n, &out, &plain, dctx) :
-		-EAGAIN;
+		routes_fetch_spans(ctx, req, locs, n, &out, &plain, dctx,
+				   &reads) : -EAGAIN;
 	if (rc == -EAGAIN)
-		rc = routes_fetch_each(ctx, req, locs, n, &out, &plain, dctx);
+		rc = routes_fetch_each(ctx, req, locs, n, &out, &plain, dctx,
+				       &reads);
 	if (rc == 0)
 		rc = dd_bundle_finish(&out);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
+	metrics_fetch(ctx->metrics, n, reads);
 	data = dd_buf_detach(&out, &len);
 	http_reply_take(rep, 200, ROUTES_OCTETS, data, len);
 cleanup:

@@ -318,7 +318,8 @@ int store_read_stored_to(struct store *s, const struct dd_id *id,
  * header. Records that follow each other both in a pack and in memory
  * (dst[i] right after record i - 1) are read as one span, and all spans
  * are read at once (backend_read_multi: on RADOS one round trip for the
- * lot, not one per chunk). 0, or the first failure (-EBADMSG for a bad
+ * lot, not one per chunk). The number of reads (spans) made, or the
+ * first failure (-EBADMSG for a bad
  * location or header; a missing pack -ENOENT, ...): then nothing is known
  * about any record, and the caller reads them one at a time
  * (store_read_stored*), which also follows a chunk a collection moved.

@@ -316,7 +316,7 @@ int store_read_records(struct store *s, const struct dd_id *ids,
 		rc = dd_pack_record_check(dst[i], &ids[i], &locs[i]);
 	free(v);
 	free(names);
-	return rc;
+	return rc < 0 ? rc : (int)nspans;
 }
 
 int store_verify(const struct dd_id *id, uint32_t flags, uint32_t plain_len,
@@ -392,6 +392,30 @@ int store_read_plain(struct store *s, const struct dd_id *id,
 	return rc;
 }
 
+/* The pool's shared index (several front-ends) drops the damaged record
+ * too when it names that record, or the next backup would be told the
+ * chunk is present (on RADOS every lookup that misses the local cache
+ * asks the shard). An entry naming another record (a copy stored through
+ * another front-end) is left: that copy may be whole. Before the local
+ * entry goes, since the fresh lookup caches what it finds. */
+static int store_forget_shared(struct store *s, const struct dd_id *id,
+			       const struct dd_chunk_loc *loc)
+{
+	struct dd_chunk_loc sh;
+	int rc;
+
+	if (!store_shared_on(s))
+		return 0;
+	rc = store_shared_get_fresh(s, id, &sh);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (sh.pack_seq != loc->pack_seq || sh.offset != loc->offset)
+		return 0;
+	return store_shared_rm(s, id, 1);
+}
+
 int store_forget(struct store *s, const struct dd_id *id,
 		 const struct dd_chunk_loc *loc)
 {
@@ -417,6 +441,11 @@ int store_forget(struct store *s, const struct dd_id *id,
 	}
 	if (rc < 0)
 		goto cleanup;
+	if ((rc = store_forget_shared(s, id, loc)) < 0) {
+		log_error("chunk %s is damaged but cannot be dropped from the "
+			  "pool's index: %s", hex, log_reason(rc));
+		goto cleanup;
+	}
 	if (s->db_failed && (rc = store_db_heal(s)) < 0)
 		goto cleanup;
 	batch = leveldb_writebatch_create();
