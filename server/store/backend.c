@@ -481,13 +481,18 @@ int backend_read_multi(struct backend *b, struct backend_range *v, size_t n)
 			return v[i].rc;
 	}
 	if (!b->ops->read_multi) {
+		char first[512] = "";
+
 		for (i = 0; i < n; i++) {
 			v[i].rc = backend_read(b, v[i].name, v[i].off,
 					       v[i].buf, v[i].len);
-			if (v[i].rc < 0 && rc == 0)
+			if (v[i].rc < 0 && rc == 0) {
 				rc = v[i].rc;
+				snprintf(first, sizeof(first), "%s",
+					 dd_error_last());
+			}
 		}
-		return rc;
+		return rc < 0 ? dd_error_set(rc, "%s", first) : 0;
 	}
 	COUNT_READS(b, n);
 	rc = b->ops->read_multi(b->impl, v, n, why);
