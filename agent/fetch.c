@@ -103,7 +103,15 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 	return 0;
 }
 
-/* Decodes every record of a fetched batch into b->plain, in place; a
+/* A record stored raw (incompressible, not sealed): its stored bytes are
+ * its plain bytes. */
+static bool fetch_record_raw(const struct dd_bundle_record *rec)
+{
+	return rec->flags == DD_COMP_NONE && rec->stored_len == rec->plain_len;
+}
+
+/* Decodes every record of a fetched batch into b->plain (a raw one is
+ * only verified, where it lies in the body: no copy), in place; a
  * record that fails is left for fetch_batch_chunk to decode (and report)
  * in context. */
 static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
@@ -121,7 +129,8 @@ static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 		b->plain_alloc = b->nrecs;
 	}
 	for (size_t i = 0; i < b->nrecs; i++)
-		total += b->recs[i].plain_len;
+		if (!fetch_record_raw(&b->recs[i]))
+			total += b->recs[i].plain_len;
 	dd_buf_reset(&b->plain);
 	if (dd_buf_reserve(&b->plain, total ? total : 1) < 0)
 		return dd_error_set(-ENOMEM, "out of memory");
@@ -131,6 +140,13 @@ static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 		uint8_t *dst = b->plain.data + b->plain.len;
 
 		b->plain_off[i] = FETCH_NOT_DECODED;
+		if (fetch_record_raw(rec)) {
+			/* its bytes are its plain bytes: hashed in the body */
+			if (dd_id_verify(&rec->id, rec->data,
+					 rec->stored_len) == 0)
+				b->plain_off[i] = FETCH_IN_BODY;
+			continue;
+		}
 		if (key_decode_chunk(b->crypt, dst, &rec->id, rec->flags,
 				     rec->data, rec->stored_len,
 				     rec->plain_len, &tmp, dctx) < 0)
@@ -158,6 +174,10 @@ int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
 		return dd_error_set(-EBADMSG,
 				    "chunk %s has %u bytes, the catalog says %u",
 				    hex, rec->plain_len, plain_len);
+	if (b->decoded && b->plain_off[i] == FETCH_IN_BODY) {
+		*data = rec->data;
+		return 0;
+	}
 	if (b->decoded && b->plain_off[i] != FETCH_NOT_DECODED) {
 		*data = b->plain.data + b->plain_off[i];
 		return 0;

@@ -25,7 +25,8 @@ struct fetch_batch {
 	struct dd_buf query;
 	/* Filled by the background fetcher: every record decoded and
 	 * verified ahead of use. plain_off[i] is record i's offset in
-	 * `plain`, or FETCH_NOT_DECODED (the caller then decodes it itself
+	 * `plain`, FETCH_IN_BODY (a raw record, verified where it lies in
+	 * `body`), or FETCH_NOT_DECODED (the caller then decodes it itself
 	 * and gets the error naming the chunk). */
 	struct dd_buf plain;
 	size_t *plain_off;
@@ -36,6 +37,7 @@ struct fetch_batch {
 	const struct dd_crypt *crypt;
 };
 #define FETCH_NOT_DECODED ((size_t)-1)
+#define FETCH_IN_BODY ((size_t)-2)
 
 void fetch_batch_init(struct fetch_batch *b);
 void fetch_batch_release(struct fetch_batch *b);

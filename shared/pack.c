@@ -617,6 +617,23 @@ static int check_loc(const char *hex, const struct dd_chunk_loc *loc)
 	return 0;
 }
 
+int dd_pack_loc_check(const struct dd_id *id, const struct dd_chunk_loc *loc)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+
+	id_hex(hex, id);
+	return check_loc(hex, loc);
+}
+
+int dd_pack_record_check(const uint8_t *rec, const struct dd_id *id,
+			 const struct dd_chunk_loc *loc)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+
+	id_hex(hex, id);
+	return check_record_header(rec, hex, id, loc);
+}
+
 int dd_pack_read_record_to(dd_pack_read_fn read, void *ctx,
 			   const struct dd_id *id,
 			   const struct dd_chunk_loc *loc, uint8_t *buf)

@@ -155,6 +155,16 @@ struct dd_pack_src {
 	void *ctx;
 };
 
+/* For a caller that reads records itself (several in one read, e.g. the
+ * server's fetch of a pack span): dd_pack_loc_check says whether *loc is
+ * a location a record can have (before reading it), dd_pack_record_check
+ * whether the record header at `rec` (DD_PACK_RECORD_HEADER_LEN bytes)
+ * is the one of `id` at *loc, as dd_pack_read_record_to checks. 0, or
+ * -EBADMSG naming the chunk. */
+int dd_pack_loc_check(const struct dd_id *id, const struct dd_chunk_loc *loc);
+int dd_pack_record_check(const uint8_t *rec, const struct dd_id *id,
+			 const struct dd_chunk_loc *loc);
+
 /* The same into `buf`, which has room for DD_PACK_RECORD_HEADER_LEN +
  * loc->stored_len bytes: the record as it is in the pack, its header
  * checked; the stored bytes are at buf + DD_PACK_RECORD_HEADER_LEN (no

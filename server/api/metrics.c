@@ -39,6 +39,7 @@ struct metrics {
 	uint64_t buckets[METRICS_NBUCKETS + 1];
 	double ingest_sum;
 	uint64_t ingest_count;
+	uint64_t fetch_chunks, fetch_reads;
 };
 
 int metrics_new(struct metrics **out)
@@ -127,6 +128,14 @@ void metrics_ingest(struct metrics *m, double seconds, uint32_t stored,
 	m->buckets[b]++;
 	m->ingest_sum += seconds;
 	m->ingest_count++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_fetch(struct metrics *m, uint64_t chunks, uint64_t reads)
+{
+	pthread_mutex_lock(&m->lock);
+	m->fetch_chunks += chunks;
+	m->fetch_reads += reads;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -253,6 +262,20 @@ int metrics_render(struct metrics *m, struct dd_buf *out)
 	if (rc == 0)
 		rc = metrics_sample(out, "dedup_ingest_stored_bytes_total",
 				    NULL, NULL, (double)copy.ingest_packed);
+	if (rc == 0)
+		rc = metrics_header(out, "dedup_fetch_chunks_total", "counter",
+				    "chunks sent by batched fetches "
+				    "(POST /api/v1/chunks/fetch)");
+	if (rc == 0)
+		rc = metrics_sample(out, "dedup_fetch_chunks_total", NULL,
+				    NULL, (double)copy.fetch_chunks);
+	if (rc == 0)
+		rc = metrics_header(out, "dedup_fetch_pack_reads_total",
+				    "counter", "reads of pack data made for "
+				    "them (one per pack span on RADOS)");
+	if (rc == 0)
+		rc = metrics_sample(out, "dedup_fetch_pack_reads_total", NULL,
+				    NULL, (double)copy.fetch_reads);
 	if (rc == 0)
 		rc = metrics_header(out, "dedup_ingest_duration_seconds",
 				    "histogram", "time to verify and store one "

@@ -26,6 +26,11 @@ void metrics_request(struct metrics *m, const char *method, unsigned status,
 void metrics_ingest(struct metrics *m, double seconds, uint32_t stored,
 		    uint32_t dups, uint64_t plain, uint64_t packed);
 
+/* One POST /chunks/fetch answered with `chunks` records, for which the
+ * server made `reads` reads of pack data (one per record, or one per pack
+ * span where the backend overlaps reads: docs/STORAGE.md). */
+void metrics_fetch(struct metrics *m, uint64_t chunks, uint64_t reads);
+
 /* Appends the counters above (with HELP and TYPE lines) to out. */
 int metrics_render(struct metrics *m, struct dd_buf *out);
 

@@ -350,12 +350,13 @@ void route_upload(void *payload, const struct http_request *req,
 		goto cleanup;
 	}
 	/* Never trust an id: decode and re-hash every record before any of
-	 * them is stored. Decoding writes at most plain_len bytes per record
-	 * (dd_decompress), and the plain_len sum is capped above. */
+	 * them is stored (a raw one is hashed where it lies). Decoding writes
+	 * at most plain_len bytes per record (dd_decompress), and the
+	 * plain_len sum is capped above. */
 	for (i = 0; i < n; i++) {
-		rc = store_decode(&plain, &recs[i].id, recs[i].flags,
+		rc = store_verify(&recs[i].id, recs[i].flags,
 				  recs[i].plain_len, recs[i].data,
-				  recs[i].stored_len, dctx);
+				  recs[i].stored_len, &plain, dctx);
 		if (rc == -ENOMEM) {
 			routes_fail(rep, rc);
 			goto cleanup;
@@ -466,8 +467,8 @@ static int routes_fetch_check(struct routes_ctx *ctx, const struct dd_id *id,
 			      const uint8_t *stored, size_t len,
 			      struct dd_buf *plain, ZSTD_DCtx *dctx)
 {
-	int rc = store_decode(plain, id, loc->flags, loc->plain_len, stored,
-			      len, dctx);
+	int rc = store_verify(id, loc->flags, loc->plain_len, stored, len,
+			      plain, dctx);
 
 	if (rc == -EBADMSG)
 		store_forget(ctx->store, id, loc);
@@ -528,6 +529,98 @@ static int routes_fetch_copy(struct routes_ctx *ctx, const struct dd_id *id,
 	return rc;
 }
 
+/* The records one at a time into the bundle `out` (its header in): one
+ * read each, into place where the record keeps its size. */
+static int routes_fetch_each(struct routes_ctx *ctx,
+			     const struct http_request *req,
+			     const struct dd_chunk_loc *locs, size_t n,
+			     struct dd_buf *out, struct dd_buf *plain,
+			     ZSTD_DCtx *dctx, uint64_t *reads)
+{
+	struct dd_buf stored;
+	struct dd_id id;
+	size_t i;
+	int rc = 0;
+
+	dd_buf_init(&stored, 0);
+	for (i = 0; i < n && rc == 0; i++) {
+		routes_id_at(&id, req, i);
+		rc = routes_fetch_in_place(ctx, &id, &locs[i], out, plain,
+					   dctx);
+		if (rc == -EAGAIN) {  /* moved to a record of another size */
+			rc = routes_fetch_copy(ctx, &id, &locs[i], out,
+					       &stored, plain, dctx);
+			(*reads)++;
+		}
+		(*reads)++;
+	}
+	dd_buf_release(&stored);
+	return rc;
+}
+
+/*
+ * The whole reply with one backend read per pack span (docs/STORAGE.md,
+ * "Restore from RADOS"): every record is read as it lies in its pack to
+ * where it would lie if the requested records were one pack, so that
+ * records adjacent in a pack and in the request are one read, and all
+ * the reads are in flight at once (store_read_records); then each is
+ * verified there and moved down to its place in the bundle (a pack record
+ * header is longer than a bundle record's, so every record moves towards
+ * the start, over bytes already used). `out` holds the bundle header.
+ * -EAGAIN (out begun again, nothing sent) when the reads failed: the
+ * caller reads the records one at a time, which finds a chunk a
+ * collection moved and words the error; other errors fail the request.
+ */
+static int routes_fetch_spans(struct routes_ctx *ctx,
+			      const struct http_request *req,
+			      const struct dd_chunk_loc *locs, size_t n,
+			      struct dd_buf *out, struct dd_buf *plain,
+			      ZSTD_DCtx *dctx, uint64_t *reads)
+{
+	struct dd_id *ids = malloc(n * sizeof(*ids));
+	uint8_t **dst = malloc(n * sizeof(*dst));
+	uint64_t span = DD_BUNDLE_HEADER_LEN;
+	size_t i;
+	int rc = -ENOMEM;
+
+	if (!ids || !dst)
+		goto cleanup;
+	for (i = 0; i < n; i++)
+		span += DD_PACK_RECORD_HEADER_LEN + (uint64_t)locs[i].stored_len;
+	if ((rc = dd_buf_reserve(out, (size_t)span - out->len)) < 0)
+		goto cleanup;
+	for (i = 0, span = DD_BUNDLE_HEADER_LEN; i < n; i++) {
+		routes_id_at(&ids[i], req, i);
+		dst[i] = out->data + span;
+		span += DD_PACK_RECORD_HEADER_LEN + (uint64_t)locs[i].stored_len;
+	}
+	rc = store_read_records(ctx->store, ids, locs, dst, n);
+	if (rc < 0) {
+		dd_error_clear();
+		rc = dd_bundle_begin(out) < 0 ? -ENOMEM : -EAGAIN;
+		goto cleanup;
+	}
+	*reads += (uint64_t)rc;
+	for (i = 0, rc = 0; i < n && rc == 0; i++) {
+		const uint8_t *bytes = dst[i] + DD_PACK_RECORD_HEADER_LEN;
+
+		rc = routes_fetch_check(ctx, &ids[i], &locs[i], bytes,
+					locs[i].stored_len, plain, dctx);
+		if (rc == 0) {
+			memmove(out->data + out->len +
+				DD_BUNDLE_RECORD_HEADER_LEN, bytes,
+				locs[i].stored_len);
+			rc = dd_bundle_add_in_place(out, &ids[i], locs[i].flags,
+						    locs[i].plain_len,
+						    locs[i].stored_len);
+		}
+	}
+cleanup:
+	free(ids);
+	free(dst);
+	return rc;
+}
+
 void route_fetch(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
 {
@@ -535,17 +628,18 @@ void route_fetch(void *payload, const struct http_request *req,
 	const struct domains_tag *dom;
 	struct domains_tag buf;
 	struct dd_chunk_loc *locs = NULL;
-	struct dd_buf out, stored, plain;
+	struct dd_buf out, plain;
 	ZSTD_DCtx *dctx = NULL;
 	struct dd_id id;
 	char hex[DD_ID_HEX_LEN + 1];
-	uint64_t total = DD_BUNDLE_HEADER_LEN;
+	uint64_t total = DD_BUNDLE_HEADER_LEN, reads = 0;
 	uint8_t *data;
 	size_t n, i, len;
 	int rc;
 
-	dd_buf_init(&out, DD_MAX_FETCH_RESPONSE);
-	dd_buf_init(&stored, 0);
+	/* room for the records as they lie in packs (routes_fetch_spans) */
+	dd_buf_init(&out, DD_MAX_FETCH_RESPONSE + (size_t)DD_MAX_IDS_PER_QUERY *
+		    ROUTES_FETCH_OVERLAP);
 	dd_buf_init(&plain, 0);
 	if (!routes_ids(req, rep, &n))
 		return;
@@ -586,29 +680,24 @@ void route_fetch(void *payload, const struct http_request *req,
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
-	for (i = 0; i < n; i++) {
-		routes_id_at(&id, req, i);
-		rc = routes_fetch_in_place(ctx, &id, &locs[i], &out, &plain,
-					   dctx);
-		if (rc == -EAGAIN)    /* moved to a record of another size */
-			rc = routes_fetch_copy(ctx, &id, &locs[i], &out,
-					       &stored, &plain, dctx);
-		if (rc < 0) {
-			routes_fail(rep, rc);
-			goto cleanup;
-		}
-	}
-	rc = dd_bundle_finish(&out);
+	rc = store_reads_overlap(ctx->store) ?
+		routes_fetch_spans(ctx, req, locs, n, &out, &plain, dctx,
+				   &reads) : -EAGAIN;
+	if (rc == -EAGAIN)
+		rc = routes_fetch_each(ctx, req, locs, n, &out, &plain, dctx,
+				       &reads);
+	if (rc == 0)
+		rc = dd_bundle_finish(&out);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
+	metrics_fetch(ctx->metrics, n, reads);
 	data = dd_buf_detach(&out, &len);
 	http_reply_take(rep, 200, ROUTES_OCTETS, data, len);
 cleanup:
 	ZSTD_freeDCtx(dctx);
 	free(locs);
 	dd_buf_release(&out);
-	dd_buf_release(&stored);
 	dd_buf_release(&plain);
 }

@@ -497,8 +497,10 @@ cleanup:
 	http_stop(http);
 	frontends_free(fronts);
 	if (ctx.store)  /* for the benchmarks (tests/bench/multife-bench.sh) */
-		log_info("storage: %llu backend operation(s)",
+		log_info("storage: %llu backend operation(s), %llu read(s)",
 			 (unsigned long long)backend_ops_count(
+				 store_backend(ctx.store)),
+			 (unsigned long long)backend_reads_count(
 				 store_backend(ctx.store)));
 	notify_free(ctx.notify);
 	store_close(ctx.store);

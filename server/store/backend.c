@@ -23,9 +23,14 @@ struct backend {
 	void *dl;               /* the module's dlopen handle, or NULL */
 	char *where;            /* the spec after "dir:" or "rados:" */
 	uint64_t nops;          /* calls made (backend_ops_count) */
+	uint64_t nreads;        /* of which data reads (backend_reads_count) */
 };
 
 #define COUNT(b) __atomic_add_fetch(&(b)->nops, 1, __ATOMIC_RELAXED)
+#define COUNT_READS(b, n) do { \
+	__atomic_add_fetch(&(b)->nops, (n), __ATOMIC_RELAXED); \
+	__atomic_add_fetch(&(b)->nreads, (n), __ATOMIC_RELAXED); \
+} while (0)
 
 /* Records "<what> '<name>': <why or strerror>" and returns rc. */
 static int backend_fail(int rc, const char *what, const char *name,
@@ -236,7 +241,7 @@ int backend_read(struct backend *b, const char *name, uint64_t off,
 
 		return backend_stat(b, name, &size);
 	}
-	COUNT(b);
+	COUNT_READS(b, 1);
 	got = b->ops->read(b->impl, name, off, buf, len, why);
 	if (got < 0)
 		return backend_fail((int)got, "read", name, why);
@@ -317,7 +322,7 @@ int backend_reader_read(struct backend_reader *r, uint64_t off, void *buf,
 
 	if (len == 0)
 		return 0;
-	COUNT(r->b);
+	COUNT_READS(r->b, 1);
 	if (r->rd)
 		got = r->b->ops->rread(r->rd, off, buf, len, why);
 	else
@@ -438,6 +443,65 @@ int backend_cas(struct backend *b, const char *name, const void *expect,
 uint64_t backend_ops_count(const struct backend *b)
 {
 	return __atomic_load_n(&b->nops, __ATOMIC_RELAXED);
+}
+
+uint64_t backend_reads_count(const struct backend *b)
+{
+	return __atomic_load_n(&b->nreads, __ATOMIC_RELAXED);
+}
+
+int backend_reads_overlap(const struct backend *b)
+{
+	return b->ops->read_multi != NULL;
+}
+
+/* The message of a failed range, as backend_read words it. */
+static int range_fail(const struct backend_range *r, const char *why)
+{
+	if (r->rc == -ENODATA)
+		return dd_error_set(-ENODATA, "short read of '%s': the object "
+				    "ends before %zu bytes at offset %llu",
+				    r->name, r->len,
+				    (unsigned long long)r->off);
+	return backend_fail(r->rc, "read", r->name, why);
+}
+
+int backend_read_multi(struct backend *b, struct backend_range *v, size_t n)
+{
+	char why[BACKEND_WHY] = "";
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		v[i].rc = check_name("read", v[i].name);
+		if (v[i].rc == 0 && v[i].len == 0)
+			v[i].rc = dd_error_set(-EINVAL, "cannot read '%s': "
+					       "empty range", v[i].name);
+		if (v[i].rc < 0)
+			return v[i].rc;
+	}
+	if (!b->ops->read_multi) {
+		char first[512] = "";
+
+		for (i = 0; i < n; i++) {
+			v[i].rc = backend_read(b, v[i].name, v[i].off,
+					       v[i].buf, v[i].len);
+			if (v[i].rc < 0 && rc == 0) {
+				rc = v[i].rc;
+				snprintf(first, sizeof(first), "%s",
+					 dd_error_last());
+			}
+		}
+		return rc < 0 ? dd_error_set(rc, "%s", first) : 0;
+	}
+	COUNT_READS(b, n);
+	rc = b->ops->read_multi(b->impl, v, n, why);
+	if (rc == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (v[i].rc < 0)
+			return range_fail(&v[i], why);
+	return backend_fail(rc, "read", n ? v[0].name : "", why);
 }
 
 int backend_has_omap(const struct backend *b)

@@ -135,6 +135,30 @@ int backend_reader_read(struct backend_reader *r, uint64_t off, void *buf,
 			size_t len);
 void backend_reader_close(struct backend_reader *r);
 
+/*
+ * Several ranges read at once: v[i] asks for exactly v[i].len bytes at
+ * v[i].off of object v[i].name into v[i].buf, and gets its own result in
+ * v[i].rc (0, or as backend_read: -ENOENT, -ENODATA, ...). RADOS puts the
+ * reads in flight together (BACKEND_READ_INFLIGHT operations at most, a
+ * range over 4 MiB in pieces) and waits for them, so n ranges cost about
+ * one round trip instead of n; the directory reads them one after the
+ * other. Returns 0 when every range was read, else the first failure's rc
+ * (its reason recorded; the others' rc say which failed). Buffers must not
+ * overlap.
+ */
+struct backend_range {
+	const char *name;
+	uint64_t off;
+	void *buf;
+	size_t len;
+	int rc;                 /* out */
+};
+#define BACKEND_READ_INFLIGHT 32
+int backend_read_multi(struct backend *b, struct backend_range *v, size_t n);
+/* Whether backend_read_multi overlaps its reads (RADOS) rather than
+ * making them one at a time (the directory, where a read is a pread). */
+int backend_reads_overlap(const struct backend *b);
+
 /* The object's size into *size; -ENOENT when it does not exist. */
 int backend_stat(struct backend *b, const char *name, uint64_t *size);
 
@@ -248,6 +272,10 @@ int backend_has_omap(const struct backend *b);
  * above counts its round trips to the storage: one per append piece,
  * read piece, omap batch...): for the benchmarks' "operations per GB". */
 uint64_t backend_ops_count(const struct backend *b);
+/* Of those, the reads of object data (backend_read, backend_get, reader
+ * reads, each range of backend_read_multi): for /metrics and the tests'
+ * "reads per restored chunk". */
+uint64_t backend_reads_count(const struct backend *b);
 
 /*
  * ---- for implementations only ----
@@ -260,7 +288,7 @@ uint64_t backend_ops_count(const struct backend *b);
  * BACKEND_MODULE_SYMBOL), checked against BACKEND_ABI when loaded.
  */
 #define BACKEND_WHY 256
-#define BACKEND_ABI 2
+#define BACKEND_ABI 3
 #define BACKEND_MODULE_FILE "dedup-backend-rados.so"
 #define BACKEND_MODULE_SYMBOL "backend_rados_module"
 #define BACKEND_MODULE_PACKAGE "dedup-server-rados"
@@ -296,6 +324,11 @@ struct backend_ops {
 	int64_t (*rread)(void *rd, uint64_t off, void *buf, size_t len,
 			 char *why);
 	void (*rclose)(void *rd);
+	/* Optional (NULL: read one range after the other): every range of
+	 * v read, each range's result (0 or < 0, a short read -ENODATA) in
+	 * its rc; returns 0 or the first failure, whose reason goes in why. */
+	int (*read_multi)(void *impl, struct backend_range *v, size_t n,
+			  char *why);
 	/* Optional key/value maps (NULL: -EOPNOTSUPP). */
 	int (*omap_set)(void *impl, const char *name,
 			const struct backend_kv *kv, size_t n, char *why);

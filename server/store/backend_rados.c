@@ -415,6 +415,79 @@ static int64_t rb_read(void *impl, const char *name, uint64_t off,
 	return err ? err : got;
 }
 
+/* A piece of a range of rb_read_multi in flight. */
+struct mpiece {
+	struct rop *op;
+	size_t range;           /* index into v */
+	size_t want;
+};
+
+/* Collects the oldest piece in flight into its range's rc: an error, or
+ * -ENODATA for a short piece (the object ends inside the range). */
+static void multi_collect(struct radb *r, struct backend_range *v,
+			  struct mpiece *ring, unsigned *head, unsigned *n)
+{
+	struct mpiece *p = &ring[*head];
+	int64_t got = rop_finish(r, p->op, NULL);
+	struct backend_range *g = &v[p->range];
+
+	*head = (*head + 1) % BACKEND_READ_INFLIGHT;
+	(*n)--;
+	if (g->rc < 0)
+		return;
+	if (got < 0)
+		g->rc = (int)got;
+	else if ((size_t)got < p->want)
+		g->rc = -ENODATA;
+}
+
+/* Every range's pieces in flight together, BACKEND_READ_INFLIGHT at a
+ * time: a fetch's pack spans cost one round trip, not one each. */
+static int rb_read_multi(void *impl, struct backend_range *v, size_t n,
+			 char *why)
+{
+	struct radb *r = impl;
+	struct mpiece ring[BACKEND_READ_INFLIGHT];
+	unsigned head = 0, inflight = 0;
+	size_t i, pos, piece;
+	int rc = 0;
+
+	(void)why;
+	for (i = 0; i < n; i++)
+		v[i].rc = 0;
+	for (i = 0; i < n && rc == 0; i++) {
+		for (pos = 0; pos < v[i].len && rc == 0; pos += piece) {
+			struct mpiece *p;
+
+			piece = v[i].len - pos < PIECE ? v[i].len - pos : PIECE;
+			if (inflight == BACKEND_READ_INFLIGHT)
+				multi_collect(r, v, ring, &head, &inflight);
+			p = &ring[(head + inflight) % BACKEND_READ_INFLIGHT];
+			if ((rc = rop_new(&p->op)) < 0)
+				break;
+			rc = rados_aio_read(r->io, v[i].name, p->op->c,
+					    (char *)v[i].buf + pos, piece,
+					    v[i].off + pos);
+			if (rc < 0) {
+				rop_free(p->op);
+				break;
+			}
+			p->range = i;
+			p->want = piece;
+			inflight++;
+		}
+		if (rc < 0)
+			v[i].rc = rc;
+	}
+	for (; i < n; i++)      /* never started */
+		v[i].rc = -ECANCELED;
+	while (inflight > 0)
+		multi_collect(r, v, ring, &head, &inflight);
+	for (i = 0; i < n && rc == 0; i++)
+		rc = v[i].rc;
+	return rc;
+}
+
 static int rb_stat(void *impl, const char *name, uint64_t *size,
 			  char *why)
 {
@@ -830,6 +903,7 @@ static const struct backend_ops rados_ops = {
 	.put = rb_put,
 	.append = rb_append,
 	.read = rb_read,
+	.read_multi = rb_read_multi,
 	.stat = rb_stat,
 	.list = rb_list,
 	.remove = rb_remove,

@@ -482,6 +482,11 @@ struct backend *store_backend(const struct store *s)
 	return s->be;
 }
 
+bool store_reads_overlap(const struct store *s)
+{
+	return backend_reads_overlap(s->be) != 0;
+}
+
 int store_pack_seqs(struct store *s, uint64_t **out, size_t *n)
 {
 	return packio_seqs(s->be, out, n);

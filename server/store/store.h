@@ -209,6 +209,9 @@ int store_forget(struct store *s, const struct dd_id *id,
 /* The backend the packs live in (borrowed; server/store/packio.h reads
  * and lists them). */
 struct backend *store_backend(const struct store *s);
+/* Whether the backend overlaps many reads (backend_reads_overlap): then
+ * store_read_records is the way to read a fetch's records. */
+bool store_reads_overlap(const struct store *s);
 /* The sequence numbers of every pack, ascending; caller frees *out. */
 int store_pack_seqs(struct store *s, uint64_t **out, size_t *n);
 
@@ -307,6 +310,32 @@ int store_read_stored(struct store *s, const struct dd_id *id,
  * the chunk moved to a record of another length: use store_read_stored. */
 int store_read_stored_to(struct store *s, const struct dd_id *id,
 			 const struct dd_chunk_loc *loc, uint8_t *buf);
+
+/*
+ * Reads the records of ids[i] at locs[i] (i < n), each as it is in its
+ * pack (header, then stored bytes) into dst[i], which has room for
+ * DD_PACK_RECORD_HEADER_LEN + locs[i].stored_len bytes, and checks every
+ * header. Records that follow each other both in a pack and in memory
+ * (dst[i] right after record i - 1) are read as one span, and all spans
+ * are read at once (backend_read_multi: on RADOS one round trip for the
+ * lot, not one per chunk). The number of reads (spans) made, or the
+ * first failure (-EBADMSG for a bad
+ * location or header; a missing pack -ENOENT, ...): then nothing is known
+ * about any record, and the caller reads them one at a time
+ * (store_read_stored*), which also follows a chunk a collection moved.
+ * Does not decode or verify the bytes.
+ */
+int store_read_records(struct store *s, const struct dd_id *ids,
+		       const struct dd_chunk_loc *locs, uint8_t *const *dst,
+		       size_t n);
+
+/* Checks that stored bytes are the chunk `id` (what store_decode checks)
+ * without keeping the plain bytes: a raw record (DD_COMP_NONE) is hashed
+ * where it lies, with no copy; others are decoded into `scratch`. 0 or
+ * -EBADMSG naming the chunk. */
+int store_verify(const struct dd_id *id, uint32_t flags, uint32_t plain_len,
+		 const void *stored, size_t stored_len, struct dd_buf *scratch,
+		 void *dctx);
 
 /* Decodes stored bytes into plain bytes and checks they hash to id;
  * -EBADMSG naming the chunk if not. `dctx` is an optional ZSTD_DCtx*.

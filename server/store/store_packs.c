@@ -3,6 +3,7 @@
  * back through a small cache of open files.
  */
 #include "store_impl.h"
+#include "chunker.h"
 
 /* ---- packs in the backend ---- */
 
@@ -244,6 +245,96 @@ int store_read_stored_to(struct store *s, const struct dd_id *id,
 	return store_read_record(s, id, loc, NULL, buf);
 }
 
+/* Whether record i continues record i - 1 both in its pack and in the
+ * caller's memory: then one read serves both. */
+static bool store_record_follows(const struct dd_chunk_loc *locs,
+				 uint8_t *const *dst, size_t i)
+{
+	const struct dd_chunk_loc *a = &locs[i - 1], *b = &locs[i];
+	uint64_t step = DD_PACK_RECORD_HEADER_LEN + (uint64_t)a->stored_len;
+
+	return a->pack_seq == b->pack_seq && b->offset == a->offset + step &&
+	       dst[i] == dst[i - 1] + step;
+}
+
+/* The spans of store_read_records into *out (caller frees): ranges with
+ * the pack names in `names` (one per span). */
+static int store_plan_spans(const struct dd_id *ids,
+			    const struct dd_chunk_loc *locs,
+			    uint8_t *const *dst, size_t n,
+			    struct backend_range **out,
+			    char (**names)[PACKIO_NAME_MAX], size_t *nspans)
+{
+	struct backend_range *v = calloc(n ? n : 1, sizeof(*v));
+	char (*nm)[PACKIO_NAME_MAX] = calloc(n ? n : 1, sizeof(*nm));
+	size_t i, k = 0;
+	int rc;
+
+	if (!v || !nm) {
+		free(v);
+		free(nm);
+		return dd_error_set(-ENOMEM, "out of memory");
+	}
+	for (i = 0; i < n; i++) {
+		if ((rc = dd_pack_loc_check(&ids[i], &locs[i])) < 0) {
+			free(v);
+			free(nm);
+			return rc;
+		}
+		if (i > 0 && store_record_follows(locs, dst, i)) {
+			v[k - 1].len += DD_PACK_RECORD_HEADER_LEN +
+					(size_t)locs[i].stored_len;
+			continue;
+		}
+		packio_name(nm[k], locs[i].pack_seq);
+		v[k].name = nm[k];
+		v[k].off = locs[i].offset;
+		v[k].buf = dst[i];
+		v[k].len = DD_PACK_RECORD_HEADER_LEN + (size_t)locs[i].stored_len;
+		k++;
+	}
+	*out = v;
+	*names = nm;
+	*nspans = k;
+	return 0;
+}
+
+int store_read_records(struct store *s, const struct dd_id *ids,
+		       const struct dd_chunk_loc *locs, uint8_t *const *dst,
+		       size_t n)
+{
+	struct backend_range *v = NULL;
+	char (*names)[PACKIO_NAME_MAX] = NULL;
+	size_t nspans = 0, i;
+	int rc;
+
+	rc = store_plan_spans(ids, locs, dst, n, &v, &names, &nspans);
+	if (rc < 0)
+		return rc;
+	rc = backend_read_multi(s->be, v, nspans);
+	for (i = 0; i < n && rc == 0; i++)
+		rc = dd_pack_record_check(dst[i], &ids[i], &locs[i]);
+	free(v);
+	free(names);
+	return rc < 0 ? rc : (int)nspans;
+}
+
+int store_verify(const struct dd_id *id, uint32_t flags, uint32_t plain_len,
+		 const void *stored, size_t stored_len, struct dd_buf *scratch,
+		 void *dctx)
+{
+	/* A raw record is its plain bytes: hash them where they are. Any
+	 * other case (and a raw one that is malformed, for its message)
+	 * goes through store_decode. */
+	if (flags == DD_COMP_NONE && stored_len == plain_len &&
+	    plain_len <= DD_CHUNK_SIZE_LIMIT) {
+		dd_error_clear();
+		return dd_id_verify(id, stored, stored_len);
+	}
+	return store_decode(scratch, id, flags, plain_len, stored, stored_len,
+			    dctx);
+}
+
 int store_decode(struct dd_buf *plain, const struct dd_id *id,
 		 uint32_t flags, uint32_t plain_len, const void *stored,
 		 size_t stored_len, void *dctx)
@@ -301,6 +392,30 @@ int store_read_plain(struct store *s, const struct dd_id *id,
 	return rc;
 }
 
+/* The pool's shared index (several front-ends) drops the damaged record
+ * too when it names that record, or the next backup would be told the
+ * chunk is present (on RADOS every lookup that misses the local cache
+ * asks the shard). An entry naming another record (a copy stored through
+ * another front-end) is left: that copy may be whole. Before the local
+ * entry goes, since the fresh lookup caches what it finds. */
+static int store_forget_shared(struct store *s, const struct dd_id *id,
+			       const struct dd_chunk_loc *loc)
+{
+	struct dd_chunk_loc sh;
+	int rc;
+
+	if (!store_shared_on(s))
+		return 0;
+	rc = store_shared_get_fresh(s, id, &sh);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (sh.pack_seq != loc->pack_seq || sh.offset != loc->offset)
+		return 0;
+	return store_shared_rm(s, id, 1);
+}
+
 int store_forget(struct store *s, const struct dd_id *id,
 		 const struct dd_chunk_loc *loc)
 {
@@ -326,6 +441,11 @@ int store_forget(struct store *s, const struct dd_id *id,
 	}
 	if (rc < 0)
 		goto cleanup;
+	if ((rc = store_forget_shared(s, id, loc)) < 0) {
+		log_error("chunk %s is damaged but cannot be dropped from the "
+			  "pool's index: %s", hex, log_reason(rc));
+		goto cleanup;
+	}
 	if (s->db_failed && (rc = store_db_heal(s)) < 0)
 		goto cleanup;
 	batch = leveldb_writebatch_create();

@@ -149,6 +149,57 @@ struct counts {
 	int dup, foreign, locks;
 };
 
+/* Several ranges at once: across the 4 MiB pieces and over two objects,
+ * each range's own result (a short one -ENODATA, a missing object
+ * -ENOENT) with the others read whole; and the reads are counted. */
+static void test_read_multi(void)
+{
+	const char *a = "packs/0000000000000021.pack";
+	const char *c = "packs/0000000000000022.pack";
+	size_t total = 9 * 1024 * 1024 + 5, small = 1000;
+	struct backend *b = open_or_die();
+	struct backend_range v[5];
+	uint8_t *want = malloc(total), *got = malloc(total + small * 4);
+	uint64_t reads;
+
+	fill(want, total, 0, 11);
+	CHECK_EQ(backend_append(b, a, want, total), 0);
+	CHECK_EQ(backend_append(b, c, want, small), 0);
+	memset(got, 0, total + small * 4);
+	v[0] = (struct backend_range){ a, 3, got, total - 3, 1 };
+	v[1] = (struct backend_range){ c, 10, got + total, small - 10, 1 };
+	v[2] = (struct backend_range){ a, 0, got + total + small, 1, 1 };
+	reads = backend_reads_count(b);
+	CHECK_EQ(backend_read_multi(b, v, 3), 0);
+	CHECK_EQ(backend_reads_count(b) - reads, 3);
+	CHECK(v[0].rc == 0 && v[1].rc == 0 && v[2].rc == 0);
+	CHECK(memcmp(got, want + 3, total - 3) == 0);
+	CHECK(memcmp(got + total, want + 10, small - 10) == 0);
+	CHECK_EQ(got[total + small], want[0]);
+	/* one short, one missing: the others are still read */
+	memset(got, 0, total + small * 4);
+	v[0] = (struct backend_range){ c, small - 4, got, 8, 1 };
+	v[1] = (struct backend_range){ "packs/0000000000000023.pack", 0,
+				       got + 8, 8, 1 };
+	v[2] = (struct backend_range){ a, total - 100, got + 16, 100, 1 };
+	CHECK(backend_read_multi(b, v, 3) < 0);
+	CHECK_EQ(v[0].rc, -ENODATA);
+	CHECK_EQ(v[1].rc, -ENOENT);
+	CHECK_EQ(v[2].rc, 0);
+	CHECK(memcmp(got + 16, want + total - 100, 100) == 0);
+	CHECK(strstr(dd_error_last(), "0000000000000022") != NULL);
+	/* bad names and empty ranges are refused before anything is read */
+	v[0] = (struct backend_range){ "../x", 0, got, 1, 1 };
+	CHECK_EQ(backend_read_multi(b, v, 1), -EINVAL);
+	v[0] = (struct backend_range){ a, 0, got, 0, 1 };
+	CHECK_EQ(backend_read_multi(b, v, 1), -EINVAL);
+	CHECK_EQ(backend_read_multi(b, v, 0), 0);
+	CHECK_EQ(backend_reads_overlap(b), is_rados);
+	free(want);
+	free(got);
+	backend_free(b);
+}
+
 static int count_cb(const char *name, void *payload)
 {
 	struct counts *c = payload;
@@ -505,6 +556,7 @@ static void run_contract(void)
 	UNIT_RUN(test_names);
 	UNIT_RUN(test_put_once);
 	UNIT_RUN(test_append_read);
+	UNIT_RUN(test_read_multi);
 	UNIT_RUN(test_list_remove);
 	UNIT_RUN(test_lock);
 	UNIT_RUN(test_lease);
