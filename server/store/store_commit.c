@@ -169,10 +169,12 @@ static void store_group_meta(struct store *s, struct store_group *g)
 			       sizeof(meta));
 }
 
-/* The leader's I/O, without ingest_lock: the pack bytes made durable, the
- * entries published to a shared index (docs/STORAGE.md), then the batch
- * in one synced write. *pack_rc is the pack write's own result; *db_err
- * says the index write failed. */
+/* The leader's I/O: the pack bytes made durable, the entries published to
+ * a shared index (docs/STORAGE.md), then the batch in one synced write.
+ * `bytes`: the detached pack bytes, written without ingest_lock; NULL:
+ * the writer's own buffer is synced in place, ingest_lock held. *pack_rc
+ * is a detached write's own result; *db_err says the index write
+ * failed. */
 static int store_group_write(struct store *s, struct store_group *g,
 			     struct dd_pack_writer *wr,
 			     const struct dd_buf *bytes, int *pack_rc,
@@ -183,7 +185,12 @@ static int store_group_write(struct store *s, struct store_group *g,
 	bool closed;
 	int rc;
 
-	if (bytes->len) {
+	if (!bytes && g->nrecords) {
+		/* In place, ingest_lock held (store_commit_overlaps). */
+		rc = dd_pack_writer_sync(wr);
+		if (rc < 0)
+			return store_ingest_errno(rc);
+	} else if (bytes && bytes->len) {
 		rc = dd_pack_writer_write_detached(wr, bytes);
 		*pack_rc = rc;
 		if (rc < 0)
@@ -212,11 +219,23 @@ static int store_group_write(struct store *s, struct store_group *g,
 	return 0;
 }
 
+/* Whether a commit of group g lets go of ingest_lock for its I/O, so
+ * that the next group fills meanwhile: only a group of few pack bytes
+ * (STORE_GROUP_OVERLAP_BYTES). A bigger one is synced in place from the
+ * writer's own buffer, holding the lock, as one upload a sync was:
+ * overlapping big uploads cost more CPU than the syncs they save
+ * (docs/GROUP-COMMIT.md). */
+static bool store_commit_overlaps(const struct store_group *g)
+{
+	return g->bytes < STORE_GROUP_OVERLAP_BYTES;
+}
+
 /*
- * With ingest_lock held and no commit running: commits the open group
- * (ingest_lock is released for the I/O and held again on return). While
- * it runs, other ingests append to the pack and fill the next group; a
- * failure fails that group too, since its records went to the same pack.
+ * With ingest_lock held and no commit running: commits the open group.
+ * A small group's I/O runs without ingest_lock (held again on return):
+ * other ingests append to the pack and fill the next group meanwhile,
+ * and a failure fails that group too, since its records went to the
+ * same pack. A big group's I/O keeps the lock.
  */
 static void store_commit_lead(struct store *s)
 {
@@ -224,26 +243,30 @@ static void store_commit_lead(struct store *s)
 	struct store_group g;
 	struct dd_buf bytes;
 	char why[256];
-	bool db_err = false;
+	bool db_err = false, overlap;
 	int rc = 0, pack_rc = 0;
 
 	assert(!s->committing);
 	store_group_take(s, &g);
 	store_group_meta(s, &g);
 	s->committing = true;
+	overlap = store_commit_overlaps(&g);
 	bytes = s->commit_buf;
 	dd_buf_init(&s->commit_buf, 0);
 	dd_error_clear();
-	if (g.nrecords) {
+	if (g.nrecords && overlap) {
 		assert(wr);
 		rc = dd_pack_writer_detach(wr, &bytes);
 		if (rc < 0)
 			rc = store_ingest_errno(rc);
 	}
-	pthread_mutex_unlock(&s->ingest_lock);
+	if (overlap)
+		pthread_mutex_unlock(&s->ingest_lock);
 	if (rc == 0)
-		rc = store_group_write(s, &g, wr, &bytes, &pack_rc, &db_err);
-	pthread_mutex_lock(&s->ingest_lock);
+		rc = store_group_write(s, &g, wr, overlap ? &bytes : NULL,
+				       &pack_rc, &db_err);
+	if (overlap)
+		pthread_mutex_lock(&s->ingest_lock);
 	assert(s->writer == wr || !g.nrecords);
 	if (bytes.len)
 		dd_pack_writer_detached_done(wr, bytes.len, pack_rc);

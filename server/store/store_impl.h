@@ -138,6 +138,15 @@ struct store_group {
  * member's (store_group_full). */
 #define STORE_GROUP_BYTES (4u * 1024 * 1024)
 
+/* A commit of at least this many pack bytes keeps ingest_lock through its
+ * I/O, as one upload a sync did: nothing appends or joins meanwhile. Only
+ * smaller commits let the next group fill while they run. Measured
+ * (docs/GROUP-COMMIT.md): with big uploads the overlap cost more server
+ * CPU (page faults, handing the lock over) than the syncs it saved; with
+ * small ones the sync is most of an upload's cost and grouping them
+ * saves it. */
+#define STORE_GROUP_OVERLAP_BYTES (256u * 1024)
+
 #define STORE_PEND_BUCKETS 4096u
 
 struct store {
