@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
-# Group commit with big uploads (docs/GROUP-COMMIT.md, "Big groups commit
-# in place"): a group of STORE_GROUP_OVERLAP_BYTES (256 KiB) of pack bytes
-# or more is made durable holding the ingest lock, from the pack writer's
-# own buffer, as one upload a sync was. 4 connections sending bundles of
-# 512 KiB at once are therefore acknowledged by one commit each (grouping
-# them cost more server CPU than the syncs it saved), the same chunk sent
-# by all of them is still stored once, and a kill -9 in the middle of
-# concurrent big uploads loses no acknowledged chunk.
+# Group commit with big uploads (docs/GROUP-COMMIT.md, "Big groups
+# commit in place"), every sync made slow: a group of
+# STORE_GROUP_OVERLAP_BYTES (256 KiB) of pack bytes or more is made
+# durable holding the ingest lock, from the pack writer's own buffer, as
+# one upload a sync was. 4 connections sending bundles of 512 KiB at once
+# are therefore acknowledged by one commit each (grouping them cost more
+# server CPU than the syncs it saved), the same chunk sent by all of them
+# is still stored once, and a kill -9 in the middle of concurrent big
+# uploads loses no acknowledged chunk.
 . "$(dirname "$0")/lib.sh"
+
+# Every fdatasync of the server made 40 ms slower (an LD_PRELOAD shim),
+# so that uploads surely arrive while a commit runs: with overlapping
+# commits they would join its successor's group.
+cat > "$T/slowsync.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <time.h>
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	struct timespec ts = { 0, 40 * 1000 * 1000 };
+
+	if (!real)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	nanosleep(&ts, NULL);
+	return real(fd);
+}
+C
+${CC:-cc} -shared -fPIC -o "$T/slowsync.so" "$T/slowsync.c" -ldl ||
+	{ echo "# cannot build the slow-sync shim"; exit 1; }
 
 R=$T/repo
 repo_init "$R"
-server_start "$R" || exit 1
+LD_PRELOAD=$T/slowsync.so server_start "$R" || exit 1
 TOK=$(token_add "$R" up)
 OPS=$(token_add "$R" ops --admin)
 
