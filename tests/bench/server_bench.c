@@ -24,6 +24,9 @@
  *   (run after it): each thread asks POST /chunks/fetch for its bundles'
  *   ids, one request a bundle, and checks that every record comes back in
  *   order with exactly the stored bytes it sent.
+ *   DD_BENCH_BUNDLE_KIB (environment) makes small bundles instead: at
+ *   most that many KiB each, of chunks of 16..64 KiB (the tail of a
+ *   backup, or a small incremental one; docs/GROUP-COMMIT.md).
  * floor: what any server must do with the same data, on one thread:
  *   zstd decompress, SHA-256, write to a file in DIR and fdatasync once a
  *   bundle, as the server syncs a pack once a request.
@@ -52,8 +55,9 @@
 
 #define BENCH_BUNDLE_PLAIN (8u * 1024 * 1024)
 #define BENCH_MISSING_BATCH 4096u
-/* 8 MiB of chunks of at least 64 KiB. */
+/* 8 MiB of chunks of at least 64 KiB, or 1 MiB of at least 16 KiB. */
 #define BENCH_BUNDLE_IDS 128u
+#define BENCH_SMALL_MAX_KIB 1024u
 #define BENCH_ZSTD_LEVEL 3
 
 /* ---- deterministic data ---- */
@@ -102,6 +106,31 @@ struct bench_bundle {
 	uint64_t plain;
 };
 
+/* A bundle's plain bytes at most: DD_BENCH_BUNDLE_KIB (1 to
+ * BENCH_SMALL_MAX_KIB) for small bundles, else BENCH_BUNDLE_PLAIN. */
+static uint64_t bench_bundle_plain(void)
+{
+	const char *v = getenv("DD_BENCH_BUNDLE_KIB");
+	unsigned long kib;
+	char *end;
+
+	if (!v || !*v)
+		return BENCH_BUNDLE_PLAIN;
+	kib = strtoul(v, &end, 10);
+	if (*end || kib == 0 || kib > BENCH_SMALL_MAX_KIB)
+		return BENCH_BUNDLE_PLAIN;
+	return (uint64_t)kib * 1024;
+}
+
+/* The next chunk's length: 64 KiB..1 MiB, or 16..64 KiB in small
+ * bundles. */
+static size_t bench_chunk_len(uint64_t *s)
+{
+	if (bench_bundle_plain() < BENCH_BUNDLE_PLAIN)
+		return 16 * 1024 + (size_t)(bench_splitmix(s) % (48 * 1024));
+	return 64 * 1024 + (size_t)(bench_splitmix(s) % (960 * 1024));
+}
+
 /* The bundles of client `c`: `bytes` plain bytes of chunks whose sizes
  * and contents follow from (seed, c). */
 static int bench_build(struct bench_bundle **out, size_t *nout,
@@ -116,14 +145,13 @@ static int bench_build(struct bench_bundle **out, size_t *nout,
 
 	dd_buf_init(&comp, 0);
 	while (rc == 0 && done < bytes) {
-		size_t len = 64 * 1024 + (size_t)(bench_splitmix(&s) %
-						  (960 * 1024));
+		size_t len = bench_chunk_len(&s);
 		struct dd_id id;
 		int flags;
 
 		if (len > bytes - done)
 			len = (size_t)(bytes - done);
-		if (!b || b->plain + len > BENCH_BUNDLE_PLAIN) {
+		if (!b || b->plain + len > bench_bundle_plain()) {
 			struct bench_bundle *nv = realloc(v, (n + 1) * sizeof(*v));
 
 			if (!nv) {
