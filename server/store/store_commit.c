@@ -83,6 +83,7 @@ void store_group_join(struct store *s, struct store_waiter *w)
 	*s->open.tail = w;
 	s->open.tail = &w->next;
 	s->open.nrecords += w->npend;
+	s->open.members++;
 }
 
 /* Moves the open group into *g and starts an empty one. */
@@ -220,22 +221,22 @@ static int store_group_write(struct store *s, struct store_group *g,
 }
 
 /* Whether a commit of group g lets go of ingest_lock for its I/O, so
- * that the next group fills meanwhile: only a group of few pack bytes
- * (STORE_GROUP_OVERLAP_BYTES). A bigger one is synced in place from the
+ * that the next group fills meanwhile: not for a lone upload of
+ * STORE_GROUP_OVERLAP_BYTES or more, which is synced in place from the
  * writer's own buffer, holding the lock, as one upload a sync was:
  * overlapping big uploads cost more CPU than the syncs they save
  * (docs/GROUP-COMMIT.md). */
 static bool store_commit_overlaps(const struct store_group *g)
 {
-	return g->bytes < STORE_GROUP_OVERLAP_BYTES;
+	return g->members > 1 || g->bytes < STORE_GROUP_OVERLAP_BYTES;
 }
 
 /*
  * With ingest_lock held and no commit running: commits the open group.
- * A small group's I/O runs without ingest_lock (held again on return):
- * other ingests append to the pack and fill the next group meanwhile,
- * and a failure fails that group too, since its records went to the
- * same pack. A big group's I/O keeps the lock.
+ * Its I/O runs without ingest_lock (held again on return), other
+ * ingests appending to the pack and filling the next group meanwhile (a
+ * failure fails that group too, since its records went to the same
+ * pack); but a lone big upload's keeps the lock (store_commit_overlaps).
  */
 static void store_commit_lead(struct store *s)
 {

@@ -130,6 +130,7 @@ struct store_group {
 	struct store_waiter *head, **tail;
 	leveldb_writebatch_t *batch;   /* NULL until a member adds to it */
 	int64_t dchunks, dbytes;       /* the counters' change */
+	size_t members;                /* uploads that joined it */
 	size_t nrecords;               /* pack records its members appended */
 	uint64_t bytes;                /* and their pack bytes */
 };
@@ -138,13 +139,14 @@ struct store_group {
  * member's (store_group_full). */
 #define STORE_GROUP_BYTES (4u * 1024 * 1024)
 
-/* A commit of at least this many pack bytes keeps ingest_lock through its
- * I/O, as one upload a sync did: nothing appends or joins meanwhile. Only
- * smaller commits let the next group fill while they run. Measured
+/* A group of one upload with at least this many pack bytes is committed
+ * in place: ingest_lock is kept through its I/O and the writer's own
+ * buffer synced, as one upload a sync was; nothing appends or joins
+ * meanwhile. Only smaller groups, and groups that several uploads joined,
+ * let the next group fill while they commit. Measured
  * (docs/GROUP-COMMIT.md): with big uploads the overlap cost more server
- * CPU (page faults, handing the lock over) than the syncs it saved; with
- * small ones the sync is most of an upload's cost and grouping them
- * saves it. */
+ * CPU (page faults from the detached buffers) than the syncs it saved;
+ * with small ones the sync is most of an upload's cost. */
 #define STORE_GROUP_OVERLAP_BYTES (256u * 1024)
 
 #define STORE_PEND_BUCKETS 4096u
