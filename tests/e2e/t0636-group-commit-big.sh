@@ -30,10 +30,15 @@ int fdatasync(int fd)
 C
 ${CC:-cc} -shared -fPIC -o "$T/slowsync.so" "$T/slowsync.c" -ldl ||
 	{ echo "# cannot build the slow-sync shim"; exit 1; }
+PRELOAD=$T/slowsync.so
+# Under the sanitizers the ASan runtime must come first.
+if grep -qa __asan_init "$SERVER"; then
+	PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
+fi
 
 R=$T/repo
 repo_init "$R"
-LD_PRELOAD=$T/slowsync.so server_start "$R" || exit 1
+LD_PRELOAD=$PRELOAD server_start "$R" || exit 1
 TOK=$(token_add "$R" up)
 OPS=$(token_add "$R" ops --admin)
 
