@@ -20,10 +20,13 @@
  * but not yet committed is found there), then one thread makes the pack
  * bytes of every ingest waiting durable with one sync and writes all
  * their entries in one synced batch; each returns only after the commit
- * that covers it. The order above holds for every group. All functions
- * are thread-safe; lookups and reads run in parallel; whatever else takes
- * the ingest mutex (collection, recount, domain upkeep) first lets every
- * pending commit finish.
+ * that covers it. A lone upload of 256 KiB or more of pack bytes is
+ * committed holding the mutex, one sync of its own (overlapping big
+ * uploads cost more CPU than the syncs they share: docs/GROUP-COMMIT.md).
+ * The order above holds for every group. All functions are thread-safe;
+ * lookups and reads run in parallel; whatever else takes the ingest mutex
+ * (collection, recount, domain upkeep) first lets every pending commit
+ * finish.
  */
 #ifndef SRV_STORE_H
 #define SRV_STORE_H
