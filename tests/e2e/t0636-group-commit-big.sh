@@ -42,91 +42,17 @@ LD_PRELOAD=$PRELOAD server_start "$R" || exit 1
 TOK=$(token_add "$R" up)
 OPS=$(token_add "$R" ops --admin)
 
-# The uploader: THREADS connections, each sending bundles of 8 fresh
-# chunks of 64 KiB (deterministic bytes, stored raw: 512 KiB and 384
-# bytes of pack records a bundle). Mode "count": each sends UPLOADS
-# bundles, then the sums are printed as JSON. Mode "kill": each sends
-# until the server goes away, the id of every chunk acknowledged with a
-# 200 is written to OUT, and once KILL_AFTER uploads are acknowledged the
-# server is killed with SIGKILL.
-cat > "$T/up.py" <<'PY'
-import hashlib, http.client, json, os, random, signal, ssl, struct, sys
-import threading, urllib.parse
-
-mode, url, ca, tok, threads, uploads, out, pid, kill_after = sys.argv[1:10]
-threads, uploads, kill_after = int(threads), int(uploads), int(kill_after)
-u = urllib.parse.urlparse(url)
-ctx = ssl.create_default_context(cafile=ca)
-ctx.check_hostname = False
-lock = threading.Lock()
-acked = []
-sums = {"ok": 0, "bad": 0, "stored": 0, "duplicates": 0}
-killed = threading.Event()
-
-def bundle(seed):
-    rng = random.Random(seed)
-    recs, ids = [], []
-    for _ in range(8):
-        data = rng.randbytes(65536)
-        cid = hashlib.sha256(data).digest()
-        ids.append(cid.hex())
-        recs.append(cid + struct.pack("<III", 0, len(data), len(data)) + data)
-    return b"DDBN" + struct.pack("<II", 1, len(recs)) + b"".join(recs), ids
-
-def worker(k):
-    conn = http.client.HTTPSConnection(u.hostname, u.port, context=ctx,
-                                       timeout=60)
-    hdr = {"Authorization": "Bearer " + tok,
-           "Content-Type": "application/octet-stream"}
-    i = 0
-    while mode == "kill" or i < uploads:
-        body, ids = bundle("%s-%d-%d" % (mode, k, i))
-        i += 1
-        try:
-            conn.request("POST", "/api/v1/chunks", body, hdr)
-            r = conn.getresponse()
-            reply = r.read()
-        except Exception:
-            if mode == "kill":
-                return
-            with lock:
-                sums["bad"] += 1
-            conn = http.client.HTTPSConnection(u.hostname, u.port,
-                                               context=ctx, timeout=60)
-            continue
-        with lock:
-            if r.status != 200:
-                sums["bad"] += 1
-                continue
-            j = json.loads(reply)
-            sums["ok"] += 1
-            sums["stored"] += j["stored"]
-            sums["duplicates"] += j["duplicates"]
-            acked.extend(ids)
-            if mode == "kill" and sums["ok"] >= kill_after and \
-               not killed.is_set():
-                killed.set()
-                os.kill(int(pid), signal.SIGKILL)
-        if mode == "kill" and i > 2000:
-            return
-
-ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-for t in ts:
-    t.start()
-for t in ts:
-    t.join()
-with open(out, "w") as f:
-    f.write("".join(x + "\n" for x in acked))
-sums["killed"] = killed.is_set()
-print(json.dumps(sums))
-PY
+# The uploader (tests/e2e/group_upload.py), bundles of 8 fresh chunks of
+# 64 KiB (stored raw: 512 KiB and 384 bytes of pack records a bundle), at
+# most 2,000 a connection when killing.
+up() { python3 "$E2E_DIR/group_upload.py" "$@" 8 65536 2000; }
 
 metric() { # NAME: its value in $T/metrics.txt
 	awk -v n="$1" '$1 == n { printf "%d\n", $2 }' "$T/metrics.txt"
 }
 
 # ---- 4 connections, 12 big uploads each
-res=$(python3 "$T/up.py" count "$URL" "$CA" "$TOK" 4 12 "$T/acked1" 0 0)
+res=$(up count "$URL" "$CA" "$TOK" 4 12 "$T/acked1" 0 0)
 check_eq "48 big uploads over 4 connections all answered 200" 48 "$(json_get "$res" ok)"
 check_eq "their 384 chunks were all stored" 384 "$(json_get "$res" stored)"
 api "$OPS" GET /metrics > "$T/metrics.txt"
@@ -157,7 +83,7 @@ save stats "$OPS" GET /api/v1/stats
 check_eq "the chunk counter counts it once" 385 "$(json_get "$(cat "$T/stats.json")" chunks)"
 
 # ---- kill -9 in the middle of concurrent big uploads
-res=$(python3 "$T/up.py" kill "$URL" "$CA" "$TOK" 4 0 "$T/acked2" "$SERVER_PID" 20)
+res=$(up kill "$URL" "$CA" "$TOK" 4 0 "$T/acked2" "$SERVER_PID" 20)
 wait "$SERVER_PID" 2>/dev/null
 SERVER_PID=
 check "the server was killed after 20 acknowledged uploads ($res)" \
