@@ -172,6 +172,14 @@ static void metrics_number(char out[64], double v)
 		snprintf(out, 64, "%.17g", v);
 }
 
+int metrics_one(struct dd_buf *out, const char *name, const char *type,
+		const char *help, double v)
+{
+	int rc = metrics_header(out, name, type, help);
+
+	return rc ? rc : metrics_sample(out, name, NULL, NULL, v);
+}
+
 int metrics_sample(struct dd_buf *out, const char *name, const char *label,
 		   const char *value, double v)
 {
@@ -225,57 +233,42 @@ int metrics_render(struct metrics *m, struct dd_buf *out)
 				    (unsigned long long)copy.pairs[i].count);
 	}
 	if (rc == 0)
-		rc = metrics_header(out, "dedup_http_received_bytes_total",
-				    "counter", "request body bytes received");
+		rc = metrics_one(out, "dedup_http_received_bytes_total",
+				 "counter",
+				 "request body bytes received",
+				 (double)copy.bytes_in);
 	if (rc == 0)
-		rc = metrics_sample(out, "dedup_http_received_bytes_total",
-				    NULL, NULL, (double)copy.bytes_in);
+		rc = metrics_one(out, "dedup_http_sent_bytes_total", "counter",
+				 "reply body bytes sent",
+				 (double)copy.bytes_out);
 	if (rc == 0)
-		rc = metrics_header(out, "dedup_http_sent_bytes_total",
-				    "counter", "reply body bytes sent");
+		rc = metrics_one(out, "dedup_chunks_stored_total", "counter",
+				 "new chunks stored by uploads",
+				 (double)copy.chunks_stored);
 	if (rc == 0)
-		rc = metrics_sample(out, "dedup_http_sent_bytes_total", NULL,
-				    NULL, (double)copy.bytes_out);
+		rc = metrics_one(out, "dedup_chunks_duplicate_total", "counter",
+				 "uploaded chunks that were already stored",
+				 (double)copy.chunks_dup);
 	if (rc == 0)
-		rc = metrics_header(out, "dedup_chunks_stored_total", "counter",
-				    "new chunks stored by uploads");
+		rc = metrics_one(out, "dedup_ingest_plain_bytes_total",
+				 "counter",
+				 "plain bytes of new chunks stored",
+				 (double)copy.ingest_plain);
 	if (rc == 0)
-		rc = metrics_sample(out, "dedup_chunks_stored_total", NULL,
-				    NULL, (double)copy.chunks_stored);
+		rc = metrics_one(out, "dedup_ingest_stored_bytes_total",
+				 "counter",
+				 "bytes of new chunks as stored (compressed)",
+				 (double)copy.ingest_packed);
 	if (rc == 0)
-		rc = metrics_header(out, "dedup_chunks_duplicate_total",
-				    "counter", "uploaded chunks that were "
-				    "already stored");
+		rc = metrics_one(out, "dedup_fetch_chunks_total", "counter",
+				 "chunks sent by batched fetches (POST "
+				 "/api/v1/chunks/fetch)",
+				 (double)copy.fetch_chunks);
 	if (rc == 0)
-		rc = metrics_sample(out, "dedup_chunks_duplicate_total", NULL,
-				    NULL, (double)copy.chunks_dup);
-	if (rc == 0)
-		rc = metrics_header(out, "dedup_ingest_plain_bytes_total",
-				    "counter", "plain bytes of new chunks stored");
-	if (rc == 0)
-		rc = metrics_sample(out, "dedup_ingest_plain_bytes_total",
-				    NULL, NULL, (double)copy.ingest_plain);
-	if (rc == 0)
-		rc = metrics_header(out, "dedup_ingest_stored_bytes_total",
-				    "counter", "bytes of new chunks as stored "
-				    "(compressed)");
-	if (rc == 0)
-		rc = metrics_sample(out, "dedup_ingest_stored_bytes_total",
-				    NULL, NULL, (double)copy.ingest_packed);
-	if (rc == 0)
-		rc = metrics_header(out, "dedup_fetch_chunks_total", "counter",
-				    "chunks sent by batched fetches "
-				    "(POST /api/v1/chunks/fetch)");
-	if (rc == 0)
-		rc = metrics_sample(out, "dedup_fetch_chunks_total", NULL,
-				    NULL, (double)copy.fetch_chunks);
-	if (rc == 0)
-		rc = metrics_header(out, "dedup_fetch_pack_reads_total",
-				    "counter", "reads of pack data made for "
-				    "them (one per pack span on RADOS)");
-	if (rc == 0)
-		rc = metrics_sample(out, "dedup_fetch_pack_reads_total", NULL,
-				    NULL, (double)copy.fetch_reads);
+		rc = metrics_one(out, "dedup_fetch_pack_reads_total", "counter",
+				 "reads of pack data made for them (one per "
+				 "pack span on RADOS)",
+				 (double)copy.fetch_reads);
 	if (rc == 0)
 		rc = metrics_header(out, "dedup_ingest_duration_seconds",
 				    "histogram", "time to verify and store one "

@@ -42,4 +42,7 @@ int metrics_header(struct dd_buf *out, const char *name, const char *type,
 int metrics_sample(struct dd_buf *out, const char *name, const char *label,
 		   const char *value, double v);
 
+/* A metric with one unlabelled sample: its header, then name v. */
+int metrics_one(struct dd_buf *out, const char *name, const char *type,
+		const char *help, double v);
 #endif

@@ -608,9 +608,7 @@ void route_history(void *payload, const struct http_request *req,
 int routes_gauge(struct dd_buf *b, const char *name, const char *help,
 		 double v)
 {
-	int rc = metrics_header(b, name, "gauge", help);
-
-	return rc ? rc : metrics_sample(b, name, NULL, NULL, v);
+	return metrics_one(b, name, "gauge", help, v);
 }
 
 /* Each client's state as notify.h sees it (1 or 0 per gauge), and the
@@ -682,19 +680,15 @@ static int routes_metrics_commits(struct dd_buf *b, struct routes_ctx *ctx)
 	int rc;
 
 	store_commit_stats(ctx->store, &commits, &members);
-	rc = metrics_header(b, "dedup_ingest_commits_total", "counter",
-			    "commits of stored chunks, each one pack sync "
-			    "and one synced index write");
+	rc = metrics_one(b, "dedup_ingest_commits_total", "counter",
+			 "commits of stored chunks, each one pack sync and "
+			 "one synced index write",
+			 (double)commits);
 	if (rc == 0)
-		rc = metrics_sample(b, "dedup_ingest_commits_total", NULL,
-				    NULL, (double)commits);
-	if (rc == 0)
-		rc = metrics_header(b, "dedup_ingest_committed_total",
-				    "counter", "uploads those commits "
-				    "acknowledged (several share a commit)");
-	if (rc == 0)
-		rc = metrics_sample(b, "dedup_ingest_committed_total", NULL,
-				    NULL, (double)members);
+		rc = metrics_one(b, "dedup_ingest_committed_total", "counter",
+				 "uploads those commits acknowledged (several "
+				 "share a commit)",
+				 (double)members);
 	return rc;
 }
 
