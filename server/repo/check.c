@@ -30,6 +30,7 @@
 #include "log.h"
 #include "pack.h"
 #include "proto.h"
+#include "regrant.h"
 #include "repo.h"
 #include "packio.h"
 #include "storage.h"
@@ -481,6 +482,9 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 		return 0;
 	if (klen && (key[0] == 'd' || key[0] == 'r' || key[0] == 'k'))
 		return ck_domain_key(c, key, klen);
+	/* an adopted snapshot whose memberships the tick has yet to give */
+	if (klen == 1 + DD_ID_LEN && key[0] == REGRANT_ADOPTED_PREFIX)
+		return 0;
 	if (klen != 1 + DD_ID_LEN || key[0] != 'c') {
 		ck_problem(c, "the index holds an unknown key of %zu bytes",
 			   klen);

@@ -14,6 +14,7 @@
 #include "frontends.h"
 #include "log.h"
 #include "poolstats.h"
+#include "regrant.h"
 #include "repo.h"
 #include "sessions.h"
 #include "snapshots.h"
@@ -43,6 +44,13 @@ struct frontends {
 	bool hb_ok_known;
 	bool fence_logged;      /* the fence was announced in the log */
 	bool stale_logged;      /* a cache that could not be dropped, too */
+	/* The tick's thread giving adopted snapshots their dedup-domain
+	 * memberships (regrant_adopted): running, finished (atomic), and
+	 * the request to stop (atomic). */
+	pthread_t grant_thr;
+	bool grant_running;
+	int grant_done;
+	int grant_cancel;
 };
 
 static int frontends_check_epoch(struct frontends *f);
@@ -254,6 +262,10 @@ void frontends_free(struct frontends *f)
 {
 	if (!f)
 		return;
+	if (f->grant_running) {
+		__atomic_store_n(&f->grant_cancel, 1, __ATOMIC_RELAXED);
+		pthread_join(f->grant_thr, NULL);
+	}
 	/* gone: a collection need not wait for this one's sessions */
 	{
 		char name[64];
@@ -325,10 +337,12 @@ static int local_ids_cb(void *payload, const struct snapshots_item *it)
 }
 
 /* The manifests of the pool this directory lacks, copied into it (the
- * ids listed in *p, for the caller to drop what the pool lacks). */
-static int adopt_listed(struct backend *be, struct snapshots *snaps,
+ * ids listed in *p, for the caller to drop what the pool lacks), each
+ * marked first for its dedup-domain memberships (regrant.h). */
+static int adopt_listed(struct store *st, struct snapshots *snaps,
 			struct pool_ids *p)
 {
+	struct backend *be = store_backend(st);
 	char name[128];
 	uint8_t *data;
 	size_t i, len;
@@ -346,6 +360,8 @@ static int adopt_listed(struct backend *be, struct snapshots *snaps,
 			continue;
 		}
 		if (rc == 0)
+			rc = regrant_adopt_mark(st, p->v[i]);
+		if (rc == 0)
 			rc = snapshots_adopt(snaps, p->v[i], data, len);
 		free(data);
 		if (rc > 0)
@@ -354,10 +370,10 @@ static int adopt_listed(struct backend *be, struct snapshots *snaps,
 	return rc;
 }
 
-int frontends_adopt_snapshots(struct backend *be, struct snapshots *snaps)
+int frontends_adopt_snapshots(struct store *st, struct snapshots *snaps)
 {
 	struct pool_ids p = { NULL, 0, 0 };
-	int rc = adopt_listed(be, snaps, &p);
+	int rc = adopt_listed(st, snaps, &p);
 
 	free(p.v);
 	return rc;
@@ -371,7 +387,7 @@ static int frontends_sync_snapshots(struct frontends *f)
 	size_t i;
 	int64_t before = (int64_t)(dd_now() - FRONTENDS_SNAPSHOT_GRACE_SEC) *
 		1000000000LL;
-	int rc = adopt_listed(f->be, f->snaps, &p);
+	int rc = adopt_listed(f->st, f->snaps, &p);
 
 	if (rc == 0)
 		rc = snapshots_foreach(f->snaps, local_ids_cb, &l);
@@ -625,6 +641,40 @@ int frontends_snapshot_commit(void *payload)
 	return 1;
 }
 
+static void *frontends_grant_main(void *payload)
+{
+	struct frontends *f = payload;
+	uint64_t granted = 0;
+	int rc;
+
+	dd_error_clear();
+	rc = regrant_adopted(f->st, f->snaps, f->repo, &f->grant_cancel,
+			     &granted);
+	if (rc < 0 && rc != -ECANCELED)
+		log_warning("cannot give adopted snapshots their dedup-domain "
+			    "memberships (the next tick tries again): %s",
+			    log_reason(rc));
+	__atomic_store_n(&f->grant_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Reaps the grant thread once it finished, and starts it again while a
+ * domain is in use (it ends at once when no snapshot is marked). */
+static void frontends_grant_step(struct frontends *f)
+{
+	if (f->grant_running) {
+		if (!__atomic_load_n(&f->grant_done, __ATOMIC_ACQUIRE))
+			return;
+		pthread_join(f->grant_thr, NULL);
+		f->grant_running = false;
+	}
+	if (!(store_flags(f->st) & STORE_DOMAINS_USED))
+		return;
+	f->grant_done = 0;
+	if (pthread_create(&f->grant_thr, NULL, frontends_grant_main, f) == 0)
+		f->grant_running = true;
+}
+
 void frontends_tick(struct frontends *f)
 {
 	double now = dd_monotonic();
@@ -646,6 +696,8 @@ void frontends_tick(struct frontends *f)
 	}
 	if (rc == 0)
 		rc = frontends_sync_snapshots(f);
+	if (rc == 0)
+		frontends_grant_step(f);
 	if (rc == 0)
 		rc = poolstats_tick(f->stats, f->sessions ?
 				    sessions_open_count(f->sessions) : 0);

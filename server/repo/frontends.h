@@ -120,9 +120,11 @@ int frontends_epoch_set(struct backend *be, bool running, uint32_t self);
  * it lacks (drops nothing). A collection calls it after it has read the
  * heartbeats: a backup another front-end finished had its manifest in the
  * pool before its session closed, so the collection marks from it even
- * when this front-end's tick has not adopted it yet.
+ * when this front-end's tick has not adopted it yet. Each is marked for
+ * its dedup-domain memberships first (regrant_adopt_mark), which the
+ * serving front-end's tick then gives on a thread of its own.
  */
-int frontends_adopt_snapshots(struct backend *be, struct snapshots *snaps);
+int frontends_adopt_snapshots(struct store *st, struct snapshots *snaps);
 /*
  * Self-fencing: -EAGAIN with a reason when this front-end has not
  * written its heartbeat for longer than frontends_fence_sec() (or not

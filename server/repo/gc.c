@@ -667,7 +667,7 @@ static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 	 * snapshot a heartbeat without sessions vouches for is adopted here
 	 * and marked, even if this front-end's tick has not seen it yet */
 	if (rc == 0)
-		rc = frontends_adopt_snapshots(be, snaps);
+		rc = frontends_adopt_snapshots(st, snaps);
 	if (rc == 0 && busy) {
 		r->deferred = true;
 		log_info("gc: deleting nothing: %s", r->deferred_why);

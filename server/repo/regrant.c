@@ -35,6 +35,7 @@ struct regrant {
 	uint64_t granted;
 	struct regrant_snap *v;    /* every snapshot, from the walk */
 	size_t n;
+	const int *cancel;         /* set: stop with -ECANCELED */
 };
 
 static int regrant_collect_cb(void *payload, const struct snapshots_item *it)
@@ -76,8 +77,11 @@ static int regrant_one(struct regrant *g, const struct domains_tag *t,
 		       const struct dd_id *id)
 {
 	struct dd_chunk_loc loc;
-	int rc = store_lookup(g->st, id, &loc);
+	int rc;
 
+	if (g->cancel && __atomic_load_n(g->cancel, __ATOMIC_RELAXED))
+		return -ECANCELED;
+	rc = store_lookup(g->st, id, &loc);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
@@ -162,6 +166,136 @@ static int regrant_load_clients(struct tokens_list *l, const char *repo)
 		dd_error_clear();
 		rc = 0;
 	}
+	return rc;
+}
+
+/* ---- snapshots adopted from the pool (several front-ends) ---- */
+
+static void regrant_mark_key(uint8_t key[1 + DD_ID_LEN],
+			     const struct dd_id *id)
+{
+	key[0] = REGRANT_ADOPTED_PREFIX;
+	memcpy(key + 1, id->b, DD_ID_LEN);
+}
+
+int regrant_adopt_mark(struct store *st, const char *id)
+{
+	static const char one = 1;
+	struct regrant g = { .st = st };
+	uint8_t key[1 + DD_ID_LEN];
+	struct dd_id sid;
+	int rc;
+
+	if (!(store_flags(st) & STORE_DOMAINS_USED))
+		return 0;
+	if (dd_id_from_hex(&sid, id) < 0)
+		return dd_error_set(-EINVAL, "bad snapshot id '%.64s'", id);
+	regrant_mark_key(key, &sid);
+	if (!(g.batch = leveldb_writebatch_create()))
+		return dd_error_set(-ENOMEM, "out of memory");
+	leveldb_writebatch_put(g.batch, (const char *)key, sizeof(key), &one,
+			       1);
+	g.pending = 1;
+	rc = regrant_flush(&g);
+	leveldb_writebatch_destroy(g.batch);
+	return rc;
+}
+
+static int regrant_marks_cb(void *payload, const uint8_t *key, size_t klen,
+			    const uint8_t *val, size_t vlen)
+{
+	struct regrant *g = payload;
+	struct regrant_snap *v;
+
+	(void)val;
+	(void)vlen;
+	if (klen != 1 + DD_ID_LEN)
+		return 0;
+	v = realloc(g->v, (g->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	g->v = v;
+	dd_hex_encode(v[g->n].id, key + 1, DD_ID_LEN);
+	v[g->n].client[0] = '\0';
+	g->n++;
+	return 0;
+}
+
+/* The client that made snapshot sn->id into sn->client: 1, or 0 when the
+ * snapshot is gone, or -EIO etc. */
+static int regrant_client_of(struct snapshots *snaps, struct regrant_snap *sn)
+{
+	json_t *m = NULL;
+	const char *client;
+	int rc = snapshots_load(snaps, sn->id, &m);
+
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	client = json_string_value(json_object_get(m, "client"));
+	snprintf(sn->client, sizeof(sn->client), "%s", client ? client : "");
+	json_decref(m);
+	return 1;
+}
+
+int regrant_adopted(struct store *st, struct snapshots *snaps,
+		    const char *repo, const int *cancel, uint64_t *granted)
+{
+	const uint8_t prefix = REGRANT_ADOPTED_PREFIX;
+	struct regrant g = { .st = st, .cancel = cancel };
+	struct tokens_list clients;
+	uint8_t key[1 + DD_ID_LEN];
+	struct domains_tag t;
+	struct dd_id sid;
+	size_t i, done = 0;
+	int rc;
+
+	if (granted)
+		*granted = 0;
+	rc = store_index_scan(st, &prefix, 1, regrant_marks_cb, &g);
+	if (rc < 0 || !g.n) {
+		free(g.v);
+		return rc;
+	}
+	rc = regrant_load_clients(&clients, repo);
+	if (rc < 0) {
+		free(g.v);
+		return rc;
+	}
+	if (!(g.batch = leveldb_writebatch_create()))
+		rc = dd_error_set(-ENOMEM, "out of memory");
+	for (i = 0; rc == 0 && i < g.n; i++) {
+		rc = regrant_client_of(snaps, &g.v[i]);
+		if (rc > 0 && !regrant_domain_of(&clients, g.v[i].client, &t)) {
+			rc = 0;
+			continue;       /* a client not known here yet */
+		}
+		if (rc > 0)
+			rc = regrant_snapshot(&g, snaps, &g.v[i], &t);
+		if (rc < 0)
+			break;
+		(void)dd_id_from_hex(&sid, g.v[i].id);
+		regrant_mark_key(key, &sid);
+		leveldb_writebatch_delete(g.batch, (const char *)key,
+					  sizeof(key));
+		g.pending++;
+		done++;
+	}
+	if (rc == 0)
+		rc = regrant_flush(&g);
+	if (rc == 0 && g.granted)
+		log_info("dedup domains: %llu membership(s) given from %zu "
+			 "snapshot(s) adopted from the pool",
+			 (unsigned long long)g.granted, done);
+	if (granted)
+		*granted = g.granted;
+	if (g.batch)
+		leveldb_writebatch_destroy(g.batch);
+	free(g.v);
+	tokens_list_release(&clients);
 	return rc;
 }
 

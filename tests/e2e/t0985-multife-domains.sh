@@ -5,7 +5,9 @@
 # front-end learns from the shared index (a missing-query's prefetch, a
 # read, gc's pull) is held by no domain there until a client of the
 # domain uploads it through that front-end (stored once in the pool all
-# the same). Alice (domain a) backs up a PIN file through A; through B,
+# the same), or a snapshot of the domain's that references it is adopted
+# there (alice restores through B, where she never backed up). Alice
+# (domain a) backs up a PIN file through A; through B,
 # the default domain's and domain b's clients guess it by /chunks/missing,
 # GET /chunks/ID, /chunks/fetch, a snapshot's references and the upload
 # reply, and learn nothing; nor does a default client through A after A
@@ -106,12 +108,26 @@ for how in get fetch create; do
 	check_eq "bob (domain b) through B: $how finds none of alice's candidates" "" "$(attack B "$BOB" $how 4815 4830)"
 done
 check_eq "carol (domain a) through A finds alice's PIN" "4821" "$(attack A "$CAROL" missing)"
-# carol's query made A prefetch dave's and bob's PINs from the shard
-check_eq "frank (default) through A: nothing (A learned 1234 and 5555 from the shard)" "" "$(attack A "$FRANK" missing)"
+# carol's query made A prefetch dave's and bob's PINs from the shard;
+# dave's snapshot (the default domain's), once A adopted it, gives the
+# default domain his PIN there too, bob's (domain b) gives frank nothing
+frank_on_a() { [ "$(attack A "$FRANK" missing)" = 1234 ]; }
+check "frank (default) through A: dave's PIN once A adopted his snapshot, not bob's" poll_until 20 frank_on_a
 
-# 2. a domain's client uploads once through another front-end; the pool
-# stores nothing twice
-check_eq "carol (domain a) through B: alice's PIN counts as absent there" "" "$(attack B "$CAROL" missing)"
+# 2. B adopted alice's snapshot (made through A): the chunks it references
+# are domain a's on B too, so carol finds them and alice restores it
+# through B, where neither backed up; the default domain and domain b
+# still learn nothing of them (section 1 held with the snapshot adopted)
+restore_eq() { # FE TOKEN ID SRC
+	rm -rf "$T/r"
+	on "$1" agent "$2" restore "$3" --target "$T/r" >/dev/null 2>>"$T/restore.err" &&
+		diff -r "$4" "$T/r/${4#/}" >/dev/null
+}
+granted() { [ "$(attack B "$CAROL" missing)" = 4821 ]; }
+check "carol (domain a) through B finds alice's PIN once B adopted alice's snapshot" poll_until 20 granted
+check "alice's snapshot restores through B, where she never backed up" restore_eq B "$ALICE" "$ID_A" "$T/a"
+check_eq "erin (default) through B still finds dave's PIN only" "1234" "$(attack B "$ERIN" missing)"
+check_eq "bob (domain b) through B his own only" "5555" "$(attack B "$BOB" missing)"
 pack_bytes() {
 	local p n=0 s
 	for p in $(rados_ ls | grep '^packs/'); do
@@ -122,14 +138,26 @@ pack_bytes() {
 }
 mkdir -p "$T/c"
 cp -a "$T/a/pin.txt" "$T/a/secret.bin" "$T/c/"
-P0=$(pack_bytes)
 OUT_C=$(on B agent "$CAROL" backup --json "$T/c")
+echo "# carol's backup of alice's files through B: bytes_new $(json_get "$OUT_C" bytes_new)"
+check "carol's backup of alice's files through B sends none of them" \
+	test "$(json_get "$OUT_C" bytes_new)" -lt 100000
+
+# 2b. a chunk domain a holds through A but no snapshot references (an
+# upload whose backup never finished) counts as absent for carol through
+# B until she uploads it there; the pool does not store it again
+check_eq "alice uploads candidate 4900 through A, in no snapshot" 0 "$(attack A "$ALICE" upload 4900 4901)"
+check_eq "carol through B: 4900 counts as absent there" "4821" "$(attack B "$CAROL" missing)"
+P900=$(printf 'PIN=4900\n' | sha256sum | cut -c1-64)
+rados_ getomapval "index/${P900:0:2}" "$P900" "$T/l900a"
+check "the shared index holds it" test -s "$T/l900a"
+P0=$(pack_bytes)
+check_eq "carol uploads it through B (not a duplicate for her there)" 0 "$(attack B "$CAROL" upload 4900 4901)"
 P1=$(pack_bytes)
-echo "# carol's backup through B: bytes_new $(json_get "$OUT_C" bytes_new), the pool's packs grew $((P1 - P0)) bytes"
-check "carol uploaded secret.bin through B (it was not present for her there)" \
-	test "$(json_get "$OUT_C" bytes_new)" -ge 400000
-check "the pool did not store it again ($((P1 - P0)) bytes)" test $((P1 - P0)) -lt 150000
-check_eq "carol through B now finds the PIN" "4821" "$(attack B "$CAROL" missing)"
+rados_ getomapval "index/${P900:0:2}" "$P900" "$T/l900b"
+check "it is still where alice stored it" cmp -s "$T/l900a" "$T/l900b"
+check_eq "the pool's packs did not grow" 0 "$((P1 - P0))"
+check_eq "carol through B now finds it" "4821 4900" "$(attack B "$CAROL" missing)"
 check_eq "and erin (default) through B still does not" "1234" "$(attack B "$ERIN" missing)"
 
 # 3. a collection on A: A pulls the whole shared index, B drops its
@@ -146,14 +174,11 @@ dropped() { [ "$(drops)" -gt "$D0" ]; }
 check "B drops its cached entries for A's collection" poll_until 20 dropped
 check_eq "after the drop, erin (default) through B finds dave's PIN, not alice's" "1234" "$(attack B "$ERIN" missing)"
 check_eq "... bob (domain b) through B his own" "5555 6666" "$(attack B "$BOB" missing)"
-check_eq "... carol (domain a) through B the PIN she uploaded there" "4821" "$(attack B "$CAROL" missing)"
-check_eq "after gc's pull (6666 new to A), frank (default) through A: nothing" "" "$(attack A "$FRANK" missing)"
-check_eq "... carol through A: alice's PIN" "4821" "$(attack A "$CAROL" missing)"
-restore_eq() { # FE TOKEN ID SRC
-	rm -rf "$T/r"
-	on "$1" agent "$2" restore "$3" --target "$T/r" >/dev/null 2>>"$T/restore.err" &&
-		diff -r "$4" "$T/r/${4#/}" >/dev/null
-}
+# 4900, in no snapshot, may or may not have been collected: left out
+but_4900() { attack "$@" | tr ' ' '\n' | grep -vx 4900 | paste -sd' '; }
+check_eq "... carol (domain a) through B alice's PIN" "4821" "$(but_4900 B "$CAROL" missing)"
+check_eq "after gc's pull (6666 new to A), frank (default) through A: dave's PIN only" "1234" "$(attack A "$FRANK" missing)"
+check_eq "... carol through A: alice's PIN" "4821" "$(but_4900 A "$CAROL" missing)"
 check "dave's snapshot restores through B after the drop" restore_eq B "$DAVE" "$ID_D" "$T/d"
 check "alice's snapshot restores through A" restore_eq A "$ALICE" "$ID_A" "$T/a"
 out=$(on B agent "$CAROL" backup --json --force-read "$T/c")
@@ -187,6 +212,9 @@ mkdir -p "$T/b3" "$T/a7"
 printf 'PIN=%04d\n' 3333 > "$T/b3/pin.txt"
 printf 'PIN=%04d\n' 7777 > "$T/a7/pin.txt"
 check "bob backs up PIN 3333 through B" on B agent "$BOB" backup --json "$T/b3"
+# B stops first, so that it neither adopts nor caches alice's next
+# snapshot before it starts again below
+kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
 check "alice backs up PIN 7777 through A" on A agent "$ALICE" backup --json "$T/a7"
 kill -TERM "$PID_A"; wait "$PID_A" 2>/dev/null
 "$SERVER" check --repo "$RA" > "$T/checka2.out" 2>&1
@@ -194,7 +222,6 @@ check "check of A (it pulls the shared index): no problems" grep -q '^no problem
 fe_start "$RA" A
 check "after check's pull, frank (default) through A does not find bob's 3333" not has_pin A "$FRANK" 3333
 check "... and carol (domain a) through A finds alice's 7777" has_pin A "$CAROL" 7777
-kill -TERM "$PID_B"; wait "$PID_B" 2>/dev/null
 export DEDUP_TEST_FILLS_UNMARKED=1
 fe_start "$RB" B
 unset DEDUP_TEST_FILLS_UNMARKED
