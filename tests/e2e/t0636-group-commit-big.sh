@@ -47,9 +47,7 @@ OPS=$(token_add "$R" ops --admin)
 # most 2,000 a connection when killing.
 up() { python3 "$E2E_DIR/group_upload.py" "$@" 8 65536 2000; }
 
-metric() { # NAME: its value in $T/metrics.txt
-	awk -v n="$1" '$1 == n { printf "%d\n", $2 }' "$T/metrics.txt"
-}
+. "$E2E_DIR/group_commit_lib.sh"
 
 # ---- 4 connections, 12 big uploads each
 res=$(up count "$URL" "$CA" "$TOK" 4 12 "$T/acked1" 0 0)
@@ -63,46 +61,8 @@ check_eq "every upload was acknowledged by one commit" 48 "${members:-none}"
 check_eq "each big upload was committed on its own (one sync each)" 48 "${commits:-none}"
 
 # ---- the same big chunk sent by all 4 at once: stored once, still
-prand samechunk 600000 > "$T/same.bin"
-SID=$(sha256sum "$T/same.bin" | cut -c1-64)
-bundle_raw "$SID" "$T/same.bin" > "$T/same.bundle"
-pids=()
-for k in $(seq 1 4); do
-	( api "$TOK" POST /api/v1/chunks -H 'Content-Type: application/octet-stream' --data-binary @"$T/same.bundle" > "$T/same.$k" ) &
-	pids+=($!)
-done
-wait "${pids[@]}"
-stored=0; okn=0
-for k in $(seq 1 4); do
-	[ "$(tail -n1 "$T/same.$k")" = 200 ] && okn=$((okn + 1))
-	stored=$((stored + $(json_get "$(head -n1 "$T/same.$k")" stored)))
-done
-check_eq "4 simultaneous uploads of one big chunk all succeed" 4 "$okn"
-check_eq "exactly one of them stored it" 1 "$stored"
-save stats "$OPS" GET /api/v1/stats
-check_eq "the chunk counter counts it once" 385 "$(json_get "$(cat "$T/stats.json")" chunks)"
+same_chunk_once 4 600000 385 "big chunk"
 
 # ---- kill -9 in the middle of concurrent big uploads
-res=$(up kill "$URL" "$CA" "$TOK" 4 0 "$T/acked2" "$SERVER_PID" 20)
-wait "$SERVER_PID" 2>/dev/null
-SERVER_PID=
-check "the server was killed after 20 acknowledged uploads ($res)" \
-	test "$(json_get "$res" killed)" = True
-nacked=$(wc -l < "$T/acked2")
-check "at least 160 chunks were acknowledged before the kill ($nacked)" test "$nacked" -ge 160
-"$SERVER" debug list-chunks --repo "$R" > "$T/ids"
-sort -u "$T/ids" > "$T/ids.sorted"
-sort -u "$T/acked1" "$T/acked2" > "$T/acked.sorted"
-missing=$(comm -23 "$T/acked.sorted" "$T/ids.sorted" | wc -l)
-check_eq "every acknowledged chunk is in the index after the kill" 0 "$missing"
-"$SERVER" check --repo "$R" --read-data > "$T/check.out" 2>&1
-check_eq "check --read-data is clean after the kill" 0 $?
-
-server_start "$R" || exit 1
-n=0
-for id in $(shuf -n 20 --random-source=<(prand pick 100000) "$T/acked2"); do
-	[ "$(api_status "$TOK" GET "/api/v1/chunks/$id")" = 200 ] && n=$((n + 1))
-done
-check_eq "20 acknowledged chunks picked at random read back after a restart" 20 "$n"
-server_stop TERM
+kill_mid_uploads 4 20
 finish
