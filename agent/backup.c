@@ -104,6 +104,9 @@
 /* Entries held in the ring at most (and so files open), before the
  * open-file limit lowers it. */
 #define BACKUP_RING_MAX 1024u
+/* Entries a full ring (or the end of the walk) waits to see done before it
+ * records them: the walk then sleeps once for that many small files. */
+#define BACKUP_EMIT_BATCH 64u
 
 /* The first path of each inode with several links, by (dev, ino). */
 struct backup_link {
@@ -560,11 +563,15 @@ static int backup_emit_held(struct backup *b, bool wait)
 	void *item;
 	int rc = 0;
 
-	while (rc == 0 && reorder_pop(b->ring, wait ? REORDER_WAIT :
-				      REORDER_NOWAIT, &item) == 1) {
-		rc = backup_emit(b, item);
-		backup_rec_free(item);
-	}
+	do {
+		if (wait)
+			reorder_wait_done(b->ring, BACKUP_EMIT_BATCH);
+		while (rc == 0 &&
+		       reorder_pop(b->ring, REORDER_NOWAIT, &item) == 1) {
+			rc = backup_emit(b, item);
+			backup_rec_free(item);
+		}
+	} while (rc == 0 && wait && reorder_held(b->ring) > 0);
 	return rc;
 }
 
@@ -574,7 +581,6 @@ static int backup_emit_held(struct backup *b, bool wait)
 static int backup_submit(struct backup *b, struct backup_rec *rec)
 {
 	bool work = rec->kind == BACKUP_FILE_READ, kick;
-	void *item;
 	int rc;
 
 	if (work && b->nreaders == 0) {
@@ -585,12 +591,11 @@ static int backup_submit(struct backup *b, struct backup_rec *rec)
 		backup_rec_free(rec);
 		return rc;
 	}
+	/* A full ring waits for a batch of its oldest entries, not for each:
+	 * then the walk runs ahead again while the readers work. */
 	while (reorder_full(b->ring)) {
-		if (reorder_pop(b->ring, REORDER_WAIT, &item) != 1)
-			break;
-		rc = backup_emit(b, item);
-		backup_rec_free(item);
-		if (rc < 0) {
+		reorder_wait_done(b->ring, BACKUP_EMIT_BATCH);
+		if ((rc = backup_emit_held(b, false)) < 0) {
 			backup_rec_free(rec);
 			return rc;
 		}

@@ -35,6 +35,8 @@ struct reorder {
 	uint64_t head;               /* oldest held item */
 	uint64_t tail;               /* the next push */
 	uint64_t next;               /* no item before it is queued */
+	uint64_t done_to;            /* every item before it is done */
+	uint64_t want;               /* the owner sleeps until done_to >= want */
 	size_t nqueued;              /* items queued, not taken */
 	size_t wake_batch;           /* wake workers at this many queued */
 	bool stop;
@@ -144,6 +146,35 @@ int reorder_pop(struct reorder *r, enum reorder_wait how, void **item)
 	return got;
 }
 
+/* Moves r->done_to past the items done from the head on. */
+static void reorder_advance_done(struct reorder *r)
+{
+	if (r->done_to < r->head)
+		r->done_to = r->head;
+	while (r->done_to < r->tail &&
+	       reorder_slot(r, r->done_to)->state == REORDER_DONE)
+		r->done_to++;
+}
+
+void reorder_wait_done(struct reorder *r, size_t n)
+{
+	pthread_mutex_lock(&r->mu);
+	if (n > r->tail - r->head)
+		n = (size_t)(r->tail - r->head);
+	r->want = r->head + n;
+	for (;;) {
+		reorder_advance_done(r);
+		if (r->done_to >= r->want)
+			break;
+		/* Items short of a wake batch must not wait for more. */
+		if (r->nqueued > 0)
+			pthread_cond_broadcast(&r->work_cv);
+		pthread_cond_wait(&r->done_cv, &r->mu);
+	}
+	r->want = 0;
+	pthread_mutex_unlock(&r->mu);
+}
+
 /* Moves r->next to the oldest queued item; whether there is one. */
 static bool reorder_find_queued(struct reorder *r)
 {
@@ -185,8 +216,14 @@ void reorder_done(struct reorder *r, uint64_t seq)
 	assert(seq >= r->head && seq < r->tail);
 	assert(reorder_slot(r, seq)->state == REORDER_TAKEN);
 	reorder_slot(r, seq)->state = REORDER_DONE;
-	if (seq == r->head)
+	if (r->want > 0) {
+		/* The owner waits for many: woken once, when all are done. */
+		reorder_advance_done(r);
+		if (r->done_to >= r->want)
+			pthread_cond_signal(&r->done_cv);
+	} else if (seq == r->head) {
 		pthread_cond_signal(&r->done_cv);
+	}
 	pthread_mutex_unlock(&r->mu);
 }
 

@@ -54,6 +54,13 @@ enum reorder_wait {
  * empty, or with REORDER_NOWAIT the oldest item is not done yet). */
 int reorder_pop(struct reorder *r, enum reorder_wait how, void **item);
 
+/* Owner: waits until the `n` oldest items (all held, if fewer) are done,
+ * then pops nothing: the reorder_pop(REORDER_NOWAIT) calls that follow
+ * find them. One wake-up for `n` items, where waiting in reorder_pop()
+ * for each in turn may sleep once an item when the workers are the
+ * slower side. */
+void reorder_wait_done(struct reorder *r, size_t n);
+
 /* Worker: waits for the oldest item that needs work and takes it: 1 with
  * *item and its *seq, 0 once the ring is stopped. */
 int reorder_take(struct reorder *r, void **item, uint64_t *seq);

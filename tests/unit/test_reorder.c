@@ -1,8 +1,9 @@
 /*
  * test_reorder.c - agent/reorder.c: items come back in push order however
  * the workers finish them, items pushed done pass through, the capacity
- * holds, a stop wakes the workers, and REORDER_ANY empties the ring after
- * a stop.
+ * holds, a stop wakes the workers, REORDER_ANY empties the ring after
+ * a stop, and reorder_wait_done() returns only once the oldest items it
+ * waits for are all done.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -115,6 +116,55 @@ static void test_order_with_workers(void)
 	free(jobs);
 }
 
+/* The owner waits for batches: after reorder_wait_done(16) the 16 oldest
+ * items (every held one, when fewer) pop without waiting, in order; an
+ * empty ring returns at once. */
+static void test_wait_done_batches(void)
+{
+	enum { NJOBS = 3000, NWORKERS = 2, CAP = 64, BATCH = 16 };
+	struct job *jobs = calloc(NJOBS, sizeof(*jobs));
+	pthread_t t[NWORKERS];
+	size_t next = 0, popped = 0, waits = 0, short_batches = 0;
+	int in_order = 1;
+	void *item;
+
+	CHECK(jobs != NULL);
+	CHECK_EQ(reorder_new(&ring, CAP), 0);
+	reorder_wait_done(ring, BATCH);         /* empty: returns at once */
+	for (int i = 0; i < NWORKERS; i++)
+		CHECK_EQ(pthread_create(&t[i], NULL, worker, NULL), 0);
+	while (popped < NJOBS) {
+		size_t held, want, got = 0;
+
+		while (next < NJOBS && !reorder_full(ring)) {
+			jobs[next].n = (next % 11 == 0) ? 30000 : next % 17;
+			reorder_push(ring, &jobs[next], next % 3 != 0);
+			next++;
+		}
+		held = reorder_held(ring);
+		want = held < BATCH ? held : BATCH;
+		reorder_wait_done(ring, BATCH);
+		waits++;
+		while (reorder_pop(ring, REORDER_NOWAIT, &item) == 1) {
+			if (item != &jobs[popped])
+				in_order = 0;
+			popped++;
+			got++;
+		}
+		if (got < want)
+			short_batches++;
+	}
+	CHECK(in_order);
+	CHECK_EQ(short_batches, 0);
+	CHECK(waits <= NJOBS / BATCH + 1);
+	CHECK_EQ(reorder_held(ring), 0);
+	reorder_stop(ring);
+	for (int i = 0; i < NWORKERS; i++)
+		CHECK_EQ(pthread_join(t[i], NULL), 0);
+	reorder_free(ring);
+	free(jobs);
+}
+
 /* A stop wakes waiting workers; the items never taken are still held and
  * REORDER_ANY gives them back, in order. */
 static void test_stop_and_drop(void)
@@ -142,6 +192,7 @@ int main(void)
 {
 	UNIT_RUN(test_order_without_workers);
 	UNIT_RUN(test_order_with_workers);
+	UNIT_RUN(test_wait_done_batches);
 	UNIT_RUN(test_stop_and_drop);
 	UNIT_DONE();
 }
