@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <zstd.h>
 
 #include "compress.h"
@@ -62,7 +63,9 @@ int fetch_batch_get(struct fetch_batch *b, struct client *c,
 	dd_buf_reset(&b->query);
 	if ((rc = dd_buf_append(&b->query, ids, n * sizeof(*ids))) < 0)
 		return dd_error_set(rc, "out of memory");
-	rc = client_request(c, "POST", DD_API_PREFIX "/chunks/fetch",
+	rc = client_request(c, "POST", b->client_checks ?
+			    DD_API_PREFIX "/chunks/fetch?verify=client" :
+			    DD_API_PREFIX "/chunks/fetch",
 			    "application/octet-stream", b->query.data,
 			    b->query.len, &b->body);
 	if (rc < 0)
@@ -209,6 +212,31 @@ int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 	return dd_buf_append(out, p, b->recs[i].plain_len);
 }
 
+int fetch_report_damaged(struct client *c, const struct dd_id *ids, size_t n,
+			 size_t *damaged)
+{
+	struct dd_buf resp;
+	json_error_t jerr;
+	json_t *reply = NULL, *arr;
+	int rc;
+
+	*damaged = 0;
+	dd_buf_init(&resp, 0);
+	rc = client_request(c, "POST", DD_API_PREFIX "/chunks/check",
+			    "application/octet-stream", ids, n * sizeof(*ids),
+			    &resp);
+	if (rc == 0 && !(reply = json_loadb((const char *)resp.data, resp.len,
+					    0, &jerr)))
+		rc = dd_error_set(-EBADMSG, "server '%s' sent a bad reply to "
+				  "a chunk check: %s", client_server(c),
+				  jerr.text);
+	if (rc == 0 && json_is_array(arr = json_object_get(reply, "damaged")))
+		*damaged = json_array_size(arr);
+	json_decref(reply);
+	dd_buf_release(&resp);
+	return rc;
+}
+
 /* ---- background fetcher ---- */
 
 struct fetcher {
@@ -229,6 +257,30 @@ struct fetcher {
 	ZSTD_DCtx *dctx;
 };
 
+/* The records of a decoded batch that failed their check, told to the
+ * server. A failure to tell it is only a warning: the caller's error
+ * about the chunk comes when it uses the record (fetch_batch_chunk). */
+static void fetcher_report(struct fetcher *f)
+{
+	struct fetch_batch *b = f->batch;
+	struct dd_id *bad = NULL;
+	size_t n = 0, damaged;
+
+	for (size_t i = 0; i < b->nrecs; i++) {
+		if (b->plain_off[i] != FETCH_NOT_DECODED)
+			continue;
+		if (!bad && !(bad = malloc(b->nrecs * sizeof(*bad))))
+			return;
+		bad[n++] = b->recs[i].id;
+	}
+	if (n > 0 && fetch_report_damaged(f->client, bad, n, &damaged) < 0) {
+		agent_warn("cannot tell the server of %zu chunk(s) that failed "
+			   "their check: %s", n, dd_error_last());
+		dd_error_clear();
+	}
+	free(bad);
+}
+
 static void *fetcher_main(void *arg)
 {
 	struct fetcher *f = arg;
@@ -241,10 +293,13 @@ static void *fetcher_main(void *arg)
 		if (f->stop)
 			break;
 		pthread_mutex_unlock(&f->mu);
+		f->batch->client_checks = true;
 		rc = fetch_batch_get(f->batch, f->client, f->ids,
 				     f->plain_lens, f->n);
 		if (rc == 0)
 			rc = fetch_batch_decode(f->batch, f->dctx);
+		if (rc == 0)
+			fetcher_report(f);
 		pthread_mutex_lock(&f->mu);
 		f->rc = rc;
 		if (rc < 0)

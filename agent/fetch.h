@@ -35,6 +35,10 @@ struct fetch_batch {
 	/* The key of the client that fetched it (client_crypt): sealed
 	 * records are opened and checked with it (key_decode_chunk). */
 	const struct dd_crypt *crypt;
+	/* Set by the background fetcher, which checks every record itself:
+	 * the server is asked not to check them again (?verify=client) and
+	 * told of any that fail (fetch_report_damaged). */
+	bool client_checks;
 };
 #define FETCH_NOT_DECODED ((size_t)-1)
 #define FETCH_IN_BODY ((size_t)-2)
@@ -69,6 +73,16 @@ int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
 			  const uint8_t **data, struct dd_buf *scratch,
 			  void *dctx);
+
+/*
+ * Tells the server that the `n` ids fetched with ?verify=client failed
+ * their check here (POST /api/v1/chunks/check): it re-hashes them and
+ * drops a damaged one from its index, so the next backup that has its
+ * bytes sends it again (docs/API.md, "Damaged chunks"). Sets *damaged to
+ * how many the server found damaged. 0 or a negative errno with a reason.
+ */
+int fetch_report_damaged(struct client *c, const struct dd_id *ids, size_t n,
+			 size_t *damaged);
 
 /*
  * A thread that runs fetch_batch_get() in the background, on its own

@@ -39,7 +39,8 @@ struct metrics {
 	uint64_t buckets[METRICS_NBUCKETS + 1];
 	double ingest_sum;
 	uint64_t ingest_count;
-	uint64_t fetch_chunks, fetch_reads;
+	uint64_t fetch_chunks, fetch_reads, fetch_unchecked;
+	uint64_t checked, check_damaged;
 };
 
 int metrics_new(struct metrics **out)
@@ -131,11 +132,22 @@ void metrics_ingest(struct metrics *m, double seconds, uint32_t stored,
 	pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_fetch(struct metrics *m, uint64_t chunks, uint64_t reads)
+void metrics_fetch(struct metrics *m, uint64_t chunks, uint64_t reads,
+		   bool unchecked)
 {
 	pthread_mutex_lock(&m->lock);
 	m->fetch_chunks += chunks;
 	m->fetch_reads += reads;
+	if (unchecked)
+		m->fetch_unchecked += chunks;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_check(struct metrics *m, uint64_t checked, uint64_t damaged)
+{
+	pthread_mutex_lock(&m->lock);
+	m->checked += checked;
+	m->check_damaged += damaged;
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -269,6 +281,21 @@ int metrics_render(struct metrics *m, struct dd_buf *out)
 				 "reads of pack data made for them (one per "
 				 "pack span on RADOS)",
 				 (double)copy.fetch_reads);
+	if (rc == 0)
+		rc = metrics_one(out, "dedup_fetch_client_checked_chunks_total",
+				 "counter", "of those, chunks sent to a caller "
+				 "that checks them itself (?verify=client)",
+				 (double)copy.fetch_unchecked);
+	if (rc == 0)
+		rc = metrics_one(out, "dedup_check_chunks_total", "counter",
+				 "chunks re-hashed for POST "
+				 "/api/v1/chunks/check",
+				 (double)copy.checked);
+	if (rc == 0)
+		rc = metrics_one(out, "dedup_check_damaged_total", "counter",
+				 "of those, chunks found damaged (and dropped "
+				 "from the index)",
+				 (double)copy.check_damaged);
 	if (rc == 0)
 		rc = metrics_header(out, "dedup_ingest_duration_seconds",
 				    "histogram", "time to verify and store one "

@@ -28,8 +28,13 @@ void metrics_ingest(struct metrics *m, double seconds, uint32_t stored,
 
 /* One POST /chunks/fetch answered with `chunks` records, for which the
  * server made `reads` reads of pack data (one per record, or one per pack
- * span where the backend overlaps reads: docs/STORAGE.md). */
-void metrics_fetch(struct metrics *m, uint64_t chunks, uint64_t reads);
+ * span where the backend overlaps reads: docs/STORAGE.md); `unchecked`
+ * when the caller checks them itself (?verify=client). */
+void metrics_fetch(struct metrics *m, uint64_t chunks, uint64_t reads,
+		   bool unchecked);
+/* One POST /chunks/check: `checked` records re-hashed, `damaged` of them
+ * found damaged. */
+void metrics_check(struct metrics *m, uint64_t checked, uint64_t damaged);
 
 /* Appends the counters above (with HELP and TYPE lines) to out. */
 int metrics_render(struct metrics *m, struct dd_buf *out);

@@ -94,6 +94,8 @@ const struct http_route routes_table[] = {
 	  .body_cap = ROUTES_IDS_CAP, .fn = route_missing },
 	{ .method = "POST", .path = API "/chunks/fetch", .auth = true,
 	  .body_cap = ROUTES_IDS_CAP, .fn = route_fetch },
+	{ .method = "POST", .path = API "/chunks/check", .auth = true,
+	  .body_cap = ROUTES_IDS_CAP, .fn = route_check },
 	{ .method = "POST", .path = API "/chunks", .auth = true,
 	  .body_cap = DD_MAX_UPLOAD_BODY, .fn = route_upload },
 	{ .method = "GET", .path = API "/chunks/", .prefix = true,

@@ -460,18 +460,32 @@ _Static_assert(DD_PACK_RECORD_HEADER_LEN >= DD_BUNDLE_RECORD_HEADER_LEN &&
 	       ROUTES_FETCH_OVERLAP <= DD_BUNDLE_HEADER_LEN,
 	       "a pack record header must fit over the bundle's end");
 
-/* Checks a chunk's stored bytes before they are sent: a damaged one is
- * made missing (store.h) and fails the request. */
-static int routes_fetch_check(struct routes_ctx *ctx, const struct dd_id *id,
-			      const struct dd_chunk_loc *loc,
-			      const uint8_t *stored, size_t len,
-			      struct dd_buf *plain, ZSTD_DCtx *dctx)
-{
-	int rc = store_verify(id, loc->flags, loc->plain_len, stored, len,
-			      plain, dctx);
+/* One fetch request's state, shared by the readers below. */
+struct routes_fetch {
+	struct routes_ctx *ctx;
+	const struct http_request *req;
+	struct dd_buf plain;        /* scratch for decoding */
+	ZSTD_DCtx *dctx;
+	uint64_t reads;             /* pack reads made */
+	bool client_checks;         /* ?verify=client: the caller re-hashes */
+};
 
+/* Checks a chunk's stored bytes before they are sent: a damaged one is
+ * made missing (store.h) and fails the request. Skipped when the caller
+ * said it checks every chunk itself (?verify=client): it then reports
+ * what fails to POST /chunks/check (docs/API.md, "Damaged chunks"). */
+static int routes_fetch_check(struct routes_fetch *f, const struct dd_id *id,
+			      const struct dd_chunk_loc *loc,
+			      const uint8_t *stored, size_t len)
+{
+	int rc;
+
+	if (f->client_checks)
+		return 0;
+	rc = store_verify(id, loc->flags, loc->plain_len, stored, len,
+			  &f->plain, f->dctx);
 	if (rc == -EBADMSG)
-		store_forget(ctx->store, id, loc);
+		store_forget(f->ctx->store, id, loc);
 	return rc;
 }
 
@@ -483,10 +497,9 @@ static int routes_fetch_check(struct routes_ctx *ctx, const struct dd_id *id,
  * is written in front of the bytes. -EAGAIN (nothing added) if the chunk
  * moved to a record of another size.
  */
-static int routes_fetch_in_place(struct routes_ctx *ctx, const struct dd_id *id,
+static int routes_fetch_in_place(struct routes_fetch *f, const struct dd_id *id,
 				 const struct dd_chunk_loc *loc,
-				 struct dd_buf *out, struct dd_buf *plain,
-				 ZSTD_DCtx *dctx)
+				 struct dd_buf *out)
 {
 	uint8_t keep[ROUTES_FETCH_OVERLAP], *rec;
 	const uint8_t *bytes;
@@ -499,12 +512,11 @@ static int routes_fetch_in_place(struct routes_ctx *ctx, const struct dd_id *id,
 	rec = out->data + out->len - ROUTES_FETCH_OVERLAP;
 	bytes = rec + DD_PACK_RECORD_HEADER_LEN;
 	memcpy(keep, rec, sizeof(keep));
-	rc = store_read_stored_to(ctx->store, id, loc, rec);
+	rc = store_read_stored_to(f->ctx->store, id, loc, rec);
 	memcpy(rec, keep, sizeof(keep));
 	if (rc < 0)
 		return rc;
-	rc = routes_fetch_check(ctx, id, loc, bytes, loc->stored_len, plain,
-				dctx);
+	rc = routes_fetch_check(f, id, loc, bytes, loc->stored_len);
 	if (rc < 0)
 		return rc;
 	return dd_bundle_add_in_place(out, id, loc->flags, loc->plain_len,
@@ -513,16 +525,15 @@ static int routes_fetch_in_place(struct routes_ctx *ctx, const struct dd_id *id,
 
 /* The same through a copy, for a chunk that moved to a record of another
  * size since it was looked up. */
-static int routes_fetch_copy(struct routes_ctx *ctx, const struct dd_id *id,
+static int routes_fetch_copy(struct routes_fetch *f, const struct dd_id *id,
 			     const struct dd_chunk_loc *loc, struct dd_buf *out,
-			     struct dd_buf *stored, struct dd_buf *plain,
-			     ZSTD_DCtx *dctx)
+			     struct dd_buf *stored)
 {
-	int rc = store_read_stored(ctx->store, id, loc, stored);
+	int rc = store_read_stored(f->ctx->store, id, loc, stored);
 
 	if (rc == 0)
-		rc = routes_fetch_check(ctx, id, loc, stored->data,
-					stored->len, plain, dctx);
+		rc = routes_fetch_check(f, id, loc, stored->data,
+					stored->len);
 	if (rc == 0)
 		rc = dd_bundle_add(out, id, loc->flags, loc->plain_len,
 				   stored->data, (uint32_t)stored->len);
@@ -531,11 +542,9 @@ static int routes_fetch_copy(struct routes_ctx *ctx, const struct dd_id *id,
 
 /* The records one at a time into the bundle `out` (its header in): one
  * read each, into place where the record keeps its size. */
-static int routes_fetch_each(struct routes_ctx *ctx,
-			     const struct http_request *req,
+static int routes_fetch_each(struct routes_fetch *f,
 			     const struct dd_chunk_loc *locs, size_t n,
-			     struct dd_buf *out, struct dd_buf *plain,
-			     ZSTD_DCtx *dctx, uint64_t *reads)
+			     struct dd_buf *out)
 {
 	struct dd_buf stored;
 	struct dd_id id;
@@ -544,15 +553,13 @@ static int routes_fetch_each(struct routes_ctx *ctx,
 
 	dd_buf_init(&stored, 0);
 	for (i = 0; i < n && rc == 0; i++) {
-		routes_id_at(&id, req, i);
-		rc = routes_fetch_in_place(ctx, &id, &locs[i], out, plain,
-					   dctx);
+		routes_id_at(&id, f->req, i);
+		rc = routes_fetch_in_place(f, &id, &locs[i], out);
 		if (rc == -EAGAIN) {  /* moved to a record of another size */
-			rc = routes_fetch_copy(ctx, &id, &locs[i], out,
-					       &stored, plain, dctx);
-			(*reads)++;
+			rc = routes_fetch_copy(f, &id, &locs[i], out, &stored);
+			f->reads++;
 		}
-		(*reads)++;
+		f->reads++;
 	}
 	dd_buf_release(&stored);
 	return rc;
@@ -571,11 +578,9 @@ static int routes_fetch_each(struct routes_ctx *ctx,
  * caller reads the records one at a time, which finds a chunk a
  * collection moved and words the error; other errors fail the request.
  */
-static int routes_fetch_spans(struct routes_ctx *ctx,
-			      const struct http_request *req,
+static int routes_fetch_spans(struct routes_fetch *f,
 			      const struct dd_chunk_loc *locs, size_t n,
-			      struct dd_buf *out, struct dd_buf *plain,
-			      ZSTD_DCtx *dctx, uint64_t *reads)
+			      struct dd_buf *out)
 {
 	struct dd_id *ids = malloc(n * sizeof(*ids));
 	uint8_t **dst = malloc(n * sizeof(*dst));
@@ -590,22 +595,22 @@ static int routes_fetch_spans(struct routes_ctx *ctx,
 	if ((rc = dd_buf_reserve(out, (size_t)span - out->len)) < 0)
 		goto cleanup;
 	for (i = 0, span = DD_BUNDLE_HEADER_LEN; i < n; i++) {
-		routes_id_at(&ids[i], req, i);
+		routes_id_at(&ids[i], f->req, i);
 		dst[i] = out->data + span;
 		span += DD_PACK_RECORD_HEADER_LEN + (uint64_t)locs[i].stored_len;
 	}
-	rc = store_read_records(ctx->store, ids, locs, dst, n);
+	rc = store_read_records(f->ctx->store, ids, locs, dst, n);
 	if (rc < 0) {
 		dd_error_clear();
 		rc = dd_bundle_begin(out) < 0 ? -ENOMEM : -EAGAIN;
 		goto cleanup;
 	}
-	*reads += (uint64_t)rc;
+	f->reads += (uint64_t)rc;
 	for (i = 0, rc = 0; i < n && rc == 0; i++) {
 		const uint8_t *bytes = dst[i] + DD_PACK_RECORD_HEADER_LEN;
 
-		rc = routes_fetch_check(ctx, &ids[i], &locs[i], bytes,
-					locs[i].stored_len, plain, dctx);
+		rc = routes_fetch_check(f, &ids[i], &locs[i], bytes,
+					locs[i].stored_len);
 		if (rc == 0) {
 			memmove(out->data + out->len +
 				DD_BUNDLE_RECORD_HEADER_LEN, bytes,
@@ -625,14 +630,15 @@ void route_fetch(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
 {
 	struct routes_ctx *ctx = payload;
+	struct routes_fetch f = { .ctx = ctx, .req = req };
 	const struct domains_tag *dom;
 	struct domains_tag buf;
 	struct dd_chunk_loc *locs = NULL;
-	struct dd_buf out, plain;
-	ZSTD_DCtx *dctx = NULL;
+	struct dd_buf out;
 	struct dd_id id;
 	char hex[DD_ID_HEX_LEN + 1];
-	uint64_t total = DD_BUNDLE_HEADER_LEN, reads = 0;
+	uint64_t total = DD_BUNDLE_HEADER_LEN;
+	const char *verify;
 	uint8_t *data;
 	size_t n, i, len;
 	int rc;
@@ -640,12 +646,20 @@ void route_fetch(void *payload, const struct http_request *req,
 	/* room for the records as they lie in packs (routes_fetch_spans) */
 	dd_buf_init(&out, DD_MAX_FETCH_RESPONSE + (size_t)DD_MAX_IDS_PER_QUERY *
 		    ROUTES_FETCH_OVERLAP);
-	dd_buf_init(&plain, 0);
+	dd_buf_init(&f.plain, 0);
 	if (!routes_ids(req, rep, &n))
 		return;
+	verify = http_request_arg(req, "verify");
+	if (verify && strcmp(verify, "client") != 0 &&
+	    strcmp(verify, "server") != 0) {
+		http_reply_error(rep, 400, "verify must be 'client' or "
+				 "'server'");
+		return;
+	}
+	f.client_checks = verify && strcmp(verify, "client") == 0;
 	locs = malloc(n * sizeof(*locs));
-	dctx = ZSTD_createDCtx();
-	if (!locs || !dctx) {
+	f.dctx = ZSTD_createDCtx();
+	if (!locs || !f.dctx) {
 		routes_fail(rep, -ENOMEM);
 		goto cleanup;
 	}
@@ -681,23 +695,120 @@ void route_fetch(void *payload, const struct http_request *req,
 		goto cleanup;
 	}
 	rc = store_reads_overlap(ctx->store) ?
-		routes_fetch_spans(ctx, req, locs, n, &out, &plain, dctx,
-				   &reads) : -EAGAIN;
+		routes_fetch_spans(&f, locs, n, &out) : -EAGAIN;
 	if (rc == -EAGAIN)
-		rc = routes_fetch_each(ctx, req, locs, n, &out, &plain, dctx,
-				       &reads);
+		rc = routes_fetch_each(&f, locs, n, &out);
 	if (rc == 0)
 		rc = dd_bundle_finish(&out);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
-	metrics_fetch(ctx->metrics, n, reads);
+	metrics_fetch(ctx->metrics, n, f.reads, f.client_checks);
 	data = dd_buf_detach(&out, &len);
 	http_reply_take(rep, 200, ROUTES_OCTETS, data, len);
 cleanup:
-	ZSTD_freeDCtx(dctx);
+	ZSTD_freeDCtx(f.dctx);
 	free(locs);
 	dd_buf_release(&out);
+	dd_buf_release(&f.plain);
+}
+
+/* ---- POST /api/v1/chunks/check ---- */
+
+/*
+ * Re-hashes the stored bytes of each id the caller's domain can read: a
+ * client that fetched with ?verify=client and found a chunk that does not
+ * match its id says so here, and the server drops a damaged one from its
+ * index as a fetch it checked would have (store_forget), so that the next
+ * backup sends it again. What the client claims changes nothing by
+ * itself: only the server's own check drops a chunk. The stored bytes of
+ * one request are bounded as a fetch reply's are (413).
+ */
+void route_check(void *payload, const struct http_request *req,
+		 struct http_reply *rep)
+{
+	struct routes_ctx *ctx = payload;
+	const struct domains_tag *dom;
+	struct domains_tag buf;
+	struct dd_chunk_loc loc;
+	struct dd_buf stored, plain;
+	ZSTD_DCtx *dctx = NULL;
+	json_t *damaged = NULL, *unknown = NULL;
+	char hex[DD_ID_HEX_LEN + 1];
+	uint64_t total = 0, checked = 0;
+	struct dd_id id;
+	size_t n, i;
+	int rc = 0;
+
+	dd_buf_init(&stored, 0);
+	dd_buf_init(&plain, 0);
+	if (!routes_ids(req, rep, &n))
+		return;
+	dom = routes_read_domain(ctx, req, &buf);
+	for (i = 0; i < n; i++) {
+		routes_id_at(&id, req, i);
+		rc = domains_lookup(ctx->store, dom, &id, &loc);
+		if (rc == 0)
+			total += loc.stored_len;
+		else if (rc != -ENOENT)
+			break;
+		rc = 0;
+	}
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		return;
+	}
+	if (total > DD_MAX_FETCH_RESPONSE) {
+		http_reply_error(rep, 413, "the chunks hold %llu bytes, more "
+				 "than the limit of %u; ask about fewer",
+				 (unsigned long long)total,
+				 DD_MAX_FETCH_RESPONSE);
+		return;
+	}
+	damaged = json_array();
+	unknown = json_array();
+	dctx = ZSTD_createDCtx();
+	if (!damaged || !unknown || !dctx) {
+		routes_fail(rep, -ENOMEM);
+		goto cleanup;
+	}
+	for (i = 0; i < n && rc == 0; i++) {
+		routes_id_at(&id, req, i);
+		dd_id_to_hex(hex, &id);
+		rc = domains_lookup(ctx->store, dom, &id, &loc);
+		if (rc == 0)
+			rc = store_read_stored(ctx->store, &id, &loc, &stored);
+		if (rc == 0) {
+			checked++;
+			rc = store_verify(&id, loc.flags, loc.plain_len,
+					  stored.data, stored.len, &plain,
+					  dctx);
+		}
+		if (rc == -EBADMSG) {
+			/* a bad header (store_read_stored) or bad bytes */
+			store_forget(ctx->store, &id, &loc);
+			rc = json_array_append_new(damaged,
+						   json_string(hex)) ? -ENOMEM : 0;
+		} else if (rc == -ENOENT) {
+			rc = json_array_append_new(unknown,
+						   json_string(hex)) ? -ENOMEM : 0;
+		}
+	}
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	metrics_check(ctx->metrics, checked, json_array_size(damaged));
+	http_reply_json(rep, 200, json_pack("{s:I, s:o, s:o}",
+					    "checked", (json_int_t)checked,
+					    "damaged", damaged,
+					    "unknown", unknown));
+	damaged = unknown = NULL;
+cleanup:
+	json_decref(damaged);
+	json_decref(unknown);
+	ZSTD_freeDCtx(dctx);
+	dd_buf_release(&stored);
 	dd_buf_release(&plain);
 }

@@ -61,6 +61,8 @@ void route_upload(void *payload, const struct http_request *req,
 		  struct http_reply *rep);
 void route_chunk(void *payload, const struct http_request *req,
 		 struct http_reply *rep);
+void route_check(void *payload, const struct http_request *req,
+		 struct http_reply *rep);
 void route_fetch(void *payload, const struct http_request *req,
 		 struct http_reply *rep);
 
