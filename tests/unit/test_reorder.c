@@ -73,6 +73,16 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* The ring is empty: stops it, joins the `n` workers, frees it. */
+static void ring_finish(pthread_t *t, int n)
+{
+	CHECK_EQ(reorder_held(ring), 0);
+	reorder_stop(ring);
+	for (int i = 0; i < n; i++)
+		CHECK_EQ(pthread_join(t[i], NULL), 0);
+	reorder_free(ring);
+}
+
 /* 4 workers, jobs of very different lengths (later ones often finish
  * first), a ring of 8: every job comes back once, in order, worked once
  * when it needed work. */
@@ -108,11 +118,7 @@ static void test_order_with_workers(void)
 	CHECK(in_order);
 	CHECK(worked_ok);
 	CHECK(max_held <= 8);
-	CHECK_EQ(reorder_held(ring), 0);
-	reorder_stop(ring);
-	for (int i = 0; i < NWORKERS; i++)
-		CHECK_EQ(pthread_join(t[i], NULL), 0);
-	reorder_free(ring);
+	ring_finish(t, NWORKERS);
 	free(jobs);
 }
 
@@ -157,11 +163,7 @@ static void test_wait_done_batches(void)
 	CHECK(in_order);
 	CHECK_EQ(short_batches, 0);
 	CHECK(waits <= NJOBS / BATCH + 1);
-	CHECK_EQ(reorder_held(ring), 0);
-	reorder_stop(ring);
-	for (int i = 0; i < NWORKERS; i++)
-		CHECK_EQ(pthread_join(t[i], NULL), 0);
-	reorder_free(ring);
+	ring_finish(t, NWORKERS);
 	free(jobs);
 }
 
