@@ -431,6 +431,22 @@ static int heartbeat_test_fault(void)
 	return 0;
 }
 
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_CLOCK_SKEW_SEC seconds
+ * (-3600..3600) added to the time this front-end writes in its
+ * heartbeat, as a clock set that far off would. */
+static long long heartbeat_test_skew(void)
+{
+	const char *v = getenv("DEDUP_TEST_CLOCK_SKEW_SEC");
+	long long n;
+	char *end;
+
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	return errno == 0 && *end == 0 && n >= -3600 && n <= 3600 ? n : 0;
+}
+
 /* Writes this front-end's heartbeat with the sessions open now, counted
  * under hb_lock: heartbeats are written in the order their counts were
  * taken, so the last one never misses a session whose open was already
@@ -446,8 +462,8 @@ static int frontends_heartbeat(struct frontends *f)
 	pthread_mutex_lock(&f->hb_lock);
 	open_sessions = f->sessions ? sessions_open_count(f->sessions) : 0;
 	composed = dd_monotonic();
-	snprintf(text, sizeof(text), "%lld %u\n", (long long)dd_now(),
-		 open_sessions);
+	snprintf(text, sizeof(text), "%lld %u\n",
+		 (long long)dd_now() + heartbeat_test_skew(), open_sessions);
 	rc = heartbeat_test_fault();
 	if (rc == 0)
 		rc = frontends_pool_replace(f->be, name, text, strlen(text));
@@ -713,13 +729,45 @@ struct poolstats *frontends_poolstats(struct frontends *f)
 
 /* ---- for gc ---- */
 
+/* A peer with sessions open whose heartbeat looks older than the alive
+ * bound by this machine's clock: taken for dead only once its heartbeat
+ * has not changed for the alive bound of this machine's monotonic clock
+ * (frontends_peers_busy). */
+struct suspect {
+	char *name;
+	uint8_t *data;
+	size_t len;
+};
+
 struct peers {
 	struct backend *be;
 	uint32_t self;
 	bool busy;
 	char *who;
 	size_t whysz;
+	struct suspect *sus;
+	size_t nsus, asus;
 };
+
+/* The heartbeat's "time open" (open 0 when it cannot be read). */
+static void peers_parse(const uint8_t *data, size_t len, long long *t,
+			unsigned *open)
+{
+	char text[96];
+
+	snprintf(text, sizeof(text), "%.*s", (int)(len < 95 ? len : 95),
+		 (const char *)data);
+	if (sscanf(text, "%lld %u", t, open) != 2)
+		*open = 0;
+}
+
+static void peers_busy(struct peers *p, const char *num, unsigned open,
+		       const char *why)
+{
+	p->busy = true;
+	snprintf(p->who, p->whysz, "front-end %s has %u backup session(s) "
+		 "open%s", num, open, why);
+}
 
 static int peers_cb(const char *name, void *payload)
 {
@@ -736,25 +784,99 @@ static int peers_cb(const char *name, void *payload)
 		dd_error_clear();
 		return 0;
 	}
-	if (sscanf((const char *)data, "%lld %u", &t, &open) != 2)
-		open = 0;
-	free(data);
+	peers_parse(data, len, &t, &open);
 	if (open > 0 && t + (long long)frontends_alive_sec() >=
 	    (long long)dd_now()) {
-		p->busy = true;
-		snprintf(p->who, p->whysz, "front-end %s has %u backup "
-			 "session(s) open", num, open);
+		peers_busy(p, num, open, "");
+	} else if (open > 0) {
+		if (p->nsus == p->asus) {
+			size_t a = p->asus ? 2 * p->asus : 4;
+			struct suspect *v = realloc(p->sus, a * sizeof(*v));
+
+			if (!v) {
+				free(data);
+				return dd_error_set(-ENOMEM, "out of memory");
+			}
+			p->sus = v;
+			p->asus = a;
+		}
+		if (!(p->sus[p->nsus].name = strdup(name))) {
+			free(data);
+			return dd_error_set(-ENOMEM, "out of memory");
+		}
+		p->sus[p->nsus].data = data;
+		p->sus[p->nsus++].len = len;
+		return 0;
 	}
+	free(data);
 	return 0;
+}
+
+/*
+ * Watches the suspects' heartbeats for the alive bound of this machine's
+ * monotonic clock, once a second: one that changes and still has sessions
+ * open makes the peers busy. So a front-end whose clock is behind this
+ * one's (its heartbeats look old here) is not taken for dead while it
+ * writes them: only the clocks' rates matter, not their settings.
+ */
+static void peers_watch(struct peers *p)
+{
+	double end = dd_monotonic() + frontends_alive_sec();
+
+	while (!p->busy && p->nsus > 0 && dd_monotonic() < end) {
+		usleep(1000 * 1000);
+		for (size_t i = 0; i < p->nsus && !p->busy; i++) {
+			struct suspect *s = &p->sus[i];
+			long long t = 0;
+			unsigned open = 0;
+			uint8_t *data;
+			size_t len;
+			int rc = pool_get(p->be, s->name, &data, &len);
+
+			if (rc < 0) {
+				dd_error_clear();
+				continue;   /* gone or unreadable: no news */
+			}
+			if (len == s->len && memcmp(data, s->data, len) == 0) {
+				free(data);
+				continue;
+			}
+			peers_parse(data, len, &t, &open);
+			free(data);
+			if (open > 0)
+				peers_busy(p, s->name +
+					   strlen(FRONTENDS_ACTIVE_PREFIX),
+					   open, " (its heartbeat is written, "
+					   "though its clock is behind this "
+					   "one's)");
+			/* with none open it is no longer a suspect */
+			free(s->name);
+			free(s->data);
+			p->sus[i--] = p->sus[--p->nsus];
+		}
+	}
 }
 
 int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 			 char *who, size_t whysz)
 {
-	struct peers p = { be, self, false, who, whysz };
+	struct peers p = { .be = be, .self = self, .who = who,
+			   .whysz = whysz };
 	int rc = backend_list(be, FRONTENDS_ACTIVE_PREFIX, peers_cb, &p);
 
+	if (rc == 0 && !p.busy && p.nsus > 0) {
+		log_info("gc: %zu front-end(s) with backup sessions open have "
+			 "not written a heartbeat for %u s by this machine's "
+			 "clock: watching for %u s whether they still do",
+			 p.nsus, frontends_alive_sec(), frontends_alive_sec());
+		peers_watch(&p);
+	}
 	*busy = p.busy;
+	for (size_t i = 0; i < p.nsus; i++) {
+		free(p.sus[i].name);
+		free(p.sus[i].data);
+	}
+	free(p.sus);
 	return rc;
 }
 

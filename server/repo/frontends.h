@@ -41,7 +41,9 @@
 #define FRONTENDS_CLIENTS "clients.json"
 #define FRONTENDS_EPOCH "gc-epoch"
 #define FRONTENDS_ACTIVE_PREFIX "active/"
-/* A heartbeat older than this is a front-end that is gone (seconds). */
+/* A heartbeat older than this by the reader's clock, and then unchanged
+ * for as long by the reader's monotonic clock, is a front-end that is
+ * gone (seconds; frontends_peers_busy). */
 #define FRONTENDS_ALIVE_SEC 30
 /* A collection's lock lease (gc.c), and how long a session open waits
  * for a collection in progress on another front-end (seconds). */
@@ -58,10 +60,10 @@
  * DEDUP_TEST_ALIVE_SEC (docs/OPERATIONS.md; every front-end of the pool
  * must use the same). */
 unsigned frontends_alive_sec(void);
-/* The fence (frontends_fenced): half the alive bound, so that clocks
- * that differ by less than the other half, and a request that is
- * answered within it, cannot be acknowledged by a front-end that
- * another already takes for dead (seconds). */
+/* The fence (frontends_fenced): half the alive bound of this front-end's
+ * monotonic clock, so that a request answered within the other half
+ * cannot be acknowledged by a front-end that another already takes for
+ * dead (seconds). */
 double frontends_fence_sec(void);
 
 /* Replaces the whole content of a small pool object, whatever it held
@@ -108,7 +110,9 @@ struct poolstats *frontends_poolstats(struct frontends *f);
 
 /*
  * For gc on a shared pool: whether another front-end that is alive has
- * backup sessions open (*busy, naming it in who[whysz]), and the gc epoch:
+ * backup sessions open (*busy, naming it in who[whysz]); one whose
+ * heartbeat looks stale is watched for the alive bound first (it may
+ * only have a clock behind this one's), and the gc epoch:
  * running (N + 1) before the heartbeats are read, done at the end (every
  * other front-end then drops its cached index).
  */

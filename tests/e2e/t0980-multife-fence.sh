@@ -17,7 +17,13 @@
 #   4. a front-end stopped while another collects drops its stale cache
 #      when it starts again;
 #   5. an agent whose front-end fences itself mid-backup waits (503 with
-#      Retry-After) and completes once the heartbeat is written again.
+#      Retry-After) and completes once the heartbeat is written again;
+#   6. a front-end whose clock is 120 s behind (test hook), so that its
+#      heartbeats look older than the alive bound to the others, is not
+#      taken for dead while it writes them: a collection elsewhere watches
+#      its heartbeat change and deletes nothing, and its session's
+#      snapshot is acknowledged (on the code before, its chunks were
+#      swept and the snapshot refused).
 # Every refused snapshot leaves nothing behind; at the end a collection on
 # A marks from every snapshot in the pool and check --read-data is clean
 # on both front-ends (on the code before, the stalled or restarted
@@ -239,6 +245,20 @@ wait "$AG"
 check "the agent waits it out and its backup completes" test $? = 0
 ID5=$(json_get "$(cat "$T/b5.out")" snapshot_id)
 check "its snapshot is in the pool" rados -p "$CEPH_POOL" -N "$NS" stat "snapshots/$ID5.json"
+server_stop
+
+# ---- 6. B's clock is behind: its heartbeats look stale, it is alive ----
+DEDUP_TEST_CLOCK_SKEW_SEC=-120 server_start "$RB" || exit 1
+mk s6
+S6=$(session_open)
+check "a session opens on B, whose clock is 120 s behind" test -n "$S6"
+check_eq "its chunks upload through B" 200 "$(upload s6)"
+removed=$(gc_a)
+sed -n 's/^/# /; /watching\|deleting nothing/p' "$T/gca.out"
+check "A's collection does not take B for dead" test -z "$removed"
+check "it watched B's heartbeat and saw it written" grep -q "clock is behind" "$T/gca.out"
+check_eq "the chunks are still present for B" "200 present" "$(missing s6)"
+check_eq "and B's snapshot of them is acknowledged" 201 "$(snapshot s6 "$S6")"
 server_stop
 
 # every snapshot in the pool is whole: A adopts them all and marks from
