@@ -729,14 +729,16 @@ struct poolstats *frontends_poolstats(struct frontends *f)
 
 /* ---- for gc ---- */
 
-/* A peer with sessions open whose heartbeat looks older than the alive
- * bound by this machine's clock: taken for dead only once its heartbeat
- * has not changed for the alive bound of this machine's monotonic clock
- * (frontends_peers_busy). */
+/* A peer whose heartbeat says it has sessions open: alive (busy) once its
+ * heartbeat changes, taken for dead when it has not changed for the
+ * alive bound of this machine's monotonic clock (frontends_peers_busy).
+ * The time it wrote is not compared with this machine's clock, which
+ * may be set otherwise, except to word the message. */
 struct suspect {
 	char *name;
 	uint8_t *data;
 	size_t len;
+	bool stale;      /* its time is older than the bound by our clock */
 };
 
 struct peers {
@@ -785,10 +787,7 @@ static int peers_cb(const char *name, void *payload)
 		return 0;
 	}
 	peers_parse(data, len, &t, &open);
-	if (open > 0 && t + (long long)frontends_alive_sec() >=
-	    (long long)dd_now()) {
-		peers_busy(p, num, open, "");
-	} else if (open > 0) {
+	if (open > 0) {
 		if (p->nsus == p->asus) {
 			size_t a = p->asus ? 2 * p->asus : 4;
 			struct suspect *v = realloc(p->sus, a * sizeof(*v));
@@ -805,7 +804,9 @@ static int peers_cb(const char *name, void *payload)
 			return dd_error_set(-ENOMEM, "out of memory");
 		}
 		p->sus[p->nsus].data = data;
-		p->sus[p->nsus++].len = len;
+		p->sus[p->nsus].len = len;
+		p->sus[p->nsus++].stale = t + (long long)frontends_alive_sec() <
+			(long long)dd_now();
 		return 0;
 	}
 	free(data);
@@ -814,17 +815,20 @@ static int peers_cb(const char *name, void *payload)
 
 /*
  * Watches the suspects' heartbeats for the alive bound of this machine's
- * monotonic clock, once a second: one that changes and still has sessions
- * open makes the peers busy. So a front-end whose clock is behind this
- * one's (its heartbeats look old here) is not taken for dead while it
- * writes them: only the clocks' rates matter, not their settings.
+ * monotonic clock, four times a second:
+ * one that changes and still has sessions open makes the peers busy
+ * (a live front-end writes its heartbeat every FRONTENDS_TICK_SEC). So
+ * a front-end whose clock is behind this one's (its heartbeats look old
+ * here) is not taken for dead while it writes them, and one whose clock
+ * is ahead is not waited for after it died: only the clocks' rates
+ * matter, not their settings.
  */
 static void peers_watch(struct peers *p)
 {
 	double end = dd_monotonic() + frontends_alive_sec();
 
 	while (!p->busy && p->nsus > 0 && dd_monotonic() < end) {
-		usleep(1000 * 1000);
+		usleep(250 * 1000);
 		for (size_t i = 0; i < p->nsus && !p->busy; i++) {
 			struct suspect *s = &p->sus[i];
 			long long t = 0;
@@ -846,9 +850,9 @@ static void peers_watch(struct peers *p)
 			if (open > 0)
 				peers_busy(p, s->name +
 					   strlen(FRONTENDS_ACTIVE_PREFIX),
-					   open, " (its heartbeat is written, "
-					   "though its clock is behind this "
-					   "one's)");
+					   open, s->stale ? " (its heartbeat "
+					   "is written, though its clock is "
+					   "behind this one's)" : "");
 			/* with none open it is no longer a suspect */
 			free(s->name);
 			free(s->data);
@@ -864,11 +868,11 @@ int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 			   .whysz = whysz };
 	int rc = backend_list(be, FRONTENDS_ACTIVE_PREFIX, peers_cb, &p);
 
-	if (rc == 0 && !p.busy && p.nsus > 0) {
-		log_info("gc: %zu front-end(s) with backup sessions open have "
-			 "not written a heartbeat for %u s by this machine's "
-			 "clock: watching for %u s whether they still do",
-			 p.nsus, frontends_alive_sec(), frontends_alive_sec());
+	if (rc == 0 && p.nsus > 0) {
+		log_info("gc: %zu other front-end(s) have backup sessions "
+			 "open: watching their heartbeats (at most %u s) for "
+			 "whether they are alive", p.nsus,
+			 frontends_alive_sec());
 		peers_watch(&p);
 	}
 	*busy = p.busy;
