@@ -21,9 +21,12 @@
  *   of INDEX_CHUNKS chunks (synth_ids.h, random i) or absent ids. Every
  *   answer is checked (all present or all missing).
  * fetch: the restore side of `upload` with the same CLIENTS, MIB and SEED
- *   (run after it): each thread asks POST /chunks/fetch for its bundles'
- *   ids, one request a bundle, and checks that every record comes back in
- *   order with exactly the stored bytes it sent.
+ *   (run after it): each thread asks POST /chunks/fetch?verify=client (as
+ *   the agent's restore does: it checks every chunk, the server sends them
+ *   as stored) for its bundles' ids, one request a bundle, and checks that
+ *   every record comes back in order with exactly the stored bytes it
+ *   sent. DD_BENCH_FETCH_VERIFY=server asks the server to check them too
+ *   (plain /chunks/fetch, as the agent's verify and mount do).
  *   DD_BENCH_BUNDLE_KIB (environment) makes small bundles instead: at
  *   most that many KiB each, of chunks of 16..64 KiB (the tail of a
  *   backup, or a small incremental one; docs/GROUP-COMMIT.md).
@@ -446,6 +449,17 @@ static int bench_fetched_same(const struct bench_bundle *sent,
 	return rc;
 }
 
+
+/* The fetch route as the agent's restore asks it, or with the server's
+ * check too (DD_BENCH_FETCH_VERIFY=server). */
+static const char *bench_fetch_path(void)
+{
+	const char *v = getenv("DD_BENCH_FETCH_VERIFY");
+
+	return v && strcmp(v, "server") == 0 ? "/api/v1/chunks/fetch" :
+		"/api/v1/chunks/fetch?verify=client";
+}
+
 static void *bench_fetch_thread(void *arg)
 {
 	struct bench_client *cl = arg;
@@ -457,7 +471,7 @@ static void *bench_fetch_thread(void *arg)
 	for (size_t i = 0; rc == 0 && i < cl->nbundles; i++) {
 		struct bench_bundle *b = &cl->bundles[i];
 
-		rc = bench_post(&conn, cl->url, "/api/v1/chunks/fetch", b->ids,
+		rc = bench_post(&conn, cl->url, bench_fetch_path(), b->ids,
 				(size_t)b->n * DD_ID_LEN, &ms);
 		if (rc == 0)
 			rc = bench_lat_add(&cl->lat_fetch, ms);
