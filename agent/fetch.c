@@ -264,7 +264,7 @@ static void fetcher_report(struct fetcher *f)
 {
 	struct fetch_batch *b = f->batch;
 	struct dd_id *bad = NULL;
-	size_t n = 0, damaged;
+	size_t n = 0, damaged = 0;
 
 	for (size_t i = 0; i < b->nrecs; i++) {
 		if (b->plain_off[i] != FETCH_NOT_DECODED)
@@ -277,6 +277,10 @@ static void fetcher_report(struct fetcher *f)
 		agent_warn("cannot tell the server of %zu chunk(s) that failed "
 			   "their check: %s", n, dd_error_last());
 		dd_error_clear();
+	} else if (damaged < n) {
+		agent_warn("%zu chunk(s) that failed their check here are "
+			   "intact on the server: they were damaged on the way "
+			   "or in this machine's memory", n - damaged);
 	}
 	free(bad);
 }
