@@ -11,6 +11,9 @@
 #    planted at FILE.tmp;
 #  - a hostile server claiming 16 MiB for every chunk of a fetch is refused
 #    before the agent sets memory aside for it;
+#  - a chunk damaged on the way (the server's copy intact) fails the
+#    restore naming it, and the agent's report to /chunks/check makes the
+#    server find it intact and keep it, which the agent says;
 #  - names from the catalog, the snapshot list and the server's error text
 #    reach the terminal with their control bytes escaped.
 . "$(dirname "$0")/lib.sh"
@@ -180,6 +183,8 @@ cat > "$T/proxy.py" <<'PY'
 # proxy.py PORTFILE UPSTREAM CA CERT KEY MODE ZFRAME: forwards HTTPS
 # requests to the real server. MODE bigplain: every record of a chunk fetch
 # of more than one id becomes a zstd frame claiming 16 MiB of plain bytes;
+# flip: one byte of the first record of every chunk fetch for a restore's
+# files (?verify=client) is flipped;
 # ctrlerr: every request gets a 500 whose error text holds terminal escapes.
 import http.client, http.server, json, ssl, struct, sys, urllib.parse
 portfile, upstream, ca, cert, key, mode, zpath = sys.argv[1:8]
@@ -196,6 +201,16 @@ def rewrite(body):
         flags, plain, stored = struct.unpack("<III", body[off + 32:off + 44])
         off += 44 + stored
         out += cid + struct.pack("<III", 1, 16 << 20, len(zframe)) + zframe
+    return bytes(out)
+
+def flip(body):
+    # one byte of the first record's stored bytes, as a bad link would
+    n = struct.unpack("<I", body[8:12])[0]
+    stored = struct.unpack("<I", body[12 + 40:12 + 44])[0]
+    if n == 0 or stored == 0:
+        return body
+    out = bytearray(body)
+    out[12 + 44 + stored // 2] ^= 0x40
     return bytes(out)
 
 class H(http.server.BaseHTTPRequestHandler):
@@ -215,8 +230,12 @@ class H(http.server.BaseHTTPRequestHandler):
             data, status = r.read(), r.status
             ctype = r.getheader("Content-Type", "application/octet-stream")
             c.close()
-            if self.path.endswith("/chunks/fetch") and status == 200 and n > 32:
-                data = rewrite(data)
+            path = self.path.split("?")[0]
+            if path.endswith("/chunks/fetch") and status == 200:
+                if mode == "bigplain" and n > 32:
+                    data = rewrite(data)
+                elif mode == "flip" and "verify=client" in self.path:
+                    data = flip(data)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -275,6 +294,22 @@ if [ "$ASAN" = 0 ]; then
 	check "the agent's peak RSS stays small (${big_rss} MiB < 200)" test "${big_rss:-9999}" -lt 200
 fi
 check "nothing was written from the forged chunks" test -z "$(find "$T/big" -type f -size +1k 2>/dev/null)"
+
+# A chunk damaged on the way (the server's copy intact): the restore,
+# which checks every chunk itself (?verify=client), fails naming it; its
+# report makes the server check the chunk, find it intact and keep it.
+proxy_start flip
+"$AGENT" --server "$PURL" --token "$A" --ca "$CA" restore "$SID" \
+	--target "$T/flipped" > /dev/null 2> "$T/flip.err"
+check_eq "a chunk damaged on the way fails the restore" 1 "$?"
+sed 's/^/# /' "$T/flip.err" | tail -n 3
+check "naming the chunk" grep -qE "chunk [0-9a-f]{64} is corrupt" "$T/flip.err"
+check "and saying the server's copy is intact" \
+	grep -q "intact on the server: they were damaged on the way" "$T/flip.err"
+check "the server dropped nothing" not grep -q "is damaged" "$T/server.log"
+agent "$A" restore "$SID" --target "$T/unflipped" 2>/dev/null
+check "the same restore straight from the server succeeds" \
+	diff -r "$T/small" "$T/unflipped/${T#/}/small"
 
 proxy_start ctrlerr
 "$AGENT" --server "$PURL" --token "$A" --ca "$CA" snapshots > "$T/ctl.out" 2> "$T/ctl.err"
