@@ -94,3 +94,21 @@ int dd_id_verify(const struct dd_id *id, const void *data, size_t len)
 	return dd_error_set(-EBADMSG, "chunk %s: content hashes to %s",
 			    want_hex, got_hex);
 }
+
+static int dd_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DD_ID_LEN);
+}
+
+size_t dd_ids_sort_unique(struct dd_id *ids, size_t n)
+{
+	size_t i, u = 0;
+
+	if (n == 0)     /* qsort(NULL, 0, ...) is undefined */
+		return 0;
+	qsort(ids, n, sizeof(*ids), dd_id_cmp);
+	for (i = 0; i < n; i++)
+		if (u == 0 || !dd_id_eq(&ids[u - 1], &ids[i]))
+			ids[u++] = ids[i];
+	return u;
+}

@@ -37,5 +37,7 @@ void dd_id_to_hex(char *out, const struct dd_id *id);
 int dd_id_from_hex(struct dd_id *out, const char *hex);
 /* Verifies that `data` hashes to `id`; -EBADMSG if not. */
 int dd_id_verify(const struct dd_id *id, const void *data, size_t len);
+/* Sorts ids[0..n) and moves each id once to the front: the count kept. */
+size_t dd_ids_sort_unique(struct dd_id *ids, size_t n);
 
 #endif

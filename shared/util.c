@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -740,4 +741,86 @@ int dd_path_join(char *out, size_t outsz, const char *dir, const char *name)
 		return dd_error_set(-ENAMETOOLONG, "path too long: '%s/%s'",
 				    dir, name);
 	return 0;
+}
+
+struct dd_ticker {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* on CLOCK_MONOTONIC */
+	pthread_t thread;
+	bool stopping;
+	unsigned ms;
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void *dd_ticker_main(void *p)
+{
+	struct dd_ticker *t = p;
+	struct timespec until;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += t->ms / 1000;
+		until.tv_nsec += (long)(t->ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!t->stopping &&
+		       pthread_cond_timedwait(&t->wake, &t->lock, &until) !=
+		       ETIMEDOUT)
+			;
+		if (t->stopping)
+			break;
+		pthread_mutex_unlock(&t->lock);
+		t->fn(t->arg);
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+int dd_ticker_start(struct dd_ticker **out, unsigned ms, void (*fn)(void *),
+		    void *arg)
+{
+	pthread_condattr_t ca;
+	struct dd_ticker *t;
+	int rc;
+
+	*out = NULL;
+	if (!(t = calloc(1, sizeof(*t))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	t->ms = ms;
+	t->fn = fn;
+	t->arg = arg;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = pthread_create(&t->thread, NULL, dd_ticker_main, t);
+	if (rc != 0) {
+		pthread_cond_destroy(&t->wake);
+		pthread_mutex_destroy(&t->lock);
+		free(t);
+		return dd_error_set(-rc, "cannot start a thread: %s",
+				    strerror(rc));
+	}
+	*out = t;
+	return 0;
+}
+
+void dd_ticker_stop(struct dd_ticker *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stopping = true;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	pthread_cond_destroy(&t->wake);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
 }

@@ -145,4 +145,13 @@ void dd_format_time(char out[32], int64_t t);
 /* Random bytes from OpenSSL's CSPRNG. */
 int dd_random(void *out, size_t n);
 
+/* A thread that calls fn(arg) every `ms` milliseconds of the monotonic
+ * clock (the first call `ms` after the start) until stopped. */
+struct dd_ticker;
+int dd_ticker_start(struct dd_ticker **out, unsigned ms, void (*fn)(void *),
+		    void *arg);
+/* Waits for a call in progress to return, then ends the thread and frees
+ * the ticker (NULL is fine): fn is not called after this returns. */
+void dd_ticker_stop(struct dd_ticker *t);
+
 #endif

@@ -42,10 +42,7 @@ struct conns {
 	pthread_mutex_t lock;
 	struct conn *head, *tail;
 	struct conns_stats stats;   /* open, untrusted: counted on demand */
-	/* the watchdog */
-	pthread_t thread;
-	pthread_cond_t wake;
-	bool stopping;
+	struct dd_ticker *watchdog;   /* conns_watch every CONNS_TICK_MS */
 	double logged_at;
 	struct conns_stats logged;
 };
@@ -321,34 +318,16 @@ static void conns_log(struct conns *t, double now)
 	t->logged_at = now;
 }
 
-static void *conns_watch(void *arg)
+static void conns_watch(void *arg)
 {
 	struct conns *t = arg;
-	struct timespec until;
 
-	pthread_mutex_lock(&t->lock);
-	while (!t->stopping) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += CONNS_TICK_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&t->wake, &t->lock, &until);
-		if (t->stopping)
-			break;
-		pthread_mutex_unlock(&t->lock);
-		conns_tick(t, dd_monotonic());
-		conns_log(t, dd_monotonic());
-		pthread_mutex_lock(&t->lock);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return NULL;
+	conns_tick(t, dd_monotonic());
+	conns_log(t, dd_monotonic());
 }
 
 int conns_new(struct conns **out, const struct conns_limits *lim)
 {
-	pthread_condattr_t ca;
 	struct conns *t;
 	int rc;
 
@@ -361,17 +340,11 @@ int conns_new(struct conns **out, const struct conns_limits *lim)
 	t->lim = *lim;
 	t->logged_at = dd_monotonic();
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->wake, &ca);
-	pthread_condattr_destroy(&ca);
-	rc = pthread_create(&t->thread, NULL, conns_watch, t);
-	if (rc != 0) {
-		pthread_cond_destroy(&t->wake);
+	rc = dd_ticker_start(&t->watchdog, CONNS_TICK_MS, conns_watch, t);
+	if (rc < 0) {
 		pthread_mutex_destroy(&t->lock);
 		free(t);
-		return dd_error_set(-rc, "cannot start the connection "
-				    "watchdog: %s", strerror(rc));
+		return rc;
 	}
 	*out = t;
 	return 0;
@@ -383,11 +356,7 @@ void conns_free(struct conns *t)
 
 	if (!t)
 		return;
-	pthread_mutex_lock(&t->lock);
-	t->stopping = true;
-	pthread_cond_signal(&t->wake);
-	pthread_mutex_unlock(&t->lock);
-	pthread_join(t->thread, NULL);
+	dd_ticker_stop(t->watchdog);
 	conns_log(t, dd_monotonic() + CONNS_LOG_SEC);
 	/* Normally empty; entries left by a library that skipped a
 	 * notification are freed, not leaked. */
@@ -395,7 +364,6 @@ void conns_free(struct conns *t)
 		t->head = c->next;
 		free(c);
 	}
-	pthread_cond_destroy(&t->wake);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }

@@ -187,22 +187,11 @@ static int sync_need(struct sync_ctx *c, const struct dd_id *ids, size_t n)
 	return rc;
 }
 
-static int sync_id_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct dd_id));
-}
-
 /* sync_need over a gathered batch, each id once. */
 static int sync_need_batch(struct sync_ctx *c, struct dd_id *ids, size_t *n)
 {
-	size_t i, u = 0;
-	int rc;
+	int rc = sync_need(c, ids, dd_ids_sort_unique(ids, *n));
 
-	qsort(ids, *n, sizeof(*ids), sync_id_cmp);
-	for (i = 0; i < *n; i++)
-		if (u == 0 || !dd_id_eq(&ids[u - 1], &ids[i]))
-			ids[u++] = ids[i];
-	rc = sync_need(c, ids, u);
 	*n = 0;
 	return rc;
 }

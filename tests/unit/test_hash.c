@@ -1,6 +1,8 @@
 /* test_hash.c - SHA-256 ids: known vectors, incremental == one-shot, hex. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hash.h"
 #include "util.h"
@@ -80,10 +82,49 @@ static void test_hex_verify(void)
 	CHECK_EQ(dd_id_verify(&id, "ab", 2), -EBADMSG);
 }
 
+/* Sorted, each id once, the count kept; nothing lost or invented. */
+static void test_sort_unique(void)
+{
+	struct dd_id v[200], orig[200];
+	size_t i, j, n;
+
+	CHECK_EQ(dd_ids_sort_unique(NULL, 0), 0);
+	for (i = 0; i < 200; i++) {
+		memset(&v[i], 0, sizeof(v[i]));
+		/* 37 distinct ids, each several times, out of order; they
+		 * differ in the last byte only for some, the first for others */
+		v[i].b[(i % 37) % 2 ? 0 : DD_ID_LEN - 1] = (uint8_t)(i % 37 + 1);
+		v[i].b[5] = (uint8_t)((i * 13) % 37 % 2);
+		orig[i] = v[i];
+	}
+	n = dd_ids_sort_unique(v, 200);
+	CHECK(n > 0 && n <= 37);
+	for (i = 1; i < n; i++)
+		CHECK(memcmp(&v[i - 1], &v[i], DD_ID_LEN) < 0);
+	for (i = 0; i < 200; i++) {       /* every id is still there */
+		bool found = false;
+
+		for (j = 0; j < n; j++)
+			found = found || dd_id_eq(&orig[i], &v[j]);
+		CHECK(found);
+	}
+	for (j = 0; j < n; j++) {         /* and nothing else */
+		bool found = false;
+
+		for (i = 0; i < 200; i++)
+			found = found || dd_id_eq(&orig[i], &v[j]);
+		CHECK(found);
+	}
+	v[0] = orig[7];
+	CHECK_EQ(dd_ids_sort_unique(v, 1), 1);
+	CHECK(dd_id_eq(&v[0], &orig[7]));
+}
+
 int main(void)
 {
 	UNIT_RUN(test_vectors);
 	UNIT_RUN(test_incremental);
 	UNIT_RUN(test_hex_verify);
+	UNIT_RUN(test_sort_unique);
 	UNIT_DONE();
 }

@@ -2,7 +2,9 @@
  * file helpers. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -260,6 +262,72 @@ static void cleanup_tmpdir(void)
 		fprintf(stderr, "cannot remove %s\n", tmpdir);
 }
 
+struct tick_probe {
+	int calls;          /* atomic */
+	int in_call;        /* atomic: inside the callback now */
+	unsigned slow_ms;   /* each call sleeps this long */
+};
+
+static void tick_fn(void *arg)
+{
+	struct tick_probe *p = arg;
+
+	__atomic_store_n(&p->in_call, 1, __ATOMIC_SEQ_CST);
+	if (p->slow_ms)
+		usleep(p->slow_ms * 1000);
+	__atomic_add_fetch(&p->calls, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&p->in_call, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Waits (at most 10 s) until the probe saw `n` calls. */
+static bool tick_wait(struct tick_probe *p, int n)
+{
+	double end = dd_monotonic() + 10;
+
+	while (__atomic_load_n(&p->calls, __ATOMIC_SEQ_CST) < n &&
+	       dd_monotonic() < end)
+		usleep(1000);
+	return __atomic_load_n(&p->calls, __ATOMIC_SEQ_CST) >= n;
+}
+
+static void test_ticker(void)
+{
+	struct tick_probe p = { 0 };
+	struct dd_ticker *t;
+	double t0 = dd_monotonic();
+	int seen;
+
+	dd_ticker_stop(NULL);
+	CHECK_EQ(dd_ticker_start(&t, 20, tick_fn, &p), 0);
+	CHECK(tick_wait(&p, 3));
+	/* never sooner than its period: three calls take 60 ms at least */
+	CHECK(dd_monotonic() - t0 >= 0.059);
+	dd_ticker_stop(t);
+	seen = __atomic_load_n(&p.calls, __ATOMIC_SEQ_CST);
+	usleep(100 * 1000);
+	CHECK_EQ(__atomic_load_n(&p.calls, __ATOMIC_SEQ_CST), seen);
+
+	/* a stop during a call waits for it to return */
+	memset(&p, 0, sizeof(p));
+	p.slow_ms = 200;
+	CHECK_EQ(dd_ticker_start(&t, 1, tick_fn, &p), 0);
+	while (!__atomic_load_n(&p.in_call, __ATOMIC_SEQ_CST) &&
+	       dd_monotonic() < t0 + 20)
+		usleep(1000);
+	CHECK_EQ(__atomic_load_n(&p.in_call, __ATOMIC_SEQ_CST), 1);
+	dd_ticker_stop(t);
+	CHECK_EQ(__atomic_load_n(&p.in_call, __ATOMIC_SEQ_CST), 0);
+	CHECK(__atomic_load_n(&p.calls, __ATOMIC_SEQ_CST) >= 1);
+
+	/* a long period: a stop does not wait for the next call */
+	memset(&p, 0, sizeof(p));
+	t0 = dd_monotonic();
+	CHECK_EQ(dd_ticker_start(&t, 60000, tick_fn, &p), 0);
+	dd_ticker_stop(t);
+	CHECK(dd_monotonic() - t0 < 30);
+	CHECK_EQ(p.calls, 0);
+}
+
 int main(void)
 {
 	make_tmpdir();
@@ -271,6 +339,7 @@ int main(void)
 	UNIT_RUN(test_parse);
 	UNIT_RUN(test_files);
 	UNIT_RUN(test_time_random);
+	UNIT_RUN(test_ticker);
 	cleanup_tmpdir();
 	UNIT_DONE();
 }
