@@ -213,14 +213,14 @@ int fetch_batch_chunk(struct fetch_batch *b, size_t i, uint32_t plain_len,
 }
 
 int fetch_report_damaged(struct client *c, const struct dd_id *ids, size_t n,
-			 size_t *damaged)
+			 struct fetch_check *out)
 {
 	struct dd_buf resp;
 	json_error_t jerr;
-	json_t *reply = NULL, *arr;
+	json_t *reply = NULL, *checked, *damaged, *unknown, *sealed;
 	int rc;
 
-	*damaged = 0;
+	memset(out, 0, sizeof(*out));
 	dd_buf_init(&resp, 0);
 	rc = client_request(c, "POST", DD_API_PREFIX "/chunks/check",
 			    "application/octet-stream", ids, n * sizeof(*ids),
@@ -230,8 +230,30 @@ int fetch_report_damaged(struct client *c, const struct dd_id *ids, size_t n,
 		rc = dd_error_set(-EBADMSG, "server '%s' sent a bad reply to "
 				  "a chunk check: %s", client_server(c),
 				  jerr.text);
-	if (rc == 0 && json_is_array(arr = json_object_get(reply, "damaged")))
-		*damaged = json_array_size(arr);
+	if (rc == 0) {
+		checked = json_object_get(reply, "checked");
+		damaged = json_object_get(reply, "damaged");
+		unknown = json_object_get(reply, "unknown");
+		sealed = json_object_get(reply, "sealed"); /* newer servers */
+		out->damaged = json_array_size(damaged);
+		out->unknown = json_array_size(unknown);
+		out->sealed = json_array_size(sealed);
+		/* checked counts the damaged and sealed ones too */
+		if (!json_is_integer(checked) || !json_is_array(damaged) ||
+		    !json_is_array(unknown) ||
+		    (sealed && !json_is_array(sealed)) ||
+		    json_integer_value(checked) < 0 ||
+		    (uint64_t)json_integer_value(checked) >
+		    (uint64_t)n - out->unknown ||
+		    (size_t)json_integer_value(checked) <
+		    out->damaged + out->sealed)
+			rc = dd_error_set(-EBADMSG, "server '%s' sent a bad "
+					  "reply to a chunk check",
+					  client_server(c));
+		else
+			out->intact = (size_t)json_integer_value(checked) -
+				out->damaged - out->sealed;
+	}
 	json_decref(reply);
 	dd_buf_release(&resp);
 	return rc;
@@ -264,23 +286,37 @@ static void fetcher_report(struct fetcher *f)
 {
 	struct fetch_batch *b = f->batch;
 	struct dd_id *bad = NULL;
-	size_t n = 0, damaged = 0;
+	struct fetch_check got;
+	size_t n = 0;
 
 	for (size_t i = 0; i < b->nrecs; i++) {
 		if (b->plain_off[i] != FETCH_NOT_DECODED)
 			continue;
-		if (!bad && !(bad = malloc(b->nrecs * sizeof(*bad))))
+		if (!bad && !(bad = malloc(b->nrecs * sizeof(*bad)))) {
+			agent_warn("cannot tell the server of chunks that "
+				   "failed their check: out of memory");
 			return;
+		}
 		bad[n++] = b->recs[i].id;
 	}
-	if (n > 0 && fetch_report_damaged(f->client, bad, n, &damaged) < 0) {
+	/* a batch names each chunk once (fetch.h) */
+	if (n > 0 && fetch_report_damaged(f->client, bad, n, &got) < 0) {
 		agent_warn("cannot tell the server of %zu chunk(s) that failed "
 			   "their check: %s", n, dd_error_last());
 		dd_error_clear();
-	} else if (damaged < n) {
-		agent_warn("%zu chunk(s) that failed their check here are "
-			   "intact on the server: they were damaged on the way "
-			   "or in this machine's memory", n - damaged);
+	} else if (n > 0) {
+		if (got.intact)
+			agent_warn("%zu chunk(s) that failed their check here "
+				   "are intact on the server: they were damaged "
+				   "on the way or in this machine's memory",
+				   got.intact);
+		if (got.sealed)
+			agent_warn("%zu sealed chunk(s) failed their check "
+				   "here: the server cannot check them without "
+				   "the key and keeps them; if they fail again, "
+				   "the repository's copy is damaged "
+				   "(docs/ENCRYPTION.md, \"Damaged sealed "
+				   "chunks\")", got.sealed);
 	}
 	free(bad);
 }

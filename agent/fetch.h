@@ -74,15 +74,24 @@ int fetch_batch_chunk_ref(struct fetch_batch *b, size_t i, uint32_t plain_len,
 			  const uint8_t **data, struct dd_buf *scratch,
 			  void *dctx);
 
+/* What the server found of the chunks a client reported. */
+struct fetch_check {
+	size_t intact;    /* re-hashed and found good: damaged on the way */
+	size_t damaged;   /* dropped from its index */
+	size_t sealed;    /* client-side encrypted: only their layout checked */
+	size_t unknown;   /* not held for this client (any more) */
+};
+
 /*
- * Tells the server that the `n` ids fetched with ?verify=client failed
- * their check here (POST /api/v1/chunks/check): it re-hashes them and
- * drops a damaged one from its index, so the next backup that has its
- * bytes sends it again (docs/API.md, "Damaged chunks"). Sets *damaged to
- * how many the server found damaged. 0 or a negative errno with a reason.
+ * Tells the server that the `n` distinct ids fetched with ?verify=client
+ * failed their check here (POST /api/v1/chunks/check): it re-hashes them
+ * and drops a damaged one from its index, so the next backup that has its
+ * bytes sends it again (docs/API.md, "Damaged chunks"). Fills *out from
+ * its reply. 0 or a negative errno with a reason (a reply without those
+ * counts is -EBADMSG).
  */
 int fetch_report_damaged(struct client *c, const struct dd_id *ids, size_t n,
-			 size_t *damaged);
+			 struct fetch_check *out);
 
 /*
  * A thread that runs fetch_batch_get() in the background, on its own

@@ -15,6 +15,12 @@
  * decompression and hashing one request can cost. The agent's batches
  * stay under it (at most 32 MiB plus one chunk). */
 #define DD_MAX_UPLOAD_PLAIN (128u * 1024 * 1024)
+/* Plain bytes the server decodes and re-hashes for one POST /chunks/fetch
+ * that it checks (verify=server) or one POST /chunks/check, each id
+ * counted as often as it is asked for: the bound of an upload, checked
+ * before a byte is read (413). The agent's fetch batches stay under it
+ * (16 MiB plus one chunk). */
+#define DD_MAX_CHECK_PLAIN DD_MAX_UPLOAD_PLAIN
 #define DD_MAX_IDS_PER_QUERY 65536u              /* /chunks/missing, /fetch */
 #define DD_MAX_FETCH_RESPONSE (64u * 1024 * 1024)/* /chunks/fetch reply */
 #define DD_MAX_JSON_BODY (16u * 1024 * 1024)     /* POST /snapshots */

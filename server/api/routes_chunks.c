@@ -626,6 +626,20 @@ cleanup:
 	return rc;
 }
 
+/* 413 when the chunks of a request the server checks decode to more
+ * than it checks for one request (their plain bytes, each id counted as
+ * often as it is asked for): true when the request is answered. */
+static bool routes_check_too_big(struct http_reply *rep, uint64_t plain)
+{
+	if (plain <= DD_MAX_CHECK_PLAIN)
+		return false;
+	http_reply_error(rep, 413, "the chunks decode to %llu bytes, more than "
+			 "the %u the server checks for one request; ask for "
+			 "fewer", (unsigned long long)plain,
+			 DD_MAX_CHECK_PLAIN);
+	return true;
+}
+
 void route_fetch(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
 {
@@ -637,7 +651,7 @@ void route_fetch(void *payload, const struct http_request *req,
 	struct dd_buf out;
 	struct dd_id id;
 	char hex[DD_ID_HEX_LEN + 1];
-	uint64_t total = DD_BUNDLE_HEADER_LEN;
+	uint64_t total = DD_BUNDLE_HEADER_LEN, plain = 0;
 	const char *verify;
 	uint8_t *data;
 	size_t n, i, len;
@@ -679,6 +693,7 @@ void route_fetch(void *payload, const struct http_request *req,
 			goto cleanup;
 		}
 		total += DD_BUNDLE_RECORD_HEADER_LEN + locs[i].stored_len;
+		plain += locs[i].plain_len;
 	}
 	if (total > DD_MAX_FETCH_RESPONSE) {
 		http_reply_error(rep, 413, "reply would be %llu bytes, more than "
@@ -687,6 +702,8 @@ void route_fetch(void *payload, const struct http_request *req,
 				 DD_MAX_FETCH_RESPONSE);
 		goto cleanup;
 	}
+	if (!f.client_checks && routes_check_too_big(rep, plain))
+		goto cleanup;
 	rc = dd_buf_reserve(&out, (size_t)total);
 	if (rc == 0)
 		rc = dd_bundle_begin(&out);
@@ -722,8 +739,11 @@ cleanup:
  * match its id says so here, and the server drops a damaged one from its
  * index as a fetch it checked would have (store_forget), so that the next
  * backup sends it again. What the client claims changes nothing by
- * itself: only the server's own check drops a chunk. The stored bytes of
- * one request are bounded as a fetch reply's are (413).
+ * itself: only the server's own check drops a chunk. Each id is checked
+ * once however often it is listed; the stored bytes of one request are
+ * bounded as a fetch reply's are, their plain bytes as a checked fetch's
+ * (413). A sealed chunk's bytes need the client's key: the server checks
+ * its layout only, and lists one that passes as `sealed`.
  */
 void route_check(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
@@ -734,81 +754,102 @@ void route_check(void *payload, const struct http_request *req,
 	struct dd_chunk_loc loc;
 	struct dd_buf stored, plain;
 	ZSTD_DCtx *dctx = NULL;
-	json_t *damaged = NULL, *unknown = NULL;
+	json_t *damaged = NULL, *unknown = NULL, *sealed = NULL;
 	char hex[DD_ID_HEX_LEN + 1];
 	uint64_t total = 0, checked = 0;
-	struct dd_id id;
+	struct dd_id *ids;
+	uint64_t plain_total = 0;
 	size_t n, i;
 	int rc = 0;
 
-	dd_buf_init(&stored, 0);
-	dd_buf_init(&plain, 0);
 	if (!routes_ids(req, rep, &n))
 		return;
+	if (!(ids = malloc(n * sizeof(*ids)))) {
+		routes_fail(rep, -ENOMEM);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		routes_id_at(&ids[i], req, i);
+	n = dd_ids_sort_unique(ids, n);   /* each id once, in key order */
+	dd_buf_init(&stored, 0);
+	dd_buf_init(&plain, 0);
 	dom = routes_read_domain(ctx, req, &buf);
 	for (i = 0; i < n; i++) {
-		routes_id_at(&id, req, i);
-		rc = domains_lookup(ctx->store, dom, &id, &loc);
-		if (rc == 0)
+		rc = domains_lookup(ctx->store, dom, &ids[i], &loc);
+		if (rc == 0) {
 			total += loc.stored_len;
-		else if (rc != -ENOENT)
+			plain_total += loc.plain_len;
+		} else if (rc != -ENOENT) {
 			break;
+		}
 		rc = 0;
 	}
 	if (rc < 0) {
 		routes_fail(rep, rc);
-		return;
+		goto cleanup;
 	}
 	if (total > DD_MAX_FETCH_RESPONSE) {
 		http_reply_error(rep, 413, "the chunks hold %llu bytes, more "
 				 "than the limit of %u; ask about fewer",
 				 (unsigned long long)total,
 				 DD_MAX_FETCH_RESPONSE);
-		return;
+		goto cleanup;
 	}
+	if (routes_check_too_big(rep, plain_total))
+		goto cleanup;
 	damaged = json_array();
 	unknown = json_array();
+	sealed = json_array();
 	dctx = ZSTD_createDCtx();
-	if (!damaged || !unknown || !dctx) {
+	if (!damaged || !unknown || !sealed || !dctx) {
 		routes_fail(rep, -ENOMEM);
 		goto cleanup;
 	}
 	for (i = 0; i < n && rc == 0; i++) {
-		routes_id_at(&id, req, i);
-		dd_id_to_hex(hex, &id);
-		rc = domains_lookup(ctx->store, dom, &id, &loc);
+		json_t *to = NULL;
+
+		dd_id_to_hex(hex, &ids[i]);
+		rc = domains_lookup(ctx->store, dom, &ids[i], &loc);
 		if (rc == 0)
-			rc = store_read_stored(ctx->store, &id, &loc, &stored);
+			rc = store_read_stored(ctx->store, &ids[i], &loc,
+					       &stored);
 		if (rc == 0) {
 			checked++;
-			rc = store_verify(&id, loc.flags, loc.plain_len,
+			rc = store_verify(&ids[i], loc.flags, loc.plain_len,
 					  stored.data, stored.len, &plain,
 					  dctx);
 		}
 		if (rc == -EBADMSG) {
 			/* a bad header (store_read_stored) or bad bytes */
-			store_forget(ctx->store, &id, &loc);
-			rc = json_array_append_new(damaged,
-						   json_string(hex)) ? -ENOMEM : 0;
+			store_forget(ctx->store, &ids[i], &loc);
+			to = damaged;
 		} else if (rc == -ENOENT) {
-			rc = json_array_append_new(unknown,
-						   json_string(hex)) ? -ENOMEM : 0;
+			to = unknown;
+		} else if (rc == 0 && (loc.flags & DD_COMP_SEALED)) {
+			/* its layout is all the server can check */
+			to = sealed;
 		}
+		if (to)
+			rc = json_array_append_new(to, json_string(hex)) ?
+				-ENOMEM : 0;
 	}
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
 	metrics_check(ctx->metrics, checked, json_array_size(damaged));
-	http_reply_json(rep, 200, json_pack("{s:I, s:o, s:o}",
+	http_reply_json(rep, 200, json_pack("{s:I, s:o, s:o, s:o}",
 					    "checked", (json_int_t)checked,
 					    "damaged", damaged,
-					    "unknown", unknown));
-	damaged = unknown = NULL;
+					    "unknown", unknown,
+					    "sealed", sealed));
+	damaged = unknown = sealed = NULL;
 cleanup:
 	json_decref(damaged);
 	json_decref(unknown);
+	json_decref(sealed);
 	ZSTD_freeDCtx(dctx);
 	dd_buf_release(&stored);
 	dd_buf_release(&plain);
+	free(ids);
 }

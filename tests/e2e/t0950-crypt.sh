@@ -291,6 +291,22 @@ rm -rf "$T/r4"
 eagent "$A" "$K1" restore "$S2" --target "$T/r4" >/dev/null 2>"$T/r4.err"
 check "a damaged sealed chunk fails the restore" test "$?" -ne 0
 check "the error names the chunk" grep -q "chunk ${HIT:-none}" "$T/r4.err"
+# The agent reported it (POST /chunks/check): the server can check only a
+# sealed chunk's layout, so it keeps it and says so, and the agent does
+# not blame the way or its memory (docs/ENCRYPTION.md, "Damaged sealed
+# chunks").
+check "the agent says the server cannot check it" \
+	grep -q "1 sealed chunk(s) failed their check here" "$T/r4.err"
+check "and does not call it intact on the server" \
+	not grep -q "intact on the server" "$T/r4.err"
+check "the server kept it" not grep -q "chunk ${HIT:-none} is damaged" "$T/server.log"
+hexbytes "${HIT:-00}" > "$T/hit.bin"
+out=$(api "$A" POST /api/v1/chunks/check -H 'Content-Type: application/octet-stream' \
+	--data-binary @"$T/hit.bin")
+check_eq "/chunks/check lists it as sealed" "[\"$HIT\"]" \
+	"$(json_get "$(head -n1 <<<"$out")" sealed)"
+check_eq "not damaged" "[]" "$(json_get "$(head -n1 <<<"$out")" damaged)"
+check_eq "and counts it checked" 1 "$(json_get "$(head -n1 <<<"$out")" checked)"
 r4_ok() { # every regular file the failed restore left equals its source
 	local f
 	[ -d "$T/r4$SRC" ] || return 0

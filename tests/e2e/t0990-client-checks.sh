@@ -11,7 +11,10 @@
 #     sends a damaged chunk's bytes (the caller checks) and drops nothing;
 #     POST /chunks/check keeps an intact chunk, says "unknown" for an id
 #     the caller's domain does not hold (another domain's damaged chunk
-#     stays indexed), refuses a malformed body, and drops a damaged one;
+#     stays indexed), refuses a malformed body, checks an id listed many
+#     times once, and drops a damaged one (named once); what one request
+#     makes the server decode is bounded: a fetch it checks of a
+#     compressible chunk asked for until it decodes past 128 MiB is 413;
 #   - the agent: a restore over a damaged chunk fails naming it, the
 #     server has dropped it, the next backup sends it again and its
 #     snapshot restores identical; the server kept serving throughout.
@@ -27,6 +30,8 @@ mkdir -p "$SRC/small"
 prand one 3000000 > "$SRC/one.bin"
 prand two 2000000 > "$SRC/two.bin"
 for i in $(seq 1 30); do echo "small file $i" > "$SRC/small/f$i"; done
+# one chunk that decodes to far more than it stores (the plain-bytes cap)
+head -c 1048576 /dev/zero | tr '\0' a > "$SRC/aaa.txt"
 tree_manifest "$SRC" > "$T/m.src"
 
 metric() {
@@ -99,9 +104,26 @@ check_eq "a body that is not whole ids is 400" 400 \
 check_eq "an empty body is 400" 400 \
 	"$(api_status "$A" POST /api/v1/chunks/check "${octets[@]}" --data-binary '')"
 check_eq "GET of the route is 405" 405 "$(api_status "$A" GET /api/v1/chunks/check)"
-out=$(api "$A" POST /api/v1/chunks/check "${octets[@]}" --data-binary @"$T/vid.bin")
-check_eq "check of the damaged chunk: 200" 200 "$(tail -n1 <<<"$out")"
-check_eq "it is named damaged" "[\"$vid\"]" "$(json_get "$(head -n1 <<<"$out")" damaged)"
+# What one request makes the server decode is bounded: the most
+# compressible chunk asked for again and again decodes past 128 MiB.
+read -r zid _ _ zplain zstored < <(awk '$4 >= 65536' "$T/records" | sort -k5 -n | head -n1)
+reps=$((134217728 / ${zplain:-1} + 1))
+for _ in $(seq 1 "$reps"); do hexbytes "$zid"; done > "$T/zids.bin"
+echo "# chunk $zid: $zplain plain bytes stored in $zstored, asked for $reps times"
+check_eq "a fetch the server checks that decodes past 128 MiB is 413" 413 \
+	"$(api_status "$A" POST '/api/v1/chunks/fetch?verify=server' "${octets[@]}" --data-binary @"$T/zids.bin")"
+check_eq "the same fetch left to the client is 200 (it sends stored bytes)" 200 \
+	"$(api_status "$A" POST '/api/v1/chunks/fetch?verify=client' "${octets[@]}" --data-binary @"$T/zids.bin")"
+out=$(api "$A" POST /api/v1/chunks/check "${octets[@]}" --data-binary @"$T/zids.bin")
+check_eq "a check lists it $reps times: 200" 200 "$(tail -n1 <<<"$out")"
+check_eq "and checks it once" 1 "$(json_get "$(head -n1 <<<"$out")" checked)"
+# The damaged chunk listed three times: checked, named and dropped once.
+cat "$T/vid.bin" "$T/vid.bin" "$T/vid.bin" > "$T/vid3.bin"
+out=$(api "$A" POST /api/v1/chunks/check "${octets[@]}" --data-binary @"$T/vid3.bin")
+check_eq "check of the damaged chunk (listed 3 times): 200" 200 "$(tail -n1 <<<"$out")"
+check_eq "it is named damaged once" "[\"$vid\"]" "$(json_get "$(head -n1 <<<"$out")" damaged)"
+check_eq "and not unknown" "[]" "$(json_get "$(head -n1 <<<"$out")" unknown)"
+check_eq "checked once" 1 "$(json_get "$(head -n1 <<<"$out")" checked)"
 check "the server log says it dropped it" grep -q "chunk $vid is damaged" "$T/server.log"
 api "$A" POST /api/v1/chunks/missing "${octets[@]}" --data-binary @"$T/vid.bin" > "$T/miss"
 check_eq "it is missing now" 01 "$(head -c1 "$T/miss" | xxd -p)"
