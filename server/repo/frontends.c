@@ -43,6 +43,11 @@ struct frontends {
 	double hb_ok;
 	bool hb_ok_known;
 	bool fence_logged;      /* the fence was announced in the log */
+	bool hb_fail_logged;    /* a failed heartbeat, too (under `lock`) */
+	/* Writes the heartbeat every FRONTENDS_TICK_SEC on its own thread,
+	 * whatever the tick is busy with (dropping a stale cache can take
+	 * longer than the alive bound): frontends_hb_tick. */
+	struct dd_ticker *hb_ticker;
 	bool stale_logged;      /* a cache that could not be dropped, too */
 	/* The tick's thread giving adopted snapshots their dedup-domain
 	 * memberships (regrant_adopted): running, finished (atomic), and
@@ -55,6 +60,7 @@ struct frontends {
 
 static int frontends_check_epoch(struct frontends *f);
 static int frontends_heartbeat(struct frontends *f);
+static void frontends_hb_tick(void *arg);
 
 /* A whole small object into *out (NUL-terminated, caller frees). */
 static int pool_get(struct backend *be, const char *name, uint8_t **out,
@@ -254,6 +260,12 @@ int frontends_new(struct frontends **out, const char *repo,
 	if (rc < 0)
 		log_warning("cannot sync with the other front-ends: %s",
 			    log_reason(rc));
+	rc = dd_ticker_start(&f->hb_ticker, FRONTENDS_TICK_SEC * 1000,
+			     frontends_hb_tick, f);
+	if (rc < 0) {
+		frontends_free(f);
+		return rc;
+	}
 	*out = f;
 	return 0;
 }
@@ -262,6 +274,8 @@ void frontends_free(struct frontends *f)
 {
 	if (!f)
 		return;
+	/* first: no heartbeat may be written after the one removed below */
+	dd_ticker_stop(f->hb_ticker);
 	if (f->grant_running) {
 		__atomic_store_n(&f->grant_cancel, 1, __ATOMIC_RELAXED);
 		pthread_join(f->grant_thr, NULL);
@@ -447,6 +461,18 @@ static long long heartbeat_test_skew(void)
 	return errno == 0 && *end == 0 && n >= -3600 && n <= 3600 ? n : 0;
 }
 
+/* Test hook (docs/OPERATIONS.md): while the file named by
+ * DEDUP_TEST_TICK_STALL exists, serve's tick waits (at most 120 s), as
+ * one dropping a large stale cache would. */
+static void tick_test_stall(void)
+{
+	const char *path = getenv("DEDUP_TEST_TICK_STALL");
+
+	for (int i = 0; path && *path && i < 1200 &&
+	     access(path, F_OK) == 0; i++)
+		usleep(100 * 1000);
+}
+
 /* Writes this front-end's heartbeat with the sessions open now, counted
  * under hb_lock: heartbeats are written in the order their counts were
  * taken, so the last one never misses a session whose open was already
@@ -479,6 +505,44 @@ static int frontends_heartbeat(struct frontends *f)
 	}
 	pthread_mutex_unlock(&f->lock);
 	return rc;
+}
+
+/* Whether this front-end has fenced itself (frontends_fenced), quietly. */
+static bool frontends_fence_up(struct frontends *f)
+{
+	double bound = frontends_fence_sec();
+	bool up;
+
+	pthread_mutex_lock(&f->lock);
+	up = !f->hb_ok_known || dd_monotonic() - f->hb_ok > bound;
+	pthread_mutex_unlock(&f->lock);
+	return up;
+}
+
+/* The heartbeat thread's call. While fenced, the local cache is first
+ * brought up to the gc epoch (a collection elsewhere may have taken this
+ * front-end for dead and deleted), so that the heartbeat that lifts the
+ * fence lets no answer come from a stale cache, as at the start. A
+ * failure is logged once until one is written again (frontends_heartbeat
+ * says so when the fence lifts). */
+static void frontends_hb_tick(void *arg)
+{
+	struct frontends *f = arg;
+	int rc = frontends_fence_up(f) ? frontends_check_epoch(f) : 0;
+	bool first;
+
+	if (rc == 0)
+		rc = frontends_heartbeat(f);
+
+	pthread_mutex_lock(&f->lock);
+	first = rc < 0 && !f->hb_fail_logged;
+	f->hb_fail_logged = rc < 0;
+	pthread_mutex_unlock(&f->lock);
+	if (first)
+		log_warning("cannot write this front-end's heartbeat (tried "
+			    "again every %d s): %s", FRONTENDS_TICK_SEC,
+			    log_reason(rc));
+	dd_error_clear();
 }
 
 int frontends_fenced(struct frontends *f)
@@ -628,7 +692,14 @@ int frontends_session_opened(void *payload, unsigned open_now,
 	if (rc < 0)
 		return log_wrap(-EIO, "cannot reach the pool shared with the "
 				"other front-ends");
-	*epoch = e.n;
+	/* Another front-end's collection still marked running that was not
+	 * waited for: its lease looks expired by this machine's clock,
+	 * which may be set otherwise than the collector's. The session may
+	 * then run beside its deletions, so it takes the epoch before: its
+	 * snapshot is checked against the shared index at commit whatever
+	 * the epoch is then (frontends_snapshot_commit), even if the
+	 * collection ends without another bump. */
+	*epoch = e.running && e.by != f->fe ? e.n - 1 : e.n;
 	return 0;
 }
 
@@ -701,9 +772,9 @@ void frontends_tick(struct frontends *f)
 		return;
 	f->next = now + FRONTENDS_TICK_SEC;
 	dd_error_clear();
+	tick_test_stall();
+	/* the heartbeat has its own thread (frontends_hb_tick) */
 	rc = frontends_check_epoch(f);
-	if (rc == 0)
-		rc = frontends_heartbeat(f);
 	if (rc == 0) {
 		rc = frontends_clients_pull(f->be, f->repo, &changed, NULL,
 					    NULL);
@@ -771,6 +842,20 @@ static void peers_busy(struct peers *p, const char *num, unsigned open,
 		 "open%s", num, open, why);
 }
 
+/* A heartbeat that cannot be read: one removed belongs to a front-end
+ * that stopped (frontends_free), with no session open; any other error
+ * tells nothing, so the front-end is taken for busy (the collection
+ * defers its deletions rather than guess). */
+static void peers_unread(struct peers *p, const char *num, int rc)
+{
+	if (rc != -ENOENT && !p->busy) {
+		p->busy = true;
+		snprintf(p->who, p->whysz, "the heartbeat of front-end %s "
+			 "cannot be read (%s)", num, log_reason(rc));
+	}
+	dd_error_clear();
+}
+
 static int peers_cb(const char *name, void *payload)
 {
 	struct peers *p = payload;
@@ -779,11 +864,12 @@ static int peers_cb(const char *name, void *payload)
 	unsigned open = 0;
 	uint8_t *data;
 	size_t len;
+	int rc;
 
 	if ((uint32_t)strtoul(num, NULL, 10) == p->self)
 		return 0;
-	if (pool_get(p->be, name, &data, &len) < 0) {
-		dd_error_clear();
+	if ((rc = pool_get(p->be, name, &data, &len)) < 0) {
+		peers_unread(p, num, rc);
 		return 0;
 	}
 	peers_parse(data, len, &t, &open);
@@ -838,15 +924,18 @@ static void peers_watch(struct peers *p)
 			int rc = pool_get(p->be, s->name, &data, &len);
 
 			if (rc < 0) {
-				dd_error_clear();
-				continue;   /* gone or unreadable: no news */
-			}
-			if (len == s->len && memcmp(data, s->data, len) == 0) {
+				peers_unread(p, s->name +
+					     strlen(FRONTENDS_ACTIVE_PREFIX),
+					     rc);
+				open = 0;   /* removed: stopped, not a suspect */
+			} else if (len == s->len &&
+				   memcmp(data, s->data, len) == 0) {
 				free(data);
 				continue;
+			} else {
+				peers_parse(data, len, &t, &open);
+				free(data);
 			}
-			peers_parse(data, len, &t, &open);
-			free(data);
 			if (open > 0)
 				peers_busy(p, s->name +
 					   strlen(FRONTENDS_ACTIVE_PREFIX),

@@ -23,7 +23,12 @@
 #      taken for dead while it writes them: a collection elsewhere watches
 #      its heartbeat change and deletes nothing, and its session's
 #      snapshot is acknowledged (on the code before, its chunks were
-#      swept and the snapshot refused).
+#      swept and the snapshot refused);
+#   7. a front-end whose tick stalls past the alive bound (test hook: as
+#      a long cache drop would) keeps writing its heartbeat on its own
+#      thread: a collection elsewhere defers, its snapshot is
+#      acknowledged (on the code before, the heartbeat stopped with the
+#      tick: the front-end fenced itself and its chunks were swept).
 # Every refused snapshot leaves nothing behind; at the end a collection on
 # A marks from every snapshot in the pool and check --read-data is clean
 # on both front-ends (on the code before, the stalled or restarted
@@ -259,6 +264,22 @@ check "A's collection does not take B for dead" test -z "$removed"
 check "it watched B's heartbeat and saw it written" grep -q "clock is behind" "$T/gca.out"
 check_eq "the chunks are still present for B" "200 present" "$(missing s6)"
 check_eq "and B's snapshot of them is acknowledged" 201 "$(snapshot s6 "$S6")"
+server_stop
+
+# ---- 7. B's tick stalls (a long cache drop): its heartbeat goes on ----
+DEDUP_TEST_TICK_STALL=$T/tickstall server_start "$RB" || exit 1
+mk s7
+S7=$(session_open)
+check "a session opens on B" test -n "$S7"
+check_eq "its chunks upload through B" 200 "$(upload s7)"
+touch "$T/tickstall"
+removed=$(gc_a)
+sed -n 's/^/# /; /deleting nothing/p' "$T/gca.out"
+check "A's collection does not take B for dead while B's tick stalls" test -z "$removed"
+check "it saw B's heartbeat written" grep -q "deleting nothing: front-end" "$T/gca.out"
+check_eq "the chunks are still present for B" "200 present" "$(missing s7)"
+check_eq "and B's snapshot of them is acknowledged" 201 "$(snapshot s7 "$S7")"
+rm -f "$T/tickstall"
 server_stop
 
 # every snapshot in the pool is whole: A adopts them all and marks from
