@@ -16,6 +16,12 @@
 #   DD_BENCH_IDS      ids asked per missing-query run, default 4000000
 #   DD_BENCH_GC       1 = time `gc --dry-run` on the synthetic index
 #                     (default 1)
+#   DD_BENCH_MEMCAP_MIB  the synthetic index asked again with the server in
+#                     a memory cgroup of this size (anonymous memory and
+#                     page cache, the mapped index tables included),
+#                     default 256, 0 = skip; needs a writable memory
+#                     cgroup (root), skipped with a note otherwise
+#   DD_BENCH_MEMCAP_IDS  ids asked per run in the cgroup, default 500000
 #   DD_BENCH_DOCS     1 = put the report in docs/BENCHMARKS.md (section
 #                     "The server alone"); default: only a full run
 #                     (DD_BENCH_CHUNKS >= 50000000, all four client counts)
@@ -41,6 +47,8 @@ CHUNKS=${DD_BENCH_CHUNKS:-50000000}
 IDS=${DD_BENCH_IDS:-4000000}
 GC=${DD_BENCH_GC:-1}
 DOCS=${DD_BENCH_DOCS:-}
+MEMCAP=${DD_BENCH_MEMCAP_MIB:-256}
+MEMCAP_IDS=${DD_BENCH_MEMCAP_IDS:-500000}
 SEED=1
 TICK=$(getconf CLK_TCK)
 
@@ -53,7 +61,9 @@ mkdir -p "$W" || die "cannot make $W"
 RES=$W/results.jsonl
 : > "$RES"
 SERVER_PID=
-trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null' EXIT
+CG=       # a memory cgroup this script made (memcg_make), or empty
+CGPROCS=  # when set, start() puts the server in that cgroup first
+trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; memcg_remove' EXIT
 
 note() { printf '%s\n' "$1" >> "$RES"; }
 
@@ -69,10 +79,14 @@ server_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 start() {
 	local ready=$W/ready i
 	rm -f "$ready"
-	"$SERVER" serve --config /dev/null --repo "$1" --listen 127.0.0.1:0 \
-		--ready-file "$ready" --set max_connections=512 \
-		--set per_ip_connections=0 --set missing_ids_per_second=0 \
-		2>>"$2" &
+	# A shell that joins the cgroup (when one is set) and execs the
+	# server, so that $! is the server's own pid.
+	# shellcheck disable=SC2016
+	sh -c 'if [ -n "$0" ]; then echo $$ > "$0" || exit 1; fi; exec "$@"' \
+		"$CGPROCS" "$SERVER" serve --config /dev/null --repo "$1" \
+		--listen 127.0.0.1:0 --ready-file "$ready" \
+		--set max_connections=512 --set per_ip_connections=0 \
+		--set missing_ids_per_second=0 2>>"$2" &
 	SERVER_PID=$!
 	for i in $(seq 1 600); do
 		[ -s "$ready" ] && break
@@ -90,8 +104,43 @@ stop() {
 		kill -0 "$SERVER_PID" 2>/dev/null || break
 		sleep 0.1
 	done
+	kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
 	wait "$SERVER_PID" 2>/dev/null
 	SERVER_PID=
+}
+
+# memcg_make MIB: a fresh memory cgroup below this shell's own, limited
+# to MIB MiB (cgroup v1 `memory.limit_in_bytes`, or v2 `memory.max`);
+# sets CG, CGPROCS and CGPEAK (the file of its peak usage). Returns 1,
+# leaving them empty, where no such cgroup can be made.
+memcg_make() {
+	local bytes=$(($1 * 1048576)) own dir
+	own=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)
+	if [ -n "$own" ] && [ -w "/sys/fs/cgroup/memory$own" ]; then
+		dir=/sys/fs/cgroup/memory$own/dedup-bench-$$
+		mkdir "$dir" 2>/dev/null || return 1
+		CG=$dir
+		echo "$bytes" > "$dir/memory.limit_in_bytes" 2>/dev/null ||
+			{ memcg_remove; return 1; }
+		CGPEAK=$dir/memory.max_usage_in_bytes
+	else
+		own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+		dir=/sys/fs/cgroup$own/dedup-bench-$$
+		[ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] || return 1
+		mkdir "$dir" 2>/dev/null || return 1
+		CG=$dir
+		{ echo "$bytes" > "$dir/memory.max" && [ -r "$dir/memory.peak" ]; } \
+			2>/dev/null || { memcg_remove; return 1; }
+		CGPEAK=$dir/memory.peak
+	fi
+	CGPROCS=$CG/cgroup.procs
+}
+
+# Removes the cgroup memcg_make made (its processes have ended).
+memcg_remove() {
+	[ -n "$CG" ] && rmdir "$CG" 2>/dev/null
+	CG=
+	CGPROCS=
 }
 
 # measure KIND JSON-FROM-LOAD CPU0: the load's object with the server's
@@ -171,6 +220,55 @@ for kind in absent present; do
 	done
 done
 stop
+
+# ---- the same index, the server held to MEMCAP MiB in a memory cgroup:
+# its anonymous memory and the page cache it reads (the mapped tables)
+# are charged there, and the kernel takes pages back to stay under. The
+# tables are first dropped from the page cache (filled by the writer and
+# the runs above, so charged elsewhere) so that the server's reads are
+# charged to its cgroup.
+if [ "$MEMCAP" -gt 0 ] 2>/dev/null; then
+	if memcg_make "$MEMCAP"; then
+		for f in "$R"/index/*.ldb; do
+			dd if="$f" iflag=nocache count=0 status=none 2>/dev/null
+		done
+		start "$R" "$W/server-capped.log"
+		failed=
+		for kind in absent present; do
+			for n in 1 4; do
+				[ -z "$failed" ] || break
+				cpu0=$(server_cpu "$SERVER_PID")
+				if out=$(timeout 300 "$LOAD" missing "$URL" \
+					"$R/tls/cert.pem" "$TOK" "$n" "$MEMCAP_IDS" \
+					"$kind" "$CHUNKS" "$SEED"); then
+					measure "capped-$kind" "$out" "$cpu0"
+					echo "capped $kind N=$n: $(tail -1 "$RES")"
+				elif kill -0 "$SERVER_PID" 2>/dev/null; then
+					# Reported, not fatal: what a server held this
+					# tight does is the measurement.
+					failed="$kind ids, $n clients: not answered within 300 s"
+					echo "capped $kind N=$n: $failed"
+				else
+					failed="$kind ids, $n clients: the server was killed (out of memory in its cgroup)"
+					echo "capped $kind N=$n: $failed"
+				fi
+			done
+		done
+		peak=$(( $(cat "$CGPEAK") / 1048576 ))
+		if kill -0 "$SERVER_PID" 2>/dev/null; then
+			stop
+		else
+			wait "$SERVER_PID" 2>/dev/null
+			SERVER_PID=
+		fi
+		note "{\"kind\": \"capped\", \"cap_mib\": $MEMCAP, \
+\"peak_mib\": $peak, \"ids\": $MEMCAP_IDS${failed:+, \"failed\": \"$failed\"}}"
+		memcg_remove
+	else
+		note "{\"kind\": \"capped\", \"cap_mib\": $MEMCAP, \"skipped\": \"no writable memory cgroup\"}"
+		echo "capped runs skipped: no writable memory cgroup here"
+	fi
+fi
 # The collector's own memory is its anonymous RSS (RssAnon), sampled
 # while it runs; its peak RSS also counts the index tables it maps.
 if [ "$GC" = 1 ]; then

@@ -54,15 +54,15 @@ def clients_table(rows, floor):
     return out, fl_gb
 
 
-def index_table(rows):
+def index_table(rows, prefix="index-"):
     out = ["| query | clients | ids/s | target | server CPU s | "
            "ids per server CPU s | p50/p90/p99/max ms (4096 ids a "
            "request) | server RSS MiB (anonymous) |",
            "|---|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
-        if not r["kind"].startswith("index-"):
+        if not r["kind"].startswith(prefix):
             continue
-        q = r["kind"][6:]
+        q = r["kind"][len(prefix):]
         out.append("| %s ids | %d | %.0f | %d %s | %.2f | %.0f | %s | "
                    "%.0f (%.0f) |" % (
                        q, r["clients"], r["ids_per_s"], TARGETS[q],
@@ -80,6 +80,7 @@ def report(rows):
     synth = one(rows, "synth")
     opened = one(rows, "open")
     gc = one(rows, "gc")
+    capped = one(rows, "capped")
     out = [BEGIN, "", "## The server alone (`make bench-server`)", "",
            "Written by `make bench-server` (`tests/bench/server-bench.sh`);"
            " do not edit by hand.", "",
@@ -141,6 +142,32 @@ def report(rows):
                     peak, anon, "met" if peak < 256 else
                     "MISSED (anonymous: %s)" % (
                         "met" if anon < 256 else "missed")), ""]
+    if capped and "skipped" in capped:
+        out += ["The runs with the server in a %d MiB memory cgroup were "
+                "skipped: %s." % (capped["cap_mib"], capped["skipped"]), ""]
+    elif capped:
+        idx = [r for r in rows if r["kind"].startswith("capped-")]
+        peak = max([r["server_hwm_mib"] for r in idx] or [0])
+        out += ["#### The same index, the server held to %d MiB" %
+                capped["cap_mib"], "",
+                "The server restarted in a memory cgroup of %d MiB, which "
+                "counts its anonymous memory and the page cache it reads, "
+                "the mapped index tables included (the tables dropped "
+                "from the page cache first, so that its reads are charged "
+                "there); the kernel takes mapped pages back to stay under "
+                "the limit. %d ids a run (the load generator runs outside "
+                "the cgroup)." % (capped["cap_mib"], capped["ids"]), ""]
+        out += index_table(rows, "capped-") + [""]
+        if "failed" in capped:
+            out += ["Run stopped at %s." % capped["failed"], ""]
+        fast = all(r["ids_per_s"] >= TARGETS[r["kind"][7:]]
+                   for r in idx) and "failed" not in capped
+        out += ["Server peak RSS over these runs: **%.0f MiB**; the "
+                "cgroup's peak usage (anonymous + page cache + kernel "
+                "memory charged to it): %d MiB. Under 256 MiB together "
+                "with the ids/s targets: %s." % (
+                    peak, capped["peak_mib"],
+                    "met" if peak < 256 and fast else "MISSED"), ""]
     if gc:
         own = ""
         if "anon_mib" in gc:
