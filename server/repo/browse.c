@@ -23,6 +23,9 @@
 /* Bytes handed to libarchive or a reader at a time: bounds the archive's
  * output buffer. */
 #define BROWSE_PIECE (1u << 20)
+/* Catalog entries the hard links of one tar download may make it read
+ * beside its own pass (browse_tar_link_source): a few seconds of CPU. */
+#define BROWSE_SIDE_MAX 8000000u
 
 static const uint8_t browse_zeros[256 * 1024];
 
@@ -452,18 +455,31 @@ static int browse_copy_ids(struct dd_id **out, const struct dd_id *ids,
  * Moves `*src` (a new source over ids) to the entry at `path`: 1 found
  * (in *e), or -ENOENT, or -EISDIR when `path` has entries under it.
  */
+static int browse_seek_on(struct catsource *src, const char *path,
+			  struct dd_entry *e, uint64_t *steps);
+
 static int browse_seek(struct catsource **src, struct store *st,
 		       const struct dd_id *ids, size_t n, const char *path,
 		       struct dd_entry *e)
+{
+	int rc = catsource_new(src, st, ids, n);
+
+	return rc < 0 ? rc : browse_seek_on(*src, path, e, NULL);
+}
+
+/* browse_seek from where `src` stands (before `path`), counting the
+ * entries read in *steps (NULL: not counted). */
+static int browse_seek_on(struct catsource *src, const char *path,
+			  struct dd_entry *e, uint64_t *steps)
 {
 	size_t plen = strlen(path);
 	const char *rest;
 	size_t rlen;
 	int rc;
 
-	if ((rc = catsource_new(src, st, ids, n)) < 0)
-		return rc;
-	while ((rc = browse_next(*src, e)) == 1) {
+	while ((rc = browse_next(src, e)) == 1) {
+		if (steps)
+			++*steps;
 		if (browse_is(e, path, plen))
 			return 1;
 		if (browse_under(e->path, e->path_len, path, plen, &rest,
@@ -559,6 +575,9 @@ struct browse_tar {
 	size_t base_off;        /* where the archive's names start in dir */
 	struct catsource *src;
 	struct catsource *side; /* a hard link's first path, elsewhere */
+	char *side_at;          /* the path side stands at: side_e */
+	struct dd_entry side_e;
+	uint64_t side_steps;    /* entries side has read: BROWSE_SIDE_MAX */
 	struct dd_entry pending;
 	bool have_pending, in_data, done;
 	struct archive *aw;
@@ -758,8 +777,26 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 		browse_tar_sparse(t->ae, data);
 }
 
-/* A hard link whose first path is outside the directory: that file's
- * entry, from a second pass (in *out, valid while t->side is open). */
+/* BROWSE_SIDE_MAX, or the test hook DEDUP_TEST_BROWSE_SIDE_MAX
+ * (docs/OPERATIONS.md) to reach it with a small tree. */
+static uint64_t browse_side_max(void)
+{
+	const char *v = getenv("DEDUP_TEST_BROWSE_SIDE_MAX");
+	uint64_t n;
+
+	return v && *v && dd_parse_u64(v, &n) == 0 && n > 0 ? n :
+		BROWSE_SIDE_MAX;
+}
+
+/*
+ * A hard link whose first path is outside the directory: that file's
+ * entry, from a second reader (in *out, valid until the next call). The
+ * reader goes forward while the links name their files in catalog order
+ * (each file read once in all) and starts again only for one behind it;
+ * the same file again costs nothing. What a download's links make it
+ * read is bounded (BROWSE_SIDE_MAX entries): links that send it back
+ * and forth over a big catalog would cost their count times its size.
+ */
 static int browse_tar_link_source(struct browse_tar *t,
 				  const struct dd_entry *e,
 				  struct dd_entry *out)
@@ -769,14 +806,40 @@ static int browse_tar_link_source(struct browse_tar *t,
 
 	if (!target)
 		return dd_error_set(-ENOMEM, "out of memory");
-	catsource_free(t->side);
-	t->side = NULL;
-	rc = browse_seek(&t->side, t->st, t->ids, t->n, target, out);
-	free(target);
+	if (t->side_at && strcmp(t->side_at, target) == 0) {
+		free(target);
+		*out = t->side_e;
+		return 0;
+	}
+	if (t->side && t->side_at &&
+	    dd_catalog_path_cmp(t->side_at, strlen(t->side_at), target,
+				strlen(target)) < 0) {
+		rc = browse_seek_on(t->side, target, out, &t->side_steps);
+	} else {
+		catsource_free(t->side);
+		t->side = NULL;
+		rc = catsource_new(&t->side, t->st, t->ids, t->n);
+		if (rc == 0)
+			rc = browse_seek_on(t->side, target, out,
+					    &t->side_steps);
+	}
+	free(t->side_at);
+	t->side_at = NULL;
 	if (rc >= 0 && out->type != DD_ENTRY_FILE)
 		rc = dd_error_set(-EBADMSG, "a hard link names something "
 				  "that is not a file");
-	return rc < 0 ? rc : 0;
+	if (rc >= 0 && t->side_steps > browse_side_max())
+		rc = dd_error_set(-E2BIG, "the hard links in '/%s' send the "
+				  "archive back and forth over the catalog "
+				  "too often; restore it with dedup-agent",
+				  t->dir);
+	if (rc < 0) {
+		free(target);
+		return rc;
+	}
+	t->side_at = target;
+	t->side_e = *out;
+	return 0;
 }
 
 /* Writes the header of one entry in the directory, and starts its data. */
@@ -830,8 +893,6 @@ static int browse_tar_step(struct browse_tar *t)
 			return 0;
 		}
 		t->in_data = false;
-		catsource_free(t->side);
-		t->side = NULL;
 		if (archive_write_finish_entry(t->aw) < ARCHIVE_WARN)
 			return browse_tar_error(t, t->name);
 		return 0;
@@ -985,6 +1046,7 @@ void browse_tar_free(struct browse_tar *t)
 	archive_entry_free(t->ae);
 	browse_data_release(&t->data);
 	catsource_free(t->side);
+	free(t->side_at);
 	catsource_free(t->src);
 	dd_buf_release(&t->out);
 	free(t->ids);

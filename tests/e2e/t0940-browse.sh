@@ -9,7 +9,8 @@
 # that expire and cannot be forged, bad paths and limits refused with 400
 # while the server keeps serving; then the same clicks in a real headless
 # Chromium: sign in, open the snapshot, open a folder, download a file and
-# the folder as .tar, and compare the bytes with the source.
+# the folder as .tar, and compare the bytes with the source; a .tar's
+# lookups of hard links' files outside the folder are bounded.
 . "$(dirname "$0")/lib.sh"
 
 BIG_FOLDER=${DD_TEST_BROWSE_ENTRIES:-100000}
@@ -319,5 +320,45 @@ check "GNU tar extracts the browser's .tar" tar -xf "$T/dl/docs.tar" -C "$T/xc"
 tree_manifest "$T/xc/docs" > "$T/m.chrome"
 check "... identical to dedup-agent restore" cmp -s "$T/m.restore" "$T/m.chrome"
 check_eq "the server still serves" 200 "$(api_status "" GET /api/v1/health)"
+
+# ---- hard links to files outside the folder: what a .tar costs ----
+# Each such link is a file the archive must look up elsewhere in the
+# catalog. Links in the order of their files cost one pass in all, the
+# same file again nothing; links that send the lookup back and forth
+# cost their count times the catalog, so a download's lookups are
+# bounded (BROWSE_SIDE_MAX entries, lowered here with the test hook).
+H=$T/hl
+mkdir -p "$H/a" "$H/b/fwd" "$H/b/rev" "$H/b/same"
+for i in $(seq -w 1 60); do echo "file $i" > "$H/a/f$i"; done
+for i in $(seq -w 1 60); do
+	ln "$H/a/f$i" "$H/b/fwd/h$i"
+	ln "$H/a/f$(printf '%02d' $((61 - 10#$i)))" "$H/b/rev/h$i"
+	ln "$H/a/f30" "$H/b/same/h$i"
+done
+agent "$A" backup "$H" >/dev/null
+server_stop TERM
+DEDUP_TEST_BROWSE_SIDE_MAX=500 server_start "$T/repo" || exit 1
+SNAP=$(json_get "$(api "$A" GET '/api/v1/snapshots?order=newest&limit=1' | head -n -1)" 0.id)
+for k in fwd same rev; do
+	fetch "$(ticket "$A" "$H/b/$k" tar)" "$T/hl-$k.tar" >/dev/null 2>&1
+	mkdir -p "$T/hl-$k"
+	tar -xf "$T/hl-$k.tar" -C "$T/hl-$k" 2>/dev/null
+	echo $? > "$T/hl-$k.rc"
+done
+same_files() { # DIR: each hNN holds the file its link names
+	local i f
+	for i in $(seq -w 1 60); do
+		case $1 in fwd) f=f$i ;; rev) f=f$(printf '%02d' $((61 - 10#$i))) ;; same) f=f30 ;; esac
+		cmp -s "$H/a/$f" "$T/hl-$1/$1/h$i" || return 1
+	done
+}
+check "links in their files' order download whole" test "$(cat "$T/hl-fwd.rc")" = 0
+check "... each a copy of its file" same_files fwd
+check "links to one file download whole" test "$(cat "$T/hl-same.rc")" = 0
+check "... each a copy of it" same_files same
+check "links in the reverse order pass the bound: the archive stops short" \
+	test "$(cat "$T/hl-rev.rc")" != 0
+check "... and the server says why" grep -q "send the archive back and forth" "$T/server.log"
+check_eq "and it still serves" 200 "$(api_status "" GET /api/v1/health)"
 
 finish
