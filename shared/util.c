@@ -2,6 +2,7 @@
  * util.c - the building blocks declared in util.h: error message, capped
  * buffer, cursor, hex, strict parsing, durable file helpers, clocks.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -401,6 +402,40 @@ int dd_fsync_dir(const char *dir)
 				   dir, strerror(errno));
 	close(fd);
 	return err;
+}
+
+int dd_fsync_dir_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int err = 0;
+
+	if (!d)
+		return dd_error_set(-errno, "cannot open directory '%s': %s",
+				    dir, strerror(errno));
+	while (err == 0 && (de = readdir(d)) != NULL) {
+		struct stat st;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW |
+			    O_CLOEXEC);
+		if (fd < 0) {
+			if (errno != ENOENT)   /* removed meanwhile: fine */
+				err = dd_error_set(-errno, "cannot open '%s/%s': "
+						   "%s", dir, de->d_name,
+						   strerror(errno));
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    fsync(fd) < 0)
+			err = dd_error_set(-errno, "cannot sync '%s/%s': %s",
+					   dir, de->d_name, strerror(errno));
+		close(fd);
+	}
+	closedir(d);
+	return err < 0 ? err : dd_fsync_dir(dir);
 }
 
 /* The directory holding `path` ("." for a bare name), malloc'ed. */

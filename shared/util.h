@@ -126,6 +126,9 @@ int dd_write_file_atomic(const char *path, const void *data, size_t len,
  * *out (NUL-terminated for convenience; *len excludes the NUL). */
 int dd_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
 int dd_fsync_dir(const char *dir);
+/* fsync(2) of every regular file directly in `dir` (one removed
+ * meanwhile is skipped), then of `dir` itself. */
+int dd_fsync_dir_files(const char *dir);
 /* mkdir -p with `mode` for created components; existing dirs are fine. */
 int dd_mkdir_p(const char *path, mode_t mode);
 /* Full write/read loops that retry on EINTR and short counts. */

@@ -246,6 +246,14 @@ static int store_load_counters(struct store *s)
 		return rc;
 	if (rc == 0 && s->chunks == 0) {
 		rc = store_rebuild(s);
+		/* The rebuild writes without syncing (one sync would cost
+		 * as much as the rebuild), and LevelDB closes a full log
+		 * file without syncing it: every file of the index is made
+		 * durable before the counters say the index is whole, or a
+		 * power loss could leave entries missing behind counters
+		 * that no longer ask for a rebuild. */
+		if (rc == 0)
+			rc = dd_fsync_dir_files(s->index_dir);
 		if (rc == 0)
 			rc = store_count_entries(s, &s->chunks,
 						 &s->bytes_unique);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # check and repair: a clean repository checks clean (with and without
 # --read-data), check refuses while the server runs, and
-# `repair --rebuild-index` after deleting index/ brings back the same ids.
+# `repair --rebuild-index` after deleting index/ brings back the same ids,
+# every file of the rebuilt index synced before it is put in place.
 . "$(dirname "$0")/lib.sh"
 
 export DD_TEST_BIG_MB=${DD_TEST_BIG_MB_CHECK:-6} DD_TEST_SMALL_FILES=300
@@ -65,6 +66,17 @@ check_eq "check --read-data after the rebuild exits 0" 0 $?
 "$SERVER" repair --repo "$R" --rebuild-index >/dev/null 2>&1
 "$SERVER" debug list-chunks --repo "$R" > "$T/ids.again"
 check "a rebuild over an index gives the same ids" cmp -s "$T/ids.before" "$T/ids.again"
+# The rebuild writes without syncing, and LevelDB leaves a full log file
+# unsynced: every file of the new index is synced (fsync, which LevelDB
+# itself never calls: it uses fdatasync) before the counters say it is
+# whole, so a power loss cannot leave entries missing behind them.
+strace -f -y -e trace=fsync -o "$T/rebuild.strace" \
+	"$SERVER" repair --repo "$R" --rebuild-index >/dev/null 2>&1
+check_eq "a rebuild under strace exits 0" 0 $?
+check "it syncs the new index's log" \
+	grep -qE 'fsync\([0-9]+<[^>]*/index\.new/[0-9]+\.log>\) = 0' "$T/rebuild.strace"
+check "and its MANIFEST" \
+	grep -qE 'fsync\([0-9]+<[^>]*/index\.new/MANIFEST-[0-9]+>\) = 0' "$T/rebuild.strace"
 rm -rf "$R/index"
 server_start "$R" || exit 1
 agent "$A" restore "$ID1" --target "$T/r1" 2>/dev/null
