@@ -466,24 +466,36 @@ int dd_write_file_atomic(const char *path, const void *data, size_t len,
 	bool renamed = false;
 	int fd = -1, err = 0;
 
-	tmp = malloc(plen + 5);
+	tmp = malloc(plen + 48);
 	dir = parent_dir(path);
 	if (!tmp || !dir) {
 		err = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	snprintf(tmp, plen + 5, "%s.tmp", path);
-	/* A leftover temporary from a crash would keep its old mode through
-	 * O_TRUNC; start from a fresh file so `mode` applies. */
-	if (unlink(tmp) < 0 && errno != ENOENT) {
-		err = dd_error_set(-errno, "cannot remove '%s': %s", tmp,
-				   strerror(errno));
-		goto cleanup;
+	/* A temporary of this writer's own: two writers of one path at once
+	 * (two threads adopting one manifest) never rename each other's
+	 * half-written file into place. A name left by a crashed process
+	 * of the same pid is skipped (O_EXCL). */
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		static unsigned long seq;
+
+		snprintf(tmp, plen + 48, "%s.tmp-%ld-%lu", path,
+			 (long)getpid(),
+			 __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED));
+		fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
+		if (fd < 0 && errno != EEXIST) {
+			err = dd_error_set(-errno, "cannot create '%s': %s",
+					   tmp, strerror(errno));
+			free(tmp);
+			tmp = NULL;   /* not ours: nothing to remove */
+			goto cleanup;
+		}
 	}
-	fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, mode);
 	if (fd < 0) {
-		err = dd_error_set(-errno, "cannot create '%s': %s", tmp,
-				   strerror(errno));
+		err = dd_error_set(-EEXIST, "cannot create a temporary file "
+				   "beside '%s'", path);
+		free(tmp);
+		tmp = NULL;
 		goto cleanup;
 	}
 	err = dd_write_all(fd, data, len);

@@ -118,7 +118,8 @@ int dd_parse_bytes(const char *s, uint64_t *out);
  * fit in outsz. */
 int dd_path_join(char *out, size_t outsz, const char *dir, const char *name);
 
-/* Writes `len` bytes to `path` durably: path.tmp, fsync, rename, fsync of
+/* Writes `len` bytes to `path` durably: a temporary of this call's own
+ * (path.tmp-PID-N), fsync, rename, fsync of
  * the directory. Never leaves a half-written `path`. */
 int dd_write_file_atomic(const char *path, const void *data, size_t len,
 			 mode_t mode);

@@ -1,7 +1,9 @@
 /* test_util.c - buffer caps, cursor bounds, hex, strict parsing, durable
  * file helpers. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,9 +169,97 @@ static void test_parse(void)
 	CHECK_EQ(dd_parse_bytes("9000000000G", &v), -EINVAL);
 }
 
+/* Entries of `dir` whose names start with `prefix`. */
+static int dir_count_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d)) != NULL)
+		n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+struct atomic_writer {
+	const char *path;
+	char fill;
+	size_t len;
+	int failed;
+};
+
+static void *atomic_writer_main(void *arg)
+{
+	struct atomic_writer *w = arg;
+	char *buf = malloc(w->len);
+
+	memset(buf, w->fill, w->len);
+	for (int i = 0; i < 150; i++)
+		w->failed += dd_write_file_atomic(w->path, buf, w->len,
+						  0600) != 0;
+	free(buf);
+	return NULL;
+}
+
+/* Whether `data` is, whole, what one writer writes. */
+static bool atomic_whole(const uint8_t *data, size_t len)
+{
+	bool ok = (len == 100000 && data[0] == 'a') ||
+		  (len == 50000 && data[0] == 'b');
+
+	for (size_t i = 1; ok && i < len; i++)
+		ok = data[i] == data[0];
+	return ok;
+}
+
+/* Two threads writing one path at once: every read sees one writer's
+ * whole file, and no temporary is left. */
+static void test_atomic_concurrent(void)
+{
+	struct atomic_writer w[2];
+	pthread_t th[2];
+	char path[512];
+	int bad = 0, reads = 0;
+
+	snprintf(path, sizeof(path), "%s/both", tmpdir);
+	CHECK_EQ(dd_write_file_atomic(path, "b", 1, 0600), 0);
+	w[0] = (struct atomic_writer){ path, 'a', 100000, 0 };
+	w[1] = (struct atomic_writer){ path, 'b', 50000, 0 };
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&th[i], NULL, atomic_writer_main,
+					&w[i]), 0);
+	while (reads < 2000) {     /* reads while the writers run */
+		uint8_t *data = NULL;
+		size_t len = 0;
+
+		/* the first content is one byte: the writers have not
+		 * replaced it yet */
+		if (dd_read_file(path, 1 << 20, &data, &len) == 0 &&
+		    len != 1 && !atomic_whole(data, len))
+			bad++;
+		free(data);
+		reads++;
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK_EQ(w[0].failed + w[1].failed, 0);
+	CHECK_EQ(bad, 0);
+	{
+		uint8_t *data = NULL;
+		size_t len = 0;
+
+		CHECK_EQ(dd_read_file(path, 1 << 20, &data, &len), 0);
+		CHECK(data && atomic_whole(data, len));
+		free(data);
+	}
+	CHECK_EQ(dir_count_prefix(tmpdir, "both.tmp"), 0);
+}
+
 static void test_files(void)
 {
-	char path[512], sub[512], tmp[520];
+	char path[512], sub[512];
 	uint8_t *data = NULL;
 	size_t len = 0;
 	struct stat st;
@@ -185,8 +275,7 @@ static void test_files(void)
 	free(data);
 	CHECK_EQ(stat(path, &st), 0);
 	CHECK_EQ(st.st_mode & 07777, 0600);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	CHECK(access(tmp, F_OK) != 0);
+	CHECK_EQ(dir_count_prefix(tmpdir, "file.tmp"), 0);
 
 	CHECK_EQ(dd_read_file(path, 5, &data, &len), -E2BIG);
 	CHECK(data == NULL);
@@ -338,6 +427,7 @@ int main(void)
 	UNIT_RUN(test_hex);
 	UNIT_RUN(test_parse);
 	UNIT_RUN(test_files);
+	UNIT_RUN(test_atomic_concurrent);
 	UNIT_RUN(test_time_random);
 	UNIT_RUN(test_ticker);
 	cleanup_tmpdir();
