@@ -482,11 +482,31 @@ static int snap_mirror_put(struct snapshots *s, const char *id,
 	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
 }
 
-/* Writes text + "\n" to path durably, and to the store's copy. */
+/* Removes the manifest of a snapshot that was not acknowledged, and
+ * makes that durable: one left behind would be listed after a restart
+ * although its client was told it failed (and no collection marked its
+ * chunks meanwhile). A failure is logged loudly, naming the file. */
+static void snap_unlink(struct snapshots *s, const char *id, const char *path)
+{
+	char why[256] = "";
+
+	if (unlink(path) < 0 && errno != ENOENT)
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+	else if (dd_fsync_dir(s->dir) < 0)
+		snprintf(why, sizeof(why), "%s", dd_error_last());
+	if (why[0])
+		log_error("snapshot %s was refused but its manifest may stay "
+			  "(%s): remove '%s' with the server stopped", id, why,
+			  path);
+}
+
+/* Writes text + "\n" to path durably, and to the store's copy; on a
+ * failure nothing is left of a manifest that was not there before. */
 static int snap_write(struct snapshots *s, const char *id, const char *path,
 		      const char *text, size_t len)
 {
 	char *buf = malloc(len + 1);
+	bool existed = access(path, F_OK) == 0;
 	int rc;
 
 	if (!buf)
@@ -494,13 +514,19 @@ static int snap_write(struct snapshots *s, const char *id, const char *path,
 	memcpy(buf, text, len);
 	buf[len] = '\n';
 	dd_error_clear();
+	/* A failure after its rename (the directory's fsync) leaves the
+	 * file in place: removed below like a failed pool copy. */
 	rc = dd_write_file_atomic(path, buf, len + 1, 0600);
 	/* Acknowledged only once the store holds it too, so the pool alone
 	 * can give back every acknowledged snapshot. */
-	if (rc == 0) {
+	if (rc == 0)
 		rc = snap_mirror_put(s, id, buf, len + 1);
-		if (rc < 0)
-			unlink(path);
+	if (rc < 0 && !existed) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", dd_error_last());
+		snap_unlink(s, id, path);
+		dd_error_set(rc, "%s", why);
 	}
 	free(buf);
 	/* Its message names the file. */
@@ -803,8 +829,7 @@ static void snap_unwrite(struct snapshots *s, const char *id)
 				    "it)", id, dd_error_last());
 	}
 	snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
-	unlink(path);
-	dd_fsync_dir(s->dir);
+	snap_unlink(s, id, path);
 }
 
 /* The guard of snapshots_create_guarded, for a persisted manifest. */
