@@ -85,6 +85,11 @@ void route_snapshot_create(void *payload,
 			http_reply_error(rep, 503, "%s", log_reason(rc));
 			rep->retry_after = ROUTES_FENCE_RETRY;
 			return;
+		} else if (rc == -EBUSY) {
+			/* another create of this client runs: the same */
+			http_reply_error(rep, 429, "%s", log_reason(rc));
+			rep->retry_after = 1;
+			return;
 		} else
 			routes_fail(rep, rc);
 		routes_backup_ended(ctx, client, session, false, why);

@@ -62,6 +62,13 @@ struct snapshots {
 	 * manifest is also the object "snapshots/<id>.json" there
 	 * (snapshots_set_mirror). Borrowed. */
 	struct backend *mirror;
+	/* Clients with a create running (snap_client_enter): one at a time
+	 * each, so that a client whose catalogs cost much to check (up to
+	 * SNAPSHOTS_CATALOG_BYTES_MAX, compressed to almost nothing) keeps
+	 * at most one thread busy with them. */
+	pthread_mutex_t busy_lock;
+	char (*busy)[DD_CLIENT_NAME_MAX + 1];
+	size_t nbusy, abusy;
 };
 
 static void snap_rwlock_init(pthread_rwlock_t *l)
@@ -357,6 +364,27 @@ struct snap_counts {
 	uint64_t files, dirs, symlinks, bytes_total, chunks_total;
 };
 
+/* References checked in one create, remembered so that a chunk named
+ * again costs no second index lookup: files share chunks, and a hostile
+ * catalog can name one chunk millions of times (its size is bounded in
+ * plain bytes, which such a catalog compresses to almost nothing). */
+#define SNAP_SEEN_SLOTS 4096u
+
+struct snap_seen {
+	struct dd_id id;
+	uint32_t plain_len;
+	bool used;
+};
+
+static struct snap_seen *snap_seen_slot(struct snap_seen *v,
+					 const struct dd_id *id)
+{
+	uint32_t h;
+
+	memcpy(&h, id->b, sizeof(h));   /* ids are uniform: any 4 bytes */
+	return &v[h % SNAP_SEEN_SLOTS];
+}
+
 /* Reads every entry, counts, and checks each file chunk is stored with
  * the length the catalog claims. */
 static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
@@ -364,6 +392,7 @@ static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
 			      struct snap_counts *cnt)
 {
 	struct catsource *src = NULL;
+	struct snap_seen *seen = calloc(SNAP_SEEN_SLOTS, sizeof(*seen));
 	struct dd_entry e;
 	struct dd_chunk_loc loc;
 	char hex[DD_ID_HEX_LEN + 1], path[200];
@@ -371,6 +400,8 @@ static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
 	int rc;
 
 	memset(cnt, 0, sizeof(*cnt));
+	if (!seen)
+		return -ENOMEM;
 	rc = catsource_new(&src, st, rq->catalog, rq->ncatalog);
 	if (rc < 0)
 		goto cleanup;
@@ -408,9 +439,14 @@ static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
 		}
 		for (i = 0; i < e.nchunks; i++) {
 			const struct dd_chunk_ref *ref = &e.chunks[i];
+			struct snap_seen *slot;
 
 			if (dd_chunk_ref_is_hole(ref))
 				continue;    /* catalog version 3: no chunk */
+			slot = snap_seen_slot(seen, &ref->id);
+			if (slot->used && dd_id_eq(&slot->id, &ref->id) &&
+			    slot->plain_len == ref->plain_len)
+				continue;    /* checked already */
 			rc = domains_lookup(st, dom, &ref->id, &loc);
 			if (rc == -ENOENT) {
 				dd_id_to_hex(hex, &ref->id);
@@ -432,11 +468,15 @@ static int snap_check_catalog(struct store *st, const struct domains_tag *dom,
 						  loc.plain_len);
 				goto cleanup;
 			}
+			slot->id = ref->id;
+			slot->plain_len = ref->plain_len;
+			slot->used = true;
 		}
 	}
 	rc = 0;
 cleanup:
 	catsource_free(src);
+	free(seen);
 	return rc;
 }
 
@@ -859,7 +899,71 @@ int snapshots_create(struct snapshots *s, struct store *st,
 					out, out_len);
 }
 
+/* Marks a create of `client` running: -EBUSY when one is already. */
+static int snap_client_enter(struct snapshots *s, const char *client)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->busy_lock);
+	for (size_t i = 0; i < s->nbusy && rc == 0; i++)
+		if (strcmp(s->busy[i], client) == 0)
+			rc = dd_error_set(-EBUSY, "a snapshot of client '%s' "
+					  "is being created: try again when it "
+					  "is done", client);
+	if (rc == 0 && s->nbusy == s->abusy) {
+		size_t a = s->abusy ? 2 * s->abusy : 8;
+		void *v = realloc(s->busy, a * sizeof(*s->busy));
+
+		if (v) {
+			s->busy = v;
+			s->abusy = a;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
+	if (rc == 0)
+		snprintf(s->busy[s->nbusy++], sizeof(s->busy[0]), "%s",
+			 client);
+	pthread_mutex_unlock(&s->busy_lock);
+	return rc;
+}
+
+static void snap_client_leave(struct snapshots *s, const char *client)
+{
+	pthread_mutex_lock(&s->busy_lock);
+	for (size_t i = 0; i < s->nbusy; i++)
+		if (strcmp(s->busy[i], client) == 0) {
+			memcpy(s->busy[i], s->busy[--s->nbusy],
+			       sizeof(s->busy[0]));
+			break;
+		}
+	pthread_mutex_unlock(&s->busy_lock);
+}
+
+static int snap_create_one(struct snapshots *s, struct store *st,
+			   const struct domains_tag *dom, const char *client,
+			   const uint8_t *body, size_t len,
+			   const struct snapshots_guard *g, char **out,
+			   size_t *out_len);
+
 int snapshots_create_guarded(struct snapshots *s, struct store *st,
+			     const struct domains_tag *dom, const char *client,
+			     const uint8_t *body, size_t len,
+			     const struct snapshots_guard *g, char **out,
+			     size_t *out_len)
+{
+	int rc;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((rc = snap_client_enter(s, client)) < 0)
+		return rc;
+	rc = snap_create_one(s, st, dom, client, body, len, g, out, out_len);
+	snap_client_leave(s, client);
+	return rc;
+}
+
+static int snap_create_one(struct snapshots *s, struct store *st,
 			     const struct domains_tag *dom, const char *client,
 			     const uint8_t *body, size_t len,
 			     const struct snapshots_guard *g, char **out,
@@ -1454,6 +1558,7 @@ int snapshots_open(struct snapshots **out, const char *repo)
 		return -ENOMEM;
 	snap_rwlock_init(&s->lock);
 	snap_rwlock_init(&s->commit_lock);
+	pthread_mutex_init(&s->busy_lock, NULL);
 	s->max_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	rc = repo_path(s->dir, sizeof(s->dir), repo, REPO_SNAPSHOTS);
 	if (rc < 0)
@@ -1510,8 +1615,10 @@ void snapshots_free(struct snapshots *s)
 	if (!s)
 		return;
 	free(s->v);
+	free(s->busy);
 	pthread_rwlock_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->commit_lock);
+	pthread_mutex_destroy(&s->busy_lock);
 	free(s);
 }
 

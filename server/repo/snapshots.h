@@ -81,7 +81,9 @@ void snapshots_set_max_per_client(struct snapshots *s, uint64_t max);
  * another domain stored counts as missing, -ENOENT, exactly as an absent
  * one; NULL when the repository has no domains, server/store/domains.h), then
  * writes the manifest durably with the server's time. *out is the
- * manifest as JSON text (malloc'ed, caller frees).
+ * manifest as JSON text (malloc'ed, caller frees). One create of a
+ * client runs at a time: another of the same client meanwhile fails with
+ * -EBUSY at once (the route answers 429 with Retry-After).
  */
 struct domains_tag;
 int snapshots_create(struct snapshots *s, struct store *st,

@@ -5,6 +5,10 @@
 #     decompressed, naming the id; a bundle declaring more plain bytes than
 #     the per-request cap is refused (413); a frame that expands past its
 #     declared length is refused. The server keeps serving.
+#  1b. bounded work per snapshot create: a 512 MiB catalog naming one
+#     2-byte chunk 15 million times (52 KB uploaded) costs one lookup per
+#     distinct chunk, and two creates of one client at once are one run,
+#     one 429 with Retry-After (on the code before both ran, ~4 s each).
 #  2. a full disk during gc: lookups and restores keep working from the
 #     index while it cannot be written, /health says "degraded" and why
 #     (503), and the index heals by itself once space is back, without a
@@ -92,6 +96,92 @@ check_eq "a frame that expands past its declared 1,000 bytes is refused" 400 "$(
 check_eq "the server keeps serving" 200 "$(api_status "" GET /api/v1/health)"
 cfg=$(api "$A" GET /api/v1/config | head -n1)
 check_eq "/config gives the plain-byte cap" 134217728 "$(json_get "$cfg" limits.max_upload_plain)"
+server_stop TERM
+}
+
+# ---- 1b. bounded work per snapshot create ----
+# A catalog naming one 2-byte chunk millions of times is within the
+# catalog's size bound (in plain bytes) yet compresses to almost nothing:
+# its references are each checked once (the same chunk again costs no
+# lookup), and one client's creates run one at a time, so that such
+# catalogs keep at most one server thread busy (another create of the
+# same client meanwhile is 429 with Retry-After; the agent waits it out).
+cat > "$T/mkcatalog.py" <<'PY'
+import hashlib, json, struct, subprocess, sys, time
+out_bundle, out_body, mib = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = b"hi"; did = hashlib.sha256(data).digest()
+def entry(typ, path, refs=()):
+    size = sum(n for _, n in refs)
+    return struct.pack("<BBHIIIqIqIQQQIIIQ", typ, 0, 0, 0o755 if typ == 2 else 0o644,
+                       0, 0, 1, 0, 1, 0, 1, 1, size, len(path), 0, 0, len(refs)) + \
+        path + b"".join(i + struct.pack("<I", n) for i, n in refs)
+nent = (mib << 20) // 36 // 1500000 + 1   # an entry names 1.8M at most
+nref = (mib << 20) // 36 // nent
+cat = bytearray(b"DDCT" + struct.pack("<I", 2)) + entry(2, b"d")
+for i in range(nent):
+    cat += entry(1, b"d/f%03d" % i, [(did, 2)] * nref)
+cat += entry(1, b"d/zz", [(hashlib.sha256(b"absent").digest(), 6)])
+pieces, pos = [], 0
+while pos < len(cat):   # sizes differ, so that no two pieces are one chunk
+    n = (16 << 20) - 64 - len(pieces)
+    pieces.append(bytes(cat[pos:pos + n]))
+    pos += n
+recs = [(did, data)] + [(hashlib.sha256(p).digest(), p) for p in pieces]
+for k in range(0, len(recs), 7):   # bundles under the 128 MiB plain cap
+    b = bytearray(b"DDBN" + struct.pack("<II", 1, len(recs[k:k + 7])))
+    for cid, plain in recs[k:k + 7]:
+        z = subprocess.run(["zstd", "-q", "-3", "-c"], input=plain,
+                           stdout=subprocess.PIPE, check=True).stdout
+        b += cid + struct.pack("<III", 1, len(plain), len(z)) + z
+    open("%s.%03d" % (out_bundle, k // 7), "wb").write(b)
+json.dump({"host": "h", "paths": ["/d"], "catalog": [hashlib.sha256(p).hexdigest() for p in pieces],
+           "time_start": int(time.time())}, open(out_body, "w"))
+print(len(cat))
+PY
+section_catalog() {
+local R A code plain t0 t1 k other
+R=$T/repo-cat
+repo_init "$R"
+A=$(token_add "$R" mallory)
+server_start "$R" || exit 1
+plain=$(python3 "$T/mkcatalog.py" "$T/cat.bin" "$T/cat.json" 512)
+local f codes=
+for f in "$T"/cat.bin.*; do
+	upload "$A" "$f" 60 > "$T/cat.reply"
+	codes="$codes$(sed -n 2p "$T/cat.reply") "
+done
+check_eq "a catalog of $plain plain bytes uploads in $(cat "$T"/cat.bin.* | wc -c) bytes" \
+	"200 200 200 200 200 " "$codes"
+# create N: a create of the costly catalog; its status, headers and body
+create() {
+	curl -sS --cacert "$CA" -H "Authorization: Bearer $A" -D "$T/create$1.headers" \
+		-o "$T/create$1.body" -w '%{http_code}' -H 'Content-Type: application/json' \
+		--data-binary @"$T/cat.json" "$URL/api/v1/snapshots" > "$T/create$1.code"
+}
+# Two at once (a few rounds, in case one ended before the other began):
+# one runs and is refused for its missing chunk, the other is told to wait.
+local round busy=
+for round in 1 2 3 4 5; do
+	t0=$EPOCHREALTIME
+	create 1 & local p1=$!
+	create 2 & local p2=$!
+	wait "$p1" "$p2"
+	t1=$EPOCHREALTIME
+	echo "# round $round: $(cat "$T/create1.code") and $(cat "$T/create2.code") in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+	for k in 1 2; do
+		[ "$(cat "$T/create$k.code")" = 429 ] && busy=$k
+	done
+	[ -n "$busy" ] && break
+done
+other=$((3 - ${busy:-2}))
+check_eq "of two creates of one client at once, one runs: 409 for its missing chunk" 409 "$(cat "$T/create$other.code")"
+check_eq "the other is 429" 429 "$(cat "$T/create${busy:-1}.code")"
+check "with Retry-After" grep -qi '^retry-after: 1' "$T/create${busy:-1}.headers"
+check "saying why" grep -q "is being created" "$T/create${busy:-1}.body"
+mkdir -p "$T/csrc" && echo "a small tree" > "$T/csrc/f"
+agent "$A" backup "$T/csrc" > /dev/null 2>&1
+check "then the client's next backup succeeds" test $? = 0
+check_eq "the server keeps serving" 200 "$(api_status "" GET /api/v1/health)"
 server_stop TERM
 }
 
@@ -309,7 +399,7 @@ d[i] ^= 0x20; open(p, "wb").write(d)' "$f" "$where"
 	rm -rf "$R3"
 }
 # T0830_SECTIONS picks sections (for debugging); all by default.
-for sec in ${T0830_SECTIONS:-upload diskfull index}; do
+for sec in ${T0830_SECTIONS:-upload catalog diskfull index}; do
 	"section_$sec"
 done
 finish
