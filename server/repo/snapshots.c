@@ -46,6 +46,9 @@ struct snap {
 	struct dd_id paths_digest, group_digest;
 };
 
+#define SNAP_PENDING_MAX 256
+enum { SNAP_PENDING_RUNNING = 1, SNAP_PENDING_REFUSED = 2 };
+
 struct snapshots {
 	char dir[4096];
 	pthread_rwlock_t lock;
@@ -69,6 +72,16 @@ struct snapshots {
 	pthread_mutex_t busy_lock;
 	char (*busy)[DD_CLIENT_NAME_MAX + 1];
 	size_t nbusy, abusy;
+	/* Under `lock`: creates whose manifest may be in the pool and not
+	 * yet listed here (SNAP_PENDING_RUNNING), or refused after it was
+	 * (SNAP_PENDING_REFUSED, the oldest forgotten first): the tick's
+	 * adoption of the pool's manifests (snapshots_adopt) leaves them to
+	 * their create, which lists or removes them itself. */
+	struct snap_pending {
+		char id[DD_ID_HEX_LEN + 1];
+		uint8_t state;
+	} pending[SNAP_PENDING_MAX];
+	size_t npending;
 };
 
 static void snap_rwlock_init(pthread_rwlock_t *l)
@@ -899,6 +912,51 @@ int snapshots_create(struct snapshots *s, struct store *st,
 					out, out_len);
 }
 
+/* The pending state of `id` (0: none); `lock` held. */
+static int snap_pending_get(const struct snapshots *s, const char *id)
+{
+	for (size_t i = 0; i < s->npending; i++)
+		if (strcmp(s->pending[i].id, id) == 0)
+			return s->pending[i].state;
+	return 0;
+}
+
+/* Sets (state > 0) or clears (0) the pending state of `id`; `lock` held
+ * for writing. When the table is full, the oldest refused id makes room;
+ * a table full of running creates (more than SNAP_PENDING_MAX guarded
+ * creates at once) leaves this one unmarked. */
+static void snap_pending_set(struct snapshots *s, const char *id, int state)
+{
+	size_t i;
+
+	for (i = 0; i < s->npending; i++)
+		if (strcmp(s->pending[i].id, id) == 0)
+			break;
+	if (i == s->npending && state == 0)
+		return;
+	if (i == s->npending && s->npending == SNAP_PENDING_MAX) {
+		for (i = 0; i < s->npending; i++)
+			if (s->pending[i].state == SNAP_PENDING_REFUSED)
+				break;
+		if (i == s->npending)
+			return;
+		memmove(&s->pending[i], &s->pending[i + 1],
+			(s->npending - i - 1) * sizeof(s->pending[0]));
+		i = --s->npending;
+	}
+	if (state == 0) {
+		memmove(&s->pending[i], &s->pending[i + 1],
+			(s->npending - i - 1) * sizeof(s->pending[0]));
+		s->npending--;
+		return;
+	}
+	if (i == s->npending) {
+		snprintf(s->pending[i].id, sizeof(s->pending[i].id), "%s", id);
+		s->npending++;
+	}
+	s->pending[i].state = (uint8_t)state;
+}
+
 /* Marks a create of `client` running: -EBUSY when one is already. */
 static int snap_client_enter(struct snapshots *s, const char *client)
 {
@@ -1007,15 +1065,19 @@ static int snap_create_one(struct snapshots *s, struct store *st,
 	snap_fill(&e, &rq, &cnt, catalog_bytes);
 	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
 	cat = NULL;      /* the manifest took it ("o"), even on failure */
+	/* From before its pool copy exists: the tick's adoption leaves it
+	 * to this create (snapshots_adopt). */
+	pthread_rwlock_wrlock(&s->lock);
+	snap_pending_set(s, e.id, SNAP_PENDING_RUNNING);
+	pthread_rwlock_unlock(&s->lock);
 	rc = m ? snap_persist(s, &e, m, &text, &tlen) : -ENOMEM;
 	if (rc == 0 && g)
 		rc = snap_guard(s, st, g, &rq, e.id);
-	if (rc < 0)
-		goto cleanup;
-
-	/* Durable: now visible. */
 	pthread_rwlock_wrlock(&s->lock);
-	rc = snapshots_insert(s, &e);
+	snap_pending_set(s, e.id, rc < 0 ? SNAP_PENDING_REFUSED : 0);
+	/* Durable: now visible (once, whatever was adopted meanwhile). */
+	if (rc == 0 && !snap_find(s, e.id))
+		rc = snapshots_insert(s, &e);
 	pthread_rwlock_unlock(&s->lock);
 	if (rc < 0)
 		goto cleanup;
@@ -1764,12 +1826,14 @@ int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 	struct snap e;
 	struct stat st;
 	bool known;
-	int rc;
+	int rc, pending;
 
 	if (!snap_is_hex64(id))
 		return dd_error_set(-EINVAL, "not a snapshot id");
+	/* A create of this front-end's own that is not done yet lists or
+	 * removes it itself. */
 	pthread_rwlock_rdlock(&s->lock);
-	known = snap_find(s, id) != NULL;
+	known = snap_find(s, id) != NULL || snap_pending_get(s, id) != 0;
 	pthread_rwlock_unlock(&s->lock);
 	if (known)
 		return 0;
@@ -1784,9 +1848,13 @@ int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 		return rc;
 	}
 	pthread_rwlock_wrlock(&s->lock);
-	rc = snap_find(s, id) ? 0 : snapshots_insert(s, &e);
+	pending = snap_pending_get(s, id);
+	if (pending == SNAP_PENDING_REFUSED)
+		unlink(path);   /* written after its create removed its own */
+	known = pending != 0 || snap_find(s, id) != NULL;
+	rc = known ? 0 : snapshots_insert(s, &e);
 	pthread_rwlock_unlock(&s->lock);
-	return rc == 0 ? 1 : rc;
+	return rc < 0 ? rc : !known;
 }
 
 int snapshots_drop_local(struct snapshots *s, const char *id,
