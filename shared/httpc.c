@@ -510,18 +510,55 @@ static int dd_httpc_parse_json(struct dd_httpc *c, const char *path,
 	return 0;
 }
 
-int dd_httpc_get_json(struct dd_httpc *c, const char *path, json_t **out)
+/* An upper bound of the values in a JSON text (commas and opening
+ * brackets outside strings, plus one): what parsing it would allocate
+ * is about this many nodes, whatever the bytes. */
+static size_t json_values_bound(const uint8_t *p, size_t n)
+{
+	size_t v = 1;
+	bool in_str = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (in_str) {
+			if (p[i] == '\\')
+				i++;
+			else if (p[i] == '"')
+				in_str = false;
+		} else if (p[i] == '"') {
+			in_str = true;
+		} else if (p[i] == ',' || p[i] == '[' || p[i] == '{') {
+			v++;
+		}
+	}
+	return v;
+}
+
+int dd_httpc_get_json_bounded(struct dd_httpc *c, const char *path,
+			      size_t max_bytes, size_t max_values,
+			      json_t **out)
 {
 	struct dd_buf b;
+	size_t values;
 	int rc;
 
 	*out = NULL;
-	dd_buf_init(&b, DD_HTTPC_MAX_RESPONSE);
+	dd_buf_init(&b, max_bytes);
 	rc = dd_httpc_request(c, "GET", path, NULL, NULL, 0, &b);
+	if (rc == 0 && max_values &&
+	    (values = json_values_bound(b.data, b.len)) > max_values)
+		rc = dd_error_set(-EBADMSG, "server '%s' sent %zu JSON values "
+				  "or more for %s, more than the %zu expected",
+				  c->base, values, path, max_values);
 	if (rc == 0)
 		rc = dd_httpc_parse_json(c, path, &b, out);
 	dd_buf_release(&b);
 	return rc;
+}
+
+int dd_httpc_get_json(struct dd_httpc *c, const char *path, json_t **out)
+{
+	return dd_httpc_get_json_bounded(c, path, DD_HTTPC_MAX_RESPONSE, 0,
+					 out);
 }
 
 int dd_httpc_post_json(struct dd_httpc *c, const char *path, const json_t *body,

@@ -72,6 +72,14 @@ int dd_httpc_request(struct dd_httpc *c, const char *method,
 
 /* GET path and parse the JSON reply; the caller owns *out. */
 int dd_httpc_get_json(struct dd_httpc *c, const char *path, json_t **out);
+/* The same from a peer not trusted with this process's memory: a reply
+ * longer than max_bytes, or with more than max_values JSON values (0:
+ * any; parsing allocates a node for each, so a reply of tiny values can
+ * cost ~80 times its bytes), fails before it is parsed (-EMSGSIZE or
+ * -EBADMSG). */
+int dd_httpc_get_json_bounded(struct dd_httpc *c, const char *path,
+			      size_t max_bytes, size_t max_values,
+			      json_t **out);
 /* POST a JSON body and parse the JSON reply; the caller owns *out (which
  * may be NULL when not wanted). */
 int dd_httpc_post_json(struct dd_httpc *c, const char *path,

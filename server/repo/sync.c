@@ -26,7 +26,17 @@
 /* File chunk ids gathered from a catalog before they are looked up. */
 #define SYNC_WALK_BATCH 4096
 /* A source snapshot list page. */
-#define SYNC_PAGE 1000
+#define SYNC_PAGE 100
+/* The JSON values a source's reply may hold, counted before it is parsed
+ * (dd_httpc_get_json_bounded: parsing allocates a node for each, so a
+ * reply of tiny values costs ~80 times its bytes): a listing page
+ * (SYNC_PAGE summaries, each at most SNAPSHOTS_PATHS_MAX paths and a few
+ * dozen other values), a manifest (DD_MAX_CATALOG_CHUNKS catalog ids,
+ * the paths and the rest), /health and /config (1 MiB at most). */
+#define SYNC_PAGE_VALUES (SYNC_PAGE * (SNAPSHOTS_PATHS_MAX + 64u))
+#define SYNC_MANIFEST_VALUES (DD_MAX_CATALOG_CHUNKS + SNAPSHOTS_PATHS_MAX + 4096u)
+#define SYNC_SMALL_BYTES (1u << 20)
+#define SYNC_SMALL_VALUES 4096u
 
 struct sync_ctx {
 	struct store *st;
@@ -257,7 +267,8 @@ static int sync_get_manifest(struct sync_ctx *c,
 	int rc;
 
 	snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots/%s", it->id);
-	rc = dd_httpc_get_json(c->src, path, &m);
+	rc = dd_httpc_get_json_bounded(c->src, path, DD_HTTPC_MAX_RESPONSE,
+				       SYNC_MANIFEST_VALUES, &m);
 	if (rc < 0)
 		return rc;
 	if (!json_is_object(m) ||
@@ -291,6 +302,11 @@ static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
 		rc = sync_need(c, cat, ncat);
 	if (rc == 0)
 		rc = sync_need_files(c, cat, ncat);
+	/* "already here" (sync_one) is the import's to say: a 409 from the
+	 * source (httpc's -EEXIST) is the source failing */
+	if (rc == -EEXIST)
+		rc = dd_error_set(-EPROTO, "the source answered 409: %s",
+				  dd_error_last());
 	if (rc == 0) {
 		dd_error_clear();
 		rc = snapshots_import(c->snaps, c->st, c->dom, it->client, m);
@@ -341,27 +357,54 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 	return 0;
 }
 
+/* The position of the last item listed: the next must come after it. */
+static int sync_list_order(struct snapshots_query *at,
+			   const struct syncwire_item *it)
+{
+	struct snapshots_query q;
+	int cmp;
+
+	memset(&q, 0, sizeof(q));
+	if (snapshots_cursor_parse(&q, it->cursor) < 0)
+		return dd_error_set(-EPROTO, "the source listed a snapshot "
+				    "with a bad cursor");
+	cmp = !at->have_after ? 1 : q.after_ns != at->after_ns ?
+		(q.after_ns > at->after_ns ? 1 : -1) :
+		strcmp(q.after_id, at->after_id);
+	if (cmp <= 0)
+		return dd_error_set(-EPROTO, "the source's list goes back "
+				    "(snapshot %s)", it->id);
+	*at = q;
+	return 0;
+}
+
 /* Every page of the source's list (of one client, or all). */
 static int sync_list(struct sync_ctx *c, const char *client)
 {
 	char path[512], cursor[128] = "";
 	struct syncwire_item it;
+	struct snapshots_query at;
 	json_t *page = NULL, *item;
 	size_t i;
 	int rc;
+
+	memset(&at, 0, sizeof(at));
 
 	for (;;) {
 		snprintf(path, sizeof(path), DD_API_PREFIX "/snapshots?limit=%d"
 			 "%s%s%s%s", SYNC_PAGE, client ? "&client=" : "",
 			 client ? client : "", cursor[0] ? "&after=" : "",
 			 cursor);
-		rc = dd_httpc_get_json(c->src, path, &page);
+		rc = dd_httpc_get_json_bounded(c->src, path,
+					       DD_HTTPC_MAX_RESPONSE,
+					       SYNC_PAGE_VALUES, &page);
 		if (rc < 0)
 			return rc;
-		if (!json_is_array(page)) {
+		if (!json_is_array(page) || json_array_size(page) > SYNC_PAGE) {
 			json_decref(page);
 			return dd_error_set(-EPROTO, "the source's snapshot "
-					    "list is not a JSON array");
+					    "list is not a JSON array of at "
+					    "most %d items", SYNC_PAGE);
 		}
 		if (json_array_size(page) == 0)
 			break;
@@ -369,6 +412,16 @@ static int sync_list(struct sync_ctx *c, const char *client)
 			rc = syncwire_item_parse(item, tokens_name_valid, &it);
 			if (rc < 0)
 				rc = -EPROTO;
+			/* each item after the one before, in the list's
+			 * order: a source that pages backwards or repeats
+			 * itself would keep the run going for ever */
+			if (rc == 0)
+				rc = sync_list_order(&at, &it);
+			if (rc == 0 && client && strcmp(it.client, client) != 0)
+				rc = dd_error_set(-EPROTO, "the source listed "
+						  "a snapshot of client '%s' "
+						  "when asked for '%s'",
+						  it.client, client);
 			if (rc == 0)
 				rc = sync_stopped(c) ?
 				     dd_error_set(-EINTR, "interrupted") :
@@ -393,7 +446,8 @@ static int sync_check_source(struct sync_ctx *c)
 	json_t *j = NULL;
 	int rc;
 
-	rc = dd_httpc_get_json(c->src, DD_API_PREFIX "/health", &j);
+	rc = dd_httpc_get_json_bounded(c->src, DD_API_PREFIX "/health",
+				       SYNC_SMALL_BYTES, SYNC_SMALL_VALUES, &j);
 	if (rc == 0 && (!json_is_object(j) ||
 			!json_is_true(json_object_get(j, "up")) ||
 			!json_is_string(json_object_get(j, "version"))))
@@ -408,7 +462,8 @@ static int sync_check_source(struct sync_ctx *c)
 				    c->o->from, dd_error_last());
 	if (rc < 0)
 		return rc;
-	rc = dd_httpc_get_json(c->src, DD_API_PREFIX "/config", &j);
+	rc = dd_httpc_get_json_bounded(c->src, DD_API_PREFIX "/config",
+				       SYNC_SMALL_BYTES, SYNC_SMALL_VALUES, &j);
 	json_decref(j);
 	if (rc == -EACCES)
 		return dd_error_set(-EACCES, "the source '%s' rejected the "
