@@ -404,6 +404,44 @@ static void backup_rec_free(struct backup_rec *rec)
 	free(rec);
 }
 
+/* Within this many nanoseconds of a file's stat, a write after the stat
+ * could leave its timestamps as they were: the kernel's clock tick for
+ * file times (4-10 ms before Linux 6.13), or a whole-second file system
+ * (the file's mtime and ctime both without nanoseconds; FAT: 2 s). The
+ * test hook DEDUP_TEST_RACY_SEC sets it (docs/OPERATIONS.md). */
+static int64_t backup_racy_ns(const struct stat *st)
+{
+	const char *v = getenv("DEDUP_TEST_RACY_SEC");
+	uint64_t sec;
+
+	if (v && *v && dd_parse_u64(v, &sec) == 0 && sec <= 86400)
+		return (int64_t)sec * 1000000000;
+	return st->st_mtim.tv_nsec == 0 && st->st_ctim.tv_nsec == 0 ?
+		2000000000 : 20000000;
+}
+
+/*
+ * "Racily clean", as git calls it: a file written within the window
+ * above before its stat may be written again after it with the same
+ * size and the same times, and would match this entry at the next
+ * backup (parent.c) although its bytes changed. Its ctime is recorded
+ * one second early (ctime is never restored: it is kept to notice
+ * changes), so the next backup reads it again, once.
+ */
+static void backup_mark_racy(struct dd_entry *e, const struct stat *st)
+{
+	struct timespec now;
+	int64_t now_ns, m;
+
+	/* Only the content's time matters: a rewrite after the stat moves
+	 * mtime unless it fell in the same tick as this one. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	m = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	if (m >= now_ns - backup_racy_ns(st))
+		e->ctime_sec--;
+}
+
 /* A record of the walk item, its path copied and its entry filled from
  * its stat; the caller sets the rest. NULL when out of memory (set). */
 static struct backup_rec *backup_rec_new(enum backup_kind kind, uint8_t type,
@@ -422,6 +460,8 @@ static struct backup_rec *backup_rec_new(enum backup_kind kind, uint8_t type,
 	rec->fd = -1;
 	rec->st = *it->st;
 	backup_entry_from_stat(&rec->e, type, rec->path, it->path_len, it->st);
+	if (type == DD_ENTRY_FILE)
+		backup_mark_racy(&rec->e, it->st);
 	return rec;
 }
 
