@@ -113,6 +113,12 @@ struct backup_link {
 	dev_t dev;
 	ino_t ino;
 	char *path;          /* NULL: free slot */
+	/* The inode as the first path found it: a later path whose inode
+	 * differs in these (its number reused by another file meanwhile, or
+	 * the file changed or linked again: ctime) is read as a file of its
+	 * own, never recorded as a link to this one. */
+	off_t size;
+	struct timespec mtime, ctime;
 };
 
 struct backup {
@@ -276,13 +282,23 @@ static size_t backup_link_slot(const struct backup *b, dev_t dev, ino_t ino)
 	return i;
 }
 
-/* The first path recorded for the inode of `st`, or NULL. */
+/* The first path recorded for the inode of `st`, or NULL (also when
+ * the inode is not as that path found it: backup_link). */
 static const char *backup_link_find(const struct backup *b,
 				    const struct stat *st)
 {
+	const struct backup_link *l;
+
 	if (st->st_nlink < 2 || b->links_alloc == 0)
 		return NULL;
-	return b->links[backup_link_slot(b, st->st_dev, st->st_ino)].path;
+	l = &b->links[backup_link_slot(b, st->st_dev, st->st_ino)];
+	if (!l->path || l->size != st->st_size ||
+	    l->mtime.tv_sec != st->st_mtim.tv_sec ||
+	    l->mtime.tv_nsec != st->st_mtim.tv_nsec ||
+	    l->ctime.tv_sec != st->st_ctim.tv_sec ||
+	    l->ctime.tv_nsec != st->st_ctim.tv_nsec)
+		return NULL;
+	return l->path;
 }
 
 /* Remembers `path` as the first path of an inode with several links. */
@@ -316,6 +332,9 @@ static int backup_link_add(struct backup *b, const char *path,
 		return dd_error_set(-ENOMEM, "out of memory");
 	b->links[i].dev = st->st_dev;
 	b->links[i].ino = st->st_ino;
+	b->links[i].size = st->st_size;
+	b->links[i].mtime = st->st_mtim;
+	b->links[i].ctime = st->st_ctim;
 	b->nlinks++;
 	return 0;
 }
@@ -496,6 +515,15 @@ static int backup_rec_keep_ext(struct backup_rec *rec)
 static int backup_rec_push_ref(struct backup_rec *rec, const struct dd_id *id,
 			       size_t len)
 {
+	/* More than one entry holds (a huge file, or a sparse one of
+	 * exabytes): that file is left out and reported, the backup goes
+	 * on (as for a read error), before its list takes the memory. */
+	if (rec->nrefs >= DD_CATALOG_REFS_MAX) {
+		rec->read_err = EFBIG;
+		rec->read_what = "record (more chunks and holes than a catalog "
+			"entry holds)";
+		return -EIO;
+	}
 	if (rec->nrefs == rec->refs_alloc) {
 		size_t a = rec->refs_alloc ? rec->refs_alloc * 2 : 16;
 		struct dd_chunk_ref *p = realloc(rec->refs, a * sizeof(*p));

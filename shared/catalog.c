@@ -15,7 +15,9 @@
 #define CHUNK_REF_LEN 36u
 /* Chunk list bytes of one entry: 64 MiB, about 1.8 million chunks. */
 #define CHUNK_LIST_MAX (64u << 20)
-#define CHUNKS_MAX (CHUNK_LIST_MAX / CHUNK_REF_LEN)
+#define CHUNKS_MAX DD_CATALOG_REFS_MAX
+_Static_assert(DD_CATALOG_REFS_MAX == CHUNK_LIST_MAX / CHUNK_REF_LEN,
+	       "catalog.h's DD_CATALOG_REFS_MAX");
 #define ENTRY_MAX ((size_t)DD_CATALOG_ENTRY_FIXED_LEN + DD_CATALOG_PATH_MAX + \
 		   DD_CATALOG_LINK_MAX + DD_CATALOG_EXT_MAX + CHUNK_LIST_MAX)
 #define READ_BLOCK 65536u

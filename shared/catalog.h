@@ -49,6 +49,8 @@
 #define DD_CATALOG_LINK_MAX 65536u     /* bytes in a symlink target */
 #define DD_CATALOG_EXT_MAX (1u << 20)  /* extension area (xattrs, ACLs) */
 #define DD_HOLE_MAX UINT32_MAX         /* bytes in one hole reference */
+/* References (chunks and holes) of one entry: 64 MiB of them. */
+#define DD_CATALOG_REFS_MAX ((64u << 20) / 36u)
 
 enum dd_entry_type {
 	DD_ENTRY_FILE = 1,
