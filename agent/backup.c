@@ -1027,6 +1027,11 @@ static int backup_read_meta(struct backup_reader *r, struct backup_rec *rec)
 		rec->meta_failed = true;
 		rec->meta_errmsg = strdup(dd_error_last());
 		dd_error_clear();
+		/* What was read is recorded, but the next backup must not
+		 * take it as the file's whole metadata from this entry:
+		 * not to be trusted, as a racily clean one */
+		if (rec->e.ctime_sec == rec->st.st_ctim.tv_sec)
+			rec->e.ctime_sec--;
 	}
 	rec->e.ext = r->ext.len ? r->ext.data : NULL;
 	rec->e.ext_len = (uint32_t)r->ext.len;

@@ -95,6 +95,63 @@ check "the changed snapshot restores the changed tree" cmp -s "$T/m3" "$T/r3m"
 check "with the in-place rewrite" cmp -s "$SRC/a/b/f2" "$T/r3/${SRC#/}/a/b/f2"
 check "and the replaced file" cmp -s "$SRC/c/same-size.bin" "$T/r3/${SRC#/}/c/same-size.bin"
 
+# A file whose metadata (xattrs) could not be read whole is recorded with
+# what was read and a warning (exit 3); the next backup reads it again
+# rather than take that incomplete metadata from the parent (before, it
+# did, silently, and every later snapshot lacked the xattr). The failure
+# is an LD_PRELOAD shim: flistxattr of the file fails while a trigger
+# file exists.
+if setfattr -n user.keep -v "keep me" "$SRC/c/same-size.bin" 2>/dev/null; then
+	cat > "$T/failxattr.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/types.h>
+ssize_t flistxattr(int fd, char *list, size_t size)
+{
+	static ssize_t (*real)(int, char *, size_t);
+	const char *trigger = getenv("DD_FAILXATTR_TRIGGER");
+	char link[64], path[4096];
+	ssize_t n;
+
+	if (!real)
+		real = (ssize_t (*)(int, char *, size_t))dlsym(RTLD_NEXT, "flistxattr");
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, path, sizeof(path) - 1);
+	if (n > 0 && trigger && access(trigger, F_OK) == 0) {
+		path[n] = 0;
+		if (strstr(path, "same-size.bin")) {
+			errno = EIO;
+			return -1;
+		}
+	}
+	return real(fd, list, size);
+}
+C
+	${CC:-cc} -shared -fPIC -o "$T/failxattr.so" "$T/failxattr.c" -ldl
+	PRELOAD=$T/failxattr.so
+	grep -qa __asan_init "$AGENT" &&
+		PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
+	agent "$A" backup --json "$SRC" > /dev/null 2>&1   # the xattr is new: read
+	touch "$T/fail-xattr"
+	DD_FAILXATTR_TRIGGER=$T/fail-xattr LD_PRELOAD=$PRELOAD \
+		agent "$A" backup --json --force-read "$SRC" > /dev/null 2>"$T/mf.err"
+	check_eq "a backup that cannot read a file's xattrs is partial (exit 3)" 3 "$?"
+	check "saying so" grep -q "metadata.*same-size.bin" "$T/mf.err"
+	rm -f "$T/fail-xattr"
+	out=$(trace "$T/trace6" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$SRC")
+	check "the next backup reads that file again" opened "$T/trace6" "$SRC/c/same-size.bin"
+	agent "$A" restore "$(json_get "$out" snapshot_id)" --target "$T/r6" 2>/dev/null
+	check_eq "and its snapshot has the xattr" "keep me" \
+		"$(getfattr --only-values -n user.keep "$T/r6/${SRC#/}/c/same-size.bin" 2>/dev/null)"
+else
+	echo "skipped: xattrs are not supported on $T"
+fi
+
 # "Racily clean" files: one written just before the agent read it could be
 # written again after that, with the same size and times, and match its
 # entry at the next backup although its bytes changed. Such a file is read
