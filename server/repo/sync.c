@@ -14,6 +14,7 @@
 #include <zstd.h>
 
 #include "catsource.h"
+#include "compress.h"
 #include "domains.h"
 #include "httpc.h"
 #include "log.h"
@@ -54,6 +55,10 @@ struct sync_ctx {
 	size_t batch;                /* ids per fetch */
 	uint64_t fetches;            /* fetches stored so far */
 	uint64_t kill_after;         /* test hook; 0: off */
+	/* Whether the chunks being fetched may be sealed: the file chunks
+	 * of an encrypted snapshot; never a catalog's, never a plain
+	 * snapshot's (syncwire_check_bundle). */
+	bool sealed_ok;
 };
 
 /* Test hooks (tests/e2e/t0930-sync.sh): DEDUP_TEST_SYNC_BATCH=N ids per
@@ -115,6 +120,7 @@ static int sync_fetch_once(struct sync_ctx *c, const struct dd_id *ids,
 			      n * sizeof(*ids), &c->resp);
 	if (rc == 0)
 		rc = syncwire_check_bundle(c->resp.data, c->resp.len, ids, n,
+					   c->sealed_ok,
 					   recs, &bad, &c->plain, c->dctx);
 	if (rc == 0) {
 		dd_error_clear();
@@ -185,7 +191,10 @@ static int sync_need(struct sync_ctx *c, const struct dd_id *ids, size_t n)
 		return -ENOMEM;
 	for (i = 0; i < n && rc == 0; i++) {
 		rc = domains_lookup(c->st, c->dom, &ids[i], &loc);
-		if (rc == -ENOENT) {
+		/* a sealed copy here is no plain chunk's: the plain one
+		 * replaces it when stored, as an upload's does */
+		if (rc == -ENOENT || (rc == 0 && !c->sealed_ok &&
+				      (loc.flags & DD_COMP_SEALED))) {
 			miss[m++] = ids[i];
 			rc = 0;
 		}
@@ -298,8 +307,12 @@ static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
 	rc = sync_get_manifest(c, it, &m);
 	if (rc == 0)
 		rc = snapshots_manifest_catalog(m, &cat, &ncat);
+	/* the catalog (an encrypted snapshot's reference list too) is
+	 * plain; the files' chunks are sealed only in an encrypted one */
+	c->sealed_ok = false;
 	if (rc == 0)
 		rc = sync_need(c, cat, ncat);
+	c->sealed_ok = rc == 0 && json_object_get(m, "sealed") != NULL;
 	if (rc == 0)
 		rc = sync_need_files(c, cat, ncat);
 	/* "already here" (sync_one) is the import's to say: a 409 from the

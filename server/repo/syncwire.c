@@ -15,8 +15,8 @@
  * as on upload: only its layout is checked; the agent that holds the key
  * verifies it on restore. */
 static int syncwire_check_record(const struct dd_bundle_record *rec,
-				 const struct dd_id *want, struct dd_buf *plain,
-				 void *dctx)
+				 const struct dd_id *want, bool sealed_ok,
+				 struct dd_buf *plain, void *dctx)
 {
 	char hex[DD_ID_HEX_LEN + 1], got[DD_ID_HEX_LEN + 1];
 	int rc;
@@ -27,6 +27,10 @@ static int syncwire_check_record(const struct dd_bundle_record *rec,
 		return dd_error_set(-EBADMSG, "chunk %s: the source sent chunk "
 				    "%s in its place", hex, got);
 	}
+	if ((rec->flags & DD_COMP_SEALED) && !sealed_ok)
+		return dd_error_set(-EBADMSG, "chunk %s: the source sent it "
+				    "sealed (client-side encrypted), where "
+				    "only a plain chunk can be", hex);
 	if (rec->flags & DD_COMP_SEALED) {
 		char why[160];
 
@@ -53,7 +57,7 @@ static int syncwire_check_record(const struct dd_bundle_record *rec,
 }
 
 int syncwire_check_bundle(const void *body, size_t len,
-			  const struct dd_id *want, size_t n,
+			  const struct dd_id *want, size_t n, bool sealed_ok,
 			  struct dd_bundle_record *recs, size_t *bad,
 			  struct dd_buf *plain, void *dctx)
 {
@@ -76,7 +80,8 @@ int syncwire_check_bundle(const void *body, size_t len,
 			return dd_error_set(-EBADMSG, "the source sent an "
 					    "invalid chunk bundle (record "
 					    "%zu)", i);
-		rc = syncwire_check_record(&recs[i], &want[i], plain, dctx);
+		rc = syncwire_check_record(&recs[i], &want[i], sealed_ok,
+					   plain, dctx);
 		if (rc < 0) {
 			*bad = i;
 			return rc;

@@ -22,13 +22,15 @@
  * Checks a fetch reply against the n ids asked for: a valid bundle of
  * exactly n records, record i carrying want[i], each one's bytes
  * decompressing to plain_len bytes that hash to its id (the source is not
- * trusted). recs[0..n) then point into body. On failure -EBADMSG with a
+ * trusted). A sealed record (client-side encrypted: only its layout can
+ * be checked) passes only when `sealed_ok` (a file chunk of an encrypted
+ * snapshot). recs[0..n) then point into body. On failure -EBADMSG with a
  * reason naming the chunk when one record is at fault (then *bad is its
  * index), else *bad = n. `plain` is scratch; `dctx` an optional
  * ZSTD_DCtx*.
  */
 int syncwire_check_bundle(const void *body, size_t len,
-			  const struct dd_id *want, size_t n,
+			  const struct dd_id *want, size_t n, bool sealed_ok,
 			  struct dd_bundle_record *recs, size_t *bad,
 			  struct dd_buf *plain, void *dctx);
 

@@ -13,7 +13,11 @@
 #           (before: "already here", exit 0, the lag alert silenced);
 #   big     a listing page of four million empty objects (8 MB): refused
 #           before it is parsed, the process staying small (before, the
-#           parse took some 600 MB).
+#           parse took some 900 MB);
+#   sealed  a plain snapshot's catalog chunk sent sealed (client-side
+#           encrypted, so only its layout could be checked): refused and
+#           not stored (before, it was stored on its layout alone; a plain
+#           snapshot's file chunks sent sealed were imported as copied).
 . "$(dirname "$0")/lib.sh"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -21,9 +25,10 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 ||
 	{ echo "# cannot make the fake source's certificate"; exit 1; }
 cat > "$T/fake.py" <<'PY'
-import http.server, json, ssl, sys
+import hashlib, http.server, json, ssl, struct, sys
 mode, portfile, logfile, d = sys.argv[1:5]
 SID = "ab" * 32
+CAT = hashlib.sha256(b"a catalog").digest()
 def item(client):
     return {"id": SID, "client": client, "cursor": "1-" + SID, "unix_written": 1}
 class H(http.server.BaseHTTPRequestHandler):
@@ -58,7 +63,19 @@ class H(http.server.BaseHTTPRequestHandler):
         if p.startswith("/api/v1/snapshots/"):
             if mode == "409":
                 return self.send(409, {"error": "conflict"})
+            if mode == "sealed":
+                return self.send(200, {"id": SID, "client": "web1", "catalog": [CAT.hex()]})
             return self.send(404, {"error": "no such snapshot"})
+        self.send(404, {"error": "no"})
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n)
+        with open(logfile, "a") as f:
+            f.write(self.path.split("?")[0] + "\n")
+        if mode == "sealed" and self.path.startswith("/api/v1/chunks/fetch"):
+            # the catalog chunk, sent sealed: 10 plain bytes, 38 stored
+            rec = CAT + struct.pack("<III", 2, 10, 38) + b"\x5a" * 38
+            return self.send(200, b"DDBN" + struct.pack("<II", 1, 1) + rec)
         self.send(404, {"error": "no"})
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -120,6 +137,11 @@ sync_against big
 check "a listing page of 4 million values: refused" test "$RC" != 0
 check "before it is parsed" grep -q "JSON values or more" "$T/big.err"
 check "the process stays under 200 MB" test "${RSS:-999999}" -lt 204800
+
+sync_against sealed
+check_eq "a catalog chunk sent sealed: not copied, exit 1" 1 "$RC"
+check "saying the chunk came sealed" grep -q "sent it sealed" "$T/sealed.err"
+check_eq "and it was not stored" "" "$("$SERVER" debug list-records --repo "$R" 2>/dev/null)"
 
 check_eq "nothing was stored" 0 "$(snapshots_here)"
 "$SERVER" check --repo "$R" >/dev/null 2>&1

@@ -47,8 +47,8 @@ static int check(const struct dd_buf *body, const struct dd_id *want,
 
 	dd_buf_init(&plain, 0);
 	dd_error_clear();
-	rc = syncwire_check_bundle(body->data, body->len, want, n, recs, bad,
-				   &plain, NULL);
+	rc = syncwire_check_bundle(body->data, body->len, want, n, true, recs,
+				   bad, &plain, NULL);
 	dd_buf_release(&plain);
 	return rc;
 }
@@ -199,8 +199,36 @@ static void test_since(void)
 	CHECK_EQ(syncwire_parse_since("99999999999d", now, &t), -EINVAL);
 }
 
+/* A sealed record passes on its layout only where sealed chunks may be
+ * (an encrypted snapshot's file chunks), and is refused elsewhere. */
+static void test_bundle_sealed(void)
+{
+	struct dd_bundle_record recs[1];
+	uint8_t sealed[10 + DD_COMP_SEALED_OVERHEAD];
+	struct dd_id want;
+	struct dd_buf b, plain;
+	size_t bad = 99;
+
+	memset(sealed, 0x5a, sizeof(sealed));
+	memset(&want, 0x11, sizeof(want));
+	dd_buf_init(&b, 0);
+	dd_buf_init(&plain, 0);
+	dd_bundle_begin(&b);
+	dd_bundle_add(&b, &want, DD_COMP_SEALED, 10, sealed, sizeof(sealed));
+	dd_bundle_finish(&b);
+	CHECK_EQ(syncwire_check_bundle(b.data, b.len, &want, 1, true, recs,
+				       &bad, &plain, NULL), 0);
+	CHECK_EQ(syncwire_check_bundle(b.data, b.len, &want, 1, false, recs,
+				       &bad, &plain, NULL), -EBADMSG);
+	CHECK_EQ(bad, 0);
+	CHECK(strstr(dd_error_last(), "sealed") != NULL);
+	dd_buf_release(&b);
+	dd_buf_release(&plain);
+}
+
 int main(void)
 {
+	UNIT_RUN(test_bundle_sealed);
 	UNIT_RUN(test_bundle_good);
 	UNIT_RUN(test_bundle_id_mismatch);
 	UNIT_RUN(test_bundle_other_chunk);
