@@ -129,6 +129,16 @@ api() {
 api_status() { api "$@" | tail -n1; }
 
 # prand SEED BYTES: deterministic pseudo-random bytes (AES-CTR keystream).
+# age_tree DIR...: the modification times of DIR's files written in the
+# last minute set a minute back (older ones, set on purpose, are kept),
+# so that none is "racily clean" (written within a few milliseconds of
+# the moment a backup reads it, which the next backup then reads again:
+# docs/OPERATIONS.md, "Incremental backups") and a test's next backup
+# takes every unchanged file from its parent whatever the timing.
+age_tree() {
+	find "$@" -type f -newermt '-1 minute' -exec touch -m -d '-1 minute' {} +
+}
+
 prand() {
 	local key
 	key=$(printf '%s' "$1" | sha256sum | cut -c1-32)

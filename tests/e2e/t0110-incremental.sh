@@ -13,6 +13,7 @@ for i in $(seq 1 50); do printf 'other %d\n' "$i" > "$SRC/a-b/g$i"; done
 prand inc1 3000000 > "$SRC/c/big.bin"
 prand inc2 200000 > "$SRC/c/same-size.bin"
 ln -s a/b "$SRC/link"
+age_tree "$SRC"
 nfiles=$(find "$SRC" -type f | wc -l)
 
 repo_init "$T/repo"

@@ -19,6 +19,7 @@ repo_init "$T/repo"
 A=$(token_add "$T/repo" alice)
 server_start "$T/repo" || exit 1
 
+age_tree "$SRC/main" "$SRC/deep"
 out=$(agent "$A" backup --json "$SRC/main" "$SRC/deep" 2>"$T/backup.err")
 check_eq "the backup succeeds without warnings" "" "$(cat "$T/backup.err")"
 ID=$(json_get "$out" snapshot_id)

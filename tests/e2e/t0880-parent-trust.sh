@@ -19,6 +19,7 @@ S=$T/src
 mkdir -p "$S/docs"
 { echo "the real contract, page 1"; head -c 3000 /dev/zero | tr '\0' x; } > "$S/docs/contract.txt"
 prand other 5000 > "$S/docs/other.bin"
+age_tree "$S"
 REAL=$(sha256sum < "$S/docs/contract.txt" | cut -c1-64)
 
 backup() { agent "$TOK" backup --json "$S" 2>"$T/backup.err"; }

@@ -114,6 +114,7 @@ if [ "$HOLES" = 1 ]; then
 fi
 
 # 2. every shape
+age_tree "$SRC"
 out=$(agent "$A" backup --json "$SRC") || not_ok "backup of the sparse tree"
 echo "# tree: $out"
 ID1=$(json_get "$out" snapshot_id)

@@ -60,6 +60,7 @@ for i in $(seq 1 4000); do echo "$MARK line $i of the plain text"; done > "$SRC/
 prand crypt1 3000000 > "$SRC/big"
 prand crypt2 700000 > "$SRC/sub/other"
 ln -s "$NAME" "$SRC/sub/link"
+age_tree "$SRC"
 S1=$(json_get "$(eagent "$A" "$K1" backup --json "$SRC")" snapshot_id)
 check "encrypted backup made a snapshot" test -n "$S1"
 eagent "$A" "$K1" restore "$S1" --target "$T/r1" >/dev/null 2>"$T/r1.err"

@@ -70,6 +70,7 @@ counts() {
 	python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(" ".join(str(j[k]) for k in ("files", "unreadable", "bytes_total", "chunks_total", "bytes_read", "bytes_holes")))' "$1"
 }
 
+age_tree "$SRC"
 # 1. one thread and four threads, each reading every file
 out1=$(agent "$A" backup --json --force-read --threads 1 "$SRC" 2>"$T/err1")
 check_eq "--threads 1: exit 0" 0 $?
