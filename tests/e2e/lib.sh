@@ -129,6 +129,18 @@ api() {
 api_status() { api "$@" | tail -n1; }
 
 # prand SEED BYTES: deterministic pseudo-random bytes (AES-CTR keystream).
+# shim_preload NAME: builds the LD_PRELOAD shim the test wrote to
+# $T/NAME.c into $T/NAME.so and sets PRELOAD to what LD_PRELOAD must be
+# (under the sanitizers the ASan runtime must come first).
+shim_preload() {
+	${CC:-cc} -shared -fPIC -o "$T/$1.so" "$T/$1.c" -ldl ||
+		{ echo "# cannot build the $1 shim"; exit 1; }
+	PRELOAD=$T/$1.so
+	if grep -qa __asan_init "$SERVER"; then
+		PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
+	fi
+}
+
 # age_tree DIR...: the modification times of DIR's files written in the
 # last minute set a minute back (older ones, set on purpose, are kept),
 # so that none is "racily clean" (written within a few milliseconds of

@@ -133,10 +133,7 @@ ssize_t flistxattr(int fd, char *list, size_t size)
 	return real(fd, list, size);
 }
 C
-	${CC:-cc} -shared -fPIC -o "$T/failxattr.so" "$T/failxattr.c" -ldl
-	PRELOAD=$T/failxattr.so
-	grep -qa __asan_init "$AGENT" &&
-		PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
+	shim_preload failxattr
 	agent "$A" backup --json "$SRC" > /dev/null 2>&1   # the xattr is new: read
 	touch "$T/fail-xattr"
 	DD_FAILXATTR_TRIGGER=$T/fail-xattr LD_PRELOAD=$PRELOAD \

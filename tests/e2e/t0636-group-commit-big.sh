@@ -28,13 +28,7 @@ int fdatasync(int fd)
 	return real(fd);
 }
 C
-${CC:-cc} -shared -fPIC -o "$T/slowsync.so" "$T/slowsync.c" -ldl ||
-	{ echo "# cannot build the slow-sync shim"; exit 1; }
-PRELOAD=$T/slowsync.so
-# Under the sanitizers the ASan runtime must come first.
-if grep -qa __asan_init "$SERVER"; then
-	PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
-fi
+shim_preload slowsync
 
 R=$T/repo
 repo_init "$R"

@@ -40,13 +40,7 @@ int fsync(int fd)
 	return real(fd);
 }
 C
-${CC:-cc} -shared -fPIC -o "$T/failsync.so" "$T/failsync.c" -ldl ||
-	{ echo "# cannot build the failing-sync shim"; exit 1; }
-PRELOAD=$T/failsync.so
-# Under the sanitizers the ASan runtime must come first.
-if grep -qa __asan_init "$SERVER"; then
-	PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $PRELOAD"
-fi
+shim_preload failsync
 export DD_FAILSYNC_TRIGGER=$T/fail-now
 
 R=$T/repo
