@@ -334,6 +334,7 @@ static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
 /* One listed snapshot: skipped, present, copied or failed. */
 static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 {
+	int64_t written;
 	int rc;
 
 	if (c->o->newer_than && it->unix_written < c->o->newer_than)
@@ -361,8 +362,11 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 	if (sync_fatal(rc))
 		return rc;
 	c->r->failed++;
-	if (!c->r->oldest_pending || it->unix_written < c->r->oldest_pending)
-		c->r->oldest_pending = it->unix_written;
+	/* the source's time, never later than this clock's: a source that
+	 * says "written in the future" does not hide the lag */
+	written = it->unix_written < dd_now() ? it->unix_written : dd_now();
+	if (!c->r->oldest_pending || written < c->r->oldest_pending)
+		c->r->oldest_pending = written;
 	log_warning("sync: snapshot %s of client '%s' not copied: %s", it->id,
 		    it->client, log_reason(rc));
 	sync_note_error(c->r, "snapshot %s of client '%s' not copied: %s",

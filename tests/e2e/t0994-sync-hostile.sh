@@ -10,7 +10,8 @@
 #           before its manifest is asked for (before, it was fetched and
 #           imported under db1);
 #   409     the manifest answers 409: the snapshot is not copied, exit 1
-#           (before: "already here", exit 0, the lag alert silenced);
+#           (before: "already here", exit 0, the lag alert silenced), and
+#           the source's "written in 2100" does not hide its lag;
 #   big     a listing page of four million empty objects (8 MB): refused
 #           before it is parsed, the process staying small (before, the
 #           parse took some 900 MB);
@@ -30,7 +31,9 @@ mode, portfile, logfile, d = sys.argv[1:5]
 SID = "ab" * 32
 CAT = hashlib.sha256(b"a catalog").digest()
 def item(client):
-    return {"id": SID, "client": client, "cursor": "1-" + SID, "unix_written": 1}
+    # mode 409: a time far in the future (year 2100)
+    return {"id": SID, "client": client, "cursor": "1-" + SID,
+            "unix_written": 4102444800 if mode == "409" else 1}
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     lists = 0
@@ -132,6 +135,9 @@ check_eq "a manifest answered with 409: not copied, exit 1" 1 "$RC"
 check "the report says it failed, not that it is here" \
 	grep -q "0 copied, 0 already here, 1 not copied" "$T/409.out"
 check "naming the 409" grep -q "answered 409" "$T/409.err"
+pending=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["oldest_pending_unix"])' "$R/sync.json")
+check "its lag counts from now, not from the year 2100 the source gave" \
+	test "${pending:-0}" -gt 0 -a "${pending:-0}" -le "$(date +%s)"
 
 sync_against big
 check "a listing page of 4 million values: refused" test "$RC" != 0
