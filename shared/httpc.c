@@ -224,6 +224,8 @@ int dd_httpc_new(struct dd_httpc **out, const struct dd_httpc_opts *s)
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, DD_HTTPC_CONNECT_TIMEOUT);
 	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, DD_HTTPC_LOW_SPEED_LIMIT);
 	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME, DD_HTTPC_LOW_SPEED_TIME);
+	if (s->timeout_sec > 0)
+		curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, s->timeout_sec);
 	curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, dd_httpc_write_cb);

@@ -44,6 +44,8 @@ struct dd_httpc_opts {
 	const char *user_agent;   /* NULL: "dedup/VERSION" */
 	int retries;              /* connection failures retried per request;
 				   * negative: the default (6) */
+	long timeout_sec;         /* a whole request at most this long; 0:
+				   * no bound but the low-speed limit */
 	/* Asked about once a second during a transfer; true aborts it
 	 * (-EINTR, "interrupted"). NULL: never. */
 	bool (*cancel)(void *payload);

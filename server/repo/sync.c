@@ -28,6 +28,9 @@
 #define SYNC_WALK_BATCH 4096
 /* A source snapshot list page. */
 #define SYNC_PAGE 100
+/* One request to the source at most this long (DEDUP_TEST_SYNC_TIMEOUT_SEC
+ * for the tests). */
+#define SYNC_REQUEST_TIMEOUT_SEC 600L
 /* The JSON values a source's reply may hold, counted before it is parsed
  * (dd_httpc_get_json_bounded: parsing allocates a node for each, so a
  * reply of tiny values costs ~80 times its bytes): a listing page
@@ -495,6 +498,10 @@ static int sync_open(struct sync_ctx *c, struct tokens *tok)
 		.fingerprint = c->o->fingerprint,
 		.user_agent = "dedup-server-sync/" DD_VERSION, .retries = -1,
 		.cancel = c->o->stop, .cancel_payload = c->o->stop_payload,
+		/* a source that trickles bytes must not hold a run for ever
+		 * (a 64 MiB fetch then needs 110 KB/s) */
+		.timeout_sec = (long)sync_test_env("DEDUP_TEST_SYNC_TIMEOUT_SEC",
+						   86400),
 	};
 	int rc;
 
@@ -504,6 +511,8 @@ static int sync_open(struct sync_ctx *c, struct tokens *tok)
 	if (!c->batch)
 		c->batch = SYNC_FETCH_BATCH;
 	c->kill_after = sync_test_env("DEDUP_TEST_SYNC_KILL_AFTER", 1000000);
+	if (!ho.timeout_sec)
+		ho.timeout_sec = SYNC_REQUEST_TIMEOUT_SEC;
 	if (strncmp(c->o->from, "https://", 8) != 0)
 		return dd_error_set(-EPROTO, "source URL '%s' is not https://",
 				    c->o->from);

@@ -15,6 +15,9 @@
 #   big     a listing page of four million empty objects (8 MB): refused
 #           before it is parsed, the process staying small (before, the
 #           parse took some 900 MB);
+#   trickle an answer of two bytes a second (under the low-speed limit):
+#           the request times out (600 s; 3 s here by the test hook), the
+#           run ends (before, it waited for ever);
 #   sealed  a plain snapshot's catalog chunk sent sealed (client-side
 #           encrypted, so only its layout could be checked): refused and
 #           not stored (before, it was stored on its layout alone; a plain
@@ -26,7 +29,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 ||
 	{ echo "# cannot make the fake source's certificate"; exit 1; }
 cat > "$T/fake.py" <<'PY'
-import hashlib, http.server, json, ssl, struct, sys
+import hashlib, http.server, json, ssl, struct, sys, time
 mode, portfile, logfile, d = sys.argv[1:5]
 SID = "ab" * 32
 CAT = hashlib.sha256(b"a catalog").digest()
@@ -54,6 +57,18 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.send(200, {"up": True, "version": "fake"})
         if p.startswith("/api/v1/config"):
             return self.send(200, {})
+        if p.startswith("/api/v1/snapshots?") and mode == "trickle":
+            # a page promised, then two bytes a second: under the
+            # low-speed limit's 1 byte a second, so only a timeout ends it
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(600):
+                self.wfile.write(b"  ")
+                self.wfile.flush()
+                time.sleep(1)
+            return
         if p.startswith("/api/v1/snapshots?"):
             H.lists += 1
             if mode == "loop":
@@ -143,6 +158,11 @@ sync_against big
 check "a listing page of 4 million values: refused" test "$RC" != 0
 check "before it is parsed" grep -q "JSON values or more" "$T/big.err"
 check "the process stays under 200 MB" test "${RSS:-999999}" -lt 204800
+
+DEDUP_TEST_SYNC_TIMEOUT_SEC=3 sync_against trickle
+check "a source that trickles its answer: the run ends by itself" test "$RC" != 0 -a "$RC" != 124
+check "within seconds (a 3 s bound for the test; 600 s otherwise)" \
+	python3 -c "import sys; sys.exit(0 if float('$SECS') < 30 else 1)"
 
 sync_against sealed
 check_eq "a catalog chunk sent sealed: not copied, exit 1" 1 "$RC"
