@@ -125,7 +125,9 @@ static int gc_load_catalog(struct snapshots *snaps, struct gc_snap *sn)
 
 	dd_error_clear();
 	rc = snapshots_load(snaps, sn->id, &m);
-	if (rc == -ENOENT)
+	/* Removed meanwhile, or its file gone while it is still listed:
+	 * that one must not be taken for "nothing to mark". */
+	if (rc == -ENOENT && !snapshots_has(snaps, sn->id))
 		return 1;
 	if (rc == 0)
 		rc = snapshots_manifest_catalog(m, &sn->catalog, &sn->ncatalog);
@@ -252,6 +254,10 @@ struct gc_scan {
 	const struct markset *marked;
 	struct gc_packs *packs;
 	bool judge, sweep;
+	/* Entries whose location does not decode: left alone, and since
+	 * their packs cannot be known, no pack is deleted or rewritten in
+	 * that run (one could be their only copy). */
+	uint64_t undecodable;
 	struct dd_id *batch;         /* GC_SWEEP_BATCH ids */
 	size_t nbatch;
 	uint64_t dead, dead_bytes, in_use, removed, removed_bytes;
@@ -282,8 +288,10 @@ static int gc_scan_cb(void *payload, const uint8_t *key, size_t klen,
 	if (klen != 1 + DD_ID_LEN || key[0] != 'c')
 		return 0;
 	memcpy(e.id.b, key + 1, DD_ID_LEN);
-	if (dd_chunk_loc_decode(&e.loc, val, vlen) < 0)
+	if (dd_chunk_loc_decode(&e.loc, val, vlen) < 0) {
+		sc->undecodable++;
 		return 0;      /* check reports it; the sweep leaves it */
+	}
 	if (!sc->judge || markset_has(sc->marked, &e.id)) {
 		gc_packs_count(sc->packs, &e.loc);
 		return 0;
@@ -818,6 +826,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 		/* What stays, as the index says now. */
 		gc_packs_zero(&pk);
 		sc.judge = false;
+		sc.undecodable = 0;
 		rc = store_index_foreach(st, gc_scan_cb, &sc);
 		if (rc < 0)
 			goto cleanup;
@@ -826,6 +835,14 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	/* Packs. */
 	rp.st = st;
 	ls.st = st;
+	if (sc.undecodable) {
+		log_warning("gc: %llu index entr%s cannot be decoded: no pack "
+			    "is deleted or rewritten this time (run check; "
+			    "repair --rebuild-index rebuilds them from the "
+			    "packs)", (unsigned long long)sc.undecodable,
+			    sc.undecodable == 1 ? "y" : "ies");
+		pk.n = 0;
+	}
 	for (i = 0; i < pk.n; i++) {
 		uint64_t seq = pk.v[i].seq, size, live, dead;
 
