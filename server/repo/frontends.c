@@ -640,11 +640,23 @@ static int frontends_check_epoch(struct frontends *f)
 	return rc == -EBUSY ? 0 : rc;
 }
 
-/* A collection that started longer ago than its lock's lease died. */
+unsigned frontends_gc_lease_sec(void)
+{
+	const char *v = getenv("DEDUP_TEST_GC_LEASE_SEC");
+	uint64_t n;
+
+	if (v && *v && dd_parse_u64(v, &n) == 0 && n >= 2 && n <= 3600)
+		return (unsigned)n;
+	return FRONTENDS_GC_LEASE_SEC;
+}
+
+/* A collection whose start time (renewed every third of the lease while
+ * it runs) is older than its lock's lease died. */
 static bool epoch_live_gc(const struct frontends_epoch *e)
 {
 	return e->running &&
-		e->since + FRONTENDS_GC_LEASE_SEC >= (int64_t)dd_now();
+		e->since + (int64_t)frontends_gc_lease_sec() >=
+		(int64_t)dd_now();
 }
 
 /* Waits (at most FRONTENDS_GC_WAIT_SEC, else -EAGAIN) while another
@@ -970,6 +982,38 @@ int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 		free(p.sus[i].data);
 	}
 	free(p.sus);
+	return rc;
+}
+
+int frontends_epoch_renew(struct backend *be, uint32_t self)
+{
+	uint8_t *cur = NULL;
+	size_t clen = 0;
+	char next[96], state[16] = "";
+	unsigned long long n = 0;
+	long long since = 0;
+	unsigned by = 0;
+	int rc = -ECANCELED, tries;
+
+	for (tries = 0; tries < 20 && rc == -ECANCELED; tries++) {
+		rc = pool_get(be, FRONTENDS_EPOCH, &cur, &clen);
+		if (rc < 0)
+			return rc;
+		if (sscanf((const char *)cur, "%llu %15s %lld %u", &n, state,
+			   &since, &by) != 4 || strcmp(state, "running") != 0 ||
+		    by != self) {
+			free(cur);
+			return dd_error_set(-ESTALE, "the gc epoch is no longer "
+					    "this front-end's running "
+					    "collection");
+		}
+		snprintf(next, sizeof(next), "%llu running %lld %u\n", n,
+			 (long long)dd_now(), (unsigned)self);
+		rc = backend_cas(be, FRONTENDS_EPOCH, cur, clen, next,
+				 strlen(next));
+		free(cur);
+		cur = NULL;
+	}
 	return rc;
 }
 

@@ -48,6 +48,11 @@
 /* A collection's lock lease (gc.c), and how long a session open waits
  * for a collection in progress on another front-end (seconds). */
 #define FRONTENDS_GC_LEASE_SEC 600
+/* FRONTENDS_GC_LEASE_SEC, or the test hook DEDUP_TEST_GC_LEASE_SEC
+ * (2..3600; docs/OPERATIONS.md): every front-end and gc of the pool must
+ * get the same. A collection renews its lock and the epoch's start time
+ * every third of it. */
+unsigned frontends_gc_lease_sec(void);
 #define FRONTENDS_GC_WAIT_SEC 60
 /* A manifest of this directory missing from the pool is dropped only if
  * older than this: a create writes it here first, then to the pool,
@@ -119,6 +124,10 @@ struct poolstats *frontends_poolstats(struct frontends *f);
 int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 			 char *who, size_t whysz);
 int frontends_epoch_set(struct backend *be, bool running, uint32_t self);
+/* The running collection's own renewal of its start time (the others
+ * judge its lease from it): -ESTALE when the epoch is no longer this
+ * front-end's running collection. */
+int frontends_epoch_renew(struct backend *be, uint32_t self);
 /*
  * For gc on a shared pool: copies into `snaps` every manifest of the pool
  * it lacks (drops nothing). A collection calls it after it has read the

@@ -67,12 +67,14 @@ static void gc_test_point(const char *name)
 	}
 }
 
-/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_GC_HOLD=<file> holds a
- * collection right after it took this store's gc lock, while the file
- * exists (at most 120 s), to test what a session open meets then. */
-static void gc_test_hold(void)
+/* Test hooks (docs/OPERATIONS.md): DEDUP_TEST_GC_HOLD=<file> holds a
+ * collection right after it took this store's gc lock, and
+ * DEDUP_TEST_GC_HOLD_RUNNING=<file> once the pool's gc epoch says it is
+ * running (before it marks), while the file exists (at most 120 s), to
+ * test what a session open meets then. */
+static void gc_test_hold(const char *var)
 {
-	const char *path = getenv("DEDUP_TEST_GC_HOLD");
+	const char *path = getenv(var);
 	double until = dd_monotonic() + 120;
 
 	if (!path || !*path || access(path, F_OK) != 0)
@@ -81,6 +83,47 @@ static void gc_test_hold(void)
 	while (access(path, F_OK) == 0 && dd_monotonic() < until)
 		usleep(50 * 1000);
 	log_info("gc: test hold released");
+}
+
+#define GC_LOCK "gc"
+/* The collection lock's lease, and its renewal while the collection
+ * runs: the lock is taken again and the gc epoch's start time rewritten
+ * every third of the lease, so that neither another collection nor a
+ * session open on another front-end takes a long collection for dead.
+ * A renewal that fails stops the collection before its next deletion. */
+struct gc_lease {
+	struct backend *be;
+	uint32_t self;
+	bool epoch;                  /* this run set the epoch running */
+	int lost;                    /* atomic */
+	struct dd_ticker *ticker;
+};
+
+static unsigned gc_lease_ms(void)
+{
+	return frontends_gc_lease_sec() * 1000u;
+}
+
+static void gc_lease_renew(void *arg)
+{
+	struct gc_lease *l = arg;
+	int rc = backend_lock(l->be, GC_LOCK, gc_lease_ms());
+
+	if (rc == 0 && __atomic_load_n(&l->epoch, __ATOMIC_ACQUIRE))
+		rc = frontends_epoch_renew(l->be, l->self);
+	if (rc < 0 && !__atomic_exchange_n(&l->lost, 1, __ATOMIC_ACQ_REL))
+		log_warning("gc: cannot renew the collection lock's lease: %s; "
+			    "deleting nothing more", log_reason(rc));
+	dd_error_clear();
+}
+
+static int gc_lease_check(struct gc_lease *l)
+{
+	if (l && __atomic_load_n(&l->lost, __ATOMIC_ACQUIRE))
+		return dd_error_set(-EIO, "gc: the collection lock's lease "
+				    "could not be renewed; stopped before "
+				    "deleting more");
+	return 0;
 }
 
 /* ---- the snapshots to mark from ---- */
@@ -254,6 +297,7 @@ struct gc_scan {
 	const struct markset *marked;
 	struct gc_packs *packs;
 	bool judge, sweep;
+	struct gc_lease *lease;      /* on a shared pool, else NULL */
 	/* Entries whose location does not decode: left alone, and since
 	 * their packs cannot be known, no pack is deleted or rewritten in
 	 * that run (one could be their only copy). */
@@ -270,6 +314,8 @@ static int gc_scan_flush(struct gc_scan *sc)
 
 	if (!sc->nbatch)
 		return 0;
+	if ((rc = gc_lease_check(sc->lease)) < 0)
+		return rc;
 	rc = store_gc_sweep(sc->st, sc->batch, sc->nbatch, &removed, &bytes);
 	sc->nbatch = 0;
 	if (rc < 0)
@@ -569,8 +615,6 @@ static int gc_drop_memberships(struct store *st)
 
 /* ---- a pool shared by several front-ends ---- */
 
-#define GC_LOCK "gc"
-#define GC_LEASE_MS (FRONTENDS_GC_LEASE_SEC * 1000u)
 #define GC_MAX_FE 64
 
 /* Each other front-end's highest pack when the collection began: that one
@@ -648,15 +692,21 @@ static int gc_shared_cache(struct store *st)
  */
 static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 			   struct gc_fe_max *fm, uint32_t self,
-			   struct gc_report *r, bool dry_run)
+			   struct gc_report *r, bool dry_run,
+			   struct gc_lease *lease)
 {
 	struct backend *be = store_backend(st);
 	uint64_t pulled;
 	bool busy = false;
-	int rc = backend_lock(be, GC_LOCK, GC_LEASE_MS);
+	int rc = backend_lock(be, GC_LOCK, gc_lease_ms());
 
 	if (rc == -EBUSY)
 		return log_wrap(-EBUSY, "another front-end is collecting");
+	lease->be = be;
+	lease->self = self;
+	if (rc == 0)
+		rc = dd_ticker_start(&lease->ticker, gc_lease_ms() / 3,
+				     gc_lease_renew, lease);
 	if (rc == 0)
 		rc = gc_shared_cache(st);
 	if (rc == 0)
@@ -665,8 +715,10 @@ static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 		rc = store_shared_pull(st, &pulled);
 	/* running before the heartbeats are read: a session opened on
 	 * another front-end after this waits for the end */
-	if (rc == 0 && !dry_run)
+	if (rc == 0 && !dry_run) {
 		rc = frontends_epoch_set(be, true, self);
+		__atomic_store_n(&lease->epoch, rc == 0, __ATOMIC_RELEASE);
+	}
 	if (rc == 0)
 		rc = frontends_peers_busy(be, self, &busy, r->deferred_why,
 					  sizeof(r->deferred_why));
@@ -758,6 +810,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	struct gc_scan sc;
 	struct gc_packs pk = { NULL, 0 };
 	struct gc_list ls;
+	struct gc_lease lease;
 	struct gc_track tr = { st, o, 0 };
 	struct gc_repack rp;
 	struct markset *marked = NULL;
@@ -769,6 +822,7 @@ int gc_run(struct store *st, struct snapshots *snaps,
 
 	memset(r, 0, sizeof(*r));
 	memset(&sc, 0, sizeof(sc));
+	memset(&lease, 0, sizeof(lease));
 	memset(&rp, 0, sizeof(rp));
 	memset(&ls, 0, sizeof(ls));
 	dd_buf_init(&rp.stored, 0);
@@ -777,17 +831,24 @@ int gc_run(struct store *st, struct snapshots *snaps,
 	rc = store_gc_begin(st);
 	if (rc < 0)
 		return rc;
-	gc_test_hold();
+	gc_test_hold("DEDUP_TEST_GC_HOLD");
 	if (shared) {
 		self = store_frontend(st);
-		rc = gc_shared_begin(st, snaps, &fm, self, r, o->dry_run);
+		rc = gc_shared_begin(st, snaps, &fm, self, r, o->dry_run,
+				     &lease);
 		locked = rc == 0 || rc != -EBUSY;
 		if (rc < 0) {
+			dd_ticker_stop(lease.ticker);
 			store_gc_end(st);
+			if (locked && lease.epoch)   /* nothing was deleted */
+				(void)frontends_epoch_set(store_backend(st),
+							  false, self);
 			if (locked)
 				backend_unlock(store_backend(st), GC_LOCK);
 			return rc;
 		}
+		sc.lease = &lease;
+		gc_test_hold("DEDUP_TEST_GC_HOLD_RUNNING");
 		if (r->deferred)
 			oo.dry_run = true;
 	}
@@ -862,7 +923,8 @@ int gc_run(struct store *st, struct snapshots *snaps,
 			r->bytes_freed += size;
 			r->packs_deleted++;
 			if (!o->dry_run &&
-			    (rc = store_gc_remove_pack(st, seq)) < 0)
+			    ((rc = gc_lease_check(sc.lease)) < 0 ||
+			     (rc = store_gc_remove_pack(st, seq)) < 0))
 				goto cleanup;
 			continue;
 		}
@@ -874,7 +936,9 @@ int gc_run(struct store *st, struct snapshots *snaps,
 			r->bytes_freed += dead;
 			continue;
 		}
-		rc = gc_list_pack(&ls, seq, pk.v[i].live, r);
+		rc = gc_lease_check(sc.lease);
+		if (rc == 0)
+			rc = gc_list_pack(&ls, seq, pk.v[i].live, r);
 		if (rc == 0)
 			rc = gc_repack_one(&rp, seq, ls.v, ls.n, r);
 		if (rc < 0)
@@ -897,6 +961,7 @@ cleanup:
 		r->pack_bytes_after = r->pack_bytes_before - r->bytes_freed;
 	gc_report_vouch(st, r);
 	store_gc_end(st);
+	dd_ticker_stop(lease.ticker);
 	if (locked) {
 		if (!o_in->dry_run &&
 		    frontends_epoch_set(store_backend(st), false, self) < 0)

@@ -28,7 +28,10 @@
 #      a long cache drop would) keeps writing its heartbeat on its own
 #      thread: a collection elsewhere defers, its snapshot is
 #      acknowledged (on the code before, the heartbeat stopped with the
-#      tick: the front-end fenced itself and its chunks were swept).
+#      tick: the front-end fenced itself and its chunks were swept);
+#   8. a collection held past its lock's lease (4 s here) renews it: a
+#      session opened elsewhere meanwhile waits for it (on the code
+#      before, the lease ran out and the session went ahead).
 # Every refused snapshot leaves nothing behind; at the end a collection on
 # A marks from every snapshot in the pool and check --read-data is clean
 # on both front-ends (on the code before, the stalled or restarted
@@ -281,6 +284,41 @@ check_eq "the chunks are still present for B" "200 present" "$(missing s7)"
 check_eq "and B's snapshot of them is acknowledged" 201 "$(snapshot s7 "$S7")"
 rm -f "$T/tickstall"
 server_stop
+
+# ---- 8. a collection longer than its lease renews it ----
+# The lock's lease (4 s here, 10 minutes otherwise) is renewed every third
+# of it while the collection runs, and the gc epoch's start time with it:
+# a session opened on B while A's collection is held (test hook) past
+# several leases still waits for it, rather than taking it for dead and
+# answering from an index the collection may be sweeping.
+export DEDUP_TEST_GC_LEASE_SEC=4
+server_start "$RB" || exit 1
+touch "$T/runhold"
+DEDUP_TEST_GC_HOLD_RUNNING=$T/runhold env -u DEDUP_TEST_GC_HOLD \
+	"$SERVER" gc --repo "$RA" >"$T/gc8.out" 2>&1 &
+gc8=$!
+for _ in $(seq 1 200); do
+	grep -q "test hold while '$T/runhold'" "$T/gc8.out" 2>/dev/null && break
+	sleep 0.05
+done
+check "A's collection is held with the epoch running" grep -q "test hold while '$T/runhold'" "$T/gc8.out"
+( session_open > "$T/s8.id" ) &
+s8=$!
+waited=0
+for _ in $(seq 1 35); do   # 7 s: past the 4 s lease, renewed meanwhile
+	kill -0 "$s8" 2>/dev/null || break
+	sleep 0.2
+	waited=$((waited + 1))
+done
+check "a session open on B waits past the lease (7 s)" test "$waited" = 35
+rm -f "$T/runhold"
+wait "$gc8"
+check_eq "the collection ends well" 0 "$?"
+wait "$s8"
+check "and then the session opens" test -s "$T/s8.id"
+check "the collection renewed nothing it lost" not grep -q "cannot renew" "$T/gc8.out"
+server_stop
+unset DEDUP_TEST_GC_LEASE_SEC
 
 # every snapshot in the pool is whole: A adopts them all and marks from
 # them (a snapshot acknowledged over swept chunks fails this collection:
