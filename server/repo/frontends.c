@@ -985,39 +985,14 @@ int frontends_peers_busy(struct backend *be, uint32_t self, bool *busy,
 	return rc;
 }
 
-int frontends_epoch_renew(struct backend *be, uint32_t self)
-{
-	uint8_t *cur = NULL;
-	size_t clen = 0;
-	char next[96], state[16] = "";
-	unsigned long long n = 0;
-	long long since = 0;
-	unsigned by = 0;
-	int rc = -ECANCELED, tries;
+enum epoch_write { EPOCH_START, EPOCH_DONE, EPOCH_RENEW };
 
-	for (tries = 0; tries < 20 && rc == -ECANCELED; tries++) {
-		rc = pool_get(be, FRONTENDS_EPOCH, &cur, &clen);
-		if (rc < 0)
-			return rc;
-		if (sscanf((const char *)cur, "%llu %15s %lld %u", &n, state,
-			   &since, &by) != 4 || strcmp(state, "running") != 0 ||
-		    by != self) {
-			free(cur);
-			return dd_error_set(-ESTALE, "the gc epoch is no longer "
-					    "this front-end's running "
-					    "collection");
-		}
-		snprintf(next, sizeof(next), "%llu running %lld %u\n", n,
-			 (long long)dd_now(), (unsigned)self);
-		rc = backend_cas(be, FRONTENDS_EPOCH, cur, clen, next,
-				 strlen(next));
-		free(cur);
-		cur = NULL;
-	}
-	return rc;
-}
-
-int frontends_epoch_set(struct backend *be, bool running, uint32_t self)
+/* Rewrites `gc-epoch` by compare-and-swap: a collection starting (N + 1
+ * running), done (N done), or renewing its start time (N running, only
+ * while the epoch is still this front-end's running collection: else
+ * -ESTALE). */
+static int frontends_epoch_write(struct backend *be, uint32_t self,
+				 enum epoch_write w)
 {
 	uint8_t *cur = NULL;
 	size_t clen = 0;
@@ -1026,12 +1001,15 @@ int frontends_epoch_set(struct backend *be, bool running, uint32_t self)
 
 	for (tries = 0; tries < 20 && rc == -ECANCELED; tries++) {
 		unsigned long long n = 0;
+		char state[16] = "";
+		long long since = 0;
+		unsigned by = 0;
 
 		rc = pool_get(be, FRONTENDS_EPOCH, &cur, &clen);
-		if (rc == -ENOENT) {
+		if (rc == -ENOENT && w != EPOCH_RENEW) {
 			dd_error_clear();
 			snprintf(next, sizeof(next), "1 %s %lld %u\n",
-				 running ? "running" : "done",
+				 w == EPOCH_START ? "running" : "done",
 				 (long long)dd_now(), (unsigned)self);
 			rc = backend_cas(be, FRONTENDS_EPOCH, NULL, 0, next,
 					 strlen(next));
@@ -1039,11 +1017,19 @@ int frontends_epoch_set(struct backend *be, bool running, uint32_t self)
 				rc = -ECANCELED;
 			continue;
 		}
+		if (rc == -ENOENT ||
+		    (rc == 0 && w == EPOCH_RENEW &&
+		     (sscanf((const char *)cur, "%llu %15s %lld %u", &n, state,
+			     &since, &by) != 4 ||
+		      strcmp(state, "running") != 0 || by != self)))
+			rc = dd_error_set(-ESTALE, "the gc epoch is no longer "
+					  "this front-end's running "
+					  "collection");
 		if (rc == 0) {
 			n = strtoull((const char *)cur, NULL, 10);
 			snprintf(next, sizeof(next), "%llu %s %lld %u\n",
-				 running ? n + 1 : n,
-				 running ? "running" : "done",
+				 w == EPOCH_START ? n + 1 : n,
+				 w == EPOCH_DONE ? "done" : "running",
 				 (long long)dd_now(), (unsigned)self);
 			rc = backend_cas(be, FRONTENDS_EPOCH, cur, clen, next,
 					 strlen(next));
@@ -1052,4 +1038,15 @@ int frontends_epoch_set(struct backend *be, bool running, uint32_t self)
 		cur = NULL;
 	}
 	return rc;
+}
+
+int frontends_epoch_renew(struct backend *be, uint32_t self)
+{
+	return frontends_epoch_write(be, self, EPOCH_RENEW);
+}
+
+int frontends_epoch_set(struct backend *be, bool running, uint32_t self)
+{
+	return frontends_epoch_write(be, self,
+				     running ? EPOCH_START : EPOCH_DONE);
 }
