@@ -98,6 +98,9 @@
  * copy. */
 #define BACKUP_ASK_BYTES (1024u * 1024)
 
+/* Chunk references a record holds without an allocation. */
+#define BACKUP_REFS_INLINE 2u
+
 /* A file to read of this size and more wakes a reader at once. */
 #define BACKUP_KICK_SIZE (1024 * 1024)
 
@@ -380,8 +383,12 @@ struct backup_rec {
 	uint8_t *ext;
 	struct stat st;
 	int fd;                    /* BACKUP_FILE_READ until read, else -1 */
-	struct dd_chunk_ref *refs;
+	struct dd_chunk_ref *refs;  /* ref_inline, or allocated */
 	size_t nrefs, refs_alloc;
+	/* A small file's chunks: most files need no allocation by a reader
+	 * that the walk thread would free (a lock shared with the reader's
+	 * allocator, contended at thousands of small files a second). */
+	struct dd_chunk_ref ref_inline[BACKUP_REFS_INLINE];
 	uint64_t size;             /* file bytes recorded, holes included */
 	uint64_t pos;              /* the descriptor's offset */
 	uint64_t bytes_read, bytes_holes;
@@ -395,12 +402,24 @@ struct backup_rec {
 };
 
 /* A thread that reads files (or the walk thread, reading inline). */
+/*
+ * A reader's two read windows: while the upload queue asks the server
+ * about one window's chunks (a large file's, upload.h), the next is read
+ * and hashed in the other; what was not cut yet moves over to it.
+ */
+struct backup_rwin {
+	uint8_t *buf;              /* rcap bytes; the second one on demand */
+	struct upload_chunk *up;   /* the chunks as the upload queue takes them */
+	size_t up_alloc;
+	struct upload_window win;  /* in flight while win.busy */
+};
+
 struct backup_reader {
 	struct backup *b;
-	uint8_t *rbuf;             /* file read window */
+	struct backup_rwin w[2];
+	unsigned cur;              /* the window being read: w[cur] */
 	size_t rcap;
 	struct backup_cut *cuts;   /* the chunks cut in the window */
-	struct upload_chunk *up;   /* and as the upload queue takes them */
 	size_t cuts_alloc;
 	struct meta_reader *meta;  /* the files' xattrs and ACLs */
 	struct dd_buf ext;
@@ -417,7 +436,8 @@ static void backup_rec_free(struct backup_rec *rec)
 	free(rec->path);
 	free(rec->link);
 	free(rec->ext);
-	free(rec->refs);
+	if (rec->refs != rec->ref_inline)
+		free(rec->refs);
 	free(rec->errmsg);
 	free(rec->meta_errmsg);
 	free(rec);
@@ -477,6 +497,8 @@ static struct backup_rec *backup_rec_new(enum backup_kind kind, uint8_t type,
 	rec->path[it->path_len] = '\0';
 	rec->kind = kind;
 	rec->fd = -1;
+	rec->refs = rec->ref_inline;
+	rec->refs_alloc = BACKUP_REFS_INLINE;
 	rec->st = *it->st;
 	backup_entry_from_stat(&rec->e, type, rec->path, it->path_len, it->st);
 	if (type == DD_ENTRY_FILE)
@@ -525,11 +547,15 @@ static int backup_rec_push_ref(struct backup_rec *rec, const struct dd_id *id,
 		return -EIO;
 	}
 	if (rec->nrefs == rec->refs_alloc) {
-		size_t a = rec->refs_alloc ? rec->refs_alloc * 2 : 16;
-		struct dd_chunk_ref *p = realloc(rec->refs, a * sizeof(*p));
+		bool inl = rec->refs == rec->ref_inline;
+		size_t a = rec->refs_alloc * 4;
+		struct dd_chunk_ref *p = realloc(inl ? NULL : rec->refs,
+						 a * sizeof(*p));
 
 		if (!p)
 			return dd_error_set(-ENOMEM, "out of memory");
+		if (inl)
+			memcpy(p, rec->ref_inline, sizeof(rec->ref_inline));
 		rec->refs = p;
 		rec->refs_alloc = a;
 	}
@@ -821,7 +847,6 @@ static void *backup_helper_main(void *arg)
 static int backup_cuts_grow(struct backup_reader *r, size_t n)
 {
 	struct backup_cut *p;
-	struct upload_chunk *u;
 	size_t a;
 
 	if (n < r->cuts_alloc)
@@ -830,9 +855,6 @@ static int backup_cuts_grow(struct backup_reader *r, size_t n)
 	if (!(p = realloc(r->cuts, a * sizeof(*p))))
 		return dd_error_set(-ENOMEM, "out of memory");
 	r->cuts = p;
-	if (!(u = realloc(r->up, a * sizeof(*u))))
-		return dd_error_set(-ENOMEM, "out of memory");
-	r->up = u;
 	r->cuts_alloc = a;
 	return 0;
 }
@@ -872,14 +894,15 @@ static ssize_t backup_read_upto(int fd, uint8_t *p, size_t want, uint64_t pos,
 static int backup_fill(struct backup_reader *r, struct backup_rec *rec,
 		       size_t start, size_t *avail, uint64_t *left, bool *eof)
 {
+	uint8_t *buf = r->w[r->cur].buf;
 	size_t want = r->rcap - *avail;
 	ssize_t got;
 
 	if (want > *left)
 		want = (size_t)*left;
 	if (start > 0 && *avail > 0)
-		memmove(r->rbuf, r->rbuf + start, *avail);
-	got = backup_read_upto(rec->fd, r->rbuf + *avail, want, rec->pos,
+		memmove(buf, buf + start, *avail);
+	got = backup_read_upto(rec->fd, buf + *avail, want, rec->pos,
 			       (uint64_t)rec->st.st_size);
 	if (got < 0) {
 		rec->read_err = (int)-got;
@@ -894,20 +917,69 @@ static int backup_fill(struct backup_reader *r, struct backup_rec *rec,
 	return 0;
 }
 
-/* Queues the `n` chunks cut in the reader's window of the record's file,
- * while the window is alive: for a large file the upload queue asks which
- * it lacks before it copies (upload.h). */
-static int backup_queue_window(struct backup_reader *r,
-			       const struct backup_rec *rec, size_t n)
+/* Waits until the upload queue is done with the reader's window `i`. */
+static int backup_rwin_wait(struct backup_reader *r, unsigned i)
 {
-	for (size_t i = 0; i < n; i++) {
-		r->up[i].id = r->cuts[i].id;
-		r->up[i].data = r->rbuf + r->cuts[i].off;
-		r->up[i].len = r->cuts[i].len;
+	return upload_queue_window_wait(r->b->uq, &r->w[i].win);
+}
+
+/*
+ * Makes the other window the one read, with the `avail` bytes after
+ * `*start` not cut yet moved over to its start, once the queue is done
+ * with it (allocated the first time).
+ */
+static int backup_rwin_switch(struct backup_reader *r, size_t *start,
+			      size_t avail)
+{
+	struct backup_rwin *from = &r->w[r->cur], *to = &r->w[r->cur ^ 1];
+	int rc;
+
+	if ((rc = backup_rwin_wait(r, r->cur ^ 1)) < 0)
+		return rc;
+	if (!to->buf && !(to->buf = malloc(r->rcap)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	if (avail > 0)
+		memcpy(to->buf, from->buf + *start, avail);
+	*start = 0;
+	r->cur ^= 1;
+	return 0;
+}
+
+/*
+ * Queues the `n` chunks cut in the reader's window of the record's file,
+ * while the window is alive. For a large file the upload queue asks which
+ * it lacks before it copies (upload.h), on an asker thread, and the next
+ * window is read in the other buffer meanwhile (the `avail` bytes after
+ * `*start` moved there); a small file's chunks are copied at once.
+ */
+static int backup_queue_window(struct backup_reader *r,
+			       const struct backup_rec *rec, size_t n,
+			       size_t *start, size_t avail)
+{
+	struct backup_rwin *w = &r->w[r->cur];
+	bool ask = (uint64_t)rec->st.st_size >= r->b->ask_bytes;
+	int rc;
+
+	if (n > w->up_alloc) {
+		size_t a = r->cuts_alloc;
+		struct upload_chunk *u = realloc(w->up, a * sizeof(*u));
+
+		if (!u)
+			return dd_error_set(-ENOMEM, "out of memory");
+		w->up = u;
+		w->up_alloc = a;
 	}
-	return upload_queue_add_window(r->b->uq, r->up, n,
-				       (uint64_t)rec->st.st_size >=
-				       r->b->ask_bytes);
+	for (size_t i = 0; i < n; i++) {
+		w->up[i].id = r->cuts[i].id;
+		w->up[i].data = w->buf + r->cuts[i].off;
+		w->up[i].len = r->cuts[i].len;
+	}
+	if (!ask)
+		return upload_queue_add_window(r->b->uq, w->up, n, false);
+	if ((rc = upload_queue_window_start(r->b->uq, &w->win, w->up, n,
+					    true)) < 0)
+		return rc;
+	return backup_rwin_switch(r, start, avail);
 }
 
 /*
@@ -945,7 +1017,8 @@ static int backup_read_run(struct backup_reader *r, struct backup_rec *rec,
 			break;
 		n = 0;
 		while (avail > 0 && (eof || avail >= max)) {
-			size_t c = dd_chunker_cut(&b->chunker, r->rbuf + start,
+			size_t c = dd_chunker_cut(&b->chunker,
+						  r->w[r->cur].buf + start,
 						  avail);
 
 			if ((rc = backup_cuts_grow(r, n)) < 0)
@@ -955,8 +1028,8 @@ static int backup_read_run(struct backup_reader *r, struct backup_rec *rec,
 			start += c;
 			avail -= c;
 		}
-		backup_hash_cuts(b, r->rbuf, r->cuts, n);
-		if ((rc = backup_queue_window(r, rec, n)) < 0)
+		backup_hash_cuts(b, r->w[r->cur].buf, r->cuts, n);
+		if ((rc = backup_queue_window(r, rec, n, &start, avail)) < 0)
 			return rc;
 		for (size_t i = 0; i < n; i++) {
 			const struct backup_cut *k = &r->cuts[i];
@@ -1070,6 +1143,9 @@ static void *backup_reader_main(void *arg)
 		backup_read_file(r, item);
 		reorder_done(r->b->ring, seq);
 	}
+	/* A failure is the queue's, which the flush reports. */
+	backup_rwin_wait(r, 0);
+	backup_rwin_wait(r, 1);
 	return NULL;
 }
 
@@ -1082,7 +1158,7 @@ static int backup_reader_init(struct backup_reader *r, struct backup *b)
 	dd_buf_init(&r->ext, DD_CATALOG_EXT_MAX);
 	if ((rc = meta_reader_new(&r->meta)) < 0)
 		return rc;
-	if (!(r->rbuf = malloc(r->rcap)))
+	if (!(r->w[0].buf = malloc(r->rcap)))
 		return dd_error_set(-ENOMEM, "out of memory");
 	return 0;
 }
@@ -1152,6 +1228,21 @@ static int backup_readers_start(struct backup *b, unsigned threads)
 	return backup_helpers_start(b, threads - 1);
 }
 
+/* Frees a reader's buffers once the upload queue is done with them (a
+ * failure is the queue's, which its flush reports). */
+static void backup_reader_release(struct backup_reader *r)
+{
+	for (unsigned i = 0; i < 2; i++) {
+		if (r->b && r->b->uq)
+			backup_rwin_wait(r, i);
+		free(r->w[i].buf);
+		free(r->w[i].up);
+	}
+	free(r->cuts);
+	meta_reader_free(r->meta);
+	dd_buf_release(&r->ext);
+}
+
 /* Stops and joins the readers and frees what the ring still holds. */
 static void backup_readers_stop(struct backup *b)
 {
@@ -1163,23 +1254,13 @@ static void backup_readers_stop(struct backup *b)
 		if (b->readers[i].started)
 			pthread_join(b->readers[i].thread, NULL);
 	backup_helpers_stop(b);
-	for (size_t i = 0; i < b->nreaders; i++) {
-		free(b->readers[i].rbuf);
-		free(b->readers[i].cuts);
-		free(b->readers[i].up);
-		meta_reader_free(b->readers[i].meta);
-		dd_buf_release(&b->readers[i].ext);
-	}
+	for (size_t i = 0; i < b->nreaders; i++)
+		backup_reader_release(&b->readers[i]);
 	free(b->readers);
 	b->readers = NULL;
 	b->nreaders = 0;
-	if (b->inline_reader) {
-		free(b->inline_reader->rbuf);
-		free(b->inline_reader->cuts);
-		free(b->inline_reader->up);
-		meta_reader_free(b->inline_reader->meta);
-		dd_buf_release(&b->inline_reader->ext);
-	}
+	if (b->inline_reader)
+		backup_reader_release(b->inline_reader);
 	free(b->inline_reader);
 	b->inline_reader = NULL;
 	while (b->ring && reorder_pop(b->ring, REORDER_ANY, &item) == 1)

@@ -100,7 +100,18 @@ struct upload_queue {
 	size_t nworkers;
 	struct upload_asker *asker_mem;
 	size_t naskers;
+
+	/* Windows started and not yet taken by an asker thread; `windows`
+	 * counts those not yet queued (taken ones too). */
+	struct upload_window *win_head, *win_tail;
+	size_t windows;
+	pthread_cond_t win_cv;       /* a window was started, or stop */
+	pthread_cond_t win_done_cv;  /* a window is queued */
+	pthread_t *win_threads;
+	size_t nwin_threads;
 };
+
+static int upload_window_threads_start(struct upload_queue *q);
 
 /* ---- the worker's side ---- */
 
@@ -425,6 +436,8 @@ int upload_queue_new(struct upload_queue **out, const struct settings *s,
 	pthread_cond_init(&q->work_cv, NULL);
 	pthread_cond_init(&q->done_cv, NULL);
 	pthread_cond_init(&q->cur_cv, NULL);
+	pthread_cond_init(&q->win_cv, NULL);
+	pthread_cond_init(&q->win_done_cv, NULL);
 	q->nbatches = lim->workers + 1;
 	q->nworkers = lim->workers;
 	if ((rc = idset_new(&q->seen)) < 0)
@@ -462,6 +475,8 @@ int upload_queue_new(struct upload_queue **out, const struct settings *s,
 		}
 		q->workers[i].started = true;
 	}
+	if ((rc = upload_window_threads_start(q)) < 0)
+		goto fail;
 	*out = q;
 	return 0;
 fail_nomem:
@@ -476,9 +491,15 @@ void upload_queue_free(struct upload_queue *q)
 	if (!q)
 		return;
 	pthread_mutex_lock(&q->mu);
+	/* Every window started was waited for: the asker threads idle. */
+	assert(q->windows == 0);
 	q->stop = true;
 	pthread_cond_broadcast(&q->work_cv);
+	pthread_cond_broadcast(&q->win_cv);
 	pthread_mutex_unlock(&q->mu);
+	for (size_t i = 0; i < q->nwin_threads; i++)
+		pthread_join(q->win_threads[i], NULL);
+	free(q->win_threads);
 	for (size_t i = 0; q->workers && i < q->nworkers; i++) {
 		if (q->workers[i].started)
 			pthread_join(q->workers[i].thread, NULL);
@@ -497,6 +518,8 @@ void upload_queue_free(struct upload_queue *q)
 	pthread_cond_destroy(&q->work_cv);
 	pthread_cond_destroy(&q->done_cv);
 	pthread_cond_destroy(&q->cur_cv);
+	pthread_cond_destroy(&q->win_cv);
+	pthread_cond_destroy(&q->win_done_cv);
 	pthread_mutex_destroy(&q->mu);
 	free(q);
 }
@@ -675,22 +698,22 @@ static int upload_window_slice(struct upload_queue *q, struct upload_asker *a,
 
 /* A window of more chunks than one question may name (the server's
  * max_ids_per_query) is asked about in slices. Without a free asker the
- * window is copied. */
-int upload_queue_add_window(struct upload_queue *q,
-			    const struct upload_chunk *c, size_t n, bool ask)
+ * window is copied. Called and returns with q->mu held. */
+static int upload_window_locked(struct upload_queue *q,
+				const struct upload_chunk *c, size_t n,
+				bool ask)
 {
 	size_t step = q->lim.batch_ids;
 	struct upload_asker *a;
 	int rc = 0;
 
-	pthread_mutex_lock(&q->mu);
 	if (!(a = q->askers)) {
 		pthread_mutex_unlock(&q->mu);
-		for (size_t i = 0; i < n; i++)
-			if ((rc = upload_queue_add(q, &c[i].id, c[i].data,
-						   c[i].len)) < 0)
-				return rc;
-		return 0;
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			rc = upload_queue_add(q, &c[i].id, c[i].data,
+					      c[i].len);
+		pthread_mutex_lock(&q->mu);
+		return rc;
 	}
 	q->askers = a->next;
 	for (size_t off = 0; rc == 0 && off < n; off += step)
@@ -698,6 +721,105 @@ int upload_queue_add_window(struct upload_queue *q,
 					 n - off < step ? n - off : step, ask);
 	a->next = q->askers;
 	q->askers = a;
+	return rc;
+}
+
+int upload_queue_add_window(struct upload_queue *q,
+			    const struct upload_chunk *c, size_t n, bool ask)
+{
+	int rc;
+
+	pthread_mutex_lock(&q->mu);
+	rc = upload_window_locked(q, c, n, ask);
+	pthread_mutex_unlock(&q->mu);
+	return rc;
+}
+
+/* ---- windows queued on asker threads ---- */
+
+/* An asker thread: queues the windows started, in order, until stopped
+ * (upload_queue_free, once every window was waited for). */
+static void *upload_window_main(void *arg)
+{
+	struct upload_queue *q = arg;
+	struct upload_window *w;
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->stop && !q->win_head)
+			pthread_cond_wait(&q->win_cv, &q->mu);
+		if (!(w = q->win_head))
+			break;
+		if (!(q->win_head = w->next))
+			q->win_tail = NULL;
+		w->rc = upload_window_locked(q, w->c, w->n, w->ask);
+		w->busy = false;
+		q->windows--;
+		pthread_cond_broadcast(&q->win_done_cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* One asker thread for each asker's connection. */
+static int upload_window_threads_start(struct upload_queue *q)
+{
+	int rc;
+
+	if (q->naskers == 0)
+		return 0;
+	if (!(q->win_threads = calloc(q->naskers, sizeof(*q->win_threads))))
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (; q->nwin_threads < q->naskers; q->nwin_threads++)
+		if ((rc = pthread_create(&q->win_threads[q->nwin_threads],
+					 NULL, upload_window_main, q)))
+			return dd_error_set(-rc, "cannot start upload thread: %s",
+					    strerror(rc));
+	return 0;
+}
+
+int upload_queue_window_start(struct upload_queue *q, struct upload_window *w,
+			      const struct upload_chunk *c, size_t n, bool ask)
+{
+	int rc;
+
+	assert(!w->busy);
+	if (q->nwin_threads == 0) {
+		w->rc = upload_queue_add_window(q, c, n, ask);
+		return w->rc;
+	}
+	pthread_mutex_lock(&q->mu);
+	if (q->err) {
+		rc = upload_failed(q);
+		pthread_mutex_unlock(&q->mu);
+		return rc;
+	}
+	w->c = c;
+	w->n = n;
+	w->ask = ask;
+	w->busy = true;
+	w->rc = 0;
+	w->next = NULL;
+	if (q->win_tail)
+		q->win_tail->next = w;
+	else
+		q->win_head = w;
+	q->win_tail = w;
+	q->windows++;
+	pthread_cond_signal(&q->win_cv);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+int upload_queue_window_wait(struct upload_queue *q, struct upload_window *w)
+{
+	int rc;
+
+	pthread_mutex_lock(&q->mu);
+	while (w->busy)
+		pthread_cond_wait(&q->win_done_cv, &q->mu);
+	rc = w->rc < 0 ? (q->err ? upload_failed(q) : w->rc) : 0;
+	w->rc = 0;
 	pthread_mutex_unlock(&q->mu);
 	return rc;
 }
@@ -708,6 +830,8 @@ int upload_queue_flush(struct upload_queue *q)
 	int rc;
 
 	pthread_mutex_lock(&q->mu);
+	while (q->windows > 0)
+		pthread_cond_wait(&q->win_done_cv, &q->mu);
 	if ((rc = upload_wait_cur(q)) < 0)
 		goto out;
 	b = q->cur;

@@ -33,7 +33,9 @@
  * backup asks for the windows of large files: on a tree the server
  * already holds their bytes are never copied (docs/PARALLEL.md); a small
  * file's chunks are copied as before, a question per file costing more
- * than its copy.
+ * than its copy. upload_queue_window_start() does the same on one of
+ * `askers` threads, so that the question's round trip overlaps the
+ * reader's next window instead of stalling it.
  */
 #ifndef DD_AGENT_UPLOAD_H
 #define DD_AGENT_UPLOAD_H
@@ -53,7 +55,8 @@ struct upload_limits {
 	size_t bundle_bytes;   /* body of one POST /chunks */
 	size_t workers;        /* upload threads, >= 1 */
 	int level;             /* zstd level */
-	size_t askers;         /* connections for windows; 0: always copy */
+	size_t askers;         /* connections (and threads) for windows; 0:
+				* always copy */
 };
 
 struct upload_stats {
@@ -90,7 +93,33 @@ int upload_queue_add(struct upload_queue *q, const struct dd_id *id,
  * window is copied). A failed question fails the queue. Thread-safe. */
 int upload_queue_add_window(struct upload_queue *q,
 			    const struct upload_chunk *c, size_t n, bool ask);
-/* Returns once everything queued is acknowledged by the server. */
+/*
+ * A window handed to an asker thread by upload_queue_window_start(), so
+ * that the caller reads and hashes its next window during the question's
+ * round trip. The caller owns it (zeroed before its first use) and keeps
+ * it, the array of chunks and their bytes alive and unchanged until
+ * upload_queue_window_wait() has returned.
+ */
+struct upload_window {
+	const struct upload_chunk *c;
+	size_t n;
+	bool ask;
+	bool busy;             /* handed over, not yet queued (queue's lock) */
+	int rc;
+	struct upload_window *next;
+};
+
+/* upload_queue_add_window() of the `n` chunks `c` on an asker thread:
+ * returns at once (the previous use of `w` must have been waited for).
+ * Thread-safe. */
+int upload_queue_window_start(struct upload_queue *q, struct upload_window *w,
+			      const struct upload_chunk *c, size_t n, bool ask);
+/* Waits until the window's chunks are queued (at once if it was never
+ * started or was waited for); its result, or the queue's failure. */
+int upload_queue_window_wait(struct upload_queue *q, struct upload_window *w);
+
+/* Returns once everything queued is acknowledged by the server (windows
+ * started included). */
 int upload_queue_flush(struct upload_queue *q);
 
 /* With a key (client_crypt), chunks are sealed; after this call, batches
