@@ -76,7 +76,7 @@ const char cmd_serve_usage[] =
 	"missing_ids_per_second, missing_ids_burst, notify_command,\n"
 	"notify_email, sendmail, notify_interval, notify_repeat,\n"
 	"notify_timeout, sync_from, sync_token_file, sync_ca,\n"
-	"sync_fingerprint, sync_clients, sync_interval\n"
+	"sync_fingerprint, sync_clients, sync_interval, sync_max_clients\n"
 	"(see conf/server.conf.example).\n";
 
 /*
@@ -302,6 +302,7 @@ static int serve_sync_start(struct serve_sync *ss, const struct config *cfg,
 	ss->o.from = cfg->sync_from;
 	ss->o.ca = cfg->sync_ca;
 	ss->o.fingerprint = cfg->sync_fingerprint;
+	ss->o.max_clients = cfg->sync_max_clients;
 	rc = serve_sync_token(ss, cfg->sync_token_file);
 	if (rc == 0 && cfg->sync_clients)
 		rc = serve_sync_clients(ss, cfg->sync_clients);

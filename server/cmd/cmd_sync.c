@@ -27,7 +27,7 @@ const char cmd_sync_usage[] =
 	"                         (--token TOKEN | --token-file FILE)\n"
 	"                         [--ca FILE | --fingerprint SHA256]\n"
 	"                         [--client NAME]... [--newer-than DATE]\n"
-	"                         [--json]\n"
+	"                         [--max-clients N] [--json]\n"
 	"       dedup-server sync --repo DIR [--wait SECONDS] [--json]\n"
 	"\n"
 	"Copies snapshots from the dedup-server at URL into the repository\n"
@@ -46,6 +46,9 @@ const char cmd_sync_usage[] =
 	"--client       only this client's snapshots (repeatable)\n"
 	"--newer-than   only snapshots the source wrote since DATE:\n"
 	"               YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or an age (7d, 12h)\n"
+	"--max-clients  copy snapshots of at most N client names that have\n"
+	"               no token here (default 1000; those with snapshots\n"
+	"               here count)\n"
 	"--json         print the report as JSON\n"
 	"--wait         without --from: how long to wait for the serving\n"
 	"               process's result (default 86400 s)\n"
@@ -105,6 +108,7 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 		{ "fingerprint", required_argument, NULL, 'F' },
 		{ "client", required_argument, NULL, 'c' },
 		{ "newer-than", required_argument, NULL, 'n' },
+		{ "max-clients", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "wait", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
@@ -114,7 +118,7 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 
 	optind = 1;
 	a->wait = 86400;
-	while ((c = getopt_long(argc, argv, "r:f:t:T:C:F:c:n:jw:h", opts,
+	while ((c = getopt_long(argc, argv, "r:f:t:T:C:F:c:n:m:jw:h", opts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'r': a->repo = optarg; break;
@@ -138,6 +142,15 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 				return CMD_USAGE;
 			}
 			break;
+		case 'm':
+			if (dd_parse_u64(optarg, &a->o.max_clients) < 0 ||
+			    a->o.max_clients < 1 ||
+			    a->o.max_clients > 10000000) {
+				log_error("invalid --max-clients '%s' (want 1 "
+					  "to 10000000)", optarg);
+				return CMD_USAGE;
+			}
+			break;
 		case 'w':
 			if (dd_parse_u64(optarg, &a->wait) < 0 ||
 			    a->wait < 1 || a->wait > 7 * 86400) {
@@ -156,7 +169,7 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 	}
 	if (optind == argc && a->repo && !a->o.from && !a->o.token &&
 	    !a->token_file && !a->o.ca && !a->o.fingerprint &&
-	    !a->o.nclients && !a->o.newer_than)
+	    !a->o.nclients && !a->o.newer_than && !a->o.max_clients)
 		return 0;    /* ask the serving process */
 	if (optind != argc || !a->repo || !a->o.from ||
 	    !a->o.token == !a->token_file) {

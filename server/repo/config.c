@@ -12,6 +12,7 @@
 #include "config.h"
 #include "log.h"
 #include "snapshots.h"
+#include "sync.h"
 #include "tokens.h"
 #include "util.h"
 
@@ -84,6 +85,8 @@ static const struct config_key config_keys[] = {
 	{ "sync_clients", CONFIG_STRING, CONFIG_OFF(sync_clients), 0, 0 },
 	{ "sync_interval", CONFIG_SECONDS, CONFIG_OFF(sync_interval), 0,
 	  30 * 86400 },
+	{ "sync_max_clients", CONFIG_COUNT, CONFIG_OFF(sync_max_clients), 1,
+	  10000000 },
 };
 
 int config_init(struct config *c)
@@ -116,6 +119,7 @@ int config_init(struct config *c)
 	c->notify_repeat = 86400;
 	c->notify_timeout = 30;
 	c->sync_interval = 3600;
+	c->sync_max_clients = SYNC_MAX_CLIENTS_DEFAULT;
 	return 0;
 }
 

@@ -77,6 +77,7 @@ struct config {
 	char *sync_fingerprint;
 	char *sync_clients;
 	unsigned sync_interval;
+	unsigned sync_max_clients;          /* sync.h */
 	/* Retention: `keep_daily = 7` for every client, and overrides,
 	 * `client.NAME.keep_daily = 14`, each replacing one rule. */
 	struct retention_policy keep;

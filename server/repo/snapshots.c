@@ -1484,6 +1484,74 @@ bool snapshots_has(struct snapshots *s, const char *id)
 	return have;
 }
 
+/* Where `name` is or would go in the sorted v[0..n). */
+static size_t snap_name_bound(const snapshots_client_name *v, size_t n,
+			      const char *name, bool *found)
+{
+	size_t lo = 0, hi = n;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(v[mid], name);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int snapshots_client_names(struct snapshots *s, snapshots_client_name **names,
+			   size_t *n)
+{
+	snapshots_client_name *v = NULL;
+	size_t nv = 0, av = 0, i;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&s->lock);
+	for (i = 0; i < s->n; i++) {
+		const char *name = s->v[i].client;
+		bool found;
+		size_t at;
+
+		/* a client's snapshots often come in a row */
+		if (nv && strcmp(v[nv - 1], name) == 0)
+			continue;
+		at = snap_name_bound(v, nv, name, &found);
+		if (found)
+			continue;
+		if (nv == av) {
+			size_t na = av ? 2 * av : 16;
+			snapshots_client_name *p = realloc(v, na * sizeof(*v));
+
+			if (!p) {
+				rc = dd_error_set(-ENOMEM, "out of memory");
+				break;
+			}
+			v = p;
+			av = na;
+		}
+		memmove(v + at + 1, v + at, (nv - at) * sizeof(*v));
+		snprintf(v[at], sizeof(v[at]), "%s", name);
+		nv++;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	if (rc < 0) {
+		free(v);
+		v = NULL;
+		nv = 0;
+	}
+	*names = v;
+	*n = nv;
+	return rc;
+}
+
 uint64_t snapshots_count(struct snapshots *s, const char *client)
 {
 	uint64_t n = 0;

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "hash.h"
+#include "proto.h"
 #include "store.h"
 
 #define SNAPSHOTS_HOST_MAX 255
@@ -204,6 +205,14 @@ bool snapshots_has(struct snapshots *s, const char *id);
 
 /* Number of snapshots of one client. */
 uint64_t snapshots_count(struct snapshots *s, const char *client);
+
+/* A client's name as the snapshots keep it. */
+typedef char snapshots_client_name[DD_CLIENT_NAME_MAX + 1];
+
+/* The names of the clients with a snapshot here, each once, sorted
+ * (strcmp): *names (malloc'ed, NULL when none) holds *n of them. */
+int snapshots_client_names(struct snapshots *s, snapshots_client_name **names,
+			   size_t *n);
 
 /* One indexed snapshot as snapshots_foreach shows it; every pointer is
  * borrowed and valid only during the callback. */

@@ -46,6 +46,10 @@ struct sync_ctx {
 	struct store *st;
 	struct snapshots *snaps;
 	struct tokens_list clients;  /* this repository's, for domains */
+	/* Client names with snapshots here, without a token, sorted: those
+	 * of the run's start and those it brought (sync_client_admit). */
+	snapshots_client_name *names;
+	size_t nnames, anames;
 	bool domains_used;
 	struct dd_httpc *src;
 	const struct sync_opts *o;
@@ -334,6 +338,66 @@ static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
 	return rc;
 }
 
+/* The names of the clients without a token here that have snapshots
+ * (sync_open). */
+static int sync_names_load(struct sync_ctx *c)
+{
+	size_t i, k = 0;
+	int rc = snapshots_client_names(c->snaps, &c->names, &c->nnames);
+
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < c->nnames; i++)
+		if (tokens_list_find(&c->clients, c->names[i]) < 0)
+			memcpy(c->names[k++], c->names[i], sizeof(c->names[i]));
+	c->nnames = k;
+	c->anames = k;
+	return 0;
+}
+
+static int sync_name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Whether a snapshot of `client` may be copied here: a client with a
+ * token or with snapshots here may; a new name only while fewer than
+ * max_clients names without a token have snapshots here (a source read
+ * with an admin token could otherwise list any number of them). */
+static int sync_client_admit(struct sync_ctx *c, const char *client)
+{
+	uint64_t max = c->o->max_clients ? c->o->max_clients :
+		SYNC_MAX_CLIENTS_DEFAULT;
+	snapshots_client_name *p;
+	size_t at;
+
+	if (tokens_list_find(&c->clients, client) >= 0 ||
+	    (c->nnames && bsearch(client, c->names, c->nnames,
+				  sizeof(*c->names), sync_name_cmp)))
+		return 0;
+	if (c->nnames >= max)
+		return dd_error_set(-EDQUOT, "client '%s' has no token and no "
+				    "snapshot here, and %zu client names "
+				    "without a token have snapshots here "
+				    "already (sync_max_clients %llu)", client,
+				    c->nnames, (unsigned long long)max);
+	if (c->nnames == c->anames) {
+		size_t na = c->anames ? 2 * c->anames : 16;
+
+		if (!(p = realloc(c->names, na * sizeof(*p))))
+			return dd_error_set(-ENOMEM, "out of memory");
+		c->names = p;
+		c->anames = na;
+	}
+	for (at = 0; at < c->nnames && strcmp(c->names[at], client) < 0; at++)
+		;
+	memmove(c->names + at + 1, c->names + at,
+		(c->nnames - at) * sizeof(*c->names));
+	snprintf(c->names[at], sizeof(c->names[at]), "%s", client);
+	c->nnames++;
+	return 0;
+}
+
 /* One listed snapshot: skipped, present, copied or failed. */
 static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 {
@@ -347,7 +411,9 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 		c->r->present++;
 		return 0;
 	}
-	if (it->damaged)
+	if ((rc = sync_client_admit(c, it->client)) < 0)
+		;       /* reported as not copied, below */
+	else if (it->damaged)
 		rc = dd_error_set(-EBADMSG, "the source cannot read its "
 				  "manifest");
 	else
@@ -524,6 +590,8 @@ static int sync_open(struct sync_ctx *c, struct tokens *tok)
 			return rc;
 		c->domains_used = tokens_domains_used(tok);
 	}
+	if ((rc = sync_names_load(c)) < 0)
+		return rc;
 	return dd_httpc_new(&c->src, &ho);
 }
 
@@ -534,6 +602,7 @@ static void sync_close(struct sync_ctx *c)
 	dd_buf_release(&c->plain);
 	dd_buf_release(&c->resp);
 	tokens_list_release(&c->clients);
+	free(c->names);
 }
 
 int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,

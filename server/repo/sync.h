@@ -40,6 +40,10 @@
 #define SYNC_EXIT_UNREACHABLE 3      /* connect, TLS, not a dedup server */
 #define SYNC_EXIT_TOKEN 4            /* the source refused the token */
 int sync_exit_code(int rc);
+/* sync_max_clients: a source read with an admin token lists snapshots
+ * of any client names, each up to max_snapshots_per_client of them. */
+#define SYNC_MAX_CLIENTS_DEFAULT 1000u
+
 /* Ids per POST /chunks/fetch (halved while the source answers 413). */
 #define SYNC_FETCH_BATCH 1024
 
@@ -56,6 +60,10 @@ struct sync_opts {
 	size_t nclients;
 	int64_t newer_than;          /* only snapshots the source wrote at or
 				      * after this (unix s); 0: all */
+	/* Client names without a token here that may have snapshots in this
+	 * repository: a listed snapshot of another new name is not copied
+	 * once that many have some (0: SYNC_MAX_CLIENTS_DEFAULT). */
+	uint64_t max_clients;
 	/* Asked between batches; true makes the run stop early (as failed:
 	 * "interrupted"). NULL: never. */
 	bool (*stop)(void *payload);

@@ -8,8 +8,9 @@
 # what was stored; a damaged chunk on the source is refused with its id
 # named, its snapshot is not created, the others are, and the destination
 # checks clean; wrong token / not a dedup server / TLS mismatch give clear
-# errors and their exit codes; and a serving destination syncs by itself
-# (sync_from), shown by GET /api/v1/sync and /metrics.
+# errors and their exit codes; a serving destination syncs by itself
+# (sync_from), shown by GET /api/v1/sync and /metrics; and snapshots of
+# new client names stop at --max-clients (sync_max_clients).
 . "$(dirname "$0")/lib.sh"
 
 S=$T/source
@@ -378,6 +379,25 @@ check_eq "asked again: nothing to copy" 0 "$(field chunks_copied)"
 SERVER_PID=$DPID; server_stop TERM
 "$SERVER" check --repo "$D" --read-data >"$T/check.out" 2>&1
 check_eq "check --read-data on the destination is clean at the end" 0 $?
+
+# ---- sync_max_clients: new client names are bounded ----
+# Here now: snapshots of bob, carol, erin, frank, gina and hank, who have
+# no token here (6 names), and alice's, who has one. ivan is new here.
+I=$(token_add "$S" ivan)
+mkdir -p "$T/data/i"
+prand i1 600000 > "$T/data/i/i.bin"
+II=$(backup "$I" "$T/data/i" i1)
+IB3=$(backup "$B" "$T/data/b" b3)
+sync_run --client bob --client ivan --max-clients 6
+check_eq "--max-clients 6 with 6 names here: exit 1" 1 "$(cat "$T/sync.rc")"
+check_eq "... bob's new snapshot is copied (his name is here)" 1 "$(field snapshots_copied)"
+check_eq "... ivan's is not" 1 "$(field snapshots_failed)"
+check "... naming the limit" grep -q "client 'ivan' has no token and no snapshot here, and 6 client names.*(sync_max_clients 6)" "$T/sync.err"
+check "... ivan's snapshot is not here" not have_snap "$II"
+check "... bob's is" have_snap "$IB3"
+sync_run --client ivan --max-clients 7
+check_eq "--max-clients 7: ivan's snapshot is copied" 1 "$(field snapshots_copied)"
+check "... and is here" have_snap "$II"
 
 # The timer and its service as packaged.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)

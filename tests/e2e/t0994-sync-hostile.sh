@@ -18,6 +18,11 @@
 #   trickle an answer of two bytes a second (under the low-speed limit):
 #           the request times out (600 s; 3 s here by the test hook), the
 #           run ends (before, it waited for ever);
+#   clients snapshots of 50 client names, none known here, with
+#           --max-clients 3: the manifests of 3 new names and of the one
+#           with a token here are asked for, the other 46 refused before
+#           (before, every name was taken, each with up to 10,000
+#           snapshots kept here);
 #   sealed  a plain snapshot's catalog chunk sent sealed (client-side
 #           encrypted, so only its layout could be checked): refused and
 #           not stored (before, it was stored on its layout alone; a plain
@@ -75,6 +80,13 @@ class H(http.server.BaseHTTPRequestHandler):
                 return self.send(200, [item("web1")])
             if mode == "big":
                 return self.send(200, b"[" + b"{}," * 4000000 + b"{}]")
+            if mode == "clients":
+                if H.lists > 1:
+                    return self.send(200, [])
+                return self.send(200, [
+                    {"id": "%064x" % (i + 1), "client": "c%02d" % i,
+                     "cursor": "%d-%064x" % (i + 1, i + 1),
+                     "unix_written": 1} for i in range(50)])
             if H.lists > 1:
                 return self.send(200, [])
             return self.send(200, [item("db1" if mode == "filter" else "web1")])
@@ -163,6 +175,18 @@ DEDUP_TEST_SYNC_TIMEOUT_SEC=3 sync_against trickle
 check "a source that trickles its answer: the run ends by itself" test "$RC" != 0 -a "$RC" != 124
 check "within seconds (a 3 s bound for the test; 600 s otherwise)" \
 	python3 -c "import sys; sys.exit(0 if float('$SECS') < 30 else 1)"
+
+"$SERVER" token add --repo "$R" c45 >/dev/null 2>&1 ||
+	{ echo "# cannot add a token for c45"; exit 1; }
+sync_against clients --max-clients 3
+check_eq "snapshots of 50 new client names, at most 3: exit 1" 1 "$RC"
+check "the report counts 50 listed, 50 not copied" \
+	grep -q "50 not copied" "$T/clients.out"
+check "naming the limit" grep -q "sync_max_clients 3" "$T/clients.err"
+check_eq "manifests asked for: 3 new names and the one with a token" 4 \
+	"$(grep -c '^/api/v1/snapshots/' "$T/clients.log")"
+check "the one with a token is among them" \
+	grep -q "^/api/v1/snapshots/$(printf '%064x' 46)\$" "$T/clients.log"
 
 sync_against sealed
 check_eq "a catalog chunk sent sealed: not copied, exit 1" 1 "$RC"
