@@ -496,6 +496,8 @@ cleanup:
 	/* Order matters: no request may run once the store is closed. */
 	serve_sync_stop(&sync);
 	http_stop(http);
+	/* its recount thread reads the store */
+	usage_free(ctx.usage);
 	frontends_free(fronts);
 	if (ctx.store)  /* for the benchmarks (tests/bench/multife-bench.sh) */
 		log_info("storage: %llu backend operation(s), %llu read(s)",
@@ -509,7 +511,6 @@ cleanup:
 	tokens_free(ctx.tokens);
 	sessions_free(ctx.sessions);
 	metrics_free(ctx.metrics);
-	usage_free(ctx.usage);
 	ratelimit_free(ctx.missing_limit);
 	serve_free_key(key);
 	free(cert);

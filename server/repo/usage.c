@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <zstd.h>
@@ -16,6 +17,8 @@
 #include "usage.h"
 
 #define USAGE_SHARED (-1)
+/* Seconds a request waits for a recount that started this recently. */
+#define USAGE_REBUILD_WAIT 0.5
 
 /* One distinct chunk; owner is a client index or USAGE_SHARED. An empty
  * slot has len 0 (no chunk is empty). */
@@ -25,8 +28,8 @@ struct usage_slot {
 	int32_t owner;
 };
 
-struct usage {
-	pthread_mutex_t lock;
+/* The counts of a set of snapshots. */
+struct usage_map {
 	struct usage_slot *map;
 	size_t cap, used;           /* cap is a power of two */
 	struct usage_client *clients;
@@ -34,6 +37,23 @@ struct usage {
 	char (*done)[DD_ID_HEX_LEN + 1];   /* snapshots already counted,
 					    * sorted */
 	size_t ndone;
+};
+
+struct usage {
+	pthread_mutex_t lock;       /* `cur` and the fields below */
+	struct usage_map cur;
+	/* The recount after a snapshot went away, on a thread of its own
+	 * (usage_rebuild_main) that reads every catalog without the lock:
+	 * meanwhile `cur` answers (usage.h). */
+	pthread_t thread;
+	bool thread_joinable;
+	bool rebuilding;
+	bool stop;
+	double rebuild_started;     /* dd_monotonic() */
+	pthread_cond_t rebuilt_cv;  /* the recount ended */
+	struct snapshots *snaps;    /* borrowed, for the thread */
+	struct store *st;
+	unsigned test_delay_ms;     /* DEDUP_TEST_USAGE_REBUILD_MS */
 };
 
 /* A snapshot to read: its client and catalog ids. */
@@ -47,31 +67,43 @@ struct usage_todo {
 int usage_new(struct usage **out)
 {
 	struct usage *u = calloc(1, sizeof(*u));
+	const char *env = getenv("DEDUP_TEST_USAGE_REBUILD_MS");
 
 	*out = NULL;
 	if (!u)
 		return -ENOMEM;
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&u->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&u->rebuilt_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (env)
+		u->test_delay_ms = (unsigned)strtoul(env, NULL, 10);
 	*out = u;
 	return 0;
 }
 
-static void usage_reset(struct usage *u)
+static void usage_reset(struct usage_map *m)
 {
-	free(u->map);
-	free(u->clients);
-	free(u->done);
-	u->map = NULL;
-	u->clients = NULL;
-	u->done = NULL;
-	u->cap = u->used = u->nclients = u->ndone = 0;
+	free(m->map);
+	free(m->clients);
+	free(m->done);
+	memset(m, 0, sizeof(*m));
 }
 
 void usage_free(struct usage *u)
 {
 	if (!u)
 		return;
-	usage_reset(u);
+	pthread_mutex_lock(&u->lock);
+	u->stop = true;
+	pthread_mutex_unlock(&u->lock);
+	if (u->thread_joinable)
+		pthread_join(u->thread, NULL);
+	usage_reset(&u->cur);
+	pthread_cond_destroy(&u->rebuilt_cv);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -87,7 +119,7 @@ static size_t usage_hash(const struct dd_id *id)
 	return (size_t)h;
 }
 
-static int usage_grow(struct usage *u)
+static int usage_grow(struct usage_map *u)
 {
 	size_t ncap = u->cap ? u->cap * 2 : 4096, i;
 	struct usage_slot *nmap = calloc(ncap, sizeof(*nmap));
@@ -112,8 +144,8 @@ static int usage_grow(struct usage *u)
 }
 
 /* Counts one reference of `owner` to a chunk of `len` bytes. */
-static int usage_add(struct usage *u, const struct dd_id *id, uint32_t len,
-		     int32_t owner)
+static int usage_add(struct usage_map *u, const struct dd_id *id,
+		     uint32_t len, int32_t owner)
 {
 	struct usage_slot *e;
 	size_t j;
@@ -147,7 +179,7 @@ static int usage_add(struct usage *u, const struct dd_id *id, uint32_t len,
 	return 0;
 }
 
-static int usage_client_index(struct usage *u, const char *name,
+static int usage_client_index(struct usage_map *u, const char *name,
 			      int32_t *out)
 {
 	struct usage_client *v;
@@ -172,7 +204,7 @@ static int usage_client_index(struct usage *u, const char *name,
 /* ---- reading one catalog ---- */
 
 struct usage_of {
-	struct usage *u;
+	struct usage_map *u;
 	int32_t owner;
 };
 
@@ -183,7 +215,7 @@ static int usage_add_chunk(void *arg, const struct dd_chunk_ref *ref)
 	return usage_add(of->u, &ref->id, ref->plain_len, of->owner);
 }
 
-static int usage_read_catalog(struct usage *u, struct store *st,
+static int usage_read_catalog(struct usage_map *u, struct store *st,
 			      const struct usage_todo *t, int32_t owner)
 {
 	struct usage_of of = { u, owner };
@@ -209,14 +241,14 @@ static int usage_cmp_done(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
-static bool usage_is_done(const struct usage *u, const char *id)
+static bool usage_is_done(const struct usage_map *u, const char *id)
 {
 	return u->ndone && bsearch(id, u->done, u->ndone, sizeof(u->done[0]),
 				   usage_cmp_done) != NULL;
 }
 
 struct usage_scan {
-	struct usage *u;
+	struct usage_map *u;
 	bool all;                   /* collect every snapshot */
 	size_t seen_done;           /* snapshots already counted that exist */
 	struct usage_todo *todo;
@@ -274,44 +306,32 @@ static void usage_scan_release(struct usage_scan *sc)
 	sc->ntodo = sc->alloc = 0;
 }
 
-static int usage_update(struct usage *u, struct snapshots *snaps,
-			struct store *st)
+/* Counts the snapshots of the scan into the map (their catalogs read
+ * one by one); a catalog that cannot be read is logged and left out. */
+static int usage_count(struct usage_map *u, struct usage_scan *sc,
+		       struct snapshots *snaps, struct store *st,
+		       const bool *stop)
 {
-	struct usage_scan sc;
 	size_t i;
 	int rc;
 
-	memset(&sc, 0, sizeof(sc));
-	sc.u = u;
-	rc = snapshots_foreach(snaps, usage_scan_cb, &sc);
-	if (rc == 0 && sc.seen_done != u->ndone) {
-		/* A snapshot went away: count everything again. */
-		usage_scan_release(&sc);
-		usage_reset(u);
-		memset(&sc, 0, sizeof(sc));
-		sc.u = u;
-		sc.all = true;
-		rc = snapshots_foreach(snaps, usage_scan_cb, &sc);
-	}
-	if (rc < 0)
-		goto cleanup;
-	if (sc.ntodo) {
-		void *nd = realloc(u->done, (u->ndone + sc.ntodo) *
+	if (sc->ntodo) {
+		void *nd = realloc(u->done, (u->ndone + sc->ntodo) *
 				   sizeof(u->done[0]));
 
-		if (!nd) {
-			rc = -ENOMEM;
-			goto cleanup;
-		}
+		if (!nd)
+			return -ENOMEM;
 		u->done = nd;
 	}
-	for (i = 0; i < sc.ntodo; i++) {
-		struct usage_todo *t = &sc.todo[i];
+	for (i = 0; i < sc->ntodo; i++) {
+		struct usage_todo *t = &sc->todo[i];
 		int32_t owner;
 
+		if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
+			return -ECANCELED;
 		rc = usage_client_index(u, t->client, &owner);
 		if (rc < 0)
-			goto cleanup;
+			return rc;
 		dd_error_clear();
 		rc = usage_load_catalog(snaps, t);
 		if (rc == 0)
@@ -319,7 +339,7 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 		free(t->catalog);
 		t->catalog = NULL;
 		if (rc == -ENOMEM)
-			goto cleanup;
+			return rc;
 		if (rc < 0)
 			log_warning("usage: cannot read the catalog of snapshot "
 				    "%s: %s; its chunks are not counted", t->id,
@@ -328,10 +348,127 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 	}
 	if (u->ndone)       /* qsort(NULL, 0, ...) is undefined */
 		qsort(u->done, u->ndone, sizeof(u->done[0]), usage_cmp_done);
-	rc = 0;
-cleanup:
+	return 0;
+}
+
+/* The recount from nothing: every snapshot listed now, without the lock;
+ * the result replaces `cur` (which went on answering meanwhile). */
+static void *usage_rebuild_main(void *arg)
+{
+	struct usage *u = arg;
+	struct usage_map m;
+	struct usage_scan sc;
+	int rc;
+
+	memset(&m, 0, sizeof(m));
+	memset(&sc, 0, sizeof(sc));
+	sc.u = &m;
+	sc.all = true;
+	rc = snapshots_foreach(u->snaps, usage_scan_cb, &sc);
+	if (rc == 0 && sc.err)
+		rc = sc.err;
+	if (rc == 0)
+		rc = usage_count(&m, &sc, u->snaps, u->st, &u->stop);
+	usage_scan_release(&sc);
+	for (unsigned ms = 0; ms < u->test_delay_ms; ms += 10) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		if (__atomic_load_n(&u->stop, __ATOMIC_RELAXED))
+			break;
+		nanosleep(&ts, NULL);
+	}
+	pthread_mutex_lock(&u->lock);
+	if (rc == 0 && !u->stop) {
+		usage_reset(&u->cur);
+		u->cur = m;
+	} else {
+		if (rc < 0 && rc != -ECANCELED)
+			log_warning("usage: the recount failed: %s (the counts "
+				    "stay as they were; the next request "
+				    "tries again)", log_reason(rc));
+		usage_reset(&m);
+	}
+	u->rebuilding = false;
+	pthread_cond_broadcast(&u->rebuilt_cv);
+	pthread_mutex_unlock(&u->lock);
+	return NULL;
+}
+
+/* Starts the recount unless one runs. Called locked. */
+static void usage_rebuild_start(struct usage *u)
+{
+	int rc;
+
+	if (u->rebuilding || u->stop)
+		return;
+	if (u->thread_joinable) {
+		/* Finished (it cleared `rebuilding`): only its return is
+		 * left, which does not take the lock. */
+		pthread_join(u->thread, NULL);
+		u->thread_joinable = false;
+	}
+	rc = pthread_create(&u->thread, NULL, usage_rebuild_main, u);
+	if (rc != 0) {
+		log_warning("usage: cannot start the recount: %s",
+			    strerror(rc));
+		return;
+	}
+	u->thread_joinable = true;
+	u->rebuilding = true;
+	u->rebuild_started = dd_monotonic();
+}
+
+/* Waits for the recount while it is young (USAGE_REBUILD_WAIT): a small
+ * repository's is done by then and answered exactly, a large one's goes
+ * on while the old counts answer. Whether it ended. Called locked. */
+static bool usage_rebuild_wait(struct usage *u)
+{
+	double deadline = u->rebuild_started + USAGE_REBUILD_WAIT;
+
+	while (u->rebuilding) {
+		struct timespec ts;
+		double left = deadline - dd_monotonic();
+
+		if (left <= 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)left;
+		ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&u->rebuilt_cv, &u->lock, &ts);
+	}
+	return !u->rebuilding;
+}
+
+/*
+ * Counts the snapshots created since the last call into `cur`. When one
+ * went away, its chunks may now belong to another client alone: the map
+ * is counted again from nothing on a thread of its own, and `cur`
+ * answers meanwhile (with the removed snapshots still counted). Called
+ * locked.
+ */
+static int usage_update(struct usage *u, struct snapshots *snaps,
+			struct store *st)
+{
+	struct usage_scan sc;
+	int rc;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.u = &u->cur;
+	u->snaps = snaps;
+	u->st = st;
+	rc = snapshots_foreach(snaps, usage_scan_cb, &sc);
+	if (rc == 0 && sc.err)
+		rc = sc.err;
+	if (rc == 0 && sc.seen_done != u->cur.ndone)
+		usage_rebuild_start(u);
+	if (rc == 0)
+		rc = usage_count(&u->cur, &sc, snaps, st, NULL);
 	if (rc < 0)
-		usage_reset(u);   /* a half-counted map would mislead */
+		usage_reset(&u->cur);   /* a half-counted map would mislead */
 	usage_scan_release(&sc);
 	return rc;
 }
@@ -345,11 +482,16 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	*n = 0;
 	pthread_mutex_lock(&u->lock);
 	rc = usage_update(u, snaps, st);
-	if (rc == 0 && u->nclients) {
-		*out = malloc(u->nclients * sizeof(**out));
+	/* A recount that ended meanwhile missed the snapshots created
+	 * since it listed them: counted now. */
+	if (rc == 0 && u->rebuilding && usage_rebuild_wait(u))
+		rc = usage_update(u, snaps, st);
+	if (rc == 0 && u->cur.nclients) {
+		*out = malloc(u->cur.nclients * sizeof(**out));
 		if (*out) {
-			memcpy(*out, u->clients, u->nclients * sizeof(**out));
-			*n = u->nclients;
+			memcpy(*out, u->cur.clients,
+			       u->cur.nclients * sizeof(**out));
+			*n = u->cur.nclients;
 		} else {
 			rc = -ENOMEM;
 		}

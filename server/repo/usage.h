@@ -6,10 +6,16 @@
  * The answer needs every snapshot's catalog: usage reads them from the
  * store once and keeps a map chunk -> (plain length, owning client or
  * "shared"). Later calls only read the catalogs of snapshots created
- * since; when a snapshot disappeared the map is rebuilt. Catalog chunks
- * count as referenced by their snapshot's client.
+ * since. When a snapshot disappeared the map is counted again from
+ * nothing, on a thread of its own that reads every catalog (minutes on a
+ * large repository): a call waits for it at most half a second after it
+ * started (a small repository's is done by then), then answers with the
+ * counts from before (the removed snapshots still counted) until it
+ * ends. Catalog chunks count as referenced by their snapshot's client.
  *
- * Thread-safe: one computation at a time, others wait for it.
+ * Thread-safe: one computation at a time, others wait for it; the
+ * recount runs beside them. usage_free() stops and joins it: call it
+ * before the store and the snapshots are closed.
  */
 #ifndef SRV_USAGE_H
 #define SRV_USAGE_H
