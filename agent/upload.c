@@ -697,8 +697,9 @@ static int upload_window_slice(struct upload_queue *q, struct upload_asker *a,
 }
 
 /* A window of more chunks than one question may name (the server's
- * max_ids_per_query) is asked about in slices. Without a free asker the
- * window is copied. Called and returns with q->mu held. */
+ * max_ids_per_query) is asked about in slices. A window not to ask about
+ * takes no asker (the asker threads must find theirs free); without a
+ * free asker the window is copied. Called and returns with q->mu held. */
 static int upload_window_locked(struct upload_queue *q,
 				const struct upload_chunk *c, size_t n,
 				bool ask)
@@ -707,7 +708,7 @@ static int upload_window_locked(struct upload_queue *q,
 	struct upload_asker *a;
 	int rc = 0;
 
-	if (!(a = q->askers)) {
+	if (!ask || !(a = q->askers)) {
 		pthread_mutex_unlock(&q->mu);
 		for (size_t i = 0; rc == 0 && i < n; i++)
 			rc = upload_queue_add(q, &c[i].id, c[i].data,
@@ -727,8 +728,14 @@ static int upload_window_locked(struct upload_queue *q,
 int upload_queue_add_window(struct upload_queue *q,
 			    const struct upload_chunk *c, size_t n, bool ask)
 {
-	int rc;
+	int rc = 0;
 
+	if (!ask) {
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			rc = upload_queue_add(q, &c[i].id, c[i].data,
+					      c[i].len);
+		return rc;
+	}
 	pthread_mutex_lock(&q->mu);
 	rc = upload_window_locked(q, c, n, ask);
 	pthread_mutex_unlock(&q->mu);
