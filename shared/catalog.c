@@ -27,6 +27,8 @@ struct dd_catalog_reader {
 	void *payload;
 	struct dd_buf buf;     /* bytes pulled from `read` */
 	size_t pos;            /* first unconsumed byte in buf */
+	uint64_t base;         /* stream offset of buf's first byte */
+	uint64_t entry_off;    /* stream offset of the last entry handed out */
 	size_t last_len;       /* bytes of the entry handed out last */
 	bool eof;
 	bool header_done;
@@ -570,6 +572,7 @@ static ssize_t reader_fill(struct dd_catalog_reader *r, size_t need)
 	if (r->pos) {
 		memmove(r->buf.data, r->buf.data + r->pos, avail);
 		r->buf.len = avail;
+		r->base += r->pos;
 		r->pos = 0;
 	}
 	while (avail < need && !r->eof) {
@@ -666,6 +669,7 @@ static int reader_entry(struct dd_catalog_reader *r, struct dd_entry *e)
 		return (int)n;
 	if (n == 0)
 		return 0;
+	r->entry_off = r->base + r->pos;
 	n = reader_fill(r, DD_CATALOG_ENTRY_FIXED_LEN);
 	if (n < 0)
 		return (int)n;
@@ -782,4 +786,9 @@ fail:
 uint32_t dd_catalog_version(const struct dd_catalog_reader *r)
 {
 	return r->header_done ? r->version : 0;
+}
+
+uint64_t dd_catalog_entry_offset(const struct dd_catalog_reader *r)
+{
+	return r->entry_off;
 }

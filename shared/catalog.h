@@ -178,6 +178,11 @@ void dd_catalog_reader_free(struct dd_catalog_reader *r);
  * dd_catalog_next() read the header. In version 1 the extension area is
  * opaque and must not be parsed. */
 uint32_t dd_catalog_version(const struct dd_catalog_reader *r);
+/* Where the entry dd_catalog_next() handed out last starts in the stream
+ * (the first entry of a catalog at DD_CATALOG_HEADER_LEN). A reader fed
+ * a header of the same version and then the bytes from there on reads
+ * the same entries from that one on. */
+uint64_t dd_catalog_entry_offset(const struct dd_catalog_reader *r);
 
 /* ---- extension records (version 2) ---- */
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <locale.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,235 @@ static int browse_next(struct catsource *src, struct dd_entry *e)
 	int rc = catsource_next(src, e);
 
 	return rc == -ENOENT ? -EIO : rc;
+}
+
+/* ---- marks: where to start reading a catalog ----
+ *
+ * A pass over a catalog notes, for each catalog chunk, where an entry
+ * that starts in it begins and its path (catsource_entry_pos). The next
+ * request for a path of the same catalog starts at the last mark at or
+ * before that path in catalog order, not at the catalog's start: paging
+ * through a directory late in a catalog of millions of entries no longer
+ * reads them all again for every page. Marks are kept for the catalogs
+ * read last (BROWSE_MARK_SETS, keyed by the SHA-256 of their chunk ids:
+ * a catalog's bytes never change), each set bounded in bytes; a path
+ * longer than BROWSE_MARK_PATH makes no mark (the next entry does).
+ */
+#define BROWSE_MARK_SETS 8u
+#define BROWSE_MARK_SET_BYTES (4u << 20)
+#define BROWSE_MARK_PATH 1024u
+
+struct browse_mark {
+	struct catsource_pos pos;
+	char *path;
+	uint32_t path_len;
+};
+
+struct browse_marks {
+	struct dd_id key;
+	uint32_t version;
+	struct browse_mark *v;     /* increasing positions (and paths) */
+	size_t n, alloc, bytes;
+	uint64_t used;             /* LRU clock */
+	bool live;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct browse_marks sets[BROWSE_MARK_SETS];
+	uint64_t clock;
+} browse_cache = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* A scan of a catalog from a mark, noting new marks as it goes. */
+struct browse_scan {
+	struct catsource *src;
+	struct dd_id key;
+	size_t start_chunk;        /* the chunk of the mark it started at */
+	size_t last_chunk;         /* marks are new past this chunk */
+	bool from_start;
+	uint32_t version;          /* the catalog's, once an entry was read */
+	struct browse_marks found; /* marks to publish (v, n, bytes) */
+};
+
+static void browse_marks_clear(struct browse_marks *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->v[i].path);
+	free(m->v);
+	m->v = NULL;
+	m->n = m->alloc = m->bytes = 0;
+}
+
+static void browse_catalog_key(struct dd_id *key, const struct dd_id *ids,
+			       size_t n)
+{
+	dd_sha256(key, ids, n * sizeof(*ids));
+}
+
+/* The set of `key`, or NULL. Cache locked. */
+static struct browse_marks *browse_marks_find(const struct dd_id *key)
+{
+	for (size_t i = 0; i < BROWSE_MARK_SETS; i++)
+		if (browse_cache.sets[i].live &&
+		    dd_id_eq(&browse_cache.sets[i].key, key))
+			return &browse_cache.sets[i];
+	return NULL;
+}
+
+/* Opens `sc->src` at the last mark at or before `path` (plen bytes) in
+ * catalog order, or at the catalog's start. */
+static int browse_scan_open(struct browse_scan *sc, struct store *st,
+			    const struct dd_id *ids, size_t n,
+			    const char *path, size_t plen)
+{
+	struct browse_marks *m;
+	struct catsource_pos at = { 0, 0 };
+	char *start_path = NULL;
+	uint32_t version = 0;
+	int rc;
+
+	memset(sc, 0, sizeof(*sc));
+	browse_catalog_key(&sc->key, ids, n);
+	pthread_mutex_lock(&browse_cache.mu);
+	m = browse_marks_find(&sc->key);
+	if (m) {
+		size_t lo = 0, hi = m->n;
+
+		m->used = ++browse_cache.clock;
+		while (lo < hi) {          /* first mark after path */
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (dd_catalog_path_cmp(m->v[mid].path,
+						m->v[mid].path_len, path,
+						plen) <= 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo > 0) {
+			at = m->v[lo - 1].pos;
+			version = m->version;
+			start_path = m->v[lo - 1].path;
+		}
+	}
+	pthread_mutex_unlock(&browse_cache.mu);
+	if (!start_path) {
+		sc->from_start = true;
+		return catsource_new(&sc->src, st, ids, n);
+	}
+	sc->start_chunk = sc->last_chunk = at.chunk;
+	rc = catsource_new_at(&sc->src, st, ids, n, version, &at);
+	return rc;
+}
+
+/* Notes the entry just read as a mark if it starts in a chunk past the
+ * last one marked. */
+static void browse_scan_note(struct browse_scan *sc, const struct dd_entry *e)
+{
+	struct browse_marks *f = &sc->found;
+	struct catsource_pos pos;
+	struct browse_mark *mk;
+
+	if (catsource_entry_pos(sc->src, &pos) < 0 ||
+	    pos.chunk <= sc->last_chunk || e->path_len > BROWSE_MARK_PATH ||
+	    f->bytes + sizeof(*mk) + e->path_len > BROWSE_MARK_SET_BYTES)
+		return;
+	if (f->n == f->alloc) {
+		size_t a = f->alloc ? 2 * f->alloc : 64;
+		struct browse_mark *v = realloc(f->v, a * sizeof(*v));
+
+		if (!v)
+			return;
+		f->v = v;
+		f->alloc = a;
+	}
+	mk = &f->v[f->n];
+	if (!(mk->path = malloc(e->path_len ? e->path_len : 1)))
+		return;
+	memcpy(mk->path, e->path, e->path_len);
+	mk->path_len = (uint32_t)e->path_len;
+	mk->pos = pos;
+	f->n++;
+	f->bytes += sizeof(*mk) + e->path_len;
+	sc->last_chunk = pos.chunk;
+}
+
+/* browse_next, noting marks. */
+static int browse_scan_next(struct browse_scan *sc, struct dd_entry *e)
+{
+	int rc = browse_next(sc->src, e);
+
+	if (rc == 1) {
+		sc->version = catsource_version(sc->src);
+		browse_scan_note(sc, e);
+	}
+	return rc;
+}
+
+/* Adds the marks found to the cache (those past its set's last, when the
+ * scan started within what the set covers) and closes the scan. */
+static void browse_scan_close(struct browse_scan *sc)
+{
+	struct browse_marks *f = &sc->found, *m;
+	uint32_t version = sc->version;
+	size_t i = 0;
+
+	pthread_mutex_lock(&browse_cache.mu);
+	m = browse_marks_find(&sc->key);
+	if (!m && sc->from_start && f->n && version) {
+		struct browse_marks *old = &browse_cache.sets[0];
+
+		for (size_t k = 0; k < BROWSE_MARK_SETS; k++) {
+			struct browse_marks *c = &browse_cache.sets[k];
+
+			if (!c->live || c->used < old->used)
+				old = c;
+			if (!c->live)
+				break;
+		}
+		browse_marks_clear(old);
+		old->live = true;
+		old->key = sc->key;
+		old->version = version;
+		m = old;
+	}
+	if (m && version == m->version) {
+		size_t last = m->n ? m->v[m->n - 1].pos.chunk : 0;
+		/* a scan that started past the set's last mark (the set was
+		 * made again meanwhile) would leave a gap */
+		bool contiguous = sc->from_start ||
+			(m->n && sc->start_chunk <= last);
+
+		m->used = ++browse_cache.clock;
+		for (; contiguous && i < f->n; i++) {
+			struct browse_mark *mk = &f->v[i];
+
+			if ((m->n && mk->pos.chunk <= last) ||
+			    m->bytes + sizeof(*mk) + mk->path_len >
+			    BROWSE_MARK_SET_BYTES)
+				continue;
+			if (m->n == m->alloc) {
+				size_t a = m->alloc ? 2 * m->alloc : 64;
+				struct browse_mark *v = realloc(m->v,
+								a * sizeof(*v));
+
+				if (!v)
+					break;
+				m->v = v;
+				m->alloc = a;
+			}
+			m->v[m->n++] = *mk;
+			m->bytes += sizeof(*mk) + mk->path_len;
+			last = mk->pos.chunk;
+			mk->path = NULL;      /* the set owns it now */
+		}
+	}
+	pthread_mutex_unlock(&browse_cache.mu);
+	for (i = 0; i < f->n; i++)
+		free(f->v[i].path);
+	free(f->v);
+	catsource_free(sc->src);
+	memset(sc, 0, sizeof(*sc));
 }
 
 /* ---- listing ---- */
@@ -280,9 +510,10 @@ int browse_list(json_t **out, struct store *st, const struct dd_id *ids,
 		.dir = dir, .dlen = strlen(dir), .after = after,
 		.after_len = after_len, .limit = limit,
 	};
-	struct catsource *src = NULL;
+	struct browse_scan sc = { 0 };
 	struct dd_entry e;
-	char *shown = NULL;
+	char *shown = NULL, *from = NULL;
+	size_t flen = 0;
 	json_t *res = NULL, *next;
 	int rc;
 
@@ -298,9 +529,24 @@ int browse_list(json_t **out, struct store *st, const struct dd_id *ids,
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
-	if ((rc = catsource_new(&src, st, ids, n)) < 0)
+	/* Nothing before the directory matters, nor, for a page after
+	 * the first, before its child `after` (an entry between the two is
+	 * under the directory: the page still finds it). */
+	if (!(from = malloc(l.dlen + 1 + after_len + 1))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
-	while ((rc = browse_next(src, &e)) == 1) {
+	}
+	memcpy(from, dir, l.dlen);
+	flen = l.dlen;
+	if (after_len) {
+		if (l.dlen)
+			from[flen++] = '/';
+		memcpy(from + flen, after, after_len);
+		flen += after_len;
+	}
+	if ((rc = browse_scan_open(&sc, st, ids, n, from, flen)) < 0)
+		goto cleanup;
+	while ((rc = browse_scan_next(&sc, &e)) == 1) {
 		l.scanned++;
 		if ((rc = browse_list_entry(&l, &e)) <= 0)
 			break;
@@ -330,10 +576,11 @@ int browse_list(json_t **out, struct store *st, const struct dd_id *ids,
 cleanup:
 	json_decref(res);
 	json_decref(l.entries);
-	catsource_free(src);
+	browse_scan_close(&sc);
 	free(l.last);
 	free(l.cursor);
 	free(shown);
+	free(from);
 	return rc;
 }
 
@@ -462,9 +709,30 @@ static int browse_seek(struct catsource **src, struct store *st,
 		       const struct dd_id *ids, size_t n, const char *path,
 		       struct dd_entry *e)
 {
-	int rc = catsource_new(src, st, ids, n);
+	struct browse_scan sc;
+	const char *rest;
+	size_t plen = strlen(path), rlen;
+	int rc = browse_scan_open(&sc, st, ids, n, path, plen);
 
-	return rc < 0 ? rc : browse_seek_on(*src, path, e, NULL);
+	/* browse_seek_on, noting marks (the source then goes on alone) */
+	while (rc == 0 && (rc = browse_scan_next(&sc, e)) == 1) {
+		if (browse_is(e, path, plen))
+			break;
+		if (browse_under(e->path, e->path_len, path, plen, &rest,
+				 &rlen))
+			rc = dd_error_set(-EISDIR, "'/%s' is a directory",
+					  path);
+		else if (plen && browse_past(e, path, plen))
+			rc = browse_not_found(path);
+		else
+			rc = 0;
+	}
+	if (rc == 0)
+		rc = browse_not_found(path);
+	*src = sc.src;
+	sc.src = NULL;
+	browse_scan_close(&sc);
+	return rc;
 }
 
 /* browse_seek from where `src` stands (before `path`), counting the
@@ -946,6 +1214,18 @@ static int browse_tar_find(struct browse_tar *t)
 	return 0;
 }
 
+/* The archive's source, from the last mark before its folder. */
+static int browse_tar_source(struct browse_tar *t, struct store *st, size_t n)
+{
+	struct browse_scan sc;
+	int rc = browse_scan_open(&sc, st, t->ids, n, t->dir, t->dlen);
+
+	t->src = sc.src;
+	sc.src = NULL;
+	browse_scan_close(&sc);
+	return rc;
+}
+
 static int browse_tar_open_in(struct browse_tar **out, struct store *st,
 			      const struct dd_id *ids, size_t n,
 			      const char *dir)
@@ -977,7 +1257,7 @@ static int browse_tar_open_in(struct browse_tar **out, struct store *st,
 	t->dlen = strlen(dir);
 	slash = strrchr(dir, '/');
 	t->base_off = slash ? (size_t)(slash - dir) + 1 : 0;
-	if ((rc = catsource_new(&t->src, st, t->ids, n)) < 0 ||
+	if ((rc = browse_tar_source(t, st, n)) < 0 ||
 	    (rc = browse_tar_find(t)) < 0)
 		goto fail;
 	if (archive_write_set_format_pax(t->aw) != ARCHIVE_OK ||

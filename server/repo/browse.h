@@ -6,10 +6,11 @@
  * size of the snapshot: a page holds its own entries, a download one
  * chunk (at most 16 MiB plain) and libarchive's block.
  *
- * Cost: the catalog has no index, so every call reads it from its start
- * up to the entries it needs (a listing stops after the last child of
- * its directory, a download after its subtree). docs/API.md ("Browsing a
- * snapshot") gives the figures.
+ * Cost: the catalog has no index; a call reads it up to the entries it
+ * needs (a listing stops after the last child of its directory, a
+ * download after its subtree), from its start the first time and then
+ * from the last mark an earlier call left before its path (browse.c,
+ * "marks"). docs/BROWSE.md ("What a page costs") gives the figures.
  *
  * Paths are given normalised (browse_path_norm): relative, as the catalog
  * records them, "" for the root. Errors: -ENOENT the path is not in the

@@ -17,6 +17,16 @@ struct catsource {
 	struct store *st;
 	const struct dd_id *ids;
 	size_t n, next, pos;
+	/* The stream offset of byte 0 of chunk `next - 1` (the one in
+	 * `plain`) and of the one before: an entry the reader hands out
+	 * starts in one of the two (the reader pulls less than a chunk's
+	 * worth beyond the entry it is in, at most an entry and a block),
+	 * or further back for an entry larger than a chunk. */
+	int64_t cur_start, prev_start;
+	uint64_t delivered;   /* bytes handed to the reader */
+	/* catsource_new_at: a catalog header handed out first. */
+	uint8_t hdr[DD_CATALOG_HEADER_LEN];
+	size_t hdr_left;
 	struct dd_buf plain, scratch;
 	ZSTD_DCtx *dctx;
 	struct dd_catalog_reader *r;
@@ -32,6 +42,13 @@ static ssize_t catsource_read(void *payload, void *buf, size_t len)
 	size_t n;
 	int rc;
 
+	if (src->hdr_left) {
+		n = len < src->hdr_left ? len : src->hdr_left;
+		memcpy(buf, src->hdr + sizeof(src->hdr) - src->hdr_left, n);
+		src->hdr_left -= n;
+		src->delivered += n;
+		return (ssize_t)n;
+	}
 	while (src->pos == src->plain.len) {
 		if (src->next == src->n)
 			return 0;
@@ -56,6 +73,8 @@ static ssize_t catsource_read(void *payload, void *buf, size_t len)
 			return -EIO;
 		}
 		src->next++;
+		src->prev_start = src->cur_start;
+		src->cur_start = (int64_t)src->delivered;
 		src->pos = 0;
 	}
 	n = src->plain.len - src->pos;
@@ -63,6 +82,7 @@ static ssize_t catsource_read(void *payload, void *buf, size_t len)
 		n = len;
 	memcpy(buf, src->plain.data + src->pos, n);
 	src->pos += n;
+	src->delivered += n;
 	return (ssize_t)n;
 }
 
@@ -90,6 +110,61 @@ int catsource_new(struct catsource **out, struct store *st,
 	}
 	*out = s;
 	return 0;
+}
+
+int catsource_new_at(struct catsource **out, struct store *st,
+		     const struct dd_id *ids, size_t n, uint32_t version,
+		     const struct catsource_pos *at)
+{
+	struct catsource *s;
+	int rc;
+
+	*out = NULL;
+	if (at->chunk >= n)
+		return dd_error_set(-EINVAL, "catalog position past its end");
+	if ((rc = catsource_new(&s, st, ids, n)) < 0)
+		return rc;
+	memcpy(s->hdr, "DDCT", 4);
+	dd_put_le32(s->hdr + 4, version);
+	s->hdr_left = sizeof(s->hdr);
+	/* chunk `at->chunk` is read whole, its first at->off bytes skipped:
+	 * as if the header were its last bytes before the entry */
+	rc = store_read_plain(st, &ids[at->chunk], &s->plain, &s->scratch,
+			      s->dctx);
+	if (rc == 0 && at->off >= s->plain.len)
+		rc = dd_error_set(-EINVAL, "catalog position past its chunk");
+	if (rc < 0) {
+		catsource_free(s);
+		return rc == -ENOENT ? -EIO : rc;
+	}
+	s->next = at->chunk + 1;
+	s->pos = at->off;
+	s->cur_start = (int64_t)DD_CATALOG_HEADER_LEN - (int64_t)at->off;
+	s->prev_start = INT64_MIN;
+	*out = s;
+	return 0;
+}
+
+int catsource_entry_pos(const struct catsource *s, struct catsource_pos *out)
+{
+	int64_t e = (int64_t)dd_catalog_entry_offset(s->r);
+
+	if (s->next > 0 && e >= s->cur_start) {
+		out->chunk = s->next - 1;
+		out->off = (uint32_t)(e - s->cur_start);
+		return 0;
+	}
+	if (s->next > 1 && s->prev_start != INT64_MIN && e >= s->prev_start) {
+		out->chunk = s->next - 2;
+		out->off = (uint32_t)(e - s->prev_start);
+		return 0;
+	}
+	return -ERANGE;
+}
+
+uint32_t catsource_version(const struct catsource *s)
+{
+	return dd_catalog_version(s->r);
 }
 
 int catsource_next(struct catsource *s, struct dd_entry *e)

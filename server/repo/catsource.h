@@ -23,6 +23,27 @@ int catsource_new(struct catsource **out, struct store *st,
 		  const struct dd_id *ids, size_t n);
 void catsource_free(struct catsource *s);
 
+/* Where an entry starts: the catalog chunk holding its first byte and
+ * the offset of that byte in the chunk's plain bytes. */
+struct catsource_pos {
+	size_t chunk;
+	uint32_t off;
+};
+
+/* A source that starts with the entry at `at` (found by an earlier pass
+ * over the same catalog with catsource_entry_pos; `version` is that
+ * catalog's, catsource_version). -EINVAL for a position past the end,
+ * -EIO when the chunk cannot be read. */
+int catsource_new_at(struct catsource **out, struct store *st,
+		     const struct dd_id *ids, size_t n, uint32_t version,
+		     const struct catsource_pos *at);
+/* The position of the entry catsource_next() returned last; -ERANGE for
+ * an entry that began more than a chunk back (one larger than a chunk),
+ * which has none here. */
+int catsource_entry_pos(const struct catsource *s, struct catsource_pos *out);
+/* The catalog's version, once the first entry was read. */
+uint32_t catsource_version(const struct catsource *s);
+
 /*
  * The next entry: 1 = *e filled (valid until the next call), 0 = end.
  * Failures, each with a message:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Restore from the browser (docs/API.md, "Browsing a snapshot"): a
 # snapshot's folders listed a page at a time (a 100,000-entry folder paged
-# through, every name exactly once), one file downloaded (bytes equal,
+# through, every name exactly once, each page reading the catalog from
+# the last mark before it rather than from its start), one file downloaded (bytes equal,
 # holes as zeros, Content-Length, a safe Content-Disposition), a folder
 # downloaded as .tar that GNU tar extracts identical to `dedup-agent
 # restore` (symlinks, hard links, long names, a sparse file), the token
@@ -86,7 +87,7 @@ cat > "$T/pages.py" <<'PY'
 import json, ssl, sys, time, urllib.parse, urllib.request
 url, ca, tok, snap, path, limit = sys.argv[1:7]
 ctx = ssl.create_default_context(cafile=ca)
-names, after, pages, worst = [], None, 0, 0.0
+names, after, pages, worst, scanned = [], None, 0, 0.0, []
 while pages < 10000:
     q = {"path": path, "limit": limit}
     if after:
@@ -99,10 +100,12 @@ while pages < 10000:
     worst = max(worst, time.monotonic() - t0)
     pages += 1
     names += [e["name"] for e in page["entries"]]
+    scanned.append(page["scanned"])
     after = page["next"]
     if not after:
         break
-json.dump({"names": names, "pages": pages, "worst": worst}, sys.stdout)
+json.dump({"names": names, "pages": pages, "worst": worst,
+           "scanned": scanned}, sys.stdout)
 PY
 python3 "$T/pages.py" "$URL" "$CA" "$A" "$SNAP" "$S/many" 5000 > "$T/pages.json" 2>"$T/pages.err"
 cat "$T/pages.err"
@@ -112,7 +115,22 @@ p = json.load(open(os.path.join(T, "pages.json")))
 want = ["f%06d" % i for i in range(n)]
 check_eq("paging a %d-entry folder sees every name exactly once, in order" % n, want, p["names"])
 check_eq("... in %d pages of 5000" % ((n + 4999) // 5000), (n + 4999) // 5000, p["pages"])
-print("# %d pages, the slowest took %.2f s" % (p["pages"], p["worst"]))
+print("# %d pages, the slowest took %.2f s; entries read per page: %s" % (p["pages"], p["worst"], p["scanned"]))
+# Each page starts at the catalog's last mark before its cursor, not at
+# the start: before, page k read the folder's first k pages again.
+if p["pages"] >= 4:
+    check("the last page read fewer than half the folder's entries",
+          p["scanned"][-1] < n // 2, p["scanned"])
+    check("all pages together read under 3 times the folder",
+          sum(p["scanned"]) < 3 * n, sum(p["scanned"]))
+PY
+python3 "$T/pages.py" "$URL" "$CA" "$A" "$SNAP" "$S/many" 5000 > "$T/pages2.json" 2>"$T/pages.err"
+cat "$T/pages.err"
+pycheck <<'PY'
+a, b = J("pages"), J("pages2")
+check("paged again from the marks: the same names", a["names"] == b["names"])
+check("... the first page no longer reads what comes before the folder",
+      b["scanned"][0] <= a["scanned"][0], (a["scanned"][0], b["scanned"][0]))
 PY
 
 # ---- downloads ----

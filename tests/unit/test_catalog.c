@@ -1051,6 +1051,52 @@ static void test_big_entries(void)
 	free(ext);
 }
 
+/* dd_catalog_entry_offset: where each entry starts, whatever the read
+ * sizes; a header of the same version followed by the bytes from an
+ * entry's offset reads the same entries from that one on. */
+static void test_entry_offsets(void)
+{
+	enum { N = 300 };
+	struct dd_entry e[N];
+	char paths[N][16];
+	uint64_t off[N];
+	size_t steps[] = { 1, 7, 100, 4096, SIZE_MAX };
+	struct dd_catalog_reader *r;
+	struct dd_entry got;
+	struct dd_buf b, part;
+	size_t bad = 0;
+
+	dd_buf_init(&b, 0);
+	CHECK_EQ(dd_catalog_begin(&b), 0);
+	for (int i = 0; i < N; i++) {
+		e[i] = golden_entries[3];
+		snprintf(paths[i], sizeof(paths[i]), "d/%05d", i);
+		e[i].path = paths[i];
+		e[i].path_len = strlen(paths[i]);
+		off[i] = b.len;
+		CHECK_EQ(dd_catalog_add(&b, &e[i]), 0);
+	}
+	CHECK_EQ(off[0], (uint64_t)DD_CATALOG_HEADER_LEN);
+	for (size_t k = 0; k < DD_ARRAY_SIZE(steps); k++) {
+		struct slow sl = { { b.data, b.len }, steps[k], 0, 0, false };
+		int i = 0;
+
+		CHECK_EQ(dd_catalog_reader_new(&r, slow_read, &sl), 0);
+		while (dd_catalog_next(r, &got) == 1 && i < N)
+			bad += dd_catalog_entry_offset(r) != off[i++];
+		CHECK_EQ(i, N);
+		dd_catalog_reader_free(r);
+	}
+	CHECK_EQ(bad, 0u);
+	/* resume at entry 123 */
+	dd_buf_init(&part, 0);
+	CHECK_EQ(dd_buf_append(&part, b.data, DD_CATALOG_HEADER_LEN), 0);
+	CHECK_EQ(dd_buf_append(&part, b.data + off[123], b.len - off[123]), 0);
+	CHECK_EQ(read_all(part.data, part.len, 50, e + 123, N - 123), N - 123);
+	dd_buf_release(&part);
+	dd_buf_release(&b);
+}
+
 static int cmp_s(const char *a, const char *b)
 {
 	int r = dd_catalog_path_cmp(a, strlen(a), b, strlen(b));
@@ -1234,6 +1280,7 @@ int main(void)
 	UNIT_RUN(test_read_errors);
 	UNIT_RUN(test_writer);
 	UNIT_RUN(test_big_entries);
+	UNIT_RUN(test_entry_offsets);
 	UNIT_RUN(test_path_order);
 	UNIT_RUN(test_holes);
 	for (int i = 0; i < NGOLDEN2; i++)
