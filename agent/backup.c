@@ -924,25 +924,23 @@ static int backup_rwin_wait(struct backup_reader *r, unsigned i)
 }
 
 /*
- * Makes the other window the one read, with the `avail` bytes after
- * `*start` not cut yet moved over to its start, once the queue is done
- * with it (allocated the first time).
+ * Makes the other window (allocated) the one read, with the `avail`
+ * bytes after `*start` not cut yet moved over to its start, once the
+ * queue is done with it; the queue's failure if it failed.
  */
 static int backup_rwin_switch(struct backup_reader *r, size_t *start,
 			      size_t avail)
 {
 	struct backup_rwin *from = &r->w[r->cur], *to = &r->w[r->cur ^ 1];
-	int rc;
+	/* done with it, failed or not: the window read from now on is never
+	 * one in flight, whatever the reader does after a failure */
+	int rc = backup_rwin_wait(r, r->cur ^ 1);
 
-	if ((rc = backup_rwin_wait(r, r->cur ^ 1)) < 0)
-		return rc;
-	if (!to->buf && !(to->buf = malloc(r->rcap)))
-		return dd_error_set(-ENOMEM, "out of memory");
 	if (avail > 0)
 		memcpy(to->buf, from->buf + *start, avail);
 	*start = 0;
 	r->cur ^= 1;
-	return 0;
+	return rc;
 }
 
 /*
@@ -976,6 +974,11 @@ static int backup_queue_window(struct backup_reader *r,
 	}
 	if (!ask)
 		return upload_queue_add_window(r->b->uq, w->up, n, false);
+	/* the other buffer first: once the window is handed over, the
+	 * switch must not fail before it */
+	if (!r->w[r->cur ^ 1].buf &&
+	    !(r->w[r->cur ^ 1].buf = malloc(r->rcap)))
+		return dd_error_set(-ENOMEM, "out of memory");
 	if ((rc = upload_queue_window_start(r->b->uq, &w->win, w->up, n,
 					    true)) < 0)
 		return rc;

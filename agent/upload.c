@@ -760,6 +760,11 @@ static void *upload_window_main(void *arg)
 		if (!(q->win_head = w->next))
 			q->win_tail = NULL;
 		w->rc = upload_window_locked(q, w->c, w->n, w->ask);
+		/* A failure of its own (out of memory) fails the queue: its
+		 * chunks may be marked seen and not queued, and the flush
+		 * reports only the queue's failure. */
+		if (w->rc < 0)
+			upload_fail_locked(q, w->rc);
 		w->busy = false;
 		q->windows--;
 		pthread_cond_broadcast(&q->win_done_cv);
