@@ -47,8 +47,8 @@ const char cmd_sync_usage[] =
 	"--newer-than   only snapshots the source wrote since DATE:\n"
 	"               YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or an age (7d, 12h)\n"
 	"--max-clients  copy snapshots of at most N client names that have\n"
-	"               no token here (default 1000; those with snapshots\n"
-	"               here count)\n"
+	"               no token here (1 to 100000, default 1000; those with\n"
+	"               snapshots here count)\n"
 	"--json         print the report as JSON\n"
 	"--wait         without --from: how long to wait for the serving\n"
 	"               process's result (default 86400 s)\n"
@@ -145,9 +145,9 @@ static int sync_parse(struct sync_args *a, int argc, char **argv)
 		case 'm':
 			if (dd_parse_u64(optarg, &a->o.max_clients) < 0 ||
 			    a->o.max_clients < 1 ||
-			    a->o.max_clients > 10000000) {
+			    a->o.max_clients > 100000) {
 				log_error("invalid --max-clients '%s' (want 1 "
-					  "to 10000000)", optarg);
+					  "to 100000)", optarg);
 				return CMD_USAGE;
 			}
 			break;

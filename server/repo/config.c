@@ -86,7 +86,7 @@ static const struct config_key config_keys[] = {
 	{ "sync_interval", CONFIG_SECONDS, CONFIG_OFF(sync_interval), 0,
 	  30 * 86400 },
 	{ "sync_max_clients", CONFIG_COUNT, CONFIG_OFF(sync_max_clients), 1,
-	  10000000 },
+	  100000 },
 };
 
 int config_init(struct config *c)

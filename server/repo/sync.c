@@ -50,6 +50,7 @@ struct sync_ctx {
 	 * of the run's start and those it brought (sync_client_admit). */
 	snapshots_client_name *names;
 	size_t nnames, anames;
+	uint64_t refused_names;      /* snapshots refused for a new name */
 	bool domains_used;
 	struct dd_httpc *src;
 	const struct sync_opts *o;
@@ -101,6 +102,9 @@ static void sync_note_error(struct sync_report *r, const char *fmt, ...)
 }
 
 /* Errors that end the run rather than one snapshot. */
+/* Snapshots refused for sync_max_clients that get a log line each. */
+#define SYNC_REFUSED_LOGGED 10u
+
 static bool sync_fatal(int rc)
 {
 	return rc == -ECONNREFUSED || rc == -EACCES || rc == -ENOSPC ||
@@ -363,7 +367,8 @@ static int sync_name_cmp(const void *a, const void *b)
 /* Whether a snapshot of `client` may be copied here: a client with a
  * token or with snapshots here may; a new name only while fewer than
  * max_clients names without a token have snapshots here (a source read
- * with an admin token could otherwise list any number of them). */
+ * with an admin token could otherwise list any number of them). 1: a new
+ * name, now counted (sync_client_unadmit if nothing was copied). */
 static int sync_client_admit(struct sync_ctx *c, const char *client)
 {
 	uint64_t max = c->o->max_clients ? c->o->max_clients :
@@ -395,14 +400,31 @@ static int sync_client_admit(struct sync_ctx *c, const char *client)
 		(c->nnames - at) * sizeof(*c->names));
 	snprintf(c->names[at], sizeof(c->names[at]), "%s", client);
 	c->nnames++;
-	return 0;
+	return 1;
+}
+
+/* A new name whose snapshot was not copied no longer counts (unless
+ * another of its snapshots is here by now). */
+static void sync_client_unadmit(struct sync_ctx *c, const char *client)
+{
+	snapshots_client_name *p;
+
+	if (snapshots_count(c->snaps, client) > 0)
+		return;
+	p = bsearch(client, c->names, c->nnames, sizeof(*c->names),
+		    sync_name_cmp);
+	if (!p)
+		return;
+	memmove(p, p + 1, (size_t)(c->names + c->nnames - (p + 1)) *
+		sizeof(*p));
+	c->nnames--;
 }
 
 /* One listed snapshot: skipped, present, copied or failed. */
 static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 {
 	int64_t written;
-	int rc;
+	int rc, admitted;
 
 	if (c->o->newer_than && it->unix_written < c->o->newer_than)
 		return 0;
@@ -411,13 +433,16 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 		c->r->present++;
 		return 0;
 	}
-	if ((rc = sync_client_admit(c, it->client)) < 0)
+	admitted = sync_client_admit(c, it->client);
+	if ((rc = admitted) < 0)
 		;       /* reported as not copied, below */
 	else if (it->damaged)
 		rc = dd_error_set(-EBADMSG, "the source cannot read its "
 				  "manifest");
 	else
 		rc = sync_copy(c, it);
+	if (admitted == 1 && rc < 0 && rc != -EEXIST)
+		sync_client_unadmit(c, it->client);
 	if (rc == -EEXIST) {
 		c->r->present++;
 		return 0;
@@ -436,8 +461,11 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 	written = it->unix_written < dd_now() ? it->unix_written : dd_now();
 	if (!c->r->oldest_pending || written < c->r->oldest_pending)
 		c->r->oldest_pending = written;
-	log_warning("sync: snapshot %s of client '%s' not copied: %s", it->id,
-		    it->client, log_reason(rc));
+	/* a source may list millions of new names: a few lines, then a
+	 * count at the end of the run */
+	if (admitted != -EDQUOT || ++c->refused_names <= SYNC_REFUSED_LOGGED)
+		log_warning("sync: snapshot %s of client '%s' not copied: %s",
+			    it->id, it->client, log_reason(rc));
 	sync_note_error(c->r, "snapshot %s of client '%s' not copied: %s",
 			it->id, it->client, log_reason(rc));
 	return 0;
@@ -627,6 +655,11 @@ int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
 		rc = sync_list(&c, NULL);
 	for (i = 0; rc == 0 && i < o->nclients; i++)
 		rc = sync_list(&c, o->clients[i]);
+	if (c.refused_names > SYNC_REFUSED_LOGGED)
+		log_warning("sync: %llu more snapshots of client names new "
+			    "here not copied (sync_max_clients)",
+			    (unsigned long long)(c.refused_names -
+						 SYNC_REFUSED_LOGGED));
 	if (rc < 0) {
 		r->error[0] = '\0';
 		sync_note_error(r, "%s", log_reason(rc));

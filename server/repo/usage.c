@@ -19,6 +19,8 @@
 #define USAGE_SHARED (-1)
 /* Seconds a request waits for a recount that started this recently. */
 #define USAGE_REBUILD_WAIT 0.5
+/* Seconds before a failed recount is tried again. */
+#define USAGE_RETRY_AFTER 30.0
 
 /* One distinct chunk; owner is a client index or USAGE_SHARED. An empty
  * slot has len 0 (no chunk is empty). */
@@ -50,6 +52,7 @@ struct usage {
 	bool rebuilding;
 	bool stop;
 	double rebuild_started;     /* dd_monotonic() */
+	double rebuild_failed;      /* when the last one failed, or 0 */
 	pthread_cond_t rebuilt_cv;  /* the recount ended */
 	struct snapshots *snaps;    /* borrowed, for the thread */
 	struct store *st;
@@ -95,12 +98,15 @@ static void usage_reset(struct usage_map *m)
 
 void usage_free(struct usage *u)
 {
+	bool joinable;
+
 	if (!u)
 		return;
 	pthread_mutex_lock(&u->lock);
-	u->stop = true;
+	__atomic_store_n(&u->stop, true, __ATOMIC_RELAXED);
+	joinable = u->thread_joinable;
 	pthread_mutex_unlock(&u->lock);
-	if (u->thread_joinable)
+	if (joinable)
 		pthread_join(u->thread, NULL);
 	usage_reset(&u->cur);
 	pthread_cond_destroy(&u->rebuilt_cv);
@@ -206,19 +212,25 @@ static int usage_client_index(struct usage_map *u, const char *name,
 struct usage_of {
 	struct usage_map *u;
 	int32_t owner;
+	const bool *stop;
+	unsigned n;
 };
 
 static int usage_add_chunk(void *arg, const struct dd_chunk_ref *ref)
 {
 	struct usage_of *of = arg;
 
+	if (of->stop && (++of->n & 4095) == 0 &&
+	    __atomic_load_n(of->stop, __ATOMIC_RELAXED))
+		return -ECANCELED;
 	return usage_add(of->u, &ref->id, ref->plain_len, of->owner);
 }
 
 static int usage_read_catalog(struct usage_map *u, struct store *st,
-			      const struct usage_todo *t, int32_t owner)
+			      const struct usage_todo *t, int32_t owner,
+			      const bool *stop)
 {
-	struct usage_of of = { u, owner };
+	struct usage_of of = { u, owner, stop, 0 };
 	struct dd_chunk_loc loc;
 	size_t i;
 	int rc;
@@ -335,10 +347,10 @@ static int usage_count(struct usage_map *u, struct usage_scan *sc,
 		dd_error_clear();
 		rc = usage_load_catalog(snaps, t);
 		if (rc == 0)
-			rc = usage_read_catalog(u, st, t, owner);
+			rc = usage_read_catalog(u, st, t, owner, stop);
 		free(t->catalog);
 		t->catalog = NULL;
-		if (rc == -ENOMEM)
+		if (rc == -ENOMEM || rc == -ECANCELED)
 			return rc;
 		if (rc < 0)
 			log_warning("usage: cannot read the catalog of snapshot "
@@ -381,7 +393,9 @@ static void *usage_rebuild_main(void *arg)
 	if (rc == 0 && !u->stop) {
 		usage_reset(&u->cur);
 		u->cur = m;
+		u->rebuild_failed = 0;
 	} else {
+		u->rebuild_failed = dd_monotonic();
 		if (rc < 0 && rc != -ECANCELED)
 			log_warning("usage: the recount failed: %s (the counts "
 				    "stay as they were; the next request "
@@ -395,11 +409,14 @@ static void *usage_rebuild_main(void *arg)
 }
 
 /* Starts the recount unless one runs. Called locked. */
-static void usage_rebuild_start(struct usage *u)
+static void usage_rebuild_start(struct usage *u, struct snapshots *snaps,
+				struct store *st)
 {
 	int rc;
 
-	if (u->rebuilding || u->stop)
+	if (u->rebuilding || u->stop ||
+	    (u->rebuild_failed &&
+	     dd_monotonic() - u->rebuild_failed < USAGE_RETRY_AFTER))
 		return;
 	if (u->thread_joinable) {
 		/* Finished (it cleared `rebuilding`): only its return is
@@ -407,10 +424,13 @@ static void usage_rebuild_start(struct usage *u)
 		pthread_join(u->thread, NULL);
 		u->thread_joinable = false;
 	}
+	u->snaps = snaps;   /* the thread reads them: set before it runs */
+	u->st = st;
 	rc = pthread_create(&u->thread, NULL, usage_rebuild_main, u);
 	if (rc != 0) {
 		log_warning("usage: cannot start the recount: %s",
 			    strerror(rc));
+		u->rebuild_failed = dd_monotonic();
 		return;
 	}
 	u->thread_joinable = true;
@@ -458,13 +478,11 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 
 	memset(&sc, 0, sizeof(sc));
 	sc.u = &u->cur;
-	u->snaps = snaps;
-	u->st = st;
 	rc = snapshots_foreach(snaps, usage_scan_cb, &sc);
 	if (rc == 0 && sc.err)
 		rc = sc.err;
 	if (rc == 0 && sc.seen_done != u->cur.ndone)
-		usage_rebuild_start(u);
+		usage_rebuild_start(u, snaps, st);
 	if (rc == 0)
 		rc = usage_count(&u->cur, &sc, snaps, st, NULL);
 	if (rc < 0)

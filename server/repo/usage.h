@@ -11,7 +11,10 @@
  * large repository): a call waits for it at most half a second after it
  * started (a small repository's is done by then), then answers with the
  * counts from before (the removed snapshots still counted) until it
- * ends. Catalog chunks count as referenced by their snapshot's client.
+ * ends. The recount builds a second map beside the one answering: memory
+ * doubles while it runs. One that failed (out of memory) is tried again
+ * 30 s later, the old counts answering meanwhile. Catalog chunks count
+ * as referenced by their snapshot's client.
  *
  * Thread-safe: one computation at a time, others wait for it; the
  * recount runs beside them. usage_free() stops and joins it: call it
