@@ -136,6 +136,10 @@ static int browse_next(struct catsource *src, struct dd_entry *e)
 #define BROWSE_MARK_SETS 8u
 #define BROWSE_MARK_SET_BYTES (4u << 20)
 #define BROWSE_MARK_PATH 1024u
+/* What a mark holds: its slot (twice, for an array that doubles) and its
+ * path with the allocator's overhead. */
+#define BROWSE_MARK_COST(path_len) \
+	(2 * sizeof(struct browse_mark) + (((path_len) + 16 + 15) & ~(size_t)15))
 
 struct browse_mark {
 	struct catsource_pos pos;
@@ -204,6 +208,7 @@ static int browse_scan_open(struct browse_scan *sc, struct store *st,
 	struct catsource_pos at = { 0, 0 };
 	char *start_path = NULL;
 	uint32_t version = 0;
+	size_t set_last = 0;
 	int rc;
 
 	memset(sc, 0, sizeof(*sc));
@@ -229,13 +234,18 @@ static int browse_scan_open(struct browse_scan *sc, struct store *st,
 			version = m->version;
 			start_path = m->v[lo - 1].path;
 		}
+		/* only marks past the set's are new */
+		if (m->n)
+			set_last = m->v[m->n - 1].pos.chunk;
 	}
 	pthread_mutex_unlock(&browse_cache.mu);
 	if (!start_path) {
 		sc->from_start = true;
+		sc->last_chunk = set_last;
 		return catsource_new(&sc->src, st, ids, n);
 	}
-	sc->start_chunk = sc->last_chunk = at.chunk;
+	sc->start_chunk = at.chunk;
+	sc->last_chunk = set_last > at.chunk ? set_last : at.chunk;
 	rc = catsource_new_at(&sc->src, st, ids, n, version, &at);
 	return rc;
 }
@@ -250,7 +260,7 @@ static void browse_scan_note(struct browse_scan *sc, const struct dd_entry *e)
 
 	if (catsource_entry_pos(sc->src, &pos) < 0 ||
 	    pos.chunk <= sc->last_chunk || e->path_len > BROWSE_MARK_PATH ||
-	    f->bytes + sizeof(*mk) + e->path_len > BROWSE_MARK_SET_BYTES)
+	    f->bytes + BROWSE_MARK_COST(e->path_len) > BROWSE_MARK_SET_BYTES)
 		return;
 	if (f->n == f->alloc) {
 		size_t a = f->alloc ? 2 * f->alloc : 64;
@@ -268,7 +278,7 @@ static void browse_scan_note(struct browse_scan *sc, const struct dd_entry *e)
 	mk->path_len = (uint32_t)e->path_len;
 	mk->pos = pos;
 	f->n++;
-	f->bytes += sizeof(*mk) + e->path_len;
+	f->bytes += BROWSE_MARK_COST(e->path_len);
 	sc->last_chunk = pos.chunk;
 }
 
@@ -323,7 +333,7 @@ static void browse_scan_close(struct browse_scan *sc)
 			struct browse_mark *mk = &f->v[i];
 
 			if ((m->n && mk->pos.chunk <= last) ||
-			    m->bytes + sizeof(*mk) + mk->path_len >
+			    m->bytes + BROWSE_MARK_COST(mk->path_len) >
 			    BROWSE_MARK_SET_BYTES)
 				continue;
 			if (m->n == m->alloc) {
@@ -337,7 +347,7 @@ static void browse_scan_close(struct browse_scan *sc)
 				m->alloc = a;
 			}
 			m->v[m->n++] = *mk;
-			m->bytes += sizeof(*mk) + mk->path_len;
+			m->bytes += BROWSE_MARK_COST(mk->path_len);
 			last = mk->pos.chunk;
 			mk->path = NULL;      /* the set owns it now */
 		}

@@ -18,10 +18,10 @@ struct catsource {
 	const struct dd_id *ids;
 	size_t n, next, pos;
 	/* The stream offset of byte 0 of chunk `next - 1` (the one in
-	 * `plain`) and of the one before: an entry the reader hands out
-	 * starts in one of the two (the reader pulls less than a chunk's
-	 * worth beyond the entry it is in, at most an entry and a block),
-	 * or further back for an entry larger than a chunk. */
+	 * `plain`) and of the one before. The reader pulls the rest of the
+	 * current chunk at most beyond the entry it needs, so an entry it
+	 * hands out starts in one of the two, or further back only when it
+	 * is larger than a chunk (no position is then given). */
 	int64_t cur_start, prev_start;
 	uint64_t delivered;   /* bytes handed to the reader */
 	/* catsource_new_at: a catalog header handed out first. */
@@ -135,7 +135,12 @@ int catsource_new_at(struct catsource **out, struct store *st,
 		rc = dd_error_set(-EINVAL, "catalog position past its chunk");
 	if (rc < 0) {
 		catsource_free(s);
-		return rc == -ENOENT ? -EIO : rc;
+		/* as catsource_read tells its failures */
+		if (rc == -ENOTSUP)
+			return dd_error_set(-EBADMSG, "a catalog chunk is "
+					    "sealed");
+		return rc == -EINVAL || rc == -ENOMEM ? rc :
+		       dd_error_set(-EIO, "%s", log_reason(rc));
 	}
 	s->next = at->chunk + 1;
 	s->pos = at->off;
