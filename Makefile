@@ -117,6 +117,12 @@ $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_O
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
+# A unit test of the store links the whole server but its main().
+$(O)/tests/test_store_many: tests/unit/test_store_many.c tests/unit/unit.h $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
 # dedup-server sync's checks of what a source sends (server/repo/syncwire.c,
 # included by the test).
 $(O)/tests/test_syncwire: DD_CFLAGS += $(SERVER_INC)

@@ -111,6 +111,24 @@ int domains_lookup(struct store *s, const struct domains_tag *t,
 	return rc ? 0 : -ENOENT;
 }
 
+int domains_lookup_many(struct store *s, const struct domains_tag *t,
+			const struct dd_id *ids, size_t n,
+			struct dd_chunk_loc *locs, int *rcs)
+{
+	int rc = store_lookup_many(s, ids, n, locs, rcs);
+
+	for (size_t i = 0; rc == 0 && t && i < n; i++) {
+		if (rcs[i] < 0)
+			continue;
+		rc = domains_is_member(s, t, &ids[i]);
+		if (rc >= 0) {
+			rcs[i] = rc ? 0 : -ENOENT;
+			rc = 0;
+		}
+	}
+	return rc;
+}
+
 /* ---- writing ---- */
 
 void domains_batch_join(void *batch, const struct domains_tag *t,

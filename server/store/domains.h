@@ -71,6 +71,12 @@ int domains_is_member(struct store *s, const struct domains_tag *t,
 int domains_lookup(struct store *s, const struct domains_tag *t,
 		   const struct dd_id *id, struct dd_chunk_loc *loc);
 
+/* domains_lookup() of n ids at once (store_lookup_many): rcs[i] is 0 with
+ * locs[i], or -ENOENT. Returns 0 or a negative error. */
+int domains_lookup_many(struct store *s, const struct domains_tag *t,
+			const struct dd_id *ids, size_t n,
+			struct dd_chunk_loc *locs, int *rcs);
+
 /*
  * For store_ingest(), with its ingest lock held, adding to the batch that
  * writes the entries (a leveldb_writebatch_t). domains_batch_new: chunk

@@ -413,6 +413,213 @@ int store_lookup(struct store *s, const struct dd_id *id,
 	return rc;
 }
 
+/* ---- many lookups in one pass ---- */
+
+/* An id of store_lookup_many's in key order: its first 8 bytes read
+ * big-endian (compared as one number), the whole id for ties. */
+struct store_key_order {
+	uint64_t hi;
+	const struct dd_id *id;
+	size_t at;
+};
+
+static uint64_t store_key_hi(const struct dd_id *id)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < 8; i++)
+		v = v << 8 | id->b[i];
+	return v;
+}
+
+static int store_key_order_cmp(const void *a, const void *b)
+{
+	const struct store_key_order *x = a, *y = b;
+
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	return memcmp(x->id->b, y->id->b, DD_ID_LEN);
+}
+
+/* The entries between two successive ids of a lookup, on average, below
+ * which it steps to the next entry rather than seeking: a step costs
+ * about a tenth of a seek (both on the merged view of every table). */
+#define STORE_MANY_STEP_GAP 4u
+
+/* Sorts v into key order: a radix sort on hi (eight passes of a byte,
+ * stable), then each run of equal hi, which only chosen ids make long,
+ * by qsort. -ENOMEM, or 0. */
+static int store_key_sort(struct store_key_order *v, size_t n)
+{
+	struct store_key_order *tmp = malloc(n * sizeof(*tmp)), *a = v, *b;
+	size_t i, j, count[257];
+
+	if (!tmp)
+		return -ENOMEM;
+	b = tmp;
+	for (unsigned shift = 0; shift < 64; shift += 8) {
+		struct store_key_order *t;
+
+		memset(count, 0, sizeof(count));
+		for (i = 0; i < n; i++)
+			count[((a[i].hi >> shift) & 255) + 1]++;
+		for (i = 1; i < 257; i++)
+			count[i] += count[i - 1];
+		for (i = 0; i < n; i++)
+			b[count[(a[i].hi >> shift) & 255]++] = a[i];
+		t = a;
+		a = b;
+		b = t;
+	}
+	free(tmp);       /* an even number of passes: the result is in v */
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && v[j].hi == v[i].hi; j++)
+			;
+		if (j - i > 1)
+			qsort(v + i, j - i, sizeof(*v), store_key_order_cmp);
+	}
+	return 0;
+}
+
+/* Bytewise order, LevelDB's: a key of 1 + DD_ID_LEN bytes against k. */
+static int store_key_cmp(const char *k, size_t klen, const uint8_t *key)
+{
+	size_t m = klen < 1 + DD_ID_LEN ? klen : 1 + DD_ID_LEN;
+	int c = memcmp(k, key, m);
+
+	if (c)
+		return c;
+	return klen < 1 + DD_ID_LEN ? -1 : klen > 1 + DD_ID_LEN;
+}
+
+/* Positions `it` on the first entry at or after key, stepping forward
+ * when allowed and near, seeking otherwise. The key sequence only grows,
+ * so an entry already at or past the key is where a seek would land. */
+static void store_many_seek(leveldb_iterator_t *it, const uint8_t *key,
+			    bool step)
+{
+	unsigned n = 0;
+	const char *k;
+	size_t klen;
+
+	while (leveldb_iter_valid(it)) {
+		k = leveldb_iter_key(it, &klen);
+		if (store_key_cmp(k, klen, key) >= 0)
+			return;
+		if (!step || ++n > STORE_MANY_STEP_GAP)
+			break;
+		leveldb_iter_next(it);
+	}
+	leveldb_iter_seek(it, (const char *)key, 1 + DD_ID_LEN);
+}
+
+/* The local half of store_lookup_many: one iterator, the ids in key
+ * order. -EAGAIN when the index is closed (the caller then goes id by
+ * id, through the reopen store_lookup_raw tries). */
+static int store_lookup_many_local(struct store *s,
+				   const struct store_key_order *ord, size_t n,
+				   struct dd_chunk_loc *locs, int *rcs)
+{
+	uint8_t key[1 + DD_ID_LEN];
+	leveldb_iterator_t *it;
+	uint64_t chunks, bytes;
+	const char *k, *v;
+	size_t klen, vlen, i;
+	char *err = NULL;
+	bool step;
+	int rc = 0;
+
+	store_counters(s, &chunks, &bytes);
+	step = chunks <= (uint64_t)n * STORE_MANY_STEP_GAP;
+	pthread_rwlock_rdlock(&s->db_lock);
+	if (!s->db) {
+		pthread_rwlock_unlock(&s->db_lock);
+		return -EAGAIN;
+	}
+	it = leveldb_create_iterator(s->db, s->ropts);
+	leveldb_iter_seek(it, "c", 1);
+	for (i = 0; i < n && rc == 0; i++) {
+		size_t at = ord[i].at;
+
+		store_id_key(key, ord[i].id);
+		store_many_seek(it, key, step);
+		rcs[at] = -ENOENT;
+		if (!leveldb_iter_valid(it))
+			continue;
+		k = leveldb_iter_key(it, &klen);
+		if (klen != sizeof(key) || memcmp(k, key, sizeof(key)) != 0)
+			continue;
+		v = leveldb_iter_value(it, &vlen);
+		rcs[at] = dd_chunk_loc_decode(&locs[at], v, vlen);
+		if (rcs[at] < 0) {
+			char hex[DD_ID_HEX_LEN + 1];
+
+			dd_id_to_hex(hex, ord[i].id);
+			rc = dd_error_set(-EIO, "index entry of chunk %s is "
+					  "corrupt", hex);
+		}
+	}
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err && rc == 0)
+		return store_db_error(err, "read the index");
+	leveldb_free(err);
+	return rc;
+}
+
+int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
+		      struct dd_chunk_loc *locs, int *rcs)
+{
+	struct store_key_order *ord;
+	bool closed;
+	size_t i;
+	int rc;
+
+	if (!n)
+		return 0;
+	ord = malloc(n * sizeof(*ord));
+	if (!ord)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		ord[i].hi = store_key_hi(&ids[i]);
+		ord[i].id = &ids[i];
+		ord[i].at = i;
+	}
+	if (store_key_sort(ord, n) < 0) {
+		free(ord);
+		return -ENOMEM;
+	}
+	pthread_rwlock_rdlock(&s->sweep_lock);
+	rc = store_lookup_many_local(s, ord, n, locs, rcs);
+	free(ord);
+	/* closed: id by id, as store_lookup (which tries the reopen) */
+	for (i = 0; rc == -EAGAIN && i < n; i++)
+		rcs[i] = -ENOENT;
+	closed = rc == -EAGAIN;
+	if (closed)
+		rc = 0;
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (rcs[i] != -ENOENT)
+			continue;
+		if (closed)
+			rcs[i] = store_lookup_raw(s, &ids[i], &locs[i]);
+		if (rcs[i] == -ENOENT && s->shared)
+			rcs[i] = store_shared_get(s, &ids[i], &locs[i]);
+		if (rcs[i] < 0 && rcs[i] != -ENOENT)
+			rc = rcs[i];
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&s->track_lock);
+		for (i = 0; i < n; i++)
+			if (rcs[i] == 0)
+				vouch_add(s->vouched, &ids[i]);
+		pthread_mutex_unlock(&s->track_lock);
+	}
+	pthread_rwlock_unlock(&s->sweep_lock);
+	return rc;
+}
+
 int store_key_exists(struct store *s, const void *key, size_t klen)
 {
 	return store_key_matches(s, key, klen, NULL, 0);
