@@ -592,23 +592,6 @@ int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
 	}
 	pthread_rwlock_rdlock(&s->sweep_lock);
 	rc = store_lookup_many_local(s, ord, n, locs, rcs);
-	free(ord);
-	/* closed: id by id, as store_lookup (which tries the reopen) */
-	for (i = 0; rc == -EAGAIN && i < n; i++)
-		rcs[i] = -ENOENT;
-	closed = rc == -EAGAIN;
-	if (closed)
-		rc = 0;
-	for (i = 0; rc == 0 && i < n; i++) {
-		if (rcs[i] != -ENOENT)
-			continue;
-		if (closed)
-			rcs[i] = store_lookup_raw(s, &ids[i], &locs[i]);
-		if (rcs[i] == -ENOENT && s->shared)
-			rcs[i] = store_shared_get(s, &ids[i], &locs[i]);
-		if (rcs[i] < 0 && rcs[i] != -ENOENT)
-			rc = rcs[i];
-	}
 	if (rc == 0) {
 		pthread_mutex_lock(&s->track_lock);
 		for (i = 0; i < n; i++)
@@ -617,6 +600,21 @@ int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
 		pthread_mutex_unlock(&s->track_lock);
 	}
 	pthread_rwlock_unlock(&s->sweep_lock);
+	free(ord);
+	/* An index closed after a failed write: id by id, as store_lookup
+	 * (which tries the reopen). A miss on a shared pool: the pool's
+	 * index, id by id (each a round trip; not under one lock hold, so
+	 * that a collection's sweep waits for one at most). */
+	closed = rc == -EAGAIN;
+	if (closed)
+		rc = 0;
+	for (i = 0; rc == 0 && (closed || s->shared) && i < n; i++) {
+		if (!closed && rcs[i] != -ENOENT)
+			continue;
+		rcs[i] = store_lookup(s, &ids[i], &locs[i]);
+		if (rcs[i] < 0 && rcs[i] != -ENOENT)
+			rc = rcs[i];
+	}
 	return rc;
 }
 
