@@ -24,6 +24,11 @@ static void stats_bytes(const json_t *j, const char *key, const char *label)
 	json_t *v = json_object_get(j, key);
 	char human[32];
 
+	if (json_is_null(v)) {     /* a count the server has not made yet */
+		printf("%-18s not known yet (the server is counting)\n",
+		       label);
+		return;
+	}
 	if (!json_is_integer(v))
 		return;
 	agent_fmt_bytes(human, (uint64_t)json_integer_value(v));

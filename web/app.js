@@ -130,9 +130,12 @@ function showStats(st) {
   setCard("s-logical", bytes(st.bytes_logical), st.bytes_logical);
   setCard("s-snapshots", String(st.snapshots), st.snapshots);
   if (own) {
-    setCard("s-only", bytes(st.bytes_only_client), st.bytes_only_client);
-    setCard("s-quota", st.quota_bytes === null ? "none" : bytes(st.quota_bytes) + " (" +
-            Math.round(100 * st.bytes_only_client / st.quota_bytes) + "%)", st.quota_bytes);
+    // bytes_only_client is null while the server counts usage after its start
+    const counting = st.bytes_only_client === null;
+    if (counting) setCard("s-only", "counting", "");
+    else setCard("s-only", bytes(st.bytes_only_client), st.bytes_only_client);
+    setCard("s-quota", st.quota_bytes === null ? "none" : bytes(st.quota_bytes) + (counting ? "" :
+            " (" + Math.round(100 * st.bytes_only_client / st.quota_bytes) + "%)"), st.quota_bytes);
     return;
   }
   setCard("s-unique", bytes(st.bytes_unique), st.bytes_unique);
@@ -236,9 +239,12 @@ function showProgress(list) {
   }
 }
 
-// "1.0 GiB (12%)", or "-" without a quota.
+// "1.0 GiB (12%)", or "-" without a quota; the share is left out while the
+// server counts usage after its start (quota_used_percent null).
 function quotaText(c) {
   if (c.quota_bytes === null || c.quota_bytes === undefined) return "-";
+  if (c.quota_used_percent === null || c.quota_used_percent === undefined)
+    return bytes(c.quota_bytes);
   return bytes(c.quota_bytes) + " (" + Math.round(c.quota_used_percent) + "%)";
 }
 
@@ -269,7 +275,10 @@ function showClients(data) {
     cell(tr, String(c.snapshots), "num", c.snapshots);
     cell(tr, c.last_backup_bytes_new === null ? "-" : bytes(c.last_backup_bytes_new), "num",
          c.last_backup_bytes_new);
-    cell(tr, bytes(c.bytes_unique), "num", c.bytes_unique);
+    // null while the server counts usage after its start
+    const only = cell(tr, c.bytes_unique === null ? "counting" : bytes(c.bytes_unique), "num",
+                      c.bytes_unique);
+    if (c.bytes_unique === null) only.title = "the server is counting each client's usage; reload shortly";
     const q = cell(tr, quotaText(c), "num quota" + (c.over_quota ? " over-quota" : ""),
                    c.quota_bytes);
     if (c.over_quota) q.title = "over its quota: uploads and new snapshots are refused";

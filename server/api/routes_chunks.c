@@ -181,6 +181,13 @@ bool routes_quota_ok(struct routes_ctx *ctx, const char *client,
 	if (!quota)
 		return true;
 	rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &n);
+	if (rc == -EAGAIN) {
+		/* the first count after a start: the agent waits and asks
+		 * again (docs/API.md, "Limits") */
+		http_reply_error(rep, 503, "%s", log_reason(rc));
+		rep->retry_after = ROUTES_USAGE_RETRY;
+		return false;
+	}
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		return false;

@@ -34,6 +34,9 @@
 
 /* Seconds a fenced front-end asks a client to wait (Retry-After). */
 #define ROUTES_FENCE_RETRY 5
+/* Seconds a quota-checked request waits for the first usage count after
+ * a start (usage.h). */
+#define ROUTES_USAGE_RETRY 5
 
 /* routes.c */
 void routes_fail(struct http_reply *rep, int rc);

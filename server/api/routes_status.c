@@ -142,13 +142,15 @@ static void routes_stats_client(struct routes_ctx *ctx, const char *client,
 	struct usage_client *u = NULL;
 	uint64_t only = 0, quota;
 	size_t n = 0, i;
+	bool counting;
 	json_t *j;
 	int rc;
 
 	rc = snapshots_foreach(ctx->snapshots, routes_own_cb, &o);
 	if (rc == 0)
 		rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &n);
-	if (rc < 0) {
+	counting = rc == -EAGAIN;  /* the first count: not known yet */
+	if (rc < 0 && !counting) {
 		routes_fail(rep, rc);
 		return;
 	}
@@ -157,12 +159,13 @@ static void routes_stats_client(struct routes_ctx *ctx, const char *client,
 			only = u[i].bytes_unique;
 	free(u);
 	quota = ctx->cfg ? config_client_quota(ctx->cfg, client) : 0;
-	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:I}",
+	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:I}",
 		      "scope", "client", "client", client,
 		      "snapshots", (json_int_t)o.snapshots,
 		      "bytes_logical", (json_int_t)o.logical,
 		      "bytes_catalog", (json_int_t)o.catalogs,
-		      "bytes_only_client", (json_int_t)only,
+		      "bytes_only_client", counting ? json_null() :
+			      json_integer((json_int_t)only),
 		      "quota_bytes", quota ? json_integer((json_int_t)quota)
 					   : json_null(),
 		      "backups_in_progress",
@@ -368,34 +371,38 @@ static json_t *routes_time_or_null(int64_t t)
 
 /* "quota_bytes" (null: none), "quota_used_percent", "over_quota",
  * "snapshots_limit" (null: none). */
+/* used: NULL while the first usage count runs (unknown). */
 static void routes_client_limits(struct routes_ctx *ctx, json_t *o,
-				 const char *name, uint64_t used)
+				 const char *name, const uint64_t *used)
 {
 	uint64_t quota = ctx->cfg ? config_client_quota(ctx->cfg, name) : 0;
 	unsigned limit = ctx->cfg ? ctx->cfg->max_snapshots_per_client : 0;
 
 	json_object_set_new(o, "quota_bytes", quota ?
 			    json_integer((json_int_t)quota) : json_null());
-	json_object_set_new(o, "quota_used_percent", quota ?
-			    json_real(100.0 * (double)used / (double)quota) :
+	json_object_set_new(o, "quota_used_percent", quota && used ?
+			    json_real(100.0 * (double)*used / (double)quota) :
 			    json_null());
-	json_object_set_new(o, "over_quota", json_boolean(quota &&
-							  used >= quota));
+	json_object_set_new(o, "over_quota", quota && used ?
+			    json_boolean(*used >= quota) : json_null());
 	json_object_set_new(o, "snapshots_limit", limit ?
 			    json_integer(limit) : json_null());
 }
 
+/* u, nu: the usage counts; u NULL and nu 0 while the first count runs
+ * (bytes_unique and chunks_unique are then null). */
 static json_t *routes_client_json(struct routes_ctx *ctx,
 				  const struct routes_client_sum *c,
 				  const struct tokens_list *tl,
 				  const struct usage_client *u, size_t nu,
-				  int64_t now)
+				  bool counting, int64_t now)
 {
 	struct sessions_result res;
 	const struct tokens_client *tc = NULL;
 	const struct usage_client *uc = NULL;
 	bool have_res, stale;
 	int64_t age = c->snapshots ? now - c->last_written : -1;
+	uint64_t used;
 	json_t *o;
 	ssize_t at;
 	size_t i;
@@ -414,7 +421,7 @@ static json_t *routes_client_json(struct routes_ctx *ctx,
 	stale = c->snapshots ? age > (int64_t)ctx->stale_after
 			     : !(tc && tc->admin);
 	o = json_pack("{s:s, s:o, s:b, s:o, s:I, s:o, s:o, s:o, s:o, s:o, "
-		      "s:o, s:b, s:I, s:I, s:I}",
+		      "s:o, s:b, s:I, s:o, s:o}",
 		      "name", c->name,
 		      "role", tc ? json_string(tc->admin ? "admin" : "client")
 				 : json_null(),
@@ -439,11 +446,14 @@ static json_t *routes_client_json(struct routes_ctx *ctx,
 		      "stale", stale,
 		      "in_progress",
 		      (json_int_t)sessions_active(ctx->sessions, c->name),
-		      "bytes_unique", (json_int_t)(uc ? uc->bytes_unique : 0),
-		      "chunks_unique", (json_int_t)(uc ? uc->chunks_unique : 0));
+		      "bytes_unique", counting ? json_null() : json_integer(
+			      (json_int_t)(uc ? uc->bytes_unique : 0)),
+		      "chunks_unique", counting ? json_null() : json_integer(
+			      (json_int_t)(uc ? uc->chunks_unique : 0)));
 	if (!o)
 		return NULL;
-	routes_client_limits(ctx, o, c->name, uc ? uc->bytes_unique : 0);
+	used = uc ? uc->bytes_unique : 0;
+	routes_client_limits(ctx, o, c->name, counting ? NULL : &used);
 	/* The result of the last attempt this server saw, else what the
 	 * snapshots on disk say. */
 	if (have_res) {
@@ -473,6 +483,7 @@ void route_clients(void *payload, const struct http_request *req,
 	size_t nu = 0, i;
 	int64_t now = dd_now();
 	json_t *arr = NULL, *o;
+	bool counting;
 	int rc;
 
 	(void)req;
@@ -482,7 +493,8 @@ void route_clients(void *payload, const struct http_request *req,
 		return;
 	}
 	rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &nu);
-	if (rc < 0) {
+	counting = rc == -EAGAIN;   /* the first count: not known yet */
+	if (rc < 0 && !counting) {
 		routes_fail(rep, rc);
 		goto cleanup;
 	}
@@ -490,15 +502,17 @@ void route_clients(void *payload, const struct http_request *req,
 		qsort(sums.v, sums.n, sizeof(sums.v[0]), routes_sum_cmp);
 	arr = json_array();
 	for (i = 0; arr && i < sums.n; i++) {
-		o = routes_client_json(ctx, &sums.v[i], &tl, u, nu, now);
+		o = routes_client_json(ctx, &sums.v[i], &tl, u, nu, counting,
+				       now);
 		if (!o || json_array_append_new(arr, o) < 0) {
 			json_decref(arr);
 			arr = NULL;
 		}
 	}
-	http_reply_json(rep, 200, arr ? json_pack("{s:I, s:I, s:o}",
+	http_reply_json(rep, 200, arr ? json_pack("{s:I, s:I, s:b, s:o}",
 		"now", (json_int_t)now,
 		"stale_after_seconds", (json_int_t)ctx->stale_after,
+		"usage_counting", counting,
 		"clients", arr) : NULL);
 cleanup:
 	free(u);

@@ -423,6 +423,11 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 				   cfg->missing_ids_burst);
 	if (rc < 0)
 		goto cleanup;
+	/* The per-client counts read every catalog (usage.h): with quotas
+	 * to check, begun now on their thread; otherwise when first asked
+	 * for (the status page), on the same thread. */
+	if (config_any_quota(cfg))
+		usage_start(ctx.usage, ctx.snapshots, ctx.store);
 	ctx.repo = repo;
 	ctx.stale_after = cfg->stale_after;
 	ctx.cfg = cfg;

@@ -184,6 +184,16 @@ uint64_t config_client_quota(const struct config *c, const char *client)
 	return c->quota_bytes;
 }
 
+bool config_any_quota(const struct config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nclients; i++)
+		if (c->clients[i].quota_set && c->clients[i].quota_bytes)
+			return true;
+	return c->quota_bytes != 0;
+}
+
 void config_client_policy(const struct config *c, const char *client,
 			  struct retention_policy *out)
 {

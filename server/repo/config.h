@@ -99,6 +99,8 @@ void config_client_policy(const struct config *c, const char *client,
 
 /* The storage quota of one client in bytes; 0: none. */
 uint64_t config_client_quota(const struct config *c, const char *client);
+/* Whether any client may have a quota. */
+bool config_any_quota(const struct config *c);
 
 /* The defaults (listen is CONFIG_DEFAULT_LISTEN). -ENOMEM. */
 int config_init(struct config *c);

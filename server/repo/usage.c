@@ -50,6 +50,7 @@ struct usage {
 	pthread_t thread;
 	bool thread_joinable;
 	bool rebuilding;
+	bool counted;               /* `cur` holds a whole count */
 	bool stop;
 	double rebuild_started;     /* dd_monotonic() */
 	double rebuild_failed;      /* when the last one failed, or 0 */
@@ -393,6 +394,7 @@ static void *usage_rebuild_main(void *arg)
 	if (rc == 0 && !u->stop) {
 		usage_reset(&u->cur);
 		u->cur = m;
+		u->counted = true;
 		u->rebuild_failed = 0;
 	} else {
 		u->rebuild_failed = dd_monotonic();
@@ -485,21 +487,44 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 		usage_rebuild_start(u, snaps, st);
 	if (rc == 0)
 		rc = usage_count(&u->cur, &sc, snaps, st, NULL);
-	if (rc < 0)
+	if (rc < 0) {
 		usage_reset(&u->cur);   /* a half-counted map would mislead */
+		u->counted = false;     /* the next call counts on the thread */
+	}
 	usage_scan_release(&sc);
 	return rc;
+}
+
+void usage_start(struct usage *u, struct snapshots *snaps, struct store *st)
+{
+	pthread_mutex_lock(&u->lock);
+	if (!u->counted)
+		usage_rebuild_start(u, snaps, st);
+	pthread_mutex_unlock(&u->lock);
 }
 
 int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	      struct usage_client **out, size_t *n)
 {
-	int rc;
+	int rc = 0;
 
 	*out = NULL;
 	*n = 0;
 	pthread_mutex_lock(&u->lock);
-	rc = usage_update(u, snaps, st);
+	/* The first count reads every catalog: on its thread, as a
+	 * recount, never inside a request. */
+	if (!u->counted) {
+		usage_rebuild_start(u, snaps, st);
+		if (u->rebuilding)
+			usage_rebuild_wait(u);
+		if (!u->counted)
+			rc = dd_error_set(-EAGAIN, "the usage counts are being "
+					  "computed (every catalog is read "
+					  "once after the server starts); "
+					  "try again shortly");
+	}
+	if (rc == 0)
+		rc = usage_update(u, snaps, st);
 	/* A recount that ended meanwhile missed the snapshots created
 	 * since it listed them: counted now. */
 	if (rc == 0 && u->rebuilding && usage_rebuild_wait(u))

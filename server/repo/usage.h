@@ -5,16 +5,19 @@
  *
  * The answer needs every snapshot's catalog: usage reads them from the
  * store once and keeps a map chunk -> (plain length, owning client or
- * "shared"). Later calls only read the catalogs of snapshots created
- * since. When a snapshot disappeared the map is counted again from
- * nothing, on a thread of its own that reads every catalog (minutes on a
- * large repository): a call waits for it at most half a second after it
- * started (a small repository's is done by then), then answers with the
- * counts from before (the removed snapshots still counted) until it
- * ends. The recount builds a second map beside the one answering: memory
- * doubles while it runs. One that failed (out of memory) is tried again
- * 30 s later, the old counts answering meanwhile. Catalog chunks count
- * as referenced by their snapshot's client.
+ * "shared"). That first count runs on a thread of its own, started with
+ * the server (usage_start): until it ends, calls answer -EAGAIN (after
+ * waiting for it at most half a second after it started, so a small
+ * repository's count is simply awaited). Later calls only read the
+ * catalogs of snapshots created since. When a snapshot disappeared the
+ * map is counted again from nothing on that thread (minutes on a large
+ * repository): a call waits for it at most half a second after it
+ * started, then answers with the counts from before (the removed
+ * snapshots still counted) until it ends. The recount builds a second
+ * map beside the one answering: memory doubles while it runs. One that
+ * failed (out of memory) is tried again 30 s later, the old counts
+ * answering meanwhile (the first count: -EAGAIN meanwhile). Catalog
+ * chunks count as referenced by their snapshot's client.
  *
  * Thread-safe: one computation at a time, others wait for it; the
  * recount runs beside them. usage_free() stops and joins it: call it
@@ -40,11 +43,15 @@ struct usage;
 int usage_new(struct usage **out);
 void usage_free(struct usage *u);
 
+/* Starts the first count on its thread (the server, once at start). */
+void usage_start(struct usage *u, struct snapshots *snaps, struct store *st);
+
 /*
  * Brings the map up to date and returns one entry per client that has
  * snapshots (*out malloc'ed, caller frees). A catalog that cannot be read
  * is logged and left out (its chunks then count for nobody); only
- * out-of-memory fails the call.
+ * out-of-memory fails the call, and -EAGAIN (with a message) while the
+ * first count after the start runs.
  */
 int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	      struct usage_client **out, size_t *n);

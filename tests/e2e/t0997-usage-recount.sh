@@ -11,7 +11,11 @@
 #     requests answer within about half a second with the counts from
 #     before, a quota check of an upload is not held, and the new counts
 #     are there once the recount ends;
-#   - a server stopped while a recount runs stops at once.
+#   - a server stopped while a recount runs stops at once;
+#   - the first count after a start runs on that thread too, begun with
+#     the server when quotas are set: meanwhile GET /clients says the
+#     counts are not known (null), a quota check answers 503 with
+#     Retry-After, and the agent's backup waits it out.
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -58,6 +62,42 @@ cat > "$T/server.conf" <<CONF
 client.alice.quota_bytes = 200K
 CONF
 DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
+# With a quota to check, the first count starts with the server, on its
+# thread (held 4 s by the hook): nothing waits for it in a request.
+secs=$(timed f0 "$ADM" GET /api/v1/clients)
+echo "# GET /clients during the first count: $secs s"
+check "during the first count, GET /clients answers within 2 s" \
+	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+check_eq "it says the counts are not known yet" True \
+	"$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/f0.json")"
+check_eq "alice's bytes_unique is null, not 0" None "$(unique f0 alice)"
+check "her own stats say so too" grep -q "^only this client: *not known yet" <(agent "$A" stats 2>&1)
+t0=$EPOCHREALTIME
+curl -sS --cacert "$CA" -H "Authorization: Bearer $A" -D "$T/f1.headers" -o "$T/f1.body" \
+	-X POST --data-binary @/dev/null "$URL/api/v1/chunks"
+secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+check "alice's upload (quota checked) is answered within 2 s" \
+	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+check "with 503" grep -q "^HTTP/[0-9.]* 503" "$T/f1.headers"
+check "and Retry-After" grep -qi "^retry-after: *5" "$T/f1.headers"
+check "saying why" grep -q "usage counts are being computed" "$T/f1.body"
+# carol's snapshot is gone: alice alone holds the shared file, over her
+# 200K quota. Her backup's upload is answered 503 until the count ends,
+# then 507: it waited for the count instead of failing on the 503.
+echo changed > "$T/a/new.txt"
+t0=$EPOCHREALTIME
+agent "$A" backup "$T/a" > "$T/f2.out" 2>&1
+check_eq "alice's backup meanwhile fails" 1 "$?"
+secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+echo "# alice's backup during the first count: $secs s"
+check "after waiting out the 503 (the count held 4 s)" \
+	python3 -c "import sys; sys.exit(0 if $secs >= 3 else 1)"
+check "on her quota, once the counts are known" grep -q "storage quota exceeded.*507" "$T/f2.out"
+rm "$T/a/new.txt"
+save f3 "$ADM" GET /api/v1/clients
+check_eq "after it, the counts are known" False \
+	"$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/f3.json")"
+check "alice owns the shared file" test "$(unique f3 alice)" -ge 300000
 IC2=$(json_get "$(agent "$C" backup --json "$T/c")" snapshot_id)
 save c2 "$ADM" GET /api/v1/clients
 check "carol's new snapshot shares the file again" test "$(unique c2 alice)" -lt 200000
