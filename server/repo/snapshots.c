@@ -1547,16 +1547,16 @@ bool snapshots_has(struct snapshots *s, const char *id)
 	return have;
 }
 
-/* Where `name` is or would go in the sorted v[0..n). */
-static size_t snap_name_bound(const snapshots_client_name *v, size_t n,
+/* Where `name` is or would go in the sorted set. */
+static size_t snap_name_bound(const struct snapshots_names *set,
 			      const char *name, bool *found)
 {
-	size_t lo = 0, hi = n;
+	size_t lo = 0, hi = set->n;
 
 	*found = false;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(v[mid], name);
+		int c = strcmp(set->v[mid], name);
 
 		if (c == 0) {
 			*found = true;
@@ -1570,49 +1570,73 @@ static size_t snap_name_bound(const snapshots_client_name *v, size_t n,
 	return lo;
 }
 
-int snapshots_client_names(struct snapshots *s, snapshots_client_name **names,
-			   size_t *n)
+int snapshots_names_add(struct snapshots_names *set, const char *name)
 {
-	snapshots_client_name *v = NULL;
-	size_t nv = 0, av = 0, i;
+	bool found;
+	size_t at = snap_name_bound(set, name, &found);
+
+	if (found)
+		return 0;
+	if (set->n == set->alloc) {
+		size_t na = set->alloc ? 2 * set->alloc : 16;
+		snapshots_client_name *p = realloc(set->v, na * sizeof(*p));
+
+		if (!p)
+			return dd_error_set(-ENOMEM, "out of memory");
+		set->v = p;
+		set->alloc = na;
+	}
+	memmove(set->v + at + 1, set->v + at, (set->n - at) * sizeof(*set->v));
+	snprintf(set->v[at], sizeof(set->v[at]), "%s", name);
+	set->n++;
+	return 1;
+}
+
+bool snapshots_names_has(const struct snapshots_names *set, const char *name)
+{
+	bool found;
+
+	snap_name_bound(set, name, &found);
+	return found;
+}
+
+void snapshots_names_remove(struct snapshots_names *set, const char *name)
+{
+	bool found;
+	size_t at = snap_name_bound(set, name, &found);
+
+	if (!found)
+		return;
+	memmove(set->v + at, set->v + at + 1,
+		(set->n - at - 1) * sizeof(*set->v));
+	set->n--;
+}
+
+void snapshots_names_release(struct snapshots_names *set)
+{
+	free(set->v);
+	memset(set, 0, sizeof(*set));
+}
+
+int snapshots_client_names(struct snapshots *s, struct snapshots_names *out)
+{
+	size_t i;
 	int rc = 0;
 
+	snapshots_names_release(out);
 	pthread_rwlock_rdlock(&s->lock);
-	for (i = 0; i < s->n; i++) {
+	for (i = 0; i < s->n && rc >= 0; i++) {
 		const char *name = s->v[i].client;
-		bool found;
-		size_t at;
 
 		/* a client's snapshots often come in a row */
-		if (nv && strcmp(v[nv - 1], name) == 0)
+		if (out->n && strcmp(out->v[out->n - 1], name) == 0)
 			continue;
-		at = snap_name_bound(v, nv, name, &found);
-		if (found)
-			continue;
-		if (nv == av) {
-			size_t na = av ? 2 * av : 16;
-			snapshots_client_name *p = realloc(v, na * sizeof(*v));
-
-			if (!p) {
-				rc = dd_error_set(-ENOMEM, "out of memory");
-				break;
-			}
-			v = p;
-			av = na;
-		}
-		memmove(v + at + 1, v + at, (nv - at) * sizeof(*v));
-		snprintf(v[at], sizeof(v[at]), "%s", name);
-		nv++;
+		rc = snapshots_names_add(out, name);
 	}
 	pthread_rwlock_unlock(&s->lock);
-	if (rc < 0) {
-		free(v);
-		v = NULL;
-		nv = 0;
-	}
-	*names = v;
-	*n = nv;
-	return rc;
+	if (rc < 0)
+		snapshots_names_release(out);
+	return rc < 0 ? rc : 0;
 }
 
 uint64_t snapshots_count(struct snapshots *s, const char *client)

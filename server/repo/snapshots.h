@@ -209,10 +209,22 @@ uint64_t snapshots_count(struct snapshots *s, const char *client);
 /* A client's name as the snapshots keep it. */
 typedef char snapshots_client_name[DD_CLIENT_NAME_MAX + 1];
 
-/* The names of the clients with a snapshot here, each once, sorted
- * (strcmp): *names (malloc'ed, NULL when none) holds *n of them. */
-int snapshots_client_names(struct snapshots *s, snapshots_client_name **names,
-			   size_t *n);
+/* A set of client names, kept sorted (strcmp); zeroed is empty. */
+struct snapshots_names {
+	snapshots_client_name *v;
+	size_t n, alloc;
+};
+/* 1 if name was added, 0 if it was there, -ENOMEM (with a message). */
+int snapshots_names_add(struct snapshots_names *set, const char *name);
+bool snapshots_names_has(const struct snapshots_names *set,
+			 const char *name);
+/* Removes name if it is there. */
+void snapshots_names_remove(struct snapshots_names *set, const char *name);
+void snapshots_names_release(struct snapshots_names *set);
+
+/* The names of the clients with a snapshot here, into *out (emptied
+ * first). -ENOMEM leaves it empty. */
+int snapshots_client_names(struct snapshots *s, struct snapshots_names *out);
 
 /* One indexed snapshot as snapshots_foreach shows it; every pointer is
  * borrowed and valid only during the callback. */

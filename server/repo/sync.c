@@ -48,8 +48,7 @@ struct sync_ctx {
 	struct tokens_list clients;  /* this repository's, for domains */
 	/* Client names with snapshots here, without a token, sorted: those
 	 * of the run's start and those it brought (sync_client_admit). */
-	snapshots_client_name *names;
-	size_t nnames, anames;
+	struct snapshots_names names;
 	uint64_t refused_names;      /* snapshots refused for a new name */
 	bool domains_used;
 	struct dd_httpc *src;
@@ -346,22 +345,17 @@ static int sync_copy(struct sync_ctx *c, const struct syncwire_item *it)
  * (sync_open). */
 static int sync_names_load(struct sync_ctx *c)
 {
+	struct snapshots_names *set = &c->names;
 	size_t i, k = 0;
-	int rc = snapshots_client_names(c->snaps, &c->names, &c->nnames);
+	int rc = snapshots_client_names(c->snaps, set);
 
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < c->nnames; i++)
-		if (tokens_list_find(&c->clients, c->names[i]) < 0)
-			memcpy(c->names[k++], c->names[i], sizeof(c->names[i]));
-	c->nnames = k;
-	c->anames = k;
+	for (i = 0; i < set->n; i++)   /* stays sorted */
+		if (tokens_list_find(&c->clients, set->v[i]) < 0)
+			memcpy(set->v[k++], set->v[i], sizeof(set->v[i]));
+	set->n = k;
 	return 0;
-}
-
-static int sync_name_cmp(const void *a, const void *b)
-{
-	return strcmp(a, b);
 }
 
 /* Whether a snapshot of `client` may be copied here: a client with a
@@ -373,51 +367,25 @@ static int sync_client_admit(struct sync_ctx *c, const char *client)
 {
 	uint64_t max = c->o->max_clients ? c->o->max_clients :
 		SYNC_MAX_CLIENTS_DEFAULT;
-	snapshots_client_name *p;
-	size_t at;
 
 	if (tokens_list_find(&c->clients, client) >= 0 ||
-	    (c->nnames && bsearch(client, c->names, c->nnames,
-				  sizeof(*c->names), sync_name_cmp)))
+	    snapshots_names_has(&c->names, client))
 		return 0;
-	if (c->nnames >= max)
+	if (c->names.n >= max)
 		return dd_error_set(-EDQUOT, "client '%s' has no token and no "
 				    "snapshot here, and %zu client names "
 				    "without a token have snapshots here "
 				    "already (sync_max_clients %llu)", client,
-				    c->nnames, (unsigned long long)max);
-	if (c->nnames == c->anames) {
-		size_t na = c->anames ? 2 * c->anames : 16;
-
-		if (!(p = realloc(c->names, na * sizeof(*p))))
-			return dd_error_set(-ENOMEM, "out of memory");
-		c->names = p;
-		c->anames = na;
-	}
-	for (at = 0; at < c->nnames && strcmp(c->names[at], client) < 0; at++)
-		;
-	memmove(c->names + at + 1, c->names + at,
-		(c->nnames - at) * sizeof(*c->names));
-	snprintf(c->names[at], sizeof(c->names[at]), "%s", client);
-	c->nnames++;
-	return 1;
+				    c->names.n, (unsigned long long)max);
+	return snapshots_names_add(&c->names, client);
 }
 
 /* A new name whose snapshot was not copied no longer counts (unless
  * another of its snapshots is here by now). */
 static void sync_client_unadmit(struct sync_ctx *c, const char *client)
 {
-	snapshots_client_name *p;
-
-	if (snapshots_count(c->snaps, client) > 0)
-		return;
-	p = bsearch(client, c->names, c->nnames, sizeof(*c->names),
-		    sync_name_cmp);
-	if (!p)
-		return;
-	memmove(p, p + 1, (size_t)(c->names + c->nnames - (p + 1)) *
-		sizeof(*p));
-	c->nnames--;
+	if (snapshots_count(c->snaps, client) == 0)
+		snapshots_names_remove(&c->names, client);
 }
 
 /* One listed snapshot: skipped, present, copied or failed. */
@@ -630,7 +598,7 @@ static void sync_close(struct sync_ctx *c)
 	dd_buf_release(&c->plain);
 	dd_buf_release(&c->resp);
 	tokens_list_release(&c->clients);
-	free(c->names);
+	snapshots_names_release(&c->names);
 }
 
 int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,

@@ -336,6 +336,30 @@ int store_index_health(struct store *s, char *why, size_t whysz)
 
 /* ---- lookups ---- */
 
+/* Ends a pass of `it` begun under db_lock (read): the iterator's own
+ * error, if any and rc is 0, is the result. */
+static int store_iter_end(struct store *s, leveldb_iterator_t *it, int rc)
+{
+	char *err = NULL;
+
+	leveldb_iter_get_error(it, &err);
+	leveldb_iter_destroy(it);
+	pthread_rwlock_unlock(&s->db_lock);
+	if (err && rc == 0)
+		return store_db_error(err, "read the index");
+	leveldb_free(err);
+	return rc;
+}
+
+/* The index entry of chunk id could not be decoded. */
+static int store_entry_corrupt(const struct dd_id *id)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+
+	dd_id_to_hex(hex, id);
+	return dd_error_set(-EIO, "index entry of chunk %s is corrupt", hex);
+}
+
 int store_lookup_raw(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc)
 {
@@ -366,14 +390,7 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		return -ENOENT;
 	rc = dd_chunk_loc_decode(loc, v, vlen);
 	leveldb_free(v);
-	if (rc < 0) {
-		char hex[DD_ID_HEX_LEN + 1];
-
-		dd_id_to_hex(hex, id);
-		return dd_error_set(-EIO, "index entry of chunk %s is corrupt",
-				    hex);
-	}
-	return 0;
+	return rc < 0 ? store_entry_corrupt(id) : 0;
 }
 
 /* Records that `id` was found present or stored (a collection keeps it
@@ -525,7 +542,6 @@ static int store_lookup_many_local(struct store *s,
 	uint64_t chunks, bytes;
 	const char *k, *v;
 	size_t klen, vlen, i;
-	char *err = NULL;
 	bool step;
 	int rc = 0;
 
@@ -551,21 +567,10 @@ static int store_lookup_many_local(struct store *s,
 			continue;
 		v = leveldb_iter_value(it, &vlen);
 		rcs[at] = dd_chunk_loc_decode(&locs[at], v, vlen);
-		if (rcs[at] < 0) {
-			char hex[DD_ID_HEX_LEN + 1];
-
-			dd_id_to_hex(hex, ord[i].id);
-			rc = dd_error_set(-EIO, "index entry of chunk %s is "
-					  "corrupt", hex);
-		}
+		if (rcs[at] < 0)
+			rc = store_entry_corrupt(ord[i].id);
 	}
-	leveldb_iter_get_error(it, &err);
-	leveldb_iter_destroy(it);
-	pthread_rwlock_unlock(&s->db_lock);
-	if (err && rc == 0)
-		return store_db_error(err, "read the index");
-	leveldb_free(err);
-	return rc;
+	return store_iter_end(s, it, rc);
 }
 
 int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
@@ -650,7 +655,6 @@ int store_index_scan(struct store *s, const void *prefix, size_t plen,
 	leveldb_iterator_t *it;
 	const char *k, *v;
 	size_t klen, vlen;
-	char *err = NULL;
 	int rc = 0;
 
 	pthread_rwlock_rdlock(&s->db_lock);
@@ -670,13 +674,7 @@ int store_index_scan(struct store *s, const void *prefix, size_t plen,
 		if (rc)
 			break;
 	}
-	leveldb_iter_get_error(it, &err);
-	leveldb_iter_destroy(it);
-	pthread_rwlock_unlock(&s->db_lock);
-	if (err && rc == 0)
-		return store_db_error(err, "read the index");
-	leveldb_free(err);
-	return rc;
+	return store_iter_end(s, it, rc);
 }
 
 int store_index_apply(struct store *s, void *batch)

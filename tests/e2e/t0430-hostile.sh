@@ -52,14 +52,9 @@ for typ, path, link, data in spec:
                        int(time.time()), 0, int(time.time()), 0, 1, 1,
                        len(data), len(path), len(link), 0, n)
     cat += path + link + refs
-cid = hashlib.sha256(bytes(cat)).digest()
-chunks[cid] = bytes(cat)
-b = bytearray(b"DDBN" + struct.pack("<II", 1, len(chunks)))
-for k, v in chunks.items():
-    b += k + struct.pack("<III", 0, len(v), len(v)) + v
-open(os.path.join(out, "bundle.bin"), "wb").write(b)
-json.dump({"host": "mallory", "paths": ["/evil"], "catalog": [cid.hex()],
-           "time_start": int(time.time())}, open(os.path.join(out, "snap.json"), "w"))
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+write_snapshot(out, chunks, cat)
 PY
 hostile() {
 	local dir=$T/h.$1

@@ -229,14 +229,9 @@ def entry(typ, path, size, refs):
 entry("dir", b"evil", 0, [])
 for item in spec:
     entry(*item)
-cid = hashlib.sha256(bytes(cat)).digest()
-chunks[cid] = bytes(cat)
-b = bytearray(b"DDBN" + struct.pack("<II", 1, len(chunks)))
-for k, v in chunks.items():
-    b += k + struct.pack("<III", 0, len(v), len(v)) + v
-open(os.path.join(out, "bundle.bin"), "wb").write(b)
-json.dump({"host": "mallory", "paths": ["/evil"], "catalog": [cid.hex()],
-           "time_start": int(time.time())}, open(os.path.join(out, "snap.json"), "w"))
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+write_snapshot(out, chunks, cat)
 PY
 # hostile NAME VERSION SPEC: prints the snapshot request's HTTP status.
 hostile() {

@@ -39,14 +39,9 @@ for i in range(n):
                        0, 0o644, 0, 0, now, 0, now, 0, 1, 1, size,
                        len(path), 0, 0, 1)
     cat += path + cid + struct.pack("<I", size)
-cid = hashlib.sha256(bytes(cat)).digest()
-chunks[cid] = bytes(cat)
-b = bytearray(b"DDBN" + struct.pack("<II", 1, len(chunks)))
-for k, v in chunks.items():
-    b += k + struct.pack("<III", 0, len(v), len(v)) + v
-open(os.path.join(out, "bundle.bin"), "wb").write(b)
-json.dump({"host": "mallory", "paths": ["/c"], "catalog": [cid.hex()],
-           "time_start": now}, open(os.path.join(out, "snap.json"), "w"))
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+write_snapshot(out, chunks, cat, paths=["/c"])
 PY
 # create NAME SPEC: uploads and asks for the snapshot; $T/c.NAME/snap.out
 # holds the answer, the status is printed.
