@@ -426,32 +426,51 @@ static void snap_entry_path(struct store *st, const struct snap_request *rq,
 	catsource_free(src);
 }
 
+/* The verdict on waiting reference i, looked up as rc and loc: 0, or
+ * the error that fails the create. */
+static int snap_ref_verdict(struct store *st, const struct snap_request *rq,
+			    const struct snap_refs *r, size_t i, int rc,
+			    const struct dd_chunk_loc *loc)
+{
+	char hex[DD_ID_HEX_LEN + 1], path[200];
+
+	if (rc == -ENOENT) {
+		dd_id_to_hex(hex, &r->ids[i]);
+		return dd_error_set(-ENOENT, "snapshot references missing "
+				    "chunk %s", hex);
+	}
+	if (rc < 0 || loc->plain_len == r->plain_len[i])
+		return rc;
+	dd_id_to_hex(hex, &r->ids[i]);
+	snap_entry_path(st, rq, r->entry[i], path, sizeof(path));
+	return dd_error_set(-EINVAL, "invalid catalog: entry '%s' gives chunk "
+			    "%s length %u, stored length is %u", path, hex,
+			    r->plain_len[i], loc->plain_len);
+}
+
 /* Looks the waiting references up; the first in catalog order that is
- * missing or stored with another length fails the create. */
+ * missing or stored with another length fails the create. After a read
+ * error (or out of memory) the batch goes again one by one, as creates
+ * always did, so that an earlier reference's fault is named first, and a
+ * block the batch's pass read but no lookup needs fails nothing. */
 static int snap_refs_check(struct store *st, const struct domains_tag *dom,
 			   const struct snap_request *rq, struct snap_refs *r)
 {
-	char hex[DD_ID_HEX_LEN + 1], path[200];
 	size_t i, n = r->n;
 	int rc;
 
 	r->n = 0;
 	rc = domains_lookup_many(st, dom, r->ids, n, r->locs, r->rcs);
-	for (i = 0; rc == 0 && i < n; i++) {
-		if (r->rcs[i] == -ENOENT) {
-			dd_id_to_hex(hex, &r->ids[i]);
-			return dd_error_set(-ENOENT, "snapshot references "
-					    "missing chunk %s", hex);
-		}
-		if (r->locs[i].plain_len == r->plain_len[i])
-			continue;
-		dd_id_to_hex(hex, &r->ids[i]);
-		snap_entry_path(st, rq, r->entry[i], path, sizeof(path));
-		return dd_error_set(-EINVAL, "invalid catalog: entry '%s' "
-				    "gives chunk %s length %u, stored length "
-				    "is %u", path, hex, r->plain_len[i],
-				    r->locs[i].plain_len);
+	if (rc < 0) {
+		for (i = 0, rc = 0; rc == 0 && i < n; i++)
+			rc = snap_ref_verdict(st, rq, r, i,
+					      domains_lookup(st, dom, &r->ids[i],
+							     &r->locs[i]),
+					      &r->locs[i]);
+		return rc;
 	}
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = snap_ref_verdict(st, rq, r, i, r->rcs[i], &r->locs[i]);
 	return rc;
 }
 

@@ -257,9 +257,13 @@ int store_lookup(struct store *s, const struct dd_id *id,
 
 /* store_lookup() of n ids at once (any order, repeats allowed), in one
  * pass over the index in key order: what a snapshot create does with the
- * chunks its catalog names, for a fraction of the cost of n lookups.
+ * chunks its catalog names, for a fraction of the cost of n lookups (on a
+ * shared pool, the local misses are asked of the pool in one batch).
  * rcs[i] is 0 with locs[i] filled, or -ENOENT. Returns 0, or a negative
- * error (the index could not be read; rcs and locs are then undefined). */
+ * error (the index or the pool could not be read; rcs and locs are then
+ * undefined, and a pass that read every block may fail where the lookups
+ * one by one would not: a caller that must tell which id failed goes id
+ * by id then). */
 int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
 		      struct dd_chunk_loc *locs, int *rcs);
 

@@ -573,6 +573,52 @@ static int store_lookup_many_local(struct store *s,
 	return store_iter_end(s, it, rc);
 }
 
+/* The local pass's misses on a shared pool: asked of the pool's index in
+ * one batch (store_prefetch: a read a shard, what it finds cached here),
+ * then each one found as store_lookup would (vouched). Not under the
+ * local pass's lock hold: a collection's sweep waits for neither. */
+static int store_lookup_many_shared(struct store *s, const struct dd_id *ids,
+				    size_t n, struct dd_chunk_loc *locs,
+				    int *rcs)
+{
+	struct dd_id *miss = NULL;
+	size_t *at = NULL, nmiss = 0, i, k;
+	uint8_t *absent = NULL;
+	int rc = 0;
+
+	for (i = 0; i < n; i++)
+		nmiss += rcs[i] == -ENOENT;
+	if (!nmiss)
+		return 0;
+	miss = malloc(nmiss * sizeof(*miss));
+	at = malloc(nmiss * sizeof(*at));
+	absent = calloc((nmiss + 7) / 8, 1);
+	if (!miss || !at || !absent) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0, k = 0; i < n; i++) {
+		if (rcs[i] != -ENOENT)
+			continue;
+		miss[k] = ids[i];
+		at[k++] = i;
+	}
+	rc = store_prefetch(s, miss, nmiss, absent);
+	for (k = 0; rc == 0 && k < nmiss; k++) {
+		if (absent[k / 8] & (1u << (k % 8)))
+			continue;           /* in neither index: -ENOENT */
+		i = at[k];
+		rcs[i] = store_lookup(s, &ids[i], &locs[i]);
+		if (rcs[i] < 0 && rcs[i] != -ENOENT)
+			rc = rcs[i];
+	}
+out:
+	free(miss);
+	free(at);
+	free(absent);
+	return rc;
+}
+
 int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
 		      struct dd_chunk_loc *locs, int *rcs)
 {
@@ -607,19 +653,17 @@ int store_lookup_many(struct store *s, const struct dd_id *ids, size_t n,
 	pthread_rwlock_unlock(&s->sweep_lock);
 	free(ord);
 	/* An index closed after a failed write: id by id, as store_lookup
-	 * (which tries the reopen). A miss on a shared pool: the pool's
-	 * index, id by id (each a round trip; not under one lock hold, so
-	 * that a collection's sweep waits for one at most). */
+	 * (which tries the reopen). */
 	closed = rc == -EAGAIN;
 	if (closed)
 		rc = 0;
-	for (i = 0; rc == 0 && (closed || s->shared) && i < n; i++) {
-		if (!closed && rcs[i] != -ENOENT)
-			continue;
+	for (i = 0; rc == 0 && closed && i < n; i++) {
 		rcs[i] = store_lookup(s, &ids[i], &locs[i]);
 		if (rcs[i] < 0 && rcs[i] != -ENOENT)
 			rc = rcs[i];
 	}
+	if (rc == 0 && !closed && s->shared)
+		rc = store_lookup_many_shared(s, ids, n, locs, rcs);
 	return rc;
 }
 

@@ -3,15 +3,24 @@
  * what store_lookup answers for each, whatever the order and repeats of
  * the query, for ids that share their first 8 bytes (the radix sort's
  * ties), absent ids between present ones, and both ways of moving over
- * the index (stepping when the query is dense, seeking when sparse). Links
- * the server's objects. */
+ * the index (stepping when the query is dense, seeking when sparse). A
+ * corrupt index entry fails the batch, and a snapshot create then names
+ * the first fault in catalog order, as when it looked ids up one by one
+ * (server/repo/snapshots.c). Links the server's objects. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#include <leveldb/c.h>
 
 #include "unit.h"
+#include "catalog.h"
 #include "compress.h"
+#include "hash.h"
 #include "pack.h"
+#include "repo.h"
+#include "snapshots.h"
 #include "store.h"
 #include "util.h"
 
@@ -144,6 +153,118 @@ static void test_empty(void)
 	CHECK_EQ(store_lookup_many(st, NULL, 0, NULL, NULL), 0);
 }
 
+/* ---- a create's faults, in catalog order ---- */
+
+static void chunk_of(struct dd_id *id, char *buf, size_t bufsz,
+		     const char *salt, unsigned i)
+{
+	snprintf(buf, bufsz, "file %u of %s", i, salt);
+	dd_sha256(id, buf, strlen(buf));
+}
+
+/* Stores the raw chunk. */
+static void put_chunk(const struct dd_id *id, const void *p, size_t n)
+{
+	struct dd_bundle_record rec;
+	uint32_t stored, dups;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.id = *id;
+	rec.flags = DD_COMP_NONE;
+	rec.plain_len = rec.stored_len = (uint32_t)n;
+	rec.data = p;
+	CHECK_EQ(store_ingest(st, NULL, &rec, 1, &stored, &dups), 0);
+}
+
+/* Overwrites chunk id's index entry with bytes no location decodes from. */
+static void corrupt_entry(const struct dd_id *id)
+{
+	leveldb_writebatch_t *b = leveldb_writebatch_create();
+	char key[1 + DD_ID_LEN];
+
+	key[0] = 'c';
+	memcpy(key + 1, id->b, DD_ID_LEN);
+	leveldb_writebatch_put(b, key, sizeof(key), "zz", 2);
+	CHECK_EQ(store_index_apply(st, b), 0);
+	leveldb_writebatch_destroy(b);
+}
+
+/* A catalog of 100 files f000.. with a chunk each (salt in their bytes):
+ * file `skip`'s chunk is not stored, file `bad`'s entry is corrupt. The
+ * create's result, its message in why. */
+static int create_with(struct snapshots *snaps, const char *salt,
+		       unsigned skip, unsigned bad, char *why, size_t whysz)
+{
+	struct dd_chunk_ref refs[100];
+	struct dd_entry e;
+	struct dd_buf cat;
+	struct dd_id cid;
+	char buf[64], path[8], hex[DD_ID_HEX_LEN + 1], body[512], *out = NULL;
+	size_t outlen = 0;
+	int rc;
+
+	dd_buf_init(&cat, 0);
+	CHECK_EQ(dd_catalog_begin(&cat), 0);
+	for (unsigned i = 0; i < 100; i++) {
+		chunk_of(&refs[i].id, buf, sizeof(buf), salt, i);
+		refs[i].plain_len = (uint32_t)strlen(buf);
+		if (i != skip)
+			put_chunk(&refs[i].id, buf, strlen(buf));
+		snprintf(path, sizeof(path), "f%03u", i);
+		memset(&e, 0, sizeof(e));
+		e.type = DD_ENTRY_FILE;
+		e.mode = 0644;
+		e.path = path;
+		e.path_len = strlen(path);
+		e.size = refs[i].plain_len;
+		e.nchunks = 1;
+		e.chunks = &refs[i];
+		CHECK_EQ(dd_catalog_add(&cat, &e), 0);
+	}
+	corrupt_entry(&refs[bad].id);
+	dd_sha256(&cid, cat.data, cat.len);
+	put_chunk(&cid, cat.data, cat.len);
+	dd_buf_release(&cat);
+	dd_id_to_hex(hex, &cid);
+	snprintf(body, sizeof(body), "{\"host\": \"h\", \"paths\": [\"/x\"], "
+		 "\"catalog\": [\"%s\"], \"time_start\": %lld}", hex,
+		 (long long)time(NULL));
+	dd_error_clear();
+	rc = snapshots_create(snaps, st, NULL, "mallory", (const uint8_t *)body,
+			      strlen(body), &out, &outlen);
+	snprintf(why, whysz, "%s", rc < 0 ? dd_error_last() : "");
+	free(out);
+	return rc;
+}
+
+static void test_create_order(void)
+{
+	struct snapshots *snaps = NULL;
+	struct dd_chunk_loc locs[2];
+	struct dd_id id, ids[2];
+	char buf[64], hex[DD_ID_HEX_LEN + 1], why[600];
+	int rcs[2];
+
+	CHECK_EQ(snapshots_open(&snaps, dir), 0);
+	if (!snaps)
+		return;
+	/* the missing chunk (file 10) comes first: named, as before */
+	CHECK_EQ(create_with(snaps, "a", 10, 20, why, sizeof(why)), -ENOENT);
+	chunk_of(&id, buf, sizeof(buf), "a", 10);
+	dd_id_to_hex(hex, &id);
+	CHECK(strstr(why, "missing chunk") && strstr(why, hex));
+	/* the corrupt entry (file 10) comes first: its error */
+	CHECK_EQ(create_with(snaps, "b", 20, 10, why, sizeof(why)), -EIO);
+	chunk_of(&id, buf, sizeof(buf), "b", 10);
+	dd_id_to_hex(hex, &id);
+	CHECK(strstr(why, "corrupt") && strstr(why, hex));
+	/* the batch lookup itself fails on the corrupt entry */
+	ids[0] = id;
+	chunk_of(&ids[1], buf, sizeof(buf), "b", 11);
+	CHECK_EQ(store_lookup_many(st, ids, 2, locs, rcs), -EIO);
+	snapshots_free(snaps);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -159,6 +280,13 @@ int main(void)
 	UNIT_RUN(test_dense);
 	UNIT_RUN(test_sparse);
 	UNIT_RUN(test_empty);
+	{
+		char sd[sizeof(dir) + 16];
+
+		snprintf(sd, sizeof(sd), "%s/%s", dir, REPO_SNAPSHOTS);
+		mkdir(sd, 0700);
+	}
+	UNIT_RUN(test_create_order);
 	store_close(st);
 	{
 		char cmd[128];
