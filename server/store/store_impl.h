@@ -76,6 +76,7 @@ struct store_fd {
  * exact set of the vouch journal at N ids, so that tests reach its bloom
  * filters with a few thousand chunks. */
 #define STORE_TEST_VOUCH_MAX "DEDUP_TEST_VOUCH_MAX"
+#define STORE_TEST_DROP_BATCH "DEDUP_TEST_DROP_BATCH"
 /* Test hook (docs/OPERATIONS.md): DEDUP_TEST_FILLS_UNMARKED=1 makes a
  * shared store fill its cache as the code before domains_cache_learn did
  * (no membership keys, no audit), so that a test can build the index an

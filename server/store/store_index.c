@@ -754,10 +754,17 @@ int store_with_ingest_lock(struct store *s, int (*fn)(void *payload),
 
 /* ---- the local index as a cache of the shared one ---- */
 
+/* Entries a drop deletes a batch: its memory stays bounded (some 80
+ * bytes an entry) whatever the cache holds. DEDUP_TEST_DROP_BATCH sets
+ * another, for tests. */
+#define STORE_DROP_BATCH 100000u
+
 struct store_drop {
 	struct store *s;
 	leveldb_writebatch_t *batch;
 	uint64_t n;
+	size_t inbatch, max;
+	char *err;              /* a failed write of a full batch */
 };
 
 static int store_drop_cb(void *payload, const uint8_t *key, size_t klen,
@@ -766,23 +773,45 @@ static int store_drop_cb(void *payload, const uint8_t *key, size_t klen,
 	struct store_drop *d = payload;
 	struct dd_id id;
 
-	if (klen == 1 + DD_ID_LEN) {
-		leveldb_writebatch_delete(d->batch, (const char *)key, klen);
-		/* so that its memberships stand if it comes back unmoved */
-		memcpy(id.b, key + 1, DD_ID_LEN);
-		domains_cache_keep(d->s, d->batch, &id, val, vlen);
-		d->n++;
-	}
+	if (klen != 1 + DD_ID_LEN)
+		return 0;
+	leveldb_writebatch_delete(d->batch, (const char *)key, klen);
+	/* so that its memberships stand if it comes back unmoved */
+	memcpy(id.b, key + 1, DD_ID_LEN);
+	domains_cache_keep(d->s, d->batch, &id, val, vlen);
+	d->n++;
+	if (++d->inbatch < d->max)
+		return 0;
+	/* db_lock is held (read) by the scan: s->db stays open. Unsynced:
+	 * the last batch, which records the epoch, is synced, and a crash
+	 * before it leaves the old epoch, so the next start drops again. */
+	leveldb_write(d->s->db, d->s->wopts_nosync, d->batch, &d->err);
+	if (d->err)
+		return -EIO;
+	leveldb_writebatch_clear(d->batch);
+	d->inbatch = 0;
 	return 0;
 }
 
-/* Drops every chunk entry of the local index and records gc epoch
- * `epoch` in the same synced batch. The caller holds gc_lock (so no
- * collection of this store works from the index meanwhile) and
- * cache_lock. */
+static size_t store_drop_batch(void)
+{
+	const char *v = getenv(STORE_TEST_DROP_BATCH);
+	uint64_t n;
+
+	if (!v || dd_parse_u64(v, &n) < 0 || n == 0 || n > STORE_DROP_BATCH)
+		return STORE_DROP_BATCH;
+	return (size_t)n;
+}
+
+/* Drops every chunk entry of the local index, in batches of
+ * STORE_DROP_BATCH, and records gc epoch `epoch` in the last, synced.
+ * The caller holds gc_lock (so no collection of this store works from
+ * the index meanwhile) and cache_lock; a failure part of the way leaves
+ * fewer entries cached (each a lookup of the shared index again) and the
+ * old epoch, so the drop is made again. */
 int store_cache_drop_to(struct store *s, uint64_t epoch, uint64_t *dropped)
 {
-	struct store_drop d = { s, NULL, 0 };
+	struct store_drop d = { s, NULL, 0, 0, store_drop_batch(), NULL };
 	uint8_t val[8];
 	int rc;
 
@@ -794,6 +823,10 @@ int store_cache_drop_to(struct store *s, uint64_t epoch, uint64_t *dropped)
 	store_ingest_lock(s);
 	pthread_rwlock_wrlock(&s->sweep_lock);
 	rc = store_index_scan(s, "c", 1, store_drop_cb, &d);
+	if (d.err) {
+		rc = store_db_error(d.err, "write the index");
+		store_db_write_failed(s, rc);
+	}
 	leveldb_writebatch_put(d.batch, STORE_CACHE_EPOCH_KEY,
 			       strlen(STORE_CACHE_EPOCH_KEY),
 			       (const char *)val, sizeof(val));
