@@ -62,8 +62,15 @@ void route_snapshot_create(void *payload,
 	fc.epoch_known = session &&
 		sessions_epoch(ctx->sessions, session, client, &fc.epoch) == 0;
 	if (!routes_quota_ok(ctx, client, rep)) {
+		/* 503 with Retry-After: the usage is not counted yet after a
+		 * start; the agent asks again and its session stays open */
+		if (rep->retry_after)
+			return;
 		routes_backup_ended(ctx, client, session, false,
-				    "snapshot refused: storage quota exceeded");
+				    rep->status == 507 ?
+				    "snapshot refused: storage quota exceeded" :
+				    "snapshot refused: the storage quota could "
+				    "not be checked");
 		return;
 	}
 	rc = snapshots_create_guarded(ctx->snapshots, ctx->store,

@@ -383,8 +383,8 @@ static void routes_client_limits(struct routes_ctx *ctx, json_t *o,
 	json_object_set_new(o, "quota_used_percent", quota && used ?
 			    json_real(100.0 * (double)*used / (double)quota) :
 			    json_null());
-	json_object_set_new(o, "over_quota", quota && used ?
-			    json_boolean(*used >= quota) : json_null());
+	json_object_set_new(o, "over_quota", !quota ? json_false() :
+			    used ? json_boolean(*used >= quota) : json_null());
 	json_object_set_new(o, "snapshots_limit", limit ?
 			    json_integer(limit) : json_null());
 }

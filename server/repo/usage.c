@@ -517,11 +517,16 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 		usage_rebuild_start(u, snaps, st);
 		if (u->rebuilding)
 			usage_rebuild_wait(u);
-		if (!u->counted)
+		if (!u->counted && u->rebuilding)
 			rc = dd_error_set(-EAGAIN, "the usage counts are being "
 					  "computed (every catalog is read "
 					  "once after the server starts); "
 					  "try again shortly");
+		else if (!u->counted)
+			rc = dd_error_set(-EAGAIN, "the usage counts could not "
+					  "be computed (see the server's log); "
+					  "they are tried again within %.0f s",
+					  USAGE_RETRY_AFTER);
 	}
 	if (rc == 0)
 		rc = usage_update(u, snaps, st);

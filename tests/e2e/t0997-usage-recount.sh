@@ -15,7 +15,8 @@
 #   - the first count after a start runs on that thread too, begun with
 #     the server when quotas are set: meanwhile GET /clients says the
 #     counts are not known (null), a quota check answers 503 with
-#     Retry-After, and the agent's backup waits it out.
+#     Retry-After, and the agent's backup waits it out (a create so
+#     answered leaves the backup's session open, not failed).
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -122,6 +123,41 @@ done
 check "once it ends, alice owns the shared file" test "$(unique c4 alice)" -ge 300000
 save up2 "$A" POST /api/v1/chunks --data-binary @/dev/null
 check_eq "and now she is over her 200K quota: 507" 507 "$(cat "$T/up2.status")"
+server_stop TERM
+
+# ---- a create answered 503 while the first count runs ----
+# Nothing new to upload: the snapshot create is the backup's first quota
+# check. Its 503 must not end the backup's session as failed.
+cat > "$T/server2.conf" <<CONF
+client.carol.quota_bytes = 100M
+CONF
+DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server2.conf" || exit 1
+# carol's last result as GET /clients tells it, every 0.1 s meanwhile
+(for _ in $(seq 1 60); do
+	api "$ADM" GET /api/v1/clients | head -n -1 | python3 -c 'import json, sys
+c = {x["name"]: x for x in json.load(sys.stdin)["clients"]}["carol"]
+print(c["last_result"], c["last_error"])'
+	sleep 0.1
+done) > "$T/g0.poll" 2>&1 &
+poller=$!
+t0=$EPOCHREALTIME
+agent "$C" backup "$T/c" > "$T/g1.out" 2>&1
+check_eq "carol's unchanged backup during the first count succeeds" 0 "$?"
+secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+wait "$poller"
+check "it was never shown as failed meanwhile (its session stayed open)" \
+	not grep -q "failed" "$T/g0.poll"
+check "the poll saw answers" grep -q "^ok\|^None" "$T/g0.poll"
+echo "# carol's backup during the first count: $secs s"
+check "after waiting for the count" python3 -c "import sys; sys.exit(0 if $secs >= 3 else 1)"
+save g2 "$ADM" GET /api/v1/clients
+pycheck <<'PY'
+cl = {c["name"]: c for c in J("g2")["clients"]}
+check_eq("carol's last result is ok, not a refusal on her quota",
+         ("ok", None), (cl["carol"]["last_result"], cl["carol"]["last_error"]))
+check_eq("a client without a quota is not over one (false, not null)", False, cl["alice"]["over_quota"])
+check_eq("carol, under hers, neither", False, cl["carol"]["over_quota"])
+PY
 server_stop TERM
 
 # ---- stopped during a recount ----
