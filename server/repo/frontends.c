@@ -29,6 +29,13 @@ struct frontends {
 	 * that a count taken before a session opened is never written after
 	 * the heartbeat that session's open wrote. */
 	pthread_mutex_t hb_lock;
+	/* Under hb_lock: when the last heartbeat write that failed ended
+	 * (dd_monotonic(); 0: none) and its error, so that a caller that
+	 * waited for it fails at once instead of waiting for a write of its
+	 * own (frontends_heartbeat). */
+	double hb_failed_at;
+	int hb_failed_rc;
+	char hb_failed_why[256];
 	struct sessions *sessions;  /* NULL: no sessions counted */
 	char repo[4096];
 	struct store *st;
@@ -481,11 +488,21 @@ static int frontends_heartbeat(struct frontends *f)
 {
 	char name[64], text[96];
 	unsigned open_sessions;
-	double composed;
+	double composed, arrived;
 	int rc;
 
 	snprintf(name, sizeof(name), FRONTENDS_ACTIVE_PREFIX "%u", f->fe);
+	arrived = dd_monotonic();
 	pthread_mutex_lock(&f->hb_lock);
+	/* A write that was under way when this call came failed meanwhile
+	 * (the pool did not answer within its op timeout): fail with it. A
+	 * write of our own would wait as long again, so a session open
+	 * while the pool hangs would take two op timeouts, not one. */
+	if (f->hb_failed_at > arrived) {
+		rc = dd_error_set(f->hb_failed_rc, "%s", f->hb_failed_why);
+		pthread_mutex_unlock(&f->hb_lock);
+		return rc;
+	}
 	open_sessions = f->sessions ? sessions_open_count(f->sessions) : 0;
 	composed = dd_monotonic();
 	snprintf(text, sizeof(text), "%lld %u\n",
@@ -493,6 +510,12 @@ static int frontends_heartbeat(struct frontends *f)
 	rc = heartbeat_test_fault();
 	if (rc == 0)
 		rc = frontends_pool_replace(f->be, name, text, strlen(text));
+	if (rc < 0) {
+		f->hb_failed_at = dd_monotonic();
+		f->hb_failed_rc = rc;
+		snprintf(f->hb_failed_why, sizeof(f->hb_failed_why), "%s",
+			 dd_error_last());
+	}
 	pthread_mutex_unlock(&f->hb_lock);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0 && (!f->hb_ok_known || composed > f->hb_ok)) {
