@@ -496,6 +496,19 @@ static int routes_fetch_check(struct routes_fetch *f, const struct dd_id *id,
 	return rc;
 }
 
+/* A record that could not be read. One whose header is not the chunk's
+ * (-EBADMSG: packs are never rewritten in place, so the record the index
+ * names is damaged) is made missing, as bytes that fail the check are, so
+ * that the next backup stores the chunk again; the request fails. */
+static int routes_fetch_unreadable(struct routes_fetch *f,
+				   const struct dd_id *id,
+				   const struct dd_chunk_loc *loc, int rc)
+{
+	if (rc == -EBADMSG)
+		store_forget(f->ctx->store, id, loc);
+	return rc;
+}
+
 /*
  * Appends the chunk to the reply bundle `out` with no copy of its bytes:
  * the pack record is read so that its stored bytes land where the bundle
@@ -522,7 +535,7 @@ static int routes_fetch_in_place(struct routes_fetch *f, const struct dd_id *id,
 	rc = store_read_stored_to(f->ctx->store, id, loc, rec);
 	memcpy(rec, keep, sizeof(keep));
 	if (rc < 0)
-		return rc;
+		return routes_fetch_unreadable(f, id, loc, rc);
 	rc = routes_fetch_check(f, id, loc, bytes, loc->stored_len);
 	if (rc < 0)
 		return rc;
@@ -538,9 +551,9 @@ static int routes_fetch_copy(struct routes_fetch *f, const struct dd_id *id,
 {
 	int rc = store_read_stored(f->ctx->store, id, loc, stored);
 
-	if (rc == 0)
-		rc = routes_fetch_check(f, id, loc, stored->data,
-					stored->len);
+	if (rc < 0)
+		return routes_fetch_unreadable(f, id, loc, rc);
+	rc = routes_fetch_check(f, id, loc, stored->data, stored->len);
 	if (rc == 0)
 		rc = dd_bundle_add(out, id, loc->flags, loc->plain_len,
 				   stored->data, (uint32_t)stored->len);

@@ -9,7 +9,8 @@
 # bit-identical, a chunk reused from another file (not adjacent) comes
 # back too, and a chunk damaged in its RADOS pack object is still caught:
 # the restore fails naming it, the server drops it and keeps serving, and
-# the next backup stores it again. Needs Ceph (skips outside CI without).
+# the next backup stores it again; so is a record whose header is damaged,
+# which the server finds itself. Needs Ceph (skips outside CI without).
 . "$(dirname "$0")/lib.sh"
 ceph_up
 NS=t0925
@@ -68,13 +69,26 @@ check "its backend reads in all (${all:-none counted}, startup's included) are u
 server_start "$R" || exit 1
 pack=$(rados -p "$CEPH_POOL" -N "$NS" ls | grep '^packs/' | sort | head -n1)
 rados -p "$CEPH_POOL" -N "$NS" get "$pack" "$T/pack"
-# the first record's bytes start after the pack header (16) and the
-# record header (48): flip one of them
-python3 - "$T/pack" <<'EOF'
+# records.py PACK: each record's offset, id and stored length (a pack
+# header of 16 bytes, then records: "DDRC", id 32, flags, plain and stored
+# lengths 4 each, the stored bytes; docs/FORMAT.md)
+cat > "$T/records.py" <<'EOF'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+off = 16
+while off + 48 <= len(b) and b[off:off + 4] == b"DDRC":
+    stored = struct.unpack_from("<I", b, off + 44)[0]
+    print(off, b[off + 4:off + 36].hex(), stored)
+    off += 48 + stored
+EOF
+# flip a byte inside the stored bytes of the first record of 200 bytes
+# or more (small files' records can come first: the uploads run at once)
+read -r off id len < <(python3 "$T/records.py" "$T/pack" | awk '$3 >= 200' | head -n1)
+python3 - "$T/pack" "$((off + 48 + 100))" <<'EOF'
 import sys
-p = sys.argv[1]
+p, at = sys.argv[1], int(sys.argv[2])
 b = bytearray(open(p, "rb").read())
-b[16 + 48 + 100] ^= 0xff
+b[at] ^= 0xff
 open(p, "wb").write(b)
 EOF
 rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
@@ -98,4 +112,31 @@ agent "$A" restore "$ID2" --target "$T/r3" 2>"$T/r3.err"
 check "whose snapshot restores" test $? = 0
 tree_manifest "$T/r3/${SRC#/}" > "$T/m.r3"
 check "bit-identical" cmp -s "$T/m.src" "$T/m.r3"
+
+# 3. a record whose header is damaged (not its bytes): the server reading
+# it finds another chunk's id there, drops the chunk itself (the agent
+# never receives it to check), and the next backup stores it again
+rados -p "$CEPH_POOL" -N "$NS" get "$pack" "$T/pack"
+read -r off2 id2 len2 < <(python3 "$T/records.py" "$T/pack" | awk -v d="$id" '$2 != d' | head -n1)
+python3 - "$T/pack" "$((off2 + 4 + 5))" <<'EOF'
+import sys
+p, at = sys.argv[1], int(sys.argv[2])
+b = bytearray(open(p, "rb").read())
+b[at] ^= 0xff
+open(p, "wb").write(b)
+EOF
+rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
+agent "$A" restore "$ID2" --target "$T/r4" >"$T/r4.out" 2>&1
+check "a restore over the damaged header fails" test $? != 0
+check "the server says the record holds another chunk" grep -q "holds another chunk" "$T/r4.out"
+check "and dropped that chunk from its index" grep -q "chunk $id2 is damaged in pack" "$T/server.log"
+out=$(DEDUP_STATE_DIR=$T/state3 agent "$A" backup --json "$SRC")
+check "the next backup exits 0" test $? = 0
+check "and stores that chunk again (sent $(json_get "$out" bytes_sent) bytes)" \
+	test "$(json_get "$out" bytes_sent)" -gt 0
+ID3=$(json_get "$out" snapshot_id)
+agent "$A" restore "$ID3" --target "$T/r5" 2>"$T/r5.err"
+check "whose snapshot restores" test $? = 0
+tree_manifest "$T/r5/${SRC#/}" > "$T/m.r5"
+check "bit-identical" cmp -s "$T/m.src" "$T/m.r5"
 finish
