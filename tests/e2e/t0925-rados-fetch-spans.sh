@@ -81,16 +81,18 @@ while off + 48 <= len(b) and b[off:off + 4] == b"DDRC":
     print(off, b[off + 4:off + 36].hex(), stored)
     off += 48 + stored
 EOF
-# flip a byte inside the stored bytes of the first record of 200 bytes
-# or more (small files' records can come first: the uploads run at once)
-read -r off id len < <(python3 "$T/records.py" "$T/pack" | awk '$3 >= 200' | head -n1)
-python3 - "$T/pack" "$((off + 48 + 100))" <<'EOF'
+# flip.py FILE OFFSET: inverts the byte at OFFSET
+cat > "$T/flip.py" <<'EOF'
 import sys
 p, at = sys.argv[1], int(sys.argv[2])
 b = bytearray(open(p, "rb").read())
 b[at] ^= 0xff
 open(p, "wb").write(b)
 EOF
+# flip a byte inside the stored bytes of the first record of 200 bytes
+# or more (small files' records can come first: the uploads run at once)
+read -r off id len < <(python3 "$T/records.py" "$T/pack" | awk '$3 >= 200' | head -n1)
+python3 "$T/flip.py" "$T/pack" "$((off + 48 + 100))"
 rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
 agent "$A" restore "$ID" --target "$T/r2" >"$T/r2.out" 2>&1
 check "a restore over the damaged chunk fails" test $? != 0
@@ -118,13 +120,7 @@ check "bit-identical" cmp -s "$T/m.src" "$T/m.r3"
 # never receives it to check), and the next backup stores it again
 rados -p "$CEPH_POOL" -N "$NS" get "$pack" "$T/pack"
 read -r off2 id2 len2 < <(python3 "$T/records.py" "$T/pack" | awk -v d="$id" '$2 != d' | head -n1)
-python3 - "$T/pack" "$((off2 + 4 + 5))" <<'EOF'
-import sys
-p, at = sys.argv[1], int(sys.argv[2])
-b = bytearray(open(p, "rb").read())
-b[at] ^= 0xff
-open(p, "wb").write(b)
-EOF
+python3 "$T/flip.py" "$T/pack" "$((off2 + 4 + 5))"
 rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
 agent "$A" restore "$ID2" --target "$T/r4" >"$T/r4.out" 2>&1
 check "a restore over the damaged header fails" test $? != 0
