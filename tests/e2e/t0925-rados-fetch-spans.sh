@@ -81,19 +81,22 @@ while off + 48 <= len(b) and b[off:off + 4] == b"DDRC":
     print(off, b[off + 4:off + 36].hex(), stored)
     off += 48 + stored
 EOF
-# flip.py FILE OFFSET: inverts the byte at OFFSET
-cat > "$T/flip.py" <<'EOF'
+# flip OFFSET: inverts the byte at OFFSET of the pack object (through
+# its copy $T/pack, read just before)
+flip() {
+	python3 - "$T/pack" "$1" <<'EOF'
 import sys
 p, at = sys.argv[1], int(sys.argv[2])
 b = bytearray(open(p, "rb").read())
 b[at] ^= 0xff
 open(p, "wb").write(b)
 EOF
+	rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
+}
 # flip a byte inside the stored bytes of the first record of 200 bytes
 # or more (small files' records can come first: the uploads run at once)
 read -r off id len < <(python3 "$T/records.py" "$T/pack" | awk '$3 >= 200' | head -n1)
-python3 "$T/flip.py" "$T/pack" "$((off + 48 + 100))"
-rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
+flip "$((off + 48 + 100))"
 agent "$A" restore "$ID" --target "$T/r2" >"$T/r2.out" 2>&1
 check "a restore over the damaged chunk fails" test $? != 0
 sed 's/^/# /' "$T/r2.out" | tail -n 5
@@ -104,35 +107,33 @@ check "naming the chunk whose bytes do not match its id" \
 check "the server dropped the damaged chunk from its index" \
 	grep -q "is damaged in pack" "$T/server.log"
 check_eq "and keeps serving" "$(api_status "" GET /api/v1/health)" 200
-# (an agent state of its own: no chunk it knows from before)
-out=$(DEDUP_STATE_DIR=$T/state2 agent "$A" backup --json "$SRC")
-check "the next backup (asking about every chunk) exits 0" test $? = 0
-check "and stores the damaged chunk again (sent $(json_get "$out" bytes_sent) bytes)" \
-	test "$(json_get "$out" bytes_sent)" -gt 0
-ID2=$(json_get "$out" snapshot_id)
-agent "$A" restore "$ID2" --target "$T/r3" 2>"$T/r3.err"
-check "whose snapshot restores" test $? = 0
-tree_manifest "$T/r3/${SRC#/}" > "$T/m.r3"
-check "bit-identical" cmp -s "$T/m.src" "$T/m.r3"
+# heals N: the next backup (an agent state of its own, $T/stateN: no
+# chunk it knows from before) stores the dropped chunk again, and its
+# snapshot ($IDH) restores bit-identical
+heals() {
+	local out
+	out=$(DEDUP_STATE_DIR=$T/state$1 agent "$A" backup --json "$SRC")
+	check "the next backup (asking about every chunk) exits 0" test $? = 0
+	check "and stores the damaged chunk again (sent $(json_get "$out" bytes_sent) bytes)" \
+		test "$(json_get "$out" bytes_sent)" -gt 0
+	IDH=$(json_get "$out" snapshot_id)
+	agent "$A" restore "$IDH" --target "$T/h$1" 2>"$T/h$1.err"
+	check "whose snapshot restores" test $? = 0
+	tree_manifest "$T/h$1/${SRC#/}" > "$T/m.h$1"
+	check "bit-identical" cmp -s "$T/m.src" "$T/m.h$1"
+}
+heals 2
+ID2=$IDH
 
 # 3. a record whose header is damaged (not its bytes): the server reading
 # it finds another chunk's id there, drops the chunk itself (the agent
 # never receives it to check), and the next backup stores it again
 rados -p "$CEPH_POOL" -N "$NS" get "$pack" "$T/pack"
 read -r off2 id2 len2 < <(python3 "$T/records.py" "$T/pack" | awk -v d="$id" '$2 != d' | head -n1)
-python3 "$T/flip.py" "$T/pack" "$((off2 + 4 + 5))"
-rados -p "$CEPH_POOL" -N "$NS" put "$pack" "$T/pack"
+flip "$((off2 + 4 + 5))"
 agent "$A" restore "$ID2" --target "$T/r4" >"$T/r4.out" 2>&1
 check "a restore over the damaged header fails" test $? != 0
 check "the server says the record holds another chunk" grep -q "holds another chunk" "$T/r4.out"
 check "and dropped that chunk from its index" grep -q "chunk $id2 is damaged in pack" "$T/server.log"
-out=$(DEDUP_STATE_DIR=$T/state3 agent "$A" backup --json "$SRC")
-check "the next backup exits 0" test $? = 0
-check "and stores that chunk again (sent $(json_get "$out" bytes_sent) bytes)" \
-	test "$(json_get "$out" bytes_sent)" -gt 0
-ID3=$(json_get "$out" snapshot_id)
-agent "$A" restore "$ID3" --target "$T/r5" 2>"$T/r5.err"
-check "whose snapshot restores" test $? = 0
-tree_manifest "$T/r5/${SRC#/}" > "$T/m.r5"
-check "bit-identical" cmp -s "$T/m.src" "$T/m.r5"
+heals 3
 finish

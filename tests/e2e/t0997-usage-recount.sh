@@ -35,11 +35,13 @@ unique() {
 cl = {c["name"]: c for c in json.load(open(sys.argv[1]))["clients"]}
 print(cl.get(sys.argv[2], {}).get("bytes_unique", -1))' "$T/$1.json" "$2"
 }
+# since T0: the seconds from $EPOCHREALTIME T0 until now
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}'; }
 # timed NAME TOKEN METHOD PATH: save, printing the seconds it took
 timed() {
 	local t0=$EPOCHREALTIME
 	save "$@"
-	awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}'
+	since "$t0"
 }
 
 # ---- no delay: exact at once ----
@@ -76,7 +78,7 @@ check "her own stats say so too" grep -q "^only this client: *not known yet" <(a
 t0=$EPOCHREALTIME
 curl -sS --cacert "$CA" -H "Authorization: Bearer $A" -D "$T/f1.headers" -o "$T/f1.body" \
 	-X POST --data-binary @/dev/null "$URL/api/v1/chunks"
-secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+secs=$(since "$t0")
 check "alice's upload (quota checked) is answered within 2 s" \
 	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
 check "with 503" grep -q "^HTTP/[0-9.]* 503" "$T/f1.headers"
@@ -89,7 +91,7 @@ echo changed > "$T/a/new.txt"
 t0=$EPOCHREALTIME
 agent "$A" backup "$T/a" > "$T/f2.out" 2>&1
 check_eq "alice's backup meanwhile fails" 1 "$?"
-secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+secs=$(since "$t0")
 echo "# alice's backup during the first count: $secs s"
 check "after waiting out the 503 (the count held 4 s)" \
 	python3 -c "import sys; sys.exit(0 if $secs >= 3 else 1)"
@@ -143,7 +145,7 @@ poller=$!
 t0=$EPOCHREALTIME
 agent "$C" backup "$T/c" > "$T/g1.out" 2>&1
 check_eq "carol's unchanged backup during the first count succeeds" 0 "$?"
-secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+secs=$(since "$t0")
 wait "$poller"
 check "it was never shown as failed meanwhile (its session stayed open)" \
 	not grep -q "failed" "$T/g0.poll"
@@ -168,7 +170,7 @@ check_eq "a third snapshot forgotten" 200 "$(api_status "$ADM" DELETE "/api/v1/s
 save c6 "$ADM" GET /api/v1/clients      # starts a recount held 10 minutes
 t0=$EPOCHREALTIME
 server_stop TERM
-secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}')
+secs=$(since "$t0")
 echo "# stopped in $secs s"
 check_eq "the server stops cleanly" 0 "$SERVER_RC"
 check "within 5 s, not after the recount" python3 -c "import sys; sys.exit(0 if $secs < 5 else 1)"
