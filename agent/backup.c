@@ -781,6 +781,33 @@ struct backup_hashjob {
 	size_t n, next, done;
 };
 
+/*
+ * How many of a window's `left` unclaimed chunks a thread takes at once:
+ * up to 4, so that its two hashing lanes refill from them
+ * (dd_sha256_batch), but no more than half, so that the other thread
+ * gets its share of a short window.
+ */
+#define BACKUP_HASH_CLAIM 4
+
+static size_t backup_hash_claim(size_t left)
+{
+	size_t k = (left + 1) / 2;
+
+	return k > BACKUP_HASH_CLAIM ? BACKUP_HASH_CLAIM : k;
+}
+
+/* Hashes cuts[0..n), n <= BACKUP_HASH_CLAIM, on this thread. */
+static void backup_hash_some(const struct backup *b, const uint8_t *base,
+			     struct backup_cut *cuts, size_t n)
+{
+	struct dd_sha256_job jobs[BACKUP_HASH_CLAIM];
+
+	for (size_t i = 0; i < n; i++)
+		jobs[i] = (struct dd_sha256_job){ base + cuts[i].off,
+						  cuts[i].len, &cuts[i].id };
+	key_chunk_ids(client_crypt(b->client), jobs, n);
+}
+
 /* Hashes the chunks of a window: on the helpers too when they are free
  * (another reader's window may hold them), else on this thread alone. */
 static void backup_hash_cuts(struct backup *b, const uint8_t *base,
@@ -794,13 +821,14 @@ static void backup_hash_cuts(struct backup *b, const uint8_t *base,
 			b->hjob = &job;
 			pthread_cond_broadcast(&b->h_work_cv);
 			while (job.next < job.n) {
-				size_t i = job.next++;
+				size_t i = job.next;
+				size_t k = backup_hash_claim(job.n - i);
 
+				job.next += k;
 				pthread_mutex_unlock(&b->h_mu);
-				backup_chunk_id(b, &cuts[i].id,
-						base + cuts[i].off, cuts[i].len);
+				backup_hash_some(b, base, cuts + i, k);
 				pthread_mutex_lock(&b->h_mu);
-				job.done++;
+				job.done += k;
 			}
 			while (job.done < job.n)
 				pthread_cond_wait(&b->h_done_cv, &b->h_mu);
@@ -810,9 +838,10 @@ static void backup_hash_cuts(struct backup *b, const uint8_t *base,
 		}
 		pthread_mutex_unlock(&b->h_mu);
 	}
-	for (size_t i = 0; i < n; i++)
-		backup_chunk_id(b, &cuts[i].id, base + cuts[i].off,
-				cuts[i].len);
+	for (size_t i = 0; i < n; i += BACKUP_HASH_CLAIM)
+		backup_hash_some(b, base, cuts + i,
+				 n - i < BACKUP_HASH_CLAIM ? n - i :
+				 BACKUP_HASH_CLAIM);
 }
 
 /* A helper: hashes chunks of whichever window is offered, until stopped.
@@ -824,19 +853,20 @@ static void *backup_helper_main(void *arg)
 	pthread_mutex_lock(&b->h_mu);
 	for (;;) {
 		struct backup_hashjob *job;
-		size_t i;
+		size_t i, k;
 
 		while (!b->h_stop && !(b->hjob && b->hjob->next < b->hjob->n))
 			pthread_cond_wait(&b->h_work_cv, &b->h_mu);
 		if (b->h_stop)
 			break;
 		job = b->hjob;
-		i = job->next++;
+		i = job->next;
+		k = backup_hash_claim(job->n - i);
+		job->next += k;
 		pthread_mutex_unlock(&b->h_mu);
-		backup_chunk_id(b, &job->cuts[i].id,
-				job->base + job->cuts[i].off, job->cuts[i].len);
+		backup_hash_some(b, job->base, job->cuts + i, k);
 		pthread_mutex_lock(&b->h_mu);
-		if (++job->done == job->n)
+		if ((job->done += k) == job->n)
 			pthread_cond_signal(&b->h_done_cv);
 	}
 	pthread_mutex_unlock(&b->h_mu);

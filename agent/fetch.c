@@ -35,6 +35,8 @@ void fetch_batch_release(struct fetch_batch *b)
 	dd_buf_release(&b->query);
 	dd_buf_release(&b->plain);
 	free(b->plain_off);
+	free(b->jobs);
+	free(b->got);
 	free(b->recs);
 	memset(b, 0, sizeof(*b));
 }
@@ -113,24 +115,43 @@ static bool fetch_record_raw(const struct dd_bundle_record *rec)
 	return rec->flags == DD_COMP_NONE && rec->stored_len == rec->plain_len;
 }
 
-/* Decodes every record of a fetched batch into b->plain (a raw one is
- * only verified, where it lies in the body: no copy), in place; a
- * record that fails is left for fetch_batch_chunk to decode (and report)
- * in context. */
+/* Room for the decode of n records. */
+static int fetch_batch_grow(struct fetch_batch *b, size_t n)
+{
+	size_t *off;
+	struct dd_sha256_job *jobs;
+	struct dd_id *got;
+
+	if (n <= b->plain_alloc)
+		return 0;
+	if ((off = realloc(b->plain_off, n * sizeof(*off))))
+		b->plain_off = off;
+	if ((jobs = realloc(b->jobs, n * sizeof(*jobs))))
+		b->jobs = jobs;
+	if ((got = realloc(b->got, n * sizeof(*got))))
+		b->got = got;
+	if (!off || !jobs || !got)
+		return dd_error_set(-ENOMEM, "out of memory");
+	b->plain_alloc = n;
+	return 0;
+}
+
+/*
+ * Decodes every record of a fetched batch into b->plain (a raw one is
+ * only verified, where it lies in the body: no copy), in place, and
+ * hashes the plain bytes of all of them as one batch; a record that
+ * fails is left for fetch_batch_chunk to decode (and report) in context.
+ * A sealed record is opened and checked by key_decode_chunk (its id is
+ * keyed, not a plain SHA-256).
+ */
 static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 {
 	struct dd_buf tmp;
-	size_t total = 0;
+	size_t total = 0, nj = 0;
 
 	b->decoded = false;
-	if (b->nrecs > b->plain_alloc) {
-		size_t *p = realloc(b->plain_off, b->nrecs * sizeof(*p));
-
-		if (!p)
-			return dd_error_set(-ENOMEM, "out of memory");
-		b->plain_off = p;
-		b->plain_alloc = b->nrecs;
-	}
+	if (fetch_batch_grow(b, b->nrecs) < 0)
+		return -ENOMEM;
 	for (size_t i = 0; i < b->nrecs; i++)
 		if (!fetch_record_raw(&b->recs[i]))
 			total += b->recs[i].plain_len;
@@ -145,19 +166,36 @@ static int fetch_batch_decode(struct fetch_batch *b, void *dctx)
 		b->plain_off[i] = FETCH_NOT_DECODED;
 		if (fetch_record_raw(rec)) {
 			/* its bytes are its plain bytes: hashed in the body */
-			if (dd_id_verify(&rec->id, rec->data,
-					 rec->stored_len) == 0)
-				b->plain_off[i] = FETCH_IN_BODY;
+			b->jobs[nj++] = (struct dd_sha256_job){
+				rec->data, rec->stored_len, &b->got[i] };
+			b->plain_off[i] = FETCH_IN_BODY;
 			continue;
 		}
-		if (key_decode_chunk(b->crypt, dst, &rec->id, rec->flags,
-				     rec->data, rec->stored_len,
-				     rec->plain_len, &tmp, dctx) < 0)
-			continue;
+		if (rec->flags & DD_COMP_SEALED) {
+			if (key_decode_chunk(b->crypt, dst, &rec->id,
+					     rec->flags, rec->data,
+					     rec->stored_len, rec->plain_len,
+					     &tmp, dctx) < 0)
+				continue;
+		} else {
+			if (dd_decompress_to(dst, rec->flags, rec->data,
+					     rec->stored_len, rec->plain_len,
+					     dctx) < 0)
+				continue;
+			b->jobs[nj++] = (struct dd_sha256_job){
+				dst, rec->plain_len, &b->got[i] };
+		}
 		b->plain_off[i] = b->plain.len;
 		b->plain.len += rec->plain_len;
 	}
 	dd_buf_release(&tmp);
+	dd_sha256_batch(b->jobs, nj);
+	for (size_t j = 0; j < nj; j++) {
+		size_t i = (size_t)(b->jobs[j].out - b->got);
+
+		if (!dd_id_eq(&b->got[i], &b->recs[i].id))
+			b->plain_off[i] = FETCH_NOT_DECODED;
+	}
 	dd_error_clear();
 	b->decoded = true;
 	return 0;

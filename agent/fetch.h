@@ -31,6 +31,10 @@ struct fetch_batch {
 	struct dd_buf plain;
 	size_t *plain_off;
 	size_t plain_alloc;
+	/* The SHA-256 of each record's plain bytes, hashed as one batch
+	 * (dd_sha256_batch) and compared with its id. */
+	struct dd_sha256_job *jobs;
+	struct dd_id *got;
 	bool decoded;
 	/* The key of the client that fetched it (client_crypt): sealed
 	 * records are opened and checked with it (key_decode_chunk). */

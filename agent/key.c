@@ -174,6 +174,17 @@ void key_chunk_id(const struct dd_crypt *k, struct dd_id *out,
 		dd_sha256(out, data, len);
 }
 
+void key_chunk_ids(const struct dd_crypt *k, const struct dd_sha256_job *jobs,
+		   size_t n)
+{
+	if (!k) {
+		dd_sha256_batch(jobs, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		dd_crypt_id(k, jobs[i].out, jobs[i].data, jobs[i].len);
+}
+
 int key_seal_chunk(const struct dd_crypt *k, struct dd_buf *out,
 		   const struct dd_id *id, uint32_t flags, uint32_t plain_len,
 		   const void *stored, size_t stored_len)

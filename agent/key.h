@@ -34,6 +34,10 @@ int key_load(const struct dd_crypt **out, const struct settings *s);
 /* A chunk's id: HMAC-SHA-256 under k, or SHA-256 when k is NULL. */
 void key_chunk_id(const struct dd_crypt *k, struct dd_id *out,
 		  const void *data, size_t len);
+/* The ids of n chunks, as key_chunk_id on each; without a key two at a
+ * time on this thread where the CPU can (dd_sha256_batch). */
+void key_chunk_ids(const struct dd_crypt *k, const struct dd_sha256_job *jobs,
+		   size_t n);
 
 /*
  * Seals a compressed chunk: `stored` (`flags`, DD_COMP_NONE or ZSTD) into

@@ -20,6 +20,19 @@ struct dd_id {
 
 void dd_sha256(struct dd_id *out, const void *data, size_t len);
 
+/* One chunk of a batch: its bytes, and where its id goes. */
+struct dd_sha256_job {
+	const void *data;
+	size_t len;
+	struct dd_id *out;
+};
+/*
+ * The ids of n chunks, exactly dd_sha256's: where the CPU has SHA
+ * extensions two chunks are hashed side by side on this thread, about a
+ * third faster than one at a time (sha256x.c); else one after the other.
+ */
+void dd_sha256_batch(const struct dd_sha256_job *jobs, size_t n);
+
 /* Incremental SHA-256 (wraps an OpenSSL EVP_MD_CTX). */
 struct dd_sha256_ctx;
 struct dd_sha256_ctx *dd_sha256_new(void);

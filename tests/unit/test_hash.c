@@ -1,10 +1,12 @@
-/* test_hash.c - SHA-256 ids: known vectors, incremental == one-shot, hex. */
+/* test_hash.c - SHA-256 ids: known vectors, incremental == one-shot, hex,
+ * batches (the interleaved lanes of sha256x.c) == one at a time. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hash.h"
+#include "sha256x.h"
 #include "util.h"
 #include "unit.h"
 
@@ -120,11 +122,133 @@ static void test_sort_unique(void)
 	CHECK(dd_id_eq(&v[0], &orig[7]));
 }
 
+/* Bytes that differ at every offset and between calls. */
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		p[i] = (uint8_t)(seed >> 56);
+	}
+}
+
+/* FIPS 180-4's examples, through the batch (and the lanes) alone. */
+static void test_batch_vectors(void)
+{
+	static const char two_blocks[] =
+		"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	static const char *want[] = {
+		empty_hex, abc_hex,
+		"248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+		"cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
+	};
+	size_t mil = 1000000;
+	char *a = malloc(mil);
+	struct dd_id ids[4];
+	struct dd_sha256_job jobs[4] = {
+		{ "", 0, &ids[0] }, { "abc", 3, &ids[1] },
+		{ two_blocks, strlen(two_blocks), &ids[2] }, { a, mil, &ids[3] },
+	};
+	char hex[DD_ID_HEX_LEN + 1];
+
+	CHECK(a != NULL);
+	memset(a, 'a', mil);
+	for (int ni = 0; ni < 2; ni++) {
+		if (ni && !dd_sha256x_ni_usable())
+			break;
+		memset(ids, 0, sizeof(ids));
+		if (ni)
+			dd_sha256x_ni(jobs, 4);
+		else
+			dd_sha256_batch(jobs, 4);
+		for (int i = 0; i < 4; i++) {
+			dd_id_to_hex(hex, &ids[i]);
+			CHECK(strcmp(hex, want[i]) == 0);
+		}
+	}
+	free(a);
+}
+
+/* Runs `jobs` through the lanes and the batch; every id as dd_sha256's. */
+static void check_batch(struct dd_sha256_job *jobs, size_t n)
+{
+	struct dd_id want[16];
+
+	for (size_t i = 0; i < n; i++)
+		dd_sha256(&want[i], jobs[i].data, jobs[i].len);
+	for (int ni = 0; ni < 2; ni++) {
+		bool same = true;
+
+		if (ni && !dd_sha256x_ni_usable())
+			break;
+		for (size_t i = 0; i < n; i++)
+			memset(jobs[i].out, 0xa5, sizeof(*jobs[i].out));
+		if (ni)
+			dd_sha256x_ni(jobs, n);
+		else
+			dd_sha256_batch(jobs, n);
+		for (size_t i = 0; i < n; i++)
+			same = same && dd_id_eq(jobs[i].out, &want[i]);
+		CHECK(same);
+	}
+}
+
+/*
+ * Every pair of lengths 0..200 (the padding's one- and two-block tails
+ * and each lane finishing first), at unaligned addresses; then batches
+ * of 1 to 16 chunks of mixed lengths, so that a lane takes the next
+ * chunk while the other is in the middle of one, repeats included.
+ */
+static void test_batch_lengths(void)
+{
+	size_t big = 3u << 20;
+	uint8_t *buf = malloc(big);
+	struct dd_id out[16];
+	struct dd_sha256_job jobs[16];
+	uint64_t r = 12345;
+
+	CHECK(buf != NULL);
+	fill(buf, big, 7);
+	for (size_t a = 0; a <= 200; a++)
+		for (size_t b = 0; b <= 200; b++) {
+			jobs[0] = (struct dd_sha256_job){ buf + 1, a, &out[0] };
+			jobs[1] = (struct dd_sha256_job){ buf + 1000 + b % 7, b,
+							  &out[1] };
+			check_batch(jobs, 2);
+		}
+	for (int round = 0; round < 300; round++) {
+		size_t n = 1 + (size_t)round % 16;
+
+		for (size_t i = 0; i < n; i++) {
+			size_t len, off;
+
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			switch ((r >> 40) % 4) {
+			case 0: len = (r >> 20) % 130; break;
+			case 1: len = 64 * ((r >> 20) % 40) + (r >> 8) % 3; break;
+			case 2: len = (r >> 20) % (1u << 20); break;
+			default: len = (size_t)(r >> 20) % (big / 2); break;
+			}
+			off = (size_t)(r >> 3) % (big - len);
+			jobs[i] = (struct dd_sha256_job){ buf + off, len, &out[i] };
+		}
+		if (round % 10 == 0 && n > 2)   /* the same chunk twice */
+			jobs[n - 1].data = jobs[0].data, jobs[n - 1].len =
+				jobs[0].len;
+		check_batch(jobs, n);
+	}
+	dd_sha256_batch(jobs, 0);       /* nothing to do, nothing touched */
+	free(buf);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_vectors);
 	UNIT_RUN(test_incremental);
 	UNIT_RUN(test_hex_verify);
 	UNIT_RUN(test_sort_unique);
+	UNIT_RUN(test_batch_vectors);
+	UNIT_RUN(test_batch_lengths);
+	if (!dd_sha256x_ni_usable())
+		printf("note: no SHA extensions here: the lanes were not run\n");
 	UNIT_DONE();
 }
