@@ -357,22 +357,18 @@ void route_upload(void *payload, const struct http_request *req,
 		goto cleanup;
 	}
 	/* Never trust an id: decode and re-hash every record before any of
-	 * them is stored (a raw one is hashed where it lies). Decoding writes
-	 * at most plain_len bytes per record (dd_decompress), and the
-	 * plain_len sum is capped above. */
-	for (i = 0; i < n; i++) {
-		rc = store_verify(&recs[i].id, recs[i].flags,
-				  recs[i].plain_len, recs[i].data,
-				  recs[i].stored_len, &plain, dctx);
-		if (rc == -ENOMEM) {
-			routes_fail(rep, rc);
-			goto cleanup;
-		}
-		if (rc < 0) {
-			http_reply_error(rep, 400, "%s; nothing was stored",
-					 log_reason(rc));
-			goto cleanup;
-		}
+	 * them is stored (a raw one is hashed where it lies), several at a
+	 * time (store_verify_records). Decoding writes at most plain_len
+	 * bytes per record, and at most 4 MiB beyond one record at once. */
+	rc = store_verify_records(recs, n, &plain, dctx);
+	if (rc == -ENOMEM) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
+	if (rc < 0) {
+		http_reply_error(rep, 400, "%s; nothing was stored",
+				 log_reason(rc));
+		goto cleanup;
 	}
 	dd_buf_release(&plain);
 	/* For the counters: what is new to this client's domain, as far as

@@ -351,6 +351,14 @@ int store_read_records(struct store *s, const struct dd_id *ids,
 int store_verify(const struct dd_id *id, uint32_t flags, uint32_t plain_len,
 		 const void *stored, size_t stored_len, struct dd_buf *scratch,
 		 void *dctx);
+/*
+ * store_verify of recs[0..n) in order, the plain bytes of several hashed
+ * at once (dd_sha256_batch): a few records at a time are decoded into
+ * `scratch` (at most 4 MiB of plain bytes beyond one record). 0, or the
+ * error store_verify gives for the first record that fails (-ENOMEM).
+ */
+int store_verify_records(const struct dd_bundle_record *recs, size_t n,
+			 struct dd_buf *scratch, void *dctx);
 
 /* Decodes stored bytes into plain bytes and checks they hash to id;
  * -EBADMSG naming the chunk if not. `dctx` is an optional ZSTD_DCtx*.

@@ -335,6 +335,120 @@ int store_verify(const struct dd_id *id, uint32_t flags, uint32_t plain_len,
 			    dctx);
 }
 
+/* Records a group of store_verify_records hashes together, and the plain
+ * bytes it decodes for them beyond its first record. */
+#define STORE_VERIFY_GROUP 8
+#define STORE_VERIFY_SCRATCH (4u * 1024 * 1024)
+
+/* A raw record store_verify hashes where it lies. */
+static bool store_verify_raw(const struct dd_bundle_record *r)
+{
+	return r->flags == DD_COMP_NONE && r->stored_len == r->plain_len &&
+	       r->plain_len <= DD_CHUNK_SIZE_LIMIT;
+}
+
+/* The plain bytes a record takes in the group's scratch: those of a
+ * compressed record of a sane size; a sealed one is not decoded, and
+ * anything else is left to store_verify to word. */
+static size_t store_verify_room(const struct dd_bundle_record *r)
+{
+	if (store_verify_raw(r) || (r->flags & DD_COMP_SEALED) ||
+	    r->plain_len > DD_CHUNK_SIZE_LIMIT)
+		return 0;
+	return r->plain_len;
+}
+
+/* Decodes and hashes recs[0..n) as one batch: true when every one is
+ * its id. False sends the group through store_verify one by one. */
+static bool store_verify_group(const struct dd_bundle_record *recs, size_t n,
+			       uint8_t *scratch, void *dctx)
+{
+	struct dd_sha256_job jobs[STORE_VERIFY_GROUP] = { { NULL, 0, NULL } };
+	struct dd_id got[STORE_VERIFY_GROUP];
+	size_t nj = 0, off = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		const struct dd_bundle_record *r = &recs[k];
+		size_t room = store_verify_room(r);
+
+		if (store_verify_raw(r)) {
+			jobs[nj] = (struct dd_sha256_job){ r->data,
+							   r->stored_len,
+							   &got[nj] };
+			nj++;
+		} else if (room > 0) {
+			if (dd_decompress_to(scratch + off, r->flags, r->data,
+					     r->stored_len, r->plain_len,
+					     dctx) < 0)
+				return false;
+			jobs[nj] = (struct dd_sha256_job){ scratch + off, room,
+							   &got[nj] };
+			nj++;
+			off += room;
+		} else if (r->flags & DD_COMP_SEALED) {
+			struct dd_buf none;     /* a sealed record: its layout */
+			int rc;
+
+			dd_buf_init(&none, 0);
+			rc = store_verify(&r->id, r->flags, r->plain_len,
+					  r->data, r->stored_len, &none, dctx);
+			dd_buf_release(&none);
+			if (rc < 0)
+				return false;
+		} else {
+			return false;   /* malformed: store_verify words it */
+		}
+	}
+	dd_sha256_batch(jobs, nj);
+	for (size_t j = 0, k = 0; k < n; k++) {
+		if (!store_verify_raw(&recs[k]) && !store_verify_room(&recs[k]))
+			continue;
+		if (!dd_id_eq(&got[j++], &recs[k].id))
+			return false;
+	}
+	return true;
+}
+
+int store_verify_records(const struct dd_bundle_record *recs, size_t n,
+			 struct dd_buf *scratch, void *dctx)
+{
+	size_t i = 0;
+	int rc;
+
+	while (i < n) {
+		size_t end = i, need = 0;
+
+		while (end < n && end - i < STORE_VERIFY_GROUP) {
+			size_t room = store_verify_room(&recs[end]);
+
+			if (end > i && need + room > STORE_VERIFY_SCRATCH)
+				break;
+			need += room;
+			end++;
+		}
+		dd_buf_reset(scratch);
+		if (dd_buf_reserve(scratch, need ? need : 1) < 0)
+			return dd_error_set(-ENOMEM, "out of memory");
+		if (!store_verify_group(recs + i, end - i, scratch->data,
+					dctx)) {
+			/* the first failure, worded as store_verify words it */
+			for (; i < end; i++) {
+				const struct dd_bundle_record *r = &recs[i];
+
+				rc = store_verify(&r->id, r->flags,
+						  r->plain_len, r->data,
+						  r->stored_len, scratch,
+						  dctx);
+				if (rc < 0)
+					return rc;
+			}
+		}
+		i = end;
+	}
+	dd_error_clear();
+	return 0;
+}
+
 int store_decode(struct dd_buf *plain, const struct dd_id *id,
 		 uint32_t flags, uint32_t plain_len, const void *stored,
 		 size_t stored_len, void *dctx)
