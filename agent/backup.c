@@ -784,8 +784,9 @@ struct backup_hashjob {
 /*
  * How many of a window's `left` unclaimed chunks a thread takes at once:
  * up to 4, so that its two hashing lanes refill from them
- * (dd_sha256_batch), but no more than half, so that the other thread
- * gets its share of a short window.
+ * (dd_sha256_batch), and otherwise half, so that the other thread gets
+ * its share of a short window; but 2 at least, since two chunks on one
+ * core cost less CPU than one on each.
  */
 #define BACKUP_HASH_CLAIM 4
 
@@ -793,6 +794,8 @@ static size_t backup_hash_claim(size_t left)
 {
 	size_t k = (left + 1) / 2;
 
+	if (k < 2)
+		k = left < 2 ? left : 2;
 	return k > BACKUP_HASH_CLAIM ? BACKUP_HASH_CLAIM : k;
 }
 
