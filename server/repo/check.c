@@ -43,6 +43,12 @@
 
 enum { REC_UNVERIFIED, REC_GOOD, REC_BAD };
 
+/* `check --read-data` hashes the plain bytes of up to this many records
+ * of a pack at once (dd_sha256_batch), and holds at most CK_STAGE_BYTES
+ * of them beyond the first. */
+#define CK_STAGE_RECS 8
+#define CK_STAGE_BYTES (4u * 1024 * 1024)
+
 /* A record found in a pack. */
 struct crec {
 	struct dd_id id;
@@ -87,6 +93,12 @@ struct checker {
 	size_t nmems, amems;
 	struct dd_buf plain, stored;
 	ZSTD_DCtx *dctx;
+	/* records of the scan whose plain bytes wait to be hashed as one
+	 * batch (ck_stage_flush): c->recs indexes and their bytes */
+	struct dd_buf stage;
+	size_t nstage;
+	size_t stage_rec[CK_STAGE_RECS];
+	size_t stage_off[CK_STAGE_RECS];
 	/* the pack being scanned */
 	uint64_t end;
 	uint64_t salvaged;
@@ -251,6 +263,73 @@ static int ck_add_rec(struct checker *c, const struct dd_id *id,
 	return 0;
 }
 
+/* Hashes the staged records as one batch and records each verdict. */
+static void ck_stage_flush(struct checker *c)
+{
+	struct dd_sha256_job jobs[CK_STAGE_RECS] = { { NULL, 0, NULL } };
+	struct dd_id got[CK_STAGE_RECS];
+	size_t n = c->nstage;
+
+	for (size_t k = 0; k < n; k++) {
+		const struct crec *r = &c->recs[c->stage_rec[k]];
+
+		jobs[k] = (struct dd_sha256_job){
+			c->stage.data + c->stage_off[k], r->loc.plain_len,
+			&got[k] };
+	}
+	dd_sha256_batch(jobs, n);
+	for (size_t k = 0; k < n; k++) {
+		struct crec *r = &c->recs[c->stage_rec[k]];
+
+		r->state = dd_id_eq(&got[k], &r->id) ? REC_GOOD : REC_BAD;
+	}
+	c->nstage = 0;
+	c->stage.len = 0;
+}
+
+/* A record whose plain bytes ck_scan_cb stages: raw or compressed, of a
+ * sane length. Sealed ones (only their layout can be checked) and
+ * malformed ones go through store_decode at once. */
+static bool ck_stageable(const struct dd_chunk_loc *loc)
+{
+	if (loc->plain_len > DD_CHUNK_SIZE_LIMIT)
+		return false;
+	if (loc->flags == DD_COMP_NONE)
+		return loc->stored_len == loc->plain_len;
+	return loc->flags == DD_COMP_ZSTD;
+}
+
+/*
+ * Stages a record's plain bytes (a raw one copied, a compressed one
+ * decoded) for ck_stage_flush; the record is added unverified and gets
+ * its verdict there. A record that does not decode is bad at once.
+ */
+static int ck_stage_add(struct checker *c, const struct dd_id *id,
+			const struct dd_chunk_loc *loc, const uint8_t *stored)
+{
+	size_t len = loc->plain_len;
+	uint8_t *dst;
+	int rc;
+
+	if (c->nstage == CK_STAGE_RECS ||
+	    (c->nstage > 0 && c->stage.len + len > CK_STAGE_BYTES))
+		ck_stage_flush(c);
+	if (dd_buf_reserve(&c->stage, len ? len : 1) < 0)
+		return dd_error_set(-ENOMEM, "out of memory");
+	dst = c->stage.data + c->stage.len;
+	if (loc->flags == DD_COMP_NONE)
+		memcpy(dst, stored, len);
+	else if (dd_decompress_to(dst, loc->flags, stored, loc->stored_len,
+				  loc->plain_len, c->dctx) < 0)
+		return ck_add_rec(c, id, loc, REC_BAD);
+	if ((rc = ck_add_rec(c, id, loc, REC_UNVERIFIED)) < 0)
+		return rc;
+	c->stage_rec[c->nstage] = c->nrecs - 1;
+	c->stage_off[c->nstage++] = c->stage.len;
+	c->stage.len += len;
+	return 0;
+}
+
 static int ck_scan_cb(void *payload, const struct dd_id *id,
 		      const struct dd_chunk_loc *loc, const uint8_t *stored)
 {
@@ -260,6 +339,8 @@ static int ck_scan_cb(void *payload, const struct dd_id *id,
 	c->end = loc->offset + DD_PACK_RECORD_HEADER_LEN + loc->stored_len;
 	if (loc->flags & DD_COMP_SEALED)
 		c->sealed++;
+	if (c->o->read_data && ck_stageable(loc))
+		return ck_stage_add(c, id, loc, stored);
 	if (c->o->read_data) {
 		int rc = store_decode(&c->plain, id, loc->flags,
 				      loc->plain_len, stored, loc->stored_len,
@@ -358,6 +439,7 @@ static int ck_packs(struct checker *c)
 		c->salvaged = 0;
 		dd_error_clear();
 		rc = packio_scan(c->be, seqs[i], ck_scan_cb, c, &sealed);
+		ck_stage_flush(c);      /* every record scanned has its verdict */
 		if (rc == -ENOMEM)
 			goto cleanup;
 		if (rc < 0) {
@@ -1091,6 +1173,7 @@ int check_repo(const char *repo, const struct check_opts *o,
 	c.o = o;
 	c.res = res;
 	dd_buf_init(&c.plain, 0);
+	dd_buf_init(&c.stage, 0);
 	dd_buf_init(&c.stored, 0);
 	rc = repo_path(c.snaps_dir, sizeof(c.snaps_dir), repo, REPO_SNAPSHOTS);
 	if (rc == 0)
@@ -1133,6 +1216,7 @@ cleanup:
 	backend_free(c.be);
 	ZSTD_freeDCtx(c.dctx);
 	dd_buf_release(&c.plain);
+	dd_buf_release(&c.stage);
 	dd_buf_release(&c.stored);
 	free(c.recs);
 	free(c.ents);
