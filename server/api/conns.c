@@ -19,6 +19,9 @@
 #define CONNS_TICK_MS 500
 #define CONNS_LOG_SEC 10.0
 
+/* Buckets of the address count conns_crowded() makes (a power of 2). */
+#define CONNS_ADDR_BUCKETS 4096
+
 enum conn_state {
 	CONN_WAITING,               /* for request headers (or TLS) */
 	CONN_BODY,                  /* receiving a request body */
@@ -45,6 +48,7 @@ struct conns {
 	struct dd_ticker *watchdog;   /* conns_watch every CONNS_TICK_MS */
 	double logged_at;
 	struct conns_stats logged;
+	uint64_t addr_salt;         /* of conns_addr_bucket, random */
 };
 
 /* ---- the table (callers hold t->lock) ---- */
@@ -65,7 +69,7 @@ static bool conns_same_addr(const struct conn *a, const struct conn *b)
 /* Live (not cut) connections, overall and for c's address. */
 struct conns_census {
 	unsigned total, untrusted, from_addr;
-	struct conn *oldest_untrusted, *oldest_from_addr;
+	struct conn *oldest_from_addr;
 };
 
 static void conns_count(const struct conns *t, const struct conn *c,
@@ -81,14 +85,57 @@ static void conns_count(const struct conns *t, const struct conn *c,
 		if (p->trusted)
 			continue;
 		n->untrusted++;
-		if (!n->oldest_untrusted)
-			n->oldest_untrusted = p;
 		if (conns_same_addr(p, c)) {
 			n->from_addr++;
 			if (!n->oldest_from_addr)
 				n->oldest_from_addr = p;
 		}
 	}
+}
+
+/* An address's bucket in conns_crowded()'s count: salted, so that a
+ * stranger cannot pick addresses that share another's bucket. */
+static unsigned conns_addr_bucket(const struct conns *t, const struct conn *c)
+{
+	uint64_t h = t->addr_salt ^ c->family;
+
+	for (size_t i = 0; i < sizeof(c->addr); i++)
+		h = (h ^ c->addr[i]) * 0x100000001b3ull;
+	h ^= h >> 29;
+	return (unsigned)(h & (CONNS_ADDR_BUCKETS - 1));
+}
+
+/*
+ * The victim when untrusted connections fill their slots: the oldest
+ * untrusted one from an address that holds two or more of them, else the
+ * oldest of all. So strangers churning from many addresses push out each
+ * other, not a lone newcomer from an address of its own (a monitoring
+ * probe, an agent's first request) that is still in its handshake when
+ * they arrive. Addresses are counted in hashed buckets: two addresses
+ * sharing one count as one, which can only make a lone one look crowded.
+ */
+static struct conn *conns_crowded(const struct conns *t)
+{
+	uint16_t count[CONNS_ADDR_BUCKETS];
+	struct conn *p, *oldest = NULL;
+
+	memset(count, 0, sizeof(count));
+	for (p = t->head; p; p = p->next)
+		if (!p->cut && !p->trusted) {
+			uint16_t *k = &count[conns_addr_bucket(t, p)];
+
+			if (*k < UINT16_MAX)
+				(*k)++;
+		}
+	for (p = t->head; p; p = p->next) {
+		if (p->cut || p->trusted)
+			continue;
+		if (!oldest)
+			oldest = p;
+		if (count[conns_addr_bucket(t, p)] >= 2)
+			return p;
+	}
+	return oldest;
 }
 
 /* Cuts older untrusted connections until the new one `c` fits; cuts `c`
@@ -105,7 +152,7 @@ static void conns_make_room(struct conns *t, struct conn *c)
 			victim = n.oldest_from_addr;
 		else if (n.untrusted > lim->max - lim->reserved ||
 			 n.total > lim->max)
-			victim = n.oldest_untrusted;
+			victim = conns_crowded(t);
 		else
 			return;
 		/* c itself is untrusted, so there is always a victim. */
@@ -339,6 +386,9 @@ int conns_new(struct conns **out, const struct conns_limits *lim)
 		return -ENOMEM;
 	t->lim = *lim;
 	t->logged_at = dd_monotonic();
+	if (dd_random(&t->addr_salt, sizeof(t->addr_salt)) < 0)
+		t->addr_salt = (uint64_t)(uintptr_t)t ^
+			       (uint64_t)(dd_monotonic() * 1e9);
 	pthread_mutex_init(&t->lock, NULL);
 	rc = dd_ticker_start(&t->watchdog, CONNS_TICK_MS, conns_watch, t);
 	if (rc < 0) {

@@ -19,9 +19,12 @@
  *    IPv4 address or IPv6 /64.
  *
  * When a new connection would break a limit, the OLDEST untrusted
- * connection (from the same address, for the per-address limit) is cut,
- * not the new one: an agent that authenticates within milliseconds always
- * gets in while strangers churn. Only when every slot is trusted is the
+ * connection (from the same address, for the per-address limit; from an
+ * address holding two or more, if any does, for the untrusted slots) is
+ * cut, not the new one: an agent that authenticates within milliseconds
+ * always gets in while strangers churn, and a lone newcomer from an
+ * address of its own is not pushed out by strangers churning from many
+ * others. Only when every slot is trusted is the
  * new connection itself cut. Trusted connections are never cut for their
  * age; the front end's idle timeout governs them.
  *

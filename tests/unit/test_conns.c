@@ -119,6 +119,44 @@ static void test_untrusted_pool_and_reserve(void)
 	conns_free(t);
 }
 
+/*
+ * The untrusted pool full of strangers from two addresses, and a lone
+ * newcomer from a third address between them: new strangers push out
+ * the oldest connections of the crowded addresses, never the lone one,
+ * older though it is than most of them. Once every address holds one,
+ * the oldest goes, whoever it is.
+ */
+static void test_crowded_addresses_go_first(void)
+{
+	struct conns *t = table(6, 2, 0);      /* 4 untrusted slots */
+	struct conns_stats s;
+
+	open_fake(t, 0, 1, 0);
+	open_fake(t, 1, 2, 1);
+	open_fake(t, 2, 9, 2);                 /* the lone newcomer */
+	open_fake(t, 3, 1, 3);
+	for (int i = 4; i < 10; i++)           /* churn from 1 and 2 */
+		open_fake(t, i, 1 + i % 2, i);
+	CHECK(!is_cut(2));
+	CHECK(is_cut(0) && is_cut(1) && is_cut(3));
+	CHECK(is_cut(4) && is_cut(5) && is_cut(6));
+	CHECK(!is_cut(7) && !is_cut(8) && !is_cut(9));
+	conns_stats(t, &s);
+	CHECK_EQ(s.evicted, 6);
+	CHECK_EQ(s.untrusted, 4);
+	close_all(t, 10);
+	conns_free(t);
+
+	/* one connection an address: the oldest is cut */
+	t = table(6, 2, 0);
+	for (int i = 0; i < 5; i++)
+		open_fake(t, i, 20 + i, i);
+	CHECK(is_cut(0));
+	CHECK(!is_cut(1) && !is_cut(2) && !is_cut(3) && !is_cut(4));
+	close_all(t, 5);
+	conns_free(t);
+}
+
 static void test_all_trusted_refuses_the_new_one(void)
 {
 	struct conns *t = table(3, 1, 0);
@@ -228,6 +266,7 @@ int main(void)
 	base = dd_monotonic() + 1e6;
 	UNIT_RUN(test_per_address_evicts_its_own_oldest);
 	UNIT_RUN(test_untrusted_pool_and_reserve);
+	UNIT_RUN(test_crowded_addresses_go_first);
 	UNIT_RUN(test_all_trusted_refuses_the_new_one);
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
