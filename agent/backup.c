@@ -28,7 +28,9 @@
  * with several links waits for the entries before it, so the hard-link
  * table knows whether its first path was recorded.
  *
- * The id of a chunk's bytes is made in one place, backup_chunk_id().
+ * The id of a chunk's bytes is made by key_chunk_id (backup_chunk_id) or,
+ * for several chunks of a window at once, key_chunk_ids
+ * (backup_hash_some): SHA-256, or the keyed id with a key.
  *
  * A file with fewer blocks than its size needs is read by its data runs
  * (holes.h): its holes of HOLES_MIN and more are recorded as catalog holes
@@ -66,6 +68,7 @@
 #include "client.h"
 #include "holes.h"
 #include "key.h"
+#include "sha256x.h"
 #include "lock.h"
 #include "meta.h"
 #include "parent.h"
@@ -782,18 +785,23 @@ struct backup_hashjob {
 };
 
 /*
- * How many of a window's `left` unclaimed chunks a thread takes at once:
- * up to 4, so that its two hashing lanes refill from them
- * (dd_sha256_batch), and otherwise half, so that the other thread gets
- * its share of a short window; but 2 at least, since two chunks on one
- * core cost less CPU than one on each.
+ * How many of a window's `left` unclaimed chunks a thread takes at once.
+ * Where two chunks are hashed side by side (SHA-256 with the CPU's SHA
+ * extensions, no key: dd_sha256_batch), up to 4, so that the two lanes
+ * refill from them, and otherwise its share of what is left among the
+ * reader and the helpers, but 2 at least: two chunks on one core cost
+ * less CPU than one on each. Elsewhere one at a time, as every thread
+ * hashes at the same speed alone.
  */
 #define BACKUP_HASH_CLAIM 4
 
-static size_t backup_hash_claim(size_t left)
+static size_t backup_hash_claim(const struct backup *b, size_t left)
 {
-	size_t k = (left + 1) / 2;
+	size_t k;
 
+	if (client_crypt(b->client) || !dd_sha256x_ni_usable())
+		return left > 0 ? 1 : 0;
+	k = (left + b->nhelpers) / (b->nhelpers + 1);
 	if (k < 2)
 		k = left < 2 ? left : 2;
 	return k > BACKUP_HASH_CLAIM ? BACKUP_HASH_CLAIM : k;
@@ -825,7 +833,7 @@ static void backup_hash_cuts(struct backup *b, const uint8_t *base,
 			pthread_cond_broadcast(&b->h_work_cv);
 			while (job.next < job.n) {
 				size_t i = job.next;
-				size_t k = backup_hash_claim(job.n - i);
+				size_t k = backup_hash_claim(b, job.n - i);
 
 				job.next += k;
 				pthread_mutex_unlock(&b->h_mu);
@@ -864,7 +872,7 @@ static void *backup_helper_main(void *arg)
 			break;
 		job = b->hjob;
 		i = job->next;
-		k = backup_hash_claim(job->n - i);
+		k = backup_hash_claim(b, job->n - i);
 		job->next += k;
 		pthread_mutex_unlock(&b->h_mu);
 		backup_hash_some(b, job->base, job->cuts + i, k);

@@ -30,6 +30,7 @@ struct dd_sha256_job {
  * The ids of n chunks, exactly dd_sha256's: where the CPU has SHA
  * extensions two chunks are hashed side by side on this thread, about a
  * third faster than one at a time (sha256x.c); else one after the other.
+ * Each job's `out` is its own and overlaps no job's data.
  */
 void dd_sha256_batch(const struct dd_sha256_job *jobs, size_t n);
 

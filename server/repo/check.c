@@ -96,7 +96,7 @@ struct checker {
 	/* records of the scan whose plain bytes wait to be hashed as one
 	 * batch (ck_stage_flush): c->recs indexes and their bytes */
 	struct dd_buf stage;
-	size_t nstage;
+	size_t nstage, stage_first;  /* records; the first's length */
 	size_t stage_rec[CK_STAGE_RECS];
 	size_t stage_off[CK_STAGE_RECS];
 	/* the pack being scanned */
@@ -311,8 +311,10 @@ static int ck_stage_add(struct checker *c, const struct dd_id *id,
 	uint8_t *dst;
 	int rc;
 
+	/* at most CK_STAGE_BYTES beyond the first staged record's */
 	if (c->nstage == CK_STAGE_RECS ||
-	    (c->nstage > 0 && c->stage.len + len > CK_STAGE_BYTES))
+	    (c->nstage > 0 &&
+	     c->stage.len - c->stage_first + len > CK_STAGE_BYTES))
 		ck_stage_flush(c);
 	if (dd_buf_reserve(&c->stage, len ? len : 1) < 0)
 		return dd_error_set(-ENOMEM, "out of memory");
@@ -324,6 +326,8 @@ static int ck_stage_add(struct checker *c, const struct dd_id *id,
 		return ck_add_rec(c, id, loc, REC_BAD);
 	if ((rc = ck_add_rec(c, id, loc, REC_UNVERIFIED)) < 0)
 		return rc;
+	if (c->nstage == 0)
+		c->stage_first = len;
 	c->stage_rec[c->nstage] = c->nrecs - 1;
 	c->stage_off[c->nstage++] = c->stage.len;
 	c->stage.len += len;

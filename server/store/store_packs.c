@@ -416,12 +416,16 @@ int store_verify_records(const struct dd_bundle_record *recs, size_t n,
 	int rc;
 
 	while (i < n) {
-		size_t end = i, need = 0;
+		size_t end = i + 1, first = store_verify_room(&recs[i]);
+		size_t need = first;
 
+		/* up to STORE_VERIFY_SCRATCH decoded bytes beyond the first
+		 * record's; records that need none always fit */
 		while (end < n && end - i < STORE_VERIFY_GROUP) {
 			size_t room = store_verify_room(&recs[end]);
 
-			if (end > i && need + room > STORE_VERIFY_SCRATCH)
+			if (room > 0 &&
+			    need - first + room > STORE_VERIFY_SCRATCH)
 				break;
 			need += room;
 			end++;

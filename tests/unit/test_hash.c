@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "sha256x.h"
@@ -240,6 +242,40 @@ static void test_batch_lengths(void)
 	free(buf);
 }
 
+/*
+ * Chunks that end where a page the process may not read begins, and
+ * chunks that start right after one: the lanes read no byte outside a
+ * chunk (a stray read would stop the test with SIGSEGV). NULL with
+ * length 0 too.
+ */
+static void test_batch_page_edges(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t span = 4 * (size_t)pg;
+	uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *lo, *hi;
+	struct dd_id out[3];
+	struct dd_sha256_job jobs[3];
+
+	CHECK(m != MAP_FAILED);
+	if (m == MAP_FAILED)
+		return;
+	/* pages: [guard][data][data][guard] */
+	fill(m + pg, 2 * (size_t)pg, 3);
+	CHECK_EQ(mprotect(m, (size_t)pg, PROT_NONE), 0);
+	CHECK_EQ(mprotect(m + 3 * pg, (size_t)pg, PROT_NONE), 0);
+	lo = m + pg;            /* the first readable byte */
+	hi = m + 3 * pg;        /* one past the last */
+	for (size_t len = 0; len <= (size_t)pg; len++) {
+		jobs[0] = (struct dd_sha256_job){ hi - len, len, &out[0] };
+		jobs[1] = (struct dd_sha256_job){ lo, len / 2, &out[1] };
+		jobs[2] = (struct dd_sha256_job){ NULL, 0, &out[2] };
+		check_batch(jobs, 3);
+	}
+	munmap(m, span);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_vectors);
@@ -248,6 +284,7 @@ int main(void)
 	UNIT_RUN(test_sort_unique);
 	UNIT_RUN(test_batch_vectors);
 	UNIT_RUN(test_batch_lengths);
+	UNIT_RUN(test_batch_page_edges);
 	if (!dd_sha256x_ni_usable())
 		printf("note: no SHA extensions here: the lanes were not run\n");
 	UNIT_DONE();
