@@ -172,15 +172,17 @@ void route_missing(void *payload, const struct http_request *req,
 bool routes_quota_ok(struct routes_ctx *ctx, const char *client,
 		     struct http_reply *rep)
 {
-	struct usage_client *u = NULL;
 	uint64_t quota, used = 0;
-	size_t n = 0, i;
+	bool saved;
 	int rc;
 
 	quota = ctx->cfg ? config_client_quota(ctx->cfg, client) : 0;
 	if (!quota)
 		return true;
-	rc = usage_get(ctx->usage, ctx->snapshots, ctx->store, &u, &n);
+	/* while the first count after a start runs, the last run's saved
+	 * figures; -EAGAIN only when there are none (usage.h) */
+	rc = usage_client_bytes(ctx->usage, ctx->snapshots, ctx->store,
+				client, &used, &saved);
 	if (rc == -EAGAIN) {
 		/* the first count after a start: the agent waits and asks
 		 * again (docs/API.md, "Limits") */
@@ -192,10 +194,6 @@ bool routes_quota_ok(struct routes_ctx *ctx, const char *client,
 		routes_fail(rep, rc);
 		return false;
 	}
-	for (i = 0; i < n; i++)
-		if (strcmp(u[i].name, client) == 0)
-			used = u[i].bytes_unique;
-	free(u);
 	if (used < quota)
 		return true;
 	http_reply_error(rep, 507, "storage quota exceeded: client '%s' uses "

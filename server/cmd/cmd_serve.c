@@ -415,6 +415,16 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = metrics_new(&ctx.metrics);
 	if (rc == 0)
 		rc = usage_new(&ctx.usage);
+	if (rc == 0) {
+		/* the counts of the last run, for the quota checks until
+		 * this run's first count ends (usage.h) */
+		char usage_file[4096];
+
+		rc = dd_path_join(usage_file, sizeof(usage_file), repo,
+				  "usage.json");
+		if (rc == 0)
+			rc = usage_set_file(ctx.usage, usage_file);
+	}
 	if (rc == 0)
 		rc = serve_notify_new(&ctx.notify, cfg);
 	if (rc == 0)

@@ -15,12 +15,18 @@
 #include "log.h"
 #include "catsource.h"
 #include "usage.h"
+#include "util.h"
 
 #define USAGE_SHARED (-1)
 /* Seconds a request waits for a recount that started this recently. */
 #define USAGE_REBUILD_WAIT 0.5
 /* Seconds before a failed recount is tried again. */
 #define USAGE_RETRY_AFTER 30.0
+/* The saved counts: at most this many bytes and clients, saved again at
+ * most this often while snapshots are added (usage_set_file). */
+#define USAGE_SAVED_MAX (16u * 1024 * 1024)
+#define USAGE_SAVED_CLIENTS 100000u
+#define USAGE_SAVE_EVERY 60.0
 
 /* One distinct chunk; owner is a client index or USAGE_SHARED. An empty
  * slot has len 0 (no chunk is empty). */
@@ -58,6 +64,16 @@ struct usage {
 	struct snapshots *snaps;    /* borrowed, for the thread */
 	struct store *st;
 	unsigned test_delay_ms;     /* DEDUP_TEST_USAGE_REBUILD_MS */
+	/* The counts of the last whole count, kept in `save_path` for the
+	 * next start: until its own first count ends, the quota checks
+	 * use them (usage_client_bytes). */
+	char *save_path;
+	struct usage_client *saved;
+	size_t nsaved;
+	bool have_saved;
+	double saved_at;            /* dd_monotonic() of the last save */
+	bool dirty;                 /* snapshots counted since */
+	pthread_mutex_t save_lock;  /* one writer of save_path at a time */
 };
 
 /* A snapshot to read: its client and catalog ids. */
@@ -79,6 +95,7 @@ int usage_new(struct usage **out)
 	pthread_condattr_t ca;
 
 	pthread_mutex_init(&u->lock, NULL);
+	pthread_mutex_init(&u->save_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&u->rebuilt_cv, &ca);
@@ -97,6 +114,134 @@ static void usage_reset(struct usage_map *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* ---- the saved counts ---- */
+
+/* Writes `cur`'s clients to save_path. Takes the lock to copy them, and
+ * writes without it. A failure is logged: the next start then counts
+ * without them. */
+static void usage_save(struct usage *u)
+{
+	struct usage_client *v = NULL;
+	size_t n, i;
+	json_t *root, *arr;
+	char *text = NULL;
+
+	if (!u->save_path)
+		return;
+	pthread_mutex_lock(&u->lock);
+	n = u->cur.nclients;
+	if (u->counted && n && (v = malloc(n * sizeof(*v))))
+		memcpy(v, u->cur.clients, n * sizeof(*v));
+	u->saved_at = dd_monotonic();
+	u->dirty = false;
+	pthread_mutex_unlock(&u->lock);
+	if (n && !v)
+		return;         /* not counted, or out of memory: keep the old */
+	arr = json_array();
+	for (i = 0; arr && i < n; i++)
+		if (json_array_append_new(arr, json_pack(
+			    "{s:s, s:I, s:I}", "name", v[i].name,
+			    "bytes_unique", (json_int_t)v[i].bytes_unique,
+			    "chunks_unique",
+			    (json_int_t)v[i].chunks_unique)) < 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	root = arr ? json_pack("{s:i, s:o}", "version", 1, "clients", arr)
+		   : NULL;
+	if (root)
+		text = json_dumps(root, JSON_COMPACT);
+	pthread_mutex_lock(&u->save_lock);
+	if (!text || dd_write_file_atomic(u->save_path, text, strlen(text),
+					  0600) < 0)
+		log_warning("usage: cannot save the counts to %s: %s (the "
+			    "next start counts without them)", u->save_path,
+			    text ? dd_error_last() : "out of memory");
+	pthread_mutex_unlock(&u->save_lock);
+	free(text);
+	json_decref(root);
+	free(v);
+}
+
+/* Parses saved counts; -EBADMSG with a reason if they are not sane. */
+static int usage_parse_saved(const char *text, size_t len,
+			     struct usage_client **out, size_t *nout)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(text, len, 0, &jerr), *arr, *c;
+	struct usage_client *v = NULL;
+	size_t i, n;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	arr = root ? json_object_get(root, "clients") : NULL;
+	if (!root || json_integer_value(json_object_get(root, "version")) !=
+	    1 || !json_is_array(arr) ||
+	    (n = json_array_size(arr)) > USAGE_SAVED_CLIENTS) {
+		json_decref(root);
+		return dd_error_set(-EBADMSG, "not a usage file of version 1");
+	}
+	if (n && !(v = calloc(n, sizeof(*v))))
+		rc = -ENOMEM;
+	json_array_foreach(arr, i, c) {
+		json_t *name = json_object_get(c, "name");
+		json_t *b = json_object_get(c, "bytes_unique");
+		json_t *k = json_object_get(c, "chunks_unique");
+
+		if (rc < 0)
+			break;
+		if (!json_is_string(name) ||
+		    json_string_length(name) == 0 ||
+		    json_string_length(name) > DD_CLIENT_NAME_MAX ||
+		    !json_is_integer(b) || json_integer_value(b) < 0 ||
+		    !json_is_integer(k) || json_integer_value(k) < 0) {
+			rc = dd_error_set(-EBADMSG, "client %zu of the usage "
+					  "file is malformed", i);
+			break;
+		}
+		snprintf(v[i].name, sizeof(v[i].name), "%s",
+			 json_string_value(name));
+		v[i].bytes_unique = (uint64_t)json_integer_value(b);
+		v[i].chunks_unique = (uint64_t)json_integer_value(k);
+	}
+	json_decref(root);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+int usage_set_file(struct usage *u, const char *path)
+{
+	uint8_t *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	free(u->save_path);
+	if (!(u->save_path = strdup(path)))
+		return -ENOMEM;
+	rc = dd_read_file(path, USAGE_SAVED_MAX, &text, &len);
+	if (rc == -ENOENT)
+		return 0;       /* never counted here: nothing to go by */
+	if (rc == 0)
+		rc = usage_parse_saved((const char *)text, len, &u->saved,
+				       &u->nsaved);
+	free(text);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		log_warning("usage: ignoring %s: %s (quota checks wait for the "
+			    "first count)", path, dd_error_last());
+		return 0;
+	}
+	u->have_saved = true;
+	return 0;
+}
+
 void usage_free(struct usage *u)
 {
 	bool joinable;
@@ -109,8 +254,13 @@ void usage_free(struct usage *u)
 	pthread_mutex_unlock(&u->lock);
 	if (joinable)
 		pthread_join(u->thread, NULL);
+	if (u->counted)
+		usage_save(u);
 	usage_reset(&u->cur);
+	free(u->saved);
+	free(u->save_path);
 	pthread_cond_destroy(&u->rebuilt_cv);
+	pthread_mutex_destroy(&u->save_lock);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -407,6 +557,8 @@ static void *usage_rebuild_main(void *arg)
 	u->rebuilding = false;
 	pthread_cond_broadcast(&u->rebuilt_cv);
 	pthread_mutex_unlock(&u->lock);
+	if (rc == 0 && !__atomic_load_n(&u->stop, __ATOMIC_RELAXED))
+		usage_save(u);
 	return NULL;
 }
 
@@ -487,6 +639,8 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 		usage_rebuild_start(u, snaps, st);
 	if (rc == 0)
 		rc = usage_count(&u->cur, &sc, snaps, st, NULL);
+	if (rc == 0 && sc.ntodo)
+		u->dirty = true;
 	if (rc < 0) {
 		usage_reset(&u->cur);   /* a half-counted map would mislead */
 		u->counted = false;     /* the next call counts on the thread */
@@ -506,6 +660,7 @@ void usage_start(struct usage *u, struct snapshots *snaps, struct store *st)
 int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	      struct usage_client **out, size_t *n)
 {
+	bool save;
 	int rc = 0;
 
 	*out = NULL;
@@ -544,6 +699,38 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 			rc = -ENOMEM;
 		}
 	}
+	save = rc == 0 && u->save_path && u->dirty &&
+	       dd_monotonic() - u->saved_at >= USAGE_SAVE_EVERY;
+	if (save)
+		u->saved_at = dd_monotonic();   /* one request saves */
 	pthread_mutex_unlock(&u->lock);
+	if (save)
+		usage_save(u);
+	return rc;
+}
+
+int usage_client_bytes(struct usage *u, struct snapshots *snaps,
+		       struct store *st, const char *client, uint64_t *bytes,
+		       bool *saved)
+{
+	struct usage_client *v = NULL;
+	size_t n = 0, i;
+	int rc = usage_get(u, snaps, st, &v, &n);
+
+	*bytes = 0;
+	*saved = false;
+	if (rc == -EAGAIN && u->have_saved) {
+		/* the first count runs: the last one's figures, read once
+		 * at the start and never changed since */
+		v = u->saved;
+		n = u->nsaved;
+		*saved = true;
+		rc = 0;
+	}
+	for (i = 0; rc == 0 && i < n; i++)
+		if (strcmp(v[i].name, client) == 0)
+			*bytes = v[i].bytes_unique;
+	if (!*saved)
+		free(v);
 	return rc;
 }

@@ -19,6 +19,14 @@
  * answering meanwhile (the first count: -EAGAIN meanwhile). Catalog
  * chunks count as referenced by their snapshot's client.
  *
+ * The counts of the last whole count are kept in a file (usage_set_file:
+ * the repository's usage.json), written when a count or recount ends, at
+ * most every minute while snapshots are added, and when the server
+ * stops. At the next start, until its own first count ends, a quota
+ * check goes by them (usage_client_bytes) instead of waiting: figures
+ * that lack only what changed since they were written, as a count
+ * between two backups lacks the backup in progress.
+ *
  * Thread-safe: one computation at a time, others wait for it; the
  * recount runs beside them. usage_free() stops and joins it: call it
  * before the store and the snapshots are closed.
@@ -26,6 +34,7 @@
 #ifndef SRV_USAGE_H
 #define SRV_USAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "proto.h"
@@ -55,5 +64,21 @@ void usage_start(struct usage *u, struct snapshots *snaps, struct store *st);
  */
 int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	      struct usage_client **out, size_t *n);
+
+/*
+ * Where the counts are saved; reads what the last count saved there (a
+ * missing file is no error; a malformed one is logged and ignored). Call
+ * once, before usage_start. -ENOMEM only.
+ */
+int usage_set_file(struct usage *u, const char *path);
+
+/*
+ * The bytes only `client` references, for its quota: usage_get's, or,
+ * while the first count after the start runs, those saved by the last
+ * count before it (*saved true). -EAGAIN when there are neither.
+ */
+int usage_client_bytes(struct usage *u, struct snapshots *snaps,
+		       struct store *st, const char *client, uint64_t *bytes,
+		       bool *saved);
 
 #endif

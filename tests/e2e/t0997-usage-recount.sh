@@ -16,7 +16,11 @@
 #     the server when quotas are set: meanwhile GET /clients says the
 #     counts are not known (null), a quota check answers 503 with
 #     Retry-After, and the agent's backup waits it out (a create so
-#     answered leaves the backup's session open, not failed).
+#     answered leaves the backup's session open, not failed);
+#   - unless the last run saved its counts (usage.json): then a quota
+#     check during the first count goes by them at once (a client over
+#     its quota by them gets 507, not 503); a malformed file is ignored,
+#     said so in the log, and the checks answer 503 as without one.
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -64,6 +68,8 @@ server_stop TERM
 cat > "$T/server.conf" <<CONF
 client.alice.quota_bytes = 200K
 CONF
+check "the server saved its counts (usage.json)" test -s "$R/usage.json"
+rm "$R/usage.json"      # the first count with nothing saved to go by
 DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
 # With a quota to check, the first count starts with the server, on its
 # thread (held 4 s by the hook): nothing waits for it in a request.
@@ -126,6 +132,31 @@ check "once it ends, alice owns the shared file" test "$(unique c4 alice)" -ge 3
 save up2 "$A" POST /api/v1/chunks --data-binary @/dev/null
 check_eq "and now she is over her 200K quota: 507" 507 "$(cat "$T/up2.status")"
 server_stop TERM
+
+# ---- the last run's counts, saved ----
+pycheck "$R/usage.json" <<'PY'
+u = {c["name"]: c for c in json.load(open(sys.argv[1]))["clients"]}
+check("the stop saved alice's count, over her quota",
+      u.get("alice", {}).get("bytes_unique", 0) >= 300000)
+PY
+DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
+save s0 "$ADM" GET /api/v1/clients
+check_eq "the first count runs again" True \
+	"$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/s0.json")"
+secs=$(timed s1 "$A" POST /api/v1/chunks --data-binary @/dev/null)
+echo "# alice's upload during the first count, counts saved: $secs s, status $(cat "$T/s1.status")"
+check "alice's upload meanwhile is answered within 2 s" \
+	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+check_eq "refused on her quota by the saved counts: 507, not 503" 507 "$(cat "$T/s1.status")"
+check "saying how much she uses" grep -q "uses [0-9]* bytes" "$T/s1.json"
+server_stop TERM
+echo '{"version": 1, "clients": [{"name": 5}]}' > "$R/usage.json"
+DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
+save s2 "$A" POST /api/v1/chunks --data-binary @/dev/null
+check_eq "a malformed usage.json is not gone by: 503 while counting" 503 "$(cat "$T/s2.status")"
+check "the log says it was ignored" grep -q "usage: ignoring .*usage.json" "$T/server.log"
+server_stop TERM
+rm -f "$R/usage.json"   # the next section: nothing saved
 
 # ---- a create answered 503 while the first count runs ----
 # Nothing new to upload: the snapshot create is the backup's first quota
