@@ -19,8 +19,12 @@
 #define CONNS_TICK_MS 500
 #define CONNS_LOG_SEC 10.0
 
-/* Buckets of the address count conns_crowded() makes (a power of 2). */
+/* Buckets of the address count conns_crowded() makes (a power of 2),
+ * and the age from which a connection of a crowded address goes first:
+ * past a TLS handshake and a request's headers, so that a client's own
+ * connections opened together never make each other the victims. */
 #define CONNS_ADDR_BUCKETS 4096
+#define CONNS_CROWD_GRACE 1.0
 
 enum conn_state {
 	CONN_WAITING,               /* for request headers (or TLS) */
@@ -36,6 +40,8 @@ struct conn {
 	enum conn_state state;
 	bool trusted;
 	bool cut;                   /* shut down; waiting for conns_close */
+	unsigned bucket;            /* conns_addr_bucket() of its address */
+	double opened;
 	double since;               /* CONN_WAITING from; CONN_BODY from */
 	uint64_t body_bytes;
 };
@@ -107,32 +113,32 @@ static unsigned conns_addr_bucket(const struct conns *t, const struct conn *c)
 
 /*
  * The victim when untrusted connections fill their slots: the oldest
- * untrusted one from an address that holds two or more of them, else the
- * oldest of all. So strangers churning from many addresses push out each
- * other, not a lone newcomer from an address of its own (a monitoring
- * probe, an agent's first request) that is still in its handshake when
- * they arrive. Addresses are counted in hashed buckets: two addresses
- * sharing one count as one, which can only make a lone one look crowded.
+ * untrusted one that has waited CONNS_CROWD_GRACE and comes from an
+ * address holding two or more of them, else the oldest of all. So
+ * strangers churning from many addresses push out each other, not a lone
+ * newcomer from an address of its own that is still in its handshake
+ * when they arrive (a monitoring probe, an agent's first request); and
+ * an agent's connections opened together, young, are never taken for a
+ * crowd. Addresses are counted in hashed buckets: two addresses sharing
+ * one count as one, which can only make a lone one look crowded.
  */
-static struct conn *conns_crowded(const struct conns *t)
+static struct conn *conns_crowded(const struct conns *t, double now)
 {
 	uint16_t count[CONNS_ADDR_BUCKETS];
 	struct conn *p, *oldest = NULL;
 
 	memset(count, 0, sizeof(count));
 	for (p = t->head; p; p = p->next)
-		if (!p->cut && !p->trusted) {
-			uint16_t *k = &count[conns_addr_bucket(t, p)];
-
-			if (*k < UINT16_MAX)
-				(*k)++;
-		}
+		if (!p->cut && !p->trusted && count[p->bucket] < UINT16_MAX)
+			count[p->bucket]++;
 	for (p = t->head; p; p = p->next) {
 		if (p->cut || p->trusted)
 			continue;
 		if (!oldest)
 			oldest = p;
-		if (count[conns_addr_bucket(t, p)] >= 2)
+		if (now - p->opened < CONNS_CROWD_GRACE)
+			break;          /* oldest first: the rest are younger */
+		if (count[p->bucket] >= 2)
 			return p;
 	}
 	return oldest;
@@ -140,7 +146,7 @@ static struct conn *conns_crowded(const struct conns *t)
 
 /* Cuts older untrusted connections until the new one `c` fits; cuts `c`
  * itself when only trusted ones hold the slots. */
-static void conns_make_room(struct conns *t, struct conn *c)
+static void conns_make_room(struct conns *t, struct conn *c, double now)
 {
 	const struct conns_limits *lim = &t->lim;
 	struct conns_census n;
@@ -152,7 +158,7 @@ static void conns_make_room(struct conns *t, struct conn *c)
 			victim = n.oldest_from_addr;
 		else if (n.untrusted > lim->max - lim->reserved ||
 			 n.total > lim->max)
-			victim = conns_crowded(t);
+			victim = conns_crowded(t, now);
 		else
 			return;
 		/* c itself is untrusted, so there is always a victim. */
@@ -188,7 +194,9 @@ struct conn *conns_open(struct conns *t, int fd, const struct sockaddr *addr,
 	}
 	c->fd = fd;
 	conns_set_addr(c, addr);
+	c->bucket = conns_addr_bucket(t, c);
 	c->state = CONN_WAITING;
+	c->opened = now;
 	c->since = now;
 	pthread_mutex_lock(&t->lock);
 	c->prev = t->tail;
@@ -197,7 +205,7 @@ struct conn *conns_open(struct conns *t, int fd, const struct sockaddr *addr,
 	else
 		t->head = c;
 	t->tail = c;
-	conns_make_room(t, c);
+	conns_make_room(t, c, now);
 	pthread_mutex_unlock(&t->lock);
 	return c;
 }

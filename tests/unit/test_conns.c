@@ -157,6 +157,31 @@ static void test_crowded_addresses_go_first(void)
 	conns_free(t);
 }
 
+/*
+ * The untrusted pool full of strangers, one an address, and an agent
+ * opening three connections at once from its address (before any shows
+ * its token): the strangers go, oldest first, never the agent's young
+ * connections, though together they make its address the only crowded
+ * one. (A crowd counts only once it is past its handshake.)
+ */
+static void test_young_crowd_is_not_a_crowd(void)
+{
+	struct conns *t = table(6, 2, 0);      /* 4 untrusted slots */
+	struct conns_stats s;
+
+	for (int i = 0; i < 4; i++)
+		open_fake(t, i, 30 + i, i);     /* strangers, one an address */
+	for (int i = 4; i < 7; i++)
+		open_fake(t, i, 7, 10 + 0.001 * i);   /* the agent's */
+	CHECK(is_cut(0) && is_cut(1) && is_cut(2));
+	CHECK(!is_cut(3));
+	CHECK(!is_cut(4) && !is_cut(5) && !is_cut(6));
+	conns_stats(t, &s);
+	CHECK_EQ(s.evicted, 3);
+	close_all(t, 7);
+	conns_free(t);
+}
+
 static void test_all_trusted_refuses_the_new_one(void)
 {
 	struct conns *t = table(3, 1, 0);
@@ -267,6 +292,7 @@ int main(void)
 	UNIT_RUN(test_per_address_evicts_its_own_oldest);
 	UNIT_RUN(test_untrusted_pool_and_reserve);
 	UNIT_RUN(test_crowded_addresses_go_first);
+	UNIT_RUN(test_young_crowd_is_not_a_crowd);
 	UNIT_RUN(test_all_trusted_refuses_the_new_one);
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
