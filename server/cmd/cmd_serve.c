@@ -423,7 +423,8 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = dd_path_join(usage_file, sizeof(usage_file), repo,
 				  "usage.json");
 		if (rc == 0)
-			rc = usage_set_file(ctx.usage, usage_file);
+			rc = usage_set_file(ctx.usage, usage_file,
+					    ctx.snapshots);
 	}
 	if (rc == 0)
 		rc = serve_notify_new(&ctx.notify, cfg);

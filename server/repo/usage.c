@@ -70,10 +70,12 @@ struct usage {
 	char *save_path;
 	struct usage_client *saved;
 	size_t nsaved;
-	bool have_saved;
+	bool have_saved;            /* and they count today's snapshots */
+	bool first_done;            /* this run counted: saved not used */
 	double saved_at;            /* dd_monotonic() of the last save */
-	bool dirty;                 /* snapshots counted since */
-	pthread_mutex_t save_lock;  /* one writer of save_path at a time */
+	bool dirty;                 /* `cur` changed since it was saved */
+	bool save_soon;             /* a count ended: save at the next tick */
+	struct dd_ticker *saver;    /* usage_tick, every second */
 };
 
 /* A snapshot to read: its client and catalog ids. */
@@ -95,7 +97,6 @@ int usage_new(struct usage **out)
 	pthread_condattr_t ca;
 
 	pthread_mutex_init(&u->lock, NULL);
-	pthread_mutex_init(&u->save_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&u->rebuilt_cv, &ca);
@@ -116,59 +117,110 @@ static void usage_reset(struct usage_map *m)
 
 /* ---- the saved counts ---- */
 
-/* Writes `cur`'s clients to save_path. Takes the lock to copy them, and
- * writes without it. A failure is logged: the next start then counts
- * without them. */
-static void usage_save(struct usage *u)
-{
-	struct usage_client *v = NULL;
-	size_t n, i;
-	json_t *root, *arr;
-	char *text = NULL;
+static int usage_update(struct usage *u, struct snapshots *snaps,
+			struct store *st);
+static int usage_cmp_done(const void *a, const void *b);
 
-	if (!u->save_path)
-		return;
-	pthread_mutex_lock(&u->lock);
-	n = u->cur.nclients;
-	if (u->counted && n && (v = malloc(n * sizeof(*v))))
-		memcpy(v, u->cur.clients, n * sizeof(*v));
-	u->saved_at = dd_monotonic();
-	u->dirty = false;
-	pthread_mutex_unlock(&u->lock);
-	if (n && !v)
-		return;         /* not counted, or out of memory: keep the old */
-	arr = json_array();
-	for (i = 0; arr && i < n; i++)
+/* The digest of a set of snapshot ids, sorted: n ids of 65 bytes (64
+ * hex digits and a NUL) hashed as one run. */
+static void usage_set_digest(const char (*ids)[DD_ID_HEX_LEN + 1], size_t n,
+			     char hex[DD_ID_HEX_LEN + 1])
+{
+	struct dd_id d;
+
+	dd_sha256(&d, n ? (const void *)ids : "", n * sizeof(ids[0]));
+	dd_id_to_hex(hex, &d);
+}
+
+/*
+ * `cur`'s clients and the set of snapshots they count, as the text of
+ * usage.json; NULL when there is nothing whole to save or no memory.
+ * Called locked.
+ */
+static char *usage_save_text(struct usage *u)
+{
+	char set[DD_ID_HEX_LEN + 1];
+	json_t *root, *arr = json_array();
+	char *text = NULL;
+	size_t i;
+
+	if (!u->counted || !arr) {
+		json_decref(arr);
+		return NULL;
+	}
+	for (i = 0; i < u->cur.nclients; i++) {
+		const struct usage_client *c = &u->cur.clients[i];
+
 		if (json_array_append_new(arr, json_pack(
-			    "{s:s, s:I, s:I}", "name", v[i].name,
-			    "bytes_unique", (json_int_t)v[i].bytes_unique,
+			    "{s:s, s:I, s:I}", "name", c->name,
+			    "bytes_unique", (json_int_t)c->bytes_unique,
 			    "chunks_unique",
-			    (json_int_t)v[i].chunks_unique)) < 0) {
+			    (json_int_t)c->chunks_unique)) < 0) {
 			json_decref(arr);
-			arr = NULL;
+			return NULL;
 		}
-	root = arr ? json_pack("{s:i, s:o}", "version", 1, "clients", arr)
-		   : NULL;
+	}
+	usage_set_digest((const char (*)[DD_ID_HEX_LEN + 1])u->cur.done,
+			 u->cur.ndone, set);
+	root = json_pack("{s:i, s:I, s:s, s:o}", "version", 1, "snapshots",
+			 (json_int_t)u->cur.ndone, "snapshot_set", set,
+			 "clients", arr);
 	if (root)
 		text = json_dumps(root, JSON_COMPACT);
-	pthread_mutex_lock(&u->save_lock);
-	if (!text || dd_write_file_atomic(u->save_path, text, strlen(text),
-					  0600) < 0)
-		log_warning("usage: cannot save the counts to %s: %s (the "
-			    "next start counts without them)", u->save_path,
-			    text ? dd_error_last() : "out of memory");
-	pthread_mutex_unlock(&u->save_lock);
-	free(text);
 	json_decref(root);
-	free(v);
+	return text;
+}
+
+/* Writes the text usage_save_text made (only the saver does: one writer
+ * at a time). A failure is logged; the next save tries again. */
+static void usage_save_write(struct usage *u, char *text)
+{
+	if (dd_write_file_atomic(u->save_path, text, strlen(text), 0600) < 0) {
+		log_warning("usage: cannot save the counts to %s: %s",
+			    u->save_path, dd_error_last());
+		pthread_mutex_lock(&u->lock);
+		u->dirty = true;
+		pthread_mutex_unlock(&u->lock);
+	}
+	free(text);
+}
+
+/*
+ * Brings `cur` up to date (the snapshots created since the last request)
+ * and saves it when it changed: right after a count, else at most every
+ * USAGE_SAVE_EVERY seconds; `final` at the stop. Never on a request's
+ * path: on the saver's tick (and at the stop).
+ */
+static void usage_save_now(struct usage *u, bool final)
+{
+	char *text = NULL;
+	double now = dd_monotonic();
+
+	pthread_mutex_lock(&u->lock);
+	if (u->counted &&
+	    (final || u->save_soon || now - u->saved_at >= USAGE_SAVE_EVERY)) {
+		u->saved_at = now;
+		if (usage_update(u, u->snaps, u->st) == 0 && u->dirty &&
+		    (text = usage_save_text(u)))
+			u->dirty = u->save_soon = false;
+	}
+	pthread_mutex_unlock(&u->lock);
+	if (text)
+		usage_save_write(u, text);
+}
+
+static void usage_tick(void *arg)
+{
+	usage_save_now(arg, false);
 }
 
 /* Parses saved counts; -EBADMSG with a reason if they are not sane. */
 static int usage_parse_saved(const char *text, size_t len,
-			     struct usage_client **out, size_t *nout)
+			     struct usage_client **out, size_t *nout,
+			     char set[DD_ID_HEX_LEN + 1])
 {
 	json_error_t jerr;
-	json_t *root = json_loadb(text, len, 0, &jerr), *arr, *c;
+	json_t *root = json_loadb(text, len, 0, &jerr), *arr, *c, *js;
 	struct usage_client *v = NULL;
 	size_t i, n;
 	int rc = 0;
@@ -176,12 +228,15 @@ static int usage_parse_saved(const char *text, size_t len,
 	*out = NULL;
 	*nout = 0;
 	arr = root ? json_object_get(root, "clients") : NULL;
+	js = root ? json_object_get(root, "snapshot_set") : NULL;
 	if (!root || json_integer_value(json_object_get(root, "version")) !=
 	    1 || !json_is_array(arr) ||
-	    (n = json_array_size(arr)) > USAGE_SAVED_CLIENTS) {
+	    (n = json_array_size(arr)) > USAGE_SAVED_CLIENTS ||
+	    !json_is_string(js) || json_string_length(js) != DD_ID_HEX_LEN) {
 		json_decref(root);
 		return dd_error_set(-EBADMSG, "not a usage file of version 1");
 	}
+	snprintf(set, DD_ID_HEX_LEN + 1, "%s", json_string_value(js));
 	if (n && !(v = calloc(n, sizeof(*v))))
 		rc = -ENOMEM;
 	json_array_foreach(arr, i, c) {
@@ -215,8 +270,34 @@ static int usage_parse_saved(const char *text, size_t len,
 	return 0;
 }
 
-int usage_set_file(struct usage *u, const char *path)
+/* Collects the ids of the snapshots there are now. */
+struct usage_ids {
+	char (*ids)[DD_ID_HEX_LEN + 1];
+	size_t n, alloc;
+};
+
+static int usage_ids_cb(void *payload, const struct snapshots_item *it)
 {
+	struct usage_ids *v = payload;
+
+	if (v->n == v->alloc) {
+		size_t na = v->alloc ? v->alloc * 2 : 256;
+		void *p = realloc(v->ids, na * sizeof(v->ids[0]));
+
+		if (!p)
+			return -ENOMEM;
+		v->ids = p;
+		v->alloc = na;
+	}
+	memset(v->ids[v->n], 0, sizeof(v->ids[0]));
+	snprintf(v->ids[v->n++], sizeof(v->ids[0]), "%s", it->id);
+	return 0;
+}
+
+int usage_set_file(struct usage *u, const char *path, struct snapshots *snaps)
+{
+	struct usage_ids now = { NULL, 0, 0 };
+	char set[DD_ID_HEX_LEN + 1], set_now[DD_ID_HEX_LEN + 1];
 	uint8_t *text = NULL;
 	size_t len = 0;
 	int rc;
@@ -229,7 +310,7 @@ int usage_set_file(struct usage *u, const char *path)
 		return 0;       /* never counted here: nothing to go by */
 	if (rc == 0)
 		rc = usage_parse_saved((const char *)text, len, &u->saved,
-				       &u->nsaved);
+				       &u->nsaved, set);
 	free(text);
 	if (rc == -ENOMEM)
 		return rc;
@@ -238,8 +319,24 @@ int usage_set_file(struct usage *u, const char *path)
 			    "first count)", path, dd_error_last());
 		return 0;
 	}
-	u->have_saved = true;
-	return 0;
+	/* Only the very set of snapshots they counted: one forgotten, made
+	 * or copied in since (a prune, another front-end) makes them wrong. */
+	rc = snapshots_foreach(snaps, usage_ids_cb, &now);
+	if (rc == 0) {
+		if (now.n)
+			qsort(now.ids, now.n, sizeof(now.ids[0]),
+			      usage_cmp_done);
+		usage_set_digest((const char (*)[DD_ID_HEX_LEN + 1])now.ids,
+				 now.n, set_now);
+		if (strcmp(set, set_now) == 0)
+			u->have_saved = true;
+		else
+			log_info("usage: %s counts another set of snapshots "
+				 "than there is now: not used (quota checks "
+				 "wait for the first count)", path);
+	}
+	free(now.ids);
+	return rc == -ENOMEM ? rc : 0;
 }
 
 void usage_free(struct usage *u)
@@ -248,19 +345,19 @@ void usage_free(struct usage *u)
 
 	if (!u)
 		return;
+	dd_ticker_stop(u->saver);       /* no save runs after this */
 	pthread_mutex_lock(&u->lock);
 	__atomic_store_n(&u->stop, true, __ATOMIC_RELAXED);
 	joinable = u->thread_joinable;
 	pthread_mutex_unlock(&u->lock);
 	if (joinable)
 		pthread_join(u->thread, NULL);
-	if (u->counted)
-		usage_save(u);
+	if (u->save_path)
+		usage_save_now(u, true);
 	usage_reset(&u->cur);
 	free(u->saved);
 	free(u->save_path);
 	pthread_cond_destroy(&u->rebuilt_cv);
-	pthread_mutex_destroy(&u->save_lock);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -546,6 +643,10 @@ static void *usage_rebuild_main(void *arg)
 		u->cur = m;
 		u->counted = true;
 		u->rebuild_failed = 0;
+		/* the saver writes it at its next tick; the saved counts of
+		 * the last run are not gone by any more */
+		u->dirty = u->save_soon = true;
+		__atomic_store_n(&u->first_done, true, __ATOMIC_RELAXED);
 	} else {
 		u->rebuild_failed = dd_monotonic();
 		if (rc < 0 && rc != -ECANCELED)
@@ -557,8 +658,6 @@ static void *usage_rebuild_main(void *arg)
 	u->rebuilding = false;
 	pthread_cond_broadcast(&u->rebuilt_cv);
 	pthread_mutex_unlock(&u->lock);
-	if (rc == 0 && !__atomic_load_n(&u->stop, __ATOMIC_RELAXED))
-		usage_save(u);
 	return NULL;
 }
 
@@ -649,18 +748,31 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 	return rc;
 }
 
+/* The saver's tick, once (with a file to save to). */
+static void usage_saver_start(struct usage *u)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->lock);
+	if (u->save_path && !u->saver && !u->stop &&
+	    (rc = dd_ticker_start(&u->saver, 1000, usage_tick, u)) < 0)
+		log_warning("usage: cannot start saving the counts: %s",
+			    log_reason(rc));
+	pthread_mutex_unlock(&u->lock);
+}
+
 void usage_start(struct usage *u, struct snapshots *snaps, struct store *st)
 {
 	pthread_mutex_lock(&u->lock);
 	if (!u->counted)
 		usage_rebuild_start(u, snaps, st);
 	pthread_mutex_unlock(&u->lock);
+	usage_saver_start(u);
 }
 
 int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	      struct usage_client **out, size_t *n)
 {
-	bool save;
 	int rc = 0;
 
 	*out = NULL;
@@ -699,13 +811,9 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 			rc = -ENOMEM;
 		}
 	}
-	save = rc == 0 && u->save_path && u->dirty &&
-	       dd_monotonic() - u->saved_at >= USAGE_SAVE_EVERY;
-	if (save)
-		u->saved_at = dd_monotonic();   /* one request saves */
 	pthread_mutex_unlock(&u->lock);
-	if (save)
-		usage_save(u);
+	if (rc == 0)
+		usage_saver_start(u);   /* a count begun by a request */
 	return rc;
 }
 
@@ -719,7 +827,8 @@ int usage_client_bytes(struct usage *u, struct snapshots *snaps,
 
 	*bytes = 0;
 	*saved = false;
-	if (rc == -EAGAIN && u->have_saved) {
+	if (rc == -EAGAIN && u->have_saved &&
+	    !__atomic_load_n(&u->first_done, __ATOMIC_RELAXED)) {
 		/* the first count runs: the last one's figures, read once
 		 * at the start and never changed since */
 		v = u->saved;

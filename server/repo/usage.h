@@ -19,13 +19,16 @@
  * answering meanwhile (the first count: -EAGAIN meanwhile). Catalog
  * chunks count as referenced by their snapshot's client.
  *
- * The counts of the last whole count are kept in a file (usage_set_file:
- * the repository's usage.json), written when a count or recount ends, at
- * most every minute while snapshots are added, and when the server
- * stops. At the next start, until its own first count ends, a quota
- * check goes by them (usage_client_bytes) instead of waiting: figures
- * that lack only what changed since they were written, as a count
- * between two backups lacks the backup in progress.
+ * The counts are kept in a file (usage_set_file: the repository's
+ * usage.json) with the digest of the set of snapshots they count, by a
+ * ticker of their own, never on a request's path: when a count or
+ * recount ends, at most every minute while snapshots are added (each
+ * save first counts the snapshots created since), and when the server
+ * stops. At the next start, if the snapshots are still that very set,
+ * a quota check goes by them (usage_client_bytes) until the first count
+ * ends, instead of waiting for it: the exact figures of the snapshots
+ * there are, which lack, as every count does, what the backups running
+ * meanwhile add.
  *
  * Thread-safe: one computation at a time, others wait for it; the
  * recount runs beside them. usage_free() stops and joins it: call it
@@ -66,11 +69,13 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	      struct usage_client **out, size_t *n);
 
 /*
- * Where the counts are saved; reads what the last count saved there (a
- * missing file is no error; a malformed one is logged and ignored). Call
- * once, before usage_start. -ENOMEM only.
+ * Where the counts are saved; reads what the last count saved there, to
+ * be gone by only if it counted the very snapshots there are now (a
+ * missing file is no error; a malformed one, or one that counted
+ * another set, is logged and ignored). Call once, before usage_start.
+ * -ENOMEM only.
  */
-int usage_set_file(struct usage *u, const char *path);
+int usage_set_file(struct usage *u, const char *path, struct snapshots *snaps);
 
 /*
  * The bytes only `client` references, for its quota: usage_get's, or,

@@ -17,10 +17,12 @@
 #     counts are not known (null), a quota check answers 503 with
 #     Retry-After, and the agent's backup waits it out (a create so
 #     answered leaves the backup's session open, not failed);
-#   - unless the last run saved its counts (usage.json): then a quota
-#     check during the first count goes by them at once (a client over
-#     its quota by them gets 507, not 503); a malformed file is ignored,
-#     said so in the log, and the checks answer 503 as without one.
+#   - unless the last run saved its counts (usage.json) and the
+#     snapshots are still the set they counted: then a quota check
+#     during the first count goes by them at once (a client over its
+#     quota by them gets 507, not 503); a file that counted another set
+#     of snapshots, or a malformed one, is not used (said so in the log)
+#     and the checks answer 503 as without one.
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -150,10 +152,23 @@ check "alice's upload meanwhile is answered within 2 s" \
 check_eq "refused on her quota by the saved counts: 507, not 503" 507 "$(cat "$T/s1.status")"
 check "saying how much she uses" grep -q "uses [0-9]* bytes" "$T/s1.json"
 server_stop TERM
-echo '{"version": 1, "clients": [{"name": 5}]}' > "$R/usage.json"
+# counts of another set of snapshots: carol backs up while the file is
+# kept aside, then it is put back (a restored directory, another
+# front-end's snapshots)
+cp "$R/usage.json" "$T/usage.old"
+server_start "$R" || exit 1
+agent "$C" backup "$T/c" >/dev/null
+server_stop TERM
+cp "$T/usage.old" "$R/usage.json"
 DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
 save s2 "$A" POST /api/v1/chunks --data-binary @/dev/null
-check_eq "a malformed usage.json is not gone by: 503 while counting" 503 "$(cat "$T/s2.status")"
+check_eq "counts of another set of snapshots are not gone by: 503 while counting" 503 "$(cat "$T/s2.status")"
+check "the log says so" grep -q "usage: .*usage.json counts another set of snapshots" "$T/server.log"
+server_stop TERM
+echo '{"version": 1, "clients": [{"name": 5}]}' > "$R/usage.json"
+DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
+save s3 "$A" POST /api/v1/chunks --data-binary @/dev/null
+check_eq "a malformed usage.json is not gone by: 503 while counting" 503 "$(cat "$T/s3.status")"
 check "the log says it was ignored" grep -q "usage: ignoring .*usage.json" "$T/server.log"
 server_stop TERM
 rm -f "$R/usage.json"   # the next section: nothing saved
