@@ -19,12 +19,13 @@
 #define CONNS_TICK_MS 500
 #define CONNS_LOG_SEC 10.0
 
-/* Buckets of the address count conns_crowded() makes (a power of 2),
- * and the age from which a connection of a crowded address goes first:
- * past a TLS handshake and a request's headers, so that a client's own
- * connections opened together never make each other the victims. */
+/* Buckets of the address count conns_crowded() makes (a power of 2);
+ * the age from which a connection of a crowded address goes first (past
+ * a TLS handshake and a request's headers), and for how long after a cut
+ * in its bucket a younger one does too (conns_crowded). */
 #define CONNS_ADDR_BUCKETS 4096
 #define CONNS_CROWD_GRACE 1.0
+#define CONNS_CROWD_MEMORY 10.0
 
 enum conn_state {
 	CONN_WAITING,               /* for request headers (or TLS) */
@@ -55,15 +56,17 @@ struct conns {
 	double logged_at;
 	struct conns_stats logged;
 	uint64_t addr_salt;         /* of conns_addr_bucket, random */
+	double bucket_cut[CONNS_ADDR_BUCKETS];  /* its last cut, or 0 */
 };
 
 /* ---- the table (callers hold t->lock) ---- */
 
-static void conns_cut(struct conn *c)
+static void conns_cut(struct conns *t, struct conn *c, double now)
 {
 	/* The fd is open: conns_close has not run (we hold the lock). */
 	shutdown(c->fd, SHUT_RDWR);
 	c->cut = true;
+	t->bucket_cut[c->bucket] = now;
 }
 
 static bool conns_same_addr(const struct conn *a, const struct conn *b)
@@ -113,14 +116,16 @@ static unsigned conns_addr_bucket(const struct conns *t, const struct conn *c)
 
 /*
  * The victim when untrusted connections fill their slots: the oldest
- * untrusted one that has waited CONNS_CROWD_GRACE and comes from an
- * address holding two or more of them, else the oldest of all. So
- * strangers churning from many addresses push out each other, not a lone
- * newcomer from an address of its own that is still in its handshake
- * when they arrive (a monitoring probe, an agent's first request); and
- * an agent's connections opened together, young, are never taken for a
- * crowd. Addresses are counted in hashed buckets: two addresses sharing
- * one count as one, which can only make a lone one look crowded.
+ * untrusted connection of a crowd, else the oldest of all. A crowd is
+ * an address holding two or more untrusted connections, counting those
+ * open CONNS_CROWD_GRACE, or any when the address had one cut within
+ * CONNS_CROWD_MEMORY. So strangers churning from many addresses push out
+ * each other, however fast they come back, not a lone newcomer from an
+ * address of its own that is still in its handshake (a monitoring probe,
+ * an agent's first request); and an agent's connections opened together
+ * from an address nothing was cut from are never taken for a crowd while
+ * they are young. Addresses are counted in hashed buckets: two addresses
+ * sharing one count as one, which can only make a lone one look crowded.
  */
 static struct conn *conns_crowded(const struct conns *t, double now)
 {
@@ -136,9 +141,10 @@ static struct conn *conns_crowded(const struct conns *t, double now)
 			continue;
 		if (!oldest)
 			oldest = p;
-		if (now - p->opened < CONNS_CROWD_GRACE)
-			break;          /* oldest first: the rest are younger */
-		if (count[p->bucket] >= 2)
+		if (count[p->bucket] >= 2 &&
+		    (now - p->opened >= CONNS_CROWD_GRACE ||
+		     (t->bucket_cut[p->bucket] > 0 &&
+		      now - t->bucket_cut[p->bucket] < CONNS_CROWD_MEMORY)))
 			return p;
 	}
 	return oldest;
@@ -163,7 +169,7 @@ static void conns_make_room(struct conns *t, struct conn *c, double now)
 			return;
 		/* c itself is untrusted, so there is always a victim. */
 		assert(victim != NULL);
-		conns_cut(victim);
+		conns_cut(t, victim, now);
 		if (victim == c) {
 			t->stats.refused++;
 			return;
@@ -299,10 +305,10 @@ void conns_tick(struct conns *t, double now)
 		if (c->cut)
 			continue;
 		if (conns_headers_late(t, c, now)) {
-			conns_cut(c);
+			conns_cut(t, c, now);
 			t->stats.headers_late++;
 		} else if (conns_body_slow(t, c, now)) {
-			conns_cut(c);
+			conns_cut(t, c, now);
 			t->stats.body_slow++;
 		}
 	}

@@ -20,8 +20,8 @@
  *
  * When a new connection would break a limit, the OLDEST untrusted
  * connection (from the same address, for the per-address limit; from an
- * address holding two or more, among those open a second, if any, for
- * the untrusted slots) is
+ * address holding two or more, among those open a second or from an
+ * address cut from lately, if any, for the untrusted slots) is
  * cut, not the new one: an agent that authenticates within milliseconds
  * always gets in while strangers churn, and a lone newcomer from an
  * address of its own is not pushed out by strangers churning from many

@@ -182,6 +182,28 @@ static void test_young_crowd_is_not_a_crowd(void)
 	conns_free(t);
 }
 
+/*
+ * A fast flood: strangers from two addresses come back within a second
+ * of every cut, so none of them is ever a second old, and a lone probe
+ * arrives among them. The addresses cut from are crowds however young
+ * their connections: the probe outlives a dozen arrivals after it.
+ */
+static void test_fast_flood_spares_the_lone(void)
+{
+	struct conns *t = table(6, 2, 0);      /* 4 untrusted slots */
+	int i;
+
+	for (i = 0; i < 5; i++)                /* the 5th cuts the 1st */
+		open_fake(t, i, 1 + i % 2, 0.05 * i);
+	CHECK(is_cut(0));
+	open_fake(t, 5, 9, 0.30);               /* the probe */
+	for (i = 6; i < 14; i++)
+		open_fake(t, i, 1 + i % 2, 0.05 * i);
+	CHECK(!is_cut(5));
+	close_all(t, 14);
+	conns_free(t);
+}
+
 static void test_all_trusted_refuses_the_new_one(void)
 {
 	struct conns *t = table(3, 1, 0);
@@ -293,6 +315,7 @@ int main(void)
 	UNIT_RUN(test_untrusted_pool_and_reserve);
 	UNIT_RUN(test_crowded_addresses_go_first);
 	UNIT_RUN(test_young_crowd_is_not_a_crowd);
+	UNIT_RUN(test_fast_flood_spares_the_lone);
 	UNIT_RUN(test_all_trusted_refuses_the_new_one);
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
