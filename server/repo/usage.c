@@ -71,6 +71,9 @@ struct usage {
 	struct usage_client *saved;
 	size_t nsaved;
 	bool have_saved;            /* and they count today's snapshots */
+	char (*saved_ids)[DD_ID_HEX_LEN + 1];   /* those snapshots, sorted */
+	size_t nsaved_ids;
+	bool saved_stale;           /* one of them is gone: saved not used */
 	bool first_done;            /* this run counted: saved not used */
 	double saved_at;            /* dd_monotonic() of the last save */
 	bool dirty;                 /* `cur` changed since it was saved */
@@ -328,9 +331,12 @@ int usage_set_file(struct usage *u, const char *path, struct snapshots *snaps)
 			      usage_cmp_done);
 		usage_set_digest((const char (*)[DD_ID_HEX_LEN + 1])now.ids,
 				 now.n, set_now);
-		if (strcmp(set, set_now) == 0)
+		if (strcmp(set, set_now) == 0) {
 			u->have_saved = true;
-		else
+			u->saved_ids = now.ids;         /* kept */
+			u->nsaved_ids = now.n;
+			now.ids = NULL;
+		} else
 			log_info("usage: %s counts another set of snapshots "
 				 "than there is now: not used (quota checks "
 				 "wait for the first count)", path);
@@ -356,6 +362,7 @@ void usage_free(struct usage *u)
 		usage_save_now(u, true);
 	usage_reset(&u->cur);
 	free(u->saved);
+	free(u->saved_ids);
 	free(u->save_path);
 	pthread_cond_destroy(&u->rebuilt_cv);
 	pthread_mutex_destroy(&u->lock);
@@ -817,6 +824,43 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 	return rc;
 }
 
+/* Counts the snapshots listed now that the saved counts counted. */
+struct usage_still {
+	const struct usage *u;
+	size_t found;
+};
+
+static int usage_still_cb(void *payload, const struct snapshots_item *it)
+{
+	struct usage_still *st = payload;
+
+	if (bsearch(it->id, st->u->saved_ids, st->u->nsaved_ids,
+		    sizeof(st->u->saved_ids[0]), usage_cmp_done))
+		st->found++;
+	return 0;
+}
+
+/* The saved counts still hold for the snapshots there are: none of those
+ * they counted is gone (forgotten here or by another front-end since the
+ * start; one made since is missing from them, as from any count). Once
+ * one is gone they are never gone by again. */
+static bool usage_saved_hold(struct usage *u, struct snapshots *snaps)
+{
+	struct usage_still still = { u, 0 };
+
+	if (!u->have_saved || __atomic_load_n(&u->first_done, __ATOMIC_RELAXED)
+	    || __atomic_load_n(&u->saved_stale, __ATOMIC_RELAXED))
+		return false;
+	if (snapshots_foreach(snaps, usage_still_cb, &still) < 0)
+		return false;
+	if (still.found == u->nsaved_ids)
+		return true;
+	__atomic_store_n(&u->saved_stale, true, __ATOMIC_RELAXED);
+	log_info("usage: a snapshot the saved counts counted is gone: quota "
+		 "checks wait for the first count");
+	return false;
+}
+
 int usage_client_bytes(struct usage *u, struct snapshots *snaps,
 		       struct store *st, const char *client, uint64_t *bytes,
 		       bool *saved)
@@ -827,8 +871,7 @@ int usage_client_bytes(struct usage *u, struct snapshots *snaps,
 
 	*bytes = 0;
 	*saved = false;
-	if (rc == -EAGAIN && u->have_saved &&
-	    !__atomic_load_n(&u->first_done, __ATOMIC_RELAXED)) {
+	if (rc == -EAGAIN && usage_saved_hold(u, snaps)) {
 		/* the first count runs: the last one's figures, read once
 		 * at the start and never changed since */
 		v = u->saved;

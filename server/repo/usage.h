@@ -80,7 +80,8 @@ int usage_set_file(struct usage *u, const char *path, struct snapshots *snaps);
 /*
  * The bytes only `client` references, for its quota: usage_get's, or,
  * while the first count after the start runs, those saved by the last
- * count before it (*saved true). -EAGAIN when there are neither.
+ * count before it (*saved true), as long as no snapshot they counted is
+ * gone. -EAGAIN when there are neither.
  */
 int usage_client_bytes(struct usage *u, struct snapshots *snaps,
 		       struct store *st, const char *client, uint64_t *bytes,

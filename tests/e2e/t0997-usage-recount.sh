@@ -20,7 +20,8 @@
 #   - unless the last run saved its counts (usage.json) and the
 #     snapshots are still the set they counted: then a quota check
 #     during the first count goes by them at once (a client over its
-#     quota by them gets 507, not 503); a file that counted another set
+#     quota by them gets 507, not 503) until a snapshot they counted is
+#     forgotten (503 again); a file that counted another set
 #     of snapshots, or a malformed one, is not used (said so in the log)
 #     and the checks answer 503 as without one.
 . "$(dirname "$0")/lib.sh"
@@ -151,6 +152,11 @@ check "alice's upload meanwhile is answered within 2 s" \
 	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
 check_eq "refused on her quota by the saved counts: 507, not 503" 507 "$(cat "$T/s1.status")"
 check "saying how much she uses" grep -q "uses [0-9]* bytes" "$T/s1.json"
+# she forgets her snapshot meanwhile: the saved counts no longer hold
+check_eq "alice's snapshot forgotten during the first count" 200 "$(api_status "$ADM" DELETE "/api/v1/snapshots/$IA")"
+save s1b "$A" POST /api/v1/chunks --data-binary @/dev/null
+check_eq "then her upload waits for the count (503), not refused by the saved counts" 503 "$(cat "$T/s1b.status")"
+check "the log says why" grep -q "usage: a snapshot the saved counts counted is gone" "$T/server.log"
 server_stop TERM
 # counts of another set of snapshots: carol backs up while the file is
 # kept aside, then it is put back (a restored directory, another
