@@ -235,6 +235,10 @@ bundle_raw() {
 
 # save NAME TOKEN METHOD PATH [curl args...]: one API request; the body goes
 # to $T/NAME.json and the status to $T/NAME.status (for pycheck).
+# lt A B / ge A B: numeric comparisons of decimals (seconds), for check.
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+
 save() {
 	local name=$1; shift
 	api "$@" > "$T/$name.raw"

@@ -134,8 +134,6 @@ field_ge() { [ "$(hold "$1" "$2")" -ge "$3" ]; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f\n", b - a }'; }
 # lt A B, ge A B: compare decimal numbers.
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 # health: the status code (or 000) and curl's exit code, in at most 10 s.
 health() {
 	local code rc

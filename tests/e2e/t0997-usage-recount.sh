@@ -42,6 +42,10 @@ unique() {
 cl = {c["name"]: c for c in json.load(open(sys.argv[1]))["clients"]}
 print(cl.get(sys.argv[2], {}).get("bytes_unique", -1))' "$T/$1.json" "$2"
 }
+# counting NAME: usage_counting of GET /clients saved as NAME
+counting() {
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/$1.json"
+}
 # since T0: the seconds from $EPOCHREALTIME T0 until now
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.2f", b - a}'; }
 # timed NAME TOKEN METHOD PATH: save, printing the seconds it took
@@ -79,9 +83,9 @@ DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || 
 secs=$(timed f0 "$ADM" GET /api/v1/clients)
 echo "# GET /clients during the first count: $secs s"
 check "during the first count, GET /clients answers within 2 s" \
-	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+	lt "$secs" 2
 check_eq "it says the counts are not known yet" True \
-	"$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/f0.json")"
+	"$(counting f0)"
 check_eq "alice's bytes_unique is null, not 0" None "$(unique f0 alice)"
 check "her own stats say so too" grep -q "^only this client: *not known yet" <(agent "$A" stats 2>&1)
 t0=$EPOCHREALTIME
@@ -89,7 +93,7 @@ curl -sS --cacert "$CA" -H "Authorization: Bearer $A" -D "$T/f1.headers" -o "$T/
 	-X POST --data-binary @/dev/null "$URL/api/v1/chunks"
 secs=$(since "$t0")
 check "alice's upload (quota checked) is answered within 2 s" \
-	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+	lt "$secs" 2
 check "with 503" grep -q "^HTTP/[0-9.]* 503" "$T/f1.headers"
 check "and Retry-After" grep -qi "^retry-after: *5" "$T/f1.headers"
 check "saying why" grep -q "usage counts are being computed" "$T/f1.body"
@@ -103,12 +107,12 @@ check_eq "alice's backup meanwhile fails" 1 "$?"
 secs=$(since "$t0")
 echo "# alice's backup during the first count: $secs s"
 check "after waiting out the 503 (the count held 4 s)" \
-	python3 -c "import sys; sys.exit(0 if $secs >= 3 else 1)"
+	ge "$secs" 3
 check "on her quota, once the counts are known" grep -q "storage quota exceeded.*507" "$T/f2.out"
 rm "$T/a/new.txt"
 save f3 "$ADM" GET /api/v1/clients
 check_eq "after it, the counts are known" False \
-	"$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/f3.json")"
+	"$(counting f3)"
 check "alice owns the shared file" test "$(unique f3 alice)" -ge 300000
 IC2=$(json_get "$(agent "$C" backup --json "$T/c")" snapshot_id)
 save c2 "$ADM" GET /api/v1/clients
@@ -117,13 +121,13 @@ check_eq "carol's snapshot forgotten again" 200 "$(api_status "$ADM" DELETE "/ap
 secs=$(timed c3 "$ADM" GET /api/v1/clients)
 echo "# GET /clients during the recount: $secs s"
 check "during the recount, GET /clients answers within 2 s" \
-	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+	lt "$secs" 2
 check "with the counts from before (the file still shared)" \
 	test "$(unique c3 alice)" -lt 200000
 secs=$(timed up "$A" POST /api/v1/chunks --data-binary @/dev/null)
 echo "# alice's upload (quota checked) during the recount: $secs s, status $(cat "$T/up.status")"
 check "an upload of a client with a quota is not held by it (under 2 s)" \
-	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+	lt "$secs" 2
 check "nor refused: alice is under her quota by the old counts" \
 	test "$(cat "$T/up.status")" != 507
 for i in $(seq 1 200); do
@@ -145,11 +149,11 @@ PY
 DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
 save s0 "$ADM" GET /api/v1/clients
 check_eq "the first count runs again" True \
-	"$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["usage_counting"])' "$T/s0.json")"
+	"$(counting s0)"
 secs=$(timed s1 "$A" POST /api/v1/chunks --data-binary @/dev/null)
 echo "# alice's upload during the first count, counts saved: $secs s, status $(cat "$T/s1.status")"
 check "alice's upload meanwhile is answered within 2 s" \
-	python3 -c "import sys; sys.exit(0 if $secs < 2 else 1)"
+	lt "$secs" 2
 check_eq "refused on her quota by the saved counts: 507, not 503" 507 "$(cat "$T/s1.status")"
 check "saying how much she uses" grep -q "uses [0-9]* bytes" "$T/s1.json"
 # she forgets her snapshot meanwhile: the saved counts no longer hold
@@ -203,7 +207,7 @@ check "it was never shown as failed meanwhile (its session stayed open)" \
 	not grep -q "failed" "$T/g0.poll"
 check "the poll saw answers" grep -q "^ok\|^None" "$T/g0.poll"
 echo "# carol's backup during the first count: $secs s"
-check "after waiting for the count" python3 -c "import sys; sys.exit(0 if $secs >= 3 else 1)"
+check "after waiting for the count" ge "$secs" 3
 save g2 "$ADM" GET /api/v1/clients
 pycheck <<'PY'
 cl = {c["name"]: c for c in J("g2")["clients"]}
@@ -225,7 +229,7 @@ server_stop TERM
 secs=$(since "$t0")
 echo "# stopped in $secs s"
 check_eq "the server stops cleanly" 0 "$SERVER_RC"
-check "within 5 s, not after the recount" python3 -c "import sys; sys.exit(0 if $secs < 5 else 1)"
+check "within 5 s, not after the recount" lt "$secs" 5
 "$SERVER" check --repo "$R" >/dev/null 2>&1
 check_eq "the repository checks clean" 0 "$?"
 finish
