@@ -42,7 +42,19 @@ DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
              -DDD_SYSCONFDIR='"$(SYSCONFDIR)"' $(PKG_CFLAGS) $(CFLAGS)
 
 LIBS_COMMON := $(shell $(PKG_CONFIG) --libs libzstd openssl jansson) -pthread
-LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive libcurl) -lleveldb
+# LevelDB from its static archive where there is one, so that the server
+# can ask it to read its tables with pread, not mmap (server/store/
+# ldbenv.c); from the shared library elsewhere, its tables then mapped.
+LEVELDB_A := $(shell $(CC) -print-file-name=libleveldb.a)
+ifeq ($(LEVELDB_A),libleveldb.a)
+LIBS_LEVELDB := -lleveldb
+else
+LEVELDB_STATIC := 1
+SNAPPY_SO := $(firstword $(filter /%,$(shell $(CC) -print-file-name=libsnappy.so) \
+                                     $(shell $(CC) -print-file-name=libsnappy.so.1)))
+LIBS_LEVELDB := $(LEVELDB_A) $(SNAPPY_SO) -lstdc++ -lm
+endif
+LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive libcurl) $(LIBS_LEVELDB)
 LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive fuse3)
 
 ifeq ($(V),1)
@@ -122,6 +134,10 @@ $(O)/tests/test_store_many $(O)/tests/test_store_verify: $(O)/tests/%: tests/uni
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
+
+ifdef LEVELDB_STATIC
+$(O)/server/store/ldbenv.o: DD_CFLAGS += -DDD_LEVELDB_STATIC
+endif
 
 # dedup-server sync's checks of what a source sends (server/repo/syncwire.c,
 # included by the test).

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "ldbenv.h"
 #include "log.h"
 #include "proto.h"
 
@@ -98,6 +99,8 @@ int main(int argc, char **argv)
 		return CMD_OK;
 	}
 	v = find_verb(argv[1]);
+	/* Before any verb opens the index (ldbenv.h). */
+	ldbenv_setup();
 	if (!v) {
 		char clean[200];
 

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +32,7 @@
 #include "config.h"
 #include "frontends.h"
 #include "http.h"
+#include "ldbenv.h"
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
@@ -203,22 +203,6 @@ static void serve_reload(struct http_server *http, const char *cert_path,
 	free(cert);
 }
 
-/* Raises the soft limit of open files towards the hard one: the index
- * keeps up to STORE_OPEN_TABLES LevelDB tables open, beside the
- * connections and the packs being read (the systemd unit sets 65536). */
-static void serve_raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= 65536 ||
-	    rl.rlim_cur == rl.rlim_max)
-		return;
-	rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		log_warning("cannot raise the open-files limit: %s",
-			    strerror(errno));
-}
-
 /* The notifier when a hook is configured (notify.h); NULL otherwise. */
 static int serve_notify_new(struct notify **out, const struct config *cfg)
 {
@@ -387,7 +371,6 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = serve_read_tls(&cert, &key, cert_path, key_path);
 	if (rc < 0)
 		goto cleanup;
-	serve_raise_nofile();
 	rc = repo_storage_set_opts(cfg->ceph_conf, cfg->ceph_user);
 	if (rc == 0)
 		rc = repo_store_open(&ctx.store, repo,
@@ -403,6 +386,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		goto cleanup;
 	snapshots_set_max_per_client(ctx.snapshots,
 				     cfg->max_snapshots_per_client);
+	log_info("index tables read with %s", ldbenv_reads());
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
 	if (rc == 0)
 		rc = frontends_new(&fronts, repo, ctx.store, ctx.snapshots);

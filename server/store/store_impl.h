@@ -175,6 +175,12 @@ struct store {
 	leveldb_filterpolicy_t *bloom;
 	leveldb_cache_t *cache;
 	leveldb_readoptions_t *ropts;
+	/* Point lookups (store_lookup_raw): they do not fill the block
+	 * cache. Ids are hashes, so on a big index each lands in a random
+	 * block, and caching it only churns the cache (and the heap) for no
+	 * hits; where LevelDB maps its tables the cache is not used at all
+	 * (ldbenv.h, docs/SERVER-SCALE.md). */
+	leveldb_readoptions_t *ropts_lookup;
 	leveldb_writeoptions_t *wopts_sync;
 	leveldb_writeoptions_t *wopts_nosync;
 
