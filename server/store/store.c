@@ -10,7 +10,8 @@
 static int store_count_entries(struct store *s, uint64_t *chunks,
 			       uint64_t *bytes)
 {
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db,
+							 s->ropts_nofill);
 	struct dd_chunk_loc loc;
 	const char *k, *v;
 	size_t klen, vlen;
@@ -502,7 +503,8 @@ int store_pack_seqs(struct store *s, uint64_t **out, size_t *n)
 
 int store_index_foreach(struct store *s, store_entry_cb cb, void *payload)
 {
-	leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+	leveldb_iterator_t *it = leveldb_create_iterator(s->db,
+							 s->ropts_nofill);
 	const char *k, *v;
 	size_t klen, vlen;
 	char *err = NULL;

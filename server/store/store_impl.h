@@ -40,9 +40,10 @@
  * and reopens tables on every few lookups) long before the total is
  * reached: 256 gave 15 a shard, too few for the 217 tables of 50 million
  * chunks. 1000 (62 a shard) keeps about 700 tables (20 GiB of index,
- * 350 million chunks) open. Tables are mapped with mmap, and LevelDB
- * closes a mapped table's descriptor, so this costs no file descriptors
- * (past 1000 mapped tables LevelDB reads with pread). */
+ * 350 million chunks) open. Each open table holds its index and filter
+ * blocks in memory (about 2.6 bytes a chunk) and, read with pread
+ * (ldbenv.h), a file descriptor: ldbenv_setup() raises the open-files
+ * limit first, and LevelDB gives its tables a fifth of it. */
 #define STORE_OPEN_TABLES 1000
 /* Bloom filter bits a key. With LevelDB's usual 10 (1% false
  * positives), an absent id checked against the 3 or 4 levels of a big
@@ -175,12 +176,14 @@ struct store {
 	leveldb_filterpolicy_t *bloom;
 	leveldb_cache_t *cache;
 	leveldb_readoptions_t *ropts;
-	/* Point lookups (store_lookup_raw): they do not fill the block
-	 * cache. Ids are hashes, so on a big index each lands in a random
-	 * block, and caching it only churns the cache (and the heap) for no
-	 * hits; where LevelDB maps its tables the cache is not used at all
-	 * (ldbenv.h, docs/SERVER-SCALE.md). */
-	leveldb_readoptions_t *ropts_lookup;
+	/* Point lookups (store_lookup_raw) and scans of the whole index
+	 * (store_index_foreach, store_index_scan): they do not fill the
+	 * block cache. Ids are hashes, so on a big index each lookup lands
+	 * in a random block, and a scan reads every block once: caching
+	 * those only churns the cache (and the heap) for no hits. Where
+	 * LevelDB maps its tables the cache is not used at all (ldbenv.h,
+	 * docs/SERVER-SCALE.md). */
+	leveldb_readoptions_t *ropts_nofill;
 	leveldb_writeoptions_t *wopts_sync;
 	leveldb_writeoptions_t *wopts_nosync;
 

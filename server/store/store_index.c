@@ -63,11 +63,11 @@ int store_options_init(struct store *s)
 	s->bloom = leveldb_filterpolicy_create_bloom(STORE_BLOOM_BITS);
 	s->cache = leveldb_cache_create_lru(STORE_CACHE_BYTES);
 	s->ropts = leveldb_readoptions_create();
-	s->ropts_lookup = leveldb_readoptions_create();
+	s->ropts_nofill = leveldb_readoptions_create();
 	s->wopts_sync = leveldb_writeoptions_create();
 	s->wopts_nosync = leveldb_writeoptions_create();
 	if (!s->opts || !s->bloom || !s->cache || !s->ropts ||
-	    !s->ropts_lookup || !s->wopts_sync || !s->wopts_nosync)
+	    !s->ropts_nofill || !s->wopts_sync || !s->wopts_nosync)
 		return -ENOMEM;
 	leveldb_options_set_create_if_missing(s->opts,
 		(s->flags & STORE_OPEN_READONLY) ? 0 : 1);
@@ -80,9 +80,9 @@ int store_options_init(struct store *s)
 		 * drops (that write was never acknowledged). */
 		leveldb_readoptions_set_verify_checksums(s->ropts, 1);
 		leveldb_readoptions_set_fill_cache(s->ropts, 0);
-		leveldb_readoptions_set_verify_checksums(s->ropts_lookup, 1);
+		leveldb_readoptions_set_verify_checksums(s->ropts_nofill, 1);
 	}
-	leveldb_readoptions_set_fill_cache(s->ropts_lookup, 0);
+	leveldb_readoptions_set_fill_cache(s->ropts_nofill, 0);
 	leveldb_options_set_filter_policy(s->opts, s->bloom);
 	leveldb_options_set_cache(s->opts, s->cache);
 	/* Keys are hashes and values mostly incompressible. */
@@ -105,8 +105,8 @@ void store_options_release(struct store *s)
 		leveldb_cache_destroy(s->cache);
 	if (s->ropts)
 		leveldb_readoptions_destroy(s->ropts);
-	if (s->ropts_lookup)
-		leveldb_readoptions_destroy(s->ropts_lookup);
+	if (s->ropts_nofill)
+		leveldb_readoptions_destroy(s->ropts_nofill);
 	if (s->wopts_sync)
 		leveldb_writeoptions_destroy(s->wopts_sync);
 	if (s->wopts_nosync)
@@ -386,7 +386,7 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		pthread_rwlock_unlock(&s->db_lock);
 		return store_closed_error(s);
 	}
-	v = leveldb_get(s->db, s->ropts_lookup, (const char *)key,
+	v = leveldb_get(s->db, s->ropts_nofill, (const char *)key,
 			sizeof(key), &vlen, &err);
 	pthread_rwlock_unlock(&s->db_lock);
 	if (err)
@@ -711,7 +711,10 @@ int store_index_scan(struct store *s, const void *prefix, size_t plen,
 		pthread_rwlock_unlock(&s->db_lock);
 		return store_closed_error(s);
 	}
-	it = leveldb_create_iterator(s->db, s->ropts);
+	/* A one-byte prefix is a whole kind of entry: a scan of the index,
+	 * which would only churn the block cache. */
+	it = leveldb_create_iterator(s->db, plen <= 1 ? s->ropts_nofill :
+							s->ropts);
 	for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it);
 	     leveldb_iter_next(it)) {
 		k = leveldb_iter_key(it, &klen);

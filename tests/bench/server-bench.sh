@@ -18,7 +18,7 @@
 #                     (default 1)
 #   DD_BENCH_MEMCAP_MIB  the synthetic index asked again with the server in
 #                     a memory cgroup of this size (anonymous memory and
-#                     page cache, the mapped index tables included),
+#                     page cache, the index tables' pages included),
 #                     default 256, 0 = skip; needs a writable memory
 #                     cgroup (root), skipped with a note otherwise
 #   DD_BENCH_MEMCAP_IDS  ids asked per run in the cgroup, default 500000
@@ -207,7 +207,11 @@ note "{\"kind\": \"synth\", \"chunks\": $CHUNKS, \"seconds\": $st, \
 echo "synthetic index: $(tail -1 "$RES")"
 t0=$(date +%s.%N)
 start "$R" "$W/server-synth.log"
-note "{\"kind\": \"open\", \"seconds\": $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'), \
+# How the server reads the index's tables (server/store/ldbenv.h): its log
+# says "pread", or "mmap" for a build linked with LevelDB's shared library.
+reads=$(sed -n 's/.*index tables read with \([a-z]*\).*/\1/p' \
+	"$W/server-synth.log" | tail -n 1)
+note "{\"kind\": \"open\", \"reads\": \"${reads:-unknown}\", \"seconds\": $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'), \
 \"server_rss_mib\": $(( $(server_kib "$SERVER_PID" VmRSS) / 1024 ))}"
 for kind in absent present; do
 	for n in 1 4; do
@@ -222,7 +226,7 @@ done
 stop
 
 # ---- the same index, the server held to MEMCAP MiB in a memory cgroup:
-# its anonymous memory and the page cache it reads (the mapped tables)
+# its anonymous memory and the page cache it reads (the index tables)
 # are charged there, and the kernel takes pages back to stay under. The
 # tables are first dropped from the page cache (filled by the writer and
 # the runs above, so charged elsewhere) so that the server's reads are
@@ -270,7 +274,8 @@ if [ "$MEMCAP" -gt 0 ] 2>/dev/null; then
 	fi
 fi
 # The collector's own memory is its anonymous RSS (RssAnon), sampled
-# while it runs; its peak RSS also counts the index tables it maps.
+# while it runs; its peak RSS also counts the files it maps (the index
+# tables too, where LevelDB maps them).
 if [ "$GC" = 1 ]; then
 	/usr/bin/time -f '%e %M' -o "$W/gc.time" \
 		"$SERVER" gc --repo "$R" --dry-run > "$W/gc.out" 2>&1 &

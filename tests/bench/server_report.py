@@ -74,6 +74,16 @@ def index_table(rows, prefix="index-"):
     return out
 
 
+def mapped_text(opened):
+    """What a server's RSS holds beyond its anonymous memory."""
+    if (opened or {}).get("reads") == "pread":
+        return ("the files it maps, its binary and libraries (LevelDB "
+                "reads the index tables with pread, not mmap: "
+                "docs/SERVER-SCALE.md)")
+    return ("LevelDB's tables mapped with mmap (page cache the kernel "
+            "may take back)")
+
+
 def report(rows):
     meta = one(rows, "meta")
     floor = one(rows, "floor")
@@ -133,13 +143,13 @@ def report(rows):
                     opened["seconds"], opened["server_rss_mib"]), ""]
         out += index_table(rows) + [""]
         idx = [r for r in rows if r["kind"].startswith("index-")]
+        mapped = mapped_text(opened)
         peak = max([r["server_hwm_mib"] for r in idx] or [0])
         anon = max([r.get("server_anon_mib", 0) for r in idx] or [0])
         out += ["Server peak RSS over the index runs: **%.0f MiB**, of "
                 "which at most %.0f MiB anonymous at the end of a run; "
-                "the rest is LevelDB's tables mapped with mmap (page "
-                "cache the kernel may take back). Target under 256: %s." % (
-                    peak, anon, "met" if peak < 256 else
+                "the rest is %s. Target under 256: %s." % (
+                    peak, anon, mapped, "met" if peak < 256 else
                     "MISSED (anonymous: %s)" % (
                         "met" if anon < 256 else "missed")), ""]
     if capped and "skipped" in capped:
@@ -152,9 +162,9 @@ def report(rows):
                 capped["cap_mib"], "",
                 "The server restarted in a memory cgroup of %d MiB, which "
                 "counts its anonymous memory and the page cache it reads, "
-                "the mapped index tables included (the tables dropped "
+                "the index tables' pages included (the tables dropped "
                 "from the page cache first, so that its reads are charged "
-                "there); the kernel takes mapped pages back to stay under "
+                "there); the kernel takes pages back to stay under "
                 "the limit. %d ids a run (the load generator runs outside "
                 "the cgroup)." % (capped["cap_mib"], capped["ids"]), ""]
         out += index_table(rows, "capped-") + [""]
@@ -173,8 +183,8 @@ def report(rows):
         if "anon_mib" in gc:
             own = (", of which **%d MiB** anonymous (the collector's own "
                    "memory, a %.1f MiB mark filter included; the rest is "
-                   "the index tables it maps)" % (
-                       gc["anon_mib"], gc.get("filter_mib", 0)))
+                   "%s)" % (gc["anon_mib"], gc.get("filter_mib", 0),
+                            mapped_text(opened)))
         out += ["`dedup-server gc --dry-run` on that index (no snapshots, "
                 "so the mark phase marks nothing and the scan judges every "
                 "entry dead): **%.0f s**, peak RSS **%d MiB**%s. What this "
