@@ -29,6 +29,11 @@
 #include "vouch.h"
 
 #define STORE_CACHE_BYTES (64u * 1024 * 1024)
+/* The most chunks whose index entries fit in the block cache (at most 64
+ * bytes a chunk on disk, docs/SERVER-SCALE.md): up to this many, point
+ * lookups keep the blocks they read (a second backup of a tree asks
+ * about the same ids again); past it they do not (ropts_nofill). */
+#define STORE_CACHE_CHUNKS (STORE_CACHE_BYTES / 64u)
 /* LevelDB's table size. Its default, 2 MiB, makes 1,500 tables of a
  * 50-million-chunk index; 32 MiB makes about 220, which the table cache
  * (STORE_OPEN_TABLES) keeps open: a table that is not open has to be
@@ -176,12 +181,13 @@ struct store {
 	leveldb_filterpolicy_t *bloom;
 	leveldb_cache_t *cache;
 	leveldb_readoptions_t *ropts;
-	/* Point lookups (store_lookup_raw) and scans of the whole index
-	 * (store_index_foreach, store_index_scan): they do not fill the
-	 * block cache. Ids are hashes, so on a big index each lookup lands
-	 * in a random block, and a scan reads every block once: caching
-	 * those only churns the cache (and the heap) for no hits. Where
-	 * LevelDB maps its tables the cache is not used at all (ldbenv.h,
+	/* Scans of the whole index (store_index_foreach, store_index_scan),
+	 * and point lookups (store_lookup_raw) once the index outgrows the
+	 * block cache (STORE_CACHE_CHUNKS): they do not fill the cache. A
+	 * scan reads every block once, and ids are hashes, so on a big
+	 * index each lookup lands in a random block: caching those only
+	 * churns the cache (and the heap) for no hits. Where LevelDB maps
+	 * its tables the cache is not used at all (ldbenv.h,
 	 * docs/SERVER-SCALE.md). */
 	leveldb_readoptions_t *ropts_nofill;
 	leveldb_writeoptions_t *wopts_sync;

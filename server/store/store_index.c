@@ -369,11 +369,13 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc)
 {
 	uint8_t key[1 + DD_ID_LEN];
+	uint64_t chunks, bytes;
 	char *err = NULL, *v;
 	size_t vlen = 0;
 	int rc;
 
 	store_id_key(key, id);
+	store_counters(s, &chunks, &bytes);
 	pthread_rwlock_rdlock(&s->db_lock);
 	if (!s->db) {
 		/* A reopen after a failed write failed too: try again when
@@ -386,8 +388,9 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		pthread_rwlock_unlock(&s->db_lock);
 		return store_closed_error(s);
 	}
-	v = leveldb_get(s->db, s->ropts_nofill, (const char *)key,
-			sizeof(key), &vlen, &err);
+	v = leveldb_get(s->db, chunks <= STORE_CACHE_CHUNKS ? s->ropts :
+							     s->ropts_nofill,
+			(const char *)key, sizeof(key), &vlen, &err);
 	pthread_rwlock_unlock(&s->db_lock);
 	if (err)
 		return store_db_error(err, "read the index");
