@@ -42,17 +42,23 @@ DD_CFLAGS := -std=gnu11 $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
              -DDD_SYSCONFDIR='"$(SYSCONFDIR)"' $(PKG_CFLAGS) $(CFLAGS)
 
 LIBS_COMMON := $(shell $(PKG_CONFIG) --libs libzstd openssl jansson) -pthread
-# LevelDB from its static archive where there is one, so that the server
-# can ask it to read its tables with pread, not mmap (server/store/
-# ldbenv.c); from the shared library elsewhere, its tables then mapped.
+# LevelDB from its static archive, so that the server can ask it to read
+# its tables with pread, not mmap (server/store/ldbenv.c): its shared
+# library does not export the switch. LEVELDB_SHARED=1 links the shared
+# library where there is no archive (Fedora's leveldb-devel ships none);
+# the server then maps its tables, and says so in its log.
+ifeq ($(LEVELDB_SHARED),1)
+LIBS_LEVELDB := -lleveldb
+LEVELDB_LINK := shared
+else
 LEVELDB_A := $(shell $(CC) -print-file-name=libleveldb.a)
 ifeq ($(LEVELDB_A),libleveldb.a)
-LIBS_LEVELDB := -lleveldb
-else
-LEVELDB_STATIC := 1
+$(error no libleveldb.a found (Debian: libleveldb-dev); LEVELDB_SHARED=1 links the shared library, and the server then maps its index tables)
+endif
 SNAPPY_SO := $(firstword $(filter /%,$(shell $(CC) -print-file-name=libsnappy.so) \
                                      $(shell $(CC) -print-file-name=libsnappy.so.1)))
 LIBS_LEVELDB := $(LEVELDB_A) $(SNAPPY_SO) -lstdc++ -lm
+LEVELDB_LINK := static
 endif
 LIBS_SERVER := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libmicrohttpd libarchive libcurl) $(LIBS_LEVELDB)
 LIBS_AGENT  := $(LIBS_COMMON) $(shell $(PKG_CONFIG) --libs libcurl libarchive fuse3)
@@ -135,9 +141,14 @@ $(O)/tests/test_store_many $(O)/tests/test_store_verify: $(O)/tests/%: tests/uni
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
-ifdef LEVELDB_STATIC
+# ldbenv.o is rebuilt (and the server relinked) when the choice changes.
+ifeq ($(LEVELDB_LINK),static)
 $(O)/server/store/ldbenv.o: DD_CFLAGS += -DDD_LEVELDB_STATIC
 endif
+$(O)/leveldb-link: FORCE
+	@mkdir -p $(dir $@)
+	@echo $(LEVELDB_LINK) | cmp -s - $@ || echo $(LEVELDB_LINK) > $@
+$(O)/server/store/ldbenv.o: $(O)/leveldb-link
 
 # dedup-server sync's checks of what a source sends (server/repo/syncwire.c,
 # included by the test).
@@ -302,6 +313,8 @@ fuzz: $(O)/web_assets.c
 clean:
 	rm -rf $(O) build-asan
 
-.PHONY: all tests test asan asan-build bench bench-rados bench-multife bench-server install clean deb rpm fuzz
+.PHONY: FORCE all tests test asan asan-build bench bench-rados bench-multife bench-server install clean deb rpm fuzz
 
 -include $(LIB_OBJ:.o=.d) $(SERVER_OBJ:.o=.d) $(AGENT_OBJ:.o=.d) $(UNIT_BIN:=.d) $(RADOS_MODULE:.so=.d)
+
+FORCE:

@@ -386,7 +386,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		goto cleanup;
 	snapshots_set_max_per_client(ctx.snapshots,
 				     cfg->max_snapshots_per_client);
-	log_info("index tables read with %s", ldbenv_reads());
+	ldbenv_log();
 	rc = sessions_new(&ctx.sessions, cfg->session_timeout);
 	if (rc == 0)
 		rc = frontends_new(&fronts, repo, ctx.store, ctx.snapshots);

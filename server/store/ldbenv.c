@@ -18,9 +18,8 @@
 #include "ldbenv.h"
 #include "log.h"
 
-#define LDBENV_NOFILE 65536
-
 static bool ldbenv_pread;
+static unsigned long long ldbenv_nofile_cur;
 
 #ifdef DD_LEVELDB_STATIC
 /* leveldb::EnvPosixTestHelper::SetReadOnlyMMapLimit(int) */
@@ -31,14 +30,18 @@ static void ldbenv_raise_nofile(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 ||
-	    rl.rlim_cur >= LDBENV_NOFILE || rl.rlim_cur == rl.rlim_max)
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
-	rl.rlim_cur = rl.rlim_max < LDBENV_NOFILE ? rl.rlim_max :
-						    LDBENV_NOFILE;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		log_warning("cannot raise the open-files limit: %s",
-			    strerror(errno));
+	if (rl.rlim_cur < LDBENV_NOFILE && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < LDBENV_NOFILE ? rl.rlim_max :
+							    LDBENV_NOFILE;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			log_warning("cannot raise the open-files limit: %s",
+				    strerror(errno));
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	ldbenv_nofile_cur = rl.rlim_cur;
 }
 
 bool ldbenv_setup(void)
@@ -51,7 +54,13 @@ bool ldbenv_setup(void)
 	return ldbenv_pread;
 }
 
-const char *ldbenv_reads(void)
+void ldbenv_log(void)
 {
-	return ldbenv_pread ? "pread" : "mmap";
+	log_info("index tables read with %s", ldbenv_pread ? "pread" : "mmap");
+	if (ldbenv_nofile_cur && ldbenv_nofile_cur < LDBENV_NOFILE_LOW)
+		log_warning("the open-files limit is %llu: a large index keeps "
+			    "at most %llu tables open and reopens the others "
+			    "on every read (raise LimitNOFILE or ulimit -n to "
+			    "%d)", ldbenv_nofile_cur, ldbenv_nofile_cur / 5,
+			    LDBENV_NOFILE);
 }

@@ -285,7 +285,9 @@ static void store_commit_lead(struct store *s)
 		size_t members = store_group_finish(s, &g, 0, NULL);
 
 		pthread_mutex_lock(&s->counters_lock);
-		s->chunks += (uint64_t)g.dchunks;
+		/* Atomic: store_ropts_lookup() reads it unlocked. */
+		__atomic_store_n(&s->chunks, s->chunks + (uint64_t)g.dchunks,
+				 __ATOMIC_RELAXED);
 		s->bytes_unique += (uint64_t)g.dbytes;
 		if (wrote) {
 			s->commits++;

@@ -128,7 +128,7 @@ int store_gc_sweep(struct store *s, const struct dd_id *ids, size_t n,
 			s->db_failed = true;
 		} else {
 			pthread_mutex_lock(&s->counters_lock);
-			s->chunks = chunks;
+			__atomic_store_n(&s->chunks, chunks, __ATOMIC_RELAXED);
 			s->bytes_unique = ubytes;
 			pthread_mutex_unlock(&s->counters_lock);
 			*removed = cnt;

@@ -30,9 +30,9 @@
 
 #define STORE_CACHE_BYTES (64u * 1024 * 1024)
 /* The most chunks whose index entries fit in the block cache (at most 64
- * bytes a chunk on disk, docs/SERVER-SCALE.md): up to this many, point
- * lookups keep the blocks they read (a second backup of a tree asks
- * about the same ids again); past it they do not (ropts_nofill). */
+ * bytes a chunk on disk, docs/SERVER-SCALE.md): up to this many, lookups
+ * keep the blocks they read (a second backup of a tree asks about the
+ * same ids again); past it they do not (store_ropts_lookup). */
 #define STORE_CACHE_CHUNKS (STORE_CACHE_BYTES / 64u)
 /* LevelDB's table size. Its default, 2 MiB, makes 1,500 tables of a
  * 50-million-chunk index; 32 MiB makes about 220, which the table cache
@@ -182,8 +182,9 @@ struct store {
 	leveldb_cache_t *cache;
 	leveldb_readoptions_t *ropts;
 	/* Scans of the whole index (store_index_foreach, store_index_scan),
-	 * and point lookups (store_lookup_raw) once the index outgrows the
-	 * block cache (STORE_CACHE_CHUNKS): they do not fill the cache. A
+	 * and lookups (store_ropts_lookup: an id, a create's references, a
+	 * domain membership) once the index outgrows the block cache
+	 * (STORE_CACHE_CHUNKS): they do not fill the cache. A
 	 * scan reads every block once, and ids are hashes, so on a big
 	 * index each lookup lands in a random block: caching those only
 	 * churns the cache (and the heap) for no hits. Where LevelDB maps
@@ -284,6 +285,7 @@ void store_db_release(struct store *s);
 int store_db_open(struct store *s);
 int store_options_init(struct store *s);
 void store_options_release(struct store *s);
+leveldb_readoptions_t *store_ropts_lookup(struct store *s);
 void store_db_write_failed(struct store *s, int rc);
 int store_db_heal(struct store *s);
 int store_lookup_raw(struct store *s, const struct dd_id *id,

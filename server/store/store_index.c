@@ -356,6 +356,16 @@ static int store_iter_end(struct store *s, leveldb_iterator_t *it, int rc)
 	return rc;
 }
 
+/* The read options of a lookup: filling the block cache while the whole
+ * index fits in it (STORE_CACHE_CHUNKS), not past that (ropts_nofill).
+ * Reads the chunk count unlocked (its writers store it atomically): a
+ * lookup that races a commit may choose by the count before it. */
+leveldb_readoptions_t *store_ropts_lookup(struct store *s)
+{
+	return __atomic_load_n(&s->chunks, __ATOMIC_RELAXED) <=
+	       STORE_CACHE_CHUNKS ? s->ropts : s->ropts_nofill;
+}
+
 /* The index entry of chunk id could not be decoded. */
 static int store_entry_corrupt(const struct dd_id *id)
 {
@@ -369,13 +379,11 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc)
 {
 	uint8_t key[1 + DD_ID_LEN];
-	uint64_t chunks, bytes;
 	char *err = NULL, *v;
 	size_t vlen = 0;
 	int rc;
 
 	store_id_key(key, id);
-	store_counters(s, &chunks, &bytes);
 	pthread_rwlock_rdlock(&s->db_lock);
 	if (!s->db) {
 		/* A reopen after a failed write failed too: try again when
@@ -388,9 +396,8 @@ int store_lookup_raw(struct store *s, const struct dd_id *id,
 		pthread_rwlock_unlock(&s->db_lock);
 		return store_closed_error(s);
 	}
-	v = leveldb_get(s->db, chunks <= STORE_CACHE_CHUNKS ? s->ropts :
-							     s->ropts_nofill,
-			(const char *)key, sizeof(key), &vlen, &err);
+	v = leveldb_get(s->db, store_ropts_lookup(s), (const char *)key,
+			sizeof(key), &vlen, &err);
 	pthread_rwlock_unlock(&s->db_lock);
 	if (err)
 		return store_db_error(err, "read the index");
@@ -560,7 +567,7 @@ static int store_lookup_many_local(struct store *s,
 		pthread_rwlock_unlock(&s->db_lock);
 		return -EAGAIN;
 	}
-	it = leveldb_create_iterator(s->db, s->ropts);
+	it = leveldb_create_iterator(s->db, store_ropts_lookup(s));
 	leveldb_iter_seek(it, "c", 1);
 	for (i = 0; i < n && rc == 0; i++) {
 		size_t at = ord[i].at;
@@ -692,7 +699,8 @@ int store_key_matches(struct store *s, const void *key, size_t klen,
 		pthread_rwlock_unlock(&s->db_lock);
 		return store_closed_error(s);
 	}
-	v = leveldb_get(s->db, s->ropts, key, klen, &have, &err);
+	v = leveldb_get(s->db, store_ropts_lookup(s), key, klen, &have,
+			&err);
 	pthread_rwlock_unlock(&s->db_lock);
 	if (err)
 		return store_db_error(err, "read the index");

@@ -586,7 +586,8 @@ int store_forget(struct store *s, const struct dd_id *id,
 		goto cleanup;
 	}
 	pthread_mutex_lock(&s->counters_lock);
-	s->chunks = chunks ? chunks - 1 : 0;
+	__atomic_store_n(&s->chunks, chunks ? chunks - 1 : 0,
+			 __ATOMIC_RELAXED);
 	s->bytes_unique = bytes >= have.plain_len ? bytes - have.plain_len : 0;
 	pthread_mutex_unlock(&s->counters_lock);
 	log_warning("chunk %s is damaged in pack %016llx at offset %llu (%s): "

@@ -20,6 +20,15 @@ ntab=$(find "$R/index" -name '*.ldb' | wc -l)
 check "the index has tables ($ntab)" test "$ntab" -ge 1
 
 server_start "$R" --set missing_ids_per_second=0
+# A build linked with LevelDB's shared library (LEVELDB_SHARED=1, where
+# there is no static one) maps its tables: nothing to test there, but CI
+# builds the static way and must run every check.
+if grep -q "index tables read with mmap" "$T/server.log" &&
+	[ "${CI:-}" != true ]; then
+	echo "# skipped: this server maps LevelDB's tables (LEVELDB_SHARED=1)"
+	server_stop
+	finish
+fi
 check "the log says how tables are read" \
 	grep -q "index tables read with pread" "$T/server.log"
 out=$("$LOAD" missing "$URL" "$CA" "$TOK" 2 60000 present 60000 3)
@@ -37,9 +46,9 @@ check "the tables are held open by descriptor ($fds of $ntab)" test "$fds" -ge 1
 server_stop
 check_eq "the server stopped cleanly" 0 "$SERVER_RC"
 
-# The other verbs open the index the same way: a collection's dry run
-# scans it (no snapshot, so every entry is judged unused).
+# The other verbs set LevelDB up the same way (main.c); a collection's
+# dry run reads every entry of the index (no snapshot: all unused).
 "$SERVER" gc --repo "$R" --dry-run > "$T/gc.out" 2>&1
-check "gc --dry-run scans the index read with pread" test $? = 0
-check "and judges every entry" grep -q "^gc: 60000 unreferenced chunk" "$T/gc.out"
+check "gc --dry-run succeeds" test $? = 0
+check "and reads every entry" grep -q "^gc: 60000 unreferenced chunk" "$T/gc.out"
 finish

@@ -18,6 +18,7 @@
 #include "catalog.h"
 #include "compress.h"
 #include "hash.h"
+#include "ldbenv.h"
 #include "pack.h"
 #include "repo.h"
 #include "snapshots.h"
@@ -267,6 +268,7 @@ static void test_create_order(void)
 
 int main(void)
 {
+	ldbenv_setup();         /* the tables read as the server reads them */
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 1;
