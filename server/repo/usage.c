@@ -27,6 +27,11 @@
 #define USAGE_SAVED_MAX (16u * 1024 * 1024)
 #define USAGE_SAVED_CLIENTS 100000u
 #define USAGE_SAVE_EVERY 60.0
+/* The save at the stop counts the snapshots created since the last one
+ * for at most this many seconds, and saves nothing past it (the next
+ * start then counts afresh): a stop does not wait on a minute's worth of
+ * catalogs. DEDUP_TEST_USAGE_FINAL_SECONDS sets another bound. */
+#define USAGE_FINAL_SECONDS 10.0
 
 /* One distinct chunk; owner is a client index or USAGE_SHARED. An empty
  * slot has len 0 (no chunk is empty). */
@@ -64,6 +69,7 @@ struct usage {
 	struct snapshots *snaps;    /* borrowed, for the thread */
 	struct store *st;
 	unsigned test_delay_ms;     /* DEDUP_TEST_USAGE_REBUILD_MS */
+	double final_seconds;       /* USAGE_FINAL_SECONDS, or the test's */
 	/* The counts of the last whole count, kept in `save_path` for the
 	 * next start: until its own first count ends, the quota checks
 	 * use them (usage_client_bytes). */
@@ -106,6 +112,8 @@ int usage_new(struct usage **out)
 	pthread_condattr_destroy(&ca);
 	if (env)
 		u->test_delay_ms = (unsigned)strtoul(env, NULL, 10);
+	env = getenv("DEDUP_TEST_USAGE_FINAL_SECONDS");
+	u->final_seconds = env ? strtod(env, NULL) : USAGE_FINAL_SECONDS;
 	*out = u;
 	return 0;
 }
@@ -121,7 +129,7 @@ static void usage_reset(struct usage_map *m)
 /* ---- the saved counts ---- */
 
 static int usage_update(struct usage *u, struct snapshots *snaps,
-			struct store *st);
+			struct store *st, double deadline);
 static int usage_cmp_done(const void *a, const void *b);
 
 /* The digest of a set of snapshot ids, sorted: n ids of 65 bytes (64
@@ -198,14 +206,21 @@ static void usage_save_now(struct usage *u, bool final)
 {
 	char *text = NULL;
 	double now = dd_monotonic();
+	int rc;
 
 	pthread_mutex_lock(&u->lock);
 	if (u->counted &&
 	    (final || u->save_soon || now - u->saved_at >= USAGE_SAVE_EVERY)) {
 		u->saved_at = now;
-		if (usage_update(u, u->snaps, u->st) == 0 && u->dirty &&
-		    (text = usage_save_text(u)))
+		rc = usage_update(u, u->snaps, u->st,
+				  final ? now + u->final_seconds : 0);
+		if (rc == 0 && u->dirty && (text = usage_save_text(u)))
 			u->dirty = u->save_soon = false;
+		if (rc == -ECANCELED)
+			log_warning("usage: the counts were not saved at the "
+				    "stop: counting the newest snapshots took "
+				    "over %.0f s (the next start counts "
+				    "afresh)", u->final_seconds);
 	}
 	pthread_mutex_unlock(&u->lock);
 	if (text)
@@ -464,10 +479,23 @@ static int usage_client_index(struct usage_map *u, const char *name,
 
 /* ---- reading one catalog ---- */
 
+/* When a count gives up: the stop flag is set, or past the deadline
+ * (dd_monotonic(); 0 for none). */
+struct usage_halt {
+	const bool *stop;
+	double deadline;
+};
+
+static bool usage_halted(const struct usage_halt *h)
+{
+	return (h->stop && __atomic_load_n(h->stop, __ATOMIC_RELAXED)) ||
+	       (h->deadline > 0 && dd_monotonic() > h->deadline);
+}
+
 struct usage_of {
 	struct usage_map *u;
 	int32_t owner;
-	const bool *stop;
+	const struct usage_halt *halt;
 	unsigned n;
 };
 
@@ -475,17 +503,16 @@ static int usage_add_chunk(void *arg, const struct dd_chunk_ref *ref)
 {
 	struct usage_of *of = arg;
 
-	if (of->stop && (++of->n & 4095) == 0 &&
-	    __atomic_load_n(of->stop, __ATOMIC_RELAXED))
+	if ((++of->n & 4095) == 0 && usage_halted(of->halt))
 		return -ECANCELED;
 	return usage_add(of->u, &ref->id, ref->plain_len, of->owner);
 }
 
 static int usage_read_catalog(struct usage_map *u, struct store *st,
 			      const struct usage_todo *t, int32_t owner,
-			      const bool *stop)
+			      const struct usage_halt *halt)
 {
-	struct usage_of of = { u, owner, stop, 0 };
+	struct usage_of of = { u, owner, halt, 0 };
 	struct dd_chunk_loc loc;
 	size_t i;
 	int rc;
@@ -577,7 +604,7 @@ static void usage_scan_release(struct usage_scan *sc)
  * one by one); a catalog that cannot be read is logged and left out. */
 static int usage_count(struct usage_map *u, struct usage_scan *sc,
 		       struct snapshots *snaps, struct store *st,
-		       const bool *stop)
+		       const struct usage_halt *halt)
 {
 	size_t i;
 	int rc;
@@ -594,7 +621,7 @@ static int usage_count(struct usage_map *u, struct usage_scan *sc,
 		struct usage_todo *t = &sc->todo[i];
 		int32_t owner;
 
-		if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED))
+		if (usage_halted(halt))
 			return -ECANCELED;
 		rc = usage_client_index(u, t->client, &owner);
 		if (rc < 0)
@@ -602,7 +629,7 @@ static int usage_count(struct usage_map *u, struct usage_scan *sc,
 		dd_error_clear();
 		rc = usage_load_catalog(snaps, t);
 		if (rc == 0)
-			rc = usage_read_catalog(u, st, t, owner, stop);
+			rc = usage_read_catalog(u, st, t, owner, halt);
 		free(t->catalog);
 		t->catalog = NULL;
 		if (rc == -ENOMEM || rc == -ECANCELED)
@@ -623,6 +650,7 @@ static int usage_count(struct usage_map *u, struct usage_scan *sc,
 static void *usage_rebuild_main(void *arg)
 {
 	struct usage *u = arg;
+	struct usage_halt halt = { &u->stop, 0 };
 	struct usage_map m;
 	struct usage_scan sc;
 	int rc;
@@ -635,7 +663,7 @@ static void *usage_rebuild_main(void *arg)
 	if (rc == 0 && sc.err)
 		rc = sc.err;
 	if (rc == 0)
-		rc = usage_count(&m, &sc, u->snaps, u->st, &u->stop);
+		rc = usage_count(&m, &sc, u->snaps, u->st, &halt);
 	usage_scan_release(&sc);
 	for (unsigned ms = 0; ms < u->test_delay_ms; ms += 10) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -731,8 +759,9 @@ static bool usage_rebuild_wait(struct usage *u)
  * locked.
  */
 static int usage_update(struct usage *u, struct snapshots *snaps,
-			struct store *st)
+			struct store *st, double deadline)
 {
+	struct usage_halt halt = { NULL, deadline };
 	struct usage_scan sc;
 	int rc;
 
@@ -744,7 +773,7 @@ static int usage_update(struct usage *u, struct snapshots *snaps,
 	if (rc == 0 && sc.seen_done != u->cur.ndone)
 		usage_rebuild_start(u, snaps, st);
 	if (rc == 0)
-		rc = usage_count(&u->cur, &sc, snaps, st, NULL);
+		rc = usage_count(&u->cur, &sc, snaps, st, &halt);
 	if (rc == 0 && sc.ntodo)
 		u->dirty = true;
 	if (rc < 0) {
@@ -803,11 +832,11 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 					  USAGE_RETRY_AFTER);
 	}
 	if (rc == 0)
-		rc = usage_update(u, snaps, st);
+		rc = usage_update(u, snaps, st, 0);
 	/* A recount that ended meanwhile missed the snapshots created
 	 * since it listed them: counted now. */
 	if (rc == 0 && u->rebuilding && usage_rebuild_wait(u))
-		rc = usage_update(u, snaps, st);
+		rc = usage_update(u, snaps, st, 0);
 	if (rc == 0 && u->cur.nclients) {
 		*out = malloc(u->cur.nclients * sizeof(**out));
 		if (*out) {

@@ -23,7 +23,10 @@
 #     quota by them gets 507, not 503) until a snapshot they counted is
 #     forgotten (503 again); a file that counted another set
 #     of snapshots, or a malformed one, is not used (said so in the log)
-#     and the checks answer 503 as without one.
+#     and the checks answer 503 as without one;
+#   - the save at the stop counts the newest snapshots within a bound
+#     (a test hook sets it to 0 s): past it nothing is saved, the log
+#     says so, and the next start does not go by the older counts.
 . "$(dirname "$0")/lib.sh"
 
 R=$T/repo
@@ -216,6 +219,43 @@ check_eq("carol's last result is ok, not a refusal on her quota",
 check_eq("a client without a quota is not over one (false, not null)", False, cl["alice"]["over_quota"])
 check_eq("carol, under hers, neither", False, cl["carol"]["over_quota"])
 PY
+server_stop TERM
+
+# ---- the save at the stop is bounded ----
+# The stop's save counts the snapshots created since the last save (here
+# carol's backup: no quota, so no request counted it); past a bound
+# (10 s; 0 s by a test hook) it saves nothing, says so, and the next
+# start counts afresh, as with a file of another set of snapshots.
+# stop_save NAME SECONDS: a server with that bound counts (GET /clients)
+# and saves (usage.json, copied to $T/NAME.before); carol backs up; the
+# server stops at once.
+stop_save() {
+	local i
+	rm -f "$R/usage.json"
+	DEDUP_TEST_USAGE_FINAL_SECONDS=$2 server_start "$R" || return 1
+	save "$1.c" "$ADM" GET /api/v1/clients
+	for i in $(seq 1 50); do
+		[ -s "$R/usage.json" ] && break
+		sleep 0.1
+	done
+	cp "$R/usage.json" "$T/$1.before" 2>/dev/null
+	agent "$C" backup "$T/c" >/dev/null
+	server_stop TERM
+}
+stop_save unbounded 10
+check "the counts were saved before the backup" test -s "$T/unbounded.before"
+check "the stop saves them again, with carol's new snapshot" \
+	not cmp -s "$R/usage.json" "$T/unbounded.before"
+: > "$T/server.log"
+stop_save bounded 0
+check "the counts were saved before the backup (bounded)" test -s "$T/bounded.before"
+check "past the bound the stop saves nothing" cmp -s "$R/usage.json" "$T/bounded.before"
+check "and says so" grep -q "usage: the counts were not saved at the stop" "$T/server.log"
+check_eq "the server still stops cleanly" 0 "$SERVER_RC"
+DEDUP_TEST_USAGE_REBUILD_MS=4000 server_start "$R" --config "$T/server.conf" || exit 1
+save s4 "$A" POST /api/v1/chunks --data-binary @/dev/null
+check_eq "the next start does not go by the older counts: 503 while counting" 503 "$(cat "$T/s4.status")"
+check "the log says why" grep -q "usage: .*usage.json counts another set of snapshots" "$T/server.log"
 server_stop TERM
 
 # ---- stopped during a recount ----
