@@ -384,6 +384,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = regrant_run(ctx.store, ctx.snapshots, repo, NULL);
 	if (rc < 0)
 		goto cleanup;
+	backend_dir_drop_appended(cfg->pack_cache_drop);
 	snapshots_set_max_per_client(ctx.snapshots,
 				     cfg->max_snapshots_per_client);
 	ldbenv_log();

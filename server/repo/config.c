@@ -59,6 +59,7 @@ static const struct config_key config_keys[] = {
 	  1, 100 },
 	{ "gc_filter_max_mib", CONFIG_COUNT, CONFIG_OFF(gc_filter_max_mib),
 	  1, 65536 },
+	{ "pack_cache_drop", CONFIG_COUNT, CONFIG_OFF(pack_cache_drop), 0, 1 },
 	{ "max_snapshots_per_client", CONFIG_COUNT,
 	  CONFIG_OFF(max_snapshots_per_client), 0, 10000000 },
 	{ "quota_bytes", CONFIG_BYTES, CONFIG_OFF(quota_bytes), 0, 0 },

@@ -47,6 +47,9 @@ struct config {
 	unsigned stale_after;       /* seconds */
 	unsigned gc_repack_threshold;  /* percent dead that makes a repack */
 	unsigned gc_filter_max_mib; /* cap of gc's mark filter (gc.h) */
+	/* 1: pack data leaves the page cache once synced (the directory
+	 * backend: backend_dir_drop_appended) */
+	unsigned pack_cache_drop;
 	unsigned max_snapshots_per_client;  /* 0: no limit */
 	/* Bytes a client's snapshots alone may reference (usage.h's
 	 * bytes_unique); 0: no quota. `client.NAME.quota_bytes` overrides. */

@@ -38,6 +38,7 @@
 #ifndef SRV_BACKEND_H
 #define SRV_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -351,5 +352,10 @@ struct backend_module {
 
 /* The directory backend, compiled into the server. */
 extern const struct backend_ops backend_dir_ops;
+
+/* The directory backend drops what it appends (pack data) from the page
+ * cache once it is synced, for the whole process (server.conf
+ * `pack_cache_drop`; docs/OPERATIONS.md). Off by default. */
+void backend_dir_drop_appended(bool on);
 
 #endif

@@ -237,16 +237,22 @@ static int open_append(struct dirb *d, const char *name, int *created)
 	}
 }
 
+static atomic_bool dir_drop_appended;
+
+void backend_dir_drop_appended(bool on)
+{
+	atomic_store(&dir_drop_appended, on);
+}
+
 /*
  * Appends are pack data, written once and read seldom (a restore, a
- * collection's repack, `check --read-data`): once synced, their pages
- * leave the page cache (they are clean, so this only drops them), which
- * keeps the cache for the index and the packs being read, and lets the
- * next append reuse the pages just freed. On these virtual machines
- * fresh page-cache pages cost a fault in the host as well; without the
- * drop, copying the packs into the page cache took 38% of the server's
- * CPU on a first backup (docs/FLOORS.md, "Pack pages dropped once
- * synced"). Best effort: a failure leaves the pages cached, as before.
+ * collection's repack, `check --read-data`). With pack_cache_drop, once
+ * synced their pages leave the page cache (they are clean: this only
+ * drops them), which keeps the cache for the index, and lets the next
+ * append reuse the pages just freed: on virtual machines that give the
+ * memory the guest frees back to the host, every fresh page-cache page
+ * costs a fault in the host as well (docs/FLOORS.md, "Pack pages out of
+ * the page cache"). Best effort: a failure leaves the pages cached.
  */
 static void dir_drop_cached(int fd, size_t len)
 {
@@ -269,7 +275,7 @@ static int dir_append(void *impl, const char *name, const void *data,
 	rc = write_all(fd, data, len);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = errno_rc();
-	if (rc == 0)
+	if (rc == 0 && atomic_load(&dir_drop_appended))
 		dir_drop_cached(fd, len);
 	close(fd);
 	if (rc == 0 && created)
