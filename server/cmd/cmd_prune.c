@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "cmd.h"
 #include "config.h"
 #include "storage.h"
@@ -104,6 +105,7 @@ int cmd_prune(int argc, char **argv)
 	go.dry_run = dry;
 	go.threshold = cfg.gc_repack_threshold;
 	go.filter_max_bytes = (size_t)cfg.gc_filter_max_mib << 20;
+	backend_dir_drop_appended(cfg.pack_cache_drop);   /* its repacks */
 	if (cmd_lock_repo(&fd, repo, "prune") < 0) {
 		fprintf(stderr, "hint: a running server prunes with "
 			"`dedup-agent forget --prune` (admin token)\n");
