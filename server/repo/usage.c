@@ -27,10 +27,11 @@
 #define USAGE_SAVED_MAX (16u * 1024 * 1024)
 #define USAGE_SAVED_CLIENTS 100000u
 #define USAGE_SAVE_EVERY 60.0
-/* The save at the stop counts the snapshots created since the last one
- * for at most this many seconds, and saves nothing past it (the next
- * start then counts afresh): a stop does not wait on a minute's worth of
- * catalogs. DEDUP_TEST_USAGE_FINAL_SECONDS sets another bound. */
+/* From a stop on, a save (the stop's own, or a tick's that was running)
+ * counts the snapshots created since the last one for at most this many
+ * seconds in all, and saves nothing past it (the next start then counts
+ * afresh): a stop does not wait on a minute's worth of catalogs.
+ * DEDUP_TEST_USAGE_FINAL_SECONDS sets another bound. */
 #define USAGE_FINAL_SECONDS 10.0
 
 /* One distinct chunk; owner is a client index or USAGE_SHARED. An empty
@@ -70,6 +71,8 @@ struct usage {
 	struct store *st;
 	unsigned test_delay_ms;     /* DEDUP_TEST_USAGE_REBUILD_MS */
 	double final_seconds;       /* USAGE_FINAL_SECONDS, or the test's */
+	double stop_by;             /* dd_monotonic(): counts give up after
+				     * it; 0 until the stop (atomic) */
 	/* The counts of the last whole count, kept in `save_path` for the
 	 * next start: until its own first count ends, the quota checks
 	 * use them (usage_client_bytes). */
@@ -129,7 +132,7 @@ static void usage_reset(struct usage_map *m)
 /* ---- the saved counts ---- */
 
 static int usage_update(struct usage *u, struct snapshots *snaps,
-			struct store *st, double deadline);
+			struct store *st, const double *deadline);
 static int usage_cmp_done(const void *a, const void *b);
 
 /* The digest of a set of snapshot ids, sorted: n ids of 65 bytes (64
@@ -212,14 +215,13 @@ static void usage_save_now(struct usage *u, bool final)
 	if (u->counted &&
 	    (final || u->save_soon || now - u->saved_at >= USAGE_SAVE_EVERY)) {
 		u->saved_at = now;
-		rc = usage_update(u, u->snaps, u->st,
-				  final ? now + u->final_seconds : 0);
+		rc = usage_update(u, u->snaps, u->st, &u->stop_by);
 		if (rc == 0 && u->dirty && (text = usage_save_text(u)))
 			u->dirty = u->save_soon = false;
 		if (rc == -ECANCELED)
 			log_warning("usage: the counts were not saved at the "
 				    "stop: counting the newest snapshots took "
-				    "over %.0f s (the next start counts "
+				    "over %g s (the next start counts "
 				    "afresh)", u->final_seconds);
 	}
 	pthread_mutex_unlock(&u->lock);
@@ -364,8 +366,14 @@ void usage_free(struct usage *u)
 {
 	bool joinable;
 
+	double by;
+
 	if (!u)
 		return;
+	/* Bounds the count of a tick running now as well as the stop's. */
+	by = dd_monotonic() + u->final_seconds;
+	__atomic_store(&u->stop_by, &by, __ATOMIC_RELAXED);
+	__atomic_store_n(&u->stop, true, __ATOMIC_RELAXED);
 	dd_ticker_stop(u->saver);       /* no save runs after this */
 	pthread_mutex_lock(&u->lock);
 	__atomic_store_n(&u->stop, true, __ATOMIC_RELAXED);
@@ -480,16 +488,21 @@ static int usage_client_index(struct usage_map *u, const char *name,
 /* ---- reading one catalog ---- */
 
 /* When a count gives up: the stop flag is set, or past the deadline
- * (dd_monotonic(); 0 for none). */
+ * (dd_monotonic(), read atomically: usage.stop_by; 0 for none). */
 struct usage_halt {
 	const bool *stop;
-	double deadline;
+	const double *deadline;
 };
 
 static bool usage_halted(const struct usage_halt *h)
 {
-	return (h->stop && __atomic_load_n(h->stop, __ATOMIC_RELAXED)) ||
-	       (h->deadline > 0 && dd_monotonic() > h->deadline);
+	double by = 0;
+
+	if (h->stop && __atomic_load_n(h->stop, __ATOMIC_RELAXED))
+		return true;
+	if (h->deadline)
+		__atomic_load(h->deadline, &by, __ATOMIC_RELAXED);
+	return by > 0 && dd_monotonic() > by;
 }
 
 struct usage_of {
@@ -650,7 +663,7 @@ static int usage_count(struct usage_map *u, struct usage_scan *sc,
 static void *usage_rebuild_main(void *arg)
 {
 	struct usage *u = arg;
-	struct usage_halt halt = { &u->stop, 0 };
+	struct usage_halt halt = { &u->stop, NULL };
 	struct usage_map m;
 	struct usage_scan sc;
 	int rc;
@@ -755,11 +768,12 @@ static bool usage_rebuild_wait(struct usage *u)
  * Counts the snapshots created since the last call into `cur`. When one
  * went away, its chunks may now belong to another client alone: the map
  * is counted again from nothing on a thread of its own, and `cur`
- * answers meanwhile (with the removed snapshots still counted). Called
- * locked.
+ * answers meanwhile (with the removed snapshots still counted). Gives
+ * up with -ECANCELED (and `cur` reset) past *deadline when one is given
+ * and set (usage.stop_by). Called locked.
  */
 static int usage_update(struct usage *u, struct snapshots *snaps,
-			struct store *st, double deadline)
+			struct store *st, const double *deadline)
 {
 	struct usage_halt halt = { NULL, deadline };
 	struct usage_scan sc;
@@ -832,11 +846,11 @@ int usage_get(struct usage *u, struct snapshots *snaps, struct store *st,
 					  USAGE_RETRY_AFTER);
 	}
 	if (rc == 0)
-		rc = usage_update(u, snaps, st, 0);
+		rc = usage_update(u, snaps, st, NULL);
 	/* A recount that ended meanwhile missed the snapshots created
 	 * since it listed them: counted now. */
 	if (rc == 0 && u->rebuilding && usage_rebuild_wait(u))
-		rc = usage_update(u, snaps, st, 0);
+		rc = usage_update(u, snaps, st, NULL);
 	if (rc == 0 && u->cur.nclients) {
 		*out = malloc(u->cur.nclients * sizeof(**out));
 		if (*out) {

@@ -237,6 +237,9 @@ static int open_append(struct dirb *d, const char *name, int *created)
 	}
 }
 
+/* The largest page-cache folio of a file (a PMD: 2 MiB on x86-64). */
+#define DIR_FOLIO_MAX (2u << 20)
+
 static atomic_bool dir_drop_appended;
 
 void backend_dir_drop_appended(bool on)
@@ -256,11 +259,20 @@ void backend_dir_drop_appended(bool on)
  */
 static void dir_drop_cached(int fd, size_t len)
 {
-	off_t end = lseek(fd, 0, SEEK_CUR);
+	long page = sysconf(_SC_PAGESIZE);
+	off_t end = lseek(fd, 0, SEEK_CUR), from, to;
 
-	if (end >= (off_t)len)
-		(void)posix_fadvise(fd, end - (off_t)len, (off_t)len,
-				    POSIX_FADV_DONTNEED);
+	if (end < (off_t)len || page <= 0)
+		return;
+	/* The kernel drops only folios wholly in the range, and a file's
+	 * folios may be up to DIR_FOLIO_MAX: starting at the folio that
+	 * holds the append's first byte (all of it synced before) leaves
+	 * none of them behind. The partial last page stays, so that the
+	 * next append does not read it back from the disk. */
+	from = (end - (off_t)len) & ~(off_t)(DIR_FOLIO_MAX - 1);
+	to = end & ~(off_t)(page - 1);
+	if (to > from)
+		(void)posix_fadvise(fd, from, to - from, POSIX_FADV_DONTNEED);
 }
 
 static int dir_append(void *impl, const char *name, const void *data,
