@@ -8,8 +8,9 @@
  * reads it when the environment is created. That function is a static
  * member taking one int, so calling it is a plain C call of its mangled
  * name. LevelDB's static archive exports it (its shared library hides
- * it): the Makefile links the archive when it finds one and then defines
- * DD_LEVELDB_STATIC; a build without it maps tables as before.
+ * it): the Makefile links the archive and defines DD_LEVELDB_STATIC; a
+ * build with LEVELDB_SHARED=1 links the shared library instead, and its
+ * tables are mapped as LevelDB does by default.
  */
 #include <errno.h>
 #include <string.h>
