@@ -365,18 +365,17 @@ int usage_set_file(struct usage *u, const char *path, struct snapshots *snaps)
 void usage_free(struct usage *u)
 {
 	bool joinable;
-
 	double by;
 
 	if (!u)
 		return;
-	/* Bounds the count of a tick running now as well as the stop's. */
+	/* Bounds the count of a tick running now as well as the stop's, and
+	 * no recount starts from here on. */
 	by = dd_monotonic() + u->final_seconds;
 	__atomic_store(&u->stop_by, &by, __ATOMIC_RELAXED);
 	__atomic_store_n(&u->stop, true, __ATOMIC_RELAXED);
 	dd_ticker_stop(u->saver);       /* no save runs after this */
 	pthread_mutex_lock(&u->lock);
-	__atomic_store_n(&u->stop, true, __ATOMIC_RELAXED);
 	joinable = u->thread_joinable;
 	pthread_mutex_unlock(&u->lock);
 	if (joinable)
