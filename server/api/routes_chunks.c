@@ -92,6 +92,73 @@ static uint8_t *routes_prefetch(struct routes_ctx *ctx,
 	return absent;
 }
 
+/* The ids of a missing-query that this front-end holds but the client's
+ * domain does not here: asked of the pool's shared index together. */
+struct routes_ask {
+	struct dd_id *ids;
+	struct dd_chunk_loc *locs;
+	size_t *at;              /* their places in the request */
+	size_t n;
+};
+
+static struct routes_ask *routes_ask_new(size_t n)
+{
+	struct routes_ask *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->ids = malloc(n * sizeof(*a->ids));
+	a->locs = malloc(n * sizeof(*a->locs));
+	a->at = malloc(n * sizeof(*a->at));
+	if (!a->ids || !a->locs || !a->at) {
+		free(a->ids);
+		free(a->locs);
+		free(a->at);
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+static void routes_ask_free(struct routes_ask *a)
+{
+	if (!a)
+		return;
+	free(a->ids);
+	free(a->locs);
+	free(a->at);
+	free(a);
+}
+
+static void routes_ask_add(struct routes_ask *a, const struct dd_id *id,
+			   const struct dd_chunk_loc *loc, size_t at)
+{
+	a->ids[a->n] = *id;
+	a->locs[a->n] = *loc;
+	a->at[a->n++] = at;
+}
+
+/* Clears the missing bit of each asked id the pool says the domain
+ * holds where this front-end has it. */
+static int routes_ask_pool(struct routes_ctx *ctx,
+			   const struct domains_tag *dom,
+			   struct routes_ask *a, uint8_t *bits)
+{
+	uint8_t *granted = malloc((a->n + 7) / 8);
+	size_t i;
+	int rc;
+
+	if (!granted)
+		return -ENOMEM;
+	rc = store_shared_grant(ctx->store, dom, a->ids, a->locs, a->n,
+				granted);
+	for (i = 0; rc == 0 && i < a->n; i++)
+		if (granted[i / 8] & (1u << (i % 8)))
+			bits[a->at[i] / 8] &= (uint8_t)~(1u << (a->at[i] % 8));
+	free(granted);
+	return rc;
+}
+
 /* Answers for the client's domain only: a chunk that another domain
  * stored is "missing" until this client uploads it (domains.h). A sealed
  * chunk is "missing" to a query without `?sealed=1` (a plain client's),
@@ -107,10 +174,11 @@ void route_missing(void *payload, const struct http_request *req,
 	struct dd_id id;
 	uint8_t *bits, *absent;
 	struct routes_keyed_id *order;
+	struct routes_ask *ask = NULL;
 	const char *arg;
 	bool sealed_ok;
 	size_t n, k, i;
-	int rc;
+	int rc = 0;
 
 	if (!routes_ids(req, rep, &n))
 		return;
@@ -129,6 +197,13 @@ void route_missing(void *payload, const struct http_request *req,
 		free(bits);
 		return;
 	}
+	if (dom && store_shared_on(ctx->store) &&
+	    !(ask = routes_ask_new(n))) {
+		free(bits);
+		free(absent);
+		routes_fail(rep, -ENOMEM);
+		return;
+	}
 	order = routes_id_order(req, n);
 	for (k = 0; k < n; k++) {
 		i = order ? order[k].at : k;
@@ -138,21 +213,34 @@ void route_missing(void *payload, const struct http_request *req,
 			continue;
 		}
 		routes_id_at(&id, req, i);
-		rc = domains_lookup(ctx->store, dom, &id, &loc);
+		rc = store_lookup(ctx->store, &id, &loc);
 		if (rc == 0 && (loc.flags & DD_COMP_SEALED) && !sealed_ok)
 			rc = -ENOENT;
+		if (rc == 0 && dom) {
+			rc = domains_is_member(ctx->store, dom, &id);
+			if (rc == 0 && ask)
+				routes_ask_add(ask, &id, &loc, i);
+			rc = rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
+		}
 		if (rc == -ENOENT) {
 			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+			rc = 0;
 		} else if (rc < 0) {
-			free(order);
-			free(bits);
-			free(absent);
-			routes_fail(rep, rc);
-			return;
+			break;
 		}
 	}
+	/* stored here, but not by the client's domain: through another
+	 * front-end, perhaps (store_shared_grant) */
+	if (rc == 0 && ask && ask->n)
+		rc = routes_ask_pool(ctx, dom, ask, bits);
 	free(order);
 	free(absent);
+	routes_ask_free(ask);
+	if (rc < 0) {
+		free(bits);
+		routes_fail(rep, rc);
+		return;
+	}
 	/* "present" is an acknowledgement too */
 	if (!routes_fence_ok(ctx, rep)) {
 		free(bits);

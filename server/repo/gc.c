@@ -712,7 +712,7 @@ static int gc_shared_begin(struct store *st, struct snapshots *snaps,
 	if (rc == 0)
 		rc = packio_list(be, gc_fe_max_cb, fm);
 	if (rc == 0)
-		rc = store_shared_pull(st, &pulled);
+		rc = store_shared_pull(st, &pulled, !dry_run);
 	/* running before the heartbeats are read: a session opened on
 	 * another front-end after this waits for the end */
 	if (rc == 0 && !dry_run) {

@@ -65,6 +65,8 @@ struct snapshots {
 	 * manifest is also the object "snapshots/<id>.json" there
 	 * (snapshots_set_mirror). Borrowed. */
 	struct backend *mirror;
+	snapshots_adopt_fn adopt_fn;   /* snapshots_set_adopt_hook */
+	void *adopt_payload;
 	/* Clients with a create running (snap_client_enter): one at a time
 	 * each, so that a client whose catalogs cost much to check (up to
 	 * SNAPSHOTS_CATALOG_BYTES_MAX, compressed to almost nothing) keeps
@@ -606,6 +608,13 @@ static int snap_dump(json_t *m, char **out, size_t *out_len)
 void snapshots_set_mirror(struct snapshots *s, struct backend *be)
 {
 	s->mirror = be;
+}
+
+void snapshots_set_adopt_hook(struct snapshots *s, snapshots_adopt_fn fn,
+			      void *payload)
+{
+	s->adopt_fn = fn;
+	s->adopt_payload = payload;
 }
 
 /* "snapshots/<id>.json" */
@@ -1512,7 +1521,8 @@ static void snap_adopt_from_mirror(struct snapshots *s, const char *id)
 		return;
 	snap_object(name, sizeof(name), id);
 	if (backend_get(s->mirror, name, 16u * 1024 * 1024, &data,
-			&size) == 0)
+			&size) == 0 &&
+	    (!s->adopt_fn || s->adopt_fn(s->adopt_payload, id) >= 0))
 		snapshots_adopt(s, id, data, size);
 	free(data);
 	dd_error_clear();

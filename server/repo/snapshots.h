@@ -67,6 +67,14 @@ void snapshots_free(struct snapshots *s);
  */
 struct backend;
 void snapshots_set_mirror(struct snapshots *s, struct backend *be);
+/* Called with the id of each manifest a lookup takes from the mirror
+ * (an id this directory lacks, asked for before the front-end's tick
+ * adopted it), before it is adopted; a negative return leaves it in the
+ * pool. The repository marks it there for its dedup-domain memberships,
+ * as the tick's adoption does (regrant_adopt_mark). */
+typedef int (*snapshots_adopt_fn)(void *payload, const char *id);
+void snapshots_set_adopt_hook(struct snapshots *s, snapshots_adopt_fn fn,
+			      void *payload);
 
 /* How many snapshots one client may have (0: no limit); creates beyond it
  * fail with -EDQUOT. Concurrent creates of one client may each pass the

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "frontends.h"
+#include "regrant.h"
 #include "log.h"
 #include "repo.h"
 #include "snapshots.h"
@@ -107,7 +108,7 @@ int repo_store_pull_shared(const char *repo, uint64_t *entries)
 	rc = repo_store_open(&st, repo, tokens_store_flags(repo));
 	if (rc < 0)
 		return rc;
-	rc = store_shared_pull(st, entries);
+	rc = store_shared_pull(st, entries, false);
 	store_close(st);
 	return rc;
 }
@@ -125,10 +126,19 @@ int repo_store_rebuild_index(const char *repo, unsigned flags,
 	return store_rebuild_index_be(repo, be, flags, chunks, bad);
 }
 
+/* A manifest a lookup adopts from the pool is marked for its dedup-domain
+ * memberships as the tick's adoption marks it (frontends.c). */
+static int repo_storage_adopt_mark(void *payload, const char *id)
+{
+	return regrant_adopt_mark(payload, id);
+}
+
 void repo_storage_mirror(struct snapshots *snaps, struct store *st)
 {
 	struct backend *be = store_backend(st);
 
-	if (strcmp(backend_kind(be), "dir") != 0)
+	if (strcmp(backend_kind(be), "dir") != 0) {
 		snapshots_set_mirror(snaps, be);
+		snapshots_set_adopt_hook(snaps, repo_storage_adopt_mark, st);
+	}
 }

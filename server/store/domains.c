@@ -111,21 +111,100 @@ int domains_lookup(struct store *s, const struct domains_tag *t,
 	return rc ? 0 : -ENOENT;
 }
 
+/* For domains_lookup_many: asks the shared index about the nask stored
+ * chunks ids[ask[..]] that t does not hold here (store_shared_grant) and
+ * sets rcs[] of those it grants to 0. */
+static int domains_ask_pool(struct store *s, const struct domains_tag *t,
+			    const struct dd_id *ids,
+			    const struct dd_chunk_loc *locs, int *rcs,
+			    const size_t *ask, size_t nask)
+{
+	struct dd_chunk_loc *al = malloc(nask * sizeof(*al));
+	struct dd_id *ai = malloc(nask * sizeof(*ai));
+	uint8_t *granted = malloc((nask + 7) / 8);
+	size_t i;
+	int rc = -ENOMEM;
+
+	if (al && ai && granted) {
+		for (i = 0; i < nask; i++) {
+			ai[i] = ids[ask[i]];
+			al[i] = locs[ask[i]];
+		}
+		rc = store_shared_grant(s, t, ai, al, nask, granted);
+		for (i = 0; rc == 0 && i < nask; i++)
+			if (granted[i / 8] & (1u << (i % 8)))
+				rcs[ask[i]] = 0;
+	}
+	free(al);
+	free(ai);
+	free(granted);
+	return rc;
+}
+
 int domains_lookup_many(struct store *s, const struct domains_tag *t,
 			const struct dd_id *ids, size_t n,
 			struct dd_chunk_loc *locs, int *rcs)
 {
 	int rc = store_lookup_many(s, ids, n, locs, rcs);
+	size_t *ask = NULL, nask = 0;
 
+	if (rc == 0 && t && store_shared_on(s) &&
+	    !(ask = malloc(n * sizeof(*ask))))
+		return -ENOMEM;
 	for (size_t i = 0; rc == 0 && t && i < n; i++) {
 		if (rcs[i] < 0)
 			continue;
 		rc = domains_is_member(s, t, &ids[i]);
+		if (rc == 0 && ask)
+			ask[nask++] = i;
 		if (rc >= 0) {
 			rcs[i] = rc ? 0 : -ENOENT;
 			rc = 0;
 		}
 	}
+	/* stored, but not by t here: perhaps through another front-end */
+	if (rc == 0 && nask)
+		rc = domains_ask_pool(s, t, ids, locs, rcs, ask, nask);
+	free(ask);
+	return rc;
+}
+
+struct domains_tags {
+	struct domains_tag *v;
+	size_t n, max;
+};
+
+static int domains_tags_cb(void *payload, const uint8_t *key, size_t klen,
+			   const uint8_t *val, size_t vlen)
+{
+	struct domains_tags *l = payload;
+
+	(void)val;
+	(void)vlen;
+	if (klen == DOMAINS_MEMBER_KEY_LEN && l->n < l->max)
+		memcpy(l->v[l->n++].b, key + 1 + DD_ID_LEN, DOMAINS_TAG_LEN);
+	return 0;
+}
+
+int domains_members_of(struct store *s, const struct dd_id *id,
+		       struct domains_tag *out, size_t max, size_t *n)
+{
+	struct domains_tags l = { out, 0, max };
+	uint8_t key[DOMAINS_MEMBER_KEY_LEN];
+	int rc;
+
+	*n = 0;
+	if (!domains_used(s) || max == 0)
+		return 0;
+	domains_restrict_key(key, id);
+	rc = store_key_exists(s, key, DOMAINS_RESTRICT_KEY_LEN);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)    /* the default domain's */
+		memset(out[l.n++].b, 0, DOMAINS_TAG_LEN);
+	key[0] = 'd';
+	rc = store_index_scan(s, key, 1 + DD_ID_LEN, domains_tags_cb, &l);
+	*n = l.n;
 	return rc;
 }
 

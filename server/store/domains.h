@@ -72,10 +72,20 @@ int domains_lookup(struct store *s, const struct domains_tag *t,
 		   const struct dd_id *id, struct dd_chunk_loc *loc);
 
 /* domains_lookup() of n ids at once (store_lookup_many): rcs[i] is 0 with
- * locs[i], or -ENOENT. Returns 0 or a negative error. */
+ * locs[i], or -ENOENT. On a shared pool, the chunks stored here that t
+ * does not hold here are asked of the pool in one batch, and taken when
+ * t holds them there at the same location (store_shared_grant). Returns
+ * 0 or a negative error. */
 int domains_lookup_many(struct store *s, const struct domains_tag *t,
 			const struct dd_id *ids, size_t n,
 			struct dd_chunk_loc *locs, int *rcs);
+
+/* The domains that hold chunk id here (the default one's tag, zeros,
+ * unless an "r" key says otherwise), at most max of them into out[];
+ * none when domains are not in use. For a collection that moves the
+ * chunk: it publishes them at the new location. 0 or -EIO. */
+int domains_members_of(struct store *s, const struct dd_id *id,
+		       struct domains_tag *out, size_t max, size_t *n);
 
 /*
  * For store_ingest(), with its ingest lock held, adding to the batch that
@@ -125,17 +135,19 @@ int domains_regrant_done(struct store *s);
 
 /*
  * A front-end's index on a pool shared by several front-ends is a cache of
- * the shared index, which records locations only (docs/SECURITY.md, "Dedup
- * domains on several front-ends"): memberships are this front-end's own,
- * made by what its clients uploaded through it. So with domains in use,
- * an entry it learns from the shared index (store_prefetch, a lookup's
- * miss, gc's pull, a re-read after a failed read) is held by NO domain
- * here, the default one included ("r" written, every "d" deleted), until
- * a client of the domain uploads the chunk through this front-end (which
- * verifies the bytes and writes nothing to the pool: the chunk is stored
- * once). The exception is an entry this front-end already had at exactly
- * that location: its "c" entry, or the "k" key below when the cache was
- * dropped for another front-end's collection:
+ * the shared index (docs/SECURITY.md, "Dedup domains on several
+ * front-ends"). With domains in use, an entry it learns from the shared
+ * index (store_prefetch, a lookup's miss, gc's pull, a re-read after a
+ * failed read) is held by NO domain here, the default one included ("r"
+ * written, every "d" deleted), until a client of the domain uploads the
+ * chunk through this front-end (which verifies the bytes and writes
+ * nothing to the pool: the chunk is stored once), or the domain's
+ * membership in the shared index, made through another front-end for
+ * the entry's very location, is granted here (store_shared_grant, for a
+ * missing-query or a snapshot's references; a collection's pull takes
+ * every such one). The exception is an entry this front-end already had
+ * at exactly that location: its "c" entry, or the "k" key below when the
+ * cache was dropped for another front-end's collection:
  *
  *   "k" + id[32]  value: the location the entry had when the cache was
  *                 dropped (dd_chunk_loc_encode)

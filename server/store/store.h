@@ -114,8 +114,30 @@ int store_prefetch(struct store *s, const struct dd_id *ids, size_t n,
 		   uint8_t *absent);
 /* Copies every entry of the shared index into the local one (gc's first
  * step on a shared pool; *entries counts them); an entry new here is held
- * by no dedup domain (domains_cache_learn). */
-int store_shared_pull(struct store *s, uint64_t *entries);
+ * by no dedup domain (domains_cache_learn) but by those whose memberships
+ * the shared index holds at its location, which the pull takes (with
+ * domains in use), and it records the domains it met for the sweep's
+ * deletes (store_shared_rm). With prune (a collection that deletes),
+ * memberships of entries removed or moved since they were made are
+ * deleted from the pool, 65,536 a shard at most a run. */
+int store_shared_pull(struct store *s, uint64_t *entries, bool prune);
+/*
+ * For ids[0..n) stored at locs[i] in the local index and not held by
+ * domain t here: whether the shared index says that t holds them at
+ * that location (a client of t uploaded them through another front-end,
+ * or t joined them there: store_ingest publishes its memberships with
+ * the entries). Those granted get t's membership in the local index
+ * (unsynced: the pool keeps the durable copy) and their bit set in
+ * `granted` ((n + 7) / 8 bytes). A membership made for another location
+ * (the chunk moved, or died and was stored afresh) grants nothing. One
+ * read a shard; nothing without a shared index or for t NULL. 0, or
+ * -EIO etc. with a reason when the pool cannot be read.
+ */
+struct domains_tag;
+int store_shared_grant(struct store *s, const struct domains_tag *t,
+		       const struct dd_id *ids,
+		       const struct dd_chunk_loc *locs, size_t n,
+		       uint8_t *granted);
 /* Counts the shared index, the pool's record of its chunks: *chunks
  * entries and the sum of their plain lengths (docs/STORAGE.md, "Stats on
  * a shared pool"). Reads every shard (one omap listing each); changes

@@ -198,9 +198,10 @@ static int store_group_write(struct store *s, struct store_group *g,
 			return store_ingest_errno(rc);
 	}
 	for (w = g->head; w; w = w->next) {
-		if (!w->ids || !w->npend)
+		if (!w->ids || (!w->npend && !w->nmembers))
 			continue;
-		rc = store_shared_put(s, w->ids, w->locs, w->npend);
+		rc = store_shared_put(s, w->ids, w->locs, w->npend,
+				      w->members, w->nmembers);
 		if (rc < 0)
 			return store_ingest_errno(rc);
 	}

@@ -157,6 +157,67 @@ int store_gc_new_pack(struct store *s, struct dd_pack_writer **out)
 	return rc;
 }
 
+/* On a shared pool with domains in use: the memberships this front-end
+ * holds of the n chunks that move from from[] to to[], published with
+ * their new entries so that the other front-ends still grant them
+ * (store_shared_grant; a membership names the location it was made
+ * for). The default domain's is not published for a chunk that was in
+ * another front-end's pack: an index an earlier version filled may hold
+ * such entries without their "r" key (domains.h, domains_cache_audit).
+ * Memberships not published are lost to the other front-ends (their
+ * domains upload the chunk once more there). */
+static int store_gc_members(struct store *s, const struct dd_id *ids,
+			    const struct dd_chunk_loc *from,
+			    const struct dd_chunk_loc *to, size_t n,
+			    struct store_member **out, size_t *nout)
+{
+	struct domains_tag *tags;
+	struct store_member *mv = NULL, *g;
+	size_t i, j, k, nm = 0, cap = 0;
+	bool theirs;
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!s->shared || !(store_flags(s) & STORE_DOMAINS_USED))
+		return 0;
+	tags = malloc(STORE_POOL_TAGS * sizeof(*tags));
+	if (!tags)
+		return -ENOMEM;
+	for (i = 0; i < n && rc == 0; i++) {
+		rc = domains_members_of(s, &ids[i], tags, STORE_POOL_TAGS, &k);
+		if (rc < 0 || k == 0)
+			continue;
+		if (nm + k > cap) {
+			cap = cap ? cap * 2 : 1024;
+			if (cap < nm + k)
+				cap = nm + k;
+			g = realloc(mv, cap * sizeof(*mv));
+			if (!g) {
+				rc = -ENOMEM;
+				break;
+			}
+			mv = g;
+		}
+		theirs = store_seq_frontend(from[i].pack_seq) != s->fe;
+		for (j = 0; j < k; j++) {
+			if (theirs && domains_is_default(&tags[j]))
+				continue;
+			mv[nm].id = ids[i];
+			mv[nm].loc = to[i];
+			mv[nm++].tag = tags[j];
+		}
+	}
+	free(tags);
+	if (rc < 0) {
+		free(mv);
+		return rc;
+	}
+	*out = mv;
+	*nout = nm;
+	return 0;
+}
+
 int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		      uint64_t *moved)
 {
@@ -168,7 +229,9 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 	size_t i;
 	uint64_t cnt = 0;
 	struct dd_id *ids;
-	struct dd_chunk_loc *to;
+	struct dd_chunk_loc *to, *from;
+	struct store_member *mv = NULL;
+	size_t nm = 0;
 	int rc = 0;
 
 	*moved = 0;
@@ -176,9 +239,11 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 		return 0;
 	ids = malloc(n * sizeof(*ids));
 	to = malloc(n * sizeof(*to));
-	if (!ids || !to) {
+	from = malloc(n * sizeof(*from));
+	if (!ids || !to || !from) {
 		free(ids);
 		free(to);
+		free(from);
 		return -ENOMEM;
 	}
 	batch = leveldb_writebatch_create();
@@ -200,10 +265,13 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 				       (const char *)val, vlen);
 		ids[cnt] = m[i].id;
 		to[cnt] = m[i].to;
+		from[cnt] = m[i].from;
 		cnt++;
 	}
 	if (rc == 0 && cnt)
-		rc = store_shared_put(s, ids, to, cnt);
+		rc = store_gc_members(s, ids, from, to, cnt, &mv, &nm);
+	if (rc == 0 && cnt)
+		rc = store_shared_put(s, ids, to, cnt, mv, nm);
 	if (rc == 0 && cnt) {
 		pthread_rwlock_rdlock(&s->db_lock);
 		leveldb_write(s->db, s->wopts_sync, batch, &err);
@@ -217,6 +285,8 @@ int store_gc_relocate(struct store *s, const struct store_move *m, size_t n,
 	leveldb_writebatch_destroy(batch);
 	free(ids);
 	free(to);
+	free(from);
+	free(mv);
 	if (rc == 0)
 		*moved = cnt;
 	return rc;

@@ -122,12 +122,27 @@ struct store_pend {
 	uint32_t plain_len;
 };
 
+/* A dedup domain's membership published with the entries: domain `tag`
+ * holds chunk `id`, stored at `loc` (the entry's location when it was
+ * made). */
+struct store_member {
+	struct dd_id id;
+	struct dd_chunk_loc loc;
+	struct domains_tag tag;
+};
+
+#define STORE_POOL_TAGS 256u
+
 struct store_waiter {
 	struct store_waiter *next;
 	struct store_pend *pend;  /* its new records (npend of them) */
 	size_t npend;
 	const struct dd_id *ids;  /* for the shared index (NULL: none) */
 	const struct dd_chunk_loc *locs;
+	/* the memberships to publish with them (the uploader's domain's,
+	 * of its new and joined chunks; domains in use only) */
+	struct store_member *members;
+	size_t nmembers;
 	bool done;                /* set by the leader, under ingest_lock */
 	int rc;
 	char why[256];            /* the reason of a failure */
@@ -253,6 +268,16 @@ struct store {
 	pthread_mutex_t cache_lock;
 	uint64_t cache_epoch;
 	bool cache_epoch_known;
+	/* The dedup domains whose memberships the last pull of the shared
+	 * index met (at most STORE_POOL_TAGS): a sweep deletes their keys
+	 * of the chunks it removes (store_shared_rm). Under cache_lock. */
+	struct domains_tag pool_tags[STORE_POOL_TAGS];
+	size_t npool_tags;
+	/* Held while what a read of the shared index learned is decided
+	 * and written to the local index (fill_flush, store_shared_grant):
+	 * a fill that decided before a membership was written must not
+	 * write after it. Taken after ingest_lock, before db_lock. */
+	pthread_mutex_t learn_lock;
 
 	/* Packs open for reading (backend readers). */
 	pthread_mutex_t fd_lock;
@@ -297,8 +322,11 @@ void store_vouch(struct store *s, const struct dd_id *id);
 int store_recount(struct store *s);
 
 /* store_shared.c */
+/* Publishes n entries and nm memberships to the shared index (nothing
+ * when the store is not shared), durable on return. */
 int store_shared_put(struct store *s, const struct dd_id *ids,
-		     const struct dd_chunk_loc *locs, size_t n);
+		     const struct dd_chunk_loc *locs, size_t n,
+		     const struct store_member *mv, size_t nm);
 int store_shared_rm(struct store *s, const struct dd_id *ids, size_t n);
 int store_shared_get(struct store *s, const struct dd_id *id,
 		     struct dd_chunk_loc *loc);

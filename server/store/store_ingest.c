@@ -51,6 +51,17 @@ static bool store_plain_replaces(uint32_t have_flags,
 	return (have_flags & DD_COMP_SEALED) && !(r->flags & DD_COMP_SEALED);
 }
 
+/* Whether a record proves nothing about a stored chunk: the server
+ * cannot check a sealed record's bytes against its id, so a sealed
+ * record never makes its domain a member of a plain chunk that another
+ * domain stored (it would then be told the chunk is present and read
+ * its bytes: docs/SECURITY.md, "Sealed records and domains"). */
+static bool store_sealed_claims_plain(uint32_t have_flags,
+				      const struct dd_bundle_record *r)
+{
+	return (r->flags & DD_COMP_SEALED) && !(have_flags & DD_COMP_SEALED);
+}
+
 /* Whether domain `dom` holds a chunk appended but not yet committed (as
  * domains_is_member for a stored one). */
 static bool store_pend_holds(const struct store_pend *p,
@@ -68,6 +79,9 @@ struct store_plan {
 	uint32_t *todo;
 	size_t ntodo, njoin;
 	uint32_t duplicates;
+	/* sealed records of plain chunks the domain does not hold: answered
+	 * "stored" as a new sealed chunk is, nothing written */
+	uint32_t nclaimed;
 	uint64_t nreplaced, replaced_bytes;
 	bool relies;   /* some record is pending in an uncommitted group */
 };
@@ -102,6 +116,8 @@ static void store_plan_pending(struct store_plan *pl,
 		pl->todo[pl->ntodo++] = i;
 	} else if (store_pend_holds(p, dom)) {
 		pl->duplicates++;
+	} else if (store_sealed_claims_plain(p->flags, &recs[i])) {
+		pl->nclaimed++;
 	} else {
 		pl->todo[n - ++pl->njoin] = i;
 	}
@@ -120,7 +136,7 @@ static int store_plan_make(struct store *s, struct store_plan *pl,
 	int rc;
 
 	pl->ntodo = pl->njoin = 0;
-	pl->duplicates = 0;
+	pl->duplicates = pl->nclaimed = 0;
 	pl->nreplaced = pl->replaced_bytes = 0;
 	pl->relies = false;
 	memset(pl->set.slots, 0, (pl->set.mask + 1) * sizeof(*pl->set.slots));
@@ -148,6 +164,10 @@ static int store_plan_make(struct store *s, struct store_plan *pl,
 			pl->duplicates++;
 			continue;
 		}
+		if (rc == 0 && store_sealed_claims_plain(loc.flags, &recs[i])) {
+			pl->nclaimed++;
+			continue;
+		}
 		if (rc == 0) {
 			pl->todo[n - ++pl->njoin] = i;
 			continue;
@@ -165,6 +185,7 @@ static int store_plan_make(struct store *s, struct store_plan *pl,
  * between is only stored twice (both copies whole; gc reclaims the one
  * the shared index does not name). */
 static int store_ingest_alloc(struct store *s, size_t n,
+			      const struct domains_tag *dom,
 			      struct store_waiter *w, struct dd_id **ids,
 			      struct dd_chunk_loc **locs)
 {
@@ -182,6 +203,11 @@ static int store_ingest_alloc(struct store *s, size_t n,
 		return -ENOMEM;
 	w->ids = *ids;
 	w->locs = *locs;
+	/* a domain's memberships go to the pool with the entries, so that
+	 * the other front-ends can tell its clients what it holds
+	 * (store_shared_grant) */
+	if (dom && !(w->members = malloc(n * sizeof(*w->members))))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -238,6 +264,20 @@ static int store_make_room(struct store *s, const struct store_plan *pl,
 	return 0;
 }
 
+/* Adds domain dom's membership of chunk id, stored at loc, to what w
+ * publishes (one per record of the ingest at most: room for all). */
+static void store_member_add(struct store_waiter *w,
+			     const struct domains_tag *dom,
+			     const struct dd_id *id,
+			     const struct dd_chunk_loc *loc)
+{
+	struct store_member *m = &w->members[w->nmembers++];
+
+	m->id = *id;
+	m->loc = *loc;
+	m->tag = *dom;
+}
+
 /* Appends the plan's new records to the open pack and their entries and
  * memberships to `batch`; each becomes pending (findable by id) until
  * its commit. *add_bytes: their plain bytes. */
@@ -283,9 +323,35 @@ static int store_append(struct store *s, const struct store_plan *pl,
 		rc = domains_batch_new(s, batch, dom, &r->id);
 		if (rc < 0)
 			return store_ingest_errno(rc);
+		if (w->members)
+			store_member_add(w, dom, &r->id, &loc);
 		*add_bytes += r->plain_len;
 	}
 	return 0;
+}
+
+/* The joins of the plan: dom becomes a member of each, in the index
+ * batch, and on a shared pool in what w publishes. A join of a record
+ * still pending (another domain's upload of it has not committed) is
+ * not published: its location is not final until then (the domain
+ * then uploads it once more through other front-ends). */
+static void store_joins(struct store *s, const struct store_plan *pl,
+			const struct domains_tag *dom,
+			const struct dd_bundle_record *recs, size_t n,
+			leveldb_writebatch_t *batch, struct store_waiter *w)
+{
+	struct dd_chunk_loc loc;
+	size_t i;
+
+	for (i = n - pl->njoin; i < n; i++) {
+		const struct dd_id *id = &recs[pl->todo[i]].id;
+
+		domains_batch_join(batch, dom, id);
+		if (w->members && !store_pend_find(s, id) &&
+		    store_lookup_raw(s, id, &loc) == 0)
+			store_member_add(w, dom, id, &loc);
+	}
+	dd_error_clear();
 }
 
 /* Forgets the pending records of an ingest that failed before joining a
@@ -310,7 +376,6 @@ static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
 {
 	leveldb_writebatch_t *batch;
 	uint64_t add_bytes = 0;
-	size_t i;
 	int rc;
 
 	*joined = false;
@@ -348,8 +413,8 @@ static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
 	if (pl->ntodo == 0 && pl->njoin == 0 && !pl->relies)
 		return 0;
 	batch = leveldb_writebatch_create();
-	for (i = n - pl->njoin; i < n; i++)
-		domains_batch_join(batch, dom, &recs[pl->todo[i]].id);
+	w->nmembers = 0;
+	store_joins(s, pl, dom, recs, n, batch, w);
 	rc = store_append(s, pl, dom, recs, batch, w, ids, locs, &add_bytes);
 	if (rc < 0) {
 		store_append_undo(w);
@@ -384,9 +449,9 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 		return 0;
 	rc = store_plan_init(&pl, n);
 	if (rc == 0)
-		rc = store_ingest_alloc(s, n, &w, &ids, &locs);
+		rc = store_ingest_alloc(s, n, dom, &w, &ids, &locs);
 	else
-		w.pend = NULL;
+		memset(&w, 0, sizeof(w));
 	if (rc < 0)
 		goto cleanup;
 
@@ -397,13 +462,14 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 		rc = store_commit_wait(s, &w);
 	pthread_mutex_unlock(&s->ingest_lock);
 	if (rc == 0) {
-		*stored = (uint32_t)(pl.ntodo + pl.njoin);
+		*stored = (uint32_t)(pl.ntodo + pl.njoin + pl.nclaimed);
 		*duplicates = pl.duplicates;
 	}
 
 cleanup:
 	store_plan_release(&pl);
 	free(w.pend);
+	free(w.members);
 	free(ids);
 	free(locs);
 	return rc;

@@ -3,10 +3,12 @@
  * (docs/STORAGE.md, "Several front-ends on one pool"): which chunks exist
  * and where, in STORE_SHARDS objects "index/XX" (XX: the id's first byte
  * in hex) whose omap maps the id's 64 hex digits to its encoded location
- * (dd_chunk_loc_encode, the LevelDB value). The local LevelDB index is
- * this front-end's cache of it; dedup-domain memberships are not shared,
- * and an entry cached from here is held by no domain until its clients
- * upload it through this front-end (domains_cache_learn).
+ * (dd_chunk_loc_encode, the LevelDB value), and with dedup domains in
+ * use "<id>.<tag>" to the location a domain's membership was made for.
+ * The local LevelDB index is this front-end's cache of it; an entry
+ * cached from here is held by no domain (domains_cache_learn) until a
+ * client of the domain uploads it through this front-end or the pool's
+ * membership is granted for it (store_shared_grant, a pull).
  */
 #include "store_impl.h"
 
@@ -37,20 +39,76 @@ bool store_shared_on(const struct store *s)
 	return s->shared;
 }
 
+/* ---- membership keys ---- */
+
+/*
+ * Beside each entry, the dedup domains that hold its chunk (domains.h):
+ * "<64 hex of the id>.<16 hex of the domain's tag>", valued by the
+ * location of the entry the membership was made for. '.' sorts before
+ * every hex digit, so a chunk's keys follow its entry in a listing, and
+ * readers that know only entries (strlen 64) pass them by.
+ */
+#define SHARED_MEMBER_KEY_LEN (DD_ID_HEX_LEN + 1 + 2 * DOMAINS_TAG_LEN)
+#define SHARED_KEY_MAX (SHARED_MEMBER_KEY_LEN + 1)
+
+static void shared_member_key(char out[SHARED_KEY_MAX], const struct dd_id *id,
+			      const struct domains_tag *t)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = out + DD_ID_HEX_LEN;
+	size_t i;
+
+	dd_id_to_hex(out, id);
+	*p++ = '.';
+	for (i = 0; i < DOMAINS_TAG_LEN; i++) {
+		*p++ = hex[t->b[i] >> 4];
+		*p++ = hex[t->b[i] & 15];
+	}
+	*p = '\0';
+}
+
+/* 1 and *id, *t for a membership key, 0 for anything else. */
+static int shared_member_parse(const char *key, struct dd_id *id,
+			       struct domains_tag *t)
+{
+	if (strlen(key) != SHARED_MEMBER_KEY_LEN || key[DD_ID_HEX_LEN] != '.')
+		return 0;
+	if (dd_hex_decode(id->b, DD_ID_LEN, key, DD_ID_HEX_LEN) < 0 ||
+	    dd_hex_decode(t->b, DOMAINS_TAG_LEN, key + DD_ID_HEX_LEN + 1,
+			  2 * DOMAINS_TAG_LEN) < 0) {
+		dd_error_clear();
+		return 0;
+	}
+	return 1;
+}
+
+static bool shared_loc_eq(const struct dd_chunk_loc *a,
+			  const struct dd_chunk_loc *b)
+{
+	return a->pack_seq == b->pack_seq && a->offset == b->offset &&
+	       a->flags == b->flags && a->plain_len == b->plain_len &&
+	       a->stored_len == b->stored_len;
+}
+
 /* ---- writing ---- */
 
 struct shared_item {
 	struct dd_id id;
 	uint8_t val[DD_CHUNK_LOC_MAX];
 	size_t vlen;
-	char key[DD_ID_HEX_LEN + 1];
+	char key[SHARED_KEY_MAX];
 };
 
 static int shared_item_cmp(const void *a, const void *b)
 {
 	const struct shared_item *x = a, *y = b;
 
-	return memcmp(x->id.b, y->id.b, DD_ID_LEN);
+	return strcmp(x->key, y->key);
+}
+
+static int shared_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DD_ID_LEN);
 }
 
 /* Names of the shards, for the batches of store_shared_put. */
@@ -63,19 +121,20 @@ static const char *shard_names(void)
 }
 
 int store_shared_put(struct store *s, const struct dd_id *ids,
-		     const struct dd_chunk_loc *locs, size_t n)
+		     const struct dd_chunk_loc *locs, size_t n,
+		     const struct store_member *mv, size_t nm)
 {
 	struct backend_omap_batch *bv = NULL;
 	struct backend_kv *kv = NULL;
 	struct shared_item *it;
-	size_t i, start, nb = 0;
+	size_t i, start, nb = 0, nt = n + nm;
 	int rc = 0;
 
-	if (!s->shared || n == 0)
+	if (!s->shared || nt == 0)
 		return 0;
-	it = malloc(n * sizeof(*it));
-	kv = malloc(n * sizeof(*kv));
-	bv = malloc(n * sizeof(*bv));
+	it = malloc(nt * sizeof(*it));
+	kv = malloc(nt * sizeof(*kv));
+	bv = malloc(nt * sizeof(*bv));
 	if (!it || !kv || !bv) {
 		free(it);
 		free(kv);
@@ -87,16 +146,23 @@ int store_shared_put(struct store *s, const struct dd_id *ids,
 		it[i].vlen = dd_chunk_loc_encode(it[i].val, &locs[i]);
 		dd_id_to_hex(it[i].key, &ids[i]);
 	}
-	qsort(it, n, sizeof(*it), shared_item_cmp);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < nm; i++) {
+		it[n + i].id = mv[i].id;
+		it[n + i].vlen = dd_chunk_loc_encode(it[n + i].val, &mv[i].loc);
+		shared_member_key(it[n + i].key, &mv[i].id, &mv[i].tag);
+	}
+	qsort(it, nt, sizeof(*it), shared_item_cmp);
+	for (i = 0; i < nt; i++) {
 		kv[i].key = it[i].key;
 		kv[i].val = it[i].val;
 		kv[i].vlen = it[i].vlen;
 	}
 	/* one batch per shard (at most BACKEND_KV_BATCH pairs each), all
-	 * sent at once: one round trip for the ingest batch */
-	for (start = 0, i = 1; i <= n; i++) {
-		if (i == n || it[i].id.b[0] != it[start].id.b[0] ||
+	 * sent at once: one round trip for the ingest batch; an entry and
+	 * its memberships go in one batch (one shard, atomically) unless
+	 * the shard's pairs fill more than one */
+	for (start = 0, i = 1; i <= nt; i++) {
+		if (i == nt || it[i].id.b[0] != it[start].id.b[0] ||
 		    i - start == BACKEND_KV_BATCH) {
 			bv[nb].name = shard_names() +
 				(size_t)it[start].id.b[0] * SHARD_NAME_MAX;
@@ -113,87 +179,79 @@ int store_shared_put(struct store *s, const struct dd_id *ids,
 	return rc;
 }
 
+/* Deletes n keys of shard `shard`; absent keys, or an absent object,
+ * are no error. */
+static int shared_rm_keys(struct store *s, unsigned shard, const char **kp,
+			  size_t n)
+{
+	char name[SHARD_NAME_MAX];
+	int rc;
+
+	if (n == 0)
+		return 0;
+	shard_name(name, shard);
+	rc = backend_omap_rm(s->be, name, kp, n);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		rc = 0;
+	}
+	return rc;
+}
+
 int store_shared_rm(struct store *s, const struct dd_id *ids, size_t n)
 {
-	char (*keys)[DD_ID_HEX_LEN + 1];
+	struct domains_tag tags[STORE_POOL_TAGS];
+	char (*keys)[SHARED_KEY_MAX];
 	const char *kp[256];
-	char name[SHARD_NAME_MAX];
 	struct dd_id *sorted;
-	size_t i, start, k;
+	size_t i, j, k = 0, ntags;
+	unsigned shard = 0;
 	int rc = 0;
 
 	if (!s->shared || n == 0)
 		return 0;
+	/* with the entries, the memberships of the domains the last pull
+	 * met (the next pull deletes any other as stale) */
+	pthread_mutex_lock(&s->cache_lock);
+	ntags = s->npool_tags;
+	memcpy(tags, s->pool_tags, ntags * sizeof(tags[0]));
+	pthread_mutex_unlock(&s->cache_lock);
 	sorted = malloc(n * sizeof(*sorted));
-	keys = malloc(n * sizeof(*keys));
+	keys = malloc(256 * sizeof(*keys));
 	if (!sorted || !keys) {
 		free(sorted);
 		free(keys);
 		return dd_error_set(-ENOMEM, "out of memory");
 	}
 	memcpy(sorted, ids, n * sizeof(*sorted));
-	qsort(sorted, n, sizeof(*sorted), shared_item_cmp);
-	for (i = 0; i < n; i++)
-		dd_id_to_hex(keys[i], &sorted[i]);
-	for (start = 0; start < n && rc == 0; start = i) {
-		shard_name(name, sorted[start].b[0]);
-		for (i = start, k = 0; i < n && k < 256 &&
-		     sorted[i].b[0] == sorted[start].b[0]; i++)
-			kp[k++] = keys[i];
-		rc = backend_omap_rm(s->be, name, kp, k);
-		if (rc == -ENOENT) {
-			dd_error_clear();
-			rc = 0;
+	qsort(sorted, n, sizeof(*sorted), shared_id_cmp);
+	for (i = 0; i < n && rc == 0; i++) {
+		if (k && (sorted[i].b[0] != shard || k + 1 + ntags > 256)) {
+			rc = shared_rm_keys(s, shard, kp, k);
+			k = 0;
+		}
+		shard = sorted[i].b[0];
+		dd_id_to_hex(keys[k], &sorted[i]);
+		kp[k] = keys[k];
+		k++;
+		for (j = 0; j < ntags; j++) {
+			shared_member_key(keys[k], &sorted[i], &tags[j]);
+			kp[k] = keys[k];
+			k++;
+			if (k == 256 && rc == 0) {
+				rc = shared_rm_keys(s, shard, kp, k);
+				k = 0;
+			}
 		}
 	}
+	if (rc == 0)
+		rc = shared_rm_keys(s, shard, kp, k);
 	free(sorted);
 	free(keys);
 	return rc;
 }
 
 /* ---- reading ---- */
-
-struct shared_fill {
-	struct store *s;
-	leveldb_writebatch_t *batch;
-	const struct dd_id *ids;
-	const size_t *idx;       /* ids of this shard, by key */
-	size_t n;
-	uint8_t *absent;         /* bit i cleared when ids[i] is found */
-	size_t found;
-	struct dd_chunk_loc last; /* the last location found */
-};
-
-static int shared_fill_cb(const char *key, const void *val, size_t vlen,
-			  void *payload)
-{
-	struct shared_fill *f = payload;
-	uint8_t k[1 + DD_ID_LEN];
-	struct dd_chunk_loc loc;
-	struct dd_id id;
-	size_t i;
-	int rc;
-
-	if (dd_hex_decode(id.b, DD_ID_LEN, key, strlen(key)) < 0 ||
-	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
-		return 0;  /* check reports it */
-	/* held by no domain here unless this front-end had it there */
-	rc = domains_cache_learn(f->s, f->batch, &id, val, vlen);
-	if (rc < 0)
-		return rc;
-	for (i = 0; i < f->n; i++) {
-		if (!dd_id_eq(&f->ids[f->idx[i]], &id))
-			continue;
-		f->absent[f->idx[i] / 8] &= (uint8_t)~(1u << (f->idx[i] % 8));
-		break;
-	}
-	store_id_key(k, &id);
-	leveldb_writebatch_put(f->batch, (const char *)k, sizeof(k), val,
-			       vlen);
-	f->last = loc;
-	f->found++;
-	return 0;
-}
 
 /* Writes the batch of cache fills, unsynced (the shared index is the
  * durable copy). */
@@ -213,13 +271,158 @@ static void shared_cache_write(struct store *s, leveldb_writebatch_t *b)
 	}
 }
 
-/* Looks up ids[idx[0..n)] (one shard) in the shared index. */
+/*
+ * What a read of the shared index learned, cached in the local index in
+ * one step under learn_lock (store_impl.h): each entry's memberships
+ * decided (domains_cache_learn) and the entry put, then the memberships
+ * the pool grants for it, in order, and the batch written. Deciding and
+ * writing in one step under the lock keeps a fill from undoing a
+ * membership written meanwhile (a grant, or the regrant of an adopted
+ * snapshot, which first fills the entry itself): the later fill sees
+ * the entry cached and keeps what is there.
+ */
+struct fill_item {
+	struct dd_id id;
+	struct domains_tag tag;   /* a membership's */
+	uint8_t val[DD_CHUNK_LOC_MAX];
+	uint8_t vlen;
+	bool member;              /* else an entry */
+};
+
+struct fill_list {
+	struct fill_item *v;
+	size_t n, cap;
+};
+
+static struct fill_item *fill_next(struct fill_list *l)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct fill_item *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		l->v = v;
+		l->cap = cap;
+	}
+	return &l->v[l->n++];
+}
+
+static int fill_add_entry(struct fill_list *l, const struct dd_id *id,
+			  const void *val, size_t vlen)
+{
+	struct fill_item *it = vlen <= DD_CHUNK_LOC_MAX ? fill_next(l) : NULL;
+
+	if (!it)
+		return dd_error_set(-ENOMEM, "out of memory");
+	it->id = *id;
+	memcpy(it->val, val, vlen);
+	it->vlen = (uint8_t)vlen;
+	it->member = false;
+	return 0;
+}
+
+static int fill_add_member(struct fill_list *l, const struct dd_id *id,
+			   const struct domains_tag *t)
+{
+	struct fill_item *it = fill_next(l);
+
+	if (!it)
+		return dd_error_set(-ENOMEM, "out of memory");
+	it->id = *id;
+	it->tag = *t;
+	it->vlen = 0;
+	it->member = true;
+	return 0;
+}
+
+/* Caches what l holds (see struct fill_item) and empties it. */
+static int fill_flush(struct store *s, struct fill_list *l)
+{
+	leveldb_writebatch_t *batch;
+	uint8_t k[1 + DD_ID_LEN];
+	size_t i;
+	int rc = 0;
+
+	if (l->n == 0 || (s->flags & STORE_OPEN_READONLY)) {
+		l->n = 0;
+		return 0;
+	}
+	batch = leveldb_writebatch_create();
+	pthread_mutex_lock(&s->learn_lock);
+	for (i = 0; i < l->n && rc == 0; i++) {
+		const struct fill_item *it = &l->v[i];
+
+		if (it->member) {
+			domains_batch_join(batch, &it->tag, &it->id);
+			continue;
+		}
+		/* held by no domain here unless this front-end had it
+		 * there (the caller must not cache it on an error) */
+		rc = domains_cache_learn(s, batch, &it->id, it->val, it->vlen);
+		store_id_key(k, &it->id);
+		leveldb_writebatch_put(batch, (const char *)k, sizeof(k),
+				       (const char *)it->val, it->vlen);
+	}
+	if (rc == 0)
+		shared_cache_write(s, batch);
+	pthread_mutex_unlock(&s->learn_lock);
+	leveldb_writebatch_destroy(batch);
+	l->n = 0;
+	return rc;
+}
+
+static void fill_release(struct fill_list *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}
+
+struct shared_fill {
+	struct fill_list *list;
+	const struct dd_id *ids;
+	const size_t *idx;       /* ids of this shard, by key */
+	size_t n;
+	uint8_t *absent;         /* bit i cleared when ids[i] is found */
+	size_t found;
+	struct dd_chunk_loc last; /* the last location found */
+};
+
+static int shared_fill_cb(const char *key, const void *val, size_t vlen,
+			  void *payload)
+{
+	struct shared_fill *f = payload;
+	struct dd_chunk_loc loc;
+	struct dd_id id;
+	size_t i;
+	int rc;
+
+	if (dd_hex_decode(id.b, DD_ID_LEN, key, strlen(key)) < 0 ||
+	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
+		return 0;  /* check reports it */
+	rc = fill_add_entry(f->list, &id, val, vlen);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < f->n; i++) {
+		if (!dd_id_eq(&f->ids[f->idx[i]], &id))
+			continue;
+		f->absent[f->idx[i] / 8] &= (uint8_t)~(1u << (f->idx[i] % 8));
+		break;
+	}
+	f->last = loc;
+	f->found++;
+	return 0;
+}
+
+/* Looks up ids[idx[0..n)] (one shard) in the shared index; what it
+ * finds goes to `list`. */
 static int shared_get_shard(struct store *s, const struct dd_id *ids,
 			    const size_t *idx, size_t n, uint8_t *absent,
-			    leveldb_writebatch_t *batch,
+			    struct fill_list *list,
 			    struct dd_chunk_loc *last)
 {
-	struct shared_fill f = { s, batch, ids, idx, n, absent, 0, { 0 } };
+	struct shared_fill f = { list, ids, idx, n, absent, 0, { 0 } };
 	char (*keys)[DD_ID_HEX_LEN + 1] = malloc(n * sizeof(*keys));
 	const char **kp = malloc(n * sizeof(*kp));
 	char name[SHARD_NAME_MAX];
@@ -268,7 +471,7 @@ static int shared_by_shard(const struct dd_id *ids, size_t *idx, size_t n)
 static int shared_lookup_batch(struct store *s, const struct dd_id *ids,
 			       size_t n, uint8_t *absent, bool use_local)
 {
-	leveldb_writebatch_t *batch = NULL;
+	struct fill_list list = { NULL, 0, 0 };
 	struct dd_chunk_loc loc;
 	size_t *idx, nmiss = 0, i, start;
 	int rc = 0;
@@ -294,7 +497,6 @@ static int shared_lookup_batch(struct store *s, const struct dd_id *ids,
 	rc = shared_by_shard(ids, idx, nmiss);
 	if (rc < 0)
 		goto cleanup;
-	batch = leveldb_writebatch_create();
 	for (start = 0, i = 1; i <= nmiss && rc == 0; i++) {
 		if (i == nmiss || ids[idx[i]].b[0] != ids[idx[start]].b[0]) {
 			size_t k, m = i - start;
@@ -302,15 +504,14 @@ static int shared_lookup_batch(struct store *s, const struct dd_id *ids,
 			for (k = 0; k < m && rc == 0; k += BACKEND_KV_BATCH)
 				rc = shared_get_shard(s, ids, idx + start + k,
 					m - k < BACKEND_KV_BATCH ? m - k :
-					BACKEND_KV_BATCH, absent, batch, NULL);
+					BACKEND_KV_BATCH, absent, &list, NULL);
 			start = i;
 		}
 	}
 	if (rc == 0)
-		shared_cache_write(s, batch);
+		rc = fill_flush(s, &list);
 cleanup:
-	if (batch)
-		leveldb_writebatch_destroy(batch);
+	fill_release(&list);
 	free(idx);
 	return rc;
 }
@@ -340,62 +541,272 @@ int store_shared_get(struct store *s, const struct dd_id *id,
 int store_shared_get_fresh(struct store *s, const struct dd_id *id,
 			   struct dd_chunk_loc *loc)
 {
-	leveldb_writebatch_t *batch;
+	struct fill_list list = { NULL, 0, 0 };
 	uint8_t absent = 1;
 	size_t idx = 0;
 	int rc;
 
 	if (!s->shared)
 		return -ENOENT;
-	batch = leveldb_writebatch_create();
-	rc = shared_get_shard(s, id, &idx, 1, &absent, batch, loc);
+	rc = shared_get_shard(s, id, &idx, 1, &absent, &list, loc);
 	if (rc == 0 && !absent)
-		shared_cache_write(s, batch);
-	leveldb_writebatch_destroy(batch);
+		rc = fill_flush(s, &list);
+	fill_release(&list);
 	if (rc < 0)
 		return rc;
 	return absent ? -ENOENT : 0;
 }
 
+/* ---- memberships ---- */
+
+struct grant_item {
+	struct dd_id id;         /* first: shared_id_cmp orders these */
+	size_t at;               /* its place in the caller's arrays */
+	char key[SHARED_KEY_MAX];
+};
+
+struct shared_grant {
+	struct store *s;
+	const struct domains_tag *t;
+	leveldb_writebatch_t *batch;
+	const struct dd_chunk_loc *locs;
+	const struct grant_item *it;   /* this read's, by id */
+	size_t n;
+	uint8_t *granted;
+};
+
+static int shared_grant_cb(const char *key, const void *val, size_t vlen,
+			   void *payload)
+{
+	struct shared_grant *g = payload;
+	struct dd_chunk_loc loc;
+	struct domains_tag t;
+	struct dd_id id;
+	size_t lo = 0, hi = g->n, i;
+
+	if (!shared_member_parse(key, &id, &t) ||
+	    memcmp(t.b, g->t->b, DOMAINS_TAG_LEN) != 0 ||
+	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
+		return 0;
+	while (lo < hi) {      /* the first item of id */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (memcmp(g->it[mid].id.b, id.b, DD_ID_LEN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i < g->n && dd_id_eq(&g->it[i].id, &id); i++) {
+		size_t k = g->it[i].at;
+
+		/* the membership stands for the entry it was made for only:
+		 * a chunk that died and was stored afresh, or moved, is
+		 * elsewhere */
+		if (shared_loc_eq(&g->locs[k], &loc))
+			g->granted[k / 8] |= (uint8_t)(1u << (k % 8));
+	}
+	return 0;
+}
+
+/* With the ingest lock held: writes the memberships granted, each only if
+ * the entry is still where the caller found it and no upload is storing
+ * the chunk afresh (whose batch forgets the memberships it saw). */
+static int shared_grant_locked(void *payload)
+{
+	struct shared_grant *g = payload;
+	struct dd_chunk_loc cur;
+	size_t i, k, any = 0;
+
+	/* decided and written in one step, as fills are (fill_flush) */
+	pthread_mutex_lock(&g->s->learn_lock);
+	for (i = 0; i < g->n; i++) {
+		k = g->it[i].at;
+		if (!(g->granted[k / 8] & (1u << (k % 8))))
+			continue;
+		if (store_pend_find(g->s, &g->it[i].id) ||
+		    store_lookup_raw(g->s, &g->it[i].id, &cur) != 0 ||
+		    !shared_loc_eq(&cur, &g->locs[k])) {
+			g->granted[k / 8] &= (uint8_t)~(1u << (k % 8));
+			continue;
+		}
+		domains_batch_join(g->batch, g->t, &g->it[i].id);
+		any++;
+	}
+	dd_error_clear();
+	if (any)
+		shared_cache_write(g->s, g->batch);
+	pthread_mutex_unlock(&g->s->learn_lock);
+	return 0;
+}
+
+int store_shared_grant(struct store *s, const struct domains_tag *t,
+		       const struct dd_id *ids,
+		       const struct dd_chunk_loc *locs, size_t n,
+		       uint8_t *granted)
+{
+	struct shared_grant g = { s, t, NULL, locs, NULL, 0, granted };
+	struct grant_item *it = NULL;
+	const char **kp = NULL;
+	char name[SHARD_NAME_MAX];
+	size_t i, start, k;
+	int rc = 0;
+
+	memset(granted, 0, (n + 7) / 8);
+	if (!s->shared || !t || n == 0)
+		return 0;
+	it = malloc(n * sizeof(*it));
+	kp = malloc(n * sizeof(*kp));
+	g.batch = leveldb_writebatch_create();
+	if (!it || !kp || !g.batch) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++) {
+		it[i].id = ids[i];
+		it[i].at = i;
+	}
+	qsort(it, n, sizeof(*it), shared_id_cmp);
+	for (i = 0; i < n; i++) {
+		shared_member_key(it[i].key, &it[i].id, t);
+		kp[i] = it[i].key;
+	}
+	/* one read a shard (BACKEND_KV_BATCH keys at most) */
+	for (start = 0; start < n && rc == 0; start = i) {
+		for (i = start + 1; i < n && i - start < BACKEND_KV_BATCH &&
+		     it[i].id.b[0] == it[start].id.b[0]; i++)
+			;
+		/* a read cut by BACKEND_KV_BATCH may split an id's repeats:
+		 * each part is answered for its own */
+		g.it = it + start;
+		g.n = i - start;
+		shard_name(name, it[start].id.b[0]);
+		rc = backend_omap_get(s->be, name, kp + start, i - start,
+				      shared_grant_cb, &g);
+	}
+	for (k = 0; rc == 0 && k < (n + 7) / 8 && !granted[k]; k++)
+		;
+	if (rc == 0 && k < (n + 7) / 8) {
+		g.it = it;
+		g.n = n;
+		rc = store_with_ingest_lock(s, shared_grant_locked, &g);
+	}
+	if (rc < 0)
+		memset(granted, 0, (n + 7) / 8);
+cleanup:
+	if (g.batch)
+		leveldb_writebatch_destroy(g.batch);
+	free(it);
+	free(kp);
+	return rc;
+}
+
 /* ---- the whole index ---- */
+
+/* Stale memberships a pull deletes from a shard at most (the rest wait
+ * for the next collection): 65,536 keys of 82 bytes. */
+#define SHARED_STALE_MAX 65536u
 
 struct shared_pull {
 	struct store *s;
-	leveldb_writebatch_t *batch;
-	size_t inbatch;
+	struct fill_list list;   /* flushed every 10,000 items */
 	uint64_t n;
+	bool members;            /* domains in use: take memberships */
+	bool prune;              /* delete stale memberships from the pool */
+	struct dd_id last;       /* the last entry listed */
+	struct dd_chunk_loc last_loc;
+	bool have_last;
+	char (*stale)[SHARED_KEY_MAX];
+	size_t nstale;
+	uint64_t pruned;
+	struct domains_tag tags[STORE_POOL_TAGS];   /* the domains met */
+	size_t ntags;
 };
+
+/* Records tag t among the domains the pull met. */
+static void shared_pull_tag(struct shared_pull *p, const struct domains_tag *t)
+{
+	size_t i;
+
+	for (i = 0; i < p->ntags; i++)
+		if (memcmp(p->tags[i].b, t->b, DOMAINS_TAG_LEN) == 0)
+			return;
+	if (p->ntags < STORE_POOL_TAGS)
+		p->tags[p->ntags++] = *t;
+}
+
+/* A membership key met in a pull: taken when it names the entry listed
+ * just before it (a shard lists an entry's memberships right after it),
+ * at the same location; stale otherwise (its chunk was removed or moved
+ * since), and then deleted by a collection's pull. */
+static int shared_pull_member(struct shared_pull *p, const char *key,
+			      const void *val, size_t vlen)
+{
+	struct dd_chunk_loc loc;
+	struct domains_tag t;
+	struct dd_id id;
+
+	if (!shared_member_parse(key, &id, &t))
+		return 0;       /* neither an entry nor a membership */
+	shared_pull_tag(p, &t);
+	if (p->have_last && dd_id_eq(&p->last, &id) &&
+	    dd_chunk_loc_decode(&loc, val, vlen) == 0 &&
+	    shared_loc_eq(&loc, &p->last_loc))
+		return p->members ? fill_add_member(&p->list, &id, &t) : 0;
+	dd_error_clear();
+	if (p->prune && p->nstale < SHARED_STALE_MAX)
+		memcpy(p->stale[p->nstale++], key, SHARED_MEMBER_KEY_LEN + 1);
+	return 0;
+}
 
 static int shared_pull_cb(const char *key, const void *val, size_t vlen,
 			  void *payload)
 {
 	struct shared_pull *p = payload;
-	uint8_t k[1 + DD_ID_LEN];
 	struct dd_chunk_loc loc;
 	struct dd_id id;
 	int rc;
 
-	if (dd_hex_decode(id.b, DD_ID_LEN, key, strlen(key)) < 0 ||
-	    dd_chunk_loc_decode(&loc, val, vlen) < 0)
-		return 0;
-	rc = domains_cache_learn(p->s, p->batch, &id, val, vlen);
-	if (rc < 0)
-		return rc;
-	store_id_key(k, &id);
-	leveldb_writebatch_put(p->batch, (const char *)k, sizeof(k), val,
-			       vlen);
-	p->n++;
-	if (++p->inbatch >= 10000) {
-		shared_cache_write(p->s, p->batch);
-		leveldb_writebatch_clear(p->batch);
-		p->inbatch = 0;
+	if (strlen(key) != DD_ID_HEX_LEN) {
+		rc = shared_pull_member(p, key, val, vlen);
+	} else {
+		if (dd_hex_decode(id.b, DD_ID_LEN, key, DD_ID_HEX_LEN) < 0 ||
+		    dd_chunk_loc_decode(&loc, val, vlen) < 0) {
+			dd_error_clear();
+			p->have_last = false;
+			return 0;  /* check reports it */
+		}
+		rc = fill_add_entry(&p->list, &id, val, vlen);
+		p->last = id;
+		p->last_loc = loc;
+		p->have_last = true;
+		p->n++;
 	}
-	return 0;
+	if (rc == 0 && p->list.n >= 10000)
+		rc = fill_flush(p->s, &p->list);
+	return rc;
 }
 
-int store_shared_pull(struct store *s, uint64_t *entries)
+/* Deletes the stale memberships a pull found in shard `name`. */
+static int shared_pull_prune(struct shared_pull *p, const char *name)
 {
-	struct shared_pull p = { s, NULL, 0, 0 };
+	const char *kp[256];
+	size_t i, k;
+	int rc = 0;
+
+	for (i = 0; i < p->nstale && rc == 0; i += k) {
+		for (k = 0; k < 256 && i + k < p->nstale; k++)
+			kp[k] = p->stale[i + k];
+		rc = backend_omap_rm(p->s->be, name, kp, k);
+	}
+	if (rc == 0)
+		p->pruned += p->nstale;
+	p->nstale = 0;
+	return rc;
+}
+
+int store_shared_pull(struct store *s, uint64_t *entries, bool prune)
+{
+	struct shared_pull p = { .s = s };
 	char name[SHARD_NAME_MAX];
 	unsigned shard;
 	int rc = 0;
@@ -403,15 +814,32 @@ int store_shared_pull(struct store *s, uint64_t *entries)
 	*entries = 0;
 	if (!s->shared)
 		return 0;
-	p.batch = leveldb_writebatch_create();
+	p.members = (store_flags(s) & STORE_DOMAINS_USED) != 0;
+	p.prune = prune && !(s->flags & STORE_OPEN_READONLY);
+	if (p.prune && !(p.stale = malloc(SHARED_STALE_MAX *
+					  sizeof(*p.stale))))
+		rc = dd_error_set(-ENOMEM, "out of memory");
 	for (shard = 0; shard < STORE_SHARDS && rc == 0; shard++) {
 		shard_name(name, shard);
+		p.have_last = false;
 		rc = backend_omap_list(s->be, name, shared_pull_cb, &p);
+		if (rc == 0 && p.nstale)
+			rc = shared_pull_prune(&p, name);
 	}
 	if (rc == 0)
-		shared_cache_write(s, p.batch);
-	leveldb_writebatch_destroy(p.batch);
+		rc = fill_flush(s, &p.list);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->cache_lock);
+		memcpy(s->pool_tags, p.tags, p.ntags * sizeof(p.tags[0]));
+		s->npool_tags = p.ntags;
+		pthread_mutex_unlock(&s->cache_lock);
+	}
+	fill_release(&p.list);
+	free(p.stale);
 	*entries = p.n;
+	if (p.pruned)
+		log_info("deleted %llu stale domain membership(s) from the "
+			 "shared index", (unsigned long long)p.pruned);
 	if (rc == 0 && !(s->flags & STORE_OPEN_READONLY))
 		rc = store_recount(s);
 	return rc;
@@ -482,7 +910,7 @@ static int shared_seed_cb(void *payload, const uint8_t *key, size_t klen,
 	memcpy(sd->ids[sd->n].b, key + 1, DD_ID_LEN);
 	sd->total++;
 	if (++sd->n == 1024) {
-		rc = store_shared_put(sd->s, sd->ids, sd->locs, sd->n);
+		rc = store_shared_put(sd->s, sd->ids, sd->locs, sd->n, NULL, 0);
 		sd->n = 0;
 	}
 	return rc;
@@ -506,7 +934,7 @@ int store_shared_seed(struct store *s)
 	sd->s = s;
 	rc = store_index_scan(s, "c", 1, shared_seed_cb, sd);
 	if (rc == 0)
-		rc = store_shared_put(s, sd->ids, sd->locs, sd->n);
+		rc = store_shared_put(s, sd->ids, sd->locs, sd->n, NULL, 0);
 	if (rc == 0) {
 		rc = backend_put(s->be, SHARED_SEEDED, "1\n", 2);
 		if (rc == -EEXIST) {

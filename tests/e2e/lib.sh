@@ -30,7 +30,8 @@ cleanup() {
 	for d in "${CEPH_DIRS[@]}"; do
 		[ -e "$d/.dedup-ceph" ] && bash "$E2E_DIR/../ceph/down.sh" "$d"
 	done
-	rm -rf "$T"
+	# KEEP_T=1: keep the directory for a look after a failure
+	[ -n "${KEEP_T:-}" ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 
