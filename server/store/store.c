@@ -371,6 +371,7 @@ static int store_open_dir(struct store **out, const char *repo,
 	pthread_mutex_init(&s->heal_lock, NULL);
 	pthread_mutex_init(&s->cache_lock, NULL);
 	pthread_mutex_init(&s->learn_lock, NULL);
+	pthread_mutex_init(&s->tags_lock, NULL);
 	s->heal_backoff = STORE_HEAL_BACKOFF_MIN;
 	rc = vouch_new(&s->vouched, store_test_vouch_max());
 	if (rc < 0)
@@ -671,6 +672,7 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->heal_lock);
 	pthread_mutex_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->learn_lock);
+	pthread_mutex_destroy(&s->tags_lock);
 	vouch_free(s->vouched);
 	free(s);
 }

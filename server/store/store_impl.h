@@ -270,7 +270,10 @@ struct store {
 	bool cache_epoch_known;
 	/* The dedup domains whose memberships the last pull of the shared
 	 * index met (at most STORE_POOL_TAGS): a sweep deletes their keys
-	 * of the chunks it removes (store_shared_rm). Under cache_lock. */
+	 * of the chunks it removes (store_shared_rm). Under tags_lock, a
+	 * leaf (store_shared_rm runs under ingest_lock when a damaged chunk
+	 * is dropped, and cache_lock is taken before ingest_lock). */
+	pthread_mutex_t tags_lock;
 	struct domains_tag pool_tags[STORE_POOL_TAGS];
 	size_t npool_tags;
 	/* Held while what a read of the shared index learned is decided

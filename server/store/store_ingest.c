@@ -432,6 +432,42 @@ static int store_ingest_locked(struct store *s, const struct domains_tag *dom,
 	return 0;
 }
 
+/* On a shared pool: the sealed records' ids are looked up in the shared
+ * index first (store_prefetch caches what it finds), so that the plan
+ * sees a plain chunk another front-end stored: a sealed record never
+ * replaces it there (the pool's entry would name the sealed copy, and a
+ * collection would reclaim the plain one) nor joins it. Plain records
+ * need not be: a plain copy stored twice is whole either way. */
+static int store_ingest_sealed_prefetch(struct store *s,
+					const struct dd_bundle_record *recs,
+					size_t n)
+{
+	struct dd_id *ids;
+	uint8_t *absent;
+	size_t i, m = 0;
+	int rc = 0;
+
+	if (!store_shared_on(s))
+		return 0;
+	for (i = 0; i < n; i++)
+		m += (recs[i].flags & DD_COMP_SEALED) != 0;
+	if (m == 0)
+		return 0;
+	ids = malloc(m * sizeof(*ids));
+	absent = malloc((m + 7) / 8);
+	if (!ids || !absent) {
+		rc = -ENOMEM;
+	} else {
+		for (i = 0, m = 0; i < n; i++)
+			if (recs[i].flags & DD_COMP_SEALED)
+				ids[m++] = recs[i].id;
+		rc = store_prefetch(s, ids, m, absent);
+	}
+	free(ids);
+	free(absent);
+	return rc < 0 ? store_ingest_errno(rc) : 0;
+}
+
 int store_ingest(struct store *s, const struct domains_tag *dom,
 		 const struct dd_bundle_record *recs, size_t n,
 		 uint32_t *stored, uint32_t *duplicates)
@@ -447,6 +483,9 @@ int store_ingest(struct store *s, const struct domains_tag *dom,
 	*duplicates = 0;
 	if (n == 0)
 		return 0;
+	rc = store_ingest_sealed_prefetch(s, recs, n);
+	if (rc < 0)
+		return rc;
 	rc = store_plan_init(&pl, n);
 	if (rc == 0)
 		rc = store_ingest_alloc(s, n, dom, &w, &ids, &locs);

@@ -202,7 +202,7 @@ int store_shared_rm(struct store *s, const struct dd_id *ids, size_t n)
 {
 	struct domains_tag tags[STORE_POOL_TAGS];
 	char (*keys)[SHARED_KEY_MAX];
-	const char *kp[256];
+	const char **kp;
 	struct dd_id *sorted;
 	size_t i, j, k = 0, ntags;
 	unsigned shard = 0;
@@ -212,42 +212,51 @@ int store_shared_rm(struct store *s, const struct dd_id *ids, size_t n)
 		return 0;
 	/* with the entries, the memberships of the domains the last pull
 	 * met (the next pull deletes any other as stale) */
-	pthread_mutex_lock(&s->cache_lock);
+	pthread_mutex_lock(&s->tags_lock);
 	ntags = s->npool_tags;
 	memcpy(tags, s->pool_tags, ntags * sizeof(tags[0]));
-	pthread_mutex_unlock(&s->cache_lock);
+	pthread_mutex_unlock(&s->tags_lock);
 	sorted = malloc(n * sizeof(*sorted));
-	keys = malloc(256 * sizeof(*keys));
-	if (!sorted || !keys) {
+	keys = malloc(BACKEND_KV_BATCH * sizeof(*keys));
+	kp = malloc(BACKEND_KV_BATCH * sizeof(*kp));
+	if (!sorted || !keys || !kp) {
 		free(sorted);
 		free(keys);
+		free(kp);
 		return dd_error_set(-ENOMEM, "out of memory");
 	}
 	memcpy(sorted, ids, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), shared_id_cmp);
+	/* k < BACKEND_KV_BATCH whenever a key is added: a full kp is sent
+	 * at once */
 	for (i = 0; i < n && rc == 0; i++) {
-		if (k && (sorted[i].b[0] != shard || k + 1 + ntags > 256)) {
+		if (k && (sorted[i].b[0] != shard || k + 1 + ntags > BACKEND_KV_BATCH)) {
 			rc = shared_rm_keys(s, shard, kp, k);
 			k = 0;
+			if (rc < 0)
+				break;
 		}
 		shard = sorted[i].b[0];
 		dd_id_to_hex(keys[k], &sorted[i]);
 		kp[k] = keys[k];
 		k++;
-		for (j = 0; j < ntags; j++) {
+		for (j = 0; j < ntags && rc == 0; j++) {
+			if (k == BACKEND_KV_BATCH) {
+				rc = shared_rm_keys(s, shard, kp, k);
+				k = 0;
+				if (rc < 0)
+					break;
+			}
 			shared_member_key(keys[k], &sorted[i], &tags[j]);
 			kp[k] = keys[k];
 			k++;
-			if (k == 256 && rc == 0) {
-				rc = shared_rm_keys(s, shard, kp, k);
-				k = 0;
-			}
 		}
 	}
 	if (rc == 0)
 		rc = shared_rm_keys(s, shard, kp, k);
 	free(sorted);
 	free(keys);
+	free(kp);
 	return rc;
 }
 
@@ -322,8 +331,11 @@ static int fill_add_entry(struct fill_list *l, const struct dd_id *id,
 	return 0;
 }
 
+/* A membership of domain t in chunk id at loc (a pull's: taken only
+ * while the chunk is there and no upload is storing it afresh). */
 static int fill_add_member(struct fill_list *l, const struct dd_id *id,
-			   const struct domains_tag *t)
+			   const struct domains_tag *t,
+			   const struct dd_chunk_loc *loc)
 {
 	struct fill_item *it = fill_next(l);
 
@@ -331,43 +343,99 @@ static int fill_add_member(struct fill_list *l, const struct dd_id *id,
 		return dd_error_set(-ENOMEM, "out of memory");
 	it->id = *id;
 	it->tag = *t;
-	it->vlen = 0;
+	it->vlen = (uint8_t)dd_chunk_loc_encode(it->val, loc);
 	it->member = true;
 	return 0;
 }
 
-/* Caches what l holds (see struct fill_item) and empties it. */
+/* Items decided and written a step: learn_lock is let go between steps,
+ * so a grant waits for one step, not a whole prefetch. */
+#define FILL_STEP 4096u
+
+struct fill_apply {
+	struct store *s;
+	struct fill_list *l;
+	bool members;            /* ingest_lock held: memberships taken */
+};
+
+/* Whether a pull's membership item stands: the chunk is where it says
+ * (the entry item just before it, or the local index), and no upload is
+ * storing the chunk afresh (its batch forgets what it saw). */
+static bool fill_member_ok(struct store *s, const struct fill_item *it,
+			   const struct fill_item *entry)
+{
+	struct dd_chunk_loc want, have;
+
+	if (dd_chunk_loc_decode(&want, it->val, it->vlen) < 0 ||
+	    store_pend_find(s, &it->id))
+		return false;
+	if (entry && dd_id_eq(&entry->id, &it->id))
+		return dd_chunk_loc_decode(&have, entry->val, entry->vlen) == 0 &&
+		       shared_loc_eq(&have, &want);
+	return store_lookup_raw(s, &it->id, &have) == 0 &&
+	       shared_loc_eq(&have, &want);
+}
+
+static int fill_apply_cb(void *payload)
+{
+	struct fill_apply *a = payload;
+	struct store *s = a->s;
+	struct fill_list *l = a->l;
+	const struct fill_item *entry = NULL;
+	leveldb_writebatch_t *batch = leveldb_writebatch_create();
+	uint8_t k[1 + DD_ID_LEN];
+	size_t i = 0, end;
+	int rc = 0;
+
+	while (i < l->n && rc == 0) {
+		end = l->n - i > FILL_STEP ? i + FILL_STEP : l->n;
+		leveldb_writebatch_clear(batch);
+		pthread_mutex_lock(&s->learn_lock);
+		for (; i < end && rc == 0; i++) {
+			const struct fill_item *it = &l->v[i];
+
+			if (it->member) {
+				if (a->members && fill_member_ok(s, it, entry))
+					domains_batch_join(batch, &it->tag,
+							   &it->id);
+				continue;
+			}
+			/* held by no domain here unless this front-end had
+			 * it there (not cached on an error) */
+			rc = domains_cache_learn(s, batch, &it->id, it->val,
+						 it->vlen);
+			store_id_key(k, &it->id);
+			leveldb_writebatch_put(batch, (const char *)k,
+					       sizeof(k),
+					       (const char *)it->val,
+					       it->vlen);
+			entry = it;
+		}
+		if (rc == 0)
+			shared_cache_write(s, batch);
+		pthread_mutex_unlock(&s->learn_lock);
+	}
+	dd_error_clear();
+	leveldb_writebatch_destroy(batch);
+	return rc;
+}
+
+/* Caches what l holds (see struct fill_item) and empties it. A list
+ * with memberships (a pull's) is applied under ingest_lock. */
 static int fill_flush(struct store *s, struct fill_list *l)
 {
-	leveldb_writebatch_t *batch;
-	uint8_t k[1 + DD_ID_LEN];
+	struct fill_apply a = { s, l, false };
 	size_t i;
-	int rc = 0;
+	int rc;
 
 	if (l->n == 0 || (s->flags & STORE_OPEN_READONLY)) {
 		l->n = 0;
 		return 0;
 	}
-	batch = leveldb_writebatch_create();
-	pthread_mutex_lock(&s->learn_lock);
-	for (i = 0; i < l->n && rc == 0; i++) {
-		const struct fill_item *it = &l->v[i];
-
-		if (it->member) {
-			domains_batch_join(batch, &it->tag, &it->id);
-			continue;
-		}
-		/* held by no domain here unless this front-end had it
-		 * there (the caller must not cache it on an error) */
-		rc = domains_cache_learn(s, batch, &it->id, it->val, it->vlen);
-		store_id_key(k, &it->id);
-		leveldb_writebatch_put(batch, (const char *)k, sizeof(k),
-				       (const char *)it->val, it->vlen);
-	}
-	if (rc == 0)
-		shared_cache_write(s, batch);
-	pthread_mutex_unlock(&s->learn_lock);
-	leveldb_writebatch_destroy(batch);
+	for (i = 0; i < l->n && !a.members; i++)
+		a.members = l->v[i].member;
+	rc = a.members ? store_with_ingest_lock(s, fill_apply_cb, &a) :
+			 fill_apply_cb(&a);
 	l->n = 0;
 	return rc;
 }
@@ -751,7 +819,7 @@ static int shared_pull_member(struct shared_pull *p, const char *key,
 	if (p->have_last && dd_id_eq(&p->last, &id) &&
 	    dd_chunk_loc_decode(&loc, val, vlen) == 0 &&
 	    shared_loc_eq(&loc, &p->last_loc))
-		return p->members ? fill_add_member(&p->list, &id, &t) : 0;
+		return p->members ? fill_add_member(&p->list, &id, &t, &loc) : 0;
 	dd_error_clear();
 	if (p->prune && p->nstale < SHARED_STALE_MAX)
 		memcpy(p->stale[p->nstale++], key, SHARED_MEMBER_KEY_LEN + 1);
@@ -829,10 +897,10 @@ int store_shared_pull(struct store *s, uint64_t *entries, bool prune)
 	if (rc == 0)
 		rc = fill_flush(s, &p.list);
 	if (rc == 0) {
-		pthread_mutex_lock(&s->cache_lock);
+		pthread_mutex_lock(&s->tags_lock);
 		memcpy(s->pool_tags, p.tags, p.ntags * sizeof(p.tags[0]));
 		s->npool_tags = p.ntags;
-		pthread_mutex_unlock(&s->cache_lock);
+		pthread_mutex_unlock(&s->tags_lock);
 	}
 	fill_release(&p.list);
 	free(p.stale);

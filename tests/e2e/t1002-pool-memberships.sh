@@ -49,7 +49,9 @@ pool() { python3 "$T/pool.py" "$1" "$CEPH_POOL" "$NS" | grep -c .; }
 
 # ask.py TOKEN missing HEX...: prints the ids answered present;
 # ask.py TOKEN upload FILE: uploads FILE as one raw chunk, prints the
-# reply's "duplicates"
+# reply's "duplicates"; ask.py TOKEN sealed FILE: uploads, under FILE's
+# id, a "sealed" record of 37 zero bytes (its layout is all the server
+# can check), prints the reply's "stored"
 cat > "$T/ask.py" <<'PY'
 import hashlib, http.client, json, os, ssl, struct, sys, urllib.parse
 tok, mode = sys.argv[1], sys.argv[2]
@@ -65,12 +67,15 @@ if mode == "missing":
     print(" ".join(sys.argv[3 + i] for i in range(len(ids)) if not body[i // 8] & (1 << (i % 8))))
 else:
     data = open(sys.argv[3], "rb").read()
-    b = b"DDBN" + struct.pack("<II", 1, 1) + hashlib.sha256(data).digest() + \
-        struct.pack("<III", 0, len(data), len(data)) + data
+    if mode == "sealed":
+        rec = struct.pack("<III", 2, len(data), 37) + bytes(37)
+    else:
+        rec = struct.pack("<III", 0, len(data), len(data)) + data
+    b = b"DDBN" + struct.pack("<II", 1, 1) + hashlib.sha256(data).digest() + rec
     conn.request("POST", "/api/v1/chunks", b, hdrs)
     r = conn.getresponse(); body = r.read()
     assert r.status == 200, (r.status, body)
-    print(json.loads(body)["duplicates"])
+    print(json.loads(body)["stored" if mode == "sealed" else "duplicates"])
 PY
 ask() { local f=$1; shift; on "$f" python3 "$T/ask.py" "$@"; }
 cid() { sha256sum "$1" | cut -c1-64; }
@@ -81,12 +86,25 @@ mkdir -p "$T/d"
 printf 'PIN=1234\n' > "$T/d/pin.txt"
 check "dave (default domain) backs up through A" on A agent "$DAVE" backup --json "$T/d"
 check_eq "no domain in use: the shared index holds no membership" 0 "$(pool members)"
+# a sealed record through B of a plain chunk stored through A, which B
+# has not cached: B looks the id up in the pool first and stores
+# nothing; before, its copy replaced the plain one in the shared index
+# (and a collection would have reclaimed the plain one)
+printf 'PIN=7000\n' > "$T/p7000"
+P7000=$(cid "$T/p7000")
+tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
+check "dave's token reaches B" poll_until 10 tok_ok B "$DAVE"
+check_eq "dave uploads PIN 7000 through A" 0 "$(ask A "$DAVE" upload "$T/p7000")"
+omap "$P7000" "$T/e7000a"
+check_eq "dave uploads a sealed record under its id through B: a duplicate (no domain in use), nothing stored" 0 "$(ask B "$DAVE" sealed "$T/p7000")"
+omap "$P7000" "$T/e7000b"
+check "a sealed record of it through B leaves the shared index naming the plain one" cmp -s "$T/e7000a" "$T/e7000b"
+check_eq "... and it reads back intact through B" "PIN=7000" "$(on B api "$DAVE" GET "/api/v1/chunks/$P7000" | head -n1)"
 
 ALICE=$(token_add "$RA" alice --domain a)
 CAROL=$(token_add "$RA" carol --domain a)
 BOB=$(token_add "$RA" bob --domain b)
 ERIN=$(token_add "$RA" erin)
-tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
 check "the tokens reach B" poll_until 10 tok_ok B "$ERIN"
 TAG_A=$(printf 'dedup-domain:a' | sha256sum | cut -c1-16)
 TAG_0=0000000000000000
