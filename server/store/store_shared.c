@@ -54,17 +54,9 @@ bool store_shared_on(const struct store *s)
 static void shared_member_key(char out[SHARED_KEY_MAX], const struct dd_id *id,
 			      const struct domains_tag *t)
 {
-	static const char hex[] = "0123456789abcdef";
-	char *p = out + DD_ID_HEX_LEN;
-	size_t i;
-
 	dd_id_to_hex(out, id);
-	*p++ = '.';
-	for (i = 0; i < DOMAINS_TAG_LEN; i++) {
-		*p++ = hex[t->b[i] >> 4];
-		*p++ = hex[t->b[i] & 15];
-	}
-	*p = '\0';
+	out[DD_ID_HEX_LEN] = '.';
+	dd_hex_encode(out + DD_ID_HEX_LEN + 1, t->b, DOMAINS_TAG_LEN);
 }
 
 /* 1 and *id, *t for a membership key, 0 for anything else. */
