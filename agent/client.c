@@ -2,8 +2,12 @@
  * client.c - the agent's HTTPS client over shared/httpc.c.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
+#include "agent.h"
 #include "client.h"
 #include "key.h"
 #include "proto.h"
@@ -39,6 +43,40 @@ static int client_retries(void)
 	return -1;
 }
 
+/* DEDUP_AGENT_WAIT=SECONDS: how long one request waits out a server
+ * that asks to be asked again later (429 or 503 with Retry-After: a rate
+ * limit, a fenced front-end, storage that does not answer); 0 waits not
+ * at all. Default 900. */
+static long client_wait(void)
+{
+	const char *v = getenv("DEDUP_AGENT_WAIT");
+	uint64_t n;
+
+	if (v && dd_parse_u64(v, &n) == 0 && n <= 86400)
+		return n ? (long)n : -1;
+	return 0;
+}
+
+/* A Retry-After wait, told on stderr at most once a minute for the whole
+ * process (several threads may wait at once, a request every 5 s). */
+static void client_on_wait(void *payload, long seconds, const char *why)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct timespec last;
+	struct timespec now;
+	bool say;
+
+	(void)payload;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&lock);
+	say = last.tv_sec == 0 || now.tv_sec - last.tv_sec >= 60;
+	if (say)
+		last = now;
+	pthread_mutex_unlock(&lock);
+	if (say)
+		agent_warn("%s; waiting %ld s and asking again", why, seconds);
+}
+
 int client_new(struct client **out, const struct settings *s)
 {
 	struct dd_httpc_opts o = {
@@ -46,6 +84,8 @@ int client_new(struct client **out, const struct settings *s)
 		.fingerprint = s->fingerprint,
 		.user_agent = "dedup-agent/" DD_VERSION,
 		.retries = client_retries(),
+		.wait_max_s = client_wait(),
+		.on_wait = client_on_wait,
 	};
 	struct client *c;
 	int rc;

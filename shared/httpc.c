@@ -33,8 +33,10 @@
 #define DD_HTTPC_RETRIES 6
 #define DD_HTTPC_RETRY_FIRST_MS 200L
 #define DD_HTTPC_RETRY_MAX_MS 3200L
-/* A 429 with Retry-After (the server's rate limit): wait what it asks,
- * at most this long at a time and in all for one request. */
+/* A 429 or 503 with Retry-After (the server's rate limit, a fenced
+ * front-end, storage that did not answer): wait what it asks, at most
+ * this long at a time and, unless dd_httpc_opts.wait_max_s says
+ * otherwise, in all for one request. */
 #define DD_HTTPC_RATE_WAIT_MAX_S 60L
 #define DD_HTTPC_RATE_WAIT_TOTAL_S 900L
 
@@ -59,6 +61,9 @@ struct dd_httpc {
 	CURLcode last_cc;        /* of the last transfer */
 	long retry_after;        /* seconds a 429 asked for; 0: none */
 	int retries;             /* connection failures retried per request */
+	long wait_max_s;         /* Retry-After waits per request, in all */
+	void (*on_wait)(void *payload, long seconds, const char *why);
+	void *on_wait_payload;
 	bool (*cancel)(void *payload);
 	void *cancel_payload;
 	bool cancelled;          /* the last transfer was aborted by cancel */
@@ -175,6 +180,10 @@ int dd_httpc_new(struct dd_httpc **out, const struct dd_httpc_opts *s)
 	if (!(c = calloc(1, sizeof(*c))))
 		return dd_error_set(-ENOMEM, "out of memory");
 	c->retries = s->retries >= 0 ? s->retries : DD_HTTPC_RETRIES;
+	c->wait_max_s = s->wait_max_s == 0 ? DD_HTTPC_RATE_WAIT_TOTAL_S :
+			s->wait_max_s < 0 ? 0 : s->wait_max_s;
+	c->on_wait = s->on_wait;
+	c->on_wait_payload = s->on_wait_payload;
 	c->cancel = s->cancel;
 	c->cancel_payload = s->cancel_payload;
 	if (!(c->base = strdup(s->server)) ||
@@ -466,23 +475,33 @@ static bool dd_httpc_retryable(const struct dd_httpc *c)
  * A 429 or 503 that carries Retry-After (the server rate-limits
  * /chunks/missing; a front-end of a shared pool that cannot write its
  * heartbeat refuses for a while) is waited out and sent again, up to
- * DD_HTTPC_RATE_WAIT_TOTAL_S in all; one without it is an error as before.
+ * dd_httpc_opts.wait_max_s from the request's start (the refused attempts'
+ * time counted); one without it is an error as before.
  */
 int dd_httpc_request(struct dd_httpc *c, const char *method, const char *path,
 		   const char *ctype, const void *body, size_t len,
 		   struct dd_buf *resp)
 {
-	long wait_ms = DD_HTTPC_RETRY_FIRST_MS, waited_s = 0;
+	long wait_ms = DD_HTTPC_RETRY_FIRST_MS;
 	int tries = c->retries, rc;
+	struct timespec t0, now;
 
+	/* the bound counts the time the refused attempts took, not only
+	 * the waits: storage that does not answer takes its op timeout
+	 * before each 503 */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		c->last_cc = CURLE_OK;
 		c->retry_after = 0;
 		rc = dd_httpc_request_once(c, method, path, ctype, body, len,
 					 resp);
+		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (rc < 0 && c->retry_after > 0 &&
-		    waited_s + c->retry_after <= DD_HTTPC_RATE_WAIT_TOTAL_S) {
-			waited_s += c->retry_after;
+		    (now.tv_sec - t0.tv_sec) + c->retry_after <=
+		    c->wait_max_s) {
+			if (c->on_wait)
+				c->on_wait(c->on_wait_payload, c->retry_after,
+					   dd_error_last());
 			dd_httpc_sleep_ms(c->retry_after * 1000);
 			continue;
 		}

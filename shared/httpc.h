@@ -46,6 +46,14 @@ struct dd_httpc_opts {
 				   * negative: the default (6) */
 	long timeout_sec;         /* a whole request at most this long; 0:
 				   * no bound but the low-speed limit */
+	long wait_max_s;          /* seconds from a request's start within
+				   * which it waits out a Retry-After: 0
+				   * the default (900), negative none
+				   * (the 429 or 503 is the error) */
+	/* Told before each Retry-After wait: its seconds and the server's
+	 * reason (dd_error_last() of the refusal). NULL: nobody. */
+	void (*on_wait)(void *payload, long seconds, const char *why);
+	void *on_wait_payload;
 	/* Asked about once a second during a transfer; true aborts it
 	 * (-EINTR, "interrupted"). NULL: never. */
 	bool (*cancel)(void *payload);

@@ -5,7 +5,9 @@
 #include "routes_impl.h"
 
 /* 500 for internal failures, 507 for a full disk, 503 for what passes
- * (the index being reopened), with the reason. */
+ * (the index being reopened), with the reason. Storage that did not
+ * answer in time (backend_unavailable) is a 503 with Retry-After: the
+ * agent waits and sends the request again. */
 void routes_fail(struct http_reply *rep, int rc)
 {
 	if (rc == -ENOSPC || rc == -EDQUOT)
@@ -15,7 +17,11 @@ void routes_fail(struct http_reply *rep, int rc)
 		http_reply_error(rep, 503, "out of memory");
 	else if (rc == -EAGAIN)
 		http_reply_error(rep, 503, "%s", log_reason(rc));
-	else
+	else if (backend_unavailable(rc)) {
+		http_reply_error(rep, 503, "storage unavailable: %s",
+				 log_reason(rc));
+		rep->retry_after = ROUTES_STORE_RETRY;
+	} else
 		http_reply_error(rep, 500, "%s", log_reason(rc));
 }
 

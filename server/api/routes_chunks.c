@@ -86,7 +86,8 @@ static uint8_t *routes_prefetch(struct routes_ctx *ctx,
 	free(ids);
 	if (rc < 0) {
 		free(absent);
-		routes_fail(rep, rc == -ENOMEM ? rc : -EIO);
+		routes_fail(rep, rc == -ENOMEM || backend_unavailable(rc) ?
+			    rc : -EIO);
 		return NULL;
 	}
 	return absent;
@@ -742,6 +743,27 @@ static bool routes_check_too_big(struct http_reply *rep, uint64_t plain)
 	return true;
 }
 
+/* The request's n ids looked up for domain dom in one batch
+ * (domains_lookup_many): (*rcs)[i] is 0 with locs[i], or -ENOENT; *rcs is
+ * malloc'ed (the caller frees it, also after a failure). */
+static int routes_lookup_ids(struct routes_ctx *ctx,
+			     const struct http_request *req,
+			     const struct domains_tag *dom, size_t n,
+			     struct dd_chunk_loc *locs, int **rcs)
+{
+	struct dd_id *ids = malloc(n * sizeof(*ids));
+	int rc = -ENOMEM;
+
+	*rcs = malloc(n * sizeof(**rcs));
+	if (ids && *rcs) {
+		for (size_t i = 0; i < n; i++)
+			routes_id_at(&ids[i], req, i);
+		rc = domains_lookup_many(ctx->store, dom, ids, n, locs, *rcs);
+	}
+	free(ids);
+	return rc;
+}
+
 void route_fetch(void *payload, const struct http_request *req,
 		 struct http_reply *rep)
 {
@@ -750,6 +772,7 @@ void route_fetch(void *payload, const struct http_request *req,
 	const struct domains_tag *dom;
 	struct domains_tag buf;
 	struct dd_chunk_loc *locs = NULL;
+	int *rcs = NULL;
 	struct dd_buf out;
 	struct dd_id id;
 	char hex[DD_ID_HEX_LEN + 1];
@@ -780,11 +803,19 @@ void route_fetch(void *payload, const struct http_request *req,
 		goto cleanup;
 	}
 	/* Know every id and the reply's size before reading a byte; another
-	 * domain's chunk is answered exactly as an absent one. */
+	 * domain's chunk is answered exactly as an absent one. In one batch:
+	 * on a shared pool a chunk held here for others, or not here yet, is
+	 * asked of the pool (a snapshot made through another front-end is
+	 * restored through this one before its tick adopts it). */
 	dom = routes_read_domain(ctx, req, &buf);
+	rc = routes_lookup_ids(ctx, req, dom, n, locs, &rcs);
+	if (rc < 0) {
+		routes_fail(rep, rc);
+		goto cleanup;
+	}
 	for (i = 0; i < n; i++) {
 		routes_id_at(&id, req, i);
-		rc = domains_lookup(ctx->store, dom, &id, &locs[i]);
+		rc = rcs[i];
 		if (rc == -ENOENT) {
 			dd_id_to_hex(hex, &id);
 			http_reply_error(rep, 404, "unknown chunk %s", hex);
@@ -829,6 +860,7 @@ void route_fetch(void *payload, const struct http_request *req,
 cleanup:
 	ZSTD_freeDCtx(f.dctx);
 	free(locs);
+	free(rcs);
 	dd_buf_release(&out);
 	dd_buf_release(&f.plain);
 }
@@ -860,6 +892,8 @@ void route_check(void *payload, const struct http_request *req,
 	char hex[DD_ID_HEX_LEN + 1];
 	uint64_t total = 0, checked = 0;
 	struct dd_id *ids;
+	struct dd_chunk_loc *locs;
+	int *rcs;
 	uint64_t plain_total = 0;
 	size_t n, i;
 	int rc = 0;
@@ -876,16 +910,20 @@ void route_check(void *payload, const struct http_request *req,
 	dd_buf_init(&stored, 0);
 	dd_buf_init(&plain, 0);
 	dom = routes_read_domain(ctx, req, &buf);
-	for (i = 0; i < n; i++) {
-		rc = domains_lookup(ctx->store, dom, &ids[i], &loc);
-		if (rc == 0) {
-			total += loc.stored_len;
-			plain_total += loc.plain_len;
-		} else if (rc != -ENOENT) {
-			break;
+	/* one batch, which also asks a shared pool (route_fetch); the reads
+	 * below then find what it granted in the local index */
+	locs = malloc(n * sizeof(*locs));
+	rcs = malloc(n * sizeof(*rcs));
+	rc = locs && rcs ? domains_lookup_many(ctx->store, dom, ids, n, locs,
+					       rcs) : -ENOMEM;
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (rcs[i] == 0) {
+			total += locs[i].stored_len;
+			plain_total += locs[i].plain_len;
 		}
-		rc = 0;
 	}
+	free(locs);
+	free(rcs);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		goto cleanup;

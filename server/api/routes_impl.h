@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "backend.h"
 #include "bundle.h"
 #include "domains.h"
 #include "frontends.h"
@@ -37,6 +38,11 @@
 /* Seconds a quota-checked request waits for the first usage count after
  * a start (usage.h). */
 #define ROUTES_USAGE_RETRY 5
+
+/* Seconds a client waits (Retry-After) when the storage did not answer
+ * in time: the RADOS backend's operations time out after 30 s by default
+ * (OSDs or monitors down, the cluster paused). */
+#define ROUTES_STORE_RETRY 5
 
 /* routes.c */
 void routes_fail(struct http_reply *rep, int rc);

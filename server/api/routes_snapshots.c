@@ -92,6 +92,10 @@ void route_snapshot_create(void *payload,
 			http_reply_error(rep, 503, "%s", log_reason(rc));
 			rep->retry_after = ROUTES_FENCE_RETRY;
 			return;
+		} else if (backend_unavailable(rc)) {
+			/* the storage did not answer: the same */
+			routes_fail(rep, rc);
+			return;
 		} else if (rc == -EBUSY) {
 			/* another create of this client runs: the same */
 			http_reply_error(rep, 429, "%s", log_reason(rc));

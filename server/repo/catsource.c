@@ -8,6 +8,7 @@
 
 #include <zstd.h>
 
+#include "backend.h"
 #include "util.h"
 #include "catsource.h"
 #include "log.h"
@@ -69,7 +70,8 @@ static ssize_t catsource_read(void *payload, void *buf, size_t len)
 			 * an encrypted snapshot names its plain reference list
 			 * (docs/ENCRYPTION.md). */
 			src->err = rc == -ENOENT ? -ENOENT :
-				   rc == -ENOTSUP ? -EBADMSG : -EIO;
+				   rc == -ENOTSUP ? -EBADMSG :
+				   backend_unavailable(rc) ? rc : -EIO;
 			return -EIO;
 		}
 		src->next++;

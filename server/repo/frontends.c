@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "frontends.h"
 #include "log.h"
 #include "poolstats.h"
@@ -725,7 +726,8 @@ int frontends_session_opened(void *payload, unsigned open_now,
 	if (rc == -EBUSY)
 		return dd_error_set(-EAGAIN, "%s", dd_error_last());
 	if (rc < 0)
-		return log_wrap(-EIO, "cannot reach the pool shared with the "
+		return log_wrap(backend_unavailable(rc) ? rc : -EIO,
+				"cannot reach the pool shared with the "
 				"other front-ends");
 	/* Another front-end's collection still marked running that was not
 	 * waited for: its lease looks expired by this machine's clock,
@@ -752,7 +754,8 @@ int frontends_snapshot_commit(void *payload)
 	if (rc == -EAGAIN)
 		return rc;
 	if (rc < 0)
-		return log_wrap(-EIO, "cannot reach the pool shared with the "
+		return log_wrap(backend_unavailable(rc) ? rc : -EIO,
+				"cannot reach the pool shared with the "
 				"other front-ends");
 	if (c->epoch_known && e.n == c->epoch)
 		return 0;

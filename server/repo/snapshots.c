@@ -469,7 +469,12 @@ static int snap_ref_verdict(struct store *st, const struct snap_request *rq,
  * missing or stored with another length fails the create. After a read
  * error (or out of memory) the batch goes again one by one, as creates
  * always did, so that an earlier reference's fault is named first, and a
- * block the batch's pass read but no lookup needs fails nothing. */
+ * block the batch's pass read but no lookup needs fails nothing. Storage
+ * that did not answer (the pool's shared index, asked for the chunks this
+ * front-end holds for other domains) fails the create at once with its
+ * own error: never as a missing chunk, which the one-by-one pass (local
+ * only) would make of a chunk the pool would have granted, and which
+ * sends the agent to read and upload everything again. */
 static int snap_refs_check(struct store *st, const struct domains_tag *dom,
 			   const struct snap_request *rq, struct snap_refs *r)
 {
@@ -478,6 +483,8 @@ static int snap_refs_check(struct store *st, const struct domains_tag *dom,
 
 	r->n = 0;
 	rc = domains_lookup_many(st, dom, r->ids, n, r->locs, r->rcs);
+	if (backend_unavailable(rc))
+		return rc;
 	if (rc < 0) {
 		for (i = 0, rc = 0; rc == 0 && i < n; i++)
 			rc = snap_ref_verdict(st, rq, r, i,
@@ -638,7 +645,7 @@ static int snap_mirror_put(struct snapshots *s, const char *id,
 	rc = backend_put(s->mirror, name, buf, len);
 	if (rc == -EEXIST)
 		return 0;
-	return rc < 0 && rc != -ENOMEM ? -EIO : rc;
+	return rc < 0 && rc != -ENOMEM && !backend_unavailable(rc) ? -EIO : rc;
 }
 
 /* Removes the manifest of a snapshot that was not acknowledged, and
@@ -691,7 +698,7 @@ static int snap_write(struct snapshots *s, const char *id, const char *path,
 	/* Its message names the file. */
 	if (rc == -ENOSPC || rc == -EDQUOT)
 		rc = -ENOSPC;
-	else if (rc < 0 && rc != -ENOMEM)
+	else if (rc < 0 && rc != -ENOMEM && !backend_unavailable(rc))
 		rc = -EIO;
 	return rc;
 }
@@ -755,36 +762,44 @@ static int snap_check_limit(struct snapshots *s, const char *client)
 	return 0;
 }
 
-/* Every catalog chunk must be stored before we read any, and together
- * within the bound; *cat is their ids as a JSON array. */
+/* Every catalog chunk must be stored (for the client's domain: on a
+ * shared pool a chunk held here for others is asked of the pool, as the
+ * file chunks are) before we read any, and together within the bound;
+ * *cat is their ids as a JSON array. */
 static int snap_lookup_catalog(struct store *st, const struct domains_tag *dom,
 			       const struct snap_request *rq, json_t *cat,
 			       uint64_t *catalog_bytes)
 {
-	struct dd_chunk_loc loc;
+	struct dd_chunk_loc *locs = malloc(rq->ncatalog * sizeof(*locs));
+	int *rcs = malloc(rq->ncatalog * sizeof(*rcs));
 	char hex[DD_ID_HEX_LEN + 1];
 	size_t i;
-	int rc;
+	int rc = -ENOMEM;
 
 	*catalog_bytes = 0;
-	for (i = 0; i < rq->ncatalog; i++) {
+	if (locs && rcs)
+		rc = domains_lookup_many(st, dom, rq->catalog, rq->ncatalog,
+					 locs, rcs);
+	for (i = 0; rc == 0 && i < rq->ncatalog; i++) {
 		dd_id_to_hex(hex, &rq->catalog[i]);
-		rc = domains_lookup(st, dom, &rq->catalog[i], &loc);
-		if (rc == -ENOENT)
-			return dd_error_set(-ENOENT, "snapshot references "
-					    "missing chunk %s", hex);
-		if (rc < 0)
-			return rc;
-		*catalog_bytes += loc.plain_len;
+		if (rcs[i] == -ENOENT) {
+			rc = dd_error_set(-ENOENT, "snapshot references "
+					  "missing chunk %s", hex);
+			break;
+		}
+		if ((rc = rcs[i]) < 0)
+			break;
+		*catalog_bytes += locs[i].plain_len;
 		if (*catalog_bytes > SNAPSHOTS_CATALOG_BYTES_MAX)
-			return dd_error_set(-EINVAL, "catalog is larger than "
-					    "%llu bytes",
-					    (unsigned long long)
-					    SNAPSHOTS_CATALOG_BYTES_MAX);
-		if (json_array_append_new(cat, json_string(hex)) < 0)
-			return -ENOMEM;
+			rc = dd_error_set(-EINVAL, "catalog is larger than "
+					  "%llu bytes", (unsigned long long)
+					  SNAPSHOTS_CATALOG_BYTES_MAX);
+		else if (json_array_append_new(cat, json_string(hex)) < 0)
+			rc = -ENOMEM;
 	}
-	return 0;
+	free(locs);
+	free(rcs);
+	return rc;
 }
 
 /* snap_manifest without the sealed part. */

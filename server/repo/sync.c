@@ -13,6 +13,7 @@
 
 #include <zstd.h>
 
+#include "backend.h"
 #include "catsource.h"
 #include "compress.h"
 #include "domains.h"
@@ -107,7 +108,8 @@ static void sync_note_error(struct sync_report *r, const char *fmt, ...)
 static bool sync_fatal(int rc)
 {
 	return rc == -ECONNREFUSED || rc == -EACCES || rc == -ENOSPC ||
-	       rc == -ENOMEM || rc == -EINTR || rc == -EIO;
+	       rc == -ENOMEM || rc == -EINTR || rc == -EIO ||
+	       backend_unavailable(rc);
 }
 
 /* ---- chunks ---- */
@@ -135,8 +137,9 @@ static int sync_fetch_once(struct sync_ctx *c, const struct dd_id *ids,
 	if (rc == 0) {
 		dd_error_clear();
 		rc = store_ingest(c->st, c->dom, recs, n, &stored, &dups);
-		if (rc == -EIO)   /* this repository, not the source */
-			rc = log_wrap(-EIO, "cannot store chunks");
+		/* this repository, not the source */
+		if (rc == -EIO || backend_unavailable(rc))
+			rc = log_wrap(rc, "cannot store chunks");
 	}
 	if (rc == 0 && c->kill_after && ++c->fetches >= c->kill_after)
 		raise(SIGKILL);

@@ -21,7 +21,10 @@
  *   -EBUSY    the lock is held by another handle
  *   -EFBIG    the object would exceed the backend's maximum object size
  *   -EINVAL   bad name, bad spec, bad argument
- * Others (-EIO, -ENOSPC, -ETIMEDOUT, ...) are passed up unchanged.
+ *   -ETIMEDOUT the storage did not answer in time (RADOS: an operation or
+ *             monitor command past its timeout; OSDs or monitors down,
+ *             the cluster paused): transient, see backend_unavailable()
+ * Others (-EIO, -ENOSPC, ...) are passed up unchanged.
  *
  * A handle is thread-safe: several threads may call any operation on it at
  * once (the directory backend uses no shared state; librados handles are
@@ -38,9 +41,19 @@
 #ifndef SRV_BACKEND_H
 #define SRV_BACKEND_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* True for an error that says the storage did not answer in time, not
+ * that something is wrong with what it holds. Callers that wrap an error
+ * keep this one (not -EIO), so that a client is told to come back later
+ * (503 with Retry-After) rather than that its request failed. */
+static inline bool backend_unavailable(int rc)
+{
+	return rc == -ETIMEDOUT;
+}
 
 #define BACKEND_NAME_MAX 200
 /* The largest object backend_put() writes in one call (both backends).

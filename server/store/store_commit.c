@@ -136,12 +136,13 @@ void store_writer_abandon(struct store *s)
 }
 
 /* The error an ingest reports for a failed pack write: -ENOSPC for a full
- * disk or quota, -ENOMEM, else -EIO (the message names the pack). */
+ * disk or quota, -ENOMEM, storage that did not answer (the client comes
+ * back later), else -EIO (the message names the pack). */
 int store_ingest_errno(int rc)
 {
 	if (rc == -ENOSPC || rc == -EDQUOT)
 		return -ENOSPC;
-	return rc == -ENOMEM ? -ENOMEM : -EIO;
+	return rc == -ENOMEM || backend_unavailable(rc) ? rc : -EIO;
 }
 
 /* Answers the open group's members with a failure: their records went

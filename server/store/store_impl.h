@@ -20,6 +20,7 @@
 #include <leveldb/c.h>
 #include <zstd.h>
 
+#include "backend.h"
 #include "compress.h"
 #include "domains.h"
 #include "ldbcheck.h"

@@ -218,7 +218,8 @@ static int store_read_record(struct store *s, const struct dd_id *id,
 	}
 	if (rc < 0) {
 		dd_id_to_hex(hex, id);
-		return log_wrap(-EIO, "chunk %s", hex);
+		return log_wrap(backend_unavailable(rc) ? rc : -EIO,
+				"chunk %s", hex);
 	}
 	dd_error_clear();
 	rc = out ? packio_read_record(rd, id, loc, out) :
@@ -227,8 +228,8 @@ static int store_read_record(struct store *s, const struct dd_id *id,
 	if (rc < 0 && rc != -ENOMEM) {
 		/* The reason names the chunk; add the pack. */
 		packio_display(path, sizeof(path), s->be, loc->pack_seq);
-		return log_wrap(rc == -EBADMSG ? rc : -EIO,
-				"cannot read pack '%s'", path);
+		return log_wrap(rc == -EBADMSG || backend_unavailable(rc) ?
+				rc : -EIO, "cannot read pack '%s'", path);
 	}
 	return rc;
 }

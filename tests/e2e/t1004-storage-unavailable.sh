@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# test: quiet (a Ceph cluster whose OSDs it pauses)
+# Storage that does not answer for a while (docs/OPERATIONS.md, "When the
+# storage does not answer"): a RADOS operation past its timeout is a 503
+# with Retry-After, never a 500, a missing chunk or a damaged one; the
+# agent waits and asks again, so a backup or a restore that meets the
+# outage finishes once the cluster serves again, and nothing is lost.
+#  1. a snapshot create whose reference check cannot ask the pool (its
+#     omap reads fail, through an LD_PRELOAD shim on front-end B) is a 503
+#     with Retry-After, not "references missing chunk" (409, which sends
+#     the agent to read and upload everything again); the same create
+#     succeeds once the pool answers;
+#  2. a backup started while the OSDs are paused: the server answers 503,
+#     the agent waits, and the backup succeeds once they serve again;
+#  3. the same for a restore;
+#  4. DEDUP_AGENT_WAIT=0: no waiting, the backup fails cleanly;
+#  5. check --read-data of both front-ends is clean.
+# Outside CI a machine without Ceph skips.
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ceph_up
+C=$CEPH_DIR
+# an operation the paused OSDs cannot serve fails after 5 s
+export CEPH_ARGS="--rados_osd_op_timeout=5"
+NS=t1004
+
+RA=$T/fa RB=$T/fb
+check "init --store makes front-end A" "$SERVER" init --repo "$RA" --store "rados:$CEPH_POOL/$NS" --config /dev/null
+check "init --join adds front-end B" "$SERVER" init --repo "$RB" --store "rados:$CEPH_POOL/$NS" --join --config /dev/null
+PAT=$(token_add "$RA" pat)
+DORA=$(token_add "$RA" dora --domain d)
+
+# B's reads of the shared index (the "index/" objects: lookups, grants)
+# end with ETIMEDOUT, as when the OSDs do not answer, while $T/omap-fail
+# exists: the read is sent, and its completion's result is replaced. The
+# module is loaded with RTLD_LOCAL, so librados is found by name, not by
+# RTLD_NEXT.
+cat > "$T/omapfail.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+typedef void *rados_read_op_t;
+typedef void *rados_ioctx_t;
+typedef void *rados_completion_t;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static rados_completion_t failing[256];
+
+static void *real(const char *name)
+{
+	void *h = dlopen("librados.so.2", RTLD_LAZY | RTLD_NOLOAD);
+	void *f = dlsym(h ? h : RTLD_NEXT, name);
+
+	if (!f)
+		abort();
+	return f;
+}
+
+int rados_aio_read_op_operate(rados_read_op_t op, rados_ioctx_t io,
+			      rados_completion_t c, const char *oid, int flags)
+{
+	static int (*fn)(rados_read_op_t, rados_ioctx_t, rados_completion_t,
+			 const char *, int);
+	const char *f = getenv("OMAP_FAIL_FILE");
+
+	if (!fn)
+		fn = real("rados_aio_read_op_operate");
+	if (f && access(f, F_OK) == 0 && strncmp(oid, "index/", 6) == 0) {
+		pthread_mutex_lock(&mu);
+		for (int i = 0; i < 256; i++)
+			if (!failing[i]) {
+				failing[i] = c;
+				break;
+			}
+		pthread_mutex_unlock(&mu);
+	}
+	return fn(op, io, c, oid, flags);
+}
+
+int rados_aio_get_return_value(rados_completion_t c)
+{
+	static int (*fn)(rados_completion_t);
+	int hit = 0;
+
+	if (!fn)
+		fn = real("rados_aio_get_return_value");
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < 256; i++)
+		if (failing[i] == c) {
+			failing[i] = NULL;
+			hit = 1;
+		}
+	pthread_mutex_unlock(&mu);
+	return hit ? -ETIMEDOUT : fn(c);
+}
+C
+shim_preload omapfail
+fe_start "$RA" A
+OMAP_FAIL_FILE=$T/omap-fail LD_PRELOAD=$PRELOAD fe_start "$RB" B
+
+tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
+check "B is up" kill -0 "$PID_B"
+check "pat's token (made through A) works on B" poll_until 20 tok_ok B "$PAT"
+check "and dora's" poll_until 20 tok_ok B "$DORA"
+
+# 1. three files' chunks and a catalog (tests/e2e/handmade.py): pat
+# uploads them through B (B's own index then holds them, for the default
+# domain), dora through A (A publishes her domain's memberships in the
+# pool), and the catalog through B too (her domain holds it there). Her
+# create through B must ask the pool whether domain d holds the file
+# chunks.
+cat > "$T/mk.py" <<'PY'
+import hashlib, os, struct, sys, time
+out = sys.argv[1]
+cat = bytearray(b"DDCT" + struct.pack("<I", 2))
+chunks = {}
+now = int(time.time())
+for i in range(3):
+    data = b"file %d of t1004\n" % i
+    cid = hashlib.sha256(data).digest()
+    chunks[cid] = data
+    path = b"f%d" % i
+    cat += struct.pack("<BBHIIIqIqIQQQIIIQ", 1, 0, 0, 0o644, 0, 0, now, 0,
+                       now, 0, 1, 1, len(data), len(path), 0, 0, 1)
+    cat += path + cid + struct.pack("<I", len(data))
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+write_snapshot(out, chunks, cat, host="h", paths=["/c"])
+write_snapshot(os.path.join(out, "cat"), {}, cat, host="h", paths=["/c"])
+PY
+mkdir -p "$T/hm/cat"
+python3 "$T/mk.py" "$T/hm"
+upload() { on "$1" api_status "$2" POST /api/v1/chunks --data-binary @"$T/hm/$3" -H 'Content-Type: application/octet-stream'; }
+check_eq "pat uploads the chunks and the catalog through B" 200 "$(upload B "$PAT" bundle.bin)"
+check_eq "dora uploads them through A" 200 "$(upload A "$DORA" bundle.bin)"
+check_eq "and the catalog through B" 200 "$(upload B "$DORA" cat/bundle.bin)"
+create() {
+	URL=$URL_B CA=$CA_B api "$DORA" POST /api/v1/snapshots --data-binary @"$T/hm/snap.json" \
+		-H 'Content-Type: application/json' -D "$T/create.hdr" > "$T/create.out"
+	tail -n1 "$T/create.out"
+}
+touch "$T/omap-fail"
+check_eq "with B's pool reads failing, dora's create through B is a 503" 503 "$(create)"
+check "which asks the agent to come back (Retry-After)" grep -qi '^retry-after: [0-9]' "$T/create.hdr"
+check "and says the storage is unavailable" grep -q "storage unavailable" "$T/create.out"
+check "not a missing chunk" not grep -q "missing chunk" "$T/create.out"
+rm -f "$T/omap-fail"
+check_eq "once the pool answers, the same create succeeds" 201 "$(create)"
+check_eq "dora has one snapshot" 1 "$(on B api "$DORA" GET /api/v1/snapshots | sed '$d' | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v) if isinstance(v, list) else v)')"
+
+# 2. a backup started while the OSDs are paused
+n503() { grep -c ': 503 {"error":"storage unavailable' "$T/server.log"; }
+more503() { test "$(n503)" -gt "$seen"; }
+mkdir -p "$T/o"
+prand osd 8000000 > "$T/o/big.bin"
+check "the OSDs pause" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
+seen=$(n503)
+# a bound on broken code: a request waits at most 120 s, not 15 minutes
+DEDUP_AGENT_WAIT=120 on A agent "$PAT" backup --json "$T/o" > "$T/o.out" 2>"$T/o.err" &
+apid=$!
+check "the server answers the backup 503 (storage unavailable)" poll_until 150 more503
+check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
+wait "$apid"
+check "the backup finishes once they do" test $? = 0
+check "the agent said it was waiting" grep -q "storage unavailable.*waiting [0-9]* s and asking again" "$T/o.err"
+sed 's/^/# /' "$T/o.err" | head -n 4
+ID=$(json_get "$(cat "$T/o.out")" snapshot_id)
+on B agent "$PAT" restore "$ID" --target "$T/r1" 2>"$T/r1.err"
+check "and restores identical through B" cmp -s "$T/o/big.bin" "$T/r1/$T/o/big.bin"
+
+# 3. a restore started while they are paused
+check "the OSDs pause again" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
+seen=$(n503)
+DEDUP_AGENT_WAIT=120 on A agent "$PAT" restore "$ID" --target "$T/r2" 2>"$T/r2.err" &
+rpid=$!
+check "the server answers the restore 503" poll_until 150 more503
+check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
+wait "$rpid"
+check "the restore finishes once they do" test $? = 0
+check "identical" cmp -s "$T/o/big.bin" "$T/r2/$T/o/big.bin"
+
+# 4. an agent told not to wait fails cleanly, and the next backup works
+prand osd2 3000000 > "$T/o/two.bin"
+check "the OSDs pause a third time" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
+DEDUP_AGENT_WAIT=0 DEDUP_AGENT_RETRIES=1 on A agent "$PAT" backup --json "$T/o" > "$T/o3.out" 2>"$T/o3.err"
+check "with DEDUP_AGENT_WAIT=0 the backup fails" test $? != 0
+check "naming the storage" grep -q "storage unavailable" "$T/o3.err"
+check "without waiting" not grep -q "and asking again" "$T/o3.err"
+check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
+out=$(on A agent "$PAT" backup --json "$T/o")
+check "the next backup works" test $? = 0
+ID2=$(json_get "$out" snapshot_id)
+on B agent "$PAT" restore "$ID2" --target "$T/r3" 2>/dev/null
+check "and restores identical" cmp -s "$T/o/two.bin" "$T/r3/$T/o/two.bin"
+
+# 5. nothing damaged
+for p in "$PID_A" "$PID_B"; do kill "$p"; done
+for p in "$PID_A" "$PID_B"; do wait "$p" 2>/dev/null; done
+SERVER_PIDS=()
+check "check --read-data on A is clean" "$SERVER" check --repo "$RA" --read-data --quiet
+check "check --read-data on B is clean" "$SERVER" check --repo "$RB" --read-data --quiet
+finish
