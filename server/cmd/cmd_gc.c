@@ -9,22 +9,29 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "cmd.h"
+#include "config.h"
 #include "gc.h"
 #include "log.h"
 #include "storage.h"
 #include "tokens.h"
 
 const char cmd_gc_usage[] =
-	"usage: dedup-server gc --repo DIR [--dry-run] [--threshold PERCENT]\n"
-	"                       [--filter-mib MIB]\n"
+	"usage: dedup-server gc [--repo DIR] [--config FILE] [--dry-run]\n"
+	"                       [--threshold PERCENT] [--filter-mib MIB]\n"
 	"\n"
 	"Deletes the chunks no snapshot uses and rewrites the packs that are\n"
-	"at least PERCENT dead (default 30), then reports the bytes freed.\n"
-	"The server must be stopped; while it runs, use `dedup-agent gc` with\n"
-	"an admin token instead.\n"
-	"--dry-run     report what would be done; change nothing\n"
-	"--filter-mib  cap of the mark filter, 2 bytes a chunk (default 256)\n";
+	"at least PERCENT dead, then reports the bytes freed. The server must\n"
+	"be stopped; while it runs, use `dedup-agent gc` with an admin token\n"
+	"instead.\n"
+	"--config FILE  settings file (default " CONFIG_DEFAULT_PATH "): repo,\n"
+	"               gc_repack_threshold, gc_filter_max_mib, pack_cache_drop,\n"
+	"               ceph_conf, ceph_user; the options below win\n"
+	"--dry-run      report what would be done; change nothing\n"
+	"--threshold    default gc_repack_threshold (30)\n"
+	"--filter-mib   cap of the mark filter, 2 bytes a chunk (default\n"
+	"               gc_filter_max_mib, 256)\n";
 
 /* gc_opts.since offline: the server is stopped, so no backup is in
  * progress and nothing vouched for before this run needs keeping. */
@@ -80,45 +87,50 @@ int cmd_gc(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "repo", required_argument, NULL, 'r' },
+		{ "config", required_argument, NULL, 'c' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "threshold", required_argument, NULL, 't' },
 		{ "filter-mib", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct gc_opts o = { .threshold = GC_DEFAULT_THRESHOLD };
+	struct config cfg;
+	struct gc_opts o = { 0 };
 	struct store *st = NULL;
 	struct snapshots *snaps = NULL;
-	const char *repo = NULL;
-	uint64_t x;
-	int c, fd = -1, rc;
+	const char *repo = NULL, *config = NULL;
+	uint64_t threshold = 0, filter_mib = 0;
+	int c, fd = -1, rc, ret = CMD_ERROR;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:nt:f:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:c:nt:f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			repo = optarg;
+			break;
+		case 'c':
+			config = optarg;
 			break;
 		case 'n':
 			o.dry_run = true;
 			break;
 		case 't':
-			if (dd_parse_u64(optarg, &x) < 0 || x < 1 || x > 100) {
+			if (dd_parse_u64(optarg, &threshold) < 0 ||
+			    threshold < 1 || threshold > 100) {
 				log_error("invalid --threshold '%s' (want 1 to "
 					  "100)", optarg);
 				fputs(cmd_gc_usage, stderr);
 				return CMD_USAGE;
 			}
-			o.threshold = (unsigned)x;
 			break;
 		case 'f':
-			if (dd_parse_u64(optarg, &x) < 0 || x < 1 || x > 65536) {
+			if (dd_parse_u64(optarg, &filter_mib) < 0 ||
+			    filter_mib < 1 || filter_mib > 65536) {
 				log_error("invalid --filter-mib '%s' (want 1 to "
 					  "65536)", optarg);
 				fputs(cmd_gc_usage, stderr);
 				return CMD_USAGE;
 			}
-			o.filter_max_bytes = (size_t)x << 20;
 			break;
 		case 'h':
 			fputs(cmd_gc_usage, stdout);
@@ -128,22 +140,52 @@ int cmd_gc(int argc, char **argv)
 			return CMD_USAGE;
 		}
 	}
-	if (optind != argc || !repo) {
-		if (!repo)
-			log_error("no repository: give --repo DIR");
+	if (optind != argc) {
 		fputs(cmd_gc_usage, stderr);
 		return CMD_USAGE;
 	}
+	if (config_init(&cfg) < 0) {
+		log_error("out of memory");
+		return CMD_ERROR;
+	}
+	/* the settings a running server collects with, as prune reads them */
+	dd_error_clear();
+	rc = config_load(&cfg, config ? config : CONFIG_DEFAULT_PATH,
+			 config != NULL);
+	if (rc < 0) {
+		log_error("%s", log_reason(rc));
+		goto cleanup;
+	}
+	if (!repo)
+		repo = cfg.repo;
+	if (!repo) {
+		log_error("no repository: give --repo DIR");
+		fputs(cmd_gc_usage, stderr);
+		ret = CMD_USAGE;
+		goto cleanup;
+	}
+	if (repo_storage_set_opts(cfg.ceph_conf, cfg.ceph_user) < 0) {
+		log_error("%s", dd_error_last());
+		goto cleanup;
+	}
+	o.threshold = threshold ? (unsigned)threshold :
+		cfg.gc_repack_threshold;
+	o.filter_max_bytes = (size_t)(filter_mib ? filter_mib :
+				      cfg.gc_filter_max_mib) << 20;
+	backend_dir_drop_appended(cfg.pack_cache_drop);   /* its repacks */
 	if (cmd_lock_repo(&fd, repo, "gc") < 0) {
 		fprintf(stderr, "hint: a running server collects with "
 			"`dedup-agent gc` (admin token)\n");
-		return CMD_ERROR;
+		goto cleanup;
 	}
-	rc = cmd_open_repo(repo, &st, &snaps);
-	if (rc == 0)
-		rc = cmd_gc_run(repo, st, snaps, &o);
+	if (cmd_open_repo(repo, &st, &snaps) == 0 &&
+	    cmd_gc_run(repo, st, snaps, &o) == 0)
+		ret = CMD_OK;
+cleanup:
 	snapshots_free(snaps);
 	store_close(st);
-	close(fd);
-	return rc < 0 ? CMD_ERROR : CMD_OK;
+	if (fd >= 0)
+		close(fd);
+	config_release(&cfg);
+	return ret;
 }
