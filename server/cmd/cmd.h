@@ -48,5 +48,12 @@ int cmd_open_repo(const char *repo, struct store **st,
 		  struct snapshots **snaps);
 int cmd_gc_run(const char *repo, struct store *st, struct snapshots *snaps,
 	       const struct gc_opts *o);
+/* For gc and prune: loads the settings file `config` (NULL: the default
+ * one, which may be missing) into *cfg (config_init'ed by the caller),
+ * takes *repo from it when NULL, and sets the Ceph settings. CMD_OK, or
+ * CMD_USAGE (no repository: `usage` printed) or CMD_ERROR, logged. */
+struct config;
+int cmd_load_config(struct config *cfg, const char *config,
+		    const char **repo, const char *usage);
 
 #endif

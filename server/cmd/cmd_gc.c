@@ -83,6 +83,32 @@ int cmd_open_repo(const char *repo, struct store **st,
 	return rc;
 }
 
+int cmd_load_config(struct config *cfg, const char *config,
+		    const char **repo, const char *usage)
+{
+	int rc;
+
+	dd_error_clear();
+	rc = config_load(cfg, config ? config : CONFIG_DEFAULT_PATH,
+			 config != NULL);
+	if (rc < 0) {
+		log_error("%s", log_reason(rc));
+		return CMD_ERROR;
+	}
+	if (!*repo)
+		*repo = cfg->repo;
+	if (!*repo) {
+		log_error("no repository: give --repo DIR");
+		fputs(usage, stderr);
+		return CMD_USAGE;
+	}
+	if (repo_storage_set_opts(cfg->ceph_conf, cfg->ceph_user) < 0) {
+		log_error("%s", dd_error_last());
+		return CMD_ERROR;
+	}
+	return CMD_OK;
+}
+
 int cmd_gc(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -100,7 +126,7 @@ int cmd_gc(int argc, char **argv)
 	struct snapshots *snaps = NULL;
 	const char *repo = NULL, *config = NULL;
 	uint64_t threshold = 0, filter_mib = 0;
-	int c, fd = -1, rc, ret = CMD_ERROR;
+	int c, fd = -1, ret = CMD_ERROR;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "r:c:nt:f:h", opts, NULL)) != -1) {
@@ -149,25 +175,10 @@ int cmd_gc(int argc, char **argv)
 		return CMD_ERROR;
 	}
 	/* the settings a running server collects with, as prune reads them */
-	dd_error_clear();
-	rc = config_load(&cfg, config ? config : CONFIG_DEFAULT_PATH,
-			 config != NULL);
-	if (rc < 0) {
-		log_error("%s", log_reason(rc));
+	if ((ret = cmd_load_config(&cfg, config, &repo, cmd_gc_usage)) !=
+	    CMD_OK)
 		goto cleanup;
-	}
-	if (!repo)
-		repo = cfg.repo;
-	if (!repo) {
-		log_error("no repository: give --repo DIR");
-		fputs(cmd_gc_usage, stderr);
-		ret = CMD_USAGE;
-		goto cleanup;
-	}
-	if (repo_storage_set_opts(cfg.ceph_conf, cfg.ceph_user) < 0) {
-		log_error("%s", dd_error_last());
-		goto cleanup;
-	}
+	ret = CMD_ERROR;
 	o.threshold = threshold ? (unsigned)threshold :
 		cfg.gc_repack_threshold;
 	o.filter_max_bytes = (size_t)(filter_mib ? filter_mib :

@@ -83,25 +83,10 @@ int cmd_prune(int argc, char **argv)
 		log_error("out of memory");
 		return CMD_ERROR;
 	}
-	dd_error_clear();
-	rc = config_load(&cfg, config ? config : CONFIG_DEFAULT_PATH,
-			 config != NULL);
-	if (rc < 0) {
-		log_error("%s", log_reason(rc));
+	if ((ret = cmd_load_config(&cfg, config, &repo, cmd_prune_usage)) !=
+	    CMD_OK)
 		goto cleanup;
-	}
-	if (!repo)
-		repo = cfg.repo;
-	if (repo_storage_set_opts(cfg.ceph_conf, cfg.ceph_user) < 0) {
-		log_error("%s", dd_error_last());
-		goto cleanup;
-	}
-	if (!repo) {
-		log_error("no repository: give --repo DIR");
-		fputs(cmd_prune_usage, stderr);
-		ret = CMD_USAGE;
-		goto cleanup;
-	}
+	ret = CMD_ERROR;
 	go.dry_run = dry;
 	go.threshold = cfg.gc_repack_threshold;
 	go.filter_max_bytes = (size_t)cfg.gc_filter_max_mib << 20;
