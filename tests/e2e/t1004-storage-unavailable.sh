@@ -151,20 +151,29 @@ rm -f "$T/omap-fail"
 check_eq "once the pool answers, the same create succeeds" 201 "$(create)"
 check_eq "dora has one snapshot" 1 "$(on B api "$DORA" GET /api/v1/snapshots | sed '$d' | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v) if isinstance(v, list) else v)')"
 
-# 2. a backup started while the OSDs are paused
+# across_pause WHAT OUT ERR ARGS...: with the OSDs paused, starts the
+# agent (ARGS, through A, stdout to OUT, stderr to ERR), waits for the
+# server to answer it 503 "storage unavailable", lets the OSDs serve
+# again and checks that the agent then finishes. Each request waits at
+# most 120 s (not 15 minutes): a bound on broken code.
 n503() { grep -c ': 503 {"error":"storage unavailable' "$T/server.log"; }
 more503() { test "$(n503)" -gt "$seen"; }
+across_pause() {
+	local what=$1 out=$2 err=$3 pid; shift 3
+	check "the OSDs pause ($what)" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
+	seen=$(n503)
+	DEDUP_AGENT_WAIT=120 on A agent "$PAT" "$@" > "$out" 2>"$err" &
+	pid=$!
+	check "the server answers the $what 503 (storage unavailable)" poll_until 150 more503
+	check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
+	wait "$pid"
+	check "the $what finishes once they do" test $? = 0
+}
+
+# 2. a backup started while the OSDs are paused
 mkdir -p "$T/o"
 prand osd 8000000 > "$T/o/big.bin"
-check "the OSDs pause" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
-seen=$(n503)
-# a bound on broken code: a request waits at most 120 s, not 15 minutes
-DEDUP_AGENT_WAIT=120 on A agent "$PAT" backup --json "$T/o" > "$T/o.out" 2>"$T/o.err" &
-apid=$!
-check "the server answers the backup 503 (storage unavailable)" poll_until 150 more503
-check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
-wait "$apid"
-check "the backup finishes once they do" test $? = 0
+across_pause backup "$T/o.out" "$T/o.err" backup --json "$T/o"
 check "the agent said it was waiting" grep -q "storage unavailable.*waiting [0-9]* s and asking again" "$T/o.err"
 sed 's/^/# /' "$T/o.err" | head -n 4
 ID=$(json_get "$(cat "$T/o.out")" snapshot_id)
@@ -172,14 +181,7 @@ on B agent "$PAT" restore "$ID" --target "$T/r1" 2>"$T/r1.err"
 check "and restores identical through B" cmp -s "$T/o/big.bin" "$T/r1/$T/o/big.bin"
 
 # 3. a restore started while they are paused
-check "the OSDs pause again" bash "$ROOT/tests/ceph/osd.sh" "$C" pause
-seen=$(n503)
-DEDUP_AGENT_WAIT=120 on A agent "$PAT" restore "$ID" --target "$T/r2" 2>"$T/r2.err" &
-rpid=$!
-check "the server answers the restore 503" poll_until 150 more503
-check "the OSDs serve again" bash "$ROOT/tests/ceph/osd.sh" "$C" unpause
-wait "$rpid"
-check "the restore finishes once they do" test $? = 0
+across_pause restore /dev/null "$T/r2.err" restore "$ID" --target "$T/r2"
 check "identical" cmp -s "$T/o/big.bin" "$T/r2/$T/o/big.bin"
 
 # 4. an agent told not to wait fails cleanly, and the next backup works
