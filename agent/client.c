@@ -43,8 +43,8 @@ static int client_retries(void)
 	return -1;
 }
 
-/* DEDUP_AGENT_WAIT=SECONDS: how long one request waits out a server
- * that asks to be asked again later (429 or 503 with Retry-After: a rate
+/* DEDUP_AGENT_WAIT=SECONDS: for how long from its start one request is
+ * sent again to a server that asks to be asked again later (429 or 503 with Retry-After: a rate
  * limit, a fenced front-end, storage that does not answer); 0 waits not
  * at all. Default 900. */
 static long client_wait(void)

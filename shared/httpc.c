@@ -35,8 +35,9 @@
 #define DD_HTTPC_RETRY_MAX_MS 3200L
 /* A 429 or 503 with Retry-After (the server's rate limit, a fenced
  * front-end, storage that did not answer): wait what it asks, at most
- * this long at a time and, unless dd_httpc_opts.wait_max_s says
- * otherwise, in all for one request. */
+ * this long at a time, and send the request again while it is within
+ * this long of its start (unless dd_httpc_opts.wait_max_s says
+ * otherwise). */
 #define DD_HTTPC_RATE_WAIT_MAX_S 60L
 #define DD_HTTPC_RATE_WAIT_TOTAL_S 900L
 
@@ -61,7 +62,8 @@ struct dd_httpc {
 	CURLcode last_cc;        /* of the last transfer */
 	long retry_after;        /* seconds a 429 asked for; 0: none */
 	int retries;             /* connection failures retried per request */
-	long wait_max_s;         /* Retry-After waits per request, in all */
+	long wait_max_s;         /* Retry-After waits end this long after
+				  * a request's start */
 	void (*on_wait)(void *payload, long seconds, const char *why);
 	void *on_wait_payload;
 	bool (*cancel)(void *payload);
