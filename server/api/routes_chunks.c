@@ -703,6 +703,8 @@ static int routes_fetch_spans(struct routes_fetch *f,
 		span += DD_PACK_RECORD_HEADER_LEN + (uint64_t)locs[i].stored_len;
 	}
 	rc = store_read_records(f->ctx->store, ids, locs, dst, n);
+	if (backend_unavailable(rc))
+		goto cleanup;   /* the one-by-one pass would wait again */
 	if (rc < 0) {
 		dd_error_clear();
 		rc = dd_bundle_begin(out) < 0 ? -ENOMEM : -EAGAIN;

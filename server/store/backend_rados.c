@@ -154,8 +154,9 @@ static int64_t rop_finish(struct radb *r, struct rop *o, uint64_t *version)
 	return rc;
 }
 
-/* librados' rados_osd_op_timeout (ceph.conf, CEPH_ARGS) plus a margin,
- * as the bound of one wait; 61 s when it is 0 (no timeout). */
+/* librados' rados_osd_op_timeout (ceph.conf, CEPH_ARGS, else the 30 s of
+ * conf_default_bounds) plus a margin, as the bound of one wait; 61 s if
+ * it cannot be read. */
 static unsigned op_timeout_ms(rados_t cluster)
 {
 	char v[32] = "";
@@ -168,6 +169,39 @@ static unsigned op_timeout_ms(rados_t cluster)
 	return (unsigned)(sec * 1000) + 1000;
 }
 
+/*
+ * The bounds the server needs where ceph.conf and CEPH_ARGS say nothing:
+ * 30 s rather than librados' 300 when no monitor answers, and an
+ * operation the cluster cannot serve (OSDs or monitors down, the cluster
+ * paused) failing with -ETIMEDOUT after 30 s instead of waiting forever,
+ * so that the server answers 503 and the agent waits or fails cleanly.
+ * rados_conf_set outranks the file and the environment, so each is set
+ * after them, and only where the value is still librados' own default (a
+ * file that gives exactly that default counts as saying nothing).
+ */
+static void conf_default_bounds(rados_t cluster)
+{
+	static const struct {
+		const char *key;
+		double librados_default;
+		const char *ours;
+	} b[] = {
+		{ "client_mount_timeout", 300, "30" },
+		{ "rados_osd_op_timeout", 0, "30" },
+		{ "rados_mon_op_timeout", 0, "30" },
+	};
+	char v[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+		v[0] = '\0';
+		if (rados_conf_get(cluster, b[i].key, v, sizeof(v)) == 0 &&
+		    strtod(v, NULL) != b[i].librados_default)
+			continue;
+		rados_conf_set(cluster, b[i].key, b[i].ours);
+	}
+}
+
 static int connect_pool(struct radb *r, const char *pool, const char *ns,
 			const struct backend_opts *opts, char *why)
 {
@@ -176,14 +210,6 @@ static int connect_pool(struct radb *r, const char *pool, const char *ns,
 	rc = rados_create(&r->cluster, opts->ceph_user);
 	if (rc < 0)
 		return why_rc(why, rc, "cannot create the RADOS client");
-	/* fail in 30 s rather than librados' 300 when no monitor answers;
-	 * ceph.conf may say otherwise */
-	rados_conf_set(r->cluster, "client_mount_timeout", "30");
-	/* an operation the cluster cannot serve (an OSD or monitor down)
-	 * fails with -ETIMEDOUT after this long instead of waiting forever:
-	 * the server answers 503 and the agent retries or fails cleanly */
-	rados_conf_set(r->cluster, "rados_osd_op_timeout", "30");
-	rados_conf_set(r->cluster, "rados_mon_op_timeout", "30");
 	rc = rados_conf_read_file(r->cluster, opts->ceph_conf);
 	if (rc < 0) {
 		snprintf(why, BACKEND_WHY, "cannot read ceph.conf '%s': %s",
@@ -192,6 +218,7 @@ static int connect_pool(struct radb *r, const char *pool, const char *ns,
 		return rc;
 	}
 	rados_conf_parse_env(r->cluster, NULL);
+	conf_default_bounds(r->cluster);
 	rc = rados_connect(r->cluster);
 	if (rc < 0) {
 		snprintf(why, BACKEND_WHY, "cannot connect to the cluster "
