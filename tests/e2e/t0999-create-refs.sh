@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A snapshot create checks the chunks its catalog names in batches of
-# 16,384 (server/repo/snapshots.c, one pass over the index in key order a
+# 16,384 (server/repo/snap_create.c, one pass over the index in key order a
 # batch: store_lookup_many). Catalogs of 20,000 files, each with its own
 # chunk, built by hand and posted as a client would: every reference is
 # checked wherever it falls (the first batch or the second), the first bad

@@ -6,7 +6,7 @@
  * the index (stepping when the query is dense, seeking when sparse). A
  * corrupt index entry fails the batch, and a snapshot create then names
  * the first fault in catalog order, as when it looked ids up one by one
- * (server/repo/snapshots.c). Links the server's objects. */
+ * (server/repo/snap_create.c). Links the server's objects. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
