@@ -135,8 +135,10 @@ $(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_O
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
 
-# A unit test of the store links the whole server but its main().
-$(O)/tests/test_store_many $(O)/tests/test_store_verify: $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP)
+# A unit test of the store (or the snapshots' table) links the whole
+# server but its main().
+$(O)/tests/test_store_many $(O)/tests/test_store_verify \
+$(O)/tests/test_snapshots: $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(filter-out $(O)/server/main.o,$(SERVER_OBJ)) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)

@@ -331,8 +331,13 @@ static int pool_ids_cb(const char *name, void *payload)
 	return 0;
 }
 
+static int pool_id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
 struct local_ids {
-	const struct pool_ids *pool;
+	const struct pool_ids *pool;    /* sorted */
 	char (*gone)[DD_ID_HEX_LEN + 1];
 	size_t n, a;
 };
@@ -340,11 +345,10 @@ struct local_ids {
 static int local_ids_cb(void *payload, const struct snapshots_item *it)
 {
 	struct local_ids *l = payload;
-	size_t i;
 
-	for (i = 0; i < l->pool->n; i++)
-		if (strcmp(l->pool->v[i], it->id) == 0)
-			return 0;
+	if (bsearch(it->id, l->pool->v, l->pool->n, sizeof(*l->pool->v),
+		    pool_id_cmp))
+		return 0;
 	if (l->n == l->a) {
 		size_t na = l->a ? l->a * 2 : 16;
 		void *v = realloc(l->gone, na * sizeof(*l->gone));
@@ -411,6 +415,10 @@ static int frontends_sync_snapshots(struct frontends *f)
 		1000000000LL;
 	int rc = adopt_listed(f->st, f->snaps, &p);
 
+	/* a lookup each of the local ids: sorted, not n * n compares (two
+	 * seconds a tick at 50,000 snapshots) */
+	if (rc == 0 && p.n)
+		qsort(p.v, p.n, sizeof(*p.v), pool_id_cmp);
 	if (rc == 0)
 		rc = snapshots_foreach(f->snaps, local_ids_cb, &l);
 	for (i = 0; rc == 0 && i < l.n; i++)

@@ -65,19 +65,60 @@ static size_t snap_bound(const struct snapshots *s, int64_t ns,
 	return lo;
 }
 
-/* Room for one more entry. */
+/* Room for one more entry, in v and in byid. */
 static int snapshots_reserve(struct snapshots *s)
 {
 	if (s->n == s->alloc) {
 		size_t na = s->alloc ? s->alloc * 2 : 64;
 		struct snap *v = realloc(s->v, na * sizeof(*v));
+		struct snap_byid *b;
 
 		if (!v)
 			return -ENOMEM;
 		s->v = v;
+		b = realloc(s->byid, na * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		s->byid = b;
 		s->alloc = na;
 	}
 	return 0;
+}
+
+/* The first place in byid whose id is >= id. */
+static size_t snap_byid_bound(const struct snapshots *s, const char *id)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(s->byid[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int snap_byid_cmp(const void *a, const void *b)
+{
+	const struct snap_byid *x = a, *y = b;
+
+	return strcmp(x->id, y->id);
+}
+
+/* byid made again from v's n entries (loading at start). */
+static void snap_byid_build(struct snapshots *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		memcpy(s->byid[i].id, s->v[i].id, sizeof(s->byid[i].id));
+		s->byid[i].written_ns = s->v[i].written_ns;
+	}
+	if (s->n)
+		qsort(s->byid, s->n, sizeof(*s->byid), snap_byid_cmp);
 }
 
 /* With the write lock held: inserts *e in order. */
@@ -90,6 +131,11 @@ int snapshots_insert(struct snapshots *s, const struct snap *e)
 	at = snap_bound(s, e->written_ns, e->id, true);
 	memmove(&s->v[at + 1], &s->v[at], (s->n - at) * sizeof(*e));
 	s->v[at] = *e;
+	at = snap_byid_bound(s, e->id);
+	memmove(&s->byid[at + 1], &s->byid[at],
+		(s->n - at) * sizeof(*s->byid));
+	memcpy(s->byid[at].id, e->id, sizeof(s->byid[at].id));
+	s->byid[at].written_ns = e->written_ns;
 	s->n++;
 	s->bytes_logical += e->bytes_total;
 	s->bytes_catalog += e->catalog_bytes;
@@ -103,15 +149,30 @@ static int snap_order_cmp(const void *a, const void *b)
 	return snap_key_cmp(x->written_ns, x->id, y->written_ns, y->id);
 }
 
-/* With a lock held: the snapshot with this (lowercase) id, or NULL. */
+/* With a lock held: the snapshot with this (lowercase) id, or NULL. Its
+ * place in byid gives its key, and the key its place in v. */
 const struct snap *snap_find(const struct snapshots *s, const char *id)
 {
-	size_t i;
+	size_t b = snap_byid_bound(s, id), at;
 
-	for (i = 0; i < s->n; i++)
-		if (strcmp(s->v[i].id, id) == 0)
-			return &s->v[i];
-	return NULL;
+	if (b == s->n || strcmp(s->byid[b].id, id) != 0)
+		return NULL;
+	at = snap_bound(s, s->byid[b].written_ns, id, true);
+	assert(at < s->n && strcmp(s->v[at].id, id) == 0);
+	return &s->v[at];
+}
+
+/* With the write lock held: entry e (of v) leaves the table. */
+static void snap_take(struct snapshots *s, const struct snap *e)
+{
+	size_t at = (size_t)(e - s->v), b = snap_byid_bound(s, e->id);
+
+	s->bytes_logical -= e->bytes_total;
+	s->bytes_catalog -= e->catalog_bytes;
+	memmove(&s->byid[b], &s->byid[b + 1],
+		(s->n - b - 1) * sizeof(*s->byid));
+	memmove(&s->v[at], &s->v[at + 1], (s->n - at - 1) * sizeof(*s->v));
+	s->n--;
 }
 
 static bool snap_visible(const struct snap *e, const char *client, bool admin)
@@ -266,17 +327,18 @@ void snap_pending_set(struct snapshots *s, const char *id, int state)
 int snapshots_remove(struct snapshots *s, const char *id)
 {
 	char want[DD_ID_HEX_LEN + 1], path[4200];
+	const struct snap *e;
 	struct dd_id raw;
-	size_t i;
 	int rc = -ENOENT;
 
 	if (strlen(id) != DD_ID_HEX_LEN || dd_id_from_hex(&raw, id) < 0)
 		return -ENOENT;
 	dd_id_to_hex(want, &raw);
 	pthread_rwlock_wrlock(&s->lock);
-	for (i = 0; i < s->n; i++) {
-		if (strcmp(s->v[i].id, want) != 0)
-			continue;
+	e = snap_find(s, want);
+	do {            /* once, for the breaks */
+		if (!e)
+			break;
 		snprintf(path, sizeof(path), "%s/%s.json", s->dir, want);
 		/* The store's copy first: a manifest removed here but left
 		 * there would come back with a recovery, its chunks gone. */
@@ -300,12 +362,8 @@ int snapshots_remove(struct snapshots *s, const char *id)
 			rc = -EIO;
 		/* Gone from disk (whether or not the directory sync worked):
 		 * gone from the index too. */
-		s->bytes_logical -= s->v[i].bytes_total;
-		s->bytes_catalog -= s->v[i].catalog_bytes;
-		memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(s->v[0]));
-		s->n--;
-		break;
-	}
+		snap_take(s, e);
+	} while (0);
 	pthread_rwlock_unlock(&s->lock);
 	return rc;
 }
@@ -923,6 +981,7 @@ int snapshots_open(struct snapshots **out, const char *repo)
 	closedir(d);
 	if (s->n)
 		qsort(s->v, s->n, sizeof(*s->v), snap_order_cmp);
+	snap_byid_build(s);
 	*out = s;
 	return 0;
 fail:
@@ -935,6 +994,7 @@ void snapshots_free(struct snapshots *s)
 	if (!s)
 		return;
 	free(s->v);
+	free(s->byid);
 	free(s->busy);
 	pthread_rwlock_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->commit_lock);
@@ -986,24 +1046,17 @@ int snapshots_drop_local(struct snapshots *s, const char *id,
 			 int64_t older_than_ns)
 {
 	char path[4200];
-	size_t i;
+	const struct snap *e;
 	int rc = 0;
 
 	pthread_rwlock_wrlock(&s->lock);
-	for (i = 0; i < s->n; i++) {
-		if (strcmp(s->v[i].id, id) != 0)
-			continue;
-		if (s->v[i].written_ns >= older_than_ns)
-			break;  /* maybe still on its way to the pool */
+	e = snap_find(s, id);
+	/* one written lately may still be on its way to the pool */
+	if (e && e->written_ns < older_than_ns) {
 		snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
 		unlink(path);
-		s->bytes_logical -= s->v[i].bytes_total;
-		s->bytes_catalog -= s->v[i].catalog_bytes;
-		memmove(&s->v[i], &s->v[i + 1],
-			(s->n - i - 1) * sizeof(s->v[0]));
-		s->n--;
+		snap_take(s, e);
 		rc = 1;
-		break;
 	}
 	pthread_rwlock_unlock(&s->lock);
 	return rc;

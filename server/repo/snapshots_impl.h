@@ -47,6 +47,12 @@ struct snapshots {
 	 * Writer-preferring, so the barrier is never starved. */
 	pthread_rwlock_t commit_lock;
 	struct snap *v;       /* oldest first: (written_ns, id) */
+	/* The same n entries by id (snap_find): each id with the key of
+	 * its place in v, sorted by id; as much room as v. */
+	struct snap_byid {
+		char id[DD_ID_HEX_LEN + 1];
+		int64_t written_ns;
+	} *byid;
 	size_t n, alloc;
 	uint64_t bytes_logical;
 	uint64_t bytes_catalog;
@@ -80,7 +86,7 @@ struct snapshots {
 
 /* Inserts e in (written_ns, id) order; `lock` held for writing. */
 int snapshots_insert(struct snapshots *s, const struct snap *e);
-/* The entry of id, or NULL; `lock` held. */
+/* The entry of id, or NULL; `lock` held. O(log n). */
 const struct snap *snap_find(const struct snapshots *s, const char *id);
 /* e's digests of its paths and host from its manifest m. */
 int snap_digests(struct snap *e, json_t *m);
