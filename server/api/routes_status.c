@@ -235,7 +235,7 @@ void route_stats(void *payload, const struct http_request *req,
 	routes_figures(ctx, &fig);
 	chunks = fig.chunks;
 	unique = fig.unique;
-	rc = store_pack_usage(ctx->store, &packs, &stored);
+	rc = store_pack_usage_recent(ctx->store, &packs, &stored);
 	if (rc < 0) {
 		routes_fail(rep, rc);
 		return;
@@ -730,7 +730,7 @@ void route_metrics(void *payload, const struct http_request *req,
 	routes_figures(ctx, &fig);
 	chunks = fig.chunks;
 	unique = fig.unique;
-	rc = store_pack_usage(ctx->store, &packs, &stored);
+	rc = store_pack_usage_recent(ctx->store, &packs, &stored);
 	if (rc == 0)
 		rc = routes_disk(ctx, &disk_free, &disk_total, &ro);
 	if (rc < 0) {

@@ -64,6 +64,12 @@ struct frontends {
 	bool grant_running;
 	int grant_done;
 	int grant_cancel;
+	/* The tick's view of the pool's manifests: the size of
+	 * SNAPSHOTS_CHANGED when it last listed them (if it did), and when
+	 * it lists them next whatever that size says (dd_monotonic()). */
+	uint64_t snaps_mark;
+	bool snaps_listed;
+	double snaps_list_by;
 };
 
 static int frontends_check_epoch(struct frontends *f);
@@ -129,6 +135,29 @@ int frontends_id(const char *repo, uint32_t *fe)
 		*fe = (uint32_t)v;
 	free(data);
 	return rc;
+}
+
+int frontends_numbers(struct backend *be, uint32_t *n)
+{
+	uint8_t *cur = NULL;
+	unsigned long v;
+	size_t len;
+	int rc = pool_get(be, FRONTENDS_COUNTER, &cur, &len);
+
+	*n = 1;
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	v = strtoul((const char *)cur, NULL, 10);
+	free(cur);
+	if (v == 0 || v > 65535)
+		return dd_error_set(-EBADMSG, "the pool's '%s' is not a "
+				    "front-end counter", FRONTENDS_COUNTER);
+	*n = (uint32_t)v;
+	return 0;
 }
 
 int frontends_join(struct backend *be, const char *repo, uint32_t *fe)
@@ -338,8 +367,10 @@ static int pool_id_cmp(const void *a, const void *b)
 
 struct local_ids {
 	const struct pool_ids *pool;    /* sorted */
+	int64_t before;         /* FRONTENDS_SNAPSHOT_GRACE_SEC ago, ns */
 	char (*gone)[DD_ID_HEX_LEN + 1];
 	size_t n, a;
+	size_t young;           /* gone ones written since `before` */
 };
 
 static int local_ids_cb(void *payload, const struct snapshots_item *it)
@@ -349,6 +380,8 @@ static int local_ids_cb(void *payload, const struct snapshots_item *it)
 	if (bsearch(it->id, l->pool->v, l->pool->n, sizeof(*l->pool->v),
 		    pool_id_cmp))
 		return 0;
+	if (it->written_ns >= l->before)
+		l->young++;
 	if (l->n == l->a) {
 		size_t na = l->a ? l->a * 2 : 16;
 		void *v = realloc(l->gone, na * sizeof(*l->gone));
@@ -405,15 +438,32 @@ int frontends_adopt_snapshots(struct store *st, struct snapshots *snaps)
 	return rc;
 }
 
-/* Adopts the manifests other front-ends wrote, drops those they forgot. */
+/* Adopts the manifests other front-ends wrote, drops those they forgot:
+ * when SNAPSHOTS_CHANGED says the pool's manifests changed since the
+ * last listing, or FRONTENDS_SNAPSHOTS_LIST_SEC passed (a put whose mark
+ * was lost, a front-end of an older version). */
 static int frontends_sync_snapshots(struct frontends *f)
 {
 	struct pool_ids p = { NULL, 0, 0 };
-	struct local_ids l = { &p, NULL, 0, 0 };
-	size_t i;
 	int64_t before = (int64_t)(dd_now() - FRONTENDS_SNAPSHOT_GRACE_SEC) *
 		1000000000LL;
-	int rc = adopt_listed(f->st, f->snaps, &p);
+	struct local_ids l = { &p, before, NULL, 0, 0, 0 };
+	size_t i;
+	double now = dd_monotonic();
+	uint64_t mark = 0;
+	int rc = backend_stat(f->be, SNAPSHOTS_CHANGED, &mark);
+
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		rc = 0;
+		mark = 0;
+	}
+	if (rc < 0)
+		return rc;
+	if (f->snaps_listed && mark == f->snaps_mark &&
+	    now < f->snaps_list_by)
+		return 0;
+	rc = adopt_listed(f->st, f->snaps, &p);
 
 	/* a lookup each of the local ids: sorted, not n * n compares (two
 	 * seconds a tick at 50,000 snapshots) */
@@ -423,6 +473,15 @@ static int frontends_sync_snapshots(struct frontends *f)
 		rc = snapshots_foreach(f->snaps, local_ids_cb, &l);
 	for (i = 0; rc == 0 && i < l.n; i++)
 		snapshots_drop_local(f->snaps, l.gone[i], before);
+	/* What the listing saw is what the mark said before it. A manifest
+	 * missing from the pool but written too lately to be dropped (on its
+	 * way there, or removed right after it was made) is looked for
+	 * again at the next tick. */
+	if (rc == 0 && l.young == 0) {
+		f->snaps_mark = mark;
+		f->snaps_listed = true;
+		f->snaps_list_by = now + FRONTENDS_SNAPSHOTS_LIST_SEC;
+	}
 	free(p.v);
 	free(l.gone);
 	return rc;

@@ -60,6 +60,9 @@ unsigned frontends_gc_lease_sec(void);
 #define FRONTENDS_SNAPSHOT_GRACE_SEC 10
 /* How often the tick syncs with the pool (seconds). */
 #define FRONTENDS_TICK_SEC 2
+/* The tick lists the pool's manifests when SNAPSHOTS_CHANGED moved, and
+ * at least this often. */
+#define FRONTENDS_SNAPSHOTS_LIST_SEC 60
 
 /* The alive bound in use: FRONTENDS_ALIVE_SEC, or the test hook
  * DEDUP_TEST_ALIVE_SEC (docs/OPERATIONS.md; every front-end of the pool
@@ -82,6 +85,10 @@ int frontends_id(const char *repo, uint32_t *fe);
 /* init --join: allocates the next number in the pool and writes it to
  * DIR/frontend. */
 int frontends_join(struct backend *be, const char *repo, uint32_t *fe);
+/* How many front-end numbers the pool has given (0 .. *n - 1): the
+ * counter init --join moves, 1 when there is none (only init --store's
+ * front-end 0). -EBADMSG when the counter is not one. */
+int frontends_numbers(struct backend *be, uint32_t *n);
 
 /* The pool's clients.json into DIR/clients.json when they differ
  * (*changed). -ENOENT (quiet) when the pool has none yet. The content

@@ -229,17 +229,35 @@ static int peers_cb(const char *name, void *payload)
 	return 0;
 }
 
+/* Calls peers_cb with the publication of every front-end number the
+ * pool has given but this one's: read by name, not found by listing the
+ * pool (a pass over all its objects, packs included, each tick). */
+static int poolstats_each_peer(struct poolstats *p, struct peers_read *r)
+{
+	char name[64];
+	uint32_t n, i;
+	int rc = frontends_numbers(p->be, &n);
+
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (i == p->fe)
+			continue;
+		snprintf(name, sizeof(name), POOLSTATS_PREFIX "%u", i);
+		rc = peers_cb(name, r);
+	}
+	return rc;
+}
+
 /* Reads every other front-end's publication; logs the damaged ones when
  * they differ from the last tick's. */
 static int poolstats_read_peers(struct poolstats *p, struct peers_read *r)
 {
-	int rc = backend_list(p->be, POOLSTATS_PREFIX, peers_cb, r);
+	int rc = poolstats_each_peer(p, r);
 
 	if (rc == 0 && r->damaged_sig && r->damaged_sig != p->damaged_sig) {
 		struct peers_read again = { .p = p, .now = r->now,
 					    .log_damaged = true };
 
-		rc = backend_list(p->be, POOLSTATS_PREFIX, peers_cb, &again);
+		rc = poolstats_each_peer(p, &again);
 	}
 	if (rc == 0)
 		p->damaged_sig = r->damaged_sig;

@@ -388,6 +388,8 @@ static int snap_mirror_put(struct snapshots *s, const char *id,
 	snap_object(name, sizeof(name), id);
 	dd_error_clear();
 	rc = backend_put(s->mirror, name, buf, len);
+	if (rc == 0)
+		snap_pool_changed(s);
 	if (rc == -EEXIST)
 		return 0;
 	return rc < 0 && rc != -ENOMEM && !backend_unavailable(rc) ? -EIO : rc;
@@ -746,6 +748,8 @@ static void snap_unwrite(struct snapshots *s, const char *id)
 			log_warning("snapshot %s was refused but its manifest "
 				    "stays in the pool: %s (check and forget "
 				    "it)", id, dd_error_last());
+		else
+			snap_pool_changed(s);
 	}
 	snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
 	snap_unlink(s, id, path);

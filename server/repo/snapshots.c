@@ -273,6 +273,20 @@ int snap_dump(json_t *m, char **out, size_t *out_len)
 	return 0;
 }
 
+void snap_pool_changed(struct snapshots *s)
+{
+	/* One byte is one RADOS append operation, atomic, so appends of
+	 * several front-ends at once do not mix (backend_append's one
+	 * writer rule is about appends split into several operations). */
+	if (s->mirror && backend_append(s->mirror, SNAPSHOTS_CHANGED, "\n",
+					1) < 0) {
+		log_warning("cannot mark the pool's snapshots changed: %s (the "
+			    "other front-ends see the change within a minute)",
+			    dd_error_last());
+		dd_error_clear();
+	}
+}
+
 /* "snapshots/<id>.json" */
 void snap_object(char *out, size_t outsz, const char *id)
 {
@@ -347,6 +361,8 @@ int snapshots_remove(struct snapshots *s, const char *id)
 
 			snap_object(name, sizeof(name), want);
 			rc = backend_remove(s->mirror, name);
+			if (rc == 0)
+				snap_pool_changed(s);
 			if (rc < 0 && rc != -ENOENT) {
 				rc = -EIO;
 				break;

@@ -67,6 +67,15 @@ void snapshots_free(struct snapshots *s);
  */
 struct backend;
 void snapshots_set_mirror(struct snapshots *s, struct backend *be);
+/*
+ * The store object that grows by a byte after each manifest this server
+ * puts into the mirror or removes from it (best effort: a failed append
+ * is logged; a put or removal that failed, maybe done, adds none). The
+ * other front-ends list the pool's manifests when its size moved, and
+ * once a minute whatever it says (frontends.c), not every tick: a
+ * listing is a pass over every object of the pool. Never read.
+ */
+#define SNAPSHOTS_CHANGED "snapshots-changed"
 /* Called with the id of each manifest a lookup takes from the mirror
  * (an id this directory lacks, asked for before the front-end's tick
  * adopted it), before it is adopted; a negative return leaves it in the

@@ -364,6 +364,7 @@ static int store_open_dir(struct store **out, const char *repo,
 	pthread_mutex_init(&s->ingest_lock, NULL);
 	store_commit_init(s);
 	pthread_mutex_init(&s->counters_lock, NULL);
+	pthread_mutex_init(&s->usage_lock, NULL);
 	pthread_mutex_init(&s->fd_lock, NULL);
 	pthread_mutex_init(&s->gc_lock, NULL);
 	pthread_rwlock_init(&s->sweep_lock, NULL);
@@ -665,6 +666,7 @@ void store_close(struct store *s)
 	store_commit_release(s);
 	pthread_mutex_destroy(&s->ingest_lock);
 	pthread_mutex_destroy(&s->counters_lock);
+	pthread_mutex_destroy(&s->usage_lock);
 	pthread_mutex_destroy(&s->fd_lock);
 	pthread_mutex_destroy(&s->gc_lock);
 	pthread_rwlock_destroy(&s->sweep_lock);

@@ -463,5 +463,12 @@ void store_commit_stats(struct store *s, uint64_t *commits,
 			uint64_t *members);
 /* Number and total size of the packs. */
 int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes);
+/* The same for the stats routes: in a directory, counted each call; in
+ * a store elsewhere (RADOS: a listing of the pool and a stat a pack), at
+ * most every STORE_USAGE_RECENT_SEC, in between the last count's (or
+ * store_pack_usage's) figures. */
+#define STORE_USAGE_RECENT_SEC 30
+int store_pack_usage_recent(struct store *s, uint64_t *packs,
+			    uint64_t *bytes);
 
 #endif

@@ -251,6 +251,12 @@ struct store {
 	pthread_mutex_t counters_lock;
 	uint64_t chunks;
 	uint64_t bytes_unique;
+	/* The last pack count of a store not in a directory
+	 * (store_pack_usage_recent): when (dd_monotonic(), 0: never) and
+	 * what; usage_lock makes one count at a time. */
+	pthread_mutex_t usage_lock;
+	double usage_at;
+	uint64_t usage_packs, usage_bytes;
 
 	/* Garbage collection (store.h, "Collection support"). `sweep_lock`
 	 * is held shared by every lookup that may vouch for a chunk and

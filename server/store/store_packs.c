@@ -41,6 +41,45 @@ int store_pack_usage(struct store *s, uint64_t *packs, uint64_t *bytes)
 
 	*packs = u.packs;
 	*bytes = u.bytes;
+	if (rc == 0) {
+		pthread_mutex_lock(&s->counters_lock);
+		s->usage_at = dd_monotonic();
+		s->usage_packs = u.packs;
+		s->usage_bytes = u.bytes;
+		pthread_mutex_unlock(&s->counters_lock);
+	}
+	return rc;
+}
+
+/* The last count, if it is recent: true with *packs and *bytes. */
+static bool store_usage_cached(struct store *s, uint64_t *packs,
+			       uint64_t *bytes)
+{
+	bool ok;
+
+	pthread_mutex_lock(&s->counters_lock);
+	ok = s->usage_at > 0 &&
+	     dd_monotonic() - s->usage_at < STORE_USAGE_RECENT_SEC;
+	*packs = s->usage_packs;
+	*bytes = s->usage_bytes;
+	pthread_mutex_unlock(&s->counters_lock);
+	return ok;
+}
+
+int store_pack_usage_recent(struct store *s, uint64_t *packs,
+			    uint64_t *bytes)
+{
+	int rc = 0;
+
+	if (strcmp(backend_kind(s->be), "dir") == 0)
+		return store_pack_usage(s, packs, bytes);
+	if (store_usage_cached(s, packs, bytes))
+		return 0;
+	/* one count at a time: the requests that waited take its figures */
+	pthread_mutex_lock(&s->usage_lock);
+	if (!store_usage_cached(s, packs, bytes))
+		rc = store_pack_usage(s, packs, bytes);
+	pthread_mutex_unlock(&s->usage_lock);
 	return rc;
 }
 
