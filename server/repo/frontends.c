@@ -377,8 +377,8 @@ static int local_ids_cb(void *payload, const struct snapshots_item *it)
 {
 	struct local_ids *l = payload;
 
-	if (bsearch(it->id, l->pool->v, l->pool->n, sizeof(*l->pool->v),
-		    pool_id_cmp))
+	if (l->pool->n && bsearch(it->id, l->pool->v, l->pool->n,
+				  sizeof(*l->pool->v), pool_id_cmp))
 		return 0;
 	if (it->written_ns >= l->before)
 		l->young++;

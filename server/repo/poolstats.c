@@ -231,13 +231,17 @@ static int peers_cb(const char *name, void *payload)
 
 /* Calls peers_cb with the publication of every front-end number the
  * pool has given but this one's: read by name, not found by listing the
- * pool (a pass over all its objects, packs included, each tick). */
+ * pool (a pass over all its objects, packs included, each tick); past
+ * POOLSTATS_BY_NUMBER numbers (front-ends joined and retired over the
+ * years), by the listing. */
 static int poolstats_each_peer(struct poolstats *p, struct peers_read *r)
 {
 	char name[64];
 	uint32_t n, i;
 	int rc = frontends_numbers(p->be, &n);
 
+	if (rc == 0 && n > POOLSTATS_BY_NUMBER)
+		return backend_list(p->be, POOLSTATS_PREFIX, peers_cb, r);
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (i == p->fe)
 			continue;

@@ -39,6 +39,9 @@
 #define POOLSTATS_COUNT_SHARE 9
 /* At most this many other front-ends are read (the rest are skipped). */
 #define POOLSTATS_PEERS_MAX 1024
+/* Up to this many front-end numbers given, the others' stats objects are
+ * read by number, one read each; past it, found by listing the pool. */
+#define POOLSTATS_BY_NUMBER 64
 
 struct store;
 struct poolstats;

@@ -343,6 +343,7 @@ int snapshots_remove(struct snapshots *s, const char *id)
 	char want[DD_ID_HEX_LEN + 1], path[4200];
 	const struct snap *e;
 	struct dd_id raw;
+	bool pool_changed = false;
 	int rc = -ENOENT;
 
 	if (strlen(id) != DD_ID_HEX_LEN || dd_id_from_hex(&raw, id) < 0)
@@ -361,8 +362,7 @@ int snapshots_remove(struct snapshots *s, const char *id)
 
 			snap_object(name, sizeof(name), want);
 			rc = backend_remove(s->mirror, name);
-			if (rc == 0)
-				snap_pool_changed(s);
+			pool_changed = rc == 0;
 			if (rc < 0 && rc != -ENOENT) {
 				rc = -EIO;
 				break;
@@ -381,6 +381,8 @@ int snapshots_remove(struct snapshots *s, const char *id)
 		snap_take(s, e);
 	} while (0);
 	pthread_rwlock_unlock(&s->lock);
+	if (pool_changed)       /* not under the lock: one more operation */
+		snap_pool_changed(s);
 	return rc;
 }
 

@@ -96,8 +96,8 @@ void snap_object(char *out, size_t outsz, const char *id);
 int snap_pending_get(const struct snapshots *s, const char *id);
 /* Sets (state > 0) or clears (0) it; `lock` held for writing. */
 void snap_pending_set(struct snapshots *s, const char *id, int state);
-/* After a manifest was put into the mirror or removed from it (or either
- * may have been): SNAPSHOTS_CHANGED grows by a byte (snapshots.h). */
+/* After a manifest was put into the mirror or removed from it:
+ * SNAPSHOTS_CHANGED grows by a byte (snapshots.h). */
 void snap_pool_changed(struct snapshots *s);
 /* m as compact JSON text (malloc'ed) in *out, its length in *out_len. */
 int snap_dump(json_t *m, char **out, size_t *out_len);

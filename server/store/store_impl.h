@@ -257,6 +257,11 @@ struct store {
 	pthread_mutex_t usage_lock;
 	double usage_at;
 	uint64_t usage_packs, usage_bytes;
+	/* the last count that failed: when it ended, its error (under
+	 * usage_lock) */
+	double usage_failed_at;
+	int usage_failed_rc;
+	char usage_failed_why[256];
 
 	/* Garbage collection (store.h, "Collection support"). `sweep_lock`
 	 * is held shared by every lookup that may vouch for a chunk and

@@ -69,16 +69,32 @@ static bool store_usage_cached(struct store *s, uint64_t *packs,
 int store_pack_usage_recent(struct store *s, uint64_t *packs,
 			    uint64_t *bytes)
 {
+	double asked = dd_monotonic();
 	int rc = 0;
 
 	if (strcmp(backend_kind(s->be), "dir") == 0)
 		return store_pack_usage(s, packs, bytes);
 	if (store_usage_cached(s, packs, bytes))
 		return 0;
-	/* one count at a time: the requests that waited take its figures */
+	/* One count at a time: the requests that waited for it take its
+	 * figures, or its error (storage that does not answer fails each
+	 * waiter at once, not after a count of its own). */
 	pthread_mutex_lock(&s->usage_lock);
-	if (!store_usage_cached(s, packs, bytes))
+	if (store_usage_cached(s, packs, bytes)) {
+		rc = 0;
+	} else if (s->usage_failed_at >= asked) {
+		rc = dd_error_set(s->usage_failed_rc, "%s",
+				  s->usage_failed_why);
+	} else {
 		rc = store_pack_usage(s, packs, bytes);
+		if (rc < 0) {
+			s->usage_failed_at = dd_monotonic();
+			s->usage_failed_rc = rc;
+			snprintf(s->usage_failed_why,
+				 sizeof(s->usage_failed_why), "%s",
+				 dd_error_last());
+		}
+	}
 	pthread_mutex_unlock(&s->usage_lock);
 	return rc;
 }

@@ -82,14 +82,16 @@ prand one 200000 > "$T/d/f.bin"
 ID=$(json_get "$(on A agent "$ALICE" backup --json "$T/d")" snapshot_id)
 check "a backup through A" test -n "$ID"
 check "the pool marks its manifests changed" rados_ stat snapshots-changed
-b_has() { on B api "$ADM" GET /api/v1/snapshots | grep -q "$1"; }
+# b_has ID / b_lacks ID: B's list (answered 200) has ID, or not
+b_list() { b_out=$(on B api "$ADM" GET /api/v1/snapshots) && [ "$(tail -n1 <<<"$b_out")" = 200 ]; }
+b_has() { b_list && grep -q "$1" <<<"$b_out"; }
+b_lacks() { b_list && ! grep -q "$1" <<<"$b_out"; }
 check "B shows A's snapshot" poll_until 20 b_has "$ID"
 check "after listing the pool" test "$(lists)" -gt "$c0"
 
 # 3. removed through A (old enough to be dropped: FRONTENDS_SNAPSHOT_GRACE_SEC)
 c1=$(lists)
 check_eq "A removes it" 200 "$(on A api_status "$ADM" DELETE "/api/v1/snapshots/$ID")"
-b_lacks() { ! b_has "$1"; }
 check "B drops it" poll_until 30 b_lacks "$ID"
 check "after listing the pool again" test "$(lists)" -gt "$c1"
 
