@@ -70,6 +70,7 @@ struct frontends {
 	uint64_t snaps_mark;
 	bool snaps_listed;
 	double snaps_list_by;
+	double unsure_log_at;   /* the sweep's warning: not before then */
 };
 
 static int frontends_check_epoch(struct frontends *f);
@@ -892,6 +893,18 @@ void frontends_tick(struct frontends *f)
 					    NULL);
 		if (rc == -ENOENT)
 			rc = 0;
+	}
+	/* before the listing, which must not adopt what it removes */
+	if (rc == 0) {
+		int swept = snapshots_sweep_unsure(f->snaps);
+
+		if (swept < 0 && now >= f->unsure_log_at) {
+			log_warning("cannot remove from the pool the manifests "
+				    "of creates that failed: %s (tried again "
+				    "every tick)", log_reason(swept));
+			f->unsure_log_at = now + 60;
+		}
+		dd_error_clear();
 	}
 	if (rc == 0)
 		rc = frontends_sync_snapshots(f);

@@ -432,8 +432,17 @@ static int snap_write(struct snapshots *s, const char *id, const char *path,
 	rc = dd_write_file_atomic(path, buf, len + 1, 0600);
 	/* Acknowledged only once the store holds it too, so the pool alone
 	 * can give back every acknowledged snapshot. */
-	if (rc == 0)
+	if (rc == 0) {
 		rc = snap_mirror_put(s, id, buf, len + 1);
+		/* timed out: maybe in the pool all the same */
+		if (backend_unavailable(rc)) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "%s", dd_error_last());
+			snap_unsure_add(s, id);
+			dd_error_set(rc, "%s", why);
+		}
+	}
 	if (rc < 0 && !existed) {
 		char why[512];
 
@@ -741,15 +750,15 @@ static int snap_recheck(struct store *st, const struct snap_request *rq)
 static void snap_unwrite(struct snapshots *s, const char *id)
 {
 	char name[128], path[4200];
+	int rc;
 
 	if (s->mirror) {
 		snap_object(name, sizeof(name), id);
-		if (backend_remove(s->mirror, name) < 0)
-			log_warning("snapshot %s was refused but its manifest "
-				    "stays in the pool: %s (check and forget "
-				    "it)", id, dd_error_last());
-		else
+		rc = backend_remove(s->mirror, name);
+		if (rc == 0)
 			snap_pool_changed(s);
+		else if (rc != -ENOENT)
+			snap_unsure_add(s, id);  /* removed by the tick */
 	}
 	snprintf(path, sizeof(path), "%s/%s.json", s->dir, id);
 	snap_unlink(s, id, path);

@@ -287,6 +287,167 @@ void snap_pool_changed(struct snapshots *s)
 	}
 }
 
+/* ---- manifests a failed create may have left in the pool ---- */
+
+static bool snap_unsure_has(const struct snapshots *s, const char *id)
+{
+	for (size_t i = 0; i < s->nunsure; i++)
+		if (strcmp(s->unsure[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* The list into DIR/SNAP_UNSURE_FILE (removed when empty); `lock` held. */
+static int snap_unsure_save(struct snapshots *s)
+{
+	char path[4200], *text;
+	size_t i, len = s->nunsure * (DD_ID_HEX_LEN + 1);
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", s->dir, SNAP_UNSURE_FILE);
+	if (!s->nunsure) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return dd_error_set(-errno, "cannot remove '%s': %s",
+					    path, strerror(errno));
+		return 0;
+	}
+	text = malloc(len);
+	if (!text)
+		return -ENOMEM;
+	for (i = 0; i < s->nunsure; i++) {
+		memcpy(text + i * (DD_ID_HEX_LEN + 1), s->unsure[i],
+		       DD_ID_HEX_LEN);
+		text[i * (DD_ID_HEX_LEN + 1) + DD_ID_HEX_LEN] = '\n';
+	}
+	rc = dd_write_file_atomic(path, text, len, 0600);
+	free(text);
+	return rc;
+}
+
+static int snap_unsure_push(struct snapshots *s, const char *id)
+{
+	if (snap_unsure_has(s, id))
+		return 0;
+	if (s->nunsure == SNAP_UNSURE_MAX)
+		return dd_error_set(-ENOSPC, "%u manifests wait already",
+				    SNAP_UNSURE_MAX);
+	if (!s->unsure) {
+		s->unsure = calloc(SNAP_UNSURE_MAX, sizeof(*s->unsure));
+		if (!s->unsure)
+			return -ENOMEM;
+	}
+	snprintf(s->unsure[s->nunsure++], DD_ID_HEX_LEN + 1, "%s", id);
+	return 0;
+}
+
+void snap_unsure_add(struct snapshots *s, const char *id)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&s->lock);
+	rc = snap_unsure_push(s, id);
+	if (rc == 0)
+		rc = snap_unsure_save(s);
+	pthread_rwlock_unlock(&s->lock);
+	if (rc < 0)
+		log_error("snapshot %s failed, but the pool may hold its "
+			  "manifest, and it cannot be noted for removal (%s): "
+			  "forget it when it is listed", id, log_reason(rc));
+}
+
+/* DIR/SNAP_UNSURE_FILE read back at start; a line that is no id is
+ * skipped with a warning. */
+static int snap_unsure_load(struct snapshots *s)
+{
+	char path[4200], id[DD_ID_HEX_LEN + 1];
+	uint8_t *data = NULL;
+	size_t len = 0, at = 0, end;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", s->dir, SNAP_UNSURE_FILE);
+	rc = dd_read_file(path, (size_t)SNAP_UNSURE_MAX * (DD_ID_HEX_LEN + 1),
+			  &data, &len);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	for (; rc == 0 && at < len; at = end + 1) {
+		for (end = at; end < len && data[end] != '\n'; end++)
+			;
+		if (end - at != DD_ID_HEX_LEN) {
+			log_warning("'%s': skipping a line that is not a "
+				    "snapshot id", path);
+			continue;
+		}
+		memcpy(id, data + at, DD_ID_HEX_LEN);
+		id[DD_ID_HEX_LEN] = '\0';
+		if (snap_is_hex64(id))
+			rc = snap_unsure_push(s, id);
+		else
+			log_warning("'%s': skipping a line that is not a "
+				    "snapshot id", path);
+	}
+	free(data);
+	return rc;
+}
+
+int snapshots_sweep_unsure(struct snapshots *s)
+{
+	char (*ids)[DD_ID_HEX_LEN + 1] = NULL;
+	char name[128];
+	size_t n, i, k;
+	bool *gone;
+	int rc = 0, one;
+
+	pthread_rwlock_rdlock(&s->lock);
+	n = s->nunsure;
+	if (n && s->mirror && (ids = malloc(n * sizeof(*ids))) != NULL)
+		memcpy(ids, s->unsure, n * sizeof(*ids));
+	pthread_rwlock_unlock(&s->lock);
+	if (!ids)
+		return n && s->mirror ? -ENOMEM : 0;
+	gone = calloc(n, sizeof(*gone));
+	for (i = 0; gone && i < n; i++) {
+		snap_object(name, sizeof(name), ids[i]);
+		one = backend_remove(s->mirror, name);
+		if (one == 0) {
+			log_info("snapshot %s had failed, but the pool held "
+				 "its manifest: removed", ids[i]);
+			snap_pool_changed(s);
+		}
+		if (one == 0 || one == -ENOENT) {
+			dd_error_clear();
+			gone[i] = true;
+		} else if (rc == 0) {
+			rc = one;
+		}
+	}
+	if (!gone) {
+		free(ids);
+		return -ENOMEM;
+	}
+	pthread_rwlock_wrlock(&s->lock);
+	for (i = 0; i < n; i++) {
+		if (!gone[i])
+			continue;
+		for (k = 0; k < s->nunsure; k++)
+			if (strcmp(s->unsure[k], ids[i]) == 0) {
+				memmove(&s->unsure[k], &s->unsure[k + 1],
+					(s->nunsure - k - 1) *
+					sizeof(*s->unsure));
+				s->nunsure--;
+				break;
+			}
+	}
+	one = snap_unsure_save(s);
+	pthread_rwlock_unlock(&s->lock);
+	free(ids);
+	free(gone);
+	return rc < 0 ? rc : one;
+}
+
 /* "snapshots/<id>.json" */
 void snap_object(char *out, size_t outsz, const char *id)
 {
@@ -1000,6 +1161,9 @@ int snapshots_open(struct snapshots **out, const char *repo)
 	if (s->n)
 		qsort(s->v, s->n, sizeof(*s->v), snap_order_cmp);
 	snap_byid_build(s);
+	rc = snap_unsure_load(s);
+	if (rc < 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -1013,6 +1177,7 @@ void snapshots_free(struct snapshots *s)
 		return;
 	free(s->v);
 	free(s->byid);
+	free(s->unsure);
 	free(s->busy);
 	pthread_rwlock_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->commit_lock);
@@ -1034,9 +1199,11 @@ int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 	if (!snap_is_hex64(id))
 		return dd_error_set(-EINVAL, "not a snapshot id");
 	/* A create of this front-end's own that is not done yet lists or
-	 * removes it itself. */
+	 * removes it itself; one that failed leaving it maybe in the pool
+	 * has it removed (snapshots_sweep_unsure). */
 	pthread_rwlock_rdlock(&s->lock);
-	known = snap_find(s, id) != NULL || snap_pending_get(s, id) != 0;
+	known = snap_find(s, id) != NULL || snap_pending_get(s, id) != 0 ||
+		snap_unsure_has(s, id);
 	pthread_rwlock_unlock(&s->lock);
 	if (known)
 		return 0;
@@ -1052,9 +1219,10 @@ int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 	}
 	pthread_rwlock_wrlock(&s->lock);
 	pending = snap_pending_get(s, id);
-	if (pending == SNAP_PENDING_REFUSED)
+	if (pending == SNAP_PENDING_REFUSED || snap_unsure_has(s, id))
 		unlink(path);   /* written after its create removed its own */
-	known = pending != 0 || snap_find(s, id) != NULL;
+	known = pending != 0 || snap_find(s, id) != NULL ||
+		snap_unsure_has(s, id);
 	rc = known ? 0 : snapshots_insert(s, &e);
 	pthread_rwlock_unlock(&s->lock);
 	return rc < 0 ? rc : !known;

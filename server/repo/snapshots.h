@@ -283,5 +283,16 @@ int snapshots_adopt(struct snapshots *s, const char *id, const void *data,
 		    size_t len);
 int snapshots_drop_local(struct snapshots *s, const char *id,
 			 int64_t older_than_ns);
+/*
+ * A create that failed after its manifest's put timed out (or after its
+ * refused manifest's removal failed) may have left the manifest in the
+ * pool: the other front-ends would list it, and this one after a
+ * restart, beside the snapshot the agent's retry makes. Such ids are
+ * noted (in memory and in the snapshots directory's "unsure" file) and
+ * never adopted; this removes each from the pool (the tick calls it),
+ * forgetting those removed or never there. 0, or the storage's error
+ * (the rest are tried again next time).
+ */
+int snapshots_sweep_unsure(struct snapshots *s);
 
 #endif

@@ -80,7 +80,17 @@ struct snapshots {
 		uint8_t state;
 	} pending[SNAP_PENDING_MAX];
 	size_t npending;
+	/* Under `lock`: manifests a create may have left in the pool
+	 * although it failed (a put, or the removal of a refused one, that
+	 * the pool did not confirm: timed out, done or not), to be removed
+	 * from the pool by snapshots_sweep_unsure; kept in DIR/snapshots/
+	 * SNAP_UNSURE_FILE too, one id a line, so that a restart goes on. */
+	char (*unsure)[DD_ID_HEX_LEN + 1];
+	size_t nunsure;
 };
+
+#define SNAP_UNSURE_FILE "unsure"
+#define SNAP_UNSURE_MAX 4096
 
 /* ---- snapshots.c ---- */
 
@@ -99,6 +109,9 @@ void snap_pending_set(struct snapshots *s, const char *id, int state);
 /* After a manifest was put into the mirror or removed from it:
  * SNAPSHOTS_CHANGED grows by a byte (snapshots.h). */
 void snap_pool_changed(struct snapshots *s);
+/* Notes that the pool may hold manifest `id` although its create
+ * failed (snapshots_sweep_unsure removes it); logs when it cannot. */
+void snap_unsure_add(struct snapshots *s, const char *id);
 /* m as compact JSON text (malloc'ed) in *out, its length in *out_len. */
 int snap_dump(json_t *m, char **out, size_t *out_len);
 

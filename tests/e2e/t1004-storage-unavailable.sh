@@ -10,7 +10,9 @@
 #     with Retry-After, not "references missing chunk" (409, which sends
 #     the agent to read and upload everything again); the same create
 #     succeeds once the pool answers;
-#     A fetch whose pack read times out is a 503 after that one read;
+#     A fetch whose pack read times out is a 503 after that one read. A
+#     create whose manifest put timed out but was done is a 503, and its
+#     manifest is removed from the pool (never listed), across a restart;
 #  2. a backup started while the OSDs are paused: the server answers 503,
 #     the agent waits, and the backup succeeds once they serve again;
 #  3. the same for a restore;
@@ -115,6 +117,38 @@ int rados_aio_read(rados_ioctx_t io, const char *oid, rados_completion_t c,
 	return fn(io, oid, c, buf, len, off);
 }
 
+/* While $SNAP_FAIL_FILE exists, writes of "snapshots/" objects are done
+ * but answered ETIMEDOUT, and their removals fail so (nothing removed). */
+static int snap_failing(const char *oid)
+{
+	const char *f = getenv("SNAP_FAIL_FILE");
+
+	return f && access(f, F_OK) == 0 && strncmp(oid, "snapshots/", 10) == 0;
+}
+
+int rados_aio_write_op_operate(void *op, rados_ioctx_t io,
+			       rados_completion_t c, const char *oid,
+			       void *mtime, int flags)
+{
+	static int (*fn)(void *, rados_ioctx_t, rados_completion_t,
+			 const char *, void *, int);
+
+	if (!fn)
+		fn = real("rados_aio_write_op_operate");
+	if (snap_failing(oid))
+		fail_next(c);
+	return fn(op, io, c, oid, mtime, flags);
+}
+
+int rados_remove(rados_ioctx_t io, const char *oid)
+{
+	static int (*fn)(rados_ioctx_t, const char *);
+
+	if (!fn)
+		fn = real("rados_remove");
+	return snap_failing(oid) ? -ETIMEDOUT : fn(io, oid);
+}
+
 int rados_aio_get_return_value(rados_completion_t c)
 {
 	static int (*fn)(rados_completion_t);
@@ -134,7 +168,11 @@ int rados_aio_get_return_value(rados_completion_t c)
 C
 shim_preload omapfail
 fe_start "$RA" A
-OMAP_FAIL_FILE=$T/omap-fail PACK_FAIL_FILE=$T/pack-fail LD_PRELOAD=$PRELOAD fe_start "$RB" B
+start_b() {
+	OMAP_FAIL_FILE=$T/omap-fail PACK_FAIL_FILE=$T/pack-fail \
+		SNAP_FAIL_FILE=$T/snap-fail LD_PRELOAD=$PRELOAD fe_start "$RB" B
+}
+start_b
 
 tok_ok() { on "$1" api_status "$2" GET /api/v1/snapshots | grep -q '^200$'; }
 check "B is up" kill -0 "$PID_B"
@@ -197,6 +235,41 @@ check_eq "with B's pack reads timing out, the fetch is a 503" 503 "$(on B api_st
 check_eq "after one pack read" 1 "$(grep -c . "$T/pack-fail")"
 rm -f "$T/pack-fail"
 check_eq "once they answer, the fetch works" 200 "$(on B api_status "$PAT" POST /api/v1/chunks/fetch --data-binary @"$T/id0" -o /dev/null)"
+
+# 1c. a create whose manifest put times out but was done (the shim: B's
+# writes of "snapshots/" objects are answered ETIMEDOUT, and its removals
+# of them fail so, while $T/snap-fail exists) is a 503; the manifest the
+# pool holds all the same is noted (B's snapshots/unsure), never listed,
+# also after a restart of B, and removed from the pool once it answers
+rados_() { rados -p "$CEPH_POOL" -N "$NS" "$@" 2>/dev/null; }
+pool_snaps() { rados_ ls | grep -c '^snapshots/'; }
+dora_count() { on B api "$DORA" GET /api/v1/snapshots | sed '$d' | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v) if isinstance(v, list) else v)'; }
+n0=$(pool_snaps)
+touch "$T/snap-fail"
+check_eq "with B's manifest writes timing out, dora's create through B is a 503" 503 "$(create)"
+check_eq "the pool holds its manifest all the same" $((n0 + 1)) "$(pool_snaps)"
+check "B notes it for removal" test -s "$RB/snapshots/unsure"
+kill "$PID_B"; wait "$PID_B"
+sweeps() { grep -c "cannot remove from the pool the manifests of creates that failed" "$T/server.log"; }
+s0=$(sweeps)
+start_b
+check "after a restart of B, the note stays" test -s "$RB/snapshots/unsure"
+# a tick tried to remove it; then B published its stats (the last step
+# of a tick) after that: that tick's listing is done
+more_sweeps() { [ "$(sweeps)" -gt "$s0" ]; }
+check "B's tick tries to remove it" poll_until 20 more_sweeps
+t_seen=$(date +%s)
+b_pub() { rados_ get stats/1 - | python3 -c 'import json,sys; print(json.load(sys.stdin)["time"])'; }
+pub_after() { [ "$(b_pub 2>/dev/null || echo 0)" -gt "$t_seen" ]; }
+check "and ends" poll_until 20 pub_after
+check_eq "and does not list it" 1 "$(dora_count)"
+rm -f "$T/snap-fail"
+snaps_back() { [ "$(pool_snaps)" = "$n0" ]; }
+check "once the pool answers, B removes it" poll_until 20 snaps_back
+check "and forgets the note" poll_until 10 test ! -e "$RB/snapshots/unsure"
+check "saying so" grep -q "had failed, but the pool held its manifest: removed" "$T/server.log"
+check_eq "the same create then succeeds" 201 "$(create)"
+check_eq "dora has two snapshots" 2 "$(dora_count)"
 
 # across_pause WHAT OUT ERR ARGS...: with the OSDs paused, starts the
 # agent (ARGS, through A, stdout to OUT, stderr to ERR), waits for the

@@ -68,7 +68,8 @@ ticked_since() { [ "$(b_tick 2>/dev/null || echo 0)" -ge "$1" ]; }
 
 # 1. idle: B's first tick lists the manifests once; then nothing
 check "B's first tick ran" poll_until 20 ticked_since 1
-check "B listed the pool's manifests at its start" poll_until 20 test "$(lists)" -ge 1
+listed() { [ "$(lists)" -ge 1 ]; }
+check "B listed the pool's manifests at its start" poll_until 20 listed
 t0=$(b_tick)
 poll_until 10 ticked_since $((t0 + 1))
 c0=$(lists)
