@@ -1031,6 +1031,12 @@ int snapshots_import(struct snapshots *s, struct store *st,
 	snprintf(e.client, sizeof(e.client), "%s", client);
 	if (snapshots_has(s, e.id))
 		return -EEXIST;
+	/* its copy in the pool, from an import that failed, is being
+	 * removed (snapshots_sweep_unsure): not made again meanwhile */
+	if (snap_unsure_noted(s, e.id))
+		return dd_error_set(-EAGAIN, "snapshot %s: an earlier copy "
+				    "that failed is still being removed from "
+				    "the pool; try again later", e.id);
 	if (!(req = snap_import_request(manifest)) || !(cat = json_array())) {
 		rc = -ENOMEM;
 		goto cleanup;

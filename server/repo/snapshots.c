@@ -289,42 +289,52 @@ void snap_pool_changed(struct snapshots *s)
 
 /* ---- manifests a failed create may have left in the pool ---- */
 
-static bool snap_unsure_has(const struct snapshots *s, const char *id)
+/* Its place in the list, or -1; `lock` held. */
+static ssize_t snap_unsure_find(const struct snapshots *s, const char *id)
 {
 	for (size_t i = 0; i < s->nunsure; i++)
-		if (strcmp(s->unsure[i], id) == 0)
-			return true;
-	return false;
+		if (strcmp(s->unsure[i].id, id) == 0)
+			return (ssize_t)i;
+	return -1;
 }
 
-/* The list into DIR/SNAP_UNSURE_FILE (removed when empty); `lock` held. */
+static bool snap_unsure_has(const struct snapshots *s, const char *id)
+{
+	return snap_unsure_find(s, id) >= 0;
+}
+
+/* The list into DIR/SNAP_UNSURE_FILE (removed when empty): a copy taken
+ * under `lock`, written outside it, in order (unsure_file_lock). */
 static int snap_unsure_save(struct snapshots *s)
 {
-	char path[4200], *text;
-	size_t i, len = s->nunsure * (DD_ID_HEX_LEN + 1);
-	int rc;
+	char path[4200], *text = NULL;
+	size_t i, n, len = 0;
+	int rc = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", s->dir, SNAP_UNSURE_FILE);
-	if (!s->nunsure) {
-		if (unlink(path) < 0 && errno != ENOENT)
-			return dd_error_set(-errno, "cannot remove '%s': %s",
-					    path, strerror(errno));
-		return 0;
-	}
-	text = malloc(len);
-	if (!text)
-		return -ENOMEM;
-	for (i = 0; i < s->nunsure; i++) {
-		memcpy(text + i * (DD_ID_HEX_LEN + 1), s->unsure[i],
-		       DD_ID_HEX_LEN);
-		text[i * (DD_ID_HEX_LEN + 1) + DD_ID_HEX_LEN] = '\n';
-	}
-	rc = dd_write_file_atomic(path, text, len, 0600);
+	pthread_mutex_lock(&s->unsure_file_lock);
+	pthread_rwlock_rdlock(&s->lock);
+	n = s->nunsure;
+	if (n && (text = malloc(n * SNAP_UNSURE_LINE + 1)) != NULL)
+		for (i = 0; i < n; i++)
+			len += (size_t)snprintf(text + len, SNAP_UNSURE_LINE + 1,
+						"%s %lld\n", s->unsure[i].id,
+						(long long)s->unsure[i].at);
+	pthread_rwlock_unlock(&s->lock);
+	if (n && !text)
+		rc = -ENOMEM;
+	else if (n)
+		rc = dd_write_file_atomic(path, text, len, 0600);
+	else if (unlink(path) < 0 && errno != ENOENT)
+		rc = dd_error_set(-errno, "cannot remove '%s': %s", path,
+				  strerror(errno));
+	pthread_mutex_unlock(&s->unsure_file_lock);
 	free(text);
 	return rc;
 }
 
-static int snap_unsure_push(struct snapshots *s, const char *id)
+/* `lock` held for writing. */
+static int snap_unsure_push(struct snapshots *s, const char *id, int64_t at)
 {
 	if (snap_unsure_has(s, id))
 		return 0;
@@ -336,8 +346,19 @@ static int snap_unsure_push(struct snapshots *s, const char *id)
 		if (!s->unsure)
 			return -ENOMEM;
 	}
-	snprintf(s->unsure[s->nunsure++], DD_ID_HEX_LEN + 1, "%s", id);
+	snprintf(s->unsure[s->nunsure].id, DD_ID_HEX_LEN + 1, "%s", id);
+	s->unsure[s->nunsure++].at = at;
 	return 0;
+}
+
+bool snap_unsure_noted(struct snapshots *s, const char *id)
+{
+	bool noted;
+
+	pthread_rwlock_rdlock(&s->lock);
+	noted = snap_unsure_has(s, id);
+	pthread_rwlock_unlock(&s->lock);
+	return noted;
 }
 
 void snap_unsure_add(struct snapshots *s, const char *id)
@@ -345,107 +366,168 @@ void snap_unsure_add(struct snapshots *s, const char *id)
 	int rc;
 
 	pthread_rwlock_wrlock(&s->lock);
-	rc = snap_unsure_push(s, id);
-	if (rc == 0)
-		rc = snap_unsure_save(s);
+	rc = snap_unsure_push(s, id, (int64_t)dd_now());
 	pthread_rwlock_unlock(&s->lock);
-	if (rc < 0)
+	if (rc < 0) {
 		log_error("snapshot %s failed, but the pool may hold its "
 			  "manifest, and it cannot be noted for removal (%s): "
-			  "forget it when it is listed", id, log_reason(rc));
+			  "forget it if it is listed", id, log_reason(rc));
+		return;
+	}
+	rc = snap_unsure_save(s);
+	if (rc < 0)
+		log_error("snapshot %s failed, but the pool may hold its "
+			  "manifest: noted for removal, but not in '%s/%s' "
+			  "(%s): after a restart, forget it if it is listed",
+			  id, s->dir, SNAP_UNSURE_FILE, log_reason(rc));
 }
 
-/* DIR/SNAP_UNSURE_FILE read back at start; a line that is no id is
- * skipped with a warning. */
-static int snap_unsure_load(struct snapshots *s)
+/* DIR/SNAP_UNSURE_FILE read back at start. Advisory: what cannot be read
+ * is warned about and skipped, the start goes on. */
+static void snap_unsure_load(struct snapshots *s)
 {
 	char path[4200], id[DD_ID_HEX_LEN + 1];
 	uint8_t *data = NULL;
 	size_t len = 0, at = 0, end;
+	long long when;
+	char *stop;
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s", s->dir, SNAP_UNSURE_FILE);
-	rc = dd_read_file(path, (size_t)SNAP_UNSURE_MAX * (DD_ID_HEX_LEN + 1),
+	rc = dd_read_file(path, (size_t)SNAP_UNSURE_MAX * SNAP_UNSURE_LINE,
 			  &data, &len);
-	if (rc == -ENOENT) {
+	if (rc < 0) {
+		if (rc != -ENOENT)
+			log_warning("cannot read '%s' (%s): manifests that "
+				    "failed creates may have left in the pool "
+				    "are not removed", path, log_reason(rc));
 		dd_error_clear();
-		return 0;
+		return;
 	}
-	if (rc < 0)
-		return rc;
-	for (; rc == 0 && at < len; at = end + 1) {
+	for (; at < len; at = end + 1) {
 		for (end = at; end < len && data[end] != '\n'; end++)
 			;
-		if (end - at != DD_ID_HEX_LEN) {
-			log_warning("'%s': skipping a line that is not a "
-				    "snapshot id", path);
+		when = -1;
+		if (end - at > DD_ID_HEX_LEN + 1 && end - at < SNAP_UNSURE_LINE &&
+		    data[at + DD_ID_HEX_LEN] == ' ') {
+			char num[24];
+
+			memcpy(num, data + at + DD_ID_HEX_LEN + 1,
+			       end - at - DD_ID_HEX_LEN - 1);
+			num[end - at - DD_ID_HEX_LEN - 1] = '\0';
+			errno = 0;
+			when = strtoll(num, &stop, 10);
+			if (errno || *stop || stop == num || when < 0)
+				when = -1;
+		}
+		memcpy(id, data + at, DD_ID_HEX_LEN < end - at ?
+		       DD_ID_HEX_LEN : end - at);
+		id[DD_ID_HEX_LEN < end - at ? DD_ID_HEX_LEN : end - at] = '\0';
+		if (when < 0 || !snap_is_hex64(id)) {
+			log_warning("'%s': skipping a line that is not "
+				    "\"<snapshot id> <time>\"", path);
 			continue;
 		}
-		memcpy(id, data + at, DD_ID_HEX_LEN);
-		id[DD_ID_HEX_LEN] = '\0';
-		if (snap_is_hex64(id))
-			rc = snap_unsure_push(s, id);
-		else
-			log_warning("'%s': skipping a line that is not a "
-				    "snapshot id", path);
+		if (snap_unsure_push(s, id, when) < 0) {
+			log_warning("'%s': %s", path, log_reason(-ENOSPC));
+			dd_error_clear();
+			break;
+		}
 	}
 	free(data);
-	return rc;
 }
 
 int snapshots_sweep_unsure(struct snapshots *s)
 {
-	char (*ids)[DD_ID_HEX_LEN + 1] = NULL;
+	struct snap_unsure *v = NULL;
 	char name[128];
-	size_t n, i, k;
-	bool *gone;
+	int64_t now = (int64_t)dd_now();
+	size_t n, i, nforget = 0;
+	bool *forget;
 	int rc = 0, one;
 
 	pthread_rwlock_rdlock(&s->lock);
 	n = s->nunsure;
-	if (n && s->mirror && (ids = malloc(n * sizeof(*ids))) != NULL)
-		memcpy(ids, s->unsure, n * sizeof(*ids));
+	if (n && s->mirror && (v = malloc(n * sizeof(*v))) != NULL)
+		memcpy(v, s->unsure, n * sizeof(*v));
 	pthread_rwlock_unlock(&s->lock);
-	if (!ids)
+	if (!v)
 		return n && s->mirror ? -ENOMEM : 0;
-	gone = calloc(n, sizeof(*gone));
-	for (i = 0; gone && i < n; i++) {
-		snap_object(name, sizeof(name), ids[i]);
+	forget = calloc(n, sizeof(*forget));
+	for (i = 0; forget && i < n; i++) {
+		/* Indexed means acknowledged: never removed (a noted id is
+		 * refused by create, import and adoption alike, so this is
+		 * only a guard). */
+		if (snapshots_has(s, v[i].id)) {
+			log_warning("snapshot %s was noted as failed but is "
+				    "listed: its note is dropped", v[i].id);
+			forget[i] = true;
+			nforget++;
+			continue;
+		}
+		snap_object(name, sizeof(name), v[i].id);
 		one = backend_remove(s->mirror, name);
 		if (one == 0) {
 			log_info("snapshot %s had failed, but the pool held "
-				 "its manifest: removed", ids[i]);
+				 "its manifest: removed", v[i].id);
 			snap_pool_changed(s);
 		}
 		if (one == 0 || one == -ENOENT) {
 			dd_error_clear();
-			gone[i] = true;
-		} else if (rc == 0) {
-			rc = one;
+			/* a write the pool was slow to apply may land
+			 * late: looked for again until the keep passed */
+			if (now - v[i].at >= s->unsure_keep_sec) {
+				forget[i] = true;
+				nforget++;
+			}
+			continue;
 		}
+		if (rc == 0)
+			rc = one;
+		if (backend_unavailable(one))
+			break;  /* the rest would wait as long each */
 	}
-	if (!gone) {
-		free(ids);
+	if (!forget) {
+		free(v);
 		return -ENOMEM;
 	}
-	pthread_rwlock_wrlock(&s->lock);
-	for (i = 0; i < n; i++) {
-		if (!gone[i])
-			continue;
-		for (k = 0; k < s->nunsure; k++)
-			if (strcmp(s->unsure[k], ids[i]) == 0) {
-				memmove(&s->unsure[k], &s->unsure[k + 1],
-					(s->nunsure - k - 1) *
-					sizeof(*s->unsure));
-				s->nunsure--;
-				break;
-			}
+	if (nforget) {
+		pthread_rwlock_wrlock(&s->lock);
+		for (i = 0; i < n; i++) {
+			ssize_t k;
+
+			if (!forget[i] || (k = snap_unsure_find(s, v[i].id)) < 0)
+				continue;
+			memmove(&s->unsure[k], &s->unsure[k + 1],
+				(s->nunsure - (size_t)k - 1) *
+				sizeof(*s->unsure));
+			s->nunsure--;
+		}
+		pthread_rwlock_unlock(&s->lock);
+		one = snap_unsure_save(s);
+		if (rc == 0)
+			rc = one;
 	}
-	one = snap_unsure_save(s);
-	pthread_rwlock_unlock(&s->lock);
-	free(ids);
-	free(gone);
-	return rc < 0 ? rc : one;
+	free(v);
+	free(forget);
+	return rc;
+}
+
+/* Test hook (docs/OPERATIONS.md): DEDUP_TEST_UNSURE_KEEP_SEC=N (0 to
+ * 3600) replaces SNAP_UNSURE_KEEP_SEC. */
+static int64_t snap_unsure_keep_sec(void)
+{
+	const char *v = getenv("DEDUP_TEST_UNSURE_KEEP_SEC");
+	unsigned long n;
+	char *end;
+
+	if (v && *v) {
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (errno == 0 && *end == 0 && n <= 3600)
+			return (int64_t)n;
+	}
+	return SNAP_UNSURE_KEEP_SEC;
 }
 
 /* "snapshots/<id>.json" */
@@ -1107,6 +1189,8 @@ int snapshots_open(struct snapshots **out, const char *repo)
 		return -ENOMEM;
 	snap_rwlock_init(&s->lock);
 	snap_rwlock_init(&s->commit_lock);
+	pthread_mutex_init(&s->unsure_file_lock, NULL);
+	s->unsure_keep_sec = snap_unsure_keep_sec();
 	pthread_mutex_init(&s->busy_lock, NULL);
 	s->max_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	rc = repo_path(s->dir, sizeof(s->dir), repo, REPO_SNAPSHOTS);
@@ -1161,9 +1245,7 @@ int snapshots_open(struct snapshots **out, const char *repo)
 	if (s->n)
 		qsort(s->v, s->n, sizeof(*s->v), snap_order_cmp);
 	snap_byid_build(s);
-	rc = snap_unsure_load(s);
-	if (rc < 0)
-		goto fail;
+	snap_unsure_load(s);
 	*out = s;
 	return 0;
 fail:
@@ -1182,6 +1264,7 @@ void snapshots_free(struct snapshots *s)
 	pthread_rwlock_destroy(&s->lock);
 	pthread_rwlock_destroy(&s->commit_lock);
 	pthread_mutex_destroy(&s->busy_lock);
+	pthread_mutex_destroy(&s->unsure_file_lock);
 	free(s);
 }
 

@@ -82,15 +82,26 @@ struct snapshots {
 	size_t npending;
 	/* Under `lock`: manifests a create may have left in the pool
 	 * although it failed (a put, or the removal of a refused one, that
-	 * the pool did not confirm: timed out, done or not), to be removed
-	 * from the pool by snapshots_sweep_unsure; kept in DIR/snapshots/
-	 * SNAP_UNSURE_FILE too, one id a line, so that a restart goes on. */
-	char (*unsure)[DD_ID_HEX_LEN + 1];
+	 * the pool did not confirm: timed out, done or not), each with when
+	 * it was noted (unix seconds), to be removed from the pool by
+	 * snapshots_sweep_unsure and forgotten once SNAP_UNSURE_KEEP_SEC
+	 * passed (a write the pool was slow to apply may land late); kept
+	 * in DIR/snapshots/SNAP_UNSURE_FILE too ("<id> <time>" a line), so
+	 * that a restart goes on. unsure_file_lock orders the file's
+	 * writes (made outside `lock`). */
+	struct snap_unsure {
+		char id[DD_ID_HEX_LEN + 1];
+		int64_t at;
+	} *unsure;
 	size_t nunsure;
+	pthread_mutex_t unsure_file_lock;
+	int64_t unsure_keep_sec;
 };
 
 #define SNAP_UNSURE_FILE "unsure"
 #define SNAP_UNSURE_MAX 4096
+#define SNAP_UNSURE_LINE (DD_ID_HEX_LEN + 22)
+#define SNAP_UNSURE_KEEP_SEC 600
 
 /* ---- snapshots.c ---- */
 
@@ -112,6 +123,8 @@ void snap_pool_changed(struct snapshots *s);
 /* Notes that the pool may hold manifest `id` although its create
  * failed (snapshots_sweep_unsure removes it); logs when it cannot. */
 void snap_unsure_add(struct snapshots *s, const char *id);
+/* Whether `id` is noted so (takes `lock`). */
+bool snap_unsure_noted(struct snapshots *s, const char *id);
 /* m as compact JSON text (malloc'ed) in *out, its length in *out_len. */
 int snap_dump(json_t *m, char **out, size_t *out_len);
 

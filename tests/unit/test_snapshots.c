@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "unit.h"
 #include "snapshots.h"
 
@@ -174,11 +176,13 @@ static void test_table(void)
 	snapshots_free(s);
 }
 
-/* Ids a failed create may have left in the pool ("unsure", read back at
- * start; a line that is no id skipped) are never adopted. */
+/* Ids a failed create may have left in the pool ("unsure": "<id> <time>"
+ * lines read back at start; a line that is no id, or without its time,
+ * skipped) are never adopted. */
 static void test_unsure(void)
 {
 	struct snapshots *s = NULL;
+	json_t *m;
 	char path[256], buf[512];
 	int len;
 	FILE *f;
@@ -190,7 +194,8 @@ static void test_unsure(void)
 		return;
 	make_id(ids[0]);
 	make_id(ids[1]);
-	fprintf(f, "not an id\n%s\n%.63sX\n", ids[0], ids[1]);
+	fprintf(f, "not an id\n%s 1800000000\n%.63sX 5\n%s\n", ids[0],
+		ids[1], ids[1]);
 	fclose(f);
 	written[0] = written[1] = 1800000000000000000LL;
 	CHECK_EQ(snapshots_open(&s, dir), 0);
@@ -204,6 +209,12 @@ static void test_unsure(void)
 	len = manifest(buf, sizeof(buf), 1);
 	CHECK_EQ(snapshots_adopt(s, ids[1], buf, (size_t)len), 1);
 	CHECK(snapshots_has(s, ids[1]));
+	/* an import of the noted id (dedup-server sync) is refused: its
+	 * failed copy is still being removed (the store is not reached) */
+	m = json_pack("{s:s}", "id", ids[0]);
+	CHECK(m != NULL);
+	CHECK_EQ(snapshots_import(s, NULL, NULL, "c0", m), -EAGAIN);
+	json_decref(m);
 	/* no pool here: nothing to remove, the note stays */
 	CHECK_EQ(snapshots_sweep_unsure(s), 0);
 	snapshots_free(s);
