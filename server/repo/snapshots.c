@@ -518,16 +518,10 @@ int snapshots_sweep_unsure(struct snapshots *s)
 static int64_t snap_unsure_keep_sec(void)
 {
 	const char *v = getenv("DEDUP_TEST_UNSURE_KEEP_SEC");
-	unsigned long n;
-	char *end;
+	uint64_t n;
 
-	if (v && *v) {
-		errno = 0;
-		n = strtoul(v, &end, 10);
-		if (errno == 0 && *end == 0 && n <= 3600)
-			return (int64_t)n;
-	}
-	return SNAP_UNSURE_KEEP_SEC;
+	return v && *v && dd_parse_u64(v, &n) == 0 && n <= 3600 ?
+		(int64_t)n : SNAP_UNSURE_KEEP_SEC;
 }
 
 /* "snapshots/<id>.json" */
