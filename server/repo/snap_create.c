@@ -648,6 +648,46 @@ static int64_t snap_now_ns(void)
 	return (int64_t)now.tv_sec * SNAPSHOTS_NS + now.tv_nsec;
 }
 
+/*
+ * What a create and an import share, under the commit lock: checks the
+ * request's catalog against the store and builds e's manifest (*out). e
+ * comes with its id and client; its written_ns is `written_ns`, or the
+ * time the check ended when that is 0. A nonzero `synced_ns` is written
+ * as the manifest's "synced_ns" (an imported copy: when this server wrote
+ * it).
+ */
+static int snap_build(struct store *st, const struct domains_tag *dom,
+		      const struct snap_request *rq, struct snap *e,
+		      int64_t written_ns, int64_t synced_ns, json_t **out)
+{
+	struct snap_counts cnt;
+	uint64_t catalog_bytes = 0;
+	json_t *cat = json_array(), *m;
+	int rc;
+
+	*out = NULL;
+	if (!cat)
+		return -ENOMEM;
+	rc = snap_lookup_catalog(st, dom, rq, cat, &catalog_bytes);
+	if (rc == 0)
+		rc = snap_check_catalog(st, dom, rq, &cnt);
+	if (rc < 0) {
+		json_decref(cat);
+		return rc;
+	}
+	e->written_ns = written_ns ? written_ns : snap_now_ns();
+	snap_fill(e, rq, &cnt, catalog_bytes);
+	m = snap_manifest(e, rq, cat, catalog_bytes, &cnt); /* takes cat */
+	if (m && synced_ns &&
+	    json_object_set_new(m, "synced_ns",
+				json_integer((json_int_t)synced_ns)) < 0) {
+		json_decref(m);
+		m = NULL;
+	}
+	*out = m;
+	return m ? 0 : -ENOMEM;
+}
+
 /* Parses and checks what can be checked without the store. */
 static int snap_parse_body(struct snapshots *s, const char *client,
 			   const uint8_t *body, size_t len, json_t **root,
@@ -862,11 +902,9 @@ static int snap_create_one(struct snapshots *s, struct store *st,
 			     size_t *out_len)
 {
 	struct snap_request rq;
-	struct snap_counts cnt;
 	struct snap e;
-	json_t *root = NULL, *m = NULL, *cat = NULL;
+	json_t *root = NULL, *m = NULL;
 	uint8_t raw[32];
-	uint64_t catalog_bytes = 0;
 	char *text = NULL;
 	size_t tlen = 0;
 	bool locked = false;
@@ -877,34 +915,22 @@ static int snap_create_one(struct snapshots *s, struct store *st,
 	memset(&rq, 0, sizeof(rq));
 	memset(&e, 0, sizeof(e));
 	rc = snap_parse_body(s, client, body, len, &root, &rq);
-	if (rc < 0)
-		goto cleanup;
-	cat = json_array();
-	if (!cat) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	pthread_rwlock_rdlock(&s->commit_lock);
-	locked = true;
-	rc = snap_lookup_catalog(st, dom, &rq, cat, &catalog_bytes);
-	if (rc == 0)
-		rc = snap_check_catalog(st, dom, &rq, &cnt);
 	if (rc == 0)
 		rc = dd_random(raw, sizeof(raw));
 	if (rc < 0)
 		goto cleanup;
 	dd_hex_encode(e.id, raw, sizeof(raw));
 	snprintf(e.client, sizeof(e.client), "%s", client);
-	e.written_ns = snap_now_ns();
-	snap_fill(&e, &rq, &cnt, catalog_bytes);
-	m = snap_manifest(&e, &rq, cat, catalog_bytes, &cnt);
-	cat = NULL;      /* the manifest took it ("o"), even on failure */
+	pthread_rwlock_rdlock(&s->commit_lock);
+	locked = true;
+	if ((rc = snap_build(st, dom, &rq, &e, 0, 0, &m)) < 0)
+		goto cleanup;
 	/* From before its pool copy exists: the tick's adoption leaves it
 	 * to this create (snapshots_adopt). */
 	pthread_rwlock_wrlock(&s->lock);
 	snap_pending_set(s, e.id, SNAP_PENDING_RUNNING);
 	pthread_rwlock_unlock(&s->lock);
-	rc = m ? snap_persist(s, &e, m, &text, &tlen) : -ENOMEM;
+	rc = snap_persist(s, &e, m, &text, &tlen);
 	if (rc == 0 && g)
 		rc = snap_guard(s, st, g, &rq, e.id);
 	pthread_rwlock_wrlock(&s->lock);
@@ -923,7 +949,6 @@ cleanup:
 		pthread_rwlock_unlock(&s->commit_lock);
 	free(text);
 	json_decref(m);
-	json_decref(cat);
 	json_decref(root);
 	free(rq.catalog);
 	return rc;
@@ -989,34 +1014,14 @@ static int snap_import_written(json_t *m, int64_t now_ns, int64_t *out)
 	return 0;
 }
 
-/* The fields of the manifest a create would write, plus the copy's own:
- * "synced_ns", when this server wrote it. */
-static json_t *snap_import_manifest(const struct snap *e,
-				    const struct snap_request *rq, json_t *cat,
-				    uint64_t catalog_bytes,
-				    const struct snap_counts *cnt,
-				    int64_t synced_ns)
-{
-	json_t *m = snap_manifest(e, rq, cat, catalog_bytes, cnt);
-
-	if (m && json_object_set_new(m, "synced_ns",
-				     json_integer((json_int_t)synced_ns)) < 0) {
-		json_decref(m);
-		return NULL;
-	}
-	return m;
-}
-
 int snapshots_import(struct snapshots *s, struct store *st,
 		     const struct domains_tag *dom, const char *client,
 		     json_t *manifest)
 {
 	struct snap_request rq;
-	struct snap_counts cnt;
 	struct snap e;
-	json_t *req = NULL, *m = NULL, *cat = NULL, *v;
-	uint64_t catalog_bytes = 0;
-	int64_t now_ns = snap_now_ns();
+	json_t *req = NULL, *m = NULL, *v;
+	int64_t now_ns = snap_now_ns(), written_ns = 0;
 	char *text = NULL;
 	size_t tlen = 0;
 	bool locked = false;
@@ -1037,13 +1042,11 @@ int snapshots_import(struct snapshots *s, struct store *st,
 		return dd_error_set(-EAGAIN, "snapshot %s: an earlier copy "
 				    "that failed is still being removed from "
 				    "the pool; try again later", e.id);
-	if (!(req = snap_import_request(manifest)) || !(cat = json_array())) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
+	if (!(req = snap_import_request(manifest)))
+		return -ENOMEM;
 	rc = snap_parse_request(&rq, req);
 	if (rc == 0)
-		rc = snap_import_written(manifest, now_ns, &e.written_ns);
+		rc = snap_import_written(manifest, now_ns, &written_ns);
 	if (rc == 0)
 		rc = snap_check_time(&rq, dd_now());
 	if (rc == 0)
@@ -1054,15 +1057,9 @@ int snapshots_import(struct snapshots *s, struct store *st,
 		goto cleanup;
 	pthread_rwlock_rdlock(&s->commit_lock);
 	locked = true;
-	rc = snap_lookup_catalog(st, dom, &rq, cat, &catalog_bytes);
+	rc = snap_build(st, dom, &rq, &e, written_ns, now_ns, &m);
 	if (rc == 0)
-		rc = snap_check_catalog(st, dom, &rq, &cnt);
-	if (rc < 0)
-		goto cleanup;
-	snap_fill(&e, &rq, &cnt, catalog_bytes);
-	m = snap_import_manifest(&e, &rq, cat, catalog_bytes, &cnt, now_ns);
-	cat = NULL;      /* the manifest took it, even on failure */
-	rc = m ? snap_persist(s, &e, m, &text, &tlen) : -ENOMEM;
+		rc = snap_persist(s, &e, m, &text, &tlen);
 	if (rc < 0)
 		goto cleanup;
 	pthread_rwlock_wrlock(&s->lock);
@@ -1073,9 +1070,7 @@ cleanup:
 		pthread_rwlock_unlock(&s->commit_lock);
 	free(text);
 	json_decref(m);
-	json_decref(cat);
 	json_decref(req);
 	free(rq.catalog);
 	return rc;
 }
-
