@@ -50,6 +50,7 @@ cat > "$T/omapfail.c" <<'C'
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,15 +127,98 @@ static int snap_failing(const char *oid)
 	return f && access(f, F_OK) == 0 && strncmp(oid, "snapshots/", 10) == 0;
 }
 
+/* While $SNAP_LATE_FILE exists, a put of a "snapshots/" object is
+ * answered ETIMEDOUT at once and done only 3 s later (a write the pool
+ * applies after its client gave up): the op runs on an object of its own
+ * ("t1004-late/N", removed after) so that its completion comes, and a
+ * thread writes the bytes the op's write_full was given. */
+static struct late { void *op; char *buf; size_t len; } lates[64];
+
+int rados_write_op_write_full(void *op, const char *buf, size_t len)
+{
+	static int (*fn)(void *, const char *, size_t);
+	const char *f = getenv("SNAP_LATE_FILE");
+
+	if (!fn)
+		fn = real("rados_write_op_write_full");
+	if (f && access(f, F_OK) == 0) {
+		pthread_mutex_lock(&mu);
+		for (int i = 0; i < 64; i++)
+			if (!lates[i].op && (lates[i].buf = malloc(len))) {
+				memcpy(lates[i].buf, buf, len);
+				lates[i].len = len;
+				lates[i].op = op;
+				break;
+			}
+		pthread_mutex_unlock(&mu);
+	}
+	return fn(op, buf, len);
+}
+
+struct late_write { rados_ioctx_t io; char oid[128], dummy[64]; char *buf;
+		    size_t len; };
+
+static void *late_main(void *arg)
+{
+	struct late_write *w = arg;
+	int (*wfull)(rados_ioctx_t, const char *, const char *, size_t) =
+		real("rados_write_full");
+	int (*rm)(rados_ioctx_t, const char *) = real("rados_remove");
+
+	sleep(3);
+	if (wfull(w->io, w->oid, w->buf, w->len) < 0)
+		abort();
+	rm(w->io, w->dummy);
+	free(w->buf);
+	free(w);
+	return NULL;
+}
+
+/* The bytes recorded for op (removed from the table), or NULL. */
+static struct late late_take(void *op)
+{
+	struct late l = { 0 };
+
+	pthread_mutex_lock(&mu);
+	for (int i = 0; i < 64; i++)
+		if (lates[i].op == op) {
+			l = lates[i];
+			lates[i].op = NULL;
+		}
+	pthread_mutex_unlock(&mu);
+	return l;
+}
+
 int rados_aio_write_op_operate(void *op, rados_ioctx_t io,
 			       rados_completion_t c, const char *oid,
 			       void *mtime, int flags)
 {
 	static int (*fn)(void *, rados_ioctx_t, rados_completion_t,
 			 const char *, void *, int);
+	static unsigned n;
+	struct late l = late_take(op);
+	const char *f = getenv("SNAP_LATE_FILE");
+	struct late_write *w;
+	pthread_t t;
 
 	if (!fn)
 		fn = real("rados_aio_write_op_operate");
+	if (l.op && f && access(f, F_OK) == 0 &&
+	    strncmp(oid, "snapshots/", 10) == 0 &&
+	    (w = calloc(1, sizeof(*w)))) {
+		w->io = io;
+		w->buf = l.buf;
+		w->len = l.len;
+		snprintf(w->oid, sizeof(w->oid), "%s", oid);
+		snprintf(w->dummy, sizeof(w->dummy), "t1004-late/%u",
+			 __atomic_add_fetch(&n, 1, __ATOMIC_SEQ_CST));
+		if (pthread_create(&t, NULL, late_main, w) != 0)
+			abort();
+		pthread_detach(t);
+		fail_next(c);
+		return fn(op, io, c, w->dummy, mtime, flags);
+	}
+	free(l.buf);
 	if (snap_failing(oid))
 		fail_next(c);
 	return fn(op, io, c, oid, mtime, flags);
@@ -168,10 +252,11 @@ int rados_aio_get_return_value(rados_completion_t c)
 C
 shim_preload omapfail
 fe_start "$RA" A
-# (a failed create's note is kept 5 s after its removal, not 10 minutes)
+# (a failed create's note is kept 8 s after it was made, not 10 minutes)
 start_b() {
 	OMAP_FAIL_FILE=$T/omap-fail PACK_FAIL_FILE=$T/pack-fail \
-		SNAP_FAIL_FILE=$T/snap-fail DEDUP_TEST_UNSURE_KEEP_SEC=5 \
+		SNAP_FAIL_FILE=$T/snap-fail SNAP_LATE_FILE=$T/snap-late \
+		DEDUP_TEST_UNSURE_KEEP_SEC=8 \
 		LD_PRELOAD=$PRELOAD fe_start "$RB" B
 }
 start_b
@@ -268,10 +353,27 @@ check_eq "and does not list it" 1 "$(dora_count)"
 rm -f "$T/snap-fail"
 snaps_back() { [ "$(pool_snaps)" = "$n0" ]; }
 check "once the pool answers, B removes it" poll_until 20 snaps_back
-check "and forgets the note (5 s after it was noted)" poll_until 20 test ! -e "$RB/snapshots/unsure"
+check "and forgets the note (8 s after it was noted)" poll_until 20 test ! -e "$RB/snapshots/unsure"
 check "saying so" grep -q "had failed, but the pool held its manifest: removed" "$T/server.log"
 check_eq "the same create then succeeds" 201 "$(create)"
 check_eq "dora has two snapshots" 2 "$(dora_count)"
+
+# 1d. a create whose manifest put the pool applies only after B gave up
+# on it (the shim: while $T/snap-late exists, the put is answered
+# ETIMEDOUT at once and done 3 s later): B's first looks find nothing,
+# but it looks again until the note's keep (8 s here) has passed, so the
+# late copy is removed when it lands, and never listed.
+removed() { grep -c "had failed, but the pool held its manifest: removed" "$T/server.log"; }
+r0=$(removed) n1=$(pool_snaps)
+touch "$T/snap-late"
+check_eq "with B's manifest puts landing late, dora's create through B is a 503" 503 "$(create)"
+rm -f "$T/snap-late"
+check "B notes it for removal" test -s "$RB/snapshots/unsure"
+late_removed() { [ "$(removed)" -gt "$r0" ]; }
+check "the manifest lands late, and B removes it" poll_until 20 late_removed
+check "B forgets the note" poll_until 20 test ! -e "$RB/snapshots/unsure"
+check_eq "the pool holds no copy of it" "$n1" "$(pool_snaps)"
+check_eq "dora still has two snapshots" 2 "$(dora_count)"
 
 # across_pause WHAT OUT ERR ARGS...: with the OSDs paused, starts the
 # agent (ARGS, through A, stdout to OUT, stderr to ERR), waits for the
