@@ -42,9 +42,15 @@ struct conn {
 	bool trusted;
 	bool cut;                   /* shut down; waiting for conns_close */
 	unsigned bucket;            /* conns_addr_bucket() of its address */
+	bool trust_ends;            /* a ticket's: untrusted once answered */
 	double opened;
 	double since;               /* CONN_WAITING from; CONN_BODY from */
 	uint64_t body_bytes;
+	double win_from;            /* the body-rate window's start */
+	uint64_t win_bytes;         /* body_bytes then */
+	bool win_set;               /* a window started (after the grace) */
+	uint64_t who;               /* its client (conns_who), 0: none */
+	uint64_t body_held;         /* admitted body bytes (conns_body_admit) */
 };
 
 struct conns {
@@ -150,6 +156,74 @@ static struct conn *conns_crowded(const struct conns *t, double now)
 	return oldest;
 }
 
+/* A client's key: its name hashed with the table's salt (0: no name).
+ * Tickets' connections count as one client of their own. */
+static uint64_t conns_who(const struct conns *t, const char *name)
+{
+	uint64_t h = t->addr_salt ^ 0xcbf29ce484222325ull;
+
+	if (!name)
+		return 0;
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 0x100000001b3ull;
+	h ^= h >> 31;
+	return h ? h : 1;
+}
+
+/* Live trusted connections of client `who`, c aside. */
+static unsigned conns_trusted_of(const struct conns *t, uint64_t who,
+				 const struct conn *c)
+{
+	const struct conn *p;
+	unsigned n = 0;
+
+	for (p = t->head; p; p = p->next)
+		if (p != c && !p->cut && p->trusted && p->who == who)
+			n++;
+	return n;
+}
+
+/*
+ * When every slot is trusted, the connection cut for a newcomer: of the
+ * client holding the most trusted connections, if two or more, its
+ * oldest idle one; else, if it holds more than per_client, its oldest
+ * (a request of it fails: the client holds more than its share of a
+ * full server). NULL: none (the newcomer goes). Clients are counted in
+ * buckets, as addresses are (conns_crowded); the pick's own count is
+ * then checked exactly.
+ */
+static struct conn *conns_hoarder(const struct conns *t)
+{
+	uint16_t count[CONNS_ADDR_BUCKETS];
+	struct conn *p, *idle = NULL, *any = NULL;
+	unsigned most_idle = 1, most = 0, n;
+
+	memset(count, 0, sizeof(count));
+	for (p = t->head; p; p = p->next)
+		if (!p->cut && p->trusted && p->who != 0 &&
+		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] < UINT16_MAX)
+			count[p->who & (CONNS_ADDR_BUCKETS - 1)]++;
+	for (p = t->head; p; p = p->next) {
+		if (p->cut || !p->trusted || p->who == 0)
+			continue;
+		n = count[p->who & (CONNS_ADDR_BUCKETS - 1)];
+		if (p->state == CONN_WAITING && n > most_idle) {
+			most_idle = n;
+			idle = p;
+		}
+		if (n > most) {
+			most = n;
+			any = p;
+		}
+	}
+	if (idle && conns_trusted_of(t, idle->who, NULL) >= 2)
+		return idle;
+	if (any && t->lim.per_client &&
+	    conns_trusted_of(t, any->who, NULL) > t->lim.per_client)
+		return any;
+	return NULL;
+}
+
 /* Cuts older untrusted connections until the new one `c` fits; cuts `c`
  * itself when only trusted ones hold the slots. */
 static void conns_make_room(struct conns *t, struct conn *c, double now)
@@ -169,11 +243,21 @@ static void conns_make_room(struct conns *t, struct conn *c, double now)
 			return;
 		/* c itself is untrusted, so there is always a victim. */
 		assert(victim != NULL);
-		conns_cut(t, victim, now);
 		if (victim == c) {
+			/* every other slot is trusted: a client holding
+			 * several makes room, else c goes */
+			struct conn *h = conns_hoarder(t);
+
+			if (h) {
+				conns_cut(t, h, now);
+				t->stats.hoard_cut++;
+				continue;
+			}
+			conns_cut(t, c, now);
 			t->stats.refused++;
 			return;
 		}
+		conns_cut(t, victim, now);
 		t->stats.evicted++;
 	}
 }
@@ -234,17 +318,70 @@ void conns_close(struct conns *t, struct conn *c)
 }
 
 void conns_request(struct conns *t, struct conn *c, enum conns_token token,
-		   bool body, double now)
+		   const char *who, bool body, double now)
 {
 	if (!c)
 		return;
 	pthread_mutex_lock(&t->lock);
-	if (token != CONNS_TOKEN_NONE)
-		c->trusted = token == CONNS_TOKEN_VALID;
+	switch (token) {
+	case CONNS_TOKEN_NONE:
+		break;
+	case CONNS_TOKEN_VALID:
+		c->trust_ends = false;
+		c->who = conns_who(t, who);
+		c->trusted = true;
+		break;
+	case CONNS_TOKEN_TICKET:
+		if (!c->trusted) {
+			c->who = conns_who(t, "\n ticket");
+			c->trusted = true;
+			c->trust_ends = true;
+		}
+		break;
+	case CONNS_TOKEN_INVALID:
+		c->trusted = false;
+		c->trust_ends = false;
+		break;
+	}
 	c->state = body ? CONN_BODY : CONN_BUSY;
 	c->since = now;
 	c->body_bytes = 0;
+	c->win_set = false;
 	pthread_mutex_unlock(&t->lock);
+}
+
+int conns_body_admit(struct conns *t, struct conn *c, const char *who,
+		     uint64_t len)
+{
+	const struct conn *p;
+	uint64_t key, all = 0, mine = 0;
+	int rc = 0;
+
+	if (!c)
+		return 0;
+	pthread_mutex_lock(&t->lock);
+	key = conns_who(t, who);
+	for (p = t->head; p; p = p->next) {
+		if (p == c || p->cut)
+			continue;
+		all += p->body_held;
+		if (p->who == key && key != 0)
+			mine += p->body_held;
+	}
+	/* A body alone is admitted whatever its size (within its route's
+	 * cap): a limit below one request's size makes that client's
+	 * requests, or all, take turns, never fail for good. */
+	if ((t->lim.body_bytes && all > 0 && all + len > t->lim.body_bytes) ||
+	    (t->lim.client_body && key != 0 && mine > 0 &&
+	     mine + len > t->lim.client_body)) {
+		t->stats.body_refused++;
+		rc = -EBUSY;
+	} else {
+		c->body_held = len;
+		c->who = key;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }
 
 void conns_body(struct conns *t, struct conn *c, size_t n)
@@ -272,6 +409,11 @@ void conns_idle(struct conns *t, struct conn *c, double now)
 	pthread_mutex_lock(&t->lock);
 	c->state = CONN_WAITING;
 	c->since = now;
+	c->body_held = 0;
+	if (c->trust_ends) {
+		c->trusted = false;
+		c->trust_ends = false;
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -285,15 +427,36 @@ static bool conns_headers_late(const struct conns *t, const struct conn *c,
 }
 
 /* Below the minimum rate averaged since the headers, after a grace of
- * header_sec: a slow start is forgiven, a trickle is not. */
+ * header_sec: a slow start is forgiven, a trickle is not. Nor is a stall
+ * after a fast start: every window of 2 * header_sec past the grace must
+ * bring the minimum rate too (conns_body_window moves the window). */
 static bool conns_body_slow(const struct conns *t, const struct conn *c,
 			    double now)
 {
 	double late = now - c->since - t->lim.header_sec;
+	double win = now - c->win_from;
 
-	return c->state == CONN_BODY && t->lim.min_body_rate > 0 &&
-	       late > 0 && (double)c->body_bytes <
-	       (double)t->lim.min_body_rate * late;
+	if (c->state != CONN_BODY || t->lim.min_body_rate == 0 || late <= 0)
+		return false;
+	if ((double)c->body_bytes < (double)t->lim.min_body_rate * late)
+		return true;
+	return c->win_set && win >= 2.0 * t->lim.header_sec &&
+	       (double)(c->body_bytes - c->win_bytes) <
+	       (double)t->lim.min_body_rate * win;
+}
+
+/* The first window starts when the grace ends (what came before counts
+ * for none); one that brought the minimum rate makes way for the next. */
+static void conns_body_window(const struct conns *t, struct conn *c,
+			      double now)
+{
+	if (c->state != CONN_BODY ||
+	    now - c->since < (double)t->lim.header_sec ||
+	    (c->win_set && now - c->win_from < 2.0 * t->lim.header_sec))
+		return;
+	c->win_set = true;
+	c->win_from = now;
+	c->win_bytes = c->body_bytes;
 }
 
 void conns_tick(struct conns *t, double now)
@@ -310,6 +473,8 @@ void conns_tick(struct conns *t, double now)
 		} else if (conns_body_slow(t, c, now)) {
 			conns_cut(t, c, now);
 			t->stats.body_slow++;
+		} else {
+			conns_body_window(t, c, now);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -372,6 +537,12 @@ static void conns_log(struct conns *t, double now)
 		       "untrusted made room for newer ones");
 	conns_log_part(msg, sizeof(msg), s.refused - o->refused,
 		       "refused, every slot trusted");
+	conns_log_part(msg, sizeof(msg), s.hoard_cut - o->hoard_cut,
+		       "of the client holding the most made room, every "
+		       "slot trusted");
+	conns_log_part(msg, sizeof(msg), s.body_refused - o->body_refused,
+		       "request bodies answered 503, over the memory for "
+		       "bodies");
 	if (msg[0])
 		log_info("http: cut connections: %s (now %u open, %u "
 			 "untrusted)", msg, s.open, s.untrusted);

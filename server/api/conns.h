@@ -17,6 +17,18 @@
  *  - reserved slots: untrusted connections hold at most max - reserved.
  *  - a per-address limit: at most `per_addr` untrusted connections from one
  *    IPv4 address or IPv6 /64.
+ *  - a client's share of a full server: when every slot is trusted, the
+ *    client (the token's name) holding the most gives up one for a
+ *    newcomer: its oldest idle connection, else (holding more than
+ *    `per_client`) its oldest. A download ticket trusts its connection
+ *    only until its response is sent, all tickets counting as one client.
+ *  - a body-rate window: besides the average, every `2 * header_sec` of a
+ *    body must bring min_body_rate bytes/s, so a fast start buys no
+ *    stall.
+ *  - body memory: a request body is read into memory only while the
+ *    bodies being read hold under `body_bytes` in all and `client_body`
+ *    for its client (declared lengths; conns_body_admit), else it is
+ *    answered 503 and dropped as it arrives.
  *
  * When a new connection would break a limit, the OLDEST untrusted
  * connection (from the same address, for the per-address limit; from an
@@ -25,9 +37,10 @@
  * cut, not the new one: an agent that authenticates within milliseconds
  * always gets in while strangers churn, and a lone newcomer from an
  * address of its own is not pushed out by strangers churning from many
- * others. Only when every slot is trusted is the
- * new connection itself cut. Trusted connections are never cut for their
- * age; the front end's idle timeout governs them.
+ * others. When every slot is trusted, a connection of the client holding
+ * the most is cut for the newcomer (above); only when there is none is
+ * the new connection itself cut. Trusted connections are never cut for
+ * their age; the front end's idle timeout governs them.
  *
  * "Cut" is shutdown(fd, SHUT_RDWR), never close(): the fd belongs to the
  * HTTP library, which sees end-of-file and closes it. The caller must call
@@ -53,6 +66,11 @@ struct conns_limits {
 	unsigned per_addr;          /* untrusted from one address; 0 = any */
 	unsigned header_sec;        /* >= 1 */
 	unsigned min_body_rate;     /* bytes/s; 0 = no minimum */
+	unsigned per_client;        /* a client's share of a full server:
+				     * above it, a busy one may be cut;
+				     * 0 = idle ones only */
+	uint64_t body_bytes;        /* bodies in memory at once; 0 = any */
+	uint64_t client_body;       /* of them, one client's; 0 = any */
 };
 
 /* What the table has done since it started (for logs and tests). */
@@ -63,6 +81,8 @@ struct conns_stats {
 	uint64_t body_slow;         /* cut: body below the minimum rate */
 	uint64_t evicted;           /* cut: oldest untrusted, for a new one */
 	uint64_t refused;           /* cut on arrival: every slot trusted */
+	uint64_t hoard_cut;         /* cut: a hoarding client's idle one */
+	uint64_t body_refused;      /* bodies over the memory limits */
 };
 
 struct conns;
@@ -92,12 +112,22 @@ enum conns_token {
 	CONNS_TOKEN_NONE,           /* the route needs none: no change */
 	CONNS_TOKEN_VALID,          /* trusted from now on */
 	CONNS_TOKEN_INVALID,        /* untrusted again (a revoked token) */
+	CONNS_TOKEN_TICKET,         /* a download ticket: trusted until the
+				     * response is sent */
 };
 
 /* Request headers are complete; `body` when a request body follows.
- * NULL is a no-op. */
+ * `who` is the valid token's client name (CONNS_TOKEN_VALID). NULL c is
+ * a no-op. */
 void conns_request(struct conns *t, struct conn *c, enum conns_token token,
-		   bool body, double now);
+		   const char *who, bool body, double now);
+/* May the request on c (of client `who`, NULL when it showed no token)
+ * read a body of `len` bytes into memory (the memory limits)? 0, or
+ * -EBUSY. Admitted bytes are held until the
+ * response is sent (conns_idle) or the connection closes. A NULL c is
+ * admitted. */
+int conns_body_admit(struct conns *t, struct conn *c, const char *who,
+		     uint64_t len);
 /* `n` more body bytes arrived. */
 void conns_body(struct conns *t, struct conn *c, size_t n);
 /* The body is complete (or there was none); the request is being

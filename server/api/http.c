@@ -23,6 +23,9 @@
 /* Past its cap, a chunked upload is read and dropped (so the client gets
  * its 413) for at most this many more bytes; then the connection is cut. */
 #define HTTP_DISCARD_MAX (8u * 1024 * 1024)
+/* A body over the memory limits (conns.h) is answered 503 with this
+ * Retry-After, in seconds. */
+#define HTTP_BODY_RETRY 2
 /* libmicrohttpd's per-connection buffer: headers and upload pieces. */
 #define HTTP_CONN_MEMORY (256u * 1024)
 
@@ -84,6 +87,7 @@ struct http_call {
 	unsigned refused;                 /* 401/403 sent once the body is read */
 	const char *refused_msg;          /* a string literal */
 	enum conns_token token;           /* what its token was */
+	unsigned retry_after;             /* for a refusal: Retry-After */
 	bool reading_body;                /* the body is read after begin */
 };
 
@@ -425,6 +429,7 @@ static enum MHD_Result http_begin(struct http_server *h,
 	char msg[128];
 	uint64_t len = 0;
 	unsigned st;
+	bool chunked;
 
 	st = http_route_find(h, call, method, url);
 	if (st == 405) {
@@ -482,6 +487,24 @@ static enum MHD_Result http_begin(struct http_server *h,
 		call->reading_body = true;
 		return MHD_YES;
 	}
+	/* The body is held in memory: within the limits on all bodies and
+	 * on this client's (conns.h), else it is read, dropped and answered
+	 * 503, so that the client, still sending, sees the answer. */
+	chunked = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+	if ((len > 0 || chunked) &&
+	    conns_body_admit(h->conns, call->tracked,
+			     call->token == CONNS_TOKEN_VALID ? call->who.name
+							      : NULL,
+			     len > 0 ? len : call->cap) < 0) {
+		call->refused = 503;
+		call->refused_msg = "server busy: too many request bodies "
+				    "are being received; try again";
+		call->retry_after = HTTP_BODY_RETRY;
+		call->discard_max = len > 0 ? len : call->cap;
+		call->reading_body = true;
+		return MHD_YES;
+	}
 	/* dd_buf's cap 0 means unlimited, so a no-body route gets 1 and the
 	 * explicit check in http_upload. A declared length caps the buffer's
 	 * growth (libmicrohttpd delivers no more), but reserves nothing: the
@@ -492,8 +515,7 @@ static enum MHD_Result http_begin(struct http_server *h,
 				      (size_t)len : HTTP_BODY_START) < 0)
 		return http_fail_early(conn, call, method, url, 503,
 				       "out of memory");
-	call->reading_body = len > 0 || MHD_lookup_connection_value(
-		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	call->reading_body = len > 0 || chunked;
 	return MHD_YES;
 }
 
@@ -563,6 +585,8 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		*con_cls = call;
 		ret = http_begin(h, conn, call, method, url);
 		conns_request(h->conns, call->tracked, call->token,
+			      call->token == CONNS_TOKEN_VALID ? call->who.name
+							       : NULL,
 			      call->reading_body, dd_monotonic());
 		return ret;
 	}
@@ -573,9 +597,16 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		return ret;
 	}
 	conns_busy(h->conns, call->tracked);
-	if (call->refused)
-		return http_fail_early(conn, call, method, url, call->refused,
-				       call->refused_msg);
+	if (call->refused) {
+		struct http_reply busy = { 0 };
+
+		if (!call->retry_after)
+			return http_fail_early(conn, call, method, url,
+					       call->refused, call->refused_msg);
+		http_reply_error(&busy, call->refused, "%s", call->refused_msg);
+		busy.retry_after = call->retry_after;
+		return http_send(conn, call, method, url, &busy);
+	}
 	if (call->too_large) {
 		char msg[128];
 
@@ -599,8 +630,8 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 	dd_error_clear();
 	fn(h->cfg.payload, &req, &rep);
 	if (rep.trusted)
-		conns_request(h->conns, call->tracked, CONNS_TOKEN_VALID, false,
-			      dd_monotonic());
+		conns_request(h->conns, call->tracked, CONNS_TOKEN_TICKET, NULL,
+			      false, dd_monotonic());
 	/* The body is no longer needed: free it before sending the reply. */
 	dd_buf_release(&call->body);
 	return http_send(conn, call, method, url, &rep);
@@ -825,6 +856,9 @@ int http_start(struct http_server **out, const struct http_config *cfg)
 			.per_addr = cfg->per_ip_limit,
 			.header_sec = cfg->header_timeout_sec,
 			.min_body_rate = cfg->min_body_rate,
+			.per_client = cfg->per_client_limit,
+			.body_bytes = cfg->body_memory,
+			.client_body = cfg->client_body_memory,
 		};
 
 		rc = conns_new(&h->conns, &lim);

@@ -139,6 +139,11 @@ struct http_config {
 	unsigned per_ip_limit;
 	unsigned header_timeout_sec;
 	unsigned min_body_rate;
+	/* Trusted connections of one client (0 = any); request bodies in
+	 * memory at once, all and one client's (bytes, 0 = any): conns.h. */
+	unsigned per_client_limit;
+	uint64_t body_memory;
+	uint64_t client_body_memory;
 	unsigned timeout_sec;       /* idle timeout (trusted connections) */
 	unsigned threads;           /* 0: a thread per connection; else a
 				     * pool of this many threads */

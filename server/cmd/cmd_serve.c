@@ -71,6 +71,7 @@ const char cmd_serve_usage[] =
 	"\n"
 	"Config keys: repo, listen, tls_cert, tls_key, ceph_conf, ceph_user,\n"
 	"threads, max_connections, reserved_connections, per_ip_connections,\n"
+	"per_client_connections, body_memory, per_client_body_memory,\n"
 	"header_timeout, min_body_rate, connection_timeout,\n"
 	"drain_timeout, session_timeout, stale_after,\n"
 	"missing_ids_per_second, missing_ids_burst, notify_command,\n"
@@ -442,6 +443,9 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	hc.connection_limit = cfg->max_connections;
 	hc.reserved = cfg->reserved_connections;
 	hc.per_ip_limit = cfg->per_ip_connections;
+	hc.per_client_limit = cfg->per_client_connections;
+	hc.body_memory = cfg->body_memory;
+	hc.client_body_memory = cfg->per_client_body_memory;
 	hc.header_timeout_sec = cfg->header_timeout;
 	hc.min_body_rate = cfg->min_body_rate;
 	hc.timeout_sec = cfg->connection_timeout;

@@ -44,6 +44,11 @@ static const struct config_key config_keys[] = {
 	  CONFIG_OFF(reserved_connections), 0, 9999 },
 	{ "per_ip_connections", CONFIG_COUNT, CONFIG_OFF(per_ip_connections), 0,
 	  10000 },
+	{ "per_client_connections", CONFIG_COUNT,
+	  CONFIG_OFF(per_client_connections), 0, 10000 },
+	{ "body_memory", CONFIG_BYTES, CONFIG_OFF(body_memory), 0, 0 },
+	{ "per_client_body_memory", CONFIG_BYTES,
+	  CONFIG_OFF(per_client_body_memory), 0, 0 },
 	{ "header_timeout", CONFIG_SECONDS, CONFIG_OFF(header_timeout), 1,
 	  3600 },
 	{ "min_body_rate", CONFIG_COUNT, CONFIG_OFF(min_body_rate), 0,
@@ -100,6 +105,9 @@ int config_init(struct config *c)
 	c->max_connections = 64;
 	c->reserved_connections = CONFIG_RESERVED_AUTO;
 	c->per_ip_connections = 16;
+	c->per_client_connections = CONFIG_RESERVED_AUTO;
+	c->body_memory = CONFIG_BODY_MEMORY;
+	c->per_client_body_memory = CONFIG_CLIENT_BODY_MEMORY;
 	c->header_timeout = 10;
 	c->min_body_rate = 1024;
 	c->connection_timeout = 300;
@@ -359,6 +367,9 @@ int config_check(struct config *c)
 	if (c->sync_from && strncmp(c->sync_from, "https://", 8) != 0)
 		return dd_error_set(-EINVAL, "sync_from must be an https:// "
 				    "URL, not '%s'", c->sync_from);
+	if (c->per_client_connections == CONFIG_RESERVED_AUTO)
+		c->per_client_connections = c->max_connections / 4 ?
+					    c->max_connections / 4 : 1;
 	if (c->reserved_connections == CONFIG_RESERVED_AUTO) {
 		c->reserved_connections = c->max_connections / 4;
 		return 0;

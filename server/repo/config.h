@@ -17,6 +17,9 @@
 #define CONFIG_DEFAULT_PATH DD_SYSCONFDIR "/dedup/server.conf"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
 #define CONFIG_RESERVED_AUTO (~0u)
+/* Defaults of body_memory and per_client_body_memory. */
+#define CONFIG_BODY_MEMORY (1024ull * 1024 * 1024)
+#define CONFIG_CLIENT_BODY_MEMORY (256ull * 1024 * 1024)
 /* Measured: a first backup asks about one id per chunk, at most a few
  * thousand a second per agent (docs/SECURITY.md, "Dedup domains"). */
 #define CONFIG_MISSING_IDS_PER_SECOND 20000
@@ -39,6 +42,13 @@ struct config {
 	unsigned reserved_connections;
 	unsigned per_ip_connections;/* untrusted ones from one address
 				     * (IPv6: /64); 0: no limit */
+	/* A client's share of a full server (conns.h); CONFIG_RESERVED_AUTO:
+	 * a quarter of max_connections. */
+	unsigned per_client_connections;
+	/* Request bodies in memory at once, all and one client's; 0: no
+	 * limit. */
+	uint64_t body_memory;
+	uint64_t per_client_body_memory;
 	unsigned header_timeout;    /* seconds for request headers */
 	unsigned min_body_rate;     /* bytes/s; 0: no minimum */
 	unsigned connection_timeout;/* seconds idle */

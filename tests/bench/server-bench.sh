@@ -86,7 +86,8 @@ start() {
 		"$CGPROCS" "$SERVER" serve --config /dev/null --repo "$1" \
 		--listen 127.0.0.1:0 --ready-file "$ready" \
 		--set max_connections=512 --set per_ip_connections=0 \
-		--set missing_ids_per_second=0 2>>"$2" &
+		--set missing_ids_per_second=0 --set body_memory=0 \
+		--set per_client_body_memory=0 2>>"$2" &
 	SERVER_PID=$!
 	for i in $(seq 1 600); do
 		[ -s "$ready" ] && break

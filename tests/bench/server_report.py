@@ -109,7 +109,8 @@ def report(rows):
            "`/chunks/missing` and then sent with `POST /chunks`, as the "
            "agent does. A fresh repository for each client count. The "
            "server runs with `missing_ids_per_second=0`, "
-           "`per_ip_connections=0`, `max_connections=512` so that no "
+           "`per_ip_connections=0`, `max_connections=512`, "
+           "`body_memory=0`, `per_client_body_memory=0` so that no "
            "limit is measured; its CPU is read from /proc." % meta["mb"],
            ""]
     if floor:

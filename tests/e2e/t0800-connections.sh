@@ -6,8 +6,10 @@
 # the trickling connections are cut by the header deadline, the slow body
 # by the minimum rate, and declared lengths reserve no memory. Reserved
 # slots: with every untrusted slot taken, an agent still gets in and its
-# kept-alive connections are never pushed out. Sources 127.0.0.2... play
-# other addresses (all of 127/8 is loopback on Linux).
+# kept-alive connections are never pushed out. One client's token holding
+# every slot gives way to another client; request bodies in memory are
+# bounded per client and in all. Sources 127.0.0.2... play other
+# addresses (all of 127/8 is loopback on Linux).
 . "$(dirname "$0")/lib.sh"
 
 repo_init "$T/repo"
@@ -317,12 +319,10 @@ check "and the slow upload" test "${slow:-0}" -ge 1
 # ---- reserved slots: every untrusted slot taken, an agent still gets in ----
 server_start "$T/repo" --set max_connections=6 --set reserved_connections=2 \
 	--set per_ip_connections=0 --set header_timeout=30s || exit 1
-cat > "$T/keep.py" <<'PY'
-import os, socket, ssl, sys, time
-hostport, ca, token, go, stop = sys.argv[1:]
-host, port = hostport.rsplit(":", 1)
-ctx = ssl.create_default_context(cafile=ca)
-def get(s):
+# httpget.get(SOCK, TOKEN): a GET of the snapshots on a kept-alive
+# connection; the whole answer's status, or "closed".
+cat > "$T/httpget.py" <<'PY'
+def get(s, token):
     s.sendall(("GET /api/v1/snapshots HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % token).encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -333,8 +333,21 @@ def get(s):
     head, body = buf.split(b"\r\n\r\n", 1)
     n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
     while len(body) < n:
-        body += s.recv(4096)
+        d = s.recv(4096)
+        if not d:
+            return "closed"
+        body += d
     return head.split(b" ")[1].decode()
+PY
+cat > "$T/keep.py" <<'PY'
+import os, socket, ssl, sys, time
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+from httpget import get as get_as
+hostport, ca, token, go, stop = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+def get(s):
+    return get_as(s, token)
 socks = [ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host) for _ in range(4)]
 print("first", " ".join(get(s) for s in socks), flush=True)
 for _ in range(300):
@@ -362,4 +375,124 @@ wait "$KPID"
 check "the kept-alive agent connections were never pushed out" grep -q '^again 200 200 200 200$' "$T/keep.out"
 hold_stop fill
 server_stop TERM
+
+# ---- one client's token holding every slot ----
+# (a stolen token, or a client gone wrong): bob's connections fill all 6
+# slots, 3 idle and 3 uploading slowly (but above min_body_rate); alice
+# still gets in, each of her connections taking one of bob's: his idle
+# ones first, then, as he holds more than his share of a full server
+# (per_client_connections, a quarter of 6: 1), a busy one. Before, every
+# slot trusted meant every newcomer was cut: her backup failed.
+B=$(token_add "$T/repo" bob)
+server_start "$T/repo" --set max_connections=6 --set reserved_connections=2 \
+	--set per_ip_connections=0 --set header_timeout=30s || exit 1
+cat > "$T/hog.py" <<'PY'
+import os, socket, ssl, sys, time
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+from httpget import get
+hostport, ca, token, stop, status = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+def tls():
+    return ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
+auth = token
+idle, slow, dead = [], [], set()
+for i in range(3):
+    s = tls()
+    get(s, auth)
+    idle.append(s)
+for i in range(3):
+    s = tls()
+    get(s, auth)                 # answered: the server trusts it now
+    s.sendall(("POST /api/v1/chunks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n" % token).encode())
+    s.sendall(b"x" * 8192)
+    slow.append(s)
+print("holding", flush=True)
+t0 = time.monotonic()
+while not os.path.exists(stop) and time.monotonic() - t0 < 120:
+    for s in slow:
+        try:
+            s.sendall(b"x" * 1024)   # 2 KiB/s each: above the minimum
+        except OSError:
+            dead.add(s)
+    time.sleep(0.5)
+alive = 0
+for s in idle:
+    try:
+        alive += get(s, auth) == "200"
+    except OSError:
+        pass
+for s in slow:
+    try:
+        s.settimeout(0.5)
+        alive += s not in dead and s.recv(1) != b""
+    except socket.timeout:
+        alive += 1               # still sending its body: no answer
+    except OSError:
+        pass
+with open(status, "w") as f:
+    f.write("%d\n" % alive)
+PY
+python3 "$T/hog.py" "${URL#https://}" "$CA" "$B" "$T/hog.stop" "$T/hog.alive" > "$T/hog.out" 2>&1 &
+HPID=$!
+check "bob's 6 connections hold every slot" until_true 20 grep -q holding "$T/hog.out"
+t=$(now); backup; rc=$?; dt=$(since "$t")
+check_eq "alice still backs up" 0 "$rc"
+echo "# every slot held by bob's token: alice's backup in ${dt}s"
+check_eq "and health answers" 200/0 "$(health)"
+touch "$T/hog.stop"
+wait "$HPID"
+check "bob's connections were the ones cut (alive: $(cat "$T/hog.alive" 2>/dev/null))" \
+	test "$(cat "$T/hog.alive" 2>/dev/null || echo 6)" -lt 6
+server_stop TERM
+check "the server logged it" grep -q 'http: cut connections: .*of the client holding the most made room' "$T/server.log"
+
+# ---- request bodies in memory: one client's, and all ----
+# bob's first upload, declared 6 MiB and sent slowly, is admitted; his
+# second would put him past per_client_body_memory (8 MiB): it is read,
+# dropped and answered 503 with Retry-After, so he sees the answer. Alice
+# (her own share, within body_memory) still backs up meanwhile. Before, each
+# declared body was buffered as it came: a client held 64 MiB a
+# connection for as long as it trickled.
+server_start "$T/repo" --set per_client_body_memory=8M --set body_memory=12M || exit 1
+cat > "$T/mem.py" <<'PY'
+import os, socket, ssl, sys, time
+hostport, ca, token, stop = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+def tls():
+    return ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=20), server_hostname=host)
+head = ("POST /api/v1/chunks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % (token, 6 << 20)).encode()
+a = tls()
+a.sendall(head)
+a.sendall(b"x" * (1 << 20))
+b = tls()
+b.sendall(head)
+b.sendall(b"x" * (6 << 20))
+ans = b""
+while b"\r\n\r\n" not in ans:
+    d = b.recv(4096)
+    if not d:
+        break
+    ans += d
+lines = ans.split(b"\r\n")
+print("second", lines[0].decode(), flush=True)
+print("retry", [l.decode() for l in lines if l.lower().startswith(b"retry-after")], flush=True)
+t0 = time.monotonic()
+while not os.path.exists(stop) and time.monotonic() - t0 < 60:
+    a.sendall(b"x" * 2048)
+    time.sleep(0.5)
+print("done", flush=True)
+PY
+python3 "$T/mem.py" "${URL#https://}" "$CA" "$B" "$T/mem.stop" > "$T/mem.out" 2>&1 &
+MPID=$!
+check "bob's second upload past his share is answered 503" until_true 30 grep -q '^second HTTP/1.1 503' "$T/mem.out"
+check "with Retry-After" grep -q "^retry \['Retry-After: [0-9]" "$T/mem.out"
+check "alice backs up meanwhile" backup
+touch "$T/mem.stop"
+wait "$MPID"
+server_stop TERM
+check "the server logged it" grep -q 'request bodies answered 503, over the memory for bodies' "$T/server.log"
 finish

@@ -69,7 +69,8 @@ static void close_all(struct conns *t, int n)
 
 static struct conns *table(unsigned max, unsigned reserved, unsigned per_addr)
 {
-	struct conns_limits lim = { max, reserved, per_addr, 10, 1000 };
+	struct conns_limits lim = { max, reserved, per_addr, 10, 1000, 0, 0,
+				    0 };
 	struct conns *t = NULL;
 
 	CHECK_EQ(conns_new(&t, &lim), 0);
@@ -104,8 +105,8 @@ static void test_untrusted_pool_and_reserve(void)
 	/* Two agents, trusted. */
 	open_fake(t, 0, 1, 0);
 	open_fake(t, 1, 1, 0);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, false, base);
-	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, false, base);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "a", false, base);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, "a", false, base);
 	/* Strangers: only 4 untrusted fit (6 - 2); oldest go first. */
 	for (i = 2; i < 8; i++)
 		open_fake(t, i, 10 + i, i);
@@ -209,9 +210,12 @@ static void test_all_trusted_refuses_the_new_one(void)
 	struct conns *t = table(3, 1, 0);
 	struct conns_stats s;
 
+	static const char *const who[] = { "a", "b", "c" };
+
+	/* three clients, one connection each: none holds more */
 	for (int i = 0; i < 3; i++) {
 		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, false,
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
 			      base + i);
 	}
 	open_fake(t, 3, 2, 5);
@@ -232,8 +236,8 @@ static void test_header_deadline(void)
 	open_fake(t, 0, 1, 0);              /* sends nothing */
 	open_fake(t, 1, 2, 0);              /* a request, then idle */
 	open_fake(t, 2, 3, 0);              /* trusted, then idle */
-	conns_request(t, fakes[1].c, CONNS_TOKEN_NONE, false, base + 1);
-	conns_request(t, fakes[2].c, CONNS_TOKEN_VALID, false, base + 1);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_NONE, NULL, false, base + 1);
+	conns_request(t, fakes[2].c, CONNS_TOKEN_VALID, "a", false, base + 1);
 	conns_tick(t, base + 9.9);
 	CHECK(!is_cut(0));
 	conns_tick(t, base + 10);
@@ -260,8 +264,8 @@ static void test_body_rate(void)
 
 	open_fake(t, 0, 1, 0);
 	open_fake(t, 1, 2, 0);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, true, base);
-	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, true, base);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "a", true, base);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, "a", true, base);
 	conns_body(t, fakes[0].c, 500);
 	conns_body(t, fakes[1].c, 500);
 	conns_tick(t, base + 10.4);         /* grace 10 s, 0.4 s at 1000 B/s */
@@ -284,13 +288,13 @@ static void test_invalid_token_untrusts(void)
 	struct conns *t = table(10, 2, 0);
 
 	open_fake(t, 0, 1, 0);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, false, base);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "a", false, base);
 	conns_idle(t, fakes[0].c, base + 1);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_NONE, false, base + 2);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_NONE, NULL, false, base + 2);
 	conns_idle(t, fakes[0].c, base + 3);
 	conns_tick(t, base + 100);
 	CHECK(!is_cut(0));                  /* a health check keeps trust */
-	conns_request(t, fakes[0].c, CONNS_TOKEN_INVALID, false, base + 101);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_INVALID, NULL, false, base + 101);
 	conns_idle(t, fakes[0].c, base + 102);
 	conns_tick(t, base + 112);
 	CHECK(is_cut(0));                   /* revoked: a stranger again */
@@ -298,9 +302,151 @@ static void test_invalid_token_untrusts(void)
 	conns_free(t);
 }
 
+/*
+ * Every slot trusted, one client holding most of them (a stolen token, or
+ * a ticket's download): a newcomer takes the oldest idle one of that
+ * client, not nothing; with none idle, a busy one only past the client's
+ * share (per_client), else the newcomer goes.
+ */
+static void test_all_trusted_the_hoarder_gives_way(void)
+{
+	struct conns_limits lim = { 4, 1, 0, 10, 1000, 2, 0, 0 };
+	struct conns *t = NULL;
+	struct conns_stats s;
+	int i;
+
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	open_fake(t, 0, 1, 0);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "alice", true, base);
+	for (i = 1; i < 4; i++) {
+		open_fake(t, i, 2, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "bob", false,
+			      base + i);
+		conns_idle(t, fakes[i].c, base + i);
+	}
+	open_fake(t, 4, 3, 5);              /* carol's */
+	CHECK(!is_cut(4));
+	CHECK(is_cut(1));                   /* bob's oldest idle one */
+	CHECK(!is_cut(0) && !is_cut(2) && !is_cut(3));
+	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "carol", true,
+		      base + 5);
+	/* bob's two left are busy: 2 is his share, not more: the
+	 * newcomer goes */
+	conns_request(t, fakes[2].c, CONNS_TOKEN_VALID, "bob", true, base + 6);
+	conns_request(t, fakes[3].c, CONNS_TOKEN_VALID, "bob", true, base + 6);
+	open_fake(t, 5, 4, 7);
+	CHECK(is_cut(5));
+	CHECK(!is_cut(2) && !is_cut(3) && !is_cut(0) && !is_cut(4));
+	conns_stats(t, &s);
+	CHECK_EQ(s.hoard_cut, 1);
+	CHECK_EQ(s.refused, 1);
+	close_all(t, 6);
+	conns_free(t);
+
+	/* bob holds 3 busy of 4 slots, over his share of 2: one goes */
+	lim.per_client = 2;
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	open_fake(t, 0, 1, 0);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "alice", true, base);
+	for (i = 1; i < 4; i++) {
+		open_fake(t, i, 2, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "bob", true,
+			      base + i);
+	}
+	open_fake(t, 4, 3, 5);
+	CHECK(!is_cut(4));
+	CHECK(is_cut(1));
+	CHECK(!is_cut(0) && !is_cut(2) && !is_cut(3));
+	close_all(t, 5);
+	conns_free(t);
+}
+
+/* A ticket trusts its connection for its download only: then the
+ * untrusted rules (the header deadline) apply again. */
+static void test_ticket_trust_ends_with_its_response(void)
+{
+	struct conns *t = table(10, 2, 0);
+
+	open_fake(t, 0, 1, 0);
+	open_fake(t, 1, 2, 0);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_NONE, NULL, false, base);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_TICKET, NULL, false, base);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, "a", false, base);
+	conns_tick(t, base + 100);          /* a long download: kept */
+	CHECK(!is_cut(0));
+	conns_idle(t, fakes[0].c, base + 100);
+	conns_idle(t, fakes[1].c, base + 100);
+	conns_tick(t, base + 110);
+	CHECK(is_cut(0));                   /* then a stranger's deadline */
+	CHECK(!is_cut(1));                  /* a token's trust stays */
+	close_all(t, 2);
+	conns_free(t);
+}
+
+/* A fast start buys no stall: each window of 2 * header_sec (20 s) must
+ * bring the minimum rate too, whatever came before. */
+static void test_body_rate_window(void)
+{
+	struct conns *t = table(10, 2, 0);
+
+	open_fake(t, 0, 1, 0);
+	open_fake(t, 1, 2, 0);
+	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "a", true, base);
+	conns_request(t, fakes[1].c, CONNS_TOKEN_VALID, "a", true, base);
+	conns_body(t, fakes[0].c, 60u << 20);  /* 60 MiB at once */
+	conns_body(t, fakes[1].c, 60u << 20);
+	/* the first window starts at the first look past the grace */
+	for (double at = 10.5; at < 30.5; at += 0.5)
+		conns_tick(t, base + at);
+	CHECK(!is_cut(0) && !is_cut(1));
+	conns_body(t, fakes[1].c, 25000);      /* 1,250 B/s: enough */
+	conns_tick(t, base + 30.5);            /* the first window ends */
+	CHECK(is_cut(0));                      /* nothing in 20 s */
+	CHECK(!is_cut(1));
+	for (double at = 31; at < 50.5; at += 0.5)
+		conns_tick(t, base + at);
+	CHECK(!is_cut(1));
+	conns_tick(t, base + 50.5);            /* the next: nothing */
+	CHECK(is_cut(1));
+	close_all(t, 2);
+	conns_free(t);
+}
+
+/* Bodies in memory: within all (100 here) and one client's (60). */
+static void test_body_memory(void)
+{
+	struct conns_limits lim = { 10, 2, 0, 10, 0, 0, 100, 60 };
+	struct conns *t = NULL;
+	struct conns_stats s;
+
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	for (int i = 0; i < 4; i++)
+		open_fake(t, i, 1, 0);
+	/* alone, a body larger than every limit goes in: turns, not a
+	 * refusal for good */
+	CHECK_EQ(conns_body_admit(t, fakes[0].c, "a", 500), 0);
+	CHECK_EQ(conns_body_admit(t, fakes[1].c, "b", 1), -EBUSY);
+	conns_idle(t, fakes[0].c, base);
+	CHECK_EQ(conns_body_admit(t, fakes[0].c, "a", 50), 0);
+	CHECK_EQ(conns_body_admit(t, fakes[1].c, "a", 20), -EBUSY);
+	CHECK_EQ(conns_body_admit(t, fakes[1].c, "b", 40), 0);
+	CHECK_EQ(conns_body_admit(t, fakes[2].c, NULL, 20), -EBUSY);
+	CHECK_EQ(conns_body_admit(t, fakes[2].c, NULL, 10), 0);
+	conns_idle(t, fakes[0].c, base);       /* a's answer sent */
+	CHECK_EQ(conns_body_admit(t, fakes[3].c, "a", 50), 0);
+	conns_close(t, fakes[1].c);            /* b's connection gone */
+	fakes[1].c = NULL;
+	CHECK_EQ(conns_body_admit(t, fakes[1].c, "c", 1000), 0); /* NULL */
+	CHECK_EQ(conns_body_admit(t, fakes[0].c, "c", 40), 0);
+	conns_stats(t, &s);
+	CHECK_EQ(s.body_refused, 3);
+	close_all(t, 4);
+	conns_free(t);
+}
+
 static void test_bad_limits(void)
 {
-	struct conns_limits lim = { 4, 4, 0, 10, 0 };
+	struct conns_limits lim = { 4, 4, 0, 10, 0, 0, 0, 0 };
 	struct conns *t = (struct conns *)&lim;
 
 	CHECK_EQ(conns_new(&t, &lim), -EINVAL);
@@ -320,6 +466,10 @@ int main(void)
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
 	UNIT_RUN(test_invalid_token_untrusts);
+	UNIT_RUN(test_all_trusted_the_hoarder_gives_way);
+	UNIT_RUN(test_ticket_trust_ends_with_its_response);
+	UNIT_RUN(test_body_rate_window);
+	UNIT_RUN(test_body_memory);
 	UNIT_RUN(test_bad_limits);
 	UNIT_DONE();
 }
