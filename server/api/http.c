@@ -89,6 +89,7 @@ struct http_call {
 	enum conns_token token;           /* what its token was */
 	unsigned retry_after;             /* for a refusal: Retry-After */
 	bool reading_body;                /* the body is read after begin */
+	bool counted;                     /* in dmn->active */
 };
 
 /* ---- replies ---- */
@@ -519,6 +520,17 @@ static enum MHD_Result http_begin(struct http_server *h,
 	return MHD_YES;
 }
 
+/* A request whose body is only read to be dropped (refused, too large)
+ * is no longer in flight: a stop does not wait for a client sending it,
+ * however slowly. */
+static void http_uncount(struct http_call *call)
+{
+	if (call->counted && (call->refused || call->too_large)) {
+		call->counted = false;
+		__atomic_sub_fetch(&call->dmn->active, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
 /* A piece of the body: keep it while under the cap, else drop it. */
 static enum MHD_Result http_upload(struct http_call *call, const char *data,
 				   size_t n)
@@ -541,6 +553,7 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 			}
 		}
 	}
+	http_uncount(call);
 	if (call->too_large || call->no_memory || call->refused) {
 		call->discarded += n;
 		if (call->discarded > (call->discard_max ? call->discard_max
@@ -582,8 +595,10 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		call->t0 = dd_monotonic();
 		call->tracked = http_conn_entry(conn);
 		__atomic_add_fetch(&dmn->active, 1, __ATOMIC_SEQ_CST);
+		call->counted = true;
 		*con_cls = call;
 		ret = http_begin(h, conn, call, method, url);
+		http_uncount(call);
 		conns_request(h->conns, call->tracked, call->token,
 			      call->token == CONNS_TOKEN_VALID ? call->who.name
 							       : NULL,
@@ -648,7 +663,8 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	if (!call)
 		return;
 	conns_idle(call->dmn->h->conns, call->tracked, dd_monotonic());
-	__atomic_sub_fetch(&call->dmn->active, 1, __ATOMIC_SEQ_CST);
+	if (call->counted)
+		__atomic_sub_fetch(&call->dmn->active, 1, __ATOMIC_SEQ_CST);
 	dd_buf_release(&call->body);
 	free(call);
 	*con_cls = NULL;
@@ -967,6 +983,11 @@ void http_stop(struct http_server *h)
 	pthread_mutex_lock(&h->lock);
 	if (h->current) {
 		MHD_quiesce_daemon(h->current->mhd);
+		/* and refuse new connections at once, rather than let them
+		 * wait in the backlog through the drain (the fd stays open:
+		 * the daemon may still hold it a moment) */
+		if (h->fd >= 0)
+			shutdown(h->fd, SHUT_RDWR);
 		h->current->retired = dd_monotonic();
 		h->current->next = h->retired;
 		h->retired = h->current;

@@ -495,4 +495,61 @@ touch "$T/mem.stop"
 wait "$MPID"
 server_stop TERM
 check "the server logged it" grep -q 'request bodies answered 503, over the memory for bodies' "$T/server.log"
+
+# ---- a stop: not held up by a stranger's body, and not hanging newcomers ----
+# trickle.py TOKEN|- STOP: an upload declaring 60 MB, 1 MiB at once,
+# then 2 KiB/s (above min_body_rate) until STOP exists (at most 60 s).
+cat > "$T/trickle.py" <<'PY'
+import os, socket, ssl, sys, time
+hostport, ca, token, stop = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=20), server_hostname=host)
+auth = "" if token == "-" else "Authorization: Bearer %s\r\n" % token
+s.sendall(("POST /api/v1/chunks HTTP/1.1\r\nHost: x\r\n%s"
+           "Content-Type: application/octet-stream\r\nContent-Length: 60000000\r\n\r\n" % auth).encode())
+s.sendall(b"x" * (1 << 20))
+print("sent", flush=True)
+t0 = time.monotonic()
+try:
+    while not os.path.exists(stop) and time.monotonic() - t0 < 60:
+        s.sendall(b"x" * 1024)
+        time.sleep(0.5)
+except OSError:
+    pass
+PY
+# stop_timed: SIGTERM to the server, and STOP_SECS the seconds until it
+# exits (not in a subshell: wait needs the server as its child)
+stop_timed() {
+	local t; t=$(now)
+	kill -TERM "$SERVER_PID"
+	wait "$SERVER_PID" 2>/dev/null
+	SERVER_PID=
+	STOP_SECS=$(since "$t")
+}
+server_start "$T/repo" --set drain_timeout=20s || exit 1
+rm -f "$T/trickle.stop"
+python3 "$T/trickle.py" "${URL#https://}" "$CA" - "$T/trickle.stop" > "$T/trickle1.out" 2>&1 &
+TPID=$!
+check "a stranger's upload (no token) trickles its body" until_true 20 grep -q sent "$T/trickle1.out"
+stop_timed
+echo "# stop with a stranger's body trickling: ${STOP_SECS}s (drain_timeout 20s)"
+check "a stop does not wait for a body it only drops (${STOP_SECS}s)" lt "$STOP_SECS" 5
+touch "$T/trickle.stop"; wait "$TPID"
+
+server_start "$T/repo" --set drain_timeout=20s || exit 1
+rm -f "$T/trickle.stop"
+python3 "$T/trickle.py" "${URL#https://}" "$CA" "$A" "$T/trickle.stop" > "$T/trickle2.out" 2>&1 &
+TPID=$!
+check "alice's upload trickles its body" until_true 20 grep -q sent "$T/trickle2.out"
+kill -TERM "$SERVER_PID"
+until_true 10 grep -q "stopping on SIGTERM" "$T/server.log"
+t=$(now)
+curl -sS --cacert "$CA" --max-time 10 -o /dev/null "$URL/api/v1/health" 2>/dev/null
+rc=$?; dt=$(since "$t")
+check_eq "while it drains her upload, a new connection is refused at once (curl 7 in ${dt}s)" 7 "$rc"
+check "the server is still draining" kill -0 "$SERVER_PID"
+touch "$T/trickle.stop"; wait "$TPID"
+wait "$SERVER_PID" 2>/dev/null
+SERVER_PID=
 finish
