@@ -897,6 +897,11 @@ uint16_t http_port(const struct http_server *h)
 	return h->port;
 }
 
+void http_conn_stats(struct http_server *h, struct conns_stats *out)
+{
+	conns_stats(h->conns, out);
+}
+
 int http_reload(struct http_server *h, const char *cert_pem,
 		const char *key_pem)
 {

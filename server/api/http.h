@@ -154,10 +154,13 @@ struct http_config {
 };
 
 struct http_server;
+struct conns_stats;
 /* Binds the listening socket and starts serving. */
 int http_start(struct http_server **out, const struct http_config *cfg);
 /* The port actually bound (useful when the config asked for port 0). */
 uint16_t http_port(const struct http_server *h);
+/* The connection table's figures (conns.h): for /metrics. */
+void http_conn_stats(struct http_server *h, struct conns_stats *out);
 /*
  * Serves new connections with a new certificate and key (PEM, copied).
  * On failure (a bad pair) nothing changes and the reason is recorded.

@@ -41,6 +41,9 @@ struct routes_ctx {
 	/* Several front-ends on one pool: the heartbeat's fence and the gc
 	 * epoch a snapshot is checked against (frontends.h); NULL for one. */
 	struct frontends *fronts;
+	/* The server, for its connection figures in /metrics; set (atomic)
+	 * once it serves, NULL before. */
+	struct http_server *http;
 };
 
 extern const struct http_route routes_table[];

@@ -3,6 +3,7 @@
  * /health, /config, /stats, /clients, /history and /metrics.
  */
 #include "routes_impl.h"
+#include "conns.h"
 #include "poolstats.h"
 
 /* ---- GET /api/v1/health ---- */
@@ -706,6 +707,54 @@ static int routes_metrics_commits(struct dd_buf *b, struct routes_ctx *ctx)
 	return rc;
 }
 
+/* The connection table's figures (conns.h): who holds the slots, and
+ * what was cut, so that an operator sees a flood or a hoarding client. */
+static int routes_conn_metrics(const struct routes_ctx *ctx,
+			       struct dd_buf *b)
+{
+	struct http_server *h = __atomic_load_n(&ctx->http, __ATOMIC_ACQUIRE);
+	static const char *const cut = "dedup_http_connections_cut_total";
+	struct conns_stats s;
+	int rc;
+
+	if (!h)
+		return 0;
+	http_conn_stats(h, &s);
+	rc = metrics_header(b, "dedup_http_connections", "gauge",
+			    "connections open, by whether a request on them "
+			    "showed a valid token");
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_http_connections", "kind",
+				    "trusted", (double)(s.open - s.untrusted));
+	if (rc == 0)
+		rc = metrics_sample(b, "dedup_http_connections", "kind",
+				    "untrusted", (double)s.untrusted);
+	if (rc == 0)
+		rc = metrics_header(b, cut, "counter", "connections the server "
+				    "cut, by why");
+	if (rc == 0)
+		rc = metrics_sample(b, cut, "reason", "headers_late",
+				    (double)s.headers_late);
+	if (rc == 0)
+		rc = metrics_sample(b, cut, "reason", "body_slow",
+				    (double)s.body_slow);
+	if (rc == 0)
+		rc = metrics_sample(b, cut, "reason", "untrusted_evicted",
+				    (double)s.evicted);
+	if (rc == 0)
+		rc = metrics_sample(b, cut, "reason", "all_trusted_refused",
+				    (double)s.refused);
+	if (rc == 0)
+		rc = metrics_sample(b, cut, "reason", "client_share",
+				    (double)s.hoard_cut);
+	if (rc == 0)
+		rc = metrics_one(b, "dedup_http_bodies_refused_total",
+				 "counter", "request bodies answered 503, over "
+				 "body_memory or per_client_body_memory",
+				 (double)s.body_refused);
+	return rc;
+}
+
 void route_metrics(void *payload, const struct http_request *req,
 		   struct http_reply *rep)
 {
@@ -757,6 +806,8 @@ void route_metrics(void *payload, const struct http_request *req,
 				  (double)ctx->started);
 	if (rc == 0)
 		rc = metrics_render(ctx->metrics, &b);
+	if (rc == 0)
+		rc = routes_conn_metrics(ctx, &b);
 	if (rc == 0)
 		rc = routes_gauge(&b, "dedup_backups_in_flight",
 				  "backups in progress (open sessions)",

@@ -457,6 +457,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		log_wrap(rc, "cannot serve on '%s'", cfg->listen);
 		goto cleanup;
 	}
+	__atomic_store_n(&ctx.http, http, __ATOMIC_RELEASE);
 	/* The daemon has its own copies. */
 	serve_free_key(key);
 	key = NULL;

@@ -441,6 +441,10 @@ t=$(now); backup; rc=$?; dt=$(since "$t")
 check_eq "alice still backs up" 0 "$rc"
 echo "# every slot held by bob's token: alice's backup in ${dt}s"
 check_eq "and health answers" 200/0 "$(health)"
+ADM=$(token_add "$T/repo" adm --admin)
+metric() { curl -sS --cacert "$CA" -H "Authorization: Bearer $ADM" "$URL/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+check "/metrics counts the connections of bob's cut for her ($(metric 'dedup_http_connections_cut_total{reason="client_share"}'))" \
+	test "$(metric 'dedup_http_connections_cut_total{reason="client_share"}')" -ge 1
 touch "$T/hog.stop"
 wait "$HPID"
 check "bob's connections were the ones cut (alive: $(cat "$T/hog.alive" 2>/dev/null))" \
@@ -491,6 +495,7 @@ MPID=$!
 check "bob's second upload past his share is answered 503" until_true 30 grep -q '^second HTTP/1.1 503' "$T/mem.out"
 check "with Retry-After" grep -q "^retry \['Retry-After: [0-9]" "$T/mem.out"
 check "alice backs up meanwhile" backup
+check_eq "/metrics counts the refused body" 1 "$(metric dedup_http_bodies_refused_total)"
 touch "$T/mem.stop"
 wait "$MPID"
 server_stop TERM
