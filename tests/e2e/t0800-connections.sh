@@ -501,6 +501,21 @@ wait "$MPID"
 server_stop TERM
 check "the server logged it" grep -q 'request bodies answered 503, over the memory for bodies' "$T/server.log"
 
+# ---- an agent whose uploads take turns ----
+# per_client_body_memory of 1 byte: one body of alice's at a time (a body
+# alone always goes in); her other upload threads are answered 503 with
+# Retry-After, wait, and send again: the backup completes, identical.
+server_start "$T/repo" --set per_client_body_memory=1 || exit 1
+mkdir -p "$T/big"
+for i in 1 2 3; do prand "big$i" 12000000 > "$T/big/f$i"; done
+timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$T/big" > "$T/big.out" 2>"$T/big.err"
+check_eq "with one body at a time, alice's 36 MB backup completes" 0 $?
+check "her agent waited out the server's 503s" grep -q "server busy.*waiting [0-9]* s and asking again" "$T/big.err"
+ID=$(json_get "$(cat "$T/big.out")" snapshot_id)
+timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" restore "$ID" --target "$T/big.r" 2>>"$T/agent.err"
+check "and restores identical" diff -r "$T/big" "$T/big.r/$T/big"
+server_stop TERM
+
 # ---- a stop: not held up by a stranger's body, and not hanging newcomers ----
 # trickle.py TOKEN|- STOP: an upload declaring 60 MB, 1 MiB at once,
 # then 2 KiB/s (above min_body_rate) until STOP exists (at most 60 s).
