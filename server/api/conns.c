@@ -378,7 +378,8 @@ int conns_body_admit(struct conns *t, struct conn *c, const char *who,
 		rc = -EBUSY;
 	} else {
 		c->body_held = len;
-		c->who = key;
+		if (key)
+			c->who = key;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
