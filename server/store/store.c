@@ -2,6 +2,9 @@
  * store.c - opening and closing the store: counters, the index rebuilt
  * from the packs (at open, and for repair --rebuild-index).
  */
+#include <signal.h>
+#include <stdlib.h>
+
 #include "store_impl.h"
 
 /* ---- opening: counters and index rebuild ---- */
@@ -76,6 +79,7 @@ struct store_rebuild {
 	ZSTD_DCtx *dctx;
 	uint64_t added, bad, salvaged;
 	uint64_t end;         /* end of the last record the scan reported */
+	uint64_t kill_after;  /* test hook: SIGKILL after this many; 0 none */
 	int err;
 };
 
@@ -96,6 +100,8 @@ static int store_rebuild_put(struct store_rebuild *r, const struct dd_id *id,
 		return -1;
 	}
 	r->added++;
+	if (r->kill_after && r->added >= r->kill_after)
+		raise(SIGKILL);    /* test hook: a rebuild cut short */
 	return 0;
 }
 
@@ -181,6 +187,12 @@ static int store_rebuild(struct store *s)
 	log_info("index is empty: rebuilding it from %zu pack(s)", n);
 	memset(&r, 0, sizeof(r));
 	r.s = s;
+	/* Test hook (tests/e2e/t0620-crash.sh): DEDUP_TEST_REBUILD_KILL_AFTER=N
+	 * kills this process once N entries were written. */
+	if (getenv("DEDUP_TEST_REBUILD_KILL_AFTER") &&
+	    dd_parse_u64(getenv("DEDUP_TEST_REBUILD_KILL_AFTER"),
+			 &r.kill_after) < 0)
+		r.kill_after = 0;
 	dd_buf_init(&r.plain, 0);
 	r.dctx = ZSTD_createDCtx();
 	for (i = 0; i < n; i++) {
@@ -218,14 +230,31 @@ static int store_rebuild(struct store *s)
 	return rc;
 }
 
+/* Whether the index holds the marker of a rebuild (STORE_REBUILD_KEY):
+ * 1, 0, or a negative error. */
+static int store_rebuild_marked(struct store *s)
+{
+	char *err = NULL, *v;
+	size_t vlen;
+
+	v = leveldb_get(s->db, s->ropts, STORE_REBUILD_KEY,
+			strlen(STORE_REBUILD_KEY), &vlen, &err);
+	if (err)
+		return store_db_error(err, "read the index");
+	leveldb_free(v);
+	return v != NULL;
+}
+
 /* Loads the counters, recounting (and rebuilding) when the meta key is
- * missing. */
+ * missing. An empty index is rebuilt from the packs; so is one whose
+ * rebuild was cut short (its marker is still there): its entries are a
+ * part of what the rebuild writes, never to be taken for the whole. */
 static int store_load_counters(struct store *s)
 {
 	uint8_t meta[STORE_META_LEN];
 	char *err = NULL, *v;
 	size_t vlen;
-	int rc;
+	int rc, marked;
 
 	v = leveldb_get(s->db, s->ropts, STORE_META_KEY,
 			strlen(STORE_META_KEY), &vlen, &err);
@@ -245,7 +274,21 @@ static int store_load_counters(struct store *s)
 	rc = store_count_entries(s, &s->chunks, &s->bytes_unique);
 	if (s->flags & STORE_OPEN_READONLY)
 		return rc;
-	if (rc == 0 && s->chunks == 0) {
+	marked = rc == 0 ? store_rebuild_marked(s) : 0;
+	if (marked < 0)
+		rc = marked;
+	if (marked > 0)
+		log_warning("the index was being rebuilt when the server "
+			    "stopped (%llu entries written): rebuilding it "
+			    "again", (unsigned long long)s->chunks);
+	if (rc == 0 && (s->chunks == 0 || marked)) {
+		/* marked durably before the first entry */
+		if (!marked) {
+			leveldb_put(s->db, s->wopts_sync, STORE_REBUILD_KEY,
+				    strlen(STORE_REBUILD_KEY), "1", 1, &err);
+			if (err)
+				return store_db_error(err, "write the index");
+		}
 		rc = store_rebuild(s);
 		/* The rebuild writes without syncing (one sync would cost
 		 * as much as the rebuild), and LevelDB closes a full log
@@ -265,9 +308,18 @@ static int store_load_counters(struct store *s)
 	if (rc < 0)
 		return rc;
 	store_meta_encode(meta, s->chunks, s->bytes_unique);
-	leveldb_put(s->db, s->wopts_sync, STORE_META_KEY,
-		    strlen(STORE_META_KEY), (const char *)meta, sizeof(meta),
-		    &err);
+	{
+		/* the counters and the marker's removal: one write */
+		leveldb_writebatch_t *b = leveldb_writebatch_create();
+
+		leveldb_writebatch_put(b, STORE_META_KEY,
+				       strlen(STORE_META_KEY),
+				       (const char *)meta, sizeof(meta));
+		leveldb_writebatch_delete(b, STORE_REBUILD_KEY,
+					  strlen(STORE_REBUILD_KEY));
+		leveldb_write(s->db, s->wopts_sync, b, &err);
+		leveldb_writebatch_destroy(b);
+	}
 	if (err)
 		return store_db_error(err, "write the index");
 	return 0;
