@@ -44,6 +44,14 @@ static int routes_keyed_id_cmp(const void *a, const void *b)
 	return memcmp(a, b, DD_ID_LEN);
 }
 
+/* Whether the k-th id in key order repeats the one before it (never
+ * without an order). */
+static bool routes_id_repeat(const struct routes_keyed_id *order, size_t k)
+{
+	return order && k > 0 &&
+	       memcmp(&order[k].id, &order[k - 1].id, DD_ID_LEN) == 0;
+}
+
 /* The request's ids in key order (NULL when out of memory: then request
  * order, which answers the same). In key order successive lookups walk
  * the index's tables, index blocks and bloom filters forwards instead of
@@ -208,6 +216,12 @@ void route_missing(void *payload, const struct http_request *req,
 	order = routes_id_order(req, n);
 	for (k = 0; k < n; k++) {
 		i = order ? order[k].at : k;
+		/* An id asked again (next to its first in key order) gets
+		 * the first's answer, below, not another lookup: repeats
+		 * would make a chunk another domain stores slower to answer
+		 * than an absent one, a timing that tells it apart. */
+		if (routes_id_repeat(order, k))
+			continue;
 		if (absent[i / 8] & (1u << (i % 8))) {
 			/* in neither the local nor the shared index */
 			bits[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -234,6 +248,16 @@ void route_missing(void *payload, const struct http_request *req,
 	 * front-end, perhaps (store_shared_grant) */
 	if (rc == 0 && ask && ask->n)
 		rc = routes_ask_pool(ctx, dom, ask, bits);
+	for (k = 1; rc == 0 && k < n; k++) {
+		size_t j;
+
+		if (!routes_id_repeat(order, k))
+			continue;
+		i = order[k].at;
+		j = order[k - 1].at;
+		if (bits[j / 8] & (1u << (j % 8)))
+			bits[i / 8] |= (uint8_t)(1u << (i % 8));
+	}
 	free(order);
 	free(absent);
 	routes_ask_free(ask);

@@ -141,9 +141,10 @@ static int domains_ask_pool(struct store *s, const struct domains_tag *t,
 	return rc;
 }
 
-int domains_lookup_many(struct store *s, const struct domains_tag *t,
-			const struct dd_id *ids, size_t n,
-			struct dd_chunk_loc *locs, int *rcs)
+/* domains_lookup_many of distinct ids. */
+static int domains_lookup_distinct(struct store *s, const struct domains_tag *t,
+				   const struct dd_id *ids, size_t n,
+				   struct dd_chunk_loc *locs, int *rcs)
 {
 	int rc = store_lookup_many(s, ids, n, locs, rcs);
 	size_t *ask = NULL, nask = 0;
@@ -166,6 +167,68 @@ int domains_lookup_many(struct store *s, const struct domains_tag *t,
 	if (rc == 0 && nask)
 		rc = domains_ask_pool(s, t, ids, locs, rcs, ask, nask);
 	free(ask);
+	return rc;
+}
+
+struct domains_keyed_id {
+	struct dd_id id;
+	size_t at;
+};
+
+static int domains_keyed_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, DD_ID_LEN);
+}
+
+/*
+ * For a domain, an id named again is looked up once: each lookup of a
+ * chunk that is stored (if by another domain) costs a membership read an
+ * absent one does not, so a request naming one id thousands of times
+ * would time the difference into a confirmation that another domain
+ * holds it (found by review: 18 ms against 10 ms for 65,536 repeats).
+ */
+int domains_lookup_many(struct store *s, const struct domains_tag *t,
+			const struct dd_id *ids, size_t n,
+			struct dd_chunk_loc *locs, int *rcs)
+{
+	struct domains_keyed_id *v;
+	struct dd_id *u;
+	struct dd_chunk_loc *ulocs;
+	size_t *map, nu = 0, i;
+	int *urcs, rc;
+
+	if (!t || n < 2)
+		return domains_lookup_distinct(s, t, ids, n, locs, rcs);
+	v = malloc(n * sizeof(*v));
+	map = malloc(n * sizeof(*map));
+	u = malloc(n * sizeof(*u));
+	ulocs = malloc(n * sizeof(*ulocs));
+	urcs = malloc(n * sizeof(*urcs));
+	rc = v && map && u && ulocs && urcs ? 0 : -ENOMEM;
+	if (rc == 0) {
+		for (i = 0; i < n; i++) {
+			v[i].id = ids[i];
+			v[i].at = i;
+		}
+		qsort(v, n, sizeof(*v), domains_keyed_id_cmp);
+		for (i = 0; i < n; i++) {
+			if (i == 0 || !dd_id_eq(&v[i].id, &v[i - 1].id))
+				u[nu++] = v[i].id;
+			map[v[i].at] = nu - 1;
+		}
+		rc = nu == n ?
+		     domains_lookup_distinct(s, t, ids, n, locs, rcs) :
+		     domains_lookup_distinct(s, t, u, nu, ulocs, urcs);
+	}
+	for (i = 0; rc == 0 && nu < n && i < n; i++) {
+		locs[i] = ulocs[map[i]];
+		rcs[i] = urcs[map[i]];
+	}
+	free(v);
+	free(map);
+	free(u);
+	free(ulocs);
+	free(urcs);
 	return rc;
 }
 
