@@ -130,8 +130,8 @@ server_stop TERM
 # the part for the whole: check found chunks in packs but not in the
 # index, and acknowledged snapshots failed to restore (unknown chunk).
 rm -rf "$R/index"
-DEDUP_TEST_REBUILD_KILL_AFTER=3 "$SERVER" serve --config /dev/null --repo "$R" \
-	--listen 127.0.0.1:0 --ready-file "$T/ready.kill" 2>>"$T/server.log"
+DEDUP_TEST_REBUILD_KILL_AFTER=3 timeout 120 "$SERVER" serve --config /dev/null \
+	--repo "$R" --listen 127.0.0.1:0 --ready-file "$T/ready.kill" 2>>"$T/server.log"
 check_eq "a start rebuilding the index is killed halfway (SIGKILL)" 137 $?
 server_start "$R" || exit 1
 check "the next start builds it again, saying so" \
