@@ -715,11 +715,22 @@ static int routes_conn_metrics(const struct routes_ctx *ctx,
 	struct http_server *h = __atomic_load_n(&ctx->http, __ATOMIC_ACQUIRE);
 	static const char *const cut = "dedup_http_connections_cut_total";
 	struct conns_stats s;
+	struct { const char *why; uint64_t n; } cuts[5];
 	int rc;
 
 	if (!h)
 		return 0;
 	http_conn_stats(h, &s);
+	cuts[0].why = "headers_late";
+	cuts[0].n = s.headers_late;
+	cuts[1].why = "body_slow";
+	cuts[1].n = s.body_slow;
+	cuts[2].why = "untrusted_evicted";
+	cuts[2].n = s.evicted;
+	cuts[3].why = "all_trusted_refused";
+	cuts[3].n = s.refused;
+	cuts[4].why = "client_share";
+	cuts[4].n = s.hoard_cut;
 	rc = metrics_header(b, "dedup_http_connections", "gauge",
 			    "connections open, by whether a request on them "
 			    "showed a valid token");
@@ -732,21 +743,9 @@ static int routes_conn_metrics(const struct routes_ctx *ctx,
 	if (rc == 0)
 		rc = metrics_header(b, cut, "counter", "connections the server "
 				    "cut, by why");
-	if (rc == 0)
-		rc = metrics_sample(b, cut, "reason", "headers_late",
-				    (double)s.headers_late);
-	if (rc == 0)
-		rc = metrics_sample(b, cut, "reason", "body_slow",
-				    (double)s.body_slow);
-	if (rc == 0)
-		rc = metrics_sample(b, cut, "reason", "untrusted_evicted",
-				    (double)s.evicted);
-	if (rc == 0)
-		rc = metrics_sample(b, cut, "reason", "all_trusted_refused",
-				    (double)s.refused);
-	if (rc == 0)
-		rc = metrics_sample(b, cut, "reason", "client_share",
-				    (double)s.hoard_cut);
+	for (size_t i = 0; rc == 0 && i < sizeof(cuts) / sizeof(cuts[0]); i++)
+		rc = metrics_sample(b, cut, "reason", cuts[i].why,
+				    (double)cuts[i].n);
 	if (rc == 0)
 		rc = metrics_one(b, "dedup_http_bodies_refused_total",
 				 "counter", "request bodies answered 503, over "
