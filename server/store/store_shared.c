@@ -464,12 +464,11 @@ static int shared_fill_cb(const char *key, const void *val, size_t vlen,
 	rc = fill_add_entry(f->list, &id, val, vlen);
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < f->n; i++) {
-		if (!dd_id_eq(&f->ids[f->idx[i]], &id))
-			continue;
-		f->absent[f->idx[i] / 8] &= (uint8_t)~(1u << (f->idx[i] % 8));
-		break;
-	}
+	/* every place that names it: a request may name an id again */
+	for (i = 0; i < f->n; i++)
+		if (dd_id_eq(&f->ids[f->idx[i]], &id))
+			f->absent[f->idx[i] / 8] &=
+				(uint8_t)~(1u << (f->idx[i] % 8));
 	f->last = loc;
 	f->found++;
 	return 0;

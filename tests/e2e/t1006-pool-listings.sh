@@ -80,6 +80,7 @@ check_eq "and lists nothing while nothing changes" "$c0" "$(lists)"
 # 2. a backup through A: B lists, and shows it
 mkdir -p "$T/d"
 prand one 200000 > "$T/d/f.bin"
+printf 'one small file of t1006\n' > "$T/d/small.txt"
 ID=$(json_get "$(on A agent "$ALICE" backup --json "$T/d")" snapshot_id)
 check "a backup through A" test -n "$ID"
 check "the pool marks its manifests changed" rados_ stat snapshots-changed
@@ -89,6 +90,13 @@ b_has() { b_list && grep -q "$1" <<<"$b_out"; }
 b_lacks() { b_list && ! grep -q "$1" <<<"$b_out"; }
 check "B shows A's snapshot" poll_until 20 b_has "$ID"
 check "after listing the pool" test "$(lists)" -gt "$c0"
+# A fetch through B naming the small file's chunk twice: B's index (a
+# cache of the pool's) does not hold it yet, so both places are answered
+# from the pool's shared index (the second was answered unknown before).
+python3 -c 'import hashlib,sys; sys.stdout.buffer.write(hashlib.sha256(b"one small file of t1006\n").digest() * 2)' > "$T/twice.bin"
+check_eq "B fetches a chunk stored through A, named twice" 200 \
+	"$(on B api_status "$ALICE" POST /api/v1/chunks/fetch --data-binary @"$T/twice.bin" -o "$T/twice.out")"
+check_eq "with a record for each" 2 "$(python3 -c 'import struct,sys; print(struct.unpack("<I", open(sys.argv[1],"rb").read()[8:12])[0])' "$T/twice.out")"
 
 # 3. removed through A (old enough to be dropped: FRONTENDS_SNAPSHOT_GRACE_SEC)
 c1=$(lists)
