@@ -184,44 +184,62 @@ static unsigned conns_trusted_of(const struct conns *t, uint64_t who,
 }
 
 /*
- * When every slot is trusted, the connection cut for a newcomer: of the
- * client holding the most trusted connections, if two or more, its
- * oldest idle one; else, if it holds more than per_client, its oldest
- * (a request of it fails: the client holds more than its share of a
- * full server). NULL: none (the newcomer goes). Clients are counted in
- * buckets, as addresses are (conns_crowded); the pick's own count is
- * then checked exactly.
+ * When every slot is trusted and newcomer c shows a valid token, the
+ * connection cut for it: of the client holding the most trusted ones (c
+ * aside), if two or more, its oldest idle one; else, if it holds more
+ * than per_client, its oldest (a request of it fails: the client holds
+ * more than its share of a full server). NULL: none (c goes). Clients
+ * are counted in buckets, as addresses are (conns_crowded); the pick's
+ * own count is then taken exactly.
  */
-static struct conn *conns_hoarder(const struct conns *t)
+static struct conn *conns_hoarder(const struct conns *t, const struct conn *c)
 {
 	uint16_t count[CONNS_ADDR_BUCKETS];
-	struct conn *p, *idle = NULL, *any = NULL;
-	unsigned most_idle = 1, most = 0, n;
+	struct conn *p, *top = NULL;
+	unsigned most = 0, n;
 
 	memset(count, 0, sizeof(count));
 	for (p = t->head; p; p = p->next)
-		if (!p->cut && p->trusted && p->who != 0 &&
+		if (p != c && !p->cut && p->trusted && p->who != 0 &&
 		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] < UINT16_MAX)
 			count[p->who & (CONNS_ADDR_BUCKETS - 1)]++;
 	for (p = t->head; p; p = p->next) {
-		if (p->cut || !p->trusted || p->who == 0)
+		if (p == c || p->cut || !p->trusted || p->who == 0)
 			continue;
 		n = count[p->who & (CONNS_ADDR_BUCKETS - 1)];
-		if (p->state == CONN_WAITING && n > most_idle) {
-			most_idle = n;
-			idle = p;
-		}
 		if (n > most) {
 			most = n;
-			any = p;
+			top = p;
 		}
 	}
-	if (idle && conns_trusted_of(t, idle->who, NULL) >= 2)
-		return idle;
-	if (any && t->lim.per_client &&
-	    conns_trusted_of(t, any->who, NULL) > t->lim.per_client)
-		return any;
-	return NULL;
+	if (!top || (n = conns_trusted_of(t, top->who, c)) < 2)
+		return NULL;
+	for (p = t->head; p; p = p->next)
+		if (p != c && !p->cut && p->trusted && p->who == top->who &&
+		    p->state == CONN_WAITING)
+			return p;
+	return t->lim.per_client && n > t->lim.per_client ? top : NULL;
+}
+
+/* Newcomer c showed a valid token: if trusted connections now overfill
+ * the server (c waited beyond it), a client holding several gives one
+ * up, or c goes. */
+static void conns_make_trusted_room(struct conns *t, struct conn *c,
+				    double now)
+{
+	struct conns_census n;
+	struct conn *h;
+
+	conns_count(t, c, &n);
+	if (n.total - n.untrusted <= t->lim.max)
+		return;     /* c's trusted slot was free */
+	if ((h = conns_hoarder(t, c)) != NULL) {
+		conns_cut(t, h, now);
+		t->stats.hoard_cut++;
+	} else {
+		conns_cut(t, c, now);
+		t->stats.refused++;
+	}
 }
 
 /* Cuts older untrusted connections until the new one `c` fits; cuts `c`
@@ -234,27 +252,26 @@ static void conns_make_room(struct conns *t, struct conn *c, double now)
 
 	for (;;) {
 		conns_count(t, c, &n);
+		/* Past max_connections, strangers make room while agents
+		 * hold less than all of it; when agents hold all of it,
+		 * newcomers wait beyond it (as many as untrusted slots),
+		 * cut by their deadline unless they show a token. */
 		if (lim->per_addr && n.from_addr > lim->per_addr)
 			victim = n.oldest_from_addr;
 		else if (n.untrusted > lim->max - lim->reserved ||
-			 n.total > lim->max)
+			 (n.total > lim->max &&
+			  n.total - n.untrusted < lim->max))
 			victim = conns_crowded(t, now);
 		else
 			return;
 		/* c itself is untrusted, so there is always a victim. */
 		assert(victim != NULL);
 		if (victim == c) {
-			/* every other slot is trusted: a client holding
-			 * several makes room, else c goes */
-			struct conn *h = conns_hoarder(t);
-
-			if (h) {
-				conns_cut(t, h, now);
-				t->stats.hoard_cut++;
-				continue;
-			}
-			conns_cut(t, c, now);
-			t->stats.refused++;
+			/* every other slot is trusted: c stays, beyond
+			 * max_connections, until it shows a valid token (then
+			 * a client holding several gives one up, or c goes:
+			 * conns_make_trusted_room) or its header deadline;
+			 * a stranger makes no trusted connection go */
 			return;
 		}
 		conns_cut(t, victim, now);
@@ -329,7 +346,10 @@ void conns_request(struct conns *t, struct conn *c, enum conns_token token,
 	case CONNS_TOKEN_VALID:
 		c->trust_ends = false;
 		c->who = conns_who(t, who);
-		c->trusted = true;
+		if (!c->trusted) {
+			c->trusted = true;
+			conns_make_trusted_room(t, c, now);
+		}
 		break;
 	case CONNS_TOKEN_TICKET:
 		if (!c->trusted) {

@@ -17,11 +17,14 @@
  *  - reserved slots: untrusted connections hold at most max - reserved.
  *  - a per-address limit: at most `per_addr` untrusted connections from one
  *    IPv4 address or IPv6 /64.
- *  - a client's share of a full server: when every slot is trusted, the
- *    client (the token's name) holding the most gives up one for a
- *    newcomer: its oldest idle connection, else (holding more than
- *    `per_client`) its oldest. A download ticket trusts its connection
- *    only until its response is sent, all tickets counting as one client.
+ *  - a client's share of a full server: when every slot is trusted, a
+ *    newcomer waits beyond `max` (as many as untrusted slots) until its
+ *    header deadline or a valid token; with the token, the client (the
+ *    token's name) holding the most gives up one for it: its oldest idle
+ *    connection, else (holding more than `per_client`) its oldest. A
+ *    stranger makes no trusted connection go. A download ticket trusts
+ *    its connection only until its response is sent, all tickets
+ *    counting as one client.
  *  - a body-rate window: besides the average, every `2 * header_sec` of a
  *    body must bring min_body_rate bytes/s, so a fast start buys no
  *    stall.
@@ -37,10 +40,11 @@
  * cut, not the new one: an agent that authenticates within milliseconds
  * always gets in while strangers churn, and a lone newcomer from an
  * address of its own is not pushed out by strangers churning from many
- * others. When every slot is trusted, a connection of the client holding
- * the most is cut for the newcomer (above); only when there is none is
- * the new connection itself cut. Trusted connections are never cut for
- * their age; the front end's idle timeout governs them.
+ * others. When every slot is trusted, the newcomer waits beyond the
+ * limit (above); once it shows a token, a connection of the client
+ * holding the most goes for it, and only when there is none is the
+ * newcomer itself cut. Trusted connections are never cut for their age;
+ * the front end's idle timeout governs them.
  *
  * "Cut" is shutdown(fd, SHUT_RDWR), never close(): the fd belongs to the
  * HTTP library, which sees end-of-file and closes it. The caller must call
@@ -80,8 +84,9 @@ struct conns_stats {
 	uint64_t headers_late;      /* cut: no request headers in time */
 	uint64_t body_slow;         /* cut: body below the minimum rate */
 	uint64_t evicted;           /* cut: oldest untrusted, for a new one */
-	uint64_t refused;           /* cut on arrival: every slot trusted */
-	uint64_t hoard_cut;         /* cut: a hoarding client's idle one */
+	uint64_t refused;           /* cut when it showed a token: every
+				     * slot trusted, nobody holding more */
+	uint64_t hoard_cut;         /* cut: the biggest holder's, for a newcomer */
 	uint64_t body_refused;      /* bodies over the memory limits */
 };
 

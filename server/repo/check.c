@@ -556,6 +556,15 @@ static int ck_index_cb(void *payload, const uint8_t *key, size_t klen,
 	if (klen == strlen(STORE_CACHE_EPOCH_KEY) &&
 	    memcmp(key, STORE_CACHE_EPOCH_KEY, klen) == 0)
 		return 0;
+	if (klen == strlen(STORE_REBUILD_KEY) &&
+	    memcmp(key, STORE_REBUILD_KEY, klen) == 0) {
+		ck_problem(c, "the index was being rebuilt when the server "
+			   "stopped, and holds only part of the packs' "
+			   "chunks: the next start of the server builds it "
+			   "again (or run `dedup-server repair "
+			   "--rebuild-index`)");
+		return 0;
+	}
 	if (klen == strlen(DOMAINS_REGRANT_KEY) &&
 	    memcmp(key, DOMAINS_REGRANT_KEY, klen) == 0) {
 		ck_note(c, "the index was rebuilt and the dedup-domain "

@@ -171,6 +171,11 @@ int store_shared_count(struct store *s, uint64_t *chunks,
  * (may be NULL) counts the entries dropped. Not shared: 0, nothing done.
  */
 #define STORE_CACHE_EPOCH_KEY "mcache-epoch"
+/* Present from before a rebuild of the index writes its first entry
+ * until the counters are written with the rebuild done (one batch): an
+ * index that has it was left half built, and the next start builds it
+ * again (check reports it). */
+#define STORE_REBUILD_KEY "mrebuild"
 int store_cache_observe(struct store *s, uint64_t n, uint32_t by,
 			double wait_sec, uint64_t *dropped);
 /* The same from the collection itself, which holds the gc lock

@@ -62,10 +62,7 @@
 #define STORE_FD_SLOTS 64
 #define STORE_META_KEY "mstats"
 #define STORE_META_LEN 17u
-/* Present from before a rebuild of the index writes its first entry
- * until the counters are written with the rebuild done (one batch): an
- * index that has it was left half built, and is built again. */
-#define STORE_REBUILD_KEY "mrebuild"
+
 /* Reopening an index whose writes failed: at most one attempt per backoff,
  * which doubles from MIN to MAX while the disk stays full. */
 #define STORE_HEAL_BACKOFF_MIN 0.5

@@ -133,6 +133,10 @@ rm -rf "$R/index"
 DEDUP_TEST_REBUILD_KILL_AFTER=3 timeout 120 "$SERVER" serve --config /dev/null \
 	--repo "$R" --listen 127.0.0.1:0 --ready-file "$T/ready.kill" 2>>"$T/server.log"
 check_eq "a start rebuilding the index is killed halfway (SIGKILL)" 137 $?
+"$SERVER" check --repo "$R" > "$T/check1.out" 2>&1
+check_eq "check finds the index half built (exit 1)" 1 $?
+check "saying the next start builds it again" \
+	grep -q "^problem: the index was being rebuilt when the server stopped" "$T/check1.out"
 server_start "$R" || exit 1
 check "the next start builds it again, saying so" \
 	grep -q "the index was being rebuilt when the server stopped" "$T/server.log"

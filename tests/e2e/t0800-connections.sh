@@ -434,9 +434,24 @@ for s in slow:
 with open(status, "w") as f:
     f.write("%d\n" % alive)
 PY
-python3 "$T/hog.py" "${URL#https://}" "$CA" "$B" "$T/hog.stop" "$T/hog.alive" > "$T/hog.out" 2>&1 &
-HPID=$!
-check "bob's 6 connections hold every slot" until_true 20 grep -q holding "$T/hog.out"
+hog_start() {
+	rm -f "$T/hog.stop" "$T/hog.alive" "$T/hog.out"
+	python3 "$T/hog.py" "${URL#https://}" "$CA" "$B" "$T/hog.stop" "$T/hog.alive" > "$T/hog.out" 2>&1 &
+	HPID=$!
+	check "bob's 6 connections hold every slot" until_true 20 grep -q holding "$T/hog.out"
+}
+hog_start
+# strangers (no token) then wait beyond the limit, as many as the
+# untrusted slots (6 - 2), and make none of bob's connections go: only a
+# newcomer that shows a valid token takes a slot from him
+hold_start strangers 8 2 8
+hold_wait strangers
+check "8 strangers: 4 wait beside bob's 6, the older ones are cut" until_true 5 field_is strangers open 4
+hold_stop strangers
+touch "$T/hog.stop"
+wait "$HPID"
+check_eq "none of bob's connections went for them" 6 "$(cat "$T/hog.alive" 2>/dev/null)"
+hog_start
 t=$(now); backup; rc=$?; dt=$(since "$t")
 check_eq "alice still backs up" 0 "$rc"
 echo "# every slot held by bob's token: alice's backup in ${dt}s"

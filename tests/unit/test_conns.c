@@ -218,13 +218,53 @@ static void test_all_trusted_refuses_the_new_one(void)
 		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
 			      base + i);
 	}
+	/* a newcomer stays beyond the limit until it shows a token... */
 	open_fake(t, 3, 2, 5);
+	CHECK(!is_cut(3));
+	/* ...a stranger then meets its header deadline */
+	conns_tick(t, base + 15);
 	CHECK(is_cut(3));
+	/* a client's, when nobody holds more than one: it goes */
+	open_fake(t, 4, 3, 20);
+	CHECK(!is_cut(4));
+	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "d", false,
+		      base + 20);
+	CHECK(is_cut(4));
 	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2));
 	conns_stats(t, &s);
 	CHECK_EQ(s.refused, 1);
+	CHECK_EQ(s.headers_late, 1);
 	CHECK_EQ(s.evicted, 0);
-	close_all(t, 4);
+	close_all(t, 5);
+	conns_free(t);
+}
+
+/* Every slot trusted: strangers wait beyond the limit, as many as the
+ * untrusted slots (max - reserved), and make no trusted one go. */
+static void test_all_trusted_strangers_wait_beyond(void)
+{
+	struct conns *t = table(4, 1, 0);
+	static const char *const who[] = { "a", "b", "c", "d" };
+	struct conns_stats s;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		open_fake(t, i, 1, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
+			      base + i);
+		conns_idle(t, fakes[i].c, base + i);
+	}
+	for (i = 4; i < 9; i++)
+		open_fake(t, i, 10 + i, i);
+	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2) && !is_cut(3));
+	CHECK(is_cut(4) && is_cut(5));      /* the oldest strangers */
+	CHECK(!is_cut(6) && !is_cut(7) && !is_cut(8));
+	conns_stats(t, &s);
+	CHECK_EQ(s.open, 7);
+	CHECK_EQ(s.untrusted, 3);
+	CHECK_EQ(s.hoard_cut, 0);
+	CHECK_EQ(s.refused, 0);
+	close_all(t, 9);
 	conns_free(t);
 }
 
@@ -324,17 +364,24 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 			      base + i);
 		conns_idle(t, fakes[i].c, base + i);
 	}
-	open_fake(t, 4, 3, 5);              /* carol's */
-	CHECK(!is_cut(4));
-	CHECK(is_cut(1));                   /* bob's oldest idle one */
-	CHECK(!is_cut(0) && !is_cut(2) && !is_cut(3));
+	/* a stranger makes no trusted connection go */
+	open_fake(t, 4, 3, 5);
+	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2) && !is_cut(3));
+	conns_request(t, fakes[4].c, CONNS_TOKEN_NONE, NULL, false, base + 5);
+	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2) && !is_cut(3));
+	/* carol's token: bob, holding the most, gives his oldest idle one */
 	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "carol", true,
 		      base + 5);
-	/* bob's two left are busy: 2 is his share, not more: the
-	 * newcomer goes */
+	CHECK(!is_cut(4));
+	CHECK(is_cut(1));
+	CHECK(!is_cut(0) && !is_cut(2) && !is_cut(3));
+	/* bob's two left are busy: 2 is his share, not more, and alice's
+	 * and carol's are one each: the newcomer goes */
 	conns_request(t, fakes[2].c, CONNS_TOKEN_VALID, "bob", true, base + 6);
 	conns_request(t, fakes[3].c, CONNS_TOKEN_VALID, "bob", true, base + 6);
 	open_fake(t, 5, 4, 7);
+	conns_request(t, fakes[5].c, CONNS_TOKEN_VALID, "dora", false,
+		      base + 7);
 	CHECK(is_cut(5));
 	CHECK(!is_cut(2) && !is_cut(3) && !is_cut(0) && !is_cut(4));
 	conns_stats(t, &s);
@@ -344,7 +391,6 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 	conns_free(t);
 
 	/* bob holds 3 busy of 4 slots, over his share of 2: one goes */
-	lim.per_client = 2;
 	CHECK_EQ(conns_new(&t, &lim), 0);
 	open_fake(t, 0, 1, 0);
 	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "alice", true, base);
@@ -354,10 +400,37 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 			      base + i);
 	}
 	open_fake(t, 4, 3, 5);
+	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "carol", false,
+		      base + 5);
 	CHECK(!is_cut(4));
 	CHECK(is_cut(1));
 	CHECK(!is_cut(0) && !is_cut(2) && !is_cut(3));
 	close_all(t, 5);
+	conns_free(t);
+
+	/* the client holding the most gives way, not one that merely has
+	 * an idle connection: alice holds 4 busy (her share: 2), bob 2, one
+	 * of them idle: alice's oldest goes, not bob's idle one */
+	lim.max = 6;
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	for (i = 0; i < 4; i++) {
+		open_fake(t, i, 1, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "alice", true,
+			      base + i);
+	}
+	for (i = 4; i < 6; i++) {
+		open_fake(t, i, 2, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "bob", false,
+			      base + i);
+	}
+	conns_idle(t, fakes[5].c, base + 5);
+	open_fake(t, 6, 3, 7);
+	conns_request(t, fakes[6].c, CONNS_TOKEN_VALID, "carol", false,
+		      base + 7);
+	CHECK(!is_cut(6));
+	CHECK(is_cut(0));                   /* alice's oldest */
+	CHECK(!is_cut(5));                  /* not bob's idle one */
+	close_all(t, 7);
 	conns_free(t);
 }
 
@@ -463,6 +536,7 @@ int main(void)
 	UNIT_RUN(test_young_crowd_is_not_a_crowd);
 	UNIT_RUN(test_fast_flood_spares_the_lone);
 	UNIT_RUN(test_all_trusted_refuses_the_new_one);
+	UNIT_RUN(test_all_trusted_strangers_wait_beyond);
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
 	UNIT_RUN(test_invalid_token_untrusts);
