@@ -170,6 +170,18 @@ static uint64_t conns_who(const struct conns *t, const char *name)
 	return h ? h : 1;
 }
 
+/* Live trusted connections, c aside. */
+static unsigned conns_trusted_count(const struct conns *t, const struct conn *c)
+{
+	const struct conn *p;
+	unsigned n = 0;
+
+	for (p = t->head; p; p = p->next)
+		if (p != c && !p->cut && p->trusted)
+			n++;
+	return n;
+}
+
 /* Live trusted connections of client `who`, c aside. */
 static unsigned conns_trusted_of(const struct conns *t, uint64_t who,
 				 const struct conn *c)
@@ -196,29 +208,39 @@ static struct conn *conns_hoarder(const struct conns *t, const struct conn *c)
 {
 	uint16_t count[CONNS_ADDR_BUCKETS];
 	struct conn *p, *top = NULL;
-	unsigned most = 0, n;
+	unsigned most = 0, n, best = 0;
 
 	memset(count, 0, sizeof(count));
 	for (p = t->head; p; p = p->next)
 		if (p != c && !p->cut && p->trusted && p->who != 0 &&
 		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] < UINT16_MAX)
 			count[p->who & (CONNS_ADDR_BUCKETS - 1)]++;
+	for (p = t->head; p; p = p->next)
+		if (p != c && !p->cut && p->trusted && p->who != 0 &&
+		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] > most)
+			most = count[p->who & (CONNS_ADDR_BUCKETS - 1)];
+	/* in the fullest bucket, the client holding the most (two clients
+	 * may share a bucket): its oldest connection, in list order */
 	for (p = t->head; p; p = p->next) {
-		if (p == c || p->cut || !p->trusted || p->who == 0)
+		if (p == c || p->cut || !p->trusted || p->who == 0 ||
+		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] != most)
 			continue;
-		n = count[p->who & (CONNS_ADDR_BUCKETS - 1)];
-		if (n > most) {
-			most = n;
+		n = conns_trusted_of(t, p->who, c);
+		if (n > best) {
+			best = n;
 			top = p;
 		}
 	}
-	if (!top || (n = conns_trusted_of(t, top->who, c)) < 2)
+	if (!top || best < 2)
 		return NULL;
 	for (p = t->head; p; p = p->next)
 		if (p != c && !p->cut && p->trusted && p->who == top->who &&
 		    p->state == CONN_WAITING)
 			return p;
-	return t->lim.per_client && n > t->lim.per_client ? top : NULL;
+	/* none idle: past its share its oldest, unless the share is c's
+	 * own client's (it would break its own request: c goes) */
+	return t->lim.per_client && best > t->lim.per_client &&
+	       top->who != c->who ? top : NULL;
 }
 
 /* Newcomer c showed a valid token: if trusted connections now overfill
@@ -242,40 +264,44 @@ static void conns_make_trusted_room(struct conns *t, struct conn *c,
 	}
 }
 
-/* Cuts older untrusted connections until the new one `c` fits; cuts `c`
- * itself when only trusted ones hold the slots. */
+/* Cuts older untrusted connections so that the new one `c` fits the
+ * per-address and untrusted limits, and one for the total limit while
+ * trusted ones hold less than all of it; with every slot trusted, c
+ * waits beyond it. */
 static void conns_make_room(struct conns *t, struct conn *c, double now)
 {
 	const struct conns_limits *lim = &t->lim;
 	struct conns_census n;
 	struct conn *victim;
+	bool cut_one = false;
 
 	for (;;) {
 		conns_count(t, c, &n);
-		/* Past max_connections, strangers make room while agents
-		 * hold less than all of it; when agents hold all of it,
-		 * newcomers wait beyond it (as many as untrusted slots),
-		 * cut by their deadline unless they show a token. */
 		if (lim->per_addr && n.from_addr > lim->per_addr)
 			victim = n.oldest_from_addr;
-		else if (n.untrusted > lim->max - lim->reserved ||
-			 (n.total > lim->max &&
-			  n.total - n.untrusted < lim->max))
+		else if (n.untrusted > lim->max - lim->reserved)
+			victim = conns_crowded(t, now);
+		else if (!cut_one && n.total > lim->max &&
+			 n.total - n.untrusted < lim->max)
+			/* Past max_connections while agents hold less than
+			 * all of it: a stranger makes room, one a newcomer
+			 * (those waiting beyond a full server when a trusted
+			 * one closed are not all cut by the next arrival).
+			 * When agents hold all of it, newcomers wait beyond
+			 * it, as many as the untrusted slots, until their
+			 * deadline or a token (conns_make_trusted_room). */
 			victim = conns_crowded(t, now);
 		else
 			return;
-		/* c itself is untrusted, so there is always a victim. */
+		/* c itself is untrusted, so there is always a victim; it is
+		 * c only when c is the one untrusted, which no rule above
+		 * cuts for: a guard */
 		assert(victim != NULL);
-		if (victim == c) {
-			/* every other slot is trusted: c stays, beyond
-			 * max_connections, until it shows a valid token (then
-			 * a client holding several gives one up, or c goes:
-			 * conns_make_trusted_room) or its header deadline;
-			 * a stranger makes no trusted connection go */
+		if (victim == c)
 			return;
-		}
 		conns_cut(t, victim, now);
 		t->stats.evicted++;
+		cut_one = true;
 	}
 }
 
@@ -352,7 +378,10 @@ void conns_request(struct conns *t, struct conn *c, enum conns_token token,
 		}
 		break;
 	case CONNS_TOKEN_TICKET:
-		if (!c->trusted) {
+		/* only into a free trusted slot: tickets take none from
+		 * clients, nor push trusted connections past max */
+		if (!c->trusted &&
+		    conns_trusted_count(t, c) < t->lim.max) {
 			c->who = conns_who(t, "\n ticket");
 			c->trusted = true;
 			c->trust_ends = true;

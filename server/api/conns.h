@@ -22,9 +22,11 @@
  *    header deadline or a valid token; with the token, the client (the
  *    token's name) holding the most gives up one for it: its oldest idle
  *    connection, else (holding more than `per_client`) its oldest. A
- *    stranger makes no trusted connection go. A download ticket trusts
- *    its connection only until its response is sent, all tickets
- *    counting as one client.
+ *    stranger makes no trusted connection go, nor does a client past
+ *    its share break its own request for its newcomer. A download
+ *    ticket trusts its connection only into a free trusted slot and
+ *    only until its response is sent, all tickets counting as one
+ *    client.
  *  - a body-rate window: besides the average, every `2 * header_sec` of a
  *    body must bring min_body_rate bytes/s, so a fast start buys no
  *    stall.

@@ -748,9 +748,13 @@ static void http_conn_notify(void *cls, struct MHD_Connection *connection,
 
 /* MHD's own limit: room for the table's connections plus those it cut
  * that MHD has not closed yet (it closes them within milliseconds). */
-static unsigned http_hard_limit(unsigned max)
+/* What libmicrohttpd accepts: the table's most live connections (max
+ * trusted, and max - reserved untrusted beside them while every slot is
+ * trusted: conns.h), and room for as many again, at least 64, cut but
+ * not closed yet. */
+static unsigned http_hard_limit(unsigned max, unsigned reserved)
 {
-	return max + (max < 64 ? 64 : max);
+	return 2 * max - reserved + (max < 64 ? 64 : max);
 }
 
 static int http_daemon_start(struct http_daemon **out, struct http_server *h,
@@ -802,7 +806,7 @@ static int http_daemon_start(struct http_daemon **out, struct http_server *h,
 			 * room by cutting old untrusted connections, so MHD
 			 * must accept past them while those close. */
 			MHD_OPTION_CONNECTION_LIMIT,
-			http_hard_limit(cfg->connection_limit),
+			http_hard_limit(cfg->connection_limit, cfg->reserved),
 			MHD_OPTION_CONNECTION_TIMEOUT, cfg->timeout_sec,
 			MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 			(size_t)HTTP_CONN_MEMORY,

@@ -268,6 +268,96 @@ static void test_all_trusted_strangers_wait_beyond(void)
 	conns_free(t);
 }
 
+/* A ticket takes only a free trusted slot: with every slot trusted its
+ * connection stays untrusted (before, tickets pushed trusted connections
+ * past max, and the total past what the HTTP library accepts). */
+static void test_ticket_takes_no_slot_of_a_full_server(void)
+{
+	struct conns *t = table(3, 1, 0);
+	static const char *const who[] = { "a", "b", "c" };
+	struct conns_stats s;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		open_fake(t, i, 1, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
+			      base + i);
+	}
+	open_fake(t, 3, 2, 5);
+	conns_request(t, fakes[3].c, CONNS_TOKEN_TICKET, NULL, false, base + 5);
+	conns_stats(t, &s);
+	CHECK_EQ(s.open, 4);
+	CHECK_EQ(s.untrusted, 1);           /* the ticket's: not trusted */
+	conns_close(t, fakes[0].c);         /* a slot frees */
+	fakes[0].c = NULL;
+	conns_request(t, fakes[3].c, CONNS_TOKEN_TICKET, NULL, false, base + 6);
+	conns_stats(t, &s);
+	CHECK_EQ(s.untrusted, 0);           /* into the free slot */
+	close_all(t, 4);
+	conns_free(t);
+}
+
+/* Newcomers waiting beyond a full server when a trusted connection
+ * closes: the next arrival cuts one of them, not all. */
+static void test_waiting_newcomers_go_one_at_a_time(void)
+{
+	struct conns *t = table(4, 1, 0);
+	static const char *const who[] = { "a", "b", "c", "d" };
+	struct conns_stats s;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		open_fake(t, i, 1, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
+			      base + i);
+	}
+	for (i = 4; i < 7; i++)
+		open_fake(t, i, 10 + i, 5);
+	CHECK(!is_cut(4) && !is_cut(5) && !is_cut(6));
+	conns_close(t, fakes[0].c);
+	fakes[0].c = NULL;
+	open_fake(t, 7, 30, 6);
+	CHECK(is_cut(4));                   /* the oldest waiting */
+	CHECK(!is_cut(5) && !is_cut(6) && !is_cut(7));
+	conns_stats(t, &s);
+	CHECK_EQ(s.evicted, 1);
+	/* the first in line shows a token: the free slot is its */
+	conns_request(t, fakes[5].c, CONNS_TOKEN_VALID, "e", false, base + 7);
+	CHECK(!is_cut(5));
+	conns_stats(t, &s);
+	CHECK_EQ(s.hoard_cut, 0);
+	CHECK_EQ(s.refused, 0);
+	close_all(t, 8);
+	conns_free(t);
+}
+
+/* A client past its share that opens one more connection does not
+ * break one of its own requests for it: the newcomer goes. */
+static void test_own_share_breaks_no_own_request(void)
+{
+	struct conns_limits lim = { 4, 1, 0, 10, 1000, 2, 0, 0 };
+	struct conns *t = NULL;
+	struct conns_stats s;
+	int i;
+
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	for (i = 0; i < 4; i++) {
+		open_fake(t, i, 1, i);
+		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "alice", true,
+			      base + i);
+	}
+	open_fake(t, 4, 1, 5);
+	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "alice", false,
+		      base + 5);
+	CHECK(is_cut(4));
+	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2) && !is_cut(3));
+	conns_stats(t, &s);
+	CHECK_EQ(s.refused, 1);
+	CHECK_EQ(s.hoard_cut, 0);
+	close_all(t, 5);
+	conns_free(t);
+}
+
 static void test_header_deadline(void)
 {
 	struct conns *t = table(10, 2, 0);
@@ -537,6 +627,9 @@ int main(void)
 	UNIT_RUN(test_fast_flood_spares_the_lone);
 	UNIT_RUN(test_all_trusted_refuses_the_new_one);
 	UNIT_RUN(test_all_trusted_strangers_wait_beyond);
+	UNIT_RUN(test_ticket_takes_no_slot_of_a_full_server);
+	UNIT_RUN(test_waiting_newcomers_go_one_at_a_time);
+	UNIT_RUN(test_own_share_breaks_no_own_request);
 	UNIT_RUN(test_header_deadline);
 	UNIT_RUN(test_body_rate);
 	UNIT_RUN(test_invalid_token_untrusts);
