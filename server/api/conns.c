@@ -182,17 +182,21 @@ static unsigned conns_trusted_count(const struct conns *t, const struct conn *c)
 	return n;
 }
 
-/* Live trusted connections of client `who`, c aside. */
-static unsigned conns_trusted_of(const struct conns *t, uint64_t who,
-				 const struct conn *c)
-{
-	const struct conn *p;
-	unsigned n = 0;
+/* A trusted connection's client and its place in the table, for
+ * counting clients exactly (conns_hoarder). */
+struct conns_holding {
+	uint64_t who;
+	size_t pos;
+	struct conn *conn;
+};
 
-	for (p = t->head; p; p = p->next)
-		if (p != c && !p->cut && p->trusted && p->who == who)
-			n++;
-	return n;
+static int conns_holding_cmp(const void *a, const void *b)
+{
+	const struct conns_holding *x = a, *y = b;
+
+	if (x->who != y->who)
+		return x->who < y->who ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
 /*
@@ -200,37 +204,40 @@ static unsigned conns_trusted_of(const struct conns *t, uint64_t who,
  * connection cut for it: of the client holding the most trusted ones (c
  * aside), if two or more, its oldest idle one; else, if it holds more
  * than per_client, its oldest (a request of it fails: the client holds
- * more than its share of a full server). NULL: none (c goes). Clients
- * are counted in buckets, as addresses are (conns_crowded); the pick's
- * own count is then taken exactly.
+ * more than its share of a full server), unless that client is c's own.
+ * NULL: none (c goes). Clients are counted exactly (sorted by client:
+ * two sharing a hash bucket must not hide the one holding the most); out
+ * of memory, none.
  */
 static struct conn *conns_hoarder(const struct conns *t, const struct conn *c)
 {
-	uint16_t count[CONNS_ADDR_BUCKETS];
+	struct conns_holding *v;
 	struct conn *p, *top = NULL;
-	unsigned most = 0, n, best = 0;
+	size_t n = 0, i, j, best = 0;
 
-	memset(count, 0, sizeof(count));
 	for (p = t->head; p; p = p->next)
-		if (p != c && !p->cut && p->trusted && p->who != 0 &&
-		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] < UINT16_MAX)
-			count[p->who & (CONNS_ADDR_BUCKETS - 1)]++;
-	for (p = t->head; p; p = p->next)
-		if (p != c && !p->cut && p->trusted && p->who != 0 &&
-		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] > most)
-			most = count[p->who & (CONNS_ADDR_BUCKETS - 1)];
-	/* in the fullest bucket, the client holding the most (two clients
-	 * may share a bucket): its oldest connection, in list order */
-	for (p = t->head; p; p = p->next) {
-		if (p == c || p->cut || !p->trusted || p->who == 0 ||
-		    count[p->who & (CONNS_ADDR_BUCKETS - 1)] != most)
-			continue;
-		n = conns_trusted_of(t, p->who, c);
-		if (n > best) {
-			best = n;
-			top = p;
+		n += p != c && !p->cut && p->trusted && p->who != 0;
+	if (!n || !(v = malloc(n * sizeof(*v))))
+		return NULL;
+	for (p = t->head, i = 0, j = 0; p; p = p->next, j++)
+		if (p != c && !p->cut && p->trusted && p->who != 0) {
+			v[i].who = p->who;
+			v[i].pos = j;
+			v[i++].conn = p;
+		}
+	qsort(v, n, sizeof(*v), conns_holding_cmp);
+	/* runs of one client, its oldest first; the longest run wins,
+	 * between equals the one whose oldest is oldest */
+	for (i = 0; i < n; i = j) {
+		for (j = i; j < n && v[j].who == v[i].who; j++)
+			;
+		if (j - i > best ||
+		    (j - i == best && v[i].conn->opened < top->opened)) {
+			best = j - i;
+			top = v[i].conn;
 		}
 	}
+	free(v);
 	if (!top || best < 2)
 		return NULL;
 	for (p = t->head; p; p = p->next)
