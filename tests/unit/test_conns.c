@@ -50,6 +50,15 @@ static void open_fake(struct conns *t, int i, unsigned from, double at)
 	CHECK(fakes[i].c != NULL);
 }
 
+/* Connection i from 127.0.0.`from` at `at`, which then shows client
+ * who's valid token (a request with a body or not). */
+static void open_client(struct conns *t, int i, unsigned from, double at,
+			const char *who, bool body)
+{
+	open_fake(t, i, from, at);
+	conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who, body, base + at);
+}
+
 /* True if the table shut connection i down. */
 static bool is_cut(int i)
 {
@@ -213,11 +222,8 @@ static void test_all_trusted_refuses_the_new_one(void)
 	static const char *const who[] = { "a", "b", "c" };
 
 	/* three clients, one connection each: none holds more */
-	for (int i = 0; i < 3; i++) {
-		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
-			      base + i);
-	}
+	for (int i = 0; i < 3; i++)
+		open_client(t, i, 1, i, who[i], false);
 	/* a newcomer stays beyond the limit until it shows a token... */
 	open_fake(t, 3, 2, 5);
 	CHECK(!is_cut(3));
@@ -249,9 +255,7 @@ static void test_all_trusted_strangers_wait_beyond(void)
 	int i;
 
 	for (i = 0; i < 4; i++) {
-		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
-			      base + i);
+		open_client(t, i, 1, i, who[i], false);
 		conns_idle(t, fakes[i].c, base + i);
 	}
 	for (i = 4; i < 9; i++)
@@ -278,11 +282,8 @@ static void test_ticket_takes_no_slot_of_a_full_server(void)
 	struct conns_stats s;
 	int i;
 
-	for (i = 0; i < 3; i++) {
-		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
-			      base + i);
-	}
+	for (i = 0; i < 3; i++)
+		open_client(t, i, 1, i, who[i], false);
 	open_fake(t, 3, 2, 5);
 	conns_request(t, fakes[3].c, CONNS_TOKEN_TICKET, NULL, false, base + 5);
 	conns_stats(t, &s);
@@ -306,11 +307,8 @@ static void test_waiting_newcomers_go_one_at_a_time(void)
 	struct conns_stats s;
 	int i;
 
-	for (i = 0; i < 4; i++) {
-		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, who[i], false,
-			      base + i);
-	}
+	for (i = 0; i < 4; i++)
+		open_client(t, i, 1, i, who[i], false);
 	for (i = 4; i < 7; i++)
 		open_fake(t, i, 10 + i, 5);
 	CHECK(!is_cut(4) && !is_cut(5) && !is_cut(6));
@@ -341,14 +339,9 @@ static void test_own_share_breaks_no_own_request(void)
 	int i;
 
 	CHECK_EQ(conns_new(&t, &lim), 0);
-	for (i = 0; i < 4; i++) {
-		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "alice", true,
-			      base + i);
-	}
-	open_fake(t, 4, 1, 5);
-	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "alice", false,
-		      base + 5);
+	for (i = 0; i < 4; i++)
+		open_client(t, i, 1, i, "alice", true);
+	open_client(t, 4, 1, 5, "alice", false);
 	CHECK(is_cut(4));
 	CHECK(!is_cut(0) && !is_cut(1) && !is_cut(2) && !is_cut(3));
 	conns_stats(t, &s);
@@ -417,8 +410,7 @@ static void test_invalid_token_untrusts(void)
 {
 	struct conns *t = table(10, 2, 0);
 
-	open_fake(t, 0, 1, 0);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "a", false, base);
+	open_client(t, 0, 1, 0, "a", false);
 	conns_idle(t, fakes[0].c, base + 1);
 	conns_request(t, fakes[0].c, CONNS_TOKEN_NONE, NULL, false, base + 2);
 	conns_idle(t, fakes[0].c, base + 3);
@@ -446,12 +438,9 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 	int i;
 
 	CHECK_EQ(conns_new(&t, &lim), 0);
-	open_fake(t, 0, 1, 0);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "alice", true, base);
+	open_client(t, 0, 1, 0, "alice", true);
 	for (i = 1; i < 4; i++) {
-		open_fake(t, i, 2, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "bob", false,
-			      base + i);
+		open_client(t, i, 2, i, "bob", false);
 		conns_idle(t, fakes[i].c, base + i);
 	}
 	/* a stranger makes no trusted connection go */
@@ -469,9 +458,7 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 	 * and carol's are one each: the newcomer goes */
 	conns_request(t, fakes[2].c, CONNS_TOKEN_VALID, "bob", true, base + 6);
 	conns_request(t, fakes[3].c, CONNS_TOKEN_VALID, "bob", true, base + 6);
-	open_fake(t, 5, 4, 7);
-	conns_request(t, fakes[5].c, CONNS_TOKEN_VALID, "dora", false,
-		      base + 7);
+	open_client(t, 5, 4, 7, "dora", false);
 	CHECK(is_cut(5));
 	CHECK(!is_cut(2) && !is_cut(3) && !is_cut(0) && !is_cut(4));
 	conns_stats(t, &s);
@@ -482,16 +469,10 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 
 	/* bob holds 3 busy of 4 slots, over his share of 2: one goes */
 	CHECK_EQ(conns_new(&t, &lim), 0);
-	open_fake(t, 0, 1, 0);
-	conns_request(t, fakes[0].c, CONNS_TOKEN_VALID, "alice", true, base);
-	for (i = 1; i < 4; i++) {
-		open_fake(t, i, 2, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "bob", true,
-			      base + i);
-	}
-	open_fake(t, 4, 3, 5);
-	conns_request(t, fakes[4].c, CONNS_TOKEN_VALID, "carol", false,
-		      base + 5);
+	open_client(t, 0, 1, 0, "alice", true);
+	for (i = 1; i < 4; i++)
+		open_client(t, i, 2, i, "bob", true);
+	open_client(t, 4, 3, 5, "carol", false);
 	CHECK(!is_cut(4));
 	CHECK(is_cut(1));
 	CHECK(!is_cut(0) && !is_cut(2) && !is_cut(3));
@@ -503,20 +484,12 @@ static void test_all_trusted_the_hoarder_gives_way(void)
 	 * of them idle: alice's oldest goes, not bob's idle one */
 	lim.max = 6;
 	CHECK_EQ(conns_new(&t, &lim), 0);
-	for (i = 0; i < 4; i++) {
-		open_fake(t, i, 1, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "alice", true,
-			      base + i);
-	}
-	for (i = 4; i < 6; i++) {
-		open_fake(t, i, 2, i);
-		conns_request(t, fakes[i].c, CONNS_TOKEN_VALID, "bob", false,
-			      base + i);
-	}
+	for (i = 0; i < 4; i++)
+		open_client(t, i, 1, i, "alice", true);
+	for (i = 4; i < 6; i++)
+		open_client(t, i, 2, i, "bob", false);
 	conns_idle(t, fakes[5].c, base + 5);
-	open_fake(t, 6, 3, 7);
-	conns_request(t, fakes[6].c, CONNS_TOKEN_VALID, "carol", false,
-		      base + 7);
+	open_client(t, 6, 3, 7, "carol", false);
 	CHECK(!is_cut(6));
 	CHECK(is_cut(0));                   /* alice's oldest */
 	CHECK(!is_cut(5));                  /* not bob's idle one */
