@@ -130,7 +130,7 @@ $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIBDEDUP)
 
 # A unit test of a server module links that module and the log it uses.
 SERVER_UNIT_OBJ := $(O)/server/api/conns.o $(O)/server/log.o
-$(O)/tests/test_conns: tests/unit/test_conns.c tests/unit/unit.h $(SERVER_UNIT_OBJ) $(LIBDEDUP)
+$(O)/tests/test_conns $(O)/tests/test_conns_model: $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(SERVER_UNIT_OBJ) $(LIBDEDUP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit $(SERVER_INC) -o $@ $< $(SERVER_UNIT_OBJ) $(LIBDEDUP) $(LIBS_SERVER) $(LDFLAGS)
