@@ -61,6 +61,7 @@
 
 #include "catalog.h"
 #include "chunker.h"
+#include "crypt.h"
 #include "hash.h"
 #include "proto.h"
 #include "util.h"
@@ -843,6 +844,11 @@ static int backup_setup(struct backup *b, struct client *c,
 		return rc;
 	if ((rc = repo_config_fetch(&cfg, c)) < 0)
 		return rc;
+	/* A key with a chunker seed of its own cuts by it: the server,
+	 * which knows the repository's seed, cannot then recompute a known
+	 * file's chunk lengths (docs/ENCRYPTION.md, "Threat model"). */
+	if (client_crypt(c) && dd_crypt_chunker_seed(client_crypt(c), &n))
+		cfg.chunker.seed = n;
 	if ((rc = dd_chunker_init(&b->chunker, &cfg.chunker)) < 0)
 		return agent_error_wrap(rc, "server '%s' sent unusable chunker parameters",
 					client_server(c));

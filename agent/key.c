@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include <termios.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -27,8 +28,25 @@
 static pthread_mutex_t key_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct dd_crypt *key_cached;
 static char *key_cached_file;
+/* --allow-plain: a client with a key reads plain snapshots too */
+static bool key_plain_allowed;
 
 /* ---- passphrases ---- */
+
+/* A secret file others may read or write: said once a run (as ssh would
+ * refuse; a warning, so that a backup from cron still runs). */
+static void key_warn_mode(const char *file, const char *what)
+{
+	struct stat st;
+
+	if (stat(file, &st) == 0 && (st.st_mode & 077))
+		agent_warn("%s '%s' is open to others (mode %04o): "
+			   "chmod 600 it", what, file,
+			   (unsigned)(st.st_mode & 07777));
+	else if (stat(file, &st) == 0 && st.st_uid != geteuid())
+		agent_warn("%s '%s' belongs to another user (uid %u)", what,
+			   file, (unsigned)st.st_uid);
+}
 
 /* The first line of a file, without its newline. */
 static int key_pass_from_file(char *out, size_t outsz, const char *file)
@@ -37,6 +55,8 @@ static int key_pass_from_file(char *out, size_t outsz, const char *file)
 	size_t len;
 	int rc = dd_read_file(file, KEY_PASS_MAX, &data, &len);
 
+	if (rc == 0)
+		key_warn_mode(file, "passphrase file");
 	if (rc < 0)
 		return dd_error_set(rc, "cannot read passphrase file '%s': %s",
 				    file, rc == -E2BIG ? "too large" :
@@ -49,7 +69,7 @@ static int key_pass_from_file(char *out, size_t outsz, const char *file)
 	}
 	memcpy(out, data, len);
 	out[len] = '\0';
-	memset(data, 0, len);
+	OPENSSL_cleanse(data, len);
 	free(data);
 	return 0;
 }
@@ -126,6 +146,7 @@ static int key_read_file(struct dd_crypt **out, const char *file,
 				    "cannot read key file '%s': %s", file,
 				    rc == -E2BIG ? "not a key file" :
 				    strerror(-rc));
+	key_warn_mode(file, "key file");
 	rc = key_passphrase(pass, sizeof(pass), pass_file, "DEDUP_PASSPHRASE",
 			    "passphrase for the dedup key: ");
 	if (rc == 0) {
@@ -133,7 +154,7 @@ static int key_read_file(struct dd_crypt **out, const char *file,
 		if (rc < 0)
 			rc = agent_error_wrap(rc, "key file '%s'", file);
 	}
-	memset(pass, 0, sizeof(pass));
+	OPENSSL_cleanse(pass, sizeof(pass));
 	free(data);
 	return rc;
 }
@@ -312,6 +333,11 @@ cleanup:
 	return rc;
 }
 
+void key_allow_plain(bool allow)
+{
+	key_plain_allowed = allow;
+}
+
 int key_manifest_open(const struct dd_crypt *k, const json_t *manifest,
 		      json_t **out)
 {
@@ -323,6 +349,12 @@ int key_manifest_open(const struct dd_crypt *k, const json_t *manifest,
 	int rc;
 
 	*out = NULL;
+	if (!v && k && !key_plain_allowed)
+		return dd_error_set(-EPERM, "the snapshot is not encrypted, but "
+				    "a key is configured: a server could have "
+				    "put it in place of an encrypted one; if it "
+				    "was made without the key, give "
+				    "--allow-plain");
 	if (!v)
 		return 0;
 	if (!k)
@@ -407,7 +439,7 @@ static int key_new_passphrase(char *out, size_t outsz, const char *file,
 				       "the same passphrase again: ");
 	if (rc == 0 && strcmp(out, again) != 0)
 		rc = dd_error_set(-EINVAL, "the passphrases differ");
-	memset(again, 0, sizeof(again));
+	OPENSSL_cleanse(again, sizeof(again));
 	return rc;
 }
 
@@ -429,11 +461,11 @@ static int key_write(const struct dd_crypt *k, const char *file,
 		rc = dd_crypt_wrap(&out, k, pass, strlen(pass),
 				   DD_CRYPT_SCRYPT_LOG_N, DD_CRYPT_SCRYPT_R,
 				   DD_CRYPT_SCRYPT_P);
-	memset(pass, 0, sizeof(pass));
-	if (rc == 0 && (rc = dd_write_file_atomic(file, out.data, out.len,
-						  0600)) < 0)
-		rc = dd_error_set(rc, "cannot write '%s': %s", file,
-				  strerror(-rc));
+	OPENSSL_cleanse(pass, sizeof(pass));
+	/* the check above is for an early error; this one is the
+	 * guarantee (a key made at that path meanwhile stays) */
+	if (rc == 0)
+		rc = dd_write_file_new(file, out.data, out.len, 0600);
 	dd_buf_release(&out);
 	return rc;
 }

@@ -64,12 +64,15 @@ int key_decode_chunk(const struct dd_crypt *k, void *dst,
  * An encrypted snapshot's manifest carries "sealed": the hex of
  * sealed JSON {"host", "paths", "catalog"} (the real catalog's chunk
  * ids). key_manifest_open gives that object (the caller owns *out); *out
- * is NULL for a plain manifest. -EBADMSG when it does not open (wrong
+ * is NULL for a plain manifest, which a client with a key accepts only
+ * after key_allow_plain(true) (-EPERM otherwise: a server could put a
+ * plain manifest of its choosing in place of an encrypted one). -EBADMSG when it does not open (wrong
  * key, or a sealed part moved from another snapshot: it is bound to the
  * manifest's "unix_time" and reference list `refs`, the "catalog" the
  * request will carry, with the request's "time_start"), -EACCES when
  * there is no key.
  */
+void key_allow_plain(bool allow);
 int key_manifest_seal(const struct dd_crypt *k, json_t *req,
 		      const json_t *refs);
 int key_manifest_open(const struct dd_crypt *k, const json_t *manifest,

@@ -16,6 +16,7 @@
 #include "util.h"
 #include "agent.h"
 #include "client.h"
+#include "key.h"
 #include "lock.h"
 #include "progress.h"
 
@@ -88,6 +89,7 @@ static void main_usage(FILE *f)
 		"  --key-file FILE  encrypt: the key of `key init` (env DEDUP_KEY_FILE)\n"
 		"  --passphrase-file FILE  its passphrase (env DEDUP_PASSPHRASE_FILE;\n"
 		"                   else DEDUP_PASSPHRASE, else the terminal)\n"
+		"  --allow-plain    with a key: read plain (unencrypted) snapshots too\n"
 		"  -q, --quiet      print nothing on success; no progress display\n"
 		"  -h, --help       this help\n"
 		"  --version        print the version\n"
@@ -183,6 +185,10 @@ static int main_global_option(struct agent_globals *g, int argc, char **argv,
 
 	if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
 		g->quiet = true;
+		return 1;
+	}
+	if (strcmp(a, "--allow-plain") == 0) {
+		key_allow_plain(true);
 		return 1;
 	}
 	for (size_t k = 0; k < DD_ARRAY_SIZE(valued); k++) {

@@ -100,8 +100,11 @@ void session_open(struct session **out, struct client *c, const char *lock,
 	session_save(&sv);
 	if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
 		snprintf(host, sizeof(host), "unknown");
+	/* an encrypted client's key is of its host's pseudonym: the
+	 * server must not guess the name from it */
 	if (lock)
-		session_config_key(key, host, lock);
+		session_config_key(key, session_shown(c, pseudo, sizeof(pseudo),
+						      false, host), lock);
 	arr = json_array();
 	for (i = 0; arr && i < npaths; i++)
 		if (json_array_append_new(arr, json_string(
@@ -190,6 +193,12 @@ void session_close(struct session *s, int rc)
 		}
 		memcpy(why, sv.msg, n);
 		why[n] = '\0';
+		/* An encrypted client's errors name its files: the server,
+		 * which sees only pseudonyms, is told no more than that. */
+		if (client_crypt(s->client))
+			snprintf(why, sizeof(why), "the backup failed (an "
+				 "encrypted client: the error is shown on the "
+				 "client only)");
 		req = json_pack("{s:s, s:s}", "state", "failed", "error", why);
 		/* 404 when the snapshot create already closed it: fine. */
 		if (req)

@@ -15,20 +15,26 @@
 
 #include "crypt.h"
 
-/* The key file: "DDKY" | u32 version 1 | u8 log2(N) | u8 r | u8 p | u8 0 |
- * salt[16] | nonce[12] | sealed secrets[64] | tag[16]. */
+/* The key file: "DDKY" | u32 version | u8 log2(N) | u8 r | u8 p | u8 0 |
+ * salt[16] | nonce[12] | sealed secrets | tag[16]. The secrets are the id
+ * and encryption keys (version 1, 64 bytes), then the chunker's seed
+ * (version 2, 72 bytes: keys made since). */
 #define CRYPT_FILE_MAGIC "DDKY"
-#define CRYPT_FILE_VERSION 1u
 #define CRYPT_SALT_LEN 16
-#define CRYPT_SECRETS_LEN (2 * DD_CRYPT_KEY_LEN)
+#define CRYPT_SECRETS_V1 (2 * DD_CRYPT_KEY_LEN)
+#define CRYPT_SECRETS_V2 (CRYPT_SECRETS_V1 + CRYPT_SEED_LEN)
+#define CRYPT_SEED_LEN 8
 #define CRYPT_FILE_HEAD 12
-#define CRYPT_FILE_LEN (CRYPT_FILE_HEAD + CRYPT_SALT_LEN + \
-			DD_CRYPT_OVERHEAD + CRYPT_SECRETS_LEN)
-#define CRYPT_FILE_AD "dedup key file v1"
+#define CRYPT_FILE_LEN(secrets) (CRYPT_FILE_HEAD + CRYPT_SALT_LEN + \
+				 DD_CRYPT_OVERHEAD + (secrets))
 
 struct dd_crypt {
+	/* CRYPT_SECRETS_V2 bytes, as sealed in the key file */
 	uint8_t id_key[DD_CRYPT_KEY_LEN];
 	uint8_t enc_key[DD_CRYPT_KEY_LEN];
+	uint8_t chunker_seed[CRYPT_SEED_LEN];
+	/* version 2: chunker_seed keys the chunker's gear table */
+	bool has_seed;
 };
 
 static struct dd_crypt *crypt_alloc(void)
@@ -44,7 +50,8 @@ int dd_crypt_generate(struct dd_crypt **out)
 	*out = NULL;
 	if (!k)
 		return dd_error_set(-ENOMEM, "out of memory");
-	rc = dd_random(k, sizeof(*k));
+	rc = dd_random(k, CRYPT_SECRETS_V2);
+	k->has_seed = true;
 	if (rc < 0) {
 		dd_crypt_free(k);
 		return dd_error_set(rc, "no random bytes for a key");
@@ -68,6 +75,14 @@ void dd_crypt_fingerprint(char *out, const struct dd_crypt *k)
 	dd_crypt_hmac_sha256(mac, k->id_key, sizeof(k->id_key), label,
 			     sizeof(label) - 1);
 	dd_hex_encode(out, mac, DD_CRYPT_FPR_HEX_LEN / 2);
+}
+
+bool dd_crypt_chunker_seed(const struct dd_crypt *k, uint64_t *seed)
+{
+	if (!k->has_seed)
+		return false;
+	*seed = dd_le64(k->chunker_seed);
+	return true;
 }
 
 /* ---- primitives ---- */
@@ -264,7 +279,7 @@ int dd_crypt_wrap(struct dd_buf *out, const struct dd_crypt *k,
 	if (!crypt_params_ok(log_n, r, p))
 		return dd_error_set(-EINVAL, "scrypt parameters out of bounds");
 	memcpy(head, CRYPT_FILE_MAGIC, 4);
-	dd_put_le32(head + 4, CRYPT_FILE_VERSION);
+	dd_put_le32(head + 4, k->has_seed ? 2 : 1);
 	head[8] = (uint8_t)log_n;
 	head[9] = (uint8_t)r;
 	head[10] = (uint8_t)p;
@@ -278,7 +293,7 @@ int dd_crypt_wrap(struct dd_buf *out, const struct dd_crypt *k,
 	dd_buf_init(&sealed, 0);
 	/* The header is associated data: changing N or the salt fails. */
 	rc = crypt_seal_with(kek, &sealed, head, sizeof(head), k,
-			     CRYPT_SECRETS_LEN);
+			     k->has_seed ? CRYPT_SECRETS_V2 : CRYPT_SECRETS_V1);
 	OPENSSL_cleanse(kek, sizeof(kek));
 	dd_buf_reset(out);
 	if (rc == 0 && (dd_buf_append(out, head, sizeof(head)) < 0 ||
@@ -296,11 +311,14 @@ int dd_crypt_unwrap(struct dd_crypt **out, const void *file, size_t len,
 	const size_t hl = CRYPT_FILE_HEAD + CRYPT_SALT_LEN;
 	struct dd_crypt *k;
 	struct dd_buf plain;
+	size_t secrets = 0;
 	int rc;
 
 	*out = NULL;
-	if (len != CRYPT_FILE_LEN || memcmp(f, CRYPT_FILE_MAGIC, 4) != 0 ||
-	    dd_le32(f + 4) != CRYPT_FILE_VERSION || f[11] != 0)
+	if (len >= CRYPT_FILE_HEAD && memcmp(f, CRYPT_FILE_MAGIC, 4) == 0)
+		secrets = dd_le32(f + 4) == 1 ? CRYPT_SECRETS_V1 :
+			dd_le32(f + 4) == 2 ? CRYPT_SECRETS_V2 : 0;
+	if (!secrets || len != CRYPT_FILE_LEN(secrets) || f[11] != 0)
 		return dd_error_set(-EBADMSG, "not a dedup key file");
 	if (!crypt_params_ok(f[8], f[9], f[10]))
 		return dd_error_set(-EBADMSG, "key file has scrypt parameters "
@@ -315,12 +333,13 @@ int dd_crypt_unwrap(struct dd_crypt **out, const void *file, size_t len,
 	if (rc == -EBADMSG)
 		rc = dd_error_set(-EACCES, "wrong passphrase for the key "
 				  "file (or the file was changed)");
-	if (rc == 0 && plain.len != CRYPT_SECRETS_LEN)
+	if (rc == 0 && plain.len != secrets)
 		rc = dd_error_set(-EBADMSG, "not a dedup key file");
 	if (rc == 0 && !(k = crypt_alloc()))
 		rc = dd_error_set(-ENOMEM, "out of memory");
 	if (rc == 0) {
-		memcpy(k, plain.data, CRYPT_SECRETS_LEN);
+		memcpy(k, plain.data, secrets);
+		k->has_seed = secrets == CRYPT_SECRETS_V2;
 		*out = k;
 	}
 	if (plain.data)

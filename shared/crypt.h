@@ -27,6 +27,7 @@
 #ifndef DD_CRYPT_H
 #define DD_CRYPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,11 @@ int dd_crypt_wrap(struct dd_buf *out, const struct dd_crypt *k,
 int dd_crypt_unwrap(struct dd_crypt **out, const void *file, size_t len,
 		    const char *pass, size_t pass_len);
 
+/* The chunker seed of a key made since version 2 of the key file (true),
+ * which the agent uses in place of the repository's so that chunk lengths
+ * say nothing about known files to whoever holds the repository's seed;
+ * false for an older key (the repository's seed stays). */
+bool dd_crypt_chunker_seed(const struct dd_crypt *k, uint64_t *seed);
 /* The keyed chunk id of `len` bytes. */
 void dd_crypt_id(const struct dd_crypt *k, struct dd_id *out,
 		 const void *data, size_t len);

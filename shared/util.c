@@ -458,8 +458,8 @@ static char *parent_dir(const char *path)
 	return d;
 }
 
-int dd_write_file_atomic(const char *path, const void *data, size_t len,
-			 mode_t mode)
+static int write_file_atomic(const char *path, const void *data, size_t len,
+			     mode_t mode, bool replace)
 {
 	char *tmp = NULL, *dir = NULL;
 	size_t plen = strlen(path);
@@ -515,6 +515,24 @@ int dd_write_file_atomic(const char *path, const void *data, size_t len,
 		goto cleanup;
 	}
 	fd = -1;
+	if (!replace) {
+		/* link fails if the name exists, whenever it came: a check
+		 * made before could be overtaken (the temporary goes) */
+		if (link(tmp, path) < 0) {
+			if (errno == EEXIST)
+				err = dd_error_set(-EEXIST, "'%s' exists; not "
+						   "overwritten", path);
+			else
+				err = dd_error_set(-errno, "cannot create "
+						   "'%s': %s", path,
+						   strerror(errno));
+			goto cleanup;
+		}
+		unlink(tmp);
+		renamed = true;
+		err = dd_fsync_dir(dir);
+		goto cleanup;
+	}
 	if (rename(tmp, path) < 0) {
 		err = dd_error_set(-errno, "cannot rename '%s' to '%s': %s",
 				   tmp, path, strerror(errno));
@@ -531,6 +549,18 @@ cleanup:
 	free(tmp);
 	free(dir);
 	return err;
+}
+
+int dd_write_file_atomic(const char *path, const void *data, size_t len,
+			 mode_t mode)
+{
+	return write_file_atomic(path, data, len, mode, true);
+}
+
+int dd_write_file_new(const char *path, const void *data, size_t len,
+		      mode_t mode)
+{
+	return write_file_atomic(path, data, len, mode, false);
 }
 
 int dd_read_file(const char *path, size_t max, uint8_t **out, size_t *len)

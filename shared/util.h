@@ -123,6 +123,11 @@ int dd_path_join(char *out, size_t outsz, const char *dir, const char *name);
  * the directory. Never leaves a half-written `path`. */
 int dd_write_file_atomic(const char *path, const void *data, size_t len,
 			 mode_t mode);
+/* The same for a file that must not exist yet: published with link(2),
+ * so a file created at `path` meanwhile, however late, is never replaced
+ * (-EEXIST, "'path' exists; not overwritten"). */
+int dd_write_file_new(const char *path, const void *data, size_t len,
+		      mode_t mode);
 /* Reads a whole file of at most `max` bytes; -E2BIG if larger. Caller frees
  * *out (NUL-terminated for convenience; *len excludes the NUL). */
 int dd_read_file(const char *path, size_t max, uint8_t **out, size_t *len);

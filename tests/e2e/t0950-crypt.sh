@@ -19,6 +19,7 @@ server_start "$R" || exit 1
 
 export DEDUP_PASSPHRASE_FILE=$T/pass
 echo "correct horse battery staple" > "$T/pass"
+chmod 600 "$T/pass"
 unset DEDUP_PASSPHRASE DEDUP_NEW_PASSPHRASE DEDUP_KEY_FILE
 K1=$T/k1.key
 K2=$T/k2.key
@@ -40,6 +41,7 @@ check_eq "key show prints the same fingerprint" "$(cat "$T/fpr1")" \
 	"$("$AGENT" --config /dev/null key show --key-file "$K1")"
 check "key --help says lost key = lost data" sh -c "'$AGENT' key --help | grep -q 'LOST KEY = LOST DATA'"
 echo "another passphrase" > "$T/pass2"
+chmod 600 "$T/pass2"
 "$AGENT" --config /dev/null key export --key-file "$K1" --output "$T/exp.key" \
 	--new-passphrase-file "$T/pass2" >/dev/null
 check "key export with a new passphrase" test -s "$T/exp.key"
@@ -238,6 +240,40 @@ server_stop
 cp "$T/s2.json" "$R/snapshots/$S2.json"
 server_start "$R" || exit 1
 
+# ---- a plain manifest in place of an encrypted one is refused ----
+# What a hostile server could try: S2 (alice's, encrypted) replaced by a
+# plain manifest of its own choosing (here plainpete's backup of the same
+# tree, under S2's id, client and times). An agent with a key reads only
+# encrypted snapshots unless told --allow-plain.
+SP2=$(json_get "$(agent "$P" backup --json "$SRC")" snapshot_id)
+server_stop
+cp "$R/snapshots/$S2.json" "$T/s2.keep"
+python3 - "$R/snapshots/$SP2.json" "$R/snapshots/$S2.json" <<'PY'
+import json, sys
+evil = json.load(open(sys.argv[1]))
+real = json.load(open(sys.argv[2]))
+for k in ("id", "client", "unix_time", "time_start", "time_end"):
+    if k in real:
+        evil[k] = real[k]
+json.dump(evil, open(sys.argv[2], "w"))
+PY
+server_start "$R" || exit 1
+rm -rf "$T/dg"
+eagent "$A" "$K1" restore "$S2" --target "$T/dg" >/dev/null 2>"$T/dg.err"
+check_eq "a plain manifest under an encrypted id: restore exits 1" 1 "$?"
+check "it says the snapshot is not encrypted" grep -q "is not encrypted, but a key is configured" "$T/dg.err"
+check "nothing was restored" test ! -e "$T/dg$SRC"
+check "verify refuses it too" not eagent "$A" "$K1" verify "$S2"
+check "ls refuses it too" not eagent "$A" "$K1" ls "$S2"
+eagent "$A" "$K1" --allow-plain restore "$S2" --target "$T/dg" >/dev/null 2>&1
+check "--allow-plain reads a plain snapshot with a key configured" diff -r "$SRC" "$T/dg$SRC"
+server_stop
+cp "$T/s2.keep" "$R/snapshots/$S2.json"
+server_start "$R" || exit 1
+rm -rf "$T/dg"
+eagent "$A" "$K1" restore "$S2" --target "$T/dg" >/dev/null 2>&1
+check "the encrypted one restores again" diff -r "$SRC" "$T/dg$SRC"
+
 # ---- gc after forget keeps what encrypted snapshots need ----
 agent "$ADM" forget "$S1" "$SP" >/dev/null
 agent "$ADM" gc --json > "$T/gc.json"
@@ -316,5 +352,112 @@ r4_ok() { # every regular file the failed restore left equals its source
 	done < <(find "$T/r4$SRC" -type f)
 }
 check "nothing was written as if good" r4_ok
+
+
+# ---- a new key cuts with a chunker seed of its own ----
+# Its chunk lengths are not the repository's, so whoever holds the
+# repository's seed cannot match a known file's lengths against them; a
+# key made before (version 1, the checked-in one) keeps the repository's
+# cuts. Each backup's new records are told apart by listing the packs
+# before and after.
+packrecs() { # id plain_len of every record with plain_len >= 64 KiB
+	python3 - "$R/packs" <<'PY'
+import os, struct, sys
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    b = open(os.path.join(d, f), "rb").read()
+    off = 16
+    while off + 48 <= len(b) and b[off:off+4] == b"DDRC":
+        flags, pl, sl = struct.unpack("<III", b[off+36:off+48])
+        if pl >= 65536:
+            print(b[off+4:off+36].hex(), pl)
+        off += 48 + sl
+PY
+}
+new_lens() { # BEFORE AFTER: sorted plain lengths of records new in AFTER
+	sort "$1" > "$1.s"; sort "$2" > "$2.s"
+	comm -13 "$1.s" "$2.s" | awk '{print $2}' | sort -n | tr '\n' ' '
+}
+KS=$T/seedsrc
+mkdir -p "$KS"
+prand keyseed 4000000 > "$KS/data"
+cp "$E2E_DIR/../golden/key-v1.key" "$T/kv1.key"
+chmod 600 "$T/kv1.key"
+echo "golden passphrase" > "$T/kv1.pass"
+chmod 600 "$T/kv1.pass"
+packrecs > "$T/pk0"
+agent "$P" backup --force-read "$KS" >/dev/null
+packrecs > "$T/pk1"
+eagent "$A" "$K1" backup --force-read "$KS" >/dev/null
+packrecs > "$T/pk2"
+DEDUP_PASSPHRASE_FILE=$T/kv1.pass eagent "$C" "$T/kv1.key" backup --force-read "$KS" >/dev/null
+packrecs > "$T/pk3"
+LP=$(new_lens "$T/pk0" "$T/pk1")
+LA=$(new_lens "$T/pk1" "$T/pk2")
+LC=$(new_lens "$T/pk2" "$T/pk3")
+check "the plain backup stored chunks" test -n "$LP"
+check_eq "a version 1 key cuts as the repository does" "$LP" "$LC"
+check "a new key cuts elsewhere" test "$LA" != "$LP"
+check "a new key file is version 2 (128 bytes)" test "$(stat -c %s "$K1")" -eq 128
+rm -rf "$T/ks"
+eagent "$A" "$K1" restore latest --target "$T/ks" >/dev/null 2>&1
+check "a backup cut with the key's seed restores identical" cmp "$KS/data" "$T/ks$KS/data"
+
+# ---- key files: never overwritten, loose modes said ----
+# key init checks the path, asks for the passphrase, then writes: a key
+# made at that path meanwhile must stay. The passphrase comes from a FIFO:
+# opening its write end returns once init opened it, i.e. after its check.
+mkfifo "$T/pfifo"
+"$AGENT" --config /dev/null key init --key-file "$T/race.key" \
+	--new-passphrase-file "$T/pfifo" >"$T/race.out" 2>"$T/race.err" &
+XP=$!
+exec 7>"$T/pfifo"
+"$AGENT" --config /dev/null key init --key-file "$T/race.key" >/dev/null 2>&1
+cp "$T/race.key" "$T/race.first"
+echo "another passphrase" >&7
+exec 7>&-
+wait "$XP"
+check "a key init overtaken by another fails" test "$?" -ne 0
+check "saying the file exists" grep -q "exists; not overwritten" "$T/race.err"
+check "the first key is kept" cmp -s "$T/race.key" "$T/race.first"
+check "no temporary is left" test -z "$(ls "$T" | grep 'race.key.tmp')"
+cp "$K1" "$T/loose.key"
+chmod 644 "$T/loose.key" "$T/pass"
+"$AGENT" --config /dev/null key show --key-file "$T/loose.key" >/dev/null 2>"$T/loose.err"
+check "a key file others can read is used" test "$?" -eq 0
+check "with a warning about the key file" grep -q "key file '$T/loose.key' is open to others" "$T/loose.err"
+check "and about the passphrase file" grep -q "passphrase file '$T/pass' is open to others" "$T/loose.err"
+chmod 600 "$T/pass"
+"$AGENT" --config /dev/null key show --key-file "$K1" >/dev/null 2>"$T/tight.err"
+check "mode 0600 files: no warning" not grep -q "open to others" "$T/tight.err"
+
+# ---- an encrypted client's failure reaches the server without its paths ----
+# The server sees pseudonyms only; an error text names real files. A
+# quota makes a backup fail after its session opened, deterministically.
+server_stop
+server_start "$R" --set client.carol.quota_bytes=1 --set client.plainpete.quota_bytes=1 || exit 1
+QS=$T/quota-secret-dir
+mkdir -p "$QS"
+prand quota1 300000 > "$QS/one"
+DEDUP_PASSPHRASE_FILE=$T/kv1.pass eagent "$C" "$T/kv1.key" backup "$QS" >/dev/null 2>"$T/q1.err"
+prand quota2 300000 > "$QS/two"
+DEDUP_PASSPHRASE_FILE=$T/kv1.pass eagent "$C" "$T/kv1.key" backup "$QS" >/dev/null 2>"$T/q2.err"
+check "an encrypted backup over its quota fails" test "$?" -ne 0
+agent "$P" backup "$QS" >/dev/null 2>&1
+prand quota3 300000 > "$QS/three"
+agent "$P" backup "$QS" >/dev/null 2>"$T/q3.err"
+check "so does a plain one" test "$?" -ne 0
+api "$ADM" GET /api/v1/clients | sed '$d' > "$T/clients.json"
+lasterr() {
+	python3 -c '
+import json, sys
+for c in json.load(open(sys.argv[1]))["clients"]:
+    if c["name"] == sys.argv[2]:
+        print(c.get("last_result"), "|", c.get("last_error"))' "$T/clients.json" "$1"
+}
+check "the plain client's error is shown as it is" sh -c "echo '$(lasterr plainpete)' | grep -q '^failed | .*quota'"
+check "the encrypted client's failure is shown" sh -c "echo '$(lasterr carol)' | grep -q '^failed | the backup failed (an encrypted client'"
+check "without its error text" not grep -q "quota" <<<"$(lasterr carol)"
+check "its paths are nowhere in the repository" not grep -rqa "quota-secret-dir" "$R"
 
 finish

@@ -105,6 +105,21 @@ static void test_wrap_unwrap(void)
 	dd_crypt_id(k, &a, "chunk", 5);
 	dd_crypt_id(k2, &b, "chunk", 5);
 	CHECK(dd_id_eq(&a, &b));
+	/* A new key is a version 2 file (128 bytes) with a chunker seed of
+	 * its own, which the round trip keeps. */
+	CHECK_EQ(file.len, 128);
+	CHECK_EQ(dd_le32(file.data + 4), 2);
+	{
+		uint64_t s1 = 0, s2 = 1, s3 = 2;
+
+		CHECK(dd_crypt_chunker_seed(k, &s1));
+		CHECK(dd_crypt_chunker_seed(k2, &s2));
+		CHECK(s1 == s2);
+		CHECK_EQ(dd_crypt_generate(&k3), 0);
+		CHECK(dd_crypt_chunker_seed(k3, &s3) && s3 != s1);
+		dd_crypt_free(k3);
+		k3 = NULL;
+	}
 	/* A keyed id is not the SHA-256 and depends on the key. */
 	dd_sha256(&b, "chunk", 5);
 	CHECK(!dd_id_eq(&a, &b));
@@ -278,9 +293,54 @@ static void test_golden_key(void)
 		dd_crypt_fingerprint(fpr, k);
 		CHECK(strcmp(fpr, GOLDEN_KEY_FPR) == 0);
 	}
+	/* A version 1 key has no chunker seed (its backups keep the
+	 * repository's cuts), and wrapped again it stays version 1. */
+	if (k) {
+		struct dd_crypt *k2 = NULL;
+		struct dd_buf file;
+		uint64_t seed = 7;
+
+		CHECK(!dd_crypt_chunker_seed(k, &seed));
+		CHECK(seed == 7);
+		dd_buf_init(&file, 0);
+		CHECK_EQ(dd_crypt_wrap(&file, k, "pw", 2, 14, 8, 1), 0);
+		CHECK_EQ(file.len, 120);
+		CHECK_EQ(dd_crypt_unwrap(&k2, file.data, file.len, "pw", 2),
+			 0);
+		CHECK(k2 && !dd_crypt_chunker_seed(k2, &seed));
+		dd_crypt_free(k2);
+		dd_buf_release(&file);
+	}
 	dd_crypt_free(k);
 	CHECK_EQ(dd_crypt_unwrap(&k, data, len, "golden passphrasE", 17),
 		 -EACCES);
+	dd_crypt_free(k);
+	free(data);
+}
+
+/* The same for a version 2 key file (with its chunker seed). */
+#define GOLDEN_KEY2_FPR "0facb7d667340925a747d5359733facd"
+#define GOLDEN_KEY2_SEED 0x1f0541f206f9f8b0ull
+
+static void test_golden_key_v2(void)
+{
+	struct dd_crypt *k = NULL;
+	char fpr[DD_CRYPT_FPR_HEX_LEN + 1];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	uint64_t seed = 0;
+
+	CHECK_EQ(golden_read("key-v2.key", &data, &len), 0);
+	if (!data)
+		return;
+	CHECK_EQ(len, 128);
+	CHECK_EQ(dd_crypt_unwrap(&k, data, len, "golden passphrase", 17), 0);
+	if (k) {
+		dd_crypt_fingerprint(fpr, k);
+		CHECK(strcmp(fpr, GOLDEN_KEY2_FPR) == 0);
+		CHECK(dd_crypt_chunker_seed(k, &seed));
+		CHECK(seed == GOLDEN_KEY2_SEED);
+	}
 	dd_crypt_free(k);
 	free(data);
 }
@@ -291,6 +351,7 @@ int main(void)
 	UNIT_RUN(test_gcm_vectors);
 	UNIT_RUN(test_scrypt_rfc7914);
 	UNIT_RUN(test_wrap_unwrap);
+	UNIT_RUN(test_golden_key_v2);
 	UNIT_RUN(test_seal_open);
 	UNIT_RUN(test_sealed_lengths);
 	UNIT_RUN(test_sealed_bundle);

@@ -292,6 +292,19 @@ static void test_files(void)
 	free(data);
 	CHECK_EQ(dd_read_file("/proc/self/stat", 4, &data, &len), -E2BIG);
 
+	/* A new file is never written over an existing one. */
+	snprintf(sub, sizeof(sub), "%s/new", tmpdir);
+	CHECK_EQ(dd_write_file_new(sub, "one", 3, 0600), 0);
+	CHECK_EQ(dd_write_file_new(sub, "two", 3, 0600), -EEXIST);
+	CHECK(strstr(dd_error_last(), "exists; not overwritten") != NULL);
+	CHECK_EQ(dd_read_file(sub, 100, &data, &len), 0);
+	CHECK(data && len == 3 && memcmp(data, "one", 3) == 0);
+	free(data);
+	CHECK_EQ(stat(sub, &st), 0);
+	CHECK_EQ(st.st_mode & 07777, 0600);
+	CHECK_EQ(st.st_nlink, 1);           /* the temporary is gone */
+	CHECK_EQ(dir_count_prefix(tmpdir, "new.tmp"), 0);
+
 	/* An atomic write into a missing directory fails cleanly. */
 	snprintf(sub, sizeof(sub), "%s/nodir/file", tmpdir);
 	CHECK_EQ(dd_write_file_atomic(sub, "x", 1, 0644), -ENOENT);
