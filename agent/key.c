@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "compress.h"
@@ -19,6 +20,7 @@
 #include "proto.h"
 #include "agent.h"
 #include "key.h"
+#include "parent.h"
 
 #define KEY_FILE_MAX 4096
 #define KEY_PASS_MAX 1024
@@ -159,6 +161,193 @@ static int key_read_file(struct dd_crypt **out, const char *file,
 	return rc;
 }
 
+/* ---- damaged sealed chunks (key.h) ---- */
+
+#define KEY_AVOID_MAGIC "dedup-agent damaged 1\n"
+#define KEY_AVOID_MAX 65536u
+#define KEY_VARIANTS 15u
+
+static struct {
+	pthread_mutex_t mu;
+	struct dd_id *ids;          /* sorted */
+	size_t n, cap;
+	char path[PATH_MAX];        /* "" when there is no state directory */
+} key_avoid = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int key_id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct dd_id));
+}
+
+/* Whether id is remembered; the caller holds key_avoid.mu. */
+static bool key_avoid_has(const struct dd_id *id)
+{
+	return key_avoid.n && bsearch(id, key_avoid.ids, key_avoid.n,
+				      sizeof(*id), key_id_cmp);
+}
+
+/* Adds id in order; false when already there or full. Holds mu. */
+static bool key_avoid_insert(const struct dd_id *id)
+{
+	size_t lo = 0, hi = key_avoid.n;
+
+	if (key_avoid_has(id) || key_avoid.n >= KEY_AVOID_MAX)
+		return false;
+	if (key_avoid.n == key_avoid.cap) {
+		size_t cap = key_avoid.cap ? 2 * key_avoid.cap : 16;
+		struct dd_id *v = realloc(key_avoid.ids, cap * sizeof(*v));
+
+		if (!v)
+			return false;
+		key_avoid.ids = v;
+		key_avoid.cap = cap;
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (key_id_cmp(&key_avoid.ids[mid], id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(&key_avoid.ids[lo + 1], &key_avoid.ids[lo],
+		(key_avoid.n - lo) * sizeof(*id));
+	key_avoid.ids[lo] = *id;
+	/* read without the lock by key_avoid_count */
+	__atomic_store_n(&key_avoid.n, key_avoid.n + 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+/* Reads the remembered ids of key k (a missing file: none). A file
+ * that is not ours, or a bad line, is a warning and read no further. */
+static void key_avoid_load(const struct dd_crypt *k)
+{
+	char dir[PATH_MAX], fpr[DD_CRYPT_FPR_HEX_LEN + 1];
+	uint8_t *data = NULL;
+	size_t len = 0, off;
+	int n, rc;
+
+	if (agent_state_dir(dir, sizeof(dir)) < 0) {
+		dd_error_clear();
+		return;
+	}
+	dd_crypt_fingerprint(fpr, k);
+	n = snprintf(key_avoid.path, sizeof(key_avoid.path),
+		     "%s/damaged.%u.%s", dir, (unsigned)geteuid(), fpr);
+	if (n < 0 || (size_t)n >= sizeof(key_avoid.path)) {
+		key_avoid.path[0] = '\0';
+		return;
+	}
+	rc = dd_read_file(key_avoid.path, sizeof(KEY_AVOID_MAGIC) +
+			  (size_t)KEY_AVOID_MAX * (DD_ID_HEX_LEN + 1), &data,
+			  &len);
+	if (rc == -ENOENT) {
+		dd_error_clear();
+		return;
+	}
+	if (rc < 0 || len < sizeof(KEY_AVOID_MAGIC) - 1 ||
+	    memcmp(data, KEY_AVOID_MAGIC, sizeof(KEY_AVOID_MAGIC) - 1) != 0) {
+		agent_warn("'%s' is not a list of damaged chunks; not read",
+			   key_avoid.path);
+		dd_error_clear();
+		free(data);
+		return;
+	}
+	for (off = sizeof(KEY_AVOID_MAGIC) - 1; off < len;
+	     off += DD_ID_HEX_LEN + 1) {
+		struct dd_id id;
+
+		if (len - off < DD_ID_HEX_LEN + 1 ||
+		    data[off + DD_ID_HEX_LEN] != '\n' ||
+		    dd_hex_decode(id.b, sizeof(id.b), (const char *)data + off,
+				  DD_ID_HEX_LEN) < 0) {
+			agent_warn("'%s' has a bad line; read up to it",
+				   key_avoid.path);
+			break;
+		}
+		key_avoid_insert(&id);
+	}
+	free(data);
+}
+
+/* A sealed chunk failed its check: remembered, in memory and in the
+ * file, so that the next backup stores its bytes anew. Best effort: a
+ * failure to write the file is a warning. */
+static void key_avoid_note(const struct dd_id *id)
+{
+	char line[DD_ID_HEX_LEN + 2], dir[PATH_MAX], *slash;
+	bool added;
+	int fd;
+
+	pthread_mutex_lock(&key_avoid.mu);
+	added = key_avoid_insert(id);
+	if (added && key_avoid.path[0]) {
+		snprintf(dir, sizeof(dir), "%s", key_avoid.path);
+		if ((slash = strrchr(dir, '/')))
+			*slash = '\0';
+		dd_id_to_hex(line, id);
+		line[DD_ID_HEX_LEN] = '\n';
+		line[DD_ID_HEX_LEN + 1] = '\0';
+		if (dd_mkdir_p(dir, 0700) < 0 ||
+		    (fd = open(key_avoid.path, O_WRONLY | O_APPEND | O_CREAT |
+			       O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+			agent_warn("cannot remember a damaged chunk in '%s'",
+				   key_avoid.path);
+		} else {
+			struct stat st;
+
+			if ((fstat(fd, &st) == 0 && st.st_size == 0 &&
+			     dd_write_all(fd, KEY_AVOID_MAGIC,
+					  sizeof(KEY_AVOID_MAGIC) - 1) < 0) ||
+			    dd_write_all(fd, line, DD_ID_HEX_LEN + 1) < 0 ||
+			    fsync(fd) < 0)
+				agent_warn("cannot remember a damaged chunk "
+					   "in '%s'", key_avoid.path);
+			close(fd);
+		}
+		dd_error_clear();
+	}
+	pthread_mutex_unlock(&key_avoid.mu);
+}
+
+size_t key_avoid_count(void)
+{
+	return __atomic_load_n(&key_avoid.n, __ATOMIC_ACQUIRE);
+}
+
+bool key_avoided(const struct dd_id *id)
+{
+	bool has;
+
+	pthread_mutex_lock(&key_avoid.mu);
+	has = key_avoid_has(id);
+	pthread_mutex_unlock(&key_avoid.mu);
+	return has;
+}
+
+/* A keyed id as the backup uses it: the first of the id and its
+ * variants that is not remembered as damaged. */
+static void key_avoid_map(struct dd_id *id)
+{
+	struct dd_id base = *id;
+
+	pthread_mutex_lock(&key_avoid.mu);
+	for (unsigned v = 1; v <= KEY_VARIANTS && key_avoid_has(id); v++) {
+		*id = base;
+		id->b[DD_ID_LEN - 1] ^= (uint8_t)v;
+	}
+	pthread_mutex_unlock(&key_avoid.mu);
+}
+
+/* Whether `want` is `got` or one of its variants. */
+static bool key_id_or_variant(const struct dd_id *got, const struct dd_id *want)
+{
+	if (memcmp(got->b, want->b, DD_ID_LEN - 1) != 0)
+		return false;
+	return (uint8_t)(got->b[DD_ID_LEN - 1] ^ want->b[DD_ID_LEN - 1]) <=
+	       KEY_VARIANTS;
+}
+
 int key_load(const struct dd_crypt **out, const struct settings *s)
 {
 	int rc = 0;
@@ -172,6 +361,8 @@ int key_load(const struct dd_crypt **out, const struct settings *s)
 	if (rc == 0 && !key_cached) {
 		rc = key_read_file(&key_cached, s->key_file,
 				   s->passphrase_file);
+		if (rc == 0)
+			key_avoid_load(key_cached);
 		if (rc == 0 && !(key_cached_file = strdup(s->key_file))) {
 			dd_crypt_free(key_cached);
 			key_cached = NULL;
@@ -189,10 +380,13 @@ int key_load(const struct dd_crypt **out, const struct settings *s)
 void key_chunk_id(const struct dd_crypt *k, struct dd_id *out,
 		  const void *data, size_t len)
 {
-	if (k)
+	if (k) {
 		dd_crypt_id(k, out, data, len);
-	else
+		if (key_avoid_count())
+			key_avoid_map(out);
+	} else {
 		dd_sha256(out, data, len);
+	}
 }
 
 void key_chunk_ids(const struct dd_crypt *k, const struct dd_sha256_job *jobs,
@@ -203,7 +397,7 @@ void key_chunk_ids(const struct dd_crypt *k, const struct dd_sha256_job *jobs,
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		dd_crypt_id(k, jobs[i].out, jobs[i].data, jobs[i].len);
+		key_chunk_id(k, jobs[i].out, jobs[i].data, jobs[i].len);
 }
 
 int key_seal_chunk(const struct dd_crypt *k, struct dd_buf *out,
@@ -247,15 +441,21 @@ int key_decode_chunk(const struct dd_crypt *k, void *dst,
 		return key_bad_chunk(id, "it is sealed (client-side encrypted) "
 				     "and no key_file is configured");
 	dd_crypt_chunk_ad(ad, id, inner, plain_len);
-	if (dd_crypt_open(k, tmp, ad, sizeof(ad), stored, stored_len) < 0)
+	if (dd_crypt_open(k, tmp, ad, sizeof(ad), stored, stored_len) < 0) {
+		key_avoid_note(id);
 		return key_bad_chunk(id, "it does not authenticate under this "
 				     "key (damaged, or sealed with another key)");
+	}
 	if (dd_decompress_to(dst, inner, tmp->data, tmp->len, plain_len,
-			     dctx) < 0)
+			     dctx) < 0) {
+		key_avoid_note(id);
 		return key_bad_chunk(id, dd_error_last());
+	}
 	dd_crypt_id(k, &got, dst, plain_len);
-	if (!dd_id_eq(&got, id))
+	if (!key_id_or_variant(&got, id)) {
+		key_avoid_note(id);
 		return key_bad_chunk(id, "its bytes do not match its keyed id");
+	}
 	return 0;
 }
 

@@ -31,6 +31,24 @@
  */
 int key_load(const struct dd_crypt **out, const struct settings *s);
 
+/*
+ * Damaged sealed chunks. The server cannot check a sealed chunk, so it
+ * keeps one that fails the agent's check and would answer "present" to
+ * every later backup of the same bytes. The agent remembers the ids of
+ * the sealed chunks that failed its check (any read: restore, verify,
+ * ls, mount, a parent's catalog) in its state directory, as
+ * "damaged.<uid>.<key fingerprint>", and a backup with that key stores
+ * such bytes under a variant of their id (the keyed id with its last
+ * byte xor 1..15, the first not remembered), which the server does not
+ * hold: the data is uploaded anew. Every read accepts a variant id of a
+ * chunk's keyed id. key_load reads the file; key_avoided tells whether
+ * an id is remembered (an unchanged file whose parent entry names one is
+ * read again).
+ */
+bool key_avoided(const struct dd_id *id);
+/* How many ids are remembered (0: nothing to look up). */
+size_t key_avoid_count(void);
+
 /* A chunk's id: HMAC-SHA-256 under k, or SHA-256 when k is NULL. */
 void key_chunk_id(const struct dd_crypt *k, struct dd_id *out,
 		  const void *data, size_t len);

@@ -183,6 +183,12 @@ int parent_match(struct parent *p, const char *path, size_t len,
 	    e->ino != (uint64_t)st->st_ino ||
 	    e->mode != (st->st_mode & 07777))
 		return 0;
+	/* a chunk of it found damaged since (key.h): read it again, so
+	 * that its bytes are stored anew */
+	if (key_avoid_count())
+		for (uint32_t i = 0; i < e->nchunks; i++)
+			if (key_avoided(&e->chunks[i].id))
+				return 0;
 	*out = e;
 	p->matched++;
 	return 1;
@@ -198,8 +204,7 @@ bool parent_meta_reusable(const struct parent *p)
 #define PARENT_RECORD_MAGIC "dedup-agent parent 1\n"
 #define PARENT_RECORD_MAX 512
 
-/* The directory of the records (see parent.h). */
-static int parent_state_dir(char *out, size_t size)
+int agent_state_dir(char *out, size_t size)
 {
 	const char *env = getenv("DEDUP_STATE_DIR");
 	struct passwd *pw;
@@ -288,7 +293,7 @@ int parent_record_load(struct parent_record *r, const char *server,
 	memset(r, 0, sizeof(*r));
 	if ((rc = parent_record_key(key, server, token, host, roots, nroots)) < 0)
 		return rc;
-	if (parent_state_dir(dir, sizeof(dir)) < 0) {
+	if (agent_state_dir(dir, sizeof(dir)) < 0) {
 		agent_warn("%s; every backup reads every file", dd_error_last());
 		dd_error_clear();
 		return 0;

@@ -54,6 +54,10 @@ struct parent_record {
 	char path[4096];               /* the record file */
 };
 
+/* The agent's state directory, where its records live (above); -ENOENT
+ * when there is none. Not created here. */
+int agent_state_dir(char *out, size_t size);
+
 /*
  * Reads the record of this configuration. No file is not an error
  * (r->have false); an unreadable or malformed one is a warning and counts

@@ -324,6 +324,9 @@ for f in sorted(os.listdir(d)):
 PY
 server_start "$R" || exit 1
 HIT=$(cat "$T/hit")
+# A backup made now is told the damaged chunk is present (the server
+# cannot check it) and references it: what the heal below must undo.
+eagent "$A" "$K1" backup "$SRC" >/dev/null 2>&1
 rm -rf "$T/r4"
 eagent "$A" "$K1" restore "$S2" --target "$T/r4" >/dev/null 2>"$T/r4.err"
 check "a damaged sealed chunk fails the restore" test "$?" -ne 0
@@ -352,6 +355,35 @@ r4_ok() { # every regular file the failed restore left equals its source
 	done < <(find "$T/r4$SRC" -type f)
 }
 check "nothing was written as if good" r4_ok
+
+# The agent remembered the chunk (its state directory, per key) and its
+# next backup stores those bytes under a variant id the server does not
+# hold, reading again the file whose parent entry named it.
+DAMAGED=$DEDUP_STATE_DIR/damaged.$(id -u).$(cat "$T/fpr1")
+check "the damaged chunk is remembered" grep -qx "${HIT:-none}" "$DAMAGED"
+eagent "$A" "$K1" backup --json "$SRC" > "$T/heal.json" 2>"$T/heal.err"
+check "the next backup succeeds" test "$?" -eq 0
+SH=$(json_get "$(cat "$T/heal.json")" snapshot_id)
+check "it stores chunks anew" test "$(json_get "$(cat "$T/heal.json")" chunks_new)" -ge 1
+check_eq "reading that one file again" 2 "$(json_get "$(cat "$T/heal.json")" files_unchanged)"
+HITF=$(sed -n "s/^error: cannot restore '\(.*\)': chunk .*/\1/p" "$T/r4.err")
+check_eq "and only it" "$(stat -c %s "${HITF:-/dev/null}")" \
+	"$(json_get "$(cat "$T/heal.json")" bytes_read)"
+rm -rf "$T/r5"
+eagent "$A" "$K1" restore "$SH" --target "$T/r5" >/dev/null 2>"$T/r5.err"
+check "the new snapshot restores identical" diff -r "$SRC" "$T/r5$SRC"
+check "and verifies" eagent "$A" "$K1" verify "$SH"
+check "it does not name the damaged chunk" not grep -q "${HIT:-none}" \
+	<(eagent "$A" "$K1" restore "$SH" --format tar --output - 2>&1 >/dev/null)
+check "the old snapshot still fails" not eagent "$A" "$K1" verify "$S2"
+eagent "$A" "$K1" backup --json "$SRC" > "$T/heal2.json"
+check_eq "a backup after it stores nothing new" 0 "$(json_get "$(cat "$T/heal2.json")" chunks_new)"
+printf 'not a list\n' > "$T/notalist"
+cp "$DAMAGED" "$T/damaged.keep"
+cp "$T/notalist" "$DAMAGED"
+eagent "$A" "$K1" verify "$SH" >/dev/null 2>"$T/nl.err"
+check "a damaged list of damaged chunks is a warning" grep -q "is not a list of damaged chunks" "$T/nl.err"
+cp "$T/damaged.keep" "$DAMAGED"
 
 
 # ---- a new key cuts with a chunker seed of its own ----
