@@ -351,8 +351,8 @@ static void fetcher_report(struct fetcher *f)
 		if (got.sealed)
 			agent_warn("%zu sealed chunk(s) failed their check "
 				   "here: the server cannot check them without "
-				   "the key and keeps them; if they fail again, "
-				   "the repository's copy is damaged "
+				   "the key and keeps them; this agent's next "
+				   "backup stores their bytes anew "
 				   "(docs/ENCRYPTION.md, \"Damaged sealed "
 				   "chunks\")", got.sealed);
 	}
