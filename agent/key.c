@@ -163,15 +163,27 @@ static int key_read_file(struct dd_crypt **out, const char *file,
 
 /* ---- damaged sealed chunks (key.h) ---- */
 
+/* The file: this line first, then one id in hex a line. Each id is
+ * appended as "\n<hex>\n" in one write(2) on an O_APPEND descriptor, so
+ * writers of several processes never interleave, and a line torn by a
+ * crash stays alone on its line; lines that are not an id are skipped. */
 #define KEY_AVOID_MAGIC "dedup-agent damaged 1\n"
 #define KEY_AVOID_MAX 65536u
-#define KEY_VARIANTS 15u
+/* The file read: room for every id twice (two agents may both add one),
+ * with the blank lines; a larger file is not ours and not read. */
+#define KEY_AVOID_FILE_MAX ((size_t)2 * KEY_AVOID_MAX * (DD_ID_HEX_LEN + 2) + \
+			    sizeof(KEY_AVOID_MAGIC))
+/* A variant differs from its keyed id in the last byte only. */
+#define KEY_VARIANTS 255u
 
 static struct {
 	pthread_mutex_t mu;
 	struct dd_id *ids;          /* sorted */
 	size_t n, cap;
-	char path[PATH_MAX];        /* "" when there is no state directory */
+	/* "" when there is no state directory, or its file is unusable:
+	 * then nothing is written there (a file never read must not grow) */
+	char path[PATH_MAX];
+	bool full_said;
 } key_avoid = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int key_id_cmp(const void *a, const void *b)
@@ -186,19 +198,22 @@ static bool key_avoid_has(const struct dd_id *id)
 				      sizeof(*id), key_id_cmp);
 }
 
-/* Adds id in order; false when already there or full. Holds mu. */
-static bool key_avoid_insert(const struct dd_id *id)
+/* Adds id in order: 1 added, 0 already there, -ENOSPC full, -ENOMEM.
+ * The caller holds mu. */
+static int key_avoid_insert(const struct dd_id *id)
 {
 	size_t lo = 0, hi = key_avoid.n;
 
-	if (key_avoid_has(id) || key_avoid.n >= KEY_AVOID_MAX)
-		return false;
+	if (key_avoid_has(id))
+		return 0;
+	if (key_avoid.n >= KEY_AVOID_MAX)
+		return -ENOSPC;
 	if (key_avoid.n == key_avoid.cap) {
 		size_t cap = key_avoid.cap ? 2 * key_avoid.cap : 16;
 		struct dd_id *v = realloc(key_avoid.ids, cap * sizeof(*v));
 
 		if (!v)
-			return false;
+			return -ENOMEM;
 		key_avoid.ids = v;
 		key_avoid.cap = cap;
 	}
@@ -215,16 +230,50 @@ static bool key_avoid_insert(const struct dd_id *id)
 	key_avoid.ids[lo] = *id;
 	/* read without the lock by key_avoid_count */
 	__atomic_store_n(&key_avoid.n, key_avoid.n + 1, __ATOMIC_RELEASE);
-	return true;
+	return 1;
 }
 
-/* Reads the remembered ids of key k (a missing file: none). A file
- * that is not ours, or a bad line, is a warning and read no further. */
+/* Parses the file's lines into the set; lines that are not an id (the
+ * first, a torn one) are skipped, and said once. */
+static void key_avoid_parse(const uint8_t *data, size_t len)
+{
+	size_t off = 0, bad = 0, over = 0;
+
+	while (off < len) {
+		const uint8_t *nl = memchr(data + off, '\n', len - off);
+		size_t end = nl ? (size_t)(nl - data) : len;
+		struct dd_id id;
+
+		if (end - off == DD_ID_HEX_LEN &&
+		    dd_hex_decode(id.b, sizeof(id.b), (const char *)data + off,
+				  DD_ID_HEX_LEN) == 0) {
+			if (key_avoid_insert(&id) < 0)
+				over++;
+		} else if (end > off && !(off == 0 && end - off ==
+					  sizeof(KEY_AVOID_MAGIC) - 2 &&
+					  memcmp(data, KEY_AVOID_MAGIC,
+						 end - off) == 0)) {
+			bad++;
+		}
+		off = end + 1;
+	}
+	if (bad)
+		agent_warn("'%s': %zu line(s) that are not a chunk id skipped",
+			   key_avoid.path, bad);
+	if (over)
+		agent_warn("'%s' names more than %u damaged chunks: %zu not "
+			   "read", key_avoid.path, KEY_AVOID_MAX, over);
+}
+
+/* Reads the remembered ids of key k (a missing file: none). A file that
+ * is not a regular file of ours, or too large, is a warning, neither
+ * read nor written. */
 static void key_avoid_load(const struct dd_crypt *k)
 {
 	char dir[PATH_MAX], fpr[DD_CRYPT_FPR_HEX_LEN + 1];
 	uint8_t *data = NULL;
-	size_t len = 0, off;
+	struct stat st;
+	size_t len = 0;
 	int n, rc;
 
 	if (agent_state_dir(dir, sizeof(dir)) < 0) {
@@ -238,74 +287,77 @@ static void key_avoid_load(const struct dd_crypt *k)
 		key_avoid.path[0] = '\0';
 		return;
 	}
-	rc = dd_read_file(key_avoid.path, sizeof(KEY_AVOID_MAGIC) +
-			  (size_t)KEY_AVOID_MAX * (DD_ID_HEX_LEN + 1), &data,
-			  &len);
-	if (rc == -ENOENT) {
-		dd_error_clear();
+	if (lstat(key_avoid.path, &st) < 0 && errno == ENOENT)
 		return;
-	}
-	if (rc < 0 || len < sizeof(KEY_AVOID_MAGIC) - 1 ||
-	    memcmp(data, KEY_AVOID_MAGIC, sizeof(KEY_AVOID_MAGIC) - 1) != 0) {
-		agent_warn("'%s' is not a list of damaged chunks; not read",
+	/* not a FIFO or a device to block on, nor a symlink to follow */
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (uint64_t)st.st_size > KEY_AVOID_FILE_MAX ||
+	    (rc = dd_read_file(key_avoid.path, KEY_AVOID_FILE_MAX, &data,
+			       &len)) < 0) {
+		agent_warn("'%s' is not a list of damaged chunks this agent "
+			   "can use: not read, nothing added to it",
 			   key_avoid.path);
 		dd_error_clear();
-		free(data);
+		key_avoid.path[0] = '\0';
 		return;
 	}
-	for (off = sizeof(KEY_AVOID_MAGIC) - 1; off < len;
-	     off += DD_ID_HEX_LEN + 1) {
-		struct dd_id id;
-
-		if (len - off < DD_ID_HEX_LEN + 1 ||
-		    data[off + DD_ID_HEX_LEN] != '\n' ||
-		    dd_hex_decode(id.b, sizeof(id.b), (const char *)data + off,
-				  DD_ID_HEX_LEN) < 0) {
-			agent_warn("'%s' has a bad line; read up to it",
-				   key_avoid.path);
-			break;
-		}
-		key_avoid_insert(&id);
-	}
+	key_avoid_parse(data, len);
 	free(data);
+}
+
+/* Appends id to the file (one write, see above). -errno. */
+static int key_avoid_append(const struct dd_id *id)
+{
+	char line[DD_ID_HEX_LEN + 3 + sizeof(KEY_AVOID_MAGIC)], dir[PATH_MAX];
+	char *slash;
+	size_t n = 0;
+	int fd, rc = 0;
+
+	snprintf(dir, sizeof(dir), "%s", key_avoid.path);
+	if ((slash = strrchr(dir, '/')))
+		*slash = '\0';
+	if ((rc = dd_mkdir_p(dir, 0700)) < 0)
+		return rc;
+	/* the creator writes the first line with its id, in one write */
+	fd = open(key_avoid.path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL |
+		  O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		memcpy(line, KEY_AVOID_MAGIC, sizeof(KEY_AVOID_MAGIC) - 1);
+		n = sizeof(KEY_AVOID_MAGIC) - 1;
+	} else if (errno == EEXIST) {
+		fd = open(key_avoid.path, O_WRONLY | O_APPEND | O_NOFOLLOW |
+			  O_NONBLOCK | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return -errno;
+	line[n++] = '\n';
+	dd_id_to_hex(line + n, id);
+	n += DD_ID_HEX_LEN;
+	line[n++] = '\n';
+	if (write(fd, line, n) != (ssize_t)n || fsync(fd) < 0)
+		rc = -EIO;
+	close(fd);
+	return rc;
 }
 
 /* A sealed chunk failed its check: remembered, in memory and in the
  * file, so that the next backup stores its bytes anew. Best effort: a
- * failure to write the file is a warning. */
+ * failure to write the file, or a full list, is a warning. */
 static void key_avoid_note(const struct dd_id *id)
 {
-	char line[DD_ID_HEX_LEN + 2], dir[PATH_MAX], *slash;
-	bool added;
-	int fd;
+	int added;
 
 	pthread_mutex_lock(&key_avoid.mu);
 	added = key_avoid_insert(id);
-	if (added && key_avoid.path[0]) {
-		snprintf(dir, sizeof(dir), "%s", key_avoid.path);
-		if ((slash = strrchr(dir, '/')))
-			*slash = '\0';
-		dd_id_to_hex(line, id);
-		line[DD_ID_HEX_LEN] = '\n';
-		line[DD_ID_HEX_LEN + 1] = '\0';
-		if (dd_mkdir_p(dir, 0700) < 0 ||
-		    (fd = open(key_avoid.path, O_WRONLY | O_APPEND | O_CREAT |
-			       O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
-			agent_warn("cannot remember a damaged chunk in '%s'",
-				   key_avoid.path);
-		} else {
-			struct stat st;
-
-			if ((fstat(fd, &st) == 0 && st.st_size == 0 &&
-			     dd_write_all(fd, KEY_AVOID_MAGIC,
-					  sizeof(KEY_AVOID_MAGIC) - 1) < 0) ||
-			    dd_write_all(fd, line, DD_ID_HEX_LEN + 1) < 0 ||
-			    fsync(fd) < 0)
-				agent_warn("cannot remember a damaged chunk "
-					   "in '%s'", key_avoid.path);
-			close(fd);
-		}
-		dd_error_clear();
+	if (added == 1 && key_avoid.path[0] && key_avoid_append(id) < 0)
+		agent_warn("cannot remember a damaged chunk in '%s': the next "
+			   "backup may reference it again", key_avoid.path);
+	else if (added < 0 && !key_avoid.full_said) {
+		key_avoid.full_said = true;
+		agent_warn("cannot remember more damaged chunks (%s): the next "
+			   "backup may reference them again",
+			   added == -ENOSPC ? "65,536 already" :
+			   "out of memory");
 	}
 	pthread_mutex_unlock(&key_avoid.mu);
 }
@@ -326,26 +378,26 @@ bool key_avoided(const struct dd_id *id)
 }
 
 /* A keyed id as the backup uses it: the first of the id and its
- * variants that is not remembered as damaged. */
-static void key_avoid_map(struct dd_id *id)
+ * variants that is not remembered as damaged. -ENOSPC when all are. */
+static int key_avoid_map(struct dd_id *id)
 {
 	struct dd_id base = *id;
+	unsigned v = 0;
 
 	pthread_mutex_lock(&key_avoid.mu);
-	for (unsigned v = 1; v <= KEY_VARIANTS && key_avoid_has(id); v++) {
+	while (key_avoid_has(id) && v < KEY_VARIANTS) {
 		*id = base;
-		id->b[DD_ID_LEN - 1] ^= (uint8_t)v;
+		id->b[DD_ID_LEN - 1] ^= (uint8_t)++v;
 	}
+	v = key_avoid_has(id);
 	pthread_mutex_unlock(&key_avoid.mu);
+	return v ? -ENOSPC : 0;
 }
 
 /* Whether `want` is `got` or one of its variants. */
 static bool key_id_or_variant(const struct dd_id *got, const struct dd_id *want)
 {
-	if (memcmp(got->b, want->b, DD_ID_LEN - 1) != 0)
-		return false;
-	return (uint8_t)(got->b[DD_ID_LEN - 1] ^ want->b[DD_ID_LEN - 1]) <=
-	       KEY_VARIANTS;
+	return memcmp(got->b, want->b, DD_ID_LEN - 1) == 0;
 }
 
 int key_load(const struct dd_crypt **out, const struct settings *s)
@@ -382,8 +434,13 @@ void key_chunk_id(const struct dd_crypt *k, struct dd_id *out,
 {
 	if (k) {
 		dd_crypt_id(k, out, data, len);
-		if (key_avoid_count())
-			key_avoid_map(out);
+		/* every variant damaged (256 times the same bytes: the
+		 * repository or this machine is failing): said, and the
+		 * backup goes on, as it did before variants */
+		if (key_avoid_count() && key_avoid_map(out) < 0)
+			agent_warn("chunk of %zu bytes: it and all its variants "
+				   "were found damaged; check the repository "
+				   "and this machine's memory", len);
 	} else {
 		dd_sha256(out, data, len);
 	}

@@ -39,7 +39,7 @@ int key_load(const struct dd_crypt **out, const struct settings *s);
  * ls, mount, a parent's catalog) in its state directory, as
  * "damaged.<uid>.<key fingerprint>", and a backup with that key stores
  * such bytes under a variant of their id (the keyed id with its last
- * byte xor 1..15, the first not remembered), which the server does not
+ * byte xor 1..255, the first not remembered), which the server does not
  * hold: the data is uploaded anew. Every read accepts a variant id of a
  * chunk's keyed id. key_load reads the file; key_avoided tells whether
  * an id is remembered (an unchanged file whose parent entry names one is

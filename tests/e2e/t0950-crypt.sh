@@ -378,11 +378,48 @@ check "it does not name the damaged chunk" not grep -q "${HIT:-none}" \
 check "the old snapshot still fails" not eagent "$A" "$K1" verify "$S2"
 eagent "$A" "$K1" backup --json "$SRC" > "$T/heal2.json"
 check_eq "a backup after it stores nothing new" 0 "$(json_get "$(cat "$T/heal2.json")" chunks_new)"
-printf 'not a list\n' > "$T/notalist"
+# The list survives a torn line (a crash mid-write, two agents at once):
+# ids after it are still read. A backup reading every file then gives the
+# damaged bytes their variant again, and its snapshot restores.
 cp "$DAMAGED" "$T/damaged.keep"
-cp "$T/notalist" "$DAMAGED"
-eagent "$A" "$K1" verify "$SH" >/dev/null 2>"$T/nl.err"
-check "a damaged list of damaged chunks is a warning" grep -q "is not a list of damaged chunks" "$T/nl.err"
+{ printf 'dedup-agent damaged 1\n0123abc'; printf '\n%s\n' "${HIT:-00}"; } > "$DAMAGED"
+eagent "$A" "$K1" backup --force-read --json "$SRC" > "$T/torn.json" 2>"$T/torn.err"
+check "a torn line is skipped and said" grep -q "1 line(s) that are not a chunk id skipped" "$T/torn.err"
+rm -rf "$T/r6"
+eagent "$A" "$K1" restore "$(json_get "$(cat "$T/torn.json")" snapshot_id)" \
+	--target "$T/r6" >/dev/null 2>&1
+check "the id after it is still avoided: the snapshot restores" diff -r "$SRC" "$T/r6$SRC"
+# A list without its first line (its creator died before writing it).
+printf '\n%s\n' "${HIT:-00}" > "$DAMAGED"
+eagent "$A" "$K1" backup --force-read --json "$SRC" > "$T/nohead.json" 2>"$T/nohead.err"
+rm -rf "$T/r7"
+eagent "$A" "$K1" restore "$(json_get "$(cat "$T/nohead.json")" snapshot_id)" \
+	--target "$T/r7" >/dev/null 2>&1
+check "a list without its first line is read" diff -r "$SRC" "$T/r7$SRC"
+check "without a warning" not grep -q "damaged" "$T/nohead.err"
+# More ids than the limit: the rest is said, not read.
+python3 - "$DAMAGED" <<'PY'
+import os, sys
+with open(sys.argv[1], "w") as f:
+    f.write("dedup-agent damaged 1\n")
+    for i in range(65537):
+        f.write(os.urandom(32).hex() + "\n")
+PY
+eagent "$A" "$K1" verify "$SH" >/dev/null 2>"$T/cap.err"
+check "a list past the limit is said" grep -q "names more than 65536 damaged chunks: 1 not read" "$T/cap.err"
+# A list too large to be ours, or not a regular file, is neither read nor
+# written (a FIFO there must not hang the agent).
+head -c 20000000 /dev/zero | tr '\0' 'a' > "$DAMAGED"
+eagent "$A" "$K1" verify "$S2" >/dev/null 2>"$T/big.err"
+check "a list too large is not used" grep -q "not a list of damaged chunks this agent can use" "$T/big.err"
+check_eq "nor written to" 20000000 "$(stat -c %s "$DAMAGED")"
+rm -f "$DAMAGED"
+mkfifo "$DAMAGED"
+timeout 60 "$AGENT" --config /dev/null --server "$URL" --token "$A" --ca "$CA" \
+	--key-file "$K1" verify "$SH" >/dev/null 2>"$T/fifo.err"
+check "a FIFO in its place does not hang the agent" test "$?" -eq 0
+check "and is said" grep -q "not a list of damaged chunks this agent can use" "$T/fifo.err"
+rm -f "$DAMAGED"
 cp "$T/damaged.keep" "$DAMAGED"
 
 
