@@ -898,10 +898,15 @@ static void browse_tar_name(const struct browse_tar *t, char *out,
 	out[plen - skip] = '\0';
 }
 
-/* A copy of n bytes as a C string, in t->scratch (ext values). */
+/* A copy of n bytes as a C string, in t->scratch (ext values, links);
+ * NULL when longer than it holds (DD_CATALOG_LINK_MAX: the reader bounds
+ * links and version 2 ext values below that; a version 1 ext area is
+ * never read, but nothing here trusts that). */
 static const char *browse_tar_cstr(struct browse_tar *t, const void *p,
 				   size_t n)
 {
+	if (n > DD_CATALOG_LINK_MAX)
+		return NULL;
 	memcpy(t->scratch, p, n);
 	t->scratch[n] = '\0';
 	return t->scratch;
@@ -950,22 +955,26 @@ static void browse_tar_ext(struct browse_tar *t, const struct dd_entry *e)
 	size_t nlen, vlen;
 	uint32_t maj, min;
 
+	/* a version 1 catalog's ext area is reserved: ignored when read
+	 * (docs/FORMAT.md), and unchecked by the reader */
+	if (catsource_version(t->src) < 2)
+		return;
 	dd_ext_iter_init(&it, e);
 	while (dd_ext_next(&it, &rec) == 1) {
-		if (rec.tag == DD_EXT_UNAME)
-			archive_entry_copy_uname(t->ae,
-				browse_tar_cstr(t, rec.v, rec.len));
-		else if (rec.tag == DD_EXT_GNAME)
-			archive_entry_copy_gname(t->ae,
-				browse_tar_cstr(t, rec.v, rec.len));
+		if (rec.tag == DD_EXT_UNAME &&
+		    (nm = browse_tar_cstr(t, rec.v, rec.len)))
+			archive_entry_copy_uname(t->ae, nm);
+		else if (rec.tag == DD_EXT_GNAME &&
+			 (nm = browse_tar_cstr(t, rec.v, rec.len)))
+			archive_entry_copy_gname(t->ae, nm);
 		else if (rec.tag == DD_EXT_RDEV &&
 			 dd_ext_get_rdev(&rec, &maj, &min) == 0) {
 			archive_entry_set_rdevmajor(t->ae, maj);
 			archive_entry_set_rdevminor(t->ae, min);
 		} else if (rec.tag == DD_EXT_XATTR &&
-			   dd_ext_get_xattr(&rec, &nm, &nlen, &val, &vlen) == 0)
-			archive_entry_xattr_add_entry(t->ae,
-				browse_tar_cstr(t, nm, nlen), val, vlen);
+			   dd_ext_get_xattr(&rec, &nm, &nlen, &val, &vlen) == 0 &&
+			   (nm = browse_tar_cstr(t, nm, nlen)))
+			archive_entry_xattr_add_entry(t->ae, nm, val, vlen);
 		else if (rec.tag == DD_EXT_ACL && dd_ext_get_acl(&rec, &a) == 0) {
 			static const int tags[] = {
 				[DD_ACL_USER_OBJ] = ARCHIVE_ENTRY_ACL_USER_OBJ,
@@ -1046,8 +1055,10 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 				(long)e->mtime_nsec);
 	archive_entry_set_size(t->ae, data ? (la_int64_t)data->size : 0);
 	if (e->type == DD_ENTRY_SYMLINK)
-		archive_entry_copy_symlink(t->ae, browse_tar_cstr(t, e->link,
-								  e->link_len));
+		archive_entry_copy_symlink(t->ae, e->link_len <=
+					   DD_CATALOG_LINK_MAX ?
+					   browse_tar_cstr(t, e->link,
+							   e->link_len) : "");
 	if (e->type == DD_ENTRY_HARDLINK && !data)
 		archive_entry_copy_hardlink(t->ae, t->link);
 	browse_tar_ext(t, e);

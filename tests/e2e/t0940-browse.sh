@@ -379,4 +379,43 @@ check "links in the reverse order pass the bound: the archive stops short" \
 check "... and the server says why" grep -q "send the archive back and forth" "$T/server.log"
 check_eq "and it still serves" 200 "$(api_status "" GET /api/v1/health)"
 
+
+# ---- a client's version 1 catalog with a large ext area ----
+# A version 1 catalog's ext area is reserved and ignored when read, so the
+# reader does not check it; the tar download copied a uname record of any
+# length into a 64 KiB buffer: one client's own snapshot crashed the
+# server. Now that area is not read, and no value is copied past the
+# buffer.
+mkdir -p "$T/v1ext"
+python3 - "$T/v1ext" <<'PY'
+import hashlib, os, struct, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+now = int(time.time())
+N = (1 << 20) - 5
+ext = bytes([1]) + struct.pack("<I", N) + b"A" * N
+data = b"hello\n"
+cid = hashlib.sha256(data).digest()
+cat = bytearray(b"DDCT" + struct.pack("<I", 1))
+def entry(t, path, size, ext, refs):
+    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
+                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
+                           1, 1, size, len(path), 0, len(ext), len(refs)))
+    cat.extend(path + ext + b"".join(refs))
+entry(2, b"evil", 0, b"", [])
+entry(1, b"evil/f", 6, ext, [cid + struct.pack("<I", 6)])
+write_snapshot(sys.argv[1], {cid: data}, cat)
+PY
+api "$A" POST /api/v1/chunks --data-binary @"$T/v1ext/bundle.bin" \
+	-H 'Content-Type: application/octet-stream' >/dev/null
+api "$A" POST /api/v1/snapshots --data-binary @"$T/v1ext/snap.json" \
+	-H 'Content-Type: application/json' > "$T/v1ext/snap.out"
+check_eq "a version 1 catalog with a 1 MiB ext area is accepted" 201 "$(tail -n1 "$T/v1ext/snap.out")"
+SNAP=$(json_get "$(head -n1 "$T/v1ext/snap.out")" id)
+check_eq "its folder downloads as tar" 200 "$(fetch "$(ticket "$A" /evil tar)" "$T/v1ext.tar")"
+check "the server still runs" kill -0 "$SERVER_PID"
+check_eq "and answers" 200 "$(api_status "$A" GET /api/v1/health)"
+check_eq "the archive holds the file" "hello" "$(tar -xOf "$T/v1ext.tar" evil/f 2>/dev/null)"
+check "without the ignored area's owner name" not sh -c "tar -tvf '$T/v1ext.tar' | grep -q AAAA"
+
 finish
