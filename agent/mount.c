@@ -456,8 +456,19 @@ static int mount_chunk(struct mount *m, const struct mount_req *q,
 	size_t len, cnt;
 	int rc;
 
-	if ((*data = dd_chunkcache_get(m->cache, &r->id, &len)))
-		return 0;
+	if ((*data = dd_chunkcache_get(m->cache, &r->id, &len))) {
+		char hex[DD_ID_HEX_LEN + 1];
+
+		/* fetched and checked for another reference to the id: a
+		 * catalog naming it with another length is refused here as
+		 * the fetch refuses it (nothing read past the chunk) */
+		if (len == r->plain_len)
+			return 0;
+		*data = NULL;
+		dd_id_to_hex(hex, &r->id);
+		return dd_error_set(-EBADMSG, "chunk %s has %zu bytes, the "
+				    "catalog says %u", hex, len, r->plain_len);
+	}
 	if (m->down_until && dd_monotonic() < m->down_until)
 		return dd_error_set(-ECONNREFUSED, "%s (not retried for %.0f s)",
 				    m->down_why, MOUNT_DOWN_HOLD_S);

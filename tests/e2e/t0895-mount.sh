@@ -222,4 +222,104 @@ wait_exit
 check_eq "SIGTERM ends the agent with 0" 0 "$MRC"
 check "and unmounts" not mountpoint -q "$MNT"
 
+
+# ---- mount 3: a catalog that gives one chunk two lengths ----
+# What a server the agent does not trust can serve (or a compromised
+# client holding the key, through an encrypted catalog the server cannot
+# check): chunk X (1000 bytes) named by evil/a as 1000 bytes, by evil/b
+# as 16 MiB and by evil/c as 10. Restore refuses b and c; the mount served
+# c's 10 bytes from the cached chunk and read 16 MiB past it for b (heap
+# over-read, a crash). Here a proxy in front of the real server swaps a
+# snapshot's catalog list for the hand-made catalog's id (its chunks are
+# uploaded as chunks; the server never checks it, no snapshot names it).
+server_start "$R" || exit 1
+A=$(token_add "$R" alice2)
+mkdir -p "$T/two" "$T/hm"
+echo tiny > "$T/two/f"
+SID2=$(json_get "$(agent "$A" backup --json "$T/two")" snapshot_id)
+EVILCAT=$(python3 - "$T/hm" <<'PY'
+import hashlib, os, struct, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+now = int(time.time())
+x = b"A" * 1000
+xid = hashlib.sha256(x).digest()
+cat = bytearray(b"DDCT" + struct.pack("<I", 2))
+def entry(t, path, size, refs):
+    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
+                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
+                           1, 1, size, len(path), 0, 0, len(refs)))
+    cat.extend(path + b"".join(refs))
+entry(2, b"evil", 0, [])
+entry(1, b"evil/a", 1000, [xid + struct.pack("<I", 1000)])
+entry(1, b"evil/b", 16 << 20, [xid + struct.pack("<I", 16 << 20)])
+entry(1, b"evil/c", 10, [xid + struct.pack("<I", 10)])
+print(write_snapshot(sys.argv[1], {xid: x}, cat).hex())
+PY
+)
+check_eq "the hand-made chunks are stored" 200 \
+	"$(api_status "$A" POST /api/v1/chunks --data-binary @"$T/hm/bundle.bin" -H 'Content-Type: application/octet-stream')"
+cat > "$T/swap.py" <<'PY'
+import http.client, http.server, json, ssl, sys, os, urllib.parse
+portfile, upstream, upca, cert, key, sid, evil = sys.argv[1:8]
+up = urllib.parse.urlparse(upstream)
+upctx = ssl.create_default_context(cafile=upca)
+upctx.check_hostname = False
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def one(self, method):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        c = http.client.HTTPSConnection(up.hostname, up.port, context=upctx)
+        hdr = {k: v for k, v in self.headers.items()
+               if k.lower() in ("authorization", "content-type")}
+        c.request(method, self.path, body=body, headers=hdr)
+        r = c.getresponse()
+        data, status = r.read(), r.status
+        ctype = r.getheader("Content-Type", "application/octet-stream")
+        c.close()
+        if self.path.split("?")[0].endswith("/snapshots/" + sid) and status == 200:
+            m = json.loads(data)
+            m["catalog"] = [evil]
+            data = json.dumps(m).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self): self.one("GET")
+    def do_POST(self): self.one("POST")
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+open(portfile + ".tmp", "w").write(str(srv.server_address[1]))
+os.rename(portfile + ".tmp", portfile)
+srv.serve_forever()
+PY
+python3 "$T/swap.py" "$T/swap.port" "$URL" "$CA" "$R/tls/cert.pem" "$R/tls/key.pem" \
+	"$SID2" "$EVILCAT" 2>>"$T/swap.log" &
+SWAP_PID=$!
+for _ in $(seq 1 200); do [ -s "$T/swap.port" ] && break; sleep 0.05; done
+"$AGENT" --server "https://127.0.0.1:$(cat "$T/swap.port")" --token "$A" --ca "$CA" \
+	mount "$SID2" "$MNT" 2>"$T/mount3.log" &
+MPID=$!
+check "the swapped snapshot mounts" wait_mounted
+check_eq "a, named rightly, reads" 1000 "$(cat "$MNT/evil/a" | wc -c)"
+cat "$MNT/evil/c" > "$T/c.out" 2>"$T/err"; rc=$?
+check "c, named as 10 bytes of the cached 1000-byte chunk, fails" test "$rc" != 0
+check "with EIO" grep -q "Input/output error" "$T/err"
+dd if="$MNT/evil/b" of=/dev/null bs=128k count=1 2>"$T/err"; rc=$?
+check "b, named as 16 MiB of it, fails" test "$rc" != 0
+check "with EIO, not a crash" grep -q "Input/output error" "$T/err"
+check "the agent says which lengths disagree" grep -q "has 1000 bytes, the catalog says" "$T/mount3.log"
+check "the agent is still running" kill -0 "$MPID"
+fusermount3 -u "$MNT"
+wait_exit
+check_eq "and ends with 0 when unmounted" 0 "$MRC"
+kill "$SWAP_PID" 2>/dev/null
+wait "$SWAP_PID" 2>/dev/null
+server_stop
+
 finish
