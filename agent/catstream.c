@@ -49,6 +49,17 @@ static ssize_t catstream_read(void *payload, void *buf, size_t len)
 			if (k > s->per_fetch)
 				k = s->per_fetch;
 			rc = fetch_batch_get(&s->fb, s->client, s->ids + s->next, NULL, k);
+			/* A catalog is cut by its client: its chunks may be
+			 * larger than the batch was sized for, and the reply
+			 * too large for the server (413). Fewer at a time,
+			 * down to one (a chunk is at most 16 MiB, a reply
+			 * may hold 64). */
+			if (rc == -E2BIG && k > 1) {
+				dd_error_clear();
+				s->per_fetch = k / 2;
+				s->fb_pos = s->fb.nrecs;    /* none: ask again */
+				continue;
+			}
 			if (rc < 0)
 				goto fail;
 			s->next += k;

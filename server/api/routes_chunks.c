@@ -769,6 +769,25 @@ static bool routes_check_too_big(struct http_reply *rep, uint64_t plain)
 	return true;
 }
 
+/* The largest fetch reply: DD_MAX_FETCH_RESPONSE, or lower through the
+ * test hook DEDUP_TEST_MAX_FETCH_RESPONSE (docs/OPERATIONS.md), so that a
+ * test reaches the 413 a client's large catalog chunks can meet. */
+static uint64_t routes_fetch_max(void)
+{
+	static uint64_t max;
+	uint64_t v = __atomic_load_n(&max, __ATOMIC_RELAXED);
+	const char *env;
+
+	if (v)
+		return v;
+	if (!(env = getenv("DEDUP_TEST_MAX_FETCH_RESPONSE")) ||
+	    dd_parse_u64(env, &v) < 0 || v < 1024 ||
+	    v > DD_MAX_FETCH_RESPONSE)
+		v = DD_MAX_FETCH_RESPONSE;
+	__atomic_store_n(&max, v, __ATOMIC_RELAXED);
+	return v;
+}
+
 /* The request's n ids looked up for domain dom in one batch
  * (domains_lookup_many): (*rcs)[i] is 0 with locs[i], or -ENOENT; *rcs is
  * malloc'ed (the caller frees it, also after a failure). */
@@ -854,11 +873,11 @@ void route_fetch(void *payload, const struct http_request *req,
 		total += DD_BUNDLE_RECORD_HEADER_LEN + locs[i].stored_len;
 		plain += locs[i].plain_len;
 	}
-	if (total > DD_MAX_FETCH_RESPONSE) {
+	if (total > routes_fetch_max()) {
 		http_reply_error(rep, 413, "reply would be %llu bytes, more than "
-				 "the limit of %u; ask for fewer chunks",
+				 "the limit of %llu; ask for fewer chunks",
 				 (unsigned long long)total,
-				 DD_MAX_FETCH_RESPONSE);
+				 (unsigned long long)routes_fetch_max());
 		goto cleanup;
 	}
 	if (!f.client_checks && routes_check_too_big(rep, plain))
