@@ -31,6 +31,7 @@
 #include "proto.h"
 #include "util.h"
 #include "agent.h"
+#include "idset.h"
 #include "meta.h"
 #include "restore.h"
 
@@ -40,6 +41,11 @@ struct rtar {
 	bool writing;
 	uint64_t entries, bytes;
 	unsigned long failed;
+	/* SHA-256 of the path of every non-directory written: a hard link
+	 * whose source is not among them (not selected by --include) would
+	 * name nothing in the archive */
+	struct idset *written;
+	unsigned long left_out;
 };
 
 static int rtar_error(struct rtar *t, const struct restore_entry *re)
@@ -88,8 +94,29 @@ static void rtar_sparse_map(struct archive_entry *ae,
 static int rtar_begin(void *ctx, const struct restore_entry *re)
 {
 	struct rtar *t = ctx;
+	struct dd_id h;
 	int ar;
 
+	if (re->e.type == DD_ENTRY_HARDLINK) {
+		dd_sha256(&h, re->link ? re->link : "", re->link ?
+			  strlen(re->link) : 0);
+		if (idset_lookup(t->written, &h, NULL) != 1) {
+			char q[512], l[512];
+
+			agent_warn("leaving out '%s': a hard link to '%s', which "
+				   "is not in the archive (not selected)",
+				   dd_quote(q, sizeof(q), re->path,
+					    strlen(re->path)),
+				   dd_quote(l, sizeof(l), re->link ? re->link :
+					    "", re->link ? strlen(re->link) : 0));
+			t->left_out++;
+			return 0;
+		}
+	} else if (re->e.type != DD_ENTRY_DIR) {
+		dd_sha256(&h, re->path, strlen(re->path));
+		if (idset_insert(t->written, &h, 0, NULL) < 0)
+			return dd_error_set(-ENOMEM, "out of memory");
+	}
 	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext, NULL);
 	rtar_sparse_map(t->ae, re);
 	ar = archive_write_header(t->aw, t->ae);
@@ -210,7 +237,8 @@ int export_tar(struct client *c, const struct settings *s,
 			return fd;
 		}
 	}
-	if (!(t.aw = archive_write_new()) || !(t.ae = archive_entry_new())) {
+	if (!(t.aw = archive_write_new()) || !(t.ae = archive_entry_new()) ||
+	    idset_new(&t.written) < 0) {
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
@@ -251,7 +279,12 @@ int export_tar(struct client *c, const struct settings *s,
 			to_stdout ? "standard output" : output);
 	}
 	rc = DD_EXIT_OK;
+	if (t.left_out)
+		rc = dd_error_set(-EINVAL, "%lu hard link(s) left out of the "
+				  "archive: their files were not selected; "
+				  "select those too", t.left_out);
 cleanup:
+	idset_free(t.written);
 	if (t.aw)
 		archive_write_free(t.aw);
 	archive_entry_free(t.ae);
