@@ -173,8 +173,8 @@ static int ls_json(const struct dd_entry *e, const struct ls_meta *m,
 
 	if (!o || ls_json_bytes(o, "path", e->path, e->path_len) < 0 ||
 	    (e->link_len && ls_json_bytes(o, "link", e->link, e->link_len) < 0) ||
-	    (m->uname[0] && json_object_set_new(o, "user", json_string(m->uname)) < 0) ||
-	    (m->gname[0] && json_object_set_new(o, "group", json_string(m->gname)) < 0) ||
+	    (m->uname[0] && ls_json_bytes(o, "user", m->uname, strlen(m->uname)) < 0) ||
+	    (m->gname[0] && ls_json_bytes(o, "group", m->gname, strlen(m->gname)) < 0) ||
 	    ((e->type == DD_ENTRY_CHR || e->type == DD_ENTRY_BLK) &&
 	     json_object_set_new(o, "rdev", json_pack("[i,i]", (int)m->major,
 						     (int)m->minor)) < 0) ||

@@ -164,7 +164,11 @@ int snaptree_load(struct snaptree **out, struct client *c,
 	*out = NULL;
 	if (!(t = calloc(1, sizeof(*t))))
 		return dd_error_set(-ENOMEM, "out of memory");
-	t->time = (int64_t)json_integer_value(json_object_get(manifest, "time_start"));
+	/* the snapshot's time: the server's manifest says unix_time */
+	t->time = (int64_t)json_integer_value(json_object_get(manifest, "unix_time"));
+	if (!t->time)
+		t->time = (int64_t)json_integer_value(json_object_get(manifest,
+								      "time_start"));
 	if ((rc = catstream_new(&cs, c, manifest, SNAPTREE_CATALOG_IDS)) < 0)
 		goto fail;
 	while ((rc = catstream_next(cs, &e)) == 1) {

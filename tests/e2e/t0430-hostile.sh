@@ -172,4 +172,38 @@ agent "$A" restore "$BIGCAT" --format tar --output "$T/bigcat/out.tar" >/dev/nul
 check "restore reads it" test "$?" -eq 0
 check_eq "and writes every entry" 8001 "$(tar -tf "$T/bigcat/out.tar" | wc -l)"
 
+
+# ---- an owner name that is not UTF-8 ----
+# The format allows any bytes but NUL (a Latin-1 passwd entry gives them);
+# ls --json stopped with "out of memory" on it, and now gives user_hex.
+mkdir -p "$T/latin1"
+python3 - "$T/latin1" <<'PY'
+import hashlib, os, struct, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+now = int(time.time())
+a = b"latin-1 owner\n"
+aid = hashlib.sha256(a).digest()
+name = b"m\xe9lanie"
+ext = bytes([1]) + struct.pack("<I", len(name)) + name
+cat = bytearray(b"DDCT" + struct.pack("<I", 2))
+def entry(t, path, size, ext, refs):
+    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
+                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
+                           1, 1, size, len(path), 0, len(ext), len(refs)))
+    cat.extend(path + ext + b"".join(refs))
+entry(2, b"evil", 0, b"", [])
+entry(1, b"evil/f", len(a), ext, [aid + struct.pack("<I", len(a))])
+write_snapshot(sys.argv[1], {aid: a}, cat)
+PY
+api "$A" POST /api/v1/chunks --data-binary @"$T/latin1/bundle.bin" \
+	-H 'Content-Type: application/octet-stream' >/dev/null
+api "$A" POST /api/v1/snapshots --data-binary @"$T/latin1/snap.json" \
+	-H 'Content-Type: application/json' > "$T/latin1/snap.out"
+check_eq "a Latin-1 owner name is accepted" 201 "$(tail -n1 "$T/latin1/snap.out")"
+L1=$(json_get "$(head -n1 "$T/latin1/snap.out")" id)
+agent "$A" ls --json "$L1" > "$T/latin1/ls.json" 2>"$T/latin1/ls.err"
+check "ls --json lists it" test "$?" -eq 0
+check "giving the name's bytes in hex" grep -q '"user_hex": *"6de96c616e6965"' "$T/latin1/ls.json"
+
 finish

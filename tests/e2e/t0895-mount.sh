@@ -118,6 +118,11 @@ BIG="big file.img"
 # read of the whole file is fetched with read-ahead ----
 mount_bg "$SNAP" "$MNT" 2>"$T/mount0.log"
 check "the snapshot mounts (full id)" wait_mounted
+SNAPTIME=$(json_get "$(api "$A" GET "/api/v1/snapshots/$SNAP" | head -n -1)" unix_time)
+FIRST=${S#/}
+FIRST=${FIRST%%/*}
+check_eq "a directory the catalog only implies has the snapshot's time" \
+	"$SNAPTIME" "$(stat -c %Y "$MNT/$FIRST")"
 a=$(dd if="$S/$BIG" iflag=skip_bytes,count_bytes skip=30000000 count=1 2>/dev/null | od -An -tx1)
 b=$(dd if="$V/$BIG" iflag=skip_bytes,count_bytes skip=30000000 count=1 2>/dev/null | od -An -tx1)
 check_eq "a one-byte read at 30,000,000 gives the source's byte" "$a" "$b"
