@@ -37,6 +37,10 @@
 #define VERIFY_BATCH_BYTES (16u * 1024 * 1024)
 #define VERIFY_BATCH_IDS 4096u
 #define VERIFY_CATALOG_IDS 16u
+/* Files and references held for one batch: files sharing chunks add
+ * references but no unique ids, so these bound the batch too. */
+#define VERIFY_BATCH_FILES 8192u
+#define VERIFY_BATCH_REFS 262144u
 
 struct vfile {
 	char *path;
@@ -46,6 +50,7 @@ struct vfile {
 struct vref {
 	uint32_t uid;         /* index into uids */
 	uint32_t file;        /* index into files */
+	uint32_t len;         /* the length this reference gives the chunk */
 };
 
 struct verify {
@@ -54,7 +59,8 @@ struct verify {
 	struct fetch_batch fb;
 	struct idset *uniq;
 	struct dd_id *uids;
-	uint32_t *ulen;        /* plain_len claimed for each unique id */
+	uint32_t *ulen;        /* each unique id's length: the first claim,
+				* then what its record holds */
 	char **ubad;           /* per unique id: NULL or a reason */
 	size_t nuids, uids_alloc, bytes;
 	struct vref *refs;
@@ -103,6 +109,17 @@ static int verify_mark(struct verify *v, size_t u, const char *why)
 	return 0;
 }
 
+/* Checks record i of the batch as unique id u: its bytes against its
+ * id, whatever length it has (each reference's length is compared with
+ * it in verify_flush); v->ulen[u] becomes that length. */
+static int verify_record(struct verify *v, size_t i, size_t u)
+{
+	if (fetch_batch_chunk(&v->fb, i, 0, &v->plain, v->dctx) < 0)
+		return verify_mark(v, u, dd_error_last());
+	v->ulen[u] = v->fb.recs[i].plain_len;
+	return 0;
+}
+
 /* Fetches and checks the batch's unique ids, filling v->ubad. */
 static int verify_fetch(struct verify *v)
 {
@@ -110,9 +127,7 @@ static int verify_fetch(struct verify *v)
 
 	if (rc == 0) {
 		for (size_t u = 0; u < v->nuids; u++)
-			if (fetch_batch_chunk(&v->fb, u, v->ulen[u], &v->plain,
-					      v->dctx) < 0 &&
-			    (rc = verify_mark(v, u, dd_error_last())) < 0)
+			if ((rc = verify_record(v, u, u)) < 0)
 				return rc;
 		return 0;
 	}
@@ -121,12 +136,14 @@ static int verify_fetch(struct verify *v)
 	/* Find the chunks the server cannot serve, one by one. */
 	for (size_t u = 0; u < v->nuids; u++) {
 		rc = fetch_batch_get(&v->fb, v->client, &v->uids[u], NULL, 1);
-		if (rc == 0)
-			rc = fetch_batch_chunk(&v->fb, 0, v->ulen[u], &v->plain,
-					       v->dctx);
-		if (rc < 0 && !verify_chunk_error(rc))
+		if (rc == 0) {
+			if ((rc = verify_record(v, 0, u)) < 0)
+				return rc;
+			continue;
+		}
+		if (!verify_chunk_error(rc))
 			return rc;
-		if (rc < 0 && (rc = verify_mark(v, u, dd_error_last())) < 0)
+		if ((rc = verify_mark(v, u, dd_error_last())) < 0)
 			return rc;
 	}
 	return 0;
@@ -158,11 +175,25 @@ static int verify_flush(struct verify *v)
 	if (v->nuids && (rc = verify_fetch(v)) < 0)
 		return rc;
 	for (size_t i = 0; i < v->nrefs; i++) {
-		struct vfile *f = &v->files[v->refs[i].file];
-		const char *why = v->ubad[v->refs[i].uid];
+		const struct vref *r = &v->refs[i];
+		struct vfile *f = &v->files[r->file];
+		const char *why = v->ubad[r->uid];
 
-		if (why && !f->why && !(f->why = strdup(why)))
+		if (f->why)
+			continue;
+		if (why && !(f->why = strdup(why)))
 			return dd_error_set(-ENOMEM, "out of memory");
+		if (!why && r->len != v->ulen[r->uid]) {
+			char hex[DD_ID_HEX_LEN + 1];
+			size_t n = 2 * DD_ID_HEX_LEN + 96;
+
+			dd_id_to_hex(hex, &v->uids[r->uid]);
+			if (!(f->why = malloc(n)))
+				return dd_error_set(-ENOMEM, "out of memory");
+			snprintf(f->why, n, "chunk %.16s: chunk %s has %u bytes, "
+				 "the catalog says %u", hex, hex,
+				 v->ulen[r->uid], r->len);
+		}
 	}
 	keep = v->last_open && v->nfiles ? 1 : 0;
 	for (size_t i = 0; i + keep < v->nfiles; i++)
@@ -207,6 +238,8 @@ static int verify_file(struct verify *v, const struct dd_entry *e)
 	void *p;
 	int rc;
 
+	if (v->nfiles >= VERIFY_BATCH_FILES && (rc = verify_flush(v)) < 0)
+		return rc;
 	if (!(p = verify_grow(v->files, &v->files_alloc, v->nfiles + 1,
 			      sizeof(*v->files))))
 		return dd_error_set(-ENOMEM, "out of memory");
@@ -224,6 +257,7 @@ static int verify_file(struct verify *v, const struct dd_entry *e)
 		if (dd_chunk_ref_is_hole(ref))
 			continue;       /* zeros: nothing stored to check */
 		if (v->nrefs && (v->nuids >= v->batch_ids ||
+				 v->nrefs >= VERIFY_BATCH_REFS ||
 				 v->bytes + ref->plain_len > v->batch_bytes)) {
 			if ((rc = verify_flush(v)) < 0)
 				return rc;
@@ -247,6 +281,7 @@ static int verify_file(struct verify *v, const struct dd_entry *e)
 		v->refs = p;
 		v->refs[v->nrefs].uid = u;
 		v->refs[v->nrefs].file = (uint32_t)(v->nfiles - 1);
+		v->refs[v->nrefs].len = ref->plain_len;
 		v->nrefs++;
 	}
 	v->last_open = false;

@@ -232,8 +232,8 @@ check "and unmounts" not mountpoint -q "$MNT"
 # What a server the agent does not trust can serve (or a compromised
 # client holding the key, through an encrypted catalog the server cannot
 # check): chunk X (1000 bytes) named by evil/a as 1000 bytes, by evil/b
-# as 16 MiB and by evil/c as 10. Restore refuses b and c; the mount served
-# c's 10 bytes from the cached chunk and read 16 MiB past it for b (heap
+# as 10 and by evil/c as 16 MiB. Restore refuses b and c; the mount served
+# b's 10 bytes from the cached chunk and read 16 MiB past it for c (heap
 # over-read, a crash). Here a proxy in front of the real server swaps a
 # snapshot's catalog list for the hand-made catalog's id (its chunks are
 # uploaded as chunks; the server never checks it, no snapshot names it).
@@ -257,8 +257,8 @@ def entry(t, path, size, refs):
     cat.extend(path + b"".join(refs))
 entry(2, b"evil", 0, [])
 entry(1, b"evil/a", 1000, [xid + struct.pack("<I", 1000)])
-entry(1, b"evil/b", 16 << 20, [xid + struct.pack("<I", 16 << 20)])
-entry(1, b"evil/c", 10, [xid + struct.pack("<I", 10)])
+entry(1, b"evil/b", 10, [xid + struct.pack("<I", 10)])
+entry(1, b"evil/c", 16 << 20, [xid + struct.pack("<I", 16 << 20)])
 print(write_snapshot(sys.argv[1], {xid: x}, cat).hex())
 PY
 )
@@ -312,17 +312,26 @@ for _ in $(seq 1 200); do [ -s "$T/swap.port" ] && break; sleep 0.05; done
 MPID=$!
 check "the swapped snapshot mounts" wait_mounted
 check_eq "a, named rightly, reads" 1000 "$(cat "$MNT/evil/a" | wc -c)"
-cat "$MNT/evil/c" > "$T/c.out" 2>"$T/err"; rc=$?
-check "c, named as 10 bytes of the cached 1000-byte chunk, fails" test "$rc" != 0
+cat "$MNT/evil/b" > "$T/b.out" 2>"$T/err"; rc=$?
+check "b, named as 10 bytes of the cached 1000-byte chunk, fails" test "$rc" != 0
 check "with EIO" grep -q "Input/output error" "$T/err"
-dd if="$MNT/evil/b" of=/dev/null bs=128k count=1 2>"$T/err"; rc=$?
-check "b, named as 16 MiB of it, fails" test "$rc" != 0
+dd if="$MNT/evil/c" of=/dev/null bs=128k count=1 2>"$T/err"; rc=$?
+check "c, named as 16 MiB of it, fails" test "$rc" != 0
 check "with EIO, not a crash" grep -q "Input/output error" "$T/err"
 check "the agent says which lengths disagree" grep -q "has 1000 bytes, the catalog says" "$T/mount3.log"
 check "the agent is still running" kill -0 "$MPID"
 fusermount3 -u "$MNT"
 wait_exit
 check_eq "and ends with 0 when unmounted" 0 "$MRC"
+# verify through the same proxy: each reference's length is checked
+# against the chunk, whichever reference came first (it took the first
+# one's length for all: a, named rightly, was blamed, or none was).
+"$AGENT" --server "https://127.0.0.1:$(cat "$T/swap.port")" --token "$A" --ca "$CA" \
+	verify "$SID2" > "$T/verify3.out" 2>&1
+check_eq "verify finds the snapshot damaged" 1 "$?"
+check_eq "naming b and c, not a" "/evil/b /evil/c" \
+	"$(sed -n 's/^damaged: \([^:]*\):.*/\1/p' "$T/verify3.out" | sort | tr '\n' ' ' | sed 's/ $//')"
+check "with the lengths" grep -q "has 1000 bytes, the catalog says 10\$" "$T/verify3.out"
 kill "$SWAP_PID" 2>/dev/null
 wait "$SWAP_PID" 2>/dev/null
 server_stop
