@@ -27,6 +27,12 @@
 /* Catalog entries the hard links of one tar download may make it read
  * beside its own pass (browse_tar_link_source): a few seconds of CPU. */
 #define BROWSE_SIDE_MAX 8000000u
+/* The bytes of holes one .tar download may pass through the archive
+ * writer, which takes a sparse file's zeros to skip them: about 2 CPU
+ * seconds at 30 us a GiB. A hostile catalog can name a petabyte of holes
+ * in 14 MB; without this one download held a core for minutes, after its
+ * client had gone. */
+#define BROWSE_HOLE_MAX (64ull << 40)
 
 static const uint8_t browse_zeros[256 * 1024];
 
@@ -856,6 +862,7 @@ struct browse_tar {
 	char *side_at;          /* the path side stands at: side_e */
 	struct dd_entry side_e;
 	uint64_t side_steps;    /* entries side has read: BROWSE_SIDE_MAX */
+	uint64_t hole_bytes;    /* passed to the writer: BROWSE_HOLE_MAX */
 	struct dd_entry pending;
 	bool have_pending, in_data, done;
 	struct archive *aw;
@@ -1066,6 +1073,16 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 		browse_tar_sparse(t->ae, data);
 }
 
+/* BROWSE_HOLE_MAX, or the test hook DEDUP_TEST_BROWSE_HOLE_MAX. */
+static uint64_t browse_hole_max(void)
+{
+	const char *v = getenv("DEDUP_TEST_BROWSE_HOLE_MAX");
+	uint64_t n;
+
+	return v && *v && dd_parse_u64(v, &n) == 0 && n > 0 ? n :
+		BROWSE_HOLE_MAX;
+}
+
 /* BROWSE_SIDE_MAX, or the test hook DEDUP_TEST_BROWSE_SIDE_MAX
  * (docs/OPERATIONS.md) to reach it with a small tree. */
 static uint64_t browse_side_max(void)
@@ -1176,6 +1193,12 @@ static int browse_tar_step(struct browse_tar *t)
 		rc = browse_data_piece(&t->data, &p, &len, BROWSE_PIECE);
 		if (rc < 0)
 			return rc;
+		if (rc == 1 && p == browse_zeros &&
+		    (t->hole_bytes += len) > browse_hole_max())
+			return dd_error_set(-E2BIG, "the holes in '/%s' add up "
+					    "to more than %llu bytes; restore "
+					    "it with dedup-agent", t->dir,
+					    (unsigned long long)browse_hole_max());
 		if (rc == 1) {
 			if (archive_write_data(t->aw, p, len) != (la_ssize_t)len)
 				return browse_tar_error(t, t->name);

@@ -299,4 +299,23 @@ if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
 else
 	echo "# skipped: /dev/shm is not tmpfs"
 fi
+
+# ---- holes without end, in restore --format tar ----
+# The archive writer takes a sparse file's holes to skip them; a catalog
+# can name a petabyte of them. The holes one archive passes are bounded
+# (64 TiB; lowered here by a test hook): past it the export stops, naming
+# the file, and leaves no archive.
+check_eq "a file of 1.2 TiB of holes is accepted" 201 \
+	"$(hostile holes 3 "[('file', b'evil/holes', 300 * $MAXH + 1, [('hole', $MAXH)] * 300 + [('data', b'x')])]")"
+HOLES=$(json_get "$(head -n1 "$T/h.holes/snap.out")" id)
+DEDUP_TEST_EXPORT_HOLE_MAX=$((512 << 30)) agent "$A" restore "$HOLES" --format tar \
+	--output "$T/holes.tar" >/dev/null 2>"$T/holes.err"
+check_eq "past the bound the export fails" 1 "$?"
+check "naming the file" grep -q "holes of the archive add up to more than 549755813888 bytes at 'evil/holes'" "$T/holes.err"
+check "and leaves no archive" test ! -e "$T/holes.tar"
+agent "$A" restore "$HOLES" --format tar --output "$T/holes.tar" >/dev/null 2>&1
+check_eq "under the default bound it is written" 0 "$?"
+check_eq "holding the file's size" $((300 * MAXH + 1)) \
+	"$(tar -tvf "$T/holes.tar" | awk '/evil\/holes/ {print $3}')"
+
 finish

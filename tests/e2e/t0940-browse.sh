@@ -418,4 +418,53 @@ check_eq "and answers" 200 "$(api_status "$A" GET /api/v1/health)"
 check_eq "the archive holds the file" "hello" "$(tar -xOf "$T/v1ext.tar" evil/f 2>/dev/null)"
 check "without the ignored area's owner name" not sh -c "tar -tvf '$T/v1ext.tar' | grep -q AAAA"
 
+
+# ---- holes without end ----
+# A .tar download passes a sparse file's holes through the archive writer
+# (which skips them); a catalog can name a petabyte of holes in 14 MB, and
+# one download then held a core for minutes after its client had gone.
+# The holes one download may pass are bounded (64 TiB; lowered here to
+# 512 GiB by a test hook): past it the download stops and the log says so.
+mkdir -p "$T/holes"
+python3 - "$T/holes" <<'PY'
+import hashlib, os, struct, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+now = int(time.time())
+MAXH = 4294967295
+x = b"x"
+xid = hashlib.sha256(x).digest()
+cat = bytearray(b"DDCT" + struct.pack("<I", 3))
+def entry(t, path, size, refs):
+    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
+                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
+                           1, 1, size, len(path), 0, 0, len(refs)))
+    cat.extend(path + b"".join(refs))
+hole = b"\0" * 32 + struct.pack("<I", MAXH)
+entry(2, b"evil", 0, [])
+entry(1, b"evil/holes", 300 * MAXH + 1, [hole] * 300 + [xid + struct.pack("<I", 1)])
+write_snapshot(sys.argv[1], {xid: x}, cat)
+PY
+server_stop
+export DEDUP_TEST_BROWSE_HOLE_MAX=$((512 << 30))
+server_start "$T/repo" || exit 1
+unset DEDUP_TEST_BROWSE_HOLE_MAX
+api "$A" POST /api/v1/chunks --data-binary @"$T/holes/bundle.bin" \
+	-H 'Content-Type: application/octet-stream' >/dev/null
+api "$A" POST /api/v1/snapshots --data-binary @"$T/holes/snap.json" \
+	-H 'Content-Type: application/json' > "$T/holes/snap.out"
+check_eq "a file of 1.2 TiB of holes is accepted" 201 "$(tail -n1 "$T/holes/snap.out")"
+SNAP=$(json_get "$(head -n1 "$T/holes/snap.out")" id)
+U=$(ticket "$A" /evil tar)
+timeout 120 curl -sS --cacert "$CA" -o "$T/holes.tar" "$URL$U" 2>"$T/holes.curl"
+check "its .tar download stops short" not tar -tf "$T/holes.tar"
+check "the log says why" grep -q "the holes in '/evil' add up to more than 549755813888 bytes" "$T/server.log"
+check_eq "the server still answers" 200 "$(api_status "$A" GET /api/v1/health)"
+server_stop
+server_start "$T/repo" || exit 1
+U=$(ticket "$A" /evil tar)
+check_eq "under the default bound it downloads" 200 "$(fetch "$U" "$T/holes2.tar")"
+check "and extracts as a sparse file" sh -c "cd '$T' && mkdir -p hx && tar -xf holes2.tar -C hx && test \$(stat -c %s hx/evil/holes) -eq $((300 * 4294967295 + 1))"
+rm -rf "$T/hx"
+
 finish
