@@ -21,6 +21,8 @@ struct cc_node {
 	size_t len;
 	uint8_t data[];
 };
+_Static_assert(sizeof(struct cc_node) + 16 <= DD_CHUNKCACHE_NODE_COST,
+	       "DD_CHUNKCACHE_NODE_COST covers a node and malloc's header");
 
 struct dd_chunkcache {
 	struct cc_node **buckets;
@@ -115,7 +117,7 @@ static void cc_evict_lru(struct dd_chunkcache *c)
 	for (pp = &c->buckets[cc_bucket(c, &n->id)]; *pp != n; pp = &(*pp)->hnext)
 		;
 	*pp = n->hnext;
-	c->st.bytes -= n->len;
+	c->st.bytes -= n->len + DD_CHUNKCACHE_NODE_COST;
 	c->st.chunks--;
 	c->st.evictions++;
 	free(n);
@@ -148,9 +150,9 @@ int dd_chunkcache_put(struct dd_chunkcache *c, const struct dd_id *id,
 	struct cc_node *n;
 	size_t b;
 
-	if (len > c->st.max_bytes || cc_find(c, id))
+	if (len + DD_CHUNKCACHE_NODE_COST > c->st.max_bytes || cc_find(c, id))
 		return 0;
-	while (c->st.bytes + len > c->st.max_bytes)
+	while (c->st.bytes + len + DD_CHUNKCACHE_NODE_COST > c->st.max_bytes)
 		cc_evict_lru(c);
 	if (!(n = malloc(sizeof(*n) + len)))
 		return -ENOMEM;
@@ -161,7 +163,7 @@ int dd_chunkcache_put(struct dd_chunkcache *c, const struct dd_id *id,
 	n->hnext = c->buckets[b];
 	c->buckets[b] = n;
 	cc_push_front(c, n);
-	c->st.bytes += len;
+	c->st.bytes += len + DD_CHUNKCACHE_NODE_COST;
 	c->st.chunks++;
 	if (c->st.bytes > c->st.peak_bytes)
 		c->st.peak_bytes = c->st.bytes;

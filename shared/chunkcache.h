@@ -4,10 +4,12 @@
  * here, so a read of the same region (or of a neighbouring one in the same
  * chunk) is not fetched again.
  *
- * The cache copies what it is given and never holds more than its bound
- * of chunk bytes (its own bookkeeping, a few dozen bytes a chunk, comes on
- * top). A chunk larger than the bound is not kept. Not thread-safe: the
- * caller serialises every call.
+ * The cache copies what it is given and never holds more than its bound,
+ * counting each chunk's bytes and DD_CHUNKCACHE_NODE_COST for its
+ * bookkeeping (tiny chunks would otherwise hold many times the bound:
+ * 100,000 chunks of 4 bytes took 25 MB under a 1 MiB bound). A chunk
+ * larger than the bound is not kept. Not thread-safe: the caller
+ * serialises every call.
  */
 #ifndef DD_CHUNKCACHE_H
 #define DD_CHUNKCACHE_H
@@ -20,8 +22,13 @@
 
 struct dd_chunkcache;
 
+/* What a chunk costs the cache beyond its bytes: its node and malloc's
+ * header. */
+#define DD_CHUNKCACHE_NODE_COST 96u
+
 struct dd_chunkcache_stats {
-	uint64_t bytes, peak_bytes;   /* chunk bytes held now, at most so far */
+	uint64_t bytes, peak_bytes;   /* held now, at most so far: chunk bytes
+				       * and DD_CHUNKCACHE_NODE_COST each */
 	uint64_t max_bytes;           /* the bound */
 	uint64_t chunks;              /* chunks held now */
 	uint64_t hits, misses, evictions;

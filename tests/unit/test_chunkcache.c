@@ -44,7 +44,7 @@ static void test_hit_and_miss(void)
 	CHECK_EQ(dd_chunkcache_put(c, &id, buf, sizeof(buf)), 0);
 	dd_chunkcache_get_stats(c, &st);
 	CHECK_EQ(st.chunks, 1);
-	CHECK_EQ(st.bytes, sizeof(buf));
+	CHECK_EQ(st.bytes, sizeof(buf) + DD_CHUNKCACHE_NODE_COST);
 	CHECK_EQ(st.hits, 1);
 	CHECK_EQ(st.misses, 2);
 	dd_chunkcache_free(c);
@@ -53,7 +53,8 @@ static void test_hit_and_miss(void)
 
 static void test_bound_and_lru(void)
 {
-	enum { N = 200, LEN = 1000, BOUND = 10 * 1000 + 500 };
+	enum { N = 200, LEN = 1000,
+	       BOUND = 10 * (1000 + DD_CHUNKCACHE_NODE_COST) + 50 };
 	struct dd_chunkcache *c;
 	struct dd_chunkcache_stats st;
 	static uint8_t buf[LEN];
@@ -103,10 +104,33 @@ static void test_too_large(void)
 	CHECK(c == NULL);
 }
 
+/* Tiny chunks: the bound counts their bookkeeping too, so a 64 KiB
+ * cache holds at most 64 KiB / (4 + DD_CHUNKCACHE_NODE_COST) of them. */
+static void test_tiny_chunks(void)
+{
+	enum { N = 5000, BOUND = 64 * 1024 };
+	struct dd_chunkcache *c;
+	struct dd_chunkcache_stats st;
+	uint8_t buf[4];
+	struct dd_id id;
+
+	CHECK_EQ(dd_chunkcache_new(&c, BOUND), 0);
+	for (unsigned i = 0; i < N; i++) {
+		memcpy(buf, &i, sizeof(buf));       /* N distinct chunks */
+		dd_sha256(&id, buf, sizeof(buf));
+		CHECK_EQ(dd_chunkcache_put(c, &id, buf, sizeof(buf)), 0);
+	}
+	dd_chunkcache_get_stats(c, &st);
+	CHECK_EQ(st.chunks, BOUND / (4 + DD_CHUNKCACHE_NODE_COST));
+	CHECK(st.peak_bytes <= BOUND);
+	dd_chunkcache_free(c);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_hit_and_miss);
 	UNIT_RUN(test_bound_and_lru);
 	UNIT_RUN(test_too_large);
+	UNIT_RUN(test_tiny_chunks);
 	UNIT_DONE();
 }
