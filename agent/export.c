@@ -60,36 +60,23 @@ static int rtar_error(struct rtar *t, const struct restore_entry *re)
 
 /* A file with holes in the catalog gets a sparse map (pax GNU.sparse
  * 1.0, which GNU tar and bsdtar extract as holes): its data runs. */
+static void rtar_sparse_add(void *payload, uint64_t off, uint64_t len)
+{
+	archive_entry_sparse_add_entry(payload, (la_int64_t)off,
+				       (la_int64_t)len);
+}
+
 static void rtar_sparse_map(struct archive_entry *ae,
 			    const struct restore_entry *re)
 {
-	uint64_t off = 0, run = 0;
 	bool holes = false;
 
 	archive_entry_sparse_clear(ae);
-	for (uint64_t j = 0; j < re->e.nchunks; j++)
-		holes |= dd_chunk_ref_is_hole(&re->chunks[j]);
-	if (!holes)
-		return;
-	for (uint64_t j = 0; j <= re->e.nchunks; j++) {
-		bool end = j == re->e.nchunks;
-
-		if (end || dd_chunk_ref_is_hole(&re->chunks[j])) {
-			if (off > run)
-				archive_entry_sparse_add_entry(ae, (la_int64_t)run,
-							       (la_int64_t)(off - run));
-			if (end) {
-				/* A file that is all hole still needs a map:
-				 * an empty run at its end. */
-				if (archive_entry_sparse_count(ae) == 0)
-					archive_entry_sparse_add_entry(ae,
-						(la_int64_t)off, 0);
-				break;
-			}
-			run = off + re->chunks[j].plain_len;
-		}
-		off += re->chunks[j].plain_len;
-	}
+	for (uint64_t j = 0; j < re->e.nchunks && !holes; j++)
+		holes = dd_chunk_ref_is_hole(&re->chunks[j]);
+	if (holes)
+		dd_sparse_runs(re->chunks, re->e.nchunks, re->e.size,
+			       rtar_sparse_add, ae);
 }
 
 static int rtar_begin(void *ctx, const struct restore_entry *re)

@@ -792,3 +792,49 @@ uint64_t dd_catalog_entry_offset(const struct dd_catalog_reader *r)
 {
 	return r->entry_off;
 }
+
+size_t dd_sparse_runs(const struct dd_chunk_ref *refs, uint64_t n,
+		      uint64_t size,
+		      void (*fn)(void *payload, uint64_t off, uint64_t len),
+		      void *payload)
+{
+	uint64_t off = 0, run = 0, ps = 0, pe = 0;
+	bool pending = false;
+	size_t count = 0;
+
+	for (uint64_t j = 0; j <= n; j++) {
+		if (j == n || dd_chunk_ref_is_hole(&refs[j])) {
+			if (off > run) {
+				uint64_t s = run & ~(uint64_t)511;
+				uint64_t e = off > size - (size % 512) ? size :
+					(off + 511) & ~(uint64_t)511;
+
+				if (pending && s <= pe) {
+					if (e > pe)
+						pe = e;
+				} else {
+					if (pending) {
+						fn(payload, ps, pe - ps);
+						count++;
+					}
+					ps = s;
+					pe = e;
+					pending = true;
+				}
+			}
+			if (j == n)
+				break;
+			run = off + refs[j].plain_len;
+		}
+		off += refs[j].plain_len;
+	}
+	if (pending) {
+		fn(payload, ps, pe - ps);
+		count++;
+	}
+	if (!count) {
+		fn(payload, off, 0);
+		count++;
+	}
+	return count;
+}

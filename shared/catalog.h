@@ -108,6 +108,20 @@ static inline bool dd_chunk_ref_is_hole(const struct dd_chunk_ref *ref)
 	return memcmp(ref->id.b, zero, DD_ID_LEN) == 0;
 }
 
+/*
+ * The data runs of a file's `n` references (holes between them), as a tar
+ * sparse map wants them: each run widened to 512-byte boundaries (the end
+ * within the file's `size`) and merged with the next that it then meets,
+ * because GNU tar reads each run from a 512-byte boundary. fn(payload,
+ * offset, length) for each; a file that is all hole gets one empty run at
+ * its end. The archive's data stays the file's bytes, zeros of widened
+ * holes included. Returns the runs given.
+ */
+size_t dd_sparse_runs(const struct dd_chunk_ref *refs, uint64_t n,
+		      uint64_t size,
+		      void (*fn)(void *payload, uint64_t off, uint64_t len),
+		      void *payload);
+
 struct dd_entry {
 	uint8_t type;            /* enum dd_entry_type */
 	uint32_t mode;           /* permission bits (07777) */

@@ -1007,31 +1007,27 @@ static void browse_tar_ext(struct browse_tar *t, const struct dd_entry *e)
 	}
 }
 
+static void browse_tar_sparse_add(void *payload, uint64_t off,
+				  uint64_t len)
+{
+	archive_entry_sparse_add_entry(payload, (la_int64_t)off,
+				       (la_int64_t)len);
+}
+
 /* A file with holes gets a sparse map of its data runs (pax GNU.sparse
- * 1.0): libarchive then drops the holes' zeros it is given. */
+ * 1.0, runs on 512-byte boundaries: dd_sparse_runs): libarchive then
+ * drops the holes' zeros it is given. */
+
 static void browse_tar_sparse(struct archive_entry *ae,
 			      const struct dd_entry *e)
 {
-	uint64_t off = 0, run = 0, j;
 	bool holes = false;
 
-	for (j = 0; j < e->nchunks && !holes; j++)
+	for (uint64_t j = 0; j < e->nchunks && !holes; j++)
 		holes = dd_chunk_ref_is_hole(&e->chunks[j]);
-	if (!holes)
-		return;
-	for (j = 0; j <= e->nchunks; j++) {
-		if (j == e->nchunks || dd_chunk_ref_is_hole(&e->chunks[j])) {
-			if (off > run)
-				archive_entry_sparse_add_entry(ae,
-					(la_int64_t)run, (la_int64_t)(off - run));
-			if (j == e->nchunks)
-				break;
-			run = off + e->chunks[j].plain_len;
-		}
-		off += e->chunks[j].plain_len;
-	}
-	if (archive_entry_sparse_count(ae) == 0)
-		archive_entry_sparse_add_entry(ae, (la_int64_t)off, 0);
+	if (holes)
+		dd_sparse_runs(e->chunks, e->nchunks, e->size,
+			       browse_tar_sparse_add, ae);
 }
 
 /*

@@ -1263,10 +1263,66 @@ static void test_holes(void)
 	}
 }
 
+struct runs { uint64_t v[16]; size_t n; };
+
+static void runs_add(void *payload, uint64_t off, uint64_t len)
+{
+	struct runs *r = payload;
+
+	if (r->n + 2 <= 16) {
+		r->v[r->n++] = off;
+		r->v[r->n++] = len;
+	}
+}
+
+static void ref_set(struct dd_chunk_ref *r, bool hole, uint32_t len)
+{
+	memset(r->id.b, hole ? 0 : 0xab, sizeof(r->id.b));
+	r->plain_len = len;
+}
+
+/* Sparse maps on 512-byte boundaries: GNU tar reads each data run from
+ * one, so runs are widened (within the file) and merged when they meet. */
+static void test_sparse_runs(void)
+{
+	struct dd_chunk_ref refs[5];
+	struct runs r = { 0 };
+
+	/* 1000 data, 5000 hole, 1000 data: [0,1024) [5632,7000) */
+	ref_set(&refs[0], false, 1000);
+	ref_set(&refs[1], true, 5000);
+	ref_set(&refs[2], false, 1000);
+	CHECK_EQ(dd_sparse_runs(refs, 3, 7000, runs_add, &r), 2);
+	CHECK_EQ(r.v[0], 0);
+	CHECK_EQ(r.v[1], 1024);
+	CHECK_EQ(r.v[2], 5632);
+	CHECK_EQ(r.v[3], 7000 - 5632);
+	/* a hole of 100 between data: one run, the whole file */
+	memset(&r, 0, sizeof(r));
+	ref_set(&refs[1], true, 100);
+	CHECK_EQ(dd_sparse_runs(refs, 3, 2100, runs_add, &r), 1);
+	CHECK_EQ(r.v[0], 0);
+	CHECK_EQ(r.v[1], 2100);
+	/* aligned runs stay as they are; a trailing hole stays a hole */
+	memset(&r, 0, sizeof(r));
+	ref_set(&refs[0], true, 4096);
+	ref_set(&refs[1], false, 4096);
+	ref_set(&refs[2], true, 8192);
+	CHECK_EQ(dd_sparse_runs(refs, 3, 16384, runs_add, &r), 1);
+	CHECK_EQ(r.v[0], 4096);
+	CHECK_EQ(r.v[1], 4096);
+	/* all hole: one empty run at the end */
+	memset(&r, 0, sizeof(r));
+	CHECK_EQ(dd_sparse_runs(refs, 1, 4096, runs_add, &r), 1);
+	CHECK_EQ(r.v[0], 4096);
+	CHECK_EQ(r.v[1], 0);
+}
+
 int main(void)
 {
 	fixture_chunks(fx, fx_text, fx_bytes);
 	setup_golden();
+	UNIT_RUN(test_sparse_runs);
 	setup_golden2();
 	setup_holes();
 	UNIT_RUN(test_golden);
