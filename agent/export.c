@@ -147,11 +147,8 @@ static int rtar_data(void *ctx, const struct restore_entry *re,
 
 static uint64_t rtar_hole_max(void)
 {
-	const char *v = getenv("DEDUP_TEST_EXPORT_HOLE_MAX");
-	uint64_t n;
-
-	return v && *v && dd_parse_u64(v, &n) == 0 && n > 0 ? n :
-		RTAR_HOLE_MAX;
+	return dd_test_hook_u64("DEDUP_TEST_EXPORT_HOLE_MAX", 1, UINT64_MAX,
+				RTAR_HOLE_MAX);
 }
 
 /* libarchive's pax writer takes a sparse file's bytes in order, holes

@@ -273,6 +273,16 @@ int dd_parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+uint64_t dd_test_hook_u64(const char *name, uint64_t min, uint64_t max,
+			  uint64_t dflt)
+{
+	const char *v = getenv(name);
+	uint64_t n;
+
+	return v && *v && dd_parse_u64(v, &n) == 0 && n >= min && n <= max ?
+		n : dflt;
+}
+
 int dd_parse_bytes(const char *s, uint64_t *out)
 {
 	char num[32];

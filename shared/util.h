@@ -108,6 +108,10 @@ const char *dd_quote(char *out, size_t outsz, const char *s, size_t len);
 /* Strict decimal parse of a whole string into uint64 (no sign, no spaces,
  * no trailing bytes); -EINVAL otherwise, -ERANGE on overflow. */
 int dd_parse_u64(const char *s, uint64_t *out);
+/* A test hook's number (docs/OPERATIONS.md lists them): the environment
+ * variable `name` when it holds a number from min to max, else dflt. */
+uint64_t dd_test_hook_u64(const char *name, uint64_t min, uint64_t max,
+			  uint64_t dflt);
 /* A byte count: decimal with an optional K, M, G or T suffix (powers of
  * 1024): "0", "500000", "64M"; -EINVAL for anything else or past 2^63. */
 int dd_parse_bytes(const char *s, uint64_t *out);

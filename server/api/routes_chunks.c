@@ -774,18 +774,8 @@ static bool routes_check_too_big(struct http_reply *rep, uint64_t plain)
  * test reaches the 413 a client's large catalog chunks can meet. */
 static uint64_t routes_fetch_max(void)
 {
-	static uint64_t max;
-	uint64_t v = __atomic_load_n(&max, __ATOMIC_RELAXED);
-	const char *env;
-
-	if (v)
-		return v;
-	if (!(env = getenv("DEDUP_TEST_MAX_FETCH_RESPONSE")) ||
-	    dd_parse_u64(env, &v) < 0 || v < 1024 ||
-	    v > DD_MAX_FETCH_RESPONSE)
-		v = DD_MAX_FETCH_RESPONSE;
-	__atomic_store_n(&max, v, __ATOMIC_RELAXED);
-	return v;
+	return dd_test_hook_u64("DEDUP_TEST_MAX_FETCH_RESPONSE", 1024,
+				DD_MAX_FETCH_RESPONSE, DD_MAX_FETCH_RESPONSE);
 }
 
 /* The request's n ids looked up for domain dom in one batch

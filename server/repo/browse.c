@@ -1072,22 +1072,16 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 /* BROWSE_HOLE_MAX, or the test hook DEDUP_TEST_BROWSE_HOLE_MAX. */
 static uint64_t browse_hole_max(void)
 {
-	const char *v = getenv("DEDUP_TEST_BROWSE_HOLE_MAX");
-	uint64_t n;
-
-	return v && *v && dd_parse_u64(v, &n) == 0 && n > 0 ? n :
-		BROWSE_HOLE_MAX;
+	return dd_test_hook_u64("DEDUP_TEST_BROWSE_HOLE_MAX", 1, UINT64_MAX,
+				BROWSE_HOLE_MAX);
 }
 
 /* BROWSE_SIDE_MAX, or the test hook DEDUP_TEST_BROWSE_SIDE_MAX
  * (docs/OPERATIONS.md) to reach it with a small tree. */
 static uint64_t browse_side_max(void)
 {
-	const char *v = getenv("DEDUP_TEST_BROWSE_SIDE_MAX");
-	uint64_t n;
-
-	return v && *v && dd_parse_u64(v, &n) == 0 && n > 0 ? n :
-		BROWSE_SIDE_MAX;
+	return dd_test_hook_u64("DEDUP_TEST_BROWSE_SIDE_MAX", 1, UINT64_MAX,
+				BROWSE_SIDE_MAX);
 }
 
 /*

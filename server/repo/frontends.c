@@ -734,12 +734,8 @@ static int frontends_check_epoch(struct frontends *f)
 
 unsigned frontends_gc_lease_sec(void)
 {
-	const char *v = getenv("DEDUP_TEST_GC_LEASE_SEC");
-	uint64_t n;
-
-	if (v && *v && dd_parse_u64(v, &n) == 0 && n >= 2 && n <= 3600)
-		return (unsigned)n;
-	return FRONTENDS_GC_LEASE_SEC;
+	return (unsigned)dd_test_hook_u64("DEDUP_TEST_GC_LEASE_SEC", 2, 3600,
+					  FRONTENDS_GC_LEASE_SEC);
 }
 
 /* A collection whose start time (renewed every third of the lease while

@@ -517,11 +517,8 @@ int snapshots_sweep_unsure(struct snapshots *s)
  * 3600) replaces SNAP_UNSURE_KEEP_SEC. */
 static int64_t snap_unsure_keep_sec(void)
 {
-	const char *v = getenv("DEDUP_TEST_UNSURE_KEEP_SEC");
-	uint64_t n;
-
-	return v && *v && dd_parse_u64(v, &n) == 0 && n <= 3600 ?
-		(int64_t)n : SNAP_UNSURE_KEEP_SEC;
+	return (int64_t)dd_test_hook_u64("DEDUP_TEST_UNSURE_KEEP_SEC", 0, 3600,
+					 SNAP_UNSURE_KEEP_SEC);
 }
 
 /* "snapshots/<id>.json" */

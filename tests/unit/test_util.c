@@ -292,6 +292,18 @@ static void test_files(void)
 	free(data);
 	CHECK_EQ(dd_read_file("/proc/self/stat", 4, &data, &len), -E2BIG);
 
+	/* Test hooks: a number within bounds, else the default. */
+	setenv("DD_UNIT_HOOK", "42", 1);
+	CHECK_EQ(dd_test_hook_u64("DD_UNIT_HOOK", 1, 100, 7), 42);
+	CHECK_EQ(dd_test_hook_u64("DD_UNIT_HOOK", 43, 100, 7), 7);
+	CHECK_EQ(dd_test_hook_u64("DD_UNIT_HOOK", 1, 41, 7), 7);
+	setenv("DD_UNIT_HOOK", "4x", 1);
+	CHECK_EQ(dd_test_hook_u64("DD_UNIT_HOOK", 1, 100, 7), 7);
+	setenv("DD_UNIT_HOOK", "", 1);
+	CHECK_EQ(dd_test_hook_u64("DD_UNIT_HOOK", 0, 100, 7), 7);
+	unsetenv("DD_UNIT_HOOK");
+	CHECK_EQ(dd_test_hook_u64("DD_UNIT_HOOK", 0, 100, 7), 7);
+
 	/* A new file is never written over an existing one. */
 	snprintf(sub, sizeof(sub), "%s/new", tmpdir);
 	CHECK_EQ(dd_write_file_new(sub, "one", 3, 0600), 0);
