@@ -100,6 +100,11 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 			t->left_out++;
 			return 0;
 		}
+		/* a link may be named by a later link too (another
+		 * client's catalog may chain them) */
+		dd_sha256(&h, re->path, strlen(re->path));
+		if (idset_insert(t->written, &h, 0, NULL) < 0)
+			return dd_error_set(-ENOMEM, "out of memory");
 	} else if (re->e.type != DD_ENTRY_DIR) {
 		dd_sha256(&h, re->path, strlen(re->path));
 		if (idset_insert(t->written, &h, 0, NULL) < 0)

@@ -150,9 +150,12 @@ int dd_chunkcache_put(struct dd_chunkcache *c, const struct dd_id *id,
 	struct cc_node *n;
 	size_t b;
 
-	if (len + DD_CHUNKCACHE_NODE_COST > c->st.max_bytes || cc_find(c, id))
+	if (len > c->st.max_bytes || cc_find(c, id))
 		return 0;
-	while (c->st.bytes + len + DD_CHUNKCACHE_NODE_COST > c->st.max_bytes)
+	/* a chunk as large as the bound is kept alone, its bookkeeping
+	 * past the bound: --cache-size 1M still holds a 1 MiB chunk */
+	while (c->st.chunks &&
+	       c->st.bytes + len + DD_CHUNKCACHE_NODE_COST > c->st.max_bytes)
 		cc_evict_lru(c);
 	if (!(n = malloc(sizeof(*n) + len)))
 		return -ENOMEM;

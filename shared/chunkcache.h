@@ -7,7 +7,8 @@
  * The cache copies what it is given and never holds more than its bound,
  * counting each chunk's bytes and DD_CHUNKCACHE_NODE_COST for its
  * bookkeeping (tiny chunks would otherwise hold many times the bound:
- * 100,000 chunks of 4 bytes took 25 MB under a 1 MiB bound). A chunk
+ * 100,000 chunks of 4 bytes took 25 MB under a 1 MiB bound); a chunk as
+ * large as the bound is kept alone, its bookkeeping past it. A chunk
  * larger than the bound is not kept. Not thread-safe: the caller
  * serialises every call.
  */

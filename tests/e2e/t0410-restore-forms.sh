@@ -120,5 +120,35 @@ check "the archive holds no dangling link" not sh -c "tar -tvf '$T/hl-b.tar' | g
 agent "$A" restore "$HL" --format tar --output "$T/hl-all.tar" >/dev/null 2>&1
 check_eq "with both selected: exit 0" 0 "$?"
 check "the link stays a link" sh -c "tar -tvf '$T/hl-all.tar' | grep -q 'hl/b/link link to .*hl/a/file'"
+# A link may name an earlier link (another client's catalog may chain
+# them; the server accepts it): it stays in the archive.
+mkdir -p "$T/chain"
+python3 - "$T/chain" <<'PY'
+import hashlib, os, struct, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import write_snapshot
+now = int(time.time())
+cat = bytearray(b"DDCT" + struct.pack("<I", 3))
+def entry(t, path, size, refs=(), link=b""):
+    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
+                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
+                           3, 1, size, len(path), len(link), 0, len(refs)))
+    cat.extend(path + link + b"".join(refs))
+d = b"AAAA"
+cid = hashlib.sha256(d).digest()
+entry(2, b"evil", 0)
+entry(1, b"evil/a", 4, [cid + struct.pack("<I", 4)])
+entry(4, b"evil/l1", 0, link=b"evil/a")
+entry(4, b"evil/l2", 0, link=b"evil/l1")
+write_snapshot(sys.argv[1], {cid: d}, cat)
+PY
+api "$A" POST /api/v1/chunks --data-binary @"$T/chain/bundle.bin" \
+	-H 'Content-Type: application/octet-stream' >/dev/null
+api "$A" POST /api/v1/snapshots --data-binary @"$T/chain/snap.json" \
+	-H 'Content-Type: application/json' > "$T/chain/snap.out"
+CHAIN=$(json_get "$(head -n1 "$T/chain/snap.out")" id)
+agent "$A" restore "$CHAIN" --format tar --output "$T/chain.tar" >/dev/null 2>"$T/chain.err"
+check_eq "a link to a link: exit 0" 0 "$?"
+check "both links are in the archive" sh -c "tar -tf '$T/chain.tar' | grep -c 'evil/l[12]' | grep -qx 2"
 
 finish

@@ -94,6 +94,14 @@ static void test_too_large(void)
 	size_t len;
 
 	CHECK_EQ(dd_chunkcache_new(&c, 4096), 0);
+	/* a chunk as large as the bound is kept, alone */
+	make_chunk(buf, 4096, 4, &id);
+	CHECK_EQ(dd_chunkcache_put(c, &id, buf, 4096), 0);
+	CHECK(dd_chunkcache_get(c, &id, &len) != NULL && len == 4096);
+	dd_chunkcache_get_stats(c, &st);
+	CHECK_EQ(st.chunks, 1);
+	dd_chunkcache_free(c);
+	CHECK_EQ(dd_chunkcache_new(&c, 4096), 0);
 	make_chunk(buf, sizeof(buf), 3, &id);
 	CHECK_EQ(dd_chunkcache_put(c, &id, buf, sizeof(buf)), 0);
 	CHECK(dd_chunkcache_get(c, &id, &len) == NULL);
