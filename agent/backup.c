@@ -1008,10 +1008,18 @@ static int backup_run(struct client *c, const struct settings *s,
 	session_open(&b.sess, c, lock[0] ? lock : NULL, roots, nroots);
 	/* Without a parent no file is matched before it is opened. */
 	wo.open_files_first = b.parent == NULL;
+	if (wo.ngiven && !(wo.given_seen = calloc(wo.ngiven,
+						  sizeof(*wo.given_seen)))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	for (size_t i = 0; i < nroots; i++)
 		if ((rc = walk_root(roots[i], &backup_walk_ops, &wo, &b,
 				    &b.ws)) < 0)
 			goto cleanup;
+	/* a path given but not recorded (excluded, a cache, vanished)
+	 * makes the snapshot partial, said by name */
+	b.ws.unreadable += walk_roots_unseen(&wo);
 	if ((rc = backup_emit_held(&b, true)) < 0 ||
 	    (rc = backup_catalog_cut(&b, true)) < 0 ||
 	    (rc = upload_queue_flush(b.uq)) < 0 ||
@@ -1028,6 +1036,7 @@ static int backup_run(struct client *c, const struct settings *s,
 		rc = DD_EXIT_PARTIAL;
 	}
 cleanup:
+	free(wo.given_seen);
 	json_decref(manifest);
 	session_close(b.sess, rc);
 	backup_release(&b);
@@ -1068,7 +1077,7 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 	struct client *c = NULL;
 	json_t *probe;
 	char **roots = NULL;
-	size_t nroots = 0;
+	size_t nroots = 0, nall = 0;   /* nall: all given, after pruning */
 	int opt, rc;
 
 	pattern_list_init(&excl);
@@ -1148,7 +1157,14 @@ int cmd_backup(int argc, char **argv, const struct agent_globals *g,
 		}
 		json_decref(probe);
 	}
-	nroots = walk_roots_prune(roots, nroots);
+	/* every path given is checked to be recorded; those inside another
+	 * are walked with it (past nroots: freed with the rest) */
+	nall = nroots;
+	nroots = walk_roots_prune(roots, nall, &rc);
+	if (rc < 0)
+		goto cleanup;
+	wopts.given = roots;
+	wopts.ngiven = nall;
 
 	if ((rc = settings_load(&s, &g->src)) < 0 ||
 	    (rc = client_new(&c, &s)) < 0)
@@ -1172,7 +1188,7 @@ cleanup:
 	pattern_list_release(&excl);
 	client_free(c);
 	settings_release(&s);
-	for (size_t i = 0; i < nroots; i++)
+	for (size_t i = 0; i < (nall > nroots ? nall : nroots); i++)
 		free(roots[i]);
 	free(roots);
 	return rc;

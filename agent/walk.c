@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -125,22 +126,100 @@ static bool walk_covers(const char *outer, const char *inner)
 	       (inner[n] == '\0' || inner[n] == '/');
 }
 
-size_t walk_roots_prune(char **roots, size_t n)
+/* Whether the walk of `outer` reaches `inner` below it: every directory
+ * between them is a directory, not a symlink (lstat). -EINVAL naming the
+ * one that is not. */
+static int walk_reaches(const char *outer, const char *inner)
 {
-	size_t kept = 0;
+	size_t n = strcmp(outer, "/") == 0 ? 0 : strlen(outer);
+	char *p;
+	struct stat st;
+	int rc = 0;
+
+	if (strlen(inner) <= n + 1)
+		return 0;           /* the same path */
+	if (!(p = strdup(inner)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	for (char *s = strchr(p + n + 1, '/'); s && rc == 0;
+	     s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode))
+			rc = dd_error_set(-EINVAL, "cannot back up '%s' with "
+					  "'%s': '%s' on its way is %s, which "
+					  "the backup of '%s' records as it "
+					  "is; give '%s' in a backup of its "
+					  "own, or by its real path", inner,
+					  outer, p, S_ISLNK(st.st_mode) ?
+					  "a symlink" : "not a directory",
+					  outer, inner);
+		*s = '/';
+	}
+	free(p);
+	return rc;
+}
+
+size_t walk_roots_prune(char **roots, size_t n, int *err)
+{
+	size_t kept = 0, left = n;   /* roots[kept..left): still to look at */
+	int rc = 0;
 
 	qsort(roots, n, sizeof(*roots), walk_cmp_path);
-	for (size_t i = 0; i < n; i++) {
-		bool covered = false;
+	while (kept < left) {
+		char *r = roots[kept];
+		size_t k;
 
-		for (size_t k = 0; k < kept && !covered; k++)
-			covered = walk_covers(roots[k], roots[i]);
-		if (covered)
-			free(roots[i]);
-		else
-			roots[kept++] = roots[i];
+		for (k = 0; k < kept && !walk_covers(roots[k], r); k++)
+			;
+		if (k == kept) {
+			kept++;
+			continue;
+		}
+		if (rc == 0)
+			rc = walk_reaches(roots[k], r);
+		/* to the tail, the rest keeping its order */
+		memmove(&roots[kept], &roots[kept + 1],
+			(n - kept - 1) * sizeof(*roots));
+		roots[n - 1] = r;
+		left--;
 	}
+	*err = rc;
 	return kept;
+}
+
+/* Marks the current path as recorded if it is one given. */
+static void walk_mark_given(struct walker *w)
+{
+	const struct walk_options *o = w->opts;
+
+	for (size_t i = 0; o && i < o->ngiven; i++)
+		if (!o->given_seen[i] && strcmp(o->given[i] + 1, w->path) == 0)
+			o->given_seen[i] = true;
+}
+
+/* Whether the current path is one given (a mount point the user named). */
+static bool walk_is_given(const struct walker *w)
+{
+	const struct walk_options *o = w->opts;
+
+	for (size_t i = 0; o && i < o->ngiven; i++)
+		if (strcmp(o->given[i] + 1, w->path) == 0)
+			return true;
+	return false;
+}
+
+size_t walk_roots_unseen(const struct walk_options *opts)
+{
+	size_t unseen = 0;
+
+	for (size_t i = 0; i < opts->ngiven; i++) {
+		if (opts->given_seen[i] || strcmp(opts->given[i], "/") == 0)
+			continue;
+		agent_warn("'%s' is not in the snapshot: the walk did not "
+			   "record it (an exclude pattern, a tagged cache, or "
+			   "it vanished)", opts->given[i]);
+		unseen++;
+	}
+	return unseen;
 }
 
 /* Appends "/name" (or "name" at the top) to the current path. */
@@ -447,11 +526,20 @@ static int walk_dir(struct walker *w, int dirfd, const char *name,
 		w->stats->unreadable++;
 		return 0;
 	}
-	/* A mount point is recorded, its contents are not (like tar). */
+	/* A mount point is recorded, its contents are not (like tar), but
+	 * for one the user named: its own file system is walked. */
 	if (w->opts && w->opts->one_file_system && st.st_dev != w->root_dev) {
-		w->stats->excluded++;
-		close(dfd);
-		return 0;
+		dev_t outer = w->root_dev;
+
+		if (!walk_is_given(w)) {
+			w->stats->excluded++;
+			close(dfd);
+			return 0;
+		}
+		w->root_dev = st.st_dev;
+		rc = walk_dir_children(w, dfd, NULL);
+		w->root_dev = outer;
+		return rc;
 	}
 	/* A tagged cache keeps its tag, so a restore still marks it. */
 	if (w->opts && w->opts->exclude_caches && walk_is_cache(dfd)) {
@@ -481,6 +569,7 @@ static int walk_entry(struct walker *w, int dirfd, const char *name,
 		w->stats->excluded++;
 		goto done;
 	}
+	walk_mark_given(w);
 	if (dtype == DT_REG && w->opts && w->opts->open_files_first &&
 	    (rc = walk_file_first(w, dirfd, name)) != WALK_FALLBACK)
 		goto done;

@@ -64,6 +64,15 @@ struct walk_options {
 	 * between the listing and the open is opened O_NONBLOCK|O_NOFOLLOW
 	 * and skipped unless it is still a regular file. */
 	bool open_files_first;
+	/* Every path given (normalised, "/a/b"): the walk marks in
+	 * `given_seen` those it records, so that a path the walk of
+	 * another does not reach (an exclude, a cache, a vanished one) is
+	 * said rather than missing silently (walk_roots_unseen). A given
+	 * path on another file system is entered despite
+	 * one_file_system: the user asked for it. */
+	char *const *given;
+	bool *given_seen;
+	size_t ngiven;
 };
 
 struct walk_stats {
@@ -88,11 +97,19 @@ int walk_normalize(char **out, const char *arg);
 
 /*
  * Sorts normalised roots into catalog order (dd_catalog_path_cmp) and
- * deduplicates them in place: a root equal to or inside another root is
- * dropped. Returns the new count. Walking the roots in this order writes
- * the whole catalog in catalog order.
+ * moves a root equal to or inside another root past the returned count
+ * (the caller still owns all n): the outer root's walk records it.
+ * Walking the kept roots in this order writes the whole catalog in
+ * catalog order. -EINVAL (returned as a negative count through *err)
+ * when the walk of the outer root could not reach an inner one: a
+ * directory on the way is a symlink or not a directory, which the outer
+ * walk records as it is.
  */
-size_t walk_roots_prune(char **roots, size_t n);
+size_t walk_roots_prune(char **roots, size_t n, int *err);
+
+/* After the walks: warns about every given path the walks did not
+ * record (options.given) and returns how many. */
+size_t walk_roots_unseen(const struct walk_options *opts);
 
 /*
  * Walks one normalised absolute root. A root that cannot be stat'ed is an

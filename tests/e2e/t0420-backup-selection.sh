@@ -70,10 +70,33 @@ if mount -t tmpfs dedup-test "$T/fs/mnt" 2>/dev/null; then
 	check_eq "--one-file-system keeps the mount point, not its contents" "$FP $FP/mnt $FP/top " "$l"
 	out=$(agent "$A" backup --json "$T/fs" 2>/dev/null)
 	check "without it the mount is entered" grep -q "mnt/inner" <(agent "$A" ls "$(json_get "$out" snapshot_id)")
+	# the mount given too (backup -x / /home): its file system is walked
+	# (it was recorded empty, exit 0)
+	out=$(agent "$A" backup --json --one-file-system "$T/fs" "$T/fs/mnt" 2>"$T/fs.err")
+	check_eq "--one-file-system with the mount given too: exit 0" 0 "$?"
+	check "its contents are in the snapshot" grep -q "mnt/inner" <(agent "$A" ls "$(json_get "$out" snapshot_id)")
 	umount "$T/fs/mnt"
 else
 	echo "# cannot mount a tmpfs here: --one-file-system not tested"
 fi
+
+# A path given inside another is recorded by the other's walk; when that
+# walk cannot reach it (a symlink on its way, which the outer backup
+# records as a symlink) the backup refuses before it starts, where it
+# dropped the path silently (exit 0).
+mkdir -p "$T/nest/home/ann/real/projects" "$T/nest/elsewhere/projects"
+echo p > "$T/nest/elsewhere/projects/plan"
+ln -s ../../elsewhere "$T/nest/home/ann/data"
+agent "$A" backup "$T/nest/home" "$T/nest/home/ann/data/projects" >/dev/null 2>"$T/nest.err"
+check_eq "a path inside another behind a symlink: exit 1" 1 "$?"
+check "naming the symlink" grep -q "'$T/nest/home/ann/data' on its way is a symlink" "$T/nest.err"
+out=$(agent "$A" backup --json "$T/nest/home" "$T/nest/home/ann/real/projects" 2>/dev/null)
+check "a path inside another, reached by its walk, is in the snapshot once" \
+	test "$(agent "$A" ls "$(json_get "$out" snapshot_id)" | grep -c 'ann/real/projects$')" -eq 1
+# A path given but excluded by a pattern: said, and the snapshot partial.
+agent "$A" backup "$T/nest/home" --exclude home >/dev/null 2>"$T/excl.err"
+check_eq "a given path excluded by a pattern: exit 3" 3 "$?"
+check "naming it" grep -q "'$T/nest/home' is not in the snapshot" "$T/excl.err"
 
 # Faults: a file that vanishes, one that changes while read, unreadable
 # ones.
