@@ -42,7 +42,11 @@ int pattern_add(struct pattern_list *l, const char *pat)
 		l->v = p;
 		l->alloc = a;
 	}
-	if (!(l->v[l->n] = strdup(pat)))
+	/* "build/" means the directory build: paths have no trailing
+	 * slash to match, so it is dropped (files named so match too) */
+	while (len > 1 && pat[len - 1] == '/')
+		len--;
+	if (!(l->v[l->n] = strndup(pat, len)))
 		return dd_error_set(-ENOMEM, "out of memory");
 	l->n++;
 	return 0;

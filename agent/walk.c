@@ -56,7 +56,44 @@ int walk_normalize(char **out, const char *arg)
 		if ((src = malloc(srclen)))
 			snprintf(src, srclen, "%s/%s", cwd, arg);
 	}
-	if (!src || !(res = malloc(strlen(src) + 2))) {
+	if (!src) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
+	/* The part up to the last ".." is resolved by the kernel: "link/.."
+	 * is the parent of link's target, not the directory holding link. */
+	for (char *p = src, *last = NULL;; p++) {
+		if ((p == src || p[-1] == '/') && p[0] == '.' && p[1] == '.' &&
+		    (p[2] == '/' || p[2] == '\0'))
+			last = p + 2;
+		if (*p)
+			continue;
+		if (last) {
+			char keep = *last, *real, *joined;
+			size_t need;
+
+			*last = '\0';
+			real = realpath(src, NULL);
+			*last = keep;
+			if (!real) {
+				rc = dd_error_set(-errno, "cannot resolve '%s': "
+						  "%s", arg, strerror(errno));
+				goto cleanup;
+			}
+			need = strlen(real) + strlen(last) + 2;
+			joined = malloc(need);
+			if (joined)
+				snprintf(joined, need, "%s/%s", real, last);
+			free(real);
+			free(src);
+			if (!(src = joined)) {
+				rc = dd_error_set(-ENOMEM, "out of memory");
+				goto cleanup;
+			}
+		}
+		break;
+	}
+	if (!(res = malloc(strlen(src) + 2))) {
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}

@@ -89,9 +89,13 @@ void walk_report(struct walk_stats *stats, const char *path, const char *what,
 		 int err);
 
 /*
- * Turns `arg` into a lexically normalised absolute path (relative to the
- * working directory, "." and ".." resolved by text, no symlink resolution)
- * in a malloc'ed string in *out.
+ * Turns `arg` into a normalised absolute path (relative to the working
+ * directory) in a malloc'ed string in *out: "." and repeated slashes
+ * dropped; the part up to its last ".." resolved as the kernel would
+ * (realpath: a symlink before a ".." is followed, as the shell's `cd
+ * -P` and every system call do), the rest kept as written, so that a
+ * symlink given as a path is recorded as a symlink. -ENOENT (naming arg)
+ * when the part up to the last ".." does not exist.
  */
 int walk_normalize(char **out, const char *arg);
 

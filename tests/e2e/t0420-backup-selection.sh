@@ -98,6 +98,27 @@ agent "$A" backup "$T/nest/home" --exclude home >/dev/null 2>"$T/excl.err"
 check_eq "a given path excluded by a pattern: exit 3" 3 "$?"
 check "naming it" grep -q "'$T/nest/home' is not in the snapshot" "$T/excl.err"
 
+# A pattern with a trailing slash names the directory (it matched nothing).
+mkdir -p "$T/ts/build/obj" "$T/ts/src"
+echo o > "$T/ts/build/obj/a.o"
+echo c > "$T/ts/src/a.c"
+out=$(agent "$A" backup --json --exclude build/ "$T/ts" 2>/dev/null)
+check "--exclude build/ leaves build out" \
+	not grep -q "ts/build" <(agent "$A" ls "$(json_get "$out" snapshot_id)")
+
+# ".." after a symlink means what the kernel makes of it: link/../proj
+# is the proj beside link's target (it was the one beside link, by text).
+mkdir -p "$T/dd/work/proj" "$T/dd/elsewhere/sub" "$T/dd/elsewhere/proj"
+echo "beside the target" > "$T/dd/elsewhere/proj/README"
+echo "beside the link" > "$T/dd/work/proj/README"
+ln -s ../elsewhere/sub "$T/dd/work/link"
+out=$(cd "$T/dd/work" && agent "$A" backup --json link/../proj 2>/dev/null)
+check "a path with .. after a symlink backs up what the kernel names" \
+	grep -q "dd/elsewhere/proj/README$" <(agent "$A" ls "$(json_get "$out" snapshot_id)")
+out=$(agent "$A" backup --json "$T/dd/work/./proj/" 2>/dev/null)
+check "a path without .. is kept as written" \
+	grep -q "dd/work/proj/README$" <(agent "$A" ls "$(json_get "$out" snapshot_id)")
+
 # Faults: a file that vanishes, one that changes while read, unreadable
 # ones.
 F=$T/faults
