@@ -177,7 +177,9 @@ static int walk_reaches(const char *outer, const char *inner)
 		return 0;           /* the same path */
 	if (!(p = strdup(inner)))
 		return dd_error_set(-ENOMEM, "out of memory");
-	for (char *s = strchr(p + n + 1, '/'); s && rc == 0;
+	/* from the outer path itself (n > 0: not "/") down to inner's
+	 * parent */
+	for (char *s = n ? p + n : strchr(p + 1, '/'); s && rc == 0;
 	     s = strchr(s + 1, '/')) {
 		*s = '\0';
 		if (lstat(p, &st) == 0 && !S_ISDIR(st.st_mode))

@@ -90,6 +90,9 @@ ln -s ../../elsewhere "$T/nest/home/ann/data"
 agent "$A" backup "$T/nest/home" "$T/nest/home/ann/data/projects" >/dev/null 2>"$T/nest.err"
 check_eq "a path inside another behind a symlink: exit 1" 1 "$?"
 check "naming the symlink" grep -q "'$T/nest/home/ann/data' on its way is a symlink" "$T/nest.err"
+agent "$A" backup "$T/nest/home/ann/data" "$T/nest/home/ann/data/projects" >/dev/null 2>"$T/nest2.err"
+check_eq "a path inside a symlink given too: exit 1" 1 "$?"
+check "naming it" grep -q "'$T/nest/home/ann/data' on its way is a symlink" "$T/nest2.err"
 out=$(agent "$A" backup --json "$T/nest/home" "$T/nest/home/ann/real/projects" 2>/dev/null)
 check "a path inside another, reached by its walk, is in the snapshot once" \
 	test "$(agent "$A" ls "$(json_get "$out" snapshot_id)" | grep -c 'ann/real/projects$')" -eq 1
