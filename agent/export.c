@@ -33,6 +33,7 @@
 #include "agent.h"
 #include "idset.h"
 #include "meta.h"
+#include "pattern.h"
 #include "restore.h"
 
 struct rtar {
@@ -41,10 +42,12 @@ struct rtar {
 	bool writing;
 	uint64_t entries, bytes;
 	unsigned long failed;
-	/* SHA-256 of the path of every non-directory written: a hard link
-	 * whose source is not among them (not selected by --include) would
-	 * name nothing in the archive */
-	struct idset *written;
+	/* A hard link whose source is not selected (--include) would name
+	 * nothing in the archive: it is left out, its path's SHA-256 kept
+	 * here so that a later link naming it goes too. The selection
+	 * answers for every other entry: no set of all paths written. */
+	const struct pattern_list *include;
+	struct idset *dropped;
 	unsigned long left_out;
 	uint64_t hole_bytes;     /* passed to the writer: RTAR_HOLE_MAX */
 };
@@ -86,9 +89,13 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 	int ar;
 
 	if (re->e.type == DD_ENTRY_HARDLINK) {
-		dd_sha256(&h, re->link ? re->link : "", re->link ?
-			  strlen(re->link) : 0);
-		if (idset_lookup(t->written, &h, NULL) != 1) {
+		bool in = re->link && pattern_selects(t->include, re->link);
+
+		if (in && t->left_out) {  /* a link to a link left out */
+			dd_sha256(&h, re->link, strlen(re->link));
+			in = idset_lookup(t->dropped, &h, NULL) != 1;
+		}
+		if (!in) {
 			char q[512], l[512];
 
 			agent_warn("leaving out '%s': a hard link to '%s', which "
@@ -98,17 +105,11 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 				   dd_quote(l, sizeof(l), re->link ? re->link :
 					    "", re->link ? strlen(re->link) : 0));
 			t->left_out++;
+			dd_sha256(&h, re->path, strlen(re->path));
+			if (idset_insert(t->dropped, &h, 0, NULL) < 0)
+				return dd_error_set(-ENOMEM, "out of memory");
 			return 0;
 		}
-		/* a link may be named by a later link too (another
-		 * client's catalog may chain them) */
-		dd_sha256(&h, re->path, strlen(re->path));
-		if (idset_insert(t->written, &h, 0, NULL) < 0)
-			return dd_error_set(-ENOMEM, "out of memory");
-	} else if (re->e.type != DD_ENTRY_DIR) {
-		dd_sha256(&h, re->path, strlen(re->path));
-		if (idset_insert(t->written, &h, 0, NULL) < 0)
-			return dd_error_set(-ENOMEM, "out of memory");
 	}
 	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext, NULL);
 	rtar_sparse_map(t->ae, re);
@@ -249,8 +250,9 @@ int export_tar(struct client *c, const struct settings *s,
 			return fd;
 		}
 	}
+	t.include = include;
 	if (!(t.aw = archive_write_new()) || !(t.ae = archive_entry_new()) ||
-	    idset_new(&t.written) < 0) {
+	    idset_new(&t.dropped) < 0) {
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
@@ -296,7 +298,7 @@ int export_tar(struct client *c, const struct settings *s,
 				  "archive: their files were not selected; "
 				  "select those too", t.left_out);
 cleanup:
-	idset_free(t.written);
+	idset_free(t.dropped);
 	if (t.aw)
 		archive_write_free(t.aw);
 	archive_entry_free(t.ae);

@@ -150,5 +150,11 @@ CHAIN=$(json_get "$(head -n1 "$T/chain/snap.out")" id)
 agent "$A" restore "$CHAIN" --format tar --output "$T/chain.tar" >/dev/null 2>"$T/chain.err"
 check_eq "a link to a link: exit 0" 0 "$?"
 check "both links are in the archive" sh -c "tar -tf '$T/chain.tar' | grep -c 'evil/l[12]' | grep -qx 2"
+# Its file not selected: the first link is left out, and so is the link
+# naming it (it would name nothing in the archive).
+agent "$A" restore "$CHAIN" --include evil/l1 --include evil/l2 --format tar \
+	--output "$T/chain2.tar" >/dev/null 2>"$T/chain2.err"
+check_eq "a chain whose file is not selected: exit 1" 1 "$?"
+check_eq "both links are left out, and said" 2 "$(grep -c "leaving out 'evil/l[12]'" "$T/chain2.err")"
 
 finish
