@@ -126,21 +126,14 @@ mkdir -p "$T/chain"
 python3 - "$T/chain" <<'PY'
 import hashlib, os, struct, sys, time
 sys.path.insert(0, os.environ["E2E_DIR"])
-from handmade import write_snapshot
-now = int(time.time())
-cat = bytearray(b"DDCT" + struct.pack("<I", 3))
-def entry(t, path, size, refs=(), link=b""):
-    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
-                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
-                           3, 1, size, len(path), len(link), 0, len(refs)))
-    cat.extend(path + link + b"".join(refs))
+from handmade import add_entry, catalog, ref, write_snapshot
+cat = catalog(3)
 d = b"AAAA"
-cid = hashlib.sha256(d).digest()
-entry(2, b"evil", 0)
-entry(1, b"evil/a", 4, [cid + struct.pack("<I", 4)])
-entry(4, b"evil/l1", 0, link=b"evil/a")
-entry(4, b"evil/l2", 0, link=b"evil/l1")
-write_snapshot(sys.argv[1], {cid: d}, cat)
+add_entry(cat, 2, b"evil")
+add_entry(cat, 1, b"evil/a", 4, [ref(d, 4)], ino=3)
+add_entry(cat, 4, b"evil/l1", link=b"evil/a", ino=3)
+add_entry(cat, 4, b"evil/l2", link=b"evil/l1", ino=3)
+write_snapshot(sys.argv[1], {hashlib.sha256(d).digest(): d}, cat)
 PY
 api "$A" POST /api/v1/chunks --data-binary @"$T/chain/bundle.bin" \
 	-H 'Content-Type: application/octet-stream' >/dev/null

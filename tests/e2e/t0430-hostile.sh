@@ -130,19 +130,16 @@ unset DEDUP_TEST_MAX_FETCH_RESPONSE
 mkdir -p "$T/bigcat"
 python3 - "$T/bigcat" <<'PY'
 import hashlib, json, os, struct, sys, time
+sys.path.insert(0, os.environ["E2E_DIR"])
+from handmade import add_entry, catalog, ref
 out = sys.argv[1]
 now = int(time.time())
 a = b"A"
 aid = hashlib.sha256(a).digest()
-cat = bytearray(b"DDCT" + struct.pack("<I", 2))
-def entry(t, path, size, refs):
-    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
-                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
-                           1, 1, size, len(path), 0, 0, len(refs)))
-    cat.extend(path + b"".join(refs))
-entry(2, b"evil", 0, [])
+cat = catalog(2)
+add_entry(cat, 2, b"evil")
 for i in range(8000):
-    entry(1, b"evil/%05d-" % i + b"n" * 150, 1, [aid + struct.pack("<I", 1)])
+    add_entry(cat, 1, b"evil/%05d-" % i + b"n" * 150, 1, [ref(a, 1)])
 pieces = [bytes(cat[i:i + 250000]) for i in range(0, len(cat), 250000)]
 chunks = {aid: a}
 ids = []
@@ -180,21 +177,14 @@ mkdir -p "$T/latin1"
 python3 - "$T/latin1" <<'PY'
 import hashlib, os, struct, sys, time
 sys.path.insert(0, os.environ["E2E_DIR"])
-from handmade import write_snapshot
-now = int(time.time())
+from handmade import add_entry, catalog, ref, write_snapshot
 a = b"latin-1 owner\n"
-aid = hashlib.sha256(a).digest()
 name = b"m\xe9lanie"
-ext = bytes([1]) + struct.pack("<I", len(name)) + name
-cat = bytearray(b"DDCT" + struct.pack("<I", 2))
-def entry(t, path, size, ext, refs):
-    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
-                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
-                           1, 1, size, len(path), 0, len(ext), len(refs)))
-    cat.extend(path + ext + b"".join(refs))
-entry(2, b"evil", 0, b"", [])
-entry(1, b"evil/f", len(a), ext, [aid + struct.pack("<I", len(a))])
-write_snapshot(sys.argv[1], {aid: a}, cat)
+cat = catalog(2)
+add_entry(cat, 2, b"evil")
+add_entry(cat, 1, b"evil/f", len(a), [ref(a, len(a))],
+          ext=bytes([1]) + struct.pack("<I", len(name)) + name)
+write_snapshot(sys.argv[1], {hashlib.sha256(a).digest(): a}, cat)
 PY
 api "$A" POST /api/v1/chunks --data-binary @"$T/latin1/bundle.bin" \
 	-H 'Content-Type: application/octet-stream' >/dev/null

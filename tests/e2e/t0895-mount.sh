@@ -245,21 +245,15 @@ SID2=$(json_get "$(agent "$A" backup --json "$T/two")" snapshot_id)
 EVILCAT=$(python3 - "$T/hm" <<'PY'
 import hashlib, os, struct, sys, time
 sys.path.insert(0, os.environ["E2E_DIR"])
-from handmade import write_snapshot
-now = int(time.time())
+from handmade import add_entry, catalog, ref, write_snapshot
 x = b"A" * 1000
-xid = hashlib.sha256(x).digest()
-cat = bytearray(b"DDCT" + struct.pack("<I", 2))
-def entry(t, path, size, refs):
-    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
-                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
-                           1, 1, size, len(path), 0, 0, len(refs)))
-    cat.extend(path + b"".join(refs))
-entry(2, b"evil", 0, [])
-entry(1, b"evil/a", 1000, [xid + struct.pack("<I", 1000)])
-entry(1, b"evil/b", 10, [xid + struct.pack("<I", 10)])
-entry(1, b"evil/c", 16 << 20, [xid + struct.pack("<I", 16 << 20)])
-print(write_snapshot(sys.argv[1], {xid: x}, cat).hex())
+cat = catalog(2)
+add_entry(cat, 2, b"evil")
+add_entry(cat, 1, b"evil/a", 1000, [ref(x, 1000)])
+add_entry(cat, 1, b"evil/b", 10, [ref(x, 10)])
+add_entry(cat, 1, b"evil/c", 16 << 20, [ref(x, 16 << 20)])
+print(write_snapshot(sys.argv[1], {hashlib.sha256(x).digest(): x},
+                     cat).hex())
 PY
 )
 check_eq "the hand-made chunks are stored" 200 \

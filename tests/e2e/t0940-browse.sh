@@ -390,21 +390,14 @@ mkdir -p "$T/v1ext"
 python3 - "$T/v1ext" <<'PY'
 import hashlib, os, struct, sys, time
 sys.path.insert(0, os.environ["E2E_DIR"])
-from handmade import write_snapshot
-now = int(time.time())
+from handmade import add_entry, catalog, ref, write_snapshot
 N = (1 << 20) - 5
-ext = bytes([1]) + struct.pack("<I", N) + b"A" * N
 data = b"hello\n"
-cid = hashlib.sha256(data).digest()
-cat = bytearray(b"DDCT" + struct.pack("<I", 1))
-def entry(t, path, size, ext, refs):
-    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
-                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
-                           1, 1, size, len(path), 0, len(ext), len(refs)))
-    cat.extend(path + ext + b"".join(refs))
-entry(2, b"evil", 0, b"", [])
-entry(1, b"evil/f", 6, ext, [cid + struct.pack("<I", 6)])
-write_snapshot(sys.argv[1], {cid: data}, cat)
+cat = catalog(1)
+add_entry(cat, 2, b"evil")
+add_entry(cat, 1, b"evil/f", 6, [ref(data, 6)],
+          ext=bytes([1]) + struct.pack("<I", N) + b"A" * N)
+write_snapshot(sys.argv[1], {hashlib.sha256(data).digest(): data}, cat)
 PY
 api "$A" POST /api/v1/chunks --data-binary @"$T/v1ext/bundle.bin" \
 	-H 'Content-Type: application/octet-stream' >/dev/null
@@ -429,21 +422,14 @@ mkdir -p "$T/holes"
 python3 - "$T/holes" <<'PY'
 import hashlib, os, struct, sys, time
 sys.path.insert(0, os.environ["E2E_DIR"])
-from handmade import write_snapshot
-now = int(time.time())
+from handmade import add_entry, catalog, ref, write_snapshot
 MAXH = 4294967295
 x = b"x"
-xid = hashlib.sha256(x).digest()
-cat = bytearray(b"DDCT" + struct.pack("<I", 3))
-def entry(t, path, size, refs):
-    cat.extend(struct.pack("<BBHIIIqIqIQQQIIIQ", t, 0, 0,
-                           0o755 if t == 2 else 0o644, 0, 0, now, 0, now, 0,
-                           1, 1, size, len(path), 0, 0, len(refs)))
-    cat.extend(path + b"".join(refs))
-hole = b"\0" * 32 + struct.pack("<I", MAXH)
-entry(2, b"evil", 0, [])
-entry(1, b"evil/holes", 300 * MAXH + 1, [hole] * 300 + [xid + struct.pack("<I", 1)])
-write_snapshot(sys.argv[1], {xid: x}, cat)
+cat = catalog(3)
+add_entry(cat, 2, b"evil")
+add_entry(cat, 1, b"evil/holes", 300 * MAXH + 1,
+          [ref(None, MAXH)] * 300 + [ref(x, 1)])
+write_snapshot(sys.argv[1], {hashlib.sha256(x).digest(): x}, cat)
 PY
 server_stop
 export DEDUP_TEST_BROWSE_HOLE_MAX=$((512 << 30))
