@@ -347,18 +347,23 @@ static int64_t backup_racy_ns(const struct stat *st)
  * backup (parent.c) although its bytes changed. Its ctime is recorded
  * one second early (ctime is never restored: it is kept to notice
  * changes), so the next backup reads it again, once.
+ *
+ * Either time counts. A rewrite after the stat moves mtime unless it
+ * falls in the same tick; but a rewrite whose mtime is then put back
+ * (touch -d, cp -p, rsync -t, tar x, an editor's save by rename) leaves
+ * only ctime to tell, and ctime tells only if it moved off the tick it
+ * had at the stat: a ctime within the window may not.
  */
 static void backup_mark_racy(struct dd_entry *e, const struct stat *st)
 {
 	struct timespec now;
-	int64_t now_ns, m;
+	int64_t now_ns, m, c;
 
-	/* Only the content's time matters: a rewrite after the stat moves
-	 * mtime unless it fell in the same tick as this one. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 	m = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	if (m >= now_ns - backup_racy_ns(st))
+	c = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	if ((m > c ? m : c) >= now_ns - backup_racy_ns(st))
 		e->ctime_sec--;
 }
 

@@ -144,12 +144,21 @@ shim_preload() {
 
 # age_tree DIR...: the modification times of DIR's files written in the
 # last minute set a minute back (older ones, set on purpose, are kept),
-# so that none is "racily clean" (written within a few milliseconds of
-# the moment a backup reads it, which the next backup then reads again:
-# docs/OPERATIONS.md, "Incremental backups") and a test's next backup
-# takes every unchanged file from its parent whatever the timing.
+# so that none is "racily clean" (its mtime or ctime within a few
+# milliseconds of the moment a backup reads it, which the next backup
+# then reads again: docs/OPERATIONS.md, "Incremental backups") and a
+# test's next backup takes every unchanged file from its parent whatever
+# the timing. The touch sets every ctime to now, so it then waits out the
+# window: 20 ms, 2 s on a file system without sub-second times.
 age_tree() {
+	local f
 	find "$@" -type f -newermt '-1 minute' -exec touch -m -d '-1 minute' {} +
+	f=$(find "$@" -type f -print -quit)
+	if [ -n "$f" ] && stat -c %z "$f" | grep -q '\.000000000 '; then
+		sleep 2.1
+	else
+		sleep 0.05
+	fi
 }
 
 prand() {

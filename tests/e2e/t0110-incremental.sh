@@ -163,4 +163,22 @@ check_eq "the next backup reads every one of them again" 0 "$(json_get "$out" fi
 out=$(agent "$A" backup --json "$SRC")
 check_eq "and the one after trusts them all" "$nfiles" "$(json_get "$out" files_unchanged)"
 check_eq "reading nothing" 0 "$(json_get "$out" bytes_read)"
+
+# A recent ctime counts as much as a recent mtime: a file rewritten and
+# its mtime put back (touch -d, cp -p, rsync -t) within the window keeps
+# both times on a whole-second file system, and only a ctime off the
+# window's tick tells. Here the mtime is a day old and the ctime new; a
+# window of an hour takes in the ctime only. (A tree of its own: every
+# file above has a ctime that new.)
+PB=$T/put-back
+mkdir -p "$PB"
+printf 'AAAA\n' > "$PB/f"
+touch -m -d '-1 day' "$PB/f"
+out=$(DEDUP_TEST_RACY_SEC=3600 agent "$A" backup --json "$PB")
+check "a backup of a put-back mtime succeeds" test -n "$(json_get "$out" snapshot_id)"
+trace "$T/trace7" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$PB" > /dev/null
+check "the next backup reads the file whose ctime was in the window" \
+	opened "$T/trace7" "$PB/f"
+trace "$T/trace8" "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$PB" > /dev/null
+check "and the one after does not" not opened "$T/trace8" "$PB/f"
 finish
