@@ -420,8 +420,15 @@ int parent_trusted(const struct parent_record *r, const json_t *manifest,
 
 	if (!r->have)
 		return 0;
-	if (!id || (strcmp(id, r->id) != 0 && !parent_record_exists(r, c))) {
+	if ((!id || strcmp(id, r->id) != 0) && !parent_record_exists(r, c)) {
 		fprintf(stderr, "note: the last snapshot this agent made of these paths (%s) is gone (forgotten or pruned?); reading every file\n",
+			r->id);
+		return 0;
+	}
+	if (!id) {
+		/* there, but not found as this configuration's: sealed with
+		 * another key, most likely */
+		fprintf(stderr, "note: the last snapshot this agent made of these paths (%s) cannot be read with this configuration (made with another key?); reading every file\n",
 			r->id);
 		return 0;
 	}

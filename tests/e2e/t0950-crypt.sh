@@ -130,6 +130,12 @@ TOT=$(du -sb "$SRC" | cut -f1)
 check "same key: second client sends <1% ($SENT of $TOT)" test "$SENT" -lt $((TOT / 100))
 SENT2=$(json_get "$(eagent "$C" "$K2" backup --json "$SRC")" bytes_sent)
 check "other key: no dedup ($SENT2 of $TOT sent)" test "$SENT2" -gt $((TOT / 2))
+# The same client and paths with the first key: its last snapshot is
+# there, sealed with the other key; the note says so, not "gone".
+eagent "$C" "$K1" backup --json "$SRC" > /dev/null 2>"$T/k1-after-k2.err"
+check "another key's last snapshot: the note names the key" \
+	grep -q "made with another key" "$T/k1-after-k2.err"
+check "and does not call it gone" not grep -q "is gone" "$T/k1-after-k2.err"
 
 # ---- plain and encrypted clients on one server ----
 SP=$(json_get "$(agent "$P" backup --json "$SRC")" snapshot_id)
