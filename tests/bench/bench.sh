@@ -270,6 +270,13 @@ dedup_server_start() {
 
 dedup_server_alive() { [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; }
 
+# The server's CPU seconds so far (user + system, from /proc), or empty.
+dedup_server_cpu() {
+	[ -n "$SRV_PID" ] || return 0
+	awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' \
+		"/proc/$SRV_PID/stat" 2>/dev/null
+}
+
 dedup_server_hwm() {
 	local h
 	if [ -n "$SRV_PID" ] && h=$(awk '/^VmHWM:/{print $2}' "/proc/$SRV_PID/status" 2>/dev/null) &&
@@ -331,8 +338,15 @@ dedup_agent() {
 dedup_backup() {
 	local out=$LOGS/dedup.$1.out
 	dedup_server_alive || { loud "dedup-server is not running"; M_RC=99; M_SECS=0; M_RSS=0; return; }
+	local c0 c1
 	dedup_agent
+	c0=$(dedup_server_cpu)
 	measure dedup "$1" "$out" "${DAGENT[@]}" backup --json "$2"
+	c1=$(dedup_server_cpu)
+	# the server's share of the same CPUs during the step
+	[ -n "$c0" ] && [ -n "$c1" ] &&
+		record dedup server-cpu "$1" "$M_SECS" 0 "$M_RC" \
+			"$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b - a}')" ""
 	dedup_server_hwm
 	SNAP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot_id"])' "$out" 2>/dev/null)
 	NOTE=$(tr -d '\n\t' <"$out" | cut -c1-400)

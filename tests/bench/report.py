@@ -98,9 +98,11 @@ def main():
     ngen = int(meta.get("generations", "10"))
     mixed = num(meta.get("mixed_bytes"))
 
-    def find(tool, step):
+    def find(tool, step, kind=None):
         for r in rows:
-            if r["tool"] == tool and r["step"] == step:
+            if r["tool"] == tool and r["step"] == step and \
+                    (kind or r["kind"]) == r["kind"] and \
+                    (kind or r["kind"] != "server-cpu"):
                 return r
         return None
 
@@ -124,6 +126,13 @@ def main():
         else:
             put("copy", t, None, "FAIL" if r else "not run")
             put("copycpu", t, None, "FAIL" if r else "not run")
+        r, c = find(t, "mixed-copy"), find(t, "mixed-copy", "server-cpu")
+        if t == "dedup" and r and c and r["rc"] == "0" and r["value"] and \
+                num(r["seconds"]) > 0:
+            put("copycpuall", t, (num(r["value"]) + num(c["value"])) /
+                num(r["seconds"]))
+        else:
+            put("copycpuall", t, None, "n/a")
         r = find(t, "mixed-2")
         put("rebackup", t, *((num(r["seconds"]),) if r and r["rc"] == "0" else (None, "FAIL")))
         gens = [find(t, "gen-%d" % k) for k in range(1, ngen + 1)]
@@ -173,7 +182,7 @@ def main():
     def fmt(metric, tool):
         if tool not in ran:
             return "not run"
-        if metric == "srss" and tool != "dedup":
+        if metric in ("srss", "copycpuall") and tool != "dedup":
             return "-"
         v, flag = res.get(metric, {}).get(tool, (None, "n/a"))
         if v is None:
@@ -182,7 +191,7 @@ def main():
             return "-"
         if metric in ("first", "restore", "first_enc", "restore_enc", "copy"):
             s = "%.1f" % v
-        elif metric == "copycpu":
+        elif metric in ("copycpu", "copycpuall"):
             s = "%.2f" % v
         elif metric in ("rebackup", "gen"):
             s = "%.2f" % v if v < 10 else "%.1f" % v
@@ -218,6 +227,8 @@ def main():
         ("copy", "the mixed tree copied to a second path, backed up after the first "
          "(all chunks known), MB/s", "throughput"),
         ("copycpu", "the same, CPU seconds / wall seconds of the client", "none"),
+        ("copycpuall", "the same, client + dedup-server CPU seconds / wall seconds "
+         "(both on this machine's CPUs)", "none"),
         ("gen", "next-generation backup, s (mean of gen-1..gen-%d)" % ngen, "time"),
         ("restore", "restore of the mixed tree, MB/s (then `diff -r`)", "throughput"),
         ("first_enc", "first backup, encrypted (dedup only; docs/ENCRYPTION.md), MB/s", "none"),
@@ -251,9 +262,12 @@ def main():
             elif r["rc"] != "0":
                 cells.append("**FAIL rc=%s**" % r["rc"])
             else:
+                c = find(t, s, "server-cpu")
                 cells.append("%.2f s / %d MiB" % (num(r["seconds"]), num(r["rss_kib"]) / 1024) +
                              (" / %.2f s CPU" % num(r["value"]) if r["kind"] == "backup" and
-                              r["value"] else ""))
+                              r["value"] else "") +
+                             (" (+ %.2f s server)" % num(c["value"]) if c and c["value"]
+                              else ""))
         det.append("| %s | %s |" % (s, " | ".join(cells)))
     for s in ["repo-after-generations", "repo-after-img-a", "repo-after-img-b"]:
         cells = []
@@ -344,7 +358,7 @@ def main():
         "at the end), because ext4 without a journal creates files more slowly right after "
         "a large delete. So the numbers measure CPU and software overheads rather than the "
         "disk, and every tool sees the same conditions in the same run.\n")
-    doc.append("## Every step (wall seconds / peak RSS / client CPU seconds, user+sys)\n")
+    doc.append("## Every step (wall seconds / peak RSS / client CPU seconds, user+sys; for dedup, the server's CPU seconds over the same step)\n")
     doc.append(details + "\n")
     if gens_log:
         doc.append("## Generated generations\n")
