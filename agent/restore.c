@@ -1061,9 +1061,10 @@ static int rdisk_setup(struct rdisk *d, const char *target,
 	if (env && dd_parse_u64(env, &n) == 0 && n >= 1 && n <= 16)
 		writers = (unsigned)n;
 	d->drop = *drop;
+	env = getenv("DEDUP_RESTORE_DIRECT");
 	if ((rc = idset_new(&d->made)) < 0 ||
 	    (rc = wpool_new(&d->pool, writers, RESTORE_WRITE_BYTES,
-			    &d->drop)) < 0)
+			    &d->drop, !env || strcmp(env, "0") != 0)) < 0)
 		return rc;
 	if (geteuid() == 0)
 		flags |= ARCHIVE_EXTRACT_OWNER;

@@ -30,6 +30,7 @@
 
 #include "util.h"
 #include "agent.h"
+#include "dio.h"
 #include "meta.h"
 #include "wpool.h"
 
@@ -37,6 +38,9 @@
 /* A file is handed to a worker before it is complete once this much of
  * its data is queued. */
 #define WPOOL_STREAM_BYTES (1024u * 1024)
+/* Each worker's staging buffer for files written past the page cache
+ * (dio.h): files of WPOOL_STREAM_BYTES and more. */
+#define WPOOL_DIRECT_BUF (1024u * 1024)
 
 struct wseg {
 	struct wseg *next;
@@ -96,6 +100,7 @@ struct wpool {
 	struct wpool_stats st;
 	struct meta_drop *drop;  /* what metadata is left out; borrowed */
 	size_t hole_block;       /* zero runs this long (aligned) are holes */
+	bool direct;             /* large files past the page cache */
 };
 
 static void wdir_unref(struct wdir *d)
@@ -178,57 +183,15 @@ static int wjob_create(const struct wjob *j)
 	return fd;
 }
 
-static bool wpool_zeros(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-/*
- * Writes `n` bytes at `off` of a new file, leaving out every piece that is
- * all zeros, where pieces end at multiples of `blk` (file offsets): the
- * unwritten blocks stay holes, and a block cut by a chunk's edge is a
- * hole if both its sides are zeros. *end moves past the last byte
- * written. 0 or a negative errno.
- */
-static int wjob_write_sparse(int fd, const uint8_t *p, size_t n, uint64_t off,
-			     size_t blk, uint64_t *end)
-{
-	size_t i = 0, run = 0;
-	bool pending = false;
-	int err;
-
-	while (i <= n) {
-		size_t piece = i < n ? blk - (size_t)((off + i) % blk) : 0;
-		bool zero;
-
-		if (piece > n - i)
-			piece = n - i;
-		zero = i == n || wpool_zeros(p + i, piece);
-		if (zero && pending) {
-			if ((err = dd_pwrite_all(fd, p + run, i - run,
-						 (off_t)(off + run))) < 0)
-				return err;
-			if (off + i > *end)
-				*end = off + i;
-			pending = false;
-		} else if (!zero && !pending) {
-			run = i;
-			pending = true;
-		}
-		if (i == n)
-			break;
-		i += piece;
-	}
-	return 0;
-}
-
-/* Writes one job: its data as it arrives, then its metadata. */
-static void wjob_run(struct wpool *p, struct wjob *j)
+/* Writes one job: its data as it arrives (through `w`), then its
+ * metadata. */
+static void wjob_run(struct wpool *p, struct wjob *j, struct dio_writer *w)
 {
 	int fd = wjob_create(j), err = 0;
 	bool ok = fd >= 0;
-	uint64_t end = 0;         /* past the last byte written */
 
+	if (ok)
+		dio_begin(w, fd, p->hole_block, p->direct && !j->small);
 	for (;;) {
 		struct wseg *s;
 
@@ -245,9 +208,7 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		pthread_mutex_unlock(&p->lock);
 		if (!s)
 			break;
-		if (ok && (err = wjob_write_sparse(fd, s->data, s->len,
-						   s->off, p->hole_block,
-						   &end)) < 0) {
+		if (ok && (err = dio_write(w, s->data, s->len, s->off)) < 0) {
 			wjob_warn(j, "cannot write", -err);
 			ok = false;
 		}
@@ -256,6 +217,10 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		pthread_cond_signal(&p->room);
 		pthread_mutex_unlock(&p->lock);
 		free(s);
+	}
+	if (ok && (err = dio_finish(w)) < 0) {
+		wjob_warn(j, "cannot write", -err);
+		ok = false;
 	}
 	/* A file the restore gave up on is not left looking complete. */
 	if (j->abandoned) {
@@ -267,7 +232,7 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 		ok = false;
 	}
 	/* The size, for a file that ends in a hole (zeros not written). */
-	if (ok && end < j->e.size && ftruncate(fd, (off_t)j->e.size) < 0) {
+	if (ok && w->end < j->e.size && ftruncate(fd, (off_t)j->e.size) < 0) {
 		wjob_warn(j, "cannot set the size", errno);
 		ok = false;
 	}
@@ -288,6 +253,8 @@ static void wjob_run(struct wpool *p, struct wjob *j)
 	} else {
 		p->st.failed++;
 	}
+	p->st.direct_bytes += w->direct_bytes;
+	w->direct_bytes = 0;
 	p->open--;
 	p->q[j->worker].jobs--;
 	pthread_cond_broadcast(&p->room);
@@ -304,8 +271,12 @@ static void *wpool_worker(void *arg)
 {
 	struct wpool *p = ((struct wpool_worker_arg *)arg)->p;
 	struct wqueue *q = &p->q[((struct wpool_worker_arg *)arg)->i];
+	struct dio_writer w;
 
 	free(arg);
+	/* Without its buffer the worker writes through the page cache. */
+	if (dio_writer_init(&w, p->direct ? WPOOL_DIRECT_BUF : 0) < 0)
+		dio_writer_init(&w, 0);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct wjob *j;
@@ -319,15 +290,16 @@ static void *wpool_worker(void *arg)
 		if (!q->head)
 			q->tail = &q->head;
 		pthread_mutex_unlock(&p->lock);
-		wjob_run(p, j);
+		wjob_run(p, j, &w);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
+	dio_writer_release(&w);
 	return NULL;
 }
 
 int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
-	      struct meta_drop *drop)
+	      struct meta_drop *drop, bool direct)
 {
 	struct wpool *p;
 	int rc;
@@ -351,6 +323,7 @@ int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
 	p->max_bytes = max_bytes;
 	p->drop = drop;
 	p->hole_block = WPOOL_HOLE_BLOCK;
+	p->direct = direct;
 	for (unsigned i = 0; i < workers; i++) {
 		struct wpool_worker_arg *a = malloc(sizeof(*a));
 

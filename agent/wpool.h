@@ -32,15 +32,17 @@ struct wpool_stats {
 	uint64_t files;          /* written completely, metadata set */
 	uint64_t bytes;          /* their sizes */
 	unsigned long failed;    /* files with a problem (warned) */
+	uint64_t direct_bytes;   /* of those, written past the page cache */
 };
 
 struct meta_drop;
 
 /* `workers` threads (1..16), at most `max_bytes` of data queued. Files get
  * their metadata less what `drop` leaves out (meta.h; NULL: nothing),
- * which must outlive the pool. */
+ * which must outlive the pool. With `direct`, files of 1 MiB and more are
+ * written past the page cache where the file system allows (dio.h). */
 int wpool_new(struct wpool **out, unsigned workers, size_t max_bytes,
-	      struct meta_drop *drop);
+	      struct meta_drop *drop, bool direct);
 
 /*
  * Starts the file `name` inside the open directory `dirfd` (the pool

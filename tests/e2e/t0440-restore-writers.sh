@@ -57,6 +57,29 @@ for w in 1 4; do
 done
 $xattrs || ok "skipped xattr checks: this file system has no user xattrs"
 
+# Files of 1 MiB and more go past the page cache where the file system
+# offers direct I/O (agent/dio.h): their descriptor gets O_DIRECT; with
+# DEDUP_RESTORE_DIRECT=0 none does. Either way the tree is the same,
+# holes included.
+for d in 1 0; do
+	DEDUP_RESTORE_DIRECT=$d strace -f -qq -e trace=fcntl -o "$T/dio$d.trace" \
+		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
+		restore "$ID" --target "$T/rd$d" 2>"$T/rd$d.err"
+	check_eq "restore with DEDUP_RESTORE_DIRECT=$d succeeds" 0 $?
+	tree_manifest "$T/rd$d/${SRC#/}" > "$T/m.rd$d"
+	check "with DEDUP_RESTORE_DIRECT=$d: contents, modes and times are the source's" \
+		cmp "$T/m.src" "$T/m.rd$d"
+	check "with DEDUP_RESTORE_DIRECT=$d: the zero runs are holes" \
+		test "$(stat -c %b "$T/rd$d/${SRC#/}/d3/sparse.img")" -lt 8000
+done
+case $(stat -f -c %T "$T") in
+ext2/ext3 | xfs | btrfs)
+	check "large files are written with O_DIRECT" grep -q "F_SETFL.*O_DIRECT" "$T/dio1.trace" ;;
+*)
+	ok "skipped the O_DIRECT check: $(stat -f -c %T "$T") offers no direct I/O" ;;
+esac
+check "with DEDUP_RESTORE_DIRECT=0 no descriptor gets O_DIRECT" not grep -q "O_DIRECT" "$T/dio0.trace"
+
 # Whatever is in the way of a file is replaced, never followed: a
 # directory, a symlink to a file outside the target.
 RT=$T/rway/${SRC#/}
