@@ -87,6 +87,7 @@ static int dio_set(struct dio_writer *w, bool on)
 void dio_begin(struct dio_writer *w, int fd, size_t blk, bool direct)
 {
 	struct statx stx;
+	long page = sysconf(_SC_PAGESIZE);
 	size_t a;
 
 	w->fd = fd;
@@ -103,6 +104,10 @@ void dio_begin(struct dio_writer *w, int fd, size_t blk, bool direct)
 		return;
 	a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ?
 		stx.stx_dio_offset_align : stx.stx_dio_mem_align;
+	/* whole pages: a page the cached path wrote is then never one a
+	 * direct write shares */
+	if (page > 0 && a < (size_t)page)
+		a = (size_t)page;
 	/* powers of two up to the buffer's alignment */
 	if (a > DIO_BUF_ALIGN || (a & (a - 1)) || w->cap % a || blk == 0)
 		return;
