@@ -84,10 +84,34 @@ static int dio_set(struct dio_writer *w, bool on)
 	return 0;
 }
 
-void dio_begin(struct dio_writer *w, int fd, size_t blk, bool direct)
+size_t dio_alignment(int fd, size_t blk, size_t cap)
 {
 	struct statx stx;
 	long page = sysconf(_SC_PAGESIZE);
+	size_t a;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) < 0 ||
+	    !(stx.stx_mask & STATX_DIOALIGN) || !stx.stx_dio_offset_align ||
+	    !stx.stx_dio_mem_align)
+		return 0;
+	a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ?
+		stx.stx_dio_offset_align : stx.stx_dio_mem_align;
+	/* whole pages: a page the cached path wrote is then never one a
+	 * direct write shares */
+	if (page > 0 && a < (size_t)page)
+		a = (size_t)page;
+	/* A power of two within the buffer's alignment, and no larger than
+	 * the hole block: a direct block holding data and a zero piece of
+	 * `blk` would write that piece, where the cached path leaves a hole
+	 * (64 KiB pages over 4 KiB file system blocks). */
+	if (a > DIO_BUF_ALIGN || (a & (a - 1)) || !cap || cap % a ||
+	    !blk || blk % a)
+		return 0;
+	return a;
+}
+
+void dio_begin(struct dio_writer *w, int fd, size_t blk, bool direct)
+{
 	size_t a;
 
 	w->fd = fd;
@@ -97,24 +121,10 @@ void dio_begin(struct dio_writer *w, int fd, size_t blk, bool direct)
 	w->len = 0;
 	w->base = 0;
 	w->end = 0;
-	if (!direct || !w->buf ||
-	    statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) < 0 ||
-	    !(stx.stx_mask & STATX_DIOALIGN) || !stx.stx_dio_offset_align ||
-	    !stx.stx_dio_mem_align)
-		return;
-	a = stx.stx_dio_offset_align > stx.stx_dio_mem_align ?
-		stx.stx_dio_offset_align : stx.stx_dio_mem_align;
-	/* whole pages: a page the cached path wrote is then never one a
-	 * direct write shares */
-	if (page > 0 && a < (size_t)page)
-		a = (size_t)page;
-	/* powers of two up to the buffer's alignment */
-	if (a > DIO_BUF_ALIGN || (a & (a - 1)) || w->cap % a || blk == 0)
-		return;
-	if (dio_set(w, true) < 0)
+	if (!direct || !w->buf || !(a = dio_alignment(fd, blk, w->cap)) ||
+	    dio_set(w, true) < 0)
 		return;
 	w->align = a;
-	w->hole_blk = (blk + a - 1) / a * a;
 }
 
 /* Through the page cache from here on. */
@@ -142,7 +152,7 @@ static int dio_put(struct dio_writer *w, size_t n)
 	int rc = dio_set(w, true);
 
 	if (rc == 0)
-		rc = dio_pwrite_sparse(w->fd, w->buf, n, w->base, w->hole_blk,
+		rc = dio_pwrite_sparse(w->fd, w->buf, n, w->base, w->blk,
 				       &w->end);
 	if (rc == -EINVAL) {
 		if ((rc = dio_give_up(w)) == 0)

@@ -37,8 +37,8 @@ struct dio_writer {
 	size_t cap;
 	int fd;
 	size_t blk;        /* holes: zero pieces cut at multiples of this */
-	size_t align;      /* direct I/O alignment; 0: through the cache */
-	size_t hole_blk;   /* blk rounded up to a multiple of align */
+	size_t align;      /* direct I/O alignment (divides blk); 0: through
+			    * the cache */
 	bool direct;       /* O_DIRECT is set on fd */
 	uint64_t base;     /* the file offset of buf[0] (aligned) */
 	size_t len;        /* bytes staged */
@@ -50,6 +50,12 @@ struct dio_writer {
  * everything through the page cache). -ENOMEM. */
 int dio_writer_init(struct dio_writer *w, size_t cap);
 void dio_writer_release(struct dio_writer *w);
+
+/* The alignment direct writes to `fd` take (a power of two of a page or
+ * more, dividing `blk` and `cap`), or 0 when this file is written through
+ * the page cache: no direct I/O offered (statx), or an alignment the
+ * holes or the buffer cannot take. */
+size_t dio_alignment(int fd, size_t blk, size_t cap);
 
 /* Starts a file open for writing on `fd`: with `direct`, its aligned
  * blocks go past the page cache if the file system allows it. */

@@ -61,8 +61,28 @@ $xattrs || ok "skipped xattr checks: this file system has no user xattrs"
 # offers direct I/O (agent/dio.h): their descriptor gets O_DIRECT; with
 # DEDUP_RESTORE_DIRECT=0 none does. Either way the tree is the same,
 # holes included.
+# direct_writes TRACE: how many pwrite64 calls wrote whole pages in full
+# on a descriptor while it had O_DIRECT (strace -f of fcntl and pwrite64).
+direct_writes() {
+	python3 - "$1" <<'PY'
+import re, sys
+on, n = set(), 0
+for line in open(sys.argv[1]):
+    m = re.match(r"(\d+)\s+fcntl\((\d+), F_SETFL, (.*)\) = 0", line)
+    if m:
+        key = (m.group(1), m.group(2))
+        (on.add if "O_DIRECT" in m.group(3) else on.discard)(key)
+        continue
+    m = re.match(r"(\d+)\s+pwrite64\((\d+), .*, (\d+), (\d+)\) = (\d+)", line)
+    if m and (m.group(1), m.group(2)) in on:
+        size, off, ret = int(m.group(3)), int(m.group(4)), int(m.group(5))
+        n += size == ret and size % 4096 == 0 and off % 4096 == 0
+print(n)
+PY
+}
 for d in 1 0; do
-	DEDUP_RESTORE_DIRECT=$d strace -f -qq -e trace=fcntl -o "$T/dio$d.trace" \
+	DEDUP_RESTORE_DIRECT=$d strace -f -qq -e trace=fcntl,pwrite64 -e abbrev=all \
+		-e write=none -s 0 -o "$T/dio$d.trace" \
 		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
 		restore "$ID" --target "$T/rd$d" 2>"$T/rd$d.err"
 	check_eq "restore with DEDUP_RESTORE_DIRECT=$d succeeds" 0 $?
@@ -74,7 +94,7 @@ for d in 1 0; do
 done
 case $(stat -f -c %T "$T") in
 ext2/ext3 | xfs | btrfs)
-	check "large files are written with O_DIRECT" grep -q "F_SETFL.*O_DIRECT" "$T/dio1.trace" ;;
+	check "large files are written with O_DIRECT" test "$(direct_writes "$T/dio1.trace")" -gt 0 ;;
 *)
 	ok "skipped the O_DIRECT check: $(stat -f -c %T "$T") offers no direct I/O" ;;
 esac
@@ -107,6 +127,28 @@ if mount -t tmpfs -o size=6m dedup-test "$MNT" 2>"$T/mount.err"; then
 	umount "$MNT" 2>/dev/null || umount -l "$MNT"
 else
 	ok "skipped disk-full restore: cannot mount a tmpfs here ($(head -c 200 "$T/mount.err"))"
+fi
+
+# The same on a small ext4, which offers direct I/O: the large files'
+# direct writes meet the full disk too.
+IMG=$T/small.img
+MNT2=$T/small-ext4
+mkdir -p "$MNT2"
+if truncate -s 8M "$IMG" && mkfs.ext4 -q -F "$IMG" >/dev/null 2>&1 &&
+	mount -o loop "$IMG" "$MNT2" 2>"$T/mount2.err"; then
+	timeout 120 env DEDUP_RESTORE_WRITERS=2 strace -f -qq -e trace=fcntl,pwrite64 \
+		-e abbrev=all -s 0 -o "$T/full2.trace" \
+		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
+		restore "$ID" --target "$MNT2/r" 2>"$T/full2.err"
+	rc=$?
+	check "a restore into a full ext4 ends by itself" test "$rc" != 124
+	check "and fails" test "$rc" != 0
+	check "naming a file that could not be written" \
+		grep -q "cannot .*No space left on device" "$T/full2.err"
+	check "after writing with O_DIRECT" test "$(direct_writes "$T/full2.trace")" -gt 0
+	umount "$MNT2" 2>/dev/null || umount -l "$MNT2"
+else
+	ok "skipped the full ext4: cannot make or mount one here ($(head -c 200 "$T/mount2.err" 2>/dev/null))"
 fi
 
 # A restore that stops inside a file (a damaged chunk in its middle) does

@@ -185,14 +185,8 @@ static void test_random_files(void)
 	}
 	CHECK_EQ(cached.direct_bytes, 0);
 	{
-		struct statx stx;
 		int fd = open(a, O_RDONLY | O_CLOEXEC);
-		bool dio = fd >= 0 &&
-			statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-			(stx.stx_mask & STATX_DIOALIGN) &&
-			stx.stx_dio_offset_align &&
-			stx.stx_dio_offset_align <= DIO_BUF_ALIGN &&
-			stx.stx_dio_mem_align <= DIO_BUF_ALIGN;
+		bool dio = fd >= 0 && dio_alignment(fd, 4096, DIO_BUF_ALIGN);
 
 		if (fd >= 0)
 			close(fd);
@@ -210,6 +204,64 @@ static void test_random_files(void)
 	unlink(b);
 	dio_writer_release(&small);
 	dio_writer_release(&big);
+	dio_writer_release(&cached);
+	free(data);
+	free(hole);
+	free(v);
+}
+
+/* A hole block smaller than the direct alignment (a page here): a direct
+ * block would write zero pieces the cached path leaves as holes, so the
+ * file goes through the cache, with the same holes. */
+static void test_small_hole_block(void)
+{
+	struct dio_writer w, cached;
+	char a[4200], b[4200];
+	size_t size = 3u << 20;
+	uint8_t *data = malloc(size), *hole = malloc(size);
+	struct piece *v = malloc(4096 * sizeof(*v));
+	off_t ma[4096], mb[4096];
+	size_t np, na, nb;
+	int fd;
+
+	CHECK(data && hole && v);
+	if (!data || !hole || !v)
+		return;
+	snprintf(a, sizeof(a), "%s/sa", dir);
+	snprintf(b, sizeof(b), "%s/sb", dir);
+	CHECK_EQ(dio_writer_init(&w, DIO_BUF_ALIGN), 0);
+	CHECK_EQ(dio_writer_init(&cached, 0), 0);
+	/* data and zeros alternating every 2 KiB */
+	for (size_t i = 0; i < size; i++)
+		data[i] = (i / 2048) % 2 ? 0 : (uint8_t)(next() | 1);
+	np = cut(v, 4096, size, false, hole);
+	for (int k = 0; k < 2; k++) {
+		const char *path = k ? b : a;
+		struct dio_writer *x = k ? &cached : &w;
+		int f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		CHECK(f >= 0);
+		dio_begin(x, f, 2048, k == 0);
+		CHECK_EQ(x->align, 0);
+		for (size_t i = 0; i < np; i++)
+			CHECK_EQ(dio_write(x, data + v[i].off, v[i].len, v[i].off), 0);
+		CHECK_EQ(dio_finish(x), 0);
+		CHECK(x->end == size || ftruncate(f, (off_t)size) == 0);
+		close(f);
+	}
+	CHECK_EQ(w.direct_bytes, 0);
+	CHECK(same_bytes(a, data, hole, size));
+	na = map(a, ma, 4096);
+	nb = map(b, mb, 4096);
+	CHECK_EQ(na, nb);
+	CHECK(na == nb && memcmp(ma, mb, na * sizeof(*ma)) == 0);
+	fd = open(a, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(dio_alignment(fd, 2048, DIO_BUF_ALIGN), 0);
+	close(fd);
+	unlink(a);
+	unlink(b);
+	dio_writer_release(&w);
 	dio_writer_release(&cached);
 	free(data);
 	free(hole);
@@ -247,19 +299,26 @@ static void test_cached_only(void)
 	dio_writer_release(&w);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	const char *tmp = getenv("TMPDIR");
+	const char *env = getenv("DD_TEST_DISK_DIR");
+	char self[3000], *slash;
 
-	/* Beside the build, not in a tmpfs: the direct path wants a disk. */
-	snprintf(dir, sizeof(dir), "%s/dio.XXXXXX",
-		 getenv("DD_TEST_DISK_DIR") ? getenv("DD_TEST_DISK_DIR") :
-		 tmp && *tmp ? tmp : "/tmp");
+	/* Beside the test binary (the build, not a tmpfs: the direct path
+	 * wants a disk), unless told otherwise. */
+	snprintf(self, sizeof(self), "%s", argc > 0 ? argv[0] : ".");
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(self, sizeof(self), ".");
+	snprintf(dir, sizeof(dir), "%s/dio.XXXXXX", env && *env ? env : self);
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 1;
 	}
 	UNIT_RUN(test_random_files);
+	UNIT_RUN(test_small_hole_block);
 	UNIT_RUN(test_cached_only);
 	rmdir(dir);
 	UNIT_DONE();
