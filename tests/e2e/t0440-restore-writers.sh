@@ -80,7 +80,9 @@ for line in open(sys.argv[1]):
 print(n)
 PY
 }
+# (LeakSanitizer cannot run under ptrace: off for the traced runs.)
 for d in 1 0; do
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
 	DEDUP_RESTORE_DIRECT=$d strace -f -qq -e trace=fcntl,pwrite64 -e abbrev=all \
 		-e write=none -s 0 -o "$T/dio$d.trace" \
 		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
@@ -136,7 +138,9 @@ MNT2=$T/small-ext4
 mkdir -p "$MNT2"
 if truncate -s 8M "$IMG" && mkfs.ext4 -q -F "$IMG" >/dev/null 2>&1 &&
 	mount -o loop "$IMG" "$MNT2" 2>"$T/mount2.err"; then
-	timeout 120 env DEDUP_RESTORE_WRITERS=2 strace -f -qq -e trace=fcntl,pwrite64 \
+	timeout 120 env DEDUP_RESTORE_WRITERS=2 \
+		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		strace -f -qq -e trace=fcntl,pwrite64 \
 		-e abbrev=all -s 0 -o "$T/full2.trace" \
 		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
 		restore "$ID" --target "$MNT2/r" 2>"$T/full2.err"
