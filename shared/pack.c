@@ -487,8 +487,7 @@ int dd_pack_writer_seal(struct dd_pack_writer *w)
 				   "cannot be sealed", w->path);
 		goto cleanup;
 	}
-	err = dd_buf_reserve(&t, TRAILER_MIN_LEN +
-			     w->nents * DD_PACK_TRAILER_ENTRY_LEN);
+	err = dd_buf_reserve(&t, DD_PACK_TRAILER_LEN(w->nents));
 	if (err < 0)
 		goto cleanup;
 	dd_buf_append(&t, TRAILER_MAGIC, 4);

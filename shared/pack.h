@@ -28,6 +28,9 @@
 #define DD_PACK_RECORD_HEADER_LEN 48u
 /* id[32] + u64 offset + u32 flags + u32 plain_len + u32 stored_len */
 #define DD_PACK_TRAILER_ENTRY_LEN 52u
+/* A trailer: "DDTR", u32 count, the entries, sha256, u64 offset, "DDPE" */
+#define DD_PACK_TRAILER_LEN(count) \
+	(8u + (uint64_t)(count) * DD_PACK_TRAILER_ENTRY_LEN + 32u + 8u + 4u)
 
 /* Where a chunk lives: what the index stores. */
 struct dd_chunk_loc {

@@ -375,26 +375,38 @@ static int ck_salvage_cb(void *payload, const struct dd_id *id,
 }
 
 /*
- * An unsealed pack that does not end with a whole record: true when what
- * follows its last record looks like a trailer (it starts with "DDTR",
- * the file ends in "DDPE", or the tail's offset field points at the end of
- * the last record). A sealed pack with a damaged trailer reads as unsealed,
- * and a torn append never looks like this.
+ * Whether an unsealed pack's bytes after its last whole record (`end`)
+ * are a trailer that is damaged, not an append cut short: they start with
+ * "DDTR" and are the whole trailer its count makes, or the file ends in
+ * "DDPE", or the tail's offset field points at the end of the last record.
+ * A sealed pack with a damaged trailer reads as unsealed. A seal cut short
+ * (the server killed while it appended the trailer) is a torn append: a
+ * "DDTR" head whose count is the pack's `nrecs` records, followed by less
+ * than that trailer's length and no "DDPE" at the end.
  */
 static bool ck_damaged_trailer(struct backend *be, uint64_t seq,
-			       uint64_t size, uint64_t end)
+			       uint64_t size, uint64_t end, uint64_t nrecs)
 {
 	char name[PACKIO_NAME_MAX];
-	uint8_t head[4], tail[12];
-	bool r = false;
+	uint8_t head[8], tail[12];
+	bool r = false, ends = false;
 
 	packio_name(name, seq);
+	if (size - end >= 12 &&
+	    backend_read(be, name, size - 12, tail, 12) == 0)
+		ends = memcmp(tail + 8, "DDPE", 4) == 0 || dd_le64(tail) == end;
 	if (size - end >= 4 && backend_read(be, name, end, head, 4) == 0 &&
-	    memcmp(head, "DDTR", 4) == 0)
+	    memcmp(head, "DDTR", 4) == 0) {
 		r = true;
-	if (!r && size - end >= 12 &&
-	    backend_read(be, name, size - 12, tail, 12) == 0 &&
-	    (memcmp(tail + 8, "DDPE", 4) == 0 || dd_le64(tail) == end))
+		if (!ends && size - end >= 8 &&
+		    backend_read(be, name, end, head, 8) == 0 &&
+		    dd_le32(head + 4) == nrecs &&
+		    size - end < DD_PACK_TRAILER_LEN(nrecs))
+			r = false;      /* a seal cut short */
+		else if (!ends && size - end < 8)
+			r = false;      /* its head cut short */
+	}
+	if (!r && ends)
 		r = true;
 	dd_error_clear();
 	return r;
@@ -418,6 +430,7 @@ static int ck_packs(struct checker *c)
 	c->npacks = n;
 	for (i = 0; i < n; i++) {
 		uint64_t size;
+		size_t recs0;
 		bool sealed = false;
 
 		packio_display(path, sizeof(path), c->be, seqs[i]);
@@ -441,6 +454,7 @@ static int ck_packs(struct checker *c)
 		}
 		c->end = DD_PACK_HEADER_LEN;
 		c->salvaged = 0;
+		recs0 = c->nrecs;
 		dd_error_clear();
 		rc = packio_scan(c->be, seqs[i], ck_scan_cb, c, &sealed);
 		ck_stage_flush(c);      /* every record scanned has its verdict */
@@ -452,7 +466,8 @@ static int ck_packs(struct checker *c)
 		} else if (!sealed) {
 			unsealed++;
 			if (size > c->end &&
-			    ck_damaged_trailer(c->be, seqs[i], size, c->end)) {
+			    ck_damaged_trailer(c->be, seqs[i], size, c->end,
+					       c->nrecs - recs0)) {
 				ck_problem(c, "pack '%s' is damaged: its "
 					   "trailer is unreadable", path);
 			} else if (size > c->end) {

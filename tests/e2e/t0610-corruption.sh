@@ -73,6 +73,11 @@ elif kind in ("truncate-sealed", "truncate-unsealed"):
     cut[p] = rng.randrange(17, body_end(p))
 elif kind == "flip-trailer":
     flip(sealed, rng.randrange(body_end(sealed), len(data[sealed])))
+elif kind == "torn-seal":
+    # the server killed while it appended the trailer: a whole unsealed
+    # pack with a cut trailer after it, no damage
+    cut[sealed] = rng.choice([body_end(sealed) + rng.randrange(1, 8),
+                              rng.randrange(body_end(sealed) + 8, len(data[sealed]))])
 elif kind == "flip-packheader":
     flip(rng.choice(packs), rng.randrange(16))
 elif kind == "multi":
@@ -97,7 +102,8 @@ ncases=0; exact=0; codes=0
 seeds="1 2"
 [ "${DD_LONG:-0}" = 1 ] && seeds="1 2 3 4 5 6 7 8 9 10"
 for kind in flip-data-sealed flip-header-sealed flip-data-unsealed flip-header-unsealed \
-	zero-sealed zero-unsealed truncate-sealed truncate-unsealed flip-trailer flip-packheader multi; do
+	zero-sealed zero-unsealed truncate-sealed truncate-unsealed flip-trailer torn-seal \
+	flip-packheader multi; do
 	for seed in $seeds; do
 		R=$T/r-$kind-$seed
 		cp -a "$P" "$R"
