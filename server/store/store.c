@@ -2,7 +2,10 @@
  * store.c - opening and closing the store: counters, the index rebuilt
  * from the packs (at open, and for repair --rebuild-index).
  */
+#define _GNU_SOURCE            /* renameat2 */
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "store_impl.h"
@@ -693,6 +696,18 @@ int store_rebuild_index_be(const char *repo, struct backend *be,
 	rc = dd_fsync_dir(nidx);
 	if (rc < 0)
 		return rc;
+	/* The new index takes the old one's place in one step: a kill at
+	 * any moment leaves an index (old or new) at its name. The old one
+	 * is then at index.new, removed below or by the next repair. Where
+	 * the file system cannot exchange, two renames, and a kill between
+	 * them leaves no index until the next start rebuilds one. */
+	if (renameat2(AT_FDCWD, nidx, AT_FDCWD, idx, RENAME_EXCHANGE) == 0) {
+		rc = dd_fsync_dir(repo);
+		return rc < 0 ? rc : store_remove_dir(nidx);
+	}
+	if (errno != ENOENT && errno != EINVAL && errno != ENOSYS)
+		return dd_error_set(-errno, "cannot exchange '%s' and '%s': %s",
+				    nidx, idx, strerror(errno));
 	if (rename(idx, oidx) < 0 && errno != ENOENT)
 		return dd_error_set(-errno, "cannot rename '%s': %s", idx,
 				    strerror(errno));

@@ -103,4 +103,54 @@ mkdir -p "$R/index.new" && echo junk > "$R/index.new/junk"
 check_eq "repair over a leftover index.new exits 0" 0 $?
 "$SERVER" debug list-chunks --repo "$R" > "$T/ids.left"
 check "and gives the same ids" cmp -s "$T/ids.before" "$T/ids.left"
+
+# A repair killed as it puts the new index in place leaves an index at
+# its name, whichever (the new one takes the old one's place in one
+# step): check is clean. The shim kills the process right after the
+# first rename that moves index or index.new.
+cat > "$T/killrename.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+static int ends(const char *p, const char *s)
+{
+	size_t a = strlen(p), b = strlen(s);
+	return a >= b && strcmp(p + a - b, s) == 0;
+}
+static void maybe_die(int r, const char *from)
+{
+	if (r == 0 && (ends(from, "/index") || ends(from, "/index.new")))
+		raise(SIGKILL);
+}
+int rename(const char *a, const char *b)
+{
+	int (*real)(const char *, const char *) =
+		(int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+	int r = real(a, b);
+	maybe_die(r, a);
+	return r;
+}
+int renameat2(int fa, const char *a, int fb, const char *b, unsigned fl)
+{
+	int (*real)(int, const char *, int, const char *, unsigned) =
+		(int (*)(int, const char *, int, const char *, unsigned))
+		dlsym(RTLD_NEXT, "renameat2");
+	int r = real(fa, a, fb, b, fl);
+	maybe_die(r, a);
+	return r;
+}
+C
+shim_preload killrename
+LD_PRELOAD=$PRELOAD "$SERVER" repair --repo "$R" --rebuild-index >/dev/null 2>&1
+check_eq "the shim kills the repair as it puts the index in place" 137 $?
+"$SERVER" check --repo "$R" > "$T/killed.out" 2>&1
+check_eq "check after that kill is clean" 0 $?
+"$SERVER" debug list-chunks --repo "$R" > "$T/ids.killed"
+check "and the index gives the same ids" cmp -s "$T/ids.before" "$T/ids.killed"
+"$SERVER" repair --repo "$R" --rebuild-index >/dev/null 2>&1
+check_eq "the next repair exits 0" 0 $?
+check "and leaves neither index.new nor index.old" \
+	test ! -e "$R/index.new" -a ! -e "$R/index.old"
 finish
