@@ -35,7 +35,7 @@ const char cmd_init_usage[] =
 	"(tls/cert.pem, which agents use as their CA).\n"
 	"\n"
 	"  --chunker MIN,AVG,MAX  chunk sizes in bytes, with an optional K or M\n"
-	"                         suffix (default 256K,1M,4M; AVG a power of two)\n"
+	"                         suffix (default 64K,256K,1M; AVG a power of two)\n"
 	"  --store rados:POOL[/NAMESPACE]\n"
 	"                         keep the packs in a Ceph RADOS pool (module\n"
 	"                         dedup-server-rados); DIR keeps the index,\n"
@@ -50,7 +50,7 @@ const char cmd_init_usage[] =
 	"                         an empty index that caches the pool's shared one,\n"
 	"                         the pool's clients and snapshots)\n";
 
-/* Parses "256K,1M,4M" into the sizes of *p (the seed is left alone). */
+/* Parses "64K,256K,1M" into the sizes of *p (the seed is left alone). */
 static int init_parse_chunker(struct dd_chunker_params *p, const char *arg)
 {
 	uint32_t v[3];

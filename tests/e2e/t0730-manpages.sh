@@ -50,4 +50,15 @@ if command -v groff >/dev/null; then
 	check_eq "groff: no warnings in dedup-server(8)" "" "$(groff -man -ww -z "$SMAN" 2>&1)"
 fi
 
+# The chunk sizes `help init` and dedup-server(8) give as the default are
+# the ones `init` writes.
+"$SERVER" init --repo "$T/chunk-default" >/dev/null 2>&1
+written=$(python3 -c 'import json, sys
+c = json.load(open(sys.argv[1]))["chunker"]
+k = lambda n: "%dM" % (n >> 20) if n % (1 << 20) == 0 else "%dK" % (n >> 10)
+print(",".join(k(c[f]) for f in ("min_size", "avg_size", "max_size")))' "$T/chunk-default/config.json")
+check "help init gives the chunk sizes init writes ($written)" \
+	grep -q "default $written;" <<<"$("$SERVER" help init)"
+check "and so does dedup-server(8)" grep -qF "$written ;" "$SMAN"
+
 finish
