@@ -151,8 +151,17 @@ shim_preload() {
 # the timing. The touch sets every ctime to now, so it then waits out the
 # window: 20 ms, 2 s on a file system without sub-second times.
 age_tree() {
-	local f
 	find "$@" -type f -newermt '-1 minute' -exec touch -m -d '-1 minute' {} +
+	racy_wait "$@"
+}
+
+# racy_wait DIR...: waits out the racy window of files just written,
+# copied (cp -a keeps the mtime, not the ctime) or touched, so that a
+# backup right after does not mark them to be read again (and its catalog
+# is the one the next backup writes): 20 ms, 2 s on a file system without
+# sub-second times.
+racy_wait() {
+	local f
 	f=$(find "$@" -type f -print -quit)
 	if [ -n "$f" ] && stat -c %z "$f" | grep -q '\.000000000 '; then
 		sleep 2.1

@@ -202,6 +202,7 @@ PY
 # 3. B backs up the same content as A: uploaded once by B, stored once.
 mkdir -p "$T/b"
 cp -a "$T/a/shared.bin" "$T/a/pin.txt" "$T/b/"
+racy_wait "$T/b"
 P0=$(du -sb "$R/packs" | cut -f1)
 OUT_B=$(agent "$B" backup --json "$T/b")
 ID_B=$(json_get "$OUT_B" snapshot_id)

@@ -66,6 +66,7 @@ done
 
 # 3. the whole tree copied: the small files are copied, the large not
 cp -a "$SRC" "$T/copy"
+racy_wait "$T/copy"
 backup "$T/o3" "$T/e3" --threads 2 "$T/copy"
 check_eq "copy of the tree: exit 0" 0 $?
 copied=$(jget "$T/o3" bytes_copied 2>/dev/null || echo -1)

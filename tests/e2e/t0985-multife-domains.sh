@@ -151,6 +151,7 @@ pack_bytes() {
 }
 mkdir -p "$T/c"
 cp -a "$T/a/pin.txt" "$T/a/secret.bin" "$T/c/"
+racy_wait "$T/c"
 OUT_C=$(on B agent "$CAROL" backup --json "$T/c")
 echo "# carol's backup of alice's files through B: bytes_new $(json_get "$OUT_C" bytes_new)"
 check "carol's backup of alice's files through B sends none of them" \
