@@ -62,29 +62,31 @@ $xattrs || ok "skipped xattr checks: this file system has no user xattrs"
 # DEDUP_RESTORE_DIRECT=0 none does. Either way the tree is the same,
 # holes included.
 # direct_writes TRACE: how many pwrite64 calls wrote whole pages in full
-# on a descriptor while it had O_DIRECT (strace -f of fcntl and pwrite64).
+# on a descriptor while it had O_DIRECT (strace -ff -o TRACE of fcntl and
+# pwrite64: a file a thread, so no call is split across lines).
 direct_writes() {
-	python3 - "$1" <<'PY'
+	python3 - "$1".* <<'PY'
 import re, sys
-on, n = set(), 0
-for line in open(sys.argv[1]):
-    m = re.match(r"(\d+)\s+fcntl\((\d+), F_SETFL, (.*)\) = 0", line)
-    if m:
-        key = (m.group(1), m.group(2))
-        (on.add if "O_DIRECT" in m.group(3) else on.discard)(key)
-        continue
-    m = re.match(r"(\d+)\s+pwrite64\((\d+), .*, (\d+), (\d+)\) = (\d+)", line)
-    if m and (m.group(1), m.group(2)) in on:
-        size, off, ret = int(m.group(3)), int(m.group(4)), int(m.group(5))
-        n += size == ret and size % 4096 == 0 and off % 4096 == 0
+n = 0
+for path in sys.argv[1:]:
+    on = set()
+    for line in open(path):
+        m = re.match(r"fcntl\((\d+), F_SETFL, (.*)\)\s*= 0", line)
+        if m:
+            (on.add if "O_DIRECT" in m.group(2) else on.discard)(m.group(1))
+            continue
+        m = re.match(r"pwrite64\((\d+), .*, (\d+), (\d+)\)\s*= (\d+)", line)
+        if m and m.group(1) in on:
+            size, off, ret = int(m.group(2)), int(m.group(3)), int(m.group(4))
+            n += size == ret and size % 4096 == 0 and off % 4096 == 0
 print(n)
 PY
 }
 # (LeakSanitizer cannot run under ptrace: off for the traced runs.)
 for d in 1 0; do
 	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-	DEDUP_RESTORE_DIRECT=$d strace -f -qq -e trace=fcntl,pwrite64 -e abbrev=all \
-		-e write=none -s 0 -o "$T/dio$d.trace" \
+	DEDUP_RESTORE_DIRECT=$d strace -ff -qq -e trace=fcntl,pwrite64 -e abbrev=all \
+		-s 0 -o "$T/dio$d.trace" \
 		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
 		restore "$ID" --target "$T/rd$d" 2>"$T/rd$d.err"
 	check_eq "restore with DEDUP_RESTORE_DIRECT=$d succeeds" 0 $?
@@ -100,7 +102,7 @@ ext2/ext3 | xfs | btrfs)
 *)
 	ok "skipped the O_DIRECT check: $(stat -f -c %T "$T") offers no direct I/O" ;;
 esac
-check "with DEDUP_RESTORE_DIRECT=0 no descriptor gets O_DIRECT" not grep -q "O_DIRECT" "$T/dio0.trace"
+check "with DEDUP_RESTORE_DIRECT=0 no descriptor gets O_DIRECT" not grep -q "O_DIRECT" "$T"/dio0.trace.*
 
 # Whatever is in the way of a file is replaced, never followed: a
 # directory, a symlink to a file outside the target.
@@ -140,7 +142,7 @@ if truncate -s 8M "$IMG" && mkfs.ext4 -q -F "$IMG" >/dev/null 2>&1 &&
 	mount -o loop "$IMG" "$MNT2" 2>"$T/mount2.err"; then
 	timeout 120 env DEDUP_RESTORE_WRITERS=2 \
 		ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-		strace -f -qq -e trace=fcntl,pwrite64 \
+		strace -ff -qq -e trace=fcntl,pwrite64 \
 		-e abbrev=all -s 0 -o "$T/full2.trace" \
 		"$AGENT" --server "$URL" --token "$A" --ca "$CA" \
 		restore "$ID" --target "$MNT2/r" 2>"$T/full2.err"
