@@ -181,12 +181,11 @@ cat > "$T/proxy.py" <<'PY'
 # flip: one byte of the first record of every chunk fetch for a restore's
 # files (?verify=client) is flipped;
 # ctrlerr: every request gets a 500 whose error text holds terminal escapes.
-import http.client, http.server, json, ssl, struct, sys, urllib.parse
+import json, os, struct, sys
+sys.path.insert(0, os.environ["E2E_DIR"])
+from tlsproxy import serve
 portfile, upstream, ca, cert, key, mode, zpath = sys.argv[1:8]
 zframe = open(zpath, "rb").read()
-up = urllib.parse.urlparse(upstream)
-upctx = ssl.create_default_context(cafile=ca)
-upctx.check_hostname = False
 
 def rewrite(body):
     magic, ver, n = body[:4], *struct.unpack("<II", body[4:12])
@@ -208,44 +207,19 @@ def flip(body):
     out[12 + 44 + stored // 2] ^= 0x40
     return bytes(out)
 
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def handle_one(self, method):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else None
-        if mode == "ctrlerr":
-            data = json.dumps({"error": "bad \x1b]2;owned\x07\x1b[2J\x9b31m thing"}).encode()
-            status, ctype = 500, "application/json"
-        else:
-            c = http.client.HTTPSConnection(up.hostname, up.port, context=upctx)
-            hdr = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
-            c.request(method, self.path, body=body, headers=hdr)
-            r = c.getresponse()
-            data, status = r.read(), r.status
-            ctype = r.getheader("Content-Type", "application/octet-stream")
-            c.close()
-            path = self.path.split("?")[0]
-            if path.endswith("/chunks/fetch") and status == 200:
-                if mode == "bigplain" and n > 32:
-                    data = rewrite(data)
-                elif mode == "flip" and "verify=client" in self.path:
-                    data = flip(data)
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self): self.handle_one("GET")
-    def do_POST(self): self.handle_one("POST")
+def handler(method, path, body, headers, forward):
+    if mode == "ctrlerr":
+        return 500, "application/json", json.dumps(
+            {"error": "bad \x1b]2;owned\x07\x1b[2J\x9b31m thing"}).encode()
+    status, ctype, data = forward(method, path, body, headers)
+    if path.split("?")[0].endswith("/chunks/fetch") and status == 200:
+        if mode == "bigplain" and len(body or b"") > 32:
+            data = rewrite(data)
+        elif mode == "flip" and "verify=client" in path:
+            data = flip(data)
+    return status, ctype, data
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-open(portfile + ".tmp", "w").write(str(srv.server_address[1]))
-import os; os.rename(portfile + ".tmp", portfile)
-srv.serve_forever()
+serve(portfile, upstream, ca, cert, key, handler)
 PY
 head -c $((16 << 20)) /dev/zero | zstd -q -19 -c > "$T/z.bin"
 PROXY_PIDS=()

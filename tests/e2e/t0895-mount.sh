@@ -259,43 +259,18 @@ PY
 check_eq "the hand-made chunks are stored" 200 \
 	"$(api_status "$A" POST /api/v1/chunks --data-binary @"$T/hm/bundle.bin" -H 'Content-Type: application/octet-stream')"
 cat > "$T/swap.py" <<'PY'
-import http.client, http.server, json, ssl, sys, os, urllib.parse
+import json, os, sys
+sys.path.insert(0, os.environ["E2E_DIR"])
+from tlsproxy import serve
 portfile, upstream, upca, cert, key, sid, evil = sys.argv[1:8]
-up = urllib.parse.urlparse(upstream)
-upctx = ssl.create_default_context(cafile=upca)
-upctx.check_hostname = False
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def one(self, method):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else None
-        c = http.client.HTTPSConnection(up.hostname, up.port, context=upctx)
-        hdr = {k: v for k, v in self.headers.items()
-               if k.lower() in ("authorization", "content-type")}
-        c.request(method, self.path, body=body, headers=hdr)
-        r = c.getresponse()
-        data, status = r.read(), r.status
-        ctype = r.getheader("Content-Type", "application/octet-stream")
-        c.close()
-        if self.path.split("?")[0].endswith("/snapshots/" + sid) and status == 200:
-            m = json.loads(data)
-            m["catalog"] = [evil]
-            data = json.dumps(m).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self): self.one("GET")
-    def do_POST(self): self.one("POST")
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-open(portfile + ".tmp", "w").write(str(srv.server_address[1]))
-os.rename(portfile + ".tmp", portfile)
-srv.serve_forever()
+def handler(method, path, body, headers, forward):
+    status, ctype, data = forward(method, path, body, headers)
+    if path.split("?")[0].endswith("/snapshots/" + sid) and status == 200:
+        m = json.loads(data)
+        m["catalog"] = [evil]
+        data = json.dumps(m).encode()
+    return status, ctype, data
+serve(portfile, upstream, upca, cert, key, handler)
 PY
 python3 "$T/swap.py" "$T/swap.port" "$URL" "$CA" "$R/tls/cert.pem" "$R/tls/key.pem" \
 	"$SID2" "$EVILCAT" 2>>"$T/swap.log" &

@@ -409,45 +409,16 @@ JO1=$(backup "$JO" "$T/data/jo" jo1)
 prand jo2 300000 > "$T/data/jo/two.bin"
 JO2=$(backup "$JO" "$T/data/jo" jo2)
 cat > "$T/forget.py" <<'PY'
-import http.client, http.server, ssl, sys, os, urllib.parse
+import os, sys
+sys.path.insert(0, os.environ["E2E_DIR"])
+from tlsproxy import serve
 portfile, upstream, upca, cert, key, sid, admin = sys.argv[1:8]
-up = urllib.parse.urlparse(upstream)
-upctx = ssl.create_default_context(cafile=upca)
-upctx.check_hostname = False
-def call(method, path, body=None, hdr=None):
-    c = http.client.HTTPSConnection(up.hostname, up.port, context=upctx)
-    c.request(method, path, body=body, headers=hdr or {})
-    r = c.getresponse()
-    data, status = r.read(), r.status
-    ctype = r.getheader("Content-Type", "application/octet-stream")
-    c.close()
-    return status, ctype, data
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def one(self, method):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else None
-        if method == "GET" and self.path.split("?")[0].endswith("/snapshots/" + sid):
-            call("DELETE", "/api/v1/snapshots/" + sid, None,
-                 {"Authorization": "Bearer " + admin})
-        hdr = {k: v for k, v in self.headers.items()
-               if k.lower() in ("authorization", "content-type", "accept")}
-        status, ctype, data = call(method, self.path, body, hdr)
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self): self.one("GET")
-    def do_POST(self): self.one("POST")
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-open(portfile + ".tmp", "w").write(str(srv.server_address[1]))
-os.rename(portfile + ".tmp", portfile)
-srv.serve_forever()
+def handler(method, path, body, headers, forward):
+    if method == "GET" and path.split("?")[0].endswith("/snapshots/" + sid):
+        forward("DELETE", "/api/v1/snapshots/" + sid, None,
+                {"Authorization": "Bearer " + admin})
+    return forward(method, path, body, headers)
+serve(portfile, upstream, upca, cert, key, handler)
 PY
 python3 "$T/forget.py" "$T/forget.port" "$SURL" "$SCA" "$S/tls/cert.pem" "$S/tls/key.pem" \
 	"$JO1" "$SADM" 2>>"$T/forget.log" &
