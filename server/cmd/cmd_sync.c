@@ -194,8 +194,7 @@ static void sync_print(const struct sync_report *r, bool json)
 	if (json) {
 		printf("{\"result\": \"%s\", \"snapshots_listed\": %llu, "
 		       "\"snapshots_copied\": %llu, \"snapshots_present\": "
-		       "%llu, \"snapshots_failed\": %llu, \"snapshots_gone\": "
-		       "%llu, \"chunks_copied\": "
+		       "%llu, \"snapshots_failed\": %llu, \"chunks_copied\": "
 		       "%llu, \"bytes_copied\": %llu, \"bytes_received\": "
 		       "%llu, \"seconds\": %lld}\n",
 		       r->rc == 0 ? "ok" : r->rc == -EBADMSG ? "partial" :
@@ -203,7 +202,6 @@ static void sync_print(const struct sync_report *r, bool json)
 		       (unsigned long long)r->copied,
 		       (unsigned long long)r->present,
 		       (unsigned long long)r->failed,
-		       (unsigned long long)r->gone,
 		       (unsigned long long)r->chunks_copied,
 		       (unsigned long long)r->bytes_copied,
 		       (unsigned long long)r->bytes_received,

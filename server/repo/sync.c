@@ -391,23 +391,7 @@ static void sync_client_unadmit(struct sync_ctx *c, const char *client)
 		snapshots_names_remove(&c->names, client);
 }
 
-/* Whether the source no longer has snapshot `it` (forgotten since it
- * listed it): its manifest is answered 404. */
-static bool sync_source_gone(struct sync_ctx *c,
-			     const struct syncwire_item *it)
-{
-	char why[512];
-	json_t *m = NULL;
-	bool gone;
-
-	snprintf(why, sizeof(why), "%s", dd_error_last());
-	gone = sync_get_manifest(c, it, &m) == -ENOENT;
-	json_decref(m);
-	dd_error_set(-EIO, "%s", why);
-	return gone;
-}
-
-/* One listed snapshot: skipped, present, copied, gone or failed. */
+/* One listed snapshot: skipped, present, copied or failed. */
 static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 {
 	int64_t written;
@@ -442,15 +426,6 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 	}
 	if (sync_fatal(rc))
 		return rc;
-	/* forgotten on the source since it was listed: not a failure, no
-	 * lag (the next run does not list it) */
-	if (admitted >= 0 && sync_source_gone(c, it)) {
-		c->r->gone++;
-		log_info("sync: snapshot %s of client '%s' was forgotten on "
-			 "the source during the run: not copied", it->id,
-			 it->client);
-		return 0;
-	}
 	c->r->failed++;
 	/* the source's time, never later than this clock's: a source that
 	 * says "written in the future" does not hide the lag */
@@ -721,7 +696,7 @@ int sync_state_save(const char *repo, const char *from, const char *request,
 	dd_format_time(t0, r->started);
 	dd_format_time(t1, r->finished);
 	j = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:s, s:s?, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:s?}",
+		      "s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:s?}",
 		      "version", 1, "from", from,
 		      "started", t0, "started_unix", (json_int_t)r->started,
 		      "finished", t1, "finished_unix", (json_int_t)r->finished,
@@ -731,7 +706,6 @@ int sync_state_save(const char *repo, const char *from, const char *request,
 		      "snapshots_copied", (json_int_t)r->copied,
 		      "snapshots_present", (json_int_t)r->present,
 		      "snapshots_failed", (json_int_t)r->failed,
-		      "snapshots_gone", (json_int_t)r->gone,
 		      "chunks_copied", (json_int_t)r->chunks_copied,
 		      "bytes_copied", (json_int_t)r->bytes_copied,
 		      "bytes_received", (json_int_t)r->bytes_received,

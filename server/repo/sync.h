@@ -81,8 +81,6 @@ struct sync_report {
 	char error[512];             /* the first error; "" for none */
 	uint64_t listed;             /* source snapshots selected */
 	uint64_t copied, present, failed;
-	uint64_t gone;               /* listed, then forgotten on the source
-				      * before they were copied */
 	uint64_t chunks_copied;      /* chunks fetched and stored */
 	uint64_t bytes_copied;       /* their plain bytes */
 	uint64_t bytes_received;     /* their bytes as sent (compressed) */

@@ -399,46 +399,6 @@ sync_run --client ivan --max-clients 7
 check_eq "--max-clients 7: ivan's snapshot is copied" 1 "$(field snapshots_copied)"
 check "... and is here" have_snap "$II"
 
-# A snapshot forgotten on the source after the run listed it is not a
-# failure: "gone", no lag. A proxy in front of the source forgets it (a
-# real DELETE with the admin token) the moment its manifest is asked for.
-JO=$(token_add "$S" jo)
-mkdir -p "$T/data/jo"
-prand jo1 300000 > "$T/data/jo/one.bin"
-JO1=$(backup "$JO" "$T/data/jo" jo1)
-prand jo2 300000 > "$T/data/jo/two.bin"
-JO2=$(backup "$JO" "$T/data/jo" jo2)
-cat > "$T/forget.py" <<'PY'
-import os, sys
-sys.path.insert(0, os.environ["E2E_DIR"])
-from tlsproxy import serve
-portfile, upstream, upca, cert, key, sid, admin = sys.argv[1:8]
-def handler(method, path, body, headers, forward):
-    if method == "GET" and path.split("?")[0].endswith("/snapshots/" + sid):
-        forward("DELETE", "/api/v1/snapshots/" + sid, None,
-                {"Authorization": "Bearer " + admin})
-    return forward(method, path, body, headers)
-serve(portfile, upstream, upca, cert, key, handler)
-PY
-python3 "$T/forget.py" "$T/forget.port" "$SURL" "$SCA" "$S/tls/cert.pem" "$S/tls/key.pem" \
-	"$JO1" "$SADM" 2>>"$T/forget.log" &
-FPID=$!
-for _ in $(seq 1 200); do [ -s "$T/forget.port" ] && break; sleep 0.05; done
-"$SERVER" sync --repo "$D" --from "https://127.0.0.1:$(cat "$T/forget.port")" \
-	--token-file "$T/sync.token" --ca "$SCA" --json --client jo >"$T/sync.out" 2>"$T/sync.err"
-check_eq "a snapshot forgotten on the source mid-run: the run is ok (exit 0)" 0 $?
-check_eq "... counted as gone" 1 "$(field snapshots_gone)"
-check_eq "... not as failed" 0 "$(field snapshots_failed)"
-check_eq "... the other one is copied" 1 "$(field snapshots_copied)"
-check "... and is here" have_snap "$JO2"
-check "... the forgotten one is not" not have_snap "$JO1"
-check_eq "... it is gone from the source" 404 "$(URL=$SURL CA=$SCA api_status "$SADM" GET "/api/v1/snapshots/$JO1")"
-kill "$FPID" 2>/dev/null
-wait "$FPID" 2>/dev/null
-sync_run --client jo
-check_eq "the next run lists only what the source has: ok" 0 "$(cat "$T/sync.rc")"
-check_eq "... nothing gone, nothing failed" "0 0" "$(field snapshots_gone) $(field snapshots_failed)"
-
 # The timer and its service as packaged.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 check "dedup-sync.service and .timer pass the unit lint" python3 "$ROOT/packaging/lint-units.py" "$ROOT/conf/dedup-sync.service" "$ROOT/conf/dedup-sync.timer"
