@@ -152,9 +152,10 @@ $(O)/leveldb-link: FORCE
 	@echo $(LEVELDB_LINK) | cmp -s - $@ || echo $(LEVELDB_LINK) > $@
 $(O)/server/store/ldbenv.o: $(O)/leveldb-link
 
-# dedup-server sync's checks of what a source sends (server/repo/syncwire.c,
-# included by the test).
-$(O)/tests/test_syncwire: DD_CFLAGS += $(SERVER_INC)
+# dedup-server sync's checks of what a source sends (server/repo/syncwire.c)
+# and its requests to a serving process (syncask.c), each included by its
+# test.
+$(O)/tests/test_syncwire $(O)/tests/test_syncask: DD_CFLAGS += $(SERVER_INC)
 
 # ---- storage backends (server/store/backend*.h, docs/STORAGE.md) ----
 # The directory backend is part of the server. The RADOS backend is a

@@ -220,6 +220,17 @@ void dd_hex_encode(char *out, const uint8_t *p, size_t n)
 	out[2 * n] = '\0';
 }
 
+bool dd_hex_lower(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
 static int hex_value(char ch)
 {
 	if (ch >= '0' && ch <= '9')

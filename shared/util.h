@@ -90,6 +90,10 @@ int dd_cursor_take(struct dd_cursor *c, const uint8_t **out, size_t n);
 
 /* Writes 2*n lowercase hex digits and a NUL into out (size >= 2*n+1). */
 void dd_hex_encode(char *out, const uint8_t *p, size_t n);
+/* Whether s starts with n lowercase hex digits (what dd_hex_encode
+ * writes; ids, tokens and names made of them); s holds at least n chars
+ * or a NUL before, which fails. */
+bool dd_hex_lower(const char *s, size_t n);
 /* Parses exactly 2*n hex digits (either case) from s of length slen;
  * -EINVAL on a wrong length or a non-hex digit. */
 int dd_hex_decode(uint8_t *out, size_t n, const char *s, size_t slen);

@@ -9,15 +9,8 @@
 /* A session id from ?session=: 32 lowercase hex digits. */
 static bool routes_session_id_ok(const char *id)
 {
-	size_t i;
-
-	if (strlen(id) != SESSIONS_ID_LEN)
-		return false;
-	for (i = 0; i < SESSIONS_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		      (id[i] >= 'a' && id[i] <= 'f')))
-			return false;
-	return true;
+	return strlen(id) == SESSIONS_ID_LEN &&
+	       dd_hex_lower(id, SESSIONS_ID_LEN);
 }
 
 /* Records how a backup ended: on its session if it named one (and the

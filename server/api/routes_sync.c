@@ -49,6 +49,8 @@ static const struct {
 	  "snapshots the last sync copied" },
 	{ "dedup_sync_last_snapshots_failed", "snapshots_failed",
 	  "snapshots the last sync could not copy" },
+	{ "dedup_sync_last_snapshots_gone", "snapshots_gone",
+	  "snapshots the last sync found forgotten on the source meanwhile" },
 	{ "dedup_sync_last_bytes_copied", "bytes_copied",
 	  "plain bytes of the chunks the last sync copied" },
 };

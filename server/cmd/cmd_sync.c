@@ -19,6 +19,7 @@
 #include "snapshots.h"
 #include "store.h"
 #include "sync.h"
+#include "syncask.h"
 #include "syncwire.h"
 #include "tokens.h"
 
@@ -194,7 +195,8 @@ static void sync_print(const struct sync_report *r, bool json)
 	if (json) {
 		printf("{\"result\": \"%s\", \"snapshots_listed\": %llu, "
 		       "\"snapshots_copied\": %llu, \"snapshots_present\": "
-		       "%llu, \"snapshots_failed\": %llu, \"chunks_copied\": "
+		       "%llu, \"snapshots_failed\": %llu, \"snapshots_gone\": "
+		       "%llu, \"chunks_copied\": "
 		       "%llu, \"bytes_copied\": %llu, \"bytes_received\": "
 		       "%llu, \"seconds\": %lld}\n",
 		       r->rc == 0 ? "ok" : r->rc == -EBADMSG ? "partial" :
@@ -202,6 +204,7 @@ static void sync_print(const struct sync_report *r, bool json)
 		       (unsigned long long)r->copied,
 		       (unsigned long long)r->present,
 		       (unsigned long long)r->failed,
+		       (unsigned long long)r->gone,
 		       (unsigned long long)r->chunks_copied,
 		       (unsigned long long)r->bytes_copied,
 		       (unsigned long long)r->bytes_received,
@@ -209,9 +212,10 @@ static void sync_print(const struct sync_report *r, bool json)
 		return;
 	}
 	printf("snapshots: %llu selected, %llu copied, %llu already here, "
-	       "%llu not copied\n", (unsigned long long)r->listed,
+	       "%llu not copied, %llu forgotten on the source meanwhile\n",
+	       (unsigned long long)r->listed,
 	       (unsigned long long)r->copied, (unsigned long long)r->present,
-	       (unsigned long long)r->failed);
+	       (unsigned long long)r->failed, (unsigned long long)r->gone);
 	printf("chunks copied: %llu (%llu bytes, %llu bytes received)\n",
 	       (unsigned long long)r->chunks_copied,
 	       (unsigned long long)r->bytes_copied,
@@ -245,7 +249,7 @@ static int sync_repo(struct sync_args *a)
 	fflush(stdout);
 	if (rc < 0)
 		log_error("sync from %s: %s", a->o.from, r.error);
-	if (sync_state_save(a->repo, a->o.from, NULL, &r) < 0)
+	if (sync_state_save(a->repo, a->o.from, &r) < 0)
 		log_warning("cannot write %s/%s", a->repo, SYNC_STATE_FILE);
 	store_close(st);
 	snapshots_free(snaps);
@@ -271,22 +275,6 @@ static bool sync_served(const char *repo)
 	return false;
 }
 
-/* sync.json answers request `id`: *out is it. */
-static bool sync_answered(const char *repo, const char *id, json_t **out)
-{
-	json_t *j = NULL, *v;
-
-	if (sync_state_load(repo, dd_now(), &j) < 0)
-		return false;
-	v = json_object_get(j, "request");
-	if (json_is_string(v) && strcmp(json_string_value(v), id) == 0) {
-		*out = j;
-		return true;
-	}
-	json_decref(j);
-	return false;
-}
-
 static void sync_print_state(json_t *j, bool json)
 {
 	json_t *e = json_object_get(j, "error");
@@ -303,7 +291,7 @@ static void sync_print_state(json_t *j, bool json)
 	       json_string_value(json_object_get(j, "from")),
 	       json_string_value(json_object_get(j, "result")));
 	printf("snapshots: %lld selected, %lld copied, %lld already here, "
-	       "%lld not copied\n",
+	       "%lld not copied, %lld forgotten on the source meanwhile\n",
 	       (long long)json_integer_value(json_object_get(j,
 						"snapshots_listed")),
 	       (long long)json_integer_value(json_object_get(j,
@@ -311,7 +299,9 @@ static void sync_print_state(json_t *j, bool json)
 	       (long long)json_integer_value(json_object_get(j,
 						"snapshots_present")),
 	       (long long)json_integer_value(json_object_get(j,
-						"snapshots_failed")));
+						"snapshots_failed")),
+	       (long long)json_integer_value(json_object_get(j,
+						"snapshots_gone")));
 	printf("chunks copied: %lld (%lld bytes, %lld bytes received)\n",
 	       (long long)json_integer_value(json_object_get(j,
 						"chunks_copied")),
@@ -324,12 +314,12 @@ static void sync_print_state(json_t *j, bool json)
 
 /*
  * Without --from: asks the dedup-server serving DIR to run its configured
- * sync now (SYNC_REQUEST_FILE) and waits for the answer in sync.json.
+ * sync now (a request of its own, syncask.h) and waits for the answer.
  */
 static int sync_ask(struct sync_args *a)
 {
 	struct timespec tick = { 0, 200 * 1000 * 1000 };
-	char id[SYNC_REQUEST_LEN + 1];
+	struct syncask_id id;
 	json_t *j = NULL;
 	int64_t until;
 	int fd = -1, rc;
@@ -341,20 +331,34 @@ static int sync_ask(struct sync_args *a)
 			  "--token to sync it directly", a->repo);
 		return CMD_ERROR;
 	}
-	if (rc != -EBUSY || sync_request_write(a->repo, id) < 0) {
-		log_error("%s", log_reason(rc));
+	if (rc != -EBUSY || (rc = syncask_write(a->repo, &id)) < 0) {
+		log_error("cannot ask the dedup-server serving '%s': %s",
+			  a->repo, log_reason(rc));
 		return CMD_ERROR;
 	}
 	until = dd_now() + (int64_t)a->wait;
-	while (!sync_answered(a->repo, id, &j)) {
+	while ((rc = syncask_read(a->repo, &id, &j)) == 0) {
 		if (dd_now() >= until) {
 			log_error("the dedup-server serving '%s' did not answer "
-				  "within %llu s (the request stays pending)",
-				  a->repo, (unsigned long long)a->wait);
+				  "within %llu s; the request stays and is run "
+				  "for when the server can (after its restart, "
+				  "if it was stopped)", a->repo,
+				  (unsigned long long)a->wait);
 			return CMD_ERROR;
 		}
 		nanosleep(&tick, NULL);
 	}
+	if (rc == -ENOENT) {
+		log_error("the dedup-server serving '%s' ran the sync but could "
+			  "not write its answer (a full disk?): its log and "
+			  "/health say why", a->repo);
+		return CMD_ERROR;
+	}
+	if (rc < 0) {
+		log_error("cannot read the answer: %s", log_reason(rc));
+		return CMD_ERROR;
+	}
+	syncask_remove(a->repo, &id);
 	sync_print_state(j, a->json);
 	rc = (int)json_integer_value(json_object_get(j, "exit_code"));
 	json_decref(j);

@@ -1082,12 +1082,7 @@ static int ck_load_manifest(struct ck_snap *s, const char *path,
 
 static bool ck_is_hex64(const char *s)
 {
-	size_t i;
-
-	for (i = 0; i < DD_ID_HEX_LEN; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
+	return dd_hex_lower(s, DD_ID_HEX_LEN);
 }
 
 static int ck_snapshots(struct checker *c)

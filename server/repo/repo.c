@@ -24,16 +24,12 @@ static int hex_field(char *out, size_t digits, json_t *obj, const char *key)
 {
 	json_t *v = json_object_get(obj, key);
 	const char *s;
-	size_t i;
 
 	if (!json_is_string(v))
 		return -EBADMSG;
 	s = json_string_value(v);
-	if (strlen(s) != digits)
+	if (strlen(s) != digits || !dd_hex_lower(s, digits))
 		return -EBADMSG;
-	for (i = 0; i < digits; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return -EBADMSG;
 	memcpy(out, s, digits + 1);
 	return 0;
 }

@@ -27,14 +27,7 @@
 
 bool snap_is_hex64(const char *s)
 {
-	size_t i;
-
-	if (strlen(s) != DD_ID_HEX_LEN)
-		return false;
-	for (i = 0; i < DD_ID_HEX_LEN; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
+	return strlen(s) == DD_ID_HEX_LEN && dd_hex_lower(s, DD_ID_HEX_LEN);
 }
 
 /* An integer >= 0 (and <= max); missing is `def` when optional. */

@@ -22,6 +22,7 @@
 #include "snapshots.h"
 #include "store.h"
 #include "sync.h"
+#include "syncask.h"
 #include "syncwire.h"
 #include "tokens.h"
 
@@ -67,7 +68,22 @@ struct sync_ctx {
 	 * of an encrypted snapshot; never a catalog's, never a plain
 	 * snapshot's (syncwire_check_bundle). */
 	bool sealed_ok;
+	/* The snapshots not copied (the first SYNC_MISSED_MAX), looked for
+	 * in the source's list again at the end (sync_recheck): one that is
+	 * no longer listed was forgotten there, and is gone, not failed. */
+	struct sync_missed *missed;
+	size_t nmissed;
+	bool rechecking;             /* sync_list marks, does not copy */
+	char error_id[DD_ID_HEX_LEN + 1];  /* whose failure r->error names */
 };
+
+struct sync_missed {
+	char id[DD_ID_HEX_LEN + 1];
+	int64_t written;             /* the source's time (clamped) */
+	bool listed;                 /* still in the list at the end */
+};
+
+#define SYNC_MISSED_MAX 4096u
 
 /* Test hooks (tests/e2e/t0930-sync.sh): DEDUP_TEST_SYNC_BATCH=N ids per
  * fetch; DEDUP_TEST_SYNC_KILL_AFTER=N: SIGKILL this process once N
@@ -391,6 +407,55 @@ static void sync_client_unadmit(struct sync_ctx *c, const char *client)
 		snapshots_names_remove(&c->names, client);
 }
 
+static void sync_pending_at(struct sync_report *r, int64_t written)
+{
+	if (!r->oldest_pending || written < r->oldest_pending)
+		r->oldest_pending = written;
+}
+
+/* Keeps a snapshot not copied for sync_recheck; false if no room. */
+static bool sync_missed_add(struct sync_ctx *c, const char *id,
+			    int64_t written)
+{
+	struct sync_missed *m;
+
+	if (c->nmissed >= SYNC_MISSED_MAX)
+		return false;
+	if (!c->missed &&
+	    !(c->missed = calloc(SYNC_MISSED_MAX, sizeof(*c->missed))))
+		return false;
+	m = &c->missed[c->nmissed++];
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->written = written;
+	m->listed = false;
+	return true;
+}
+
+static int sync_missed_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct sync_missed *)a)->id,
+		      ((const struct sync_missed *)b)->id);
+}
+
+/* sync_recheck's part of a listing: marks the snapshots still listed
+ * (c->missed sorted by id). */
+static void sync_recheck_item(struct sync_ctx *c,
+			      const struct syncwire_item *it)
+{
+	struct sync_missed key, *m, *end = c->missed + c->nmissed;
+
+	memcpy(key.id, it->id, sizeof(key.id));
+	m = bsearch(&key, c->missed, c->nmissed, sizeof(*c->missed),
+		    sync_missed_cmp);
+	if (!m)
+		return;
+	/* an id a source listed twice failed twice: both are still listed */
+	while (m > c->missed && sync_missed_cmp(m - 1, &key) == 0)
+		m--;
+	for (; m < end && sync_missed_cmp(m, &key) == 0; m++)
+		m->listed = true;
+}
+
 /* One listed snapshot: skipped, present, copied or failed. */
 static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 {
@@ -430,8 +495,10 @@ static int sync_one(struct sync_ctx *c, const struct syncwire_item *it)
 	/* the source's time, never later than this clock's: a source that
 	 * says "written in the future" does not hide the lag */
 	written = it->unix_written < dd_now() ? it->unix_written : dd_now();
-	if (!c->r->oldest_pending || written < c->r->oldest_pending)
-		c->r->oldest_pending = written;
+	if (!sync_missed_add(c, it->id, written))
+		sync_pending_at(c->r, written);
+	if (!c->r->error[0])
+		snprintf(c->error_id, sizeof(c->error_id), "%s", it->id);
 	/* a source may list millions of new names: a few lines, then a
 	 * count at the end of the run */
 	if (admitted != -EDQUOT || ++c->refused_names <= SYNC_REFUSED_LOGGED)
@@ -507,7 +574,9 @@ static int sync_list(struct sync_ctx *c, const char *client)
 						  "a snapshot of client '%s' "
 						  "when asked for '%s'",
 						  it.client, client);
-			if (rc == 0)
+			if (rc == 0 && c->rechecking)
+				sync_recheck_item(c, &it);
+			else if (rc == 0)
 				rc = sync_stopped(c) ?
 				     dd_error_set(-EINTR, "interrupted") :
 				     sync_one(c, &it);
@@ -604,11 +673,72 @@ static void sync_close(struct sync_ctx *c)
 	snapshots_names_release(&c->names);
 }
 
+/* The source's whole list (all clients, or the run's). */
+static int sync_list_all(struct sync_ctx *c)
+{
+	size_t i;
+	int rc = 0;
+
+	if (c->o->nclients == 0)
+		return sync_list(c, NULL);
+	for (i = 0; rc == 0 && i < c->o->nclients; i++)
+		rc = sync_list(c, c->o->clients[i]);
+	return rc;
+}
+
+/*
+ * After a run that left snapshots behind: the source's list once more. A
+ * snapshot it no longer lists was forgotten there during the run (a
+ * forget or prune raced the copy): gone, neither failed nor lag. One it
+ * still lists stays failed, whatever the source answered for it (a source
+ * that lists what it cannot serve is failing). If the list cannot be
+ * read now, every one stays failed.
+ */
+static void sync_recheck(struct sync_ctx *c)
+{
+	struct sync_report *r = c->r;
+	bool error_gone = false;
+	size_t i;
+
+	if (!c->nmissed)
+		return;
+	qsort(c->missed, c->nmissed, sizeof(*c->missed), sync_missed_cmp);
+	c->rechecking = true;
+	if (sync_list_all(c) < 0) {
+		log_warning("sync: cannot list the source again to tell a "
+			    "forgotten snapshot from a failure: %s",
+			    dd_error_last());
+		for (i = 0; i < c->nmissed; i++)
+			c->missed[i].listed = true;
+	}
+	c->rechecking = false;
+	for (i = 0; i < c->nmissed; i++) {
+		struct sync_missed *m = &c->missed[i];
+
+		if (m->listed) {
+			sync_pending_at(r, m->written);
+			continue;
+		}
+		r->failed--;
+		r->gone++;
+		if (strcmp(m->id, c->error_id) == 0)
+			error_gone = true;
+		log_info("sync: snapshot %s was forgotten on the source "
+			 "during the run (gone, not copied)", m->id);
+	}
+	if (error_gone) {
+		r->error[0] = '\0';
+		if (r->failed)
+			sync_note_error(r, "%llu snapshots not copied (the "
+					"log names each)",
+					(unsigned long long)r->failed);
+	}
+}
+
 int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
 	     const struct sync_opts *o, struct sync_report *r)
 {
 	struct sync_ctx c;
-	size_t i;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -622,10 +752,10 @@ int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
 	rc = sync_open(&c, tok);
 	if (rc == 0)
 		rc = sync_check_source(&c);
-	if (rc == 0 && o->nclients == 0)
-		rc = sync_list(&c, NULL);
-	for (i = 0; rc == 0 && i < o->nclients; i++)
-		rc = sync_list(&c, o->clients[i]);
+	if (rc == 0)
+		rc = sync_list_all(&c);
+	if (rc == 0)
+		sync_recheck(&c);
 	if (c.refused_names > SYNC_REFUSED_LOGGED)
 		log_warning("sync: %llu more snapshots of client names new "
 			    "here not copied (sync_max_clients)",
@@ -637,6 +767,7 @@ int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
 	} else if (r->failed) {
 		rc = -EBADMSG;
 	}
+	free(c.missed);
 	sync_close(&c);
 	r->rc = rc;
 	r->finished = dd_now();
@@ -683,46 +814,63 @@ int sync_exit_code(int rc)
 	}
 }
 
-int sync_state_save(const char *repo, const char *from, const char *request,
-		    const struct sync_report *r)
+/* A run's report as sync.json holds it (and its asker's answer). */
+static json_t *sync_state_json(const char *repo, const char *from,
+			       const struct sync_report *r)
 {
-	char path[4200], t0[32], t1[32];
+	char t0[32], t1[32];
 	int64_t last_ok = r->rc == 0 ? r->finished : sync_state_last_ok(repo);
-	json_t *j;
+
+	dd_format_time(t0, r->started);
+	dd_format_time(t1, r->finished);
+	return json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:s, s:s?, s:I, "
+			 "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i}",
+			 "version", 1, "from", from,
+			 "started", t0, "started_unix", (json_int_t)r->started,
+			 "finished", t1,
+			 "finished_unix", (json_int_t)r->finished,
+			 "result", sync_result_name(r->rc),
+			 "error", r->error[0] ? r->error : NULL,
+			 "snapshots_listed", (json_int_t)r->listed,
+			 "snapshots_copied", (json_int_t)r->copied,
+			 "snapshots_present", (json_int_t)r->present,
+			 "snapshots_failed", (json_int_t)r->failed,
+			 "snapshots_gone", (json_int_t)r->gone,
+			 "chunks_copied", (json_int_t)r->chunks_copied,
+			 "bytes_copied", (json_int_t)r->bytes_copied,
+			 "bytes_received", (json_int_t)r->bytes_received,
+			 "last_ok_unix", last_ok ? json_integer(last_ok) :
+						  json_null(),
+			 "oldest_pending_unix", r->oldest_pending ?
+				 json_integer(r->oldest_pending) : json_null(),
+			 "exit_code", sync_exit_code(r->rc));
+}
+
+static int sync_state_write(const char *repo, json_t *j)
+{
+	char path[4200];
 	char *text;
 	int rc;
 
 	sync_state_path(path, sizeof(path), repo);
-	dd_format_time(t0, r->started);
-	dd_format_time(t1, r->finished);
-	j = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:s, s:s?, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:s?}",
-		      "version", 1, "from", from,
-		      "started", t0, "started_unix", (json_int_t)r->started,
-		      "finished", t1, "finished_unix", (json_int_t)r->finished,
-		      "result", sync_result_name(r->rc),
-		      "error", r->error[0] ? r->error : NULL,
-		      "snapshots_listed", (json_int_t)r->listed,
-		      "snapshots_copied", (json_int_t)r->copied,
-		      "snapshots_present", (json_int_t)r->present,
-		      "snapshots_failed", (json_int_t)r->failed,
-		      "chunks_copied", (json_int_t)r->chunks_copied,
-		      "bytes_copied", (json_int_t)r->bytes_copied,
-		      "bytes_received", (json_int_t)r->bytes_received,
-		      "last_ok_unix", last_ok ? json_integer(last_ok) :
-					       json_null(),
-		      "oldest_pending_unix", r->oldest_pending ?
-			      json_integer(r->oldest_pending) : json_null(),
-		      "exit_code", sync_exit_code(r->rc),
-		      "request", request);
-	if (!j)
-		return -ENOMEM;
 	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
 	if (!text)
 		return -ENOMEM;
 	rc = dd_write_file_atomic(path, text, strlen(text), 0600);
 	free(text);
+	return rc;
+}
+
+int sync_state_save(const char *repo, const char *from,
+		    const struct sync_report *r)
+{
+	json_t *j = sync_state_json(repo, from, r);
+	int rc;
+
+	if (!j)
+		return -ENOMEM;
+	rc = sync_state_write(repo, j);
+	json_decref(j);
 	return rc;
 }
 
@@ -783,7 +931,10 @@ struct sync_daemon {
 	struct sync_opts o;
 	unsigned interval;
 	bool asked;                  /* run again now */
-	char request[SYNC_REQUEST_LEN + 1];  /* the request asked for */
+	/* Requests (syncask.h) found and not yet answered: those the next
+	 * run answers, and those the run in progress will. */
+	struct syncask_id next[SYNCASK_MAX], running[SYNCASK_MAX];
+	size_t nnext, nrunning;
 };
 
 static bool sync_daemon_quitting(void *payload)
@@ -797,21 +948,36 @@ static bool sync_daemon_quitting(void *payload)
 	return q;
 }
 
-/* One run, its result logged and saved. */
+/* Answers each of ids[] with `report`; logs what cannot be written. */
+static void sync_answer_all(const char *repo, const struct syncask_id *ids,
+			    size_t n, json_t *report)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (syncask_answer(repo, &ids[i], report) < 0)
+			log_warning("sync: cannot answer request %s (removed "
+				    "unanswered): %s", ids[i].s,
+				    dd_error_last());
+}
+
+/* One run, its result logged, saved and given to those who asked. */
 static void sync_daemon_run(struct sync_daemon *d)
 {
-	char request[SYNC_REQUEST_LEN + 1];
 	struct sync_report r;
+	json_t *j;
 	int rc;
 
 	pthread_mutex_lock(&d->mu);
-	memcpy(request, d->request, sizeof(request));
-	d->request[0] = '\0';
+	memcpy(d->running, d->next, d->nnext * sizeof(d->next[0]));
+	d->nrunning = d->nnext;
+	d->nnext = 0;
 	d->asked = false;
 	pthread_mutex_unlock(&d->mu);
 	sync_run(d->st, d->snaps, d->tok, &d->o, &r);
 	if (r.rc == -EINTR)
-		return;      /* stopping: the last result stands */
+		return;      /* stopping: the last result stands, and the
+			      * requests are run for at the next start */
 	if (r.rc == 0)
 		log_info("sync from %s: %llu snapshots copied, %llu present, "
 			 "%llu chunks (%llu bytes) fetched", d->o.from,
@@ -821,11 +987,17 @@ static void sync_daemon_run(struct sync_daemon *d)
 			 (unsigned long long)r.bytes_received);
 	else
 		log_warning("sync from %s: %s", d->o.from, r.error);
-	rc = sync_state_save(d->repo, d->o.from, request[0] ? request : NULL,
-			     &r);
+	j = sync_state_json(d->repo, d->o.from, &r);
+	rc = j ? sync_state_write(d->repo, j) : -ENOMEM;
 	if (rc < 0)
 		log_warning("sync: cannot write %s: %s", SYNC_STATE_FILE,
 			    log_reason(rc));
+	pthread_mutex_lock(&d->mu);
+	if (j)
+		sync_answer_all(d->repo, d->running, d->nrunning, j);
+	d->nrunning = 0;
+	pthread_mutex_unlock(&d->mu);
+	json_decref(j);
 }
 
 /* Waits for the next run: the interval (0: forever), a request or quit. */
@@ -861,73 +1033,66 @@ static void *sync_daemon_main(void *arg)
 	return NULL;
 }
 
-static void sync_request_path(char *out, size_t outsz, const char *repo)
+static bool sync_ids_have(const struct syncask_id *ids, size_t n,
+			  const struct syncask_id *id)
 {
-	snprintf(out, outsz, "%s/%s", repo, SYNC_REQUEST_FILE);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(ids[i].s, id->s) == 0)
+			return true;
+	return false;
 }
 
-int sync_request_write(const char *repo, char id[SYNC_REQUEST_LEN + 1])
+/* Without sync_from: each request is answered at once, as failed. */
+static void sync_refuse_requests(const char *repo)
 {
-	uint8_t raw[SYNC_REQUEST_LEN / 2];
-	char path[4200], line[SYNC_REQUEST_LEN + 2];
-	int rc;
+	struct syncask_id ids[SYNCASK_MAX];
+	struct sync_report r;
+	size_t n = 0;
+	json_t *j;
 
-	rc = dd_random(raw, sizeof(raw));
-	if (rc < 0)
-		return rc;
-	dd_hex_encode(id, raw, sizeof(raw));
-	snprintf(line, sizeof(line), "%s\n", id);
-	sync_request_path(path, sizeof(path), repo);
-	return dd_write_file_atomic(path, line, strlen(line), 0600);
-}
-
-/* The id of a pending request, which is then removed; false if none (or
- * a malformed one, removed too). */
-static bool sync_request_take(const char *repo, char id[SYNC_REQUEST_LEN + 1])
-{
-	char path[4200];
-	uint8_t *data = NULL;
-	size_t len = 0, i;
-	bool ok;
-
-	sync_request_path(path, sizeof(path), repo);
-	if (dd_read_file(path, 256, &data, &len) < 0)
-		return false;
-	unlink(path);
-	ok = len >= SYNC_REQUEST_LEN;
-	for (i = 0; ok && i < SYNC_REQUEST_LEN; i++)
-		ok = (data[i] >= '0' && data[i] <= '9') ||
-		     (data[i] >= 'a' && data[i] <= 'f');
-	if (ok) {
-		memcpy(id, data, SYNC_REQUEST_LEN);
-		id[SYNC_REQUEST_LEN] = '\0';
-	}
-	free(data);
-	return ok;
+	if (syncask_scan(repo, ids, SYNCASK_MAX, &n) < 0 || n == 0)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.started = r.finished = dd_now();
+	r.rc = -EINVAL;
+	snprintf(r.error, sizeof(r.error), "sync_from is not set in this "
+		 "server's configuration");
+	j = sync_state_json(repo, "", &r);
+	if (!j || sync_state_write(repo, j) < 0)
+		log_warning("sync: cannot write %s", SYNC_STATE_FILE);
+	if (j)
+		sync_answer_all(repo, ids, n, j);
+	json_decref(j);
 }
 
 void sync_daemon_poll(struct sync_daemon *d, const char *repo)
 {
-	char id[SYNC_REQUEST_LEN + 1];
-	struct sync_report r;
+	struct syncask_id ids[SYNCASK_MAX];
+	size_t n = 0, i;
+	int rc;
 
-	if (!sync_request_take(repo, id))
-		return;
 	if (!d) {
-		memset(&r, 0, sizeof(r));
-		r.started = r.finished = dd_now();
-		r.rc = -EINVAL;
-		snprintf(r.error, sizeof(r.error), "sync_from is not set in "
-			 "this server's configuration");
-		if (sync_state_save(repo, "", id, &r) < 0)
-			log_warning("sync: cannot write %s", SYNC_STATE_FILE);
+		sync_refuse_requests(repo);
 		return;
 	}
+	/* under the lock: a run answering its requests meanwhile would
+	 * otherwise leave one seen as pending here, and run for it again */
 	pthread_mutex_lock(&d->mu);
-	memcpy(d->request, id, sizeof(d->request));
-	d->asked = true;
-	pthread_cond_broadcast(&d->cv);
+	rc = syncask_scan(repo, ids, SYNCASK_MAX, &n);
+	for (i = 0; rc == 0 && i < n && d->nnext < SYNCASK_MAX; i++) {
+		if (sync_ids_have(d->next, d->nnext, &ids[i]) ||
+		    sync_ids_have(d->running, d->nrunning, &ids[i]))
+			continue;
+		d->next[d->nnext++] = ids[i];
+		d->asked = true;
+	}
+	if (d->asked)
+		pthread_cond_broadcast(&d->cv);
 	pthread_mutex_unlock(&d->mu);
+	if (rc < 0)
+		log_warning("sync: %s", dd_error_last());
 }
 
 int sync_daemon_start(struct sync_daemon **out, const char *repo,
@@ -950,6 +1115,9 @@ int sync_daemon_start(struct sync_daemon **out, const char *repo,
 	d->interval = interval;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
+	/* requests left by a stop or a kill during a run: the first run
+	 * answers them */
+	sync_daemon_poll(d, repo);
 	if (pthread_create(&d->thread, NULL, sync_daemon_main, d) != 0) {
 		pthread_mutex_destroy(&d->mu);
 		pthread_cond_destroy(&d->cv);

@@ -28,10 +28,6 @@
 #include <jansson.h>
 
 #define SYNC_STATE_FILE "sync.json"
-/* Written by `dedup-server sync --repo DIR` (without --from) to ask the
- * serving process for a run now: one line, a request id of 32 hex. */
-#define SYNC_REQUEST_FILE "sync.request"
-#define SYNC_REQUEST_LEN 32
 
 /* Exit codes of `dedup-server sync` by a run's rc, also kept in
  * sync.json ("exit_code") for the runs a serving process made. */
@@ -81,6 +77,9 @@ struct sync_report {
 	char error[512];             /* the first error; "" for none */
 	uint64_t listed;             /* source snapshots selected */
 	uint64_t copied, present, failed;
+	/* not copied, and no longer in the source's list when the run
+	 * looked again at its end: forgotten there meanwhile (not failed) */
+	uint64_t gone;
 	uint64_t chunks_copied;      /* chunks fetched and stored */
 	uint64_t bytes_copied;       /* their plain bytes */
 	uint64_t bytes_received;     /* their bytes as sent (compressed) */
@@ -98,9 +97,8 @@ int sync_run(struct store *st, struct snapshots *snaps, struct tokens *tok,
 
 /* Writes <repo>/sync.json (0600, atomically): this run's report, and
  * the time of the last run with rc 0 (kept from the previous file when
- * this one failed); `request` (NULL: none) is the id of the request the
- * run answers (SYNC_REQUEST_FILE). */
-int sync_state_save(const char *repo, const char *from, const char *request,
+ * this one failed). */
+int sync_state_save(const char *repo, const char *from,
 		    const struct sync_report *r);
 /*
  * The state for the status page and /metrics: sync.json as written, plus
@@ -113,8 +111,9 @@ int sync_state_load(const char *repo, int64_t now, json_t **out);
 
 /*
  * The serving process's sync thread: runs sync_run at start and then every
- * `interval` seconds (0: only when asked), and when asked through
- * SYNC_REQUEST_FILE, until freed; the options' strings are borrowed.
+ * `interval` seconds (0: only when asked), and when asked (syncask.h),
+ * until freed; the options' strings are borrowed. Requests left
+ * unanswered by a stop or a kill are answered by its first run.
  */
 struct sync_daemon;
 int sync_daemon_start(struct sync_daemon **out, const char *repo,
@@ -122,16 +121,13 @@ int sync_daemon_start(struct sync_daemon **out, const char *repo,
 		      struct tokens *tok, const struct sync_opts *o,
 		      unsigned interval);
 /*
- * For the serving process's main loop (once a second): takes a pending
- * <repo>/SYNC_REQUEST_FILE and has `d` run for it (after the run in
- * progress, if any). Without a daemon (d NULL: no sync_from) the request
- * is answered at once in sync.json as failed, "sync_from is not set".
+ * For the serving process's main loop (once a second): finds the pending
+ * requests (syncask.h) and has `d` run for those it has not seen (one run
+ * after the one in progress answers them all). Without a daemon (d NULL:
+ * no sync_from) each is answered at once as failed, "sync_from is not
+ * set", in sync.json too.
  */
 void sync_daemon_poll(struct sync_daemon *d, const char *repo);
-
-/* Writes a request (a fresh id, returned in id) for the serving process
- * of `repo`. */
-int sync_request_write(const char *repo, char id[SYNC_REQUEST_LEN + 1]);
 /* Stops the thread (a run in progress stops at its next batch) and frees
  * it. NULL is a no-op. */
 void sync_daemon_free(struct sync_daemon *d);

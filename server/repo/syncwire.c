@@ -95,15 +95,7 @@ int syncwire_check_bundle(const void *body, size_t len,
 
 static bool syncwire_hex64(const char *s)
 {
-	size_t i;
-
-	if (strlen(s) != DD_ID_HEX_LEN)
-		return false;
-	for (i = 0; i < DD_ID_HEX_LEN; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		      (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
+	return strlen(s) == DD_ID_HEX_LEN && dd_hex_lower(s, DD_ID_HEX_LEN);
 }
 
 int syncwire_item_parse(json_t *item, bool (*valid_name)(const char *),

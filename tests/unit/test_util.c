@@ -133,6 +133,18 @@ static void test_hex(void)
 	CHECK_EQ(dd_hex_decode(out, 4, "00ab7fff0", 9), -EINVAL);
 	CHECK_EQ(dd_hex_decode(out, 4, "00ag7fff", 8), -EINVAL);
 	CHECK_EQ(dd_hex_decode(out, 4, "00 b7fff", 8), -EINVAL);
+	/* lowercase only, n digits, a NUL before them fails */
+	CHECK(dd_hex_lower(hex, 8));
+	CHECK(dd_hex_lower("0123456789abcdef", 16));
+	CHECK(dd_hex_lower("00ab.json", 4));
+	CHECK(!dd_hex_lower("00AB7fff", 8));
+	CHECK(!dd_hex_lower("00ab7fg0", 8));
+	CHECK(!dd_hex_lower("00ab", 8));
+	CHECK(!dd_hex_lower("/0ab", 4));
+	CHECK(!dd_hex_lower(":0ab", 4));
+	CHECK(!dd_hex_lower("`0ab", 4));
+	CHECK(!dd_hex_lower("g0ab", 4));
+	CHECK(dd_hex_lower("", 0));
 }
 
 static void test_parse(void)
