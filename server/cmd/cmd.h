@@ -21,9 +21,20 @@ int cmd_gc(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 
+/*
+ * Run by root on a repository that belongs to another user (the packaged
+ * server's `dedup`), a verb acts as that user (its groups, and the
+ * repository directory's group), so that every file it creates or
+ * rewrites stays the server's: `sudo dedup-server token add` must not
+ * lock the server out of clients.json. A no-op for any other user, or a
+ * repository of root's. 0, or a negative errno (logged).
+ */
+int cmd_as_repo_owner(const char *repo);
+
 /* For maintenance verbs (check, repair, debug): validates the repository
- * and takes the server lock, printing a clear error (a running server
- * holds the lock) on failure. Release by closing *fd. */
+ * (acting as its owner, above) and takes the server lock, printing a
+ * clear error (a running server holds the lock) on failure. Release by
+ * closing *fd. */
 int cmd_lock_repo(int *fd, const char *repo, const char *verb);
 
 /* Usage texts, printed by `help` and on usage errors. */

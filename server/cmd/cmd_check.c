@@ -11,8 +11,11 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -35,6 +38,32 @@ const char cmd_check_usage[] =
 	"Exit status: 0 no problems, 1 problems found (or the check could\n"
 	"not run), 2 usage error.\n";
 
+int cmd_as_repo_owner(const char *repo)
+{
+	struct passwd *pw;
+	struct stat st;
+	gid_t gid;
+	int rc;
+
+	if (geteuid() != 0 || stat(repo, &st) < 0 || st.st_uid == 0)
+		return 0;      /* a missing repository: the verb says so */
+	gid = st.st_gid;
+	pw = getpwuid(st.st_uid);
+	rc = pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid);
+	if (rc == 0)
+		rc = setgid(gid);
+	if (rc == 0)
+		rc = setuid(st.st_uid);
+	if (rc < 0) {
+		log_error("cannot act as the owner of '%s' (uid %u): %s", repo,
+			  (unsigned)st.st_uid, strerror(errno));
+		return -errno;
+	}
+	log_info("acting as user '%s' (uid %u), the owner of '%s'",
+		 pw ? pw->pw_name : "?", (unsigned)st.st_uid, repo);
+	return 0;
+}
+
 /* Takes the server lock for a maintenance verb; a clear message when a
  * server is running. */
 int cmd_lock_repo(int *fd, const char *repo, const char *verb)
@@ -43,6 +72,8 @@ int cmd_lock_repo(int *fd, const char *repo, const char *verb)
 	int rc;
 
 	dd_error_clear();
+	if ((rc = cmd_as_repo_owner(repo)) < 0)
+		return rc;
 	rc = repo_config_load(&cfg, repo);
 	if (rc < 0) {
 		log_error("%s", log_reason(rc));

@@ -347,7 +347,9 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 				sizeof(urlhost));
 	if (rc < 0)
 		goto cleanup;
-	rc = repo_config_load(&ctx.config, repo);
+	rc = cmd_as_repo_owner(repo);
+	if (rc == 0)
+		rc = repo_config_load(&ctx.config, repo);
 	if (rc == 0)    /* before any thread: libcurl's setup is not safe */
 		rc = dd_httpc_global_init();
 	if (rc < 0)

@@ -331,6 +331,8 @@ static int sync_ask(struct sync_args *a)
 			  "--token to sync it directly", a->repo);
 		return CMD_ERROR;
 	}
+	if (rc == -EBUSY && cmd_as_repo_owner(a->repo) < 0)
+		return CMD_ERROR;
 	if (rc != -EBUSY || (rc = syncask_write(a->repo, &id)) < 0) {
 		log_error("cannot ask the dedup-server serving '%s': %s",
 			  a->repo, log_reason(rc));

@@ -84,6 +84,8 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 	uint8_t *seen = NULL;
 	int lockfd = -1, rc;
 
+	if (cmd_as_repo_owner(repo) < 0)
+		return CMD_ERROR;
 	rc = repo_config_load(&cfg, repo);
 	if (rc < 0)
 		goto cleanup;

@@ -250,14 +250,26 @@ struct tokens {
 	/* identity of the file the list was read from */
 	bool have_stat;
 	struct stat st;
+	/* the last read failed: read again from this time on, whatever the
+	 * file's identity says (a directory above it made readable changes
+	 * nothing of the file) */
+	bool failed;
+	int64_t retry_at;
 };
 
+/* Seconds between reads of a file that could not be read. */
+#define TOKENS_RETRY_SEC 5
+
+/* Same inode, size, mtime and ctime: a chown or chmod (which make an
+ * unreadable file readable) changes the ctime alone. */
 static bool tokens_same_file(const struct stat *a, const struct stat *b)
 {
 	return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
 	       a->st_size == b->st_size &&
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /* With t->lock held: re-read the file if it changed. */
@@ -276,17 +288,24 @@ static void tokens_refresh(struct tokens *t)
 		}
 		return;
 	}
-	if (t->have_stat && tokens_same_file(&st, &t->st))
+	if (t->have_stat && tokens_same_file(&st, &t->st) &&
+	    (!t->failed || dd_now() < t->retry_at))
 		return;
 	t->st = st;
 	t->have_stat = true;
 	rc = tokens_list_load(&fresh, t->path);
 	tokens_list_release(&t->list);
 	if (rc < 0) {
-		log_error("%s; refusing all tokens until it is fixed",
-			  log_reason(rc));
+		if (!t->failed)
+			log_error("%s; refusing all tokens until it is fixed",
+				  log_reason(rc));
+		t->failed = true;
+		t->retry_at = dd_now() + TOKENS_RETRY_SEC;
 		return;
 	}
+	if (t->failed)
+		log_info("'%s' is readable again: tokens accepted", t->path);
+	t->failed = false;
 	t->list = fresh;
 }
 
