@@ -688,7 +688,10 @@ int walk_root(const char *root, const struct walk_ops *ops,
 		goto cleanup;
 	}
 	memcpy(w.path, parent + 1, w.len + 1);
-	pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* O_PATH: the parent is only searched, never listed, so a parent
+	 * the user may enter but not read (a home directory of mode 0711)
+	 * is no obstacle, as for tar */
+	pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (pfd < 0) {
 		rc = dd_error_set(-errno, "cannot open '%s': %s", parent,
 				  strerror(errno));

@@ -171,4 +171,22 @@ check_eq "--json counts it" 1 "$(json_get "$out" unreadable)"
 out=$(inject "$F/eio" -e trace=read -e inject=read:error=EIO 2>"$T/err")
 check_eq "a read error: exit 3 (partial)" 3 $?
 check "it is reported" grep -q "cannot read '/${F#/}/eio': Input/output error" "$T/err"
+
+# A user's own directory below one it may enter but not list (a home of
+# mode 0711): the agent only searches the parent, as tar does.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 1777 "$T"
+	mkdir -p "$T/home711/ann/docs" "$T/ann-state"
+	echo "ann's notes" > "$T/home711/ann/docs/n.txt"
+	install -m 0644 "$CA" "$T/ann-ca.pem"
+	chown -R nobody:nogroup "$T/home711/ann" "$T/ann-state"
+	chmod 0711 "$T/home711"
+	out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="$T/home711/ann" \
+		DEDUP_STATE_DIR="$T/ann-state" "$AGENT" --server "$URL" --token "$A" --ca "$T/ann-ca.pem" \
+		backup --json "$T/home711/ann" 2>"$T/err")
+	check_eq "a directory whose parent has mode 0711, backed up by its owner: exit 0" 0 $?
+	check_eq "... its file is in the snapshot" 1 "$(json_get "$out" files)"
+else
+	ok "skipped the 0711 parent: needs root and setpriv"
+fi
 finish
