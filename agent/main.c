@@ -24,7 +24,7 @@ static int cmd_help(int argc, char **argv, const struct agent_globals *g,
 		    const struct agent_verb *self);
 
 static const struct agent_verb verbs[] = {
-	{ "backup", cmd_backup, "backup [--json] [--force-read] [--exclude PATTERN]... [--exclude-file FILE] [--one-file-system] [--include-caches] [--threads N] PATH...",
+	{ "backup", cmd_backup, "backup [--json] [--force-read] [--exclude PATTERN]... [--exclude-file FILE]... [--one-file-system] [--include-caches] [--threads N] PATH...",
 	  "Back up files and directories; prints the new snapshot's id." },
 	{ "restore", cmd_restore, "restore SNAPSHOT|latest (--target DIR [--same-privileges] [--no-setuid] [--no-devices] [--no-special-xattrs] | --format tar --output FILE|-) [--include PATTERN]...",
 	  "Restore a snapshot (id, 8+ digit prefix, 'latest') into DIR.\n"
@@ -51,7 +51,7 @@ static const struct agent_verb verbs[] = {
 	{ "stats", cmd_stats, "stats [--json]",
 	  "Show the repository's statistics." },
 	{ "forget", cmd_forget,
-	  "forget [--dry-run] [--prune] [--client NAME] [--keep-* N]... [SNAPSHOT]...",
+	  "forget [--dry-run] [--prune] [--json] [--client NAME] [--keep-* N]... [SNAPSHOT]...",
 	  "Admin: remove snapshots (named, or by keep rules); --prune also runs gc." },
 	{ "gc", cmd_gc, "gc [--dry-run] [--json]",
 	  "Admin: delete chunks no snapshot uses; report the bytes freed." },

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <strings.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "conf.h"
 #include "util.h"
 #include "settings.h"
@@ -144,7 +146,8 @@ static int settings_fingerprint(char *fp)
 	return 0;
 bad:
 	return dd_error_set(-EINVAL, "the fingerprint must be sha256: and 64 "
-			    "hex digits, as `dedup-server cert show` prints it");
+			    "hex digits, as `dedup-server cert show` prints it "
+			    "(openssl's AB:CD:... form after sha256: too)");
 }
 
 /* A relative CA path is made absolute: restore changes directory, and
@@ -185,12 +188,19 @@ static int settings_conf_read(struct conf_load *cl,
 			      const struct settings_source *src)
 {
 	const char *file = src->config ? src->config : SETTINGS_DEFAULT_CONFIG;
+	struct stat st;
 	int rc;
 
 	cl->file = file;
 	rc = dd_conf_parse_file(file, settings_conf_cb, cl);
 	if (rc == -ENOENT && !src->config)
 		return 0;
+	/* as for a key file (key.c), a warning, so that cron still runs */
+	if (rc == 0 && cl->token && stat(file, &st) == 0 &&
+	    (st.st_mode & S_IROTH))
+		agent_warn("config file '%s' holds a token and every user may "
+			   "read it (mode %04o): chmod 600 it", file,
+			   (unsigned)(st.st_mode & 07777));
 	if (rc == -ENOENT)
 		return dd_error_set(-ENOENT, "cannot read config file '%s': %s",
 				    file, strerror(ENOENT));

@@ -115,8 +115,10 @@ static int token_run(enum token_op op, const char *repo, const char *name,
 		break;
 	case TOKEN_ADD:
 		if (tokens_list_find(&list, name) >= 0) {
-			rc = dd_error_set(-EEXIST, "client '%s' already exists",
-					  name);
+			rc = dd_error_set(-EEXIST, "client '%s' already exists "
+					  "(a new token for it: `token revoke`, "
+					  "then `token add`; its snapshots "
+					  "stay)", name);
 			goto cleanup;
 		}
 		memset(&c, 0, sizeof(c));

@@ -154,8 +154,12 @@ int prune_plan_ids(struct prune_plan *out, struct snapshots *s,
 	rc = prune_collect(out, s, NULL);
 	if (rc < 0)
 		return rc;
-	for (i = 0; i < out->n; i++)
+	for (i = 0; i < out->n; i++) {
 		snprintf(out->v[i].why, sizeof(out->v[i].why), "not named");
+		/* no retention rule applies: the snapshots are named */
+		snprintf(out->v[i].policy, sizeof(out->v[i].policy),
+			 "by id");
+	}
 	for (k = 0; k < n; k++) {
 		for (i = 0; i < out->n; i++)
 			if (strcmp(out->v[i].id, ids[k]) == 0)

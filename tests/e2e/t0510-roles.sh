@@ -20,6 +20,8 @@ check "token list shows no token" not grep -q 'dd_' "$T/list"
 check "tokens are stored hashed" not grep -qE "${A#dd_}|${OPS#dd_}" "$T/repo/clients.json"
 check_eq "clients.json is private" 600 "$(stat -c %a "$T/repo/clients.json")"
 check "adding an existing name fails" not "$SERVER" token add --repo "$T/repo" alice
+"$SERVER" token add --repo "$T/repo" alice 2>"$T/exists.err"
+check "... saying how to give it a new token" grep -q "already exists (a new token for it: .token revoke., then .token add.; its snapshots stay)" "$T/exists.err"
 check "a bad name is refused" not "$SERVER" token add --repo "$T/repo" '../evil'
 check "revoking an unknown name fails" not "$SERVER" token revoke --repo "$T/repo" nobody
 check "--admin is only for add" not "$SERVER" token revoke --repo "$T/repo" --admin alice

@@ -85,6 +85,12 @@ for bad in "sha256:1234" "md5:${FP#sha256:}" "${FP#sha256:}" "sha256:${FP#sha256
 done
 check "DEDUP_FINGERPRINT works" quiet env DEDUP_FINGERPRINT="$FP" "$AGENT" --server "$URL" --token "$A" snapshots
 printf 'server = %s\ntoken = %s\nfingerprint = %s\n' "$URL" "$A" "$FP" > "$T/agent.conf"
+chmod 644 "$T/agent.conf"
+"$AGENT" --config "$T/agent.conf" snapshots >/dev/null 2>"$T/err"
+check "a config file with a token that every user may read: a warning" grep -q "config file '$T/agent.conf' holds a token and every user may read it (mode 0644): chmod 600 it" "$T/err"
+chmod 600 "$T/agent.conf"
+"$AGENT" --config "$T/agent.conf" snapshots >/dev/null 2>"$T/err"
+check_eq "... none once it is 0600" "" "$(cat "$T/err")"
 check "fingerprint = in the config file works" quiet "$AGENT" --config "$T/agent.conf" snapshots
 check "the flag wins over the file" not quiet "$AGENT" --config "$T/agent.conf" --fingerprint "$WRONG" snapshots
 check "a pin wins over a wrong CA" pin --fingerprint "$FP" --ca /etc/hostname snapshots

@@ -153,6 +153,7 @@ check_eq "the server still serves" 200 "$(api_status "" GET /api/v1/health)"
 # Admin forget by id, by prefix, and by rules.
 agent "$ADM" forget "$VICTIM" > "$T/out" 2>&1
 check_eq "admin forget ID exits 0" 0 $?
+check "... its header names no policy but the ids" grep -q "(policy: by id):" "$T/out"
 check "the snapshot is gone" test ! -e "$R/snapshots/$VICTIM.json"
 check_eq "and unlisted" 404 "$(api_status "$ADM" GET /api/v1/snapshots/$VICTIM)"
 V2=$(sed -n 2p "$T/kept")
