@@ -242,6 +242,11 @@ void route_prune(void *payload, const struct http_request *req,
 	out = prune_plan_json(&plan, dry);
 	if (out && gc) {
 		go.dry_run = dry;
+		/* a dry run's estimate: as if the plan's snapshots were gone */
+		if (dry && prune_plan_drops_index(&plan) == 0) {
+			go.without = prune_plan_drops;
+			go.without_payload = &plan;
+		}
 		dd_error_clear();
 		rc = gc_run(ctx->store, ctx->snapshots, &go, &r);
 		if (rc < 0) {

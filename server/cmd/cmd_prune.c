@@ -47,7 +47,7 @@ int cmd_prune(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct config cfg;
-	struct prune_plan plan;
+	struct prune_plan plan = { 0 };
 	struct gc_opts go = { .threshold = GC_DEFAULT_THRESHOLD };
 	struct store *st = NULL;
 	struct snapshots *snaps = NULL;
@@ -116,7 +116,11 @@ int cmd_prune(int argc, char **argv)
 	if (!dry)
 		prune_pool_unlock(st);
 	prune_plan_print(stdout, &plan, dry);
-	prune_plan_release(&plan);
+	/* a dry run's estimate: as if the plan's snapshots were gone */
+	if (rc == 0 && dry && gc && (rc = prune_plan_drops_index(&plan)) == 0) {
+		go.without = prune_plan_drops;
+		go.without_payload = &plan;
+	}
 	if (rc < 0) {
 		log_error("prune: %s", log_reason(rc));
 		goto cleanup;
@@ -125,6 +129,7 @@ int cmd_prune(int argc, char **argv)
 		goto cleanup;
 	ret = CMD_OK;
 cleanup:
+	prune_plan_release(&plan);
 	snapshots_free(snaps);
 	store_close(st);
 	if (fd >= 0)

@@ -139,6 +139,7 @@ struct gc_snaps {
 	struct gc_snap *v;
 	size_t n;
 	int err;
+	const struct gc_opts *o;     /* its `without`, in a dry run */
 };
 
 /* Under the snapshots' read lock: only names; the catalogs are read from
@@ -148,6 +149,9 @@ static int gc_collect_cb(void *payload, const struct snapshots_item *it)
 	struct gc_snaps *l = payload;
 	struct gc_snap *v, *e;
 
+	if (l->o && l->o->dry_run && l->o->without &&
+	    l->o->without(l->o->without_payload, it->id))
+		return 0;
 	v = realloc(l->v, (l->n + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -579,9 +583,14 @@ struct gc_track {
 static int gc_track_cb(void *payload)
 {
 	struct gc_track *t = payload;
+	int rc = store_gc_track(t->st, !t->o->dry_run, t->o->since,
+				t->o->since_payload, &t->first_new);
 
-	return store_gc_track(t->st, !t->o->dry_run, t->o->since,
-			      t->o->since_payload, &t->first_new);
+	/* A real run seals the open pack and judges it with the others; a
+	 * dry run leaves it open but estimates it the same way. */
+	if (rc == 0 && t->o->dry_run)
+		t->first_new++;
+	return rc;
 }
 
 static void gc_report_vouch(struct store *st, struct gc_report *r)
@@ -771,7 +780,7 @@ static int gc_mark(struct store *st, struct snapshots *snaps,
 		   const struct gc_opts *o, struct markset **out,
 		   struct gc_report *r)
 {
-	struct gc_snaps snl = { NULL, 0, 0 };
+	struct gc_snaps snl = { NULL, 0, 0, o };
 	uint64_t chunks, ubytes;
 	size_t i;
 	int rc;

@@ -31,6 +31,10 @@ struct gc_opts {
 	 * MARKSET_BITS_PER_ID bits a chunk of the index, more dead chunks
 	 * are kept (until a later run, with another seed). */
 	size_t filter_max_bytes;
+	/* A dry run only (a real one ignores it): snapshots to leave
+	 * unmarked, as if removed (a prune's plan: prune_plan_drops). */
+	bool (*without)(void *payload, const char *id);
+	void *without_payload;
 };
 
 struct gc_report {

@@ -186,7 +186,40 @@ void prune_plan_release(struct prune_plan *p)
 	for (i = 0; i < p->n; i++)
 		free(p->v[i].group);
 	free(p->v);
+	free(p->drops);
 	memset(p, 0, sizeof(*p));
+}
+
+static int prune_id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+int prune_plan_drops_index(struct prune_plan *p)
+{
+	size_t i;
+
+	free(p->drops);
+	p->drops = NULL;
+	p->ndrops = 0;
+	if (!p->remove)
+		return 0;
+	if (!(p->drops = calloc(p->remove, sizeof(*p->drops))))
+		return -ENOMEM;
+	for (i = 0; i < p->n && p->ndrops < p->remove; i++)
+		if (!p->v[i].keep)
+			memcpy(p->drops[p->ndrops++], p->v[i].id,
+			       sizeof(p->drops[0]));
+	qsort(p->drops, p->ndrops, sizeof(p->drops[0]), prune_id_cmp);
+	return 0;
+}
+
+bool prune_plan_drops(void *plan, const char *id)
+{
+	const struct prune_plan *p = plan;
+
+	return p->ndrops && bsearch(id, p->drops, p->ndrops,
+				    sizeof(p->drops[0]), prune_id_cmp);
 }
 
 int prune_apply(struct prune_plan *p, struct snapshots *s)

@@ -36,6 +36,9 @@ struct prune_plan {
 	size_t n;
 	size_t keep, remove;
 	size_t removed;             /* after prune_apply */
+	/* prune_plan_drops_index: the ids of those it drops, sorted */
+	char (*drops)[DD_ID_HEX_LEN + 1];
+	size_t ndrops;
 };
 
 /*
@@ -52,6 +55,14 @@ int prune_plan_make(struct prune_plan *out, struct snapshots *s,
 int prune_plan_ids(struct prune_plan *out, struct snapshots *s,
 		   const char *const *ids, size_t n);
 void prune_plan_release(struct prune_plan *p);
+/*
+ * For a dry run's collection (gc_opts.without): indexes the snapshots the
+ * plan drops, after which prune_plan_drops(p, id) says whether it drops
+ * `id`, so that the estimate leaves their chunks unmarked, as the real
+ * run will have removed them.
+ */
+int prune_plan_drops_index(struct prune_plan *p);
+bool prune_plan_drops(void *plan, const char *id);
 /* Removes the snapshots the plan drops; stops at the first failure. */
 int prune_apply(struct prune_plan *p, struct snapshots *s);
 

@@ -117,8 +117,10 @@ check_eq "prune --dry-run exits 0" 0 $?
 check_eq "--dry-run removes nothing" $((NA + 3)) "$(ids_of | wc -l)"
 check "--dry-run says what it would remove" grep -q "would be removed" "$T/out"
 check "each line gives its reasons" grep -qE "^  keep   [0-9a-f]{64}  [0-9TZ:-]+  \(last, hourly, daily, weekly, monthly, yearly, within\)" "$T/out"
+DRY_MARKED=$(sed -n 's/^gc: \([0-9]*\) snapshot(s) use .*/\1/p' "$T/out")
 "$SERVER" prune --repo "$R" --config "$T/server.conf" > "$T/out" 2>&1
 check_eq "prune exits 0" 0 $?
+check_eq "the dry run's collection marked only the snapshots the plan keeps" "$(wc -l < "$T/expected")" "$DRY_MARKED"
 ids_of > "$T/kept"
 check "exactly the expected snapshots are kept ($(wc -l < "$T/expected"))" cmp -s "$T/expected" "$T/kept"
 check "bob keeps his newest only" grep -q "$(tail -n1 "$T/bob.list" | cut -d' ' -f1)" "$T/kept"
@@ -174,6 +176,22 @@ agent "$A" restore "$LAST" --target "$T/out1" >/dev/null 2>&1
 check "it restores" cmp -s "$SRC/a" "$T/out1$SRC/a"
 agent "$ADM" forget --prune --client bob --keep-last 1 > "$T/out" 2>&1
 check "forget --prune reports gc" grep -q "^gc: " "$T/out"
+# A dry run's collection is estimated as if the plan had been applied:
+# carol's first backup's data is hers alone, and goes.
+C=$(token_add "$R" carol)
+mkdir -p "$T/carol"
+prand carol1 3000000 > "$T/carol/data"
+agent "$C" backup "$T/carol" >/dev/null 2>&1
+prand carol2 3000000 > "$T/carol/data"
+agent "$C" backup "$T/carol" >/dev/null 2>&1
+agent "$ADM" forget --dry-run --prune --client carol --keep-last 1 > "$T/out" 2>&1
+DRY_GC=$(sed -n 's/^gc: \([0-9]*\) unreferenced chunk(s) would be removed/\1/p' "$T/out")
+DRY_FREED=$(sed -n 's/^gc: .*(\([0-9]*\) bytes) would be freed/\1/p' "$T/out")
+agent "$ADM" forget --prune --client carol --keep-last 1 > "$T/out" 2>&1
+REAL_GC=$(sed -n 's/^gc: \([0-9]*\) unreferenced chunk(s) removed/\1/p' "$T/out")
+check "forget --prune of carol's first backup removes chunks" test "${REAL_GC:-0}" -gt 0
+check_eq "... as many as its dry run said" "$REAL_GC" "$DRY_GC"
+check "... whose freed bytes it estimated (over 2.5 MB)" test "${DRY_FREED:-0}" -gt 2500000
 server_stop TERM
 "$SERVER" check --repo "$R" --read-data >"$T/out" 2>&1
 check_eq "check --read-data is clean" 0 $?
