@@ -117,6 +117,37 @@ int snapshots_fetch(json_t **out, struct client *c, const char *id)
 	return rc;
 }
 
+/*
+ * An admin token sees every client's snapshots, and "latest" would be
+ * whichever client backed up last: refused when more than one client has
+ * snapshots. A client token (403 on the admins' client list) sees its
+ * own only.
+ */
+static int snapshots_latest_is_one(struct client *c)
+{
+	json_t *list = NULL, *e;
+	size_t i, with = 0;
+	int rc = client_get_json(c, DD_API_PREFIX "/clients", &list);
+
+	if (rc == -EACCES) {
+		dd_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	json_array_foreach(json_object_get(list, "clients"), i, e)
+		if (json_integer_value(json_object_get(e, "snapshots")) > 0)
+			with++;
+	json_decref(list);
+	if (with > 1)
+		return dd_error_set(-EINVAL, "'latest' with an admin token "
+				    "would be whichever of %zu clients backed "
+				    "up last: give the snapshot's id "
+				    "(`snapshots` lists each with its client)",
+				    with);
+	return 0;
+}
+
 /* The newest snapshot: the first of the newest-first list. */
 static int snapshots_latest(json_t **out, struct client *c)
 {
@@ -124,7 +155,8 @@ static int snapshots_latest(json_t **out, struct client *c)
 	const char *id;
 	int rc;
 
-	if ((rc = snapshots_page(&page, c, "limit=1&order=newest")) < 0)
+	if ((rc = snapshots_latest_is_one(c)) < 0 ||
+	    (rc = snapshots_page(&page, c, "limit=1&order=newest")) < 0)
 		return rc;
 	id = json_string_value(json_object_get(json_array_get(page, 0), "id"));
 	if (!id)
@@ -221,10 +253,28 @@ static const char *snapshots_shown(char *out, size_t size, const json_t *v)
 	return dd_quote(out, size, json_string_value(v), json_string_length(v));
 }
 
+/* Whether the list holds more than one client's snapshots (an admin's):
+ * then each row names its client. */
+static bool snapshots_many_clients(const json_t *list)
+{
+	const char *first = json_string_value(json_object_get(
+					json_array_get(list, 0), "client"));
+	json_t *m;
+	size_t i;
+
+	json_array_foreach(list, i, m) {
+		const char *c = json_string_value(json_object_get(m, "client"));
+
+		if (first && c && strcmp(first, c) != 0)
+			return true;
+	}
+	return false;
+}
+
 static void snapshots_print_table(const json_t *list)
 {
-	size_t i, hostw = 4;
-	char h[4 * 255 + 8];
+	size_t i, hostw = 4, clientw = 0;
+	char h[4 * 255 + 8], cl[4 * DD_CLIENT_NAME_MAX + 8];
 	json_t *m;
 
 	json_array_foreach(list, i, m) {
@@ -234,7 +284,20 @@ static void snapshots_print_table(const json_t *list)
 		if (n > hostw)
 			hostw = n > 32 ? 32 : n;
 	}
-	printf("%-16s  %-19s  %-*s  %8s  %10s  %s\n", "ID", "TIME", (int)hostw,
+	if (snapshots_many_clients(list)) {
+		clientw = 6;
+		json_array_foreach(list, i, m) {
+			size_t n = strlen(snapshots_shown(cl, sizeof(cl),
+				json_object_get(m, "client")));
+
+			if (n > clientw)
+				clientw = n > 24 ? 24 : n;
+		}
+		printf("%-16s  %-*s  ", "ID", (int)clientw, "CLIENT");
+	} else {
+		printf("%-16s  ", "ID");
+	}
+	printf("%-19s  %-*s  %8s  %10s  %s\n", "TIME", (int)hostw,
 	       "HOST", "FILES", "SIZE", "PATHS");
 	json_array_foreach(list, i, m) {
 		json_t *paths = json_object_get(m, "paths"), *p;
@@ -245,8 +308,12 @@ static void snapshots_print_table(const json_t *list)
 		snapshots_fmt_time(when, m);
 		agent_fmt_bytes(size, (uint64_t)json_integer_value(
 					json_object_get(m, "bytes_total")));
-		printf("%-16.16s  %-19s  %-*s  %8lld  %10s ",
-		       snapshots_shown(id, sizeof(id), json_object_get(m, "id")),
+		printf("%-16.16s  ",
+		       snapshots_shown(id, sizeof(id), json_object_get(m, "id")));
+		if (clientw)
+			printf("%-*s  ", (int)clientw, snapshots_shown(cl,
+			       sizeof(cl), json_object_get(m, "client")));
+		printf("%-19s  %-*s  %8lld  %10s ",
 		       when, (int)hostw,
 		       snapshots_shown(h, sizeof(h), json_object_get(m, "host")),
 		       (long long)json_integer_value(json_object_get(m, "files")),

@@ -99,6 +99,13 @@ agent "$B" restore latest --target "$T/r3" 2>/dev/null
 check "bob's latest is his own" test -e "$T/r3/${T#/}/b/file" -a ! -e "$T/r3/${T#/}/a/secret"
 agent "$B" snapshots > "$T/snaps"
 check "bob's snapshot list shows only his" bash -c "grep -q '${IDB:0:12}' '$T/snaps' && ! grep -q '${IDA:0:12}' '$T/snaps'"
+check "... without a CLIENT column (one client)" not grep -q "CLIENT" "$T/snaps"
+agent "$OPS" snapshots > "$T/snaps"
+check "the admin's list names each snapshot's client" bash -c "head -1 '$T/snaps' | grep -q '^ID  *CLIENT  *TIME' && grep -q '^${IDA:0:16}  alice ' '$T/snaps' && grep -q '^${IDB:0:16}  bob ' '$T/snaps'"
+agent "$OPS" restore latest --target "$T/r5" 2>"$T/err"; rc=$?
+check_eq "the admin's 'latest' over two clients' snapshots: refused (exit 1)" 1 "$rc"
+check "... saying why and what to give" grep -q "'latest' with an admin token would be whichever of 2 clients backed up last: give the snapshot's id" "$T/err"
+check "... nothing restored" test ! -e "$T/r5"
 check "the admin can restore alice's snapshot" agent "$OPS" restore "$IDA" --target "$T/r4"
 check "and gets her file back" cmp -s "$T/a/secret" "$T/r4/${T#/}/a/secret"
 
