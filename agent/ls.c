@@ -192,6 +192,22 @@ static int ls_json(const struct dd_entry *e, const struct ls_meta *m,
 	return 0;
 }
 
+/* A PATH that lists nothing is named (as ls(1) names a missing one), and
+ * ls exits 1 after printing what the others list. */
+static int ls_unmatched(const struct pattern_list *sel)
+{
+	const char *pat;
+	size_t i = 0, n = 0;
+
+	for (; (pat = pattern_unmatched(sel, &i)) != NULL; i++, n++)
+		agent_warn("'%s': no such path in the snapshot", pat);
+	if (!n)
+		return DD_EXIT_OK;
+	return dd_error_set(-ENOENT, "%zu path(s) matched nothing: a path is "
+			    "matched whole, from the top (home/ann/notes.txt, "
+			    "home/*/notes.txt)", n);
+}
+
 int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	   const struct agent_verb *self)
 {
@@ -234,7 +250,8 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	if ((rc = settings_load(&s, &g->src)) < 0 ||
 	    (rc = client_new(&c, &s)) < 0 ||
 	    (rc = snapshots_resolve(&manifest, c, argv[optind])) < 0 ||
-	    (rc = catstream_new(&cs, c, manifest, LS_CATALOG_IDS)) < 0)
+	    (rc = catstream_new(&cs, c, manifest, LS_CATALOG_IDS)) < 0 ||
+	    (rc = pattern_track(&sel)) < 0)
 		goto cleanup;
 	while ((rc = catstream_next(cs, &e)) == 1) {
 		struct ls_meta m;
@@ -262,7 +279,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 		goto cleanup;
 	if (as_json)
 		printf("%s]\n", first ? "[" : "\n");
-	rc = DD_EXIT_OK;
+	rc = ls_unmatched(&sel);
 cleanup:
 	free(path);
 	catstream_free(cs);

@@ -20,7 +20,23 @@ void pattern_list_release(struct pattern_list *l)
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i]);
 	free(l->v);
+	free(l->matched);
 	memset(l, 0, sizeof(*l));
+}
+
+int pattern_track(struct pattern_list *l)
+{
+	free(l->matched);
+	l->matched = l->n ? calloc(l->n, sizeof(*l->matched)) : NULL;
+	return l->n && !l->matched ? -ENOMEM : 0;
+}
+
+const char *pattern_unmatched(const struct pattern_list *l, size_t *i)
+{
+	for (; l->matched && *i < l->n; (*i)++)
+		if (!l->matched[*i])
+			return l->v[*i];
+	return NULL;
 }
 
 int pattern_add(struct pattern_list *l, const char *pat)
@@ -129,15 +145,22 @@ bool pattern_selects(const struct pattern_list *l, const char *path)
 	if (!(copy = malloc(len + 1)))
 		return true;     /* a selection never fails closed on memory */
 	memcpy(copy, path, len + 1);
-	/* The path and each ancestor, longest first. */
-	for (size_t end = len; !hit && end > 0;) {
+	/* The path and each ancestor, longest first; when tracking, every
+	 * pattern not yet noted is tried even once the answer is known. */
+	for (size_t end = len; end > 0 && (!hit || l->matched);) {
 		copy[end] = '\0';
-		for (size_t i = 0; i < l->n && !hit; i++) {
+		for (size_t i = 0; i < l->n; i++) {
 			const char *pat = l->v[i];
 
+			if (hit && (!l->matched || l->matched[i]))
+				continue;
 			while (*pat == '/')
 				pat++;
-			hit = fnmatch(pat, copy, FNM_PATHNAME) == 0;
+			if (fnmatch(pat, copy, FNM_PATHNAME) == 0) {
+				hit = true;
+				if (l->matched)
+					l->matched[i] = true;
+			}
 		}
 		while (end > 0 && copy[end] != '/')
 			end--;

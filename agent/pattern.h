@@ -27,6 +27,9 @@
 struct pattern_list {
 	char **v;
 	size_t n, alloc;
+	/* pattern_track: which patterns selected something (their own path
+	 * or an ancestor's), noted by pattern_selects */
+	bool *matched;
 };
 
 void pattern_list_init(struct pattern_list *l);
@@ -42,5 +45,11 @@ int pattern_add_file(struct pattern_list *l, const char *file);
 bool pattern_excludes(const struct pattern_list *l, const char *path);
 /* Whether `path` (NUL-terminated) is selected: true for an empty list. */
 bool pattern_selects(const struct pattern_list *l, const char *path);
+/* From now on pattern_selects notes each pattern that matches (every
+ * one, not only the first), for pattern_unmatched. -ENOMEM. */
+int pattern_track(struct pattern_list *l);
+/* The first pattern from index *i on that matched nothing since
+ * pattern_track (*i is set to its index), or NULL. */
+const char *pattern_unmatched(const struct pattern_list *l, size_t *i);
 
 #endif

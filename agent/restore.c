@@ -1223,6 +1223,26 @@ cleanup:
 	return rc;
 }
 
+/* An --include that selected nothing is a mistake to hear of (as borg
+ * says "never matched"): each is named, and the restore exits 1. */
+static int restore_unmatched(const struct pattern_list *include,
+			     const json_t *manifest)
+{
+	const char *id = json_string_value(json_object_get(manifest, "id"));
+	const char *pat;
+	size_t i = 0, n = 0;
+
+	for (; (pat = pattern_unmatched(include, &i)) != NULL; i++, n++)
+		agent_warn("--include '%s' matched nothing in snapshot %.16s",
+			   pat, id ? id : "?");
+	if (!n)
+		return DD_EXIT_OK;
+	return dd_error_set(-ENOENT, "%zu --include pattern(s) matched "
+			    "nothing: a pattern matches an entry's whole path "
+			    "from the top, as `ls` prints it (home/ann/notes.txt, "
+			    "home/*/notes.txt), or a directory above it", n);
+}
+
 int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 		const struct agent_verb *self)
 {
@@ -1321,13 +1341,16 @@ int cmd_restore(int argc, char **argv, const struct agent_globals *g,
 
 	if ((rc = settings_load(&s, &g->src)) < 0 ||
 	    (rc = client_new(&c, &s)) < 0 ||
-	    (rc = snapshots_resolve(&manifest, c, argv[optind])) < 0)
+	    (rc = snapshots_resolve(&manifest, c, argv[optind])) < 0 ||
+	    (rc = pattern_track(&include)) < 0)
 		goto cleanup;
 	if (tar)
 		rc = export_tar(c, &s, manifest, &include, output, g->quiet);
 	else
 		rc = restore_to_disk(c, &s, manifest, &include, target, &privs,
 				     g->quiet);
+	if (rc == DD_EXIT_OK)
+		rc = restore_unmatched(&include, manifest);
 cleanup:
 	pattern_list_release(&include);
 	json_decref(manifest);

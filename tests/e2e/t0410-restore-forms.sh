@@ -35,8 +35,19 @@ check "nothing outside it" test ! -e "$T/sub/$P/code"
 check_eq "the subtree keeps its directory's mtime" "$(stat -c %Y "$SRC/docs/old")" "$(stat -c %Y "$T/sub/$P/docs/old")"
 agent "$A" restore "$ID" --target "$T/pat" --include "$P/docs/*/*.md" --include "$P/code/main.c" 2>/dev/null
 check_eq "patterns, several" "$(printf '%s\n' "$T/pat/$P/code/main.c" "$T/pat/$P/docs/old/two.md")" "$(find "$T/pat" -type f | sort)"
-agent "$A" restore "$ID" --target "$T/none" --include "$P/nothing" 2>/dev/null
-check "a pattern matching nothing restores nothing" test -z "$(find "$T/none" -type f)"
+agent "$A" restore "$ID" --target "$T/none" --include "$P/nothing" 2>"$T/none.err"
+check_eq "a pattern matching nothing: exit 1" 1 $?
+check "... restores nothing" test -z "$(find "$T/none" -type f)"
+check "... and names the pattern" grep -qF -- "--include '$P/nothing' matched nothing in snapshot ${ID:0:16}" "$T/none.err"
+check "... saying how patterns match" grep -q "a pattern matches an entry's whole path from the top" "$T/none.err"
+agent "$A" restore "$ID" --target "$T/half" --include "$P/docs/README" --include README 2>"$T/half.err"
+check_eq "one pattern of two matching nothing: exit 1" 1 $?
+check "... the other's file is restored" cmp -s "$SRC/docs/README" "$T/half/$P/docs/README"
+check "... only the one that matched nothing is named" bash -c "grep -qF -- \"--include 'README' matched nothing\" '$T/half.err' && ! grep -qF \"'$P/docs/README' matched\" '$T/half.err'"
+agent "$A" restore "$ID" --target "$T/nest" --include "$P/docs" --include "$P/docs/README" 2>"$T/nest.err"
+check_eq "a pattern inside another's subtree matches too: exit 0" 0 $?
+agent "$A" restore "$ID" --format tar --output "$T/none.tar" --include "$P/nothing" 2>"$T/none-tar.err"
+check_eq "the same for --format tar: exit 1" 1 $?
 
 # ls
 agent "$A" ls "$ID" > "$T/ls.txt"
@@ -61,6 +72,10 @@ assert (p + "/code/bad-\xff") in by
 assert by[p + "/code"]["type"] == "dir" and by[p + "/code"]["user"] == "root" or True
 ' "$T/ls.json" "$P"
 check_eq "ls of an unknown snapshot fails" 1 "$(agent "$A" ls deadbeefdead >/dev/null 2>&1; echo $?)"
+agent "$A" ls "$ID" "$P/docs/README" "$P/nosuch" > "$T/ls-miss.txt" 2>"$T/ls-miss.err"
+check_eq "ls of a path that is not in the snapshot: exit 1" 1 $?
+check "... after listing the one that is" grep -q "docs/README$" "$T/ls-miss.txt"
+check "... naming the one that is not" grep -qF "'$P/nosuch': no such path in the snapshot" "$T/ls-miss.err"
 
 # Restoring over a target that holds a symlink to the outside: it is
 # replaced or refused, never followed.
