@@ -562,6 +562,9 @@ struct rdisk {
 
 	uint64_t files, dirs, symlinks, hardlinks, specials, bytes;
 	unsigned long refused, failed;
+	/* --include: a hard link whose first path it does not select */
+	const struct pattern_list *include;
+	unsigned long unlinked;
 };
 
 /* Remembers that this restore created `path` (a non-directory). */
@@ -800,6 +803,18 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 	/* Linking to a file that was in the target before (or that this
 	 * restore refused) would hand the snapshot a file it does not own. */
 	if (!rdisk_was_made(d, src)) {
+		char q[512], q2[512];
+
+		/* not selected: nothing unsafe, a selection to widen */
+		if (d->include && d->include->n &&
+		    !pattern_selects(d->include, src)) {
+			agent_warn("not restoring '%s': it is a hard link to "
+				   "'%s', which the selection leaves out (add "
+				   "--include '%s')", rdisk_shown(q, re->path),
+				   rdisk_shown(q2, src), q2);
+			d->unlinked++;
+			return 0;
+		}
 		rdisk_refuse(d, re->path, "the hard link's source was not "
 			     "restored by this restore");
 		return 0;
@@ -1184,6 +1199,7 @@ static int restore_to_disk(struct client *c, const struct settings *s,
 	int rc;
 
 	sink.ctx = &d;
+	d.include = include;
 	restore_drop_for(&drop, &why, c, manifest, privs);
 	if ((rc = rdisk_setup(&d, target, &drop)) < 0 ||
 	    (rc = restore_stream(c, s, manifest, include, &sink)) < 0)
@@ -1218,6 +1234,10 @@ static int restore_to_disk(struct client *c, const struct settings *s,
 	if (d.refused || d.failed)
 		rc = dd_error_set(-EIO, "%lu entries refused as unsafe, %lu failed",
 				  d.refused, d.failed);
+	else if (d.unlinked)
+		rc = dd_error_set(-ENOENT, "%lu hard links not restored: the "
+				  "selection leaves out their first path (named "
+				  "above)", d.unlinked);
 cleanup:
 	rdisk_release(&d);
 	return rc;
