@@ -24,7 +24,7 @@ static const struct verb verbs[] = {
 	{ "serve", cmd_serve, cmd_serve_usage,
 	  "serve a repository over HTTPS" },
 	{ "cert", cmd_cert, cmd_cert_usage,
-	  "show the TLS certificate's fingerprint" },
+	  "show the TLS certificate's fingerprint, or make a new one" },
 	{ "check", cmd_check, cmd_check_usage,
 	  "verify the index, packs and snapshots" },
 	{ "repair", cmd_repair, cmd_repair_usage,

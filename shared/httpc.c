@@ -318,7 +318,12 @@ static int dd_httpc_transport_error(struct dd_httpc *c, CURLcode cc)
 	case CURLE_SSL_CERTPROBLEM:
 	case CURLE_SSL_ISSUER_ERROR:
 	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-		return dd_error_set(-EPROTO, "TLS verification of '%s' failed: %s",
+		/* what to do about it: the first remote client meets this */
+		return dd_error_set(-EPROTO, "TLS verification of '%s' failed: "
+				    "%s (trust the server's tls/cert.pem as the "
+				    "CA, or pin the fingerprint `dedup-server "
+				    "cert show` prints; a name the certificate "
+				    "lacks: `dedup-server cert new --name NAME`)",
 				    c->base, detail);
 	case CURLE_SSL_CACERT_BADFILE:
 		return dd_error_set(-EPROTO, "cannot use CA file '%s': %s",

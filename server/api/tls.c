@@ -1,7 +1,9 @@
 /*
  * tls.c - see tls.h. Uses only OpenSSL 3 EVP/X509 APIs.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,55 @@ static int tls_dns_name_ok(const char *h)
 	return 1;
 }
 
+static bool tls_is_ip(const char *name)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, name, buf) == 1 ||
+	       inet_pton(AF_INET6, name, buf) == 1;
+}
+
+int tls_name_check(const char *name)
+{
+	if (tls_is_ip(name) || tls_dns_name_ok(name) ||
+	    strcmp(name, "localhost") == 0)
+		return 0;
+	return dd_error_set(-EINVAL, "'%.100s' is neither an IP address nor "
+			    "a DNS name (letters, digits, '-' and '.')", name);
+}
+
+/* The subjectAltName value: the defaults, then names[] (checked). */
+static int tls_san(struct dd_buf *b, const char *hostname,
+		   const char *const *names, size_t nnames)
+{
+	const char *dflt = "DNS:localhost,IP:127.0.0.1,IP:::1";
+	size_t i;
+	int rc;
+
+	if (nnames > TLS_NAMES_MAX)
+		return dd_error_set(-E2BIG, "more than %d names",
+				    TLS_NAMES_MAX);
+	rc = dd_buf_append(b, dflt, strlen(dflt));
+	if (rc == 0 && tls_dns_name_ok(hostname))
+		rc = dd_buf_append(b, ",DNS:", 5) ||
+		     dd_buf_append(b, hostname, strlen(hostname)) ? -ENOMEM : 0;
+	for (i = 0; rc == 0 && i < nnames; i++) {
+		const char *kind = tls_is_ip(names[i]) ? ",IP:" : ",DNS:";
+
+		if ((rc = tls_name_check(names[i])) < 0)
+			break;
+		if (strcmp(names[i], "localhost") == 0 ||
+		    strcmp(names[i], hostname) == 0)
+			continue;
+		if (dd_buf_append(b, kind, strlen(kind)) < 0 ||
+		    dd_buf_append(b, names[i], strlen(names[i])) < 0)
+			rc = -ENOMEM;
+	}
+	if (rc == 0)
+		rc = dd_buf_append_u8(b, 0);
+	return rc;
+}
+
 static int tls_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 {
 	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
@@ -81,7 +132,8 @@ static int tls_write_bio(BIO *bio, const char *path, mode_t mode)
 }
 
 int tls_generate(const char *cert_path, const char *key_path,
-		 const char *hostname)
+		 const char *hostname, const char *const *names,
+		 size_t nnames)
 {
 	EVP_PKEY *pkey = NULL;
 	X509 *x = NULL;
@@ -91,9 +143,13 @@ int tls_generate(const char *cert_path, const char *key_path,
 	BIO *kbio = NULL, *cbio = NULL;
 	X509V3_CTX v3;
 	unsigned char serial_bytes[16];
-	char san[512], cn[300];
+	char cn[300];
+	struct dd_buf san;
 	int rc;
 
+	dd_buf_init(&san, 0);
+	if ((rc = tls_san(&san, hostname, names, nnames)) < 0)
+		goto cleanup;
 	pkey = EVP_EC_gen("P-256");
 	if (!pkey) {
 		rc = tls_fail("generate an EC key");
@@ -144,12 +200,6 @@ int tls_generate(const char *cert_path, const char *key_path,
 		goto cleanup;
 	}
 
-	if (tls_dns_name_ok(hostname))
-		snprintf(san, sizeof(san),
-			 "DNS:localhost,IP:127.0.0.1,IP:::1,DNS:%s", hostname);
-	else
-		snprintf(san, sizeof(san), "DNS:localhost,IP:127.0.0.1,IP:::1");
-
 	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
 	/* A leaf, not a CA: whoever trusts it as agents do (--ca) trusts
 	 * this one certificate, not anything its key might sign. */
@@ -160,7 +210,8 @@ int tls_generate(const char *cert_path, const char *key_path,
 	if (rc == 0)
 		rc = tls_add_ext(x, &v3, NID_ext_key_usage, "serverAuth");
 	if (rc == 0)
-		rc = tls_add_ext(x, &v3, NID_subject_alt_name, san);
+		rc = tls_add_ext(x, &v3, NID_subject_alt_name,
+				 (const char *)san.data);
 	if (rc == 0)
 		rc = tls_add_ext(x, &v3, NID_subject_key_identifier, "hash");
 	if (rc == 0)
@@ -186,6 +237,7 @@ int tls_generate(const char *cert_path, const char *key_path,
 	if (rc == 0)
 		rc = tls_write_bio(cbio, cert_path, 0644);
 cleanup:
+	dd_buf_release(&san);
 	BIO_free(kbio);
 	BIO_free(cbio);
 	ASN1_INTEGER_free(serial);

@@ -10,16 +10,25 @@
 
 #include <stddef.h>
 
+/* Names a certificate may carry besides the defaults, at most. */
+#define TLS_NAMES_MAX 32
+
 /*
  * Generates an EC P-256 key and an X.509 v3 certificate valid for 10
- * years, subjectAltName DNS:localhost, IP:127.0.0.1, IP:::1 and
- * DNS:<hostname> (when `hostname` is a usable DNS name), CA:FALSE
- * (critical), keyUsage digitalSignature (critical), extendedKeyUsage
- * serverAuth, self-signed with SHA-256. (Repositories made before kept
- * their CA:TRUE certificate; both work.) Writes both PEM files durably; the key with mode 0600.
+ * years, subjectAltName DNS:localhost, IP:127.0.0.1, IP:::1,
+ * DNS:<hostname> (when `hostname` is a usable DNS name) and each of
+ * names[] (an IPv4 or IPv6 address, or a DNS name; tls_name_check),
+ * CA:FALSE (critical), keyUsage digitalSignature (critical),
+ * extendedKeyUsage serverAuth, self-signed with SHA-256. (Repositories
+ * made before kept their CA:TRUE certificate; both work.) Writes both PEM
+ * files durably, the key first, with mode 0600.
  */
 int tls_generate(const char *cert_path, const char *key_path,
-		 const char *hostname);
+		 const char *hostname, const char *const *names,
+		 size_t nnames);
+/* -EINVAL with a reason unless `name` is an IP address or a DNS name
+ * (letters, digits, '-' and '.'). */
+int tls_name_check(const char *name);
 
 /* Reads a PEM file (<= 1 MiB) as a NUL-terminated string; caller frees. */
 int tls_read_pem(char **out, const char *path);

@@ -27,7 +27,7 @@
 const char cmd_init_usage[] =
 	"usage: dedup-server init --repo DIR [--chunker MIN,AVG,MAX]\n"
 	"                         [--store rados:POOL[/NAMESPACE] [--recover | --join]]\n"
-	"                         [--config FILE]\n"
+	"                         [--config FILE] [--name NAME]...\n"
 	"\n"
 	"Creates a repository in DIR (which must not exist or be empty):\n"
 	"config.json with fresh chunker parameters, an empty clients.json,\n"
@@ -40,6 +40,10 @@ const char cmd_init_usage[] =
 	"                         keep the packs in a Ceph RADOS pool (module\n"
 	"                         dedup-server-rados); DIR keeps the index,\n"
 	"                         tokens, TLS and snapshots\n"
+	"  --name NAME            one more name agents reach the server by, in\n"
+	"                         the certificate: a DNS name or an IP address\n"
+	"                         (repeatable; localhost, 127.0.0.1, ::1 and\n"
+	"                         this host's name are always there)\n"
 	"  --config FILE          server.conf with ceph_conf and ceph_user\n"
 	"                         (default " CONFIG_DEFAULT_PATH ")\n"
 	"  --recover              with --store: take the repository the store\n"
@@ -346,10 +350,13 @@ int cmd_init(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "recover", no_argument, NULL, 'R' },
 		{ "join", no_argument, NULL, 'J' },
+		{ "name", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL, *store = NULL, *config = NULL;
+	const char *names[TLS_NAMES_MAX];
+	size_t nnames = 0;
 	struct backend *be = NULL;
 	bool recover = false, join = false;
 	struct tokens_list none = { NULL, 0, false };
@@ -382,6 +389,15 @@ int cmd_init(int argc, char **argv)
 			break;
 		case 'J':
 			join = recover = true;
+			break;
+		case 'N':
+			if (nnames == TLS_NAMES_MAX ||
+			    tls_name_check(optarg) < 0) {
+				log_error("--name: %s", nnames == TLS_NAMES_MAX ?
+					  "too many" : dd_error_last());
+				return CMD_USAGE;
+			}
+			names[nnames++] = optarg;
 			break;
 		case 'h':
 			fputs(cmd_init_usage, stdout);
@@ -434,7 +450,7 @@ int cmd_init(int argc, char **argv)
 		if (gethostname(host, sizeof(host)) < 0)
 			host[0] = '\0';
 		host[sizeof(host) - 1] = '\0';
-		rc = tls_generate(cert, key, host);
+		rc = tls_generate(cert, key, host, names, nnames);
 	}
 	if (rc == 0)
 		rc = repo_path(path, sizeof(path), repo, REPO_CLIENTS);
