@@ -915,7 +915,13 @@ static int backup_create_snapshot(struct backup *b, char **roots,
 		goto cleanup;
 	rc = client_post_json(b->client, session_snapshot_path(b->sess), req,
 			      manifest);
-	if (rc < 0)
+	/* a server older than this agent: the one thing to do is said */
+	if (rc < 0 && strstr(dd_error_last(), "unsupported catalog version"))
+		rc = dd_error_set(rc, "cannot create the snapshot: the server "
+				  "is older than this agent (upgrade servers "
+				  "before agents, docs/OPERATIONS.md "
+				  "\"Upgrading\"): %s", dd_error_last());
+	else if (rc < 0)
 		rc = agent_error_wrap(rc, "cannot create the snapshot");
 	else
 		rc = 0;
