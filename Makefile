@@ -16,7 +16,7 @@
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
-SBINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
 DATADIR ?= $(PREFIX)/share/dedup
 MANDIR  ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
