@@ -31,6 +31,11 @@ int cmd_sync(int argc, char **argv);
  */
 int cmd_as_repo_owner(const char *repo);
 
+/* `repo` when given, else the `repo` of the default configuration file
+ * (CONFIG_DEFAULT_PATH) when that exists and sets it, else NULL: for the
+ * verbs that take no --config (token, check, repair). */
+const char *cmd_default_repo(const char *repo);
+
 /* For maintenance verbs (check, repair, debug): validates the repository
  * (acting as its owner, above) and takes the server lock, printing a
  * clear error (a running server holds the lock) on failure. Release by

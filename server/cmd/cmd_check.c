@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "cmd.h"
+#include "config.h"
 #include "log.h"
 #include "repo.h"
 #include "storage.h"
@@ -126,9 +127,11 @@ int cmd_check(int argc, char **argv)
 			return CMD_USAGE;
 		}
 	}
+	repo = cmd_default_repo(repo);
 	if (optind != argc || !repo) {
 		if (!repo)
-			log_error("no repository: give --repo DIR");
+			log_error("no repository: give --repo DIR (or set repo "
+				  "in " CONFIG_DEFAULT_PATH ")");
 		fputs(cmd_check_usage, stderr);
 		return CMD_USAGE;
 	}

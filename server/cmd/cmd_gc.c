@@ -83,6 +83,22 @@ int cmd_open_repo(const char *repo, struct store **st,
 	return rc;
 }
 
+const char *cmd_default_repo(const char *repo)
+{
+	static char from_file[4096];
+	struct config cfg;
+
+	if (repo || config_init(&cfg) < 0)
+		return repo;
+	if (config_load(&cfg, CONFIG_DEFAULT_PATH, false) == 0 && cfg.repo &&
+	    strlen(cfg.repo) < sizeof(from_file)) {
+		snprintf(from_file, sizeof(from_file), "%s", cfg.repo);
+		repo = from_file;
+	}
+	config_release(&cfg);
+	return repo;
+}
+
 int cmd_load_config(struct config *cfg, const char *config,
 		    const char **repo, const char *usage)
 {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "config.h"
 #include "log.h"
 #include "tokens.h"
 #include "regrant.h"
@@ -78,9 +79,11 @@ int cmd_repair(int argc, char **argv)
 			return CMD_USAGE;
 		}
 	}
+	repo = cmd_default_repo(repo);
 	if (optind != argc || !repo || !rebuild) {
 		if (!repo)
-			log_error("no repository: give --repo DIR");
+			log_error("no repository: give --repo DIR (or set repo "
+				  "in " CONFIG_DEFAULT_PATH ")");
 		else if (!rebuild)
 			log_error("nothing to do: give --rebuild-index");
 		fputs(cmd_repair_usage, stderr);

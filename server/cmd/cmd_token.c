@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "cmd.h"
+#include "config.h"
 #include "log.h"
 #include "repo.h"
 #include "tokens.h"
@@ -238,8 +239,11 @@ int cmd_token(int argc, char **argv)
 	}
 	argc -= 1 + optind;
 	argv += 1 + optind;
-	if (!repo)
+	if (!(repo = cmd_default_repo(repo))) {
+		log_error("no repository: give --repo DIR (or set repo in "
+			  CONFIG_DEFAULT_PATH ")");
 		return token_usage();
+	}
 	if (op == TOKEN_LIST) {
 		if (argc != 0 || admin || domain)
 			return token_usage();
