@@ -295,6 +295,8 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 	struct dd_ext_iter it;
 	struct dd_ext_rec rec;
 	char buf[DD_EXT_NAME_MAX + 1], shown[256] = "";
+	int64_t psec;
+	long pnsec;
 	mode_t type;
 
 	switch (e->type) {
@@ -312,7 +314,8 @@ void meta_fill(struct archive_entry *ae, const struct dd_entry *e,
 	archive_entry_set_mode(ae, type | meta_mode(e, drop, shown));
 	archive_entry_set_uid(ae, e->uid);
 	archive_entry_set_gid(ae, e->gid);
-	archive_entry_set_mtime(ae, (time_t)e->mtime_sec, (long)e->mtime_nsec);
+	dd_pax_time(e->mtime_sec, (long)e->mtime_nsec, &psec, &pnsec);
+	archive_entry_set_mtime(ae, (time_t)psec, pnsec);
 	if (e->type == DD_ENTRY_FILE)
 		archive_entry_set_size(ae, (la_int64_t)e->size);
 	else if (e->type != DD_ENTRY_DIR)

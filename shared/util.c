@@ -220,6 +220,21 @@ void dd_hex_encode(char *out, const uint8_t *p, size_t n)
 	out[2 * n] = '\0';
 }
 
+void dd_pax_time(int64_t sec, long nsec, int64_t *out_sec, long *out_nsec)
+{
+	*out_sec = sec;
+	*out_nsec = nsec;
+	if (sec >= 0 || nsec <= 0)
+		return;
+	if (sec == -1) {
+		*out_nsec = 0;
+		return;
+	}
+	/* sec + nsec/1e9 = -(|sec + 1| + (1e9 - nsec)/1e9) */
+	*out_sec = sec + 1;
+	*out_nsec = 1000000000L - nsec;
+}
+
 bool dd_hex_lower(const char *s, size_t n)
 {
 	size_t i;

@@ -88,6 +88,16 @@ int dd_cursor_take(struct dd_cursor *c, const uint8_t **out, size_t n);
 
 /* ---- hex ---- */
 
+/*
+ * A time (seconds and nanoseconds, as stat gives it: nsec >= 0 also before
+ * 1970) as the pair to hand libarchive's pax writer, which prints "sec.nsec"
+ * as it is given, and readers take "-1.25" as minus 1.25 s: so -1.25 s
+ * (sec -2, nsec 750000000) is given as sec -1, nsec 250000000. A time
+ * within the last second before 1970 cannot be printed at all ("0.25"
+ * would be after it): it is given as -1, a fraction of a second early.
+ */
+void dd_pax_time(int64_t sec, long nsec, int64_t *out_sec, long *out_nsec);
+
 /* Writes 2*n lowercase hex digits and a NUL into out (size >= 2*n+1). */
 void dd_hex_encode(char *out, const uint8_t *p, size_t n);
 /* Whether s starts with n lowercase hex digits (what dd_hex_encode

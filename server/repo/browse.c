@@ -1039,6 +1039,8 @@ static void browse_tar_sparse(struct archive_entry *ae,
 static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 			    const struct dd_entry *data)
 {
+	int64_t psec;
+	long pnsec;
 	unsigned type;
 
 	switch (e->type) {
@@ -1054,8 +1056,8 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 	archive_entry_set_mode(t->ae, type | (e->mode & 07777));
 	archive_entry_set_uid(t->ae, e->uid);
 	archive_entry_set_gid(t->ae, e->gid);
-	archive_entry_set_mtime(t->ae, (time_t)e->mtime_sec,
-				(long)e->mtime_nsec);
+	dd_pax_time(e->mtime_sec, (long)e->mtime_nsec, &psec, &pnsec);
+	archive_entry_set_mtime(t->ae, (time_t)psec, pnsec);
 	archive_entry_set_size(t->ae, data ? (la_int64_t)data->size : 0);
 	if (e->type == DD_ENTRY_SYMLINK)
 		archive_entry_copy_symlink(t->ae, e->link_len <=

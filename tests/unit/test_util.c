@@ -147,6 +147,32 @@ static void test_hex(void)
 	CHECK(dd_hex_lower("", 0));
 }
 
+/* The pair libarchive prints as "sec.nsec" for a time as stat gives it. */
+static void test_pax_time(void)
+{
+	int64_t s;
+	long ns;
+
+	dd_pax_time(1796662319, 555700387, &s, &ns);    /* after 1970: as is */
+	CHECK_EQ(s, 1796662319);
+	CHECK_EQ(ns, 555700387);
+	dd_pax_time(-5, 0, &s, &ns);                     /* whole: as is */
+	CHECK_EQ(s, -5);
+	CHECK_EQ(ns, 0);
+	dd_pax_time(-2, 500000000, &s, &ns);             /* -1.5: "-1.5" */
+	CHECK_EQ(s, -1);
+	CHECK_EQ(ns, 500000000);
+	dd_pax_time(-2147472000, 750000000, &s, &ns);    /* "-2147471999.25" */
+	CHECK_EQ(s, -2147471999);
+	CHECK_EQ(ns, 250000000);
+	dd_pax_time(-14182940, 123456789, &s, &ns);      /* "-14182939.876543211" */
+	CHECK_EQ(s, -14182939);
+	CHECK_EQ(ns, 876543211);
+	dd_pax_time(-1, 250000000, &s, &ns);             /* -0.75: -1 */
+	CHECK_EQ(s, -1);
+	CHECK_EQ(ns, 0);
+}
+
 static void test_parse(void)
 {
 	uint64_t v = 0;
@@ -462,6 +488,7 @@ int main(void)
 	UNIT_RUN(test_buf);
 	UNIT_RUN(test_cursor);
 	UNIT_RUN(test_hex);
+	UNIT_RUN(test_pax_time);
 	UNIT_RUN(test_parse);
 	UNIT_RUN(test_files);
 	UNIT_RUN(test_atomic_concurrent);
