@@ -139,7 +139,7 @@ static bool syncask_stale(int dfd, const char *name)
 int syncask_scan(const char *repo, struct syncask_id *ids, size_t max,
 		 size_t *n)
 {
-	char dir[4200], path[4300];
+	char dir[4200], path[4200 + 258];   /* dir, "/", a name */
 	struct dirent *e;
 	size_t seen = 0;
 	DIR *d;
