@@ -57,6 +57,27 @@ static int settings_threads(unsigned *out, const char *value,
 	return 0;
 }
 
+/* A path in the config file: a relative one is taken from the file's
+ * own directory, so that the file means the same from cron, a service or
+ * any working directory. */
+static int settings_file_path(char **slot, const char *file,
+			      const char *value)
+{
+	const char *slash = strrchr(file, '/');
+	char *joined;
+	size_t n;
+
+	if (value[0] == '/' || !slash)
+		return settings_replace(slot, value);
+	n = (size_t)(slash - file) + 1 + strlen(value) + 1;
+	if (!(joined = malloc(n)))
+		return dd_error_set(-ENOMEM, "out of memory");
+	snprintf(joined, n, "%.*s/%s", (int)(slash - file), file, value);
+	free(*slot);
+	*slot = joined;
+	return 0;
+}
+
 static int settings_conf_cb(void *payload, const char *key,
 			    const char *value, unsigned line)
 {
@@ -67,13 +88,14 @@ static int settings_conf_cb(void *payload, const char *key,
 	if (strcmp(key, "token") == 0)
 		return settings_replace(&cl->token, value);
 	if (strcmp(key, "ca") == 0)
-		return settings_replace(&cl->ca, value);
+		return settings_file_path(&cl->ca, cl->file, value);
 	if (strcmp(key, "fingerprint") == 0)
 		return settings_replace(&cl->fingerprint, value);
 	if (strcmp(key, "key_file") == 0)
-		return settings_replace(&cl->key_file, value);
+		return settings_file_path(&cl->key_file, cl->file, value);
 	if (strcmp(key, "passphrase_file") == 0)
-		return settings_replace(&cl->passphrase_file, value);
+		return settings_file_path(&cl->passphrase_file, cl->file,
+					  value);
 	if (strcmp(key, "threads") == 0)
 		return settings_threads(&cl->threads, value, cl->file, line);
 	return dd_error_set(-EINVAL, "%s:%u: unknown key '%s'", cl->file,

@@ -16,6 +16,14 @@ check "environment alone works" env DEDUP_SERVER="$URL" DEDUP_TOKEN="$A" DEDUP_C
 check "environment wins over the file" env DEDUP_TOKEN="$A" "$AGENT" --config <(printf 'server = %s\ntoken = wrong\nca = %s\n' "$URL" "$CA") snapshots
 check "a flag wins over the environment" env DEDUP_TOKEN=wrong "$AGENT" --config "$T/agent.conf" --token "$A" snapshots
 check "the file's bad token fails when nothing overrides it" not "$AGENT" --config <(printf 'server = %s\ntoken = wrong\nca = %s\n' "$URL" "$CA") snapshots
+# A relative ca = in the file is taken from the file's directory, from
+# any working directory (cron's is /); --ca from the working directory.
+mkdir -p "$T/etc"
+cp "$CA" "$T/etc/server-cert.pem"
+printf 'server = %s\ntoken = %s\nca = server-cert.pem\n' "$URL" "$A" > "$T/etc/agent.conf"
+check "a relative ca = is found beside the config file, run from /" sh -c "cd / && '$AGENT' --config '$T/etc/agent.conf' snapshots >/dev/null"
+check "... and from its own directory" sh -c "cd '$T/etc' && '$AGENT' --config agent.conf snapshots >/dev/null"
+check "a relative --ca is the working directory's" sh -c "cd '$T/etc' && '$AGENT' --server '$URL' --token '$A' --ca server-cert.pem snapshots >/dev/null"
 printf 'server = %s\nbogus = 1\n' "$URL" > "$T/bad.conf"
 "$AGENT" --config "$T/bad.conf" snapshots 2>"$T/err"; rc=$?
 check "unknown config key fails" test "$rc" != 0
