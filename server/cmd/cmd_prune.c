@@ -93,7 +93,9 @@ int cmd_prune(int argc, char **argv)
 	backend_dir_drop_appended(cfg.pack_cache_drop);   /* its repacks */
 	if (cmd_lock_repo(&fd, repo, "prune") < 0) {
 		fprintf(stderr, "hint: a running server prunes with "
-			"`dedup-agent forget --prune` (admin token)\n");
+			"`dedup-agent forget --prune` (admin token)%s\n",
+			dry ? "; `dedup-agent forget --dry-run --prune` "
+			"shows its plan" : "");
 		goto cleanup;
 	}
 	if (cmd_open_repo(repo, &st, &snaps) < 0)

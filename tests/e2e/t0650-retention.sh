@@ -135,6 +135,8 @@ server_start "$R" || exit 1
 check_eq "prune refuses while the server runs" 1 $?
 check "and says so" grep -q "in use by a running dedup-server" "$T/err"
 check "and names the online way" grep -q "dedup-agent forget --prune" "$T/err"
+"$SERVER" prune --repo "$R" --config "$T/server.conf" --dry-run >/dev/null 2>"$T/err"
+check "a dry run refused too names the online dry run" grep -q "dedup-agent forget --dry-run --prune. shows its plan" "$T/err"
 
 # Append-only: client tokens cannot delete.
 VICTIM=$(head -n1 "$T/kept")
