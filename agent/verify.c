@@ -120,10 +120,23 @@ static int verify_record(struct verify *v, size_t i, size_t u)
 	return 0;
 }
 
+/* The chunk a refused batch's reason names ("chunk <64 hex>: ..."): the
+ * server drops a damaged chunk as it refuses it, so asked again alone it
+ * is "unknown"; the batch's reason says what it was. */
+static bool verify_named(const char *reason, const struct dd_id *id)
+{
+	char hex[DD_ID_HEX_LEN + 1];
+	const char *p = strstr(reason, "chunk ");
+
+	dd_id_to_hex(hex, id);
+	return p && strncmp(p + 6, hex, DD_ID_HEX_LEN) == 0;
+}
+
 /* Fetches and checks the batch's unique ids, filling v->ubad. */
 static int verify_fetch(struct verify *v)
 {
 	int rc = fetch_batch_get(&v->fb, v->client, v->uids, NULL, v->nuids);
+	char *batch_why = NULL;
 
 	if (rc == 0) {
 		for (size_t u = 0; u < v->nuids; u++)
@@ -133,20 +146,30 @@ static int verify_fetch(struct verify *v)
 	}
 	if (!verify_chunk_error(rc))
 		return rc;
+	if (rc != -ENOENT && !(batch_why = strdup(dd_error_last())))
+		return dd_error_set(-ENOMEM, "out of memory");
 	/* Find the chunks the server cannot serve, one by one. */
 	for (size_t u = 0; u < v->nuids; u++) {
+		const char *why;
+
 		rc = fetch_batch_get(&v->fb, v->client, &v->uids[u], NULL, 1);
 		if (rc == 0) {
 			if ((rc = verify_record(v, 0, u)) < 0)
-				return rc;
+				goto out;
 			continue;
 		}
 		if (!verify_chunk_error(rc))
-			return rc;
-		if ((rc = verify_mark(v, u, dd_error_last())) < 0)
-			return rc;
+			goto out;
+		why = rc == -ENOENT && batch_why &&
+		      verify_named(batch_why, &v->uids[u]) ? batch_why :
+		      dd_error_last();
+		if ((rc = verify_mark(v, u, why)) < 0)
+			goto out;
 	}
-	return 0;
+	rc = 0;
+out:
+	free(batch_why);
+	return rc;
 }
 
 static void verify_report(struct verify *v, struct vfile *f)

@@ -116,6 +116,7 @@ rc=$?
 check_eq "verify of a damaged snapshot fails" 1 "$rc"
 check_eq "and names exactly the damaged file" "damaged: /$P/docs/README" "$(cut -d: -f1-2 <<<"$out")"
 check "the error says how many" grep -q "1 files of the snapshot are damaged" "$T/verify.err"
+check "... and why: its bytes are damaged, not that it is unknown" bash -c "grep -q 'damaged: /$P/docs/README: chunk ${rid:0:16}: .*chunk $rid' <<<'$out' && ! grep -q 'unknown chunk' <<<'$out'"
 
 
 # ---- --format tar --include: a hard link whose file was not selected ----
