@@ -117,7 +117,8 @@ static void ls_text(const struct dd_entry *e, const struct ls_meta *m)
 		snprintf(size, sizeof(size), "%u,%u", m->major, m->minor);
 	else
 		snprintf(size, sizeof(size), "%llu", (unsigned long long)e->size);
-	if (gmtime_r(&t, &tm))
+	/* local time, as ls -l and `snapshots` show it */
+	if (localtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
 	else
 		snprintf(when, sizeof(when), "%lld", (long long)e->mtime_sec);

@@ -56,6 +56,10 @@ check "a name with a newline is escaped" grep -qF 'new\nline.c' "$T/ls.txt"
 check "bytes that are not UTF-8 are escaped" grep -qF 'bad-\xff' "$T/ls.txt"
 check "a symlink shows its target" grep -qF "code/docs-link -> ../docs" "$T/ls.txt"
 check "a file shows its mode and size" grep -qE '^-rw-r--r-- .* 3000000 .*code/big.bin$' "$T/ls.txt"
+if [ -e /usr/share/zoneinfo/Asia/Tokyo ]; then
+	when=$(TZ=Asia/Tokyo date -d "@$(stat -c %Y "$SRC/code/big.bin")" '+%Y-%m-%d %H:%M:%S')
+	check "ls shows times in the local time zone, as snapshots does" bash -c "TZ=Asia/Tokyo '$AGENT' --server '$URL' --token '$A' --ca '$CA' ls '$ID' | grep -q '$when .*code/big.bin\$'"
+fi
 agent "$A" ls "$ID" "$P/docs" > "$T/ls-docs.txt"
 check_eq "ls PATH lists the subtree" 5 "$(wc -l < "$T/ls-docs.txt")"
 agent "$A" ls --json "$ID" "/$P/code" > "$T/ls.json"
