@@ -23,10 +23,11 @@ int cmd_sync(int argc, char **argv);
 
 /*
  * Run by root on a repository that belongs to another user (the packaged
- * server's `dedup`), a verb acts as that user (its groups, and the
- * repository directory's group), so that every file it creates or
- * rewrites stays the server's: `sudo dedup-server token add` must not
- * lock the server out of clients.json. A no-op for any other user, or a
+ * server's `dedup`), a verb acts as that user (its primary group and its
+ * groups; the repository directory's group for a uid without a passwd
+ * entry; never group root), so that every file it creates or rewrites
+ * stays the server's: `sudo dedup-server token add` must not lock the
+ * server out of clients.json. A no-op for any other user, or a
  * repository of root's. 0, or a negative errno (logged).
  */
 int cmd_as_repo_owner(const char *repo);

@@ -48,8 +48,17 @@ int cmd_as_repo_owner(const char *repo)
 
 	if (geteuid() != 0 || stat(repo, &st) < 0 || st.st_uid == 0)
 		return 0;      /* a missing repository: the verb says so */
-	gid = st.st_gid;
+	/* the owner's own group (root's would stay with a directory only
+	 * chowned to the user); without a passwd entry, the directory's */
 	pw = getpwuid(st.st_uid);
+	gid = pw ? pw->pw_gid : st.st_gid;
+	if (gid == 0) {
+		log_error("'%s' belongs to uid %u, whose group is root's: "
+			  "give it a group of its own (chown %u:GROUP) or run "
+			  "the verb as that user", repo, (unsigned)st.st_uid,
+			  (unsigned)st.st_uid);
+		return -EPERM;
+	}
 	rc = pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid);
 	if (rc == 0)
 		rc = setgid(gid);

@@ -18,11 +18,13 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,6 +85,29 @@ const char cmd_serve_usage[] =
 	"notify_timeout, sync_from, sync_token_file, sync_ca,\n"
 	"sync_fingerprint, sync_clients, sync_interval, sync_max_clients\n"
 	"(see conf/server.conf.example).\n";
+
+/*
+ * Root serving a repository that belongs to another user would make files
+ * that user's server cannot read; switching to the user here would come
+ * before the port is bound and the TLS files and ready file are opened,
+ * which may need root. So it is refused, saying how to serve it.
+ */
+static int serve_owner_check(const char *repo)
+{
+	struct passwd *pw;
+	struct stat st;
+
+	if (geteuid() != 0 || stat(repo, &st) < 0 || st.st_uid == 0)
+		return 0;
+	pw = getpwuid(st.st_uid);
+	return dd_error_set(-EPERM, "repository '%s' belongs to %s%s%s (uid "
+			    "%u): serve it as that user (systemctl start "
+			    "dedup-server, or runuser -u %s -- dedup-server "
+			    "serve ...), not as root", repo,
+			    pw ? "user '" : "another user", pw ? pw->pw_name :
+			    "", pw ? "'" : "", (unsigned)st.st_uid,
+			    pw ? pw->pw_name : "USER");
+}
 
 /*
  * Parses "HOST:PORT" or "[IPV6]:PORT" into *ss. HOST may be a name (the
@@ -351,7 +376,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 				sizeof(urlhost));
 	if (rc < 0)
 		goto cleanup;
-	rc = cmd_as_repo_owner(repo);
+	rc = serve_owner_check(repo);
 	if (rc == 0)
 		rc = repo_config_load(&ctx.config, repo);
 	if (rc == 0)    /* before any thread: libcurl's setup is not safe */

@@ -331,8 +331,6 @@ static int sync_ask(struct sync_args *a)
 			  "--token to sync it directly", a->repo);
 		return CMD_ERROR;
 	}
-	if (rc == -EBUSY && cmd_as_repo_owner(a->repo) < 0)
-		return CMD_ERROR;
 	if (rc != -EBUSY || (rc = syncask_write(a->repo, &id)) < 0) {
 		log_error("cannot ask the dedup-server serving '%s': %s",
 			  a->repo, log_reason(rc));
@@ -383,11 +381,15 @@ int cmd_sync(int argc, char **argv)
 		free(a.clients);
 		return rc < 0 ? CMD_OK : rc;
 	}
-	if (!a.o.from) {
-		rc = sync_ask(&a);
-	} else if (a.token_file && sync_read_token(&a) < 0) {
+	/* the token file is read as the caller (it may be root's alone);
+	 * everything in DIR, its lock first, as DIR's owner */
+	if (a.o.from && a.token_file && sync_read_token(&a) < 0) {
 		log_error("%s", log_reason(-EINVAL));
 		rc = CMD_USAGE;
+	} else if (cmd_as_repo_owner(a.repo) < 0) {
+		rc = CMD_ERROR;
+	} else if (!a.o.from) {
+		rc = sync_ask(&a);
 	} else if (sync_served(a.repo) ||
 		   cmd_lock_repo(&fd, a.repo, "sync --from") < 0) {
 		rc = CMD_ERROR;

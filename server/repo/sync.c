@@ -106,15 +106,20 @@ static bool sync_stopped(const struct sync_ctx *c)
 static void sync_note_error(struct sync_report *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* The first error, as printable ASCII: it may quote what a source sent
+ * (any bytes), and it goes into JSON, which wants whole UTF-8 characters
+ * (cut at the size, a character could be halved). */
 static void sync_note_error(struct sync_report *r, const char *fmt, ...)
 {
+	char raw[sizeof(r->error)];
 	va_list ap;
 
 	if (r->error[0])
 		return;
 	va_start(ap, fmt);
-	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	log_sanitize(r->error, sizeof(r->error), raw, (size_t)-1);
 }
 
 /* Errors that end the run rather than one snapshot. */
@@ -992,6 +997,13 @@ static void sync_daemon_run(struct sync_daemon *d)
 	if (rc < 0)
 		log_warning("sync: cannot write %s: %s", SYNC_STATE_FILE,
 			    log_reason(rc));
+	/* whatever happened, those who asked hear of this run: a request
+	 * left pending would be run for again and again */
+	if (!j)
+		j = json_pack("{s:s, s:i, s:s}", "result", "failed",
+			      "exit_code", SYNC_EXIT_FAILED, "error",
+			      "the run's report could not be made (see the "
+			      "server's log)");
 	pthread_mutex_lock(&d->mu);
 	if (j)
 		sync_answer_all(d->repo, d->running, d->nrunning, j);

@@ -178,6 +178,23 @@ int syncask_scan(const char *repo, struct syncask_id *ids, size_t max,
 	return 0;
 }
 
+/* Cuts s back to whole UTF-8 characters (a cut by size may halve one). */
+static void syncask_utf8_whole(char *s)
+{
+	size_t n = strlen(s), k = n;
+
+	while (k > 0 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
+		k--;
+	if (k > 0 && ((unsigned char)s[k - 1] & 0x80)) {
+		unsigned char lead = (unsigned char)s[k - 1];
+		size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 :
+			      lead >= 0xc0 ? 2 : 1;
+
+		if (n - (k - 1) < want)
+			s[k - 1] = '\0';
+	}
+}
+
 /* The report as text of at most SYNCASK_ROOM - 1 bytes, or NULL. */
 static char *syncask_text(json_t *report, const struct syncask_id *id)
 {
@@ -193,6 +210,7 @@ static char *syncask_text(json_t *report, const struct syncask_id *id)
 	snprintf(error, sizeof(error), "%s",
 		 json_is_string(json_object_get(report, "error")) ?
 		 json_string_value(json_object_get(report, "error")) : "");
+	syncask_utf8_whole(error);
 	small = json_pack("{s:O?, s:O?, s:s, s:s}",
 			  "result", json_object_get(report, "result"),
 			  "exit_code", json_object_get(report, "exit_code"),

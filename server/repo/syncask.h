@@ -28,8 +28,10 @@
 /* Requests one scan returns at most (more wait for a later run). */
 #define SYNCASK_MAX 64
 /* An answered request its asker never removed (it gave up or was
- * killed) is removed by the serving process after this long. */
-#define SYNCASK_STALE_SEC 86400
+ * killed) is removed by the serving process after this long (an asker
+ * reads its answer within 0.2 s; answers left over must not pile up
+ * against SYNCASK_SCAN_ENTRIES). */
+#define SYNCASK_STALE_SEC 3600
 
 struct syncask_id {
 	char s[SYNCASK_ID_LEN + 1];

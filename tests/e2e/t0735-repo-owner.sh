@@ -84,5 +84,28 @@ rm -rf "$T/r"
 agent "$ALICE" restore "$SNAP" --target "$T/r" >/dev/null 2>"$T/restore.err"
 check_eq "the owner's server restores the snapshot afterwards" 0 $?
 check_eq "... identical" "$(tree_manifest "$T/data")" "$(tree_manifest "$T/r$T/data")"
+"$REAL" serve --repo "$R" --config /dev/null --listen 127.0.0.1:0 2>"$T/serve.err" &
+RPID=$!
+for _ in $(seq 1 100); do kill -0 "$RPID" 2>/dev/null || break; sleep 0.05; done
+if kill -0 "$RPID" 2>/dev/null; then kill "$RPID"; fi
+wait "$RPID"
+check_eq "serve by root on the owner's repository: refused (exit 1)" 1 $?
+check "... saying how to serve it" grep -q "belongs to user 'nobody' (uid 65534): serve it as that user" "$T/serve.err"
+server_stop TERM
+
+# A repository never served (no lock file yet), chowned to the user alone
+# (its group left root's): a sync by root neither leaves a lock of root's
+# nor acts as group root.
+R2=$T/repo2
+repo_init "$R2"
+chown -R nobody:root "$R2"
+"$REAL" sync --repo "$R2" --wait 2 >/dev/null 2>"$T/sync2.err"
+check_eq "sync asked by root, no server: exit 1" 1 $?
+check "... saying no server serves it" grep -q "no dedup-server is serving" "$T/sync2.err"
+check_eq "... every file still the owner's" "" "$(find "$R2" ! -user nobody | head -3)"
+"$REAL" token add --repo "$R2" carol >/dev/null 2>&1
+check_eq "token add by root acts as the owner's own group, not root's" nogroup "$(stat -c %G "$R2/clients.json")"
+SERVER=$T/as-nobody.sh server_start "$R2" || exit 1
+check "the owner's server starts on it" test -n "$SERVER_PID"
 server_stop TERM
 finish

@@ -5,7 +5,7 @@
 # an answer; an ask whose run a kill interrupted is run for after the
 # restart and answered then; a run that fills the destination's disk
 # still answers its asker (exit 1, "No space left"); an answer nobody
-# read is removed after a day. And a snapshot forgotten on the source
+# read is removed after an hour. And a snapshot forgotten on the source
 # after the run listed it is "gone", not failed (the source's list is
 # read again at the end), while one the source still lists but cannot
 # serve stays failed.
@@ -78,14 +78,50 @@ check_eq "... 1 snapshot copied" 1 "$(field "$T/ask3.out" snapshots_copied)"
 check "... it is here" have_snap "$I2"
 check_eq "... no request left" 0 "$(asks_left)"
 
-# ---- an answer nobody reads is removed after a day ----
+# ---- an answer nobody reads is removed after an hour ----
 mkdir -p "$D/sync.requests"
 OLD=0123456789abcdef0123456789abcdef
 printf '%-8191s\n' '{"result":"ok","exit_code":0}' > "$D/sync.requests/$OLD"
-touch -d '2 days ago' "$D/sync.requests/$OLD"
+touch -d '2 hours ago' "$D/sync.requests/$OLD"
 for _ in $(seq 1 60); do [ -e "$D/sync.requests/$OLD" ] || break; sleep 0.1; done
-check "an answered request older than a day is removed by the server" test ! -e "$D/sync.requests/$OLD"
+check "an answered request older than an hour is removed by the server" test ! -e "$D/sync.requests/$OLD"
 dest_stop
+
+# ---- a source's error text of any bytes: the ask is still answered ----
+# Its 404 reason holds multi-byte characters; the run's first error, cut
+# to its size, could end in half of one, and then neither sync.json nor
+# the answer could be written: the request was run for again and again.
+cat > "$T/utf8.py" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from tlsproxy import serve
+portfile, upstream, upca, cert, key = sys.argv[2:7]
+msg = "x" + "\u20ac" * 300 + "\udcff"
+def handler(method, path, body, headers, forward):
+    p = path.split("?")[0]
+    if method == "GET" and "/snapshots/" in p:
+        return 404, "application/json", json.dumps({"error": msg}).encode("utf-8", "surrogateescape")
+    return forward(method, path, body, headers)
+serve(portfile, upstream, upca, cert, key, handler)
+PY
+prand f9 200000 > "$T/data/f/f9.bin"
+I9=$(backup "$T/data/f")
+python3 "$T/utf8.py" "$(dirname "$0")" "$T/utf8.port" "$SURL" "$SCA" "$S/tls/cert.pem" "$S/tls/key.pem" 2>>"$T/utf8.log" &
+UPID=$!
+for _ in $(seq 1 200); do [ -s "$T/utf8.port" ] && break; sleep 0.05; done
+server_start "$D" --set sync_from="https://127.0.0.1:$(cat "$T/utf8.port")" \
+	--set sync_token_file="$T/sync.token" --set sync_ca="$SCA" --set sync_interval=0 || exit 1
+DPID=$SERVER_PID
+"$SERVER" sync --repo "$D" --json --wait 30 >"$T/ask6.out" 2>"$T/ask6.err"
+check_eq "a source whose error holds any bytes: answered, exit 1" 1 $?
+check_eq "... result partial" partial "$(field "$T/ask6.out" result)"
+check "... sync.json says so too" grep -q '"result":"partial"' "$D/sync.json"
+check_eq "... no request left" 0 "$(asks_left)"
+sleep 1.5   # a poll or two: a request left pending would start a run
+check_eq "... and one run, not one after another" 1 "$(grep -c "sync from https://127.0.0.1:$(cat "$T/utf8.port")" "$T/server.log")"
+dest_stop
+kill "$UPID" 2>/dev/null
+wait "$UPID" 2>/dev/null
 
 # ---- a full disk: the run fails, and still answers ----
 # The destination's file system is filled up to the room of one request;

@@ -125,6 +125,23 @@ static void test_long_answer(void)
 	CHECK(json_string_length(json_object_get(j, "error")) < SYNCASK_ROOM);
 	json_decref(j);
 	syncask_remove(repo, &a);
+
+	/* an error of multi-byte characters, cut to the short answer's size,
+	 * is cut at a whole character (JSON wants UTF-8) */
+	big[0] = 'x';      /* so that a cut at any size can halve one */
+	for (size_t i = 1; i + 3 < 3 * SYNCASK_ROOM; i += 3)
+		memcpy(big + i, "\xe2\x82\xac", 3);
+	big[1 + (3 * SYNCASK_ROOM - 5) / 3 * 3] = '\0';
+	CHECK_EQ(syncask_write(repo, &a), 0);
+	r = json_pack("{s:s, s:i, s:s}", "result", "failed", "exit_code", 1,
+		      "error", big);
+	CHECK(r != NULL);
+	CHECK_EQ(syncask_answer(repo, &a, r), 0);
+	json_decref(r);
+	CHECK_EQ(syncask_read(repo, &a, &j), 1);
+	CHECK(json_string_length(json_object_get(j, "error")) > 100);
+	json_decref(j);
+	syncask_remove(repo, &a);
 	free(big);
 }
 
