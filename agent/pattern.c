@@ -24,6 +24,19 @@ void pattern_list_release(struct pattern_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+char *pattern_literal(char *out, size_t size, const char *path)
+{
+	size_t n = 0;
+
+	for (; *path && n + 3 <= size; path++) {
+		if (strchr("*?[]\\", *path))
+			out[n++] = '\\';
+		out[n++] = *path;
+	}
+	out[n] = '\0';
+	return out;
+}
+
 int pattern_track(struct pattern_list *l)
 {
 	free(l->matched);

@@ -45,6 +45,9 @@ int pattern_add_file(struct pattern_list *l, const char *file);
 bool pattern_excludes(const struct pattern_list *l, const char *path);
 /* Whether `path` (NUL-terminated) is selected: true for an empty list. */
 bool pattern_selects(const struct pattern_list *l, const char *path);
+/* `path` as a pattern that matches it alone: '*', '?', '[' and '\\'
+ * escaped with '\\'. Cut to fit `size`. Returns out. */
+char *pattern_literal(char *out, size_t size, const char *path);
 /* From now on pattern_selects notes each pattern that matches (every
  * one, not only the first), for pattern_unmatched. -ENOMEM. */
 int pattern_track(struct pattern_list *l);

@@ -808,10 +808,14 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 		/* not selected: nothing unsafe, a selection to widen */
 		if (d->include && d->include->n &&
 		    !pattern_selects(d->include, src)) {
+			char pat[1024];
+
+			rdisk_shown(q, re->path);
+			rdisk_shown(q2, src);
+			pattern_literal(pat, sizeof(pat), q2);
 			agent_warn("not restoring '%s': it is a hard link to "
 				   "'%s', which the selection leaves out (add "
-				   "--include '%s')", rdisk_shown(q, re->path),
-				   rdisk_shown(q2, src), q2);
+				   "--include '%s')", q, q2, pat);
 			d->unlinked++;
 			return 0;
 		}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -131,6 +132,36 @@ static int tls_write_bio(BIO *bio, const char *path, mode_t mode)
 	return rc;
 }
 
+/*
+ * The key, then the certificate, each replaced atomically. Replacing a
+ * pair (cert new): the old key is kept aside until the certificate is in
+ * place, and put back if it cannot be, so a failure leaves the old pair,
+ * never a new key beside the old certificate.
+ */
+static int tls_write_pair(BIO *kbio, const char *key_path, BIO *cbio,
+			  const char *cert_path)
+{
+	char old[4200];
+	bool kept;
+	int rc;
+
+	if (snprintf(old, sizeof(old), "%s.old", key_path) >= (int)sizeof(old))
+		return dd_error_set(-ENAMETOOLONG, "path too long");
+	unlink(old);
+	kept = link(key_path, old) == 0;
+	if (!kept && errno != ENOENT)
+		return dd_error_set(-errno, "cannot keep '%s' aside: %s",
+				    key_path, strerror(errno));
+	rc = tls_write_bio(kbio, key_path, 0600);
+	if (rc == 0)
+		rc = tls_write_bio(cbio, cert_path, 0644);
+	if (rc < 0 && kept && rename(old, key_path) == 0)
+		kept = false;
+	if (kept)
+		unlink(old);
+	return rc;
+}
+
 int tls_generate(const char *cert_path, const char *key_path,
 		 const char *hostname, const char *const *names,
 		 size_t nnames)
@@ -233,9 +264,7 @@ int tls_generate(const char *cert_path, const char *key_path,
 		rc = tls_fail("encode the key and certificate");
 		goto cleanup;
 	}
-	rc = tls_write_bio(kbio, key_path, 0600);
-	if (rc == 0)
-		rc = tls_write_bio(cbio, cert_path, 0644);
+	rc = tls_write_pair(kbio, key_path, cbio, cert_path);
 cleanup:
 	dd_buf_release(&san);
 	BIO_free(kbio);

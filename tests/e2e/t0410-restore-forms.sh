@@ -145,6 +145,16 @@ check "... the summary says what was left out" grep -q "1 hard links not restore
 agent "$A" restore "$HL" --include "$T/hl/b" --include "$T/hl/a/file" --target "$T/hl-ab.dir" >/dev/null 2>&1
 check_eq "... with the path it names added: exit 0" 0 "$?"
 check "... and the two are one file" test "$T/hl-ab.dir$T/hl/b/link" -ef "$T/hl-ab.dir$T/hl/a/file"
+# a first path with pattern characters: the --include given matches it
+mkdir -p "$T/hg/a" "$T/hg/b"
+echo "globbed" > "$T/hg/a/f[1]*.txt"
+ln "$T/hg/a/f[1]*.txt" "$T/hg/b/link"
+HG=$(json_get "$(agent "$A" backup --json "$T/hg")" snapshot_id)
+agent "$A" restore "$HG" --include "$T/hg/b" --target "$T/hg-b.dir" >/dev/null 2>"$T/hg.err"
+hint=$(sed -n "s/.*(add --include '\(.*\)')$/\1/p" "$T/hg.err")
+check "a first path with pattern characters: the hint escapes them" test "$hint" = "${T#/}/hg/a/f\[1\]\*.txt"
+agent "$A" restore "$HG" --include "$T/hg/b" --include "$hint" --target "$T/hg-ab.dir" >/dev/null 2>&1
+check_eq "... and the hint's pattern selects it: exit 0" 0 "$?"
 agent "$A" restore "$HL" --format tar --output "$T/hl-all.tar" >/dev/null 2>&1
 check_eq "with both selected: exit 0" 0 "$?"
 check "the link stays a link" sh -c "tar -tvf '$T/hl-all.tar' | grep -q 'hl/b/link link to .*hl/a/file'"

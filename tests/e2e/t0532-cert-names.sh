@@ -45,5 +45,19 @@ check_eq "... and the new fingerprint pins it" 0 $?
 check_eq "... the old one no longer does" 1 $?
 "$SERVER" cert new --repo "$T/nowhere" 2>"$T/err"
 check_eq "cert new of no repository: exit 1" 1 $?
+# A certificate that cannot be replaced (immutable here): the old pair
+# stays, not a new key beside the old certificate.
+if [ "$(id -u)" = 0 ] && chattr +i "$R/tls/cert.pem" 2>/dev/null; then
+	KEY0=$(sha256sum < "$R/tls/key.pem")
+	"$SERVER" cert new --repo "$R" >/dev/null 2>"$T/err"
+	rc=$?
+	chattr -i "$R/tls/cert.pem"
+	check_eq "cert new whose certificate cannot be written: exit 1" 1 "$rc"
+	check_eq "... the old key is back beside the old certificate" "$KEY0" "$(sha256sum < "$R/tls/key.pem")"
+	check "... and nothing left aside" test ! -e "$R/tls/key.pem.old"
+	check_eq "... the pair still serves: its fingerprint" "$NEW" "$("$SERVER" cert show --repo "$R")"
+else
+	ok "skipped the unwritable certificate: needs root and chattr"
+fi
 server_stop TERM
 finish
