@@ -243,7 +243,13 @@ void route_prune(void *payload, const struct http_request *req,
 	if (out && gc) {
 		go.dry_run = dry;
 		/* a dry run's estimate: as if the plan's snapshots were gone */
-		if (dry && prune_plan_drops_index(&plan) == 0) {
+		if (dry && prune_plan_drops_index(&plan) < 0) {
+			json_decref(out);
+			out = NULL;
+			routes_fail(rep, -ENOMEM);
+			goto cleanup;
+		}
+		if (dry) {
 			go.without = prune_plan_drops;
 			go.without_payload = &plan;
 		}

@@ -86,9 +86,12 @@ static int tls_san(struct dd_buf *b, const char *hostname,
 		return dd_error_set(-E2BIG, "more than %d names",
 				    TLS_NAMES_MAX);
 	rc = dd_buf_append(b, dflt, strlen(dflt));
-	if (rc == 0 && tls_dns_name_ok(hostname))
-		rc = dd_buf_append(b, ",DNS:", 5) ||
+	if (rc == 0 && (tls_is_ip(hostname) || tls_dns_name_ok(hostname))) {
+		const char *kind = tls_is_ip(hostname) ? ",IP:" : ",DNS:";
+
+		rc = dd_buf_append(b, kind, strlen(kind)) ||
 		     dd_buf_append(b, hostname, strlen(hostname)) ? -ENOMEM : 0;
+	}
 	for (i = 0; rc == 0 && i < nnames; i++) {
 		const char *kind = tls_is_ip(names[i]) ? ",IP:" : ",DNS:";
 

@@ -34,6 +34,22 @@ const char cmd_cert_usage[] =
 	"fingerprint. A running server presents it after SIGHUP (systemctl\n"
 	"reload dedup-server); agents need the new cert.pem or fingerprint.\n";
 
+/* A server whose configuration names tls_cert presents that one, not the
+ * repository's: said, so that nobody waits for the new one. */
+static void cert_configured_elsewhere(void)
+{
+	struct config cfg;
+
+	if (config_init(&cfg) < 0)
+		return;
+	if (config_load(&cfg, CONFIG_DEFAULT_PATH, false) == 0 &&
+	    cfg.tls_cert)
+		log_warning("%s names tls_cert '%s': a server started with it "
+			    "presents that certificate, not this one",
+			    CONFIG_DEFAULT_PATH, cfg.tls_cert);
+	config_release(&cfg);
+}
+
 /* `cert new`: argv[0] is "new". */
 static int cert_new(int argc, char **argv)
 {
@@ -101,6 +117,7 @@ static int cert_new(int argc, char **argv)
 	log_info("new certificate in '%s': a running server presents it "
 		 "after SIGHUP; give agents the new cert.pem (ca =) or this "
 		 "fingerprint", cert);
+	cert_configured_elsewhere();
 	return fflush(stdout) == 0 ? CMD_OK : CMD_ERROR;
 }
 

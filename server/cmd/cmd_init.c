@@ -412,6 +412,10 @@ int cmd_init(int argc, char **argv)
 		return CMD_USAGE;
 	}
 
+	/* an empty directory made for the service (its owner's): the
+	 * repository is that user's too, as the other verbs keep it */
+	if (cmd_as_repo_owner(repo) < 0)
+		return CMD_ERROR;
 	rc = init_check_target(repo);
 	if (rc == 0 && store)
 		rc = init_open_store(&be, store, config);

@@ -580,7 +580,10 @@ static int sync_list(struct sync_ctx *c, const char *client)
 						  "when asked for '%s'",
 						  it.client, client);
 			if (rc == 0 && c->rechecking)
-				sync_recheck_item(c, &it);
+				/* stopping: the run's failures stay failures */
+				rc = sync_stopped(c) ?
+				     dd_error_set(-EINTR, "interrupted") :
+				     (sync_recheck_item(c, &it), 0);
 			else if (rc == 0)
 				rc = sync_stopped(c) ?
 				     dd_error_set(-EINTR, "interrupted") :

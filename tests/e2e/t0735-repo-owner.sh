@@ -108,4 +108,15 @@ check_eq "token add by root acts as the owner's own group, not root's" nogroup "
 SERVER=$T/as-nobody.sh server_start "$R2" || exit 1
 check "the owner's server starts on it" test -n "$SERVER_PID"
 server_stop TERM
+
+# init by root into an empty directory made for the service (the
+# user's): the repository is the user's.
+mkdir "$T/repo3"
+chown nobody:nogroup "$T/repo3"
+"$REAL" init --repo "$T/repo3" >/dev/null 2>"$T/init3.err"
+check_eq "init by root into the user's empty directory: exit 0" 0 $?
+check_eq "... every file the user's" "" "$(find "$T/repo3" ! -user nobody | head -3)"
+SERVER=$T/as-nobody.sh server_start "$T/repo3" || exit 1
+check "... and the user's server serves it" test -n "$SERVER_PID"
+server_stop TERM
 finish
