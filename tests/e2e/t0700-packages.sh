@@ -167,6 +167,10 @@ check "the cron example uses -q" grep -q 'dedup-agent -q backup' /etc/cron.d/ded
 check "the web files are under /usr/share/dedup" test -f /usr/share/dedup/web/index.html
 check "dedup-agent(1) is installed" test -f /usr/share/man/man1/dedup-agent.1.gz
 check "dedup-server(8) is installed" test -f /usr/share/man/man8/dedup-server.8.gz
+# the guides the man pages point to (docs/*.md), with each package
+for f in dedup-server/OPERATIONS.md dedup-server/REPLICATION.md dedup-server/SECURITY.md dedup-agent/OPERATIONS.md dedup-agent/ENCRYPTION.md; do
+	check "/usr/share/doc/$f is installed" sh -c "test -f /usr/share/doc/$f || test -f /usr/share/doc/$f.gz"
+done
 UNITS="/lib/systemd/system/dedup-server.service /lib/systemd/system/dedup-agent.service /lib/systemd/system/dedup-agent.timer"
 check "the three units are installed" ls $UNITS >/dev/null
 check "the timer is not enabled by the package" test ! -e /etc/systemd/system/timers.target.wants/dedup-agent.timer

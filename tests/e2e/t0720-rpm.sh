@@ -44,6 +44,8 @@ for f in /usr/bin/dedup-agent /etc/dedup/agent.conf /etc/cron.d/dedup-agent \
 	check "dedup-agent ships $f" grep -qx "$f" "$T/agt.list"
 done
 check "dedup-agent ships dedup-agent(1)" grep -q '^/usr/share/man/man1/dedup-agent\.1' "$T/agt.list"
+check "dedup-server ships the guides (OPERATIONS.md, REPLICATION.md)" sh -c "grep -q '^/usr/share/doc/dedup-server/OPERATIONS.md$' '$T/srv.list' && grep -q '^/usr/share/doc/dedup-server/REPLICATION.md$' '$T/srv.list'"
+check "dedup-agent ships OPERATIONS.md and ENCRYPTION.md" sh -c "grep -q '^/usr/share/doc/dedup-agent/OPERATIONS.md$' '$T/agt.list' && grep -q '^/usr/share/doc/dedup-agent/ENCRYPTION.md$' '$T/agt.list'"
 check "the server is not in the agent package" not grep -q dedup-server "$T/agt.list"
 # The RADOS storage module is a package of its own (docs/STORAGE.md).
 RAD=$(ls "$T"/pkg/rpm/dedup-server-rados-"$V"-*.rpm 2>/dev/null)
