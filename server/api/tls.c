@@ -74,6 +74,19 @@ int tls_name_check(const char *name)
 			    "a DNS name (letters, digits, '-' and '.')", name);
 }
 
+int tls_names_add(const char **names, size_t *n, const char *name)
+{
+	int rc;
+
+	if (*n >= TLS_NAMES_MAX)
+		return dd_error_set(-E2BIG, "more than %d names",
+				    TLS_NAMES_MAX);
+	if ((rc = tls_name_check(name)) < 0)
+		return rc;
+	names[(*n)++] = name;
+	return 0;
+}
+
 /* The subjectAltName value: the defaults, then names[] (checked). */
 static int tls_san(struct dd_buf *b, const char *hostname,
 		   const char *const *names, size_t nnames)

@@ -29,6 +29,9 @@ int tls_generate(const char *cert_path, const char *key_path,
 /* -EINVAL with a reason unless `name` is an IP address or a DNS name
  * (letters, digits, '-' and '.'). */
 int tls_name_check(const char *name);
+/* Appends `name` (checked, borrowed) to names[*n], which holds
+ * TLS_NAMES_MAX; -E2BIG past that. */
+int tls_names_add(const char **names, size_t *n, const char *name);
 
 /* Reads a PEM file (<= 1 MiB) as a NUL-terminated string; caller frees. */
 int tls_read_pem(char **out, const char *path);

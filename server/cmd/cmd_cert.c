@@ -71,13 +71,10 @@ static int cert_new(int argc, char **argv)
 			repo = optarg;
 			break;
 		case 'N':
-			if (nnames == TLS_NAMES_MAX ||
-			    tls_name_check(optarg) < 0) {
-				log_error("--name: %s", nnames == TLS_NAMES_MAX ?
-					  "too many" : dd_error_last());
+			if (tls_names_add(names, &nnames, optarg) < 0) {
+				log_error("--name: %s", dd_error_last());
 				return CMD_USAGE;
 			}
-			names[nnames++] = optarg;
 			break;
 		case 'h':
 			fputs(cmd_cert_usage, stdout);
