@@ -64,6 +64,22 @@ static void routes_gc_opts(struct gc_opts *o, struct routes_ctx *ctx)
 	o->since_payload = ctx;
 }
 
+/* A name with a token or with snapshots: a prune naming another one is
+ * a mistyped name, not "nothing to remove". */
+static bool routes_client_known(struct routes_ctx *ctx, const char *client)
+{
+	struct tokens_list l = { NULL, 0, false };
+	bool known;
+
+	if (snapshots_count(ctx->snapshots, client) > 0)
+		return true;
+	if (tokens_copy(ctx->tokens, &l) < 0)
+		return true;       /* cannot tell: as before */
+	known = tokens_list_find(&l, client) >= 0;
+	tokens_list_release(&l);
+	return known;
+}
+
 static void routes_gc_reply(struct http_reply *rep, int rc)
 {
 	if (rc == -EBUSY)
@@ -181,6 +197,11 @@ void route_prune(void *payload, const struct http_request *req,
 			goto cleanup;
 		}
 		client = json_string_value(v);
+		if (!routes_client_known(ctx, client)) {
+			http_reply_error(rep, 404, "no client '%s' (no token "
+					 "and no snapshots)", client);
+			goto cleanup;
+		}
 	}
 	v = json_object_get(body, "policy");
 	if (v) {

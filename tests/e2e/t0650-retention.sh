@@ -167,6 +167,9 @@ check_eq "DELETE by an admin: 200" 200 "$(api_status "$ADM" DELETE /api/v1/snaps
 check_eq "DELETE again: 404" 404 "$(api_status "$ADM" DELETE /api/v1/snapshots/$(sed -n 3p "$T/kept"))"
 agent "$ADM" forget --dry-run --client alice --keep-last 2 > "$T/out" 2>&1
 check "forget --dry-run lists what it would remove" grep -q "would be removed" "$T/out"
+agent "$ADM" forget --dry-run --client alcie --keep-last 2 > "$T/out" 2>&1
+check_eq "forget --client of a name unknown here: exit 1" 1 $?
+check "... saying there is no such client" grep -q "no client 'alcie' (no token and no snapshots)" "$T/out"
 agent "$ADM" forget --client alice --keep-last 2 --keep-within 1h > "$T/out" 2>&1
 check_eq "forget --keep-last 2 exits 0" 0 $?
 tail -n1 "$T/alice.list" >/dev/null
