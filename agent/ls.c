@@ -50,6 +50,54 @@ struct ls_meta {
 	unsigned xattrs, acls;
 };
 
+/*
+ * The owner and group names seen so far, by number: a hard link's entry
+ * records none (its inode's are on its first path, listed before it), so
+ * it is shown with the names the same numbers had there. A few distinct
+ * numbers only (LS_NAMES_KEPT); past that, numbers are shown.
+ */
+#define LS_NAMES_KEPT 64
+
+struct ls_names {
+	uint32_t id[LS_NAMES_KEPT];
+	char name[LS_NAMES_KEPT][DD_EXT_NAME_MAX + 1];
+	size_t n;
+};
+
+static const char *ls_names_find(const struct ls_names *t, uint32_t id)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->id[i] == id)
+			return t->name[i];
+	return NULL;
+}
+
+static void ls_names_note(struct ls_names *t, uint32_t id, const char *name)
+{
+	if (!name[0] || t->n >= LS_NAMES_KEPT || ls_names_find(t, id))
+		return;
+	t->id[t->n] = id;
+	snprintf(t->name[t->n], sizeof(t->name[0]), "%s", name);
+	t->n++;
+}
+
+/* Notes an entry's names, or gives a hard link the ones of its numbers. */
+static void ls_names_apply(struct ls_names *users, struct ls_names *groups,
+			   const struct dd_entry *e, struct ls_meta *m)
+{
+	const char *u, *g;
+
+	if (e->type != DD_ENTRY_HARDLINK) {
+		ls_names_note(users, e->uid, m->uname);
+		ls_names_note(groups, e->gid, m->gname);
+		return;
+	}
+	if (!m->uname[0] && (u = ls_names_find(users, e->uid)))
+		snprintf(m->uname, sizeof(m->uname), "%s", u);
+	if (!m->gname[0] && (g = ls_names_find(groups, e->gid)))
+		snprintf(m->gname, sizeof(m->gname), "%s", g);
+}
+
 static void ls_meta(struct ls_meta *m, const struct dd_entry *e, bool v2)
 {
 	struct dd_ext_iter it;
@@ -223,6 +271,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	struct catstream *cs = NULL;
 	json_t *manifest = NULL;
 	struct dd_entry e;
+	struct ls_names *names = NULL;   /* users, groups */
 	char *path = NULL;
 	bool as_json = false, first = true;
 	int opt, rc;
@@ -254,6 +303,10 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	    (rc = catstream_new(&cs, c, manifest, LS_CATALOG_IDS)) < 0 ||
 	    (rc = pattern_track(&sel)) < 0)
 		goto cleanup;
+	if (!(names = calloc(2, sizeof(*names)))) {
+		rc = dd_error_set(-ENOMEM, "out of memory");
+		goto cleanup;
+	}
 	while ((rc = catstream_next(cs, &e)) == 1) {
 		struct ls_meta m;
 		char *p = realloc(path, (size_t)e.path_len + 1);
@@ -265,9 +318,11 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 		path = p;
 		memcpy(path, e.path, e.path_len);
 		path[e.path_len] = '\0';
+		/* every entry's names are noted, listed or not */
+		ls_meta(&m, &e, catstream_version(cs) >= 2);
+		ls_names_apply(&names[0], &names[1], &e, &m);
 		if (!pattern_selects(&sel, path))
 			continue;
-		ls_meta(&m, &e, catstream_version(cs) >= 2);
 		if (as_json) {
 			if ((rc = ls_json(&e, &m, first)) < 0)
 				goto cleanup;
@@ -282,6 +337,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 		printf("%s]\n", first ? "[" : "\n");
 	rc = ls_unmatched(&sel);
 cleanup:
+	free(names);
 	free(path);
 	catstream_free(cs);
 	pattern_list_release(&sel);

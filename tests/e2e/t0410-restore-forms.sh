@@ -132,6 +132,13 @@ mkdir -p "$T/hl/a" "$T/hl/b"
 echo "linked content" > "$T/hl/a/file"
 ln "$T/hl/a/file" "$T/hl/b/link"
 HL=$(json_get "$(agent "$A" backup --json "$T/hl")" snapshot_id)
+agent "$A" ls "$HL" > "$T/hl.ls"
+who_file=$(awk '!/ link to / && /hl\/a\/file$/ {print $2}' "$T/hl.ls")
+who_link=$(awk '/hl\/b\/link link to / {print $2}' "$T/hl.ls")
+check_eq "ls shows a hard link's owner by name, as its first path's" "$(stat -c %U/%G "$T/hl/a/file")" "$who_link"
+check_eq "... the first path's own" "$who_file" "$who_link"
+agent "$A" ls "$HL" "$T/hl/b" > "$T/hl-b.ls"
+check_eq "... also when only the link is listed" "$who_file" "$(awk '/link to / {print $2}' "$T/hl-b.ls")"
 agent "$A" restore "$HL" --include "$T/hl/b" --format tar --output "$T/hl-b.tar" \
 	>/dev/null 2>"$T/hl-b.err"
 check_eq "a link whose file is not selected: exit 1" 1 "$?"
