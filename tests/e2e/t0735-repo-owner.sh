@@ -49,20 +49,12 @@ check_eq "... bob is refused" 401 "$(api_status "$BOB" GET /api/v1/snapshots)"
 # ---- clients.json unreadable, then readable again by a chown ----
 chown root:root "$R/clients.json"
 chmod 600 "$R/clients.json"
-st=
-for _ in $(seq 1 100); do
-	st=$(api_status "$ALICE" GET /api/v1/snapshots)
-	[ "$st" = 401 ] && break
-	sleep 0.1
-done
-check_eq "clients.json made unreadable to the server: tokens refused" 401 "$st"
+alice_gets() { [ "$(api_status "$ALICE" GET /api/v1/snapshots)" = "$1" ]; }
+poll_until 10 alice_gets 401
+check_eq "clients.json made unreadable to the server: tokens refused" 401 "$(api_status "$ALICE" GET /api/v1/snapshots)"
 chown nobody:nogroup "$R/clients.json"
-for _ in $(seq 1 100); do
-	st=$(api_status "$ALICE" GET /api/v1/snapshots)
-	[ "$st" = 200 ] && break
-	sleep 0.1
-done
-check_eq "a chown alone makes it readable: tokens accepted again" 200 "$st"
+poll_until 10 alice_gets 200
+check_eq "a chown alone makes it readable: tokens accepted again" 200 "$(api_status "$ALICE" GET /api/v1/snapshots)"
 check "the server's log says so" grep -q "readable again" "$T/server.log"
 
 # ---- a sync asked by root reaches the server ----
