@@ -202,12 +202,6 @@ $(O)/tests/test_reorder: tests/unit/test_reorder.c tests/unit/unit.h $(O)/agent/
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iagent -o $@ $< $(O)/agent/reorder.o $(LIBDEDUP) $(LIBS_COMMON) $(LDFLAGS)
 
-# A restored file's data past the page cache (agent/dio.c).
-$(O)/tests/test_dio: tests/unit/test_dio.c tests/unit/unit.h $(O)/agent/dio.o $(LIBDEDUP)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(DD_CFLAGS) -Itests/unit -Iagent -o $@ $< $(O)/agent/dio.o $(LIBDEDUP) $(LIBS_COMMON) $(LDFLAGS)
-
 $(O)/tests/test_holes: tests/unit/test_holes.c tests/unit/unit.h $(O)/agent/holes.o $(LIBDEDUP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")

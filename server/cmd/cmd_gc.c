@@ -27,7 +27,8 @@ const char cmd_gc_usage[] =
 	"instead.\n"
 	"--config FILE  settings file (default " CONFIG_DEFAULT_PATH "): repo,\n"
 	"               gc_repack_threshold, gc_filter_max_mib, pack_cache_drop,\n"
-	"               ceph_conf, ceph_user; the options below win\n"
+	"               pack_direct_io, ceph_conf, ceph_user; the options below\n"
+	"               win\n"
 	"--dry-run      report what would be done; change nothing\n"
 	"--threshold    default gc_repack_threshold (30)\n"
 	"--filter-mib   cap of the mark filter, 2 bytes a chunk (default\n"
@@ -200,6 +201,7 @@ int cmd_gc(int argc, char **argv)
 	o.filter_max_bytes = (size_t)(filter_mib ? filter_mib :
 				      cfg.gc_filter_max_mib) << 20;
 	backend_dir_drop_appended(cfg.pack_cache_drop);   /* its repacks */
+	backend_dir_direct_appends(cfg.pack_direct_io);
 	if (cmd_lock_repo(&fd, repo, "gc") < 0) {
 		fprintf(stderr, "hint: a running server collects with "
 			"`dedup-agent gc` (admin token)\n");

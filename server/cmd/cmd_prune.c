@@ -91,6 +91,7 @@ int cmd_prune(int argc, char **argv)
 	go.threshold = cfg.gc_repack_threshold;
 	go.filter_max_bytes = (size_t)cfg.gc_filter_max_mib << 20;
 	backend_dir_drop_appended(cfg.pack_cache_drop);   /* its repacks */
+	backend_dir_direct_appends(cfg.pack_direct_io);
 	if (cmd_lock_repo(&fd, repo, "prune") < 0) {
 		fprintf(stderr, "hint: a running server prunes with "
 			"`dedup-agent forget --prune` (admin token)%s\n",

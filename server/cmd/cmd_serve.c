@@ -76,7 +76,8 @@ const char cmd_serve_usage[] =
 	"per_client_connections, body_memory, per_client_body_memory,\n"
 	"header_timeout, min_body_rate, connection_timeout,\n"
 	"drain_timeout, session_timeout, stale_after, gc_repack_threshold,\n"
-	"gc_filter_max_mib, pack_cache_drop, max_snapshots_per_client,\n"
+	"gc_filter_max_mib, pack_cache_drop, pack_direct_io,\n"
+	"max_snapshots_per_client,\n"
 	"quota_bytes, gc_protect_max, keep_last, keep_hourly, keep_daily,\n"
 	"keep_weekly, keep_monthly, keep_yearly, keep_within,\n"
 	"client.NAME.KEY (quota_bytes, keep_*: for one client),\n"
@@ -417,6 +418,7 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 	if (rc < 0)
 		goto cleanup;
 	backend_dir_drop_appended(cfg->pack_cache_drop);
+	backend_dir_direct_appends(cfg->pack_direct_io);
 	snapshots_set_max_per_client(ctx.snapshots,
 				     cfg->max_snapshots_per_client);
 	ldbenv_log();

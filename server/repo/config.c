@@ -65,6 +65,7 @@ static const struct config_key config_keys[] = {
 	{ "gc_filter_max_mib", CONFIG_COUNT, CONFIG_OFF(gc_filter_max_mib),
 	  1, 65536 },
 	{ "pack_cache_drop", CONFIG_COUNT, CONFIG_OFF(pack_cache_drop), 0, 1 },
+	{ "pack_direct_io", CONFIG_COUNT, CONFIG_OFF(pack_direct_io), 0, 1 },
 	{ "max_snapshots_per_client", CONFIG_COUNT,
 	  CONFIG_OFF(max_snapshots_per_client), 0, 10000000 },
 	{ "quota_bytes", CONFIG_BYTES, CONFIG_OFF(quota_bytes), 0, 0 },
@@ -116,6 +117,7 @@ int config_init(struct config *c)
 	c->stale_after = 2 * 86400;
 	c->gc_repack_threshold = 30;
 	c->gc_filter_max_mib = 256;
+	c->pack_direct_io = 1;
 	c->max_snapshots_per_client = SNAPSHOTS_PER_CLIENT_DEFAULT;
 	c->quota_bytes = 0;
 	c->gc_protect_max = 0;

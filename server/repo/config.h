@@ -60,6 +60,9 @@ struct config {
 	/* 1: pack data leaves the page cache once synced (the directory
 	 * backend: backend_dir_drop_appended) */
 	unsigned pack_cache_drop;
+	/* 1: pack data is written past the page cache, with O_DIRECT (the
+	 * directory backend: backend_dir_direct_appends) */
+	unsigned pack_direct_io;
 	unsigned max_snapshots_per_client;  /* 0: no limit */
 	/* Bytes a client's snapshots alone may reference (usage.h's
 	 * bytes_unique); 0: no quota. `client.NAME.quota_bytes` overrides. */

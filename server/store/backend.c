@@ -452,6 +452,8 @@ uint64_t backend_reads_count(const struct backend *b)
 
 int backend_reads_overlap(const struct backend *b)
 {
+	if (b->ops == &backend_dir_ops)
+		return backend_dir_reads_spans();
 	return b->ops->read_multi != NULL;
 }
 

@@ -169,8 +169,10 @@ struct backend_range {
 };
 #define BACKEND_READ_INFLIGHT 32
 int backend_read_multi(struct backend *b, struct backend_range *v, size_t n);
-/* Whether backend_read_multi overlaps its reads (RADOS) rather than
- * making them one at a time (the directory, where a read is a pread). */
+/* Whether a fetch should read its spans with backend_read_multi: RADOS
+ * overlaps them (one round trip for many); the directory reads them past
+ * the page cache when its appends are (backend_dir_reads_spans), and
+ * else one pread a record from the cache does better. */
 int backend_reads_overlap(const struct backend *b);
 
 /* The object's size into *size; -ENOENT when it does not exist. */
@@ -370,5 +372,13 @@ extern const struct backend_ops backend_dir_ops;
  * cache once it is synced, for the whole process (server.conf
  * `pack_cache_drop`; docs/OPERATIONS.md). Off by default. */
 void backend_dir_drop_appended(bool on);
+
+/* The directory backend writes appends of 64 KiB and more (pack data)
+ * past the page cache, with O_DIRECT where the file system offers it
+ * (`pack_direct_io`; docs/OPERATIONS.md). On by default. */
+void backend_dir_direct_appends(bool on);
+/* Whether its fetches are then read in spans past the page cache too
+ * (backend_read_multi; backend_reads_overlap says so). */
+bool backend_dir_reads_spans(void);
 
 #endif

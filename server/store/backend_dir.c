@@ -5,7 +5,10 @@
  *
  * put:    temporary file, fsync, link() to the name (fails if it exists:
  *         put-once without a race), unlink the temporary, fsync the dir.
- * append: O_APPEND write, fdatasync (and the dir's fsync if it created it).
+ * append: O_APPEND write, fdatasync (and the dir's fsync if it created it);
+ *         64 KiB and more: written at the end past the page cache, with
+ *         O_DIRECT where offered (dir_append_direct), then fdatasync.
+ * read_multi: a fetch's spans, past the page cache as appends are.
  * lock:   flock(LOCK_EX|LOCK_NB) on .locks/NAME; the lease is ignored, the
  *         kernel drops the lock when the process dies.
  * cas:    under flock of .locks/.cas: compare, temporary file, fsync,
@@ -14,6 +17,7 @@
  * listings never show them. A temporary file left by a crash is garbage
  * that nothing reads.
  */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,8 +32,19 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "dio.h"
 
 #define LOCK_DIR ".locks"
+
+/* Appends this large or larger go past the page cache where the file
+ * system offers direct I/O (dir_append_direct); smaller ones (a pack's
+ * header, a marker's byte) through it. */
+#define DIR_DIRECT_MIN (64u * 1024)
+/* The staging buffer of a direct append, and how many the backend keeps
+ * for the next appends (one per append at once: a buffer used once is
+ * memory the next append finds already faulted in). */
+#define DIR_DIRECT_BUF (2u * 1024 * 1024)
+#define DIR_DIRECT_KEEP 4
 
 struct dir_lock {
 	struct dir_lock *next;
@@ -39,8 +54,10 @@ struct dir_lock {
 
 struct dirb {
 	int rootfd;
-	pthread_mutex_t mu;          /* guards locks */
+	pthread_mutex_t mu;          /* guards locks and stages */
 	struct dir_lock *locks;
+	struct dio_writer *stages[DIR_DIRECT_KEEP]; /* idle, for appends */
+	size_t nstages;
 };
 
 static atomic_ulong tmp_seq;
@@ -188,6 +205,12 @@ static void dir_close(void *impl)
 		close(l->fd);
 		free(l);
 	}
+	while (d->nstages) {
+		struct dio_writer *w = d->stages[--d->nstages];
+
+		dio_writer_release(w);
+		free(w);
+	}
 	pthread_mutex_destroy(&d->mu);
 	close(d->rootfd);
 	free(d);
@@ -212,22 +235,24 @@ static int dir_put(void *impl, const char *name, const void *data,
 	return sync_parent(d, name);
 }
 
-/* Opens `name` for appending, creating it (and its directories) if needed;
- * *created says whether the directory entry is new. */
-static int open_append(struct dirb *d, const char *name, int *created)
+/* Opens `name` for appending (O_APPEND with `append`, else for writes
+ * at its end), creating it (and its directories) if needed; *created
+ * says whether the directory entry is new. */
+static int open_append(struct dirb *d, const char *name, bool append,
+		       int *created)
 {
+	int flags = O_WRONLY | O_CLOEXEC | (append ? O_APPEND : 0);
 	int fd, rc;
 
 	*created = 0;
 	for (;;) {
-		fd = openat(d->rootfd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+		fd = openat(d->rootfd, name, flags);
 		if (fd >= 0 || errno != ENOENT)
 			return fd >= 0 ? fd : errno_rc();
 		rc = make_parents(d, name);
 		if (rc < 0)
 			return rc;
-		fd = openat(d->rootfd, name,
-			    O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		fd = openat(d->rootfd, name, flags | O_CREAT | O_EXCL, 0644);
 		if (fd >= 0) {
 			*created = 1;
 			return fd;
@@ -260,9 +285,10 @@ void backend_dir_drop_appended(bool on)
 static void dir_drop_cached(int fd, size_t len)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	off_t end = lseek(fd, 0, SEEK_CUR), from, to;
+	struct stat st;
+	off_t end, from, to;
 
-	if (end < (off_t)len || page <= 0)
+	if (fstat(fd, &st) < 0 || (end = st.st_size) < (off_t)len || page <= 0)
 		return;
 	/* The kernel drops only folios wholly in the range, and a file's
 	 * folios may be up to DIR_FOLIO_MAX: starting at the folio that
@@ -275,16 +301,92 @@ static void dir_drop_cached(int fd, size_t len)
 		(void)posix_fadvise(fd, from, to - from, POSIX_FADV_DONTNEED);
 }
 
+/* A staging buffer for a direct append: an idle one, or a new one;
+ * NULL when there is no memory for it. */
+static struct dio_writer *dir_stage_take(struct dirb *d)
+{
+	struct dio_writer *w = NULL;
+
+	pthread_mutex_lock(&d->mu);
+	if (d->nstages)
+		w = d->stages[--d->nstages];
+	pthread_mutex_unlock(&d->mu);
+	if (w)
+		return w;
+	if (!(w = malloc(sizeof(*w))))
+		return NULL;
+	if (dio_writer_init(w, DIR_DIRECT_BUF) < 0 || !w->buf) {
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+static void dir_stage_give(struct dirb *d, struct dio_writer *w)
+{
+	pthread_mutex_lock(&d->mu);
+	if (d->nstages < DIR_DIRECT_KEEP) {
+		d->stages[d->nstages++] = w;
+		w = NULL;
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (w) {
+		dio_writer_release(w);
+		free(w);
+	}
+}
+
+static atomic_bool dir_direct_off;
+
+void backend_dir_direct_appends(bool on)
+{
+	atomic_store(&dir_direct_off, !on);
+}
+
+/*
+ * Appends data at the end of the file open on fd (not O_APPEND: pwrite
+ * at the end, the one-writer rule of backend_append makes that the
+ * end) past the page cache: whole aligned blocks with O_DIRECT from a
+ * staging buffer, the bytes up to the first aligned offset and after
+ * the last through the cache (dio.h). Pack data is written once and read
+ * seldom; through the cache the kernel allocates a page for every byte
+ * and copies it there, which on virtual machines whose freed memory goes
+ * back to the host costs a host fault a page (docs/FLOORS.md, "Pack
+ * pages past the page cache"). -EAGAIN when this file cannot be written
+ * so (no staging memory): the caller appends through the cache.
+ */
+static int dir_append_direct(struct dirb *d, int fd, const void *data,
+			     size_t len)
+{
+	struct dio_writer *w;
+	struct stat st;
+	int rc, rc2;
+
+	if (fstat(fd, &st) < 0)
+		return errno_rc();
+	if (!(w = dir_stage_take(d)))
+		return -EAGAIN;
+	dio_begin(w, fd, 0, true);
+	rc = dio_write(w, data, len, (uint64_t)st.st_size);
+	rc2 = dio_finish(w);
+	dir_stage_give(d, w);
+	return rc < 0 ? rc : rc2;
+}
+
 static int dir_append(void *impl, const char *name, const void *data,
 		      size_t len, char *why)
 {
 	struct dirb *d = impl;
+	bool direct = len >= DIR_DIRECT_MIN && !atomic_load(&dir_direct_off);
 	int created, fd, rc;
 
-	fd = open_append(d, name, &created);
+	fd = open_append(d, name, !direct, &created);
 	if (fd < 0)
 		return fd;
-	rc = write_all(fd, data, len);
+	rc = direct ? dir_append_direct(d, fd, data, len) : -EAGAIN;
+	if (rc == -EAGAIN)
+		rc = direct && lseek(fd, 0, SEEK_END) < 0 ? errno_rc() :
+			write_all(fd, data, len);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = errno_rc();
 	if (rc == 0 && atomic_load(&dir_drop_appended))
@@ -368,6 +470,141 @@ static void dir_rclose(void *rd)
 {
 	close(*(int *)rd);
 	free(rd);
+}
+
+/* A direct read fills the window with at least this much (less at the
+ * end of the file), so that the ranges after a small one are likely in
+ * it already: what the kernel's readahead would have done. */
+#define DIR_READ_WINDOW_MIN (256u * 1024)
+
+/* A window of a file read with O_DIRECT: bytes [base, base + len) in
+ * the staging buffer. */
+struct dir_window {
+	struct dio_writer *w;   /* its buf and cap */
+	size_t align;
+	uint64_t base;
+	size_t len;
+};
+
+/* Range r from fd (open with O_DIRECT) through the window. */
+static int dir_read_window(int fd, struct dir_window *win,
+			   const struct backend_range *r)
+{
+	uint8_t *dst = r->buf;
+	uint64_t off = r->off;
+	size_t left = r->len;
+
+	while (left) {
+		uint64_t base;
+		size_t want;
+		ssize_t got;
+
+		if (off >= win->base && off < win->base + win->len) {
+			size_t k = (size_t)(win->base + win->len - off);
+
+			if (k > left)
+				k = left;
+			memcpy(dst, win->w->buf + (off - win->base), k);
+			dst += k;
+			off += k;
+			left -= k;
+			continue;
+		}
+		base = off & ~(uint64_t)(win->align - 1);
+		want = (size_t)(off - base) + left;
+		want = (want + win->align - 1) & ~(win->align - 1);
+		if (want < DIR_READ_WINDOW_MIN)
+			want = DIR_READ_WINDOW_MIN;
+		if (want > win->w->cap)
+			want = win->w->cap;
+		win->len = 0;
+		do
+			got = pread(fd, win->w->buf, want, (off_t)base);
+		while (got < 0 && errno == EINTR);
+		if (got < 0)
+			return errno_rc();
+		win->base = base;
+		win->len = (size_t)got;
+		if (off >= base + (uint64_t)got)
+			return -ENODATA;        /* the file ends before */
+	}
+	return 0;
+}
+
+/* Range r from fd through the page cache. */
+static int dir_read_cached(int fd, const struct backend_range *r)
+{
+	int64_t got = dir_rread(&fd, r->off, r->buf, r->len, NULL);
+
+	return got < 0 ? (int)got : (size_t)got < r->len ? -ENODATA : 0;
+}
+
+/*
+ * The spans of a fetch (store_read_records), read past the page cache
+ * when appends are (backend_dir_direct_appends): the packs were written
+ * so, and a read through the cache would allocate a page for every byte
+ * read (the cost direct appends avoid; docs/FLOORS.md). Each range is
+ * copied out of an aligned window read with O_DIRECT, one window at a
+ * time; a file system without direct I/O, or one that refuses it
+ * (EINVAL), is read through the cache. Every range was committed before
+ * this call (its location came from the index), so a window read here
+ * holds its bytes as they stay.
+ */
+static int dir_read_multi(void *impl, struct backend_range *v, size_t n,
+			  char *why)
+{
+	struct dirb *d = impl;
+	struct dir_window win = { 0 };
+	const char *name = NULL;
+	int fd = -1, rc = 0;
+	size_t i;
+
+	(void)why;
+	if (!atomic_load(&dir_direct_off))
+		win.w = dir_stage_take(d);
+	for (i = 0; i < n; i++) {
+		struct backend_range *r = &v[i];
+
+		if (!name || strcmp(name, r->name) != 0) {
+			if (fd >= 0)
+				close(fd);
+			name = NULL;
+			win.len = 0;
+			win.align = 0;
+			fd = openat(d->rootfd, r->name, O_RDONLY | O_CLOEXEC);
+			if (fd < 0) {
+				r->rc = errno_rc();
+				goto next;
+			}
+			name = r->name;
+			if (win.w && (win.align = dio_alignment(fd, 0,
+							win.w->cap)) &&
+			    fcntl(fd, F_SETFL, O_RDONLY | O_DIRECT) < 0)
+				win.align = 0;
+		}
+		r->rc = win.align ? dir_read_window(fd, &win, r) : -EINVAL;
+		if (r->rc == -EINVAL) {
+			if (win.align)    /* refused after all: cached */
+				(void)fcntl(fd, F_SETFL, O_RDONLY);
+			win.align = 0;
+			r->rc = dir_read_cached(fd, r);
+		}
+next:
+		if (r->rc < 0 && rc == 0)
+			rc = r->rc;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (win.w)
+		dir_stage_give(d, win.w);
+	return rc;
+}
+
+/* Whether fetches should read in spans (backend_reads_overlap): only
+ * when they are read past the page cache. */
+bool backend_dir_reads_spans(void)
+{
+	return !atomic_load(&dir_direct_off);
 }
 
 static int dir_stat(void *impl, const char *name, uint64_t *size, char *why)
@@ -616,6 +853,7 @@ const struct backend_ops backend_dir_ops = {
 	.put = dir_put,
 	.append = dir_append,
 	.read = dir_read,
+	.read_multi = dir_read_multi,
 	.stat = dir_stat,
 	.list = dir_list,
 	.remove = dir_remove,

@@ -15,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "dio.h"
 #include "util.h"
 #include "unit.h"
 
@@ -194,7 +197,7 @@ static void test_read_multi(void)
 	v[0] = (struct backend_range){ a, 0, got, 0, 1 };
 	CHECK_EQ(backend_read_multi(b, v, 1), -EINVAL);
 	CHECK_EQ(backend_read_multi(b, v, 0), 0);
-	CHECK_EQ(backend_reads_overlap(b), is_rados);
+	CHECK_EQ(backend_reads_overlap(b), 1);   /* dir: test_dir_direct */
 	free(want);
 	free(got);
 	backend_free(b);
@@ -626,8 +629,167 @@ static void test_rados_missing_pool(void)
 	CHECK(strstr(dd_error_last(), "no such pool") != NULL);
 }
 
-int main(void)
+/* Pages of the file at `path` in the page cache, and its pages in all. */
+static void resident(const char *path, size_t *in, size_t *all)
 {
+	long page = sysconf(_SC_PAGESIZE);
+	struct stat st;
+	unsigned char *vec;
+	void *map;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*in = *all = 0;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	*all = ((size_t)st.st_size + (size_t)page - 1) / (size_t)page;
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	vec = malloc(*all);
+	if (map != MAP_FAILED && vec && mincore(map, (size_t)st.st_size, vec) == 0)
+		for (size_t i = 0; i < *all; i++)
+			*in += vec[i] & 1;
+	if (map != MAP_FAILED)
+		munmap(map, (size_t)st.st_size);
+	free(vec);
+	close(fd);
+}
+
+/* Whether the file system of `path` offers direct I/O (statx). */
+static bool dir_offers_dio(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool yes = fd >= 0 && dio_alignment(fd, 0, DIO_BUF_ALIGN) != 0;
+
+	if (fd >= 0)
+		close(fd);
+	return yes;
+}
+
+/*
+ * The directory backend's direct I/O (backend_dir_direct_appends), on a
+ * disk (the build directory, as test_dio: a tmpfs offers none): appends
+ * of every size at every offset, one pack and a second one alternating,
+ * read back whole and in many ranges at once through read_multi's window
+ * (ranges inside one window, across windows, larger than the staging
+ * buffer, past the end); pack data appended direct leaves the page cache
+ * alone, and the same appends with it off fill it. Then every read is the
+ * same with direct I/O off.
+ */
+static const char *disk_root;
+
+static void test_dir_direct(void)
+{
+	const char *root = disk_root;
+	const char *name[2] = { "packs/0000000000000031.pack",
+				"packs/0000000000000032.pack" };
+	size_t cap = 24u << 20, size[2] = { 0, 0 };
+	uint8_t *want[2] = { malloc(cap), malloc(cap) }, *got = malloc(cap);
+	struct backend_range v[64];
+	char path[600];
+	struct backend *b;
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	size_t in, all;
+
+	snprintf(spec, sizeof(spec), "dir:%s", root);
+	b = open_or_die();
+	CHECK(want[0] && want[1] && got);
+	if (!want[0] || !want[1] || !got)
+		goto out;
+	backend_dir_direct_appends(true);
+	CHECK_EQ(backend_reads_overlap(b), 1);
+	for (int i = 0; i < 40; i++) {
+		int f = i % 3 == 2;
+		size_t n;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		n = i < 4 ? (size_t[]){ 1, 65536, 65535, 3 << 20 }[i] :
+			x % 4 == 0 ? 1 + x % 5000 : 1 + x % (1536 * 1024);
+		if (size[f] + n > cap)
+			break;
+		fill(want[f] + size[f], n, size[f], 40 + 0x9e3779u * (unsigned)f);
+		CHECK_EQ(backend_append(b, name[f], want[f] + size[f], n), 0);
+		size[f] += n;
+	}
+	snprintf(path, sizeof(path), "%s/%s", root, name[0]);
+	resident(path, &in, &all);
+	printf("# direct appends: %zu of %zu pages of the pack cached\n", in, all);
+	if (!dir_offers_dio(path))
+		printf("# (no direct I/O on this file system)\n");
+	else
+		CHECK(in * 8 < all);
+	for (int f = 0; f < 2; f++) {
+		uint64_t sz = 0;
+
+		CHECK_EQ(backend_stat(b, name[f], &sz), 0);
+		CHECK_EQ(sz, size[f]);
+		memset(got, 0, size[f]);
+		CHECK_EQ(backend_read(b, name[f], 0, got, size[f]), 0);
+		CHECK(memcmp(got, want[f], size[f]) == 0);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		size_t used = 0, k = 0;
+
+		backend_dir_direct_appends(pass == 0);
+		CHECK_EQ(backend_reads_overlap(b), pass == 0);
+		for (int j = 0; j < 40 && k < DD_ARRAY_SIZE(v) - 5; j++) {
+			int f = j % 5 == 4;
+			size_t off, len;
+
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			len = j == 0 ? (5u << 20) + 3 : j % 4 == 0 ?
+				1 + x % (600 * 1024) : 1 + x % 9000;
+			if (len > size[f])
+				len = size[f];
+			off = (size_t)((x >> 20) % (size[f] - len + 1));
+			if (used + len > cap)
+				break;
+			v[k++] = (struct backend_range){ name[f], off, got + used,
+							 len, 1 };
+			used += len;
+		}
+		/* the same offset of the two packs in turn: no window is
+		 * taken for the other pack's */
+		for (int f = 0; f < 3 && used + 3000 <= cap; f++) {
+			v[k++] = (struct backend_range){ name[f % 2], 70000,
+							 got + used, 3000, 1 };
+			used += 3000;
+		}
+		/* one that ends past the end, one that starts there */
+		v[k++] = (struct backend_range){ name[1], size[1] - 2, got + used,
+						 4, 1 };
+		v[k++] = (struct backend_range){ name[0], size[0], got + used + 4,
+						 1, 1 };
+		CHECK(backend_read_multi(b, v, k) < 0);
+		CHECK_EQ(v[k - 2].rc, -ENODATA);
+		CHECK_EQ(v[k - 1].rc, -ENODATA);
+		for (size_t r = 0; r + 2 < k; r++) {
+			int f = v[r].name == name[1];
+
+			CHECK_EQ(v[r].rc, 0);
+			CHECK(memcmp(v[r].buf, want[f] + v[r].off, v[r].len) == 0);
+		}
+	}
+	/* the same appends through the cache fill it */
+	backend_dir_direct_appends(false);
+	CHECK_EQ(backend_append(b, "packs/0000000000000033.pack", want[0],
+				size[0]), 0);
+	snprintf(path, sizeof(path), "%s/packs/0000000000000033.pack", root);
+	resident(path, &in, &all);
+	printf("# cached appends: %zu of %zu pages cached\n", in, all);
+	CHECK(in * 2 > all);
+	backend_dir_direct_appends(true);
+out:
+	free(want[0]);
+	free(want[1]);
+	free(got);
+	backend_free(b);
+}
+
+int main(int argc, char **argv)
+{
+	char disk[400], *slash;
 	const char *conf = getenv("DEDUP_TEST_CEPH_CONF");
 	const char *pool = getenv("DEDUP_TEST_CEPH_POOL");
 	char root[] = "/tmp/dd-backend.XXXXXX";
@@ -650,6 +812,20 @@ int main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "warning: cannot remove %s\n", root);
+	/* beside the binary (the build, a disk), as test_dio */
+	snprintf(disk, sizeof(disk), "%s", argc > 0 ? argv[0] : "./x");
+	if ((slash = strrchr(disk, '/')))
+		snprintf(slash, sizeof(disk) - (size_t)(slash - disk),
+			 "/backend.XXXXXX");
+	else
+		snprintf(disk, sizeof(disk), "backend.XXXXXX");
+	if (!mkdtemp(disk))
+		return 1;
+	disk_root = disk;
+	UNIT_RUN(test_dir_direct);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", disk);
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: cannot remove %s\n", disk);
 
 	if (conf && conf[0]) {
 		is_rados = 1;

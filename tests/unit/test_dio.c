@@ -20,6 +20,7 @@
 
 #include "dio.h"
 #include "unit.h"
+#include "util.h"
 
 static char dir[4096];
 
@@ -299,6 +300,60 @@ static void test_cached_only(void)
 	dio_writer_release(&w);
 }
 
+/* A hole block of 0 (a pack's appends, server/store/backend_dir.c):
+ * every byte written, zero runs too, so the file holds no hole and its
+ * size is where the last append ended; appends start anywhere. */
+static void test_dense(void)
+{
+	struct dio_writer w;
+	char path[4200];
+	size_t max = 3u << 20, total = 0;
+	uint8_t *data = malloc(16u << 20), *got = malloc(16u << 20);
+	uint64_t direct = 0;
+	int fd;
+
+	CHECK(data && got);
+	if (!data || !got) {
+		free(data);
+		free(got);
+		return;
+	}
+	rng = 0x51ed2701u;
+	snprintf(path, sizeof(path), "%s/d", dir);
+	CHECK_EQ(dio_writer_init(&w, 2 * DIO_BUF_ALIGN), 0);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	for (int i = 0; i < 12 && fd >= 0; i++) {
+		size_t n = i == 0 ? 5 : 1 + next() % max;
+
+		if (total + n > (16u << 20))
+			break;
+		fill(data + total, n);
+		if (i % 4 == 3)         /* all zeros: still written */
+			memset(data + total, 0, n);
+		dio_begin(&w, fd, 0, true);
+		CHECK_EQ(dio_write(&w, data + total, n, total), 0);
+		CHECK_EQ(dio_finish(&w), 0);
+		total += n;
+		CHECK_EQ(w.end, total);
+	}
+	direct = w.direct_bytes;
+	CHECK_EQ((uint64_t)lseek(fd, 0, SEEK_END), total);
+	CHECK_EQ((uint64_t)lseek(fd, 0, SEEK_HOLE), total);
+	CHECK_EQ(dd_pread_all(fd, got, total, 0), 0);
+	CHECK(memcmp(got, data, total) == 0);
+	if (dio_alignment(fd, 0, w.cap))
+		CHECK(direct > total / 2);
+	else
+		printf("# no direct I/O in %s: the dense writes went cached\n",
+		       dir);
+	close(fd);
+	unlink(path);
+	dio_writer_release(&w);
+	free(data);
+	free(got);
+}
+
 int main(int argc, char **argv)
 {
 	const char *env = getenv("DD_TEST_DISK_DIR");
@@ -320,6 +375,7 @@ int main(int argc, char **argv)
 	UNIT_RUN(test_random_files);
 	UNIT_RUN(test_small_hole_block);
 	UNIT_RUN(test_cached_only);
+	UNIT_RUN(test_dense);
 	rmdir(dir);
 	UNIT_DONE();
 }

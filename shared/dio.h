@@ -1,7 +1,9 @@
 /*
- * dio.h - writing a restored file's data, large files past the page cache.
+ * dio.h - writing data past the page cache: a restored file's (the agent),
+ * a pack's appends (the server's directory backend).
  *
- * A restore writes each byte once and reads none of it back. Through the
+ * A restore writes each byte once and reads none of it back; so does the
+ * server that appends to a pack. Through the
  * page cache the kernel copies every byte into a page it must first
  * allocate; on machines whose memory is backed by a host only when first
  * touched (docs/FLOORS.md, "Why the restore floor moves fourfold") that
@@ -14,15 +16,16 @@
  * aligned buffer and writes it in whole aligned blocks with O_DIRECT;
  * what cannot be aligned (the start after a gap, the end) goes through
  * the page cache. Either way every piece of zeros cut at multiples of the
- * hole block is left unwritten, a hole. A file on a file system that
+ * hole block is left unwritten, a hole; a hole block of 0 writes every
+ * byte (a pack: dense, its size grown by the writes themselves). A file on a file system that
  * offers no direct I/O (statx reports no alignment, or the flag or a
  * write is refused) is written through the page cache throughout, as
  * before.
  *
  * One writer serves one thread, one file at a time.
  */
-#ifndef DD_AGENT_DIO_H
-#define DD_AGENT_DIO_H
+#ifndef DD_DIO_H
+#define DD_DIO_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,7 +55,7 @@ int dio_writer_init(struct dio_writer *w, size_t cap);
 void dio_writer_release(struct dio_writer *w);
 
 /* The alignment direct writes to `fd` take (a power of two of a page or
- * more, dividing `blk` and `cap`), or 0 when this file is written through
+ * more, dividing `blk` unless it is 0, and `cap`), or 0 when this file is written through
  * the page cache: no direct I/O offered (statx), or an alignment the
  * holes or the buffer cannot take. */
 size_t dio_alignment(int fd, size_t blk, size_t cap);
@@ -72,7 +75,8 @@ int dio_finish(struct dio_writer *w);
 
 /*
  * Writes `n` bytes at `off` of `fd`, leaving out every piece that is all
- * zeros, where pieces end at multiples of `blk` (file offsets): the
+ * zeros, where pieces end at multiples of `blk` (file offsets; 0: none
+ * left out, every byte written): the
  * unwritten blocks stay holes, and a block cut by a chunk's edge is a hole
  * if both its sides are zeros. *end moves past the last byte written. 0 or
  * a negative errno.

@@ -24,6 +24,13 @@ int dio_pwrite_sparse(int fd, const uint8_t *p, size_t n, uint64_t off,
 	bool pending = false;
 	int err;
 
+	if (!blk) {
+		if ((err = dd_pwrite_all(fd, p, n, (off_t)off)) < 0)
+			return err;
+		if (n && off + n > *end)
+			*end = off + n;
+		return 0;
+	}
 	while (i <= n) {
 		size_t piece = i < n ? blk - (size_t)((off + i) % blk) : 0;
 		bool zero;
@@ -105,7 +112,7 @@ size_t dio_alignment(int fd, size_t blk, size_t cap)
 	 * `blk` would write that piece, where the cached path leaves a hole
 	 * (64 KiB pages over 4 KiB file system blocks). */
 	if (a > DIO_BUF_ALIGN || (a & (a - 1)) || !cap || cap % a ||
-	    !blk || blk % a)
+	    blk % a)
 		return 0;
 	return a;
 }
