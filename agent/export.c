@@ -50,6 +50,7 @@ struct rtar {
 	struct idset *dropped;
 	unsigned long left_out;
 	uint64_t hole_bytes;     /* passed to the writer: RTAR_HOLE_MAX */
+	struct dd_owner_names *names;   /* a hard link's owner names */
 };
 
 static int rtar_error(struct rtar *t, const struct restore_entry *re)
@@ -82,6 +83,22 @@ static void rtar_sparse_map(struct archive_entry *ae,
 			       rtar_sparse_add, ae);
 }
 
+/* A hard link's entry records no owner names: the ones its numbers had
+ * on the entries before it (dd_owner_names_apply), so that tar lists and
+ * extracts it as its first path, by name. */
+static void rtar_owner_names(struct rtar *t, const struct restore_entry *re)
+{
+	const char *u = archive_entry_uname(t->ae);
+	const char *g = archive_entry_gname(t->ae);
+	const char *u0 = u, *g0 = g;
+
+	dd_owner_names_apply(t->names, &re->e, &u, &g);
+	if (u != u0)
+		archive_entry_copy_uname(t->ae, u);
+	if (g != g0)
+		archive_entry_copy_gname(t->ae, g);
+}
+
 static int rtar_begin(void *ctx, const struct restore_entry *re)
 {
 	struct rtar *t = ctx;
@@ -112,6 +129,7 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 		}
 	}
 	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext, NULL);
+	rtar_owner_names(t, re);
 	rtar_sparse_map(t->ae, re);
 	ar = archive_write_header(t->aw, t->ae);
 	if (ar == ARCHIVE_WARN) {
@@ -252,7 +270,7 @@ int export_tar(struct client *c, const struct settings *s,
 	}
 	t.include = include;
 	if (!(t.aw = archive_write_new()) || !(t.ae = archive_entry_new()) ||
-	    idset_new(&t.dropped) < 0) {
+	    !(t.names = dd_owner_names_new()) || idset_new(&t.dropped) < 0) {
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
@@ -299,6 +317,7 @@ int export_tar(struct client *c, const struct settings *s,
 				  "select those too", t.left_out);
 cleanup:
 	idset_free(t.dropped);
+	dd_owner_names_free(t.names);
 	if (t.aw)
 		archive_write_free(t.aw);
 	archive_entry_free(t.ae);

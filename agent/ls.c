@@ -50,51 +50,17 @@ struct ls_meta {
 	unsigned xattrs, acls;
 };
 
-/*
- * The owner and group names seen so far, by number: a hard link's entry
- * records none (its inode's are on its first path, listed before it), so
- * it is shown with the names the same numbers had there. A few distinct
- * numbers only (LS_NAMES_KEPT); past that, numbers are shown.
- */
-#define LS_NAMES_KEPT 64
-
-struct ls_names {
-	uint32_t id[LS_NAMES_KEPT];
-	char name[LS_NAMES_KEPT][DD_EXT_NAME_MAX + 1];
-	size_t n;
-};
-
-static const char *ls_names_find(const struct ls_names *t, uint32_t id)
-{
-	for (size_t i = 0; i < t->n; i++)
-		if (t->id[i] == id)
-			return t->name[i];
-	return NULL;
-}
-
-static void ls_names_note(struct ls_names *t, uint32_t id, const char *name)
-{
-	if (!name[0] || t->n >= LS_NAMES_KEPT || ls_names_find(t, id))
-		return;
-	t->id[t->n] = id;
-	snprintf(t->name[t->n], sizeof(t->name[0]), "%s", name);
-	t->n++;
-}
-
-/* Notes an entry's names, or gives a hard link the ones of its numbers. */
-static void ls_names_apply(struct ls_names *users, struct ls_names *groups,
+/* A hard link's names: those its numbers had on the entries before it
+ * (dd_owner_names_apply); every other entry's are noted. */
+static void ls_names_apply(struct dd_owner_names *names,
 			   const struct dd_entry *e, struct ls_meta *m)
 {
-	const char *u, *g;
+	const char *u = m->uname, *g = m->gname;
 
-	if (e->type != DD_ENTRY_HARDLINK) {
-		ls_names_note(users, e->uid, m->uname);
-		ls_names_note(groups, e->gid, m->gname);
-		return;
-	}
-	if (!m->uname[0] && (u = ls_names_find(users, e->uid)))
+	dd_owner_names_apply(names, e, &u, &g);
+	if (u != m->uname)
 		snprintf(m->uname, sizeof(m->uname), "%s", u);
-	if (!m->gname[0] && (g = ls_names_find(groups, e->gid)))
+	if (g != m->gname)
 		snprintf(m->gname, sizeof(m->gname), "%s", g);
 }
 
@@ -271,7 +237,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	struct catstream *cs = NULL;
 	json_t *manifest = NULL;
 	struct dd_entry e;
-	struct ls_names *names = NULL;   /* users, groups */
+	struct dd_owner_names *names = NULL;
 	char *path = NULL;
 	bool as_json = false, first = true;
 	int opt, rc;
@@ -303,7 +269,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 	    (rc = catstream_new(&cs, c, manifest, LS_CATALOG_IDS)) < 0 ||
 	    (rc = pattern_track(&sel)) < 0)
 		goto cleanup;
-	if (!(names = calloc(2, sizeof(*names)))) {
+	if (!(names = dd_owner_names_new())) {
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto cleanup;
 	}
@@ -320,7 +286,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 		path[e.path_len] = '\0';
 		/* every entry's names are noted, listed or not */
 		ls_meta(&m, &e, catstream_version(cs) >= 2);
-		ls_names_apply(&names[0], &names[1], &e, &m);
+		ls_names_apply(names, &e, &m);
 		if (!pattern_selects(&sel, path))
 			continue;
 		if (as_json) {
@@ -337,7 +303,7 @@ int cmd_ls(int argc, char **argv, const struct agent_globals *g,
 		printf("%s]\n", first ? "[" : "\n");
 	rc = ls_unmatched(&sel);
 cleanup:
-	free(names);
+	dd_owner_names_free(names);
 	free(path);
 	catstream_free(cs);
 	pattern_list_release(&sel);

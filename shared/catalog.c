@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -837,4 +838,61 @@ size_t dd_sparse_runs(const struct dd_chunk_ref *refs, uint64_t n,
 		count++;
 	}
 	return count;
+}
+
+/* ---- owner names for hard links ---- */
+
+struct dd_owner_table {
+	uint32_t id[DD_OWNER_NAMES_KEPT];
+	char name[DD_OWNER_NAMES_KEPT][DD_EXT_NAME_MAX + 1];
+	size_t n;
+};
+
+struct dd_owner_names {
+	struct dd_owner_table users, groups;
+};
+
+struct dd_owner_names *dd_owner_names_new(void)
+{
+	return calloc(1, sizeof(struct dd_owner_names));
+}
+
+void dd_owner_names_free(struct dd_owner_names *t)
+{
+	free(t);
+}
+
+static const char *owner_find(const struct dd_owner_table *t, uint32_t id)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->id[i] == id)
+			return t->name[i];
+	return NULL;
+}
+
+static void owner_note(struct dd_owner_table *t, uint32_t id,
+		       const char *name)
+{
+	if (!name || !name[0] || t->n >= DD_OWNER_NAMES_KEPT ||
+	    owner_find(t, id))
+		return;
+	t->id[t->n] = id;
+	snprintf(t->name[t->n], sizeof(t->name[0]), "%s", name);
+	t->n++;
+}
+
+void dd_owner_names_apply(struct dd_owner_names *t, const struct dd_entry *e,
+			  const char **uname, const char **gname)
+{
+	const char *u, *g;
+
+	if (e->type != DD_ENTRY_HARDLINK) {
+		owner_note(&t->users, e->uid, *uname);
+		owner_note(&t->groups, e->gid, *gname);
+		return;
+	}
+	if ((!*uname || !**uname) && (u = owner_find(&t->users, e->uid)))
+		*uname = u;
+	if ((!*gname || !**gname) && (g = owner_find(&t->groups, e->gid)))
+		*gname = g;
 }

@@ -233,6 +233,24 @@ int dd_ext_put_xattr(struct dd_buf *out, const char *name, size_t name_len,
 		     const void *value, size_t value_len);
 int dd_ext_put_acl(struct dd_buf *out, const struct dd_acl_entry *a);
 
+/*
+ * The owner and group names seen so far in a catalog, by number. A hard
+ * link's entry records none (its inode's are on its first path, which a
+ * catalog lists before it), so what shows names (`ls`, the tar exports)
+ * gives it the names the same numbers had there. A few distinct numbers
+ * only (DD_OWNER_NAMES_KEPT each); past that, a link shows numbers.
+ */
+#define DD_OWNER_NAMES_KEPT 64
+struct dd_owner_names;
+struct dd_owner_names *dd_owner_names_new(void);       /* NULL: no memory */
+void dd_owner_names_free(struct dd_owner_names *t);
+/* For an entry read in catalog order with *uname and *gname (NULL or ""
+ * when it records none): a hard link's missing ones are set to the names
+ * its numbers had (or left as they are when unknown); any other entry's
+ * are noted. */
+void dd_owner_names_apply(struct dd_owner_names *t, const struct dd_entry *e,
+			  const char **uname, const char **gname);
+
 /* A read function over a memory range, for callers holding the catalog. */
 struct dd_catalog_mem {
 	const uint8_t *p;

@@ -872,6 +872,7 @@ struct browse_tar {
 	struct browse_data data;
 	char *name, *link;      /* the entry's names in the archive */
 	char *scratch;          /* NUL-terminated copies of ext values */
+	struct dd_owner_names *names;   /* a hard link's owner names */
 };
 
 #define BROWSE_NAME_MAX (2 * DD_CATALOG_PATH_MAX + 2)
@@ -950,6 +951,22 @@ static void browse_utf8_leave(locale_t old)
 {
 	if (old)
 		uselocale(old);
+}
+
+/* A hard link's entry records no owner names: the ones its numbers had
+ * on the entries written before it (dd_owner_names_apply). */
+static void browse_tar_owner_names(struct browse_tar *t,
+				   const struct dd_entry *e)
+{
+	const char *u = archive_entry_uname(t->ae);
+	const char *g = archive_entry_gname(t->ae);
+	const char *u0 = u, *g0 = g;
+
+	dd_owner_names_apply(t->names, e, &u, &g);
+	if (u != u0)
+		archive_entry_copy_uname(t->ae, u);
+	if (g != g0)
+		archive_entry_copy_gname(t->ae, g);
 }
 
 static void browse_tar_ext(struct browse_tar *t, const struct dd_entry *e)
@@ -1067,6 +1084,7 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 	if (e->type == DD_ENTRY_HARDLINK && !data)
 		archive_entry_copy_hardlink(t->ae, t->link);
 	browse_tar_ext(t, e);
+	browse_tar_owner_names(t, e);
 	if (data)
 		browse_tar_sparse(t->ae, data);
 }
@@ -1285,8 +1303,9 @@ static int browse_tar_open_in(struct browse_tar **out, struct store *st,
 	t->scratch = malloc(DD_CATALOG_LINK_MAX + 1);
 	t->aw = archive_write_new();
 	t->ae = archive_entry_new();
+	t->names = dd_owner_names_new();
 	if (!t->dir || !t->name || !t->link || !t->scratch || !t->aw ||
-	    !t->ae) {
+	    !t->ae || !t->names) {
 		rc = dd_error_set(-ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -1360,6 +1379,7 @@ void browse_tar_free(struct browse_tar *t)
 		archive_write_free(t->aw);      /* closes an open archive */
 	browse_utf8_leave(old);
 	archive_entry_free(t->ae);
+	dd_owner_names_free(t->names);
 	browse_data_release(&t->data);
 	catsource_free(t->side);
 	free(t->side_at);

@@ -92,6 +92,11 @@ else
 fi
 compare "GNU tar" "$T/gnu/${SRC#/}"
 check "the deep tree is not in the export" test ! -e "$T/gnu/${SRC#/}/deep"
+# A hard link's entry records no owner names: the export lists it with
+# those of its first path (tar extracts by name), not with numbers.
+owner_of() { tar -tvf "$T/snap.tar" | awk -v p="${SRC#/}/main/$1" '$6 == p {print $2}'; }
+check_eq "a hard link is exported with its file's owner names" "$(owner_of a)" "$(owner_of b)"
+check "... names, not numbers" not grep -q '^[0-9]*/[0-9]*$' <<<"$(owner_of b)"
 
 # Times before 1970 with a fraction of a second: libarchive's pax writer
 # prints seconds and nanoseconds as given, so -1.5 s (stat: -2 and 5e8)

@@ -176,6 +176,11 @@ check "the extracted tree is identical to the restore (names, modes, times, link
 cmp -s "$T/m.restore" "$T/m.tar" || diff "$T/m.restore" "$T/m.tar" | head -20
 check_eq "the hard link is a hard link again" "2 2" "$(stat -c %h "$T/x/docs/hard1") $(stat -c %h "$T/x/docs/sub/hard2")"
 check "... of one inode" test "$T/x/docs/hard1" -ef "$T/x/docs/sub/hard2"
+# A hard link's entry records no owner names: it is listed with the ones
+# of its first path, not with numbers.
+owner_of() { tar -tvf "$T/docs.tar" | awk -v p="$1" '$6 == p {print $2}'; }
+check_eq "the hard link's owner names are its file's" "$(owner_of docs/hard1)" "$(owner_of docs/sub/hard2)"
+check "... names, not numbers" not grep -q '^[0-9]*/[0-9]*$' <<<"$(owner_of docs/sub/hard2)"
 check "the 200-byte name is there" cmp -s "$D/sub/deeper/$long" "$T/x/docs/sub/deeper/$long"
 check "the sparse file's holes stay holes (under 4 MB on disk)" test "$(du -k "$T/x/docs/sparse.img" | cut -f1)" -lt 4096
 check "the sparse file's bytes are equal" cmp -s "$D/sparse.img" "$T/x/docs/sparse.img"

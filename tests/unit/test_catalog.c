@@ -1318,6 +1318,59 @@ static void test_sparse_runs(void)
 	CHECK_EQ(r.v[1], 0);
 }
 
+/* A hard link's owner names come from the entries before it: the names
+ * its numbers had, its own when it has some, none for numbers not seen;
+ * DD_OWNER_NAMES_KEPT numbers each at most. */
+static void test_owner_names(void)
+{
+	struct dd_owner_names *t = dd_owner_names_new();
+	struct dd_entry f = { .type = DD_ENTRY_FILE, .uid = 7, .gid = 8 };
+	struct dd_entry l = { .type = DD_ENTRY_HARDLINK, .uid = 7, .gid = 8 };
+	const char *u = "alice", *g = "staff";
+	char name[32];
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	u = g = NULL;
+	dd_owner_names_apply(t, &l, &u, &g);     /* nothing seen yet */
+	CHECK(u == NULL && g == NULL);
+	u = "alice", g = "staff";
+	dd_owner_names_apply(t, &f, &u, &g);     /* noted */
+	u = NULL, g = "";
+	dd_owner_names_apply(t, &l, &u, &g);
+	CHECK(u && strcmp(u, "alice") == 0);
+	CHECK(g && strcmp(g, "staff") == 0);
+	u = "own", g = NULL;                     /* its own name stays */
+	dd_owner_names_apply(t, &l, &u, &g);
+	CHECK(strcmp(u, "own") == 0 && strcmp(g, "staff") == 0);
+	u = "bob", g = "other";                  /* the first name stays */
+	dd_owner_names_apply(t, &f, &u, &g);
+	u = g = NULL;
+	dd_owner_names_apply(t, &l, &u, &g);
+	CHECK(strcmp(u, "alice") == 0 && strcmp(g, "staff") == 0);
+	l.uid = 9;                               /* a number not seen */
+	u = g = NULL;
+	dd_owner_names_apply(t, &l, &u, &g);
+	CHECK(u == NULL && strcmp(g, "staff") == 0);
+	for (uint32_t id = 100; id < 100 + 2 * DD_OWNER_NAMES_KEPT; id++) {
+		snprintf(name, sizeof(name), "u%u", id);
+		f.uid = id;
+		u = name, g = NULL;
+		dd_owner_names_apply(t, &f, &u, &g);
+	}
+	l.uid = 100 + DD_OWNER_NAMES_KEPT - 2;   /* kept (7 came first) */
+	u = g = NULL;
+	dd_owner_names_apply(t, &l, &u, &g);
+	snprintf(name, sizeof(name), "u%u", l.uid);
+	CHECK(u && strcmp(u, name) == 0);
+	l.uid = 100 + DD_OWNER_NAMES_KEPT;       /* past the table */
+	u = g = NULL;
+	dd_owner_names_apply(t, &l, &u, &g);
+	CHECK(u == NULL);
+	dd_owner_names_free(t);
+}
+
 int main(void)
 {
 	fixture_chunks(fx, fx_text, fx_bytes);
@@ -1339,6 +1392,7 @@ int main(void)
 	UNIT_RUN(test_entry_offsets);
 	UNIT_RUN(test_path_order);
 	UNIT_RUN(test_holes);
+	UNIT_RUN(test_owner_names);
 	for (int i = 0; i < NGOLDEN2; i++)
 		dd_buf_release(&g2ext[i]);
 	UNIT_DONE();
