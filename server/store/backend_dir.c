@@ -472,10 +472,13 @@ static void dir_rclose(void *rd)
 	free(rd);
 }
 
-/* A direct read fills the window with at least this much (less at the
- * end of the file), so that the ranges after a small one are likely in
- * it already: what the kernel's readahead would have done. */
-#define DIR_READ_WINDOW_MIN (256u * 1024)
+/* A window read with O_DIRECT takes in the ranges after the one it is
+ * read for (in pack order) as long as each starts within this many bytes
+ * of the one before it ends: one device read for the records of a pack
+ * area, where reading the gaps costs less than another read; ranges
+ * further apart get windows of their own, so a fetch of records
+ * scattered over large packs reads little more than the records. */
+#define DIR_READ_GAP (64u * 1024)
 
 /* A window of a file read with O_DIRECT: bytes [base, base + len) in
  * the staging buffer. */
@@ -486,16 +489,60 @@ struct dir_window {
 	size_t len;
 };
 
-/* Range r from fd (open with O_DIRECT) through the window. */
-static int dir_read_window(int fd, struct dir_window *win,
-			   const struct backend_range *r)
+/* The ranges of a read_multi in pack order, and where each was asked. */
+struct dir_order {
+	const struct backend_range *r;
+	size_t at;
+};
+
+static int dir_order_cmp(const void *pa, const void *pb)
 {
+	const struct dir_order *a = pa, *b = pb;
+	int c = strcmp(a->r->name, b->r->name);
+
+	if (c)
+		return c;
+	if (a->r->off != b->r->off)
+		return a->r->off < b->r->off ? -1 : 1;
+	return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* The end of the window to read at `base` for ord[i]: past ord[i] and the
+ * ranges of the same file after it that start within DIR_READ_GAP of the
+ * one before, as far as the staging buffer holds them. */
+static uint64_t dir_window_end(const struct dir_window *win,
+			       const struct dir_order *ord, size_t i, size_t n,
+			       uint64_t base)
+{
+	uint64_t end = ord[i].r->off + ord[i].r->len;
+
+	for (size_t j = i + 1; j < n; j++) {
+		const struct backend_range *q = ord[j].r;
+		uint64_t qend = q->off + q->len;
+
+		if (strcmp(q->name, ord[i].r->name) != 0 ||
+		    q->off > end + DIR_READ_GAP)
+			break;
+		if (qend > end) {
+			if (qend - base > win->w->cap)
+				break;
+			end = qend;
+		}
+	}
+	return end;
+}
+
+/* Range ord[i] from fd (open with O_DIRECT) through the window. */
+static int dir_read_window(int fd, struct dir_window *win,
+			   const struct dir_order *ord, size_t i, size_t n)
+{
+	const struct backend_range *r = ord[i].r;
 	uint8_t *dst = r->buf;
 	uint64_t off = r->off;
 	size_t left = r->len;
 
 	while (left) {
-		uint64_t base;
+		uint64_t base, end;
 		size_t want;
 		ssize_t got;
 
@@ -511,12 +558,11 @@ static int dir_read_window(int fd, struct dir_window *win,
 			continue;
 		}
 		base = off & ~(uint64_t)(win->align - 1);
-		want = (size_t)(off - base) + left;
-		want = (want + win->align - 1) & ~(win->align - 1);
-		if (want < DIR_READ_WINDOW_MIN)
-			want = DIR_READ_WINDOW_MIN;
-		if (want > win->w->cap)
-			want = win->w->cap;
+		end = off == r->off ? dir_window_end(win, ord, i, n, base) :
+			off + left;
+		end = (end + win->align - 1) & ~(uint64_t)(win->align - 1);
+		want = end - base > win->w->cap ? win->w->cap :
+			(size_t)(end - base);
 		win->len = 0;
 		do
 			got = pread(fd, win->w->buf, want, (off_t)base);
@@ -543,27 +589,34 @@ static int dir_read_cached(int fd, const struct backend_range *r)
  * The spans of a fetch (store_read_records), read past the page cache
  * when appends are (backend_dir_direct_appends): the packs were written
  * so, and a read through the cache would allocate a page for every byte
- * read (the cost direct appends avoid; docs/FLOORS.md). Each range is
- * copied out of an aligned window read with O_DIRECT, one window at a
- * time; a file system without direct I/O, or one that refuses it
- * (EINVAL), is read through the cache. Every range was committed before
- * this call (its location came from the index), so a window read here
- * holds its bytes as they stay.
+ * read (the cost direct appends avoid; docs/FLOORS.md). The ranges are
+ * taken in pack order, each pack opened once; each is copied out of an
+ * aligned window read with O_DIRECT, which also takes in the ranges
+ * close after it (DIR_READ_GAP). A file system without direct I/O, or
+ * one that refuses it (EINVAL), is read through the cache. Every range
+ * was committed before this call (its location came from the index), so
+ * a window read here holds its bytes as they stay.
  */
 static int dir_read_multi(void *impl, struct backend_range *v, size_t n,
 			  char *why)
 {
 	struct dirb *d = impl;
 	struct dir_window win = { 0 };
+	struct dir_order *ord = malloc((n ? n : 1) * sizeof(*ord));
 	const char *name = NULL;
 	int fd = -1, rc = 0;
 	size_t i;
 
 	(void)why;
+	if (!ord)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		ord[i] = (struct dir_order){ &v[i], i };
+	qsort(ord, n, sizeof(*ord), dir_order_cmp);
 	if (!atomic_load(&dir_direct_off))
 		win.w = dir_stage_take(d);
 	for (i = 0; i < n; i++) {
-		struct backend_range *r = &v[i];
+		struct backend_range *r = &v[ord[i].at];
 
 		if (!name || strcmp(name, r->name) != 0) {
 			if (fd >= 0)
@@ -582,7 +635,8 @@ static int dir_read_multi(void *impl, struct backend_range *v, size_t n,
 			    fcntl(fd, F_SETFL, O_RDONLY | O_DIRECT) < 0)
 				win.align = 0;
 		}
-		r->rc = win.align ? dir_read_window(fd, &win, r) : -EINVAL;
+		r->rc = win.align ? dir_read_window(fd, &win, ord, i, n) :
+			-EINVAL;
 		if (r->rc == -EINVAL) {
 			if (win.align)    /* refused after all: cached */
 				(void)fcntl(fd, F_SETFL, O_RDONLY);
@@ -597,6 +651,7 @@ next:
 		close(fd);
 	if (win.w)
 		dir_stage_give(d, win.w);
+	free(ord);
 	return rc;
 }
 
