@@ -404,6 +404,9 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = serve_read_tls(&cert, &key, cert_path, key_path);
 	if (rc < 0)
 		goto cleanup;
+	/* before the store opens: what it may append while it recovers */
+	backend_dir_drop_appended(cfg->pack_cache_drop);
+	backend_dir_direct_appends(cfg->pack_direct_io);
 	rc = repo_storage_set_opts(cfg->ceph_conf, cfg->ceph_user);
 	if (rc == 0)
 		rc = repo_store_open(&ctx.store, repo,
@@ -417,8 +420,6 @@ static int serve_run(const struct config *cfg, const char *ready_file)
 		rc = regrant_run(ctx.store, ctx.snapshots, repo, NULL);
 	if (rc < 0)
 		goto cleanup;
-	backend_dir_drop_appended(cfg->pack_cache_drop);
-	backend_dir_direct_appends(cfg->pack_direct_io);
 	snapshots_set_max_per_client(ctx.snapshots,
 				     cfg->max_snapshots_per_client);
 	ldbenv_log();
