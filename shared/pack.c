@@ -345,8 +345,9 @@ int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 	int err;
 
 	if (w->failed)
-		return dd_error_set(w->failed, "pack '%s' failed earlier and "
-				    "accepts no more records", w->path);
+		return dd_error_set(w->failed, "pack '%s' failed earlier (%s) "
+				    "and accepts no more records", w->path,
+				    strerror(-w->failed));
 	err = check_chunk(flags, plain_len, stored_len, -EINVAL, "record");
 	if (err < 0)
 		return err;
@@ -426,8 +427,8 @@ static int writer_flush(struct dd_pack_writer *w, const void *extra,
 int dd_pack_writer_sync(struct dd_pack_writer *w)
 {
 	if (w->failed)
-		return dd_error_set(w->failed, "pack '%s' failed earlier",
-				    w->path);
+		return dd_error_set(w->failed, "pack '%s' failed earlier (%s)",
+				    w->path, strerror(-w->failed));
 	return writer_flush(w, NULL, 0);
 }
 
@@ -436,8 +437,8 @@ int dd_pack_writer_detach(struct dd_pack_writer *w, struct dd_buf *out)
 	struct dd_buf spare = *out;
 
 	if (w->failed)
-		return dd_error_set(w->failed, "pack '%s' failed earlier",
-				    w->path);
+		return dd_error_set(w->failed, "pack '%s' failed earlier (%s)",
+				    w->path, strerror(-w->failed));
 	dd_buf_reset(&spare);
 	*out = w->pending;
 	w->pending = spare;
@@ -483,8 +484,9 @@ int dd_pack_writer_seal(struct dd_pack_writer *w)
 
 	dd_buf_init(&t, 0);
 	if (w->failed) {
-		err = dd_error_set(w->failed, "pack '%s' failed earlier and "
-				   "cannot be sealed", w->path);
+		err = dd_error_set(w->failed, "pack '%s' failed earlier (%s) "
+				   "and cannot be sealed", w->path,
+				   strerror(-w->failed));
 		goto cleanup;
 	}
 	err = dd_buf_reserve(&t, DD_PACK_TRAILER_LEN(w->nents));

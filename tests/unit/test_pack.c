@@ -633,6 +633,49 @@ static void cleanup_tmpdir(void)
 		fprintf(stderr, "cannot remove %s\n", tmpdir);
 }
 
+/* A sink whose appends fail as a full disk does. */
+static int full_create(void *ctx, const void *hdr, size_t len)
+{
+	(void)ctx, (void)hdr, (void)len;
+	return 0;
+}
+
+static int full_append(void *ctx, const void *data, size_t len)
+{
+	(void)ctx, (void)data, (void)len;
+	return dd_error_set(-ENOSPC, "cannot append: No space left on device");
+}
+
+/* After a failed append every later call names the first failure's
+ * cause: a collection that filled the disk said only that its pack
+ * "failed earlier and cannot be sealed". */
+static void test_failed_says_why(void)
+{
+	struct dd_pack_sink sink = { "full.pack", full_create, full_append,
+				     NULL, NULL, NULL };
+	struct dd_pack_writer *w = NULL;
+	struct dd_chunk_loc loc;
+	struct dd_id id;
+	uint8_t data[100];
+
+	memset(data, 7, sizeof(data));
+	dd_sha256(&id, data, sizeof(data));
+	CHECK_EQ(dd_pack_writer_open(&w, &sink, 5), 0);
+	if (!w)
+		return;
+	CHECK_EQ(dd_pack_writer_append(w, &id, DD_COMP_NONE, sizeof(data),
+				       data, sizeof(data), &loc), 0);
+	CHECK_EQ(dd_pack_writer_sync(w), -ENOSPC);
+	CHECK_EQ(dd_pack_writer_sync(w), -ENOSPC);
+	CHECK(strstr(dd_error_last(), "No space left on device") != NULL);
+	CHECK_EQ(dd_pack_writer_append(w, &id, DD_COMP_NONE, sizeof(data),
+				       data, sizeof(data), &loc), -ENOSPC);
+	CHECK(strstr(dd_error_last(), "No space left on device") != NULL);
+	CHECK_EQ(dd_pack_writer_seal(w), -ENOSPC);
+	CHECK(strstr(dd_error_last(), "cannot be sealed") != NULL);
+	CHECK(strstr(dd_error_last(), "No space left on device") != NULL);
+}
+
 int main(void)
 {
 	fixture_chunks(fx, fx_text, fx_bytes);
@@ -647,6 +690,7 @@ int main(void)
 	UNIT_RUN(test_read_record);
 	UNIT_RUN(test_loc_codec);
 	UNIT_RUN(test_detached_write);
+	UNIT_RUN(test_failed_says_why);
 	cleanup_tmpdir();
 	UNIT_DONE();
 }
