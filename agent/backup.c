@@ -528,8 +528,7 @@ static int backup_emit(struct backup *b, struct backup_rec *rec)
 	backup_rec_finish_entry(rec);
 	if ((rc = backup_catalog_add(b, &rec->e)) < 0)
 		return rc;
-	if (rec->kind != BACKUP_DIR && rec->kind != BACKUP_SYMLINK &&
-	    rec->kind != BACKUP_HARDLINK &&
+	if (rec->kind != BACKUP_DIR && rec->kind != BACKUP_HARDLINK &&
 	    (rc = backup_link_add(b, rec->path, &rec->st)) < 0)
 		return rc;
 	backup_count(b, rec);
@@ -696,8 +695,15 @@ static int backup_dir(void *payload, const struct walk_item *it)
 	return backup_other(payload, it, BACKUP_DIR, DD_ENTRY_DIR);
 }
 
+/* A symlink may have hard links too (link(2) links a symlink itself):
+ * its later paths are recorded as links to the first, as a special
+ * file's are, and restored with linkat, which does not follow it. */
 static int backup_symlink(void *payload, const struct walk_item *it)
 {
+	int rc;
+
+	if ((rc = backup_hardlink(payload, it)) != 0)
+		return rc < 0 ? rc : 0;
 	return backup_other(payload, it, BACKUP_SYMLINK, DD_ENTRY_SYMLINK);
 }
 

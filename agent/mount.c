@@ -221,12 +221,13 @@ static int mount_readlink(const char *path, char *buf, size_t size)
 
 	if ((rc = mount_resolve(m, path, &o)) < 0)
 		return rc;
-	if (o.kind != SNAPTREE_ENTRY || o.n->e.type != DD_ENTRY_SYMLINK)
+	/* o.t: the symlink itself, or the one a hard link names */
+	if (o.kind != SNAPTREE_ENTRY || o.t->e.type != DD_ENTRY_SYMLINK)
 		return -EINVAL;
 	if (size == 0)
 		return -EINVAL;
-	n = o.n->e.link_len < size - 1 ? o.n->e.link_len : size - 1;
-	memcpy(buf, o.n->e.link ? o.n->e.link : "", n);
+	n = o.t->e.link_len < size - 1 ? o.t->e.link_len : size - 1;
+	memcpy(buf, o.t->e.link ? o.t->e.link : "", n);
 	buf[n] = '\0';
 	return 0;
 }

@@ -119,8 +119,9 @@ static size_t snaptree_dirname_len(const char *path, size_t len)
 	return len ? len - 1 : 0;
 }
 
-/* Hard links point at their file and count in its nlink; directories
- * count their subdirectories. */
+/* Hard links point at their file (a regular file, or a symlink or
+ * special file that had several paths) and count in its nlink;
+ * directories count their subdirectories. */
 static void snaptree_link_up(struct snaptree *t)
 {
 	for (size_t i = 0; i < t->count; i++) {
@@ -131,7 +132,8 @@ static void snaptree_link_up(struct snaptree *t)
 			const char *l = n->e.link ? n->e.link : "";
 
 			if (snaptree_lookup(t, l, strlen(l), &j) == SNAPTREE_ENTRY &&
-			    t->n[j].e.type == DD_ENTRY_FILE) {
+			    t->n[j].e.type != DD_ENTRY_DIR &&
+			    t->n[j].e.type != DD_ENTRY_HARDLINK) {
 				n->target = j;
 				t->n[j].nlink++;
 			} else {

@@ -1141,9 +1141,11 @@ static int browse_tar_link_source(struct browse_tar *t,
 	}
 	free(t->side_at);
 	t->side_at = NULL;
-	if (rc >= 0 && out->type != DD_ENTRY_FILE)
-		rc = dd_error_set(-EBADMSG, "a hard link names something "
-				  "that is not a file");
+	if (rc >= 0 && (out->type == DD_ENTRY_DIR ||
+			out->type == DD_ENTRY_HARDLINK))
+		rc = dd_error_set(-EBADMSG, "a hard link names a %s",
+				  out->type == DD_ENTRY_DIR ? "directory" :
+				  "hard link");
 	if (rc >= 0 && t->side_steps > browse_side_max())
 		rc = dd_error_set(-E2BIG, "the hard links in '/%s' send the "
 				  "archive back and forth over the catalog "
@@ -1177,7 +1179,12 @@ static int browse_tar_entry(struct browse_tar *t, const struct dd_entry *e)
 		} else {
 			if ((rc = browse_tar_link_source(t, e, &src)) < 0)
 				return rc;
-			data = &src;
+			/* a copy of what it names under its own name: a
+			 * file's data, or a symlink or special file */
+			if (src.type == DD_ENTRY_FILE)
+				data = &src;
+			else
+				e = &src;
 		}
 	}
 	browse_tar_fill(t, e, data);

@@ -17,6 +17,7 @@ mk_tree() {
 	chmod 2775 "$d/main/setgid"; chmod 1777 "$d/main/sticky"
 	echo y > "$d/main/sgidfile"; chmod 2711 "$d/main/sgidfile"
 	ln -s a "$d/main/link"
+	ln "$d/main/link" "$d/main/link2"     # a hard link to a symlink
 	ln -s /nonexistent "$d/main/dangling"
 	mkfifo -m 0640 "$d/main/fifo"
 	ln "$d/main/fifo" "$d/main/fifo2"

@@ -76,6 +76,10 @@ server_start "$R" || exit 1
 S=$T/tree
 DD_TEST_SMALL_FILES=200 make_mixed_tree "$S" 40
 ln "$S/src/notes.txt" "$S/hard link to notes"
+ln -s src/notes.txt "$S/symlink1"
+ln "$S/symlink1" "$S/hard link to symlink1"     # link(2) of a symlink
+mkfifo "$S/fifo1"
+ln "$S/fifo1" "$S/hard link to fifo1"
 chmod 0600 "$S/bin/mixed.bin"
 # A sparse file: its holes are recorded as holes (catalog version 3) and
 # read back as zeros through the mount, with data around them.
@@ -174,6 +178,9 @@ check "a read inside its hole gives zeros" cmp -s \
 check_eq "the 0600 file keeps its mode" 600 "$(stat -c %a "$V/bin/mixed.bin")"
 check_eq "a hard link is the same inode" "$(stat -c %i "$V/src/notes.txt")" "$(stat -c %i "$V/hard link to notes")"
 check_eq "a symlink reads its target" "src/notes.txt" "$(readlink "$V/link-to-notes")"
+check_eq "a hard link to a symlink is the same inode" "$(stat -c %i "$V/symlink1")" "$(stat -c %i "$V/hard link to symlink1")"
+check_eq "... and reads the symlink's target" "src/notes.txt" "$(readlink "$V/hard link to symlink1")"
+check_eq "a hard link to a fifo is the fifo (same inode)" "fifo $(stat -c %i "$V/fifo1")" "$(stat -c %F "$V/hard link to fifo1" | cut -c1-4) $(stat -c %i "$V/hard link to fifo1")"
 check_eq "an xattr is shown" "blue" "$(getfattr --only-values -n user.colour "$V/src/numbers.txt" 2>/dev/null)"
 check "listxattr names it" sh -c "getfattr -d '$V/src/numbers.txt' 2>/dev/null | grep -q user.colour"
 check "implied parent directories list the backed-up root" test -d "$MNT${S%/*}"

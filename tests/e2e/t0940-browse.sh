@@ -36,6 +36,12 @@ ln -s a.txt "$D/link to a"
 ln -s /nowhere/at/all "$D/dangling"
 prand browse-h 70000 > "$D/hard1"
 ln "$D/hard1" "$D/sub/hard2"
+# hard links to a symlink and to a fifo, whose first paths are outside
+# sub/deeper (its download has copies of them)
+ln -s a-target "$D/sub/a-sym"
+ln "$D/sub/a-sym" "$D/sub/deeper/symhard"
+mkfifo "$D/sub/a-fifo"
+ln "$D/sub/a-fifo" "$D/sub/deeper/fifohard"
 # A sparse file: 1 MB of data between holes, 40 MB in all.
 truncate -s 40M "$D/sparse.img"
 prand browse-s 1000000 | dd of="$D/sparse.img" bs=1M seek=10 conv=notrunc status=none
@@ -189,6 +195,14 @@ check_eq "a subfolder downloads as .tar" 200 "$(fetch "$(ticket "$A" "$D/sub" ta
 mkdir -p "$T/xs"
 tar -xf "$T/sub.tar" -C "$T/xs"
 check "... a hard link to a file outside it comes out as a copy" cmp -s "$D/hard1" "$T/xs/sub/hard2"
+check_eq "the .tar of the folder has the hard link to a symlink as one (same inode)" "$(stat -c %i "$T/x/docs/sub/a-sym")" "$(stat -c %i "$T/x/docs/sub/deeper/symhard")"
+check_eq "... naming its target" "a-target" "$(readlink "$T/x/docs/sub/deeper/symhard")"
+check "... and the one to a fifo" test "$T/x/docs/sub/a-fifo" -ef "$T/x/docs/sub/deeper/fifohard"
+check_eq "a folder whose hard links name a symlink and a fifo outside it downloads" 200 "$(fetch "$(ticket "$A" "$D/sub/deeper" tar)" "$T/deeper.tar")"
+mkdir -p "$T/xd"
+tar -xf "$T/deeper.tar" -C "$T/xd"
+check_eq "... the symlink's copy" "a-target" "$(readlink "$T/xd/deeper/symhard")"
+check "... the fifo's copy" test -p "$T/xd/deeper/fifohard"
 
 # ---- token rules ----
 check_eq "bob cannot list alice's snapshot (404)" 404 "$(api_status "$B" GET "/api/v1/tree/$SNAP?path=/")"
