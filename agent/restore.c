@@ -567,23 +567,48 @@ struct rdisk {
 	unsigned long unlinked;
 };
 
-/* Remembers that this restore created `path` (a non-directory). */
-static int rdisk_mark_made(struct rdisk *d, const char *path)
+/* What `made` says of a path: created by this restore, or a device
+ * node left out as asked (--no-devices), whose hard links go too. */
+enum { RDISK_MADE = 0, RDISK_DROPPED_DEVICE = 1 };
+
+static int rdisk_mark(struct rdisk *d, const char *path, uint32_t what)
 {
 	struct dd_id h;
 
 	dd_sha256(&h, path, strlen(path));
-	if (idset_insert(d->made, &h, 0, NULL) < 0)
+	if (idset_insert(d->made, &h, what, NULL) < 0)
 		return dd_error_set(-ENOMEM, "out of memory");
 	return 0;
 }
 
-static bool rdisk_was_made(const struct rdisk *d, const char *path)
+/* Remembers that this restore created `path` (a non-directory). */
+static int rdisk_mark_made(struct rdisk *d, const char *path)
+{
+	return rdisk_mark(d, path, RDISK_MADE);
+}
+
+/* RDISK_MADE or RDISK_DROPPED_DEVICE for `path`, -1 for neither. */
+static int rdisk_made_as(const struct rdisk *d, const char *path)
 {
 	struct dd_id h;
+	uint32_t what;
 
 	dd_sha256(&h, path, strlen(path));
-	return idset_lookup(d->made, &h, NULL) == 1;
+	return idset_lookup(d->made, &h, &what) == 1 ? (int)what : -1;
+}
+
+static bool rdisk_was_made(const struct rdisk *d, const char *path)
+{
+	return rdisk_made_as(d, path) == RDISK_MADE;
+}
+
+/* A device node left out as asked: counted, its path remembered. */
+static int rdisk_drop_device(struct rdisk *d, const char *path)
+{
+	if (d->drop.n_devices++ == 0)
+		dd_quote(d->drop.ex_device, sizeof(d->drop.ex_device), path,
+			 strlen(path));
+	return rdisk_mark(d, path, RDISK_DROPPED_DEVICE);
 }
 
 static const char *rdisk_shown(char buf[512], const char *path)
@@ -800,6 +825,9 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 			     "path inside the target");
 		return 0;
 	}
+	/* a hard link to a device node left out goes with it */
+	if (rdisk_made_as(d, src) == RDISK_DROPPED_DEVICE)
+		return rdisk_drop_device(d, re->path) < 0 ? -ENOMEM : 0;
 	/* Linking to a file that was in the target before (or that this
 	 * restore refused) would hand the snapshot a file it does not own. */
 	if (!rdisk_was_made(d, src)) {
@@ -935,13 +963,8 @@ static int rdisk_begin(void *ctx, const struct restore_entry *re)
 		return rdisk_pool_begin(d, re, base);
 	case DD_ENTRY_CHR:
 	case DD_ENTRY_BLK:
-		if (d->drop.devices) {
-			if (d->drop.n_devices++ == 0)
-				dd_quote(d->drop.ex_device,
-					 sizeof(d->drop.ex_device), re->path,
-					 strlen(re->path));
-			return 0;
-		}
+		if (d->drop.devices)
+			return rdisk_drop_device(d, re->path) < 0 ? -ENOMEM : 0;
 		break;
 	default:
 		break;

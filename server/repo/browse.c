@@ -850,6 +850,96 @@ void browse_file_free(struct browse_file *f)
 
 /* ---- a directory as a pax archive ---- */
 
+/*
+ * The archive names of the copies written for hard links whose first
+ * path is outside the directory, by that path (its SHA-256): a later
+ * link to the same path becomes a link to the copy, so each link group
+ * stays one inode when extracted, as GNU tar archives it. Bounded
+ * (BROWSE_COPIES_MAX paths); past that, later links get copies of their
+ * own. Open addressing; a slot is free while its name is NULL.
+ */
+#define BROWSE_COPIES_MAX 65536
+
+struct browse_copies {
+	struct dd_id *keys;
+	char **names;
+	size_t cap, n;
+};
+
+static size_t browse_copies_slot(const struct browse_copies *c,
+				 const struct dd_id *k)
+{
+	size_t i;
+
+	memcpy(&i, k->b, sizeof(i));
+	for (i &= c->cap - 1; c->names[i] && !dd_id_eq(&c->keys[i], k);
+	     i = (i + 1) & (c->cap - 1))
+		;
+	return i;
+}
+
+/* The copy's archive name for first path p, or NULL. */
+static const char *browse_copies_find(const struct browse_copies *c,
+				      const char *p, size_t len)
+{
+	struct dd_id k;
+
+	if (!c->n)
+		return NULL;
+	dd_sha256(&k, p, len);
+	return c->names[browse_copies_slot(c, &k)];
+}
+
+/* Remembers `name` as the copy of first path p; best effort (a link
+ * after a failure here gets a copy of its own). */
+static void browse_copies_add(struct browse_copies *c, const char *p,
+			      size_t len, const char *name)
+{
+	struct dd_id k;
+	size_t i;
+
+	if (c->n >= BROWSE_COPIES_MAX)
+		return;
+	if ((c->n + 1) * 2 > c->cap) {
+		struct browse_copies g = { 0 };
+
+		g.cap = c->cap ? c->cap * 2 : 64;
+		g.keys = malloc(g.cap * sizeof(*g.keys));
+		g.names = calloc(g.cap, sizeof(*g.names));
+		if (!g.keys || !g.names) {
+			free(g.keys);
+			free(g.names);
+			return;
+		}
+		for (i = 0; i < c->cap; i++)
+			if (c->names[i]) {
+				size_t j = browse_copies_slot(&g, &c->keys[i]);
+
+				g.keys[j] = c->keys[i];
+				g.names[j] = c->names[i];
+			}
+		g.n = c->n;
+		free(c->keys);
+		free(c->names);
+		*c = g;
+	}
+	dd_sha256(&k, p, len);
+	i = browse_copies_slot(c, &k);
+	if (c->names[i] || !(c->names[i] = strdup(name)))
+		return;
+	c->keys[i] = k;
+	c->n++;
+}
+
+static void browse_copies_release(struct browse_copies *c)
+{
+	for (size_t i = 0; i < c->cap; i++)
+		free(c->names[i]);
+	free(c->keys);
+	free(c->names);
+	memset(c, 0, sizeof(*c));
+}
+
 struct browse_tar {
 	struct store *st;
 	struct dd_id *ids;
@@ -873,6 +963,7 @@ struct browse_tar {
 	char *name, *link;      /* the entry's names in the archive */
 	char *scratch;          /* NUL-terminated copies of ext values */
 	struct dd_owner_names *names;   /* a hard link's owner names */
+	struct browse_copies copies;    /* links' first paths outside */
 };
 
 #define BROWSE_NAME_MAX (2 * DD_CATALOG_PATH_MAX + 2)
@@ -1169,6 +1260,8 @@ static int browse_tar_entry(struct browse_tar *t, const struct dd_entry *e)
 	size_t rlen;
 	int rc, ar;
 
+	const char *copy;
+
 	browse_tar_name(t, t->name, e->path, e->path_len);
 	if (e->type == DD_ENTRY_FILE) {
 		data = e;
@@ -1176,15 +1269,21 @@ static int browse_tar_entry(struct browse_tar *t, const struct dd_entry *e)
 		if (browse_under(e->link, e->link_len, t->dir, t->dlen, &rest,
 				 &rlen)) {
 			browse_tar_name(t, t->link, e->link, e->link_len);
+		} else if ((copy = browse_copies_find(&t->copies, e->link,
+						      e->link_len))) {
+			/* an earlier link of its group holds the copy */
+			snprintf(t->link, BROWSE_NAME_MAX, "%s", copy);
 		} else {
 			if ((rc = browse_tar_link_source(t, e, &src)) < 0)
 				return rc;
-			/* a copy of what it names under its own name: a
-			 * file's data, or a symlink or special file */
+			browse_copies_add(&t->copies, e->link, e->link_len,
+					  t->name);
+			/* a copy of what it names under its own name, with
+			 * its metadata (names, xattrs, ACLs): a file's data,
+			 * or a symlink or special file */
 			if (src.type == DD_ENTRY_FILE)
 				data = &src;
-			else
-				e = &src;
+			e = &src;
 		}
 	}
 	browse_tar_fill(t, e, data);
@@ -1387,6 +1486,7 @@ void browse_tar_free(struct browse_tar *t)
 	browse_utf8_leave(old);
 	archive_entry_free(t->ae);
 	dd_owner_names_free(t->names);
+	browse_copies_release(&t->copies);
 	browse_data_release(&t->data);
 	catsource_free(t->side);
 	free(t->side_at);

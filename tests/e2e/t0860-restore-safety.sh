@@ -38,6 +38,7 @@ echo x > "$SRC/d/xattrs"
 setfattr -n user.keep -v kept "$SRC/d/xattrs"
 if is_root; then
 	mknod -m 0666 "$SRC/d/null" c 1 3
+	ln "$SRC/d/null" "$SRC/d/null2"     # a hard link to a device node
 	setfattr -n trusted.evil -v 1 "$SRC/d/xattrs"
 	setcap cap_net_raw+ep "$SRC/d/suid2" 2>/dev/null ||
 		{ echo cap > "$SRC/d/suid2"; setcap cap_net_raw+ep "$SRC/d/suid2"; }
@@ -96,7 +97,12 @@ if is_root; then
 	check_eq "another client's: no trusted.* xattr" none "$(restored trusted "$T/foreign")"
 	check_eq "another client's: no security.capability" no "$(restored cap "$T/foreign")"
 	check "a warning counts the device nodes and names one" \
-		grep -q "left out 1 device nodes, first '${SRC#/}/d/null'" "$T/foreign.err"
+		grep -q "left out 2 device nodes, first '${SRC#/}/d/null'" "$T/foreign.err"
+	check "... its hard link is left out with it, not refused as unsafe" \
+		not grep -q "refus" "$T/foreign.err" "$T/asked.err"
+	check "... and not made" test ! -e "$T/asked/${SRC#/}/d/null2"
+	check_eq "--same-privileges: the device's hard link is one inode with it" \
+		"$(stat -c %i "$T/same/${SRC#/}/d/null")" "$(stat -c %i "$T/same/${SRC#/}/d/null2")"
 	check "a warning counts the special xattrs and names one" \
 		grep -qE "left out 2 security.\*, trusted.\* or system.\* extended attributes, first (security.capability of '${SRC#/}/d/suid2'|trusted.evil of '${SRC#/}/d/xattrs')" "$T/foreign.err"
 	check_eq "--same-privileges: the device node" yes "$(restored dev "$T/same")"

@@ -40,6 +40,11 @@ ln "$D/hard1" "$D/sub/hard2"
 # sub/deeper (its download has copies of them)
 ln -s a-target "$D/sub/a-sym"
 ln "$D/sub/a-sym" "$D/sub/deeper/symhard"
+ln "$D/sub/a-sym" "$D/sub/deeper/symhard2"
+ln "$D/hard1" "$D/sub/deeper/hard3"     # hard1's group: three paths
+# owned by a user no other entry of sub/ has: its copies in sub/'s
+# download must carry its names themselves
+[ "$(id -u)" = 0 ] && chown daemon:daemon "$D/hard1"
 mkfifo "$D/sub/a-fifo"
 ln "$D/sub/a-fifo" "$D/sub/deeper/fifohard"
 # A sparse file: 1 MB of data between holes, 40 MB in all.
@@ -180,7 +185,7 @@ tree_manifest "$T/r/$REL/docs" > "$T/m.restore"
 tree_manifest "$T/x/docs" > "$T/m.tar"
 check "the extracted tree is identical to the restore (names, modes, times, links, bytes)" cmp -s "$T/m.restore" "$T/m.tar"
 cmp -s "$T/m.restore" "$T/m.tar" || diff "$T/m.restore" "$T/m.tar" | head -20
-check_eq "the hard link is a hard link again" "2 2" "$(stat -c %h "$T/x/docs/hard1") $(stat -c %h "$T/x/docs/sub/hard2")"
+check_eq "the hard link is a hard link again" "3 3" "$(stat -c %h "$T/x/docs/hard1") $(stat -c %h "$T/x/docs/sub/hard2")"
 check "... of one inode" test "$T/x/docs/hard1" -ef "$T/x/docs/sub/hard2"
 # A hard link's entry records no owner names: it is listed with the ones
 # of its first path, not with numbers.
@@ -195,6 +200,10 @@ check_eq "a subfolder downloads as .tar" 200 "$(fetch "$(ticket "$A" "$D/sub" ta
 mkdir -p "$T/xs"
 tar -xf "$T/sub.tar" -C "$T/xs"
 check "... a hard link to a file outside it comes out as a copy" cmp -s "$D/hard1" "$T/xs/sub/hard2"
+check_eq "... one copy for its group: the other link in the folder is the same inode" \
+	"$(stat -c %i "$T/xs/sub/deeper/hard3")" "$(stat -c %i "$T/xs/sub/hard2")"
+sub_owner() { tar -tvf "$T/sub.tar" | awk -v p="$1" '$6 == p {print $2}'; }
+check_eq "... the copy has its file's owner names" "$(owner_of docs/hard1)" "$(sub_owner sub/deeper/hard3)"
 check_eq "the .tar of the folder has the hard link to a symlink as one (same inode)" "$(stat -c %i "$T/x/docs/sub/a-sym")" "$(stat -c %i "$T/x/docs/sub/deeper/symhard")"
 check_eq "... naming its target" "a-target" "$(readlink "$T/x/docs/sub/deeper/symhard")"
 check "... and the one to a fifo" test "$T/x/docs/sub/a-fifo" -ef "$T/x/docs/sub/deeper/fifohard"
@@ -202,6 +211,7 @@ check_eq "a folder whose hard links name a symlink and a fifo outside it downloa
 mkdir -p "$T/xd"
 tar -xf "$T/deeper.tar" -C "$T/xd"
 check_eq "... the symlink's copy" "a-target" "$(readlink "$T/xd/deeper/symhard")"
+check_eq "... one copy for the two links to it" "$(stat -c %i "$T/xd/deeper/symhard")" "$(stat -c %i "$T/xd/deeper/symhard2")"
 check "... the fifo's copy" test -p "$T/xd/deeper/fifohard"
 
 # ---- token rules ----
