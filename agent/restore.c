@@ -825,9 +825,11 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 			     "path inside the target");
 		return 0;
 	}
-	/* a hard link to a device node left out goes with it */
+	/* a hard link to a device node left out goes with it (the node
+	 * is counted once) */
 	if (rdisk_made_as(d, src) == RDISK_DROPPED_DEVICE)
-		return rdisk_drop_device(d, re->path) < 0 ? -ENOMEM : 0;
+		return rdisk_mark(d, re->path, RDISK_DROPPED_DEVICE) < 0 ?
+			-ENOMEM : 0;
 	/* Linking to a file that was in the target before (or that this
 	 * restore refused) would hand the snapshot a file it does not own. */
 	if (!rdisk_was_made(d, src)) {

@@ -854,16 +854,21 @@ void browse_file_free(struct browse_file *f)
  * The archive names of the copies written for hard links whose first
  * path is outside the directory, by that path (its SHA-256): a later
  * link to the same path becomes a link to the copy, so each link group
- * stays one inode when extracted, as GNU tar archives it. Bounded
- * (BROWSE_COPIES_MAX paths); past that, later links get copies of their
- * own. Open addressing; a slot is free while its name is NULL.
+ * stays one inode when extracted, as GNU tar archives it. Bounded, as
+ * a download's memory must be whatever its catalog holds
+ * (BROWSE_COPIES_MAX paths, BROWSE_COPIES_BYTES of names: about 6 MiB
+ * in all); past that, later links get copies of their own. Open
+ * addressing; a slot is free while its name is NULL.
  */
 #define BROWSE_COPIES_MAX 65536
+#define BROWSE_COPIES_BYTES (4u << 20)
 
 struct browse_copies {
 	struct dd_id *keys;
 	char **names;
 	size_t cap, n;
+	size_t bytes;           /* of the names held */
+	size_t max_bytes;       /* BROWSE_COPIES_BYTES, or the test hook's */
 };
 
 static size_t browse_copies_slot(const struct browse_copies *c,
@@ -896,9 +901,9 @@ static void browse_copies_add(struct browse_copies *c, const char *p,
 			      size_t len, const char *name)
 {
 	struct dd_id k;
-	size_t i;
+	size_t i, nlen = strlen(name) + 1;
 
-	if (c->n >= BROWSE_COPIES_MAX)
+	if (c->n >= BROWSE_COPIES_MAX || c->bytes + nlen > c->max_bytes)
 		return;
 	if ((c->n + 1) * 2 > c->cap) {
 		struct browse_copies g = { 0 };
@@ -919,6 +924,8 @@ static void browse_copies_add(struct browse_copies *c, const char *p,
 				g.names[j] = c->names[i];
 			}
 		g.n = c->n;
+		g.bytes = c->bytes;
+		g.max_bytes = c->max_bytes;
 		free(c->keys);
 		free(c->names);
 		*c = g;
@@ -929,6 +936,7 @@ static void browse_copies_add(struct browse_copies *c, const char *p,
 		return;
 	c->keys[i] = k;
 	c->n++;
+	c->bytes += nlen;
 }
 
 static void browse_copies_release(struct browse_copies *c)
@@ -1410,6 +1418,10 @@ static int browse_tar_open_in(struct browse_tar **out, struct store *st,
 	t->aw = archive_write_new();
 	t->ae = archive_entry_new();
 	t->names = dd_owner_names_new();
+	/* lowered by DEDUP_TEST_BROWSE_COPIES_BYTES (docs/OPERATIONS.md) */
+	t->copies.max_bytes = (size_t)dd_test_hook_u64(
+		"DEDUP_TEST_BROWSE_COPIES_BYTES", 1, BROWSE_COPIES_BYTES,
+		BROWSE_COPIES_BYTES);
 	if (!t->dir || !t->name || !t->link || !t->scratch || !t->aw ||
 	    !t->ae || !t->names) {
 		rc = dd_error_set(-ENOMEM, "out of memory");

@@ -384,7 +384,10 @@ for i in $(seq -w 1 60); do
 done
 agent "$A" backup "$H" >/dev/null
 server_stop TERM
-DEDUP_TEST_BROWSE_SIDE_MAX=500 server_start "$T/repo" || exit 1
+# (and the names of copies kept for later links of their groups,
+# BROWSE_COPIES_BYTES, lowered to hold none of these)
+DEDUP_TEST_BROWSE_SIDE_MAX=500 DEDUP_TEST_BROWSE_COPIES_BYTES=8 \
+	server_start "$T/repo" || exit 1
 SNAP=$(json_get "$(api "$A" GET '/api/v1/snapshots?order=newest&limit=1' | head -n -1)" 0.id)
 for k in fwd same rev; do
 	fetch "$(ticket "$A" "$H/b/$k" tar)" "$T/hl-$k.tar" >/dev/null 2>&1
@@ -403,6 +406,8 @@ check "links in their files' order download whole" test "$(cat "$T/hl-fwd.rc")" 
 check "... each a copy of its file" same_files fwd
 check "links to one file download whole" test "$(cat "$T/hl-same.rc")" = 0
 check "... each a copy of it" same_files same
+check_eq "... past the copies' bound, each a copy of its own (two inodes)" 2 \
+	"$(stat -c %i "$T/hl-same/same/h01" "$T/hl-same/same/h02" | sort -u | wc -l)"
 check "links in the reverse order pass the bound: the archive stops short" \
 	test "$(cat "$T/hl-rev.rc")" != 0
 check "... and the server says why" grep -q "send the archive back and forth" "$T/server.log"
