@@ -28,6 +28,7 @@
 #include <archive_entry.h>
 
 #include "catalog.h"
+#include "tarnames.h"
 #include "proto.h"
 #include "util.h"
 #include "agent.h"
@@ -83,22 +84,6 @@ static void rtar_sparse_map(struct archive_entry *ae,
 			       rtar_sparse_add, ae);
 }
 
-/* A hard link's entry records no owner names: the ones its numbers had
- * on the entries before it (dd_owner_names_apply), so that tar lists and
- * extracts it as its first path, by name. */
-static void rtar_owner_names(struct rtar *t, const struct restore_entry *re)
-{
-	const char *u = archive_entry_uname(t->ae);
-	const char *g = archive_entry_gname(t->ae);
-	const char *u0 = u, *g0 = g;
-
-	dd_owner_names_apply(t->names, &re->e, &u, &g);
-	if (u != u0)
-		archive_entry_copy_uname(t->ae, u);
-	if (g != g0)
-		archive_entry_copy_gname(t->ae, g);
-}
-
 static int rtar_begin(void *ctx, const struct restore_entry *re)
 {
 	struct rtar *t = ctx;
@@ -129,7 +114,7 @@ static int rtar_begin(void *ctx, const struct restore_entry *re)
 		}
 	}
 	meta_fill(t->ae, &re->e, re->path, re->link, re->with_ext, NULL);
-	rtar_owner_names(t, re);
+	dd_owner_names_to_entry(t->names, &re->e, t->ae);
 	rtar_sparse_map(t->ae, re);
 	ar = archive_write_header(t->aw, t->ae);
 	if (ar == ARCHIVE_WARN) {

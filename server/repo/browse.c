@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "catalog.h"
+#include "tarnames.h"
 #include "util.h"
 #include "browse.h"
 #include "catsource.h"
@@ -856,8 +857,8 @@ void browse_file_free(struct browse_file *f)
  * link to the same path becomes a link to the copy, so each link group
  * stays one inode when extracted, as GNU tar archives it. Bounded, as
  * a download's memory must be whatever its catalog holds
- * (BROWSE_COPIES_MAX paths, BROWSE_COPIES_BYTES of names: about 6 MiB
- * in all); past that, later links get copies of their own. Open
+ * (BROWSE_COPIES_MAX paths, BROWSE_COPIES_BYTES of names: about 10 MiB
+ * in all, the table's keys and pointers included); past that, later links get copies of their own. Open
  * addressing; a slot is free while its name is NULL.
  */
 #define BROWSE_COPIES_MAX 65536
@@ -1052,22 +1053,6 @@ static void browse_utf8_leave(locale_t old)
 		uselocale(old);
 }
 
-/* A hard link's entry records no owner names: the ones its numbers had
- * on the entries written before it (dd_owner_names_apply). */
-static void browse_tar_owner_names(struct browse_tar *t,
-				   const struct dd_entry *e)
-{
-	const char *u = archive_entry_uname(t->ae);
-	const char *g = archive_entry_gname(t->ae);
-	const char *u0 = u, *g0 = g;
-
-	dd_owner_names_apply(t->names, e, &u, &g);
-	if (u != u0)
-		archive_entry_copy_uname(t->ae, u);
-	if (g != g0)
-		archive_entry_copy_gname(t->ae, g);
-}
-
 static void browse_tar_ext(struct browse_tar *t, const struct dd_entry *e)
 {
 	struct dd_ext_iter it;
@@ -1183,7 +1168,7 @@ static void browse_tar_fill(struct browse_tar *t, const struct dd_entry *e,
 	if (e->type == DD_ENTRY_HARDLINK && !data)
 		archive_entry_copy_hardlink(t->ae, t->link);
 	browse_tar_ext(t, e);
-	browse_tar_owner_names(t, e);
+	dd_owner_names_to_entry(t->names, e, t->ae);
 	if (data)
 		browse_tar_sparse(t->ae, data);
 }
@@ -1265,10 +1250,9 @@ static int browse_tar_entry(struct browse_tar *t, const struct dd_entry *e)
 	const struct dd_entry *data = NULL;
 	struct dd_entry src;
 	const char *rest;
+	const char *copy;
 	size_t rlen;
 	int rc, ar;
-
-	const char *copy;
 
 	browse_tar_name(t, t->name, e->path, e->path_len);
 	if (e->type == DD_ENTRY_FILE) {
