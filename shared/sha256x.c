@@ -15,7 +15,8 @@
  *
  * Built on x86-64 with GCC or Clang only, with the instructions enabled
  * per function (no global -m flags), and used only when CPUID says the
- * CPU has them; everything else goes through dd_sha256 one at a time.
+ * CPU has them (dd_sha256 too, one lane); elsewhere OpenSSL's code hashes
+ * every chunk.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -286,7 +287,7 @@ bool dd_sha256x_ni_usable(void)
 
 void dd_sha256_batch(const struct dd_sha256_job *jobs, size_t n)
 {
-	if (n > 1 && dd_sha256x_ni_usable()) {
+	if (n > 0 && dd_sha256x_ni_usable()) {
 		dd_sha256x_ni(jobs, n);
 		return;
 	}

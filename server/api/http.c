@@ -38,8 +38,13 @@
  * no plaintext listener anyway). */
 #define HTTP_HSTS "max-age=31536000"
 /* A request body starts with at most this much memory and grows as bytes
- * arrive: a declared Content-Length alone reserves nothing more. */
+ * arrive: a declared Content-Length alone reserves nothing more... */
 #define HTTP_BODY_START (64u * 1024)
+/* ...unless the caller has a valid token: then up to this much of what it
+ * declares, so that an agent's bundle (8 MiB at most) lands where it stays
+ * instead of being copied at every doubling. Address space, not memory:
+ * the pages are touched as bytes arrive (docs/SECURITY.md). */
+#define HTTP_BODY_TRUSTED_START (16u * 1024 * 1024)
 
 /* The status page's policy: only its own scripts, styles and API. */
 #define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
@@ -428,7 +433,7 @@ static enum MHD_Result http_begin(struct http_server *h,
 {
 	const char *cl;
 	char msg[128];
-	uint64_t len = 0;
+	uint64_t len = 0, start;
 	unsigned st;
 	bool chunked;
 
@@ -508,12 +513,14 @@ static enum MHD_Result http_begin(struct http_server *h,
 	}
 	/* dd_buf's cap 0 means unlimited, so a no-body route gets 1 and the
 	 * explicit check in http_upload. A declared length caps the buffer's
-	 * growth (libmicrohttpd delivers no more), but reserves nothing: the
-	 * memory grows with the bytes that really arrive. */
+	 * growth (libmicrohttpd delivers no more); the buffer starts at
+	 * HTTP_BODY_START, or HTTP_BODY_TRUSTED_START for a valid token. */
+	start = call->token == CONNS_TOKEN_VALID ? HTTP_BODY_TRUSTED_START :
+						   HTTP_BODY_START;
 	dd_buf_init(&call->body, len > 0 ? (size_t)len : call->cap ? call->cap
 									: 1);
-	if (len > 0 && dd_buf_reserve(&call->body, len < HTTP_BODY_START ?
-				      (size_t)len : HTTP_BODY_START) < 0)
+	if (len > 0 && dd_buf_reserve(&call->body, len < start ? (size_t)len :
+				      start) < 0)
 		return http_fail_early(conn, call, method, url, 503,
 				       "out of memory");
 	call->reading_body = len > 0 || chunked;
