@@ -106,6 +106,15 @@ int idset_insert(struct idset *s, const struct dd_id *id, uint32_t value,
 	return 1;
 }
 
+int idset_set(struct idset *s, const struct dd_id *id, uint32_t value)
+{
+	int rc = idset_insert(s, id, value, NULL);
+
+	if (rc == 0)
+		idset_find(s, id)->value = value;
+	return rc < 0 ? rc : 0;
+}
+
 int idset_lookup(const struct idset *s, const struct dd_id *id,
 		 uint32_t *value)
 {

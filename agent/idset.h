@@ -23,6 +23,8 @@ void idset_free(struct idset *s);
  * stores the existing value in *existing (when not NULL). -ENOMEM. */
 int idset_insert(struct idset *s, const struct dd_id *id, uint32_t value,
 		 uint32_t *existing);
+/* Sets id -> value, added or replaced: 0, or -ENOMEM. */
+int idset_set(struct idset *s, const struct dd_id *id, uint32_t value);
 /* 1 and *value if present, 0 if absent. */
 int idset_lookup(const struct idset *s, const struct dd_id *id,
 		 uint32_t *value);

@@ -102,6 +102,7 @@ struct restore {
 	struct client *client;
 	size_t batch_bytes, batch_ids;
 	const struct pattern_list *include;
+	const struct restore_sink *sink;
 
 	struct catstream *cs;
 	bool cat_eof;
@@ -203,7 +204,11 @@ static int restore_read_entry(struct restore *r)
 			return rc;
 		if (pattern_selects(r->include, re->path))
 			break;
+		rc = r->sink->unselected ?
+			r->sink->unselected(r->sink->ctx, re) : 0;
 		rentry_release(re);
+		if (rc < 0)
+			return rc;
 	}
 	r->qcount++;
 	return 1;
@@ -517,6 +522,7 @@ int restore_stream(struct client *c, const struct settings *s,
 	if (!r)
 		return dd_error_set(-ENOMEM, "out of memory");
 	r->include = include;
+	r->sink = sink;
 	if ((rc = restore_setup(r, c, s, manifest)) == 0)
 		rc = restore_run(r, sink);
 	restore_release(r);
@@ -568,15 +574,17 @@ struct rdisk {
 };
 
 /* What `made` says of a path: created by this restore, or a device
- * node left out as asked (--no-devices), whose hard links go too. */
-enum { RDISK_MADE = 0, RDISK_DROPPED_DEVICE = 1 };
+ * node left out as asked (--no-devices), whose hard links go too, or
+ * (with --no-devices) one the selection left out: a selected hard link
+ * to it is that device, left out and counted once. */
+enum { RDISK_MADE = 0, RDISK_DROPPED_DEVICE = 1, RDISK_UNSELECTED_DEVICE = 2 };
 
 static int rdisk_mark(struct rdisk *d, const char *path, uint32_t what)
 {
 	struct dd_id h;
 
 	dd_sha256(&h, path, strlen(path));
-	if (idset_insert(d->made, &h, what, NULL) < 0)
+	if (idset_set(d->made, &h, what) < 0)
 		return dd_error_set(-ENOMEM, "out of memory");
 	return 0;
 }
@@ -826,10 +834,19 @@ static int rdisk_hardlink(struct rdisk *d, const struct restore_entry *re,
 		return 0;
 	}
 	/* a hard link to a device node left out goes with it (the node
-	 * is counted once) */
-	if (rdisk_made_as(d, src) == RDISK_DROPPED_DEVICE)
+	 * is counted once: here if the selection left its first path out,
+	 * which is then marked dropped for its other links) */
+	switch (rdisk_made_as(d, src)) {
+	case RDISK_UNSELECTED_DEVICE:
+		return rdisk_drop_device(d, re->path) < 0 ||
+		       rdisk_mark(d, src, RDISK_DROPPED_DEVICE) < 0 ?
+			-ENOMEM : 0;
+	case RDISK_DROPPED_DEVICE:
 		return rdisk_mark(d, re->path, RDISK_DROPPED_DEVICE) < 0 ?
 			-ENOMEM : 0;
+	default:
+		break;
+	}
 	/* Linking to a file that was in the target before (or that this
 	 * restore refused) would hand the snapshot a file it does not own. */
 	if (!rdisk_was_made(d, src)) {
@@ -931,6 +948,20 @@ static int rdisk_pool_begin(struct rdisk *d, const struct restore_entry *re,
 	d->last_pooled_len = n;
 	d->pooled = true;
 	return 1;
+}
+
+/* With --no-devices, a device node the selection leaves out is
+ * remembered: a selected hard link to it is that device, left out too
+ * (rdisk_hardlink), not a link whose first path the selection lacks. */
+static int rdisk_unselected(void *ctx, const struct restore_entry *re)
+{
+	struct rdisk *d = ctx;
+
+	if (!d->drop.devices ||
+	    (re->e.type != DD_ENTRY_CHR && re->e.type != DD_ENTRY_BLK))
+		return 0;
+	return rdisk_mark(d, re->path, RDISK_UNSELECTED_DEVICE) < 0 ?
+		-ENOMEM : 0;
 }
 
 static int rdisk_begin(void *ctx, const struct restore_entry *re)
@@ -1219,6 +1250,7 @@ static int restore_to_disk(struct client *c, const struct settings *s,
 {
 	struct restore_sink sink = {
 		.begin = rdisk_begin, .data = rdisk_data, .end = rdisk_end,
+		.unselected = rdisk_unselected,
 	};
 	struct rdisk d = { .rootfd = -1, .pfd = -1 };
 	struct wpool_stats ws;

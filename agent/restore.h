@@ -46,6 +46,9 @@ struct restore_sink {
 		    uint64_t off);
 	/* After the data of an entry begin() accepted. */
 	int (*end)(void *ctx, const struct restore_entry *re);
+	/* An entry the selection (--include) leaves out, before it is
+	 * dropped: negative = stop. NULL: nothing to do. */
+	int (*unselected)(void *ctx, const struct restore_entry *re);
 };
 
 /*

@@ -109,6 +109,20 @@ if is_root; then
 	check_eq "--same-privileges: trusted.*" 1 "$(restored trusted "$T/same")"
 	check_eq "--same-privileges: security.capability" yes "$(restored cap "$T/same")"
 	check_eq "--no-devices on her own" no "$(restored dev "$T/asked")"
+	# --include of the device's later link alone: with --no-devices it is
+	# that device, left out as asked (adding the first path would restore
+	# nothing more); without, the first path is what the selection lacks.
+	agent "$A" restore "$ID" --target "$T/inc" --no-devices \
+		--include "${SRC#/}/d/null2" 2>"$T/inc.err"
+	check_eq "--no-devices --include of a device's later link only: exit 0" 0 "$?"
+	check "... counted once as a device node left out" \
+		grep -q "left out 1 device nodes, first '${SRC#/}/d/null2' (as asked)" "$T/inc.err"
+	check "... not reported as a link whose first path is left out" \
+		not grep -q "selection leaves out" "$T/inc.err"
+	check "... and not made" test ! -e "$T/inc/${SRC#/}/d/null2"
+	agent "$A" restore "$ID" --target "$T/inc2" --include "${SRC#/}/d/null2" 2>"$T/inc2.err"
+	check_eq "without --no-devices the same selection exits 1" 1 "$?"
+	check "... naming the first path to add" grep -q "add --include '${SRC#/}/d/null'" "$T/inc2.err"
 	check_eq "--no-special-xattrs on her own" none "$(restored trusted "$T/asked")"
 	check_eq "--no-special-xattrs keeps user.*" kept "$(restored user "$T/asked")"
 else
