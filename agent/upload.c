@@ -182,13 +182,34 @@ static int upload_add_to_bundle(struct upload_worker *w,
 				const struct upload_item *it)
 {
 	const struct upload_limits *lim = &w->q->lim;
-
 	const struct dd_buf *out = &w->stored;
 	const struct dd_crypt *k = b->unsealed ? NULL : client_crypt(w->client);
+	const uint8_t *plain = b->plain.data + it->off;
+	size_t room = DD_BUNDLE_RECORD_HEADER_LEN + (size_t)it->len, stored;
 	int flags, rc;
 
-	flags = dd_compress(&w->stored, b->plain.data + it->off, it->len,
-			    lim->level, w->cctx);
+	/* A chunk that fits the open bundle even raw is compressed straight
+	 * into it (one copy of its bytes fewer). One that might not, or that
+	 * is sealed, is compressed aside first, so that a bundle is sent only
+	 * when a record's stored bytes really do not fit, as always. */
+	if (!k && w->bundle_count > 0 &&
+	    w->bundle_count < DD_BUNDLE_MAX_COUNT &&
+	    w->bundle.len + room <= lim->bundle_bytes) {
+		if ((rc = dd_buf_reserve(&w->bundle, room)) < 0)
+			return agent_error_wrap(rc, "cannot build chunk bundle");
+		flags = dd_compress_to(w->bundle.data + w->bundle.len +
+				       DD_BUNDLE_RECORD_HEADER_LEN, &stored,
+				       plain, it->len, lim->level, w->cctx);
+		if (flags < 0)
+			return agent_error_wrap(flags, "cannot compress chunk");
+		rc = dd_bundle_add_in_place(&w->bundle, &it->id,
+					    (uint32_t)flags, it->len,
+					    (uint32_t)stored);
+		if (rc < 0)
+			return agent_error_wrap(rc, "cannot build chunk bundle");
+		goto added;
+	}
+	flags = dd_compress(&w->stored, plain, it->len, lim->level, w->cctx);
 	if (flags < 0)
 		return agent_error_wrap(flags, "cannot compress chunk");
 	if (k) {
@@ -199,7 +220,7 @@ static int upload_add_to_bundle(struct upload_worker *w,
 		out = &w->sealed;
 	}
 	if (w->bundle_count > 0 &&
-	    (w->bundle.len + DD_BUNDLE_RECORD_HEADER_LEN + w->stored.len >
+	    (w->bundle.len + DD_BUNDLE_RECORD_HEADER_LEN + out->len >
 	     lim->bundle_bytes || w->bundle_count >= DD_BUNDLE_MAX_COUNT) &&
 	    (rc = upload_send_bundle(w)) < 0)
 		return rc;
@@ -209,10 +230,12 @@ static int upload_add_to_bundle(struct upload_worker *w,
 			   out->data, (uint32_t)out->len);
 	if (rc < 0)
 		return agent_error_wrap(rc, "cannot build chunk bundle");
+	stored = out->len;
+added:
 	w->bundle_count++;
 	w->batch.chunks_new++;
 	w->batch.bytes_new += it->len;
-	w->batch.bytes_sent += out->len;
+	w->batch.bytes_sent += stored;
 	return 0;
 }
 

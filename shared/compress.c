@@ -12,47 +12,52 @@
 #include "chunker.h"
 #include "compress.h"
 
-/* The raw fallback: out already has room for len bytes. */
-static int store_raw(struct dd_buf *out, const void *data, size_t len)
+int dd_compress_to(void *dst, size_t *out_len, const void *data, size_t len,
+		   int level, void *cctx)
 {
+	ZSTD_CCtx *own = NULL, *cc = cctx;
+	size_t n;
+
+	/* A frame is only kept when smaller, so it fits in len - 1 bytes and
+	 * zstd stops early otherwise; then the raw bytes. */
+	if (len >= 2) {
+		if (!cc) {
+			own = ZSTD_createCCtx();
+			if (!own)
+				return dd_error_set(-ENOMEM, "cannot create a "
+						    "zstd context");
+			cc = own;
+		}
+		n = ZSTD_compressCCtx(cc, dst, len - 1, data, len, level);
+		ZSTD_freeCCtx(own);
+		if (!ZSTD_isError(n)) {
+			*out_len = n;
+			return DD_COMP_ZSTD;
+		}
+		if (ZSTD_getErrorCode(n) != ZSTD_error_dstSize_tooSmall)
+			return dd_error_set(-EIO, "zstd compression failed: %s",
+					    ZSTD_getErrorName(n));
+	}
 	if (len)
-		memcpy(out->data, data, len);
-	out->len = len;
+		memcpy(dst, data, len);
+	*out_len = len;
 	return DD_COMP_NONE;
 }
 
 int dd_compress(struct dd_buf *out, const void *data, size_t len, int level,
 		void *cctx)
 {
-	ZSTD_CCtx *own = NULL, *cc = cctx;
-	size_t n;
+	size_t n = 0;
 	int err;
 
 	dd_buf_reset(out);
-	/* Room for the raw fallback; a frame is only kept when smaller, so
-	 * it fits in len - 1 bytes and zstd stops early otherwise. */
 	err = dd_buf_reserve(out, len ? len : 1);
 	if (err < 0)
 		return err;
-	if (len < 2)
-		return store_raw(out, data, len);
-	if (!cc) {
-		own = ZSTD_createCCtx();
-		if (!own)
-			return dd_error_set(-ENOMEM, "cannot create a zstd "
-					    "context");
-		cc = own;
-	}
-	n = ZSTD_compressCCtx(cc, out->data, len - 1, data, len, level);
-	ZSTD_freeCCtx(own);
-	if (ZSTD_isError(n)) {
-		if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
-			return store_raw(out, data, len);
-		return dd_error_set(-EIO, "zstd compression failed: %s",
-				    ZSTD_getErrorName(n));
-	}
-	out->len = n;
-	return DD_COMP_ZSTD;
+	err = dd_compress_to(out->data, &n, data, len, level, cctx);
+	if (err >= 0)
+		out->len = n;
+	return err;
 }
 
 int dd_decompress_to(void *dst, uint32_t flags, const void *data, size_t len,

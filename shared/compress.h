@@ -27,6 +27,10 @@
  */
 int dd_compress(struct dd_buf *out, const void *data, size_t len, int level,
 		void *cctx);
+/* The same into `dst`, which has room for `len` bytes (the raw
+ * fallback's); *out_len is the stored length. */
+int dd_compress_to(void *dst, size_t *out_len, const void *data, size_t len,
+		   int level, void *cctx);
 
 /*
  * Decodes a stored chunk into out (replacing its contents). The result must

@@ -217,11 +217,53 @@ static void test_decompress_to(void)
 	free(dst);
 }
 
+/* dd_compress_to writes within `len` bytes exactly what dd_compress
+ * keeps: a frame for text, the raw bytes for noise and tiny inputs; the
+ * byte after the room is never touched. */
+static void test_compress_to(void)
+{
+	char text[FIXTURE_TEXT_LEN + 1];
+	size_t sizes[] = { 0, 1, 2, 8, 100, 4096, 65536, 300000 };
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	struct dd_buf z;
+
+	fixture_text(text);
+	dd_buf_init(&z, 0);
+	for (int kind = 0; kind < 2; kind++)
+		for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+			size_t n = sizes[si], got = 12345;
+			uint8_t *plain = kind ? pseudo_random(n + 1, n) :
+				malloc(n + 1);
+			uint8_t *dst = malloc(n + 1);
+			int f1, f2;
+
+			if (!kind)
+				for (size_t i = 0; i < n; i++)
+					plain[i] = (uint8_t)
+						text[i % FIXTURE_TEXT_LEN];
+			dst[n] = 0xa5;
+			f1 = dd_compress_to(dst, &got, plain, n, 3,
+					    si % 2 ? cc : NULL);
+			f2 = dd_compress(&z, plain, n, 3, NULL);
+			CHECK_EQ(f1, f2);
+			CHECK_EQ(got, z.len);
+			CHECK(got <= n && memcmp(dst, z.data, got) == 0);
+			CHECK_EQ(dst[n], 0xa5);
+			CHECK_EQ(f1, kind || n < 100 ? DD_COMP_NONE :
+				 DD_COMP_ZSTD);
+			free(plain);
+			free(dst);
+		}
+	ZSTD_freeCCtx(cc);
+	dd_buf_release(&z);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_roundtrip);
 	UNIT_RUN(test_decompress_to);
 	UNIT_RUN(test_incompressible);
+	UNIT_RUN(test_compress_to);
 	UNIT_RUN(test_frozen_frame);
 	UNIT_RUN(test_reject);
 	UNIT_RUN(test_bound);
