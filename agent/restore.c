@@ -76,7 +76,8 @@
  * other, the writers write past the page cache: with two, a third of the
  * restore's time was a CPU waiting for a disk) in less memory: the mixed
  * tree of `make bench` restored in 2.64-2.68 s against 2.94-3.06 s,
- * peak RSS 136-140 against 148-151 MiB (docs/FLOORS.md, "Fetches in flight"). */
+ * peak RSS 136-140 against 148-151 MiB (docs/FLOORS.md, "Fetches in
+ * flight"). */
 #define RESTORE_FETCHERS 4u
 #define RESTORE_SLOTS (RESTORE_FETCHERS + 1)
 #define RESTORE_BATCH_IDS 8192u
