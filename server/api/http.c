@@ -38,13 +38,14 @@
  * no plaintext listener anyway). */
 #define HTTP_HSTS "max-age=31536000"
 /* A request body starts with at most this much memory and grows as bytes
- * arrive: a declared Content-Length alone reserves nothing more... */
+ * arrive: a declared Content-Length alone reserves nothing more. A caller
+ * with a valid token gets its whole declared length when its first body
+ * bytes arrive, so that an agent's bundle (about 16 MiB) lands where it
+ * stays instead of being copied at every doubling: address space within
+ * the declared-length limits (body_memory, per_client_body_memory), its
+ * pages touched as bytes arrive, and none for a body never sent
+ * (docs/SECURITY.md). */
 #define HTTP_BODY_START (64u * 1024)
-/* ...unless the caller has a valid token: then up to this much of what it
- * declares, so that an agent's bundle (8 MiB at most) lands where it stays
- * instead of being copied at every doubling. Address space, not memory:
- * the pages are touched as bytes arrive (docs/SECURITY.md). */
-#define HTTP_BODY_TRUSTED_START (16u * 1024 * 1024)
 
 /* The status page's policy: only its own scripts, styles and API. */
 #define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
@@ -84,6 +85,7 @@ struct http_call {
 	struct tokens_identity who;
 	struct dd_buf body;
 	size_t cap;
+	bool reserve_whole;               /* body.cap at its first bytes */
 	uint64_t discarded;
 	uint64_t discard_max;             /* 0: HTTP_DISCARD_MAX */
 	char allow[64];                   /* for a 405: the methods allowed */
@@ -433,7 +435,7 @@ static enum MHD_Result http_begin(struct http_server *h,
 {
 	const char *cl;
 	char msg[128];
-	uint64_t len = 0, start;
+	uint64_t len = 0;
 	unsigned st;
 	bool chunked;
 
@@ -513,14 +515,15 @@ static enum MHD_Result http_begin(struct http_server *h,
 	}
 	/* dd_buf's cap 0 means unlimited, so a no-body route gets 1 and the
 	 * explicit check in http_upload. A declared length caps the buffer's
-	 * growth (libmicrohttpd delivers no more); the buffer starts at
-	 * HTTP_BODY_START, or HTTP_BODY_TRUSTED_START for a valid token. */
-	start = call->token == CONNS_TOKEN_VALID ? HTTP_BODY_TRUSTED_START :
-						   HTTP_BODY_START;
+	 * growth (libmicrohttpd delivers no more). A valid token's declared
+	 * body is reserved whole when its first bytes arrive (http_upload);
+	 * anybody else's starts at HTTP_BODY_START. */
 	dd_buf_init(&call->body, len > 0 ? (size_t)len : call->cap ? call->cap
 									: 1);
-	if (len > 0 && dd_buf_reserve(&call->body, len < start ? (size_t)len :
-				      start) < 0)
+	call->reserve_whole = len > 0 && call->token == CONNS_TOKEN_VALID;
+	if (len > 0 && !call->reserve_whole &&
+	    dd_buf_reserve(&call->body, len < HTTP_BODY_START ? (size_t)len :
+			   HTTP_BODY_START) < 0)
 		return http_fail_early(conn, call, method, url, 503,
 				       "out of memory");
 	call->reading_body = len > 0 || chunked;
@@ -549,7 +552,11 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 			call->too_large = true;
 			dd_buf_release(&call->body);
 		} else {
-			int rc = dd_buf_append(&call->body, data, n);
+			int rc = call->reserve_whole && !call->body.alloc ?
+				dd_buf_reserve(&call->body, call->body.cap) : 0;
+
+			if (rc == 0)
+				rc = dd_buf_append(&call->body, data, n);
 
 			if (rc == -E2BIG) {
 				call->too_large = true;
