@@ -21,6 +21,9 @@
 #                         backup and restore of the mixed tree, 0 = skip
 #   DD_BENCH_SETTLE       seconds to wait after sync before each first
 #                         backup and restore, default 3
+#   DD_BENCH_RESTORE_FS   1 (default) = as root, restore into (and extract
+#                         the tar floor into) a fresh ext4 made for the run
+#                         on a loop device; 0 = into the work dir
 #   DD_BENCH_DOCS         1 = write docs/BENCHMARKS.md, 0 = never; default:
 #                         only for a full run (scale 1, all three tools).
 #                         The report is always written to $DD_BENCH_DIR.
@@ -192,6 +195,64 @@ meta loadavg "$(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC1091
 meta os "$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")"
 meta fs "$(df -PT "$W" | awk 'NR==2{print $2}') at $W"
+
+# ------------------------------------------------------- restore targets
+
+# The restored trees and the `tar x` floor go to a file system made for
+# this run, when root can make one: a fresh ext4 with a journal on a loop
+# device (direct I/O, so that its writes reach the disk as the work dir's
+# do) over a sparse file in the work dir, removed at the end. The work
+# dir's own history then cannot move the restore rows: ext4 without a
+# journal (these machines' work disk) scans the inodes freed in the last
+# minutes when it makes a file, and whatever deleted files before the run
+# (the last run's cleanup, another job) slowed the restores it then timed
+# by up to half (docs/FLOORS.md, "An ext4 without a journal after a large
+# delete"). Elsewhere, or with DD_BENCH_RESTORE_FS=0, into the work dir.
+RFS=$W/restore-fs
+RFS_IMG=$W/restore-fs.img
+RFS_DEV=
+restore_fs_down() {
+	local dev
+	if mountpoint -q "$RFS" 2>/dev/null; then
+		umount "$RFS" || loud "cannot unmount $RFS"
+	fi
+	for dev in $RFS_DEV $(losetup -j "$RFS_IMG" 2>/dev/null | cut -d: -f1); do
+		losetup -d "$dev" 2>/dev/null
+	done
+	RFS_DEV=
+	rm -f "$RFS_IMG"
+	rmdir "$RFS" 2>/dev/null
+	return 0
+}
+restore_fs_up() {
+	local mib=$((MIXED_BYTES * 6 / 1048576 + 4096))
+	[ "${DD_BENCH_RESTORE_FS:-1}" = 1 ] && [ "$(id -u)" = 0 ] || return 1
+	command -v losetup >/dev/null && command -v mkfs.ext4 >/dev/null &&
+		command -v mountpoint >/dev/null || return 1
+	restore_fs_down     # what an interrupted run left
+	truncate -s "${mib}M" "$RFS_IMG" || { rm -f "$RFS_IMG"; return 1; }
+	RFS_DEV=$(losetup --direct-io=on -f --show "$RFS_IMG" 2>/dev/null) ||
+		{ RFS_DEV=; rm -f "$RFS_IMG"; return 1; }
+	# inode tables and journal written now, not by a background thread
+	# while tools are timed
+	if ! mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 \
+		"$RFS_DEV" >/dev/null 2>&1 || ! mkdir -p "$RFS" ||
+		! mount "$RFS_DEV" "$RFS"; then
+		restore_fs_down
+		return 1
+	fi
+}
+trap restore_fs_down EXIT     # replaced by cleanup (below), which does it too
+if restore_fs_up; then
+	RT=$RFS
+	meta restore_fs "a fresh ext4 (with a journal) on a loop device, made for the run"
+	say "restores go to a fresh ext4 on $RFS_DEV"
+else
+	RT=$RUN/restores
+	mkdir -p "$RT"
+	meta restore_fs "the work dir"
+	say "restores go to the work dir"
+fi
 meta mixed_bytes "$MIXED_BYTES"
 meta mixed_files "$MIXED_FILES"
 meta gen0_bytes "$GEN0_BYTES"
@@ -438,6 +499,7 @@ borg_teardown() { :; }
 
 cleanup() {
 	dedup_server_stop 2>/dev/null
+	restore_fs_down
 }
 trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
@@ -473,7 +535,7 @@ run_tool() {
 	bk "$tool" mixed-copy "$MIXCOPY"
 
 	say "$tool: restore of the first mixed-tree snapshot, then diff -r"
-	target=$RUN/$tool/restore
+	target=$RT/$tool-restore
 	rm -rf "$target"
 	mkdir -p "$target"
 	if [ -n "$snap_mixed" ]; then
@@ -560,7 +622,7 @@ dedup_encrypted() {
 	measure dedup mixed-1-enc "$out" "${env_agent[@]}" backup --json "$MIXED"
 	record dedup backup mixed-1-enc "$M_SECS" "$M_RSS" "$M_RC" "" "$(tr -d '\n\t' <"$out" | cut -c1-400)"
 	SNAP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot_id"])' "$out" 2>/dev/null)
-	target=$er/restore
+	target=$RT/dedup-enc-restore
 	rm -rf "$target"
 	mkdir -p "$target"
 	settle
@@ -596,7 +658,7 @@ warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; }
 # level 3 on 256 KiB blocks (-B, like chunks) and OpenSSL's SHA-256 are the
 # per-byte work every chunk needs.
 floors() {
-	local tarf=/dev/shm/dedup-bench-floor.$$.tar out=$RUN/floor-extract need_kb free_kb
+	local tarf=/dev/shm/dedup-bench-floor.$$.tar out=$RT/floor-extract need_kb free_kb
 	need_kb=$((MIXED_BYTES / 1024 * 11 / 10 + 65536))
 	free_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2{print $4}')
 	if [ "${free_kb:-0}" -lt "$need_kb" ]; then
@@ -639,7 +701,8 @@ rm -rf "$GENCUR"
 # The deletes that were held back (see TRASH above): restored trees and the
 # last run's files.
 say "removing the restored trees and the last run's files"
-rm -rf "$TRASH" "$TRASH-data" "$RUN/floor-extract" "$RUN"/*/restore
+rm -rf "$TRASH" "$TRASH-data" "$RUN/restores"
+restore_fs_down
 meta total_seconds "$(awk -v a="$T_ALL" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')"
 
 # ---------------------------------------------------------------- report

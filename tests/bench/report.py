@@ -357,7 +357,14 @@ def main():
         "while tools are timed (the last run's files and the restored trees are removed "
         "at the end), because ext4 without a journal creates files more slowly right after "
         "a large delete. So the numbers measure CPU and software overheads rather than the "
-        "disk, and every tool sees the same conditions in the same run.\n")
+        "disk, and every tool sees the same conditions in the same run.")
+    doc.append(
+        "- Every restore, and the `tar x` floor, writes into %s%s.\n" % (
+            meta.get("restore_fs", "the work dir"),
+            "" if meta.get("restore_fs", "the work dir") == "the work dir" else
+            " (so that files deleted on the work dir before the run cannot slow "
+            "creating files: docs/FLOORS.md, \"An ext4 without a journal after a "
+            "large delete\")"))
     doc.append("## Every step (wall seconds / peak RSS / client CPU seconds, user+sys; for dedup, the server's CPU seconds over the same step)\n")
     doc.append(details + "\n")
     if gens_log:
