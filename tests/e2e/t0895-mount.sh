@@ -55,6 +55,11 @@ wait_exit() {
 	MRC=$?
 	MPID=
 }
+# exit_log LOG: after a mount that did not end with 0, what the agent said
+# (a sanitizer's report included), for the run's output.
+exit_log() {
+	[ "$MRC" = 0 ] || { echo "# the agent's last words ($1):"; tail -n 40 "$1" | sed 's/^/#   /'; }
+}
 # listing DIR: `ls -lRn` with what a FUSE directory cannot share with the
 # source's file system taken out: "total" block counts and directory sizes.
 listing() {
@@ -199,6 +204,7 @@ check "the source's file was not touched" cmp -s "$S/src/notes.txt" "$V/src/note
 check "fusermount3 -u unmounts" fusermount3 -u "$MNT"
 wait_exit
 check_eq "the agent exits 0 after the unmount" 0 "$MRC"
+exit_log "$T/mount1.log"
 check "nothing is mounted any more" not mountpoint -q "$MNT"
 peak=$(sed -n 's/.*cache peak .* (\([0-9]*\) bytes).*/\1/p' "$T/mount1.log")
 check "the agent reports its cache use" test -n "$peak"
@@ -232,6 +238,7 @@ check "the agent is still running" kill -0 "$MPID"
 kill -TERM "$MPID"
 wait_exit
 check_eq "SIGTERM ends the agent with 0" 0 "$MRC"
+exit_log "$T/mount2.log"
 check "and unmounts" not mountpoint -q "$MNT"
 
 
@@ -299,6 +306,7 @@ check "the agent is still running" kill -0 "$MPID"
 fusermount3 -u "$MNT"
 wait_exit
 check_eq "and ends with 0 when unmounted" 0 "$MRC"
+exit_log "$T/mount3.log"
 # verify through the same proxy: each reference's length is checked
 # against the chunk, whichever reference came first (it took the first
 # one's length for all: a, named rightly, was blamed, or none was).
