@@ -8,6 +8,7 @@
  * can be acknowledged). Readers check every length against the file and the
  * chunk limits before using it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -49,6 +50,7 @@ struct dd_pack_writer {
 	uint64_t size;        /* where the next record goes */
 	uint64_t durable;     /* bytes the sink has made durable */
 	struct dd_buf pending;/* records appended since the last sync */
+	struct dd_buf *lender;/* gets pending's memory back (lend_buf) */
 	char *path;           /* the sink's name, for messages */
 	struct trailer_entry *ents;
 	size_t nents, aents;
@@ -465,6 +467,17 @@ void dd_pack_writer_detached_done(struct dd_pack_writer *w, size_t len,
 		(void)w->sink.cut(w->sink.ctx, w->durable);
 }
 
+void dd_pack_writer_lend_buf(struct dd_pack_writer *w, struct dd_buf *buf)
+{
+	struct dd_buf mine = w->pending;
+
+	assert(!w->lender && mine.len == 0);
+	dd_buf_reset(buf);
+	w->pending = *buf;
+	*buf = mine;
+	w->lender = buf;
+}
+
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w)
 {
 	return w->size;
@@ -536,6 +549,13 @@ void dd_pack_writer_free(struct dd_pack_writer *w)
 		(void)writer_flush(w, NULL, 0);
 	if (w->sink.close)
 		w->sink.close(w->sink.ctx, !w->created);
+	if (w->lender) {
+		struct dd_buf back = *w->lender;
+
+		dd_buf_reset(&w->pending);
+		*w->lender = w->pending;
+		w->pending = back;
+	}
 	dd_buf_release(&w->pending);
 	free(w->ents);
 	free(w->path);

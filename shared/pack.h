@@ -123,6 +123,13 @@ int dd_pack_writer_write_detached(struct dd_pack_writer *w,
 				  const struct dd_buf *buf);
 void dd_pack_writer_detached_done(struct dd_pack_writer *w, size_t len,
 				  int err);
+/* Lends the writer `buf`'s memory for the records it keeps until a sync
+ * (contents dropped; buf gets the writer's empty buffer meanwhile) and
+ * gives it back to `buf` when the writer is sealed or freed: one who
+ * writes pack after pack grows one buffer, not one per pack (whose
+ * growth copies, and whose fresh pages the kernel zeroes). Right after
+ * open; `buf` must outlive the writer. */
+void dd_pack_writer_lend_buf(struct dd_pack_writer *w, struct dd_buf *buf);
 uint64_t dd_pack_writer_size(const struct dd_pack_writer *w);
 uint64_t dd_pack_writer_seq(const struct dd_pack_writer *w);
 /* Appends the trailer, syncs, closes. The writer is freed either way. A

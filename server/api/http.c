@@ -47,6 +47,18 @@
  * (docs/SECURITY.md). */
 #define HTTP_BODY_START (64u * 1024)
 
+/* Trusted bodies' buffers of at least HTTP_STASH_MIN bytes are kept for
+ * the next ones (at most HTTP_STASH_SLOTS of them, HTTP_STASH_BYTES in
+ * all, each for HTTP_STASH_IDLE seconds unused): a fresh 16 MiB buffer is
+ * a fresh mapping, and the kernel zeroes and maps every page of it as the
+ * bytes arrive (5% of the server's CPU over a first backup). Memory the
+ * declared-length limits do not count, so it is bounded here, and freed
+ * when the last connection closes (docs/SECURITY.md). */
+#define HTTP_STASH_MIN (1u << 20)
+#define HTTP_STASH_BYTES (64u << 20)
+#define HTTP_STASH_SLOTS 4
+#define HTTP_STASH_IDLE 10.0
+
 /* The status page's policy: only its own scripts, styles and API. */
 #define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
 	"img-src 'self' data:; connect-src 'self'; base-uri 'none'; " \
@@ -64,8 +76,23 @@ struct http_daemon {
 	struct http_daemon *next;         /* in h->retired */
 };
 
+/* Idle body buffers (HTTP_STASH_MIN). */
+struct http_stash {
+	pthread_mutex_t mu;
+	struct {
+		uint8_t *data;
+		size_t alloc;
+		double since;             /* dd_monotonic() when kept */
+	} slot[HTTP_STASH_SLOTS];
+	unsigned n;
+	size_t bytes;
+	uint64_t reused, grown, fresh;    /* bodies given a buffer */
+};
+
 struct http_server {
 	struct http_config cfg;
+	struct http_stash stash;
+	unsigned open;                    /* connections, all daemons (atomic) */
 	int fd;                           /* the listening socket */
 	uint16_t port;
 	pthread_mutex_t lock;             /* current and retired */
@@ -530,6 +557,108 @@ static enum MHD_Result http_begin(struct http_server *h,
 	return MHD_YES;
 }
 
+/* Frees the stash's slots unused for HTTP_STASH_IDLE (all: `now` < 0).
+ * With st->mu held. */
+static void http_stash_trim(struct http_stash *st, double now)
+{
+	unsigned i = 0;
+
+	while (i < st->n) {
+		if (now >= 0 && now - st->slot[i].since < HTTP_STASH_IDLE) {
+			i++;
+			continue;
+		}
+		free(st->slot[i].data);
+		st->bytes -= st->slot[i].alloc;
+		st->slot[i] = st->slot[--st->n];
+	}
+}
+
+/* Gives `b` (empty) a buffer of `need` bytes or more for a body: the
+ * smallest kept one that holds it, else the largest kept one grown (the
+ * pages it has stay), else a new one. Sizes are rounded up to a MiB, so
+ * that bodies a few bytes longer than the last still fit. 0 or -ENOMEM. */
+static int http_stash_take(struct http_stash *st, struct dd_buf *b,
+			   size_t need)
+{
+	unsigned i, best = HTTP_STASH_SLOTS, big = HTTP_STASH_SLOTS;
+	size_t want = need, have = 0;
+	uint8_t *p = NULL;
+
+	if (need < HTTP_STASH_MIN)
+		return dd_buf_reserve(b, need);
+	if (need <= SIZE_MAX - HTTP_STASH_MIN)
+		want = (need + HTTP_STASH_MIN - 1) / HTTP_STASH_MIN *
+		       HTTP_STASH_MIN;
+	pthread_mutex_lock(&st->mu);
+	http_stash_trim(st, dd_monotonic());
+	for (i = 0; i < st->n; i++) {
+		if (st->slot[i].alloc >= need &&
+		    (best == HTTP_STASH_SLOTS ||
+		     st->slot[i].alloc < st->slot[best].alloc))
+			best = i;
+		if (big == HTTP_STASH_SLOTS ||
+		    st->slot[i].alloc > st->slot[big].alloc)
+			big = i;
+	}
+	if (best == HTTP_STASH_SLOTS)
+		best = big;
+	if (best < HTTP_STASH_SLOTS) {
+		p = st->slot[best].data;
+		have = st->slot[best].alloc;
+		st->bytes -= have;
+		st->slot[best] = st->slot[--st->n];
+	}
+	if (have >= need)
+		st->reused++;
+	else if (have)
+		st->grown++;
+	else
+		st->fresh++;
+	pthread_mutex_unlock(&st->mu);
+	if (have >= need) {
+		want = have;
+	} else {
+		uint8_t *q = realloc(p, want);
+
+		if (!q) {
+			free(p);
+			return -ENOMEM;
+		}
+		p = q;
+	}
+	b->data = p;
+	b->alloc = want;
+	b->len = 0;
+	return 0;
+}
+
+/* Releases a request's body, keeping its buffer if it was a trusted one
+ * and the stash has room. */
+static void http_body_done(struct http_server *h, struct http_call *call)
+{
+	struct http_stash *st = &h->stash;
+	struct dd_buf *b = &call->body;
+
+	if (call->reserve_whole && b->alloc >= HTTP_STASH_MIN) {
+		pthread_mutex_lock(&st->mu);
+		http_stash_trim(st, dd_monotonic());
+		if (st->n < HTTP_STASH_SLOTS &&
+		    b->alloc <= HTTP_STASH_BYTES - st->bytes) {
+			st->slot[st->n].data = b->data;
+			st->slot[st->n].alloc = b->alloc;
+			st->slot[st->n].since = dd_monotonic();
+			st->n++;
+			st->bytes += b->alloc;
+			b->data = NULL;
+			b->alloc = 0;
+			b->len = 0;
+		}
+		pthread_mutex_unlock(&st->mu);
+	}
+	dd_buf_release(b);
+}
+
 /* A request whose body is only read to be dropped (refused, too large)
  * is no longer in flight: a stop does not wait for a client sending it,
  * however slowly. */
@@ -552,8 +681,12 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 			call->too_large = true;
 			dd_buf_release(&call->body);
 		} else {
-			int rc = call->reserve_whole && !call->body.alloc ?
-				dd_buf_reserve(&call->body, call->body.cap) : 0;
+			int rc = 0;
+
+			if (call->reserve_whole && !call->body.alloc)
+				rc = http_stash_take(&call->dmn->h->stash,
+						     &call->body,
+						     call->body.cap);
 
 			if (rc == 0)
 				rc = dd_buf_append(&call->body, data, n);
@@ -662,7 +795,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn,
 		conns_request(h->conns, call->tracked, CONNS_TOKEN_TICKET, NULL,
 			      false, dd_monotonic());
 	/* The body is no longer needed: free it before sending the reply. */
-	dd_buf_release(&call->body);
+	http_body_done(h, call);
 	return http_send(conn, call, method, url, &rep);
 }
 
@@ -679,7 +812,7 @@ static void http_completed(void *cls, struct MHD_Connection *conn,
 	conns_idle(call->dmn->h->conns, call->tracked, dd_monotonic());
 	if (call->counted)
 		__atomic_sub_fetch(&call->dmn->active, 1, __ATOMIC_SEQ_CST);
-	dd_buf_release(&call->body);
+	http_body_done(call->dmn->h, call);
 	free(call);
 	*con_cls = NULL;
 }
@@ -744,6 +877,7 @@ static void http_conn_notify(void *cls, struct MHD_Connection *connection,
 		const union MHD_ConnectionInfo *fd, *addr;
 
 		__atomic_add_fetch(&d->conns, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&d->h->open, 1, __ATOMIC_SEQ_CST);
 		fd = MHD_get_connection_info(connection,
 					     MHD_CONNECTION_INFO_CONNECTION_FD);
 		addr = MHD_get_connection_info(
@@ -757,6 +891,13 @@ static void http_conn_notify(void *cls, struct MHD_Connection *connection,
 		conns_close(d->h->conns, *socket_context);
 		*socket_context = NULL;
 		__atomic_sub_fetch(&d->conns, 1, __ATOMIC_SEQ_CST);
+		/* Nobody connected: no body will want the kept buffers
+		 * soon. */
+		if (__atomic_sub_fetch(&d->h->open, 1, __ATOMIC_SEQ_CST) == 0) {
+			pthread_mutex_lock(&d->h->stash.mu);
+			http_stash_trim(&d->h->stash, -1);
+			pthread_mutex_unlock(&d->h->stash.mu);
+		}
 	}
 }
 
@@ -883,6 +1024,7 @@ int http_start(struct http_server **out, const struct http_config *cfg)
 	h->cfg.key_pem = NULL;
 	h->fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->stash.mu, NULL);
 	{
 		struct conns_limits lim = {
 			.max = cfg->connection_limit,
@@ -913,6 +1055,17 @@ int http_start(struct http_server **out, const struct http_config *cfg)
 uint16_t http_port(const struct http_server *h)
 {
 	return h->port;
+}
+
+void http_body_stats(struct http_server *h, struct http_body_stats *out)
+{
+	pthread_mutex_lock(&h->stash.mu);
+	out->kept = h->stash.n;
+	out->kept_bytes = h->stash.bytes;
+	out->reused = h->stash.reused;
+	out->grown = h->stash.grown;
+	out->fresh = h->stash.fresh;
+	pthread_mutex_unlock(&h->stash.mu);
 }
 
 void http_conn_stats(struct http_server *h, struct conns_stats *out)
@@ -1026,6 +1179,8 @@ void http_stop(struct http_server *h)
 		close(h->fd);
 	/* After the daemons: their connections are all closed now. */
 	conns_free(h->conns);
+	http_stash_trim(&h->stash, -1);
+	pthread_mutex_destroy(&h->stash.mu);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

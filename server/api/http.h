@@ -161,6 +161,16 @@ int http_start(struct http_server **out, const struct http_config *cfg);
 uint16_t http_port(const struct http_server *h);
 /* The connection table's figures (conns.h): for /metrics. */
 void http_conn_stats(struct http_server *h, struct conns_stats *out);
+/* Trusted bodies' buffers (http.c, HTTP_STASH_*): those kept idle now,
+ * and how each body of a MiB or more got its buffer. For /metrics. */
+struct http_body_stats {
+	unsigned kept;
+	size_t kept_bytes;
+	uint64_t reused;   /* a kept one that held it */
+	uint64_t grown;    /* a kept one, grown */
+	uint64_t fresh;    /* none kept: a new one */
+};
+void http_body_stats(struct http_server *h, struct http_body_stats *out);
 /*
  * Serves new connections with a new certificate and key (PEM, copied).
  * On failure (a bad pair) nothing changes and the reason is recorded.

@@ -707,6 +707,30 @@ static int routes_metrics_commits(struct dd_buf *b, struct routes_ctx *ctx)
 	return rc;
 }
 
+/* The buffers of trusted request bodies kept between them (http.c). */
+static int routes_body_metrics(struct http_server *h, struct dd_buf *b)
+{
+	static const char *const got = "dedup_http_body_buffers_total";
+	struct http_body_stats s;
+	int rc;
+
+	http_body_stats(h, &s);
+	rc = metrics_one(b, "dedup_http_body_buffers_kept_bytes", "gauge",
+			 "memory of request body buffers kept idle for the "
+			 "next bodies", (double)s.kept_bytes);
+	if (rc == 0)
+		rc = metrics_header(b, got, "counter", "trusted request bodies "
+				    "of a MiB or more, by how they got their "
+				    "buffer");
+	if (rc == 0)
+		rc = metrics_sample(b, got, "how", "reused", (double)s.reused);
+	if (rc == 0)
+		rc = metrics_sample(b, got, "how", "grown", (double)s.grown);
+	if (rc == 0)
+		rc = metrics_sample(b, got, "how", "fresh", (double)s.fresh);
+	return rc;
+}
+
 /* The connection table's figures (conns.h): who holds the slots, and
  * what was cut, so that an operator sees a flood or a hoarding client. */
 static int routes_conn_metrics(const struct routes_ctx *ctx,
@@ -751,6 +775,8 @@ static int routes_conn_metrics(const struct routes_ctx *ctx,
 				 "counter", "request bodies answered 503, over "
 				 "body_memory or per_client_body_memory",
 				 (double)s.body_refused);
+	if (rc == 0)
+		rc = routes_body_metrics(h, b);
 	return rc;
 }
 

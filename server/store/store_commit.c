@@ -16,6 +16,7 @@ void store_commit_init(struct store *s)
 	memset(&s->open, 0, sizeof(s->open));
 	s->open.tail = &s->open.head;
 	dd_buf_init(&s->commit_buf, 0);
+	dd_buf_init(&s->pack_buf, 0);
 	pthread_cond_init(&s->commit_cond, NULL);
 }
 
@@ -26,6 +27,7 @@ void store_commit_release(struct store *s)
 		leveldb_writebatch_destroy(s->open.batch);
 	s->open.batch = NULL;
 	dd_buf_release(&s->commit_buf);
+	dd_buf_release(&s->pack_buf);
 	pthread_cond_destroy(&s->commit_cond);
 }
 

@@ -234,6 +234,9 @@ struct store {
 	 * commits so that it and the writer's swap memory instead of
 	 * growing a new buffer for every group. */
 	struct dd_buf commit_buf;
+	/* Lent to each new pack writer for its pending records and given
+	 * back when it is sealed (dd_pack_writer_lend_buf). */
+	struct dd_buf pack_buf;
 	/* Under counters_lock: groups committed that wrote something (one
 	 * pack sync and one index write each), and the ingests they
 	 * answered (store_commit_stats). */

@@ -261,6 +261,7 @@ static int store_make_room(struct store *s, const struct store_plan *pl,
 		s->writer = NULL;
 		return store_ingest_errno(rc);
 	}
+	dd_pack_writer_lend_buf(s->writer, &s->pack_buf);
 	return 0;
 }
 

@@ -633,6 +633,78 @@ static void test_detached_write(void)
 	dd_buf_release(&buf);
 }
 
+/* A lent buffer holds the records, and comes back, emptied, at the seal
+ * (also after detached writes swapped it) or at a free. */
+static void test_lend_buf(void)
+{
+	struct dd_pack_writer *w = NULL;
+	struct dd_buf lent, spare;
+	struct seen s = { 0 };
+	char path[512];
+	uint8_t *data = NULL, *mem;
+	size_t len = 0;
+	bool sealed = false;
+	int i;
+
+	dd_buf_init(&lent, 0);
+	dd_buf_init(&spare, 0);
+	CHECK_EQ(dd_buf_append(&lent, "left over", 9), 0);
+	CHECK_EQ(dd_buf_reserve(&lent, 4096), 0);
+	mem = lent.data;
+	CHECK_EQ(dd_pack_writer_new(&w, tmpdir, 1), 0);
+	if (!w)
+		return;
+	dd_pack_writer_lend_buf(w, &lent);
+	CHECK(lent.data != mem);
+	CHECK_EQ(lent.len, 0);
+	for (i = 0; i < FIXTURE_NCHUNKS; i++)
+		CHECK_EQ(dd_pack_writer_append(w, &fx[i].id, fx[i].flags,
+					       fx[i].plain_len, fx[i].stored,
+					       fx[i].stored_len, NULL), 0);
+	CHECK_EQ(dd_pack_writer_sync(w), 0);
+	CHECK_EQ(dd_pack_writer_seal(w), 0);
+	CHECK(lent.data == mem);
+	CHECK_EQ(lent.len, 0);
+	dd_pack_path(path, sizeof(path), tmpdir, 1);
+	CHECK_EQ(dd_read_file(path, 1 << 20, &data, &len), 0);
+	unlink(path);
+	CHECK_EQ(scan_bytes(data, len, &s, &sealed), 0);
+	CHECK(sealed);
+	check_fixture_records(&s, FIXTURE_NCHUNKS);
+	free(data);
+
+	/* detached writes swap it with the caller's spare: one of the two
+	 * comes back, the other stays the caller's; a free gives it back
+	 * too */
+	CHECK_EQ(dd_pack_writer_new(&w, tmpdir, 1), 0);
+	if (!w)
+		return;
+	dd_pack_writer_lend_buf(w, &lent);
+	CHECK_EQ(dd_pack_writer_append(w, &fx[0].id, fx[0].flags,
+				       fx[0].plain_len, fx[0].stored,
+				       fx[0].stored_len, NULL), 0);
+	CHECK_EQ(dd_pack_writer_detach(w, &spare), 0);
+	CHECK(spare.data == mem);
+	CHECK_EQ(dd_pack_writer_append(w, &fx[1].id, fx[1].flags,
+				       fx[1].plain_len, fx[1].stored,
+				       fx[1].stored_len, NULL), 0);
+	CHECK_EQ(dd_pack_writer_write_detached(w, &spare), 0);
+	dd_pack_writer_detached_done(w, spare.len, 0);
+	dd_pack_writer_free(w);
+	CHECK(lent.data != NULL && lent.data != mem);
+	CHECK_EQ(lent.len, 0);
+	memset(&s, 0, sizeof(s));
+	dd_pack_path(path, sizeof(path), tmpdir, 1);
+	CHECK_EQ(dd_read_file(path, 1 << 20, &data, &len), 0);
+	unlink(path);
+	CHECK_EQ(scan_bytes(data, len, &s, &sealed), 0);
+	CHECK(!sealed);
+	check_fixture_records(&s, 2);
+	free(data);
+	dd_buf_release(&lent);
+	dd_buf_release(&spare);
+}
+
 static void cleanup_tmpdir(void)
 {
 	char cmd[600];
@@ -698,6 +770,7 @@ int main(void)
 	UNIT_RUN(test_scan_flips);
 	UNIT_RUN(test_read_record);
 	UNIT_RUN(test_loc_codec);
+	UNIT_RUN(test_lend_buf);
 	UNIT_RUN(test_detached_write);
 	UNIT_RUN(test_failed_says_why);
 	cleanup_tmpdir();
