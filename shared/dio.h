@@ -13,7 +13,9 @@
  * out of its cache.
  *
  * A dio_writer stages a file's data (given at increasing offsets) in one
- * aligned buffer and writes it in whole aligned blocks with O_DIRECT;
+ * aligned buffer and writes it in whole aligned blocks with O_DIRECT
+ * (straight from the caller's memory, no staging, where that lies
+ * aligned as the file offsets do: a pack writer's records, pack.h);
  * what cannot be aligned (the start after a gap, the end) goes through
  * the page cache. Either way every piece of zeros cut at multiples of the
  * hole block is left unwritten, a hole; a hole block of 0 writes every

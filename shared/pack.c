@@ -33,6 +33,9 @@
 #define TRAILER_MIN_LEN (TRAILER_HEAD_LEN + TRAILER_TAIL_LEN)
 /* Trailer entries read per pread while scanning a sealed pack. */
 #define SCAN_ENTRY_BLOCK 1024u
+/* A run of pending records starts where its address is congruent to its
+ * file offset modulo this (a page; dio.h's alignments divide it). */
+#define PACK_PENDING_ALIGN 4096u
 
 struct trailer_entry {
 	struct dd_id id;
@@ -49,7 +52,9 @@ struct dd_pack_writer {
 	uint64_t seq;
 	uint64_t size;        /* where the next record goes */
 	uint64_t durable;     /* bytes the sink has made durable */
-	struct dd_buf pending;/* records appended since the last sync */
+	struct dd_buf pending;/* records appended since the last sync, */
+	size_t pad;           /* after this many filler bytes */
+	size_t detached_pad;  /* the same of the detached run */
 	struct dd_buf *lender;/* gets pending's memory back (lend_buf) */
 	char *path;           /* the sink's name, for messages */
 	struct trailer_entry *ents;
@@ -368,6 +373,19 @@ int dd_pack_writer_append(struct dd_pack_writer *w, const struct dd_id *id,
 		w->ents = e;
 		w->aents = n;
 	}
+	if (w->pending.len == 0) {
+		/* The run's first byte goes where its address is congruent
+		 * to its file offset, so that a sink writing past the page
+		 * cache writes whole blocks straight from here (dio.h);
+		 * kept while the buffer does not move (lend_buf). */
+		err = dd_buf_reserve(&w->pending, PACK_PENDING_ALIGN - 1 +
+				     sizeof(hdr) + stored_len);
+		if (err < 0)
+			return dd_error_set(err, "out of memory");
+		w->pad = (size_t)((w->size - (uintptr_t)w->pending.data) &
+				  (PACK_PENDING_ALIGN - 1));
+		w->pending.len = w->pad;
+	}
 	err = dd_buf_reserve(&w->pending, sizeof(hdr) + stored_len);
 	if (err < 0)
 		return dd_error_set(err, "out of memory");
@@ -410,9 +428,13 @@ static int writer_flush(struct dd_pack_writer *w, const void *extra,
 			return dd_error_set(err, "out of memory");
 		dd_buf_append(&w->pending, extra, extra_len);
 	}
-	if (w->pending.len == 0)
+	if (w->pending.len == w->pad) {
+		dd_buf_reset(&w->pending);
+		w->pad = 0;
 		return 0;
-	err = w->sink.append(w->sink.ctx, w->pending.data, w->pending.len);
+	}
+	err = w->sink.append(w->sink.ctx, w->pending.data + w->pad,
+			     w->pending.len - w->pad);
 	if (err < 0) {
 		w->failed = err;
 		if (w->sink.cut)
@@ -421,8 +443,9 @@ static int writer_flush(struct dd_pack_writer *w, const void *extra,
 				 w->pending.len - extra_len : 0;
 		return err;
 	}
-	w->durable += w->pending.len - extra_len;
+	w->durable += w->pending.len - w->pad - extra_len;
 	dd_buf_reset(&w->pending);
+	w->pad = 0;
 	return 0;
 }
 
@@ -443,23 +466,26 @@ int dd_pack_writer_detach(struct dd_pack_writer *w, struct dd_buf *out)
 				    w->path, strerror(-w->failed));
 	dd_buf_reset(&spare);
 	*out = w->pending;
+	w->detached_pad = w->pad;
 	w->pending = spare;
+	w->pad = 0;
 	return 0;
 }
 
 int dd_pack_writer_write_detached(struct dd_pack_writer *w,
 				  const struct dd_buf *buf)
 {
-	if (buf->len == 0)
+	if (buf->len <= w->detached_pad)
 		return 0;
-	return w->sink.append(w->sink.ctx, buf->data, buf->len);
+	return w->sink.append(w->sink.ctx, buf->data + w->detached_pad,
+			      buf->len - w->detached_pad);
 }
 
 void dd_pack_writer_detached_done(struct dd_pack_writer *w, size_t len,
 				  int err)
 {
 	if (err == 0) {
-		w->durable += len;
+		w->durable += len > w->detached_pad ? len - w->detached_pad : 0;
 		return;
 	}
 	w->failed = err;

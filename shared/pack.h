@@ -108,6 +108,10 @@ int dd_pack_writer_sync(struct dd_pack_writer *w);
  *   detach   moves the records appended so far into *out (emptied
  *            first; its memory is swapped with the writer's buffer);
  *            later appends go after them. -EIO if the writer failed.
+ *            The records start after up to 4095 filler bytes that
+ *            place them in memory as they will lie in the file (modulo
+ *            a page), so that a sink writing past the page cache needs
+ *            no staging copy; pass out->len to done as it is.
  *   write    hands the detached bytes to the sink (durable on return);
  *            it touches only the sink, so it may run while another
  *            thread appends, but never beside a sync, seal, free or
