@@ -441,6 +441,32 @@ int conns_body_admit(struct conns *t, struct conn *c, const char *who,
 	return rc;
 }
 
+int conns_body_hold(struct conns *t, struct conn *c, uint64_t held)
+{
+	const struct conn *p;
+	uint64_t all = 0, mine = 0;
+	int rc = 0;
+
+	if (!c)
+		return -EBUSY;
+	pthread_mutex_lock(&t->lock);
+	for (p = t->head; p; p = p->next) {
+		if (p == c || p->cut)
+			continue;
+		all += p->body_held;
+		if (p->who == c->who && c->who != 0)
+			mine += p->body_held;
+	}
+	if ((t->lim.body_bytes && all + held > t->lim.body_bytes) ||
+	    (t->lim.client_body && c->who != 0 &&
+	     mine + held > t->lim.client_body))
+		rc = -EBUSY;
+	else if (held > c->body_held)
+		c->body_held = held;
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
 void conns_body(struct conns *t, struct conn *c, size_t n)
 {
 	if (!c)

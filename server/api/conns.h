@@ -135,6 +135,11 @@ void conns_request(struct conns *t, struct conn *c, enum conns_token token,
  * admitted. */
 int conns_body_admit(struct conns *t, struct conn *c, const char *who,
 		     uint64_t len);
+/* May the body admitted on c hold `held` bytes of memory instead (a
+ * buffer larger than its declared length)? Within both memory limits
+ * counting every other body, with no exemption for a body alone: 0 (then
+ * counted so until the response), or -EBUSY. A NULL c is refused. */
+int conns_body_hold(struct conns *t, struct conn *c, uint64_t held);
 /* `n` more body bytes arrived. */
 void conns_body(struct conns *t, struct conn *c, size_t n);
 /* The body is complete (or there was none); the request is being

@@ -49,15 +49,20 @@
 
 /* Trusted bodies' buffers of at least HTTP_STASH_MIN bytes are kept for
  * the next ones (at most HTTP_STASH_SLOTS of them, HTTP_STASH_BYTES in
- * all, each for HTTP_STASH_IDLE seconds unused): a fresh 16 MiB buffer is
- * a fresh mapping, and the kernel zeroes and maps every page of it as the
- * bytes arrive (5% of the server's CPU over a first backup). Memory the
- * declared-length limits do not count, so it is bounded here, and freed
- * when the last connection closes (docs/SECURITY.md). */
+ * all, each for HTTP_STASH_IDLE seconds unused, looked at every
+ * HTTP_STASH_TICK_MS): a fresh 16 MiB buffer is a fresh mapping, and the
+ * kernel zeroes and maps every page of it as the bytes arrive (5% of the
+ * server's CPU over a first backup). Memory the declared-length limits
+ * do not count, so it is bounded here, and freed when the last
+ * connection closes; and a body that takes a kept buffer more than
+ * HTTP_STASH_SLACK larger than its declared length is counted at the
+ * buffer's size by those limits (conns_body_hold: docs/SECURITY.md). */
 #define HTTP_STASH_MIN (1u << 20)
 #define HTTP_STASH_BYTES (64u << 20)
 #define HTTP_STASH_SLOTS 4
 #define HTTP_STASH_IDLE 10.0
+#define HTTP_STASH_TICK_MS 1000u
+#define HTTP_STASH_SLACK(need) ((need) / 16 + (64u << 10))
 
 /* The status page's policy: only its own scripts, styles and API. */
 #define HTTP_CSP "default-src 'none'; script-src 'self'; style-src 'self'; " \
@@ -92,6 +97,7 @@ struct http_stash {
 struct http_server {
 	struct http_config cfg;
 	struct http_stash stash;
+	struct dd_ticker *stash_ticker;   /* frees idle kept buffers */
 	unsigned open;                    /* connections, all daemons (atomic) */
 	int fd;                           /* the listening socket */
 	uint16_t port;
@@ -574,40 +580,51 @@ static void http_stash_trim(struct http_stash *st, double now)
 	}
 }
 
-/* Gives `b` (empty) a buffer of `need` bytes or more for a body: the
- * smallest kept one that holds it, else the largest kept one grown (the
- * pages it has stay), else a new one. Sizes are rounded up to a MiB, so
- * that bodies a few bytes longer than the last still fit. 0 or -ENOMEM. */
-static int http_stash_take(struct http_stash *st, struct dd_buf *b,
+/* Gives the body of `call` (empty) a buffer of `need` bytes or more:
+ * the smallest kept one that holds it with at most HTTP_STASH_SLACK to
+ * spare; else the smallest larger kept one, if the memory limits take
+ * its whole size as this body's (conns_body_hold); else the largest kept
+ * one too small for it, grown (the pages it has stay); else a new one.
+ * A grown or new one gets half the slack as room, so that bodies a
+ * little longer than this one fit it later. 0 or -ENOMEM. */
+static int http_stash_take(struct http_server *h, struct http_call *call,
 			   size_t need)
 {
-	unsigned i, best = HTTP_STASH_SLOTS, big = HTTP_STASH_SLOTS;
-	size_t want = need, have = 0;
+	struct http_stash *st = &h->stash;
+	struct dd_buf *b = &call->body;
+	unsigned i, fit = HTTP_STASH_SLOTS, big = HTTP_STASH_SLOTS;
+	unsigned small = HTTP_STASH_SLOTS, take;
+	size_t slack, want, have = 0;
 	uint8_t *p = NULL;
 
-	if (need < HTTP_STASH_MIN)
+	if (need < HTTP_STASH_MIN || need > SIZE_MAX / 2)
 		return dd_buf_reserve(b, need);
-	if (need <= SIZE_MAX - HTTP_STASH_MIN)
-		want = (need + HTTP_STASH_MIN - 1) / HTTP_STASH_MIN *
-		       HTTP_STASH_MIN;
+	slack = HTTP_STASH_SLACK(need);
+	want = need + slack / 2;
 	pthread_mutex_lock(&st->mu);
 	http_stash_trim(st, dd_monotonic());
 	for (i = 0; i < st->n; i++) {
-		if (st->slot[i].alloc >= need &&
-		    (best == HTTP_STASH_SLOTS ||
-		     st->slot[i].alloc < st->slot[best].alloc))
-			best = i;
-		if (big == HTTP_STASH_SLOTS ||
-		    st->slot[i].alloc > st->slot[big].alloc)
-			big = i;
+		size_t a = st->slot[i].alloc;
+		unsigned *to = a < need ? &small : a <= need + slack ? &fit
+								    : &big;
+
+		if (*to == HTTP_STASH_SLOTS ||
+		    (to == &small ? a > st->slot[*to].alloc
+				  : a < st->slot[*to].alloc))
+			*to = i;
 	}
-	if (best == HTTP_STASH_SLOTS)
-		best = big;
-	if (best < HTTP_STASH_SLOTS) {
-		p = st->slot[best].data;
-		have = st->slot[best].alloc;
+	take = fit;
+	if (take == HTTP_STASH_SLOTS && big < HTTP_STASH_SLOTS &&
+	    conns_body_hold(h->conns, call->tracked,
+			    st->slot[big].alloc) == 0)
+		take = big;
+	if (take == HTTP_STASH_SLOTS)
+		take = small;
+	if (take < HTTP_STASH_SLOTS) {
+		p = st->slot[take].data;
+		have = st->slot[take].alloc;
 		st->bytes -= have;
-		st->slot[best] = st->slot[--st->n];
+		st->slot[take] = st->slot[--st->n];
 	}
 	if (have >= need)
 		st->reused++;
@@ -631,6 +648,16 @@ static int http_stash_take(struct http_stash *st, struct dd_buf *b,
 	b->alloc = want;
 	b->len = 0;
 	return 0;
+}
+
+/* The ticker's: kept buffers unused for HTTP_STASH_IDLE go. */
+static void http_stash_tick(void *arg)
+{
+	struct http_stash *st = arg;
+
+	pthread_mutex_lock(&st->mu);
+	http_stash_trim(st, dd_monotonic());
+	pthread_mutex_unlock(&st->mu);
 }
 
 /* Releases a request's body, keeping its buffer if it was a trusted one
@@ -684,8 +711,7 @@ static enum MHD_Result http_upload(struct http_call *call, const char *data,
 			int rc = 0;
 
 			if (call->reserve_whole && !call->body.alloc)
-				rc = http_stash_take(&call->dmn->h->stash,
-						     &call->body,
+				rc = http_stash_take(call->dmn->h, call,
 						     call->body.cap);
 
 			if (rc == 0)
@@ -1025,6 +1051,14 @@ int http_start(struct http_server **out, const struct http_config *cfg)
 	h->fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->stash.mu, NULL);
+	rc = dd_ticker_start(&h->stash_ticker, HTTP_STASH_TICK_MS,
+			     http_stash_tick, &h->stash);
+	if (rc < 0) {
+		pthread_mutex_destroy(&h->stash.mu);
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return rc;
+	}
 	{
 		struct conns_limits lim = {
 			.max = cfg->connection_limit,
@@ -1179,6 +1213,7 @@ void http_stop(struct http_server *h)
 		close(h->fd);
 	/* After the daemons: their connections are all closed now. */
 	conns_free(h->conns);
+	dd_ticker_stop(h->stash_ticker);
 	http_stash_trim(&h->stash, -1);
 	pthread_mutex_destroy(&h->stash.mu);
 	pthread_mutex_destroy(&h->lock);

@@ -586,6 +586,71 @@ timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" restore "$ID" --tar
 check "and restores identical" diff -r "$T/keep" "$T/keep.r/$T/keep"
 server_stop TERM
 
+# ---- a kept buffer is counted at its size by the body memory limits ----
+# On one kept-alive connection with alice's token: a 20 MB body (refused
+# as a bundle, its buffer kept), then a 2 MB one. With the default
+# limits the 2 MB body may take the 20 MB buffer, counted as 20 MB of
+# hers; with per_client_body_memory=8M it may not (else a client could
+# hold 10x what the limits count) and gets a new one. Then, the
+# connection still open and nothing sent, the kept buffers go once idle
+# (10 s), by the server's own clock.
+cat > "$T/stash.py" <<'PY'
+import http.client, ssl, sys, time
+hostport, ca, tok, adm, idle = sys.argv[1:]
+host, port = hostport.rsplit(":", 1)
+c = http.client.HTTPSConnection(host, int(port), timeout=30,
+                                context=ssl.create_default_context(cafile=ca))
+def post(n):
+    c.request("POST", "/api/v1/chunks", body=b"x" * n,
+              headers={"Authorization": "Bearer " + tok,
+                       "Content-Type": "application/octet-stream"})
+    r = c.getresponse(); r.read()
+    return r.status
+def metrics():
+    c.request("GET", "/metrics", headers={"Authorization": "Bearer " + adm})
+    m = {}
+    for line in c.getresponse().read().decode().splitlines():
+        if line.startswith("dedup_http_body_buffers"):
+            k, v = line.rsplit(" ", 1)
+            m[k] = int(float(v))
+    return m
+def show(what):
+    m = metrics()
+    print(what, m.get('dedup_http_body_buffers_total{how="reused"}', -1),
+          m.get('dedup_http_body_buffers_total{how="fresh"}', -1),
+          m.get("dedup_http_body_buffers_kept_bytes", -1), flush=True)
+print("big", post(20000000), flush=True)
+show("after_big")
+print("small", post(2000000), flush=True)
+show("after_small")
+t0 = time.monotonic()
+while idle == "idle" and time.monotonic() - t0 < 25:
+    if metrics().get("dedup_http_body_buffers_kept_bytes", -1) == 0:
+        print("idle_freed %.1f" % (time.monotonic() - t0), flush=True)
+        break
+    time.sleep(0.5)
+c.close()
+PY
+server_start "$T/repo" || exit 1
+python3 "$T/stash.py" "${URL#https://}" "$CA" "$A" "$ADM" - > "$T/stash1.out" 2>&1
+sed 's/^/# default limits: /' "$T/stash1.out"
+check "the 20 MB body is answered (refused as a bundle)" grep -q '^big 4[0-9][0-9]$' "$T/stash1.out"
+check "its buffer is kept (about 20 MB)" \
+	awk '$1 == "after_big" && $4 >= 20000000 && $4 <= 22000000 { f = 1 } END { exit !f }' "$T/stash1.out"
+check "within the limits the 2 MB body takes it (reused 1, fresh 1)" \
+	grep -q '^after_small 1 1 ' "$T/stash1.out"
+server_stop TERM
+server_start "$T/repo" --set per_client_body_memory=8M || exit 1
+python3 "$T/stash.py" "${URL#https://}" "$CA" "$A" "$ADM" idle > "$T/stash2.out" 2>&1
+sed 's/^/# per_client_body_memory=8M: /' "$T/stash2.out"
+check "past her 8 MB the 2 MB body gets a new buffer (reused 0, fresh 2)" \
+	grep -q '^after_small 0 2 ' "$T/stash2.out"
+check "both kept then" \
+	awk '$1 == "after_small" && $4 >= 22000000 && $4 <= 25000000 { f = 1 } END { exit !f }' "$T/stash2.out"
+check "kept buffers go once idle, the connection still open" \
+	grep -q '^idle_freed' "$T/stash2.out"
+server_stop TERM
+
 # ---- a stop: not held up by a stranger's body, and not hanging newcomers ----
 # trickle.py TOKEN|- STOP: an upload declaring 60 MB, 1 MiB at once,
 # then 2 KiB/s (above min_body_rate) until STOP exists (at most 60 s).

@@ -580,6 +580,35 @@ static void test_body_memory(void)
 	conns_free(t);
 }
 
+/* A body that would hold a buffer larger than its declared length is
+ * counted at that size, within both limits and with no exemption for a
+ * body alone; a refusal leaves what it was counted at. */
+static void test_body_hold(void)
+{
+	struct conns_limits lim = { 10, 2, 0, 10, 0, 0, 100, 60 };
+	struct conns *t = NULL;
+
+	CHECK_EQ(conns_new(&t, &lim), 0);
+	for (int i = 0; i < 3; i++)
+		open_fake(t, i, 1, 0);
+	CHECK_EQ(conns_body_admit(t, fakes[0].c, "a", 10), 0);
+	CHECK_EQ(conns_body_hold(t, fakes[0].c, 61), -EBUSY); /* alone too */
+	CHECK_EQ(conns_body_hold(t, fakes[0].c, 40), 0);
+	/* her share: 40 of 60 held, so 30 more is refused, 20 taken */
+	CHECK_EQ(conns_body_admit(t, fakes[1].c, "a", 30), -EBUSY);
+	CHECK_EQ(conns_body_admit(t, fakes[1].c, "a", 20), 0);
+	/* all: 60 of 100 held; b's body may hold 40, not 41 */
+	CHECK_EQ(conns_body_admit(t, fakes[2].c, "b", 10), 0);
+	CHECK_EQ(conns_body_hold(t, fakes[2].c, 41), -EBUSY);
+	CHECK_EQ(conns_body_hold(t, fakes[2].c, 40), 0);
+	/* a's first answer sent: its 40 freed */
+	conns_idle(t, fakes[0].c, base);
+	CHECK_EQ(conns_body_admit(t, fakes[0].c, "a", 40), 0);
+	CHECK_EQ(conns_body_hold(t, NULL, 1), -EBUSY);
+	close_all(t, 3);
+	conns_free(t);
+}
+
 static void test_bad_limits(void)
 {
 	struct conns_limits lim = { 4, 4, 0, 10, 0, 0, 0, 0 };
@@ -610,6 +639,7 @@ int main(void)
 	UNIT_RUN(test_ticket_trust_ends_with_its_response);
 	UNIT_RUN(test_body_rate_window);
 	UNIT_RUN(test_body_memory);
+	UNIT_RUN(test_body_hold);
 	UNIT_RUN(test_bad_limits);
 	UNIT_DONE();
 }
