@@ -11,13 +11,18 @@ if [ -z "$D" ] || [ ! -e "$D/.dedup-ceph" ]; then
 	echo "down.sh: '${D}' is not a directory made by tests/ceph/up.sh" >&2
 	exit 2
 fi
+D=$(cd "$D" && pwd)   # as up.sh named it in CEPH_CONF
 pids=()
 for f in "$D"/run/*.pid; do
 	[ -f "$f" ] || continue
 	p=$(cat "$f")
 	case "$p" in '' | *[!0-9]*) continue ;; esac
-	# only a ceph daemon of this cluster (its pid file could be stale)
-	grep -qa -- "$D/ceph.conf\|ceph-" "/proc/$p/cmdline" 2>/dev/null || continue
+	# only a ceph daemon of this cluster: its pid file could be stale, and
+	# the PID another cluster's daemon by now (up.sh starts them with
+	# CEPH_CONF naming this directory's file)
+	grep -qa -- "^ceph-" "/proc/$p/cmdline" 2>/dev/null || continue
+	tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null |
+		grep -qxF -- "CEPH_CONF=$D/ceph.conf" || continue
 	kill -TERM "$p" 2>/dev/null && pids+=("$p")
 done
 for _ in $(seq 1 100); do

@@ -13,20 +13,62 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/dedup-e2e.XXXXXX")
 _pass=0
 _fail=0
 SERVER_PID=
+# Servers this script started, as PID:START (the process's start time in
+# clock ticks): pid_max may be 32768, so a PID that exited is soon another
+# process's, maybe another test's; only a PID whose start time still
+# matches is signalled (track_pid, signal_tracked).
 SERVER_PIDS=()
 # The agent remembers its last snapshot per configuration (agent/parent.h):
 # keep that state inside the test directory.
 export DEDUP_STATE_DIR=$T/agent-state
 
+# pid_start PID: its start time (field 22 of /proc/PID/stat), or nothing
+# if it is gone.
+pid_start() {
+	local st
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	st=${st##*) }
+	set -- $st
+	echo "${20}"
+}
+# ours PID: PID is still a child of this script (a PID that exited may be
+# another process's by now, another test's: never signal that one).
+ours() {
+	local st
+	[ -n "${1:-}" ] || return 1
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	st=${st##*) }
+	set -- $st
+	[ "$2" = "$$" ]
+}
+# track_pid PID: remember a server started here (SERVER_PIDS).
+track_pid() { SERVER_PIDS+=("$1:$(pid_start "$1")"); }
+# untrack_pid PID: it was stopped and waited for.
+untrack_pid() {
+	local e keep=()
+	for e in "${SERVER_PIDS[@]}"; do
+		[ "${e%%:*}" = "$1" ] || keep+=("$e")
+	done
+	SERVER_PIDS=("${keep[@]}")
+}
+# signal_tracked SIG: sends SIG to every tracked server still the same
+# process, then waits for those that are this shell's children.
+signal_tracked() {
+	local e p
+	for e in "${SERVER_PIDS[@]}"; do
+		p=${e%%:*}
+		[ -n "${e#*:}" ] && [ "$(pid_start "$p")" = "${e#*:}" ] &&
+			kill -"$1" "$p" 2>/dev/null
+	done
+	for e in "${SERVER_PIDS[@]}"; do
+		wait "${e%%:*}" 2>/dev/null
+	done
+}
+
 CEPH_DIRS=()
 cleanup() {
-	local p d
-	for p in "${SERVER_PIDS[@]}"; do
-		kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
-	done
-	for p in "${SERVER_PIDS[@]}"; do
-		wait "$p" 2>/dev/null
-	done
+	local d
+	signal_tracked TERM
 	for d in "${CEPH_DIRS[@]}"; do
 		[ -e "$d/.dedup-ceph" ] && bash "$E2E_DIR/../ceph/down.sh" "$d"
 	done
@@ -78,7 +120,7 @@ server_start() {
 	"$SERVER" serve --config /dev/null --repo "$repo" --listen 127.0.0.1:0 \
 		--ready-file "$ready" "$@" 2>>"$T/server.log" &
 	SERVER_PID=$!
-	SERVER_PIDS+=("$SERVER_PID")
+	track_pid "$SERVER_PID"
 	local i
 	for i in $(seq 1 200); do
 		[ -s "$ready" ] && break
@@ -106,6 +148,7 @@ server_stop() {
 	done
 	wait "$SERVER_PID" 2>/dev/null
 	SERVER_RC=$?
+	untrack_pid "$SERVER_PID"
 	SERVER_PID=
 }
 

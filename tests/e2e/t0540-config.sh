@@ -15,7 +15,7 @@ serve_conf() {
 	shift
 	"$SERVER" serve --config "$conf" --ready-file "$ready" "$@" 2>>"$T/server.log" &
 	SERVER_PID=$!
-	SERVER_PIDS+=("$SERVER_PID")
+	track_pid "$SERVER_PID"
 	for i in $(seq 1 200); do
 		[ -s "$ready" ] && break
 		kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -73,7 +73,7 @@ bad() { # DESCRIPTION CONTENT PATTERN...
 	timeout 10 "$SERVER" serve --config "$T/bad.conf" --repo "$T/repo" \
 		--ready-file "$T/bad.ready" 2>"$T/bad.err" &
 	local pid=$!
-	SERVER_PIDS+=("$pid")
+	track_pid "$pid"
 	wait "$pid"; rc=$?
 	local okk=1 p
 	[ "$rc" = 1 ] || okk=0

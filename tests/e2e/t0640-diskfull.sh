@@ -13,9 +13,7 @@ if ! mount -t tmpfs -o size=24m dedup-test "$MNT" 2>"$T/mount.err"; then
 	finish
 fi
 h6_cleanup() {
-	local p
-	for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	signal_tracked TERM
 	umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 	cleanup
 }

@@ -64,7 +64,7 @@ dpkg() {
 REPO=/var/lib/dedup
 SRV_PID=
 pkg_cleanup() {
-	if [ -n "$SRV_PID" ]; then
+	if ours "$SRV_PID"; then
 		kill -TERM "$SRV_PID" 2>/dev/null
 		wait "$SRV_PID" 2>/dev/null
 	fi

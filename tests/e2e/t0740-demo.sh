@@ -22,7 +22,7 @@ for i in $(seq 1 300); do printf 'file %d\n%0200d\n' "$i" "$i" > "$T/data/src/f$
 	DEDUP_DEMO_LISTEN=127.0.0.1:0 bash "$TOP/packaging/demo.sh" data \
 	>"$T/demo.out" 2>"$T/demo.err")
 rc=$?
-[ -s "$D/server.pid" ] && SERVER_PIDS+=("$(cat "$D/server.pid")")
+[ -s "$D/server.pid" ] && track_pid "$(cat "$D/server.pid")"
 check_eq "the demo exits 0" 0 "$rc"
 [ "$rc" = 0 ] || { cat "$T/demo.out" "$T/demo.err"; finish; }
 check "it prints the snapshot id" grep -qE '^snapshot id: [0-9a-f]{64}$' "$T/demo.out"

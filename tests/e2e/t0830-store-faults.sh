@@ -283,9 +283,7 @@ PY
 }
 MOUNTED=
 store_cleanup() {
-	local p
-	for p in "${SERVER_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-	for p in "${SERVER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	signal_tracked TERM
 	[ -n "$MOUNTED" ] && { umount "$MOUNTED" 2>/dev/null || umount -l "$MOUNTED"; }
 	cleanup
 }
@@ -320,7 +318,7 @@ section_index() {
 		"$SERVER" serve --config /dev/null --repo "$R3" --listen 127.0.0.1:0 \
 			--ready-file "$T/ready.x" > "$T/serve.$kind" 2>&1 &
 		pid=$!
-		SERVER_PIDS+=("$pid")
+		track_pid "$pid"
 		for i in $(seq 1 100); do
 			[ -s "$T/ready.x" ] && break
 			kill -0 "$pid" 2>/dev/null || break
@@ -329,6 +327,7 @@ section_index() {
 		check "index $kind: the server refuses to start" test ! -s "$T/ready.x"
 		kill -TERM "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
+		untrack_pid "$pid"
 		check "index $kind: it says the index is damaged and how to repair" \
 			grep -q "the index is damaged: .*repair --rebuild-index" "$T/serve.$kind"
 		"$SERVER" check --repo "$R3" > "$T/c.$kind" 2>&1

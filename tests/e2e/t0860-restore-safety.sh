@@ -250,7 +250,7 @@ proxy_start() { # MODE: sets PURL
 	for i in $(seq 1 200); do [ -s "$pf" ] && break; sleep 0.05; done
 	PURL=https://127.0.0.1:$(cat "$pf")
 }
-trap 'for p in "${PROXY_PIDS[@]}"; do kill "$p" 2>/dev/null; done; cleanup' EXIT
+trap 'for p in "${PROXY_PIDS[@]}"; do ours "$p" && kill "$p" 2>/dev/null; done; cleanup' EXIT
 
 mkdir -p "$T/small"
 for i in $(seq 1 300); do echo "small file number $i" > "$T/small/f$i"; done

@@ -23,7 +23,7 @@ mount_cleanup() {
 	if mountpoint -q "$MNT" 2>/dev/null; then
 		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
 	fi
-	if [ -n "$MPID" ] && kill -0 "$MPID" 2>/dev/null; then
+	if ours "$MPID"; then
 		kill -TERM "$MPID" 2>/dev/null
 		wait "$MPID" 2>/dev/null
 	fi

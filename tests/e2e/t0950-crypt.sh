@@ -99,7 +99,7 @@ crypt_cleanup() {
 	if mountpoint -q "$MNT" 2>/dev/null; then
 		fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
 	fi
-	[ -n "$MPID" ] && kill -0 "$MPID" 2>/dev/null && kill -TERM "$MPID" && wait "$MPID"
+	ours "$MPID" && kill -TERM "$MPID" && wait "$MPID"
 	cleanup
 }
 trap crypt_cleanup EXIT

@@ -167,7 +167,7 @@ fi
 
 # 4. a front-end that stops is no longer counted; its object is removed
 kill "$PID_B"; wait "$PID_B" 2>/dev/null
-SERVER_PIDS=("$PID_A")
+untrack_pid "$PID_B"
 gone() { ! rados_ stat stats/1 >/dev/null 2>&1; }
 check "B's stats object is removed when it stops" gone
 one_fe() { [ "$(json_get "$(stats A)" pool.frontends)" = 1 ]; }

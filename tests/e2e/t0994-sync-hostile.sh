@@ -121,7 +121,7 @@ repo_init "$R"
 echo "fake-token" > "$T/token"
 FAKE_PID=
 stop_fake() {
-	[ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null && wait "$FAKE_PID" 2>/dev/null
+	ours "$FAKE_PID" && kill "$FAKE_PID" 2>/dev/null && wait "$FAKE_PID" 2>/dev/null
 	FAKE_PID=
 }
 trap 'stop_fake; cleanup' EXIT
