@@ -527,9 +527,15 @@ for i in 1 2 3; do prand "big$i" 12000000 > "$T/big/f$i"; done
 timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$T/big" > "$T/big.out" 2>"$T/big.err"
 check_eq "with one body at a time, alice's 36 MB backup completes" 0 $?
 check "her agent waited out the server's 503s" grep -q "server busy.*waiting [0-9]* s and asking again" "$T/big.err"
-ID=$(json_get "$(cat "$T/big.out")" snapshot_id)
-timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" restore "$ID" --target "$T/big.r" 2>>"$T/agent.err"
-check "and restores identical" diff -r "$T/big" "$T/big.r/$T/big"
+# restores_same DIR: the snapshot $T/DIR.out names restores to DIR's bytes
+restores_same() {
+	local id
+	id=$(json_get "$(cat "$T/$1.out")" snapshot_id)
+	timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" restore "$id" \
+		--target "$T/$1.r" 2>>"$T/agent.err" &&
+		diff -r "$T/$1" "$T/$1.r/$T/$1"
+}
+check "and restores identical" restores_same big
 server_stop TERM
 
 # ---- trusted bodies' buffers are kept for the next ones, within bounds ----
@@ -581,9 +587,7 @@ check "after the backup, with a connection open, buffers are kept ($after bytes)
 check "never more than 64 MiB ($most)" test "${most:-0}" -le 67108864
 kept_none() { test "$(metric dedup_http_body_buffers_kept_bytes)" = 0; }
 check "once every connection closed, nothing is kept" until_true 10 kept_none
-ID=$(json_get "$(cat "$T/keep.out")" snapshot_id)
-timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" restore "$ID" --target "$T/keep.r" 2>>"$T/agent.err"
-check "and restores identical" diff -r "$T/keep" "$T/keep.r/$T/keep"
+check "and restores identical" restores_same keep
 server_stop TERM
 
 # ---- a kept buffer is counted at its size by the body memory limits ----
