@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,18 @@ static bool upload_bit(const struct dd_buf *bitmap, size_t i)
 	return bitmap->data[i / 8] & (1u << (i % 8));
 }
 
+/* Test hook DEDUP_TEST_STOP_AFTER_UPLOAD=1 (docs/OPERATIONS.md): the
+ * agent stops itself (SIGSTOP) once, right after its first bundle is
+ * stored, so that a test acts while a backup is surely in progress. */
+static void upload_test_stop(void)
+{
+	static int stopped;
+
+	if (dd_test_hook_u64("DEDUP_TEST_STOP_AFTER_UPLOAD", 1, 1, 0) &&
+	    !__atomic_exchange_n(&stopped, 1, __ATOMIC_SEQ_CST))
+		raise(SIGSTOP);
+}
+
 static int upload_send_bundle(struct upload_worker *w)
 {
 	int rc;
@@ -174,6 +187,7 @@ static int upload_send_bundle(struct upload_worker *w)
 		return agent_error_wrap(rc, "cannot upload chunks");
 	w->bundle_count = 0;
 	dd_buf_reset(&w->bundle);
+	upload_test_stop();
 	return 0;
 }
 

@@ -34,19 +34,21 @@ uploaded_chunks() {
 		grep -o '"uploaded_chunks": *[0-9]*' | grep -o '[0-9]*$' | head -n1
 }
 
-# freeze_mid_backup PID: SIGSTOPs the agent once its session shows an
-# upload (bounded wait); fails if the backup ended first.
+# freeze_mid_backup PID: waits (bounded) until the agent, started by
+# bg_backup with DEDUP_TEST_STOP_AFTER_UPLOAD=1, has stopped itself right
+# after its first upload, and checks that its session is still open;
+# fails if the backup ended first. (Polling for the upload and stopping
+# it from here lost the race once the backup took under 50 ms more.)
 freeze_mid_backup() {
-	local i n
+	local i st
 	for i in $(seq 1 1200); do
-		n=$(uploaded_chunks)
-		if [ -n "$n" ] && [ "$n" -gt 0 ]; then
-			kill -STOP "$1"
-			# Still open after the stop: the snapshot is not made.
+		st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
+		if [ "$st" = T ]; then
+			# Still open while stopped: the snapshot is not made.
 			[ -n "$(uploaded_chunks)" ]
 			return
 		fi
-		kill -0 "$1" 2>/dev/null || return 1
+		case "$st" in "" | Z) return 1 ;; esac
 		sleep 0.05
 	done
 	return 1
@@ -75,12 +77,14 @@ restores_same() { # SNAPSHOT DIR
 		diff -r "$2" "$T/r$2" >/dev/null
 }
 
-# bg_backup NAME DIR: carol's backup in the background (pid in AP). It
+# bg_backup NAME DIR: carol's backup in the background (pid in AP),
+# stopping itself after its first upload (freeze_mid_backup). It
 # ignores SIGHUP: the kernel sends one to a stopped process whose process
 # group becomes orphaned, which would end the test's frozen agent.
 bg_backup() {
 	( trap '' HUP
-	  exec "$AGENT" --server "$URL" --token "$C" --ca "$CA" backup --json "$2" \
+	  DEDUP_TEST_STOP_AFTER_UPLOAD=1 exec "$AGENT" --server "$URL" \
+		--token "$C" --ca "$CA" backup --json "$2" \
 		> "$T/$1.out" 2> "$T/$1.err" ) &
 	AP=$!
 }
