@@ -541,23 +541,37 @@ server_stop TERM
 # ---- trusted bodies' buffers are kept for the next ones, within bounds ----
 # 96 MB of incompressible data: about six bundles of 16 MiB over the
 # agent's upload threads, so later bodies find the buffers of earlier
-# ones. keep.py samples /metrics over one kept-alive connection while
+# ones. bufs.py samples /metrics over one kept-alive connection while
 # the backup runs and once after it (its connection still open, the
 # agent's closed); then it closes, and with no connection left nothing is
 # kept. The backup restores identical (a reused buffer's old bytes never
 # reach a body).
-cat > "$T/keep.py" <<'PY'
-import http.client, os, ssl, sys, time
-hostport, ca, token, stop, out = sys.argv[1:]
-host, port = hostport.rsplit(":", 1)
-c = http.client.HTTPSConnection(host, int(port), timeout=20,
-                                context=ssl.create_default_context(cafile=ca))
-def kept():
+# bodies.py: one kept-alive HTTPS connection to the server, and its
+# /metrics body-buffer series (both scripts below import it).
+cat > "$T/bodies.py" <<'PY'
+import http.client, ssl
+def connect(hostport, ca):
+    host, port = hostport.rsplit(":", 1)
+    return http.client.HTTPSConnection(
+        host, int(port), timeout=30,
+        context=ssl.create_default_context(cafile=ca))
+def buffers(c, token):
     c.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
+    m = {}
     for line in c.getresponse().read().decode().splitlines():
-        if line.startswith("dedup_http_body_buffers_kept_bytes "):
-            return int(float(line.split()[1]))
-    return -1
+        if line.startswith("dedup_http_body_buffers"):
+            k, v = line.rsplit(" ", 1)
+            m[k] = int(float(v))
+    return m
+KEPT = "dedup_http_body_buffers_kept_bytes"
+PY
+cat > "$T/bufs.py" <<'PY'
+import os, sys, time
+from bodies import connect, buffers, KEPT
+hostport, ca, token, stop, out = sys.argv[1:]
+c = connect(hostport, ca)
+def kept():
+    return buffers(c, token).get(KEPT, -1)
 with open(out, "w") as f:
     t0 = time.monotonic()
     while not os.path.exists(stop) and time.monotonic() - t0 < 120:
@@ -567,18 +581,18 @@ with open(out, "w") as f:
 c.close()
 PY
 server_start "$T/repo" || exit 1
-mkdir -p "$T/keep"
-for i in 1 2 3 4; do prand "keep$i" 24000000 > "$T/keep/f$i"; done
-python3 "$T/keep.py" "${URL#https://}" "$CA" "$ADM" "$T/keep.stop" "$T/keep.samples" 2>"$T/keep.py.err" &
+mkdir -p "$T/bufs"
+for i in 1 2 3 4; do prand "bufs$i" 24000000 > "$T/bufs/f$i"; done
+python3 "$T/bufs.py" "${URL#https://}" "$CA" "$ADM" "$T/bufs.stop" "$T/bufs.samples" 2>"$T/bufs.py.err" &
 KPID=$!
-timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$T/keep" > "$T/keep.out" 2>"$T/keep.err"
+timeout 120 "$AGENT" --server "$URL" --token "$A" --ca "$CA" backup --json "$T/bufs" > "$T/bufs.out" 2>"$T/bufs.err"
 check_eq "alice's 96 MB backup completes" 0 $?
-touch "$T/keep.stop"; wait "$KPID"
+touch "$T/bufs.stop"; wait "$KPID"
 reused=$(metric 'dedup_http_body_buffers_total{how="reused"}')
 grown=$(metric 'dedup_http_body_buffers_total{how="grown"}')
 fresh=$(metric 'dedup_http_body_buffers_total{how="fresh"}')
-after=$(awk '$1 == "after" { print $2 }' "$T/keep.samples")
-most=$(awk '{ print $2 }' "$T/keep.samples" | sort -n | tail -n1)
+after=$(awk '$1 == "after" { print $2 }' "$T/bufs.samples")
+most=$(awk '{ print $2 }' "$T/bufs.samples" | sort -n | tail -n1)
 echo "# body buffers: reused $reused, grown $grown, fresh $fresh; kept bytes: at most $most while sampled, $after after the backup"
 check "later bodies took kept buffers (reused $reused, grown $grown)" \
 	test "$((reused + grown))" -ge 1
@@ -587,7 +601,7 @@ check "after the backup, with a connection open, buffers are kept ($after bytes)
 check "never more than 64 MiB ($most)" test "${most:-0}" -le 67108864
 kept_none() { test "$(metric dedup_http_body_buffers_kept_bytes)" = 0; }
 check "once every connection closed, nothing is kept" until_true 10 kept_none
-check "and restores identical" restores_same keep
+check "and restores identical" restores_same bufs
 server_stop TERM
 
 # ---- a kept buffer is counted at its size by the body memory limits ----
@@ -599,11 +613,10 @@ server_stop TERM
 # connection still open and nothing sent, the kept buffers go once idle
 # (10 s), by the server's own clock.
 cat > "$T/stash.py" <<'PY'
-import http.client, ssl, sys, time
+import sys, time
+from bodies import connect, buffers, KEPT
 hostport, ca, tok, adm, idle = sys.argv[1:]
-host, port = hostport.rsplit(":", 1)
-c = http.client.HTTPSConnection(host, int(port), timeout=30,
-                                context=ssl.create_default_context(cafile=ca))
+c = connect(hostport, ca)
 def post(n):
     c.request("POST", "/api/v1/chunks", body=b"x" * n,
               headers={"Authorization": "Bearer " + tok,
@@ -611,25 +624,19 @@ def post(n):
     r = c.getresponse(); r.read()
     return r.status
 def metrics():
-    c.request("GET", "/metrics", headers={"Authorization": "Bearer " + adm})
-    m = {}
-    for line in c.getresponse().read().decode().splitlines():
-        if line.startswith("dedup_http_body_buffers"):
-            k, v = line.rsplit(" ", 1)
-            m[k] = int(float(v))
-    return m
+    return buffers(c, adm)
 def show(what):
     m = metrics()
     print(what, m.get('dedup_http_body_buffers_total{how="reused"}', -1),
           m.get('dedup_http_body_buffers_total{how="fresh"}', -1),
-          m.get("dedup_http_body_buffers_kept_bytes", -1), flush=True)
+          m.get(KEPT, -1), flush=True)
 print("big", post(20000000), flush=True)
 show("after_big")
 print("small", post(2000000), flush=True)
 show("after_small")
 t0 = time.monotonic()
 while idle == "idle" and time.monotonic() - t0 < 25:
-    if metrics().get("dedup_http_body_buffers_kept_bytes", -1) == 0:
+    if metrics().get(KEPT, -1) == 0:
         print("idle_freed %.1f" % (time.monotonic() - t0), flush=True)
         break
     time.sleep(0.5)
