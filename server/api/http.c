@@ -602,7 +602,6 @@ static int http_stash_take(struct http_server *h, struct http_call *call,
 	slack = HTTP_STASH_SLACK(need);
 	want = need + slack / 2;
 	pthread_mutex_lock(&st->mu);
-	http_stash_trim(st, dd_monotonic());
 	for (i = 0; i < st->n; i++) {
 		size_t a = st->slot[i].alloc;
 		unsigned *to = a < need ? &small : a <= need + slack ? &fit
@@ -669,7 +668,6 @@ static void http_body_done(struct http_server *h, struct http_call *call)
 
 	if (call->reserve_whole && b->alloc >= HTTP_STASH_MIN) {
 		pthread_mutex_lock(&st->mu);
-		http_stash_trim(st, dd_monotonic());
 		if (st->n < HTTP_STASH_SLOTS &&
 		    b->alloc <= HTTP_STASH_BYTES - st->bytes) {
 			st->slot[st->n].data = b->data;
