@@ -406,24 +406,34 @@ void conns_request(struct conns *t, struct conn *c, enum conns_token token,
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The body memory held by every connection but c, and of it by client
+ * `key`'s (0: none). With t->lock held. */
+static void conns_held_others(const struct conns *t, const struct conn *c,
+			      uint64_t key, uint64_t *all, uint64_t *mine)
+{
+	const struct conn *p;
+
+	*all = *mine = 0;
+	for (p = t->head; p; p = p->next) {
+		if (p == c || p->cut)
+			continue;
+		*all += p->body_held;
+		if (p->who == key && key != 0)
+			*mine += p->body_held;
+	}
+}
+
 int conns_body_admit(struct conns *t, struct conn *c, const char *who,
 		     uint64_t len)
 {
-	const struct conn *p;
-	uint64_t key, all = 0, mine = 0;
+	uint64_t key, all, mine;
 	int rc = 0;
 
 	if (!c)
 		return 0;
 	pthread_mutex_lock(&t->lock);
 	key = conns_who(t, who);
-	for (p = t->head; p; p = p->next) {
-		if (p == c || p->cut)
-			continue;
-		all += p->body_held;
-		if (p->who == key && key != 0)
-			mine += p->body_held;
-	}
+	conns_held_others(t, c, key, &all, &mine);
 	/* A body alone is admitted whatever its size (within its route's
 	 * cap): a limit below one request's size makes that client's
 	 * requests, or all, take turns, never fail for good. */
@@ -443,20 +453,13 @@ int conns_body_admit(struct conns *t, struct conn *c, const char *who,
 
 int conns_body_hold(struct conns *t, struct conn *c, uint64_t held)
 {
-	const struct conn *p;
-	uint64_t all = 0, mine = 0;
+	uint64_t all, mine;
 	int rc = 0;
 
 	if (!c)
 		return -EBUSY;
 	pthread_mutex_lock(&t->lock);
-	for (p = t->head; p; p = p->next) {
-		if (p == c || p->cut)
-			continue;
-		all += p->body_held;
-		if (p->who == c->who && c->who != 0)
-			mine += p->body_held;
-	}
+	conns_held_others(t, c, c->who, &all, &mine);
 	if ((t->lim.body_bytes && all + held > t->lim.body_bytes) ||
 	    (t->lim.client_body && c->who != 0 &&
 	     mine + held > t->lim.client_body))
